@@ -1,0 +1,213 @@
+//! Turns a validated [`Config`] into the immutable [`Snapshot`] the workers forward by.
+
+use rvs_dataplane::snapshot::{InterfaceAddr, PortInfo, RealServer, Route, Service, Snapshot};
+use rvs_dataplane::wire::MacAddr;
+
+use crate::config::{Config, ConfigError};
+
+/// Builds the snapshot for `config`.
+///
+/// * Port index = position in `config.ports`; `port_macs[i]` is the MAC of port `i`
+///   (as the DPDK side reports it), so the two lists must have the same length.
+/// * Every interface address becomes an [`InterfaceAddr`] and a connected [`Route`]
+///   (network address, no gateway); the configured routes follow, port names
+///   resolved to indices. [`Snapshot::finish`] sorts them longest prefix first.
+/// * Service and real server defaults are applied (real port = service port,
+///   real forwarding mode = service forwarding mode).
+///
+/// The config is validated first, so an invalid config never becomes a snapshot.
+pub fn build_snapshot(config: &Config, port_macs: &[MacAddr], generation: u64) -> Result<Snapshot, ConfigError> {
+    config.validate()?;
+    if port_macs.len() != config.ports.len() {
+        return Err(ConfigError::invalid(
+            "ports",
+            format!(
+                "{} ports are configured but the dataplane reports {} MAC addresses",
+                config.ports.len(),
+                port_macs.len()
+            ),
+        ));
+    }
+
+    let mut ports = Vec::with_capacity(config.ports.len());
+    let mut addresses = Vec::new();
+    let mut routes: Vec<Route> = Vec::new();
+    for (i, (port, mac)) in config.ports.iter().zip(port_macs).enumerate() {
+        let index = port_index(i)?;
+        ports.push(PortInfo { name: port.name.clone(), mac: *mac });
+        for cidr in &port.addresses {
+            addresses.push(InterfaceAddr { port: index, addr: cidr.addr, prefix_len: cidr.prefix_len });
+            let connected = Route { prefix: cidr.network(), prefix_len: cidr.prefix_len, via: None, port: index };
+            // Two addresses in one network share one connected route.
+            if !routes.contains(&connected) {
+                routes.push(connected);
+            }
+        }
+    }
+
+    for (i, route) in config.routes.iter().enumerate() {
+        let index = config
+            .ports
+            .iter()
+            .position(|p| p.name == route.port)
+            .ok_or_else(|| ConfigError::invalid(format!("routes[{i}].port"), format!("no port named `{}`", route.port)))
+            .and_then(port_index)?;
+        routes.push(Route {
+            prefix: route.prefix.network(),
+            prefix_len: route.prefix.prefix_len,
+            via: route.via,
+            port: index,
+        });
+    }
+
+    let services = config
+        .services
+        .iter()
+        .map(|s| Service {
+            key: s.key(),
+            scheduler: s.scheduler,
+            reals: s
+                .reals
+                .iter()
+                .map(|r| RealServer {
+                    addr: r.address,
+                    port: r.port_for(s),
+                    weight: r.weight,
+                    forward: r.forward_for(s),
+                })
+                .collect(),
+        })
+        .collect();
+
+    Ok(Snapshot {
+        generation,
+        ports,
+        addresses,
+        routes,
+        services,
+        service_index: Default::default(),
+        timeouts: config.timeouts,
+    }
+    .finish())
+}
+
+fn port_index(i: usize) -> Result<u16, ConfigError> {
+    u16::try_from(i).map_err(|_| ConfigError::invalid("ports", "too many ports"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use rvs_dataplane::snapshot::{ForwardMode, Protocol, SchedulerKind, ServiceKey, Timeouts};
+
+    use super::*;
+    use crate::config::EXAMPLE;
+
+    const MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 1]);
+
+    fn example() -> Config {
+        Config::from_json(EXAMPLE).expect("valid example")
+    }
+
+    #[test]
+    fn builds_the_example() {
+        let snap = build_snapshot(&example(), &[MAC], 7).expect("builds");
+        assert_eq!(snap.generation, 7);
+        assert_eq!(snap.ports, vec![PortInfo { name: "lan0".into(), mac: MAC }]);
+        assert_eq!(
+            snap.addresses,
+            vec![
+                InterfaceAddr { port: 0, addr: Ipv4Addr::new(10, 0, 0, 1), prefix_len: 24 },
+                InterfaceAddr { port: 0, addr: Ipv4Addr::new(10, 1, 0, 1), prefix_len: 24 },
+            ]
+        );
+        // Connected networks first (longer prefixes), the default route last.
+        assert_eq!(
+            snap.routes,
+            vec![
+                Route { prefix: Ipv4Addr::new(10, 0, 0, 0), prefix_len: 24, via: None, port: 0 },
+                Route { prefix: Ipv4Addr::new(10, 1, 0, 0), prefix_len: 24, via: None, port: 0 },
+                Route {
+                    prefix: Ipv4Addr::UNSPECIFIED,
+                    prefix_len: 0,
+                    via: Some(Ipv4Addr::new(10, 0, 0, 254)),
+                    port: 0
+                },
+            ]
+        );
+        assert_eq!(snap.timeouts, Timeouts::default());
+        let key = ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100), port: 80 };
+        let (idx, svc) = snap.service(&key).expect("service indexed");
+        assert_eq!(idx, 0);
+        assert_eq!(svc.scheduler, SchedulerKind::Rr);
+        assert_eq!(
+            svc.reals,
+            vec![
+                RealServer { addr: Ipv4Addr::new(10, 1, 0, 11), port: 80, weight: 1, forward: ForwardMode::Dr },
+                RealServer { addr: Ipv4Addr::new(10, 1, 0, 12), port: 80, weight: 1, forward: ForwardMode::Dr },
+            ]
+        );
+        assert_eq!(snap.route(Ipv4Addr::new(10, 1, 0, 11)).map(|r| r.via), Some(None));
+        assert_eq!(snap.route(Ipv4Addr::new(8, 8, 8, 8)).and_then(|r| r.via), Some(Ipv4Addr::new(10, 0, 0, 254)));
+    }
+
+    #[test]
+    fn resolves_ports_and_defaults() {
+        let mut c = example();
+        c.ports.push(crate::config::PortConfig {
+            name: "wan0".into(),
+            device: "net_af_packet1,iface=dp1".into(),
+            addresses: vec!["192.0.2.10/28".parse().expect("cidr"), "192.0.2.11/28".parse().expect("cidr")],
+        });
+        c.routes.push(crate::config::RouteConfig {
+            prefix: "198.51.100.0/24".parse().expect("cidr"),
+            via: Some(Ipv4Addr::new(192, 0, 2, 1)),
+            port: "wan0".into(),
+        });
+        c.services[0].forward = ForwardMode::Nat;
+        c.services[0].reals[0].port = Some(8080);
+        c.services[0].reals[0].weight = 5;
+        c.timeouts.udp = 30;
+        let mac1 = MacAddr([0x02, 0, 0, 0, 0, 2]);
+        let snap = build_snapshot(&c, &[MAC, mac1], 1).expect("builds");
+        assert_eq!(snap.ports[1], PortInfo { name: "wan0".into(), mac: mac1 });
+        assert_eq!(snap.port_addr(1), Some(Ipv4Addr::new(192, 0, 2, 10)));
+        // Two addresses in one /28: one connected route.
+        let wan_connected: Vec<_> = snap.routes.iter().filter(|r| r.port == 1 && r.via.is_none()).collect();
+        assert_eq!(wan_connected.len(), 1);
+        assert_eq!(wan_connected[0].prefix, Ipv4Addr::new(192, 0, 2, 0));
+        let r = snap.route(Ipv4Addr::new(198, 51, 100, 7)).expect("route");
+        assert_eq!((r.port, r.via), (1, Some(Ipv4Addr::new(192, 0, 2, 1))));
+        let reals = &snap.services[0].reals;
+        assert_eq!((reals[0].port, reals[0].weight, reals[0].forward), (8080, 5, ForwardMode::Nat));
+        // An explicit forward mode wins over the service's.
+        assert_eq!(reals[1].forward, ForwardMode::Dr);
+        assert_eq!(snap.timeouts.udp, 30);
+    }
+
+    #[test]
+    fn mac_count_must_match_ports() {
+        let err = build_snapshot(&example(), &[], 1).expect_err("no MACs");
+        assert_eq!(err.field(), Some("ports"));
+        assert!(err.to_string().contains("1 ports are configured but the dataplane reports 0"), "{err}");
+        assert!(build_snapshot(&example(), &[MAC, MAC], 1).is_err());
+    }
+
+    #[test]
+    fn invalid_config_is_refused() {
+        let mut c = example();
+        c.services[0].reals[0].weight = 70000;
+        let err = build_snapshot(&c, &[MAC], 1).expect_err("invalid");
+        assert_eq!(err.field(), Some("services[0].reals[0].weight"));
+    }
+
+    #[test]
+    fn empty_service_list_builds() {
+        let mut c = example();
+        c.services.clear();
+        let snap = build_snapshot(&c, &[MAC], 2).expect("builds");
+        assert!(snap.services.is_empty());
+        assert!(snap.service_index.is_empty());
+    }
+}

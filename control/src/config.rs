@@ -1,0 +1,949 @@
+//! The JSON configuration of rvsd: one serde schema for the config file and the REST API.
+//!
+//! Every object rejects unknown fields, so a typo (`"wieght"`) is an error, not a
+//! silently ignored setting. Parsing ([`Config::from_json`], [`Config::load`]) always
+//! runs [`Config::validate`], which names the offending field in JSON-path form
+//! (`services[1].reals[0].weight`).
+//!
+//! # Example
+//!
+//! ```json
+//! {
+//!   "eal": ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "rvs-lab"],
+//!   "main_lcore": 0,
+//!   "workers": [1],
+//!   "mbufs": 8191,
+//!   "idle_sleep_us": 50,
+//!   "conn_table_size": 65536,
+//!   "api": { "listen": "127.0.0.1:9090" },
+//!   "ports": [ { "name": "lan0", "device": "net_af_packet0,iface=dp0",
+//!                "addresses": ["10.0.0.1/24", "10.1.0.1/24"] } ],
+//!   "routes": [ { "prefix": "0.0.0.0/0", "via": "10.0.0.254", "port": "lan0" } ],
+//!   "timeouts": { "tcp": 900, "tcp_fin": 120, "tcp_syn": 60, "udp": 300 },
+//!   "services": [
+//!     { "protocol": "tcp", "vip": "10.0.0.100", "port": 80, "scheduler": "rr", "forward": "dr",
+//!       "reals": [ { "address": "10.1.0.11", "weight": 1 },
+//!                  { "address": "10.1.0.12", "port": 80, "weight": 1, "forward": "dr" } ] }
+//!   ]
+//! }
+//! ```
+//!
+//! # Defaults
+//!
+//! | field | default |
+//! |---|---|
+//! | `eal` | `[]` |
+//! | `main_lcore` | `0` |
+//! | `workers` | `[1]` |
+//! | `mbufs` | `8191` |
+//! | `idle_sleep_us` | `50` |
+//! | `conn_table_size` | `65536` |
+//! | `api.listen` | `"127.0.0.1:9090"` |
+//! | `routes` | `[]` |
+//! | `timeouts` | IPVS's: tcp 900, tcp_fin 120, tcp_syn 60, udp 300 (each field on its own) |
+//! | `services` | `[]` |
+//! | `services[].scheduler` | `"wrr"` (ipvsadm defaults to `wlc`; `wrr` is the closest weighted scheduler rvs implements) |
+//! | `services[].forward` | `"dr"` (ipvsadm's `-g`) |
+//! | `services[].reals` | `[]` |
+//! | `services[].reals[].port` | the service's port |
+//! | `services[].reals[].weight` | `1` |
+//! | `services[].reals[].forward` | the service's `forward` |
+//!
+//! `ports` has no default: at least one port is required.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::str::FromStr;
+
+use rvs_dataplane::snapshot::{prefix_contains, ForwardMode, Protocol, SchedulerKind, ServiceKey, Timeouts};
+use serde::{Deserialize, Serialize};
+
+pub use crate::error::ConfigError;
+
+/// Highest lcore id accepted (DPDK's default `RTE_MAX_LCORE` is 128).
+pub const MAX_LCORE: u32 = 128;
+/// Smallest mbuf pool accepted.
+pub const MIN_MBUFS: u32 = 1023;
+/// Largest connection table accepted, per worker (16 Mi entries).
+pub const MAX_CONN_TABLE_SIZE: u32 = 16 * 1024 * 1024;
+/// Largest timeout accepted, in seconds (one year).
+pub const MAX_TIMEOUT_S: u32 = 31_536_000;
+/// Largest real server weight (IPVS's range is 0..=65535).
+pub const MAX_WEIGHT: u32 = 65_535;
+/// Largest `idle_sleep_us` accepted (one second).
+pub const MAX_IDLE_SLEEP_US: u32 = 1_000_000;
+
+/// The whole rvsd configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Extra DPDK EAL arguments (the lcore list is derived from `main_lcore` and `workers`).
+    #[serde(default)]
+    pub eal: Vec<String>,
+    /// The lcore running the control plane.
+    #[serde(default)]
+    pub main_lcore: u32,
+    /// Lcores running a forwarding worker each.
+    #[serde(default = "default_workers")]
+    pub workers: Vec<u32>,
+    /// Mbufs in the packet pool (2^n - 1 is most memory-efficient).
+    #[serde(default = "default_mbufs")]
+    pub mbufs: u32,
+    /// How long an idle worker sleeps between empty polls, in microseconds (0 = busy poll).
+    #[serde(default = "default_idle_sleep_us")]
+    pub idle_sleep_us: u32,
+    /// Connection table entries per worker.
+    #[serde(default = "default_conn_table_size")]
+    pub conn_table_size: u32,
+    /// The REST API.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// Dataplane ports; a port's index is its position here.
+    pub ports: Vec<PortConfig>,
+    /// Static routes (connected networks of the port addresses are implicit).
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// Connection idle timeouts, in seconds.
+    #[serde(default, with = "timeouts_serde")]
+    pub timeouts: Timeouts,
+    /// Virtual services.
+    #[serde(default)]
+    pub services: Vec<ServiceConfig>,
+}
+
+/// The REST API listener.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address and port to listen on, e.g. `"127.0.0.1:9090"`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { listen: default_listen() }
+    }
+}
+
+/// A dataplane port.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    /// Operator-given name, referenced by routes.
+    pub name: String,
+    /// DPDK device: a PCI address or a vdev spec such as `net_af_packet0,iface=dp0`.
+    pub device: String,
+    /// The appliance's addresses on this port, with their connected prefix.
+    #[serde(default)]
+    pub addresses: Vec<Cidr>,
+}
+
+/// A static route.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Destination network, e.g. `"0.0.0.0/0"`.
+    pub prefix: Cidr,
+    /// Gateway; must lie in a connected network of `port`. Absent: the destination is on-link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<Ipv4Addr>,
+    /// Name of the egress port.
+    pub port: String,
+}
+
+/// A virtual service (ipvsadm `-A`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// `"tcp"` or `"udp"`.
+    pub protocol: Protocol,
+    /// Virtual IP address.
+    pub vip: Ipv4Addr,
+    /// Virtual port (1..=65535).
+    pub port: u16,
+    /// `"rr"` or `"wrr"`; default `"wrr"`.
+    #[serde(default = "default_scheduler")]
+    pub scheduler: SchedulerKind,
+    /// Default forwarding mode of the reals: `"dr"` or `"nat"`; default `"dr"`.
+    #[serde(default = "default_forward")]
+    pub forward: ForwardMode,
+    /// Real servers.
+    #[serde(default)]
+    pub reals: Vec<RealConfig>,
+}
+
+/// A real server of a service (ipvsadm `-a`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealConfig {
+    /// Real server address.
+    pub address: Ipv4Addr,
+    /// Real server port; default the service's port (and it must equal it in DR mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Scheduling weight 0..=65535; 0 takes no new connections. Default 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Forwarding mode; default the service's `forward`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<ForwardMode>,
+}
+
+fn default_workers() -> Vec<u32> {
+    vec![1]
+}
+fn default_mbufs() -> u32 {
+    8191
+}
+fn default_idle_sleep_us() -> u32 {
+    50
+}
+fn default_conn_table_size() -> u32 {
+    65536
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9090))
+}
+fn default_scheduler() -> SchedulerKind {
+    SchedulerKind::Wrr
+}
+fn default_forward() -> ForwardMode {
+    ForwardMode::Dr
+}
+fn default_weight() -> u32 {
+    1
+}
+
+/// `Timeouts` lives in the dataplane without `deny_unknown_fields` or per-field
+/// defaults; this (de)serializes it strictly, each missing field taking IPVS's default.
+mod timeouts_serde {
+    use rvs_dataplane::snapshot::Timeouts;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Strict {
+        #[serde(default = "tcp")]
+        tcp: u32,
+        #[serde(default = "tcp_fin")]
+        tcp_fin: u32,
+        #[serde(default = "tcp_syn")]
+        tcp_syn: u32,
+        #[serde(default = "udp")]
+        udp: u32,
+    }
+    fn tcp() -> u32 {
+        Timeouts::default().tcp
+    }
+    fn tcp_fin() -> u32 {
+        Timeouts::default().tcp_fin
+    }
+    fn tcp_syn() -> u32 {
+        Timeouts::default().tcp_syn
+    }
+    fn udp() -> u32 {
+        Timeouts::default().udp
+    }
+
+    pub fn serialize<S: Serializer>(t: &Timeouts, s: S) -> Result<S::Ok, S::Error> {
+        Strict { tcp: t.tcp, tcp_fin: t.tcp_fin, tcp_syn: t.tcp_syn, udp: t.udp }.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timeouts, D::Error> {
+        let s = Strict::deserialize(d)?;
+        Ok(Timeouts { tcp: s.tcp, tcp_fin: s.tcp_fin, tcp_syn: s.tcp_syn, udp: s.udp })
+    }
+}
+
+/// An IPv4 address with a prefix length, written `"a.b.c.d/len"` (len 0..=32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Cidr {
+    /// The address (an interface address, or a network address in a route).
+    pub addr: Ipv4Addr,
+    /// Prefix length, 0..=32.
+    pub prefix_len: u8,
+}
+
+impl Cidr {
+    /// Builds a CIDR; `None` when `prefix_len > 32`.
+    pub fn new(addr: Ipv4Addr, prefix_len: u8) -> Option<Self> {
+        (prefix_len <= 32).then_some(Cidr { addr, prefix_len })
+    }
+
+    /// The network address: `addr` with the host bits cleared.
+    pub fn network(&self) -> Ipv4Addr {
+        if self.prefix_len == 0 {
+            return Ipv4Addr::UNSPECIFIED;
+        }
+        let mask = u32::MAX << (32 - u32::from(self.prefix_len.min(32)));
+        Ipv4Addr::from(u32::from(self.addr) & mask)
+    }
+
+    /// True when `addr` lies in this network.
+    pub fn contains(&self, addr: Ipv4Addr) -> bool {
+        prefix_contains(self.addr, self.prefix_len, addr)
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("invalid CIDR `{s}`: expected a.b.c.d/len with len 0..=32");
+        let (addr, len) = s.split_once('/').ok_or_else(bad)?;
+        let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+        let len: u8 = len.parse().map_err(|_| bad())?;
+        Cidr::new(addr, len).ok_or_else(bad)
+    }
+}
+
+impl TryFrom<String> for Cidr {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Cidr> for String {
+    fn from(c: Cidr) -> String {
+        c.to_string()
+    }
+}
+
+impl ServiceConfig {
+    /// The service's identity: protocol, VIP, port.
+    pub fn key(&self) -> ServiceKey {
+        ServiceKey { protocol: self.protocol, vip: self.vip, port: self.port }
+    }
+
+    /// Index of the real server at `address:port` (port after defaults), if any.
+    pub fn real_index(&self, address: Ipv4Addr, port: u16) -> Option<usize> {
+        self.reals.iter().position(|r| r.address == address && r.port_for(self) == port)
+    }
+
+    /// Checks this service on its own. `path` prefixes every field name
+    /// (`"services[2]"`, or `""` for paths relative to the service);
+    /// `own_addrs` are the appliance's interface addresses.
+    pub fn validate_at(&self, path: &str, own_addrs: &[Ipv4Addr]) -> Result<(), ConfigError> {
+        if self.port == 0 {
+            return Err(ConfigError::invalid(join(path, "port"), "port 0 is not allowed; use 1..=65535"));
+        }
+        let vip = self.vip;
+        if vip.is_unspecified() || vip.is_broadcast() || vip.is_multicast() {
+            return Err(ConfigError::invalid(
+                join(path, "vip"),
+                format!("{vip} cannot be a virtual address; use a unicast address"),
+            ));
+        }
+        let mut seen: HashMap<(Ipv4Addr, u16), usize> = HashMap::new();
+        for (j, real) in self.reals.iter().enumerate() {
+            let rpath = join(path, &format!("reals[{j}]"));
+            let addr = real.address;
+            if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() {
+                return Err(ConfigError::invalid(
+                    join(&rpath, "address"),
+                    format!("{addr} cannot be a real server address; use a unicast address"),
+                ));
+            }
+            if addr == vip {
+                return Err(ConfigError::invalid(
+                    join(&rpath, "address"),
+                    format!("{addr} is the service's own virtual address"),
+                ));
+            }
+            if own_addrs.contains(&addr) {
+                return Err(ConfigError::invalid(
+                    join(&rpath, "address"),
+                    format!("{addr} is one of this appliance's own port addresses"),
+                ));
+            }
+            let port = real.port_for(self);
+            if port == 0 {
+                return Err(ConfigError::invalid(join(&rpath, "port"), "port 0 is not allowed; use 1..=65535"));
+            }
+            if real.weight > MAX_WEIGHT {
+                return Err(ConfigError::invalid(
+                    join(&rpath, "weight"),
+                    format!("{} is out of range 0..={MAX_WEIGHT}", real.weight),
+                ));
+            }
+            if real.forward_for(self) == ForwardMode::Dr && port != self.port {
+                return Err(ConfigError::invalid(
+                    join(&rpath, "port"),
+                    format!(
+                        "{port} differs from the service port {}; direct routing cannot change the port \
+                         (use the service port, or \"forward\": \"nat\")",
+                        self.port
+                    ),
+                ));
+            }
+            if let Some(first) = seen.insert((addr, port), j) {
+                return Err(ConfigError::invalid(
+                    join(&rpath, "address"),
+                    format!("duplicate real server {addr}:{port} (also reals[{first}])"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RealConfig {
+    /// The real server's port after defaults (the service's port when unset).
+    pub fn port_for(&self, service: &ServiceConfig) -> u16 {
+        self.port.unwrap_or(service.port)
+    }
+
+    /// The forwarding mode after defaults (the service's when unset).
+    pub fn forward_for(&self, service: &ServiceConfig) -> ForwardMode {
+        self.forward.unwrap_or(service.forward)
+    }
+}
+
+/// `prefix.field`, or `field` when the prefix is empty.
+fn join(prefix: &str, field: &str) -> String {
+    if prefix.is_empty() {
+        field.to_string()
+    } else {
+        format!("{prefix}.{field}")
+    }
+}
+
+fn check_timeout(field: &str, value: u32) -> Result<(), ConfigError> {
+    if (1..=MAX_TIMEOUT_S).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            format!("timeouts.{field}"),
+            format!("{value} is out of range 1..={MAX_TIMEOUT_S} seconds"),
+        ))
+    }
+}
+
+impl Config {
+    /// Parses and validates a config from JSON text.
+    pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = serde_json::from_str(text).map_err(|e| ConfigError::from_json_error(&e))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates the config file at `path`.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+        Config::from_json(&text)
+    }
+
+    /// Serializes the config as pretty JSON (what [`Config::from_json`] reads back).
+    pub fn to_json_pretty(&self) -> String {
+        // Serializing plain structs, strings and numbers into a String cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The appliance's own addresses, over all ports.
+    pub fn own_addresses(&self) -> Vec<Ipv4Addr> {
+        self.ports.iter().flat_map(|p| p.addresses.iter().map(|c| c.addr)).collect()
+    }
+
+    /// Index of the service with `key`, if any.
+    pub fn service_index(&self, key: &ServiceKey) -> Option<usize> {
+        self.services.iter().position(|s| s.key() == *key)
+    }
+
+    /// Checks every rule; the first violation is returned with its JSON path.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_lcores()?;
+        self.validate_ports()?;
+        self.validate_routes()?;
+        self.validate_timeouts()?;
+        self.validate_services()
+    }
+
+    fn validate_lcores(&self) -> Result<(), ConfigError> {
+        if self.main_lcore >= MAX_LCORE {
+            return Err(ConfigError::invalid(
+                "main_lcore",
+                format!("lcore {} is out of range 0..{MAX_LCORE}", self.main_lcore),
+            ));
+        }
+        if self.workers.is_empty() {
+            return Err(ConfigError::invalid("workers", "at least one worker lcore is required"));
+        }
+        let mut seen = HashSet::new();
+        for (i, &lcore) in self.workers.iter().enumerate() {
+            let field = format!("workers[{i}]");
+            if lcore >= MAX_LCORE {
+                return Err(ConfigError::invalid(field, format!("lcore {lcore} is out of range 0..{MAX_LCORE}")));
+            }
+            if lcore == self.main_lcore {
+                return Err(ConfigError::invalid(
+                    field,
+                    format!("lcore {lcore} is the main lcore; workers need lcores of their own"),
+                ));
+            }
+            if !seen.insert(lcore) {
+                return Err(ConfigError::invalid(field, format!("lcore {lcore} is listed twice")));
+            }
+        }
+        if self.mbufs < MIN_MBUFS {
+            return Err(ConfigError::invalid(
+                "mbufs",
+                format!("{} is too small; use at least {MIN_MBUFS}", self.mbufs),
+            ));
+        }
+        if self.idle_sleep_us > MAX_IDLE_SLEEP_US {
+            return Err(ConfigError::invalid(
+                "idle_sleep_us",
+                format!("{} is out of range 0..={MAX_IDLE_SLEEP_US}", self.idle_sleep_us),
+            ));
+        }
+        if !(1..=MAX_CONN_TABLE_SIZE).contains(&self.conn_table_size) {
+            return Err(ConfigError::invalid(
+                "conn_table_size",
+                format!("{} is out of range 1..={MAX_CONN_TABLE_SIZE}", self.conn_table_size),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_ports(&self) -> Result<(), ConfigError> {
+        if self.ports.is_empty() {
+            return Err(ConfigError::invalid("ports", "at least one port is required"));
+        }
+        if self.ports.len() > usize::from(u16::MAX) {
+            return Err(ConfigError::invalid("ports", "too many ports"));
+        }
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut addrs: HashMap<Ipv4Addr, String> = HashMap::new();
+        for (i, port) in self.ports.iter().enumerate() {
+            if port.name.trim().is_empty() {
+                return Err(ConfigError::invalid(format!("ports[{i}].name"), "must not be empty"));
+            }
+            if let Some(first) = names.insert(port.name.as_str(), i) {
+                return Err(ConfigError::invalid(
+                    format!("ports[{i}].name"),
+                    format!("duplicate port name `{}` (also ports[{first}])", port.name),
+                ));
+            }
+            if port.device.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("ports[{i}].device"),
+                    "must not be empty; give a PCI address or a vdev such as net_af_packet0,iface=eth1",
+                ));
+            }
+            for (j, cidr) in port.addresses.iter().enumerate() {
+                let field = format!("ports[{i}].addresses[{j}]");
+                if !(1..=32).contains(&cidr.prefix_len) {
+                    return Err(ConfigError::invalid(
+                        field,
+                        format!("{cidr}: prefix length {} is out of range 1..=32", cidr.prefix_len),
+                    ));
+                }
+                let a = cidr.addr;
+                if a.is_unspecified() || a.is_broadcast() || a.is_multicast() {
+                    return Err(ConfigError::invalid(field, format!("{a} cannot be an interface address")));
+                }
+                if let Some(first) = addrs.insert(a, field.clone()) {
+                    return Err(ConfigError::invalid(field, format!("duplicate address {a} (also {first})")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_routes(&self) -> Result<(), ConfigError> {
+        let mut seen: HashMap<(Ipv4Addr, u8), usize> = HashMap::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            let Some(port) = self.ports.iter().find(|p| p.name == route.port) else {
+                let known: Vec<&str> = self.ports.iter().map(|p| p.name.as_str()).collect();
+                return Err(ConfigError::invalid(
+                    format!("routes[{i}].port"),
+                    format!("no port named `{}`; known ports: {}", route.port, known.join(", ")),
+                ));
+            };
+            let prefix = route.prefix;
+            if prefix.network() != prefix.addr {
+                return Err(ConfigError::invalid(
+                    format!("routes[{i}].prefix"),
+                    format!("{prefix} has host bits set; did you mean {}/{}?", prefix.network(), prefix.prefix_len),
+                ));
+            }
+            if let Some(first) = seen.insert((prefix.addr, prefix.prefix_len), i) {
+                return Err(ConfigError::invalid(
+                    format!("routes[{i}].prefix"),
+                    format!("duplicate route {prefix} (also routes[{first}])"),
+                ));
+            }
+            if let Some(via) = route.via {
+                let field = format!("routes[{i}].via");
+                if via.is_unspecified() || via.is_broadcast() || via.is_multicast() {
+                    return Err(ConfigError::invalid(field, format!("{via} cannot be a gateway")));
+                }
+                if port.addresses.iter().any(|c| c.addr == via) {
+                    return Err(ConfigError::invalid(field, format!("{via} is this appliance's own address")));
+                }
+                if !port.addresses.iter().any(|c| c.contains(via)) {
+                    let nets: Vec<String> =
+                        port.addresses.iter().map(|c| format!("{}/{}", c.network(), c.prefix_len)).collect();
+                    return Err(ConfigError::invalid(
+                        field,
+                        format!(
+                            "gateway {via} is not in a connected network of port `{}` (connected: {})",
+                            port.name,
+                            if nets.is_empty() { "none".to_string() } else { nets.join(", ") }
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_timeouts(&self) -> Result<(), ConfigError> {
+        let t = &self.timeouts;
+        check_timeout("tcp", t.tcp)?;
+        check_timeout("tcp_fin", t.tcp_fin)?;
+        check_timeout("tcp_syn", t.tcp_syn)?;
+        check_timeout("udp", t.udp)
+    }
+
+    fn validate_services(&self) -> Result<(), ConfigError> {
+        let own = self.own_addresses();
+        let mut seen: HashMap<ServiceKey, usize> = HashMap::new();
+        for (i, service) in self.services.iter().enumerate() {
+            let path = format!("services[{i}]");
+            service.validate_at(&path, &own)?;
+            if let Some(first) = seen.insert(service.key(), i) {
+                return Err(ConfigError::invalid(
+                    path,
+                    format!("duplicate service {} (also services[{first}])", service.key()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The example config of the module docs, for tests.
+#[cfg(test)]
+pub(crate) const EXAMPLE: &str = r#"{
+  "eal": ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "rvs-lab"],
+  "main_lcore": 0,
+  "workers": [1],
+  "mbufs": 8191,
+  "idle_sleep_us": 50,
+  "conn_table_size": 65536,
+  "api": { "listen": "127.0.0.1:9090" },
+  "ports": [ { "name": "lan0", "device": "net_af_packet0,iface=dp0", "addresses": ["10.0.0.1/24", "10.1.0.1/24"] } ],
+  "routes": [ { "prefix": "0.0.0.0/0", "via": "10.0.0.254", "port": "lan0" } ],
+  "timeouts": { "tcp": 900, "tcp_fin": 120, "tcp_syn": 60, "udp": 300 },
+  "services": [
+    { "protocol": "tcp", "vip": "10.0.0.100", "port": 80, "scheduler": "rr", "forward": "dr",
+      "reals": [ { "address": "10.1.0.11", "weight": 1 }, { "address": "10.1.0.12", "port": 80, "weight": 1, "forward": "dr" } ] }
+  ]
+}"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> Config {
+        Config::from_json(EXAMPLE).expect("example config is valid")
+    }
+
+    /// Applies `edit` to the example and returns the field named by the validation error.
+    fn invalid_field(edit: impl FnOnce(&mut Config)) -> String {
+        let mut c = example();
+        edit(&mut c);
+        match c.validate() {
+            Err(ConfigError::Invalid { field, message }) => {
+                assert!(!message.is_empty());
+                field
+            }
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    fn parse_err(text: &str) -> (usize, usize, String) {
+        match Config::from_json(text) {
+            Err(ConfigError::Parse { line, column, message }) => (line, column, message),
+            other => panic!("expected a parse error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn example_parses() {
+        let c = example();
+        assert_eq!(c.eal.len(), 6);
+        assert_eq!(c.workers, vec![1]);
+        assert_eq!(c.api.listen, "127.0.0.1:9090".parse::<SocketAddr>().expect("addr"));
+        assert_eq!(c.ports[0].addresses[1], Cidr { addr: Ipv4Addr::new(10, 1, 0, 1), prefix_len: 24 });
+        assert_eq!(c.routes[0].via, Some(Ipv4Addr::new(10, 0, 0, 254)));
+        let s = &c.services[0];
+        assert_eq!(s.key(), ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100), port: 80 });
+        assert_eq!(s.scheduler, SchedulerKind::Rr);
+        assert_eq!(s.reals[0].port, None);
+        assert_eq!(s.reals[0].port_for(s), 80);
+        assert_eq!(s.reals[1].forward, Some(ForwardMode::Dr));
+        assert_eq!(s.real_index(Ipv4Addr::new(10, 1, 0, 12), 80), Some(1));
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = Config::from_json(
+            r#"{"ports": [{"name": "p", "device": "d"}],
+                "timeouts": {"tcp": 10},
+                "services": [{"protocol": "udp", "vip": "10.9.0.1", "port": 53,
+                              "reals": [{"address": "10.9.1.1"}]}]}"#,
+        )
+        .expect("valid");
+        assert!(c.eal.is_empty());
+        assert_eq!(c.main_lcore, 0);
+        assert_eq!(c.workers, vec![1]);
+        assert_eq!(c.mbufs, 8191);
+        assert_eq!(c.idle_sleep_us, 50);
+        assert_eq!(c.conn_table_size, 65536);
+        assert_eq!(c.api, ApiConfig::default());
+        assert!(c.routes.is_empty());
+        assert_eq!(c.timeouts, Timeouts { tcp: 10, ..Timeouts::default() });
+        let s = &c.services[0];
+        assert_eq!(s.scheduler, SchedulerKind::Wrr);
+        assert_eq!(s.forward, ForwardMode::Dr);
+        assert_eq!(s.reals[0].weight, 1);
+        assert_eq!(s.reals[0].forward_for(s), ForwardMode::Dr);
+        assert_eq!(s.reals[0].port_for(s), 53);
+    }
+
+    #[test]
+    fn round_trips() {
+        let c = example();
+        let json = serde_json::to_string(&c).expect("serialize");
+        let back = Config::from_json(&json).expect("reparse");
+        assert_eq!(c, back);
+        let pretty = Config::from_json(&c.to_json_pretty()).expect("reparse pretty");
+        assert_eq!(c, pretty);
+    }
+
+    #[test]
+    fn cidr_parsing() {
+        assert_eq!("10.0.0.0/8".parse::<Cidr>(), Ok(Cidr { addr: Ipv4Addr::new(10, 0, 0, 0), prefix_len: 8 }));
+        assert!("10.0.0.0".parse::<Cidr>().is_err());
+        assert!("10.0.0/8".parse::<Cidr>().is_err());
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("10.0.0.0/x".parse::<Cidr>().is_err());
+        let c = Cidr { addr: Ipv4Addr::new(10, 1, 2, 3), prefix_len: 16 };
+        assert_eq!(c.network(), Ipv4Addr::new(10, 1, 0, 0));
+        assert_eq!(c.to_string(), "10.1.2.3/16");
+        assert_eq!(Cidr { addr: Ipv4Addr::new(1, 2, 3, 4), prefix_len: 0 }.network(), Ipv4Addr::UNSPECIFIED);
+    }
+
+    #[test]
+    fn bad_cidr_is_a_parse_error() {
+        let text = EXAMPLE.replace("10.1.0.1/24", "10.1.0.1/40");
+        let (line, _, message) = parse_err(&text);
+        assert_eq!(line, 9);
+        assert!(message.contains("10.1.0.1/40"), "{message}");
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let text = EXAMPLE.replace("\"weight\": 1 }", "\"wieght\": 1 }");
+        let (line, column, message) = parse_err(&text);
+        assert!(message.contains("unknown field `wieght`"), "{message}");
+        assert_eq!(line, 14);
+        assert!(column > 0);
+        // Top level and nested objects alike.
+        let (_, _, message) = parse_err(&EXAMPLE.replace("\"mbufs\"", "\"mbuf\""));
+        assert!(message.contains("unknown field `mbuf`"), "{message}");
+        let (_, _, message) = parse_err(&EXAMPLE.replace("\"tcp_syn\"", "\"syn\""));
+        assert!(message.contains("unknown field `syn`"), "{message}");
+        let (_, _, message) = parse_err(&EXAMPLE.replace("\"listen\"", "\"bind\""));
+        assert!(message.contains("unknown field `bind`"), "{message}");
+    }
+
+    #[test]
+    fn wrong_type_is_rejected() {
+        let (_, _, message) = parse_err(&EXAMPLE.replace("\"mbufs\": 8191", "\"mbufs\": \"lots\""));
+        assert!(message.contains("invalid type: string \"lots\""), "{message}");
+        let (_, _, message) = parse_err(&EXAMPLE.replace("\"scheduler\": \"rr\"", "\"scheduler\": \"wlc\""));
+        assert!(message.contains("unknown variant `wlc`"), "{message}");
+        let (_, _, message) = parse_err(&EXAMPLE.replace("10.0.0.100", "10.0.0"));
+        assert!(message.contains("invalid IPv4 address syntax"), "{message}");
+        let (_, _, message) = parse_err(&EXAMPLE.replace("\"port\": 80,", "\"port\": 70000,"));
+        assert!(message.contains("70000"), "{message}");
+        let (_, _, message) = parse_err(r#"{"workers": [1]}"#);
+        assert!(message.contains("missing field `ports`"), "{message}");
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let text = EXAMPLE.replace("\"mbufs\": 8191,", "\"mbufs\": 8191,,");
+        let (line, column, message) = parse_err(&text);
+        assert_eq!(line, 5);
+        assert_eq!(column, 17);
+        assert!(!message.contains(" at line "), "{message}");
+        let err = Config::from_json(&text).expect_err("invalid");
+        assert!(err.to_string().starts_with("invalid config at line 5, column 17: "), "{err}");
+    }
+
+    #[test]
+    fn load_reads_files_and_names_missing_ones() {
+        let dir = std::env::temp_dir().join(format!("rvs-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("rvs.json");
+        std::fs::write(&path, EXAMPLE).expect("write");
+        assert_eq!(Config::load(&path).expect("load"), example());
+        let missing = dir.join("nope.json");
+        let err = Config::load(&missing).expect_err("missing file");
+        assert!(matches!(err, ConfigError::Io { .. }));
+        assert!(err.to_string().contains("nope.json"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn weight_message_names_field_and_range() {
+        let mut c = example();
+        c.services[0].reals[1].weight = 70000;
+        let err = c.validate().expect_err("invalid");
+        assert_eq!(err.to_string(), "services[0].reals[1].weight: 70000 is out of range 0..=65535");
+    }
+
+    #[test]
+    fn port_rules() {
+        assert_eq!(invalid_field(|c| c.ports.clear()), "ports");
+        assert_eq!(
+            invalid_field(|c| {
+                let mut p = c.ports[0].clone();
+                p.addresses.clear();
+                c.ports.push(p);
+            }),
+            "ports[1].name"
+        );
+        assert_eq!(invalid_field(|c| c.ports[0].name = " ".into()), "ports[0].name");
+        assert_eq!(invalid_field(|c| c.ports[0].device = String::new()), "ports[0].device");
+        assert_eq!(invalid_field(|c| c.ports[0].addresses[1].prefix_len = 0), "ports[0].addresses[1]");
+        assert_eq!(
+            invalid_field(|c| c.ports[0].addresses[0] = Cidr { addr: Ipv4Addr::UNSPECIFIED, prefix_len: 8 }),
+            "ports[0].addresses[0]"
+        );
+        assert_eq!(
+            invalid_field(|c| c.ports.push(PortConfig {
+                name: "lan1".into(),
+                device: "d".into(),
+                addresses: vec![Cidr { addr: Ipv4Addr::new(10, 1, 0, 1), prefix_len: 16 }],
+            })),
+            "ports[1].addresses[0]"
+        );
+    }
+
+    #[test]
+    fn route_rules() {
+        assert_eq!(invalid_field(|c| c.routes[0].port = "wan0".into()), "routes[0].port");
+        assert_eq!(invalid_field(|c| c.routes[0].prefix = "10.9.0.5/16".parse().expect("cidr")), "routes[0].prefix");
+        assert_eq!(invalid_field(|c| c.routes[0].via = Some(Ipv4Addr::new(192, 168, 1, 1))), "routes[0].via");
+        assert_eq!(invalid_field(|c| c.routes[0].via = Some(Ipv4Addr::new(10, 0, 0, 1))), "routes[0].via");
+        assert_eq!(invalid_field(|c| c.routes.push(c.routes[0].clone())), "routes[1].prefix");
+        // On-link routes need no gateway.
+        let mut c = example();
+        c.routes.push(RouteConfig { prefix: "10.2.0.0/16".parse().expect("cidr"), via: None, port: "lan0".into() });
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn lcore_and_size_rules() {
+        assert_eq!(invalid_field(|c| c.workers.clear()), "workers");
+        assert_eq!(invalid_field(|c| c.workers = vec![1, 2, 1]), "workers[2]");
+        assert_eq!(invalid_field(|c| c.workers = vec![1, 0]), "workers[1]");
+        assert_eq!(invalid_field(|c| c.workers = vec![128]), "workers[0]");
+        assert_eq!(invalid_field(|c| c.main_lcore = 200), "main_lcore");
+        assert_eq!(invalid_field(|c| c.mbufs = 1000), "mbufs");
+        assert_eq!(invalid_field(|c| c.conn_table_size = 0), "conn_table_size");
+        assert_eq!(invalid_field(|c| c.conn_table_size = MAX_CONN_TABLE_SIZE + 1), "conn_table_size");
+        assert_eq!(invalid_field(|c| c.idle_sleep_us = MAX_IDLE_SLEEP_US + 1), "idle_sleep_us");
+        assert_eq!(invalid_field(|c| c.timeouts.tcp = 0), "timeouts.tcp");
+        assert_eq!(invalid_field(|c| c.timeouts.tcp_fin = MAX_TIMEOUT_S + 1), "timeouts.tcp_fin");
+        assert_eq!(invalid_field(|c| c.timeouts.tcp_syn = 0), "timeouts.tcp_syn");
+        assert_eq!(invalid_field(|c| c.timeouts.udp = 0), "timeouts.udp");
+    }
+
+    #[test]
+    fn service_rules() {
+        assert_eq!(invalid_field(|c| c.services.push(c.services[0].clone())), "services[1]");
+        assert_eq!(invalid_field(|c| c.services[0].port = 0), "services[0].port");
+        assert_eq!(invalid_field(|c| c.services[0].vip = Ipv4Addr::UNSPECIFIED), "services[0].vip");
+        assert_eq!(invalid_field(|c| c.services[0].vip = Ipv4Addr::BROADCAST), "services[0].vip");
+        assert_eq!(invalid_field(|c| c.services[0].vip = Ipv4Addr::new(224, 0, 0, 1)), "services[0].vip");
+        // Same VIP and port with another protocol is a different service.
+        let mut c = example();
+        let mut udp = c.services[0].clone();
+        udp.protocol = Protocol::Udp;
+        c.services.push(udp);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn real_rules() {
+        assert_eq!(
+            invalid_field(|c| c.services[0].reals[1].address = Ipv4Addr::new(10, 1, 0, 11)),
+            "services[0].reals[1].address"
+        );
+        // Duplicate after defaults: port None equals explicit service port.
+        assert_eq!(
+            invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::new(10, 1, 0, 12)),
+            "services[0].reals[1].address"
+        );
+        assert_eq!(invalid_field(|c| c.services[0].reals[0].weight = 65536), "services[0].reals[0].weight");
+        assert_eq!(invalid_field(|c| c.services[0].reals[1].port = Some(8080)), "services[0].reals[1].port");
+        assert_eq!(invalid_field(|c| c.services[0].reals[1].port = Some(0)), "services[0].reals[1].port");
+        assert_eq!(
+            invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::UNSPECIFIED),
+            "services[0].reals[0].address"
+        );
+        assert_eq!(
+            invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::new(239, 1, 1, 1)),
+            "services[0].reals[0].address"
+        );
+        assert_eq!(
+            invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::new(10, 0, 0, 100)),
+            "services[0].reals[0].address"
+        );
+        assert_eq!(
+            invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::new(10, 1, 0, 1)),
+            "services[0].reals[0].address"
+        );
+        // Weight bounds are inclusive; NAT may change the port.
+        let mut c = example();
+        c.services[0].reals[0].weight = 0;
+        c.services[0].reals[1].weight = 65535;
+        c.services[0].reals[1].port = Some(8080);
+        c.services[0].reals[1].forward = Some(ForwardMode::Nat);
+        assert!(c.validate().is_ok());
+        // A NAT service lets every real change the port.
+        let mut c = example();
+        c.services[0].forward = ForwardMode::Nat;
+        c.services[0].reals[1].forward = None;
+        c.services[0].reals[1].port = Some(8080);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn relative_paths_for_a_lone_service() {
+        let mut s = example().services[0].clone();
+        s.reals[1].weight = 70000;
+        let err = s.validate_at("", &[]).expect_err("invalid");
+        assert_eq!(err.field(), Some("reals[1].weight"));
+    }
+}

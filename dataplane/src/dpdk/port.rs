@@ -1,0 +1,195 @@
+//! Ethernet ports and their queues.
+
+use std::ffi::CString;
+
+use rvs_ffi as ffi;
+
+use super::error::{check, DpdkError};
+use super::mbuf::Mbuf;
+use super::mempool::Mempool;
+use crate::wire::MacAddr;
+
+/// Largest burst handled in one rx/tx call.
+pub const MAX_BURST: usize = 32;
+
+/// A configured and started ethdev port.
+#[derive(Debug)]
+pub struct Port {
+    id: u16,
+    name: String,
+    mac: MacAddr,
+    queues: u16,
+}
+
+/// Port counters as the PMD reports them.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct PortStats {
+    /// Packets received.
+    pub ipackets: u64,
+    /// Packets sent.
+    pub opackets: u64,
+    /// Bytes received.
+    pub ibytes: u64,
+    /// Bytes sent.
+    pub obytes: u64,
+    /// Packets dropped by the hardware/PMD on receive (no descriptors).
+    pub imissed: u64,
+    /// Receive errors.
+    pub ierrors: u64,
+    /// Transmit errors.
+    pub oerrors: u64,
+    /// Receive mbuf allocation failures.
+    pub rx_nombuf: u64,
+}
+
+impl Port {
+    /// Finds the port EAL created for `dev_name` (a vdev name such as
+    /// `net_af_packet0`, or a PCI address), sets up `queues` rx and tx queues
+    /// receiving into `pool`, enables promiscuous mode and starts it.
+    pub fn open(dev_name: &str, queues: u16, pool: &Mempool, rx_desc: u16, tx_desc: u16) -> Result<Port, DpdkError> {
+        let cname = CString::new(dev_name).map_err(|_| DpdkError::Nul(dev_name.to_owned()))?;
+        let mut id: u16 = 0;
+        // SAFETY: valid C string and out-pointer.
+        let ret = unsafe { ffi::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) };
+        if ret != 0 {
+            return Err(DpdkError::NoSuchPort(dev_name.to_owned()));
+        }
+        let conf = ffi::rte_eth_conf::default();
+        // SAFETY: id is a valid port; conf is a zeroed (default) configuration.
+        let ret = unsafe { ffi::rte_eth_dev_configure(id, queues, queues, &conf) };
+        check(|| format!("rte_eth_dev_configure({dev_name}, {queues} queues)"), ret)?;
+        let (mut nrx, mut ntx) = (rx_desc, tx_desc);
+        // SAFETY: valid port and out-pointers.
+        let ret = unsafe { ffi::rte_eth_dev_adjust_nb_rx_tx_desc(id, &mut nrx, &mut ntx) };
+        check(|| format!("rte_eth_dev_adjust_nb_rx_tx_desc({dev_name})"), ret)?;
+        // SAFETY: valid port.
+        let socket = unsafe { ffi::rte_eth_dev_socket_id(id) };
+        let socket = u32::try_from(socket).unwrap_or(0);
+        for q in 0..queues {
+            // SAFETY: valid port and queue index; NULL rxconf = driver defaults; the
+            // pool outlives the port (rvsd keeps both for the process's life).
+            let ret = unsafe { ffi::rte_eth_rx_queue_setup(id, q, nrx, socket, std::ptr::null(), pool.as_ptr()) };
+            check(|| format!("rte_eth_rx_queue_setup({dev_name}, queue {q})"), ret)?;
+            // SAFETY: as above; NULL txconf = driver defaults.
+            let ret = unsafe { ffi::rte_eth_tx_queue_setup(id, q, ntx, socket, std::ptr::null()) };
+            check(|| format!("rte_eth_tx_queue_setup({dev_name}, queue {q})"), ret)?;
+        }
+        // SAFETY: valid, configured port. Some PMDs cannot enable promiscuous
+        // mode; that is not fatal, so the result is ignored.
+        unsafe {
+            ffi::rte_eth_promiscuous_enable(id);
+        }
+        // SAFETY: valid, configured port.
+        let ret = unsafe { ffi::rte_eth_dev_start(id) };
+        check(|| format!("rte_eth_dev_start({dev_name})"), ret)?;
+        let mut addr = ffi::rte_ether_addr::default();
+        // SAFETY: valid port and out-pointer.
+        let ret = unsafe { ffi::rte_eth_macaddr_get(id, &mut addr) };
+        check(|| format!("rte_eth_macaddr_get({dev_name})"), ret)?;
+        Ok(Port { id, name: dev_name.to_owned(), mac: MacAddr(addr.addr_bytes), queues })
+    }
+
+    /// DPDK port id.
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+
+    /// The device name the port was opened by.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The port's MAC address.
+    pub fn mac(&self) -> MacAddr {
+        self.mac
+    }
+
+    /// Number of rx (and tx) queues.
+    pub fn queues(&self) -> u16 {
+        self.queues
+    }
+
+    /// A handle on queue `q` (rx and tx), for one worker to own.
+    pub fn queue(&self, q: u16) -> Queue {
+        Queue { port: self.id, queue: q }
+    }
+
+    /// The PMD's counters.
+    pub fn stats(&self) -> PortStats {
+        let mut s = ffi::rte_eth_stats::default();
+        // SAFETY: valid port and out-pointer.
+        let ret = unsafe { ffi::rte_eth_stats_get(self.id, &mut s) };
+        if ret != 0 {
+            return PortStats::default();
+        }
+        PortStats {
+            ipackets: s.ipackets,
+            opackets: s.opackets,
+            ibytes: s.ibytes,
+            obytes: s.obytes,
+            imissed: s.imissed,
+            ierrors: s.ierrors,
+            oerrors: s.oerrors,
+            rx_nombuf: s.rx_nombuf,
+        }
+    }
+}
+
+impl Drop for Port {
+    fn drop(&mut self) {
+        // SAFETY: the port is ours and no worker uses it any more (workers are
+        // joined before ports are dropped).
+        unsafe {
+            ffi::rte_eth_dev_stop(self.id);
+            ffi::rte_eth_dev_close(self.id);
+        }
+    }
+}
+
+/// One rx/tx queue pair of a port. A queue is used by exactly one worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Queue {
+    /// DPDK port id.
+    pub port: u16,
+    /// Queue index.
+    pub queue: u16,
+}
+
+impl Queue {
+    /// Receives up to `MAX_BURST` frames, appending them to `out`.
+    /// Returns how many arrived.
+    pub fn rx_burst(&self, out: &mut Vec<Mbuf>) -> usize {
+        let mut raw: [*mut ffi::rte_mbuf; MAX_BURST] = [std::ptr::null_mut(); MAX_BURST];
+        // SAFETY: raw has room for MAX_BURST pointers; the queue belongs to this worker.
+        let n = unsafe { ffi::rvs_eth_rx_burst(self.port, self.queue, raw.as_mut_ptr(), MAX_BURST as u16) };
+        let n = usize::from(n);
+        for &m in raw.iter().take(n) {
+            if let Some(m) = std::ptr::NonNull::new(m) {
+                // SAFETY: rx_burst hands us ownership of each returned mbuf.
+                out.push(unsafe { Mbuf::from_raw(m) });
+            }
+        }
+        n
+    }
+
+    /// Sends the frames in `pkts` (emptying it). Frames the queue cannot take are
+    /// freed; the return value is how many were sent.
+    pub fn tx_burst(&self, pkts: &mut Vec<Mbuf>) -> usize {
+        let mut sent_total = 0;
+        while !pkts.is_empty() {
+            let chunk = pkts.len().min(MAX_BURST);
+            let ptr = pkts.as_mut_ptr().cast::<*mut ffi::rte_mbuf>();
+            // SAFETY: Mbuf is repr(transparent) over a non-null rte_mbuf pointer, so the
+            // first `chunk` elements form a valid array of mbuf pointers.
+            let sent = usize::from(unsafe { ffi::rvs_eth_tx_burst(self.port, self.queue, ptr, chunk as u16) });
+            // The driver now owns the first `sent` mbufs: forget them without freeing.
+            pkts.drain(..sent).for_each(std::mem::forget);
+            sent_total += sent;
+            if sent < chunk {
+                // Queue full: drop what is left of this chunk (freed by Drop).
+                pkts.drain(..chunk - sent);
+            }
+        }
+        sent_total
+    }
+}

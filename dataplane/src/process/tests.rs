@@ -1,0 +1,403 @@
+//! Table-driven packet fixtures: input frame → expected verdict and output frame.
+//!
+//! Expected frames are built from scratch by `wire::builder` (full checksum
+//! computation), so every rewrite's incremental checksums are checked against a
+//! full recomputation.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use super::*;
+use crate::frame::VecFrame;
+use crate::snapshot::{InterfaceAddr, PortInfo, RealServer, Route, SchedulerKind, Service, Timeouts};
+use crate::wire::builder::{arp_frame, icmp_echo_frame, tcp_frame, udp_frame, TcpParams, UdpParams};
+use crate::wire::tcp::flags;
+
+const DIR_MAC: MacAddr = MacAddr([0x02, 0xd0, 0, 0, 0, 0x01]);
+const CLIENT_MAC: MacAddr = MacAddr([0x02, 0xc0, 0, 0, 0, 0x02]);
+const RS1_MAC: MacAddr = MacAddr([0x02, 0xaa, 0, 0, 0, 0x11]);
+const RS2_MAC: MacAddr = MacAddr([0x02, 0xaa, 0, 0, 0, 0x12]);
+const OTHER_MAC: MacAddr = MacAddr([0x02, 0xee, 0, 0, 0, 0xee]);
+
+const DIR_OUT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const DIR_IN: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const DR_VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+const NAT_VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 101);
+const RS1: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 11);
+const RS2: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 12);
+const REMOTE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 254);
+
+fn real(addr: Ipv4Addr, port: u16, forward: ForwardMode) -> RealServer {
+    RealServer { addr, port, weight: 1, forward }
+}
+
+fn snapshot(generation: u64, nat_reals: Vec<RealServer>) -> Arc<Snapshot> {
+    let key = |protocol, vip, port| ServiceKey { protocol, vip, port };
+    Arc::new(
+        Snapshot {
+            generation,
+            ports: vec![PortInfo { name: "lan0".into(), mac: DIR_MAC }],
+            addresses: vec![
+                InterfaceAddr { port: 0, addr: DIR_OUT, prefix_len: 24 },
+                InterfaceAddr { port: 0, addr: DIR_IN, prefix_len: 24 },
+            ],
+            routes: vec![
+                Route { prefix: Ipv4Addr::new(10, 0, 0, 0), prefix_len: 24, via: None, port: 0 },
+                Route { prefix: Ipv4Addr::new(10, 1, 0, 0), prefix_len: 24, via: None, port: 0 },
+                Route { prefix: Ipv4Addr::UNSPECIFIED, prefix_len: 0, via: Some(GATEWAY), port: 0 },
+            ],
+            services: vec![
+                Service {
+                    key: key(Protocol::Tcp, DR_VIP, 80),
+                    scheduler: SchedulerKind::Rr,
+                    reals: vec![real(RS1, 80, ForwardMode::Dr), real(RS2, 80, ForwardMode::Dr)],
+                },
+                Service { key: key(Protocol::Tcp, NAT_VIP, 80), scheduler: SchedulerKind::Rr, reals: nat_reals.clone() },
+                Service { key: key(Protocol::Udp, NAT_VIP, 53), scheduler: SchedulerKind::Rr, reals: nat_reals },
+            ],
+            timeouts: Timeouts::default(),
+            ..Default::default()
+        }
+        .finish(),
+    )
+}
+
+fn nat_reals() -> Vec<RealServer> {
+    vec![real(RS1, 8080, ForwardMode::Nat), real(RS2, 8080, ForwardMode::Nat)]
+}
+
+/// A processor that already knows the MACs of the client, both reals and the gateway.
+fn warmed_processor() -> Processor<VecFrame> {
+    let mut p = Processor::new(snapshot(1, nat_reals()), 1024);
+    let mut out = Output::with_capacity(8);
+    for (ip, mac) in [(CLIENT, CLIENT_MAC), (RS1, RS1_MAC), (RS2, RS2_MAC), (GATEWAY, OTHER_MAC)] {
+        let target = if ip.octets()[1] == 0 { DIR_OUT } else { DIR_IN };
+        let reply = arp_frame(mac, DIR_MAC, arp::op::REPLY, mac, ip, DIR_MAC, target);
+        p.handle(0, VecFrame::new(&reply), 0, &mut out);
+    }
+    assert!(out.tx.is_empty());
+    assert_eq!(p.counters().get(Counter::ArpRepliesIn), 4);
+    p
+}
+
+fn tcp(src_mac: MacAddr, dst_mac: MacAddr, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), fl: u8, payload: &[u8]) -> Vec<u8> {
+    tcp_frame(&TcpParams {
+        src_mac,
+        dst_mac,
+        src: src.0,
+        sport: src.1,
+        dst: dst.0,
+        dport: dst.1,
+        seq: 1000,
+        ack: if fl & flags::ACK != 0 { 5000 } else { 0 },
+        flags: fl,
+        ident: 77,
+        ttl: 61,
+        payload: payload.to_vec(),
+        ..TcpParams::default()
+    })
+}
+
+fn with_vlan(mut p: TcpParams, vlan: u16) -> TcpParams {
+    p.vlan = Some(vlan);
+    p
+}
+
+#[derive(Debug)]
+enum Expect {
+    /// Sent on port 0 with exactly these bytes.
+    Tx(Vec<u8>),
+    /// Dropped and counted under this counter.
+    Drop(Counter),
+}
+
+struct Step {
+    what: &'static str,
+    input: Vec<u8>,
+    expect: Expect,
+}
+
+fn run_steps(p: &mut Processor<VecFrame>, steps: Vec<Step>) {
+    for step in steps {
+        let mut out = Output::with_capacity(8);
+        let before = p.counters().clone();
+        p.handle(0, VecFrame::new(&step.input), 1, &mut out);
+        match &step.expect {
+            Expect::Tx(bytes) => {
+                assert_eq!(out.tx.len(), 1, "{}: expected one frame sent, got {:?}", step.what, out);
+                assert_eq!(out.tx[0].0, 0, "{}: egress port", step.what);
+                assert_eq!(&out.tx[0].1.to_vec(), bytes, "{}: output frame", step.what);
+                assert!(out.drop.is_empty(), "{}", step.what);
+            }
+            Expect::Drop(counter) => {
+                assert!(out.tx.is_empty(), "{}: nothing may be sent", step.what);
+                assert_eq!(out.drop.len(), 1, "{}", step.what);
+                assert_eq!(p.counters().get(*counter), before.get(*counter) + 1, "{}: counter {}", step.what, counter.name());
+            }
+        }
+    }
+}
+
+#[test]
+fn dr_and_nat_rewrites() {
+    let mut p = warmed_processor();
+    let syn_payload: &[u8] = b"";
+    let data: &[u8] = b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n";
+    let steps = vec![
+        Step {
+            what: "DR: SYN to the VIP goes to rs1's MAC, IP packet untouched",
+            input: tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 40000), (DR_VIP, 80), flags::SYN, syn_payload),
+            expect: Expect::Tx(tcp(DIR_MAC, RS1_MAC, (CLIENT, 40000), (DR_VIP, 80), flags::SYN, syn_payload)),
+        },
+        Step {
+            what: "DR: next connection goes to rs2 (rr)",
+            input: tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 40001), (DR_VIP, 80), flags::SYN, syn_payload),
+            expect: Expect::Tx(tcp(DIR_MAC, RS2_MAC, (CLIENT, 40001), (DR_VIP, 80), flags::SYN, syn_payload)),
+        },
+        Step {
+            what: "DR: data on the first connection sticks to rs1",
+            input: tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 40000), (DR_VIP, 80), flags::ACK | flags::PSH, data),
+            expect: Expect::Tx(tcp(DIR_MAC, RS1_MAC, (CLIENT, 40000), (DR_VIP, 80), flags::ACK | flags::PSH, data)),
+        },
+        Step {
+            what: "NAT: SYN is DNATed to rs1:8080",
+            input: tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 40002), (NAT_VIP, 80), flags::SYN, syn_payload),
+            expect: Expect::Tx(tcp(DIR_MAC, RS1_MAC, (CLIENT, 40002), (RS1, 8080), flags::SYN, syn_payload)),
+        },
+        Step {
+            what: "NAT: the SYN-ACK from rs1:8080 leaves as VIP:80 towards the client",
+            input: tcp(RS1_MAC, DIR_MAC, (RS1, 8080), (CLIENT, 40002), flags::SYN | flags::ACK, syn_payload),
+            expect: Expect::Tx(tcp(DIR_MAC, CLIENT_MAC, (NAT_VIP, 80), (CLIENT, 40002), flags::SYN | flags::ACK, syn_payload)),
+        },
+        Step {
+            what: "NAT: request data DNATed",
+            input: tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 40002), (NAT_VIP, 80), flags::ACK | flags::PSH, data),
+            expect: Expect::Tx(tcp(DIR_MAC, RS1_MAC, (CLIENT, 40002), (RS1, 8080), flags::ACK | flags::PSH, data)),
+        },
+        Step {
+            what: "NAT: reply data SNATed",
+            input: tcp(RS1_MAC, DIR_MAC, (RS1, 8080), (CLIENT, 40002), flags::ACK | flags::PSH, b"rs1\n"),
+            expect: Expect::Tx(tcp(DIR_MAC, CLIENT_MAC, (NAT_VIP, 80), (CLIENT, 40002), flags::ACK | flags::PSH, b"rs1\n")),
+        },
+        Step {
+            what: "NAT over 802.1Q: the tag is kept",
+            input: tcp_frame(&with_vlan(
+                TcpParams { src_mac: CLIENT_MAC, dst_mac: DIR_MAC, src: CLIENT, sport: 40003, dst: NAT_VIP, dport: 80, ..TcpParams::default() },
+                42,
+            )),
+            expect: Expect::Tx(tcp_frame(&with_vlan(
+                TcpParams { src_mac: DIR_MAC, dst_mac: RS2_MAC, src: CLIENT, sport: 40003, dst: RS2, dport: 8080, ..TcpParams::default() },
+                42,
+            ))),
+        },
+        Step {
+            what: "NAT UDP: datagram DNATed (rr: rs1), reply SNATed",
+            input: udp_frame(&UdpParams { src_mac: CLIENT_MAC, dst_mac: DIR_MAC, src: CLIENT, sport: 5353, dst: NAT_VIP, dport: 53, payload: b"q".to_vec(), ..UdpParams::default() }),
+            expect: Expect::Tx(udp_frame(&UdpParams { src_mac: DIR_MAC, dst_mac: RS1_MAC, src: CLIENT, sport: 5353, dst: RS1, dport: 8080, payload: b"q".to_vec(), ..UdpParams::default() })),
+        },
+        Step {
+            what: "NAT UDP reply",
+            input: udp_frame(&UdpParams { src_mac: RS1_MAC, dst_mac: DIR_MAC, src: RS1, sport: 8080, dst: CLIENT, dport: 5353, payload: b"answer".to_vec(), ..UdpParams::default() }),
+            expect: Expect::Tx(udp_frame(&UdpParams { src_mac: DIR_MAC, dst_mac: CLIENT_MAC, src: NAT_VIP, sport: 53, dst: CLIENT, dport: 5353, payload: b"answer".to_vec(), ..UdpParams::default() })),
+        },
+    ];
+    run_steps(&mut p, steps);
+    assert_eq!(p.conns().len(), 5);
+    assert_eq!(p.counters().get(Counter::ConnCreated), 5);
+}
+
+#[test]
+fn local_answers_arp_and_icmp_echo() {
+    let mut p = warmed_processor();
+    let steps = vec![
+        Step {
+            what: "ARP request for the DR VIP gets our MAC",
+            input: arp_frame(CLIENT_MAC, MacAddr::BROADCAST, arp::op::REQUEST, CLIENT_MAC, CLIENT, MacAddr::ZERO, DR_VIP),
+            expect: Expect::Tx(arp_frame(DIR_MAC, CLIENT_MAC, arp::op::REPLY, DIR_MAC, DR_VIP, CLIENT_MAC, CLIENT)),
+        },
+        Step {
+            what: "ARP request for an interface address gets our MAC",
+            input: arp_frame(RS1_MAC, MacAddr::BROADCAST, arp::op::REQUEST, RS1_MAC, RS1, MacAddr::ZERO, DIR_IN),
+            expect: Expect::Tx(arp_frame(DIR_MAC, RS1_MAC, arp::op::REPLY, DIR_MAC, DIR_IN, RS1_MAC, RS1)),
+        },
+        Step {
+            what: "ICMP echo to our address is answered",
+            input: icmp_echo_frame(CLIENT_MAC, DIR_MAC, CLIENT, DIR_OUT, 7, 1, b"ping"),
+            // The reply keeps the request's IP ident and data, with TTL 64.
+            expect: Expect::Tx(crate::wire::builder::icmp_frame(DIR_MAC, CLIENT_MAC, DIR_OUT, CLIENT, icmp::msg_type::ECHO_REPLY, 0, (7 << 16) | 1, b"ping")),
+        },
+        Step {
+            what: "ARP request for someone else is not answered",
+            input: arp_frame(CLIENT_MAC, MacAddr::BROADCAST, arp::op::REQUEST, CLIENT_MAC, CLIENT, MacAddr::ZERO, Ipv4Addr::new(10, 0, 0, 77)),
+            expect: Expect::Drop(Counter::ArpRequestsIn).invert(),
+        },
+    ];
+    run_steps(&mut p, steps);
+}
+
+impl Expect {
+    /// For frames that are consumed without a counter of their own: nothing sent.
+    fn invert(self) -> Expect {
+        Expect::Drop(Counter::RxPackets)
+    }
+}
+
+#[test]
+fn drops_are_counted_by_reason() {
+    let mut p = warmed_processor();
+    let mut bad_csum = tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 1), (NAT_VIP, 80), flags::SYN, b"");
+    bad_csum[14 + 10] ^= 0xff;
+    let mut fragment = tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 1), (NAT_VIP, 80), flags::SYN, b"");
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut fragment[14..]);
+        ip.set_more_frags(true);
+        ip.fill_checksum();
+    }
+    let mut ipv6 = tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 1), (NAT_VIP, 80), flags::SYN, b"");
+    ipv6[12..14].copy_from_slice(&ethertype::IPV6.to_be_bytes());
+    let mut bad_ihl = tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 1), (NAT_VIP, 80), flags::SYN, b"");
+    bad_ihl[14] = 0x44;
+    let full = tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 1), (NAT_VIP, 80), flags::SYN, b"");
+    let steps = vec![
+        Step { what: "ACK without a connection", input: tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 9), (NAT_VIP, 80), flags::ACK, b""), expect: Expect::Drop(Counter::DropNoConnection) },
+        Step { what: "VIP port without a service", input: tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 9), (NAT_VIP, 443), flags::SYN, b""), expect: Expect::Drop(Counter::DropNoService) },
+        Step { what: "TCP to our own address", input: tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 9), (DIR_OUT, 22), flags::SYN, b""), expect: Expect::Drop(Counter::DropLocal) },
+        Step { what: "not our address", input: tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 9), (REMOTE, 80), flags::SYN, b""), expect: Expect::Drop(Counter::DropNotForUs) },
+        Step { what: "not our MAC", input: tcp(CLIENT_MAC, OTHER_MAC, (CLIENT, 9), (NAT_VIP, 80), flags::SYN, b""), expect: Expect::Drop(Counter::DropNotForUs) },
+        Step { what: "bad IP checksum", input: bad_csum, expect: Expect::Drop(Counter::DropBadChecksum) },
+        Step { what: "fragment", input: fragment, expect: Expect::Drop(Counter::DropFragment) },
+        Step { what: "IPv6", input: ipv6, expect: Expect::Drop(Counter::DropUnsupported) },
+        Step { what: "IHL below 5", input: bad_ihl, expect: Expect::Drop(Counter::DropMalformed) },
+        Step { what: "runt frame", input: vec![0u8; 10], expect: Expect::Drop(Counter::DropMalformed) },
+        Step { what: "truncated inside the IP header", input: full[..14 + 12].to_vec(), expect: Expect::Drop(Counter::DropMalformed) },
+        Step { what: "truncated inside the TCP header", input: { let mut f = full[..14 + 20 + 10].to_vec(); f[14 + 3] = 30; f[14 + 2] = 0; let mut ip = Ipv4Packet::new_unchecked(&mut f[14..]); ip.fill_checksum(); f }, expect: Expect::Drop(Counter::DropMalformed) },
+    ];
+    run_steps(&mut p, steps);
+    assert_eq!(p.conns().len(), 0, "no drop may create a connection");
+}
+
+#[test]
+fn unresolved_next_hop_queues_then_releases() {
+    let mut p: Processor<VecFrame> = Processor::new(snapshot(1, nat_reals()), 64);
+    let mut out = Output::with_capacity(8);
+    let syn = tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 40000), (DR_VIP, 80), flags::SYN, b"");
+    p.handle(0, VecFrame::new(&syn), 0, &mut out);
+    assert!(out.tx.is_empty() && out.drop.is_empty(), "the SYN waits for ARP");
+    assert_eq!(out.control.len(), 1);
+    let req = out.control[0].1;
+    let expected_req = arp_frame(DIR_MAC, MacAddr::BROADCAST, arp::op::REQUEST, DIR_MAC, DIR_IN, MacAddr::ZERO, RS1);
+    assert_eq!(req.bytes(), &expected_req[..], "ARP request from our address in rs1's network");
+    out.control.clear();
+
+    // A retransmitted SYN joins the queue without a second request.
+    p.handle(0, VecFrame::new(&syn), 10, &mut out);
+    assert!(out.control.is_empty());
+
+    let reply = arp_frame(RS1_MAC, DIR_MAC, arp::op::REPLY, RS1_MAC, RS1, DIR_MAC, DIR_IN);
+    p.handle(0, VecFrame::new(&reply), 20, &mut out);
+    let expected = tcp(DIR_MAC, RS1_MAC, (CLIENT, 40000), (DR_VIP, 80), flags::SYN, b"");
+    assert_eq!(out.tx.len(), 2, "both queued frames leave once rs1 is resolved");
+    assert!(out.tx.iter().all(|(port, f)| *port == 0 && f.to_vec() == expected));
+}
+
+#[test]
+fn unanswered_arp_drops_the_queue_after_a_while() {
+    let mut p: Processor<VecFrame> = Processor::new(snapshot(1, nat_reals()), 64);
+    let mut out = Output::with_capacity(8);
+    p.handle(0, VecFrame::new(&tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 1), (DR_VIP, 80), flags::SYN, b"")), 0, &mut out);
+    p.tick(1_500, &mut out);
+    assert_eq!(out.control.len(), 2, "request retried");
+    p.tick(3_500, &mut out);
+    assert_eq!(out.drop.len(), 1);
+    assert_eq!(p.counters().get(Counter::DropNeighUnresolved), 1);
+}
+
+#[test]
+fn new_snapshot_keeps_established_connections() {
+    let mut p = warmed_processor();
+    let mut out = Output::with_capacity(8);
+    // Connection to rs1 (rr starts at rs1).
+    p.handle(0, VecFrame::new(&tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 50000), (NAT_VIP, 80), flags::SYN, b"")), 1, &mut out);
+    assert_eq!(out.tx[0].1.to_vec(), tcp(DIR_MAC, RS1_MAC, (CLIENT, 50000), (RS1, 8080), flags::SYN, b""));
+    out.tx.clear();
+
+    // rs1 is removed from the NAT service.
+    let old = p.adopt(snapshot(2, vec![real(RS2, 8080, ForwardMode::Nat)]));
+    assert_eq!(old.generation, 1);
+    assert_eq!(p.counters().get(Counter::Generation), 2);
+
+    // The established connection still reaches rs1, both ways.
+    p.handle(0, VecFrame::new(&tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 50000), (NAT_VIP, 80), flags::ACK, b"more")), 2, &mut out);
+    assert_eq!(out.tx[0].1.to_vec(), tcp(DIR_MAC, RS1_MAC, (CLIENT, 50000), (RS1, 8080), flags::ACK, b"more"));
+    p.handle(0, VecFrame::new(&tcp(RS1_MAC, DIR_MAC, (RS1, 8080), (CLIENT, 50000), flags::ACK, b"ok")), 2, &mut out);
+    assert_eq!(out.tx[1].1.to_vec(), tcp(DIR_MAC, CLIENT_MAC, (NAT_VIP, 80), (CLIENT, 50000), flags::ACK, b"ok"));
+    out.tx.clear();
+
+    // New connections only go to rs2.
+    for port in 50001..50005 {
+        p.handle(0, VecFrame::new(&tcp(CLIENT_MAC, DIR_MAC, (CLIENT, port), (NAT_VIP, 80), flags::SYN, b"")), 3, &mut out);
+    }
+    assert_eq!(out.tx.len(), 4);
+    assert!(out.tx.iter().all(|(_, f)| f.data()[0..6] == RS2_MAC.0));
+}
+
+#[test]
+fn closing_connection_is_rescheduled_by_a_new_syn() {
+    let mut p = warmed_processor();
+    let mut out = Output::with_capacity(8);
+    let syn = tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 41000), (DR_VIP, 80), flags::SYN, b"");
+    p.handle(0, VecFrame::new(&syn), 1, &mut out);
+    p.handle(0, VecFrame::new(&tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 41000), (DR_VIP, 80), flags::ACK, b"")), 2, &mut out);
+    p.handle(0, VecFrame::new(&tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 41000), (DR_VIP, 80), flags::FIN | flags::ACK, b"")), 3, &mut out);
+    out.tx.clear();
+    // Same client port again: rr moves on to rs2.
+    p.handle(0, VecFrame::new(&syn), 4, &mut out);
+    assert_eq!(&out.tx[0].1.data()[0..6], &RS2_MAC.0);
+    assert_eq!(p.conns().len(), 1);
+}
+
+#[test]
+fn idle_connections_expire() {
+    let mut p = warmed_processor();
+    let mut out = Output::with_capacity(8);
+    p.handle(0, VecFrame::new(&tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 42000), (DR_VIP, 80), flags::SYN, b"")), 0, &mut out);
+    assert_eq!(p.conns().len(), 1);
+    let syn_timeout = u64::from(Timeouts::default().tcp_syn) * 1000;
+    p.tick(syn_timeout, &mut out);
+    assert_eq!(p.conns().len(), 1);
+    p.tick(syn_timeout + 1, &mut out);
+    assert_eq!(p.conns().len(), 0);
+    assert_eq!(p.counters().get(Counter::ConnExpired), 1);
+}
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Arbitrary bytes, and arbitrary corruptions of valid frames, never panic
+        /// and never produce more than one frame out per frame in.
+        #[test]
+        fn arbitrary_frames_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut p = warmed_processor();
+            let mut out = Output::with_capacity(8);
+            p.handle(0, VecFrame::new(&bytes), 1, &mut out);
+            prop_assert!(out.tx.len() + out.drop.len() <= 1);
+        }
+
+        #[test]
+        fn corrupted_valid_frames_never_panic(pos in 0usize..80, val in any::<u8>(), cut in 0usize..80, nat in any::<bool>()) {
+            let mut p = warmed_processor();
+            let mut out = Output::with_capacity(8);
+            let vip = if nat { NAT_VIP } else { DR_VIP };
+            let mut f = tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 40000), (vip, 80), flags::SYN, b"payload!");
+            if pos < f.len() { f[pos] = val; }
+            f.truncate(f.len().saturating_sub(cut));
+            p.handle(0, VecFrame::new(&f), 1, &mut out);
+            prop_assert!(out.tx.len() + out.drop.len() <= 1);
+        }
+    }
+}

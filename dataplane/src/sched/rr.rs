@@ -1,0 +1,71 @@
+//! Round robin (IPVS `rr`): each real server with a non-zero weight in turn.
+
+use super::Scheduler;
+use crate::conn::FlowKey;
+use crate::snapshot::RealServer;
+
+/// Round-robin state: the index of the last real server picked.
+#[derive(Debug, Default)]
+pub struct RoundRobin {
+    last: Option<usize>,
+}
+
+impl RoundRobin {
+    /// A scheduler that starts with the first real server.
+    pub fn new() -> Self {
+        RoundRobin { last: None }
+    }
+}
+
+impl Scheduler for RoundRobin {
+    fn pick(&mut self, reals: &[RealServer], _flow: &FlowKey) -> Option<usize> {
+        let n = reals.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.last.map_or(0, |l| (l + 1) % n);
+        // Weight 0 means quiescent: skipped, as in IPVS.
+        let pick = (0..n).map(|i| (start + i) % n).find(|&i| reals[i].weight > 0)?;
+        self.last = Some(pick);
+        Some(pick)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sched::test_util::{flow, reals, spread};
+
+    #[test]
+    fn alternates_evenly() {
+        let rs = reals(&[1, 1]);
+        let mut s = RoundRobin::new();
+        assert_eq!(spread(&mut s, &rs, 100), vec![50, 50]);
+    }
+
+    #[test]
+    fn ignores_weights_but_skips_quiescent_servers() {
+        let rs = reals(&[5, 0, 1]);
+        let mut s = RoundRobin::new();
+        let picks: Vec<_> = (0..4).map(|i| s.pick(&rs, &flow(i))).collect();
+        assert_eq!(picks, vec![Some(0), Some(2), Some(0), Some(2)]);
+    }
+
+    #[test]
+    fn nothing_to_pick() {
+        let mut s = RoundRobin::new();
+        assert_eq!(s.pick(&[], &flow(1)), None);
+        assert_eq!(s.pick(&reals(&[0, 0]), &flow(1)), None);
+    }
+
+    #[test]
+    fn survives_a_shrinking_server_list() {
+        let mut s = RoundRobin::new();
+        let three = reals(&[1, 1, 1]);
+        for i in 0..3 {
+            s.pick(&three, &flow(i));
+        }
+        let one = reals(&[1]);
+        assert_eq!(s.pick(&one, &flow(9)), Some(0));
+    }
+}

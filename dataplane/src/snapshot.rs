@@ -1,0 +1,289 @@
+//! The immutable configuration a worker runs on.
+//!
+//! The control plane validates its config, builds a [`Snapshot`] and sends an
+//! `Arc<Snapshot>` to every worker. A worker adopts a new snapshot between two
+//! bursts; it never sees a half-applied change. Everything a worker needs to
+//! forward a packet lives here, already indexed for lookups.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::wire::MacAddr;
+
+/// Transport protocol of a virtual service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP (`ipvsadm -t`).
+    Tcp,
+    /// UDP (`ipvsadm -u`).
+    Udp,
+}
+
+impl Protocol {
+    /// The IPv4 protocol number.
+    pub fn ip_proto(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+        }
+    }
+
+    /// The protocol for an IPv4 protocol number, if rvs balances it.
+    pub fn from_ip_proto(proto: u8) -> Option<Self> {
+        match proto {
+            6 => Some(Protocol::Tcp),
+            17 => Some(Protocol::Udp),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+/// How packets reach a real server (ipvsadm's `-g`, `-m`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardMode {
+    /// Direct routing: only the destination MAC changes; the real server answers the client directly.
+    Dr,
+    /// Masquerading: destination NAT to the real server, replies rewritten back to the VIP.
+    Nat,
+}
+
+impl fmt::Display for ForwardMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ForwardMode::Dr => "dr",
+            ForwardMode::Nat => "nat",
+        })
+    }
+}
+
+/// Scheduling algorithm of a virtual service (ipvsadm's `-s`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SchedulerKind {
+    /// Round robin over real servers with non-zero weight.
+    Rr,
+    /// Weighted round robin (IPVS's gcd-stepped algorithm).
+    Wrr,
+}
+
+impl fmt::Display for SchedulerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SchedulerKind::Rr => "rr",
+            SchedulerKind::Wrr => "wrr",
+        })
+    }
+}
+
+/// Identifies a virtual service: protocol, virtual address and port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ServiceKey {
+    /// Transport protocol.
+    pub protocol: Protocol,
+    /// Virtual IP address.
+    pub vip: Ipv4Addr,
+    /// Virtual port.
+    pub port: u16,
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}:{}", self.protocol, self.vip, self.port)
+    }
+}
+
+/// A real server behind a virtual service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RealServer {
+    /// Real server address.
+    pub addr: Ipv4Addr,
+    /// Real server port (equal to the virtual port in DR mode).
+    pub port: u16,
+    /// Scheduling weight; 0 means no new connections (quiescent).
+    pub weight: u32,
+    /// Forwarding method to this real server.
+    pub forward: ForwardMode,
+}
+
+/// A virtual service as a worker sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    /// Protocol, VIP and port.
+    pub key: ServiceKey,
+    /// Scheduling algorithm.
+    pub scheduler: SchedulerKind,
+    /// Real servers, in configuration order.
+    pub reals: Vec<RealServer>,
+}
+
+/// An IPv4 address assigned to a dataplane port, with its connected prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InterfaceAddr {
+    /// Index into [`Snapshot::ports`].
+    pub port: u16,
+    /// The address.
+    pub addr: Ipv4Addr,
+    /// Prefix length of the connected network.
+    pub prefix_len: u8,
+}
+
+/// A dataplane port as the packet logic sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortInfo {
+    /// Operator-given name (from the config).
+    pub name: String,
+    /// The port's MAC address (source of every frame we send on it).
+    pub mac: MacAddr,
+}
+
+/// A route: packets to `prefix/prefix_len` leave on `port`, through `via` when set
+/// (otherwise the destination itself is the next hop: a connected network).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// Destination network.
+    pub prefix: Ipv4Addr,
+    /// Prefix length (0 = default route).
+    pub prefix_len: u8,
+    /// Gateway, or `None` for an on-link network.
+    pub via: Option<Ipv4Addr>,
+    /// Egress port index.
+    pub port: u16,
+}
+
+impl Route {
+    /// True when `addr` falls into this route's prefix.
+    pub fn contains(&self, addr: Ipv4Addr) -> bool {
+        prefix_contains(self.prefix, self.prefix_len, addr)
+    }
+}
+
+/// True when `addr` lies in `prefix/len`.
+pub fn prefix_contains(prefix: Ipv4Addr, len: u8, addr: Ipv4Addr) -> bool {
+    if len == 0 {
+        return true;
+    }
+    let mask = u32::MAX << (32 - u32::from(len.min(32)));
+    (u32::from(prefix) & mask) == (u32::from(addr) & mask)
+}
+
+/// Idle timeouts of connection table entries, in seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timeouts {
+    /// Established TCP connections (ipvsadm `--set tcp`).
+    pub tcp: u32,
+    /// TCP connections after a FIN or RST (ipvsadm `--set tcpfin`).
+    pub tcp_fin: u32,
+    /// TCP connections that have seen only a SYN.
+    pub tcp_syn: u32,
+    /// UDP flows (ipvsadm `--set udp`).
+    pub udp: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        // IPVS defaults: tcp 900 s, tcpfin 120 s, udp 300 s; SYN_RECV 60 s.
+        Timeouts { tcp: 900, tcp_fin: 120, tcp_syn: 60, udp: 300 }
+    }
+}
+
+/// Everything a worker forwards by, immutable once built.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Increases by one with every accepted change.
+    pub generation: u64,
+    /// Dataplane ports, indexed by port index.
+    pub ports: Vec<PortInfo>,
+    /// The appliance's own addresses (answer ARP and ICMP echo for them).
+    pub addresses: Vec<InterfaceAddr>,
+    /// Routes, sorted longest prefix first (connected networks included).
+    pub routes: Vec<Route>,
+    /// Virtual services.
+    pub services: Vec<Service>,
+    /// Service lookup by key; values index [`Snapshot::services`].
+    pub service_index: HashMap<ServiceKey, usize>,
+    /// Connection timeouts.
+    pub timeouts: Timeouts,
+}
+
+impl Snapshot {
+    /// Builds the lookup index and sorts the routes. Call after filling the fields.
+    pub fn finish(mut self) -> Self {
+        self.service_index = self
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.key, i))
+            .collect();
+        self.routes.sort_by(|a, b| b.prefix_len.cmp(&a.prefix_len));
+        self
+    }
+
+    /// The service listening on `key`, if any.
+    pub fn service(&self, key: &ServiceKey) -> Option<(usize, &Service)> {
+        let idx = *self.service_index.get(key)?;
+        self.services.get(idx).map(|s| (idx, s))
+    }
+
+    /// True when `addr` is one of the appliance's interface addresses.
+    pub fn is_interface_addr(&self, addr: Ipv4Addr) -> bool {
+        self.addresses.iter().any(|a| a.addr == addr)
+    }
+
+    /// True when `addr` is a virtual service address.
+    pub fn is_vip(&self, addr: Ipv4Addr) -> bool {
+        self.services.iter().any(|s| s.key.vip == addr)
+    }
+
+    /// The route for `dst`: longest prefix match.
+    pub fn route(&self, dst: Ipv4Addr) -> Option<&Route> {
+        self.routes.iter().find(|r| r.contains(dst))
+    }
+
+    /// The address of ours to use as a source on `port` (first one configured).
+    pub fn port_addr(&self, port: u16) -> Option<Ipv4Addr> {
+        self.addresses.iter().find(|a| a.port == port).map(|a| a.addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_matching() {
+        let net = Ipv4Addr::new(10, 1, 0, 0);
+        assert!(prefix_contains(net, 16, Ipv4Addr::new(10, 1, 200, 3)));
+        assert!(!prefix_contains(net, 16, Ipv4Addr::new(10, 2, 0, 1)));
+        assert!(prefix_contains(net, 0, Ipv4Addr::new(192, 168, 0, 1)));
+        assert!(prefix_contains(Ipv4Addr::new(10, 1, 0, 7), 32, Ipv4Addr::new(10, 1, 0, 7)));
+        assert!(!prefix_contains(Ipv4Addr::new(10, 1, 0, 7), 32, Ipv4Addr::new(10, 1, 0, 8)));
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let snap = Snapshot {
+            routes: vec![
+                Route { prefix: Ipv4Addr::UNSPECIFIED, prefix_len: 0, via: Some(Ipv4Addr::new(10, 0, 0, 254)), port: 0 },
+                Route { prefix: Ipv4Addr::new(10, 1, 0, 0), prefix_len: 24, via: None, port: 1 },
+            ],
+            ..Default::default()
+        }
+        .finish();
+        assert_eq!(snap.route(Ipv4Addr::new(10, 1, 0, 9)).map(|r| r.port), Some(1));
+        assert_eq!(snap.route(Ipv4Addr::new(8, 8, 8, 8)).map(|r| r.port), Some(0));
+    }
+}

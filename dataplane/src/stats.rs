@@ -1,0 +1,162 @@
+//! Per-core counters.
+//!
+//! A worker counts into a plain array it owns (no atomics on the packet path) and
+//! every so often copies it into its [`SharedCounters`] with relaxed atomic
+//! stores, which the control plane reads. Readers may see a counter set that is
+//! up to one publication interval old; they never block the worker.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($variant:ident => $name:literal: $doc:literal,)*) => {
+        /// Every counter a worker keeps.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(usize)]
+        pub enum Counter {
+            $(#[doc = $doc] $variant,)*
+        }
+
+        impl Counter {
+            /// Every counter, in index order.
+            pub const ALL: &'static [Counter] = &[$(Counter::$variant,)*];
+            /// Number of counters.
+            pub const COUNT: usize = Counter::ALL.len();
+
+            /// The counter's name in listings and metrics.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Counter::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    RxPackets => "rx_packets": "Frames received.",
+    RxBytes => "rx_bytes": "Bytes received.",
+    TxPackets => "tx_packets": "Frames handed to a tx queue.",
+    TxBytes => "tx_bytes": "Bytes handed to a tx queue.",
+    TxQueueFull => "drop_tx_queue_full": "Frames dropped because the tx queue was full.",
+    DropMalformed => "drop_malformed": "Frames dropped as truncated or malformed.",
+    DropBadChecksum => "drop_bad_checksum": "IPv4 packets dropped for a bad header checksum.",
+    DropNotForUs => "drop_not_for_us": "Frames for another host or an address that is neither ours nor a VIP.",
+    DropUnsupported => "drop_unsupported": "Frames of a protocol rvs does not handle (IPv6, other ethertypes, IP options we cannot forward).",
+    DropFragment => "drop_fragment": "IPv4 fragments (not reassembled yet).",
+    DropMultiSegment => "drop_multi_segment": "Multi-segment mbufs (jumbo chains are not handled yet).",
+    DropNoService => "drop_no_service": "Packets to a VIP on a port without a virtual service.",
+    DropNoConnection => "drop_no_connection": "TCP packets without a connection that are not a SYN.",
+    DropNoRealServer => "drop_no_real_server": "New connections refused: no real server available.",
+    DropConnTableFull => "drop_conn_table_full": "New connections refused: connection table full.",
+    DropNoRoute => "drop_no_route": "Packets without a route to their next hop.",
+    DropNeighQueueFull => "drop_neigh_queue_full": "Packets dropped while their next hop's ARP queue was full.",
+    DropNeighUnresolved => "drop_neigh_unresolved": "Queued packets dropped because their next hop never answered ARP.",
+    DropLocal => "drop_local": "Packets to our own addresses that the dataplane does not answer itself.",
+    ArpRequestsIn => "arp_requests_in": "ARP requests for our addresses or VIPs answered.",
+    ArpRepliesIn => "arp_replies_in": "ARP replies received.",
+    ArpRequestsOut => "arp_requests_out": "ARP requests sent to resolve next hops.",
+    IcmpEchoReplies => "icmp_echo_replies": "ICMP echo requests to our addresses answered.",
+    NeighQueued => "neigh_queued": "Packets queued while their next hop was resolved.",
+    ConnCreated => "conn_created": "Connections created.",
+    ConnExpired => "conn_expired": "Connections removed by their idle timeout.",
+    ConnActive => "conn_active": "Connections in the table now (a gauge).",
+    InboundPackets => "fwd_inbound_packets": "Packets forwarded client to real server.",
+    ReplyPackets => "fwd_reply_packets": "Packets forwarded real server to client (NAT replies).",
+    SnapshotsAdopted => "snapshots_adopted": "Configuration snapshots adopted.",
+    Generation => "generation": "Generation of the snapshot in use (a gauge).",
+    MempoolAllocFailed => "mempool_alloc_failed": "Frames the dataplane wanted to originate but had no mbuf for.",
+}
+
+/// A worker's own counters: plain integers, written only by that worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Counters {
+    values: [u64; Counter::COUNT],
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters { values: [0; Counter::COUNT] }
+    }
+}
+
+impl Counters {
+    /// Adds one.
+    #[inline]
+    pub fn inc(&mut self, c: Counter) {
+        self.values[c as usize] = self.values[c as usize].wrapping_add(1);
+    }
+
+    /// Adds `n`.
+    #[inline]
+    pub fn add(&mut self, c: Counter, n: u64) {
+        self.values[c as usize] = self.values[c as usize].wrapping_add(n);
+    }
+
+    /// Sets a gauge.
+    #[inline]
+    pub fn set(&mut self, c: Counter, v: u64) {
+        self.values[c as usize] = v;
+    }
+
+    /// Reads one counter.
+    pub fn get(&self, c: Counter) -> u64 {
+        self.values[c as usize]
+    }
+
+    /// `(name, value)` for every counter.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Counter::ALL.iter().map(move |&c| (c.name(), self.get(c)))
+    }
+}
+
+/// A worker's counters as the control plane reads them.
+#[derive(Debug)]
+pub struct SharedCounters {
+    values: [AtomicU64; Counter::COUNT],
+}
+
+impl Default for SharedCounters {
+    fn default() -> Self {
+        SharedCounters { values: std::array::from_fn(|_| AtomicU64::new(0)) }
+    }
+}
+
+impl SharedCounters {
+    /// Copies the worker's counters (relaxed stores: no read-modify-write).
+    pub fn publish(&self, from: &Counters) {
+        for (slot, v) in self.values.iter().zip(from.values.iter()) {
+            slot.store(*v, Ordering::Relaxed);
+        }
+    }
+
+    /// A copy of the last published counters.
+    pub fn read(&self) -> Counters {
+        let mut c = Counters::default();
+        for (v, slot) in c.values.iter_mut().zip(self.values.iter()) {
+            *v = slot.load(Ordering::Relaxed);
+        }
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_publication_copies_values() {
+        let mut names: Vec<_> = Counter::ALL.iter().map(|c| c.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Counter::COUNT);
+
+        let mut c = Counters::default();
+        c.inc(Counter::RxPackets);
+        c.add(Counter::RxBytes, 60);
+        c.set(Counter::ConnActive, 7);
+        let shared = SharedCounters::default();
+        shared.publish(&c);
+        assert_eq!(shared.read(), c);
+        assert_eq!(shared.read().get(Counter::RxBytes), 60);
+    }
+}

@@ -1,0 +1,281 @@
+//! The Internet checksum (RFC 1071) and its incremental update (RFC 1624).
+//!
+//! * [`sum`] computes a ones-complement *partial* sum of big-endian 16-bit words;
+//!   partial sums (including [`pseudo_header_v4`]) may be added together in a `u32`.
+//! * [`fold`] folds the carries back into 16 bits (not inverted).
+//! * [`internet`] gives the final checksum: `!fold(sum(data))`.
+//! * [`update_u16`], [`update_u32`] and [`update_addr`] patch an existing checksum
+//!   after a field changed, per RFC 1624 eqn. 3: `HC' = ~(~HC + ~m + m')`.
+//!
+//! Eqn. 3 (unlike eqn. 2 of RFC 1141) never produces `0xffff` ("negative zero") out
+//! of a header whose full recomputation yields `0x0000`, so the incremental result is
+//! bit-identical to a full recomputation whenever the checksummed data is not all
+//! zero (always the case for IPv4/TCP/UDP/ICMP headers).
+//!
+//! UDP: a transmitted checksum of `0` means "no checksum". Callers updating a UDP
+//! checksum must leave a `0` alone, and must send a computed `0` as `0xffff`
+//! (see [`crate::wire::udp`]).
+
+use std::net::Ipv4Addr;
+
+/// Ones-complement partial sum of `data` taken as big-endian 16-bit words; an odd
+/// trailing byte is padded with a zero byte on the right (RFC 1071).
+///
+/// The result is always `<= 0xffff`, so a handful of partial sums can be added in a
+/// `u32` without overflow before calling [`fold`].
+pub fn sum(data: &[u8]) -> u32 {
+    let mut acc: u64 = 0;
+    let mut chunks = data.chunks_exact(2);
+    for w in &mut chunks {
+        acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        acc += u64::from(u16::from_be_bytes([*last, 0]));
+    }
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    // The loop above leaves acc <= 0xffff.
+    acc as u32
+}
+
+/// Folds the carries of a partial sum into 16 bits. The result is NOT inverted.
+pub fn fold(mut sum: u32) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// The Internet checksum of `data`: the inverted, folded ones-complement sum.
+///
+/// A buffer that embeds its own correct checksum yields `0` here.
+pub fn internet(data: &[u8]) -> u16 {
+    !fold(sum(data))
+}
+
+/// Partial sum of the IPv4 pseudo-header used by TCP and UDP: source address,
+/// destination address, zero, protocol, and the L4 length (header + payload).
+pub fn pseudo_header_v4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: u16) -> u32 {
+    let s = src.octets();
+    let d = dst.octets();
+    u32::from(u16::from_be_bytes([s[0], s[1]]))
+        + u32::from(u16::from_be_bytes([s[2], s[3]]))
+        + u32::from(u16::from_be_bytes([d[0], d[1]]))
+        + u32::from(u16::from_be_bytes([d[2], d[3]]))
+        + u32::from(proto)
+        + u32::from(len)
+}
+
+/// Incrementally updates checksum `csum` after a 16-bit field changed from `old` to
+/// `new` (RFC 1624 eqn. 3).
+pub fn update_u16(csum: u16, old: u16, new: u16) -> u16 {
+    let s = u32::from(!csum) + u32::from(!old) + u32::from(new);
+    !fold(s)
+}
+
+/// Incrementally updates checksum `csum` after a 32-bit field (two aligned 16-bit
+/// words) changed from `old` to `new`.
+pub fn update_u32(csum: u16, old: u32, new: u32) -> u16 {
+    let s = u32::from(!csum)
+        + u32::from(!((old >> 16) as u16))
+        + u32::from(!(old as u16))
+        + ((new >> 16) & 0xffff)
+        + (new & 0xffff);
+    !fold(s)
+}
+
+/// Incrementally updates checksum `csum` after an IPv4 address changed from `old` to
+/// `new` (the IPv4 header checksum, or a TCP/UDP checksum through the pseudo-header).
+pub fn update_addr(csum: u16, old: Ipv4Addr, new: Ipv4Addr) -> u16 {
+    update_u32(csum, u32::from(old), u32::from(new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The IPv4 header from RFC 1071-style textbook example (checksum 0xb861).
+    const IPV4_HDR: [u8; 20] = [
+        0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8,
+        0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+    ];
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 section 3 example: 00 01 f2 03 f4 f5 f6 f7 -> sum 0xddf2 (folded).
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(fold(sum(&data)), 0xddf2);
+        assert_eq!(internet(&data), !0xddf2);
+    }
+
+    #[test]
+    fn known_ipv4_header() {
+        assert_eq!(internet(&IPV4_HDR), 0);
+        let mut h = IPV4_HDR;
+        h[10] = 0;
+        h[11] = 0;
+        assert_eq!(internet(&h), 0xb861);
+    }
+
+    #[test]
+    fn odd_length() {
+        assert_eq!(sum(&[0xab]), 0xab00);
+        assert_eq!(sum(&[0x12, 0x34, 0x56]), 0x1234 + 0x5600);
+        assert_eq!(sum(&[]), 0);
+        assert_eq!(internet(&[]), 0xffff);
+    }
+
+    #[test]
+    fn large_input_no_overflow() {
+        let data = vec![0xffu8; 1 << 20];
+        assert_eq!(fold(sum(&data)), 0xffff);
+        assert!(sum(&data) <= 0xffff);
+    }
+
+    #[test]
+    fn pseudo_header() {
+        let p = pseudo_header_v4(
+            Ipv4Addr::new(192, 168, 0, 1),
+            Ipv4Addr::new(192, 168, 0, 199),
+            17,
+            0x5f,
+        );
+        assert_eq!(p, 0xc0a8 + 0x0001 + 0xc0a8 + 0x00c7 + 17 + 0x5f);
+    }
+
+    /// Builds a 20-byte IPv4 header with checksum filled.
+    fn ip_header(words: [u16; 10]) -> [u8; 20] {
+        let mut h = [0u8; 20];
+        for (i, w) in words.iter().enumerate() {
+            h[2 * i..2 * i + 2].copy_from_slice(&w.to_be_bytes());
+        }
+        h[0] = 0x45;
+        h[10] = 0;
+        h[11] = 0;
+        let c = internet(&h);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        h
+    }
+
+    fn csum_of(h: &[u8]) -> u16 {
+        u16::from_be_bytes([h[10], h[11]])
+    }
+
+    /// A header whose full checksum is exactly 0x0000, then an address rewrite and
+    /// back: the incremental update must produce 0x0000, never 0xffff.
+    #[test]
+    fn zero_checksum_corner() {
+        let mut h = ip_header([0x4500, 0x0054, 0, 0x4000, 0x4006, 0, 0x0a00, 0x0001, 0x0a00, 0x0002]);
+        // Choose the ident word so that the full checksum becomes 0x0000.
+        let mut tmp = h;
+        tmp[4] = 0;
+        tmp[5] = 0;
+        tmp[10] = 0;
+        tmp[11] = 0;
+        let s = fold(sum(&tmp));
+        // want fold(s + ident) == 0xffff -> ident = 0xffff - s (ones complement)
+        let ident = 0xffff - s;
+        h[4..6].copy_from_slice(&ident.to_be_bytes());
+        h[10] = 0;
+        h[11] = 0;
+        let c = internet(&h);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(c, 0x0000);
+        assert_eq!(internet(&h), 0);
+
+        let old = Ipv4Addr::new(10, 0, 0, 2);
+        let new = Ipv4Addr::new(10, 0, 0, 9);
+        let c2 = update_addr(c, old, new);
+        h[16..20].copy_from_slice(&new.octets());
+        let mut full = h;
+        full[10] = 0;
+        full[11] = 0;
+        assert_eq!(c2, internet(&full));
+        // And back again: must return to exactly 0x0000.
+        let c3 = update_addr(c2, new, old);
+        assert_eq!(c3, 0x0000);
+        // Same via a 16-bit field change.
+        assert_eq!(update_u16(update_u16(c, ident, 7), 7, ident), 0x0000);
+    }
+
+    proptest! {
+        #[test]
+        fn sum_matches_naive(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut naive: u64 = 0;
+            for i in (0..data.len()).step_by(2) {
+                let hi = u64::from(data[i]);
+                let lo = u64::from(*data.get(i + 1).unwrap_or(&0));
+                naive += (hi << 8) | lo;
+            }
+            let naive = (naive % 0xffff) as u16;
+            let f = fold(sum(&data));
+            // Equal modulo 0xffff (0 and 0xffff are both zero).
+            prop_assert_eq!(u32::from(f) % 0xffff, u32::from(naive));
+        }
+
+        #[test]
+        fn ipv4_update_addr_matches_full(words in any::<[u16; 10]>(), new_src in any::<u32>(), new_dst in any::<u32>()) {
+            let mut h = ip_header(words);
+            let old_src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
+            let old_dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
+            let (ns, nd) = (Ipv4Addr::from(new_src), Ipv4Addr::from(new_dst));
+            let mut c = csum_of(&h);
+            c = update_addr(c, old_src, ns);
+            c = update_addr(c, old_dst, nd);
+            h[12..16].copy_from_slice(&ns.octets());
+            h[16..20].copy_from_slice(&nd.octets());
+            h[10] = 0;
+            h[11] = 0;
+            prop_assert_eq!(c, internet(&h));
+        }
+
+        #[test]
+        fn ipv4_update_u16_matches_full(words in any::<[u16; 10]>(), idx in 1usize..9, new in any::<u16>()) {
+            // Any word but the version/IHL word (0) and the checksum itself (5).
+            let idx = if idx >= 5 { idx + 1 } else { idx };
+            let mut h = ip_header(words);
+            let old = u16::from_be_bytes([h[2 * idx], h[2 * idx + 1]]);
+            let c = update_u16(csum_of(&h), old, new);
+            h[2 * idx..2 * idx + 2].copy_from_slice(&new.to_be_bytes());
+            h[10] = 0;
+            h[11] = 0;
+            prop_assert_eq!(c, internet(&h));
+        }
+
+        /// TCP: DNAT-style rewrite of the destination address (pseudo-header) and the
+        /// destination port, compared with a full recomputation.
+        #[test]
+        fn tcp_update_matches_full(
+            src in any::<u32>(), dst in any::<u32>(), new_dst in any::<u32>(),
+            hdr in any::<[u8; 20]>(), payload in proptest::collection::vec(any::<u8>(), 0..64),
+            new_port in any::<u16>(), new_seq in any::<u32>(),
+        ) {
+            let (src, dst, new_dst) = (Ipv4Addr::from(src), Ipv4Addr::from(dst), Ipv4Addr::from(new_dst));
+            let mut seg = hdr.to_vec();
+            seg[12] = 0x50;
+            seg.extend_from_slice(&payload);
+            seg[16] = 0;
+            seg[17] = 0;
+            let len = seg.len() as u16;
+            let full = |seg: &[u8], d: Ipv4Addr| -> u16 {
+                let mut s = seg.to_vec();
+                s[16] = 0;
+                s[17] = 0;
+                !fold(pseudo_header_v4(src, d, 6, len) + sum(&s))
+            };
+            let c0 = full(&seg, dst);
+            seg[16..18].copy_from_slice(&c0.to_be_bytes());
+
+            let old_port = u16::from_be_bytes([seg[2], seg[3]]);
+            let old_seq = u32::from_be_bytes([seg[4], seg[5], seg[6], seg[7]]);
+            let mut c = update_addr(c0, dst, new_dst);
+            c = update_u16(c, old_port, new_port);
+            c = update_u32(c, old_seq, new_seq);
+            seg[2..4].copy_from_slice(&new_port.to_be_bytes());
+            seg[4..8].copy_from_slice(&new_seq.to_be_bytes());
+            prop_assert_eq!(c, full(&seg, new_dst));
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Zero-copy packet views and checksum helpers.
+//!
+//! Every header type is a thin wrapper around a byte buffer (`T: AsRef<[u8]>`), in the
+//! style of smoltcp's `wire` module:
+//!
+//! * `new_unchecked(buf)` wraps the buffer without any validation; accessors may then
+//!   panic on a short buffer.
+//! * `new_checked(buf)` validates the lengths (and the fixed fields that make a header
+//!   interpretable) so that afterwards **no accessor can panic**, whatever the bytes.
+//! * Setters exist when `T: AsMut<[u8]>`; `into_inner()` gives the buffer back.
+//!
+//! Views never copy and never allocate. [`builder`] constructs complete, valid frames
+//! for tests, benchmarks and fixtures.
+//!
+//! Layering: an [`EthernetFrame`]'s `payload()` is fed to [`Ipv4Packet`] or
+//! [`ArpPacket`]; an [`Ipv4Packet`]'s `payload()` (exactly `header_len..total_len`, so
+//! Ethernet padding is excluded) is fed to [`TcpSegment`], [`UdpDatagram`] or
+//! [`IcmpPacket`].
+
+pub mod arp;
+pub mod builder;
+pub mod checksum;
+pub mod ethernet;
+pub mod icmp;
+pub mod ipv4;
+pub mod tcp;
+pub mod udp;
+
+pub use arp::ArpPacket;
+pub use ethernet::{ethertype, EthernetFrame, MacAddr};
+pub use icmp::IcmpPacket;
+pub use ipv4::{ip_proto, Ipv4Packet};
+pub use tcp::TcpSegment;
+pub use udp::UdpDatagram;
+
+/// Why a buffer could not be viewed as a given header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The buffer is shorter than the header (or than a length field claims).
+    #[error("packet truncated")]
+    Truncated,
+    /// A field holds a value that makes the packet uninterpretable.
+    #[error("malformed packet: {0}")]
+    Malformed(&'static str),
+}

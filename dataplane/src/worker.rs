@@ -1,0 +1,162 @@
+//! The worker poll loop: rx burst, process, tx burst, on one pinned lcore.
+//!
+//! A worker owns one queue on every port, its [`Processor`] and its counters.
+//! Between bursts it adopts a new snapshot if the control plane sent one, and
+//! acknowledges it by storing the generation it now runs on; the old snapshot is
+//! sent back so that it is freed on a control thread, never on the packet path.
+//! When idle for a while it sleeps `idle_sleep_us` between polls (0 = busy poll),
+//! so a lab or CI machine is not burned by a spinning core.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{Receiver, Sender};
+
+use crate::dpdk::{Mbuf, Mempool, Queue};
+use crate::process::{Output, Processor};
+use crate::snapshot::Snapshot;
+use crate::stats::{Counter, SharedCounters};
+
+/// Counters are published to the control plane this often.
+const PUBLISH_EVERY: Duration = Duration::from_millis(50);
+/// Housekeeping (expiry, ARP retries) runs this often.
+const TICK_EVERY: Duration = Duration::from_millis(10);
+/// Empty polls in a row before the worker starts sleeping.
+const IDLE_POLLS_BEFORE_SLEEP: u32 = 256;
+
+/// The control plane's side of a worker.
+#[derive(Debug, Clone)]
+pub struct WorkerLink {
+    /// New snapshots for the worker.
+    pub snapshots: Sender<Arc<Snapshot>>,
+    /// Generation the worker runs on (stored by the worker after adopting).
+    pub adopted: Arc<AtomicU64>,
+    /// The worker's published counters.
+    pub counters: Arc<SharedCounters>,
+}
+
+/// Everything a worker needs, moved onto its lcore.
+pub struct WorkerContext {
+    /// Worker index (0-based).
+    pub id: usize,
+    /// One queue per port, indexed by port index.
+    pub queues: Vec<Queue>,
+    /// Pool for frames the dataplane originates (ARP requests).
+    pub pool: Arc<Mempool>,
+    /// The snapshot to start with.
+    pub snapshot: Arc<Snapshot>,
+    /// Connection table capacity.
+    pub conn_capacity: usize,
+    /// Sleep per idle poll once idle, in microseconds (0 = never sleep).
+    pub idle_sleep_us: u64,
+    /// New snapshots.
+    pub snapshots: Receiver<Arc<Snapshot>>,
+    /// Old snapshots, returned to be freed by the control plane.
+    pub retired: Sender<Arc<Snapshot>>,
+    /// Where the adopted generation is stored.
+    pub adopted: Arc<AtomicU64>,
+    /// Where counters are published.
+    pub counters: Arc<SharedCounters>,
+    /// Set to stop the loop.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Runs the poll loop until `ctx.stop` is set. Returns 0 (the lcore exit code).
+pub fn run(ctx: WorkerContext) -> i32 {
+    let WorkerContext { id, queues, pool, snapshot, conn_capacity, idle_sleep_us, snapshots, retired, adopted, counters, stop } =
+        ctx;
+    tracing::info!(worker = id, queues = ?queues, "worker started");
+    adopted.store(snapshot.generation, Ordering::Release);
+    let mut processor: Processor<Mbuf> = Processor::new(snapshot, conn_capacity);
+    let burst = crate::dpdk::MAX_BURST;
+    let mut rx: Vec<Mbuf> = Vec::with_capacity(burst);
+    let mut out: Output<Mbuf> = Output::with_capacity(burst * queues.len().max(1));
+    let mut tx_by_port: Vec<Vec<Mbuf>> = queues.iter().map(|_| Vec::with_capacity(burst * 2)).collect();
+    let clock = Instant::now();
+    let mut last_publish = clock;
+    let mut last_tick = clock;
+    let mut idle_polls: u32 = 0;
+
+    while !stop.load(Ordering::Relaxed) {
+        while let Ok(next) = snapshots.try_recv() {
+            let generation = next.generation;
+            let old = processor.adopt(next);
+            adopted.store(generation, Ordering::Release);
+            // If the control plane is gone the old snapshot is simply dropped here.
+            let _ = retired.send(old);
+        }
+
+        let now = Instant::now();
+        let now_ms = now.duration_since(clock).as_millis() as u64;
+        let mut received = 0;
+        for (port, queue) in queues.iter().enumerate() {
+            received += queue.rx_burst(&mut rx);
+            for m in rx.drain(..) {
+                if m.segments() != 1 {
+                    processor.count(Counter::DropMultiSegment, 1);
+                    out.drop.push(m);
+                    continue;
+                }
+                processor.handle(port as u16, m, now_ms, &mut out);
+            }
+        }
+        if now.duration_since(last_tick) >= TICK_EVERY {
+            processor.tick(now_ms, &mut out);
+            last_tick = now;
+        }
+        flush(&queues, &pool, &mut processor, &mut out, &mut tx_by_port);
+        if now.duration_since(last_publish) >= PUBLISH_EVERY {
+            counters.publish(processor.counters());
+            last_publish = now;
+        }
+
+        if received == 0 {
+            idle_polls = idle_polls.saturating_add(1);
+            if idle_sleep_us > 0 && idle_polls > IDLE_POLLS_BEFORE_SLEEP {
+                std::thread::sleep(Duration::from_micros(idle_sleep_us));
+            }
+        } else {
+            idle_polls = 0;
+        }
+    }
+    counters.publish(processor.counters());
+    tracing::info!(worker = id, "worker stopped");
+    0
+}
+
+/// Sends what processing produced, frees what it dropped.
+fn flush(
+    queues: &[Queue],
+    pool: &Mempool,
+    processor: &mut Processor<Mbuf>,
+    out: &mut Output<Mbuf>,
+    tx_by_port: &mut [Vec<Mbuf>],
+) {
+    for (port, content) in out.control.drain(..) {
+        let Some(mut m) = pool.alloc() else {
+            processor.count(Counter::MempoolAllocFailed, 1);
+            continue;
+        };
+        if m.fill(content.bytes()) {
+            if let Some(list) = tx_by_port.get_mut(usize::from(port)) {
+                list.push(m);
+            }
+        }
+    }
+    for (port, m) in out.tx.drain(..) {
+        match tx_by_port.get_mut(usize::from(port)) {
+            Some(list) => list.push(m),
+            None => processor.count(Counter::DropNoRoute, 1),
+        }
+    }
+    for (list, queue) in tx_by_port.iter_mut().zip(queues) {
+        if list.is_empty() {
+            continue;
+        }
+        let wanted = list.len();
+        let sent = queue.tx_burst(list);
+        processor.count(Counter::TxQueueFull, (wanted - sent) as u64);
+    }
+    out.drop.clear();
+}

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# rvs build prerequisites + release build. Idempotent: installs only missing
+# Debian packages (apt-get update only when something is missing), then runs
+# `cargo build --release --workspace` (a no-op when up to date).
+#
+#   deploy/setup.sh            install packages + build
+#   RVS_SKIP_BUILD=1 deploy/setup.sh   packages only
+set -euo pipefail
+
+readonly SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+readonly REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+
+# Build deps (DPDK 22.11 from Debian, bindgen's libclang) and lab tools.
+readonly PACKAGES=(
+    dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config
+    iproute2 ethtool tcpdump tshark socat curl python3 iputils-ping
+)
+
+log() { echo "setup: $*" >&2; }
+die() { echo "setup: error: $*" >&2; exit 1; }
+
+require_root() {
+    [[ $EUID -eq 0 ]] || die "must run as root (apt-get install, network namespaces); try: sudo $0"
+}
+
+# Print the packages from PACKAGES that are not installed.
+missing_packages() {
+    local pkg status
+    for pkg in "${PACKAGES[@]}"; do
+        status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
+        [[ "$status" == "install ok installed" ]] || echo "$pkg"
+    done
+}
+
+install_packages() {
+    local missing
+    mapfile -t missing < <(missing_packages)
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        log "packages: all present"
+        return 0
+    fi
+    log "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # tshark must not ask whether non-root users may capture.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+    mapfile -t missing < <(missing_packages)
+    [[ ${#missing[@]} -eq 0 ]] || die "still missing after install: ${missing[*]}"
+}
+
+ensure_cargo() {
+    if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    command -v cargo >/dev/null 2>&1 \
+        || die "cargo not found (not on PATH, not in \$HOME/.cargo/bin); install a Rust toolchain >= 1.80"
+}
+
+build() {
+    ensure_cargo
+    log "cargo build --release --workspace"
+    (cd "$REPO_ROOT" && cargo build --release --workspace)
+}
+
+main() {
+    require_root
+    install_packages
+    if [[ "${RVS_SKIP_BUILD:-0}" == 1 ]]; then
+        log "RVS_SKIP_BUILD=1: not building"
+    else
+        build
+    fi
+    log "done"
+}
+
+main "$@"

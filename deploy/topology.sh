@@ -1,0 +1,392 @@
+#!/usr/bin/env bash
+# rvs lab topology: a one-armed director on a single L2 segment, built from
+# network namespaces and veth pairs.
+#
+#   deploy/topology.sh up [--reals N]   build (or rebuild) the topology, N = 2 (default) .. 9
+#   deploy/topology.sh down             remove everything (safe when nothing is up)
+#   deploy/topology.sh status           print what is up
+#   deploy/topology.sh selfcheck        verify servers, ARP and the DR/NAT reply
+#                                       paths without rvsd (kernel stand-in)
+#
+#                          rvs-sw (bridge br0)
+#        +----------------+-------+---------+--------- ... -+
+#   client-sw          dir-sw  rs1-sw    rs2-sw          rsN-sw
+#        |                |       |         |               |
+#   rvs-client:eth0  rvs-dir:dp0  rvs-rs1:eth0 rvs-rs2:eth0  rvs-rsN:eth0
+#   10.0.0.2/24      (no IP:      10.1.0.11/24 10.1.0.12/24  10.1.0.1N/24
+#                    DPDK owns it  + VIP 10.0.0.100/32 on lo (DR)
+#                    via af_packet; rvsd = 10.0.0.1, 10.1.0.1)
+#
+# Each real server runs tests/e2e/httpd.py on :80 and :8080 (body "rsN\n")
+# and a socat echo service on :9000 (banner "rsN\n", then echo).
+#
+# Idempotent: "up" on a healthy topology with the same number of reals does
+# nothing; otherwise it tears down whatever exists and builds from scratch.
+# Everything lives in namespaces, so no traffic ever reaches the host's
+# network; "down" kills every process in the lab namespaces and deletes them.
+set -euo pipefail
+
+readonly SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+readonly REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+readonly HTTPD="$REPO_ROOT/tests/e2e/httpd.py"
+readonly STATE_DIR="${RVS_LAB_STATE:-/run/rvs-lab}"
+
+readonly NS_SW="rvs-sw"
+readonly NS_CLIENT="rvs-client"
+readonly NS_DIR="rvs-dir"
+readonly CLIENT_IP="10.0.0.2"
+readonly DIR_NET_GW="10.1.0.1"        # rvsd's address on the reals' subnet
+readonly DR_VIP="10.0.0.100"
+readonly CLIENT_NET="10.0.0.0/24"
+readonly DR_TABLE=100
+readonly MAX_REALS=9
+
+# Fixed, locally administered MACs make captures easy to read.
+readonly MAC_DIR="02:00:00:00:00:01"
+readonly MAC_CLIENT="02:00:00:00:00:02"
+mac_real() { printf '02:00:00:00:01:%02x' "$((0x10 + $1))"; }   # rs1 -> ...:01:11
+
+log() { echo "topology: $*" >&2; }
+die() { echo "topology: error: $*" >&2; exit 1; }
+
+# nsx NS CMD...: run a command inside a namespace.
+nsx() { local ns="$1"; shift; ip netns exec "$ns" "$@"; }
+
+ns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$1"; }
+
+# All lab namespaces that currently exist (rvs-sw, rvs-client, rvs-dir, rvs-rsN).
+lab_namespaces() {
+    ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^rvs-(sw|client|dir|rs[0-9]+)$' || true
+}
+
+require_root() {
+    [[ $EUID -eq 0 ]] || die "must run as root (network namespaces need CAP_SYS_ADMIN/CAP_NET_ADMIN)"
+}
+
+require_tools() {
+    local tool
+    for tool in ip ethtool sysctl socat ss python3 setsid; do
+        command -v "$tool" >/dev/null || die "'$tool' not found (run deploy/setup.sh)"
+    done
+}
+
+# ---------------------------------------------------------------------------
+# down
+# ---------------------------------------------------------------------------
+
+# Kill every process living in namespace $1: SIGTERM, then SIGKILL stragglers.
+kill_ns_processes() {
+    local ns="$1" pids i
+    pids="$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ' || true)"
+    [[ -n "${pids// /}" ]] || return 0
+    # shellcheck disable=SC2086
+    kill -TERM $pids 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do            # up to 5 s (rvsd may need a moment)
+        pids="$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ' || true)"
+        [[ -n "${pids// /}" ]] || return 0
+        sleep 0.1
+    done
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null || true
+    sleep 0.2
+}
+
+topology_down() {
+    local ns
+    [[ -n "$(lab_namespaces)" ]] || { rm -rf "$STATE_DIR"; return 0; }
+    for ns in $(lab_namespaces); do
+        kill_ns_processes "$ns"
+    done
+    for ns in $(lab_namespaces); do
+        # Deleting a namespace destroys the veths inside it (and so their peers).
+        ip netns delete "$ns" 2>/dev/null || log "warning: could not delete $ns"
+    done
+    rm -rf "$STATE_DIR"
+    log "down"
+}
+
+# ---------------------------------------------------------------------------
+# up
+# ---------------------------------------------------------------------------
+
+# Namespace with lo up and IPv6 off (no ND/MLD/RS noise on the segment).
+make_ns() {
+    local ns="$1"
+    ip netns add "$ns"
+    nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+    nsx "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+    nsx "$ns" sysctl -qw net.ipv6.conf.lo.disable_ipv6=1
+    nsx "$ns" ip link set lo up
+}
+
+# Offloads off: af_packet (DPDK) would otherwise see CHECKSUM_PARTIAL frames
+# with bogus checksums and GSO super-frames; captures then show real bytes.
+no_offloads() {
+    local ns="$1" ifname="$2"
+    nsx "$ns" ethtool -K "$ifname" tx off tso off gso off gro off rx off >/dev/null 2>&1 \
+        || nsx "$ns" ethtool -K "$ifname" tx off tso off gso off gro off rx off
+}
+
+# connect NS IFNAME SWNAME MAC: veth pair, host end IFNAME in NS, switch end
+# SWNAME enslaved to br0 in rvs-sw. Both ends are created directly inside
+# their namespaces, so nothing ever appears in the root namespace.
+connect() {
+    local ns="$1" ifname="$2" swname="$3" mac="$4"
+    ip link add "$ifname" netns "$ns" address "$mac" type veth peer name "$swname" netns "$NS_SW"
+    no_offloads "$ns" "$ifname"
+    no_offloads "$NS_SW" "$swname"
+    nsx "$NS_SW" ip link set "$swname" master br0 up
+    nsx "$ns" ip link set "$ifname" up
+}
+
+make_switch() {
+    make_ns "$NS_SW"
+    # STP off and no forwarding delay: ports forward as soon as they are up.
+    nsx "$NS_SW" ip link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0
+    nsx "$NS_SW" ip link set br0 up
+}
+
+make_client() {
+    make_ns "$NS_CLIENT"
+    connect "$NS_CLIENT" eth0 client-sw "$MAC_CLIENT"
+    nsx "$NS_CLIENT" ip addr add "$CLIENT_IP/24" dev eth0
+    # rp_filter off. The client has only 10.0.0.0/24 (no default route): the
+    # VIPs 10.0.0.100/.101 are on-link, so it ARPs for them and rvsd answers.
+    # Real servers answering DR traffic ARP for 10.0.0.2 with sender IP
+    # 10.1.0.1X (arp_announce=2 picks their eth0 address, never the VIP).
+    # Linux answers an ARP request only if the reverse route check
+    # (fib_validate_source) on the sender passes; with rp_filter=0 that check
+    # only rejects senders that are local addresses, so the off-subnet sender
+    # is accepted and no extra route is needed (verified by the self-check).
+    nsx "$NS_CLIENT" sysctl -qw net.ipv4.conf.all.rp_filter=0
+    nsx "$NS_CLIENT" sysctl -qw net.ipv4.conf.default.rp_filter=0
+    nsx "$NS_CLIENT" sysctl -qw net.ipv4.conf.eth0.rp_filter=0
+}
+
+make_director() {
+    make_ns "$NS_DIR"
+    connect "$NS_DIR" dp0 dir-sw "$MAC_DIR"
+    # dp0 stays without any IP: the kernel must not answer ARP/ICMP or send
+    # RSTs; rvsd (net_af_packet0,iface=dp0) owns 10.0.0.1 and 10.1.0.1.
+    nsx "$NS_DIR" sysctl -qw net.ipv4.ip_forward=0
+}
+
+make_real() {
+    local n="$1" ns="rvs-rs$1" ip="10.1.0.1$1"
+    make_ns "$ns"
+    connect "$ns" eth0 "rs$n-sw" "$(mac_real "$n")"
+    nsx "$ns" ip addr add "$ip/24" dev eth0
+    # NAT replies must go back through the director.
+    nsx "$ns" ip route add default via "$DIR_NET_GW" dev eth0
+    # DR: the VIP on lo, never announced or answered for on eth0.
+    nsx "$ns" ip addr add "$DR_VIP/32" dev lo
+    local c
+    for c in all eth0; do
+        nsx "$ns" sysctl -qw "net.ipv4.conf.$c.arp_ignore=1"
+        nsx "$ns" sysctl -qw "net.ipv4.conf.$c.arp_announce=2"
+    done
+    for c in all default eth0 lo; do
+        nsx "$ns" sysctl -qw "net.ipv4.conf.$c.rp_filter=0"
+    done
+    # DR replies (source = VIP) go straight to the client on the shared
+    # segment; everything else (NAT replies from 10.1.0.1X) via the director.
+    nsx "$ns" ip rule add from "$DR_VIP" table "$DR_TABLE"
+    nsx "$ns" ip route add "$CLIENT_NET" dev eth0 table "$DR_TABLE"
+    start_real_services "$n"
+}
+
+# Start a daemon in a namespace, detached from our stdio (so callers that
+# capture our output do not hang), and record its pid.
+start_daemon() {
+    local ns="$1" name="$2"; shift 2
+    ip netns exec "$ns" setsid "$@" </dev/null >"$STATE_DIR/$ns.$name.log" 2>&1 &
+    echo $! >"$STATE_DIR/$ns.$name.pid"
+}
+
+start_real_services() {
+    local n="$1" ns="rvs-rs$1"
+    start_daemon "$ns" httpd python3 "$HTTPD" --name "rs$n" --ports 80,8080
+    # socat echo: banner "rsN\n" then echo everything back.
+    start_daemon "$ns" echo socat TCP-LISTEN:9000,fork,reuseaddr SYSTEM:"echo rs$n; exec cat"
+}
+
+# Wait until every real listens on 80, 8080 and 9000.
+wait_real_services() {
+    local reals="$1" n i port ok
+    for ((n = 1; n <= reals; n++)); do
+        for ((i = 0; i < 100; i++)); do
+            ok=1
+            for port in 80 8080 9000; do
+                nsx "rvs-rs$n" ss -Htln "sport = :$port" | grep -q LISTEN || ok=0
+            done
+            ((ok)) && break
+            sleep 0.1
+        done
+        ((ok)) || {
+            tail -n 20 "$STATE_DIR"/rvs-rs"$n".*.log >&2 || true
+            die "servers in rvs-rs$n did not start"
+        }
+    done
+}
+
+# Is the topology up, with $1 reals and all their servers alive?
+topology_healthy() {
+    local reals="$1" n ns f
+    [[ -f "$STATE_DIR/reals" && "$(cat "$STATE_DIR/reals")" == "$reals" ]] || return 1
+    for ns in "$NS_SW" "$NS_CLIENT" "$NS_DIR"; do ns_exists "$ns" || return 1; done
+    for ((n = 1; n <= reals; n++)); do
+        ns_exists "rvs-rs$n" || return 1
+        # Cheap sanity check that the real's DR policy route is still there.
+        nsx "rvs-rs$n" ip rule show | grep -q "from $DR_VIP lookup $DR_TABLE" || return 1
+    done
+    # No extra reals left over from a bigger topology.
+    ns_exists "rvs-rs$((reals + 1))" && return 1
+    for f in "$STATE_DIR"/*.pid; do
+        [[ -e "$f" ]] || return 1
+        kill -0 "$(cat "$f")" 2>/dev/null || return 1
+    done
+    return 0
+}
+
+topology_up() {
+    local reals="$1" n
+    [[ -f "$HTTPD" ]] || die "missing $HTTPD"
+    require_tools
+    if topology_healthy "$reals"; then
+        log "already up ($reals reals)"
+        return 0
+    fi
+    topology_down
+    mkdir -p "$STATE_DIR"
+    make_switch
+    make_client
+    make_director
+    for ((n = 1; n <= reals; n++)); do make_real "$n"; done
+    wait_real_services "$reals"
+    echo "$reals" >"$STATE_DIR/reals"
+    log "up: rvs-client 10.0.0.2, rvs-dir dp0 ($MAC_DIR, no IP), reals 1..$reals (10.1.0.11..)"
+}
+
+# ---------------------------------------------------------------------------
+# selfcheck: verify the topology without rvsd, using the kernel as a stand-in.
+# Must not run while rvsd is running (it briefly gives dp0 kernel addresses).
+# ---------------------------------------------------------------------------
+
+check() {   # check DESCRIPTION EXPECTED ACTUAL
+    if [[ "$2" == "$3" ]]; then
+        log "ok: $1"
+    else
+        log "FAIL: $1: expected '$2', got '$3'"
+        SELFCHECK_FAILED=1
+    fi
+}
+
+flush_neighbours() {
+    local ns
+    for ns in $(lab_namespaces); do nsx "$ns" ip neigh flush all 2>/dev/null || true; done
+}
+
+# Undo everything selfcheck may have added (also used by the EXIT trap).
+selfcheck_cleanup() {
+    nsx "$NS_DIR" ip addr flush dev dp0 2>/dev/null || true
+    nsx "$NS_DIR" sysctl -qw net.ipv4.ip_forward=0 2>/dev/null || true
+    nsx "$NS_CLIENT" ip route del 10.1.0.0/24 2>/dev/null || true
+    nsx "$NS_CLIENT" ip neigh del "$DR_VIP" dev eth0 2>/dev/null || true
+    flush_neighbours
+}
+
+topology_selfcheck() {
+    local reals n out
+    [[ -f "$STATE_DIR/reals" ]] || die "topology is not up"
+    reals="$(cat "$STATE_DIR/reals")"
+    if [[ -n "$(ip netns pids "$NS_DIR" 2>/dev/null)" ]]; then
+        die "processes are running in $NS_DIR (rvsd?); selfcheck needs it idle"
+    fi
+    SELFCHECK_FAILED=0
+    trap selfcheck_cleanup EXIT
+    flush_neighbours
+
+    # 1. Servers answer inside each real.
+    for ((n = 1; n <= reals; n++)); do
+        check "rs$n http :80" "rs$n" "$(nsx "rvs-rs$n" curl -s --max-time 2 "http://10.1.0.1$n/")"
+        check "rs$n http :8080" "rs$n" "$(nsx "rvs-rs$n" curl -s --max-time 2 "http://10.1.0.1$n:8080/")"
+        out="$(printf 'ping\n' | nsx "rvs-rs$n" socat -t2 -T3 - "TCP:10.1.0.1$n:9000" | tr '\n' ' ')"
+        check "rs$n echo :9000" "rs$n ping " "$out"
+    done
+
+    # 2. Nobody but the director may answer ARP for the DR VIP (arp_ignore=1):
+    #    dp0 has no IP now, so the client's ARP must stay unanswered.
+    nsx "$NS_CLIENT" ping -c1 -W1 "$DR_VIP" >/dev/null 2>&1 || true
+    out="$(nsx "$NS_CLIENT" ip neigh show "$DR_VIP" dev eth0 | grep -o 'lladdr [0-9a-f:]*' || true)"
+    check "no real answers ARP for the DR VIP" "" "$out"
+
+    # 3. DR leg: pretend the director forwarded to rs1 (static neighbour
+    #    VIP -> rs1's MAC). rs1 accepts the VIP (on lo) and replies from the
+    #    VIP straight to the client (table $DR_TABLE); to do so it ARPs for
+    #    10.0.0.2 with sender 10.1.0.11, which the client must answer.
+    for ((n = 1; n <= reals; n++)); do
+        nsx "$NS_CLIENT" ip neigh replace "$DR_VIP" lladdr "$(mac_real "$n")" dev eth0 nud permanent
+        check "DR reply path rs$n -> client" "rs$n" \
+            "$(nsx "$NS_CLIENT" curl -s --max-time 2 "http://$DR_VIP/")"
+        out="$(nsx "rvs-rs$n" ip neigh show "$CLIENT_IP" dev eth0 | grep -o 'lladdr [0-9a-f:]*' || true)"
+        check "rs$n resolved the client directly (off-subnet ARP answered)" "lladdr $MAC_CLIENT" "$out"
+    done
+    nsx "$NS_CLIENT" ip neigh del "$DR_VIP" dev eth0
+
+    # 4. NAT leg: the kernel routes in rvs-dir (addresses on dp0, forwarding
+    #    on); the reals' replies must come back via their default route.
+    nsx "$NS_DIR" ip addr add 10.0.0.1/24 dev dp0
+    nsx "$NS_DIR" ip addr add 10.1.0.1/24 dev dp0
+    nsx "$NS_DIR" sysctl -qw net.ipv4.ip_forward=1
+    nsx "$NS_CLIENT" ip route add 10.1.0.0/24 via 10.0.0.1
+    for ((n = 1; n <= reals; n++)); do
+        check "routed path client -> rs$n -> client" "rs$n" \
+            "$(nsx "$NS_CLIENT" curl -s --max-time 2 "http://10.1.0.1$n/")"
+        out="$(nsx "rvs-rs$n" ip neigh show 10.1.0.1 dev eth0 | grep -o 'lladdr [0-9a-f:]*' || true)"
+        check "rs$n reaches the director's 10.1.0.1" "lladdr $MAC_DIR" "$out"
+    done
+
+    selfcheck_cleanup
+    trap - EXIT
+    if ((SELFCHECK_FAILED)); then
+        die "selfcheck failed"
+    fi
+    log "selfcheck passed"
+}
+
+topology_status() {
+    local ns
+    for ns in $(lab_namespaces); do
+        echo "== $ns"
+        nsx "$ns" ip -br addr
+    done
+}
+
+usage() {
+    echo "usage: $0 up [--reals N] | down | status | selfcheck" >&2
+    exit 2
+}
+
+main() {
+    local cmd="${1:-}" reals=2
+    [[ -n "$cmd" ]] || usage
+    shift
+    while [[ $# -gt 0 ]]; do
+        case "$1" in
+            --reals) reals="${2:-}"; shift 2 || usage ;;
+            --reals=*) reals="${1#*=}"; shift ;;
+            *) usage ;;
+        esac
+    done
+    [[ "$reals" =~ ^[1-9]$ && "$reals" -le $MAX_REALS ]] || die "--reals must be 1..$MAX_REALS"
+    require_root
+    case "$cmd" in
+        up) topology_up "$reals" ;;
+        down) topology_down ;;
+        status) topology_status ;;
+        selfcheck) topology_selfcheck ;;
+        *) usage ;;
+    esac
+}
+
+main "$@"
