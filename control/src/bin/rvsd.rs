@@ -1,1 +1,315 @@
-fn main() {}
+//! rvsd: the rvs load balancer daemon.
+//!
+//! `rvsd --config FILE` validates the JSON config, starts DPDK's EAL, opens the
+//! ports, launches one worker per configured lcore, and serves the REST API on
+//! the management address until SIGINT/SIGTERM. `rvsd --config FILE --check`
+//! only validates the file.
+//!
+//! Exit codes: 0 success; 2 invalid config (nothing started); 3 DPDK could not
+//! start (EAL, mempool, port); 4 the API could not listen; 1 anything else.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use crossbeam::channel::{bounded, Receiver};
+use rvs_control::{build_snapshot, router, ApiState, Config, Dataplane, PublishReport};
+use rvs_dataplane::dpdk::{self, Eal, Mempool, Port};
+use rvs_dataplane::snapshot::Snapshot;
+use rvs_dataplane::stats::SharedCounters;
+use rvs_dataplane::wire::MacAddr;
+use rvs_dataplane::worker::{self, WorkerContext, WorkerLink};
+use serde_json::json;
+
+/// How long a config change may take to reach every worker before the API says so.
+const ADOPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// rx/tx descriptors per queue (adjusted to the device's limits).
+const RING_SIZE: u16 = 1024;
+
+#[derive(Parser, Debug)]
+#[command(name = "rvsd", version, about = "rvs: a DPDK layer-4 load balancer (LVS-style DR and NAT)")]
+struct Args {
+    /// The JSON configuration file.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: PathBuf,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rvsd: invalid configuration {}: {e}", args.config.display());
+            return ExitCode::from(2);
+        }
+    };
+    if args.check {
+        println!("rvsd: configuration {} is valid", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Dpdk(e)) => {
+            eprintln!("rvsd: DPDK could not start: {e}");
+            ExitCode::from(3)
+        }
+        Err(Failure::Listen(addr, e)) => {
+            eprintln!("rvsd: the REST API cannot listen on {addr}: {e}");
+            ExitCode::from(4)
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("rvsd: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+enum Failure {
+    Dpdk(dpdk::DpdkError),
+    Listen(SocketAddr, std::io::Error),
+    Other(String),
+}
+
+impl From<dpdk::DpdkError> for Failure {
+    fn from(e: dpdk::DpdkError) -> Self {
+        Failure::Dpdk(e)
+    }
+}
+
+/// EAL arguments: lcores from the config, one `--vdev` (or `-a` for a PCI
+/// device) per port, then the operator's extra arguments.
+fn eal_args(config: &Config) -> Vec<String> {
+    let mut lcores = vec![config.main_lcore];
+    lcores.extend(&config.workers);
+    let mut args = vec![
+        "rvsd".to_owned(),
+        "-l".to_owned(),
+        lcores.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
+        "--main-lcore".to_owned(),
+        config.main_lcore.to_string(),
+    ];
+    for port in &config.ports {
+        if port.device.starts_with("net_") {
+            args.push("--vdev".to_owned());
+        } else {
+            args.push("-a".to_owned());
+        }
+        args.push(port.device.clone());
+    }
+    args.extend(config.eal.iter().cloned());
+    args
+}
+
+/// The ethdev name EAL gives a device spec: the part before the first comma.
+fn device_name(device: &str) -> &str {
+    device.split(',').next().unwrap_or(device)
+}
+
+fn run(config: Config) -> Result<(), Failure> {
+    let args = eal_args(&config);
+    tracing::info!(eal = %args.join(" "), "starting EAL");
+    let eal = Eal::init(&args)?;
+    let pool = Arc::new(Mempool::new("rvs_mbufs", config.mbufs, 256, Eal::socket_id())?);
+    let queues = u16::try_from(config.workers.len()).map_err(|_| Failure::Other("too many workers".into()))?;
+    let mut ports = Vec::new();
+    for p in &config.ports {
+        let port = Port::open(device_name(&p.device), queues, &pool, RING_SIZE, RING_SIZE)?;
+        tracing::info!(port = %p.name, device = %p.device, mac = %port.mac(), queues, "port started");
+        ports.push(port);
+    }
+    let port_macs: Vec<MacAddr> = ports.iter().map(Port::mac).collect();
+    let snapshot = Arc::new(build_snapshot(&config, &port_macs, 1).map_err(|e| Failure::Other(e.to_string()))?);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (retired_tx, retired_rx) = bounded::<Arc<Snapshot>>(1024);
+    let mut links = Vec::new();
+    for (id, &lcore) in config.workers.iter().enumerate() {
+        let (snap_tx, snap_rx) = bounded(16);
+        let adopted = Arc::new(AtomicU64::new(0));
+        let counters = Arc::new(SharedCounters::default());
+        let ctx = WorkerContext {
+            id,
+            queues: ports.iter().map(|p| p.queue(id as u16)).collect(),
+            pool: Arc::clone(&pool),
+            snapshot: Arc::clone(&snapshot),
+            conn_capacity: config.conn_table_size as usize,
+            idle_sleep_us: u64::from(config.idle_sleep_us),
+            snapshots: snap_rx,
+            retired: retired_tx.clone(),
+            adopted: Arc::clone(&adopted),
+            counters: Arc::clone(&counters),
+            stop: Arc::clone(&stop),
+        };
+        dpdk::launch_on_lcore(lcore, move || worker::run(ctx))?;
+        links.push(WorkerLink { snapshots: snap_tx, adopted, counters });
+    }
+    // Wait until every worker runs on the initial snapshot.
+    let deadline = Instant::now() + ADOPT_TIMEOUT;
+    while links.iter().any(|l| l.adopted.load(Ordering::Acquire) < 1) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    let ports = Arc::new(ports);
+    let dataplane = Arc::new(DpdkDataplane {
+        links,
+        lcores: config.workers.clone(),
+        retired: retired_rx,
+        port_macs,
+        ports: Arc::clone(&ports),
+        port_names: config.ports.iter().map(|p| p.name.clone()).collect(),
+        pool: Arc::clone(&pool),
+    });
+    let listen = config.api.listen;
+    let state = ApiState::new(config, 1, dataplane.clone());
+    let served = serve(listen, state);
+
+    stop.store(true, Ordering::Relaxed);
+    dpdk::wait_all_lcores();
+    drop(dataplane);
+    drop(ports);
+    drop(pool);
+    drop(eal);
+    served
+}
+
+fn serve(listen: SocketAddr, state: Arc<ApiState>) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Other(format!("tokio runtime: {e}")))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| Failure::Listen(listen, e))?;
+        tracing::info!(%listen, "REST API listening");
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(|e| Failure::Other(format!("REST API: {e}")))
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// The REST API's view of the DPDK dataplane.
+struct DpdkDataplane {
+    links: Vec<WorkerLink>,
+    lcores: Vec<u32>,
+    retired: Receiver<Arc<Snapshot>>,
+    port_macs: Vec<MacAddr>,
+    ports: Arc<Vec<Port>>,
+    port_names: Vec<String>,
+    pool: Arc<Mempool>,
+}
+
+impl Dataplane for DpdkDataplane {
+    fn port_macs(&self) -> Vec<MacAddr> {
+        self.port_macs.clone()
+    }
+
+    fn publish(&self, snapshot: Arc<Snapshot>) -> PublishReport {
+        let generation = snapshot.generation;
+        let start = Instant::now();
+        for link in &self.links {
+            if link.snapshots.send(Arc::clone(&snapshot)).is_err() {
+                tracing::error!("a worker is gone; snapshot {generation} not delivered to it");
+            }
+        }
+        drop(snapshot);
+        let deadline = start + ADOPT_TIMEOUT;
+        let mut adopted = false;
+        while Instant::now() < deadline {
+            if self.links.iter().all(|l| l.adopted.load(Ordering::Acquire) >= generation) {
+                adopted = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(10));
+        }
+        let adopt_us = start.elapsed().as_micros() as u64;
+        // Old snapshots are freed here, on a control thread.
+        while self.retired.try_recv().is_ok() {}
+        if adopted {
+            tracing::info!(generation, adopt_us, "all workers adopted the new snapshot");
+        } else {
+            tracing::warn!(generation, adopt_us, "not every worker adopted the new snapshot in time");
+        }
+        PublishReport { generation, workers: self.links.len(), adopted, adopt_us }
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        let workers: Vec<_> = self
+            .links
+            .iter()
+            .zip(&self.lcores)
+            .enumerate()
+            .map(|(id, (link, lcore))| {
+                let counters: serde_json::Map<String, serde_json::Value> =
+                    link.counters.read().iter().map(|(k, v)| (k.to_owned(), json!(v))).collect();
+                json!({ "worker": id, "lcore": lcore, "counters": counters })
+            })
+            .collect();
+        let ports: Vec<_> = self
+            .ports
+            .iter()
+            .zip(&self.port_names)
+            .map(|(p, name)| json!({ "name": name, "device": p.name(), "mac": p.mac().to_string(), "stats": p.stats() }))
+            .collect();
+        json!({
+            "workers": workers,
+            "ports": ports,
+            "mempool": { "size": self.pool.size(), "available": self.pool.available() },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eal_arguments_come_from_the_config() {
+        let config = Config::from_json(
+            r#"{ "eal": ["--no-huge"], "main_lcore": 0, "workers": [1],
+                 "ports": [ { "name": "a", "device": "net_af_packet0,iface=dp0", "addresses": ["10.0.0.1/24"] },
+                            { "name": "b", "device": "0000:01:00.0", "addresses": ["10.1.0.1/24"] } ] }"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            eal_args(&config),
+            ["rvsd", "-l", "0,1", "--main-lcore", "0", "--vdev", "net_af_packet0,iface=dp0", "-a", "0000:01:00.0", "--no-huge"]
+        );
+        assert_eq!(device_name("net_af_packet0,iface=dp0"), "net_af_packet0");
+        assert_eq!(device_name("0000:01:00.0"), "0000:01:00.0");
+    }
+}
