@@ -20,7 +20,7 @@ use crate::conn::{state_timeout_ms, Conn, ConnTable, Direction, FlowKey, TcpStat
 use crate::frame::Frame;
 use crate::fwd::{dr, nat, NextHop};
 use crate::neigh::{NeighTable, Resolution};
-use crate::sched::{new_scheduler, Scheduler};
+use crate::sched::{new_scheduler, Candidates, Scheduler};
 use crate::snapshot::{ForwardMode, Protocol, ServiceKey, Snapshot};
 use crate::stats::{Counter, Counters};
 use crate::wire::{
@@ -326,7 +326,7 @@ impl<F: Frame> Processor<F> {
         let Some(real) = self
             .schedulers
             .get_mut(svc_idx)
-            .and_then(|s| s.pick(&svc.reals, &key))
+            .and_then(|s| s.pick(&Candidates::idle(&svc.reals), &key))
             .and_then(|i| svc.reals.get(i))
         else {
             return Action::Drop(Counter::DropNoRealServer);

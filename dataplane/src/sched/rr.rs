@@ -1,8 +1,7 @@
 //! Round robin (IPVS `rr`): each real server with a non-zero weight in turn.
 
-use super::Scheduler;
+use super::{Candidates, Scheduler};
 use crate::conn::FlowKey;
-use crate::snapshot::RealServer;
 
 /// Round-robin state: the index of the last real server picked.
 #[derive(Debug, Default)]
@@ -18,14 +17,14 @@ impl RoundRobin {
 }
 
 impl Scheduler for RoundRobin {
-    fn pick(&mut self, reals: &[RealServer], _flow: &FlowKey) -> Option<usize> {
-        let n = reals.len();
+    fn pick(&mut self, c: &Candidates<'_>, _flow: &FlowKey) -> Option<usize> {
+        let n = c.len();
         if n == 0 {
             return None;
         }
         let start = self.last.map_or(0, |l| (l + 1) % n);
-        // Weight 0 means quiescent: skipped, as in IPVS.
-        let pick = (0..n).map(|i| (start + i) % n).find(|&i| reals[i].weight > 0)?;
+        // Weight 0 (quiescent) and overloaded servers are skipped, as in IPVS.
+        let pick = (0..n).map(|i| (start + i) % n).find(|&i| c.available(i))?;
         self.last = Some(pick);
         Some(pick)
     }
@@ -35,6 +34,7 @@ impl Scheduler for RoundRobin {
 mod tests {
     use super::*;
     use crate::sched::test_util::{flow, reals, spread};
+    use crate::sched::Candidates;
 
     #[test]
     fn alternates_evenly() {
@@ -47,15 +47,15 @@ mod tests {
     fn ignores_weights_but_skips_quiescent_servers() {
         let rs = reals(&[5, 0, 1]);
         let mut s = RoundRobin::new();
-        let picks: Vec<_> = (0..4).map(|i| s.pick(&rs, &flow(i))).collect();
+        let picks: Vec<_> = (0..4).map(|i| s.pick(&Candidates::idle(&rs), &flow(i))).collect();
         assert_eq!(picks, vec![Some(0), Some(2), Some(0), Some(2)]);
     }
 
     #[test]
     fn nothing_to_pick() {
         let mut s = RoundRobin::new();
-        assert_eq!(s.pick(&[], &flow(1)), None);
-        assert_eq!(s.pick(&reals(&[0, 0]), &flow(1)), None);
+        assert_eq!(s.pick(&Candidates::idle(&[]), &flow(1)), None);
+        assert_eq!(s.pick(&Candidates::idle(&reals(&[0, 0])), &flow(1)), None);
     }
 
     #[test]
@@ -63,9 +63,9 @@ mod tests {
         let mut s = RoundRobin::new();
         let three = reals(&[1, 1, 1]);
         for i in 0..3 {
-            s.pick(&three, &flow(i));
+            s.pick(&Candidates::idle(&three), &flow(i));
         }
         let one = reals(&[1]);
-        assert_eq!(s.pick(&one, &flow(9)), Some(0));
+        assert_eq!(s.pick(&Candidates::idle(&one), &flow(9)), Some(0));
     }
 }

@@ -5,7 +5,7 @@
 //! maximum weight when it reaches 0); pick the next server whose weight is at
 //! least `cw`. Weights 3:1 give A A A B, repeating.
 
-use super::Scheduler;
+use super::{Candidates, Scheduler};
 use crate::conn::FlowKey;
 use crate::snapshot::RealServer;
 
@@ -41,8 +41,8 @@ impl WeightedRoundRobin {
 }
 
 impl Scheduler for WeightedRoundRobin {
-    fn pick(&mut self, reals: &[RealServer], _flow: &FlowKey) -> Option<usize> {
-        let n = reals.len();
+    fn pick(&mut self, c: &Candidates<'_>, _flow: &FlowKey) -> Option<usize> {
+        let n = c.len();
         if n == 0 || self.mw == 0 {
             return None;
         }
@@ -60,7 +60,7 @@ impl Scheduler for WeightedRoundRobin {
                 }
             };
             self.index = Some(i);
-            if i64::from(reals[i].weight) >= self.cw {
+            if c.available(i) && i64::from(c.weight(i)) >= self.cw {
                 return Some(i);
             }
         }
@@ -72,12 +72,13 @@ impl Scheduler for WeightedRoundRobin {
 mod tests {
     use super::*;
     use crate::sched::test_util::{flow, reals, spread};
+    use crate::sched::Candidates;
 
     #[test]
     fn three_to_one_repeats_a_a_a_b() {
         let rs = reals(&[3, 1]);
         let mut s = WeightedRoundRobin::new(&rs);
-        let picks: Vec<_> = (0..8).filter_map(|i| s.pick(&rs, &flow(i))).collect();
+        let picks: Vec<_> = (0..8).filter_map(|i| s.pick(&Candidates::idle(&rs), &flow(i))).collect();
         assert_eq!(picks, vec![0, 0, 0, 1, 0, 0, 0, 1]);
         let mut s = WeightedRoundRobin::new(&rs);
         assert_eq!(spread(&mut s, &rs, 100), vec![75, 25]);
@@ -89,7 +90,7 @@ mod tests {
         // cw=4: A; cw=3: A B; cw=2: A B C; cw=1: A B C; then again.
         let rs = reals(&[4, 3, 2]);
         let mut s = WeightedRoundRobin::new(&rs);
-        let picks: Vec<_> = (0..9).filter_map(|i| s.pick(&rs, &flow(i))).collect();
+        let picks: Vec<_> = (0..9).filter_map(|i| s.pick(&Candidates::idle(&rs), &flow(i))).collect();
         assert_eq!(picks, vec![0, 0, 1, 0, 1, 2, 0, 1, 2]);
     }
 
@@ -100,6 +101,6 @@ mod tests {
         assert_eq!(spread(&mut s, &rs, 60), vec![40, 0, 20]);
         let none = reals(&[0, 0]);
         let mut s = WeightedRoundRobin::new(&none);
-        assert_eq!(s.pick(&none, &flow(1)), None);
+        assert_eq!(s.pick(&Candidates::idle(&none), &flow(1)), None);
     }
 }
