@@ -66,6 +66,7 @@ pub fn build_snapshot(config: &Config, port_macs: &[MacAddr], generation: u64) -
         .map(|s| Service {
             key: s.key(),
             scheduler: s.scheduler,
+            sched_options: Default::default(),
             reals: s
                 .reals
                 .iter()

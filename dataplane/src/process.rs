@@ -117,7 +117,7 @@ pub struct Processor<F> {
 impl<F: Frame> Processor<F> {
     /// A processor running on `snapshot` with room for `conn_capacity` connections.
     pub fn new(snapshot: Arc<Snapshot>, conn_capacity: usize) -> Self {
-        let schedulers = snapshot.services.iter().map(|s| new_scheduler(s.scheduler, &s.reals)).collect();
+        let schedulers = snapshot.services.iter().map(|s| new_scheduler(s.scheduler, &s.reals, &s.sched_options)).collect();
         let mut counters = Counters::default();
         counters.set(Counter::Generation, snapshot.generation);
         Processor {
@@ -146,7 +146,7 @@ impl<F: Frame> Processor<F> {
                     .service(&s.key)
                     .filter(|(_, old)| *old == s)
                     .and_then(|(i, _)| old_states.get_mut(i).and_then(Option::take));
-                kept.unwrap_or_else(|| new_scheduler(s.scheduler, &s.reals))
+                kept.unwrap_or_else(|| new_scheduler(s.scheduler, &s.reals, &s.sched_options))
             })
             .collect();
         self.counters.inc(Counter::SnapshotsAdopted);

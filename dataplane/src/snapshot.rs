@@ -126,6 +126,8 @@ pub struct Service {
     pub key: ServiceKey,
     /// Scheduling algorithm.
     pub scheduler: SchedulerKind,
+    /// Scheduler options (hash fields, fallback, table size).
+    pub sched_options: crate::sched::SchedOptions,
     /// Real servers, in configuration order.
     pub reals: Vec<RealServer>,
 }

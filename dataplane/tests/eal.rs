@@ -69,6 +69,7 @@ fn nat_through_a_real_dpdk_port() {
             services: vec![Service {
                 key: ServiceKey { protocol: Protocol::Tcp, vip, port: 80 },
                 scheduler: SchedulerKind::Rr,
+                sched_options: Default::default(),
                 reals: vec![RealServer { addr: rs, port: 8080, weight: 1, forward: ForwardMode::Nat }],
             }],
             ..Default::default()

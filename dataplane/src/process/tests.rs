@@ -52,10 +52,11 @@ fn snapshot(generation: u64, nat_reals: Vec<RealServer>) -> Arc<Snapshot> {
                 Service {
                     key: key(Protocol::Tcp, DR_VIP, 80),
                     scheduler: SchedulerKind::Rr,
+                    sched_options: Default::default(),
                     reals: vec![real(RS1, 80, ForwardMode::Dr), real(RS2, 80, ForwardMode::Dr)],
                 },
-                Service { key: key(Protocol::Tcp, NAT_VIP, 80), scheduler: SchedulerKind::Rr, reals: nat_reals.clone() },
-                Service { key: key(Protocol::Udp, NAT_VIP, 53), scheduler: SchedulerKind::Rr, reals: nat_reals },
+                Service { key: key(Protocol::Tcp, NAT_VIP, 80), scheduler: SchedulerKind::Rr, sched_options: Default::default(), reals: nat_reals.clone() },
+                Service { key: key(Protocol::Udp, NAT_VIP, 53), scheduler: SchedulerKind::Rr, sched_options: Default::default(), reals: nat_reals },
             ],
             timeouts: Timeouts::default(),
             ..Default::default()

@@ -80,8 +80,30 @@ pub trait Scheduler: Send {
     fn pick(&mut self, c: &Candidates<'_>, flow: &FlowKey) -> Option<usize>;
 }
 
+/// Which packet fields hash-based schedulers hash.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HashFields {
+    /// The client's address (IPVS default).
+    #[default]
+    SrcAddr,
+    /// The client's address and port (`sh-port`, `mh-port`).
+    SrcAddrPort,
+}
+
+/// Scheduler options (ipvsadm `-b sh-fallback,sh-port,...`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct SchedOptions {
+    /// Fields hashed by sh, mh and maglev.
+    pub hash: HashFields,
+    /// sh/mh: fall back to another server when the hashed one is unavailable.
+    pub fallback: bool,
+    /// maglev: table size (a prime); `None` = the default.
+    pub table_size: Option<u32>,
+}
+
 /// A fresh scheduler state of `kind` for a service with `reals`.
-pub fn new_scheduler(kind: SchedulerKind, reals: &[RealServer]) -> Box<dyn Scheduler> {
+pub fn new_scheduler(kind: SchedulerKind, reals: &[RealServer], _options: &SchedOptions) -> Box<dyn Scheduler> {
     match kind {
         SchedulerKind::Rr => Box::new(RoundRobin::new()),
         SchedulerKind::Wrr => Box::new(WeightedRoundRobin::new(reals)),
