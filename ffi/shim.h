@@ -44,6 +44,8 @@ int rvs_pktmbuf_trim(struct rte_mbuf *m, uint16_t len);
 char *rvs_pktmbuf_adj(struct rte_mbuf *m, uint16_t len);
 uint16_t rvs_pktmbuf_headroom(const struct rte_mbuf *m);
 uint16_t rvs_pktmbuf_tailroom(const struct rte_mbuf *m);
+/* The pool an mbuf belongs to (for allocating siblings such as fragments). */
+struct rte_mempool *rvs_pktmbuf_pool(struct rte_mbuf *m);
 
 /* mempool occupancy: static inline. */
 unsigned int rvs_mempool_avail_count(const struct rte_mempool *mp);

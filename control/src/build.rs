@@ -1,6 +1,6 @@
 //! Turns a validated [`Config`] into the immutable [`Snapshot`] the workers forward by.
 
-use rvs_dataplane::snapshot::{InterfaceAddr, PortInfo, RealServer, Route, Service, Snapshot};
+use rvs_dataplane::snapshot::{InterfaceAddr, PortInfo, RealServer, Route, Service, Snapshot, Persistence};
 use rvs_dataplane::wire::MacAddr;
 
 use crate::config::{Config, ConfigError};
@@ -34,7 +34,7 @@ pub fn build_snapshot(config: &Config, port_macs: &[MacAddr], generation: u64) -
     let mut routes: Vec<Route> = Vec::new();
     for (i, (port, mac)) in config.ports.iter().zip(port_macs).enumerate() {
         let index = port_index(i)?;
-        ports.push(PortInfo { name: port.name.clone(), mac: *mac });
+        ports.push(PortInfo { name: port.name.clone(), mac: *mac, mtu: port.mtu });
         for cidr in &port.addresses {
             addresses.push(InterfaceAddr { port: index, addr: cidr.addr, prefix_len: cidr.prefix_len });
             let connected = Route { prefix: cidr.network(), prefix_len: cidr.prefix_len, via: None, port: index };
@@ -66,7 +66,11 @@ pub fn build_snapshot(config: &Config, port_macs: &[MacAddr], generation: u64) -
         .map(|s| Service {
             key: s.key(),
             scheduler: s.scheduler,
-            sched_options: Default::default(),
+            sched_options: s.sched_options,
+            persistence: s.persistence.as_ref().map(|p| Persistence { timeout_s: p.timeout, netmask: p.netmask }),
+            local_addrs: s.local_addresses.clone(),
+            toa: s.toa,
+            expire_quiescent: s.expire_quiescent,
             reals: s
                 .reals
                 .iter()
@@ -86,8 +90,9 @@ pub fn build_snapshot(config: &Config, port_macs: &[MacAddr], generation: u64) -
         addresses,
         routes,
         services,
-        service_index: Default::default(),
         timeouts: config.timeouts,
+        local_port_range: (config.local_port_range[0], config.local_port_range[1]),
+        ..Snapshot::default()
     }
     .finish())
 }
@@ -115,7 +120,7 @@ mod tests {
     fn builds_the_example() {
         let snap = build_snapshot(&example(), &[MAC], 7).expect("builds");
         assert_eq!(snap.generation, 7);
-        assert_eq!(snap.ports, vec![PortInfo { name: "lan0".into(), mac: MAC }]);
+        assert_eq!(snap.ports, vec![PortInfo::new("lan0", MAC)]);
         assert_eq!(
             snap.addresses,
             vec![
@@ -160,6 +165,7 @@ mod tests {
             name: "wan0".into(),
             device: "net_af_packet1,iface=dp1".into(),
             addresses: vec!["192.0.2.10/28".parse().expect("cidr"), "192.0.2.11/28".parse().expect("cidr")],
+            mtu: 1500,
         });
         c.routes.push(crate::config::RouteConfig {
             prefix: "198.51.100.0/24".parse().expect("cidr"),
@@ -172,7 +178,7 @@ mod tests {
         c.timeouts.udp = 30;
         let mac1 = MacAddr([0x02, 0, 0, 0, 0, 2]);
         let snap = build_snapshot(&c, &[MAC, mac1], 1).expect("builds");
-        assert_eq!(snap.ports[1], PortInfo { name: "wan0".into(), mac: mac1 });
+        assert_eq!(snap.ports[1], PortInfo::new("wan0", mac1));
         assert_eq!(snap.port_addr(1), Some(Ipv4Addr::new(192, 0, 2, 10)));
         // Two addresses in one /28: one connected route.
         let wan_connected: Vec<_> = snap.routes.iter().filter(|r| r.port == 1 && r.via.is_none()).collect();

@@ -57,6 +57,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::str::FromStr;
 
+use rvs_dataplane::sched::SchedOptions;
 use rvs_dataplane::snapshot::{prefix_contains, ForwardMode, Protocol, SchedulerKind, ServiceKey, Timeouts};
 use serde::{Deserialize, Serialize};
 
@@ -108,6 +109,9 @@ pub struct Config {
     /// Connection idle timeouts, in seconds.
     #[serde(default, with = "timeouts_serde")]
     pub timeouts: Timeouts,
+    /// FULLNAT local ports, `[first, last]`, split between the workers (default `[1024, 65535]`).
+    #[serde(default = "default_local_port_range")]
+    pub local_port_range: [u16; 2],
     /// Virtual services.
     #[serde(default)]
     pub services: Vec<ServiceConfig>,
@@ -139,6 +143,9 @@ pub struct PortConfig {
     /// The appliance's addresses on this port, with their connected prefix.
     #[serde(default)]
     pub addresses: Vec<Cidr>,
+    /// IP MTU (576..=9000, default 1500); TUN answers "fragmentation needed" above it.
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
 }
 
 /// A static route.
@@ -173,6 +180,58 @@ pub struct ServiceConfig {
     /// Real servers.
     #[serde(default)]
     pub reals: Vec<RealConfig>,
+    /// Client persistence (ipvsadm `-p [timeout] -M netmask`); absent = none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence: Option<PersistenceConfig>,
+    /// FULLNAT local addresses (DPVS `laddr`); required when a real uses `fullnat`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_addresses: Vec<Ipv4Addr>,
+    /// FULLNAT: insert the client's address as a TOA TCP option.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub toa: bool,
+    /// Scheduler options: `{"hash": "src_addr"|"src_addr_port", "fallback": bool, "table_size": prime}`.
+    #[serde(default, skip_serializing_if = "is_default_sched_options")]
+    pub sched_options: SchedOptions,
+    /// Expire the connections of a real server set to weight 0 instead of letting them finish.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub expire_quiescent: bool,
+}
+
+/// Client persistence of a service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersistenceConfig {
+    /// Seconds a client's template outlives its last connection (ipvsadm default 300).
+    #[serde(default = "default_persistence_timeout")]
+    pub timeout: u32,
+    /// Clients are grouped by this netmask (ipvsadm `-M`, default 255.255.255.255).
+    #[serde(default = "default_persistence_netmask")]
+    pub netmask: Ipv4Addr,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_default_sched_options(o: &SchedOptions) -> bool {
+    *o == SchedOptions::default()
+}
+
+fn default_mtu() -> u16 {
+    1500
+}
+
+fn default_persistence_timeout() -> u32 {
+    300
+}
+
+fn default_persistence_netmask() -> Ipv4Addr {
+    Ipv4Addr::BROADCAST
+}
+
+fn default_local_port_range() -> [u16; 2] {
+    let (lo, hi) = rvs_dataplane::snapshot::DEFAULT_LOCAL_PORT_RANGE;
+    [lo, hi]
 }
 
 /// A real server of a service (ipvsadm `-a`).
@@ -346,6 +405,32 @@ impl ServiceConfig {
                 format!("{vip} cannot be a virtual address; use a unicast address"),
             ));
         }
+        if let Some(p) = &self.persistence {
+            if !(1..=MAX_TIMEOUT_S).contains(&p.timeout) {
+                return Err(ConfigError::invalid(
+                    join(path, "persistence.timeout"),
+                    format!("{} is out of range 1..={MAX_TIMEOUT_S} seconds", p.timeout),
+                ));
+            }
+            let m = u32::from(p.netmask);
+            if m.leading_ones() + m.trailing_zeros() != 32 || m == 0 {
+                return Err(ConfigError::invalid(
+                    join(path, "persistence.netmask"),
+                    format!("{} is not a netmask; use contiguous ones such as 255.255.255.0", p.netmask),
+                ));
+            }
+        }
+        let mut lips = HashSet::new();
+        for (j, lip) in self.local_addresses.iter().enumerate() {
+            let field = join(path, &format!("local_addresses[{j}]"));
+            if lip.is_unspecified() || lip.is_broadcast() || lip.is_multicast() || *lip == vip {
+                return Err(ConfigError::invalid(field, format!("{lip} cannot be a local address; use a unicast address that is not the VIP")));
+            }
+            if !lips.insert(*lip) {
+                return Err(ConfigError::invalid(field, format!("duplicate local address {lip}")));
+            }
+        }
+        // SCHED_OPTIONS_VALIDATION
         let mut seen: HashMap<(Ipv4Addr, u16), usize> = HashMap::new();
         for (j, real) in self.reals.iter().enumerate() {
             let rpath = join(path, &format!("reals[{j}]"));
@@ -378,14 +463,21 @@ impl ServiceConfig {
                     format!("{} is out of range 0..={MAX_WEIGHT}", real.weight),
                 ));
             }
-            if real.forward_for(self) == ForwardMode::Dr && port != self.port {
+            let forward = real.forward_for(self);
+            if matches!(forward, ForwardMode::Dr | ForwardMode::Tun) && port != self.port {
                 return Err(ConfigError::invalid(
                     join(&rpath, "port"),
                     format!(
-                        "{port} differs from the service port {}; direct routing cannot change the port \
-                         (use the service port, or \"forward\": \"nat\")",
+                        "{port} differs from the service port {}; {forward} forwarding cannot change the port \
+                         (use the service port, or \"forward\": \"nat\" or \"fullnat\")",
                         self.port
                     ),
+                ));
+            }
+            if forward == ForwardMode::FullNat && self.local_addresses.is_empty() {
+                return Err(ConfigError::invalid(
+                    join(&rpath, "forward"),
+                    "fullnat needs local addresses: add \"local_addresses\": [\"a.b.c.d\", ...] to the service",
                 ));
             }
             if let Some(first) = seen.insert((addr, port), j) {
@@ -844,6 +936,7 @@ mod tests {
                 name: "lan1".into(),
                 device: "d".into(),
                 addresses: vec![Cidr { addr: Ipv4Addr::new(10, 1, 0, 1), prefix_len: 16 }],
+                mtu: 1500,
             })),
             "ports[1].addresses[0]"
         );

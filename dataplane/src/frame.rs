@@ -27,6 +27,21 @@ pub trait Frame {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Opens a gap of `len` bytes at offset `at` by moving the first `at` bytes
+    /// (the headers) to the front of new headroom; the payload does not move.
+    /// Returns `false`, leaving the frame unchanged, without headroom or when
+    /// `at` is beyond the frame.
+    fn insert_gap(&mut self, at: usize, len: usize) -> bool {
+        if at > self.len() || !self.prepend(len) {
+            return false;
+        }
+        self.data_mut().copy_within(len..len + at, 0);
+        true
+    }
+    /// An empty frame from the same pool (for fragments), if one is free.
+    fn alloc_sibling(&self) -> Option<Self>
+    where
+        Self: Sized;
 }
 
 /// A heap buffer with DPDK-like headroom, standing in for an mbuf in tests.
@@ -91,6 +106,9 @@ impl Frame for VecFrame {
         self.end -= len;
         true
     }
+    fn alloc_sibling(&self) -> Option<Self> {
+        Some(VecFrame::new(&[]))
+    }
 }
 
 #[cfg(test)]
@@ -109,5 +127,16 @@ mod tests {
         assert!(f.trim(1));
         assert!(!f.trim(4));
         assert_eq!(f.data(), &[1, 2, 3]);
+    }
+
+    #[test]
+    fn insert_gap_moves_headers_only() {
+        let mut f = VecFrame::new(&[1, 2, 3, 4]);
+        assert!(f.insert_gap(2, 3));
+        assert_eq!(f.len(), 7);
+        assert_eq!(&f.data()[..2], &[1, 2]);
+        assert_eq!(&f.data()[5..], &[3, 4]);
+        assert!(!f.insert_gap(99, 1));
+        assert_eq!(f.len(), 7);
     }
 }

@@ -18,6 +18,7 @@
 pub mod dpdk;
 
 pub mod conn;
+pub mod laddr;
 pub mod frame;
 pub mod fwd;
 pub mod neigh;

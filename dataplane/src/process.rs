@@ -6,22 +6,45 @@
 //! on [`crate::frame::VecFrame`] in tests and benchmarks.
 //!
 //! For each frame: parse Ethernet (one 802.1Q tag allowed, kept on output);
-//! answer ARP for our addresses and VIPs and learn neighbours; answer ICMP echo
-//! to our addresses and VIPs; find the connection of a TCP/UDP packet, or on a
-//! miss find its virtual service, schedule a real server and create one; rewrite
-//! by forwarding mode; resolve the next hop's MAC (queueing while ARP is
-//! outstanding) and hand the frame to the tx list. Everything else is dropped
-//! and counted by reason. Nothing here allocates per packet.
+//! answer ARP for our addresses, VIPs and FULLNAT local addresses and learn
+//! neighbours; answer ICMP echo to our addresses and VIPs; find the connection
+//! of a TCP/UDP packet, or on a miss find its virtual service, schedule a real
+//! server and create one; rewrite by forwarding mode (DR, NAT, TUN, FULLNAT);
+//! forward ICMP errors that quote a connection's packet; resolve the next hop's
+//! MAC (queueing while ARP is outstanding) and hand the frame to the tx list.
+//! Everything else is dropped and counted by reason. Nothing here allocates per
+//! packet (fragments of oversized tunnel packets take a buffer from the pool).
+//!
+//! # Several workers
+//!
+//! Each worker owns the connections it created. A packet that reaches another
+//! worker (the NIC spread it by a hash of its own 5-tuple, which differs from
+//! the connection's other direction in NAT and FULLNAT) is handed to the owner
+//! over a single-producer ring ([`Output::redirect`]):
+//! * FULLNAT replies: the owner is known from the local port alone
+//!   ([`crate::laddr::owner_of_port`]), since port ranges are split by worker.
+//! * NAT replies: the owner broadcasts each connection's reply key when it
+//!   creates it ([`WorkerMsg::ReplyKey`]); other workers keep a small
+//!   reply-key → owner map and redirect on it.
+//! * Persistent services: a client network's template lives on one worker,
+//!   `hash(client network) % workers`, so new connections of such services are
+//!   created there (packets of that flow are redirected there).
+//!
+//! Neighbours learned from ARP are broadcast too, so every worker can send
+//! to a next hop whichever worker received the ARP reply.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
-use crate::conn::{state_timeout_ms, Conn, ConnTable, Direction, FlowKey, TcpState};
+use hashbrown::HashMap;
+
+use crate::conn::{state_timeout_ms, Conn, ConnId, ConnTable, Direction, FlowKey, TcpState};
 use crate::frame::Frame;
-use crate::fwd::{dr, nat, NextHop};
+use crate::fwd::{dr, fnat, icmp_err, nat, tun, NextHop};
+use crate::laddr::{owner_of_port, LocalPool};
 use crate::neigh::{NeighTable, Resolution};
 use crate::sched::{new_scheduler, Candidates, Scheduler};
-use crate::snapshot::{ForwardMode, Protocol, ServiceKey, Snapshot};
+use crate::snapshot::{ForwardMode, Persistence, Protocol, ServiceKey, Snapshot};
 use crate::stats::{Counter, Counters};
 use crate::wire::{
     arp, ethertype, icmp, ip_proto, ArpPacket, EthernetFrame, IcmpPacket, Ipv4Packet, MacAddr, TcpSegment,
@@ -56,6 +79,32 @@ impl ControlFrame {
     }
 }
 
+/// A note from one worker to all the others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerMsg {
+    /// A neighbour was learned from ARP.
+    Neighbour {
+        /// Its address.
+        ip: Ipv4Addr,
+        /// Its MAC.
+        mac: MacAddr,
+        /// The port it is on.
+        port: u16,
+    },
+    /// Replies with this key belong to a connection of worker `owner`.
+    ReplyKey {
+        /// The reply key (`real → client`).
+        key: FlowKey,
+        /// The owning worker.
+        owner: u16,
+    },
+    /// The connection with this reply key is gone.
+    ReplyKeyGone {
+        /// The reply key.
+        key: FlowKey,
+    },
+}
+
 /// What one call of [`Processor::handle`] or [`Processor::tick`] produced.
 #[derive(Debug)]
 pub struct Output<F> {
@@ -65,17 +114,31 @@ pub struct Output<F> {
     pub drop: Vec<F>,
     /// Frames to originate: `(port index, content)`.
     pub control: Vec<(u16, ControlFrame)>,
+    /// Frames for another worker: `(worker, port index it arrived on, frame)`.
+    pub redirect: Vec<(usize, u16, F)>,
+    /// Messages for every other worker.
+    pub messages: Vec<WorkerMsg>,
 }
 
 impl<F> Output<F> {
     /// Empty lists with room for `burst` frames (no allocation while they fit).
     pub fn with_capacity(burst: usize) -> Self {
-        Output { tx: Vec::with_capacity(burst * 2), drop: Vec::with_capacity(burst * 2), control: Vec::with_capacity(16) }
+        Output {
+            tx: Vec::with_capacity(burst * 2),
+            drop: Vec::with_capacity(burst * 2),
+            control: Vec::with_capacity(16),
+            redirect: Vec::with_capacity(burst),
+            messages: Vec::with_capacity(burst * 2),
+        }
     }
 
     /// True when nothing is pending.
     pub fn is_empty(&self) -> bool {
-        self.tx.is_empty() && self.drop.is_empty() && self.control.is_empty()
+        self.tx.is_empty()
+            && self.drop.is_empty()
+            && self.control.is_empty()
+            && self.redirect.is_empty()
+            && self.messages.is_empty()
     }
 }
 
@@ -90,6 +153,26 @@ enum Action {
     Consumed,
     /// The frame was rewritten; send it towards this next hop.
     Forward(NextHop),
+    /// Encapsulate towards the real server (TUN), then send.
+    Tunnel {
+        /// Ethernet header length.
+        l2_len: usize,
+        /// The real server.
+        real: Ipv4Addr,
+        /// The client (for "fragmentation needed").
+        vip: Ipv4Addr,
+    },
+    /// Insert a TOA option (FULLNAT), then send towards this next hop.
+    Toa {
+        /// Ethernet header length.
+        l2_len: usize,
+        /// The client whose address the option carries.
+        client: SocketAddrV4,
+        /// Where the frame goes.
+        hop: NextHop,
+    },
+    /// Another worker owns this packet's connection.
+    Redirect(usize),
 }
 
 /// Transport fields of a TCP/UDP packet.
@@ -103,31 +186,75 @@ struct L4 {
     rst: bool,
 }
 
+/// Per real server connection counts of one service, on this worker.
+#[derive(Clone, Debug, Default)]
+struct ServiceCounts {
+    active: Vec<u32>,
+    inactive: Vec<u32>,
+    overloaded: Vec<bool>,
+}
+
+/// A persistence template: this client network goes to this real server.
+#[derive(Clone, Copy, Debug)]
+struct Template {
+    real: SocketAddrV4,
+    /// Connections currently using it.
+    conns: u32,
+    /// When it may be forgotten (when `conns` is 0), in ms.
+    expires_ms: u64,
+}
+
 /// One worker's packet-path state.
 pub struct Processor<F> {
+    worker: usize,
+    workers: usize,
     snapshot: Arc<Snapshot>,
     schedulers: Vec<Box<dyn Scheduler>>,
+    counts: Vec<ServiceCounts>,
     conns: ConnTable,
     neigh: NeighTable<F>,
+    pool: LocalPool,
+    reply_owners: HashMap<FlowKey, u16>,
+    templates: HashMap<(ServiceKey, Ipv4Addr), Template>,
     counters: Counters,
     expired: Vec<F>,
     requests: Vec<(Ipv4Addr, u16)>,
+    removed: Vec<Conn>,
+    fragments: Vec<F>,
+    tunnel_ident: u16,
 }
 
 impl<F: Frame> Processor<F> {
-    /// A processor running on `snapshot` with room for `conn_capacity` connections.
+    /// A single worker's processor running on `snapshot` with room for
+    /// `conn_capacity` connections.
     pub fn new(snapshot: Arc<Snapshot>, conn_capacity: usize) -> Self {
+        Self::for_worker(snapshot, conn_capacity, 0, 1)
+    }
+
+    /// The processor of worker `worker` out of `workers`.
+    pub fn for_worker(snapshot: Arc<Snapshot>, conn_capacity: usize, worker: usize, workers: usize) -> Self {
         let schedulers = snapshot.services.iter().map(|s| new_scheduler(s.scheduler, &s.reals, &s.sched_options)).collect();
+        let counts = snapshot.services.iter().map(|s| fresh_counts(s.reals.len())).collect();
         let mut counters = Counters::default();
         counters.set(Counter::Generation, snapshot.generation);
+        let pool = LocalPool::new(worker, workers, snapshot.local_port_range);
         Processor {
+            worker,
+            workers: workers.max(1),
             snapshot,
             schedulers,
+            counts,
             conns: ConnTable::with_capacity(conn_capacity),
             neigh: NeighTable::new(),
+            pool,
+            reply_owners: HashMap::new(),
+            templates: HashMap::new(),
             counters,
             expired: Vec::with_capacity(64),
             requests: Vec::with_capacity(16),
+            removed: Vec::with_capacity(EXPIRE_BUDGET),
+            fragments: Vec::with_capacity(8),
+            tunnel_ident: 0,
         }
     }
 
@@ -149,9 +276,53 @@ impl<F: Frame> Processor<F> {
                 kept.unwrap_or_else(|| new_scheduler(s.scheduler, &s.reals, &s.sched_options))
             })
             .collect();
+        if snapshot.local_port_range != self.pool.range() {
+            let mut pool = LocalPool::new(self.worker, self.workers, snapshot.local_port_range);
+            for (_, c) in self.conns.iter() {
+                if let Some(local) = c.local {
+                    pool.reserve(local);
+                }
+            }
+            self.pool = pool;
+        }
+        let old = std::mem::replace(&mut self.snapshot, snapshot);
+        // Connection counts follow real servers by address, not by position.
+        self.counts = self.snapshot.services.iter().map(|s| fresh_counts(s.reals.len())).collect();
+        let conns: Vec<ConnId> = self.conns.iter().map(|(id, _)| id).collect();
+        for id in conns {
+            if let Some(c) = self.conns.get(id).copied() {
+                let (si, ri) = self.locate(&c);
+                if let Some(conn) = self.conns.get_mut(id) {
+                    conn.service_index = si;
+                    conn.real_index = ri;
+                }
+                self.count_conn(&c, si, ri, 1);
+            }
+        }
         self.counters.inc(Counter::SnapshotsAdopted);
-        self.counters.set(Counter::Generation, snapshot.generation);
-        std::mem::replace(&mut self.snapshot, snapshot)
+        self.counters.set(Counter::Generation, self.snapshot.generation);
+        old
+    }
+
+    /// Where a connection's service and real server sit in the current snapshot
+    /// (`u16::MAX` when gone).
+    fn locate(&self, c: &Conn) -> (u16, u16) {
+        match self.snapshot.service(&c.service_key()) {
+            Some((si, svc)) => {
+                let ri = svc.reals.iter().position(|r| r.addr == *c.real.ip() && r.port == c.real.port());
+                (si as u16, ri.map_or(u16::MAX, |r| r as u16))
+            }
+            None => (u16::MAX, u16::MAX),
+        }
+    }
+
+    /// Adds (`delta` = 1) or removes (`-1`) a connection from its real server's counts.
+    fn count_conn(&mut self, c: &Conn, si: u16, ri: u16, delta: i32) {
+        let Some(counts) = self.counts.get_mut(usize::from(si)) else { return };
+        let slot = if c.is_active() { &mut counts.active } else { &mut counts.inactive };
+        if let Some(v) = slot.get_mut(usize::from(ri)) {
+            *v = v.saturating_add_signed(delta);
+        }
     }
 
     /// The snapshot in use.
@@ -175,10 +346,34 @@ impl<F: Frame> Processor<F> {
     }
 
     /// Processes one frame received on port index `port` at `now_ms`.
-    pub fn handle(&mut self, port: u16, mut frame: F, now_ms: u64, out: &mut Output<F>) {
+    pub fn handle(&mut self, port: u16, frame: F, now_ms: u64, out: &mut Output<F>) {
         self.counters.inc(Counter::RxPackets);
         self.counters.add(Counter::RxBytes, frame.len() as u64);
-        let action = self.classify(port, frame.data_mut(), now_ms, out);
+        self.dispatch(port, frame, now_ms, false, out);
+    }
+
+    /// Processes a frame another worker redirected here because this worker owns
+    /// its connection. It is never redirected again.
+    pub fn handle_redirected(&mut self, port: u16, frame: F, now_ms: u64, out: &mut Output<F>) {
+        self.counters.inc(Counter::RedirectIn);
+        self.dispatch(port, frame, now_ms, true, out);
+    }
+
+    /// Applies a message from another worker.
+    pub fn handle_message(&mut self, msg: WorkerMsg, now_ms: u64, out: &mut Output<F>) {
+        match msg {
+            WorkerMsg::Neighbour { ip, mac, port } => self.learn_neighbour(ip, mac, port, now_ms, true, false, out),
+            WorkerMsg::ReplyKey { key, owner } => {
+                self.reply_owners.insert(key, owner);
+            }
+            WorkerMsg::ReplyKeyGone { key } => {
+                self.reply_owners.remove(&key);
+            }
+        }
+    }
+
+    fn dispatch(&mut self, port: u16, mut frame: F, now_ms: u64, redirected: bool, out: &mut Output<F>) {
+        let action = self.classify(port, frame.data_mut(), now_ms, redirected, out);
         match action {
             Action::Drop(reason) => {
                 self.counters.inc(reason);
@@ -187,13 +382,84 @@ impl<F: Frame> Processor<F> {
             Action::Consumed => out.drop.push(frame),
             Action::Reply => self.push_tx(port, frame, out),
             Action::Forward(hop) => self.send(frame, hop, now_ms, out),
+            Action::Tunnel { l2_len, real, vip } => self.tunnel(frame, l2_len, real, vip, now_ms, out),
+            Action::Toa { l2_len, client, hop } => {
+                match fnat::insert_toa(&mut frame, l2_len, client) {
+                    Ok(true) => self.counters.inc(Counter::ToaInserted),
+                    Ok(false) => {}
+                    Err(_) => return self.drop(frame, Counter::DropNoRoom, out),
+                }
+                self.send(frame, hop, now_ms, out)
+            }
+            Action::Redirect(worker) => {
+                self.counters.inc(Counter::RedirectOut);
+                out.redirect.push((worker, port, frame));
+            }
         }
     }
 
-    /// Periodic work: expire idle connections, retry or give up ARP resolution.
+    /// TUN: encapsulate and send, answering "fragmentation needed" or
+    /// fragmenting the tunnel packet when it exceeds the egress MTU.
+    fn tunnel(&mut self, mut frame: F, l2_len: usize, real: Ipv4Addr, vip: Ipv4Addr, now_ms: u64, out: &mut Output<F>) {
+        let Some(route) = self.snapshot.route(real).copied() else {
+            return self.drop(frame, Counter::DropNoRoute, out);
+        };
+        let mtu = self.snapshot.ports.get(usize::from(route.port)).map_or(1500, |p| usize::from(p.mtu));
+        let Some(src) = self.snapshot.source_addr_for(route.port, real) else {
+            return self.drop(frame, Counter::DropNoRoute, out);
+        };
+        let Ok(inner) = tun::inner(frame.data(), l2_len) else {
+            return self.drop(frame, Counter::DropMalformed, out);
+        };
+        let too_big = inner.len + tun::OVERHEAD > mtu;
+        if too_big && inner.dont_frag {
+            self.counters.inc(Counter::DropTooBig);
+            let next_mtu = (mtu - tun::OVERHEAD) as u32;
+            let code_frag_needed = 4;
+            match icmp_err::make_error(&mut frame, l2_len, vip, crate::wire::icmp::msg_type::DEST_UNREACHABLE, code_frag_needed, next_mtu) {
+                Ok(client) => {
+                    self.counters.inc(Counter::IcmpErrorsSent);
+                    return self.send(frame, NextHop::Routed(client), now_ms, out);
+                }
+                Err(_) => return self.drop(frame, Counter::DropNoRoom, out),
+            }
+        }
+        self.tunnel_ident = self.tunnel_ident.wrapping_add(1);
+        if tun::encapsulate(&mut frame, l2_len, src, real, self.tunnel_ident).is_err() {
+            return self.drop(frame, Counter::DropNoRoom, out);
+        }
+        if too_big {
+            let mut more = std::mem::take(&mut self.fragments);
+            let ok = tun::fragment(&mut frame, l2_len, mtu, &mut more).is_ok();
+            if !ok {
+                more.clear();
+                self.fragments = more;
+                return self.drop(frame, Counter::DropNoRoom, out);
+            }
+            self.counters.add(Counter::TunFragments, more.len() as u64);
+            self.send(frame, NextHop::OnLink(real), now_ms, out);
+            for f in more.drain(..) {
+                self.send(f, NextHop::OnLink(real), now_ms, out);
+            }
+            self.fragments = more;
+            return;
+        }
+        self.send(frame, NextHop::Routed(real), now_ms, out)
+    }
+
+    /// Periodic work: expire idle connections and persistence templates, retry
+    /// or give up ARP resolution.
     pub fn tick(&mut self, now_ms: u64, out: &mut Output<F>) {
-        let expired = self.conns.expire(now_ms, EXPIRE_BUDGET);
+        let mut removed = std::mem::take(&mut self.removed);
+        let expired = self.conns.expire_into(now_ms, EXPIRE_BUDGET, &mut removed);
+        for c in removed.drain(..) {
+            self.forget(&c, now_ms, out);
+        }
+        self.removed = removed;
         self.counters.add(Counter::ConnExpired, expired as u64);
+        if !self.templates.is_empty() {
+            self.templates.retain(|_, t| t.conns > 0 || t.expires_ms > now_ms);
+        }
         self.counters.set(Counter::ConnActive, self.conns.len() as u64);
         self.neigh.tick(now_ms, &mut self.expired, &mut self.requests);
         self.counters.add(Counter::DropNeighUnresolved, self.expired.len() as u64);
@@ -205,7 +471,35 @@ impl<F: Frame> Processor<F> {
         self.requests.clear();
     }
 
-    fn classify(&mut self, port: u16, data: &mut [u8], now_ms: u64, out: &mut Output<F>) -> Action {
+    /// Undoes what a connection held: counts, its local port, its reply key, its template.
+    fn forget(&mut self, c: &Conn, now_ms: u64, out: &mut Output<F>) {
+        let (si, ri) = (c.service_index, c.real_index);
+        self.count_conn(c, si, ri, -1);
+        if let Some(local) = c.local {
+            self.pool.release(local);
+        }
+        if self.workers > 1 && c.forward == ForwardMode::Nat {
+            if let Some(key) = c.reply_key() {
+                out.messages.push(WorkerMsg::ReplyKeyGone { key });
+            }
+        }
+        if let Some(p) = self.snapshot.service(&c.service_key()).and_then(|(_, s)| s.persistence) {
+            let net = mask(*c.client.ip(), p.netmask);
+            if let Some(t) = self.templates.get_mut(&(c.service_key(), net)) {
+                t.conns = t.conns.saturating_sub(1);
+                t.expires_ms = t.expires_ms.max(now_ms + u64::from(p.timeout_s) * 1000);
+            }
+        }
+    }
+
+    /// Removes a connection now (e.g. replaced by a new SYN).
+    fn remove_conn(&mut self, id: ConnId, now_ms: u64, out: &mut Output<F>) {
+        if let Some(c) = self.conns.remove(id) {
+            self.forget(&c, now_ms, out);
+        }
+    }
+
+    fn classify(&mut self, port: u16, data: &mut [u8], now_ms: u64, redirected: bool, out: &mut Output<F>) -> Action {
         let Ok(eth) = EthernetFrame::new_checked(&*data) else {
             return Action::Drop(Counter::DropMalformed);
         };
@@ -219,7 +513,7 @@ impl<F: Frame> Processor<F> {
         let l2_len = eth.header_len();
         match eth.ethertype() {
             ethertype::ARP => self.handle_arp(port, port_mac, data, l2_len, now_ms, out),
-            ethertype::IPV4 if dst == port_mac => self.handle_ipv4(port_mac, data, l2_len, now_ms),
+            ethertype::IPV4 if dst == port_mac => self.handle_ipv4(port_mac, data, l2_len, now_ms, redirected, out),
             ethertype::IPV4 => Action::Drop(Counter::DropNotForUs),
             _ => Action::Drop(Counter::DropUnsupported),
         }
@@ -241,13 +535,9 @@ impl<F: Frame> Processor<F> {
             return Action::Drop(Counter::DropMalformed);
         };
         let (sender_ip, sender_mac, target_ip) = (pkt.sender_ip(), pkt.sender_mac(), pkt.target_ip());
-        let for_us = self.snapshot.is_interface_addr(target_ip) || self.snapshot.is_vip(target_ip);
+        let for_us = self.snapshot.answers_arp_for(target_ip);
         if !sender_ip.is_unspecified() && sender_mac.is_unicast() {
-            let released = self.neigh.learn(sender_ip, sender_mac, port, now_ms, for_us);
-            for mut f in released {
-                set_macs(f.data_mut(), port_mac, sender_mac);
-                self.push_tx(port, f, out);
-            }
+            self.learn_neighbour(sender_ip, sender_mac, port, now_ms, for_us, true, out);
         }
         match pkt.operation() {
             arp::op::REQUEST if for_us => {
@@ -268,7 +558,23 @@ impl<F: Frame> Processor<F> {
         }
     }
 
-    fn handle_ipv4(&mut self, port_mac: MacAddr, data: &mut [u8], l2_len: usize, now_ms: u64) -> Action {
+    /// Records a neighbour, sends what waited for it, and tells the other workers.
+    #[allow(clippy::too_many_arguments)]
+    fn learn_neighbour(&mut self, ip: Ipv4Addr, mac: MacAddr, port: u16, now_ms: u64, create: bool, broadcast: bool, out: &mut Output<F>) {
+        let Some(port_mac) = self.snapshot.ports.get(usize::from(port)).map(|p| p.mac) else { return };
+        let known = self.neigh.lookup(ip, now_ms) == Some(mac);
+        let released = self.neigh.learn(ip, mac, port, now_ms, create);
+        let learned = self.neigh.lookup(ip, now_ms) == Some(mac);
+        for mut f in released {
+            set_macs(f.data_mut(), port_mac, mac);
+            self.push_tx(port, f, out);
+        }
+        if broadcast && learned && self.workers > 1 && !known {
+            out.messages.push(WorkerMsg::Neighbour { ip, mac, port });
+        }
+    }
+
+    fn handle_ipv4(&mut self, port_mac: MacAddr, data: &mut [u8], l2_len: usize, now_ms: u64, redirected: bool, out: &mut Output<F>) -> Action {
         let Some(ip_bytes) = data.get_mut(l2_len..) else {
             return Action::Drop(Counter::DropMalformed);
         };
@@ -291,7 +597,13 @@ impl<F: Frame> Processor<F> {
                 Ok(u) => L4 { sport: u.src_port(), dport: u.dst_port(), syn: false, ack: false, fin: false, rst: false },
                 Err(_) => return Action::Drop(Counter::DropMalformed),
             },
-            ip_proto::ICMP => return self.handle_icmp(port_mac, data, l2_len, dst),
+            ip_proto::ICMP => {
+                let error_type = IcmpPacket::new_checked(ip.payload()).ok().map(|m| m.msg_type()).filter(|&t| icmp_err::is_error(t));
+                return match error_type {
+                    Some(_) => self.handle_icmp_error(data, l2_len, now_ms, redirected),
+                    None => self.handle_icmp(port_mac, data, l2_len, dst),
+                };
+            }
             _ => return self.not_balanced(dst),
         };
         let key = FlowKey { proto, src, dst, sport: l4.sport, dport: l4.dport };
@@ -303,15 +615,35 @@ impl<F: Frame> Processor<F> {
             };
             let reschedule = dir == Direction::Inbound && l4.syn && !l4.ack && conn.reusable_by_syn();
             if !reschedule {
+                let before = *conn;
                 match conn.protocol {
                     Protocol::Tcp => conn.on_tcp_packet(l4.syn, l4.ack, l4.fin, l4.rst, dir == Direction::Inbound, &timeouts, now_ms),
                     Protocol::Udp => conn.on_udp_packet(&timeouts, now_ms),
                 }
                 let conn = *conn;
-                return self.forward(ip_bytes, &conn, dir);
+                if before.is_active() != conn.is_active() {
+                    self.count_conn(&before, before.service_index, before.real_index, -1);
+                    self.count_conn(&conn, conn.service_index, conn.real_index, 1);
+                }
+                let first_ack = before.state == TcpState::SynRecv && conn.state == TcpState::Established;
+                return self.forward(ip_bytes, l2_len, &conn, dir, first_ack);
             }
             // A new SYN on a closing connection starts a new one (IPVS conn_reuse_mode).
-            self.conns.remove(id);
+            self.remove_conn(id, now_ms, out);
+        }
+
+        // Not ours: maybe another worker's.
+        if !redirected && self.workers > 1 {
+            if self.snapshot.is_local_addr(dst) {
+                let owner = owner_of_port(l4.dport, self.workers);
+                if owner != self.worker {
+                    return Action::Redirect(owner);
+                }
+            } else if let Some(&owner) = self.reply_owners.get(&key) {
+                if usize::from(owner) != self.worker {
+                    return Action::Redirect(usize::from(owner));
+                }
+            }
         }
 
         let Some(protocol) = Protocol::from_ip_proto(proto) else {
@@ -323,13 +655,24 @@ impl<F: Frame> Processor<F> {
         if protocol == Protocol::Tcp && !(l4.syn && !l4.ack) {
             return Action::Drop(Counter::DropNoConnection);
         }
-        let Some(real) = self
-            .schedulers
-            .get_mut(svc_idx)
-            .and_then(|s| s.pick(&Candidates::idle(&svc.reals), &key))
-            .and_then(|i| svc.reals.get(i))
-        else {
+        if let Some(p) = svc.persistence {
+            let owner = template_owner(mask(src, p.netmask), self.workers);
+            if !redirected && owner != self.worker {
+                return Action::Redirect(owner);
+            }
+        }
+        let Some(real_idx) = self.schedule(svc_idx, &key, now_ms) else {
             return Action::Drop(Counter::DropNoRealServer);
+        };
+        let svc = &self.snapshot.services[svc_idx];
+        let real = svc.reals[real_idx];
+        let local = if real.forward == ForwardMode::FullNat {
+            match self.pool.allocate(&svc.local_addrs) {
+                Some(l) => Some(l),
+                None => return Action::Drop(Counter::DropNoLocalPort),
+            }
+        } else {
+            None
         };
         let state = match protocol {
             Protocol::Tcp => TcpState::SynRecv,
@@ -344,24 +687,162 @@ impl<F: Frame> Processor<F> {
             client: SocketAddrV4::new(src, l4.sport),
             vip: SocketAddrV4::new(dst, l4.dport),
             real: SocketAddrV4::new(real.addr, real.port),
+            local,
+            real_index: real_idx as u16,
+            service_index: svc_idx as u16,
             forward: real.forward,
             state,
             last_seen_ms: now_ms,
             timeout_ms,
         };
-        if self.conns.insert(conn).is_err() {
+        let persistence = svc.persistence;
+        let mut displaced = std::mem::take(&mut self.removed);
+        let inserted = self.conns.insert(conn, &mut displaced);
+        for old in displaced.drain(..) {
+            self.forget(&old, now_ms, out);
+        }
+        self.removed = displaced;
+        if inserted.is_err() {
+            if let Some(l) = local {
+                self.pool.release(l);
+            }
             return Action::Drop(Counter::DropConnTableFull);
         }
+        self.count_conn(&conn, conn.service_index, conn.real_index, 1);
+        if let Some(p) = persistence {
+            self.template_use(&conn, p, now_ms);
+        }
+        if self.workers > 1 && conn.forward == ForwardMode::Nat {
+            if let Some(key) = conn.reply_key() {
+                out.messages.push(WorkerMsg::ReplyKey { key, owner: self.worker as u16 });
+            }
+        }
         self.counters.inc(Counter::ConnCreated);
-        self.forward(ip_bytes, &conn, Direction::Inbound)
+        self.forward(ip_bytes, l2_len, &conn, Direction::Inbound, false)
     }
 
-    fn forward(&mut self, ip_bytes: &mut [u8], conn: &Conn, dir: Direction) -> Action {
+    /// Picks a real server of service `svc_idx` for a new connection, honouring
+    /// a persistence template when the service has one.
+    fn schedule(&mut self, svc_idx: usize, key: &FlowKey, now_ms: u64) -> Option<usize> {
+        let svc = self.snapshot.services.get(svc_idx)?;
+        let counts = self.counts.get(svc_idx)?;
+        let candidates = Candidates { reals: &svc.reals, active: &counts.active, inactive: &counts.inactive, overloaded: &counts.overloaded };
+        if let Some(p) = svc.persistence {
+            let net = mask(key.src, p.netmask);
+            if let Some(t) = self.templates.get(&(svc.key, net)) {
+                let live = t.conns > 0 || t.expires_ms > now_ms;
+                let idx = svc.reals.iter().position(|r| SocketAddrV4::new(r.addr, r.port) == t.real);
+                // Like IPVS: a template keeps pointing at its real server while it
+                // exists, unless the server is gone or quiescent.
+                if let Some(i) = idx.filter(|&i| live && candidates.available(i)) {
+                    return Some(i);
+                }
+            }
+        }
+        self.schedulers.get_mut(svc_idx)?.pick(&candidates, key)
+    }
+
+    /// Records that `conn` uses its client network's template (creating it).
+    fn template_use(&mut self, conn: &Conn, p: Persistence, now_ms: u64) {
+        let net = mask(*conn.client.ip(), p.netmask);
+        let expires_ms = now_ms + u64::from(p.timeout_s) * 1000;
+        let t = self.templates.entry((conn.service_key(), net)).or_insert(Template { real: conn.real, conns: 0, expires_ms });
+        if t.real != conn.real {
+            *t = Template { real: conn.real, conns: 0, expires_ms };
+        }
+        t.conns += 1;
+        t.expires_ms = t.expires_ms.max(expires_ms);
+    }
+
+    /// The number of persistence templates on this worker.
+    pub fn templates(&self) -> usize {
+        self.templates.len()
+    }
+
+    /// The connection counts this worker keeps for service `idx`: (active, inactive) per real.
+    pub fn service_counts(&self, idx: usize) -> Option<(&[u32], &[u32])> {
+        self.counts.get(idx).map(|c| (&c.active[..], &c.inactive[..]))
+    }
+
+    /// ICMP errors quoting a connection's packet go to the other party, translated.
+    fn handle_icmp_error(&mut self, data: &mut [u8], l2_len: usize, now_ms: u64, redirected: bool) -> Action {
+        let Some(ip_bytes) = data.get_mut(l2_len..) else {
+            return Action::Drop(Counter::DropMalformed);
+        };
+        let quoted = match Ipv4Packet::new_checked(&*ip_bytes) {
+            Ok(ip) => icmp_err::quoted_flow(ip.payload()),
+            Err(_) => return Action::Drop(Counter::DropMalformed),
+        };
+        let Some(q) = quoted else {
+            return Action::Drop(Counter::DropLocal);
+        };
+        // The quoted packet travelled the other way: look up its reverse.
+        let key = FlowKey { proto: q.proto, src: q.dst, sport: q.dport, dst: q.src, dport: q.sport };
+        let Some((id, dir)) = self.conns.lookup(&key, now_ms) else {
+            if !redirected && self.workers > 1 {
+                if self.snapshot.is_local_addr(key.dst) {
+                    let owner = owner_of_port(key.dport, self.workers);
+                    if owner != self.worker {
+                        return Action::Redirect(owner);
+                    }
+                } else if let Some(&owner) = self.reply_owners.get(&key) {
+                    if usize::from(owner) != self.worker {
+                        return Action::Redirect(usize::from(owner));
+                    }
+                }
+            }
+            return Action::Drop(Counter::DropNoConnection);
+        };
+        let Some(c) = self.conns.get(id).copied() else {
+            return Action::Drop(Counter::DropNoConnection);
+        };
+        let t = match (dir, c.forward) {
+            (Direction::Reply, ForwardMode::Nat) => icmp_err::Translation { outer_src: Some(*c.vip.ip()), quoted_dst: Some(c.vip), ..Default::default() },
+            (Direction::Reply, ForwardMode::FullNat) => icmp_err::Translation {
+                outer_src: Some(*c.vip.ip()),
+                outer_dst: Some(*c.client.ip()),
+                quoted_src: Some(c.client),
+                quoted_dst: Some(c.vip),
+            },
+            (Direction::Inbound, ForwardMode::Nat) => icmp_err::Translation { outer_dst: Some(*c.real.ip()), quoted_src: Some(c.real), ..Default::default() },
+            (Direction::Inbound, ForwardMode::FullNat) => icmp_err::Translation {
+                outer_src: c.local.map(|l| *l.ip()),
+                outer_dst: Some(*c.real.ip()),
+                quoted_src: Some(c.real),
+                quoted_dst: c.local,
+            },
+            (Direction::Inbound, ForwardMode::Dr) => {
+                self.counters.inc(Counter::IcmpErrorsForwarded);
+                return Action::Forward(dr::xmit_inbound(&c));
+            }
+            (Direction::Inbound, ForwardMode::Tun) => {
+                self.counters.inc(Counter::IcmpErrorsForwarded);
+                return Action::Tunnel { l2_len, real: *c.real.ip(), vip: *c.vip.ip() };
+            }
+            (Direction::Reply, ForwardMode::Dr | ForwardMode::Tun) => return Action::Drop(Counter::DropNotForUs),
+        };
+        if icmp_err::translate(ip_bytes, &t).is_err() {
+            return Action::Drop(Counter::DropMalformed);
+        }
+        self.counters.inc(Counter::IcmpErrorsForwarded);
+        Action::Forward(match dir {
+            Direction::Inbound => NextHop::Routed(*c.real.ip()),
+            Direction::Reply => NextHop::Routed(*c.client.ip()),
+        })
+    }
+
+    fn forward(&mut self, ip_bytes: &mut [u8], l2_len: usize, conn: &Conn, dir: Direction, first_ack: bool) -> Action {
         let hop = match (dir, conn.forward) {
             (Direction::Inbound, ForwardMode::Dr) => Ok(dr::xmit_inbound(conn)),
             (Direction::Inbound, ForwardMode::Nat) => nat::xmit_inbound(ip_bytes, conn),
+            (Direction::Inbound, ForwardMode::FullNat) => fnat::xmit_inbound(ip_bytes, conn),
+            (Direction::Inbound, ForwardMode::Tun) => {
+                self.counters.inc(Counter::InboundPackets);
+                return Action::Tunnel { l2_len, real: *conn.real.ip(), vip: *conn.vip.ip() };
+            }
             (Direction::Reply, ForwardMode::Nat) => nat::xmit_reply(ip_bytes, conn),
-            (Direction::Reply, ForwardMode::Dr) => return Action::Drop(Counter::DropNotForUs),
+            (Direction::Reply, ForwardMode::FullNat) => fnat::xmit_reply(ip_bytes, conn),
+            (Direction::Reply, ForwardMode::Dr | ForwardMode::Tun) => return Action::Drop(Counter::DropNotForUs),
         };
         match hop {
             Ok(hop) => {
@@ -369,6 +850,14 @@ impl<F: Frame> Processor<F> {
                     Direction::Inbound => Counter::InboundPackets,
                     Direction::Reply => Counter::ReplyPackets,
                 });
+                let toa = first_ack
+                    && dir == Direction::Inbound
+                    && conn.forward == ForwardMode::FullNat
+                    && conn.protocol == Protocol::Tcp
+                    && self.snapshot.services.get(usize::from(conn.service_index)).is_some_and(|s| s.toa);
+                if toa {
+                    return Action::Toa { l2_len, client: conn.client, hop };
+                }
                 Action::Forward(hop)
             }
             Err(_) => Action::Drop(Counter::DropMalformed),
@@ -377,7 +866,7 @@ impl<F: Frame> Processor<F> {
 
     /// A packet that is not part of a balanced flow: ours, a VIP's, or someone else's.
     fn not_balanced(&self, dst: Ipv4Addr) -> Action {
-        if self.snapshot.is_interface_addr(dst) {
+        if self.snapshot.is_interface_addr(dst) || self.snapshot.is_local_addr(dst) {
             Action::Drop(Counter::DropLocal)
         } else if self.snapshot.is_vip(dst) {
             Action::Drop(Counter::DropNoService)
@@ -460,14 +949,7 @@ impl<F: Frame> Processor<F> {
     fn arp_request(&mut self, port: u16, target: Ipv4Addr, out: &mut Output<F>) {
         let snap = &self.snapshot;
         let Some(port_mac) = snap.ports.get(usize::from(port)).map(|p| p.mac) else { return };
-        // Source: our address on that port in the target's network, else the port's first.
-        let src = snap
-            .addresses
-            .iter()
-            .find(|a| a.port == port && crate::snapshot::prefix_contains(a.addr, a.prefix_len, target))
-            .map(|a| a.addr)
-            .or_else(|| snap.port_addr(port));
-        let Some(src) = src else { return };
+        let Some(src) = snap.source_addr_for(port, target) else { return };
         out.control.push((port, ControlFrame::arp_request(port_mac, src, target)));
         self.counters.inc(Counter::ArpRequestsOut);
     }
@@ -482,6 +964,23 @@ impl<F: Frame> Processor<F> {
         self.counters.inc(reason);
         out.drop.push(frame);
     }
+}
+
+/// Fresh (zero) counts for a service with `n` real servers.
+fn fresh_counts(n: usize) -> ServiceCounts {
+    ServiceCounts { active: vec![0; n], inactive: vec![0; n], overloaded: vec![false; n] }
+}
+
+/// `addr` masked with `netmask` (persistence granularity, ipvsadm `-M`).
+fn mask(addr: Ipv4Addr, netmask: Ipv4Addr) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(addr) & u32::from(netmask))
+}
+
+/// The worker that holds the persistence templates of client network `net`.
+fn template_owner(net: Ipv4Addr, workers: usize) -> usize {
+    // Fibonacci hashing: spreads consecutive networks over workers.
+    let h = u32::from(net).wrapping_mul(0x9e37_79b9);
+    (h >> 16) as usize % workers.max(1)
 }
 
 /// Sets the Ethernet source and destination of a frame (VLAN tag untouched).

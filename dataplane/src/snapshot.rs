@@ -51,7 +51,7 @@ impl fmt::Display for Protocol {
     }
 }
 
-/// How packets reach a real server (ipvsadm's `-g`, `-m`).
+/// How packets reach a real server (ipvsadm's `-g`, `-m`, `-i`; DPVS's `-b`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ForwardMode {
@@ -59,6 +59,11 @@ pub enum ForwardMode {
     Dr,
     /// Masquerading: destination NAT to the real server, replies rewritten back to the VIP.
     Nat,
+    /// IPIP tunnelling: the packet is encapsulated to the real server, which answers directly.
+    Tun,
+    /// Full NAT: source and destination rewritten (client → local address and port).
+    #[serde(alias = "fnat")]
+    FullNat,
 }
 
 impl fmt::Display for ForwardMode {
@@ -66,6 +71,8 @@ impl fmt::Display for ForwardMode {
         f.write_str(match self {
             ForwardMode::Dr => "dr",
             ForwardMode::Nat => "nat",
+            ForwardMode::Tun => "tun",
+            ForwardMode::FullNat => "fullnat",
         })
     }
 }
@@ -78,6 +85,32 @@ pub enum SchedulerKind {
     Rr,
     /// Weighted round robin (IPVS's gcd-stepped algorithm).
     Wrr,
+    /// Least connections: lowest `256·active + inactive`.
+    Lc,
+    /// Weighted least connections: lowest `(256·active + inactive) / weight`.
+    Wlc,
+    /// Shortest expected delay: lowest `(active + 1) / weight`.
+    Sed,
+    /// Never queue: an idle server if any, else as `sed`.
+    Nq,
+    /// Source hashing: 256-bucket weighted table by client address (and port).
+    Sh,
+    /// Destination hashing: 256-bucket table by destination address.
+    Dh,
+    /// Locality-based least connection: per-destination server, `wlc` when overloaded.
+    Lblc,
+    /// Locality-based least connection with replication: per-destination server sets.
+    Lblcr,
+    /// Weighted failover: the available server with the highest weight.
+    Fo,
+    /// Weighted overflow: the heaviest server with no more active connections than its weight.
+    Ovf,
+    /// Weighted random twos choice: the less loaded of two weighted random draws.
+    Twos,
+    /// IPVS's Maglev hashing (4093-entry table by default).
+    Mh,
+    /// Weighted Maglev consistent hashing, identical on every node (65537 entries by default).
+    Maglev,
 }
 
 impl fmt::Display for SchedulerKind {
@@ -85,6 +118,19 @@ impl fmt::Display for SchedulerKind {
         f.write_str(match self {
             SchedulerKind::Rr => "rr",
             SchedulerKind::Wrr => "wrr",
+            SchedulerKind::Lc => "lc",
+            SchedulerKind::Wlc => "wlc",
+            SchedulerKind::Sed => "sed",
+            SchedulerKind::Nq => "nq",
+            SchedulerKind::Sh => "sh",
+            SchedulerKind::Dh => "dh",
+            SchedulerKind::Lblc => "lblc",
+            SchedulerKind::Lblcr => "lblcr",
+            SchedulerKind::Fo => "fo",
+            SchedulerKind::Ovf => "ovf",
+            SchedulerKind::Twos => "twos",
+            SchedulerKind::Mh => "mh",
+            SchedulerKind::Maglev => "maglev",
         })
     }
 }
@@ -130,6 +176,47 @@ pub struct Service {
     pub sched_options: crate::sched::SchedOptions,
     /// Real servers, in configuration order.
     pub reals: Vec<RealServer>,
+    /// Persistence (ipvsadm `-p timeout -M netmask`), if any.
+    pub persistence: Option<Persistence>,
+    /// FULLNAT local addresses (DPVS `laddr`), the sources towards real servers.
+    pub local_addrs: Vec<Ipv4Addr>,
+    /// FULLNAT: insert the client's address as a TOA TCP option (kind 254).
+    pub toa: bool,
+    /// Expire connections of quiescent (weight 0) real servers instead of letting them finish.
+    pub expire_quiescent: bool,
+}
+
+impl Service {
+    /// A service with these real servers and every option at its default.
+    pub fn new(key: ServiceKey, scheduler: SchedulerKind, reals: Vec<RealServer>) -> Self {
+        Service {
+            key,
+            scheduler,
+            sched_options: Default::default(),
+            reals,
+            persistence: None,
+            local_addrs: Vec::new(),
+            toa: false,
+            expire_quiescent: false,
+        }
+    }
+}
+
+impl PortInfo {
+    /// A port with the standard Ethernet MTU.
+    pub fn new(name: impl Into<String>, mac: MacAddr) -> Self {
+        PortInfo { name: name.into(), mac, mtu: 1500 }
+    }
+}
+
+/// Client affinity: connections from one client network within `timeout_s`
+/// go to the same real server (IPVS persistence templates).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Persistence {
+    /// How long a template lives after its last connection ends, in seconds.
+    pub timeout_s: u32,
+    /// Client addresses are masked with this before lookup (`-M`).
+    pub netmask: Ipv4Addr,
 }
 
 /// An IPv4 address assigned to a dataplane port, with its connected prefix.
@@ -150,6 +237,8 @@ pub struct PortInfo {
     pub name: String,
     /// The port's MAC address (source of every frame we send on it).
     pub mac: MacAddr,
+    /// IP MTU of the port (TUN mode answers "fragmentation needed" above it).
+    pub mtu: u16,
 }
 
 /// A route: packets to `prefix/prefix_len` leave on `port`, through `via` when set
@@ -203,7 +292,7 @@ impl Default for Timeouts {
 }
 
 /// Everything a worker forwards by, immutable once built.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Snapshot {
     /// Increases by one with every accepted change.
     pub generation: u64,
@@ -219,6 +308,32 @@ pub struct Snapshot {
     pub service_index: HashMap<ServiceKey, usize>,
     /// Connection timeouts.
     pub timeouts: Timeouts,
+    /// FULLNAT source ports handed out (split between workers), inclusive.
+    pub local_port_range: (u16, u16),
+    /// Every virtual address (built by [`Snapshot::finish`]).
+    pub vip_set: hashbrown::HashSet<Ipv4Addr>,
+    /// Every FULLNAT local address (built by [`Snapshot::finish`]).
+    pub local_addr_set: hashbrown::HashSet<Ipv4Addr>,
+}
+
+/// Default FULLNAT source port range.
+pub const DEFAULT_LOCAL_PORT_RANGE: (u16, u16) = (1024, 65535);
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Snapshot {
+            generation: 0,
+            ports: Vec::new(),
+            addresses: Vec::new(),
+            routes: Vec::new(),
+            services: Vec::new(),
+            service_index: HashMap::new(),
+            timeouts: Timeouts::default(),
+            local_port_range: DEFAULT_LOCAL_PORT_RANGE,
+            vip_set: Default::default(),
+            local_addr_set: Default::default(),
+        }
+    }
 }
 
 impl Snapshot {
@@ -231,6 +346,8 @@ impl Snapshot {
             .map(|(i, s)| (s.key, i))
             .collect();
         self.routes.sort_by(|a, b| b.prefix_len.cmp(&a.prefix_len));
+        self.vip_set = self.services.iter().map(|s| s.key.vip).collect();
+        self.local_addr_set = self.services.iter().flat_map(|s| s.local_addrs.iter().copied()).collect();
         self
     }
 
@@ -247,7 +364,27 @@ impl Snapshot {
 
     /// True when `addr` is a virtual service address.
     pub fn is_vip(&self, addr: Ipv4Addr) -> bool {
-        self.services.iter().any(|s| s.key.vip == addr)
+        self.vip_set.contains(&addr)
+    }
+
+    /// True when `addr` is a FULLNAT local address.
+    pub fn is_local_addr(&self, addr: Ipv4Addr) -> bool {
+        self.local_addr_set.contains(&addr)
+    }
+
+    /// True when rvs answers ARP for `addr`: an interface address, a VIP or a local address.
+    pub fn answers_arp_for(&self, addr: Ipv4Addr) -> bool {
+        self.is_interface_addr(addr) || self.is_vip(addr) || self.is_local_addr(addr)
+    }
+
+    /// Our address to use as a source towards `dst` on `port`: the one whose
+    /// network contains `dst`, else the port's first.
+    pub fn source_addr_for(&self, port: u16, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+        self.addresses
+            .iter()
+            .find(|a| a.port == port && prefix_contains(a.addr, a.prefix_len, dst))
+            .map(|a| a.addr)
+            .or_else(|| self.port_addr(port))
     }
 
     /// The route for `dst`: longest prefix match.

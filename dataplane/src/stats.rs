@@ -65,6 +65,18 @@ counters! {
     SnapshotsAdopted => "snapshots_adopted": "Configuration snapshots adopted.",
     Generation => "generation": "Generation of the snapshot in use (a gauge).",
     MempoolAllocFailed => "mempool_alloc_failed": "Frames the dataplane wanted to originate but had no mbuf for.",
+    DropNoLocalPort => "drop_no_local_port": "New FULLNAT connections refused: local address/port pool exhausted.",
+    DropTooBig => "drop_too_big": "Packets too big for the egress MTU (answered with ICMP fragmentation needed).",
+    DropNoRoom => "drop_no_room": "Packets that could not grow (no headroom/tailroom or no buffer for a fragment).",
+    RedirectOut => "redirect_out": "Packets handed to the worker that owns their connection.",
+    RedirectIn => "redirect_in": "Packets received from another worker that owns their connection.",
+    RedirectDropped => "drop_redirect_ring_full": "Packets dropped because the ring to their owner was full.",
+    MessagesOut => "messages_out": "Messages sent to other workers (neighbours, reply keys).",
+    MessagesDropped => "messages_dropped": "Messages to other workers dropped because their ring was full.",
+    IcmpErrorsForwarded => "icmp_errors_forwarded": "ICMP errors of a connection forwarded with translation.",
+    IcmpErrorsSent => "icmp_errors_sent": "ICMP errors originated (fragmentation needed).",
+    TunFragments => "tun_fragments": "Extra fragments made of tunnel packets above the MTU.",
+    ToaInserted => "toa_inserted": "TOA options inserted into FULLNAT connections.",
 }
 
 /// A worker's own counters: plain integers, written only by that worker.

@@ -6,6 +6,12 @@
 //! sent back so that it is freed on a control thread, never on the packet path.
 //! When idle for a while it sleeps `idle_sleep_us` between polls (0 = busy poll),
 //! so a lab or CI machine is not burned by a spinning core.
+//!
+//! Workers talk to each other only through single-producer single-consumer
+//! rings ([`rtrb`], wait-free, no locks, no read-modify-write): one ring of
+//! frames and one of [`WorkerMsg`]s per ordered pair of workers ([`mesh`]).
+//! Each iteration first applies the other workers' messages, then the frames
+//! they redirected, then polls the NIC queues.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,7 +20,7 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{Receiver, Sender};
 
 use crate::dpdk::{Mbuf, Mempool, Queue};
-use crate::process::{Output, Processor};
+use crate::process::{Output, Processor, WorkerMsg};
 use crate::snapshot::Snapshot;
 use crate::stats::{Counter, SharedCounters};
 
@@ -36,10 +42,56 @@ pub struct WorkerLink {
     pub counters: Arc<SharedCounters>,
 }
 
+/// Frames redirected between workers wait at most this many per ring.
+pub const REDIRECT_RING: usize = 2048;
+/// Messages between workers wait at most this many per ring.
+pub const MESSAGE_RING: usize = 8192;
+
+/// One worker's sending ends towards another worker.
+pub struct PeerTx {
+    /// Frames (with the port index they arrived on).
+    pub frames: rtrb::Producer<(u16, Mbuf)>,
+    /// Messages.
+    pub messages: rtrb::Producer<WorkerMsg>,
+}
+
+/// One worker's receiving ends from another worker.
+pub struct PeerRx {
+    /// Frames.
+    pub frames: rtrb::Consumer<(u16, Mbuf)>,
+    /// Messages.
+    pub messages: rtrb::Consumer<WorkerMsg>,
+}
+
+/// The rings between `n` workers: for worker `i`, its senders indexed by
+/// destination (`None` for itself) and its receivers from every other worker.
+pub fn mesh(n: usize) -> Vec<(Vec<Option<PeerTx>>, Vec<PeerRx>)> {
+    let mut tx: Vec<Vec<Option<PeerTx>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+    let mut rx: Vec<Vec<PeerRx>> = (0..n).map(|_| Vec::new()).collect();
+    for (i, senders) in tx.iter_mut().enumerate() {
+        for (j, slot) in senders.iter_mut().enumerate() {
+            if i == j {
+                continue;
+            }
+            let (fp, fc) = rtrb::RingBuffer::new(REDIRECT_RING);
+            let (mp, mc) = rtrb::RingBuffer::new(MESSAGE_RING);
+            *slot = Some(PeerTx { frames: fp, messages: mp });
+            rx[j].push(PeerRx { frames: fc, messages: mc });
+        }
+    }
+    tx.into_iter().zip(rx).collect()
+}
+
 /// Everything a worker needs, moved onto its lcore.
 pub struct WorkerContext {
     /// Worker index (0-based).
     pub id: usize,
+    /// Number of workers.
+    pub workers: usize,
+    /// Rings to the other workers, indexed by worker (`None` for this one).
+    pub peers_tx: Vec<Option<PeerTx>>,
+    /// Rings from the other workers.
+    pub peers_rx: Vec<PeerRx>,
     /// One queue per port, indexed by port index.
     pub queues: Vec<Queue>,
     /// Pool for frames the dataplane originates (ARP requests).
@@ -64,11 +116,25 @@ pub struct WorkerContext {
 
 /// Runs the poll loop until `ctx.stop` is set. Returns 0 (the lcore exit code).
 pub fn run(ctx: WorkerContext) -> i32 {
-    let WorkerContext { id, queues, pool, snapshot, conn_capacity, idle_sleep_us, snapshots, retired, adopted, counters, stop } =
-        ctx;
-    tracing::info!(worker = id, queues = ?queues, "worker started");
+    let WorkerContext {
+        id,
+        workers,
+        mut peers_tx,
+        mut peers_rx,
+        queues,
+        pool,
+        snapshot,
+        conn_capacity,
+        idle_sleep_us,
+        snapshots,
+        retired,
+        adopted,
+        counters,
+        stop,
+    } = ctx;
+    tracing::info!(worker = id, workers, queues = ?queues, "worker started");
     adopted.store(snapshot.generation, Ordering::Release);
-    let mut processor: Processor<Mbuf> = Processor::new(snapshot, conn_capacity);
+    let mut processor: Processor<Mbuf> = Processor::for_worker(snapshot, conn_capacity, id, workers);
     let burst = crate::dpdk::MAX_BURST;
     let mut rx: Vec<Mbuf> = Vec::with_capacity(burst);
     let mut out: Output<Mbuf> = Output::with_capacity(burst * queues.len().max(1));
@@ -90,6 +156,18 @@ pub fn run(ctx: WorkerContext) -> i32 {
         let now = Instant::now();
         let now_ms = now.duration_since(clock).as_millis() as u64;
         let mut received = 0;
+        for peer in peers_rx.iter_mut() {
+            while let Ok(msg) = peer.messages.pop() {
+                processor.handle_message(msg, now_ms, &mut out);
+            }
+        }
+        for peer in peers_rx.iter_mut() {
+            for _ in 0..burst {
+                let Ok((port, m)) = peer.frames.pop() else { break };
+                received += 1;
+                processor.handle_redirected(port, m, now_ms, &mut out);
+            }
+        }
         for (port, queue) in queues.iter().enumerate() {
             received += queue.rx_burst(&mut rx);
             for m in rx.drain(..) {
@@ -105,7 +183,7 @@ pub fn run(ctx: WorkerContext) -> i32 {
             processor.tick(now_ms, &mut out);
             last_tick = now;
         }
-        flush(&queues, &pool, &mut processor, &mut out, &mut tx_by_port);
+        flush(&queues, &pool, &mut processor, &mut out, &mut tx_by_port, &mut peers_tx);
         if now.duration_since(last_publish) >= PUBLISH_EVERY {
             counters.publish(processor.counters());
             last_publish = now;
@@ -132,7 +210,28 @@ fn flush(
     processor: &mut Processor<Mbuf>,
     out: &mut Output<Mbuf>,
     tx_by_port: &mut [Vec<Mbuf>],
+    peers: &mut [Option<PeerTx>],
 ) {
+    for (worker, port, m) in out.redirect.drain(..) {
+        match peers.get_mut(worker).and_then(Option::as_mut) {
+            Some(peer) => {
+                if let Err(rtrb::PushError::Full((_, m))) = peer.frames.push((port, m)) {
+                    processor.count(Counter::RedirectDropped, 1);
+                    drop(m);
+                }
+            }
+            None => processor.count(Counter::RedirectDropped, 1),
+        }
+    }
+    for msg in out.messages.drain(..) {
+        for peer in peers.iter_mut().flatten() {
+            if peer.messages.push(msg).is_err() {
+                processor.count(Counter::MessagesDropped, 1);
+            } else {
+                processor.count(Counter::MessagesOut, 1);
+            }
+        }
+    }
     for (port, content) in out.control.drain(..) {
         let Some(mut m) = pool.alloc() else {
             processor.count(Counter::MempoolAllocFailed, 1);

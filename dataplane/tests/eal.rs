@@ -57,7 +57,7 @@ fn nat_through_a_real_dpdk_port() {
     let snapshot = Arc::new(
         Snapshot {
             generation: 1,
-            ports: vec![PortInfo { name: "ring".into(), mac }],
+            ports: vec![PortInfo::new("ring", mac)],
             addresses: vec![
                 InterfaceAddr { port: 0, addr: Ipv4Addr::new(10, 0, 0, 1), prefix_len: 24 },
                 InterfaceAddr { port: 0, addr: Ipv4Addr::new(10, 1, 0, 1), prefix_len: 24 },
@@ -66,12 +66,11 @@ fn nat_through_a_real_dpdk_port() {
                 Route { prefix: Ipv4Addr::new(10, 0, 0, 0), prefix_len: 24, via: None, port: 0 },
                 Route { prefix: Ipv4Addr::new(10, 1, 0, 0), prefix_len: 24, via: None, port: 0 },
             ],
-            services: vec![Service {
-                key: ServiceKey { protocol: Protocol::Tcp, vip, port: 80 },
-                scheduler: SchedulerKind::Rr,
-                sched_options: Default::default(),
-                reals: vec![RealServer { addr: rs, port: 8080, weight: 1, forward: ForwardMode::Nat }],
-            }],
+            services: vec![Service::new(
+                ServiceKey { protocol: Protocol::Tcp, vip, port: 80 },
+                SchedulerKind::Rr,
+                vec![RealServer { addr: rs, port: 8080, weight: 1, forward: ForwardMode::Nat }],
+            )],
             ..Default::default()
         }
         .finish(),

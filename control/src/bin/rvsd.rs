@@ -96,13 +96,16 @@ impl From<dpdk::DpdkError> for Failure {
 fn eal_args(config: &Config) -> Vec<String> {
     let mut lcores = vec![config.main_lcore];
     lcores.extend(&config.workers);
-    let mut args = vec![
-        "rvsd".to_owned(),
-        "-l".to_owned(),
-        lcores.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
-        "--main-lcore".to_owned(),
-        config.main_lcore.to_string(),
-    ];
+    let mut args = vec!["rvsd".to_owned()];
+    // An operator-given lcore layout (`--lcores`, e.g. to map more workers than
+    // CPUs: `--lcores 0@0,1@1,2@1`) replaces the plain list.
+    let custom = config.eal.iter().any(|a| a == "-l" || a == "--lcores" || a.starts_with("--lcores="));
+    if !custom {
+        args.push("-l".to_owned());
+        args.push(lcores.iter().map(u32::to_string).collect::<Vec<_>>().join(","));
+    }
+    args.push("--main-lcore".to_owned());
+    args.push(config.main_lcore.to_string());
     for port in &config.ports {
         if port.device.starts_with("net_") {
             args.push("--vdev".to_owned());
@@ -138,12 +141,17 @@ fn run(config: Config) -> Result<(), Failure> {
     let stop = Arc::new(AtomicBool::new(false));
     let (retired_tx, retired_rx) = bounded::<Arc<Snapshot>>(1024);
     let mut links = Vec::new();
+    let mut rings = worker::mesh(config.workers.len()).into_iter();
     for (id, &lcore) in config.workers.iter().enumerate() {
+        let (peers_tx, peers_rx) = rings.next().ok_or_else(|| Failure::Other("worker ring mesh too small".into()))?;
         let (snap_tx, snap_rx) = bounded(16);
         let adopted = Arc::new(AtomicU64::new(0));
         let counters = Arc::new(SharedCounters::default());
         let ctx = WorkerContext {
             id,
+            workers: config.workers.len(),
+            peers_tx,
+            peers_rx,
             queues: ports.iter().map(|p| p.queue(id as u16)).collect(),
             pool: Arc::clone(&pool),
             snapshot: Arc::clone(&snapshot),

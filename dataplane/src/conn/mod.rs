@@ -52,6 +52,12 @@ pub struct Conn {
     pub vip: SocketAddrV4,
     /// The real server address and port chosen for it.
     pub real: SocketAddrV4,
+    /// FULLNAT: the local address and port the real server sees as the client.
+    pub local: Option<SocketAddrV4>,
+    /// Index of the real server in its service (at creation; for counts and stats).
+    pub real_index: u16,
+    /// Index of the service in the snapshot it was created under.
+    pub service_index: u16,
     /// How packets reach the real server.
     pub forward: ForwardMode,
     /// TCP state (UDP flows stay `Established`).
@@ -79,19 +85,27 @@ impl Conn {
         }
     }
 
-    /// The key of the real server's replies (`real → client`), present only when
-    /// replies come back through the director (NAT).
+    /// The key of the real server's replies, present only when replies come
+    /// back through the director: `real → client` (NAT), `real → local` (FULLNAT).
     pub fn reply_key(&self) -> Option<FlowKey> {
-        match self.forward {
-            ForwardMode::Nat => Some(FlowKey {
-                proto: self.protocol.ip_proto(),
-                src: *self.real.ip(),
-                sport: self.real.port(),
-                dst: *self.client.ip(),
-                dport: self.client.port(),
-            }),
-            ForwardMode::Dr => None,
-        }
+        let to = match self.forward {
+            ForwardMode::Nat => self.client,
+            ForwardMode::FullNat => self.local?,
+            ForwardMode::Dr | ForwardMode::Tun => return None,
+        };
+        Some(FlowKey {
+            proto: self.protocol.ip_proto(),
+            src: *self.real.ip(),
+            sport: self.real.port(),
+            dst: *to.ip(),
+            dport: to.port(),
+        })
+    }
+
+    /// True while the connection counts as active for schedulers (IPVS: TCP
+    /// ESTABLISHED; everything else is inactive).
+    pub fn is_active(&self) -> bool {
+        self.protocol == Protocol::Tcp && self.state == TcpState::Established
     }
 
     /// True when the connection has been idle past its timeout at `now_ms`.

@@ -63,15 +63,16 @@ impl ConnTable {
         self.len == 0
     }
 
-    /// Adds a connection under its inbound key (and reply key for NAT).
-    /// An existing entry under either key is replaced.
-    pub fn insert(&mut self, conn: Conn) -> Result<ConnId, TableFull> {
+    /// Adds a connection under its inbound key (and reply key for NAT and
+    /// FULLNAT). An existing entry under either key is replaced and pushed to
+    /// `displaced`, so the caller can release what it held.
+    pub fn insert(&mut self, conn: Conn, displaced: &mut Vec<Conn>) -> Result<ConnId, TableFull> {
         if let Some((old, _)) = self.index.get(&conn.inbound_key()).copied() {
-            self.remove(old);
+            displaced.extend(self.remove(old));
         }
         if let Some(rk) = conn.reply_key() {
             if let Some((old, _)) = self.index.get(&rk).copied() {
-                self.remove(old);
+                displaced.extend(self.remove(old));
             }
         }
         let id = if let Some(id) = self.free.pop() {
@@ -91,16 +92,12 @@ impl ConnTable {
         Ok(id)
     }
 
-    /// Finds the live connection a packet with `key` belongs to. An expired entry
-    /// is removed and not returned.
-    pub fn lookup(&mut self, key: &FlowKey, now_ms: u64) -> Option<(ConnId, Direction)> {
+    /// Finds the live connection a packet with `key` belongs to. An expired
+    /// entry is not returned (the sweep, or a replacing insert, removes it).
+    pub fn lookup(&self, key: &FlowKey, now_ms: u64) -> Option<(ConnId, Direction)> {
         let (id, dir) = *self.index.get(key)?;
         let expired = self.slots.get(id as usize)?.as_ref()?.is_expired(now_ms);
-        if expired {
-            self.remove(id);
-            return None;
-        }
-        Some((id, dir))
+        (!expired).then_some((id, dir))
     }
 
     /// The connection with this id.
@@ -128,11 +125,17 @@ impl ConnTable {
     /// Checks up to `budget` slots for expiry, continuing where the last call
     /// stopped. Returns how many connections were removed.
     pub fn expire(&mut self, now_ms: u64, budget: usize) -> usize {
+        let mut removed = Vec::new();
+        self.expire_into(now_ms, budget, &mut removed)
+    }
+
+    /// Like [`ConnTable::expire`], handing the removed connections to `removed`.
+    pub fn expire_into(&mut self, now_ms: u64, budget: usize, removed: &mut Vec<Conn>) -> usize {
         let n = self.slots.len();
         if n == 0 {
             return 0;
         }
-        let mut removed = 0;
+        let mut count = 0;
         for _ in 0..budget.min(n) {
             if self.sweep_cursor >= n {
                 self.sweep_cursor = 0;
@@ -140,11 +143,11 @@ impl ConnTable {
             let id = self.sweep_cursor as ConnId;
             self.sweep_cursor += 1;
             if self.slots[id as usize].is_some_and(|c| c.is_expired(now_ms)) {
-                self.remove(id);
-                removed += 1;
+                removed.extend(self.remove(id));
+                count += 1;
             }
         }
-        removed
+        count
     }
 
     /// Every live connection (for listings).
@@ -167,6 +170,9 @@ mod tests {
             client: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), client_port),
             vip: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 100), 80),
             real: SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 11), 8080),
+            local: None,
+            real_index: 0,
+            service_index: 0,
             forward,
             state: TcpState::SynRecv,
             last_seen_ms: now,
@@ -174,11 +180,17 @@ mod tests {
         }
     }
 
+    impl ConnTable {
+        fn insert_(&mut self, c: Conn) -> Result<ConnId, TableFull> {
+            self.insert(c, &mut Vec::new())
+        }
+    }
+
     #[test]
     fn nat_connection_is_found_from_both_directions() {
         let mut t = ConnTable::with_capacity(4);
         let c = conn(40000, ForwardMode::Nat, 0);
-        let id = t.insert(c).expect("room");
+        let id = t.insert_(c).expect("room");
         assert_eq!(t.lookup(&c.inbound_key(), 1), Some((id, Direction::Inbound)));
         let rk = c.reply_key().expect("nat has a reply key");
         assert_eq!(rk.src, Ipv4Addr::new(10, 1, 0, 11));
@@ -191,7 +203,7 @@ mod tests {
     fn dr_connection_has_no_reply_key() {
         let mut t = ConnTable::with_capacity(4);
         let c = conn(40000, ForwardMode::Dr, 0);
-        t.insert(c).expect("room");
+        t.insert_(c).expect("room");
         assert!(c.reply_key().is_none());
         assert_eq!(t.index.len(), 1);
     }
@@ -199,22 +211,22 @@ mod tests {
     #[test]
     fn full_table_refuses_and_frees_on_remove() {
         let mut t = ConnTable::with_capacity(2);
-        let a = t.insert(conn(1, ForwardMode::Nat, 0)).expect("room");
-        t.insert(conn(2, ForwardMode::Nat, 0)).expect("room");
-        assert_eq!(t.insert(conn(3, ForwardMode::Nat, 0)), Err(TableFull(2)));
+        let a = t.insert_(conn(1, ForwardMode::Nat, 0)).expect("room");
+        t.insert_(conn(2, ForwardMode::Nat, 0)).expect("room");
+        assert_eq!(t.insert_(conn(3, ForwardMode::Nat, 0)), Err(TableFull(2)));
         assert!(t.remove(a).is_some());
         assert!(t.remove(a).is_none(), "double remove is harmless");
-        t.insert(conn(3, ForwardMode::Nat, 0)).expect("freed slot reused");
+        t.insert_(conn(3, ForwardMode::Nat, 0)).expect("freed slot reused");
         assert_eq!(t.len(), 2);
     }
 
     #[test]
     fn reinserting_the_same_flow_replaces_the_old_entry() {
         let mut t = ConnTable::with_capacity(4);
-        t.insert(conn(5, ForwardMode::Nat, 0)).expect("room");
+        t.insert_(conn(5, ForwardMode::Nat, 0)).expect("room");
         let mut c = conn(5, ForwardMode::Nat, 0);
         c.real = SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 12), 8080);
-        let id = t.insert(c).expect("room");
+        let id = t.insert_(c).expect("room");
         assert_eq!(t.len(), 1);
         assert_eq!(t.get(id).map(|c| c.real), Some(c.real));
         // The old reply key (from .11) is gone.
@@ -227,15 +239,16 @@ mod tests {
         let mut t = ConnTable::with_capacity(8);
         let a = conn(1, ForwardMode::Nat, 0);
         let b = conn(2, ForwardMode::Nat, 0);
-        t.insert(a).expect("room");
-        t.insert(b).expect("room");
+        t.insert_(a).expect("room");
+        t.insert_(b).expect("room");
         // Within the timeout: still there.
         assert!(t.lookup(&a.inbound_key(), 60_000).is_some());
-        // Past it: a lookup removes it.
+        // Past it: lookups miss; the sweep removes both.
         assert!(t.lookup(&a.inbound_key(), 60_001).is_none());
-        assert_eq!(t.len(), 1);
-        // The sweep removes the other one, one slot per budget unit.
-        assert_eq!(t.expire(60_001, 8), 1);
+        assert_eq!(t.len(), 2);
+        let mut removed = Vec::new();
+        assert_eq!(t.expire_into(60_001, 8, &mut removed), 2);
+        assert_eq!(removed.len(), 2);
         assert!(t.is_empty());
         assert!(t.index.is_empty());
     }

@@ -94,6 +94,14 @@ impl Frame for Mbuf {
         // SAFETY: trim checks the length and returns -1 without changing the mbuf.
         unsafe { ffi::rvs_pktmbuf_trim(self.raw.as_ptr(), len) == 0 }
     }
+
+    fn alloc_sibling(&self) -> Option<Self> {
+        // SAFETY: every mbuf records the (valid, live) pool it came from; alloc
+        // returns NULL or a fresh mbuf we then own exclusively.
+        let raw = unsafe { ffi::rvs_pktmbuf_alloc(ffi::rvs_pktmbuf_pool(self.raw.as_ptr())) };
+        // SAFETY: non-NULL means a freshly allocated, exclusively owned mbuf.
+        NonNull::new(raw).map(|p| unsafe { Mbuf::from_raw(p) })
+    }
 }
 
 impl Drop for Mbuf {

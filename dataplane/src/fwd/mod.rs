@@ -7,7 +7,10 @@
 //! Checksums are updated incrementally (RFC 1624), never recomputed.
 
 pub mod dr;
+pub mod fnat;
+pub mod icmp_err;
 pub mod nat;
+pub mod tun;
 
 use std::net::Ipv4Addr;
 
@@ -22,6 +25,9 @@ pub enum FwdError {
     /// The packet is of a protocol the mode cannot rewrite.
     #[error("protocol {0} cannot be forwarded in this mode")]
     Protocol(u8),
+    /// The frame has no room to grow (headroom, tailroom, or a fragment buffer).
+    #[error("no room in the packet buffer")]
+    NoRoom,
 }
 
 /// Where a rewritten packet goes: the address whose route and neighbour entry

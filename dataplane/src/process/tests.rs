@@ -38,7 +38,7 @@ fn snapshot(generation: u64, nat_reals: Vec<RealServer>) -> Arc<Snapshot> {
     Arc::new(
         Snapshot {
             generation,
-            ports: vec![PortInfo { name: "lan0".into(), mac: DIR_MAC }],
+            ports: vec![PortInfo::new("lan0", DIR_MAC)],
             addresses: vec![
                 InterfaceAddr { port: 0, addr: DIR_OUT, prefix_len: 24 },
                 InterfaceAddr { port: 0, addr: DIR_IN, prefix_len: 24 },
@@ -49,14 +49,13 @@ fn snapshot(generation: u64, nat_reals: Vec<RealServer>) -> Arc<Snapshot> {
                 Route { prefix: Ipv4Addr::UNSPECIFIED, prefix_len: 0, via: Some(GATEWAY), port: 0 },
             ],
             services: vec![
-                Service {
-                    key: key(Protocol::Tcp, DR_VIP, 80),
-                    scheduler: SchedulerKind::Rr,
-                    sched_options: Default::default(),
-                    reals: vec![real(RS1, 80, ForwardMode::Dr), real(RS2, 80, ForwardMode::Dr)],
-                },
-                Service { key: key(Protocol::Tcp, NAT_VIP, 80), scheduler: SchedulerKind::Rr, sched_options: Default::default(), reals: nat_reals.clone() },
-                Service { key: key(Protocol::Udp, NAT_VIP, 53), scheduler: SchedulerKind::Rr, sched_options: Default::default(), reals: nat_reals },
+                Service::new(
+                    key(Protocol::Tcp, DR_VIP, 80),
+                    SchedulerKind::Rr,
+                    vec![real(RS1, 80, ForwardMode::Dr), real(RS2, 80, ForwardMode::Dr)],
+                ),
+                Service::new(key(Protocol::Tcp, NAT_VIP, 80), SchedulerKind::Rr, nat_reals.clone()),
+                Service::new(key(Protocol::Udp, NAT_VIP, 53), SchedulerKind::Rr, nat_reals),
             ],
             timeouts: Timeouts::default(),
             ..Default::default()

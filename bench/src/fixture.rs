@@ -1,0 +1,62 @@
+//! Processor fixtures shared by the criterion bench and `rvs-conn-mem`.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use rvs_dataplane::snapshot::{
+    ForwardMode, InterfaceAddr, PortInfo, Protocol, RealServer, Route, SchedulerKind, Service, ServiceKey, Snapshot, Timeouts,
+};
+use rvs_dataplane::wire::builder::arp_frame;
+use rvs_dataplane::wire::{arp, MacAddr};
+
+use crate::plan::{self, ModeSpec};
+
+/// The director of the plan (one port, both networks, default route via the
+/// gateway) with one TCP service in `mode`, round robin over [`plan::REALS`].
+///
+/// Established connections never expire (`tcp` ≈ 68 years); SYN_RECV entries
+/// expire after 1 s of the caller's clock, so a benchmark can sweep them.
+pub fn snapshot(mode: &ModeSpec) -> Arc<Snapshot> {
+    let reals = plan::REALS
+        .iter()
+        .map(|(addr, _)| RealServer { addr: *addr, port: mode.real_port, weight: 1, forward: mode.forward })
+        .collect();
+    let mut service = Service::new(ServiceKey { protocol: Protocol::Tcp, vip: mode.vip, port: mode.vport }, SchedulerKind::Rr, reals);
+    if mode.forward == ForwardMode::FullNat {
+        service.local_addrs = plan::local_addrs();
+    }
+    Arc::new(
+        Snapshot {
+            generation: 1,
+            ports: vec![PortInfo::new("lan0", plan::DIRECTOR_MAC)],
+            addresses: vec![
+                InterfaceAddr { port: 0, addr: plan::DIRECTOR_OUT, prefix_len: plan::PREFIX_LEN },
+                InterfaceAddr { port: 0, addr: plan::DIRECTOR_IN, prefix_len: plan::PREFIX_LEN },
+            ],
+            routes: vec![
+                Route { prefix: Ipv4Addr::new(10, 0, 0, 0), prefix_len: plan::PREFIX_LEN, via: None, port: 0 },
+                Route { prefix: Ipv4Addr::new(10, 1, 0, 0), prefix_len: plan::PREFIX_LEN, via: None, port: 0 },
+                Route { prefix: Ipv4Addr::UNSPECIFIED, prefix_len: 0, via: Some(plan::GATEWAY), port: 0 },
+            ],
+            services: vec![service],
+            timeouts: Timeouts { tcp: u32::MAX / 2, tcp_fin: 120, tcp_syn: 1, udp: 300 },
+            ..Default::default()
+        }
+        .finish(),
+    )
+}
+
+/// ARP replies from every host the benchmarks simulate (real servers, gateway)
+/// to the director at `director_mac`: feeding them to a processor resolves
+/// every next hop.
+pub fn neighbour_replies(director_mac: MacAddr) -> Vec<Vec<u8>> {
+    plan::REALS
+        .iter()
+        .copied()
+        .chain([(plan::GATEWAY, plan::GATEWAY_MAC)])
+        .map(|(ip, mac)| {
+            let target = if ip.octets()[1] == 0 { plan::DIRECTOR_OUT } else { plan::DIRECTOR_IN };
+            arp_frame(mac, director_mac, arp::op::REPLY, mac, ip, director_mac, target)
+        })
+        .collect()
+}

@@ -1,0 +1,234 @@
+//! ICMP errors that belong to a connection, and the errors rvs sends itself.
+//!
+//! An ICMP error (destination unreachable, time exceeded, parameter problem)
+//! quotes the IP header and at least 8 bytes of the packet that caused it. When
+//! that quoted packet belongs to a balanced connection, the error is forwarded
+//! to the other party with the same translation as the connection's packets:
+//! the outer addresses like a packet in that direction, the quoted packet like a
+//! packet in the *opposite* direction (it travelled the other way). The quoted
+//! IP header checksum, the ICMP checksum and the outer IP checksum are
+//! recomputed (errors are rare and the quote may be truncated, so an
+//! incremental update of the quoted transport checksum is not attempted — the
+//! kernel's IPVS leaves it too).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::conn::FlowKey;
+use crate::frame::Frame;
+use crate::wire::{icmp, ip_proto, ipv4, IcmpPacket, Ipv4Packet, WireError};
+
+use super::FwdError;
+
+/// Bytes of the offending packet quoted in errors rvs generates (header + 8, RFC 792).
+pub const QUOTE_PAYLOAD: usize = 8;
+
+/// True for the ICMP types that carry a quoted packet and may be forwarded.
+pub fn is_error(msg_type: u8) -> bool {
+    matches!(msg_type, icmp::msg_type::DEST_UNREACHABLE | icmp::msg_type::TIME_EXCEEDED | 12)
+}
+
+/// The 5-tuple of the quoted packet of an ICMP error message (`icmp` = the
+/// whole ICMP message), if it is TCP or UDP and long enough to carry its ports.
+pub fn quoted_flow(icmp_msg: &[u8]) -> Option<FlowKey> {
+    let quote = icmp_msg.get(icmp::HEADER_LEN..)?;
+    let ver_ihl = *quote.first()?;
+    let hl = usize::from(ver_ihl & 0x0f) * 4;
+    if ver_ihl >> 4 != 4 || hl < ipv4::HEADER_LEN || quote.len() < hl + 4 {
+        return None;
+    }
+    let proto = quote[9];
+    if proto != ip_proto::TCP && proto != ip_proto::UDP {
+        return None;
+    }
+    let src = Ipv4Addr::new(quote[12], quote[13], quote[14], quote[15]);
+    let dst = Ipv4Addr::new(quote[16], quote[17], quote[18], quote[19]);
+    let sport = u16::from_be_bytes([quote[hl], quote[hl + 1]]);
+    let dport = u16::from_be_bytes([quote[hl + 2], quote[hl + 3]]);
+    Some(FlowKey { proto, src, dst, sport, dport })
+}
+
+/// Address changes to apply to a forwarded ICMP error.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Translation {
+    /// New outer source address.
+    pub outer_src: Option<Ipv4Addr>,
+    /// New outer destination address.
+    pub outer_dst: Option<Ipv4Addr>,
+    /// New source address and port of the quoted packet.
+    pub quoted_src: Option<SocketAddrV4>,
+    /// New destination address and port of the quoted packet.
+    pub quoted_dst: Option<SocketAddrV4>,
+}
+
+/// Applies `t` to the ICMP error in the IPv4 packet `ip`.
+pub fn translate(ip: &mut [u8], t: &Translation) -> Result<(), FwdError> {
+    let mut outer = Ipv4Packet::new_checked(ip)?;
+    if outer.protocol() != ip_proto::ICMP {
+        return Err(FwdError::Protocol(outer.protocol()));
+    }
+    if let Some(a) = t.outer_src {
+        outer.set_src_addr(a);
+    }
+    if let Some(a) = t.outer_dst {
+        outer.set_dst_addr(a);
+    }
+    outer.fill_checksum();
+    let mut msg = IcmpPacket::new_checked(outer.payload_mut())?;
+    {
+        let quote = msg.data_mut();
+        let hl = usize::from(quote.first().ok_or(WireError::Truncated)? & 0x0f) * 4;
+        if hl < ipv4::HEADER_LEN || quote.len() < hl + 4 {
+            return Err(WireError::Truncated.into());
+        }
+        if let Some(s) = t.quoted_src {
+            quote[12..16].copy_from_slice(&s.ip().octets());
+            quote[hl..hl + 2].copy_from_slice(&s.port().to_be_bytes());
+        }
+        if let Some(d) = t.quoted_dst {
+            quote[16..20].copy_from_slice(&d.ip().octets());
+            quote[hl + 2..hl + 4].copy_from_slice(&d.port().to_be_bytes());
+        }
+        quote[10] = 0;
+        quote[11] = 0;
+        let c = crate::wire::checksum::internet(&quote[..hl]);
+        quote[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+    msg.fill_checksum();
+    Ok(())
+}
+
+/// Turns the frame holding the IPv4 packet at `l2_len` into an ICMP error
+/// (`msg_type`/`code`, with `rest` as the second header word, e.g. the next-hop
+/// MTU) from `src` back to the packet's sender, quoting its header and first
+/// 8 payload bytes. Returns the address the error goes to.
+pub fn make_error<F: Frame>(frame: &mut F, l2_len: usize, src: Ipv4Addr, msg_type: u8, code: u8, rest: u32) -> Result<Ipv4Addr, FwdError> {
+    let (to, quote_len) = {
+        let ip = Ipv4Packet::new_checked(frame.data().get(l2_len..).ok_or(WireError::Truncated)?)?;
+        let quote = (ip.header_len() + QUOTE_PAYLOAD).min(usize::from(ip.total_len()));
+        (ip.src_addr(), quote)
+    };
+    let excess = frame.len() - l2_len - quote_len;
+    if !frame.trim(excess) {
+        return Err(FwdError::NoRoom);
+    }
+    let added = ipv4::HEADER_LEN + icmp::HEADER_LEN;
+    if !frame.insert_gap(l2_len, added) {
+        return Err(FwdError::NoRoom);
+    }
+    let data = frame.data_mut();
+    let mut ip = Ipv4Packet::new_unchecked(&mut data[l2_len..]);
+    ip.set_version_and_header_len(ipv4::HEADER_LEN);
+    ip.set_dscp_ecn(0);
+    ip.set_total_len((added + quote_len) as u16);
+    ip.set_ident(0);
+    ip.set_frag_offset(0);
+    ip.set_more_frags(false);
+    ip.set_dont_frag(false);
+    ip.set_ttl(64);
+    ip.set_protocol(ip_proto::ICMP);
+    ip.set_src_addr(src);
+    ip.set_dst_addr(to);
+    ip.fill_checksum();
+    let mut msg = IcmpPacket::new_unchecked(ip.payload_mut());
+    msg.set_msg_type(msg_type);
+    msg.set_code(code);
+    msg.set_rest_of_header(rest);
+    msg.fill_checksum();
+    Ok(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::VecFrame;
+    use crate::wire::builder::{icmp_frame, tcp_frame, TcpParams};
+    use crate::wire::ethernet::HEADER_LEN;
+    use crate::wire::MacAddr;
+
+    fn sock(a: [u8; 4], p: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::from(a), p)
+    }
+
+    fn packet(src: SocketAddrV4, dst: SocketAddrV4) -> Vec<u8> {
+        tcp_frame(&TcpParams { src: *src.ip(), sport: src.port(), dst: *dst.ip(), dport: dst.port(), payload: b"0123456789".to_vec(), ..TcpParams::default() })
+    }
+
+    /// An ICMP error from `from` to `to` quoting `quoted` (its IP header + 8 bytes).
+    fn error(from: Ipv4Addr, to: Ipv4Addr, quoted: &[u8]) -> Vec<u8> {
+        let ip = &quoted[HEADER_LEN..];
+        icmp_frame(MacAddr::ZERO, MacAddr::ZERO, from, to, icmp::msg_type::DEST_UNREACHABLE, 3, 0, &ip[..28])
+    }
+
+    #[test]
+    fn quoted_flow_is_read_and_translated() {
+        let client = sock([10, 0, 0, 2], 40000);
+        let vip = sock([10, 0, 0, 101], 80);
+        let real = sock([10, 1, 0, 11], 8080);
+        // The real server rejects the DNATed packet client → real: its error goes to the client.
+        let mut err = error(*real.ip(), *client.ip(), &packet(client, real));
+        let flow = quoted_flow(&err[HEADER_LEN + 20..]).expect("quoted tcp");
+        assert_eq!((flow.src, flow.sport, flow.dst, flow.dport), (*client.ip(), 40000, *real.ip(), 8080));
+        translate(&mut err[HEADER_LEN..], &Translation { outer_src: Some(*vip.ip()), quoted_dst: Some(vip), ..Default::default() })
+            .expect("translates");
+        // As if the VIP itself had rejected the client's packet: equal to an error
+        // built from scratch, except the quoted TCP checksum (not updated, see
+        // module docs) and so the ICMP checksum, which is verified instead.
+        let mut expected = error(*vip.ip(), *client.ip(), &packet(client, vip));
+        let icmp_csum = HEADER_LEN + 20 + 2;
+        let quoted_tcp_csum = HEADER_LEN + 20 + 8 + 20 + 16;
+        for i in [icmp_csum, icmp_csum + 1, quoted_tcp_csum, quoted_tcp_csum + 1] {
+            expected[i] = err[i];
+        }
+        assert_eq!(err, expected);
+        let ip = Ipv4Packet::new_checked(&err[HEADER_LEN..]).expect("ip");
+        assert!(IcmpPacket::new_checked(ip.payload()).expect("icmp").verify_checksum());
+    }
+
+    #[test]
+    fn translated_errors_verify() {
+        let client = sock([10, 0, 0, 2], 40000);
+        let real = sock([10, 1, 0, 11], 8080);
+        let mut err = error(*real.ip(), *client.ip(), &packet(client, real));
+        translate(&mut err[HEADER_LEN..], &Translation { outer_dst: Some(Ipv4Addr::new(1, 2, 3, 4)), quoted_src: Some(sock([5, 6, 7, 8], 9)), ..Default::default() })
+            .expect("translates");
+        let ip = Ipv4Packet::new_checked(&err[HEADER_LEN..]).expect("ip");
+        assert!(ip.verify_checksum());
+        let msg = IcmpPacket::new_checked(ip.payload()).expect("icmp");
+        assert!(msg.verify_checksum());
+        let q = Ipv4Packet::new_unchecked(msg.data());
+        assert!(q.verify_checksum());
+        assert_eq!(q.src_addr(), Ipv4Addr::new(5, 6, 7, 8));
+        assert_eq!(quoted_flow(ip.payload()).map(|f| f.sport), Some(9));
+    }
+
+    #[test]
+    fn short_or_foreign_quotes_are_ignored() {
+        assert_eq!(quoted_flow(&[3, 3, 0, 0, 0, 0, 0, 0]), None);
+        assert_eq!(quoted_flow(&[3, 3, 0, 0, 0, 0, 0, 0, 0x45, 0, 0, 20]), None);
+        let client = sock([10, 0, 0, 2], 1);
+        let mut icmp_quote = error(*client.ip(), *client.ip(), &packet(client, client));
+        icmp_quote[HEADER_LEN + 20 + 8 + 9] = ip_proto::ICMP;
+        assert_eq!(quoted_flow(&icmp_quote[HEADER_LEN + 20..]), None);
+        let mut short = vec![0x45u8; 10];
+        assert!(translate(&mut short, &Translation::default()).is_err());
+    }
+
+    #[test]
+    fn fragmentation_needed_is_built_from_the_packet() {
+        let client = sock([10, 0, 0, 2], 40000);
+        let vip = sock([10, 0, 0, 100], 80);
+        let original = packet(client, vip);
+        let mut f = VecFrame::new(&original);
+        let to = make_error(&mut f, HEADER_LEN, *vip.ip(), icmp::msg_type::DEST_UNREACHABLE, 4, 1480).expect("room");
+        assert_eq!(to, *client.ip());
+        let out = f.to_vec();
+        assert_eq!(&out[..HEADER_LEN], &original[..HEADER_LEN]);
+        let ip = Ipv4Packet::new_checked(&out[HEADER_LEN..]).expect("ip");
+        assert!(ip.verify_checksum());
+        assert_eq!((ip.src_addr(), ip.dst_addr(), ip.protocol()), (*vip.ip(), *client.ip(), ip_proto::ICMP));
+        let msg = IcmpPacket::new_checked(ip.payload()).expect("icmp");
+        assert!(msg.verify_checksum());
+        assert_eq!((msg.msg_type(), msg.code(), msg.rest_of_header() & 0xffff), (3, 4, 1480));
+        assert_eq!(msg.data(), &original[HEADER_LEN..HEADER_LEN + 28]);
+    }
+}

@@ -1,0 +1,150 @@
+//! FULLNAT local address and port pools, one per worker (DPVS's `sa_pool`).
+//!
+//! A FULLNAT connection leaves towards its real server from a local address
+//! (LIP) and a local port chosen here. The port range is split between the
+//! workers by `port % workers == worker id`, so no two workers ever hand out the
+//! same (LIP, port) and the owner of a reply is known from its destination port
+//! alone ([`owner_of_port`]). Within a worker, every LIP has a FIFO of free
+//! ports: a released port goes to the back, so it is not reused at once (the
+//! real server may still hold the old connection in TIME_WAIT). A pool that runs
+//! dry refuses the new connection; the caller counts it.
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use hashbrown::HashMap;
+
+/// The worker that owns local port `port` when `workers` workers share the range.
+pub fn owner_of_port(port: u16, workers: usize) -> usize {
+    usize::from(port) % workers.max(1)
+}
+
+/// One worker's share of the local ports of every local address.
+#[derive(Debug)]
+pub struct LocalPool {
+    worker: usize,
+    workers: usize,
+    range: (u16, u16),
+    free: HashMap<Ipv4Addr, VecDeque<u16>>,
+    next_lip: usize,
+}
+
+impl LocalPool {
+    /// The pool of worker `worker` of `workers`, over ports `range` (inclusive).
+    pub fn new(worker: usize, workers: usize, range: (u16, u16)) -> Self {
+        LocalPool { worker, workers: workers.max(1), range, free: HashMap::new(), next_lip: 0 }
+    }
+
+    /// The port range this pool was built for.
+    pub fn range(&self) -> (u16, u16) {
+        self.range
+    }
+
+    fn ports_of(&self) -> VecDeque<u16> {
+        let (lo, hi) = self.range;
+        (lo..=hi).filter(|&p| owner_of_port(p, self.workers) == self.worker).collect()
+    }
+
+    /// Takes a free (LIP, port) from one of `lips`, trying them in turn starting
+    /// after the one used last. `None` when every LIP's share is exhausted.
+    pub fn allocate(&mut self, lips: &[Ipv4Addr]) -> Option<SocketAddrV4> {
+        let n = lips.len();
+        for i in 0..n {
+            let lip = lips[(self.next_lip + i) % n];
+            if !self.free.contains_key(&lip) {
+                let ports = self.ports_of();
+                self.free.insert(lip, ports);
+            }
+            if let Some(port) = self.free.get_mut(&lip).and_then(VecDeque::pop_front) {
+                self.next_lip = (self.next_lip + i + 1) % n;
+                return Some(SocketAddrV4::new(lip, port));
+            }
+        }
+        None
+    }
+
+    /// Returns a (LIP, port) to the pool. Ports outside this worker's share or
+    /// range (e.g. after a range change) are ignored.
+    pub fn release(&mut self, local: SocketAddrV4) {
+        let port = local.port();
+        let (lo, hi) = self.range;
+        if port < lo || port > hi || owner_of_port(port, self.workers) != self.worker {
+            return;
+        }
+        if let Some(q) = self.free.get_mut(local.ip()) {
+            q.push_back(port);
+        }
+    }
+
+    /// Marks a (LIP, port) as taken (used when rebuilding after a range change).
+    pub fn reserve(&mut self, local: SocketAddrV4) {
+        if !self.free.contains_key(local.ip()) {
+            let ports = self.ports_of();
+            self.free.insert(*local.ip(), ports);
+        }
+        if let Some(q) = self.free.get_mut(local.ip()) {
+            q.retain(|&p| p != local.port());
+        }
+    }
+
+    /// Free ports of `lip` in this worker's share (the full share if unused so far).
+    pub fn available(&self, lip: Ipv4Addr) -> usize {
+        self.free.get(&lip).map_or_else(|| self.ports_of().len(), VecDeque::len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIP1: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 200);
+    const LIP2: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 201);
+
+    #[test]
+    fn workers_get_disjoint_shares() {
+        let mut a = LocalPool::new(0, 2, (1000, 1009));
+        let mut b = LocalPool::new(1, 2, (1000, 1009));
+        let pa: Vec<_> = std::iter::from_fn(|| a.allocate(&[LIP1])).collect();
+        let pb: Vec<_> = std::iter::from_fn(|| b.allocate(&[LIP1])).collect();
+        assert_eq!(pa.len(), 5);
+        assert_eq!(pb.len(), 5);
+        assert!(pa.iter().all(|s| s.port() % 2 == 0 && owner_of_port(s.port(), 2) == 0));
+        assert!(pb.iter().all(|s| s.port() % 2 == 1 && owner_of_port(s.port(), 2) == 1));
+    }
+
+    #[test]
+    fn exhaustion_refuses_and_release_refills_at_the_back() {
+        let mut p = LocalPool::new(0, 1, (2000, 2002));
+        let got: Vec<_> = (0..3).filter_map(|_| p.allocate(&[LIP1])).collect();
+        assert_eq!(got.len(), 3);
+        assert_eq!(p.allocate(&[LIP1]), None);
+        p.release(got[1]);
+        assert_eq!(p.allocate(&[LIP1]), Some(got[1]));
+        p.release(got[0]);
+        p.release(got[2]);
+        assert_eq!(p.allocate(&[LIP1]).map(|s| s.port()), Some(2000), "FIFO: first released first reused");
+    }
+
+    #[test]
+    fn local_addresses_are_used_in_turn_and_spill_over() {
+        let mut p = LocalPool::new(0, 1, (3000, 3001));
+        let got: Vec<_> = (0..4).filter_map(|_| p.allocate(&[LIP1, LIP2])).collect();
+        assert_eq!(got.iter().filter(|s| *s.ip() == LIP1).count(), 2);
+        assert_eq!(got.iter().filter(|s| *s.ip() == LIP2).count(), 2);
+        assert_eq!(p.allocate(&[LIP1, LIP2]), None);
+        assert_eq!(p.allocate(&[]), None);
+    }
+
+    #[test]
+    fn foreign_ports_are_not_taken_back() {
+        let mut p = LocalPool::new(1, 2, (4000, 4003));
+        let s = p.allocate(&[LIP1]).expect("port");
+        p.release(SocketAddrV4::new(LIP1, 4000)); // worker 0's port
+        p.release(SocketAddrV4::new(LIP1, 9999)); // outside the range
+        assert_eq!(p.available(LIP1), 1);
+        p.release(s);
+        assert_eq!(p.available(LIP1), 2);
+        p.reserve(s);
+        assert_eq!(p.available(LIP1), 1);
+    }
+}
