@@ -7,8 +7,9 @@
 #   RVS_SKIP_BUILD=1 deploy/setup.sh   packages only
 set -euo pipefail
 
-readonly SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-readonly REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+readonly SCRIPT_DIR REPO_ROOT
 
 # Build deps (DPDK 22.11 from Debian, bindgen's libclang) and lab tools.
 readonly PACKAGES=(

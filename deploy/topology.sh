@@ -26,8 +26,9 @@
 # network; "down" kills every process in the lab namespaces and deletes them.
 set -euo pipefail
 
-readonly SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-readonly REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+readonly SCRIPT_DIR REPO_ROOT
 readonly HTTPD="$REPO_ROOT/tests/e2e/httpd.py"
 readonly STATE_DIR="${RVS_LAB_STATE:-/run/rvs-lab}"
 

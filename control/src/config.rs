@@ -42,7 +42,7 @@
 //! | `routes` | `[]` |
 //! | `timeouts` | IPVS's: tcp 900, tcp_fin 120, tcp_syn 60, udp 300 (each field on its own) |
 //! | `services` | `[]` |
-//! | `services[].scheduler` | `"wrr"` (ipvsadm defaults to `wlc`; `wrr` is the closest weighted scheduler rvs implements) |
+//! | `services[].scheduler` | `"wlc"` (ipvsadm's default) |
 //! | `services[].forward` | `"dr"` (ipvsadm's `-g`) |
 //! | `services[].reals` | `[]` |
 //! | `services[].reals[].port` | the service's port |
@@ -107,7 +107,7 @@ pub struct Config {
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
     /// Connection idle timeouts, in seconds.
-    #[serde(default, with = "timeouts_serde")]
+    #[serde(default)]
     pub timeouts: Timeouts,
     /// FULLNAT local ports, `[first, last]`, split between the workers (default `[1024, 65535]`).
     #[serde(default = "default_local_port_range")]
@@ -171,7 +171,8 @@ pub struct ServiceConfig {
     pub vip: Ipv4Addr,
     /// Virtual port (1..=65535).
     pub port: u16,
-    /// `"rr"` or `"wrr"`; default `"wrr"`.
+    /// Scheduler, by ipvsadm's name (`rr`, `wrr`, `lc`, `wlc`, `sed`, `nq`, `sh`, `dh`,
+    /// `lblc`, `lblcr`, `fo`, `ovf`, `twos`, `mh`) or `maglev`; default `wlc` as in ipvsadm.
     #[serde(default = "default_scheduler")]
     pub scheduler: SchedulerKind,
     /// Default forwarding mode of the reals: `"dr"` or `"nat"`; default `"dr"`.
@@ -267,7 +268,8 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9090))
 }
 fn default_scheduler() -> SchedulerKind {
-    SchedulerKind::Wrr
+    // ipvsadm's default.
+    SchedulerKind::Wlc
 }
 fn default_forward() -> ForwardMode {
     ForwardMode::Dr
@@ -276,46 +278,6 @@ fn default_weight() -> u32 {
     1
 }
 
-/// `Timeouts` lives in the dataplane without `deny_unknown_fields` or per-field
-/// defaults; this (de)serializes it strictly, each missing field taking IPVS's default.
-mod timeouts_serde {
-    use rvs_dataplane::snapshot::Timeouts;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    #[derive(Serialize, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Strict {
-        #[serde(default = "tcp")]
-        tcp: u32,
-        #[serde(default = "tcp_fin")]
-        tcp_fin: u32,
-        #[serde(default = "tcp_syn")]
-        tcp_syn: u32,
-        #[serde(default = "udp")]
-        udp: u32,
-    }
-    fn tcp() -> u32 {
-        Timeouts::default().tcp
-    }
-    fn tcp_fin() -> u32 {
-        Timeouts::default().tcp_fin
-    }
-    fn tcp_syn() -> u32 {
-        Timeouts::default().tcp_syn
-    }
-    fn udp() -> u32 {
-        Timeouts::default().udp
-    }
-
-    pub fn serialize<S: Serializer>(t: &Timeouts, s: S) -> Result<S::Ok, S::Error> {
-        Strict { tcp: t.tcp, tcp_fin: t.tcp_fin, tcp_syn: t.tcp_syn, udp: t.udp }.serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timeouts, D::Error> {
-        let s = Strict::deserialize(d)?;
-        Ok(Timeouts { tcp: s.tcp, tcp_fin: s.tcp_fin, tcp_syn: s.tcp_syn, udp: s.udp })
-    }
-}
 
 /// An IPv4 address with a prefix length, written `"a.b.c.d/len"` (len 0..=32).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -430,7 +392,9 @@ impl ServiceConfig {
                 return Err(ConfigError::invalid(field, format!("duplicate local address {lip}")));
             }
         }
-        // SCHED_OPTIONS_VALIDATION
+        if let Err(e) = rvs_dataplane::sched::validate_options(self.scheduler, &self.sched_options, self.reals.len()) {
+            return Err(ConfigError::invalid(join(path, "sched_options"), e));
+        }
         let mut seen: HashMap<(Ipv4Addr, u16), usize> = HashMap::new();
         for (j, real) in self.reals.iter().enumerate() {
             let rpath = join(path, &format!("reals[{j}]"));
@@ -812,7 +776,7 @@ mod tests {
         assert!(c.routes.is_empty());
         assert_eq!(c.timeouts, Timeouts { tcp: 10, ..Timeouts::default() });
         let s = &c.services[0];
-        assert_eq!(s.scheduler, SchedulerKind::Wrr);
+        assert_eq!(s.scheduler, SchedulerKind::Wlc);
         assert_eq!(s.forward, ForwardMode::Dr);
         assert_eq!(s.reals[0].weight, 1);
         assert_eq!(s.reals[0].forward_for(s), ForwardMode::Dr);
@@ -870,8 +834,8 @@ mod tests {
     fn wrong_type_is_rejected() {
         let (_, _, message) = parse_err(&EXAMPLE.replace("\"mbufs\": 8191", "\"mbufs\": \"lots\""));
         assert!(message.contains("invalid type: string \"lots\""), "{message}");
-        let (_, _, message) = parse_err(&EXAMPLE.replace("\"scheduler\": \"rr\"", "\"scheduler\": \"wlc\""));
-        assert!(message.contains("unknown variant `wlc`"), "{message}");
+        let (_, _, message) = parse_err(&EXAMPLE.replace("\"scheduler\": \"rr\"", "\"scheduler\": \"fastest\""));
+        assert!(message.contains("unknown variant `fastest`"), "{message}");
         let (_, _, message) = parse_err(&EXAMPLE.replace("10.0.0.100", "10.0.0"));
         assert!(message.contains("invalid IPv4 address syntax"), "{message}");
         let (_, _, message) = parse_err(&EXAMPLE.replace("\"port\": 80,", "\"port\": 70000,"));

@@ -174,13 +174,13 @@ async fn add_edit_delete_service() {
     assert_eq!(snap.generation, 6);
     let key = ServiceKey { protocol: Protocol::Udp, vip: Ipv4Addr::new(10, 0, 0, 53), port: 53 };
     let (_, svc) = snap.service(&key).expect("new service in the snapshot");
-    assert_eq!(svc.scheduler, SchedulerKind::Wrr, "default scheduler");
+    assert_eq!(svc.scheduler, SchedulerKind::Wlc, "default scheduler");
     assert_eq!((svc.reals[0].port, svc.reals[0].weight, svc.reals[0].forward), (5353, 2, ForwardMode::Nat));
     assert!(snap.service(&web_key()).is_some(), "existing service kept");
 
     let (s, v) = h.send("GET", "/api/v1/services/udp/10.0.0.53/53", None).await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(v["scheduler"], "wrr");
+    assert_eq!(v["scheduler"], "wlc");
 
     // Replace: new scheduler, one real.
     let body = r#"{"protocol": "udp", "vip": "10.0.0.53", "port": 53, "scheduler": "rr", "forward": "nat",
@@ -311,10 +311,10 @@ async fn unknown_field_is_named() {
 #[tokio::test]
 async fn unknown_scheduler_is_400() {
     let h = harness();
-    let body = r#"{"protocol": "tcp", "vip": "10.0.0.7", "port": 80, "scheduler": "wlc"}"#;
+    let body = r#"{"protocol": "tcp", "vip": "10.0.0.7", "port": 80, "scheduler": "fastest"}"#;
     let v = h.refused("POST", "/api/v1/services", Some(body), StatusCode::BAD_REQUEST).await;
     let e = v["error"].as_str().expect("message");
-    assert!(e.starts_with("invalid JSON body: scheduler: unknown variant `wlc`, expected `rr` or `wrr`"), "{e}");
+    assert!(e.starts_with("invalid JSON body: scheduler: unknown variant `fastest`, expected one of"), "{e}");
 }
 
 #[tokio::test]
@@ -378,7 +378,7 @@ async fn dr_real_port_must_equal_service_port() {
         )
         .await;
     assert_eq!(v["field"], "port");
-    assert!(v["error"].as_str().is_some_and(|e| e.contains("direct routing")), "{v}");
+    assert!(v["error"].as_str().is_some_and(|e| e.contains("dr forwarding cannot change the port")), "{v}");
 
     let body = r#"{"protocol": "tcp", "vip": "10.0.0.100", "port": 80, "forward": "dr",
                    "reals": [{"address": "10.1.0.11", "port": 8080}]}"#;

@@ -38,7 +38,7 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use crate::conn::{state_timeout_ms, Conn, ConnId, ConnTable, Direction, FlowKey, TcpState};
+use crate::conn::{state_timeout_ms, Conn, ConnId, ConnTable, Direction, FlowKey, TcpFlags, TcpState};
 use crate::frame::Frame;
 use crate::fwd::{dr, fnat, icmp_err, nat, tun, NextHop};
 use crate::laddr::{owner_of_port, LocalPool};
@@ -184,6 +184,12 @@ struct L4 {
     ack: bool,
     fin: bool,
     rst: bool,
+}
+
+impl L4 {
+    fn flags(&self) -> TcpFlags {
+        TcpFlags { syn: self.syn, ack: self.ack, fin: self.fin, rst: self.rst }
+    }
 }
 
 /// Per real server connection counts of one service, on this worker.
@@ -617,7 +623,7 @@ impl<F: Frame> Processor<F> {
             if !reschedule {
                 let before = *conn;
                 match conn.protocol {
-                    Protocol::Tcp => conn.on_tcp_packet(l4.syn, l4.ack, l4.fin, l4.rst, dir == Direction::Inbound, &timeouts, now_ms),
+                    Protocol::Tcp => conn.on_tcp_packet(l4.flags(), dir, &timeouts, now_ms),
                     Protocol::Udp => conn.on_udp_packet(&timeouts, now_ms),
                 }
                 let conn = *conn;
@@ -674,14 +680,12 @@ impl<F: Frame> Processor<F> {
         } else {
             None
         };
+        // IPVS creates the entry in NONE and runs the SYN through the table (→ SYN_RECV).
         let state = match protocol {
-            Protocol::Tcp => TcpState::SynRecv,
-            Protocol::Udp => TcpState::Established,
+            Protocol::Tcp => crate::conn::next_state(TcpState::None, l4.flags(), crate::conn::StateTable::Input),
+            Protocol::Udp => TcpState::Udp,
         };
-        let timeout_ms = match protocol {
-            Protocol::Tcp => state_timeout_ms(state, &timeouts),
-            Protocol::Udp => u64::from(timeouts.udp) * 1000,
-        };
+        let timeout_ms = state_timeout_ms(state, &timeouts);
         let conn = Conn {
             protocol,
             client: SocketAddrV4::new(src, l4.sport),

@@ -271,23 +271,54 @@ pub fn prefix_contains(prefix: Ipv4Addr, len: u8, addr: Ipv4Addr) -> bool {
     (u32::from(prefix) & mask) == (u32::from(addr) & mask)
 }
 
-/// Idle timeouts of connection table entries, in seconds.
+/// Idle timeouts of connection table entries per state, in seconds (IPVS's
+/// defaults; ipvsadm `--set tcp tcpfin udp` sets `tcp`, `tcp_fin` and `udp`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Timeouts {
-    /// Established TCP connections (ipvsadm `--set tcp`).
+    /// ESTABLISHED (ipvsadm `--set tcp`).
     pub tcp: u32,
-    /// TCP connections after a FIN or RST (ipvsadm `--set tcpfin`).
+    /// FIN_WAIT (ipvsadm `--set tcpfin`).
     pub tcp_fin: u32,
-    /// TCP connections that have seen only a SYN.
+    /// SYN_RECV.
     pub tcp_syn: u32,
     /// UDP flows (ipvsadm `--set udp`).
     pub udp: u32,
+    /// NONE.
+    pub tcp_none: u32,
+    /// SYN_SENT.
+    pub tcp_syn_sent: u32,
+    /// TIME_WAIT.
+    pub tcp_time_wait: u32,
+    /// CLOSE.
+    pub tcp_close: u32,
+    /// CLOSE_WAIT.
+    pub tcp_close_wait: u32,
+    /// LAST_ACK.
+    pub tcp_last_ack: u32,
+    /// LISTEN.
+    pub tcp_listen: u32,
+    /// SYNACK.
+    pub tcp_synack: u32,
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
-        // IPVS defaults: tcp 900 s, tcpfin 120 s, udp 300 s; SYN_RECV 60 s.
-        Timeouts { tcp: 900, tcp_fin: 120, tcp_syn: 60, udp: 300 }
+        // IPVS's tcp_timeouts[] and udp timeout.
+        Timeouts {
+            tcp: 900,
+            tcp_fin: 120,
+            tcp_syn: 60,
+            udp: 300,
+            tcp_none: 2,
+            tcp_syn_sent: 120,
+            tcp_time_wait: 120,
+            tcp_close: 10,
+            tcp_close_wait: 60,
+            tcp_last_ack: 30,
+            tcp_listen: 120,
+            tcp_synack: 120,
+        }
     }
 }
 

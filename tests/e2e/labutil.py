@@ -106,24 +106,29 @@ def wait_for(pred, timeout: float, interval: float = 0.05, what: str = "conditio
 # Traffic from the client
 # ---------------------------------------------------------------------------
 
-def http_requests(url: str, count: int, ns: str = NS_CLIENT) -> list[str]:
+def http_requests(url: str, count: int, ns: str = NS_CLIENT, give_up_after: int = 5) -> list[str]:
     """`count` sequential curl requests (each a new TCP connection) from `ns`.
 
     Returns one entry per request: the body stripped ("rs1"), or
-    "ERR<curl exit code>" for a failed request.
+    "ERR<curl exit code>" for a failed request. Stops early after
+    `give_up_after` failures (a broken director must not cost minutes), so a
+    short list also means failure.
     """
-    script = (f"for i in $(seq {count}); do "
-              f"curl -s --max-time 2 {shlex.quote(url)} || echo \"ERR$?\"; done")
+    script = (f"f=0; for i in $(seq {count}); do "
+              f"curl -s --max-time 2 {shlex.quote(url)} || {{ echo \"ERR$?\"; f=$((f+1)); "
+              f"[ $f -ge {give_up_after} ] && break; }}; done; true")
     out = sh(ns, script, timeout=count * 3 + 10).stdout
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
-def echo_banners(vip: str, port: int, count: int, ns: str = NS_CLIENT) -> list[str]:
+def echo_banners(vip: str, port: int, count: int, ns: str = NS_CLIENT,
+                 give_up_after: int = 5) -> list[str]:
     """`count` new connections to the socat echo service; returns each banner
-    ("rsN") or "ERR" when a connection produced none."""
-    script = (f"for i in $(seq {count}); do "
+    ("rsN") or "ERR" when a connection produced none (early stop as above)."""
+    script = (f"f=0; for i in $(seq {count}); do "
               f"b=$(socat -t2 -T3 - TCP:{vip}:{port},connect-timeout=2 </dev/null 2>/dev/null"
-              f" | head -n1); echo \"${{b:-ERR}}\"; done")
+              f" | head -n1); echo \"${{b:-ERR}}\"; "
+              f"[ -n \"$b\" ] || f=$((f+1)); [ $f -ge {give_up_after} ] && break; done; true")
     out = sh(ns, script, timeout=count * 6 + 10).stdout
     return [line.strip() for line in out.splitlines() if line.strip()]
 

@@ -28,17 +28,136 @@ pub struct FlowKey {
     pub dport: u16,
 }
 
-/// TCP connection states tracked by the director (a subset of IPVS's).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Connection states, as IPVS names and orders them (`ipvsadm -lnc` shows them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum TcpState {
+    /// No packet seen yet.
+    None = 0,
+    /// Data is flowing (the only *active* state).
+    Established = 1,
+    /// A SYN from the real server side was seen.
+    SynSent = 2,
     /// Only the client's SYN has been seen.
-    SynRecv,
-    /// Data is flowing.
-    Established,
+    SynRecv = 3,
     /// A FIN has been seen.
-    FinWait,
-    /// An RST has been seen.
-    Close,
+    FinWait = 4,
+    /// Both sides closed.
+    TimeWait = 5,
+    /// Reset or closed.
+    Close = 6,
+    /// The client closed (seen from the real server's FIN... as IPVS names it).
+    CloseWait = 7,
+    /// Waiting for the last ACK.
+    LastAck = 8,
+    /// Listening.
+    Listen = 9,
+    /// SYN-ACK seen.
+    SynAck = 10,
+    /// A UDP flow (no TCP state).
+    Udp = 11,
+}
+
+impl TcpState {
+    /// IPVS's name for the state.
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpState::None => "NONE",
+            TcpState::Established => "ESTABLISHED",
+            TcpState::SynSent => "SYN_SENT",
+            TcpState::SynRecv => "SYN_RECV",
+            TcpState::FinWait => "FIN_WAIT",
+            TcpState::TimeWait => "TIME_WAIT",
+            TcpState::Close => "CLOSE",
+            TcpState::CloseWait => "CLOSE_WAIT",
+            TcpState::LastAck => "LAST_ACK",
+            TcpState::Listen => "LISTEN",
+            TcpState::SynAck => "SYNACK",
+            TcpState::Udp => "UDP",
+        }
+    }
+}
+
+/// Which of IPVS's three transition tables a packet is judged by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateTable {
+    /// Client packets of a connection whose replies also pass through rvs (NAT, FULLNAT).
+    Input = 0,
+    /// Real server packets (replies) of NAT and FULLNAT connections.
+    Output = 1,
+    /// Client packets of a connection whose replies bypass rvs (DR, TUN).
+    InputOnly = 2,
+}
+
+/// The TCP flags that drive state changes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpFlags {
+    /// SYN.
+    pub syn: bool,
+    /// ACK.
+    pub ack: bool,
+    /// FIN.
+    pub fin: bool,
+    /// RST.
+    pub rst: bool,
+}
+
+impl TcpFlags {
+    /// IPVS's row of the transition table: RST wins, then SYN, FIN, ACK.
+    fn row(self) -> Option<usize> {
+        if self.rst {
+            Some(3)
+        } else if self.syn {
+            Some(0)
+        } else if self.fin {
+            Some(1)
+        } else if self.ack {
+            Some(2)
+        } else {
+            None
+        }
+    }
+}
+
+/// IPVS's TCP state transitions (`tcp_states[]` in ip_vs_proto_tcp.c):
+/// `TRANSITIONS[table][row][current] = next`, rows syn, fin, ack, rst,
+/// columns in [`TcpState`] order (NONE..SYNACK).
+const TRANSITIONS: [[[TcpState; 11]; 4]; 3] = {
+    use TcpState::{
+        Close as CL, CloseWait as CW, Established as ES, FinWait as FW, LastAck as LA, Listen as LI,
+        SynRecv as SR, SynSent as SS, TimeWait as TW,
+    };
+    [
+        // INPUT       NO  ES  SS  SR  FW  TW  CL  CW  LA  LI  SA
+        [
+            /* syn */ [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SR],
+            /* fin */ [CL, CW, SS, TW, TW, TW, CL, CW, LA, LI, TW],
+            /* ack */ [CL, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
+            /* rst */ [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, SR],
+        ],
+        // OUTPUT
+        [
+            /* syn */ [SS, ES, SS, SR, SS, SS, SS, SS, SS, LI, SR],
+            /* fin */ [TW, FW, SS, TW, FW, TW, CL, TW, LA, LI, TW],
+            /* ack */ [ES, ES, SS, ES, FW, TW, CL, CW, LA, ES, ES],
+            /* rst */ [CL, CL, SS, CL, CL, TW, CL, CL, CL, CL, CL],
+        ],
+        // INPUT-ONLY
+        [
+            /* syn */ [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SR],
+            /* fin */ [CL, FW, SS, TW, FW, TW, CL, CW, LA, LI, TW],
+            /* ack */ [CL, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
+            /* rst */ [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, CL],
+        ],
+    ]
+};
+
+/// The next state after a packet with `flags`, judged by `table`.
+pub fn next_state(current: TcpState, flags: TcpFlags, table: StateTable) -> TcpState {
+    match (flags.row(), current) {
+        (_, TcpState::Udp) | (None, _) => current,
+        (Some(row), cur) => TRANSITIONS[table as usize][row][cur as usize],
+    }
 }
 
 /// One load-balanced connection.
@@ -113,20 +232,19 @@ impl Conn {
         now_ms.saturating_sub(self.last_seen_ms) > self.timeout_ms
     }
 
-    /// Updates the TCP state from a packet's flags and refreshes the timer.
-    /// `from_client` is true for inbound packets.
-    pub fn on_tcp_packet(&mut self, syn: bool, ack: bool, fin: bool, rst: bool, from_client: bool, timeouts: &Timeouts, now_ms: u64) {
-        self.state = if rst {
-            TcpState::Close
-        } else if fin {
-            TcpState::FinWait
-        } else {
-            match self.state {
-                TcpState::SynRecv if ack && !syn && from_client => TcpState::Established,
-                TcpState::SynRecv if ack && !syn && !from_client => TcpState::SynRecv,
-                s => s,
-            }
-        };
+    /// The transition table for a packet travelling `dir`.
+    pub fn state_table(&self, dir: Direction) -> StateTable {
+        match (dir, self.forward) {
+            (Direction::Reply, _) => StateTable::Output,
+            (Direction::Inbound, ForwardMode::Nat | ForwardMode::FullNat) => StateTable::Input,
+            (Direction::Inbound, ForwardMode::Dr | ForwardMode::Tun) => StateTable::InputOnly,
+        }
+    }
+
+    /// Moves the TCP state by a packet's flags (IPVS's tables) and restarts the
+    /// idle timer with the new state's timeout.
+    pub fn on_tcp_packet(&mut self, flags: TcpFlags, dir: Direction, timeouts: &Timeouts, now_ms: u64) {
+        self.state = next_state(self.state, flags, self.state_table(dir));
         self.timeout_ms = state_timeout_ms(self.state, timeouts);
         self.last_seen_ms = now_ms;
     }
@@ -137,21 +255,91 @@ impl Conn {
         self.last_seen_ms = now_ms;
     }
 
-    /// True when a new SYN from the client may replace this connection (it is
-    /// closing, as IPVS's `conn_reuse_mode` allows).
+    /// True when a new SYN from the client may replace this connection (IPVS's
+    /// `is_new_conn_expected` with `conn_reuse_mode` 1: TIME_WAIT or CLOSE, or
+    /// FIN_WAIT of a connection whose replies bypass rvs).
     pub fn reusable_by_syn(&self) -> bool {
-        matches!(self.state, TcpState::FinWait | TcpState::Close)
+        match self.state {
+            TcpState::TimeWait | TcpState::Close => true,
+            TcpState::FinWait => matches!(self.forward, ForwardMode::Dr | ForwardMode::Tun),
+            _ => false,
+        }
     }
 }
 
-/// Idle timeout of a TCP state, in milliseconds.
+/// Idle timeout of a state, in milliseconds.
 pub fn state_timeout_ms(state: TcpState, t: &Timeouts) -> u64 {
     let secs = match state {
-        TcpState::SynRecv => t.tcp_syn,
+        TcpState::None => t.tcp_none,
         TcpState::Established => t.tcp,
+        TcpState::SynSent => t.tcp_syn_sent,
+        TcpState::SynRecv => t.tcp_syn,
         TcpState::FinWait => t.tcp_fin,
-        // IPVS keeps CLOSE entries 10 s; never longer than tcp_fin.
-        TcpState::Close => t.tcp_fin.min(10),
+        TcpState::TimeWait => t.tcp_time_wait,
+        TcpState::Close => t.tcp_close,
+        TcpState::CloseWait => t.tcp_close_wait,
+        TcpState::LastAck => t.tcp_last_ack,
+        TcpState::Listen => t.tcp_listen,
+        TcpState::SynAck => t.tcp_synack,
+        TcpState::Udp => t.udp,
     };
     u64::from(secs) * 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SYN: TcpFlags = TcpFlags { syn: true, ack: false, fin: false, rst: false };
+    const SYNACK: TcpFlags = TcpFlags { syn: true, ack: true, fin: false, rst: false };
+    const ACK: TcpFlags = TcpFlags { syn: false, ack: true, fin: false, rst: false };
+    const FINACK: TcpFlags = TcpFlags { syn: false, ack: true, fin: true, rst: false };
+    const RST: TcpFlags = TcpFlags { syn: false, ack: false, fin: false, rst: true };
+
+    fn walk(table_in: StateTable, steps: &[(TcpFlags, bool)]) -> Vec<TcpState> {
+        let mut s = TcpState::None;
+        steps
+            .iter()
+            .map(|&(f, inbound)| {
+                s = next_state(s, f, if inbound { table_in } else { StateTable::Output });
+                s
+            })
+            .collect()
+    }
+
+    #[test]
+    fn nat_handshake_and_close_follow_ipvs() {
+        use TcpState::*;
+        // client SYN, server SYN-ACK, client ACK, client FIN, server FIN, client ACK.
+        let states = walk(
+            StateTable::Input,
+            &[(SYN, true), (SYNACK, false), (ACK, true), (FINACK, true), (FINACK, false), (ACK, true)],
+        );
+        assert_eq!(states, vec![SynRecv, SynRecv, Established, CloseWait, TimeWait, TimeWait]);
+    }
+
+    #[test]
+    fn direct_routing_sees_only_the_client() {
+        use TcpState::*;
+        let states = walk(StateTable::InputOnly, &[(SYN, true), (ACK, true), (FINACK, true), (ACK, true)]);
+        assert_eq!(states, vec![SynRecv, Established, FinWait, FinWait]);
+        assert_eq!(next_state(Established, RST, StateTable::InputOnly), Close);
+        assert_eq!(next_state(SynRecv, RST, StateTable::Input), SynRecv, "IPVS ignores an RST in SYN_RECV from the client");
+        assert_eq!(next_state(SynRecv, RST, StateTable::Output), Close);
+        assert_eq!(next_state(Established, TcpFlags::default(), StateTable::Input), Established);
+        assert_eq!(next_state(Udp, RST, StateTable::Input), Udp);
+    }
+
+    #[test]
+    fn every_state_has_its_timeout() {
+        let t = Timeouts::default();
+        assert_eq!(state_timeout_ms(TcpState::Established, &t), 900_000);
+        assert_eq!(state_timeout_ms(TcpState::SynRecv, &t), 60_000);
+        assert_eq!(state_timeout_ms(TcpState::FinWait, &t), 120_000);
+        assert_eq!(state_timeout_ms(TcpState::TimeWait, &t), 120_000);
+        assert_eq!(state_timeout_ms(TcpState::Close, &t), 10_000);
+        assert_eq!(state_timeout_ms(TcpState::CloseWait, &t), 60_000);
+        assert_eq!(state_timeout_ms(TcpState::LastAck, &t), 30_000);
+        assert_eq!(state_timeout_ms(TcpState::Udp, &t), 300_000);
+    }
 }

@@ -255,16 +255,19 @@ mod tests {
 
     #[test]
     fn tcp_states_set_their_timeouts() {
-        let timeouts = Timeouts { tcp: 900, tcp_fin: 120, tcp_syn: 60, udp: 300 };
+        use crate::conn::TcpFlags;
+        let timeouts = Timeouts::default();
         let mut c = conn(1, ForwardMode::Nat, 0);
-        c.on_tcp_packet(false, true, false, false, false, &timeouts, 5);
+        let ack = TcpFlags { ack: true, ..TcpFlags::default() };
+        c.on_tcp_packet(TcpFlags { syn: true, ack: true, ..TcpFlags::default() }, Direction::Reply, &timeouts, 5);
         assert_eq!(c.state, TcpState::SynRecv, "the server's SYN-ACK does not establish");
-        c.on_tcp_packet(false, true, false, false, true, &timeouts, 10);
+        c.on_tcp_packet(ack, Direction::Inbound, &timeouts, 10);
         assert_eq!((c.state, c.timeout_ms, c.last_seen_ms), (TcpState::Established, 900_000, 10));
-        c.on_tcp_packet(false, true, true, false, true, &timeouts, 20);
+        c.on_tcp_packet(TcpFlags { fin: true, ack: true, ..TcpFlags::default() }, Direction::Reply, &timeouts, 20);
         assert_eq!((c.state, c.timeout_ms), (TcpState::FinWait, 120_000));
-        assert!(c.reusable_by_syn());
-        c.on_tcp_packet(false, false, false, true, false, &timeouts, 30);
+        assert!(!c.reusable_by_syn(), "NAT FIN_WAIT is not reused (conn_reuse_mode 1)");
+        c.on_tcp_packet(TcpFlags { rst: true, ..TcpFlags::default() }, Direction::Reply, &timeouts, 30);
         assert_eq!((c.state, c.timeout_ms), (TcpState::Close, 10_000));
+        assert!(c.reusable_by_syn());
     }
 }

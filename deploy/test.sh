@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The project's test command (README, .ci/run): as root,
+#   bash deploy/test.sh
+# 1. deploy/setup.sh: packages + cargo build --release --workspace
+# 2. cargo test --workspace --release (unit + integration)
+# 3. the end-to-end suite in network namespaces:
+#      python3 -m unittest discover -s tests/e2e -v
+# The topology is always taken down at the end. Exits non-zero if any step
+# failed (both test stages run even if the first one fails).
+#   RVS_SKIP_E2E=1   run only steps 1-2 (e.g. on a machine without netns)
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+readonly SCRIPT_DIR REPO_ROOT
+
+log() { echo "test: $*" >&2; }
+die() { echo "test: error: $*" >&2; exit 1; }
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    bash "$SCRIPT_DIR/topology.sh" down >/dev/null 2>&1 || true
+    exit "$rc"
+}
+
+ensure_cargo() {
+    if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    command -v cargo >/dev/null 2>&1 || die "cargo not found"
+}
+
+main() {
+    [[ $EUID -eq 0 ]] || die "must run as root (apt-get, network namespaces, DPDK)"
+    cd "$REPO_ROOT"
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+
+    bash "$SCRIPT_DIR/setup.sh"
+    ensure_cargo
+
+    local failed=()
+    log "cargo test --workspace --release"
+    cargo test --workspace --release || failed+=("cargo test")
+
+    if [[ "${RVS_SKIP_E2E:-0}" == 1 ]]; then
+        log "RVS_SKIP_E2E=1: skipping the end-to-end suite"
+    else
+        log "end-to-end suite (tests/e2e)"
+        # Leftovers from an interrupted earlier run would confuse the suite.
+        bash "$SCRIPT_DIR/topology.sh" down
+        python3 -m unittest discover -s tests/e2e -v || failed+=("e2e")
+    fi
+
+    if ((${#failed[@]})); then
+        log "FAILED: ${failed[*]}"
+        exit 1
+    fi
+    log "all tests passed"
+}
+
+main "$@"
