@@ -39,7 +39,7 @@ pub fn snapshot(mode: &ModeSpec) -> Arc<Snapshot> {
                 Route { prefix: Ipv4Addr::UNSPECIFIED, prefix_len: 0, via: Some(plan::GATEWAY), port: 0 },
             ],
             services: vec![service],
-            timeouts: Timeouts { tcp: u32::MAX / 2, tcp_fin: 120, tcp_syn: 1, udp: 300 },
+            timeouts: Timeouts { tcp: u32::MAX / 2, tcp_syn: 1, ..Timeouts::default() },
             ..Default::default()
         }
         .finish(),

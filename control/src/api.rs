@@ -134,6 +134,8 @@ use rvs_dataplane::wire::MacAddr;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use rvs_dataplane::stats::{ConnFilter, ConnInfo, ServiceStats};
+
 use crate::build::build_snapshot;
 use crate::config::{Config, ConfigError, RealConfig, ServiceConfig};
 
@@ -158,6 +160,15 @@ pub trait Dataplane: Send + Sync + 'static {
     fn publish(&self, snapshot: Arc<Snapshot>) -> PublishReport;
     /// Per-worker counters and anything else worth showing, as JSON.
     fn stats(&self) -> serde_json::Value;
+    /// Traffic counters and active/inactive connection counts per service and
+    /// real server, summed over the workers.
+    fn service_stats(&self) -> Vec<ServiceStats>;
+    /// The connections (and, if asked, persistence templates) matching
+    /// `filter`, from every worker: at most `limit` of them starting at
+    /// `offset`, and how many matched in all.
+    fn connections(&self, filter: &ConnFilter, offset: usize, limit: usize) -> (Vec<ConnInfo>, usize);
+    /// Zeroes the traffic counters (ipvsadm `-Z`).
+    fn zero_stats(&self);
 }
 
 /// The config currently in force and the generation of its snapshot.

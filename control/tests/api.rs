@@ -10,6 +10,7 @@ use http_body_util::BodyExt;
 use parking_lot::Mutex;
 use rvs_control::api::{router, ApiState, Dataplane, PublishReport};
 use rvs_control::config::Config;
+use rvs_dataplane::stats::{ConnFilter, ConnInfo, ServiceStats};
 use rvs_dataplane::snapshot::{ForwardMode, Protocol, SchedulerKind, ServiceKey, Snapshot};
 use rvs_dataplane::wire::MacAddr;
 use serde_json::{json, Value};
@@ -47,6 +48,16 @@ impl Dataplane for Recorder {
     fn stats(&self) -> Value {
         json!({ "workers": [ { "lcore": 1, "rx": 10 }, { "lcore": 2, "rx": 20 } ] })
     }
+
+    fn service_stats(&self) -> Vec<ServiceStats> {
+        Vec::new()
+    }
+
+    fn connections(&self, _filter: &ConnFilter, _offset: usize, _limit: usize) -> (Vec<ConnInfo>, usize) {
+        (Vec::new(), 0)
+    }
+
+    fn zero_stats(&self) {}
 }
 
 impl Recorder {

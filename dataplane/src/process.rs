@@ -45,7 +45,7 @@ use crate::laddr::{owner_of_port, LocalPool};
 use crate::neigh::{NeighTable, Resolution};
 use crate::sched::{new_scheduler, Candidates, Scheduler};
 use crate::snapshot::{ForwardMode, Persistence, Protocol, ServiceKey, Snapshot};
-use crate::stats::{Counter, Counters};
+use crate::stats::{ConnFilter, ConnInfo, Counter, Counters, RealStats, ServiceStats, TrafficCounters};
 use crate::wire::{
     arp, ethertype, icmp, ip_proto, ArpPacket, EthernetFrame, IcmpPacket, Ipv4Packet, MacAddr, TcpSegment,
     UdpDatagram,
@@ -198,6 +198,7 @@ struct ServiceCounts {
     active: Vec<u32>,
     inactive: Vec<u32>,
     overloaded: Vec<bool>,
+    traffic: Vec<TrafficCounters>,
 }
 
 /// A persistence template: this client network goes to this real server.
@@ -292,22 +293,33 @@ impl<F: Frame> Processor<F> {
             self.pool = pool;
         }
         let old = std::mem::replace(&mut self.snapshot, snapshot);
-        // Connection counts follow real servers by address, not by position.
-        self.counts = self.snapshot.services.iter().map(|s| fresh_counts(s.reals.len())).collect();
-        let conns: Vec<ConnId> = self.conns.iter().map(|(id, _)| id).collect();
-        for id in conns {
-            if let Some(c) = self.conns.get(id).copied() {
-                let (si, ri) = self.locate(&c);
-                if let Some(conn) = self.conns.get_mut(id) {
-                    conn.service_index = si;
-                    conn.real_index = ri;
-                }
-                self.count_conn(&c, si, ri, 1);
+        // Counts follow real servers by address, not by position. Connections
+        // find their new indices lazily (see `relocate`).
+        let mut counts: Vec<ServiceCounts> = self.snapshot.services.iter().map(|s| fresh_counts(s.reals.len())).collect();
+        for (si, svc) in self.snapshot.services.iter().enumerate() {
+            let Some((osi, osvc)) = old.service(&svc.key) else { continue };
+            for (ri, r) in svc.reals.iter().enumerate() {
+                let Some(ori) = osvc.reals.iter().position(|o| o.addr == r.addr && o.port == r.port) else { continue };
+                let (Some(from), Some(to)) = (self.counts.get(osi), counts.get_mut(si)) else { continue };
+                to.active[ri] = from.active.get(ori).copied().unwrap_or(0);
+                to.inactive[ri] = from.inactive.get(ori).copied().unwrap_or(0);
+                to.traffic[ri] = from.traffic.get(ori).copied().unwrap_or_default();
             }
         }
+        self.counts = counts;
         self.counters.inc(Counter::SnapshotsAdopted);
         self.counters.set(Counter::Generation, self.snapshot.generation);
         old
+    }
+
+    /// Brings a connection's service and real indices up to the current snapshot.
+    fn relocate(&self, c: &mut Conn) {
+        if c.generation != self.snapshot.generation {
+            let (si, ri) = self.locate(c);
+            c.service_index = si;
+            c.real_index = ri;
+            c.generation = self.snapshot.generation;
+        }
     }
 
     /// Where a connection's service and real server sit in the current snapshot
@@ -479,6 +491,9 @@ impl<F: Frame> Processor<F> {
 
     /// Undoes what a connection held: counts, its local port, its reply key, its template.
     fn forget(&mut self, c: &Conn, now_ms: u64, out: &mut Output<F>) {
+        let mut c = *c;
+        self.relocate(&mut c);
+        let c = &c;
         let (si, ri) = (c.service_index, c.real_index);
         self.count_conn(c, si, ri, -1);
         if let Some(local) = c.local {
@@ -594,6 +609,7 @@ impl<F: Frame> Processor<F> {
             return Action::Drop(Counter::DropFragment);
         }
         let (src, dst, proto) = (ip.src_addr(), ip.dst_addr(), ip.protocol());
+        let ip_len = u64::from(ip.total_len());
         let l4 = match proto {
             ip_proto::TCP => match TcpSegment::new_checked(ip.payload()) {
                 Ok(t) => L4 { sport: t.src_port(), dport: t.dst_port(), syn: t.syn(), ack: t.ack(), fin: t.fin(), rst: t.rst() },
@@ -621,6 +637,16 @@ impl<F: Frame> Processor<F> {
             };
             let reschedule = dir == Direction::Inbound && l4.syn && !l4.ack && conn.reusable_by_syn();
             if !reschedule {
+                if conn.generation != self.snapshot.generation {
+                    let mut c = *conn;
+                    self.relocate(&mut c);
+                    if let Some(stored) = self.conns.get_mut(id) {
+                        *stored = c;
+                    }
+                }
+                let Some(conn) = self.conns.get_mut(id) else {
+                    return Action::Drop(Counter::DropNoConnection);
+                };
                 let before = *conn;
                 match conn.protocol {
                     Protocol::Tcp => conn.on_tcp_packet(l4.flags(), dir, &timeouts, now_ms),
@@ -632,6 +658,7 @@ impl<F: Frame> Processor<F> {
                     self.count_conn(&conn, conn.service_index, conn.real_index, 1);
                 }
                 let first_ack = before.state == TcpState::SynRecv && conn.state == TcpState::Established;
+                self.count_traffic(&conn, dir, ip_len);
                 return self.forward(ip_bytes, l2_len, &conn, dir, first_ack);
             }
             // A new SYN on a closing connection starts a new one (IPVS conn_reuse_mode).
@@ -694,6 +721,7 @@ impl<F: Frame> Processor<F> {
             local,
             real_index: real_idx as u16,
             service_index: svc_idx as u16,
+            generation: self.snapshot.generation,
             forward: real.forward,
             state,
             last_seen_ms: now_ms,
@@ -713,6 +741,10 @@ impl<F: Frame> Processor<F> {
             return Action::Drop(Counter::DropConnTableFull);
         }
         self.count_conn(&conn, conn.service_index, conn.real_index, 1);
+        if let Some(t) = self.counts.get_mut(svc_idx).and_then(|c| c.traffic.get_mut(real_idx)) {
+            t.conns += 1;
+        }
+        self.count_traffic(&conn, Direction::Inbound, ip_len);
         if let Some(p) = persistence {
             self.template_use(&conn, p, now_ms);
         }
@@ -723,6 +755,103 @@ impl<F: Frame> Processor<F> {
         }
         self.counters.inc(Counter::ConnCreated);
         self.forward(ip_bytes, l2_len, &conn, Direction::Inbound, false)
+    }
+
+    /// Adds a packet of `bytes` to its real server's traffic counters.
+    fn count_traffic(&mut self, c: &Conn, dir: Direction, bytes: u64) {
+        let Some(t) = self.counts.get_mut(usize::from(c.service_index)).and_then(|s| s.traffic.get_mut(usize::from(c.real_index))) else {
+            return;
+        };
+        match dir {
+            Direction::Inbound => {
+                t.in_pkts += 1;
+                t.in_bytes += bytes;
+            }
+            Direction::Reply => {
+                t.out_pkts += 1;
+                t.out_bytes += bytes;
+            }
+        }
+    }
+
+    /// This worker's traffic counters and connection counts per service and real server.
+    pub fn service_stats(&self) -> Vec<ServiceStats> {
+        self.snapshot
+            .services
+            .iter()
+            .zip(&self.counts)
+            .map(|(svc, counts)| {
+                let reals: Vec<RealStats> = svc
+                    .reals
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| RealStats {
+                        addr: r.addr,
+                        port: r.port,
+                        traffic: counts.traffic.get(i).copied().unwrap_or_default(),
+                        active: counts.active.get(i).copied().unwrap_or(0),
+                        inactive: counts.inactive.get(i).copied().unwrap_or(0),
+                    })
+                    .collect();
+                let mut traffic = TrafficCounters::default();
+                for r in &reals {
+                    traffic.add(&r.traffic);
+                }
+                ServiceStats { key: svc.key, traffic, reals }
+            })
+            .collect()
+    }
+
+    /// Zeroes the traffic counters (ipvsadm `-Z`); connection counts stay.
+    pub fn zero_stats(&mut self) {
+        for c in &mut self.counts {
+            c.traffic.iter_mut().for_each(|t| *t = TrafficCounters::default());
+        }
+    }
+
+    /// This worker's connections (and templates, if asked) matching `filter`.
+    pub fn connections(&self, filter: &ConnFilter, now_ms: u64) -> Vec<ConnInfo> {
+        let mut list: Vec<ConnInfo> = self
+            .conns
+            .iter()
+            .map(|(_, c)| ConnInfo {
+                worker: self.worker as u16,
+                protocol: c.protocol,
+                client: c.client,
+                vip: c.vip,
+                real: c.real,
+                local: c.local,
+                forward: c.forward,
+                state: c.state.name().to_owned(),
+                expires_ms: (c.last_seen_ms + c.timeout_ms).saturating_sub(now_ms),
+                template: false,
+            })
+            .filter(|c| filter.matches(c))
+            .collect();
+        if filter.templates {
+            for ((key, net), t) in &self.templates {
+                let info = ConnInfo {
+                    worker: self.worker as u16,
+                    protocol: key.protocol,
+                    client: SocketAddrV4::new(*net, 0),
+                    vip: SocketAddrV4::new(key.vip, 0),
+                    real: SocketAddrV4::new(*t.real.ip(), 0),
+                    local: None,
+                    forward: self
+                        .snapshot
+                        .service(key)
+                        .and_then(|(_, s)| s.reals.iter().find(|r| r.addr == *t.real.ip()).map(|r| r.forward))
+                        .unwrap_or(ForwardMode::Dr),
+                    state: TcpState::None.name().to_owned(),
+                    expires_ms: t.expires_ms.saturating_sub(now_ms),
+                    template: true,
+                };
+                if filter.matches(&info) {
+                    list.push(info);
+                }
+            }
+        }
+        list
     }
 
     /// Picks a real server of service `svc_idx` for a new connection, honouring
@@ -972,7 +1101,12 @@ impl<F: Frame> Processor<F> {
 
 /// Fresh (zero) counts for a service with `n` real servers.
 fn fresh_counts(n: usize) -> ServiceCounts {
-    ServiceCounts { active: vec![0; n], inactive: vec![0; n], overloaded: vec![false; n] }
+    ServiceCounts {
+        active: vec![0; n],
+        inactive: vec![0; n],
+        overloaded: vec![false; n],
+        traffic: vec![TrafficCounters::default(); n],
+    }
 }
 
 /// `addr` masked with `netmask` (persistence granularity, ipvsadm `-M`).

@@ -172,3 +172,113 @@ mod tests {
         assert_eq!(shared.read().get(Counter::RxBytes), 60);
     }
 }
+
+/// Traffic counters of one real server of one service (summed over workers
+/// when reported by the control plane).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TrafficCounters {
+    /// Connections scheduled.
+    pub conns: u64,
+    /// Packets client → real server.
+    pub in_pkts: u64,
+    /// Packets real server → client that passed through rvs (NAT, FULLNAT).
+    pub out_pkts: u64,
+    /// Bytes client → real server (IP length).
+    pub in_bytes: u64,
+    /// Bytes real server → client that passed through rvs.
+    pub out_bytes: u64,
+}
+
+impl TrafficCounters {
+    /// Adds another set of counters.
+    pub fn add(&mut self, o: &TrafficCounters) {
+        self.conns += o.conns;
+        self.in_pkts += o.in_pkts;
+        self.out_pkts += o.out_pkts;
+        self.in_bytes += o.in_bytes;
+        self.out_bytes += o.out_bytes;
+    }
+}
+
+/// One real server's counters and connection counts.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RealStats {
+    /// Real server address.
+    pub addr: std::net::Ipv4Addr,
+    /// Real server port.
+    pub port: u16,
+    /// Traffic.
+    #[serde(flatten)]
+    pub traffic: TrafficCounters,
+    /// Connections in ESTABLISHED.
+    pub active: u32,
+    /// Other connections.
+    pub inactive: u32,
+}
+
+/// One virtual service's counters: the sum of its real servers', plus theirs.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServiceStats {
+    /// The service.
+    pub key: crate::snapshot::ServiceKey,
+    /// Traffic, summed over the real servers.
+    #[serde(flatten)]
+    pub traffic: TrafficCounters,
+    /// Per real server.
+    pub reals: Vec<RealStats>,
+}
+
+/// One entry of the connection table as listings show it (`ipvsadm -Lnc`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConnInfo {
+    /// The worker that owns it.
+    pub worker: u16,
+    /// `tcp` or `udp`.
+    pub protocol: crate::snapshot::Protocol,
+    /// Client address and port.
+    pub client: std::net::SocketAddrV4,
+    /// Virtual address and port.
+    pub vip: std::net::SocketAddrV4,
+    /// Real server address and port.
+    pub real: std::net::SocketAddrV4,
+    /// FULLNAT local address and port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local: Option<std::net::SocketAddrV4>,
+    /// Forwarding method.
+    pub forward: crate::snapshot::ForwardMode,
+    /// IPVS state name (`ESTABLISHED`, `SYN_RECV`, ..., `UDP`, or `NONE` for a
+    /// persistence template).
+    pub state: String,
+    /// Milliseconds until it expires if idle.
+    pub expires_ms: u64,
+    /// True for a persistence template (client port 0, as ipvsadm shows them).
+    #[serde(default)]
+    pub template: bool,
+}
+
+/// Which connections to list.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnFilter {
+    /// Only this service.
+    pub service: Option<crate::snapshot::ServiceKey>,
+    /// Only connections to this real server address.
+    pub real: Option<std::net::Ipv4Addr>,
+    /// Only connections from this client address.
+    pub client: Option<std::net::Ipv4Addr>,
+    /// Only connections in this state (IPVS name).
+    pub state: Option<String>,
+    /// Include persistence templates.
+    pub templates: bool,
+}
+
+impl ConnFilter {
+    /// True when `c` passes the filter.
+    pub fn matches(&self, c: &ConnInfo) -> bool {
+        self.service.is_none_or(|k| k.protocol == c.protocol && k.vip == *c.vip.ip() && k.port == c.vip.port())
+            && self.real.is_none_or(|r| r == *c.real.ip())
+            && self.client.is_none_or(|a| a == *c.client.ip())
+            && self.state.as_ref().is_none_or(|s| s.eq_ignore_ascii_case(&c.state))
+            && (self.templates || !c.template)
+    }
+}

@@ -21,6 +21,7 @@ use crossbeam::channel::{Receiver, Sender};
 
 use crate::dpdk::{Mbuf, Mempool, Queue};
 use crate::process::{Output, Processor, WorkerMsg};
+use crate::stats::{ConnFilter, ConnInfo, ServiceStats};
 use crate::snapshot::Snapshot;
 use crate::stats::{Counter, SharedCounters};
 
@@ -31,9 +32,22 @@ const TICK_EVERY: Duration = Duration::from_millis(10);
 /// Empty polls in a row before the worker starts sleeping.
 const IDLE_POLLS_BEFORE_SLEEP: u32 = 256;
 
+/// A question from the control plane, answered between two bursts.
+#[derive(Debug)]
+pub enum WorkerRequest {
+    /// Traffic counters and connection counts per service and real server.
+    Stats(Sender<Vec<ServiceStats>>),
+    /// Connections matching a filter.
+    Connections(ConnFilter, Sender<Vec<ConnInfo>>),
+    /// Zero the traffic counters.
+    ZeroStats,
+}
+
 /// The control plane's side of a worker.
 #[derive(Debug, Clone)]
 pub struct WorkerLink {
+    /// Questions for the worker.
+    pub requests: Sender<WorkerRequest>,
     /// New snapshots for the worker.
     pub snapshots: Sender<Arc<Snapshot>>,
     /// Generation the worker runs on (stored by the worker after adopting).
@@ -104,6 +118,8 @@ pub struct WorkerContext {
     pub idle_sleep_us: u64,
     /// New snapshots.
     pub snapshots: Receiver<Arc<Snapshot>>,
+    /// Questions from the control plane.
+    pub requests: Receiver<WorkerRequest>,
     /// Old snapshots, returned to be freed by the control plane.
     pub retired: Sender<Arc<Snapshot>>,
     /// Where the adopted generation is stored.
@@ -127,6 +143,7 @@ pub fn run(ctx: WorkerContext) -> i32 {
         conn_capacity,
         idle_sleep_us,
         snapshots,
+        requests,
         retired,
         adopted,
         counters,
@@ -155,6 +172,18 @@ pub fn run(ctx: WorkerContext) -> i32 {
 
         let now = Instant::now();
         let now_ms = now.duration_since(clock).as_millis() as u64;
+        while let Ok(req) = requests.try_recv() {
+            // Replies go to a waiting control thread; if it gave up, the answer is dropped.
+            match req {
+                WorkerRequest::Stats(reply) => {
+                    let _ = reply.send(processor.service_stats());
+                }
+                WorkerRequest::Connections(filter, reply) => {
+                    let _ = reply.send(processor.connections(&filter, now_ms));
+                }
+                WorkerRequest::ZeroStats => processor.zero_stats(),
+            }
+        }
         let mut received = 0;
         for peer in peers_rx.iter_mut() {
             while let Ok(msg) = peer.messages.pop() {

@@ -20,13 +20,15 @@ use crossbeam::channel::{bounded, Receiver};
 use rvs_control::{build_snapshot, router, ApiState, Config, Dataplane, PublishReport};
 use rvs_dataplane::dpdk::{self, Eal, Mempool, Port};
 use rvs_dataplane::snapshot::Snapshot;
-use rvs_dataplane::stats::SharedCounters;
+use rvs_dataplane::stats::{ConnFilter, ConnInfo, ServiceStats, SharedCounters};
 use rvs_dataplane::wire::MacAddr;
-use rvs_dataplane::worker::{self, WorkerContext, WorkerLink};
+use rvs_dataplane::worker::{self, WorkerContext, WorkerLink, WorkerRequest};
 use serde_json::json;
 
 /// How long a config change may take to reach every worker before the API says so.
 const ADOPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a worker may take to answer a question (stats, connection list).
+const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 /// rx/tx descriptors per queue (adjusted to the device's limits).
 const RING_SIZE: u16 = 1024;
 
@@ -145,6 +147,7 @@ fn run(config: Config) -> Result<(), Failure> {
     for (id, &lcore) in config.workers.iter().enumerate() {
         let (peers_tx, peers_rx) = rings.next().ok_or_else(|| Failure::Other("worker ring mesh too small".into()))?;
         let (snap_tx, snap_rx) = bounded(16);
+        let (req_tx, req_rx) = bounded(64);
         let adopted = Arc::new(AtomicU64::new(0));
         let counters = Arc::new(SharedCounters::default());
         let ctx = WorkerContext {
@@ -158,13 +161,14 @@ fn run(config: Config) -> Result<(), Failure> {
             conn_capacity: config.conn_table_size as usize,
             idle_sleep_us: u64::from(config.idle_sleep_us),
             snapshots: snap_rx,
+            requests: req_rx,
             retired: retired_tx.clone(),
             adopted: Arc::clone(&adopted),
             counters: Arc::clone(&counters),
             stop: Arc::clone(&stop),
         };
         dpdk::launch_on_lcore(lcore, move || worker::run(ctx))?;
-        links.push(WorkerLink { snapshots: snap_tx, adopted, counters });
+        links.push(WorkerLink { requests: req_tx, snapshots: snap_tx, adopted, counters });
     }
     // Wait until every worker runs on the initial snapshot.
     let deadline = Instant::now() + ADOPT_TIMEOUT;
@@ -241,6 +245,26 @@ struct DpdkDataplane {
     pool: Arc<Mempool>,
 }
 
+impl DpdkDataplane {
+    /// Asks every worker the same question and collects the answers (a worker
+    /// that does not answer within ASK_TIMEOUT is left out).
+    fn ask<T: Send + 'static>(&self, make: impl Fn(crossbeam::channel::Sender<T>) -> WorkerRequest) -> Vec<T> {
+        let waiting: Vec<_> = self
+            .links
+            .iter()
+            .filter_map(|link| {
+                let (tx, rx) = bounded(1);
+                link.requests.send(make(tx)).ok().map(|_| rx)
+            })
+            .collect();
+        let deadline = Instant::now() + ASK_TIMEOUT;
+        waiting
+            .into_iter()
+            .filter_map(|rx| rx.recv_deadline(deadline).ok())
+            .collect()
+    }
+}
+
 impl Dataplane for DpdkDataplane {
     fn port_macs(&self) -> Vec<MacAddr> {
         self.port_macs.clone()
@@ -273,6 +297,44 @@ impl Dataplane for DpdkDataplane {
             tracing::warn!(generation, adopt_us, "not every worker adopted the new snapshot in time");
         }
         PublishReport { generation, workers: self.links.len(), adopted, adopt_us }
+    }
+
+    fn service_stats(&self) -> Vec<ServiceStats> {
+        let mut total: Vec<ServiceStats> = Vec::new();
+        for per_worker in self.ask(WorkerRequest::Stats) {
+            for svc in per_worker {
+                match total.iter_mut().find(|t| t.key == svc.key) {
+                    None => total.push(svc),
+                    Some(t) => {
+                        t.traffic.add(&svc.traffic);
+                        for r in svc.reals {
+                            match t.reals.iter_mut().find(|x| x.addr == r.addr && x.port == r.port) {
+                                Some(x) => {
+                                    x.traffic.add(&r.traffic);
+                                    x.active += r.active;
+                                    x.inactive += r.inactive;
+                                }
+                                None => t.reals.push(r),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        total
+    }
+
+    fn connections(&self, filter: &ConnFilter, offset: usize, limit: usize) -> (Vec<ConnInfo>, usize) {
+        let all: Vec<ConnInfo> =
+            self.ask(|reply| WorkerRequest::Connections(filter.clone(), reply)).into_iter().flatten().collect();
+        let total = all.len();
+        (all.into_iter().skip(offset).take(limit).collect(), total)
+    }
+
+    fn zero_stats(&self) {
+        for link in &self.links {
+            let _ = link.requests.send(WorkerRequest::ZeroStats);
+        }
     }
 
     fn stats(&self) -> serde_json::Value {

@@ -175,8 +175,11 @@ pub struct Conn {
     pub local: Option<SocketAddrV4>,
     /// Index of the real server in its service (at creation; for counts and stats).
     pub real_index: u16,
-    /// Index of the service in the snapshot it was created under.
+    /// Index of the service in the snapshot of generation `generation`.
     pub service_index: u16,
+    /// The snapshot generation `service_index` and `real_index` refer to; they
+    /// are looked up again (by address) when the worker runs on a newer one.
+    pub generation: u64,
     /// How packets reach the real server.
     pub forward: ForwardMode,
     /// TCP state (UDP flows stay `Established`).

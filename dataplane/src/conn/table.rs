@@ -173,6 +173,7 @@ mod tests {
             local: None,
             real_index: 0,
             service_index: 0,
+            generation: 0,
             forward,
             state: TcpState::SynRecv,
             last_seen_ms: now,

@@ -129,6 +129,7 @@ mod tests {
             local: Some(sock([10, 1, 0, 200], 5001)),
             real_index: 0,
             service_index: 0,
+            generation: 0,
             forward: ForwardMode::FullNat,
             state: TcpState::Established,
             last_seen_ms: 0,
