@@ -142,8 +142,7 @@ run_service() {
         fi
     done
     per_real="$(for k in "${!counts[@]}"; do echo "$k=${counts[$k]}"; done | sort | tr '\n' ' ')"
-    printf '%-20s %-5s %-6s %5s/%-5s %s\n' "$vip:$port" "$mode" "$sched" "$ok" "$REQUESTS" \
-        "${per_real:--}"
+    printf '%-20s %-5s %-6s %-9s %s\n' "$vip:$port" "$mode" "$sched" "$ok/$REQUESTS" "${per_real:--}"
     ((ok == REQUESTS)) || FAILED=1
 }
 
@@ -179,7 +178,7 @@ main() {
     wait_rvsd_ready
 
     echo
-    printf '%-20s %-5s %-6s %11s %s\n' SERVICE MODE SCHED ANSWERED "PER REAL SERVER"
+    printf '%-20s %-5s %-6s %-9s %s\n' SERVICE MODE SCHED ANSWERED "PER REAL SERVER"
     local vip port mode sched
     while read -r vip port mode sched; do
         run_service "$vip" "$port" "$mode" "$sched"

@@ -74,12 +74,7 @@ pub fn build_snapshot(config: &Config, port_macs: &[MacAddr], generation: u64) -
             reals: s
                 .reals
                 .iter()
-                .map(|r| RealServer {
-                    addr: r.address,
-                    port: r.port_for(s),
-                    weight: r.weight,
-                    forward: r.forward_for(s),
-                })
+                .map(|r| RealServer::new(r.address, r.port_for(s), r.weight, r.forward_for(s)))
                 .collect(),
         })
         .collect();
@@ -92,6 +87,7 @@ pub fn build_snapshot(config: &Config, port_macs: &[MacAddr], generation: u64) -
         services,
         timeouts: config.timeouts,
         local_port_range: (config.local_port_range[0], config.local_port_range[1]),
+        workers: config.workers.len(),
         ..Snapshot::default()
     }
     .finish())
@@ -150,8 +146,8 @@ mod tests {
         assert_eq!(
             svc.reals,
             vec![
-                RealServer { addr: Ipv4Addr::new(10, 1, 0, 11), port: 80, weight: 1, forward: ForwardMode::Dr },
-                RealServer { addr: Ipv4Addr::new(10, 1, 0, 12), port: 80, weight: 1, forward: ForwardMode::Dr },
+                RealServer::new(Ipv4Addr::new(10, 1, 0, 11), 80, 1, ForwardMode::Dr),
+                RealServer::new(Ipv4Addr::new(10, 1, 0, 12), 80, 1, ForwardMode::Dr),
             ]
         );
         assert_eq!(snap.route(Ipv4Addr::new(10, 1, 0, 11)).map(|r| r.via), Some(None));

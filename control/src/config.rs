@@ -124,11 +124,17 @@ pub struct ApiConfig {
     /// Address and port to listen on, e.g. `"127.0.0.1:9090"`.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Bearer token required by every request that changes something
+    /// (`Authorization: Bearer <token>`); absent = no token required. The
+    /// environment variable `RVS_API_TOKEN`, when set and not empty, wins.
+    /// Never shown by `GET /api/v1/config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { listen: default_listen() }
+        ApiConfig { listen: default_listen(), token: None }
     }
 }
 
@@ -250,6 +256,19 @@ pub struct RealConfig {
     /// Forwarding mode; default the service's `forward`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward: Option<ForwardMode>,
+    /// Upper connection threshold (ipvsadm `-x`): above this many connections
+    /// the real server takes no new ones. 0 (default) = no limit.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub upper_threshold: u32,
+    /// Lower connection threshold (ipvsadm `-y`): an overloaded real server
+    /// takes new connections again below it. 0 (default) = unset; must not
+    /// exceed `upper_threshold` when that is set.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lower_threshold: u32,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 fn default_workers() -> Vec<u32> {
@@ -425,6 +444,15 @@ impl ServiceConfig {
                 return Err(ConfigError::invalid(
                     join(&rpath, "weight"),
                     format!("{} is out of range 0..={MAX_WEIGHT}", real.weight),
+                ));
+            }
+            if real.upper_threshold != 0 && real.lower_threshold > real.upper_threshold {
+                return Err(ConfigError::invalid(
+                    join(&rpath, "lower_threshold"),
+                    format!(
+                        "{} is above upper_threshold {}; the lower threshold must not exceed the upper one",
+                        real.lower_threshold, real.upper_threshold
+                    ),
                 ));
             }
             let forward = real.forward_for(self);

@@ -195,8 +195,19 @@ impl L4 {
 /// Per real server connection counts of one service, on this worker.
 #[derive(Clone, Debug, Default)]
 struct ServiceCounts {
+    /// This worker's active connections per real server (exact).
     active: Vec<u32>,
+    /// This worker's inactive connections per real server (exact).
     inactive: Vec<u32>,
+    /// The other workers' active connections, as last published.
+    remote_active: Vec<u32>,
+    /// The other workers' inactive connections, as last published.
+    remote_inactive: Vec<u32>,
+    /// What schedulers see: local + remote active.
+    view_active: Vec<u32>,
+    /// What schedulers see: local + remote inactive.
+    view_inactive: Vec<u32>,
+    /// Over the upper threshold (IPVS `IP_VS_DEST_F_OVERLOAD`).
     overloaded: Vec<bool>,
     traffic: Vec<TrafficCounters>,
 }
@@ -303,6 +314,9 @@ impl<F: Frame> Processor<F> {
                 let (Some(from), Some(to)) = (self.counts.get(osi), counts.get_mut(si)) else { continue };
                 to.active[ri] = from.active.get(ori).copied().unwrap_or(0);
                 to.inactive[ri] = from.inactive.get(ori).copied().unwrap_or(0);
+                to.view_active[ri] = to.active[ri];
+                to.view_inactive[ri] = to.inactive[ri];
+                to.overloaded[ri] = from.overloaded.get(ori).copied().unwrap_or(false);
                 to.traffic[ri] = from.traffic.get(ori).copied().unwrap_or_default();
             }
         }
@@ -334,12 +348,57 @@ impl<F: Frame> Processor<F> {
         }
     }
 
-    /// Adds (`delta` = 1) or removes (`-1`) a connection from its real server's counts.
+    /// Adds (`delta` = 1) or removes (`-1`) a connection from its real server's
+    /// counts and applies the connection thresholds.
     fn count_conn(&mut self, c: &Conn, si: u16, ri: u16, delta: i32) {
+        self.shift_count(c.is_active(), si, ri, delta);
+        let (si, ri) = (usize::from(si), usize::from(ri));
+        let Some(real) = self.snapshot.services.get(si).and_then(|s| s.reals.get(ri)).copied() else { return };
+        let Some(counts) = self.counts.get_mut(si) else { return };
+        let total = counts.view_active[ri].saturating_add(counts.view_inactive[ri]);
+        counts.overloaded[ri] = overload_after(counts.overloaded[ri], delta > 0, total, real.upper_threshold, real.lower_threshold);
+    }
+
+    /// Moves a connection between the active and inactive counts (a state change).
+    fn recount_state(&mut self, before: &Conn, after: &Conn) {
+        if before.is_active() != after.is_active() {
+            self.shift_count(before.is_active(), after.service_index, after.real_index, -1);
+            self.shift_count(after.is_active(), after.service_index, after.real_index, 1);
+        }
+    }
+
+    fn shift_count(&mut self, active: bool, si: u16, ri: u16, delta: i32) {
         let Some(counts) = self.counts.get_mut(usize::from(si)) else { return };
-        let slot = if c.is_active() { &mut counts.active } else { &mut counts.inactive };
-        if let Some(v) = slot.get_mut(usize::from(ri)) {
+        let ri = usize::from(ri);
+        let (local, view) = if active {
+            (&mut counts.active, &mut counts.view_active)
+        } else {
+            (&mut counts.inactive, &mut counts.view_inactive)
+        };
+        if let (Some(l), Some(v)) = (local.get_mut(ri), view.get_mut(ri)) {
+            *l = l.saturating_add_signed(delta);
             *v = v.saturating_add_signed(delta);
+        }
+    }
+
+    /// Publishes this worker's counts and refreshes its view of the others'
+    /// (see the `sched` module docs for the error bound this gives).
+    fn exchange_counts(&mut self) {
+        let shared = std::sync::Arc::clone(&self.snapshot.conn_counts);
+        for (si, (svc, counts)) in self.snapshot.services.iter().zip(self.counts.iter_mut()).enumerate() {
+            for (ri, real) in svc.reals.iter().enumerate() {
+                shared.publish(self.worker, si, ri, counts.active[ri], counts.inactive[ri]);
+                if self.workers > 1 {
+                    let (ra, ri_) = shared.others(self.worker, si, ri);
+                    counts.remote_active[ri] = ra;
+                    counts.remote_inactive[ri] = ri_;
+                    counts.view_active[ri] = counts.active[ri].saturating_add(ra);
+                    counts.view_inactive[ri] = counts.inactive[ri].saturating_add(ri_);
+                    let total = counts.view_active[ri].saturating_add(counts.view_inactive[ri]);
+                    let o = overload_after(counts.overloaded[ri], true, total, real.upper_threshold, real.lower_threshold);
+                    counts.overloaded[ri] = overload_after(o, false, total, real.upper_threshold, real.lower_threshold);
+                }
+            }
         }
     }
 
@@ -475,6 +534,7 @@ impl<F: Frame> Processor<F> {
         }
         self.removed = removed;
         self.counters.add(Counter::ConnExpired, expired as u64);
+        self.exchange_counts();
         if !self.templates.is_empty() {
             self.templates.retain(|_, t| t.conns > 0 || t.expires_ms > now_ms);
         }
@@ -653,9 +713,10 @@ impl<F: Frame> Processor<F> {
                     Protocol::Udp => conn.on_udp_packet(&timeouts, now_ms),
                 }
                 let conn = *conn;
-                if before.is_active() != conn.is_active() {
-                    self.count_conn(&before, before.service_index, before.real_index, -1);
-                    self.count_conn(&conn, conn.service_index, conn.real_index, 1);
+                self.recount_state(&before, &conn);
+                if let Some(reason) = self.expired_by_config(&conn) {
+                    self.remove_conn(id, now_ms, out);
+                    return Action::Drop(reason);
                 }
                 let first_ack = before.state == TcpState::SynRecv && conn.state == TcpState::Established;
                 self.count_traffic(&conn, dir, ip_len);
@@ -757,6 +818,18 @@ impl<F: Frame> Processor<F> {
         self.forward(ip_bytes, l2_len, &conn, Direction::Inbound, false)
     }
 
+    /// Whether the configuration ends this connection now: its real server was
+    /// removed (with `expire_nodest_conn`) or set to weight 0 (with the
+    /// service's `expire_quiescent`).
+    fn expired_by_config(&self, c: &Conn) -> Option<Counter> {
+        let svc = self.snapshot.services.get(usize::from(c.service_index));
+        match svc.and_then(|s| s.reals.get(usize::from(c.real_index))) {
+            None if self.snapshot.expire_nodest_conn => Some(Counter::DropNoDest),
+            Some(r) if r.weight == 0 && svc.is_some_and(|s| s.expire_quiescent) => Some(Counter::DropQuiescent),
+            _ => None,
+        }
+    }
+
     /// Adds a packet of `bytes` to its real server's traffic counters.
     fn count_traffic(&mut self, c: &Conn, dir: Direction, bytes: u64) {
         let Some(t) = self.counts.get_mut(usize::from(c.service_index)).and_then(|s| s.traffic.get_mut(usize::from(c.real_index))) else {
@@ -791,6 +864,7 @@ impl<F: Frame> Processor<F> {
                         traffic: counts.traffic.get(i).copied().unwrap_or_default(),
                         active: counts.active.get(i).copied().unwrap_or(0),
                         inactive: counts.inactive.get(i).copied().unwrap_or(0),
+                        overloaded: counts.overloaded.get(i).copied().unwrap_or(false),
                     })
                     .collect();
                 let mut traffic = TrafficCounters::default();
@@ -859,15 +933,18 @@ impl<F: Frame> Processor<F> {
     fn schedule(&mut self, svc_idx: usize, key: &FlowKey, now_ms: u64) -> Option<usize> {
         let svc = self.snapshot.services.get(svc_idx)?;
         let counts = self.counts.get(svc_idx)?;
-        let candidates = Candidates { reals: &svc.reals, active: &counts.active, inactive: &counts.inactive, overloaded: &counts.overloaded };
+        let candidates =
+            Candidates { reals: &svc.reals, active: &counts.view_active, inactive: &counts.view_inactive, overloaded: &counts.overloaded };
         if let Some(p) = svc.persistence {
             let net = mask(key.src, p.netmask);
             if let Some(t) = self.templates.get(&(svc.key, net)) {
                 let live = t.conns > 0 || t.expires_ms > now_ms;
                 let idx = svc.reals.iter().position(|r| SocketAddrV4::new(r.addr, r.port) == t.real);
                 // Like IPVS: a template keeps pointing at its real server while it
-                // exists, unless the server is gone or quiescent.
-                if let Some(i) = idx.filter(|&i| live && candidates.available(i)) {
+                // exists, even when quiescent or overloaded, unless the server is
+                // gone — or quiescent with `expire_quiescent`
+                // (expire_quiescent_template).
+                if let Some(i) = idx.filter(|&i| live && (candidates.weight(i) > 0 || !svc.expire_quiescent)) {
                     return Some(i);
                 }
             }
@@ -1104,8 +1181,29 @@ fn fresh_counts(n: usize) -> ServiceCounts {
     ServiceCounts {
         active: vec![0; n],
         inactive: vec![0; n],
+        remote_active: vec![0; n],
+        remote_inactive: vec![0; n],
+        view_active: vec![0; n],
+        view_inactive: vec![0; n],
         overloaded: vec![false; n],
         traffic: vec![TrafficCounters::default(); n],
+    }
+}
+
+/// IPVS's threshold rule after a connection was bound (`bound`) to or unbound
+/// from a real server with `total` connections now.
+fn overload_after(overloaded: bool, bound: bool, total: u32, upper: u32, lower: u32) -> bool {
+    if bound {
+        overloaded || (upper > 0 && total >= upper)
+    } else if !overloaded {
+        false
+    } else if lower > 0 {
+        total >= lower
+    } else if upper > 0 {
+        // No lower threshold: the overload ends below 3/4 of the upper one.
+        u64::from(total) * 4 >= u64::from(upper) * 3
+    } else {
+        false
     }
 }
 

@@ -163,6 +163,19 @@ pub struct RealServer {
     pub weight: u32,
     /// Forwarding method to this real server.
     pub forward: ForwardMode,
+    /// Upper connection threshold (ipvsadm `-x`; 0 = none): at or above it the
+    /// real server is overloaded and gets no new connections.
+    pub upper_threshold: u32,
+    /// Lower connection threshold (ipvsadm `-y`; 0 = 3/4 of the upper one): the
+    /// overload ends below it.
+    pub lower_threshold: u32,
+}
+
+impl RealServer {
+    /// A real server without connection thresholds.
+    pub fn new(addr: Ipv4Addr, port: u16, weight: u32, forward: ForwardMode) -> Self {
+        RealServer { addr, port, weight, forward, upper_threshold: 0, lower_threshold: 0 }
+    }
 }
 
 /// A virtual service as a worker sees it.
@@ -322,6 +335,61 @@ impl Default for Timeouts {
     }
 }
 
+/// Every worker's connection counts per real server, published with relaxed
+/// atomic stores (never read-modify-write) and read by the other workers, so
+/// connection-count schedulers and thresholds see a near-global view without
+/// locks. A worker's row is only ever written by that worker.
+#[derive(Debug, Default)]
+pub struct SharedConnCounts {
+    workers: usize,
+    /// Start of each service's reals in a row.
+    offsets: Vec<usize>,
+    /// Reals over all services (the length of one half-row).
+    per_worker: usize,
+    /// `workers` rows of `per_worker` (active, inactive) pairs.
+    cells: Vec<(std::sync::atomic::AtomicU32, std::sync::atomic::AtomicU32)>,
+}
+
+impl SharedConnCounts {
+    /// Zeroed counts for `workers` workers and services with `reals[i]` real servers.
+    pub fn new(workers: usize, reals: &[usize]) -> Self {
+        let mut offsets = Vec::with_capacity(reals.len());
+        let mut total = 0;
+        for &n in reals {
+            offsets.push(total);
+            total += n;
+        }
+        let cells = (0..workers * total).map(|_| Default::default()).collect();
+        SharedConnCounts { workers, offsets, per_worker: total, cells }
+    }
+
+    fn cell(&self, worker: usize, service: usize, real: usize) -> Option<&(std::sync::atomic::AtomicU32, std::sync::atomic::AtomicU32)> {
+        let off = *self.offsets.get(service)?;
+        if worker >= self.workers {
+            return None;
+        }
+        self.cells.get(worker * self.per_worker + off + real)
+    }
+
+    /// Worker `worker` publishes its counts of one real server.
+    pub fn publish(&self, worker: usize, service: usize, real: usize, active: u32, inactive: u32) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some((a, i)) = self.cell(worker, service, real) {
+            a.store(active, Relaxed);
+            i.store(inactive, Relaxed);
+        }
+    }
+
+    /// The sum of every worker's counts but `except`'s, for one real server.
+    pub fn others(&self, except: usize, service: usize, real: usize) -> (u32, u32) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (0..self.workers)
+            .filter(|&w| w != except)
+            .filter_map(|w| self.cell(w, service, real))
+            .fold((0, 0), |(sa, si), (a, i)| (sa.saturating_add(a.load(Relaxed)), si.saturating_add(i.load(Relaxed))))
+    }
+}
+
 /// Everything a worker forwards by, immutable once built.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
@@ -341,6 +409,13 @@ pub struct Snapshot {
     pub timeouts: Timeouts,
     /// FULLNAT source ports handed out (split between workers), inclusive.
     pub local_port_range: (u16, u16),
+    /// Number of workers (sizes [`Snapshot::conn_counts`]).
+    pub workers: usize,
+    /// Drop the connections of removed real servers at their next packet
+    /// (IPVS's `expire_nodest_conn`); otherwise they run to their end.
+    pub expire_nodest_conn: bool,
+    /// Every worker's published connection counts (built by [`Snapshot::finish`]).
+    pub conn_counts: std::sync::Arc<SharedConnCounts>,
     /// Every virtual address (built by [`Snapshot::finish`]).
     pub vip_set: hashbrown::HashSet<Ipv4Addr>,
     /// Every FULLNAT local address (built by [`Snapshot::finish`]).
@@ -361,6 +436,9 @@ impl Default for Snapshot {
             service_index: HashMap::new(),
             timeouts: Timeouts::default(),
             local_port_range: DEFAULT_LOCAL_PORT_RANGE,
+            workers: 1,
+            expire_nodest_conn: false,
+            conn_counts: Default::default(),
             vip_set: Default::default(),
             local_addr_set: Default::default(),
         }
@@ -379,6 +457,8 @@ impl Snapshot {
         self.routes.sort_by(|a, b| b.prefix_len.cmp(&a.prefix_len));
         self.vip_set = self.services.iter().map(|s| s.key.vip).collect();
         self.local_addr_set = self.services.iter().flat_map(|s| s.local_addrs.iter().copied()).collect();
+        let sizes: Vec<usize> = self.services.iter().map(|s| s.reals.len()).collect();
+        self.conn_counts = std::sync::Arc::new(SharedConnCounts::new(self.workers.max(1), &sizes));
         self
     }
 

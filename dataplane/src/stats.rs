@@ -77,6 +77,8 @@ counters! {
     IcmpErrorsSent => "icmp_errors_sent": "ICMP errors originated (fragmentation needed).",
     TunFragments => "tun_fragments": "Extra fragments made of tunnel packets above the MTU.",
     ToaInserted => "toa_inserted": "TOA options inserted into FULLNAT connections.",
+    DropNoDest => "drop_expire_nodest": "Packets of connections whose real server was removed (expire_nodest_conn).",
+    DropQuiescent => "drop_expire_quiescent": "Packets of connections to a weight-0 real server of a service with expire_quiescent.",
 }
 
 /// A worker's own counters: plain integers, written only by that worker.
@@ -214,6 +216,9 @@ pub struct RealStats {
     pub active: u32,
     /// Other connections.
     pub inactive: u32,
+    /// Over its upper connection threshold (as this worker sees it).
+    #[serde(default)]
+    pub overloaded: bool,
 }
 
 /// One virtual service's counters: the sum of its real servers', plus theirs.

@@ -69,7 +69,7 @@ fn nat_through_a_real_dpdk_port() {
             services: vec![Service::new(
                 ServiceKey { protocol: Protocol::Tcp, vip, port: 80 },
                 SchedulerKind::Rr,
-                vec![RealServer { addr: rs, port: 8080, weight: 1, forward: ForwardMode::Nat }],
+                vec![RealServer::new(rs, 8080, 1, ForwardMode::Nat)],
             )],
             ..Default::default()
         }

@@ -403,6 +403,8 @@ class Capture:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.proc and self.proc.stderr:
+            self.proc.stderr.close()
         self.packets = read_pcap(self.path.read_bytes()) if self.path.exists() else []
         return self.packets
 

@@ -79,8 +79,7 @@ class SchedulingTests(lab.RvsdTestCase):
                 resp = lab.api("GET", path)
                 self.assertEqual(resp.status, 200, f"GET {path}: {resp.text}")
                 self.assertIsNotNone(resp.json_or_none(), f"GET {path}: not JSON: {resp.text!r}")
-        services = lab.api("GET", "/api/v1/services").json
-        text = json.dumps(services)
+        text = lab.api("GET", "/api/v1/services").text
         for svc in lab.ALL_SERVICES:
             self.assertIn(svc["vip"], text)
 
@@ -254,11 +253,13 @@ class RemoveRealTests(lab.RvsdTestCase):
         self.assertEqual(rc, 0, f"socat failed: {err.read_text()}")
         final, sent_bytes = out.read_bytes(), sent.read_bytes()
         self.assertEqual(sent_bytes.count(b"\n"), self.LINES)
-        self.assertLess(len(out_at_delete), len(final), "stream ended before the real was removed")
         expected = victim.encode() + b"\n" + sent_bytes
         if final != expected:
-            self.fail(f"stream output differs: {len(final)} bytes vs {len(expected)} expected\n"
+            self.fail(f"stream to the removed {victim} broke: got {len(final)} bytes, expected "
+                      f"{len(expected)} ({len(out_at_delete)} had arrived when it was removed)\n"
                       f"got tail: {final[-120:]!r}\nexpected tail: {expected[-120:]!r}")
+        self.assertLess(len(out_at_delete), len(final),
+                        "harness: the stream had ended before the real was removed")
 
         # Put it back; it gets new connections again.
         resp = lab.api("POST", lab.service_path(svc) + "/reals",

@@ -313,6 +313,7 @@ impl Dataplane for DpdkDataplane {
                                     x.traffic.add(&r.traffic);
                                     x.active += r.active;
                                     x.inactive += r.inactive;
+                                    x.overloaded |= r.overloaded;
                                 }
                                 None => t.reals.push(r),
                             }

@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use super::*;
+use crate::stats::ConnFilter;
 use crate::frame::VecFrame;
 use crate::snapshot::{InterfaceAddr, PortInfo, RealServer, Route, SchedulerKind, Service, Timeouts};
 use crate::wire::builder::{arp_frame, icmp_echo_frame, tcp_frame, udp_frame, TcpParams, UdpParams};
@@ -30,7 +31,7 @@ const REMOTE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 254);
 
 fn real(addr: Ipv4Addr, port: u16, forward: ForwardMode) -> RealServer {
-    RealServer { addr, port, weight: 1, forward }
+    RealServer::new(addr, port, 1, forward)
 }
 
 fn snapshot(generation: u64, nat_reals: Vec<RealServer>) -> Arc<Snapshot> {
@@ -399,5 +400,170 @@ mod fuzz {
             p.handle(0, VecFrame::new(&f), 1, &mut out);
             prop_assert!(out.tx.len() + out.drop.len() <= 1);
         }
+    }
+}
+
+mod semantics {
+    //! Issue-4 connection semantics: thresholds, quiescent servers, removed
+    //! servers, persistence, state timeouts.
+    use super::*;
+    use crate::snapshot::Persistence;
+
+    const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 105);
+
+    fn snap_with(generation: u64, reals: Vec<RealServer>, edit: impl Fn(&mut Service), nodest: bool) -> Arc<Snapshot> {
+        let mut svc = Service::new(ServiceKey { protocol: Protocol::Tcp, vip: VIP, port: 80 }, SchedulerKind::Rr, reals);
+        edit(&mut svc);
+        let base = snapshot(generation, nat_reals());
+        let mut s = (*base).clone();
+        s.services.push(svc);
+        s.expire_nodest_conn = nodest;
+        Arc::new(s.finish())
+    }
+
+    fn warmed(snap: Arc<Snapshot>) -> Processor<VecFrame> {
+        let mut p = warmed_processor();
+        p.adopt(snap);
+        p
+    }
+
+    fn syn(p: &mut Processor<VecFrame>, sport: u16, now: u64) -> Option<MacAddr> {
+        let mut out = Output::with_capacity(4);
+        p.handle(0, VecFrame::new(&tcp(CLIENT_MAC, DIR_MAC, (CLIENT, sport), (VIP, 80), flags::SYN, b"")), now, &mut out);
+        out.tx.first().map(|(_, f)| MacAddr::from_bytes(&f.data()[0..6]).expect("mac"))
+    }
+
+    fn ack(p: &mut Processor<VecFrame>, sport: u16, now: u64) -> (usize, usize) {
+        let mut out = Output::with_capacity(4);
+        p.handle(0, VecFrame::new(&tcp(CLIENT_MAC, DIR_MAC, (CLIENT, sport), (VIP, 80), flags::ACK, b"x")), now, &mut out);
+        (out.tx.len(), out.drop.len())
+    }
+
+    #[test]
+    fn upper_threshold_overloads_until_below_the_lower_one() {
+        let mut r1 = real(RS1, 80, ForwardMode::Nat);
+        r1.upper_threshold = 2;
+        r1.lower_threshold = 1;
+        let mut p = warmed(snap_with(2, vec![r1, real(RS2, 80, ForwardMode::Nat)], |_| {}, false));
+        // rr: rs1, rs2, rs1 -> rs1 now has 2 = upper: overloaded.
+        assert_eq!(syn(&mut p, 1, 0), Some(RS1_MAC));
+        assert_eq!(syn(&mut p, 2, 0), Some(RS2_MAC));
+        assert_eq!(syn(&mut p, 3, 0), Some(RS1_MAC));
+        for sport in 4..8 {
+            assert_eq!(syn(&mut p, sport, 0), Some(RS2_MAC), "overloaded rs1 gets nothing");
+        }
+        let (_, counts) = (0, p.service_counts(3).expect("service"));
+        assert_eq!(counts.1[0], 2);
+        // Only when rs1's connections expire (SYN_RECV: 60 s) below the lower threshold (1) does it come back.
+        let mut out = Output::with_capacity(4);
+        p.tick(61_000, &mut out);
+        assert_eq!(syn(&mut p, 100, 61_001), Some(RS1_MAC));
+    }
+
+    #[test]
+    fn no_lower_threshold_means_three_quarters_of_the_upper() {
+        assert!(overload_after(false, true, 4, 4, 0));
+        assert!(overload_after(true, false, 3, 4, 0), "3*4 >= 4*3: still overloaded");
+        assert!(!overload_after(true, false, 2, 4, 0));
+        assert!(overload_after(true, false, 2, 4, 2), "lower 2: 2 is not below it");
+        assert!(!overload_after(true, false, 1, 4, 2));
+        assert!(!overload_after(false, true, 100, 0, 0), "no threshold, no overload");
+    }
+
+    #[test]
+    fn quiescent_server_keeps_its_connections_unless_asked_to_expire_them() {
+        for expire in [false, true] {
+            let reals = vec![real(RS1, 80, ForwardMode::Nat), real(RS2, 80, ForwardMode::Nat)];
+            let mut p = warmed(snap_with(2, reals.clone(), |_| {}, false));
+            assert_eq!(syn(&mut p, 1, 0), Some(RS1_MAC));
+            assert_eq!(ack(&mut p, 1, 1), (1, 0));
+            let mut drained = reals;
+            drained[0].weight = 0;
+            p.adopt(snap_with(3, drained, |s| s.expire_quiescent = expire, false));
+            if expire {
+                assert_eq!(ack(&mut p, 1, 2), (0, 1), "expire_quiescent ends the connection");
+                assert_eq!(p.counters().get(Counter::DropQuiescent), 1);
+            } else {
+                assert_eq!(ack(&mut p, 1, 2), (1, 0), "the established connection continues");
+            }
+            for sport in 10..14 {
+                assert_eq!(syn(&mut p, sport, 3), Some(RS2_MAC), "no new connection to a weight-0 server");
+            }
+        }
+    }
+
+    #[test]
+    fn removed_server_connections_continue_unless_expire_nodest_conn() {
+        for nodest in [false, true] {
+            let mut p = warmed(snap_with(2, vec![real(RS1, 80, ForwardMode::Nat), real(RS2, 80, ForwardMode::Nat)], |_| {}, nodest));
+            assert_eq!(syn(&mut p, 1, 0), Some(RS1_MAC));
+            p.adopt(snap_with(3, vec![real(RS2, 80, ForwardMode::Nat)], |_| {}, nodest));
+            let got = ack(&mut p, 1, 1);
+            assert_eq!(got, if nodest { (0, 1) } else { (1, 0) }, "nodest={nodest}");
+            assert_eq!(p.conns().len(), usize::from(!nodest));
+        }
+    }
+
+    #[test]
+    fn persistence_sends_a_client_back_to_its_server_until_the_template_expires() {
+        let persistence = Persistence { timeout_s: 10, netmask: Ipv4Addr::new(255, 255, 255, 0) };
+        let reals = vec![real(RS1, 80, ForwardMode::Nat), real(RS2, 80, ForwardMode::Nat)];
+        let mut p = warmed(snap_with(2, reals, |s| s.persistence = Some(persistence), false));
+        let first = syn(&mut p, 1, 0).expect("scheduled");
+        for sport in 2..20 {
+            assert_eq!(syn(&mut p, sport, 0), Some(first), "rr would alternate; the template holds");
+        }
+        assert_eq!(p.templates(), 1);
+        // Connections time out (SYN_RECV 60 s); the template lives 10 s more.
+        let mut out = Output::with_capacity(4);
+        p.tick(60_001, &mut out);
+        assert_eq!(p.conns().len(), 0);
+        assert_eq!(syn(&mut p, 50, 65_000), Some(first), "template still alive");
+        p.tick(125_001, &mut out);
+        p.tick(135_002, &mut out);
+        assert_eq!(p.templates(), 0, "template expired after its connections");
+        // Scheduled afresh: rr moves on to the other server (the template
+        // connections never advanced it), and a new template holds from there.
+        let next = syn(&mut p, 200, 135_003).expect("scheduled");
+        assert_ne!(next, first, "without a template the scheduler decides again");
+        assert_eq!(syn(&mut p, 201, 135_004), Some(next));
+    }
+
+    #[test]
+    fn persistent_connections_are_created_on_the_template_owner() {
+        let persistence = Persistence { timeout_s: 300, netmask: Ipv4Addr::BROADCAST };
+        let reals = vec![real(RS1, 80, ForwardMode::Nat), real(RS2, 80, ForwardMode::Nat)];
+        let snap = snap_with(2, reals, |s| s.persistence = Some(persistence), false);
+        let owner = super::super::template_owner(CLIENT, 2);
+        let other = 1 - owner;
+        let mut p: Processor<VecFrame> = Processor::for_worker(snap, 64, other, 2);
+        let mut out = Output::with_capacity(4);
+        p.handle(0, VecFrame::new(&tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 7), (VIP, 80), flags::SYN, b"")), 0, &mut out);
+        assert_eq!(out.redirect.len(), 1, "the SYN goes to the worker holding this client's template");
+        assert_eq!(out.redirect[0].0, owner);
+        assert_eq!(p.conns().len(), 0);
+    }
+
+    #[test]
+    fn tcp_states_follow_a_real_exchange() {
+        let mut p = warmed_processor();
+        let mut out = Output::with_capacity(8);
+        let c = (CLIENT, 45000);
+        let v = (NAT_VIP, 80);
+        let r = (RS1, 8080);
+        let mut send = |p: &mut Processor<VecFrame>, inbound: bool, fl: u8, now: u64| {
+            let f = if inbound { tcp(CLIENT_MAC, DIR_MAC, c, v, fl, b"") } else { tcp(RS1_MAC, DIR_MAC, r, c, fl, b"") };
+            p.handle(0, VecFrame::new(&f), now, &mut out);
+            let info = p.connections(&ConnFilter::default(), now);
+            (info[0].state.clone(), info[0].expires_ms)
+        };
+        assert_eq!(send(&mut p, true, flags::SYN, 0), ("SYN_RECV".into(), 60_000));
+        assert_eq!(send(&mut p, false, flags::SYN | flags::ACK, 1), ("SYN_RECV".into(), 60_000));
+        assert_eq!(send(&mut p, true, flags::ACK, 2), ("ESTABLISHED".into(), 900_000));
+        assert_eq!(send(&mut p, true, flags::FIN | flags::ACK, 3), ("CLOSE_WAIT".into(), 60_000));
+        assert_eq!(send(&mut p, false, flags::FIN | flags::ACK, 4), ("TIME_WAIT".into(), 120_000));
+        assert_eq!(send(&mut p, true, flags::RST, 5), ("CLOSE".into(), 10_000));
+        let (active, inactive) = p.service_counts(1).expect("nat service");
+        assert_eq!((active[0], inactive[0]), (0, 1));
     }
 }

@@ -296,12 +296,7 @@ pub(crate) mod test_util {
         weights
             .iter()
             .enumerate()
-            .map(|(i, &weight)| RealServer {
-                addr: Ipv4Addr::new(10, 1, 0, 11 + i as u8),
-                port: 80,
-                weight,
-                forward: ForwardMode::Nat,
-            })
+            .map(|(i, &weight)| RealServer::new(Ipv4Addr::new(10, 1, 0, 11 + i as u8), 80, weight, ForwardMode::Nat))
             .collect()
     }
 

@@ -1,0 +1,114 @@
+//! Crash-safe writing of the config file.
+//!
+//! [`write_atomic`] never leaves a half-written file behind: it writes the new
+//! text to a temporary file in the same directory (`.NAME.tmp`), flushes it to
+//! disk (`fsync`), renames it over the target (atomic on POSIX file systems)
+//! and then flushes the directory so the rename itself survives a power loss.
+//! A crash at any point leaves either the old file or the new one, whole; a
+//! leftover temporary file is overwritten by the next write.
+//!
+//! Writes are not meant to race each other: the REST API serialises them
+//! under its config lock, and one rvsd owns one config file.
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// The temporary file [`write_atomic`] writes before renaming: `.NAME.tmp`
+/// beside `path`.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let mut name = OsString::from(".");
+    name.push(path.file_name().unwrap_or_else(|| path.as_os_str()));
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Replaces the contents of `path` with `data` atomically (see the module docs).
+pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_atomic_with(path, data, |_| Ok(()))
+}
+
+/// [`write_atomic`] with a hook run after the temporary file is written and
+/// flushed, just before the rename. A hook that fails aborts the write (the
+/// temporary file is removed, `path` is untouched); tests use it to stand
+/// for a crash or a full disk between the write and the rename.
+pub fn write_atomic_with(
+    path: &Path,
+    data: &[u8],
+    before_rename: impl FnOnce(&Path) -> io::Result<()>,
+) -> io::Result<()> {
+    let tmp = temp_path(path);
+    let result = (|| {
+        let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        file.write_all(data)?;
+        file.sync_all()?;
+        drop(file);
+        before_rename(&tmp)?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        // Best effort: the temporary file is garbage now (unless it is not a file at all).
+        if tmp.is_file() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        return Err(e);
+    }
+    sync_dir(path)
+}
+
+/// Flushes the directory holding `path`, so a rename into it is durable.
+fn sync_dir(path: &Path) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("rvs-persist-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        dir
+    }
+
+    #[test]
+    fn writes_and_replaces() {
+        let dir = scratch("replace");
+        let path = dir.join("rvs.json");
+        write_atomic(&path, b"one").expect("first write");
+        assert_eq!(std::fs::read(&path).expect("read"), b"one");
+        write_atomic(&path, b"two, longer").expect("second write");
+        assert_eq!(std::fs::read(&path).expect("read"), b"two, longer");
+        assert!(!temp_path(&path).exists(), "temporary file left behind");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn failure_before_rename_keeps_the_old_file() {
+        let dir = scratch("fail");
+        let path = dir.join("rvs.json");
+        write_atomic(&path, b"old").expect("write");
+        let err = write_atomic_with(&path, b"new", |tmp| {
+            // The new text is complete in the temporary file, not in the target.
+            assert_eq!(std::fs::read(tmp).expect("tmp"), b"new");
+            Err(io::Error::other("simulated crash"))
+        })
+        .expect_err("hook fails");
+        assert_eq!(err.to_string(), "simulated crash");
+        assert_eq!(std::fs::read(&path).expect("read"), b"old");
+        assert!(!temp_path(&path).exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn temp_path_is_hidden_beside_the_file() {
+        assert_eq!(temp_path(Path::new("/etc/rvs/rvs.json")), PathBuf::from("/etc/rvs/.rvs.json.tmp"));
+        assert_eq!(temp_path(Path::new("rvs.json")), PathBuf::from(".rvs.json.tmp"));
+    }
+}
