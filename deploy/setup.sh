@@ -45,7 +45,7 @@ install_packages() {
     # tshark must not ask whether non-root users may capture.
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
     apt-get update -q
-    apt-get install -y -q --no-install-recommends "${missing[@]}"
+    apt-get install -y -q "${missing[@]}"
     mapfile -t missing < <(missing_packages)
     [[ ${#missing[@]} -eq 0 ]] || die "still missing after install: ${missing[*]}"
 }

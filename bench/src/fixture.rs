@@ -19,7 +19,7 @@ use crate::plan::{self, ModeSpec};
 pub fn snapshot(mode: &ModeSpec) -> Arc<Snapshot> {
     let reals = plan::REALS
         .iter()
-        .map(|(addr, _)| RealServer { addr: *addr, port: mode.real_port, weight: 1, forward: mode.forward })
+        .map(|(addr, _)| RealServer::new(*addr, mode.real_port, 1, mode.forward))
         .collect();
     let mut service = Service::new(ServiceKey { protocol: Protocol::Tcp, vip: mode.vip, port: mode.vport }, SchedulerKind::Rr, reals);
     if mode.forward == ForwardMode::FullNat {

@@ -1,4 +1,4 @@
-//! The REST API of rvsd (axum), under `/api/v1`.
+//! The REST API of rvsd (axum), under `/api/v1`, plus `GET /metrics`.
 //!
 //! Bodies use the same JSON schema as the config file ([`crate::config`]): a service
 //! is a [`ServiceConfig`], a real server a [`RealConfig`], unknown fields are errors.
@@ -6,17 +6,28 @@
 //! servers as `{address}/{rport}` below their service, where `rport` is the real
 //! server's effective port (the service port when the real has none).
 //!
-//! Ports, addresses, routes, timeouts and EAL settings are read-only here: change
-//! them in the config file and restart.
+//! The full reference, with examples, is `deploy/docs/api.md`; the OpenAPI
+//! document is served at `GET /api/v1/openapi.json` (source: `control/openapi.json`).
+//!
+//! # Authentication
+//!
+//! When a token is configured (`api.token` in the config, or the environment
+//! variable `RVS_API_TOKEN`, which wins), every request that is not `GET`,
+//! `HEAD` or `OPTIONS` must carry `Authorization: Bearer <token>`; otherwise it
+//! is refused with 401 and changes nothing. Reads stay open: the API listens on
+//! the management address only. The token itself is never shown by
+//! `GET /api/v1/config`.
 //!
 //! # Changes
 //!
 //! Every change is all-or-nothing. Under one lock the API copies the current
 //! config, applies the change to the copy, validates it, builds a snapshot with
-//! the next generation number, hands it to the dataplane and waits until every
-//! worker has adopted it (or the dataplane gives up waiting); only then does the
-//! copy become the current config. A successful change answers (201 for creates,
-//! 200 otherwise):
+//! the next generation number, writes the config file atomically (when rvsd
+//! runs with one, see [`crate::persist`]), hands the snapshot to the dataplane
+//! and waits until every worker has adopted it (or the dataplane gives up
+//! waiting); only then does the copy become the current config. A failed
+//! write of the file refuses the change (500) before the dataplane sees it.
+//! A successful change answers (201 for creates, 200 otherwise):
 //!
 //! ```json
 //! {"generation": 8, "workers": 2, "adopted": true, "adopt_us": 41}
@@ -24,6 +35,10 @@
 //!
 //! `adopted: false` means the snapshot was handed over but not every worker
 //! confirmed it in time; the change is still recorded.
+//!
+//! Optimistic concurrency: `GET /api/v1/config` and `GET /api/v1/timeouts`
+//! answer with `ETag: "<generation>"`; a change sent with `If-Match:
+//! "<generation>"` is refused with 412 when the config has changed since.
 //!
 //! # Errors
 //!
@@ -34,113 +49,81 @@
 //! {"error": "reals[1].weight: 70000 is out of range 0..=65535", "field": "reals[1].weight"}
 //! ```
 //!
-//! `field` is the JSON path of the offending value, or `null` when the error is
-//! not about one field. It is relative to the request body when the error lies
-//! inside the body (`reals[1].weight` for a service body, `weight` for a real
-//! server body) and the full config path otherwise (`services[2].port`).
+//! `field` is the JSON path of the offending value (or query parameter), or
+//! `null` when the error is not about one field. It is relative to the request
+//! body when the error lies inside the body (`reals[1].weight` for a service
+//! body, `weight` for a real server body) and the full config path otherwise
+//! (`services[2].port`).
 //!
 //! | status | when |
 //! |---|---|
-//! | 400 | malformed JSON, wrong type, unknown field or value (serde's message, which names the path), failed validation, bad path segment (`sctp`, `10.0.0`), body key differing from the path |
-//! | 404 | unknown service, real server or endpoint |
+//! | 400 | malformed JSON, wrong type, unknown field or value (serde's message, which names the path), failed validation, bad path segment or query parameter, body key differing from the path, a restart-only field changed by `PUT /api/v1/config` |
+//! | 401 | a change without the bearer token, or with a wrong one |
+//! | 404 | unknown service, real server, local address or endpoint |
 //! | 405 | method not allowed on an existing endpoint |
-//! | 409 | creating a service or real server that exists |
+//! | 409 | creating a service, real server or local address that exists |
+//! | 412 | `If-Match` names a generation that is no longer current |
 //! | 415 | body without `Content-Type: application/json` |
-//! | 500 | the snapshot could not be built or published |
+//! | 500 | the snapshot could not be built or published, or the config file could not be written |
 //!
 //! # Routes
 //!
-//! ## `GET /api/v1/status`
-//! ```json
-//! {"generation": 7, "workers": 2, "services": 1}
-//! ```
-//! `workers` is the number of configured worker lcores.
-//!
-//! ## `GET /api/v1/config`
-//! The whole current [`Config`], as in the config file.
-//!
-//! ## `GET /api/v1/stats`
-//! Whatever [`Dataplane::stats`] returns (per-worker counters).
-//!
-//! ## `GET /api/v1/services`
-//! ```json
-//! [{"protocol": "tcp", "vip": "10.0.0.100", "port": 80, "scheduler": "rr", "forward": "dr",
-//!   "reals": [{"address": "10.1.0.11", "weight": 1}]}]
-//! ```
-//!
-//! ## `POST /api/v1/services` (ipvsadm `-A`)
-//! Body: a service; `scheduler` defaults to `wrr`, `forward` to `dr`, `reals` to `[]`.
-//! ```text
-//! curl -X POST localhost:9090/api/v1/services -H 'Content-Type: application/json' \
-//!   -d '{"protocol": "udp", "vip": "10.0.0.53", "port": 53, "scheduler": "wrr",
-//!        "reals": [{"address": "10.1.0.21", "weight": 2}]}'
-//! ```
-//! 201 with the change report; 409 when the service exists.
-//!
-//! ## `GET /api/v1/services/{protocol}/{vip}/{port}`
-//! The service, e.g. `GET /api/v1/services/tcp/10.0.0.100/80`.
-//!
-//! ## `PUT /api/v1/services/{protocol}/{vip}/{port}` (ipvsadm `-E`, and its reals)
-//! Replaces the service, real servers included. The body's protocol, vip and port
-//! must match the path (400 otherwise); 404 when the service does not exist.
-//! ```text
-//! curl -X PUT localhost:9090/api/v1/services/tcp/10.0.0.100/80 -H 'Content-Type: application/json' \
-//!   -d '{"protocol": "tcp", "vip": "10.0.0.100", "port": 80, "scheduler": "wrr",
-//!        "reals": [{"address": "10.1.0.11", "weight": 3}]}'
-//! ```
-//!
-//! ## `DELETE /api/v1/services/{protocol}/{vip}/{port}` (ipvsadm `-D`)
-//! Removes the service and its real servers.
-//!
-//! ## `GET /api/v1/services/{protocol}/{vip}/{port}/reals`
-//! ```json
-//! [{"address": "10.1.0.11", "weight": 1}, {"address": "10.1.0.12", "port": 80, "weight": 1, "forward": "dr"}]
-//! ```
-//!
-//! ## `POST /api/v1/services/{protocol}/{vip}/{port}/reals` (ipvsadm `-a`)
-//! Body: a real server; `port` defaults to the service port, `weight` to 1,
-//! `forward` to the service's. 201; 409 when `address:port` is already a real server.
-//! ```text
-//! curl -X POST localhost:9090/api/v1/services/tcp/10.0.0.100/80/reals \
-//!   -H 'Content-Type: application/json' -d '{"address": "10.1.0.13", "weight": 2}'
-//! ```
-//!
-//! ## `GET /api/v1/services/{protocol}/{vip}/{port}/reals/{address}/{rport}`
-//! The real server, e.g. `GET /api/v1/services/tcp/10.0.0.100/80/reals/10.1.0.11/80`.
-//!
-//! ## `PUT /api/v1/services/{protocol}/{vip}/{port}/reals/{address}/{rport}` (ipvsadm `-e`)
-//! Replaces the real server (weight, forwarding mode). The body's address and
-//! effective port must match the path (400 otherwise).
-//! ```text
-//! curl -X PUT localhost:9090/api/v1/services/tcp/10.0.0.100/80/reals/10.1.0.11/80 \
-//!   -H 'Content-Type: application/json' -d '{"address": "10.1.0.11", "weight": 0}'
-//! ```
-//!
-//! ## `DELETE /api/v1/services/{protocol}/{vip}/{port}/reals/{address}/{rport}` (ipvsadm `-d`)
-//! Removes the real server.
+//! | route | what |
+//! |---|---|
+//! | `GET /metrics` | Prometheus text format 0.0.4 ([`crate::metrics`]) |
+//! | `GET /api/v1/openapi.json` | the OpenAPI 3 document of this API |
+//! | `GET /api/v1/status` | `{"generation", "workers", "services"}` |
+//! | `GET /api/v1/config` | the whole config (token left out), with `ETag` |
+//! | `PUT /api/v1/config[?dry_run=true]` | replace the whole config; answers the diff (`changes`); a dry run changes nothing |
+//! | `GET`/`PUT /api/v1/timeouts` | connection timeouts (ipvsadm `--set`, `-L --timeout`) |
+//! | `GET /api/v1/stats` | per-worker counters, port and mempool stats ([`Dataplane::stats`]) |
+//! | `GET /api/v1/stats/services` | per service and real server: counters, active/inactive connections, rates |
+//! | `POST /api/v1/stats/zero[?service=tcp/10.0.0.100/80]` | zero the counters (ipvsadm `-Z`) |
+//! | `GET /api/v1/connections?offset=&limit=&service=&real=&client=&state=&templates=` | the connection table, paged and filtered (ipvsadm `-Lnc`) |
+//! | `GET`/`POST /api/v1/services` | list, create (ipvsadm `-A`) |
+//! | `GET`/`PUT`/`DELETE /api/v1/services/{protocol}/{vip}/{port}` | one service (`-E`, `-D`) |
+//! | `GET`/`POST .../{port}/reals` | real servers (`-a`) |
+//! | `GET`/`PUT`/`DELETE .../{port}/reals/{address}/{rport}` | one real server (`-e`, `-d`) |
+//! | `GET`/`POST .../{port}/laddrs` | FULLNAT local addresses (DPVS `-G`, `-P`); body `{"address": "a.b.c.d"}` |
+//! | `DELETE .../{port}/laddrs/{address}` | remove a local address (DPVS `-Q`) |
 
+use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use rvs_dataplane::snapshot::{Protocol, ServiceKey, Snapshot};
+use rvs_dataplane::snapshot::{Protocol, ServiceKey, Snapshot, Timeouts};
+use rvs_dataplane::stats::{ConnFilter, ConnInfo, ServiceStats, TrafficCounters};
 use rvs_dataplane::wire::MacAddr;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
-
-use rvs_dataplane::stats::{ConnFilter, ConnInfo, ServiceStats};
+use serde::{Deserialize, Serialize};
 
 use crate::build::build_snapshot;
 use crate::config::{Config, ConfigError, RealConfig, ServiceConfig};
+use crate::rate::{RateEstimator, Rates, ESTIMATOR_INTERVAL};
+
+/// The environment variable holding the API token; it wins over `api.token`.
+pub const TOKEN_ENV: &str = "RVS_API_TOKEN";
+
+/// Default page size of `GET /api/v1/connections`.
+pub const DEFAULT_CONN_LIMIT: usize = 100;
+/// Largest page size of `GET /api/v1/connections`.
+pub const MAX_CONN_LIMIT: usize = 100_000;
+
+/// The OpenAPI document served at `/api/v1/openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
 
 /// What publishing a snapshot achieved; also the body of every successful change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublishReport {
     /// Generation of the published snapshot.
     pub generation: u64,
@@ -171,24 +154,65 @@ pub trait Dataplane: Send + Sync + 'static {
     fn zero_stats(&self);
 }
 
+/// How an [`ApiState`] persists changes and authenticates requests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApiOptions {
+    /// The config file every accepted change is written to; `None` = changes live in memory only.
+    pub config_path: Option<PathBuf>,
+    /// The bearer token changes must carry; `None` = no authentication.
+    pub token: Option<String>,
+}
+
+impl ApiOptions {
+    /// What rvsd uses: persist to `config_path`; the token from the
+    /// environment variable [`TOKEN_ENV`] when set and not empty, else `api.token`.
+    pub fn for_daemon(config: &Config, config_path: impl Into<PathBuf>) -> Self {
+        let env = std::env::var(TOKEN_ENV).ok().filter(|t| !t.trim().is_empty());
+        ApiOptions { config_path: Some(config_path.into()), token: env.or_else(|| config.api.token.clone()) }
+    }
+}
+
 /// The config currently in force and the generation of its snapshot.
 struct Current {
     config: Config,
     generation: u64,
 }
 
-/// Shared state of the API: the current config (one change at a time) and the dataplane.
+/// Shared state of the API: the current config (one change at a time), the
+/// dataplane, persistence and authentication settings, and the rate estimator.
 pub struct ApiState {
     current: tokio::sync::Mutex<Current>,
     dataplane: Arc<dyn Dataplane>,
+    config_path: Option<PathBuf>,
+    token: Option<String>,
+    rates: parking_lot::Mutex<RateEstimator>,
+    /// Counters at the last per-service `-Z`, subtracted from what the dataplane reports.
+    zero_base: parking_lot::Mutex<HashMap<ServiceKey, ServiceStats>>,
 }
 
 impl ApiState {
-    /// State for a dataplane already running `config` as snapshot `initial_generation`.
+    /// State for a dataplane already running `config` as snapshot
+    /// `initial_generation`; changes are not persisted, and the token is
+    /// `config.api.token` (see [`ApiState::with_options`] for rvsd's setup).
     pub fn new(config: Config, initial_generation: u64, dataplane: Arc<dyn Dataplane>) -> Arc<Self> {
+        let options = ApiOptions { config_path: None, token: config.api.token.clone() };
+        Self::with_options(config, initial_generation, dataplane, options)
+    }
+
+    /// State with explicit persistence and authentication settings.
+    pub fn with_options(
+        config: Config,
+        initial_generation: u64,
+        dataplane: Arc<dyn Dataplane>,
+        options: ApiOptions,
+    ) -> Arc<Self> {
         Arc::new(ApiState {
             current: tokio::sync::Mutex::new(Current { config, generation: initial_generation }),
             dataplane,
+            config_path: options.config_path,
+            token: options.token.filter(|t| !t.is_empty()),
+            rates: parking_lot::Mutex::new(RateEstimator::new()),
+            zero_base: parking_lot::Mutex::new(HashMap::new()),
         })
     }
 
@@ -201,14 +225,80 @@ impl ApiState {
     pub async fn generation(&self) -> u64 {
         self.current.lock().await.generation
     }
+
+    /// The dataplane's per-service counters, less what a per-service zero
+    /// (`POST /api/v1/stats/zero?service=...`) took away. Blocks while the
+    /// dataplane asks its workers.
+    pub fn service_stats(&self) -> Vec<ServiceStats> {
+        let mut stats = self.dataplane.service_stats();
+        let base = self.zero_base.lock();
+        if !base.is_empty() {
+            for s in &mut stats {
+                if let Some(b) = base.get(&s.key) {
+                    s.traffic = sub_traffic(&s.traffic, &b.traffic);
+                    for r in &mut s.reals {
+                        if let Some(br) = b.reals.iter().find(|x| x.addr == r.addr && x.port == r.port) {
+                            r.traffic = sub_traffic(&r.traffic, &br.traffic);
+                        }
+                    }
+                }
+            }
+        }
+        stats
+    }
+
+    /// Takes one sample for the rate estimator (blocking; the estimator task
+    /// calls it every [`ESTIMATOR_INTERVAL`]).
+    pub fn sample_rates(&self) {
+        let stats = self.service_stats();
+        self.rates.lock().sample(&stats);
+    }
+
+    /// The rates of a service, as last estimated.
+    pub fn service_rates(&self, key: &ServiceKey) -> Rates {
+        self.rates.lock().service(key)
+    }
 }
 
-/// The `/api/v1` router.
+fn sub_traffic(a: &TrafficCounters, b: &TrafficCounters) -> TrafficCounters {
+    TrafficCounters {
+        conns: a.conns.saturating_sub(b.conns),
+        in_pkts: a.in_pkts.saturating_sub(b.in_pkts),
+        out_pkts: a.out_pkts.saturating_sub(b.out_pkts),
+        in_bytes: a.in_bytes.saturating_sub(b.in_bytes),
+        out_bytes: a.out_bytes.saturating_sub(b.out_bytes),
+    }
+}
+
+/// Starts the rate estimator: a tokio task that samples the dataplane's
+/// counters every [`ESTIMATOR_INTERVAL`] (2 s, as IPVS) until the runtime
+/// stops. Call it once, from inside the runtime that serves the API.
+pub fn spawn_rate_estimator(state: Arc<ApiState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(ESTIMATOR_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let s = Arc::clone(&state);
+            if let Err(e) = tokio::task::spawn_blocking(move || s.sample_rates()).await {
+                tracing::warn!(error = %e, "rate estimator sample failed");
+            }
+        }
+    })
+}
+
+/// The `/api/v1` router, with `/metrics`.
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
+        .route("/metrics", get(metrics))
+        .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/status", get(status))
-        .route("/api/v1/config", get(get_config))
+        .route("/api/v1/config", get(get_config).put(put_config))
+        .route("/api/v1/timeouts", get(get_timeouts).put(put_timeouts))
         .route("/api/v1/stats", get(stats))
+        .route("/api/v1/stats/services", get(stats_services))
+        .route("/api/v1/stats/zero", post(zero_stats))
+        .route("/api/v1/connections", get(connections))
         .route("/api/v1/services", get(list_services).post(create_service))
         .route("/api/v1/services/{protocol}/{vip}/{port}", get(get_service).put(replace_service).delete(delete_service))
         .route("/api/v1/services/{protocol}/{vip}/{port}/reals", get(list_reals).post(create_real))
@@ -216,9 +306,50 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/v1/services/{protocol}/{vip}/{port}/reals/{address}/{rport}",
             get(get_real).put(replace_real).delete(delete_real),
         )
+        .route("/api/v1/services/{protocol}/{vip}/{port}/laddrs", get(list_laddrs).post(create_laddr))
+        .route("/api/v1/services/{protocol}/{vip}/{port}/laddrs/{address}", axum::routing::delete(delete_laddr))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), require_token))
         .with_state(state)
+}
+
+// ---------------------------------------------------------------------------
+// Authentication
+
+/// Refuses a change (any method but GET, HEAD, OPTIONS) without the right
+/// bearer token, when a token is configured.
+async fn require_token(State(state): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+        if !reads {
+            let given = req
+                .headers()
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+                .map(str::trim);
+            let error = match given {
+                None => Some("missing bearer token: changes need the header `Authorization: Bearer <token>`"),
+                Some(t) if !constant_time_eq(t.as_bytes(), token.as_bytes()) => Some("wrong bearer token"),
+                Some(_) => None,
+            };
+            if let Some(message) = error {
+                let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
+                resp.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"rvs\""));
+                return resp;
+            }
+        }
+    }
+    next.run(req).await
+}
+
+/// Compares two byte strings without stopping at the first difference.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 // ---------------------------------------------------------------------------
@@ -243,6 +374,19 @@ impl ApiError {
 
     fn with_field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
+        self
+    }
+
+    /// Renames the field (and the message's `field: ` prefix) when `matches` it.
+    fn rename_field(mut self, matches: impl Fn(&str) -> bool, to: &str) -> Self {
+        if let Some(f) = self.field.clone() {
+            if matches(&f) {
+                if let Some(rest) = self.message.strip_prefix(&format!("{f}: ")) {
+                    self.message = format!("{to}: {rest}");
+                }
+                self.field = Some(to.to_string());
+            }
+        }
         self
     }
 
@@ -379,6 +523,96 @@ impl<S: Send + Sync> FromRequestParts<S> for ServicePath {
     }
 }
 
+/// `{protocol}/{vip}/{port}/laddrs/{address}` of the path.
+struct LaddrPath {
+    service: ServiceKey,
+    address: Ipv4Addr,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for LaddrPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path((protocol, vip, port, address)) =
+            Path::<(String, String, String, String)>::from_request_parts(parts, state).await.map_err(path_rejection)?;
+        Ok(LaddrPath {
+            service: ServiceKey {
+                protocol: parse_protocol(&protocol)?,
+                vip: parse_addr(&vip, "virtual address")?,
+                port: parse_port(&port, "virtual port")?,
+            },
+            address: parse_addr(&address, "local address")?,
+        })
+    }
+}
+
+/// The `If-Match` header: the generation the client's change is based on.
+struct IfMatch(Option<u64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(IF_MATCH) else {
+            return Ok(IfMatch(None));
+        };
+        let bad = || {
+            ApiError::bad_request(
+                "invalid If-Match header: expected the ETag of GET /api/v1/config, a generation such as \"7\"",
+            )
+        };
+        let text = value.to_str().map_err(|_| bad())?.trim();
+        if text == "*" {
+            return Ok(IfMatch(None));
+        }
+        let text = text.strip_prefix("W/").unwrap_or(text);
+        let text = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text);
+        text.parse().map(|g| IfMatch(Some(g))).map_err(|_| bad())
+    }
+}
+
+/// The query string as name/value pairs; every name must be in `known`.
+fn query_params(query: Option<&str>, known: &[&str]) -> Result<HashMap<String, String>, ApiError> {
+    let Query(params) = Query::<HashMap<String, String>>::try_from_uri(
+        &format!("/?{}", query.unwrap_or_default()).parse::<Uri>().map_err(|e| ApiError::bad_request(e.to_string()))?,
+    )
+    .map_err(|e| ApiError::bad_request(format!("invalid query string: {}", e.body_text())))?;
+    if let Some(unknown) = params.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "unknown query parameter `{unknown}`; known: {}",
+            known.join(", ")
+        ))
+        .with_field(unknown.clone()));
+    }
+    Ok(params)
+}
+
+/// A query parameter naming a service: `tcp/10.0.0.100/80`.
+fn parse_service_param(value: &str, field: &str) -> Result<ServiceKey, ApiError> {
+    let bad = || {
+        ApiError::bad_request(format!("{field}: invalid service `{value}`; expected protocol/vip/port, e.g. tcp/10.0.0.100/80"))
+            .with_field(field)
+    };
+    let mut it = value.split('/');
+    let (Some(p), Some(v), Some(port), None) = (it.next(), it.next(), it.next(), it.next()) else {
+        return Err(bad());
+    };
+    Ok(ServiceKey {
+        protocol: parse_protocol(p).map_err(|_| bad())?,
+        vip: v.parse().map_err(|_| bad())?,
+        port: parse_port(port, "port").map_err(|_| bad())?,
+    })
+}
+
+/// A boolean query parameter: `true`/`false`/`1`/`0`.
+fn parse_bool_param(value: &str, field: &str) -> Result<bool, ApiError> {
+    match value {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(ApiError::bad_request(format!("{field}: invalid value `{value}`; expected true or false")).with_field(field)),
+    }
+}
+
 /// `{protocol}/{vip}/{port}/reals/{address}/{rport}` of the path.
 struct RealPath {
     service: ServiceKey,
@@ -409,23 +643,44 @@ impl<S: Send + Sync> FromRequestParts<S> for RealPath {
 // ---------------------------------------------------------------------------
 // Applying a change
 
-/// The outcome of an edit: a description for the log and where the request
-/// body sits in the new config (for relative field paths), if there is a body.
+/// The outcome of an edit: a description for the log, where the request
+/// body sits in the new config (for relative field paths), if there is a
+/// body, and for whole-config changes the diff to report.
 struct Edit {
     what: String,
     body_path: Option<String>,
+    changes: Option<Vec<Change>>,
 }
 
-/// Applies `edit` to a copy of the current config, validates, builds and publishes
-/// the next snapshot, and only then makes the copy current.
+impl Edit {
+    fn new(what: impl Into<String>, body_path: Option<String>) -> Self {
+        Edit { what: what.into(), body_path, changes: None }
+    }
+}
+
+/// Applies `edit` to a copy of the current config, validates, builds the next
+/// snapshot, writes the config file, publishes the snapshot, and only then
+/// makes the copy current. `expect` is the generation from `If-Match`.
 async fn commit(
     state: &ApiState,
     created: bool,
+    expect: Option<u64>,
     edit: impl FnOnce(&mut Config) -> Result<Edit, ApiError>,
 ) -> Result<Response, ApiError> {
     let mut current = state.current.lock().await;
+    if let Some(expected) = expect {
+        if expected != current.generation {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                format!(
+                    "the config changed: it is at generation {}, the request was based on {expected}; read it again",
+                    current.generation
+                ),
+            ));
+        }
+    }
     let mut config = current.config.clone();
-    let Edit { what, body_path } = edit(&mut config)?;
+    let Edit { what, body_path, changes } = edit(&mut config)?;
     config.validate().map_err(|e| ApiError::invalid(e, body_path.as_deref()))?;
 
     let generation = current.generation + 1;
@@ -435,9 +690,20 @@ async fn commit(
     })?;
     let dataplane = Arc::clone(&state.dataplane);
     let snapshot = Arc::new(snapshot);
-    let mut report = tokio::task::spawn_blocking(move || dataplane.publish(snapshot)).await.map_err(|e| {
-        tracing::error!(error = %e, "publishing the snapshot failed");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("publishing the snapshot failed: {e}"))
+    let persist = state.config_path.clone().map(|path| (path, format!("{}\n", config.to_json_pretty())));
+    let outcome = tokio::task::spawn_blocking(move || {
+        if let Some((path, text)) = persist {
+            crate::persist::write_atomic(&path, text.as_bytes())
+                .map_err(|e| format!("cannot write the config file {}: {e}", path.display()))?;
+        }
+        Ok::<_, String>(dataplane.publish(snapshot))
+    })
+    .await
+    .map_err(|e| format!("publishing the snapshot failed: {e}"))
+    .and_then(|r| r);
+    let mut report = outcome.map_err(|message| {
+        tracing::error!(error = %message, "change refused");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{message}; nothing was changed"))
     })?;
     report.generation = generation;
 
@@ -456,7 +722,20 @@ async fn commit(
         );
     }
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(report)).into_response())
+    match changes {
+        None => Ok((status, Json(report)).into_response()),
+        Some(changes) => Ok((status, Json(ChangeReport { report, changes })).into_response()),
+    }
+}
+
+/// The answer to `PUT /api/v1/config`: the publish report and the diff.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeReport {
+    /// What publishing achieved.
+    #[serde(flatten)]
+    pub report: PublishReport,
+    /// What changed.
+    pub changes: Vec<Change>,
 }
 
 fn find_service(config: &Config, key: &ServiceKey) -> Result<usize, ApiError> {
@@ -481,8 +760,20 @@ async fn status(State(state): AppState) -> Json<serde_json::Value> {
     }))
 }
 
-async fn get_config(State(state): AppState) -> Json<Config> {
-    Json(state.config().await)
+async fn get_config(State(state): AppState) -> Response {
+    let current = state.current.lock().await;
+    let mut config = current.config.clone();
+    config.api.token = None;
+    with_etag(Json(config), current.generation)
+}
+
+/// Adds `ETag: "<generation>"` to a response.
+fn with_etag(body: impl IntoResponse, generation: u64) -> Response {
+    let mut resp = body.into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{generation}\"")) {
+        resp.headers_mut().insert(ETAG, v);
+    }
+    resp
 }
 
 async fn stats(State(state): AppState) -> Json<serde_json::Value> {
@@ -495,9 +786,10 @@ async fn list_services(State(state): AppState) -> Json<Vec<ServiceConfig>> {
 
 async fn create_service(
     State(state): AppState,
+    IfMatch(expect): IfMatch,
     JsonBody(service): JsonBody<ServiceConfig>,
 ) -> Result<Response, ApiError> {
-    commit(&state, true, |config| {
+    commit(&state, true, expect, |config| {
         let key = service.key();
         if config.service_index(&key).is_some() {
             return Err(ApiError::new(
@@ -509,10 +801,7 @@ async fn create_service(
             ));
         }
         config.services.push(service);
-        Ok(Edit {
-            what: format!("added service {key}"),
-            body_path: Some(format!("services[{}]", config.services.len() - 1)),
-        })
+        Ok(Edit::new(format!("added service {key}"), Some(format!("services[{}]", config.services.len() - 1))))
     })
     .await
 }
@@ -536,24 +825,29 @@ fn must_match<T: PartialEq + std::fmt::Display>(field: &str, body: T, path: T) -
 async fn replace_service(
     State(state): AppState,
     ServicePath(key): ServicePath,
+    IfMatch(expect): IfMatch,
     JsonBody(service): JsonBody<ServiceConfig>,
 ) -> Result<Response, ApiError> {
-    commit(&state, false, |config| {
+    commit(&state, false, expect, |config| {
         let i = find_service(config, &key)?;
         must_match("protocol", service.protocol, key.protocol)?;
         must_match("vip", service.vip, key.vip)?;
         must_match("port", service.port, key.port)?;
         config.services[i] = service;
-        Ok(Edit { what: format!("replaced service {key}"), body_path: Some(format!("services[{i}]")) })
+        Ok(Edit::new(format!("replaced service {key}"), Some(format!("services[{i}]"))))
     })
     .await
 }
 
-async fn delete_service(State(state): AppState, ServicePath(key): ServicePath) -> Result<Response, ApiError> {
-    commit(&state, false, |config| {
+async fn delete_service(
+    State(state): AppState,
+    ServicePath(key): ServicePath,
+    IfMatch(expect): IfMatch,
+) -> Result<Response, ApiError> {
+    commit(&state, false, expect, |config| {
         let i = find_service(config, &key)?;
         config.services.remove(i);
-        Ok(Edit { what: format!("deleted service {key}"), body_path: None })
+        Ok(Edit::new(format!("deleted service {key}"), None))
     })
     .await
 }
@@ -567,9 +861,10 @@ async fn list_reals(State(state): AppState, ServicePath(key): ServicePath) -> Re
 async fn create_real(
     State(state): AppState,
     ServicePath(key): ServicePath,
+    IfMatch(expect): IfMatch,
     JsonBody(real): JsonBody<RealConfig>,
 ) -> Result<Response, ApiError> {
-    commit(&state, true, |config| {
+    commit(&state, true, expect, |config| {
         let i = find_service(config, &key)?;
         let service = &mut config.services[i];
         let (address, port) = (real.address, real.port_for(service));
@@ -584,10 +879,10 @@ async fn create_real(
         }
         service.reals.push(real);
         let j = service.reals.len() - 1;
-        Ok(Edit {
-            what: format!("added real server {address}:{port} to service {key}"),
-            body_path: Some(format!("services[{i}].reals[{j}]")),
-        })
+        Ok(Edit::new(
+            format!("added real server {address}:{port} to service {key}"),
+            Some(format!("services[{i}].reals[{j}]")),
+        ))
     })
     .await
 }
@@ -603,33 +898,557 @@ async fn get_real(State(state): AppState, path: RealPath) -> Result<Json<RealCon
 async fn replace_real(
     State(state): AppState,
     path: RealPath,
+    IfMatch(expect): IfMatch,
     JsonBody(real): JsonBody<RealConfig>,
 ) -> Result<Response, ApiError> {
-    commit(&state, false, |config| {
+    commit(&state, false, expect, |config| {
         let i = find_service(config, &path.service)?;
         let service = &mut config.services[i];
         let j = find_real(service, path.address, path.port)?;
         must_match("address", real.address, path.address)?;
         must_match("port", real.port_for(service), path.port)?;
         service.reals[j] = real;
-        Ok(Edit {
-            what: format!("replaced real server {}:{} of service {}", path.address, path.port, path.service),
-            body_path: Some(format!("services[{i}].reals[{j}]")),
-        })
+        Ok(Edit::new(
+            format!("replaced real server {}:{} of service {}", path.address, path.port, path.service),
+            Some(format!("services[{i}].reals[{j}]")),
+        ))
     })
     .await
 }
 
-async fn delete_real(State(state): AppState, path: RealPath) -> Result<Response, ApiError> {
-    commit(&state, false, |config| {
+async fn delete_real(State(state): AppState, path: RealPath, IfMatch(expect): IfMatch) -> Result<Response, ApiError> {
+    commit(&state, false, expect, |config| {
         let i = find_service(config, &path.service)?;
         let service = &mut config.services[i];
         let j = find_real(service, path.address, path.port)?;
         service.reals.remove(j);
-        Ok(Edit {
-            what: format!("deleted real server {}:{} of service {}", path.address, path.port, path.service),
-            body_path: None,
-        })
+        Ok(Edit::new(format!("deleted real server {}:{} of service {}", path.address, path.port, path.service), None))
     })
     .await
+}
+
+// ---------------------------------------------------------------------------
+// Whole config, timeouts
+
+/// Fields that only take effect when rvsd starts: `PUT /api/v1/config` must leave them as they are.
+fn check_restart_only(current: &Config, new: &Config) -> Result<(), ApiError> {
+    fn refuse(field: &str, running: impl std::fmt::Debug) -> ApiError {
+        ApiError::bad_request(format!(
+            "{field}: changing it needs a restart of rvsd (edit the config file and restart); the running value is {running:?}"
+        ))
+        .with_field(field)
+    }
+    if new.eal != current.eal {
+        return Err(refuse("eal", &current.eal));
+    }
+    if new.main_lcore != current.main_lcore {
+        return Err(refuse("main_lcore", current.main_lcore));
+    }
+    if new.workers != current.workers {
+        return Err(refuse("workers", &current.workers));
+    }
+    if new.mbufs != current.mbufs {
+        return Err(refuse("mbufs", current.mbufs));
+    }
+    if new.idle_sleep_us != current.idle_sleep_us {
+        return Err(refuse("idle_sleep_us", current.idle_sleep_us));
+    }
+    if new.conn_table_size != current.conn_table_size {
+        return Err(refuse("conn_table_size", current.conn_table_size));
+    }
+    if new.api.listen != current.api.listen {
+        return Err(refuse("api.listen", current.api.listen));
+    }
+    if new.api.token != current.api.token {
+        return Err(ApiError::bad_request(
+            "api.token: changing the token needs editing the config file and a restart of rvsd; leave it out to keep it",
+        )
+        .with_field("api.token"));
+    }
+    if new.ports.len() != current.ports.len() {
+        return Err(refuse("ports", current.ports.iter().map(|p| &p.name).collect::<Vec<_>>()));
+    }
+    for (i, (n, c)) in new.ports.iter().zip(&current.ports).enumerate() {
+        if n.name != c.name {
+            return Err(refuse(&format!("ports[{i}].name"), &c.name));
+        }
+        if n.device != c.device {
+            return Err(refuse(&format!("ports[{i}].device"), &c.device));
+        }
+    }
+    Ok(())
+}
+
+/// One difference between two configs, as `PUT /api/v1/config` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// `add`, `remove` or `change`.
+    pub op: ChangeOp,
+    /// `service`, `real`, `local_address`, `timeouts`, `routes`, `ports` or `local_port_range`.
+    pub kind: String,
+    /// The service concerned, `tcp/10.0.0.100/80`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The real server or local address concerned, `10.1.0.11:80` / `10.0.0.5`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
+    /// The value before (absent for `add`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<serde_json::Value>,
+    /// The value after (absent for `remove`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<serde_json::Value>,
+}
+
+/// What a [`Change`] does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeOp {
+    /// Something new.
+    Add,
+    /// Something gone.
+    Remove,
+    /// Something different.
+    Change,
+}
+
+fn to_value<T: Serialize>(v: &T) -> Option<serde_json::Value> {
+    serde_json::to_value(v).ok()
+}
+
+fn service_id(key: &ServiceKey) -> String {
+    format!("{}/{}/{}", key.protocol, key.vip, key.port)
+}
+
+/// The differences between two configs: services, real servers, local
+/// addresses, and the live settings (timeouts, routes, port addresses, local port range).
+pub fn diff_configs(old: &Config, new: &Config) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let mut push = |op, kind: &str, service: Option<String>, item: Option<String>, before, after| {
+        changes.push(Change { op, kind: kind.to_string(), service, item, before, after });
+    };
+    if old.timeouts != new.timeouts {
+        push(ChangeOp::Change, "timeouts", None, None, to_value(&old.timeouts), to_value(&new.timeouts));
+    }
+    if old.routes != new.routes {
+        push(ChangeOp::Change, "routes", None, None, to_value(&old.routes), to_value(&new.routes));
+    }
+    if old.ports != new.ports {
+        push(ChangeOp::Change, "ports", None, None, to_value(&old.ports), to_value(&new.ports));
+    }
+    if old.local_port_range != new.local_port_range {
+        let (b, a) = (to_value(&old.local_port_range), to_value(&new.local_port_range));
+        push(ChangeOp::Change, "local_port_range", None, None, b, a);
+    }
+    /// The service without its reals and local addresses, which are diffed one by one.
+    fn bare(s: &ServiceConfig) -> ServiceConfig {
+        ServiceConfig { reals: Vec::new(), local_addresses: Vec::new(), ..s.clone() }
+    }
+    for s in &old.services {
+        if new.service_index(&s.key()).is_none() {
+            push(ChangeOp::Remove, "service", Some(service_id(&s.key())), None, to_value(s), None);
+        }
+    }
+    for n in &new.services {
+        let id = service_id(&n.key());
+        let Some(o) = old.service_index(&n.key()).map(|i| &old.services[i]) else {
+            push(ChangeOp::Add, "service", Some(id), None, None, to_value(n));
+            continue;
+        };
+        if bare(o) != bare(n) {
+            push(ChangeOp::Change, "service", Some(id.clone()), None, to_value(&bare(o)), to_value(&bare(n)));
+        }
+        for r in &o.reals {
+            let port = r.port_for(o);
+            if n.real_index(r.address, port).is_none() {
+                let item = format!("{}:{port}", r.address);
+                push(ChangeOp::Remove, "real", Some(id.clone()), Some(item), to_value(r), None);
+            }
+        }
+        for r in &n.reals {
+            let port = r.port_for(n);
+            let item = format!("{}:{port}", r.address);
+            match o.real_index(r.address, port).map(|j| &o.reals[j]) {
+                None => push(ChangeOp::Add, "real", Some(id.clone()), Some(item), None, to_value(r)),
+                Some(before) => {
+                    // Compare after defaults, so `"port": 80` equals an absent port on a port-80 service.
+                    let same = before.weight == r.weight
+                        && before.forward_for(o) == r.forward_for(n)
+                        && before.upper_threshold == r.upper_threshold
+                        && before.lower_threshold == r.lower_threshold;
+                    if !same {
+                        push(ChangeOp::Change, "real", Some(id.clone()), Some(item), to_value(before), to_value(r));
+                    }
+                }
+            }
+        }
+        for a in &o.local_addresses {
+            if !n.local_addresses.contains(a) {
+                push(ChangeOp::Remove, "local_address", Some(id.clone()), Some(a.to_string()), to_value(a), None);
+            }
+        }
+        for a in &n.local_addresses {
+            if !o.local_addresses.contains(a) {
+                push(ChangeOp::Add, "local_address", Some(id.clone()), Some(a.to_string()), None, to_value(a));
+            }
+        }
+    }
+    changes
+}
+
+async fn put_config(
+    State(state): AppState,
+    uri: Uri,
+    IfMatch(expect): IfMatch,
+    JsonBody(mut new): JsonBody<Config>,
+) -> Result<Response, ApiError> {
+    let params = query_params(uri.query(), &["dry_run"])?;
+    let dry_run = params.get("dry_run").map(|v| parse_bool_param(v, "dry_run")).transpose()?.unwrap_or(false);
+    let current = state.current.lock().await;
+    if new.api.token.is_none() {
+        // GET leaves the token out; sending that document back keeps it.
+        new.api.token = current.config.api.token.clone();
+    }
+    if let Some(expected) = expect {
+        if expected != current.generation {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                format!(
+                    "the config changed: it is at generation {}, the request was based on {expected}; read it again",
+                    current.generation
+                ),
+            ));
+        }
+    }
+    check_restart_only(&current.config, &new)?;
+    new.validate().map_err(|e| ApiError::invalid(e, None))?;
+    let changes = diff_configs(&current.config, &new);
+    if dry_run || changes.is_empty() {
+        let generation = current.generation;
+        let workers = current.config.workers.len();
+        drop(current);
+        let body = if dry_run {
+            serde_json::json!({ "dry_run": true, "generation": generation, "changes": changes })
+        } else {
+            // Nothing to change: nothing is published or written.
+            serde_json::json!({ "generation": generation, "workers": workers, "adopted": true, "adopt_us": 0, "changes": changes })
+        };
+        return Ok((StatusCode::OK, Json(body)).into_response());
+    }
+    drop(current);
+    let count = changes.len();
+    commit(&state, false, expect, move |config| {
+        *config = new;
+        Ok(Edit { what: format!("replaced the config ({count} changes)"), body_path: None, changes: Some(changes) })
+    })
+    .await
+}
+
+async fn get_timeouts(State(state): AppState) -> Response {
+    let current = state.current.lock().await;
+    with_etag(Json(current.config.timeouts), current.generation)
+}
+
+async fn put_timeouts(
+    State(state): AppState,
+    IfMatch(expect): IfMatch,
+    JsonBody(timeouts): JsonBody<Timeouts>,
+) -> Result<Response, ApiError> {
+    commit(&state, false, expect, move |config| {
+        config.timeouts = timeouts;
+        Ok(Edit::new(
+            format!("timeouts set (tcp {} tcpfin {} udp {})", timeouts.tcp, timeouts.tcp_fin, timeouts.udp),
+            Some("timeouts".to_string()),
+        ))
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------
+// Local addresses
+
+/// Body of `POST .../laddrs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaddrBody {
+    /// The local address.
+    pub address: Ipv4Addr,
+}
+
+async fn list_laddrs(State(state): AppState, ServicePath(key): ServicePath) -> Result<Json<Vec<Ipv4Addr>>, ApiError> {
+    let current = state.current.lock().await;
+    let i = find_service(&current.config, &key)?;
+    Ok(Json(current.config.services[i].local_addresses.clone()))
+}
+
+async fn create_laddr(
+    State(state): AppState,
+    ServicePath(key): ServicePath,
+    IfMatch(expect): IfMatch,
+    JsonBody(body): JsonBody<LaddrBody>,
+) -> Result<Response, ApiError> {
+    commit(&state, true, expect, |config| {
+        let i = find_service(config, &key)?;
+        let service = &mut config.services[i];
+        if service.local_addresses.contains(&body.address) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("service {key} already has local address {}", body.address),
+            ));
+        }
+        service.local_addresses.push(body.address);
+        Ok(Edit::new(format!("added local address {} to service {key}", body.address), None))
+    })
+    .await
+    // A validation error about the new address names the body's `address`.
+    .map_err(|e| e.rename_field(|f| f.starts_with("services[") && f.contains(".local_addresses["), "address"))
+}
+
+async fn delete_laddr(State(state): AppState, path: LaddrPath, IfMatch(expect): IfMatch) -> Result<Response, ApiError> {
+    commit(&state, false, expect, |config| {
+        let i = find_service(config, &path.service)?;
+        let service = &mut config.services[i];
+        let Some(j) = service.local_addresses.iter().position(|a| *a == path.address) else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("service {} has no local address {}", path.service, path.address),
+            ));
+        };
+        service.local_addresses.remove(j);
+        Ok(Edit::new(format!("deleted local address {} of service {}", path.address, path.service), None))
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------
+// Stats, rates, connections, zeroing, metrics
+
+/// One real server in `GET /api/v1/stats/services`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealStatsView {
+    /// Real server address.
+    pub address: Ipv4Addr,
+    /// Real server port.
+    pub port: u16,
+    /// Counters since the last zeroing.
+    #[serde(flatten)]
+    pub traffic: TrafficCounters,
+    /// Connections in ESTABLISHED.
+    pub active: u32,
+    /// Other connections.
+    pub inactive: u32,
+    /// Smoothed rates ([`crate::rate`]).
+    pub rates: Rates,
+}
+
+/// One service in `GET /api/v1/stats/services`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatsView {
+    /// `tcp` or `udp`.
+    pub protocol: Protocol,
+    /// Virtual address.
+    pub vip: Ipv4Addr,
+    /// Virtual port.
+    pub port: u16,
+    /// Counters since the last zeroing, summed over the real servers.
+    #[serde(flatten)]
+    pub traffic: TrafficCounters,
+    /// Connections in ESTABLISHED, over all real servers.
+    pub active: u32,
+    /// Other connections, over all real servers.
+    pub inactive: u32,
+    /// Smoothed rates ([`crate::rate`]).
+    pub rates: Rates,
+    /// Per real server, in config order.
+    pub reals: Vec<RealStatsView>,
+}
+
+/// The services of `config` with their counters (zero when the dataplane
+/// reports none) and rates, in config order.
+pub fn stats_view(config: &Config, stats: &[ServiceStats], rates: &RateEstimator) -> Vec<ServiceStatsView> {
+    config
+        .services
+        .iter()
+        .map(|svc| {
+            let key = svc.key();
+            let s = stats.iter().find(|s| s.key == key);
+            let reals: Vec<RealStatsView> = svc
+                .reals
+                .iter()
+                .map(|r| {
+                    let port = r.port_for(svc);
+                    let rs = s.and_then(|s| s.reals.iter().find(|x| x.addr == r.address && x.port == port));
+                    RealStatsView {
+                        address: r.address,
+                        port,
+                        traffic: rs.map(|x| x.traffic).unwrap_or_default(),
+                        active: rs.map_or(0, |x| x.active),
+                        inactive: rs.map_or(0, |x| x.inactive),
+                        rates: rates.real(&key, r.address, port),
+                    }
+                })
+                .collect();
+            ServiceStatsView {
+                protocol: key.protocol,
+                vip: key.vip,
+                port: key.port,
+                traffic: s.map(|x| x.traffic).unwrap_or_default(),
+                active: reals.iter().map(|r| r.active).sum(),
+                inactive: reals.iter().map(|r| r.inactive).sum(),
+                rates: rates.service(&key),
+                reals,
+            }
+        })
+        .collect()
+}
+
+/// Runs a blocking dataplane query off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the dataplane query failed: {e}"))
+    })
+}
+
+async fn stats_services(State(state): AppState) -> Result<Json<Vec<ServiceStatsView>>, ApiError> {
+    let config = state.config().await;
+    let s = Arc::clone(&state);
+    let stats = blocking(move || s.service_stats()).await?;
+    let rates = state.rates.lock();
+    Ok(Json(stats_view(&config, &stats, &rates)))
+}
+
+async fn zero_stats(State(state): AppState, uri: Uri) -> Result<Json<serde_json::Value>, ApiError> {
+    let params = query_params(uri.query(), &["service"])?;
+    match params.get("service") {
+        None => {
+            let s = Arc::clone(&state);
+            blocking(move || {
+                s.dataplane.zero_stats();
+                s.zero_base.lock().clear();
+                s.rates.lock().zero(None);
+            })
+            .await?;
+            tracing::info!("counters zeroed");
+            Ok(Json(serde_json::json!({ "zeroed": "all" })))
+        }
+        Some(value) => {
+            let key = parse_service_param(value, "service")?;
+            {
+                let current = state.current.lock().await;
+                find_service(&current.config, &key)?;
+            }
+            let s = Arc::clone(&state);
+            blocking(move || {
+                let raw = s.dataplane.service_stats();
+                let base = raw.into_iter().find(|x| x.key == key);
+                let mut zero_base = s.zero_base.lock();
+                match base {
+                    Some(b) => {
+                        zero_base.insert(key, b);
+                    }
+                    None => {
+                        zero_base.remove(&key);
+                    }
+                }
+                s.rates.lock().zero(Some(&key));
+            })
+            .await?;
+            tracing::info!(service = %key, "counters zeroed");
+            Ok(Json(serde_json::json!({ "zeroed": service_id(&key) })))
+        }
+    }
+}
+
+/// One page of `GET /api/v1/connections`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionsPage {
+    /// How many connections matched in all.
+    pub total: usize,
+    /// Index of the first connection of this page.
+    pub offset: usize,
+    /// The page size asked for.
+    pub limit: usize,
+    /// The connections.
+    pub connections: Vec<ConnInfo>,
+}
+
+async fn connections(State(state): AppState, uri: Uri) -> Result<Json<ConnectionsPage>, ApiError> {
+    let params = query_params(uri.query(), &["offset", "limit", "service", "real", "client", "state", "templates"])?;
+    let number = |name: &str, default: usize, max: usize| -> Result<usize, ApiError> {
+        match params.get(name) {
+            None => Ok(default),
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if n <= max && (name != "limit" || n >= 1) => Ok(n),
+                _ => Err(ApiError::bad_request(format!(
+                    "{name}: invalid value `{v}`; expected {} ..= {max}",
+                    if name == "limit" { 1 } else { 0 }
+                ))
+                .with_field(name)),
+            },
+        }
+    };
+    let offset = number("offset", 0, usize::MAX)?;
+    let limit = number("limit", DEFAULT_CONN_LIMIT, MAX_CONN_LIMIT)?;
+    let addr = |name: &str| -> Result<Option<Ipv4Addr>, ApiError> {
+        params
+            .get(name)
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    ApiError::bad_request(format!("{name}: invalid address `{v}`; expected a.b.c.d")).with_field(name)
+                })
+            })
+            .transpose()
+    };
+    let filter = ConnFilter {
+        service: params.get("service").map(|v| parse_service_param(v, "service")).transpose()?,
+        real: addr("real")?,
+        client: addr("client")?,
+        state: params.get("state").cloned(),
+        templates: params.get("templates").map(|v| parse_bool_param(v, "templates")).transpose()?.unwrap_or(false),
+    };
+    let s = Arc::clone(&state);
+    let (connections, total) = blocking(move || s.dataplane.connections(&filter, offset, limit)).await?;
+    Ok(Json(ConnectionsPage { total, offset, limit, connections }))
+}
+
+async fn metrics(State(state): AppState) -> Result<Response, ApiError> {
+    let (config, generation) = {
+        let current = state.current.lock().await;
+        (current.config.clone(), current.generation)
+    };
+    let s = Arc::clone(&state);
+    let (stats, dp) = blocking(move || (s.service_stats(), s.dataplane.stats())).await?;
+    let text = {
+        let rates = state.rates.lock();
+        crate::metrics::render(&crate::metrics::MetricsInput {
+            config: &config,
+            generation,
+            stats: &stats,
+            rates: &rates,
+            dataplane: &dp,
+        })
+    };
+    Ok(([(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
+}
+
+async fn openapi() -> Response {
+    ([(CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
+}
+
+/// Every `(method, path)` the router serves, for documentation checks.
+pub fn documented_routes() -> BTreeSet<(String, String)> {
+    let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).unwrap_or_default();
+    let mut out = BTreeSet::new();
+    if let Some(paths) = doc.get("paths").and_then(|p| p.as_object()) {
+        for (path, item) in paths {
+            if let Some(item) = item.as_object() {
+                for method in item.keys() {
+                    if ["get", "put", "post", "delete", "patch", "head", "options"].contains(&method.as_str()) {
+                        out.insert((method.to_ascii_uppercase(), path.clone()));
+                    }
+                }
+            }
+        }
+    }
+    out
 }

@@ -115,6 +115,16 @@ pub struct Config {
     /// Virtual services.
     #[serde(default)]
     pub services: Vec<ServiceConfig>,
+    /// VRRP instances, sync groups and track scripts.
+    #[serde(default, skip_serializing_if = "crate::ha::VrrpConfig::is_empty")]
+    pub vrrp: crate::ha::VrrpConfig,
+    /// Connection synchronisation with the other directors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<crate::ha::SyncConfig>,
+    /// Drop the connections of removed real servers at their next packet
+    /// (IPVS sysctl `expire_nodest_conn`); default: they run to their end.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub expire_nodest_conn: bool,
 }
 
 /// The REST API listener.
@@ -168,7 +178,7 @@ pub struct RouteConfig {
 }
 
 /// A virtual service (ipvsadm `-A`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     /// `"tcp"` or `"udp"`.
@@ -202,6 +212,9 @@ pub struct ServiceConfig {
     /// Expire the connections of a real server set to weight 0 instead of letting them finish.
     #[serde(default, skip_serializing_if = "is_false")]
     pub expire_quiescent: bool,
+    /// Health checking: delay_loop, quorum, hysteresis, sorry server, alpha/omega, quorum scripts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::ha::ServiceHealth>,
 }
 
 /// Client persistence of a service.
@@ -242,7 +255,7 @@ fn default_local_port_range() -> [u16; 2] {
 }
 
 /// A real server of a service (ipvsadm `-a`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RealConfig {
     /// Real server address.

@@ -4,16 +4,26 @@
 //!   validation that names the offending field (`services[1].reals[0].weight`).
 //! * [`build`]: turns a validated [`Config`] into the dataplane's immutable
 //!   [`Snapshot`](rvs_dataplane::snapshot::Snapshot).
-//! * [`api`]: the REST API (axum) under `/api/v1`; every accepted change is
-//!   validated, built into a new snapshot and published to the workers.
+//! * [`api`]: the REST API (axum) under `/api/v1` and `/metrics`; every accepted
+//!   change is validated, built into a new snapshot, written to the config file
+//!   and published to the workers.
+//! * [`persist`]: crash-safe writing of the config file.
+//! * [`rate`]: IPVS's rate estimator (`ipvsadm --rate`).
+//! * [`metrics`]: the Prometheus exposition of `/metrics`.
+//! * [`ipvsadm`]: rvsadm, the ipvsadm-compatible command line over the REST API.
 //! * [`error`]: the [`ConfigError`] type.
 
 pub mod api;
 pub mod build;
 pub mod config;
 pub mod error;
+pub mod ha;
+pub mod ipvsadm;
+pub mod metrics;
+pub mod persist;
+pub mod rate;
 
-pub use api::{router, ApiState, Dataplane, PublishReport};
+pub use api::{router, spawn_rate_estimator, ApiOptions, ApiState, Dataplane, PublishReport};
 pub use build::build_snapshot;
 pub use config::{ApiConfig, Cidr, Config, PortConfig, RealConfig, RouteConfig, ServiceConfig};
 pub use error::ConfigError;

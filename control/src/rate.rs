@@ -196,7 +196,7 @@ mod tests {
         vec![ServiceStats {
             key: key(),
             traffic,
-            reals: vec![RealStats { addr: Ipv4Addr::new(10, 1, 0, 11), port: 80, traffic, active: 0, inactive: 0 }],
+            reals: vec![RealStats { addr: Ipv4Addr::new(10, 1, 0, 11), port: 80, traffic, active: 0, inactive: 0, overloaded: false }],
         }]
     }
 

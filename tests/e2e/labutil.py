@@ -299,7 +299,9 @@ class Rvsd:
                 + "\n".join(lines[-tail:]) + "\n---- end of rvsd log ----")
 
     def cleanup(self) -> None:
-        self.stop()
+        rc = self.stop()
+        if rc not in (0, None):
+            print(f"\nnote: rvsd exited with {rc} after SIGTERM\n{self.log_text(20)}", file=sys.stderr)
         self.tmp.cleanup()
 
 

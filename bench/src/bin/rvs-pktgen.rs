@@ -51,6 +51,8 @@ enum Cmd {
     Run(RunArgs),
     /// Print an rvsd JSON config matching the generator's addressing plan.
     RvsdConfig(ConfigArgs),
+    /// Print the names of the forwarding modes of the plan, one per line.
+    Modes,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -178,6 +180,7 @@ struct ConfigArgs {
 fn main() {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Modes => MODES.iter().for_each(|m| println!("{}", m.name)),
         Cmd::RvsdConfig(a) => match rvsd_config(&a) {
             Ok(v) => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
             Err(e) => {
@@ -477,7 +480,6 @@ struct Counts {
 struct Gen {
     queue: Queue,
     pool: Mempool,
-    port_mac: MacAddr,
     dut_mac: MacAddr,
     tsc_hz: u64,
     proto: Proto,
@@ -849,7 +851,6 @@ fn run(a: &RunArgs) -> Result<(), String> {
     let mut g = Gen {
         queue: port.queue(0),
         pool,
-        port_mac,
         dut_mac: plan::DIRECTOR_MAC,
         tsc_hz,
         proto,

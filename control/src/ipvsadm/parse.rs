@@ -1,0 +1,896 @@
+//! ipvsadm's command-line grammar (popt rules), with DPVS's FULLNAT and local
+//! address options.
+//!
+//! * Short options may be clustered (`-Ln`, `-Lnc`); an option that takes a
+//!   value takes the rest of its cluster (`-t10.0.0.1:80`, `-At 10.0.0.1:80`)
+//!   or else the next argument.
+//! * `-p`/`--persistent` takes an optional value: the rest of its cluster,
+//!   `--persistent=N`, or the next argument when that does not start with `-`.
+//! * Long options take `--name value` or `--name=value`.
+//! * One command per invocation; each option at most once; the legal
+//!   combinations of commands and options are ipvsadm's table
+//!   (`commands_v_options`), extended with DPVS's `-P`, `-Q`, `-G`.
+//!
+//! Errors carry ipvsadm's messages (`illegal weight specified`, `You need to
+//! supply the 'real-server' option for the 'add-server' command`, ...).
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, ToSocketAddrs};
+
+use rvs_dataplane::snapshot::{ForwardMode, Protocol};
+
+/// ipvsadm's largest persistence timeout (31 days).
+pub const MAX_TIMEOUT: u32 = 86400 * 31;
+/// ipvsadm's default persistence timeout.
+pub const DEFAULT_PERSISTENT_TIMEOUT: u32 = 300;
+
+/// A command: exactly one per invocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Command {
+    /// `-A`, `--add-service`.
+    AddService,
+    /// `-E`, `--edit-service`.
+    EditService,
+    /// `-D`, `--delete-service`.
+    DeleteService,
+    /// `-C`, `--clear`.
+    Flush,
+    /// `-L`, `-l`, `--list`.
+    List,
+    /// `-a`, `--add-server`.
+    AddServer,
+    /// `-d`, `--delete-server`.
+    DeleteServer,
+    /// `-e`, `--edit-server`.
+    EditServer,
+    /// `--set tcp tcpfin udp`.
+    SetTimeout,
+    /// `-R`, `--restore`.
+    Restore,
+    /// `-S`, `--save`.
+    Save,
+    /// `-Z`, `--zero`.
+    Zero,
+    /// `-P`, `--add-laddr` (DPVS).
+    AddLaddr,
+    /// `-Q`, `--del-laddr` (DPVS).
+    DelLaddr,
+    /// `-G`, `--get-laddr` (DPVS).
+    GetLaddr,
+    /// `-h`, `--help`.
+    Help,
+    /// `-v`, `--version`.
+    Version,
+}
+
+impl Command {
+    /// ipvsadm's name of the command, as its error messages use it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Command::AddService => "add-service",
+            Command::EditService => "edit-service",
+            Command::DeleteService => "delete-service",
+            Command::Flush => "flush",
+            Command::List => "list",
+            Command::AddServer => "add-server",
+            Command::DeleteServer => "delete-server",
+            Command::EditServer => "edit-server",
+            Command::SetTimeout => "set",
+            Command::Restore => "restore",
+            Command::Save => "save",
+            Command::Zero => "zero",
+            Command::AddLaddr => "add-laddr",
+            Command::DelLaddr => "del-laddr",
+            Command::GetLaddr => "get-laddr",
+            Command::Help => "help",
+            Command::Version => "version",
+        }
+    }
+
+    /// True for the commands that change the table.
+    pub fn changes_config(self) -> bool {
+        matches!(
+            self,
+            Command::AddService
+                | Command::EditService
+                | Command::DeleteService
+                | Command::Flush
+                | Command::AddServer
+                | Command::DeleteServer
+                | Command::EditServer
+                | Command::SetTimeout
+                | Command::AddLaddr
+                | Command::DelLaddr
+        )
+    }
+}
+
+/// An option, as ipvsadm's `optnames` name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Opt {
+    /// `-n`
+    Numeric,
+    /// `-c`
+    Connection,
+    /// `-t`, `-u`
+    Service,
+    /// `-s`
+    Scheduler,
+    /// `-p`
+    Persistent,
+    /// `-M`
+    Netmask,
+    /// `-r`
+    Server,
+    /// `-g`, `-m`, `-i`, `-b`
+    Forward,
+    /// `-w`
+    Weight,
+    /// `-x`
+    UThreshold,
+    /// `-y`
+    LThreshold,
+    /// `--timeout`
+    Timeout,
+    /// `--daemon`
+    Daemon,
+    /// `--stats`
+    Stats,
+    /// `--rate`
+    Rate,
+    /// `--thresholds`
+    Thresholds,
+    /// `--persistent-conn`
+    PersistentConn,
+    /// `--nosort`
+    NoSort,
+    /// `--exact`, `-X`
+    Exact,
+    /// `--sched-flags`
+    SchedFlags,
+    /// `--tun-info`
+    TunInfo,
+    /// `-z`, `--laddr` (DPVS)
+    Laddr,
+    /// `-F`, `--ifname` (DPVS; accepted and ignored)
+    Ifname,
+}
+
+impl Opt {
+    /// ipvsadm's name of the option.
+    pub fn name(self) -> &'static str {
+        match self {
+            Opt::Numeric => "numeric",
+            Opt::Connection => "connection",
+            Opt::Service => "service-address",
+            Opt::Scheduler => "scheduler",
+            Opt::Persistent => "persistent",
+            Opt::Netmask => "netmask",
+            Opt::Server => "real-server",
+            Opt::Forward => "forwarding-method",
+            Opt::Weight => "weight",
+            Opt::UThreshold => "u-threshold",
+            Opt::LThreshold => "l-threshold",
+            Opt::Timeout => "timeout",
+            Opt::Daemon => "daemon",
+            Opt::Stats => "stats",
+            Opt::Rate => "rate",
+            Opt::Thresholds => "thresholds",
+            Opt::PersistentConn => "persistent-conn",
+            Opt::NoSort => "nosort",
+            Opt::Exact => "exact",
+            Opt::SchedFlags => "sched-flags",
+            Opt::TunInfo => "tun-info",
+            Opt::Laddr => "laddr",
+            Opt::Ifname => "ifname",
+        }
+    }
+
+    const ALL: [Opt; 23] = [
+        Opt::Numeric,
+        Opt::Connection,
+        Opt::Service,
+        Opt::Scheduler,
+        Opt::Persistent,
+        Opt::Netmask,
+        Opt::Server,
+        Opt::Forward,
+        Opt::Weight,
+        Opt::UThreshold,
+        Opt::LThreshold,
+        Opt::Timeout,
+        Opt::Daemon,
+        Opt::Stats,
+        Opt::Rate,
+        Opt::Thresholds,
+        Opt::PersistentConn,
+        Opt::NoSort,
+        Opt::Exact,
+        Opt::SchedFlags,
+        Opt::TunInfo,
+        Opt::Laddr,
+        Opt::Ifname,
+    ];
+}
+
+/// Legal combinations of commands and options, in [`Opt::ALL`] order:
+/// `+` compulsory, `x` illegal, `1` exclusive (one of them), ` ` optional.
+/// The ipvsadm columns are ipvsadm's table; `-z` and `-F` are DPVS's.
+fn legality(cmd: Command) -> &'static [u8; 23] {
+    //                     n c s s p M r f w x y t d s r t p s e b t z F
+    //                       o v c   .   w     m m t t h c o x   i . .
+    match cmd {
+        Command::AddService | Command::EditService => b"xx+   xxxxxxxxxxxxx xxx",
+        Command::DeleteService => b"xx+xxxxxxxxxxxxxxxxxxxx",
+        Command::List => b" 11xxxxxxxxx11       x xx",
+        Command::AddServer | Command::EditServer => b"xx+xxx+    xxxxxxxxxxxxx",
+        Command::DeleteServer => b"xx+xxx+xxxxxxxxxxxxxxxx",
+        Command::Save => b" xxxxxxxxxxxxxxxxxxxxxx",
+        Command::Zero => b"xx xxxxxxxxxxxxxxxxxxxx",
+        Command::AddLaddr | Command::DelLaddr => b"xx+xxxxxxxxxxxxxxxxxx+ ",
+        Command::GetLaddr => b" x xxxxxxxxxxxxxxxxxxx ",
+        Command::Flush | Command::SetTimeout | Command::Restore | Command::Help | Command::Version => {
+            b"xxxxxxxxxxxxxxxxxxxxxxx"
+        }
+    }
+}
+
+/// A virtual service or real server address as given: `host[:port]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// The address.
+    pub addr: Ipv4Addr,
+    /// The port, `None` when not given.
+    pub port: Option<u16>,
+}
+
+/// How listings look (ipvsadm's `FMT_*` flags).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Format {
+    /// `-n`: numeric addresses and ports.
+    pub numeric: bool,
+    /// `--stats`.
+    pub stats: bool,
+    /// `--rate`.
+    pub rate: bool,
+    /// `--thresholds`.
+    pub thresholds: bool,
+    /// `--persistent-conn`.
+    pub persistent_conn: bool,
+    /// `--nosort`.
+    pub nosort: bool,
+    /// `--exact`: no K/M/G scaling.
+    pub exact: bool,
+    /// `--tun-info`.
+    pub tun_info: bool,
+}
+
+/// One parsed command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invocation {
+    /// The command.
+    pub command: Command,
+    /// The options given, for the legality checks.
+    pub options: BTreeSet<Opt>,
+    /// `-t`/`-u`: protocol and address.
+    pub service: Option<(Protocol, Endpoint)>,
+    /// `-s`, as given.
+    pub scheduler: Option<String>,
+    /// `-p [timeout]`.
+    pub persistent: Option<u32>,
+    /// `-M`.
+    pub netmask: Option<Ipv4Addr>,
+    /// `-r`.
+    pub server: Option<Endpoint>,
+    /// `-g`, `-m`, `-i`, `-b`.
+    pub forward: Option<ForwardMode>,
+    /// `-w`.
+    pub weight: Option<u32>,
+    /// `-x`.
+    pub u_threshold: Option<u32>,
+    /// `-y`.
+    pub l_threshold: Option<u32>,
+    /// `--sched-flags`, split at commas.
+    pub sched_flags: Vec<String>,
+    /// `-z`.
+    pub laddr: Option<Ipv4Addr>,
+    /// `--set tcp tcpfin udp` (0 = leave unchanged).
+    pub timeouts: Option<[u32; 3]>,
+    /// Listing format.
+    pub format: Format,
+}
+
+/// A command line rvsadm refuses, with ipvsadm's message and exit status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    /// The message (without program name).
+    pub message: String,
+    /// Also print `Try `rvsadm -h' or 'rvsadm --help' for more information.`.
+    pub try_help: bool,
+}
+
+impl ParseError {
+    fn new(message: impl Into<String>) -> Self {
+        ParseError { message: message.into(), try_help: false }
+    }
+
+    fn try_help(message: impl Into<String>) -> Self {
+        ParseError { message: message.into(), try_help: true }
+    }
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// What an option needs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Arity {
+    None,
+    Required,
+    Optional,
+}
+
+/// Short options: (letter, long name, arity).
+const SHORT: &[(char, &str, Arity)] = &[
+    ('A', "add-service", Arity::None),
+    ('E', "edit-service", Arity::None),
+    ('D', "delete-service", Arity::None),
+    ('C', "clear", Arity::None),
+    ('L', "list", Arity::None),
+    ('l', "list", Arity::None),
+    ('Z', "zero", Arity::None),
+    ('a', "add-server", Arity::None),
+    ('e', "edit-server", Arity::None),
+    ('d', "delete-server", Arity::None),
+    ('h', "help", Arity::None),
+    ('v', "version", Arity::None),
+    ('R', "restore", Arity::None),
+    ('S', "save", Arity::None),
+    ('t', "tcp-service", Arity::Required),
+    ('u', "udp-service", Arity::Required),
+    ('f', "fwmark-service", Arity::Required),
+    ('s', "scheduler", Arity::Required),
+    ('p', "persistent", Arity::Optional),
+    ('M', "netmask", Arity::Required),
+    ('r', "real-server", Arity::Required),
+    ('m', "masquerading", Arity::None),
+    ('i', "ipip", Arity::None),
+    ('g', "gatewaying", Arity::None),
+    ('b', "fullnat", Arity::None),
+    ('w', "weight", Arity::Required),
+    ('x', "u-threshold", Arity::Required),
+    ('y', "l-threshold", Arity::Required),
+    ('n', "numeric", Arity::None),
+    ('c', "connection", Arity::None),
+    ('X', "exact", Arity::None),
+    ('6', "ipv6", Arity::None),
+    ('o', "ops", Arity::None),
+    ('P', "add-laddr", Arity::None),
+    ('Q', "del-laddr", Arity::None),
+    ('G', "get-laddr", Arity::None),
+    ('z', "laddr", Arity::Required),
+    ('F', "ifname", Arity::Required),
+];
+
+/// Long-only options: (name, arity).
+const LONG_ONLY: &[(&str, Arity)] = &[
+    ("set", Arity::None),
+    ("timeout", Arity::None),
+    ("daemon", Arity::None),
+    ("stats", Arity::None),
+    ("rate", Arity::None),
+    ("thresholds", Arity::None),
+    ("persistent-conn", Arity::None),
+    ("nosort", Arity::None),
+    ("sort", Arity::None),
+    ("sched-flags", Arity::Required),
+    ("tun-info", Arity::None),
+    ("sctp-service", Arity::Required),
+    ("start-daemon", Arity::Required),
+    ("stop-daemon", Arity::Required),
+    ("mcast-interface", Arity::Required),
+    ("syncid", Arity::Required),
+    ("pe", Arity::Required),
+    ("mcast-group", Arity::Required),
+    ("mcast-port", Arity::Required),
+    ("mcast-ttl", Arity::Required),
+    ("sync-maxlen", Arity::Required),
+    ("tun-type", Arity::Required),
+    ("tun-port", Arity::Required),
+    ("tun-nocsum", Arity::None),
+    ("tun-csum", Arity::None),
+    ("tun-remcsum", Arity::None),
+];
+
+fn long_arity(name: &str) -> Option<Arity> {
+    SHORT
+        .iter()
+        .find(|(_, n, _)| *n == name)
+        .map(|(_, _, a)| *a)
+        .or_else(|| LONG_ONLY.iter().find(|(n, _)| *n == name).map(|(_, a)| *a))
+}
+
+/// ipvsadm's `string_to_number`: a decimal in `min..=max`.
+fn number(s: &str, min: u64, max: u64) -> Option<u64> {
+    s.parse::<u64>().ok().filter(|n| (min..=max).contains(n))
+}
+
+/// Looks a port name up in `/etc/services` for `protocol`.
+pub fn service_to_port(name: &str, protocol: Protocol) -> Option<u16> {
+    let text = std::fs::read_to_string("/etc/services").ok()?;
+    crate::ipvsadm::format::ServiceNames::parse(&text).port(name, protocol)
+}
+
+/// ipvsadm's `parse_service`: `host[:port]`, host a dotted quad or a name,
+/// port a number or a service name. `None` when it is not an address.
+pub fn parse_endpoint(buf: &str, protocol: Protocol) -> Result<Option<Endpoint>, ParseError> {
+    if buf.is_empty() || buf.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(None);
+    }
+    if buf.starts_with('[') || buf.matches(':').count() > 1 {
+        return Err(ParseError::new("IPv6 addresses are not supported by rvs"));
+    }
+    let (host, port) = match buf.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (buf, None),
+    };
+    let addr = match host.parse::<Ipv4Addr>() {
+        Ok(a) => a,
+        Err(_) => match (host, 0u16).to_socket_addrs() {
+            Ok(mut addrs) => match addrs.find_map(|a| match a.ip() {
+                std::net::IpAddr::V4(v4) => Some(v4),
+                std::net::IpAddr::V6(_) => None,
+            }) {
+                Some(a) => a,
+                None => return Ok(None),
+            },
+            Err(_) => return Ok(None),
+        },
+    };
+    let port = match port {
+        None => None,
+        Some(p) => match number(p, 0, 65535) {
+            Some(n) => Some(n as u16),
+            None => match service_to_port(p, protocol) {
+                Some(n) => Some(n),
+                None => return Ok(None),
+            },
+        },
+    };
+    Ok(Some(Endpoint { addr, port }))
+}
+
+fn parse_netmask(buf: &str) -> Option<Ipv4Addr> {
+    buf.parse().ok()
+}
+
+fn parse_timeout(buf: &str, min: u32, max: u32) -> Result<u32, ParseError> {
+    number(buf, u64::from(min), u64::from(max))
+        .map(|n| n as u32)
+        .ok_or_else(|| ParseError::new(format!("invalid timeout value `{buf}' specified")))
+}
+
+fn unsupported(option: &str, why: &str) -> ParseError {
+    ParseError::new(format!("option `{option}' is not supported by rvs: {why}"))
+}
+
+/// State while parsing.
+struct Parser {
+    inv: Invocation,
+    /// `-t`/`-u` values are parsed once the whole line is read (the protocol must be known for `-r`).
+    raw_service: Option<(Protocol, String)>,
+    raw_server: Option<String>,
+    positionals: Vec<String>,
+}
+
+impl Parser {
+    fn set_command(&mut self, cmd: Command) -> Result<(), ParseError> {
+        if self.inv.command != Command::Help || self.command_set {
+            return Err(ParseError::new("multiple commands specified"));
+        }
+        self.inv.command = cmd;
+        self.command_set = true;
+        Ok(())
+    }
+
+    fn set_option(&mut self, opt: Opt) -> Result<(), ParseError> {
+        if !self.inv.options.insert(opt) {
+            return Err(ParseError::new(format!("multiple '{}' options specified", opt.name())));
+        }
+        Ok(())
+    }
+}
+
+// `command_set` lives beside the invocation; a separate field keeps Invocation plain.
+impl Parser {
+    #[allow(non_upper_case_globals)]
+    const command_set_default: bool = false;
+}
+
+/// Parses one command line (without the program name).
+pub fn parse(args: &[String]) -> Result<Invocation, ParseError> {
+    let mut p = Parser {
+        inv: Invocation {
+            command: Command::Help,
+            options: BTreeSet::new(),
+            service: None,
+            scheduler: None,
+            persistent: None,
+            netmask: None,
+            server: None,
+            forward: None,
+            weight: None,
+            u_threshold: None,
+            l_threshold: None,
+            sched_flags: Vec::new(),
+            laddr: None,
+            timeouts: None,
+            format: Format::default(),
+        },
+        raw_service: None,
+        raw_server: None,
+        positionals: Vec::new(),
+        command_set: Parser::command_set_default,
+    };
+    if args.is_empty() {
+        // Plain `ipvsadm` lists the table.
+        p.inv.command = Command::List;
+        return Ok(p.inv);
+    }
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        i += 1;
+        if arg == "--" {
+            p.positionals.extend(args[i..].iter().cloned());
+            break;
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (long, None),
+            };
+            let Some(arity) = long_arity(name) else {
+                return Err(ParseError::try_help(format!("--{name}: unknown option")));
+            };
+            let value = match arity {
+                Arity::None => {
+                    if inline.is_some() {
+                        return Err(ParseError::try_help(format!("--{name}: option does not take an argument")));
+                    }
+                    None
+                }
+                Arity::Required => match inline {
+                    Some(v) => Some(v),
+                    None => {
+                        let Some(v) = args.get(i) else {
+                            return Err(ParseError::try_help(format!("--{name}: missing argument")));
+                        };
+                        i += 1;
+                        Some(v.clone())
+                    }
+                },
+                Arity::Optional => match inline {
+                    Some(v) => Some(v),
+                    None => match args.get(i) {
+                        Some(v) if !v.starts_with('-') => {
+                            i += 1;
+                            Some(v.clone())
+                        }
+                        _ => None,
+                    },
+                },
+            };
+            p.apply(name, value)?;
+        } else if let Some(cluster) = arg.strip_prefix('-').filter(|c| !c.is_empty()) {
+            let chars: Vec<char> = cluster.chars().collect();
+            let mut j = 0;
+            while j < chars.len() {
+                let c = chars[j];
+                j += 1;
+                let Some(&(_, name, arity)) = SHORT.iter().find(|(s, _, _)| *s == c) else {
+                    return Err(ParseError::try_help(format!("-{c}: unknown option")));
+                };
+                let rest: String = chars[j..].iter().collect();
+                let value = match arity {
+                    Arity::None => None,
+                    Arity::Required => {
+                        j = chars.len();
+                        if !rest.is_empty() {
+                            Some(rest)
+                        } else {
+                            let Some(v) = args.get(i) else {
+                                return Err(ParseError::try_help(format!("-{c}: missing argument")));
+                            };
+                            i += 1;
+                            Some(v.clone())
+                        }
+                    }
+                    Arity::Optional => {
+                        j = chars.len();
+                        if !rest.is_empty() {
+                            Some(rest)
+                        } else {
+                            match args.get(i) {
+                                Some(v) if !v.starts_with('-') => {
+                                    i += 1;
+                                    Some(v.clone())
+                                }
+                                _ => None,
+                            }
+                        }
+                    }
+                };
+                p.apply(name, value)?;
+            }
+        } else {
+            p.positionals.push(arg.clone());
+        }
+    }
+    p.finish()
+}
+
+impl Parser {
+    /// Handles one option by its long name.
+    fn apply(&mut self, name: &str, value: Option<String>) -> Result<(), ParseError> {
+        let v = value.unwrap_or_default();
+        match name {
+            "add-service" => self.set_command(Command::AddService)?,
+            "edit-service" => self.set_command(Command::EditService)?,
+            "delete-service" => self.set_command(Command::DeleteService)?,
+            "clear" => self.set_command(Command::Flush)?,
+            "list" => self.set_command(Command::List)?,
+            "zero" => self.set_command(Command::Zero)?,
+            "add-server" => self.set_command(Command::AddServer)?,
+            "edit-server" => self.set_command(Command::EditServer)?,
+            "delete-server" => self.set_command(Command::DeleteServer)?,
+            "set" => self.set_command(Command::SetTimeout)?,
+            "restore" => self.set_command(Command::Restore)?,
+            "save" => self.set_command(Command::Save)?,
+            "add-laddr" => self.set_command(Command::AddLaddr)?,
+            "del-laddr" => self.set_command(Command::DelLaddr)?,
+            "get-laddr" => self.set_command(Command::GetLaddr)?,
+            "help" => self.set_command(Command::Help)?,
+            "version" => self.set_command(Command::Version)?,
+            "tcp-service" | "udp-service" => {
+                self.set_option(Opt::Service)?;
+                let proto = if name == "tcp-service" { Protocol::Tcp } else { Protocol::Udp };
+                self.raw_service = Some((proto, v));
+            }
+            "scheduler" => {
+                self.set_option(Opt::Scheduler)?;
+                self.inv.scheduler = Some(v);
+            }
+            "persistent" => {
+                self.set_option(Opt::Persistent)?;
+                self.inv.persistent = Some(if v.is_empty() {
+                    DEFAULT_PERSISTENT_TIMEOUT
+                } else {
+                    parse_timeout(&v, 1, MAX_TIMEOUT)?
+                });
+            }
+            "netmask" => {
+                self.set_option(Opt::Netmask)?;
+                self.inv.netmask = Some(
+                    parse_netmask(&v)
+                        .ok_or_else(|| ParseError::new("illegal virtual server persistent mask specified"))?,
+                );
+            }
+            "real-server" => {
+                self.set_option(Opt::Server)?;
+                self.raw_server = Some(v);
+            }
+            "masquerading" | "ipip" | "gatewaying" | "fullnat" => {
+                self.set_option(Opt::Forward)?;
+                self.inv.forward = Some(match name {
+                    "masquerading" => ForwardMode::Nat,
+                    "ipip" => ForwardMode::Tun,
+                    "fullnat" => ForwardMode::FullNat,
+                    _ => ForwardMode::Dr,
+                });
+            }
+            "weight" => {
+                self.set_option(Opt::Weight)?;
+                let w = number(&v, 0, 65535).ok_or_else(|| ParseError::new("illegal weight specified"))?;
+                self.inv.weight = Some(w as u32);
+            }
+            "u-threshold" => {
+                self.set_option(Opt::UThreshold)?;
+                let n = number(&v, 0, i32::MAX as u64).ok_or_else(|| ParseError::new("illegal u_threshold specified"))?;
+                self.inv.u_threshold = Some(n as u32);
+            }
+            "l-threshold" => {
+                self.set_option(Opt::LThreshold)?;
+                let n = number(&v, 0, i32::MAX as u64).ok_or_else(|| ParseError::new("illegal l_threshold specified"))?;
+                self.inv.l_threshold = Some(n as u32);
+            }
+            "numeric" => {
+                self.set_option(Opt::Numeric)?;
+                self.inv.format.numeric = true;
+            }
+            "connection" => self.set_option(Opt::Connection)?,
+            "timeout" => self.set_option(Opt::Timeout)?,
+            "daemon" => self.set_option(Opt::Daemon)?,
+            "stats" => {
+                self.set_option(Opt::Stats)?;
+                self.inv.format.stats = true;
+            }
+            "rate" => {
+                self.set_option(Opt::Rate)?;
+                self.inv.format.rate = true;
+            }
+            "thresholds" => {
+                self.set_option(Opt::Thresholds)?;
+                self.inv.format.thresholds = true;
+            }
+            "persistent-conn" => {
+                self.set_option(Opt::PersistentConn)?;
+                self.inv.format.persistent_conn = true;
+            }
+            "nosort" => {
+                self.set_option(Opt::NoSort)?;
+                self.inv.format.nosort = true;
+            }
+            "sort" => {}
+            "exact" => {
+                self.set_option(Opt::Exact)?;
+                self.inv.format.exact = true;
+            }
+            "tun-info" => {
+                self.set_option(Opt::TunInfo)?;
+                self.inv.format.tun_info = true;
+            }
+            "sched-flags" => {
+                self.set_option(Opt::SchedFlags)?;
+                self.inv.sched_flags = v.split(',').filter(|f| !f.is_empty()).map(str::to_string).collect();
+            }
+            "laddr" => {
+                self.set_option(Opt::Laddr)?;
+                self.inv.laddr = Some(
+                    v.parse().map_err(|_| ParseError::new(format!("illegal local address `{v}' specified")))?,
+                );
+            }
+            "ifname" => self.set_option(Opt::Ifname)?,
+            "fwmark-service" => return Err(unsupported("-f", "rvs has no firewall-mark services; use -t or -u")),
+            "sctp-service" => return Err(unsupported("--sctp-service", "rvs balances TCP and UDP")),
+            "ipv6" => return Err(unsupported("-6", "rvs is IPv4 only")),
+            "ops" => return Err(unsupported("-o", "one-packet scheduling is not implemented")),
+            "pe" => return Err(unsupported("--pe", "no persistence engines (sip) in rvs")),
+            "start-daemon" | "stop-daemon" | "mcast-interface" | "syncid" | "mcast-group" | "mcast-port"
+            | "mcast-ttl" | "sync-maxlen" => {
+                return Err(unsupported(&format!("--{name}"), "connection sync is configured in rvsd's config file"))
+            }
+            "tun-type" | "tun-port" | "tun-nocsum" | "tun-csum" | "tun-remcsum" => {
+                return Err(unsupported(&format!("--{name}"), "rvs tunnels with IPIP only"))
+            }
+            other => return Err(ParseError::try_help(format!("--{other}: unknown option"))),
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Invocation, ParseError> {
+        if !self.command_set {
+            return Err(ParseError::try_help("no command specified"));
+        }
+        let cmd = self.inv.command;
+        if cmd == Command::SetTimeout {
+            if self.positionals.len() < 3 {
+                return Err(ParseError::new("--set option requires 3 timeout values"));
+            }
+            let t: Vec<String> = self.positionals.drain(..3).collect();
+            self.inv.timeouts = Some([
+                parse_timeout(&t[0], 0, MAX_TIMEOUT)?,
+                parse_timeout(&t[1], 0, MAX_TIMEOUT)?,
+                parse_timeout(&t[2], 0, MAX_TIMEOUT)?,
+            ]);
+        }
+        if let Some(extra) = self.positionals.first() {
+            return Err(ParseError::new(format!("unexpected argument {extra}")));
+        }
+        if let Some((proto, raw)) = self.raw_service.take() {
+            let ep = parse_endpoint(&raw, proto)?
+                .ok_or_else(|| ParseError::new("illegal virtual server address[:port] specified"))?;
+            self.inv.service = Some((proto, ep));
+        }
+        if let Some(raw) = self.raw_server.take() {
+            let proto = self.inv.service.map_or(Protocol::Tcp, |(p, _)| p);
+            let ep = parse_endpoint(&raw, proto)?
+                .ok_or_else(|| ParseError::new("illegal real server address[:port] specified"))?;
+            self.inv.server = Some(ep);
+        }
+        generic_opt_check(cmd, &self.inv.options)?;
+        if matches!(cmd, Command::AddService | Command::EditService) {
+            if let Some((_, ep)) = self.inv.service {
+                if ep.port.unwrap_or(0) == 0 && self.inv.persistent.is_none() {
+                    return Err(ParseError::new("Zero port specified for non-persistent service"));
+                }
+            }
+        }
+        if cmd == Command::List {
+            let o = &self.inv.options;
+            let has = |x: Opt| o.contains(&x);
+            if ((has(Opt::Connection) || has(Opt::Timeout) || has(Opt::Daemon))
+                && (has(Opt::Stats) || has(Opt::Rate) || has(Opt::Thresholds)))
+                || ((has(Opt::Timeout) || has(Opt::Daemon)) && has(Opt::PersistentConn))
+            {
+                return Err(ParseError::new("options conflicts in the list command"));
+            }
+        }
+        Ok(self.inv)
+    }
+}
+
+/// ipvsadm's `generic_opt_check` over [`legality`].
+fn generic_opt_check(cmd: Command, options: &BTreeSet<Opt>) -> Result<(), ParseError> {
+    let table = legality(cmd);
+    let mut exclusive: Option<Opt> = None;
+    for (j, opt) in Opt::ALL.iter().enumerate() {
+        let rule = table[j];
+        if !options.contains(opt) {
+            if rule == b'+' {
+                return Err(ParseError::new(format!(
+                    "You need to supply the '{}' option for the '{}' command",
+                    opt.name(),
+                    cmd.name()
+                )));
+            }
+        } else {
+            if rule == b'x' {
+                return Err(ParseError::new(format!(
+                    "Illegal '{}' option with the '{}' command",
+                    opt.name(),
+                    cmd.name()
+                )));
+            }
+            if rule == b'1' {
+                if let Some(first) = exclusive {
+                    return Err(ParseError::new(format!(
+                        "The option '{}' conflicts with the '{}' option in the '{}' command",
+                        opt.name(),
+                        first.name(),
+                        cmd.name()
+                    )));
+                }
+                exclusive = Some(*opt);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Splits one line of a restore file into arguments: whitespace-separated,
+/// with `"..."` and `'...'` quoting; `#` starts a comment at a word start.
+pub fn split_line(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    for c in line.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => cur.push(c),
+            None if c == '"' || c == '\'' => {
+                quote = Some(c);
+                in_word = true;
+            }
+            None if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            None if c == '#' && !in_word => break,
+            None => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    words
+}

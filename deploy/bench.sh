@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# The rvs benchmark suite, one command:
+#
+#   deploy/bench.sh            full run (about 10 minutes); writes bench/report/
+#   deploy/bench.sh --smoke    a short run for CI (well under a minute once built);
+#                              writes target/bench-smoke/ and fails only when
+#                              something is broken (nothing forwarded, wrong rewrites),
+#                              never because a figure is below its target.
+#
+# What it runs (see bench/README in bench/src/lib.rs for the pieces):
+#   1. cargo build --release: rvsd, rvs-pktgen, rvs-conn-mem; criterion's packet_path bench.
+#   2. criterion: ns/packet of Processor::handle per mode, established / new connection,
+#      1 thousand and 4 million live connections.
+#   3. rvs-conn-mem: resident bytes per connection-table entry.
+#   4. memif runs on this 2-core machine: rvs-pktgen on lcore 0, the DUT's worker on lcore 1
+#      (its main lcore shares core 0): dpdk-testpmd io-fwd (the limit), then rvsd per mode
+#      and profile (established 1k flows, established 4M flows, SYN, mix), each with an
+#      RFC 2544 zero-loss search.
+#   5. deploy/bench/report.py: REPORT.md, report.json, mpps.png (matplotlib, installed with
+#      pip if missing; an SVG is drawn instead when that fails).
+#
+# Environment: RVS_BENCH_MODES="dr nat" restricts the modes; CARGO_TARGET_DIR is honoured;
+# RVS_BENCH_OUT overrides the report directory.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SMOKE=0
+for arg in "$@"; do
+    case "$arg" in
+        --smoke) SMOKE=1 ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        *) echo "bench.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+if [[ $SMOKE == 1 ]]; then
+    OUT=${RVS_BENCH_OUT:-$TARGET/bench-smoke}
+else
+    OUT=${RVS_BENCH_OUT:-$ROOT/bench/report}
+fi
+WORK=$(mktemp -d /tmp/rvs-bench.XXXXXX)
+TAG="rvsb$$"
+API_PORT=$((19000 + $$ % 1000))
+PIDS=()
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+stop_pid() {
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    for pid in "${PIDS[@]:-}"; do
+        [[ -n "$pid" ]] && stop_pid "$pid"
+    done
+    wait 2>/dev/null || true
+    # EAL runtime directories of this run's processes only.
+    rm -rf /var/run/dpdk/"$TAG"-* 2>/dev/null || true
+    if [[ $rc != 0 ]]; then
+        mkdir -p "$OUT"
+        cp -r "$WORK" "$OUT/failed-run-logs" 2>/dev/null || true
+        log "FAILED (exit $rc); logs in $OUT/failed-run-logs"
+    fi
+    rm -rf "$WORK"
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+cd "$ROOT"
+
+# ---------------------------------------------------------------- 1. build
+log "building (release)"
+cargo build --release -p rvs-control --bin rvsd >&2
+cargo build --release -p rvs-bench --bins >&2
+RVSD=$TARGET/release/rvsd
+PKTGEN=$TARGET/release/rvs-pktgen
+CONNMEM=$TARGET/release/rvs-conn-mem
+TESTPMD=$(command -v dpdk-testpmd || true)
+
+MODES=${RVS_BENCH_MODES:-$("$PKTGEN" modes | tr '\n' ' ')}
+
+# ---------------------------------------------------------------- machine
+{
+    echo "{"
+    echo "  \"cpu_model\": \"$(lscpu | sed -n 's/^Model name: *//p' | head -1)\","
+    echo "  \"cpus\": $(nproc),"
+    echo "  \"kernel\": \"$(uname -r)\","
+    echo "  \"memory_gib\": $(awk '/MemTotal/ {printf "%.1f", $2/1048576}' /proc/meminfo),"
+    echo "  \"hypervisor\": \"$(lscpu | sed -n 's/^Hypervisor vendor: *//p' | head -1)\","
+    echo "  \"date_utc\": \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\","
+    echo "  \"load_average_at_start\": \"$(cut -d' ' -f1-3 /proc/loadavg)\","
+    echo "  \"rustc\": \"$(rustc --version)\","
+    echo "  \"dpdk\": \"$(dpkg-query -W -f='${Version}' dpdk 2>/dev/null || pkg-config --modversion libdpdk 2>/dev/null || echo unknown)\","
+    echo "  \"git_commit\": \"$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)\","
+    echo "  \"git_dirty\": $( [[ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ]] && echo true || echo false),"
+    echo "  \"smoke\": $( [[ $SMOKE == 1 ]] && echo true || echo false)"
+    echo "}"
+} > "$WORK/machine.json"
+
+# ---------------------------------------------------------------- 2. criterion
+if [[ $SMOKE == 1 ]]; then
+    BIG=20000; CRIT_ARGS=(--warm-up-time 0.1 --measurement-time 0.3 --sample-size 10)
+else
+    BIG=4000000; CRIT_ARGS=(--warm-up-time 1 --measurement-time 4)
+fi
+log "criterion packet_path (big table: $BIG connections)"
+rm -rf "$TARGET/criterion/packet_path_"*
+RVS_BENCH_BIG_CONNS=$BIG cargo bench -p rvs-bench --bench packet_path -- "${CRIT_ARGS[@]}" --noplot \
+    > "$WORK/criterion.log" 2>&1 || { tail -40 "$WORK/criterion.log" >&2; exit 1; }
+grep -E '^packet_path|time:' "$WORK/criterion.log" >&2 || true
+mkdir -p "$WORK/criterion"
+cp -r "$TARGET/criterion/packet_path_"* "$WORK/criterion/" 2>/dev/null || true
+
+# ---------------------------------------------------------------- 3. memory per connection
+log "memory per connection"
+if [[ $SMOKE == 1 ]]; then MEM_SIZES=(100000); else MEM_SIZES=(1000000 4000000); fi
+"$CONNMEM" "${MEM_SIZES[@]}" > "$WORK/conn_mem.json" 2> "$WORK/conn_mem.log"
+
+# ---------------------------------------------------------------- 4. memif runs
+if [[ $SMOKE == 1 ]]; then
+    GEN_TIMES=(--duration 0.5 --trial-secs 0.3 --search-steps 3)
+    SCENARIOS=("established:1000")
+    TABLE=100000
+else
+    GEN_TIMES=(--duration 3 --trial-secs 2 --search-steps 8)
+    SCENARIOS=("established:1000" "established:4000000" "syn:0" "mix:1000")
+    TABLE=4500000
+fi
+mkdir -p "$WORK/runs"
+
+# run_gen NAME DUT MODE PROFILE FLOWS SOCKET
+run_gen() {
+    local name=$1 dut=$2 mode=$3 profile=$4 flows=$5 sock=$6
+    "$PKTGEN" run --dut "$dut" --mode "$mode" --profile "$profile" --flows "$flows" \
+        --device "net_memif0,role=client,socket=$sock" --lcore 0 --file-prefix "$TAG-gen" \
+        --search "${GEN_TIMES[@]}" --out "$WORK/runs/$name.json" \
+        > /dev/null 2> "$WORK/runs/$name.gen.log" || { tail -20 "$WORK/runs/$name.gen.log" >&2; return 1; }
+    python3 - "$WORK/runs/$name.json" <<'EOF' >&2
+import json, sys
+d = json.load(open(sys.argv[1]))
+m, s = d["max"], d.get("search") or {}
+print(f"  {d['dut']:8} {d['mode']:8} {d['profile']:12} flows={d['flows']:<8} max {m['rx_mpps']:.3f} Mpps"
+      f"  zero-loss {s.get('zero_loss_mpps', 0):.3f} Mpps  bad={m['received_bad_rewrite']} p50={m['latency_ns']['p50']} ns")
+if m["received_ok"] == 0 or m["received_bad_rewrite"] > 0:
+    print(f"  BROKEN: nothing forwarded or wrong rewrites; first bad frame: {d.get('first_bad_frame')}")
+    sys.exit(1)
+EOF
+}
+
+if [[ -n "$TESTPMD" ]]; then
+    log "dpdk-testpmd io-fwd (the limit)"
+    SOCK=$WORK/testpmd.sock
+    "$TESTPMD" -l 0,1 --main-lcore 0 --no-huge -m 512 --no-pci --file-prefix "$TAG-testpmd" \
+        --vdev "net_memif0,role=server,socket=$SOCK" -- \
+        --forward-mode=io --port-topology=loop --nb-cores=1 --total-num-mbufs=16384 \
+        --rxd=1024 --txd=1024 --burst=32 --auto-start --stats-period 60 \
+        > "$WORK/runs/testpmd.log" 2>&1 < /dev/null &
+    PIDS+=($!)
+    TP_PID=$!
+    sleep 1
+    run_gen "testpmd-io-established-1000" testpmd "$(echo $MODES | cut -d' ' -f1)" established 1000 "$SOCK"
+    stop_pid "$TP_PID"
+else
+    log "dpdk-testpmd not found (apt-get install dpdk): no limit measured"
+fi
+
+for mode in $MODES; do
+    for sc in "${SCENARIOS[@]}"; do
+        profile=${sc%%:*}; flows=${sc##*:}
+        name="rvsd-$mode-$profile-$flows"
+        log "rvsd $mode $profile flows=$flows"
+        SOCK=$WORK/rvsd.sock
+        rm -f "$SOCK"
+        "$PKTGEN" rvsd-config --socket "$SOCK" --file-prefix "$TAG-rvsd" --modes "$mode" \
+            --api "127.0.0.1:$API_PORT" --conn-table-size "$TABLE" > "$WORK/runs/$name.rvsd.json"
+        RUST_LOG=warn "$RVSD" --config "$WORK/runs/$name.rvsd.json" > "$WORK/runs/$name.rvsd.log" 2>&1 < /dev/null &
+        RVSD_PID=$!
+        PIDS+=($RVSD_PID)
+        for _ in $(seq 100); do
+            curl -sf "127.0.0.1:$API_PORT/api/v1/status" > /dev/null 2>&1 && break
+            kill -0 "$RVSD_PID" 2>/dev/null || { cat "$WORK/runs/$name.rvsd.log" >&2; exit 1; }
+            sleep 0.1
+        done
+        # perf stat on rvsd over the whole run: where the worker's time goes.
+        PERF_PID=""
+        if command -v perf > /dev/null && [[ $SMOKE == 0 ]]; then
+            perf stat -e task-clock,context-switches,cpu-migrations,page-faults,cycles,instructions \
+                -p "$RVSD_PID" -o "$WORK/runs/$name.perf.txt" > /dev/null 2>&1 &
+            PERF_PID=$!
+            PIDS+=($PERF_PID)
+        fi
+        run_gen "$name" rvsd "$mode" "$profile" "$flows" "$SOCK"
+        [[ -n "$PERF_PID" ]] && { kill -INT "$PERF_PID" 2>/dev/null || true; wait "$PERF_PID" 2>/dev/null || true; }
+        curl -sf "127.0.0.1:$API_PORT/api/v1/stats" > "$WORK/runs/$name.stats.json" || echo '{}' > "$WORK/runs/$name.stats.json"
+        stop_pid "$RVSD_PID"
+    done
+done
+echo "\"$(cut -d' ' -f1-3 /proc/loadavg)\"" > "$WORK/load_end.json"
+
+# ---------------------------------------------------------------- 5. report
+log "report -> $OUT"
+mkdir -p "$OUT"
+python3 "$ROOT/deploy/bench/report.py" "$WORK" "$OUT" $( [[ $SMOKE == 1 ]] && echo --smoke )
+log "done: $OUT/REPORT.md"

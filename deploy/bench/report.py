@@ -1,0 +1,405 @@
+#!/usr/bin/env python3
+"""Turns the raw results of deploy/bench.sh into REPORT.md, report.json and mpps.png.
+
+usage: report.py WORK_DIR OUT_DIR [--smoke]
+
+WORK_DIR holds machine.json, criterion/<group>/<bench>/new/estimates.json,
+conn_mem.json, runs/*.json (rvs-pktgen reports; *.stats.json rvsd counters;
+*.perf.txt perf stat). Only the standard library is needed; the plot uses
+matplotlib, installed with pip when missing, and falls back to an SVG drawn by
+hand when that fails.
+"""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+TARGETS = {
+    "ratio_dr": 0.9,
+    "ratio_fullnat": 0.8,
+    "ns_established": 67.0,
+    "ns_new_conn": 250.0,
+    "big_table_cost": 0.25,
+    "bytes_per_conn": 64.0,
+}
+
+
+def load(path, default=None):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
+
+
+def criterion_results(work):
+    """{(mode, table): {"established": ns, "new_conn": ns}} from criterion's estimates."""
+    out = {}
+    for est in glob.glob(os.path.join(work, "criterion", "packet_path_*", "*", "new", "estimates.json")):
+        parts = est.split(os.sep)
+        bench, group = parts[-3], parts[-4]
+        _, _, mode, table = group.split("_", 3) if group.count("_") >= 3 else (None, None, None, None)
+        if mode is None:
+            continue
+        d = load(est, {})
+        mean = d.get("mean", {})
+        ci = mean.get("confidence_interval", {})
+        out.setdefault((mode, table), {})[bench] = {
+            "ns": mean.get("point_estimate"),
+            "ci_low": ci.get("lower_bound"),
+            "ci_high": ci.get("upper_bound"),
+            "median_ns": d.get("median", {}).get("point_estimate"),
+        }
+    return out
+
+
+def table_rank(label):
+    mult = {"k": 1e3, "m": 1e6}
+    try:
+        return float(label[:-1]) * mult.get(label[-1], 1) if label[-1] in mult else float(label)
+    except ValueError:
+        return 0.0
+
+
+def run_results(work):
+    runs = []
+    for path in sorted(glob.glob(os.path.join(work, "runs", "*.json"))):
+        if path.endswith((".stats.json", ".rvsd.json")):
+            continue
+        d = load(path)
+        if not d or "max" not in d:
+            continue
+        name = os.path.basename(path)[:-5]
+        search = d.get("search") or {}
+        at = search.get("at_zero_loss_rate") or {}
+        stats = load(os.path.join(work, "runs", name + ".stats.json"), {}) or {}
+        counters = {}
+        for w in stats.get("workers", []):
+            for k, v in w.get("counters", {}).items():
+                counters[k] = counters.get(k, 0) + v
+        perf = None
+        pp = os.path.join(work, "runs", name + ".perf.txt")
+        if os.path.exists(pp):
+            perf = open(pp).read().strip()
+        runs.append({
+            "name": name,
+            "dut": d["dut"],
+            "mode": d["mode"] if d["dut"] == "rvsd" else "io-fwd",
+            "profile": d["profile"],
+            "flows": d["flows"],
+            "frame_size": d["frame_size"],
+            "proto": d["proto"],
+            "max_mpps": d["max"]["rx_mpps"],
+            "max_tx_mpps": d["max"]["tx_mpps"],
+            "max_loss_ratio": d["max"]["loss_ratio"],
+            "max_latency_ns": d["max"]["latency_ns"],
+            "zero_loss_mpps": search.get("zero_loss_mpps"),
+            "zero_loss_latency_ns": at.get("latency_ns"),
+            "search_trials": search.get("trials"),
+            "bad_rewrites": d["max"]["received_bad_rewrite"],
+            "reordered": d["max"]["reordered"],
+            "setup": d.get("setup"),
+            "rvsd_counters": {k: v for k, v in counters.items() if v} or None,
+            "perf_stat": perf,
+        })
+    return runs
+
+
+def fmt(v, nd=1, unit=""):
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}{unit}"
+    return f"{v}{unit}"
+
+
+def verdict(ok):
+    if ok is None:
+        return "n/a"
+    return "met" if ok else "**not met**"
+
+
+def scenario_label(r):
+    if r["profile"] == "established":
+        n = r["flows"]
+        return f"established {n // 1000000}M" if n >= 1000000 else f"established {n // 1000}k" if n >= 1000 else f"established {n}"
+    return r["profile"]
+
+
+def plot_png(path, runs, crit):
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "matplotlib"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600, check=False)
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    # Left: memif Mpps by mode and scenario.
+    ax = axes[0]
+    modes = []
+    for r in runs:
+        if r["mode"] not in modes:
+            modes.append(r["mode"])
+    scenarios = []
+    for r in runs:
+        s = scenario_label(r)
+        if s not in scenarios:
+            scenarios.append(s)
+    width = 0.8 / max(1, len(scenarios))
+    for j, s in enumerate(scenarios):
+        xs, zl, mx = [], [], []
+        for i, m in enumerate(modes):
+            r = next((r for r in runs if r["mode"] == m and scenario_label(r) == s), None)
+            if r:
+                xs.append(i + j * width)
+                zl.append(r["zero_loss_mpps"] or 0)
+                mx.append(r["max_mpps"] or 0)
+        bars = ax.bar(xs, mx, width * 0.95, label=f"{s} (max)", alpha=0.35)
+        ax.bar(xs, zl, width * 0.95, color=bars.patches[0].get_facecolor()[:3] if bars.patches else None,
+               label=f"{s} (zero loss)")
+    ax.set_xticks([i + width * (len(scenarios) - 1) / 2 for i in range(len(modes))])
+    ax.set_xticklabels(modes)
+    ax.set_ylabel("Mpps (64-byte frames)")
+    ax.set_title("memif, 1 worker core: rvsd per mode vs testpmd io-fwd")
+    ax.legend(fontsize=7)
+    # Right: packet path without I/O, Mpps per core = 1000 / ns.
+    ax = axes[1]
+    cmodes = sorted({m for m, _ in crit})
+    tables = sorted({t for _, t in crit}, key=table_rank)
+    benches = ["established", "new_conn"]
+    groups = [(t, b) for t in tables for b in benches]
+    width = 0.8 / max(1, len(groups))
+    for j, (t, b) in enumerate(groups):
+        xs, ys = [], []
+        for i, m in enumerate(cmodes):
+            ns = crit.get((m, t), {}).get(b, {}).get("ns")
+            if ns:
+                xs.append(i + j * width)
+                ys.append(1000.0 / ns)
+        ax.bar(xs, ys, width * 0.95, label=f"{b}, {t} conns")
+    ax.axhline(1000.0 / TARGETS["ns_established"], color="grey", linestyle="--", linewidth=0.8)
+    ax.text(0, 1000.0 / TARGETS["ns_established"], " target 67 ns (established)", fontsize=7, va="bottom")
+    ax.set_xticks([i + width * (len(groups) - 1) / 2 for i in range(len(cmodes))])
+    ax.set_xticklabels(cmodes)
+    ax.set_ylabel("Mpps per core (1000 / ns per packet)")
+    ax.set_title("packet path without I/O (criterion)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def plot_svg(path, runs):
+    """A plain bar chart of memif max / zero-loss Mpps, without dependencies."""
+    w, h, left, bottom = 900, 420, 60, 60
+    bars = [(f"{r['mode']} {scenario_label(r)}", r["max_mpps"] or 0, r["zero_loss_mpps"] or 0) for r in runs]
+    top = max([b[1] for b in bars] + [0.1]) * 1.1
+    bw = (w - left - 20) / max(1, len(bars))
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="10">',
+           f'<text x="{w/2}" y="20" text-anchor="middle" font-size="14">Mpps over memif (light: max, dark: zero loss)</text>']
+    for i, (label, mx, zl) in enumerate(bars):
+        x = left + i * bw
+        for val, colour in ((mx, "#9ecae1"), (zl, "#3182bd")):
+            bh = (h - bottom - 40) * val / top
+            out.append(f'<rect x="{x + 4:.1f}" y="{h - bottom - bh:.1f}" width="{bw - 8:.1f}" height="{bh:.1f}" fill="{colour}"/>')
+        out.append(f'<text x="{x + bw/2:.1f}" y="{h - bottom - (h - bottom - 40) * mx / top - 4:.1f}" text-anchor="middle">{mx:.2f}</text>')
+        out.append(f'<text transform="translate({x + bw/2:.1f},{h - bottom + 12}) rotate(20)">{label}</text>')
+    out.append(f'<line x1="{left}" y1="{h - bottom}" x2="{w - 10}" y2="{h - bottom}" stroke="black"/>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out))
+
+
+def main():
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    smoke = "--smoke" in sys.argv
+    work, out = args[0], args[1]
+    os.makedirs(out, exist_ok=True)
+    machine = load(os.path.join(work, "machine.json"), {})
+    machine["load_average_at_end"] = load(os.path.join(work, "load_end.json"))
+    crit = criterion_results(work)
+    mem = load(os.path.join(work, "conn_mem.json"), {})
+    runs = run_results(work)
+
+    testpmd = next((r for r in runs if r["dut"] == "testpmd"), None)
+    rvsd_runs = [r for r in runs if r["dut"] == "rvsd"]
+    modes = []
+    for r in rvsd_runs:
+        if r["mode"] not in modes:
+            modes.append(r["mode"])
+    for m, _ in crit:
+        if m not in modes:
+            modes.append(m)
+
+    # Ratios rvsd/testpmd, established flows, smallest flow count, same frame size.
+    ratios = {}
+    for m in modes:
+        r = next((r for r in rvsd_runs if r["mode"] == m and r["profile"] == "established"), None)
+        if r and testpmd:
+            ratios[m] = {
+                "zero_loss": (r["zero_loss_mpps"] / testpmd["zero_loss_mpps"]) if r["zero_loss_mpps"] and testpmd["zero_loss_mpps"] else None,
+                "max": (r["max_mpps"] / testpmd["max_mpps"]) if testpmd["max_mpps"] else None,
+                "target": TARGETS["ratio_dr"] if m == "dr" else TARGETS["ratio_fullnat"] if m == "fullnat" else None,
+            }
+
+    tables = sorted({t for _, t in crit}, key=table_rank)
+    small, big = (tables[0], tables[-1]) if tables else (None, None)
+    big_cost = {}
+    for m in modes:
+        a = crit.get((m, small), {}).get("established", {}).get("ns")
+        b = crit.get((m, big), {}).get("established", {}).get("ns")
+        memif_small = next((r for r in rvsd_runs if r["mode"] == m and r["profile"] == "established" and r["flows"] < 100000), None)
+        memif_big = next((r for r in rvsd_runs if r["mode"] == m and r["profile"] == "established" and r["flows"] >= 100000), None)
+        big_cost[m] = {
+            "criterion_throughput_loss": (1 - a / b) if a and b and small != big else None,
+            "memif_throughput_loss": (1 - memif_big["max_mpps"] / memif_small["max_mpps"]) if memif_small and memif_big and memif_small["max_mpps"] else None,
+        }
+
+    report = {
+        "machine": machine,
+        "smoke": smoke,
+        "targets": TARGETS,
+        "packet_path_ns": {f"{m}/{t}": v for (m, t), v in sorted(crit.items())},
+        "memory_per_connection": mem,
+        "memif_runs": runs,
+        "ratios_rvsd_over_testpmd": ratios,
+        "big_table_cost": big_cost,
+    }
+    with open(os.path.join(out, "report.json"), "w") as f:
+        json.dump(report, f, indent=2, sort_keys=True)
+
+    png = os.path.join(out, "mpps.png")
+    plotted = plot_png(png, runs, crit)
+    if not plotted:
+        plot_svg(os.path.join(out, "mpps.svg"), runs)
+
+    L = []
+    L.append("# rvs benchmark report" + (" (smoke run: short, small tables — not for comparison)" if smoke else ""))
+    L.append("")
+    L.append("Produced by `deploy/bench.sh" + (" --smoke" if smoke else "") + "`. Every figure below is measured by that command; "
+             "targets are from issue 6 and are reported, not asserted.")
+    L.append("")
+    L.append("## Machine")
+    L.append("")
+    for k in ["cpu_model", "cpus", "memory_gib", "hypervisor", "kernel", "dpdk", "rustc", "date_utc", "git_commit", "git_dirty",
+              "load_average_at_start", "load_average_at_end"]:
+        L.append(f"- {k}: {machine.get(k)}")
+    L.append("")
+    L.append("The machine is a 2-vCPU KVM guest shared with other work: load averages above 2 mean other processes "
+             "competed for the two cores during the run, and every figure is then pessimistic and noisy.")
+    L.append("")
+    L.append("## Targets")
+    L.append("")
+    L.append("| target | measured | verdict |")
+    L.append("|---|---|---|")
+    for m, r in ratios.items():
+        if r["target"] is not None:
+            v = r["zero_loss"] if r["zero_loss"] is not None else r["max"]
+            L.append(f"| rvsd/testpmd {m} (zero-loss, 64 B, established) ≥ {r['target']} | {fmt(v, 2)} | {verdict(v >= r['target'] if v is not None else None)} |")
+    for (m, t), v in sorted(crit.items(), key=lambda kv: (kv[0][0], table_rank(kv[0][1]))):
+        e = v.get("established", {}).get("ns")
+        n = v.get("new_conn", {}).get("ns")
+        L.append(f"| {m}, {t} conns: established ≤ 67 ns | {fmt(e)} ns | {verdict(e <= TARGETS['ns_established'] if e else None)} |")
+        L.append(f"| {m}, {t} conns: new connection ≤ 250 ns | {fmt(n)} ns | {verdict(n <= TARGETS['ns_new_conn'] if n else None)} |")
+    for m, c in big_cost.items():
+        v = c["criterion_throughput_loss"]
+        if v is not None:
+            L.append(f"| {m}: {big} conns cost ≤ 25 % vs {small} (packet path) | {fmt(v * 100)} % | {verdict(v <= TARGETS['big_table_cost'])} |")
+        v = c["memif_throughput_loss"]
+        if v is not None:
+            L.append(f"| {m}: 4M flows cost ≤ 25 % vs 1k (memif Mpps) | {fmt(v * 100)} % | {verdict(v <= TARGETS['big_table_cost'])} |")
+    for r in mem.get("runs", []):
+        if r["connections"] == max(x["connections"] for x in mem["runs"]):
+            L.append(f"| {r['mode']}: ≤ 64 bytes per connection ({r['connections']} conns) | {fmt(r['bytes_per_conn'])} B | {verdict(r['bytes_per_conn'] <= TARGETS['bytes_per_conn'])} |")
+    L.append("")
+    L.append("## Throughput over memif (one worker core)")
+    L.append("")
+    L.append("rvs-pktgen on lcore 0 sends 64-byte TCP frames over a memif pair to the DUT whose worker runs on lcore 1 "
+             "(its main lcore shares core 0 with the generator). *max*: as fast as the DUT's ring takes frames; "
+             "*zero loss*: RFC 2544 binary search, frames refused by the DUT's ring count as lost. "
+             "Latency: TSC stamps, generator → DUT → generator, at the zero-loss rate.")
+    L.append("")
+    L.append("| DUT | mode | profile | flows | max Mpps | zero-loss Mpps | ratio to testpmd (zero-loss) | p50 / p99 latency at zero-loss rate | bad rewrites | reordered |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|")
+    for r in runs:
+        ratio = None
+        if testpmd and r["zero_loss_mpps"] and testpmd["zero_loss_mpps"]:
+            ratio = r["zero_loss_mpps"] / testpmd["zero_loss_mpps"]
+        lat = r["zero_loss_latency_ns"] or {}
+        L.append(f"| {r['dut']} | {r['mode']} | {r['profile']} | {r['flows']} | {fmt(r['max_mpps'], 3)} | {fmt(r['zero_loss_mpps'], 3)} | "
+                 f"{fmt(ratio, 2)} | {fmt(lat.get('p50'))} / {fmt(lat.get('p99'))} ns | {r['bad_rewrites']} | {r['reordered']} |")
+    L.append("")
+    if plotted:
+        L.append("![Mpps by mode and table size](mpps.png)")
+    else:
+        L.append("![Mpps by mode](mpps.svg) (matplotlib could not be installed: SVG fallback)")
+    L.append("")
+    L.append("## Packet path without I/O (criterion)")
+    L.append("")
+    L.append("`Processor::handle` on prepared 64-byte frames (`VecFrame`, no allocation in the timed loop), one core. "
+             "*established*: ACK segments of live flows picked at random (with the big table, lookups miss the caches); "
+             "*new_conn*: SYNs from never-seen tuples (lookup miss, service lookup, scheduling, insert, rewrite).")
+    L.append("")
+    L.append("| mode | live conns | established ns/pkt (95 % CI) | new connection ns/pkt (95 % CI) |")
+    L.append("|---|---|---|---|")
+    for (m, t), v in sorted(crit.items(), key=lambda kv: (kv[0][0], table_rank(kv[0][1]))):
+        e, n = v.get("established", {}), v.get("new_conn", {})
+        L.append(f"| {m} | {t} | {fmt(e.get('ns'))} ({fmt(e.get('ci_low'))}–{fmt(e.get('ci_high'))}) | "
+                 f"{fmt(n.get('ns'))} ({fmt(n.get('ci_low'))}–{fmt(n.get('ci_high'))}) |")
+    L.append("")
+    L.append("## Memory per connection")
+    L.append("")
+    if mem:
+        s = mem.get("static_sizes_bytes", {})
+        L.append(f"Static sizes: `Conn` {s.get('conn')} B (slot `Option<Conn>` {s.get('slot_option_conn')} B), index entry "
+                 f"(FlowKey → (ConnId, Direction)) {s.get('index_entry_key_value')} B + 1 control byte, free-list entry {s.get('free_list_entry')} B.")
+        L.append("")
+        L.append("| mode | connections (= conn_table_size) | resident bytes per connection | of which allocated at creation |")
+        L.append("|---|---|---|---|")
+        for r in mem.get("runs", []):
+            L.append(f"| {r['mode']} | {r['connections']} | {fmt(r['bytes_per_conn'])} | {fmt(r['bytes_per_conn_at_create'])} |")
+        L.append("")
+        L.append("Where it goes: the index is a hashbrown map created with room for 2 keys per connection (NAT's reply key), "
+                 "rounded up to a power of two buckets at 7/8 load: for N connections 2N..4N buckets of 25 bytes "
+                 "(50–100 B per connection, DR included, which uses one key), plus the 56-byte slot.")
+    L.append("")
+    perfs = [r for r in runs if r.get("perf_stat")]
+    if perfs:
+        L.append("## perf stat of rvsd during the runs")
+        L.append("")
+        for r in perfs:
+            L.append(f"<details><summary>{r['name']}</summary>")
+            L.append("")
+            L.append("```")
+            L.append(r["perf_stat"])
+            L.append("```")
+            L.append("</details>")
+            L.append("")
+    L.append("## rvsd counters after each run")
+    L.append("")
+    for r in rvsd_runs:
+        c = r.get("rvsd_counters") or {}
+        keys = [k for k in sorted(c) if k.startswith(("drop", "conn_", "fwd_", "arp"))]
+        L.append(f"- {r['name']}: " + ", ".join(f"{k}={c[k]}" for k in keys))
+    L.append("")
+    L.append("## Reproduce")
+    L.append("")
+    L.append("```")
+    L.append("deploy/bench.sh           # this report (about 10 minutes)")
+    L.append("deploy/bench.sh --smoke   # seconds, for CI; writes target/bench-smoke/")
+    L.append("```")
+    L.append("")
+    L.append("Real NICs: see `deploy/bench/pktgen-dpdk.md`.")
+    with open(os.path.join(out, "REPORT.md"), "w") as f:
+        f.write("\n".join(L) + "\n")
+
+
+if __name__ == "__main__":
+    main()
