@@ -137,11 +137,23 @@ else
 fi
 mkdir -p "$WORK/runs"
 
+# wait_socket PATH PID: until the DUT listens on its memif socket (the memif client
+# does not retry a connection that failed at start).
+wait_socket() {
+    for _ in $(seq 300); do
+        [[ -S "$1" ]] && return 0
+        kill -0 "$2" 2>/dev/null || { echo "bench.sh: the DUT (pid $2) exited before listening on $1" >&2; return 1; }
+        sleep 0.1
+    done
+    echo "bench.sh: no memif socket at $1 after 30 s" >&2
+    return 1
+}
+
 # run_gen NAME DUT MODE PROFILE FLOWS SOCKET
 run_gen() {
     local name=$1 dut=$2 mode=$3 profile=$4 flows=$5 sock=$6
     "$PKTGEN" run --dut "$dut" --mode "$mode" --profile "$profile" --flows "$flows" \
-        --device "net_memif0,role=client,socket=$sock" --lcore 0 --file-prefix "$TAG-gen" \
+        --device "net_memif0,role=client,socket=$sock,socket-abstract=no" --lcore 0 --file-prefix "$TAG-gen" \
         --search "${GEN_TIMES[@]}" --out "$WORK/runs/$name.json" \
         > /dev/null 2> "$WORK/runs/$name.gen.log" || { tail -20 "$WORK/runs/$name.gen.log" >&2; return 1; }
     python3 - "$WORK/runs/$name.json" <<'EOF' >&2
@@ -160,13 +172,13 @@ if [[ -n "$TESTPMD" ]]; then
     log "dpdk-testpmd io-fwd (the limit)"
     SOCK=$WORK/testpmd.sock
     "$TESTPMD" -l 0,1 --main-lcore 0 --no-huge -m 512 --no-pci --file-prefix "$TAG-testpmd" \
-        --vdev "net_memif0,role=server,socket=$SOCK" -- \
+        --vdev "net_memif0,role=server,socket=$SOCK,socket-abstract=no" -- \
         --forward-mode=io --port-topology=loop --nb-cores=1 --total-num-mbufs=16384 \
         --rxd=1024 --txd=1024 --burst=32 --auto-start --stats-period 60 \
         > "$WORK/runs/testpmd.log" 2>&1 < /dev/null &
     PIDS+=($!)
     TP_PID=$!
-    sleep 1
+    wait_socket "$SOCK" "$TP_PID" || { tail -20 "$WORK/runs/testpmd.log" >&2; exit 1; }
     run_gen "testpmd-io-established-1000" testpmd "$(echo $MODES | cut -d' ' -f1)" established 1000 "$SOCK"
     stop_pid "$TP_PID"
 else
@@ -190,6 +202,7 @@ for mode in $MODES; do
             kill -0 "$RVSD_PID" 2>/dev/null || { cat "$WORK/runs/$name.rvsd.log" >&2; exit 1; }
             sleep 0.1
         done
+        wait_socket "$SOCK" "$RVSD_PID" || { tail -20 "$WORK/runs/$name.rvsd.log" >&2; exit 1; }
         # perf stat on rvsd over the whole run: where the worker's time goes.
         PERF_PID=""
         if command -v perf > /dev/null && [[ $SMOKE == 0 ]]; then

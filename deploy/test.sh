@@ -51,7 +51,8 @@ main() {
         log "end-to-end suite (tests/e2e)"
         # Leftovers from an interrupted earlier run would confuse the suite.
         bash "$SCRIPT_DIR/topology.sh" down
-        python3 -m unittest discover -s tests/e2e -v || failed+=("e2e")
+        # No __pycache__ litter in the source tree.
+        PYTHONDONTWRITEBYTECODE=1 python3 -m unittest discover -s tests/e2e -v || failed+=("e2e")
     fi
 
     if ((${#failed[@]})); then

@@ -162,6 +162,14 @@ pub struct PortConfig {
     /// IP MTU (576..=9000, default 1500); TUN answers "fragmentation needed" above it.
     #[serde(default = "default_mtu")]
     pub mtu: u16,
+    /// Exception path: name of a kernel TAP interface rvsd creates for this port.
+    /// Traffic for the appliance that the dataplane does not answer itself
+    /// (TCP/UDP to the port addresses, VRRP, ARP replies) goes to the kernel
+    /// through it, and what the kernel sends on it leaves through the port — so
+    /// health checks, VRRP, sync, ssh use ordinary sockets. Absent: such traffic
+    /// is dropped and counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tap: Option<String>,
 }
 
 /// A static route.
@@ -635,6 +643,19 @@ impl Config {
                     format!("duplicate port name `{}` (also ports[{first}])", port.name),
                 ));
             }
+            if let Some(tap) = &port.tap {
+                let ok = (1..=15).contains(&tap.len())
+                    && tap.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+                if !ok {
+                    return Err(ConfigError::invalid(
+                        format!("ports[{i}].tap"),
+                        format!("`{tap}` is not a valid interface name: 1 to 15 letters, digits, '-', '_' or '.'"),
+                    ));
+                }
+                if self.ports[..i].iter().any(|p| p.tap.as_deref() == Some(tap.as_str())) {
+                    return Err(ConfigError::invalid(format!("ports[{i}].tap"), format!("duplicate TAP name `{tap}`")));
+                }
+            }
             if port.device.trim().is_empty() {
                 return Err(ConfigError::invalid(
                     format!("ports[{i}].device"),
@@ -942,6 +963,7 @@ mod tests {
                 device: "d".into(),
                 addresses: vec![Cidr { addr: Ipv4Addr::new(10, 1, 0, 1), prefix_len: 16 }],
                 mtu: 1500,
+                tap: None,
             })),
             "ports[1].addresses[0]"
         );

@@ -19,9 +19,11 @@ pub mod config;
 pub mod error;
 pub mod ha;
 pub mod ipvsadm;
+pub mod keepalived;
 pub mod metrics;
 pub mod persist;
 pub mod rate;
+pub mod vrrp;
 
 pub use api::{router, spawn_rate_estimator, ApiOptions, ApiState, Dataplane, PublishReport};
 pub use build::build_snapshot;

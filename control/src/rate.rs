@@ -221,13 +221,13 @@ mod tests {
     fn steady_traffic_converges_to_the_true_rate() {
         // 100 conn/s, 1000 pkt/s, 1 MB/s: per 2 s sample 200, 2000, 2_000_000.
         let mut e = RateEstimator::new();
-        for i in 0..40u64 {
+        for i in 0..100u64 {
             e.sample(&stats(200 * i, 2000 * i, 2_000_000 * i));
         }
         let r = e.service(&key());
         assert_eq!(r, Rates { cps: 100, in_pps: 1000, out_pps: 500, in_bps: 1_000_000, out_bps: 500_000 });
         assert_eq!(e.real(&key(), Ipv4Addr::new(10, 1, 0, 11), 80), r);
-        assert_eq!(e.samples(), 40);
+        assert_eq!(e.samples(), 100);
     }
 
     #[test]

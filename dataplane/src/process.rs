@@ -118,6 +118,8 @@ pub struct Output<F> {
     pub redirect: Vec<(usize, u16, F)>,
     /// Messages for every other worker.
     pub messages: Vec<WorkerMsg>,
+    /// Frames for the kernel through the exception path of a port: `(port index, frame)`.
+    pub kernel: Vec<(u16, F)>,
 }
 
 impl<F> Output<F> {
@@ -129,6 +131,7 @@ impl<F> Output<F> {
             control: Vec::with_capacity(16),
             redirect: Vec::with_capacity(burst),
             messages: Vec::with_capacity(burst * 2),
+            kernel: Vec::with_capacity(burst),
         }
     }
 
@@ -139,6 +142,7 @@ impl<F> Output<F> {
             && self.control.is_empty()
             && self.redirect.is_empty()
             && self.messages.is_empty()
+            && self.kernel.is_empty()
     }
 }
 
@@ -173,6 +177,8 @@ enum Action {
     },
     /// Another worker owns this packet's connection.
     Redirect(usize),
+    /// For the kernel, through the port's exception path (TAP).
+    ToKernel,
 }
 
 /// Transport fields of a TCP/UDP packet.
@@ -472,6 +478,20 @@ impl<F: Frame> Processor<F> {
                 self.counters.inc(Counter::RedirectOut);
                 out.redirect.push((worker, port, frame));
             }
+            Action::ToKernel => {
+                self.counters.inc(Counter::KernelIn);
+                out.kernel.push((port, frame));
+            }
+        }
+    }
+
+    /// Traffic for the appliance itself that the dataplane does not answer:
+    /// to the kernel when the port has an exception path, else dropped.
+    fn local(&self, port: u16) -> Action {
+        if self.snapshot.ports.get(usize::from(port)).is_some_and(|p| p.kernel) {
+            Action::ToKernel
+        } else {
+            Action::Drop(Counter::DropLocal)
         }
     }
 
@@ -588,13 +608,20 @@ impl<F: Frame> Processor<F> {
             return Action::Drop(Counter::DropUnsupported);
         };
         let dst = eth.dst_mac();
+        let l2_len = eth.header_len();
+        if dst.is_multicast() && !dst.is_broadcast() {
+            // IPv4 multicast (VRRP adverts, IGMP) is the kernel's business.
+            return match eth.ethertype() {
+                ethertype::IPV4 => self.local(port),
+                _ => Action::Drop(Counter::DropNotForUs),
+            };
+        }
         if dst != port_mac && !dst.is_broadcast() {
             return Action::Drop(Counter::DropNotForUs);
         }
-        let l2_len = eth.header_len();
         match eth.ethertype() {
             ethertype::ARP => self.handle_arp(port, port_mac, data, l2_len, now_ms, out),
-            ethertype::IPV4 if dst == port_mac => self.handle_ipv4(port_mac, data, l2_len, now_ms, redirected, out),
+            ethertype::IPV4 if dst == port_mac => self.handle_ipv4(port, port_mac, data, l2_len, now_ms, redirected, out),
             ethertype::IPV4 => Action::Drop(Counter::DropNotForUs),
             _ => Action::Drop(Counter::DropUnsupported),
         }
@@ -633,7 +660,11 @@ impl<F: Frame> Processor<F> {
             }
             arp::op::REPLY => {
                 self.counters.inc(Counter::ArpRepliesIn);
-                Action::Consumed
+                // The kernel resolves its own neighbours (health checks, sync) from these.
+                match self.local(port) {
+                    Action::ToKernel => Action::ToKernel,
+                    _ => Action::Consumed,
+                }
             }
             _ => Action::Consumed,
         }
@@ -655,7 +686,8 @@ impl<F: Frame> Processor<F> {
         }
     }
 
-    fn handle_ipv4(&mut self, port_mac: MacAddr, data: &mut [u8], l2_len: usize, now_ms: u64, redirected: bool, out: &mut Output<F>) -> Action {
+    #[allow(clippy::too_many_arguments)]
+    fn handle_ipv4(&mut self, port: u16, port_mac: MacAddr, data: &mut [u8], l2_len: usize, now_ms: u64, redirected: bool, out: &mut Output<F>) -> Action {
         let Some(ip_bytes) = data.get_mut(l2_len..) else {
             return Action::Drop(Counter::DropMalformed);
         };
@@ -682,11 +714,11 @@ impl<F: Frame> Processor<F> {
             ip_proto::ICMP => {
                 let error_type = IcmpPacket::new_checked(ip.payload()).ok().map(|m| m.msg_type()).filter(|&t| icmp_err::is_error(t));
                 return match error_type {
-                    Some(_) => self.handle_icmp_error(data, l2_len, now_ms, redirected),
-                    None => self.handle_icmp(port_mac, data, l2_len, dst),
+                    Some(_) => self.handle_icmp_error(port, data, l2_len, now_ms, redirected),
+                    None => self.handle_icmp(port, port_mac, data, l2_len, dst),
                 };
             }
-            _ => return self.not_balanced(dst),
+            _ => return self.not_balanced(port, dst),
         };
         let key = FlowKey { proto, src, dst, sport: l4.sport, dport: l4.dport };
         let timeouts = self.snapshot.timeouts;
@@ -744,8 +776,11 @@ impl<F: Frame> Processor<F> {
             return Action::Drop(Counter::DropUnsupported);
         };
         let Some((svc_idx, svc)) = self.snapshot.service(&ServiceKey { protocol, vip: dst, port: l4.dport }) else {
-            return self.not_balanced(dst);
+            return self.not_balanced(port, dst);
         };
+        if self.snapshot.is_standby(dst) {
+            return Action::Drop(Counter::DropStandby);
+        }
         if protocol == Protocol::Tcp && !(l4.syn && !l4.ack) {
             return Action::Drop(Counter::DropNoConnection);
         }
@@ -975,7 +1010,7 @@ impl<F: Frame> Processor<F> {
     }
 
     /// ICMP errors quoting a connection's packet go to the other party, translated.
-    fn handle_icmp_error(&mut self, data: &mut [u8], l2_len: usize, now_ms: u64, redirected: bool) -> Action {
+    fn handle_icmp_error(&mut self, port: u16, data: &mut [u8], l2_len: usize, now_ms: u64, redirected: bool) -> Action {
         let Some(ip_bytes) = data.get_mut(l2_len..) else {
             return Action::Drop(Counter::DropMalformed);
         };
@@ -983,8 +1018,12 @@ impl<F: Frame> Processor<F> {
             Ok(ip) => icmp_err::quoted_flow(ip.payload()),
             Err(_) => return Action::Drop(Counter::DropMalformed),
         };
+        let outer_dst = Ipv4Packet::new_checked(&*ip_bytes).map(|ip| ip.dst_addr()).ok();
         let Some(q) = quoted else {
-            return Action::Drop(Counter::DropLocal);
+            return match outer_dst {
+                Some(d) if self.snapshot.is_interface_addr(d) => self.local(port),
+                _ => Action::Drop(Counter::DropLocal),
+            };
         };
         // The quoted packet travelled the other way: look up its reverse.
         let key = FlowKey { proto: q.proto, src: q.dst, sport: q.dport, dst: q.src, dport: q.sport };
@@ -1000,6 +1039,10 @@ impl<F: Frame> Processor<F> {
                         return Action::Redirect(usize::from(owner));
                     }
                 }
+            }
+            // An error about the kernel's own traffic (health checks, sync) is the kernel's.
+            if outer_dst.is_some_and(|d| self.snapshot.is_interface_addr(d)) {
+                return self.local(port);
             }
             return Action::Drop(Counter::DropNoConnection);
         };
@@ -1075,8 +1118,10 @@ impl<F: Frame> Processor<F> {
     }
 
     /// A packet that is not part of a balanced flow: ours, a VIP's, or someone else's.
-    fn not_balanced(&self, dst: Ipv4Addr) -> Action {
-        if self.snapshot.is_interface_addr(dst) || self.snapshot.is_local_addr(dst) {
+    fn not_balanced(&self, port: u16, dst: Ipv4Addr) -> Action {
+        if self.snapshot.is_interface_addr(dst) {
+            self.local(port)
+        } else if self.snapshot.is_local_addr(dst) {
             Action::Drop(Counter::DropLocal)
         } else if self.snapshot.is_vip(dst) {
             Action::Drop(Counter::DropNoService)
@@ -1086,7 +1131,7 @@ impl<F: Frame> Processor<F> {
     }
 
     /// Answers ICMP echo requests to our addresses and VIPs in place.
-    fn handle_icmp(&mut self, port_mac: MacAddr, data: &mut [u8], l2_len: usize, dst: Ipv4Addr) -> Action {
+    fn handle_icmp(&mut self, port: u16, port_mac: MacAddr, data: &mut [u8], l2_len: usize, dst: Ipv4Addr) -> Action {
         if !(self.snapshot.is_interface_addr(dst) || self.snapshot.is_vip(dst)) {
             return Action::Drop(Counter::DropNotForUs);
         }
@@ -1106,7 +1151,8 @@ impl<F: Frame> Processor<F> {
                 return Action::Drop(Counter::DropMalformed);
             };
             if msg.msg_type() != icmp::msg_type::ECHO_REQUEST || !msg.verify_checksum() {
-                return Action::Drop(Counter::DropLocal);
+                // Echo replies and the rest: for the kernel's own pings and tools.
+                return if self.snapshot.is_interface_addr(dst) { self.local(port) } else { Action::Drop(Counter::DropLocal) };
             }
             let old = u16::from_be_bytes([icmp::msg_type::ECHO_REQUEST, msg.code()]);
             let new = u16::from_be_bytes([icmp::msg_type::ECHO_REPLY, msg.code()]);

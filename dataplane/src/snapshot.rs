@@ -218,7 +218,7 @@ impl Service {
 impl PortInfo {
     /// A port with the standard Ethernet MTU.
     pub fn new(name: impl Into<String>, mac: MacAddr) -> Self {
-        PortInfo { name: name.into(), mac, mtu: 1500 }
+        PortInfo { name: name.into(), mac, mtu: 1500, kernel: false }
     }
 }
 
@@ -252,6 +252,9 @@ pub struct PortInfo {
     pub mac: MacAddr,
     /// IP MTU of the port (TUN mode answers "fragmentation needed" above it).
     pub mtu: u16,
+    /// The port has an exception path: traffic for the appliance itself that
+    /// the dataplane does not answer goes to the kernel through a TAP.
+    pub kernel: bool,
 }
 
 /// A route: packets to `prefix/prefix_len` leave on `port`, through `via` when set
@@ -414,6 +417,9 @@ pub struct Snapshot {
     /// Drop the connections of removed real servers at their next packet
     /// (IPVS's `expire_nodest_conn`); otherwise they run to their end.
     pub expire_nodest_conn: bool,
+    /// Virtual and local addresses this node does not serve now (it is a VRRP
+    /// backup for them): no ARP answers, no forwarding.
+    pub standby: hashbrown::HashSet<Ipv4Addr>,
     /// Every worker's published connection counts (built by [`Snapshot::finish`]).
     pub conn_counts: std::sync::Arc<SharedConnCounts>,
     /// Every virtual address (built by [`Snapshot::finish`]).
@@ -439,6 +445,7 @@ impl Default for Snapshot {
             workers: 1,
             expire_nodest_conn: false,
             conn_counts: Default::default(),
+            standby: Default::default(),
             vip_set: Default::default(),
             local_addr_set: Default::default(),
         }
@@ -455,8 +462,13 @@ impl Snapshot {
             .map(|(i, s)| (s.key, i))
             .collect();
         self.routes.sort_by(|a, b| b.prefix_len.cmp(&a.prefix_len));
-        self.vip_set = self.services.iter().map(|s| s.key.vip).collect();
-        self.local_addr_set = self.services.iter().flat_map(|s| s.local_addrs.iter().copied()).collect();
+        self.vip_set = self.services.iter().map(|s| s.key.vip).filter(|v| !self.standby.contains(v)).collect();
+        self.local_addr_set = self
+            .services
+            .iter()
+            .flat_map(|s| s.local_addrs.iter().copied())
+            .filter(|a| !self.standby.contains(a))
+            .collect();
         let sizes: Vec<usize> = self.services.iter().map(|s| s.reals.len()).collect();
         self.conn_counts = std::sync::Arc::new(SharedConnCounts::new(self.workers.max(1), &sizes));
         self
@@ -476,6 +488,11 @@ impl Snapshot {
     /// True when `addr` is a virtual service address.
     pub fn is_vip(&self, addr: Ipv4Addr) -> bool {
         self.vip_set.contains(&addr)
+    }
+
+    /// True when `addr` is a virtual or local address this node is backup for.
+    pub fn is_standby(&self, addr: Ipv4Addr) -> bool {
+        self.standby.contains(&addr)
     }
 
     /// True when `addr` is a FULLNAT local address.

@@ -79,6 +79,10 @@ counters! {
     ToaInserted => "toa_inserted": "TOA options inserted into FULLNAT connections.",
     DropNoDest => "drop_expire_nodest": "Packets of connections whose real server was removed (expire_nodest_conn).",
     DropQuiescent => "drop_expire_quiescent": "Packets of connections to a weight-0 real server of a service with expire_quiescent.",
+    DropStandby => "drop_standby_vip": "Packets to a VIP this node does not serve now (VRRP backup).",
+    KernelIn => "kernel_in": "Frames passed to the kernel through the exception path.",
+    KernelOut => "kernel_out": "Frames the kernel sent through the exception path.",
+    DropKernel => "drop_kernel_queue_full": "Frames to or from the kernel dropped (TAP queue full).",
 }
 
 /// A worker's own counters: plain integers, written only by that worker.

@@ -108,6 +108,8 @@ pub struct WorkerContext {
     pub peers_rx: Vec<PeerRx>,
     /// One queue per port, indexed by port index.
     pub queues: Vec<Queue>,
+    /// The queue of each port's exception-path TAP, if it has one.
+    pub kernel_queues: Vec<Option<Queue>>,
     /// Pool for frames the dataplane originates (ARP requests).
     pub pool: Arc<Mempool>,
     /// The snapshot to start with.
@@ -138,6 +140,7 @@ pub fn run(ctx: WorkerContext) -> i32 {
         mut peers_tx,
         mut peers_rx,
         queues,
+        kernel_queues,
         pool,
         snapshot,
         conn_capacity,
@@ -156,6 +159,7 @@ pub fn run(ctx: WorkerContext) -> i32 {
     let mut rx: Vec<Mbuf> = Vec::with_capacity(burst);
     let mut out: Output<Mbuf> = Output::with_capacity(burst * queues.len().max(1));
     let mut tx_by_port: Vec<Vec<Mbuf>> = queues.iter().map(|_| Vec::with_capacity(burst * 2)).collect();
+    let mut to_kernel: Vec<Vec<Mbuf>> = queues.iter().map(|_| Vec::with_capacity(burst)).collect();
     let clock = Instant::now();
     let mut last_publish = clock;
     let mut last_tick = clock;
@@ -208,9 +212,35 @@ pub fn run(ctx: WorkerContext) -> i32 {
                 processor.handle(port as u16, m, now_ms, &mut out);
             }
         }
+        // What the kernel sends on its TAP goes out of the real port as it is.
+        for (port, kq) in kernel_queues.iter().enumerate() {
+            let Some(kq) = kq else { continue };
+            let n = kq.rx_burst(&mut rx);
+            received += n;
+            processor.count(Counter::KernelOut, n as u64);
+            if let Some(list) = tx_by_port.get_mut(port) {
+                list.append(&mut rx);
+            }
+            rx.clear();
+        }
         if now.duration_since(last_tick) >= TICK_EVERY {
             processor.tick(now_ms, &mut out);
             last_tick = now;
+        }
+        for (port, m) in out.kernel.drain(..) {
+            match to_kernel.get_mut(usize::from(port)) {
+                Some(list) => list.push(m),
+                None => processor.count(Counter::DropKernel, 1),
+            }
+        }
+        for (list, kq) in to_kernel.iter_mut().zip(&kernel_queues) {
+            if list.is_empty() {
+                continue;
+            }
+            let wanted = list.len();
+            let sent = kq.map_or(0, |q| q.tx_burst(list));
+            list.clear();
+            processor.count(Counter::DropKernel, (wanted - sent) as u64);
         }
         flush(&queues, &pool, &mut processor, &mut out, &mut tx_by_port, &mut peers_tx);
         if now.duration_since(last_publish) >= PUBLISH_EVERY {

@@ -82,7 +82,7 @@ enum ProtoArg {
 #[derive(clap::Args, Debug)]
 struct RunArgs {
     /// DPDK device: a vdev spec (passed as --vdev) or a PCI address (passed as -a).
-    #[arg(long, default_value = "net_memif0,role=client,socket=/tmp/rvs-bench.sock")]
+    #[arg(long, default_value = "net_memif0,role=client,socket=/tmp/rvs-bench.sock,socket-abstract=no")]
     device: String,
     /// The lcore to run on.
     #[arg(long, default_value_t = 0)]
@@ -210,7 +210,7 @@ fn rvsd_config(a: &ConfigArgs) -> Result<Value, String> {
         .split(',')
         .map(|w| w.trim().parse().map_err(|_| format!("bad lcore {w}")))
         .collect::<Result<_, _>>()?;
-    let device = a.device.clone().unwrap_or_else(|| format!("net_memif0,role=server,socket={}", a.socket));
+    let device = a.device.clone().unwrap_or_else(|| format!("net_memif0,role=server,socket={},socket-abstract=no", a.socket));
     let mut services = Vec::new();
     for m in modes {
         for proto in ["tcp", "udp"] {

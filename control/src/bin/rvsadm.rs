@@ -1,1 +1,56 @@
-fn main() {}
+//! rvsadm: ipvsadm's command line for rvs, over rvsd's REST API.
+//!
+//! `rvsadm [--api URL] <ipvsadm arguments>`; see `deploy/docs/rvsadm.md`.
+//! The API address is `--api URL`, else `$RVSADM_API`, else
+//! `http://127.0.0.1:9090`; the token is `$RVSADM_TOKEN`, else `$RVS_API_TOKEN`.
+//!
+//! Exit status: 0 success; 1 rvsd refused or the operation failed; 2 bad
+//! command line or rvsd unreachable.
+
+use std::process::ExitCode;
+
+use rvs_control::ipvsadm::{run, Client};
+
+/// Takes `--api URL` / `--api=URL` out of the arguments.
+fn take_api(args: &mut Vec<String>) -> Result<Option<String>, String> {
+    let mut api = None;
+    let mut i = 0;
+    while i < args.len() {
+        if args[i] == "--api" {
+            if i + 1 >= args.len() {
+                return Err("--api: missing argument".to_string());
+            }
+            api = Some(args.remove(i + 1));
+            args.remove(i);
+        } else if let Some(v) = args[i].strip_prefix("--api=") {
+            api = Some(v.to_string());
+            args.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+    Ok(api)
+}
+
+fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let api = match take_api(&mut args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let client = Client::from_env(api);
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match run(&args, &client, &mut input, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}

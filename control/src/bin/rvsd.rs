@@ -108,16 +108,79 @@ fn eal_args(config: &Config) -> Vec<String> {
     }
     args.push("--main-lcore".to_owned());
     args.push(config.main_lcore.to_string());
-    for port in &config.ports {
+    for (i, port) in config.ports.iter().enumerate() {
         if port.device.starts_with("net_") {
             args.push("--vdev".to_owned());
         } else {
             args.push("-a".to_owned());
         }
         args.push(port.device.clone());
+        if let Some(tap) = &port.tap {
+            args.push("--vdev".to_owned());
+            args.push(format!("{},iface={tap}", tap_device(i)));
+        }
     }
     args.extend(config.eal.iter().cloned());
     args
+}
+
+/// The DPDK device name of port `i`'s exception-path TAP.
+fn tap_device(i: usize) -> String {
+    format!("net_tap{i}")
+}
+
+/// Gives the kernel side of a port's TAP the port's MAC and addresses (and the
+/// routes through that port), so the kernel's packets leave with the
+/// appliance's identity. Uses iproute2.
+fn configure_tap(tap: &str, mac: MacAddr, port: &rvs_control::PortConfig, routes: &[rvs_control::RouteConfig]) -> Result<(), String> {
+    let run = |args: &[&str]| -> Result<(), String> {
+        let out = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .map_err(|e| format!("running `ip {}`: {e} (is iproute2 installed?)", args.join(" ")))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("`ip {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        }
+    };
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{tap}/disable_ipv6"), "1");
+    run(&["link", "set", "dev", tap, "address", &mac.to_string()])?;
+    run(&["link", "set", "dev", tap, "mtu", &port.mtu.to_string()])?;
+    for a in &port.addresses {
+        run(&["addr", "replace", &a.to_string(), "dev", tap])?;
+    }
+    run(&["link", "set", "dev", tap, "up"])?;
+    for r in routes.iter().filter(|r| r.port == port.name) {
+        let prefix = r.prefix.to_string();
+        let mut args = vec!["route", "replace", prefix.as_str()];
+        let via = r.via.map(|v| v.to_string());
+        if let Some(v) = &via {
+            args.extend(["via", v.as_str()]);
+        }
+        args.extend(["dev", tap]);
+        run(&args)?;
+    }
+    Ok(())
+}
+
+/// With `net_af_packet`, the kernel still receives the port's frames next to
+/// the dataplane. Once rvsd gives the kernel the port's addresses (on the
+/// exception-path TAP), it would answer ARP on the port and accept packets
+/// for them a second time. A DPDK process owns its port: tell the kernel to
+/// keep off it — never answer ARP there (`arp_ignore=8`), drop IP arriving
+/// there by strict reverse-path filtering (no route points at it), no IPv6.
+fn keep_kernel_off(device: &str) {
+    if !device.starts_with("net_af_packet") {
+        return;
+    }
+    let Some(iface) = device.split(',').find_map(|kv| kv.strip_prefix("iface=")) else { return };
+    for (key, value) in [("ipv4/conf/{}/arp_ignore", "8"), ("ipv4/conf/{}/rp_filter", "1"), ("ipv6/conf/{}/disable_ipv6", "1")] {
+        let path = format!("/proc/sys/net/{}", key.replace("{}", iface));
+        if let Err(e) = std::fs::write(&path, value) {
+            tracing::warn!(%path, error = %e, "could not keep the kernel off the port");
+        }
+    }
 }
 
 /// The ethdev name EAL gives a device spec: the part before the first comma.
@@ -138,6 +201,18 @@ fn run(config: Config) -> Result<(), Failure> {
         ports.push(port);
     }
     let port_macs: Vec<MacAddr> = ports.iter().map(Port::mac).collect();
+    let mut taps: Vec<Option<Port>> = Vec::new();
+    for (i, p) in config.ports.iter().enumerate() {
+        keep_kernel_off(&p.device);
+        let Some(tap) = &p.tap else {
+            taps.push(None);
+            continue;
+        };
+        let port = Port::open(&tap_device(i), queues, &pool, RING_SIZE, RING_SIZE)?;
+        configure_tap(tap, port_macs[i], p, &config.routes).map_err(Failure::Other)?;
+        tracing::info!(port = %p.name, tap = %tap, "exception path to the kernel ready");
+        taps.push(Some(port));
+    }
     let snapshot = Arc::new(build_snapshot(&config, &port_macs, 1).map_err(|e| Failure::Other(e.to_string()))?);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -156,6 +231,7 @@ fn run(config: Config) -> Result<(), Failure> {
             peers_tx,
             peers_rx,
             queues: ports.iter().map(|p| p.queue(id as u16)).collect(),
+            kernel_queues: taps.iter().map(|t| t.as_ref().map(|p| p.queue(id as u16))).collect(),
             pool: Arc::clone(&pool),
             snapshot: Arc::clone(&snapshot),
             conn_capacity: config.conn_table_size as usize,
@@ -193,6 +269,7 @@ fn run(config: Config) -> Result<(), Failure> {
     stop.store(true, Ordering::Relaxed);
     dpdk::wait_all_lcores();
     drop(dataplane);
+    drop(taps);
     drop(ports);
     drop(pool);
     drop(eal);

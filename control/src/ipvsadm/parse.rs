@@ -217,13 +217,13 @@ impl Opt {
 /// `+` compulsory, `x` illegal, `1` exclusive (one of them), ` ` optional.
 /// The ipvsadm columns are ipvsadm's table; `-z` and `-F` are DPVS's.
 fn legality(cmd: Command) -> &'static [u8; 23] {
-    //                     n c s s p M r f w x y t d s r t p s e b t z F
-    //                       o v c   .   w     m m t t h c o x   i . .
+    // columns: n c svc s p M r fwd w x y timeout daemon stats rate thresholds
+    //          persistent-conn nosort exact sched-flags tun-info z F
     match cmd {
         Command::AddService | Command::EditService => b"xx+   xxxxxxxxxxxxx xxx",
         Command::DeleteService => b"xx+xxxxxxxxxxxxxxxxxxxx",
-        Command::List => b" 11xxxxxxxxx11       x xx",
-        Command::AddServer | Command::EditServer => b"xx+xxx+    xxxxxxxxxxxxx",
+        Command::List => b" 11xxxxxxxx11      x xx",
+        Command::AddServer | Command::EditServer => b"xx+xxx+    xxxxxxxxxxxx",
         Command::DeleteServer => b"xx+xxx+xxxxxxxxxxxxxxxx",
         Command::Save => b" xxxxxxxxxxxxxxxxxxxxxx",
         Command::Zero => b"xx xxxxxxxxxxxxxxxxxxxx",
@@ -484,11 +484,13 @@ struct Parser {
     raw_service: Option<(Protocol, String)>,
     raw_server: Option<String>,
     positionals: Vec<String>,
+    command_set: bool,
+    tun_type_given: bool,
 }
 
 impl Parser {
     fn set_command(&mut self, cmd: Command) -> Result<(), ParseError> {
-        if self.inv.command != Command::Help || self.command_set {
+        if self.command_set {
             return Err(ParseError::new("multiple commands specified"));
         }
         self.inv.command = cmd;
@@ -502,12 +504,6 @@ impl Parser {
         }
         Ok(())
     }
-}
-
-// `command_set` lives beside the invocation; a separate field keeps Invocation plain.
-impl Parser {
-    #[allow(non_upper_case_globals)]
-    const command_set_default: bool = false;
 }
 
 /// Parses one command line (without the program name).
@@ -533,7 +529,8 @@ pub fn parse(args: &[String]) -> Result<Invocation, ParseError> {
         raw_service: None,
         raw_server: None,
         positionals: Vec::new(),
-        command_set: Parser::command_set_default,
+        command_set: false,
+        tun_type_given: false,
     };
     if args.is_empty() {
         // Plain `ipvsadm` lists the table.
@@ -595,6 +592,18 @@ pub fn parse(args: &[String]) -> Result<Invocation, ParseError> {
                     return Err(ParseError::try_help(format!("-{c}: unknown option")));
                 };
                 let rest: String = chars[j..].iter().collect();
+                if c == 'b' {
+                    // `-b` is DPVS's --fullnat; ipvsadm's own `-b flags` (what `ipvsadm -S` writes
+                    // for scheduler flags) is recognised by its argument, so real dumps replay.
+                    let next = if rest.is_empty() { args.get(i).cloned() } else { Some(rest.clone()) };
+                    if let Some(flags) = next.filter(|n| is_sched_flags(n)) {
+                        if rest.is_empty() {
+                            i += 1;
+                        }
+                        p.apply("sched-flags", Some(flags))?;
+                        break;
+                    }
+                }
                 let value = match arity {
                     Arity::None => None,
                     Arity::Required => {
@@ -763,7 +772,15 @@ impl Parser {
             | "mcast-ttl" | "sync-maxlen" => {
                 return Err(unsupported(&format!("--{name}"), "connection sync is configured in rvsd's config file"))
             }
-            "tun-type" | "tun-port" | "tun-nocsum" | "tun-csum" | "tun-remcsum" => {
+            "tun-type" if v == "ipip" => {
+                // ipvsadm 1.31 saves tunnel servers with `--tun-type ipip`, IPVS's default and rvs's only kind.
+                if self.tun_type_given {
+                    return Err(ParseError::new("multiple 'tun-type' options specified"));
+                }
+                self.tun_type_given = true;
+            }
+            "tun-type" => return Err(ParseError::new("illegal tunnel type specified")),
+            "tun-port" | "tun-nocsum" | "tun-csum" | "tun-remcsum" => {
                 return Err(unsupported(&format!("--{name}"), "rvs tunnels with IPIP only"))
             }
             other => return Err(ParseError::try_help(format!("--{other}: unknown option"))),
@@ -802,6 +819,14 @@ impl Parser {
             self.inv.server = Some(ep);
         }
         generic_opt_check(cmd, &self.inv.options)?;
+        if self.tun_type_given {
+            if !matches!(cmd, Command::AddServer | Command::EditServer) {
+                return Err(ParseError::new(format!("Illegal 'tun-type' option with the '{}' command", cmd.name())));
+            }
+            if self.inv.forward != Some(ForwardMode::Tun) {
+                return Err(ParseError::new("Tunnel options conflict with forward method"));
+            }
+        }
         if matches!(cmd, Command::AddService | Command::EditService) {
             if let Some((_, ep)) = self.inv.service {
                 if ep.port.unwrap_or(0) == 0 && self.inv.persistent.is_none() {
@@ -859,6 +884,12 @@ fn generic_opt_check(cmd: Command, options: &BTreeSet<Opt>) -> Result<(), ParseE
         }
     }
     Ok(())
+}
+
+/// True for a comma-separated list of ipvsadm scheduler flags (`sh-port,sh-fallback`).
+fn is_sched_flags(s: &str) -> bool {
+    const FLAGS: &[&str] = &["flag-1", "flag-2", "flag-3", "sh-fallback", "sh-port", "mh-fallback", "mh-port"];
+    !s.is_empty() && s.split(',').all(|f| FLAGS.contains(&f))
 }
 
 /// Splits one line of a restore file into arguments: whitespace-separated,

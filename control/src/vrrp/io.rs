@@ -1,0 +1,615 @@
+//! The socket layer and the engine thread.
+//!
+//! Per kernel interface one receive socket (raw IP, protocol 112, bound to
+//! the interface with `SO_BINDTODEVICE`, member of 224.0.0.18 when an
+//! instance there uses multicast) and, lazily, one AF_PACKET socket for
+//! gratuitous ARP. Per instance one send socket (raw IP, protocol 112, bound
+//! to the interface and to the primary address so that the source address
+//! the v3 checksum covers is the one on the wire; TTL 255, TOS 0xc0,
+//! multicast loop off).
+//!
+//! One thread runs everything: it `poll`s the receive sockets and a wake-up
+//! socket (commands: shutdown, script results, link changes) with the
+//! timeout of the earliest deadline, then feeds the [`Router`].
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use parking_lot::Mutex;
+use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::garp::{GarpSchedule, GarpSocket};
+use super::packet::{decode_ipv4, IPPROTO_VRRP, VRRP_MCAST_V4, VRRP_TTL};
+use super::state::{Action, Router, ScriptStatus, VrrpState};
+use super::{Plan, VrrpEvent};
+
+/// The kernel's view of an interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IfInfo {
+    /// Interface index.
+    pub index: u32,
+    /// Its first IPv4 address, if any.
+    pub first_ipv4: Option<Ipv4Addr>,
+}
+
+/// Looks an interface up by name.
+pub fn interface_info(ifname: &str) -> std::io::Result<IfInfo> {
+    let index = nix::net::if_::if_nametoindex(ifname)?;
+    let first_ipv4 = nix::ifaddrs::getifaddrs()?
+        .filter(|a| a.interface_name == ifname)
+        .find_map(|a| {
+            a.address
+                .and_then(|s| s.as_sockaddr_in().map(|sin| sin.ip()))
+        });
+    Ok(IfInfo { index, first_ipv4 })
+}
+
+/// Whether the interface's operational state is up (`/sys/class/net/IF/operstate`
+/// is `up` or `unknown`, as for TAP and loopback devices).
+pub fn link_up(ifname: &str) -> bool {
+    match std::fs::read_to_string(format!("/sys/class/net/{ifname}/operstate")) {
+        Ok(s) => matches!(s.trim(), "up" | "unknown"),
+        Err(_) => false,
+    }
+}
+
+/// Opens the receive socket of an interface.
+pub fn open_recv_socket(ifname: &str, ifindex: u32, multicast: bool) -> std::io::Result<Socket> {
+    let s = Socket::new(
+        Domain::IPV4,
+        Type::RAW,
+        Some(Protocol::from(i32::from(IPPROTO_VRRP))),
+    )?;
+    s.bind_device(Some(ifname.as_bytes()))?;
+    if multicast {
+        s.join_multicast_v4_n(&VRRP_MCAST_V4, &InterfaceIndexOrAddress::Index(ifindex))?;
+    }
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+/// Opens the send socket of an instance, sourced from `src` on `ifname`.
+pub fn open_send_socket(ifname: &str, src: Ipv4Addr) -> std::io::Result<Socket> {
+    let s = Socket::new(
+        Domain::IPV4,
+        Type::RAW,
+        Some(Protocol::from(i32::from(IPPROTO_VRRP))),
+    )?;
+    s.bind_device(Some(ifname.as_bytes()))?;
+    // The source address may not be configured yet (or may be a VIP elsewhere).
+    s.set_freebind_v4(true)?;
+    s.bind(&SockAddr::from(SocketAddrV4::new(src, 0)))?;
+    s.set_ttl_v4(u32::from(VRRP_TTL))?;
+    s.set_multicast_ttl_v4(u32::from(VRRP_TTL))?;
+    s.set_multicast_loop_v4(false)?;
+    s.set_tos_v4(0xc0)?;
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+/// A command to the engine thread.
+#[derive(Debug)]
+pub(crate) enum Cmd {
+    /// Resign (priority 0 as master) and stop.
+    Shutdown,
+    /// A track script run finished.
+    Script { script: usize, ok: bool },
+    /// A watched interface changed link state.
+    Link { ifname: String, up: bool },
+}
+
+/// Sends commands to the engine thread and wakes it.
+#[derive(Clone, Debug)]
+pub(crate) struct Waker {
+    tx: mpsc::Sender<Cmd>,
+    sock: Arc<UnixDatagram>,
+}
+
+impl Waker {
+    pub(crate) fn new(tx: mpsc::Sender<Cmd>, sock: UnixDatagram) -> Waker {
+        Waker {
+            tx,
+            sock: Arc::new(sock),
+        }
+    }
+
+    /// Sends a command; false once the engine has stopped.
+    pub(crate) fn send(&self, cmd: Cmd) -> bool {
+        if self.tx.send(cmd).is_err() {
+            return false;
+        }
+        // A full socket buffer already means a pending wake-up.
+        let _ = self.sock.send(&[1]);
+        true
+    }
+}
+
+/// Runs `sh -c cmd` in the background (notify scripts); the child is reaped
+/// by a short-lived thread.
+pub fn spawn_notify(cmd: &str) {
+    match Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .spawn()
+    {
+        Ok(mut child) => {
+            std::thread::spawn(move || {
+                let _ = child.wait();
+            });
+        }
+        Err(e) => tracing::warn!(%cmd, error = %e, "cannot run notify script"),
+    }
+}
+
+/// Runs `sh -c cmd` and waits at most `timeout`; true on exit status 0.
+/// A run past its timeout is killed (its whole process group) and fails.
+pub fn run_check(cmd: &str, timeout: Duration) -> bool {
+    use std::os::unix::process::CommandExt;
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(%cmd, error = %e, "cannot run track script");
+            return false;
+        }
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                if let Ok(pid) = i32::try_from(child.id()) {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::SIGKILL,
+                    );
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                tracing::warn!(%cmd, "track script timed out");
+                return false;
+            }
+        }
+    }
+}
+
+/// Sleeps `d` in short slices; false when `stop` was raised meanwhile.
+pub(crate) fn sleep_unless_stopped(stop: &AtomicBool, d: Duration) -> bool {
+    let end = Instant::now() + d;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= end {
+            return true;
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(50)));
+    }
+}
+
+struct Iface {
+    name: String,
+    recv: Socket,
+    garp: Option<GarpSocket>,
+    /// Instances on this interface.
+    instances: Vec<usize>,
+}
+
+struct InstIo {
+    iface: usize,
+    send: Socket,
+    garp: GarpSchedule,
+}
+
+/// The engine thread's state.
+pub(crate) struct Runner {
+    plan: Plan,
+    router: Router,
+    ifaces: Vec<Iface>,
+    insts: Vec<InstIo>,
+    scripts: Vec<ScriptStatus>,
+    group_state: Vec<Option<VrrpState>>,
+    events: UnboundedSender<VrrpEvent>,
+    shared: Arc<Mutex<Vec<(String, VrrpState, u8)>>>,
+    cmd_rx: mpsc::Receiver<Cmd>,
+    wake: UnixDatagram,
+}
+
+impl Runner {
+    /// Opens the sockets. Errors here make `VrrpEngine::start` fail.
+    pub(crate) fn open(
+        plan: Plan,
+        router: Router,
+        events: UnboundedSender<VrrpEvent>,
+        shared: Arc<Mutex<Vec<(String, VrrpState, u8)>>>,
+        cmd_rx: mpsc::Receiver<Cmd>,
+        wake: UnixDatagram,
+    ) -> Result<Runner, super::VrrpError> {
+        let io_err =
+            |what: String| move |source: std::io::Error| super::VrrpError::Io { what, source };
+        let mut ifaces: Vec<Iface> = Vec::new();
+        let mut by_name: HashMap<String, usize> = HashMap::new();
+        let mut insts = Vec::new();
+        for (i, ip) in plan.instances.iter().enumerate() {
+            let iface = match by_name.get(&ip.ifname) {
+                Some(&k) => k,
+                None => {
+                    let multicast = plan
+                        .instances
+                        .iter()
+                        .any(|o| o.ifname == ip.ifname && o.unicast_peer.is_empty());
+                    let recv = open_recv_socket(&ip.ifname, ip.ifindex, multicast)
+                        .map_err(io_err(format!("VRRP receive socket on {}", ip.ifname)))?;
+                    ifaces.push(Iface {
+                        name: ip.ifname.clone(),
+                        recv,
+                        garp: None,
+                        instances: Vec::new(),
+                    });
+                    by_name.insert(ip.ifname.clone(), ifaces.len() - 1);
+                    ifaces.len() - 1
+                }
+            };
+            ifaces[iface].instances.push(i);
+            let send = open_send_socket(&ip.ifname, ip.params.primary_ip)
+                .map_err(io_err(format!("VRRP send socket on {}", ip.ifname)))?;
+            let garp = GarpSchedule::new(ip.garp_repeat, ip.garp_delay, ip.garp_refresh);
+            insts.push(InstIo { iface, send, garp });
+        }
+        for iface in &mut ifaces {
+            match GarpSocket::open(&iface.name) {
+                Ok(s) => iface.garp = Some(s),
+                Err(e) => {
+                    tracing::warn!(ifname = %iface.name, error = %e, "no gratuitous ARP socket")
+                }
+            }
+        }
+        wake.set_nonblocking(true)
+            .map_err(io_err("wake-up socket".to_owned()))?;
+        let scripts = plan
+            .scripts
+            .iter()
+            .map(|s| ScriptStatus::new(s.rise, s.fall))
+            .collect();
+        let group_state = vec![None; plan.groups.len()];
+        Ok(Runner {
+            plan,
+            router,
+            ifaces,
+            insts,
+            scripts,
+            group_state,
+            events,
+            shared,
+            cmd_rx,
+            wake,
+        })
+    }
+
+    /// The engine loop; returns after a shutdown command (or when every
+    /// command sender is gone).
+    pub(crate) fn run(mut self) {
+        let now = Instant::now();
+        // Links already down are faults before the start.
+        for i in 0..self.plan.instances.len() {
+            for ifname in self.plan.instances[i].watched_links.clone() {
+                if !link_up(&ifname) {
+                    let _ = self
+                        .router
+                        .set_fault(now, i, &format!("link {ifname}"), true);
+                }
+            }
+        }
+        let acts = self.router.start(now);
+        self.execute(now, acts);
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let now = Instant::now();
+            let deadline = self
+                .router
+                .next_deadline()
+                .into_iter()
+                .chain(self.insts.iter().filter_map(|i| i.garp.next_deadline()))
+                .min();
+            let timeout = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(now);
+                    // Round up to the next millisecond so that we never wake early.
+                    let ms = left.as_micros().div_ceil(1000);
+                    PollTimeout::from(u16::try_from(ms).unwrap_or(u16::MAX))
+                }
+                None => PollTimeout::from(u16::MAX),
+            };
+            let ready: Vec<bool> = {
+                let mut fds = Vec::with_capacity(self.ifaces.len() + 1);
+                fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
+                for iface in &self.ifaces {
+                    fds.push(PollFd::new(iface.recv.as_fd(), PollFlags::POLLIN));
+                }
+                match nix::poll::poll(&mut fds, timeout) {
+                    Ok(_) => fds.iter().map(|f| f.any().unwrap_or(false)).collect(),
+                    Err(nix::errno::Errno::EINTR) => vec![false; fds.len()],
+                    Err(e) => {
+                        tracing::error!(error = %e, "VRRP poll failed");
+                        std::thread::sleep(Duration::from_millis(10));
+                        vec![false; fds.len()]
+                    }
+                }
+            };
+            if ready.first().copied().unwrap_or(false) {
+                while self.wake.recv(&mut buf).is_ok() {}
+            }
+            loop {
+                match self.cmd_rx.try_recv() {
+                    Ok(Cmd::Shutdown) | Err(mpsc::TryRecvError::Disconnected) => {
+                        let acts = self.router.shutdown();
+                        self.execute(Instant::now(), acts);
+                        return;
+                    }
+                    Ok(cmd) => self.command(cmd),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                }
+            }
+            for (k, &r) in ready.iter().skip(1).enumerate() {
+                if r {
+                    self.receive(k, &mut buf);
+                }
+            }
+            let now = Instant::now();
+            let acts = self.router.on_timer(now);
+            self.execute(now, acts);
+            for i in 0..self.insts.len() {
+                let n = self.insts[i].garp.due(now);
+                if n > 0 {
+                    self.send_garp(i, n);
+                }
+            }
+        }
+    }
+
+    fn receive(&mut self, k: usize, buf: &mut [u8]) {
+        for _ in 0..256 {
+            let n = match (&self.ifaces[k].recv).read(buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!(ifname = %self.ifaces[k].name, error = %e, "VRRP receive failed");
+                    return;
+                }
+            };
+            let Some(pkt) = buf.get(..n) else { return };
+            let (ip, advert) = match decode_ipv4(pkt) {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!(ifname = %self.ifaces[k].name, error = %e, "invalid VRRP packet");
+                    continue;
+                }
+            };
+            if ip.ttl != VRRP_TTL {
+                tracing::debug!(src = %ip.src, ttl = ip.ttl, "VRRP packet with TTL != 255 dropped");
+                continue;
+            }
+            let now = Instant::now();
+            let targets: Vec<usize> = self.ifaces[k]
+                .instances
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    let p = &self.plan.instances[i];
+                    p.params.vrid == advert.vrid
+                        && (p.unicast_peer.is_empty() || p.unicast_peer.contains(&ip.src))
+                })
+                .collect();
+            for i in targets {
+                let acts = self.router.on_advert(now, i, ip.src, &advert);
+                if let Some(why) = self.router.instance(i).and_then(|x| x.last_ignored()) {
+                    tracing::debug!(instance = %self.plan.instances[i].params.name, src = %ip.src, ?why, "advert ignored");
+                }
+                self.execute(now, acts);
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Cmd) {
+        let now = Instant::now();
+        match cmd {
+            Cmd::Shutdown => {}
+            Cmd::Link { ifname, up } => {
+                tracing::info!(%ifname, up, "VRRP tracked link changed");
+                for i in 0..self.plan.instances.len() {
+                    if self.plan.instances[i].watched_links.contains(&ifname) {
+                        let acts = self
+                            .router
+                            .set_fault(now, i, &format!("link {ifname}"), !up);
+                        self.execute(now, acts);
+                    }
+                }
+            }
+            Cmd::Script { script, ok } => {
+                let Some(status) = self.scripts.get_mut(script) else {
+                    return;
+                };
+                if !status.record(ok) {
+                    return;
+                }
+                let up = status.up;
+                let name = self.plan.scripts[script].name.clone();
+                tracing::info!(script = %name, up, "VRRP track script changed");
+                for i in 0..self.plan.instances.len() {
+                    let tracked = self.plan.instances[i].scripts.clone();
+                    if !tracked.iter().any(|&(s, _)| s == script) {
+                        continue;
+                    }
+                    let mut adjust = 0;
+                    let mut faulty = Vec::new();
+                    for (s, weight) in tracked {
+                        let s_up = self.scripts[s].up;
+                        match weight {
+                            0 => faulty.push((s, !s_up)),
+                            w if w > 0 && s_up => adjust += w,
+                            w if w < 0 && !s_up => adjust += w,
+                            _ => {}
+                        }
+                    }
+                    self.router.set_priority_adjust(i, adjust);
+                    for (s, f) in faulty {
+                        let reason = format!("script {}", self.plan.scripts[s].name);
+                        let acts = self.router.set_fault(now, i, &reason, f);
+                        self.execute(now, acts);
+                    }
+                }
+                self.publish();
+            }
+        }
+    }
+
+    fn execute(&mut self, now: Instant, acts: Vec<(usize, Action)>) {
+        let mut changed = false;
+        for (i, act) in acts {
+            match act {
+                Action::SendAdvert { priority } => self.send_advert(i, priority),
+                Action::StateChange { from, to } => {
+                    changed = true;
+                    self.on_state_change(now, i, from, to);
+                }
+            }
+        }
+        if changed {
+            self.publish();
+            self.group_notify();
+        }
+    }
+
+    fn send_advert(&self, i: usize, priority: u8) {
+        let p = &self.plan.instances[i];
+        let advert = p.params.advert(priority);
+        let src = p.params.primary_ip;
+        let dsts: Vec<Ipv4Addr> = if p.unicast_peer.is_empty() {
+            vec![VRRP_MCAST_V4]
+        } else {
+            p.unicast_peer.clone()
+        };
+        for dst in dsts {
+            let pkt = advert.encode(src, dst);
+            if let Err(e) = self.insts[i]
+                .send
+                .send_to(&pkt, &SockAddr::from(SocketAddrV4::new(dst, 0)))
+            {
+                tracing::warn!(instance = %p.params.name, %dst, error = %e, "VRRP advert not sent");
+            }
+        }
+    }
+
+    fn send_garp(&self, i: usize, count: u32) {
+        let p = &self.plan.instances[i];
+        if let Some(sock) = &self.ifaces[self.insts[i].iface].garp {
+            if let Err(e) = sock.send(&p.params.vips, count) {
+                tracing::warn!(instance = %p.params.name, error = %e, "gratuitous ARP not sent");
+            }
+        }
+    }
+
+    fn on_state_change(&mut self, now: Instant, i: usize, from: VrrpState, to: VrrpState) {
+        let prio = self
+            .router
+            .instance(i)
+            .map_or(0, |x| x.effective_priority());
+        let p = &self.plan.instances[i];
+        tracing::info!(instance = %p.params.name, %from, %to, priority = prio, "VRRP state change");
+        let _ = self.events.send(VrrpEvent::State {
+            instance: p.params.name.clone(),
+            state: to,
+            virtual_ipaddress: p.params.vips.clone(),
+        });
+        let script = match to {
+            VrrpState::Master => p.notify_master.as_deref(),
+            VrrpState::Backup => p.notify_backup.as_deref(),
+            VrrpState::Fault => p.notify_fault.as_deref(),
+            VrrpState::Initialize => None,
+        };
+        if let Some(cmd) = script {
+            spawn_notify(cmd);
+        }
+        if let Some(cmd) = &p.notify {
+            let state = if to == VrrpState::Initialize {
+                "STOP"
+            } else {
+                to.as_str()
+            };
+            spawn_notify(&format!(
+                "{cmd} INSTANCE {} {state} {prio}",
+                shell_quote(&p.params.name)
+            ));
+        }
+        if to == VrrpState::Master {
+            let n = self.insts[i].garp.on_master(now);
+            self.send_garp(i, n);
+        } else if from == VrrpState::Master {
+            self.insts[i].garp.stop();
+        }
+    }
+
+    /// Runs a sync group's notify script when all its members agree on a new state.
+    fn group_notify(&mut self) {
+        for g in 0..self.plan.groups.len() {
+            let members = &self.plan.groups[g].members;
+            let states: Vec<VrrpState> = members
+                .iter()
+                .filter_map(|&m| self.router.instance(m).map(|x| x.state()))
+                .collect();
+            let Some(&first) = states.first() else {
+                continue;
+            };
+            if states.iter().any(|&s| s != first) || self.group_state[g] == Some(first) {
+                continue;
+            }
+            self.group_state[g] = Some(first);
+            let grp = &self.plan.groups[g];
+            tracing::info!(group = %grp.name, state = %first, "VRRP sync group state");
+            let script = match first {
+                VrrpState::Master => grp.notify_master.as_deref(),
+                VrrpState::Backup => grp.notify_backup.as_deref(),
+                VrrpState::Fault => grp.notify_fault.as_deref(),
+                VrrpState::Initialize => None,
+            };
+            if let Some(cmd) = script {
+                spawn_notify(cmd);
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let v = self
+            .router
+            .instances()
+            .iter()
+            .map(|x| (x.params().name.clone(), x.state(), x.effective_priority()))
+            .collect();
+        *self.shared.lock() = v;
+    }
+}
+
+/// Single-quotes a word for `sh`.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}

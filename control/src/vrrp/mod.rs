@@ -1,0 +1,535 @@
+//! VRRP v2/v3 as Keepalived runs it, on ordinary Linux interfaces.
+//!
+//! In rvsd the kernel sees each dataplane port through a TAP interface (the
+//! exception path), so the engine works like Keepalived on any interface:
+//! raw IP sockets for protocol 112 (multicast 224.0.0.18 or unicast peers,
+//! TTL 255 checked on receipt), gratuitous ARP through an AF_PACKET socket.
+//! The same engine runs in the `rvs-vrrp` test binary on veth pairs.
+//!
+//! * [`packet`]: advertisement encoding/decoding (v2 and v3).
+//! * [`state`]: the pure, clock-driven state machine and sync groups.
+//! * [`garp`]: gratuitous ARP frames and their schedule.
+//! * [`io`]: sockets and the engine thread.
+//!
+//! [`VrrpEngine::start`] validates a [`VrrpConfig`], opens the sockets and
+//! runs the engine on a dedicated thread; state changes arrive as
+//! [`VrrpEvent`]s, notify scripts run with `sh -c`, track scripts and the
+//! link state of tracked interfaces are polled by helper threads.
+//! [`VrrpEngine::shutdown`] resigns (priority-0 adverts from masters).
+
+pub mod garp;
+pub mod io;
+pub mod packet;
+pub mod state;
+
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::ha::{VrrpConfig, VrrpInstance};
+use io::{Cmd, Runner, Waker};
+use packet::{Auth, Version};
+pub use state::VrrpState;
+use state::{Instance, InstanceParams, Router};
+
+/// A state change reported by the engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VrrpEvent {
+    /// Instance `instance` entered `state`; its VIPs are `virtual_ipaddress`
+    /// (to be owned only in [`VrrpState::Master`]).
+    State {
+        /// Instance name.
+        instance: String,
+        /// New state ([`VrrpState::Initialize`] after shutdown).
+        state: VrrpState,
+        /// The instance's virtual addresses.
+        virtual_ipaddress: Vec<Ipv4Addr>,
+    },
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum VrrpError {
+    /// The configuration is invalid (the message names the field).
+    #[error("invalid VRRP config: {0}")]
+    Config(String),
+    /// A kernel interface does not exist or has no IPv4 address.
+    #[error("interface {ifname}: {reason}")]
+    Interface {
+        /// Kernel interface name.
+        ifname: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A socket could not be opened or configured.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One instance, resolved against the kernel.
+#[derive(Clone, Debug)]
+pub(crate) struct PlannedInstance {
+    pub(crate) params: InstanceParams,
+    pub(crate) ifname: String,
+    pub(crate) ifindex: u32,
+    pub(crate) unicast_peer: Vec<Ipv4Addr>,
+    /// Kernel interfaces whose link going down is a fault (own + tracked).
+    pub(crate) watched_links: Vec<String>,
+    /// (script index, weight).
+    pub(crate) scripts: Vec<(usize, i32)>,
+    pub(crate) garp_repeat: u32,
+    pub(crate) garp_delay: Duration,
+    pub(crate) garp_refresh: Duration,
+    pub(crate) notify_master: Option<String>,
+    pub(crate) notify_backup: Option<String>,
+    pub(crate) notify_fault: Option<String>,
+    pub(crate) notify: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct PlannedGroup {
+    pub(crate) name: String,
+    pub(crate) members: Vec<usize>,
+    pub(crate) notify_master: Option<String>,
+    pub(crate) notify_backup: Option<String>,
+    pub(crate) notify_fault: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct PlannedScript {
+    pub(crate) name: String,
+    pub(crate) script: String,
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) rise: u32,
+    pub(crate) fall: u32,
+}
+
+/// Everything the engine thread needs.
+#[derive(Clone, Debug)]
+pub(crate) struct Plan {
+    pub(crate) instances: Vec<PlannedInstance>,
+    pub(crate) groups: Vec<PlannedGroup>,
+    pub(crate) scripts: Vec<PlannedScript>,
+}
+
+fn secs(what: &str, v: f64) -> Result<Duration, VrrpError> {
+    Duration::try_from_secs_f64(v)
+        .map_err(|_| VrrpError::Config(format!("{what}: {v} is not a valid duration")))
+}
+
+/// The advertisement interval in centiseconds for `version`, validated
+/// (v2: whole seconds 1..=255, rounded as Keepalived does; v3: 0.01..=40.95 s).
+pub fn advert_int_cs(version: u8, advert_int: f64) -> Result<u16, String> {
+    if !advert_int.is_finite() || advert_int <= 0.0 {
+        return Err(format!("advert_int {advert_int} must be positive"));
+    }
+    match version {
+        2 => {
+            let s = advert_int.round().max(1.0);
+            if s > 255.0 {
+                return Err(format!("advert_int {advert_int} above 255 s (v2)"));
+            }
+            Ok(s as u16 * 100)
+        }
+        3 => {
+            let cs = (advert_int * 100.0).round();
+            if !(1.0..=4095.0).contains(&cs) {
+                return Err(format!(
+                    "advert_int {advert_int} outside 0.01..=40.95 s (v3)"
+                ));
+            }
+            Ok(cs as u16)
+        }
+        v => Err(format!("version {v} must be 2 or 3")),
+    }
+}
+
+/// Validates one instance and builds its state-machine parameters.
+/// `primary_ip` is `unicast_src_ip` or the interface's first address.
+pub fn instance_params(
+    inst: &VrrpInstance,
+    primary_ip: Ipv4Addr,
+) -> Result<InstanceParams, VrrpError> {
+    let at = |m: String| VrrpError::Config(format!("instance {}: {m}", inst.name));
+    if inst.virtual_router_id == 0 {
+        return Err(at("virtual_router_id must be 1..=255".to_owned()));
+    }
+    if inst.priority == 0 {
+        return Err(at("priority must be 1..=255".to_owned()));
+    }
+    let version = match inst.version {
+        2 => Version::V2,
+        3 => Version::V3,
+        v => return Err(at(format!("version {v} must be 2 or 3"))),
+    };
+    let cs = advert_int_cs(inst.version, inst.advert_int).map_err(at)?;
+    let auth = match &inst.auth_pass {
+        None => Auth::None,
+        Some(_) if version == Version::V3 => {
+            return Err(at("auth_pass needs version 2".to_owned()))
+        }
+        Some(p) if p.len() > 8 => return Err(at("auth_pass longer than 8 bytes".to_owned())),
+        Some(p) => Auth::pass(p),
+    };
+    if inst.virtual_ipaddress.len() > 255 {
+        return Err(at("more than 255 virtual addresses".to_owned()));
+    }
+    Ok(InstanceParams {
+        name: inst.name.clone(),
+        version,
+        vrid: inst.virtual_router_id,
+        priority: inst.priority,
+        advert_int_cs: cs,
+        preempt: !inst.nopreempt,
+        preempt_delay: secs(
+            &format!("instance {}: preempt_delay", inst.name),
+            inst.preempt_delay,
+        )?,
+        auth,
+        primary_ip,
+        vips: inst.virtual_ipaddress.clone(),
+    })
+}
+
+fn plan(config: &VrrpConfig, interfaces: &HashMap<String, String>) -> Result<Plan, VrrpError> {
+    let kernel = |name: &String| {
+        interfaces
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| name.clone())
+    };
+    let mut scripts = Vec::new();
+    let mut script_idx = HashMap::new();
+    for s in &config.scripts {
+        if script_idx.insert(s.name.clone(), scripts.len()).is_some() {
+            return Err(VrrpError::Config(format!(
+                "script {} defined twice",
+                s.name
+            )));
+        }
+        let interval = secs(&format!("script {}: interval", s.name), s.interval)?;
+        if interval.is_zero() {
+            return Err(VrrpError::Config(format!(
+                "script {}: interval must be positive",
+                s.name
+            )));
+        }
+        scripts.push(PlannedScript {
+            name: s.name.clone(),
+            script: s.script.clone(),
+            interval,
+            timeout: secs(
+                &format!("script {}: timeout", s.name),
+                s.timeout.unwrap_or(s.interval),
+            )?,
+            rise: s.rise,
+            fall: s.fall,
+        });
+    }
+    let mut instances = Vec::new();
+    let mut names = HashMap::new();
+    let mut vrids = HashSet::new();
+    for inst in &config.instances {
+        if names.insert(inst.name.clone(), instances.len()).is_some() {
+            return Err(VrrpError::Config(format!(
+                "instance {} defined twice",
+                inst.name
+            )));
+        }
+        let ifname = kernel(&inst.interface);
+        if !vrids.insert((ifname.clone(), inst.virtual_router_id)) {
+            return Err(VrrpError::Config(format!(
+                "instance {}: virtual_router_id {} already used on {ifname}",
+                inst.name, inst.virtual_router_id
+            )));
+        }
+        let info = io::interface_info(&ifname).map_err(|e| VrrpError::Interface {
+            ifname: ifname.clone(),
+            reason: e.to_string(),
+        })?;
+        let primary = match inst.unicast_src_ip.or(info.first_ipv4) {
+            Some(ip) => ip,
+            None => {
+                return Err(VrrpError::Interface {
+                    ifname,
+                    reason: format!(
+                        "no IPv4 address for instance {} (set unicast_src_ip)",
+                        inst.name
+                    ),
+                })
+            }
+        };
+        let params = instance_params(inst, primary)?;
+        let mut watched = vec![ifname.clone()];
+        for t in &inst.track_interface {
+            let k = kernel(t);
+            if !watched.contains(&k) {
+                watched.push(k);
+            }
+        }
+        let mut tracked = Vec::new();
+        for t in &inst.track_script {
+            let Some(&s) = script_idx.get(t) else {
+                return Err(VrrpError::Config(format!(
+                    "instance {}: unknown track_script {t}",
+                    inst.name
+                )));
+            };
+            tracked.push((s, config.scripts[s].weight));
+        }
+        instances.push(PlannedInstance {
+            params,
+            ifname,
+            ifindex: info.index,
+            unicast_peer: inst.unicast_peer.clone(),
+            watched_links: watched,
+            scripts: tracked,
+            garp_repeat: inst.garp_master_repeat,
+            garp_delay: secs(
+                &format!("instance {}: garp_master_delay", inst.name),
+                inst.garp_master_delay,
+            )?,
+            garp_refresh: secs(
+                &format!("instance {}: garp_master_refresh", inst.name),
+                inst.garp_master_refresh,
+            )?,
+            notify_master: inst.notify_master.clone(),
+            notify_backup: inst.notify_backup.clone(),
+            notify_fault: inst.notify_fault.clone(),
+            notify: inst.notify.clone(),
+        });
+    }
+    let mut groups = Vec::new();
+    let mut grouped = HashSet::new();
+    for g in &config.sync_groups {
+        let mut members = Vec::new();
+        for m in &g.group {
+            let Some(&i) = names.get(m) else {
+                return Err(VrrpError::Config(format!(
+                    "sync group {}: unknown instance {m}",
+                    g.name
+                )));
+            };
+            if !grouped.insert(i) {
+                return Err(VrrpError::Config(format!(
+                    "sync group {}: instance {m} is in two groups",
+                    g.name
+                )));
+            }
+            members.push(i);
+        }
+        groups.push(PlannedGroup {
+            name: g.name.clone(),
+            members,
+            notify_master: g.notify_master.clone(),
+            notify_backup: g.notify_backup.clone(),
+            notify_fault: g.notify_fault.clone(),
+        });
+    }
+    Ok(Plan {
+        instances,
+        groups,
+        scripts,
+    })
+}
+
+/// The running VRRP engine.
+pub struct VrrpEngine {
+    waker: Waker,
+    thread: Option<JoinHandle<()>>,
+    helpers: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    states: Arc<Mutex<Vec<(String, VrrpState, u8)>>>,
+}
+
+impl std::fmt::Debug for VrrpEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VrrpEngine")
+            .field("states", &*self.states.lock())
+            .finish()
+    }
+}
+
+impl VrrpEngine {
+    /// Validates `config`, opens the sockets and starts the engine thread.
+    ///
+    /// `interfaces` maps an instance's `interface` (a dataplane port name) to
+    /// the kernel interface to run on (the port's TAP); names not in the map
+    /// are used as they are. State changes are sent to `events`.
+    pub fn start(
+        config: &VrrpConfig,
+        interfaces: HashMap<String, String>,
+        events: UnboundedSender<VrrpEvent>,
+    ) -> Result<VrrpEngine, VrrpError> {
+        let plan = plan(config, &interfaces)?;
+        let instances = plan
+            .instances
+            .iter()
+            .map(|p| Instance::new(p.params.clone()))
+            .collect();
+        let router = Router::new(
+            instances,
+            plan.groups.iter().map(|g| g.members.clone()).collect(),
+        );
+        let states = Arc::new(Mutex::new(
+            plan.instances
+                .iter()
+                .map(|p| {
+                    (
+                        p.params.name.clone(),
+                        VrrpState::Initialize,
+                        p.params.priority,
+                    )
+                })
+                .collect(),
+        ));
+        let (wake_tx, wake_rx) = UnixDatagram::pair().map_err(|source| VrrpError::Io {
+            what: "wake-up socket pair".to_owned(),
+            source,
+        })?;
+        wake_tx
+            .set_nonblocking(true)
+            .map_err(|source| VrrpError::Io {
+                what: "wake-up socket".to_owned(),
+                source,
+            })?;
+        let (cmd_tx, cmd_rx) = mpsc::channel();
+        let waker = Waker::new(cmd_tx, wake_tx);
+        let runner = Runner::open(
+            plan.clone(),
+            router,
+            events,
+            states.clone(),
+            cmd_rx,
+            wake_rx,
+        )?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name("rvs-vrrp".to_owned())
+            .spawn(move || runner.run())
+            .map_err(|source| VrrpError::Io {
+                what: "VRRP thread".to_owned(),
+                source,
+            })?;
+        let mut helpers = Vec::new();
+        helpers.extend(spawn_link_watcher(&plan, &waker, &stop));
+        for (idx, s) in plan.scripts.iter().enumerate() {
+            if !plan
+                .instances
+                .iter()
+                .any(|i| i.scripts.iter().any(|&(k, _)| k == idx))
+            {
+                continue;
+            }
+            helpers.extend(spawn_script(idx, s.clone(), waker.clone(), stop.clone()));
+        }
+        Ok(VrrpEngine {
+            waker,
+            thread: Some(thread),
+            helpers,
+            stop,
+            states,
+        })
+    }
+
+    /// Every instance's name, state and effective priority (for the REST API).
+    pub fn states(&self) -> Vec<(String, VrrpState, u8)> {
+        self.states.lock().clone()
+    }
+
+    /// Stops the engine: masters send priority-0 adverts (the backups take
+    /// over after their skew time), helper threads end.
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.waker.send(Cmd::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        for h in self.helpers.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for VrrpEngine {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+fn spawn_link_watcher(
+    plan: &Plan,
+    waker: &Waker,
+    stop: &Arc<AtomicBool>,
+) -> Option<JoinHandle<()>> {
+    let mut links: Vec<String> = Vec::new();
+    for i in &plan.instances {
+        for l in &i.watched_links {
+            if !links.contains(l) {
+                links.push(l.clone());
+            }
+        }
+    }
+    let waker = waker.clone();
+    let stop = stop.clone();
+    std::thread::Builder::new()
+        .name("rvs-vrrp-link".to_owned())
+        .spawn(move || {
+            let mut last: Vec<bool> = links.iter().map(|l| io::link_up(l)).collect();
+            while io::sleep_unless_stopped(&stop, Duration::from_millis(100)) {
+                for (k, l) in links.iter().enumerate() {
+                    let up = io::link_up(l);
+                    if up != last[k] {
+                        last[k] = up;
+                        if !waker.send(Cmd::Link {
+                            ifname: l.clone(),
+                            up,
+                        }) {
+                            return;
+                        }
+                    }
+                }
+            }
+        })
+        .map_err(|e| tracing::error!(error = %e, "cannot start the VRRP link watcher"))
+        .ok()
+}
+
+fn spawn_script(
+    idx: usize,
+    s: PlannedScript,
+    waker: Waker,
+    stop: Arc<AtomicBool>,
+) -> Option<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("rvs-vrrp-script-{idx}"))
+        .spawn(move || loop {
+            let ok = io::run_check(&s.script, s.timeout);
+            tracing::debug!(script = %s.name, ok, "track script ran");
+            if !waker.send(Cmd::Script { script: idx, ok })
+                || !io::sleep_unless_stopped(&stop, s.interval)
+            {
+                return;
+            }
+        })
+        .map_err(|e| tracing::error!(error = %e, "cannot start a VRRP track script"))
+        .ok()
+}

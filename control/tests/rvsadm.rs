@@ -1,0 +1,522 @@
+//! rvsadm: golden listings (expected text computed from ipvsadm.c's format
+//! strings by `golden/generate.py`, not from rvsadm), the grammar, and the
+//! whole tool against a live API server on a random localhost port.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::process::{Command as Process, Stdio};
+
+use common::{Server, EMPTY_CONFIG};
+use rvs_control::api::{ApiOptions, RealStatsView, ServiceStatsView};
+use rvs_control::config::Config;
+use rvs_control::ipvsadm::format::{self, ListInput, ServiceNames};
+use rvs_control::ipvsadm::parse::{parse, Command, Format, Opt};
+use rvs_control::ipvsadm::run::parse_restore;
+use rvs_control::ipvsadm::{run, AdmError, Client};
+use rvs_control::rate::Rates;
+use rvs_dataplane::snapshot::{ForwardMode, Protocol, ServiceKey};
+use rvs_dataplane::stats::{ConnInfo, TrafficCounters};
+
+// ---------------------------------------------------------------------------
+// Golden listings
+
+const GOLDEN_CONFIG: &str = r#"{
+  "workers": [1, 2],
+  "conn_table_size": 65536,
+  "ports": [ { "name": "lan0", "device": "net_ring0", "addresses": ["10.0.0.1/24", "10.1.0.1/16"] } ],
+  "services": [
+    { "protocol": "udp", "vip": "10.0.0.53", "port": 53, "scheduler": "wlc", "forward": "nat",
+      "persistence": { "timeout": 600 },
+      "reals": [ { "address": "10.1.0.21", "port": 5353, "weight": 3 } ] },
+    { "protocol": "tcp", "vip": "10.0.0.100", "port": 443, "scheduler": "sh", "sched_options": { "hash": "src_addr_port" },
+      "persistence": { "timeout": 300, "netmask": "255.255.255.0" }, "local_addresses": ["10.0.0.5", "10.0.0.6"],
+      "reals": [ { "address": "10.1.0.32", "port": 8443, "weight": 0, "forward": "fullnat" },
+                 { "address": "10.1.0.31", "weight": 1, "forward": "tun", "upper_threshold": 100, "lower_threshold": 50 } ] },
+    { "protocol": "tcp", "vip": "10.0.0.100", "port": 80, "scheduler": "rr",
+      "reals": [ { "address": "10.1.0.12", "weight": 2 }, { "address": "10.1.0.11", "weight": 1 } ] }
+  ]
+}"#;
+
+fn golden(name: &str) -> String {
+    let path = format!("{}/tests/golden/{name}.txt", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).expect("golden file").replace("@VERSION@", env!("CARGO_PKG_VERSION"))
+}
+
+fn traffic(conns: u64, in_pkts: u64, in_bytes: u64) -> TrafficCounters {
+    TrafficCounters { conns, in_pkts, out_pkts: 0, in_bytes, out_bytes: 0 }
+}
+
+fn rates(cps: u64, in_pps: u64, in_bps: u64) -> Rates {
+    Rates { cps, in_pps, out_pps: 0, in_bps, out_bps: 0 }
+}
+
+fn golden_stats() -> Vec<ServiceStatsView> {
+    vec![ServiceStatsView {
+        protocol: Protocol::Tcp,
+        vip: Ipv4Addr::new(10, 0, 0, 100),
+        port: 80,
+        traffic: traffic(1239, 56839, 123_461_789),
+        active: 3,
+        inactive: 13,
+        rates: rates(12, 3400, 2_500_000),
+        reals: vec![
+            RealStatsView {
+                address: Ipv4Addr::new(10, 1, 0, 11),
+                port: 80,
+                traffic: traffic(1234, 56789, 123_456_789),
+                active: 3,
+                inactive: 12,
+                rates: rates(11, 3000, 2_400_000),
+            },
+            RealStatsView {
+                address: Ipv4Addr::new(10, 1, 0, 12),
+                port: 80,
+                traffic: traffic(5, 50, 5000),
+                active: 0,
+                inactive: 1,
+                rates: rates(1, 400, 100_000),
+            },
+        ],
+    }]
+}
+
+fn https_key() -> ServiceKey {
+    ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100), port: 443 }
+}
+
+fn conn(p: Protocol, expires_s: u64, state: &str, c: &str, v: &str, r: &str) -> ConnInfo {
+    ConnInfo {
+        worker: 0,
+        protocol: p,
+        client: c.parse::<SocketAddrV4>().expect("client"),
+        vip: v.parse().expect("vip"),
+        real: r.parse().expect("real"),
+        local: None,
+        forward: ForwardMode::Dr,
+        state: state.to_string(),
+        expires_ms: expires_s * 1000 + 400,
+        template: false,
+    }
+}
+
+fn golden_conns() -> Vec<ConnInfo> {
+    let mut template = conn(Protocol::Tcp, 300, "NONE", "192.168.1.0:0", "10.0.0.100:443", "10.1.0.31:443");
+    template.template = true;
+    let mut fnat = conn(Protocol::Tcp, 100, "ESTABLISHED", "192.168.1.12:40001", "10.0.0.100:443", "10.1.0.32:8443");
+    fnat.local = Some("10.0.0.5:1025".parse().expect("local"));
+    fnat.forward = ForwardMode::FullNat;
+    vec![
+        conn(Protocol::Tcp, 899, "ESTABLISHED", "192.168.1.10:40000", "10.0.0.100:80", "10.1.0.11:80"),
+        conn(Protocol::Udp, 65, "UDP", "192.168.1.11:5000", "10.0.0.53:53", "10.1.0.21:5353"),
+        template,
+        fnat,
+    ]
+}
+
+/// Renders a listing of the golden table with the options of `args`.
+fn render(args: &str) -> String {
+    let config = Config::from_json(GOLDEN_CONFIG).expect("golden config");
+    let stats = golden_stats();
+    let mut persist = HashMap::new();
+    persist.insert((https_key(), Ipv4Addr::new(10, 1, 0, 31), 443), 4u32);
+    let names = ServiceNames::parse("http 80/tcp www\nhttps 443/tcp\ndomain 53/udp\ndomain 53/tcp\n");
+    let argv: Vec<String> = args.split_whitespace().map(str::to_string).collect();
+    let inv = parse(&argv).expect("valid arguments");
+    let none = ServiceNames::default();
+    let names = if inv.format.numeric { &none } else { &names };
+    let input = ListInput { config: &config, stats: &stats, persist_conns: &persist, names };
+    match inv.command {
+        Command::Save => format::save(&input, &inv.format),
+        Command::List if inv.service.is_some() => {
+            format::list_service(&input, &https_key(), &inv.format).expect("service exists")
+        }
+        Command::List if inv.options.contains(&Opt::Connection) => format::list_connections(&golden_conns(), &inv.format, names),
+        Command::List => format::list_all(&input, &inv.format),
+        other => panic!("not a listing: {other:?}"),
+    }
+}
+
+#[track_caller]
+fn assert_text(got: &str, want: &str) {
+    if got != want {
+        panic!("listing differs\n--- got ---\n{got}--- want ---\n{want}---");
+    }
+}
+
+#[test]
+fn golden_list_numeric() {
+    assert_text(&render("-Ln"), &golden("list_numeric"));
+    // `ipvsadm` alone and `-l` list the same way (with names).
+    assert_eq!(parse(&[]).expect("no arguments").command, Command::List);
+}
+
+#[test]
+fn golden_list_with_port_names() {
+    assert_text(&render("-L"), &golden("list_names"));
+}
+
+#[test]
+fn golden_stats_listing() {
+    assert_text(&render("-L -n --stats"), &golden("list_stats"));
+    assert_text(&render("-Ln --stats --exact"), &golden("list_stats_exact"));
+}
+
+#[test]
+fn golden_rate() {
+    assert_text(&render("-Ln --rate"), &golden("list_rate"));
+    assert_text(&render("-Ln --rate -X"), &golden("list_rate_exact"));
+}
+
+#[test]
+fn golden_thresholds_persistent_conn_tun_info() {
+    assert_text(&render("-Ln --thresholds"), &golden("list_thresholds"));
+    assert_text(&render("-Ln --persistent-conn"), &golden("list_persistent_conn"));
+    assert_text(&render("-Ln --tun-info"), &golden("list_tun_info"));
+}
+
+#[test]
+fn golden_one_service_and_save() {
+    assert_text(&render("-Ln -t 10.0.0.100:443"), &golden("list_one_service"));
+    assert_text(&render("-S -n"), &golden("save_numeric"));
+}
+
+#[test]
+fn golden_connections_timeout_laddrs() {
+    assert_text(&render("-Lnc"), &golden("connections"));
+    assert_text(&render("-L -n -c --persistent-conn"), &golden("connections_persistent"));
+    let config = Config::from_json(GOLDEN_CONFIG).expect("golden config");
+    assert_text(&format::list_timeout(&config.timeouts), &golden("timeout"));
+    let mut counts = HashMap::new();
+    counts.insert((https_key(), Ipv4Addr::new(10, 0, 0, 5)), 1u32);
+    assert_text(&format::list_laddrs(&config, None, &counts), &golden("laddrs"));
+}
+
+#[test]
+fn long_names_are_cut_like_ipvsadm() {
+    // svc_name[33] and dname[28]: a long service name is cut, not widened.
+    let names = ServiceNames::parse("a-very-long-service-name-indeed 8080/tcp\n");
+    let config = Config::from_json(
+        r#"{"ports": [{"name": "p", "device": "d", "addresses": ["10.0.0.1/24"]}],
+            "services": [{"protocol": "tcp", "vip": "100.100.100.100", "port": 8080, "scheduler": "rr",
+                          "reals": [{"address": "200.200.200.200", "weight": 1}]}]}"#,
+    )
+    .expect("valid");
+    let none = HashMap::new();
+    let input = ListInput { config: &config, stats: &[], persist_conns: &none, names: &names };
+    let text = format::list_all(&input, &Format::default());
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[3], "TCP  100.100.100.100:a-very-long- rr");
+    assert_eq!(lines[4], "  -> 200.200.200.200:a-very-long- Route   1      0          0         ");
+}
+
+// ---------------------------------------------------------------------------
+// Grammar
+
+fn args(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_string).collect()
+}
+
+fn parse_err(s: &str) -> String {
+    parse(&args(s)).expect_err("must be refused").message
+}
+
+#[test]
+fn grammar_accepts_ipvsadm_forms() {
+    let inv = parse(&args("-Lnc")).expect("clustered");
+    assert_eq!(inv.command, Command::List);
+    assert!(inv.format.numeric);
+    let inv = parse(&args("-At 10.0.0.1:80 -s rr -p")).expect("cluster with argument");
+    assert_eq!(inv.command, Command::AddService);
+    assert_eq!(inv.persistent, Some(300));
+    assert_eq!(inv.scheduler.as_deref(), Some("rr"));
+    let inv = parse(&args("-A -t10.0.0.1:80 -p 60 -M 255.255.255.0")).expect("attached value");
+    assert_eq!(inv.persistent, Some(60));
+    assert_eq!(inv.netmask, Some(Ipv4Addr::new(255, 255, 255, 0)));
+    let inv = parse(&args("--add-service --tcp-service=10.0.0.1:80 --persistent=90")).expect("long forms");
+    assert_eq!(inv.persistent, Some(90));
+    // `-p` followed by an option takes no value.
+    let inv = parse(&args("-A -t 10.0.0.1:80 -p -s wrr")).expect("optional value");
+    assert_eq!(inv.persistent, Some(300));
+    let inv = parse(&args("-a -u 10.0.0.1:53 -r 10.1.0.1:5353 -m -w 0 -x 10 -y 5")).expect("add server");
+    assert_eq!(inv.forward, Some(ForwardMode::Nat));
+    assert_eq!((inv.weight, inv.u_threshold, inv.l_threshold), (Some(0), Some(10), Some(5)));
+    assert_eq!(inv.service.map(|(p, _)| p), Some(Protocol::Udp));
+    let inv = parse(&args("-a -t 10.0.0.1:80 -r 10.1.0.1 -b")).expect("DPVS fullnat");
+    assert_eq!(inv.forward, Some(ForwardMode::FullNat));
+    let inv = parse(&args("-A -t 10.0.0.1:80 -s sh -b sh-port,sh-fallback")).expect("ipvsadm -b flags");
+    assert_eq!(inv.sched_flags, vec!["sh-port", "sh-fallback"]);
+    assert_eq!(inv.forward, None);
+    let inv = parse(&args("-P -t 10.0.0.1:80 -z 10.0.0.9 -F dpdk0")).expect("DPVS laddr");
+    assert_eq!(inv.laddr, Some(Ipv4Addr::new(10, 0, 0, 9)));
+    let inv = parse(&args("--set 900 0 300")).expect("set");
+    assert_eq!(inv.timeouts, Some([900, 0, 300]));
+    assert_eq!(parse(&args("-Z")).expect("zero").command, Command::Zero);
+    assert_eq!(parse(&args("-G")).expect("get laddr").command, Command::GetLaddr);
+}
+
+#[test]
+fn grammar_errors_read_like_ipvsadm() {
+    assert_eq!(parse_err("-a -t 10.0.0.1:80 -r 10.1.0.1 -w 70000"), "illegal weight specified");
+    assert_eq!(parse_err("-a -t 10.0.0.1:80 -r 10.1.0.1 -x -1"), "illegal u_threshold specified");
+    assert_eq!(parse_err("-A -t 10.0.0.1:80 -p 0"), "invalid timeout value `0' specified");
+    assert_eq!(parse_err("-A -t 10.0.0.1:80 -p 9999999"), "invalid timeout value `9999999' specified");
+    assert_eq!(parse_err("-A -t :80"), "illegal virtual server address[:port] specified");
+    assert_eq!(parse_err("-A -t 10.0.0.1:no-such-port-name"), "illegal virtual server address[:port] specified");
+    // inet_aton's short forms are addresses, as in ipvsadm: 10.0.0 is 10.0.0.0, without a port.
+    assert_eq!(parse_err("-A -t 10.0.0"), "Zero port specified for non-persistent service");
+    assert_eq!(parse_err("-A -t 10.0.0.1:99999"), "illegal virtual server address[:port] specified");
+    assert_eq!(parse_err("-a -t 10.0.0.1:80 -r 1234"), "illegal real server address[:port] specified");
+    assert_eq!(parse_err("-A -t 10.0.0.1:80 -M 255.255.0"), "illegal virtual server persistent mask specified");
+    assert_eq!(parse_err("-A -t 10.0.0.1"), "Zero port specified for non-persistent service");
+    assert_eq!(parse_err("-A -D -t 10.0.0.1:80"), "multiple commands specified");
+    assert_eq!(parse_err("-A -t 10.0.0.1:80 -s rr -s wrr"), "multiple 'scheduler' options specified");
+    assert_eq!(parse_err("-A -s rr"), "You need to supply the 'service-address' option for the 'add-service' command");
+    assert_eq!(parse_err("-a -t 10.0.0.1:80"), "You need to supply the 'real-server' option for the 'add-server' command");
+    assert_eq!(parse_err("-A -t 10.0.0.1:80 -w 3"), "Illegal 'weight' option with the 'add-service' command");
+    assert_eq!(parse_err("-D -t 10.0.0.1:80 -s rr"), "Illegal 'scheduler' option with the 'delete-service' command");
+    assert_eq!(parse_err("-L -c --timeout"), "The option 'timeout' conflicts with the 'connection' option in the 'list' command");
+    assert_eq!(parse_err("-L -c --stats"), "options conflicts in the list command");
+    assert_eq!(parse_err("--set 900 120"), "--set option requires 3 timeout values");
+    assert_eq!(parse_err("-L extra"), "unexpected argument extra");
+    assert_eq!(parse_err("-C -n"), "Illegal 'numeric' option with the 'flush' command");
+    assert_eq!(parse_err("-P -t 10.0.0.1:80"), "You need to supply the 'laddr' option for the 'add-laddr' command");
+    assert_eq!(parse_err("-a -t 10.0.0.1:80 -r 10.1.0.1 -g --tun-type ipip"), "Tunnel options conflict with forward method");
+    assert!(parse_err("-A -f 1").contains("not supported by rvs"));
+    assert!(parse_err("--start-daemon master").contains("not supported by rvs"));
+    let e = parse(&args("-K")).expect_err("unknown");
+    assert!(e.try_help && e.message == "-K: unknown option", "{e:?}");
+    let e = parse(&args("-n")).expect_err("no command");
+    assert!(e.try_help);
+}
+
+#[test]
+fn restore_input_is_checked_before_anything_changes() {
+    let text = "# comment\n\n-A -t 10.0.0.1:80 -s rr\nipvsadm -a -t 10.0.0.1:80 -r 10.1.0.1 -g -w 1\n";
+    let cmds = parse_restore(text).expect("valid");
+    assert_eq!(cmds.len(), 2);
+    assert_eq!(cmds[1].0, 4);
+    let e = parse_restore("-A -t 10.0.0.1:80\n-a -t 10.0.0.1:80 -r 10.1.0.1 -w 99999\n").expect_err("bad line");
+    assert!(e.message.starts_with("illegal weight specified\nrvsadm: line 2"), "{}", e.message);
+    let e = parse_restore("-L -n\n").expect_err("listing");
+    assert!(e.message.contains("cannot be restored"), "{}", e.message);
+}
+
+// ---------------------------------------------------------------------------
+// Against a live API
+
+fn rvsadm(client: &Client, line: &str) -> Result<String, AdmError> {
+    let mut out = Vec::new();
+    run(&args(line), client, &mut std::io::empty(), &mut out)?;
+    Ok(String::from_utf8(out).expect("utf-8"))
+}
+
+fn ok(client: &Client, line: &str) -> String {
+    rvsadm(client, line).unwrap_or_else(|e| panic!("rvsadm {line}: {}", e.message))
+}
+
+fn restore(client: &Client, text: &str) -> Result<(), AdmError> {
+    let mut out = Vec::new();
+    run(&args("-R"), client, &mut text.as_bytes(), &mut out)
+}
+
+/// Services in ipvsadm's listing order (a restore adds them in that order).
+fn sorted(mut services: Vec<rvs_control::ServiceConfig>) -> Vec<rvs_control::ServiceConfig> {
+    services.sort_by_key(|s| (s.protocol.ip_proto(), u32::from(s.vip), s.port));
+    services
+}
+
+fn server() -> Server {
+    Server::start(Config::from_json(EMPTY_CONFIG).expect("valid"), ApiOptions::default())
+}
+
+fn build_table(c: &Client) {
+    for line in [
+        "-A -t 10.0.0.100:80 -s rr",
+        "-a -t 10.0.0.100:80 -r 10.1.0.11 -g -w 2",
+        "-a -t 10.0.0.100:80 -r 10.1.0.12:80 -w 1 -x 10 -y 5",
+        "-A -u 10.0.0.53:53 -p",
+        "-a -u 10.0.0.53:53 -r 10.1.0.21:5353 -m -w 3",
+        "-A -t 10.0.0.100:443 -s sh --sched-flags sh-port -p 120 -M 255.255.255.0",
+        "-P -t 10.0.0.100:443 -z 10.0.0.5 -F dpdk0",
+        "-P -t 10.0.0.100:443 -z 10.0.0.6",
+        "-a -t 10.0.0.100:443 -r 10.1.0.31:8443 -b -w 4",
+        "-a -t 10.0.0.100:443 -r 10.1.0.32:9999 -i",
+        "-A -t 10.0.0.101:80 -s maglev",
+        "-a -t 10.0.0.101:80 -r 10.1.0.41 -w 0",
+        "--set 600 60 120",
+    ] {
+        ok(c, line);
+    }
+}
+
+#[test]
+fn save_clear_restore_round_trip() {
+    let s = server();
+    let c = Client::new(&s.url(), None);
+    build_table(&c);
+    let listing = ok(&c, "-Ln");
+    let saved = ok(&c, "-S -n");
+    let services = sorted(s.config().services);
+    assert!(listing.contains("  -> 10.1.0.32:443                Tunnel  1      0          0         \n"), "{listing}");
+    assert!(saved.contains("-a -t 10.0.0.100:80 -r 10.1.0.12:80 -g -w 1 -x 10 -y 5\n"), "{saved}");
+    assert!(saved.contains("-P -t 10.0.0.100:443 -z 10.0.0.5\n"), "{saved}");
+    assert_eq!(ok(&c, "-L --timeout"), "Timeout (tcp tcpfin udp): 600 60 120\n");
+
+    ok(&c, "-C");
+    let empty = ok(&c, "-Ln");
+    assert_eq!(empty.lines().count(), 3, "{empty}");
+    assert!(s.config().services.is_empty());
+
+    restore(&c, &saved).expect("restore");
+    assert_text(&ok(&c, "-Ln"), &listing);
+    assert_text(&ok(&c, "-S -n"), &saved);
+    assert_eq!(sorted(s.config().services), services);
+    // Restoring onto the same table changes nothing (and is refused only for duplicates).
+    let e = restore(&c, &saved).expect_err("duplicates");
+    assert!(e.message.starts_with("Service already exists\nrvsadm: restore stopped at line 1"), "{}", e.message);
+    assert_eq!(sorted(s.config().services), services);
+}
+
+#[test]
+fn replays_a_real_lvs_rules_file() {
+    let s = server();
+    let c = Client::new(&s.url(), None);
+    let rules = std::fs::read_to_string(format!("{}/tests/fixtures/lvs-production.rules", env!("CARGO_MANIFEST_DIR")))
+        .expect("fixture");
+    restore(&c, &rules).expect("replay");
+    assert_text(&ok(&c, "-Ln"), &golden("fixture_list"));
+    let config = s.config();
+    assert_eq!(config.services.len(), 6);
+    // One change: the whole file became one snapshot.
+    assert_eq!(s.dataplane.count(), 1);
+    // `-S` of the replayed table replays to the same table.
+    let saved = ok(&c, "-Sn");
+    ok(&c, "-C");
+    restore(&c, &saved).expect("replay of the save");
+    assert_eq!(sorted(s.config().services), sorted(config.services));
+}
+
+#[test]
+fn changes_follow_ipvsadm_semantics() {
+    let s = server();
+    let c = Client::new(&s.url(), None);
+    ok(&c, "-A -t 10.0.0.100:80 -s rr -p 600");
+    // DR forces the real server port to the service port, as ipvsadm does.
+    ok(&c, "-a -t 10.0.0.100:80 -r 10.1.0.11:8080 -w 5");
+    let cfg = s.config();
+    assert_eq!(cfg.services[0].reals[0].port, None);
+    // -e resets what it is not given: weight back to 1.
+    ok(&c, "-e -t 10.0.0.100:80 -r 10.1.0.11 -x 7");
+    let r = &s.config().services[0].reals[0];
+    assert_eq!((r.weight, r.upper_threshold), (1, 7));
+    // -E resets the scheduler to wlc and drops persistence when not given.
+    ok(&c, "-E -t 10.0.0.100:80");
+    let svc = &s.config().services[0];
+    assert_eq!(svc.scheduler.to_string(), "wlc");
+    assert!(svc.persistence.is_none());
+
+    let err = |line: &str| rvsadm(&c, line).expect_err("refused");
+    assert_eq!(err("-A -t 10.0.0.100:80").message, "Service already exists");
+    assert_eq!(err("-A -t 10.0.0.100:81 -s fastest").message, "Scheduler not found");
+    assert_eq!(err("-E -t 10.0.0.100:81").message, "No such service");
+    assert_eq!(err("-D -t 10.0.0.100:81").message, "No such service");
+    assert_eq!(err("-a -t 10.0.0.100:81 -r 10.1.0.11").message, "Service not defined");
+    assert_eq!(err("-a -t 10.0.0.100:80 -r 10.1.0.11").message, "Destination already exists");
+    assert_eq!(err("-d -t 10.0.0.100:80 -r 10.1.0.99").message, "No such destination");
+    assert_eq!(err("-L -n -t 10.0.0.100:81").message, "No such service");
+    assert_eq!(err("-A -t 10.0.0.100:82 -s sh --sched-flags mh-port").message, "incompatible scheduler flag `mh-port'");
+    // rvsd's own validation comes back as its message; nothing changes.
+    let before = s.config();
+    let e = err("-a -t 10.0.0.100:80 -r 10.0.0.1");
+    assert_eq!(e.code, 1);
+    assert!(e.message.contains("own port addresses"), "{}", e.message);
+    let e = err("-a -t 10.0.0.100:80 -r 10.1.0.12 -x 5 -y 9");
+    assert!(e.message.contains("lower_threshold"), "{}", e.message);
+    assert_eq!(s.config(), before);
+
+    ok(&c, "-d -t 10.0.0.100:80 -r 10.1.0.11");
+    ok(&c, "-D -t 10.0.0.100:80");
+    assert!(s.config().services.is_empty());
+}
+
+#[test]
+fn zero_and_laddr_listing() {
+    let s = server();
+    let c = Client::new(&s.url(), None);
+    ok(&c, "-A -t 10.0.0.100:443 -s rr");
+    ok(&c, "-P -t 10.0.0.100:443 -z 10.0.0.5");
+    ok(&c, "-a -t 10.0.0.100:443 -r 10.1.0.31 -b");
+    let g = ok(&c, "-G -t 10.0.0.100:443");
+    assert_eq!(g.lines().nth(1), Some("10.0.0.100:443       1        "));
+    assert_eq!(rvsadm(&c, "-Q -t 10.0.0.100:443 -z 10.0.0.9").expect_err("missing").message, "No such local address");
+    // Removing the last local address of a FULLNAT service is refused by rvsd.
+    assert!(rvsadm(&c, "-Q -t 10.0.0.100:443 -z 10.0.0.5").is_err());
+    ok(&c, "-Z");
+    ok(&c, "-Z -t 10.0.0.100:443");
+    assert_eq!(rvsadm(&c, "-Z -t 10.0.0.100:444").expect_err("missing").message, "No such service");
+    assert_eq!(s.dataplane.zeroed.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(ok(&c, "-L --daemon"), "");
+}
+
+// ---------------------------------------------------------------------------
+// The binary
+
+fn bin(url: &str, line: &str, env: &[(&str, &str)], stdin: Option<&str>) -> (i32, String, String) {
+    let mut cmd = Process::new(env!("CARGO_BIN_EXE_rvsadm"));
+    cmd.args(args(line)).arg("--api").arg(url);
+    cmd.env_remove("RVSADM_TOKEN").env_remove("RVS_API_TOKEN").env_remove("RVSADM_API");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run rvsadm");
+    if let Some(text) = stdin {
+        child.stdin.as_mut().expect("stdin").write_all(text.as_bytes()).expect("write stdin");
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("rvsadm output");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn binary_exit_codes_messages_and_restore_from_stdin() {
+    let s = Server::start(
+        Config::from_json(EMPTY_CONFIG).expect("valid"),
+        ApiOptions { config_path: None, token: Some("s3cret".into()) },
+    );
+    let url = s.url();
+    let token = [("RVSADM_TOKEN", "s3cret")];
+    let (code, _, err) = bin(&url, "-A -t 10.0.0.100:80 -s rr", &[], None);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("Permission denied"), "{err}");
+    let (code, _, err) = bin(&url, "-A -t 10.0.0.100:80 -s rr", &[("RVSADM_TOKEN", "wrong")], None);
+    assert_eq!((code, err.contains("wrong bearer token")), (1, true), "{err}");
+    assert!(s.config().services.is_empty());
+    assert_eq!(bin(&url, "-A -t 10.0.0.100:80 -s rr", &[("RVS_API_TOKEN", "s3cret")], None).0, 0);
+    let (code, _, err) = bin(&url, "-A -t 10.0.0.100:80", &token, None);
+    assert_eq!((code, err.as_str()), (1, "Service already exists\n"));
+    let (code, _, err) = bin(&url, "-a -t 10.0.0.100:80 -r 10.1.0.11 -w 70000", &token, None);
+    assert_eq!((code, err.as_str()), (2, "illegal weight specified\n"));
+    let (code, _, err) = bin(&url, "-Y", &token, None);
+    assert_eq!(code, 2);
+    assert!(err.contains("Try `rvsadm -h' or 'rvsadm --help' for more information."), "{err}");
+    let (code, out, _) = bin(&url, "-R", &token, Some("-a -t 10.0.0.100:80 -r 10.1.0.11 -g -w 3\n"));
+    assert_eq!((code, out.as_str()), (0, ""));
+    let (code, out, _) = bin(&url, "-Ln", &[], None);
+    assert_eq!(code, 0);
+    assert!(out.ends_with("TCP  10.0.0.100:80 rr\n  -> 10.1.0.11:80                 Route   3      0          0         \n"), "{out}");
+    let (code, out, _) = bin(&url, "-h", &[], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("--add-laddr       -P"));
+    drop(s);
+    let (code, _, err) = bin("http://127.0.0.1:1", "-Ln", &[], None);
+    assert_eq!(code, 2);
+    assert!(err.starts_with("Can't reach rvsd at http://127.0.0.1:1"), "{err}");
+}
