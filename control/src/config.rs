@@ -574,6 +574,7 @@ impl Config {
         self.validate_ports()?;
         self.validate_routes()?;
         self.validate_timeouts()?;
+        self.validate_api()?;
         self.validate_services()
     }
 
@@ -726,6 +727,13 @@ impl Config {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+
+    fn validate_api(&self) -> Result<(), ConfigError> {
+        if self.api.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err(ConfigError::invalid("api.token", "must not be empty; leave it out for no token"));
         }
         Ok(())
     }
@@ -1057,6 +1065,27 @@ mod tests {
         c.services[0].reals[1].forward = None;
         c.services[0].reals[1].port = Some(8080);
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn thresholds_and_token_rules() {
+        assert_eq!(
+            invalid_field(|c| {
+                c.services[0].reals[0].upper_threshold = 10;
+                c.services[0].reals[0].lower_threshold = 11;
+            }),
+            "services[0].reals[0].lower_threshold"
+        );
+        assert_eq!(invalid_field(|c| c.api.token = Some(" ".into())), "api.token");
+        let mut c = example();
+        c.services[0].reals[0].upper_threshold = 10;
+        c.services[0].reals[0].lower_threshold = 10;
+        c.services[0].reals[1].lower_threshold = 5;
+        c.api.token = Some("secret".into());
+        assert!(c.validate().is_ok());
+        let json = serde_json::to_value(&c).expect("serialize");
+        assert_eq!(json["services"][0]["reals"][0]["upper_threshold"], 10);
+        assert!(json["services"][0]["reals"][1].get("upper_threshold").is_none(), "0 is left out");
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod keepalived;
 pub mod metrics;
 pub mod persist;
 pub mod rate;
+pub mod sync;
 pub mod vrrp;
 
 pub use api::{router, spawn_rate_estimator, ApiOptions, ApiState, Dataplane, PublishReport};

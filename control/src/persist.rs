@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 /// beside `path`.
 pub fn temp_path(path: &Path) -> PathBuf {
     let mut name = OsString::from(".");
-    name.push(path.file_name().unwrap_or_else(|| path.as_os_str()));
+    name.push(path.file_name().unwrap_or(path.as_os_str()));
     name.push(".tmp");
     path.with_file_name(name)
 }

@@ -120,6 +120,8 @@ pub struct Output<F> {
     pub messages: Vec<WorkerMsg>,
     /// Frames for the kernel through the exception path of a port: `(port index, frame)`.
     pub kernel: Vec<(u16, F)>,
+    /// Connections to send to the backup directors (connection sync).
+    pub sync: Vec<ConnInfo>,
 }
 
 impl<F> Output<F> {
@@ -132,6 +134,7 @@ impl<F> Output<F> {
             redirect: Vec::with_capacity(burst),
             messages: Vec::with_capacity(burst * 2),
             kernel: Vec::with_capacity(burst),
+            sync: Vec::with_capacity(burst),
         }
     }
 
@@ -143,6 +146,7 @@ impl<F> Output<F> {
             && self.redirect.is_empty()
             && self.messages.is_empty()
             && self.kernel.is_empty()
+            && self.sync.is_empty()
     }
 }
 
@@ -744,7 +748,15 @@ impl<F: Frame> Processor<F> {
                     Protocol::Tcp => conn.on_tcp_packet(l4.flags(), dir, &timeouts, now_ms),
                     Protocol::Udp => conn.on_udp_packet(&timeouts, now_ms),
                 }
+                let resync = self.snapshot.sync_send
+                    && (before.state != conn.state || now_ms.saturating_sub(conn.synced_ms) > conn.timeout_ms / 2);
+                if resync {
+                    conn.synced_ms = now_ms;
+                }
                 let conn = *conn;
+                if resync {
+                    out.sync.push(self.conn_info(&conn, now_ms));
+                }
                 self.recount_state(&before, &conn);
                 if let Some(reason) = self.expired_by_config(&conn) {
                     self.remove_conn(id, now_ms, out);
@@ -818,6 +830,7 @@ impl<F: Frame> Processor<F> {
             real_index: real_idx as u16,
             service_index: svc_idx as u16,
             generation: self.snapshot.generation,
+            synced_ms: now_ms,
             forward: real.forward,
             state,
             last_seen_ms: now_ms,
@@ -850,6 +863,9 @@ impl<F: Frame> Processor<F> {
             }
         }
         self.counters.inc(Counter::ConnCreated);
+        if self.snapshot.sync_send {
+            out.sync.push(self.conn_info(&conn, now_ms));
+        }
         self.forward(ip_bytes, l2_len, &conn, Direction::Inbound, false)
     }
 
@@ -918,25 +934,69 @@ impl<F: Frame> Processor<F> {
         }
     }
 
+    /// A connection as listings and connection sync show it.
+    fn conn_info(&self, c: &Conn, now_ms: u64) -> ConnInfo {
+        ConnInfo {
+            worker: self.worker as u16,
+            protocol: c.protocol,
+            client: c.client,
+            vip: c.vip,
+            real: c.real,
+            local: c.local,
+            forward: c.forward,
+            state: c.state.name().to_owned(),
+            expires_ms: (c.last_seen_ms + c.timeout_ms).saturating_sub(now_ms),
+            template: false,
+        }
+    }
+
+    /// Installs a connection received from the sync master (a backup director
+    /// keeps it, so established connections survive a failover). Its FULLNAT
+    /// local port is taken out of this worker's pool. Returns false when the
+    /// table is full or the entry is unusable.
+    pub fn install(&mut self, info: &ConnInfo, now_ms: u64, out: &mut Output<F>) -> bool {
+        if info.template {
+            return false;
+        }
+        let Some(state) = TcpState::from_name(&info.state) else { return false };
+        let timeouts = self.snapshot.timeouts;
+        let mut conn = Conn {
+            protocol: info.protocol,
+            client: info.client,
+            vip: info.vip,
+            real: info.real,
+            local: info.local,
+            real_index: u16::MAX,
+            service_index: u16::MAX,
+            forward: info.forward,
+            state,
+            last_seen_ms: now_ms,
+            timeout_ms: state_timeout_ms(state, &timeouts),
+            generation: u64::MAX,
+            synced_ms: now_ms,
+        };
+        self.relocate(&mut conn);
+        if let Some(local) = conn.local {
+            self.pool.reserve(local);
+        }
+        let mut displaced = std::mem::take(&mut self.removed);
+        let inserted = self.conns.insert(conn, &mut displaced);
+        for old in displaced.drain(..) {
+            self.forget(&old, now_ms, out);
+        }
+        self.removed = displaced;
+        if inserted.is_err() {
+            return false;
+        }
+        self.count_conn(&conn, conn.service_index, conn.real_index, 1);
+        self.counters.inc(Counter::ConnSynced);
+        true
+    }
+
     /// This worker's connections (and templates, if asked) matching `filter`.
     pub fn connections(&self, filter: &ConnFilter, now_ms: u64) -> Vec<ConnInfo> {
-        let mut list: Vec<ConnInfo> = self
-            .conns
-            .iter()
-            .map(|(_, c)| ConnInfo {
-                worker: self.worker as u16,
-                protocol: c.protocol,
-                client: c.client,
-                vip: c.vip,
-                real: c.real,
-                local: c.local,
-                forward: c.forward,
-                state: c.state.name().to_owned(),
-                expires_ms: (c.last_seen_ms + c.timeout_ms).saturating_sub(now_ms),
-                template: false,
-            })
-            .filter(|c| filter.matches(c))
-            .collect();
+        let mut list: Vec<ConnInfo> =
+            self.conns.iter().map(|(_, c)| self.conn_info(c, now_ms)).filter(|c| filter.matches(c)).collect();
         if filter.templates {
             for ((key, net), t) in &self.templates {
                 let info = ConnInfo {

@@ -417,6 +417,9 @@ pub struct Snapshot {
     /// Drop the connections of removed real servers at their next packet
     /// (IPVS's `expire_nodest_conn`); otherwise they run to their end.
     pub expire_nodest_conn: bool,
+    /// Send new and changed connections to the backup directors (this node is
+    /// the sync master).
+    pub sync_send: bool,
     /// Virtual and local addresses this node does not serve now (it is a VRRP
     /// backup for them): no ARP answers, no forwarding.
     pub standby: hashbrown::HashSet<Ipv4Addr>,
@@ -446,6 +449,7 @@ impl Default for Snapshot {
             expire_nodest_conn: false,
             conn_counts: Default::default(),
             standby: Default::default(),
+            sync_send: false,
             vip_set: Default::default(),
             local_addr_set: Default::default(),
         }

@@ -83,6 +83,9 @@ counters! {
     KernelIn => "kernel_in": "Frames passed to the kernel through the exception path.",
     KernelOut => "kernel_out": "Frames the kernel sent through the exception path.",
     DropKernel => "drop_kernel_queue_full": "Frames to or from the kernel dropped (TAP queue full).",
+    ConnSynced => "conn_synced_in": "Connections installed from the sync master.",
+    SyncOut => "conn_synced_out": "Connection updates handed to the sync sender.",
+    SyncDropped => "conn_sync_dropped": "Connection updates dropped because the sync ring was full.",
 }
 
 /// A worker's own counters: plain integers, written only by that worker.

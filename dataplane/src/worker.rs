@@ -41,7 +41,12 @@ pub enum WorkerRequest {
     Connections(ConnFilter, Sender<Vec<ConnInfo>>),
     /// Zero the traffic counters.
     ZeroStats,
+    /// Install connections received from the sync master.
+    Install(Vec<ConnInfo>),
 }
+
+/// Connection updates waiting for the sync sender, per worker.
+pub const SYNC_RING: usize = 16384;
 
 /// The control plane's side of a worker.
 #[derive(Debug, Clone)]
@@ -110,6 +115,8 @@ pub struct WorkerContext {
     pub queues: Vec<Queue>,
     /// The queue of each port's exception-path TAP, if it has one.
     pub kernel_queues: Vec<Option<Queue>>,
+    /// Where connection updates go when this node is the sync master.
+    pub sync_tx: Option<rtrb::Producer<ConnInfo>>,
     /// Pool for frames the dataplane originates (ARP requests).
     pub pool: Arc<Mempool>,
     /// The snapshot to start with.
@@ -141,6 +148,7 @@ pub fn run(ctx: WorkerContext) -> i32 {
         mut peers_rx,
         queues,
         kernel_queues,
+        mut sync_tx,
         pool,
         snapshot,
         conn_capacity,
@@ -186,6 +194,11 @@ pub fn run(ctx: WorkerContext) -> i32 {
                     let _ = reply.send(processor.connections(&filter, now_ms));
                 }
                 WorkerRequest::ZeroStats => processor.zero_stats(),
+                WorkerRequest::Install(conns) => {
+                    for c in &conns {
+                        processor.install(c, now_ms, &mut out);
+                    }
+                }
             }
         }
         let mut received = 0;
@@ -226,6 +239,10 @@ pub fn run(ctx: WorkerContext) -> i32 {
         if now.duration_since(last_tick) >= TICK_EVERY {
             processor.tick(now_ms, &mut out);
             last_tick = now;
+        }
+        for info in out.sync.drain(..) {
+            let pushed = sync_tx.as_mut().is_some_and(|tx| tx.push(info).is_ok());
+            processor.count(if pushed { Counter::SyncOut } else { Counter::SyncDropped }, 1);
         }
         for (port, m) in out.kernel.drain(..) {
             match to_kernel.get_mut(usize::from(port)) {

@@ -9,6 +9,7 @@ Measured times are printed; the bounds asserted are 3 × advert_int + skew
 (+ a margin) from the moment the master is SIGKILLed.
 """
 import os
+import shutil
 import signal
 import sys
 import time
@@ -65,6 +66,8 @@ class VrrpCase(unittest.TestCase):
         if result and (len(result.failures), len(result.errors)) != before:
             for p in getattr(self, "procs", []):
                 print(f"\n--- {type(p).__name__} in {p.ns} ---\n{p.log_text()}", file=sys.stderr)
+        if hasattr(self, "tmp"):
+            shutil.rmtree(self.tmp, ignore_errors=True)
         return out
 
     def rvs(self, ns, instance) -> lab.RvsVrrp:
@@ -125,29 +128,43 @@ class RvsAgainstKeepalived(VrrpCase):
     def test_v3_unicast(self):
         self.yield_and_take_over(3, 0.5, 0.2, unicast=True)
 
-    def test_keepalived_yields_to_rvs_and_takes_over_on_resign(self):
+    def keepalived_yields(self, version: int, advert_int: float, unicast: bool, auth_pass: str | None):
         """rvs-vrrp (200) preempts keepalived (100); on SIGTERM it resigns with
         priority 0 and keepalived takes over after its skew time."""
-        ka = self.keepalived(NS_B, lab.keepalived_conf(100, "BACKUP", 1, 2, auth_pass="rvs-pw"))
+        ka_unicast = (IP[NS_B], IP[NS_A]) if unicast else None
+        rvs_extra = {"unicast_src_ip": IP[NS_A], "unicast_peer": [IP[NS_B]]} if unicast else {}
+        if auth_pass:
+            rvs_extra["auth_pass"] = auth_pass
+        ka = self.keepalived(NS_B, lab.keepalived_conf(100, "BACKUP", advert_int, version,
+                                                       auth_pass=auth_pass, unicast=ka_unicast))
         lab.wait_for(lambda: lab.has_vip(NS_B), 10, "keepalived MASTER (VIP)")
-        rvs = self.rvs(NS_A, lab.vrrp_instance(200, 1, 2, auth_pass="rvs-pw"))
-        ev = rvs.wait_state("MASTER", 8)
+        rvs = self.rvs(NS_A, lab.vrrp_instance(200, advert_int, version, **rvs_extra))
+        rvs.wait_state("MASTER", 3 * advert_int + 5)
         lab.wait_for(lambda: not lab.has_vip(NS_B), 5, "keepalived dropping the VIP")
         self.assertGreaterEqual(ka.entered("BACKUP"), 1, ka.log_text())
         self.assertTrue(lab.has_vip(NS_A))
-        # Stays so.
-        time.sleep(3)
+        # Stays so, and keepalived found nothing wrong with our adverts.
+        time.sleep(max(3 * advert_int, 1.5))
         self.assertEqual(rvs.states(), ["BACKUP", "MASTER"])
         self.assertFalse(lab.has_vip(NS_B))
-        # Resign: keepalived (priority 100) takes over after skew = 156/256 s.
+        for complaint in ("checksum", "mismatch", "invalid", "not present", "bogus"):
+            self.assertNotIn(complaint, ka.log_text().lower(), ka.log_text())
+        # Resign: keepalived (priority 100) takes over after its skew time.
         t_stop = time.monotonic()
         rvs.proc.send_signal(signal.SIGTERM)
         lab.wait_for(lambda: lab.has_vip(NS_B), 5, "keepalived MASTER after rvs-vrrp resigned")
         took = time.monotonic() - t_stop
-        report("rvs-vrrp resigned (priority 0) -> keepalived MASTER (VIP up)", took, 1.0)
+        report(f"v{version} advert_int {advert_int}{' unicast' if unicast else ''}: rvs-vrrp resigned "
+               "(priority 0) -> keepalived MASTER (VIP up)", took, 1.0)
         self.assertLess(took, 1.0)
         rvs.proc.wait(timeout=5)
         self.assertIsNotNone(rvs.find("stopped"))
+
+    def test_keepalived_yields_to_rvs_v2_pass(self):
+        self.keepalived_yields(2, 1, False, "rvs-pw")
+
+    def test_keepalived_yields_to_rvs_v3_unicast_fast(self):
+        self.keepalived_yields(3, 0.1, True, None)
 
 
 class RvsAgainstRvs(VrrpCase):

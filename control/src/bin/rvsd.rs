@@ -218,6 +218,7 @@ fn run(config: Config) -> Result<(), Failure> {
     let stop = Arc::new(AtomicBool::new(false));
     let (retired_tx, retired_rx) = bounded::<Arc<Snapshot>>(1024);
     let mut links = Vec::new();
+    let mut sync_rx = Vec::new();
     let mut rings = worker::mesh(config.workers.len()).into_iter();
     for (id, &lcore) in config.workers.iter().enumerate() {
         let (peers_tx, peers_rx) = rings.next().ok_or_else(|| Failure::Other("worker ring mesh too small".into()))?;
@@ -225,6 +226,11 @@ fn run(config: Config) -> Result<(), Failure> {
         let (req_tx, req_rx) = bounded(64);
         let adopted = Arc::new(AtomicU64::new(0));
         let counters = Arc::new(SharedCounters::default());
+        let sync_tx = config.sync.as_ref().map(|_| {
+            let (tx, rx) = rtrb::RingBuffer::new(worker::SYNC_RING);
+            sync_rx.push(rx);
+            tx
+        });
         let ctx = WorkerContext {
             id,
             workers: config.workers.len(),
@@ -232,6 +238,7 @@ fn run(config: Config) -> Result<(), Failure> {
             peers_rx,
             queues: ports.iter().map(|p| p.queue(id as u16)).collect(),
             kernel_queues: taps.iter().map(|t| t.as_ref().map(|p| p.queue(id as u16))).collect(),
+            sync_tx,
             pool: Arc::clone(&pool),
             snapshot: Arc::clone(&snapshot),
             conn_capacity: config.conn_table_size as usize,
@@ -261,6 +268,7 @@ fn run(config: Config) -> Result<(), Failure> {
         ports: Arc::clone(&ports),
         port_names: config.ports.iter().map(|p| p.name.clone()).collect(),
         pool: Arc::clone(&pool),
+        sync_rx: parking_lot::Mutex::new(sync_rx),
     });
     let listen = config.api.listen;
     let state = ApiState::new(config, 1, dataplane.clone());
@@ -320,6 +328,32 @@ struct DpdkDataplane {
     ports: Arc<Vec<Port>>,
     port_names: Vec<String>,
     pool: Arc<Mempool>,
+    /// Connection updates from the workers, for the sync daemon.
+    sync_rx: parking_lot::Mutex<Vec<rtrb::Consumer<ConnInfo>>>,
+}
+
+impl rvs_control::sync::SyncDataplane for DpdkDataplane {
+    fn drain_updates(&self) -> Vec<ConnInfo> {
+        let mut out = Vec::new();
+        for rx in self.sync_rx.lock().iter_mut() {
+            while let Ok(c) = rx.pop() {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    fn all_connections(&self) -> Vec<ConnInfo> {
+        Dataplane::connections(self, &ConnFilter::default(), 0, usize::MAX).0
+    }
+
+    fn install(&self, conns: Vec<ConnInfo>) {
+        // Every worker gets a copy: whichever queue the flow's packets land on
+        // after a failover finds it (FULLNAT ports are reserved in every pool).
+        for link in &self.links {
+            let _ = link.requests.send(WorkerRequest::Install(conns.clone()));
+        }
+    }
 }
 
 impl DpdkDataplane {

@@ -205,7 +205,8 @@ pub fn secs(s: f64) -> Duration {
 /// Decodes hex (`"0a1B"`, whitespace ignored) into bytes.
 pub fn decode_hex(text: &str) -> Result<Vec<u8>, CheckError> {
     let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    let pairs = digits.chunks_exact(2);
+    if !pairs.remainder().is_empty() {
         return Err(CheckError::Invalid(format!("hex `{text}` has an odd number of digits")));
     }
     let nibble = |b: u8| -> Result<u8, CheckError> {
@@ -216,7 +217,7 @@ pub fn decode_hex(text: &str) -> Result<Vec<u8>, CheckError> {
             _ => Err(CheckError::Invalid(format!("`{text}` is not hex"))),
         }
     };
-    digits.chunks(2).map(|p| Ok((nibble(p[0])? << 4) | nibble(p[1])?)).collect()
+    pairs.map(|p| Ok((nibble(p[0])? << 4) | nibble(p[1])?)).collect()
 }
 
 /// Lowercase hex of `bytes`.

@@ -406,13 +406,9 @@ pub fn list_timeout(t: &Timeouts) -> String {
 pub fn list_connections(conns: &[ConnInfo], fmt: &Format, names: &ServiceNames) -> String {
     let mut out = String::from("IPVS connection entries\n");
     if fmt.persistent_conn {
-        let _ = writeln!(
-            out,
-            "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} {}",
-            "state", "source", "virtual", "destination", "pe name", "pe_data"
-        );
+        let _ = writeln!(out, "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} pe_data", "state", "source", "virtual", "destination", "pe name");
     } else {
-        let _ = writeln!(out, "pro expire {:<11} {:<18} {:<18} {}", "state", "source", "virtual", "destination");
+        let _ = writeln!(out, "pro expire {:<11} {:<18} {:<18} destination", "state", "source", "virtual");
     }
     for c in conns {
         let secs = c.expires_ms / 1000;

@@ -32,7 +32,8 @@ use super::packet::{Advert, Auth, Version};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum VrrpState {
-    /// Not running (before start, after shutdown).
+    /// Not running (before start, after shutdown); `"INIT"` in JSON.
+    #[serde(rename = "INIT")]
     Initialize,
     /// Listening to a master; the VIPs are not ours.
     Backup,

@@ -59,6 +59,14 @@ pub enum TcpState {
 }
 
 impl TcpState {
+    /// The state with IPVS's name `name` (as [`TcpState::name`] gives it).
+    pub fn from_name(name: &str) -> Option<TcpState> {
+        use TcpState::*;
+        [None, Established, SynSent, SynRecv, FinWait, TimeWait, Close, CloseWait, LastAck, Listen, SynAck, Udp]
+            .into_iter()
+            .find(|s| s.name().eq_ignore_ascii_case(name))
+    }
+
     /// IPVS's name for the state.
     pub fn name(self) -> &'static str {
         match self {
@@ -180,6 +188,8 @@ pub struct Conn {
     /// The snapshot generation `service_index` and `real_index` refer to; they
     /// are looked up again (by address) when the worker runs on a newer one.
     pub generation: u64,
+    /// When it was last sent to the backup directors (connection sync), in ms.
+    pub synced_ms: u64,
     /// How packets reach the real server.
     pub forward: ForwardMode,
     /// TCP state (UDP flows stay `Established`).

@@ -174,6 +174,7 @@ mod tests {
             real_index: 0,
             service_index: 0,
             generation: 0,
+            synced_ms: 0,
             forward,
             state: TcpState::SynRecv,
             last_seen_ms: now,

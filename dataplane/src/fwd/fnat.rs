@@ -130,6 +130,7 @@ mod tests {
             real_index: 0,
             service_index: 0,
             generation: 0,
+            synced_ms: 0,
             forward: ForwardMode::FullNat,
             state: TcpState::Established,
             last_seen_ms: 0,
