@@ -66,6 +66,7 @@ cleanup() {
     rm -rf /var/run/dpdk/"$TAG"-* 2>/dev/null || true
     if [[ $rc != 0 ]]; then
         mkdir -p "$OUT"
+        rm -rf "$OUT/failed-run-logs"
         cp -r "$WORK" "$OUT/failed-run-logs" 2>/dev/null || true
         log "FAILED (exit $rc); logs in $OUT/failed-run-logs"
     fi
@@ -179,6 +180,13 @@ if [[ -n "$TESTPMD" ]]; then
     PIDS+=($!)
     TP_PID=$!
     wait_socket "$SOCK" "$TP_PID" || { tail -20 "$WORK/runs/testpmd.log" >&2; exit 1; }
+    # The socket exists from EAL's probe on; testpmd answers the memif handshake only
+    # once its port is started, and the memif client does not retry: wait for that.
+    for _ in $(seq 300); do
+        grep -q "forwards packets on" "$WORK/runs/testpmd.log" && break
+        sleep 0.1
+    done
+    sleep 0.5
     run_gen "testpmd-io-established-1000" testpmd "$(echo $MODES | cut -d' ' -f1)" established 1000 "$SOCK"
     stop_pid "$TP_PID"
 else
@@ -222,5 +230,6 @@ echo "\"$(cut -d' ' -f1-3 /proc/loadavg)\"" > "$WORK/load_end.json"
 # ---------------------------------------------------------------- 5. report
 log "report -> $OUT"
 mkdir -p "$OUT"
+rm -rf "$OUT/failed-run-logs"
 python3 "$ROOT/deploy/bench/report.py" "$WORK" "$OUT" $( [[ $SMOKE == 1 ]] && echo --smoke )
 log "done: $OUT/REPORT.md"

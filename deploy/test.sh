@@ -42,8 +42,8 @@ main() {
     ensure_cargo
 
     local failed=()
-    log "cargo test --workspace --release"
-    cargo test --workspace --release || failed+=("cargo test")
+    log "cargo test --workspace --release --no-fail-fast"
+    cargo test --workspace --release --no-fail-fast || failed+=("cargo test")
 
     if [[ "${RVS_SKIP_E2E:-0}" == 1 ]]; then
         log "RVS_SKIP_E2E=1: skipping the end-to-end suite"

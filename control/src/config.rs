@@ -286,6 +286,9 @@ pub struct RealConfig {
     /// exceed `upper_threshold` when that is set.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub lower_threshold: u32,
+    /// Health checks and what a failure does (inhibit_on_failure, notify scripts).
+    #[serde(default, skip_serializing_if = "crate::ha::RealHealth::is_empty")]
+    pub health: crate::ha::RealHealth,
 }
 
 fn is_zero(v: &u32) -> bool {

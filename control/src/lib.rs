@@ -18,6 +18,7 @@ pub mod build;
 pub mod config;
 pub mod error;
 pub mod ha;
+pub mod health;
 pub mod ipvsadm;
 pub mod keepalived;
 pub mod metrics;

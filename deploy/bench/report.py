@@ -368,7 +368,30 @@ def main():
         L.append("")
         L.append("Where it goes: the index is a hashbrown map created with room for 2 keys per connection (NAT's reply key), "
                  "rounded up to a power of two buckets at 7/8 load: for N connections 2N..4N buckets of 25 bytes "
-                 "(50–100 B per connection, DR included, which uses one key), plus the 56-byte slot.")
+                 f"(50–100 B per connection, DR included, which uses one key), plus the {s.get('slot_option_conn')}-byte slot "
+                 "and a 4-byte free-list entry once the free list is used.")
+    L.append("")
+    L.append("## Where the time goes")
+    L.append("")
+    L.append("Per-packet budget of one worker core at the measured memif rate (1000 / Mpps ns), against the cost of "
+             "`Processor::handle` alone (criterion, 1k connections) and of plain I/O (testpmd io-fwd: rx burst, tx burst, "
+             "memif copies, nothing else). What is left is rvsd's own I/O path (mbuf wrapping, per-frame free, "
+             "counters, the clock read per poll) and cache misses that the criterion loop does not see.")
+    L.append("")
+    L.append("| DUT | mode | ns/packet at max rate | packet path (criterion) | testpmd io-fwd ns/packet | remainder |")
+    L.append("|---|---|---|---|---|---|")
+    tp_ns = 1000.0 / testpmd["max_mpps"] if testpmd and testpmd["max_mpps"] else None
+    for r in rvsd_runs:
+        if r["profile"] != "established" or r["flows"] >= 100000 or not r["max_mpps"]:
+            continue
+        total = 1000.0 / r["max_mpps"]
+        pp = crit.get((r["mode"], small), {}).get("established", {}).get("ns")
+        rest = total - pp - tp_ns if pp and tp_ns else None
+        L.append(f"| rvsd | {r['mode']} | {fmt(total)} | {fmt(pp)} | {fmt(tp_ns)} | {fmt(rest)} |")
+    L.append("")
+    L.append("The generator shares its core with the DUT's main lcore and does more per packet than the forwarder "
+             "(build, stamp, check, histogram), so when testpmd's max rate equals the generator's own transmit "
+             "ceiling the ratio understates the gap; the `max_tx_mpps` of the testpmd run in report.json is that ceiling.")
     L.append("")
     perfs = [r for r in runs if r.get("perf_stat")]
     if perfs:

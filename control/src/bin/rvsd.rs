@@ -64,7 +64,7 @@ fn main() -> ExitCode {
         println!("rvsd: configuration {} is valid", args.config.display());
         return ExitCode::SUCCESS;
     }
-    match run(config) {
+    match run(config, &args.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Dpdk(e)) => {
             eprintln!("rvsd: DPDK could not start: {e}");
@@ -188,7 +188,7 @@ fn device_name(device: &str) -> &str {
     device.split(',').next().unwrap_or(device)
 }
 
-fn run(config: Config) -> Result<(), Failure> {
+fn run(config: Config, config_path: &std::path::Path) -> Result<(), Failure> {
     let args = eal_args(&config);
     tracing::info!(eal = %args.join(" "), "starting EAL");
     let eal = Eal::init(&args)?;
@@ -271,7 +271,8 @@ fn run(config: Config) -> Result<(), Failure> {
         sync_rx: parking_lot::Mutex::new(sync_rx),
     });
     let listen = config.api.listen;
-    let state = ApiState::new(config, 1, dataplane.clone());
+    let options = rvs_control::ApiOptions::for_daemon(&config, config_path);
+    let state = ApiState::with_options(config, 1, dataplane.clone(), options);
     let served = serve(listen, state);
 
     stop.store(true, Ordering::Relaxed);
@@ -291,6 +292,7 @@ fn serve(listen: SocketAddr, state: Arc<ApiState>) -> Result<(), Failure> {
         .build()
         .map_err(|e| Failure::Other(format!("tokio runtime: {e}")))?;
     runtime.block_on(async move {
+        rvs_control::spawn_rate_estimator(Arc::clone(&state));
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| Failure::Listen(listen, e))?;
         tracing::info!(%listen, "REST API listening");
         axum::serve(listener, router(state))

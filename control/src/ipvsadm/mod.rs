@@ -5,7 +5,7 @@
 //!   (`-P`, `-Q`, `-G`, `-z`).
 //! * [`apply`]: table-changing commands applied to a copy of the config with
 //!   ipvsadm's semantics.
-//! * [`format`]: ipvsadm's listings, character for character.
+//! * [`format`](mod@format): ipvsadm's listings, character for character.
 //! * [`client`]: the HTTP client.
 //! * [`run`](mod@run): one invocation from arguments to output.
 //!

@@ -1671,6 +1671,7 @@ fn parse_real(n: &Node, vs_defaults: &CheckDefaults) -> R<(RealConfig, RealHealt
     for c in checkers {
         health.checks.push(parse_check(c, &defaults, &place)?);
     }
+    real.health = health.clone();
     Ok((real, health))
 }
 
