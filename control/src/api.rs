@@ -154,6 +154,40 @@ pub trait Dataplane: Send + Sync + 'static {
     fn zero_stats(&self);
 }
 
+/// Runtime state layered over the operator's config whenever a snapshot is
+/// built: health checks (failed real servers out, sorry servers in) and VRRP
+/// (standby VIPs, connection-sync role). The operator's config, which the API
+/// shows and persists, never contains it.
+pub trait Overlay: Send + Sync + 'static {
+    /// The config the dataplane should run instead of `config`.
+    fn effective(&self, config: &Config) -> Config;
+    /// Last touches to a snapshot built from the effective config (e.g.
+    /// [`Snapshot::standby`], [`Snapshot::sync_send`]); `finish()` runs after.
+    fn adjust(&self, snapshot: &mut Snapshot);
+    /// Extra JSON for `GET /api/v1/status` (health and VRRP state).
+    fn status(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
+
+/// Builds the snapshot of `config` as the dataplane should run it now.
+pub fn build_effective(
+    config: &Config,
+    overlay: Option<&Arc<dyn Overlay>>,
+    macs: &[MacAddr],
+    generation: u64,
+) -> Result<Snapshot, ConfigError> {
+    match overlay {
+        None => build_snapshot(config, macs, generation),
+        Some(o) => {
+            let effective = o.effective(config);
+            let mut snapshot = build_snapshot(&effective, macs, generation)?;
+            o.adjust(&mut snapshot);
+            Ok(snapshot.finish())
+        }
+    }
+}
+
 /// How an [`ApiState`] persists changes and authenticates requests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ApiOptions {
@@ -188,6 +222,8 @@ pub struct ApiState {
     rates: parking_lot::Mutex<RateEstimator>,
     /// Counters at the last per-service `-Z`, subtracted from what the dataplane reports.
     zero_base: parking_lot::Mutex<HashMap<ServiceKey, ServiceStats>>,
+    /// Health and VRRP state applied when snapshots are built.
+    overlay: parking_lot::RwLock<Option<Arc<dyn Overlay>>>,
 }
 
 impl ApiState {
@@ -213,7 +249,38 @@ impl ApiState {
             token: options.token.filter(|t| !t.is_empty()),
             rates: parking_lot::Mutex::new(RateEstimator::new()),
             zero_base: parking_lot::Mutex::new(HashMap::new()),
+            overlay: parking_lot::RwLock::new(None),
         })
+    }
+
+    /// Installs the runtime overlay (health checks, VRRP) used from the next snapshot on.
+    pub fn set_overlay(&self, overlay: Arc<dyn Overlay>) {
+        *self.overlay.write() = Some(overlay);
+    }
+
+    /// The overlay's status JSON (null without one).
+    pub fn overlay_status(&self) -> serde_json::Value {
+        self.overlay.read().as_ref().map_or(serde_json::Value::Null, |o| o.status())
+    }
+
+    /// Rebuilds the snapshot from the current config and the overlay's present
+    /// state and publishes it (after a health or VRRP change). The operator's
+    /// config and the file are untouched.
+    pub async fn republish(&self, why: &str) -> Result<PublishReport, String> {
+        let mut current = self.current.lock().await;
+        let generation = current.generation + 1;
+        let overlay = self.overlay.read().clone();
+        let snapshot = build_effective(&current.config, overlay.as_ref(), &self.dataplane.port_macs(), generation)
+            .map_err(|e| format!("cannot build the snapshot: {e}"))?;
+        let dataplane = Arc::clone(&self.dataplane);
+        let snapshot = Arc::new(snapshot);
+        let mut report = tokio::task::spawn_blocking(move || dataplane.publish(snapshot))
+            .await
+            .map_err(|e| format!("publishing the snapshot failed: {e}"))?;
+        report.generation = generation;
+        current.generation = generation;
+        tracing::info!(generation, adopt_us = report.adopt_us, "{why}");
+        Ok(report)
     }
 
     /// A copy of the config currently in force.
@@ -684,7 +751,8 @@ async fn commit(
     config.validate().map_err(|e| ApiError::invalid(e, body_path.as_deref()))?;
 
     let generation = current.generation + 1;
-    let snapshot = build_snapshot(&config, &state.dataplane.port_macs(), generation).map_err(|e| {
+    let overlay = state.overlay.read().clone();
+    let snapshot = build_effective(&config, overlay.as_ref(), &state.dataplane.port_macs(), generation).map_err(|e| {
         tracing::error!(error = %e, "cannot build snapshot");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot build the snapshot: {e}"))
     })?;

@@ -10,9 +10,10 @@
 //! "services": [{ "protocol": "tcp", "vip": "10.0.0.100", "port": 80, "scheduler": "wrr",
 //!   "health": { "delay_loop": 2, "quorum": 1, "hysteresis": 0,
 //!               "sorry_server": { "address": "10.1.0.99", "port": 80 } },
-//!   "reals": [{ "address": "10.1.0.11", "weight": 1, "inhibit_on_failure": true,
-//!     "checks": [{ "type": "http_get", "connect_timeout": 1, "retry": 2, "delay_before_retry": 0.5,
-//!                  "urls": [{ "path": "/health", "status_code": [200] }] }] }] }],
+//!   "reals": [{ "address": "10.1.0.11", "weight": 1,
+//!     "health": { "inhibit_on_failure": true,
+//!       "checks": [{ "type": "http_get", "connect_timeout": 1, "retry": 2, "delay_before_retry": 0.5,
+//!                    "urls": [{ "path": "/health", "status_code": [200] }] }] } }] }],
 //! "vrrp": { "instances": [{ "name": "VI_1", "interface": "lan0", "virtual_router_id": 51,
 //!   "priority": 150, "advert_int": 1, "virtual_ipaddress": ["10.0.0.100"] }] }
 //! ```
@@ -150,9 +151,10 @@ impl RealHealth {
     }
 }
 
-/// One health check of a real server.
+/// One health check of a real server. (Unknown fields are rejected by the
+/// tagged [`CheckKind`]; serde cannot combine `deny_unknown_fields` with a
+/// flattened enum here.)
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct HealthCheck {
     /// What to check.
     #[serde(flatten)]

@@ -655,8 +655,6 @@ async fn misc_dynamic_sets_the_weight() {
 
 /// The JSON shape: a real server's `health` object holds its checks.
 #[tokio::test]
-#[ignore = "ha.rs: `deny_unknown_fields` on HealthCheck with its flattened, tagged CheckKind rejects every check \
-            (`unknown field type`); remove it from HealthCheck (keep it on CheckKind), then un-ignore"]
 async fn json_config_with_checks() {
     let listener = TcpListener::bind((LOCALHOST, 0)).await.expect("bind");
     let port = listener.local_addr().expect("addr").port();

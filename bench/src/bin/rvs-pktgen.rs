@@ -785,9 +785,17 @@ impl Gen {
             }
             // Keep the pairs in order: retry what the port refused instead of dropping it.
             let mut pending = std::mem::take(&mut self.tx);
+            let mut last_progress = Instant::now();
             while !pending.is_empty() {
                 let sent = self.queue.tx_burst_keep(&mut pending);
                 self.counts.sent += sent as u64;
+                if sent > 0 {
+                    last_progress = Instant::now();
+                } else if last_progress.elapsed() > Duration::from_secs(5) {
+                    // The DUT stopped taking frames: give up (the report shows it).
+                    pending.clear();
+                    flow = self.flows;
+                }
                 self.poll_rx();
             }
             self.tx = pending;
