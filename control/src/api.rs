@@ -164,7 +164,9 @@ pub trait Overlay: Send + Sync + 'static {
     /// Last touches to a snapshot built from the effective config (e.g.
     /// [`Snapshot::standby`], [`Snapshot::sync_send`]); `finish()` runs after.
     fn adjust(&self, snapshot: &mut Snapshot);
-    /// Extra JSON for `GET /api/v1/status` (health and VRRP state).
+    /// Called after an operator change was committed (e.g. to restart health checks).
+    fn committed(&self, _config: &Config) {}
+    /// Health and VRRP state for `GET /api/v1/ha`.
     fn status(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
@@ -360,6 +362,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/ha", get(ha_status))
         .route("/api/v1/config", get(get_config).put(put_config))
         .route("/api/v1/timeouts", get(get_timeouts).put(put_timeouts))
         .route("/api/v1/stats", get(stats))
@@ -775,6 +778,9 @@ async fn commit(
     })?;
     report.generation = generation;
 
+    if let Some(o) = &overlay {
+        o.committed(&config);
+    }
     current.config = config;
     current.generation = generation;
     drop(current);
@@ -818,6 +824,11 @@ fn find_real(service: &ServiceConfig, address: Ipv4Addr, port: u16) -> Result<us
 // Handlers
 
 type AppState = State<Arc<ApiState>>;
+
+/// `GET /api/v1/ha`: health-check results, VRRP instance states, sync role.
+async fn ha_status(State(state): AppState) -> Json<serde_json::Value> {
+    Json(state.overlay_status())
+}
 
 async fn status(State(state): AppState) -> Json<serde_json::Value> {
     let current = state.current.lock().await;

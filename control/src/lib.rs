@@ -14,6 +14,7 @@
 //! * [`error`]: the [`ConfigError`] type.
 
 pub mod api;
+pub mod appliance;
 pub mod build;
 pub mod config;
 pub mod error;

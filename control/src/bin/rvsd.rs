@@ -1,12 +1,18 @@
 //! rvsd: the rvs load balancer daemon.
 //!
 //! `rvsd --config FILE` validates the JSON config, starts DPDK's EAL, opens the
-//! ports, launches one worker per configured lcore, and serves the REST API on
-//! the management address until SIGINT/SIGTERM. `rvsd --config FILE --check`
-//! only validates the file.
+//! ports (and their exception-path TAPs), launches one worker per configured
+//! lcore, starts health checks, VRRP and connection sync when configured, and
+//! serves the REST API on the management address until SIGINT/SIGTERM.
+//! `rvsd --config BASE --keepalived FILE` takes services, VRRP and sync from a
+//! keepalived.conf instead (BASE gives ports, EAL, API; changes made through the
+//! API are then not written back). `--check-config` (alias `--check`) only
+//! validates.
 //!
-//! Exit codes: 0 success; 2 invalid config (nothing started); 3 DPDK could not
-//! start (EAL, mempool, port); 4 the API could not listen; 1 anything else.
+//! Exit codes: 0 success; 2 invalid JSON config (nothing started); 10..=15 a
+//! keepalived.conf error (see `rvs_control::keepalived::KeepalivedError::exit_code`);
+//! 3 DPDK could not start (EAL, mempool, port); 4 the API could not listen;
+//! 5 VRRP, health checks or sync could not start; 1 anything else.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,7 +23,14 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use crossbeam::channel::{bounded, Receiver};
-use rvs_control::{build_snapshot, router, ApiState, Config, Dataplane, PublishReport};
+use std::collections::HashMap;
+
+use rvs_control::api::{build_effective, Overlay};
+use rvs_control::appliance::HaOverlay;
+use rvs_control::health::HealthEngine;
+use rvs_control::sync::SyncDaemon;
+use rvs_control::vrrp::{VrrpEngine, VrrpEvent};
+use rvs_control::{router, ApiState, Config, Dataplane, PublishReport};
 use rvs_dataplane::dpdk::{self, Eal, Mempool, Port};
 use rvs_dataplane::snapshot::Snapshot;
 use rvs_dataplane::stats::{ConnFilter, ConnInfo, ServiceStats, SharedCounters};
@@ -35,11 +48,14 @@ const RING_SIZE: u16 = 1024;
 #[derive(Parser, Debug)]
 #[command(name = "rvsd", version, about = "rvs: a DPDK layer-4 load balancer (LVS-style DR and NAT)")]
 struct Args {
-    /// The JSON configuration file.
+    /// The JSON configuration file (with --keepalived: the base for ports, EAL, API).
     #[arg(long, short = 'c', value_name = "FILE")]
     config: PathBuf,
-    /// Validate the configuration and exit.
-    #[arg(long)]
+    /// Take services, VRRP and sync from this keepalived.conf.
+    #[arg(long, short = 'k', value_name = "FILE")]
+    keepalived: Option<PathBuf>,
+    /// Validate the configuration and exit (distinct exit code per kind of error).
+    #[arg(long = "check-config", alias = "check")]
     check: bool,
 }
 
@@ -60,11 +76,23 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let config = match &args.keepalived {
+        None => config,
+        Some(path) => match rvs_control::keepalived::load(path, &config) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("rvsd: {e}");
+                return ExitCode::from(e.exit_code());
+            }
+        },
+    };
     if args.check {
-        println!("rvsd: configuration {} is valid", args.config.display());
+        println!("rvsd: configuration {} is valid", args.keepalived.as_ref().unwrap_or(&args.config).display());
         return ExitCode::SUCCESS;
     }
-    match run(config, &args.config) {
+    // A keepalived.conf is the operator's source of truth: API changes are not written back.
+    let persist = if args.keepalived.is_some() { None } else { Some(args.config.clone()) };
+    match run(config, persist) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Dpdk(e)) => {
             eprintln!("rvsd: DPDK could not start: {e}");
@@ -73,6 +101,10 @@ fn main() -> ExitCode {
         Err(Failure::Listen(addr, e)) => {
             eprintln!("rvsd: the REST API cannot listen on {addr}: {e}");
             ExitCode::from(4)
+        }
+        Err(Failure::Ha(e)) => {
+            eprintln!("rvsd: {e}");
+            ExitCode::from(5)
         }
         Err(Failure::Other(e)) => {
             eprintln!("rvsd: {e}");
@@ -84,6 +116,7 @@ fn main() -> ExitCode {
 enum Failure {
     Dpdk(dpdk::DpdkError),
     Listen(SocketAddr, std::io::Error),
+    Ha(String),
     Other(String),
 }
 
@@ -188,7 +221,7 @@ fn device_name(device: &str) -> &str {
     device.split(',').next().unwrap_or(device)
 }
 
-fn run(config: Config, config_path: &std::path::Path) -> Result<(), Failure> {
+fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Failure> {
     let args = eal_args(&config);
     tracing::info!(eal = %args.join(" "), "starting EAL");
     let eal = Eal::init(&args)?;
@@ -213,7 +246,11 @@ fn run(config: Config, config_path: &std::path::Path) -> Result<(), Failure> {
         tracing::info!(port = %p.name, tap = %tap, "exception path to the kernel ready");
         taps.push(Some(port));
     }
-    let snapshot = Arc::new(build_snapshot(&config, &port_macs, 1).map_err(|e| Failure::Other(e.to_string()))?);
+    let overlay = HaOverlay::new(&config);
+    let overlay_dyn: Arc<dyn Overlay> = overlay.clone();
+    let snapshot = Arc::new(
+        build_effective(&config, Some(&overlay_dyn), &port_macs, 1).map_err(|e| Failure::Other(e.to_string()))?,
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let (retired_tx, retired_rx) = bounded::<Arc<Snapshot>>(1024);
@@ -271,9 +308,12 @@ fn run(config: Config, config_path: &std::path::Path) -> Result<(), Failure> {
         sync_rx: parking_lot::Mutex::new(sync_rx),
     });
     let listen = config.api.listen;
-    let options = rvs_control::ApiOptions::for_daemon(&config, config_path);
+    let mut options = rvs_control::ApiOptions::for_daemon(&config, config_path.clone().unwrap_or_default());
+    options.config_path = config_path;
+    let ha_config = config.clone();
     let state = ApiState::with_options(config, 1, dataplane.clone(), options);
-    let served = serve(listen, state);
+    state.set_overlay(overlay_dyn);
+    let served = serve(listen, state, overlay, dataplane.clone(), ha_config);
 
     stop.store(true, Ordering::Relaxed);
     dpdk::wait_all_lcores();
@@ -285,7 +325,13 @@ fn run(config: Config, config_path: &std::path::Path) -> Result<(), Failure> {
     served
 }
 
-fn serve(listen: SocketAddr, state: Arc<ApiState>) -> Result<(), Failure> {
+fn serve(
+    listen: SocketAddr,
+    state: Arc<ApiState>,
+    overlay: Arc<HaOverlay>,
+    dataplane: Arc<DpdkDataplane>,
+    config: Config,
+) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -293,13 +339,111 @@ fn serve(listen: SocketAddr, state: Arc<ApiState>) -> Result<(), Failure> {
         .map_err(|e| Failure::Other(format!("tokio runtime: {e}")))?;
     runtime.block_on(async move {
         rvs_control::spawn_rate_estimator(Arc::clone(&state));
+        let ha = start_ha(&config, &state, &overlay, dataplane)?;
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| Failure::Listen(listen, e))?;
         tracing::info!(%listen, "REST API listening");
-        axum::serve(listener, router(state))
+        let served = axum::serve(listener, router(state))
             .with_graceful_shutdown(shutdown_signal())
             .await
-            .map_err(|e| Failure::Other(format!("REST API: {e}")))
+            .map_err(|e| Failure::Other(format!("REST API: {e}")));
+        ha.stop();
+        served
     })
+}
+
+/// The running high-availability parts; stopped in order on shutdown.
+struct HaRuntime {
+    vrrp: Option<VrrpEngine>,
+    health: Option<Arc<parking_lot::Mutex<HealthEngine>>>,
+    _sync: Option<Arc<SyncDaemon>>,
+}
+
+impl HaRuntime {
+    fn stop(self) {
+        // Masters resign first (priority-0 adverts while the dataplane still runs).
+        if let Some(v) = self.vrrp {
+            v.shutdown();
+        }
+        if let Some(h) = self.health {
+            h.lock().shutdown();
+        }
+    }
+}
+
+/// Starts health checks, VRRP and connection sync as configured, each feeding
+/// the overlay and republishing the snapshot on every change.
+fn start_ha(config: &Config, state: &Arc<ApiState>, overlay: &Arc<HaOverlay>, dataplane: Arc<DpdkDataplane>) -> Result<HaRuntime, Failure> {
+    let checked = config.services.iter().any(|s| s.reals.iter().any(|r| !r.health.checks.is_empty()));
+    let health = if checked {
+        let (tx, mut rx) = tokio::sync::watch::channel(0u64);
+        let engine = Arc::new(parking_lot::Mutex::new(HealthEngine::start(config, tx)));
+        overlay.set_health(Arc::clone(&engine));
+        let state = Arc::clone(state);
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                if let Err(e) = state.republish("health check state changed").await {
+                    tracing::error!(error = %e, "cannot apply a health change");
+                }
+            }
+        });
+        tracing::info!("health checks started");
+        Some(engine)
+    } else {
+        None
+    };
+
+    let sync = match &config.sync {
+        None => None,
+        Some(sc) => {
+            let local = config
+                .vrrp
+                .instances
+                .iter()
+                .find(|i| i.name == sc.instance)
+                .and_then(|i| i.unicast_src_ip)
+                .or_else(|| config.ports.iter().find(|p| p.tap.is_some()).and_then(|p| p.addresses.first().map(|a| a.addr)))
+                .ok_or_else(|| Failure::Ha("connection sync needs a port with a `tap` (exception path) and an address".into()))?;
+            let daemon = SyncDaemon::start(sc, local, dataplane, overlay.sync_master())
+                .map_err(|e| Failure::Ha(format!("connection sync cannot start on port {}: {e}", sc.port)))?;
+            tracing::info!(instance = %sc.instance, port = sc.port, "connection sync started");
+            Some(Arc::new(daemon))
+        }
+    };
+
+    let vrrp = if config.vrrp.instances.is_empty() {
+        None
+    } else {
+        let interfaces: HashMap<String, String> =
+            config.ports.iter().filter_map(|p| p.tap.clone().map(|t| (p.name.clone(), t))).collect();
+        for i in &config.vrrp.instances {
+            if !interfaces.contains_key(&i.interface) && !interfaces.values().any(|t| *t == i.interface) {
+                return Err(Failure::Ha(format!(
+                    "vrrp instance {}: interface `{}` is not a port with a `tap` (VRRP runs on the exception path)",
+                    i.name, i.interface
+                )));
+            }
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let engine = VrrpEngine::start(&config.vrrp, interfaces, tx).map_err(|e| Failure::Ha(format!("VRRP cannot start: {e}")))?;
+        let (state, overlay, sync) = (Arc::clone(state), Arc::clone(overlay), sync.clone());
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                let VrrpEvent::State { instance, state: vstate, virtual_ipaddress } = event;
+                tracing::info!(%instance, state = ?vstate, "VRRP state change");
+                if let Some(master) = overlay.set_vrrp(&instance, vstate, virtual_ipaddress) {
+                    if let Some(sync) = &sync {
+                        sync.set_master(master);
+                    }
+                }
+                if let Err(e) = state.republish(&format!("VRRP instance {instance} is now {vstate:?}")).await {
+                    tracing::error!(error = %e, "cannot apply a VRRP change");
+                }
+            }
+        });
+        tracing::info!(instances = config.vrrp.instances.len(), "VRRP started");
+        Some(engine)
+    };
+    Ok(HaRuntime { vrrp, health, _sync: sync })
 }
 
 async fn shutdown_signal() {

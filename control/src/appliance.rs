@@ -1,0 +1,181 @@
+//! The appliance's runtime high-availability state, layered over the
+//! operator's config when snapshots are built ([`crate::api::Overlay`]):
+//!
+//! * **health checks** ([`crate::health`]): failed real servers leave their
+//!   service (or go to weight 0 with `inhibit_on_failure`), a lost quorum
+//!   switches to the sorry server;
+//! * **VRRP** ([`crate::vrrp`]): the virtual addresses of an instance are served
+//!   only while it is MASTER — a backup neither answers ARP for them nor
+//!   forwards their traffic ([`Snapshot::standby`]); VRRP addresses that are not
+//!   service addresses become the appliance's own addresses while master;
+//! * **connection sync** ([`crate::sync`]): workers stream connection updates
+//!   only while the sync instance is MASTER ([`Snapshot::sync_send`]).
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rvs_dataplane::snapshot::{InterfaceAddr, Snapshot};
+use serde_json::json;
+
+use crate::api::Overlay;
+use crate::config::Config;
+use crate::health::{HealthEngine, HealthState};
+use crate::vrrp::VrrpState;
+
+/// Health, VRRP and sync state of a running rvsd.
+pub struct HaOverlay {
+    health: Mutex<Option<Arc<Mutex<HealthState>>>>,
+    engine: Mutex<Option<Arc<Mutex<HealthEngine>>>>,
+    /// VRRP instance → (state, its virtual addresses, its port index).
+    vrrp: Mutex<HashMap<String, (VrrpState, Vec<Ipv4Addr>, Option<u16>)>>,
+    /// The instance connection sync follows.
+    sync_instance: Option<String>,
+}
+
+impl HaOverlay {
+    /// The overlay for `config` before any engine runs: every VRRP instance
+    /// starts non-master (its addresses in standby), no health results yet.
+    pub fn new(config: &Config) -> Arc<Self> {
+        let vrrp = config
+            .vrrp
+            .instances
+            .iter()
+            .map(|i| {
+                let port = config.ports.iter().position(|p| p.name == i.interface || p.tap.as_deref() == Some(&i.interface));
+                (i.name.clone(), (VrrpState::Initialize, i.virtual_ipaddress.clone(), port.map(|p| p as u16)))
+            })
+            .collect();
+        Arc::new(HaOverlay {
+            health: Mutex::new(None),
+            engine: Mutex::new(None),
+            vrrp: Mutex::new(vrrp),
+            sync_instance: config.sync.as_ref().map(|s| s.instance.clone()),
+        })
+    }
+
+    /// Attaches the running health engine.
+    pub fn set_health(&self, engine: Arc<Mutex<HealthEngine>>) {
+        let state = engine.lock().state();
+        *self.health.lock() = Some(state);
+        *self.engine.lock() = Some(engine);
+    }
+
+    /// Records a VRRP instance's new state. Returns true when the sync role
+    /// changed to `Some(master)`.
+    pub fn set_vrrp(&self, instance: &str, state: VrrpState, vips: Vec<Ipv4Addr>) -> Option<bool> {
+        let mut vrrp = self.vrrp.lock();
+        let before = self.sync_master_locked(&vrrp);
+        let port = vrrp.get(instance).and_then(|(_, _, p)| *p);
+        vrrp.insert(instance.to_owned(), (state, vips, port));
+        let after = self.sync_master_locked(&vrrp);
+        (before != after).then_some(after)
+    }
+
+    /// True while this node is the connection-sync master.
+    pub fn sync_master(&self) -> bool {
+        self.sync_master_locked(&self.vrrp.lock())
+    }
+
+    fn sync_master_locked(&self, vrrp: &HashMap<String, (VrrpState, Vec<Ipv4Addr>, Option<u16>)>) -> bool {
+        self.sync_instance
+            .as_ref()
+            .is_some_and(|i| vrrp.get(i).is_some_and(|(s, _, _)| *s == VrrpState::Master))
+    }
+}
+
+impl Overlay for HaOverlay {
+    fn effective(&self, config: &Config) -> Config {
+        match self.health.lock().as_ref() {
+            Some(state) => state.lock().effective(config),
+            None => HealthState::new().effective(config),
+        }
+    }
+
+    fn adjust(&self, snapshot: &mut Snapshot) {
+        let vrrp = self.vrrp.lock();
+        for (state, vips, port) in vrrp.values() {
+            if *state == VrrpState::Master {
+                // Addresses of a master instance that no service uses are the
+                // appliance's own while it is master (ARP, ping, kernel).
+                for vip in vips {
+                    let used = snapshot.services.iter().any(|s| s.key.vip == *vip || s.local_addrs.contains(vip));
+                    if let (false, Some(port)) = (used || snapshot.is_interface_addr(*vip), port) {
+                        snapshot.addresses.push(InterfaceAddr { port: *port, addr: *vip, prefix_len: 32 });
+                    }
+                }
+            }
+        }
+        for (state, vips, _) in vrrp.values() {
+            if *state != VrrpState::Master {
+                for vip in vips {
+                    let owned_elsewhere = vrrp.values().any(|(s, v, _)| *s == VrrpState::Master && v.contains(vip));
+                    if !owned_elsewhere {
+                        snapshot.standby.insert(*vip);
+                    }
+                }
+            }
+        }
+        snapshot.sync_send = self.sync_master_locked(&vrrp);
+    }
+
+    fn committed(&self, config: &Config) {
+        if let Some(engine) = self.engine.lock().as_ref() {
+            engine.lock().reconfigure(config);
+        }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let vrrp: Vec<_> = self
+            .vrrp
+            .lock()
+            .iter()
+            .map(|(name, (state, vips, _))| json!({ "instance": name, "state": state, "virtual_ipaddress": vips }))
+            .collect();
+        let health = self.engine.lock().as_ref().map(|e| serde_json::to_value(e.lock().snapshot()).unwrap_or_default());
+        json!({ "vrrp": vrrp, "sync_master": self.sync_master(), "health": health })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::build_snapshot;
+    use rvs_dataplane::wire::MacAddr;
+
+    const CONFIG: &str = r#"{
+      "ports": [ { "name": "lan0", "device": "net_af_packet0,iface=dp0", "addresses": ["10.0.0.1/24"], "tap": "rvs0" } ],
+      "services": [ { "protocol": "tcp", "vip": "10.0.0.100", "port": 80, "reals": [ { "address": "10.0.0.11" } ] } ],
+      "vrrp": { "instances": [ { "name": "VI_1", "interface": "lan0", "virtual_router_id": 51,
+                                 "virtual_ipaddress": ["10.0.0.100", "10.0.0.254"] } ] },
+      "sync": { "instance": "VI_1" }
+    }"#;
+
+    fn snap(overlay: &HaOverlay, config: &Config) -> Snapshot {
+        let mut s = build_snapshot(&overlay.effective(config), &[MacAddr([2, 0, 0, 0, 0, 1])], 1).expect("valid");
+        overlay.adjust(&mut s);
+        s.finish()
+    }
+
+    #[test]
+    fn vips_are_served_only_as_master() {
+        let config = Config::from_json(CONFIG).expect("valid");
+        let o = HaOverlay::new(&config);
+        let backup = snap(&o, &config);
+        assert!(backup.is_standby(Ipv4Addr::new(10, 0, 0, 100)));
+        assert!(!backup.answers_arp_for(Ipv4Addr::new(10, 0, 0, 100)), "a backup does not answer ARP for the VIP");
+        assert!(!backup.answers_arp_for(Ipv4Addr::new(10, 0, 0, 254)));
+        assert!(!backup.sync_send);
+
+        assert_eq!(o.set_vrrp("VI_1", VrrpState::Master, vec![Ipv4Addr::new(10, 0, 0, 100), Ipv4Addr::new(10, 0, 0, 254)]), Some(true));
+        let master = snap(&o, &config);
+        assert!(!master.is_standby(Ipv4Addr::new(10, 0, 0, 100)));
+        assert!(master.answers_arp_for(Ipv4Addr::new(10, 0, 0, 100)));
+        assert!(master.answers_arp_for(Ipv4Addr::new(10, 0, 0, 254)), "a router VIP is the master's own address");
+        assert!(master.sync_send);
+
+        assert_eq!(o.set_vrrp("VI_1", VrrpState::Backup, vec![Ipv4Addr::new(10, 0, 0, 100)]), Some(false));
+        assert!(snap(&o, &config).is_standby(Ipv4Addr::new(10, 0, 0, 100)));
+    }
+}
