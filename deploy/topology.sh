@@ -14,11 +14,21 @@
 #        |                |       |         |               |
 #   rvs-client:eth0  rvs-dir:dp0  rvs-rs1:eth0 rvs-rs2:eth0  rvs-rsN:eth0
 #   10.0.0.2/24      (no IP:      10.1.0.11/24 10.1.0.12/24  10.1.0.1N/24
-#                    DPDK owns it  + VIP 10.0.0.100/32 on lo (DR)
-#                    via af_packet; rvsd = 10.0.0.1, 10.1.0.1)
+#                    DPDK owns it  + VIPs 10.0.0.100/32 (DR) and 10.0.0.102/32
+#                    via af_packet; (TUN) on lo
+#                    rvsd = 10.0.0.1, 10.1.0.1)
 #
-# Each real server runs tests/e2e/httpd.py on :80 and :8080 (body "rsN\n")
-# and a socat echo service on :9000 (banner "rsN\n", then echo).
+# Each real server runs
+#   - tests/e2e/httpd.py on :80 and :8080 (body "rsN\n"),
+#   - a socat echo service on :9000 (banner "rsN\n", then echo),
+#   - tests/e2e/echod.py: the same banner + echo on TCP :9001 for thousands of
+#     concurrent connections, and UDP :9053 answering "rsN\n" + the datagram
+#     from the address it was sent to (VIP for DR/TUN, the real's for NAT/FULLNAT),
+#   - deploy/tun-decap.py on the TUN device ipip0: IPIP from the director is
+#     decapsulated (the kernel here has no ipip module) and the inner packet
+#     delivered to the VIP on lo, so the real answers the client directly.
+# FULLNAT local addresses (10.1.0.200-203) are rvsd's: the reals reach them
+# on-link (rvsd answers ARP for them).
 #
 # Idempotent: "up" on a healthy topology with the same number of reals does
 # nothing; otherwise it tears down whatever exists and builds from scratch.
@@ -30,6 +40,8 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
 readonly SCRIPT_DIR REPO_ROOT
 readonly HTTPD="$REPO_ROOT/tests/e2e/httpd.py"
+readonly ECHOD="$REPO_ROOT/tests/e2e/echod.py"
+readonly TUN_DECAP="$REPO_ROOT/deploy/tun-decap.py"
 readonly STATE_DIR="${RVS_LAB_STATE:-/run/rvs-lab}"
 
 readonly NS_SW="rvs-sw"
@@ -38,6 +50,8 @@ readonly NS_DIR="rvs-dir"
 readonly CLIENT_IP="10.0.0.2"
 readonly DIR_NET_GW="10.1.0.1"        # rvsd's address on the reals' subnet
 readonly DR_VIP="10.0.0.100"
+readonly TUN_VIP="10.0.0.102"
+readonly TUN_DEV="ipip0"
 readonly CLIENT_NET="10.0.0.0/24"
 readonly DR_TABLE=100
 readonly MAX_REALS=9
@@ -179,8 +193,9 @@ make_real() {
     nsx "$ns" ip addr add "$ip/24" dev eth0
     # NAT replies must go back through the director.
     nsx "$ns" ip route add default via "$DIR_NET_GW" dev eth0
-    # DR: the VIP on lo, never announced or answered for on eth0.
+    # DR and TUN: the VIPs on lo, never announced or answered for on eth0.
     nsx "$ns" ip addr add "$DR_VIP/32" dev lo
+    nsx "$ns" ip addr add "$TUN_VIP/32" dev lo
     local c
     for c in all eth0; do
         nsx "$ns" sysctl -qw "net.ipv4.conf.$c.arp_ignore=1"
@@ -189,9 +204,10 @@ make_real() {
     for c in all default eth0 lo; do
         nsx "$ns" sysctl -qw "net.ipv4.conf.$c.rp_filter=0"
     done
-    # DR replies (source = VIP) go straight to the client on the shared
+    # DR/TUN replies (source = a VIP) go straight to the client on the shared
     # segment; everything else (NAT replies from 10.1.0.1X) via the director.
     nsx "$ns" ip rule add from "$DR_VIP" table "$DR_TABLE"
+    nsx "$ns" ip rule add from "$TUN_VIP" table "$DR_TABLE"
     nsx "$ns" ip route add "$CLIENT_NET" dev eth0 table "$DR_TABLE"
     start_real_services "$n"
 }
@@ -205,21 +221,37 @@ start_daemon() {
 }
 
 start_real_services() {
-    local n="$1" ns="rvs-rs$1"
+    local n="$1" ns="rvs-rs$1" i
     start_daemon "$ns" httpd python3 "$HTTPD" --name "rs$n" --ports 80,8080
     # socat echo: banner "rsN\n" then echo everything back.
     start_daemon "$ns" echo socat TCP-LISTEN:9000,fork,reuseaddr SYSTEM:"echo rs$n; exec cat"
+    # Many-connection TCP echo (:9001) and UDP echo (:9053).
+    start_daemon "$ns" echod python3 "$ECHOD" --name "rs$n" --tcp 9001 --udp 9053
+    # TUN: decapsulate IPIP into $TUN_DEV; the inner packet's VIP is on lo.
+    start_daemon "$ns" tundecap python3 "$TUN_DECAP" "$TUN_DEV"
+    for ((i = 0; i < 100; i++)); do
+        nsx "$ns" ip link show "$TUN_DEV" >/dev/null 2>&1 && break
+        sleep 0.05
+    done
+    nsx "$ns" ip link show "$TUN_DEV" >/dev/null 2>&1 || {
+        cat "$STATE_DIR/$ns.tundecap.log" >&2 || true
+        die "tun-decap did not create $TUN_DEV in $ns"
+    }
+    # Packets arrive on ipip0 from clients it has no route to: no rp_filter.
+    nsx "$ns" sysctl -qw "net.ipv4.conf.$TUN_DEV.rp_filter=0"
+    nsx "$ns" ip link set "$TUN_DEV" up
 }
 
-# Wait until every real listens on 80, 8080 and 9000.
+# Wait until every real listens on 80, 8080, 9000, 9001 and UDP 9053.
 wait_real_services() {
     local reals="$1" n i port ok
     for ((n = 1; n <= reals; n++)); do
         for ((i = 0; i < 100; i++)); do
             ok=1
-            for port in 80 8080 9000; do
+            for port in 80 8080 9000 9001; do
                 nsx "rvs-rs$n" ss -Htln "sport = :$port" | grep -q LISTEN || ok=0
             done
+            nsx "rvs-rs$n" ss -Huln "sport = :9053" | grep -q 9053 || ok=0
             ((ok)) && break
             sleep 0.1
         done
@@ -237,8 +269,11 @@ topology_healthy() {
     for ns in "$NS_SW" "$NS_CLIENT" "$NS_DIR"; do ns_exists "$ns" || return 1; done
     for ((n = 1; n <= reals; n++)); do
         ns_exists "rvs-rs$n" || return 1
-        # Cheap sanity check that the real's DR policy route is still there.
+        # Cheap sanity check that the real's DR/TUN policy routes and the
+        # TUN device are still there (an older topology lacks them).
         nsx "rvs-rs$n" ip rule show | grep -q "from $DR_VIP lookup $DR_TABLE" || return 1
+        nsx "rvs-rs$n" ip rule show | grep -q "from $TUN_VIP lookup $DR_TABLE" || return 1
+        nsx "rvs-rs$n" ip link show "$TUN_DEV" up 2>/dev/null | grep -q UP || return 1
     done
     # No extra reals left over from a bigger topology.
     ns_exists "rvs-rs$((reals + 1))" && return 1
@@ -251,7 +286,7 @@ topology_healthy() {
 
 topology_up() {
     local reals="$1" n
-    [[ -f "$HTTPD" ]] || die "missing $HTTPD"
+    [[ -f "$HTTPD" && -f "$ECHOD" && -f "$TUN_DECAP" ]] || die "missing $HTTPD, $ECHOD or $TUN_DECAP"
     require_tools
     if topology_healthy "$reals"; then
         log "already up ($reals reals)"
@@ -297,7 +332,7 @@ selfcheck_cleanup() {
 }
 
 topology_selfcheck() {
-    local reals n out
+    local reals n out i
     [[ -f "$STATE_DIR/reals" ]] || die "topology is not up"
     reals="$(cat "$STATE_DIR/reals")"
     if [[ -n "$(ip netns pids "$NS_DIR" 2>/dev/null)" ]]; then
@@ -313,6 +348,13 @@ topology_selfcheck() {
         check "rs$n http :8080" "rs$n" "$(nsx "rvs-rs$n" curl -s --max-time 2 "http://10.1.0.1$n:8080/")"
         out="$(printf 'ping\n' | nsx "rvs-rs$n" socat -t2 -T3 - "TCP:10.1.0.1$n:9000" | tr '\n' ' ')"
         check "rs$n echo :9000" "rs$n ping " "$out"
+        out="$(printf 'ping\n' | nsx "rvs-rs$n" socat -t2 -T3 - "TCP:10.1.0.1$n:9001" | tr '\n' ' ')"
+        check "rs$n echo :9001" "rs$n ping " "$out"
+        out="$(printf 'ping\n' | nsx "rvs-rs$n" socat -t1 -T2 - "UDP:10.1.0.1$n:9053" | tr '\n' ' ')"
+        check "rs$n udp echo :9053" "rs$n ping " "$out"
+        out="$(nsx "rvs-rs$n" ip -o link show "$TUN_DEV" 2>/dev/null | grep -o 'state [A-Z]*' || true)"
+        [[ "$out" == "state UNKNOWN" || "$out" == "state UP" ]] && out=up
+        check "rs$n $TUN_DEV up (tun-decap running)" "up" "$out"
     done
 
     # 2. Nobody but the director may answer ARP for the DR VIP (arp_ignore=1):
@@ -345,6 +387,40 @@ topology_selfcheck() {
             "$(nsx "$NS_CLIENT" curl -s --max-time 2 "http://10.1.0.1$n/")"
         out="$(nsx "rvs-rs$n" ip neigh show 10.1.0.1 dev eth0 | grep -o 'lladdr [0-9a-f:]*' || true)"
         check "rs$n reaches the director's 10.1.0.1" "lladdr $MAC_DIR" "$out"
+    done
+
+    # 5. TUN leg: rvs-dir (kernel, 10.1.0.1) sends each real an IPIP packet
+    #    whose inner packet is a UDP datagram client -> TUN VIP :9053; the
+    #    real decapsulates it (tun-decap) and answers the client from the VIP.
+    for ((n = 1; n <= reals; n++)); do
+        nsx "$NS_CLIENT" timeout 3 socat -u UDP-RECV:40053,bind="$CLIENT_IP" - \
+            >"$STATE_DIR/selfcheck.tun" 2>/dev/null &
+        local rx=$!
+        for ((i = 0; i < 50; i++)); do
+            nsx "$NS_CLIENT" ss -Huln "sport = :40053" | grep -q 40053 && break
+            sleep 0.05
+        done
+        nsx "$NS_DIR" python3 - "10.1.0.1$n" "$CLIENT_IP" "$TUN_VIP" <<'PYEOF'
+import socket, struct, sys
+real, client, vip = sys.argv[1:4]
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+def ip(src, dst, proto, payload):
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0x4000, 64, proto, 0,
+                    socket.inet_aton(src), socket.inet_aton(dst))
+    return h[:10] + struct.pack("!H", csum(h)) + h[12:] + payload
+data = b"tun selfcheck\n"
+udp = struct.pack("!HHHH", 40053, 9053, 8 + len(data), 0) + data
+pkt = ip("10.1.0.1", real, 4, ip(client, vip, 17, udp))
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+s.sendto(pkt, (real, 0))
+PYEOF
+        wait "$rx" || true
+        check "TUN path: IPIP to rs$n decapsulated, answered from the VIP" "rs$n tun selfcheck " \
+            "$(tr '\n' ' ' <"$STATE_DIR/selfcheck.tun")"
     done
 
     selfcheck_cleanup

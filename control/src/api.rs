@@ -504,10 +504,27 @@ impl From<JsonRejection> for ApiError {
             // Syntax and data errors (wrong type, unknown field, unknown value) are
             // both the client's to fix: 400 with serde's message, which names the path.
             JsonRejection::JsonSyntaxError(e) => ApiError::bad_request(json_message(&e.body_text())),
-            JsonRejection::JsonDataError(e) => ApiError::bad_request(json_message(&e.body_text())),
+            JsonRejection::JsonDataError(e) => {
+                let message = json_message(&e.body_text());
+                match json_error_path(&message) {
+                    Some(field) => ApiError::bad_request(message).with_field(field),
+                    None => ApiError::bad_request(message),
+                }
+            }
             other => ApiError::new(other.status(), other.body_text()),
         }
     }
+}
+
+/// The JSON path serde names in a data error (`reals[1].weight: invalid type…`),
+/// if the message starts with one.
+fn json_error_path(message: &str) -> Option<String> {
+    let detail = message.strip_prefix("invalid JSON body: ")?;
+    let (path, _) = detail.split_once(": ")?;
+    let looks_like_path = !path.is_empty()
+        && path != "."
+        && path.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'));
+    looks_like_path.then(|| path.to_owned())
 }
 
 /// `invalid JSON body: <serde's message>`, without axum's generic preamble.
@@ -1530,4 +1547,24 @@ pub fn documented_routes() -> BTreeSet<(String, String)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod json_path_tests {
+    use super::json_error_path;
+
+    #[test]
+    fn serde_paths_become_the_error_field() {
+        assert_eq!(
+            json_error_path("invalid JSON body: scheduler: unknown variant `x`, expected one of `rr` at line 1 column 9")
+                .as_deref(),
+            Some("scheduler")
+        );
+        assert_eq!(
+            json_error_path("invalid JSON body: reals[1].weight: invalid type: string").as_deref(),
+            Some("reals[1].weight")
+        );
+        assert_eq!(json_error_path("invalid JSON body: missing field `vip` at line 1 column 2"), None);
+        assert_eq!(json_error_path("something else"), None);
+    }
 }

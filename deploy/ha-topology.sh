@@ -1,0 +1,377 @@
+#!/usr/bin/env bash
+# deploy/ha-topology.sh up|down|status — the two-director HA lab for rvs.
+#
+#                              rvsha-sw (bridge br0)
+#   +-------------+-------------+-------------+-----------+-----------+------------+
+#   client-sw     d1-sw         d2-sw         rs1-sw      rs2-sw      sorry-sw     ka-sw
+#   |             |             |             |           |           |            |
+#   rvsha-client  rvsha-d1:dp0  rvsha-d2:dp0  rvsha-rs1   rvsha-rs2   rvsha-sorry  rvsha-ka:eth0
+#   10.0.0.2/24   (no kernel IP: rvsd owns   10.1.0.11   10.1.0.12   10.1.0.99    10.0.0.4/24
+#                 it via af_packet; its TAP  (default route via the  (sorry       (a Keepalived
+#                 rvs0 gets the port         VRRP router address     server)      director peer)
+#                 addresses)                 10.1.0.254)
+#                 d1: 10.0.0.1, 10.1.0.1
+#                 d2: 10.0.0.3, 10.1.0.3
+#
+# Addresses that move with the VRRP master (configured in rvsd, not here):
+#   10.0.0.100 (DR VIP), 10.0.0.101 (NAT VIP), 10.0.0.102 (FULLNAT VIP)
+#   10.1.0.254 (the reals' default gateway), 10.1.0.200 (FULLNAT local address)
+#
+# Every real server runs:
+#   :80, :8080  tests/e2e/httpd.py, body "rsN\n" (one process per port, so a
+#               test can stop one port: $STATE_DIR/rvsha-rsN.http80.pid, ...)
+#   :9000       socat echo: banner "rsN\n", then echo          (.echo.pid)
+#   :9001/udp   UDP echo: "rsN <payload>"                      (.udp.pid)
+#   :53/udp     DNS responder: A queries -> 10.1.0.1N          (.dns.pid)
+# rvsha-sorry runs httpd "sorry" on :80; rvsha-ka runs httpd "ka" on :80 (the
+# DR VIP answers "ka" while keepalived holds it).
+# $STATE_DIR/misc-check.sh REAL PORT is the MISC_CHECK script (run by rvsd in
+# the director's namespace: an HTTP GET through the exception path).
+#
+# The lab uses only its own namespaces (rvsha-*): no traffic reaches the host
+# network. `up` is idempotent (rebuilds when anything is missing); `down`
+# kills every process in the rvsha-* namespaces and deletes them.
+# `restart-service NS NAME` / `stop-service NS NAME` let tests stop and start
+# one daemon (NAME: http80, http8080, echo, udp, dns).
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+readonly SCRIPT_DIR REPO_ROOT
+readonly HTTPD="$REPO_ROOT/tests/e2e/httpd.py"
+readonly STATE_DIR="${RVSHA_LAB_STATE:-/run/rvsha-lab}"
+
+readonly NS_SW="rvsha-sw"
+readonly NS_CLIENT="rvsha-client"
+readonly NS_KA="rvsha-ka"
+readonly NS_SORRY="rvsha-sorry"
+readonly DR_VIP="10.0.0.100"
+readonly GATEWAY="10.1.0.254"
+readonly CLIENT_NET="10.0.0.0/24"
+readonly DR_TABLE=100
+readonly REALS=2
+
+readonly MAC_CLIENT="02:00:00:aa:00:02"
+readonly MAC_KA="02:00:00:aa:00:04"
+readonly MAC_SORRY="02:00:00:aa:01:99"
+mac_dir() { printf '02:00:00:aa:00:%02x' "$1"; }        # d1 -> :01, d2 -> :03
+mac_real() { printf '02:00:00:aa:01:%02x' "$((0x10 + $1))"; }
+
+log() { echo "ha-topology: $*" >&2; }
+die() { echo "ha-topology: error: $*" >&2; exit 1; }
+nsx() { local ns="$1"; shift; ip netns exec "$ns" "$@"; }
+ns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$1"; }
+
+lab_namespaces() {
+    ip netns list 2>/dev/null | awk '{print $1}' \
+        | grep -E '^rvsha-(sw|client|d[12]|rs[0-9]+|sorry|ka)$' || true
+}
+
+require_root() {
+    [[ $EUID -eq 0 ]] || die "must run as root (network namespaces)"
+}
+
+require_tools() {
+    local tool
+    for tool in ip ethtool sysctl socat ss python3 setsid curl; do
+        command -v "$tool" >/dev/null || die "'$tool' not found (run deploy/setup.sh)"
+    done
+}
+
+# ---------------------------------------------------------------------------
+# down
+# ---------------------------------------------------------------------------
+
+kill_ns_processes() {
+    local ns="$1" pids i
+    pids="$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ' || true)"
+    [[ -n "${pids// /}" ]] || return 0
+    # shellcheck disable=SC2086
+    kill -TERM $pids 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        pids="$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ' || true)"
+        [[ -n "${pids// /}" ]] || return 0
+        sleep 0.1
+    done
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null || true
+    sleep 0.2
+}
+
+topology_down() {
+    local ns
+    for ns in $(lab_namespaces); do kill_ns_processes "$ns"; done
+    for ns in $(lab_namespaces); do
+        ip netns delete "$ns" 2>/dev/null || log "warning: could not delete $ns"
+    done
+    rm -rf "$STATE_DIR"
+    log "down"
+}
+
+# ---------------------------------------------------------------------------
+# up
+# ---------------------------------------------------------------------------
+
+make_ns() {
+    local ns="$1"
+    ip netns add "$ns"
+    nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+    nsx "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+    nsx "$ns" sysctl -qw net.ipv6.conf.lo.disable_ipv6=1
+    nsx "$ns" ip link set lo up
+}
+
+no_offloads() {
+    local ns="$1" ifname="$2"
+    nsx "$ns" ethtool -K "$ifname" tx off tso off gso off gro off rx off >/dev/null 2>&1 \
+        || nsx "$ns" ethtool -K "$ifname" tx off tso off gso off gro off rx off
+}
+
+connect() {   # connect NS IFNAME SWNAME MAC
+    local ns="$1" ifname="$2" swname="$3" mac="$4"
+    ip link add "$ifname" netns "$ns" address "$mac" type veth peer name "$swname" netns "$NS_SW"
+    no_offloads "$ns" "$ifname"
+    no_offloads "$NS_SW" "$swname"
+    nsx "$NS_SW" ip link set "$swname" master br0 up
+    nsx "$ns" ip link set "$ifname" up
+}
+
+make_switch() {
+    make_ns "$NS_SW"
+    nsx "$NS_SW" ip link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0
+    # Age MACs out quickly: after a failover frames must not keep flooding
+    # towards a dead port for long (the new master's GARP re-teaches anyway).
+    nsx "$NS_SW" ip link set br0 type bridge ageing_time 3000
+    nsx "$NS_SW" ip link set br0 up
+}
+
+# A host with a kernel address: rp_filter off (see deploy/topology.sh: the
+# reals ARP for the client from their 10.1.0.x address in DR mode).
+plain_host() {
+    local ns="$1"
+    nsx "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0
+    nsx "$ns" sysctl -qw net.ipv4.conf.default.rp_filter=0
+    nsx "$ns" sysctl -qw net.ipv4.conf.eth0.rp_filter=0
+}
+
+make_client() {
+    make_ns "$NS_CLIENT"
+    connect "$NS_CLIENT" eth0 client-sw "$MAC_CLIENT"
+    nsx "$NS_CLIENT" ip addr add 10.0.0.2/24 dev eth0
+    plain_host "$NS_CLIENT"
+}
+
+make_director() {   # make_director N  (rvsha-dN, dp0 without kernel IP)
+    local n="$1" ns="rvsha-d$1"
+    make_ns "$ns"
+    connect "$ns" dp0 "d$n-sw" "$(mac_dir $((2 * n - 1)))"
+    nsx "$ns" sysctl -qw net.ipv4.ip_forward=0
+}
+
+make_keepalived_host() {
+    make_ns "$NS_KA"
+    connect "$NS_KA" eth0 ka-sw "$MAC_KA"
+    nsx "$NS_KA" ip addr add 10.0.0.4/24 dev eth0
+    plain_host "$NS_KA"
+    # The DR VIP answers "ka" while keepalived holds it on eth0.
+    start_daemon "$NS_KA" http80 python3 "$HTTPD" --name ka --ports 80
+}
+
+make_sorry() {
+    make_ns "$NS_SORRY"
+    connect "$NS_SORRY" eth0 sorry-sw "$MAC_SORRY"
+    nsx "$NS_SORRY" ip addr add 10.1.0.99/24 dev eth0
+    nsx "$NS_SORRY" ip route add default via "$GATEWAY" dev eth0
+    plain_host "$NS_SORRY"
+    start_daemon "$NS_SORRY" http80 python3 "$HTTPD" --name sorry --ports 80
+}
+
+make_real() {
+    local n="$1" ns="rvsha-rs$1" ip="10.1.0.1$1"
+    make_ns "$ns"
+    connect "$ns" eth0 "rs$n-sw" "$(mac_real "$n")"
+    nsx "$ns" ip addr add "$ip/24" dev eth0
+    # NAT and FULLNAT replies go through whichever director is VRRP master.
+    nsx "$ns" ip route add default via "$GATEWAY" dev eth0
+    # DR: the VIP on lo, never announced or answered for on eth0.
+    nsx "$ns" ip addr add "$DR_VIP/32" dev lo
+    local c
+    for c in all eth0; do
+        nsx "$ns" sysctl -qw "net.ipv4.conf.$c.arp_ignore=1"
+        nsx "$ns" sysctl -qw "net.ipv4.conf.$c.arp_announce=2"
+    done
+    for c in all default eth0 lo; do
+        nsx "$ns" sysctl -qw "net.ipv4.conf.$c.rp_filter=0"
+    done
+    # DR replies (source = VIP) go straight to the client's segment.
+    nsx "$ns" ip rule add from "$DR_VIP" table "$DR_TABLE"
+    nsx "$ns" ip route add "$CLIENT_NET" dev eth0 table "$DR_TABLE"
+    for svc in http80 http8080 echo udp dns; do start_service "$ns" "$svc"; done
+}
+
+start_daemon() {   # start_daemon NS NAME CMD...
+    local ns="$1" name="$2"; shift 2
+    ip netns exec "$ns" setsid "$@" </dev/null >"$STATE_DIR/$ns.$name.log" 2>&1 &
+    echo $! >"$STATE_DIR/$ns.$name.pid"
+}
+
+# start_service NS NAME: one of a real server's daemons.
+start_service() {
+    local ns="$1" name="$2" n
+    n="${ns#rvsha-rs}"
+    case "$name" in
+        http80) start_daemon "$ns" http80 python3 "$HTTPD" --name "rs$n" --ports 80 ;;
+        http8080) start_daemon "$ns" http8080 python3 "$HTTPD" --name "rs$n" --ports 8080 ;;
+        echo) start_daemon "$ns" echo socat TCP-LISTEN:9000,fork,reuseaddr SYSTEM:"echo rs$n; exec cat" ;;
+        udp) start_daemon "$ns" udp python3 "$STATE_DIR/udpd.py" udp "rs$n" 9001 ;;
+        dns) start_daemon "$ns" dns python3 "$STATE_DIR/udpd.py" dns "10.1.0.1$n" 53 ;;
+        *) die "unknown service $name" ;;
+    esac
+}
+
+stop_service() {
+    local ns="$1" name="$2" f pid
+    f="$STATE_DIR/$ns.$name.pid"
+    [[ -f "$f" ]] || return 0
+    pid="$(cat "$f")"
+    # setsid made the daemon a process-group leader: end the group (socat forks).
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    rm -f "$f"
+}
+
+port_of() {
+    case "$1" in
+        http80) echo "tcp 80" ;; http8080) echo "tcp 8080" ;; echo) echo "tcp 9000" ;;
+        udp) echo "udp 9001" ;; dns) echo "udp 53" ;;
+    esac
+}
+
+wait_listening() {   # wait_listening NS NAME
+    local ns="$1" name="$2" proto port i
+    read -r proto port <<<"$(port_of "$name")"
+    for ((i = 0; i < 100; i++)); do
+        if [[ "$proto" == tcp ]]; then
+            nsx "$ns" ss -Htln "sport = :$port" | grep -q LISTEN && return 0
+        else
+            nsx "$ns" ss -Huln "sport = :$port" | grep -q . && return 0
+        fi
+        sleep 0.05
+    done
+    tail -n 20 "$STATE_DIR/$ns.$name.log" >&2 || true
+    die "$name did not start in $ns"
+}
+
+write_helpers() {
+    # UDP echo and a DNS responder in one tiny stdlib-only program.
+    cat >"$STATE_DIR/udpd.py" <<'EOF'
+import socket, struct, sys
+mode, arg, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", port))
+answer_ip = socket.inet_aton(arg) if mode == "dns" else b""
+while True:
+    data, peer = s.recvfrom(4096)
+    if mode == "udp":
+        s.sendto(arg.encode() + b" " + data, peer)
+        continue
+    if len(data) < 12:
+        continue
+    qid, flags, qd = struct.unpack("!HHH", data[:6])
+    end = 12
+    while end < len(data) and data[end] != 0:
+        end += data[end] + 1
+    question = data[12:end + 5]
+    qtype = struct.unpack("!H", data[end + 1:end + 3])[0] if end + 3 <= len(data) else 0
+    hdr_flags = 0x8180 | (flags & 0x0100)
+    if qtype == 1:
+        ans = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 30, 4) + answer_ip
+        s.sendto(struct.pack("!HHHHHH", qid, hdr_flags, 1, 1, 0, 0) + question + ans, peer)
+    else:
+        s.sendto(struct.pack("!HHHHHH", qid, hdr_flags, 1, 0, 0, 0) + question, peer)
+EOF
+    # The MISC_CHECK script: exit 0 when REAL:PORT answers HTTP 200.
+    cat >"$STATE_DIR/misc-check.sh" <<'EOF'
+#!/bin/sh
+# misc-check.sh REAL PORT: MISC_CHECK for the rvs HA lab.
+exec curl -sf -o /dev/null --max-time 1 "http://$1:$2/"
+EOF
+    chmod +x "$STATE_DIR/misc-check.sh"
+}
+
+topology_healthy() {
+    local ns f
+    [[ -f "$STATE_DIR/up" ]] || return 1
+    for ns in "$NS_SW" "$NS_CLIENT" rvsha-d1 rvsha-d2 rvsha-rs1 rvsha-rs2 "$NS_SORRY" "$NS_KA"; do
+        ns_exists "$ns" || return 1
+    done
+    for f in "$STATE_DIR"/*.pid; do
+        [[ -e "$f" ]] || return 1
+        kill -0 "$(cat "$f")" 2>/dev/null || return 1
+    done
+    return 0
+}
+
+topology_up() {
+    local n svc
+    [[ -f "$HTTPD" ]] || die "missing $HTTPD"
+    require_tools
+    if topology_healthy; then
+        log "already up"
+        return 0
+    fi
+    topology_down
+    mkdir -p "$STATE_DIR"
+    write_helpers
+    make_switch
+    make_client
+    make_director 1
+    make_director 2
+    for ((n = 1; n <= REALS; n++)); do make_real "$n"; done
+    make_sorry
+    make_keepalived_host
+    for ((n = 1; n <= REALS; n++)); do
+        for svc in http80 http8080 echo udp dns; do wait_listening "rvsha-rs$n" "$svc"; done
+    done
+    touch "$STATE_DIR/up"
+    log "up: rvsha-client 10.0.0.2, rvsha-d1/d2 (dp0, rvsd), rvsha-rs1/rs2 10.1.0.11/12," \
+        "rvsha-sorry 10.1.0.99, rvsha-ka 10.0.0.4"
+}
+
+topology_status() {
+    local ns
+    for ns in $(lab_namespaces); do
+        echo "== $ns"
+        nsx "$ns" ip -br addr
+    done
+}
+
+usage() {
+    echo "usage: $0 up | down | status | stop-service NS NAME | start-service NS NAME" >&2
+    exit 2
+}
+
+main() {
+    local cmd="${1:-}"
+    [[ -n "$cmd" ]] || usage
+    shift
+    require_root
+    case "$cmd" in
+        up) topology_up ;;
+        down) topology_down ;;
+        status) topology_status ;;
+        stop-service) [[ $# -eq 2 ]] || usage; stop_service "$1" "$2" ;;
+        start-service)
+            [[ $# -eq 2 ]] || usage
+            [[ "$1" == rvsha-rs[0-9] ]] || die "start-service works on rvsha-rsN"
+            stop_service "$1" "$2"
+            start_service "$1" "$2"
+            wait_listening "$1" "$2"
+            ;;
+        *) usage ;;
+    esac
+}
+
+main "$@"

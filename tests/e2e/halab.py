@@ -1,0 +1,770 @@
+"""Helpers for the high-availability end-to-end tests (Python 3.11 stdlib only).
+
+The lab is deploy/ha-topology.sh (namespaces rvsha-*): a client, two
+directors (rvsha-d1, rvsha-d2) each running its own rvsd on an af_packet veth
+with an exception-path TAP, two real servers, a sorry server and a host for a
+Keepalived peer, all on one bridge.
+
+Environment knobs:
+  RVSD=/path/to/rvsd      binary to test (default: target/release/rvsd; a
+                          private copy is taken at start so that a rebuild
+                          during the run does not change the binary under test)
+  RVS_E2E_KEEP=1          leave the topology up after the suite
+  RVS_E2E_VERBOSE=1       echo every command
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import labutil
+from labutil import run, nsx, sh, wait_for, Capture  # noqa: F401  (re-exported)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TOPOLOGY = REPO_ROOT / "deploy" / "ha-topology.sh"
+STATE_DIR = Path(os.environ.get("RVSHA_LAB_STATE", "/run/rvsha-lab"))
+RVSD_SOURCE = Path(os.environ.get("RVSD", REPO_ROOT / "target" / "release" / "rvsd"))
+RVSD: Path = RVSD_SOURCE          # replaced by a private copy in setup()
+
+NS_CLIENT = "rvsha-client"
+NS_KA = "rvsha-ka"
+NS_SORRY = "rvsha-sorry"
+CLIENT_IP = "10.0.0.2"
+KA_IP = "10.0.0.4"
+DR_VIP = "10.0.0.100"
+NAT_VIP = "10.0.0.101"
+FNAT_VIP = "10.0.0.102"
+GATEWAY = "10.1.0.254"
+LIP = "10.1.0.200"
+SORRY_IP = "10.1.0.99"
+MISC_CHECK = STATE_DIR / "misc-check.sh"
+
+# Director n: namespace, port addresses, MAC of dp0.
+DIRECTORS = {
+    1: {"ns": "rvsha-d1", "lan": "10.0.0.1", "back": "10.1.0.1", "mac": "02:00:00:aa:00:01"},
+    2: {"ns": "rvsha-d2", "lan": "10.0.0.3", "back": "10.1.0.3", "mac": "02:00:00:aa:00:03"},
+}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def real_ns(n: int) -> str:
+    return f"rvsha-rs{n}"
+
+
+def real_ip(n: int) -> str:
+    return f"10.1.0.1{n}"
+
+
+# ---------------------------------------------------------------------------
+# Lab set-up
+# ---------------------------------------------------------------------------
+
+def topology(*args: str) -> subprocess.CompletedProcess:
+    return run(["bash", str(TOPOLOGY), *args], timeout=120)
+
+
+def setup() -> None:
+    """Brings the lab up and takes a private copy of the rvsd binary."""
+    global RVSD
+    if not RVSD_SOURCE.exists():
+        raise RuntimeError(f"rvsd binary not found at {RVSD_SOURCE} (cargo build --release?)")
+    copy_dir = Path(tempfile.mkdtemp(prefix="rvsha-bin-"))
+    RVSD = copy_dir / "rvsd"
+    shutil.copy2(RVSD_SOURCE, RVSD)
+    for ns in ("rvsha-d1", "rvsha-d2", NS_KA):
+        if ns in run(["ip", "netns", "list"]).stdout.split() and \
+                run(["ip", "netns", "pids", ns], check=False).stdout.split() and ns != NS_KA:
+            # Leftovers of an interrupted run: rebuild the lab from scratch.
+            topology("down")
+            break
+    topology("up")
+
+
+def teardown() -> None:
+    if RVSD != RVSD_SOURCE:
+        shutil.rmtree(RVSD.parent, ignore_errors=True)
+    if os.environ.get("RVS_E2E_KEEP") != "1":
+        topology("down")
+
+
+def stop_service(n: int, name: str) -> float:
+    """Stops daemon `name` (http80, http8080, echo, udp, dns) on real n; returns
+    the monotonic time when it was gone."""
+    topology("stop-service", real_ns(n), name)
+    return time.monotonic()
+
+
+def start_service(n: int, name: str) -> float:
+    topology("start-service", real_ns(n), name)
+    return time.monotonic()
+
+
+def flush_neighbours() -> None:
+    for ns in (NS_CLIENT, real_ns(1), real_ns(2), NS_SORRY, NS_KA):
+        nsx(ns, ["ip", "neigh", "flush", "all"], check=False)
+
+
+# ---------------------------------------------------------------------------
+# Configs
+# ---------------------------------------------------------------------------
+
+def real(n: int, weight: int = 1, checks: list | None = None, **extra) -> dict:
+    r = {"address": real_ip(n), "weight": weight, **extra}
+    if checks is not None:
+        h = r.setdefault("health", {})
+        h["checks"] = copy.deepcopy(checks)
+    return r
+
+
+def service(protocol: str, vip: str, port: int, forward: str, reals: list[dict],
+            scheduler: str = "rr", **extra) -> dict:
+    return {"protocol": protocol, "vip": vip, "port": port, "scheduler": scheduler,
+            "forward": forward, "reals": reals, **extra}
+
+
+def lab_services() -> list[dict]:
+    """The failover services: DR, NAT and FULLNAT on :80 / :9000 (socat echo),
+    and NAT UDP :9001 (UDP echo) for the 10 ms prober."""
+    two = lambda **kw: [real(1, **kw), real(2, **kw)]  # noqa: E731
+    return [
+        service("tcp", DR_VIP, 80, "dr", two()),
+        service("tcp", DR_VIP, 9000, "dr", two()),
+        service("tcp", NAT_VIP, 80, "nat", two()),
+        service("tcp", NAT_VIP, 9000, "nat", two()),
+        service("udp", NAT_VIP, 9001, "nat", two()),
+        service("tcp", FNAT_VIP, 80, "fullnat", two(), local_addresses=[LIP]),
+        service("tcp", FNAT_VIP, 9000, "fullnat", two(), local_addresses=[LIP]),
+    ]
+
+
+def vrrp_config(priority: int, advert_int: float = 1, version: int = 2, nopreempt: bool = False,
+                garp_repeat: int = 3, **extra) -> dict:
+    """Two instances in one sync group: VI_1 holds the client-side VIPs, VI_2
+    the reals' gateway and the FULLNAT local address."""
+    common = {"interface": "lan0", "priority": priority, "advert_int": advert_int,
+              "version": version, "garp_master_repeat": garp_repeat, "garp_master_delay": 1,
+              **extra}
+    if nopreempt:
+        common["nopreempt"] = True
+    return {
+        "instances": [
+            {"name": "VI_1", "virtual_router_id": 51,
+             "virtual_ipaddress": [DR_VIP, NAT_VIP, FNAT_VIP], **common},
+            {"name": "VI_2", "virtual_router_id": 52,
+             "virtual_ipaddress": [GATEWAY, LIP], **common},
+        ],
+        "sync_groups": [{"name": "G1", "group": ["VI_1", "VI_2"]}],
+    }
+
+
+def director_config(n: int, services: list[dict] | None = None, vrrp: dict | None = None,
+                    sync: bool = True) -> dict:
+    d = DIRECTORS[n]
+    other = DIRECTORS[3 - n]
+    cfg = {
+        "eal": ["--no-huge", "-m", "256", "--no-pci", "--file-prefix", f"rvsha-d{n}"],
+        "main_lcore": 0,
+        "workers": [1],
+        "mbufs": 8191,
+        "idle_sleep_us": 50,
+        "api": {"listen": "127.0.0.1:9090"},
+        "ports": [{"name": "lan0", "device": "net_af_packet0,iface=dp0",
+                   "addresses": [f"{d['lan']}/24", f"{d['back']}/24"], "tap": "rvs0"}],
+        "services": copy.deepcopy(lab_services() if services is None else services),
+    }
+    if vrrp is not None:
+        cfg["vrrp"] = copy.deepcopy(vrrp)
+        if sync:
+            cfg["sync"] = {"instance": "VI_1", "port": 8848, "peers": [other["lan"]]}
+    return cfg
+
+
+# ---------------------------------------------------------------------------
+# rvsd in a director namespace
+# ---------------------------------------------------------------------------
+
+class Director:
+    """One rvsd in rvsha-dN. `start()` waits for the API; `kill()` SIGKILLs."""
+
+    def __init__(self, n: int, config: dict | None = None, tmp: str | None = None,
+                 keepalived: str | None = None, ready_timeout: float = 60):
+        self.n = n
+        self.ns = DIRECTORS[n]["ns"]
+        self.config = config
+        self._own_tmp = tmp is None
+        self.tmp = Path(tmp or tempfile.mkdtemp(prefix=f"rvsha-d{n}-"))
+        self.config_path = self.tmp / f"rvsd-d{n}.json"
+        self.keepalived_path: Path | None = None
+        if keepalived is not None:
+            self.keepalived_path = self.tmp / f"keepalived-d{n}.conf"
+            self.keepalived_path.write_text(keepalived)
+        self.log_path = self.tmp / f"rvsd-d{n}.log"
+        self.proc: subprocess.Popen | None = None
+        self.ready_timeout = ready_timeout
+        self.started_at = 0.0
+        self.killed_at: float | None = None
+        self.starts = 0
+
+    def command(self, *extra: str) -> list[str]:
+        cmd = ["ip", "netns", "exec", self.ns, str(RVSD), "--config", str(self.config_path)]
+        if self.keepalived_path is not None:
+            cmd += ["--keepalived", str(self.keepalived_path)]
+        return cmd + list(extra)
+
+    def start(self, config: dict | None = None) -> "Director":
+        if config is not None:
+            self.config = config
+        assert self.config is not None
+        self.config_path.write_text(json.dumps(self.config, indent=2))
+        leftovers = run(["ip", "netns", "pids", self.ns]).stdout.split()
+        if leftovers:
+            raise RuntimeError(f"processes still running in {self.ns}: {leftovers}")
+        self.starts += 1
+        mode = "wb" if self.starts == 1 else "ab"
+        with open(self.log_path, mode) as logf:
+            if self.starts > 1:
+                logf.write(f"\n===== restart {self.starts} =====\n".encode())
+                logf.flush()
+            env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"))
+            self.started_at = time.monotonic()
+            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=logf,
+                                         stderr=subprocess.STDOUT, env=env)
+        self.killed_at = None
+        try:
+            self.wait_ready()
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"rvsd in {self.ns} exited with {self.proc.returncode} during "
+                                   f"start-up\n{self.log_text()}")
+            try:
+                if self.api("GET", "/api/v1/status", timeout=2)[0] == 200:
+                    return
+            except RuntimeError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"rvsd API in {self.ns} not up after {self.ready_timeout}s\n"
+                                   + self.log_text())
+            time.sleep(0.1)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> float:
+        """SIGKILL (no resignation advert, no cleanup); returns the monotonic
+        time just before the signal."""
+        assert self.proc is not None
+        t = time.monotonic()
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.killed_at = t
+        return t
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                log(f"rvsd in {self.ns} ignored SIGTERM for 10 s; killing")
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._own_tmp and os.environ.get("RVS_E2E_KEEP") != "1":
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def log_text(self, tail: int = 120) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no rvsd log)"
+        return (f"---- rvsd log {self.ns} ({self.log_path}, last {tail} lines) ----\n"
+                + "\n".join(lines[-tail:]) + f"\n---- end of rvsd log {self.ns} ----")
+
+    # -- REST API (curl inside the director's namespace) --------------------
+
+    def api(self, method: str, path: str, body=None, timeout: float = 5) -> tuple[int, str]:
+        cmd = ["curl", "-s", "-S", "--max-time", str(timeout), "-X", method, "-o", "-",
+               "-w", "\n%{http_code}"]
+        data = json.dumps(body) if body is not None else None
+        if data is not None:
+            cmd += ["-H", "Content-Type: application/json", "--data-binary", "@-"]
+        cmd.append("http://127.0.0.1:9090" + path)
+        cp = nsx(self.ns, cmd, check=False, input=data, timeout=timeout + 5)
+        text, _, code = cp.stdout.rpartition("\n")
+        try:
+            status = int(code)
+        except ValueError:
+            status = 0
+        if cp.returncode != 0 and status == 0:
+            raise RuntimeError(f"API {method} {path} in {self.ns}: curl rc={cp.returncode}: "
+                               f"{cp.stderr.strip()}")
+        return status, text
+
+    def get(self, path: str):
+        status, text = self.api("GET", path)
+        if status != 200:
+            raise RuntimeError(f"GET {path} in {self.ns}: HTTP {status}: {text}")
+        return json.loads(text)
+
+    def ha(self) -> dict:
+        return self.get("/api/v1/ha")
+
+    def vrrp_states(self) -> dict[str, str]:
+        return {i["instance"]: str(i["state"]).upper() for i in self.ha().get("vrrp", [])}
+
+    def wait_vrrp(self, state: str, timeout: float, instances=("VI_1", "VI_2")) -> float:
+        """Waits until every instance in `instances` is in `state`; returns the
+        monotonic time it was seen."""
+        def ok():
+            try:
+                states = self.vrrp_states()
+            except (RuntimeError, ValueError):
+                return False
+            return all(states.get(i) == state for i in instances)
+        wait_for(ok, timeout, interval=0.05, what=f"{self.ns}: VRRP {instances} {state}")
+        return time.monotonic()
+
+    def stats_counters(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for w in self.get("/api/v1/stats").get("workers", []):
+            for k, v in w.get("counters", {}).items():
+                if isinstance(v, int):
+                    total[k] = total.get(k, 0) + v
+        return total
+
+    def health_reals(self) -> list[dict]:
+        h = self.ha().get("health") or {}
+        return h.get("reals", [])
+
+    def health_services(self) -> list[dict]:
+        h = self.ha().get("health") or {}
+        return h.get("services", [])
+
+    def real_report(self, vip: str, port: int, n: int, protocol: str = "tcp") -> dict | None:
+        for r in self.health_reals():
+            s = r.get("service", {})
+            if s.get("vip") == vip and s.get("port") == port and r.get("address") == real_ip(n) \
+                    and str(s.get("protocol", protocol)).lower() == protocol:
+                return r
+        return None
+
+    def diagnostics(self) -> str:
+        """/api/v1/ha, the non-zero dataplane counters and the log tail."""
+        parts = []
+        if self.alive():
+            for path in ("/api/v1/ha",):
+                try:
+                    parts.append(f"GET {path} ({self.ns}): {self.api('GET', path)[1][:4000]}")
+                except Exception as e:  # noqa: BLE001
+                    parts.append(f"GET {path} ({self.ns}): {e}")
+            try:
+                nz = {k: v for k, v in self.stats_counters().items() if v}
+                parts.append(f"counters ({self.ns}): {nz}")
+            except Exception as e:  # noqa: BLE001
+                parts.append(f"counters ({self.ns}): {e}")
+        parts.append(self.log_text(60))
+        return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------------
+# Traffic from the client
+# ---------------------------------------------------------------------------
+
+def http_spread(url: str, count: int, ns: str = NS_CLIENT, max_time: float = 1.5) -> list[str]:
+    """`count` sequential curl requests (new connections); body or ERR<rc>."""
+    script = (f"for i in $(seq {count}); do "
+              f"curl -s --max-time {max_time} {url} || echo \"ERR$?\"; done; true")
+    out = sh(ns, script, timeout=count * (max_time + 1) + 10).stdout
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+_UDP_QUERY = r"""
+import json, socket, sys, time
+host, port, count, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+out = []
+for i in range(count):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)   # new source port: new connection
+    s.settimeout(0.5)
+    if mode == "dns":
+        q = bytes([i >> 8, i & 255, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]) + b"\x03www\x03lab\x00\x00\x01\x00\x01"
+        s.sendto(q, (host, port))
+    else:
+        s.sendto(b"q%d" % i, (host, port))
+    try:
+        data = s.recv(512)
+        if mode == "dns":
+            out.append(socket.inet_ntoa(data[-4:]) if len(data) >= 16 else "BAD")
+        else:
+            out.append(data.split(b" ", 1)[0].decode())
+    except OSError:
+        out.append("ERR")
+    s.close()
+print(json.dumps(out))
+"""
+
+
+def udp_spread(vip: str, port: int, count: int, mode: str = "udp", ns: str = NS_CLIENT) -> list[str]:
+    """`count` UDP requests from new sockets: the real's name ("rs1") for the
+    UDP echo, the answered address for DNS ("10.1.0.11"), or "ERR"."""
+    cp = nsx(ns, ["python3", "-c", _UDP_QUERY, vip, str(port), str(count), mode],
+             timeout=count + 10)
+    return json.loads(cp.stdout)
+
+
+def tally(answers: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for a in answers:
+        counts[a] = counts.get(a, 0) + 1
+    return counts
+
+
+# A UDP request every 10 ms from one socket; every answer is timed.
+_PROBER = r"""
+import json, select, signal, socket, sys, time
+host, port, duration, interval = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setblocking(False)
+stop = [False]
+signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__(0, True))
+sent, answers = [], {}
+seq = 0
+start = time.monotonic()
+next_send = start
+print("ready", flush=True)
+while not stop[0] and time.monotonic() - start < duration:
+    now = time.monotonic()
+    if now >= next_send:
+        try:
+            s.sendto(b"%d" % seq, (host, port))
+        except OSError:
+            pass
+        sent.append(now)
+        seq += 1
+        next_send += interval
+        if next_send < now:
+            next_send = now + interval
+    r, _, _ = select.select([s], [], [], max(0.0, min(next_send - time.monotonic(), 0.005)))
+    if r:
+        while True:
+            try:
+                data = s.recv(512)
+            except BlockingIOError:
+                break
+            except OSError:
+                break
+            try:
+                name, num = data.split(b" ", 1)
+                answers.setdefault(int(num), (time.monotonic(), name.decode()))
+            except ValueError:
+                pass
+# late answers
+end = time.monotonic() + 0.3
+while time.monotonic() < end:
+    r, _, _ = select.select([s], [], [], 0.05)
+    if r:
+        try:
+            data = s.recv(512)
+            name, num = data.split(b" ", 1)
+            answers.setdefault(int(num), (time.monotonic(), name.decode()))
+        except (OSError, ValueError):
+            pass
+json.dump({"sent": sent, "answers": {str(k): v for k, v in answers.items()}}, sys.stdout)
+"""
+
+
+class Prober:
+    """The 10 ms UDP request/response client in rvsha-client (NAT VIP :9001)."""
+
+    def __init__(self, vip: str = NAT_VIP, port: int = 9001, duration: float = 30,
+                 interval: float = 0.01):
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", NS_CLIENT, "python3", "-c", _PROBER, vip, str(port),
+             str(duration), str(interval)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if line.strip() != "ready":
+            raise RuntimeError(f"prober did not start: {line!r} {self.proc.stderr.read()}")
+        self.result: dict | None = None
+
+    def stop(self) -> dict:
+        if self.result is None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+            out, err = self.proc.communicate(timeout=20)
+            try:
+                self.result = json.loads(out)
+            except ValueError as e:
+                raise RuntimeError(f"prober output unreadable: {out[-500:]!r} {err[-500:]!r}") from e
+        return self.result
+
+    def analyse(self, t_event: float) -> dict:
+        """Outage around `t_event`: the send-time gap between the last request
+        answered before it and the first answered after it."""
+        r = self.stop()
+        sent = r["sent"]
+        answered = sorted((sent[int(k)], v[1]) for k, v in r["answers"].items())
+        before = [t for t, _ in answered if t <= t_event]
+        after = [(t, name) for t, name in answered if t > t_event]
+        lost_after = 0
+        res = {"sent": len(sent), "answered": len(answered), "answered_after": len(after)}
+        if not before or not after:
+            res["outage"] = None
+            return res
+        first_after = after[0][0]
+        res["outage"] = first_after - before[-1]
+        res["from_event"] = first_after - t_event
+        # Requests sent after the first post-event answer that went unanswered.
+        answered_set = {t for t, _ in answered}
+        lost_after = sum(1 for t in sent if t > first_after + 0.05 and t not in answered_set
+                         and t < sent[-1] - 0.3)
+        res["lost_after_recovery"] = lost_after
+        res["reals_after"] = tally([n for _, n in after])
+        # Largest gap anywhere (a second, unexpected outage shows here).
+        gaps = [b - a for (a, _), (b, _) in zip(answered, answered[1:])]
+        res["max_gap"] = max(gaps) if gaps else None
+        return res
+
+
+# ---------------------------------------------------------------------------
+# A socat stream through a VIP (echo service :9000)
+# ---------------------------------------------------------------------------
+
+class Stream:
+    """printf lines every `interval` s | socat VIP:9000 (echo): what was sent
+    is recorded, what came back is in `out`."""
+
+    def __init__(self, vip: str, port: int = 9000, lines: int = 80, interval: float = 0.05,
+                 tmp: str | None = None):
+        self.dir = Path(tmp or tempfile.mkdtemp(prefix="rvsha-stream-"))
+        self.sent, self.out, self.err = self.dir / "sent", self.dir / "out", self.dir / "err"
+        self.lines = lines
+        script = (f"for i in $(seq 1 {lines}); do printf 'line %04d\\n' $i; sleep {interval}; done "
+                  f"| tee {self.sent} | socat -t5 -T20 - TCP:{vip}:{port},connect-timeout=3 "
+                  f">{self.out} 2>{self.err}")
+        self.proc = subprocess.Popen(["ip", "netns", "exec", NS_CLIENT, "sh", "-c", script],
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def banner(self) -> str | None:
+        data = self.out.read_bytes() if self.out.exists() else b""
+        return data.split(b"\n", 1)[0].decode() if b"\n" in data else None
+
+    def received(self) -> bytes:
+        return self.out.read_bytes() if self.out.exists() else b""
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def cleanup(self) -> None:
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------
+# ARP capture in the client (gratuitous ARP from the new master)
+# ---------------------------------------------------------------------------
+
+class ArpWatch:
+    """tcpdump -e arp on an interface; lines collected as they come."""
+
+    def __init__(self, ns: str = NS_CLIENT, ifname: str = "eth0"):
+        self.ns, self.ifname = ns, ifname
+        self.lines: list[tuple[float, str]] = []
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "ArpWatch":
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, "tcpdump", "-i", self.ifname, "-n", "-e", "-l",
+             "--immediate-mode", "arp"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ready = threading.Event()
+
+        def err_reader():
+            for line in self.proc.stderr:
+                if "listening on" in line:
+                    ready.set()
+
+        def out_reader():
+            for line in self.proc.stdout:
+                self.lines.append((time.monotonic(), line.strip()))
+
+        threading.Thread(target=err_reader, daemon=True).start()
+        threading.Thread(target=out_reader, daemon=True).start()
+        if not ready.wait(10):
+            raise RuntimeError("tcpdump did not start")
+        return self
+
+    def garps(self, ip: str, mac: str | None = None) -> list[tuple[float, str]]:
+        """Gratuitous ARPs for `ip` (request or reply with sender = target = ip)."""
+        out = []
+        for t, line in list(self.lines):
+            low = line.lower()
+            is_garp = (f"who-has {ip} tell {ip}" in low) or \
+                      (f"reply {ip} is-at" in low and f"tell {ip}" not in low and "who-has" not in low)
+            if is_garp and (mac is None or low.startswith(mac.lower())):
+                out.append((t, line))
+        return out
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            for f in (self.proc.stdout, self.proc.stderr):
+                if f:
+                    f.close()
+
+
+def neighbour_mac(ns: str, ip: str, dev: str = "eth0") -> str | None:
+    out = nsx(ns, ["ip", "-j", "neigh", "show", ip, "dev", dev]).stdout
+    entries = json.loads(out or "[]")
+    return entries[0].get("lladdr", "").lower() or None if entries else None
+
+
+# ---------------------------------------------------------------------------
+# keepalived (Debian's package) as a VRRP peer in rvsha-ka
+# ---------------------------------------------------------------------------
+
+def ensure_keepalived() -> str:
+    path = shutil.which("keepalived") or ("/usr/sbin/keepalived"
+                                          if Path("/usr/sbin/keepalived").exists() else None)
+    if path:
+        return path
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    log("installing keepalived (apt-get)")
+    cp = subprocess.run(["apt-get", "install", "-y", "keepalived"], env=env, capture_output=True,
+                        timeout=600)
+    if cp.returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=600)
+        subprocess.run(["apt-get", "install", "-y", "keepalived"], env=env, check=True,
+                       capture_output=True, timeout=600)
+    return shutil.which("keepalived") or "/usr/sbin/keepalived"
+
+
+def keepalived_vrrp_conf(priority: int, state: str, advert_int: float, version: int,
+                         vips: list[str], auth_pass: str | None = None, vrid: int = 51) -> str:
+    lines = ["global_defs {", "    router_id rvsha_ka", "    vrrp_garp_master_delay 1",
+             "    vrrp_garp_master_repeat 3", "}",
+             "vrrp_instance VI_1 {", f"    state {state}", "    interface eth0",
+             f"    virtual_router_id {vrid}", f"    priority {priority}",
+             f"    advert_int {advert_int}", f"    version {version}"]
+    if auth_pass:
+        lines += ["    authentication {", "        auth_type PASS", f"        auth_pass {auth_pass}",
+                  "    }"]
+    lines += ["    virtual_ipaddress {"] + [f"        {v}/32 dev eth0" for v in vips] + ["    }", "}"]
+    return "\n".join(lines) + "\n"
+
+
+class Keepalived:
+    """keepalived -n -l (VRRP only, no respawn) in rvsha-ka."""
+
+    def __init__(self, conf: str, tmp: str, binary: str = "keepalived", ns: str = NS_KA):
+        self.ns = ns
+        self.dir = Path(tmp) / "keepalived"
+        self.dir.mkdir(exist_ok=True)
+        self.conf = self.dir / "keepalived.conf"
+        self.conf.write_text(conf)
+        self.pidfile = self.dir / "keepalived.pid"
+        self.vrrp_pidfile = self.dir / "vrrp.pid"
+        self.logfile = self.dir / "keepalived.log"
+        self.binary = binary
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Keepalived":
+        self._log = open(self.logfile, "w")
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, self.binary, "-n", "-l", "-D", "-G", "-P", "-R",
+             "-f", str(self.conf), "-p", str(self.pidfile), "-r", str(self.vrrp_pidfile)],
+            stdout=self._log, stderr=subprocess.STDOUT)
+        wait_for(self.vrrp_pid, 10, what=f"keepalived VRRP process in {self.ns}")
+        return self
+
+    def vrrp_pid(self) -> int | None:
+        try:
+            return int(self.vrrp_pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def has_vip(self, vip: str = DR_VIP) -> bool:
+        out = nsx(self.ns, ["ip", "-j", "-4", "addr", "show", "dev", "eth0"]).stdout
+        return any(a.get("local") == vip for link in json.loads(out or "[]")
+                   for a in link.get("addr_info", []))
+
+    def log_text(self) -> str:
+        try:
+            return self.logfile.read_text()[-5000:]
+        except OSError:
+            return ""
+
+    def crash(self) -> float:
+        """SIGKILL the VRRP child, then the parent: no priority-0 advert."""
+        t = time.monotonic()
+        pid = self.vrrp_pid()
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        assert self.proc
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        return t
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        pid = self.vrrp_pid()
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if hasattr(self, "_log"):
+            self._log.close()
+        nsx(self.ns, ["ip", "addr", "del", f"{DR_VIP}/32", "dev", "eth0"], check=False)
+
+
+def master_down(advert_int: float, priority: int, version: int) -> float:
+    """RFC Master_Down_Interval of a backup with `priority`."""
+    skew = (256 - priority) / 256 * (advert_int if version == 3 else 1.0)
+    return 3 * advert_int + skew
