@@ -234,10 +234,15 @@ stop_service() {
     f="$STATE_DIR/$ns.$name.pid"
     [[ -f "$f" ]] || return 0
     pid="$(cat "$f")"
-    # setsid made the daemon a process-group leader: end the group (socat forks).
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-    kill -KILL -- "-$pid" 2>/dev/null || true
+    # setsid made the daemon a process-group leader: end the group at once
+    # (socat's forked children too); the kernel closes its sockets, so the
+    # port answers RST / ICMP port unreachable from now on.
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    # Gone, or a zombie waiting for init to reap it (its sockets are closed).
+    for _ in $(seq 100); do
+        [[ "$(ps -o stat= -p "$pid" 2>/dev/null)" == [^Z]* ]] || break
+        sleep 0.02
+    done
     rm -f "$f"
 }
 

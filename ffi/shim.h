@@ -22,6 +22,7 @@
 #include <rte_cycles.h>
 #include <rte_dev.h>
 #include <rte_bus_vdev.h>
+#include <rte_flow.h>
 
 /* rte_errno is a per-lcore macro, not a variable. */
 int rvs_rte_errno(void);

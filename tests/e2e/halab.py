@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -100,13 +101,15 @@ def teardown() -> None:
 
 
 def stop_service(n: int, name: str) -> float:
-    """Stops daemon `name` (http80, http8080, echo, udp, dns) on real n; returns
-    the monotonic time when it was gone."""
+    """SIGKILLs daemon `name` (http80, http8080, echo, udp, dns) on real n;
+    returns the monotonic time just before (the kill follows within ~10 ms)."""
+    t = time.monotonic()
     topology("stop-service", real_ns(n), name)
-    return time.monotonic()
+    return t
 
 
 def start_service(n: int, name: str) -> float:
+    """Starts daemon `name` on real n; returns the monotonic time when it listens."""
     topology("start-service", real_ns(n), name)
     return time.monotonic()
 
@@ -195,6 +198,31 @@ def director_config(n: int, services: list[dict] | None = None, vrrp: dict | Non
 # rvsd in a director namespace
 # ---------------------------------------------------------------------------
 
+def ns_processes(ns: str) -> list[str]:
+    """Live (non-zombie) processes in namespace `ns`, as "pid cmd"."""
+    out = []
+    for pid in run(["ip", "netns", "pids", ns], check=False).stdout.split():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if stat.rsplit(")", 1)[1].split()[0] != "Z":
+            out.append(f"{pid} {cmd.strip()}")
+    return out
+
+
+def wait_ns_idle(ns: str, timeout: float) -> list[str]:
+    """Waits until no live process runs in `ns` (e.g. a health-check script
+    that outlived rvsd); returns what is still there after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = ns_processes(ns)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
 class Director:
     """One rvsd in rvsha-dN. `start()` waits for the API; `kill()` SIGKILLs."""
 
@@ -228,7 +256,7 @@ class Director:
             self.config = config
         assert self.config is not None
         self.config_path.write_text(json.dumps(self.config, indent=2))
-        leftovers = run(["ip", "netns", "pids", self.ns]).stdout.split()
+        leftovers = wait_ns_idle(self.ns, 3)
         if leftovers:
             raise RuntimeError(f"processes still running in {self.ns}: {leftovers}")
         self.starts += 1
@@ -560,6 +588,7 @@ class Stream:
     def __init__(self, vip: str, port: int = 9000, lines: int = 80, interval: float = 0.05,
                  tmp: str | None = None):
         self.dir = Path(tmp or tempfile.mkdtemp(prefix="rvsha-stream-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.sent, self.out, self.err = self.dir / "sent", self.dir / "out", self.dir / "err"
         self.lines = lines
         script = (f"for i in $(seq 1 {lines}); do printf 'line %04d\\n' $i; sleep {interval}; done "
@@ -626,15 +655,16 @@ class ArpWatch:
         return self
 
     def garps(self, ip: str, mac: str | None = None) -> list[tuple[float, str]]:
-        """Gratuitous ARPs for `ip` (request or reply with sender = target = ip)."""
-        out = []
-        for t, line in list(self.lines):
-            low = line.lower()
-            is_garp = (f"who-has {ip} tell {ip}" in low) or \
-                      (f"reply {ip} is-at" in low and f"tell {ip}" not in low and "who-has" not in low)
-            if is_garp and (mac is None or low.startswith(mac.lower())):
-                out.append((t, line))
-        return out
+        """Gratuitous ARPs for `ip`: requests with sender = target = ip
+        (tcpdump: "Request who-has IP (ff:ff:ff:ff:ff:ff) tell IP"), sent from `mac`."""
+        pat = re.compile(rf"who-has {re.escape(ip)}( \([0-9a-f:]+\))? tell {re.escape(ip)},")
+        return [(t, line) for t, line in list(self.lines)
+                if pat.search(line.lower()) and (mac is None or f" {mac.lower()} > " in line.lower())]
+
+    def arp_replies(self, ip: str) -> list[str]:
+        """Source MACs of ARP replies "IP is-at MAC"."""
+        pat = re.compile(rf"reply {re.escape(ip)} is-at ([0-9a-f:]+)")
+        return [m.group(1) for _, line in list(self.lines) if (m := pat.search(line.lower()))]
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

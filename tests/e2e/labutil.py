@@ -230,11 +230,15 @@ def service_path(svc: dict) -> str:
 class Rvsd:
     """An rvsd started in rvs-dir with a config dict; logs to a temp file."""
 
-    def __init__(self, config: dict, ready_timeout: float = 60):
+    def __init__(self, config: dict | None, ready_timeout: float = 60,
+                 config_path: str | Path | None = None):
+        """`config_path`: use this config file (rvsd persists API changes to
+        it) instead of one in the temp dir; `config` None leaves it as it is."""
         self.config = config
         self.tmp = tempfile.TemporaryDirectory(prefix="rvs-e2e-")
-        self.config_path = Path(self.tmp.name) / "rvsd.json"
-        self.config_path.write_text(json.dumps(config, indent=2))
+        self.config_path = Path(config_path) if config_path else Path(self.tmp.name) / "rvsd.json"
+        if config is not None:
+            self.config_path.write_text(json.dumps(config, indent=2))
         self.log_path = Path(self.tmp.name) / "rvsd.log"
         self.proc: subprocess.Popen | None = None
         self.ready_timeout = ready_timeout
@@ -289,6 +293,12 @@ class Rvsd:
                 self.proc.kill()
                 self.proc.wait(10)
         return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL rvsd (`ip netns exec` execs it: the child is rvsd itself)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
 
     def log_text(self, tail: int = 200) -> str:
         try:
@@ -552,3 +562,534 @@ def read_pcap(data: bytes) -> list[Packet]:
         pkt.extra["ts"] = ts_s + ts_frac / (1e9 if nano else 1e6)
         packets.append(pkt)
     return packets
+
+
+# ===========================================================================
+# Additions for the forwarding-mode, semantics and API suites
+# (test_20_modes.py, test_25_api.py, test_30_semantics.py)
+# ===========================================================================
+
+import ctypes
+import errno
+import random
+import selectors
+import socket
+import statistics
+from concurrent.futures import ThreadPoolExecutor
+
+TUN_VIP = "10.0.0.102"
+FNAT_VIP = "10.0.0.103"
+LIPS = ("10.1.0.200", "10.1.0.201", "10.1.0.202", "10.1.0.203")
+ECHO_PORT = 9000        # socat banner + echo on every real
+MANY_PORT = 9001        # echod banner + echo (thousands of connections)
+UDP_PORT = 9053         # echod UDP: "rsN\n" + datagram
+RVSADM = Path(os.environ.get("RVSADM", REPO_ROOT / "target" / "release" / "rvsadm"))
+MODE_VIPS = {"dr": DR_VIP, "nat": NAT_VIP, "tun": TUN_VIP, "fullnat": FNAT_VIP}
+
+
+def mode_service(protocol: str, mode: str, port: int, reals: list[dict], scheduler: str = "rr",
+                 lips: tuple[str, ...] = LIPS[:2], **extra) -> dict:
+    """A service on the mode's lab VIP (DR .100, NAT .101, TUN .102, FULLNAT .103)."""
+    svc = service(protocol, MODE_VIPS[mode], port, scheduler, mode, reals)
+    if mode == "fullnat":
+        svc["local_addresses"] = list(lips)
+    svc.update(extra)
+    return svc
+
+
+def make_config(services: list[dict], *, workers: int = 2, prefix: str = "rvs-e2e-modes",
+                **top) -> dict:
+    """A lab config with 1 or 2 workers. Two workers on this 2-core machine:
+    lcores 1 and 2 share CPU 1 (`--lcores 0@0,1@1,2@1`) and the af_packet
+    port gets 2 queue pairs. `prefix` is the EAL file prefix (one per suite,
+    so nothing collides with other users of DPDK on the machine)."""
+    cfg = lab_config(services)
+    cfg["eal"] = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", prefix]
+    cfg["mbufs"] = 16383
+    if workers == 2:
+        cfg["workers"] = [1, 2]
+        cfg["eal"] += ["--lcores", "0@0,1@1,2@1"]
+        cfg["ports"][0]["device"] = "net_af_packet0,iface=dp0,qpairs=2"
+    elif workers != 1:
+        raise ValueError("the lab runs 1 or 2 workers")
+    cfg.update(top)
+    return cfg
+
+
+# ---------------------------------------------------------------------------
+# Sockets inside a namespace, from this process: a thread per namespace has
+# setns()'d into it; sockets created there belong to that namespace for good
+# and can be used from any thread.
+# ---------------------------------------------------------------------------
+
+_CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+_ns_pools: dict[str, ThreadPoolExecutor] = {}
+_ns_lock = threading.Lock()
+
+
+def _enter_netns(ns: str) -> None:
+    fd = os.open(f"/var/run/netns/{ns}", os.O_RDONLY)
+    try:
+        if _libc.setns(fd, _CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns({ns}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def ns_call(ns: str, fn, *args, **kw):
+    """Run `fn(*args, **kw)` in a thread that lives in network namespace `ns`."""
+    with _ns_lock:
+        pool = _ns_pools.get(ns)
+        if pool is None:
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"netns-{ns}",
+                                      initializer=_enter_netns, initargs=(ns,))
+            _ns_pools[ns] = pool
+    return pool.submit(fn, *args, **kw).result()
+
+
+def ns_socket(ns: str, family=socket.AF_INET, type=socket.SOCK_STREAM, proto=0) -> socket.socket:
+    return ns_call(ns, socket.socket, family, type, proto)
+
+
+def raise_nofile(n: int = 16384) -> None:
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(n, hard), hard))
+
+
+def read_line(sock: socket.socket, timeout: float = 3.0) -> bytes:
+    """Read up to and including the first newline (or b'' on EOF/timeout)."""
+    sock.settimeout(timeout)
+    buf = b""
+    try:
+        while not buf.endswith(b"\n"):
+            chunk = sock.recv(1)
+            if not chunk:
+                break
+            buf += chunk
+    except (socket.timeout, OSError):
+        pass
+    return buf
+
+
+class EchoConn:
+    """A TCP connection from rvs-client to a banner+echo service (:9000 socat
+    or :9001 echod), opened from this process."""
+
+    def __init__(self, vip: str, port: int, timeout: float = 3.0, ns: str = NS_CLIENT):
+        self.sock = ns_socket(ns)
+        self.sock.settimeout(timeout)
+        self.error: str | None = None
+        self.banner = ""
+        try:
+            self.sock.connect((vip, port))
+            self.banner = read_line(self.sock, timeout).decode(errors="replace").strip()
+            if not self.banner:
+                self.error = "no banner"
+        except OSError as e:
+            self.error = f"{type(e).__name__}: {e}"
+        self.local_port = self.sock.getsockname()[1] if self.error is None else 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def exchange(self, data: bytes, timeout: float = 3.0) -> bytes:
+        """Send `data`, read back len(data) bytes (or what arrived in time)."""
+        self.sock.settimeout(timeout)
+        self.sock.sendall(data)
+        got = b""
+        try:
+            while len(got) < len(data):
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+        except (socket.timeout, OSError):
+            pass
+        return got
+
+    def close(self, rst: bool = False) -> None:
+        if rst:         # SO_LINGER 0: close() sends an RST
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
+
+def udp_requests(vip: str, port: int, count: int, ns: str = NS_CLIENT,
+                 timeout: float = 2.0) -> list[str]:
+    """`count` UDP datagrams, each from a new socket (a new source port, so a
+    new flow); returns each reply's first line ("rsN"), "ERR" for no reply,
+    or "BAD" when the echoed payload differs."""
+    answers = []
+    for i in range(count):
+        s = ns_socket(ns, socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(timeout)
+        payload = f"datagram {i} {random.getrandbits(64):016x}\n".encode()
+        try:
+            s.connect((vip, port))
+            s.send(payload)
+            reply = s.recv(65535)
+            banner, _, rest = reply.partition(b"\n")
+            answers.append(banner.decode() if rest == payload else "BAD")
+        except OSError:
+            answers.append("ERR")
+        finally:
+            s.close()
+    return answers
+
+
+# ---------------------------------------------------------------------------
+# Streams through socat (client side), compared byte for byte
+# ---------------------------------------------------------------------------
+
+class SocatStream:
+    """A socat client in rvs-client: `feeder | tee sent | socat - TCP:vip:port > out`.
+
+    kind="lines": numbered lines, one every `interval` s, `lines` of them
+    (0 = until stop() is called); kind="file": the bytes of `data` at once.
+    """
+
+    def __init__(self, vip: str, port: int, *, lines: int = 0, interval: float = 0.05,
+                 data: bytes | None = None, idle_timeout: int = 15, ns: str = NS_CLIENT):
+        self.vip, self.port = vip, port
+        self.dir = Path(tempfile.mkdtemp(prefix="rvs-stream-"))
+        self.sent, self.out, self.err = self.dir / "sent", self.dir / "out", self.dir / "err"
+        self.stopfile = self.dir / "stop"
+        target = f"TCP:{vip}:{port},connect-timeout=3"
+        sock = f"socat -t5 -T{idle_timeout} - {target} >{self.out} 2>{self.err}"
+        if data is not None:
+            self.sent.write_bytes(data)
+            script = f"exec {sock} <{self.sent}"
+        else:
+            cond = f"[ $i -lt {lines} ]" if lines else f"[ ! -e {self.stopfile} ]"
+            script = (f"i=0; while {cond}; do i=$((i+1)); printf 'line %06d\\n' $i; "
+                      f"sleep {interval}; done | tee {self.sent} | {sock}")
+        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, "sh", "-c", script],
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.expected_data = data
+
+    def received(self) -> bytes:
+        return self.out.read_bytes() if self.out.exists() else b""
+
+    def banner(self) -> str | None:
+        data = self.received()
+        return data.split(b"\n", 1)[0].decode(errors="replace") if b"\n" in data else None
+
+    def wait_banner(self, timeout: float = 5) -> str:
+        return wait_for(self.banner, timeout, what=f"banner from {self.vip}:{self.port}")
+
+    def stop(self) -> None:
+        """Stop feeding lines (the stream then ends cleanly)."""
+        self.stopfile.touch()
+
+    def wait(self, timeout: float = 60) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+
+    def check(self) -> tuple[bool, str]:
+        """(ok, description): out == banner line + everything sent."""
+        got, sent = self.received(), self.sent.read_bytes() if self.sent.exists() else b""
+        banner = self.banner()
+        expected = (banner.encode() + b"\n" if banner else b"") + sent
+        if banner and re.fullmatch(r"rs\d", banner) and got == expected:
+            return True, f"{len(sent)} bytes echoed by {banner}"
+        # Where does it first differ?
+        i = next((k for k in range(min(len(got), len(expected))) if got[k] != expected[k]),
+                 min(len(got), len(expected)))
+        return False, (f"{self.vip}:{self.port}: banner {banner!r}, got {len(got)} bytes, expected "
+                       f"{len(expected)}; first difference at byte {i}: got {got[i:i + 40]!r} "
+                       f"expected {expected[i:i + 40]!r}; socat stderr: "
+                       f"{self.err.read_text(errors='replace')[-300:] if self.err.exists() else ''!r}")
+
+    def cleanup(self) -> None:
+        self.kill()
+        subprocess.run(["rm", "-rf", str(self.dir)])
+
+
+# ---------------------------------------------------------------------------
+# Counters and tables through the API
+# ---------------------------------------------------------------------------
+
+def worker_counters() -> list[dict]:
+    """Per-worker counters from GET /api/v1/stats, in worker order."""
+    resp = api("GET", "/api/v1/stats")
+    if resp.status != 200:
+        raise RuntimeError(f"GET /api/v1/stats: HTTP {resp.status}: {resp.text}")
+    return [w["counters"] for w in sorted(resp.json["workers"], key=lambda w: w["worker"])]
+
+
+def settled_counters(timeout: float = 5.0, interval: float = 0.25) -> list[dict]:
+    """Per-worker counters once they stop moving (workers publish their
+    counters periodically, and the last packets of closed connections may
+    still be in flight): two reads `interval` apart that agree, ignoring
+    gauges, or the last read after `timeout`."""
+    gauges = {"conn_active", "generation"}
+
+    def strip(cs):
+        return [{k: v for k, v in c.items() if k not in gauges} for c in cs]
+
+    prev = worker_counters()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(interval)
+        cur = worker_counters()
+        if strip(cur) == strip(prev):
+            return cur
+        prev = cur
+    return prev
+
+
+def counters_delta(before: list[dict], after: list[dict]) -> list[dict]:
+    return [{k: a[k] - b.get(k, 0) for k in a} for b, a in zip(before, after)]
+
+
+def total(counters: list[dict], name: str) -> int:
+    return sum(c.get(name, 0) for c in counters)
+
+
+def pick(counters: list[dict], *names: str) -> str:
+    """'name=[w0, w1]' for printing."""
+    return " ".join(f"{n}={[c.get(n, 0) for c in counters]}" for n in names)
+
+
+def connections(**filters) -> list[dict]:
+    """GET /api/v1/connections with filters (service=tcp/VIP/PORT, client=,
+    real=, state=, templates=true); all pages."""
+    out, offset = [], 0
+    while True:
+        q = "&".join([f"offset={offset}", "limit=10000"] +
+                     [f"{k}={v}" for k, v in filters.items() if v is not None])
+        resp = api("GET", f"/api/v1/connections?{q}")
+        if resp.status != 200:
+            raise RuntimeError(f"GET /api/v1/connections?{q}: HTTP {resp.status}: {resp.text}")
+        page = resp.json
+        out += page["connections"]
+        offset += len(page["connections"])
+        if not page["connections"] or offset >= page["total"]:
+            return out
+
+
+def rvsadm(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return nsx(NS_DIR, [str(RVSADM), "--api", API, *args], check=check)
+
+
+def svc_id(svc: dict) -> str:
+    return f"{svc['protocol']}/{svc['vip']}/{svc['port']}"
+
+
+# ---------------------------------------------------------------------------
+# Packets: TCP options, IPIP inner packets, hand-built frames
+# ---------------------------------------------------------------------------
+
+def tcp_options(p: "Packet") -> list[tuple[int, bytes]]:
+    """(kind, data) of every TCP option of a captured TCP packet."""
+    seg = p.ip[p.ihl:]
+    if len(seg) < 20:
+        return []
+    hl = (seg[12] >> 4) * 4
+    opts, i, out = seg[20:hl], 0, []
+    while i < len(opts):
+        kind = opts[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= len(opts) or opts[i + 1] < 2:
+            break
+        length = opts[i + 1]
+        out.append((kind, bytes(opts[i + 2:i + length])))
+        i += length
+    return out
+
+
+def toa_of(p: "Packet") -> tuple[str, int] | None:
+    """The TOA option (kind 254, len 8: port, IPv4) of a TCP packet, if any."""
+    for kind, data in tcp_options(p):
+        if kind == 254 and len(data) == 6:
+            return ip_str(data[2:6]), struct.unpack("!H", data[:2])[0]
+    return None
+
+
+def inner_packet(p: "Packet") -> "Packet | None":
+    """The packet inside an IPIP (protocol 4) packet, decoded."""
+    if p.ethertype != 0x0800 or p.proto != 4:
+        return None
+    return parse_frame(b"\0" * 12 + b"\x08\x00" + p.ip[p.ihl:])
+
+
+def ipv4_header(src: str, dst: str, proto: int, payload_len: int, ident: int = 0,
+                ttl: int = 64, df: bool = True) -> bytes:
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + payload_len, ident, 0x4000 if df else 0,
+                    ttl, proto, 0, socket.inet_aton(src), socket.inet_aton(dst))
+    return h[:10] + struct.pack("!H", inet_checksum(h)) + h[12:]
+
+
+def tcp_frame(src_mac: str, dst_mac: str, src: str, dst: str, sport: int, dport: int,
+              flags: str, seq: int = 1000, ack: int = 0, payload: bytes = b"") -> bytes:
+    """An Ethernet/IPv4/TCP frame with correct checksums; flags from 'SAFRP'."""
+    bits = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10}
+    fl = sum(bits[c] for c in flags)
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, fl, 65535, 0, 0) + payload
+    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(tcp))
+    tcp = tcp[:16] + struct.pack("!H", inet_checksum(pseudo + tcp)) + tcp[18:]
+    ip = ipv4_header(src, dst, 6, len(tcp), ident=random.getrandbits(16))
+    eth = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex(src_mac.replace(":", "")) + b"\x08\x00"
+    return eth + ip + tcp
+
+
+class RawSender:
+    """An AF_PACKET socket on NS:IFNAME for hand-built frames."""
+
+    def __init__(self, ns: str = NS_CLIENT, ifname: str = "eth0"):
+        def make():
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+            s.bind((ifname, 0))
+            return s
+        self.sock = ns_call(ns, make)
+
+    def send(self, frame: bytes) -> None:
+        self.sock.send(frame)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+# ---------------------------------------------------------------------------
+# Many concurrent connections (selectors), all open at once
+# ---------------------------------------------------------------------------
+
+def many_connections(vip: str, port: int, count: int, *, batch: int = 100,
+                     deadline_s: float = 90, ns: str = NS_CLIENT, inspect=None) -> dict:
+    """Open `count` TCP connections to a banner+echo service at once (non-blocking
+    connects, in batches of `batch` so the burst stays within the lab's
+    queues), wait until every one has its banner, then send each a unique line
+    and read it back; only when every connection is done (or the deadline has
+    passed) are they all closed. Returns a summary dict. `inspect(stuck)` is
+    called with [(phase, client port)] of unfinished connections (phase 0
+    connecting, 1 waiting for the banner, 2 waiting for the echo) while they
+    are still open; what it returns goes into the summary as "inspected"."""
+    raise_nofile(count + 1024)
+    sel = selectors.DefaultSelector()
+    t0 = time.monotonic()
+    conns = []
+    # Per connection: [sock, phase, buf, line]; phase: 0 connecting,
+    # 1 banner, 2 echo, 3 done, -1 failed.
+    errors: dict[str, int] = {}
+
+    def fail(c, why):
+        c[1] = -1
+        errors[why] = errors.get(why, 0) + 1
+        try:
+            sel.unregister(c[0])
+        except (KeyError, ValueError):
+            pass
+
+    max_open = 0
+    for start in range(0, count, batch):
+        for i in range(start, min(start + batch, count)):
+            s = ns_socket(ns)
+            s.setblocking(False)
+            rc = s.connect_ex((vip, port))
+            c = [s, 0, b"", f"conn {i:05d} {random.getrandbits(48):012x}\n".encode(), None]
+            conns.append(c)
+            if rc not in (0, errno.EINPROGRESS):
+                fail(c, f"connect: {os.strerror(rc)}")
+                continue
+            sel.register(s, selectors.EVENT_WRITE, c)
+        # Let this batch make progress before the next burst.
+        _pump(sel, fail, 0.05, banners_only=True)
+        max_open = max(max_open, sum(1 for c in conns if c[1] in (0, 1, 2)))
+    # Everything until all have their banner.
+    while time.monotonic() - t0 < deadline_s and any(c[1] in (0, 1) for c in conns):
+        _pump(sel, fail, 0.2, banners_only=True)
+    t_banners = time.monotonic() - t0
+    all_open = sum(1 for c in conns if c[1] == 2)
+    # Now every connection is open at once: send the lines.
+    for c in conns:
+        if c[1] == 2:
+            try:
+                c[0].send(c[3])
+            except OSError as e:
+                fail(c, f"send: {e}")
+                continue
+            sel.modify(c[0], selectors.EVENT_READ, c)
+    while time.monotonic() - t0 < deadline_s and any(c[1] == 2 for c in conns):
+        _pump(sel, fail, 0.2, banners_only=False)
+    elapsed = time.monotonic() - t0
+    banners: dict[str, int] = {}
+    for c in conns:
+        if c[4]:
+            banners[c[4]] = banners.get(c[4], 0) + 1
+    done = sum(1 for c in conns if c[1] == 3)
+    stuck = {p: sum(1 for c in conns if c[1] == p) for p in (0, 1, 2)}
+    stuck_ports = sorted((c[1], c[5] if len(c) > 5 else 0) for c in conns if c[1] in (0, 1, 2))
+    inspected = inspect(stuck_ports) if inspect and stuck_ports else None
+    for c in conns:
+        try:
+            sel.unregister(c[0])
+        except (KeyError, ValueError):
+            pass
+        c[0].close()
+    sel.close()
+    return {"count": count, "echoed": done, "open_at_once": all_open, "banners": banners,
+            "errors": errors, "stuck": stuck, "seconds_to_all_banners": round(t_banners, 2),
+            "seconds": round(elapsed, 2),
+            "client_ports": len({c[5] for c in conns if len(c) > 5}),
+            "stuck_ports": stuck_ports[:20], "inspected": inspected}
+
+
+
+def _pump(sel, fail, timeout: float, banners_only: bool) -> None:
+    for key, mask in sel.select(timeout):
+        c = key.data
+        s = c[0]
+        try:
+            if c[1] == 0:                           # connect finished
+                err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    fail(c, f"connect: {os.strerror(err)}")
+                    continue
+                c[1] = 1
+                c.append(s.getsockname()[1])
+                sel.modify(s, selectors.EVENT_READ, c)
+                continue
+            chunk = s.recv(4096)
+            if not chunk:
+                fail(c, "closed by peer" if c[1] == 2 else "closed before banner")
+                continue
+            c[2] += chunk
+            if c[1] == 1 and b"\n" in c[2]:
+                line, _, rest = c[2].partition(b"\n")
+                c[4] = line.decode(errors="replace")
+                c[2] = rest
+                c[1] = 2
+                if banners_only:
+                    sel.modify(s, selectors.EVENT_READ, c)
+            if c[1] == 2 and not banners_only and len(c[2]) >= len(c[3]):
+                if c[2][:len(c[3])] == c[3]:
+                    c[1] = 3
+                    sel.unregister(s)
+                else:
+                    fail(c, "echo differs")
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as e:
+            fail(c, f"{type(e).__name__}: {e.strerror}")
+
+
+def summary(values: list[float]) -> str:
+    if not values:
+        return "n=0"
+    return (f"n={len(values)} min={min(values)} median={statistics.median(values)} "
+            f"max={max(values)}")

@@ -216,6 +216,47 @@ fn keep_kernel_off(device: &str) {
     }
 }
 
+/// Chooses how FULLNAT replies reach the worker owning their local port on
+/// one port: rte_flow rules (LIP + `lport & (workers − 1)` → queue) when the
+/// driver takes them and the worker count is a power of two, else software
+/// redirection between workers. Returns the mode's description and the rules.
+fn steer_fullnat_replies(port_id: u16, name: &str, config: &Config) -> (String, Vec<dpdk::FlowRule>) {
+    let workers = config.workers.len();
+    if workers == 1 {
+        return ("single worker".to_owned(), Vec::new());
+    }
+    let lips: Vec<std::net::Ipv4Addr> = {
+        let mut v: Vec<_> = config.services.iter().flat_map(|s| s.local_addresses.iter().copied()).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    if lips.is_empty() {
+        return ("redirect (no FULLNAT local addresses)".to_owned(), Vec::new());
+    }
+    if !workers.is_power_of_two() {
+        return (format!("redirect ({workers} workers: rte_flow steering needs a power of two)"), Vec::new());
+    }
+    let mask = (workers - 1) as u16;
+    let mut rules = Vec::new();
+    for lip in &lips {
+        for proto in [6u8, 17] {
+            for w in 0..workers as u16 {
+                match dpdk::steer_dst_port(port_id, *lip, proto, mask, w, w, false) {
+                    Ok(Some(rule)) => rules.push(rule),
+                    Ok(None) => {}
+                    Err(reason) => {
+                        tracing::info!(port = name, %reason, "no rte_flow steering: FULLNAT replies are redirected between workers");
+                        return (format!("redirect ({reason})"), Vec::new());
+                    }
+                }
+            }
+        }
+    }
+    tracing::info!(port = name, rules = rules.len(), "FULLNAT replies steered to their worker by rte_flow");
+    ("rte_flow".to_owned(), rules)
+}
+
 /// The ethdev name EAL gives a device spec: the part before the first comma.
 fn device_name(device: &str) -> &str {
     device.split(',').next().unwrap_or(device)
@@ -246,6 +287,8 @@ fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Failure> {
         tracing::info!(port = %p.name, tap = %tap, "exception path to the kernel ready");
         taps.push(Some(port));
     }
+    let steering: Vec<(String, Vec<dpdk::FlowRule>)> =
+        ports.iter().zip(&config.ports).map(|(p, pc)| steer_fullnat_replies(p.id(), &pc.name, &config)).collect();
     let overlay = HaOverlay::new(&config);
     let overlay_dyn: Arc<dyn Overlay> = overlay.clone();
     let snapshot = Arc::new(
@@ -306,6 +349,7 @@ fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Failure> {
         port_names: config.ports.iter().map(|p| p.name.clone()).collect(),
         pool: Arc::clone(&pool),
         sync_rx: parking_lot::Mutex::new(sync_rx),
+        steering,
     });
     let listen = config.api.listen;
     let mut options = rvs_control::ApiOptions::for_daemon(&config, config_path.clone().unwrap_or_default());
@@ -476,6 +520,8 @@ struct DpdkDataplane {
     pool: Arc<Mempool>,
     /// Connection updates from the workers, for the sync daemon.
     sync_rx: parking_lot::Mutex<Vec<rtrb::Consumer<ConnInfo>>>,
+    /// Per port: how FULLNAT replies reach their worker, and the rules kept alive.
+    steering: Vec<(String, Vec<dpdk::FlowRule>)>,
 }
 
 impl rvs_control::sync::SyncDataplane for DpdkDataplane {
@@ -611,7 +657,10 @@ impl Dataplane for DpdkDataplane {
             .ports
             .iter()
             .zip(&self.port_names)
-            .map(|(p, name)| json!({ "name": name, "device": p.name(), "mac": p.mac().to_string(), "stats": p.stats() }))
+            .zip(&self.steering)
+            .map(|((p, name), (steering, _))| {
+                json!({ "name": name, "device": p.name(), "mac": p.mac().to_string(), "steering": steering, "stats": p.stats() })
+            })
             .collect();
         json!({
             "workers": workers,

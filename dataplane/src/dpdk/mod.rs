@@ -6,6 +6,7 @@
 
 mod eal;
 mod error;
+mod flow;
 mod lcore;
 mod mbuf;
 mod mempool;
@@ -13,6 +14,7 @@ mod port;
 
 pub use eal::Eal;
 pub use error::DpdkError;
+pub use flow::{steer_dst_port, FlowRule};
 pub use lcore::{launch_on_lcore, tsc_hz, wait_all_lcores};
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
