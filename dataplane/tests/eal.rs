@@ -50,6 +50,9 @@ fn nat_through_a_real_dpdk_port() {
     let port = Port::open("net_ring0", 1, &pool, 256, 256).expect("ring port");
     assert!(Port::open("net_nonexistent0", 1, &pool, 256, 256).is_err());
     let mac = port.mac();
+    // net_ring has no rte_flow: the steering probe says so instead of failing silently.
+    let probe = rvs_dataplane::dpdk::steer_dst_port(port.id(), Ipv4Addr::new(10, 1, 0, 200), 6, 1, 0, 0, true);
+    assert!(probe.is_err(), "net_ring cannot steer by flow rules");
 
     let vip = Ipv4Addr::new(10, 0, 0, 101);
     let client = Ipv4Addr::new(10, 0, 0, 2);
