@@ -137,6 +137,10 @@ else
     TABLE=4500000
 fi
 mkdir -p "$WORK/runs"
+# File-system sockets (so the script can wait for them) and 4096-slot rings: on a shared
+# 2-vCPU guest a worker can be descheduled for milliseconds, which a 1024-slot ring at
+# several Mpps does not absorb. The same options for every DUT.
+MEMIF_OPTS="socket-abstract=no,rsize=12"
 
 # wait_socket PATH PID: until the DUT listens on its memif socket (the memif client
 # does not retry a connection that failed at start).
@@ -153,10 +157,14 @@ wait_socket() {
 # run_gen NAME DUT MODE PROFILE FLOWS SOCKET
 run_gen() {
     local name=$1 dut=$2 mode=$3 profile=$4 flows=$5 sock=$6
+    # In the background and waited for, so that a signal reaches the trap at once.
     "$PKTGEN" run --dut "$dut" --mode "$mode" --profile "$profile" --flows "$flows" \
-        --device "net_memif0,role=client,socket=$sock,socket-abstract=no" --lcore 0 --file-prefix "$TAG-gen" \
+        --device "net_memif0,role=client,socket=$sock,$MEMIF_OPTS" --lcore 0 --file-prefix "$TAG-gen" \
         --search "${GEN_TIMES[@]}" --out "$WORK/runs/$name.json" \
-        > /dev/null 2> "$WORK/runs/$name.gen.log" || { tail -20 "$WORK/runs/$name.gen.log" >&2; return 1; }
+        > /dev/null 2> "$WORK/runs/$name.gen.log" < /dev/null &
+    local gen=$!
+    PIDS+=($gen)
+    wait "$gen" || { tail -20 "$WORK/runs/$name.gen.log" >&2; return 1; }
     python3 - "$WORK/runs/$name.json" <<'EOF' >&2
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -173,7 +181,7 @@ if [[ -n "$TESTPMD" ]]; then
     log "dpdk-testpmd io-fwd (the limit)"
     SOCK=$WORK/testpmd.sock
     "$TESTPMD" -l 0,1 --main-lcore 0 --no-huge -m 512 --no-pci --file-prefix "$TAG-testpmd" \
-        --vdev "net_memif0,role=server,socket=$SOCK,socket-abstract=no" -- \
+        --vdev "net_memif0,role=server,socket=$SOCK,$MEMIF_OPTS" -- \
         --forward-mode=io --port-topology=loop --nb-cores=1 --total-num-mbufs=16384 \
         --rxd=1024 --txd=1024 --burst=32 --auto-start --stats-period 60 \
         > "$WORK/runs/testpmd.log" 2>&1 < /dev/null &
@@ -200,7 +208,7 @@ for mode in $MODES; do
         log "rvsd $mode $profile flows=$flows"
         SOCK=$WORK/rvsd.sock
         rm -f "$SOCK"
-        "$PKTGEN" rvsd-config --socket "$SOCK" --file-prefix "$TAG-rvsd" --modes "$mode" \
+        "$PKTGEN" rvsd-config --device "net_memif0,role=server,socket=$SOCK,$MEMIF_OPTS" --file-prefix "$TAG-rvsd" --modes "$mode" \
             --api "127.0.0.1:$API_PORT" --conn-table-size "$TABLE" > "$WORK/runs/$name.rvsd.json"
         RUST_LOG=warn "$RVSD" --config "$WORK/runs/$name.rvsd.json" > "$WORK/runs/$name.rvsd.log" 2>&1 < /dev/null &
         RVSD_PID=$!

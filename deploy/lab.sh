@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # rvs lab demo: build, bring up the namespace topology, start rvsd with
-# deploy/lab.json, send traffic through every HTTP service and an echo
+# deploy/lab.json, send traffic through every HTTP service (DR, NAT, TUN and
+# FULLNAT) and every UDP echo service (all four modes), plus an echo
 # exchange, print what answered, and tear everything down again.
 #
 #   deploy/lab.sh [--no-setup] [--keep] [--requests N]
 #     --no-setup    skip deploy/setup.sh (packages + cargo build)
 #     --keep        leave rvsd and the topology running (clean up later with
 #                   deploy/topology.sh down); try e.g.
-#                   ip netns exec rvs-client curl http://10.0.0.100/
+#                   ip netns exec rvs-client curl http://10.0.0.100/    (DR)
+#                   ip netns exec rvs-client curl http://10.0.0.102/    (TUN)
+#                   ip netns exec rvs-client curl http://10.0.0.103/    (FULLNAT)
 #                   ip netns exec rvs-dir curl -s http://127.0.0.1:9090/api/v1/services
-#     --requests N  requests per service (default 20)
+#     --requests N  requests (UDP: datagrams) per service (default 20)
 #   RVSD=/path/to/rvsd overrides target/release/rvsd.
 #
 # Exits non-zero if any request or the echo exchange failed. Teardown runs on
@@ -120,13 +123,14 @@ wait_rvsd_ready() {
     die "rvsd API did not answer 200 on /api/v1/status within 60 s"
 }
 
-# Services on ports 80/8080 from lab.json as "vip port forward scheduler".
-http_services() {
+# Services from lab.json as "protocol vip port forward scheduler": TCP on
+# ports 80/8080 (HTTP), UDP on 9053 (echo).
+lab_services() {
     python3 - "$CONFIG" <<'EOF'
 import json, sys
 for s in json.load(open(sys.argv[1]))["services"]:
-    if s["protocol"] == "tcp" and s["port"] in (80, 8080):
-        print(s["vip"], s["port"], s["forward"], s["scheduler"])
+    if (s["protocol"], s["port"]) in (("tcp", 80), ("tcp", 8080), ("udp", 9053)):
+        print(s["protocol"], s["vip"], s["port"], s["forward"], s["scheduler"])
 EOF
 }
 
@@ -142,7 +146,39 @@ run_service() {
         fi
     done
     per_real="$(for k in "${!counts[@]}"; do echo "$k=${counts[$k]}"; done | sort | tr '\n' ' ')"
-    printf '%-20s %-5s %-6s %-9s %s\n' "$vip:$port" "$mode" "$sched" "$ok/$REQUESTS" "${per_real:--}"
+    printf '%-24s %-8s %-6s %-9s %s\n' "tcp $vip:$port" "$mode" "$sched" "$ok/$REQUESTS" "${per_real:--}"
+    ((ok == REQUESTS)) || FAILED=1
+}
+
+# run_udp_service VIP PORT MODE SCHED: REQUESTS datagrams, each from a new
+# socket (a new flow), to the reals' UDP echo ("rsN\n" + the datagram).
+run_udp_service() {
+    local vip="$1" port="$2" mode="$3" sched="$4" out ok per_real
+    out="$(ip netns exec "$NS_CLIENT" python3 - "$vip" "$port" "$REQUESTS" <<'EOF'
+import socket, sys
+vip, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+counts, ok = {}, 0
+for i in range(n):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    msg = f"datagram {i}\n".encode()
+    try:
+        s.connect((vip, port))
+        s.send(msg)
+        name, _, echo = s.recv(2048).partition(b"\n")
+        if echo == msg:
+            ok += 1
+            counts[name.decode()] = counts.get(name.decode(), 0) + 1
+    except OSError:
+        pass
+    s.close()
+print(ok, " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+EOF
+)" || out="0"
+    ok="${out%% *}"
+    per_real="${out#* }"
+    [[ "$per_real" == "$out" ]] && per_real=""
+    printf '%-24s %-8s %-6s %-9s %s\n' "udp $vip:$port" "$mode" "$sched" "$ok/$REQUESTS" "${per_real:--}"
     ((ok == REQUESTS)) || FAILED=1
 }
 
@@ -178,11 +214,15 @@ main() {
     wait_rvsd_ready
 
     echo
-    printf '%-20s %-5s %-6s %-9s %s\n' SERVICE MODE SCHED ANSWERED "PER REAL SERVER"
-    local vip port mode sched
-    while read -r vip port mode sched; do
-        run_service "$vip" "$port" "$mode" "$sched"
-    done < <(http_services)
+    printf '%-24s %-8s %-6s %-9s %s\n' SERVICE MODE SCHED ANSWERED "PER REAL SERVER"
+    local proto vip port mode sched
+    while read -r proto vip port mode sched; do
+        if [[ "$proto" == udp ]]; then
+            run_udp_service "$vip" "$port" "$mode" "$sched"
+        else
+            run_service "$vip" "$port" "$mode" "$sched"
+        fi
+    done < <(lab_services)
     run_echo
     echo
 
@@ -191,7 +231,7 @@ main() {
         FAILED=1
     fi
     if ((FAILED)); then
-        log "FAILED: some requests were not answered"
+        log "FAILED: some requests or datagrams were not answered"
         exit 1
     fi
     log "all requests answered"

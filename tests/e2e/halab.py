@@ -233,6 +233,7 @@ class Director:
         self.config = config
         self._own_tmp = tmp is None
         self.tmp = Path(tmp or tempfile.mkdtemp(prefix=f"rvsha-d{n}-"))
+        self.tmp.mkdir(parents=True, exist_ok=True)
         self.config_path = self.tmp / f"rvsd-d{n}.json"
         self.keepalived_path: Path | None = None
         if keepalived is not None:

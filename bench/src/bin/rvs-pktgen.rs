@@ -714,6 +714,11 @@ impl Gen {
         let start = rdtsc();
         let end = start + (secs * hz) as u64;
         let wall = Instant::now();
+        // Frames the generator itself failed to offer in time (it was descheduled):
+        // skipped rather than sent in a catch-up burst, which would overrun the DUT's
+        // ring and be counted against the DUT.
+        let mut skipped = 0u64;
+        let mut stalls = 0u64;
         loop {
             let now = rdtsc();
             if now >= end {
@@ -723,7 +728,12 @@ impl Gen {
                 None => MAX_BURST,
                 Some(r) => {
                     let due = (((now - start) as f64 / hz) * r) as u64;
-                    (due.saturating_sub(self.counts.offered) as usize).min(MAX_BURST)
+                    let behind = due.saturating_sub(self.counts.offered + skipped);
+                    if behind > 8 * MAX_BURST as u64 {
+                        skipped += behind - MAX_BURST as u64;
+                        stalls += 1;
+                    }
+                    (due.saturating_sub(self.counts.offered + skipped) as usize).min(MAX_BURST)
                 }
             };
             for _ in 0..n {
@@ -749,6 +759,9 @@ impl Gen {
         let loss_ratio = if base == 0 { 1.0 } else { lost as f64 / base as f64 };
         json!({
             "offered_rate_pps": rate,
+            "offered_rate_actual_pps": c.offered as f64 / send_secs,
+            "generator_stalls": stalls,
+            "generator_skipped": skipped,
             "seconds": send_secs,
             "offered": c.offered,
             "sent": c.sent,
