@@ -326,6 +326,10 @@ flush_neighbours() {
 selfcheck_cleanup() {
     nsx "$NS_DIR" ip addr flush dev dp0 2>/dev/null || true
     nsx "$NS_DIR" sysctl -qw net.ipv4.ip_forward=0 2>/dev/null || true
+    if [[ -n "${DP0_SYSCTLS:-}" ]]; then
+        # shellcheck disable=SC2086
+        nsx "$NS_DIR" sysctl -qw $DP0_SYSCTLS 2>/dev/null || true
+    fi
     nsx "$NS_CLIENT" ip route del 10.1.0.0/24 2>/dev/null || true
     nsx "$NS_CLIENT" ip neigh del "$DR_VIP" dev eth0 2>/dev/null || true
     flush_neighbours
@@ -378,6 +382,11 @@ topology_selfcheck() {
 
     # 4. NAT leg: the kernel routes in rvs-dir (addresses on dp0, forwarding
     #    on); the reals' replies must come back via their default route.
+    #    rvsd keeps the kernel off its port (arp_ignore=8, rp_filter=1 on
+    #    dp0) and leaves it so; the stand-in needs them off for a while.
+    DP0_SYSCTLS="$(nsx "$NS_DIR" sysctl -e net.ipv4.conf.dp0.arp_ignore net.ipv4.conf.dp0.rp_filter \
+        | tr -d ' ' | tr '\n' ' ')"
+    nsx "$NS_DIR" sysctl -qw net.ipv4.conf.dp0.arp_ignore=0 net.ipv4.conf.dp0.rp_filter=0
     nsx "$NS_DIR" ip addr add 10.0.0.1/24 dev dp0
     nsx "$NS_DIR" ip addr add 10.1.0.1/24 dev dp0
     nsx "$NS_DIR" sysctl -qw net.ipv4.ip_forward=1

@@ -204,6 +204,7 @@ pub struct SyncDaemon {
     socket: Arc<UdpSocket>,
     targets: Vec<SocketAddr>,
     sync_id: u8,
+    threads: parking_lot::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl SyncDaemon {
@@ -219,6 +220,8 @@ impl SyncDaemon {
         let targets: Vec<SocketAddr> = if config.peers.is_empty() {
             socket.join_multicast_v4(&GROUP, &local)?;
             socket.set_multicast_loop_v4(false)?;
+            // Send from the exception-path interface even without a multicast route.
+            socket2::SockRef::from(&socket).set_multicast_if_v4(&local)?;
             vec![SocketAddr::V4(SocketAddrV4::new(GROUP, config.port))]
         } else {
             config.peers.iter().map(|p| SocketAddr::V4(SocketAddrV4::new(*p, config.port))).collect()
@@ -231,6 +234,7 @@ impl SyncDaemon {
             socket,
             targets,
             sync_id: config.sync_id,
+            threads: parking_lot::Mutex::new(Vec::new()),
         };
         daemon.spawn_sender(Arc::clone(&dataplane))?;
         daemon.spawn_receiver(dataplane)?;
@@ -249,6 +253,15 @@ impl SyncDaemon {
         }
     }
 
+    /// Stops both threads and waits for them (they hold the dataplane, which
+    /// must be gone before DPDK shuts down).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.lock().drain(..) {
+            let _ = t.join();
+        }
+    }
+
     /// Asks the peers for every connection they have.
     pub fn request_bulk(&self) {
         send_all(&self.socket, &self.targets, &encode(self.sync_id, &Message::BulkRequest));
@@ -257,7 +270,7 @@ impl SyncDaemon {
     fn spawn_sender(&self, dataplane: Arc<dyn SyncDataplane>) -> std::io::Result<()> {
         let (socket, targets, stop, master, id) =
             (Arc::clone(&self.socket), self.targets.clone(), Arc::clone(&self.stop), Arc::clone(&self.master), self.sync_id);
-        std::thread::Builder::new().name("rvs-sync-tx".into()).spawn(move || {
+        let handle = std::thread::Builder::new().name("rvs-sync-tx".into()).spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 let updates = dataplane.drain_updates();
                 if updates.is_empty() {
@@ -269,13 +282,14 @@ impl SyncDaemon {
                 }
             }
         })?;
+        self.threads.lock().push(handle);
         Ok(())
     }
 
     fn spawn_receiver(&self, dataplane: Arc<dyn SyncDataplane>) -> std::io::Result<()> {
         let (socket, targets, stop, master, id) =
             (Arc::clone(&self.socket), self.targets.clone(), Arc::clone(&self.stop), Arc::clone(&self.master), self.sync_id);
-        std::thread::Builder::new().name("rvs-sync-rx".into()).spawn(move || {
+        let handle = std::thread::Builder::new().name("rvs-sync-rx".into()).spawn(move || {
             let mut buf = vec![0u8; 2048];
             while !stop.load(Ordering::Relaxed) {
                 let Ok((n, from)) = socket.recv_from(&mut buf) else { continue };
@@ -296,13 +310,14 @@ impl SyncDaemon {
                 }
             }
         })?;
+        self.threads.lock().push(handle);
         Ok(())
     }
 }
 
 impl Drop for SyncDaemon {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop();
     }
 }
 
@@ -310,7 +325,7 @@ fn send_all(socket: &UdpSocket, targets: &[SocketAddr], datagrams: &[Vec<u8>]) {
     for d in datagrams {
         for t in targets {
             if let Err(e) = socket.send_to(d, t) {
-                tracing::debug!(target = %t, error = %e, "sync: send failed");
+                tracing::warn!(target = %t, error = %e, "sync: send failed");
             }
         }
     }

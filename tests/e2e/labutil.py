@@ -624,7 +624,7 @@ def make_config(services: list[dict], *, workers: int = 2, prefix: str = "rvs-e2
 
 _CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
-_ns_pools: dict[str, ThreadPoolExecutor] = {}
+_ns_pools: dict[str, tuple[int, ThreadPoolExecutor]] = {}
 _ns_lock = threading.Lock()
 
 
@@ -639,14 +639,20 @@ def _enter_netns(ns: str) -> None:
 
 
 def ns_call(ns: str, fn, *args, **kw):
-    """Run `fn(*args, **kw)` in a thread that lives in network namespace `ns`."""
+    """Run `fn(*args, **kw)` in a thread that lives in network namespace `ns`.
+    The thread is replaced when the namespace was re-created (the topology
+    is rebuilt per test module), so it never lingers in a deleted one."""
+    ino = os.stat(f"/var/run/netns/{ns}").st_ino
     with _ns_lock:
-        pool = _ns_pools.get(ns)
-        if pool is None:
-            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"netns-{ns}",
-                                      initializer=_enter_netns, initargs=(ns,))
-            _ns_pools[ns] = pool
-    return pool.submit(fn, *args, **kw).result()
+        entry = _ns_pools.get(ns)
+        if entry is not None and entry[0] != ino:
+            entry[1].shutdown(wait=False)
+            entry = None
+        if entry is None:
+            entry = (ino, ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"netns-{ns}",
+                                             initializer=_enter_netns, initargs=(ns,)))
+            _ns_pools[ns] = entry
+    return entry[1].submit(fn, *args, **kw).result()
 
 
 def ns_socket(ns: str, family=socket.AF_INET, type=socket.SOCK_STREAM, proto=0) -> socket.socket:

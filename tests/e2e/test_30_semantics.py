@@ -63,14 +63,34 @@ class PersistenceTests(lab.RvsdTestCase):
     URL = f"http://{NAT_VIP}/"
 
     def templates(self) -> list[dict]:
-        return [e for e in lab.connections(service=lab.svc_id(self.SVC), templates="true")
-                if e.get("template")]
+        # By client, not by service: see test_template_listed_by_service.
+        return [e for e in lab.connections(client=CLIENT_IP, templates="true")
+                if e.get("template") and e["vip"].split(":")[0] == NAT_VIP]
 
     def wait_no_template(self) -> float:
         t0 = time.monotonic()
-        lab.wait_for(lambda: not lab.connections(service=lab.svc_id(self.SVC), templates="true"),
+        lab.wait_for(lambda: not self.templates() and not lab.connections(service=lab.svc_id(self.SVC)),
                      20, interval=0.2, what="connections and the persistence template to expire")
         return time.monotonic() - t0
+
+    def test_template_listed_by_service(self):
+        """ipvsadm -Lnc shows a port service's template as
+        client:0 -> VIP:vport -> real:rport (IPVS ip_vs_sched_persist), and
+        the API's service filter should find it."""
+        self.wait_no_template()
+        body, _ = self.curls(1)[0]
+        self.assertIn(body, ("rs1", "rs2"))
+        mine = self.templates()
+        by_service = [e for e in lab.connections(service=lab.svc_id(self.SVC), templates="true")
+                      if e.get("template")]
+        listing = [l for l in lab.rvsadm("-Lnc").stdout.splitlines() if "NONE" in l]
+        log(f"template: {mine}; ?service={lab.svc_id(self.SVC)}&templates=true lists {by_service}; "
+            f"rvsadm -Lnc: {listing}")
+        self.assertEqual(len(mine), 1, mine)
+        self.assertEqual((mine[0]["vip"], mine[0]["real"]), (f"{NAT_VIP}:80", f"{lab.real_ip(int(body[2]))}:80"),
+                         "template should show the service port and the real's port, as IPVS does")
+        self.assertEqual(len(by_service), 1, "GET /api/v1/connections?service=...&templates=true "
+                                             "does not list the service's template")
 
     def curls(self, count: int) -> list[tuple[str, int]]:
         """`count` curls: (body or "ERR<rc>", client port) each."""
@@ -115,6 +135,7 @@ class PersistenceTests(lab.RvsdTestCase):
         self.assertEqual(len(tmpl), 1, f"expected one template: {tmpl}")
         self.assertEqual(tmpl[0]["client"], f"{CLIENT_IP}:0")
         self.assertEqual(tmpl[0]["real"].split(":")[0], lab.real_ip(int(first[2])))
+        self.assertGreater(tmpl[0]["expires_ms"], 0)
 
         # After the connections end and the 3 s pass, clients spread again.
         seen = {first}

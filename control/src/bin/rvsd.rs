@@ -361,6 +361,12 @@ fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Failure> {
 
     stop.store(true, Ordering::Relaxed);
     dpdk::wait_all_lcores();
+    // Ports and the pool must be released before EAL: wait for the last other
+    // holder of the dataplane (a control thread finishing) to let go.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Arc::strong_count(&dataplane) > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     drop(dataplane);
     drop(taps);
     drop(ports);
@@ -410,6 +416,10 @@ impl HaRuntime {
         }
         if let Some(h) = self.health {
             h.lock().shutdown();
+        }
+        // The sync threads hold the dataplane: join them before DPDK shuts down.
+        if let Some(s) = self._sync {
+            s.stop();
         }
     }
 }
