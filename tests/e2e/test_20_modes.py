@@ -242,9 +242,9 @@ class ModesTests(lab.RvsdTestCase):
 
     def test_4_wire_fullnat_toa(self):
         self.setup_macs()
-        before = lab.worker_counters()
+        before = lab.settled_counters()
         answers, client, at_rs = self.captured("fullnat")
-        delta = lab.counters_delta(before, lab.worker_counters())
+        delta = lab.counters_delta(before, lab.settled_counters())
         lips = set(lab.LIPS[:2])
         # The director's table: which client port each (LIP, lport) stands for.
         table = {c["local"]: c["client"] for c in lab.connections(service=f"tcp/{lab.FNAT_VIP}/80")}
@@ -285,7 +285,7 @@ class ModesTests(lab.RvsdTestCase):
     # -- 5: 2,000 concurrent FULLNAT connections on 2 workers -------------------
 
     def test_5_fullnat_2000_concurrent(self):
-        before = lab.worker_counters()
+        before = lab.settled_counters()
         r = lab.many_connections(lab.FNAT_VIP, lab.MANY_PORT, MANY, deadline_s=30,
                                  inspect=many_inspector(f"tcp/{lab.FNAT_VIP}/{lab.MANY_PORT}"))
         delta = lab.counters_delta(before, lab.settled_counters())
@@ -318,12 +318,12 @@ class ModesTests(lab.RvsdTestCase):
         lab.nsx(NS_CLIENT, ["ip", "route", "flush", "cache"])
         route = lab.nsx(NS_CLIENT, ["ip", "route", "get", lab.TUN_VIP]).stdout
         self.assertNotIn("mtu", route, f"client still has a path MTU for the TUN VIP: {route}")
-        before = lab.worker_counters()
+        before = lab.settled_counters()
         data = os.urandom(STREAM_BYTES)
         s = lab.SocatStream(lab.TUN_VIP, lab.ECHO_PORT, data=data)
         self.addCleanup(s.cleanup)
         rc = s.wait(60)
-        delta = lab.counters_delta(before, lab.worker_counters())
+        delta = lab.counters_delta(before, lab.settled_counters())
         route = lab.nsx(NS_CLIENT, ["ip", "route", "get", lab.TUN_VIP]).stdout
         ok, what = s.check()
         log(f"TUN {STREAM_BYTES}-byte upload: {what}; "
@@ -373,12 +373,12 @@ class FullnatPoolTests(lab.RvsdTestCase):
         return conns
 
     def test_pool_exhaustion_and_recovery(self):
-        before = lab.worker_counters()
+        before = lab.settled_counters()
         conns = self.open_all("pool of 8")
         # The 9th: its SYNs are refused (the pool is empty), nothing answers.
         ninth = lab.EchoConn(lab.FNAT_VIP, lab.MANY_PORT, timeout=2.5)
         self.addCleanup(ninth.close)
-        delta = lab.counters_delta(before, lab.worker_counters())
+        delta = lab.counters_delta(before, lab.settled_counters())
         log(f"9th connection: {ninth.error or 'banner ' + ninth.banner}; "
             + lab.pick(delta, "drop_no_local_port", "conn_created"))
         self.assertFalse(ninth.ok, f"a 9th connection got through a pool of 8 ports: {ninth.banner}")
@@ -420,7 +420,7 @@ class RolloverFullnatTests(lab.RvsdTestCase):
     CONFIG["ports"][0]["device"] += ",framecnt=128"
 
     def test_fullnat_2000_with_rollover(self):
-        before = lab.worker_counters()
+        before = lab.settled_counters()
         r = lab.many_connections(lab.FNAT_VIP, lab.MANY_PORT, MANY, deadline_s=20,
                                  inspect=many_inspector(lab.svc_id(self.SVC)))
         delta = lab.counters_delta(before, lab.settled_counters())

@@ -103,7 +103,7 @@ class PersistenceTests(lab.RvsdTestCase):
 
     def test_persistence_across_workers(self):
         problems = []
-        before = lab.worker_counters()
+        before = lab.settled_counters()
         results = self.curls(50)
         tmpl = self.templates()
         delta = lab.counters_delta(before, lab.settled_counters())
@@ -362,7 +362,7 @@ class QuiescentThresholdTests(lab.RvsdTestCase):
         got = s.received()
         sent = s.sent.read_bytes()
         expected = victim.encode() + b"\n" + sent
-        delta = lab.counters_delta(before, lab.worker_counters())
+        delta = lab.counters_delta(before, lab.settled_counters())
         log(f"expire_quiescent: {len(sent)} bytes sent, {len(got) - len(victim) - 1} echoed before the "
             f"cut; " + lab.pick(delta, "drop_expire_quiescent", "drop_no_connection"))
         self.assertTrue(expected.startswith(got), "what came back is not a prefix of what was sent")
