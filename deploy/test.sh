@@ -2,7 +2,8 @@
 # The project's test command (README, .ci/run): as root,
 #   bash deploy/test.sh
 # 1. deploy/setup.sh: packages + cargo build --release --workspace
-# 2. cargo test --workspace --release (unit + integration)
+# 2. cargo test --workspace --release (unit + integration), then
+#    deploy/bench.sh --smoke (a few seconds of every benchmark)
 # 3. the end-to-end suite in network namespaces:
 #      python3 -m unittest discover -s tests/e2e -v
 # The topology is always taken down at the end. Exits non-zero if any step
@@ -44,6 +45,10 @@ main() {
     local failed=()
     log "cargo test --workspace --release --no-fail-fast"
     cargo test --workspace --release --no-fail-fast || failed+=("cargo test")
+
+    # The benchmark suite in its short form, so it never rots (issue 6).
+    log "benchmark smoke run (deploy/bench.sh --smoke)"
+    bash "$SCRIPT_DIR/bench.sh" --smoke || failed+=("bench smoke")
 
     if [[ "${RVS_SKIP_E2E:-0}" == 1 ]]; then
         log "RVS_SKIP_E2E=1: skipping the end-to-end suite"

@@ -333,5 +333,5 @@ fn flush(
         let sent = queue.tx_burst(list);
         processor.count(Counter::TxQueueFull, (wanted - sent) as u64);
     }
-    out.drop.clear();
+    crate::dpdk::free_bulk(&mut out.drop);
 }

@@ -834,15 +834,16 @@ def worker_counters() -> list[dict]:
     return [w["counters"] for w in sorted(resp.json["workers"], key=lambda w: w["worker"])]
 
 
-def settled_counters(timeout: float = 5.0, interval: float = 0.25) -> list[dict]:
+def settled_counters(*keys: str, timeout: float = 5.0, interval: float = 0.25) -> list[dict]:
     """Per-worker counters once they stop moving (workers publish their
-    counters periodically, and the last packets of closed connections may
-    still be in flight): two reads `interval` apart that agree, ignoring
-    gauges, or the last read after `timeout`."""
+    counters every 50 ms, and the last packets of closed connections may
+    still be in flight): two reads `interval` apart that agree on `keys`
+    (default: every counter but the gauges), or the last read after
+    `timeout`."""
     gauges = {"conn_active", "generation"}
 
     def strip(cs):
-        return [{k: v for k, v in c.items() if k not in gauges} for c in cs]
+        return [{k: v for k, v in c.items() if (k in keys if keys else k not in gauges)} for c in cs]
 
     prev = worker_counters()
     deadline = time.monotonic() + timeout
@@ -976,7 +977,8 @@ class RawSender:
 # ---------------------------------------------------------------------------
 
 def many_connections(vip: str, port: int, count: int, *, batch: int = 100,
-                     deadline_s: float = 90, ns: str = NS_CLIENT, inspect=None) -> dict:
+                     deadline_s: float = 90, ns: str = NS_CLIENT, inspect=None,
+                     after_first_batch=None) -> dict:
     """Open `count` TCP connections to a banner+echo service at once (non-blocking
     connects, in batches of `batch` so the burst stays within the lab's
     queues), wait until every one has its banner, then send each a unique line
@@ -984,7 +986,8 @@ def many_connections(vip: str, port: int, count: int, *, batch: int = 100,
     passed) are they all closed. Returns a summary dict. `inspect(stuck)` is
     called with [(phase, client port)] of unfinished connections (phase 0
     connecting, 1 waiting for the banner, 2 waiting for the echo) while they
-    are still open; what it returns goes into the summary as "inspected"."""
+    are still open; what it returns goes into the summary as "inspected".
+    `after_first_batch()` is called once the first batch of connects is out."""
     raise_nofile(count + 1024)
     sel = selectors.DefaultSelector()
     t0 = time.monotonic()
@@ -1013,6 +1016,8 @@ def many_connections(vip: str, port: int, count: int, *, batch: int = 100,
                 fail(c, f"connect: {os.strerror(rc)}")
                 continue
             sel.register(s, selectors.EVENT_WRITE, c)
+        if start == 0 and after_first_batch is not None:
+            after_first_batch()
         # Let this batch make progress before the next burst.
         _pump(sel, fail, 0.05, banners_only=True)
         max_open = max(max_open, sum(1 for c in conns if c[1] in (0, 1, 2)))

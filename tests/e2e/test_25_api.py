@@ -13,7 +13,6 @@ across a SIGKILL.
 import json
 import os
 import random
-import statistics
 import sys
 import threading
 import time

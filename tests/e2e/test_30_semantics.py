@@ -11,7 +11,6 @@ lab, on 2 workers.
 """
 import os
 import random
-import re
 import shlex
 import sys
 import time
@@ -120,9 +119,8 @@ class PersistenceTests(lab.RvsdTestCase):
             problems.append(
                 f"{len(failed)} of 50 connections of the persistent service failed (client ports "
                 f"{failed[:10]}...): {lab.pick(delta, 'conn_created', 'redirect_out', 'redirect_in', 'drop_no_connection')}"
-                " -- the SYN is handed to the worker holding the template, which creates the "
-                "connection, but the client's later packets still arrive on the other worker, "
-                "which has no entry and drops them (drop_no_connection)")
+                " -- SYNs are handed to the worker holding the client's template; the client's "
+                "later packets of those connections must reach that worker too")
         good = {a for a in answers if not a.startswith("ERR")}
         self.assertEqual(len(good), 1, f"persistence broken: {counts}")
         first = good.pop()
@@ -393,7 +391,11 @@ class QuiescentThresholdTests(lab.RvsdTestCase):
         log(f"rs1 (upper_threshold 3) holds 3 open connections; 6 more went to {lab.tally(more)}")
         log("rvsadm -Ln --thresholds:\n" + lab.rvsadm("-Ln", "--thresholds", "-t",
                                                       f"{NAT_VIP}:{lab.MANY_PORT}").stdout)
-        self.assertEqual(more, ["rs2"] * 6, "new connections reached rs1 above its upper threshold")
+        svc = next(x for x in lab.api("GET", "/api/v1/stats/services").json if x["port"] == lab.MANY_PORT)
+        active = {r["address"]: r["active"] for r in svc["reals"]}
+        self.assertEqual(more, ["rs2"] * 6,
+                         f"new connections reached rs1 above its upper threshold of 3 (active per real: "
+                         f"{active})")
 
 
 if __name__ == "__main__":

@@ -512,6 +512,7 @@ impl Gen {
     /// Builds one frame for the current sequence number; `setup` selects the
     /// connection-opening packets of established flows.
     #[inline]
+    #[allow(clippy::manual_is_multiple_of)] // u64::is_multiple_of needs Rust 1.87; the workspace says 1.80
     fn build(&mut self, setup: Option<(u64, Kind)>) -> Option<Mbuf> {
         let Some(mut m) = self.pool.alloc() else {
             self.counts.alloc_failed += 1;

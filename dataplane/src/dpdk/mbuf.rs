@@ -53,6 +53,22 @@ impl Mbuf {
     }
 }
 
+/// Frees every mbuf in `mbufs` with one bulk call (emptying the vector).
+pub fn free_bulk(mbufs: &mut Vec<Mbuf>) {
+    if mbufs.is_empty() {
+        return;
+    }
+    let n = u32::try_from(mbufs.len()).unwrap_or(u32::MAX);
+    let ptr = mbufs.as_mut_ptr().cast::<*mut ffi::rte_mbuf>();
+    // SAFETY: Mbuf is repr(transparent) over a non-null owned rte_mbuf pointer,
+    // so the vector is an array of `n` valid mbufs; after the bulk free we forget
+    // them (set_len(0) without running Drop).
+    unsafe {
+        ffi::rvs_pktmbuf_free_bulk(ptr, n);
+        mbufs.set_len(0);
+    }
+}
+
 impl Frame for Mbuf {
     fn data(&self) -> &[u8] {
         // SAFETY: mtod points at data_len initialised bytes inside the mbuf's buffer,
