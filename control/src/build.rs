@@ -74,7 +74,11 @@ pub fn build_snapshot(config: &Config, port_macs: &[MacAddr], generation: u64) -
             reals: s
                 .reals
                 .iter()
-                .map(|r| RealServer::new(r.address, r.port_for(s), r.weight, r.forward_for(s)))
+                .map(|r| RealServer {
+                    upper_threshold: r.upper_threshold,
+                    lower_threshold: r.lower_threshold,
+                    ..RealServer::new(r.address, r.port_for(s), r.weight, r.forward_for(s))
+                })
                 .collect(),
         })
         .collect();

@@ -91,16 +91,17 @@ pub enum WorkerMsg {
         /// The port it is on.
         port: u16,
     },
-    /// Replies with this key belong to a connection of worker `owner`.
+    /// Packets with this key (a connection's inbound or reply key) belong to
+    /// a connection of worker `owner`.
     ReplyKey {
-        /// The reply key (`real → client`).
+        /// The flow key.
         key: FlowKey,
         /// The owning worker.
         owner: u16,
     },
-    /// The connection with this reply key is gone.
+    /// The connection with this key is gone.
     ReplyKeyGone {
-        /// The reply key.
+        /// The flow key.
         key: FlowKey,
     },
 }
@@ -583,9 +584,12 @@ impl<F: Frame> Processor<F> {
         if let Some(local) = c.local {
             self.pool.release(local);
         }
-        if self.workers > 1 && c.forward == ForwardMode::Nat {
-            if let Some(key) = c.reply_key() {
-                out.messages.push(WorkerMsg::ReplyKeyGone { key });
+        if self.workers > 1 {
+            out.messages.push(WorkerMsg::ReplyKeyGone { key: c.inbound_key() });
+            if c.forward == ForwardMode::Nat {
+                if let Some(key) = c.reply_key() {
+                    out.messages.push(WorkerMsg::ReplyKeyGone { key });
+                }
             }
         }
         if let Some(p) = self.snapshot.service(&c.service_key()).and_then(|(_, s)| s.persistence) {
@@ -857,9 +861,16 @@ impl<F: Frame> Processor<F> {
         if let Some(p) = persistence {
             self.template_use(&conn, p, now_ms);
         }
-        if self.workers > 1 && conn.forward == ForwardMode::Nat {
-            if let Some(key) = conn.reply_key() {
-                out.messages.push(WorkerMsg::ReplyKey { key, owner: self.worker as u16 });
+        if self.workers > 1 {
+            // Tell the others, so a packet of this connection that the NIC hands
+            // to another worker (NAT replies; client packets after an af_packet
+            // rollover or a redirected persistent SYN) is redirected here.
+            let owner = self.worker as u16;
+            out.messages.push(WorkerMsg::ReplyKey { key: conn.inbound_key(), owner });
+            if conn.forward == ForwardMode::Nat {
+                if let Some(key) = conn.reply_key() {
+                    out.messages.push(WorkerMsg::ReplyKey { key, owner });
+                }
             }
         }
         self.counters.inc(Counter::ConnCreated);
@@ -1003,8 +1014,8 @@ impl<F: Frame> Processor<F> {
                     worker: self.worker as u16,
                     protocol: key.protocol,
                     client: SocketAddrV4::new(*net, 0),
-                    vip: SocketAddrV4::new(key.vip, 0),
-                    real: SocketAddrV4::new(*t.real.ip(), 0),
+                    vip: SocketAddrV4::new(key.vip, key.port),
+                    real: t.real,
                     local: None,
                     forward: self
                         .snapshot

@@ -981,9 +981,9 @@ def many_connections(vip: str, port: int, count: int, *, batch: int = 100,
                      after_first_batch=None) -> dict:
     """Open `count` TCP connections to a banner+echo service at once (non-blocking
     connects, in batches of `batch` so the burst stays within the lab's
-    queues), wait until every one has its banner, then send each a unique line
-    and read it back; only when every connection is done (or the deadline has
-    passed) are they all closed. Returns a summary dict. `inspect(stuck)` is
+    queues), wait until every one has its banner (at most half the deadline),
+    then send each a unique line and read it back; only when every connection
+    is done (or the deadline has passed) are they all closed. Returns a summary dict. `inspect(stuck)` is
     called with [(phase, client port)] of unfinished connections (phase 0
     connecting, 1 waiting for the banner, 2 waiting for the echo) while they
     are still open; what it returns goes into the summary as "inspected".
@@ -992,8 +992,8 @@ def many_connections(vip: str, port: int, count: int, *, batch: int = 100,
     sel = selectors.DefaultSelector()
     t0 = time.monotonic()
     conns = []
-    # Per connection: [sock, phase, buf, line]; phase: 0 connecting,
-    # 1 banner, 2 echo, 3 done, -1 failed.
+    # Per connection: [sock, phase, buf, line, banner, (local port), (line sent)];
+    # phase: 0 connecting, 1 banner, 2 echo, 3 done, -1 failed.
     errors: dict[str, int] = {}
 
     def fail(c, why):
@@ -1021,22 +1021,32 @@ def many_connections(vip: str, port: int, count: int, *, batch: int = 100,
         # Let this batch make progress before the next burst.
         _pump(sel, fail, 0.05, banners_only=True)
         max_open = max(max_open, sum(1 for c in conns if c[1] in (0, 1, 2)))
-    # Everything until all have their banner.
-    while time.monotonic() - t0 < deadline_s and any(c[1] in (0, 1) for c in conns):
+    # Everything until all have their banner (or half the time is up: then
+    # the ones that have it go on, the others count as stuck).
+    while time.monotonic() - t0 < deadline_s / 2 and any(c[1] in (0, 1) for c in conns):
         _pump(sel, fail, 0.2, banners_only=True)
     t_banners = time.monotonic() - t0
     all_open = sum(1 for c in conns if c[1] == 2)
     # Now every connection is open at once: send the lines.
     for c in conns:
         if c[1] == 2:
+            c.append(True)          # c[6]: line sent
             try:
                 c[0].send(c[3])
             except OSError as e:
                 fail(c, f"send: {e}")
                 continue
             sel.modify(c[0], selectors.EVENT_READ, c)
-    while time.monotonic() - t0 < deadline_s and any(c[1] == 2 for c in conns):
+    while time.monotonic() - t0 < deadline_s and any(c[1] in (0, 1, 2) for c in conns):
         _pump(sel, fail, 0.2, banners_only=False)
+        for c in conns:             # late banners: send their line too
+            if c[1] == 2 and not c[6:]:
+                c.append(True)
+                try:
+                    c[0].send(c[3])
+                    sel.modify(c[0], selectors.EVENT_READ, c)
+                except OSError as e:
+                    fail(c, f"send: {e}")
     elapsed = time.monotonic() - t0
     banners: dict[str, int] = {}
     for c in conns:

@@ -567,3 +567,24 @@ mod semantics {
         assert_eq!((active[0], inactive[0]), (0, 1));
     }
 }
+
+#[test]
+fn a_client_packet_on_the_wrong_worker_goes_to_the_owner() {
+    let snap = snapshot(1, nat_reals());
+    let mut w0: Processor<VecFrame> = Processor::for_worker(Arc::clone(&snap), 64, 0, 2);
+    let mut w1: Processor<VecFrame> = Processor::for_worker(snap, 64, 1, 2);
+    let mut out = Output::with_capacity(8);
+    w0.handle(0, VecFrame::new(&tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 47000), (DR_VIP, 80), flags::SYN, b"")), 0, &mut out);
+    assert_eq!(w0.conns().len(), 1);
+    let messages: Vec<WorkerMsg> = out.messages.drain(..).collect();
+    assert!(messages.iter().any(|m| matches!(m, WorkerMsg::ReplyKey { owner: 0, .. })), "the owner announces the flow");
+    let mut out1 = Output::with_capacity(8);
+    for m in messages {
+        w1.handle_message(m, 0, &mut out1);
+    }
+    // The NIC (af_packet rollover) hands the client's ACK to worker 1.
+    w1.handle(0, VecFrame::new(&tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 47000), (DR_VIP, 80), flags::ACK, b"x")), 1, &mut out1);
+    assert_eq!(out1.redirect.len(), 1, "redirected, not dropped");
+    assert_eq!(out1.redirect[0].0, 0);
+    assert_eq!(w1.conns().len(), 0);
+}
