@@ -287,8 +287,7 @@ impl SyncDaemon {
     }
 
     fn spawn_receiver(&self, dataplane: Arc<dyn SyncDataplane>) -> std::io::Result<()> {
-        let (socket, targets, stop, master, id) =
-            (Arc::clone(&self.socket), self.targets.clone(), Arc::clone(&self.stop), Arc::clone(&self.master), self.sync_id);
+        let (socket, stop, master, id) = (Arc::clone(&self.socket), Arc::clone(&self.stop), Arc::clone(&self.master), self.sync_id);
         let handle = std::thread::Builder::new().name("rvs-sync-rx".into()).spawn(move || {
             let mut buf = vec![0u8; 2048];
             while !stop.load(Ordering::Relaxed) {
@@ -302,7 +301,6 @@ impl SyncDaemon {
                     Ok(Message::BulkRequest) if master.load(Ordering::Relaxed) => {
                         let all = dataplane.all_connections();
                         tracing::info!(%from, conns = all.len(), "sync: bulk resync requested");
-                        let _ = targets;
                         send_all(&socket, &[from], &encode(id, &Message::Conns(all)));
                     }
                     Ok(Message::BulkRequest) => {}

@@ -23,12 +23,15 @@
 //! over a single-producer ring ([`Output::redirect`]):
 //! * FULLNAT replies: the owner is known from the local port alone
 //!   ([`crate::laddr::owner_of_port`]), since port ranges are split by worker.
-//! * NAT replies: the owner broadcasts each connection's reply key when it
-//!   creates it ([`WorkerMsg::ReplyKey`]); other workers keep a small
-//!   reply-key → owner map and redirect on it.
+//! * Everything else: the owner broadcasts each connection's inbound key (and
+//!   NAT reply key) when it creates it ([`WorkerMsg::FlowOwner`]) and when it
+//!   is gone ([`WorkerMsg::FlowGone`]); other workers keep a small key → owner
+//!   map and redirect on it. That covers NAT replies, client packets the NIC
+//!   moved to another queue (af_packet's fanout rolls over when a ring is full)
+//!   and persistent services.
 //! * Persistent services: a client network's template lives on one worker,
 //!   `hash(client network) % workers`, so new connections of such services are
-//!   created there (packets of that flow are redirected there).
+//!   created there; their later packets follow by the announced key.
 //!
 //! Neighbours learned from ARP are broadcast too, so every worker can send
 //! to a next hop whichever worker received the ARP reply.
@@ -93,14 +96,14 @@ pub enum WorkerMsg {
     },
     /// Packets with this key (a connection's inbound or reply key) belong to
     /// a connection of worker `owner`.
-    ReplyKey {
+    FlowOwner {
         /// The flow key.
         key: FlowKey,
         /// The owning worker.
         owner: u16,
     },
     /// The connection with this key is gone.
-    ReplyKeyGone {
+    FlowGone {
         /// The flow key.
         key: FlowKey,
     },
@@ -243,7 +246,7 @@ pub struct Processor<F> {
     conns: ConnTable,
     neigh: NeighTable<F>,
     pool: LocalPool,
-    reply_owners: HashMap<FlowKey, u16>,
+    flow_owners: HashMap<FlowKey, u16>,
     templates: HashMap<(ServiceKey, Ipv4Addr), Template>,
     counters: Counters,
     expired: Vec<F>,
@@ -276,7 +279,7 @@ impl<F: Frame> Processor<F> {
             conns: ConnTable::with_capacity(conn_capacity),
             neigh: NeighTable::new(),
             pool,
-            reply_owners: HashMap::new(),
+            flow_owners: HashMap::new(),
             templates: HashMap::new(),
             counters,
             expired: Vec::with_capacity(64),
@@ -451,11 +454,11 @@ impl<F: Frame> Processor<F> {
     pub fn handle_message(&mut self, msg: WorkerMsg, now_ms: u64, out: &mut Output<F>) {
         match msg {
             WorkerMsg::Neighbour { ip, mac, port } => self.learn_neighbour(ip, mac, port, now_ms, true, false, out),
-            WorkerMsg::ReplyKey { key, owner } => {
-                self.reply_owners.insert(key, owner);
+            WorkerMsg::FlowOwner { key, owner } => {
+                self.flow_owners.insert(key, owner);
             }
-            WorkerMsg::ReplyKeyGone { key } => {
-                self.reply_owners.remove(&key);
+            WorkerMsg::FlowGone { key } => {
+                self.flow_owners.remove(&key);
             }
         }
     }
@@ -585,10 +588,10 @@ impl<F: Frame> Processor<F> {
             self.pool.release(local);
         }
         if self.workers > 1 {
-            out.messages.push(WorkerMsg::ReplyKeyGone { key: c.inbound_key() });
+            out.messages.push(WorkerMsg::FlowGone { key: c.inbound_key() });
             if c.forward == ForwardMode::Nat {
                 if let Some(key) = c.reply_key() {
-                    out.messages.push(WorkerMsg::ReplyKeyGone { key });
+                    out.messages.push(WorkerMsg::FlowGone { key });
                 }
             }
         }
@@ -775,17 +778,8 @@ impl<F: Frame> Processor<F> {
         }
 
         // Not ours: maybe another worker's.
-        if !redirected && self.workers > 1 {
-            if self.snapshot.is_local_addr(dst) {
-                let owner = owner_of_port(l4.dport, self.workers);
-                if owner != self.worker {
-                    return Action::Redirect(owner);
-                }
-            } else if let Some(&owner) = self.reply_owners.get(&key) {
-                if usize::from(owner) != self.worker {
-                    return Action::Redirect(usize::from(owner));
-                }
-            }
+        if let Some(owner) = self.other_owner(&key, redirected) {
+            return Action::Redirect(owner);
         }
 
         let Some(protocol) = Protocol::from_ip_proto(proto) else {
@@ -866,10 +860,10 @@ impl<F: Frame> Processor<F> {
             // to another worker (NAT replies; client packets after an af_packet
             // rollover or a redirected persistent SYN) is redirected here.
             let owner = self.worker as u16;
-            out.messages.push(WorkerMsg::ReplyKey { key: conn.inbound_key(), owner });
+            out.messages.push(WorkerMsg::FlowOwner { key: conn.inbound_key(), owner });
             if conn.forward == ForwardMode::Nat {
                 if let Some(key) = conn.reply_key() {
-                    out.messages.push(WorkerMsg::ReplyKey { key, owner });
+                    out.messages.push(WorkerMsg::FlowOwner { key, owner });
                 }
             }
         }
@@ -1034,6 +1028,21 @@ impl<F: Frame> Processor<F> {
         list
     }
 
+    /// The other worker that owns the connection of a packet with `key`, if
+    /// any: by local port for FULLNAT replies, else as announced by the owner.
+    /// A packet another worker already redirected here is never sent on.
+    fn other_owner(&self, key: &FlowKey, redirected: bool) -> Option<usize> {
+        if redirected || self.workers < 2 {
+            return None;
+        }
+        let owner = if self.snapshot.is_local_addr(key.dst) {
+            owner_of_port(key.dport, self.workers)
+        } else {
+            usize::from(*self.flow_owners.get(key)?)
+        };
+        (owner != self.worker).then_some(owner)
+    }
+
     /// Picks a real server of service `svc_idx` for a new connection, honouring
     /// a persistence template when the service has one.
     fn schedule(&mut self, svc_idx: usize, key: &FlowKey, now_ms: u64) -> Option<usize> {
@@ -1099,17 +1108,8 @@ impl<F: Frame> Processor<F> {
         // The quoted packet travelled the other way: look up its reverse.
         let key = FlowKey { proto: q.proto, src: q.dst, sport: q.dport, dst: q.src, dport: q.sport };
         let Some((id, dir)) = self.conns.lookup(&key, now_ms) else {
-            if !redirected && self.workers > 1 {
-                if self.snapshot.is_local_addr(key.dst) {
-                    let owner = owner_of_port(key.dport, self.workers);
-                    if owner != self.worker {
-                        return Action::Redirect(owner);
-                    }
-                } else if let Some(&owner) = self.reply_owners.get(&key) {
-                    if usize::from(owner) != self.worker {
-                        return Action::Redirect(usize::from(owner));
-                    }
-                }
+            if let Some(owner) = self.other_owner(&key, redirected) {
+                return Action::Redirect(owner);
             }
             // An error about the kernel's own traffic (health checks, sync) is the kernel's.
             if outer_dst.is_some_and(|d| self.snapshot.is_interface_addr(d)) {

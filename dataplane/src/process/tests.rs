@@ -577,7 +577,7 @@ fn a_client_packet_on_the_wrong_worker_goes_to_the_owner() {
     w0.handle(0, VecFrame::new(&tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 47000), (DR_VIP, 80), flags::SYN, b"")), 0, &mut out);
     assert_eq!(w0.conns().len(), 1);
     let messages: Vec<WorkerMsg> = out.messages.drain(..).collect();
-    assert!(messages.iter().any(|m| matches!(m, WorkerMsg::ReplyKey { owner: 0, .. })), "the owner announces the flow");
+    assert!(messages.iter().any(|m| matches!(m, WorkerMsg::FlowOwner { owner: 0, .. })), "the owner announces the flow");
     let mut out1 = Output::with_capacity(8);
     for m in messages {
         w1.handle_message(m, 0, &mut out1);
