@@ -29,6 +29,12 @@
 //!   map and redirect on it. That covers NAT replies, client packets the NIC
 //!   moved to another queue (af_packet's fanout rolls over when a ring is full)
 //!   and persistent services.
+//! * The newest connection owns a key, as in IPVS: a client that reuses its
+//!   port towards another service of the same real server makes a new NAT
+//!   connection whose reply key equals an older one's. A worker told that
+//!   another worker owns a key one of its own connections holds removes that
+//!   stale connection, so the reply is not rewritten for the old service.
+//!   `FlowGone` names its owner, so it never erases a newer owner's entry.
 //! * Persistent services: a client network's template lives on one worker,
 //!   `hash(client network) % workers`, so new connections of such services are
 //!   created there; their later packets follow by the announced key.
@@ -102,10 +108,12 @@ pub enum WorkerMsg {
         /// The owning worker.
         owner: u16,
     },
-    /// The connection with this key is gone.
+    /// The connection of worker `owner` with this key is gone.
     FlowGone {
         /// The flow key.
         key: FlowKey,
+        /// The worker that owned it.
+        owner: u16,
     },
 }
 
@@ -455,10 +463,17 @@ impl<F: Frame> Processor<F> {
         match msg {
             WorkerMsg::Neighbour { ip, mac, port } => self.learn_neighbour(ip, mac, port, now_ms, true, false, out),
             WorkerMsg::FlowOwner { key, owner } => {
+                // A newer connection elsewhere holds this key: ours is stale.
+                if let Some((id, _)) = self.conns.lookup(&key, now_ms) {
+                    self.counters.inc(Counter::ConnSuperseded);
+                    self.remove_conn(id, now_ms, out);
+                }
                 self.flow_owners.insert(key, owner);
             }
-            WorkerMsg::FlowGone { key } => {
-                self.flow_owners.remove(&key);
+            WorkerMsg::FlowGone { key, owner } => {
+                if self.flow_owners.get(&key) == Some(&owner) {
+                    self.flow_owners.remove(&key);
+                }
             }
         }
     }
@@ -588,10 +603,11 @@ impl<F: Frame> Processor<F> {
             self.pool.release(local);
         }
         if self.workers > 1 {
-            out.messages.push(WorkerMsg::FlowGone { key: c.inbound_key() });
+            let owner = self.worker as u16;
+            out.messages.push(WorkerMsg::FlowGone { key: c.inbound_key(), owner });
             if c.forward == ForwardMode::Nat {
                 if let Some(key) = c.reply_key() {
-                    out.messages.push(WorkerMsg::FlowGone { key });
+                    out.messages.push(WorkerMsg::FlowGone { key, owner });
                 }
             }
         }
@@ -602,6 +618,18 @@ impl<F: Frame> Processor<F> {
                 t.expires_ms = t.expires_ms.max(now_ms + u64::from(p.timeout_s) * 1000);
             }
         }
+    }
+
+    /// Adds a connection to the table; a connection it replaces (same inbound
+    /// or reply key) is forgotten. False when the table is full.
+    fn insert_conn(&mut self, conn: Conn, now_ms: u64, out: &mut Output<F>) -> bool {
+        let mut displaced = std::mem::take(&mut self.removed);
+        let inserted = self.conns.insert(conn, &mut displaced);
+        for old in displaced.drain(..) {
+            self.forget(&old, now_ms, out);
+        }
+        self.removed = displaced;
+        inserted.is_ok()
     }
 
     /// Removes a connection now (e.g. replaced by a new SYN).
@@ -835,13 +863,7 @@ impl<F: Frame> Processor<F> {
             timeout_ms,
         };
         let persistence = svc.persistence;
-        let mut displaced = std::mem::take(&mut self.removed);
-        let inserted = self.conns.insert(conn, &mut displaced);
-        for old in displaced.drain(..) {
-            self.forget(&old, now_ms, out);
-        }
-        self.removed = displaced;
-        if inserted.is_err() {
+        if !self.insert_conn(conn, now_ms, out) {
             if let Some(l) = local {
                 self.pool.release(l);
             }
@@ -984,13 +1006,7 @@ impl<F: Frame> Processor<F> {
         if let Some(local) = conn.local {
             self.pool.reserve(local);
         }
-        let mut displaced = std::mem::take(&mut self.removed);
-        let inserted = self.conns.insert(conn, &mut displaced);
-        for old in displaced.drain(..) {
-            self.forget(&old, now_ms, out);
-        }
-        self.removed = displaced;
-        if inserted.is_err() {
+        if !self.insert_conn(conn, now_ms, out) {
             return false;
         }
         self.count_conn(&conn, conn.service_index, conn.real_index, 1);

@@ -84,6 +84,7 @@ counters! {
     KernelOut => "kernel_out": "Frames the kernel sent through the exception path.",
     DropKernel => "drop_kernel_queue_full": "Frames to or from the kernel dropped (TAP queue full).",
     ConnSynced => "conn_synced_in": "Connections installed from the sync master.",
+    ConnSuperseded => "conn_superseded": "Connections removed because a newer one on another worker took their key (a client reusing its port).",
     SyncOut => "conn_synced_out": "Connection updates handed to the sync sender.",
     SyncDropped => "conn_sync_dropped": "Connection updates dropped because the sync ring was full.",
 }

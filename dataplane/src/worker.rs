@@ -10,8 +10,8 @@
 //! Workers talk to each other only through single-producer single-consumer
 //! rings ([`rtrb`], wait-free, no locks, no read-modify-write): one ring of
 //! frames and one of [`WorkerMsg`]s per ordered pair of workers ([`mesh`]).
-//! Each iteration first applies the other workers' messages, then the frames
-//! they redirected, then polls the NIC queues.
+//! Each iteration polls the NIC queues, applies the other workers' messages,
+//! processes the frames they redirected, then the frames it polled.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -165,6 +165,7 @@ pub fn run(ctx: WorkerContext) -> i32 {
     let mut processor: Processor<Mbuf> = Processor::for_worker(snapshot, conn_capacity, id, workers);
     let burst = crate::dpdk::MAX_BURST;
     let mut rx: Vec<Mbuf> = Vec::with_capacity(burst);
+    let mut rx_by_port: Vec<Vec<Mbuf>> = queues.iter().map(|_| Vec::with_capacity(burst)).collect();
     let mut out: Output<Mbuf> = Output::with_capacity(burst * queues.len().max(1));
     let mut tx_by_port: Vec<Vec<Mbuf>> = queues.iter().map(|_| Vec::with_capacity(burst * 2)).collect();
     let mut to_kernel: Vec<Vec<Mbuf>> = queues.iter().map(|_| Vec::with_capacity(burst)).collect();
@@ -201,7 +202,13 @@ pub fn run(ctx: WorkerContext) -> i32 {
                 }
             }
         }
+        // Poll the NIC before applying the peers' messages: an owner publishes
+        // a connection's keys before it transmits the packet that makes the
+        // reply, so every reply received here finds its announcement applied.
         let mut received = 0;
+        for (queue, rx) in queues.iter().zip(rx_by_port.iter_mut()) {
+            received += queue.rx_burst(rx);
+        }
         for peer in peers_rx.iter_mut() {
             while let Ok(msg) = peer.messages.pop() {
                 processor.handle_message(msg, now_ms, &mut out);
@@ -214,8 +221,7 @@ pub fn run(ctx: WorkerContext) -> i32 {
                 processor.handle_redirected(port, m, now_ms, &mut out);
             }
         }
-        for (port, queue) in queues.iter().enumerate() {
-            received += queue.rx_burst(&mut rx);
+        for (port, rx) in rx_by_port.iter_mut().enumerate() {
             for m in rx.drain(..) {
                 if m.segments() != 1 {
                     processor.count(Counter::DropMultiSegment, 1);

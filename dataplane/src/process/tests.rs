@@ -588,3 +588,63 @@ fn a_client_packet_on_the_wrong_worker_goes_to_the_owner() {
     assert_eq!(out1.redirect[0].0, 0);
     assert_eq!(w1.conns().len(), 0);
 }
+
+/// A client that reuses its port towards another service of the same real
+/// server (CI saw it: a curl that timed out) makes a NAT connection whose reply
+/// key equals an older one's on another worker. The reply must reach the new
+/// connection's worker, not be rewritten for the old service.
+#[test]
+fn the_newest_connection_owns_a_reused_reply_key() {
+    let rs = vec![real(RS1, 8080, ForwardMode::Nat)];
+    let mut s = (*snapshot(1, rs.clone())).clone();
+    s.services.push(Service::new(ServiceKey { protocol: Protocol::Tcp, vip: NAT_VIP, port: 81 }, SchedulerKind::Rr, rs));
+    let snap = Arc::new(s.finish());
+    let mut w0: Processor<VecFrame> = Processor::for_worker(Arc::clone(&snap), 64, 0, 2);
+    let mut w1: Processor<VecFrame> = Processor::for_worker(snap, 64, 1, 2);
+    let (mut out0, mut out1) = (Output::with_capacity(8), Output::with_capacity(8));
+    let client = (CLIENT, 40_000);
+    // The old connection (to :80, closing) lives on worker 0 ...
+    w0.handle(0, VecFrame::new(&tcp(CLIENT_MAC, DIR_MAC, client, (NAT_VIP, 80), flags::SYN, b"")), 0, &mut out0);
+    assert_eq!(w0.conns().len(), 1);
+    for m in out0.messages.drain(..) {
+        w1.handle_message(m, 0, &mut out1);
+    }
+    // ... the same client port opens :81 on worker 1 (same real, same reply key).
+    w1.handle(0, VecFrame::new(&tcp(CLIENT_MAC, DIR_MAC, client, (NAT_VIP, 81), flags::SYN, b"")), 10, &mut out1);
+    assert_eq!(w1.conns().len(), 1);
+    for m in out1.messages.drain(..) {
+        w0.handle_message(m, 10, &mut out0);
+    }
+    assert_eq!(w0.conns().len(), 0, "the stale connection is gone");
+    assert_eq!(w0.counters().get(Counter::ConnSuperseded), 1);
+    // Its FlowGone messages must not erase worker 0's knowledge of the new owner
+    // on worker 1 either (worker 1 owns the key itself).
+    for m in out0.messages.drain(..) {
+        w1.handle_message(m, 10, &mut out1);
+    }
+    assert_eq!(w1.conns().len(), 1, "the new connection survives");
+    // The real server's SYN-ACK lands on worker 0: it goes to worker 1.
+    out0.redirect.clear();
+    w0.handle(0, VecFrame::new(&tcp(RS1_MAC, DIR_MAC, (RS1, 8080), client, flags::SYN | flags::ACK, b"")), 11, &mut out0);
+    assert_eq!(out0.redirect.len(), 1, "redirected to the new connection's worker");
+    assert_eq!(out0.redirect[0].0, 1);
+    assert!(out0.tx.is_empty(), "not rewritten for the old service");
+}
+
+#[test]
+fn a_flow_gone_message_only_erases_its_own_owner() {
+    let snap = snapshot(1, nat_reals());
+    let mut w2: Processor<VecFrame> = Processor::for_worker(snap, 64, 2, 3);
+    let mut out = Output::with_capacity(8);
+    let key = FlowKey { proto: ip_proto::TCP, src: RS1, dst: CLIENT, sport: 8080, dport: 40_000 };
+    // Worker 1's newer connection is announced before worker 0's old one is gone.
+    w2.handle_message(WorkerMsg::FlowOwner { key, owner: 1 }, 0, &mut out);
+    w2.handle_message(WorkerMsg::FlowGone { key, owner: 0 }, 0, &mut out);
+    w2.handle(0, VecFrame::new(&tcp(RS1_MAC, DIR_MAC, (RS1, 8080), (CLIENT, 40_000), flags::ACK, b"x")), 1, &mut out);
+    assert_eq!(out.redirect.len(), 1);
+    assert_eq!(out.redirect[0].0, 1);
+    w2.handle_message(WorkerMsg::FlowGone { key, owner: 1 }, 0, &mut out);
+    out.redirect.clear();
+    w2.handle(0, VecFrame::new(&tcp(RS1_MAC, DIR_MAC, (RS1, 8080), (CLIENT, 40_000), flags::ACK, b"x")), 2, &mut out);
+    assert!(out.redirect.is_empty(), "the owner's own FlowGone erases it");
+}
