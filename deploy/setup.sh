@@ -55,7 +55,7 @@ ensure_cargo() {
         export PATH="$HOME/.cargo/bin:$PATH"
     fi
     command -v cargo >/dev/null 2>&1 \
-        || die "cargo not found (not on PATH, not in \$HOME/.cargo/bin); install a Rust toolchain >= 1.80"
+        || die "cargo not found (not on PATH, not in \$HOME/.cargo/bin); install a Rust toolchain >= 1.88"
 }
 
 build() {

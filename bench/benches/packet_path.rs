@@ -39,11 +39,10 @@ fn table_sizes() -> Vec<(String, usize)> {
     vec![("1k".to_owned(), 1_000), (label(big), big)]
 }
 
-#[allow(clippy::manual_is_multiple_of)] // usize::is_multiple_of needs Rust 1.87; the workspace says 1.80
 fn label(n: usize) -> String {
-    if n % 1_000_000 == 0 {
+    if n.is_multiple_of(1_000_000) {
         format!("{}m", n / 1_000_000)
-    } else if n % 1_000 == 0 {
+    } else if n.is_multiple_of(1_000) {
         format!("{}k", n / 1_000)
     } else {
         n.to_string()

@@ -24,12 +24,15 @@ use crate::config::Config;
 use crate::health::{HealthEngine, HealthState};
 use crate::vrrp::VrrpState;
 
+/// A VRRP instance's state, its virtual addresses and its port index.
+type VrrpView = (VrrpState, Vec<Ipv4Addr>, Option<u16>);
+
 /// Health, VRRP and sync state of a running rvsd.
 pub struct HaOverlay {
     health: Mutex<Option<Arc<Mutex<HealthState>>>>,
     engine: Mutex<Option<Arc<Mutex<HealthEngine>>>>,
     /// VRRP instance → (state, its virtual addresses, its port index).
-    vrrp: Mutex<HashMap<String, (VrrpState, Vec<Ipv4Addr>, Option<u16>)>>,
+    vrrp: Mutex<HashMap<String, VrrpView>>,
     /// The instance connection sync follows.
     sync_instance: Option<String>,
 }

@@ -336,13 +336,13 @@ mod tests {
     fn conn(i: u16, fnat: bool) -> ConnInfo {
         ConnInfo {
             worker: 0,
-            protocol: if i % 2 == 0 { Protocol::Tcp } else { Protocol::Udp },
+            protocol: if i.is_multiple_of(2) { Protocol::Tcp } else { Protocol::Udp },
             client: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 40000 + i),
             vip: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 100), 80),
             real: SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 11), 8080),
             local: fnat.then(|| SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 200), 5000 + i)),
             forward: if fnat { ForwardMode::FullNat } else { ForwardMode::Dr },
-            state: if i % 2 == 0 { "ESTABLISHED".into() } else { "UDP".into() },
+            state: if i.is_multiple_of(2) { "ESTABLISHED".into() } else { "UDP".into() },
             expires_ms: 900_000,
             template: false,
         }

@@ -819,7 +819,7 @@ impl<F: Frame> Processor<F> {
         if self.snapshot.is_standby(dst) {
             return Action::Drop(Counter::DropStandby);
         }
-        if protocol == Protocol::Tcp && !(l4.syn && !l4.ack) {
+        if protocol == Protocol::Tcp && (!l4.syn || l4.ack) {
             return Action::Drop(Counter::DropNoConnection);
         }
         if let Some(p) = svc.persistence {

@@ -465,7 +465,7 @@ impl Snapshot {
             .enumerate()
             .map(|(i, s)| (s.key, i))
             .collect();
-        self.routes.sort_by(|a, b| b.prefix_len.cmp(&a.prefix_len));
+        self.routes.sort_by_key(|r| std::cmp::Reverse(r.prefix_len));
         self.vip_set = self.services.iter().map(|s| s.key.vip).filter(|v| !self.standby.contains(v)).collect();
         self.local_addr_set = self
             .services
