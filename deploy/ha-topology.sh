@@ -59,51 +59,21 @@ mac_real() { printf '02:00:00:aa:01:%02x' "$((0x10 + $1))"; }
 
 log() { echo "ha-topology: $*" >&2; }
 die() { echo "ha-topology: error: $*" >&2; exit 1; }
-nsx() { local ns="$1"; shift; ip netns exec "$ns" "$@"; }
-ns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$1"; }
 
 lab_namespaces() {
     ip netns list 2>/dev/null | awk '{print $1}' \
         | grep -E '^rvsha-(sw|client|d[12]|rs[0-9]+|sorry|ka)$' || true
 }
 
-require_root() {
-    [[ $EUID -eq 0 ]] || die "must run as root (network namespaces)"
-}
-
-require_tools() {
-    local tool
-    for tool in ip ethtool sysctl socat ss python3 setsid curl; do
-        command -v "$tool" >/dev/null || die "'$tool' not found (run deploy/setup.sh)"
-    done
-}
+# shellcheck source=netns-lib.sh source-path=SCRIPTDIR
+source "$SCRIPT_DIR/netns-lib.sh"
 
 # ---------------------------------------------------------------------------
 # down
 # ---------------------------------------------------------------------------
 
-kill_ns_processes() {
-    local ns="$1" pids i
-    pids="$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ' || true)"
-    [[ -n "${pids// /}" ]] || return 0
-    # shellcheck disable=SC2086
-    kill -TERM $pids 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        pids="$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ' || true)"
-        [[ -n "${pids// /}" ]] || return 0
-        sleep 0.1
-    done
-    # shellcheck disable=SC2086
-    kill -KILL $pids 2>/dev/null || true
-    sleep 0.2
-}
-
 topology_down() {
-    local ns
-    for ns in $(lab_namespaces); do kill_ns_processes "$ns"; done
-    for ns in $(lab_namespaces); do
-        ip netns delete "$ns" 2>/dev/null || log "warning: could not delete $ns"
-    done
+    delete_lab_namespaces
     rm -rf "$STATE_DIR"
     log "down"
 }
@@ -112,107 +82,42 @@ topology_down() {
 # up
 # ---------------------------------------------------------------------------
 
-make_ns() {
-    local ns="$1"
-    ip netns add "$ns"
-    nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-    nsx "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
-    nsx "$ns" sysctl -qw net.ipv6.conf.lo.disable_ipv6=1
-    nsx "$ns" ip link set lo up
-}
-
-no_offloads() {
-    local ns="$1" ifname="$2"
-    nsx "$ns" ethtool -K "$ifname" tx off tso off gso off gro off rx off >/dev/null 2>&1 \
-        || nsx "$ns" ethtool -K "$ifname" tx off tso off gso off gro off rx off
-}
-
-connect() {   # connect NS IFNAME SWNAME MAC
-    local ns="$1" ifname="$2" swname="$3" mac="$4"
-    ip link add "$ifname" netns "$ns" address "$mac" type veth peer name "$swname" netns "$NS_SW"
-    no_offloads "$ns" "$ifname"
-    no_offloads "$NS_SW" "$swname"
-    nsx "$NS_SW" ip link set "$swname" master br0 up
-    nsx "$ns" ip link set "$ifname" up
-}
-
-make_switch() {
-    make_ns "$NS_SW"
-    nsx "$NS_SW" ip link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0
-    # Age MACs out quickly: after a failover frames must not keep flooding
-    # towards a dead port for long (the new master's GARP re-teaches anyway).
+# The switch ages MACs out quickly: after a failover frames must not keep
+# flooding towards a dead port for long (the new master's GARP re-teaches anyway).
+make_ha_switch() {
+    make_switch
     nsx "$NS_SW" ip link set br0 type bridge ageing_time 3000
-    nsx "$NS_SW" ip link set br0 up
 }
 
-# A host with a kernel address: rp_filter off (see deploy/topology.sh: the
-# reals ARP for the client from their 10.1.0.x address in DR mode).
-plain_host() {
-    local ns="$1"
-    nsx "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0
-    nsx "$ns" sysctl -qw net.ipv4.conf.default.rp_filter=0
-    nsx "$ns" sysctl -qw net.ipv4.conf.eth0.rp_filter=0
-}
-
+# Hosts with a kernel address have rp_filter off (see make_host: the reals
+# ARP for the client from their 10.1.0.x address in DR mode).
 make_client() {
-    make_ns "$NS_CLIENT"
-    connect "$NS_CLIENT" eth0 client-sw "$MAC_CLIENT"
-    nsx "$NS_CLIENT" ip addr add 10.0.0.2/24 dev eth0
-    plain_host "$NS_CLIENT"
+    make_host "$NS_CLIENT" client-sw "$MAC_CLIENT" 10.0.0.2
 }
 
 make_director() {   # make_director N  (rvsha-dN, dp0 without kernel IP)
-    local n="$1" ns="rvsha-d$1"
-    make_ns "$ns"
-    connect "$ns" dp0 "d$n-sw" "$(mac_dir $((2 * n - 1)))"
-    nsx "$ns" sysctl -qw net.ipv4.ip_forward=0
+    local n="$1"
+    make_director_host "rvsha-d$n" "d$n-sw" "$(mac_dir $((2 * n - 1)))"
 }
 
 make_keepalived_host() {
-    make_ns "$NS_KA"
-    connect "$NS_KA" eth0 ka-sw "$MAC_KA"
-    nsx "$NS_KA" ip addr add 10.0.0.4/24 dev eth0
-    plain_host "$NS_KA"
+    make_host "$NS_KA" ka-sw "$MAC_KA" 10.0.0.4
     # The DR VIP answers "ka" while keepalived holds it on eth0.
     start_daemon "$NS_KA" http80 python3 "$HTTPD" --name ka --ports 80
 }
 
 make_sorry() {
-    make_ns "$NS_SORRY"
-    connect "$NS_SORRY" eth0 sorry-sw "$MAC_SORRY"
-    nsx "$NS_SORRY" ip addr add 10.1.0.99/24 dev eth0
+    make_host "$NS_SORRY" sorry-sw "$MAC_SORRY" 10.1.0.99
     nsx "$NS_SORRY" ip route add default via "$GATEWAY" dev eth0
-    plain_host "$NS_SORRY"
     start_daemon "$NS_SORRY" http80 python3 "$HTTPD" --name sorry --ports 80
 }
 
+# Real server N: 10.1.0.1N, the DR VIP on lo; NAT and FULLNAT replies go
+# through whichever director is VRRP master (the gateway address moves).
 make_real() {
-    local n="$1" ns="rvsha-rs$1" ip="10.1.0.1$1"
-    make_ns "$ns"
-    connect "$ns" eth0 "rs$n-sw" "$(mac_real "$n")"
-    nsx "$ns" ip addr add "$ip/24" dev eth0
-    # NAT and FULLNAT replies go through whichever director is VRRP master.
-    nsx "$ns" ip route add default via "$GATEWAY" dev eth0
-    # DR: the VIP on lo, never announced or answered for on eth0.
-    nsx "$ns" ip addr add "$DR_VIP/32" dev lo
-    local c
-    for c in all eth0; do
-        nsx "$ns" sysctl -qw "net.ipv4.conf.$c.arp_ignore=1"
-        nsx "$ns" sysctl -qw "net.ipv4.conf.$c.arp_announce=2"
-    done
-    for c in all default eth0 lo; do
-        nsx "$ns" sysctl -qw "net.ipv4.conf.$c.rp_filter=0"
-    done
-    # DR replies (source = VIP) go straight to the client's segment.
-    nsx "$ns" ip rule add from "$DR_VIP" table "$DR_TABLE"
-    nsx "$ns" ip route add "$CLIENT_NET" dev eth0 table "$DR_TABLE"
-    for svc in http80 http8080 echo udp dns; do start_service "$ns" "$svc"; done
-}
-
-start_daemon() {   # start_daemon NS NAME CMD...
-    local ns="$1" name="$2"; shift 2
-    ip netns exec "$ns" setsid "$@" </dev/null >"$STATE_DIR/$ns.$name.log" 2>&1 &
-    echo $! >"$STATE_DIR/$ns.$name.pid"
+    local n="$1" svc
+    make_real_host "rvsha-rs$n" "rs$n-sw" "$(mac_real "$n")" "10.1.0.1$n" "$GATEWAY" "$DR_VIP"
+    for svc in http80 http8080 echo udp dns; do start_service "rvsha-rs$n" "$svc"; done
 }
 
 # start_service NS NAME: one of a real server's daemons.
@@ -307,22 +212,18 @@ EOF
 }
 
 topology_healthy() {
-    local ns f
+    local ns
     [[ -f "$STATE_DIR/up" ]] || return 1
     for ns in "$NS_SW" "$NS_CLIENT" rvsha-d1 rvsha-d2 rvsha-rs1 rvsha-rs2 "$NS_SORRY" "$NS_KA"; do
         ns_exists "$ns" || return 1
     done
-    for f in "$STATE_DIR"/*.pid; do
-        [[ -e "$f" ]] || return 1
-        kill -0 "$(cat "$f")" 2>/dev/null || return 1
-    done
-    return 0
+    daemons_alive
 }
 
 topology_up() {
     local n svc
     [[ -f "$HTTPD" ]] || die "missing $HTTPD"
-    require_tools
+    require_tools ip ethtool sysctl socat ss python3 setsid curl
     if topology_healthy; then
         log "already up"
         return 0
@@ -330,7 +231,7 @@ topology_up() {
     topology_down
     mkdir -p "$STATE_DIR"
     write_helpers
-    make_switch
+    make_ha_switch
     make_client
     make_director 1
     make_director 2
@@ -343,14 +244,6 @@ topology_up() {
     touch "$STATE_DIR/up"
     log "up: rvsha-client 10.0.0.2, rvsha-d1/d2 (dp0, rvsd), rvsha-rs1/rs2 10.1.0.11/12," \
         "rvsha-sorry 10.1.0.99, rvsha-ka 10.0.0.4"
-}
-
-topology_status() {
-    local ns
-    for ns in $(lab_namespaces); do
-        echo "== $ns"
-        nsx "$ns" ip -br addr
-    done
 }
 
 usage() {

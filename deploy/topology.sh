@@ -64,58 +64,21 @@ mac_real() { printf '02:00:00:00:01:%02x' "$((0x10 + $1))"; }   # rs1 -> ...:01:
 log() { echo "topology: $*" >&2; }
 die() { echo "topology: error: $*" >&2; exit 1; }
 
-# nsx NS CMD...: run a command inside a namespace.
-nsx() { local ns="$1"; shift; ip netns exec "$ns" "$@"; }
-
-ns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$1"; }
-
 # All lab namespaces that currently exist (rvs-sw, rvs-client, rvs-dir, rvs-rsN).
 lab_namespaces() {
     ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^rvs-(sw|client|dir|rs[0-9]+)$' || true
 }
 
-require_root() {
-    [[ $EUID -eq 0 ]] || die "must run as root (network namespaces need CAP_SYS_ADMIN/CAP_NET_ADMIN)"
-}
-
-require_tools() {
-    local tool
-    for tool in ip ethtool sysctl socat ss python3 setsid; do
-        command -v "$tool" >/dev/null || die "'$tool' not found (run deploy/setup.sh)"
-    done
-}
+# shellcheck source=netns-lib.sh source-path=SCRIPTDIR
+source "$SCRIPT_DIR/netns-lib.sh"
 
 # ---------------------------------------------------------------------------
 # down
 # ---------------------------------------------------------------------------
 
-# Kill every process living in namespace $1: SIGTERM, then SIGKILL stragglers.
-kill_ns_processes() {
-    local ns="$1" pids i
-    pids="$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ' || true)"
-    [[ -n "${pids// /}" ]] || return 0
-    # shellcheck disable=SC2086
-    kill -TERM $pids 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do            # up to 5 s (rvsd may need a moment)
-        pids="$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ' || true)"
-        [[ -n "${pids// /}" ]] || return 0
-        sleep 0.1
-    done
-    # shellcheck disable=SC2086
-    kill -KILL $pids 2>/dev/null || true
-    sleep 0.2
-}
-
 topology_down() {
-    local ns
     [[ -n "$(lab_namespaces)" ]] || { rm -rf "$STATE_DIR"; return 0; }
-    for ns in $(lab_namespaces); do
-        kill_ns_processes "$ns"
-    done
-    for ns in $(lab_namespaces); do
-        # Deleting a namespace destroys the veths inside it (and so their peers).
-        ip netns delete "$ns" 2>/dev/null || log "warning: could not delete $ns"
-    done
+    delete_lab_namespaces
     rm -rf "$STATE_DIR"
     log "down"
 }
@@ -124,100 +87,24 @@ topology_down() {
 # up
 # ---------------------------------------------------------------------------
 
-# Namespace with lo up and IPv6 off (no ND/MLD/RS noise on the segment).
-make_ns() {
-    local ns="$1"
-    ip netns add "$ns"
-    nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-    nsx "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
-    nsx "$ns" sysctl -qw net.ipv6.conf.lo.disable_ipv6=1
-    nsx "$ns" ip link set lo up
-}
-
-# Offloads off: af_packet (DPDK) would otherwise see CHECKSUM_PARTIAL frames
-# with bogus checksums and GSO super-frames; captures then show real bytes.
-no_offloads() {
-    local ns="$1" ifname="$2"
-    nsx "$ns" ethtool -K "$ifname" tx off tso off gso off gro off rx off >/dev/null 2>&1 \
-        || nsx "$ns" ethtool -K "$ifname" tx off tso off gso off gro off rx off
-}
-
-# connect NS IFNAME SWNAME MAC: veth pair, host end IFNAME in NS, switch end
-# SWNAME enslaved to br0 in rvs-sw. Both ends are created directly inside
-# their namespaces, so nothing ever appears in the root namespace.
-connect() {
-    local ns="$1" ifname="$2" swname="$3" mac="$4"
-    ip link add "$ifname" netns "$ns" address "$mac" type veth peer name "$swname" netns "$NS_SW"
-    no_offloads "$ns" "$ifname"
-    no_offloads "$NS_SW" "$swname"
-    nsx "$NS_SW" ip link set "$swname" master br0 up
-    nsx "$ns" ip link set "$ifname" up
-}
-
-make_switch() {
-    make_ns "$NS_SW"
-    # STP off and no forwarding delay: ports forward as soon as they are up.
-    nsx "$NS_SW" ip link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0
-    nsx "$NS_SW" ip link set br0 up
-}
-
 make_client() {
-    make_ns "$NS_CLIENT"
-    connect "$NS_CLIENT" eth0 client-sw "$MAC_CLIENT"
-    nsx "$NS_CLIENT" ip addr add "$CLIENT_IP/24" dev eth0
-    # rp_filter off. The client has only 10.0.0.0/24 (no default route): the
-    # VIPs 10.0.0.100/.101 are on-link, so it ARPs for them and rvsd answers.
-    # Real servers answering DR traffic ARP for 10.0.0.2 with sender IP
-    # 10.1.0.1X (arp_announce=2 picks their eth0 address, never the VIP).
-    # Linux answers an ARP request only if the reverse route check
-    # (fib_validate_source) on the sender passes; with rp_filter=0 that check
-    # only rejects senders that are local addresses, so the off-subnet sender
-    # is accepted and no extra route is needed (verified by the self-check).
-    nsx "$NS_CLIENT" sysctl -qw net.ipv4.conf.all.rp_filter=0
-    nsx "$NS_CLIENT" sysctl -qw net.ipv4.conf.default.rp_filter=0
-    nsx "$NS_CLIENT" sysctl -qw net.ipv4.conf.eth0.rp_filter=0
+    # rp_filter off (see make_host). The client has only 10.0.0.0/24 (no
+    # default route): the VIPs 10.0.0.100/.101 are on-link, so it ARPs for
+    # them and rvsd answers.
+    make_host "$NS_CLIENT" client-sw "$MAC_CLIENT" "$CLIENT_IP"
 }
 
 make_director() {
-    make_ns "$NS_DIR"
-    connect "$NS_DIR" dp0 dir-sw "$MAC_DIR"
-    # dp0 stays without any IP: the kernel must not answer ARP/ICMP or send
-    # RSTs; rvsd (net_af_packet0,iface=dp0) owns 10.0.0.1 and 10.1.0.1.
-    nsx "$NS_DIR" sysctl -qw net.ipv4.ip_forward=0
+    # rvsd owns 10.0.0.1 and 10.1.0.1 on dp0.
+    make_director_host "$NS_DIR" dir-sw "$MAC_DIR"
 }
 
+# Real server N: 10.1.0.1N; the DR and TUN VIPs on lo; NAT replies go back
+# through rvsd's 10.1.0.1.
 make_real() {
-    local n="$1" ns="rvs-rs$1" ip="10.1.0.1$1"
-    make_ns "$ns"
-    connect "$ns" eth0 "rs$n-sw" "$(mac_real "$n")"
-    nsx "$ns" ip addr add "$ip/24" dev eth0
-    # NAT replies must go back through the director.
-    nsx "$ns" ip route add default via "$DIR_NET_GW" dev eth0
-    # DR and TUN: the VIPs on lo, never announced or answered for on eth0.
-    nsx "$ns" ip addr add "$DR_VIP/32" dev lo
-    nsx "$ns" ip addr add "$TUN_VIP/32" dev lo
-    local c
-    for c in all eth0; do
-        nsx "$ns" sysctl -qw "net.ipv4.conf.$c.arp_ignore=1"
-        nsx "$ns" sysctl -qw "net.ipv4.conf.$c.arp_announce=2"
-    done
-    for c in all default eth0 lo; do
-        nsx "$ns" sysctl -qw "net.ipv4.conf.$c.rp_filter=0"
-    done
-    # DR/TUN replies (source = a VIP) go straight to the client on the shared
-    # segment; everything else (NAT replies from 10.1.0.1X) via the director.
-    nsx "$ns" ip rule add from "$DR_VIP" table "$DR_TABLE"
-    nsx "$ns" ip rule add from "$TUN_VIP" table "$DR_TABLE"
-    nsx "$ns" ip route add "$CLIENT_NET" dev eth0 table "$DR_TABLE"
+    local n="$1"
+    make_real_host "rvs-rs$n" "rs$n-sw" "$(mac_real "$n")" "10.1.0.1$n" "$DIR_NET_GW" "$DR_VIP" "$TUN_VIP"
     start_real_services "$n"
-}
-
-# Start a daemon in a namespace, detached from our stdio (so callers that
-# capture our output do not hang), and record its pid.
-start_daemon() {
-    local ns="$1" name="$2"; shift 2
-    ip netns exec "$ns" setsid "$@" </dev/null >"$STATE_DIR/$ns.$name.log" 2>&1 &
-    echo $! >"$STATE_DIR/$ns.$name.pid"
 }
 
 start_real_services() {
@@ -264,7 +151,7 @@ wait_real_services() {
 
 # Is the topology up, with $1 reals and all their servers alive?
 topology_healthy() {
-    local reals="$1" n ns f
+    local reals="$1" n ns
     [[ -f "$STATE_DIR/reals" && "$(cat "$STATE_DIR/reals")" == "$reals" ]] || return 1
     for ns in "$NS_SW" "$NS_CLIENT" "$NS_DIR"; do ns_exists "$ns" || return 1; done
     for ((n = 1; n <= reals; n++)); do
@@ -277,17 +164,13 @@ topology_healthy() {
     done
     # No extra reals left over from a bigger topology.
     ns_exists "rvs-rs$((reals + 1))" && return 1
-    for f in "$STATE_DIR"/*.pid; do
-        [[ -e "$f" ]] || return 1
-        kill -0 "$(cat "$f")" 2>/dev/null || return 1
-    done
-    return 0
+    daemons_alive
 }
 
 topology_up() {
     local reals="$1" n
     [[ -f "$HTTPD" && -f "$ECHOD" && -f "$TUN_DECAP" ]] || die "missing $HTTPD, $ECHOD or $TUN_DECAP"
-    require_tools
+    require_tools ip ethtool sysctl socat ss python3 setsid
     if topology_healthy "$reals"; then
         log "already up ($reals reals)"
         return 0
@@ -438,14 +321,6 @@ PYEOF
         die "selfcheck failed"
     fi
     log "selfcheck passed"
-}
-
-topology_status() {
-    local ns
-    for ns in $(lab_namespaces); do
-        echo "== $ns"
-        nsx "$ns" ip -br addr
-    done
 }
 
 usage() {

@@ -11,6 +11,9 @@ Environment knobs:
                           during the run does not change the binary under test)
   RVS_E2E_KEEP=1          leave the topology up after the suite
   RVS_E2E_VERBOSE=1       echo every command
+
+Shared helpers come from labutil.py (rvsd's API, captures) and nsutil.py
+(commands, polling, keepalived, ARP lines).
 """
 from __future__ import annotations
 
@@ -21,14 +24,14 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import labutil
-from labutil import run, nsx, sh, wait_for, Capture  # noqa: F401  (re-exported)
+import nsutil
+from labutil import Capture, tally  # noqa: F401  (re-exported)
+from nsutil import ensure_keepalived, log, neighbour, nsx, run, sh, wait_for  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOPOLOGY = REPO_ROOT / "deploy" / "ha-topology.sh"
@@ -54,10 +57,6 @@ DIRECTORS = {
     1: {"ns": "rvsha-d1", "lan": "10.0.0.1", "back": "10.1.0.1", "mac": "02:00:00:aa:00:01"},
     2: {"ns": "rvsha-d2", "lan": "10.0.0.3", "back": "10.1.0.3", "mac": "02:00:00:aa:00:03"},
 }
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def real_ns(n: int) -> str:
@@ -279,20 +278,7 @@ class Director:
         return self
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + self.ready_timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"rvsd in {self.ns} exited with {self.proc.returncode} during "
-                                   f"start-up\n{self.log_text()}")
-            try:
-                if self.api("GET", "/api/v1/status", timeout=2)[0] == 200:
-                    return
-            except RuntimeError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"rvsd API in {self.ns} not up after {self.ready_timeout}s\n"
-                                   + self.log_text())
-            time.sleep(0.1)
+        labutil.wait_rvsd_ready(self.proc, self.ns, self.ready_timeout, 0.1, self.log_text)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -308,17 +294,7 @@ class Director:
         return t
 
     def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                log(f"rvsd in {self.ns} ignored SIGTERM for 10 s; killing")
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+        return nsutil.stop_process(self.proc, 10, f"rvsd in {self.ns}")
 
     def cleanup(self) -> None:
         self.stop()
@@ -326,32 +302,13 @@ class Director:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     def log_text(self, tail: int = 120) -> str:
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return "(no rvsd log)"
-        return (f"---- rvsd log {self.ns} ({self.log_path}, last {tail} lines) ----\n"
-                + "\n".join(lines[-tail:]) + f"\n---- end of rvsd log {self.ns} ----")
+        return labutil.log_tail(self.log_path, tail, f"rvsd log {self.ns}")
 
     # -- REST API (curl inside the director's namespace) --------------------
 
     def api(self, method: str, path: str, body=None, timeout: float = 5) -> tuple[int, str]:
-        cmd = ["curl", "-s", "-S", "--max-time", str(timeout), "-X", method, "-o", "-",
-               "-w", "\n%{http_code}"]
         data = json.dumps(body) if body is not None else None
-        if data is not None:
-            cmd += ["-H", "Content-Type: application/json", "--data-binary", "@-"]
-        cmd.append("http://127.0.0.1:9090" + path)
-        cp = nsx(self.ns, cmd, check=False, input=data, timeout=timeout + 5)
-        text, _, code = cp.stdout.rpartition("\n")
-        try:
-            status = int(code)
-        except ValueError:
-            status = 0
-        if cp.returncode != 0 and status == 0:
-            raise RuntimeError(f"API {method} {path} in {self.ns}: curl rc={cp.returncode}: "
-                               f"{cp.stderr.strip()}")
-        return status, text
+        return labutil.curl_api(self.ns, method, path, data, timeout)
 
     def get(self, path: str):
         status, text = self.api("GET", path)
@@ -462,13 +419,6 @@ def udp_spread(vip: str, port: int, count: int, mode: str = "udp", ns: str = NS_
     cp = nsx(ns, ["python3", "-c", _UDP_QUERY, vip, str(port), str(count), mode],
              timeout=count + 10)
     return json.loads(cp.stdout)
-
-
-def tally(answers: list[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for a in answers:
-        counts[a] = counts.get(a, 0) + 1
-    return counts
 
 
 # A UDP request every 10 ms from one socket; every answer is timed.
@@ -625,35 +575,11 @@ class Stream:
 # ARP capture in the client (gratuitous ARP from the new master)
 # ---------------------------------------------------------------------------
 
-class ArpWatch:
+class ArpWatch(nsutil.ArpLines):
     """tcpdump -e arp on an interface; lines collected as they come."""
 
     def __init__(self, ns: str = NS_CLIENT, ifname: str = "eth0"):
-        self.ns, self.ifname = ns, ifname
-        self.lines: list[tuple[float, str]] = []
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "ArpWatch":
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns, "tcpdump", "-i", self.ifname, "-n", "-e", "-l",
-             "--immediate-mode", "arp"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        ready = threading.Event()
-
-        def err_reader():
-            for line in self.proc.stderr:
-                if "listening on" in line:
-                    ready.set()
-
-        def out_reader():
-            for line in self.proc.stdout:
-                self.lines.append((time.monotonic(), line.strip()))
-
-        threading.Thread(target=err_reader, daemon=True).start()
-        threading.Thread(target=out_reader, daemon=True).start()
-        if not ready.wait(10):
-            raise RuntimeError("tcpdump did not start")
-        return self
+        super().__init__(ns, ifname)
 
     def garps(self, ip: str, mac: str | None = None) -> list[tuple[float, str]]:
         """Gratuitous ARPs for `ip`: requests with sender = target = ip
@@ -667,45 +593,15 @@ class ArpWatch:
         pat = re.compile(rf"reply {re.escape(ip)} is-at ([0-9a-f:]+)")
         return [m.group(1) for _, line in list(self.lines) if (m := pat.search(line.lower()))]
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc:
-            for f in (self.proc.stdout, self.proc.stderr):
-                if f:
-                    f.close()
-
 
 def neighbour_mac(ns: str, ip: str, dev: str = "eth0") -> str | None:
-    out = nsx(ns, ["ip", "-j", "neigh", "show", ip, "dev", dev]).stdout
-    entries = json.loads(out or "[]")
-    return entries[0].get("lladdr", "").lower() or None if entries else None
+    entry = neighbour(ns, ip, dev)
+    return entry.get("lladdr", "").lower() or None if entry else None
 
 
 # ---------------------------------------------------------------------------
 # keepalived (Debian's package) as a VRRP peer in rvsha-ka
 # ---------------------------------------------------------------------------
-
-def ensure_keepalived() -> str:
-    path = shutil.which("keepalived") or ("/usr/sbin/keepalived"
-                                          if Path("/usr/sbin/keepalived").exists() else None)
-    if path:
-        return path
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    log("installing keepalived (apt-get)")
-    cp = subprocess.run(["apt-get", "install", "-y", "keepalived"], env=env, capture_output=True,
-                        timeout=600)
-    if cp.returncode != 0:
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "keepalived"], env=env, check=True,
-                       capture_output=True, timeout=600)
-    return shutil.which("keepalived") or "/usr/sbin/keepalived"
-
 
 def keepalived_vrrp_conf(priority: int, state: str, advert_int: float, version: int,
                          vips: list[str], auth_pass: str | None = None, vrid: int = 51) -> str:
@@ -721,78 +617,12 @@ def keepalived_vrrp_conf(priority: int, state: str, advert_int: float, version: 
     return "\n".join(lines) + "\n"
 
 
-class Keepalived:
-    """keepalived -n -l (VRRP only, no respawn) in rvsha-ka."""
+class Keepalived(nsutil.Keepalived):
+    """keepalived -n -l (VRRP only, no respawn) in rvsha-ka; as master it
+    holds the DR VIP."""
 
     def __init__(self, conf: str, tmp: str, binary: str = "keepalived", ns: str = NS_KA):
-        self.ns = ns
-        self.dir = Path(tmp) / "keepalived"
-        self.dir.mkdir(exist_ok=True)
-        self.conf = self.dir / "keepalived.conf"
-        self.conf.write_text(conf)
-        self.pidfile = self.dir / "keepalived.pid"
-        self.vrrp_pidfile = self.dir / "vrrp.pid"
-        self.logfile = self.dir / "keepalived.log"
-        self.binary = binary
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "Keepalived":
-        self._log = open(self.logfile, "w")
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns, self.binary, "-n", "-l", "-D", "-G", "-P", "-R",
-             "-f", str(self.conf), "-p", str(self.pidfile), "-r", str(self.vrrp_pidfile)],
-            stdout=self._log, stderr=subprocess.STDOUT)
-        wait_for(self.vrrp_pid, 10, what=f"keepalived VRRP process in {self.ns}")
-        return self
-
-    def vrrp_pid(self) -> int | None:
-        try:
-            return int(self.vrrp_pidfile.read_text().strip())
-        except (OSError, ValueError):
-            return None
-
-    def has_vip(self, vip: str = DR_VIP) -> bool:
-        out = nsx(self.ns, ["ip", "-j", "-4", "addr", "show", "dev", "eth0"]).stdout
-        return any(a.get("local") == vip for link in json.loads(out or "[]")
-                   for a in link.get("addr_info", []))
-
-    def log_text(self) -> str:
-        try:
-            return self.logfile.read_text()[-5000:]
-        except OSError:
-            return ""
-
-    def crash(self) -> float:
-        """SIGKILL the VRRP child, then the parent: no priority-0 advert."""
-        t = time.monotonic()
-        pid = self.vrrp_pid()
-        if pid:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        assert self.proc
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-        return t
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        pid = self.vrrp_pid()
-        if pid:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if hasattr(self, "_log"):
-            self._log.close()
-        nsx(self.ns, ["ip", "addr", "del", f"{DR_VIP}/32", "dev", "eth0"], check=False)
+        super().__init__(ns, conf, Path(tmp) / "keepalived", binary, DR_VIP)
 
 
 def master_down(advert_int: float, priority: int, version: int) -> float:

@@ -26,10 +26,11 @@ import unittest
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nsutil import VERBOSE, mac_of, neighbour, nsx, run, sh, stop_process, wait_for  # noqa: F401
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOPOLOGY = REPO_ROOT / "deploy" / "topology.sh"
 RVSD = Path(os.environ.get("RVSD", REPO_ROOT / "target" / "release" / "rvsd"))
-VERBOSE = os.environ.get("RVS_E2E_VERBOSE") == "1"
 
 NS_CLIENT = "rvs-client"
 NS_DIR = "rvs-dir"
@@ -49,57 +50,11 @@ def real_ip(n: int) -> str:
 
 
 # ---------------------------------------------------------------------------
-# Commands
+# Commands (run, nsx, sh, wait_for, mac_of, neighbour come from nsutil.py)
 # ---------------------------------------------------------------------------
-
-def run(cmd: list[str], *, check: bool = True, timeout: float = 60,
-        input: str | bytes | None = None, text: bool = True) -> subprocess.CompletedProcess:
-    """Run a command, capturing stdout/stderr; raise with both on failure."""
-    if VERBOSE:
-        print("+", shlex.join(cmd), file=sys.stderr)
-    cp = subprocess.run(cmd, input=input, capture_output=True, text=text, timeout=timeout)
-    if check and cp.returncode != 0:
-        raise RuntimeError(f"command failed (rc={cp.returncode}): {shlex.join(cmd)}\n"
-                           f"stdout: {cp.stdout!r}\nstderr: {cp.stderr!r}")
-    return cp
-
-
-def nsx(ns: str, cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    """Run a command inside network namespace `ns`."""
-    return run(["ip", "netns", "exec", ns, *cmd], **kw)
-
-
-def sh(ns: str, script: str, **kw) -> subprocess.CompletedProcess:
-    """Run a shell snippet inside network namespace `ns`."""
-    return nsx(ns, ["sh", "-c", script], **kw)
-
 
 def topology(*args: str) -> None:
     run(["bash", str(TOPOLOGY), *args], timeout=120)
-
-
-def mac_of(ns: str, ifname: str) -> str:
-    out = nsx(ns, ["ip", "-j", "link", "show", "dev", ifname]).stdout
-    return json.loads(out)[0]["address"].lower()
-
-
-def neighbour(ns: str, ip: str, dev: str = "eth0") -> dict | None:
-    """The kernel neighbour entry for `ip` in `ns` (or None)."""
-    out = nsx(ns, ["ip", "-j", "neigh", "show", ip, "dev", dev]).stdout
-    entries = json.loads(out or "[]")
-    return entries[0] if entries else None
-
-
-def wait_for(pred, timeout: float, interval: float = 0.05, what: str = "condition"):
-    """Poll `pred()` until it returns a truthy value; return it or raise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 # ---------------------------------------------------------------------------
@@ -199,24 +154,32 @@ class ApiResponse:
             return None
 
 
-def api(method: str, path: str, body=None, *, raw: str | None = None,
-        timeout: float = 10) -> ApiResponse:
-    """Call rvsd's API. `body` is JSON-encoded; `raw` is sent verbatim."""
+def curl_api(ns: str, method: str, path: str, data: str | None,
+             timeout: float) -> tuple[int, str]:
+    """(HTTP status, body) of a call to the API of the rvsd in `ns` (curl in
+    that namespace); `data` is sent as the JSON body. Status 0: no answer."""
     cmd = ["curl", "-s", "-S", "--max-time", str(timeout), "-X", method,
            "-o", "-", "-w", "\n%{http_code}"]
-    data = raw if raw is not None else (json.dumps(body) if body is not None else None)
     if data is not None:
         cmd += ["-H", "Content-Type: application/json", "--data-binary", "@-"]
     cmd.append(API + path)
-    cp = nsx(NS_DIR, cmd, check=False, input=data, timeout=timeout + 5)
+    cp = nsx(ns, cmd, check=False, input=data, timeout=timeout + 5)
     text, _, code = cp.stdout.rpartition("\n")
     try:
         status = int(code)
     except ValueError:
         status = 0
     if cp.returncode != 0 and status == 0:
-        raise RuntimeError(f"API {method} {path}: curl rc={cp.returncode}: {cp.stderr.strip()}")
-    return ApiResponse(status, text)
+        raise RuntimeError(f"API {method} {path} in {ns}: curl rc={cp.returncode}: "
+                           f"{cp.stderr.strip()}")
+    return status, text
+
+
+def api(method: str, path: str, body=None, *, raw: str | None = None,
+        timeout: float = 10) -> ApiResponse:
+    """Call rvsd's API. `body` is JSON-encoded; `raw` is sent verbatim."""
+    data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+    return ApiResponse(*curl_api(NS_DIR, method, path, data, timeout))
 
 
 def service_path(svc: dict) -> str:
@@ -226,6 +189,35 @@ def service_path(svc: dict) -> str:
 # ---------------------------------------------------------------------------
 # rvsd process
 # ---------------------------------------------------------------------------
+
+def wait_rvsd_ready(proc: subprocess.Popen, ns: str, timeout: float, interval: float,
+                    log_text) -> None:
+    """Waits until the rvsd `proc` in `ns` answers GET /api/v1/status; raises
+    with `log_text()` when it exits first or `timeout` s pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"rvsd in {ns} exited with {proc.returncode} during start-up\n"
+                               + log_text())
+        try:
+            if curl_api(ns, "GET", "/api/v1/status", None, timeout=2)[0] == 200:
+                return
+        except RuntimeError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"rvsd API in {ns} not up after {timeout}s\n" + log_text())
+        time.sleep(interval)
+
+
+def log_tail(path: Path, tail: int, name: str) -> str:
+    """The last `tail` lines of the log at `path`, framed with `name`."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"(no {name})"
+    return (f"---- {name} ({path}, last {tail} lines) ----\n"
+            + "\n".join(lines[-tail:]) + f"\n---- end of {name} ----")
+
 
 class Rvsd:
     """An rvsd started in rvs-dir with a config dict; logs to a temp file."""
@@ -263,36 +255,14 @@ class Rvsd:
         return self
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + self.ready_timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"rvsd exited with {self.proc.returncode} during start-up\n"
-                                   + self.log_text())
-            try:
-                if api("GET", "/api/v1/status", timeout=2).status == 200:
-                    return
-            except RuntimeError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"rvsd API not up after {self.ready_timeout}s\n" + self.log_text())
-            time.sleep(0.2)
+        wait_rvsd_ready(self.proc, NS_DIR, self.ready_timeout, 0.2, self.log_text)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> int | None:
         """SIGTERM, then SIGKILL after 10 s. Returns the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                print("rvsd ignored SIGTERM for 10 s; killing", file=sys.stderr)
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+        return stop_process(self.proc, 10, "rvsd")
 
     def kill(self) -> None:
         """SIGKILL rvsd (`ip netns exec` execs it: the child is rvsd itself)."""
@@ -301,12 +271,7 @@ class Rvsd:
             self.proc.wait(10)
 
     def log_text(self, tail: int = 200) -> str:
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return "(no rvsd log)"
-        return (f"---- rvsd log ({self.log_path}, last {tail} lines) ----\n"
-                + "\n".join(lines[-tail:]) + "\n---- end of rvsd log ----")
+        return log_tail(self.log_path, tail, "rvsd log")
 
     def cleanup(self) -> None:
         rc = self.stop()

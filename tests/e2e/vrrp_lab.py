@@ -10,6 +10,7 @@ Peers run in rvsv-a and rvsv-b: rvs-vrrp (target/release/rvs-vrrp, JSON
 config, JSON-lines events on stdout) or Debian's keepalived.
 
 Environment: RVS_VRRP=/path/to/rvs-vrrp, RVS_E2E_VERBOSE=1.
+Commands, polling, keepalived and the ARP capture build on nsutil.py.
 """
 from __future__ import annotations
 
@@ -18,15 +19,16 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+import nsutil
+from nsutil import VERBOSE, ensure_keepalived, log, mac_of, nsx, run  # noqa: F401
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RVS_VRRP = Path(os.environ.get("RVS_VRRP", REPO_ROOT / "target" / "release" / "rvs-vrrp"))
-VERBOSE = os.environ.get("RVS_E2E_VERBOSE") == "1"
 
 NS_SW = "rvsv-sw"
 NS_A = "rvsv-a"
@@ -34,24 +36,6 @@ NS_B = "rvsv-b"
 NS_C = "rvsv-c"
 IP = {NS_A: "10.77.0.1", NS_B: "10.77.0.2", NS_C: "10.77.0.3"}
 VIP = "10.77.0.100"
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def run(cmd: list[str], *, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-    if VERBOSE:
-        log("+ " + " ".join(cmd))
-    cp = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if check and cp.returncode != 0:
-        raise RuntimeError(f"command failed (rc={cp.returncode}): {' '.join(cmd)}\n"
-                           f"stdout: {cp.stdout!r}\nstderr: {cp.stderr!r}")
-    return cp
-
-
-def nsx(ns: str, cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    return run(["ip", "netns", "exec", ns, *cmd], **kw)
 
 
 # ---------------------------------------------------------------------------
@@ -66,21 +50,6 @@ def ensure_rvs_vrrp() -> None:
     log("building rvs-vrrp (cargo build --release -p rvs-control --bin rvs-vrrp)")
     subprocess.run([cargo, "build", "--release", "-p", "rvs-control", "--bin", "rvs-vrrp"],
                    cwd=REPO_ROOT, check=True, timeout=1800)
-
-
-def ensure_keepalived() -> str:
-    """Installs Debian's keepalived when it is missing; returns its path."""
-    path = shutil.which("keepalived") or ("/usr/sbin/keepalived" if Path("/usr/sbin/keepalived").exists() else None)
-    if path:
-        return path
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    log("installing keepalived (apt-get)")
-    subprocess.run(["apt-get", "install", "-y", "keepalived"], env=env, capture_output=True, timeout=600)
-    if not shutil.which("keepalived") and not Path("/usr/sbin/keepalived").exists():
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "keepalived"], env=env, check=True,
-                       capture_output=True, timeout=600)
-    return shutil.which("keepalived") or "/usr/sbin/keepalived"
 
 
 def ensure_tcpdump() -> None:
@@ -115,33 +84,17 @@ def topology_up() -> None:
     nsx(NS_SW, ["ip", "link", "set", "br0", "type", "bridge", "forward_delay", "0"])
 
 
-def mac_of(ns: str, ifname: str = "eth0") -> str:
-    out = nsx(ns, ["ip", "-j", "link", "show", "dev", ifname]).stdout
-    return json.loads(out)[0]["address"].lower()
-
-
 def has_vip(ns: str, vip: str = VIP) -> bool:
-    out = nsx(ns, ["ip", "-j", "-4", "addr", "show", "dev", "eth0"]).stdout
-    for link in json.loads(out or "[]"):
-        for a in link.get("addr_info", []):
-            if a.get("local") == vip:
-                return True
-    return False
+    return nsutil.has_vip(ns, vip)
 
 
 def del_vip(ns: str, vip: str = VIP) -> None:
-    nsx(ns, ["ip", "addr", "del", f"{vip}/32", "dev", "eth0"], check=False)
+    nsutil.del_vip(ns, vip)
 
 
 def wait_for(pred, timeout: float, what: str, interval: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    """nsutil.wait_for with `what` third and 10 ms polling."""
+    return nsutil.wait_for(pred, timeout, interval=interval, what=what)
 
 
 # ---------------------------------------------------------------------------
@@ -219,13 +172,7 @@ class RvsVrrp:
         return t
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        nsutil.stop_process(self.proc, 5)
         if self.proc and self.proc.stdout:
             self.proc.stdout.close()
         if hasattr(self, "stderr"):
@@ -271,131 +218,26 @@ def keepalived_conf(priority: int, state: str = "BACKUP", advert_int: float = 1,
     return "\n".join(lines) + "\n"
 
 
-class Keepalived:
+class Keepalived(nsutil.Keepalived):
     """keepalived -n -l in a namespace (VRRP only, no respawn, no syslog)."""
 
     def __init__(self, ns: str, conf: str, tmp: str, binary: str = "keepalived"):
-        self.ns = ns
-        self.dir = Path(tmp) / f"keepalived-{ns}"
-        self.dir.mkdir(exist_ok=True)
-        self.conf = self.dir / "keepalived.conf"
-        self.conf.write_text(conf)
-        self.pidfile = self.dir / "keepalived.pid"
-        self.vrrp_pidfile = self.dir / "vrrp.pid"
-        self.logfile = self.dir / "keepalived.log"
-        self.binary = binary
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "Keepalived":
-        self.log = open(self.logfile, "w")
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns, self.binary, "-n", "-l", "-D", "-G", "-P", "-R",
-             "-f", str(self.conf), "-p", str(self.pidfile), "-r", str(self.vrrp_pidfile)],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for(lambda: self.vrrp_pid(), 10, f"keepalived VRRP process in {self.ns}")
-        return self
-
-    def vrrp_pid(self) -> int | None:
-        try:
-            return int(self.vrrp_pidfile.read_text().strip())
-        except (OSError, ValueError):
-            return None
-
-    def log_text(self) -> str:
-        try:
-            return self.logfile.read_text()[-6000:]
-        except OSError:
-            return ""
-
-    def entered(self, state: str) -> int:
-        """How many times the log says it entered `state` (MASTER/BACKUP/FAULT)."""
-        return self.log_text().count(f"Entering {state} STATE")
-
-    def crash(self) -> float:
-        """SIGKILL the VRRP process, then the parent (no priority-0 advert);
-        returns the monotonic time of the kill."""
-        t = time.monotonic()
-        pid = self.vrrp_pid()
-        if pid:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        assert self.proc
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-        return t
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        pid = self.vrrp_pid()
-        if pid:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if hasattr(self, "log"):
-            self.log.close()
-        del_vip(self.ns)
+        super().__init__(ns, conf, Path(tmp) / f"keepalived-{ns}", binary, VIP)
 
 
 # ---------------------------------------------------------------------------
 # Capture
 # ---------------------------------------------------------------------------
 
-class ArpCapture:
+class ArpCapture(nsutil.ArpLines):
     """tcpdump -e arp on rvsv-c's eth0; lines collected as they come."""
 
     def __init__(self, ns: str = NS_C):
-        self.ns = ns
-        self.lines: list[str] = []
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "ArpCapture":
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns, "tcpdump", "-i", "eth0", "-n", "-e", "-l", "-U", "arp"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        ready = threading.Event()
-
-        def err_reader():
-            assert self.proc and self.proc.stderr
-            for line in self.proc.stderr:
-                if "listening on" in line:
-                    ready.set()
-
-        def out_reader():
-            assert self.proc and self.proc.stdout
-            for line in self.proc.stdout:
-                self.lines.append(line.strip())
-
-        threading.Thread(target=err_reader, daemon=True).start()
-        threading.Thread(target=out_reader, daemon=True).start()
-        if not ready.wait(10):
-            raise RuntimeError("tcpdump did not start")
-        return self
+        super().__init__(ns)
 
     def garps(self, vip: str = VIP, mac: str | None = None) -> list[str]:
-        return [l for l in self.lines if f"who-has {vip}" in l and f"tell {vip}" in l
+        return [l for _, l in list(self.lines) if f"who-has {vip}" in l and f"tell {vip}" in l
                 and (mac is None or l.lower().startswith(mac) or f" {mac} " in l.lower())]
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc:
-            for f in (self.proc.stdout, self.proc.stderr):
-                if f:
-                    f.close()
 
 
 def make_tmp() -> str:
