@@ -877,23 +877,30 @@ impl<F: Frame> Processor<F> {
         if let Some(p) = persistence {
             self.template_use(&conn, p, now_ms);
         }
-        if self.workers > 1 {
-            // Tell the others, so a packet of this connection that the NIC hands
-            // to another worker (NAT replies; client packets after an af_packet
-            // rollover or a redirected persistent SYN) is redirected here.
-            let owner = self.worker as u16;
-            out.messages.push(WorkerMsg::FlowOwner { key: conn.inbound_key(), owner });
-            if conn.forward == ForwardMode::Nat {
-                if let Some(key) = conn.reply_key() {
-                    out.messages.push(WorkerMsg::FlowOwner { key, owner });
-                }
-            }
-        }
+        self.announce(&conn, out);
         self.counters.inc(Counter::ConnCreated);
         if self.snapshot.sync_send {
             out.sync.push(self.conn_info(&conn, now_ms));
         }
         self.forward(ip_bytes, l2_len, &conn, Direction::Inbound, false)
+    }
+
+    /// Tells the other workers that this one owns `conn`, so a packet of it
+    /// that the NIC hands to another worker (NAT replies; client packets after
+    /// an af_packet rollover, a redirected persistent SYN, a synced connection)
+    /// is redirected here. FULLNAT replies need no announcement: their local
+    /// port names the owner.
+    fn announce(&self, conn: &Conn, out: &mut Output<F>) {
+        if self.workers < 2 {
+            return;
+        }
+        let owner = self.worker as u16;
+        out.messages.push(WorkerMsg::FlowOwner { key: conn.inbound_key(), owner });
+        if conn.forward == ForwardMode::Nat {
+            if let Some(key) = conn.reply_key() {
+                out.messages.push(WorkerMsg::FlowOwner { key, owner });
+            }
+        }
     }
 
     /// Whether the configuration ends this connection now: its real server was
@@ -978,7 +985,8 @@ impl<F: Frame> Processor<F> {
     }
 
     /// Installs a connection received from the sync master (a backup director
-    /// keeps it, so established connections survive a failover). Its FULLNAT
+    /// keeps it, so established connections survive a failover) on the worker
+    /// [`install_worker`] names, which announces it to the others. Its FULLNAT
     /// local port is taken out of this worker's pool. Returns false when the
     /// table is full or the entry is unusable.
     pub fn install(&mut self, info: &ConnInfo, now_ms: u64, out: &mut Output<F>) -> bool {
@@ -1009,6 +1017,7 @@ impl<F: Frame> Processor<F> {
         if !self.insert_conn(conn, now_ms, out) {
             return false;
         }
+        self.announce(&conn, out);
         self.count_conn(&conn, conn.service_index, conn.real_index, 1);
         self.counters.inc(Counter::ConnSynced);
         true
@@ -1341,6 +1350,17 @@ fn overload_after(overloaded: bool, bound: bool, total: u32, upper: u32, lower: 
 }
 
 /// `addr` masked with `netmask` (persistence granularity, ipvsadm `-M`).
+/// The worker of `workers` that installs a connection received from the sync
+/// master: for FULLNAT the owner of its local port (its replies are steered or
+/// redirected by port), else one picked by the client's address and port.
+pub fn install_worker(info: &ConnInfo, workers: usize) -> usize {
+    let workers = workers.max(1);
+    match info.local {
+        Some(local) => owner_of_port(local.port(), workers),
+        None => (u32::from(*info.client.ip()) ^ u32::from(info.client.port())) as usize % workers,
+    }
+}
+
 fn mask(addr: Ipv4Addr, netmask: Ipv4Addr) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(addr) & u32::from(netmask))
 }

@@ -32,6 +32,7 @@ use rvs_control::sync::SyncDaemon;
 use rvs_control::vrrp::{VrrpEngine, VrrpEvent};
 use rvs_control::{router, ApiState, Config, Dataplane, PublishReport};
 use rvs_dataplane::dpdk::{self, Eal, Mempool, Port};
+use rvs_dataplane::process::install_worker;
 use rvs_dataplane::snapshot::Snapshot;
 use rvs_dataplane::stats::{ConnFilter, ConnInfo, ServiceStats, SharedCounters};
 use rvs_dataplane::wire::MacAddr;
@@ -550,10 +551,19 @@ impl rvs_control::sync::SyncDataplane for DpdkDataplane {
     }
 
     fn install(&self, conns: Vec<ConnInfo>) {
-        // Every worker gets a copy: whichever queue the flow's packets land on
-        // after a failover finds it (FULLNAT ports are reserved in every pool).
-        for link in &self.links {
-            let _ = link.requests.send(WorkerRequest::Install(conns.clone()));
+        // One worker holds each connection and announces it to the others, so
+        // whichever queue its packets land on after a failover redirects them.
+        let workers = self.links.len();
+        let mut batches: Vec<Vec<ConnInfo>> = vec![Vec::new(); workers];
+        for c in conns {
+            if let Some(batch) = batches.get_mut(install_worker(&c, workers)) {
+                batch.push(c);
+            }
+        }
+        for (link, batch) in self.links.iter().zip(batches) {
+            if !batch.is_empty() {
+                let _ = link.requests.send(WorkerRequest::Install(batch));
+            }
         }
     }
 }

@@ -648,3 +648,43 @@ fn a_flow_gone_message_only_erases_its_own_owner() {
     w2.handle(0, VecFrame::new(&tcp(RS1_MAC, DIR_MAC, (RS1, 8080), (CLIENT, 40_000), flags::ACK, b"x")), 2, &mut out);
     assert!(out.redirect.is_empty(), "the owner's own FlowGone erases it");
 }
+
+/// A connection from the sync master lives on one worker of the backup, which
+/// announces it: after a failover, its packets on any queue reach that worker.
+#[test]
+fn a_synced_connection_lives_on_one_worker_that_announces_it() {
+    use std::net::SocketAddrV4;
+    let info = ConnInfo {
+        worker: 0,
+        protocol: Protocol::Tcp,
+        client: SocketAddrV4::new(CLIENT, 41_001),
+        vip: SocketAddrV4::new(NAT_VIP, 80),
+        real: SocketAddrV4::new(RS1, 8080),
+        local: None,
+        forward: ForwardMode::Nat,
+        state: "ESTABLISHED".into(),
+        expires_ms: 900_000,
+        template: false,
+    };
+    let owner = install_worker(&info, 2);
+    assert_eq!(owner, install_worker(&info, 2), "the same worker for every update");
+    let fnat = ConnInfo { local: Some(SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 200), 5001)), ..info.clone() };
+    assert_eq!(install_worker(&fnat, 2), owner_of_port(5001, 2), "FULLNAT: the owner of the local port");
+    assert_eq!(install_worker(&info, 1), 0);
+
+    let snap = snapshot(1, nat_reals());
+    let mut w: Vec<Processor<VecFrame>> = (0..2).map(|i| Processor::for_worker(Arc::clone(&snap), 64, i, 2)).collect();
+    let mut out = Output::with_capacity(8);
+    assert!(w[owner].install(&info, 0, &mut out));
+    assert_eq!((w[0].conns().len() + w[1].conns().len()), 1, "installed once");
+    let other = 1 - owner;
+    let mut out_other = Output::with_capacity(8);
+    for m in out.messages.drain(..) {
+        w[other].handle_message(m, 0, &mut out_other);
+    }
+    // The client's next segment and the real server's reply land on the other worker.
+    w[other].handle(0, VecFrame::new(&tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 41_001), (NAT_VIP, 80), flags::ACK, b"x")), 1, &mut out_other);
+    w[other].handle(0, VecFrame::new(&tcp(RS1_MAC, DIR_MAC, (RS1, 8080), (CLIENT, 41_001), flags::ACK, b"y")), 1, &mut out_other);
+    let to: Vec<usize> = out_other.redirect.iter().map(|r| r.0).collect();
+    assert_eq!(to, vec![owner, owner], "both directions go to the installing worker");
+}
