@@ -57,7 +57,8 @@ fn main() {
         "slot_option_conn": std::mem::size_of::<Option<Conn>>(),
         "flow_key": std::mem::size_of::<FlowKey>(),
         "index_entry": index_entry,
-        "index_entry_with_control_byte": index_entry + 1,
+        "index_bucket": index_entry,
+        "index_max_load": 0.75,
         "free_list_entry": std::mem::size_of::<ConnId>(),
     });
     let mut runs = Vec::new();

@@ -5,6 +5,7 @@
 //! packets by `client → VIP`, and in NAT mode the real server's replies by
 //! `real server → client`. Both keys point at one [`Conn`] entry.
 
+mod index;
 mod table;
 
 pub use table::{ConnId, ConnTable, Direction, IndexEntry, TableFull, MAX_CAPACITY};

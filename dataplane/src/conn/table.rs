@@ -2,20 +2,21 @@
 
 use std::hash::BuildHasher;
 
-use hashbrown::{DefaultHashBuilder, HashTable};
+use hashbrown::DefaultHashBuilder;
 
+use super::index::{self, Index};
 use super::{Conn, FlowKey};
 
 /// Index of a connection in its table's slab.
 pub type ConnId = u32;
 
-/// An entry of the index: `id << 1 | direction` (0 inbound, 1 reply). The
-/// key is not stored: it is read back from the slot.
+/// An entry of the index: 7 bits of the key's hash, then `id << 1 | direction`
+/// (0 inbound, 1 reply). The key is not stored: it is read back from the slot.
 pub type IndexEntry = u32;
 
-/// Largest number of connections a table holds (an id must leave a bit for
-/// the direction in an [`IndexEntry`]).
-pub const MAX_CAPACITY: usize = 1 << 31;
+/// Largest number of connections a table holds (2^24, rvsd's largest
+/// `conn_table_size`: an id takes 24 bits of an [`IndexEntry`]).
+pub const MAX_CAPACITY: usize = 1 << (index::VALUE_BITS - 1);
 
 /// Which way a packet travels on a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,17 +34,17 @@ pub struct TableFull(pub usize);
 
 /// A fixed-capacity connection table owned by one worker.
 ///
-/// Lookups are one hash probe. The index holds 4-byte entries (an id and a
-/// direction, [`IndexEntry`]) and compares keys against the slot they point
-/// to, so a connection costs its 44-byte slot plus one or two index entries
-/// (and a control byte each) at hashbrown's load factor.
+/// Lookups are one hash probe. The index ([`Index`]) holds 4-byte entries (a
+/// hash tag, an id and a direction) and compares keys against the slot they
+/// point to, so a connection costs its 44-byte slot plus one or two index
+/// entries at a load of at most 3/4.
 ///
 /// Expiry is lazy (an expired entry found by a lookup is removed then) plus an
 /// incremental sweep: [`ConnTable::expire`] checks a bounded number of slots
 /// per call, so the poll loop never stalls on a big scan.
 #[derive(Debug)]
 pub struct ConnTable {
-    index: HashTable<IndexEntry>,
+    index: Index,
     hasher: DefaultHashBuilder,
     slots: Vec<Option<Conn>>,
     free: Vec<ConnId>,
@@ -51,11 +52,11 @@ pub struct ConnTable {
     len: usize,
 }
 
-fn entry(id: ConnId, dir: Direction) -> IndexEntry {
+fn entry(id: ConnId, dir: Direction) -> u32 {
     id << 1 | u32::from(dir == Direction::Reply)
 }
 
-fn entry_dir(e: IndexEntry) -> Direction {
+fn entry_dir(e: u32) -> Direction {
     if e & 1 == 0 {
         Direction::Inbound
     } else {
@@ -64,7 +65,7 @@ fn entry_dir(e: IndexEntry) -> Direction {
 }
 
 /// The key an index entry stands for, read from its slot.
-fn entry_key(slots: &[Option<Conn>], e: IndexEntry) -> Option<FlowKey> {
+fn entry_key(slots: &[Option<Conn>], e: u32) -> Option<FlowKey> {
     let c = slots.get((e >> 1) as usize)?.as_ref()?;
     match entry_dir(e) {
         Direction::Inbound => Some(c.inbound_key()),
@@ -78,7 +79,7 @@ impl ConnTable {
     pub fn with_capacity(capacity: usize) -> Self {
         let capacity = capacity.clamp(1, MAX_CAPACITY);
         ConnTable {
-            index: HashTable::with_capacity(capacity * 2),
+            index: Index::with_capacity(capacity * 2),
             hasher: DefaultHashBuilder::default(),
             slots: Vec::with_capacity(capacity),
             free: Vec::with_capacity(capacity),
@@ -102,23 +103,23 @@ impl ConnTable {
         self.len == 0
     }
 
-    /// The index entry under `key`.
-    fn find(&self, key: &FlowKey) -> Option<IndexEntry> {
+    /// The index entry under `key`, whose hash is `hash`.
+    fn find(&self, key: &FlowKey, hash: u64) -> Option<u32> {
         let slots = &self.slots;
-        self.index.find(self.hasher.hash_one(key), |&e| entry_key(slots, e).as_ref() == Some(key)).copied()
+        self.index.find(hash, |e| entry_key(slots, e).as_ref() == Some(key))
     }
 
-    /// Adds `key → e` to the index (the key is not there).
-    fn index_insert(&mut self, key: &FlowKey, e: IndexEntry) {
-        let (slots, hasher) = (&self.slots, &self.hasher);
-        self.index.insert_unique(hasher.hash_one(key), e, |&e| entry_key(slots, e).map_or(0, |k| hasher.hash_one(k)));
+    /// Adds entry `e` under a key hashing to `hash` (the key is not there). The
+    /// index has room for two keys per slot, so it never refuses.
+    fn index_insert(&mut self, hash: u64, e: u32) {
+        let inserted = self.index.insert(hash, e);
+        debug_assert!(inserted, "the index has room for two keys per slot");
     }
 
     /// Takes `key → e` out of the index.
-    fn index_remove(&mut self, key: &FlowKey, e: IndexEntry) {
-        if let Ok(found) = self.index.find_entry(self.hasher.hash_one(key), |&x| x == e) {
-            found.remove();
-        }
+    fn index_remove(&mut self, key: &FlowKey, e: u32) {
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index.remove(hasher.hash_one(key), e, |x| entry_key(slots, x).map_or(0, |k| hasher.hash_one(k)));
     }
 
     /// Adds a connection under its inbound key (and reply key for NAT and
@@ -126,12 +127,13 @@ impl ConnTable {
     /// `displaced`, so the caller can release what it held.
     pub fn insert(&mut self, conn: Conn, displaced: &mut Vec<Conn>) -> Result<ConnId, TableFull> {
         let ik = conn.inbound_key();
-        let rk = conn.reply_key();
-        if let Some(old) = self.find(&ik) {
+        let ih = self.hasher.hash_one(ik);
+        let rk = conn.reply_key().map(|rk| (rk, self.hasher.hash_one(rk)));
+        if let Some(old) = self.find(&ik, ih) {
             displaced.extend(self.remove(old >> 1));
         }
-        if let Some(rk) = &rk {
-            if let Some(old) = self.find(rk) {
+        if let Some((rk, rh)) = &rk {
+            if let Some(old) = self.find(rk, *rh) {
                 displaced.extend(self.remove(old >> 1));
             }
         }
@@ -145,11 +147,11 @@ impl ConnTable {
             return Err(TableFull(self.capacity()));
         };
         // A reply key equal to the inbound key (a degenerate service) is found as the reply.
-        if rk != Some(ik) {
-            self.index_insert(&ik, entry(id, Direction::Inbound));
+        if rk.map(|(rk, _)| rk) != Some(ik) {
+            self.index_insert(ih, entry(id, Direction::Inbound));
         }
-        if let Some(rk) = &rk {
-            self.index_insert(rk, entry(id, Direction::Reply));
+        if let Some((_, rh)) = rk {
+            self.index_insert(rh, entry(id, Direction::Reply));
         }
         self.len += 1;
         Ok(id)
@@ -158,7 +160,7 @@ impl ConnTable {
     /// Finds the live connection a packet with `key` belongs to. An expired
     /// entry is not returned (the sweep, or a replacing insert, removes it).
     pub fn lookup(&self, key: &FlowKey, now_ms: u64) -> Option<(ConnId, Direction)> {
-        let e = self.find(key)?;
+        let e = self.find(key, self.hasher.hash_one(key))?;
         let id = e >> 1;
         let expired = self.slots.get(id as usize)?.as_ref()?.is_expired(now_ms);
         (!expired).then_some((id, entry_dir(e)))
@@ -351,7 +353,7 @@ mod tests {
         let mut t = ConnTable::with_capacity(4);
         let c = conn(7, ForwardMode::Nat, 0);
         let id = t.insert_(c).expect("room");
-        assert_eq!(t.index.iter().copied().collect::<std::collections::BTreeSet<_>>(), [id << 1, id << 1 | 1].into());
+        assert_eq!(t.index.values().collect::<std::collections::BTreeSet<_>>(), [id << 1, id << 1 | 1].into());
         t.remove(id);
         assert!(t.index.is_empty());
     }
@@ -393,6 +395,63 @@ mod tests {
             assert_eq!(t.expire(d * day, 4), 0);
             let since = t.get(id).map_or(0, |c| c.since_synced_ms(d * day));
             assert!(since >= (d * day).min(1 << 31), "day {d}: last sync {since} ms ago");
+        }
+    }
+
+    proptest::proptest! {
+        /// Inserts (replacing), removals, expiry and lookups agree with a
+        /// map of keys to client ports, NAT and DR mixed, in a small table.
+        #[test]
+        fn agrees_with_a_model(ops in proptest::collection::vec((0u8..4, 1u16..48, proptest::bool::ANY), 1..300)) {
+            use std::collections::HashMap;
+            let mut t = ConnTable::with_capacity(24);
+            let mut model: HashMap<u16, ConnId> = HashMap::new();
+            let mut now = 0;
+            for (op, port, nat) in ops {
+                let forward = if nat { ForwardMode::Nat } else { ForwardMode::Dr };
+                match op {
+                    0 | 1 => {
+                        let mut displaced = Vec::new();
+                        match t.insert(conn(port, forward, now), &mut displaced) {
+                            Ok(id) => {
+                                if let Some(old) = model.insert(port, id) {
+                                    proptest::prop_assert_eq!(displaced.len(), 1, "old {}", old);
+                                }
+                            }
+                            Err(TableFull(24)) => proptest::prop_assert!(!model.contains_key(&port) && model.len() == 24),
+                            Err(e) => proptest::prop_assert!(false, "{e}"),
+                        }
+                    }
+                    2 => {
+                        let removed = model.remove(&port).and_then(|id| t.remove(id));
+                        proptest::prop_assert_eq!(removed.map(|c| c.client.port()), removed.is_some().then_some(port));
+                    }
+                    _ => {
+                        now += 30_000;
+                        let mut removed = Vec::new();
+                        t.expire_into(now, 24, &mut removed);
+                        for c in removed {
+                            proptest::prop_assert!(model.remove(&c.client.port()).is_some());
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(t.len(), model.len());
+                let keys: usize = t.iter().map(|(_, c)| 1 + usize::from(c.reply_key().is_some())).sum();
+                proptest::prop_assert_eq!(t.index.len(), keys);
+                for p in 1..48 {
+                    for f in [ForwardMode::Nat, ForwardMode::Dr] {
+                        let c = conn(p, f, 0);
+                        let found = t.lookup(&c.inbound_key(), now).map(|(id, _)| id);
+                        proptest::prop_assert_eq!(found, model.get(&p).copied().filter(|&id| t.get(id).is_some_and(|c| !c.is_expired(now))));
+                        if let (Some(rk), Some(id)) = (c.reply_key(), model.get(&p)) {
+                            let stored = t.get(*id).copied();
+                            let hit = t.lookup(&rk, now);
+                            let want = stored.filter(|s| s.reply_key() == Some(rk) && !s.is_expired(now)).map(|_| (*id, Direction::Reply));
+                            proptest::prop_assert_eq!(hit, want);
+                        }
+                    }
+                }
+            }
         }
     }
 }
