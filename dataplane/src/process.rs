@@ -47,7 +47,7 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use crate::conn::{state_timeout_ms, Conn, ConnId, ConnTable, Direction, FlowKey, TcpFlags, TcpState};
+use crate::conn::{ms32, state_timeout_ms, Conn, ConnId, ConnTable, Direction, FlowKey, TcpFlags, TcpState};
 use crate::frame::Frame;
 use crate::fwd::{dr, fnat, icmp_err, nat, tun, NextHop};
 use crate::laddr::{owner_of_port, LocalPool};
@@ -319,7 +319,7 @@ impl<F: Frame> Processor<F> {
         if snapshot.local_port_range != self.pool.range() {
             let mut pool = LocalPool::new(self.worker, self.workers, snapshot.local_port_range);
             for (_, c) in self.conns.iter() {
-                if let Some(local) = c.local {
+                if let Some(local) = c.local.get() {
                     pool.reserve(local);
                 }
             }
@@ -350,12 +350,22 @@ impl<F: Frame> Processor<F> {
 
     /// Brings a connection's service and real indices up to the current snapshot.
     fn relocate(&self, c: &mut Conn) {
-        if c.generation != self.snapshot.generation {
-            let (si, ri) = self.locate(c);
-            c.service_index = si;
-            c.real_index = ri;
-            c.generation = self.snapshot.generation;
+        if c.generation != self.generation() {
+            self.relocate_now(c);
         }
+    }
+
+    /// Looks a connection's service and real indices up in the current snapshot.
+    fn relocate_now(&self, c: &mut Conn) {
+        let (si, ri) = self.locate(c);
+        c.service_index = si;
+        c.real_index = ri;
+        c.generation = self.generation();
+    }
+
+    /// The current snapshot's generation as connections store it (low 32 bits).
+    fn generation(&self) -> u32 {
+        self.snapshot.generation as u32
     }
 
     /// Where a connection's service and real server sit in the current snapshot
@@ -599,7 +609,7 @@ impl<F: Frame> Processor<F> {
         let c = &c;
         let (si, ri) = (c.service_index, c.real_index);
         self.count_conn(c, si, ri, -1);
-        if let Some(local) = c.local {
+        if let Some(local) = c.local.get() {
             self.pool.release(local);
         }
         if self.workers > 1 {
@@ -761,6 +771,7 @@ impl<F: Frame> Processor<F> {
         };
         let key = FlowKey { proto, src, dst, sport: l4.sport, dport: l4.dport };
         let timeouts = self.snapshot.timeouts;
+        let generation = self.generation();
 
         if let Some((id, dir)) = self.conns.lookup(&key, now_ms) {
             let Some(conn) = self.conns.get_mut(id) else {
@@ -768,7 +779,7 @@ impl<F: Frame> Processor<F> {
             };
             let reschedule = dir == Direction::Inbound && l4.syn && !l4.ack && conn.reusable_by_syn();
             if !reschedule {
-                if conn.generation != self.snapshot.generation {
+                if conn.generation != generation {
                     let mut c = *conn;
                     self.relocate(&mut c);
                     if let Some(stored) = self.conns.get_mut(id) {
@@ -784,9 +795,9 @@ impl<F: Frame> Processor<F> {
                     Protocol::Udp => conn.on_udp_packet(&timeouts, now_ms),
                 }
                 let resync = self.snapshot.sync_send
-                    && (before.state != conn.state || now_ms.saturating_sub(conn.synced_ms) > conn.timeout_ms / 2);
+                    && (before.state != conn.state || conn.since_synced_ms(now_ms) > conn.idle_timeout_ms(&timeouts) / 2);
                 if resync {
-                    conn.synced_ms = now_ms;
+                    conn.mark_synced(now_ms);
                 }
                 let conn = *conn;
                 if resync {
@@ -846,22 +857,21 @@ impl<F: Frame> Processor<F> {
             Protocol::Tcp => crate::conn::next_state(TcpState::None, l4.flags(), crate::conn::StateTable::Input),
             Protocol::Udp => TcpState::Udp,
         };
-        let timeout_ms = state_timeout_ms(state, &timeouts);
-        let conn = Conn {
+        let mut conn = Conn {
             protocol,
             client: SocketAddrV4::new(src, l4.sport),
             vip: SocketAddrV4::new(dst, l4.dport),
             real: SocketAddrV4::new(real.addr, real.port),
-            local,
+            local: local.into(),
             real_index: real_idx as u16,
             service_index: svc_idx as u16,
-            generation: self.snapshot.generation,
-            synced_ms: now_ms,
+            generation: self.generation(),
+            synced_ms: ms32(now_ms),
             forward: real.forward,
             state,
-            last_seen_ms: now_ms,
-            timeout_ms,
+            expires_ms: 0,
         };
+        conn.restart_timer(state_timeout_ms(state, &timeouts), now_ms);
         let persistence = svc.persistence;
         if !self.insert_conn(conn, now_ms, out) {
             if let Some(l) = local {
@@ -976,10 +986,10 @@ impl<F: Frame> Processor<F> {
             client: c.client,
             vip: c.vip,
             real: c.real,
-            local: c.local,
+            local: c.local.get(),
             forward: c.forward,
             state: c.state.name().to_owned(),
-            expires_ms: (c.last_seen_ms + c.timeout_ms).saturating_sub(now_ms),
+            expires_ms: c.expires_in_ms(now_ms),
             template: false,
         }
     }
@@ -1000,18 +1010,18 @@ impl<F: Frame> Processor<F> {
             client: info.client,
             vip: info.vip,
             real: info.real,
-            local: info.local,
+            local: info.local.into(),
             real_index: u16::MAX,
             service_index: u16::MAX,
             forward: info.forward,
             state,
-            last_seen_ms: now_ms,
-            timeout_ms: state_timeout_ms(state, &timeouts),
-            generation: u64::MAX,
-            synced_ms: now_ms,
+            expires_ms: 0,
+            generation: 0,
+            synced_ms: ms32(now_ms),
         };
-        self.relocate(&mut conn);
-        if let Some(local) = conn.local {
+        conn.restart_timer(state_timeout_ms(state, &timeouts), now_ms);
+        self.relocate_now(&mut conn);
+        if let Some(local) = conn.local.get() {
             self.pool.reserve(local);
         }
         if !self.insert_conn(conn, now_ms, out) {
@@ -1155,10 +1165,10 @@ impl<F: Frame> Processor<F> {
             },
             (Direction::Inbound, ForwardMode::Nat) => icmp_err::Translation { outer_dst: Some(*c.real.ip()), quoted_src: Some(c.real), ..Default::default() },
             (Direction::Inbound, ForwardMode::FullNat) => icmp_err::Translation {
-                outer_src: c.local.map(|l| *l.ip()),
+                outer_src: c.local.get().map(|l| *l.ip()),
                 outer_dst: Some(*c.real.ip()),
                 quoted_src: Some(c.real),
-                quoted_dst: c.local,
+                quoted_dst: c.local.get(),
             },
             (Direction::Inbound, ForwardMode::Dr) => {
                 self.counters.inc(Counter::IcmpErrorsForwarded);

@@ -360,18 +360,33 @@ def main():
     L.append("")
     if mem:
         s = mem.get("static_sizes_bytes", {})
-        L.append(f"Static sizes: `Conn` {s.get('conn')} B (slot `Option<Conn>` {s.get('slot_option_conn')} B), index entry "
-                 f"(FlowKey → (ConnId, Direction)) {s.get('index_entry_key_value')} B + 1 control byte, free-list entry {s.get('free_list_entry')} B.")
+        # conn_mem.json files before the compact index (key and value in a hashbrown map) have no index_bucket.
+        compact = "index_bucket" in s
+        if compact:
+            L.append(f"Static sizes: `Conn` {s.get('conn')} B (slot `Option<Conn>` {s.get('slot_option_conn')} B), index entry "
+                     f"(hash tag, id and direction; the key is read from the slot) {s.get('index_entry')} B with no control byte, "
+                     f"free-list entry {s.get('free_list_entry')} B.")
+        else:
+            L.append(f"Static sizes: `Conn` {s.get('conn')} B (slot `Option<Conn>` {s.get('slot_option_conn')} B), index entry "
+                     f"(FlowKey → (ConnId, Direction)) {s.get('index_entry_key_value')} B + 1 control byte, free-list entry {s.get('free_list_entry')} B.")
         L.append("")
         L.append("| mode | connections (= conn_table_size) | resident bytes per connection | of which allocated at creation |")
         L.append("|---|---|---|---|")
         for r in mem.get("runs", []):
             L.append(f"| {r['mode']} | {r['connections']} | {fmt(r['bytes_per_conn'])} | {fmt(r['bytes_per_conn_at_create'])} |")
         L.append("")
-        L.append("Where it goes: the index is a hashbrown map created with room for 2 keys per connection (NAT's reply key), "
-                 "rounded up to a power of two buckets at 7/8 load: for N connections 2N..4N buckets of 25 bytes "
-                 f"(50–100 B per connection, DR included, which uses one key), plus the {s.get('slot_option_conn')}-byte slot "
-                 "and a 4-byte free-list entry once the free list is used.")
+        if compact:
+            bucket, max_load = s.get("index_bucket"), s.get("index_max_load")
+            low, high = 2 * bucket / max_load, 4 * bucket / max_load
+            L.append("Where it goes: the index is an open-addressing table created with room for 2 keys per connection (NAT's reply key) "
+                     f"at a load of at most {max_load}, rounded up to a power of two buckets: for N connections {2 / max_load:.2f}N..{4 / max_load:.2f}N "
+                     f"buckets of {bucket} bytes ({low:.1f}–{high:.1f} B per connection, DR included, which uses one key), plus the "
+                     f"{s.get('slot_option_conn')}-byte slot and a 4-byte free-list entry once the free list is used.")
+        else:
+            L.append("Where it goes: the index is a hashbrown map created with room for 2 keys per connection (NAT's reply key), "
+                     "rounded up to a power of two buckets at 7/8 load: for N connections 2N..4N buckets of 25 bytes "
+                     f"(50–100 B per connection, DR included, which uses one key), plus the {s.get('slot_option_conn')}-byte slot "
+                     "and a 4-byte free-list entry once the free list is used.")
     L.append("")
     L.append("## Where the time goes")
     L.append("")

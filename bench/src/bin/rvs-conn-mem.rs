@@ -16,7 +16,7 @@ use std::time::Instant;
 use rvs_bench::fixture::{neighbour_replies, snapshot};
 use rvs_bench::plan::{self, MODES};
 use rvs_bench::template::{Kind, Proto, Template};
-use rvs_dataplane::conn::{Conn, ConnId, Direction, FlowKey};
+use rvs_dataplane::conn::{Conn, ConnId, FlowKey, IndexEntry};
 use rvs_dataplane::frame::{Frame, VecFrame};
 use rvs_dataplane::process::{Output, Processor};
 use rvs_dataplane::stats::Counter;
@@ -51,13 +51,14 @@ fn main() {
             args
         }
     };
-    let index_entry = std::mem::size_of::<(FlowKey, (ConnId, Direction))>();
+    let index_entry = std::mem::size_of::<IndexEntry>();
     let static_sizes = json!({
         "conn": std::mem::size_of::<Conn>(),
         "slot_option_conn": std::mem::size_of::<Option<Conn>>(),
         "flow_key": std::mem::size_of::<FlowKey>(),
-        "index_entry_key_value": index_entry,
-        "index_entry_with_control_byte": index_entry + 1,
+        "index_entry": index_entry,
+        "index_bucket": index_entry,
+        "index_max_load": 0.75,
         "free_list_entry": std::mem::size_of::<ConnId>(),
     });
     let mut runs = Vec::new();

@@ -5,9 +5,10 @@
 //! packets by `client → VIP`, and in NAT mode the real server's replies by
 //! `real server → client`. Both keys point at one [`Conn`] entry.
 
+mod index;
 mod table;
 
-pub use table::{ConnId, ConnTable, Direction, TableFull};
+pub use table::{ConnId, ConnTable, Direction, IndexEntry, TableFull, MAX_CAPACITY};
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -168,7 +169,54 @@ pub fn next_state(current: TcpState, flags: TcpFlags, table: StateTable) -> TcpS
     }
 }
 
-/// One load-balanced connection.
+/// Longest idle timeout a connection keeps, in milliseconds (2^31 - 1, 24.8
+/// days: IPVS's own limit, `INT_MAX / HZ` seconds, at HZ 1000). Longer
+/// configured timeouts are cut to it.
+///
+/// A connection stores worker-clock milliseconds in 32 bits ([`ms32`]); that
+/// clock wraps every 49.7 days, and every comparison is a wrapping difference,
+/// which stays right across the wrap as long as the instants compared are less
+/// than 2^31 ms apart: a live entry's deadline is at most this far ahead, and
+/// the incremental sweep removes an expired entry long before it is that far
+/// behind.
+pub const MAX_TIMEOUT_MS: u64 = i32::MAX as u64;
+
+/// Worker-clock milliseconds as a [`Conn`] stores them: the low 32 bits.
+pub fn ms32(now_ms: u64) -> u32 {
+    now_ms as u32
+}
+
+/// An optional IPv4 socket address in 7 bytes with alignment 1, where
+/// `Option<SocketAddrV4>` takes 8 (a tag and padding): [`Conn::local`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OptAddrV4 {
+    ip: [u8; 4],
+    port: [u8; 2],
+    some: bool,
+}
+
+impl OptAddrV4 {
+    /// No address.
+    pub const NONE: OptAddrV4 = OptAddrV4 { ip: [0; 4], port: [0; 2], some: false };
+
+    /// The address, if any.
+    pub fn get(self) -> Option<SocketAddrV4> {
+        self.some.then(|| SocketAddrV4::new(Ipv4Addr::from(self.ip), u16::from_ne_bytes(self.port)))
+    }
+}
+
+impl From<Option<SocketAddrV4>> for OptAddrV4 {
+    fn from(a: Option<SocketAddrV4>) -> Self {
+        match a {
+            Some(a) => OptAddrV4 { ip: a.ip().octets(), port: a.port().to_ne_bytes(), some: true },
+            None => OptAddrV4::NONE,
+        }
+    }
+}
+
+/// One load-balanced connection: 44 bytes, and so is its table slot
+/// (`Option<Conn>` uses a niche of the enums). Times are worker-clock
+/// milliseconds in 32 bits (see [`MAX_TIMEOUT_MS`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conn {
     /// Transport protocol.
@@ -180,24 +228,24 @@ pub struct Conn {
     /// The real server address and port chosen for it.
     pub real: SocketAddrV4,
     /// FULLNAT: the local address and port the real server sees as the client.
-    pub local: Option<SocketAddrV4>,
+    pub local: OptAddrV4,
     /// Index of the real server in its service (at creation; for counts and stats).
     pub real_index: u16,
     /// Index of the service in the snapshot of generation `generation`.
     pub service_index: u16,
-    /// The snapshot generation `service_index` and `real_index` refer to; they
-    /// are looked up again (by address) when the worker runs on a newer one.
-    pub generation: u64,
-    /// When it was last sent to the backup directors (connection sync), in ms.
-    pub synced_ms: u64,
+    /// The snapshot generation `service_index` and `real_index` refer to (its
+    /// low 32 bits); they are looked up again (by address) when the worker
+    /// runs on another one.
+    pub generation: u32,
+    /// When it was last sent to the backup directors (connection sync), [`ms32`].
+    pub synced_ms: u32,
     /// How packets reach the real server.
     pub forward: ForwardMode,
     /// TCP state (UDP flows stay `Established`).
     pub state: TcpState,
-    /// Last packet seen, in milliseconds of the worker's clock.
-    pub last_seen_ms: u64,
-    /// Idle timeout for the current state, in milliseconds.
-    pub timeout_ms: u64,
+    /// When it expires unless a packet comes first, [`ms32`]: the last packet
+    /// plus the idle timeout of the state it left the connection in.
+    pub expires_ms: u32,
 }
 
 impl Conn {
@@ -222,7 +270,7 @@ impl Conn {
     pub fn reply_key(&self) -> Option<FlowKey> {
         let to = match self.forward {
             ForwardMode::Nat => self.client,
-            ForwardMode::FullNat => self.local?,
+            ForwardMode::FullNat => self.local.get()?,
             ForwardMode::Dr | ForwardMode::Tun => return None,
         };
         Some(FlowKey {
@@ -242,7 +290,47 @@ impl Conn {
 
     /// True when the connection has been idle past its timeout at `now_ms`.
     pub fn is_expired(&self, now_ms: u64) -> bool {
-        now_ms.saturating_sub(self.last_seen_ms) > self.timeout_ms
+        (ms32(now_ms).wrapping_sub(self.expires_ms) as i32) > 0
+    }
+
+    /// Milliseconds left before it expires (0 once expired).
+    pub fn expires_in_ms(&self, now_ms: u64) -> u64 {
+        u64::try_from(self.expires_ms.wrapping_sub(ms32(now_ms)) as i32).unwrap_or(0)
+    }
+
+    /// Restarts the idle timer: the connection expires `timeout_ms` (at most
+    /// [`MAX_TIMEOUT_MS`]) after `now_ms`.
+    pub fn restart_timer(&mut self, timeout_ms: u64, now_ms: u64) {
+        self.expires_ms = ms32(now_ms).wrapping_add(timeout_ms.min(MAX_TIMEOUT_MS) as u32);
+    }
+
+    /// The idle timeout of the connection as it is now, under `timeouts`.
+    pub fn idle_timeout_ms(&self, timeouts: &Timeouts) -> u64 {
+        let ms = match self.protocol {
+            Protocol::Tcp => state_timeout_ms(self.state, timeouts),
+            Protocol::Udp => u64::from(timeouts.udp) * 1000,
+        };
+        ms.min(MAX_TIMEOUT_MS)
+    }
+
+    /// Milliseconds since it was last sent to the backup directors.
+    pub fn since_synced_ms(&self, now_ms: u64) -> u64 {
+        u64::from(ms32(now_ms).wrapping_sub(self.synced_ms))
+    }
+
+    /// Records that it was sent to the backup directors at `now_ms`.
+    pub fn mark_synced(&mut self, now_ms: u64) {
+        self.synced_ms = ms32(now_ms);
+    }
+
+    /// Keeps [`Conn::since_synced_ms`] right however long the connection goes
+    /// unsynced (connection sync off): once the last sync is 2^31 ms ago (more
+    /// than any idle timeout) it is pinned there, before the 32-bit clock wraps.
+    /// The incremental sweep calls it on every live connection.
+    pub fn age_sync(&mut self, now_ms: u64) {
+        if self.since_synced_ms(now_ms) > MAX_TIMEOUT_MS {
+            self.synced_ms = ms32(now_ms).wrapping_sub(1 << 31);
+        }
     }
 
     /// The transition table for a packet travelling `dir`.
@@ -258,14 +346,12 @@ impl Conn {
     /// idle timer with the new state's timeout.
     pub fn on_tcp_packet(&mut self, flags: TcpFlags, dir: Direction, timeouts: &Timeouts, now_ms: u64) {
         self.state = next_state(self.state, flags, self.state_table(dir));
-        self.timeout_ms = state_timeout_ms(self.state, timeouts);
-        self.last_seen_ms = now_ms;
+        self.restart_timer(state_timeout_ms(self.state, timeouts), now_ms);
     }
 
     /// Refreshes the timer of a UDP flow.
     pub fn on_udp_packet(&mut self, timeouts: &Timeouts, now_ms: u64) {
-        self.timeout_ms = u64::from(timeouts.udp) * 1000;
-        self.last_seen_ms = now_ms;
+        self.restart_timer(u64::from(timeouts.udp) * 1000, now_ms);
     }
 
     /// True when a new SYN from the client may replace this connection (IPVS's
@@ -302,6 +388,18 @@ pub fn state_timeout_ms(state: TcpState, t: &Timeouts) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_takes_44_bytes() {
+        assert_eq!(std::mem::size_of::<OptAddrV4>(), 7);
+        assert_eq!(std::mem::size_of::<Conn>(), 44);
+        assert_eq!(std::mem::size_of::<Option<Conn>>(), 44, "the slot costs no tag");
+        assert_eq!(OptAddrV4::from(None).get(), None);
+        let a = SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 200), 5001);
+        assert_eq!(OptAddrV4::from(Some(a)).get(), Some(a));
+        let zero = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+        assert_eq!(OptAddrV4::from(Some(zero)).get(), Some(zero), "an all-zero address is still an address");
+    }
 
     const SYN: TcpFlags = TcpFlags { syn: true, ack: false, fin: false, rst: false };
     const SYNACK: TcpFlags = TcpFlags { syn: true, ack: true, fin: false, rst: false };

@@ -1,11 +1,22 @@
 //! The connection table: a slab of [`Conn`] entries indexed by flow keys.
 
-use hashbrown::HashMap;
+use std::hash::BuildHasher;
 
+use hashbrown::DefaultHashBuilder;
+
+use super::index::{self, Index};
 use super::{Conn, FlowKey};
 
 /// Index of a connection in its table's slab.
 pub type ConnId = u32;
+
+/// An entry of the index: 7 bits of the key's hash, then `id << 1 | direction`
+/// (0 inbound, 1 reply). The key is not stored: it is read back from the slot.
+pub type IndexEntry = u32;
+
+/// Largest number of connections a table holds (2^24, rvsd's largest
+/// `conn_table_size`: an id takes 24 bits of an [`IndexEntry`]).
+pub const MAX_CAPACITY: usize = 1 << (index::VALUE_BITS - 1);
 
 /// Which way a packet travels on a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,24 +34,53 @@ pub struct TableFull(pub usize);
 
 /// A fixed-capacity connection table owned by one worker.
 ///
-/// Lookups are one hash probe. Expiry is lazy (an expired entry found by a lookup
-/// is removed then) plus an incremental sweep: [`ConnTable::expire`] checks a
-/// bounded number of slots per call, so the poll loop never stalls on a big scan.
+/// Lookups are one hash probe. The index ([`Index`]) holds 4-byte entries (a
+/// hash tag, an id and a direction) and compares keys against the slot they
+/// point to, so a connection costs its 44-byte slot plus one or two index
+/// entries at a load of at most 3/4.
+///
+/// Expiry is lazy (an expired entry found by a lookup is removed then) plus an
+/// incremental sweep: [`ConnTable::expire`] checks a bounded number of slots
+/// per call, so the poll loop never stalls on a big scan.
 #[derive(Debug)]
 pub struct ConnTable {
-    index: HashMap<FlowKey, (ConnId, Direction)>,
+    index: Index,
+    hasher: DefaultHashBuilder,
     slots: Vec<Option<Conn>>,
     free: Vec<ConnId>,
     sweep_cursor: usize,
     len: usize,
 }
 
+fn entry(id: ConnId, dir: Direction) -> u32 {
+    id << 1 | u32::from(dir == Direction::Reply)
+}
+
+fn entry_dir(e: u32) -> Direction {
+    if e & 1 == 0 {
+        Direction::Inbound
+    } else {
+        Direction::Reply
+    }
+}
+
+/// The key an index entry stands for, read from its slot.
+fn entry_key(slots: &[Option<Conn>], e: u32) -> Option<FlowKey> {
+    let c = slots.get((e >> 1) as usize)?.as_ref()?;
+    match entry_dir(e) {
+        Direction::Inbound => Some(c.inbound_key()),
+        Direction::Reply => c.reply_key(),
+    }
+}
+
 impl ConnTable {
-    /// A table for at most `capacity` connections, allocated up front.
+    /// A table for at most `capacity` connections (at most [`MAX_CAPACITY`]),
+    /// allocated up front.
     pub fn with_capacity(capacity: usize) -> Self {
-        let capacity = capacity.max(1);
+        let capacity = capacity.clamp(1, MAX_CAPACITY);
         ConnTable {
-            index: HashMap::with_capacity(capacity * 2),
+            index: Index::with_capacity(capacity * 2),
+            hasher: DefaultHashBuilder::default(),
             slots: Vec::with_capacity(capacity),
             free: Vec::with_capacity(capacity),
             sweep_cursor: 0,
@@ -50,7 +90,7 @@ impl ConnTable {
 
     /// Maximum number of connections.
     pub fn capacity(&self) -> usize {
-        self.slots.capacity()
+        self.slots.capacity().min(MAX_CAPACITY)
     }
 
     /// Connections in the table.
@@ -63,30 +103,55 @@ impl ConnTable {
         self.len == 0
     }
 
+    /// The index entry under `key`, whose hash is `hash`.
+    fn find(&self, key: &FlowKey, hash: u64) -> Option<u32> {
+        let slots = &self.slots;
+        self.index.find(hash, |e| entry_key(slots, e).as_ref() == Some(key))
+    }
+
+    /// Adds entry `e` under a key hashing to `hash` (the key is not there). The
+    /// index has room for two keys per slot, so it never refuses.
+    fn index_insert(&mut self, hash: u64, e: u32) {
+        let inserted = self.index.insert(hash, e);
+        debug_assert!(inserted, "the index has room for two keys per slot");
+    }
+
+    /// Takes `key → e` out of the index.
+    fn index_remove(&mut self, key: &FlowKey, e: u32) {
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index.remove(hasher.hash_one(key), e, |x| entry_key(slots, x).map_or(0, |k| hasher.hash_one(k)));
+    }
+
     /// Adds a connection under its inbound key (and reply key for NAT and
     /// FULLNAT). An existing entry under either key is replaced and pushed to
     /// `displaced`, so the caller can release what it held.
     pub fn insert(&mut self, conn: Conn, displaced: &mut Vec<Conn>) -> Result<ConnId, TableFull> {
-        if let Some((old, _)) = self.index.get(&conn.inbound_key()).copied() {
-            displaced.extend(self.remove(old));
+        let ik = conn.inbound_key();
+        let ih = self.hasher.hash_one(ik);
+        let rk = conn.reply_key().map(|rk| (rk, self.hasher.hash_one(rk)));
+        if let Some(old) = self.find(&ik, ih) {
+            displaced.extend(self.remove(old >> 1));
         }
-        if let Some(rk) = conn.reply_key() {
-            if let Some((old, _)) = self.index.get(&rk).copied() {
-                displaced.extend(self.remove(old));
+        if let Some((rk, rh)) = &rk {
+            if let Some(old) = self.find(rk, *rh) {
+                displaced.extend(self.remove(old >> 1));
             }
         }
         let id = if let Some(id) = self.free.pop() {
             self.slots[id as usize] = Some(conn);
             id
-        } else if self.slots.len() < self.slots.capacity() {
+        } else if self.slots.len() < self.capacity() {
             self.slots.push(Some(conn));
             (self.slots.len() - 1) as ConnId
         } else {
             return Err(TableFull(self.capacity()));
         };
-        self.index.insert(conn.inbound_key(), (id, Direction::Inbound));
-        if let Some(rk) = conn.reply_key() {
-            self.index.insert(rk, (id, Direction::Reply));
+        // A reply key equal to the inbound key (a degenerate service) is found as the reply.
+        if rk.map(|(rk, _)| rk) != Some(ik) {
+            self.index_insert(ih, entry(id, Direction::Inbound));
+        }
+        if let Some((_, rh)) = rk {
+            self.index_insert(rh, entry(id, Direction::Reply));
         }
         self.len += 1;
         Ok(id)
@@ -95,9 +160,10 @@ impl ConnTable {
     /// Finds the live connection a packet with `key` belongs to. An expired
     /// entry is not returned (the sweep, or a replacing insert, removes it).
     pub fn lookup(&self, key: &FlowKey, now_ms: u64) -> Option<(ConnId, Direction)> {
-        let (id, dir) = *self.index.get(key)?;
+        let e = self.find(key, self.hasher.hash_one(key))?;
+        let id = e >> 1;
         let expired = self.slots.get(id as usize)?.as_ref()?.is_expired(now_ms);
-        (!expired).then_some((id, dir))
+        (!expired).then_some((id, entry_dir(e)))
     }
 
     /// The connection with this id.
@@ -112,11 +178,12 @@ impl ConnTable {
 
     /// Removes a connection and its keys. Returns it.
     pub fn remove(&mut self, id: ConnId) -> Option<Conn> {
-        let conn = self.slots.get_mut(id as usize)?.take()?;
-        self.index.remove(&conn.inbound_key());
+        let conn = (*self.slots.get(id as usize)?)?;
+        self.index_remove(&conn.inbound_key(), entry(id, Direction::Inbound));
         if let Some(rk) = conn.reply_key() {
-            self.index.remove(&rk);
+            self.index_remove(&rk, entry(id, Direction::Reply));
         }
+        self.slots[id as usize] = None;
         self.free.push(id);
         self.len -= 1;
         Some(conn)
@@ -142,7 +209,15 @@ impl ConnTable {
             }
             let id = self.sweep_cursor as ConnId;
             self.sweep_cursor += 1;
-            if self.slots[id as usize].is_some_and(|c| c.is_expired(now_ms)) {
+            let expired = match &mut self.slots[id as usize] {
+                Some(c) if c.is_expired(now_ms) => true,
+                Some(c) => {
+                    c.age_sync(now_ms);
+                    false
+                }
+                None => false,
+            };
+            if expired {
                 removed.extend(self.remove(id));
                 count += 1;
             }
@@ -170,15 +245,14 @@ mod tests {
             client: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), client_port),
             vip: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 100), 80),
             real: SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 11), 8080),
-            local: None,
+            local: None.into(),
             real_index: 0,
             service_index: 0,
             generation: 0,
             synced_ms: 0,
             forward,
             state: TcpState::SynRecv,
-            last_seen_ms: now,
-            timeout_ms: 60_000,
+            expires_ms: (now + 60_000) as u32,
         }
     }
 
@@ -264,12 +338,120 @@ mod tests {
         c.on_tcp_packet(TcpFlags { syn: true, ack: true, ..TcpFlags::default() }, Direction::Reply, &timeouts, 5);
         assert_eq!(c.state, TcpState::SynRecv, "the server's SYN-ACK does not establish");
         c.on_tcp_packet(ack, Direction::Inbound, &timeouts, 10);
-        assert_eq!((c.state, c.timeout_ms, c.last_seen_ms), (TcpState::Established, 900_000, 10));
+        assert_eq!((c.state, c.expires_ms), (TcpState::Established, 10 + 900_000));
         c.on_tcp_packet(TcpFlags { fin: true, ack: true, ..TcpFlags::default() }, Direction::Reply, &timeouts, 20);
-        assert_eq!((c.state, c.timeout_ms), (TcpState::FinWait, 120_000));
+        assert_eq!((c.state, c.expires_in_ms(20)), (TcpState::FinWait, 120_000));
         assert!(!c.reusable_by_syn(), "NAT FIN_WAIT is not reused (conn_reuse_mode 1)");
         c.on_tcp_packet(TcpFlags { rst: true, ..TcpFlags::default() }, Direction::Reply, &timeouts, 30);
-        assert_eq!((c.state, c.timeout_ms), (TcpState::Close, 10_000));
+        assert_eq!((c.state, c.expires_in_ms(30)), (TcpState::Close, 10_000));
         assert!(c.reusable_by_syn());
+    }
+
+    #[test]
+    fn index_entries_take_4_bytes() {
+        assert_eq!(std::mem::size_of::<IndexEntry>(), 4);
+        let mut t = ConnTable::with_capacity(4);
+        let c = conn(7, ForwardMode::Nat, 0);
+        let id = t.insert_(c).expect("room");
+        assert_eq!(t.index.values().collect::<std::collections::BTreeSet<_>>(), [id << 1, id << 1 | 1].into());
+        t.remove(id);
+        assert!(t.index.is_empty());
+    }
+
+    #[test]
+    fn expiry_is_right_across_the_clock_wrap() {
+        let wrap = 1u64 << 32;
+        let mut t = ConnTable::with_capacity(4);
+        let c = conn(1, ForwardMode::Nat, wrap - 1_000);
+        t.insert_(c).expect("room");
+        assert!(t.lookup(&c.inbound_key(), wrap - 1).is_some());
+        assert!(t.lookup(&c.inbound_key(), wrap + 59_000).is_some(), "idle 60 s: still there");
+        assert_eq!(t.get(0).map(|c| c.expires_in_ms(wrap + 58_000)), Some(1_000));
+        assert!(t.lookup(&c.inbound_key(), wrap + 59_001).is_none());
+        assert_eq!(t.expire(wrap + 59_001, 4), 1);
+    }
+
+    #[test]
+    fn long_timeouts_are_cut_to_the_clock_range() {
+        let mut c = conn(1, ForwardMode::Nat, 0);
+        let year_ms = 365 * 24 * 3_600_000;
+        c.restart_timer(year_ms, 5);
+        assert_eq!(c.expires_in_ms(5), crate::conn::MAX_TIMEOUT_MS);
+        assert!(!c.is_expired(5 + crate::conn::MAX_TIMEOUT_MS));
+        assert!(c.is_expired(6 + crate::conn::MAX_TIMEOUT_MS));
+    }
+
+    #[test]
+    fn a_long_unsynced_connection_stays_due_for_sync() {
+        // Connection sync off for 60 days (longer than the 32-bit clock's
+        // 49.7), the connection kept alive: the sweep keeps it due.
+        let day = 24 * 3_600_000u64;
+        let mut t = ConnTable::with_capacity(4);
+        let id = t.insert_(conn(1, ForwardMode::Nat, 0)).expect("room");
+        for d in 1..=60 {
+            if let Some(c) = t.get_mut(id) {
+                c.restart_timer(900_000, d * day);
+            }
+            assert_eq!(t.expire(d * day, 4), 0);
+            let since = t.get(id).map_or(0, |c| c.since_synced_ms(d * day));
+            assert!(since >= (d * day).min(1 << 31), "day {d}: last sync {since} ms ago");
+        }
+    }
+
+    proptest::proptest! {
+        /// Inserts (replacing), removals, expiry and lookups agree with a
+        /// map of keys to client ports, NAT and DR mixed, in a small table.
+        #[test]
+        fn agrees_with_a_model(ops in proptest::collection::vec((0u8..4, 1u16..48, proptest::bool::ANY), 1..300)) {
+            use std::collections::HashMap;
+            let mut t = ConnTable::with_capacity(24);
+            let mut model: HashMap<u16, ConnId> = HashMap::new();
+            let mut now = 0;
+            for (op, port, nat) in ops {
+                let forward = if nat { ForwardMode::Nat } else { ForwardMode::Dr };
+                match op {
+                    0 | 1 => {
+                        let mut displaced = Vec::new();
+                        match t.insert(conn(port, forward, now), &mut displaced) {
+                            Ok(id) => {
+                                if let Some(old) = model.insert(port, id) {
+                                    proptest::prop_assert_eq!(displaced.len(), 1, "old {}", old);
+                                }
+                            }
+                            Err(TableFull(24)) => proptest::prop_assert!(!model.contains_key(&port) && model.len() == 24),
+                            Err(e) => proptest::prop_assert!(false, "{e}"),
+                        }
+                    }
+                    2 => {
+                        let removed = model.remove(&port).and_then(|id| t.remove(id));
+                        proptest::prop_assert_eq!(removed.map(|c| c.client.port()), removed.is_some().then_some(port));
+                    }
+                    _ => {
+                        now += 30_000;
+                        let mut removed = Vec::new();
+                        t.expire_into(now, 24, &mut removed);
+                        for c in removed {
+                            proptest::prop_assert!(model.remove(&c.client.port()).is_some());
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(t.len(), model.len());
+                let keys: usize = t.iter().map(|(_, c)| 1 + usize::from(c.reply_key().is_some())).sum();
+                proptest::prop_assert_eq!(t.index.len(), keys);
+                for p in 1..48 {
+                    for f in [ForwardMode::Nat, ForwardMode::Dr] {
+                        let c = conn(p, f, 0);
+                        let found = t.lookup(&c.inbound_key(), now).map(|(id, _)| id);
+                        proptest::prop_assert_eq!(found, model.get(&p).copied().filter(|&id| t.get(id).is_some_and(|c| !c.is_expired(now))));
+                        if let (Some(rk), Some(id)) = (c.reply_key(), model.get(&p)) {
+                            let stored = t.get(*id).copied();
+                            let hit = t.lookup(&rk, now);
+                            let want = stored.filter(|s| s.reply_key() == Some(rk) && !s.is_expired(now)).map(|_| (*id, Direction::Reply));
+                            proptest::prop_assert_eq!(hit, want);
+                        }
+                    }
+                }
+            }
+        }
     }
 }

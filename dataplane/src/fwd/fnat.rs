@@ -30,7 +30,7 @@ const MAX_TCP_HEADER: usize = 60;
 
 /// Rewrites a client packet to LIP:lport → RIP:rport.
 pub fn xmit_inbound(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
-    let local = conn.local.ok_or(FwdError::Protocol(0))?;
+    let local = conn.local.get().ok_or(FwdError::Protocol(0))?;
     rewrite(ip, Field::Source, local)?;
     rewrite(ip, Field::Destination, conn.real)?;
     Ok(NextHop::Routed(*conn.real.ip()))
@@ -126,15 +126,14 @@ mod tests {
             client: sock([10, 0, 0, 2], 40000),
             vip: sock([10, 0, 0, 102], 80),
             real: sock([10, 1, 0, 11], 8080),
-            local: Some(sock([10, 1, 0, 200], 5001)),
+            local: Some(sock([10, 1, 0, 200], 5001)).into(),
             real_index: 0,
             service_index: 0,
             generation: 0,
             synced_ms: 0,
             forward: ForwardMode::FullNat,
             state: TcpState::Established,
-            last_seen_ms: 0,
-            timeout_ms: 1,
+            expires_ms: 1,
         }
     }
 
@@ -153,7 +152,7 @@ mod tests {
     #[test]
     fn both_directions_match_full_recomputation() {
         let c = conn();
-        let local = c.local.expect("fnat");
+        let local = c.local.get().expect("fnat");
         let cases = [
             ("inbound tcp", tcp(c.client, c.vip, b"hello"), tcp(local, c.real, b"hello"), true),
             ("reply tcp", tcp(c.real, local, b"world"), tcp(c.vip, c.client, b"world"), false),

@@ -1,0 +1,174 @@
+//! The flow-key index of a connection table: open addressing with linear
+//! probing over 4-byte entries that hold no key.
+//!
+//! An entry is a connection id and a direction (the caller's 25-bit value)
+//! plus 7 bits of the key's hash, so most probes that are not the key are
+//! told apart without reading its connection; 0 marks an empty bucket. The key
+//! itself lives in the connection: the caller compares it, and gives the hash
+//! of any stored value back when a removal shifts entries (backward-shift
+//! deletion: no tombstones, so probe lengths do not grow with churn).
+//!
+//! Compared with a hashbrown table of `u32`, this saves hashbrown's control
+//! byte per bucket (a fifth of the index) and the load stays at most 3/4.
+//! The bucket array is allocated zeroed, so the pages a sparse table never
+//! writes stay unmapped.
+
+/// Bits of the value an entry stores (`id << 1 | direction`, ids below 2^24).
+pub const VALUE_BITS: u32 = 25;
+const VALUE_MASK: u32 = (1 << VALUE_BITS) - 1;
+/// An empty bucket (every stored entry has a non-zero tag).
+const EMPTY: u32 = 0;
+
+/// The tag of a hash: 7 bits of it, never 0.
+fn tag(hash: u64) -> u32 {
+    ((hash >> 57) as u32).max(1) << VALUE_BITS
+}
+
+/// A set of 25-bit values, each filed under the hash of a key the caller keeps.
+#[derive(Debug)]
+pub struct Index {
+    buckets: Box<[u32]>,
+    mask: usize,
+    len: usize,
+}
+
+impl Index {
+    /// An index for at most `keys` entries, at most 3/4 full, allocated up front.
+    pub fn with_capacity(keys: usize) -> Self {
+        let n = (keys.max(1) * 4).div_ceil(3).next_power_of_two();
+        Index { buckets: vec![EMPTY; n].into_boxed_slice(), mask: n - 1, len: 0 }
+    }
+
+    /// Entries stored.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when empty.
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every stored value (for tests).
+    #[cfg(test)]
+    pub fn values(&self) -> impl Iterator<Item = u32> + '_ {
+        self.buckets.iter().filter(|&&e| e != EMPTY).map(|&e| e & VALUE_MASK)
+    }
+
+    /// The bucket of the first value filed under `hash` that `is` accepts.
+    fn position(&self, hash: u64, mut is: impl FnMut(u32) -> bool) -> Option<usize> {
+        let tag = tag(hash);
+        let mut i = hash as usize & self.mask;
+        // An empty bucket always ends the probe (the load is at most 3/4);
+        // the bound only guards against a broken caller.
+        for _ in 0..self.buckets.len() {
+            let e = *self.buckets.get(i)?;
+            if e == EMPTY {
+                return None;
+            }
+            if e & !VALUE_MASK == tag && is(e & VALUE_MASK) {
+                return Some(i);
+            }
+            i = (i + 1) & self.mask;
+        }
+        None
+    }
+
+    /// The first value filed under `hash` that `is` accepts.
+    pub fn find(&self, hash: u64, is: impl FnMut(u32) -> bool) -> Option<u32> {
+        self.position(hash, is).and_then(|i| self.buckets.get(i)).map(|&e| e & VALUE_MASK)
+    }
+
+    /// Files `value` (below 2^25) under `hash`. Returns false when the index is
+    /// full (the caller sized it so that it never is).
+    pub fn insert(&mut self, hash: u64, value: u32) -> bool {
+        debug_assert!(value <= VALUE_MASK);
+        if (self.len + 1) * 4 > self.buckets.len() * 3 {
+            return false;
+        }
+        let mut i = hash as usize & self.mask;
+        while let Some(&e) = self.buckets.get(i) {
+            if e == EMPTY {
+                self.buckets[i] = tag(hash) | (value & VALUE_MASK);
+                self.len += 1;
+                return true;
+            }
+            i = (i + 1) & self.mask;
+        }
+        false
+    }
+
+    /// Removes `value` filed under `hash`; `hash_of` gives the hash any other
+    /// stored value was filed under. Returns whether it was there.
+    pub fn remove(&mut self, hash: u64, value: u32, hash_of: impl Fn(u32) -> u64) -> bool {
+        let Some(mut hole) = self.position(hash, |v| v == value) else { return false };
+        self.len -= 1;
+        // Backward shift: pull later entries of the cluster into the hole when
+        // the hole lies on their probe path (between their home and them).
+        let mut j = hole;
+        loop {
+            j = (j + 1) & self.mask;
+            let e = self.buckets[j];
+            if e == EMPTY {
+                break;
+            }
+            let home = hash_of(e & VALUE_MASK) as usize & self.mask;
+            if j.wrapping_sub(home) & self.mask >= j.wrapping_sub(hole) & self.mask {
+                self.buckets[hole] = e;
+                hole = j;
+            }
+        }
+        self.buckets[hole] = EMPTY;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Hashes that collide a lot: few homes, so clusters form and wrap around.
+    fn hash(key: u32) -> u64 {
+        u64::from(key % 13).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(key % 3) << 57
+    }
+
+    proptest! {
+        #[test]
+        fn behaves_as_a_map(ops in proptest::collection::vec((any::<bool>(), 0u32..40), 1..400)) {
+            // value = key: the "slot" of a value is the value itself.
+            let mut index = Index::with_capacity(30);
+            let mut model: HashMap<u32, ()> = HashMap::new();
+            for (insert, key) in ops {
+                if insert {
+                    if !model.contains_key(&key) && model.len() < 30 {
+                        prop_assert!(index.insert(hash(key), key));
+                        model.insert(key, ());
+                    }
+                } else {
+                    prop_assert_eq!(index.remove(hash(key), key, hash), model.remove(&key).is_some());
+                }
+                prop_assert_eq!(index.len(), model.len());
+                for k in 0..40 {
+                    prop_assert_eq!(index.find(hash(k), |v| v == k), model.contains_key(&k).then_some(k));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_past_three_quarters() {
+        let mut index = Index::with_capacity(6);
+        assert_eq!(index.buckets.len(), 8);
+        for k in 0..6 {
+            assert!(index.insert(hash(k), k));
+        }
+        assert!(!index.insert(hash(6), 6));
+        assert_eq!(index.values().count(), 6);
+    }
+}
