@@ -69,8 +69,9 @@ pub const MAX_LCORE: u32 = 128;
 pub const MIN_MBUFS: u32 = 1023;
 /// Largest connection table accepted, per worker (16 Mi entries).
 pub const MAX_CONN_TABLE_SIZE: u32 = 16 * 1024 * 1024;
-/// Largest timeout accepted, in seconds (one year).
-pub const MAX_TIMEOUT_S: u32 = 31_536_000;
+/// Largest timeout accepted, in seconds: 2^31 − 1 ms (24.8 days), what the
+/// dataplane's 32-bit connection clock holds and IPVS's own limit at HZ 1000.
+pub const MAX_TIMEOUT_S: u32 = 2_147_483;
 /// Largest real server weight (IPVS's range is 0..=65535).
 pub const MAX_WEIGHT: u32 = 65_535;
 /// Largest `idle_sleep_us` accepted (one second).
