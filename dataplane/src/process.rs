@@ -1359,7 +1359,6 @@ fn overload_after(overloaded: bool, bound: bool, total: u32, upper: u32, lower: 
     }
 }
 
-/// `addr` masked with `netmask` (persistence granularity, ipvsadm `-M`).
 /// The worker of `workers` that installs a connection received from the sync
 /// master: for FULLNAT the owner of its local port (its replies are steered or
 /// redirected by port), else one picked by the client's address and port.
@@ -1371,6 +1370,7 @@ pub fn install_worker(info: &ConnInfo, workers: usize) -> usize {
     }
 }
 
+/// `addr` masked with `netmask` (persistence granularity, ipvsadm `-M`).
 fn mask(addr: Ipv4Addr, netmask: Ipv4Addr) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(addr) & u32::from(netmask))
 }
