@@ -172,13 +172,15 @@ def vrrp_config(priority: int, advert_int: float = 1, version: int = 2, nopreemp
 
 
 def director_config(n: int, services: list[dict] | None = None, vrrp: dict | None = None,
-                    sync: bool = True) -> dict:
+                    sync: bool = True, workers: int = 1) -> dict:
+    """Director `n`'s rvsd config. With `workers=2` both workers share CPU 1
+    and the af_packet port has two queue pairs (as labutil.make_config)."""
     d = DIRECTORS[n]
     other = DIRECTORS[3 - n]
     cfg = {
         "eal": ["--no-huge", "-m", "256", "--no-pci", "--file-prefix", f"rvsha-d{n}"],
         "main_lcore": 0,
-        "workers": [1],
+        "workers": list(range(1, workers + 1)),
         "mbufs": 8191,
         "idle_sleep_us": 50,
         "api": {"listen": "127.0.0.1:9090"},
@@ -186,6 +188,11 @@ def director_config(n: int, services: list[dict] | None = None, vrrp: dict | Non
                    "addresses": [f"{d['lan']}/24", f"{d['back']}/24"], "tap": "rvs0"}],
         "services": copy.deepcopy(lab_services() if services is None else services),
     }
+    if workers == 2:
+        cfg["eal"] += ["--lcores", "0@0,1@1,2@1"]
+        cfg["ports"][0]["device"] += ",qpairs=2"
+    elif workers != 1:
+        raise ValueError("the HA lab runs 1 or 2 workers per director")
     if vrrp is not None:
         cfg["vrrp"] = copy.deepcopy(vrrp)
         if sync:

@@ -590,9 +590,11 @@ class KeepalivedInteropTests(HaCase):
 
 class ConnectionSyncTests(HaCase):
     def test_streams_continue_byte_for_byte(self):
-        d1 = self.director(1, lab.director_config(1, vrrp=lab.vrrp_config(150, 0.1, 3)))
+        """Both directors run 2 workers: the backup keeps each synced connection
+        once, on one worker that announces it to the other."""
+        d1 = self.director(1, lab.director_config(1, vrrp=lab.vrrp_config(150, 0.1, 3), workers=2))
         d1.wait_vrrp("MASTER", 5)
-        d2 = self.director(2, lab.director_config(2, vrrp=lab.vrrp_config(100, 0.1, 3)))
+        d2 = self.director(2, lab.director_config(2, vrrp=lab.vrrp_config(100, 0.1, 3), workers=2))
         d2.wait_vrrp("BACKUP", 5)
         time.sleep(0.3)
         streams = {}
@@ -609,6 +611,8 @@ class ConnectionSyncTests(HaCase):
         lab.wait_for(lambda: d2.stats_counters().get("conn_synced_in", 0) >= 3, 3,
                      what="connections synced to d2")
         conns2 = d2.get("/api/v1/connections?limit=100")
+        flows2 = [(c["client"], c["vip"]) for c in conns2["connections"]]
+        self.assertEqual(len(flows2), len(set(flows2)), f"a synced connection is held twice on d2: {flows2}")
         at_kill = {m: len(s.received()) for m, s in streams.items()}
         t_kill = d1.kill()
         d2.wait_vrrp("MASTER", 5)
