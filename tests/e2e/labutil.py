@@ -321,6 +321,24 @@ class RvsdTestCase(unittest.TestCase):
         return body
 
 
+def setUpModule() -> None:
+    """unittest's module hook for the suites on this topology (import it into
+    the test module): skip without root, else bring the lab up."""
+    if os.geteuid() != 0:
+        raise unittest.SkipTest("the e2e suite needs root (network namespaces)")
+    setup_topology(reals=3)
+
+
+def tearDownModule() -> None:
+    """unittest's module hook that takes the lab down again."""
+    teardown_topology()
+
+
+def figure(msg: str) -> None:
+    """A measured figure in the test output (indented under the test's name)."""
+    print(f"\n  {msg}", file=sys.stderr, end="")
+
+
 def setup_topology(reals: int = 3) -> None:
     topology("up", "--reals", str(reals))
 

@@ -1,20 +1,10 @@
 """The lab itself, without rvsd: namespaces, servers, ARP behaviour and the
 DR/NAT reply paths (deploy/topology.sh selfcheck uses the kernel of rvs-dir as
 a stand-in director). When this passes and the rvsd tests fail, look at rvsd."""
-import os
 import unittest
 
 import labutil as lab
-
-
-def setUpModule():
-    if os.geteuid() != 0:
-        raise unittest.SkipTest("the e2e suite needs root (network namespaces)")
-    lab.setup_topology(reals=3)
-
-
-def tearDownModule():
-    lab.teardown_topology()
+from labutil import setUpModule, tearDownModule  # noqa: F401 (unittest's module hooks)
 
 
 class TopologySelfCheck(unittest.TestCase):

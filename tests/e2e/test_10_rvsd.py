@@ -20,17 +20,8 @@ import unittest
 from pathlib import Path
 
 import labutil as lab
+from labutil import setUpModule, tearDownModule  # noqa: F401 (unittest's module hooks)
 from labutil import DR_VIP, NAT_VIP, CLIENT_IP, NS_CLIENT, NS_DIR
-
-
-def setUpModule():
-    if os.geteuid() != 0:
-        raise unittest.SkipTest("the e2e suite needs root (network namespaces)")
-    lab.setup_topology(reals=3)
-
-
-def tearDownModule():
-    lab.teardown_topology()
 
 
 # ---------------------------------------------------------------------------

@@ -13,12 +13,13 @@ connections), udp :9053 (echod) on rs1 and rs2, rr.
 """
 import os
 import signal
-import sys
 import tempfile
 import time
 import unittest
 
 import labutil as lab
+from labutil import figure as log
+from labutil import setUpModule, tearDownModule  # noqa: F401 (unittest's module hooks)
 from labutil import CLIENT_IP, NS_CLIENT, NS_DIR
 
 MODES = ("dr", "nat", "tun", "fullnat")
@@ -30,16 +31,6 @@ MANY = 2000
 MANY_KEYS = ("conn_created", "redirect_out", "redirect_in", "fwd_inbound_packets", "fwd_reply_packets")
 
 
-def setUpModule():
-    if os.geteuid() != 0:
-        raise unittest.SkipTest("the e2e suite needs root (network namespaces)")
-    lab.setup_topology(reals=3)
-
-
-def tearDownModule():
-    lab.teardown_topology()
-
-
 def modes_services() -> list[dict]:
     services = []
     for mode in MODES:
@@ -49,10 +40,6 @@ def modes_services() -> list[dict]:
         services.append(lab.mode_service("udp", mode, lab.UDP_PORT, REALS))
     services.append(lab.mode_service("tcp", "fullnat", lab.MANY_PORT, REALS))
     return services
-
-
-def log(msg: str) -> None:
-    print(f"\n  {msg}", file=sys.stderr, end="")
 
 
 class ModesTests(lab.RvsdTestCase):
@@ -403,7 +390,6 @@ class FullnatPoolTests(lab.RvsdTestCase):
             line = f"again {i}\n".encode()
             self.assertEqual(c.exchange(line), line)
             c.close()
-
 
 
 class RolloverFullnatTests(lab.RvsdTestCase):

@@ -13,30 +13,17 @@ across a SIGKILL.
 import json
 import os
 import random
-import sys
 import threading
 import time
 import unittest
 from pathlib import Path
 
 import labutil as lab
+from labutil import figure as log
+from labutil import setUpModule, tearDownModule  # noqa: F401 (unittest's module hooks)
 from labutil import NAT_VIP, FNAT_VIP
 
 REALS = [lab.real(1), lab.real(2)]
-
-
-def setUpModule():
-    if os.geteuid() != 0:
-        raise unittest.SkipTest("the e2e suite needs root (network namespaces)")
-    lab.setup_topology(reals=3)
-
-
-def tearDownModule():
-    lab.teardown_topology()
-
-
-def log(msg: str) -> None:
-    print(f"\n  {msg}", file=sys.stderr, end="")
 
 
 class ApiUnderTrafficTests(lab.RvsdTestCase):

@@ -9,31 +9,17 @@ lab, on 2 workers.
   go elsewhere; with `expire_quiescent` the stream is cut.
 - An upper connection threshold sends new connections elsewhere.
 """
-import os
 import random
 import shlex
-import sys
 import time
 import unittest
 
 import labutil as lab
+from labutil import figure as log
+from labutil import setUpModule, tearDownModule  # noqa: F401 (unittest's module hooks)
 from labutil import CLIENT_IP, DR_VIP, NAT_VIP, NS_CLIENT, NS_DIR
 
 REALS = [lab.real(1), lab.real(2)]
-
-
-def setUpModule():
-    if os.geteuid() != 0:
-        raise unittest.SkipTest("the e2e suite needs root (network namespaces)")
-    lab.setup_topology(reals=3)
-
-
-def tearDownModule():
-    lab.teardown_topology()
-
-
-def log(msg: str) -> None:
-    print(f"\n  {msg}", file=sys.stderr, end="")
 
 
 def curl_with_port(url: str) -> tuple[str, int]:
