@@ -14,7 +14,7 @@ readonly SCRIPT_DIR REPO_ROOT
 # Build deps (DPDK 22.11 from Debian, bindgen's libclang) and lab tools.
 readonly PACKAGES=(
     dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config
-    iproute2 ethtool tcpdump tshark socat curl python3 iputils-ping
+    iproute2 ethtool tcpdump tshark socat curl python3 iputils-ping python3-scapy
 )
 
 log() { echo "setup: $*" >&2; }
