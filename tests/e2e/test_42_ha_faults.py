@@ -49,7 +49,7 @@ VRRP_MCAST_MAC = "01:00:5e:00:00:12"
 STAT_NAMES = ("advert_rcvd", "advert_sent", "become_master", "release_master", "auth_failure",
               "authtype_mismatch", "addr_list_err", "invalid_type_rcvd", "packet_len_err",
               "ip_ttl_err", "pri_zero_rcvd", "pri_zero_sent", "vrid_other", "peer_unknown",
-              "version_err", "interval_err")
+              "version_err", "advert_interval_err", "checksum_err", "invalid_authtype")
 
 # The two VRRP flavours under test: (version, advert_int, unicast, auth_pass).
 V3_UNICAST = (3, 0.1, True, None)
@@ -501,7 +501,8 @@ class LinkFaultTests(FaultCase):
             d2.wait_vrrp("BACKUP", 5)
         except TimeoutError:
             self.fail(f"{name}: d2 did not leave FAULT\n" + self.diag())
-        time.sleep(settle_seconds(flavour))
+        version, advert_int, _, _ = flavour
+        time.sleep(lab.master_down(advert_int, 100, version) + 1.5)   # d2 would have taken over by now
         self.assert_roles(d1, d2, f"{name}: after the backup's link returned")
         res = prober.stop()
         gap = gaps_in(res, t_cut, res["sent"][-1])
@@ -681,9 +682,7 @@ class ForgedAdvertTests(FaultCase):
         time.sleep(0.3)
         before = {n: vrrp_stats(d) for n, d in ds.items()}
         t0 = time.monotonic()
-        counts = {}
-        for label, packets, _ in cases:
-            counts[label] = forge(self.py, packets)
+        frames = forge(self.py, [p for _, packets, _ in cases for p in packets])
         time.sleep(0.5)
         after = {n: vrrp_stats(d) for n, d in ds.items()}
         self.assert_roles(d1, d2, f"{name}: after the forged adverts")
@@ -695,7 +694,7 @@ class ForgedAdvertTests(FaultCase):
             for n, sname, inst in expect:
                 delta = stat(after[n], sname, inst) - stat(before[n], sname, inst)
                 lines.append((label, n, sname, inst, delta, sent_each))
-        figure(f"{name}: forged adverts from rvsha-ka ({sum(counts.values())} frames); "
+        figure(f"{name}: forged adverts from rvsha-ka ({frames} frames); "
                f"client's largest gap {ms(gap)}; counters: "
                + "; ".join(f"{label}: d{n} {s}{'/' + i if i else ''} +{d}" for label, n, s, i, d, _ in lines))
         for n in (1, 2):
@@ -709,6 +708,12 @@ class ForgedAdvertTests(FaultCase):
                    for label, n, s, i, d, sent in lines if d < sent]
         self.assertEqual(missing, [], f"{name}: forged adverts not counted by reason; before "
                                       f"{before}\nafter {after}")
+        # Every instance shows its priority and all of Keepalived's statistics.
+        for n, d, prio in ((1, d1, 150), (2, d2, 100)):
+            for inst, view in vrrp_view(d).items():
+                self.assertEqual(view.get("priority"), prio, f"d{n} {inst}: {view}")
+                self.assertEqual(set(STAT_NAMES) - set(view.get("stats") or {}), set(),
+                                 f"d{n} {inst}: statistics missing from /api/v1/ha: {view}")
         return d1, d2, after
 
     def test_1_forged_v2_multicast(self):
@@ -720,7 +725,7 @@ class ForgedAdvertTests(FaultCase):
             ("no authentication", [advert(auth=None, authtype=0, **mc)], both("authtype_mismatch")),
             ("other VRID", [advert(vrid=77, auth=AUTH, **mc)], both("vrid_other", None)),
             ("TTL 64", [advert(ttl=64, auth=AUTH, **mc)], both("ip_ttl_err")),
-            ("advert_int 3", [advert(auth=AUTH, **dict(mc, advert_int=3))], both("interval_err")),
+            ("advert_int 3", [advert(auth=AUTH, **dict(mc, advert_int=3))], both("advert_interval_err")),
             ("type 2", [advert(auth=AUTH, type=2, **mc)], both("invalid_type_rcvd")),
             ("version 3", [advert(**dict(mc, version=3, advert_int=1))], both("version_err")),
         ]
@@ -785,7 +790,7 @@ class KeepalivedFaultTests(FaultCase):
         else:
             d.wait_vrrp("MASTER", settle_seconds(flavour) + 5, instances=("VI_1",))
         second.start()
-        time.sleep(settle_seconds(flavour))
+        time.sleep(lab.master_down(advert_int, 100, version) + 1.0)
         return d, ka
 
     def state(self, d, ka) -> tuple[str, bool]:
