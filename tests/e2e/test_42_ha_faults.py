@@ -417,10 +417,13 @@ class FaultCase(ha40.HaCase):
         if mode == "udp":
             answers = lab.udp_spread(NAT_VIP, 9001, count)
         else:
-            answers = []
+            answers, per_vip = [], {}
             for vip in (DR_VIP,) if mode == "http-dr" else VIPS:
-                answers += lab.http_spread(f"http://{vip}/", count // (1 if mode == "http-dr" else 3),
-                                           max_time=1)
+                got = lab.http_spread(f"http://{vip}/", count // (1 if mode == "http-dr" else 3),
+                                      max_time=1)
+                per_vip[vip] = lab.tally(got)
+                answers += got
+            what += f" {per_vip}"
         took = time.monotonic() - t
         ok = ok_count(answers)
         figure(f"  {what}: {ok}/{len(answers)} new connections succeeded (in {took:.1f} s; "
@@ -560,8 +563,9 @@ class SplitBrainTests(FaultCase):
                                   if t > t_heal], 3, what="gratuitous ARP from d1 after the heal")
         except TimeoutError:
             self.fail(f"{name}: d1 (master) did not send gratuitous ARP when it heard d2's lower "
-                      "priority advert (garp_lower_prio_repeat)\n"
-                      + "\n".join(line for _, line in self.arp.lines[-25:]))
+                      "priority advert (garp_lower_prio_repeat); client's entry for "
+                      f"{NAT_VIP}: {lab.neighbour_mac(NS_CLIENT, NAT_VIP)}\n"
+                      + "\n".join(line for _, line in self.arp.lines[-25:]) + "\n" + self.diag())
         first = min(t for t, _ in self.arp.garps(NAT_VIP, DIRECTORS[1]["mac"]) if t > t_heal)
         self.new_connections(f"{name}: after the split brain healed", mode="udp")
         time.sleep(0.3)
