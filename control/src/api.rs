@@ -1514,6 +1514,7 @@ async fn metrics(State(state): AppState) -> Result<Response, ApiError> {
     };
     let s = Arc::clone(&state);
     let (stats, dp) = blocking(move || (s.service_stats(), s.dataplane.stats())).await?;
+    let ha = state.overlay_status();
     let text = {
         let rates = state.rates.lock();
         crate::metrics::render(&crate::metrics::MetricsInput {
@@ -1522,6 +1523,7 @@ async fn metrics(State(state): AppState) -> Result<Response, ApiError> {
             stats: &stats,
             rates: &rates,
             dataplane: &dp,
+            ha: &ha,
         })
     };
     Ok(([(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())

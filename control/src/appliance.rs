@@ -22,7 +22,7 @@ use serde_json::json;
 use crate::api::Overlay;
 use crate::config::Config;
 use crate::health::{HealthEngine, HealthState};
-use crate::vrrp::VrrpState;
+use crate::vrrp::{InstanceStatus, VrrpState};
 
 /// A VRRP instance's state, its virtual addresses and its port index.
 type VrrpView = (VrrpState, Vec<Ipv4Addr>, Option<u16>);
@@ -35,6 +35,8 @@ pub struct HaOverlay {
     vrrp: Mutex<HashMap<String, VrrpView>>,
     /// The instance connection sync follows.
     sync_instance: Option<String>,
+    /// The VRRP engine's reports (priority, counters), once it runs.
+    vrrp_status: Mutex<Option<Arc<Mutex<Vec<InstanceStatus>>>>>,
 }
 
 impl HaOverlay {
@@ -55,6 +57,7 @@ impl HaOverlay {
             engine: Mutex::new(None),
             vrrp: Mutex::new(vrrp),
             sync_instance: config.sync.as_ref().map(|s| s.instance.clone()),
+            vrrp_status: Mutex::new(None),
         })
     }
 
@@ -63,6 +66,11 @@ impl HaOverlay {
         let state = engine.lock().state();
         *self.health.lock() = Some(state);
         *self.engine.lock() = Some(engine);
+    }
+
+    /// Attaches the running VRRP engine's reports ([`crate::vrrp::VrrpEngine::status_handle`]).
+    pub fn set_vrrp_status(&self, status: Arc<Mutex<Vec<InstanceStatus>>>) {
+        *self.vrrp_status.lock() = Some(status);
     }
 
     /// Records a VRRP instance's new state. Returns true when the sync role
@@ -130,12 +138,21 @@ impl Overlay for HaOverlay {
     }
 
     fn status(&self) -> serde_json::Value {
-        let vrrp: Vec<_> = self
+        let reports: Vec<InstanceStatus> = self.vrrp_status.lock().as_ref().map(|s| s.lock().clone()).unwrap_or_default();
+        let mut vrrp: Vec<_> = self
             .vrrp
             .lock()
             .iter()
-            .map(|(name, (state, vips, _))| json!({ "instance": name, "state": state, "virtual_ipaddress": vips }))
+            .map(|(name, (state, vips, _))| {
+                let mut v = json!({ "instance": name, "state": state, "virtual_ipaddress": vips });
+                if let Some(r) = reports.iter().find(|r| r.name == *name) {
+                    v["priority"] = json!(r.priority);
+                    v["stats"] = json!(r.stats);
+                }
+                v
+            })
             .collect();
+        vrrp.sort_by(|a, b| a["instance"].as_str().cmp(&b["instance"].as_str()));
         let health = self.engine.lock().as_ref().map(|e| serde_json::to_value(e.lock().snapshot()).unwrap_or_default());
         json!({ "vrrp": vrrp, "sync_master": self.sync_master(), "health": health })
     }

@@ -579,7 +579,25 @@ impl Config {
         self.validate_routes()?;
         self.validate_timeouts()?;
         self.validate_api()?;
-        self.validate_services()
+        self.validate_services()?;
+        self.validate_vrrp()
+    }
+
+    /// VRRP runs on the exception path: every instance's `interface` is a
+    /// port with a `tap` (by the port's name or the TAP's); the rest is
+    /// checked as the engine will at start ([`crate::vrrp::validate`]).
+    fn validate_vrrp(&self) -> Result<(), ConfigError> {
+        let interfaces: HashMap<String, String> =
+            self.ports.iter().filter_map(|p| p.tap.clone().map(|t| (p.name.clone(), t))).collect();
+        for (i, inst) in self.vrrp.instances.iter().enumerate() {
+            if !interfaces.contains_key(&inst.interface) && !interfaces.values().any(|t| *t == inst.interface) {
+                return Err(ConfigError::invalid(
+                    format!("vrrp.instances[{i}].interface"),
+                    format!("`{}` is not a port with a `tap` (VRRP runs on the exception path: set ports[].tap)", inst.interface),
+                ));
+            }
+        }
+        crate::vrrp::validate(&self.vrrp, &interfaces).map_err(|e| ConfigError::invalid("vrrp", e.to_string()))
     }
 
     fn validate_lcores(&self) -> Result<(), ConfigError> {
@@ -949,6 +967,32 @@ mod tests {
         c.services[0].reals[1].weight = 70000;
         let err = c.validate().expect_err("invalid");
         assert_eq!(err.to_string(), "services[0].reals[1].weight: 70000 is out of range 0..=65535");
+    }
+
+    #[test]
+    fn vrrp_is_checked_before_anything_starts() {
+        let vrrp = |interface: &str, priority: u8| -> crate::ha::VrrpConfig {
+            serde_json::from_value(serde_json::json!({ "instances": [{ "name": "VI_1", "interface": interface,
+                "virtual_router_id": 51, "priority": priority, "virtual_ipaddress": ["10.0.0.100"] }] }))
+            .expect("vrrp json")
+        };
+        let with_tap = |c: &mut Config| c.ports[0].tap = Some("rvs0".to_owned());
+        let name = example().ports[0].name.clone();
+        // No exception path on the port: refused, naming the field.
+        assert_eq!(invalid_field(|c| c.vrrp = vrrp(&name, 100)), "vrrp.instances[0].interface");
+        // The port's name or its TAP's are both accepted.
+        for interface in [name.as_str(), "rvs0"] {
+            let mut c = example();
+            with_tap(&mut c);
+            c.vrrp = vrrp(interface, 100);
+            c.validate().expect("valid");
+        }
+        // What the engine would refuse at start is refused now.
+        let err = invalid_field(|c| {
+            with_tap(c);
+            c.vrrp = vrrp("rvs0", 0);
+        });
+        assert_eq!(err, "vrrp");
     }
 
     #[test]

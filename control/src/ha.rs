@@ -338,6 +338,21 @@ pub struct VrrpInstance {
     /// Seconds between periodic gratuitous ARP rounds while master (`garp_master_refresh`, 0 = off).
     #[serde(default)]
     pub garp_master_refresh: f64,
+    /// Gratuitous ARPs per VIP a master sends when it hears a lower-priority
+    /// advert (`garp_lower_prio_repeat`; default `garp_master_repeat`, 0 = none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub garp_lower_prio_repeat: Option<u32>,
+    /// Seconds before the second round of those (`garp_lower_prio_delay`;
+    /// default `garp_master_delay`, 0 = no second round).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub garp_lower_prio_delay: Option<f64>,
+    /// A master that yields to a higher-priority advert first sends one advert
+    /// of its own (`higher_prio_send_advert`), so that the new master hears a
+    /// lower-priority claim and re-announces its VIPs with gratuitous ARPs:
+    /// after a split brain heals, the clients follow the true master. Default
+    /// on in rvs (off in Keepalived); `false` for Keepalived's behaviour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub higher_prio_send_advert: Option<bool>,
     /// Command run on becoming master (`notify_master`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_master: Option<String>,

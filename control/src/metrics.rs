@@ -22,6 +22,10 @@
 //! | `rvs_worker_generation` | gauge | `worker` | config generation the worker runs |
 //! | `rvs_mempool_size`, `rvs_mempool_available`, `rvs_mempool_in_use` | gauge | | packet buffers |
 //! | `rvs_port_rx_packets_total`, ... | counter | `interface` | the PMD's port counters (`ipackets`→`rx_packets`, `imissed`→`rx_missed`, ...) |
+//! | `rvs_port_link_up` | gauge | `interface` | 1 while the port has carrier |
+//! | `rvs_vrrp_state` | gauge | `instance`, `state` | 1 for the instance's current state (INIT, BACKUP, MASTER, FAULT) |
+//! | `rvs_vrrp_priority` | gauge | `instance` | effective priority |
+//! | `rvs_vrrp_stats_total` | counter | `instance`, `stat` | Keepalived's per-instance statistics (`advert_rcvd`, `auth_failure`, ... see [`crate::vrrp::stats`]) |
 //! | `rvs_config_generation`, `rvs_services`, `rvs_real_servers` | gauge | | the config in force |
 //! | `rvs_rate_estimator_samples_total` | counter | | samples the rate estimator took |
 //!
@@ -53,8 +57,10 @@ pub struct MetricsInput<'a> {
     /// The rate estimator.
     pub rates: &'a RateEstimator,
     /// [`crate::api::Dataplane::stats`]: `{"workers": [{"worker", "lcore",
-    /// "counters": {...}}], "ports": [{"name", "stats": {...}}], "mempool": {"size", "available"}}`.
+    /// "counters": {...}}], "ports": [{"name", "link_up", "stats": {...}}], "mempool": {"size", "available"}}`.
     pub dataplane: &'a Value,
+    /// `GET /api/v1/ha`'s document (`{"vrrp": [{"instance", "state", "priority", "stats"}], ...}`), or null.
+    pub ha: &'a Value,
 }
 
 /// Metric families in output order: name → (help, type, samples).
@@ -171,7 +177,33 @@ pub fn render(input: &MetricsInput<'_>) -> String {
 
     render_workers(&mut f, config, input.dataplane);
     render_ports_and_pool(&mut f, input.dataplane);
+    render_vrrp(&mut f, input.ha);
     f.render()
+}
+
+fn render_vrrp(f: &mut Families, ha: &Value) {
+    let Some(instances) = ha.get("vrrp").and_then(Value::as_array) else {
+        return;
+    };
+    for i in instances {
+        let name = i.get("instance").and_then(Value::as_str).unwrap_or("?").to_string();
+        let current = i.get("state").and_then(Value::as_str).unwrap_or("");
+        for state in ["INIT", "BACKUP", "MASTER", "FAULT"] {
+            let labels = [("instance", name.clone()), ("state", state.to_string())];
+            f.add("rvs_vrrp_state", "1 for the VRRP instance's current state.", "gauge", &labels, u64::from(current.eq_ignore_ascii_case(state)));
+        }
+        let labels = [("instance", name.clone())];
+        if let Some(p) = i.get("priority").and_then(Value::as_u64) {
+            f.add("rvs_vrrp_priority", "Effective VRRP priority.", "gauge", &labels, p);
+        }
+        if let Some(stats) = i.get("stats").and_then(Value::as_object) {
+            for (stat, v) in stats {
+                let Some(v) = v.as_u64() else { continue };
+                let labels = [("instance", name.clone()), ("stat", stat.clone())];
+                f.add("rvs_vrrp_stats_total", "VRRP statistics per instance, as Keepalived names them.", "counter", &labels, v);
+            }
+        }
+    }
 }
 
 fn render_workers(f: &mut Families, config: &Config, dp: &Value) {
@@ -242,6 +274,9 @@ fn render_ports_and_pool(f: &mut Families, dp: &Value) {
         for p in ports {
             let name = p.get("name").and_then(Value::as_str).unwrap_or("?").to_string();
             let labels = [("interface", name)];
+            if let Some(up) = p.get("link_up").and_then(Value::as_bool) {
+                f.add("rvs_port_link_up", "1 while the port has carrier.", "gauge", &labels, u64::from(up));
+            }
             let Some(stats) = p.get("stats") else { continue };
             for (field, metric, help) in NAMES {
                 if let Some(v) = stats.get(*field).and_then(Value::as_u64) {

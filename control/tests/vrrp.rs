@@ -285,6 +285,7 @@ mod vrrp {
             advert_int_cs,
             preempt: true,
             preempt_delay: Duration::ZERO,
+            higher_prio_send_advert: false,
             auth: Auth::None,
             primary_ip: ME,
             vips: vec![VIP],
@@ -382,8 +383,33 @@ mod vrrp {
         i.start(t0);
         i.on_timer(t0 + ms(4000));
         let acts = i.on_advert(t0 + ms(4200), PEER_HI, &advert_from(&p, 100));
-        assert_eq!(acts, vec![Action::SendAdvert { priority: 150 }]);
+        // An advert forcing the election, and gratuitous ARPs that pull the
+        // clients back (Keepalived's garp_lower_prio_repeat).
+        assert_eq!(acts, vec![Action::SendAdvert { priority: 150 }, Action::AnnounceVips]);
         assert_eq!(i.state(), VrrpState::Master);
+    }
+
+    #[test]
+    fn yielding_master_claims_once_with_higher_prio_send_advert() {
+        let t0 = Instant::now();
+        let mut p = params(Version::V3, 100, 10);
+        let mut i = Instance::new(p.clone());
+        i.start(t0);
+        i.on_timer(t0 + ms(4000));
+        assert_eq!(i.state(), VrrpState::Master);
+        // Keepalived's default: yield silently.
+        let acts = i.on_advert(t0 + ms(4100), PEER_HI, &advert_from(&p, 150));
+        assert!(!acts.iter().any(|a| matches!(a, Action::SendAdvert { .. })));
+        assert_eq!(i.state(), VrrpState::Backup);
+        // rvs's default: one advert with our priority, then BACKUP, so the
+        // new master answers with gratuitous ARPs (split brain healing).
+        p.higher_prio_send_advert = true;
+        let mut j = Instance::new(p.clone());
+        j.start(t0);
+        j.on_timer(t0 + ms(4000));
+        let acts = j.on_advert(t0 + ms(4100), PEER_HI, &advert_from(&p, 150));
+        assert_eq!(acts.first(), Some(&Action::SendAdvert { priority: 100 }));
+        assert!(change(VrrpState::Backup, &acts));
     }
 
     #[test]
@@ -487,9 +513,10 @@ mod vrrp {
         i.start(t0);
         i.on_timer(t0 + ms(4000));
         assert_eq!(i.state(), VrrpState::Master);
-        // Same priority from a lower address: we stay (and assert ourselves).
+        // Same priority from a lower address: we stay (and assert ourselves,
+        // with gratuitous ARPs, as to any lower claim).
         let acts = i.on_advert(t0 + ms(4100), PEER_LO, &advert_from(&p, 100));
-        assert_eq!(acts, vec![Action::SendAdvert { priority: 100 }]);
+        assert_eq!(acts, vec![Action::SendAdvert { priority: 100 }, Action::AnnounceVips]);
         // Same priority from a higher address: we yield.
         let acts = i.on_advert(t0 + ms(4200), PEER_HI, &advert_from(&p, 100));
         assert!(change(VrrpState::Backup, &acts));
@@ -515,10 +542,10 @@ mod vrrp {
         let mut wrong = advert_from(&p, 200);
         wrong.auth = Auth::pass("other");
         i.on_advert(t0 + ms(1000), PEER_LO, &wrong);
-        assert_eq!(i.last_ignored(), Some(Ignored::Auth));
+        assert_eq!(i.last_ignored(), Some(Ignored::AuthFailure));
         wrong.auth = Auth::None;
         i.on_advert(t0 + ms(1000), PEER_LO, &wrong);
-        assert_eq!(i.last_ignored(), Some(Ignored::Auth));
+        assert_eq!(i.last_ignored(), Some(Ignored::AuthTypeMismatch));
         // The timer was not reset: we become master on the original schedule.
         assert!(change(
             VrrpState::Master,

@@ -19,6 +19,7 @@ pub mod dpdk;
 
 pub mod conn;
 pub mod laddr;
+pub mod link;
 pub mod frame;
 pub mod fwd;
 pub mod neigh;

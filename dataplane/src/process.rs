@@ -86,6 +86,14 @@ impl ControlFrame {
         arp::fill_request(&mut bytes[14..14 + arp::LEN], src_mac, src_ip, target_ip);
         ControlFrame { bytes, len: 60 }
     }
+
+    /// A copy of a received frame of at most 64 bytes (an ARP request handed
+    /// to the kernel while the dataplane answers it); None when it is longer.
+    pub fn copy_of(frame: &[u8]) -> Option<Self> {
+        let mut bytes = [0u8; 64];
+        bytes.get_mut(..frame.len())?.copy_from_slice(frame);
+        Some(ControlFrame { bytes, len: frame.len() })
+    }
 }
 
 /// A note from one worker to all the others.
@@ -132,6 +140,9 @@ pub struct Output<F> {
     pub messages: Vec<WorkerMsg>,
     /// Frames for the kernel through the exception path of a port: `(port index, frame)`.
     pub kernel: Vec<(u16, F)>,
+    /// Copies of frames for the kernel (ARP requests for our addresses, which
+    /// the dataplane answers itself): `(port index, content)`.
+    pub kernel_control: Vec<(u16, ControlFrame)>,
     /// Connections to send to the backup directors (connection sync).
     pub sync: Vec<ConnInfo>,
 }
@@ -146,6 +157,7 @@ impl<F> Output<F> {
             redirect: Vec::with_capacity(burst),
             messages: Vec::with_capacity(burst * 2),
             kernel: Vec::with_capacity(burst),
+            kernel_control: Vec::with_capacity(4),
             sync: Vec::with_capacity(burst),
         }
     }
@@ -158,6 +170,7 @@ impl<F> Output<F> {
             && self.redirect.is_empty()
             && self.messages.is_empty()
             && self.kernel.is_empty()
+            && self.kernel_control.is_empty()
             && self.sync.is_empty()
     }
 }
@@ -685,10 +698,7 @@ impl<F: Frame> Processor<F> {
         now_ms: u64,
         out: &mut Output<F>,
     ) -> Action {
-        let Some(body) = data.get_mut(l2_len..) else {
-            return Action::Drop(Counter::DropMalformed);
-        };
-        let Ok(mut pkt) = ArpPacket::new_checked(body) else {
+        let Some(Ok(pkt)) = data.get(l2_len..).map(ArpPacket::new_checked) else {
             return Action::Drop(Counter::DropMalformed);
         };
         let (sender_ip, sender_mac, target_ip) = (pkt.sender_ip(), pkt.sender_mac(), pkt.target_ip());
@@ -698,6 +708,21 @@ impl<F: Frame> Processor<F> {
         }
         match pkt.operation() {
             arp::op::REQUEST if for_us => {
+                // The kernel learns its peers (VRRP unicast peers, sync peers,
+                // health-checked hosts) from requests for its own addresses,
+                // as on any host: it gets a copy; the answer is ours.
+                if self.snapshot.is_interface_addr(target_ip) && matches!(self.local(port), Action::ToKernel) {
+                    match data.get(..l2_len + arp::LEN).and_then(ControlFrame::copy_of) {
+                        Some(copy) => out.kernel_control.push((port, copy)),
+                        None => self.counters.inc(Counter::DropKernel),
+                    }
+                }
+                let Some(body) = data.get_mut(l2_len..) else {
+                    return Action::Drop(Counter::DropMalformed);
+                };
+                let Ok(mut pkt) = ArpPacket::new_checked(body) else {
+                    return Action::Drop(Counter::DropMalformed);
+                };
                 pkt.set_operation(arp::op::REPLY);
                 pkt.set_target_mac(sender_mac);
                 pkt.set_target_ip(sender_ip);
@@ -715,7 +740,10 @@ impl<F: Frame> Processor<F> {
                     _ => Action::Consumed,
                 }
             }
-            _ => Action::Consumed,
+            _ => {
+                self.counters.inc(Counter::ArpIgnored);
+                Action::Consumed
+            }
         }
     }
 

@@ -87,6 +87,8 @@ counters! {
     ConnSuperseded => "conn_superseded": "Connections removed because a newer one on another worker took their key (a client reusing its port).",
     SyncOut => "conn_synced_out": "Connection updates handed to the sync sender.",
     SyncDropped => "conn_sync_dropped": "Connection updates dropped because the sync ring was full.",
+    DropLinkDown => "drop_link_down": "Frames for a port whose link is down, dropped instead of being sent late.",
+    ArpIgnored => "arp_ignored": "ARP frames neither for us nor a reply we learn from (e.g. another host's gratuitous ARP).",
 }
 
 /// A worker's own counters: plain integers, written only by that worker.

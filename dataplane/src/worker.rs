@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{Receiver, Sender};
 
 use crate::dpdk::{Mbuf, Mempool, Queue};
+use crate::link::LinkStates;
 use crate::process::{Output, Processor, WorkerMsg};
 use crate::stats::{ConnFilter, ConnInfo, ServiceStats};
 use crate::snapshot::Snapshot;
@@ -115,6 +116,8 @@ pub struct WorkerContext {
     pub queues: Vec<Queue>,
     /// The queue of each port's exception-path TAP, if it has one.
     pub kernel_queues: Vec<Option<Queue>>,
+    /// Carrier of each port: frames for a port that is down are dropped.
+    pub links: Arc<LinkStates>,
     /// Where connection updates go when this node is the sync master.
     pub sync_tx: Option<rtrb::Producer<ConnInfo>>,
     /// Pool for frames the dataplane originates (ARP requests).
@@ -148,6 +151,7 @@ pub fn run(ctx: WorkerContext) -> i32 {
         mut peers_rx,
         queues,
         kernel_queues,
+        links,
         mut sync_tx,
         pool,
         snapshot,
@@ -256,6 +260,18 @@ pub fn run(ctx: WorkerContext) -> i32 {
                 None => processor.count(Counter::DropKernel, 1),
             }
         }
+        for (port, content) in out.kernel_control.drain(..) {
+            let Some(list) = to_kernel.get_mut(usize::from(port)) else { continue };
+            let Some(mut m) = pool.alloc() else {
+                processor.count(Counter::MempoolAllocFailed, 1);
+                continue;
+            };
+            if m.fill(content.bytes()) {
+                list.push(m);
+            } else {
+                processor.count(Counter::DropKernel, 1);
+            }
+        }
         for (list, kq) in to_kernel.iter_mut().zip(&kernel_queues) {
             if list.is_empty() {
                 continue;
@@ -265,7 +281,7 @@ pub fn run(ctx: WorkerContext) -> i32 {
             list.clear();
             processor.count(Counter::DropKernel, (wanted - sent) as u64);
         }
-        flush(&queues, &pool, &mut processor, &mut out, &mut tx_by_port, &mut peers_tx);
+        flush(&queues, &links, &pool, &mut processor, &mut out, &mut tx_by_port, &mut peers_tx);
         if now.duration_since(last_publish) >= PUBLISH_EVERY {
             counters.publish(processor.counters());
             last_publish = now;
@@ -288,6 +304,7 @@ pub fn run(ctx: WorkerContext) -> i32 {
 /// Sends what processing produced, frees what it dropped.
 fn flush(
     queues: &[Queue],
+    links: &LinkStates,
     pool: &Mempool,
     processor: &mut Processor<Mbuf>,
     out: &mut Output<Mbuf>,
@@ -331,8 +348,14 @@ fn flush(
             None => processor.count(Counter::DropNoRoute, 1),
         }
     }
-    for (list, queue) in tx_by_port.iter_mut().zip(queues) {
+    for (port, (list, queue)) in tx_by_port.iter_mut().zip(queues).enumerate() {
         if list.is_empty() {
+            continue;
+        }
+        if !links.is_up(port) {
+            // Never queue frames (gratuitous ARPs above all) to be sent late.
+            processor.count(Counter::DropLinkDown, list.len() as u64);
+            list.clear();
             continue;
         }
         let wanted = list.len();

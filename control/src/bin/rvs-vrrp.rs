@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -132,7 +133,7 @@ async fn main() -> ExitCode {
         })
         .collect();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let engine = match VrrpEngine::start(&file.vrrp, file.interfaces.clone(), tx) {
+    let engine = match VrrpEngine::start(&file.vrrp, file.interfaces.clone(), Arc::new(|_: &str| None), tx) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("rvs-vrrp: {e}");
@@ -161,8 +162,8 @@ async fn main() -> ExitCode {
         let priority = engine
             .states()
             .into_iter()
-            .find(|(n, _, _)| *n == instance)
-            .map_or(0, |(_, _, p)| p);
+            .find(|s| s.name == instance)
+            .map_or(0, |s| s.priority);
         if manage_vips {
             if let Some(ifname) = ifname_of.get(&instance) {
                 set_vips(ifname, &virtual_ipaddress, state == VrrpState::Master);

@@ -29,9 +29,10 @@ use rvs_control::api::{build_effective, Overlay};
 use rvs_control::appliance::HaOverlay;
 use rvs_control::health::HealthEngine;
 use rvs_control::sync::SyncDaemon;
-use rvs_control::vrrp::{VrrpEngine, VrrpEvent};
+use rvs_control::vrrp::{DataplaneLink, VrrpEngine, VrrpEvent};
 use rvs_control::{router, ApiState, Config, Dataplane, PublishReport};
 use rvs_dataplane::dpdk::{self, Eal, Mempool, Port};
+use rvs_dataplane::link::LinkStates;
 use rvs_dataplane::process::install_worker;
 use rvs_dataplane::snapshot::Snapshot;
 use rvs_dataplane::stats::{ConnFilter, ConnInfo, ServiceStats, SharedCounters};
@@ -45,6 +46,8 @@ const ADOPT_TIMEOUT: Duration = Duration::from_secs(2);
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 /// rx/tx descriptors per queue (adjusted to the device's limits).
 const RING_SIZE: u16 = 1024;
+/// How often the link monitor reads every port's carrier.
+const LINK_POLL: Duration = Duration::from_millis(20);
 
 #[derive(Parser, Debug)]
 #[command(name = "rvsd", version, about = "rvs: a DPDK layer-4 load balancer (LVS-style DR and NAT)")]
@@ -93,7 +96,16 @@ fn main() -> ExitCode {
     }
     // A keepalived.conf is the operator's source of truth: API changes are not written back.
     let persist = if args.keepalived.is_some() { None } else { Some(args.config.clone()) };
-    match run(config, persist) {
+    // The management address is taken before anything touches the wire: a
+    // typo in api.listen must not make VRRP go MASTER and resign on the LAN.
+    let listener = match bind_api(config.api.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("rvsd: the REST API cannot listen on {}: {e} (api.listen)", config.api.listen);
+            return ExitCode::from(4);
+        }
+    };
+    match run(config, persist, listener) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Dpdk(e)) => {
             eprintln!("rvsd: DPDK could not start: {e}");
@@ -125,6 +137,13 @@ impl From<dpdk::DpdkError> for Failure {
     fn from(e: dpdk::DpdkError) -> Self {
         Failure::Dpdk(e)
     }
+}
+
+/// Binds the REST API's socket (non-blocking, for tokio to adopt later).
+fn bind_api(listen: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(listen)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
 }
 
 /// EAL arguments: lcores from the config, one `--vdev` (or `-a` for a PCI
@@ -263,7 +282,7 @@ fn device_name(device: &str) -> &str {
     device.split(',').next().unwrap_or(device)
 }
 
-fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Failure> {
+fn run(config: Config, config_path: Option<PathBuf>, listener: std::net::TcpListener) -> Result<(), Failure> {
     let args = eal_args(&config);
     tracing::info!(eal = %args.join(" "), "starting EAL");
     let eal = Eal::init(&args)?;
@@ -287,6 +306,16 @@ fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Failure> {
         configure_tap(tap, port_macs[i], p, &config.routes).map_err(Failure::Other)?;
         tracing::info!(port = %p.name, tap = %tap, "exception path to the kernel ready");
         taps.push(Some(port));
+    }
+    // Carrier of every port, read now (workers and VRRP start from the truth)
+    // and then kept current by the link monitor.
+    let port_links = Arc::new(LinkStates::new(ports.len()));
+    for (i, (port, pc)) in ports.iter().zip(&config.ports).enumerate() {
+        let up = port_carrier(port, &pc.device);
+        port_links.set(i, up);
+        if !up {
+            tracing::warn!(port = %pc.name, "link is down at start");
+        }
     }
     let steering: Vec<(String, Vec<dpdk::FlowRule>)> =
         ports.iter().zip(&config.ports).map(|(p, pc)| steer_fullnat_replies(p.id(), &pc.name, &config)).collect();
@@ -319,6 +348,7 @@ fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Failure> {
             peers_rx,
             queues: ports.iter().map(|p| p.queue(id as u16)).collect(),
             kernel_queues: taps.iter().map(|t| t.as_ref().map(|p| p.queue(id as u16))).collect(),
+            links: Arc::clone(&port_links),
             sync_tx,
             pool: Arc::clone(&pool),
             snapshot: Arc::clone(&snapshot),
@@ -341,6 +371,9 @@ fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Failure> {
     }
 
     let ports = Arc::new(ports);
+    let devices: Vec<String> = config.ports.iter().map(|p| p.device.clone()).collect();
+    let monitor = spawn_link_monitor(Arc::clone(&ports), devices, config.ports.iter().map(|p| p.name.clone()).collect(), Arc::clone(&port_links), Arc::clone(&stop))
+        .map_err(|e| Failure::Other(format!("cannot start the link monitor: {e}")))?;
     let dataplane = Arc::new(DpdkDataplane {
         links,
         lcores: config.workers.clone(),
@@ -348,6 +381,7 @@ fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Failure> {
         port_macs,
         ports: Arc::clone(&ports),
         port_names: config.ports.iter().map(|p| p.name.clone()).collect(),
+        port_links: Arc::clone(&port_links),
         pool: Arc::clone(&pool),
         sync_rx: parking_lot::Mutex::new(sync_rx),
         steering,
@@ -358,10 +392,11 @@ fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Failure> {
     let ha_config = config.clone();
     let state = ApiState::with_options(config, 1, dataplane.clone(), options);
     state.set_overlay(overlay_dyn);
-    let served = serve(listen, state, overlay, dataplane.clone(), ha_config);
+    let served = serve(listen, listener, state, overlay, dataplane.clone(), ha_config);
 
     stop.store(true, Ordering::Relaxed);
     dpdk::wait_all_lcores();
+    let _ = monitor.join();
     // Ports and the pool must be released before EAL: wait for the last other
     // holder of the dataplane (a control thread finishing) to let go.
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -378,6 +413,7 @@ fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Failure> {
 
 fn serve(
     listen: SocketAddr,
+    listener: std::net::TcpListener,
     state: Arc<ApiState>,
     overlay: Arc<HaOverlay>,
     dataplane: Arc<DpdkDataplane>,
@@ -391,7 +427,7 @@ fn serve(
     runtime.block_on(async move {
         rvs_control::spawn_rate_estimator(Arc::clone(&state));
         let ha = start_ha(&config, &state, &overlay, dataplane)?;
-        let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| Failure::Listen(listen, e))?;
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| Failure::Listen(listen, e))?;
         tracing::info!(%listen, "REST API listening");
         let served = axum::serve(listener, router(state))
             .with_graceful_shutdown(shutdown_signal())
@@ -428,6 +464,7 @@ impl HaRuntime {
 /// Starts health checks, VRRP and connection sync as configured, each feeding
 /// the overlay and republishing the snapshot on every change.
 fn start_ha(config: &Config, state: &Arc<ApiState>, overlay: &Arc<HaOverlay>, dataplane: Arc<DpdkDataplane>) -> Result<HaRuntime, Failure> {
+    let port_links = Arc::clone(&dataplane.port_links);
     let checked = config.services.iter().any(|s| s.reals.iter().any(|r| !r.health.checks.is_empty()));
     let health = if checked {
         let (tx, mut rx) = tokio::sync::watch::channel(0u64);
@@ -470,16 +507,10 @@ fn start_ha(config: &Config, state: &Arc<ApiState>, overlay: &Arc<HaOverlay>, da
     } else {
         let interfaces: HashMap<String, String> =
             config.ports.iter().filter_map(|p| p.tap.clone().map(|t| (p.name.clone(), t))).collect();
-        for i in &config.vrrp.instances {
-            if !interfaces.contains_key(&i.interface) && !interfaces.values().any(|t| *t == i.interface) {
-                return Err(Failure::Ha(format!(
-                    "vrrp instance {}: interface `{}` is not a port with a `tap` (VRRP runs on the exception path)",
-                    i.name, i.interface
-                )));
-            }
-        }
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let engine = VrrpEngine::start(&config.vrrp, interfaces, tx).map_err(|e| Failure::Ha(format!("VRRP cannot start: {e}")))?;
+        let engine = VrrpEngine::start(&config.vrrp, interfaces, dataplane_link(config, &port_links), tx)
+            .map_err(|e| Failure::Ha(format!("VRRP cannot start: {e}")))?;
+        overlay.set_vrrp_status(engine.status_handle());
         let (state, overlay, sync) = (Arc::clone(state), Arc::clone(overlay), sync.clone());
         tokio::spawn(async move {
             while let Some(event) = rx.recv().await {
@@ -520,6 +551,58 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// The carrier of port `port` opened from config device `device`: what the
+/// PMD reports and, for af_packet (whose PMD always says "up"), the kernel's
+/// carrier of the interface it captures on.
+fn port_carrier(port: &Port, device: &str) -> bool {
+    let kernel = match device.split(',').find_map(|kv| kv.strip_prefix("iface=")) {
+        Some(iface) if device.starts_with("net_af_packet") => {
+            // Reading `carrier` of an interface that is administratively down fails: down.
+            std::fs::read_to_string(format!("/sys/class/net/{iface}/carrier")).is_ok_and(|c| c.trim() == "1")
+        }
+        _ => true,
+    };
+    kernel && port.link_up()
+}
+
+/// Reads every port's carrier every LINK_POLL until `stop`, logging changes.
+fn spawn_link_monitor(
+    ports: Arc<Vec<Port>>,
+    devices: Vec<String>,
+    names: Vec<String>,
+    links: Arc<LinkStates>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("rvs-link".to_owned()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            for (i, (port, device)) in ports.iter().zip(&devices).enumerate() {
+                let up = port_carrier(port, device);
+                if links.set(i, up) {
+                    let name = names.get(i).map_or("?", String::as_str);
+                    if up {
+                        tracing::warn!(port = name, "link up");
+                    } else {
+                        tracing::warn!(port = name, "link down: frames for it are dropped (drop_link_down)");
+                    }
+                }
+            }
+            std::thread::sleep(LINK_POLL);
+        }
+    })
+}
+
+/// VRRP's view of the ports' carrier, by port name or TAP name.
+fn dataplane_link(config: &Config, links: &Arc<LinkStates>) -> DataplaneLink {
+    let by_name: HashMap<String, usize> = config
+        .ports
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| std::iter::once((p.name.clone(), i)).chain(p.tap.clone().map(|t| (t, i))))
+        .collect();
+    let links = Arc::clone(links);
+    Arc::new(move |name: &str| by_name.get(name).map(|&i| links.is_up(i)))
+}
+
 /// The REST API's view of the DPDK dataplane.
 struct DpdkDataplane {
     links: Vec<WorkerLink>,
@@ -528,6 +611,8 @@ struct DpdkDataplane {
     port_macs: Vec<MacAddr>,
     ports: Arc<Vec<Port>>,
     port_names: Vec<String>,
+    /// Carrier of each port (the link monitor's).
+    port_links: Arc<LinkStates>,
     pool: Arc<Mempool>,
     /// Connection updates from the workers, for the sync daemon.
     sync_rx: parking_lot::Mutex<Vec<rtrb::Consumer<ConnInfo>>>,
@@ -678,8 +763,10 @@ impl Dataplane for DpdkDataplane {
             .iter()
             .zip(&self.port_names)
             .zip(&self.steering)
-            .map(|((p, name), (steering, _))| {
-                json!({ "name": name, "device": p.name(), "mac": p.mac().to_string(), "steering": steering, "stats": p.stats() })
+            .enumerate()
+            .map(|(i, ((p, name), (steering, _)))| {
+                json!({ "name": name, "device": p.name(), "mac": p.mac().to_string(), "link_up": self.port_links.is_up(i),
+                        "steering": steering, "stats": p.stats() })
             })
             .collect();
         json!({

@@ -200,22 +200,7 @@ pub const UNSUPPORTED_KEYWORDS: &[(&str, &str, &str)] = &[
     ),
     (
         "global_defs",
-        "vrrp_garp_lower_prio_delay",
-        "not implemented",
-    ),
-    (
-        "global_defs",
-        "vrrp_garp_lower_prio_repeat",
-        "not implemented",
-    ),
-    (
-        "global_defs",
         "vrrp_lower_prio_no_advert",
-        "not implemented",
-    ),
-    (
-        "global_defs",
-        "vrrp_higher_prio_send_advert",
         "not implemented",
     ),
     ("global_defs", "vrrp_mcast_group6", "rvs is IPv4 only"),
@@ -265,14 +250,7 @@ pub const UNSUPPORTED_KEYWORDS: &[(&str, &str, &str)] = &[
         "garp_master_refresh_repeat",
         "not implemented",
     ),
-    ("vrrp_instance", "garp_lower_prio_delay", "not implemented"),
-    ("vrrp_instance", "garp_lower_prio_repeat", "not implemented"),
     ("vrrp_instance", "lower_prio_no_advert", "not implemented"),
-    (
-        "vrrp_instance",
-        "higher_prio_send_advert",
-        "not implemented",
-    ),
     ("vrrp_instance", "accept", "not implemented"),
     ("vrrp_instance", "no_accept", "not implemented"),
     (
@@ -462,6 +440,20 @@ fn one(n: &Node) -> R<&str> {
             n,
             format!("`{}` takes one value, found {}", n.keyword, more.len()),
         )),
+    }
+}
+
+/// A switch with an optional value (`on|off|true|false|yes|no`; none = on).
+fn switch(n: &Node) -> R<bool> {
+    leaf(n)?;
+    match n.args.as_slice() {
+        [] => Ok(true),
+        [v] => match v.as_str() {
+            "on" | "true" | "yes" => Ok(true),
+            "off" | "false" | "no" => Ok(false),
+            other => Err(err_invalid(n, format!("`{other}` is not on|off|true|false|yes|no"))),
+        },
+        more => Err(err_syntax(n, format!("`{}` takes at most one value, found {}", n.keyword, more.len()))),
     }
 }
 
@@ -655,6 +647,9 @@ struct Globals {
     garp_delay: Option<f64>,
     garp_repeat: Option<u32>,
     garp_refresh: Option<f64>,
+    garp_lower_prio_repeat: Option<u32>,
+    garp_lower_prio_delay: Option<f64>,
+    higher_prio_send_advert: Option<bool>,
     default_interface: Option<String>,
     /// `lvs_sync_daemon`, with the statement (to check the instance later).
     sync: Option<(SyncConfig, Node)>,
@@ -824,6 +819,9 @@ fn parse_globals(n: &Node, ctx: &mut Ctx<'_>, g: &mut Globals, timeouts: &mut Ti
             "vrrp_garp_master_delay" => g.garp_delay = Some(secs(c, one(c)?, 0.0)?),
             "vrrp_garp_master_repeat" => g.garp_repeat = Some(num(c, one(c)?, "a count")?),
             "vrrp_garp_master_refresh" => g.garp_refresh = Some(secs(c, one(c)?, 0.0)?),
+            "vrrp_higher_prio_send_advert" => g.higher_prio_send_advert = Some(switch(c)?),
+            "vrrp_garp_lower_prio_delay" => g.garp_lower_prio_delay = Some(secs(c, one(c)?, 0.0)?),
+            "vrrp_garp_lower_prio_repeat" => g.garp_lower_prio_repeat = Some(num(c, one(c)?, "a count")?),
             "default_interface" => g.default_interface = Some(ctx.port(c, one(c)?)?),
             "vrrp_mcast_group4" => {
                 if ipv4(c, one(c)?)? != Ipv4Addr::new(224, 0, 0, 18) {
@@ -1099,6 +1097,9 @@ fn parse_instance(
         garp_master_delay: g.garp_delay.unwrap_or(5.0),
         garp_master_repeat: g.garp_repeat.unwrap_or(5),
         garp_master_refresh: g.garp_refresh.unwrap_or(0.0),
+        garp_lower_prio_repeat: g.garp_lower_prio_repeat,
+        garp_lower_prio_delay: g.garp_lower_prio_delay,
+        higher_prio_send_advert: g.higher_prio_send_advert,
         notify_master: None,
         notify_backup: None,
         notify_fault: None,
@@ -1200,6 +1201,9 @@ fn parse_instance(
             }
             "garp_master_delay" => inst.garp_master_delay = secs(c, one(c)?, 0.0)?,
             "garp_master_repeat" => inst.garp_master_repeat = num(c, one(c)?, "a count")?,
+            "higher_prio_send_advert" => inst.higher_prio_send_advert = Some(switch(c)?),
+            "garp_lower_prio_delay" => inst.garp_lower_prio_delay = Some(secs(c, one(c)?, 0.0)?),
+            "garp_lower_prio_repeat" => inst.garp_lower_prio_repeat = Some(num(c, one(c)?, "a count")?),
             "garp_master_refresh" => inst.garp_master_refresh = secs(c, one(c)?, 0.0)?,
             "notify_master" => inst.notify_master = Some(text(c)?),
             "notify_backup" => inst.notify_backup = Some(text(c)?),

@@ -22,6 +22,17 @@ pub const ETH_P_ARP: u16 = 0x0806;
 /// Builds the gratuitous ARP frame for `vip` from `mac` (padded to the
 /// 60-byte Ethernet minimum).
 pub fn garp_frame(mac: [u8; 6], vip: Ipv4Addr) -> [u8; 60] {
+    arp_request(mac, vip, [0xff; 6], vip)
+}
+
+/// Builds a broadcast ARP request from `mac`/`src` asking for `target`: sent
+/// for each unicast peer when an instance starts, so that the peer's kernel
+/// learns our MAC from it (and sends us its adverts at once).
+pub fn arp_request_frame(mac: [u8; 6], src: Ipv4Addr, target: Ipv4Addr) -> [u8; 60] {
+    arp_request(mac, src, [0; 6], target)
+}
+
+fn arp_request(mac: [u8; 6], sender: Ipv4Addr, target_mac: [u8; 6], target: Ipv4Addr) -> [u8; 60] {
     let mut f = [0u8; 60];
     f[0..6].copy_from_slice(&[0xff; 6]); // destination: broadcast
     f[6..12].copy_from_slice(&mac);
@@ -32,9 +43,9 @@ pub fn garp_frame(mac: [u8; 6], vip: Ipv4Addr) -> [u8; 60] {
     f[19] = 4;
     f[20..22].copy_from_slice(&1u16.to_be_bytes()); // request
     f[22..28].copy_from_slice(&mac);
-    f[28..32].copy_from_slice(&vip.octets());
-    f[32..38].copy_from_slice(&[0xff; 6]);
-    f[38..42].copy_from_slice(&vip.octets());
+    f[28..32].copy_from_slice(&sender.octets());
+    f[32..38].copy_from_slice(&target_mac);
+    f[38..42].copy_from_slice(&target.octets());
     f
 }
 
@@ -46,11 +57,25 @@ pub struct GarpSchedule {
     refresh: Duration,
     delayed_at: Option<Instant>,
     refresh_at: Option<Instant>,
+    lower_prio: LowerPrio,
+    lower_prio_at: Option<Instant>,
+}
+
+/// Keepalived's `garp_lower_prio_repeat` and `garp_lower_prio_delay`: the
+/// ARPs per VIP a master sends when it hears a lower-priority advert, and
+/// when it sends the same again (0 = no second round).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LowerPrio {
+    /// ARPs per VIP and round.
+    pub repeat: u32,
+    /// Delay of the second round.
+    pub delay: Duration,
 }
 
 impl GarpSchedule {
     /// From `garp_master_repeat`, `garp_master_delay` and
-    /// `garp_master_refresh` (0 = off for both durations).
+    /// `garp_master_refresh` (0 = off for both durations); the lower-priority
+    /// rounds as `garp_master_*` until [`GarpSchedule::with_lower_prio`].
     pub fn new(repeat: u32, delay: Duration, refresh: Duration) -> GarpSchedule {
         GarpSchedule {
             repeat,
@@ -58,7 +83,24 @@ impl GarpSchedule {
             refresh,
             delayed_at: None,
             refresh_at: None,
+            lower_prio: LowerPrio { repeat, delay },
+            lower_prio_at: None,
         }
+    }
+
+    /// Sets what a lower-priority advert triggers.
+    pub fn with_lower_prio(mut self, lower_prio: LowerPrio) -> GarpSchedule {
+        self.lower_prio = lower_prio;
+        self
+    }
+
+    /// A lower-priority advert arrived while master at `now`: returns how
+    /// many ARPs per VIP to send now (the second round is scheduled).
+    pub fn on_lower_priority(&mut self, now: Instant) -> u32 {
+        if self.lower_prio.repeat > 0 && !self.lower_prio.delay.is_zero() {
+            self.lower_prio_at = Some(now + self.lower_prio.delay);
+        }
+        self.lower_prio.repeat
     }
 
     /// Became master at `now`: returns how many ARPs per VIP to send now.
@@ -72,6 +114,7 @@ impl GarpSchedule {
     pub fn stop(&mut self) {
         self.delayed_at = None;
         self.refresh_at = None;
+        self.lower_prio_at = None;
     }
 
     /// How many ARPs per VIP are due at `now` (0 when none).
@@ -80,6 +123,10 @@ impl GarpSchedule {
         if self.delayed_at.is_some_and(|at| now >= at) {
             self.delayed_at = None;
             n += self.repeat;
+        }
+        if self.lower_prio_at.is_some_and(|at| now >= at) {
+            self.lower_prio_at = None;
+            n += self.lower_prio.repeat;
         }
         if let Some(at) = self.refresh_at {
             if now >= at {
@@ -92,10 +139,7 @@ impl GarpSchedule {
 
     /// The next time something is due.
     pub fn next_deadline(&self) -> Option<Instant> {
-        match (self.delayed_at, self.refresh_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.delayed_at, self.refresh_at, self.lower_prio_at].into_iter().flatten().min()
     }
 }
 
@@ -140,10 +184,22 @@ impl GarpSocket {
     pub fn send(&self, vips: &[Ipv4Addr], count: u32) -> std::io::Result<()> {
         for _ in 0..count {
             for vip in vips {
-                let frame = garp_frame(self.mac, *vip);
-                socket::send(self.fd.as_raw_fd(), &frame, MsgFlags::empty())?;
+                self.send_frame(&garp_frame(self.mac, *vip))?;
             }
         }
+        Ok(())
+    }
+
+    /// Sends an ARP request from `src` for each of `targets`.
+    pub fn resolve(&self, src: Ipv4Addr, targets: &[Ipv4Addr]) -> std::io::Result<()> {
+        for target in targets {
+            self.send_frame(&arp_request_frame(self.mac, src, *target))?;
+        }
+        Ok(())
+    }
+
+    fn send_frame(&self, frame: &[u8]) -> std::io::Result<()> {
+        socket::send(self.fd.as_raw_fd(), frame, MsgFlags::empty())?;
         Ok(())
     }
 }
@@ -185,5 +241,31 @@ mod tests {
         let mut off = GarpSchedule::new(3, Duration::ZERO, Duration::ZERO);
         assert_eq!(off.on_master(t0), 3);
         assert_eq!(off.next_deadline(), None);
+    }
+
+    #[test]
+    fn lower_priority_rounds() {
+        let t0 = Instant::now();
+        let mut s = GarpSchedule::new(5, Duration::from_secs(5), Duration::ZERO)
+            .with_lower_prio(LowerPrio { repeat: 2, delay: Duration::from_secs(1) });
+        assert_eq!(s.on_master(t0), 5);
+        assert_eq!(s.due(t0 + Duration::from_secs(5)), 5);
+        assert_eq!(s.next_deadline(), None);
+        assert_eq!(s.on_lower_priority(t0 + Duration::from_secs(10)), 2);
+        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(11)));
+        assert_eq!(s.due(t0 + Duration::from_secs(11)), 2);
+        assert_eq!(s.next_deadline(), None);
+        let mut once = GarpSchedule::new(5, Duration::ZERO, Duration::ZERO)
+            .with_lower_prio(LowerPrio { repeat: 1, delay: Duration::ZERO });
+        assert_eq!(once.on_lower_priority(t0), 1);
+        assert_eq!(once.next_deadline(), None);
+    }
+
+    #[test]
+    fn request_for_a_peer() {
+        let f = arp_request_frame([2, 0, 0, 0, 0, 1], Ipv4Addr::new(10, 0, 0, 3), Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(&f[..14], &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x06]);
+        assert_eq!(&f[14..22], &[0, 1, 8, 0, 6, 4, 0, 1]);
+        assert_eq!(&f[22..42], &[2, 0, 0, 0, 0, 1, 10, 0, 0, 3, 0, 0, 0, 0, 0, 0, 10, 0, 0, 1]);
     }
 }

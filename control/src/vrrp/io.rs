@@ -28,9 +28,10 @@ use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type}
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::garp::{GarpSchedule, GarpSocket};
-use super::packet::{decode_ipv4, IPPROTO_VRRP, VRRP_MCAST_V4, VRRP_TTL};
+use super::packet::{decode_ipv4, parse_ipv4, Advert, IPPROTO_VRRP, VRRP_MCAST_V4, VRRP_TTL};
 use super::state::{Action, Router, ScriptStatus, VrrpState};
-use super::{Plan, VrrpEvent};
+use super::stats::VrrpStats;
+use super::{DataplaneLink, InstanceStatus, Plan, VrrpEvent};
 
 /// The kernel's view of an interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,8 +104,8 @@ pub(crate) enum Cmd {
     Shutdown,
     /// A track script run finished.
     Script { script: usize, ok: bool },
-    /// A watched interface changed link state.
-    Link { ifname: String, up: bool },
+    /// A watched interface (by its configured name) changed link state.
+    Link { link: String, up: bool },
 }
 
 /// Sends commands to the engine thread and wakes it.
@@ -229,7 +230,10 @@ pub(crate) struct Runner {
     scripts: Vec<ScriptStatus>,
     group_state: Vec<Option<VrrpState>>,
     events: UnboundedSender<VrrpEvent>,
-    shared: Arc<Mutex<Vec<(String, VrrpState, u8)>>>,
+    shared: Arc<Mutex<Vec<InstanceStatus>>>,
+    /// Counters per instance (published with the states).
+    stats: Vec<VrrpStats>,
+    dataplane: DataplaneLink,
     cmd_rx: mpsc::Receiver<Cmd>,
     wake: UnixDatagram,
 }
@@ -240,7 +244,8 @@ impl Runner {
         plan: Plan,
         router: Router,
         events: UnboundedSender<VrrpEvent>,
-        shared: Arc<Mutex<Vec<(String, VrrpState, u8)>>>,
+        shared: Arc<Mutex<Vec<InstanceStatus>>>,
+        dataplane: DataplaneLink,
         cmd_rx: mpsc::Receiver<Cmd>,
         wake: UnixDatagram,
     ) -> Result<Runner, super::VrrpError> {
@@ -272,7 +277,8 @@ impl Runner {
             ifaces[iface].instances.push(i);
             let send = open_send_socket(&ip.ifname, ip.params.primary_ip)
                 .map_err(io_err(format!("VRRP send socket on {}", ip.ifname)))?;
-            let garp = GarpSchedule::new(ip.garp_repeat, ip.garp_delay, ip.garp_refresh);
+            let garp = GarpSchedule::new(ip.garp_repeat, ip.garp_delay, ip.garp_refresh)
+                .with_lower_prio(ip.garp_lower_prio);
             insts.push(InstIo { iface, send, garp });
         }
         for iface in &mut ifaces {
@@ -291,7 +297,10 @@ impl Runner {
             .map(|s| ScriptStatus::new(s.rise, s.fall))
             .collect();
         let group_state = vec![None; plan.groups.len()];
+        let stats = vec![VrrpStats::default(); plan.instances.len()];
         Ok(Runner {
+            stats,
+            dataplane,
             plan,
             router,
             ifaces,
@@ -311,11 +320,13 @@ impl Runner {
         let now = Instant::now();
         // Links already down are faults before the start.
         for i in 0..self.plan.instances.len() {
-            for ifname in self.plan.instances[i].watched_links.clone() {
-                if !link_up(&ifname) {
+            for link in self.plan.instances[i].watched_links.clone() {
+                if !link.is_up(&self.dataplane) {
+                    tracing::warn!(instance = %self.plan.instances[i].params.name, link = %link.name,
+                        "VRRP starts in FAULT: link down");
                     let _ = self
                         .router
-                        .set_fault(now, i, &format!("link {ifname}"), true);
+                        .set_fault(now, i, &format!("link {}", link.name), true);
                 }
             }
         }
@@ -383,6 +394,8 @@ impl Runner {
                     self.send_garp(i, n);
                 }
             }
+            // States, priorities and counters for the API (a short lock).
+            self.publish();
         }
     }
 
@@ -390,43 +403,89 @@ impl Runner {
         for _ in 0..256 {
             let n = match (&self.ifaces[k].recv).read(buf) {
                 Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
                     tracing::warn!(ifname = %self.ifaces[k].name, error = %e, "VRRP receive failed");
-                    return;
+                    break;
                 }
             };
-            let Some(pkt) = buf.get(..n) else { return };
-            let (ip, advert) = match decode_ipv4(pkt) {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::debug!(ifname = %self.ifaces[k].name, error = %e, "invalid VRRP packet");
-                    continue;
+            if let Some(pkt) = buf.get(..n) {
+                self.receive_one(k, pkt);
+            }
+        }
+    }
+
+    /// Checks one packet received on interface `k` (counting every
+    /// rejection on the instances it was meant for) and feeds the adverts
+    /// that pass to their instances.
+    fn receive_one(&mut self, k: usize, pkt: &[u8]) {
+        let ifname = &self.ifaces[k].name;
+        let (ip, advert) = match decode_ipv4(pkt) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(%ifname, error = %e, "invalid VRRP packet");
+                // Charge the error to the instances of the VRID it names,
+                // if it names one of ours, else to every instance here.
+                let vrid = parse_ipv4(pkt).ok().and_then(|ip| ip.payload.get(1).copied());
+                let mut targets = self.instances_for_vrid(k, vrid);
+                if targets.is_empty() {
+                    targets = self.ifaces[k].instances.clone();
                 }
-            };
+                for i in targets {
+                    self.stats[i].count_packet_error(&e);
+                }
+                return;
+            }
+        };
+        let targets = self.instances_for_vrid(k, Some(advert.vrid));
+        if targets.is_empty() {
+            tracing::debug!(%ifname, src = %ip.src, vrid = advert.vrid, "VRRP advert for another VRID");
+            for &i in &self.ifaces[k].instances {
+                self.stats[i].vrid_other += 1;
+            }
+            return;
+        }
+        let now = Instant::now();
+        for i in targets {
+            let p = &self.plan.instances[i];
             if ip.ttl != VRRP_TTL {
-                tracing::debug!(src = %ip.src, ttl = ip.ttl, "VRRP packet with TTL != 255 dropped");
+                tracing::debug!(instance = %p.params.name, src = %ip.src, ttl = ip.ttl, "VRRP advert with TTL != 255 dropped");
+                self.stats[i].ip_ttl_err += 1;
                 continue;
             }
-            let now = Instant::now();
-            let targets: Vec<usize> = self.ifaces[k]
-                .instances
-                .iter()
-                .copied()
-                .filter(|&i| {
-                    let p = &self.plan.instances[i];
-                    p.params.vrid == advert.vrid
-                        && (p.unicast_peer.is_empty() || p.unicast_peer.contains(&ip.src))
-                })
-                .collect();
-            for i in targets {
-                let acts = self.router.on_advert(now, i, ip.src, &advert);
-                if let Some(why) = self.router.instance(i).and_then(|x| x.last_ignored()) {
-                    tracing::debug!(instance = %self.plan.instances[i].params.name, src = %ip.src, ?why, "advert ignored");
-                }
-                self.execute(now, acts);
+            if !p.unicast_peer.is_empty() && !p.unicast_peer.contains(&ip.src) {
+                tracing::debug!(instance = %p.params.name, src = %ip.src, "VRRP advert from an address that is not a unicast peer");
+                self.stats[i].peer_unknown += 1;
+                continue;
             }
+            let acts = self.router.on_advert(now, i, ip.src, &advert);
+            match self.router.instance(i).and_then(|x| x.last_ignored()) {
+                Some(why) => self.stats[i].count_ignored(why),
+                None => self.count_accepted(i, &advert),
+            }
+            self.execute(now, acts);
+        }
+    }
+
+    /// Instances on interface `k` with virtual router id `vrid`.
+    fn instances_for_vrid(&self, k: usize, vrid: Option<u8>) -> Vec<usize> {
+        self.ifaces[k]
+            .instances
+            .iter()
+            .copied()
+            .filter(|&i| Some(self.plan.instances[i].params.vrid) == vrid)
+            .collect()
+    }
+
+    fn count_accepted(&mut self, i: usize, advert: &Advert) {
+        let stats = &mut self.stats[i];
+        stats.advert_rcvd += 1;
+        if advert.priority == 0 {
+            stats.pri_zero_rcvd += 1;
+        }
+        if advert.addrs != self.plan.instances[i].params.vips {
+            stats.addr_list_err += 1;
         }
     }
 
@@ -434,13 +493,13 @@ impl Runner {
         let now = Instant::now();
         match cmd {
             Cmd::Shutdown => {}
-            Cmd::Link { ifname, up } => {
-                tracing::info!(%ifname, up, "VRRP tracked link changed");
+            Cmd::Link { link, up } => {
+                tracing::warn!(%link, up, "VRRP tracked link changed");
                 for i in 0..self.plan.instances.len() {
-                    if self.plan.instances[i].watched_links.contains(&ifname) {
+                    if self.plan.instances[i].watched_links.iter().any(|w| w.name == link) {
                         let acts = self
                             .router
-                            .set_fault(now, i, &format!("link {ifname}"), !up);
+                            .set_fault(now, i, &format!("link {link}"), !up);
                         self.execute(now, acts);
                     }
                 }
@@ -488,6 +547,12 @@ impl Runner {
         for (i, act) in acts {
             match act {
                 Action::SendAdvert { priority } => self.send_advert(i, priority),
+                Action::AnnounceVips => {
+                    let n = self.insts[i].garp.on_lower_priority(now);
+                    tracing::info!(instance = %self.plan.instances[i].params.name,
+                        "lower-priority advert received: forcing a new election, gratuitous ARPs sent");
+                    self.send_garp(i, n);
+                }
                 Action::StateChange { from, to } => {
                     changed = true;
                     self.on_state_change(now, i, from, to);
@@ -500,7 +565,7 @@ impl Runner {
         }
     }
 
-    fn send_advert(&self, i: usize, priority: u8) {
+    fn send_advert(&mut self, i: usize, priority: u8) {
         let p = &self.plan.instances[i];
         let advert = p.params.advert(priority);
         let src = p.params.primary_ip;
@@ -511,11 +576,34 @@ impl Runner {
         };
         for dst in dsts {
             let pkt = advert.encode(src, dst);
-            if let Err(e) = self.insts[i]
+            match self.insts[i]
                 .send
                 .send_to(&pkt, &SockAddr::from(SocketAddrV4::new(dst, 0)))
             {
-                tracing::warn!(instance = %p.params.name, %dst, error = %e, "VRRP advert not sent");
+                Ok(_) => {
+                    self.stats[i].advert_sent += 1;
+                    if priority == 0 {
+                        self.stats[i].pri_zero_sent += 1;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(instance = %p.params.name, %dst, error = %e, "VRRP advert not sent")
+                }
+            }
+        }
+    }
+
+    /// Sends an ARP request for each unicast peer of instance `i`, so that
+    /// the peers' kernels learn our MAC now (a booting backup must hear the
+    /// master's next advert, not the one after the master's ARP retry).
+    fn resolve_peers(&self, i: usize) {
+        let p = &self.plan.instances[i];
+        if p.unicast_peer.is_empty() {
+            return;
+        }
+        if let Some(sock) = &self.ifaces[self.insts[i].iface].garp {
+            if let Err(e) = sock.resolve(p.params.primary_ip, &p.unicast_peer) {
+                tracing::warn!(instance = %p.params.name, error = %e, "ARP requests for the unicast peers not sent");
             }
         }
     }
@@ -562,10 +650,15 @@ impl Runner {
             ));
         }
         if to == VrrpState::Master {
+            self.stats[i].become_master += 1;
             let n = self.insts[i].garp.on_master(now);
             self.send_garp(i, n);
         } else if from == VrrpState::Master {
+            self.stats[i].release_master += 1;
             self.insts[i].garp.stop();
+        }
+        if to == VrrpState::Backup && matches!(from, VrrpState::Initialize | VrrpState::Fault) {
+            self.resolve_peers(i);
         }
     }
 
@@ -603,7 +696,13 @@ impl Runner {
             .router
             .instances()
             .iter()
-            .map(|x| (x.params().name.clone(), x.state(), x.effective_priority()))
+            .zip(&self.stats)
+            .map(|(x, stats)| InstanceStatus {
+                name: x.params().name.clone(),
+                state: x.state(),
+                priority: x.effective_priority(),
+                stats: *stats,
+            })
             .collect();
         *self.shared.lock() = v;
     }

@@ -10,17 +10,21 @@
 //! * [`state`]: the pure, clock-driven state machine and sync groups.
 //! * [`garp`]: gratuitous ARP frames and their schedule.
 //! * [`io`]: sockets and the engine thread.
+//! * [`stats`]: per-instance counters, named as Keepalived's.
 //!
 //! [`VrrpEngine::start`] validates a [`VrrpConfig`], opens the sockets and
 //! runs the engine on a dedicated thread; state changes arrive as
 //! [`VrrpEvent`]s, notify scripts run with `sh -c`, track scripts and the
-//! link state of tracked interfaces are polled by helper threads.
+//! link state of tracked interfaces are polled by helper threads. In rvsd the
+//! link of an instance's interface is the carrier of the dataplane port (a
+//! [`DataplaneLink`]) as well as the TAP's, so a pulled cable is a FAULT.
 //! [`VrrpEngine::shutdown`] resigns (priority-0 adverts from masters).
 
 pub mod garp;
 pub mod io;
 pub mod packet;
 pub mod state;
+pub mod stats;
 
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
@@ -34,10 +38,52 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::ha::{VrrpConfig, VrrpInstance};
+use garp::LowerPrio;
 use io::{Cmd, Runner, Waker};
 use packet::{Auth, Version};
 pub use state::VrrpState;
 use state::{Instance, InstanceParams, Router};
+pub use stats::VrrpStats;
+
+/// The carrier of a dataplane port, by the name an instance's `interface` or
+/// `track_interface` uses (the port's name or its TAP's); `None` for names
+/// that are not dataplane ports (plain kernel interfaces).
+pub type DataplaneLink = Arc<dyn Fn(&str) -> Option<bool> + Send + Sync>;
+
+/// What the engine reports of one instance (REST API, metrics).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceStatus {
+    /// Instance name.
+    pub name: String,
+    /// Current state.
+    pub state: VrrpState,
+    /// Effective priority (configured plus script weights).
+    pub priority: u8,
+    /// Counters.
+    pub stats: VrrpStats,
+}
+
+/// An interface whose link going down is a fault of an instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct WatchedLink {
+    /// The name as configured (fault reason, dataplane lookup).
+    pub(crate) name: String,
+    /// The kernel interface it maps to (a port's TAP), if any.
+    pub(crate) kernel: String,
+}
+
+impl WatchedLink {
+    /// Up when the dataplane port (if it is one) has carrier and its TAP (if
+    /// it has one) is up; a plain kernel interface by its operational state.
+    pub(crate) fn is_up(&self, dataplane: &DataplaneLink) -> bool {
+        match dataplane(&self.name) {
+            // A port without a TAP: no kernel interface to look at.
+            Some(up) if self.kernel == self.name => up,
+            Some(up) => up && io::link_up(&self.kernel),
+            None => io::link_up(&self.kernel),
+        }
+    }
+}
 
 /// A state change reported by the engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,13 +132,14 @@ pub(crate) struct PlannedInstance {
     pub(crate) ifname: String,
     pub(crate) ifindex: u32,
     pub(crate) unicast_peer: Vec<Ipv4Addr>,
-    /// Kernel interfaces whose link going down is a fault (own + tracked).
-    pub(crate) watched_links: Vec<String>,
+    /// Interfaces whose link going down is a fault (own + tracked).
+    pub(crate) watched_links: Vec<WatchedLink>,
     /// (script index, weight).
     pub(crate) scripts: Vec<(usize, i32)>,
     pub(crate) garp_repeat: u32,
     pub(crate) garp_delay: Duration,
     pub(crate) garp_refresh: Duration,
+    pub(crate) garp_lower_prio: LowerPrio,
     pub(crate) notify_master: Option<String>,
     pub(crate) notify_backup: Option<String>,
     pub(crate) notify_fault: Option<String>,
@@ -195,6 +242,7 @@ pub fn instance_params(
         priority: inst.priority,
         advert_int_cs: cs,
         preempt: !inst.nopreempt,
+        higher_prio_send_advert: inst.higher_prio_send_advert.unwrap_or(true),
         preempt_delay: secs(
             &format!("instance {}: preempt_delay", inst.name),
             inst.preempt_delay,
@@ -205,7 +253,26 @@ pub fn instance_params(
     })
 }
 
-fn plan(config: &VrrpConfig, interfaces: &HashMap<String, String>) -> Result<Plan, VrrpError> {
+/// Checks everything in `config` that does not need the kernel (names,
+/// ranges, durations, scripts, groups, VRIDs per interface), as
+/// `rvsd --check-config` and the API do before anything starts. `interfaces`
+/// maps port names to their TAPs, as for [`VrrpEngine::start`].
+pub fn validate(config: &VrrpConfig, interfaces: &HashMap<String, String>) -> Result<(), VrrpError> {
+    let anywhere = |_: &str| {
+        Ok(io::IfInfo {
+            index: 0,
+            first_ipv4: Some(Ipv4Addr::UNSPECIFIED),
+        })
+    };
+    plan(config, interfaces, anywhere).map(|_| ())
+}
+
+/// Resolves `config` into a plan, looking interfaces up with `lookup`.
+fn plan(
+    config: &VrrpConfig,
+    interfaces: &HashMap<String, String>,
+    lookup: impl Fn(&str) -> std::io::Result<io::IfInfo>,
+) -> Result<Plan, VrrpError> {
     let kernel = |name: &String| {
         interfaces
             .get(name)
@@ -257,7 +324,7 @@ fn plan(config: &VrrpConfig, interfaces: &HashMap<String, String>) -> Result<Pla
                 inst.name, inst.virtual_router_id
             )));
         }
-        let info = io::interface_info(&ifname).map_err(|e| VrrpError::Interface {
+        let info = lookup(&ifname).map_err(|e| VrrpError::Interface {
             ifname: ifname.clone(),
             reason: e.to_string(),
         })?;
@@ -274,13 +341,30 @@ fn plan(config: &VrrpConfig, interfaces: &HashMap<String, String>) -> Result<Pla
             }
         };
         let params = instance_params(inst, primary)?;
-        let mut watched = vec![ifname.clone()];
+        let mut watched = vec![WatchedLink {
+            name: inst.interface.clone(),
+            kernel: ifname.clone(),
+        }];
         for t in &inst.track_interface {
             let k = kernel(t);
-            if !watched.contains(&k) {
-                watched.push(k);
+            if !watched.iter().any(|w| w.kernel == k) {
+                watched.push(WatchedLink {
+                    name: t.clone(),
+                    kernel: k,
+                });
             }
         }
+        let garp_delay = secs(
+            &format!("instance {}: garp_master_delay", inst.name),
+            inst.garp_master_delay,
+        )?;
+        let garp_lower_prio = LowerPrio {
+            repeat: inst.garp_lower_prio_repeat.unwrap_or(inst.garp_master_repeat),
+            delay: match inst.garp_lower_prio_delay {
+                Some(d) => secs(&format!("instance {}: garp_lower_prio_delay", inst.name), d)?,
+                None => garp_delay,
+            },
+        };
         let mut tracked = Vec::new();
         for t in &inst.track_script {
             let Some(&s) = script_idx.get(t) else {
@@ -299,10 +383,8 @@ fn plan(config: &VrrpConfig, interfaces: &HashMap<String, String>) -> Result<Pla
             watched_links: watched,
             scripts: tracked,
             garp_repeat: inst.garp_master_repeat,
-            garp_delay: secs(
-                &format!("instance {}: garp_master_delay", inst.name),
-                inst.garp_master_delay,
-            )?,
+            garp_delay,
+            garp_lower_prio,
             garp_refresh: secs(
                 &format!("instance {}: garp_master_refresh", inst.name),
                 inst.garp_master_refresh,
@@ -353,7 +435,7 @@ pub struct VrrpEngine {
     thread: Option<JoinHandle<()>>,
     helpers: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
-    states: Arc<Mutex<Vec<(String, VrrpState, u8)>>>,
+    states: Arc<Mutex<Vec<InstanceStatus>>>,
 }
 
 impl std::fmt::Debug for VrrpEngine {
@@ -369,13 +451,15 @@ impl VrrpEngine {
     ///
     /// `interfaces` maps an instance's `interface` (a dataplane port name) to
     /// the kernel interface to run on (the port's TAP); names not in the map
-    /// are used as they are. State changes are sent to `events`.
+    /// are used as they are. `dataplane` gives the carrier of dataplane ports
+    /// (see [`DataplaneLink`]). State changes are sent to `events`.
     pub fn start(
         config: &VrrpConfig,
         interfaces: HashMap<String, String>,
+        dataplane: DataplaneLink,
         events: UnboundedSender<VrrpEvent>,
     ) -> Result<VrrpEngine, VrrpError> {
-        let plan = plan(config, &interfaces)?;
+        let plan = plan(config, &interfaces, io::interface_info)?;
         let instances = plan
             .instances
             .iter()
@@ -388,12 +472,11 @@ impl VrrpEngine {
         let states = Arc::new(Mutex::new(
             plan.instances
                 .iter()
-                .map(|p| {
-                    (
-                        p.params.name.clone(),
-                        VrrpState::Initialize,
-                        p.params.priority,
-                    )
+                .map(|p| InstanceStatus {
+                    name: p.params.name.clone(),
+                    state: VrrpState::Initialize,
+                    priority: p.params.priority,
+                    stats: VrrpStats::default(),
                 })
                 .collect(),
         ));
@@ -414,6 +497,7 @@ impl VrrpEngine {
             router,
             events,
             states.clone(),
+            dataplane.clone(),
             cmd_rx,
             wake_rx,
         )?;
@@ -426,7 +510,7 @@ impl VrrpEngine {
                 source,
             })?;
         let mut helpers = Vec::new();
-        helpers.extend(spawn_link_watcher(&plan, &waker, &stop));
+        helpers.extend(spawn_link_watcher(&plan, dataplane, &waker, &stop));
         for (idx, s) in plan.scripts.iter().enumerate() {
             if !plan
                 .instances
@@ -446,9 +530,15 @@ impl VrrpEngine {
         })
     }
 
-    /// Every instance's name, state and effective priority (for the REST API).
-    pub fn states(&self) -> Vec<(String, VrrpState, u8)> {
+    /// Every instance's name, state, effective priority and counters.
+    pub fn states(&self) -> Vec<InstanceStatus> {
         self.states.lock().clone()
+    }
+
+    /// A handle on the same reports, for readers that outlive this borrow
+    /// (the REST API's status page and metrics).
+    pub fn status_handle(&self) -> Arc<Mutex<Vec<InstanceStatus>>> {
+        Arc::clone(&self.states)
     }
 
     /// Stops the engine: masters send priority-0 adverts (the backups take
@@ -475,12 +565,16 @@ impl Drop for VrrpEngine {
     }
 }
 
+/// How often the link watcher looks at the watched links.
+const LINK_POLL: Duration = Duration::from_millis(20);
+
 fn spawn_link_watcher(
     plan: &Plan,
+    dataplane: DataplaneLink,
     waker: &Waker,
     stop: &Arc<AtomicBool>,
 ) -> Option<JoinHandle<()>> {
-    let mut links: Vec<String> = Vec::new();
+    let mut links: Vec<WatchedLink> = Vec::new();
     for i in &plan.instances {
         for l in &i.watched_links {
             if !links.contains(l) {
@@ -493,14 +587,14 @@ fn spawn_link_watcher(
     std::thread::Builder::new()
         .name("rvs-vrrp-link".to_owned())
         .spawn(move || {
-            let mut last: Vec<bool> = links.iter().map(|l| io::link_up(l)).collect();
-            while io::sleep_unless_stopped(&stop, Duration::from_millis(100)) {
+            let mut last: Vec<bool> = links.iter().map(|l| l.is_up(&dataplane)).collect();
+            while io::sleep_unless_stopped(&stop, LINK_POLL) {
                 for (k, l) in links.iter().enumerate() {
-                    let up = io::link_up(l);
+                    let up = l.is_up(&dataplane);
                     if up != last[k] {
                         last[k] = up;
                         if !waker.send(Cmd::Link {
-                            ifname: l.clone(),
+                            link: l.name.clone(),
                             up,
                         }) {
                             return;

@@ -69,6 +69,11 @@ pub enum Action {
         /// Priority to advertise.
         priority: u8,
     },
+    /// A lower-priority router claims to be master (a split brain healing, a
+    /// backup that booted without hearing us): refresh the neighbours' ARP
+    /// caches with gratuitous ARPs for our VIPs (Keepalived's
+    /// `garp_lower_prio_repeat`), next to the advert that forces the election.
+    AnnounceVips,
     /// The instance changed state (VIPs, gratuitous ARP, notify, event).
     StateChange {
         /// Previous state.
@@ -95,6 +100,8 @@ pub struct InstanceParams {
     pub preempt: bool,
     /// Keepalived's `preempt_delay`.
     pub preempt_delay: Duration,
+    /// Send an advert when yielding to a higher priority (`higher_prio_send_advert`).
+    pub higher_prio_send_advert: bool,
     /// v2 authentication expected and sent.
     pub auth: Auth,
     /// The primary address (advert source; breaks priority ties).
@@ -130,8 +137,10 @@ pub enum Ignored {
     OtherVersion,
     /// Sent by ourselves.
     Own,
-    /// v2 authentication mismatch.
-    Auth,
+    /// v2 authentication of another type (none vs PASS).
+    AuthTypeMismatch,
+    /// v2 PASS authentication with another password.
+    AuthFailure,
     /// v2 advertisement interval differs from ours.
     Interval,
     /// The instance is in INIT or FAULT.
@@ -379,12 +388,19 @@ impl Instance {
                     if self.params.version == Version::V3 {
                         self.master_adver_int_cs = advert.advert_int_cs.max(1);
                     }
+                    if self.params.higher_prio_send_advert {
+                        // The new master may never have heard us (a split
+                        // brain healing): one last claim makes it re-announce.
+                        actions.push(Action::SendAdvert { priority: mine });
+                    }
                     self.become_backup(now, &mut actions);
                 } else {
                     // A lower-priority router thinks it is master (split brain
-                    // healing): tell it now rather than at the next interval
-                    // (Keepalived does the same).
+                    // healing, a backup that booted deaf): tell it now rather
+                    // than at the next interval and pull the clients back with
+                    // gratuitous ARPs ("forcing new election", as Keepalived).
                     actions.push(Action::SendAdvert { priority: mine });
+                    actions.push(Action::AnnounceVips);
                     self.advert_at = Some(now + self.advert_interval());
                 }
             }
@@ -407,8 +423,10 @@ impl Instance {
             return Some(Ignored::Own);
         }
         if self.params.version == Version::V2 {
-            if advert.auth != self.params.auth {
-                return Some(Ignored::Auth);
+            match (advert.auth, self.params.auth) {
+                (a, b) if a == b => {}
+                (Auth::Pass(_), Auth::Pass(_)) => return Some(Ignored::AuthFailure),
+                _ => return Some(Ignored::AuthTypeMismatch),
             }
             if advert.advert_int_cs != self.params.advert_int_cs {
                 return Some(Ignored::Interval);

@@ -114,6 +114,16 @@ impl Port {
         Queue { port: self.id, queue: q }
     }
 
+    /// The link state the PMD reports now (`rte_eth_link_get_nowait`): true
+    /// when the carrier is up. A PMD that cannot tell (an error) counts as up,
+    /// so a driver without link reporting never fakes an outage.
+    pub fn link_up(&self) -> bool {
+        let mut link = ffi::rte_eth_link::default();
+        // SAFETY: valid port and out-pointer; the call does not block.
+        let ret = unsafe { ffi::rte_eth_link_get_nowait(self.id, &mut link) };
+        ret != 0 || link.link_status() != 0
+    }
+
     /// The PMD's counters.
     pub fn stats(&self) -> PortStats {
         let mut s = ffi::rte_eth_stats::default();

@@ -688,3 +688,33 @@ fn a_synced_connection_lives_on_one_worker_that_announces_it() {
     let to: Vec<usize> = out_other.redirect.iter().map(|r| r.0).collect();
     assert_eq!(to, vec![owner, owner], "both directions go to the installing worker");
 }
+
+#[test]
+fn arp_requests_for_our_addresses_also_reach_the_kernel() {
+    // With an exception path, the kernel learns its peers (VRRP unicast
+    // peers above all) from requests for its addresses; the dataplane answers.
+    let mut snap = (*snapshot(1, nat_reals())).clone();
+    snap.ports[0].kernel = true;
+    let mut p = Processor::new(Arc::new(snap), 1024);
+    let mut out = Output::with_capacity(8);
+    let request = arp_frame(RS1_MAC, MacAddr::BROADCAST, arp::op::REQUEST, RS1_MAC, RS1, MacAddr::ZERO, DIR_IN);
+    p.handle(0, VecFrame::new(&request), 0, &mut out);
+    let sent: Vec<Vec<u8>> = out.tx.drain(..).map(|(_, f)| f.to_vec()).collect();
+    assert_eq!(sent, vec![arp_frame(DIR_MAC, RS1_MAC, arp::op::REPLY, DIR_MAC, DIR_IN, RS1_MAC, RS1)]);
+    let copies: Vec<Vec<u8>> = out.kernel_control.drain(..).map(|(port, c)| {
+        assert_eq!(port, 0);
+        c.bytes().to_vec()
+    }).collect();
+    assert_eq!(copies, vec![request[..42].to_vec()], "the kernel gets the request as it came");
+
+    // A VIP is the dataplane's alone: answered, no copy.
+    let for_vip = arp_frame(CLIENT_MAC, MacAddr::BROADCAST, arp::op::REQUEST, CLIENT_MAC, CLIENT, MacAddr::ZERO, DR_VIP);
+    p.handle(0, VecFrame::new(&for_vip), 0, &mut out);
+    assert_eq!(out.tx.len(), 1);
+    assert!(out.kernel_control.is_empty());
+
+    // Another host's gratuitous ARP is consumed and counted.
+    let garp = arp_frame(OTHER_MAC, MacAddr::BROADCAST, arp::op::REQUEST, OTHER_MAC, Ipv4Addr::new(10, 0, 0, 3), MacAddr::BROADCAST, Ipv4Addr::new(10, 0, 0, 3));
+    p.handle(0, VecFrame::new(&garp), 0, &mut out);
+    assert_eq!(p.counters().get(Counter::ArpIgnored), 1);
+}
