@@ -730,6 +730,28 @@ mod vrrp {
     }
 
     #[test]
+    fn a_group_yielding_claims_once_on_every_member() {
+        // With higher_prio_send_advert, each member sends one advert as it
+        // yields, also those moved by the group: every VRID's new master
+        // hears a lower-priority claim and re-announces its VIPs.
+        let t0 = Instant::now();
+        let a = InstanceParams { higher_prio_send_advert: true, ..params(Version::V2, 100, 100) };
+        let b = InstanceParams { name: "VI_2".to_owned(), vrid: 52, ..a.clone() };
+        let mut r = Router::new(vec![Instance::new(a.clone()), Instance::new(b)], vec![vec![0, 1]]);
+        r.start(t0);
+        r.on_timer(t0 + ms(4000));
+        assert_eq!(states(&r), vec![VrrpState::Master, VrrpState::Master]);
+        let acts = r.on_advert(t0 + ms(4100), 0, PEER_HI, &advert_from(&a, 200));
+        assert_eq!(states(&r), vec![VrrpState::Backup, VrrpState::Backup]);
+        let claims: Vec<usize> = acts
+            .iter()
+            .filter(|(_, a)| *a == Action::SendAdvert { priority: 100 })
+            .map(|(i, _)| *i)
+            .collect();
+        assert_eq!(claims, vec![0, 1]);
+    }
+
+    #[test]
     fn sync_group_fault_moves_the_group() {
         let t0 = Instant::now();
         let (mut r, _, _) = group_pair();

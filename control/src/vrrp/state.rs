@@ -289,6 +289,18 @@ impl Instance {
         self.change(VrrpState::Backup, actions);
     }
 
+    /// MASTER → BACKUP because a better master exists (heard by this
+    /// instance or by another member of its sync group). With
+    /// `higher_prio_send_advert`, one last advert first: the new master may
+    /// never have heard us (a split brain healing), and a lower-priority
+    /// claim makes it re-announce its VIPs with gratuitous ARPs.
+    fn yield_mastership(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        if self.params.higher_prio_send_advert {
+            actions.push(Action::SendAdvert { priority: self.effective_priority() });
+        }
+        self.become_backup(now, actions);
+    }
+
     fn become_fault(&mut self, actions: &mut Vec<Action>) {
         if self.state == VrrpState::Master {
             // Keepalived resigns with a priority-0 advert on entering FAULT.
@@ -388,12 +400,7 @@ impl Instance {
                     if self.params.version == Version::V3 {
                         self.master_adver_int_cs = advert.advert_int_cs.max(1);
                     }
-                    if self.params.higher_prio_send_advert {
-                        // The new master may never have heard us (a split
-                        // brain healing): one last claim makes it re-announce.
-                        actions.push(Action::SendAdvert { priority: mine });
-                    }
-                    self.become_backup(now, &mut actions);
+                    self.yield_mastership(now, &mut actions);
                 } else {
                     // A lower-priority router thinks it is master (split brain
                     // healing, a backup that booted deaf): tell it now rather
@@ -704,7 +711,7 @@ impl Router {
             let mut acts = Vec::new();
             match (to, inst.state) {
                 (VrrpState::Master, VrrpState::Backup) => inst.become_master(now, &mut acts),
-                (VrrpState::Backup, VrrpState::Master) => inst.become_backup(now, &mut acts),
+                (VrrpState::Backup, VrrpState::Master) => inst.yield_mastership(now, &mut acts),
                 _ => {}
             }
             out.extend(acts.into_iter().map(|a| (m, a)));
