@@ -15,6 +15,7 @@ readonly SCRIPT_DIR REPO_ROOT
 readonly PACKAGES=(
     dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config
     iproute2 ethtool tcpdump tshark socat curl python3 iputils-ping
+    python3-scapy
 )
 
 log() { echo "setup: $*" >&2; }

@@ -9,7 +9,8 @@
 //!   forwards their traffic ([`Snapshot::standby`]); VRRP addresses that are not
 //!   service addresses become the appliance's own addresses while master;
 //! * **connection sync** ([`crate::sync`]): workers stream connection updates
-//!   only while the sync instance is MASTER ([`Snapshot::sync_send`]).
+//!   only while the sync instance is MASTER ([`Snapshot::sync_send`]); the
+//!   daemon's counters are shown under `"sync"` in `GET /api/v1/ha`.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -35,6 +36,8 @@ pub struct HaOverlay {
     vrrp: Mutex<HashMap<String, VrrpView>>,
     /// The instance connection sync follows.
     sync_instance: Option<String>,
+    /// The running sync daemon's counters.
+    sync_counters: Mutex<Option<Arc<crate::sync::SyncCounters>>>,
 }
 
 impl HaOverlay {
@@ -55,6 +58,7 @@ impl HaOverlay {
             engine: Mutex::new(None),
             vrrp: Mutex::new(vrrp),
             sync_instance: config.sync.as_ref().map(|s| s.instance.clone()),
+            sync_counters: Mutex::new(None),
         })
     }
 
@@ -74,6 +78,11 @@ impl HaOverlay {
         vrrp.insert(instance.to_owned(), (state, vips, port));
         let after = self.sync_master_locked(&vrrp);
         (before != after).then_some(after)
+    }
+
+    /// Attaches the running sync daemon's counters (shown under `"sync"`).
+    pub fn set_sync_counters(&self, counters: Arc<crate::sync::SyncCounters>) {
+        *self.sync_counters.lock() = Some(counters);
     }
 
     /// True while this node is the connection-sync master.
@@ -137,7 +146,14 @@ impl Overlay for HaOverlay {
             .map(|(name, (state, vips, _))| json!({ "instance": name, "state": state, "virtual_ipaddress": vips }))
             .collect();
         let health = self.engine.lock().as_ref().map(|e| serde_json::to_value(e.lock().snapshot()).unwrap_or_default());
-        json!({ "vrrp": vrrp, "sync_master": self.sync_master(), "health": health })
+        let master = self.sync_master();
+        let sync = self.sync_counters.lock().as_ref().map(|c| {
+            let mut v = c.to_json();
+            v["instance"] = json!(self.sync_instance);
+            v["master"] = json!(master);
+            v
+        });
+        json!({ "vrrp": vrrp, "sync_master": master, "sync": sync, "health": health })
     }
 }
 
