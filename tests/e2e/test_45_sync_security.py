@@ -147,6 +147,9 @@ class SyncSecurityTests(ha40.HaCase):
         if python is None:
             self.skipTest("scapy is missing (apt-get install python3-scapy; deploy/setup.sh)")
         d1, d2 = self.pair()
+        # The key is neither shown by the API nor logged.
+        self.assertNotIn("key", d1.get("/api/v1/config")["sync"])
+        self.assertNotIn(lab.SYNC_KEY, d1.api("GET", "/api/v1/config")[1])
         before = {d.n: (sync_status(d), sync_metrics(d)) for d in (d1, d2)}
         conns, bulks = 5, 3
         plan = {
@@ -204,6 +207,31 @@ class SyncSecurityTests(ha40.HaCase):
         self.assertFalse([c for c in conns2["connections"] if c["client"].startswith(FORGED_CLIENT)])
         self.assertEqual(answers, [], f"a director answered {NS_KA}: {answers}")
         ha40.figure(f"  nothing installed on the backup, nothing sent to {NS_KA} (tcpdump: 0 packets)")
+        for d in (d1, d2):
+            self.assertNotIn(lab.SYNC_KEY, d.log_path.read_text(errors="replace"), f"{d.ns} logged the key")
+
+    def test_3_the_key_is_required(self):
+        """Sync without sync.key and without RVS_SYNC_KEY: rvsd refuses to
+        start (exit 2) and says which setting is missing; the variable alone
+        is enough."""
+        cfg = lab.director_config(1, vrrp=lab.vrrp_config(150))
+        del cfg["sync"]["key"]
+        d = lab.Director(1, cfg, tmp=self.tmp)
+        d.config_path.write_text(json.dumps(cfg))
+        env = {k: v for k, v in os.environ.items() if k != "RVS_SYNC_KEY"}
+        cp = subprocess.run(d.command("--check-config"), capture_output=True, text=True, timeout=30,
+                            stdin=subprocess.DEVNULL, env=env)
+        ha40.figure(f"sync without a key: exit {cp.returncode}: {cp.stderr.strip()[:200]}")
+        self.assertEqual(cp.returncode, 2, cp.stdout + cp.stderr)
+        self.assertIn("sync.key", cp.stderr)
+        self.assertIn("RVS_SYNC_KEY", cp.stderr)
+        cp = subprocess.run(d.command("--check-config"), capture_output=True, text=True, timeout=30,
+                            stdin=subprocess.DEVNULL, env=dict(env, RVS_SYNC_KEY=lab.SYNC_KEY))
+        self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+        cp = subprocess.run(d.command("--check-config"), capture_output=True, text=True, timeout=30,
+                            stdin=subprocess.DEVNULL, env=dict(env, RVS_SYNC_KEY="short"))
+        self.assertEqual(cp.returncode, 2, cp.stdout + cp.stderr)
+        self.assertIn("RVS_SYNC_KEY", cp.stderr)
 
     def test_2_streams_survive_a_failover_with_keys(self):
         """DR, NAT and FULLNAT streams through the master continue after it is
