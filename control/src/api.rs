@@ -16,7 +16,9 @@
 //! `HEAD` or `OPTIONS` must carry `Authorization: Bearer <token>`; otherwise it
 //! is refused with 401 and changes nothing. Reads stay open: the API listens on
 //! the management address only. The token itself is never shown by
-//! `GET /api/v1/config`.
+//! `GET /api/v1/config`, nor is the connection-sync key (`sync.key`); a
+//! `PUT /api/v1/config` that leaves either out keeps it, and neither can be
+//! changed through the API.
 //!
 //! # Changes
 //!
@@ -73,7 +75,7 @@
 //! | `GET /metrics` | Prometheus text format 0.0.4 ([`crate::metrics`]) |
 //! | `GET /api/v1/openapi.json` | the OpenAPI 3 document of this API |
 //! | `GET /api/v1/status` | `{"generation", "workers", "services"}` |
-//! | `GET /api/v1/config` | the whole config (token left out), with `ETag` |
+//! | `GET /api/v1/config` | the whole config (`api.token` and `sync.key` left out), with `ETag` |
 //! | `PUT /api/v1/config[?dry_run=true]` | replace the whole config; answers the diff (`changes`); a dry run changes nothing |
 //! | `GET`/`PUT /api/v1/timeouts` | connection timeouts (ipvsadm `--set`, `-L --timeout`) |
 //! | `GET /api/v1/stats` | per-worker counters, port and mempool stats ([`Dataplane::stats`]) |
@@ -842,7 +844,8 @@ fn find_real(service: &ServiceConfig, address: Ipv4Addr, port: u16) -> Result<us
 
 type AppState = State<Arc<ApiState>>;
 
-/// `GET /api/v1/ha`: health-check results, VRRP instance states, sync role.
+/// `GET /api/v1/ha`: health-check results, VRRP instance states, sync role
+/// and the sync daemon's counters.
 async fn ha_status(State(state): AppState) -> Json<serde_json::Value> {
     Json(state.overlay_status())
 }
@@ -860,6 +863,9 @@ async fn get_config(State(state): AppState) -> Response {
     let current = state.current.lock().await;
     let mut config = current.config.clone();
     config.api.token = None;
+    if let Some(sync) = &mut config.sync {
+        sync.key = None;
+    }
     with_etag(Json(config), current.generation)
 }
 
@@ -1061,6 +1067,12 @@ fn check_restart_only(current: &Config, new: &Config) -> Result<(), ApiError> {
         )
         .with_field("api.token"));
     }
+    if new.sync.as_ref().and_then(|s| s.key.as_ref()) != current.sync.as_ref().and_then(|s| s.key.as_ref()) {
+        return Err(ApiError::bad_request(
+            "sync.key: changing the sync key needs editing the config file and a restart of rvsd; leave it out to keep it",
+        )
+        .with_field("sync.key"));
+    }
     if new.ports.len() != current.ports.len() {
         return Err(refuse("ports", current.ports.iter().map(|p| &p.name).collect::<Vec<_>>()));
     }
@@ -1204,6 +1216,12 @@ async fn put_config(
     if new.api.token.is_none() {
         // GET leaves the token out; sending that document back keeps it.
         new.api.token = current.config.api.token.clone();
+    }
+    if let (Some(sync), Some(cur)) = (&mut new.sync, &current.config.sync) {
+        // Likewise the sync key.
+        if sync.key.is_none() {
+            sync.key = cur.key.clone();
+        }
     }
     if let Some(expected) = expect {
         if expected != current.generation {

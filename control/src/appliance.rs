@@ -9,7 +9,8 @@
 //!   forwards their traffic ([`Snapshot::standby`]); VRRP addresses that are not
 //!   service addresses become the appliance's own addresses while master;
 //! * **connection sync** ([`crate::sync`]): workers stream connection updates
-//!   only while the sync instance is MASTER ([`Snapshot::sync_send`]).
+//!   only while the sync instance is MASTER ([`Snapshot::sync_send`]); the
+//!   daemon's counters are shown under `"sync"` in `GET /api/v1/ha`.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -37,6 +38,8 @@ pub struct HaOverlay {
     sync_instance: Option<String>,
     /// The VRRP engine's reports (priority, counters), once it runs.
     vrrp_status: Mutex<Option<Arc<Mutex<Vec<InstanceStatus>>>>>,
+    /// The running sync daemon's counters.
+    sync_counters: Mutex<Option<Arc<crate::sync::SyncCounters>>>,
 }
 
 impl HaOverlay {
@@ -58,6 +61,7 @@ impl HaOverlay {
             vrrp: Mutex::new(vrrp),
             sync_instance: config.sync.as_ref().map(|s| s.instance.clone()),
             vrrp_status: Mutex::new(None),
+            sync_counters: Mutex::new(None),
         })
     }
 
@@ -82,6 +86,11 @@ impl HaOverlay {
         vrrp.insert(instance.to_owned(), (state, vips, port));
         let after = self.sync_master_locked(&vrrp);
         (before != after).then_some(after)
+    }
+
+    /// Attaches the running sync daemon's counters (shown under `"sync"`).
+    pub fn set_sync_counters(&self, counters: Arc<crate::sync::SyncCounters>) {
+        *self.sync_counters.lock() = Some(counters);
     }
 
     /// True while this node is the connection-sync master.
@@ -154,7 +163,14 @@ impl Overlay for HaOverlay {
             .collect();
         vrrp.sort_by(|a, b| a["instance"].as_str().cmp(&b["instance"].as_str()));
         let health = self.engine.lock().as_ref().map(|e| serde_json::to_value(e.lock().snapshot()).unwrap_or_default());
-        json!({ "vrrp": vrrp, "sync_master": self.sync_master(), "health": health })
+        let master = self.sync_master();
+        let sync = self.sync_counters.lock().as_ref().map(|c| {
+            let mut v = c.to_json();
+            v["instance"] = json!(self.sync_instance);
+            v["master"] = json!(master);
+            v
+        });
+        json!({ "vrrp": vrrp, "sync_master": master, "sync": sync, "health": health })
     }
 }
 

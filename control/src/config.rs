@@ -322,7 +322,6 @@ fn default_weight() -> u32 {
     1
 }
 
-
 /// An IPv4 address with a prefix length, written `"a.b.c.d/len"` (len 0..=32).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -579,6 +578,7 @@ impl Config {
         self.validate_routes()?;
         self.validate_timeouts()?;
         self.validate_api()?;
+        self.validate_sync()?;
         self.validate_services()?;
         self.validate_vrrp()
     }
@@ -756,6 +756,29 @@ impl Config {
     fn validate_api(&self) -> Result<(), ConfigError> {
         if self.api.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
             return Err(ConfigError::invalid("api.token", "must not be empty; leave it out for no token"));
+        }
+        Ok(())
+    }
+
+    fn validate_sync(&self) -> Result<(), ConfigError> {
+        let Some(sync) = &self.sync else {
+            return Ok(());
+        };
+        if sync.port == 0 {
+            return Err(ConfigError::invalid("sync.port", "port 0 is not allowed; use 1..=65535"));
+        }
+        for (i, p) in sync.peers.iter().enumerate() {
+            if p.is_unspecified() || p.is_broadcast() || p.is_multicast() {
+                return Err(ConfigError::invalid(format!("sync.peers[{i}]"), format!("{p} cannot be a peer; use a unicast address")));
+            }
+        }
+        if let Some(key) = &sync.key {
+            if key.len() < crate::sync::MIN_KEY_LEN {
+                return Err(ConfigError::invalid(
+                    "sync.key",
+                    format!("{} bytes is too short; use at least {} (the same on every director)", key.len(), crate::sync::MIN_KEY_LEN),
+                ));
+            }
         }
         Ok(())
     }

@@ -411,11 +411,49 @@ pub struct TrackScript {
     pub fall: u32,
 }
 
+/// The shared secret of connection sync (`sync.key`). It is written to the
+/// config file like any other field, but never shown by `Debug` (so never
+/// logged) and left out of `GET /api/v1/config`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SyncKey(String);
+
+impl SyncKey {
+    /// Wraps a key.
+    pub fn new(key: impl Into<String>) -> Self {
+        SyncKey(key.into())
+    }
+
+    /// The key's bytes (for the HMAC only).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True for an empty key.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for SyncKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncKey(<redacted>)")
+    }
+}
+
 /// Connection synchronisation between directors (IPVS `--start-daemon`, keepalived `lvs_sync_daemon`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncConfig {
     /// Follow this VRRP instance: its master sends, its backups receive.
+    /// Required to run sync; only a base config for `--keepalived` (whose
+    /// `lvs_sync_daemon` names the instance) may leave it out and give just `key`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub instance: String,
     /// UDP port of the sync stream (default 8848, IPVS's).
     #[serde(default = "default_sync_port")]
@@ -426,4 +464,9 @@ pub struct SyncConfig {
     /// Sync id: only messages with this id are accepted (`syncid`, default 0).
     #[serde(default)]
     pub sync_id: u8,
+    /// Shared key authenticating every sync datagram (HMAC-SHA256), at least
+    /// 16 bytes; the environment variable `RVS_SYNC_KEY`, when set and not
+    /// empty, wins. Required to run sync. Never shown by `GET /api/v1/config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<SyncKey>,
 }

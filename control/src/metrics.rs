@@ -3,7 +3,8 @@
 //! Every metric is prefixed `rvs_`. Labels: `protocol`, `vip`, `port` (the
 //! virtual service), `real` (`address:port` of a real server), `worker` (the
 //! worker index), `reason` (why packets were dropped), `interface` (a
-//! dataplane port's name from the config).
+//! dataplane port's name from the config), `direction` and `reason` of the
+//! connection-sync counters (present only while sync runs).
 //!
 //! | metric | type | labels | what |
 //! |---|---|---|---|
@@ -28,6 +29,12 @@
 //! | `rvs_vrrp_stats_total` | counter | `instance`, `stat` | Keepalived's per-instance statistics (`advert_rcvd`, `auth_failure`, ... see [`crate::vrrp::stats`]) |
 //! | `rvs_config_generation`, `rvs_services`, `rvs_real_servers` | gauge | | the config in force |
 //! | `rvs_rate_estimator_samples_total` | counter | | samples the rate estimator took |
+//! | `rvs_sync_master` | gauge | | 1 while this director sends connection sync (its sync instance is MASTER) |
+//! | `rvs_sync_datagrams_total` | counter | `direction` (`received`, `sent`) | connection-sync datagrams |
+//! | `rvs_sync_send_errors_total` | counter | | sync datagrams the kernel refused to send |
+//! | `rvs_sync_connections_installed_total` | counter | | connections installed from the master's sync |
+//! | `rvs_sync_bulk_answered_total` | counter | | bulk resync requests answered |
+//! | `rvs_sync_rejected_total` | counter | `reason` (`not_peer`, `bad_auth`, `replay`, `malformed`, `version`, `sync_id`, `bulk_rate_limited`) | sync datagrams dropped |
 //!
 //! Counters restart at 0 when zeroed (ipvsadm `-Z`); Prometheus treats that
 //! as a counter reset.
@@ -59,7 +66,9 @@ pub struct MetricsInput<'a> {
     /// [`crate::api::Dataplane::stats`]: `{"workers": [{"worker", "lcore",
     /// "counters": {...}}], "ports": [{"name", "link_up", "stats": {...}}], "mempool": {"size", "available"}}`.
     pub dataplane: &'a Value,
-    /// `GET /api/v1/ha`'s document (`{"vrrp": [{"instance", "state", "priority", "stats"}], ...}`), or null.
+    /// [`crate::api::ApiState::overlay_status`] (`GET /api/v1/ha`): its
+    /// `"vrrp"` array gives the instances' states, priorities and counters,
+    /// its `"sync"` object the connection-sync counters.
     pub ha: &'a Value,
 }
 
@@ -178,6 +187,7 @@ pub fn render(input: &MetricsInput<'_>) -> String {
     render_workers(&mut f, config, input.dataplane);
     render_ports_and_pool(&mut f, input.dataplane);
     render_vrrp(&mut f, input.ha);
+    render_sync(&mut f, input.ha.get("sync").unwrap_or(&Value::Null));
     f.render()
 }
 
@@ -202,6 +212,28 @@ fn render_vrrp(f: &mut Families, ha: &Value) {
                 let labels = [("instance", name.clone()), ("stat", stat.clone())];
                 f.add("rvs_vrrp_stats_total", "VRRP statistics per instance, as Keepalived names them.", "counter", &labels, v);
             }
+        }
+    }
+}
+
+/// The connection-sync counters ([`crate::sync::SyncCounters::to_json`] plus `master`).
+fn render_sync(f: &mut Families, sync: &Value) {
+    if sync.is_null() {
+        return;
+    }
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    f.add("rvs_sync_master", "1 while this director sends connection sync.", "gauge", &[], u64::from(sync["master"] == true));
+    for direction in ["received", "sent"] {
+        let labels = [("direction", direction.to_string())];
+        f.add("rvs_sync_datagrams_total", "Connection-sync datagrams.", "counter", &labels, n(&sync["datagrams"][direction]));
+    }
+    f.add("rvs_sync_send_errors_total", "Sync datagrams that could not be sent.", "counter", &[], n(&sync["send_errors"]));
+    f.add("rvs_sync_connections_installed_total", "Connections installed from the master's sync.", "counter", &[], n(&sync["installed"]));
+    f.add("rvs_sync_bulk_answered_total", "Bulk resync requests answered.", "counter", &[], n(&sync["bulk_answered"]));
+    if let Some(rejected) = sync["rejected"].as_object() {
+        for (reason, v) in rejected {
+            let labels = [("reason", reason.clone())];
+            f.add("rvs_sync_rejected_total", "Sync datagrams dropped, by reason.", "counter", &labels, n(v));
         }
     }
 }
@@ -309,6 +341,24 @@ mod tests {
         assert_eq!(escape(r#"a"b\c"#), r#"a\"b\\c"#);
         assert_eq!(escape("x\ny"), "x\\ny");
         assert_eq!(metric_part("drop-no.room"), "drop_no_room");
+    }
+
+    #[test]
+    fn sync_counters_become_metrics() {
+        let counters = crate::sync::SyncCounters::default();
+        counters.reject(crate::sync::Reason::BadAuth);
+        let mut sync = counters.to_json();
+        sync["master"] = serde_json::json!(true);
+        let mut f = Families::default();
+        render_sync(&mut f, &sync);
+        let text = f.render();
+        assert!(text.contains("rvs_sync_rejected_total{reason=\"bad_auth\"} 1\n"), "{text}");
+        assert!(text.contains("rvs_sync_rejected_total{reason=\"bulk_rate_limited\"} 0\n"), "{text}");
+        assert!(text.contains("rvs_sync_datagrams_total{direction=\"received\"} 0\n"), "{text}");
+        assert!(text.contains("rvs_sync_master 1\n"), "{text}");
+        let mut none = Families::default();
+        render_sync(&mut none, &Value::Null);
+        assert_eq!(none.render(), "");
     }
 
     #[test]

@@ -5,7 +5,11 @@
 //! disk (`fsync`), renames it over the target (atomic on POSIX file systems)
 //! and then flushes the directory so the rename itself survives a power loss.
 //! A crash at any point leaves either the old file or the new one, whole; a
-//! leftover temporary file is overwritten by the next write.
+//! leftover temporary file is replaced by the next write.
+//!
+//! The file keeps its permission bits: the config holds secrets (`api.token`,
+//! `sync.key`), so the temporary file is created readable by its owner only
+//! and given the old file's mode before the rename (a new file stays 0600).
 //!
 //! Writes are not meant to race each other: the REST API serialises them
 //! under its config lock, and one rvsd owns one config file.
@@ -13,6 +17,7 @@
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// The temporary file [`write_atomic`] writes before renaming: `.NAME.tmp`
@@ -40,8 +45,15 @@ pub fn write_atomic_with(
 ) -> io::Result<()> {
     let tmp = temp_path(path);
     let result = (|| {
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        // A leftover may have another owner or mode: start afresh, owner-only.
+        if tmp.is_file() {
+            std::fs::remove_file(&tmp)?;
+        }
+        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
         file.write_all(data)?;
+        if let Ok(old) = std::fs::metadata(path) {
+            file.set_permissions(old.permissions())?;
+        }
         file.sync_all()?;
         drop(file);
         before_rename(&tmp)?;
@@ -103,6 +115,28 @@ mod tests {
         assert_eq!(err.to_string(), "simulated crash");
         assert_eq!(std::fs::read(&path).expect("read"), b"old");
         assert!(!temp_path(&path).exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_file_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch("mode");
+        let path = dir.join("rvs.json");
+        write_atomic(&path, b"new").expect("write");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600, "a new file is owner-only");
+        for m in [0o640, 0o600, 0o644] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m)).expect("chmod");
+            write_atomic(&path, b"{\"sync\": {\"key\": \"secret\"}}").expect("rewrite");
+            assert_eq!(mode(&path), m);
+        }
+        // A permissive leftover temporary file is not reused.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        std::fs::write(temp_path(&path), b"junk").expect("leftover");
+        std::fs::set_permissions(temp_path(&path), std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        write_atomic(&path, b"again").expect("rewrite");
+        assert_eq!(mode(&path), 0o600);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -348,7 +348,8 @@ fn dr_vrrp_sync_and_timeouts() {
             instance: "VI_WEB".into(),
             port: 8848,
             peers: vec![],
-            sync_id: 7
+            sync_id: 7,
+            key: None,
         })
     );
     assert_eq!(
@@ -380,6 +381,47 @@ fn base_supplies_the_rest_and_services_are_replaced() {
     );
     // load() gives the same config as import_file().
     assert_eq!(keepalived::load(&fixture("dr.conf"), &b).expect("load"), c);
+}
+
+#[test]
+fn the_sync_key_comes_from_the_base_config_or_the_environment() {
+    use rvs_control::ha::SyncKey;
+    use rvs_control::sync::{SyncSettings, SyncSetupError, KEY_ENV};
+    // Without a key anywhere, sync cannot start: the error names sync.key and the variable.
+    // Sync runs on the exception path: lan0 (dp0) gets a TAP.
+    let mut tapped = base();
+    tapped.ports[0].tap = Some("rvs0".into());
+    let c = keepalived::import_file(&fixture("dr.conf"), &tapped)
+        .expect("import")
+        .config;
+    let e = SyncSettings::resolve(&c, None).expect_err("no key");
+    assert_eq!(e, SyncSetupError::MissingKey);
+    assert!(
+        e.to_string().starts_with("sync.key") && e.to_string().contains(KEY_ENV),
+        "{e}"
+    );
+    let s = SyncSettings::resolve(&c, Some("from the environment".into()))
+        .expect("env key")
+        .expect("sync configured");
+    assert_eq!(s.config.instance, "VI_WEB");
+    // A base config may hold just the key; lvs_sync_daemon gives the rest.
+    let mut b = tapped.clone();
+    b.sync = Some(
+        serde_json::from_str(r#"{ "key": "0123456789abcdef" }"#)
+            .expect("a sync section with only a key"),
+    );
+    let b = Config::from_json(&b.to_json_pretty()).expect("a base with only sync.key is valid");
+    let c = keepalived::import_file(&fixture("dr.conf"), &b)
+        .expect("import")
+        .config;
+    let sync = c.sync.clone().expect("sync");
+    assert_eq!(sync.key, Some(SyncKey::new("0123456789abcdef")));
+    assert_eq!((sync.instance.as_str(), sync.sync_id), ("VI_WEB", 7));
+    assert!(SyncSettings::resolve(&c, None).expect("file key").is_some());
+    assert!(
+        !format!("{c:?}").contains("0123456789abcdef"),
+        "the key is never in Debug output"
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -52,6 +52,9 @@ LIP = "10.1.0.200"
 SORRY_IP = "10.1.0.99"
 MISC_CHECK = STATE_DIR / "misc-check.sh"
 
+# The connection-sync key of the lab's directors (sync.key; required by rvsd).
+SYNC_KEY = "rvsha-lab sync key, not secret"
+
 # Director n: namespace, port addresses, MAC of dp0.
 DIRECTORS = {
     1: {"ns": "rvsha-d1", "lan": "10.0.0.1", "back": "10.1.0.1", "mac": "02:00:00:aa:00:01"},
@@ -196,7 +199,7 @@ def director_config(n: int, services: list[dict] | None = None, vrrp: dict | Non
     if vrrp is not None:
         cfg["vrrp"] = copy.deepcopy(vrrp)
         if sync:
-            cfg["sync"] = {"instance": "VI_1", "port": 8848, "peers": [other["lan"]]}
+            cfg["sync"] = {"instance": "VI_1", "port": 8848, "peers": [other["lan"]], "key": SYNC_KEY}
     return cfg
 
 

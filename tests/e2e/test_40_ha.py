@@ -701,6 +701,8 @@ class ConnectionSyncTests(HaCase):
 def base_config(n: int = 1) -> dict:
     cfg = lab.director_config(n, services=[])
     del cfg["services"]
+    # keepalived.conf cannot hold the sync key: lvs_sync_daemon takes it from here.
+    cfg["sync"] = {"key": lab.SYNC_KEY}
     return cfg
 
 

@@ -9,9 +9,10 @@
 //! API are then not written back). `--check-config` (alias `--check`) only
 //! validates.
 //!
-//! Exit codes: 0 success; 2 invalid JSON config (nothing started); 10..=15 a
-//! keepalived.conf error (see `rvs_control::keepalived::KeepalivedError::exit_code`);
-//! 3 DPDK could not start (EAL, mempool, port); 4 the API could not listen;
+//! Exit codes: 0 success; 2 invalid JSON config, or connection sync without
+//! its key, instance or address (nothing started); 10..=15 a keepalived.conf
+//! error (see `rvs_control::keepalived::KeepalivedError::exit_code`); 3 DPDK
+//! could not start (EAL, mempool, port); 4 the API could not listen;
 //! 5 VRRP, health checks or sync could not start; 1 anything else.
 
 use std::net::SocketAddr;
@@ -28,7 +29,7 @@ use std::collections::HashMap;
 use rvs_control::api::{build_effective, Overlay};
 use rvs_control::appliance::HaOverlay;
 use rvs_control::health::HealthEngine;
-use rvs_control::sync::SyncDaemon;
+use rvs_control::sync::{SyncDaemon, SyncSettings};
 use rvs_control::vrrp::{DataplaneLink, VrrpEngine, VrrpEvent};
 use rvs_control::{router, ApiState, Config, Dataplane, PublishReport};
 use rvs_dataplane::dpdk::{self, Eal, Mempool, Port};
@@ -90,6 +91,11 @@ fn main() -> ExitCode {
             }
         },
     };
+    // Connection sync needs its key and address before anything starts.
+    if let Err(e) = SyncSettings::from_env(&config) {
+        eprintln!("rvsd: invalid configuration {}: {e}", args.config.display());
+        return ExitCode::from(2);
+    }
     if args.check {
         println!("rvsd: configuration {} is valid", args.keepalived.as_ref().unwrap_or(&args.config).display());
         return ExitCode::SUCCESS;
@@ -484,20 +490,16 @@ fn start_ha(config: &Config, state: &Arc<ApiState>, overlay: &Arc<HaOverlay>, da
         None
     };
 
-    let sync = match &config.sync {
+    let settings = SyncSettings::from_env(config).map_err(|e| Failure::Ha(e.to_string()))?;
+    let sync = match settings {
         None => None,
-        Some(sc) => {
-            let local = config
-                .vrrp
-                .instances
-                .iter()
-                .find(|i| i.name == sc.instance)
-                .and_then(|i| i.unicast_src_ip)
-                .or_else(|| config.ports.iter().find(|p| p.tap.is_some()).and_then(|p| p.addresses.first().map(|a| a.addr)))
-                .ok_or_else(|| Failure::Ha("connection sync needs a port with a `tap` (exception path) and an address".into()))?;
-            let daemon = SyncDaemon::start(sc, local, dataplane, overlay.sync_master())
-                .map_err(|e| Failure::Ha(format!("connection sync cannot start on port {}: {e}", sc.port)))?;
-            tracing::info!(instance = %sc.instance, port = sc.port, "connection sync started");
+        Some(settings) => {
+            let (port, local) = (settings.config.port, settings.local);
+            let daemon = SyncDaemon::start(&settings, dataplane, overlay.sync_master())
+                .map_err(|e| Failure::Ha(format!("connection sync cannot start on {local}:{port}: {e}")))?;
+            overlay.set_sync_counters(daemon.counters());
+            let peers = if settings.config.peers.is_empty() { "multicast".to_owned() } else { format!("{:?}", settings.config.peers) };
+            tracing::info!(instance = %settings.config.instance, %local, port, %peers, "connection sync started (authenticated)");
             Some(Arc::new(daemon))
         }
     };

@@ -911,6 +911,9 @@ fn parse_sync_daemon(n: &Node, ctx: &Ctx<'_>) -> R<SyncConfig> {
         port: 8848,
         peers: Vec::new(),
         sync_id: 0,
+        // keepalived.conf has no place for it: the base config's `sync.key`
+        // (or RVS_SYNC_KEY at startup).
+        key: ctx.base.sync.as_ref().and_then(|s| s.key.clone()),
     };
     for pair in rest.chunks(2) {
         let v = pair[1].as_str();
