@@ -21,7 +21,7 @@ use serde_json::json;
 
 use crate::api::Overlay;
 use crate::config::Config;
-use crate::health::{HealthEngine, HealthState};
+use crate::health::{HealthEngine, HealthReport, HealthState};
 use crate::vrrp::VrrpState;
 
 /// A VRRP instance's state, its virtual addresses and its port index.
@@ -121,6 +121,10 @@ impl Overlay for HaOverlay {
             }
         }
         snapshot.sync_send = self.sync_master_locked(&vrrp);
+    }
+
+    fn health(&self) -> Option<HealthReport> {
+        self.engine.lock().as_ref().map(|e| e.lock().snapshot())
     }
 
     fn committed(&self, config: &Config) {
