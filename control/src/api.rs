@@ -59,7 +59,7 @@
 //!
 //! | status | when |
 //! |---|---|
-//! | 400 | malformed JSON, wrong type, unknown field or value (serde's message, which names the path), failed validation, bad path segment or query parameter, body key differing from the path, a restart-only field changed by `PUT /api/v1/config` |
+//! | 400 | malformed JSON, wrong type, unknown field or value (serde's message, which names the path), failed validation (e.g. a health check without exception path), bad path segment or query parameter, body key differing from the path, a restart-only field changed by `PUT /api/v1/config` |
 //! | 401 | a change without the bearer token, or with a wrong one |
 //! | 404 | unknown service, real server, local address or endpoint |
 //! | 405 | method not allowed on an existing endpoint |
@@ -75,11 +75,13 @@
 //! | `GET /metrics` | Prometheus text format 0.0.4 ([`crate::metrics`]) |
 //! | `GET /api/v1/openapi.json` | the OpenAPI 3 document of this API |
 //! | `GET /api/v1/status` | `{"generation", "workers", "services"}` |
+//! | `GET /api/v1/health` | health checks: every checked real server and managed service ([`HealthReport`]) |
 //! | `GET /api/v1/config` | the whole config (`api.token` and `sync.key` left out), with `ETag` |
+//! | `GET /api/v1/config/effective` | the config as the dataplane runs it: health checks applied (read-only) |
 //! | `PUT /api/v1/config[?dry_run=true]` | replace the whole config; answers the diff (`changes`); a dry run changes nothing |
 //! | `GET`/`PUT /api/v1/timeouts` | connection timeouts (ipvsadm `--set`, `-L --timeout`) |
 //! | `GET /api/v1/stats` | per-worker counters, port and mempool stats ([`Dataplane::stats`]) |
-//! | `GET /api/v1/stats/services` | per service and real server: counters, active/inactive connections, rates |
+//! | `GET /api/v1/stats/services` | per service and real server of the effective config: counters, active/inactive connections, rates |
 //! | `POST /api/v1/stats/zero[?service=tcp/10.0.0.100/80]` | zero the counters (ipvsadm `-Z`) |
 //! | `GET /api/v1/connections?offset=&limit=&service=&real=&client=&state=&templates=` | the connection table, paged and filtered (ipvsadm `-Lnc`) |
 //! | `GET`/`POST /api/v1/services` | list, create (ipvsadm `-A`) |
@@ -88,6 +90,19 @@
 //! | `GET`/`PUT`/`DELETE .../{port}/reals/{address}/{rport}` | one real server (`-e`, `-d`) |
 //! | `GET`/`POST .../{port}/laddrs` | FULLNAT local addresses (DPVS `-G`, `-P`); body `{"address": "a.b.c.d"}` |
 //! | `DELETE .../{port}/laddrs/{address}` | remove a local address (DPVS `-Q`) |
+//!
+//! # Configured and effective state
+//!
+//! The config (`GET /api/v1/config`, `/services`, `/reals`) is the
+//! operator's: what is written to the config file and what changes edit.
+//! What the dataplane runs is the *effective* config, the operator's with the
+//! health-check overlay applied ([`Overlay::effective`]): a real server whose
+//! checks failed is left out, or kept at weight 0 with `inhibit_on_failure`;
+//! a dynamic MISC_CHECK weight replaces the configured one; while a quorum is
+//! lost, the sorry server replaces the service's reals. `GET
+//! /api/v1/config/effective`, `GET /api/v1/stats/services`, `/metrics` and
+//! rvsadm's listings show the effective state, as ipvsadm shows the kernel's
+//! table under Keepalived.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
@@ -111,6 +126,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::build::build_snapshot;
 use crate::config::{Config, ConfigError, RealConfig, ServiceConfig};
+use crate::health::HealthReport;
 use crate::rate::{RateEstimator, Rates, ESTIMATOR_INTERVAL};
 
 /// The environment variable holding the API token; it wins over `api.token`.
@@ -171,6 +187,11 @@ pub trait Overlay: Send + Sync + 'static {
     /// Health and VRRP state for `GET /api/v1/ha`.
     fn status(&self) -> serde_json::Value {
         serde_json::Value::Null
+    }
+    /// Health-check state for `GET /api/v1/health` and `/metrics` (None: no
+    /// health engine).
+    fn health(&self) -> Option<HealthReport> {
+        None
     }
 }
 
@@ -292,6 +313,35 @@ impl ApiState {
         self.current.lock().await.config.clone()
     }
 
+    /// What the dataplane runs for `config`: the overlay's
+    /// [`effective`](Overlay::effective) config (health checks applied:
+    /// inhibited reals at weight 0, failed reals left out, the sorry server in
+    /// place of the reals while a quorum is lost), or `config` without overlay.
+    pub fn effective(&self, config: &Config) -> Config {
+        match self.overlay.read().as_ref() {
+            Some(o) => o.effective(config),
+            None => config.clone(),
+        }
+    }
+
+    /// The config in force as the dataplane runs it ([`Self::effective`]) and its generation.
+    pub async fn effective_config(&self) -> (Config, u64) {
+        let (config, generation) = {
+            let current = self.current.lock().await;
+            (current.config.clone(), current.generation)
+        };
+        (self.effective(&config), generation)
+    }
+
+    /// The health-check report (empty without a health engine).
+    pub fn health(&self) -> HealthReport {
+        self.overlay
+            .read()
+            .as_ref()
+            .and_then(|o| o.health())
+            .unwrap_or(HealthReport { reals: Vec::new(), services: Vec::new() })
+    }
+
     /// The generation of the snapshot currently in force.
     pub async fn generation(&self) -> u64 {
         self.current.lock().await.generation
@@ -365,7 +415,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/status", get(status))
         .route("/api/v1/ha", get(ha_status))
+        .route("/api/v1/health", get(health))
         .route("/api/v1/config", get(get_config).put(put_config))
+        .route("/api/v1/config/effective", get(get_effective_config))
         .route("/api/v1/timeouts", get(get_timeouts).put(put_timeouts))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/stats/services", get(stats_services))
@@ -850,6 +902,11 @@ async fn ha_status(State(state): AppState) -> Json<serde_json::Value> {
     Json(state.overlay_status())
 }
 
+/// `GET /api/v1/health`: every checked real server and managed service.
+async fn health(State(state): AppState) -> Json<HealthReport> {
+    Json(state.health())
+}
+
 async fn status(State(state): AppState) -> Json<serde_json::Value> {
     let current = state.current.lock().await;
     Json(serde_json::json!({
@@ -867,6 +924,14 @@ async fn get_config(State(state): AppState) -> Response {
         sync.key = None;
     }
     with_etag(Json(config), current.generation)
+}
+
+/// `GET /api/v1/config/effective`: the config as the dataplane runs it
+/// (read-only; the ETag is the generation, as for `GET /api/v1/config`).
+async fn get_effective_config(State(state): AppState) -> Response {
+    let (mut config, generation) = state.effective_config().await;
+    config.api.token = None;
+    with_etag(Json(config), generation)
 }
 
 /// Adds `ETag: "<generation>"` to a response.
@@ -1083,6 +1148,10 @@ fn check_restart_only(current: &Config, new: &Config) -> Result<(), ApiError> {
         if n.device != c.device {
             return Err(refuse(&format!("ports[{i}].device"), &c.device));
         }
+        // The TAP (exception path) is a DPDK vdev created when EAL starts.
+        if n.tap != c.tap {
+            return Err(refuse(&format!("ports[{i}].tap"), &c.tap));
+        }
     }
     Ok(())
 }
@@ -1183,7 +1252,8 @@ pub fn diff_configs(old: &Config, new: &Config) -> Vec<Change> {
                     let same = before.weight == r.weight
                         && before.forward_for(o) == r.forward_for(n)
                         && before.upper_threshold == r.upper_threshold
-                        && before.lower_threshold == r.lower_threshold;
+                        && before.lower_threshold == r.lower_threshold
+                        && before.health == r.health;
                     if !same {
                         push(ChangeOp::Change, "real", Some(id.clone()), Some(item), to_value(before), to_value(r));
                     }
@@ -1424,7 +1494,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 async fn stats_services(State(state): AppState) -> Result<Json<Vec<ServiceStatsView>>, ApiError> {
-    let config = state.config().await;
+    let (config, _) = state.effective_config().await;
     let s = Arc::clone(&state);
     let stats = blocking(move || s.service_stats()).await?;
     let rates = state.rates.lock();
@@ -1526,10 +1596,7 @@ async fn connections(State(state): AppState, uri: Uri) -> Result<Json<Connection
 }
 
 async fn metrics(State(state): AppState) -> Result<Response, ApiError> {
-    let (config, generation) = {
-        let current = state.current.lock().await;
-        (current.config.clone(), current.generation)
-    };
+    let (config, generation) = state.effective_config().await;
     let s = Arc::clone(&state);
     let (stats, dp) = blocking(move || (s.service_stats(), s.dataplane.stats())).await?;
     let ha = state.overlay_status();
@@ -1542,7 +1609,7 @@ async fn metrics(State(state): AppState) -> Result<Response, ApiError> {
             rates: &rates,
             dataplane: &dp,
             ha: &ha,
-        })
+        }) + &crate::metrics::render_health(&state.health())
     };
     Ok(([(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
 }

@@ -22,7 +22,7 @@ use serde_json::json;
 
 use crate::api::Overlay;
 use crate::config::Config;
-use crate::health::{HealthEngine, HealthState};
+use crate::health::{HealthEngine, HealthReport, HealthState};
 use crate::vrrp::{InstanceStatus, VrrpState};
 
 /// A VRRP instance's state, its virtual addresses and its port index.
@@ -138,6 +138,10 @@ impl Overlay for HaOverlay {
             }
         }
         snapshot.sync_send = self.sync_master_locked(&vrrp);
+    }
+
+    fn health(&self) -> Option<HealthReport> {
+        self.engine.lock().as_ref().map(|e| e.lock().snapshot())
     }
 
     fn committed(&self, config: &Config) {

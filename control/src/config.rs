@@ -580,6 +580,7 @@ impl Config {
         self.validate_api()?;
         self.validate_sync()?;
         self.validate_services()?;
+        self.validate_check_paths()?;
         self.validate_vrrp()
     }
 
@@ -598,6 +599,66 @@ impl Config {
             }
         }
         crate::vrrp::validate(&self.vrrp, &interfaces).map_err(|e| ConfigError::invalid("vrrp", e.to_string()))
+    }
+
+    /// The index of the port the dataplane sends packets for `addr` through:
+    /// the longest matching prefix among the connected networks of the port
+    /// addresses and the routes (as the snapshot's routing table), None when
+    /// nothing matches.
+    pub fn egress_port(&self, addr: Ipv4Addr) -> Option<usize> {
+        let connected = self
+            .ports
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| p.addresses.iter().map(move |c| (c.network(), c.prefix_len, i)));
+        let routed = self.routes.iter().filter_map(|r| {
+            self.ports.iter().position(|p| p.name == r.port).map(|i| (r.prefix.network(), r.prefix.prefix_len, i))
+        });
+        connected
+            .chain(routed)
+            .filter(|(net, len, _)| prefix_contains(*net, *len, addr))
+            .fold(None, |best: Option<(u8, usize)>, (_, len, i)| match best {
+                Some((l, _)) if l >= len => best,
+                _ => Some((len, i)),
+            })
+            .map(|(_, i)| i)
+    }
+
+    /// Health checks open ordinary kernel sockets: a check whose target is
+    /// reached through a dataplane port needs that port's exception path (its
+    /// `tap`), or the kernel answers "Network is unreachable" and the check
+    /// fails forever. MISC_CHECK (a script) and targets on 127.0.0.0/8 or on
+    /// no dataplane port (the management network) are not concerned.
+    fn validate_check_paths(&self) -> Result<(), ConfigError> {
+        for (i, service) in self.services.iter().enumerate() {
+            for (j, real) in service.reals.iter().enumerate() {
+                for (k, check) in real.health.checks.iter().enumerate() {
+                    if matches!(check.kind, crate::ha::CheckKind::MiscCheck { .. }) {
+                        continue;
+                    }
+                    let (to, _) = crate::health::target(check, real.address, real.port_for(service));
+                    if to.ip().is_loopback() {
+                        continue;
+                    }
+                    let Some(p) = self.egress_port(*to.ip()) else { continue };
+                    let port = &self.ports[p];
+                    if port.tap.is_none() {
+                        return Err(ConfigError::invalid(
+                            format!("services[{i}].reals[{j}].health.checks[{k}]"),
+                            format!(
+                                "{} to {to} needs an exception path: {} is reached through port `{}`, which has no \
+                                 `tap`, so the kernel cannot send the check (\"Network is unreachable\") and the real \
+                                 server would stay down; set ports[{p}].tap",
+                                crate::health::kind_name(&check.kind),
+                                to.ip(),
+                                port.name
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn validate_lcores(&self) -> Result<(), ConfigError> {
@@ -853,6 +914,53 @@ mod tests {
             Err(ConfigError::Parse { line, column, message }) => (line, column, message),
             other => panic!("expected a parse error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn egress_port_is_the_longest_matching_prefix() {
+        let mut c = example();
+        c.ports.push(PortConfig {
+            name: "wan0".into(),
+            device: "net_af_packet1,iface=dp1".into(),
+            addresses: vec!["192.0.2.1/24".parse().expect("cidr")],
+            mtu: 1500,
+            tap: None,
+        });
+        c.routes.push(RouteConfig { prefix: "10.1.0.128/25".parse().expect("cidr"), via: None, port: "wan0".into() });
+        assert_eq!(c.egress_port(Ipv4Addr::new(10, 1, 0, 11)), Some(0), "connected /24");
+        assert_eq!(c.egress_port(Ipv4Addr::new(10, 1, 0, 200)), Some(1), "the /25 route is longer");
+        assert_eq!(c.egress_port(Ipv4Addr::new(192, 0, 2, 9)), Some(1));
+        assert_eq!(c.egress_port(Ipv4Addr::new(8, 8, 8, 8)), Some(0), "default route");
+        c.routes.clear();
+        assert_eq!(c.egress_port(Ipv4Addr::new(8, 8, 8, 8)), None);
+    }
+
+    #[test]
+    fn checks_need_the_exception_path_of_their_port() {
+        let tcp: crate::ha::HealthCheck = serde_json::from_str(r#"{"type": "tcp_check"}"#).expect("check");
+        let mut c = example();
+        c.services[0].reals[1].health.checks = vec![tcp.clone()];
+        let err = c.validate().expect_err("no tap on lan0");
+        assert_eq!(err.field(), Some("services[0].reals[1].health.checks[0]"));
+        let text = err.to_string();
+        assert!(text.contains("needs an exception path") && text.contains("set ports[0].tap"), "{text}");
+        assert!(text.contains("TCP_CHECK to 10.1.0.12:80"), "{text}");
+        // With a tap it is fine; so are scripts, loopback targets and targets
+        // on no dataplane port (the management network).
+        c.ports[0].tap = Some("rvs0".into());
+        assert!(c.validate().is_ok());
+        c.ports[0].tap = None;
+        c.routes.clear();
+        let mut other = tcp.clone();
+        other.connect_ip = Some(Ipv4Addr::new(192, 168, 50, 5));
+        c.services[0].reals[1].health.checks = vec![other];
+        assert!(c.validate().is_ok(), "connect_ip on the management network");
+        let mut lo = tcp;
+        lo.connect_ip = Some(Ipv4Addr::LOCALHOST);
+        let misc: crate::ha::HealthCheck =
+            serde_json::from_str(r#"{"type": "misc_check", "path": "true"}"#).expect("check");
+        c.services[0].reals[1].health.checks = vec![lo, misc];
+        assert!(c.validate().is_ok());
     }
 
     #[test]

@@ -13,7 +13,10 @@
 //! | `rvs_service_in_bytes_total`, `rvs_service_out_bytes_total` | counter | service | bytes, likewise |
 //! | `rvs_service_active_connections`, `rvs_service_inactive_connections` | gauge | service | ESTABLISHED / other connections |
 //! | `rvs_service_cps`, `rvs_service_in_pps`, `rvs_service_out_pps`, `rvs_service_in_bps`, `rvs_service_out_bps` | gauge | service | rates as `ipvsadm --rate` (bps = bytes/s), see [`crate::rate`] |
-//! | `rvs_real_*` | as above | service + `real` | the same per real server, plus `rvs_real_weight` |
+//! | `rvs_real_*` | as above | service + `real` | the same per real server of the effective config (health checks applied: a failed real is absent, an inhibited one has weight 0, the sorry server is listed while in use), plus `rvs_real_weight` (the weight in force) |
+//! | `rvs_real_health_up` | gauge | service + `real` | 1 while the checks of a checked real server pass, else 0 |
+//! | `rvs_real_health_check_duration_seconds` | gauge | service + `real` | duration of its last round of checks (retries included) |
+//! | `rvs_real_health_consecutive_failures` | gauge | service + `real` | failed rounds in a row |
 //! | `rvs_worker_rx_packets_total`, `..._rx_bytes_total`, `..._tx_packets_total`, `..._tx_bytes_total` | counter | `worker` | frames and bytes |
 //! | `rvs_worker_drops_total` | counter | `worker`, `reason` | dropped packets by reason (`no_service`, `conn_table_full`, ...) |
 //! | `rvs_worker_redirect_out_total`, `rvs_worker_redirect_in_total` | counter | `worker` | packets handed to / taken from the worker owning their connection |
@@ -27,7 +30,7 @@
 //! | `rvs_vrrp_state` | gauge | `instance`, `state` | 1 for the instance's current state (INIT, BACKUP, MASTER, FAULT) |
 //! | `rvs_vrrp_priority` | gauge | `instance` | effective priority |
 //! | `rvs_vrrp_stats_total` | counter | `instance`, `stat` | Keepalived's per-instance statistics (`advert_rcvd`, `auth_failure`, ... see [`crate::vrrp::stats`]) |
-//! | `rvs_config_generation`, `rvs_services`, `rvs_real_servers` | gauge | | the config in force |
+//! | `rvs_config_generation`, `rvs_services`, `rvs_real_servers` | gauge | | the config in force (`rvs_real_servers`: the reals the dataplane uses) |
 //! | `rvs_rate_estimator_samples_total` | counter | | samples the rate estimator took |
 //! | `rvs_sync_master` | gauge | | 1 while this director sends connection sync (its sync instance is MASTER) |
 //! | `rvs_sync_datagrams_total` | counter | `direction` (`received`, `sent`) | connection-sync datagrams |
@@ -47,6 +50,7 @@ use serde_json::Value;
 
 use crate::api::stats_view;
 use crate::config::Config;
+use crate::health::HealthReport;
 use crate::rate::{RateEstimator, Rates};
 
 /// The `Content-Type` of the exposition format.
@@ -55,7 +59,8 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// What the metrics are made of.
 #[derive(Debug)]
 pub struct MetricsInput<'a> {
-    /// The config in force.
+    /// The config in force, as the dataplane runs it (the effective config:
+    /// health checks applied, see [`crate::api::ApiState::effective`]).
     pub config: &'a Config,
     /// Its generation.
     pub generation: u64,
@@ -81,6 +86,18 @@ struct Families {
 
 impl Families {
     fn add(&mut self, name: &str, help: &str, kind: &'static str, labels: &[(&str, String)], value: u64) {
+        self.sample(name, help, kind, labels, value);
+    }
+
+    /// Adds one sample of any printable value (integers, seconds as `f64`).
+    fn sample(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: &'static str,
+        labels: &[(&str, String)],
+        value: impl std::fmt::Display,
+    ) {
         let entry = self.families.entry(name.to_string()).or_insert_with(|| {
             self.order.push(name.to_string());
             (help.to_string(), kind, Vec::new())
@@ -139,9 +156,15 @@ pub fn render(input: &MetricsInput<'_>) -> String {
     let mut f = Families::default();
     let config = input.config;
     f.add("rvs_config_generation", "Generation of the config in force.", "gauge", &[], input.generation);
-    f.add("rvs_services", "Virtual services configured.", "gauge", &[], config.services.len() as u64);
+    f.add("rvs_services", "Virtual services in force.", "gauge", &[], config.services.len() as u64);
     let reals: usize = config.services.iter().map(|s| s.reals.len()).sum();
-    f.add("rvs_real_servers", "Real servers configured, over all services.", "gauge", &[], reals as u64);
+    f.add(
+        "rvs_real_servers",
+        "Real servers the dataplane uses (health checks applied), over all services.",
+        "gauge",
+        &[],
+        reals as u64,
+    );
     f.add(
         "rvs_rate_estimator_samples_total",
         "Samples taken by the rate estimator (every 2 s).",
@@ -179,7 +202,7 @@ pub fn render(input: &MetricsInput<'_>) -> String {
             f.add("rvs_real_out_bytes_total", "Bytes real server to client through rvs.", "counter", &labels, t.out_bytes);
             f.add("rvs_real_active_connections", "Connections in ESTABLISHED.", "gauge", &labels, u64::from(r.active));
             f.add("rvs_real_inactive_connections", "Connections in other states.", "gauge", &labels, u64::from(r.inactive));
-            f.add("rvs_real_weight", "Scheduling weight.", "gauge", &labels, u64::from(weights.get(i).copied().unwrap_or(0)));
+            f.add("rvs_real_weight", "Scheduling weight in force (0 while inhibited).", "gauge", &labels, u64::from(weights.get(i).copied().unwrap_or(0)));
             add_rates(&mut f, "rvs_real", "real server", &labels, &r.rates);
         }
     }
@@ -236,6 +259,40 @@ fn render_sync(f: &mut Families, sync: &Value) {
             f.add("rvs_sync_rejected_total", "Sync datagrams dropped, by reason.", "counter", &labels, n(v));
         }
     }
+}
+
+/// Renders the per-real health-check metrics of `report` (labels: the
+/// service's and `real`): `rvs_real_health_up`, `rvs_real_health_check_duration_seconds`
+/// (the last round; absent before the first), `rvs_real_health_consecutive_failures`.
+pub fn render_health(report: &HealthReport) -> String {
+    let mut f = Families::default();
+    for r in &report.reals {
+        let labels = [
+            ("protocol", r.service.protocol.to_string()),
+            ("vip", r.service.vip.to_string()),
+            ("port", r.service.port.to_string()),
+            ("real", format!("{}:{}", r.address, r.port)),
+        ];
+        let up = u64::from(r.state == "up");
+        f.add("rvs_real_health_up", "1 while the real server's health checks pass, else 0.", "gauge", &labels, up);
+        if let Some(seconds) = r.last_duration {
+            f.sample(
+                "rvs_real_health_check_duration_seconds",
+                "Duration of the last round of the real server's health checks (retries included).",
+                "gauge",
+                &labels,
+                seconds,
+            );
+        }
+        f.add(
+            "rvs_real_health_consecutive_failures",
+            "Failed rounds of health checks in a row (0 after a passed round).",
+            "gauge",
+            &labels,
+            r.consecutive_failures,
+        );
+    }
+    f.render()
 }
 
 fn render_workers(f: &mut Families, config: &Config, dp: &Value) {

@@ -9,6 +9,8 @@ Environment knobs:
   RVSD=/path/to/rvsd      binary to test (default: target/release/rvsd; a
                           private copy is taken at start so that a rebuild
                           during the run does not change the binary under test)
+  RVSADM=/path/to/rvsadm  rvsadm for the listing tests (default: next to rvsd;
+                          copied likewise)
   RVS_E2E_KEEP=1          leave the topology up after the suite
   RVS_E2E_VERBOSE=1       echo every command
 
@@ -38,6 +40,9 @@ TOPOLOGY = REPO_ROOT / "deploy" / "ha-topology.sh"
 STATE_DIR = Path(os.environ.get("RVSHA_LAB_STATE", "/run/rvsha-lab"))
 RVSD_SOURCE = Path(os.environ.get("RVSD", REPO_ROOT / "target" / "release" / "rvsd"))
 RVSD: Path = RVSD_SOURCE          # replaced by a private copy in setup()
+# rvsadm next to rvsd (RVSADM= overrides); copied with it in setup().
+RVSADM_SOURCE = Path(os.environ.get("RVSADM", RVSD_SOURCE.parent / "rvsadm"))
+RVSADM: Path = RVSADM_SOURCE
 
 NS_CLIENT = "rvsha-client"
 NS_KA = "rvsha-ka"
@@ -80,12 +85,15 @@ def topology(*args: str) -> subprocess.CompletedProcess:
 
 def setup() -> None:
     """Brings the lab up and takes a private copy of the rvsd binary."""
-    global RVSD
+    global RVSD, RVSADM
     if not RVSD_SOURCE.exists():
         raise RuntimeError(f"rvsd binary not found at {RVSD_SOURCE} (cargo build --release?)")
     copy_dir = Path(tempfile.mkdtemp(prefix="rvsha-bin-"))
     RVSD = copy_dir / "rvsd"
     shutil.copy2(RVSD_SOURCE, RVSD)
+    if RVSADM_SOURCE.exists():
+        RVSADM = copy_dir / "rvsadm"
+        shutil.copy2(RVSADM_SOURCE, RVSADM)
     for ns in ("rvsha-d1", "rvsha-d2", NS_KA):
         if ns in run(["ip", "netns", "list"]).stdout.split() and \
                 run(["ip", "netns", "pids", ns], check=False).stdout.split() and ns != NS_KA:
@@ -352,13 +360,31 @@ class Director:
                     total[k] = total.get(k, 0) + v
         return total
 
+    def health(self) -> dict:
+        """GET /api/v1/health: {"reals": [...], "services": [...]}."""
+        return self.get("/api/v1/health")
+
     def health_reals(self) -> list[dict]:
-        h = self.ha().get("health") or {}
-        return h.get("reals", [])
+        return self.health().get("reals", [])
 
     def health_services(self) -> list[dict]:
-        h = self.ha().get("health") or {}
-        return h.get("services", [])
+        return self.health().get("services", [])
+
+    def rvsadm(self, *args: str) -> str:
+        """rvsadm ARGS in the director's namespace against its API; its stdout."""
+        if not RVSADM.exists():
+            raise RuntimeError(f"rvsadm binary not found at {RVSADM} (cargo build --release?)")
+        return nsx(self.ns, [str(RVSADM), "--api", "http://127.0.0.1:9090", *args]).stdout
+
+    def listed_reals(self, protocol: str, vip: str, port: int) -> dict[str, tuple[str, int]]:
+        """`rvsadm -Ln` rows of one service: "addr:port" -> (forward, weight)."""
+        text = self.rvsadm("-Ln", "--tcp-service" if protocol == "tcp" else "--udp-service", f"{vip}:{port}")
+        rows = {}
+        for line in text.splitlines():
+            parts = line.split()
+            if line.startswith("  -> ") and len(parts) >= 6 and parts[1] != "RemoteAddress:Port":
+                rows[parts[1]] = (parts[2], int(parts[3]))
+        return rows
 
     def real_report(self, vip: str, port: int, n: int, protocol: str = "tcp") -> dict | None:
         for r in self.health_reals():

@@ -315,6 +315,102 @@ class HealthCheckTests(HaCase):
     def test_misc_check(self):
         self.fail_and_recover("MISC_CHECK", "http8080", "tcp", 8080, misc(1))
 
+    def stop_services(self, *which: tuple[int, str]):
+        """Stops daemons (real n, name); they are started again at cleanup
+        (or by the returned function, once)."""
+        stopped = list(which)
+
+        def restart():
+            while stopped:
+                lab.start_service(*stopped.pop())
+        self.addCleanup(restart)
+        for n, name in which:
+            lab.stop_service(n, name)
+        return restart
+
+    def test_rvsadm_lists_the_effective_table(self):
+        """`rvsadm -Ln` in the director's namespace shows what the dataplane
+        uses, as ipvsadm under Keepalived: a failed real at weight 0 with
+        inhibit_on_failure, gone without it; with every real down, the sorry
+        server is listed as the service's real server and serves."""
+        rs = lambda n, port: f"{real_ip(n)}:{port}"  # noqa: E731
+        both = lambda port: {rs(1, port): ("Masq", 1), rs(2, port): ("Masq", 1)}  # noqa: E731
+        for port in (80, 9000):
+            self.assertEqual(self.d.listed_reals("tcp", NAT_VIP, port), both(port))
+        self.assertEqual(self.d.listed_reals("tcp", NAT_VIP, 81), both(80))
+        configured = self.d.get("/api/v1/config")
+
+        restart = self.stop_services((1, "echo"), (1, "http80"), (2, "http80"))
+        self.wait_state(NAT_VIP, 9000, 1, "down", "tcp", detection_bound(TCP) + 5)
+        for n in (1, 2):
+            self.wait_state(NAT_VIP, 80, n, "down", "tcp", detection_bound(HTTP) + 5)
+            self.wait_state(NAT_VIP, 81, n, "down", "tcp", detection_bound(HTTP) + 5)
+        inhibited = self.d.listed_reals("tcp", NAT_VIP, 9000)
+        self.assertEqual(inhibited, {rs(1, 9000): ("Masq", 0), rs(2, 9000): ("Masq", 1)},
+                         "inhibit_on_failure: listed at weight 0\n" + self.d.rvsadm("-Ln"))
+        self.assertEqual(self.d.listed_reals("tcp", NAT_VIP, 80), {},
+                         "failed reals are not listed\n" + self.d.rvsadm("-Ln"))
+        sorry = self.d.listed_reals("tcp", NAT_VIP, 81)
+        self.assertEqual(sorry, {f"{SORRY_IP}:80": ("Masq", 1)},
+                         "quorum lost: the sorry server is the real server\n" + self.d.rvsadm("-Ln"))
+        answers = self.spread("tcp", 81, 6)
+        self.assertEqual(answers, {"sorry": 6}, "the listed sorry server serves")
+        figure(f"rvsadm -Ln with rs1 and rs2 down: :9000 {inhibited}, :80 no rows, :81 {sorry}; "
+               f"client answers {answers}")
+        stats = {s["port"]: s for s in self.d.get("/api/v1/stats/services")}
+        self.assertEqual([(r["address"], r["port"]) for r in stats[81]["reals"]], [(SORRY_IP, 80)])
+        self.assertEqual(stats[80]["reals"], [])
+        self.assertEqual(self.d.get("/api/v1/config"), configured, "the operator's config is unchanged")
+
+        restart()
+        self.wait_all_up()
+        lab.wait_for(lambda: self.d.listed_reals("tcp", NAT_VIP, 81) == both(80), 5, interval=0.1,
+                     what="the configured reals listed again")
+        self.assertEqual(self.d.listed_reals("tcp", NAT_VIP, 9000), both(9000))
+
+    def test_checks_added_at_runtime_run_at_once(self):
+        """A service added through the API runs its checks at once: rs1's
+        HTTP_GET passes, rs2's TCP_CHECK on a closed port fails (so the check
+        really goes out through the exception path), both within one
+        delay_loop; a changed check takes effect; a deleted service's checks
+        stop."""
+        svc = checked_service("tcp", NAT_VIP, 82, HTTP, real_port=80)
+        svc["reals"][1]["health"]["checks"] = [check("tcp_check", connect_port=1)]
+
+        def reals_of_82(rounds: int):
+            reals = {r["address"]: r for r in self.d.health_reals() if r["service"]["port"] == 82}
+            return len(reals) == 2 and all(r.get("rounds", 0) >= rounds for r in reals.values()) and reals
+
+        t0 = time.monotonic()
+        status, text = self.d.api("POST", "/api/v1/services", svc)
+        self.assertEqual(status, 201, text)
+        reals = lab.wait_for(lambda: reals_of_82(1), DELAY_LOOP + 5, interval=0.02,
+                             what="first rounds of the added checks")
+        took = time.monotonic() - t0
+        figure(f"checks of a service added through the API: first rounds done {took * 1000:.0f} ms "
+               f"after the POST (delay_loop {DELAY_LOOP * 1000:.0f} ms)")
+        self.assertLessEqual(took, DELAY_LOOP + OBSERVE_MARGIN, "the added checks did not run at once")
+        self.assertEqual(reals[real_ip(1)]["state"], "up", reals)
+        self.assertEqual(reals[real_ip(2)]["state"], "down", reals)
+        self.assertIn("TCP_CHECK", reals[real_ip(2)].get("last_error") or "", reals)
+        self.assertGreaterEqual(reals[real_ip(2)]["consecutive_failures"], 1, reals)
+        self.assertEqual(self.d.listed_reals("tcp", NAT_VIP, 82), {f"{real_ip(1)}:80": ("Masq", 1)})
+        self.assertEqual(self.spread("tcp", 82, 4), {"rs1": 4})
+
+        # rs2's check changed to HTTP_GET through the real server route: up within the bound.
+        fixed = dict(svc["reals"][1], health={"checks": [HTTP]})
+        t1 = time.monotonic()
+        status, text = self.d.api("PUT", f"/api/v1/services/tcp/{NAT_VIP}/82/reals/{real_ip(2)}/80", fixed)
+        self.assertEqual(status, 200, text)
+        self.wait_state(NAT_VIP, 82, 2, "up", "tcp", detection_bound(HTTP) + 5)
+        self.assertLessEqual(time.monotonic() - t1, DELAY_LOOP + OBSERVE_MARGIN)
+        self.assertEqual(self.spread("tcp", 82, 4), {"rs1": 2, "rs2": 2})
+
+        status, text = self.d.api("DELETE", f"/api/v1/services/tcp/{NAT_VIP}/82")
+        self.assertEqual(status, 200, text)
+        self.assertFalse([r for r in self.d.health_reals() if r["service"]["port"] == 82],
+                         "the deleted service's checks stopped")
+
 
 # ---------------------------------------------------------------------------
 # 2. VRRP failover between two rvsd

@@ -471,8 +471,9 @@ impl HaRuntime {
 /// the overlay and republishing the snapshot on every change.
 fn start_ha(config: &Config, state: &Arc<ApiState>, overlay: &Arc<HaOverlay>, dataplane: Arc<DpdkDataplane>) -> Result<HaRuntime, Failure> {
     let port_links = Arc::clone(&dataplane.port_links);
-    let checked = config.services.iter().any(|s| s.reals.iter().any(|r| !r.health.checks.is_empty()));
-    let health = if checked {
+    // The engine runs even without checks: checks added later (API, rvsadm)
+    // start at once, through `Overlay::committed` → `HealthEngine::reconfigure`.
+    let health = {
         let (tx, mut rx) = tokio::sync::watch::channel(0u64);
         let engine = Arc::new(parking_lot::Mutex::new(HealthEngine::start(config, tx)));
         overlay.set_health(Arc::clone(&engine));
@@ -484,10 +485,8 @@ fn start_ha(config: &Config, state: &Arc<ApiState>, overlay: &Arc<HaOverlay>, da
                 }
             }
         });
-        tracing::info!("health checks started");
+        tracing::info!(checked_reals = engine.lock().task_count(), "health checks started");
         Some(engine)
-    } else {
-        None
     };
 
     let settings = SyncSettings::from_env(config).map_err(|e| Failure::Ha(e.to_string()))?;

@@ -160,6 +160,16 @@ impl HealthEngine {
         self.tasks.len()
     }
 
+    /// The real servers whose checks run now, sorted by service, address and
+    /// port: after [`reconfigure`](Self::reconfigure), exactly the reals of the
+    /// config that have checks.
+    pub fn running(&self) -> Vec<RealKey> {
+        let mut keys: Vec<RealKey> =
+            self.tasks.iter().filter(|(_, t)| !t.handle.is_finished()).map(|(k, _)| *k).collect();
+        keys.sort_by_key(|k| k.sort_key());
+        keys
+    }
+
     /// Stops every task and forgets the state, running the `omega` notifiers
     /// (`notify_down` of up reals and `quorum_down` of services holding their
     /// quorum, where the service has `omega`). Bumps `changed` if any ran.
@@ -205,7 +215,8 @@ fn checked_reals(config: &Config) -> HashMap<RealKey, Spec> {
 async fn run_real(key: RealKey, spec: Spec, shared: Arc<Shared>, stopped: Arc<AtomicBool>) {
     let delay = secs(spec.delay_loop).max(MIN_DELAY_LOOP);
     loop {
-        let result = run_round(&spec.checks, key.address, key.port).await;
+        let started = std::time::Instant::now();
+        let result = run_round(&spec.checks, key.address, key.port).await.took(started.elapsed());
         let transitions = {
             let mut state = shared.state.lock();
             if stopped.load(Ordering::SeqCst) {
@@ -249,9 +260,9 @@ async fn run_round(checks: &[HealthCheck], address: Ipv4Addr, port: u16) -> Roun
         }
     }
     if errors.is_empty() {
-        RoundResult { up: true, weight, error: None }
+        RoundResult { weight, ..RoundResult::pass() }
     } else {
-        RoundResult { up: false, weight: WeightChange::Keep, error: Some(errors.join("; ")) }
+        RoundResult::fail(errors.join("; "))
     }
 }
 

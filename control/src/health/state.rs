@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rvs_dataplane::snapshot::ServiceKey;
 use serde::Serialize;
@@ -29,17 +29,24 @@ pub struct RoundResult {
     pub weight: WeightChange,
     /// The failures of the round, `"; "`-joined (None when all passed).
     pub error: Option<String>,
+    /// How long the round took (its slowest check, retries included).
+    pub duration: Duration,
 }
 
 impl RoundResult {
     /// A passed round that leaves the weight alone.
     pub fn pass() -> Self {
-        RoundResult { up: true, weight: WeightChange::Keep, error: None }
+        RoundResult { up: true, weight: WeightChange::Keep, error: None, duration: Duration::ZERO }
     }
 
     /// A failed round.
     pub fn fail(error: impl Into<String>) -> Self {
-        RoundResult { up: false, weight: WeightChange::Keep, error: Some(error.into()) }
+        RoundResult { up: false, weight: WeightChange::Keep, error: Some(error.into()), duration: Duration::ZERO }
+    }
+
+    /// The same result, taking `duration`.
+    pub fn took(self, duration: Duration) -> Self {
+        RoundResult { duration, ..self }
     }
 }
 
@@ -54,6 +61,10 @@ pub struct RealStatus {
     pub last_error: Option<String>,
     /// When the last round ended (None before the first).
     pub last_check: Option<SystemTime>,
+    /// How long the last round took (None before the first).
+    pub last_duration: Option<Duration>,
+    /// Failed rounds in a row (0 after a passed round).
+    pub consecutive_failures: u64,
     /// When the state last changed (or was first set).
     pub last_change: SystemTime,
     /// Rounds recorded.
@@ -199,6 +210,8 @@ impl HealthState {
                     dynamic_weight: None,
                     last_error: None,
                     last_check: None,
+                    last_duration: None,
+                    consecutive_failures: 0,
                     last_change: now,
                     rounds: 0,
                     on_remove: None,
@@ -254,6 +267,8 @@ impl HealthState {
         let Some(status) = self.reals.get_mut(key) else { return out };
         status.rounds += 1;
         status.last_check = Some(now);
+        status.last_duration = Some(result.duration);
+        status.consecutive_failures = if result.up { 0 } else { status.consecutive_failures + 1 };
         status.last_error = result.error.clone();
         let configured = found.map(|(_, r)| r.weight);
         if result.up {
@@ -438,6 +453,8 @@ impl HealthState {
                     }),
                     last_error: status.and_then(|s| s.last_error.clone()),
                     last_check: status.and_then(|s| s.last_check).map(unix_seconds),
+                    last_duration: status.and_then(|s| s.last_duration).map(|d| d.as_secs_f64()),
+                    consecutive_failures: status.map_or(0, |s| s.consecutive_failures),
                     last_change: status.map(|s| unix_seconds(s.last_change)),
                     rounds: status.map_or(0, |s| s.rounds),
                 });
@@ -487,6 +504,10 @@ pub struct RealReport {
     pub last_error: Option<String>,
     /// End of the last round, Unix seconds.
     pub last_check: Option<f64>,
+    /// How long the last round took, seconds.
+    pub last_duration: Option<f64>,
+    /// Failed rounds in a row.
+    pub consecutive_failures: u64,
     /// Last state change, Unix seconds.
     pub last_change: Option<f64>,
     /// Rounds run.
@@ -706,8 +727,8 @@ mod tests {
         let mut s = HealthState::new();
         s.sync(&c, t(0));
         let a = key(&c, 0);
-        let set = |w| RoundResult { up: true, weight: WeightChange::Set(w), error: None };
-        let reset = RoundResult { up: true, weight: WeightChange::Reset, error: None };
+        let set = |w| RoundResult { weight: WeightChange::Set(w), ..RoundResult::pass() };
+        let reset = RoundResult { weight: WeightChange::Reset, ..RoundResult::pass() };
         let ts = s.record(&a, &set(7), &c, t(1));
         assert_eq!(ts, vec![Transition { event: HealthEvent::WeightChanged { real: a, weight: 7 }, command: None }]);
         assert_eq!(addrs(&s.effective(&c))[0], (ip(11), None, 7));
@@ -776,14 +797,18 @@ mod tests {
         let c = config();
         let mut s = HealthState::new();
         s.sync(&c, t(0));
-        s.record(&key(&c, 0), &RoundResult::fail("connect: refused"), &c, t(10));
+        s.record(&key(&c, 0), &RoundResult::fail("x"), &c, t(9));
+        let took = std::time::Duration::from_millis(250);
+        s.record(&key(&c, 0), &RoundResult::fail("connect: refused").took(took), &c, t(10));
         s.record(&key(&c, 1), &RoundResult::pass(), &c, t(11));
         let r = s.report(&c);
+        assert_eq!((r.reals[0].consecutive_failures, r.reals[0].last_duration), (2, Some(0.25)));
+        assert_eq!((r.reals[1].consecutive_failures, r.reals[1].last_duration), (0, Some(0.0)));
         assert_eq!(r.reals.len(), 2);
         assert_eq!((r.reals[0].address, r.reals[0].state, r.reals[0].weight), (ip(11), "down", 0));
         assert_eq!(r.reals[0].last_result, Some("failure"));
         assert_eq!(r.reals[0].last_error.as_deref(), Some("connect: refused"));
-        assert_eq!(r.reals[0].last_change, Some(10.0));
+        assert_eq!(r.reals[0].last_change, Some(9.0));
         assert!(!r.reals[0].in_pool);
         assert_eq!((r.reals[1].state, r.reals[1].weight, r.reals[1].last_result), ("up", 2, Some("success")));
         assert_eq!(r.reals[1].checks, vec!["TCP_CHECK"]);

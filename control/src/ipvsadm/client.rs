@@ -151,6 +151,11 @@ impl Client {
         Ok((config, generation))
     }
 
+    /// The config as the dataplane runs it (health checks applied), for listings.
+    pub fn effective_config(&self) -> Result<Config, AdmError> {
+        self.get::<Config>("/api/v1/config/effective").map(|(c, _)| c)
+    }
+
     /// Replaces the config; `Ok(false)` when it changed since `generation` (412).
     pub fn put_config(&self, config: &Config, generation: u64) -> Result<bool, AdmError> {
         let body = serde_json::to_value(config).map_err(|e| AdmError::failed(e.to_string()))?;

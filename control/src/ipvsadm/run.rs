@@ -88,7 +88,9 @@ fn list(inv: &Invocation, client: &Client, out: &mut dyn Write) -> Result<(), Ad
         // rvs runs no IPVS sync daemon: ipvsadm prints nothing when none runs.
         return Ok(());
     }
-    let (config, _) = client.config()?;
+    // The table the dataplane uses, as ipvsadm lists the kernel's: reals
+    // failed by health checks left out or at weight 0, the sorry server in use.
+    let config = client.effective_config()?;
     let stats = client.stats()?;
     let mut persist_conns = HashMap::new();
     if inv.format.persistent_conn {
