@@ -8,8 +8,15 @@
 //! ports: a released port goes to the back, so it is not reused at once (the
 //! real server may still hold the old connection in TIME_WAIT). A pool that runs
 //! dry refuses the new connection; the caller counts it.
+//!
+//! Each pool starts at a random point of its share (a rotation, per process
+//! start): a restarted director, or the backup that takes over after a
+//! failover, does not hand out the very ports whose connections the real
+//! servers still hold in TIME_WAIT from the previous run (a new SYN landing on
+//! one of those is dropped by the real server).
 
 use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hasher};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use hashbrown::HashMap;
@@ -27,12 +34,24 @@ pub struct LocalPool {
     range: (u16, u16),
     free: HashMap<Ipv4Addr, VecDeque<u16>>,
     next_lip: usize,
+    /// Where in its share each LIP's FIFO starts.
+    start: usize,
 }
 
 impl LocalPool {
-    /// The pool of worker `worker` of `workers`, over ports `range` (inclusive).
+    /// The pool of worker `worker` of `workers`, over ports `range`
+    /// (inclusive), starting at a random point of the share.
     pub fn new(worker: usize, workers: usize, range: (u16, u16)) -> Self {
-        LocalPool { worker, workers: workers.max(1), range, free: HashMap::new(), next_lip: 0 }
+        // The standard library's per-process random hash keys: no RNG
+        // dependency for one number per pool.
+        let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        Self::starting_at(worker, workers, range, random as usize)
+    }
+
+    /// As [`LocalPool::new`], the FIFO starting `start` ports into the share
+    /// (modulo its size).
+    pub fn starting_at(worker: usize, workers: usize, range: (u16, u16), start: usize) -> Self {
+        LocalPool { worker, workers: workers.max(1), range, free: HashMap::new(), next_lip: 0, start }
     }
 
     /// The port range this pool was built for.
@@ -42,7 +61,11 @@ impl LocalPool {
 
     fn ports_of(&self) -> VecDeque<u16> {
         let (lo, hi) = self.range;
-        (lo..=hi).filter(|&p| owner_of_port(p, self.workers) == self.worker).collect()
+        let mut share: VecDeque<u16> = (lo..=hi).filter(|&p| owner_of_port(p, self.workers) == self.worker).collect();
+        if !share.is_empty() {
+            share.rotate_left(self.start % share.len());
+        }
+        share
     }
 
     /// Takes a free (LIP, port) from one of `lips`, trying them in turn starting
@@ -114,7 +137,7 @@ mod tests {
 
     #[test]
     fn exhaustion_refuses_and_release_refills_at_the_back() {
-        let mut p = LocalPool::new(0, 1, (2000, 2002));
+        let mut p = LocalPool::starting_at(0, 1, (2000, 2002), 0);
         let got: Vec<_> = (0..3).filter_map(|_| p.allocate(&[LIP1])).collect();
         assert_eq!(got.len(), 3);
         assert_eq!(p.allocate(&[LIP1]), None);
@@ -133,6 +156,21 @@ mod tests {
         assert_eq!(got.iter().filter(|s| *s.ip() == LIP2).count(), 2);
         assert_eq!(p.allocate(&[LIP1, LIP2]), None);
         assert_eq!(p.allocate(&[]), None);
+    }
+
+    #[test]
+    fn a_pool_starts_at_a_rotation_of_its_share() {
+        let mut p = LocalPool::starting_at(1, 2, (5000, 5009), 7);
+        let ports: Vec<u16> = std::iter::from_fn(|| p.allocate(&[LIP1]).map(|s| s.port())).collect();
+        // Worker 1's share is 5001, 5003, ..., 5009; 7 mod 5 = 2 places in.
+        assert_eq!(ports, vec![5005, 5007, 5009, 5001, 5003]);
+        // Pools made by `new` start at random points: a restarted director
+        // does not reuse the previous run's first ports (eight pools over a
+        // 64k share all starting at the same port: odds of about 2^-112).
+        let firsts: std::collections::HashSet<u16> = (0..8)
+            .filter_map(|_| LocalPool::new(0, 1, (1024, 65535)).allocate(&[LIP1]).map(|s| s.port()))
+            .collect();
+        assert!(firsts.len() > 1, "{firsts:?}");
     }
 
     #[test]
