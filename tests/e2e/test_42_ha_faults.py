@@ -154,9 +154,13 @@ def ok_count(answers: list[str]) -> int:
 
 def keepalived_conf(priority: int, state: str, flavour, unicast_peer: str | None = None) -> str:
     """lab.keepalived_vrrp_conf for `flavour`, with unicast_src_ip/unicast_peer
-    when it is a unicast one."""
+    when it is a unicast one, and `higher_prio_send_advert` (rvs's default,
+    off in Keepalived): a keepalived that yields silently after a split brain
+    leaves the winner nothing to answer with gratuitous ARPs, whoever the
+    winner is (deploy/docs/vrrp.md, interoperation notes)."""
     version, advert_int, unicast, auth = flavour
     conf = lab.keepalived_vrrp_conf(priority, state, advert_int, version, [DR_VIP], auth_pass=auth)
+    conf = conf.replace("    virtual_ipaddress {", "    higher_prio_send_advert\n    virtual_ipaddress {", 1)
     if unicast:
         block = (f"    unicast_src_ip {KA_IP}\n    unicast_peer {{\n        {unicast_peer}\n    }}\n"
                  "    virtual_ipaddress {")
