@@ -65,10 +65,6 @@ class HaCase(unittest.TestCase):
         self.others = []          # objects with log_text() shown on failure
         lab.flush_neighbours()
 
-    def tearDown(self):
-        for d in self.directors:
-            d.stop()
-
     def run(self, result=None):
         before = (len(result.failures) + len(result.errors)) if result is not None else 0
         out = super().run(result)
@@ -86,6 +82,9 @@ class HaCase(unittest.TestCase):
                  start: bool = True) -> lab.Director:
         d = lab.Director(n, config, tmp=self.tmp, keepalived=keepalived)
         self.directors.append(d)
+        # A cleanup, not tearDown: it also runs when setUp fails, so a director
+        # started there never outlives its test.
+        self.addCleanup(d.stop)
         return d.start() if start else d
 
     def diag(self, *ds: lab.Director) -> str:
@@ -224,6 +223,9 @@ class HealthCheckTests(HaCase):
         lab.wait_for(lambda: self.d.real_report(NAT_VIP, port, 1, protocol)["rounds"] > rounds,
                      5, interval=0.02, what="a new round")
         t_stop = lab.stop_service(1, daemon)
+        # Started again even if an assertion below fails (start-service restarts
+        # a running daemon, so the normal path's own start is harmless).
+        self.addCleanup(lab.start_service, 1, daemon)
         try:
             t_down = self.wait_state(NAT_VIP, port, 1, "down", protocol, detection_bound(c) + 5)
         except TimeoutError:
