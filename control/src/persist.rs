@@ -7,9 +7,11 @@
 //! A crash at any point leaves either the old file or the new one, whole; a
 //! leftover temporary file is replaced by the next write.
 //!
-//! The file keeps its permission bits: the config holds secrets (`api.token`,
+//! The file stays the operator's: the config holds secrets (`api.token`,
 //! `sync.key`), so the temporary file is created readable by its owner only
-//! and given the old file's mode before the rename (a new file stays 0600).
+//! and given the old file's mode, owner and group before the rename (a new
+//! file stays 0600, owned by rvsd's user). A symlink is followed: the file it
+//! points to is replaced (in its own directory) and the link stays a link.
 //!
 //! Writes are not meant to race each other: the REST API serialises them
 //! under its config lock, and one rvsd owns one config file.
@@ -17,7 +19,7 @@
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// The temporary file [`write_atomic`] writes before renaming: `.NAME.tmp`
@@ -43,6 +45,8 @@ pub fn write_atomic_with(
     data: &[u8],
     before_rename: impl FnOnce(&Path) -> io::Result<()>,
 ) -> io::Result<()> {
+    let target = follow_symlinks(path)?;
+    let path = target.as_path();
     let tmp = temp_path(path);
     let result = (|| {
         // A leftover may have another owner or mode: start afresh, owner-only.
@@ -52,6 +56,8 @@ pub fn write_atomic_with(
         let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
         file.write_all(data)?;
         if let Ok(old) = std::fs::metadata(path) {
+            // Owner first: chown clears set-id bits, the mode then restores them.
+            std::os::unix::fs::fchown(&file, Some(old.uid()), Some(old.gid()))?;
             file.set_permissions(old.permissions())?;
         }
         file.sync_all()?;
@@ -67,6 +73,27 @@ pub fn write_atomic_with(
         return Err(e);
     }
     sync_dir(path)
+}
+
+/// The file `path` names once every symlink is resolved (relative links
+/// against their own directory). A path that is no link is returned as it is;
+/// a dangling link resolves to where it points, so the first write creates the
+/// target there. Gives up after 40 links, as the kernel does (ELOOP).
+fn follow_symlinks(path: &Path) -> io::Result<PathBuf> {
+    let mut current = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let link = std::fs::read_link(&current)?;
+                current = match current.parent() {
+                    Some(dir) if link.is_relative() => dir.join(link),
+                    _ => link,
+                };
+            }
+            _ => return Ok(current),
+        }
+    }
+    Err(io::Error::other(format!("{}: too many levels of symbolic links", path.display())))
 }
 
 /// Flushes the directory holding `path`, so a rename into it is durable.
@@ -137,6 +164,48 @@ mod tests {
         std::fs::set_permissions(temp_path(&path), std::fs::Permissions::from_mode(0o666)).expect("chmod");
         write_atomic(&path, b"again").expect("rewrite");
         assert_eq!(mode(&path), 0o600);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_symlink_stays_a_link_and_its_target_is_replaced() {
+        let dir = scratch("symlink");
+        std::fs::create_dir_all(dir.join("real")).expect("mkdir");
+        std::fs::write(dir.join("real/rvs.json"), b"old").expect("target");
+        std::os::unix::fs::symlink("real/rvs.json", dir.join("rvs.json")).expect("relative link");
+        std::os::unix::fs::symlink(dir.join("rvs.json"), dir.join("link2")).expect("link to a link");
+        write_atomic(&dir.join("link2"), b"new").expect("write through two links");
+        for link in ["rvs.json", "link2"] {
+            assert!(std::fs::symlink_metadata(dir.join(link)).expect("lstat").file_type().is_symlink(), "{link} replaced");
+        }
+        assert_eq!(std::fs::read(dir.join("real/rvs.json")).expect("read"), b"new");
+        assert!(!temp_path(&dir.join("real/rvs.json")).exists() && !temp_path(&dir.join("link2")).exists());
+        // A loop is an error, not a hang, and writes nothing.
+        std::os::unix::fs::symlink("loop_b", dir.join("loop_a")).expect("link");
+        std::os::unix::fs::symlink("loop_a", dir.join("loop_b")).expect("link");
+        let err = write_atomic(&dir.join("loop_a"), b"x").expect_err("loop");
+        assert!(err.to_string().contains("too many levels"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_file_keeps_its_owner_and_group() {
+        let dir = scratch("owner");
+        let path = dir.join("rvs.json");
+        std::fs::write(&path, b"old").expect("write");
+        // Only root may give a file away; elsewhere the owner is rvsd's own.
+        let (uid, gid) = (65534, 65534);
+        if std::os::unix::fs::chown(&path, Some(uid), Some(gid)).is_err() {
+            eprintln!("not root: owner test limited to the current user");
+            let (uid, gid) = (std::fs::metadata(&path).expect("stat").uid(), std::fs::metadata(&path).expect("stat").gid());
+            write_atomic(&path, b"new").expect("rewrite");
+            let meta = std::fs::metadata(&path).expect("stat");
+            assert_eq!((meta.uid(), meta.gid()), (uid, gid));
+            return;
+        }
+        write_atomic(&path, b"new").expect("rewrite");
+        let meta = std::fs::metadata(&path).expect("stat");
+        assert_eq!((meta.uid(), meta.gid()), (uid, gid), "owner and group kept");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
