@@ -308,6 +308,37 @@ impl ApiState {
         Ok(report)
     }
 
+    /// Replaces the config with `new`, the config file just read again
+    /// (SIGHUP), through the same checks, diff and atomic apply as
+    /// `PUT /api/v1/config`; the file is not written back. Refused as a
+    /// whole (nothing applied) when a restart-only field changed or `new`
+    /// is invalid. Returns the changes applied (empty: nothing to do).
+    pub async fn reload(&self, new: Config) -> Result<Vec<Change>, String> {
+        let changes = {
+            let current = self.current.lock().await;
+            check_restart_only(&current.config, &new).map_err(|e| e.message)?;
+            new.validate().map_err(|e| ApiError::invalid(e, None).message)?;
+            diff_configs(&current.config, &new)
+        };
+        if changes.is_empty() {
+            return Ok(changes);
+        }
+        let count = changes.len();
+        let applied = changes.clone();
+        commit_with(self, Persist::No, None, move |config| {
+            *config = new;
+            Ok(Edit { what: format!("reloaded the config file ({count} changes)"), body_path: None, changes: Some(applied) })
+        })
+        .await
+        .map_err(|e| e.message)?;
+        Ok(changes)
+    }
+
+    /// The dataplane's own statistics (`GET /api/v1/stats`).
+    pub fn dataplane_stats(&self) -> serde_json::Value {
+        self.dataplane.stats()
+    }
+
     /// A copy of the config currently in force.
     pub async fn config(&self) -> Config {
         self.current.lock().await.config.clone()
@@ -808,6 +839,29 @@ async fn commit(
     expect: Option<u64>,
     edit: impl FnOnce(&mut Config) -> Result<Edit, ApiError>,
 ) -> Result<Response, ApiError> {
+    let persist = if created { Persist::Created } else { Persist::Yes };
+    commit_with(state, persist, expect, edit).await
+}
+
+/// Whether [`commit_with`] writes the config file, and the status it answers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Persist {
+    /// Written; `200 OK`.
+    Yes,
+    /// Written; `201 Created`.
+    Created,
+    /// Not written: the change came from the file (SIGHUP); `200 OK`.
+    No,
+}
+
+/// [`commit`], with the file write chosen by `persist`.
+async fn commit_with(
+    state: &ApiState,
+    persist: Persist,
+    expect: Option<u64>,
+    edit: impl FnOnce(&mut Config) -> Result<Edit, ApiError>,
+) -> Result<Response, ApiError> {
+    let created = persist == Persist::Created;
     let mut current = state.current.lock().await;
     if let Some(expected) = expect {
         if expected != current.generation {
@@ -832,7 +886,12 @@ async fn commit(
     })?;
     let dataplane = Arc::clone(&state.dataplane);
     let snapshot = Arc::new(snapshot);
-    let persist = state.config_path.clone().map(|path| (path, format!("{}\n", config.to_json_pretty())));
+    let persist = match persist {
+        Persist::No => None,
+        Persist::Yes | Persist::Created => {
+            state.config_path.clone().map(|path| (path, format!("{}\n", config.to_json_pretty())))
+        }
+    };
     let outcome = tokio::task::spawn_blocking(move || {
         if let Some((path, text)) = persist {
             crate::persist::write_atomic(&path, text.as_bytes())
@@ -918,20 +977,24 @@ async fn status(State(state): AppState) -> Json<serde_json::Value> {
 
 async fn get_config(State(state): AppState) -> Response {
     let current = state.current.lock().await;
-    let mut config = current.config.clone();
+    with_etag(Json(without_secrets(current.config.clone())), current.generation)
+}
+
+/// `config` without its secrets (`api.token`, `sync.key`): what is shown to
+/// readers and written to state dumps.
+pub fn without_secrets(mut config: Config) -> Config {
     config.api.token = None;
     if let Some(sync) = &mut config.sync {
         sync.key = None;
     }
-    with_etag(Json(config), current.generation)
+    config
 }
 
 /// `GET /api/v1/config/effective`: the config as the dataplane runs it
 /// (read-only; the ETag is the generation, as for `GET /api/v1/config`).
 async fn get_effective_config(State(state): AppState) -> Response {
-    let (mut config, generation) = state.effective_config().await;
-    config.api.token = None;
-    with_etag(Json(config), generation)
+    let (config, generation) = state.effective_config().await;
+    with_etag(Json(without_secrets(config)), generation)
 }
 
 /// Adds `ETag: "<generation>"` to a response.

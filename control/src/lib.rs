@@ -24,8 +24,11 @@ pub mod ipvsadm;
 pub mod keepalived;
 pub mod metrics;
 pub mod persist;
+pub mod pidfile;
 pub mod rate;
+pub mod statedump;
 pub mod sync;
+pub mod systemd;
 pub mod vrrp;
 
 pub use api::{router, spawn_rate_estimator, ApiOptions, ApiState, Dataplane, PublishReport};

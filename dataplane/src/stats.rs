@@ -137,11 +137,14 @@ impl Counters {
 #[derive(Debug)]
 pub struct SharedCounters {
     values: [AtomicU64; Counter::COUNT],
+    /// How many times the worker published: it advances as long as the poll
+    /// loop goes round (the systemd watchdog is fed only while it does).
+    heartbeat: AtomicU64,
 }
 
 impl Default for SharedCounters {
     fn default() -> Self {
-        SharedCounters { values: std::array::from_fn(|_| AtomicU64::new(0)) }
+        SharedCounters { values: std::array::from_fn(|_| AtomicU64::new(0)), heartbeat: AtomicU64::new(0) }
     }
 }
 
@@ -151,6 +154,13 @@ impl SharedCounters {
         for (slot, v) in self.values.iter().zip(from.values.iter()) {
             slot.store(*v, Ordering::Relaxed);
         }
+        // Only the owning worker writes it: a load and a store, no read-modify-write.
+        self.heartbeat.store(self.heartbeat.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// The number of publications so far (see the field's docs).
+    pub fn heartbeat(&self) -> u64 {
+        self.heartbeat.load(Ordering::Relaxed)
     }
 
     /// A copy of the last published counters.

@@ -223,10 +223,14 @@ class Rvsd:
     """An rvsd started in rvs-dir with a config dict; logs to a temp file."""
 
     def __init__(self, config: dict | None, ready_timeout: float = 60,
-                 config_path: str | Path | None = None):
+                 config_path: str | Path | None = None, args: list[str] | None = None,
+                 env: dict[str, str] | None = None):
         """`config_path`: use this config file (rvsd persists API changes to
-        it) instead of one in the temp dir; `config` None leaves it as it is."""
+        it) instead of one in the temp dir; `config` None leaves it as it is.
+        `args`: more command-line arguments; `env`: more environment."""
         self.config = config
+        self.args = list(args or [])
+        self.env = dict(env or {})
         self.tmp = tempfile.TemporaryDirectory(prefix="rvs-e2e-")
         self.config_path = Path(config_path) if config_path else Path(self.tmp.name) / "rvsd.json"
         if config is not None:
@@ -244,8 +248,8 @@ class Rvsd:
             raise RuntimeError(f"processes still running in {NS_DIR}: {leftovers}")
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", NS_DIR, str(RVSD), "--config", str(self.config_path)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            ["ip", "netns", "exec", NS_DIR, str(RVSD), "--config", str(self.config_path), *self.args],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
         log.close()
         try:
             self.wait_ready()

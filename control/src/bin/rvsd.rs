@@ -9,6 +9,15 @@
 //! API are then not written back). `--check-config` (alias `--check`) only
 //! validates.
 //!
+//! Signals, as Keepalived: SIGHUP reads the config file(s) again and applies
+//! them through the same validate → diff → atomic apply as `PUT /api/v1/config`
+//! (nothing applied if invalid; VRRP, connections and health state kept);
+//! SIGUSR1 writes a state dump (`--dump-dir`/rvsd.data), SIGUSR2 a statistics
+//! dump (rvsd.stats); SIGTERM/SIGINT stop it (VRRP masters resign first).
+//! Signals are caught from before EAL starts: none kills rvsd silently.
+//! Under systemd (`Type=notify`) it reports READY once serving and feeds the
+//! watchdog while every worker makes progress (see `rvs_control::systemd`).
+//!
 //! Exit codes: 0 success; 2 invalid JSON config, or connection sync without
 //! its key, instance or address (nothing started); 10..=15 a keepalived.conf
 //! error (see `rvs_control::keepalived::KeepalivedError::exit_code`); 3 DPDK
@@ -31,7 +40,8 @@ use rvs_control::appliance::HaOverlay;
 use rvs_control::health::HealthEngine;
 use rvs_control::sync::{SyncDaemon, SyncSettings};
 use rvs_control::vrrp::{DataplaneLink, VrrpEngine, VrrpEvent};
-use rvs_control::{router, ApiState, Config, Dataplane, PublishReport};
+use rvs_control::{router, statedump, systemd, ApiState, Config, Dataplane, PublishReport};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use rvs_dataplane::dpdk::{self, Eal, Mempool, Port};
 use rvs_dataplane::link::LinkStates;
 use rvs_dataplane::process::install_worker;
@@ -51,7 +61,12 @@ const RING_SIZE: u16 = 1024;
 const LINK_POLL: Duration = Duration::from_millis(20);
 
 #[derive(Parser, Debug)]
-#[command(name = "rvsd", version, about = "rvs: a DPDK layer-4 load balancer (LVS-style DR and NAT)")]
+#[command(
+    name = "rvsd",
+    version,
+    about = "rvs: a DPDK layer-4 load balancer with IPVS's modes (DR, NAT, TUN, FULLNAT) and schedulers, Keepalived's VRRP and health checks, and a REST API",
+    after_help = "Signals: HUP reloads the config, USR1 dumps the state, USR2 the statistics, TERM/INT stop.\nExit codes: 0 ok, 1 other error, 2 invalid config, 3 DPDK could not start, 4 the API cannot listen, 5 HA could not start, 10-15 keepalived.conf errors."
+)]
 struct Args {
     /// The JSON configuration file (with --keepalived: the base for ports, EAL, API).
     #[arg(long, short = 'c', value_name = "FILE")]
@@ -62,34 +77,33 @@ struct Args {
     /// Validate the configuration and exit (distinct exit code per kind of error).
     #[arg(long = "check-config", alias = "check")]
     check: bool,
+    /// Write rvsd's process ID to FILE while it runs (a live rvsd named there refuses the start).
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// Where SIGUSR1 (rvsd.data) and SIGUSR2 (rvsd.stats) dumps are written.
+    #[arg(long, value_name = "DIR", default_value = statedump::DEFAULT_DIR)]
+    dump_dir: PathBuf,
+}
+
+/// Reads the config as the command line says: the JSON file, or the JSON base
+/// plus a keepalived.conf. The error is the message and the exit code.
+fn load_config(config: &std::path::Path, keepalived: Option<&std::path::Path>) -> Result<Config, (String, u8)> {
+    let base = Config::load(config).map_err(|e| (format!("invalid configuration {}: {e}", config.display()), 2))?;
+    match keepalived {
+        None => Ok(base),
+        Some(path) => rvs_control::keepalived::load(path, &base).map_err(|e| (e.to_string(), e.exit_code())),
+    }
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    systemd::init_logging();
     let args = Args::parse();
-    let config = match Config::load(&args.config) {
+    let config = match load_config(&args.config, args.keepalived.as_deref()) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("rvsd: invalid configuration {}: {e}", args.config.display());
-            return ExitCode::from(2);
+        Err((message, code)) => {
+            eprintln!("rvsd: {message}");
+            return ExitCode::from(code);
         }
-    };
-    let config = match &args.keepalived {
-        None => config,
-        Some(path) => match rvs_control::keepalived::load(path, &config) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("rvsd: {e}");
-                return ExitCode::from(e.exit_code());
-            }
-        },
     };
     // Connection sync needs its key and address before anything starts.
     if let Err(e) = SyncSettings::from_env(&config) {
@@ -100,8 +114,38 @@ fn main() -> ExitCode {
         println!("rvsd: configuration {} is valid", args.keepalived.as_ref().unwrap_or(&args.config).display());
         return ExitCode::SUCCESS;
     }
+    // From here on every signal is caught (queued until the daemon serves):
+    // a SIGHUP from a reload that raced the start must not kill rvsd.
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rvsd: cannot start the control plane's threads: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let signals = match runtime.block_on(async { Signals::install() }) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("rvsd: cannot catch signals: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let _pid_file = match args.pid_file.as_deref().map(rvs_control::pidfile::PidFile::create).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("rvsd: {e}");
+            return ExitCode::from(1);
+        }
+    };
     // A keepalived.conf is the operator's source of truth: API changes are not written back.
     let persist = if args.keepalived.is_some() { None } else { Some(args.config.clone()) };
+    let (config_file, keepalived_file) = (args.config.clone(), args.keepalived.clone());
+    let daemon = Daemon {
+        runtime,
+        signals,
+        reload: Box::new(move || load_config(&config_file, keepalived_file.as_deref()).map_err(|(m, _)| m)),
+        dump_dir: args.dump_dir.clone(),
+    };
     // The management address is taken before anything touches the wire: a
     // typo in api.listen must not make VRRP go MASTER and resign on the LAN.
     let listener = match bind_api(config.api.listen) {
@@ -111,7 +155,7 @@ fn main() -> ExitCode {
             return ExitCode::from(4);
         }
     };
-    match run(config, persist, listener) {
+    match run(config, persist, listener, daemon) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Dpdk(e)) => {
             eprintln!("rvsd: DPDK could not start: {e}");
@@ -129,6 +173,38 @@ fn main() -> ExitCode {
             eprintln!("rvsd: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// What the daemon needs besides its config: the control plane's runtime, the
+/// signals caught since start-up, how to read the config again (SIGHUP) and
+/// where dumps go.
+struct Daemon {
+    runtime: tokio::runtime::Runtime,
+    signals: Signals,
+    reload: Box<dyn Fn() -> Result<Config, String> + Send + Sync>,
+    dump_dir: PathBuf,
+}
+
+/// The signals rvsd handles, registered before anything else starts.
+struct Signals {
+    hangup: Signal,
+    user1: Signal,
+    user2: Signal,
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl Signals {
+    /// Must run inside the tokio runtime.
+    fn install() -> std::io::Result<Self> {
+        Ok(Signals {
+            hangup: signal(SignalKind::hangup())?,
+            user1: signal(SignalKind::user_defined1())?,
+            user2: signal(SignalKind::user_defined2())?,
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
     }
 }
 
@@ -288,7 +364,7 @@ fn device_name(device: &str) -> &str {
     device.split(',').next().unwrap_or(device)
 }
 
-fn run(config: Config, config_path: Option<PathBuf>, listener: std::net::TcpListener) -> Result<(), Failure> {
+fn run(config: Config, config_path: Option<PathBuf>, listener: std::net::TcpListener, daemon: Daemon) -> Result<(), Failure> {
     let args = eal_args(&config);
     tracing::info!(eal = %args.join(" "), "starting EAL");
     let eal = Eal::init(&args)?;
@@ -398,7 +474,7 @@ fn run(config: Config, config_path: Option<PathBuf>, listener: std::net::TcpList
     let ha_config = config.clone();
     let state = ApiState::with_options(config, 1, dataplane.clone(), options);
     state.set_overlay(overlay_dyn);
-    let served = serve(listen, listener, state, overlay, dataplane.clone(), ha_config);
+    let served = serve(listen, listener, state, overlay, dataplane.clone(), ha_config, daemon);
 
     stop.store(true, Ordering::Relaxed);
     dpdk::wait_all_lcores();
@@ -424,24 +500,135 @@ fn serve(
     overlay: Arc<HaOverlay>,
     dataplane: Arc<DpdkDataplane>,
     config: Config,
+    daemon: Daemon,
 ) -> Result<(), Failure> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Other(format!("tokio runtime: {e}")))?;
+    let Daemon { runtime, signals, reload, dump_dir } = daemon;
     runtime.block_on(async move {
         rvs_control::spawn_rate_estimator(Arc::clone(&state));
-        let ha = start_ha(&config, &state, &overlay, dataplane)?;
+        let ha = start_ha(&config, &state, &overlay, Arc::clone(&dataplane))?;
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| Failure::Listen(listen, e))?;
         tracing::info!(%listen, "REST API listening");
+        let status = format!("serving: {} ports, {} workers, REST API on {listen}", config.ports.len(), config.workers.len());
+        systemd::ready(&status);
+        if let Some(period) = systemd::watchdog_period() {
+            tokio::spawn(feed_watchdog(Arc::clone(&dataplane), period));
+        }
+        let handled = handle_signals(signals, Arc::clone(&state), reload, dump_dir, status);
         let served = axum::serve(listener, router(state))
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(handled)
             .await
             .map_err(|e| Failure::Other(format!("REST API: {e}")));
+        systemd::stopping();
         ha.stop();
         served
     })
+}
+
+/// Pings the systemd watchdog every `period` while every worker's poll loop
+/// goes round; a stalled worker stops the pings (systemd then restarts rvsd).
+async fn feed_watchdog(dataplane: Arc<DpdkDataplane>, period: Duration) {
+    // Workers publish every 50 ms: look less often than that, or an idle
+    // look would see no progress.
+    let period = period.max(Duration::from_millis(200));
+    tracing::info!(period_ms = period.as_millis() as u64, "feeding the systemd watchdog while every worker makes progress");
+    let mut progress = systemd::Progress::default();
+    progress.every_worker_moved(&dataplane.heartbeats());
+    let mut ticks = tokio::time::interval(period);
+    ticks.tick().await;
+    let mut was_stalled = false;
+    loop {
+        ticks.tick().await;
+        let beats = dataplane.heartbeats();
+        let stalled = progress.stalled(&beats);
+        if progress.every_worker_moved(&beats) {
+            systemd::watchdog_ping();
+            if was_stalled {
+                tracing::warn!("every worker makes progress again: feeding the systemd watchdog");
+            }
+            was_stalled = false;
+        } else if !was_stalled {
+            let lcores: Vec<u32> = stalled.iter().filter_map(|&w| dataplane.lcores.get(w).copied()).collect();
+            tracing::error!(?lcores, "a worker made no progress: the systemd watchdog is no longer fed");
+            was_stalled = true;
+        }
+    }
+}
+
+/// Serves signals until SIGTERM or SIGINT (then returns: shutdown).
+async fn handle_signals(
+    mut signals: Signals,
+    state: Arc<ApiState>,
+    reload: Box<dyn Fn() -> Result<Config, String> + Send + Sync>,
+    dump_dir: PathBuf,
+    status: String,
+) {
+    let reload: Arc<dyn Fn() -> Result<Config, String> + Send + Sync> = Arc::from(reload);
+    loop {
+        tokio::select! {
+            _ = signals.hangup.recv() => {
+                systemd::reloading();
+                reload_config(&state, Arc::clone(&reload)).await;
+                systemd::ready(&status);
+            }
+            _ = signals.user1.recv() => {
+                let data = statedump::data(&state).await;
+                for line in statedump::summary(&data) {
+                    tracing::info!("state: {line}");
+                }
+                write_dump(&dump_dir, statedump::DATA_FILE, data, "state dump").await;
+            }
+            _ = signals.user2.recv() => {
+                let s = Arc::clone(&state);
+                match tokio::task::spawn_blocking(move || statedump::stats(&s)).await {
+                    Ok(stats) => write_dump(&dump_dir, statedump::STATS_FILE, stats, "statistics dump").await,
+                    Err(e) => tracing::error!(error = %e, "cannot gather the statistics"),
+                }
+            }
+            _ = signals.terminate.recv() => break,
+            _ = signals.interrupt.recv() => break,
+        }
+    }
+    tracing::info!("shutting down");
+}
+
+/// SIGHUP: the config file(s) read again and applied as a whole, or not at all.
+async fn reload_config(state: &ApiState, reload: Arc<dyn Fn() -> Result<Config, String> + Send + Sync>) {
+    tracing::info!("SIGHUP: reading the configuration again");
+    let loaded = match tokio::task::spawn_blocking(move || reload()).await {
+        Ok(loaded) => loaded,
+        Err(e) => Err(format!("reading the config failed: {e}")),
+    };
+    let config = match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("reload refused, nothing changed: {e}");
+            return;
+        }
+    };
+    if let Err(e) = SyncSettings::from_env(&config) {
+        tracing::error!("reload refused, nothing changed: {e}");
+        return;
+    }
+    match state.reload(config).await {
+        Ok(changes) if changes.is_empty() => tracing::info!("reload: the configuration is unchanged"),
+        Ok(changes) => {
+            for c in &changes {
+                let what = [c.service.as_deref(), c.item.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
+                tracing::info!("reload: {:?} {} {what}", c.op, c.kind);
+            }
+        }
+        Err(e) => tracing::error!("reload refused, nothing changed: {e}"),
+    }
+}
+
+/// Writes a dump under `dir` and logs where (or why not).
+async fn write_dump(dir: &std::path::Path, name: &'static str, value: serde_json::Value, what: &'static str) {
+    let dir = dir.to_path_buf();
+    match tokio::task::spawn_blocking(move || statedump::write(&dir, name, &value)).await {
+        Ok(Ok(path)) => tracing::info!(path = %path.display(), "{what} written"),
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot write the {what} (--dump-dir)"),
+        Err(e) => tracing::error!(error = %e, "cannot write the {what}"),
+    }
 }
 
 /// The running high-availability parts; stopped in order on shutdown.
@@ -533,25 +720,6 @@ fn start_ha(config: &Config, state: &Arc<ApiState>, overlay: &Arc<HaOverlay>, da
     Ok(HaRuntime { vrrp, health, _sync: sync })
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down");
-}
-
 /// The carrier of port `port` opened from config device `device`: what the
 /// PMD reports and, for af_packet (whose PMD always says "up"), the kernel's
 /// carrier of the interface it captures on.
@@ -619,6 +787,13 @@ struct DpdkDataplane {
     sync_rx: parking_lot::Mutex<Vec<rtrb::Consumer<ConnInfo>>>,
     /// Per port: how FULLNAT replies reach their worker, and the rules kept alive.
     steering: Vec<(String, Vec<dpdk::FlowRule>)>,
+}
+
+impl DpdkDataplane {
+    /// Every worker's heartbeat (see `SharedCounters::heartbeat`).
+    fn heartbeats(&self) -> Vec<u64> {
+        self.links.iter().map(|l| l.counters.heartbeat()).collect()
+    }
 }
 
 impl rvs_control::sync::SyncDataplane for DpdkDataplane {
