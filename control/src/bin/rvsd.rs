@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use rvs_control::cli::RvsdArgs as Args;
 use crossbeam::channel::{bounded, Receiver};
 use std::collections::HashMap;
 
@@ -59,31 +60,6 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 const RING_SIZE: u16 = 1024;
 /// How often the link monitor reads every port's carrier.
 const LINK_POLL: Duration = Duration::from_millis(20);
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "rvsd",
-    version,
-    about = "rvs: a DPDK layer-4 load balancer with IPVS's modes (DR, NAT, TUN, FULLNAT) and schedulers, Keepalived's VRRP and health checks, and a REST API",
-    after_help = "Signals: HUP reloads the config, USR1 dumps the state, USR2 the statistics, TERM/INT stop.\nExit codes: 0 ok, 1 other error, 2 invalid config, 3 DPDK could not start, 4 the API cannot listen, 5 HA could not start, 10-15 keepalived.conf errors."
-)]
-struct Args {
-    /// The JSON configuration file (with --keepalived: the base for ports, EAL, API).
-    #[arg(long, short = 'c', value_name = "FILE")]
-    config: PathBuf,
-    /// Take services, VRRP and sync from this keepalived.conf.
-    #[arg(long, short = 'k', value_name = "FILE")]
-    keepalived: Option<PathBuf>,
-    /// Validate the configuration and exit (distinct exit code per kind of error).
-    #[arg(long = "check-config", alias = "check")]
-    check: bool,
-    /// Write rvsd's process ID to FILE while it runs (a live rvsd named there refuses the start).
-    #[arg(long, value_name = "FILE")]
-    pid_file: Option<PathBuf>,
-    /// Where SIGUSR1 (rvsd.data) and SIGUSR2 (rvsd.stats) dumps are written.
-    #[arg(long, value_name = "DIR", default_value = statedump::DEFAULT_DIR)]
-    dump_dir: PathBuf,
-}
 
 /// Reads the config as the command line says: the JSON file, or the JSON base
 /// plus a keepalived.conf. The error is the message and the exit code.

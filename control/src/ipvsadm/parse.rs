@@ -327,14 +327,14 @@ impl std::fmt::Display for ParseError {
 
 /// What an option needs.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Arity {
+pub(crate) enum Arity {
     None,
     Required,
     Optional,
 }
 
 /// Short options: (letter, long name, arity).
-const SHORT: &[(char, &str, Arity)] = &[
+pub(crate) const SHORT: &[(char, &str, Arity)] = &[
     ('A', "add-service", Arity::None),
     ('E', "edit-service", Arity::None),
     ('D', "delete-service", Arity::None),
@@ -376,7 +376,7 @@ const SHORT: &[(char, &str, Arity)] = &[
 ];
 
 /// Long-only options: (name, arity).
-const LONG_ONLY: &[(&str, Arity)] = &[
+pub(crate) const LONG_ONLY: &[(&str, Arity)] = &[
     ("set", Arity::None),
     ("timeout", Arity::None),
     ("daemon", Arity::None),
