@@ -3,7 +3,8 @@
 #   bash deploy/test.sh
 # 1. deploy/setup.sh: packages + cargo build --release --workspace
 # 2. cargo test --workspace --release (unit + integration), then
-#    deploy/bench.sh --smoke (a few seconds of every benchmark)
+#    deploy/bench.sh --smoke (a few seconds of every benchmark), then the
+#    Debian package built (deploy/package.sh) and installed with apt-get
 # 3. the end-to-end suite in network namespaces:
 #      python3 -m unittest discover -s tests/e2e -v
 # The topology is always taken down at the end. Exits non-zero if any step
@@ -49,6 +50,16 @@ main() {
     # The benchmark suite in its short form, so it never rots (issue 6).
     log "benchmark smoke run (deploy/bench.sh --smoke)"
     bash "$SCRIPT_DIR/bench.sh" --smoke || failed+=("bench smoke")
+
+    # The Debian package, built and installed as an operator would (issue 12);
+    # tests/e2e/test_62_package.py checks what it installed.
+    log "Debian package (deploy/package.sh) and apt-get install"
+    if bash "$SCRIPT_DIR/package.sh"; then
+        apt-get install -y -q --reinstall "$(ls -t "$REPO_ROOT"/target/debian/rvs_*.deb | head -n1)" \
+            || failed+=("package install")
+    else
+        failed+=("package build")
+    fi
 
     if [[ "${RVS_SKIP_E2E:-0}" == 1 ]]; then
         log "RVS_SKIP_E2E=1: skipping the end-to-end suite"

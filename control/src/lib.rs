@@ -26,6 +26,7 @@ pub mod keepalived;
 pub mod metrics;
 pub mod persist;
 pub mod pidfile;
+pub mod preflight;
 pub mod rate;
 pub mod statedump;
 pub mod sync;

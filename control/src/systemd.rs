@@ -80,7 +80,8 @@ impl Progress {
         moved
     }
 
-    /// The workers (by index) whose heartbeat did not move at the last call.
+    /// The workers (by index) whose heartbeat in `beats` equals the previous
+    /// look's (call before [`Progress::every_worker_moved`] records `beats`).
     pub fn stalled(&self, beats: &[u64]) -> Vec<usize> {
         self.last.iter().zip(beats).enumerate().filter(|(_, (a, b))| a == b).map(|(i, _)| i).collect()
     }
@@ -146,8 +147,8 @@ mod tests {
         let mut p = Progress::default();
         assert!(!p.every_worker_moved(&[1, 1]), "the first look only records");
         assert!(p.every_worker_moved(&[2, 5]));
+        assert_eq!(p.stalled(&[3, 5]), [1], "measured against the previous look");
         assert!(!p.every_worker_moved(&[3, 5]), "worker 1 is stuck");
-        assert_eq!(p.stalled(&[3, 5]), [1]);
         assert!(p.every_worker_moved(&[4, 6]));
         assert!(!p.every_worker_moved(&[5]), "a different worker count is no progress");
     }

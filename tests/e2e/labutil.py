@@ -224,13 +224,15 @@ class Rvsd:
 
     def __init__(self, config: dict | None, ready_timeout: float = 60,
                  config_path: str | Path | None = None, args: list[str] | None = None,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, binary: Path | None = None):
         """`config_path`: use this config file (rvsd persists API changes to
         it) instead of one in the temp dir; `config` None leaves it as it is.
-        `args`: more command-line arguments; `env`: more environment."""
+        `args`: more command-line arguments; `env`: more environment;
+        `binary`: another rvsd (default RVSD)."""
         self.config = config
         self.args = list(args or [])
         self.env = dict(env or {})
+        self.binary = Path(binary) if binary else RVSD
         self.tmp = tempfile.TemporaryDirectory(prefix="rvs-e2e-")
         self.config_path = Path(config_path) if config_path else Path(self.tmp.name) / "rvsd.json"
         if config is not None:
@@ -240,15 +242,15 @@ class Rvsd:
         self.ready_timeout = ready_timeout
 
     def start(self) -> "Rvsd":
-        if not RVSD.exists():
-            raise RuntimeError(f"rvsd binary not found at {RVSD} (cargo build --release?)")
+        if not self.binary.exists():
+            raise RuntimeError(f"rvsd binary not found at {self.binary} (cargo build --release?)")
         # Nothing may linger from an earlier run (EAL lock, API port).
         leftovers = run(["ip", "netns", "pids", NS_DIR]).stdout.split()
         if leftovers:
             raise RuntimeError(f"processes still running in {NS_DIR}: {leftovers}")
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", NS_DIR, str(RVSD), "--config", str(self.config_path), *self.args],
+            ["ip", "netns", "exec", NS_DIR, str(self.binary), "--config", str(self.config_path), *self.args],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
         log.close()
         try:

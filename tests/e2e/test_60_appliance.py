@@ -218,6 +218,61 @@ class PidFileAndFileTests(unittest.TestCase):
         self.assertEqual(sorted(p.name for p in (tmp / "etc").iterdir()), ["rvsd.json"], "temporary file left")
 
 
+class StartupErrorTests(unittest.TestCase):
+    """A start-up failure is one line naming its cause (exit 3), before EAL
+    prints anything; --check-config finds the same."""
+
+    def rvsd(self, cfg: dict, *extra: str, user: str | None = None) -> subprocess.CompletedProcess:
+        tmp = Path(tempfile.mkdtemp(prefix="rvs-start-"))
+        os.chmod(tmp, 0o755)
+        path = tmp / "rvsd.json"
+        path.write_text(json.dumps(cfg))
+        os.chmod(path, 0o644)
+        cmd = ["ip", "netns", "exec", lab.NS_DIR]
+        if user:
+            cmd += ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"]
+        cmd += [str(lab.RVSD), "--config", str(path), *extra]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+    def assert_one_line(self, cp: subprocess.CompletedProcess, expected: str):
+        self.assertEqual(cp.returncode, 3, cp.stderr)
+        lines = [line for line in cp.stderr.splitlines() if line.strip()]
+        self.assertEqual(lines, [expected], cp.stderr)
+
+    def test_each_cause_in_one_line(self):
+        cases = [
+            ("missing interface", {"ports": [{"name": "lan0", "device": "net_af_packet0,iface=nosuch0",
+                                              "addresses": ["10.0.0.1/24"]}]},
+             "rvsd: ports[0].device: interface nosuch0 does not exist (in this network namespace); see `ip link`"),
+            ("lcore not on this machine", {"workers": [63]},
+             f"rvsd: workers[0]: lcore 63 is not a CPU of this machine (online CPUs: "
+             f"{Path('/sys/devices/system/cpu/online').read_text().strip()})"),
+            ("PCI device missing", {"ports": [{"name": "lan0", "device": "0000:7f:1f.7", "addresses": ["10.0.0.1/24"]}]},
+             "rvsd: ports[0].device: PCI device 0000:7f:1f.7 not found (see `dpdk-devbind.py --status`)"),
+        ]
+        for what, change, expected in cases:
+            for extra in ((), ("--check-config",)):
+                with self.subTest(what, mode=extra):
+                    self.assert_one_line(self.rvsd({**lab.lab_config(), **change}, *extra), expected)
+
+    def test_not_root(self):
+        cp = self.rvsd(lab.lab_config(), user="65534")
+        self.assert_one_line(cp, "rvsd: rvsd must run as root (DPDK maps hugepages and devices, VRRP and the "
+                                 "exception path need raw sockets and TAPs)")
+
+    def test_file_prefix_in_use(self):
+        cfg = lab.lab_config()
+        first = lab.Rvsd(cfg)
+        self.addCleanup(first.cleanup)
+        first.start()
+        prefix = cfg["eal"][cfg["eal"].index("--file-prefix") + 1]
+        second = {**cfg, "api": {"listen": "127.0.0.1:9091"}}
+        self.assert_one_line(self.rvsd(second), f"rvsd: eal: the EAL file prefix \"{prefix}\" is in use by process "
+                                                f"{first.proc.pid} (another rvsd or DPDK application): stop it or "
+                                                f"set another --file-prefix in eal")
+        self.assertEqual(self.rvsd(second, "--check-config").returncode, 0, "--check-config ignores the prefix")
+
+
 # ptrace requests (linux/ptrace.h)
 PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT = 17, 0x4206, 0x4207
 WALL = 0x40000000

@@ -21,7 +21,8 @@
 //! Exit codes: 0 success; 2 invalid JSON config, or connection sync without
 //! its key, instance or address (nothing started); 10..=15 a keepalived.conf
 //! error (see `rvs_control::keepalived::KeepalivedError::exit_code`); 3 DPDK
-//! could not start (EAL, mempool, port); 4 the API could not listen;
+//! could not start (EAL, mempool, port), or cannot on this machine (the
+//! pre-flight checks of `rvs_control::preflight`, also run by `--check-config`); 4 the API could not listen;
 //! 5 VRRP, health checks or sync could not start; 1 anything else.
 
 use std::net::SocketAddr;
@@ -41,7 +42,7 @@ use rvs_control::appliance::HaOverlay;
 use rvs_control::health::HealthEngine;
 use rvs_control::sync::{SyncDaemon, SyncSettings};
 use rvs_control::vrrp::{DataplaneLink, VrrpEngine, VrrpEvent};
-use rvs_control::{router, statedump, systemd, ApiState, Config, Dataplane, PublishReport};
+use rvs_control::{preflight, router, statedump, systemd, ApiState, Config, Dataplane, PublishReport};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use rvs_dataplane::dpdk::{self, Eal, Mempool, Port};
 use rvs_dataplane::link::LinkStates;
@@ -87,6 +88,9 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     if args.check {
+        if !preflight_ok(&config, preflight::When::CheckOnly) {
+            return ExitCode::from(3);
+        }
         println!("rvsd: configuration {} is valid", args.keepalived.as_ref().unwrap_or(&args.config).display());
         return ExitCode::SUCCESS;
     }
@@ -113,6 +117,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if !preflight_ok(&config, preflight::When::Start) {
+        return ExitCode::from(3);
+    }
     // A keepalived.conf is the operator's source of truth: API changes are not written back.
     let persist = if args.keepalived.is_some() { None } else { Some(args.config.clone()) };
     let (config_file, keepalived_file) = (args.config.clone(), args.keepalived.clone());
@@ -150,6 +157,15 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Runs the pre-flight checks, printing one line per problem; true if none.
+fn preflight_ok(config: &Config, when: preflight::When) -> bool {
+    let problems = preflight::check(config, &preflight::Host::system(), when);
+    for p in &problems {
+        eprintln!("rvsd: {p}");
+    }
+    problems.is_empty()
 }
 
 /// What the daemon needs besides its config: the control plane's runtime, the
