@@ -26,7 +26,7 @@ import labutil as lab
 from labutil import setUpModule, tearDownModule  # noqa: F401 (unittest's module hooks)
 from labutil import DR_VIP, NS_DIR
 
-UNIT = Path("/lib/systemd/system/rvsd.service")
+UNIT = Path("/usr/lib/systemd/system/rvsd.service")
 
 
 def run(*cmd: str, **kw) -> subprocess.CompletedProcess:
