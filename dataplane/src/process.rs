@@ -898,7 +898,14 @@ impl<F: Frame> Processor<F> {
             forward: real.forward,
             state,
             expires_ms: 0,
+            seq_delta: 0,
         };
+        if let (Some(l), Protocol::Tcp) = (local, protocol) {
+            conn.seq_delta = match fnat::new_seq_delta(ip_bytes, l, conn.real) {
+                Ok(delta) => delta,
+                Err(_) => return Action::Drop(Counter::DropMalformed),
+            };
+        }
         conn.restart_timer(state_timeout_ms(state, &timeouts), now_ms);
         let persistence = svc.persistence;
         if !self.insert_conn(conn, now_ms, out) {
@@ -1019,6 +1026,7 @@ impl<F: Frame> Processor<F> {
             state: c.state.name().to_owned(),
             expires_ms: c.expires_in_ms(now_ms),
             template: false,
+            seq_delta: c.seq_delta,
         }
     }
 
@@ -1046,6 +1054,7 @@ impl<F: Frame> Processor<F> {
             expires_ms: 0,
             generation: 0,
             synced_ms: ms32(now_ms),
+            seq_delta: info.seq_delta,
         };
         conn.restart_timer(state_timeout_ms(state, &timeouts), now_ms);
         self.relocate_now(&mut conn);
@@ -1082,6 +1091,7 @@ impl<F: Frame> Processor<F> {
                     state: TcpState::None.name().to_owned(),
                     expires_ms: t.expires_ms.saturating_sub(now_ms),
                     template: true,
+                    seq_delta: 0,
                 };
                 if filter.matches(&info) {
                     list.push(info);
@@ -1190,6 +1200,7 @@ impl<F: Frame> Processor<F> {
                 outer_dst: Some(*c.client.ip()),
                 quoted_src: Some(c.client),
                 quoted_dst: Some(c.vip),
+                quoted_seq_shift: c.seq_delta.wrapping_neg(),
             },
             (Direction::Inbound, ForwardMode::Nat) => icmp_err::Translation { outer_dst: Some(*c.real.ip()), quoted_src: Some(c.real), ..Default::default() },
             (Direction::Inbound, ForwardMode::FullNat) => icmp_err::Translation {
@@ -1197,6 +1208,7 @@ impl<F: Frame> Processor<F> {
                 outer_dst: Some(*c.real.ip()),
                 quoted_src: Some(c.real),
                 quoted_dst: c.local.get(),
+                ..Default::default()
             },
             (Direction::Inbound, ForwardMode::Dr) => {
                 self.counters.inc(Counter::IcmpErrorsForwarded);

@@ -269,6 +269,14 @@ pub struct ConnInfo {
     /// True for a persistence template (client port 0, as ipvsadm shows them).
     #[serde(default)]
     pub template: bool,
+    /// FULLNAT TCP: the sequence offset towards the real server (connection
+    /// sync carries it, so a backup keeps shifting the same way).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seq_delta: u32,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 /// Which connections to list.

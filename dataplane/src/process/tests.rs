@@ -665,6 +665,7 @@ fn a_synced_connection_lives_on_one_worker_that_announces_it() {
         state: "ESTABLISHED".into(),
         expires_ms: 900_000,
         template: false,
+        seq_delta: 0,
     };
     let owner = install_worker(&info, 2);
     assert_eq!(owner, install_worker(&info, 2), "the same worker for every update");
