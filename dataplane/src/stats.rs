@@ -89,6 +89,12 @@ counters! {
     SyncDropped => "conn_sync_dropped": "Connection updates dropped because the sync ring was full.",
     DropLinkDown => "drop_link_down": "Frames for a port whose link is down, dropped instead of being sent late.",
     ArpIgnored => "arp_ignored": "ARP frames neither for us nor a reply we learn from (e.g. another host's gratuitous ARP).",
+    FragReassembled => "frag_reassembled": "Fragmented datagrams completed and forwarded (their fragments follow the first one's verdict).",
+    FragTimeout => "frag_timeout": "Incomplete fragmented datagrams dropped after the fragment timeout.",
+    DropFragTableFull => "drop_frag_table_full": "Fragments of new datagrams refused: the worker already holds its maximum of incomplete datagrams.",
+    DropFragTooMany => "drop_frag_too_many": "Fragmented datagrams dropped for having more than the maximum fragments.",
+    DropFragBad => "drop_frag_bad": "Fragmented datagrams dropped for an overlapping, misaligned, oversized or conflicting fragment.",
+    FragOut => "frag_out": "Extra fragments made of packets above the egress MTU (not tunnel packets: tun_fragments).",
 }
 
 /// A worker's own counters: plain integers, written only by that worker.
