@@ -20,8 +20,9 @@
 //! smaller), and TOA is never inserted into a fragment.
 //!
 //! Memory is bounded: at most `max_datagrams` incomplete datagrams per worker,
-//! `max_fragments` fragments each, each dropped `timeout_ms` after its first
-//! fragment. What is refused or dropped is counted: table full, too many
+//! `max_fragments` fragments each and `max_held` fragments in all (rvsd gives
+//! each worker at most a quarter of its share of the mbuf pool), each datagram
+//! dropped `timeout_ms` after its first fragment. What is refused or dropped is counted: table full, too many
 //! fragments, bad fragments (overlaps, a length that is not a multiple of 8,
 //! beyond 64 KB, conflicting ends), timed out.
 //!
@@ -129,20 +130,22 @@ pub struct FragLimits {
     pub max_fragments: usize,
     /// How long an incomplete datagram is held after its first fragment.
     pub timeout_ms: u64,
+    /// Fragments held in all (buffers taken from the pool).
+    pub max_held: usize,
 }
 
 impl Default for FragLimits {
-    /// 64 datagrams × 45 fragments (64 KB at a 1500-byte MTU) = at most 2,880
-    /// buffers per worker; 2 s (Linux holds 30 s, but a resolver retries in 1–5 s).
+    /// 64 datagrams, 45 fragments each (64 KB at a 1500-byte MTU), 1,024
+    /// fragments in all, 2 s (Linux holds 30 s; a resolver retries in 1–5 s).
     fn default() -> Self {
-        FragLimits { max_datagrams: 64, max_fragments: 45, timeout_ms: 2000 }
+        FragLimits { max_datagrams: 64, max_fragments: 45, timeout_ms: 2000, max_held: 1024 }
     }
 }
 
 /// Why fragments were dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FragDrop {
-    /// `max_datagrams` incomplete datagrams are already held.
+    /// `max_datagrams` incomplete datagrams or `max_held` fragments are already held.
     TableFull,
     /// The datagram has more than `max_fragments` fragments.
     TooManyFragments,
@@ -197,13 +200,19 @@ fn place_of(ip_bytes: &[u8]) -> Result<Place, WireError> {
 #[derive(Debug)]
 pub struct Reassembler<F> {
     held: HashMap<DatagramKey, Held<F>>,
+    fragments: usize,
     limits: FragLimits,
 }
 
 impl<F: Frame> Reassembler<F> {
     /// An empty table with these bounds.
     pub fn new(limits: FragLimits) -> Self {
-        Reassembler { held: HashMap::with_capacity(limits.max_datagrams), limits }
+        Reassembler { held: HashMap::new(), fragments: 0, limits }
+    }
+
+    /// New bounds (a new snapshot); what is held stays until complete or timed out.
+    pub fn set_limits(&mut self, limits: FragLimits) {
+        self.limits = limits;
     }
 
     /// Incomplete datagrams held now.
@@ -222,8 +231,11 @@ impl<F: Frame> Reassembler<F> {
             frames.push(frame);
             return Verdict::Dropped(FragDrop::Bad, frames);
         }
-        if !self.held.contains_key(&p.key) && self.held.len() >= self.limits.max_datagrams {
-            return Verdict::Dropped(FragDrop::TableFull, vec![frame]);
+        let new_datagram = !self.held.contains_key(&p.key);
+        if (new_datagram && self.held.len() >= self.limits.max_datagrams) || self.fragments >= self.limits.max_held {
+            let mut frames = self.forget(&p.key);
+            frames.push(frame);
+            return Verdict::Dropped(FragDrop::TableFull, frames);
         }
         let entry = self.held.entry(p.key).or_insert_with(|| Held { fragments: Vec::new(), end: None, first_ms: now_ms });
         let end = p.offset + p.len;
@@ -248,12 +260,14 @@ impl<F: Frame> Reassembler<F> {
             entry.end = Some(end);
         }
         entry.fragments.push((p.offset, p.len, frame));
+        self.fragments += 1;
         let Some(total) = entry.end else { return Verdict::Held };
         // No overlaps: complete when the lengths add up to the end.
         if entry.fragments.iter().map(|&(_, l, _)| l).sum::<usize>() != total {
             return Verdict::Held;
         }
         let Some(mut done) = self.held.remove(&p.key) else { return Verdict::Held };
+        self.fragments -= done.fragments.len();
         done.fragments.sort_unstable_by_key(|&(o, _, _)| o);
         Verdict::Complete(done.fragments.into_iter().map(|(_, _, f)| f).collect())
     }
@@ -270,11 +284,14 @@ impl<F: Frame> Reassembler<F> {
             }
             keep
         });
+        self.fragments = self.held.values().map(|h| h.fragments.len()).sum();
         before - self.held.len()
     }
 
     fn forget(&mut self, key: &DatagramKey) -> Vec<F> {
-        self.held.remove(key).map(|h| h.fragments.into_iter().map(|(_, _, f)| f).collect()).unwrap_or_default()
+        let Some(h) = self.held.remove(key) else { return Vec::new() };
+        self.fragments -= h.fragments.len();
+        h.fragments.into_iter().map(|(_, _, f)| f).collect()
     }
 }
 

@@ -48,7 +48,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 
 use crate::conn::{ms32, state_timeout_ms, Conn, ConnId, ConnTable, Direction, FlowKey, TcpFlags, TcpState};
-use crate::frag::{self, FitError, FragDrop, FragLimits, Reassembler, Verdict};
+use crate::frag::{self, FitError, FragDrop, Reassembler, Verdict};
 use crate::frame::Frame;
 use crate::fwd::{dr, fnat, icmp_err, nat, tun, NextHop};
 use crate::laddr::{owner_of_port, LocalPool};
@@ -311,6 +311,7 @@ impl<F: Frame> Processor<F> {
         let mut counters = Counters::default();
         counters.set(Counter::Generation, snapshot.generation);
         let pool = LocalPool::new(worker, workers, snapshot.local_port_range);
+        let frag_limits = snapshot.frag_limits;
         Processor {
             worker,
             workers: workers.max(1),
@@ -328,7 +329,7 @@ impl<F: Frame> Processor<F> {
             removed: Vec::with_capacity(EXPIRE_BUDGET),
             fragments: Vec::with_capacity(8),
             tunnel_ident: 0,
-            reassembler: Reassembler::new(FragLimits::default()),
+            reassembler: Reassembler::new(frag_limits),
             whole_datagram: false,
         }
     }
@@ -360,6 +361,7 @@ impl<F: Frame> Processor<F> {
             }
             self.pool = pool;
         }
+        self.reassembler.set_limits(snapshot.frag_limits);
         let old = std::mem::replace(&mut self.snapshot, snapshot);
         // Counts follow real servers by address, not by position. Connections
         // find their new indices lazily (see `relocate`).

@@ -782,9 +782,10 @@ fn incomplete_datagrams_time_out_and_bad_ones_are_dropped() {
     let mut out = Output::with_capacity(8);
     p.handle(0, VecFrame::new(&unhex(QUERY_IN[0])), 100, &mut out);
     p.handle(0, VecFrame::new(&unhex(QUERY_IN[2])), 100, &mut out);
-    p.tick(100 + FragLimits::default().timeout_ms - 1, &mut out);
+    let timeout = crate::frag::FragLimits::default().timeout_ms;
+    p.tick(100 + timeout - 1, &mut out);
     assert!(out.drop.is_empty(), "held until the timeout");
-    p.tick(100 + FragLimits::default().timeout_ms, &mut out);
+    p.tick(100 + timeout, &mut out);
     assert_eq!(out.drop.len(), 2, "both held fragments freed");
     assert_eq!(p.counters().get(Counter::FragTimeout), 1);
     out.drop.clear();
