@@ -305,3 +305,141 @@ pub fn follow_first(first: (Ipv4Addr, Ipv4Addr, u8), follower: &mut [u8], l2_len
     ip.fill_checksum();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::VecFrame;
+
+    const L2: usize = 14;
+
+    /// An Ethernet + IPv4 fragment of UDP (header written byte by byte).
+    fn piece(ident: u16, offset: usize, len: usize, more: bool, dont_frag: bool) -> VecFrame {
+        let mut f = vec![0u8; L2 + 20 + len];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let total = (20 + len) as u16;
+        let flags_offset = (u16::from(more) << 13) | (u16::from(dont_frag) << 14) | (offset / 8) as u16;
+        let h = &mut f[L2..L2 + 20];
+        h[0] = 0x45;
+        h[2..4].copy_from_slice(&total.to_be_bytes());
+        h[4..6].copy_from_slice(&ident.to_be_bytes());
+        h[6..8].copy_from_slice(&flags_offset.to_be_bytes());
+        h[8] = 64;
+        h[9] = 17;
+        h[12..16].copy_from_slice(&[10, 0, 0, 2]);
+        h[16..20].copy_from_slice(&[10, 0, 0, 101]);
+        for (i, b) in f[L2 + 20..].iter_mut().enumerate() {
+            *b = (offset + i) as u8;
+        }
+        let mut frame = VecFrame::new(&f);
+        Ipv4Packet::new_unchecked(&mut frame.data_mut()[L2..]).fill_checksum();
+        frame
+    }
+
+    fn limits(max_datagrams: usize, max_fragments: usize, max_held: usize) -> FragLimits {
+        FragLimits { max_datagrams, max_fragments, timeout_ms: 1000, max_held }
+    }
+
+    fn offsets(frames: &[VecFrame]) -> Vec<u16> {
+        frames.iter().map(|f| Ipv4Packet::new_checked(&f.data()[L2..]).expect("ip").frag_offset()).collect()
+    }
+
+    #[test]
+    fn a_datagram_completes_in_any_order() {
+        let mut r = Reassembler::new(FragLimits::default());
+        assert!(matches!(r.add(piece(1, 16, 16, true, false), L2, 0), Verdict::Held));
+        assert!(matches!(r.add(piece(1, 32, 5, false, false), L2, 0), Verdict::Held));
+        assert_eq!(r.held(), 1);
+        match r.add(piece(1, 0, 16, true, false), L2, 0) {
+            Verdict::Complete(frames) => assert_eq!(offsets(&frames), vec![0, 16, 32]),
+            other => panic!("not complete: {other:?}"),
+        }
+        assert_eq!(r.held(), 0);
+    }
+
+    #[test]
+    fn bounds_and_bad_fragments_drop_the_datagram() {
+        let dropped = |v: Verdict<VecFrame>| match v {
+            Verdict::Dropped(why, frames) => (why, frames.len()),
+            other => panic!("not dropped: {other:?}"),
+        };
+        let mut r = Reassembler::new(limits(1, 2, 100));
+        assert!(matches!(r.add(piece(1, 0, 8, true, false), L2, 0), Verdict::Held));
+        assert_eq!(dropped(r.add(piece(2, 0, 8, true, false), L2, 0)), (FragDrop::TableFull, 1), "a second datagram");
+        assert!(matches!(r.add(piece(1, 8, 8, true, false), L2, 0), Verdict::Held));
+        assert_eq!(dropped(r.add(piece(1, 16, 8, false, false), L2, 0)), (FragDrop::TooManyFragments, 3));
+        assert_eq!(r.held(), 0);
+
+        let mut r = Reassembler::new(limits(8, 8, 2));
+        assert!(matches!(r.add(piece(1, 0, 8, true, false), L2, 0), Verdict::Held));
+        assert!(matches!(r.add(piece(2, 0, 8, true, false), L2, 0), Verdict::Held));
+        assert_eq!(dropped(r.add(piece(3, 0, 8, true, false), L2, 0)).0, FragDrop::TableFull, "max_held buffers");
+
+        let mut r = Reassembler::new(FragLimits::default());
+        let cases = [
+            ("overlap", vec![piece(1, 0, 16, true, false), piece(1, 8, 16, true, false)]),
+            ("two different ends", vec![piece(2, 16, 8, false, false), piece(2, 16, 16, false, false)]),
+            ("past the end", vec![piece(3, 8, 8, false, false), piece(3, 16, 8, true, false)]),
+            ("end before held data", vec![piece(4, 16, 8, true, false), piece(4, 0, 8, false, false)]),
+            ("not a multiple of 8", vec![piece(5, 0, 12, true, false)]),
+            ("beyond 64 KB", vec![piece(6, 65528, 16, false, false)]),
+        ];
+        for (what, frames) in cases {
+            let n = frames.len();
+            let mut last = None;
+            for f in frames {
+                last = Some(r.add(f, L2, 0));
+            }
+            assert_eq!(dropped(last.expect("a verdict")), (FragDrop::Bad, n), "{what}");
+        }
+        assert_eq!(r.held(), 0, "nothing left behind");
+    }
+
+    #[test]
+    fn only_timed_out_datagrams_expire() {
+        let mut r = Reassembler::new(limits(8, 8, 100));
+        assert!(matches!(r.add(piece(1, 0, 8, true, false), L2, 0), Verdict::Held));
+        assert!(matches!(r.add(piece(1, 8, 8, true, false), L2, 500), Verdict::Held));
+        assert!(matches!(r.add(piece(2, 0, 8, true, false), L2, 600), Verdict::Held));
+        let mut freed = Vec::new();
+        assert_eq!(r.expire(999, &mut freed), 0);
+        assert_eq!(r.expire(1000, &mut freed), 1, "held since its first fragment");
+        assert_eq!(freed.len(), 2);
+        assert_eq!(r.held(), 1);
+    }
+
+    #[test]
+    fn egress_splits_a_fragment_within_its_place_and_refuses_df() {
+        // The last fragment (offset 1480) of a datagram, 1000 bytes, to a 576-byte MTU.
+        let mut f = piece(9, 1480, 1000, false, false);
+        let mut more = Vec::new();
+        assert_eq!(fit_to_mtu(&mut f, 576, &mut more), Ok(1));
+        let all: Vec<VecFrame> = std::iter::once(f).chain(more).collect();
+        assert_eq!(offsets(&all), vec![1480, 1480 + 552]);
+        let flags: Vec<bool> = all.iter().map(|f| Ipv4Packet::new_checked(&f.data()[L2..]).expect("ip").more_frags()).collect();
+        assert_eq!(flags, vec![true, false], "the datagram still ends with the last piece");
+        for (i, f) in all.iter().enumerate() {
+            let ip = Ipv4Packet::new_checked(&f.data()[L2..]).expect("ip");
+            assert!(ip.verify_checksum());
+            assert_eq!(ip.payload()[0], (1480 + 552 * i) as u8, "payload bytes in place");
+        }
+
+        let mut small = piece(9, 0, 100, false, true);
+        assert_eq!(fit_to_mtu(&mut small, 576, &mut Vec::new()), Ok(0));
+        let mut df = piece(9, 0, 1000, false, true);
+        assert_eq!(fit_to_mtu(&mut df, 576, &mut Vec::new()), Err(FitError::DontFragment));
+        let mut arp = VecFrame::new(&[0u8; 60]);
+        arp.data_mut()[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(fit_to_mtu(&mut arp, 20, &mut Vec::new()), Ok(0), "not IPv4: left alone");
+    }
+
+    #[test]
+    fn followers_take_the_first_fragments_addresses() {
+        let mut f = piece(1, 8, 8, false, false);
+        follow_first((Ipv4Addr::new(10, 1, 0, 200), Ipv4Addr::new(10, 1, 0, 11), 63), f.data_mut(), L2).expect("ip");
+        let ip = Ipv4Packet::new_checked(&f.data()[L2..]).expect("ip");
+        assert_eq!((ip.src_addr(), ip.dst_addr(), ip.ttl()), (Ipv4Addr::new(10, 1, 0, 200), Ipv4Addr::new(10, 1, 0, 11), 63));
+        assert!(ip.verify_checksum());
+        assert!(follow_first((Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST, 1), &mut [0u8; 20], L2).is_err());
+    }
+}
