@@ -1227,6 +1227,20 @@ mod tests {
         assert_eq!(invalid_field(|c| c.timeouts.tcp_fin = MAX_TIMEOUT_S + 1), "timeouts.tcp_fin");
         assert_eq!(invalid_field(|c| c.timeouts.tcp_syn = 0), "timeouts.tcp_syn");
         assert_eq!(invalid_field(|c| c.timeouts.udp = 0), "timeouts.udp");
+        assert_eq!(invalid_field(|c| c.fragments.max_datagrams = 0), "fragments.max_datagrams");
+        assert_eq!(invalid_field(|c| c.fragments.max_fragments = 1025), "fragments.max_fragments");
+        assert_eq!(invalid_field(|c| c.fragments.timeout_ms = 99), "fragments.timeout_ms");
+    }
+
+    #[test]
+    fn fragment_limits_default_and_parse() {
+        let c = Config::from_json(r#"{"ports": [{"name": "p", "device": "net_ring0"}]}"#).expect("defaults");
+        assert_eq!(c.fragments, FragmentsConfig { max_datagrams: 64, max_fragments: 45, timeout_ms: 2000 });
+        let j = r#"{"ports": [{"name": "p", "device": "net_ring0"}], "fragments": {"timeout_ms": 500}}"#;
+        let c = Config::from_json(j).expect("one field set");
+        assert_eq!((c.fragments.timeout_ms, c.fragments.max_datagrams), (500, 64));
+        let j = r#"{"ports": [{"name": "p", "device": "net_ring0"}], "fragments": {"timeout": 500}}"#;
+        assert!(Config::from_json(j).is_err(), "unknown field");
     }
 
     #[test]
