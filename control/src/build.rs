@@ -1,6 +1,7 @@
 //! Turns a validated [`Config`] into the immutable [`Snapshot`] the workers forward by.
 
 use rvs_dataplane::snapshot::{InterfaceAddr, PortInfo, RealServer, Route, Service, Snapshot, Persistence};
+use rvs_dataplane::frag::FragLimits;
 use rvs_dataplane::wire::MacAddr;
 
 use crate::config::{Config, ConfigError};
@@ -91,6 +92,13 @@ pub fn build_snapshot(config: &Config, port_macs: &[MacAddr], generation: u64) -
         services,
         timeouts: config.timeouts,
         local_port_range: (config.local_port_range[0], config.local_port_range[1]),
+        frag_limits: FragLimits {
+            max_datagrams: config.fragments.max_datagrams as usize,
+            max_fragments: config.fragments.max_fragments as usize,
+            timeout_ms: u64::from(config.fragments.timeout_ms),
+            // A quarter of a worker's share of the pool, whatever the counts above.
+            max_held: config.mbufs as usize / 4 / config.workers.len().max(1),
+        },
         workers: config.workers.len(),
         expire_nodest_conn: config.expire_nodest_conn,
         ..Snapshot::default()

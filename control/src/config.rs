@@ -113,6 +113,9 @@ pub struct Config {
     /// FULLNAT local ports, `[first, last]`, split between the workers (default `[1024, 65535]`).
     #[serde(default = "default_local_port_range")]
     pub local_port_range: [u16; 2],
+    /// Bounds of each worker's IPv4 fragment reassembly.
+    #[serde(default, skip_serializing_if = "FragmentsConfig::is_default")]
+    pub fragments: FragmentsConfig,
     /// Virtual services.
     #[serde(default)]
     pub services: Vec<ServiceConfig>,
@@ -126,6 +129,46 @@ pub struct Config {
     /// (IPVS sysctl `expire_nodest_conn`); default: they run to their end.
     #[serde(default, skip_serializing_if = "is_false")]
     pub expire_nodest_conn: bool,
+}
+
+/// Bounds of each worker's IPv4 fragment reassembly (incomplete datagrams
+/// hold their fragments' buffers until complete or timed out).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FragmentsConfig {
+    /// Incomplete datagrams held at once per worker (1..=4096, default 64).
+    pub max_datagrams: u32,
+    /// Fragments per datagram (2..=1024, default 45: 64 KB at a 1500-byte MTU).
+    pub max_fragments: u32,
+    /// Milliseconds an incomplete datagram is held (100..=60000, default 2000).
+    pub timeout_ms: u32,
+}
+
+impl Default for FragmentsConfig {
+    fn default() -> Self {
+        let d = rvs_dataplane::frag::FragLimits::default();
+        FragmentsConfig { max_datagrams: d.max_datagrams as u32, max_fragments: d.max_fragments as u32, timeout_ms: d.timeout_ms as u32 }
+    }
+}
+
+impl FragmentsConfig {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let ranges = [
+            ("fragments.max_datagrams", self.max_datagrams, 1, 4096),
+            ("fragments.max_fragments", self.max_fragments, 2, 1024),
+            ("fragments.timeout_ms", self.timeout_ms, 100, 60_000),
+        ];
+        for (field, value, lo, hi) in ranges {
+            if !(lo..=hi).contains(&value) {
+                return Err(ConfigError::invalid(field, format!("{value} is out of range {lo}..={hi}")));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The REST API listener.
@@ -705,7 +748,7 @@ impl Config {
                 format!("{} is out of range 1..={MAX_CONN_TABLE_SIZE}", self.conn_table_size),
             ));
         }
-        Ok(())
+        self.fragments.validate()
     }
 
     fn validate_ports(&self) -> Result<(), ConfigError> {
@@ -1184,6 +1227,20 @@ mod tests {
         assert_eq!(invalid_field(|c| c.timeouts.tcp_fin = MAX_TIMEOUT_S + 1), "timeouts.tcp_fin");
         assert_eq!(invalid_field(|c| c.timeouts.tcp_syn = 0), "timeouts.tcp_syn");
         assert_eq!(invalid_field(|c| c.timeouts.udp = 0), "timeouts.udp");
+        assert_eq!(invalid_field(|c| c.fragments.max_datagrams = 0), "fragments.max_datagrams");
+        assert_eq!(invalid_field(|c| c.fragments.max_fragments = 1025), "fragments.max_fragments");
+        assert_eq!(invalid_field(|c| c.fragments.timeout_ms = 99), "fragments.timeout_ms");
+    }
+
+    #[test]
+    fn fragment_limits_default_and_parse() {
+        let c = Config::from_json(r#"{"ports": [{"name": "p", "device": "net_ring0"}]}"#).expect("defaults");
+        assert_eq!(c.fragments, FragmentsConfig { max_datagrams: 64, max_fragments: 45, timeout_ms: 2000 });
+        let j = r#"{"ports": [{"name": "p", "device": "net_ring0"}], "fragments": {"timeout_ms": 500}}"#;
+        let c = Config::from_json(j).expect("one field set");
+        assert_eq!((c.fragments.timeout_ms, c.fragments.max_datagrams), (500, 64));
+        let j = r#"{"ports": [{"name": "p", "device": "net_ring0"}], "fragments": {"timeout": 500}}"#;
+        assert!(Config::from_json(j).is_err(), "unknown field");
     }
 
     #[test]

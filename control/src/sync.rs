@@ -32,21 +32,21 @@
 //! Everything refused is dropped and counted by reason ([`Reason`]); decoding
 //! works on byte slices and never panics.
 //!
-//! # Wire format (version 2)
+//! # Wire format (version 3)
 //!
 //! UDP datagrams from `LOCAL:port` (default port 8848) to the configured peers'
 //! `PEER:port`, or to the multicast group 224.0.0.81. All integers big-endian.
 //!
 //! ```text
-//! header  (32 bytes): "RVSS" | version u8 = 2 | kind u8 | sync id u8 | count u8
+//! header  (32 bytes): "RVSS" | version u8 = 3 | kind u8 | sync id u8 | count u8
 //!                     | epoch u64 (sender start, ms since the Unix epoch)
 //!                     | sequence u64 (per sender epoch, from 0)
 //!                     | timestamp u64 (send time, ms since the Unix epoch)
 //!   kind 1 = connections (count entries follow), 2 = bulk resync request (no entries)
-//! entry   (32 bytes): protocol u8 (6 tcp, 17 udp) | forward u8 (0 dr, 1 nat, 2 tun, 3 fullnat)
+//! entry   (36 bytes): protocol u8 (6 tcp, 17 udp) | forward u8 (0 dr, 1 nat, 2 tun, 3 fullnat)
 //!                     | state u8 (IPVS state number) | flags u8 (bit 0: local address present)
 //!                     | client ip4 port2 | vip ip4 port2 | real ip4 port2 | local ip4 port2
-//!                     | seconds left u32
+//!                     | FULLNAT sequence delta u32 | seconds left u32
 //! trailer (32 bytes): HMAC-SHA256(key, every byte before the trailer)
 //! ```
 //!
@@ -54,7 +54,7 @@
 //! (`malformed`), the version (`version`), the HMAC (`bad_auth`), the sync id
 //! (`sync_id`), the kind, count and entries (`malformed`; an unknown kind is
 //! counted there too), then the timestamp and sequence (`replay`).
-//! Version 1 (no authentication) is no longer spoken.
+//! Version 1 (no authentication) and 2 (no FULLNAT sequence delta) are no longer spoken.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
@@ -74,17 +74,17 @@ use crate::ha::{SyncConfig, SyncKey};
 /// Magic at the start of every datagram.
 pub const MAGIC: [u8; 4] = *b"RVSS";
 /// Format version.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// Multicast group used when no peers are configured (IPVS's).
 pub const GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 81);
 /// Bytes of the header.
 pub const HEADER_LEN: usize = 32;
 /// Bytes of one entry.
-pub const ENTRY_LEN: usize = 32;
+pub const ENTRY_LEN: usize = 36;
 /// Bytes of the HMAC trailer.
 pub const MAC_LEN: usize = 32;
 /// Entries per datagram (keeps datagrams under 1400 bytes).
-pub const MAX_ENTRIES: usize = 40;
+pub const MAX_ENTRIES: usize = 36;
 /// The environment variable holding the sync key; it wins over `sync.key`.
 pub const KEY_ENV: &str = "RVS_SYNC_KEY";
 /// Shortest accepted key, in bytes.
@@ -363,6 +363,7 @@ pub fn encode(auth: &Auth, sync_id: u8, msg: &Message, stamper: &Stamper, now_ms
             put_sock(&mut b, c.vip);
             put_sock(&mut b, c.real);
             put_sock(&mut b, c.local.unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)));
+            b.extend_from_slice(&c.seq_delta.to_be_bytes());
             let secs = u32::try_from(c.expires_ms / 1000).unwrap_or(u32::MAX);
             b.extend_from_slice(&secs.to_be_bytes());
         }
@@ -422,8 +423,9 @@ pub fn decode(buf: &[u8], auth: &Auth, sync_id: u8) -> Result<Datagram, SyncErro
                     local,
                     forward,
                     state: state.name().to_owned(),
-                    expires_ms: u64::from(u32::from_be_bytes([e[28], e[29], e[30], e[31]])) * 1000,
+                    expires_ms: u64::from(u32::from_be_bytes([e[32], e[33], e[34], e[35]])) * 1000,
                     template: false,
+                    seq_delta: u32::from_be_bytes([e[28], e[29], e[30], e[31]]),
                 });
             }
             Message::Conns(conns)
@@ -828,6 +830,7 @@ mod tests {
             state: if i.is_multiple_of(2) { "ESTABLISHED".into() } else { "UDP".into() },
             expires_ms: 900_000,
             template: false,
+            seq_delta: if fnat { 0xa1b2_c3d4 ^ u32::from(i) } else { 0 },
         }
     }
 
@@ -886,20 +889,21 @@ mod tests {
         let stamper = Stamper::new(0x0102_0304_0506_0708);
         stamper.stamp(0);
         let d = &encode(&key(), 3, &Message::Conns(vec![conn(0, true)]), &stamper, 0x1112_1314_1516_1718)[0];
-        assert_eq!(&d[..8], &[b'R', b'V', b'S', b'S', 2, 1, 3, 1]);
+        assert_eq!(&d[..8], &[b'R', b'V', b'S', b'S', 3, 1, 3, 1]);
         assert_eq!(&d[8..16], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(&d[16..24], &1u64.to_be_bytes());
         assert_eq!(&d[24..32], &[0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18]);
-        assert_eq!(d.len(), 32 + 32 + 32);
+        assert_eq!(d.len(), 32 + 36 + 32);
         // protocol tcp, forward fullnat, state ESTABLISHED (1), local present.
         assert_eq!(&d[32..36], &[6, 3, 1, 1]);
         assert_eq!(&d[36..42], &[10, 0, 0, 2, 0x9c, 0x40]);
         assert_eq!(&d[54..60], &[10, 1, 0, 200, 0x13, 0x88]);
-        assert_eq!(&d[60..64], &900u32.to_be_bytes());
+        assert_eq!(&d[60..64], &[0xa1, 0xb2, 0xc3, 0xd4], "FULLNAT sequence delta");
+        assert_eq!(&d[64..68], &900u32.to_be_bytes());
         // The trailer is HMAC-SHA256(key, header + entries).
         let mut mac = <HmacSha256 as Mac>::new_from_slice(b"0123456789abcdef-lab-key").expect("key");
-        mac.update(&d[..64]);
-        assert_eq!(&d[64..], mac.finalize().into_bytes().as_slice());
+        mac.update(&d[..68]);
+        assert_eq!(&d[68..], mac.finalize().into_bytes().as_slice());
     }
 
     #[test]

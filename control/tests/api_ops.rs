@@ -456,6 +456,7 @@ fn conn(client: &str, real: &str, state: &str, template: bool) -> ConnInfo {
         state: state.to_string(),
         expires_ms: 1000,
         template,
+        seq_delta: 0,
     }
 }
 

@@ -99,6 +99,7 @@ fn conn(p: Protocol, expires_s: u64, state: &str, c: &str, v: &str, r: &str) -> 
         state: state.to_string(),
         expires_ms: expires_s * 1000 + 400,
         template: false,
+        seq_delta: 0,
     }
 }
 

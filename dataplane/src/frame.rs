@@ -107,7 +107,9 @@ impl Frame for VecFrame {
         true
     }
     fn alloc_sibling(&self) -> Option<Self> {
-        Some(VecFrame::new(&[]))
+        // An empty buffer with an mbuf's room (RTE_MBUF_DEFAULT_DATAROOM).
+        let room = 2048;
+        Some(VecFrame { buf: vec![0; Self::HEADROOM + room], start: Self::HEADROOM, end: Self::HEADROOM })
     }
 }
 

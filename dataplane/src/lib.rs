@@ -20,6 +20,7 @@ pub mod dpdk;
 pub mod conn;
 pub mod laddr;
 pub mod link;
+pub mod frag;
 pub mod frame;
 pub mod fwd;
 pub mod neigh;

@@ -48,6 +48,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 
 use crate::conn::{ms32, state_timeout_ms, Conn, ConnId, ConnTable, Direction, FlowKey, TcpFlags, TcpState};
+use crate::frag::{self, FitError, FragDrop, Reassembler, Verdict};
 use crate::frame::Frame;
 use crate::fwd::{dr, fnat, icmp_err, nat, tun, NextHop};
 use crate::laddr::{owner_of_port, LocalPool};
@@ -176,6 +177,7 @@ impl<F> Output<F> {
 }
 
 /// What to do with a frame after the first look at it.
+#[derive(Clone, Copy)]
 enum Action {
     /// Drop it and count why.
     Drop(Counter),
@@ -208,6 +210,21 @@ enum Action {
     Redirect(usize),
     /// For the kernel, through the port's exception path (TAP).
     ToKernel,
+    /// An IPv4 fragment: held until its datagram is complete ([`frag`]).
+    Fragment {
+        /// Ethernet header length.
+        l2_len: usize,
+    },
+    /// A client packet with DF above the egress MTU towards its real server:
+    /// answer ICMP "fragmentation needed" from the VIP.
+    TooBig {
+        /// Ethernet header length.
+        l2_len: usize,
+        /// The VIP the client sent to.
+        vip: Ipv4Addr,
+        /// The egress MTU.
+        mtu: u16,
+    },
 }
 
 /// Transport fields of a TCP/UDP packet.
@@ -275,6 +292,9 @@ pub struct Processor<F> {
     removed: Vec<Conn>,
     fragments: Vec<F>,
     tunnel_ident: u16,
+    reassembler: Reassembler<F>,
+    /// Set while the first fragment of a complete datagram is classified.
+    whole_datagram: bool,
 }
 
 impl<F: Frame> Processor<F> {
@@ -291,6 +311,7 @@ impl<F: Frame> Processor<F> {
         let mut counters = Counters::default();
         counters.set(Counter::Generation, snapshot.generation);
         let pool = LocalPool::new(worker, workers, snapshot.local_port_range);
+        let frag_limits = snapshot.frag_limits;
         Processor {
             worker,
             workers: workers.max(1),
@@ -308,6 +329,8 @@ impl<F: Frame> Processor<F> {
             removed: Vec::with_capacity(EXPIRE_BUDGET),
             fragments: Vec::with_capacity(8),
             tunnel_ident: 0,
+            reassembler: Reassembler::new(frag_limits),
+            whole_datagram: false,
         }
     }
 
@@ -338,6 +361,7 @@ impl<F: Frame> Processor<F> {
             }
             self.pool = pool;
         }
+        self.reassembler.set_limits(snapshot.frag_limits);
         let old = std::mem::replace(&mut self.snapshot, snapshot);
         // Counts follow real servers by address, not by position. Connections
         // find their new indices lazily (see `relocate`).
@@ -503,6 +527,57 @@ impl<F: Frame> Processor<F> {
 
     fn dispatch(&mut self, port: u16, mut frame: F, now_ms: u64, redirected: bool, out: &mut Output<F>) {
         let action = self.classify(port, frame.data_mut(), now_ms, redirected, out);
+        if let Action::Fragment { l2_len } = action {
+            return match self.reassembler.add(frame, l2_len, now_ms) {
+                Verdict::Held => {}
+                Verdict::Complete(frames) => self.forward_datagram(port, frames, l2_len, now_ms, redirected, out),
+                Verdict::Dropped(why, frames) => {
+                    self.counters.inc(match why {
+                        FragDrop::TableFull => Counter::DropFragTableFull,
+                        FragDrop::TooManyFragments => Counter::DropFragTooMany,
+                        FragDrop::Bad => Counter::DropFragBad,
+                    });
+                    out.drop.extend(frames);
+                }
+            };
+        }
+        self.apply(port, frame, action, now_ms, out);
+    }
+
+    /// A complete fragmented datagram: its first fragment takes the normal
+    /// path (without TOA, which would move the other fragments' offsets), the
+    /// others follow its verdict with its rewritten addresses.
+    fn forward_datagram(&mut self, port: u16, frames: Vec<F>, l2_len: usize, now_ms: u64, redirected: bool, out: &mut Output<F>) {
+        self.counters.inc(Counter::FragReassembled);
+        let mut frames = frames.into_iter();
+        let Some(mut first) = frames.next() else { return };
+        self.whole_datagram = true;
+        let action = self.classify(port, first.data_mut(), now_ms, redirected, out);
+        self.whole_datagram = false;
+        let action = match action {
+            Action::Toa { hop, .. } => Action::Forward(hop),
+            Action::Reply | Action::Fragment { .. } => Action::Drop(Counter::DropFragment),
+            other => other,
+        };
+        let leader = first
+            .data()
+            .get(l2_len..)
+            .and_then(|ip| Ipv4Packet::new_checked(ip).ok())
+            .map(|ip| (ip.src_addr(), ip.dst_addr(), ip.ttl()));
+        self.apply(port, first, action, now_ms, out);
+        for mut f in frames {
+            let followed = leader.is_some_and(|l| frag::follow_first(l, f.data_mut(), l2_len).is_ok());
+            if !followed {
+                self.drop(f, Counter::DropMalformed, out);
+                continue;
+            }
+            // A follower's "fragmentation needed" would be a second answer.
+            let action = if matches!(action, Action::TooBig { .. }) { Action::Consumed } else { action };
+            self.apply(port, f, action, now_ms, out);
+        }
+    }
+
+    fn apply(&mut self, port: u16, mut frame: F, action: Action, now_ms: u64, out: &mut Output<F>) {
         match action {
             Action::Drop(reason) => {
                 self.counters.inc(reason);
@@ -528,6 +603,22 @@ impl<F: Frame> Processor<F> {
                 self.counters.inc(Counter::KernelIn);
                 out.kernel.push((port, frame));
             }
+            Action::Fragment { .. } => self.drop(frame, Counter::DropFragment, out),
+            Action::TooBig { l2_len, vip, mtu } => self.frag_needed(frame, l2_len, vip, mtu, now_ms, out),
+        }
+    }
+
+    /// Answers a packet with DF above the egress MTU with ICMP "fragmentation
+    /// needed" (next-hop MTU `mtu`) from `vip` to its sender.
+    fn frag_needed(&mut self, mut frame: F, l2_len: usize, vip: Ipv4Addr, mtu: u16, now_ms: u64, out: &mut Output<F>) {
+        self.counters.inc(Counter::DropTooBig);
+        let code_frag_needed = 4;
+        match icmp_err::make_error(&mut frame, l2_len, vip, crate::wire::icmp::msg_type::DEST_UNREACHABLE, code_frag_needed, u32::from(mtu)) {
+            Ok(client) => {
+                self.counters.inc(Counter::IcmpErrorsSent);
+                self.send(frame, NextHop::Routed(client), now_ms, out)
+            }
+            Err(_) => self.drop(frame, Counter::DropNoRoom, out),
         }
     }
 
@@ -556,16 +647,7 @@ impl<F: Frame> Processor<F> {
         };
         let too_big = inner.len + tun::OVERHEAD > mtu;
         if too_big && inner.dont_frag {
-            self.counters.inc(Counter::DropTooBig);
-            let next_mtu = (mtu - tun::OVERHEAD) as u32;
-            let code_frag_needed = 4;
-            match icmp_err::make_error(&mut frame, l2_len, vip, crate::wire::icmp::msg_type::DEST_UNREACHABLE, code_frag_needed, next_mtu) {
-                Ok(client) => {
-                    self.counters.inc(Counter::IcmpErrorsSent);
-                    return self.send(frame, NextHop::Routed(client), now_ms, out);
-                }
-                Err(_) => return self.drop(frame, Counter::DropNoRoom, out),
-            }
+            return self.frag_needed(frame, l2_len, vip, (mtu - tun::OVERHEAD) as u16, now_ms, out);
         }
         self.tunnel_ident = self.tunnel_ident.wrapping_add(1);
         if tun::encapsulate(&mut frame, l2_len, src, real, self.tunnel_ident).is_err() {
@@ -573,7 +655,7 @@ impl<F: Frame> Processor<F> {
         }
         if too_big {
             let mut more = std::mem::take(&mut self.fragments);
-            let ok = tun::fragment(&mut frame, l2_len, mtu, &mut more).is_ok();
+            let ok = frag::fragment(&mut frame, l2_len, mtu, &mut more).is_ok();
             if !ok {
                 more.clear();
                 self.fragments = more;
@@ -605,6 +687,8 @@ impl<F: Frame> Processor<F> {
             self.templates.retain(|_, t| t.conns > 0 || t.expires_ms > now_ms);
         }
         self.counters.set(Counter::ConnActive, self.conns.len() as u64);
+        let timed_out = self.reassembler.expire(now_ms, &mut out.drop);
+        self.counters.add(Counter::FragTimeout, timed_out as u64);
         self.neigh.tick(now_ms, &mut self.expired, &mut self.requests);
         self.counters.add(Counter::DropNeighUnresolved, self.expired.len() as u64);
         out.drop.append(&mut self.expired);
@@ -774,8 +858,8 @@ impl<F: Frame> Processor<F> {
         if !ip.verify_checksum() {
             return Action::Drop(Counter::DropBadChecksum);
         }
-        if ip.is_fragment() {
-            return Action::Drop(Counter::DropFragment);
+        if ip.is_fragment() && !self.whole_datagram {
+            return Action::Fragment { l2_len };
         }
         let (src, dst, proto) = (ip.src_addr(), ip.dst_addr(), ip.protocol());
         let ip_len = u64::from(ip.total_len());
@@ -784,6 +868,11 @@ impl<F: Frame> Processor<F> {
                 Ok(t) => L4 { sport: t.src_port(), dport: t.dst_port(), syn: t.syn(), ack: t.ack(), fin: t.fin(), rst: t.rst() },
                 Err(_) => return Action::Drop(Counter::DropMalformed),
             },
+            // A first fragment holds the UDP header, not the whole datagram.
+            ip_proto::UDP if self.whole_datagram && ip.payload().len() >= 8 => {
+                let u = UdpDatagram::new_unchecked(ip.payload());
+                L4 { sport: u.src_port(), dport: u.dst_port(), syn: false, ack: false, fin: false, rst: false }
+            }
             ip_proto::UDP => match UdpDatagram::new_checked(ip.payload()) {
                 Ok(u) => L4 { sport: u.src_port(), dport: u.dst_port(), syn: false, ack: false, fin: false, rst: false },
                 Err(_) => return Action::Drop(Counter::DropMalformed),
@@ -898,7 +987,14 @@ impl<F: Frame> Processor<F> {
             forward: real.forward,
             state,
             expires_ms: 0,
+            seq_delta: 0,
         };
+        if let (Some(l), Protocol::Tcp) = (local, protocol) {
+            conn.seq_delta = match fnat::new_seq_delta(ip_bytes, l, conn.real) {
+                Ok(delta) => delta,
+                Err(_) => return Action::Drop(Counter::DropMalformed),
+            };
+        }
         conn.restart_timer(state_timeout_ms(state, &timeouts), now_ms);
         let persistence = svc.persistence;
         if !self.insert_conn(conn, now_ms, out) {
@@ -1019,6 +1115,7 @@ impl<F: Frame> Processor<F> {
             state: c.state.name().to_owned(),
             expires_ms: c.expires_in_ms(now_ms),
             template: false,
+            seq_delta: c.seq_delta,
         }
     }
 
@@ -1046,6 +1143,7 @@ impl<F: Frame> Processor<F> {
             expires_ms: 0,
             generation: 0,
             synced_ms: ms32(now_ms),
+            seq_delta: info.seq_delta,
         };
         conn.restart_timer(state_timeout_ms(state, &timeouts), now_ms);
         self.relocate_now(&mut conn);
@@ -1082,6 +1180,7 @@ impl<F: Frame> Processor<F> {
                     state: TcpState::None.name().to_owned(),
                     expires_ms: t.expires_ms.saturating_sub(now_ms),
                     template: true,
+                    seq_delta: 0,
                 };
                 if filter.matches(&info) {
                     list.push(info);
@@ -1190,6 +1289,7 @@ impl<F: Frame> Processor<F> {
                 outer_dst: Some(*c.client.ip()),
                 quoted_src: Some(c.client),
                 quoted_dst: Some(c.vip),
+                quoted_seq_shift: c.seq_delta.wrapping_neg(),
             },
             (Direction::Inbound, ForwardMode::Nat) => icmp_err::Translation { outer_dst: Some(*c.real.ip()), quoted_src: Some(c.real), ..Default::default() },
             (Direction::Inbound, ForwardMode::FullNat) => icmp_err::Translation {
@@ -1197,6 +1297,7 @@ impl<F: Frame> Processor<F> {
                 outer_dst: Some(*c.real.ip()),
                 quoted_src: Some(c.real),
                 quoted_dst: c.local.get(),
+                ..Default::default()
             },
             (Direction::Inbound, ForwardMode::Dr) => {
                 self.counters.inc(Counter::IcmpErrorsForwarded);
@@ -1219,6 +1320,11 @@ impl<F: Frame> Processor<F> {
     }
 
     fn forward(&mut self, ip_bytes: &mut [u8], l2_len: usize, conn: &Conn, dir: Direction, first_ack: bool) -> Action {
+        if dir == Direction::Inbound && conn.forward != ForwardMode::Tun {
+            if let Some(mtu) = self.dont_frag_above_mtu(ip_bytes, *conn.real.ip()) {
+                return Action::TooBig { l2_len, vip: *conn.vip.ip(), mtu };
+            }
+        }
         let hop = match (dir, conn.forward) {
             (Direction::Inbound, ForwardMode::Dr) => Ok(dr::xmit_inbound(conn)),
             (Direction::Inbound, ForwardMode::Nat) => nat::xmit_inbound(ip_bytes, conn),
@@ -1249,6 +1355,18 @@ impl<F: Frame> Processor<F> {
             }
             Err(_) => Action::Drop(Counter::DropMalformed),
         }
+    }
+
+    /// The egress MTU towards `to` when the IPv4 packet `ip_bytes` forbids
+    /// fragmentation and is above it.
+    fn dont_frag_above_mtu(&self, ip_bytes: &[u8], to: Ipv4Addr) -> Option<u16> {
+        let ip = Ipv4Packet::new_checked(ip_bytes).ok()?;
+        if !ip.dont_frag() {
+            return None;
+        }
+        let port = self.snapshot.route(to)?.port;
+        let mtu = self.snapshot.ports.get(usize::from(port))?.mtu;
+        (ip.total_len() > mtu).then_some(mtu)
     }
 
     /// A packet that is not part of a balanced flow: ours, a VIP's, or someone else's.
@@ -1315,9 +1433,28 @@ impl<F: Frame> Processor<F> {
                 _ => return self.drop(frame, Counter::DropNoRoute, out),
             },
         };
-        let Some(port_mac) = self.snapshot.ports.get(usize::from(port)).map(|p| p.mac) else {
+        let Some((port_mac, mtu)) = self.snapshot.ports.get(usize::from(port)).map(|p| (p.mac, p.mtu)) else {
             return self.drop(frame, Counter::DropNoRoute, out);
         };
+        let mut frame = frame;
+        let mut more = std::mem::take(&mut self.fragments);
+        match frag::fit_to_mtu(&mut frame, usize::from(mtu), &mut more) {
+            Ok(extra) => self.counters.add(Counter::FragOut, extra as u64),
+            Err(why) => {
+                out.drop.append(&mut more);
+                self.fragments = more;
+                let reason = if why == FitError::DontFragment { Counter::DropTooBig } else { Counter::DropNoRoom };
+                return self.drop(frame, reason, out);
+            }
+        }
+        self.resolve_and_push(frame, target, port, port_mac, now_ms, out);
+        for f in more.drain(..) {
+            self.resolve_and_push(f, target, port, port_mac, now_ms, out);
+        }
+        self.fragments = more;
+    }
+
+    fn resolve_and_push(&mut self, frame: F, target: Ipv4Addr, port: u16, port_mac: MacAddr, now_ms: u64, out: &mut Output<F>) {
         match self.neigh.resolve(target, port, frame, now_ms) {
             Resolution::Resolved { mac, refresh, mut frame } => {
                 set_macs(frame.data_mut(), port_mac, mac);

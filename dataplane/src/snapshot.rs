@@ -412,6 +412,8 @@ pub struct Snapshot {
     pub timeouts: Timeouts,
     /// FULLNAT source ports handed out (split between workers), inclusive.
     pub local_port_range: (u16, u16),
+    /// Bounds of each worker's IPv4 fragment reassembly.
+    pub frag_limits: crate::frag::FragLimits,
     /// Number of workers (sizes [`Snapshot::conn_counts`]).
     pub workers: usize,
     /// Drop the connections of removed real servers at their next packet
@@ -445,6 +447,7 @@ impl Default for Snapshot {
             service_index: HashMap::new(),
             timeouts: Timeouts::default(),
             local_port_range: DEFAULT_LOCAL_PORT_RANGE,
+            frag_limits: crate::frag::FragLimits::default(),
             workers: 1,
             expire_nodest_conn: false,
             conn_counts: Default::default(),

@@ -42,7 +42,7 @@ counters! {
     DropBadChecksum => "drop_bad_checksum": "IPv4 packets dropped for a bad header checksum.",
     DropNotForUs => "drop_not_for_us": "Frames for another host or an address that is neither ours nor a VIP.",
     DropUnsupported => "drop_unsupported": "Frames of a protocol rvs does not handle (IPv6, other ethertypes, IP options we cannot forward).",
-    DropFragment => "drop_fragment": "IPv4 fragments (not reassembled yet).",
+    DropFragment => "drop_fragment": "Fragments of complete datagrams that are not balanced traffic rvs answers (e.g. a fragmented ping to the director).",
     DropMultiSegment => "drop_multi_segment": "Multi-segment mbufs (jumbo chains are not handled yet).",
     DropNoService => "drop_no_service": "Packets to a VIP on a port without a virtual service.",
     DropNoConnection => "drop_no_connection": "TCP packets without a connection that are not a SYN.",
@@ -89,6 +89,12 @@ counters! {
     SyncDropped => "conn_sync_dropped": "Connection updates dropped because the sync ring was full.",
     DropLinkDown => "drop_link_down": "Frames for a port whose link is down, dropped instead of being sent late.",
     ArpIgnored => "arp_ignored": "ARP frames neither for us nor a reply we learn from (e.g. another host's gratuitous ARP).",
+    FragReassembled => "frag_reassembled": "Fragmented datagrams completed and forwarded (their fragments follow the first one's verdict).",
+    FragTimeout => "frag_timeout": "Incomplete fragmented datagrams dropped after the fragment timeout.",
+    DropFragTableFull => "drop_frag_table_full": "Fragments of new datagrams refused: the worker already holds its maximum of incomplete datagrams.",
+    DropFragTooMany => "drop_frag_too_many": "Fragmented datagrams dropped for having more than the maximum fragments.",
+    DropFragBad => "drop_frag_bad": "Fragmented datagrams dropped for an overlapping, misaligned, oversized or conflicting fragment.",
+    FragOut => "frag_out": "Extra fragments made of packets above the egress MTU (not tunnel packets: tun_fragments).",
 }
 
 /// A worker's own counters: plain integers, written only by that worker.
@@ -279,6 +285,14 @@ pub struct ConnInfo {
     /// True for a persistence template (client port 0, as ipvsadm shows them).
     #[serde(default)]
     pub template: bool,
+    /// FULLNAT TCP: the sequence offset towards the real server (connection
+    /// sync carries it, so a backup keeps shifting the same way).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seq_delta: u32,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 /// Which connections to list.

@@ -214,7 +214,7 @@ impl From<Option<SocketAddrV4>> for OptAddrV4 {
     }
 }
 
-/// One load-balanced connection: 44 bytes, and so is its table slot
+/// One load-balanced connection: 48 bytes, and so is its table slot
 /// (`Option<Conn>` uses a niche of the enums). Times are worker-clock
 /// milliseconds in 32 bits (see [`MAX_TIMEOUT_MS`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -246,6 +246,10 @@ pub struct Conn {
     /// When it expires unless a packet comes first, [`ms32`]: the last packet
     /// plus the idle timeout of the state it left the connection in.
     pub expires_ms: u32,
+    /// FULLNAT TCP: what is added to the client's sequence numbers towards the
+    /// real server (and taken from the real server's acknowledgements), so the
+    /// real server sees rvs's own initial sequence number ([`crate::fwd::fnat`]).
+    pub seq_delta: u32,
 }
 
 impl Conn {
@@ -390,10 +394,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_connection_takes_44_bytes() {
+    fn a_connection_takes_48_bytes() {
         assert_eq!(std::mem::size_of::<OptAddrV4>(), 7);
-        assert_eq!(std::mem::size_of::<Conn>(), 44);
-        assert_eq!(std::mem::size_of::<Option<Conn>>(), 44, "the slot costs no tag");
+        assert_eq!(std::mem::size_of::<Conn>(), 48);
+        assert_eq!(std::mem::size_of::<Option<Conn>>(), 48, "the slot costs no tag");
         assert_eq!(OptAddrV4::from(None).get(), None);
         let a = SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 200), 5001);
         assert_eq!(OptAddrV4::from(Some(a)).get(), Some(a));

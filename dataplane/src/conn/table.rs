@@ -36,7 +36,7 @@ pub struct TableFull(pub usize);
 ///
 /// Lookups are one hash probe. The index ([`Index`]) holds 4-byte entries (a
 /// hash tag, an id and a direction) and compares keys against the slot they
-/// point to, so a connection costs its 44-byte slot plus one or two index
+/// point to, so a connection costs its 48-byte slot plus one or two index
 /// entries at a load of at most 3/4.
 ///
 /// Expiry is lazy (an expired entry found by a lookup is removed then) plus an
@@ -253,6 +253,7 @@ mod tests {
             forward,
             state: TcpState::SynRecv,
             expires_ms: (now + 60_000) as u32,
+            seq_delta: 0,
         }
     }
 

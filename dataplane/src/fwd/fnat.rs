@@ -11,12 +11,44 @@
 //! DPVS. It is inserted into the client's first ACK after the handshake (the
 //! packet the real server's TOA module reads when the connection is accepted),
 //! when the service enables it and the TCP header has room.
+//!
+//! # Sequence numbers and the real servers' TIME_WAIT
+//!
+//! A (local address, local port) pair is reused towards a real server that may
+//! still hold the previous connection on it in TIME_WAIT (after a restart or a
+//! failover of the director, or when a local address carries tens of thousands
+//! of connections a minute). Linux accepts a SYN on a TIME_WAIT socket only if
+//! its sequence number is after the old connection's (`tw_rcv_nxt`), or its
+//! timestamp newer (PAWS). The client's ISN and timestamps are unrelated to the
+//! old connection's, so about half of such SYNs would be dropped.
+//!
+//! As DPVS does, rvs gives the real server its own initial sequence number:
+//! RFC 6528's `M + F(4-tuple)`, where `M` is the wall clock in 64 ns ticks (as
+//! Linux; it wraps in 274 s, longer than any TIME_WAIT) and `F` a fixed hash
+//! of (local address, local port, real address, real port). `F` has no
+//! per-process secret on purpose: the ISN a restarted director (or the backup
+//! after a failover, whose clock is synchronised) picks for a tuple is then
+//! always after the one it picked before. The difference to the client's ISN
+//! is the connection's `seq_delta`: added to the sequence number of every
+//! client packet, taken from the acknowledgement number and the SACK blocks of
+//! every real-server packet (SACK blocks of client packets refer to the real
+//! server's sequence space, which is not shifted). Checksums are updated
+//! incrementally.
+//!
+//! TCP timestamps are removed from the client's SYN (overwritten with NOPs, the
+//! header keeps its length), so the connection runs without them: PAWS can
+//! then never refuse a reused pair, whatever clock the next client's
+//! timestamps come from. Rewriting them with a per-connection offset would
+//! keep RTTM but has to touch every packet in both directions; stripping
+//! touches the SYN only (DPVS removes them too, as an option).
 
 use std::net::SocketAddrV4;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::conn::Conn;
 use crate::frame::Frame;
-use crate::wire::{ip_proto, Ipv4Packet, TcpSegment, WireError};
+use crate::snapshot::Protocol;
+use crate::wire::{checksum, ip_proto, Ipv4Packet, TcpSegment, WireError};
 
 use super::nat::{rewrite, Field};
 use super::{FwdError, NextHop};
@@ -28,19 +60,156 @@ pub const TOA_LEN: usize = 8;
 /// Largest TCP header.
 const MAX_TCP_HEADER: usize = 60;
 
-/// Rewrites a client packet to LIP:lport → RIP:rport.
+/// TCP option kinds this module reads or rewrites.
+mod option {
+    pub const END: u8 = 0;
+    pub const NOP: u8 = 1;
+    pub const SACK: u8 = 5;
+    pub const TIMESTAMP: u8 = 8;
+}
+
+/// Rewrites a client packet to LIP:lport → RIP:rport (TCP: sequence number
+/// shifted by the connection's `seq_delta`, timestamps removed from a SYN).
 pub fn xmit_inbound(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
     let local = conn.local.get().ok_or(FwdError::Protocol(0))?;
     rewrite(ip, Field::Source, local)?;
     rewrite(ip, Field::Destination, conn.real)?;
+    if conn.protocol == Protocol::Tcp {
+        shift_client_seq(ip, conn.seq_delta)?;
+    }
     Ok(NextHop::Routed(*conn.real.ip()))
 }
 
-/// Rewrites a real server's reply to VIP:vport → client:cport.
+/// Rewrites a real server's reply to VIP:vport → client:cport (TCP:
+/// acknowledgement and SACK blocks shifted back by `seq_delta`).
 pub fn xmit_reply(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
     rewrite(ip, Field::Source, conn.vip)?;
     rewrite(ip, Field::Destination, conn.client)?;
+    if conn.protocol == Protocol::Tcp {
+        unshift_real_ack(ip, conn.seq_delta)?;
+    }
     Ok(NextHop::Routed(*conn.client.ip()))
+}
+
+/// The `seq_delta` of a new FULLNAT TCP connection whose client SYN is the
+/// IPv4 packet `ip`, leaving from `local` towards `real`, at the current wall
+/// clock.
+pub fn new_seq_delta(ip: &[u8], local: SocketAddrV4, real: SocketAddrV4) -> Result<u32, FwdError> {
+    let pkt = Ipv4Packet::new_checked(ip)?;
+    let client_isn = TcpSegment::new_checked(pkt.payload())?.seq_number();
+    // A clock before 1970 only costs the ordering guarantee, never a packet.
+    let wall_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    Ok(initial_seq(local, real, wall_ns).wrapping_sub(client_isn))
+}
+
+/// rvs's initial sequence number towards `real` from `local` at wall-clock
+/// time `wall_ns`: RFC 6528's M + F (see the module documentation).
+pub fn initial_seq(local: SocketAddrV4, real: SocketAddrV4, wall_ns: u64) -> u32 {
+    let ticks = (wall_ns >> 6) as u32;
+    ticks.wrapping_add(tuple_hash(local, real))
+}
+
+/// A fixed mix (splitmix64's finaliser) of the 4-tuple, stable across runs.
+fn tuple_hash(local: SocketAddrV4, real: SocketAddrV4) -> u32 {
+    let mut x = (u64::from(u32::from(*local.ip())) << 32 | u64::from(u32::from(*real.ip())))
+        ^ (u64::from(local.port()) << 48 | u64::from(real.port()) << 16);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    (x ^ (x >> 32)) as u32
+}
+
+/// Client → real server: `seq += delta`; in a SYN, timestamps become NOPs.
+fn shift_client_seq(ip: &mut [u8], delta: u32) -> Result<(), FwdError> {
+    let mut pkt = Ipv4Packet::new_checked(ip)?;
+    let segment = pkt.payload_mut();
+    let mut tcp = TcpSegment::new_checked(&mut *segment)?;
+    let (seq, syn_only, header_len) = (tcp.seq_number(), tcp.syn() && !tcp.ack(), tcp.header_len());
+    let shifted = seq.wrapping_add(delta);
+    tcp.set_seq_number(shifted);
+    let mut csum = checksum::update_u32(tcp.checksum(), seq, shifted);
+    if syn_only {
+        let options = &mut segment[TCP_BASE_HEADER..header_len];
+        let before = checksum::sum(options);
+        if strip_timestamps(options) {
+            csum = checksum::update_region(csum, before, checksum::sum(options));
+        }
+    }
+    TcpSegment::new_unchecked(segment).set_checksum(csum);
+    Ok(())
+}
+
+/// Real server → client: `ack -= delta` (when the ACK flag is set) and every
+/// SACK block's edges `-= delta`.
+fn unshift_real_ack(ip: &mut [u8], delta: u32) -> Result<(), FwdError> {
+    let mut pkt = Ipv4Packet::new_checked(ip)?;
+    let segment = pkt.payload_mut();
+    let mut tcp = TcpSegment::new_checked(&mut *segment)?;
+    let header_len = tcp.header_len();
+    let mut csum = tcp.checksum();
+    if tcp.ack() {
+        let ack = tcp.ack_number();
+        let unshifted = ack.wrapping_sub(delta);
+        tcp.set_ack_number(unshifted);
+        csum = checksum::update_u32(csum, ack, unshifted);
+    }
+    let options = &mut segment[TCP_BASE_HEADER..header_len];
+    let before = checksum::sum(options);
+    if unshift_sack(options, delta) {
+        csum = checksum::update_region(csum, before, checksum::sum(options));
+    }
+    TcpSegment::new_unchecked(segment).set_checksum(csum);
+    Ok(())
+}
+
+/// TCP header without options.
+const TCP_BASE_HEADER: usize = 20;
+
+/// Calls `visit(kind, option bytes)` for every well-formed option, stopping at
+/// the end-of-list option or at the first malformed length.
+fn for_each_option(options: &mut [u8], mut visit: impl FnMut(u8, &mut [u8])) {
+    let mut i = 0;
+    while i < options.len() {
+        match options[i] {
+            option::END => return,
+            option::NOP => i += 1,
+            kind => {
+                let Some(&len) = options.get(i + 1) else { return };
+                let len = usize::from(len);
+                let Some(bytes) = options.get_mut(i..i + len).filter(|_| len >= 2) else { return };
+                visit(kind, bytes);
+                i += len;
+            }
+        }
+    }
+}
+
+/// Overwrites every timestamps option with NOPs. True if one was found.
+fn strip_timestamps(options: &mut [u8]) -> bool {
+    let mut found = false;
+    for_each_option(options, |kind, bytes| {
+        if kind == option::TIMESTAMP {
+            bytes.fill(option::NOP);
+            found = true;
+        }
+    });
+    found
+}
+
+/// Subtracts `delta` from both edges of every SACK block. True if one was found.
+fn unshift_sack(options: &mut [u8], delta: u32) -> bool {
+    let mut found = false;
+    for_each_option(options, |kind, bytes| {
+        if kind != option::SACK || (bytes.len() - 2) % 4 != 0 {
+            return;
+        }
+        for edge in bytes[2..].chunks_exact_mut(4) {
+            let value = u32::from_be_bytes([edge[0], edge[1], edge[2], edge[3]]).wrapping_sub(delta);
+            edge.copy_from_slice(&value.to_be_bytes());
+            found = true;
+        }
+    });
+    found
 }
 
 /// Inserts a TOA option carrying `client` into the TCP segment of the IPv4
@@ -111,7 +280,7 @@ mod tests {
     use super::*;
     use crate::conn::TcpState;
     use crate::frame::VecFrame;
-    use crate::snapshot::{ForwardMode, Protocol};
+    use crate::snapshot::ForwardMode;
     use crate::wire::builder::{tcp_frame, udp_frame, TcpParams, UdpParams};
     use crate::wire::ethernet::HEADER_LEN;
     use crate::wire::tcp::flags;
@@ -134,6 +303,7 @@ mod tests {
             forward: ForwardMode::FullNat,
             state: TcpState::Established,
             expires_ms: 1,
+            seq_delta: 0,
         }
     }
 
@@ -167,12 +337,85 @@ mod tests {
         let udp = |s: SocketAddrV4, d: SocketAddrV4| {
             udp_frame(&UdpParams { src: *s.ip(), sport: s.port(), dst: *d.ip(), dport: d.port(), payload: b"dgram".to_vec(), ..UdpParams::default() })
         };
+        let c = Conn { protocol: Protocol::Udp, seq_delta: 0x1234, ..c };
         let mut f = udp(c.client, c.vip);
         xmit_inbound(&mut f[HEADER_LEN..], &c).expect("udp inbound");
         assert_eq!(f, udp(local, c.real));
         let mut f = udp(c.real, local);
         xmit_reply(&mut f[HEADER_LEN..], &c).expect("udp reply");
         assert_eq!(f, udp(c.vip, c.client));
+    }
+
+    /// IPv4 packets written by hand (Python `struct` + its own RFC 1071 sum,
+    /// not our builder): client 10.0.0.2:40000, VIP 10.0.0.102:80, real
+    /// 10.1.0.11:8080, local 10.1.0.200:5001, `seq_delta` 0x9000_0003.
+    const SYN_IN: &str = "4500003c1c46400040060a0f0a0000020a0000669c4000507f00001000000000a002faf03ac50000020405b40402080a0001e2400000000001030307";
+    const SYN_OUT: &str = "4500003c1c464000400609a20a0100c80a01000b13891f900f00001300000000a002faf0f9130000020405b404020101010101010101010101030307";
+    const DATA_IN: &str = "4500002d1c46400040060a1e0a0000020a0000669c4000507f000011334455665018faf0b850000068656c6c6f";
+    const DATA_OUT: &str = "4500002d1c464000400609b10a0100c80a01000b13891f900f000014334455665018faf09158000068656c6c6f";
+    const REPLY_SACK_IN: &str = "4500003c1c464000400609a20a01000b0a0100c81f901389334455660f000019a010faf03dfb0000010105120f0001000f0002001000000010000010";
+    const REPLY_SACK_OUT: &str = "4500003c1c46400040060a0f0a0000660a00000200509c40334455667f000016a010faf0a4fd0000010105127f0000fd7f0001fd7ffffffd8000000d";
+    const REPLY_ODD_SACK_IN: &str = "450000341c464000400609aa0a01000b0a0100c81f901389334455660f0000198010faf09a00000001050a0f0001000f00020000";
+    const REPLY_ODD_SACK_OUT: &str = "450000341c46400040060a170a0000660a00000200509c40334455667f0000168010faf0c618000001050a7f0000fd7f0001fd00";
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+    }
+
+    #[test]
+    fn sequence_numbers_are_shifted_and_timestamps_leave_the_syn() {
+        let c = Conn { seq_delta: 0x9000_0003, ..conn() };
+        let cases = [
+            ("SYN: seq + delta, timestamps become NOPs", SYN_IN, SYN_OUT, true),
+            ("data: seq + delta", DATA_IN, DATA_OUT, true),
+            ("reply: ack and SACK edges - delta (wrapping)", REPLY_SACK_IN, REPLY_SACK_OUT, false),
+            ("reply: SACK at an odd offset", REPLY_ODD_SACK_IN, REPLY_ODD_SACK_OUT, false),
+        ];
+        for (what, input, expected, inbound) in cases {
+            let mut p = unhex(input);
+            let hop = if inbound { xmit_inbound(&mut p, &c) } else { xmit_reply(&mut p, &c) };
+            assert!(hop.is_ok(), "{what}: {hop:?}");
+            assert_eq!(p, unhex(expected), "{what}");
+        }
+    }
+
+    #[test]
+    fn the_initial_sequence_number_moves_with_the_clock_and_differs_per_tuple() {
+        let (local, real) = (sock([10, 1, 0, 200], 5001), sock([10, 1, 0, 11], 8080));
+        let t0 = 1_800_000_000_000_000_000u64;
+        let first = initial_seq(local, real, t0);
+        // A minute later (a restarted director, a TIME_WAIT still running):
+        // after the first in sequence space, by the elapsed 64 ns ticks.
+        let later = initial_seq(local, real, t0 + 60_000_000_000);
+        assert_eq!(later.wrapping_sub(first), (60_000_000_000u64 >> 6) as u32);
+        assert!((later.wrapping_sub(first) as i32) > 0);
+        assert_ne!(initial_seq(sock([10, 1, 0, 200], 5002), real, t0), first, "another local port");
+        assert_ne!(initial_seq(local, sock([10, 1, 0, 12], 8080), t0), first, "another real server");
+        // The delta makes the real server see that ISN.
+        let mut syn = unhex(SYN_IN);
+        let delta = new_seq_delta(&syn, local, real).expect("syn");
+        let c = Conn { seq_delta: delta, ..conn() };
+        xmit_inbound(&mut syn, &c).expect("rewrite");
+        let seen = TcpSegment::new_checked(Ipv4Packet::new_checked(&syn[..]).expect("ip").payload()).expect("tcp").seq_number();
+        assert_eq!(seen, 0x7f00_0010u32.wrapping_add(delta));
+        assert!(new_seq_delta(&syn[..30], local, real).is_err(), "a truncated SYN is refused");
+    }
+
+    #[test]
+    fn malformed_options_are_left_alone() {
+        // A SYN whose options claim a length past the header: nothing rewritten
+        // in them, the sequence number still shifted, the checksum still right.
+        let mut p = unhex(SYN_IN);
+        p[20 + 20 + 7] = 40; // the timestamps option's length
+        let (src, dst) = ([10, 0, 0, 2].into(), [10, 0, 0, 102].into());
+        TcpSegment::new_unchecked(&mut p[20..]).fill_checksum(src, dst);
+        let c = Conn { seq_delta: 7, ..conn() };
+        xmit_inbound(&mut p, &c).expect("rewrite");
+        let ip = Ipv4Packet::new_checked(&p[..]).expect("ip");
+        let tcp = TcpSegment::new_checked(ip.payload()).expect("tcp");
+        assert_eq!(tcp.options()[6..8], [8, 40]);
+        assert!(tcp.verify_checksum(ip.src_addr(), ip.dst_addr()));
+        assert_eq!(tcp.seq_number(), 0x7f00_0017);
     }
 
     #[test]

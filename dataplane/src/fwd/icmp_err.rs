@@ -58,6 +58,9 @@ pub struct Translation {
     pub quoted_src: Option<SocketAddrV4>,
     /// New destination address and port of the quoted packet.
     pub quoted_dst: Option<SocketAddrV4>,
+    /// Added to the quoted TCP sequence number (FULLNAT's `seq_delta` undone,
+    /// so the client finds the error within its window).
+    pub quoted_seq_shift: u32,
 }
 
 /// Applies `t` to the ICMP error in the IPv4 packet `ip`.
@@ -87,6 +90,12 @@ pub fn translate(ip: &mut [u8], t: &Translation) -> Result<(), FwdError> {
         if let Some(d) = t.quoted_dst {
             quote[16..20].copy_from_slice(&d.ip().octets());
             quote[hl + 2..hl + 4].copy_from_slice(&d.port().to_be_bytes());
+        }
+        if t.quoted_seq_shift != 0 && quote[9] == ip_proto::TCP {
+            if let Some(seq) = quote.get_mut(hl + 4..hl + 8) {
+                let shifted = u32::from_be_bytes([seq[0], seq[1], seq[2], seq[3]]).wrapping_add(t.quoted_seq_shift);
+                seq.copy_from_slice(&shifted.to_be_bytes());
+            }
         }
         quote[10] = 0;
         quote[11] = 0;
@@ -176,6 +185,26 @@ mod tests {
         assert_eq!(err, error(*vip.ip(), *client.ip(), &packet(client, vip)));
         let ip = Ipv4Packet::new_checked(&err[HEADER_LEN..]).expect("ip");
         assert!(IcmpPacket::new_checked(ip.payload()).expect("icmp").verify_checksum());
+    }
+
+    #[test]
+    fn a_fullnat_quote_gets_the_clients_sequence_number_back() {
+        let (client, vip) = (sock([10, 0, 0, 2], 40000), sock([10, 0, 0, 102], 80));
+        let (local, real) = (sock([10, 1, 0, 200], 5001), sock([10, 1, 0, 11], 8080));
+        let with_seq = |s: SocketAddrV4, d: SocketAddrV4, seq: u32| {
+            tcp_frame(&TcpParams { src: *s.ip(), sport: s.port(), dst: *d.ip(), dport: d.port(), seq, ..TcpParams::default() })
+        };
+        let delta = 0x9000_0003u32;
+        let mut err = error(*real.ip(), *local.ip(), &with_seq(local, real, 0x7f00_0010u32.wrapping_add(delta)));
+        let t = Translation {
+            outer_src: Some(*vip.ip()),
+            outer_dst: Some(*client.ip()),
+            quoted_src: Some(client),
+            quoted_dst: Some(vip),
+            quoted_seq_shift: delta.wrapping_neg(),
+        };
+        translate(&mut err[HEADER_LEN..], &t).expect("translates");
+        assert_eq!(err, error(*vip.ip(), *client.ip(), &with_seq(client, vip, 0x7f00_0010)));
     }
 
     #[test]

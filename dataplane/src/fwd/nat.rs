@@ -9,7 +9,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::conn::Conn;
-use crate::wire::{checksum, ip_proto, Ipv4Packet, TcpSegment, UdpDatagram};
+use crate::wire::{checksum, ip_proto, Ipv4Packet, TcpSegment, UdpDatagram, WireError};
 
 use super::{FwdError, NextHop};
 
@@ -72,7 +72,12 @@ pub fn rewrite(ip: &mut [u8], field: Field, to: SocketAddrV4) -> Result<(), FwdE
             tcp.set_checksum(c);
         }
         _ => {
-            let mut udp = UdpDatagram::new_checked(payload)?;
+            // Only the header is touched: a first fragment (which holds just
+            // the start of the datagram) is rewritten the same way.
+            if payload.len() < crate::wire::udp::HEADER_LEN {
+                return Err(WireError::Truncated.into());
+            }
+            let mut udp = UdpDatagram::new_unchecked(payload);
             let old_port = match field {
                 Field::Source => udp.src_port(),
                 Field::Destination => udp.dst_port(),

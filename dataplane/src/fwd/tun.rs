@@ -71,53 +71,6 @@ pub fn encapsulate<F: Frame>(frame: &mut F, l2_len: usize, src: Ipv4Addr, dst: I
     Ok(())
 }
 
-/// Splits the (option-less) IPv4 packet at `l2_len` into fragments of at most
-/// `mtu` bytes. The first fragment stays in `frame`; the others are allocated
-/// with [`Frame::alloc_sibling`] and appended to `more`, in order.
-pub fn fragment<F: Frame>(frame: &mut F, l2_len: usize, mtu: usize, more: &mut Vec<F>) -> Result<(), FwdError> {
-    let (header_len, total) = {
-        let ip = Ipv4Packet::new_checked(frame.data().get(l2_len..).ok_or(WireError::Truncated)?)?;
-        (ip.header_len(), usize::from(ip.total_len()))
-    };
-    let chunk = (mtu.saturating_sub(header_len) / 8) * 8;
-    if chunk == 0 {
-        return Err(FwdError::NoRoom);
-    }
-    if total <= mtu {
-        return Ok(());
-    }
-    let payload_len = total - header_len;
-    let mut offset = chunk;
-    while offset < payload_len {
-        let len = chunk.min(payload_len - offset);
-        let mut f = frame.alloc_sibling().ok_or(FwdError::NoRoom)?;
-        if !f.append(l2_len + header_len + len) {
-            return Err(FwdError::NoRoom);
-        }
-        let src = frame.data();
-        let dst = f.data_mut();
-        dst[..l2_len + header_len].copy_from_slice(&src[..l2_len + header_len]);
-        let from = l2_len + header_len + offset;
-        dst[l2_len + header_len..].copy_from_slice(&src[from..from + len]);
-        let mut ip = Ipv4Packet::new_unchecked(&mut dst[l2_len..]);
-        ip.set_total_len((header_len + len) as u16);
-        ip.set_frag_offset(offset as u16);
-        ip.set_more_frags(offset + len < payload_len);
-        ip.fill_checksum();
-        more.push(f);
-        offset += len;
-    }
-    let excess = frame.len() - (l2_len + header_len + chunk);
-    if !frame.trim(excess) {
-        return Err(FwdError::NoRoom);
-    }
-    let mut ip = Ipv4Packet::new_unchecked(&mut frame.data_mut()[l2_len..]);
-    ip.set_total_len((header_len + chunk) as u16);
-    ip.set_more_frags(true);
-    ip.fill_checksum();
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,7 +137,7 @@ mod tests {
         }
         let tunnel = f.to_vec();
         let mut more = Vec::new();
-        fragment(&mut f, HEADER_LEN, 1500, &mut more).expect("fragments");
+        crate::frag::fragment(&mut f, HEADER_LEN, 1500, &mut more).expect("fragments");
         assert_eq!(more.len(), 1);
         let frags: Vec<Vec<u8>> = std::iter::once(f.to_vec()).chain(more.iter().map(VecFrame::to_vec)).collect();
         let mut payload = Vec::new();

@@ -268,7 +268,7 @@ fn drops_are_counted_by_reason() {
         Step { what: "not our address", input: tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 9), (REMOTE, 80), flags::SYN, b""), expect: Expect::Drop(Counter::DropNotForUs) },
         Step { what: "not our MAC", input: tcp(CLIENT_MAC, OTHER_MAC, (CLIENT, 9), (NAT_VIP, 80), flags::SYN, b""), expect: Expect::Drop(Counter::DropNotForUs) },
         Step { what: "bad IP checksum", input: bad_csum, expect: Expect::Drop(Counter::DropBadChecksum) },
-        Step { what: "fragment", input: fragment, expect: Expect::Drop(Counter::DropFragment) },
+        Step { what: "fragment of 20 bytes with more to come (not a multiple of 8)", input: fragment, expect: Expect::Drop(Counter::DropFragBad) },
         Step { what: "IPv6", input: ipv6, expect: Expect::Drop(Counter::DropUnsupported) },
         Step { what: "IHL below 5", input: bad_ihl, expect: Expect::Drop(Counter::DropMalformed) },
         Step { what: "runt frame", input: vec![0u8; 10], expect: Expect::Drop(Counter::DropMalformed) },
@@ -665,6 +665,7 @@ fn a_synced_connection_lives_on_one_worker_that_announces_it() {
         state: "ESTABLISHED".into(),
         expires_ms: 900_000,
         template: false,
+        seq_delta: 0,
     };
     let owner = install_worker(&info, 2);
     assert_eq!(owner, install_worker(&info, 2), "the same worker for every update");
@@ -717,4 +718,125 @@ fn arp_requests_for_our_addresses_also_reach_the_kernel() {
     let garp = arp_frame(OTHER_MAC, MacAddr::BROADCAST, arp::op::REQUEST, OTHER_MAC, Ipv4Addr::new(10, 0, 0, 3), MacAddr::BROADCAST, Ipv4Addr::new(10, 0, 0, 3));
     p.handle(0, VecFrame::new(&garp), 0, &mut out);
     assert_eq!(p.counters().get(Counter::ArpIgnored), 1);
+}
+
+/// A UDP datagram to NAT_VIP:53 from CLIENT:5353 (40 payload bytes) in three
+/// 16-byte fragments, IP ident 0x4242, TTL 61, and rs1's answer (the payload
+/// reversed, ident 0x0707); written with Python's `struct` and its own
+/// checksum, not our builder.
+const QUERY_IN: [&str; 3] = [
+    "02d00000000102c000000002080045000024424220003d1107210a0000020a00006514e9003500303f5f4142434445464748",
+    "02d00000000102c000000002080045000024424220023d11071f0a0000020a000065494a4b4c4d4e4f505152535455565758",
+    "02d00000000102c000000002080045000024424200043d11271d0a0000020a000065595a5b5c5d5e5f606162636465666768",
+];
+const QUERY_OUT: [&str; 3] = [
+    "02aa0000001102d000000001080045000024424220003d11077a0a0000020a01000b14e91f900030205d4142434445464748",
+    "02aa0000001102d000000001080045000024424220023d1107780a0000020a01000b494a4b4c4d4e4f505152535455565758",
+    "02aa0000001102d000000001080045000024424200043d1127760a0000020a01000b595a5b5c5d5e5f606162636465666768",
+];
+const ANSWER_IN: [&str; 3] = [
+    "02d00000000102aa00000011080045000024070720003d1142b50a01000b0a0000021f9014e900300c716867666564636261",
+    "02d00000000102aa00000011080045000024070720023d1142b30a01000b0a000002605f5e5d5c5b5a595857565554535251",
+    "02d00000000102aa00000011080045000024070700043d1162b10a01000b0a000002504f4e4d4c4b4a494847464544434241",
+];
+const ANSWER_OUT: [&str; 3] = [
+    "02c00000000202d000000001080045000024070720003d11425c0a0000650a000002003514e900302b736867666564636261",
+    "02c00000000202d000000001080045000024070720023d11425a0a0000650a000002605f5e5d5c5b5a595857565554535251",
+    "02c00000000202d000000001080045000024070700043d1162580a0000650a000002504f4e4d4c4b4a494847464544434241",
+];
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+}
+
+fn sent(out: &mut Output<VecFrame>) -> Vec<Vec<u8>> {
+    out.tx.drain(..).map(|(_, f)| f.to_vec()).collect()
+}
+
+#[test]
+fn fragmented_datagrams_are_held_then_follow_their_first_fragment() {
+    let mut p = warmed_processor();
+    let mut out = Output::with_capacity(8);
+    // Out of order: the last, the first, then the middle one completes it.
+    for (i, at) in [(2, 10), (0, 11)] {
+        p.handle(0, VecFrame::new(&unhex(QUERY_IN[i])), at, &mut out);
+        assert!(out.tx.is_empty() && out.drop.is_empty(), "fragment {i} is held");
+    }
+    p.handle(0, VecFrame::new(&unhex(QUERY_IN[1])), 12, &mut out);
+    let expected: Vec<Vec<u8>> = QUERY_OUT.iter().map(|h| unhex(h)).collect();
+    assert_eq!(sent(&mut out), expected, "DNATed to rs1:8080, first fragment first");
+    assert_eq!(p.conns().len(), 1);
+    // The answer comes back in fragments too and is SNATed.
+    for h in ANSWER_IN {
+        p.handle(0, VecFrame::new(&unhex(h)), 20, &mut out);
+    }
+    let expected: Vec<Vec<u8>> = ANSWER_OUT.iter().map(|h| unhex(h)).collect();
+    assert_eq!(sent(&mut out), expected, "SNATed back to the VIP");
+    assert_eq!(p.counters().get(Counter::FragReassembled), 2);
+    assert!(out.drop.is_empty());
+}
+
+#[test]
+fn incomplete_datagrams_time_out_and_bad_ones_are_dropped() {
+    let mut p = warmed_processor();
+    let mut out = Output::with_capacity(8);
+    p.handle(0, VecFrame::new(&unhex(QUERY_IN[0])), 100, &mut out);
+    p.handle(0, VecFrame::new(&unhex(QUERY_IN[2])), 100, &mut out);
+    let timeout = crate::frag::FragLimits::default().timeout_ms;
+    p.tick(100 + timeout - 1, &mut out);
+    assert!(out.drop.is_empty(), "held until the timeout");
+    p.tick(100 + timeout, &mut out);
+    assert_eq!(out.drop.len(), 2, "both held fragments freed");
+    assert_eq!(p.counters().get(Counter::FragTimeout), 1);
+    out.drop.clear();
+    // The middle fragment alone cannot complete anything now.
+    p.handle(0, VecFrame::new(&unhex(QUERY_IN[1])), 5000, &mut out);
+    assert!(out.tx.is_empty());
+    // The first fragment twice overlaps itself: the datagram is dropped.
+    p.handle(0, VecFrame::new(&unhex(QUERY_IN[0])), 5001, &mut out);
+    assert!(out.drop.is_empty());
+    p.handle(0, VecFrame::new(&unhex(QUERY_IN[0])), 5002, &mut out);
+    assert_eq!(out.drop.len(), 3, "the datagram's fragments are freed");
+    assert_eq!(p.counters().get(Counter::DropFragBad), 1);
+    assert_eq!(p.conns().len(), 0);
+}
+
+#[test]
+fn egress_fragments_above_the_mtu_and_answers_df_with_fragmentation_needed() {
+    let mut p = warmed_processor();
+    let mut out = Output::with_capacity(8);
+    let big = |df: bool, sport: u16| {
+        let mut f = udp_frame(&UdpParams { src_mac: CLIENT_MAC, dst_mac: DIR_MAC, src: CLIENT, sport, dst: NAT_VIP, dport: 53, payload: vec![7u8; 2000], ..UdpParams::default() });
+        let mut ip = Ipv4Packet::new_unchecked(&mut f[14..]);
+        ip.set_dont_frag(df);
+        ip.fill_checksum();
+        f
+    };
+    p.handle(0, VecFrame::new(&big(false, 6000)), 1, &mut out);
+    let frames = sent(&mut out);
+    assert_eq!(frames.len(), 2, "2028 bytes over a 1500-byte MTU");
+    let mut payload = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        let ip = Ipv4Packet::new_checked(&f[14..]).expect("ip");
+        assert!(ip.verify_checksum());
+        assert!(usize::from(ip.total_len()) <= 1500);
+        assert_eq!(ip.dst_addr(), RS1);
+        assert_eq!(usize::from(ip.frag_offset()), i * 1480);
+        assert_eq!(ip.more_frags(), i == 0);
+        payload.extend_from_slice(ip.payload());
+    }
+    let udp = UdpDatagram::new_checked(&payload[..]).expect("reassembled udp");
+    assert_eq!((udp.dst_port(), udp.payload().len()), (8080, 2000));
+    assert!(udp.verify_checksum(CLIENT, RS1));
+    assert_eq!(p.counters().get(Counter::FragOut), 1);
+
+    p.handle(0, VecFrame::new(&big(true, 6001)), 2, &mut out);
+    let frames = sent(&mut out);
+    assert_eq!(frames.len(), 1);
+    let ip = Ipv4Packet::new_checked(&frames[0][14..]).expect("ip");
+    assert_eq!((ip.src_addr(), ip.dst_addr(), ip.protocol()), (NAT_VIP, CLIENT, ip_proto::ICMP));
+    let icmp = IcmpPacket::new_checked(ip.payload()).expect("icmp");
+    assert_eq!((icmp.msg_type(), icmp.code()), (icmp::msg_type::DEST_UNREACHABLE, 4));
+    assert_eq!(icmp.rest_of_header(), 1500, "next-hop MTU");
+    assert_eq!(p.counters().get(Counter::DropTooBig), 1);
 }

@@ -85,6 +85,14 @@ pub fn update_u32(csum: u16, old: u32, new: u32) -> u16 {
     !fold(s)
 }
 
+/// Incrementally updates checksum `csum` after a region starting at an even
+/// offset changed from [`sum`] `old` to [`sum`] `new` (RFC 1624 eqn. 3 over
+/// the region's words).
+pub fn update_region(csum: u16, old: u32, new: u32) -> u16 {
+    let s = u32::from(!csum) + u32::from(!fold(old)) + u32::from(fold(new));
+    !fold(s)
+}
+
 /// Incrementally updates checksum `csum` after an IPv4 address changed from `old` to
 /// `new` (the IPv4 header checksum, or a TCP/UDP checksum through the pseudo-header).
 pub fn update_addr(csum: u16, old: Ipv4Addr, new: Ipv4Addr) -> u16 {
