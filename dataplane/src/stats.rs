@@ -89,6 +89,7 @@ counters! {
     SyncDropped => "conn_sync_dropped": "Connection updates dropped because the sync ring was full.",
     DropLinkDown => "drop_link_down": "Frames for a port whose link is down, dropped instead of being sent late.",
     ArpIgnored => "arp_ignored": "ARP frames neither for us nor a reply we learn from (e.g. another host's gratuitous ARP).",
+    DropNoLaddr => "drop_no_laddr": "New connections to a FULLNAT real server of a service without local addresses (add them with rvsadm -P ... -z).",
 }
 
 /// A worker's own counters: plain integers, written only by that worker.
