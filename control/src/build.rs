@@ -17,6 +17,14 @@ use crate::config::{Config, ConfigError};
 ///   real forwarding mode = service forwarding mode).
 ///
 /// The config is validated first, so an invalid config never becomes a snapshot.
+///
+/// Real servers reach the schedulers in IPVS's list order: IPVS adds each new
+/// real server at the head of its service's list (`list_add_rcu` in
+/// `ip_vs_ctl.c`), so the most recently added comes first. The config keeps
+/// the order the operator added them in (rvsadm and the API append;
+/// keepalived adds a `virtual_server`'s reals in file order), so the snapshot
+/// takes them in reverse: the same ipvsadm commands or keepalived.conf give
+/// the same rr/wrr sequences, sh/mh buckets and tie breaks as the kernel.
 pub fn build_snapshot(config: &Config, port_macs: &[MacAddr], generation: u64) -> Result<Snapshot, ConfigError> {
     config.validate()?;
     if port_macs.len() != config.ports.len() {
@@ -75,6 +83,7 @@ pub fn build_snapshot(config: &Config, port_macs: &[MacAddr], generation: u64) -
             reals: s
                 .reals
                 .iter()
+                .rev()
                 .map(|r| RealServer {
                     upper_threshold: r.upper_threshold,
                     lower_threshold: r.lower_threshold,
@@ -156,11 +165,12 @@ mod tests {
         let (idx, svc) = snap.service(&key).expect("service indexed");
         assert_eq!(idx, 0);
         assert_eq!(svc.scheduler, SchedulerKind::Rr);
+        // The config adds 10.1.0.11 then 10.1.0.12: IPVS's list (and the snapshot) has the newest first.
         assert_eq!(
             svc.reals,
             vec![
-                RealServer::new(Ipv4Addr::new(10, 1, 0, 11), 80, 1, ForwardMode::Dr),
                 RealServer::new(Ipv4Addr::new(10, 1, 0, 12), 80, 1, ForwardMode::Dr),
+                RealServer::new(Ipv4Addr::new(10, 1, 0, 11), 80, 1, ForwardMode::Dr),
             ]
         );
         assert_eq!(snap.route(Ipv4Addr::new(10, 1, 0, 11)).map(|r| r.via), Some(None));
@@ -197,9 +207,9 @@ mod tests {
         let r = snap.route(Ipv4Addr::new(198, 51, 100, 7)).expect("route");
         assert_eq!((r.port, r.via), (1, Some(Ipv4Addr::new(192, 0, 2, 1))));
         let reals = &snap.services[0].reals;
-        assert_eq!((reals[0].port, reals[0].weight, reals[0].forward), (8080, 5, ForwardMode::Nat));
+        assert_eq!((reals[1].port, reals[1].weight, reals[1].forward), (8080, 5, ForwardMode::Nat));
         // An explicit forward mode wins over the service's.
-        assert_eq!(reals[1].forward, ForwardMode::Dr);
+        assert_eq!(reals[0].forward, ForwardMode::Dr);
         assert_eq!(snap.timeouts.udp, 30);
     }
 

@@ -72,6 +72,11 @@ pub const MAX_CONN_TABLE_SIZE: u32 = 16 * 1024 * 1024;
 /// Largest timeout accepted, in seconds: 2^31 − 1 ms (24.8 days), what the
 /// dataplane's 32-bit connection clock holds and IPVS's own limit at HZ 1000.
 pub const MAX_TIMEOUT_S: u32 = 2_147_483;
+/// Largest persistence timeout accepted, in seconds: ipvsadm's and the
+/// kernel's 31 days (`MAX_TIMEOUT` in ipvsadm.c).
+pub const MAX_PERSISTENCE_TIMEOUT_S: u32 = 86_400 * 31;
+/// Largest connection threshold accepted: ipvsadm's `INT_MAX`.
+pub const MAX_THRESHOLD: u32 = i32::MAX as u32;
 /// Largest real server weight (IPVS's range is 0..=65535).
 pub const MAX_WEIGHT: u32 = 65_535;
 /// Largest `idle_sleep_us` accepted (one second).
@@ -252,7 +257,8 @@ pub struct ServiceConfig {
     /// Client persistence (ipvsadm `-p [timeout] -M netmask`); absent = none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistence: Option<PersistenceConfig>,
-    /// FULLNAT local addresses (DPVS `laddr`); required when a real uses `fullnat`.
+    /// FULLNAT local addresses (DPVS `laddr`). May be empty, as in DPVS: the
+    /// service's `fullnat` reals then get no connection (`drop_no_laddr`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub local_addresses: Vec<Ipv4Addr>,
     /// FULLNAT: insert the client's address as a TOA TCP option.
@@ -327,7 +333,7 @@ pub struct RealConfig {
     pub upper_threshold: u32,
     /// Lower connection threshold (ipvsadm `-y`): an overloaded real server
     /// takes new connections again below it. 0 (default) = unset; must not
-    /// exceed `upper_threshold` when that is set.
+    /// exceed `upper_threshold`, also when that is 0 (IPVS refuses it).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub lower_threshold: u32,
     /// Health checks and what a failure does (inhibit_on_failure, notify scripts).
@@ -454,10 +460,10 @@ impl ServiceConfig {
             ));
         }
         if let Some(p) = &self.persistence {
-            if !(1..=MAX_TIMEOUT_S).contains(&p.timeout) {
+            if !(1..=MAX_PERSISTENCE_TIMEOUT_S).contains(&p.timeout) {
                 return Err(ConfigError::invalid(
                     join(path, "persistence.timeout"),
-                    format!("{} is out of range 1..={MAX_TIMEOUT_S} seconds", p.timeout),
+                    format!("{} is out of range 1..={MAX_PERSISTENCE_TIMEOUT_S} seconds (31 days)", p.timeout),
                 ));
             }
             let m = u32::from(p.netmask);
@@ -513,15 +519,7 @@ impl ServiceConfig {
                     format!("{} is out of range 0..={MAX_WEIGHT}", real.weight),
                 ));
             }
-            if real.upper_threshold != 0 && real.lower_threshold > real.upper_threshold {
-                return Err(ConfigError::invalid(
-                    join(&rpath, "lower_threshold"),
-                    format!(
-                        "{} is above upper_threshold {}; the lower threshold must not exceed the upper one",
-                        real.lower_threshold, real.upper_threshold
-                    ),
-                ));
-            }
+            check_thresholds(real, &rpath)?;
             let forward = real.forward_for(self);
             if matches!(forward, ForwardMode::Dr | ForwardMode::Tun) && port != self.port {
                 return Err(ConfigError::invalid(
@@ -531,12 +529,6 @@ impl ServiceConfig {
                          (use the service port, or \"forward\": \"nat\" or \"fullnat\")",
                         self.port
                     ),
-                ));
-            }
-            if forward == ForwardMode::FullNat && self.local_addresses.is_empty() {
-                return Err(ConfigError::invalid(
-                    join(&rpath, "forward"),
-                    "fullnat needs local addresses: add \"local_addresses\": [\"a.b.c.d\", ...] to the service",
                 ));
             }
             if let Some(first) = seen.insert((addr, port), j) {
@@ -560,6 +552,28 @@ impl RealConfig {
     pub fn forward_for(&self, service: &ServiceConfig) -> ForwardMode {
         self.forward.unwrap_or(service.forward)
     }
+}
+
+/// IPVS's connection thresholds: each in ipvsadm's range `0..=INT_MAX`, and
+/// the lower one never above the upper one — also when the upper one is 0
+/// (no limit), as `ip_vs_add_dest`/`ip_vs_edit_dest` refuse it (`-ERANGE`).
+fn check_thresholds(real: &RealConfig, rpath: &str) -> Result<(), ConfigError> {
+    for (field, value) in [("upper_threshold", real.upper_threshold), ("lower_threshold", real.lower_threshold)] {
+        if value > MAX_THRESHOLD {
+            return Err(ConfigError::invalid(join(rpath, field), format!("{value} is out of range 0..={MAX_THRESHOLD}")));
+        }
+    }
+    if real.lower_threshold > real.upper_threshold {
+        return Err(ConfigError::invalid(
+            join(rpath, "lower_threshold"),
+            format!(
+                "{} is above upper_threshold {}; the lower threshold must not exceed the upper one \
+                 (IPVS refuses it even when upper_threshold is 0, no limit)",
+                real.lower_threshold, real.upper_threshold
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `prefix.field`, or `field` when the prefix is empty.
@@ -1312,11 +1326,15 @@ mod tests {
             }),
             "services[0].reals[0].lower_threshold"
         );
+        // IPVS refuses l_threshold > u_threshold also when u_threshold is 0 (no limit).
+        assert_eq!(invalid_field(|c| c.services[0].reals[1].lower_threshold = 5), "services[0].reals[1].lower_threshold");
+        // ipvsadm's range is 0..=INT_MAX.
+        assert_eq!(invalid_field(|c| c.services[0].reals[0].upper_threshold = 1 << 31), "services[0].reals[0].upper_threshold");
         assert_eq!(invalid_field(|c| c.api.token = Some(" ".into())), "api.token");
         let mut c = example();
         c.services[0].reals[0].upper_threshold = 10;
         c.services[0].reals[0].lower_threshold = 10;
-        c.services[0].reals[1].lower_threshold = 5;
+        c.services[0].reals[1].upper_threshold = i32::MAX as u32;
         c.api.token = Some("secret".into());
         assert!(c.validate().is_ok());
         let json = serde_json::to_value(&c).expect("serialize");

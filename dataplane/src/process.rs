@@ -964,6 +964,7 @@ impl<F: Frame> Processor<F> {
         let local = if real.forward == ForwardMode::FullNat {
             match self.pool.allocate(&svc.local_addrs) {
                 Some(l) => Some(l),
+                None if svc.local_addrs.is_empty() => return Action::Drop(Counter::DropNoLaddr),
                 None => return Action::Drop(Counter::DropNoLocalPort),
             }
         } else {

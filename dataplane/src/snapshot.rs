@@ -187,7 +187,8 @@ pub struct Service {
     pub scheduler: SchedulerKind,
     /// Scheduler options (hash fields, fallback, table size).
     pub sched_options: crate::sched::SchedOptions,
-    /// Real servers, in configuration order.
+    /// Real servers in IPVS's list order (the most recently added first): the
+    /// order the schedulers walk, hash into buckets and break ties in.
     pub reals: Vec<RealServer>,
     /// Persistence (ipvsadm `-p timeout -M netmask`), if any.
     pub persistence: Option<Persistence>,

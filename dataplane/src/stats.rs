@@ -95,6 +95,7 @@ counters! {
     DropFragTooMany => "drop_frag_too_many": "Fragmented datagrams dropped for having more than the maximum fragments.",
     DropFragBad => "drop_frag_bad": "Fragmented datagrams dropped for an overlapping, misaligned, oversized or conflicting fragment.",
     FragOut => "frag_out": "Extra fragments made of packets above the egress MTU (not tunnel packets: tun_fragments).",
+    DropNoLaddr => "drop_no_laddr": "New connections to a FULLNAT real server of a service without local addresses (add them with rvsadm -P ... -z).",
 }
 
 /// A worker's own counters: plain integers, written only by that worker.

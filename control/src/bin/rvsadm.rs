@@ -5,7 +5,8 @@
 //! `http://127.0.0.1:9090`; the token is `$RVSADM_TOKEN`, else `$RVS_API_TOKEN`.
 //!
 //! Exit status: 0 success; 1 rvsd refused or the operation failed; 2 bad
-//! command line or rvsd unreachable.
+//! command line (ipvsadm's own checks) or rvsd unreachable; 255 bad command
+//! line found by popt, or no command first (as ipvsadm).
 
 use std::process::ExitCode;
 

@@ -90,6 +90,16 @@ fn real_endpoint(inv: &Invocation, svc: &ServiceConfig, forward: ForwardMode, fo
     (ep.addr, port)
 }
 
+/// IPVS's `ip_vs_add_dest`/`ip_vs_edit_dest` refuse a lower threshold above
+/// the upper one, also when the upper one is 0 (`-y 5` alone): `-ERANGE`,
+/// which ipvsadm prints as `strerror(ERANGE)`.
+fn check_thresholds(real: &RealConfig) -> Result<(), OpError> {
+    if real.lower_threshold > real.upper_threshold {
+        return err("Numerical result out of range");
+    }
+    Ok(())
+}
+
 /// Applies one table-changing command to `config`. Returns what was done, for messages.
 pub fn apply(config: &mut Config, inv: &Invocation) -> Result<String, OpError> {
     match inv.command {
@@ -162,6 +172,7 @@ pub fn apply(config: &mut Config, inv: &Invocation) -> Result<String, OpError> {
             real.forward = (forward != svc.forward).then_some(forward);
             real.upper_threshold = inv.u_threshold.unwrap_or(0);
             real.lower_threshold = inv.l_threshold.unwrap_or(0);
+            check_thresholds(&real)?;
             svc.reals.push(real);
             Ok(format!("added real server {addr}:{port} to {key}"))
         }
@@ -180,6 +191,7 @@ pub fn apply(config: &mut Config, inv: &Invocation) -> Result<String, OpError> {
             real.forward = (forward != svc_forward).then_some(forward);
             real.upper_threshold = inv.u_threshold.unwrap_or(0);
             real.lower_threshold = inv.l_threshold.unwrap_or(0);
+            check_thresholds(real)?;
             Ok(format!("edited real server {addr}:{port} of {key}"))
         }
         Command::DeleteServer => {

@@ -9,7 +9,10 @@
 //! * without `-n`, ports are named from `/etc/services` as ipvsadm does, but
 //!   addresses are not resolved (no reverse DNS);
 //! * FULLNAT real servers show `FullNat` and save as `-b`, local addresses
-//!   save as DPVS's `-P ... -z LIP` lines, thresholds save as `-x`/`-y`.
+//!   save as DPVS's `-P ... -z LIP` lines, thresholds save as `-x`/`-y`
+//!   (ipvsadm's `-S` drops them, so its restore loses them);
+//! * a FULLNAT service without local addresses ends its line with
+//!   [`NO_LADDR_NOTE`] in the default listing.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -20,7 +23,8 @@ use rvs_dataplane::snapshot::{ForwardMode, Protocol, SchedulerKind, ServiceKey, 
 use rvs_dataplane::stats::ConnInfo;
 
 use crate::api::{RealStatsView, ServiceStatsView};
-use crate::config::{Config, RealConfig, ServiceConfig};
+use crate::config::{Config, ServiceConfig};
+use crate::ipvsadm::order;
 use crate::ipvsadm::parse::Format;
 
 /// Port names from `/etc/services`.
@@ -207,22 +211,14 @@ pub fn title(fmt: &Format) -> String {
     }
 }
 
-/// Services in ipvsadm's order (`ipvs_cmp_services`: protocol number, address, port) unless `--nosort`.
-fn ordered_services<'a>(config: &'a Config, fmt: &Format) -> Vec<&'a ServiceConfig> {
-    let mut services: Vec<&ServiceConfig> = config.services.iter().collect();
-    if !fmt.nosort {
-        services.sort_by_key(|s| (s.protocol.ip_proto(), u32::from(s.vip), s.port));
-    }
-    services
-}
+/// What the service line of a FULLNAT service without local addresses ends
+/// with: its FULLNAT real servers get no connection (counted as `drop_no_laddr`)
+/// until `-P ... -z` adds one, as in DPVS.
+pub const NO_LADDR_NOTE: &str = " [fullnat: no local address, -P -z to add one]";
 
-/// Real servers in ipvsadm's order (`ipvs_cmp_dests`: address, port) unless `--nosort`.
-fn ordered_reals<'a>(svc: &'a ServiceConfig, fmt: &Format) -> Vec<&'a RealConfig> {
-    let mut reals: Vec<&RealConfig> = svc.reals.iter().collect();
-    if !fmt.nosort {
-        reals.sort_by_key(|r| (u32::from(r.address), r.port_for(svc)));
-    }
-    reals
+/// True when a FULLNAT real server of `svc` cannot be used for want of a local address.
+fn waits_for_laddr(svc: &ServiceConfig) -> bool {
+    svc.local_addresses.is_empty() && svc.reals.iter().any(|r| r.forward_for(svc) == ForwardMode::FullNat)
 }
 
 /// ipvsadm's `print_service_entry` for one service (rules when `rule`).
@@ -256,7 +252,7 @@ fn service_entry(out: &mut String, input: &ListInput<'_>, svc: &ServiceConfig, f
             }
         }
         if !flags.is_empty() {
-            let _ = write!(out, " --sched-flags {}", flags.join(","));
+            let _ = write!(out, " -b {}", flags.join(","));
         }
     } else if fmt.stats {
         let _ = write!(out, "{svc_name:<33}");
@@ -281,6 +277,9 @@ fn service_entry(out: &mut String, input: &ListInput<'_>, svc: &ServiceConfig, f
                 let _ = write!(out, " mask {}", p.netmask);
             }
         }
+        if waits_for_laddr(svc) {
+            out.push_str(NO_LADDR_NOTE);
+        }
     }
     out.push('\n');
 
@@ -290,7 +289,7 @@ fn service_entry(out: &mut String, input: &ListInput<'_>, svc: &ServiceConfig, f
         }
     }
 
-    for real in ordered_reals(svc, fmt) {
+    for real in order::reals(svc, fmt.nosort) {
         let port = real.port_for(svc);
         let forward = real.forward_for(svc);
         let dname = addrport(real.address, port, svc.protocol, fmt.numeric, input.names);
@@ -374,7 +373,7 @@ fn service_entry(out: &mut String, input: &ListInput<'_>, svc: &ServiceConfig, f
 pub fn list_all(input: &ListInput<'_>, fmt: &Format) -> String {
     let mut out = version_line(input.config);
     out.push_str(&title(fmt));
-    for svc in ordered_services(input.config, fmt) {
+    for svc in order::services(&input.config.services, fmt.nosort) {
         service_entry(&mut out, input, svc, fmt, false);
     }
     out
@@ -391,7 +390,7 @@ pub fn list_service(input: &ListInput<'_>, key: &ServiceKey, fmt: &Format) -> Op
 /// `-S`: the table as commands that `-R` replays.
 pub fn save(input: &ListInput<'_>, fmt: &Format) -> String {
     let mut out = String::new();
-    for svc in ordered_services(input.config, fmt) {
+    for svc in order::services(&input.config.services, fmt.nosort) {
         service_entry(&mut out, input, svc, fmt, true);
     }
     out
@@ -434,7 +433,7 @@ pub fn list_laddrs(
     conns_per_laddr: &HashMap<(ServiceKey, Ipv4Addr), u32>,
 ) -> String {
     let mut out = format!("{:<20} {:<8} {:<20} {:<10} {:<10}\n", "VIP:VPORT", "TOTAL", "SNAT_IP", "CONFLICTS", "CONNS");
-    for svc in ordered_services(config, &Format::default()) {
+    for svc in order::services(&config.services, false) {
         let key = svc.key();
         if only.is_some_and(|k| *k != key) {
             continue;

@@ -6,6 +6,7 @@
 //! * [`apply`]: table-changing commands applied to a copy of the config with
 //!   ipvsadm's semantics.
 //! * [`format`](mod@format): ipvsadm's listings, character for character.
+//! * [`order`]: the order ipvsadm lists services and real servers in.
 //! * [`client`]: the HTTP client.
 //! * [`run`](mod@run): one invocation from arguments to output.
 //!
@@ -14,6 +15,7 @@
 pub mod apply;
 pub mod client;
 pub mod format;
+pub mod order;
 pub mod parse;
 pub mod run;
 

@@ -21,8 +21,8 @@ use rvs_dataplane::snapshot::{ForwardMode, Protocol};
 
 /// ipvsadm's largest persistence timeout (31 days).
 pub const MAX_TIMEOUT: u32 = 86400 * 31;
-/// ipvsadm's default persistence timeout.
-pub const DEFAULT_PERSISTENT_TIMEOUT: u32 = 300;
+/// ipvsadm's default persistence timeout (`IPVS_SVC_PERSISTENT_TIMEOUT`, 6 minutes).
+pub const DEFAULT_PERSISTENT_TIMEOUT: u32 = 360;
 
 /// A command: exactly one per invocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -303,19 +303,32 @@ pub struct Invocation {
 /// A command line rvsadm refuses, with ipvsadm's message and exit status.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseError {
-    /// The message (without program name).
+    /// The message (without program name); empty when only the hint is printed.
     pub message: String,
-    /// Also print `Try `rvsadm -h' or 'rvsadm --help' for more information.`.
+    /// Print `Try `rvsadm -h' or 'rvsadm --help' for more information.` (after the message, if any).
     pub try_help: bool,
+    /// Exit status: 2 for ipvsadm's `fail(2, ...)`, 255 for popt's errors and the hint (`exit(-1)`).
+    pub status: u8,
 }
+
+/// ipvsadm's exit status for its own checks (`fail(2, ...)`).
+const STATUS_FAIL: u8 = 2;
+/// ipvsadm's exit status for popt's errors and `tryhelp_exit(argv[0], -1)`.
+const STATUS_POPT: u8 = 255;
 
 impl ParseError {
     fn new(message: impl Into<String>) -> Self {
-        ParseError { message: message.into(), try_help: false }
+        ParseError { message: message.into(), try_help: false, status: STATUS_FAIL }
     }
 
-    fn try_help(message: impl Into<String>) -> Self {
-        ParseError { message: message.into(), try_help: true }
+    /// popt's own errors after the command: `-t: missing argument`, `-K: unknown option`.
+    fn popt(message: impl Into<String>) -> Self {
+        ParseError { message: message.into(), try_help: false, status: STATUS_POPT }
+    }
+
+    /// Only the hint: the first option is not a command, or popt failed on it.
+    fn try_help_only() -> Self {
+        ParseError { message: String::new(), try_help: true, status: STATUS_POPT }
     }
 }
 
@@ -480,33 +493,164 @@ fn unsupported(option: &str, why: &str) -> ParseError {
 /// State while parsing.
 struct Parser {
     inv: Invocation,
-    /// `-t`/`-u` values are parsed once the whole line is read (the protocol must be known for `-r`).
-    raw_service: Option<(Protocol, String)>,
-    raw_server: Option<String>,
     positionals: Vec<String>,
     command_set: bool,
     tun_type_given: bool,
 }
 
-impl Parser {
-    fn set_command(&mut self, cmd: Command) -> Result<(), ParseError> {
-        if self.command_set {
-            return Err(ParseError::new("multiple commands specified"));
-        }
-        self.inv.command = cmd;
-        self.command_set = true;
-        Ok(())
-    }
+/// The command an option names, if it is one (ipvsadm's first `switch`).
+fn command_of(name: &str) -> Option<Command> {
+    Some(match name {
+        "add-service" => Command::AddService,
+        "edit-service" => Command::EditService,
+        "delete-service" => Command::DeleteService,
+        "clear" => Command::Flush,
+        "list" => Command::List,
+        "zero" => Command::Zero,
+        "add-server" => Command::AddServer,
+        "edit-server" => Command::EditServer,
+        "delete-server" => Command::DeleteServer,
+        "set" => Command::SetTimeout,
+        "restore" => Command::Restore,
+        "save" => Command::Save,
+        "add-laddr" => Command::AddLaddr,
+        "del-laddr" => Command::DelLaddr,
+        "get-laddr" => Command::GetLaddr,
+        "help" => Command::Help,
+        "version" => Command::Version,
+        _ => return None,
+    })
+}
 
+impl Parser {
     fn set_option(&mut self, opt: Opt) -> Result<(), ParseError> {
         if !self.inv.options.insert(opt) {
             return Err(ParseError::new(format!("multiple '{}' options specified", opt.name())));
         }
         Ok(())
     }
+
+    /// One option, as ipvsadm's two `switch`es see it: the first option must be
+    /// a command (else only the hint), and a command after it is an invalid option.
+    fn option(&mut self, raw: &str, name: &str, value: Option<String>) -> Result<(), ParseError> {
+        let command = command_of(name);
+        if !self.command_set {
+            if matches!(name, "start-daemon" | "stop-daemon") {
+                return Err(unsupported(&format!("--{name}"), "connection sync is configured in rvsd's config file"));
+            }
+            let Some(cmd) = command else {
+                return Err(ParseError::try_help_only());
+            };
+            self.inv.command = cmd;
+            self.command_set = true;
+            return Ok(());
+        }
+        if command.is_some() || matches!(name, "start-daemon" | "stop-daemon") {
+            return Err(ParseError::new(format!("invalid option `{raw}'")));
+        }
+        self.apply(name, value)
+    }
+
+    /// A popt error (`unknown option`, `missing argument`) on the argument `raw`.
+    fn popt_error(&self, raw: &str, what: &str) -> ParseError {
+        if self.command_set {
+            ParseError::popt(format!("{raw}: {what}"))
+        } else {
+            ParseError::try_help_only()
+        }
+    }
+
+    /// `--name`, `--name=value`, `--name value`.
+    fn long_option(&mut self, raw: &str, args: &[String], i: &mut usize) -> Result<(), ParseError> {
+        let long = &raw[2..];
+        let (name, inline) = match long.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (long, None),
+        };
+        let Some(arity) = long_arity(name) else {
+            return Err(self.popt_error(raw, "unknown option"));
+        };
+        let value = match arity {
+            Arity::None if inline.is_some() => return Err(self.popt_error(raw, "option does not take an argument")),
+            Arity::None => None,
+            Arity::Required => match inline {
+                Some(v) => Some(v),
+                None => {
+                    let Some(v) = args.get(*i) else {
+                        return Err(self.popt_error(raw, "missing argument"));
+                    };
+                    *i += 1;
+                    Some(v.clone())
+                }
+            },
+            Arity::Optional => inline.or_else(|| optional_value(args, i)),
+        };
+        self.option(raw, name, value)
+    }
+
+    /// A cluster of short options (`-Lnc`, `-At10.0.0.1:80`).
+    fn short_cluster(&mut self, raw: &str, args: &[String], i: &mut usize) -> Result<(), ParseError> {
+        let chars: Vec<char> = raw[1..].chars().collect();
+        let mut j = 0;
+        while j < chars.len() {
+            let c = chars[j];
+            j += 1;
+            let Some(&(_, name, arity)) = SHORT.iter().find(|(s, _, _)| *s == c) else {
+                return Err(self.popt_error(raw, "unknown option"));
+            };
+            let rest: String = chars[j..].iter().collect();
+            if c == 'b' {
+                // ipvsadm's `-b flags` (--sched-flags) when a value follows; DPVS's `-b`
+                // (--fullnat) when it stands alone or another option follows.
+                let flags = if rest.is_empty() {
+                    args.get(*i).filter(|n| !n.starts_with('-')).cloned().inspect(|_| *i += 1)
+                } else {
+                    Some(rest.clone())
+                };
+                if let Some(flags) = flags {
+                    return self.option(raw, "sched-flags", Some(flags));
+                }
+            }
+            let value = match arity {
+                Arity::None => None,
+                Arity::Required => {
+                    j = chars.len();
+                    if !rest.is_empty() {
+                        Some(rest)
+                    } else {
+                        let Some(v) = args.get(*i) else {
+                            return Err(self.popt_error(raw, "missing argument"));
+                        };
+                        *i += 1;
+                        Some(v.clone())
+                    }
+                }
+                Arity::Optional => {
+                    j = chars.len();
+                    if rest.is_empty() {
+                        optional_value(args, i)
+                    } else {
+                        Some(rest)
+                    }
+                }
+            };
+            self.option(raw, name, value)?;
+        }
+        Ok(())
+    }
 }
 
-/// Parses one command line (without the program name).
+/// popt's optional value: the next argument unless it starts with `-`.
+fn optional_value(args: &[String], i: &mut usize) -> Option<String> {
+    let v = args.get(*i).filter(|v| !v.starts_with('-'))?;
+    *i += 1;
+    Some(v.clone())
+}
+
+/// Parses one command line (without the program name), in ipvsadm's order:
+/// each option is checked as it comes (the first failure is reported), then
+/// `--set`'s values, stray arguments, scheduler flags, the legality table and
+/// the per-command rules.
 pub fn parse(args: &[String]) -> Result<Invocation, ParseError> {
     let mut p = Parser {
         inv: Invocation {
@@ -526,8 +670,6 @@ pub fn parse(args: &[String]) -> Result<Invocation, ParseError> {
             timeouts: None,
             format: Format::default(),
         },
-        raw_service: None,
-        raw_server: None,
         positionals: Vec::new(),
         command_set: false,
         tun_type_given: false,
@@ -545,99 +687,16 @@ pub fn parse(args: &[String]) -> Result<Invocation, ParseError> {
             p.positionals.extend(args[i..].iter().cloned());
             break;
         }
-        if let Some(long) = arg.strip_prefix("--") {
-            let (name, inline) = match long.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_string())),
-                None => (long, None),
-            };
-            let Some(arity) = long_arity(name) else {
-                return Err(ParseError::try_help(format!("--{name}: unknown option")));
-            };
-            let value = match arity {
-                Arity::None => {
-                    if inline.is_some() {
-                        return Err(ParseError::try_help(format!("--{name}: option does not take an argument")));
-                    }
-                    None
-                }
-                Arity::Required => match inline {
-                    Some(v) => Some(v),
-                    None => {
-                        let Some(v) = args.get(i) else {
-                            return Err(ParseError::try_help(format!("--{name}: missing argument")));
-                        };
-                        i += 1;
-                        Some(v.clone())
-                    }
-                },
-                Arity::Optional => match inline {
-                    Some(v) => Some(v),
-                    None => match args.get(i) {
-                        Some(v) if !v.starts_with('-') => {
-                            i += 1;
-                            Some(v.clone())
-                        }
-                        _ => None,
-                    },
-                },
-            };
-            p.apply(name, value)?;
-        } else if let Some(cluster) = arg.strip_prefix('-').filter(|c| !c.is_empty()) {
-            let chars: Vec<char> = cluster.chars().collect();
-            let mut j = 0;
-            while j < chars.len() {
-                let c = chars[j];
-                j += 1;
-                let Some(&(_, name, arity)) = SHORT.iter().find(|(s, _, _)| *s == c) else {
-                    return Err(ParseError::try_help(format!("-{c}: unknown option")));
-                };
-                let rest: String = chars[j..].iter().collect();
-                if c == 'b' {
-                    // `-b` is DPVS's --fullnat; ipvsadm's own `-b flags` (what `ipvsadm -S` writes
-                    // for scheduler flags) is recognised by its argument, so real dumps replay.
-                    let next = if rest.is_empty() { args.get(i).cloned() } else { Some(rest.clone()) };
-                    if let Some(flags) = next.filter(|n| is_sched_flags(n)) {
-                        if rest.is_empty() {
-                            i += 1;
-                        }
-                        p.apply("sched-flags", Some(flags))?;
-                        break;
-                    }
-                }
-                let value = match arity {
-                    Arity::None => None,
-                    Arity::Required => {
-                        j = chars.len();
-                        if !rest.is_empty() {
-                            Some(rest)
-                        } else {
-                            let Some(v) = args.get(i) else {
-                                return Err(ParseError::try_help(format!("-{c}: missing argument")));
-                            };
-                            i += 1;
-                            Some(v.clone())
-                        }
-                    }
-                    Arity::Optional => {
-                        j = chars.len();
-                        if !rest.is_empty() {
-                            Some(rest)
-                        } else {
-                            match args.get(i) {
-                                Some(v) if !v.starts_with('-') => {
-                                    i += 1;
-                                    Some(v.clone())
-                                }
-                                _ => None,
-                            }
-                        }
-                    }
-                };
-                p.apply(name, value)?;
-            }
+        if arg.starts_with("--") {
+            p.long_option(arg, args, &mut i)?;
+        } else if arg.len() > 1 && arg.starts_with('-') {
+            p.short_cluster(arg, args, &mut i)?;
         } else {
             p.positionals.push(arg.clone());
         }
+    }
+    if !p.command_set {
+        return Err(ParseError::try_help_only());
     }
     p.finish()
 }
@@ -647,27 +706,12 @@ impl Parser {
     fn apply(&mut self, name: &str, value: Option<String>) -> Result<(), ParseError> {
         let v = value.unwrap_or_default();
         match name {
-            "add-service" => self.set_command(Command::AddService)?,
-            "edit-service" => self.set_command(Command::EditService)?,
-            "delete-service" => self.set_command(Command::DeleteService)?,
-            "clear" => self.set_command(Command::Flush)?,
-            "list" => self.set_command(Command::List)?,
-            "zero" => self.set_command(Command::Zero)?,
-            "add-server" => self.set_command(Command::AddServer)?,
-            "edit-server" => self.set_command(Command::EditServer)?,
-            "delete-server" => self.set_command(Command::DeleteServer)?,
-            "set" => self.set_command(Command::SetTimeout)?,
-            "restore" => self.set_command(Command::Restore)?,
-            "save" => self.set_command(Command::Save)?,
-            "add-laddr" => self.set_command(Command::AddLaddr)?,
-            "del-laddr" => self.set_command(Command::DelLaddr)?,
-            "get-laddr" => self.set_command(Command::GetLaddr)?,
-            "help" => self.set_command(Command::Help)?,
-            "version" => self.set_command(Command::Version)?,
             "tcp-service" | "udp-service" => {
                 self.set_option(Opt::Service)?;
                 let proto = if name == "tcp-service" { Protocol::Tcp } else { Protocol::Udp };
-                self.raw_service = Some((proto, v));
+                let ep = parse_endpoint(&v, proto)?
+                    .ok_or_else(|| ParseError::new("illegal virtual server address[:port] specified"))?;
+                self.inv.service = Some((proto, ep));
             }
             "scheduler" => {
                 self.set_option(Opt::Scheduler)?;
@@ -690,7 +734,10 @@ impl Parser {
             }
             "real-server" => {
                 self.set_option(Opt::Server)?;
-                self.raw_server = Some(v);
+                let proto = self.inv.service.map_or(Protocol::Tcp, |(p, _)| p);
+                let ep = parse_endpoint(&v, proto)?
+                    .ok_or_else(|| ParseError::new("illegal real server address[:port] specified"))?;
+                self.inv.server = Some(ep);
             }
             "masquerading" | "ipip" | "gatewaying" | "fullnat" => {
                 self.set_option(Opt::Forward)?;
@@ -783,15 +830,12 @@ impl Parser {
             "tun-port" | "tun-nocsum" | "tun-csum" | "tun-remcsum" => {
                 return Err(unsupported(&format!("--{name}"), "rvs tunnels with IPIP only"))
             }
-            other => return Err(ParseError::try_help(format!("--{other}: unknown option"))),
+            other => return Err(ParseError::popt(format!("--{other}: unknown option"))),
         }
         Ok(())
     }
 
     fn finish(mut self) -> Result<Invocation, ParseError> {
-        if !self.command_set {
-            return Err(ParseError::try_help("no command specified"));
-        }
         let cmd = self.inv.command;
         if cmd == Command::SetTimeout {
             if self.positionals.len() < 3 {
@@ -807,17 +851,7 @@ impl Parser {
         if let Some(extra) = self.positionals.first() {
             return Err(ParseError::new(format!("unexpected argument {extra}")));
         }
-        if let Some((proto, raw)) = self.raw_service.take() {
-            let ep = parse_endpoint(&raw, proto)?
-                .ok_or_else(|| ParseError::new("illegal virtual server address[:port] specified"))?;
-            self.inv.service = Some((proto, ep));
-        }
-        if let Some(raw) = self.raw_server.take() {
-            let proto = self.inv.service.map_or(Protocol::Tcp, |(p, _)| p);
-            let ep = parse_endpoint(&raw, proto)?
-                .ok_or_else(|| ParseError::new("illegal real server address[:port] specified"))?;
-            self.inv.server = Some(ep);
-        }
+        check_sched_flags(self.inv.scheduler.as_deref(), &self.inv.sched_flags)?;
         generic_opt_check(cmd, &self.inv.options)?;
         if self.tun_type_given {
             if !matches!(cmd, Command::AddServer | Command::EditServer) {
@@ -886,10 +920,22 @@ fn generic_opt_check(cmd: Command, options: &BTreeSet<Opt>) -> Result<(), ParseE
     Ok(())
 }
 
-/// True for a comma-separated list of ipvsadm scheduler flags (`sh-port,sh-fallback`).
-fn is_sched_flags(s: &str) -> bool {
-    const FLAGS: &[&str] = &["flag-1", "flag-2", "flag-3", "sh-fallback", "sh-port", "mh-fallback", "mh-port"];
-    !s.is_empty() && s.split(',').all(|f| FLAGS.contains(&f))
+/// ipvsadm's `parse_sched_flags`: every flag known, and `sh-*`/`mh-*` only
+/// with their scheduler (`-s` as given, `wlc` when absent).
+fn check_sched_flags(scheduler: Option<&str>, flags: &[String]) -> Result<(), ParseError> {
+    let scheduler = scheduler.filter(|s| !s.is_empty()).unwrap_or("wlc");
+    for flag in flags {
+        let needs = match flag.as_str() {
+            "flag-1" | "flag-2" | "flag-3" => None,
+            "sh-fallback" | "sh-port" => Some("sh"),
+            "mh-fallback" | "mh-port" => Some("mh"),
+            _ => return Err(ParseError::new(format!("invalid scheduler flag `{flag}'"))),
+        };
+        if needs.is_some_and(|s| s != scheduler) {
+            return Err(ParseError::new(format!("incompatible scheduler flag `{flag}'")));
+        }
+    }
+    Ok(())
 }
 
 /// Splits one line of a restore file into arguments: whitespace-separated,

@@ -19,11 +19,14 @@ const RETRIES: usize = 5;
 const PROGRAM: &str = "rvsadm";
 
 fn parse_error(e: ParseError) -> AdmError {
-    let mut message = e.message;
-    if e.try_help {
-        message.push_str(&format!("\nTry `{PROGRAM} -h' or '{PROGRAM} --help' for more information."));
+    let mut lines: Vec<String> = Vec::new();
+    if !e.message.is_empty() {
+        lines.push(e.message);
     }
-    AdmError::usage(message)
+    if e.try_help {
+        lines.push(format!("Try `{PROGRAM} -h' or '{PROGRAM} --help' for more information."));
+    }
+    AdmError { message: lines.join("\n"), code: e.status }
 }
 
 fn write_out(out: &mut dyn Write, text: &str) -> Result<(), AdmError> {
@@ -147,7 +150,8 @@ pub fn parse_restore(text: &str) -> Result<Vec<(usize, Invocation)>, AdmError> {
             continue;
         }
         let inv = parse(&words).map_err(|e| {
-            AdmError::usage(format!("{}\n{PROGRAM}: line {line_no} of the restore input: {}", e.message, line.trim()))
+            let e = parse_error(e);
+            AdmError { message: format!("{}\n{PROGRAM}: line {line_no} of the restore input: {}", e.message, line.trim()), ..e }
         })?;
         if !inv.command.changes_config() {
             return Err(AdmError::usage(format!(
@@ -171,78 +175,86 @@ fn restore(client: &Client, stdin: &mut dyn BufRead) -> Result<(), AdmError> {
     change(client, &commands)
 }
 
-/// `-h`: usage, shaped as ipvsadm's.
+/// `-h`: ipvsadm's usage text, line for line where the option is ipvsadm's
+/// (same columns), with rvs's scheduler list, DPVS's local address commands
+/// and rvs's `--api` in place of what rvs does not have (fwmark, IPv6, sync
+/// daemon, persistence engines, GUE/GRE tunnels, one-packet scheduling).
 pub fn usage() -> String {
-    let p = PROGRAM;
+    const TEXT: &str = r#"Usage:
+  @P -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags]
+  @P -D virtual-service
+  @P -C
+  @P -R
+  @P -S [-n]
+  @P -a|e virtual-service -r server-address [options]
+  @P -d virtual-service -r server-address
+  @P -L|l [virtual-service] [options]
+  @P -Z [virtual-service]
+  @P --set tcp tcpfin udp
+  @P -P|Q virtual-service -z local-address [-F ifname]
+  @P -G [virtual-service]
+  @P -h
+
+Commands:
+Either long or short options are allowed.
+  --add-service     -A        add virtual service with options
+  --edit-service    -E        edit virtual service with options
+  --delete-service  -D        delete virtual service
+  --clear           -C        clear the whole table
+  --restore         -R        restore rules from stdin
+  --save            -S        save rules to stdout
+  --add-server      -a        add real server with options
+  --edit-server     -e        edit real server with options
+  --delete-server   -d        delete real server
+  --list            -L|-l     list the table
+  --zero            -Z        zero counters in a service or all services
+  --set tcp tcpfin udp        set connection timeout values
+  --add-laddr       -P        add FULLNAT local address (DPVS)
+  --del-laddr       -Q        delete FULLNAT local address (DPVS)
+  --get-laddr       -G        list FULLNAT local addresses (DPVS)
+  --help            -h        display this help message
+
+virtual-service:
+  --tcp-service|-t  service-address   service-address is host[:port]
+  --udp-service|-u  service-address   service-address is host[:port]
+
+Options:
+  --scheduler    -s scheduler         one of rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|fo|ovf|mh|twos|maglev,
+                                      the default scheduler is wlc.
+  --persistent   -p [timeout]         persistent service
+  --netmask      -M netmask           persistent granularity mask
+  --real-server  -r server-address    server-address is host (and port)
+  --gatewaying   -g                   gatewaying (direct routing) (default)
+  --ipip         -i                   ipip encapsulation (tunneling)
+  --masquerading -m                   masquerading (NAT)
+  --fullnat      -b                   full NAT (DPVS; -b without a value)
+  --tun-type      type                one of ipip,
+                                      the default tunnel type is ipip.
+  --weight       -w weight            capacity of real server
+  --u-threshold  -x uthreshold        upper threshold of connections
+  --l-threshold  -y lthreshold        lower threshold of connections
+  --laddr        -z local-address     FULLNAT local address (DPVS)
+  --ifname       -F ifname            accepted for DPVS compatibility, ignored
+  --connection   -c                   output of current IPVS connections
+  --timeout                           output of timeout (tcp tcpfin udp)
+  --daemon                            output of daemon information
+  --stats                             output of statistics information
+  --rate                              output of rate information
+  --exact                             expand numbers (display exact values)
+  --thresholds                        output of thresholds information
+  --persistent-conn                   output of persistent connection info
+  --tun-info                          output of tunnel information
+  --nosort                            disable sorting output of service/server entries
+  --sort                              does nothing, for backwards compatibility
+  --numeric      -n                   numeric output of addresses and ports
+  --sched-flags  -b flags             scheduler flags (comma-separated)
+rvs options:
+  --api URL                           rvsd's REST API (default $RVSADM_API or @API)
+                                      the token is read from $RVSADM_TOKEN or $RVS_API_TOKEN
+"#;
     format!(
-        "{p} v{v} (rvs; ipvsadm's grammar over rvsd's REST API)\n\
-Usage:\n\
-  {p} -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [--sched-flags flags]\n\
-  {p} -D virtual-service\n\
-  {p} -C\n\
-  {p} -R\n\
-  {p} -S [-n]\n\
-  {p} -a|e virtual-service -r server-address [options]\n\
-  {p} -d virtual-service -r server-address\n\
-  {p} -L|l [virtual-service] [options]\n\
-  {p} -Z [virtual-service]\n\
-  {p} --set tcp tcpfin udp\n\
-  {p} -P|Q virtual-service -z local-address [-F ifname]\n\
-  {p} -G [virtual-service]\n\
-  {p} -h\n\n\
-Commands:\n\
-Either long or short options are allowed.\n\
-  --add-service     -A        add virtual service with options\n\
-  --edit-service    -E        edit virtual service with options\n\
-  --delete-service  -D        delete virtual service\n\
-  --clear           -C        clear the whole table\n\
-  --restore         -R        restore rules from stdin (all or nothing)\n\
-  --save            -S        save rules to stdout\n\
-  --add-server      -a        add real server with options\n\
-  --edit-server     -e        edit real server with options\n\
-  --delete-server   -d        delete real server\n\
-  --list            -L|-l     list the table\n\
-  --zero            -Z        zero counters in a service or all services\n\
-  --set tcp tcpfin udp        set connection timeout values (0 = unchanged)\n\
-  --add-laddr       -P        add FULLNAT local address (DPVS)\n\
-  --del-laddr       -Q        delete FULLNAT local address (DPVS)\n\
-  --get-laddr       -G        list FULLNAT local addresses (DPVS)\n\
-  --help            -h        display this help message\n\n\
-virtual-service:\n\
-  --tcp-service|-t  service-address   service-address is host[:port]\n\
-  --udp-service|-u  service-address   service-address is host[:port]\n\n\
-Options:\n\
-  --scheduler    -s scheduler         one of rr|wrr|lc|wlc|sed|nq|sh|dh|lblc|lblcr|fo|ovf|twos|mh|maglev,\n\
-                                      the default scheduler is wlc.\n\
-  --persistent   -p [timeout]         persistent service (default 300 s)\n\
-  --netmask      -M netmask           persistent granularity mask\n\
-  --real-server  -r server-address    server-address is host (and port)\n\
-  --gatewaying   -g                   gatewaying (direct routing) (default)\n\
-  --ipip         -i                   ipip encapsulation (tunneling)\n\
-  --masquerading -m                   masquerading (NAT)\n\
-  --fullnat      -b                   full NAT (DPVS)\n\
-  --weight       -w weight            capacity of real server\n\
-  --u-threshold  -x uthreshold        upper threshold of connections\n\
-  --l-threshold  -y lthreshold        lower threshold of connections\n\
-  --laddr        -z local-address     FULLNAT local address (DPVS)\n\
-  --ifname       -F ifname            accepted for DPVS compatibility, ignored\n\
-  --connection   -c                   output of current connections\n\
-  --timeout                           output of timeout (tcp tcpfin udp)\n\
-  --daemon                            output of daemon information (none in rvs)\n\
-  --stats                             output of statistics information\n\
-  --rate                              output of rate information\n\
-  --exact                             expand numbers (display exact values)\n\
-  --thresholds                        output of thresholds information\n\
-  --persistent-conn                   output of persistent connection info\n\
-  --tun-info                          output of tunnel information\n\
-  --nosort                            disable sorting output of service/server entries\n\
-  --sort                              does nothing, for backwards compatibility\n\
-  --numeric      -n                   numeric output of addresses and ports\n\
-  --sched-flags     flags             scheduler flags (comma-separated): sh-fallback, sh-port, mh-fallback, mh-port\n\n\
-rvs options:\n\
-  --api URL                           rvsd's REST API (default $RVSADM_API or {api})\n\
-  The API token is read from $RVSADM_TOKEN or $RVS_API_TOKEN.\n",
-        v = env!("CARGO_PKG_VERSION"),
-        api = crate::ipvsadm::client::DEFAULT_API,
+        "{PROGRAM} v{} (rvs; ipvsadm v1.31 grammar over rvsd's REST API)\n{}",
+        env!("CARGO_PKG_VERSION"),
+        TEXT.replace("@P", PROGRAM).replace("@API", crate::ipvsadm::client::DEFAULT_API)
     )
 }

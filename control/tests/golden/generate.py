@@ -6,7 +6,7 @@ print_service_entry, print_largenum, list_conn/print_conn, list_timeout, the
 -S rules) and DPVS's -G listing, applied with Python's % operator (C printf
 semantics) to the data the tests set up. It does not use rvsadm. rvs's
 documented extensions: the version in the header, `FullNat`/`-b`, `-P ... -z`
-lines and `-x`/`-y` in -S output, `--sched-flags` instead of ipvsadm's `-b`.
+lines and `-x`/`-y` in -S output (ipvsadm's -S leaves thresholds out).
 Run it from this directory: python3 generate.py
 """
 
@@ -98,7 +98,7 @@ def entry(s, fmt, numeric=True, exact=False):
             if s["mask"]:
                 o += " -M %s" % s["mask"]
         if s["flags"]:
-            o += " --sched-flags %s" % s["flags"]
+            o += " -b %s" % s["flags"]
         o += "\n"
         for lip in s["laddrs"]:
             o += "-P %s -z %s\n" % (svc_name, lip)

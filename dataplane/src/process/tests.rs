@@ -566,6 +566,21 @@ mod semantics {
         let (active, inactive) = p.service_counts(1).expect("nat service");
         assert_eq!((active[0], inactive[0]), (0, 1));
     }
+
+    #[test]
+    fn fullnat_without_local_address_drops_new_connections_until_one_is_added() {
+        // DPVS's order: the service and its FULLNAT reals first, the local address later.
+        let fnat = vec![real(RS1, 8080, ForwardMode::FullNat)];
+        let mut p = warmed(snap_with(2, fnat.clone(), |_| {}, false));
+        let before = p.counters().get(Counter::DropNoLaddr);
+        assert_eq!(syn(&mut p, 7001, 1), None);
+        assert_eq!(p.counters().get(Counter::DropNoLaddr), before + 1);
+        assert_eq!(p.counters().get(Counter::DropNoLocalPort), 0);
+        assert_eq!(p.conns().len(), 0);
+        p.adopt(snap_with(3, fnat, |s| s.local_addrs = vec![DIR_IN], false));
+        assert_eq!(syn(&mut p, 7002, 2), Some(RS1_MAC));
+        assert_eq!(p.counters().get(Counter::DropNoLaddr), before + 1);
+    }
 }
 
 #[test]
