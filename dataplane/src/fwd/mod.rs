@@ -5,11 +5,17 @@
 //! frame must be sent towards; NAT also rewrites the real server's replies.
 //! Ethernet addressing is done afterwards by the caller, from the neighbour table.
 //! Checksums are updated incrementally (RFC 1624), never recomputed.
+//!
+//! Every mode decrements the TTL ([`ttl`]) as Linux IPVS does; packets that
+//! cannot be forwarded are answered like IPVS answers them: ICMP errors
+//! ([`icmp_err`]) and TCP resets ([`reset`]).
 
 pub mod dr;
 pub mod fnat;
 pub mod icmp_err;
 pub mod nat;
+pub mod reset;
+pub mod ttl;
 pub mod tun;
 
 use std::net::Ipv4Addr;
@@ -28,6 +34,13 @@ pub enum FwdError {
     /// The frame has no room to grow (headroom, tailroom, or a fragment buffer).
     #[error("no room in the packet buffer")]
     NoRoom,
+    /// The packet's TTL would reach 0 here.
+    #[error("time to live exceeded in transit")]
+    TtlExceeded,
+    /// The packet must not be answered with an error (RFC 1812 4.3.2.7: an
+    /// ICMP error, a reset, or a source that is not a unique host).
+    #[error("the packet may not be answered with an ICMP error or a reset")]
+    NoAnswer,
 }
 
 /// Where a rewritten packet goes: the address whose route and neighbour entry
