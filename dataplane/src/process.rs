@@ -5,14 +5,19 @@
 //! and is generic over [`Frame`], so the same code runs on DPDK mbufs in rvsd and
 //! on [`crate::frame::VecFrame`] in tests and benchmarks.
 //!
-//! For each frame: parse Ethernet (one 802.1Q tag allowed, kept on output);
+//! For each frame: parse Ethernet (one 802.1Q tag, which must be the
+//! receiving port's VLAN; frames sent carry the egress port's tag);
 //! answer ARP for our addresses, VIPs and FULLNAT local addresses and learn
 //! neighbours; answer ICMP echo to our addresses and VIPs; find the connection
 //! of a TCP/UDP packet, or on a miss find its virtual service, schedule a real
 //! server and create one; rewrite by forwarding mode (DR, NAT, TUN, FULLNAT);
 //! forward ICMP errors that quote a connection's packet; resolve the next hop's
 //! MAC (queueing while ARP is outstanding) and hand the frame to the tx list.
-//! Everything else is dropped and counted by reason. Nothing here allocates per
+//! Forwarded packets lose one TTL; packets IPVS answers are answered the same
+//! way (time exceeded, port unreachable when no real server is available, a
+//! reset after `expire_nodest_conn`). Everything else is dropped and counted
+//! by reason: every received frame ends in exactly one counter (see the
+//! `ipvs_packet` tests). Nothing here allocates per
 //! packet (fragments of oversized tunnel packets take a buffer from the pool).
 //!
 //! # Several workers
@@ -909,8 +914,8 @@ impl<F: Frame> Processor<F> {
             // conn_reuse_mode), and so does one on a connection whose real
             // server is gone (IPVS with expire_nodest_conn).
             let new_syn = dir == Direction::Inbound && l4.syn && !l4.ack;
-            let dest_gone = self.expired_by_config(&conn) == Some(Counter::DropNoDest);
-            let reschedule = new_syn && (conn.reusable_by_syn() || dest_gone);
+            let reschedule =
+                new_syn && (conn.reusable_by_syn() || self.expired_by_config(&conn) == Some(Counter::DropNoDest));
             if !reschedule {
                 let Some(conn) = self.conns.get_mut(id) else {
                     return Action::Drop(Counter::DropNoConnection);

@@ -177,19 +177,7 @@ pub fn make_error<F: Frame>(frame: &mut F, l2_len: usize, src: Ipv4Addr, msg_typ
         return Err(FwdError::NoRoom);
     }
     let data = frame.data_mut();
-    let mut ip = Ipv4Packet::new_unchecked(&mut data[l2_len..]);
-    ip.set_version_and_header_len(ipv4::HEADER_LEN);
-    ip.set_dscp_ecn(0);
-    ip.set_total_len((added + quote_len) as u16);
-    ip.set_ident(0);
-    ip.set_frag_offset(0);
-    ip.set_more_frags(false);
-    ip.set_dont_frag(false);
-    ip.set_ttl(64);
-    ip.set_protocol(ip_proto::ICMP);
-    ip.set_src_addr(src);
-    ip.set_dst_addr(to);
-    ip.fill_checksum();
+    let mut ip = super::originate_ipv4(&mut data[l2_len..], ip_proto::ICMP, (added + quote_len) as u16, src, to, false);
     let mut msg = IcmpPacket::new_unchecked(ip.payload_mut());
     msg.set_msg_type(msg_type);
     msg.set_code(code);
@@ -201,6 +189,7 @@ pub fn make_error<F: Frame>(frame: &mut F, l2_len: usize, src: Ipv4Addr, msg_typ
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::builder::from_hex;
     use crate::frame::VecFrame;
     use crate::wire::builder::{icmp_frame, tcp_frame, TcpParams};
     use crate::wire::ethernet::HEADER_LEN;
@@ -287,10 +276,6 @@ mod tests {
         assert_eq!(msg.data(), &original[HEADER_LEN..HEADER_LEN + 28]);
     }
 
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
-    }
-
     /// Errors rvs originates, against frames written by an independent Python
     /// generator (struct + a ones-complement sum): outer header from the VIP
     /// with TTL 64, the quote = the packet's IP header + 8 bytes (RFC 1812).
@@ -327,9 +312,9 @@ mod tests {
             },
         ];
         for case in cases {
-            let mut f = VecFrame::new(&hex(case.input));
+            let mut f = VecFrame::new(&from_hex(case.input));
             let got = make_error(&mut f, HEADER_LEN, Ipv4Addr::new(10, 0, 0, 101), case.msg_type, case.code, 0).map(|to| (to, f.to_vec()));
-            let want = case.expect.map(|h| (Ipv4Addr::new(10, 0, 0, 2), hex(h)));
+            let want = case.expect.map(|h| (Ipv4Addr::new(10, 0, 0, 2), from_hex(h)));
             assert_eq!(got, want, "{}", case.what);
         }
     }

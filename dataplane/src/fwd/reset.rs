@@ -48,19 +48,8 @@ pub fn make_reset<F: Frame>(frame: &mut F, l2_len: usize) -> Result<Ipv4Addr, Fw
     if !frame.trim(excess) {
         return Err(FwdError::NoRoom);
     }
-    let mut ip = Ipv4Packet::new_unchecked(&mut frame.data_mut()[l2_len..]);
-    ip.set_version_and_header_len(ipv4::HEADER_LEN);
-    ip.set_dscp_ecn(0);
-    ip.set_total_len((ipv4::HEADER_LEN + tcp::HEADER_LEN) as u16);
-    ip.set_ident(0);
-    ip.set_frag_offset(0);
-    ip.set_more_frags(false);
-    ip.set_dont_frag(true);
-    ip.set_ttl(64);
-    ip.set_protocol(ip_proto::TCP);
-    ip.set_src_addr(vip);
-    ip.set_dst_addr(client);
-    ip.fill_checksum();
+    let total_len = (ipv4::HEADER_LEN + tcp::HEADER_LEN) as u16;
+    let mut ip = super::originate_ipv4(&mut frame.data_mut()[l2_len..], ip_proto::TCP, total_len, vip, client, true);
     let mut seg = TcpSegment::new_unchecked(ip.payload_mut());
     seg.set_src_port(vport);
     seg.set_dst_port(client_port);
@@ -77,11 +66,8 @@ pub fn make_reset<F: Frame>(frame: &mut F, l2_len: usize) -> Result<Ipv4Addr, Fw
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::builder::from_hex;
     use crate::frame::VecFrame;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
-    }
 
     /// Frames written by an independent Python generator (struct + a
     /// ones-complement sum), not by rvs's builder.
@@ -110,9 +96,9 @@ mod tests {
             },
         ];
         for case in cases {
-            let mut f = VecFrame::new(&hex(case.input));
+            let mut f = VecFrame::new(&from_hex(case.input));
             let got = make_reset(&mut f, 14).map(|to| (to, f.to_vec()));
-            let want = case.expect.map(|h| (Ipv4Addr::new(10, 0, 0, 2), hex(h)));
+            let want = case.expect.map(|h| (Ipv4Addr::new(10, 0, 0, 2), from_hex(h)));
             assert_eq!(got, want, "{}", case.what);
         }
     }

@@ -42,10 +42,7 @@ pub fn complete_partial_checksum(ip: &mut [u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
-    }
+    use crate::wire::builder::from_hex;
 
     /// Frames from an independent Python generator: a partial checksum is the
     /// folded pseudo-header sum, as Linux leaves it for the device.
@@ -55,13 +52,13 @@ mod tests {
         const TCP_PARTIAL: &str = "02d00000000102c000000002080045000028004d40004006261d0a0000020a0000659c400050000003e8000000005002faf014810000";
         const UDP_FULL: &str = "02d00000000102c000000002080045000021004e4000401126180a0000020a00006514e90035000d86677175657279";
         const UDP_PARTIAL: &str = "02d00000000102c000000002080045000021004e4000401126180a0000020a00006514e90035000d14857175657279";
-        let mut corrupt = hex(TCP_FULL);
+        let mut corrupt = from_hex(TCP_FULL);
         corrupt[14 + 20 + 16] ^= 0x5a;
         let cases: [(&str, Vec<u8>, bool, Vec<u8>); 5] = [
-            ("TCP SYN with a partial checksum", hex(TCP_PARTIAL), true, hex(TCP_FULL)),
-            ("UDP with a partial checksum", hex(UDP_PARTIAL), true, hex(UDP_FULL)),
-            ("complete TCP checksum", hex(TCP_FULL), false, hex(TCP_FULL)),
-            ("complete UDP checksum", hex(UDP_FULL), false, hex(UDP_FULL)),
+            ("TCP SYN with a partial checksum", from_hex(TCP_PARTIAL), true, from_hex(TCP_FULL)),
+            ("UDP with a partial checksum", from_hex(UDP_PARTIAL), true, from_hex(UDP_FULL)),
+            ("complete TCP checksum", from_hex(TCP_FULL), false, from_hex(TCP_FULL)),
+            ("complete UDP checksum", from_hex(UDP_FULL), false, from_hex(UDP_FULL)),
             ("a wrong checksum that is not partial stays wrong", corrupt.clone(), false, corrupt),
         ];
         for (what, input, partial, expect) in cases {

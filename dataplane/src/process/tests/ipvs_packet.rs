@@ -6,6 +6,7 @@
 //! received frame ends in exactly one counter.
 
 use super::*;
+use crate::wire::builder::from_hex;
 
 const DR_IN: &str = "02d00000000102c000000002080045000028004d40000206641e0a0000020a0000649c400050000003e80000000050020200f9040000";
 const DR_OUT: &str = "02aa0000001102d000000001080045000028004d40000106651e0a0000020a0000649c400050000003e80000000050020200f9040000";
@@ -36,12 +37,8 @@ const EMPTY_VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 105);
 /// A NAT service whose real server is removed, in [`answering_snapshot`].
 const NODEST_VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 106);
 
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
-}
-
 fn step(what: &'static str, input: &str, expect: &str) -> Step {
-    Step { what, input: hex(input), expect: Expect::Tx(hex(expect)) }
+    Step { what, input: from_hex(input), expect: Expect::Tx(from_hex(expect)) }
 }
 
 /// The test snapshot plus services that IPVS answers for: no real server,
@@ -84,16 +81,16 @@ fn tun_decrements_the_inner_ttl_and_the_outer_header_copies_it() {
     let mut p = warmed_processor();
     p.adopt(Arc::new(s.finish()));
     let mut out = Output::with_capacity(4);
-    p.handle(0, VecFrame::new(&hex(DR_IN)), 1, &mut out);
+    p.handle(0, VecFrame::new(&from_hex(DR_IN)), 1, &mut out);
     let frame = out.tx.first().map(|(_, f)| f.to_vec()).expect("tunnelled");
     let outer = Ipv4Packet::new_checked(&frame[14..]).expect("outer");
     let inner = Ipv4Packet::new_checked(outer.payload()).expect("inner");
     assert_eq!((outer.ttl(), inner.ttl()), (1, 1), "the client's TTL 2 less one, inside and out");
     assert!(outer.verify_checksum() && inner.verify_checksum());
     // The inner packet is DR_OUT's IP packet: TTL 1 with its checksum patched.
-    assert_eq!(outer.payload(), &hex(DR_OUT)[14..]);
+    assert_eq!(outer.payload(), &from_hex(DR_OUT)[14..]);
 
-    let mut ttl1 = hex(DR_IN);
+    let mut ttl1 = from_hex(DR_IN);
     ttl1[14 + 8] = 1;
     ttl1[14 + 10] += 1; // the header checksum of TTL 1 (one less in the high byte of the word)
     let mut out = Output::with_capacity(4);
@@ -129,7 +126,7 @@ fn answers_are_rate_limited() {
     p.adopt(answering_snapshot(2, vec![real(RS1, 80, ForwardMode::Nat)]));
     let mut out = Output::with_capacity(256);
     for _ in 0..200 {
-        p.handle(0, VecFrame::new(&hex(NOREAL_UDP_IN)), 7, &mut out);
+        p.handle(0, VecFrame::new(&from_hex(NOREAL_UDP_IN)), 7, &mut out);
     }
     let sent = icmp_err::ANSWER_BURST as usize;
     assert_eq!((out.tx.len(), out.drop.len()), (sent, 200 - sent));
@@ -193,7 +190,7 @@ fn two_port_processor() -> Processor<VecFrame> {
     };
     let mut p = Processor::new(Arc::new(snap.finish()), 64);
     let mut out = Output::with_capacity(4);
-    p.handle(0, VecFrame::new(&hex(VLAN_CLIENT_ARP_REPLY)), 0, &mut out);
+    p.handle(0, VecFrame::new(&from_hex(VLAN_CLIENT_ARP_REPLY)), 0, &mut out);
     let rs1_arp = crate::wire::builder::arp_frame(RS1_MAC, DIR2_MAC, arp::op::REPLY, RS1_MAC, RS1, DIR2_MAC, DIR_IN);
     p.handle(1, VecFrame::new(&rs1_arp), 0, &mut out);
     assert_eq!(p.counters().get(Counter::ArpRepliesConsumed), 2, "both neighbours learned on their own port");
@@ -208,23 +205,23 @@ fn vlan_tags_belong_to_ports() {
         p.handle(port, VecFrame::new(frame), 1, &mut out);
         (out.tx.iter().map(|(port, f)| (*port, f.to_vec())).collect::<Vec<_>>(), out.drop.len())
     };
-    assert_eq!(send(&mut p, 0, &hex(VLAN_IN)), (vec![(1, hex(VLAN_OUT))], 0), "VLAN 100 in, untagged out to the real server");
-    assert_eq!(send(&mut p, 1, &hex(VLAN_REPLY_IN)), (vec![(0, hex(VLAN_REPLY_OUT))], 0), "the reply gets port 0's tag");
-    assert_eq!(send(&mut p, 0, &hex(VLAN_ARP_IN)), (vec![(0, hex(VLAN_ARP_OUT))], 0), "ARP on VLAN 100 answered on it");
+    assert_eq!(send(&mut p, 0, &from_hex(VLAN_IN)), (vec![(1, from_hex(VLAN_OUT))], 0), "VLAN 100 in, untagged out to the real server");
+    assert_eq!(send(&mut p, 1, &from_hex(VLAN_REPLY_IN)), (vec![(0, from_hex(VLAN_REPLY_OUT))], 0), "the reply gets port 0's tag");
+    assert_eq!(send(&mut p, 0, &from_hex(VLAN_ARP_IN)), (vec![(0, from_hex(VLAN_ARP_OUT))], 0), "ARP on VLAN 100 answered on it");
 
-    let mut other_vlan = hex(VLAN_IN);
+    let mut other_vlan = from_hex(VLAN_IN);
     other_vlan[15] = 200;
-    let untagged: Vec<u8> = hex(VLAN_IN)[..12].iter().chain(&hex(VLAN_IN)[16..]).copied().collect();
+    let untagged: Vec<u8> = from_hex(VLAN_IN)[..12].iter().chain(&from_hex(VLAN_IN)[16..]).copied().collect();
     for (what, port, frame) in [
         ("VLAN 200 on the VLAN 100 port", 0, other_vlan),
         ("untagged on the VLAN 100 port", 0, untagged),
-        ("VLAN 100 on the untagged port", 1, hex(VLAN_IN)),
+        ("VLAN 100 on the untagged port", 1, from_hex(VLAN_IN)),
     ] {
         let before = p.counters().get(Counter::DropVlanForeign);
         assert_eq!(send(&mut p, port, &frame), (vec![], 1), "{what}");
         assert_eq!(p.counters().get(Counter::DropVlanForeign), before + 1, "{what}");
     }
-    assert_eq!(ControlFrame::arp_request(DIR_MAC, Some(100), DIR_OUT, CLIENT).bytes(), &hex(VLAN_ARP_REQUEST)[..]);
+    assert_eq!(ControlFrame::arp_request(DIR_MAC, Some(100), DIR_OUT, CLIENT).bytes(), &from_hex(VLAN_ARP_REQUEST)[..]);
 }
 
 #[test]
@@ -308,28 +305,28 @@ fn every_received_frame_ends_in_exactly_one_outcome_counter() {
     runt_arp.truncate(20);
     let echo = icmp_echo_frame(CLIENT_MAC, DIR_MAC, CLIENT, DR_VIP, 1, 1, b"ping");
     let echo_elsewhere = icmp_echo_frame(CLIENT_MAC, DIR_MAC, CLIENT, REMOTE, 1, 1, b"ping");
-    let mut bad_ip_csum = hex(DR_IN);
+    let mut bad_ip_csum = from_hex(DR_IN);
     bad_ip_csum[14 + 10] ^= 0xff;
-    let mut ipv6 = hex(DR_IN);
+    let mut ipv6 = from_hex(DR_IN);
     ipv6[12..14].copy_from_slice(&ethertype::IPV6.to_be_bytes());
-    let mut multicast_ip = hex(DR_IN);
+    let mut multicast_ip = from_hex(DR_IN);
     multicast_ip[0..6].copy_from_slice(&[0x01, 0x00, 0x5e, 0, 0, 0x12]);
-    let mut multicast_other = hex(VLAN_ARP_IN);
+    let mut multicast_other = arp_for_vip.clone();
     multicast_other[0..6].copy_from_slice(&[0x01, 0x80, 0xc2, 0, 0, 0]);
-    let mut foreign_vlan = hex(VLAN_IN);
+    let mut foreign_vlan = from_hex(VLAN_IN);
     foreign_vlan[15] = 7;
-    let mut not_our_mac = hex(DR_IN);
+    let mut not_our_mac = from_hex(DR_IN);
     not_our_mac[0..6].copy_from_slice(&OTHER_MAC.0);
-    let mut gre = hex(DR_IN);
+    let mut gre = from_hex(DR_IN);
     gre[14 + 9] = 47;
-    gre[14 + 10] -= 47 - 6; // the header checksum follows the protocol byte
+    Ipv4Packet::new_unchecked(&mut gre[14..]).fill_checksum();
     let frames: Vec<(&str, Vec<u8>)> = vec![
-        ("DR SYN", hex(DR_IN)),
-        ("NAT SYN with TTL 1 (answered)", hex(NAT_TTL1_IN)),
-        ("NAT reply with TTL 1 (answered)", hex(NAT_REPLY_TTL1_IN)),
-        ("NAT SYN with a partial checksum", hex(PARTIAL_IN)),
-        ("UDP without a real server (answered)", hex(NOREAL_UDP_IN)),
-        ("SYN without a real server (answered)", hex(NOREAL_SYN_IN)),
+        ("DR SYN", from_hex(DR_IN)),
+        ("NAT SYN with TTL 1 (answered)", from_hex(NAT_TTL1_IN)),
+        ("NAT reply with TTL 1 (answered)", from_hex(NAT_REPLY_TTL1_IN)),
+        ("NAT SYN with a partial checksum", from_hex(PARTIAL_IN)),
+        ("UDP without a real server (answered)", from_hex(NOREAL_UDP_IN)),
+        ("SYN without a real server (answered)", from_hex(NOREAL_SYN_IN)),
         ("data without a connection", tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 9), (NAT_VIP, 80), flags::ACK, b"x")),
         ("no service on the port", tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 9), (NAT_VIP, 81), flags::SYN, b"")),
         ("TCP to our own address", tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 9), (DIR_OUT, 22), flags::SYN, b"")),
