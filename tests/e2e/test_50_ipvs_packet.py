@@ -12,7 +12,6 @@
   to rvsd (veth default), TCP traffic to a NAT service still works, the
   counter rx_l4_csum_partial rises and rvsd logs what to change.
 """
-import select
 import socket
 import struct
 import time
@@ -47,11 +46,10 @@ def queued_icmp_error(s: socket.socket, timeout: float) -> tuple[int, int, str] 
     (IP_RECVERR), or None after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        select.select([], [], [s], max(0.0, deadline - time.monotonic()))
         try:
             _, ancdata, _, _ = s.recvmsg(256, 512, MSG_ERRQUEUE | socket.MSG_DONTWAIT)
         except BlockingIOError:
-            time.sleep(0.05)
+            time.sleep(0.005)
             continue
         for level, kind, data in ancdata:
             if level == socket.IPPROTO_IP and kind == IP_RECVERR and len(data) >= 32:
