@@ -43,7 +43,7 @@ pub fn build_snapshot(config: &Config, port_macs: &[MacAddr], generation: u64) -
     let mut routes: Vec<Route> = Vec::new();
     for (i, (port, mac)) in config.ports.iter().zip(port_macs).enumerate() {
         let index = port_index(i)?;
-        ports.push(PortInfo { name: port.name.clone(), mac: *mac, mtu: port.mtu, kernel: port.tap.is_some() });
+        ports.push(PortInfo { name: port.name.clone(), mac: *mac, mtu: port.mtu, kernel: port.tap.is_some(), vlan: port.vlan });
         for cidr in &port.addresses {
             addresses.push(InterfaceAddr { port: index, addr: cidr.addr, prefix_len: cidr.prefix_len });
             let connected = Route { prefix: cidr.network(), prefix_len: cidr.prefix_len, via: None, port: index };
@@ -186,6 +186,7 @@ mod tests {
             addresses: vec!["192.0.2.10/28".parse().expect("cidr"), "192.0.2.11/28".parse().expect("cidr")],
             mtu: 1500,
             tap: None,
+            vlan: None,
         });
         c.routes.push(crate::config::RouteConfig {
             prefix: "198.51.100.0/24".parse().expect("cidr"),

@@ -219,6 +219,12 @@ pub struct PortConfig {
     /// is dropped and counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tap: Option<String>,
+    /// 802.1Q VLAN id (1..=4094) the port is on: frames are received and sent
+    /// with this tag, and frames with another tag (or none) are dropped and
+    /// counted (`drop_vlan_foreign`). Absent: untagged. One VLAN per port;
+    /// the TAP (`tap`) is untagged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
 }
 
 /// A static route.
@@ -797,6 +803,12 @@ impl Config {
                     return Err(ConfigError::invalid(format!("ports[{i}].tap"), format!("duplicate TAP name `{tap}`")));
                 }
             }
+            if let Some(vlan) = port.vlan.filter(|v| !(1..=4094).contains(v)) {
+                return Err(ConfigError::invalid(
+                    format!("ports[{i}].vlan"),
+                    format!("{vlan} is not a VLAN id: use 1..=4094, or leave vlan out for an untagged port"),
+                ));
+            }
             if port.device.trim().is_empty() {
                 return Err(ConfigError::invalid(
                     format!("ports[{i}].device"),
@@ -982,6 +994,7 @@ mod tests {
             addresses: vec!["192.0.2.1/24".parse().expect("cidr")],
             mtu: 1500,
             tap: None,
+            vlan: None,
         });
         c.routes.push(RouteConfig { prefix: "10.1.0.128/25".parse().expect("cidr"), via: None, port: "wan0".into() });
         assert_eq!(c.egress_port(Ipv4Addr::new(10, 1, 0, 11)), Some(0), "connected /24");
@@ -1196,6 +1209,12 @@ mod tests {
         );
         assert_eq!(invalid_field(|c| c.ports[0].name = " ".into()), "ports[0].name");
         assert_eq!(invalid_field(|c| c.ports[0].device = String::new()), "ports[0].device");
+        for vlan in [0, 4095, 5000] {
+            assert_eq!(invalid_field(|c| c.ports[0].vlan = Some(vlan)), "ports[0].vlan", "vlan {vlan}");
+        }
+        let mut tagged = example();
+        tagged.ports[0].vlan = Some(100);
+        tagged.validate().expect("VLAN 100 is valid");
         assert_eq!(invalid_field(|c| c.ports[0].addresses[1].prefix_len = 0), "ports[0].addresses[1]");
         assert_eq!(
             invalid_field(|c| c.ports[0].addresses[0] = Cidr { addr: Ipv4Addr::UNSPECIFIED, prefix_len: 8 }),
@@ -1208,6 +1227,7 @@ mod tests {
                 addresses: vec![Cidr { addr: Ipv4Addr::new(10, 1, 0, 1), prefix_len: 16 }],
                 mtu: 1500,
                 tap: None,
+                vlan: None,
             })),
             "ports[1].addresses[0]"
         );

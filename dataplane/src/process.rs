@@ -5,14 +5,19 @@
 //! and is generic over [`Frame`], so the same code runs on DPDK mbufs in rvsd and
 //! on [`crate::frame::VecFrame`] in tests and benchmarks.
 //!
-//! For each frame: parse Ethernet (one 802.1Q tag allowed, kept on output);
+//! For each frame: parse Ethernet (one 802.1Q tag, which must be the
+//! receiving port's VLAN; frames sent carry the egress port's tag);
 //! answer ARP for our addresses, VIPs and FULLNAT local addresses and learn
 //! neighbours; answer ICMP echo to our addresses and VIPs; find the connection
 //! of a TCP/UDP packet, or on a miss find its virtual service, schedule a real
 //! server and create one; rewrite by forwarding mode (DR, NAT, TUN, FULLNAT);
 //! forward ICMP errors that quote a connection's packet; resolve the next hop's
 //! MAC (queueing while ARP is outstanding) and hand the frame to the tx list.
-//! Everything else is dropped and counted by reason. Nothing here allocates per
+//! Forwarded packets lose one TTL; packets IPVS answers are answered the same
+//! way (time exceeded, port unreachable when no real server is available, a
+//! reset after `expire_nodest_conn`). Everything else is dropped and counted
+//! by reason: every received frame ends in exactly one counter (see the
+//! `ipvs_packet` tests). Nothing here allocates per
 //! packet (fragments of oversized tunnel packets take a buffer from the pool).
 //!
 //! # Several workers
@@ -50,7 +55,7 @@ use hashbrown::HashMap;
 use crate::conn::{ms32, state_timeout_ms, Conn, ConnId, ConnTable, Direction, FlowKey, TcpFlags, TcpState};
 use crate::frag::{self, FitError, FragDrop, Reassembler, Verdict};
 use crate::frame::Frame;
-use crate::fwd::{dr, fnat, icmp_err, nat, tun, NextHop};
+use crate::fwd::{dr, fnat, icmp_err, nat, reset, ttl, tun, FwdError, NextHop};
 use crate::laddr::{owner_of_port, LocalPool};
 use crate::neigh::{NeighTable, Resolution};
 use crate::sched::{new_scheduler, Candidates, Scheduler};
@@ -78,22 +83,26 @@ impl ControlFrame {
         &self.bytes[..self.len]
     }
 
-    /// A broadcast ARP request from `src_mac`/`src_ip` for `target_ip`, padded to 60 bytes.
-    pub fn arp_request(src_mac: MacAddr, src_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Self {
+    /// A broadcast ARP request from `src_mac`/`src_ip` for `target_ip`,
+    /// tagged with the port's `vlan` if it has one, padded to 60 bytes (64 tagged).
+    pub fn arp_request(src_mac: MacAddr, vlan: Option<u16>, src_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Self {
         let mut bytes = [0u8; 64];
-        bytes[0..6].copy_from_slice(&MacAddr::BROADCAST.0);
-        bytes[6..12].copy_from_slice(&src_mac.0);
-        bytes[12..14].copy_from_slice(&ethertype::ARP.to_be_bytes());
-        arp::fill_request(&mut bytes[14..14 + arp::LEN], src_mac, src_ip, target_ip);
-        ControlFrame { bytes, len: 60 }
+        let l2_len = crate::wire::ethernet::fill_header(&mut bytes, MacAddr::BROADCAST, src_mac, vlan, ethertype::ARP).unwrap_or(0);
+        arp::fill_request(&mut bytes[l2_len..l2_len + arp::LEN], src_mac, src_ip, target_ip);
+        ControlFrame { bytes, len: 60 + l2_len - crate::wire::ethernet::HEADER_LEN }
     }
 
-    /// A copy of a received frame of at most 64 bytes (an ARP request handed
-    /// to the kernel while the dataplane answers it); None when it is longer.
-    pub fn copy_of(frame: &[u8]) -> Option<Self> {
+    /// An untagged copy of the first `len` bytes of a received frame whose
+    /// Ethernet header is `l2_len` long (an ARP request handed to the kernel
+    /// while the dataplane answers it); None when it does not fit in 64 bytes.
+    pub fn untagged_copy_of(frame: &[u8], l2_len: usize, len: usize) -> Option<Self> {
         let mut bytes = [0u8; 64];
-        bytes.get_mut(..frame.len())?.copy_from_slice(frame);
-        Some(ControlFrame { bytes, len: frame.len() })
+        let body = frame.get(l2_len..len)?;
+        let out_len = crate::wire::ethernet::HEADER_LEN + body.len();
+        bytes.get_mut(..12)?.copy_from_slice(frame.get(..12)?);
+        bytes.get_mut(12..14)?.copy_from_slice(frame.get(l2_len.checked_sub(2)?..l2_len)?);
+        bytes.get_mut(14..out_len)?.copy_from_slice(body);
+        Some(ControlFrame { bytes, len: out_len })
     }
 }
 
@@ -184,8 +193,18 @@ enum Action {
     /// The frame was turned into an answer (ARP reply, ICMP echo reply) that goes
     /// back out of the port it came in on.
     Reply,
-    /// The frame was used up (an ARP reply we learned from).
-    Consumed,
+    /// The frame was used up (an ARP reply we learned from), counted here.
+    Consumed(Counter),
+    /// Count why the frame is not forwarded, then turn it into the answer
+    /// IPVS gives (an ICMP error or a TCP reset) and send that back.
+    Answer {
+        /// Why the packet is not forwarded.
+        reason: Counter,
+        /// Ethernet header length.
+        l2_len: usize,
+        /// What to answer with.
+        answer: Answer,
+    },
     /// The frame was rewritten; send it towards this next hop.
     Forward(NextHop),
     /// Encapsulate towards the real server (TUN), then send.
@@ -225,6 +244,22 @@ enum Action {
         /// The egress MTU.
         mtu: u16,
     },
+}
+
+/// An answer the dataplane originates in place of a packet it does not forward.
+#[derive(Clone, Copy, Debug)]
+enum Answer {
+    /// An ICMP error from `from` quoting the packet.
+    Icmp {
+        /// The error's source address.
+        from: Ipv4Addr,
+        /// ICMP type.
+        msg_type: u8,
+        /// ICMP code.
+        code: u8,
+    },
+    /// A TCP reset from the address and port the client sent to.
+    Reset,
 }
 
 /// Transport fields of a TCP/UDP packet.
@@ -295,6 +330,8 @@ pub struct Processor<F> {
     reassembler: Reassembler<F>,
     /// Set while the first fragment of a complete datagram is classified.
     whole_datagram: bool,
+    answers: icmp_err::AnswerLimit,
+    partial_csum_port: Option<u16>,
 }
 
 impl<F: Frame> Processor<F> {
@@ -331,6 +368,8 @@ impl<F: Frame> Processor<F> {
             tunnel_ident: 0,
             reassembler: Reassembler::new(frag_limits),
             whole_datagram: false,
+            answers: icmp_err::AnswerLimit::default(),
+            partial_csum_port: None,
         }
     }
 
@@ -583,7 +622,11 @@ impl<F: Frame> Processor<F> {
                 self.counters.inc(reason);
                 out.drop.push(frame);
             }
-            Action::Consumed => out.drop.push(frame),
+            Action::Consumed(counter) => {
+                self.counters.inc(counter);
+                out.drop.push(frame);
+            }
+            Action::Answer { reason, l2_len, answer } => self.answer(frame, reason, l2_len, answer, now_ms, out),
             Action::Reply => self.push_tx(port, frame, out),
             Action::Forward(hop) => self.send(frame, hop, now_ms, out),
             Action::Tunnel { l2_len, real, vip } => self.tunnel(frame, l2_len, real, vip, now_ms, out),
@@ -600,6 +643,10 @@ impl<F: Frame> Processor<F> {
                 out.redirect.push((worker, port, frame));
             }
             Action::ToKernel => {
+                // The kernel's side of a port is untagged (see `tag_for_port`).
+                if !set_vlan(&mut frame, None) {
+                    return self.drop(frame, Counter::DropMalformed, out);
+                }
                 self.counters.inc(Counter::KernelIn);
                 out.kernel.push((port, frame));
             }
@@ -620,6 +667,45 @@ impl<F: Frame> Processor<F> {
             }
             Err(_) => self.drop(frame, Counter::DropNoRoom, out),
         }
+    }
+
+    /// Counts `reason`, turns the frame into `answer` and sends it; within
+    /// the answer rate limit and only where RFC 1812/793 allow an answer.
+    fn answer(&mut self, mut frame: F, reason: Counter, l2_len: usize, answer: Answer, now_ms: u64, out: &mut Output<F>) {
+        self.counters.inc(reason);
+        let made = match answer {
+            Answer::Icmp { from, msg_type, code } => {
+                icmp_err::make_error(&mut frame, l2_len, from, msg_type, code, 0).map(|to| (to, Counter::IcmpErrorsSent))
+            }
+            Answer::Reset => reset::make_reset(&mut frame, l2_len).map(|to| (to, Counter::TcpResetsSent)),
+        };
+        let Ok((to, sent)) = made else {
+            out.drop.push(frame);
+            return;
+        };
+        if !self.answers.allow(now_ms) {
+            self.counters.inc(Counter::AnswersRateLimited);
+            out.drop.push(frame);
+            return;
+        }
+        self.counters.inc(sent);
+        self.send(frame, NextHop::Routed(to), now_ms, out)
+    }
+
+    /// Gives a frame the kernel sent through port `port`'s exception path
+    /// the port's 802.1Q tag, if it has one. False when the frame has no
+    /// headroom for the tag (the caller drops it).
+    pub fn tag_for_port(&self, port: u16, frame: &mut F) -> bool {
+        match self.snapshot.ports.get(usize::from(port)).and_then(|p| p.vlan) {
+            Some(vlan) => set_vlan(frame, Some(vlan)),
+            None => true,
+        }
+    }
+
+    /// The port a TCP/UDP packet with a partial checksum last arrived on
+    /// since the previous call (for a rate-limited log line naming it).
+    pub fn take_partial_csum_port(&mut self) -> Option<u16> {
+        self.partial_csum_port.take()
     }
 
     /// Traffic for the appliance itself that the dataplane does not answer:
@@ -750,9 +836,14 @@ impl<F: Frame> Processor<F> {
         let Ok(eth) = EthernetFrame::new_checked(&*data) else {
             return Action::Drop(Counter::DropMalformed);
         };
-        let Some(port_mac) = self.snapshot.ports.get(usize::from(port)).map(|p| p.mac) else {
+        let Some((port_mac, port_vlan)) = self.snapshot.ports.get(usize::from(port)).map(|p| (p.mac, p.vlan)) else {
             return Action::Drop(Counter::DropUnsupported);
         };
+        // 802.1Q tags belong to ports: a port takes frames of its own VLAN
+        // only (untagged ones when it has none; VID 0 is a priority tag).
+        if eth.vlan_id().filter(|&vid| vid != 0) != port_vlan {
+            return Action::Drop(Counter::DropVlanForeign);
+        }
         let dst = eth.dst_mac();
         let l2_len = eth.header_len();
         if dst.is_multicast() && !dst.is_broadcast() {
@@ -796,7 +887,7 @@ impl<F: Frame> Processor<F> {
                 // health-checked hosts) from requests for its own addresses,
                 // as on any host: it gets a copy; the answer is ours.
                 if self.snapshot.is_interface_addr(target_ip) && matches!(self.local(port), Action::ToKernel) {
-                    match data.get(..l2_len + arp::LEN).and_then(ControlFrame::copy_of) {
+                    match ControlFrame::untagged_copy_of(data, l2_len, l2_len + arp::LEN) {
                         Some(copy) => out.kernel_control.push((port, copy)),
                         None => self.counters.inc(Counter::DropKernel),
                     }
@@ -821,24 +912,25 @@ impl<F: Frame> Processor<F> {
                 // The kernel resolves its own neighbours (health checks, sync) from these.
                 match self.local(port) {
                     Action::ToKernel => Action::ToKernel,
-                    _ => Action::Consumed,
+                    _ => Action::Consumed(Counter::ArpRepliesConsumed),
                 }
             }
-            _ => {
-                self.counters.inc(Counter::ArpIgnored);
-                Action::Consumed
-            }
+            _ => Action::Consumed(Counter::ArpIgnored),
         }
     }
 
     /// Records a neighbour, sends what waited for it, and tells the other workers.
     #[allow(clippy::too_many_arguments)]
     fn learn_neighbour(&mut self, ip: Ipv4Addr, mac: MacAddr, port: u16, now_ms: u64, create: bool, broadcast: bool, out: &mut Output<F>) {
-        let Some(port_mac) = self.snapshot.ports.get(usize::from(port)).map(|p| p.mac) else { return };
+        let Some((port_mac, vlan)) = self.snapshot.ports.get(usize::from(port)).map(|p| (p.mac, p.vlan)) else { return };
         let known = self.neigh.lookup(ip, now_ms) == Some(mac);
         let released = self.neigh.learn(ip, mac, port, now_ms, create);
         let learned = self.neigh.lookup(ip, now_ms) == Some(mac);
         for mut f in released {
+            if !set_vlan(&mut f, vlan) {
+                self.drop(f, Counter::DropNoRoom, out);
+                continue;
+            }
             set_macs(f.data_mut(), port_mac, mac);
             self.push_tx(port, f, out);
         }
@@ -886,6 +978,10 @@ impl<F: Frame> Processor<F> {
             }
             _ => return self.not_balanced(port, dst),
         };
+        if crate::wire::offload::complete_partial_checksum(ip_bytes) {
+            self.counters.inc(Counter::RxL4CsumPartial);
+            self.partial_csum_port = Some(port);
+        }
         let key = FlowKey { proto, src, dst, sport: l4.sport, dport: l4.dport };
         let timeouts = self.snapshot.timeouts;
         let generation = self.generation();
@@ -894,15 +990,23 @@ impl<F: Frame> Processor<F> {
             let Some(conn) = self.conns.get_mut(id) else {
                 return Action::Drop(Counter::DropNoConnection);
             };
-            let reschedule = dir == Direction::Inbound && l4.syn && !l4.ack && conn.reusable_by_syn();
-            if !reschedule {
-                if conn.generation != generation {
-                    let mut c = *conn;
-                    self.relocate(&mut c);
-                    if let Some(stored) = self.conns.get_mut(id) {
-                        *stored = c;
-                    }
+            if conn.generation != generation {
+                let mut c = *conn;
+                self.relocate(&mut c);
+                if let Some(stored) = self.conns.get_mut(id) {
+                    *stored = c;
                 }
+            }
+            let Some(conn) = self.conns.get(id).copied() else {
+                return Action::Drop(Counter::DropNoConnection);
+            };
+            // A new SYN on a closing connection starts a new one (IPVS
+            // conn_reuse_mode), and so does one on a connection whose real
+            // server is gone (IPVS with expire_nodest_conn).
+            let new_syn = dir == Direction::Inbound && l4.syn && !l4.ack;
+            let reschedule =
+                new_syn && (conn.reusable_by_syn() || self.expired_by_config(&conn) == Some(Counter::DropNoDest));
+            if !reschedule {
                 let Some(conn) = self.conns.get_mut(id) else {
                     return Action::Drop(Counter::DropNoConnection);
                 };
@@ -923,13 +1027,18 @@ impl<F: Frame> Processor<F> {
                 self.recount_state(&before, &conn);
                 if let Some(reason) = self.expired_by_config(&conn) {
                     self.remove_conn(id, now_ms, out);
+                    // IPVS drops the packet and the client learns from the
+                    // director's own stack on its next one: answer at once.
+                    let tell_client = reason == Counter::DropNoDest && dir == Direction::Inbound && conn.protocol == Protocol::Tcp;
+                    if tell_client && !l4.rst {
+                        return Action::Answer { reason, l2_len, answer: Answer::Reset };
+                    }
                     return Action::Drop(reason);
                 }
                 let first_ack = before.state == TcpState::SynRecv && conn.state == TcpState::Established;
                 self.count_traffic(&conn, dir, ip_len);
-                return self.forward(ip_bytes, l2_len, &conn, dir, first_ack);
+                return self.forward(port, ip_bytes, l2_len, &conn, dir, first_ack);
             }
-            // A new SYN on a closing connection starts a new one (IPVS conn_reuse_mode).
             self.remove_conn(id, now_ms, out);
         }
 
@@ -957,7 +1066,9 @@ impl<F: Frame> Processor<F> {
             }
         }
         let Some(real_idx) = self.schedule(svc_idx, &key, now_ms) else {
-            return Action::Drop(Counter::DropNoRealServer);
+            // IPVS ip_vs_leave: the client learns at once that nobody serves it.
+            let answer = Answer::Icmp { from: dst, msg_type: icmp::msg_type::DEST_UNREACHABLE, code: icmp_err::code::PORT_UNREACHABLE };
+            return Action::Answer { reason: Counter::DropNoRealServer, l2_len, answer };
         };
         let svc = &self.snapshot.services[svc_idx];
         let real = svc.reals[real_idx];
@@ -1017,7 +1128,7 @@ impl<F: Frame> Processor<F> {
         if self.snapshot.sync_send {
             out.sync.push(self.conn_info(&conn, now_ms));
         }
-        self.forward(ip_bytes, l2_len, &conn, Direction::Inbound, false)
+        self.forward(port, ip_bytes, l2_len, &conn, Direction::Inbound, false)
     }
 
     /// Tells the other workers that this one owns `conn`, so a packet of it
@@ -1283,6 +1394,15 @@ impl<F: Frame> Processor<F> {
         let Some(c) = self.conns.get(id).copied() else {
             return Action::Drop(Counter::DropNoConnection);
         };
+        if dir == Direction::Reply && matches!(c.forward, ForwardMode::Dr | ForwardMode::Tun) {
+            return Action::Drop(Counter::DropNotForUs);
+        }
+        // Forwarded errors lose a TTL too; one that dies here is not answered (RFC 1812).
+        match ttl::decrement(ip_bytes) {
+            Ok(()) => {}
+            Err(FwdError::TtlExceeded) => return Action::Drop(Counter::DropTtlExceeded),
+            Err(_) => return Action::Drop(Counter::DropMalformed),
+        }
         let t = match (dir, c.forward) {
             (Direction::Reply, ForwardMode::Nat) => icmp_err::Translation { outer_src: Some(*c.vip.ip()), quoted_dst: Some(c.vip), ..Default::default() },
             (Direction::Reply, ForwardMode::FullNat) => icmp_err::Translation {
@@ -1320,7 +1440,15 @@ impl<F: Frame> Processor<F> {
         })
     }
 
-    fn forward(&mut self, ip_bytes: &mut [u8], l2_len: usize, conn: &Conn, dir: Direction, first_ack: bool) -> Action {
+    fn forward(&mut self, port: u16, ip_bytes: &mut [u8], l2_len: usize, conn: &Conn, dir: Direction, first_ack: bool) -> Action {
+        if dir == Direction::Reply && matches!(conn.forward, ForwardMode::Dr | ForwardMode::Tun) {
+            return Action::Drop(Counter::DropNotForUs);
+        }
+        match ttl::decrement(ip_bytes) {
+            Ok(()) => {}
+            Err(FwdError::TtlExceeded) => return self.time_exceeded(port, l2_len, conn, dir),
+            Err(_) => return Action::Drop(Counter::DropMalformed),
+        }
         if dir == Direction::Inbound && conn.forward != ForwardMode::Tun {
             if let Some(mtu) = self.dont_frag_above_mtu(ip_bytes, *conn.real.ip()) {
                 return Action::TooBig { l2_len, vip: *conn.vip.ip(), mtu };
@@ -1368,6 +1496,25 @@ impl<F: Frame> Processor<F> {
         let port = self.snapshot.route(to)?.port;
         let mtu = self.snapshot.ports.get(usize::from(port))?.mtu;
         (ip.total_len() > mtu).then_some(mtu)
+    }
+
+    /// The answer to a packet of `conn` that arrived with TTL 0 or 1: time
+    /// exceeded, from the VIP for a client's packet (Linux: the packet was
+    /// for a local address) and from our address on the real server's
+    /// network for a reply (the kernel's forwarding path).
+    fn time_exceeded(&self, port: u16, l2_len: usize, conn: &Conn, dir: Direction) -> Action {
+        let from = match dir {
+            Direction::Inbound => Some(*conn.vip.ip()),
+            Direction::Reply => self.snapshot.source_addr_for(port, *conn.real.ip()),
+        };
+        match from {
+            Some(from) => Action::Answer {
+                reason: Counter::DropTtlExceeded,
+                l2_len,
+                answer: Answer::Icmp { from, msg_type: icmp::msg_type::TIME_EXCEEDED, code: icmp_err::code::TTL_EXCEEDED },
+            },
+            None => Action::Drop(Counter::DropTtlExceeded),
+        }
     }
 
     /// A packet that is not part of a balanced flow: ours, a VIP's, or someone else's.
@@ -1434,7 +1581,7 @@ impl<F: Frame> Processor<F> {
                 _ => return self.drop(frame, Counter::DropNoRoute, out),
             },
         };
-        let Some((port_mac, mtu)) = self.snapshot.ports.get(usize::from(port)).map(|p| (p.mac, p.mtu)) else {
+        let Some((port_mac, mtu, vlan)) = self.snapshot.ports.get(usize::from(port)).map(|p| (p.mac, p.mtu, p.vlan)) else {
             return self.drop(frame, Counter::DropNoRoute, out);
         };
         let mut frame = frame;
@@ -1448,16 +1595,22 @@ impl<F: Frame> Processor<F> {
                 return self.drop(frame, reason, out);
             }
         }
-        self.resolve_and_push(frame, target, port, port_mac, now_ms, out);
+        self.resolve_and_push(frame, target, (port, port_mac, vlan), now_ms, out);
         for f in more.drain(..) {
-            self.resolve_and_push(f, target, port, port_mac, now_ms, out);
+            self.resolve_and_push(f, target, (port, port_mac, vlan), now_ms, out);
         }
         self.fragments = more;
     }
 
-    fn resolve_and_push(&mut self, frame: F, target: Ipv4Addr, port: u16, port_mac: MacAddr, now_ms: u64, out: &mut Output<F>) {
+    /// Sends `frame` out of `egress` (port, its MAC, its VLAN) to `target`'s
+    /// MAC, or queues it until ARP resolves `target`.
+    fn resolve_and_push(&mut self, frame: F, target: Ipv4Addr, egress: (u16, MacAddr, Option<u16>), now_ms: u64, out: &mut Output<F>) {
+        let (port, port_mac, vlan) = egress;
         match self.neigh.resolve(target, port, frame, now_ms) {
             Resolution::Resolved { mac, refresh, mut frame } => {
+                if !set_vlan(&mut frame, vlan) {
+                    return self.drop(frame, Counter::DropNoRoom, out);
+                }
                 set_macs(frame.data_mut(), port_mac, mac);
                 self.push_tx(port, frame, out);
                 if refresh {
@@ -1478,7 +1631,8 @@ impl<F: Frame> Processor<F> {
         let snap = &self.snapshot;
         let Some(port_mac) = snap.ports.get(usize::from(port)).map(|p| p.mac) else { return };
         let Some(src) = snap.source_addr_for(port, target) else { return };
-        out.control.push((port, ControlFrame::arp_request(port_mac, src, target)));
+        let vlan = snap.ports.get(usize::from(port)).and_then(|p| p.vlan);
+        out.control.push((port, ControlFrame::arp_request(port_mac, vlan, src, target)));
         self.counters.inc(Counter::ArpRequestsOut);
     }
 
@@ -1546,6 +1700,33 @@ fn template_owner(net: Ipv4Addr, workers: usize) -> usize {
     // Fibonacci hashing: spreads consecutive networks over workers.
     let h = u32::from(net).wrapping_mul(0x9e37_79b9);
     (h >> 16) as usize % workers.max(1)
+}
+
+/// Gives a frame the 802.1Q tag `vlan` (PCP 0), or removes its tag for
+/// `None`, moving only the MAC addresses. False when there is no headroom.
+fn set_vlan<F: Frame>(frame: &mut F, vlan: Option<u16>) -> bool {
+    use crate::wire::ethernet::VLAN_HEADER_LEN;
+    const TAG: usize = 4;
+    let tagged = frame.len() >= VLAN_HEADER_LEN && frame.data()[12..14] == ethertype::VLAN.to_be_bytes();
+    match (tagged, vlan) {
+        (false, None) => true,
+        (true, None) => {
+            frame.data_mut().copy_within(0..12, TAG);
+            frame.adj(TAG)
+        }
+        (false, Some(vid)) => {
+            if frame.len() < 12 || !frame.insert_gap(12, TAG) {
+                return false;
+            }
+            frame.data_mut()[12..14].copy_from_slice(&ethertype::VLAN.to_be_bytes());
+            frame.data_mut()[14..16].copy_from_slice(&(vid & 0x0fff).to_be_bytes());
+            true
+        }
+        (true, Some(vid)) => {
+            frame.data_mut()[14..16].copy_from_slice(&(vid & 0x0fff).to_be_bytes());
+            true
+        }
+    }
 }
 
 /// Sets the Ethernet source and destination of a frame (VLAN tag untouched).

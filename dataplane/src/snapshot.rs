@@ -219,7 +219,7 @@ impl Service {
 impl PortInfo {
     /// A port with the standard Ethernet MTU.
     pub fn new(name: impl Into<String>, mac: MacAddr) -> Self {
-        PortInfo { name: name.into(), mac, mtu: 1500, kernel: false }
+        PortInfo { name: name.into(), mac, mtu: 1500, kernel: false, vlan: None }
     }
 }
 
@@ -256,6 +256,10 @@ pub struct PortInfo {
     /// The port has an exception path: traffic for the appliance itself that
     /// the dataplane does not answer goes to the kernel through a TAP.
     pub kernel: bool,
+    /// The 802.1Q VLAN the port is on: frames are received and sent with
+    /// this tag, and frames with another tag (or none) are dropped. `None`:
+    /// untagged.
+    pub vlan: Option<u16>,
 }
 
 /// A route: packets to `prefix/prefix_len` leave on `port`, through `via` when set

@@ -177,6 +177,7 @@ pub fn run(ctx: WorkerContext) -> i32 {
     let mut last_publish = clock;
     let mut last_tick = clock;
     let mut idle_polls: u32 = 0;
+    let mut last_csum_warning: Option<Instant> = None;
 
     while !stop.load(Ordering::Relaxed) {
         while let Ok(next) = snapshots.try_recv() {
@@ -235,14 +236,21 @@ pub fn run(ctx: WorkerContext) -> i32 {
                 processor.handle(port as u16, m, now_ms, &mut out);
             }
         }
-        // What the kernel sends on its TAP goes out of the real port as it is.
+        // What the kernel sends on its TAP goes out of the real port as it is,
+        // with the port's 802.1Q tag.
         for (port, kq) in kernel_queues.iter().enumerate() {
             let Some(kq) = kq else { continue };
             let n = kq.rx_burst(&mut rx);
             received += n;
             processor.count(Counter::KernelOut, n as u64);
             if let Some(list) = tx_by_port.get_mut(port) {
-                list.append(&mut rx);
+                for mut m in rx.drain(..) {
+                    if processor.tag_for_port(port as u16, &mut m) {
+                        list.push(m);
+                    } else {
+                        processor.count(Counter::DropNoRoom, 1);
+                    }
+                }
             }
             rx.clear();
         }
@@ -285,6 +293,7 @@ pub fn run(ctx: WorkerContext) -> i32 {
         if now.duration_since(last_publish) >= PUBLISH_EVERY {
             counters.publish(processor.counters());
             last_publish = now;
+            warn_partial_checksums(&mut processor, id, now, &mut last_csum_warning);
         }
 
         if received == 0 {
@@ -299,6 +308,27 @@ pub fn run(ctx: WorkerContext) -> i32 {
     counters.publish(processor.counters());
     tracing::info!(worker = id, "worker stopped");
     0
+}
+
+/// Partial checksums are logged at most this often per worker.
+const CSUM_WARNING_EVERY: Duration = Duration::from_secs(60);
+
+/// Tells the operator, at most once a minute, that a sender's checksum
+/// offload leaves rvs partial checksums to complete (`rx_l4_csum_partial`).
+fn warn_partial_checksums(processor: &mut Processor<Mbuf>, worker: usize, now: Instant, last: &mut Option<Instant>) {
+    if last.is_some_and(|t| now.duration_since(t) < CSUM_WARNING_EVERY) {
+        return;
+    }
+    let Some(port) = processor.take_partial_csum_port() else { return };
+    let name = processor.snapshot().ports.get(usize::from(port)).map_or("?", |p| p.name.as_str()).to_owned();
+    tracing::warn!(
+        worker,
+        port = %name,
+        "TCP/UDP packets with partial checksums arrive on port {name} (the sender has transmit checksum offload on, as veth \
+         and tap devices do by default); rvs completes them (counter rx_l4_csum_partial), which costs a checksum over each \
+         such packet: turn the offload off on the sending interface (`ethtool -K <if> tx off`)"
+    );
+    *last = Some(now);
 }
 
 /// Sends what processing produced, frees what it dropped.

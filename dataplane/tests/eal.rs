@@ -103,7 +103,8 @@ fn nat_through_a_real_dpdk_port() {
     assert_eq!(port.queue(0).tx_burst(&mut tx), 1);
     let mut rx = Vec::new();
     port.queue(0).rx_burst(&mut rx);
-    let expected = tcp_frame(&TcpParams { src_mac: mac, dst_mac: RS_MAC, src: client, dst: rs, sport: 33000, dport: 8080, ..TcpParams::default() });
+    // One router hop later: TTL 64 - 1.
+    let expected = tcp_frame(&TcpParams { src_mac: mac, dst_mac: RS_MAC, src: client, dst: rs, sport: 33000, dport: 8080, ttl: 63, ..TcpParams::default() });
     assert_eq!(rx.len(), 1);
     assert_eq!(rx[0].data(), &expected[..]);
     drop(rx);

@@ -22,6 +22,61 @@ use super::FwdError;
 /// Bytes of the offending packet quoted in errors rvs generates (header + 8, RFC 792).
 pub const QUOTE_PAYLOAD: usize = 8;
 
+/// ICMP codes of the errors rvs originates.
+pub mod code {
+    /// Destination unreachable: port unreachable (no real server, IPVS `ip_vs_leave`).
+    pub const PORT_UNREACHABLE: u8 = 3;
+    /// Destination unreachable: fragmentation needed and DF set.
+    pub const FRAG_NEEDED: u8 = 4;
+    /// Time exceeded: TTL exceeded in transit.
+    pub const TTL_EXCEEDED: u8 = 0;
+}
+
+/// Errors and resets a worker may originate per second, and the burst it may
+/// send at once: Linux's `icmp_msgs_per_sec` and `icmp_msgs_burst` defaults.
+pub const ANSWERS_PER_SECOND: u32 = 1000;
+/// See [`ANSWERS_PER_SECOND`].
+pub const ANSWER_BURST: u32 = 50;
+
+/// A token bucket bounding the errors and resets one worker originates, so a
+/// flood of packets that each deserve an answer cannot turn rvs into an
+/// amplifier (every answer is also no larger than the packet it answers).
+#[derive(Clone, Copy, Debug)]
+pub struct AnswerLimit {
+    tokens: u32,
+    refilled_ms: u64,
+}
+
+impl Default for AnswerLimit {
+    fn default() -> Self {
+        AnswerLimit { tokens: ANSWER_BURST, refilled_ms: 0 }
+    }
+}
+
+impl AnswerLimit {
+    /// Takes a token at `now_ms` if one is left; false means "do not answer".
+    pub fn allow(&mut self, now_ms: u64) -> bool {
+        let earned = now_ms.saturating_sub(self.refilled_ms) * u64::from(ANSWERS_PER_SECOND) / 1000;
+        if earned > 0 {
+            self.tokens = (u64::from(self.tokens) + earned).min(u64::from(ANSWER_BURST)) as u32;
+            self.refilled_ms = now_ms;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
+
+/// True when a packet from `src` may be answered with an ICMP error or a
+/// reset: its source names a unique host (RFC 1812 4.3.2.7: not 0/8,
+/// loopback, broadcast, multicast or class E).
+pub fn may_answer(src: Ipv4Addr) -> bool {
+    let first = src.octets()[0];
+    first != 0 && !src.is_loopback() && !src.is_broadcast() && !src.is_multicast() && first < 240
+}
+
 /// True for the ICMP types that carry a quoted packet and may be forwarded.
 pub fn is_error(msg_type: u8) -> bool {
     matches!(msg_type, icmp::msg_type::DEST_UNREACHABLE | icmp::msg_type::TIME_EXCEEDED | 12)
@@ -109,10 +164,16 @@ pub fn translate(ip: &mut [u8], t: &Translation) -> Result<(), FwdError> {
 /// Turns the frame holding the IPv4 packet at `l2_len` into an ICMP error
 /// (`msg_type`/`code`, with `rest` as the second header word, e.g. the next-hop
 /// MTU) from `src` back to the packet's sender, quoting its header and first
-/// 8 payload bytes. Returns the address the error goes to.
+/// 8 payload bytes. Returns the address the error goes to. Packets RFC 1812
+/// forbids answering (ICMP errors, sources that are not a unique host) fail
+/// with [`FwdError::NoAnswer`], unchanged.
 pub fn make_error<F: Frame>(frame: &mut F, l2_len: usize, src: Ipv4Addr, msg_type: u8, code: u8, rest: u32) -> Result<Ipv4Addr, FwdError> {
     let (to, quote_len) = {
         let ip = Ipv4Packet::new_checked(frame.data().get(l2_len..).ok_or(WireError::Truncated)?)?;
+        let about_an_error = ip.protocol() == ip_proto::ICMP && ip.payload().first().is_some_and(|&t| is_error(t));
+        if about_an_error || !may_answer(ip.src_addr()) {
+            return Err(FwdError::NoAnswer);
+        }
         let quote = (ip.header_len() + QUOTE_PAYLOAD).min(usize::from(ip.total_len()));
         (ip.src_addr(), quote)
     };
@@ -125,19 +186,7 @@ pub fn make_error<F: Frame>(frame: &mut F, l2_len: usize, src: Ipv4Addr, msg_typ
         return Err(FwdError::NoRoom);
     }
     let data = frame.data_mut();
-    let mut ip = Ipv4Packet::new_unchecked(&mut data[l2_len..]);
-    ip.set_version_and_header_len(ipv4::HEADER_LEN);
-    ip.set_dscp_ecn(0);
-    ip.set_total_len((added + quote_len) as u16);
-    ip.set_ident(0);
-    ip.set_frag_offset(0);
-    ip.set_more_frags(false);
-    ip.set_dont_frag(false);
-    ip.set_ttl(64);
-    ip.set_protocol(ip_proto::ICMP);
-    ip.set_src_addr(src);
-    ip.set_dst_addr(to);
-    ip.fill_checksum();
+    let mut ip = super::originate_ipv4(&mut data[l2_len..], ip_proto::ICMP, (added + quote_len) as u16, src, to, false);
     let mut msg = IcmpPacket::new_unchecked(ip.payload_mut());
     msg.set_msg_type(msg_type);
     msg.set_code(code);
@@ -149,6 +198,7 @@ pub fn make_error<F: Frame>(frame: &mut F, l2_len: usize, src: Ipv4Addr, msg_typ
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::builder::from_hex;
     use crate::frame::VecFrame;
     use crate::wire::builder::{icmp_frame, tcp_frame, TcpParams};
     use crate::wire::ethernet::HEADER_LEN;
@@ -253,5 +303,76 @@ mod tests {
         assert!(msg.verify_checksum());
         assert_eq!((msg.msg_type(), msg.code(), msg.rest_of_header() & 0xffff), (3, 4, 1480));
         assert_eq!(msg.data(), &original[HEADER_LEN..HEADER_LEN + 28]);
+    }
+
+    /// Errors rvs originates, against frames written by an independent Python
+    /// generator (struct + a ones-complement sum): outer header from the VIP
+    /// with TTL 64, the quote = the packet's IP header + 8 bytes (RFC 1812).
+    #[test]
+    fn originated_errors_match_independent_fixtures() {
+        struct Case {
+            what: &'static str,
+            input: &'static str,
+            msg_type: u8,
+            code: u8,
+            expect: Result<&'static str, FwdError>,
+        }
+        let cases = [
+            Case {
+                what: "UDP to a service without a real server: port unreachable",
+                input: "02d00000000102c000000002080045000021004d40003d1129190a0000020a00006514e90035000d86677175657279",
+                msg_type: icmp::msg_type::DEST_UNREACHABLE,
+                code: code::PORT_UNREACHABLE,
+                expect: Ok("02d00000000102c000000002080045000038000000004001665f0a0000650a0000020303616a0000000045000021004d40003d1129190a0000020a00006514e90035000d8667"),
+            },
+            Case {
+                what: "a SYN with TTL 1: time exceeded",
+                input: "02d00000000102c000000002080045000028004d40000106651d0a0000020a0000659c400050000003e80000000050020200f9030000",
+                msg_type: icmp::msg_type::TIME_EXCEEDED,
+                code: code::TTL_EXCEEDED,
+                expect: Ok("02d00000000102c000000002080045000038000000004001665f0a0000650a0000020b0054870000000045000028004d40000106651d0a0000020a0000659c400050000003e8"),
+            },
+            Case {
+                what: "an ICMP error is never answered with one",
+                input: "02d00000000102c000000002080045000038000000004001665f0a0000650a0000020b0054870000000045000028004d40000106651d0a0000020a0000659c400050000003e8",
+                msg_type: icmp::msg_type::TIME_EXCEEDED,
+                code: code::TTL_EXCEEDED,
+                expect: Err(FwdError::NoAnswer),
+            },
+        ];
+        for case in cases {
+            let mut f = VecFrame::new(&from_hex(case.input));
+            let got = make_error(&mut f, HEADER_LEN, Ipv4Addr::new(10, 0, 0, 101), case.msg_type, case.code, 0).map(|to| (to, f.to_vec()));
+            let want = case.expect.map(|h| (Ipv4Addr::new(10, 0, 0, 2), from_hex(h)));
+            assert_eq!(got, want, "{}", case.what);
+        }
+    }
+
+    #[test]
+    fn only_unique_hosts_are_answered() {
+        for (addr, ok) in [
+            ([10, 0, 0, 2], true),
+            ([192, 0, 2, 7], true),
+            ([0, 0, 0, 0], false),
+            ([0, 1, 2, 3], false),
+            ([127, 0, 0, 1], false),
+            ([224, 0, 0, 18], false),
+            ([240, 0, 0, 1], false),
+            ([255, 255, 255, 255], false),
+        ] {
+            assert_eq!(may_answer(Ipv4Addr::from(addr)), ok, "{addr:?}");
+        }
+    }
+
+    #[test]
+    fn answers_are_bounded_per_second() {
+        let mut limit = AnswerLimit::default();
+        let burst = (0..200).filter(|_| limit.allow(5)).count();
+        assert_eq!(burst, ANSWER_BURST as usize, "a burst of 200 at once gets the bucket");
+        assert!(!limit.allow(5));
+        assert!(limit.allow(6), "one more after a millisecond (1000/s)");
+        assert!(!limit.allow(6));
+        let after_a_second = (0..2000).filter(|_| limit.allow(1_006)).count();
+        assert_eq!(after_a_second, ANSWER_BURST as usize, "the bucket never holds more than the burst");
     }
 }

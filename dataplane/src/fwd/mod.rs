@@ -5,16 +5,22 @@
 //! frame must be sent towards; NAT also rewrites the real server's replies.
 //! Ethernet addressing is done afterwards by the caller, from the neighbour table.
 //! Checksums are updated incrementally (RFC 1624), never recomputed.
+//!
+//! Every mode decrements the TTL ([`ttl`]) as Linux IPVS does; packets that
+//! cannot be forwarded are answered like IPVS answers them: ICMP errors
+//! ([`icmp_err`]) and TCP resets ([`reset`]).
 
 pub mod dr;
 pub mod fnat;
 pub mod icmp_err;
 pub mod nat;
+pub mod reset;
+pub mod ttl;
 pub mod tun;
 
 use std::net::Ipv4Addr;
 
-use crate::wire::WireError;
+use crate::wire::{ipv4, Ipv4Packet, WireError};
 
 /// Why a rewrite could not be done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -28,6 +34,13 @@ pub enum FwdError {
     /// The frame has no room to grow (headroom, tailroom, or a fragment buffer).
     #[error("no room in the packet buffer")]
     NoRoom,
+    /// The packet's TTL would reach 0 here.
+    #[error("time to live exceeded in transit")]
+    TtlExceeded,
+    /// The packet must not be answered with an error (RFC 1812 4.3.2.7: an
+    /// ICMP error, a reset, or a source that is not a unique host).
+    #[error("the packet may not be answered with an ICMP error or a reset")]
+    NoAnswer,
 }
 
 /// Where a rewritten packet goes: the address whose route and neighbour entry
@@ -38,4 +51,24 @@ pub enum NextHop {
     Routed(Ipv4Addr),
     /// This host must be on a connected network (DR: the real server's own MAC).
     OnLink(Ipv4Addr),
+}
+
+/// Writes an option-less IPv4 header for a packet rvs originates (an ICMP
+/// error, a reset: identification 0, TTL 64) at the start of `ip`, checksum
+/// included, and returns the view to fill the payload through.
+fn originate_ipv4(ip: &mut [u8], protocol: u8, total_len: u16, src: Ipv4Addr, dst: Ipv4Addr, dont_frag: bool) -> Ipv4Packet<&mut [u8]> {
+    let mut pkt = Ipv4Packet::new_unchecked(ip);
+    pkt.set_version_and_header_len(ipv4::HEADER_LEN);
+    pkt.set_dscp_ecn(0);
+    pkt.set_total_len(total_len);
+    pkt.set_ident(0);
+    pkt.set_frag_offset(0);
+    pkt.set_more_frags(false);
+    pkt.set_dont_frag(dont_frag);
+    pkt.set_ttl(64);
+    pkt.set_protocol(protocol);
+    pkt.set_src_addr(src);
+    pkt.set_dst_addr(dst);
+    pkt.fill_checksum();
+    pkt
 }

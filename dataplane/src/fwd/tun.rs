@@ -3,8 +3,9 @@
 //! The client's packet is wrapped, untouched, in an outer IPv4 header (protocol
 //! 4, IPIP) from the director's address to the real server. The real server
 //! decapsulates it, sees the VIP as destination (held on a non-ARPing device) and
-//! answers the client directly. The outer header copies the inner TOS, TTL and
-//! DF bit, as the kernel's IPVS does, and carries its own identification.
+//! answers the client directly. The outer header copies the inner TOS, TTL
+//! (already decremented, [`super::ttl`]) and DF bit, as the kernel's IPVS
+//! does, and carries its own identification.
 //!
 //! **MTU.** Encapsulation adds 20 bytes. When the result exceeds the egress
 //! port's MTU: an inner packet with DF set is answered with ICMP "fragmentation

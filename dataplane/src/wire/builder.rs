@@ -163,6 +163,12 @@ fn write_eth_ipv4(
     l2 + ipv4::HEADER_LEN
 }
 
+/// The bytes of a hex string (fixtures written by tools other than this
+/// builder); panics on a malformed string, which only tests pass.
+pub fn from_hex(hex: &str) -> Vec<u8> {
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("fixture: hex digits")).collect()
+}
+
 /// An Ethernet(+802.1Q)/IPv4/TCP frame with correct checksums, window 65535, no
 /// options.
 pub fn tcp_frame(p: &TcpParams) -> Vec<u8> {
