@@ -24,6 +24,7 @@ pub mod ipvsadm;
 pub mod keepalived;
 pub mod metrics;
 pub mod persist;
+pub mod queues;
 pub mod rate;
 pub mod sync;
 pub mod vrrp;
