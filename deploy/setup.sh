@@ -14,7 +14,7 @@ readonly SCRIPT_DIR REPO_ROOT
 # Build deps (DPDK 22.11 from Debian, bindgen's libclang) and lab tools.
 readonly PACKAGES=(
     dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config
-    iproute2 ethtool tcpdump tshark socat curl python3 iputils-ping python3-scapy
+    iproute2 ethtool tcpdump tshark socat curl python3 python3-pip iputils-ping python3-scapy
 )
 
 log() { echo "setup: $*" >&2; }
@@ -64,9 +64,23 @@ build() {
     (cd "$REPO_ROOT" && cargo build --release --workspace)
 }
 
+# Python test dependency of the e2e suite (tests/e2e/test_05_openapi.py), for the
+# python3 that runs the tests: openapi-spec-validator from PyPI.
+install_python_test_deps() {
+    if python3 -c 'import openapi_spec_validator' 2>/dev/null; then
+        log "openapi-spec-validator: present"
+        return
+    fi
+    log "installing openapi-spec-validator (pip)"
+    python3 -m pip install --quiet openapi-spec-validator \
+        || python3 -m pip install --quiet --break-system-packages openapi-spec-validator \
+        || die "cannot install openapi-spec-validator for $(command -v python3)"
+}
+
 main() {
     require_root
     install_packages
+    install_python_test_deps
     if [[ "${RVS_SKIP_BUILD:-0}" == 1 ]]; then
         log "RVS_SKIP_BUILD=1: not building"
     else

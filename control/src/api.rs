@@ -109,7 +109,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
@@ -579,47 +579,22 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        match rejection {
-            JsonRejection::MissingJsonContentType(_) => ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "expected a JSON body with the header `Content-Type: application/json`",
-            ),
-            // Syntax and data errors (wrong type, unknown field, unknown value) are
-            // both the client's to fix: 400 with serde's message, which names the path.
-            JsonRejection::JsonSyntaxError(e) => ApiError::bad_request(json_message(&e.body_text())),
-            JsonRejection::JsonDataError(e) => {
-                let message = json_message(&e.body_text());
-                match json_error_path(&message) {
-                    Some(field) => ApiError::bad_request(message).with_field(field),
-                    None => ApiError::bad_request(message),
-                }
-            }
-            other => ApiError::new(other.status(), other.body_text()),
+/// A request body that is not JSON or does not fit the schema: 400 naming the field, if any.
+fn body_error(err: ConfigError) -> ApiError {
+    match err {
+        ConfigError::Parse { line, column, field, message } => {
+            let at = field.as_ref().map(|f| format!("{f}: ")).unwrap_or_default();
+            ApiError { status: StatusCode::BAD_REQUEST, message: format!("invalid JSON body: {at}{message} at line {line} column {column}"), field }
         }
+        other => ApiError::invalid(other, None),
     }
 }
 
-/// The JSON path serde names in a data error (`reals[1].weight: invalid type…`),
-/// if the message starts with one.
-fn json_error_path(message: &str) -> Option<String> {
-    let detail = message.strip_prefix("invalid JSON body: ")?;
-    let (path, _) = detail.split_once(": ")?;
-    let looks_like_path = !path.is_empty()
-        && path != "."
-        && path.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'));
-    looks_like_path.then(|| path.to_owned())
-}
-
-/// `invalid JSON body: <serde's message>`, without axum's generic preamble.
-fn json_message(body_text: &str) -> String {
-    let detail =
-        ["Failed to deserialize the JSON body into the target type: ", "Failed to parse the request body as JSON: "]
-            .iter()
-            .find_map(|prefix| body_text.strip_prefix(prefix))
-            .unwrap_or(body_text);
-    format!("invalid JSON body: {detail}")
+/// True for `application/json` and `application/*+json` (parameters such as `charset` allowed).
+fn is_json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+    let mime = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
 fn no_service(key: &ServiceKey) -> ApiError {
@@ -648,8 +623,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let Json(value) = Json::<T>::from_request(req, state).await.map_err(ApiError::from)?;
-        Ok(JsonBody(value))
+        if !is_json_content_type(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected a JSON body with the header `Content-Type: application/json`",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|r| ApiError::new(r.status(), r.body_text()))?;
+        // The config file's parser: errors name their field (`reals[1].weight`) the same way.
+        crate::config::parse_json(&bytes).map(JsonBody).map_err(body_error)
     }
 }
 
@@ -1160,7 +1142,9 @@ async fn delete_real(State(state): AppState, path: RealPath, IfMatch(expect): If
 // ---------------------------------------------------------------------------
 // Whole config, timeouts
 
-/// Fields that only take effect when rvsd starts: `PUT /api/v1/config` must leave them as they are.
+/// Fields that only take effect when rvsd starts: `PUT /api/v1/config` must
+/// leave them as they are. Every other field is applied by the snapshot
+/// (the test `every_top_level_field_is_applied_or_refused` keeps both lists whole).
 fn check_restart_only(current: &Config, new: &Config) -> Result<(), ApiError> {
     fn refuse(field: &str, running: impl std::fmt::Debug) -> ApiError {
         ApiError::bad_request(format!(
@@ -1201,6 +1185,16 @@ fn check_restart_only(current: &Config, new: &Config) -> Result<(), ApiError> {
         )
         .with_field("sync.key"));
     }
+    // The VRRP engine and the sync daemon are set up when rvsd starts.
+    for (field, changed) in [("vrrp", new.vrrp != current.vrrp), ("sync", new.sync != current.sync)] {
+        if changed {
+            return Err(ApiError::bad_request(format!(
+                "{field}: changing it needs a restart of rvsd (edit the config file and restart); send the running \
+                 value from GET /api/v1/config"
+            ))
+            .with_field(field));
+        }
+    }
     if new.ports.len() != current.ports.len() {
         return Err(refuse("ports", current.ports.iter().map(|p| &p.name).collect::<Vec<_>>()));
     }
@@ -1224,7 +1218,8 @@ fn check_restart_only(current: &Config, new: &Config) -> Result<(), ApiError> {
 pub struct Change {
     /// `add`, `remove` or `change`.
     pub op: ChangeOp,
-    /// `service`, `real`, `local_address`, `timeouts`, `routes`, `ports` or `local_port_range`.
+    /// `service`, `real`, `local_address`, or the name of the top-level field
+    /// that changed (`timeouts`, `routes`, `ports`, `local_port_range`, `expire_nodest_conn`, ...).
     pub kind: String,
     /// The service concerned, `tcp/10.0.0.100/80`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1260,26 +1255,51 @@ fn service_id(key: &ServiceKey) -> String {
     format!("{}/{}/{}", key.protocol, key.vip, key.port)
 }
 
-/// The differences between two configs: services, real servers, local
-/// addresses, and the live settings (timeouts, routes, port addresses, local port range).
+/// The config as `GET /api/v1/config` shows it: secrets (`api.token`, `sync.key`) left out.
+fn without_secrets(config: &Config) -> Config {
+    let mut shown = config.clone();
+    shown.api.token = None;
+    if let Some(sync) = &mut shown.sync {
+        sync.key = None;
+    }
+    shown
+}
+
+/// The differences between two configs. Every top-level field is compared
+/// through its JSON form, so a field added to [`Config`] later is compared
+/// too: `services` one service, real server and local address at a time,
+/// every other field as a whole (`kind` is the field's name). Secrets are
+/// left out of `before` / `after`.
 pub fn diff_configs(old: &Config, new: &Config) -> Vec<Change> {
+    let fields = |c: &Config| match serde_json::to_value(without_secrets(c)) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    let (before, after) = (fields(old), fields(new));
     let mut changes = Vec::new();
+    let names = before.keys().chain(after.keys().filter(|k| !before.contains_key(*k)));
+    for name in names.filter(|name| *name != "services") {
+        let (b, a) = (before.get(name), after.get(name));
+        if b != a {
+            changes.push(Change {
+                op: ChangeOp::Change,
+                kind: name.clone(),
+                service: None,
+                item: None,
+                before: b.cloned(),
+                after: a.cloned(),
+            });
+        }
+    }
+    diff_services(old, new, &mut changes);
+    changes
+}
+
+/// Services, real servers and local addresses added, removed or changed.
+fn diff_services(old: &Config, new: &Config, changes: &mut Vec<Change>) {
     let mut push = |op, kind: &str, service: Option<String>, item: Option<String>, before, after| {
         changes.push(Change { op, kind: kind.to_string(), service, item, before, after });
     };
-    if old.timeouts != new.timeouts {
-        push(ChangeOp::Change, "timeouts", None, None, to_value(&old.timeouts), to_value(&new.timeouts));
-    }
-    if old.routes != new.routes {
-        push(ChangeOp::Change, "routes", None, None, to_value(&old.routes), to_value(&new.routes));
-    }
-    if old.ports != new.ports {
-        push(ChangeOp::Change, "ports", None, None, to_value(&old.ports), to_value(&new.ports));
-    }
-    if old.local_port_range != new.local_port_range {
-        let (b, a) = (to_value(&old.local_port_range), to_value(&new.local_port_range));
-        push(ChangeOp::Change, "local_port_range", None, None, b, a);
-    }
     /// The service without its reals and local addresses, which are diffed one by one.
     fn bare(s: &ServiceConfig) -> ServiceConfig {
         ServiceConfig { reals: Vec::new(), local_addresses: Vec::new(), ..s.clone() }
@@ -1311,13 +1331,13 @@ pub fn diff_configs(old: &Config, new: &Config) -> Vec<Change> {
             match o.real_index(r.address, port).map(|j| &o.reals[j]) {
                 None => push(ChangeOp::Add, "real", Some(id.clone()), Some(item), None, to_value(r)),
                 Some(before) => {
-                    // Compare after defaults, so `"port": 80` equals an absent port on a port-80 service.
-                    let same = before.weight == r.weight
-                        && before.forward_for(o) == r.forward_for(n)
-                        && before.upper_threshold == r.upper_threshold
-                        && before.lower_threshold == r.lower_threshold
-                        && before.health == r.health;
-                    if !same {
+                    // Every field, after defaults: `"port": 80` equals an absent port on a port-80 service.
+                    let resolved = |r: &RealConfig, s: &ServiceConfig| RealConfig {
+                        port: Some(r.port_for(s)),
+                        forward: Some(r.forward_for(s)),
+                        ..r.clone()
+                    };
+                    if resolved(before, o) != resolved(r, n) {
                         push(ChangeOp::Change, "real", Some(id.clone()), Some(item), to_value(before), to_value(r));
                     }
                 }
@@ -1334,7 +1354,6 @@ pub fn diff_configs(old: &Config, new: &Config) -> Vec<Change> {
             }
         }
     }
-    changes
 }
 
 async fn put_config(
@@ -1697,24 +1716,4 @@ pub fn documented_routes() -> BTreeSet<(String, String)> {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod json_path_tests {
-    use super::json_error_path;
-
-    #[test]
-    fn serde_paths_become_the_error_field() {
-        assert_eq!(
-            json_error_path("invalid JSON body: scheduler: unknown variant `x`, expected one of `rr` at line 1 column 9")
-                .as_deref(),
-            Some("scheduler")
-        );
-        assert_eq!(
-            json_error_path("invalid JSON body: reals[1].weight: invalid type: string").as_deref(),
-            Some("reals[1].weight")
-        );
-        assert_eq!(json_error_path("invalid JSON body: missing field `vip` at line 1 column 2"), None);
-        assert_eq!(json_error_path("something else"), None);
-    }
 }

@@ -602,10 +602,20 @@ fn check_timeout(field: &str, value: u32) -> Result<(), ConfigError> {
     }
 }
 
+/// Parses JSON text into `T` (a [`Config`] or a part of one, as the REST API
+/// receives it); a data error names its field in JSON-path form.
+pub fn parse_json<T: serde::de::DeserializeOwned>(text: &[u8]) -> Result<T, ConfigError> {
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let value: T = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| ConfigError::from_json_error(Some(e.path().to_string()), e.inner()))?;
+    de.end().map_err(|e| ConfigError::from_json_error(None, &e))?;
+    Ok(value)
+}
+
 impl Config {
     /// Parses and validates a config from JSON text.
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = serde_json::from_str(text).map_err(|e| ConfigError::from_json_error(&e))?;
+        let config: Config = parse_json(text.as_bytes())?;
         config.validate()?;
         Ok(config)
     }
@@ -771,6 +781,34 @@ impl Config {
         self.fragments.validate()
     }
 
+    /// Every worker polls one queue of every port: a device whose arguments
+    /// fix its queue count ([`crate::queues`]) must have one per worker.
+    fn validate_port_queues(&self, i: usize) -> Result<(), ConfigError> {
+        let field = format!("ports[{i}].device");
+        let fixed = crate::queues::fixed_queue_count(&self.ports[i].device).map_err(|e| ConfigError::invalid(&field, e))?;
+        let workers = self.workers.len();
+        match fixed {
+            Some(q) if usize::from(q.count) != workers => Err(ConfigError::invalid(
+                field,
+                format!(
+                    "{}={} gives {} queue pair(s) but `workers` lists {workers} lcore(s); every worker polls one queue \
+                     of every port, so {}; set {}={workers} or list {} worker(s)",
+                    q.arg,
+                    q.count,
+                    q.count,
+                    if usize::from(q.count) > workers {
+                        "the packets the device puts on the other queues would never be read"
+                    } else {
+                        "the port cannot start"
+                    },
+                    q.arg,
+                    q.count
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn validate_ports(&self) -> Result<(), ConfigError> {
         if self.ports.is_empty() {
             return Err(ConfigError::invalid("ports", "at least one port is required"));
@@ -815,6 +853,7 @@ impl Config {
                     "must not be empty; give a PCI address or a vdev such as net_af_packet0,iface=eth1",
                 ));
             }
+            self.validate_port_queues(i)?;
             for (j, cidr) in port.addresses.iter().enumerate() {
                 let field = format!("ports[{i}].addresses[{j}]");
                 if !(1..=32).contains(&cidr.prefix_len) {
@@ -980,7 +1019,7 @@ mod tests {
 
     fn parse_err(text: &str) -> (usize, usize, String) {
         match Config::from_json(text) {
-            Err(ConfigError::Parse { line, column, message }) => (line, column, message),
+            Err(ConfigError::Parse { line, column, message, .. }) => (line, column, message),
             other => panic!("expected a parse error, got {other:?}"),
         }
     }
@@ -1138,6 +1177,42 @@ mod tests {
     }
 
     #[test]
+    fn parse_errors_name_their_field() {
+        let field_of = |text: &str| match Config::from_json(text) {
+            Err(e @ ConfigError::Parse { .. }) => (e.field().map(str::to_owned), e.to_string()),
+            other => panic!("expected a parse error, got {other:?}"),
+        };
+        let cases: &[(&str, &str, &str)] = &[
+            ("bad CIDR", "10.1.0.1/24", "ports[0].addresses[1]"),
+            ("bad VIP", "\"vip\": \"10.0.0.100\"", "services[0].vip"),
+            ("unknown scheduler", "\"scheduler\": \"rr\"", "services[0].scheduler"),
+            ("wrong type", "\"mbufs\": 8191", "mbufs"),
+            ("unknown field", "\"weight\": 1 }", "services[0].reals[0].wieght"),
+            ("unknown top-level field", "\"idle_sleep_us\"", "idle_sleep"),
+            ("wrong type in a list", "\"workers\": [1]", "workers[0]"),
+        ];
+        let replacements = [
+            "10.1.0.1/40",
+            "\"vip\": \"10.0.0\"",
+            "\"scheduler\": \"fastest\"",
+            "\"mbufs\": \"lots\"",
+            "\"wieght\": 1 }",
+            "\"idle_sleep\"",
+            "\"workers\": [\"one\"]",
+        ];
+        for ((what, from, field), to) in cases.iter().zip(replacements) {
+            let (got, text) = field_of(&EXAMPLE.replacen(from, to, 1));
+            assert_eq!(got.as_deref(), Some(*field), "{what}: {text}");
+            assert!(text.contains(&format!(": {field}: ")), "{what}: the message names the field: {text}");
+        }
+        // A syntax error is about no field.
+        let (got, _) = field_of(&EXAMPLE.replace("\"mbufs\": 8191,", "\"mbufs\": 8191,,"));
+        assert_eq!(got, None);
+        let (got, text) = field_of(&format!("{EXAMPLE} trailing"));
+        assert_eq!(got, None, "{text}");
+    }
+
+    #[test]
     fn syntax_error_has_line_and_column() {
         let text = EXAMPLE.replace("\"mbufs\": 8191,", "\"mbufs\": 8191,,");
         let (line, column, message) = parse_err(&text);
@@ -1231,6 +1306,25 @@ mod tests {
             })),
             "ports[1].addresses[0]"
         );
+    }
+
+    #[test]
+    fn fixed_queue_counts_must_match_the_workers() {
+        // One worker polls only queue 0: af_packet's second queue would never be read.
+        let field = invalid_field(|c| c.ports[0].device = "net_af_packet0,iface=dp0,qpairs=2".into());
+        assert_eq!(field, "ports[0].device");
+        let mut c = example();
+        c.ports[0].device = "net_af_packet0,iface=dp0,qpairs=2".into();
+        let message = c.validate().expect_err("qpairs=2, one worker").to_string();
+        assert!(message.contains("qpairs=2") && message.contains("`workers` lists 1"), "{message}");
+        // Two workers need two queue pairs (qpairs defaults to 1).
+        assert_eq!(invalid_field(|c| c.workers = vec![1, 2]), "ports[0].device");
+        assert_eq!(invalid_field(|c| c.ports[0].device = "net_af_packet0,iface=dp0,qpairs=0".into()), "ports[0].device");
+        c.workers = vec![1, 2];
+        c.validate().expect("qpairs=2 with two workers");
+        // Devices that take any queue count.
+        c.ports[0].device = "net_memif0,role=server,socket=/run/rvs.sock".into();
+        c.validate().expect("memif");
     }
 
     #[test]

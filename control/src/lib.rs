@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod persist;
 pub mod pidfile;
 pub mod preflight;
+pub mod queues;
 pub mod rate;
 pub mod statedump;
 pub mod sync;

@@ -18,7 +18,7 @@ use tower::ServiceExt;
 
 const CONFIG: &str = r#"{
   "workers": [1, 2],
-  "ports": [ { "name": "lan0", "device": "net_af_packet0,iface=dp0", "addresses": ["10.0.0.1/24", "10.1.0.1/24"] } ],
+  "ports": [ { "name": "lan0", "device": "net_af_packet0,iface=dp0,qpairs=2", "addresses": ["10.0.0.1/24", "10.1.0.1/24"] } ],
   "routes": [ { "prefix": "0.0.0.0/0", "via": "10.0.0.254", "port": "lan0" } ],
   "services": [
     { "protocol": "tcp", "vip": "10.0.0.100", "port": 80, "scheduler": "rr", "forward": "dr",

@@ -993,3 +993,119 @@ fn doc_lists_every_ignored_and_unsupported_keyword() {
         );
     }
 }
+
+/// What the importer answers for each sample Keepalived and DPVS ship
+/// (`tests/fixtures/keepalived-samples/`, see its README): `None` when the
+/// sample imports, else the exit code, line and keyword of the refusal. The
+/// same list is the table "Keepalived and DPVS samples" of deploy/docs/keepalived.md.
+const SAMPLES: &[(&str, Option<(u8, usize, &str)>)] = &[
+    ("keepalived/keepalived.conf.HTTP_GET.port", None),
+    ("keepalived/keepalived.conf.IPv6", Some((12, 7, "virtual_server_group"))),
+    ("keepalived/keepalived.conf.PING_CHECK", Some((12, 23, "PING_CHECK"))),
+    ("keepalived/keepalived.conf.SMTP_CHECK", Some((12, 39, "SMTP_CHECK"))),
+    ("keepalived/keepalived.conf.SSL_GET", Some((12, 20, "auth_type AH"))),
+    ("keepalived/keepalived.conf.UDP_CHECK", None),
+    ("keepalived/keepalived.conf.conditional_conf", Some((12, 3, "@high"))),
+    ("keepalived/keepalived.conf.fwmark", Some((12, 7, "fwmark"))),
+    ("keepalived/keepalived.conf.inhibit", None),
+    ("keepalived/keepalived.conf.misc_check", None),
+    ("keepalived/keepalived.conf.misc_check_arg", None),
+    ("keepalived/keepalived.conf.quorum", None),
+    ("keepalived/keepalived.conf.sample", None),
+    ("keepalived/keepalived.conf.status_code", None),
+    ("keepalived/keepalived.conf.track_interface", Some((12, 7, "static_routes"))),
+    ("keepalived/keepalived.conf.virtual_server_group", Some((12, 13, "virtual_server_group"))),
+    ("keepalived/keepalived.conf.virtualhost", None),
+    ("keepalived/keepalived.conf.vrrp", Some((13, 32, "192.168.200.18"))),
+    ("keepalived/keepalived.conf.vrrp.localcheck", Some((12, 51, "weight"))),
+    ("keepalived/keepalived.conf.vrrp.lvs_syncd", Some((12, 11, "lvs_sync_daemon_interface"))),
+    ("keepalived/keepalived.conf.vrrp.routes", Some((12, 7, "static_routes"))),
+    ("keepalived/keepalived.conf.vrrp.rules", Some((12, 9, "static_rules"))),
+    ("keepalived/keepalived.conf.vrrp.scripts", None),
+    ("keepalived/keepalived.conf.vrrp.static_ipaddress", Some((12, 7, "static_ipaddress"))),
+    ("keepalived/keepalived.conf.vrrp.sync", None),
+    ("dpvs/containerized-keepalived.conf", Some((12, 37, "virtual_server_group"))),
+];
+
+fn samples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keepalived-samples")
+}
+
+#[test]
+fn keepalived_and_dpvs_samples() {
+    let dir = samples_dir();
+    let base = Config::load(dir.join("base.json")).expect("samples base.json is valid");
+    let mut on_disk: Vec<String> = ["keepalived", "dpvs"]
+        .iter()
+        .flat_map(|sub| {
+            std::fs::read_dir(dir.join(sub))
+                .expect("sample folder")
+                .map(move |e| format!("{sub}/{}", e.expect("entry").file_name().to_string_lossy()))
+        })
+        .collect();
+    on_disk.sort();
+    let mut listed: Vec<String> = SAMPLES.iter().map(|(name, _)| name.to_string()).collect();
+    listed.sort();
+    assert_eq!(on_disk, listed, "every sample file has an expected outcome");
+    for (name, expected) in SAMPLES {
+        let outcome = keepalived::import_file(&dir.join(name), &base);
+        match (expected, outcome) {
+            (None, Ok(_)) => {}
+            (None, Err(e)) => panic!("{name} must import: {e}"),
+            (Some(want), Ok(_)) => panic!("{name} must be refused at {want:?}"),
+            (Some((code, line, keyword)), Err(e)) => {
+                assert_eq!(where_(&e), (*code, *line, keyword.to_string()), "{name}: {e}");
+            }
+        }
+    }
+    // The doc's table names every refused sample with its keyword.
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/docs/keepalived.md"))
+        .expect("deploy/docs/keepalived.md");
+    let section = doc.split("## Keepalived and DPVS samples").nth(1).expect("samples section");
+    for (name, expected) in SAMPLES {
+        let file = name.rsplit('/').next().unwrap_or(name);
+        let row = section.lines().find(|l| l.contains(&format!("`{file}`"))).unwrap_or_else(|| panic!("{name} not in the table"));
+        match expected {
+            None => assert!(row.contains("imports"), "{row}"),
+            Some((_, _, keyword)) => assert!(row.contains(&format!("`{keyword}`")), "{row}"),
+        }
+    }
+}
+
+/// MINI with a `global_defs` block holding `lines`, and a vrrp_script running `script`.
+fn with_globals_and_script(lines: &str, script: &str) -> String {
+    insert(0, &format!("global_defs {{\n{lines}\n}}\nvrrp_script chk {{\n    script \"{script} -0 x\"\n}}"))
+}
+
+#[test]
+fn script_user_is_accepted_when_rvsd_is_that_user() {
+    let me = nix::unistd::User::from_uid(nix::unistd::geteuid()).expect("passwd").expect("current user");
+    let text = with_globals_and_script(&format!("    script_user {}\n    enable_script_security", me.name), "/bin/true");
+    keepalived::parse_str(&text, &base()).expect("accepted: nothing changes");
+    // Another user: the scripts would run as rvsd's user instead, refused.
+    let other = if me.uid.is_root() { "nobody" } else { "root" };
+    let e = error(&with_globals_and_script(&format!("    script_user {other}"), "/bin/true"));
+    assert_eq!(where_(&e), (12, 2, "script_user".to_string()), "{e}");
+    assert!(e.to_string().contains(&format!("not `{other}`")), "{e}");
+    let e = error(&with_globals_and_script("    script_user no-such-user-rvs", "/bin/true"));
+    assert_eq!(where_(&e), (13, 2, "script_user".to_string()), "{e}");
+}
+
+#[test]
+fn enable_script_security_refuses_scripts_others_can_change() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("rvs-ka-scripts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let script = dir.join("check.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").expect("write");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let text = with_globals_and_script("    enable_script_security", &script.display().to_string());
+    let e = error(&text);
+    assert_eq!(where_(&e), (13, 5, "script".to_string()), "{e}");
+    assert!(e.to_string().contains("enable_script_security"), "{e}");
+    // Without enable_script_security Keepalived runs it, and so does rvs.
+    keepalived::parse_str(&text.replace("    enable_script_security", ""), &base()).expect("accepted");
+    // A program found on PATH is checked where it is.
+    keepalived::parse_str(&with_globals_and_script("    enable_script_security", "true"), &base()).expect("root's /bin/true");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -23,6 +23,7 @@
 //! [`import_str`] / [`import_file`] also return the health settings of each real
 //! server ([`Imported::real_health`]); see there.
 
+mod scripts;
 mod syntax;
 mod translate;
 

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use rvs_dataplane::sched::HashFields;
 use rvs_dataplane::snapshot::{ForwardMode, Protocol, SchedulerKind, Timeouts};
 
+use super::scripts;
 use super::syntax::{Node, Pos};
 use super::{Imported, KeepalivedError};
 use crate::config::{Config, PersistenceConfig, RealConfig, ServiceConfig};
@@ -145,16 +146,6 @@ pub const UNSUPPORTED_KEYWORDS: &[(&str, &str, &str)] = &[
         "global_defs",
         "vrrp_strict",
         "rvs does not enforce strict RFC mode; remove it",
-    ),
-    (
-        "global_defs",
-        "enable_script_security",
-        "rvs runs scripts as the user of rvsd",
-    ),
-    (
-        "global_defs",
-        "script_user",
-        "rvs runs scripts as the user of rvsd",
     ),
     (
         "global_defs",
@@ -399,11 +390,17 @@ fn err_unsupported(n: &Node, keyword: &str, message: impl Into<String>) -> Keepa
 /// A keyword that no supported case of `block` took: ignored, unsupported or unknown.
 fn other(n: &Node, block: &str, place: &str) -> R<()> {
     let kw = n.keyword.as_str();
-    if IGNORED_KEYWORDS
-        .iter()
-        .any(|(b, k, _)| block_matches(b, block) && *k == kw)
-    {
+    if let Some((_, _, why)) = IGNORED_KEYWORDS.iter().find(|(b, k, _)| block_matches(b, block) && *k == kw) {
+        tracing::info!(file = %n.pos.file.display(), line = n.pos.line, "keepalived.conf: `{kw}` in {place} ignored: {why}");
         return Ok(());
+    }
+    if kw.starts_with('@') {
+        return Err(err_unsupported(
+            n,
+            kw,
+            "conditional configuration (`@ID` lines, Keepalived's --config-id) is not implemented; \
+             keep only the lines meant for this director",
+        ));
     }
     if let Some((_, _, why)) = UNSUPPORTED_KEYWORDS
         .iter()
@@ -653,6 +650,8 @@ struct Globals {
     default_interface: Option<String>,
     /// `lvs_sync_daemon`, with the statement (to check the instance later).
     sync: Option<(SyncConfig, Node)>,
+    /// `enable_script_security`: scripts must be writable by root only.
+    script_security: bool,
 }
 
 pub(crate) fn translate(nodes: &[Node], base: &Config, main: &Path) -> R<Imported> {
@@ -677,6 +676,9 @@ pub(crate) fn translate(nodes: &[Node], base: &Config, main: &Path) -> R<Importe
     let mut timeouts = base.timeouts;
     for n in of("global_defs") {
         parse_globals(n, &mut ctx, &mut globals, &mut timeouts)?;
+    }
+    if globals.script_security {
+        scripts::check_scripts_secure(nodes)?;
     }
 
     let mut laddr_groups: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
@@ -847,6 +849,11 @@ fn parse_globals(n: &Node, ctx: &mut Ctx<'_>, g: &mut Globals, timeouts: &mut Ti
                     .push(("timeouts".into(), c.pos.clone(), c.keyword.clone()));
             }
             "lvs_sync_daemon" => g.sync = Some((parse_sync_daemon(c, ctx)?, c.clone())),
+            "script_user" => scripts::check_script_user(c)?,
+            "enable_script_security" => {
+                flag(c)?;
+                g.script_security = true;
+            }
             _ => other(c, "global_defs", "global_defs")?,
         }
     }
