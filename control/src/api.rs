@@ -1255,23 +1255,13 @@ fn service_id(key: &ServiceKey) -> String {
     format!("{}/{}/{}", key.protocol, key.vip, key.port)
 }
 
-/// The config as `GET /api/v1/config` shows it: secrets (`api.token`, `sync.key`) left out.
-fn without_secrets(config: &Config) -> Config {
-    let mut shown = config.clone();
-    shown.api.token = None;
-    if let Some(sync) = &mut shown.sync {
-        sync.key = None;
-    }
-    shown
-}
-
 /// The differences between two configs. Every top-level field is compared
 /// through its JSON form, so a field added to [`Config`] later is compared
 /// too: `services` one service, real server and local address at a time,
 /// every other field as a whole (`kind` is the field's name). Secrets are
 /// left out of `before` / `after`.
 pub fn diff_configs(old: &Config, new: &Config) -> Vec<Change> {
-    let fields = |c: &Config| match serde_json::to_value(without_secrets(c)) {
+    let fields = |c: &Config| match serde_json::to_value(without_secrets(c.clone())) {
         Ok(serde_json::Value::Object(map)) => map,
         _ => serde_json::Map::new(),
     };

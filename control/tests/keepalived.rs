@@ -994,11 +994,14 @@ fn doc_lists_every_ignored_and_unsupported_keyword() {
     }
 }
 
+/// Why a sample is refused: exit code, line, keyword.
+type Refusal = (u8, usize, &'static str);
+
 /// What the importer answers for each sample Keepalived and DPVS ship
 /// (`tests/fixtures/keepalived-samples/`, see its README): `None` when the
 /// sample imports, else the exit code, line and keyword of the refusal. The
 /// same list is the table "Keepalived and DPVS samples" of deploy/docs/keepalived.md.
-const SAMPLES: &[(&str, Option<(u8, usize, &str)>)] = &[
+const SAMPLES: &[(&str, Option<Refusal>)] = &[
     ("keepalived/keepalived.conf.HTTP_GET.port", None),
     ("keepalived/keepalived.conf.IPv6", Some((12, 7, "virtual_server_group"))),
     ("keepalived/keepalived.conf.PING_CHECK", Some((12, 23, "PING_CHECK"))),

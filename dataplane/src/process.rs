@@ -610,8 +610,13 @@ impl<F: Frame> Processor<F> {
                 self.drop(f, Counter::DropMalformed, out);
                 continue;
             }
-            // A follower's "fragmentation needed" would be a second answer.
-            let action = if matches!(action, Action::TooBig { .. }) { Action::Consumed } else { action };
+            // The datagram is answered once, for its first fragment: the
+            // followers of an answered one are dropped under the same reason.
+            let action = match action {
+                Action::TooBig { .. } => Action::Drop(Counter::DropTooBig),
+                Action::Answer { reason, .. } => Action::Drop(reason),
+                other => other,
+            };
             self.apply(port, f, action, now_ms, out);
         }
     }
