@@ -1453,7 +1453,7 @@ mod tests {
         assert!(c.validate().is_ok());
         let json = serde_json::to_value(&c).expect("serialize");
         assert_eq!(json["services"][0]["reals"][0]["upper_threshold"], 10);
-        assert!(json["services"][0]["reals"][1].get("upper_threshold").is_none(), "0 is left out");
+        assert!(json["services"][0]["reals"][1].get("lower_threshold").is_none(), "0 is left out");
     }
 
     #[test]

@@ -67,6 +67,8 @@ impl ConfigError {
         let parent = path.filter(|p| p != ".");
         let unknown = message.strip_prefix("unknown field `").and_then(|rest| rest.split_once('`')).map(|(name, _)| name);
         let field = match (parent, unknown) {
+            // serde_path_to_error's path may already end with the unknown field.
+            (Some(parent), Some(name)) if parent == name || parent.ends_with(&format!(".{name}")) => Some(parent),
             (Some(parent), Some(name)) => Some(format!("{parent}.{name}")),
             (None, Some(name)) => Some(name.to_string()),
             (parent, None) => parent,

@@ -251,7 +251,7 @@ mod tests {
     #[test]
     fn each_problem_is_one_line_naming_its_field() {
         let (_d, h) = host("0-1", &[], &[], false, 0);
-        let c = config(&[], 0, &[1, 7], &["net_af_packet0,iface=eth9", "0000:3b:00.1"]);
+        let c = config(&[], 0, &[1, 7], &["net_af_packet0,iface=eth9,qpairs=2", "0000:3b:00.1"]);
         let lines: Vec<String> = check(&c, &h, When::CheckOnly).iter().map(ToString::to_string).collect();
         assert_eq!(
             lines,

@@ -227,7 +227,8 @@ async fn add_edit_delete_real() {
     let snap = h.dataplane.last();
     let reals = &snap.service(&web_key()).expect("service").1.reals;
     assert_eq!(reals.len(), 3);
-    assert_eq!((reals[2].addr, reals[2].port, reals[2].weight), (Ipv4Addr::new(10, 1, 0, 13), 80, 3));
+    // IPVS puts a new real server at the head of the list the schedulers walk.
+    assert_eq!((reals[0].addr, reals[0].port, reals[0].weight), (Ipv4Addr::new(10, 1, 0, 13), 80, 3));
 
     // Quiesce it (weight 0), as `ipvsadm -e ... -w 0` would.
     let (s, v) =
@@ -235,7 +236,7 @@ async fn add_edit_delete_real() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["generation"], 7);
     let snap = h.dataplane.last();
-    assert_eq!(snap.service(&web_key()).expect("service").1.reals[2].weight, 0);
+    assert_eq!(snap.service(&web_key()).expect("service").1.reals[0].weight, 0);
     let (_, v) = h.send("GET", &format!("{WEB}/reals/10.1.0.13/80"), None).await;
     assert_eq!(v["weight"], 0);
 
@@ -243,7 +244,7 @@ async fn add_edit_delete_real() {
     assert_eq!(s, StatusCode::OK, "{v}");
     let snap = h.dataplane.last();
     let addrs: Vec<Ipv4Addr> = snap.service(&web_key()).expect("service").1.reals.iter().map(|r| r.addr).collect();
-    assert_eq!(addrs, vec![Ipv4Addr::new(10, 1, 0, 12), Ipv4Addr::new(10, 1, 0, 13)]);
+    assert_eq!(addrs, vec![Ipv4Addr::new(10, 1, 0, 13), Ipv4Addr::new(10, 1, 0, 12)], "newest first, as IPVS");
     assert_eq!(h.state.generation().await, 8);
     assert_eq!(h.state.config().await.services[0].reals.len(), 2);
 }

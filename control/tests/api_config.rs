@@ -89,13 +89,23 @@ fn mutations() -> Vec<(&'static str, Value, Outcome)> {
         ("api", json!({ "listen": "127.0.0.1:9191" }), Refused),
         (
             "ports",
-            json!([{ "name": "lan0", "device": "net_ring0", "addresses": ["10.0.0.1/24", "10.1.0.1/24", "10.2.0.1/24"], "tap": "rvs0" }]),
+            json!([{ "name": "lan0", "device": "net_ring0", "addresses": ["10.0.0.1/24", "10.1.0.1/24", "10.2.0.1/24"], "mtu": 1500, "tap": "rvs0" }]),
             Applied("ports"),
         ),
         ("routes", json!([]), Applied("routes")),
-        ("timeouts", json!({ "tcp": 100, "tcp_fin": 10, "tcp_syn": 5, "udp": 30 }), Applied("timeouts")),
+        (
+            "timeouts",
+            json!({ "tcp": 100, "tcp_fin": 10, "tcp_syn": 5, "udp": 30, "tcp_none": 2, "tcp_syn_sent": 120, "tcp_time_wait": 120,
+                    "tcp_close": 10, "tcp_close_wait": 60, "tcp_last_ack": 30, "tcp_listen": 120, "tcp_synack": 120 }),
+            Applied("timeouts"),
+        ),
         ("local_port_range", json!([2000, 60000]), Applied("local_port_range")),
-        ("services", json!([{ "protocol": "udp", "vip": "10.0.0.100", "port": 53, "reals": [{ "address": "10.1.0.11" }] }]), Applied("service")),
+        (
+            "services",
+            json!([{ "protocol": "udp", "vip": "10.0.0.100", "port": 53, "scheduler": "wlc", "forward": "dr",
+                     "reals": [{ "address": "10.1.0.11", "weight": 1 }] }]),
+            Applied("service"),
+        ),
         (
             "vrrp",
             json!({ "instances": [{ "name": "VI_1", "interface": "lan0", "virtual_router_id": 51, "priority": 100,
@@ -104,6 +114,7 @@ fn mutations() -> Vec<(&'static str, Value, Outcome)> {
         ),
         ("sync", json!({ "instance": "VI_1", "peers": ["10.0.0.2"] }), Refused),
         ("expire_nodest_conn", json!(true), Applied("expire_nodest_conn")),
+        ("fragments", json!({ "max_datagrams": 32, "max_fragments": 16, "timeout_ms": 1000 }), Applied("fragments")),
     ]
 }
 
@@ -146,7 +157,8 @@ async fn expire_nodest_conn_reaches_the_dataplane() {
     doc["expire_nodest_conn"] = json!(true);
     let (status, body) = h.send("PUT", "/api/v1/config", &doc.to_string()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["changes"], json!([{ "op": "change", "kind": "expire_nodest_conn", "before": null, "after": true }]));
+    // `false` is the default, left out of the JSON: the change has no `before`.
+    assert_eq!(body["changes"], json!([{ "op": "change", "kind": "expire_nodest_conn", "after": true }]));
     let snapshot = h.dataplane.published.lock().last().cloned().expect("published");
     assert!(snapshot.expire_nodest_conn);
     // The same document again changes nothing and publishes nothing.

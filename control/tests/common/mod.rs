@@ -82,7 +82,7 @@ impl Recorder {
 pub const EMPTY_CONFIG: &str = r#"{
   "workers": [1, 2],
   "conn_table_size": 65536,
-  "ports": [ { "name": "lan0", "device": "net_ring0", "addresses": ["10.0.0.1/24", "10.1.0.1/16", "203.0.113.1/24"] } ],
+  "ports": [ { "name": "lan0", "device": "net_ring0", "addresses": ["10.0.0.1/24", "10.1.255.254/16", "203.0.113.1/24"] } ],
   "routes": [ { "prefix": "0.0.0.0/0", "via": "10.0.0.254", "port": "lan0" } ]
 }"#;
 

@@ -263,6 +263,8 @@ const OUTCOMES: &[Counter] = &[
     Counter::DropStandby,
     Counter::DropTtlExceeded,
     Counter::DropVlanForeign,
+    Counter::DropFragTableFull,
+    Counter::DropNoLaddr,
 ];
 /// Frames that became an answer (counted under their reason, then sent).
 const ANSWERS: &[Counter] = &[Counter::IcmpErrorsSent, Counter::TcpResetsSent];
@@ -275,6 +277,10 @@ const LATER_DROPS: &[Counter] = &[
     Counter::RedirectDropped,
     Counter::DropKernel,
     Counter::DropLinkDown,
+    // Per datagram, when its fragments are given up (a held fragment's own
+    // outcome comes with its datagram's).
+    Counter::DropFragTooMany,
+    Counter::DropFragBad,
 ];
 
 fn outcomes(p: &Processor<VecFrame>) -> u64 {
