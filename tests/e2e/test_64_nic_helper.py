@@ -15,7 +15,6 @@ NIC binding and a starting config for a machine's NIC.
   enough free pages are mounted.
 """
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,11 @@ def online_cpus() -> list[int]:
         first, _, last = part.partition("-")
         cpus.extend(range(int(first), int(last or first) + 1))
     return cpus
+
+
+def size_label(size_kb: int) -> str:
+    """A hugepage size as rvs-nic writes it: "2 MB", "1 GB"."""
+    return f"{size_kb // 1048576} GB" if size_kb >= 1048576 else f"{size_kb // 1024} MB"
 
 
 def machine_pci_nic() -> str | None:
@@ -90,8 +94,7 @@ class NicHelperTests(unittest.TestCase):
         for heading in ("NICs (PCI network controllers):", "Hugepages:", "CPUs:", "DPDK memory: "):
             self.assertIn(heading, out.stdout)
         for pool in Path("/sys/devices/system/node").glob("node[0-9]*/hugepages/hugepages-*kB"):
-            node, size_kb = pool.parent.parent.name, int(pool.name[10:-2])
-            size = f"{size_kb // 1048576} GB" if size_kb >= 1048576 else f"{size_kb // 1024} MB"
+            node, size = pool.parent.parent.name, size_label(int(pool.name[10:-2]))
             reserved = (pool / "nr_hugepages").read_text().strip()
             free = (pool / "free_hugepages").read_text().strip()
             self.assertRegex(out.stdout, rf"{node} +{size}: {reserved} reserved, {free} free")
@@ -156,14 +159,12 @@ class NicHelperTests(unittest.TestCase):
                             "nosuch0: no such network interface or PCI address (rvs-nic status lists the NICs)")
         self.assert_refused(helper("bind", "7f:1f.7"), "0000:7f:1f.7: no such PCI device (rvs-nic status lists the NICs)")
         self.assert_refused(helper("bind", IFACE), f"`{IFACE}` is not a PCI address (domain:bus:slot.function, e.g. 0000:01:00.0)")
-        self.assert_refused(helper("hugepages", "1", "--node", "99"), "NUMA node 99 does not exist (nodes: "
-                            + ", ".join(sorted((p.name[4:] for p in Path("/sys/devices/system/node").glob("node[0-9]*")),
-                                               key=int)) + ")")
+        nodes = sorted(int(p.name[4:]) for p in Path("/sys/devices/system/node").glob("node[0-9]*"))
+        self.assert_refused(helper("hugepages", "1", "--node", "99"),
+                            f"NUMA node 99 does not exist (nodes: {', '.join(map(str, nodes))})")
+        sizes = sorted({size_label(int(p.name[10:-2])) for p in Path("/sys/kernel/mm/hugepages").iterdir()})
         self.assert_refused(helper("hugepages", "1", "--size", "3M"),
-                            "this kernel has no 3 MB hugepages (it offers: "
-                            + ", ".join(sorted({f"{int(p.name[10:-2]) // 1048576} GB" if int(p.name[10:-2]) >= 1048576
-                                                else f"{int(p.name[10:-2]) // 1024} MB"
-                                                for p in Path("/sys/kernel/mm/hugepages").iterdir()})) + ")")
+                            f"this kernel has no 3 MB hugepages (it offers: {', '.join(sizes)})")
         self.assert_refused(helper("hugepages", "1", user=NOBODY),
                             f"reserving hugepages needs root; try: sudo {lab.NIC_HELPER} hugepages 1")
         nic = machine_pci_nic()
