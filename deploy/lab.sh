@@ -95,11 +95,36 @@ parse_args() {
     [[ "$REQUESTS" =~ ^[1-9][0-9]*$ ]] || die "--requests must be a positive number"
 }
 
+# lab.json with the DPDK memory of this machine: 2 MB hugepages when
+# deploy/setup.sh could reserve them, else --no-huge (rvs-nic decides and
+# says which).
+write_lab_config() {
+    local memory
+    memory="$(python3 "$SCRIPT_DIR/rvs-nic" memory --megabytes 512 2>"$WORKDIR/memory")"
+    log "$(cat "$WORKDIR/memory")"
+    python3 - "$CONFIG" "$memory" >"$WORKDIR/lab.json" <<'EOF'
+import json, sys
+config = json.load(open(sys.argv[1]))
+eal, rest = config["eal"], []
+i = 0
+while i < len(eal):                  # drop lab.json's own memory arguments
+    if eal[i] == "-m":
+        i += 2
+        continue
+    if eal[i] not in ("--no-huge", "--in-memory"):
+        rest.append(eal[i])
+    i += 1
+config["eal"] = json.loads(sys.argv[2]) + rest
+json.dump(config, sys.stdout, indent=2)
+EOF
+}
+
 start_rvsd() {
     [[ -x "$RVSD" ]] || die "rvsd not found at $RVSD (run deploy/setup.sh)"
-    "$RVSD" --config "$CONFIG" --check || die "rvsd --check rejected $CONFIG"
+    write_lab_config
+    "$RVSD" --config "$WORKDIR/lab.json" --check || die "rvsd --check rejected $WORKDIR/lab.json"
     log "starting rvsd in $NS_DIR (log: $WORKDIR/rvsd.log)"
-    ip netns exec "$NS_DIR" "$RVSD" --config "$CONFIG" </dev/null >"$WORKDIR/rvsd.log" 2>&1 &
+    ip netns exec "$NS_DIR" "$RVSD" --config "$WORKDIR/lab.json" </dev/null >"$WORKDIR/rvsd.log" 2>&1 &
     RVSD_PID=$!
 }
 

@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # rvs build prerequisites + release build. Idempotent: installs only missing
-# Debian packages (apt-get update only when something is missing), then runs
-# `cargo build --release --workspace` (a no-op when up to date).
+# Debian packages (apt-get update only when something is missing), reserves
+# 2 MB hugepages for the lab and the tests when the kernel allows (else they
+# run with --no-huge), then runs `cargo build --release --workspace` (a no-op
+# when up to date). It does not bind NICs: see deploy/rvs-nic and
+# deploy/docs/bare-metal.md for real hardware.
 #
-#   deploy/setup.sh            install packages + build
-#   RVS_SKIP_BUILD=1 deploy/setup.sh   packages only
+#   deploy/setup.sh            install packages + hugepages + build
+#   RVS_SKIP_BUILD=1 deploy/setup.sh   packages + hugepages only
+#   RVS_HUGEPAGES=N            2 MB pages to reserve (default 1536 = 3 GB: the
+#                              HA suites run 3 rvsd at once, -m 512 at most;
+#                              0 = leave the reservation alone)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
 readonly SCRIPT_DIR REPO_ROOT
+readonly HUGEPAGES="${RVS_HUGEPAGES:-1536}"
+readonly HUGEPAGES_2M=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
 
 # Build deps (DPDK 22.11 from Debian, bindgen's libclang) and lab tools.
 readonly PACKAGES=(
@@ -50,6 +58,25 @@ install_packages() {
     [[ ${#missing[@]} -eq 0 ]] || die "still missing after install: ${missing[*]}"
 }
 
+# Reserve HUGEPAGES 2 MB pages (never fewer than already reserved) and mount
+# hugetlbfs on /dev/hugepages through deploy/rvs-nic. The kernel may give
+# fewer (fragmented memory) or none (no hugetlb support): the lab and the
+# tests then use what is free or --no-huge, and say which.
+reserve_hugepages() {
+    [[ "$HUGEPAGES" =~ ^[0-9]+$ ]] || die "RVS_HUGEPAGES must be a number of 2 MB pages"
+    if [[ "$HUGEPAGES" == 0 ]]; then
+        log "RVS_HUGEPAGES=0: hugepage reservation left alone"
+    elif [[ ! -e "$HUGEPAGES_2M" ]]; then
+        log "hugepages: this kernel offers no 2 MB hugepages"
+    else
+        local have
+        have="$(cat "$HUGEPAGES_2M")"
+        python3 "$SCRIPT_DIR/rvs-nic" hugepages "$((have > HUGEPAGES ? have : HUGEPAGES))" >&2 \
+            || log "hugepages: fewer than $HUGEPAGES reserved"
+    fi
+    python3 "$SCRIPT_DIR/rvs-nic" memory --megabytes 512 --processes 3 2>&1 >/dev/null | sed 's/^/setup: /' >&2
+}
+
 ensure_cargo() {
     if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
         export PATH="$HOME/.cargo/bin:$PATH"
@@ -81,6 +108,7 @@ main() {
     require_root
     install_packages
     install_python_test_deps
+    reserve_hugepages
     if [[ "${RVS_SKIP_BUILD:-0}" == 1 ]]; then
         log "RVS_SKIP_BUILD=1: not building"
     else

@@ -189,7 +189,7 @@ def director_config(n: int, services: list[dict] | None = None, vrrp: dict | Non
     d = DIRECTORS[n]
     other = DIRECTORS[3 - n]
     cfg = {
-        "eal": ["--no-huge", "-m", "256", "--no-pci", "--file-prefix", f"rvsha-d{n}"],
+        "eal": labutil.eal_args(f"rvsha-d{n}", megabytes=256),
         "main_lcore": 0,
         "workers": list(range(1, workers + 1)),
         "mbufs": 8191,

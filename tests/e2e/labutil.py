@@ -7,10 +7,16 @@ Environment knobs:
   RVSD=/path/to/rvsd      binary to test (default: target/release/rvsd)
   RVS_E2E_KEEP=1          leave the topology up after the suite
   RVS_E2E_VERBOSE=1       echo every command
+
+DPDK memory: real 2 MB hugepages when enough are reserved and free for the
+rvsd processes a suite runs at once (deploy/setup.sh reserves them), else
+--no-huge; `eal_args` decides (through deploy/rvs-nic memory) and the run
+prints which ("DPDK memory: ...").
 """
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import re
@@ -39,6 +45,9 @@ DR_VIP = "10.0.0.100"
 NAT_VIP = "10.0.0.101"
 DIR_IPS = ("10.0.0.1", "10.1.0.1")
 API = "http://127.0.0.1:9090"
+NIC_HELPER = REPO_ROOT / "deploy" / "rvs-nic"
+# The most rvsd processes a suite runs at once (the HA suites: 3 directors).
+MAX_CONCURRENT_RVSD = 3
 
 
 def real_ns(n: int) -> str:
@@ -120,9 +129,28 @@ DR_RR_9000 = service("tcp", DR_VIP, 9000, "rr", "dr", [real(1), real(2), real(3)
 ALL_SERVICES = [DR_RR_80, DR_WRR_8080, NAT_RR_80, NAT_WRR_8080, NAT_RR_9000, DR_RR_9000]
 
 
+@functools.cache
+def dpdk_memory_args(megabytes: int) -> tuple[str, ...]:
+    """EAL memory arguments for an rvsd of `megabytes`: hugepages
+    (`--in-memory`, so a killed rvsd leaves no hugepage files) when
+    MAX_CONCURRENT_RVSD of them fit in the free pages, else `--no-huge`.
+    Decided once per size and printed."""
+    out = run([sys.executable, str(NIC_HELPER), "memory", "--megabytes", str(megabytes),
+               "--processes", str(MAX_CONCURRENT_RVSD)])
+    print(f"e2e: {out.stderr.strip()}", file=sys.stderr, flush=True)
+    return tuple(json.loads(out.stdout))
+
+
+def eal_args(prefix: str, megabytes: int = 512) -> list[str]:
+    """The `eal` list of every rvsd the lab and the suites start: memory as
+    dpdk_memory_args decides, no PCI probing, and `prefix` as the EAL file
+    prefix (one per process)."""
+    return [*dpdk_memory_args(megabytes), "--no-pci", "--file-prefix", prefix]
+
+
 def lab_config(services: list[dict] | None = None) -> dict:
     return {
-        "eal": ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "rvs-e2e"],
+        "eal": eal_args("rvs-e2e"),
         "main_lcore": 0,
         "workers": [1],
         "mbufs": 8191,
@@ -593,7 +621,7 @@ def make_config(services: list[dict], *, workers: int = 2, prefix: str = "rvs-e2
     port gets 2 queue pairs. `prefix` is the EAL file prefix (one per suite,
     so nothing collides with other users of DPDK on the machine)."""
     cfg = lab_config(services)
-    cfg["eal"] = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", prefix]
+    cfg["eal"] = eal_args(prefix)
     cfg["mbufs"] = 16383
     if workers == 2:
         cfg["workers"] = [1, 2]
