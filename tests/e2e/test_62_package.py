@@ -44,7 +44,7 @@ class PackageTests(unittest.TestCase):
         cls.files = set(run("dpkg", "-L", "rvs").stdout.split("\n"))
 
     def test_installs_binaries_docs_unit_and_config(self):
-        for path in ["/usr/sbin/rvsd", "/usr/sbin/rvsadm", "/usr/sbin/rvs-vrrp",
+        for path in ["/usr/sbin/rvsd", "/usr/sbin/rvsadm", "/usr/sbin/rvs-vrrp", "/usr/sbin/rvs-nic",
                      "/usr/share/man/man8/rvsd.8", "/usr/share/man/man8/rvsadm.8",
                      "/usr/share/bash-completion/completions/rvsd",
                      "/usr/share/bash-completion/completions/rvsadm",
