@@ -261,7 +261,9 @@ class StartupErrorTests(unittest.TestCase):
                                  "exception path need raw sockets and TAPs)")
 
     def test_file_prefix_in_use(self):
-        cfg = lab.lab_config()
+        # Shared runtime files (no --in-memory, which the lab uses on hugepages):
+        # the EAL file prefix is then a lock another process can hold.
+        cfg = {**lab.lab_config(), "eal": ["--no-huge", "-m", "256", "--no-pci", "--file-prefix", "rvs-e2e-prefix"]}
         first = lab.Rvsd(cfg)
         self.addCleanup(first.cleanup)
         first.start()
