@@ -457,6 +457,17 @@ def ip_str(b: bytes) -> str:
     return ".".join(str(x) for x in b)
 
 
+def ttl_decremented(ip: bytes) -> bytes:
+    """The IPv4 packet `ip` as a router (and IPVS) forwards it: TTL one less,
+    header checksum recomputed; everything else unchanged."""
+    b = bytearray(ip)
+    b[8] -= 1
+    b[10:12] = b"\0\0"
+    ihl = (b[0] & 0x0F) * 4
+    b[10:12] = inet_checksum(bytes(b[:ihl])).to_bytes(2, "big")
+    return bytes(b)
+
+
 def inet_checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"

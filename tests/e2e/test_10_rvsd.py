@@ -83,16 +83,6 @@ def conn_key(p: lab.Packet):
     return (p.sport, p.seq, p.ip_id)
 
 
-def ttl_decremented(ip: bytes) -> bytes:
-    """`ip` as a router forwards it: TTL one less, header checksum recomputed."""
-    b = bytearray(ip)
-    b[8] -= 1
-    b[10:12] = b"\0\0"
-    ihl = (b[0] & 0x0F) * 4
-    b[10:12] = lab.inet_checksum(bytes(b[:ihl])).to_bytes(2, "big")
-    return bytes(b)
-
-
 class CaptureTests(lab.RvsdTestCase):
     def setUp(self):
         super().setUp()
@@ -127,7 +117,7 @@ class CaptureTests(lab.RvsdTestCase):
             # DR: the IP packet (ident, dst = VIP, payload) is untouched but for
             # the TTL, one less as IPVS decrements it, and so the header checksum;
             # the Ethernet header is rewritten.
-            self.assertEqual(p.ip.hex(), ttl_decremented(orig.ip).hex(), f"IP packet changed on the way: {orig} -> {p}")
+            self.assertEqual(p.ip.hex(), lab.ttl_decremented(orig.ip).hex(), f"IP packet changed on the way: {orig} -> {p}")
             self.assertEqual(p.ip_dst, DR_VIP)
             self.assertEqual(p.eth_dst, self.rs_mac[1], p)
             self.assertEqual(p.eth_src, self.dp0_mac, f"not forwarded by the director (dp0): {p}")
