@@ -62,11 +62,14 @@ def machine_pci_nic() -> str | None:
     return None
 
 
-def check_config(config: dict) -> subprocess.CompletedProcess:
+def check_config(config: dict, ns: str | None = None) -> subprocess.CompletedProcess:
+    """`rvsd --check-config` on `config`, in namespace `ns` (its pre-flight
+    checks look for the port's interface there)."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="rvs-nic-") as f:
         json.dump(config, f)
         f.flush()
-        return run([str(lab.RVSD), "--check-config", "--config", f.name], check=False)
+        where = ["ip", "netns", "exec", ns] if ns else []
+        return run([*where, str(lab.RVSD), "--check-config", "--config", f.name], check=False)
 
 
 class NicHelperTests(unittest.TestCase):
@@ -121,7 +124,7 @@ class NicHelperTests(unittest.TestCase):
         self.assertIn("--no-pci", config["eal"])
         self.assertEqual(config["eal"][config["eal"].index("--file-prefix") + 1], "rvsd")
         self.assertIn(f"the kernel still holds 10.99.0.2/24, 10.98.0.2/16 on {IFACE}", out.stderr)
-        checked = check_config(config)
+        checked = check_config(config, ns=NS)
         self.assertEqual(checked.returncode, 0, checked)
 
     def test_config_with_more_workers_than_cpus(self):
@@ -131,7 +134,7 @@ class NicHelperTests(unittest.TestCase):
             self.assertEqual(out.returncode, 0, out)
             config = json.loads(out.stdout)
             self.assertEqual(config["ports"][0]["device"], f"net_af_packet0,iface={IFACE},qpairs=2")
-            self.assertEqual(check_config(config).returncode, 0)
+            self.assertEqual(check_config(config, ns=NS).returncode, 0)
         else:
             self.assert_refused(out, f"2 workers asked but only {len(cpus) - 1} CPUs are free on the NIC's node "
                                      f"({','.join(map(str, cpus[1:]))})")
