@@ -2,7 +2,7 @@
 helpers in halab.py): rvsha-ka (10.0.0.4) is on the directors' network but is
 not a sync peer. From there it sends
 
-  (a) well-formed version-2 connection datagrams signed with a wrong key,
+  (a) well-formed version-3 connection datagrams signed with a wrong key,
   (b) bulk resync requests without a key and with a wrong one,
   (c) (scapy) both, spoofing the other director's address and sync port,
 
@@ -45,16 +45,16 @@ wrong = plan["wrong_key"].encode()
 
 def datagram(kind, entries, key, seq):
     now = int(time.time() * 1000)
-    b = b"RVSS" + bytes([2, kind, 0, len(entries)]) + struct.pack(">QQQ", now - 5000, seq, now)
+    b = b"RVSS" + bytes([3, kind, 0, len(entries)]) + struct.pack(">QQQ", now - 5000, seq, now)
     b += b"".join(entries)
     return b if key is None else b + hmac.new(key, b, hashlib.sha256).digest()
 
 def entry(i):
-    # tcp, dr, ESTABLISHED, no local | client | vip | real | local | seconds
+    # tcp, dr, ESTABLISHED, no local | client | vip | real | local | sequence delta | seconds
     ip = lambda s: socket.inet_aton(s)
     return (bytes([6, 0, 1, 0]) + ip(plan["client"]) + struct.pack(">H", 40000 + i)
             + ip("10.0.0.100") + struct.pack(">H", 80) + ip("10.1.0.11") + struct.pack(">H", 80)
-            + bytes(6) + struct.pack(">I", 900))
+            + bytes(6) + struct.pack(">I", 0) + struct.pack(">I", 900))
 
 def batch():
     out = []
