@@ -197,6 +197,15 @@ impl Default for ApiConfig {
     }
 }
 
+/// The kernel interface an af_packet port captures on (`dp0` in
+/// `net_af_packet0,iface=dp0`); `None` for any other device.
+pub fn af_packet_iface(device: &str) -> Option<&str> {
+    if !device.starts_with("net_af_packet") {
+        return None;
+    }
+    device.split(',').find_map(|kv| kv.strip_prefix("iface="))
+}
+
 /// A dataplane port.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

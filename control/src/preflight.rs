@@ -141,11 +141,9 @@ fn check_ports(config: &Config, host: &Host) -> Vec<Problem> {
     for (i, port) in config.ports.iter().enumerate() {
         let field = format!("ports[{i}].device");
         let name = port.device.split(',').next().unwrap_or_default();
-        if name.starts_with("net_af_packet") {
-            if let Some(iface) = port.device.split(',').find_map(|kv| kv.strip_prefix("iface=")) {
-                if !host.path(&format!("/sys/class/net/{iface}")).exists() {
-                    problems.push(Problem::NoSuchInterface { field, iface: iface.to_owned() });
-                }
+        if let Some(iface) = crate::config::af_packet_iface(&port.device) {
+            if !host.path(&format!("/sys/class/net/{iface}")).exists() {
+                problems.push(Problem::NoSuchInterface { field, iface: iface.to_owned() });
             }
         } else if !name.starts_with("net_") {
             let address = if name.matches(':').count() == 1 { format!("0000:{name}") } else { name.to_owned() };

@@ -298,10 +298,7 @@ fn configure_tap(tap: &str, mac: MacAddr, port: &rvs_control::PortConfig, routes
 /// keep off it — never answer ARP there (`arp_ignore=8`), drop IP arriving
 /// there by strict reverse-path filtering (no route points at it), no IPv6.
 fn keep_kernel_off(device: &str) {
-    if !device.starts_with("net_af_packet") {
-        return;
-    }
-    let Some(iface) = device.split(',').find_map(|kv| kv.strip_prefix("iface=")) else { return };
+    let Some(iface) = rvs_control::config::af_packet_iface(device) else { return };
     for (key, value) in [("ipv4/conf/{}/arp_ignore", "8"), ("ipv4/conf/{}/rp_filter", "1"), ("ipv6/conf/{}/disable_ipv6", "1")] {
         let path = format!("/proc/sys/net/{}", key.replace("{}", iface));
         if let Err(e) = std::fs::write(&path, value) {
@@ -716,8 +713,8 @@ fn start_ha(config: &Config, state: &Arc<ApiState>, overlay: &Arc<HaOverlay>, da
 /// PMD reports and, for af_packet (whose PMD always says "up"), the kernel's
 /// carrier of the interface it captures on.
 fn port_carrier(port: &Port, device: &str) -> bool {
-    let kernel = match device.split(',').find_map(|kv| kv.strip_prefix("iface=")) {
-        Some(iface) if device.starts_with("net_af_packet") => {
+    let kernel = match rvs_control::config::af_packet_iface(device) {
+        Some(iface) => {
             // Reading `carrier` of an interface that is administratively down fails: down.
             std::fs::read_to_string(format!("/sys/class/net/{iface}/carrier")).is_ok_and(|c| c.trim() == "1")
         }
