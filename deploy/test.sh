@@ -2,7 +2,8 @@
 # The project's test command (README, .ci/run): as root,
 #   bash deploy/test.sh
 # 1. deploy/setup.sh: packages + cargo build --release --workspace
-# 2. cargo test --workspace --release (unit + integration), then
+# 2. cargo fmt --check and cargo clippy -D warnings, then
+#    cargo test --workspace --release (unit + integration), then
 #    deploy/bench.sh --smoke (a few seconds of every benchmark), then the
 #    Debian package built (deploy/package.sh) and installed with apt-get
 # 3. the end-to-end suite in network namespaces:
@@ -44,6 +45,12 @@ main() {
     ensure_cargo
 
     local failed=()
+    # Style and lints as the project's rules state them (rustfmt.toml, [workspace.lints]).
+    log "cargo fmt --all --check"
+    cargo fmt --all --check || failed+=("cargo fmt")
+    log "cargo clippy --workspace --all-targets -- -D warnings"
+    cargo clippy --workspace --all-targets -- -D warnings || failed+=("cargo clippy")
+
     log "cargo test --workspace --release --no-fail-fast"
     cargo test --workspace --release --no-fail-fast || failed+=("cargo test")
 

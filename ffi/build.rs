@@ -15,19 +15,12 @@ fn main() {
     let dpdk = pkg_config::Config::new()
         .atleast_version("22.11")
         .probe("libdpdk")
-        .unwrap_or_else(|e| {
-            panic!("libdpdk not found by pkg-config ({e}); install it with: apt-get install dpdk-dev libdpdk-dev")
-        });
+        .unwrap_or_else(|e| panic!("libdpdk not found by pkg-config ({e}); install it with: apt-get install dpdk-dev libdpdk-dev"));
 
     // Raw cflags as pkg-config prints them (keeps `-include rte_config.h` and -march).
-    let cflags_out = std::process::Command::new("pkg-config")
-        .args(["--cflags", "libdpdk"])
-        .output()
-        .expect("running pkg-config --cflags libdpdk");
-    let cflags: Vec<String> = String::from_utf8_lossy(&cflags_out.stdout)
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect();
+    let cflags_out =
+        std::process::Command::new("pkg-config").args(["--cflags", "libdpdk"]).output().expect("running pkg-config --cflags libdpdk");
+    let cflags: Vec<String> = String::from_utf8_lossy(&cflags_out.stdout).split_whitespace().map(str::to_owned).collect();
 
     let mut build = cc::Build::new();
     build.file("shim.c").warnings(false).opt_level(3);
@@ -78,7 +71,5 @@ fn main() {
         .expect("bindgen could not generate DPDK bindings (is libclang-dev installed?)");
 
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR set by cargo"));
-    bindings
-        .write_to_file(out.join("bindings.rs"))
-        .expect("writing bindings.rs");
+    bindings.write_to_file(out.join("bindings.rs")).expect("writing bindings.rs");
 }

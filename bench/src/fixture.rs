@@ -17,10 +17,7 @@ use crate::plan::{self, ModeSpec};
 /// Established connections never expire (`tcp` ≈ 68 years); SYN_RECV entries
 /// expire after 1 s of the caller's clock, so a benchmark can sweep them.
 pub fn snapshot(mode: &ModeSpec) -> Arc<Snapshot> {
-    let reals = plan::REALS
-        .iter()
-        .map(|(addr, _)| RealServer::new(*addr, mode.real_port, 1, mode.forward))
-        .collect();
+    let reals = plan::REALS.iter().map(|(addr, _)| RealServer::new(*addr, mode.real_port, 1, mode.forward)).collect();
     let mut service = Service::new(ServiceKey { protocol: Protocol::Tcp, vip: mode.vip, port: mode.vport }, SchedulerKind::Rr, reals);
     if mode.forward == ForwardMode::FullNat {
         service.local_addrs = plan::local_addrs();

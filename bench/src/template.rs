@@ -255,7 +255,8 @@ mod tests {
                     let t = Template::new(proto, kind, size, A, B, Ipv4Addr::new(10, 0, 0, 100), 80);
                     assert_eq!(t.len(), size - 4);
                     let mut buf = vec![0u8; t.len()];
-                    for (i, (seq, stamp)) in [(0u64, 0u64), (1, 2), (u64::MAX, 0xdead_beef_0bad_cafe), (1 << 40, 7)].into_iter().enumerate() {
+                    for (i, (seq, stamp)) in [(0u64, 0u64), (1, 2), (u64::MAX, 0xdead_beef_0bad_cafe), (1 << 40, 7)].into_iter().enumerate()
+                    {
                         let src = Ipv4Addr::new(172, 16, i as u8, 200);
                         let sport = 60000 + i as u16;
                         t.write(&mut buf, src, sport, seq, stamp);

@@ -261,12 +261,7 @@ impl ApiState {
     }
 
     /// State with explicit persistence and authentication settings.
-    pub fn with_options(
-        config: Config,
-        initial_generation: u64,
-        dataplane: Arc<dyn Dataplane>,
-        options: ApiOptions,
-    ) -> Arc<Self> {
+    pub fn with_options(config: Config, initial_generation: u64, dataplane: Arc<dyn Dataplane>, options: ApiOptions) -> Arc<Self> {
         Arc::new(ApiState {
             current: tokio::sync::Mutex::new(Current { config, generation: initial_generation }),
             dataplane,
@@ -366,11 +361,7 @@ impl ApiState {
 
     /// The health-check report (empty without a health engine).
     pub fn health(&self) -> HealthReport {
-        self.overlay
-            .read()
-            .as_ref()
-            .and_then(|o| o.health())
-            .unwrap_or(HealthReport { reals: Vec::new(), services: Vec::new() })
+        self.overlay.read().as_ref().and_then(|o| o.health()).unwrap_or(HealthReport { reals: Vec::new(), services: Vec::new() })
     }
 
     /// The generation of the snapshot currently in force.
@@ -457,10 +448,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/services", get(list_services).post(create_service))
         .route("/api/v1/services/{protocol}/{vip}/{port}", get(get_service).put(replace_service).delete(delete_service))
         .route("/api/v1/services/{protocol}/{vip}/{port}/reals", get(list_reals).post(create_real))
-        .route(
-            "/api/v1/services/{protocol}/{vip}/{port}/reals/{address}/{rport}",
-            get(get_real).put(replace_real).delete(delete_real),
-        )
+        .route("/api/v1/services/{protocol}/{vip}/{port}/reals/{address}/{rport}", get(get_real).put(replace_real).delete(delete_real))
         .route("/api/v1/services/{protocol}/{vip}/{port}/laddrs", get(list_laddrs).post(create_laddr))
         .route("/api/v1/services/{protocol}/{vip}/{port}/laddrs/{address}", axum::routing::delete(delete_laddr))
         .fallback(no_route)
@@ -584,7 +572,11 @@ fn body_error(err: ConfigError) -> ApiError {
     match err {
         ConfigError::Parse { line, column, field, message } => {
             let at = field.as_ref().map(|f| format!("{f}: ")).unwrap_or_default();
-            ApiError { status: StatusCode::BAD_REQUEST, message: format!("invalid JSON body: {at}{message} at line {line} column {column}"), field }
+            ApiError {
+                status: StatusCode::BAD_REQUEST,
+                message: format!("invalid JSON body: {at}{message} at line {line} column {column}"),
+                field,
+            }
         }
         other => ApiError::invalid(other, None),
     }
@@ -648,9 +640,7 @@ fn parse_protocol(s: &str) -> Result<Protocol, ApiError> {
 }
 
 fn parse_addr(s: &str, what: &str) -> Result<Ipv4Addr, ApiError> {
-    s.parse().map_err(|_| {
-        ApiError::bad_request(format!("invalid {what} `{s}` in the path: expected an IPv4 address a.b.c.d"))
-    })
+    s.parse().map_err(|_| ApiError::bad_request(format!("invalid {what} `{s}` in the path: expected an IPv4 address a.b.c.d")))
 }
 
 fn parse_port(s: &str, what: &str) -> Result<u16, ApiError> {
@@ -710,11 +700,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
         let Some(value) = parts.headers.get(IF_MATCH) else {
             return Ok(IfMatch(None));
         };
-        let bad = || {
-            ApiError::bad_request(
-                "invalid If-Match header: expected the ETag of GET /api/v1/config, a generation such as \"7\"",
-            )
-        };
+        let bad = || ApiError::bad_request("invalid If-Match header: expected the ETag of GET /api/v1/config, a generation such as \"7\"");
         let text = value.to_str().map_err(|_| bad())?.trim();
         if text == "*" {
             return Ok(IfMatch(None));
@@ -732,11 +718,9 @@ fn query_params(query: Option<&str>, known: &[&str]) -> Result<HashMap<String, S
     )
     .map_err(|e| ApiError::bad_request(format!("invalid query string: {}", e.body_text())))?;
     if let Some(unknown) = params.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err(ApiError::bad_request(format!(
-            "unknown query parameter `{unknown}`; known: {}",
-            known.join(", ")
-        ))
-        .with_field(unknown.clone()));
+        return Err(
+            ApiError::bad_request(format!("unknown query parameter `{unknown}`; known: {}", known.join(", "))).with_field(unknown.clone())
+        );
     }
     Ok(params)
 }
@@ -779,9 +763,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RealPath {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Path((protocol, vip, port, address, rport)) =
-            Path::<(String, String, String, String, String)>::from_request_parts(parts, state)
-                .await
-                .map_err(path_rejection)?;
+            Path::<(String, String, String, String, String)>::from_request_parts(parts, state).await.map_err(path_rejection)?;
         Ok(RealPath {
             service: ServiceKey {
                 protocol: parse_protocol(&protocol)?,
@@ -870,9 +852,7 @@ async fn commit_with(
     let snapshot = Arc::new(snapshot);
     let persist = match persist {
         Persist::No => None,
-        Persist::Yes | Persist::Created => {
-            state.config_path.clone().map(|path| (path, format!("{}\n", config.to_json_pretty())))
-        }
+        Persist::Yes | Persist::Created => state.config_path.clone().map(|path| (path, format!("{}\n", config.to_json_pretty()))),
     };
     let outcome = tokio::task::spawn_blocking(move || {
         if let Some((path, text)) = persist {
@@ -1006,10 +986,7 @@ async fn create_service(
         if config.service_index(&key).is_some() {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                format!(
-                    "service {key} already exists; PUT /api/v1/services/{}/{}/{} replaces it",
-                    key.protocol, key.vip, key.port
-                ),
+                format!("service {key} already exists; PUT /api/v1/services/{}/{}/{} replaces it", key.protocol, key.vip, key.port),
             ));
         }
         config.services.push(service);
@@ -1029,8 +1006,7 @@ fn must_match<T: PartialEq + std::fmt::Display>(field: &str, body: T, path: T) -
     if body == path {
         Ok(())
     } else {
-        Err(ApiError::bad_request(format!("{field}: {body} in the body differs from {path} in the path"))
-            .with_field(field))
+        Err(ApiError::bad_request(format!("{field}: {body} in the body differs from {path} in the path")).with_field(field))
     }
 }
 
@@ -1051,11 +1027,7 @@ async fn replace_service(
     .await
 }
 
-async fn delete_service(
-    State(state): AppState,
-    ServicePath(key): ServicePath,
-    IfMatch(expect): IfMatch,
-) -> Result<Response, ApiError> {
+async fn delete_service(State(state): AppState, ServicePath(key): ServicePath, IfMatch(expect): IfMatch) -> Result<Response, ApiError> {
     commit(&state, false, expect, |config| {
         let i = find_service(config, &key)?;
         config.services.remove(i);
@@ -1447,10 +1419,7 @@ async fn create_laddr(
         let i = find_service(config, &key)?;
         let service = &mut config.services[i];
         if service.local_addresses.contains(&body.address) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!("service {key} already has local address {}", body.address),
-            ));
+            return Err(ApiError::new(StatusCode::CONFLICT, format!("service {key} already has local address {}", body.address)));
         }
         service.local_addresses.push(body.address);
         Ok(Edit::new(format!("added local address {} to service {key}", body.address), None))
@@ -1465,10 +1434,7 @@ async fn delete_laddr(State(state): AppState, path: LaddrPath, IfMatch(expect): 
         let i = find_service(config, &path.service)?;
         let service = &mut config.services[i];
         let Some(j) = service.local_addresses.iter().position(|a| *a == path.address) else {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("service {} has no local address {}", path.service, path.address),
-            ));
+            return Err(ApiError::new(StatusCode::NOT_FOUND, format!("service {} has no local address {}", path.service, path.address)));
         };
         service.local_addresses.remove(j);
         Ok(Edit::new(format!("deleted local address {} of service {}", path.address, path.service), None))
@@ -1560,9 +1526,9 @@ pub fn stats_view(config: &Config, stats: &[ServiceStats], rates: &RateEstimator
 
 /// Runs a blocking dataplane query off the async threads.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the dataplane query failed: {e}"))
-    })
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the dataplane query failed: {e}")))
 }
 
 async fn stats_services(State(state): AppState) -> Result<Json<Vec<ServiceStatsView>>, ApiError> {
@@ -1649,9 +1615,7 @@ async fn connections(State(state): AppState, uri: Uri) -> Result<Json<Connection
         params
             .get(name)
             .map(|v| {
-                v.parse().map_err(|_| {
-                    ApiError::bad_request(format!("{name}: invalid address `{v}`; expected a.b.c.d")).with_field(name)
-                })
+                v.parse().map_err(|_| ApiError::bad_request(format!("{name}: invalid address `{v}`; expected a.b.c.d")).with_field(name))
             })
             .transpose()
     };

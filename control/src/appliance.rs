@@ -99,9 +99,7 @@ impl HaOverlay {
     }
 
     fn sync_master_locked(&self, vrrp: &HashMap<String, (VrrpState, Vec<Ipv4Addr>, Option<u16>)>) -> bool {
-        self.sync_instance
-            .as_ref()
-            .is_some_and(|i| vrrp.get(i).is_some_and(|(s, _, _)| *s == VrrpState::Master))
+        self.sync_instance.as_ref().is_some_and(|i| vrrp.get(i).is_some_and(|(s, _, _)| *s == VrrpState::Master))
     }
 }
 

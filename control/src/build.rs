@@ -1,7 +1,7 @@
 //! Turns a validated [`Config`] into the immutable [`Snapshot`] the workers forward by.
 
-use rvs_dataplane::snapshot::{InterfaceAddr, PortInfo, RealServer, Route, Service, Snapshot, Persistence};
 use rvs_dataplane::frag::FragLimits;
+use rvs_dataplane::snapshot::{InterfaceAddr, Persistence, PortInfo, RealServer, Route, Service, Snapshot};
 use rvs_dataplane::wire::MacAddr;
 
 use crate::config::{Config, ConfigError};
@@ -30,11 +30,7 @@ pub fn build_snapshot(config: &Config, port_macs: &[MacAddr], generation: u64) -
     if port_macs.len() != config.ports.len() {
         return Err(ConfigError::invalid(
             "ports",
-            format!(
-                "{} ports are configured but the dataplane reports {} MAC addresses",
-                config.ports.len(),
-                port_macs.len()
-            ),
+            format!("{} ports are configured but the dataplane reports {} MAC addresses", config.ports.len(), port_macs.len()),
         ));
     }
 
@@ -61,12 +57,7 @@ pub fn build_snapshot(config: &Config, port_macs: &[MacAddr], generation: u64) -
             .position(|p| p.name == route.port)
             .ok_or_else(|| ConfigError::invalid(format!("routes[{i}].port"), format!("no port named `{}`", route.port)))
             .and_then(port_index)?;
-        routes.push(Route {
-            prefix: route.prefix.network(),
-            prefix_len: route.prefix.prefix_len,
-            via: route.via,
-            port: index,
-        });
+        routes.push(Route { prefix: route.prefix.network(), prefix_len: route.prefix.prefix_len, via: route.via, port: index });
     }
 
     let services = config
@@ -152,12 +143,7 @@ mod tests {
             vec![
                 Route { prefix: Ipv4Addr::new(10, 0, 0, 0), prefix_len: 24, via: None, port: 0 },
                 Route { prefix: Ipv4Addr::new(10, 1, 0, 0), prefix_len: 24, via: None, port: 0 },
-                Route {
-                    prefix: Ipv4Addr::UNSPECIFIED,
-                    prefix_len: 0,
-                    via: Some(Ipv4Addr::new(10, 0, 0, 254)),
-                    port: 0
-                },
+                Route { prefix: Ipv4Addr::UNSPECIFIED, prefix_len: 0, via: Some(Ipv4Addr::new(10, 0, 0, 254)), port: 0 },
             ]
         );
         assert_eq!(snap.timeouts, Timeouts::default());

@@ -39,7 +39,6 @@ pub struct RvsdArgs {
     pub dump_dir: PathBuf,
 }
 
-
 /// rvsadm's command line, for documentation only (see the module docs).
 pub fn rvsadm_command() -> clap::Command {
     let mut cmd = clap::Command::new("rvsadm")

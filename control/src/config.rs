@@ -469,10 +469,7 @@ impl ServiceConfig {
         }
         let vip = self.vip;
         if vip.is_unspecified() || vip.is_broadcast() || vip.is_multicast() {
-            return Err(ConfigError::invalid(
-                join(path, "vip"),
-                format!("{vip} cannot be a virtual address; use a unicast address"),
-            ));
+            return Err(ConfigError::invalid(join(path, "vip"), format!("{vip} cannot be a virtual address; use a unicast address")));
         }
         if let Some(p) = &self.persistence {
             if !(1..=MAX_PERSISTENCE_TIMEOUT_S).contains(&p.timeout) {
@@ -493,7 +490,10 @@ impl ServiceConfig {
         for (j, lip) in self.local_addresses.iter().enumerate() {
             let field = join(path, &format!("local_addresses[{j}]"));
             if lip.is_unspecified() || lip.is_broadcast() || lip.is_multicast() || *lip == vip {
-                return Err(ConfigError::invalid(field, format!("{lip} cannot be a local address; use a unicast address that is not the VIP")));
+                return Err(ConfigError::invalid(
+                    field,
+                    format!("{lip} cannot be a local address; use a unicast address that is not the VIP"),
+                ));
             }
             if !lips.insert(*lip) {
                 return Err(ConfigError::invalid(field, format!("duplicate local address {lip}")));
@@ -513,26 +513,17 @@ impl ServiceConfig {
                 ));
             }
             if addr == vip {
-                return Err(ConfigError::invalid(
-                    join(&rpath, "address"),
-                    format!("{addr} is the service's own virtual address"),
-                ));
+                return Err(ConfigError::invalid(join(&rpath, "address"), format!("{addr} is the service's own virtual address")));
             }
             if own_addrs.contains(&addr) {
-                return Err(ConfigError::invalid(
-                    join(&rpath, "address"),
-                    format!("{addr} is one of this appliance's own port addresses"),
-                ));
+                return Err(ConfigError::invalid(join(&rpath, "address"), format!("{addr} is one of this appliance's own port addresses")));
             }
             let port = real.port_for(self);
             if port == 0 {
                 return Err(ConfigError::invalid(join(&rpath, "port"), "port 0 is not allowed; use 1..=65535"));
             }
             if real.weight > MAX_WEIGHT {
-                return Err(ConfigError::invalid(
-                    join(&rpath, "weight"),
-                    format!("{} is out of range 0..={MAX_WEIGHT}", real.weight),
-                ));
+                return Err(ConfigError::invalid(join(&rpath, "weight"), format!("{} is out of range 0..={MAX_WEIGHT}", real.weight)));
             }
             check_thresholds(real, &rpath)?;
             let forward = real.forward_for(self);
@@ -604,10 +595,7 @@ fn check_timeout(field: &str, value: u32) -> Result<(), ConfigError> {
     if (1..=MAX_TIMEOUT_S).contains(&value) {
         Ok(())
     } else {
-        Err(ConfigError::invalid(
-            format!("timeouts.{field}"),
-            format!("{value} is out of range 1..={MAX_TIMEOUT_S} seconds"),
-        ))
+        Err(ConfigError::invalid(format!("timeouts.{field}"), format!("{value} is out of range 1..={MAX_TIMEOUT_S} seconds")))
     }
 }
 
@@ -615,8 +603,8 @@ fn check_timeout(field: &str, value: u32) -> Result<(), ConfigError> {
 /// receives it); a data error names its field in JSON-path form.
 pub fn parse_json<T: serde::de::DeserializeOwned>(text: &[u8]) -> Result<T, ConfigError> {
     let mut de = serde_json::Deserializer::from_slice(text);
-    let value: T = serde_path_to_error::deserialize(&mut de)
-        .map_err(|e| ConfigError::from_json_error(Some(e.path().to_string()), e.inner()))?;
+    let value: T =
+        serde_path_to_error::deserialize(&mut de).map_err(|e| ConfigError::from_json_error(Some(e.path().to_string()), e.inner()))?;
     de.end().map_err(|e| ConfigError::from_json_error(None, &e))?;
     Ok(value)
 }
@@ -632,8 +620,7 @@ impl Config {
     /// Reads, parses and validates the config file at `path`.
     pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
         let path = path.as_ref();
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
         Config::from_json(&text)
     }
 
@@ -670,8 +657,7 @@ impl Config {
     /// port with a `tap` (by the port's name or the TAP's); the rest is
     /// checked as the engine will at start ([`crate::vrrp::validate`]).
     fn validate_vrrp(&self) -> Result<(), ConfigError> {
-        let interfaces: HashMap<String, String> =
-            self.ports.iter().filter_map(|p| p.tap.clone().map(|t| (p.name.clone(), t))).collect();
+        let interfaces: HashMap<String, String> = self.ports.iter().filter_map(|p| p.tap.clone().map(|t| (p.name.clone(), t))).collect();
         for (i, inst) in self.vrrp.instances.iter().enumerate() {
             if !interfaces.contains_key(&inst.interface) && !interfaces.values().any(|t| *t == inst.interface) {
                 return Err(ConfigError::invalid(
@@ -688,14 +674,11 @@ impl Config {
     /// addresses and the routes (as the snapshot's routing table), None when
     /// nothing matches.
     pub fn egress_port(&self, addr: Ipv4Addr) -> Option<usize> {
-        let connected = self
-            .ports
+        let connected = self.ports.iter().enumerate().flat_map(|(i, p)| p.addresses.iter().map(move |c| (c.network(), c.prefix_len, i)));
+        let routed = self
+            .routes
             .iter()
-            .enumerate()
-            .flat_map(|(i, p)| p.addresses.iter().map(move |c| (c.network(), c.prefix_len, i)));
-        let routed = self.routes.iter().filter_map(|r| {
-            self.ports.iter().position(|p| p.name == r.port).map(|i| (r.prefix.network(), r.prefix.prefix_len, i))
-        });
+            .filter_map(|r| self.ports.iter().position(|p| p.name == r.port).map(|i| (r.prefix.network(), r.prefix.prefix_len, i)));
         connected
             .chain(routed)
             .filter(|(net, len, _)| prefix_contains(*net, *len, addr))
@@ -745,10 +728,7 @@ impl Config {
 
     fn validate_lcores(&self) -> Result<(), ConfigError> {
         if self.main_lcore >= MAX_LCORE {
-            return Err(ConfigError::invalid(
-                "main_lcore",
-                format!("lcore {} is out of range 0..{MAX_LCORE}", self.main_lcore),
-            ));
+            return Err(ConfigError::invalid("main_lcore", format!("lcore {} is out of range 0..{MAX_LCORE}", self.main_lcore)));
         }
         if self.workers.is_empty() {
             return Err(ConfigError::invalid("workers", "at least one worker lcore is required"));
@@ -760,26 +740,17 @@ impl Config {
                 return Err(ConfigError::invalid(field, format!("lcore {lcore} is out of range 0..{MAX_LCORE}")));
             }
             if lcore == self.main_lcore {
-                return Err(ConfigError::invalid(
-                    field,
-                    format!("lcore {lcore} is the main lcore; workers need lcores of their own"),
-                ));
+                return Err(ConfigError::invalid(field, format!("lcore {lcore} is the main lcore; workers need lcores of their own")));
             }
             if !seen.insert(lcore) {
                 return Err(ConfigError::invalid(field, format!("lcore {lcore} is listed twice")));
             }
         }
         if self.mbufs < MIN_MBUFS {
-            return Err(ConfigError::invalid(
-                "mbufs",
-                format!("{} is too small; use at least {MIN_MBUFS}", self.mbufs),
-            ));
+            return Err(ConfigError::invalid("mbufs", format!("{} is too small; use at least {MIN_MBUFS}", self.mbufs)));
         }
         if self.idle_sleep_us > MAX_IDLE_SLEEP_US {
-            return Err(ConfigError::invalid(
-                "idle_sleep_us",
-                format!("{} is out of range 0..={MAX_IDLE_SLEEP_US}", self.idle_sleep_us),
-            ));
+            return Err(ConfigError::invalid("idle_sleep_us", format!("{} is out of range 0..={MAX_IDLE_SLEEP_US}", self.idle_sleep_us)));
         }
         if !(1..=MAX_CONN_TABLE_SIZE).contains(&self.conn_table_size) {
             return Err(ConfigError::invalid(
@@ -838,8 +809,8 @@ impl Config {
                 ));
             }
             if let Some(tap) = &port.tap {
-                let ok = (1..=15).contains(&tap.len())
-                    && tap.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+                let ok =
+                    (1..=15).contains(&tap.len()) && tap.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
                 if !ok {
                     return Err(ConfigError::invalid(
                         format!("ports[{i}].tap"),
@@ -866,10 +837,7 @@ impl Config {
             for (j, cidr) in port.addresses.iter().enumerate() {
                 let field = format!("ports[{i}].addresses[{j}]");
                 if !(1..=32).contains(&cidr.prefix_len) {
-                    return Err(ConfigError::invalid(
-                        field,
-                        format!("{cidr}: prefix length {} is out of range 1..=32", cidr.prefix_len),
-                    ));
+                    return Err(ConfigError::invalid(field, format!("{cidr}: prefix length {} is out of range 1..=32", cidr.prefix_len)));
                 }
                 let a = cidr.addr;
                 if a.is_unspecified() || a.is_broadcast() || a.is_multicast() {
@@ -915,8 +883,7 @@ impl Config {
                     return Err(ConfigError::invalid(field, format!("{via} is this appliance's own address")));
                 }
                 if !port.addresses.iter().any(|c| c.contains(via)) {
-                    let nets: Vec<String> =
-                        port.addresses.iter().map(|c| format!("{}/{}", c.network(), c.prefix_len)).collect();
+                    let nets: Vec<String> = port.addresses.iter().map(|c| format!("{}/{}", c.network(), c.prefix_len)).collect();
                     return Err(ConfigError::invalid(
                         field,
                         format!(
@@ -976,10 +943,7 @@ impl Config {
             let path = format!("services[{i}]");
             service.validate_at(&path, &own)?;
             if let Some(first) = seen.insert(service.key(), i) {
-                return Err(ConfigError::invalid(
-                    path,
-                    format!("duplicate service {} (also services[{first}])", service.key()),
-                ));
+                return Err(ConfigError::invalid(path, format!("duplicate service {} (also services[{first}])", service.key())));
             }
         }
         Ok(())
@@ -1075,8 +1039,7 @@ mod tests {
         assert!(c.validate().is_ok(), "connect_ip on the management network");
         let mut lo = tcp;
         lo.connect_ip = Some(Ipv4Addr::LOCALHOST);
-        let misc: crate::ha::HealthCheck =
-            serde_json::from_str(r#"{"type": "misc_check", "path": "true"}"#).expect("check");
+        let misc: crate::ha::HealthCheck = serde_json::from_str(r#"{"type": "misc_check", "path": "true"}"#).expect("check");
         c.services[0].reals[1].health.checks = vec![lo, misc];
         assert!(c.validate().is_ok());
     }
@@ -1397,34 +1360,16 @@ mod tests {
 
     #[test]
     fn real_rules() {
-        assert_eq!(
-            invalid_field(|c| c.services[0].reals[1].address = Ipv4Addr::new(10, 1, 0, 11)),
-            "services[0].reals[1].address"
-        );
+        assert_eq!(invalid_field(|c| c.services[0].reals[1].address = Ipv4Addr::new(10, 1, 0, 11)), "services[0].reals[1].address");
         // Duplicate after defaults: port None equals explicit service port.
-        assert_eq!(
-            invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::new(10, 1, 0, 12)),
-            "services[0].reals[1].address"
-        );
+        assert_eq!(invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::new(10, 1, 0, 12)), "services[0].reals[1].address");
         assert_eq!(invalid_field(|c| c.services[0].reals[0].weight = 65536), "services[0].reals[0].weight");
         assert_eq!(invalid_field(|c| c.services[0].reals[1].port = Some(8080)), "services[0].reals[1].port");
         assert_eq!(invalid_field(|c| c.services[0].reals[1].port = Some(0)), "services[0].reals[1].port");
-        assert_eq!(
-            invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::UNSPECIFIED),
-            "services[0].reals[0].address"
-        );
-        assert_eq!(
-            invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::new(239, 1, 1, 1)),
-            "services[0].reals[0].address"
-        );
-        assert_eq!(
-            invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::new(10, 0, 0, 100)),
-            "services[0].reals[0].address"
-        );
-        assert_eq!(
-            invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::new(10, 1, 0, 1)),
-            "services[0].reals[0].address"
-        );
+        assert_eq!(invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::UNSPECIFIED), "services[0].reals[0].address");
+        assert_eq!(invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::new(239, 1, 1, 1)), "services[0].reals[0].address");
+        assert_eq!(invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::new(10, 0, 0, 100)), "services[0].reals[0].address");
+        assert_eq!(invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::new(10, 1, 0, 1)), "services[0].reals[0].address");
         // Weight bounds are inclusive; NAT may change the port.
         let mut c = example();
         c.services[0].reals[0].weight = 0;

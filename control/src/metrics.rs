@@ -90,14 +90,7 @@ impl Families {
     }
 
     /// Adds one sample of any printable value (integers, seconds as `f64`).
-    fn sample(
-        &mut self,
-        name: &str,
-        help: &str,
-        kind: &'static str,
-        labels: &[(&str, String)],
-        value: impl std::fmt::Display,
-    ) {
+    fn sample(&mut self, name: &str, help: &str, kind: &'static str, labels: &[(&str, String)], value: impl std::fmt::Display) {
         let entry = self.families.entry(name.to_string()).or_insert_with(|| {
             self.order.push(name.to_string());
             (help.to_string(), kind, Vec::new())
@@ -158,24 +151,11 @@ pub fn render(input: &MetricsInput<'_>) -> String {
     f.add("rvs_config_generation", "Generation of the config in force.", "gauge", &[], input.generation);
     f.add("rvs_services", "Virtual services in force.", "gauge", &[], config.services.len() as u64);
     let reals: usize = config.services.iter().map(|s| s.reals.len()).sum();
-    f.add(
-        "rvs_real_servers",
-        "Real servers the dataplane uses (health checks applied), over all services.",
-        "gauge",
-        &[],
-        reals as u64,
-    );
-    f.add(
-        "rvs_rate_estimator_samples_total",
-        "Samples taken by the rate estimator (every 2 s).",
-        "counter",
-        &[],
-        input.rates.samples(),
-    );
+    f.add("rvs_real_servers", "Real servers the dataplane uses (health checks applied), over all services.", "gauge", &[], reals as u64);
+    f.add("rvs_rate_estimator_samples_total", "Samples taken by the rate estimator (every 2 s).", "counter", &[], input.rates.samples());
 
     for svc in stats_view(config, input.stats, input.rates) {
-        let labels =
-            [("protocol", svc.protocol.to_string()), ("vip", svc.vip.to_string()), ("port", svc.port.to_string())];
+        let labels = [("protocol", svc.protocol.to_string()), ("vip", svc.vip.to_string()), ("port", svc.port.to_string())];
         let t = svc.traffic;
         f.add("rvs_service_connections_total", "Connections scheduled to the service.", "counter", &labels, t.conns);
         f.add("rvs_service_in_packets_total", "Packets client to real server.", "counter", &labels, t.in_pkts);
@@ -202,7 +182,13 @@ pub fn render(input: &MetricsInput<'_>) -> String {
             f.add("rvs_real_out_bytes_total", "Bytes real server to client through rvs.", "counter", &labels, t.out_bytes);
             f.add("rvs_real_active_connections", "Connections in ESTABLISHED.", "gauge", &labels, u64::from(r.active));
             f.add("rvs_real_inactive_connections", "Connections in other states.", "gauge", &labels, u64::from(r.inactive));
-            f.add("rvs_real_weight", "Scheduling weight in force (0 while inhibited).", "gauge", &labels, u64::from(weights.get(i).copied().unwrap_or(0)));
+            f.add(
+                "rvs_real_weight",
+                "Scheduling weight in force (0 while inhibited).",
+                "gauge",
+                &labels,
+                u64::from(weights.get(i).copied().unwrap_or(0)),
+            );
             add_rates(&mut f, "rvs_real", "real server", &labels, &r.rates);
         }
     }
@@ -223,7 +209,13 @@ fn render_vrrp(f: &mut Families, ha: &Value) {
         let current = i.get("state").and_then(Value::as_str).unwrap_or("");
         for state in ["INIT", "BACKUP", "MASTER", "FAULT"] {
             let labels = [("instance", name.clone()), ("state", state.to_string())];
-            f.add("rvs_vrrp_state", "1 for the VRRP instance's current state.", "gauge", &labels, u64::from(current.eq_ignore_ascii_case(state)));
+            f.add(
+                "rvs_vrrp_state",
+                "1 for the VRRP instance's current state.",
+                "gauge",
+                &labels,
+                u64::from(current.eq_ignore_ascii_case(state)),
+            );
         }
         let labels = [("instance", name.clone())];
         if let Some(p) = i.get("priority").and_then(Value::as_u64) {

@@ -40,11 +40,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
 /// flushed, just before the rename. A hook that fails aborts the write (the
 /// temporary file is removed, `path` is untouched); tests use it to stand
 /// for a crash or a full disk between the write and the rename.
-pub fn write_atomic_with(
-    path: &Path,
-    data: &[u8],
-    before_rename: impl FnOnce(&Path) -> io::Result<()>,
-) -> io::Result<()> {
+pub fn write_atomic_with(path: &Path, data: &[u8], before_rename: impl FnOnce(&Path) -> io::Result<()>) -> io::Result<()> {
     let target = follow_symlinks(path)?;
     let path = target.as_path();
     let tmp = temp_path(path);

@@ -30,7 +30,9 @@ pub enum Problem {
     #[error("{field}: PCI device {address} not found (see `dpdk-devbind.py --status`)")]
     NoSuchPciDevice { field: String, address: String },
     /// `eal` wants hugepages and there are none.
-    #[error("eal: no hugepages available ({reason}): reserve some (deploy/docs/bare-metal.md) or add \"--no-huge\", \"-m\", \"512\" to eal")]
+    #[error(
+        "eal: no hugepages available ({reason}): reserve some (deploy/docs/bare-metal.md) or add \"--no-huge\", \"-m\", \"512\" to eal"
+    )]
     NoHugepages { reason: String },
     /// Another DPDK process holds the EAL file prefix.
     #[error("eal: the EAL file prefix \"{prefix}\" is in use by process {pid} (another rvsd or DPDK application): stop it or set another --file-prefix in eal")]
@@ -163,9 +165,9 @@ fn check_hugepages(config: &Config, host: &Host) -> Vec<Problem> {
     if !mounted {
         return vec![Problem::NoHugepages { reason: "no hugetlbfs is mounted".to_owned() }];
     }
-    let free = host.read("/proc/meminfo").and_then(|m| {
-        m.lines().find_map(|l| l.strip_prefix("HugePages_Free:").and_then(|v| v.trim().parse::<u64>().ok()))
-    });
+    let free = host
+        .read("/proc/meminfo")
+        .and_then(|m| m.lines().find_map(|l| l.strip_prefix("HugePages_Free:").and_then(|v| v.trim().parse::<u64>().ok())));
     match free {
         Some(0) => vec![Problem::NoHugepages { reason: "HugePages_Free is 0 in /proc/meminfo".to_owned() }],
         _ => Vec::new(),

@@ -127,8 +127,7 @@ where
 /// timestamps or colour; for a terminal with colour; for a file or pipe plain.
 /// `RUST_LOG` filters (default `info`).
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
     if stderr_is_journal() {
         let inner = tracing_subscriber::fmt::format().without_time().with_ansi(false).with_target(false);

@@ -10,8 +10,8 @@ use http_body_util::BodyExt;
 use parking_lot::Mutex;
 use rvs_control::api::{router, ApiState, Dataplane, PublishReport};
 use rvs_control::config::Config;
-use rvs_dataplane::stats::{ConnFilter, ConnInfo, ServiceStats};
 use rvs_dataplane::snapshot::{ForwardMode, Protocol, SchedulerKind, ServiceKey, Snapshot};
+use rvs_dataplane::stats::{ConnFilter, ConnInfo, ServiceStats};
 use rvs_dataplane::wire::MacAddr;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -231,8 +231,7 @@ async fn add_edit_delete_real() {
     assert_eq!((reals[0].addr, reals[0].port, reals[0].weight), (Ipv4Addr::new(10, 1, 0, 13), 80, 3));
 
     // Quiesce it (weight 0), as `ipvsadm -e ... -w 0` would.
-    let (s, v) =
-        h.send("PUT", &format!("{WEB}/reals/10.1.0.13/80"), Some(r#"{"address": "10.1.0.13", "weight": 0}"#)).await;
+    let (s, v) = h.send("PUT", &format!("{WEB}/reals/10.1.0.13/80"), Some(r#"{"address": "10.1.0.13", "weight": 0}"#)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["generation"], 7);
     let snap = h.dataplane.last();
@@ -263,8 +262,7 @@ async fn nat_real_may_change_port() {
 #[tokio::test]
 async fn malformed_json_is_400() {
     let h = harness();
-    let v =
-        h.refused("POST", "/api/v1/services", Some(r#"{"protocol": "tcp", "vip": "#), StatusCode::BAD_REQUEST).await;
+    let v = h.refused("POST", "/api/v1/services", Some(r#"{"protocol": "tcp", "vip": "#), StatusCode::BAD_REQUEST).await;
     assert!(v["error"].as_str().is_some_and(|e| e.contains("invalid JSON body")), "{v}");
     assert_eq!(v["field"], Value::Null);
     h.refused("POST", &format!("{WEB}/reals"), Some("not json"), StatusCode::BAD_REQUEST).await;
@@ -274,46 +272,22 @@ async fn malformed_json_is_400() {
 #[tokio::test]
 async fn wrong_type_is_400() {
     let h = harness();
-    let v = h
-        .refused(
-            "POST",
-            &format!("{WEB}/reals"),
-            Some(r#"{"address": "10.1.0.13", "weight": "heavy"}"#),
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
+    let v =
+        h.refused("POST", &format!("{WEB}/reals"), Some(r#"{"address": "10.1.0.13", "weight": "heavy"}"#), StatusCode::BAD_REQUEST).await;
     let e = v["error"].as_str().expect("message");
     assert!(e.contains("weight") && e.contains("invalid type"), "{e}");
     let v = h
-        .refused(
-            "POST",
-            "/api/v1/services",
-            Some(r#"{"protocol": "tcp", "vip": "10.0.0.7", "port": "http"}"#),
-            StatusCode::BAD_REQUEST,
-        )
+        .refused("POST", "/api/v1/services", Some(r#"{"protocol": "tcp", "vip": "10.0.0.7", "port": "http"}"#), StatusCode::BAD_REQUEST)
         .await;
     assert!(v["error"].as_str().is_some_and(|e| e.contains("port")), "{v}");
     // A bad address is a type error too.
-    h.refused(
-        "POST",
-        "/api/v1/services",
-        Some(r#"{"protocol": "tcp", "vip": "10.0.0", "port": 80}"#),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    h.refused("POST", "/api/v1/services", Some(r#"{"protocol": "tcp", "vip": "10.0.0", "port": 80}"#), StatusCode::BAD_REQUEST).await;
 }
 
 #[tokio::test]
 async fn unknown_field_is_named() {
     let h = harness();
-    let v = h
-        .refused(
-            "POST",
-            &format!("{WEB}/reals"),
-            Some(r#"{"address": "10.1.0.13", "wieght": 2}"#),
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
+    let v = h.refused("POST", &format!("{WEB}/reals"), Some(r#"{"address": "10.1.0.13", "wieght": 2}"#), StatusCode::BAD_REQUEST).await;
     assert!(v["error"].as_str().is_some_and(|e| e.contains("unknown field `wieght`")), "{v}");
     let body = r#"{"protocol": "tcp", "vip": "10.0.0.7", "port": 80, "persistent": 300}"#;
     let v = h.refused("POST", "/api/v1/services", Some(body), StatusCode::BAD_REQUEST).await;
@@ -341,9 +315,7 @@ async fn duplicate_service_is_409() {
 async fn duplicate_real_is_409() {
     let h = harness();
     // Explicit port equal to the default counts as the same real server.
-    let v = h
-        .refused("POST", &format!("{WEB}/reals"), Some(r#"{"address": "10.1.0.11", "port": 80}"#), StatusCode::CONFLICT)
-        .await;
+    let v = h.refused("POST", &format!("{WEB}/reals"), Some(r#"{"address": "10.1.0.11", "port": 80}"#), StatusCode::CONFLICT).await;
     assert!(v["error"].as_str().is_some_and(|e| e.contains("10.1.0.11:80")), "{v}");
     h.refused("POST", &format!("{WEB}/reals"), Some(r#"{"address": "10.1.0.12"}"#), StatusCode::CONFLICT).await;
 }
@@ -351,14 +323,7 @@ async fn duplicate_real_is_409() {
 #[tokio::test]
 async fn weight_out_of_range_is_400_with_field() {
     let h = harness();
-    let v = h
-        .refused(
-            "POST",
-            &format!("{WEB}/reals"),
-            Some(r#"{"address": "10.1.0.13", "weight": 70000}"#),
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
+    let v = h.refused("POST", &format!("{WEB}/reals"), Some(r#"{"address": "10.1.0.13", "weight": 70000}"#), StatusCode::BAD_REQUEST).await;
     assert_eq!(v, json!({ "error": "weight: 70000 is out of range 0..=65535", "field": "weight" }));
 
     // In a service body the path is relative to the service.
@@ -368,12 +333,7 @@ async fn weight_out_of_range_is_400_with_field() {
     assert_eq!(v["field"], "reals[1].weight");
 
     let v = h
-        .refused(
-            "PUT",
-            &format!("{WEB}/reals/10.1.0.11/80"),
-            Some(r#"{"address": "10.1.0.11", "weight": 70000}"#),
-            StatusCode::BAD_REQUEST,
-        )
+        .refused("PUT", &format!("{WEB}/reals/10.1.0.11/80"), Some(r#"{"address": "10.1.0.11", "weight": 70000}"#), StatusCode::BAD_REQUEST)
         .await;
     assert_eq!(v["field"], "weight");
 }
@@ -381,14 +341,7 @@ async fn weight_out_of_range_is_400_with_field() {
 #[tokio::test]
 async fn dr_real_port_must_equal_service_port() {
     let h = harness();
-    let v = h
-        .refused(
-            "POST",
-            &format!("{WEB}/reals"),
-            Some(r#"{"address": "10.1.0.13", "port": 8080}"#),
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
+    let v = h.refused("POST", &format!("{WEB}/reals"), Some(r#"{"address": "10.1.0.13", "port": 8080}"#), StatusCode::BAD_REQUEST).await;
     assert_eq!(v["field"], "port");
     assert!(v["error"].as_str().is_some_and(|e| e.contains("dr forwarding cannot change the port")), "{v}");
 
@@ -402,25 +355,13 @@ async fn dr_real_port_must_equal_service_port() {
 async fn other_validation_failures() {
     let h = harness();
     let v = h
-        .refused(
-            "POST",
-            "/api/v1/services",
-            Some(r#"{"protocol": "tcp", "vip": "224.0.0.1", "port": 80}"#),
-            StatusCode::BAD_REQUEST,
-        )
+        .refused("POST", "/api/v1/services", Some(r#"{"protocol": "tcp", "vip": "224.0.0.1", "port": 80}"#), StatusCode::BAD_REQUEST)
         .await;
     assert_eq!(v["field"], "vip");
-    let v = h
-        .refused(
-            "POST",
-            "/api/v1/services",
-            Some(r#"{"protocol": "tcp", "vip": "10.0.0.7", "port": 0}"#),
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
-    assert_eq!(v["field"], "port");
     let v =
-        h.refused("POST", &format!("{WEB}/reals"), Some(r#"{"address": "10.0.0.1"}"#), StatusCode::BAD_REQUEST).await;
+        h.refused("POST", "/api/v1/services", Some(r#"{"protocol": "tcp", "vip": "10.0.0.7", "port": 0}"#), StatusCode::BAD_REQUEST).await;
+    assert_eq!(v["field"], "port");
+    let v = h.refused("POST", &format!("{WEB}/reals"), Some(r#"{"address": "10.0.0.1"}"#), StatusCode::BAD_REQUEST).await;
     assert_eq!(v["field"], "address");
 }
 
@@ -433,14 +374,7 @@ async fn body_must_match_path() {
     let body = r#"{"protocol": "udp", "vip": "10.0.0.100", "port": 80}"#;
     let v = h.refused("PUT", WEB, Some(body), StatusCode::BAD_REQUEST).await;
     assert_eq!(v["field"], "protocol");
-    let v = h
-        .refused(
-            "PUT",
-            &format!("{WEB}/reals/10.1.0.11/80"),
-            Some(r#"{"address": "10.1.0.99"}"#),
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
+    let v = h.refused("PUT", &format!("{WEB}/reals/10.1.0.11/80"), Some(r#"{"address": "10.1.0.99"}"#), StatusCode::BAD_REQUEST).await;
     assert_eq!(v["field"], "address");
     let v = h
         .refused(
@@ -463,13 +397,7 @@ async fn bad_path_segments_are_400() {
     assert!(v["error"].as_str().is_some_and(|e| e.contains("10.0.0")), "{v}");
     h.refused("GET", "/api/v1/services/tcp/10.0.0.100/http", None, StatusCode::BAD_REQUEST).await;
     h.refused("GET", "/api/v1/services/tcp/10.0.0.100/0", None, StatusCode::BAD_REQUEST).await;
-    h.refused(
-        "POST",
-        "/api/v1/services/sctp/10.0.0.100/80/reals",
-        Some(r#"{"address": "10.1.0.13"}"#),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    h.refused("POST", "/api/v1/services/sctp/10.0.0.100/80/reals", Some(r#"{"address": "10.1.0.13"}"#), StatusCode::BAD_REQUEST).await;
     h.refused("DELETE", &format!("{WEB}/reals/10.1.0/80"), None, StatusCode::BAD_REQUEST).await;
     h.refused("DELETE", &format!("{WEB}/reals/10.1.0.11/99999"), None, StatusCode::BAD_REQUEST).await;
 }
@@ -481,14 +409,12 @@ async fn missing_service_or_real_is_404() {
     let v = h.refused("GET", missing, None, StatusCode::NOT_FOUND).await;
     assert_eq!(v, json!({ "error": "no service tcp 10.0.0.100:81", "field": null }));
     h.refused("DELETE", missing, None, StatusCode::NOT_FOUND).await;
-    h.refused("PUT", missing, Some(r#"{"protocol": "tcp", "vip": "10.0.0.100", "port": 81}"#), StatusCode::NOT_FOUND)
-        .await;
+    h.refused("PUT", missing, Some(r#"{"protocol": "tcp", "vip": "10.0.0.100", "port": 81}"#), StatusCode::NOT_FOUND).await;
     h.refused("GET", &format!("{missing}/reals"), None, StatusCode::NOT_FOUND).await;
     h.refused("POST", &format!("{missing}/reals"), Some(r#"{"address": "10.1.0.13"}"#), StatusCode::NOT_FOUND).await;
     h.refused("GET", &format!("{WEB}/reals/10.1.0.99/80"), None, StatusCode::NOT_FOUND).await;
     h.refused("DELETE", &format!("{WEB}/reals/10.1.0.11/8080"), None, StatusCode::NOT_FOUND).await;
-    h.refused("PUT", &format!("{WEB}/reals/10.1.0.99/80"), Some(r#"{"address": "10.1.0.99"}"#), StatusCode::NOT_FOUND)
-        .await;
+    h.refused("PUT", &format!("{WEB}/reals/10.1.0.99/80"), Some(r#"{"address": "10.1.0.99"}"#), StatusCode::NOT_FOUND).await;
 }
 
 #[tokio::test]
@@ -524,13 +450,7 @@ async fn wrong_content_type_is_415() {
 #[tokio::test]
 async fn refused_changes_keep_later_changes_consistent() {
     let h = harness();
-    h.refused(
-        "POST",
-        &format!("{WEB}/reals"),
-        Some(r#"{"address": "10.1.0.13", "weight": 70000}"#),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    h.refused("POST", &format!("{WEB}/reals"), Some(r#"{"address": "10.1.0.13", "weight": 70000}"#), StatusCode::BAD_REQUEST).await;
     // The next accepted change gets the next generation, not one skipped by the refusal.
     let (s, v) = h.send("POST", &format!("{WEB}/reals"), Some(r#"{"address": "10.1.0.13", "weight": 7}"#)).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");

@@ -186,7 +186,13 @@ async fn every_real_server_field_is_diffed() {
 /// `(what, method, uri, body, field named in the answer)`.
 const BAD_BODIES: &[(&str, &str, &str, &str, &str)] = &[
     ("bad VIP", "POST", "/api/v1/services", r#"{"protocol": "tcp", "vip": "10.0.0", "port": 80}"#, "vip"),
-    ("unknown scheduler", "POST", "/api/v1/services", r#"{"protocol": "tcp", "vip": "10.0.0.7", "port": 80, "scheduler": "fastest"}"#, "scheduler"),
+    (
+        "unknown scheduler",
+        "POST",
+        "/api/v1/services",
+        r#"{"protocol": "tcp", "vip": "10.0.0.7", "port": 80, "scheduler": "fastest"}"#,
+        "scheduler",
+    ),
     ("wrong type", "POST", "/api/v1/services", r#"{"protocol": "tcp", "vip": "10.0.0.7", "port": "80"}"#, "port"),
     ("unknown field", "POST", "/api/v1/services", r#"{"protocol": "tcp", "vip": "10.0.0.7", "port": 80, "wieght": 1}"#, "wieght"),
     (
@@ -197,7 +203,13 @@ const BAD_BODIES: &[(&str, &str, &str, &str, &str)] = &[
         "reals[0].wieght",
     ),
     ("wrong type of a real", "POST", "/api/v1/services/tcp/10.0.0.100/80/reals", r#"{"address": "10.1.0.9", "weight": "heavy"}"#, "weight"),
-    ("bad CIDR", "PUT", "/api/v1/config", r#"{"ports": [{"name": "lan0", "device": "net_ring0", "addresses": ["10.0.0.1/40"]}]}"#, "ports[0].addresses[0]"),
+    (
+        "bad CIDR",
+        "PUT",
+        "/api/v1/config",
+        r#"{"ports": [{"name": "lan0", "device": "net_ring0", "addresses": ["10.0.0.1/40"]}]}"#,
+        "ports[0].addresses[0]",
+    ),
     ("unknown top-level field", "PUT", "/api/v1/config", r#"{"ports": [], "mbuf": 1}"#, "mbuf"),
     ("wrong type of a whole-config field", "PUT", "/api/v1/config", r#"{"ports": [], "workers": 2}"#, "workers"),
 ];

@@ -203,8 +203,7 @@ async fn config_dry_run_reports_the_diff_and_changes_nothing() {
         ("change", "service", "tcp/10.0.0.100/443"),
         ("add", "service", "udp/10.0.0.53/53"),
     ];
-    let want: Vec<(String, String, String)> =
-        want.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect();
+    let want: Vec<(String, String, String)> = want.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect();
     assert_eq!(changes, want, "{v}");
     assert_eq!(v["changes"][2]["before"]["weight"], 1);
     assert_eq!(v["changes"][2]["after"]["weight"], 5);
@@ -237,14 +236,10 @@ async fn config_put_refuses_bad_documents() {
         d.to_string()
     };
     let auth = Some(TOKEN);
-    let v = h
-        .refused("PUT", "/api/v1/config", Some(&with(&|d| d["workers"] = json!([1, 2, 3]))), auth, StatusCode::BAD_REQUEST)
-        .await;
+    let v = h.refused("PUT", "/api/v1/config", Some(&with(&|d| d["workers"] = json!([1, 2, 3]))), auth, StatusCode::BAD_REQUEST).await;
     assert_eq!(v["field"], "workers");
     assert!(v["error"].as_str().is_some_and(|e| e.contains("restart")), "{v}");
-    let v = h
-        .refused("PUT", "/api/v1/config", Some(&with(&|d| d["ports"][0]["device"] = json!("x"))), auth, StatusCode::BAD_REQUEST)
-        .await;
+    let v = h.refused("PUT", "/api/v1/config", Some(&with(&|d| d["ports"][0]["device"] = json!("x"))), auth, StatusCode::BAD_REQUEST).await;
     assert_eq!(v["field"], "ports[0].device");
     let v = h
         .refused(
@@ -257,13 +252,7 @@ async fn config_put_refuses_bad_documents() {
         .await;
     assert_eq!(v["field"], "services[0].reals[1].weight");
     let v = h
-        .refused(
-            "PUT",
-            "/api/v1/config",
-            Some(&with(&|d| d["services"][0]["scheduler"] = json!("fastest"))),
-            auth,
-            StatusCode::BAD_REQUEST,
-        )
+        .refused("PUT", "/api/v1/config", Some(&with(&|d| d["services"][0]["scheduler"] = json!("fastest"))), auth, StatusCode::BAD_REQUEST)
         .await;
     assert!(v["error"].as_str().is_some_and(|e| e.contains("unknown variant `fastest`")), "{v}");
     let v = h
@@ -283,9 +272,7 @@ async fn config_put_refuses_bad_documents() {
     h.refused("PUT", "/api/v1/config?dry_run=maybe", Some(&with(&|_| {})), auth, StatusCode::BAD_REQUEST).await;
     let v = h.refused("PUT", "/api/v1/config?dryrun=1", Some(&with(&|_| {})), auth, StatusCode::BAD_REQUEST).await;
     assert_eq!(v["field"], "dryrun");
-    let v = h
-        .refused("PUT", "/api/v1/config", Some(&with(&|d| d["api"]["token"] = json!("other"))), auth, StatusCode::BAD_REQUEST)
-        .await;
+    let v = h.refused("PUT", "/api/v1/config", Some(&with(&|d| d["api"]["token"] = json!("other"))), auth, StatusCode::BAD_REQUEST).await;
     assert_eq!(v["field"], "api.token");
 }
 
@@ -355,9 +342,8 @@ async fn thresholds_are_validated() {
         )
         .await;
     assert_eq!(v["field"], "lower_threshold");
-    let (s, v) = h
-        .send("POST", &format!("{WEB}/reals"), Some(r#"{"address": "10.1.0.13", "upper_threshold": 20, "lower_threshold": 10}"#))
-        .await;
+    let (s, v) =
+        h.send("POST", &format!("{WEB}/reals"), Some(r#"{"address": "10.1.0.13", "upper_threshold": 20, "lower_threshold": 10}"#)).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let (_, v) = h.call("GET", &format!("{WEB}/reals/10.1.0.13/80"), None, None).await;
     assert_eq!(v, json!({"address": "10.1.0.13", "weight": 1, "upper_threshold": 20, "lower_threshold": 10}));
@@ -376,8 +362,7 @@ async fn local_addresses() {
     let v = h.refused("POST", &format!("{TLS}/laddrs"), Some(r#"{"address": "10.0.0.100"}"#), auth, StatusCode::BAD_REQUEST).await;
     assert_eq!(v["field"], "address");
     h.refused("POST", &format!("{TLS}/laddrs"), Some(r#"{"addr": "10.0.0.7"}"#), auth, StatusCode::BAD_REQUEST).await;
-    h.refused("POST", "/api/v1/services/tcp/10.0.0.100/444/laddrs", Some(r#"{"address": "10.0.0.7"}"#), auth, StatusCode::NOT_FOUND)
-        .await;
+    h.refused("POST", "/api/v1/services/tcp/10.0.0.100/444/laddrs", Some(r#"{"address": "10.0.0.7"}"#), auth, StatusCode::NOT_FOUND).await;
     h.refused("DELETE", &format!("{TLS}/laddrs/10.0.0.9"), None, auth, StatusCode::NOT_FOUND).await;
     h.refused("DELETE", &format!("{TLS}/laddrs/10.0.0"), None, auth, StatusCode::BAD_REQUEST).await;
     let (s, _) = h.send("DELETE", &format!("{TLS}/laddrs/10.0.0.5"), None).await;
@@ -464,8 +449,7 @@ fn conn(client: &str, real: &str, state: &str, template: bool) -> ConnInfo {
 #[tokio::test]
 async fn connections_are_paged_and_filtered() {
     let h = harness();
-    let mut conns: Vec<ConnInfo> =
-        (0..25).map(|i| conn(&format!("192.168.0.{i}:4000"), "10.1.0.11:80", "ESTABLISHED", false)).collect();
+    let mut conns: Vec<ConnInfo> = (0..25).map(|i| conn(&format!("192.168.0.{i}:4000"), "10.1.0.11:80", "ESTABLISHED", false)).collect();
     conns.push(conn("192.168.1.1:5000", "10.1.0.12:80", "SYN_RECV", false));
     conns.push(conn("192.168.1.0:0", "10.1.0.12:80", "NONE", true));
     *h.dataplane.conns.lock() = conns;
@@ -502,10 +486,7 @@ async fn metrics_in_prometheus_text_format() {
     let req = Request::builder().uri("/metrics").body(Body::empty()).expect("request");
     let resp = h.app.clone().oneshot(req).await.expect("infallible");
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(
-        resp.headers().get("content-type").and_then(|v| v.to_str().ok()),
-        Some("text/plain; version=0.0.4; charset=utf-8")
-    );
+    assert_eq!(resp.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("text/plain; version=0.0.4; charset=utf-8"));
     let text = String::from_utf8(resp.into_body().collect().await.expect("body").to_bytes().to_vec()).expect("utf-8");
     for line in [
         "# TYPE rvs_service_connections_total counter",
@@ -630,13 +611,7 @@ async fn a_failed_write_refuses_the_change_and_keeps_the_old_file() {
     // The temporary file cannot be created (a directory is in the way), even as root.
     std::fs::create_dir(temp_path(&path)).expect("block the temp path");
     let v = h
-        .refused(
-            "POST",
-            &format!("{WEB}/reals"),
-            Some(r#"{"address": "10.1.0.13"}"#),
-            Some(TOKEN),
-            StatusCode::INTERNAL_SERVER_ERROR,
-        )
+        .refused("POST", &format!("{WEB}/reals"), Some(r#"{"address": "10.1.0.13"}"#), Some(TOKEN), StatusCode::INTERNAL_SERVER_ERROR)
         .await;
     assert!(v["error"].as_str().is_some_and(|e| e.contains("cannot write the config file")), "{v}");
     assert_eq!(std::fs::read_to_string(&path).expect("read"), CONFIG);

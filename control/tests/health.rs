@@ -277,9 +277,7 @@ impl HttpServer {
 fn tls_config() -> Arc<rustls::ServerConfig> {
     let ck = rcgen::generate_simple_self_signed(vec!["www.example.test".to_owned()]).expect("certificate");
     let cert = rustls::pki_types::CertificateDer::from(ck.cert.der().to_vec());
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
-        ck.key_pair.serialize_der(),
-    ));
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -495,10 +493,7 @@ async fn ssl_get_against_a_plain_http_server_fails() {
     let kind = CheckKind::SslGet { urls: vec![url(None)], virtualhost: None };
     // The server waits for an HTTP request that never comes: the handshake times out.
     let r = rvs_control::health::run_check(&check(kind), LOCALHOST, server.port).await;
-    assert!(
-        matches!(r, Err(rvs_control::health::CheckError::Tls(_) | rvs_control::health::CheckError::Timeout { .. })),
-        "{r:?}"
-    );
+    assert!(matches!(r, Err(rvs_control::health::CheckError::Tls(_) | rvs_control::health::CheckError::Timeout { .. })), "{r:?}");
     // A server that answers in plain text: a TLS error.
     let kind = CheckKind::SslGet { urls: vec![url(None)], virtualhost: None };
     let plain = TcpListener::bind((LOCALHOST, 0)).await.expect("bind");
@@ -698,11 +693,7 @@ async fn quorum_loss_switches_to_the_sorry_server_and_back_with_hysteresis() {
         quorum_down: Some(format!("echo down >> '{}'", log.display())),
         ..health()
     };
-    let reals = ports
-        .iter()
-        .zip([2, 1, 1])
-        .map(|(p, w)| Real { weight: w, ..real(*p, vec![check(CheckKind::TcpCheck)]) })
-        .collect();
+    let reals = ports.iter().zip([2, 1, 1]).map(|(p, w)| Real { weight: w, ..real(*p, vec![check(CheckKind::TcpCheck)]) }).collect();
     let h = Harness::start(config("tcp", health, reals));
     for i in 0..3 {
         h.wait_rounds(i, 1).await;

@@ -71,8 +71,7 @@ impl Rig {
             std::fs::write(dir.path().join(format!("up-{n}")), "").expect("flag file");
         }
         let config = make(dir.path());
-        let runtime =
-            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
         let server = Server::start(config.clone(), ApiOptions::default());
         let overlay = HaOverlay::new(&config);
         let overlay_dyn: Arc<dyn Overlay> = overlay.clone();
@@ -156,8 +155,7 @@ impl Rig {
     fn rvsadm(&self, line: &str) -> String {
         let args: Vec<String> = line.split_whitespace().map(str::to_string).collect();
         let mut out = Vec::new();
-        run(&args, &self.client(), &mut std::io::empty(), &mut out)
-            .unwrap_or_else(|e| panic!("rvsadm {line}: {}", e.message));
+        run(&args, &self.client(), &mut std::io::empty(), &mut out).unwrap_or_else(|e| panic!("rvsadm {line}: {}", e.message));
         String::from_utf8(out).expect("utf-8")
     }
 }
@@ -242,11 +240,7 @@ fn listings_stats_and_metrics_show_the_effective_table() {
     assert_eq!(rig.rvsadm("-Ln"), removed);
     let one = rig.rvsadm("-Ln -t 10.0.0.100:80");
     assert!(
-        one.ends_with(&format!(
-            "TCP  10.0.0.100:80 rr\n{}{}",
-            row("10.1.0.11:80", "Masq", 0),
-            row("10.1.0.13:80", "Masq", 1)
-        )),
+        one.ends_with(&format!("TCP  10.0.0.100:80 rr\n{}{}", row("10.1.0.11:80", "Masq", 0), row("10.1.0.13:80", "Masq", 1))),
         "{one}"
     );
     assert_eq!(stats_reals(&rig.get("/api/v1/stats/services"), 80), ["10.1.0.11:80", "10.1.0.13:80"]);
@@ -256,13 +250,11 @@ fn listings_stats_and_metrics_show_the_effective_table() {
     assert_eq!(metric(&m, "rvs_real_health_up", 80, "10.1.0.12:80").as_deref(), Some("0"), "but its health is shown");
     assert_eq!(metric(&m, "rvs_real_health_up", 80, "10.1.0.13:80"), None, "unchecked reals have no health");
     assert_eq!(metric(&m, "rvs_real_health_up", 443, "10.1.0.21:443").as_deref(), Some("1"));
-    let failures: u64 = metric(&m, "rvs_real_health_consecutive_failures", 80, "10.1.0.12:80")
-        .and_then(|v| v.parse().ok())
-        .expect("consecutive failures");
+    let failures: u64 =
+        metric(&m, "rvs_real_health_consecutive_failures", 80, "10.1.0.12:80").and_then(|v| v.parse().ok()).expect("consecutive failures");
     assert!(failures >= 1, "{failures}");
-    let took: f64 = metric(&m, "rvs_real_health_check_duration_seconds", 80, "10.1.0.12:80")
-        .and_then(|v| v.parse().ok())
-        .expect("duration");
+    let took: f64 =
+        metric(&m, "rvs_real_health_check_duration_seconds", 80, "10.1.0.12:80").and_then(|v| v.parse().ok()).expect("duration");
     assert!((0.0..2.0).contains(&took), "{took}");
     assert!(m.contains("# HELP rvs_real_servers Real servers the dataplane uses"), "{m}");
     assert!(m.contains("\nrvs_real_servers 4\n"), "2 + 2 reals in force: {m}");
@@ -272,22 +264,15 @@ fn listings_stats_and_metrics_show_the_effective_table() {
     rig.set_up(21, false);
     rig.wait_real(443, "10.1.0.21", "down", 1);
     rig.wait_published("sorry server", |s| published_reals(s, 443) == [("10.1.0.99:8443".to_string(), 1)]);
-    let sorry =
-        listing(&[row("10.1.0.11:80", "Masq", 0), row("10.1.0.13:80", "Masq", 1)], &[row("10.1.0.99:8443", "Masq", 1)]);
+    let sorry = listing(&[row("10.1.0.11:80", "Masq", 0), row("10.1.0.13:80", "Masq", 1)], &[row("10.1.0.99:8443", "Masq", 1)]);
     assert_eq!(rig.rvsadm("-Ln"), sorry);
     assert_eq!(stats_reals(&rig.get("/api/v1/stats/services"), 443), ["10.1.0.99:8443"]);
     assert_eq!(metric(&rig.text("/metrics"), "rvs_real_weight", 443, "10.1.0.99:8443").as_deref(), Some("1"));
     let eff = rig.get("/api/v1/config/effective");
-    assert_eq!(
-        eff["services"][1]["reals"],
-        json!([{ "address": "10.1.0.99", "port": 8443, "weight": 1, "forward": "nat" }])
-    );
+    assert_eq!(eff["services"][1]["reals"], json!([{ "address": "10.1.0.99", "port": 8443, "weight": 1, "forward": "nat" }]));
     let health = rig.get("/api/v1/health");
     let svc = health["services"].as_array().and_then(|a| a.iter().find(|s| s["service"]["port"] == 443)).cloned();
-    assert_eq!(
-        svc.as_ref().map(|s| (&s["quorum_state"], &s["sorry_server_active"])),
-        Some((&json!("lost"), &json!(true)))
-    );
+    assert_eq!(svc.as_ref().map(|s| (&s["quorum_state"], &s["sorry_server_active"])), Some((&json!("lost"), &json!(true))));
 
     // The operator's config never changed, and rvsadm -S saves it.
     assert_eq!(rig.get("/api/v1/config"), configured);
@@ -406,12 +391,8 @@ fn checks_start_change_and_stop_with_the_config() {
     assert_eq!(rig.engine.lock().running(), [key(80, 12)]);
     assert!(rig.real(80, "10.1.0.14").is_null());
     // A check removed through the API stops too.
-    let (s, v) = send(
-        &rig,
-        "PUT",
-        "/api/v1/services/tcp/10.0.0.100/80/reals/10.1.0.12/80",
-        &json!({ "address": "10.1.0.12", "weight": 2 }),
-    );
+    let (s, v) =
+        send(&rig, "PUT", "/api/v1/services/tcp/10.0.0.100/80/reals/10.1.0.12/80", &json!({ "address": "10.1.0.12", "weight": 2 }));
     assert_eq!(s, 200, "{v}");
     assert!(rig.engine.lock().running().is_empty());
     assert!(rig.rvsadm("-Ln").contains(&row("10.1.0.12:80", "Masq", 2)), "unchecked: always in");
@@ -440,18 +421,11 @@ fn checks_without_an_exception_path_are_refused() {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("rvsd.json");
     std::fs::write(&path, NO_TAP).expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rvsd"))
-        .arg("--config")
-        .arg(&path)
-        .arg("--check-config")
-        .output()
-        .expect("rvsd");
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_rvsd")).arg("--config").arg(&path).arg("--check-config").output().expect("rvsd");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("services[0].reals[1].health.checks[0]: TCP_CHECK to 10.1.0.12:80 needs an exception path"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("services[0].reals[1].health.checks[0]: TCP_CHECK to 10.1.0.12:80 needs an exception path"), "{stderr}");
 
     // The API: 400 naming the field, nothing changed, nothing published.
     let mut good = config.clone();
@@ -472,10 +446,7 @@ fn checks_without_an_exception_path_are_refused() {
     let (s, v) = send(&rig, "PUT", "/api/v1/config", &serde_json::to_value(&unreachable_check).expect("json"));
     assert_eq!(s, 400, "{v}");
     assert_eq!(v["field"], "services[0].reals[1].health.checks[0]");
-    assert!(
-        v["error"].as_str().is_some_and(|e| e.contains("through port `lan0`") && e.contains("set ports[0].tap")),
-        "{v}"
-    );
+    assert!(v["error"].as_str().is_some_and(|e| e.contains("through port `lan0`") && e.contains("set ports[0].tap")), "{v}");
     let (s, v) = send(
         &rig,
         "PUT",
@@ -485,9 +456,7 @@ fn checks_without_an_exception_path_are_refused() {
     assert_eq!(s, 400, "{v}");
     assert_eq!(v["field"], "health.checks[0]", "relative to the body: {v}");
     assert!(
-        v["error"]
-            .as_str()
-            .is_some_and(|e| e.starts_with("health.checks[0]: TCP_CHECK to 10.0.0.50:80 needs an exception path")),
+        v["error"].as_str().is_some_and(|e| e.starts_with("health.checks[0]: TCP_CHECK to 10.0.0.50:80 needs an exception path")),
         "{v}"
     );
     assert_eq!(rig.get("/api/v1/config"), before);

@@ -7,17 +7,15 @@ use std::path::{Path, PathBuf};
 
 use rvs_control::config::{Config, PersistenceConfig};
 use rvs_control::ha::{
-    CheckKind, HealthCheck, RealHealth, ServiceHealth, SorryServer, SyncConfig, TrackScript,
-    UrlCheck, VrrpInitialState, VrrpInstance, VrrpSyncGroup,
+    CheckKind, HealthCheck, RealHealth, ServiceHealth, SorryServer, SyncConfig, TrackScript, UrlCheck, VrrpInitialState, VrrpInstance,
+    VrrpSyncGroup,
 };
 use rvs_control::keepalived::{self, Imported, KeepalivedError};
 use rvs_dataplane::sched::HashFields;
 use rvs_dataplane::snapshot::{ForwardMode, Protocol, SchedulerKind, ServiceKey, Timeouts};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/keepalived")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keepalived").join(name)
 }
 
 fn base() -> Config {
@@ -35,29 +33,12 @@ fn import(name: &str) -> Imported {
     }
 }
 
-fn check(
-    kind: CheckKind,
-    connect_timeout: f64,
-    retry: u32,
-    delay_before_retry: f64,
-) -> HealthCheck {
-    HealthCheck {
-        kind,
-        connect_timeout,
-        retry,
-        delay_before_retry,
-        connect_ip: None,
-        connect_port: None,
-        bind_ip: None,
-    }
+fn check(kind: CheckKind, connect_timeout: f64, retry: u32, delay_before_retry: f64) -> HealthCheck {
+    HealthCheck { kind, connect_timeout, retry, delay_before_retry, connect_ip: None, connect_port: None, bind_ip: None }
 }
 
 fn url(path: &str, status_code: &[u16], digest: Option<&str>) -> UrlCheck {
-    UrlCheck {
-        path: path.into(),
-        status_code: status_code.to_vec(),
-        digest: digest.map(String::from),
-    }
+    UrlCheck { path: path.into(), status_code: status_code.to_vec(), digest: digest.map(String::from) }
 }
 
 // ---------------------------------------------------------------------------
@@ -70,34 +51,16 @@ fn dr_services() {
     assert_eq!(
         keys,
         vec![
-            ServiceKey {
-                protocol: Protocol::Tcp,
-                vip: ip("10.0.0.100"),
-                port: 80
-            },
-            ServiceKey {
-                protocol: Protocol::Tcp,
-                vip: ip("10.0.0.100"),
-                port: 443
-            },
-            ServiceKey {
-                protocol: Protocol::Udp,
-                vip: ip("10.0.0.53"),
-                port: 53
-            },
+            ServiceKey { protocol: Protocol::Tcp, vip: ip("10.0.0.100"), port: 80 },
+            ServiceKey { protocol: Protocol::Tcp, vip: ip("10.0.0.100"), port: 443 },
+            ServiceKey { protocol: Protocol::Udp, vip: ip("10.0.0.53"), port: 53 },
         ]
     );
 
     let web = &c.services[0];
     assert_eq!(web.scheduler, SchedulerKind::Wrr);
     assert_eq!(web.forward, ForwardMode::Dr);
-    assert_eq!(
-        web.persistence,
-        Some(PersistenceConfig {
-            timeout: 300,
-            netmask: ip("255.255.255.0")
-        })
-    );
+    assert_eq!(web.persistence, Some(PersistenceConfig { timeout: 300, netmask: ip("255.255.255.0") }));
     assert!(web.local_addresses.is_empty());
     assert_eq!(
         web.health,
@@ -105,85 +68,34 @@ fn dr_services() {
             delay_loop: 6.0,
             quorum: 2,
             hysteresis: 1,
-            sorry_server: Some(SorryServer {
-                address: ip("10.1.0.99"),
-                port: Some(80),
-                forward: None
-            }),
+            sorry_server: Some(SorryServer { address: ip("10.1.0.99"), port: Some(80), forward: None }),
             alpha: true,
             omega: false,
             quorum_up: Some("/etc/keepalived/quorum.sh up".into()),
             quorum_down: Some("/etc/keepalived/quorum.sh down".into()),
         })
     );
-    let reals: Vec<(Ipv4Addr, Option<u16>, u32, Option<ForwardMode>)> = web
-        .reals
-        .iter()
-        .map(|r| (r.address, r.port, r.weight, r.forward))
-        .collect();
-    assert_eq!(
-        reals,
-        vec![
-            (ip("10.1.0.11"), Some(80), 3, None),
-            (ip("10.1.0.12"), Some(80), 1, None)
-        ]
-    );
+    let reals: Vec<(Ipv4Addr, Option<u16>, u32, Option<ForwardMode>)> =
+        web.reals.iter().map(|r| (r.address, r.port, r.weight, r.forward)).collect();
+    assert_eq!(reals, vec![(ip("10.1.0.11"), Some(80), 3, None), (ip("10.1.0.12"), Some(80), 1, None)]);
 
     let tls = &c.services[1];
     assert_eq!(tls.scheduler, SchedulerKind::Lc);
     assert_eq!(tls.forward, ForwardMode::Dr);
     // `persistence_timeout` without a value: Keepalived's 6 minutes.
-    assert_eq!(
-        tls.persistence,
-        Some(PersistenceConfig {
-            timeout: 360,
-            netmask: Ipv4Addr::BROADCAST
-        })
-    );
-    assert_eq!(
-        tls.health,
-        Some(ServiceHealth {
-            delay_loop: 10.0,
-            ..ServiceHealth::default()
-        })
-    );
-    let reals: Vec<(Ipv4Addr, Option<u16>, u32)> = tls
-        .reals
-        .iter()
-        .map(|r| (r.address, r.port, r.weight))
-        .collect();
-    assert_eq!(
-        reals,
-        vec![
-            (ip("10.1.0.11"), Some(443), 1),
-            (ip("10.1.0.12"), Some(443), 1)
-        ]
-    );
+    assert_eq!(tls.persistence, Some(PersistenceConfig { timeout: 360, netmask: Ipv4Addr::BROADCAST }));
+    assert_eq!(tls.health, Some(ServiceHealth { delay_loop: 10.0, ..ServiceHealth::default() }));
+    let reals: Vec<(Ipv4Addr, Option<u16>, u32)> = tls.reals.iter().map(|r| (r.address, r.port, r.weight)).collect();
+    assert_eq!(reals, vec![(ip("10.1.0.11"), Some(443), 1), (ip("10.1.0.12"), Some(443), 1)]);
 
     // From the included dr.d/dns.conf.
     let dns = &c.services[2];
     assert_eq!(dns.scheduler, SchedulerKind::Rr);
     assert_eq!(dns.forward, ForwardMode::Dr);
     assert_eq!(dns.persistence, None);
-    assert_eq!(
-        dns.health,
-        Some(ServiceHealth {
-            delay_loop: 5.0,
-            ..ServiceHealth::default()
-        })
-    );
-    let reals: Vec<(Ipv4Addr, Option<u16>, u32)> = dns
-        .reals
-        .iter()
-        .map(|r| (r.address, r.port, r.weight))
-        .collect();
-    assert_eq!(
-        reals,
-        vec![
-            (ip("10.1.0.21"), Some(53), 1),
-            (ip("10.1.0.22"), Some(53), 2)
-        ]
-    );
+    assert_eq!(dns.health, Some(ServiceHealth { delay_loop: 5.0, ..ServiceHealth::default() }));
+    let reals: Vec<(Ipv4Addr, Option<u16>, u32)> = dns.reals.iter().map(|r| (r.address, r.port, r.weight)).collect();
+    assert_eq!(reals, vec![(ip("10.1.0.21"), Some(53), 1), (ip("10.1.0.22"), Some(53), 2)]);
 }
 
 #[test]
@@ -196,14 +108,7 @@ fn dr_checks() {
         RealHealth {
             checks: vec![check(
                 CheckKind::HttpGet {
-                    urls: vec![
-                        url("/health", &[200], None),
-                        url(
-                            "/index.html",
-                            &[200],
-                            Some("9b3a0c5f6e2d4a1b8c7d6e5f4a3b2c1d")
-                        ),
-                    ],
+                    urls: vec![url("/health", &[200], None), url("/index.html", &[200], Some("9b3a0c5f6e2d4a1b8c7d6e5f4a3b2c1d")),],
                     virtualhost: vhost.clone(),
                 },
                 3.0,
@@ -216,43 +121,17 @@ fn dr_checks() {
         }
     );
     let mut c = check(
-        CheckKind::HttpGet {
-            urls: vec![url("/health?full=1", &[200, 201, 202, 203, 204, 301], None)],
-            virtualhost: vhost,
-        },
+        CheckKind::HttpGet { urls: vec![url("/health?full=1", &[200, 201, 202, 203, 204, 301], None)], virtualhost: vhost },
         2.0,
         2,
         0.5,
     );
     c.connect_port = Some(8080);
-    assert_eq!(
-        h[0][1],
-        RealHealth {
-            checks: vec![c],
-            ..RealHealth::default()
-        }
-    );
-    assert_eq!(
-        h[1][0].checks,
-        vec![check(
-            CheckKind::SslGet {
-                urls: vec![url("/ping", &[200], None)],
-                virtualhost: None
-            },
-            4.0,
-            1,
-            1.0
-        )]
-    );
-    assert_eq!(
-        h[1][1].checks,
-        vec![check(CheckKind::TcpCheck, 3.0, 1, 1.0)]
-    );
+    assert_eq!(h[0][1], RealHealth { checks: vec![c], ..RealHealth::default() });
+    assert_eq!(h[1][0].checks, vec![check(CheckKind::SslGet { urls: vec![url("/ping", &[200], None)], virtualhost: None }, 4.0, 1, 1.0)]);
+    assert_eq!(h[1][1].checks, vec![check(CheckKind::TcpCheck, 3.0, 1, 1.0)]);
     assert!(!h[1][1].inhibit_on_failure);
-    let dns = || CheckKind::DnsCheck {
-        query_type: "A".into(),
-        name: "ns.example.com".into(),
-    };
+    let dns = || CheckKind::DnsCheck { query_type: "A".into(), name: "ns.example.com".into() };
     assert_eq!(h[2][0].checks, vec![check(dns(), 2.0, 2, 1.0)]);
     assert_eq!(h[2][1].checks, vec![check(dns(), 5.0, 1, 1.0)]);
 }
@@ -342,25 +221,8 @@ fn dr_vrrp_sync_and_timeouts() {
             fall: 3,
         }]
     );
-    assert_eq!(
-        c.sync,
-        Some(SyncConfig {
-            instance: "VI_WEB".into(),
-            port: 8848,
-            peers: vec![],
-            sync_id: 7,
-            key: None,
-        })
-    );
-    assert_eq!(
-        c.timeouts,
-        Timeouts {
-            tcp: 7200,
-            tcp_fin: 60,
-            udp: 120,
-            ..Timeouts::default()
-        }
-    );
+    assert_eq!(c.sync, Some(SyncConfig { instance: "VI_WEB".into(), port: 8848, peers: vec![], sync_id: 7, key: None }));
+    assert_eq!(c.timeouts, Timeouts { tcp: 7200, tcp_fin: 60, udp: 120, ..Timeouts::default() });
 }
 
 #[test]
@@ -375,10 +237,7 @@ fn base_supplies_the_rest_and_services_are_replaced() {
     // The base's own service (10.0.0.200:22) is replaced by the keepalived services.
     assert!(c.services.iter().all(|s| s.vip != ip("10.0.0.200")));
     // The result fits the JSON schema and reads back identically.
-    assert_eq!(
-        Config::from_json(&c.to_json_pretty()).expect("round trip"),
-        c
-    );
+    assert_eq!(Config::from_json(&c.to_json_pretty()).expect("round trip"), c);
     // load() gives the same config as import_file().
     assert_eq!(keepalived::load(&fixture("dr.conf"), &b).expect("load"), c);
 }
@@ -391,37 +250,22 @@ fn the_sync_key_comes_from_the_base_config_or_the_environment() {
     // Sync runs on the exception path: lan0 (dp0) gets a TAP.
     let mut tapped = base();
     tapped.ports[0].tap = Some("rvs0".into());
-    let c = keepalived::import_file(&fixture("dr.conf"), &tapped)
-        .expect("import")
-        .config;
+    let c = keepalived::import_file(&fixture("dr.conf"), &tapped).expect("import").config;
     let e = SyncSettings::resolve(&c, None).expect_err("no key");
     assert_eq!(e, SyncSetupError::MissingKey);
-    assert!(
-        e.to_string().starts_with("sync.key") && e.to_string().contains(KEY_ENV),
-        "{e}"
-    );
-    let s = SyncSettings::resolve(&c, Some("from the environment".into()))
-        .expect("env key")
-        .expect("sync configured");
+    assert!(e.to_string().starts_with("sync.key") && e.to_string().contains(KEY_ENV), "{e}");
+    let s = SyncSettings::resolve(&c, Some("from the environment".into())).expect("env key").expect("sync configured");
     assert_eq!(s.config.instance, "VI_WEB");
     // A base config may hold just the key; lvs_sync_daemon gives the rest.
     let mut b = tapped.clone();
-    b.sync = Some(
-        serde_json::from_str(r#"{ "key": "0123456789abcdef" }"#)
-            .expect("a sync section with only a key"),
-    );
+    b.sync = Some(serde_json::from_str(r#"{ "key": "0123456789abcdef" }"#).expect("a sync section with only a key"));
     let b = Config::from_json(&b.to_json_pretty()).expect("a base with only sync.key is valid");
-    let c = keepalived::import_file(&fixture("dr.conf"), &b)
-        .expect("import")
-        .config;
+    let c = keepalived::import_file(&fixture("dr.conf"), &b).expect("import").config;
     let sync = c.sync.clone().expect("sync");
     assert_eq!(sync.key, Some(SyncKey::new("0123456789abcdef")));
     assert_eq!((sync.instance.as_str(), sync.sync_id), ("VI_WEB", 7));
     assert!(SyncSettings::resolve(&c, None).expect("file key").is_some());
-    assert!(
-        !format!("{c:?}").contains("0123456789abcdef"),
-        "the key is never in Debug output"
-    );
+    assert!(!format!("{c:?}").contains("0123456789abcdef"), "the key is never in Debug output");
 }
 
 // ---------------------------------------------------------------------------
@@ -434,55 +278,19 @@ fn fnat_services() {
     assert_eq!(
         keys,
         vec![
-            ServiceKey {
-                protocol: Protocol::Tcp,
-                vip: ip("10.140.31.48"),
-                port: 80
-            },
-            ServiceKey {
-                protocol: Protocol::Udp,
-                vip: ip("10.140.31.49"),
-                port: 53
-            },
+            ServiceKey { protocol: Protocol::Tcp, vip: ip("10.140.31.48"), port: 80 },
+            ServiceKey { protocol: Protocol::Udp, vip: ip("10.140.31.49"), port: 53 },
         ]
     );
     let web = &c.services[0];
     assert_eq!(web.scheduler, SchedulerKind::Rr);
     assert_eq!(web.forward, ForwardMode::FullNat);
-    assert_eq!(
-        web.local_addresses,
-        vec![ip("192.168.100.200"), ip("192.168.100.201")]
-    );
+    assert_eq!(web.local_addresses, vec![ip("192.168.100.200"), ip("192.168.100.201")]);
     assert_eq!(web.persistence, None);
-    assert_eq!(
-        web.health,
-        Some(ServiceHealth {
-            delay_loop: 3.0,
-            alpha: true,
-            omega: true,
-            ..ServiceHealth::default()
-        })
-    );
-    let reals: Vec<(Ipv4Addr, Option<u16>, u32, u32, u32)> = web
-        .reals
-        .iter()
-        .map(|r| {
-            (
-                r.address,
-                r.port,
-                r.weight,
-                r.upper_threshold,
-                r.lower_threshold,
-            )
-        })
-        .collect();
-    assert_eq!(
-        reals,
-        vec![
-            (ip("192.168.100.2"), Some(8080), 100, 0, 0),
-            (ip("192.168.100.3"), Some(8080), 50, 1000, 800)
-        ]
-    );
+    assert_eq!(web.health, Some(ServiceHealth { delay_loop: 3.0, alpha: true, omega: true, ..ServiceHealth::default() }));
+    let reals: Vec<(Ipv4Addr, Option<u16>, u32, u32, u32)> =
+        web.reals.iter().map(|r| (r.address, r.port, r.weight, r.upper_threshold, r.lower_threshold)).collect();
+    assert_eq!(reals, vec![(ip("192.168.100.2"), Some(8080), 100, 0, 0), (ip("192.168.100.3"), Some(8080), 50, 1000, 800)]);
 
     let dns = &c.services[1];
     assert_eq!(dns.scheduler, SchedulerKind::Mh);
@@ -490,34 +298,10 @@ fn fnat_services() {
     assert!(!dns.sched_options.fallback);
     assert_eq!(dns.forward, ForwardMode::FullNat);
     // `192.168.100.210-213`: a range of the last byte.
-    assert_eq!(
-        dns.local_addresses,
-        vec![
-            ip("192.168.100.210"),
-            ip("192.168.100.211"),
-            ip("192.168.100.212"),
-            ip("192.168.100.213")
-        ]
-    );
-    assert_eq!(
-        dns.health,
-        Some(ServiceHealth {
-            delay_loop: 2.0,
-            ..ServiceHealth::default()
-        })
-    );
-    let reals: Vec<(Ipv4Addr, Option<u16>, u32)> = dns
-        .reals
-        .iter()
-        .map(|r| (r.address, r.port, r.weight))
-        .collect();
-    assert_eq!(
-        reals,
-        vec![
-            (ip("192.168.100.5"), Some(53), 1),
-            (ip("192.168.100.6"), Some(53), 1)
-        ]
-    );
+    assert_eq!(dns.local_addresses, vec![ip("192.168.100.210"), ip("192.168.100.211"), ip("192.168.100.212"), ip("192.168.100.213")]);
+    assert_eq!(dns.health, Some(ServiceHealth { delay_loop: 2.0, ..ServiceHealth::default() }));
+    let reals: Vec<(Ipv4Addr, Option<u16>, u32)> = dns.reals.iter().map(|r| (r.address, r.port, r.weight)).collect();
+    assert_eq!(reals, vec![(ip("192.168.100.5"), Some(53), 1), (ip("192.168.100.6"), Some(53), 1)]);
 }
 
 #[test]
@@ -525,23 +309,12 @@ fn fnat_checks() {
     let h = import("fnat.conf").real_health;
     let mut tcp = check(CheckKind::TcpCheck, 1.0, 2, 1.0);
     tcp.connect_port = Some(8080);
-    assert_eq!(
-        h[0][0],
-        RealHealth {
-            checks: vec![tcp],
-            inhibit_on_failure: true,
-            ..RealHealth::default()
-        }
-    );
+    assert_eq!(h[0][0], RealHealth { checks: vec![tcp], inhibit_on_failure: true, ..RealHealth::default() });
     assert_eq!(
         h[0][1],
         RealHealth {
             checks: vec![check(
-                CheckKind::MiscCheck {
-                    path: "/opt/dpvs/check.sh 192.168.100.3 8080".into(),
-                    timeout: Some(5.0),
-                    dynamic: true,
-                },
+                CheckKind::MiscCheck { path: "/opt/dpvs/check.sh 192.168.100.3 8080".into(), timeout: Some(5.0), dynamic: true },
                 5.0,
                 1,
                 1.0,
@@ -551,30 +324,11 @@ fn fnat_checks() {
     );
     assert_eq!(
         h[1][0].checks,
-        vec![check(
-            CheckKind::UdpCheck {
-                payload: Some("0001abcd".into()),
-                require_reply: true,
-                reply: Some("0002".into())
-            },
-            2.0,
-            3,
-            1.0,
-        )]
+        vec![
+            check(CheckKind::UdpCheck { payload: Some("0001abcd".into()), require_reply: true, reply: Some("0002".into()) }, 2.0, 3, 1.0,)
+        ]
     );
-    assert_eq!(
-        h[1][1].checks,
-        vec![check(
-            CheckKind::UdpCheck {
-                payload: None,
-                require_reply: false,
-                reply: None
-            },
-            2.0,
-            1,
-            1.0
-        )]
-    );
+    assert_eq!(h[1][1].checks, vec![check(CheckKind::UdpCheck { payload: None, require_reply: false, reply: None }, 2.0, 1, 1.0)]);
 }
 
 #[test]
@@ -633,10 +387,7 @@ virtual_server 10.0.0.100 80 {   # web
     let c = keepalived::parse_str(text, &base()).expect("valid");
     let s = &c.services[0];
     assert_eq!(s.forward, ForwardMode::Dr);
-    assert_eq!(
-        s.health.as_ref().and_then(|h| h.quorum_up.as_deref()),
-        Some("/bin/echo #1 !x { }")
-    );
+    assert_eq!(s.health.as_ref().and_then(|h| h.quorum_up.as_deref()), Some("/bin/echo #1 !x { }"));
     assert_eq!(s.reals[0].weight, 4);
     // Keepalived's defaults: wlc, NAT.
     assert_eq!(s.scheduler, SchedulerKind::Wlc);
@@ -699,17 +450,9 @@ fn unknown_keywords_are_reported_with_their_line() {
     let e = error(&insert(9, "    lb_algoo rr"));
     assert!(matches!(e, KeepalivedError::UnknownKeyword { .. }), "{e}");
     assert_eq!(where_(&e), (11, 10, "lb_algoo".into()));
-    assert!(
-        e.to_string().starts_with(
-            "<keepalived.conf>:10: unknown keyword `lb_algoo` in virtual_server 10.0.0.100 80"
-        ),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with("<keepalived.conf>:10: unknown keyword `lb_algoo` in virtual_server 10.0.0.100 80"), "{e}");
 
-    let e = error(&insert(
-        11,
-        "        TCP_CHECK {\n            conect_timeout 3\n        }",
-    ));
+    let e = error(&insert(11, "        TCP_CHECK {\n            conect_timeout 3\n        }"));
     assert_eq!(where_(&e), (11, 13, "conect_timeout".into()));
 
     let e = error(&insert(0, "vrrp_instanse VI_2 {\n}"));
@@ -724,16 +467,8 @@ fn unknown_keyword_in_an_included_file_names_that_file() {
     let e = keepalived::load(&fixture("bad/main.conf"), &base()).expect_err("typo");
     assert!(matches!(e, KeepalivedError::UnknownKeyword { .. }), "{e}");
     assert_eq!(where_(&e), (11, 6, "wieght".into()));
-    assert!(
-        e.file().ends_with("bad/inc/vs.conf"),
-        "{}",
-        e.file().display()
-    );
-    assert!(
-        e.to_string()
-            .contains("inc/vs.conf:6: unknown keyword `wieght`"),
-        "{e}"
-    );
+    assert!(e.file().ends_with("bad/inc/vs.conf"), "{}", e.file().display());
+    assert!(e.to_string().contains("inc/vs.conf:6: unknown keyword `wieght`"), "{e}");
 }
 
 #[test]
@@ -741,35 +476,12 @@ fn unsupported_keywords() {
     let cases: &[(&str, usize, &str)] = &[
         (&insert(9, "    syn_proxy"), 10, "syn_proxy"),
         (&insert(9, "    ops"), 10, "ops"),
-        (
-            &insert(0, "virtual_server_group VSG {\n    10.0.0.100 80\n}"),
-            1,
-            "virtual_server_group",
-        ),
-        (
-            &insert(0, "global_defs {\n    vrrp_strict\n}"),
-            2,
-            "vrrp_strict",
-        ),
-        (
-            &insert(0, "global_defs {\n    enable_snmp_checker\n}"),
-            2,
-            "enable_snmp_checker",
-        ),
-        (
-            &insert(11, "        SMTP_CHECK {\n        }"),
-            12,
-            "SMTP_CHECK",
-        ),
+        (&insert(0, "virtual_server_group VSG {\n    10.0.0.100 80\n}"), 1, "virtual_server_group"),
+        (&insert(0, "global_defs {\n    vrrp_strict\n}"), 2, "vrrp_strict"),
+        (&insert(0, "global_defs {\n    enable_snmp_checker\n}"), 2, "enable_snmp_checker"),
+        (&insert(11, "        SMTP_CHECK {\n        }"), 12, "SMTP_CHECK"),
         (&insert(3, "    use_vmac"), 4, "use_vmac"),
-        (
-            &insert(
-                3,
-                "    authentication {\n        auth_type AH\n        auth_pass x\n    }",
-            ),
-            5,
-            "auth_type AH",
-        ),
+        (&insert(3, "    authentication {\n        auth_type AH\n        auth_pass x\n    }"), 5, "auth_type AH"),
         (&edit(8, "virtual_server fwmark 1 {"), 8, "fwmark"),
         (&edit(8, "virtual_server group VSG {"), 8, "group"),
         (&edit(5, "        10.0.0.100 dev dp1"), 5, "dev"),
@@ -778,10 +490,7 @@ fn unsupported_keywords() {
     ];
     for (text, line, keyword) in cases {
         let e = error(text);
-        assert!(
-            matches!(e, KeepalivedError::Unsupported { .. }),
-            "{keyword}: {e}"
-        );
+        assert!(matches!(e, KeepalivedError::Unsupported { .. }), "{keyword}: {e}");
         assert_eq!(where_(&e), (12, *line, keyword.to_string()), "{e}");
         assert!(e.to_string().contains("is not supported by rvs"), "{e}");
     }
@@ -795,12 +504,8 @@ fn ignored_keywords_are_accepted() {
     );
     assert!(keepalived::parse_str(&text, &base()).is_ok());
     // Every listed keyword comes with a reason.
-    assert!(keepalived::IGNORED_KEYWORDS
-        .iter()
-        .all(|(_, _, why)| !why.is_empty()));
-    assert!(keepalived::UNSUPPORTED_KEYWORDS
-        .iter()
-        .any(|(_, k, _)| *k == "syn_proxy"));
+    assert!(keepalived::IGNORED_KEYWORDS.iter().all(|(_, _, why)| !why.is_empty()));
+    assert!(keepalived::UNSUPPORTED_KEYWORDS.iter().any(|(_, k, _)| *k == "syn_proxy"));
 }
 
 #[test]
@@ -823,23 +528,20 @@ fn invalid_values() {
         (&insert(11, "        MISC_CHECK {\n            misc_timeout 3\n        }"), 12, "MISC_CHECK"),
         (&insert(11, "        UDP_CHECK {\n            payload xyz\n        }"), 13, "payload"),
         (&insert(3, "    track_script {\n        chk_none\n    }"), 5, "chk_none"),
-        (&edit(1, "vrrp_instance VI_1 {\n    version 3\n    authentication {\n        auth_type PASS\n        auth_pass x\n    }"), 3, "authentication"),
+        (
+            &edit(1, "vrrp_instance VI_1 {\n    version 3\n    authentication {\n        auth_type PASS\n        auth_pass x\n    }"),
+            3,
+            "authentication",
+        ),
     ];
     for (text, line, keyword) in cases {
         let e = error(text);
-        assert!(
-            matches!(e, KeepalivedError::Invalid { .. }),
-            "{keyword}: {e}"
-        );
+        assert!(matches!(e, KeepalivedError::Invalid { .. }), "{keyword}: {e}");
         assert_eq!(where_(&e), (13, *line, keyword.to_string()), "{e}");
     }
     // An unknown interface lists the ports, with their kernel names.
     let e = error(&edit(2, "    interface eth9"));
-    assert!(
-        e.to_string()
-            .contains("lan0 (iface dp0), dpdk0 (iface dp1), dpdk1 (iface dp2)"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("lan0 (iface dp0), dpdk0 (iface dp1), dpdk1 (iface dp2)"), "{e}");
 }
 
 #[test]
@@ -853,40 +555,23 @@ fn syntax_errors() {
     let e = error(&(MINI.to_string() + "}\n"));
     assert_eq!(where_(&e), (10, 14, "}".into()));
     // Missing value, extra value, a block where none belongs.
-    assert_eq!(
-        where_(&error(&edit(9, "    lb_kind"))),
-        (10, 9, "lb_kind".into())
-    );
-    assert_eq!(
-        where_(&error(&edit(9, "    lb_kind DR NAT"))),
-        (10, 9, "lb_kind".into())
-    );
-    assert_eq!(
-        where_(&error(&edit(11, "        weight { 1 }"))),
-        (10, 11, "weight".into())
-    );
+    assert_eq!(where_(&error(&edit(9, "    lb_kind"))), (10, 9, "lb_kind".into()));
+    assert_eq!(where_(&error(&edit(9, "    lb_kind DR NAT"))), (10, 9, "lb_kind".into()));
+    assert_eq!(where_(&error(&edit(11, "        weight { 1 }"))), (10, 11, "weight".into()));
     // A block that needs a name, an unterminated quote.
-    assert_eq!(
-        where_(&error(&edit(1, "vrrp_instance {"))),
-        (10, 1, "vrrp_instance".into())
-    );
-    assert_eq!(
-        where_(&error(&insert(9, "    quorum_up \"/bin/true"))),
-        (10, 10, String::new())
-    );
+    assert_eq!(where_(&error(&edit(1, "vrrp_instance {"))), (10, 1, "vrrp_instance".into()));
+    assert_eq!(where_(&error(&insert(9, "    quorum_up \"/bin/true"))), (10, 10, String::new()));
 }
 
 #[test]
 fn include_errors() {
-    let e = keepalived::load(&fixture("bad/missing-include.conf"), &base())
-        .expect_err("missing include");
+    let e = keepalived::load(&fixture("bad/missing-include.conf"), &base()).expect_err("missing include");
     assert!(matches!(e, KeepalivedError::Include { .. }), "{e}");
     assert_eq!(where_(&e), (14, 4, "include".into()));
     assert!(e.file().ends_with("bad/missing-include.conf"));
     assert!(e.to_string().contains("does-not-exist.conf"), "{e}");
 
-    let e =
-        keepalived::load(&fixture("no-such-file.conf"), &base()).expect_err("missing main file");
+    let e = keepalived::load(&fixture("no-such-file.conf"), &base()).expect_err("missing main file");
     assert_eq!(where_(&e), (14, 0, String::new()));
 
     let e = error(&insert(13, "include /nonexistent/dir/*.conf"));
@@ -909,12 +594,7 @@ fn invalid_resulting_config_keeps_the_field_path() {
     // Weight out of rvs's range: reported at the real_server block.
     let e = error(&edit(11, "        weight 70000"));
     match &e {
-        KeepalivedError::Config {
-            field,
-            line,
-            keyword,
-            ..
-        } => {
+        KeepalivedError::Config { field, line, keyword, .. } => {
             assert_eq!(field, "services[0].reals[0].weight");
             assert_eq!(*line, 10);
             assert_eq!(keyword, "real_server");
@@ -927,16 +607,10 @@ fn invalid_resulting_config_keeps_the_field_path() {
     // The same virtual_server twice: reported at the second one.
     let text = MINI.to_string() + "virtual_server 10.0.0.100 80 {\n    lb_kind DR\n}\n";
     let e = error(&text);
-    assert!(
-        matches!(&e, KeepalivedError::Config { field, line: 14, .. } if field == "services[1]"),
-        "{e}"
-    );
+    assert!(matches!(&e, KeepalivedError::Config { field, line: 14, .. } if field == "services[1]"), "{e}");
     // A DR real server cannot change the port.
     let e = error(&edit(10, "    real_server 10.1.0.11 8080 {"));
-    assert!(
-        matches!(&e, KeepalivedError::Config { field, line: 10, .. } if field == "services[0].reals[0].port"),
-        "{e}"
-    );
+    assert!(matches!(&e, KeepalivedError::Config { field, line: 10, .. } if field == "services[0].reals[0].port"), "{e}");
 }
 
 #[test]
@@ -956,22 +630,13 @@ fn every_kind_has_its_own_exit_code() {
 #[test]
 fn duplicates_and_references_are_checked() {
     // vrrp_sync_group naming an instance that does not exist.
-    let e = error(
-        &(MINI.to_string()
-            + "vrrp_sync_group G {\n    group {\n        VI_1\n        VI_9\n    }\n}\n"),
-    );
+    let e = error(&(MINI.to_string() + "vrrp_sync_group G {\n    group {\n        VI_1\n        VI_9\n    }\n}\n"));
     assert_eq!(where_(&e), (13, 17, "VI_9".into()));
     // lvs_sync_daemon following an unknown instance.
-    let e = error(&insert(
-        0,
-        "global_defs {\n    lvs_sync_daemon lan0 VI_X\n}",
-    ));
+    let e = error(&insert(0, "global_defs {\n    lvs_sync_daemon lan0 VI_X\n}"));
     assert_eq!(where_(&e), (13, 2, "lvs_sync_daemon".into()));
     // Two instances with the same router id on one port.
-    let e = error(&insert(
-        7,
-        "vrrp_instance VI_2 {\n    interface dp0\n    virtual_router_id 9\n}",
-    ));
+    let e = error(&insert(7, "vrrp_instance VI_2 {\n    interface dp0\n    virtual_router_id 9\n}"));
     assert_eq!(where_(&e), (13, 8, "vrrp_instance".into()));
 }
 
@@ -979,14 +644,8 @@ fn duplicates_and_references_are_checked() {
 fn doc_lists_every_ignored_and_unsupported_keyword() {
     let doc_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/docs/keepalived.md");
     let doc = std::fs::read_to_string(&doc_path).expect("deploy/docs/keepalived.md");
-    for (block, keyword, _) in keepalived::IGNORED_KEYWORDS
-        .iter()
-        .chain(keepalived::UNSUPPORTED_KEYWORDS)
-    {
-        assert!(
-            doc.contains(&format!("`{keyword}`")),
-            "{block} {keyword} is not documented"
-        );
+    for (block, keyword, _) in keepalived::IGNORED_KEYWORDS.iter().chain(keepalived::UNSUPPORTED_KEYWORDS) {
+        assert!(doc.contains(&format!("`{keyword}`")), "{block} {keyword} is not documented");
     }
 }
 

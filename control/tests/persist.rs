@@ -22,10 +22,7 @@ fn version(n: usize) -> String {
             )
         })
         .collect();
-    format!(
-        r#"{{"ports": [{{"name": "lan0", "device": "d", "addresses": ["10.1.0.1/24"]}}], "services": [{}]}}"#,
-        services.join(",\n")
-    )
+    format!(r#"{{"ports": [{{"name": "lan0", "device": "d", "addresses": ["10.1.0.1/24"]}}], "services": [{}]}}"#, services.join(",\n"))
 }
 
 /// The writer run in a child process: rewrites the file as fast as it can

@@ -131,9 +131,7 @@ fn render(args: &str) -> String {
     let input = ListInput { config: &config, stats: &stats, persist_conns: &persist, names };
     match inv.command {
         Command::Save => format::save(&input, &inv.format),
-        Command::List if inv.service.is_some() => {
-            format::list_service(&input, &https_key(), &inv.format).expect("service exists")
-        }
+        Command::List if inv.service.is_some() => format::list_service(&input, &https_key(), &inv.format).expect("service exists"),
         Command::List if inv.options.contains(&Opt::Connection) => format::list_connections(&golden_conns(), &inv.format, names),
         Command::List => format::list_all(&input, &inv.format),
         other => panic!("not a listing: {other:?}"),
@@ -393,8 +391,7 @@ fn save_clear_restore_round_trip() {
 fn replays_a_real_lvs_rules_file() {
     let s = server();
     let c = Client::new(&s.url(), None);
-    let rules = std::fs::read_to_string(format!("{}/tests/fixtures/lvs-production.rules", env!("CARGO_MANIFEST_DIR")))
-        .expect("fixture");
+    let rules = std::fs::read_to_string(format!("{}/tests/fixtures/lvs-production.rules", env!("CARGO_MANIFEST_DIR"))).expect("fixture");
     restore(&c, &rules).expect("replay");
     assert_text(&ok(&c, "-Ln"), &golden("fixture_list"));
     let config = s.config();
@@ -490,19 +487,12 @@ fn bin(url: &str, line: &str, env: &[(&str, &str)], stdin: Option<&str>) -> (i32
     }
     drop(child.stdin.take());
     let out = child.wait_with_output().expect("rvsadm output");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 #[test]
 fn binary_exit_codes_messages_and_restore_from_stdin() {
-    let s = Server::start(
-        Config::from_json(EMPTY_CONFIG).expect("valid"),
-        ApiOptions { config_path: None, token: Some("s3cret".into()) },
-    );
+    let s = Server::start(Config::from_json(EMPTY_CONFIG).expect("valid"), ApiOptions { config_path: None, token: Some("s3cret".into()) });
     let url = s.url();
     let token = [("RVSADM_TOKEN", "s3cret")];
     let (code, _, err) = bin(&url, "-A -t 10.0.0.100:80 -s rr", &[], None);
@@ -641,9 +631,27 @@ fn help_keeps_ipvsadm_lines_and_indentation() {
     // GUE/GRE tunnels, one-packet scheduling, the sync daemon; and the lines
     // that name ipvsadm's version, usage synopsis and scheduler list.
     let absent = [
-        "ipvsadm v1.31", "--pe", "persistence_engine", "not set by default", "--start-daemon", "--stop-daemon",
-        "--sctp-service", "--fwmark-service", "--ipv6", "--tun-type", "one of ipip|gue|gre", "the default tunnel type",
-        "--tun-port", "csum", "--ops", "Daemon Options", "--sync", "--syncid", "--mcast", "--scheduler", "the default scheduler",
+        "ipvsadm v1.31",
+        "--pe",
+        "persistence_engine",
+        "not set by default",
+        "--start-daemon",
+        "--stop-daemon",
+        "--sctp-service",
+        "--fwmark-service",
+        "--ipv6",
+        "--tun-type",
+        "one of ipip|gue|gre",
+        "the default tunnel type",
+        "--tun-port",
+        "csum",
+        "--ops",
+        "Daemon Options",
+        "--sync",
+        "--syncid",
+        "--mcast",
+        "--scheduler",
+        "the default scheduler",
     ];
     let (code, help, _) = bin("http://127.0.0.1:1", "-h", &[], None);
     assert_eq!(code, 0);
@@ -741,10 +749,7 @@ fn thresholds_and_persistence_have_the_kernels_ranges_everywhere() {
     ok(&c, "-A -t 10.0.0.100:80 -s rr -p 2678400");
     ok(&c, "-a -t 10.0.0.100:80 -r 10.1.0.11 -x 2147483647 -y 2147483647");
     let saved = ok(&c, "-S -n");
-    assert_eq!(
-        saved,
-        "-A -t 10.0.0.100:80 -s rr -p 2678400\n-a -t 10.0.0.100:80 -r 10.1.0.11:80 -g -w 1 -x 2147483647 -y 2147483647\n"
-    );
+    assert_eq!(saved, "-A -t 10.0.0.100:80 -s rr -p 2678400\n-a -t 10.0.0.100:80 -r 10.1.0.11:80 -g -w 1 -x 2147483647 -y 2147483647\n");
     // The API (and the config file) refuse what ipvsadm -R would: a threshold above INT_MAX,
     // a lower threshold above the upper one (even 0), a persistence timeout over 31 days.
     let (config, generation) = c.config().expect("config");
@@ -817,7 +822,12 @@ fn schedulers_see_the_kernels_real_server_order() {
     // rr: ip_vs_rr_schedule starts after the list head and walks n_list; the list is
     // C, B, A (list_add_rcu puts each new dest at the head).
     let vip = Ipv4Addr::new(10, 0, 0, 100);
-    for line in ["-A -t 10.0.0.100:80 -s rr", "-a -t 10.0.0.100:80 -r 10.1.0.1", "-a -t 10.0.0.100:80 -r 10.1.0.2", "-a -t 10.0.0.100:80 -r 10.1.0.3"] {
+    for line in [
+        "-A -t 10.0.0.100:80 -s rr",
+        "-a -t 10.0.0.100:80 -r 10.1.0.1",
+        "-a -t 10.0.0.100:80 -r 10.1.0.2",
+        "-a -t 10.0.0.100:80 -r 10.1.0.3",
+    ] {
         ok(&c, line);
     }
     assert_eq!(picks(&s, vip, &six), [cc, b, a, cc, b, a]);

@@ -13,20 +13,12 @@ mod vrrp {
     use proptest::prelude::*;
     use rvs_control::ha::VrrpInstance;
     use rvs_control::vrrp::garp::garp_frame;
-    use rvs_control::vrrp::packet::{
-        decode_ipv4, internet_checksum, parse_ipv4, Advert, Auth, PacketError, Version,
-        VRRP_MCAST_V4,
-    };
-    use rvs_control::vrrp::state::{
-        Action, Ignored, Instance, InstanceParams, Router, ScriptStatus, VrrpState,
-    };
+    use rvs_control::vrrp::packet::{decode_ipv4, internet_checksum, parse_ipv4, Advert, Auth, PacketError, Version, VRRP_MCAST_V4};
+    use rvs_control::vrrp::state::{Action, Ignored, Instance, InstanceParams, Router, ScriptStatus, VrrpState};
     use rvs_control::vrrp::{advert_int_cs, instance_params};
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
     const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
@@ -42,20 +34,10 @@ mod vrrp {
     fn v2_fixture_pass_auth() {
         // vrid 51, prio 100, 1 address, auth PASS "secret", advert 1 s; checksum 0x331a.
         let wire = hex("213364010101331a0a0000647365637265740000");
-        let a = Advert {
-            version: Version::V2,
-            vrid: 51,
-            priority: 100,
-            advert_int_cs: 100,
-            auth: Auth::pass("secret"),
-            addrs: vec![VIP],
-        };
+        let a = Advert { version: Version::V2, vrid: 51, priority: 100, advert_int_cs: 100, auth: Auth::pass("secret"), addrs: vec![VIP] };
         assert_eq!(a.encode(ME, VRRP_MCAST_V4), wire);
         // The v2 checksum does not depend on the IP addresses.
-        assert_eq!(
-            Advert::decode(&wire, Ipv4Addr::new(1, 2, 3, 4), Ipv4Addr::new(5, 6, 7, 8)),
-            Ok(a)
-        );
+        assert_eq!(Advert::decode(&wire, Ipv4Addr::new(1, 2, 3, 4), Ipv4Addr::new(5, 6, 7, 8)), Ok(a));
     }
 
     #[test]
@@ -67,10 +49,7 @@ mod vrrp {
             priority: 200,
             advert_int_cs: 300,
             auth: Auth::None,
-            addrs: vec![
-                Ipv4Addr::new(192, 168, 10, 1),
-                Ipv4Addr::new(192, 168, 10, 2),
-            ],
+            addrs: vec![Ipv4Addr::new(192, 168, 10, 1), Ipv4Addr::new(192, 168, 10, 2)],
         };
         assert_eq!(a.encode(ME, VRRP_MCAST_V4), wire);
         assert_eq!(Advert::decode(&wire, ME, VRRP_MCAST_V4), Ok(a));
@@ -80,21 +59,11 @@ mod vrrp {
     fn v3_fixture_multicast_centiseconds() {
         // vrid 51, prio 150, max advert int 10 cs, from 10.0.0.1 to 224.0.0.18; checksum 0x43cd.
         let wire = hex("31339601000a43cd0a000064");
-        let a = Advert {
-            version: Version::V3,
-            vrid: 51,
-            priority: 150,
-            advert_int_cs: 10,
-            auth: Auth::None,
-            addrs: vec![VIP],
-        };
+        let a = Advert { version: Version::V3, vrid: 51, priority: 150, advert_int_cs: 10, auth: Auth::None, addrs: vec![VIP] };
         assert_eq!(a.encode(ME, VRRP_MCAST_V4), wire);
         assert_eq!(Advert::decode(&wire, ME, VRRP_MCAST_V4), Ok(a));
         // The pseudo-header is covered: another destination breaks the checksum.
-        assert_eq!(
-            Advert::decode(&wire, ME, Ipv4Addr::new(10, 0, 0, 3)),
-            Err(PacketError::BadChecksum)
-        );
+        assert_eq!(Advert::decode(&wire, ME, Ipv4Addr::new(10, 0, 0, 3)), Err(PacketError::BadChecksum));
     }
 
     #[test]
@@ -117,37 +86,19 @@ mod vrrp {
     #[test]
     fn malformed_packets() {
         let good = hex("213364010101331a0a0000647365637265740000");
-        assert_eq!(
-            Advert::decode(&good[..7], ME, VRRP_MCAST_V4),
-            Err(PacketError::TooShort(7))
-        );
-        assert_eq!(
-            Advert::decode(&good[..19], ME, VRRP_MCAST_V4),
-            Err(PacketError::TooShort(19))
-        );
+        assert_eq!(Advert::decode(&good[..7], ME, VRRP_MCAST_V4), Err(PacketError::TooShort(7)));
+        assert_eq!(Advert::decode(&good[..19], ME, VRRP_MCAST_V4), Err(PacketError::TooShort(19)));
         let mut bad = good.clone();
         bad[0] = 0x41;
-        assert_eq!(
-            Advert::decode(&bad, ME, VRRP_MCAST_V4),
-            Err(PacketError::BadVersion(4))
-        );
+        assert_eq!(Advert::decode(&bad, ME, VRRP_MCAST_V4), Err(PacketError::BadVersion(4)));
         bad[0] = 0x22;
-        assert_eq!(
-            Advert::decode(&bad, ME, VRRP_MCAST_V4),
-            Err(PacketError::BadType(2))
-        );
+        assert_eq!(Advert::decode(&bad, ME, VRRP_MCAST_V4), Err(PacketError::BadType(2)));
         let mut bad = good.clone();
         bad[2] = 101; // priority changed, checksum not
-        assert_eq!(
-            Advert::decode(&bad, ME, VRRP_MCAST_V4),
-            Err(PacketError::BadChecksum)
-        );
+        assert_eq!(Advert::decode(&bad, ME, VRRP_MCAST_V4), Err(PacketError::BadChecksum));
         let mut bad = good.clone();
         bad[1] = 0;
-        assert_eq!(
-            Advert::decode(&bad, ME, VRRP_MCAST_V4),
-            Err(PacketError::ZeroVrid)
-        );
+        assert_eq!(Advert::decode(&bad, ME, VRRP_MCAST_V4), Err(PacketError::ZeroVrid));
         // Auth type 2 (AH) with a fixed-up checksum.
         let mut bad = good.clone();
         bad[4] = 2;
@@ -155,10 +106,7 @@ mod vrrp {
         bad[7] = 0;
         let c = internet_checksum(&[&bad]);
         bad[6..8].copy_from_slice(&c.to_be_bytes());
-        assert_eq!(
-            Advert::decode(&bad, ME, VRRP_MCAST_V4),
-            Err(PacketError::BadAuthType(2))
-        );
+        assert_eq!(Advert::decode(&bad, ME, VRRP_MCAST_V4), Err(PacketError::BadAuthType(2)));
         // Interval 0.
         let mut bad = good;
         bad[5] = 0;
@@ -166,10 +114,7 @@ mod vrrp {
         bad[7] = 0;
         let c = internet_checksum(&[&bad]);
         bad[6..8].copy_from_slice(&c.to_be_bytes());
-        assert_eq!(
-            Advert::decode(&bad, ME, VRRP_MCAST_V4),
-            Err(PacketError::ZeroInterval)
-        );
+        assert_eq!(Advert::decode(&bad, ME, VRRP_MCAST_V4), Err(PacketError::ZeroInterval));
     }
 
     fn ip_packet(ttl: u8, proto: u8, src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
@@ -197,18 +142,9 @@ mod vrrp {
         assert_eq!(decode_ipv4(&pkt).unwrap_err(), PacketError::NotVrrp(17));
         let mut frag = ip_packet(255, 112, ME, VRRP_MCAST_V4, &vrrp);
         frag[6] = 0x20; // more fragments
-        assert!(matches!(
-            decode_ipv4(&frag),
-            Err(PacketError::BadIpHeader(_))
-        ));
-        assert!(matches!(
-            parse_ipv4(&[0x60; 40]),
-            Err(PacketError::BadIpHeader(_))
-        ));
-        assert!(matches!(
-            parse_ipv4(&[0x45; 10]),
-            Err(PacketError::TooShort(10))
-        ));
+        assert!(matches!(decode_ipv4(&frag), Err(PacketError::BadIpHeader(_))));
+        assert!(matches!(parse_ipv4(&[0x60; 40]), Err(PacketError::BadIpHeader(_))));
+        assert!(matches!(parse_ipv4(&[0x45; 10]), Err(PacketError::TooShort(10))));
     }
 
     #[test]
@@ -301,18 +237,14 @@ mod vrrp {
     }
 
     fn change(to: VrrpState, acts: &[Action]) -> bool {
-        acts.iter()
-            .any(|a| matches!(a, Action::StateChange { to: t, .. } if *t == to))
+        acts.iter().any(|a| matches!(a, Action::StateChange { to: t, .. } if *t == to))
     }
 
     #[test]
     fn intervals_v2_and_v3() {
         let v2 = Instance::new(params(Version::V2, 100, 100));
         // 3 × 1 s + (256 − 100)/256 s.
-        assert_eq!(
-            v2.master_down_interval(),
-            Duration::from_micros(3_000_000 + 156 * 1_000_000 / 256)
-        );
+        assert_eq!(v2.master_down_interval(), Duration::from_micros(3_000_000 + 156 * 1_000_000 / 256));
         let v3 = Instance::new(params(Version::V3, 100, 10));
         // 3 × 100 ms + 156 × 100 ms / 256 = 360.9375 ms.
         assert_eq!(v3.master_down_interval(), Duration::from_micros(360_937));
@@ -334,10 +266,7 @@ mod vrrp {
         assert!(change(VrrpState::Master, &acts));
         // Then adverts every advert_int.
         assert_eq!(i.next_deadline(), Some(t0 + down + ms(1000)));
-        assert_eq!(
-            i.on_timer(t0 + down + ms(1000)),
-            vec![Action::SendAdvert { priority: 100 }]
-        );
+        assert_eq!(i.on_timer(t0 + down + ms(1000)), vec![Action::SendAdvert { priority: 100 }]);
     }
 
     #[test]
@@ -349,10 +278,7 @@ mod vrrp {
         let peer = advert_from(&p, 200);
         for k in 1..10u64 {
             assert!(i.on_advert(t0 + ms(k * 1000), PEER_LO, &peer).is_empty());
-            assert_eq!(
-                i.next_deadline(),
-                Some(t0 + ms(k * 1000) + i.master_down_interval())
-            );
+            assert_eq!(i.next_deadline(), Some(t0 + ms(k * 1000) + i.master_down_interval()));
         }
         assert!(i.on_timer(t0 + ms(12_000)).is_empty());
         assert_eq!(i.state(), VrrpState::Backup);
@@ -369,10 +295,7 @@ mod vrrp {
         let acts = i.on_advert(t0 + ms(4500), PEER_LO, &advert_from(&p, 150));
         assert!(change(VrrpState::Backup, &acts));
         assert!(!acts.iter().any(|a| matches!(a, Action::SendAdvert { .. })));
-        assert_eq!(
-            i.next_deadline(),
-            Some(t0 + ms(4500) + i.master_down_interval())
-        );
+        assert_eq!(i.next_deadline(), Some(t0 + ms(4500) + i.master_down_interval()));
     }
 
     #[test]
@@ -441,10 +364,7 @@ mod vrrp {
         }
         assert_eq!(i.state(), VrrpState::Backup);
         // But a silent master is still replaced.
-        assert!(change(
-            VrrpState::Master,
-            &i.on_timer(t0 + ms(19_000) + i.master_down_interval())
-        ));
+        assert!(change(VrrpState::Master, &i.on_timer(t0 + ms(19_000) + i.master_down_interval())));
     }
 
     #[test]
@@ -458,23 +378,15 @@ mod vrrp {
         // For 5 s from the first lower-priority advert, it is accepted.
         for k in 0..=5u64 {
             i.on_advert(t0 + ms(k * 1000), PEER_LO, &lower);
-            assert!(
-                i.on_timer(t0 + ms(k * 1000 + 500)).is_empty(),
-                "preempted early at {k}s"
-            );
+            assert!(i.on_timer(t0 + ms(k * 1000 + 500)).is_empty(), "preempted early at {k}s");
         }
         // From then on it is ignored: master 3 × 1 s + skew after the last accepted one (at 4 s).
         let t_last = t0 + ms(4000);
         for k in 6..8u64 {
             i.on_advert(t0 + ms(k * 1000), PEER_LO, &lower);
         }
-        assert!(i
-            .on_timer(t_last + i.master_down_interval() - ms(1))
-            .is_empty());
-        assert!(change(
-            VrrpState::Master,
-            &i.on_timer(t_last + i.master_down_interval())
-        ));
+        assert!(i.on_timer(t_last + i.master_down_interval() - ms(1)).is_empty());
+        assert!(change(VrrpState::Master, &i.on_timer(t_last + i.master_down_interval())));
     }
 
     #[test]
@@ -547,19 +459,13 @@ mod vrrp {
         i.on_advert(t0 + ms(1000), PEER_LO, &wrong);
         assert_eq!(i.last_ignored(), Some(Ignored::AuthTypeMismatch));
         // The timer was not reset: we become master on the original schedule.
-        assert!(change(
-            VrrpState::Master,
-            &i.on_timer(t0 + i.master_down_interval())
-        ));
+        assert!(change(VrrpState::Master, &i.on_timer(t0 + i.master_down_interval())));
         // The right password is accepted.
         let mut j = Instance::new(p.clone());
         j.start(t0);
         j.on_advert(t0 + ms(1000), PEER_LO, &advert_from(&p, 200));
         assert_eq!(j.last_ignored(), None);
-        assert_eq!(
-            j.next_deadline(),
-            Some(t0 + ms(1000) + j.master_down_interval())
-        );
+        assert_eq!(j.next_deadline(), Some(t0 + ms(1000) + j.master_down_interval()));
     }
 
     #[test]
@@ -581,14 +487,8 @@ mod vrrp {
         j.on_advert(t0 + ms(100), PEER_LO, &other);
         assert_eq!(j.last_ignored(), None);
         // Master_Down_Interval now follows the master's interval: 3 s + 156/256 s.
-        assert_eq!(
-            j.master_down_interval(),
-            Duration::from_micros(3_000_000 + 156 * 1_000_000 / 256)
-        );
-        assert_eq!(
-            j.next_deadline(),
-            Some(t0 + ms(100) + j.master_down_interval())
-        );
+        assert_eq!(j.master_down_interval(), Duration::from_micros(3_000_000 + 156 * 1_000_000 / 256));
+        assert_eq!(j.next_deadline(), Some(t0 + ms(100) + j.master_down_interval()));
     }
 
     #[test]
@@ -621,13 +521,7 @@ mod vrrp {
         let acts = r.on_timer(t0 + ms(5000));
         assert_eq!(acts, vec![(0, Action::SendAdvert { priority: 70 })]);
         let acts = r.on_advert(t0 + ms(5100), 0, PEER_LO, &advert_from(&p, 80));
-        assert!(acts.iter().any(|(_, a)| matches!(
-            a,
-            Action::StateChange {
-                to: VrrpState::Backup,
-                ..
-            }
-        )));
+        assert!(acts.iter().any(|(_, a)| matches!(a, Action::StateChange { to: VrrpState::Backup, .. })));
         // Clamped to 1..=254; an owner stays 255.
         r.set_priority_adjust(0, -500);
         assert_eq!(r.instance(0).unwrap().effective_priority(), 1);
@@ -653,10 +547,7 @@ mod vrrp {
         assert!(i.set_fault(t0 + ms(4300), "link eth0", false).is_empty());
         let acts = i.set_fault(t0 + ms(4400), "script chk", false);
         assert!(change(VrrpState::Backup, &acts));
-        assert_eq!(
-            i.next_deadline(),
-            Some(t0 + ms(4400) + i.master_down_interval())
-        );
+        assert_eq!(i.next_deadline(), Some(t0 + ms(4400) + i.master_down_interval()));
         // A fault known before start starts in FAULT.
         let mut j = Instance::new(params(Version::V2, 100, 100));
         j.set_fault(t0, "link eth0", true);
@@ -684,10 +575,7 @@ mod vrrp {
         let mut b = params(Version::V2, 100, 100);
         b.name = "VI_2".to_owned();
         b.vrid = 52;
-        let r = Router::new(
-            vec![Instance::new(a.clone()), Instance::new(b.clone())],
-            vec![vec![0, 1]],
-        );
+        let r = Router::new(vec![Instance::new(a.clone()), Instance::new(b.clone())], vec![vec![0, 1]]);
         (r, a, b)
     }
 
@@ -712,21 +600,11 @@ mod vrrp {
         // Instance 1's master goes silent: once its timer expires too, both become master.
         let acts = r.on_timer(t + down);
         assert_eq!(states(&r), vec![VrrpState::Master, VrrpState::Master]);
-        assert_eq!(
-            acts.iter()
-                .filter(|(_, a)| matches!(a, Action::SendAdvert { .. }))
-                .count(),
-            2
-        );
+        assert_eq!(acts.iter().filter(|(_, a)| matches!(a, Action::SendAdvert { .. })).count(), 2);
         // A higher-priority advert on instance 0 sends the whole group to backup.
         let acts = r.on_advert(t + down + ms(100), 0, PEER_LO, &advert_from(&a, 200));
         assert_eq!(states(&r), vec![VrrpState::Backup, VrrpState::Backup]);
-        assert_eq!(
-            acts.iter()
-                .filter(|(_, a)| matches!(a, Action::StateChange { .. }))
-                .count(),
-            2
-        );
+        assert_eq!(acts.iter().filter(|(_, a)| matches!(a, Action::StateChange { .. })).count(), 2);
     }
 
     #[test]
@@ -743,11 +621,7 @@ mod vrrp {
         assert_eq!(states(&r), vec![VrrpState::Master, VrrpState::Master]);
         let acts = r.on_advert(t0 + ms(4100), 0, PEER_HI, &advert_from(&a, 200));
         assert_eq!(states(&r), vec![VrrpState::Backup, VrrpState::Backup]);
-        let claims: Vec<usize> = acts
-            .iter()
-            .filter(|(_, a)| *a == Action::SendAdvert { priority: 100 })
-            .map(|(i, _)| *i)
-            .collect();
+        let claims: Vec<usize> = acts.iter().filter(|(_, a)| *a == Action::SendAdvert { priority: 100 }).map(|(i, _)| *i).collect();
         assert_eq!(claims, vec![0, 1]);
     }
 
@@ -761,12 +635,7 @@ mod vrrp {
         let acts = r.set_fault(t0 + ms(10_100), 1, "link eth1", true);
         assert_eq!(states(&r), vec![VrrpState::Fault, VrrpState::Fault]);
         // Both masters resigned with priority 0.
-        assert_eq!(
-            acts.iter()
-                .filter(|(_, a)| *a == Action::SendAdvert { priority: 0 })
-                .count(),
-            2
-        );
+        assert_eq!(acts.iter().filter(|(_, a)| *a == Action::SendAdvert { priority: 0 }).count(), 2);
         r.set_fault(t0 + ms(10_200), 1, "link eth1", false);
         assert_eq!(states(&r), vec![VrrpState::Backup, VrrpState::Backup]);
     }
@@ -786,10 +655,7 @@ mod vrrp {
         }))
         .unwrap();
         let p = instance_params(&inst, ME).unwrap();
-        assert_eq!(
-            (p.version, p.vrid, p.priority, p.advert_int_cs, p.preempt),
-            (Version::V3, 51, 150, 10, false)
-        );
+        assert_eq!((p.version, p.vrid, p.priority, p.advert_int_cs, p.preempt), (Version::V3, 51, 150, 10, false));
         let mut bad = inst.clone();
         bad.auth_pass = Some("x".to_owned());
         assert!(instance_params(&bad, ME).is_err(), "PASS needs v2");

@@ -167,9 +167,8 @@ mod tests {
         // Pools made by `new` start at random points: a restarted director
         // does not reuse the previous run's first ports (eight pools over a
         // 64k share all starting at the same port: odds of about 2^-112).
-        let firsts: std::collections::HashSet<u16> = (0..8)
-            .filter_map(|_| LocalPool::new(0, 1, (1024, 65535)).allocate(&[LIP1]).map(|s| s.port()))
-            .collect();
+        let firsts: std::collections::HashSet<u16> =
+            (0..8).filter_map(|_| LocalPool::new(0, 1, (1024, 65535)).allocate(&[LIP1]).map(|s| s.port())).collect();
         assert!(firsts.len() > 1, "{firsts:?}");
     }
 

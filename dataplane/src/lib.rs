@@ -18,11 +18,11 @@
 pub mod dpdk;
 
 pub mod conn;
-pub mod laddr;
-pub mod link;
 pub mod frag;
 pub mod frame;
 pub mod fwd;
+pub mod laddr;
+pub mod link;
 pub mod neigh;
 pub mod process;
 pub mod sched;

@@ -19,9 +19,7 @@ pub struct LinkStates {
 impl LinkStates {
     /// `ports` ports, all up until the monitor says otherwise.
     pub fn new(ports: usize) -> LinkStates {
-        LinkStates {
-            up: (0..ports).map(|_| AtomicBool::new(true)).collect(),
-        }
+        LinkStates { up: (0..ports).map(|_| AtomicBool::new(true)).collect() }
     }
 
     /// Whether port `port` has carrier (an unknown port counts as up).

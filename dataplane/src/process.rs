@@ -61,10 +61,7 @@ use crate::neigh::{NeighTable, Resolution};
 use crate::sched::{new_scheduler, Candidates, Scheduler};
 use crate::snapshot::{ForwardMode, Persistence, Protocol, ServiceKey, Snapshot};
 use crate::stats::{ConnFilter, ConnInfo, Counter, Counters, RealStats, ServiceStats, TrafficCounters};
-use crate::wire::{
-    arp, ethertype, icmp, ip_proto, ArpPacket, EthernetFrame, IcmpPacket, Ipv4Packet, MacAddr, TcpSegment,
-    UdpDatagram,
-};
+use crate::wire::{arp, ethertype, icmp, ip_proto, ArpPacket, EthernetFrame, IcmpPacket, Ipv4Packet, MacAddr, TcpSegment, UdpDatagram};
 
 /// Connection-table slots checked for expiry per [`Processor::tick`].
 pub const EXPIRE_BUDGET: usize = 256;
@@ -478,11 +475,8 @@ impl<F: Frame> Processor<F> {
     fn shift_count(&mut self, active: bool, si: u16, ri: u16, delta: i32) {
         let Some(counts) = self.counts.get_mut(usize::from(si)) else { return };
         let ri = usize::from(ri);
-        let (local, view) = if active {
-            (&mut counts.active, &mut counts.view_active)
-        } else {
-            (&mut counts.inactive, &mut counts.view_inactive)
-        };
+        let (local, view) =
+            if active { (&mut counts.active, &mut counts.view_active) } else { (&mut counts.inactive, &mut counts.view_inactive) };
         if let (Some(l), Some(v)) = (local.get_mut(ri), view.get_mut(ri)) {
             *l = l.saturating_add_signed(delta);
             *v = v.saturating_add_signed(delta);
@@ -598,11 +592,8 @@ impl<F: Frame> Processor<F> {
             Action::Reply | Action::Fragment { .. } => Action::Drop(Counter::DropFragment),
             other => other,
         };
-        let leader = first
-            .data()
-            .get(l2_len..)
-            .and_then(|ip| Ipv4Packet::new_checked(ip).ok())
-            .map(|ip| (ip.src_addr(), ip.dst_addr(), ip.ttl()));
+        let leader =
+            first.data().get(l2_len..).and_then(|ip| Ipv4Packet::new_checked(ip).ok()).map(|ip| (ip.src_addr(), ip.dst_addr(), ip.ttl()));
         self.apply(port, first, action, now_ms, out);
         for mut f in frames {
             let followed = leader.is_some_and(|l| frag::follow_first(l, f.data_mut(), l2_len).is_ok());
@@ -665,7 +656,8 @@ impl<F: Frame> Processor<F> {
     fn frag_needed(&mut self, mut frame: F, l2_len: usize, vip: Ipv4Addr, mtu: u16, now_ms: u64, out: &mut Output<F>) {
         self.counters.inc(Counter::DropTooBig);
         let code_frag_needed = 4;
-        match icmp_err::make_error(&mut frame, l2_len, vip, crate::wire::icmp::msg_type::DEST_UNREACHABLE, code_frag_needed, u32::from(mtu)) {
+        match icmp_err::make_error(&mut frame, l2_len, vip, crate::wire::icmp::msg_type::DEST_UNREACHABLE, code_frag_needed, u32::from(mtu))
+        {
             Ok(client) => {
                 self.counters.inc(Counter::IcmpErrorsSent);
                 self.send(frame, NextHop::Routed(client), now_ms, out)
@@ -869,15 +861,7 @@ impl<F: Frame> Processor<F> {
         }
     }
 
-    fn handle_arp(
-        &mut self,
-        port: u16,
-        port_mac: MacAddr,
-        data: &mut [u8],
-        l2_len: usize,
-        now_ms: u64,
-        out: &mut Output<F>,
-    ) -> Action {
+    fn handle_arp(&mut self, port: u16, port_mac: MacAddr, data: &mut [u8], l2_len: usize, now_ms: u64, out: &mut Output<F>) -> Action {
         let Some(Ok(pkt)) = data.get(l2_len..).map(ArpPacket::new_checked) else {
             return Action::Drop(Counter::DropMalformed);
         };
@@ -945,7 +929,16 @@ impl<F: Frame> Processor<F> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn handle_ipv4(&mut self, port: u16, port_mac: MacAddr, data: &mut [u8], l2_len: usize, now_ms: u64, redirected: bool, out: &mut Output<F>) -> Action {
+    fn handle_ipv4(
+        &mut self,
+        port: u16,
+        port_mac: MacAddr,
+        data: &mut [u8],
+        l2_len: usize,
+        now_ms: u64,
+        redirected: bool,
+        out: &mut Output<F>,
+    ) -> Action {
         let Some(ip_bytes) = data.get_mut(l2_len..) else {
             return Action::Drop(Counter::DropMalformed);
         };
@@ -1009,8 +1002,7 @@ impl<F: Frame> Processor<F> {
             // conn_reuse_mode), and so does one on a connection whose real
             // server is gone (IPVS with expire_nodest_conn).
             let new_syn = dir == Direction::Inbound && l4.syn && !l4.ack;
-            let reschedule =
-                new_syn && (conn.reusable_by_syn() || self.expired_by_config(&conn) == Some(Counter::DropNoDest));
+            let reschedule = new_syn && (conn.reusable_by_syn() || self.expired_by_config(&conn) == Some(Counter::DropNoDest));
             if !reschedule {
                 let Some(conn) = self.conns.get_mut(id) else {
                     return Action::Drop(Counter::DropNoConnection);
@@ -1278,8 +1270,7 @@ impl<F: Frame> Processor<F> {
 
     /// This worker's connections (and templates, if asked) matching `filter`.
     pub fn connections(&self, filter: &ConnFilter, now_ms: u64) -> Vec<ConnInfo> {
-        let mut list: Vec<ConnInfo> =
-            self.conns.iter().map(|(_, c)| self.conn_info(c, now_ms)).filter(|c| filter.matches(c)).collect();
+        let mut list: Vec<ConnInfo> = self.conns.iter().map(|(_, c)| self.conn_info(c, now_ms)).filter(|c| filter.matches(c)).collect();
         if filter.templates {
             for ((key, net), t) in &self.templates {
                 let info = ConnInfo {
@@ -1409,7 +1400,9 @@ impl<F: Frame> Processor<F> {
             Err(_) => return Action::Drop(Counter::DropMalformed),
         }
         let t = match (dir, c.forward) {
-            (Direction::Reply, ForwardMode::Nat) => icmp_err::Translation { outer_src: Some(*c.vip.ip()), quoted_dst: Some(c.vip), ..Default::default() },
+            (Direction::Reply, ForwardMode::Nat) => {
+                icmp_err::Translation { outer_src: Some(*c.vip.ip()), quoted_dst: Some(c.vip), ..Default::default() }
+            }
             (Direction::Reply, ForwardMode::FullNat) => icmp_err::Translation {
                 outer_src: Some(*c.vip.ip()),
                 outer_dst: Some(*c.client.ip()),
@@ -1417,7 +1410,9 @@ impl<F: Frame> Processor<F> {
                 quoted_dst: Some(c.vip),
                 quoted_seq_shift: c.seq_delta.wrapping_neg(),
             },
-            (Direction::Inbound, ForwardMode::Nat) => icmp_err::Translation { outer_dst: Some(*c.real.ip()), quoted_src: Some(c.real), ..Default::default() },
+            (Direction::Inbound, ForwardMode::Nat) => {
+                icmp_err::Translation { outer_dst: Some(*c.real.ip()), quoted_src: Some(c.real), ..Default::default() }
+            }
             (Direction::Inbound, ForwardMode::FullNat) => icmp_err::Translation {
                 outer_src: c.local.get().map(|l| *l.ip()),
                 outer_dst: Some(*c.real.ip()),

@@ -467,20 +467,11 @@ impl Default for Snapshot {
 impl Snapshot {
     /// Builds the lookup index and sorts the routes. Call after filling the fields.
     pub fn finish(mut self) -> Self {
-        self.service_index = self
-            .services
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.key, i))
-            .collect();
+        self.service_index = self.services.iter().enumerate().map(|(i, s)| (s.key, i)).collect();
         self.routes.sort_by_key(|r| std::cmp::Reverse(r.prefix_len));
         self.vip_set = self.services.iter().map(|s| s.key.vip).filter(|v| !self.standby.contains(v)).collect();
-        self.local_addr_set = self
-            .services
-            .iter()
-            .flat_map(|s| s.local_addrs.iter().copied())
-            .filter(|a| !self.standby.contains(a))
-            .collect();
+        self.local_addr_set =
+            self.services.iter().flat_map(|s| s.local_addrs.iter().copied()).filter(|a| !self.standby.contains(a)).collect();
         let sizes: Vec<usize> = self.services.iter().map(|s| s.reals.len()).collect();
         self.conn_counts = std::sync::Arc::new(SharedConnCounts::new(self.workers.max(1), &sizes));
         self

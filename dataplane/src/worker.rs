@@ -22,8 +22,8 @@ use crossbeam::channel::{Receiver, Sender};
 use crate::dpdk::{Mbuf, Mempool, Queue};
 use crate::link::LinkStates;
 use crate::process::{Output, Processor, WorkerMsg};
-use crate::stats::{ConnFilter, ConnInfo, ServiceStats};
 use crate::snapshot::Snapshot;
+use crate::stats::{ConnFilter, ConnInfo, ServiceStats};
 use crate::stats::{Counter, SharedCounters};
 
 /// Counters are published to the control plane this often.

@@ -39,10 +39,11 @@ fn send_and_receive(port: &Port, pool: &Mempool, frames: &[Vec<u8>]) -> Vec<Mbuf
 
 #[test]
 fn nat_through_a_real_dpdk_port() {
-    let args: Vec<String> = ["eal-test", "-l", "0", "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "--vdev", "net_ring0", "--log-level", "lib.eal:error"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let args: Vec<String> =
+        ["eal-test", "-l", "0", "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "--vdev", "net_ring0", "--log-level", "lib.eal:error"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     let eal = Eal::init(&args).expect("EAL starts without hugepages");
     assert!(Eal::init(&args).is_err(), "EAL can only be started once");
 
@@ -90,7 +91,8 @@ fn nat_through_a_real_dpdk_port() {
     out.drop.clear();
 
     // A client SYN crosses the port, is DNATed, sent, and comes back rewritten.
-    let syn = tcp_frame(&TcpParams { src_mac: CLIENT_MAC, dst_mac: mac, src: client, dst: vip, sport: 33000, dport: 80, ..TcpParams::default() });
+    let syn =
+        tcp_frame(&TcpParams { src_mac: CLIENT_MAC, dst_mac: mac, src: client, dst: vip, sport: 33000, dport: 80, ..TcpParams::default() });
     let available_before = pool.available();
     for m in send_and_receive(&port, &pool, &[syn]) {
         assert_eq!(m.segments(), 1);
@@ -104,7 +106,16 @@ fn nat_through_a_real_dpdk_port() {
     let mut rx = Vec::new();
     port.queue(0).rx_burst(&mut rx);
     // One router hop later: TTL 64 - 1.
-    let expected = tcp_frame(&TcpParams { src_mac: mac, dst_mac: RS_MAC, src: client, dst: rs, sport: 33000, dport: 8080, ttl: 63, ..TcpParams::default() });
+    let expected = tcp_frame(&TcpParams {
+        src_mac: mac,
+        dst_mac: RS_MAC,
+        src: client,
+        dst: rs,
+        sport: 33000,
+        dport: 8080,
+        ttl: 63,
+        ..TcpParams::default()
+    });
     assert_eq!(rx.len(), 1);
     assert_eq!(rx[0].data(), &expected[..]);
     drop(rx);

@@ -200,16 +200,10 @@ fn main() {
 fn rvsd_config(a: &ConfigArgs) -> Result<Value, String> {
     let modes: Vec<&ModeSpec> = match &a.modes {
         None => MODES.iter().collect(),
-        Some(list) => list
-            .split(',')
-            .map(|m| plan::mode(m.trim()).ok_or_else(|| format!("unknown mode {m}")))
-            .collect::<Result<_, _>>()?,
+        Some(list) => list.split(',').map(|m| plan::mode(m.trim()).ok_or_else(|| format!("unknown mode {m}"))).collect::<Result<_, _>>()?,
     };
-    let workers: Vec<u32> = a
-        .workers
-        .split(',')
-        .map(|w| w.trim().parse().map_err(|_| format!("bad lcore {w}")))
-        .collect::<Result<_, _>>()?;
+    let workers: Vec<u32> =
+        a.workers.split(',').map(|w| w.trim().parse().map_err(|_| format!("bad lcore {w}"))).collect::<Result<_, _>>()?;
     let device = a.device.clone().unwrap_or_else(|| format!("net_memif0,role=server,socket={},socket-abstract=no", a.socket));
     let mut services = Vec::new();
     for m in modes {
@@ -370,10 +364,7 @@ impl Expect {
         let real_mac_ok = |ip: Ipv4Addr| plan::REALS.iter().any(|(a, m)| *a == ip && *m == dst_mac);
         let l4_proto = f[IP + 9];
         let inner_ok = |at: usize, vip: Ipv4Addr, vport: u16| {
-            f.len() >= at + 20 + 4
-                && f[at + 9] == proto
-                && Ipv4Addr::from(be32(f, at + 16)) == vip
-                && be16(f, at + 20 + 2) == vport
+            f.len() >= at + 20 + 4 && f[at + 9] == proto && Ipv4Addr::from(be32(f, at + 16)) == vip && be16(f, at + 20 + 2) == vport
         };
         match *self {
             Expect::Unmodified { vip, vport } => {
@@ -844,9 +835,8 @@ impl TxKeep for Queue {
 }
 
 fn run(a: &RunArgs) -> Result<(), String> {
-    let mode = plan::mode(&a.mode).ok_or_else(|| {
-        format!("unknown mode {}; the plan has {:?}", a.mode, MODES.iter().map(|m| m.name).collect::<Vec<_>>())
-    })?;
+    let mode = plan::mode(&a.mode)
+        .ok_or_else(|| format!("unknown mode {}; the plan has {:?}", a.mode, MODES.iter().map(|m| m.name).collect::<Vec<_>>()))?;
     if !(64..=1518).contains(&a.size) {
         return Err(format!("--size {} is outside 64..=1518", a.size));
     }

@@ -61,11 +61,9 @@ fn generate(out: &Path) -> std::io::Result<()> {
             man_page.render(&mut page)?;
         }
         std::fs::write(man.join(format!("{name}.8")), page)?;
-        for (shell, dir, file) in [
-            (Shell::Bash, "bash", name.clone()),
-            (Shell::Zsh, "zsh", format!("_{name}")),
-            (Shell::Fish, "fish", format!("{name}.fish")),
-        ] {
+        for (shell, dir, file) in
+            [(Shell::Bash, "bash", name.clone()), (Shell::Zsh, "zsh", format!("_{name}")), (Shell::Fish, "fish", format!("{name}.fish"))]
+        {
             let dir = out.join("completions").join(dir);
             std::fs::create_dir_all(&dir)?;
             let mut text = Vec::new();

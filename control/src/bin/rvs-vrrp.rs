@@ -20,8 +20,8 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use rvs_control::ha::VrrpConfig;
@@ -30,10 +30,7 @@ use serde::Deserialize;
 use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "rvs-vrrp",
-    about = "Run rvs's VRRP engine from a JSON file (test/debug tool)"
-)]
+#[command(name = "rvs-vrrp", about = "Run rvs's VRRP engine from a JSON file (test/debug tool)")]
 struct Args {
     /// Add the VIPs to the interface as master, remove them otherwise.
     #[arg(long)]
@@ -54,31 +51,21 @@ struct File {
 
 fn load(path: &PathBuf) -> Result<File, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     if value.get("vrrp").is_some() {
         serde_json::from_value(value).map_err(|e| format!("{}: {e}", path.display()))
     } else {
         let vrrp = serde_json::from_value(value).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(File {
-            vrrp,
-            interfaces: HashMap::new(),
-            manage_vips: false,
-        })
+        Ok(File { vrrp, interfaces: HashMap::new(), manage_vips: false })
     }
 }
 
 fn monotonic() -> f64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
-        .unwrap_or(0.0)
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9).unwrap_or(0.0)
 }
 
 fn wall() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 fn print(line: serde_json::Value) {
@@ -106,8 +93,7 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
     let args = Args::parse();
@@ -124,11 +110,7 @@ async fn main() -> ExitCode {
         .instances
         .iter()
         .map(|i| {
-            let k = file
-                .interfaces
-                .get(&i.interface)
-                .cloned()
-                .unwrap_or_else(|| i.interface.clone());
+            let k = file.interfaces.get(&i.interface).cloned().unwrap_or_else(|| i.interface.clone());
             (i.name.clone(), k)
         })
         .collect();
@@ -140,13 +122,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    print(
-        serde_json::json!({"event": "started", "pid": std::process::id(), "monotonic": monotonic()}),
-    );
-    let (mut term, mut int) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
+    print(serde_json::json!({"event": "started", "pid": std::process::id(), "monotonic": monotonic()}));
+    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(t), Ok(i)) => (t, i),
         _ => {
             eprintln!("rvs-vrrp: cannot install signal handlers");
@@ -154,16 +131,8 @@ async fn main() -> ExitCode {
         }
     };
     let handle = |ev: VrrpEvent, engine: &VrrpEngine| {
-        let VrrpEvent::State {
-            instance,
-            state,
-            virtual_ipaddress,
-        } = ev;
-        let priority = engine
-            .states()
-            .into_iter()
-            .find(|s| s.name == instance)
-            .map_or(0, |s| s.priority);
+        let VrrpEvent::State { instance, state, virtual_ipaddress } = ev;
+        let priority = engine.states().into_iter().find(|s| s.name == instance).map_or(0, |s| s.priority);
         if manage_vips {
             if let Some(ifname) = ifname_of.get(&instance) {
                 set_vips(ifname, &virtual_ipaddress, state == VrrpState::Master);
@@ -186,20 +155,14 @@ async fn main() -> ExitCode {
     }
     engine.shutdown();
     while let Ok(ev) = rx.try_recv() {
-        let VrrpEvent::State {
-            instance,
-            state,
-            virtual_ipaddress,
-        } = ev;
+        let VrrpEvent::State { instance, state, virtual_ipaddress } = ev;
         if manage_vips {
             if let Some(ifname) = ifname_of.get(&instance) {
                 set_vips(ifname, &virtual_ipaddress, false);
             }
         }
-        print(
-            serde_json::json!({"event": "state", "instance": instance, "state": state,
-            "virtual_ipaddress": virtual_ipaddress, "monotonic": monotonic(), "time": wall()}),
-        );
+        print(serde_json::json!({"event": "state", "instance": instance, "state": state,
+            "virtual_ipaddress": virtual_ipaddress, "monotonic": monotonic(), "time": wall()}));
     }
     print(serde_json::json!({"event": "stopped", "monotonic": monotonic()}));
     ExitCode::SUCCESS

@@ -33,8 +33,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use rvs_control::cli::RvsdArgs as Args;
 use crossbeam::channel::{bounded, Receiver};
+use rvs_control::cli::RvsdArgs as Args;
 use std::collections::HashMap;
 
 use rvs_control::api::{build_effective, Overlay};
@@ -43,7 +43,6 @@ use rvs_control::health::HealthEngine;
 use rvs_control::sync::{SyncDaemon, SyncSettings};
 use rvs_control::vrrp::{DataplaneLink, VrrpEngine, VrrpEvent};
 use rvs_control::{preflight, router, statedump, systemd, ApiState, Config, Dataplane, PublishReport};
-use tokio::signal::unix::{signal, Signal, SignalKind};
 use rvs_dataplane::dpdk::{self, Eal, Mempool, Port};
 use rvs_dataplane::link::LinkStates;
 use rvs_dataplane::process::install_worker;
@@ -52,6 +51,7 @@ use rvs_dataplane::stats::{ConnFilter, ConnInfo, ServiceStats, SharedCounters};
 use rvs_dataplane::wire::MacAddr;
 use rvs_dataplane::worker::{self, WorkerContext, WorkerLink, WorkerRequest};
 use serde_json::json;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// How long a config change may take to reach every worker before the API says so.
 const ADOPT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -392,9 +392,7 @@ fn run(config: Config, config_path: Option<PathBuf>, listener: std::net::TcpList
         ports.iter().zip(&config.ports).map(|(p, pc)| steer_fullnat_replies(p.id(), &pc.name, &config)).collect();
     let overlay = HaOverlay::new(&config);
     let overlay_dyn: Arc<dyn Overlay> = overlay.clone();
-    let snapshot = Arc::new(
-        build_effective(&config, Some(&overlay_dyn), &port_macs, 1).map_err(|e| Failure::Other(e.to_string()))?,
-    );
+    let snapshot = Arc::new(build_effective(&config, Some(&overlay_dyn), &port_macs, 1).map_err(|e| Failure::Other(e.to_string()))?);
 
     let stop = Arc::new(AtomicBool::new(false));
     let (retired_tx, retired_rx) = bounded::<Arc<Snapshot>>(1024);
@@ -443,8 +441,14 @@ fn run(config: Config, config_path: Option<PathBuf>, listener: std::net::TcpList
 
     let ports = Arc::new(ports);
     let devices: Vec<String> = config.ports.iter().map(|p| p.device.clone()).collect();
-    let monitor = spawn_link_monitor(Arc::clone(&ports), devices, config.ports.iter().map(|p| p.name.clone()).collect(), Arc::clone(&port_links), Arc::clone(&stop))
-        .map_err(|e| Failure::Other(format!("cannot start the link monitor: {e}")))?;
+    let monitor = spawn_link_monitor(
+        Arc::clone(&ports),
+        devices,
+        config.ports.iter().map(|p| p.name.clone()).collect(),
+        Arc::clone(&port_links),
+        Arc::clone(&stop),
+    )
+    .map_err(|e| Failure::Other(format!("cannot start the link monitor: {e}")))?;
     let dataplane = Arc::new(DpdkDataplane {
         links,
         lcores: config.workers.clone(),
@@ -682,8 +686,7 @@ fn start_ha(config: &Config, state: &Arc<ApiState>, overlay: &Arc<HaOverlay>, da
     let vrrp = if config.vrrp.instances.is_empty() {
         None
     } else {
-        let interfaces: HashMap<String, String> =
-            config.ports.iter().filter_map(|p| p.tap.clone().map(|t| (p.name.clone(), t))).collect();
+        let interfaces: HashMap<String, String> = config.ports.iter().filter_map(|p| p.tap.clone().map(|t| (p.name.clone(), t))).collect();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let engine = VrrpEngine::start(&config.vrrp, interfaces, dataplane_link(config, &port_links), tx)
             .map_err(|e| Failure::Ha(format!("VRRP cannot start: {e}")))?;
@@ -831,10 +834,7 @@ impl DpdkDataplane {
             })
             .collect();
         let deadline = Instant::now() + ASK_TIMEOUT;
-        waiting
-            .into_iter()
-            .filter_map(|rx| rx.recv_deadline(deadline).ok())
-            .collect()
+        waiting.into_iter().filter_map(|rx| rx.recv_deadline(deadline).ok()).collect()
     }
 }
 
@@ -899,8 +899,7 @@ impl Dataplane for DpdkDataplane {
     }
 
     fn connections(&self, filter: &ConnFilter, offset: usize, limit: usize) -> (Vec<ConnInfo>, usize) {
-        let all: Vec<ConnInfo> =
-            self.ask(|reply| WorkerRequest::Connections(filter.clone(), reply)).into_iter().flatten().collect();
+        let all: Vec<ConnInfo> = self.ask(|reply| WorkerRequest::Connections(filter.clone(), reply)).into_iter().flatten().collect();
         let total = all.len();
         (all.into_iter().skip(offset).take(limit).collect(), total)
     }

@@ -10,8 +10,7 @@ use std::time::Duration;
 use super::{udp, CheckError, WeightChange};
 
 /// The query types Keepalived's DNS_CHECK accepts, with their codes.
-pub const QUERY_TYPES: &[(&str, u16)] =
-    &[("A", 1), ("NS", 2), ("CNAME", 5), ("SOA", 6), ("MX", 15), ("TXT", 16), ("AAAA", 28)];
+pub const QUERY_TYPES: &[(&str, u16)] = &[("A", 1), ("NS", 2), ("CNAME", 5), ("SOA", 6), ("MX", 15), ("TXT", 16), ("AAAA", 28)];
 
 /// The code of a query type name (case-insensitive).
 pub fn query_type_code(name: &str) -> Result<u16, CheckError> {

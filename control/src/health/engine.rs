@@ -164,8 +164,7 @@ impl HealthEngine {
     /// port: after [`reconfigure`](Self::reconfigure), exactly the reals of the
     /// config that have checks.
     pub fn running(&self) -> Vec<RealKey> {
-        let mut keys: Vec<RealKey> =
-            self.tasks.iter().filter(|(_, t)| !t.handle.is_finished()).map(|(k, _)| *k).collect();
+        let mut keys: Vec<RealKey> = self.tasks.iter().filter(|(_, t)| !t.handle.is_finished()).map(|(k, _)| *k).collect();
         keys.sort_by_key(|k| k.sort_key());
         keys
     }

@@ -115,9 +115,7 @@ pub async fn read_response<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(u16,
         dechunk(raw)?.body
     } else {
         match head.content_length {
-            Some(len) if raw.len() < len => {
-                return Err(CheckError::Answer(format!("body cut short: {} of {len} bytes", raw.len())))
-            }
+            Some(len) if raw.len() < len => return Err(CheckError::Answer(format!("body cut short: {} of {len} bytes", raw.len()))),
             Some(len) => raw[..len].to_vec(),
             None => raw.to_vec(),
         }
@@ -181,8 +179,7 @@ fn dechunk(mut raw: &[u8]) -> Result<Dechunked, CheckError> {
         };
         let size_text = String::from_utf8_lossy(&raw[..eol]);
         let size_hex = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_hex, 16)
-            .map_err(|_| CheckError::Answer(format!("bad chunk size `{size_hex}`")))?;
+        let size = usize::from_str_radix(size_hex, 16).map_err(|_| CheckError::Answer(format!("bad chunk size `{size_hex}`")))?;
         raw = &raw[eol + 2..];
         if size == 0 {
             return Ok(Dechunked { body, complete: true });
@@ -219,9 +216,6 @@ mod tests {
         assert_eq!(host_header(to, None, 80), "10.1.0.11");
         assert_eq!(host_header(SocketAddrV4::new(*to.ip(), 8080), None, 80), "10.1.0.11:8080");
         assert_eq!(host_header(to, Some("www.example.com"), 80), "www.example.com");
-        assert_eq!(
-            request("/health", "h"),
-            "GET /health HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nHost: h\r\nConnection: close\r\n\r\n"
-        );
+        assert_eq!(request("/health", "h"), "GET /health HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nHost: h\r\nConnection: close\r\n\r\n");
     }
 }

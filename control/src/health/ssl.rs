@@ -29,8 +29,9 @@ pub async fn check(
     let connector = TlsConnector::from(client_config()?);
     let host = http::host_header(to, virtualhost, 443);
     let name: ServerName<'static> = match virtualhost {
-        Some(v) => ServerName::try_from(v.to_owned())
-            .map_err(|e| CheckError::Invalid(format!("virtualhost `{v}` is not a server name: {e}")))?,
+        Some(v) => {
+            ServerName::try_from(v.to_owned()).map_err(|e| CheckError::Invalid(format!("virtualhost `{v}` is not a server name: {e}")))?
+        }
         None => ServerName::from(IpAddr::V4(*to.ip())),
     };
     for url in urls {

@@ -292,10 +292,7 @@ impl HealthState {
             out.push(if result.up {
                 Transition { event: HealthEvent::RealUp { real: *key }, command: health.and_then(|h| h.notify_up.clone()) }
             } else {
-                Transition {
-                    event: HealthEvent::RealDown { real: *key },
-                    command: health.and_then(|h| h.notify_down.clone()),
-                }
+                Transition { event: HealthEvent::RealDown { real: *key }, command: health.and_then(|h| h.notify_down.clone()) }
             });
         }
         if let Some((service, _)) = found {
@@ -337,13 +334,7 @@ impl HealthState {
     /// checks count as up).
     pub fn weight_sum(&self, service: &ServiceConfig) -> u64 {
         let alpha = service.health.as_ref().is_some_and(|h| h.alpha);
-        service
-            .reals
-            .iter()
-            .map(|r| self.real_now(service, r, alpha))
-            .filter(|(up, _)| *up)
-            .map(|(_, w)| u64::from(w))
-            .sum()
+        service.reals.iter().map(|r| self.real_now(service, r, alpha)).filter(|(up, _)| *up).map(|(_, w)| u64::from(w)).sum()
     }
 
     /// Whether the quorum is held now: the stored state, or for a service not
@@ -448,9 +439,7 @@ impl HealthState {
                     dynamic_weight: status.and_then(|s| s.dynamic_weight),
                     in_pool: (quorum_up || health.sorry_server.is_none()) && (up || rh.inhibit_on_failure),
                     checks: rh.checks.iter().map(|c| kind_name(&c.kind)).collect(),
-                    last_result: status.and_then(|s| {
-                        s.last_check.map(|_| if s.last_error.is_none() { "success" } else { "failure" })
-                    }),
+                    last_result: status.and_then(|s| s.last_check.map(|_| if s.last_error.is_none() { "success" } else { "failure" })),
                     last_error: status.and_then(|s| s.last_error.clone()),
                     last_check: status.and_then(|s| s.last_check).map(unix_seconds),
                     last_duration: status.and_then(|s| s.last_duration).map(|d| d.as_secs_f64()),

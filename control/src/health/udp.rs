@@ -15,9 +15,7 @@ use super::{encode_hex, CheckError, WeightChange};
 
 /// A UDP socket bound to `bind` (or any address) and connected to `to`.
 pub async fn connected_socket(to: SocketAddrV4, bind: Option<Ipv4Addr>) -> Result<UdpSocket, CheckError> {
-    let socket = UdpSocket::bind(SocketAddr::from((bind.unwrap_or(Ipv4Addr::UNSPECIFIED), 0)))
-        .await
-        .map_err(CheckError::io("bind"))?;
+    let socket = UdpSocket::bind(SocketAddr::from((bind.unwrap_or(Ipv4Addr::UNSPECIFIED), 0))).await.map_err(CheckError::io("bind"))?;
     socket.connect(SocketAddr::V4(to)).await.map_err(CheckError::io("connect"))?;
     Ok(socket)
 }
@@ -39,11 +37,9 @@ pub async fn check(
         Err(_) => Ok(WeightChange::Keep),
         Ok(Err(source)) => Err(CheckError::Io { what: "recv", source }),
         Ok(Ok(n)) => match reply {
-            Some(want) if require_reply && !buf[..n].starts_with(want) => Err(CheckError::Answer(format!(
-                "reply {} does not start with {}",
-                encode_hex(&buf[..n.min(64)]),
-                encode_hex(want)
-            ))),
+            Some(want) if require_reply && !buf[..n].starts_with(want) => {
+                Err(CheckError::Answer(format!("reply {} does not start with {}", encode_hex(&buf[..n.min(64)]), encode_hex(want))))
+            }
             _ => Ok(WeightChange::Keep),
         },
     }

@@ -165,8 +165,7 @@ pub fn apply(config: &mut Config, inv: &Invocation) -> Result<String, OpError> {
             if svc.real_index(addr, port).is_some() {
                 return err("Destination already exists");
             }
-            let mut real: RealConfig =
-                serde_json::from_value(json!({ "address": addr })).map_err(|e| OpError(e.to_string()))?;
+            let mut real: RealConfig = serde_json::from_value(json!({ "address": addr })).map_err(|e| OpError(e.to_string()))?;
             real.port = (port != svc.port).then_some(port);
             real.weight = inv.weight.unwrap_or(1);
             real.forward = (forward != svc.forward).then_some(forward);

@@ -79,9 +79,7 @@ impl Client {
     /// The client the environment asks for: `api` (from `--api`), else
     /// `RVSADM_API`, else [`DEFAULT_API`]; the token from `RVSADM_TOKEN`, else `RVS_API_TOKEN`.
     pub fn from_env(api: Option<String>) -> Self {
-        let base = api
-            .or_else(|| std::env::var("RVSADM_API").ok().filter(|s| !s.is_empty()))
-            .unwrap_or_else(|| DEFAULT_API.to_string());
+        let base = api.or_else(|| std::env::var("RVSADM_API").ok().filter(|s| !s.is_empty())).unwrap_or_else(|| DEFAULT_API.to_string());
         let token = std::env::var("RVSADM_TOKEN")
             .ok()
             .filter(|s| !s.is_empty())
@@ -116,11 +114,8 @@ impl Client {
             }
             Err(ureq::Error::Status(status, resp)) => {
                 let value = resp.into_json::<Value>().unwrap_or(Value::Null);
-                let error = value
-                    .get("error")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .unwrap_or_else(|| format!("HTTP status {status}"));
+                let error =
+                    value.get("error").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("HTTP status {status}"));
                 Ok(Outcome::Refused(Refusal { status, error }))
             }
             Err(ureq::Error::Transport(t)) => Err(AdmError::usage(format!(
@@ -207,10 +202,7 @@ impl Client {
 /// rvsd's refusal as an rvsadm error.
 pub fn refused(r: &Refusal) -> AdmError {
     match r.status {
-        401 => AdmError::failed(format!(
-            "Permission denied (set RVSADM_TOKEN or RVS_API_TOKEN to rvsd's API token): {}",
-            r.error
-        )),
+        401 => AdmError::failed(format!("Permission denied (set RVSADM_TOKEN or RVS_API_TOKEN to rvsd's API token): {}", r.error)),
         _ => AdmError::failed(r.error.clone()),
     }
 }

@@ -206,8 +206,7 @@ pub fn title(fmt: &Format) -> String {
         "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn\n"
             .to_string()
     } else {
-        "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
-            .to_string()
+        "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n".to_string()
     }
 }
 
@@ -294,14 +293,8 @@ fn service_entry(out: &mut String, input: &ListInput<'_>, svc: &ServiceConfig, f
         let forward = real.forward_for(svc);
         let dname = addrport(real.address, port, svc.protocol, fmt.numeric, input.names);
         let rs = stats.reals.iter().find(|r| r.address == real.address && r.port == port);
-        let zero_real = RealStatsView {
-            address: real.address,
-            port,
-            traffic: Default::default(),
-            active: 0,
-            inactive: 0,
-            rates: Default::default(),
-        };
+        let zero_real =
+            RealStatsView { address: real.address, port, traffic: Default::default(), active: 0, inactive: 0, rates: Default::default() };
         let rs = rs.unwrap_or(&zero_real);
         if rule {
             let _ = write!(out, "-a {svc_name} -r {dname} {} -w {}", fwd_switch(forward), real.weight);
@@ -340,11 +333,7 @@ fn service_entry(out: &mut String, input: &ListInput<'_>, svc: &ServiceConfig, f
             );
         } else if fmt.persistent_conn {
             let persist = input.persist_conns.get(&(key, real.address, port)).copied().unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "  -> {dname:<28} {:<9} {:<11} {:<10} {:<10}",
-                real.weight, persist, rs.active, rs.inactive
-            );
+            let _ = writeln!(out, "  -> {dname:<28} {:<9} {:<11} {:<10} {:<10}", real.weight, persist, rs.active, rs.inactive);
         } else if fmt.tun_info {
             let ti = if forward == ForwardMode::Tun { "ipip" } else { "n/a" };
             let _ = writeln!(
@@ -357,14 +346,7 @@ fn service_entry(out: &mut String, input: &ListInput<'_>, svc: &ServiceConfig, f
                 rs.inactive
             );
         } else {
-            let _ = writeln!(
-                out,
-                "  -> {dname:<28} {:<7} {:<6} {:<10} {:<10}",
-                fwd_name(forward),
-                real.weight,
-                rs.active,
-                rs.inactive
-            );
+            let _ = writeln!(out, "  -> {dname:<28} {:<7} {:<6} {:<10} {:<10}", fwd_name(forward), real.weight, rs.active, rs.inactive);
         }
     }
 }
@@ -405,7 +387,8 @@ pub fn list_timeout(t: &Timeouts) -> String {
 pub fn list_connections(conns: &[ConnInfo], fmt: &Format, names: &ServiceNames) -> String {
     let mut out = String::from("IPVS connection entries\n");
     if fmt.persistent_conn {
-        let _ = writeln!(out, "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} pe_data", "state", "source", "virtual", "destination", "pe name");
+        let _ =
+            writeln!(out, "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} pe_data", "state", "source", "virtual", "destination", "pe name");
     } else {
         let _ = writeln!(out, "pro expire {:<11} {:<18} {:<18} destination", "state", "source", "virtual");
     }
@@ -416,22 +399,13 @@ pub fn list_connections(conns: &[ConnInfo], fmt: &Format, names: &ServiceNames) 
         let cname = addrport(*c.client.ip(), c.client.port(), p, fmt.numeric, names);
         let vname = addrport(*c.vip.ip(), c.vip.port(), p, fmt.numeric, names);
         let dname = addrport(*c.real.ip(), c.real.port(), p, fmt.numeric, names);
-        let _ = writeln!(
-            out,
-            "{:<3} {expire:<6} {:<11} {cname:<18} {vname:<18} {dname}",
-            protocol_name(p),
-            c.state
-        );
+        let _ = writeln!(out, "{:<3} {expire:<6} {:<11} {cname:<18} {vname:<18} {dname}", protocol_name(p), c.state);
     }
     out
 }
 
 /// DPVS's `-G`: local addresses per service, with the connections using each.
-pub fn list_laddrs(
-    config: &Config,
-    only: Option<&ServiceKey>,
-    conns_per_laddr: &HashMap<(ServiceKey, Ipv4Addr), u32>,
-) -> String {
+pub fn list_laddrs(config: &Config, only: Option<&ServiceKey>, conns_per_laddr: &HashMap<(ServiceKey, Ipv4Addr), u32>) -> String {
     let mut out = format!("{:<20} {:<8} {:<20} {:<10} {:<10}\n", "VIP:VPORT", "TOTAL", "SNAT_IP", "CONFLICTS", "CONNS");
     for svc in order::services(&config.services, false) {
         let key = svc.key();

@@ -229,9 +229,7 @@ fn legality(cmd: Command) -> &'static [u8; 23] {
         Command::Zero => b"xx xxxxxxxxxxxxxxxxxxxx",
         Command::AddLaddr | Command::DelLaddr => b"xx+xxxxxxxxxxxxxxxxxx+ ",
         Command::GetLaddr => b" x xxxxxxxxxxxxxxxxxxx ",
-        Command::Flush | Command::SetTimeout | Command::Restore | Command::Help | Command::Version => {
-            b"xxxxxxxxxxxxxxxxxxxxxxx"
-        }
+        Command::Flush | Command::SetTimeout | Command::Restore | Command::Help | Command::Version => b"xxxxxxxxxxxxxxxxxxxxxxx",
     }
 }
 
@@ -419,11 +417,7 @@ pub(crate) const LONG_ONLY: &[(&str, Arity)] = &[
 ];
 
 fn long_arity(name: &str) -> Option<Arity> {
-    SHORT
-        .iter()
-        .find(|(_, n, _)| *n == name)
-        .map(|(_, _, a)| *a)
-        .or_else(|| LONG_ONLY.iter().find(|(n, _)| *n == name).map(|(_, a)| *a))
+    SHORT.iter().find(|(_, n, _)| *n == name).map(|(_, _, a)| *a).or_else(|| LONG_ONLY.iter().find(|(n, _)| *n == name).map(|(_, a)| *a))
 }
 
 /// ipvsadm's `string_to_number`: a decimal in `min..=max`.
@@ -709,8 +703,7 @@ impl Parser {
             "tcp-service" | "udp-service" => {
                 self.set_option(Opt::Service)?;
                 let proto = if name == "tcp-service" { Protocol::Tcp } else { Protocol::Udp };
-                let ep = parse_endpoint(&v, proto)?
-                    .ok_or_else(|| ParseError::new("illegal virtual server address[:port] specified"))?;
+                let ep = parse_endpoint(&v, proto)?.ok_or_else(|| ParseError::new("illegal virtual server address[:port] specified"))?;
                 self.inv.service = Some((proto, ep));
             }
             "scheduler" => {
@@ -719,24 +712,17 @@ impl Parser {
             }
             "persistent" => {
                 self.set_option(Opt::Persistent)?;
-                self.inv.persistent = Some(if v.is_empty() {
-                    DEFAULT_PERSISTENT_TIMEOUT
-                } else {
-                    parse_timeout(&v, 1, MAX_TIMEOUT)?
-                });
+                self.inv.persistent = Some(if v.is_empty() { DEFAULT_PERSISTENT_TIMEOUT } else { parse_timeout(&v, 1, MAX_TIMEOUT)? });
             }
             "netmask" => {
                 self.set_option(Opt::Netmask)?;
-                self.inv.netmask = Some(
-                    parse_netmask(&v)
-                        .ok_or_else(|| ParseError::new("illegal virtual server persistent mask specified"))?,
-                );
+                self.inv.netmask =
+                    Some(parse_netmask(&v).ok_or_else(|| ParseError::new("illegal virtual server persistent mask specified"))?);
             }
             "real-server" => {
                 self.set_option(Opt::Server)?;
                 let proto = self.inv.service.map_or(Protocol::Tcp, |(p, _)| p);
-                let ep = parse_endpoint(&v, proto)?
-                    .ok_or_else(|| ParseError::new("illegal real server address[:port] specified"))?;
+                let ep = parse_endpoint(&v, proto)?.ok_or_else(|| ParseError::new("illegal real server address[:port] specified"))?;
                 self.inv.server = Some(ep);
             }
             "masquerading" | "ipip" | "gatewaying" | "fullnat" => {
@@ -805,9 +791,7 @@ impl Parser {
             }
             "laddr" => {
                 self.set_option(Opt::Laddr)?;
-                self.inv.laddr = Some(
-                    v.parse().map_err(|_| ParseError::new(format!("illegal local address `{v}' specified")))?,
-                );
+                self.inv.laddr = Some(v.parse().map_err(|_| ParseError::new(format!("illegal local address `{v}' specified")))?);
             }
             "ifname" => self.set_option(Opt::Ifname)?,
             "fwmark-service" => return Err(unsupported("-f", "rvs has no firewall-mark services; use -t or -u")),
@@ -815,8 +799,7 @@ impl Parser {
             "ipv6" => return Err(unsupported("-6", "rvs is IPv4 only")),
             "ops" => return Err(unsupported("-o", "one-packet scheduling is not implemented")),
             "pe" => return Err(unsupported("--pe", "no persistence engines (sip) in rvs")),
-            "start-daemon" | "stop-daemon" | "mcast-interface" | "syncid" | "mcast-group" | "mcast-port"
-            | "mcast-ttl" | "sync-maxlen" => {
+            "start-daemon" | "stop-daemon" | "mcast-interface" | "syncid" | "mcast-group" | "mcast-port" | "mcast-ttl" | "sync-maxlen" => {
                 return Err(unsupported(&format!("--{name}"), "connection sync is configured in rvsd's config file"))
             }
             "tun-type" if v == "ipip" => {
@@ -842,11 +825,8 @@ impl Parser {
                 return Err(ParseError::new("--set option requires 3 timeout values"));
             }
             let t: Vec<String> = self.positionals.drain(..3).collect();
-            self.inv.timeouts = Some([
-                parse_timeout(&t[0], 0, MAX_TIMEOUT)?,
-                parse_timeout(&t[1], 0, MAX_TIMEOUT)?,
-                parse_timeout(&t[2], 0, MAX_TIMEOUT)?,
-            ]);
+            self.inv.timeouts =
+                Some([parse_timeout(&t[0], 0, MAX_TIMEOUT)?, parse_timeout(&t[1], 0, MAX_TIMEOUT)?, parse_timeout(&t[2], 0, MAX_TIMEOUT)?]);
         }
         if let Some(extra) = self.positionals.first() {
             return Err(ParseError::new(format!("unexpected argument {extra}")));
@@ -890,19 +870,11 @@ fn generic_opt_check(cmd: Command, options: &BTreeSet<Opt>) -> Result<(), ParseE
         let rule = table[j];
         if !options.contains(opt) {
             if rule == b'+' {
-                return Err(ParseError::new(format!(
-                    "You need to supply the '{}' option for the '{}' command",
-                    opt.name(),
-                    cmd.name()
-                )));
+                return Err(ParseError::new(format!("You need to supply the '{}' option for the '{}' command", opt.name(), cmd.name())));
             }
         } else {
             if rule == b'x' {
-                return Err(ParseError::new(format!(
-                    "Illegal '{}' option with the '{}' command",
-                    opt.name(),
-                    cmd.name()
-                )));
+                return Err(ParseError::new(format!("Illegal '{}' option with the '{}' command", opt.name(), cmd.name())));
             }
             if rule == b'1' {
                 if let Some(first) = exclusive {

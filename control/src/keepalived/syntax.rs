@@ -58,22 +58,13 @@ pub(crate) fn parse_file(path: &Path) -> Result<Vec<Node>, KeepalivedError> {
 }
 
 /// Parses `text` (named `name` in errors); includes are relative to `dir`.
-pub(crate) fn parse_text(
-    text: &str,
-    name: &Path,
-    dir: &Path,
-) -> Result<Vec<Node>, KeepalivedError> {
+pub(crate) fn parse_text(text: &str, name: &Path, dir: &Path) -> Result<Vec<Node>, KeepalivedError> {
     let mut toks = Vec::new();
     lex_text(text, &Arc::new(name.to_path_buf()), dir, 0, &mut toks)?;
     Parser { toks, at: 0 }.parse_top()
 }
 
-fn lex_file(
-    path: &Path,
-    from: Option<(&Pos, &str)>,
-    depth: usize,
-    out: &mut Vec<(Tok, Pos)>,
-) -> Result<(), KeepalivedError> {
+fn lex_file(path: &Path, from: Option<(&Pos, &str)>, depth: usize, out: &mut Vec<(Tok, Pos)>) -> Result<(), KeepalivedError> {
     let text = std::fs::read_to_string(path).map_err(|e| match from {
         Some((pos, pattern)) => KeepalivedError::Include {
             file: pos.file.to_path_buf(),
@@ -92,18 +83,9 @@ fn lex_file(
     lex_text(&text, &Arc::new(path.to_path_buf()), &dir, depth, out)
 }
 
-fn lex_text(
-    text: &str,
-    file: &Arc<PathBuf>,
-    dir: &Path,
-    depth: usize,
-    out: &mut Vec<(Tok, Pos)>,
-) -> Result<(), KeepalivedError> {
+fn lex_text(text: &str, file: &Arc<PathBuf>, dir: &Path, depth: usize, out: &mut Vec<(Tok, Pos)>) -> Result<(), KeepalivedError> {
     for (i, raw) in text.lines().enumerate() {
-        let pos = Pos {
-            file: Arc::clone(file),
-            line: i + 1,
-        };
+        let pos = Pos { file: Arc::clone(file), line: i + 1 };
         let toks = lex_line(raw, &pos)?;
         if let Some(Tok::Word(first)) = toks.first() {
             if first == "include" {
@@ -112,19 +94,11 @@ fn lex_text(
                     .skip(1)
                     .map(|t| match t {
                         Tok::Word(w) => Ok(w.as_str()),
-                        _ => Err(syntax(
-                            &pos,
-                            "include",
-                            "`include` takes one file name or pattern and no block",
-                        )),
+                        _ => Err(syntax(&pos, "include", "`include` takes one file name or pattern and no block")),
                     })
                     .collect::<Result<_, _>>()?;
                 let [pattern] = words.as_slice() else {
-                    return Err(syntax(
-                        &pos,
-                        "include",
-                        "`include` takes exactly one file name or pattern",
-                    ));
+                    return Err(syntax(&pos, "include", "`include` takes exactly one file name or pattern"));
                 };
                 include(pattern, dir, &pos, depth, out)?;
                 continue;
@@ -136,29 +110,13 @@ fn lex_text(
     Ok(())
 }
 
-fn include(
-    pattern: &str,
-    dir: &Path,
-    pos: &Pos,
-    depth: usize,
-    out: &mut Vec<(Tok, Pos)>,
-) -> Result<(), KeepalivedError> {
-    let err = |message: String| KeepalivedError::Include {
-        file: pos.file.to_path_buf(),
-        line: pos.line,
-        keyword: "include".into(),
-        message,
-    };
+fn include(pattern: &str, dir: &Path, pos: &Pos, depth: usize, out: &mut Vec<(Tok, Pos)>) -> Result<(), KeepalivedError> {
+    let err =
+        |message: String| KeepalivedError::Include { file: pos.file.to_path_buf(), line: pos.line, keyword: "include".into(), message };
     if depth >= MAX_INCLUDE_DEPTH {
-        return Err(err(format!(
-            "`{pattern}`: includes nested more than {MAX_INCLUDE_DEPTH} deep (does a file include itself?)"
-        )));
+        return Err(err(format!("`{pattern}`: includes nested more than {MAX_INCLUDE_DEPTH} deep (does a file include itself?)")));
     }
-    let full = if Path::new(pattern).is_absolute() {
-        PathBuf::from(pattern)
-    } else {
-        dir.join(pattern)
-    };
+    let full = if Path::new(pattern).is_absolute() { PathBuf::from(pattern) } else { dir.join(pattern) };
     let files = if has_wildcard(pattern) {
         let found = glob(&full).map_err(|e| err(format!("`{pattern}`: {e}")))?;
         if found.is_empty() {
@@ -189,19 +147,14 @@ fn glob(pattern: &Path) -> std::io::Result<Vec<PathBuf>> {
                 next.push(base.join(comp.as_os_str()));
                 continue;
             }
-            let dir = if base.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                base.as_path()
-            };
+            let dir = if base.as_os_str().is_empty() { Path::new(".") } else { base.as_path() };
             let Ok(entries) = std::fs::read_dir(dir) else {
                 continue;
             };
             let mut names: Vec<String> = Vec::new();
             for entry in entries {
                 let name = entry?.file_name().to_string_lossy().into_owned();
-                if (!name.starts_with('.') || part.starts_with('.')) && wildcard_match(&part, &name)
-                {
+                if (!name.starts_with('.') || part.starts_with('.')) && wildcard_match(&part, &name) {
                     names.push(name);
                 }
             }
@@ -284,11 +237,7 @@ fn lex_line(line: &str, pos: &Pos) -> Result<Vec<Tok>, KeepalivedError> {
                     quoted.push(q);
                 }
                 if !closed {
-                    return Err(syntax(
-                        pos,
-                        "",
-                        "unterminated quoted string (a `\"` has no closing `\"`)",
-                    ));
+                    return Err(syntax(pos, "", "unterminated quoted string (a `\"` has no closing `\"`)"));
                 }
                 toks.push(Tok::Word(quoted));
             }
@@ -301,12 +250,7 @@ fn lex_line(line: &str, pos: &Pos) -> Result<Vec<Tok>, KeepalivedError> {
 }
 
 fn syntax(pos: &Pos, keyword: &str, message: &str) -> KeepalivedError {
-    KeepalivedError::Syntax {
-        file: pos.file.to_path_buf(),
-        line: pos.line,
-        keyword: keyword.to_string(),
-        message: message.to_string(),
-    }
+    KeepalivedError::Syntax { file: pos.file.to_path_buf(), line: pos.line, keyword: keyword.to_string(), message: message.to_string() }
 }
 
 struct Parser {
@@ -331,11 +275,7 @@ impl Parser {
             let Some((tok, pos)) = self.toks.get(self.at).cloned() else {
                 return match opened {
                     None => Ok(nodes),
-                    Some((p, kw)) => Err(syntax(
-                        p,
-                        kw,
-                        &format!("the block of `{kw}` is never closed (missing `}}`)"),
-                    )),
+                    Some((p, kw)) => Err(syntax(p, kw, &format!("the block of `{kw}` is never closed (missing `}}`)"))),
                 };
             };
             self.at += 1;
@@ -378,12 +318,7 @@ impl Parser {
                             Tok::Close | Tok::Eol => break,
                         }
                     }
-                    nodes.push(Node {
-                        keyword,
-                        args,
-                        block,
-                        pos,
-                    });
+                    nodes.push(Node { keyword, args, block, pos });
                 }
             }
         }
@@ -402,10 +337,7 @@ mod tests {
     fn statements_blocks_and_comments() {
         let n = parse("a 1 2 # c\n! whole line\nb {\n  c \"x y # z\"\n  d { e }\n}\nf{g}h\n");
         assert_eq!(n.len(), 4);
-        assert_eq!(
-            (n[0].keyword.as_str(), n[0].args.clone()),
-            ("a", vec!["1".to_string(), "2".to_string()])
-        );
+        assert_eq!((n[0].keyword.as_str(), n[0].args.clone()), ("a", vec!["1".to_string(), "2".to_string()]));
         let b = n[1].block.as_ref().expect("block");
         assert_eq!(n[1].pos.line, 3);
         assert_eq!(b[0].args, vec!["x y # z".to_string()]);
@@ -420,10 +352,7 @@ mod tests {
     fn brace_on_next_line() {
         let n = parse("vrrp_instance VI_1\n{\n state MASTER\n}\n");
         assert_eq!(n.len(), 1);
-        assert_eq!(
-            n[0].block.as_ref().expect("block")[0].args,
-            vec!["MASTER".to_string()]
-        );
+        assert_eq!(n[0].block.as_ref().expect("block")[0].args, vec!["MASTER".to_string()]);
     }
 
     #[test]

@@ -14,8 +14,8 @@ use super::{Imported, KeepalivedError};
 use crate::config::{Config, PersistenceConfig, RealConfig, ServiceConfig};
 use crate::error::ConfigError;
 use crate::ha::{
-    CheckKind, HealthCheck, RealHealth, ServiceHealth, SorryServer, SyncConfig, TrackScript,
-    UrlCheck, VrrpConfig, VrrpInitialState, VrrpInstance, VrrpSyncGroup,
+    CheckKind, HealthCheck, RealHealth, ServiceHealth, SorryServer, SyncConfig, TrackScript, UrlCheck, VrrpConfig, VrrpInitialState,
+    VrrpInstance, VrrpSyncGroup,
 };
 
 type R<T> = Result<T, KeepalivedError>;
@@ -23,267 +23,92 @@ type R<T> = Result<T, KeepalivedError>;
 /// Block name that stands for every checker block (`TCP_CHECK`, `HTTP_GET`, ...).
 const ANY_CHECKER: &str = "checker";
 /// The checkers rvs runs.
-const CHECKERS: &[&str] = &[
-    "TCP_CHECK",
-    "HTTP_GET",
-    "SSL_GET",
-    "UDP_CHECK",
-    "DNS_CHECK",
-    "MISC_CHECK",
-];
+const CHECKERS: &[&str] = &["TCP_CHECK", "HTTP_GET", "SSL_GET", "UDP_CHECK", "DNS_CHECK", "MISC_CHECK"];
 
 /// Keywords accepted and ignored because they have no meaning for rvs:
 /// `(block, keyword, why)`. `checker` stands for every checker block.
 pub const IGNORED_KEYWORDS: &[(&str, &str, &str)] = &[
-    (
-        "global_defs",
-        "router_id",
-        "names the node in notification mail, which rvs does not send",
-    ),
+    ("global_defs", "router_id", "names the node in notification mail, which rvs does not send"),
     ("global_defs", "lvs_id", "old name of router_id"),
     ("global_defs", "notification_email", "rvs sends no mail"),
-    (
-        "global_defs",
-        "notification_email_from",
-        "rvs sends no mail",
-    ),
+    ("global_defs", "notification_email_from", "rvs sends no mail"),
     ("global_defs", "smtp_server", "rvs sends no mail"),
     ("global_defs", "smtp_connect_timeout", "rvs sends no mail"),
     ("global_defs", "smtp_helo_name", "rvs sends no mail"),
     ("global_defs", "smtp_alert", "rvs sends no mail"),
     ("global_defs", "smtp_alert_vrrp", "rvs sends no mail"),
     ("global_defs", "smtp_alert_checker", "rvs sends no mail"),
-    (
-        "global_defs",
-        "lvs_flush",
-        "rvs always starts with exactly the configured services",
-    ),
-    (
-        "global_defs",
-        "lvs_flush_onstop",
-        "the dataplane's tables end with rvsd",
-    ),
-    (
-        "global_defs",
-        "vrrp_skip_check_adv_addr",
-        "only skips a check of adverts that logs",
-    ),
-    (
-        "global_defs",
-        "vrrp_priority",
-        "process priority of Keepalived's VRRP daemon",
-    ),
-    (
-        "global_defs",
-        "checker_priority",
-        "process priority of Keepalived's checker daemon",
-    ),
-    (
-        "global_defs",
-        "vrrp_no_swap",
-        "memory locking of Keepalived's VRRP daemon",
-    ),
-    (
-        "global_defs",
-        "checker_no_swap",
-        "memory locking of Keepalived's checker daemon",
-    ),
+    ("global_defs", "lvs_flush", "rvs always starts with exactly the configured services"),
+    ("global_defs", "lvs_flush_onstop", "the dataplane's tables end with rvsd"),
+    ("global_defs", "vrrp_skip_check_adv_addr", "only skips a check of adverts that logs"),
+    ("global_defs", "vrrp_priority", "process priority of Keepalived's VRRP daemon"),
+    ("global_defs", "checker_priority", "process priority of Keepalived's checker daemon"),
+    ("global_defs", "vrrp_no_swap", "memory locking of Keepalived's VRRP daemon"),
+    ("global_defs", "checker_no_swap", "memory locking of Keepalived's checker daemon"),
     ("vrrp_instance", "smtp_alert", "rvs sends no mail"),
     ("vrrp_sync_group", "smtp_alert", "rvs sends no mail"),
     ("virtual_server", "smtp_alert", "rvs sends no mail"),
-    (
-        "virtual_server",
-        "nat_mask",
-        "obsolete; Keepalived ignores it too",
-    ),
-    (
-        "virtual_server",
-        "ha_suspend",
-        "rvs runs health checks on backups as well as on the master",
-    ),
+    ("virtual_server", "nat_mask", "obsolete; Keepalived ignores it too"),
+    ("virtual_server", "ha_suspend", "rvs runs health checks on backups as well as on the master"),
     ("real_server", "smtp_alert", "rvs sends no mail"),
-    (
-        "SSL_GET",
-        "enable_sni",
-        "rvs always sends the virtualhost as SNI",
-    ),
+    ("SSL_GET", "enable_sni", "rvs always sends the virtualhost as SNI"),
 ];
 
 /// Keepalived keywords rvs does not implement: `(block, keyword, why / what instead)`.
 /// They are reported as [`KeepalivedError::Unsupported`] with their line.
 pub const UNSUPPORTED_KEYWORDS: &[(&str, &str, &str)] = &[
-    (
-        "top level",
-        "virtual_server_group",
-        "list the virtual servers one by one",
-    ),
-    (
-        "top level",
-        "static_ipaddress",
-        "give the port addresses in the base config",
-    ),
-    (
-        "top level",
-        "static_routes",
-        "give the routes in the base config",
-    ),
+    ("top level", "virtual_server_group", "list the virtual servers one by one"),
+    ("top level", "static_ipaddress", "give the port addresses in the base config"),
+    ("top level", "static_routes", "give the routes in the base config"),
     ("top level", "static_rules", "rvs has no policy routing"),
     ("top level", "vrrp_track_process", "use a vrrp_script"),
     ("top level", "vrrp_track_file", "use a vrrp_script"),
     ("top level", "track_file", "use a vrrp_script"),
-    (
-        "top level",
-        "garp_group",
-        "use garp_master_* in the instance",
-    ),
+    ("top level", "garp_group", "use garp_master_* in the instance"),
     ("top level", "bfd_instance", "rvs has no BFD"),
-    (
-        "top level",
-        "net_namespace",
-        "rvs runs on dataplane ports, not in a namespace",
-    ),
-    (
-        "global_defs",
-        "vrrp_strict",
-        "rvs does not enforce strict RFC mode; remove it",
-    ),
-    (
-        "global_defs",
-        "enable_traps",
-        "rvs has no SNMP; use /metrics",
-    ),
-    (
-        "global_defs",
-        "enable_snmp_vrrp",
-        "rvs has no SNMP; use /metrics",
-    ),
-    (
-        "global_defs",
-        "enable_snmp_checker",
-        "rvs has no SNMP; use /metrics",
-    ),
-    (
-        "global_defs",
-        "enable_snmp_rfc",
-        "rvs has no SNMP; use /metrics",
-    ),
-    (
-        "global_defs",
-        "enable_snmp_keepalived",
-        "rvs has no SNMP; use /metrics",
-    ),
-    (
-        "global_defs",
-        "enable_dbus",
-        "rvs has no D-Bus interface; use the REST API",
-    ),
-    (
-        "global_defs",
-        "vrrp_iptables",
-        "rvs does not drive iptables",
-    ),
+    ("top level", "net_namespace", "rvs runs on dataplane ports, not in a namespace"),
+    ("global_defs", "vrrp_strict", "rvs does not enforce strict RFC mode; remove it"),
+    ("global_defs", "enable_traps", "rvs has no SNMP; use /metrics"),
+    ("global_defs", "enable_snmp_vrrp", "rvs has no SNMP; use /metrics"),
+    ("global_defs", "enable_snmp_checker", "rvs has no SNMP; use /metrics"),
+    ("global_defs", "enable_snmp_rfc", "rvs has no SNMP; use /metrics"),
+    ("global_defs", "enable_snmp_keepalived", "rvs has no SNMP; use /metrics"),
+    ("global_defs", "enable_dbus", "rvs has no D-Bus interface; use the REST API"),
+    ("global_defs", "vrrp_iptables", "rvs does not drive iptables"),
     ("global_defs", "vrrp_ipsets", "rvs does not drive iptables"),
     ("global_defs", "vrrp_check_unicast_src", "not implemented"),
-    (
-        "global_defs",
-        "vrrp_garp_master_refresh_repeat",
-        "not implemented",
-    ),
-    (
-        "global_defs",
-        "vrrp_lower_prio_no_advert",
-        "not implemented",
-    ),
+    ("global_defs", "vrrp_garp_master_refresh_repeat", "not implemented"),
+    ("global_defs", "vrrp_lower_prio_no_advert", "not implemented"),
     ("global_defs", "vrrp_mcast_group6", "rvs is IPv4 only"),
-    (
-        "global_defs",
-        "lvs_sync_daemon_interface",
-        "use lvs_sync_daemon IFACE INSTANCE",
-    ),
-    (
-        "global_defs",
-        "dynamic_interfaces",
-        "rvs ports are fixed by the base config",
-    ),
-    (
-        "vrrp_instance",
-        "virtual_ipaddress_excluded",
-        "put the addresses in virtual_ipaddress",
-    ),
-    (
-        "vrrp_instance",
-        "virtual_routes",
-        "give routes in the base config",
-    ),
-    (
-        "vrrp_instance",
-        "virtual_rules",
-        "rvs has no policy routing",
-    ),
+    ("global_defs", "lvs_sync_daemon_interface", "use lvs_sync_daemon IFACE INSTANCE"),
+    ("global_defs", "dynamic_interfaces", "rvs ports are fixed by the base config"),
+    ("vrrp_instance", "virtual_ipaddress_excluded", "put the addresses in virtual_ipaddress"),
+    ("vrrp_instance", "virtual_routes", "give routes in the base config"),
+    ("vrrp_instance", "virtual_rules", "rvs has no policy routing"),
     ("vrrp_instance", "use_vmac", "rvs VRRP has no virtual MAC"),
-    (
-        "vrrp_instance",
-        "vmac_xmit_base",
-        "rvs VRRP has no virtual MAC",
-    ),
+    ("vrrp_instance", "vmac_xmit_base", "rvs VRRP has no virtual MAC"),
     ("vrrp_instance", "dont_track_primary", "not implemented"),
     ("vrrp_instance", "track_process", "use a vrrp_script"),
     ("vrrp_instance", "track_file", "use a vrrp_script"),
     ("vrrp_instance", "track_bfd", "rvs has no BFD"),
     ("vrrp_instance", "notify_stop", "not implemented"),
-    (
-        "vrrp_instance",
-        "notify_master_rx_lower_pri",
-        "not implemented",
-    ),
-    (
-        "vrrp_instance",
-        "garp_master_refresh_repeat",
-        "not implemented",
-    ),
+    ("vrrp_instance", "notify_master_rx_lower_pri", "not implemented"),
+    ("vrrp_instance", "garp_master_refresh_repeat", "not implemented"),
     ("vrrp_instance", "lower_prio_no_advert", "not implemented"),
     ("vrrp_instance", "accept", "not implemented"),
     ("vrrp_instance", "no_accept", "not implemented"),
-    (
-        "vrrp_instance",
-        "strict_mode",
-        "rvs does not enforce strict RFC mode",
-    ),
-    (
-        "vrrp_instance",
-        "lvs_sync_daemon_interface",
-        "use lvs_sync_daemon IFACE INSTANCE in global_defs",
-    ),
+    ("vrrp_instance", "strict_mode", "rvs does not enforce strict RFC mode"),
+    ("vrrp_instance", "lvs_sync_daemon_interface", "use lvs_sync_daemon IFACE INSTANCE in global_defs"),
     ("vrrp_instance", "debug", "use rvsd's log level"),
-    (
-        "vrrp_sync_group",
-        "notify",
-        "use notify_master / notify_backup / notify_fault",
-    ),
+    ("vrrp_sync_group", "notify", "use notify_master / notify_backup / notify_fault"),
     ("vrrp_sync_group", "global_tracking", "not implemented"),
-    (
-        "vrrp_sync_group",
-        "sync_group_tracking_weight",
-        "not implemented",
-    ),
-    (
-        "vrrp_sync_group",
-        "track_interface",
-        "track in the instances",
-    ),
+    ("vrrp_sync_group", "sync_group_tracking_weight", "not implemented"),
+    ("vrrp_sync_group", "track_interface", "track in the instances"),
     ("vrrp_sync_group", "track_script", "track in the instances"),
-    (
-        "vrrp_script",
-        "user",
-        "rvs runs scripts as the user of rvsd",
-    ),
+    ("vrrp_script", "user", "rvs runs scripts as the user of rvsd"),
     ("vrrp_script", "init_fail", "not implemented"),
     ("virtual_server", "syn_proxy", "rvs has no SYN proxy"),
-    (
-        "virtual_server",
-        "ops",
-        "one-packet scheduling is not implemented",
-    ),
+    ("virtual_server", "ops", "one-packet scheduling is not implemented"),
     ("virtual_server", "hashed", "not implemented"),
     ("virtual_server", "flag-1", "not implemented"),
     ("virtual_server", "flag-2", "not implemented"),
@@ -292,51 +117,23 @@ pub const UNSUPPORTED_KEYWORDS: &[(&str, &str, &str)] = &[
     ("virtual_server", "warmup", "not implemented"),
     ("virtual_server", "establish_timeout", "use lvs_timeouts"),
     ("virtual_server", "bps", "rvs has no rate limits"),
-    (
-        "virtual_server",
-        "limit_proportion",
-        "rvs has no rate limits",
-    ),
-    (
-        "virtual_server",
-        "hash_target",
-        "use lb_algo with mh-port / sh-port",
-    ),
+    ("virtual_server", "limit_proportion", "rvs has no rate limits"),
+    ("virtual_server", "hash_target", "use lb_algo with mh-port / sh-port"),
     ("virtual_server", "proxy_protocol", "not implemented"),
     ("virtual_server", "ip_family", "rvs is IPv4 only"),
-    (
-        "real_server",
-        "delay_loop",
-        "give delay_loop in the virtual_server",
-    ),
+    ("real_server", "delay_loop", "give delay_loop in the virtual_server"),
     ("real_server", "warmup", "not implemented"),
     ("real_server", "rise", "not implemented"),
     ("real_server", "fall", "not implemented"),
-    (
-        "real_server",
-        "SMTP_CHECK",
-        "not implemented; use MISC_CHECK",
-    ),
+    ("real_server", "SMTP_CHECK", "not implemented; use MISC_CHECK"),
     ("real_server", "BFD_CHECK", "rvs has no BFD"),
-    (
-        "real_server",
-        "FILE_CHECK",
-        "not implemented; use MISC_CHECK",
-    ),
-    (
-        "real_server",
-        "PING_CHECK",
-        "not implemented; use MISC_CHECK",
-    ),
+    ("real_server", "FILE_CHECK", "not implemented; use MISC_CHECK"),
+    ("real_server", "PING_CHECK", "not implemented; use MISC_CHECK"),
     ("checker", "bind_port", "not implemented"),
     ("checker", "bind_if", "not implemented"),
     ("checker", "fwmark", "not implemented"),
     ("checker", "warmup", "not implemented"),
-    (
-        "checker",
-        "delay_loop",
-        "give delay_loop in the virtual_server",
-    ),
+    ("checker", "delay_loop", "give delay_loop in the virtual_server"),
     ("checker", "log_all_failures", "not implemented"),
     ("HTTP_GET", "http_protocol", "not implemented"),
     ("SSL_GET", "http_protocol", "not implemented"),
@@ -361,30 +158,15 @@ fn block_matches(entry: &str, block: &str) -> bool {
 // Errors and value helpers.
 
 fn err_syntax(n: &Node, message: impl Into<String>) -> KeepalivedError {
-    KeepalivedError::Syntax {
-        file: n.pos.file.to_path_buf(),
-        line: n.pos.line,
-        keyword: n.keyword.clone(),
-        message: message.into(),
-    }
+    KeepalivedError::Syntax { file: n.pos.file.to_path_buf(), line: n.pos.line, keyword: n.keyword.clone(), message: message.into() }
 }
 
 fn err_invalid(n: &Node, message: impl Into<String>) -> KeepalivedError {
-    KeepalivedError::Invalid {
-        file: n.pos.file.to_path_buf(),
-        line: n.pos.line,
-        keyword: n.keyword.clone(),
-        message: message.into(),
-    }
+    KeepalivedError::Invalid { file: n.pos.file.to_path_buf(), line: n.pos.line, keyword: n.keyword.clone(), message: message.into() }
 }
 
 fn err_unsupported(n: &Node, keyword: &str, message: impl Into<String>) -> KeepalivedError {
-    KeepalivedError::Unsupported {
-        file: n.pos.file.to_path_buf(),
-        line: n.pos.line,
-        keyword: keyword.to_string(),
-        message: message.into(),
-    }
+    KeepalivedError::Unsupported { file: n.pos.file.to_path_buf(), line: n.pos.line, keyword: keyword.to_string(), message: message.into() }
 }
 
 /// A keyword that no supported case of `block` took: ignored, unsupported or unknown.
@@ -402,10 +184,7 @@ fn other(n: &Node, block: &str, place: &str) -> R<()> {
              keep only the lines meant for this director",
         ));
     }
-    if let Some((_, _, why)) = UNSUPPORTED_KEYWORDS
-        .iter()
-        .find(|(b, k, _)| block_matches(b, block) && *k == kw)
-    {
+    if let Some((_, _, why)) = UNSUPPORTED_KEYWORDS.iter().find(|(b, k, _)| block_matches(b, block) && *k == kw) {
         return Err(err_unsupported(n, kw, *why));
     }
     Err(KeepalivedError::UnknownKeyword {
@@ -419,10 +198,7 @@ fn other(n: &Node, block: &str, place: &str) -> R<()> {
 /// The statement must not have a block.
 fn leaf(n: &Node) -> R<()> {
     match n.block {
-        Some(_) => Err(err_syntax(
-            n,
-            format!("`{}` takes no {{ }} block", n.keyword),
-        )),
+        Some(_) => Err(err_syntax(n, format!("`{}` takes no {{ }} block", n.keyword))),
         None => Ok(()),
     }
 }
@@ -433,10 +209,7 @@ fn one(n: &Node) -> R<&str> {
     match n.args.as_slice() {
         [v] => Ok(v),
         [] => Err(err_syntax(n, format!("`{}` needs a value", n.keyword))),
-        more => Err(err_syntax(
-            n,
-            format!("`{}` takes one value, found {}", n.keyword, more.len()),
-        )),
+        more => Err(err_syntax(n, format!("`{}` takes one value, found {}", n.keyword, more.len()))),
     }
 }
 
@@ -475,9 +248,7 @@ fn text(n: &Node) -> R<String> {
 
 /// The block of a statement.
 fn body(n: &Node) -> R<&[Node]> {
-    n.block
-        .as_deref()
-        .ok_or_else(|| err_syntax(n, format!("`{}` needs a {{ }} block", n.keyword)))
+    n.block.as_deref().ok_or_else(|| err_syntax(n, format!("`{}` needs a {{ }} block", n.keyword)))
 }
 
 /// The block of a statement that has exactly one value (its name).
@@ -486,43 +257,27 @@ fn named_block(n: &Node) -> R<(&str, &[Node])> {
     match n.args.as_slice() {
         [name] => Ok((name, b)),
         [] => Err(err_syntax(n, format!("`{}` needs a name", n.keyword))),
-        more => Err(err_syntax(
-            n,
-            format!(
-                "`{}` takes one name, found {} values",
-                n.keyword,
-                more.len()
-            ),
-        )),
+        more => Err(err_syntax(n, format!("`{}` takes one name, found {} values", n.keyword, more.len()))),
     }
 }
 
 fn num<T: FromStr>(n: &Node, s: &str, what: &str) -> R<T> {
-    s.parse()
-        .map_err(|_| err_invalid(n, format!("`{s}` is not {what}")))
+    s.parse().map_err(|_| err_invalid(n, format!("`{s}` is not {what}")))
 }
 
 /// Seconds, fractions allowed, at least `min`.
 fn secs(n: &Node, s: &str, min: f64) -> R<f64> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v >= min => Ok(v),
-        _ => Err(err_invalid(
-            n,
-            format!("`{s}` is not a number of seconds >= {min}"),
-        )),
+        _ => Err(err_invalid(n, format!("`{s}` is not a number of seconds >= {min}"))),
     }
 }
 
 fn ipv4(n: &Node, s: &str) -> R<Ipv4Addr> {
     if s.contains(':') {
-        return Err(err_unsupported(
-            n,
-            &n.keyword,
-            format!("`{s}`: IPv6 addresses (rvs is IPv4 only)"),
-        ));
+        return Err(err_unsupported(n, &n.keyword, format!("`{s}`: IPv6 addresses (rvs is IPv4 only)")));
     }
-    s.parse()
-        .map_err(|_| err_invalid(n, format!("`{s}` is not an IPv4 address")))
+    s.parse().map_err(|_| err_invalid(n, format!("`{s}` is not an IPv4 address")))
 }
 
 fn port_number(n: &Node, s: &str) -> R<u16> {
@@ -536,10 +291,7 @@ fn hex(n: &Node, s: &str) -> R<String> {
     if s.len() & 1 == 0 && s.chars().all(|c| c.is_ascii_hexdigit()) {
         Ok(s.to_ascii_lowercase())
     } else {
-        Err(err_invalid(
-            n,
-            format!("`{s}` is not hex bytes (an even number of 0-9a-f digits)"),
-        ))
+        Err(err_invalid(n, format!("`{s}` is not hex bytes (an even number of 0-9a-f digits)")))
     }
 }
 
@@ -561,10 +313,7 @@ fn scheduler(n: &Node, s: &str) -> R<SchedulerKind> {
         "mh" => SchedulerKind::Mh,
         "maglev" => SchedulerKind::Maglev,
         _ => {
-            return Err(err_invalid(
-                n,
-                format!("unknown scheduler `{s}`; use rr wrr lc wlc sed nq sh dh lblc lblcr fo ovf twos mh maglev"),
-            ))
+            return Err(err_invalid(n, format!("unknown scheduler `{s}`; use rr wrr lc wlc sed nq sh dh lblc lblcr fo ovf twos mh maglev")))
         }
     })
 }
@@ -575,27 +324,14 @@ fn forward(n: &Node, s: &str) -> R<ForwardMode> {
         "DR" => ForwardMode::Dr,
         "TUN" => ForwardMode::Tun,
         "FNAT" | "FULLNAT" => ForwardMode::FullNat,
-        "SNAT" => {
-            return Err(err_unsupported(
-                n,
-                &n.keyword,
-                "SNAT forwarding (DPVS) is not implemented",
-            ))
-        }
-        _ => {
-            return Err(err_invalid(
-                n,
-                format!("unknown forwarding method `{s}`; use NAT, DR, TUN or FNAT"),
-            ))
-        }
+        "SNAT" => return Err(err_unsupported(n, &n.keyword, "SNAT forwarding (DPVS) is not implemented")),
+        _ => return Err(err_invalid(n, format!("unknown forwarding method `{s}`; use NAT, DR, TUN or FNAT"))),
     })
 }
 
 /// The kernel interface of a DPDK device spec (`iface=dp0` in `net_af_packet0,iface=dp0`).
 fn device_iface(device: &str) -> Option<&str> {
-    device
-        .split(',')
-        .find_map(|kv| kv.trim().strip_prefix("iface="))
+    device.split(',').find_map(|kv| kv.trim().strip_prefix("iface="))
 }
 
 // ---------------------------------------------------------------------------
@@ -614,10 +350,7 @@ impl Ctx<'_> {
         if let Some(p) = ports.iter().find(|p| p.name == iface) {
             return Ok(p.name.clone());
         }
-        if let Some(p) = ports
-            .iter()
-            .find(|p| device_iface(&p.device) == Some(iface))
-        {
+        if let Some(p) = ports.iter().find(|p| device_iface(&p.device) == Some(iface)) {
             return Ok(p.name.clone());
         }
         let known: Vec<String> = ports
@@ -627,13 +360,7 @@ impl Ctx<'_> {
                 None => p.name.clone(),
             })
             .collect();
-        Err(err_invalid(
-            n,
-            format!(
-                "no rvs port `{iface}`; the base config has: {}",
-                known.join(", ")
-            ),
-        ))
+        Err(err_invalid(n, format!("no rvs port `{iface}`; the base config has: {}", known.join(", "))))
     }
 }
 
@@ -655,18 +382,10 @@ struct Globals {
 }
 
 pub(crate) fn translate(nodes: &[Node], base: &Config, main: &Path) -> R<Imported> {
-    let mut ctx = Ctx {
-        base,
-        origins: Vec::new(),
-    };
+    let mut ctx = Ctx { base, origins: Vec::new() };
     for n in nodes {
         match n.keyword.as_str() {
-            "global_defs"
-            | "vrrp_instance"
-            | "vrrp_sync_group"
-            | "vrrp_script"
-            | "virtual_server"
-            | "local_address_group" => {}
+            "global_defs" | "vrrp_instance" | "vrrp_sync_group" | "vrrp_script" | "virtual_server" | "local_address_group" => {}
             _ => other(n, "top level", "the top level")?,
         }
     }
@@ -685,10 +404,7 @@ pub(crate) fn translate(nodes: &[Node], base: &Config, main: &Path) -> R<Importe
     for n in of("local_address_group") {
         let (name, addrs) = parse_laddr_group(n, &ctx)?;
         if laddr_groups.insert(name.clone(), addrs).is_some() {
-            return Err(err_invalid(
-                n,
-                format!("local_address_group `{name}` is defined twice"),
-            ));
+            return Err(err_invalid(n, format!("local_address_group `{name}` is defined twice")));
         }
     }
 
@@ -696,24 +412,17 @@ pub(crate) fn translate(nodes: &[Node], base: &Config, main: &Path) -> R<Importe
     for n in of("vrrp_script") {
         let script = parse_script(n)?;
         if vrrp.scripts.iter().any(|s| s.name == script.name) {
-            return Err(err_invalid(
-                n,
-                format!("vrrp_script `{}` is defined twice", script.name),
-            ));
+            return Err(err_invalid(n, format!("vrrp_script `{}` is defined twice", script.name)));
         }
         vrrp.scripts.push(script);
     }
     for n in of("vrrp_instance") {
         let inst = parse_instance(n, &ctx, &globals, &vrrp.scripts)?;
         if vrrp.instances.iter().any(|i| i.name == inst.name) {
-            return Err(err_invalid(
-                n,
-                format!("vrrp_instance `{}` is defined twice", inst.name),
-            ));
+            return Err(err_invalid(n, format!("vrrp_instance `{}` is defined twice", inst.name)));
         }
-        if let Some(other) = vrrp.instances.iter().find(|i| {
-            i.interface == inst.interface && i.virtual_router_id == inst.virtual_router_id
-        }) {
+        if let Some(other) = vrrp.instances.iter().find(|i| i.interface == inst.interface && i.virtual_router_id == inst.virtual_router_id)
+        {
             return Err(err_invalid(
                 n,
                 format!(
@@ -722,21 +431,14 @@ pub(crate) fn translate(nodes: &[Node], base: &Config, main: &Path) -> R<Importe
                 ),
             ));
         }
-        ctx.origins.push((
-            format!("vrrp.instances[{}]", vrrp.instances.len()),
-            n.pos.clone(),
-            n.keyword.clone(),
-        ));
+        ctx.origins.push((format!("vrrp.instances[{}]", vrrp.instances.len()), n.pos.clone(), n.keyword.clone()));
         vrrp.instances.push(inst);
     }
     let mut grouped: HashMap<String, String> = HashMap::new();
     for n in of("vrrp_sync_group") {
         let group = parse_sync_group(n, &vrrp.instances, &mut grouped)?;
         if vrrp.sync_groups.iter().any(|g| g.name == group.name) {
-            return Err(err_invalid(
-                n,
-                format!("vrrp_sync_group `{}` is defined twice", group.name),
-            ));
+            return Err(err_invalid(n, format!("vrrp_sync_group `{}` is defined twice", group.name)));
         }
         vrrp.sync_groups.push(group);
     }
@@ -744,13 +446,9 @@ pub(crate) fn translate(nodes: &[Node], base: &Config, main: &Path) -> R<Importe
     let sync = match globals.sync.take() {
         Some((sync, node)) => {
             if !vrrp.instances.iter().any(|i| i.name == sync.instance) {
-                return Err(err_invalid(
-                    &node,
-                    format!("no vrrp_instance `{}` to follow", sync.instance),
-                ));
+                return Err(err_invalid(&node, format!("no vrrp_instance `{}` to follow", sync.instance)));
             }
-            ctx.origins
-                .push(("sync".into(), node.pos.clone(), node.keyword.clone()));
+            ctx.origins.push(("sync".into(), node.pos.clone(), node.keyword.clone()));
             Some(sync)
         }
         None => None,
@@ -769,13 +467,8 @@ pub(crate) fn translate(nodes: &[Node], base: &Config, main: &Path) -> R<Importe
     config.vrrp = vrrp;
     config.sync = sync;
     config.timeouts = timeouts;
-    config
-        .validate()
-        .map_err(|e| config_error(e, &ctx.origins, main))?;
-    Ok(Imported {
-        config,
-        real_health,
-    })
+    config.validate().map_err(|e| config_error(e, &ctx.origins, main))?;
+    Ok(Imported { config, real_health })
 }
 
 /// Maps a validation error to the keepalived block its field came from.
@@ -787,27 +480,14 @@ fn config_error(e: ConfigError, origins: &[(String, Pos, String)], main: &Path) 
     let best = origins
         .iter()
         .filter(|(prefix, _, _)| {
-            field == *prefix
-                || field
-                    .strip_prefix(prefix.as_str())
-                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+            field == *prefix || field.strip_prefix(prefix.as_str()).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
         })
         .max_by_key(|(prefix, _, _)| prefix.len());
     match best {
-        Some((_, pos, keyword)) => KeepalivedError::Config {
-            file: pos.file.to_path_buf(),
-            line: pos.line,
-            keyword: keyword.clone(),
-            field,
-            message,
-        },
-        None => KeepalivedError::Config {
-            file: main.to_path_buf(),
-            line: 0,
-            keyword: String::new(),
-            field,
-            message,
-        },
+        Some((_, pos, keyword)) => {
+            KeepalivedError::Config { file: pos.file.to_path_buf(), line: pos.line, keyword: keyword.clone(), field, message }
+        }
+        None => KeepalivedError::Config { file: main.to_path_buf(), line: 0, keyword: String::new(), field, message },
     }
 }
 
@@ -827,26 +507,17 @@ fn parse_globals(n: &Node, ctx: &mut Ctx<'_>, g: &mut Globals, timeouts: &mut Ti
             "default_interface" => g.default_interface = Some(ctx.port(c, one(c)?)?),
             "vrrp_mcast_group4" => {
                 if ipv4(c, one(c)?)? != Ipv4Addr::new(224, 0, 0, 18) {
-                    return Err(err_unsupported(
-                        c,
-                        &c.keyword,
-                        "rvs sends VRRP adverts to 224.0.0.18 only",
-                    ));
+                    return Err(err_unsupported(c, &c.keyword, "rvs sends VRRP adverts to 224.0.0.18 only"));
                 }
             }
             "vrrp_garp_interval" | "vrrp_gna_interval" => {
                 if secs(c, one(c)?, 0.0)? != 0.0 {
-                    return Err(err_unsupported(
-                        c,
-                        &c.keyword,
-                        "pacing of gratuitous ARPs is not implemented (only 0)",
-                    ));
+                    return Err(err_unsupported(c, &c.keyword, "pacing of gratuitous ARPs is not implemented (only 0)"));
                 }
             }
             "lvs_timeouts" => {
                 parse_lvs_timeouts(c, timeouts)?;
-                ctx.origins
-                    .push(("timeouts".into(), c.pos.clone(), c.keyword.clone()));
+                ctx.origins.push(("timeouts".into(), c.pos.clone(), c.keyword.clone()));
             }
             "lvs_sync_daemon" => g.sync = Some((parse_sync_daemon(c, ctx)?, c.clone())),
             "script_user" => scripts::check_script_user(c)?,
@@ -872,10 +543,7 @@ fn vrrp_version(n: &Node) -> R<u8> {
 fn parse_lvs_timeouts(n: &Node, t: &mut Timeouts) -> R<()> {
     leaf(n)?;
     if n.args.is_empty() || n.args.len() & 1 == 1 {
-        return Err(err_syntax(
-            n,
-            "`lvs_timeouts` takes pairs: tcp N tcpfin N udp N",
-        ));
+        return Err(err_syntax(n, "`lvs_timeouts` takes pairs: tcp N tcpfin N udp N"));
     }
     for pair in n.args.chunks(2) {
         let v: u32 = num(n, &pair[1], "a number of seconds")?;
@@ -883,12 +551,7 @@ fn parse_lvs_timeouts(n: &Node, t: &mut Timeouts) -> R<()> {
             "tcp" => t.tcp = v,
             "tcpfin" => t.tcp_fin = v,
             "udp" => t.udp = v,
-            k => {
-                return Err(err_invalid(
-                    n,
-                    format!("unknown timeout `{k}`; use tcp, tcpfin, udp"),
-                ))
-            }
+            k => return Err(err_invalid(n, format!("unknown timeout `{k}`; use tcp, tcpfin, udp"))),
         }
     }
     Ok(())
@@ -899,19 +562,11 @@ fn parse_sync_daemon(n: &Node, ctx: &Ctx<'_>) -> R<SyncConfig> {
     leaf(n)?;
     let (iface, instance, rest) = match n.args.as_slice() {
         [i, inst, rest @ ..] => (i, inst, rest),
-        _ => {
-            return Err(err_syntax(
-                n,
-                "`lvs_sync_daemon` needs an interface and a vrrp_instance name",
-            ))
-        }
+        _ => return Err(err_syntax(n, "`lvs_sync_daemon` needs an interface and a vrrp_instance name")),
     };
     ctx.port(n, iface)?;
     if rest.len() & 1 == 1 {
-        return Err(err_syntax(
-            n,
-            "options of `lvs_sync_daemon` come in pairs (id N, port N, ...)",
-        ));
+        return Err(err_syntax(n, "options of `lvs_sync_daemon` come in pairs (id N, port N, ...)"));
     }
     let mut sync = SyncConfig {
         instance: instance.clone(),
@@ -933,26 +588,11 @@ fn parse_sync_daemon(n: &Node, ctx: &Ctx<'_>) -> R<SyncConfig> {
             }
             "group" => {
                 if ipv4(n, v)? != Ipv4Addr::new(224, 0, 0, 81) {
-                    return Err(err_unsupported(
-                        n,
-                        "group",
-                        "rvs syncs to 224.0.0.81 (IPVS's group) only",
-                    ));
+                    return Err(err_unsupported(n, "group", "rvs syncs to 224.0.0.81 (IPVS's group) only"));
                 }
             }
-            "ttl" => {
-                return Err(err_unsupported(
-                    n,
-                    "ttl",
-                    "the TTL of sync messages is not configurable",
-                ))
-            }
-            k => {
-                return Err(err_invalid(
-                    n,
-                    format!("unknown option `{k}`; use id, port, maxlen, group"),
-                ))
-            }
+            "ttl" => return Err(err_unsupported(n, "ttl", "the TTL of sync messages is not configurable")),
+            k => return Err(err_invalid(n, format!("unknown option `{k}`; use id, port, maxlen, group"))),
         }
     }
     Ok(sync)
@@ -969,28 +609,17 @@ fn parse_laddr_group(n: &Node, ctx: &Ctx<'_>) -> R<(String, Vec<Ipv4Addr>)> {
             [iface] => {
                 ctx.port(e, iface)?;
             }
-            _ => {
-                return Err(err_syntax(
-                    e,
-                    "an entry is an address or range, optionally followed by an interface",
-                ))
-            }
+            _ => return Err(err_syntax(e, "an entry is an address or range, optionally followed by an interface")),
         }
         for a in addr_range(e, &e.keyword)? {
             if addrs.contains(&a) {
-                return Err(err_invalid(
-                    e,
-                    format!("{a} is listed twice in local_address_group `{name}`"),
-                ));
+                return Err(err_invalid(e, format!("{a} is listed twice in local_address_group `{name}`")));
             }
             addrs.push(a);
         }
     }
     if addrs.is_empty() {
-        return Err(err_invalid(
-            n,
-            format!("local_address_group `{name}` is empty"),
-        ));
+        return Err(err_invalid(n, format!("local_address_group `{name}` is empty")));
     }
     Ok((name.to_string(), addrs))
 }
@@ -1010,25 +639,14 @@ fn addr_range(n: &Node, s: &str) -> R<Vec<Ipv4Addr>> {
     };
     let (lo, hi) = (u32::from(first), u32::from(last));
     if hi < lo || hi - lo >= 65536 {
-        return Err(err_invalid(
-            n,
-            format!("`{s}` is not a range of at most 65536 addresses, low to high"),
-        ));
+        return Err(err_invalid(n, format!("`{s}` is not a range of at most 65536 addresses, low to high")));
     }
     Ok((lo..=hi).map(Ipv4Addr::from).collect())
 }
 
 fn parse_script(n: &Node) -> R<TrackScript> {
     let (name, children) = named_block(n)?;
-    let mut s = TrackScript {
-        name: name.to_string(),
-        script: String::new(),
-        interval: 1.0,
-        timeout: None,
-        weight: 0,
-        rise: 1,
-        fall: 1,
-    };
+    let mut s = TrackScript { name: name.to_string(), script: String::new(), interval: 1.0, timeout: None, weight: 0, rise: 1, fall: 1 };
     for c in children {
         match c.keyword.as_str() {
             "script" => s.script = text(c)?,
@@ -1044,9 +662,7 @@ fn parse_script(n: &Node) -> R<TrackScript> {
                         }
                         s.weight = w;
                     }
-                    [_, r] if r == "reverse" => {
-                        return Err(err_unsupported(c, "reverse", "not implemented"))
-                    }
+                    [_, r] if r == "reverse" => return Err(err_unsupported(c, "reverse", "not implemented")),
                     _ => return Err(err_syntax(c, "`weight` takes one value")),
                 }
             }
@@ -1056,10 +672,7 @@ fn parse_script(n: &Node) -> R<TrackScript> {
         }
     }
     if s.script.is_empty() {
-        return Err(err_invalid(
-            n,
-            format!("vrrp_script `{name}` has no `script`"),
-        ));
+        return Err(err_invalid(n, format!("vrrp_script `{name}` has no `script`")));
     }
     Ok(s)
 }
@@ -1081,12 +694,7 @@ fn at_least_one(n: &Node) -> R<u32> {
     Ok(v)
 }
 
-fn parse_instance(
-    n: &Node,
-    ctx: &Ctx<'_>,
-    g: &Globals,
-    scripts: &[TrackScript],
-) -> R<VrrpInstance> {
+fn parse_instance(n: &Node, ctx: &Ctx<'_>, g: &Globals, scripts: &[TrackScript]) -> R<VrrpInstance> {
     let (name, children) = named_block(n)?;
     let mut inst = VrrpInstance {
         name: name.to_string(),
@@ -1143,10 +751,7 @@ fn parse_instance(
             "preempt_delay" => {
                 let v = secs(c, one(c)?, 0.0)?;
                 if v > 1000.0 {
-                    return Err(err_invalid(
-                        c,
-                        format!("{v} is out of range 0..=1000 seconds"),
-                    ));
+                    return Err(err_invalid(c, format!("{v} is out of range 0..=1000 seconds")));
                 }
                 inst.preempt_delay = v;
             }
@@ -1171,11 +776,7 @@ fn parse_instance(
                 for p in body(c)? {
                     leaf(p)?;
                     if let Some(opt) = p.args.first() {
-                        return Err(err_unsupported(
-                            p,
-                            opt,
-                            "peer options (min_ttl, max_ttl) are not implemented",
-                        ));
+                        return Err(err_unsupported(p, opt, "peer options (min_ttl, max_ttl) are not implemented"));
                     }
                     let addr = ipv4(p, &p.keyword)?;
                     if inst.unicast_peer.contains(&addr) {
@@ -1188,11 +789,7 @@ fn parse_instance(
                 for t in body(c)? {
                     leaf(t)?;
                     if let Some(opt) = t.args.first() {
-                        return Err(err_unsupported(
-                            t,
-                            opt,
-                            "weighted interface tracking is not implemented",
-                        ));
+                        return Err(err_unsupported(t, opt, "weighted interface tracking is not implemented"));
                     }
                     inst.track_interface.push(ctx.port(t, &t.keyword)?);
                 }
@@ -1225,53 +822,29 @@ fn parse_instance(
     if inst.interface.is_empty() {
         match &g.default_interface {
             Some(port) => inst.interface = port.clone(),
-            None => {
-                return Err(err_invalid(
-                    n,
-                    format!("vrrp_instance `{name}` has no `interface`"),
-                ))
-            }
+            None => return Err(err_invalid(n, format!("vrrp_instance `{name}` has no `interface`"))),
         }
     }
     if inst.virtual_router_id == 0 {
-        return Err(err_invalid(
-            n,
-            format!("vrrp_instance `{name}` has no `virtual_router_id`"),
-        ));
+        return Err(err_invalid(n, format!("vrrp_instance `{name}` has no `virtual_router_id`")));
     }
     if let Some(a) = advert {
         let v = inst.advert_int;
         if inst.version == 2 && (v.fract() != 0.0 || v > 255.0) {
-            return Err(err_invalid(
-                a,
-                format!("{v}: VRRPv2 adverts are whole seconds 1..=255 (use version 3 for less)"),
-            ));
+            return Err(err_invalid(a, format!("{v}: VRRPv2 adverts are whole seconds 1..=255 (use version 3 for less)")));
         }
         let cs = v * 100.0;
         if inst.version == 3 && ((cs - cs.round()).abs() > 1e-6 || v > 40.95) {
-            return Err(err_invalid(
-                a,
-                format!("{v}: VRRPv3 adverts are centiseconds 0.01..=40.95"),
-            ));
+            return Err(err_invalid(a, format!("{v}: VRRPv3 adverts are centiseconds 0.01..=40.95")));
         }
     }
     if let (Some(a), 3) = (auth, inst.version) {
-        return Err(err_invalid(
-            a,
-            "VRRPv3 has no authentication; remove the block or use version 2",
-        ));
+        return Err(err_invalid(a, "VRRPv3 has no authentication; remove the block or use version 2"));
     }
     for (v, dev) in vip_devs {
         let dev = ctx.port(v, &dev)?;
         if dev != inst.interface {
-            return Err(err_unsupported(
-                v,
-                "dev",
-                format!(
-                    "a VIP on port `{dev}`, not on the instance's interface `{}`",
-                    inst.interface
-                ),
-            ));
+            return Err(err_unsupported(v, "dev", format!("a VIP on port `{dev}`, not on the instance's interface `{}`", inst.interface)));
         }
     }
     Ok(inst)
@@ -1296,13 +869,7 @@ fn parse_auth(n: &Node) -> R<Option<String>> {
         match c.keyword.as_str() {
             "auth_type" => match one(c)? {
                 "PASS" => kind_pass = true,
-                "AH" => {
-                    return Err(err_unsupported(
-                        c,
-                        "auth_type AH",
-                        "use auth_type PASS, or VRRPv3 without authentication",
-                    ))
-                }
+                "AH" => return Err(err_unsupported(c, "auth_type AH", "use auth_type PASS, or VRRPv3 without authentication")),
                 v => return Err(err_invalid(c, format!("`{v}`: use PASS"))),
             },
             "auth_pass" => {
@@ -1334,19 +901,11 @@ fn parse_vip(n: &Node) -> R<(Ipv4Addr, Option<String>)> {
     if let Some(l) = len {
         match l.parse::<u8>() {
             Ok(x) if x <= 32 => {}
-            _ => {
-                return Err(err_invalid(
-                    n,
-                    format!("`{l}` is not a prefix length 0..=32"),
-                ))
-            }
+            _ => return Err(err_invalid(n, format!("`{l}` is not a prefix length 0..=32"))),
         }
     }
     if n.args.len() & 1 == 1 {
-        return Err(err_syntax(
-            n,
-            "options of a virtual address come in pairs (dev IFACE, label L, ...)",
-        ));
+        return Err(err_syntax(n, "options of a virtual address come in pairs (dev IFACE, label L, ...)"));
     }
     let mut dev = None;
     for pair in n.args.chunks(2) {
@@ -1354,31 +913,15 @@ fn parse_vip(n: &Node) -> R<(Ipv4Addr, Option<String>)> {
             "dev" => dev = Some(pair[1].clone()),
             // Kernel address attributes; rvs VIPs are not kernel addresses.
             "label" | "brd" | "broadcast" | "scope" => {}
-            o => {
-                return Err(err_unsupported(
-                    n,
-                    o,
-                    "virtual address option not implemented (rvs knows dev, label, brd, scope)",
-                ))
-            }
+            o => return Err(err_unsupported(n, o, "virtual address option not implemented (rvs knows dev, label, brd, scope)")),
         }
     }
     Ok((addr, dev))
 }
 
-fn parse_sync_group(
-    n: &Node,
-    instances: &[VrrpInstance],
-    grouped: &mut HashMap<String, String>,
-) -> R<VrrpSyncGroup> {
+fn parse_sync_group(n: &Node, instances: &[VrrpInstance], grouped: &mut HashMap<String, String>) -> R<VrrpSyncGroup> {
     let (name, children) = named_block(n)?;
-    let mut g = VrrpSyncGroup {
-        name: name.to_string(),
-        group: Vec::new(),
-        notify_master: None,
-        notify_backup: None,
-        notify_fault: None,
-    };
+    let mut g = VrrpSyncGroup { name: name.to_string(), group: Vec::new(), notify_master: None, notify_backup: None, notify_fault: None };
     let mut seen_group = false;
     for c in children {
         match c.keyword.as_str() {
@@ -1391,12 +934,7 @@ fn parse_sync_group(
                             return Err(err_invalid(m, format!("no vrrp_instance `{member}`")));
                         }
                         if let Some(first) = grouped.insert(member.clone(), name.to_string()) {
-                            return Err(err_invalid(
-                                m,
-                                format!(
-                                    "vrrp_instance `{member}` is already in sync group `{first}`"
-                                ),
-                            ));
+                            return Err(err_invalid(m, format!("vrrp_instance `{member}` is already in sync group `{first}`")));
                         }
                         g.group.push(member.clone());
                     }
@@ -1409,10 +947,7 @@ fn parse_sync_group(
         }
     }
     if !seen_group || g.group.is_empty() {
-        return Err(err_invalid(
-            n,
-            format!("vrrp_sync_group `{name}` has no instances (`group {{ ... }}`)"),
-        ));
+        return Err(err_invalid(n, format!("vrrp_sync_group `{name}` has no instances (`group {{ ... }}`)")));
     }
     Ok(g)
 }
@@ -1454,8 +989,7 @@ fn new_service(n: &Node, protocol: Protocol, vip: Ipv4Addr, port: u16) -> R<Serv
 
 /// A fresh real server with every field at its default (see [`new_service`]).
 fn new_real(n: &Node, address: Ipv4Addr) -> R<RealConfig> {
-    serde_json::from_value(serde_json::json!({ "address": address }))
-        .map_err(|e| err_invalid(n, format!("internal: {e}")))
+    serde_json::from_value(serde_json::json!({ "address": address })).map_err(|e| err_invalid(n, format!("internal: {e}")))
 }
 
 fn parse_virtual_server(
@@ -1466,27 +1000,10 @@ fn parse_virtual_server(
 ) -> R<(ServiceConfig, Vec<RealHealth>)> {
     let children = body(n)?;
     let (vip, port) = match n.args.as_slice() {
-        [k, ..] if k == "fwmark" => {
-            return Err(err_unsupported(
-                n,
-                "fwmark",
-                "firewall-mark services are not implemented",
-            ))
-        }
-        [k, ..] if k == "group" => {
-            return Err(err_unsupported(
-                n,
-                "group",
-                "virtual_server_group is not implemented; list the services",
-            ))
-        }
+        [k, ..] if k == "fwmark" => return Err(err_unsupported(n, "fwmark", "firewall-mark services are not implemented")),
+        [k, ..] if k == "group" => return Err(err_unsupported(n, "group", "virtual_server_group is not implemented; list the services")),
         [ip, port] => (ipv4(n, ip)?, port_number(n, port)?),
-        _ => {
-            return Err(err_syntax(
-                n,
-                "`virtual_server` needs an address and a port",
-            ))
-        }
+        _ => return Err(err_syntax(n, "`virtual_server` needs an address and a port")),
     };
     let place = format!("virtual_server {vip} {port}");
     let mut protocol = Protocol::Tcp;
@@ -1524,13 +1041,7 @@ fn parse_virtual_server(
                 protocol = match one(c)?.to_ascii_uppercase().as_str() {
                     "TCP" => Protocol::Tcp,
                     "UDP" => Protocol::Udp,
-                    "SCTP" => {
-                        return Err(err_unsupported(
-                            c,
-                            &c.keyword,
-                            "SCTP services are not implemented",
-                        ))
-                    }
+                    "SCTP" => return Err(err_unsupported(c, &c.keyword, "SCTP services are not implemented")),
                     v => return Err(err_invalid(c, format!("`{v}`: use TCP or UDP"))),
                 }
             }
@@ -1548,15 +1059,9 @@ fn parse_virtual_server(
                     [a, p] => (ipv4(c, a)?, Some(port_number(c, p)?)),
                     _ => return Err(err_syntax(c, "`sorry_server` takes an address and a port")),
                 };
-                sorry = Some(SorryServer {
-                    address,
-                    port,
-                    forward: None,
-                });
+                sorry = Some(SorryServer { address, port, forward: None });
             }
-            "sorry_server_lvs_method" | "sorry_server_lb_kind" => {
-                sorry_fwd = Some(forward(c, one(c)?)?)
-            }
+            "sorry_server_lvs_method" | "sorry_server_lb_kind" => sorry_fwd = Some(forward(c, one(c)?)?),
             "quorum" => health.quorum = at_least_one(c)?,
             "hysteresis" => health.hysteresis = num(c, one(c)?, "a number")?,
             "alpha" => {
@@ -1592,42 +1097,23 @@ fn parse_virtual_server(
     service.sched_options.fallback = fallback;
     match (persistence_timeout, granularity) {
         (Some(timeout), g) => {
-            service.persistence = Some(PersistenceConfig {
-                timeout,
-                netmask: g.map_or(Ipv4Addr::BROADCAST, |(m, _)| m),
-            });
+            service.persistence = Some(PersistenceConfig { timeout, netmask: g.map_or(Ipv4Addr::BROADCAST, |(m, _)| m) });
         }
-        (None, Some((_, c))) => {
-            return Err(err_invalid(
-                c,
-                "persistence_granularity needs persistence_timeout",
-            ))
-        }
+        (None, Some((_, c))) => return Err(err_invalid(c, "persistence_granularity needs persistence_timeout")),
         (None, None) => {}
     }
     if let Some(mut s) = sorry {
         s.forward = sorry_fwd;
         health.sorry_server = Some(s);
-    } else if let Some(c) = children
-        .iter()
-        .find(|c| c.keyword.starts_with("sorry_server_l"))
-    {
+    } else if let Some(c) = children.iter().find(|c| c.keyword.starts_with("sorry_server_l")) {
         return Err(err_invalid(c, "there is no sorry_server"));
     }
     service.health = Some(health);
-    ctx.origins.push((
-        format!("services[{index}]"),
-        n.pos.clone(),
-        n.keyword.clone(),
-    ));
+    ctx.origins.push((format!("services[{index}]"), n.pos.clone(), n.keyword.clone()));
     let mut healths = Vec::new();
     for (j, r) in reals.into_iter().enumerate() {
         let (real, h) = parse_real(r, &defaults)?;
-        ctx.origins.push((
-            format!("services[{index}].reals[{j}]"),
-            r.pos.clone(),
-            r.keyword.clone(),
-        ));
+        ctx.origins.push((format!("services[{index}].reals[{j}]"), r.pos.clone(), r.keyword.clone()));
         service.reals.push(real);
         healths.push(h);
     }
@@ -1638,10 +1124,7 @@ fn parse_virtual_server(
 fn netmask(n: &Node, s: &str) -> R<Ipv4Addr> {
     if let Ok(len) = s.trim_start_matches('/').parse::<u8>() {
         if len == 0 || len > 32 {
-            return Err(err_invalid(
-                n,
-                format!("`{s}` is not a prefix length 1..=32"),
-            ));
+            return Err(err_invalid(n, format!("`{s}` is not a prefix length 1..=32")));
         }
         return Ok(Ipv4Addr::from(u32::MAX << (32 - u32::from(len))));
     }
@@ -1738,10 +1221,7 @@ fn parse_check(n: &Node, d: &CheckDefaults, real_place: &str) -> R<HealthCheck> 
             ("DNS_CHECK", "type") => {
                 let t = one(c)?.to_ascii_uppercase();
                 if !["A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA"].contains(&t.as_str()) {
-                    return Err(err_invalid(
-                        c,
-                        format!("`{t}`: use A, NS, CNAME, SOA, MX, TXT or AAAA"),
-                    ));
+                    return Err(err_invalid(c, format!("`{t}`: use A, NS, CNAME, SOA, MX, TXT or AAAA")));
                 }
                 query_type = t;
             }
@@ -1759,10 +1239,7 @@ fn parse_check(n: &Node, d: &CheckDefaults, real_place: &str) -> R<HealthCheck> 
         "TCP_CHECK" => CheckKind::TcpCheck,
         "HTTP_GET" | "SSL_GET" => {
             if urls.is_empty() {
-                return Err(err_invalid(
-                    n,
-                    format!("`{kind}` needs at least one `url {{ path ... }}`"),
-                ));
+                return Err(err_invalid(n, format!("`{kind}` needs at least one `url {{ path ... }}`")));
             }
             if kind == "HTTP_GET" {
                 CheckKind::HttpGet { urls, virtualhost }
@@ -1770,21 +1247,10 @@ fn parse_check(n: &Node, d: &CheckDefaults, real_place: &str) -> R<HealthCheck> 
                 CheckKind::SslGet { urls, virtualhost }
             }
         }
-        "UDP_CHECK" => CheckKind::UdpCheck {
-            payload,
-            require_reply,
-            reply,
-        },
-        "DNS_CHECK" => CheckKind::DnsCheck {
-            query_type,
-            name: query_name,
-        },
+        "UDP_CHECK" => CheckKind::UdpCheck { payload, require_reply, reply },
+        "DNS_CHECK" => CheckKind::DnsCheck { query_type, name: query_name },
         "MISC_CHECK" => match misc_path {
-            Some(path) => CheckKind::MiscCheck {
-                path,
-                timeout: misc_timeout,
-                dynamic: misc_dynamic,
-            },
+            Some(path) => CheckKind::MiscCheck { path, timeout: misc_timeout, dynamic: misc_dynamic },
             None => return Err(err_invalid(n, "`MISC_CHECK` needs a `misc_path`")),
         },
         _ => return Err(err_unsupported(n, kind, "not a checker rvs runs")),
@@ -1805,10 +1271,7 @@ fn parse_url(n: &Node) -> R<UrlCheck> {
             "digest" => {
                 let d = one(c)?;
                 if d.len() != 32 || !d.chars().all(|x| x.is_ascii_hexdigit()) {
-                    return Err(err_invalid(
-                        c,
-                        format!("`{d}` is not an MD5 digest (32 hex digits)"),
-                    ));
+                    return Err(err_invalid(c, format!("`{d}` is not an MD5 digest (32 hex digits)")));
                 }
                 digest = Some(d.to_ascii_lowercase());
             }
@@ -1840,20 +1303,13 @@ fn parse_url(n: &Node) -> R<UrlCheck> {
     if codes.is_empty() {
         codes.push(200);
     }
-    Ok(UrlCheck {
-        path,
-        status_code: codes,
-        digest,
-    })
+    Ok(UrlCheck { path, status_code: codes, digest })
 }
 
 fn status(n: &Node, s: &str) -> R<u16> {
     match s.parse::<u16>() {
         Ok(v) if (100..=599).contains(&v) => Ok(v),
-        _ => Err(err_invalid(
-            n,
-            format!("`{s}` is not an HTTP status 100..=599"),
-        )),
+        _ => Err(err_invalid(n, format!("`{s}` is not an HTTP status 100..=599"))),
     }
 }
 

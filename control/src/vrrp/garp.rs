@@ -157,20 +157,10 @@ impl GarpSocket {
         let link = nix::ifaddrs::getifaddrs()?
             .filter(|a| a.interface_name == ifname)
             .find_map(|a| a.address.and_then(|s| s.as_link_addr().copied()))
-            .ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    format!("no link address for {ifname}"),
-                )
-            })?;
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("no link address for {ifname}")))?;
         let mac = link.addr().unwrap_or([0; 6]);
         // Protocol 0: this socket only sends, it receives nothing.
-        let fd = socket::socket(
-            AddressFamily::Packet,
-            SockType::Raw,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )?;
+        let fd = socket::socket(AddressFamily::Packet, SockType::Raw, SockFlag::SOCK_CLOEXEC, None)?;
         socket::bind(fd.as_raw_fd(), &link)?;
         Ok(GarpSocket { fd, mac })
     }
@@ -212,16 +202,10 @@ mod tests {
     fn frame_layout() {
         let mac = [0x02, 0, 0, 0, 0, 0x01];
         let f = garp_frame(mac, Ipv4Addr::new(10, 0, 0, 100));
-        assert_eq!(
-            &f[..14],
-            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x06]
-        );
+        assert_eq!(&f[..14], &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x06]);
         assert_eq!(&f[14..22], &[0, 1, 8, 0, 6, 4, 0, 1]);
         assert_eq!(&f[22..32], &[2, 0, 0, 0, 0, 1, 10, 0, 0, 100]);
-        assert_eq!(
-            &f[32..42],
-            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 10, 0, 0, 100]
-        );
+        assert_eq!(&f[32..42], &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 10, 0, 0, 100]);
         assert!(f[42..].iter().all(|&b| b == 0));
     }
 
@@ -255,8 +239,7 @@ mod tests {
         assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(11)));
         assert_eq!(s.due(t0 + Duration::from_secs(11)), 2);
         assert_eq!(s.next_deadline(), None);
-        let mut once = GarpSchedule::new(5, Duration::ZERO, Duration::ZERO)
-            .with_lower_prio(LowerPrio { repeat: 1, delay: Duration::ZERO });
+        let mut once = GarpSchedule::new(5, Duration::ZERO, Duration::ZERO).with_lower_prio(LowerPrio { repeat: 1, delay: Duration::ZERO });
         assert_eq!(once.on_lower_priority(t0), 1);
         assert_eq!(once.next_deadline(), None);
     }

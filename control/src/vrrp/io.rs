@@ -47,10 +47,7 @@ pub fn interface_info(ifname: &str) -> std::io::Result<IfInfo> {
     let index = nix::net::if_::if_nametoindex(ifname)?;
     let first_ipv4 = nix::ifaddrs::getifaddrs()?
         .filter(|a| a.interface_name == ifname)
-        .find_map(|a| {
-            a.address
-                .and_then(|s| s.as_sockaddr_in().map(|sin| sin.ip()))
-        });
+        .find_map(|a| a.address.and_then(|s| s.as_sockaddr_in().map(|sin| sin.ip())));
     Ok(IfInfo { index, first_ipv4 })
 }
 
@@ -65,11 +62,7 @@ pub fn link_up(ifname: &str) -> bool {
 
 /// Opens the receive socket of an interface.
 pub fn open_recv_socket(ifname: &str, ifindex: u32, multicast: bool) -> std::io::Result<Socket> {
-    let s = Socket::new(
-        Domain::IPV4,
-        Type::RAW,
-        Some(Protocol::from(i32::from(IPPROTO_VRRP))),
-    )?;
+    let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(i32::from(IPPROTO_VRRP))))?;
     s.bind_device(Some(ifname.as_bytes()))?;
     if multicast {
         s.join_multicast_v4_n(&VRRP_MCAST_V4, &InterfaceIndexOrAddress::Index(ifindex))?;
@@ -80,11 +73,7 @@ pub fn open_recv_socket(ifname: &str, ifindex: u32, multicast: bool) -> std::io:
 
 /// Opens the send socket of an instance, sourced from `src` on `ifname`.
 pub fn open_send_socket(ifname: &str, src: Ipv4Addr) -> std::io::Result<Socket> {
-    let s = Socket::new(
-        Domain::IPV4,
-        Type::RAW,
-        Some(Protocol::from(i32::from(IPPROTO_VRRP))),
-    )?;
+    let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(i32::from(IPPROTO_VRRP))))?;
     s.bind_device(Some(ifname.as_bytes()))?;
     // The source address may not be configured yet (or may be a VIP elsewhere).
     s.set_freebind_v4(true)?;
@@ -117,10 +106,7 @@ pub(crate) struct Waker {
 
 impl Waker {
     pub(crate) fn new(tx: mpsc::Sender<Cmd>, sock: UnixDatagram) -> Waker {
-        Waker {
-            tx,
-            sock: Arc::new(sock),
-        }
+        Waker { tx, sock: Arc::new(sock) }
     }
 
     /// Sends a command; false once the engine has stopped.
@@ -137,12 +123,7 @@ impl Waker {
 /// Runs `sh -c cmd` in the background (notify scripts); the child is reaped
 /// by a short-lived thread.
 pub fn spawn_notify(cmd: &str) {
-    match Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(Stdio::null())
-        .spawn()
-    {
+    match Command::new("sh").arg("-c").arg(cmd).stdin(Stdio::null()).spawn() {
         Ok(mut child) => {
             std::thread::spawn(move || {
                 let _ = child.wait();
@@ -156,14 +137,8 @@ pub fn spawn_notify(cmd: &str) {
 /// A run past its timeout is killed (its whole process group) and fails.
 pub fn run_check(cmd: &str, timeout: Duration) -> bool {
     use std::os::unix::process::CommandExt;
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn();
+    let child =
+        Command::new("sh").arg("-c").arg(cmd).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0).spawn();
     let mut child = match child {
         Ok(c) => c,
         Err(e) => {
@@ -178,10 +153,7 @@ pub fn run_check(cmd: &str, timeout: Duration) -> bool {
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
             _ => {
                 if let Ok(pid) = i32::try_from(child.id()) {
-                    let _ = nix::sys::signal::killpg(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::SIGKILL,
-                    );
+                    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
                 }
                 let _ = child.kill();
                 let _ = child.wait();
@@ -249,8 +221,7 @@ impl Runner {
         cmd_rx: mpsc::Receiver<Cmd>,
         wake: UnixDatagram,
     ) -> Result<Runner, super::VrrpError> {
-        let io_err =
-            |what: String| move |source: std::io::Error| super::VrrpError::Io { what, source };
+        let io_err = |what: String| move |source: std::io::Error| super::VrrpError::Io { what, source };
         let mut ifaces: Vec<Iface> = Vec::new();
         let mut by_name: HashMap<String, usize> = HashMap::new();
         let mut insts = Vec::new();
@@ -258,27 +229,17 @@ impl Runner {
             let iface = match by_name.get(&ip.ifname) {
                 Some(&k) => k,
                 None => {
-                    let multicast = plan
-                        .instances
-                        .iter()
-                        .any(|o| o.ifname == ip.ifname && o.unicast_peer.is_empty());
+                    let multicast = plan.instances.iter().any(|o| o.ifname == ip.ifname && o.unicast_peer.is_empty());
                     let recv = open_recv_socket(&ip.ifname, ip.ifindex, multicast)
                         .map_err(io_err(format!("VRRP receive socket on {}", ip.ifname)))?;
-                    ifaces.push(Iface {
-                        name: ip.ifname.clone(),
-                        recv,
-                        garp: None,
-                        instances: Vec::new(),
-                    });
+                    ifaces.push(Iface { name: ip.ifname.clone(), recv, garp: None, instances: Vec::new() });
                     by_name.insert(ip.ifname.clone(), ifaces.len() - 1);
                     ifaces.len() - 1
                 }
             };
             ifaces[iface].instances.push(i);
-            let send = open_send_socket(&ip.ifname, ip.params.primary_ip)
-                .map_err(io_err(format!("VRRP send socket on {}", ip.ifname)))?;
-            let garp = GarpSchedule::new(ip.garp_repeat, ip.garp_delay, ip.garp_refresh)
-                .with_lower_prio(ip.garp_lower_prio);
+            let send = open_send_socket(&ip.ifname, ip.params.primary_ip).map_err(io_err(format!("VRRP send socket on {}", ip.ifname)))?;
+            let garp = GarpSchedule::new(ip.garp_repeat, ip.garp_delay, ip.garp_refresh).with_lower_prio(ip.garp_lower_prio);
             insts.push(InstIo { iface, send, garp });
         }
         for iface in &mut ifaces {
@@ -289,29 +250,11 @@ impl Runner {
                 }
             }
         }
-        wake.set_nonblocking(true)
-            .map_err(io_err("wake-up socket".to_owned()))?;
-        let scripts = plan
-            .scripts
-            .iter()
-            .map(|s| ScriptStatus::new(s.rise, s.fall))
-            .collect();
+        wake.set_nonblocking(true).map_err(io_err("wake-up socket".to_owned()))?;
+        let scripts = plan.scripts.iter().map(|s| ScriptStatus::new(s.rise, s.fall)).collect();
         let group_state = vec![None; plan.groups.len()];
         let stats = vec![VrrpStats::default(); plan.instances.len()];
-        Ok(Runner {
-            stats,
-            dataplane,
-            plan,
-            router,
-            ifaces,
-            insts,
-            scripts,
-            group_state,
-            events,
-            shared,
-            cmd_rx,
-            wake,
-        })
+        Ok(Runner { stats, dataplane, plan, router, ifaces, insts, scripts, group_state, events, shared, cmd_rx, wake })
     }
 
     /// The engine loop; returns after a shutdown command (or when every
@@ -324,9 +267,7 @@ impl Runner {
                 if !link.is_up(&self.dataplane) {
                     tracing::warn!(instance = %self.plan.instances[i].params.name, link = %link.name,
                         "VRRP starts in FAULT: link down");
-                    let _ = self
-                        .router
-                        .set_fault(now, i, &format!("link {}", link.name), true);
+                    let _ = self.router.set_fault(now, i, &format!("link {}", link.name), true);
                 }
             }
         }
@@ -335,12 +276,7 @@ impl Runner {
         let mut buf = vec![0u8; 4096];
         loop {
             let now = Instant::now();
-            let deadline = self
-                .router
-                .next_deadline()
-                .into_iter()
-                .chain(self.insts.iter().filter_map(|i| i.garp.next_deadline()))
-                .min();
+            let deadline = self.router.next_deadline().into_iter().chain(self.insts.iter().filter_map(|i| i.garp.next_deadline())).min();
             let timeout = match deadline {
                 Some(d) => {
                     let left = d.saturating_duration_since(now);
@@ -470,12 +406,7 @@ impl Runner {
 
     /// Instances on interface `k` with virtual router id `vrid`.
     fn instances_for_vrid(&self, k: usize, vrid: Option<u8>) -> Vec<usize> {
-        self.ifaces[k]
-            .instances
-            .iter()
-            .copied()
-            .filter(|&i| Some(self.plan.instances[i].params.vrid) == vrid)
-            .collect()
+        self.ifaces[k].instances.iter().copied().filter(|&i| Some(self.plan.instances[i].params.vrid) == vrid).collect()
     }
 
     fn count_accepted(&mut self, i: usize, advert: &Advert) {
@@ -497,9 +428,7 @@ impl Runner {
                 tracing::warn!(%link, up, "VRRP tracked link changed");
                 for i in 0..self.plan.instances.len() {
                     if self.plan.instances[i].watched_links.iter().any(|w| w.name == link) {
-                        let acts = self
-                            .router
-                            .set_fault(now, i, &format!("link {link}"), !up);
+                        let acts = self.router.set_fault(now, i, &format!("link {link}"), !up);
                         self.execute(now, acts);
                     }
                 }
@@ -569,17 +498,10 @@ impl Runner {
         let p = &self.plan.instances[i];
         let advert = p.params.advert(priority);
         let src = p.params.primary_ip;
-        let dsts: Vec<Ipv4Addr> = if p.unicast_peer.is_empty() {
-            vec![VRRP_MCAST_V4]
-        } else {
-            p.unicast_peer.clone()
-        };
+        let dsts: Vec<Ipv4Addr> = if p.unicast_peer.is_empty() { vec![VRRP_MCAST_V4] } else { p.unicast_peer.clone() };
         for dst in dsts {
             let pkt = advert.encode(src, dst);
-            match self.insts[i]
-                .send
-                .send_to(&pkt, &SockAddr::from(SocketAddrV4::new(dst, 0)))
-            {
+            match self.insts[i].send.send_to(&pkt, &SockAddr::from(SocketAddrV4::new(dst, 0))) {
                 Ok(_) => {
                     self.stats[i].advert_sent += 1;
                     if priority == 0 {
@@ -618,17 +540,10 @@ impl Runner {
     }
 
     fn on_state_change(&mut self, now: Instant, i: usize, from: VrrpState, to: VrrpState) {
-        let prio = self
-            .router
-            .instance(i)
-            .map_or(0, |x| x.effective_priority());
+        let prio = self.router.instance(i).map_or(0, |x| x.effective_priority());
         let p = &self.plan.instances[i];
         tracing::info!(instance = %p.params.name, %from, %to, priority = prio, "VRRP state change");
-        let _ = self.events.send(VrrpEvent::State {
-            instance: p.params.name.clone(),
-            state: to,
-            virtual_ipaddress: p.params.vips.clone(),
-        });
+        let _ = self.events.send(VrrpEvent::State { instance: p.params.name.clone(), state: to, virtual_ipaddress: p.params.vips.clone() });
         let script = match to {
             VrrpState::Master => p.notify_master.as_deref(),
             VrrpState::Backup => p.notify_backup.as_deref(),
@@ -639,15 +554,8 @@ impl Runner {
             spawn_notify(cmd);
         }
         if let Some(cmd) = &p.notify {
-            let state = if to == VrrpState::Initialize {
-                "STOP"
-            } else {
-                to.as_str()
-            };
-            spawn_notify(&format!(
-                "{cmd} INSTANCE {} {state} {prio}",
-                shell_quote(&p.params.name)
-            ));
+            let state = if to == VrrpState::Initialize { "STOP" } else { to.as_str() };
+            spawn_notify(&format!("{cmd} INSTANCE {} {state} {prio}", shell_quote(&p.params.name)));
         }
         if to == VrrpState::Master {
             self.stats[i].become_master += 1;
@@ -666,10 +574,7 @@ impl Runner {
     fn group_notify(&mut self) {
         for g in 0..self.plan.groups.len() {
             let members = &self.plan.groups[g].members;
-            let states: Vec<VrrpState> = members
-                .iter()
-                .filter_map(|&m| self.router.instance(m).map(|x| x.state()))
-                .collect();
+            let states: Vec<VrrpState> = members.iter().filter_map(|&m| self.router.instance(m).map(|x| x.state())).collect();
             let Some(&first) = states.first() else {
                 continue;
             };

@@ -174,8 +174,7 @@ pub(crate) struct Plan {
 }
 
 fn secs(what: &str, v: f64) -> Result<Duration, VrrpError> {
-    Duration::try_from_secs_f64(v)
-        .map_err(|_| VrrpError::Config(format!("{what}: {v} is not a valid duration")))
+    Duration::try_from_secs_f64(v).map_err(|_| VrrpError::Config(format!("{what}: {v} is not a valid duration")))
 }
 
 /// The advertisement interval in centiseconds for `version`, validated
@@ -195,9 +194,7 @@ pub fn advert_int_cs(version: u8, advert_int: f64) -> Result<u16, String> {
         3 => {
             let cs = (advert_int * 100.0).round();
             if !(1.0..=4095.0).contains(&cs) {
-                return Err(format!(
-                    "advert_int {advert_int} outside 0.01..=40.95 s (v3)"
-                ));
+                return Err(format!("advert_int {advert_int} outside 0.01..=40.95 s (v3)"));
             }
             Ok(cs as u16)
         }
@@ -207,10 +204,7 @@ pub fn advert_int_cs(version: u8, advert_int: f64) -> Result<u16, String> {
 
 /// Validates one instance and builds its state-machine parameters.
 /// `primary_ip` is `unicast_src_ip` or the interface's first address.
-pub fn instance_params(
-    inst: &VrrpInstance,
-    primary_ip: Ipv4Addr,
-) -> Result<InstanceParams, VrrpError> {
+pub fn instance_params(inst: &VrrpInstance, primary_ip: Ipv4Addr) -> Result<InstanceParams, VrrpError> {
     let at = |m: String| VrrpError::Config(format!("instance {}: {m}", inst.name));
     if inst.virtual_router_id == 0 {
         return Err(at("virtual_router_id must be 1..=255".to_owned()));
@@ -226,9 +220,7 @@ pub fn instance_params(
     let cs = advert_int_cs(inst.version, inst.advert_int).map_err(at)?;
     let auth = match &inst.auth_pass {
         None => Auth::None,
-        Some(_) if version == Version::V3 => {
-            return Err(at("auth_pass needs version 2".to_owned()))
-        }
+        Some(_) if version == Version::V3 => return Err(at("auth_pass needs version 2".to_owned())),
         Some(p) if p.len() > 8 => return Err(at("auth_pass longer than 8 bytes".to_owned())),
         Some(p) => Auth::pass(p),
     };
@@ -243,10 +235,7 @@ pub fn instance_params(
         advert_int_cs: cs,
         preempt: !inst.nopreempt,
         higher_prio_send_advert: inst.higher_prio_send_advert.unwrap_or(true),
-        preempt_delay: secs(
-            &format!("instance {}: preempt_delay", inst.name),
-            inst.preempt_delay,
-        )?,
+        preempt_delay: secs(&format!("instance {}: preempt_delay", inst.name), inst.preempt_delay)?,
         auth,
         primary_ip,
         vips: inst.virtual_ipaddress.clone(),
@@ -258,12 +247,7 @@ pub fn instance_params(
 /// `rvsd --check-config` and the API do before anything starts. `interfaces`
 /// maps port names to their TAPs, as for [`VrrpEngine::start`].
 pub fn validate(config: &VrrpConfig, interfaces: &HashMap<String, String>) -> Result<(), VrrpError> {
-    let anywhere = |_: &str| {
-        Ok(io::IfInfo {
-            index: 0,
-            first_ipv4: Some(Ipv4Addr::UNSPECIFIED),
-        })
-    };
+    let anywhere = |_: &str| Ok(io::IfInfo { index: 0, first_ipv4: Some(Ipv4Addr::UNSPECIFIED) });
     plan(config, interfaces, anywhere).map(|_| ())
 }
 
@@ -273,36 +257,22 @@ fn plan(
     interfaces: &HashMap<String, String>,
     lookup: impl Fn(&str) -> std::io::Result<io::IfInfo>,
 ) -> Result<Plan, VrrpError> {
-    let kernel = |name: &String| {
-        interfaces
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| name.clone())
-    };
+    let kernel = |name: &String| interfaces.get(name).cloned().unwrap_or_else(|| name.clone());
     let mut scripts = Vec::new();
     let mut script_idx = HashMap::new();
     for s in &config.scripts {
         if script_idx.insert(s.name.clone(), scripts.len()).is_some() {
-            return Err(VrrpError::Config(format!(
-                "script {} defined twice",
-                s.name
-            )));
+            return Err(VrrpError::Config(format!("script {} defined twice", s.name)));
         }
         let interval = secs(&format!("script {}: interval", s.name), s.interval)?;
         if interval.is_zero() {
-            return Err(VrrpError::Config(format!(
-                "script {}: interval must be positive",
-                s.name
-            )));
+            return Err(VrrpError::Config(format!("script {}: interval must be positive", s.name)));
         }
         scripts.push(PlannedScript {
             name: s.name.clone(),
             script: s.script.clone(),
             interval,
-            timeout: secs(
-                &format!("script {}: timeout", s.name),
-                s.timeout.unwrap_or(s.interval),
-            )?,
+            timeout: secs(&format!("script {}: timeout", s.name), s.timeout.unwrap_or(s.interval))?,
             rise: s.rise,
             fall: s.fall,
         });
@@ -312,10 +282,7 @@ fn plan(
     let mut vrids = HashSet::new();
     for inst in &config.instances {
         if names.insert(inst.name.clone(), instances.len()).is_some() {
-            return Err(VrrpError::Config(format!(
-                "instance {} defined twice",
-                inst.name
-            )));
+            return Err(VrrpError::Config(format!("instance {} defined twice", inst.name)));
         }
         let ifname = kernel(&inst.interface);
         if !vrids.insert((ifname.clone(), inst.virtual_router_id)) {
@@ -324,40 +291,25 @@ fn plan(
                 inst.name, inst.virtual_router_id
             )));
         }
-        let info = lookup(&ifname).map_err(|e| VrrpError::Interface {
-            ifname: ifname.clone(),
-            reason: e.to_string(),
-        })?;
+        let info = lookup(&ifname).map_err(|e| VrrpError::Interface { ifname: ifname.clone(), reason: e.to_string() })?;
         let primary = match inst.unicast_src_ip.or(info.first_ipv4) {
             Some(ip) => ip,
             None => {
                 return Err(VrrpError::Interface {
                     ifname,
-                    reason: format!(
-                        "no IPv4 address for instance {} (set unicast_src_ip)",
-                        inst.name
-                    ),
+                    reason: format!("no IPv4 address for instance {} (set unicast_src_ip)", inst.name),
                 })
             }
         };
         let params = instance_params(inst, primary)?;
-        let mut watched = vec![WatchedLink {
-            name: inst.interface.clone(),
-            kernel: ifname.clone(),
-        }];
+        let mut watched = vec![WatchedLink { name: inst.interface.clone(), kernel: ifname.clone() }];
         for t in &inst.track_interface {
             let k = kernel(t);
             if !watched.iter().any(|w| w.kernel == k) {
-                watched.push(WatchedLink {
-                    name: t.clone(),
-                    kernel: k,
-                });
+                watched.push(WatchedLink { name: t.clone(), kernel: k });
             }
         }
-        let garp_delay = secs(
-            &format!("instance {}: garp_master_delay", inst.name),
-            inst.garp_master_delay,
-        )?;
+        let garp_delay = secs(&format!("instance {}: garp_master_delay", inst.name), inst.garp_master_delay)?;
         let garp_lower_prio = LowerPrio {
             repeat: inst.garp_lower_prio_repeat.unwrap_or(inst.garp_master_repeat),
             delay: match inst.garp_lower_prio_delay {
@@ -368,10 +320,7 @@ fn plan(
         let mut tracked = Vec::new();
         for t in &inst.track_script {
             let Some(&s) = script_idx.get(t) else {
-                return Err(VrrpError::Config(format!(
-                    "instance {}: unknown track_script {t}",
-                    inst.name
-                )));
+                return Err(VrrpError::Config(format!("instance {}: unknown track_script {t}", inst.name)));
             };
             tracked.push((s, config.scripts[s].weight));
         }
@@ -385,10 +334,7 @@ fn plan(
             garp_repeat: inst.garp_master_repeat,
             garp_delay,
             garp_lower_prio,
-            garp_refresh: secs(
-                &format!("instance {}: garp_master_refresh", inst.name),
-                inst.garp_master_refresh,
-            )?,
+            garp_refresh: secs(&format!("instance {}: garp_master_refresh", inst.name), inst.garp_master_refresh)?,
             notify_master: inst.notify_master.clone(),
             notify_backup: inst.notify_backup.clone(),
             notify_fault: inst.notify_fault.clone(),
@@ -401,16 +347,10 @@ fn plan(
         let mut members = Vec::new();
         for m in &g.group {
             let Some(&i) = names.get(m) else {
-                return Err(VrrpError::Config(format!(
-                    "sync group {}: unknown instance {m}",
-                    g.name
-                )));
+                return Err(VrrpError::Config(format!("sync group {}: unknown instance {m}", g.name)));
             };
             if !grouped.insert(i) {
-                return Err(VrrpError::Config(format!(
-                    "sync group {}: instance {m} is in two groups",
-                    g.name
-                )));
+                return Err(VrrpError::Config(format!("sync group {}: instance {m} is in two groups", g.name)));
             }
             members.push(i);
         }
@@ -422,11 +362,7 @@ fn plan(
             notify_fault: g.notify_fault.clone(),
         });
     }
-    Ok(Plan {
-        instances,
-        groups,
-        scripts,
-    })
+    Ok(Plan { instances, groups, scripts })
 }
 
 /// The running VRRP engine.
@@ -440,9 +376,7 @@ pub struct VrrpEngine {
 
 impl std::fmt::Debug for VrrpEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VrrpEngine")
-            .field("states", &*self.states.lock())
-            .finish()
+        f.debug_struct("VrrpEngine").field("states", &*self.states.lock()).finish()
     }
 }
 
@@ -460,15 +394,8 @@ impl VrrpEngine {
         events: UnboundedSender<VrrpEvent>,
     ) -> Result<VrrpEngine, VrrpError> {
         let plan = plan(config, &interfaces, io::interface_info)?;
-        let instances = plan
-            .instances
-            .iter()
-            .map(|p| Instance::new(p.params.clone()))
-            .collect();
-        let router = Router::new(
-            instances,
-            plan.groups.iter().map(|g| g.members.clone()).collect(),
-        );
+        let instances = plan.instances.iter().map(|p| Instance::new(p.params.clone())).collect();
+        let router = Router::new(instances, plan.groups.iter().map(|g| g.members.clone()).collect());
         let states = Arc::new(Mutex::new(
             plan.instances
                 .iter()
@@ -480,54 +407,25 @@ impl VrrpEngine {
                 })
                 .collect(),
         ));
-        let (wake_tx, wake_rx) = UnixDatagram::pair().map_err(|source| VrrpError::Io {
-            what: "wake-up socket pair".to_owned(),
-            source,
-        })?;
-        wake_tx
-            .set_nonblocking(true)
-            .map_err(|source| VrrpError::Io {
-                what: "wake-up socket".to_owned(),
-                source,
-            })?;
+        let (wake_tx, wake_rx) = UnixDatagram::pair().map_err(|source| VrrpError::Io { what: "wake-up socket pair".to_owned(), source })?;
+        wake_tx.set_nonblocking(true).map_err(|source| VrrpError::Io { what: "wake-up socket".to_owned(), source })?;
         let (cmd_tx, cmd_rx) = mpsc::channel();
         let waker = Waker::new(cmd_tx, wake_tx);
-        let runner = Runner::open(
-            plan.clone(),
-            router,
-            events,
-            states.clone(),
-            dataplane.clone(),
-            cmd_rx,
-            wake_rx,
-        )?;
+        let runner = Runner::open(plan.clone(), router, events, states.clone(), dataplane.clone(), cmd_rx, wake_rx)?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
             .name("rvs-vrrp".to_owned())
             .spawn(move || runner.run())
-            .map_err(|source| VrrpError::Io {
-                what: "VRRP thread".to_owned(),
-                source,
-            })?;
+            .map_err(|source| VrrpError::Io { what: "VRRP thread".to_owned(), source })?;
         let mut helpers = Vec::new();
         helpers.extend(spawn_link_watcher(&plan, dataplane, &waker, &stop));
         for (idx, s) in plan.scripts.iter().enumerate() {
-            if !plan
-                .instances
-                .iter()
-                .any(|i| i.scripts.iter().any(|&(k, _)| k == idx))
-            {
+            if !plan.instances.iter().any(|i| i.scripts.iter().any(|&(k, _)| k == idx)) {
                 continue;
             }
             helpers.extend(spawn_script(idx, s.clone(), waker.clone(), stop.clone()));
         }
-        Ok(VrrpEngine {
-            waker,
-            thread: Some(thread),
-            helpers,
-            stop,
-            states,
-        })
+        Ok(VrrpEngine { waker, thread: Some(thread), helpers, stop, states })
     }
 
     /// Every instance's name, state, effective priority and counters.
@@ -568,12 +466,7 @@ impl Drop for VrrpEngine {
 /// How often the link watcher looks at the watched links.
 const LINK_POLL: Duration = Duration::from_millis(20);
 
-fn spawn_link_watcher(
-    plan: &Plan,
-    dataplane: DataplaneLink,
-    waker: &Waker,
-    stop: &Arc<AtomicBool>,
-) -> Option<JoinHandle<()>> {
+fn spawn_link_watcher(plan: &Plan, dataplane: DataplaneLink, waker: &Waker, stop: &Arc<AtomicBool>) -> Option<JoinHandle<()>> {
     let mut links: Vec<WatchedLink> = Vec::new();
     for i in &plan.instances {
         for l in &i.watched_links {
@@ -593,10 +486,7 @@ fn spawn_link_watcher(
                     let up = l.is_up(&dataplane);
                     if up != last[k] {
                         last[k] = up;
-                        if !waker.send(Cmd::Link {
-                            link: l.name.clone(),
-                            up,
-                        }) {
+                        if !waker.send(Cmd::Link { link: l.name.clone(), up }) {
                             return;
                         }
                     }
@@ -607,20 +497,13 @@ fn spawn_link_watcher(
         .ok()
 }
 
-fn spawn_script(
-    idx: usize,
-    s: PlannedScript,
-    waker: Waker,
-    stop: Arc<AtomicBool>,
-) -> Option<JoinHandle<()>> {
+fn spawn_script(idx: usize, s: PlannedScript, waker: Waker, stop: Arc<AtomicBool>) -> Option<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("rvs-vrrp-script-{idx}"))
         .spawn(move || loop {
             let ok = io::run_check(&s.script, s.timeout);
             tracing::debug!(script = %s.name, ok, "track script ran");
-            if !waker.send(Cmd::Script { script: idx, ok })
-                || !io::sleep_unless_stopped(&stop, s.interval)
-            {
+            if !waker.send(Cmd::Script { script: idx, ok }) || !io::sleep_unless_stopped(&stop, s.interval) {
                 return;
             }
         })

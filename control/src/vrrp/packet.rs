@@ -243,18 +243,8 @@ impl Advert {
         if advert_int_cs == 0 {
             return Err(PacketError::ZeroInterval);
         }
-        let addrs = buf[8..8 + 4 * count]
-            .chunks_exact(4)
-            .map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3]))
-            .collect();
-        Ok(Advert {
-            version,
-            vrid,
-            priority,
-            advert_int_cs,
-            auth,
-            addrs,
-        })
+        let addrs = buf[8..8 + 4 * count].chunks_exact(4).map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3])).collect();
+        Ok(Advert { version, vrid, priority, advert_int_cs, auth, addrs })
     }
 }
 
@@ -359,9 +349,6 @@ mod tests {
         };
         let buf = a.encode(SRC, VRRP_MCAST_V4);
         assert_eq!(Advert::decode(&buf, SRC, VRRP_MCAST_V4), Ok(a));
-        assert_eq!(
-            Advert::decode(&buf, Ipv4Addr::new(192, 168, 1, 2), VRRP_MCAST_V4),
-            Err(PacketError::BadChecksum)
-        );
+        assert_eq!(Advert::decode(&buf, Ipv4Addr::new(192, 168, 1, 2), VRRP_MCAST_V4), Err(PacketError::BadChecksum));
     }
 }

@@ -118,11 +118,7 @@ impl InstanceParams {
             vrid: self.vrid,
             priority,
             advert_int_cs: self.advert_int_cs,
-            auth: if self.version == Version::V2 {
-                self.auth
-            } else {
-                Auth::None
-            },
+            auth: if self.version == Version::V2 { self.auth } else { Auth::None },
             addrs: self.vips.clone(),
         }
     }
@@ -262,18 +258,13 @@ impl Instance {
 
     fn change(&mut self, to: VrrpState, actions: &mut Vec<Action>) {
         if self.state != to {
-            actions.push(Action::StateChange {
-                from: self.state,
-                to,
-            });
+            actions.push(Action::StateChange { from: self.state, to });
             self.state = to;
         }
     }
 
     fn become_master(&mut self, now: Instant, actions: &mut Vec<Action>) {
-        actions.push(Action::SendAdvert {
-            priority: self.effective_priority(),
-        });
+        actions.push(Action::SendAdvert { priority: self.effective_priority() });
         self.advert_at = Some(now + self.advert_interval());
         self.master_down_at = None;
         self.preempt_at = None;
@@ -393,10 +384,7 @@ impl Instance {
                     // Another router resigned: assert ourselves at once.
                     actions.push(Action::SendAdvert { priority: mine });
                     self.advert_at = Some(now + self.advert_interval());
-                } else if advert.priority > mine
-                    || (advert.priority == mine
-                        && u32::from(src) > u32::from(self.params.primary_ip))
-                {
+                } else if advert.priority > mine || (advert.priority == mine && u32::from(src) > u32::from(self.params.primary_ip)) {
                     if self.params.version == Version::V3 {
                         self.master_adver_int_cs = advert.advert_int_cs.max(1);
                     }
@@ -456,9 +444,7 @@ impl Instance {
         match self.state {
             VrrpState::Master => {
                 if self.advert_at.is_some_and(|at| now >= at) {
-                    actions.push(Action::SendAdvert {
-                        priority: self.effective_priority(),
-                    });
+                    actions.push(Action::SendAdvert { priority: self.effective_priority() });
                     self.advert_at = Some(now + self.advert_interval());
                 }
             }
@@ -520,12 +506,7 @@ pub struct ScriptStatus {
 impl ScriptStatus {
     /// A script that starts up (as Keepalived's without `init_fail`).
     pub fn new(rise: u32, fall: u32) -> ScriptStatus {
-        ScriptStatus {
-            up: true,
-            rise: rise.max(1),
-            fall: fall.max(1),
-            streak: 0,
-        }
+        ScriptStatus { up: true, rise: rise.max(1), fall: fall.max(1), streak: 0 }
     }
 
     /// Records one run; returns true when `up` changed.
@@ -564,21 +545,14 @@ impl Router {
         let mut kept = Vec::new();
         for members in groups {
             let g = kept.len();
-            let members: Vec<usize> = members
-                .into_iter()
-                .filter(|&i| i < instances.len() && group_of[i].is_none())
-                .collect();
+            let members: Vec<usize> = members.into_iter().filter(|&i| i < instances.len() && group_of[i].is_none()).collect();
             for &i in &members {
                 group_of[i] = Some(g);
                 instances[i].in_group = true;
             }
             kept.push(members);
         }
-        Router {
-            instances,
-            groups: kept,
-            group_of,
-        }
+        Router { instances, groups: kept, group_of }
     }
 
     /// The instances.
@@ -600,9 +574,7 @@ impl Router {
         }
         self.refresh_group_faults(now, &mut out);
         // Owners that became master move their groups.
-        let masters: Vec<usize> = (0..self.instances.len())
-            .filter(|&i| self.instances[i].state == VrrpState::Master)
-            .collect();
+        let masters: Vec<usize> = (0..self.instances.len()).filter(|&i| self.instances[i].state == VrrpState::Master).collect();
         for i in masters {
             self.propagate(now, i, VrrpState::Master, &mut out);
         }
@@ -620,20 +592,11 @@ impl Router {
 
     /// The earliest deadline of any instance.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.instances
-            .iter()
-            .filter_map(Instance::next_deadline)
-            .min()
+        self.instances.iter().filter_map(Instance::next_deadline).min()
     }
 
     /// An advertisement received for instance `idx`.
-    pub fn on_advert(
-        &mut self,
-        now: Instant,
-        idx: usize,
-        src: Ipv4Addr,
-        advert: &Advert,
-    ) -> Vec<(usize, Action)> {
+    pub fn on_advert(&mut self, now: Instant, idx: usize, src: Ipv4Addr, advert: &Advert) -> Vec<(usize, Action)> {
         let Some(inst) = self.instances.get_mut(idx) else {
             return Vec::new();
         };
@@ -653,13 +616,7 @@ impl Router {
     }
 
     /// Sets or clears a fault reason of instance `idx` (the group follows).
-    pub fn set_fault(
-        &mut self,
-        now: Instant,
-        idx: usize,
-        reason: &str,
-        faulty: bool,
-    ) -> Vec<(usize, Action)> {
+    pub fn set_fault(&mut self, now: Instant, idx: usize, reason: &str, faulty: bool) -> Vec<(usize, Action)> {
         let Some(inst) = self.instances.get_mut(idx) else {
             return Vec::new();
         };
@@ -692,13 +649,7 @@ impl Router {
     }
 
     /// Moves the other members of `idx`'s group to `to` (MASTER or BACKUP).
-    fn propagate(
-        &mut self,
-        now: Instant,
-        idx: usize,
-        to: VrrpState,
-        out: &mut Vec<(usize, Action)>,
-    ) {
+    fn propagate(&mut self, now: Instant, idx: usize, to: VrrpState, out: &mut Vec<(usize, Action)>) {
         let Some(g) = self.group_of.get(idx).copied().flatten() else {
             return;
         };
@@ -758,10 +709,7 @@ impl Router {
         let masters: Vec<usize> = out
             .iter()
             .filter_map(|(i, a)| match a {
-                Action::StateChange {
-                    to: VrrpState::Master,
-                    ..
-                } => Some(*i),
+                Action::StateChange { to: VrrpState::Master, .. } => Some(*i),
                 _ => None,
             })
             .collect();

@@ -129,11 +129,7 @@ mod tests {
 
     #[test]
     fn names_follow_the_json() {
-        let s = VrrpStats {
-            auth_failure: 3,
-            peer_unknown: 1,
-            ..VrrpStats::default()
-        };
+        let s = VrrpStats { auth_failure: 3, peer_unknown: 1, ..VrrpStats::default() };
         let json = serde_json::to_value(s).expect("serialisable");
         for (name, value) in s.named() {
             assert_eq!(json[name], value, "{name}");
@@ -148,22 +144,10 @@ mod tests {
         assert!(s.count_packet_error(&PacketError::TooShort(3)));
         assert!(s.count_packet_error(&PacketError::BadAuthType(7)));
         assert!(!s.count_packet_error(&PacketError::NotVrrp(6)));
-        assert_eq!(
-            (s.checksum_err, s.packet_len_err, s.invalid_authtype),
-            (1, 1, 1)
-        );
+        assert_eq!((s.checksum_err, s.packet_len_err, s.invalid_authtype), (1, 1, 1));
         s.count_ignored(Ignored::AuthFailure);
         s.count_ignored(Ignored::Own);
         assert_eq!(s.auth_failure, 1);
-        assert_eq!(
-            s,
-            VrrpStats {
-                checksum_err: 1,
-                packet_len_err: 1,
-                invalid_authtype: 1,
-                auth_failure: 1,
-                ..Default::default()
-            }
-        );
+        assert_eq!(s, VrrpStats { checksum_err: 1, packet_len_err: 1, invalid_authtype: 1, auth_failure: 1, ..Default::default() });
     }
 }

@@ -133,8 +133,8 @@ impl TcpFlags {
 /// columns in [`TcpState`] order (NONE..SYNACK).
 const TRANSITIONS: [[[TcpState; 11]; 4]; 3] = {
     use TcpState::{
-        Close as CL, CloseWait as CW, Established as ES, FinWait as FW, LastAck as LA, Listen as LI,
-        SynRecv as SR, SynSent as SS, TimeWait as TW,
+        Close as CL, CloseWait as CW, Established as ES, FinWait as FW, LastAck as LA, Listen as LI, SynRecv as SR, SynSent as SS,
+        TimeWait as TW,
     };
     [
         // INPUT       NO  ES  SS  SR  FW  TW  CL  CW  LA  LI  SA
@@ -277,13 +277,7 @@ impl Conn {
             ForwardMode::FullNat => self.local.get()?,
             ForwardMode::Dr | ForwardMode::Tun => return None,
         };
-        Some(FlowKey {
-            proto: self.protocol.ip_proto(),
-            src: *self.real.ip(),
-            sport: self.real.port(),
-            dst: *to.ip(),
-            dport: to.port(),
-        })
+        Some(FlowKey { proto: self.protocol.ip_proto(), src: *self.real.ip(), sport: self.real.port(), dst: *to.ip(), dport: to.port() })
     }
 
     /// True while the connection counts as active for schedulers (IPVS: TCP
@@ -426,10 +420,7 @@ mod tests {
     fn nat_handshake_and_close_follow_ipvs() {
         use TcpState::*;
         // client SYN, server SYN-ACK, client ACK, client FIN, server FIN, client ACK.
-        let states = walk(
-            StateTable::Input,
-            &[(SYN, true), (SYNACK, false), (ACK, true), (FINACK, true), (FINACK, false), (ACK, true)],
-        );
+        let states = walk(StateTable::Input, &[(SYN, true), (SYNACK, false), (ACK, true), (FINACK, true), (FINACK, false), (ACK, true)]);
         assert_eq!(states, vec![SynRecv, SynRecv, Established, CloseWait, TimeWait, TimeWait]);
     }
 

@@ -22,10 +22,8 @@ impl Eal {
         if STARTED.swap(true, Ordering::SeqCst) {
             return Err(DpdkError::EalAlreadyInitialised);
         }
-        let cstrings = args
-            .iter()
-            .map(|a| CString::new(a.as_str()).map_err(|_| DpdkError::Nul(a.clone())))
-            .collect::<Result<Vec<_>, _>>()?;
+        let cstrings =
+            args.iter().map(|a| CString::new(a.as_str()).map_err(|_| DpdkError::Nul(a.clone()))).collect::<Result<Vec<_>, _>>()?;
         // EAL may permute argv and keeps pointers into it: leak the strings for the
         // life of the process (a few bytes, once).
         let mut argv: Vec<*mut c_char> = cstrings.into_iter().map(CString::into_raw).collect();

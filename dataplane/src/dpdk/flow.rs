@@ -65,9 +65,17 @@ pub fn steer_dst_port(
     udp_spec.hdr.dst_port = value.to_be();
     udp_mask.hdr.dst_port = mask.to_be();
     let (l4_type, l4_spec, l4_mask): (ffi::rte_flow_item_type, *const std::ffi::c_void, *const std::ffi::c_void) = if proto == 6 {
-        (ffi::rte_flow_item_type_RTE_FLOW_ITEM_TYPE_TCP, (&tcp_spec as *const ffi::rte_flow_item_tcp).cast(), (&tcp_mask as *const ffi::rte_flow_item_tcp).cast())
+        (
+            ffi::rte_flow_item_type_RTE_FLOW_ITEM_TYPE_TCP,
+            (&tcp_spec as *const ffi::rte_flow_item_tcp).cast(),
+            (&tcp_mask as *const ffi::rte_flow_item_tcp).cast(),
+        )
     } else {
-        (ffi::rte_flow_item_type_RTE_FLOW_ITEM_TYPE_UDP, (&udp_spec as *const ffi::rte_flow_item_udp).cast(), (&udp_mask as *const ffi::rte_flow_item_udp).cast())
+        (
+            ffi::rte_flow_item_type_RTE_FLOW_ITEM_TYPE_UDP,
+            (&udp_spec as *const ffi::rte_flow_item_udp).cast(),
+            (&udp_mask as *const ffi::rte_flow_item_udp).cast(),
+        )
     };
     let item = |type_, spec: *const std::ffi::c_void, mask: *const std::ffi::c_void| ffi::rte_flow_item {
         type_,

@@ -335,7 +335,14 @@ mod tests {
             assert_eq!(hop, Ok(want), "{what}");
         }
         let udp = |s: SocketAddrV4, d: SocketAddrV4| {
-            udp_frame(&UdpParams { src: *s.ip(), sport: s.port(), dst: *d.ip(), dport: d.port(), payload: b"dgram".to_vec(), ..UdpParams::default() })
+            udp_frame(&UdpParams {
+                src: *s.ip(),
+                sport: s.port(),
+                dst: *d.ip(),
+                dport: d.port(),
+                payload: b"dgram".to_vec(),
+                ..UdpParams::default()
+            })
         };
         let c = Conn { protocol: Protocol::Udp, seq_delta: 0x1234, ..c };
         let mut f = udp(c.client, c.vip);
@@ -349,14 +356,20 @@ mod tests {
     /// IPv4 packets written by hand (Python `struct` + its own RFC 1071 sum,
     /// not our builder): client 10.0.0.2:40000, VIP 10.0.0.102:80, real
     /// 10.1.0.11:8080, local 10.1.0.200:5001, `seq_delta` 0x9000_0003.
-    const SYN_IN: &str = "4500003c1c46400040060a0f0a0000020a0000669c4000507f00001000000000a002faf03ac50000020405b40402080a0001e2400000000001030307";
-    const SYN_OUT: &str = "4500003c1c464000400609a20a0100c80a01000b13891f900f00001300000000a002faf0f9130000020405b404020101010101010101010101030307";
+    const SYN_IN: &str =
+        "4500003c1c46400040060a0f0a0000020a0000669c4000507f00001000000000a002faf03ac50000020405b40402080a0001e2400000000001030307";
+    const SYN_OUT: &str =
+        "4500003c1c464000400609a20a0100c80a01000b13891f900f00001300000000a002faf0f9130000020405b404020101010101010101010101030307";
     const DATA_IN: &str = "4500002d1c46400040060a1e0a0000020a0000669c4000507f000011334455665018faf0b850000068656c6c6f";
     const DATA_OUT: &str = "4500002d1c464000400609b10a0100c80a01000b13891f900f000014334455665018faf09158000068656c6c6f";
-    const REPLY_SACK_IN: &str = "4500003c1c464000400609a20a01000b0a0100c81f901389334455660f000019a010faf03dfb0000010105120f0001000f0002001000000010000010";
-    const REPLY_SACK_OUT: &str = "4500003c1c46400040060a0f0a0000660a00000200509c40334455667f000016a010faf0a4fd0000010105127f0000fd7f0001fd7ffffffd8000000d";
-    const REPLY_ODD_SACK_IN: &str = "450000341c464000400609aa0a01000b0a0100c81f901389334455660f0000198010faf09a00000001050a0f0001000f00020000";
-    const REPLY_ODD_SACK_OUT: &str = "450000341c46400040060a170a0000660a00000200509c40334455667f0000168010faf0c618000001050a7f0000fd7f0001fd00";
+    const REPLY_SACK_IN: &str =
+        "4500003c1c464000400609a20a01000b0a0100c81f901389334455660f000019a010faf03dfb0000010105120f0001000f0002001000000010000010";
+    const REPLY_SACK_OUT: &str =
+        "4500003c1c46400040060a0f0a0000660a00000200509c40334455667f000016a010faf0a4fd0000010105127f0000fd7f0001fd7ffffffd8000000d";
+    const REPLY_ODD_SACK_IN: &str =
+        "450000341c464000400609aa0a01000b0a0100c81f901389334455660f0000198010faf09a00000001050a0f0001000f00020000";
+    const REPLY_ODD_SACK_OUT: &str =
+        "450000341c46400040060a170a0000660a00000200509c40334455667f0000168010faf0c618000001050a7f0000fd7f0001fd00";
 
     fn unhex(s: &str) -> Vec<u8> {
         (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()

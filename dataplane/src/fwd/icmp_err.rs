@@ -198,8 +198,8 @@ pub fn make_error<F: Frame>(frame: &mut F, l2_len: usize, src: Ipv4Addr, msg_typ
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::builder::from_hex;
     use crate::frame::VecFrame;
+    use crate::wire::builder::from_hex;
     use crate::wire::builder::{icmp_frame, tcp_frame, TcpParams};
     use crate::wire::ethernet::HEADER_LEN;
     use crate::wire::MacAddr;
@@ -209,7 +209,14 @@ mod tests {
     }
 
     fn packet(src: SocketAddrV4, dst: SocketAddrV4) -> Vec<u8> {
-        tcp_frame(&TcpParams { src: *src.ip(), sport: src.port(), dst: *dst.ip(), dport: dst.port(), payload: b"0123456789".to_vec(), ..TcpParams::default() })
+        tcp_frame(&TcpParams {
+            src: *src.ip(),
+            sport: src.port(),
+            dst: *dst.ip(),
+            dport: dst.port(),
+            payload: b"0123456789".to_vec(),
+            ..TcpParams::default()
+        })
     }
 
     /// An ICMP error from `from` to `to` quoting `quoted` (its IP header + 8 bytes).
@@ -262,8 +269,11 @@ mod tests {
         let client = sock([10, 0, 0, 2], 40000);
         let real = sock([10, 1, 0, 11], 8080);
         let mut err = error(*real.ip(), *client.ip(), &packet(client, real));
-        translate(&mut err[HEADER_LEN..], &Translation { outer_dst: Some(Ipv4Addr::new(1, 2, 3, 4)), quoted_src: Some(sock([5, 6, 7, 8], 9)), ..Default::default() })
-            .expect("translates");
+        translate(
+            &mut err[HEADER_LEN..],
+            &Translation { outer_dst: Some(Ipv4Addr::new(1, 2, 3, 4)), quoted_src: Some(sock([5, 6, 7, 8], 9)), ..Default::default() },
+        )
+        .expect("translates");
         let ip = Ipv4Packet::new_checked(&err[HEADER_LEN..]).expect("ip");
         assert!(ip.verify_checksum());
         let msg = IcmpPacket::new_checked(ip.payload()).expect("icmp");

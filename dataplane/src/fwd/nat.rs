@@ -124,7 +124,13 @@ mod tests {
         let cases = [
             Case { what: "dnat to real", field: Field::Destination, from: (client, vip), to: real, expect: (client, real) },
             Case { what: "snat reply to vip", field: Field::Source, from: (real, client), to: vip, expect: (vip, client) },
-            Case { what: "same address, port only", field: Field::Destination, from: (client, vip), to: sock([10, 0, 0, 101], 81), expect: (client, sock([10, 0, 0, 101], 81)) },
+            Case {
+                what: "same address, port only",
+                field: Field::Destination,
+                from: (client, vip),
+                to: sock([10, 0, 0, 101], 81),
+                expect: (client, sock([10, 0, 0, 101], 81)),
+            },
         ];
         for case in &cases {
             for payload in [vec![], b"GET / HTTP/1.1\r\n\r\n".to_vec(), vec![0xff; 1]] {

@@ -66,8 +66,8 @@ pub fn make_reset<F: Frame>(frame: &mut F, l2_len: usize) -> Result<Ipv4Addr, Fw
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::builder::from_hex;
     use crate::frame::VecFrame;
+    use crate::wire::builder::from_hex;
 
     /// Frames written by an independent Python generator (struct + a
     /// ones-complement sum), not by rvs's builder.

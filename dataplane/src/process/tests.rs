@@ -8,9 +8,9 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use super::*;
-use crate::stats::ConnFilter;
 use crate::frame::VecFrame;
 use crate::snapshot::{InterfaceAddr, PortInfo, RealServer, Route, SchedulerKind, Service, Timeouts};
+use crate::stats::ConnFilter;
 use crate::wire::builder::{arp_frame, icmp_echo_frame, tcp_frame, udp_frame, TcpParams, UdpParams};
 use crate::wire::tcp::flags;
 
@@ -181,13 +181,51 @@ fn dr_and_nat_rewrites() {
         },
         Step {
             what: "NAT UDP: datagram DNATed (rr: rs1), reply SNATed",
-            input: udp_frame(&UdpParams { src_mac: CLIENT_MAC, dst_mac: DIR_MAC, src: CLIENT, sport: 5353, dst: NAT_VIP, dport: 53, payload: b"q".to_vec(), ..UdpParams::default() }),
-            expect: Expect::Tx(udp_frame(&UdpParams { src_mac: DIR_MAC, dst_mac: RS1_MAC, src: CLIENT, sport: 5353, dst: RS1, dport: 8080, payload: b"q".to_vec(), ttl: 63, ..UdpParams::default() })),
+            input: udp_frame(&UdpParams {
+                src_mac: CLIENT_MAC,
+                dst_mac: DIR_MAC,
+                src: CLIENT,
+                sport: 5353,
+                dst: NAT_VIP,
+                dport: 53,
+                payload: b"q".to_vec(),
+                ..UdpParams::default()
+            }),
+            expect: Expect::Tx(udp_frame(&UdpParams {
+                src_mac: DIR_MAC,
+                dst_mac: RS1_MAC,
+                src: CLIENT,
+                sport: 5353,
+                dst: RS1,
+                dport: 8080,
+                payload: b"q".to_vec(),
+                ttl: 63,
+                ..UdpParams::default()
+            })),
         },
         Step {
             what: "NAT UDP reply",
-            input: udp_frame(&UdpParams { src_mac: RS1_MAC, dst_mac: DIR_MAC, src: RS1, sport: 8080, dst: CLIENT, dport: 5353, payload: b"answer".to_vec(), ..UdpParams::default() }),
-            expect: Expect::Tx(udp_frame(&UdpParams { src_mac: DIR_MAC, dst_mac: CLIENT_MAC, src: NAT_VIP, sport: 53, dst: CLIENT, dport: 5353, payload: b"answer".to_vec(), ttl: 63, ..UdpParams::default() })),
+            input: udp_frame(&UdpParams {
+                src_mac: RS1_MAC,
+                dst_mac: DIR_MAC,
+                src: RS1,
+                sport: 8080,
+                dst: CLIENT,
+                dport: 5353,
+                payload: b"answer".to_vec(),
+                ..UdpParams::default()
+            }),
+            expect: Expect::Tx(udp_frame(&UdpParams {
+                src_mac: DIR_MAC,
+                dst_mac: CLIENT_MAC,
+                src: NAT_VIP,
+                sport: 53,
+                dst: CLIENT,
+                dport: 5353,
+                payload: b"answer".to_vec(),
+                ttl: 63,
+                ..UdpParams::default()
+            })),
         },
     ];
     run_steps(&mut p, steps);
@@ -213,11 +251,28 @@ fn local_answers_arp_and_icmp_echo() {
             what: "ICMP echo to our address is answered",
             input: icmp_echo_frame(CLIENT_MAC, DIR_MAC, CLIENT, DIR_OUT, 7, 1, b"ping"),
             // The reply keeps the request's IP ident and data, with TTL 64.
-            expect: Expect::Tx(crate::wire::builder::icmp_frame(DIR_MAC, CLIENT_MAC, DIR_OUT, CLIENT, icmp::msg_type::ECHO_REPLY, 0, (7 << 16) | 1, b"ping")),
+            expect: Expect::Tx(crate::wire::builder::icmp_frame(
+                DIR_MAC,
+                CLIENT_MAC,
+                DIR_OUT,
+                CLIENT,
+                icmp::msg_type::ECHO_REPLY,
+                0,
+                (7 << 16) | 1,
+                b"ping",
+            )),
         },
         Step {
             what: "ARP request for someone else is not answered",
-            input: arp_frame(CLIENT_MAC, MacAddr::BROADCAST, arp::op::REQUEST, CLIENT_MAC, CLIENT, MacAddr::ZERO, Ipv4Addr::new(10, 0, 0, 77)),
+            input: arp_frame(
+                CLIENT_MAC,
+                MacAddr::BROADCAST,
+                arp::op::REQUEST,
+                CLIENT_MAC,
+                CLIENT,
+                MacAddr::ZERO,
+                Ipv4Addr::new(10, 0, 0, 77),
+            ),
             expect: Expect::Drop(Counter::ArpRequestsIn).invert(),
         },
     ];
@@ -248,18 +303,53 @@ fn drops_are_counted_by_reason() {
     bad_ihl[14] = 0x44;
     let full = tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 1), (NAT_VIP, 80), flags::SYN, b"");
     let steps = vec![
-        Step { what: "ACK without a connection", input: tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 9), (NAT_VIP, 80), flags::ACK, b""), expect: Expect::Drop(Counter::DropNoConnection) },
-        Step { what: "VIP port without a service", input: tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 9), (NAT_VIP, 443), flags::SYN, b""), expect: Expect::Drop(Counter::DropNoService) },
-        Step { what: "TCP to our own address", input: tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 9), (DIR_OUT, 22), flags::SYN, b""), expect: Expect::Drop(Counter::DropLocal) },
-        Step { what: "not our address", input: tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 9), (REMOTE, 80), flags::SYN, b""), expect: Expect::Drop(Counter::DropNotForUs) },
-        Step { what: "not our MAC", input: tcp(CLIENT_MAC, OTHER_MAC, (CLIENT, 9), (NAT_VIP, 80), flags::SYN, b""), expect: Expect::Drop(Counter::DropNotForUs) },
+        Step {
+            what: "ACK without a connection",
+            input: tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 9), (NAT_VIP, 80), flags::ACK, b""),
+            expect: Expect::Drop(Counter::DropNoConnection),
+        },
+        Step {
+            what: "VIP port without a service",
+            input: tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 9), (NAT_VIP, 443), flags::SYN, b""),
+            expect: Expect::Drop(Counter::DropNoService),
+        },
+        Step {
+            what: "TCP to our own address",
+            input: tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 9), (DIR_OUT, 22), flags::SYN, b""),
+            expect: Expect::Drop(Counter::DropLocal),
+        },
+        Step {
+            what: "not our address",
+            input: tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 9), (REMOTE, 80), flags::SYN, b""),
+            expect: Expect::Drop(Counter::DropNotForUs),
+        },
+        Step {
+            what: "not our MAC",
+            input: tcp(CLIENT_MAC, OTHER_MAC, (CLIENT, 9), (NAT_VIP, 80), flags::SYN, b""),
+            expect: Expect::Drop(Counter::DropNotForUs),
+        },
         Step { what: "bad IP checksum", input: bad_csum, expect: Expect::Drop(Counter::DropBadChecksum) },
-        Step { what: "fragment of 20 bytes with more to come (not a multiple of 8)", input: fragment, expect: Expect::Drop(Counter::DropFragBad) },
+        Step {
+            what: "fragment of 20 bytes with more to come (not a multiple of 8)",
+            input: fragment,
+            expect: Expect::Drop(Counter::DropFragBad),
+        },
         Step { what: "IPv6", input: ipv6, expect: Expect::Drop(Counter::DropUnsupported) },
         Step { what: "IHL below 5", input: bad_ihl, expect: Expect::Drop(Counter::DropMalformed) },
         Step { what: "runt frame", input: vec![0u8; 10], expect: Expect::Drop(Counter::DropMalformed) },
         Step { what: "truncated inside the IP header", input: full[..14 + 12].to_vec(), expect: Expect::Drop(Counter::DropMalformed) },
-        Step { what: "truncated inside the TCP header", input: { let mut f = full[..14 + 20 + 10].to_vec(); f[14 + 3] = 30; f[14 + 2] = 0; let mut ip = Ipv4Packet::new_unchecked(&mut f[14..]); ip.fill_checksum(); f }, expect: Expect::Drop(Counter::DropMalformed) },
+        Step {
+            what: "truncated inside the TCP header",
+            input: {
+                let mut f = full[..14 + 20 + 10].to_vec();
+                f[14 + 3] = 30;
+                f[14 + 2] = 0;
+                let mut ip = Ipv4Packet::new_unchecked(&mut f[14..]);
+                ip.fill_checksum();
+                f
+            },
+            expect: Expect::Drop(Counter::DropMalformed),
+        },
     ];
     run_steps(&mut p, steps);
     assert_eq!(p.conns().len(), 0, "no drop may create a connection");
@@ -705,10 +795,14 @@ fn arp_requests_for_our_addresses_also_reach_the_kernel() {
     p.handle(0, VecFrame::new(&request), 0, &mut out);
     let sent: Vec<Vec<u8>> = out.tx.drain(..).map(|(_, f)| f.to_vec()).collect();
     assert_eq!(sent, vec![arp_frame(DIR_MAC, RS1_MAC, arp::op::REPLY, DIR_MAC, DIR_IN, RS1_MAC, RS1)]);
-    let copies: Vec<Vec<u8>> = out.kernel_control.drain(..).map(|(port, c)| {
-        assert_eq!(port, 0);
-        c.bytes().to_vec()
-    }).collect();
+    let copies: Vec<Vec<u8>> = out
+        .kernel_control
+        .drain(..)
+        .map(|(port, c)| {
+            assert_eq!(port, 0);
+            c.bytes().to_vec()
+        })
+        .collect();
     assert_eq!(copies, vec![request[..42].to_vec()], "the kernel gets the request as it came");
 
     // A VIP is the dataplane's alone: answered, no copy.
@@ -718,7 +812,15 @@ fn arp_requests_for_our_addresses_also_reach_the_kernel() {
     assert!(out.kernel_control.is_empty());
 
     // Another host's gratuitous ARP is consumed and counted.
-    let garp = arp_frame(OTHER_MAC, MacAddr::BROADCAST, arp::op::REQUEST, OTHER_MAC, Ipv4Addr::new(10, 0, 0, 3), MacAddr::BROADCAST, Ipv4Addr::new(10, 0, 0, 3));
+    let garp = arp_frame(
+        OTHER_MAC,
+        MacAddr::BROADCAST,
+        arp::op::REQUEST,
+        OTHER_MAC,
+        Ipv4Addr::new(10, 0, 0, 3),
+        MacAddr::BROADCAST,
+        Ipv4Addr::new(10, 0, 0, 3),
+    );
     p.handle(0, VecFrame::new(&garp), 0, &mut out);
     assert_eq!(p.counters().get(Counter::ArpIgnored), 1);
 }
@@ -810,7 +912,16 @@ fn egress_fragments_above_the_mtu_and_answers_df_with_fragmentation_needed() {
     let mut p = warmed_processor();
     let mut out = Output::with_capacity(8);
     let big = |df: bool, sport: u16| {
-        let mut f = udp_frame(&UdpParams { src_mac: CLIENT_MAC, dst_mac: DIR_MAC, src: CLIENT, sport, dst: NAT_VIP, dport: 53, payload: vec![7u8; 2000], ..UdpParams::default() });
+        let mut f = udp_frame(&UdpParams {
+            src_mac: CLIENT_MAC,
+            dst_mac: DIR_MAC,
+            src: CLIENT,
+            sport,
+            dst: NAT_VIP,
+            dport: 53,
+            payload: vec![7u8; 2000],
+            ..UdpParams::default()
+        });
         let mut ip = Ipv4Packet::new_unchecked(&mut f[14..]);
         ip.set_dont_frag(df);
         ip.fill_checksum();

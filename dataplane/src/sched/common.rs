@@ -19,11 +19,7 @@ pub(crate) fn conn_overhead(c: &Candidates<'_>, i: usize) -> u64 {
 /// compared as IPVS does without division: `i` beats the current best `b` when
 /// `overhead(b) × weight(i) > overhead(i) × weight(b)`. Ties keep the earlier
 /// one in `indices`. Products are taken in `u128`, so they never overflow.
-pub(crate) fn least_weighted(
-    c: &Candidates<'_>,
-    indices: impl Iterator<Item = usize>,
-    overhead: impl Fn(usize) -> u64,
-) -> Option<usize> {
+pub(crate) fn least_weighted(c: &Candidates<'_>, indices: impl Iterator<Item = usize>, overhead: impl Fn(usize) -> u64) -> Option<usize> {
     let mut best: Option<(usize, u64)> = None;
     for i in indices {
         if !c.available(i) {

@@ -207,8 +207,7 @@ mod tests {
     /// leaves (compared by address, since indices shift).
     fn disruption(weights: &[u32], gone: usize) -> (f64, f64) {
         let before_rs = reals(weights);
-        let after_rs: Vec<RealServer> =
-            before_rs.iter().enumerate().filter(|&(i, _)| i != gone).map(|(_, r)| *r).collect();
+        let after_rs: Vec<RealServer> = before_rs.iter().enumerate().filter(|&(i, _)| i != gone).map(|(_, r)| *r).collect();
         let before = Maglev::new(&before_rs, &SchedOptions::default());
         let after = Maglev::new(&after_rs, &SchedOptions::default());
         let (mut moved, mut survivors, mut survivors_moved) = (0usize, 0usize, 0usize);
@@ -236,14 +235,23 @@ mod tests {
         // surviving backends only rarely. We require < 2 % of theirs to move.
         for gone in [0, 4, 9] {
             let (total, survivors) = disruption(&[1; 10], gone);
-            eprintln!("maglev equal weights, server {gone} leaves: {:.2}% of entries move, {:.3}% of survivors' entries", total * 100.0, survivors * 100.0);
+            eprintln!(
+                "maglev equal weights, server {gone} leaves: {:.2}% of entries move, {:.3}% of survivors' entries",
+                total * 100.0,
+                survivors * 100.0
+            );
             assert!((0.095..0.13).contains(&total), "{total}");
             assert!(survivors < 0.02, "{survivors}");
         }
         for gone in [0, 4] {
             let (total, survivors) = disruption(&MIXED, gone);
             let share = f64::from(MIXED[gone]) / f64::from(MIXED.iter().sum::<u32>());
-            eprintln!("maglev mixed weights, server {gone} (share {:.2}%) leaves: {:.2}% move, {:.3}% of survivors' entries", share * 100.0, total * 100.0, survivors * 100.0);
+            eprintln!(
+                "maglev mixed weights, server {gone} (share {:.2}%) leaves: {:.2}% move, {:.3}% of survivors' entries",
+                share * 100.0,
+                total * 100.0,
+                survivors * 100.0
+            );
             assert!(total < share + 0.03, "{total}");
             assert!(survivors < 0.03, "{survivors}");
         }

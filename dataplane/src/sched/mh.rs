@@ -79,8 +79,7 @@ impl MaglevHashing {
         if g > 0 {
             let max = usable.iter().map(|r| r.weight / g).max().unwrap_or(1);
             let shift = (u32::BITS - max.leading_zeros()).saturating_sub(tab_bits(m));
-            let turns: Vec<u32> =
-                usable.iter().map(|r| if r.weight == 0 { 0 } else { ((r.weight / g) >> shift).max(1) }).collect();
+            let turns: Vec<u32> = usable.iter().map(|r| if r.weight == 0 { 0 } else { ((r.weight / g) >> shift).max(1) }).collect();
             let m32 = m as u64;
             let mut next: Vec<usize> = Vec::with_capacity(usable.len());
             let mut skip: Vec<usize> = Vec::with_capacity(usable.len());

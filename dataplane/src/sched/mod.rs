@@ -310,12 +310,7 @@ pub(crate) mod test_util {
     }
 
     /// Candidates with the given counts and overload flags (empty = none).
-    pub fn counts<'a>(
-        reals: &'a [RealServer],
-        active: &'a [u32],
-        inactive: &'a [u32],
-        overloaded: &'a [bool],
-    ) -> super::Candidates<'a> {
+    pub fn counts<'a>(reals: &'a [RealServer], active: &'a [u32], inactive: &'a [u32], overloaded: &'a [bool]) -> super::Candidates<'a> {
         super::Candidates { reals, active, inactive, overloaded }
     }
 
@@ -386,10 +381,7 @@ mod tests {
     #[test]
     fn names_match_ipvsadm() {
         let names: Vec<String> = ALL_KINDS.iter().map(|k| k.to_string()).collect();
-        assert_eq!(
-            names,
-            ["rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh", "lblc", "lblcr", "fo", "ovf", "twos", "mh", "maglev"]
-        );
+        assert_eq!(names, ["rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh", "lblc", "lblcr", "fo", "ovf", "twos", "mh", "maglev"]);
     }
 
     #[test]
@@ -524,13 +516,10 @@ mod tests {
         for step in 0..steps {
             let core = rng.below(cores as u64) as usize;
             // The core's view: its own exact counts + the others' published ones.
-            let view: Vec<u32> = (0..n)
-                .map(|s| local[core][s] + (0..cores).filter(|&o| o != core).map(|o| published[o][s]).sum::<u32>())
-                .collect();
-            let unpublished: u64 = (0..cores)
-                .filter(|&o| o != core)
-                .map(|o| (0..n).map(|s| u64::from(local[o][s] - published[o][s])).sum::<u64>())
-                .sum();
+            let view: Vec<u32> =
+                (0..n).map(|s| local[core][s] + (0..cores).filter(|&o| o != core).map(|o| published[o][s]).sum::<u32>()).collect();
+            let unpublished: u64 =
+                (0..cores).filter(|&o| o != core).map(|o| (0..n).map(|s| u64::from(local[o][s] - published[o][s])).sum::<u64>()).sum();
             k_max = k_max.max(unpublished);
             let c = counts(&rs, &view, &zeros, &[]);
             let Some(pick) = scheds[core].pick(&c, &flow_from(Ipv4Addr::from(step as u32), 1)) else {

@@ -136,11 +136,7 @@ impl SourceHashing {
     /// The table for `reals`; `options.hash` selects `sh-port`,
     /// `options.fallback` selects `sh-fallback`.
     pub fn new(reals: &[RealServer], options: &SchedOptions) -> Self {
-        SourceHashing {
-            buckets: Buckets::weighted(reals),
-            with_port: options.hash == HashFields::SrcAddrPort,
-            fallback: options.fallback,
-        }
+        SourceHashing { buckets: Buckets::weighted(reals), with_port: options.hash == HashFields::SrcAddrPort, fallback: options.fallback }
     }
 }
 
@@ -167,8 +163,7 @@ mod tests {
     /// Bucket shares computed independently of the fill loop: the pattern of
     /// one round (each server max(w,1) times) repeated and cut at 256.
     fn expected_shares(weights: &[u32]) -> Vec<usize> {
-        let round: Vec<usize> =
-            weights.iter().enumerate().flat_map(|(i, &w)| std::iter::repeat_n(i, w.max(1) as usize)).collect();
+        let round: Vec<usize> = weights.iter().enumerate().flat_map(|(i, &w)| std::iter::repeat_n(i, w.max(1) as usize)).collect();
         let mut s = vec![0; weights.len()];
         for b in 0..HASH_TAB_SIZE {
             s[round[b % round.len()]] += 1;

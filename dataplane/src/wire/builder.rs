@@ -174,9 +174,7 @@ pub fn from_hex(hex: &str) -> Vec<u8> {
 pub fn tcp_frame(p: &TcpParams) -> Vec<u8> {
     let l4_len = tcp::HEADER_LEN + p.payload.len();
     let mut frame = vec![0u8; eth_len(p.vlan) + ipv4::HEADER_LEN + l4_len];
-    let l4 = write_eth_ipv4(
-        &mut frame, p.src_mac, p.dst_mac, p.vlan, p.src, p.dst, ip_proto::TCP, p.ttl, p.ident,
-    );
+    let l4 = write_eth_ipv4(&mut frame, p.src_mac, p.dst_mac, p.vlan, p.src, p.dst, ip_proto::TCP, p.ttl, p.ident);
     let mut seg = TcpSegment::new_unchecked(&mut frame[l4..]);
     seg.set_src_port(p.sport);
     seg.set_dst_port(p.dport);
@@ -194,9 +192,7 @@ pub fn tcp_frame(p: &TcpParams) -> Vec<u8> {
 pub fn udp_frame(p: &UdpParams) -> Vec<u8> {
     let l4_len = udp::HEADER_LEN + p.payload.len();
     let mut frame = vec![0u8; eth_len(p.vlan) + ipv4::HEADER_LEN + l4_len];
-    let l4 = write_eth_ipv4(
-        &mut frame, p.src_mac, p.dst_mac, p.vlan, p.src, p.dst, ip_proto::UDP, p.ttl, p.ident,
-    );
+    let l4 = write_eth_ipv4(&mut frame, p.src_mac, p.dst_mac, p.vlan, p.src, p.dst, ip_proto::UDP, p.ttl, p.ident);
     let mut d = UdpDatagram::new_unchecked(&mut frame[l4..]);
     d.set_src_port(p.sport);
     d.set_dst_port(p.dport);
@@ -229,15 +225,7 @@ pub fn arp_frame(
 }
 
 /// An untagged Ethernet/IPv4/ICMP echo request with correct checksums.
-pub fn icmp_echo_frame(
-    src_mac: MacAddr,
-    dst_mac: MacAddr,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    ident: u16,
-    seq: u16,
-    payload: &[u8],
-) -> Vec<u8> {
+pub fn icmp_echo_frame(src_mac: MacAddr, dst_mac: MacAddr, src: Ipv4Addr, dst: Ipv4Addr, ident: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
     let rest = (u32::from(ident) << 16) | u32::from(seq);
     icmp_frame(src_mac, dst_mac, src, dst, icmp::msg_type::ECHO_REQUEST, 0, rest, payload)
 }
@@ -342,15 +330,8 @@ mod tests {
     #[test]
     fn arp_padded() {
         let (a, b) = (MacAddr([2, 0, 0, 0, 0, 0xa]), MacAddr([2, 0, 0, 0, 0, 0xb]));
-        let f = arp_frame(
-            a,
-            MacAddr::BROADCAST,
-            arp::op::REQUEST,
-            a,
-            Ipv4Addr::new(10, 0, 0, 1),
-            MacAddr::ZERO,
-            Ipv4Addr::new(10, 0, 0, 2),
-        );
+        let f =
+            arp_frame(a, MacAddr::BROADCAST, arp::op::REQUEST, a, Ipv4Addr::new(10, 0, 0, 1), MacAddr::ZERO, Ipv4Addr::new(10, 0, 0, 2));
         assert_eq!(f.len(), 60);
         assert!(f[42..].iter().all(|&x| x == 0));
         let eth = EthernetFrame::new_checked(&f[..]).expect("eth");

@@ -77,11 +77,7 @@ pub fn update_u16(csum: u16, old: u16, new: u16) -> u16 {
 /// Incrementally updates checksum `csum` after a 32-bit field (two aligned 16-bit
 /// words) changed from `old` to `new`.
 pub fn update_u32(csum: u16, old: u32, new: u32) -> u16 {
-    let s = u32::from(!csum)
-        + u32::from(!((old >> 16) as u16))
-        + u32::from(!(old as u16))
-        + ((new >> 16) & 0xffff)
-        + (new & 0xffff);
+    let s = u32::from(!csum) + u32::from(!((old >> 16) as u16)) + u32::from(!(old as u16)) + ((new >> 16) & 0xffff) + (new & 0xffff);
     !fold(s)
 }
 
@@ -105,10 +101,8 @@ mod tests {
     use proptest::prelude::*;
 
     /// The IPv4 header from RFC 1071-style textbook example (checksum 0xb861).
-    const IPV4_HDR: [u8; 20] = [
-        0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8,
-        0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
-    ];
+    const IPV4_HDR: [u8; 20] =
+        [0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7];
 
     #[test]
     fn rfc1071_example() {
@@ -144,12 +138,7 @@ mod tests {
 
     #[test]
     fn pseudo_header() {
-        let p = pseudo_header_v4(
-            Ipv4Addr::new(192, 168, 0, 1),
-            Ipv4Addr::new(192, 168, 0, 199),
-            17,
-            0x5f,
-        );
+        let p = pseudo_header_v4(Ipv4Addr::new(192, 168, 0, 1), Ipv4Addr::new(192, 168, 0, 199), 17, 0x5f);
         assert_eq!(p, 0xc0a8 + 0x0001 + 0xc0a8 + 0x00c7 + 17 + 0x5f);
     }
 

@@ -94,11 +94,7 @@ impl From<[u8; 6]> for MacAddr {
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = &self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
     }
 }
 
@@ -136,13 +132,7 @@ impl FromStr for MacAddr {
 ///
 /// `vlan` is masked to 12 bits (PCP and DEI are zero). Fails with `Truncated` when
 /// `buf` is too short.
-pub fn fill_header(
-    buf: &mut [u8],
-    dst: MacAddr,
-    src: MacAddr,
-    vlan: Option<u16>,
-    ethertype: u16,
-) -> Result<usize, WireError> {
+pub fn fill_header(buf: &mut [u8], dst: MacAddr, src: MacAddr, vlan: Option<u16>, ethertype: u16) -> Result<usize, WireError> {
     let need = if vlan.is_some() { VLAN_HEADER_LEN } else { HEADER_LEN };
     let hdr = buf.get_mut(..need).ok_or(WireError::Truncated)?;
     hdr[field::DST].copy_from_slice(&dst.0);
@@ -323,15 +313,10 @@ mod tests {
     use proptest::prelude::*;
 
     // An untagged frame start: dst 00:1b:21:3a:4f:10, src 52:54:00:12:34:56, IPv4.
-    const UNTAGGED: [u8; 18] = [
-        0x00, 0x1b, 0x21, 0x3a, 0x4f, 0x10, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x08, 0x00,
-        0x45, 0x00, 0x00, 0x14,
-    ];
+    const UNTAGGED: [u8; 18] = [0x00, 0x1b, 0x21, 0x3a, 0x4f, 0x10, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x08, 0x00, 0x45, 0x00, 0x00, 0x14];
     // Tagged VLAN 100 (PCP 5), inner ARP.
-    const TAGGED: [u8; 20] = [
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x81, 0x00,
-        0xa0, 0x64, 0x08, 0x06, 0x00, 0x01,
-    ];
+    const TAGGED: [u8; 20] =
+        [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x81, 0x00, 0xa0, 0x64, 0x08, 0x06, 0x00, 0x01];
 
     #[test]
     fn parse_untagged() {
@@ -367,8 +352,7 @@ mod tests {
     #[test]
     fn setters_round_trip() {
         let mut buf = [0u8; 64];
-        let hl = fill_header(&mut buf, MacAddr::BROADCAST, MacAddr([2, 0, 0, 0, 0, 1]), Some(4095), ethertype::IPV4)
-            .expect("room");
+        let hl = fill_header(&mut buf, MacAddr::BROADCAST, MacAddr([2, 0, 0, 0, 0, 1]), Some(4095), ethertype::IPV4).expect("room");
         assert_eq!(hl, 18);
         let mut f = EthernetFrame::new_checked(&mut buf[..]).expect("valid");
         assert_eq!(f.vlan_id(), Some(4095));
@@ -405,7 +389,15 @@ mod tests {
         assert!(MacAddr([0x01, 0x00, 0x5e, 0, 0, 1]).is_multicast());
         assert!(!MacAddr([0x01, 0x00, 0x5e, 0, 0, 1]).is_broadcast());
         assert!(MacAddr::ZERO.is_zero() && MacAddr::ZERO.is_unicast());
-        for bad in ["", "aa:bb:cc:dd:ee", "aa:bb:cc:dd:ee:ff:00", "aa:bb:cc:dd:ee:fg", "aaa:bb:cc:dd:ee:ff", "aa::cc:dd:ee:ff", "+a:bb:cc:dd:ee:ff"] {
+        for bad in [
+            "",
+            "aa:bb:cc:dd:ee",
+            "aa:bb:cc:dd:ee:ff:00",
+            "aa:bb:cc:dd:ee:fg",
+            "aaa:bb:cc:dd:ee:ff",
+            "aa::cc:dd:ee:ff",
+            "+a:bb:cc:dd:ee:ff",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
         assert_eq!(MacAddr::from_bytes(&[1, 2, 3, 4, 5, 6]), Some(MacAddr([1, 2, 3, 4, 5, 6])));

@@ -103,8 +103,7 @@ impl<T: AsRef<[u8]>> UdpDatagram<T> {
 
     fn full_sum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> u32 {
         let l = self.len();
-        checksum::pseudo_header_v4(src, dst, ip_proto::UDP, l)
-            + checksum::sum(&self.buffer.as_ref()[..usize::from(l)])
+        checksum::pseudo_header_v4(src, dst, ip_proto::UDP, l) + checksum::sum(&self.buffer.as_ref()[..usize::from(l)])
     }
 
     /// True when the checksum is absent (`0`) or correct.
