@@ -70,6 +70,19 @@ class PackageTests(unittest.TestCase):
         for package in ("librte-eal23", "librte-ethdev23", "librte-mempool-ring23", "librte-net-af-packet23"):
             self.assertRegex(depends, rf"\b{re.escape(package)}\b", depends)
 
+    def test_rvsadm_needs_no_dpdk(self):
+        """rvsadm (the REST client and the offline --check-config) links no
+        DPDK library: the crates are split along dependency lines."""
+        libs = run("ldd", "/usr/sbin/rvsadm").stdout
+        self.assertNotIn("librte", libs)
+        self.assertIn("librte_eal", run("ldd", "/usr/sbin/rvsd").stdout)
+        with tempfile.TemporaryDirectory() as tmp:
+            bad = Path(tmp, "rvsd.json")
+            bad.write_text('{"workers": [1], "mbufs": "many"}')
+            check = run("/usr/sbin/rvsadm", "--check-config", str(bad))
+            self.assertEqual(check.returncode, 2, check.stderr)
+            self.assertIn("mbufs", check.stderr)
+
     def test_unit_is_valid_and_does_what_the_guide_says(self):
         verify = run("systemd-analyze", "verify", str(UNIT))
         # Without a booted systemd, verify still parses the unit and checks ExecStart's binary.

@@ -42,14 +42,14 @@ use rvs_control::appliance::HaOverlay;
 use rvs_control::health::HealthEngine;
 use rvs_control::sync::{SyncDaemon, SyncSettings};
 use rvs_control::vrrp::{DataplaneLink, VrrpEngine, VrrpEvent};
-use rvs_control::{preflight, router, statedump, systemd, ApiState, Config, Dataplane, PublishReport};
-use rvs_dataplane::dpdk::{self, Eal, Mempool, Port};
+use rvs_control::{check, preflight, router, statedump, systemd, ApiState, Config, Dataplane, PublishReport};
 use rvs_dataplane::link::LinkStates;
 use rvs_dataplane::process::install_worker;
 use rvs_dataplane::snapshot::Snapshot;
 use rvs_dataplane::stats::{ConnFilter, ConnInfo, ServiceStats, SharedCounters};
 use rvs_dataplane::wire::MacAddr;
-use rvs_dataplane::worker::{self, WorkerContext, WorkerLink, WorkerRequest};
+use rvs_dpdk::worker::{self, WorkerContext, WorkerLink, WorkerRequest};
+use rvs_dpdk::{self as dpdk, Eal, Mempool, Port};
 use serde_json::json;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -62,38 +62,19 @@ const RING_SIZE: u16 = 1024;
 /// How often the link monitor reads every port's carrier.
 const LINK_POLL: Duration = Duration::from_millis(20);
 
-/// Reads the config as the command line says: the JSON file, or the JSON base
-/// plus a keepalived.conf. The error is the message and the exit code.
-fn load_config(config: &std::path::Path, keepalived: Option<&std::path::Path>) -> Result<Config, (String, u8)> {
-    let base = Config::load(config).map_err(|e| (format!("invalid configuration {}: {e}", config.display()), 2))?;
-    match keepalived {
-        None => Ok(base),
-        Some(path) => rvs_control::keepalived::load(path, &base).map_err(|e| (e.to_string(), e.exit_code())),
-    }
-}
-
 fn main() -> ExitCode {
     systemd::init_logging();
     let args = Args::parse();
-    let config = match load_config(&args.config, args.keepalived.as_deref()) {
+    if args.check {
+        return check::check_config("rvsd", &args.config, args.keepalived.as_deref());
+    }
+    let config = match check::load_for_start(&args.config, args.keepalived.as_deref()) {
         Ok(c) => c,
         Err((message, code)) => {
             eprintln!("rvsd: {message}");
             return ExitCode::from(code);
         }
     };
-    // Connection sync needs its key and address before anything starts.
-    if let Err(e) = SyncSettings::from_env(&config) {
-        eprintln!("rvsd: invalid configuration {}: {e}", args.config.display());
-        return ExitCode::from(2);
-    }
-    if args.check {
-        if !preflight_ok(&config, preflight::When::CheckOnly) {
-            return ExitCode::from(3);
-        }
-        println!("rvsd: configuration {} is valid", args.keepalived.as_ref().unwrap_or(&args.config).display());
-        return ExitCode::SUCCESS;
-    }
     // From here on every signal is caught (queued until the daemon serves):
     // a SIGHUP from a reload that raced the start must not kill rvsd.
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
@@ -117,7 +98,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if !preflight_ok(&config, preflight::When::Start) {
+    if !check::preflight_ok("rvsd", &config, preflight::When::Start) {
         return ExitCode::from(3);
     }
     // A keepalived.conf is the operator's source of truth: API changes are not written back.
@@ -126,7 +107,7 @@ fn main() -> ExitCode {
     let daemon = Daemon {
         runtime,
         signals,
-        reload: Box::new(move || load_config(&config_file, keepalived_file.as_deref()).map_err(|(m, _)| m)),
+        reload: Box::new(move || check::load_config(&config_file, keepalived_file.as_deref()).map_err(|(m, _)| m)),
         dump_dir: args.dump_dir.clone(),
     };
     // The management address is taken before anything touches the wire: a
@@ -160,14 +141,6 @@ fn main() -> ExitCode {
 }
 
 /// Runs the pre-flight checks, printing one line per problem; true if none.
-fn preflight_ok(config: &Config, when: preflight::When) -> bool {
-    let problems = preflight::check(config, &preflight::Host::system(), when);
-    for p in &problems {
-        eprintln!("rvsd: {p}");
-    }
-    problems.is_empty()
-}
-
 /// What the daemon needs besides its config: the control plane's runtime, the
 /// signals caught since start-up, how to read the config again (SIGHUP) and
 /// where dumps go.
