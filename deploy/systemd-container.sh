@@ -29,7 +29,8 @@
 #
 # Needs root, systemd-nspawn (Debian: systemd-container), mmdebstrap, nsenter;
 # deploy/setup.sh installs them. NAME: 1-12 of [a-z0-9-] (the veth's name).
-set -euo pipefail
+set -Eeuo pipefail
+trap 'echo "systemd-container: error: line $LINENO: $BASH_COMMAND (exit $?)" >&2' ERR
 
 readonly ROOT="${RVS_SYSTEMD_ROOT:-/var/cache/rvs/systemd-root}"
 readonly STATE="${RVS_SYSTEMD_STATE:-/run/rvs-systemd}"
@@ -139,7 +140,7 @@ exec_in() {
 }
 
 boot() {
-    local name="$1" deb="$2" dir pid leader state started
+    local name="$1" deb="$2" dir pid leader state started child
     valid_name "$name"
     [[ -f "$deb" ]] || die "no package at $deb (bash deploy/package.sh builds it)"
     deb="$(realpath "$deb")"
@@ -155,8 +156,15 @@ boot() {
         </dev/null >"$dir/boot.log" 2>&1 &
     pid=$!
     echo "$pid" >"$dir/nspawn.pid"
+    # The container's systemd: nspawn's child that is PID 1 of its own PID
+    # namespace (nspawn first forks a helper that is not).
     for _ in $(seq 100); do
-        leader="$(awk '{print $1}' "/proc/$pid/task/$pid/children" 2>/dev/null || true)"
+        leader=""
+        for child in $(cat "/proc/$pid/task/$pid/children" 2>/dev/null || true); do
+            if [[ "$(awk '/^NSpid:/ {print $NF}' "/proc/$child/status" 2>/dev/null || true)" == 1 ]]; then
+                leader="$child"
+            fi
+        done
         [[ -n "$leader" ]] && break
         kill -0 "$pid" 2>/dev/null || { cat "$dir/boot.log" >&2; die "systemd-nspawn exited"; }
         sleep 0.1
@@ -164,7 +172,7 @@ boot() {
     [[ -n "$leader" ]] || die "systemd-nspawn started no container"
     echo "$leader" >"$dir/leader.pid"
     for _ in $(seq 600); do
-        state="$(exec_in "$name" systemctl is-system-running 2>/dev/null || true)"
+        state="$(nsenter --target "$leader" --all -- systemctl is-system-running 2>/dev/null || true)"
         [[ "$state" == running || "$state" == degraded ]] && break
         kill -0 "$pid" 2>/dev/null || { cat "$dir/boot.log" >&2; die "the container stopped while booting"; }
         sleep 0.1
@@ -185,13 +193,14 @@ boot() {
 }
 
 stop() {
-    local name="$1" dir pid leader
+    local name="$1" dir pid leader i
     valid_name "$name"
     dir="$STATE/$name"
     if pid="$(nspawn_pid "$name")"; then
-        # nspawn passes SIGTERM on as a clean poweroff of the container.
-        kill -TERM "$pid"
-        for _ in $(seq 300); do
+        # nspawn passes SIGTERM on as a clean poweroff of the container; again
+        # every 5 s, as one that came before systemd set up its handlers is lost.
+        for i in $(seq 300); do
+            ((i % 50 != 1)) || kill -TERM "$pid" 2>/dev/null || true
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
