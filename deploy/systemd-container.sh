@@ -102,8 +102,8 @@ ensure_root() {
         log "root filesystem: building $ROOT ($suite, minbase + $packages)"
         local started=$SECONDS
         rm -rf "$ROOT.new" "$ROOT.stamp"
-        # The dated snapshot mirrors some machines' apt uses have expired
-        # Release files; apt here is told the same as the host's.
+        # Dated snapshot mirrors (what this machine's apt reads) serve Release
+        # files past their Valid-Until; the host's apt is told to accept them.
         mmdebstrap --variant=minbase --include="$packages" \
             --aptopt='Acquire::Check-Valid-Until "false"' \
             --customize-hook='echo rvs-systemd >"$1/etc/hostname"' \
@@ -144,7 +144,7 @@ boot() {
     valid_name "$name"
     [[ -f "$deb" ]] || die "no package at $deb (bash deploy/package.sh builds it)"
     deb="$(realpath "$deb")"
-    stop "$name" 2>/dev/null
+    stop "$name"    # what an interrupted run left
     ensure_root "$deb" >/dev/null
     started=$SECONDS
     dir="$STATE/$name"
