@@ -5,9 +5,11 @@ with `apt-get install ./target/debian/rvs_*.deb` before this suite. Checked
 here: what it installed (binaries, man pages, completions, the systemd unit,
 the config with its secret-keeping mode, the docs), its dependencies on
 Debian's DPDK runtime packages, the unit as systemd-analyze reads it, and the
-installed rvsd started as the unit starts it (the machine has no booted
-systemd: the notify socket is this test's) forwarding traffic, listed by the
-installed rvsadm.
+installed rvsd started with the unit's command line (this machine's PID 1 is
+not systemd: the notify socket here is this test's) forwarding traffic,
+listed by the installed rvsadm. The unit itself, run by a real systemd
+(Type=notify, reload, signals, the watchdog, the sandbox), is
+tests/e2e/test_66_systemd.py's: it boots one in a container.
 
 Set RVS_NO_PACKAGE=1 to skip the suite on a machine where the package was
 not built (never in CI).
