@@ -36,7 +36,7 @@ pub fn load_for_start(config: &Path, keepalived: Option<&Path>) -> Result<Config
 pub fn preflight_ok(program: &str, config: &Config, when: preflight::When) -> bool {
     let problems = preflight::check(config, &preflight::Host::system(), when);
     for p in &problems {
-        eprintln!("{program}: {p}");
+        crate::systemd::print_error(program, p);
     }
     problems.is_empty()
 }
@@ -47,7 +47,7 @@ pub fn check_config(program: &str, config: &Path, keepalived: Option<&Path>) -> 
     let loaded = match load_for_start(config, keepalived) {
         Ok(c) => c,
         Err((message, code)) => {
-            eprintln!("{program}: {message}");
+            crate::systemd::print_error(program, message);
             return ExitCode::from(code);
         }
     };

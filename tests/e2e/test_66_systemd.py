@@ -264,8 +264,21 @@ class SystemdUnitTests(unittest.TestCase):
         status_lines = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
         self.assertEqual(status_lines["NoNewPrivs"].strip(), "1")
         self.assertEqual(status_lines["Seccomp"].strip(), "2", "SystemCallArchitectures/RestrictAddressFamilies filter")
-        own_warnings = [e["MESSAGE"] for e in journal(cursor, "-u", "rvsd", "-p", "warning") if rvsd_own(e)]
+        own_warnings = [e["MESSAGE"] for e in journal(cursor, "-u", "rvsd", "-p", "warning")
+                        if rvsd_own(e) and not e["MESSAGE"].startswith("dpdk: ")]
         self.assertEqual(own_warnings, [], "rvsd warned at start under the unit's sandbox")
+        # DPDK's own log goes through rvsd's logger (rte_openlog_stream): each
+        # line once, on rvsd's stream, with DPDK's severity (EAL's "Detected
+        # CPU lcores" is INFO), not to stdout and again to syslog.
+        entries = journal(cursor, "-u", "rvsd")
+        dpdk = [e for e in entries if "EAL: " in e["MESSAGE"] or e["MESSAGE"].startswith("dpdk: ")]
+        self.assertTrue(dpdk, "no DPDK line in the journal")
+        self.assertEqual([e["MESSAGE"] for e in dpdk if not rvsd_own(e)], [], "DPDK lines outside rvsd's stream (syslog?)")
+        self.assertTrue(all(e["MESSAGE"].startswith("dpdk: ") for e in dpdk), [e["MESSAGE"] for e in dpdk])
+        detected = [e for e in dpdk if "EAL: Detected CPU lcores" in e["MESSAGE"]]
+        self.assertEqual(len(detected), 1, [e["MESSAGE"] for e in dpdk])
+        self.assertEqual(detected[0]["PRIORITY"], "6", detected[0])
+        self.assertFalse(any(" INFO " in e["MESSAGE"] for e in entries if rvsd_own(e)), "the level is repeated in the text")
         lab.figure(f"`systemctl start rvsd` returned after {elapsed:.2f} s (READY=1), the API answering at once")
 
     def test_2_reload_applies_a_valid_file_and_refuses_an_invalid_one(self):

@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     let config = match check::load_for_start(&args.config, args.keepalived.as_deref()) {
         Ok(c) => c,
         Err((message, code)) => {
-            eprintln!("rvsd: {message}");
+            systemd::print_error("rvsd", message);
             return ExitCode::from(code);
         }
     };
@@ -80,21 +80,21 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("rvsd: cannot start the control plane's threads: {e}");
+            systemd::print_error("rvsd", format_args!("cannot start the control plane's threads: {e}"));
             return ExitCode::from(1);
         }
     };
     let signals = match runtime.block_on(async { Signals::install() }) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("rvsd: cannot catch signals: {e}");
+            systemd::print_error("rvsd", format_args!("cannot catch signals: {e}"));
             return ExitCode::from(1);
         }
     };
     let _pid_file = match args.pid_file.as_deref().map(rvs_control::pidfile::PidFile::create).transpose() {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("rvsd: {e}");
+            systemd::print_error("rvsd", e);
             return ExitCode::from(1);
         }
     };
@@ -115,26 +115,26 @@ fn main() -> ExitCode {
     let listener = match bind_api(config.api.listen) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("rvsd: the REST API cannot listen on {}: {e} (api.listen)", config.api.listen);
+            systemd::print_error("rvsd", format_args!("the REST API cannot listen on {}: {e} (api.listen)", config.api.listen));
             return ExitCode::from(4);
         }
     };
     match run(config, persist, listener, daemon) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Dpdk(e)) => {
-            eprintln!("rvsd: DPDK could not start: {e}");
+            systemd::print_error("rvsd", format_args!("DPDK could not start: {e}"));
             ExitCode::from(3)
         }
         Err(Failure::Listen(addr, e)) => {
-            eprintln!("rvsd: the REST API cannot listen on {addr}: {e}");
+            systemd::print_error("rvsd", format_args!("the REST API cannot listen on {addr}: {e}"));
             ExitCode::from(4)
         }
         Err(Failure::Ha(e)) => {
-            eprintln!("rvsd: {e}");
+            systemd::print_error("rvsd", e);
             ExitCode::from(5)
         }
         Err(Failure::Other(e)) => {
-            eprintln!("rvsd: {e}");
+            systemd::print_error("rvsd", e);
             ExitCode::from(1)
         }
     }

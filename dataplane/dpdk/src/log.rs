@@ -6,8 +6,8 @@
 //! `<N>` prefixes rvsd's own lines carry. This module gives DPDK a `FILE`
 //! made with glibc's `fopencookie(3)` whose write function hands each message,
 //! with DPDK's level for it (`rte_log_cur_msg_loglevel`), to `tracing`, so
-//! DPDK's lines get the same format, filter (`RUST_LOG`, target `dpdk`) and
-//! journald severity as the rest of rvsd.
+//! DPDK's lines (`dpdk: EAL: …`) get the same format, filter (`RUST_LOG`,
+//! target `dpdk`) and journald severity as the rest of rvsd.
 //!
 //! Why not a pipe and a reader thread: the level is only known on the thread
 //! that logs, while the message is being written.
@@ -46,15 +46,16 @@ pub fn level_of(rte_level: u32) -> tracing::Level {
     }
 }
 
-/// Emits one DPDK message (one or more lines) at `level`, line by line.
+/// Emits one DPDK message (one or more lines) at `level`, line by line, each
+/// as `dpdk: <line>` so that a reader can tell DPDK's lines from rvsd's.
 pub fn emit(level: tracing::Level, message: &[u8]) {
     let text = String::from_utf8_lossy(message);
     for line in text.lines().map(str::trim_end).filter(|l| !l.is_empty()) {
         match level {
-            tracing::Level::ERROR => tracing::error!(target: "dpdk", "{line}"),
-            tracing::Level::WARN => tracing::warn!(target: "dpdk", "{line}"),
-            tracing::Level::INFO => tracing::info!(target: "dpdk", "{line}"),
-            _ => tracing::debug!(target: "dpdk", "{line}"),
+            tracing::Level::ERROR => tracing::error!(target: "dpdk", "dpdk: {line}"),
+            tracing::Level::WARN => tracing::warn!(target: "dpdk", "dpdk: {line}"),
+            tracing::Level::INFO => tracing::info!(target: "dpdk", "dpdk: {line}"),
+            _ => tracing::debug!(target: "dpdk", "dpdk: {line}"),
         }
     }
 }
