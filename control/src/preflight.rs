@@ -34,6 +34,10 @@ pub enum Problem {
         "eal: no hugepages available ({reason}): reserve some (deploy/docs/bare-metal.md) or add \"--no-huge\", \"-m\", \"512\" to eal"
     )]
     NoHugepages { reason: String },
+    /// A DPDK driver (PMD) the config needs is not installed: EAL loads PMDs as
+    /// plugins from Debian's per-driver packages.
+    #[error("{field}: the DPDK driver {library} is not installed in {dir}: install Debian's {package}")]
+    DriverMissing { field: String, library: String, dir: String, package: String },
     /// Another DPDK process holds the EAL file prefix.
     #[error("eal: the EAL file prefix \"{prefix}\" is in use by process {pid} (another rvsd or DPDK application): stop it or set another --file-prefix in eal")]
     FilePrefixInUse { prefix: String, pid: i32 },
@@ -87,6 +91,7 @@ pub fn check(config: &Config, host: &Host, when: When) -> Vec<Problem> {
     problems.extend(check_lcores(config, host));
     problems.extend(check_ports(config, host));
     problems.extend(check_hugepages(config, host));
+    problems.extend(check_drivers(config, host));
     if when == When::Start {
         problems.extend(check_file_prefix(config, host));
     }
@@ -159,6 +164,51 @@ fn check_ports(config: &Config, host: &Host) -> Vec<Problem> {
         }
     }
     problems
+}
+
+/// The directory EAL loads its driver plugins from, as Debian installs DPDK
+/// (`/usr/lib/<multiarch>/dpdk/pmds-<ABI>`), if there is one.
+fn driver_dir(host: &Host) -> Option<(String, String)> {
+    let lib = host.path("/usr/lib");
+    for arch in std::fs::read_dir(lib).ok()?.flatten() {
+        let Ok(entries) = std::fs::read_dir(arch.path().join("dpdk")) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(abi) = name.strip_prefix("pmds-") {
+                let abi = abi.split('.').next().unwrap_or(abi).to_owned();
+                let dir = format!("/usr/lib/{}/dpdk/{name}", arch.file_name().to_string_lossy());
+                return Some((dir, abi));
+            }
+        }
+    }
+    None
+}
+
+/// The drivers EAL must load for this config: the mempool handler and every
+/// virtual device's PMD (`net_af_packet0,…` → `librte_net_af_packet`). PCI
+/// devices are left to EAL: which PMD drives a NIC is the NIC's business.
+fn check_drivers(config: &Config, host: &Host) -> Vec<Problem> {
+    let Some((dir, abi)) = driver_dir(host) else { return Vec::new() };
+    let installed: Vec<String> = std::fs::read_dir(host.path(&dir))
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    let present = |library: &str| installed.iter().any(|f| f.strip_prefix(library).is_some_and(|rest| rest.starts_with(".so")));
+    let mut needed = vec![("mbufs".to_owned(), "librte_mempool_ring".to_owned())];
+    for (i, port) in config.ports.iter().enumerate() {
+        let name = port.device.split(',').next().unwrap_or_default();
+        if let Some(driver) = name.strip_prefix("net_") {
+            let driver = driver.trim_end_matches(|c: char| c.is_ascii_digit());
+            needed.push((format!("ports[{i}].device"), format!("librte_net_{driver}")));
+        }
+    }
+    needed
+        .into_iter()
+        .filter(|(_, library)| !present(library))
+        .map(|(field, library)| {
+            let package = format!("{}{abi}", library.replace('_', "-"));
+            Problem::DriverMissing { field, library, dir: dir.clone(), package }
+        })
+        .collect()
 }
 
 fn check_hugepages(config: &Config, host: &Host) -> Vec<Problem> {
@@ -251,6 +301,27 @@ mod tests {
         std::fs::write(root.join("proc/meminfo"), format!("MemTotal: 1 kB\nHugePages_Free:    {free}\n")).expect("write");
         let host = Host::at(root);
         (dir, host)
+    }
+
+    #[test]
+    fn a_missing_driver_names_debians_package() {
+        let (dir, h) = host("0-1", &["eth1"], &[], true, 8);
+        let pmds = dir.path().join("usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0");
+        std::fs::create_dir_all(&pmds).expect("mkdir");
+        for lib in ["librte_mempool_ring.so.23", "librte_net_af_packet.so.23.0"] {
+            std::fs::write(pmds.join(lib), b"").expect("write");
+        }
+        let c = config(&["--file-prefix", "x"], 0, &[1], &["net_af_packet0,iface=eth1", "net_memif1,role=server"]);
+        let problems = check(&c, &h, When::CheckOnly);
+        assert_eq!(
+            problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["ports[1].device: the DPDK driver librte_net_memif is not installed in /usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0: \
+              install Debian's librte-net-memif23"]
+        );
+        std::fs::remove_file(pmds.join("librte_mempool_ring.so.23")).expect("rm");
+        let c = config(&["--file-prefix", "x"], 0, &[1], &["net_af_packet0,iface=eth1"]);
+        assert!(matches!(&check(&c, &h, When::Start)[..], [Problem::DriverMissing { field, package, .. }]
+            if field == "mbufs" && package == "librte-mempool-ring23"));
     }
 
     #[test]

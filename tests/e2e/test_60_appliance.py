@@ -250,6 +250,14 @@ class StartupErrorTests(unittest.TestCase):
             ("PCI device missing", {"ports": [{"name": "lan0", "device": "0000:7f:1f.7", "addresses": ["10.0.0.1/24"]}]},
              "rvsd: ports[0].device: PCI device 0000:7f:1f.7 not found (see `dpdk-devbind.py --status`)"),
         ]
+        # A DPDK runtime library (a driver plugin) missing: Debian's package named.
+        pmds = sorted(Path("/usr/lib").glob("*/dpdk/pmds-*"))
+        if pmds:
+            abi = pmds[0].name.removeprefix("pmds-").split(".")[0]
+            cases.append(("DPDK driver missing",
+                          {"ports": [{"name": "lan0", "device": "net_nosuchpmd0", "addresses": ["10.0.0.1/24"]}]},
+                          f"rvsd: ports[0].device: the DPDK driver librte_net_nosuchpmd is not installed in {pmds[0]}: "
+                          f"install Debian's librte-net-nosuchpmd{abi}"))
         for what, change, expected in cases:
             for extra in ((), ("--check-config",)):
                 with self.subTest(what, mode=extra):
