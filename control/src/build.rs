@@ -71,6 +71,7 @@ pub fn build_snapshot(config: &Config, port_macs: &[MacAddr], generation: u64) -
             local_addrs: s.local_addresses.clone(),
             toa: s.toa,
             expire_quiescent: s.expire_quiescent,
+            lookup_table: None, // built by Snapshot::finish
             reals: s
                 .reals
                 .iter()
@@ -99,6 +100,8 @@ pub fn build_snapshot(config: &Config, port_macs: &[MacAddr], generation: u64) -
             // A quarter of a worker's share of the pool, whatever the counts above.
             max_held: config.mbufs as usize / 4 / config.workers.len().max(1),
         },
+        // Another quarter of a worker's share for frames waiting for ARP.
+        neigh_max_held: (config.mbufs as usize / 4 / config.workers.len().max(1)).max(1),
         workers: config.workers.len(),
         expire_nodest_conn: config.expire_nodest_conn,
         ..Snapshot::default()

@@ -58,7 +58,7 @@ use crate::frame::Frame;
 use crate::fwd::{dr, fnat, icmp_err, nat, reset, ttl, tun, FwdError, NextHop};
 use crate::laddr::{owner_of_port, LocalPool};
 use crate::neigh::{NeighTable, Resolution};
-use crate::sched::{new_scheduler, Candidates, Scheduler};
+use crate::sched::{new_scheduler_for, Candidates, Scheduler};
 use crate::snapshot::{ForwardMode, Persistence, Protocol, ServiceKey, Snapshot};
 use crate::stats::{ConnFilter, ConnInfo, Counter, Counters, RealStats, ServiceStats, TrafficCounters};
 use crate::wire::{arp, ethertype, icmp, ip_proto, ArpPacket, EthernetFrame, IcmpPacket, Ipv4Packet, MacAddr, TcpSegment, UdpDatagram};
@@ -340,12 +340,14 @@ impl<F: Frame> Processor<F> {
 
     /// The processor of worker `worker` out of `workers`.
     pub fn for_worker(snapshot: Arc<Snapshot>, conn_capacity: usize, worker: usize, workers: usize) -> Self {
-        let schedulers = snapshot.services.iter().map(|s| new_scheduler(s.scheduler, &s.reals, &s.sched_options)).collect();
+        let schedulers = snapshot.services.iter().map(new_scheduler_for).collect();
         let counts = snapshot.services.iter().map(|s| fresh_counts(s.reals.len())).collect();
         let mut counters = Counters::default();
         counters.set(Counter::Generation, snapshot.generation);
         let pool = LocalPool::new(worker, workers, snapshot.local_port_range);
         let frag_limits = snapshot.frag_limits;
+        let mut neigh = NeighTable::new();
+        neigh.set_max_held(snapshot.neigh_max_held);
         Processor {
             worker,
             workers: workers.max(1),
@@ -353,7 +355,7 @@ impl<F: Frame> Processor<F> {
             schedulers,
             counts,
             conns: ConnTable::with_capacity(conn_capacity),
-            neigh: NeighTable::new(),
+            neigh,
             pool,
             flow_owners: HashMap::new(),
             templates: HashMap::new(),
@@ -385,7 +387,7 @@ impl<F: Frame> Processor<F> {
                     .service(&s.key)
                     .filter(|(_, old)| *old == s)
                     .and_then(|(i, _)| old_states.get_mut(i).and_then(Option::take));
-                kept.unwrap_or_else(|| new_scheduler(s.scheduler, &s.reals, &s.sched_options))
+                kept.unwrap_or_else(|| new_scheduler_for(s))
             })
             .collect();
         if snapshot.local_port_range != self.pool.range() {
@@ -398,6 +400,7 @@ impl<F: Frame> Processor<F> {
             self.pool = pool;
         }
         self.reassembler.set_limits(snapshot.frag_limits);
+        self.neigh.set_max_held(snapshot.neigh_max_held);
         let old = std::mem::replace(&mut self.snapshot, snapshot);
         // Counts follow real servers by address, not by position. Connections
         // find their new indices lazily (see `relocate`).

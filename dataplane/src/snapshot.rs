@@ -198,6 +198,11 @@ pub struct Service {
     pub toa: bool,
     /// Expire connections of quiescent (weight 0) real servers instead of letting them finish.
     pub expire_quiescent: bool,
+    /// The `mh`/`maglev` lookup table for `reals` and `sched_options`, built by
+    /// [`Snapshot::finish`] on the control plane and shared by every worker
+    /// (`None`: the kind has none, or the snapshot was not finished and each
+    /// worker builds its own).
+    pub lookup_table: Option<crate::sched::LookupTable>,
 }
 
 impl Service {
@@ -212,6 +217,7 @@ impl Service {
             local_addrs: Vec::new(),
             toa: false,
             expire_quiescent: false,
+            lookup_table: None,
         }
     }
 }
@@ -419,6 +425,9 @@ pub struct Snapshot {
     pub local_port_range: (u16, u16),
     /// Bounds of each worker's IPv4 fragment reassembly.
     pub frag_limits: crate::frag::FragLimits,
+    /// Frames a worker may hold waiting for ARP answers, on all next hops
+    /// together (a share of the mbuf pool).
+    pub neigh_max_held: usize,
     /// Number of workers (sizes [`Snapshot::conn_counts`]).
     pub workers: usize,
     /// Drop the connections of removed real servers at their next packet
@@ -453,6 +462,7 @@ impl Default for Snapshot {
             timeouts: Timeouts::default(),
             local_port_range: DEFAULT_LOCAL_PORT_RANGE,
             frag_limits: crate::frag::FragLimits::default(),
+            neigh_max_held: crate::neigh::DEFAULT_MAX_HELD,
             workers: 1,
             expire_nodest_conn: false,
             conn_counts: Default::default(),
@@ -465,8 +475,13 @@ impl Default for Snapshot {
 }
 
 impl Snapshot {
-    /// Builds the lookup index and sorts the routes. Call after filling the fields.
+    /// Builds the lookup index and the schedulers' lookup tables (here, on the
+    /// control plane, once for every worker) and sorts the routes. Call after
+    /// filling the fields.
     pub fn finish(mut self) -> Self {
+        for s in &mut self.services {
+            s.lookup_table = crate::sched::lookup_table(s.scheduler, &s.reals, &s.sched_options);
+        }
         self.service_index = self.services.iter().enumerate().map(|(i, s)| (s.key, i)).collect();
         self.routes.sort_by_key(|r| std::cmp::Reverse(r.prefix_len));
         self.vip_set = self.services.iter().map(|s| s.key.vip).filter(|v| !self.standby.contains(v)).collect();

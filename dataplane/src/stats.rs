@@ -49,7 +49,7 @@ counters! {
     DropNoRealServer => "drop_no_real_server": "New connections refused: no real server available (answered with ICMP port unreachable, as IPVS ip_vs_leave).",
     DropConnTableFull => "drop_conn_table_full": "New connections refused: connection table full.",
     DropNoRoute => "drop_no_route": "Packets without a route to their next hop.",
-    DropNeighQueueFull => "drop_neigh_queue_full": "Packets dropped while their next hop's ARP queue was full.",
+    DropNeighQueueFull => "drop_neigh_queue_full": "Packets dropped while their next hop's ARP queue, or the worker's total held for ARP, was full.",
     DropNeighUnresolved => "drop_neigh_unresolved": "Queued packets dropped because their next hop never answered ARP.",
     DropLocal => "drop_local": "Packets to our own addresses that the dataplane does not answer itself.",
     ArpRequestsIn => "arp_requests_in": "ARP requests for our addresses or VIPs answered.",

@@ -2,7 +2,9 @@
 //!
 //! Resolves next hops (gateways, real servers, clients on connected networks) to
 //! MAC addresses. A packet whose next hop is not resolved yet is queued on the
-//! entry (up to [`MAX_PENDING`] per neighbour) and sent as soon as the ARP reply
+//! entry (up to [`MAX_PENDING`] per neighbour, and [`NeighTable::set_max_held`]
+//! in all, so that unresolved next hops cannot drain the mbuf pool) and sent as
+//! soon as the ARP reply
 //! arrives; an ARP request goes out at most once per [`RETRY_MS`]. Entries are
 //! refreshed after [`REFRESH_MS`] and forgotten after [`STALE_MS`] without an
 //! answer. Each worker owns its table (no locks); a worker learns from the ARP
@@ -16,6 +18,8 @@ use crate::wire::MacAddr;
 
 /// Packets queued per unresolved neighbour.
 pub const MAX_PENDING: usize = 64;
+/// Packets queued on all neighbours together, unless set otherwise.
+pub const DEFAULT_MAX_HELD: usize = 1024;
 /// Minimum interval between ARP requests for one neighbour.
 pub const RETRY_MS: u64 = 1_000;
 /// Queued packets are dropped when no answer came within this time.
@@ -61,11 +65,15 @@ pub enum Resolution<F> {
 #[derive(Debug)]
 pub struct NeighTable<F> {
     entries: HashMap<Ipv4Addr, Entry<F>>,
+    /// Frames queued on all entries.
+    held: usize,
+    /// The bound on `held`.
+    max_held: usize,
 }
 
 impl<F> Default for NeighTable<F> {
     fn default() -> Self {
-        NeighTable { entries: HashMap::new() }
+        NeighTable { entries: HashMap::new(), held: 0, max_held: DEFAULT_MAX_HELD }
     }
 }
 
@@ -73,6 +81,17 @@ impl<F> NeighTable<F> {
     /// An empty table.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Bounds the frames queued on all neighbours together (frames already
+    /// queued stay; new ones are refused while the total is at the bound).
+    pub fn set_max_held(&mut self, max_held: usize) {
+        self.max_held = max_held;
+    }
+
+    /// Frames queued on all neighbours.
+    pub fn held(&self) -> usize {
+        self.held
     }
 
     /// The MAC of `ip` if resolved and not stale.
@@ -104,13 +123,14 @@ impl<F> NeighTable<F> {
             }
             entry.mac = None;
         }
-        if entry.pending.len() >= MAX_PENDING {
+        if entry.pending.len() >= MAX_PENDING || self.held >= self.max_held {
             return Resolution::QueueFull(frame);
         }
         if entry.pending.is_empty() {
             entry.first_queued_ms = now_ms;
         }
         entry.pending.push(frame);
+        self.held += 1;
         let request = retry_due(entry.requested_ms, now_ms);
         if request {
             entry.requested_ms = Some(now_ms);
@@ -138,12 +158,15 @@ impl<F> NeighTable<F> {
         entry.port = port;
         entry.confirmed_ms = now_ms;
         entry.requested_ms = None;
-        std::mem::take(&mut entry.pending)
+        let released = std::mem::take(&mut entry.pending);
+        self.held = self.held.saturating_sub(released.len());
+        released
     }
 
     /// Housekeeping: returns frames that waited too long (to be dropped) and the
     /// `(ip, port)` of neighbours that need another ARP request now.
     pub fn tick(&mut self, now_ms: u64, expired: &mut Vec<F>, requests: &mut Vec<(Ipv4Addr, u16)>) {
+        let before = expired.len();
         self.entries.retain(|ip, e| {
             if !e.pending.is_empty() {
                 if now_ms.saturating_sub(e.first_queued_ms) > PENDING_TIMEOUT_MS {
@@ -157,6 +180,7 @@ impl<F> NeighTable<F> {
             let stale = e.mac.is_none_or(|_| now_ms.saturating_sub(e.confirmed_ms) > STALE_MS);
             !(stale && e.pending.is_empty() && now_ms.saturating_sub(e.first_queued_ms) > PENDING_TIMEOUT_MS)
         });
+        self.held = self.held.saturating_sub(expired.len() - before);
     }
 
     /// Number of entries.
@@ -236,5 +260,32 @@ mod tests {
         assert!(matches!(r, Resolution::Resolved { refresh: true, .. }));
         let r = t.resolve(IP, 0, 1, REFRESH_MS + 2);
         assert!(matches!(r, Resolution::Resolved { refresh: false, .. }));
+    }
+
+    #[test]
+    fn the_total_held_for_arp_is_bounded() {
+        let mut t: NeighTable<u32> = NeighTable::new();
+        t.set_max_held(100);
+        let mut queued = 0;
+        // Many unresolved next hops (spoofed clients on a connected network).
+        for i in 0..50u32 {
+            let ip = Ipv4Addr::from(0x0a00_0000 + i);
+            for f in 0..4 {
+                match t.resolve(ip, 0, f, 0) {
+                    Resolution::Queued { .. } => queued += 1,
+                    Resolution::QueueFull(_) => {}
+                    Resolution::Resolved { .. } => panic!("nothing is resolved"),
+                }
+            }
+        }
+        assert_eq!((queued, t.held()), (100, 100));
+        // An answer releases its frames and makes room.
+        let released = t.learn(Ipv4Addr::from(0x0a00_0000), MAC, 0, 1, true);
+        assert_eq!((released.len(), t.held()), (4, 96));
+        assert!(matches!(t.resolve(Ipv4Addr::from(0x0a00_0063), 0, 9, 1), Resolution::Queued { .. }));
+        // Expiry releases the rest.
+        let (mut expired, mut requests) = (Vec::new(), Vec::new());
+        t.tick(PENDING_TIMEOUT_MS + 10, &mut expired, &mut requests);
+        assert_eq!((expired.len(), t.held()), (97, 0));
     }
 }

@@ -957,3 +957,27 @@ fn egress_fragments_above_the_mtu_and_answers_df_with_fragmentation_needed() {
 }
 
 mod ipvs_packet;
+
+/// `mh`/`maglev` tables are built by `Snapshot::finish` on the control plane;
+/// workers share them (adopting a snapshot builds nothing on the packet path).
+#[test]
+fn workers_share_the_snapshots_lookup_tables() {
+    let key = ServiceKey { protocol: Protocol::Tcp, vip: NAT_VIP, port: 8443 };
+    let mut snap = (*snapshot(1, nat_reals())).clone();
+    snap.services.push(Service::new(key, SchedulerKind::Maglev, nat_reals()));
+    let snap = Arc::new(snap.finish());
+    let table = snap.service(&key).and_then(|(_, s)| s.lookup_table.clone()).expect("finish builds the maglev table");
+    let before = table.holders();
+    let first: Processor<VecFrame> = Processor::new(Arc::clone(&snap), 64);
+    let mut second: Processor<VecFrame> = Processor::new(Arc::clone(&snap), 64);
+    assert_eq!(table.holders(), before + 2, "each worker's scheduler holds the shared table");
+    // A new generation with the same service: the table is rebuilt off the
+    // worker, the worker keeps its scheduler state (equal service).
+    let mut next = (*snap).clone();
+    next.generation = 2;
+    let next = Arc::new(next.finish());
+    let old = second.adopt(Arc::clone(&next));
+    drop(old);
+    drop(first);
+    assert_eq!(table.holders(), before + 1, "{}", table.holders());
+}

@@ -49,7 +49,7 @@
 use std::net::Ipv4Addr;
 
 use super::common::{endpoint_hash, table_size_or};
-use super::{Candidates, HashFields, SchedOptions, Scheduler};
+use super::{Candidates, HashFields, LookupTable, SchedOptions, Scheduler};
 use crate::conn::FlowKey;
 use crate::snapshot::RealServer;
 
@@ -65,16 +65,27 @@ const KEY_SEED: u64 = 0x6d61_676c_6576_2d6b; // "maglev-k"
 /// Weighted Maglev scheduler: the lookup table and the key fields.
 #[derive(Debug)]
 pub struct Maglev {
-    /// Entry → real server index (`NO_SERVER` when no server has weight).
-    table: Vec<u16>,
+    /// Entry → real server index (`NO_SERVER` when no server has weight),
+    /// shared read-only with every worker using the same snapshot.
+    table: LookupTable,
     with_port: bool,
 }
 
 impl Maglev {
-    /// The table for `reals`: size `options.table_size` (default
-    /// [`MAGLEV_DEFAULT_TABLE_SIZE`]), key fields `options.hash`. Servers past
-    /// index 65534 get no entries.
+    /// A scheduler that builds its own table (see [`Maglev::build_table`]).
     pub fn new(reals: &[RealServer], options: &SchedOptions) -> Self {
+        Maglev::with_table(Maglev::build_table(reals, options), options)
+    }
+
+    /// A scheduler over a table [`Maglev::build_table`] made for the same
+    /// real servers and options (built once per snapshot, off the workers).
+    pub fn with_table(table: LookupTable, options: &SchedOptions) -> Self {
+        Maglev { table, with_port: options.hash == HashFields::SrcAddrPort }
+    }
+
+    /// The table for `reals`: size `options.table_size` (default
+    /// [`MAGLEV_DEFAULT_TABLE_SIZE`]). Servers past index 65534 get no entries.
+    pub fn build_table(reals: &[RealServer], options: &SchedOptions) -> LookupTable {
         let m = table_size_or(options.table_size, MAGLEV_DEFAULT_TABLE_SIZE);
         let usable = &reals[..reals.len().min(usize::from(NO_SERVER))];
         let mut table = vec![NO_SERVER; m];
@@ -109,17 +120,17 @@ impl Maglev {
                 }
             }
         }
-        Maglev { table, with_port: options.hash == HashFields::SrcAddrPort }
+        LookupTable::new(table)
     }
 
     /// Number of table entries (the prime M).
     pub fn table_size(&self) -> usize {
-        self.table.len()
+        self.table.entries().len()
     }
 
     /// The real server (index) owning table entry `e`.
     pub fn entry(&self, e: usize) -> Option<usize> {
-        match self.table.get(e) {
+        match self.table.entries().get(e) {
             Some(&NO_SERVER) | None => None,
             Some(&i) => Some(usize::from(i)),
         }
@@ -128,7 +139,7 @@ impl Maglev {
     /// The table entry of a client (source address, and port when the key includes it).
     pub fn slot(&self, src: Ipv4Addr, sport: u16) -> usize {
         let port = if self.with_port { sport } else { 0 };
-        (endpoint_hash(src, port, KEY_SEED) % self.table.len() as u64) as usize
+        (endpoint_hash(src, port, KEY_SEED) % self.table.entries().len() as u64) as usize
     }
 }
 
@@ -141,7 +152,7 @@ impl Scheduler for Maglev {
         if !(0..c.len()).any(|i| c.available(i)) {
             return None;
         }
-        let m = self.table.len();
+        let m = self.table.entries().len();
         (1..m).filter_map(|k| self.entry((home + k) % m)).find(|&i| c.available(i))
     }
 }
@@ -264,7 +275,7 @@ mod tests {
         assert_eq!(a.table, b.table);
         // Pinned: a change here changes which server clients reach across a
         // cluster running mixed versions. FNV-1a over the table's bytes.
-        let bytes: Vec<u8> = a.table.iter().flat_map(|e| e.to_le_bytes()).collect();
+        let bytes: Vec<u8> = a.table.entries().iter().flat_map(|e| e.to_le_bytes()).collect();
         assert_eq!(fnv1a64(&bytes), PINNED_TABLE_HASH, "maglev table changed: {:#x}", fnv1a64(&bytes));
     }
 

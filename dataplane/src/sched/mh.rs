@@ -40,7 +40,7 @@
 //! [`HashFields::SrcAddrPort`]: super::HashFields::SrcAddrPort
 
 use super::common::{gcd, table_size_or, word_hash};
-use super::{Candidates, HashFields, SchedOptions, Scheduler};
+use super::{Candidates, HashFields, LookupTable, SchedOptions, Scheduler};
 use crate::conn::FlowKey;
 use crate::snapshot::RealServer;
 
@@ -56,8 +56,9 @@ const SEED_2: u64 = 0x6d68_2d68_6173_6832; // "mh-hash2"
 /// `mh` scheduler: the lookup table and the options.
 #[derive(Debug)]
 pub struct MaglevHashing {
-    /// Entry → real server index (`NO_SERVER` when the service has no weight).
-    table: Vec<u16>,
+    /// Entry → real server index (`NO_SERVER` when the service has no weight),
+    /// shared read-only with every worker using the same snapshot.
+    table: LookupTable,
     with_port: bool,
     fallback: bool,
 }
@@ -68,10 +69,21 @@ fn tab_bits(m: usize) -> u32 {
 }
 
 impl MaglevHashing {
-    /// The table for `reals`: size `options.table_size` (default
-    /// [`MH_DEFAULT_TABLE_SIZE`]), `mh-port` from `options.hash`, `mh-fallback`
-    /// from `options.fallback`. Servers past index 65534 get no entries.
+    /// A scheduler that builds its own table (see [`MaglevHashing::build_table`]):
+    /// `mh-port` from `options.hash`, `mh-fallback` from `options.fallback`.
     pub fn new(reals: &[RealServer], options: &SchedOptions) -> Self {
+        MaglevHashing::with_table(MaglevHashing::build_table(reals, options), options)
+    }
+
+    /// A scheduler over a table [`MaglevHashing::build_table`] made for the
+    /// same real servers and options (built once per snapshot, off the workers).
+    pub fn with_table(table: LookupTable, options: &SchedOptions) -> Self {
+        MaglevHashing { table, with_port: options.hash == HashFields::SrcAddrPort, fallback: options.fallback }
+    }
+
+    /// The table for `reals`: size `options.table_size` (default
+    /// [`MH_DEFAULT_TABLE_SIZE`]). Servers past index 65534 get no entries.
+    pub fn build_table(reals: &[RealServer], options: &SchedOptions) -> LookupTable {
         let m = table_size_or(options.table_size, MH_DEFAULT_TABLE_SIZE);
         let usable = &reals[..reals.len().min(usize::from(NO_SERVER))];
         let mut table = vec![NO_SERVER; m];
@@ -106,24 +118,24 @@ impl MaglevHashing {
                 }
             }
         }
-        MaglevHashing { table, with_port: options.hash == HashFields::SrcAddrPort, fallback: options.fallback }
+        LookupTable::new(table)
     }
 
     /// Number of table entries (the prime M).
     pub fn table_size(&self) -> usize {
-        self.table.len()
+        self.table.entries().len()
     }
 
     /// The real server (index) owning table entry `e`.
     pub fn entry(&self, e: usize) -> Option<usize> {
-        match self.table.get(e) {
+        match self.table.entries().get(e) {
             Some(&NO_SERVER) | None => None,
             Some(&i) => Some(usize::from(i)),
         }
     }
 
     fn slot(&self, v: u32) -> usize {
-        (word_hash(v, SEED_1) % self.table.len() as u64) as usize
+        (word_hash(v, SEED_1) % self.table.entries().len() as u64) as usize
     }
 }
 
@@ -139,7 +151,7 @@ impl Scheduler for MaglevHashing {
         if !self.fallback || !(0..c.len()).any(|i| c.available(i)) {
             return None;
         }
-        let m = self.table.len();
+        let m = self.table.entries().len();
         for k in 0..m {
             let offset = ((home + k) % m) as u32;
             let i = self.entry(self.slot(v.wrapping_add(offset)))?;

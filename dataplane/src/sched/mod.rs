@@ -99,6 +99,7 @@ pub use wlc::WeightedLeastConnection;
 pub use wrr::WeightedRoundRobin;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -240,6 +241,71 @@ pub fn new_scheduler(kind: SchedulerKind, reals: &[RealServer], options: &SchedO
         }
         SchedulerKind::Mh => Box::new(MaglevHashing::new(reals, options)),
         SchedulerKind::Maglev => Box::new(Maglev::new(reals, options)),
+    }
+}
+
+/// A hashing scheduler's lookup table (entry → real server index), built once
+/// per snapshot on a control thread ([`lookup_table`]) and shared read-only by
+/// every worker: a `maglev` table is up to 2^20 entries, too much work to
+/// repeat on each forwarding core at every snapshot.
+#[derive(Clone)]
+pub struct LookupTable(Arc<[u16]>);
+
+impl LookupTable {
+    /// A table of these entries.
+    pub fn new(entries: Vec<u16>) -> Self {
+        LookupTable(entries.into())
+    }
+
+    /// The entries.
+    pub fn entries(&self) -> &[u16] {
+        &self.0
+    }
+
+    /// True when both are the same allocation (shared, not copied).
+    pub fn shares(&self, other: &LookupTable) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// How many holders share this allocation (the snapshot and each
+    /// worker's scheduler state).
+    pub fn holders(&self) -> usize {
+        Arc::strong_count(&self.0)
+    }
+}
+
+impl PartialEq for LookupTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.shares(other) || self.0 == other.0
+    }
+}
+
+impl Eq for LookupTable {}
+
+impl std::fmt::Debug for LookupTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LookupTable({} entries)", self.0.len())
+    }
+}
+
+/// The lookup table a scheduler of `kind` needs for `reals` (`mh`, `maglev`),
+/// for the snapshot builder; `None` for the kinds without one.
+pub fn lookup_table(kind: SchedulerKind, reals: &[RealServer], options: &SchedOptions) -> Option<LookupTable> {
+    match kind {
+        SchedulerKind::Mh => Some(MaglevHashing::build_table(reals, options)),
+        SchedulerKind::Maglev => Some(Maglev::build_table(reals, options)),
+        _ => None,
+    }
+}
+
+/// A fresh scheduler state for `service`, over the service's prebuilt lookup
+/// table when the snapshot carries one (what workers call: no table is built
+/// on a forwarding core), else as [`new_scheduler`].
+pub fn new_scheduler_for(service: &crate::snapshot::Service) -> Box<dyn Scheduler> {
+    match (service.scheduler, &service.lookup_table) {
+        (SchedulerKind::Mh, Some(t)) => Box::new(MaglevHashing::with_table(t.clone(), &service.sched_options)),
+        (SchedulerKind::Maglev, Some(t)) => Box::new(Maglev::with_table(t.clone(), &service.sched_options)),
+        _ => new_scheduler(service.scheduler, &service.reals, &service.sched_options),
     }
 }
 
@@ -562,5 +628,27 @@ mod tests {
             assert!(k <= 45, "{k}");
             eprintln!("stale wlc, weights {weights:?}: K = {k}, worst (a_x/w_x − a_y/w_y)·w_x = {worst:.2} ≤ K + 1 = {}", k + 1);
         }
+    }
+
+    #[test]
+    fn prebuilt_tables_pick_as_self_built_ones() {
+        use crate::snapshot::{Protocol, Service, ServiceKey};
+        let key = ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100), port: 80 };
+        for kind in [SchedulerKind::Maglev, SchedulerKind::Mh] {
+            let rs = reals(&[1, 3, 0, 2]);
+            let opts = SchedOptions::default();
+            let table = lookup_table(kind, &rs, &opts).expect("a table");
+            let expected = if kind == SchedulerKind::Maglev { MAGLEV_DEFAULT_TABLE_SIZE } else { MH_DEFAULT_TABLE_SIZE };
+            assert_eq!(table.entries().len(), expected as usize, "{kind:?}");
+            let service = Service { lookup_table: Some(table.clone()), ..Service::new(key, kind, rs.clone()) };
+            let mut shared = new_scheduler_for(&service);
+            assert_eq!(table.holders(), 3, "{kind:?}: the scheduler holds the snapshot's table, not a copy");
+            let mut own = new_scheduler(kind, &rs, &opts);
+            for i in 0..2000u16 {
+                let f = flow_from(Ipv4Addr::new(172, 16, (i >> 8) as u8, i as u8), 1000 + i);
+                assert_eq!(shared.pick(&Candidates::idle(&rs), &f), own.pick(&Candidates::idle(&rs), &f), "{kind:?}");
+            }
+        }
+        assert!(lookup_table(SchedulerKind::Wrr, &reals(&[1]), &SchedOptions::default()).is_none());
     }
 }
