@@ -1,43 +1,21 @@
 //! `GET /metrics`: Prometheus text exposition format 0.0.4.
 //!
-//! Every metric is prefixed `rvs_`. Labels: `protocol`, `vip`, `port` (the
-//! virtual service), `real` (`address:port` of a real server), `worker` (the
-//! worker index), `reason` (why packets were dropped), `interface` (a
-//! dataplane port's name from the config), `direction` and `reason` of the
-//! connection-sync counters (present only while sync runs).
+//! The reference of every family (name, type, labels, meaning) is
+//! `deploy/docs/metrics.md`; `tests/e2e/test_68_metrics.py` checks a live
+//! scrape against it. In short:
 //!
-//! | metric | type | labels | what |
-//! |---|---|---|---|
-//! | `rvs_service_connections_total` | counter | service | connections scheduled |
-//! | `rvs_service_in_packets_total`, `rvs_service_out_packets_total` | counter | service | packets client→real, real→client |
-//! | `rvs_service_in_bytes_total`, `rvs_service_out_bytes_total` | counter | service | bytes, likewise |
-//! | `rvs_service_active_connections`, `rvs_service_inactive_connections` | gauge | service | ESTABLISHED / other connections |
-//! | `rvs_service_cps`, `rvs_service_in_pps`, `rvs_service_out_pps`, `rvs_service_in_bps`, `rvs_service_out_bps` | gauge | service | rates as `ipvsadm --rate` (bps = bytes/s), see [`crate::rate`] |
-//! | `rvs_real_*` | as above | service + `real` | the same per real server of the effective config (health checks applied: a failed real is absent, an inhibited one has weight 0, the sorry server is listed while in use), plus `rvs_real_weight` (the weight in force) |
-//! | `rvs_real_health_up` | gauge | service + `real` | 1 while the checks of a checked real server pass, else 0 |
-//! | `rvs_real_health_check_duration_seconds` | gauge | service + `real` | duration of its last round of checks (retries included) |
-//! | `rvs_real_health_consecutive_failures` | gauge | service + `real` | failed rounds in a row |
-//! | `rvs_worker_rx_packets_total`, `..._rx_bytes_total`, `..._tx_packets_total`, `..._tx_bytes_total` | counter | `worker` | frames and bytes |
-//! | `rvs_worker_drops_total` | counter | `worker`, `reason` | dropped packets by reason (`no_service`, `conn_table_full`, ...) |
-//! | `rvs_worker_redirect_out_total`, `rvs_worker_redirect_in_total` | counter | `worker` | packets handed to / taken from the worker owning their connection |
-//! | `rvs_worker_connections` | gauge | `worker` | connection table entries in use |
-//! | `rvs_worker_connection_table_size` | gauge | `worker` | connection table capacity |
-//! | `rvs_worker_<counter>_total` | counter | `worker` | every other worker counter, by its name |
-//! | `rvs_worker_generation` | gauge | `worker` | config generation the worker runs |
-//! | `rvs_mempool_size`, `rvs_mempool_available`, `rvs_mempool_in_use` | gauge | | packet buffers |
-//! | `rvs_port_rx_packets_total`, ... | counter | `interface` | the PMD's port counters (`ipackets`→`rx_packets`, `imissed`→`rx_missed`, ...) |
-//! | `rvs_port_link_up` | gauge | `interface` | 1 while the port has carrier |
-//! | `rvs_vrrp_state` | gauge | `instance`, `state` | 1 for the instance's current state (INIT, BACKUP, MASTER, FAULT) |
-//! | `rvs_vrrp_priority` | gauge | `instance` | effective priority |
-//! | `rvs_vrrp_stats_total` | counter | `instance`, `stat` | Keepalived's per-instance statistics (`advert_rcvd`, `auth_failure`, ... see [`crate::vrrp::stats`]) |
-//! | `rvs_config_generation`, `rvs_services`, `rvs_real_servers` | gauge | | the config in force (`rvs_real_servers`: the reals the dataplane uses) |
-//! | `rvs_rate_estimator_samples_total` | counter | | samples the rate estimator took |
-//! | `rvs_sync_master` | gauge | | 1 while this director sends connection sync (its sync instance is MASTER) |
-//! | `rvs_sync_datagrams_total` | counter | `direction` (`received`, `sent`) | connection-sync datagrams |
-//! | `rvs_sync_send_errors_total` | counter | | sync datagrams the kernel refused to send |
-//! | `rvs_sync_connections_installed_total` | counter | | connections installed from the master's sync |
-//! | `rvs_sync_bulk_answered_total` | counter | | bulk resync requests answered |
-//! | `rvs_sync_rejected_total` | counter | `reason` (`not_peer`, `bad_auth`, `replay`, `malformed`, `version`, `sync_id`, `bulk_rate_limited`) | sync datagrams dropped |
+//! * `rvs_*`: services and real servers of the effective config (counters
+//!   `_total`, connection gauges, the IPVS estimator's rates named in base
+//!   units: `_connections_per_second`, `_in_packets_per_second`,
+//!   `_in_bytes_per_second`, ...), health checks (`rvs_real_health_*`) and
+//!   quorums (`rvs_service_quorum_up`, `rvs_service_sorry_server_active`),
+//!   workers (`rvs_worker_*`, drops by `reason`), ports (`rvs_port_*`),
+//!   packet buffers (`rvs_mempool_*`), VRRP (`rvs_vrrp_*`, labelled
+//!   `vrrp_instance`: Prometheus's own `instance` label names the target),
+//!   connection sync (`rvs_sync_*`) and `rvs_build_info`;
+//! * `node_ipvs_*`: node_exporter's IPVS collector family, same names, types
+//!   and labels, so that IPVS dashboards and alerts work unchanged;
+//! * `process_*`: the process metrics every Prometheus client exports.
 //!
 //! Counters restart at 0 when zeroed (ipvsadm `-Z`); Prometheus treats that
 //! as a counter reset.
