@@ -1,4 +1,4 @@
-//! The REST API of rvsd (axum), under `/api/v1`, plus `GET /metrics`.
+//! The REST API of rvsd (axum), under `/api/v1`, plus `GET /metrics` and the status page (`GET /status`).
 //!
 //! Bodies use the same JSON schema as the config file ([`crate::config`]): a service
 //! is a [`ServiceConfig`], a real server a [`RealConfig`], unknown fields are errors.
@@ -72,7 +72,10 @@
 //!
 //! | route | what |
 //! |---|---|
+//! | `GET /status`, `GET /` | the live status page ([`crate::status`]; `/` redirects to it), unless `api.status_page` is false |
 //! | `GET /metrics` | Prometheus text format 0.0.4 ([`crate::metrics`]) |
+//! | `GET /api/v1/overview` | everything the status page shows, in one document ([`crate::status::overview`]) |
+//! | `GET /api/v1/events?after=&limit=` | recent events from the ring ([`crate::events`]) |
 //! | `GET /api/v1/openapi.json` | the OpenAPI 3 document of this API |
 //! | `GET /api/v1/status` | `{"generation", "workers", "services"}` |
 //! | `GET /api/v1/health` | health checks: every checked real server and managed service ([`HealthReport`]) |

@@ -107,11 +107,8 @@ impl HaOverlay {
             *self.transitions.lock().entry(instance.to_owned()).or_default().entry(state.as_str()).or_default() += 1;
             if let Some(events) = self.events.lock().as_ref() {
                 let from = previous.map_or("none", VrrpState::as_str);
-                let severity = if state == VrrpState::Fault || previous == Some(VrrpState::Master) {
-                    Severity::Warning
-                } else {
-                    Severity::Info
-                };
+                let severity =
+                    if state == VrrpState::Fault || previous == Some(VrrpState::Master) { Severity::Warning } else { Severity::Info };
                 events.record(
                     EventKind::Vrrp,
                     severity,

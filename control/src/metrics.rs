@@ -171,12 +171,7 @@ pub fn render(input: &MetricsInput<'_>) -> String {
         f.add("rvs_service_active_connections", "Connections in ESTABLISHED.", "gauge", &labels, u64::from(svc.active));
         f.add("rvs_service_inactive_connections", "Connections in other states.", "gauge", &labels, u64::from(svc.inactive));
         add_rates(&mut f, "rvs_service", "service", &labels, &svc.rates);
-        let weights: Vec<u32> = config
-            .services
-            .iter()
-            .find(|s| s.protocol == svc.protocol && s.vip == svc.vip && s.port == svc.port)
-            .map(|s| s.reals.iter().map(|r| r.weight).collect())
-            .unwrap_or_default();
+        let weights = weights_in_force(config, svc);
         for (i, r) in svc.reals.iter().enumerate() {
             let mut labels = labels.to_vec();
             labels.push(("real", format!("{}:{}", r.address, r.port)));
@@ -207,6 +202,16 @@ pub fn render(input: &MetricsInput<'_>) -> String {
     f.render()
 }
 
+/// The weights of `svc`'s real servers in `config` (the effective config), in order.
+fn weights_in_force(config: &Config, svc: &crate::api::ServiceStatsView) -> Vec<u32> {
+    config
+        .services
+        .iter()
+        .find(|s| s.protocol == svc.protocol && s.vip == svc.vip && s.port == svc.port)
+        .map(|s| s.reals.iter().map(|r| r.weight).collect())
+        .unwrap_or_default()
+}
+
 /// node_exporter's IPVS collector family, same names, types, labels and
 /// meaning, so that dashboards and alerts written for IPVS directors work
 /// on rvs unchanged: the totals over every virtual service (IPVS's
@@ -227,12 +232,7 @@ fn render_node_ipvs(f: &mut Families, config: &Config, view: &[crate::api::Servi
         f.add(name, help, "counter", &[], value);
     }
     for svc in view {
-        let weights: Vec<u32> = config
-            .services
-            .iter()
-            .find(|s| s.protocol == svc.protocol && s.vip == svc.vip && s.port == svc.port)
-            .map(|s| s.reals.iter().map(|r| r.weight).collect())
-            .unwrap_or_default();
+        let weights = weights_in_force(config, svc);
         for (i, r) in svc.reals.iter().enumerate() {
             let labels = [
                 ("local_address", svc.vip.to_string()),
@@ -388,7 +388,8 @@ pub fn render_health(report: &HealthReport) -> String {
         );
     }
     for s in &report.services {
-        let labels = [("protocol", s.service.protocol.to_string()), ("vip", s.service.vip.to_string()), ("port", s.service.port.to_string())];
+        let labels =
+            [("protocol", s.service.protocol.to_string()), ("vip", s.service.vip.to_string()), ("port", s.service.port.to_string())];
         f.add(
             "rvs_service_quorum_up",
             "1 while the service holds its quorum (the weight of its up real servers), else 0.",
@@ -403,8 +404,14 @@ pub fn render_health(report: &HealthReport) -> String {
             &labels,
             u64::from(s.sorry_server_active),
         );
-        f.add("rvs_service_quorum", "The service's quorum: the least total weight of up real servers.", "gauge", &labels, u64::from(s.quorum));
-        f.add("rvs_service_health_weight_sum", "Total weight of the service's up real servers.", "gauge", &labels, s.weight_sum);
+        f.add(
+            "rvs_service_quorum",
+            "The service's quorum: the least total weight of up real servers.",
+            "gauge",
+            &labels,
+            u64::from(s.quorum),
+        );
+        f.add("rvs_service_up_weight", "Total weight of the service's up real servers.", "gauge", &labels, s.weight_sum);
     }
     f.render()
 }
@@ -604,7 +611,13 @@ mod tests {
     fn build_and_process_metrics() {
         let text = render_process();
         assert!(text.contains(&format!("rvs_build_info{{version=\"{}\",", env!("CARGO_PKG_VERSION"))), "{text}");
-        for name in ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "process_max_fds", "process_start_time_seconds"] {
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+        ] {
             let value: f64 = text
                 .lines()
                 .find_map(|l| l.strip_prefix(&format!("{name} ")))

@@ -303,11 +303,8 @@ fn service_view(input: &OverviewInput<'_>, rates: &RateEstimator, svc: &crate::c
             "rates": rates.real(&key, address, port),
         })
     };
-    let mut reals: Vec<Value> = svc
-        .reals
-        .iter()
-        .map(|r| real_json(r.address, r.port_for(svc), json!(r.forward_for(svc)), Some(r.weight), false))
-        .collect();
+    let mut reals: Vec<Value> =
+        svc.reals.iter().map(|r| real_json(r.address, r.port_for(svc), json!(r.forward_for(svc)), Some(r.weight), false)).collect();
     // Reals the dataplane runs that the operator did not configure: the sorry server.
     if let Some(e) = effective {
         for r in &e.reals {
@@ -319,9 +316,10 @@ fn service_view(input: &OverviewInput<'_>, rates: &RateEstimator, svc: &crate::c
     }
     let t = stats.map(|s| s.traffic).unwrap_or_default();
     // As `GET /api/v1/stats/services`: over the real servers the dataplane runs.
-    let (active, inactive) = reals.iter().filter(|r| r["in_pool"] == true).fold((0u64, 0u64), |(a, i), r| {
-        (a + r["active"].as_u64().unwrap_or(0), i + r["inactive"].as_u64().unwrap_or(0))
-    });
+    let (active, inactive) = reals
+        .iter()
+        .filter(|r| r["in_pool"] == true)
+        .fold((0u64, 0u64), |(a, i), r| (a + r["active"].as_u64().unwrap_or(0), i + r["inactive"].as_u64().unwrap_or(0)));
     json!({
         "id": format!("{}/{}/{}", key.protocol, key.vip, key.port),
         "protocol": key.protocol,

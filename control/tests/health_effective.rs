@@ -475,7 +475,7 @@ fn the_overview_events_and_quorum_metrics_follow_health() {
     assert!(m.contains(&format!("\nrvs_service_quorum_up{} 1\n", labels(443))), "{m}");
     assert!(m.contains(&format!("\nrvs_service_sorry_server_active{} 0\n", labels(443))), "{m}");
     assert!(m.contains(&format!("\nrvs_service_quorum{} 2\n", labels(443))), "{m}");
-    assert!(m.contains(&format!("\nrvs_service_health_weight_sum{} 2\n", labels(443))), "{m}");
+    assert!(m.contains(&format!("\nrvs_service_up_weight{} 2\n", labels(443))), "{m}");
 
     // .12 fails (it leaves the pool), then :443 loses its quorum (the sorry server takes over).
     rig.set_up(12, false);
@@ -494,7 +494,11 @@ fn the_overview_events_and_quorum_metrics_follow_health() {
     assert_eq!(brief(real(80, "10.1.0.12")), (json!("down"), json!(false), json!(0), json!(2)));
     assert_eq!(brief(real(80, "10.1.0.13")), (json!("unchecked"), json!(true), json!(1), json!(1)));
     assert_eq!(brief(real(443, "10.1.0.21")), (json!("down"), json!(false), json!(0), json!(1)));
-    assert_eq!(brief(real(443, "10.1.0.22")), (json!("up"), json!(false), json!(0), json!(1)), "up, but its service runs on the sorry server");
+    assert_eq!(
+        brief(real(443, "10.1.0.22")),
+        (json!("up"), json!(false), json!(0), json!(1)),
+        "up, but its service runs on the sorry server"
+    );
     assert_eq!(brief(real(443, "10.1.0.99")), (json!("sorry"), json!(true), json!(1), Value::Null));
     assert_eq!(real(443, "10.1.0.99")["port"], 8443);
     assert_eq!(service(443)["quorum"]["state"], "lost");

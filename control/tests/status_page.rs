@@ -49,9 +49,7 @@ fn get_json(s: &Server, path: &str) -> (u16, Value) {
 }
 
 fn put_config(s: &Server, config: &Value) -> (u16, Value) {
-    let resp = ureq::put(&format!("{}/api/v1/config", s.url()))
-        .set("authorization", &format!("Bearer {TOKEN}"))
-        .send_json(config.clone());
+    let resp = ureq::put(&format!("{}/api/v1/config", s.url())).set("authorization", &format!("Bearer {TOKEN}")).send_json(config.clone());
     let resp = match resp {
         Ok(r) => r,
         Err(ureq::Error::Status(_, r)) => r,
@@ -99,10 +97,7 @@ fn the_overview_shows_the_configured_table_and_no_secret() {
         .collect();
     assert_eq!(
         reals,
-        [
-            (json!("10.1.0.11"), json!(80), json!("unchecked"), json!(4)),
-            (json!("10.1.0.12"), json!(8080), json!("unchecked"), json!(1))
-        ]
+        [(json!("10.1.0.11"), json!(80), json!("unchecked"), json!(4)), (json!("10.1.0.12"), json!(8080), json!("unchecked"), json!(1))]
     );
     // The test dataplane's two workers and its port.
     assert_eq!(o["workers"][0]["rx_packets"], 10);

@@ -693,3 +693,13 @@ def observed_pair(start: callable) -> tuple["Director", "Director"]:
     d1.wait_vrrp("MASTER", 20)
     d2.wait_vrrp("BACKUP", 20)
     return d1, d2
+
+
+def cleanup_observed(directors, tmp: str | None) -> None:
+    """Stops the directors of observed_pair, takes the lab down, removes `tmp`."""
+    for d in directors:
+        if d is not None:
+            d.cleanup()
+    teardown()
+    if tmp:
+        shutil.rmtree(tmp, ignore_errors=True)

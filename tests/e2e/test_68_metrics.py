@@ -75,12 +75,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    for d in (D1, D2):
-        if d is not None:
-            d.cleanup()
-    lab.teardown()
-    if TMP:
-        shutil.rmtree(TMP, ignore_errors=True)
+    lab.cleanup_observed((D1, D2), TMP)
 
 
 def scrape(d: lab.Director) -> str:
@@ -217,7 +212,7 @@ class Scrape(unittest.TestCase):
         dr = dict(protocol="tcp", vip=DR_VIP, port=80)
         self.assertEqual(value(s, "rvs_service_quorum_up", **dr), 1)
         self.assertEqual(value(s, "rvs_service_sorry_server_active", **dr), 0)
-        self.assertEqual(value(s, "rvs_service_health_weight_sum", **dr), 3)
+        self.assertEqual(value(s, "rvs_service_up_weight", **dr), 3)
         for n in (1, 2):
             self.assertEqual(value(s, "rvs_real_health_up", **dr, real=f"{lab.real_ip(n)}:80"), 1)
         d2_types, d2 = parse(scrape(D2))

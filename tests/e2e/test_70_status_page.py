@@ -20,7 +20,6 @@ Run as root after `cargo build --release`:
 """
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -111,12 +110,7 @@ def tearDownModule():
         os.killpg(FORWARD.pid, signal.SIGTERM)
         FORWARD.wait(10)
     lab.start_service(1, "http80")
-    for d in (D1, D2):
-        if d is not None:
-            d.cleanup()
-    lab.teardown()
-    if TMP:
-        shutil.rmtree(TMP, ignore_errors=True)
+    lab.cleanup_observed((D1, D2), TMP)
 
 
 def api(path: str):
@@ -124,12 +118,15 @@ def api(path: str):
 
 
 PAGE_STATE = """
+const value = (sel) => { const e = document.querySelector(sel); return e ? Number(e.dataset.value) : null; };
 const num = (tr, f) => { const c = tr.querySelector('[data-field="' + f + '"]'); return c ? Number(c.dataset.value) : null; };
 return {
   updated: Number(document.body.dataset.updated || 0),
   generation: Number(document.getElementById('generation').dataset.value),
   live: document.getElementById('live').className,
   services: [...document.querySelectorAll('tr.service')].map(tr => tr.dataset.service),
+  service_conns: Object.fromEntries([...document.querySelectorAll('tr.service')].map(tr => [tr.dataset.service, num(tr, 'conns')])),
+  tile_cps: value('#tiles [data-field="cps"]'),
   reals: [...document.querySelectorAll('tr.real')].map(tr => ({
     service: tr.dataset.service, real: tr.dataset.real, state: tr.dataset.state, in_pool: tr.dataset.inPool === 'true',
     weight: num(tr, 'weight'), active: num(tr, 'active'), inactive: num(tr, 'inactive'), conns: num(tr, 'conns'),
@@ -138,6 +135,7 @@ return {
     [tr.dataset.instance, {state: tr.dataset.state, peer: tr.querySelector('[data-field="peer"]').textContent}])),
   events: [...document.querySelectorAll('#events li[data-seq]')].map(li => li.textContent),
   sync_role: (document.querySelector('#sync [data-field="role"]') || {}).textContent,
+  sync_received: value('#sync [data-field="received"]'),
 };
 """
 
@@ -197,7 +195,9 @@ class StatusPage(unittest.TestCase):
         state = self.wait_page(matches, 15, "the API's numbers")
         self.assertEqual(len(state["reals"]), 4)
         self.assertTrue(all(r["state"] == "up" for r in state["reals"] if r["service"] == f"tcp/{DR_VIP}/80"), state)
-        self.assertGreater(sum(r["conns"] for r in state["reals"]), 0, "the traffic of setUpModule is counted")
+        # A backup schedules nothing; it hears the master's connection sync.
+        self.assertGreater(state["sync_received"], 0, "sync datagrams received")
+        self.assertLessEqual(state["sync_received"], api("/api/v1/ha")["sync"]["datagrams"]["received"])
         self.assertEqual(state["vrrp"]["VI_1"]["state"], "BACKUP")
         self.assertIn(f"{lab.DIRECTORS[1]['lan']} prio 150", state["vrrp"]["VI_1"]["peer"], "the master is heard")
         self.assertEqual(state["sync_role"], "backup (receives)")
@@ -249,7 +249,16 @@ class StatusPage(unittest.TestCase):
         self.assertEqual(state["sync_role"], "master (sends)")
         self.assertIn("live ok", state["live"])
         self.assertEqual({i["instance"]: i["state"] for i in api("/api/v1/ha")["vrrp"]}, {"VI_1": "MASTER", "VI_2": "MASTER"})
-        time.sleep(1.5)
+        # Director 2 now serves the VIP: its traffic shows live, counters and rates.
+        dr = f"tcp/{DR_VIP}/80"
+        before = state["service_conns"][dr]
+        answers = lab.http_spread(f"http://{DR_VIP}/", 20)
+        self.assertGreaterEqual(sum(a.startswith("rs") for a in answers), 18, answers)
+        conns = api("/api/v1/stats/services")
+        want = next(s["conns"] for s in conns if s["vip"] == DR_VIP and s["port"] == 80)
+        self.assertGreaterEqual(want, before + 18)
+        self.wait_page(lambda s: s["service_conns"][dr] >= want and s["tile_cps"] > 0, 10, "the new connections and their rate")
+        time.sleep(2)
         self.screenshot("failover")
 
     def test_4_keeps_working_with_a_clean_console(self):
