@@ -80,7 +80,7 @@ cd "$ROOT"
 
 # ---------------------------------------------------------------- 1. build
 log "building (release)"
-cargo build --release -p rvs-control --bin rvsd >&2
+cargo build --release -p rvsd >&2
 cargo build --release -p rvs-bench --bins >&2
 RVSD=$TARGET/release/rvsd
 PKTGEN=$TARGET/release/rvs-pktgen

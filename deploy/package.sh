@@ -25,11 +25,11 @@ fi
 # dpkg-shlibdeps (dpkg-dev) resolves the librte-* dependencies ($auto).
 command -v dpkg-shlibdeps >/dev/null 2>&1 || { log "installing dpkg-dev"; apt-get install -y -q dpkg-dev >/dev/null; }
 log "cargo build --release (rvsd, rvsadm, rvs-vrrp, rvs-docgen)"
-cargo build --release -p rvs-control --bins
+cargo build --release -p rvsd -p rvs-control --bins
 log "man pages and completions (rvs-docgen target/release/docgen)"
 rm -rf target/release/docgen
 target/release/rvs-docgen target/release/docgen
 log "cargo deb"
 rm -rf target/debian
-cargo deb -p rvs-control --no-build --output target/debian/
+cargo deb -p rvsd --no-build --output target/debian/
 ls target/debian/*.deb

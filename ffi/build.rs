@@ -46,6 +46,8 @@ fn main() {
         .allowlist_function("rte_strerror")
         .allowlist_function("rte_lcore_.*")
         .allowlist_function("rte_socket_id")
+        .allowlist_function("rte_openlog_stream")
+        .allowlist_function("rte_log_cur_msg_loglevel")
         .allowlist_function("rte_get_next_lcore")
         .allowlist_function("rte_ring_.*")
         .allowlist_function("rte_dev_.*")

@@ -53,7 +53,11 @@ pub fn rvsadm_command() -> clap::Command {
         .after_help("Exit status: 0 success; 1 rvsd refused or the operation failed; 2 bad command line or rvsd unreachable.")
         .disable_help_flag(true)
         .disable_version_flag(true)
-        .arg(clap::Arg::new("api").long("api").value_name("URL").help("rvsd's REST API"));
+        .arg(clap::Arg::new("api").long("api").value_name("URL").help("rvsd's REST API"))
+        .arg(clap::Arg::new("check-config").long("check-config").value_name("FILE").help(
+            "Validate an rvsd config file as `rvsd --check-config` does (same checks and exit codes), without rvsd or DPDK; \
+             alone on the line, optionally followed by --keepalived FILE",
+        ));
     for &(short, long, arity) in SHORT {
         cmd = cmd.arg(option(long, arity).short(short));
     }
@@ -86,7 +90,7 @@ mod tests {
 
     #[test]
     fn every_described_rvsadm_option_is_one_the_parser_knows() {
-        for arg in rvsadm_command().get_arguments().filter(|a| a.get_id() != "api") {
+        for arg in rvsadm_command().get_arguments().filter(|a| a.get_id() != "api" && a.get_id() != "check-config") {
             let long = format!("--{}", arg.get_long().expect("long name"));
             let args = match arg.get_num_args().map(|n| n.min_values()) {
                 Some(0) | None => vec![long.clone()],

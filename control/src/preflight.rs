@@ -43,17 +43,21 @@ pub enum Problem {
 #[derive(Clone, Debug)]
 pub struct Host {
     root: PathBuf,
+    /// `$RUNTIME_DIRECTORY` (set by systemd's RuntimeDirectory=; EAL puts its
+    /// runtime files under it).
+    runtime_directory: Option<String>,
 }
 
 impl Host {
     /// This machine.
     pub fn system() -> Self {
-        Host { root: PathBuf::from("/") }
+        let runtime_directory = std::env::var("RUNTIME_DIRECTORY").ok().and_then(|d| d.split(':').next().map(str::to_owned));
+        Host { root: PathBuf::from("/"), runtime_directory: runtime_directory.filter(|d| d.starts_with('/')) }
     }
 
     /// A tree standing for a machine (tests).
     pub fn at(root: impl Into<PathBuf>) -> Self {
-        Host { root: root.into() }
+        Host { root: root.into(), runtime_directory: None }
     }
 
     fn path(&self, absolute: &str) -> PathBuf {
@@ -180,12 +184,26 @@ fn check_file_prefix(config: &Config, host: &Host) -> Vec<Problem> {
         return Vec::new();
     }
     let prefix = eal_value(&config.eal, "--file-prefix").unwrap_or("rte");
-    let path = host.path(&format!("/var/run/dpdk/{prefix}/config"));
-    match lock_holder(&path) {
-        Some(pid) => vec![Problem::FilePrefixInUse { prefix: prefix.to_owned(), pid }],
-        None => Vec::new(),
+    // EAL keeps a prefix's runtime files under $RUNTIME_DIRECTORY/dpdk when
+    // systemd sets it (the packaged unit: RuntimeDirectory=rvsd), else under
+    // /var/run/dpdk (root). Both places are looked at, from either side: an
+    // rvsd started by hand must see the service's prefix, and the service an
+    // rvsd started by hand, since both would map the same hugepage files.
+    let mut dirs: Vec<String> = host.runtime_directory.iter().map(|d| format!("{d}/dpdk")).collect();
+    for known in ["/var/run/dpdk", PACKAGED_RUNTIME_DIR] {
+        if !dirs.iter().any(|d| d == known) {
+            dirs.push(known.to_owned());
+        }
     }
+    dirs.iter()
+        .find_map(|dir| lock_holder(&host.path(&format!("{dir}/{prefix}/config"))))
+        .map(|pid| vec![Problem::FilePrefixInUse { prefix: prefix.to_owned(), pid }])
+        .unwrap_or_default()
 }
+
+/// Where EAL keeps its runtime files under the packaged rvsd.service
+/// (`RuntimeDirectory=rvsd`, so `$RUNTIME_DIRECTORY` = /run/rvsd).
+const PACKAGED_RUNTIME_DIR: &str = "/run/rvsd/dpdk";
 
 /// The process holding a write lock on `path` (how a DPDK primary process
 /// marks its runtime config), if any.
@@ -283,8 +301,15 @@ mod tests {
 
     #[test]
     fn a_file_prefix_locked_by_a_live_process_is_named_at_start_only() {
+        // EAL's place for root, and the packaged unit's ($RUNTIME_DIRECTORY).
+        for runtime in ["var/run/dpdk", "run/rvsd/dpdk"] {
+            prefix_locked_at(runtime);
+        }
+    }
+
+    fn prefix_locked_at(runtime: &str) {
         let (dir, h) = host("0-1", &["eth1"], &[], true, 8);
-        let config_file = dir.path().join("var/run/dpdk/busy/config");
+        let config_file = dir.path().join(runtime).join("busy/config");
         std::fs::create_dir_all(config_file.parent().expect("parent")).expect("mkdir");
         std::fs::write(&config_file, [0u8; 64]).expect("write");
         let c = config(&["--file-prefix", "busy"], 0, &[1], &["net_af_packet0,iface=eth1"]);

@@ -97,6 +97,15 @@ pub fn stderr_is_journal() -> bool {
     dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
 }
 
+/// Prints an error that ends the program on stderr as `program: message`.
+/// Under systemd the line starts with the sd-daemon(3) error prefix `<3>`, so
+/// `journalctl -p err` shows why a start failed (journald would otherwise file
+/// it at the unit's default priority, info).
+pub fn print_error(program: &str, message: impl fmt::Display) {
+    let prefix = if stderr_is_journal() { severity_prefix(&Level::ERROR) } else { "" };
+    eprintln!("{prefix}{program}: {message}");
+}
+
 /// A log line formatter that puts the sd-daemon(3) severity prefix before
 /// what `inner` writes.
 pub struct SeverityPrefix<F>(pub F);
@@ -130,7 +139,8 @@ pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
     if stderr_is_journal() {
-        let inner = tracing_subscriber::fmt::format().without_time().with_ansi(false).with_target(false);
+        // The prefix carries the level: the line does not repeat it.
+        let inner = tracing_subscriber::fmt::format().without_time().with_ansi(false).with_target(false).with_level(false);
         builder.with_ansi(false).event_format(SeverityPrefix(inner)).init();
     } else {
         builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();

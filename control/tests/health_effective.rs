@@ -417,12 +417,12 @@ fn checks_without_an_exception_path_are_refused() {
     assert!(message.contains("needs an exception path") && message.contains("set ports[1].tap"), "{message}");
     assert!(message.contains("port `back`"), "{message}");
 
-    // rvsd --check-config refuses it (exit 2, the message names the field).
+    // --check-config refuses it (exit 2, the message names the field): rvsadm's,
+    // which is rvsd's without DPDK (rvs_control::check).
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("rvsd.json");
     std::fs::write(&path, NO_TAP).expect("write");
-    let out =
-        std::process::Command::new(env!("CARGO_BIN_EXE_rvsd")).arg("--config").arg(&path).arg("--check-config").output().expect("rvsd");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rvsadm")).arg("--check-config").arg(&path).output().expect("rvsadm");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("services[0].reals[1].health.checks[0]: TCP_CHECK to 10.1.0.12:80 needs an exception path"), "{stderr}");

@@ -905,3 +905,29 @@ fn dpvs_fullnat_order_local_addresses_last() {
          -a -t 10.0.0.100:80 -r 10.1.0.2:80 -b -w 1\n-a -t 10.0.0.100:80 -r 10.1.0.3:80 -b -w 1\n"
     );
 }
+
+/// `rvsadm --check-config`: rvsd's offline check in the DPDK-free client.
+#[test]
+fn check_config_validates_a_file_without_rvsd() {
+    let rvsadm = |args: &[&std::ffi::OsStr]| std::process::Command::new(env!("CARGO_BIN_EXE_rvsadm")).args(args).output().expect("rvsadm");
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("rvsd.json");
+    // Invalid: exit 2, the field named.
+    std::fs::write(&path, r#"{ "ports": [ { "name": "lan0", "device": "net_ring0", "addresses": ["10.0.0.1/33"] } ] }"#).expect("write");
+    let out = rvsadm(&["--check-config".as_ref(), path.as_os_str()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.starts_with("rvsadm: invalid configuration") && stderr.contains("ports[0].addresses"), "{stderr}");
+    // Missing file: exit 2, the path named.
+    let missing = dir.path().join("nope.json");
+    let out = rvsadm(&["--check-config".as_ref(), missing.as_os_str()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.json"));
+    // Bad usage: the usage line, exit 2, nothing sent anywhere.
+    for args in [&["--check-config"][..], &["--check-config", "a.json", "-L"]] {
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+        let out = rvsadm(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--check-config"), "{args:?}");
+    }
+}

@@ -1,7 +1,8 @@
-//! The rvs packet path.
+//! The rvs packet path, without DPDK: everything here works on byte buffers
+//! behind the [`frame::Frame`] trait, builds without libdpdk and is tested
+//! without EAL. The DPDK wrappers and the worker poll loop that drives this
+//! code are the `rvs-dpdk` crate (`dataplane/dpdk/`).
 //!
-//! * [`dpdk`]: safe wrappers over the raw bindings of `rvs-ffi` (EAL, mempool, mbuf,
-//!   ports and queues, lcores). The only module that contains `unsafe`.
 //! * [`wire`]: zero-copy packet views (Ethernet/802.1Q, ARP, IPv4, TCP, UDP, ICMP)
 //!   and checksum helpers. Pure byte-buffer code, testable without DPDK.
 //! * [`conn`]: the per-core connection table with idle timeouts.
@@ -10,12 +11,8 @@
 //! * [`neigh`]: the ARP neighbour table with queues for packets awaiting resolution.
 //! * [`snapshot`]: the immutable configuration the control plane hands to workers.
 //! * [`process`]: the per-packet logic of a worker, generic over [`frame::Frame`].
-//! * [`worker`]: the poll loop (rx burst, process, tx burst) pinned to a core.
 //! * [`stats`]: per-core counters and their shared, lock-free publication.
-#![deny(unsafe_code)]
-
-#[allow(unsafe_code)]
-pub mod dpdk;
+#![forbid(unsafe_code)]
 
 pub mod conn;
 pub mod frag;
@@ -29,4 +26,3 @@ pub mod sched;
 pub mod snapshot;
 pub mod stats;
 pub mod wire;
-pub mod worker;

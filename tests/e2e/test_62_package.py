@@ -5,9 +5,11 @@ with `apt-get install ./target/debian/rvs_*.deb` before this suite. Checked
 here: what it installed (binaries, man pages, completions, the systemd unit,
 the config with its secret-keeping mode, the docs), its dependencies on
 Debian's DPDK runtime packages, the unit as systemd-analyze reads it, and the
-installed rvsd started as the unit starts it (the machine has no booted
-systemd: the notify socket is this test's) forwarding traffic, listed by the
-installed rvsadm.
+installed rvsd started with the unit's command line (this machine's PID 1 is
+not systemd: the notify socket here is this test's) forwarding traffic,
+listed by the installed rvsadm. The unit itself, run by a real systemd
+(Type=notify, reload, signals, the watchdog, the sandbox), is
+tests/e2e/test_66_systemd.py's: it boots one in a container.
 
 Set RVS_NO_PACKAGE=1 to skip the suite on a machine where the package was
 not built (never in CI).
@@ -71,6 +73,19 @@ class PackageTests(unittest.TestCase):
         depends = run("dpkg-query", "-W", "-f", "${Depends}", "rvs").stdout
         for package in ("librte-eal23", "librte-ethdev23", "librte-mempool-ring23", "librte-net-af-packet23"):
             self.assertRegex(depends, rf"\b{re.escape(package)}\b", depends)
+
+    def test_rvsadm_needs_no_dpdk(self):
+        """rvsadm (the REST client and the offline --check-config) links no
+        DPDK library: the crates are split along dependency lines."""
+        libs = run("ldd", "/usr/sbin/rvsadm").stdout
+        self.assertNotIn("librte", libs)
+        self.assertIn("librte_eal", run("ldd", "/usr/sbin/rvsd").stdout)
+        with tempfile.TemporaryDirectory() as tmp:
+            bad = Path(tmp, "rvsd.json")
+            bad.write_text('{"workers": [1], "mbufs": "many"}')
+            check = run("/usr/sbin/rvsadm", "--check-config", str(bad))
+            self.assertEqual(check.returncode, 2, check.stderr)
+            self.assertIn("mbufs", check.stderr)
 
     def test_unit_is_valid_and_does_what_the_guide_says(self):
         verify = run("systemd-analyze", "verify", str(UNIT))

@@ -32,10 +32,10 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand, ValueEnum};
 use rvs_bench::plan::{self, ModeSpec, MODES};
 use rvs_bench::template::{self, be16, be32, Kind, Proto, Template};
-use rvs_dataplane::dpdk::{self, Eal, Mbuf, Mempool, Port, Queue, MAX_BURST};
 use rvs_dataplane::frame::Frame;
 use rvs_dataplane::snapshot::ForwardMode;
 use rvs_dataplane::wire::{arp, checksum, ethertype, ip_proto, MacAddr};
+use rvs_dpdk::{self as dpdk, Eal, Mbuf, Mempool, Port, Queue, MAX_BURST};
 use serde_json::{json, Value};
 
 #[derive(Parser, Debug)]

@@ -1,6 +1,9 @@
 //! rvsadm: ipvsadm's command line for rvs, over rvsd's REST API.
 //!
 //! `rvsadm [--api URL] <ipvsadm arguments>`; see `deploy/docs/rvsadm.md`.
+//! `rvsadm --check-config FILE [--keepalived FILE]` validates an rvsd config
+//! offline, as `rvsd --check-config` does (same checks, same exit codes), on a
+//! machine without DPDK.
 //! The API address is `--api URL`, else `$RVSADM_API`, else
 //! `http://127.0.0.1:9090`; the token is `$RVSADM_TOKEN`, else `$RVS_API_TOKEN`.
 //!
@@ -11,6 +14,25 @@
 use std::process::ExitCode;
 
 use rvs_control::ipvsadm::{run, Client};
+
+/// `--check-config FILE [--keepalived FILE]` (alone on the line): the files.
+fn check_config_args(args: &[String]) -> Option<Result<(String, Option<String>), String>> {
+    let (first, rest) = args.split_first()?;
+    let file = match first.strip_prefix("--check-config=") {
+        Some(f) => f.to_string(),
+        None if first == "--check-config" => match rest.first() {
+            Some(f) => f.clone(),
+            None => return Some(Err("--check-config: missing argument (the rvsd config file)".to_string())),
+        },
+        None => return None,
+    };
+    let rest = if first == "--check-config" { &rest[1..] } else { rest };
+    Some(match rest {
+        [] => Ok((file, None)),
+        [k, path] if k == "--keepalived" => Ok((file, Some(path.clone()))),
+        _ => Err("usage: rvsadm --check-config FILE [--keepalived FILE]".to_string()),
+    })
+}
 
 /// Takes `--api URL` / `--api=URL` out of the arguments.
 fn take_api(args: &mut Vec<String>) -> Result<Option<String>, String> {
@@ -35,6 +57,16 @@ fn take_api(args: &mut Vec<String>) -> Result<Option<String>, String> {
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
+    match check_config_args(&args) {
+        Some(Ok((config, keepalived))) => {
+            return rvs_control::check::check_config("rvsadm", config.as_ref(), keepalived.as_deref().map(std::path::Path::new))
+        }
+        Some(Err(e)) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+        None => {}
+    }
     let api = match take_api(&mut args) {
         Ok(a) => a,
         Err(e) => {

@@ -18,9 +18,13 @@ pub struct Eal {
 
 impl Eal {
     /// Starts EAL with `args` (argv[0] included). May be called once per process.
+    /// DPDK's log goes through `tracing` from here on ([`crate::log`]).
     pub fn init(args: &[String]) -> Result<Eal, DpdkError> {
         if STARTED.swap(true, Ordering::SeqCst) {
             return Err(DpdkError::EalAlreadyInitialised);
+        }
+        if !crate::log::route_to_tracing() {
+            tracing::warn!("DPDK's log cannot be routed through rvs's logger; it stays on stderr");
         }
         let cstrings =
             args.iter().map(|a| CString::new(a.as_str()).map_err(|_| DpdkError::Nul(a.clone()))).collect::<Result<Vec<_>, _>>()?;

@@ -7,7 +7,6 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use rvs_dataplane::dpdk::{Eal, Mbuf, Mempool, Port};
 use rvs_dataplane::frame::Frame;
 use rvs_dataplane::process::{Output, Processor};
 use rvs_dataplane::snapshot::{
@@ -16,6 +15,7 @@ use rvs_dataplane::snapshot::{
 use rvs_dataplane::stats::Counter;
 use rvs_dataplane::wire::builder::{arp_frame, tcp_frame, TcpParams};
 use rvs_dataplane::wire::{arp, MacAddr};
+use rvs_dpdk::{Eal, Mbuf, Mempool, Port};
 
 const CLIENT_MAC: MacAddr = MacAddr([0x02, 0xc0, 0, 0, 0, 2]);
 const RS_MAC: MacAddr = MacAddr([0x02, 0xaa, 0, 0, 0, 0x11]);
@@ -52,7 +52,7 @@ fn nat_through_a_real_dpdk_port() {
     assert!(Port::open("net_nonexistent0", 1, &pool, 256, 256).is_err());
     let mac = port.mac();
     // net_ring has no rte_flow: the steering probe says so instead of failing silently.
-    let probe = rvs_dataplane::dpdk::steer_dst_port(port.id(), Ipv4Addr::new(10, 1, 0, 200), 6, 1, 0, 0, true);
+    let probe = rvs_dpdk::steer_dst_port(port.id(), Ipv4Addr::new(10, 1, 0, 200), 6, 1, 0, 0, true);
     assert!(probe.is_err(), "net_ring cannot steer by flow rules");
 
     let vip = Ipv4Addr::new(10, 0, 0, 101);

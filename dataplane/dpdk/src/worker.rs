@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{Receiver, Sender};
 
-use crate::dpdk::{Mbuf, Mempool, Queue};
-use crate::link::LinkStates;
-use crate::process::{Output, Processor, WorkerMsg};
-use crate::snapshot::Snapshot;
-use crate::stats::{ConnFilter, ConnInfo, ServiceStats};
-use crate::stats::{Counter, SharedCounters};
+use crate::{Mbuf, Mempool, Queue};
+use rvs_dataplane::link::LinkStates;
+use rvs_dataplane::process::{Output, Processor, WorkerMsg};
+use rvs_dataplane::snapshot::Snapshot;
+use rvs_dataplane::stats::{ConnFilter, ConnInfo, ServiceStats};
+use rvs_dataplane::stats::{Counter, SharedCounters};
 
 /// Counters are published to the control plane this often.
 const PUBLISH_EVERY: Duration = Duration::from_millis(50);
@@ -167,7 +167,7 @@ pub fn run(ctx: WorkerContext) -> i32 {
     tracing::info!(worker = id, workers, queues = ?queues, "worker started");
     adopted.store(snapshot.generation, Ordering::Release);
     let mut processor: Processor<Mbuf> = Processor::for_worker(snapshot, conn_capacity, id, workers);
-    let burst = crate::dpdk::MAX_BURST;
+    let burst = crate::MAX_BURST;
     let mut rx: Vec<Mbuf> = Vec::with_capacity(burst);
     let mut rx_by_port: Vec<Vec<Mbuf>> = queues.iter().map(|_| Vec::with_capacity(burst)).collect();
     let mut out: Output<Mbuf> = Output::with_capacity(burst * queues.len().max(1));
@@ -392,5 +392,5 @@ fn flush(
         let sent = queue.tx_burst(list);
         processor.count(Counter::TxQueueFull, (wanted - sent) as u64);
     }
-    crate::dpdk::free_bulk(&mut out.drop);
+    crate::free_bulk(&mut out.drop);
 }

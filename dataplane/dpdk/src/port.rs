@@ -7,7 +7,7 @@ use rvs_ffi as ffi;
 use super::error::{check, DpdkError};
 use super::mbuf::Mbuf;
 use super::mempool::Mempool;
-use crate::wire::MacAddr;
+use rvs_dataplane::wire::MacAddr;
 
 /// Largest burst handled in one rx/tx call.
 pub const MAX_BURST: usize = 32;

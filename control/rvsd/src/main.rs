@@ -42,14 +42,14 @@ use rvs_control::appliance::HaOverlay;
 use rvs_control::health::HealthEngine;
 use rvs_control::sync::{SyncDaemon, SyncSettings};
 use rvs_control::vrrp::{DataplaneLink, VrrpEngine, VrrpEvent};
-use rvs_control::{preflight, router, statedump, systemd, ApiState, Config, Dataplane, PublishReport};
-use rvs_dataplane::dpdk::{self, Eal, Mempool, Port};
+use rvs_control::{check, preflight, router, statedump, systemd, ApiState, Config, Dataplane, PublishReport};
 use rvs_dataplane::link::LinkStates;
 use rvs_dataplane::process::install_worker;
 use rvs_dataplane::snapshot::Snapshot;
 use rvs_dataplane::stats::{ConnFilter, ConnInfo, ServiceStats, SharedCounters};
 use rvs_dataplane::wire::MacAddr;
-use rvs_dataplane::worker::{self, WorkerContext, WorkerLink, WorkerRequest};
+use rvs_dpdk::worker::{self, WorkerContext, WorkerLink, WorkerRequest};
+use rvs_dpdk::{self as dpdk, Eal, Mempool, Port};
 use serde_json::json;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -62,62 +62,43 @@ const RING_SIZE: u16 = 1024;
 /// How often the link monitor reads every port's carrier.
 const LINK_POLL: Duration = Duration::from_millis(20);
 
-/// Reads the config as the command line says: the JSON file, or the JSON base
-/// plus a keepalived.conf. The error is the message and the exit code.
-fn load_config(config: &std::path::Path, keepalived: Option<&std::path::Path>) -> Result<Config, (String, u8)> {
-    let base = Config::load(config).map_err(|e| (format!("invalid configuration {}: {e}", config.display()), 2))?;
-    match keepalived {
-        None => Ok(base),
-        Some(path) => rvs_control::keepalived::load(path, &base).map_err(|e| (e.to_string(), e.exit_code())),
-    }
-}
-
 fn main() -> ExitCode {
     systemd::init_logging();
     let args = Args::parse();
-    let config = match load_config(&args.config, args.keepalived.as_deref()) {
+    if args.check {
+        return check::check_config("rvsd", &args.config, args.keepalived.as_deref());
+    }
+    let config = match check::load_for_start(&args.config, args.keepalived.as_deref()) {
         Ok(c) => c,
         Err((message, code)) => {
-            eprintln!("rvsd: {message}");
+            systemd::print_error("rvsd", message);
             return ExitCode::from(code);
         }
     };
-    // Connection sync needs its key and address before anything starts.
-    if let Err(e) = SyncSettings::from_env(&config) {
-        eprintln!("rvsd: invalid configuration {}: {e}", args.config.display());
-        return ExitCode::from(2);
-    }
-    if args.check {
-        if !preflight_ok(&config, preflight::When::CheckOnly) {
-            return ExitCode::from(3);
-        }
-        println!("rvsd: configuration {} is valid", args.keepalived.as_ref().unwrap_or(&args.config).display());
-        return ExitCode::SUCCESS;
-    }
     // From here on every signal is caught (queued until the daemon serves):
     // a SIGHUP from a reload that raced the start must not kill rvsd.
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("rvsd: cannot start the control plane's threads: {e}");
+            systemd::print_error("rvsd", format_args!("cannot start the control plane's threads: {e}"));
             return ExitCode::from(1);
         }
     };
     let signals = match runtime.block_on(async { Signals::install() }) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("rvsd: cannot catch signals: {e}");
+            systemd::print_error("rvsd", format_args!("cannot catch signals: {e}"));
             return ExitCode::from(1);
         }
     };
     let _pid_file = match args.pid_file.as_deref().map(rvs_control::pidfile::PidFile::create).transpose() {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("rvsd: {e}");
+            systemd::print_error("rvsd", e);
             return ExitCode::from(1);
         }
     };
-    if !preflight_ok(&config, preflight::When::Start) {
+    if !check::preflight_ok("rvsd", &config, preflight::When::Start) {
         return ExitCode::from(3);
     }
     // A keepalived.conf is the operator's source of truth: API changes are not written back.
@@ -126,7 +107,7 @@ fn main() -> ExitCode {
     let daemon = Daemon {
         runtime,
         signals,
-        reload: Box::new(move || load_config(&config_file, keepalived_file.as_deref()).map_err(|(m, _)| m)),
+        reload: Box::new(move || check::load_config(&config_file, keepalived_file.as_deref()).map_err(|(m, _)| m)),
         dump_dir: args.dump_dir.clone(),
     };
     // The management address is taken before anything touches the wire: a
@@ -134,40 +115,32 @@ fn main() -> ExitCode {
     let listener = match bind_api(config.api.listen) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("rvsd: the REST API cannot listen on {}: {e} (api.listen)", config.api.listen);
+            systemd::print_error("rvsd", format_args!("the REST API cannot listen on {}: {e} (api.listen)", config.api.listen));
             return ExitCode::from(4);
         }
     };
     match run(config, persist, listener, daemon) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Dpdk(e)) => {
-            eprintln!("rvsd: DPDK could not start: {e}");
+            systemd::print_error("rvsd", format_args!("DPDK could not start: {e}"));
             ExitCode::from(3)
         }
         Err(Failure::Listen(addr, e)) => {
-            eprintln!("rvsd: the REST API cannot listen on {addr}: {e}");
+            systemd::print_error("rvsd", format_args!("the REST API cannot listen on {addr}: {e}"));
             ExitCode::from(4)
         }
         Err(Failure::Ha(e)) => {
-            eprintln!("rvsd: {e}");
+            systemd::print_error("rvsd", e);
             ExitCode::from(5)
         }
         Err(Failure::Other(e)) => {
-            eprintln!("rvsd: {e}");
+            systemd::print_error("rvsd", e);
             ExitCode::from(1)
         }
     }
 }
 
 /// Runs the pre-flight checks, printing one line per problem; true if none.
-fn preflight_ok(config: &Config, when: preflight::When) -> bool {
-    let problems = preflight::check(config, &preflight::Host::system(), when);
-    for p in &problems {
-        eprintln!("rvsd: {p}");
-    }
-    problems.is_empty()
-}
-
 /// What the daemon needs besides its config: the control plane's runtime, the
 /// signals caught since start-up, how to read the config again (SIGHUP) and
 /// where dumps go.

@@ -4,7 +4,7 @@ use std::ptr::NonNull;
 
 use rvs_ffi as ffi;
 
-use crate::frame::Frame;
+use rvs_dataplane::frame::Frame;
 
 /// An owned, single-owner `rte_mbuf`. Dropping it frees it to its pool.
 #[repr(transparent)]
