@@ -78,6 +78,10 @@ install_lean_packages() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}"
+    # Only promtool is wanted: no Prometheus server on a machine that runs systemd.
+    if [[ -d /run/systemd/system ]]; then
+        systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    fi
     mapfile -t missing < <(missing_packages LEAN_PACKAGES)
     [[ ${#missing[@]} -eq 0 ]] || die "still missing after install: ${missing[*]}"
 }

@@ -674,8 +674,10 @@ def master_down(advert_int: float, priority: int, version: int) -> float:
 def observed_services(delay_loop: float = 0.5) -> list[dict]:
     """What the metrics and status-page tests watch: DR :80 with HTTP_GET
     checks on both reals (quorum 1, a sorry server), NAT :9000 unchecked."""
+    # Generous timeouts (a loaded 2-core machine must not flap a real server);
+    # a stopped server still fails at once (connection refused).
     check = {"type": "http_get", "urls": [{"path": "/", "status_code": [200]}],
-             "connect_timeout": 0.5, "retry": 0, "delay_before_retry": 0.2}
+             "connect_timeout": 3, "retry": 1, "delay_before_retry": 0.3}
     return [
         service("tcp", DR_VIP, 80, "dr", [real(1, checks=[check]), real(2, weight=2, checks=[check])],
                 health={"delay_loop": delay_loop, "quorum": 1,

@@ -193,7 +193,9 @@ class Scrape(unittest.TestCase):
                            port=labels["local_port"], real=f"{labels['remote_address']}:{labels['remote_port']}")
             self.assertEqual(v, theirs, f"{name}{labels}")
             pairs += 1
-        self.assertEqual(pairs, 3 * 4, "2 services x 2 reals x 3 families")
+        reals = [l for n, l, _ in s if n == "rvs_real_weight"]
+        self.assertEqual(pairs, 3 * len(reals), "3 node_ipvs_backend_* samples per real server in force")
+        self.assertEqual(len(reals), 4, "2 services x 2 reals in force")
         for node, ours in [("node_ipvs_connections_total", "rvs_service_connections_total"),
                            ("node_ipvs_incoming_packets_total", "rvs_service_in_packets_total"),
                            ("node_ipvs_outgoing_packets_total", "rvs_service_out_packets_total"),
