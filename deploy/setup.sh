@@ -27,6 +27,11 @@ readonly PACKAGES=(
     iproute2 ethtool tcpdump tshark socat curl python3 python3-pip iputils-ping python3-scapy
     systemd-container mmdebstrap
 )
+# Test tools installed without their recommends (keeps the install small):
+# promtool (Debian's prometheus package; its service is not started) for the
+# metrics and alert-rule checks, Debian's headless browser and its driver for
+# the status-page test (tests/e2e/test_68_metrics.py, test_70_status_page.py).
+readonly LEAN_PACKAGES=(prometheus chromium chromium-driver fonts-dejavu-core)
 
 log() { echo "setup: $*" >&2; }
 die() { echo "setup: error: $*" >&2; exit 1; }
@@ -35,10 +40,11 @@ require_root() {
     [[ $EUID -eq 0 ]] || die "must run as root (apt-get install, network namespaces); try: sudo $0"
 }
 
-# Print the packages from PACKAGES that are not installed.
+# Print the packages from the lists named (default PACKAGES) that are not installed.
 missing_packages() {
     local pkg status
-    for pkg in "${PACKAGES[@]}"; do
+    local -n list="${1:-PACKAGES}"
+    for pkg in "${list[@]}"; do
         status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
         [[ "$status" == "install ok installed" ]] || echo "$pkg"
     done
@@ -58,6 +64,25 @@ install_packages() {
     apt-get update -q
     apt-get install -y -q "${missing[@]}"
     mapfile -t missing < <(missing_packages)
+    [[ ${#missing[@]} -eq 0 ]] || die "still missing after install: ${missing[*]}"
+}
+
+install_lean_packages() {
+    local missing
+    mapfile -t missing < <(missing_packages LEAN_PACKAGES)
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        log "test tools (promtool, chromium): all present"
+        return 0
+    fi
+    log "installing without recommends: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+    # Only promtool is wanted: no Prometheus server on a machine that runs systemd.
+    if [[ -d /run/systemd/system ]]; then
+        systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    fi
+    mapfile -t missing < <(missing_packages LEAN_PACKAGES)
     [[ ${#missing[@]} -eq 0 ]] || die "still missing after install: ${missing[*]}"
 }
 
@@ -94,22 +119,29 @@ build() {
     (cd "$REPO_ROOT" && cargo build --release --workspace)
 }
 
-# Python test dependency of the e2e suite (tests/e2e/test_05_openapi.py), for the
-# python3 that runs the tests: openapi-spec-validator from PyPI.
+# Python test dependencies of the e2e suite, for the python3 that runs the
+# tests, from PyPI: openapi-spec-validator (test_05_openapi.py) and selenium
+# (test_70_status_page.py, driving Debian's chromium through chromedriver).
 install_python_test_deps() {
-    if python3 -c 'import openapi_spec_validator' 2>/dev/null; then
-        log "openapi-spec-validator: present"
-        return
-    fi
-    log "installing openapi-spec-validator (pip)"
-    python3 -m pip install --quiet openapi-spec-validator \
-        || python3 -m pip install --quiet --break-system-packages openapi-spec-validator \
-        || die "cannot install openapi-spec-validator for $(command -v python3)"
+    local module package
+    for module in openapi_spec_validator:openapi-spec-validator selenium:selenium; do
+        package="${module#*:}"
+        module="${module%%:*}"
+        if python3 -c "import $module" 2>/dev/null; then
+            log "$package: present"
+            continue
+        fi
+        log "installing $package (pip)"
+        python3 -m pip install --quiet "$package" \
+            || python3 -m pip install --quiet --break-system-packages "$package" \
+            || die "cannot install $package for $(command -v python3)"
+    done
 }
 
 main() {
     require_root
     install_packages
+    install_lean_packages
     install_python_test_deps
     reserve_hugepages
     if [[ "${RVS_SKIP_BUILD:-0}" == 1 ]]; then

@@ -1,4 +1,4 @@
-//! The REST API of rvsd (axum), under `/api/v1`, plus `GET /metrics`.
+//! The REST API of rvsd (axum), under `/api/v1`, plus `GET /metrics` and the status page (`GET /status`).
 //!
 //! Bodies use the same JSON schema as the config file ([`crate::config`]): a service
 //! is a [`ServiceConfig`], a real server a [`RealConfig`], unknown fields are errors.
@@ -72,7 +72,10 @@
 //!
 //! | route | what |
 //! |---|---|
+//! | `GET /status`, `GET /` | the live status page ([`crate::status`]; `/` redirects to it), unless `api.status_page` is false |
 //! | `GET /metrics` | Prometheus text format 0.0.4 ([`crate::metrics`]) |
+//! | `GET /api/v1/overview` | everything the status page shows, in one document ([`crate::status::overview`]) |
+//! | `GET /api/v1/events?after=&limit=` | recent events from the ring ([`crate::events`]) |
 //! | `GET /api/v1/openapi.json` | the OpenAPI 3 document of this API |
 //! | `GET /api/v1/status` | `{"generation", "workers", "services"}` |
 //! | `GET /api/v1/health` | health checks: every checked real server and managed service ([`HealthReport`]) |
@@ -126,6 +129,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::build::build_snapshot;
 use crate::config::{Config, ConfigError, RealConfig, ServiceConfig};
+use crate::events::{EventKind, EventLog, Severity};
 use crate::health::HealthReport;
 use crate::rate::{RateEstimator, Rates, ESTIMATOR_INTERVAL};
 
@@ -193,6 +197,9 @@ pub trait Overlay: Send + Sync + 'static {
     fn health(&self) -> Option<HealthReport> {
         None
     }
+    /// Hands over the API's event ring ([`ApiState::events`]), where the
+    /// overlay records its transitions (VRRP, health checks).
+    fn attach_events(&self, _events: Arc<EventLog>) {}
 }
 
 /// Builds the snapshot of `config` as the dataplane should run it now.
@@ -249,6 +256,10 @@ pub struct ApiState {
     zero_base: parking_lot::Mutex<HashMap<ServiceKey, ServiceStats>>,
     /// Health and VRRP state applied when snapshots are built.
     overlay: parking_lot::RwLock<Option<Arc<dyn Overlay>>>,
+    /// What happened lately (`GET /api/v1/events`, the status page).
+    events: Arc<EventLog>,
+    /// When the control plane started (Unix seconds).
+    started: f64,
 }
 
 impl ApiState {
@@ -262,6 +273,14 @@ impl ApiState {
 
     /// State with explicit persistence and authentication settings.
     pub fn with_options(config: Config, initial_generation: u64, dataplane: Arc<dyn Dataplane>, options: ApiOptions) -> Arc<Self> {
+        let events = Arc::new(EventLog::default());
+        events.record(
+            EventKind::Daemon,
+            Severity::Info,
+            format!("control plane started: {} services, generation {initial_generation}", config.services.len()),
+            serde_json::json!({ "generation": initial_generation }),
+        );
+        let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
         Arc::new(ApiState {
             current: tokio::sync::Mutex::new(Current { config, generation: initial_generation }),
             dataplane,
@@ -270,12 +289,37 @@ impl ApiState {
             rates: parking_lot::Mutex::new(RateEstimator::new()),
             zero_base: parking_lot::Mutex::new(HashMap::new()),
             overlay: parking_lot::RwLock::new(None),
+            events,
+            started,
         })
     }
 
-    /// Installs the runtime overlay (health checks, VRRP) used from the next snapshot on.
+    /// Installs the runtime overlay (health checks, VRRP) used from the next
+    /// snapshot on, and hands it the event ring.
     pub fn set_overlay(&self, overlay: Arc<dyn Overlay>) {
+        overlay.attach_events(Arc::clone(&self.events));
         *self.overlay.write() = Some(overlay);
+    }
+
+    /// The ring of recent events (config changes here; VRRP and health
+    /// transitions from the overlay).
+    pub fn events(&self) -> &Arc<EventLog> {
+        &self.events
+    }
+
+    /// When the control plane started, Unix seconds.
+    pub fn started(&self) -> f64 {
+        self.started
+    }
+
+    /// Whether `GET /status` serves the status page now (`api.status_page`).
+    pub async fn status_page_enabled(&self) -> bool {
+        self.current.lock().await.config.api.status_page
+    }
+
+    /// Runs `f` on the rate estimator (briefly locked).
+    pub fn with_rates<R>(&self, f: impl FnOnce(&RateEstimator) -> R) -> R {
+        f(&self.rates.lock())
     }
 
     /// The overlay's status JSON (null without one).
@@ -309,12 +353,16 @@ impl ApiState {
     /// whole (nothing applied) when a restart-only field changed or `new`
     /// is invalid. Returns the changes applied (empty: nothing to do).
     pub async fn reload(&self, new: Config) -> Result<Vec<Change>, String> {
-        let changes = {
+        let checked = {
             let current = self.current.lock().await;
-            check_restart_only(&current.config, &new).map_err(|e| e.message)?;
-            new.validate().map_err(|e| ApiError::invalid(e, None).message)?;
-            diff_configs(&current.config, &new)
+            check_restart_only(&current.config, &new)
+                .and_then(|()| new.validate().map_err(|e| ApiError::invalid(e, None)))
+                .map(|()| diff_configs(&current.config, &new))
         };
+        let changes = checked.map_err(|e| {
+            self.events.record(EventKind::Config, Severity::Warning, format!("reload refused: {}", e.message), serde_json::Value::Null);
+            e.message
+        })?;
         if changes.is_empty() {
             return Ok(changes);
         }
@@ -325,7 +373,10 @@ impl ApiState {
             Ok(Edit { what: format!("reloaded the config file ({count} changes)"), body_path: None, changes: Some(applied) })
         })
         .await
-        .map_err(|e| e.message)?;
+        .map_err(|e| {
+            self.events.record(EventKind::Config, Severity::Warning, format!("reload refused: {}", e.message), serde_json::Value::Null);
+            e.message
+        })?;
         Ok(changes)
     }
 
@@ -433,7 +484,11 @@ pub fn spawn_rate_estimator(state: Arc<ApiState>) -> tokio::task::JoinHandle<()>
 /// The `/api/v1` router, with `/metrics`.
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
+        .route("/", get(crate::status::root))
+        .route("/status", get(crate::status::page))
         .route("/metrics", get(metrics))
+        .route("/api/v1/overview", get(crate::status::overview_handler))
+        .route("/api/v1/events", get(events))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/status", get(status))
         .route("/api/v1/ha", get(ha_status))
@@ -826,6 +881,7 @@ async fn commit_with(
     edit: impl FnOnce(&mut Config) -> Result<Edit, ApiError>,
 ) -> Result<Response, ApiError> {
     let created = persist == Persist::Created;
+    let source = if persist == Persist::No { "reload" } else { "api" };
     let mut current = state.current.lock().await;
     if let Some(expected) = expect {
         if expected != current.generation {
@@ -877,6 +933,12 @@ async fn commit_with(
     current.generation = generation;
     drop(current);
 
+    state.events.record(
+        EventKind::Config,
+        if report.adopted { Severity::Info } else { Severity::Warning },
+        what.clone(),
+        serde_json::json!({ "generation": generation, "source": source, "adopted": report.adopted }),
+    );
     if report.adopted {
         tracing::info!(generation, workers = report.workers, adopt_us = report.adopt_us, "{what}");
     } else {
@@ -1646,8 +1708,32 @@ async fn metrics(State(state): AppState) -> Result<Response, ApiError> {
             dataplane: &dp,
             ha: &ha,
         }) + &crate::metrics::render_health(&state.health())
+            + &crate::metrics::render_process()
     };
     Ok(([(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
+}
+
+/// `GET /api/v1/events[?after=SEQ&limit=N]`: the newest `limit` (default
+/// 100) events after sequence number `after` (default 0), oldest first.
+async fn events(State(state): AppState, uri: Uri) -> Result<Json<serde_json::Value>, ApiError> {
+    let params = query_params(uri.query(), &["after", "limit"])?;
+    let log = state.events();
+    let number = |name: &str, default: u64, min: u64, max: u64| -> Result<u64, ApiError> {
+        match params.get(name) {
+            None => Ok(default),
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(n),
+                _ => Err(ApiError::bad_request(format!("{name}: invalid value `{v}`; expected {min} ..= {max}")).with_field(name)),
+            },
+        }
+    };
+    let after = number("after", 0, 0, u64::MAX)?;
+    let limit = number("limit", 100, 1, log.capacity() as u64)?;
+    Ok(Json(serde_json::json!({
+        "events": log.after(after, limit as usize),
+        "last_seq": log.last_seq(),
+        "capacity": log.capacity(),
+    })))
 }
 
 async fn openapi() -> Response {

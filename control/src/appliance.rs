@@ -12,7 +12,7 @@
 //!   only while the sync instance is MASTER ([`Snapshot::sync_send`]); the
 //!   daemon's counters are shown under `"sync"` in `GET /api/v1/ha`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -22,6 +22,7 @@ use serde_json::json;
 
 use crate::api::Overlay;
 use crate::config::Config;
+use crate::events::{EventKind, EventLog, Severity};
 use crate::health::{HealthEngine, HealthReport, HealthState};
 use crate::vrrp::{InstanceStatus, VrrpState};
 
@@ -40,6 +41,12 @@ pub struct HaOverlay {
     vrrp_status: Mutex<Option<Arc<Mutex<Vec<InstanceStatus>>>>>,
     /// The running sync daemon's counters.
     sync_counters: Mutex<Option<Arc<crate::sync::SyncCounters>>>,
+    /// Per VRRP instance: transitions into each state so far.
+    transitions: Mutex<HashMap<String, BTreeMap<&'static str, u64>>>,
+    /// Per VRRP instance, from the config: `(virtual_router_id, interface, unicast_peer)`.
+    instance_info: HashMap<String, (u8, String, Vec<Ipv4Addr>)>,
+    /// The API's event ring, once attached.
+    events: Mutex<Option<Arc<EventLog>>>,
 }
 
 impl HaOverlay {
@@ -62,12 +69,23 @@ impl HaOverlay {
             sync_instance: config.sync.as_ref().map(|s| s.instance.clone()),
             vrrp_status: Mutex::new(None),
             sync_counters: Mutex::new(None),
+            transitions: Mutex::new(HashMap::new()),
+            instance_info: config
+                .vrrp
+                .instances
+                .iter()
+                .map(|i| (i.name.clone(), (i.virtual_router_id, i.interface.clone(), i.unicast_peer.clone())))
+                .collect(),
+            events: Mutex::new(None),
         })
     }
 
     /// Attaches the running health engine.
     pub fn set_health(&self, engine: Arc<Mutex<HealthEngine>>) {
         let state = engine.lock().state();
+        if let Some(events) = self.events.lock().as_ref() {
+            engine.lock().set_events(Arc::clone(events));
+        }
         *self.health.lock() = Some(state);
         *self.engine.lock() = Some(engine);
     }
@@ -79,9 +97,26 @@ impl HaOverlay {
 
     /// Records a VRRP instance's new state. Returns true when the sync role
     /// changed to `Some(master)`.
+    /// A change of state is counted (`rvs_vrrp_transitions_total`) and
+    /// recorded in the event ring.
     pub fn set_vrrp(&self, instance: &str, state: VrrpState, vips: Vec<Ipv4Addr>) -> Option<bool> {
         let mut vrrp = self.vrrp.lock();
         let before = self.sync_master_locked(&vrrp);
+        let previous = vrrp.get(instance).map(|(s, _, _)| *s);
+        if previous != Some(state) {
+            *self.transitions.lock().entry(instance.to_owned()).or_default().entry(state.as_str()).or_default() += 1;
+            if let Some(events) = self.events.lock().as_ref() {
+                let from = previous.map_or("none", VrrpState::as_str);
+                let severity =
+                    if state == VrrpState::Fault || previous == Some(VrrpState::Master) { Severity::Warning } else { Severity::Info };
+                events.record(
+                    EventKind::Vrrp,
+                    severity,
+                    format!("VRRP instance {instance}: {from} -> {state}"),
+                    json!({ "instance": instance, "from": from, "to": state.as_str() }),
+                );
+            }
+        }
         let port = vrrp.get(instance).and_then(|(_, _, p)| *p);
         vrrp.insert(instance.to_owned(), (state, vips, port));
         let after = self.sync_master_locked(&vrrp);
@@ -142,6 +177,13 @@ impl Overlay for HaOverlay {
         self.engine.lock().as_ref().map(|e| e.lock().snapshot())
     }
 
+    fn attach_events(&self, events: Arc<EventLog>) {
+        if let Some(engine) = self.engine.lock().as_ref() {
+            engine.lock().set_events(Arc::clone(&events));
+        }
+        *self.events.lock() = Some(events);
+    }
+
     fn committed(&self, config: &Config) {
         if let Some(engine) = self.engine.lock().as_ref() {
             engine.lock().reconfigure(config);
@@ -156,9 +198,16 @@ impl Overlay for HaOverlay {
             .iter()
             .map(|(name, (state, vips, _))| {
                 let mut v = json!({ "instance": name, "state": state, "virtual_ipaddress": vips });
+                if let Some((vrid, interface, peers)) = self.instance_info.get(name) {
+                    v["virtual_router_id"] = json!(vrid);
+                    v["interface"] = json!(interface);
+                    v["unicast_peer"] = json!(peers);
+                }
+                v["transitions"] = json!(self.transitions.lock().get(name).cloned().unwrap_or_default());
                 if let Some(r) = reports.iter().find(|r| r.name == *name) {
                     v["priority"] = json!(r.priority);
                     v["stats"] = json!(r.stats);
+                    v["last_advert"] = json!(r.last_advert);
                 }
                 v
             })
@@ -215,5 +264,32 @@ mod tests {
 
         assert_eq!(o.set_vrrp("VI_1", VrrpState::Backup, vec![Ipv4Addr::new(10, 0, 0, 100)]), Some(false));
         assert!(snap(&o, &config).is_standby(Ipv4Addr::new(10, 0, 0, 100)));
+    }
+
+    #[test]
+    fn transitions_are_counted_and_recorded() {
+        let config = Config::from_json(CONFIG).expect("valid");
+        let o = HaOverlay::new(&config);
+        let events = Arc::new(EventLog::default());
+        o.attach_events(Arc::clone(&events));
+        let vips = vec![Ipv4Addr::new(10, 0, 0, 100)];
+        o.set_vrrp("VI_1", VrrpState::Backup, vips.clone());
+        o.set_vrrp("VI_1", VrrpState::Master, vips.clone());
+        o.set_vrrp("VI_1", VrrpState::Master, vips.clone());
+        o.set_vrrp("VI_1", VrrpState::Backup, vips);
+        let status = o.status();
+        let vi = &status["vrrp"][0];
+        assert_eq!(vi["transitions"], json!({ "BACKUP": 2, "MASTER": 1 }), "a repeated state is no transition");
+        assert_eq!(vi["virtual_router_id"], 51);
+        assert_eq!(vi["interface"], "lan0");
+        let log: Vec<(String, Severity)> = events.after(0, 10).into_iter().map(|e| (e.message, e.severity)).collect();
+        assert_eq!(
+            log,
+            [
+                ("VRRP instance VI_1: INIT -> BACKUP".to_string(), Severity::Info),
+                ("VRRP instance VI_1: BACKUP -> MASTER".to_string(), Severity::Info),
+                ("VRRP instance VI_1: MASTER -> BACKUP".to_string(), Severity::Warning),
+            ]
+        );
     }
 }

@@ -189,11 +189,25 @@ pub struct ApiConfig {
     /// Never shown by `GET /api/v1/config`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// Serve the read-only status page at `GET /status` (and `/`) without a
+    /// token (default true). It shows what the open `GET` endpoints show,
+    /// never a secret; `false` answers 404 there (the JSON API is unchanged).
+    /// Changes live.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub status_page: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { listen: default_listen(), token: None }
+        ApiConfig { listen: default_listen(), token: None, status_page: true }
     }
 }
 

@@ -10,6 +10,8 @@
 //! * [`persist`]: crash-safe writing of the config file.
 //! * [`rate`]: IPVS's rate estimator (`ipvsadm --rate`).
 //! * [`metrics`]: the Prometheus exposition of `/metrics`.
+//! * [`status`]: the live status page (`/status`) and its document (`/api/v1/overview`).
+//! * [`events`]: the ring of recent events (VRRP and health transitions, config changes).
 //! * [`ipvsadm`]: rvsadm, the ipvsadm-compatible command line over the REST API.
 //! * [`error`]: the [`ConfigError`] type.
 
@@ -20,6 +22,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod ha;
 pub mod health;
 pub mod ipvsadm;
@@ -31,6 +34,7 @@ pub mod preflight;
 pub mod queues;
 pub mod rate;
 pub mod statedump;
+pub mod status;
 pub mod sync;
 pub mod systemd;
 pub mod vrrp;

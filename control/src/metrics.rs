@@ -1,43 +1,21 @@
 //! `GET /metrics`: Prometheus text exposition format 0.0.4.
 //!
-//! Every metric is prefixed `rvs_`. Labels: `protocol`, `vip`, `port` (the
-//! virtual service), `real` (`address:port` of a real server), `worker` (the
-//! worker index), `reason` (why packets were dropped), `interface` (a
-//! dataplane port's name from the config), `direction` and `reason` of the
-//! connection-sync counters (present only while sync runs).
+//! The reference of every family (name, type, labels, meaning) is
+//! `deploy/docs/metrics.md`; `tests/e2e/test_68_metrics.py` checks a live
+//! scrape against it. In short:
 //!
-//! | metric | type | labels | what |
-//! |---|---|---|---|
-//! | `rvs_service_connections_total` | counter | service | connections scheduled |
-//! | `rvs_service_in_packets_total`, `rvs_service_out_packets_total` | counter | service | packets client→real, real→client |
-//! | `rvs_service_in_bytes_total`, `rvs_service_out_bytes_total` | counter | service | bytes, likewise |
-//! | `rvs_service_active_connections`, `rvs_service_inactive_connections` | gauge | service | ESTABLISHED / other connections |
-//! | `rvs_service_cps`, `rvs_service_in_pps`, `rvs_service_out_pps`, `rvs_service_in_bps`, `rvs_service_out_bps` | gauge | service | rates as `ipvsadm --rate` (bps = bytes/s), see [`crate::rate`] |
-//! | `rvs_real_*` | as above | service + `real` | the same per real server of the effective config (health checks applied: a failed real is absent, an inhibited one has weight 0, the sorry server is listed while in use), plus `rvs_real_weight` (the weight in force) |
-//! | `rvs_real_health_up` | gauge | service + `real` | 1 while the checks of a checked real server pass, else 0 |
-//! | `rvs_real_health_check_duration_seconds` | gauge | service + `real` | duration of its last round of checks (retries included) |
-//! | `rvs_real_health_consecutive_failures` | gauge | service + `real` | failed rounds in a row |
-//! | `rvs_worker_rx_packets_total`, `..._rx_bytes_total`, `..._tx_packets_total`, `..._tx_bytes_total` | counter | `worker` | frames and bytes |
-//! | `rvs_worker_drops_total` | counter | `worker`, `reason` | dropped packets by reason (`no_service`, `conn_table_full`, ...) |
-//! | `rvs_worker_redirect_out_total`, `rvs_worker_redirect_in_total` | counter | `worker` | packets handed to / taken from the worker owning their connection |
-//! | `rvs_worker_connections` | gauge | `worker` | connection table entries in use |
-//! | `rvs_worker_connection_table_size` | gauge | `worker` | connection table capacity |
-//! | `rvs_worker_<counter>_total` | counter | `worker` | every other worker counter, by its name |
-//! | `rvs_worker_generation` | gauge | `worker` | config generation the worker runs |
-//! | `rvs_mempool_size`, `rvs_mempool_available`, `rvs_mempool_in_use` | gauge | | packet buffers |
-//! | `rvs_port_rx_packets_total`, ... | counter | `interface` | the PMD's port counters (`ipackets`→`rx_packets`, `imissed`→`rx_missed`, ...) |
-//! | `rvs_port_link_up` | gauge | `interface` | 1 while the port has carrier |
-//! | `rvs_vrrp_state` | gauge | `instance`, `state` | 1 for the instance's current state (INIT, BACKUP, MASTER, FAULT) |
-//! | `rvs_vrrp_priority` | gauge | `instance` | effective priority |
-//! | `rvs_vrrp_stats_total` | counter | `instance`, `stat` | Keepalived's per-instance statistics (`advert_rcvd`, `auth_failure`, ... see [`crate::vrrp::stats`]) |
-//! | `rvs_config_generation`, `rvs_services`, `rvs_real_servers` | gauge | | the config in force (`rvs_real_servers`: the reals the dataplane uses) |
-//! | `rvs_rate_estimator_samples_total` | counter | | samples the rate estimator took |
-//! | `rvs_sync_master` | gauge | | 1 while this director sends connection sync (its sync instance is MASTER) |
-//! | `rvs_sync_datagrams_total` | counter | `direction` (`received`, `sent`) | connection-sync datagrams |
-//! | `rvs_sync_send_errors_total` | counter | | sync datagrams the kernel refused to send |
-//! | `rvs_sync_connections_installed_total` | counter | | connections installed from the master's sync |
-//! | `rvs_sync_bulk_answered_total` | counter | | bulk resync requests answered |
-//! | `rvs_sync_rejected_total` | counter | `reason` (`not_peer`, `bad_auth`, `replay`, `malformed`, `version`, `sync_id`, `bulk_rate_limited`) | sync datagrams dropped |
+//! * `rvs_*`: services and real servers of the effective config (counters
+//!   `_total`, connection gauges, the IPVS estimator's rates named in base
+//!   units: `_connections_per_second`, `_in_packets_per_second`,
+//!   `_in_bytes_per_second`, ...), health checks (`rvs_real_health_*`) and
+//!   quorums (`rvs_service_quorum_up`, `rvs_service_sorry_server_active`),
+//!   workers (`rvs_worker_*`, drops by `reason`), ports (`rvs_port_*`),
+//!   packet buffers (`rvs_mempool_*`), VRRP (`rvs_vrrp_*`, labelled
+//!   `vrrp_instance`: Prometheus's own `instance` label names the target),
+//!   connection sync (`rvs_sync_*`) and `rvs_build_info`;
+//! * `node_ipvs_*`: node_exporter's IPVS collector family, same names, types
+//!   and labels, so that IPVS dashboards and alerts work unchanged;
+//! * `process_*`: the process metrics every Prometheus client exports.
 //!
 //! Counters restart at 0 when zeroed (ipvsadm `-Z`); Prometheus treats that
 //! as a counter reset.
@@ -45,7 +23,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use rvs_dataplane::stats::ServiceStats;
+use rvs_dataplane::stats::{ServiceStats, TrafficCounters};
 use serde_json::Value;
 
 use crate::api::stats_view;
@@ -136,12 +114,39 @@ fn metric_part(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect()
 }
 
+/// The IPVS estimator's smoothed rates, named in base units (the `_total`
+/// counters are there for `rate()`; these match `ipvsadm --rate`).
 fn add_rates(f: &mut Families, prefix: &str, what: &str, labels: &[(&str, String)], r: &Rates) {
-    f.add(&format!("{prefix}_cps"), &format!("Connections per second of the {what} (IPVS estimator)."), "gauge", labels, r.cps);
-    f.add(&format!("{prefix}_in_pps"), &format!("Packets per second client to real server, {what}."), "gauge", labels, r.in_pps);
-    f.add(&format!("{prefix}_out_pps"), &format!("Packets per second real server to client, {what}."), "gauge", labels, r.out_pps);
-    f.add(&format!("{prefix}_in_bps"), &format!("Bytes per second client to real server, {what}."), "gauge", labels, r.in_bps);
-    f.add(&format!("{prefix}_out_bps"), &format!("Bytes per second real server to client, {what}."), "gauge", labels, r.out_bps);
+    let est = "smoothed as ipvsadm --rate";
+    f.add(&format!("{prefix}_connections_per_second"), &format!("Connections per second of the {what}, {est}."), "gauge", labels, r.cps);
+    f.add(
+        &format!("{prefix}_in_packets_per_second"),
+        &format!("Packets per second client to real server, {what}, {est}."),
+        "gauge",
+        labels,
+        r.in_pps,
+    );
+    f.add(
+        &format!("{prefix}_out_packets_per_second"),
+        &format!("Packets per second real server to client, {what}, {est}."),
+        "gauge",
+        labels,
+        r.out_pps,
+    );
+    f.add(
+        &format!("{prefix}_in_bytes_per_second"),
+        &format!("Bytes per second client to real server, {what}, {est}."),
+        "gauge",
+        labels,
+        r.in_bps,
+    );
+    f.add(
+        &format!("{prefix}_out_bytes_per_second"),
+        &format!("Bytes per second real server to client, {what}, {est}."),
+        "gauge",
+        labels,
+        r.out_bps,
+    );
 }
 
 /// Renders every metric.
@@ -154,7 +159,8 @@ pub fn render(input: &MetricsInput<'_>) -> String {
     f.add("rvs_real_servers", "Real servers the dataplane uses (health checks applied), over all services.", "gauge", &[], reals as u64);
     f.add("rvs_rate_estimator_samples_total", "Samples taken by the rate estimator (every 2 s).", "counter", &[], input.rates.samples());
 
-    for svc in stats_view(config, input.stats, input.rates) {
+    let view = stats_view(config, input.stats, input.rates);
+    for svc in &view {
         let labels = [("protocol", svc.protocol.to_string()), ("vip", svc.vip.to_string()), ("port", svc.port.to_string())];
         let t = svc.traffic;
         f.add("rvs_service_connections_total", "Connections scheduled to the service.", "counter", &labels, t.conns);
@@ -165,12 +171,7 @@ pub fn render(input: &MetricsInput<'_>) -> String {
         f.add("rvs_service_active_connections", "Connections in ESTABLISHED.", "gauge", &labels, u64::from(svc.active));
         f.add("rvs_service_inactive_connections", "Connections in other states.", "gauge", &labels, u64::from(svc.inactive));
         add_rates(&mut f, "rvs_service", "service", &labels, &svc.rates);
-        let weights: Vec<u32> = config
-            .services
-            .iter()
-            .find(|s| s.protocol == svc.protocol && s.vip == svc.vip && s.port == svc.port)
-            .map(|s| s.reals.iter().map(|r| r.weight).collect())
-            .unwrap_or_default();
+        let weights = weights_in_force(config, svc);
         for (i, r) in svc.reals.iter().enumerate() {
             let mut labels = labels.to_vec();
             labels.push(("real", format!("{}:{}", r.address, r.port)));
@@ -197,8 +198,92 @@ pub fn render(input: &MetricsInput<'_>) -> String {
     render_ports_and_pool(&mut f, input.dataplane);
     render_vrrp(&mut f, input.ha);
     render_sync(&mut f, input.ha.get("sync").unwrap_or(&Value::Null));
+    render_node_ipvs(&mut f, config, &view);
     f.render()
 }
+
+/// The weights of `svc`'s real servers in `config` (the effective config), in order.
+fn weights_in_force(config: &Config, svc: &crate::api::ServiceStatsView) -> Vec<u32> {
+    config
+        .services
+        .iter()
+        .find(|s| s.protocol == svc.protocol && s.vip == svc.vip && s.port == svc.port)
+        .map(|s| s.reals.iter().map(|r| r.weight).collect())
+        .unwrap_or_default()
+}
+
+/// node_exporter's IPVS collector family, same names, types, labels and
+/// meaning, so that dashboards and alerts written for IPVS directors work
+/// on rvs unchanged: the totals over every virtual service (IPVS's
+/// `/proc/net/ip_vs_stats`) and, per real server of the effective table,
+/// active and inactive connections and weight (`/proc/net/ip_vs`). rvs has no
+/// firewall-mark services: `local_mark` is always empty, as node_exporter
+/// shows it for address services; `proto` is `TCP` or `UDP`.
+fn render_node_ipvs(f: &mut Families, config: &Config, view: &[crate::api::ServiceStatsView]) {
+    let sum = |g: fn(&TrafficCounters) -> u64| view.iter().map(|s| g(&s.traffic)).sum::<u64>();
+    let totals: [(&str, &str, u64); 5] = [
+        ("node_ipvs_connections_total", "Connections made, over every virtual service.", sum(|t| t.conns)),
+        ("node_ipvs_incoming_packets_total", "Packets received (client to real server), over every virtual service.", sum(|t| t.in_pkts)),
+        ("node_ipvs_outgoing_packets_total", "Packets sent (real server to client), over every virtual service.", sum(|t| t.out_pkts)),
+        ("node_ipvs_incoming_bytes_total", "Bytes received (client to real server), over every virtual service.", sum(|t| t.in_bytes)),
+        ("node_ipvs_outgoing_bytes_total", "Bytes sent (real server to client), over every virtual service.", sum(|t| t.out_bytes)),
+    ];
+    for (name, help, value) in totals {
+        f.add(name, help, "counter", &[], value);
+    }
+    for svc in view {
+        let weights = weights_in_force(config, svc);
+        for (i, r) in svc.reals.iter().enumerate() {
+            let labels = [
+                ("local_address", svc.vip.to_string()),
+                ("local_port", svc.port.to_string()),
+                ("remote_address", r.address.to_string()),
+                ("remote_port", r.port.to_string()),
+                ("proto", svc.protocol.to_string().to_ascii_uppercase()),
+                ("local_mark", String::new()),
+            ];
+            let by = "by virtual service (local) and real server (remote)";
+            f.add(
+                "node_ipvs_backend_connections_active",
+                &format!("Active (ESTABLISHED) connections {by}."),
+                "gauge",
+                &labels,
+                u64::from(r.active),
+            );
+            f.add(
+                "node_ipvs_backend_connections_inactive",
+                &format!("Inactive (not ESTABLISHED) connections {by}."),
+                "gauge",
+                &labels,
+                u64::from(r.inactive),
+            );
+            f.add(
+                "node_ipvs_backend_weight",
+                &format!("Weight in force {by}."),
+                "gauge",
+                &labels,
+                u64::from(weights.get(i).copied().unwrap_or(0)),
+            );
+        }
+    }
+}
+
+/// The outcomes of received VRRP adverts in `rvs_vrrp_adverts_received_total`:
+/// accepted, or the Keepalived statistic that counted its rejection.
+const ADVERT_OUTCOMES: &[(&str, &str)] = &[
+    ("accepted", "advert_rcvd"),
+    ("auth_failure", "auth_failure"),
+    ("authtype_mismatch", "authtype_mismatch"),
+    ("invalid_authtype", "invalid_authtype"),
+    ("advert_interval_err", "advert_interval_err"),
+    ("invalid_type_rcvd", "invalid_type_rcvd"),
+    ("packet_len_err", "packet_len_err"),
+    ("checksum_err", "checksum_err"),
+    ("ip_ttl_err", "ip_ttl_err"),
+    ("version_err", "version_err"),
+    ("vrid_other", "vrid_other"),
+    ("peer_unknown", "peer_unknown"),
+];
 
 fn render_vrrp(f: &mut Families, ha: &Value) {
     let Some(instances) = ha.get("vrrp").and_then(Value::as_array) else {
@@ -208,7 +293,7 @@ fn render_vrrp(f: &mut Families, ha: &Value) {
         let name = i.get("instance").and_then(Value::as_str).unwrap_or("?").to_string();
         let current = i.get("state").and_then(Value::as_str).unwrap_or("");
         for state in ["INIT", "BACKUP", "MASTER", "FAULT"] {
-            let labels = [("instance", name.clone()), ("state", state.to_string())];
+            let labels = [("vrrp_instance", name.clone()), ("state", state.to_string())];
             f.add(
                 "rvs_vrrp_state",
                 "1 for the VRRP instance's current state.",
@@ -217,16 +302,34 @@ fn render_vrrp(f: &mut Families, ha: &Value) {
                 u64::from(current.eq_ignore_ascii_case(state)),
             );
         }
-        let labels = [("instance", name.clone())];
+        let labels = [("vrrp_instance", name.clone())];
         if let Some(p) = i.get("priority").and_then(Value::as_u64) {
             f.add("rvs_vrrp_priority", "Effective VRRP priority.", "gauge", &labels, p);
         }
         if let Some(stats) = i.get("stats").and_then(Value::as_object) {
             for (stat, v) in stats {
                 let Some(v) = v.as_u64() else { continue };
-                let labels = [("instance", name.clone()), ("stat", stat.clone())];
+                let labels = [("vrrp_instance", name.clone()), ("stat", stat.clone())];
                 f.add("rvs_vrrp_stats_total", "VRRP statistics per instance, as Keepalived names them.", "counter", &labels, v);
             }
+            let stat = |s: &str| stats.get(s).and_then(Value::as_u64).unwrap_or(0);
+            f.add("rvs_vrrp_adverts_sent_total", "VRRP adverts sent by the instance.", "counter", &labels, stat("advert_sent"));
+            for (outcome, s) in ADVERT_OUTCOMES {
+                let labels = [("vrrp_instance", name.clone()), ("outcome", (*outcome).to_string())];
+                f.add(
+                    "rvs_vrrp_adverts_received_total",
+                    "VRRP adverts received for the instance, by outcome (accepted, or the reason it was refused).",
+                    "counter",
+                    &labels,
+                    stat(s),
+                );
+            }
+        }
+        let transitions = i.get("transitions");
+        for state in ["INIT", "BACKUP", "MASTER", "FAULT"] {
+            let labels = [("vrrp_instance", name.clone()), ("state", state.to_string())];
+            let n = transitions.and_then(|t| t.get(state)).and_then(Value::as_u64).unwrap_or(0);
+            f.add("rvs_vrrp_transitions_total", "Transitions of the VRRP instance into the state.", "counter", &labels, n);
         }
     }
 }
@@ -283,6 +386,72 @@ pub fn render_health(report: &HealthReport) -> String {
             &labels,
             r.consecutive_failures,
         );
+    }
+    for s in &report.services {
+        let labels =
+            [("protocol", s.service.protocol.to_string()), ("vip", s.service.vip.to_string()), ("port", s.service.port.to_string())];
+        f.add(
+            "rvs_service_quorum_up",
+            "1 while the service holds its quorum (the weight of its up real servers), else 0.",
+            "gauge",
+            &labels,
+            u64::from(s.quorum_state == "up"),
+        );
+        f.add(
+            "rvs_service_sorry_server_active",
+            "1 while the service's traffic goes to its sorry server (quorum lost), else 0.",
+            "gauge",
+            &labels,
+            u64::from(s.sorry_server_active),
+        );
+        f.add(
+            "rvs_service_quorum",
+            "The service's quorum: the least total weight of up real servers.",
+            "gauge",
+            &labels,
+            u64::from(s.quorum),
+        );
+        f.add("rvs_service_up_weight", "Total weight of the service's up real servers.", "gauge", &labels, s.weight_sum);
+    }
+    f.render()
+}
+
+/// `rvs_build_info` and the process metrics every Prometheus client library
+/// exports (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
+/// `process_open_fds`, ...), read from `/proc/self`. A value that cannot be
+/// read is left out.
+pub fn render_process() -> String {
+    let mut f = Families::default();
+    let labels = [
+        ("version", env!("CARGO_PKG_VERSION").to_string()),
+        ("arch", std::env::consts::ARCH.to_string()),
+        ("os", std::env::consts::OS.to_string()),
+    ];
+    f.add("rvs_build_info", "Always 1; the labels say which rvs build runs.", "gauge", &labels, 1);
+    let Ok(me) = procfs::process::Process::myself() else {
+        return f.render();
+    };
+    if let Ok(stat) = me.stat() {
+        let ticks = procfs::ticks_per_second() as f64;
+        if ticks > 0.0 {
+            let cpu = (stat.utime + stat.stime) as f64 / ticks;
+            f.sample("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", "counter", &[], cpu);
+            if let Ok(boot) = procfs::boot_time_secs() {
+                let start = boot as f64 + stat.starttime as f64 / ticks;
+                f.sample("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", "gauge", &[], start);
+            }
+        }
+        f.add("process_virtual_memory_bytes", "Virtual memory size in bytes.", "gauge", &[], stat.vsize);
+        f.add("process_resident_memory_bytes", "Resident memory size in bytes.", "gauge", &[], stat.rss * procfs::page_size());
+        f.add("process_threads", "Number of OS threads in the process.", "gauge", &[], stat.num_threads.max(0) as u64);
+    }
+    if let Ok(n) = me.fd_count() {
+        f.add("process_open_fds", "Number of open file descriptors.", "gauge", &[], n as u64);
+    }
+    if let Ok(limits) = me.limits() {
+        if let procfs::process::LimitValue::Value(n) = limits.max_open_files.soft_limit {
+            f.add("process_max_fds", "Maximum number of open file descriptors.", "gauge", &[], n);
+        }
     }
     f.render()
 }
@@ -408,6 +577,55 @@ mod tests {
         let mut none = Families::default();
         render_sync(&mut none, &Value::Null);
         assert_eq!(none.render(), "");
+    }
+
+    #[test]
+    fn vrrp_adverts_and_transitions_become_metrics() {
+        let ha = serde_json::json!({ "vrrp": [ { "instance": "VI_1", "state": "MASTER", "priority": 150,
+            "transitions": { "BACKUP": 1, "MASTER": 1 },
+            "stats": { "advert_rcvd": 7, "advert_sent": 40, "auth_failure": 2, "become_master": 1 } } ] });
+        let mut f = Families::default();
+        render_vrrp(&mut f, &ha);
+        let text = f.render();
+        for line in [
+            "rvs_vrrp_state{vrrp_instance=\"VI_1\",state=\"MASTER\"} 1",
+            "rvs_vrrp_state{vrrp_instance=\"VI_1\",state=\"BACKUP\"} 0",
+            "rvs_vrrp_adverts_sent_total{vrrp_instance=\"VI_1\"} 40",
+            "rvs_vrrp_adverts_received_total{vrrp_instance=\"VI_1\",outcome=\"accepted\"} 7",
+            "rvs_vrrp_adverts_received_total{vrrp_instance=\"VI_1\",outcome=\"auth_failure\"} 2",
+            "rvs_vrrp_adverts_received_total{vrrp_instance=\"VI_1\",outcome=\"peer_unknown\"} 0",
+            "rvs_vrrp_transitions_total{vrrp_instance=\"VI_1\",state=\"MASTER\"} 1",
+            "rvs_vrrp_transitions_total{vrrp_instance=\"VI_1\",state=\"FAULT\"} 0",
+            "rvs_vrrp_stats_total{vrrp_instance=\"VI_1\",stat=\"become_master\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing `{line}` in\n{text}");
+        }
+        // Every refusal Keepalived counts is an outcome.
+        let named: Vec<&str> = crate::vrrp::VrrpStats::default().named().iter().map(|(n, _)| *n).collect();
+        for (_, stat) in ADVERT_OUTCOMES {
+            assert!(named.contains(stat), "{stat}");
+        }
+    }
+
+    #[test]
+    fn build_and_process_metrics() {
+        let text = render_process();
+        assert!(text.contains(&format!("rvs_build_info{{version=\"{}\",", env!("CARGO_PKG_VERSION"))), "{text}");
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+        ] {
+            let value: f64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in\n{text}"));
+            assert!(value >= 0.0, "{name} {value}");
+        }
+        assert!(text.contains("# TYPE process_cpu_seconds_total counter\n"), "{text}");
     }
 
     #[test]

@@ -422,7 +422,9 @@ async fn unknown_route_and_method_are_json() {
     let h = harness();
     let v = h.refused("GET", "/api/v1/nope", None, StatusCode::NOT_FOUND).await;
     assert!(v["error"].as_str().is_some_and(|e| e.contains("/api/v1/nope")), "{v}");
-    h.refused("GET", "/", None, StatusCode::NOT_FOUND).await;
+    h.refused("GET", "/nope", None, StatusCode::NOT_FOUND).await;
+    // `/` leads to the status page (control/tests/status_page.rs); other methods there are refused as JSON.
+    h.refused("POST", "/", Some("{}"), StatusCode::METHOD_NOT_ALLOWED).await;
     h.refused("DELETE", "/api/v1/services", None, StatusCode::METHOD_NOT_ALLOWED).await;
     h.refused("POST", "/api/v1/status", Some("{}"), StatusCode::METHOD_NOT_ALLOWED).await;
 }

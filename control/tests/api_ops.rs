@@ -496,9 +496,17 @@ async fn metrics_in_prometheus_text_format() {
         "rvs_real_connections_total{protocol=\"tcp\",vip=\"10.0.0.100\",port=\"80\",real=\"10.1.0.11:80\"} 200",
         "rvs_real_inactive_connections{protocol=\"tcp\",vip=\"10.0.0.100\",port=\"80\",real=\"10.1.0.11:80\"} 1",
         "rvs_real_weight{protocol=\"tcp\",vip=\"10.0.0.100\",port=\"80\",real=\"10.1.0.12:80\"} 2",
-        "# TYPE rvs_service_cps gauge",
-        "rvs_service_cps{protocol=\"tcp\",vip=\"10.0.0.100\",port=\"80\"} 0",
-        "rvs_real_out_bps{protocol=\"tcp\",vip=\"10.0.0.100\",port=\"443\",real=\"10.1.0.21:8443\"} 0",
+        "# TYPE rvs_service_connections_per_second gauge",
+        "rvs_service_connections_per_second{protocol=\"tcp\",vip=\"10.0.0.100\",port=\"80\"} 0",
+        "rvs_real_out_bytes_per_second{protocol=\"tcp\",vip=\"10.0.0.100\",port=\"443\",real=\"10.1.0.21:8443\"} 0",
+        // node_exporter's IPVS family: the same numbers under its names and labels.
+        "# TYPE node_ipvs_connections_total counter",
+        "node_ipvs_connections_total 300",
+        "node_ipvs_incoming_bytes_total 300000",
+        "node_ipvs_backend_connections_active{local_address=\"10.0.0.100\",local_port=\"80\",remote_address=\"10.1.0.11\",remote_port=\"80\",proto=\"TCP\",local_mark=\"\"} 2",
+        "node_ipvs_backend_connections_inactive{local_address=\"10.0.0.100\",local_port=\"80\",remote_address=\"10.1.0.11\",remote_port=\"80\",proto=\"TCP\",local_mark=\"\"} 1",
+        "node_ipvs_backend_weight{local_address=\"10.0.0.100\",local_port=\"80\",remote_address=\"10.1.0.12\",remote_port=\"80\",proto=\"TCP\",local_mark=\"\"} 2",
+        "rvs_build_info{version=\"0.1.0\",arch=\"x86_64\",os=\"linux\"} 1",
         "rvs_worker_rx_packets_total{worker=\"0\"} 10",
         "rvs_worker_drops_total{worker=\"1\",reason=\"no_service\"} 4",
         "rvs_worker_redirect_out_total{worker=\"0\"} 2",
@@ -516,9 +524,19 @@ async fn metrics_in_prometheus_text_format() {
     assert_eq!(types, 1);
     for l in text.lines().filter(|l| !l.starts_with('#')) {
         let (name, value) = l.rsplit_once(' ').expect("sample");
-        assert!(name.starts_with("rvs_"), "{l}");
-        value.parse::<u64>().unwrap_or_else(|_| panic!("value of {l}"));
+        assert!(["rvs_", "node_ipvs_", "process_"].iter().any(|p| name.starts_with(p)), "{l}");
+        value.parse::<f64>().unwrap_or_else(|_| panic!("value of {l}"));
     }
+    // The process metrics of this very process.
+    let sample = |name: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("no {name} in\n{text}"));
+        line.rsplit_once(' ').and_then(|(_, v)| v.parse().ok()).expect("number")
+    };
+    assert!(sample("process_resident_memory_bytes") > 1e6);
+    assert!(sample("process_open_fds") >= 3.0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs_f64();
+    let start = sample("process_start_time_seconds");
+    assert!(start <= now + 1.0 && start > now - 3600.0, "start {start}, now {now}");
 }
 
 // ---------------------------------------------------------------------------

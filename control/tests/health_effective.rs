@@ -463,3 +463,70 @@ fn checks_without_an_exception_path_are_refused() {
     assert!(rig.engine.lock().running().is_empty(), "no check started");
     assert_eq!(rig.server.dataplane.count(), published, "nothing was published");
 }
+
+#[test]
+fn the_overview_events_and_quorum_metrics_follow_health() {
+    let rig = Rig::start(config, &[11, 12, 21, 22]);
+    for (port, addr) in [(80, "10.1.0.11"), (80, "10.1.0.12"), (443, "10.1.0.21"), (443, "10.1.0.22")] {
+        rig.wait_real(port, addr, "up", 1);
+    }
+    let m = rig.text("/metrics");
+    let labels = |port: u16| format!("{{protocol=\"tcp\",vip=\"10.0.0.100\",port=\"{port}\"}}");
+    assert!(m.contains(&format!("\nrvs_service_quorum_up{} 1\n", labels(443))), "{m}");
+    assert!(m.contains(&format!("\nrvs_service_sorry_server_active{} 0\n", labels(443))), "{m}");
+    assert!(m.contains(&format!("\nrvs_service_quorum{} 2\n", labels(443))), "{m}");
+    assert!(m.contains(&format!("\nrvs_service_up_weight{} 2\n", labels(443))), "{m}");
+
+    // .12 fails (it leaves the pool), then :443 loses its quorum (the sorry server takes over).
+    rig.set_up(12, false);
+    rig.wait_real(80, "10.1.0.12", "down", 1);
+    rig.set_up(21, false);
+    rig.wait_real(443, "10.1.0.21", "down", 1);
+    rig.wait_published("sorry server", |s| published_reals(s, 443) == [("10.1.0.99:8443".to_string(), 1)]);
+
+    let o = rig.get("/api/v1/overview");
+    let service = |port: u16| o["services"].as_array().and_then(|a| a.iter().find(|s| s["port"] == port).cloned()).unwrap_or(Value::Null);
+    let real = |port: u16, addr: &str| {
+        service(port)["reals"].as_array().and_then(|a| a.iter().find(|r| r["address"] == addr).cloned()).unwrap_or(Value::Null)
+    };
+    let brief = |r: Value| (r["state"].clone(), r["in_pool"].clone(), r["weight"].clone(), r["configured_weight"].clone());
+    assert_eq!(brief(real(80, "10.1.0.11")), (json!("up"), json!(true), json!(3), json!(3)));
+    assert_eq!(brief(real(80, "10.1.0.12")), (json!("down"), json!(false), json!(0), json!(2)));
+    assert_eq!(brief(real(80, "10.1.0.13")), (json!("unchecked"), json!(true), json!(1), json!(1)));
+    assert_eq!(brief(real(443, "10.1.0.21")), (json!("down"), json!(false), json!(0), json!(1)));
+    assert_eq!(
+        brief(real(443, "10.1.0.22")),
+        (json!("up"), json!(false), json!(0), json!(1)),
+        "up, but its service runs on the sorry server"
+    );
+    assert_eq!(brief(real(443, "10.1.0.99")), (json!("sorry"), json!(true), json!(1), Value::Null));
+    assert_eq!(real(443, "10.1.0.99")["port"], 8443);
+    assert_eq!(service(443)["quorum"]["state"], "lost");
+    assert_eq!(service(443)["quorum"]["sorry_server_active"], true);
+    assert_eq!(service(80)["quorum"]["state"], "up");
+    let h12 = &real(80, "10.1.0.12")["health"];
+    assert!(h12["consecutive_failures"].as_u64().is_some_and(|n| n >= 1), "{h12}");
+    assert!(h12["last_check"].as_f64().is_some_and(|t| t > 1.5e9), "{h12}");
+    assert_eq!(h12["checks"], json!(["MISC_CHECK"]));
+    assert!(!o.to_string().contains("test -e"), "no check command in the overview: {o}");
+
+    // The events, oldest first: the start, then the health transitions.
+    let events = rig.get("/api/v1/events");
+    let list = events["events"].as_array().cloned().unwrap_or_default();
+    assert_eq!(list.first().map(|e| e["kind"].clone()), Some(json!("daemon")), "{events}");
+    let find = |text: &str| list.iter().find(|e| e["message"].as_str().is_some_and(|m| m.contains(text))).cloned();
+    let down = find("10.1.0.12:80 of tcp 10.0.0.100:80 is down").unwrap_or_else(|| panic!("no down event: {events}"));
+    assert_eq!((down["kind"].clone(), down["severity"].clone()), (json!("health"), json!("warning")));
+    assert_eq!(down["details"]["event"], "real_down");
+    let lost = find("lost its quorum").unwrap_or_else(|| panic!("no quorum event: {events}"));
+    assert!(lost["seq"].as_u64() > down["seq"].as_u64(), "{events}");
+    let seqs: Vec<u64> = list.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert_eq!(events["last_seq"].as_u64(), seqs.last().copied());
+    assert_eq!(o["events"].as_array().map(Vec::len), Some(list.len().min(30)));
+
+    let m = rig.text("/metrics");
+    assert!(m.contains(&format!("\nrvs_service_quorum_up{} 0\n", labels(443))), "{m}");
+    assert!(m.contains(&format!("\nrvs_service_sorry_server_active{} 1\n", labels(443))), "{m}");
+    assert!(m.contains(&format!("\nrvs_service_quorum_up{} 1\n", labels(80))), "{m}");
+}

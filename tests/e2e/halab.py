@@ -665,3 +665,43 @@ def master_down(advert_int: float, priority: int, version: int) -> float:
     """RFC Master_Down_Interval of a backup with `priority`."""
     skew = (256 - priority) / 256 * (advert_int if version == 3 else 1.0)
     return 3 * advert_int + skew
+
+
+# ---------------------------------------------------------------------------
+# The observability lab (test_68_metrics, test_70_status_page)
+# ---------------------------------------------------------------------------
+
+def observed_services(delay_loop: float = 0.5) -> list[dict]:
+    """What the metrics and status-page tests watch: DR :80 with HTTP_GET
+    checks on both reals (quorum 1, a sorry server), NAT :9000 unchecked."""
+    # Generous timeouts (a loaded 2-core machine must not flap a real server);
+    # a stopped server still fails at once (connection refused).
+    check = {"type": "http_get", "urls": [{"path": "/", "status_code": [200]}],
+             "connect_timeout": 3, "retry": 1, "delay_before_retry": 0.3}
+    return [
+        service("tcp", DR_VIP, 80, "dr", [real(1, checks=[check]), real(2, weight=2, checks=[check])],
+                health={"delay_loop": delay_loop, "quorum": 1,
+                        "sorry_server": {"address": SORRY_IP, "port": 80}}),
+        service("tcp", NAT_VIP, 9000, "nat", [real(1), real(2)]),
+    ]
+
+
+def observed_pair(start: callable) -> tuple["Director", "Director"]:
+    """Directors 1 (priority 150, MASTER) and 2 (100, BACKUP) with
+    observed_services, VRRP and connection sync; `start(n, config)` starts
+    one (e.g. a test case's director()). Waits for their VRRP states."""
+    d1 = start(1, director_config(1, observed_services(), vrrp_config(150)))
+    d2 = start(2, director_config(2, observed_services(), vrrp_config(100)))
+    d1.wait_vrrp("MASTER", 20)
+    d2.wait_vrrp("BACKUP", 20)
+    return d1, d2
+
+
+def cleanup_observed(directors, tmp: str | None) -> None:
+    """Stops the directors of observed_pair, takes the lab down, removes `tmp`."""
+    for d in directors:
+        if d is not None:
+            d.cleanup()
+    teardown()
+    if tmp:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -742,9 +742,9 @@ class ForgedAdvertTests(FaultCase):
         status, text = d1.api("GET", "/metrics")
         self.assertEqual(status, 200)
         for sname in ("auth_failure", "ip_ttl_err", "vrid_other"):
-            m = re.search(rf'^rvs_vrrp_stats_total\{{[^}}]*instance="VI_1"[^}}]*stat="{sname}"[^}}]*\}} (\d+)',
+            m = re.search(rf'^rvs_vrrp_stats_total\{{[^}}]*vrrp_instance="VI_1"[^}}]*stat="{sname}"[^}}]*\}} (\d+)',
                           text, re.M) or re.search(
-                rf'^rvs_vrrp_stats_total\{{[^}}]*stat="{sname}"[^}}]*instance="VI_1"[^}}]*\}} (\d+)', text, re.M)
+                rf'^rvs_vrrp_stats_total\{{[^}}]*stat="{sname}"[^}}]*vrrp_instance="VI_1"[^}}]*\}} (\d+)', text, re.M)
             self.assertIsNotNone(m, f"/metrics has no rvs_vrrp_stats_total for VI_1 {sname}:\n"
                                  + "\n".join(l for l in text.splitlines() if "vrrp" in l)[:3000])
             self.assertGreaterEqual(int(m.group(1)), stat(after[1], sname, "VI_1"))

@@ -53,7 +53,9 @@ class PackageTests(unittest.TestCase):
                      "/usr/share/zsh/vendor-completions/_rvsadm",
                      "/usr/share/fish/vendor_completions.d/rvsd.fish",
                      str(UNIT), "/etc/rvs/rvsd.json", "/etc/default/rvsd",
-                     "/usr/share/doc/rvs/README.md", "/usr/share/doc/rvs/api.md"]:
+                     "/usr/share/doc/rvs/README.md", "/usr/share/doc/rvs/api.md",
+                     "/usr/share/doc/rvs/metrics.md", "/usr/share/doc/rvs/monitoring/rvs-alerts.yml",
+                     "/usr/share/doc/rvs/monitoring/rvs-dashboard.json"]:
             with self.subTest(path):
                 self.assertIn(path, self.files)
                 self.assertTrue(Path(path).exists(), path)

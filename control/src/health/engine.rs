@@ -30,6 +30,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::state::{managed, service_health, HealthEvent, HealthReport, HealthState, RoundResult, Transition};
 use super::{kind_name, real_health, run_check, secs, RealKey, WeightChange};
 use crate::config::Config;
+use crate::events::{EventKind, EventLog, Severity};
 use crate::ha::HealthCheck;
 
 /// Shortest pause between two rounds of one real server, whatever `delay_loop` says.
@@ -42,6 +43,8 @@ struct Shared {
     config: Mutex<Arc<Config>>,
     changed: watch::Sender<u64>,
     runtime: Handle,
+    /// Where transitions are recorded for operators, once attached.
+    events: Mutex<Option<Arc<EventLog>>>,
 }
 
 /// What a real server's task runs: its checks and its service's `delay_loop`.
@@ -87,6 +90,7 @@ impl HealthEngine {
             config: Mutex::new(Arc::new(config.clone())),
             changed,
             runtime: Handle::current(),
+            events: Mutex::new(None),
         });
         let mut engine = HealthEngine { shared, tasks: HashMap::new() };
         engine.reconfigure(config);
@@ -127,6 +131,12 @@ impl HealthEngine {
             self.tasks.insert(key, RealTask { spec, stopped, handle });
         }
         publish(&self.shared, transitions);
+    }
+
+    /// Records every transition from now on in `events` as well (the API's
+    /// event ring, [`crate::api::ApiState::events`]).
+    pub fn set_events(&self, events: Arc<EventLog>) {
+        *self.shared.events.lock() = Some(events);
     }
 
     /// The shared state (lock it briefly: the tasks record into it).
@@ -271,9 +281,17 @@ fn publish(shared: &Shared, transitions: Vec<Transition>) {
         return;
     }
     shared.changed.send_modify(|n| *n = n.wrapping_add(1));
+    let events = shared.events.lock().clone();
     for t in transitions {
         let what = describe(&t.event);
         tracing::info!("health: {what}");
+        if let Some(events) = &events {
+            let severity = match t.event {
+                HealthEvent::RealDown { .. } | HealthEvent::QuorumLost { .. } => Severity::Warning,
+                HealthEvent::RealUp { .. } | HealthEvent::WeightChanged { .. } | HealthEvent::QuorumRegained { .. } => Severity::Info,
+            };
+            events.record(EventKind::Health, severity, what.clone(), serde_json::to_value(&t.event).unwrap_or_default());
+        }
         if let Some(command) = t.command {
             run_notify(&shared.runtime, command, what);
         }

@@ -205,6 +205,8 @@ pub(crate) struct Runner {
     shared: Arc<Mutex<Vec<InstanceStatus>>>,
     /// Counters per instance (published with the states).
     stats: Vec<VrrpStats>,
+    /// The last advert accepted per instance (published with the states).
+    last_advert: Vec<Option<super::PeerAdvert>>,
     dataplane: DataplaneLink,
     cmd_rx: mpsc::Receiver<Cmd>,
     wake: UnixDatagram,
@@ -254,7 +256,8 @@ impl Runner {
         let scripts = plan.scripts.iter().map(|s| ScriptStatus::new(s.rise, s.fall)).collect();
         let group_state = vec![None; plan.groups.len()];
         let stats = vec![VrrpStats::default(); plan.instances.len()];
-        Ok(Runner { stats, dataplane, plan, router, ifaces, insts, scripts, group_state, events, shared, cmd_rx, wake })
+        let last_advert = vec![None; stats.len()];
+        Ok(Runner { stats, last_advert, dataplane, plan, router, ifaces, insts, scripts, group_state, events, shared, cmd_rx, wake })
     }
 
     /// The engine loop; returns after a shutdown command (or when every
@@ -398,7 +401,7 @@ impl Runner {
             let acts = self.router.on_advert(now, i, ip.src, &advert);
             match self.router.instance(i).and_then(|x| x.last_ignored()) {
                 Some(why) => self.stats[i].count_ignored(why),
-                None => self.count_accepted(i, &advert),
+                None => self.count_accepted(i, ip.src, &advert),
             }
             self.execute(now, acts);
         }
@@ -409,7 +412,11 @@ impl Runner {
         self.ifaces[k].instances.iter().copied().filter(|&i| Some(self.plan.instances[i].params.vrid) == vrid).collect()
     }
 
-    fn count_accepted(&mut self, i: usize, advert: &Advert) {
+    fn count_accepted(&mut self, i: usize, src: Ipv4Addr, advert: &Advert) {
+        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if let Some(slot) = self.last_advert.get_mut(i) {
+            *slot = Some(super::PeerAdvert { address: src, priority: advert.priority, at });
+        }
         let stats = &mut self.stats[i];
         stats.advert_rcvd += 1;
         if advert.priority == 0 {
@@ -602,11 +609,13 @@ impl Runner {
             .instances()
             .iter()
             .zip(&self.stats)
-            .map(|(x, stats)| InstanceStatus {
+            .zip(&self.last_advert)
+            .map(|((x, stats), last_advert)| InstanceStatus {
                 name: x.params().name.clone(),
                 state: x.state(),
                 priority: x.effective_priority(),
                 stats: *stats,
+                last_advert: *last_advert,
             })
             .collect();
         *self.shared.lock() = v;

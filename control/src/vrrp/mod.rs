@@ -61,6 +61,20 @@ pub struct InstanceStatus {
     pub priority: u8,
     /// Counters.
     pub stats: VrrpStats,
+    /// The last advert accepted from another router (its master, or a
+    /// backup claiming with a lower priority), if any.
+    pub last_advert: Option<PeerAdvert>,
+}
+
+/// An advert heard from another router of an instance's virtual router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PeerAdvert {
+    /// Its source address.
+    pub address: Ipv4Addr,
+    /// The priority it advertised (0: it resigned).
+    pub priority: u8,
+    /// When it was heard, Unix seconds.
+    pub at: u64,
 }
 
 /// An interface whose link going down is a fault of an instance.
@@ -404,6 +418,7 @@ impl VrrpEngine {
                     state: VrrpState::Initialize,
                     priority: p.params.priority,
                     stats: VrrpStats::default(),
+                    last_advert: None,
                 })
                 .collect(),
         ));
