@@ -32,6 +32,8 @@ pub enum EventKind {
     Health,
     /// A VRRP state change.
     Vrrp,
+    /// A port's link went down or came up.
+    Link,
 }
 
 /// How much it matters.

@@ -39,6 +39,7 @@ use std::collections::HashMap;
 
 use rvs_control::api::{build_effective, Overlay};
 use rvs_control::appliance::HaOverlay;
+use rvs_control::events::{EventKind, EventLog, Severity};
 use rvs_control::health::HealthEngine;
 use rvs_control::sync::{SyncDaemon, SyncSettings};
 use rvs_control::vrrp::{DataplaneLink, VrrpEngine, VrrpEvent};
@@ -414,11 +415,14 @@ fn run(config: Config, config_path: Option<PathBuf>, listener: std::net::TcpList
 
     let ports = Arc::new(ports);
     let devices: Vec<String> = config.ports.iter().map(|p| p.device.clone()).collect();
+    // The API's event ring, once the API exists (link changes are events).
+    let link_events: Arc<std::sync::OnceLock<Arc<EventLog>>> = Arc::default();
     let monitor = spawn_link_monitor(
         Arc::clone(&ports),
         devices,
         config.ports.iter().map(|p| p.name.clone()).collect(),
         Arc::clone(&port_links),
+        Arc::clone(&link_events),
         Arc::clone(&stop),
     )
     .map_err(|e| Failure::Other(format!("cannot start the link monitor: {e}")))?;
@@ -439,6 +443,7 @@ fn run(config: Config, config_path: Option<PathBuf>, listener: std::net::TcpList
     options.config_path = config_path;
     let ha_config = config.clone();
     let state = ApiState::with_options(config, 1, dataplane.clone(), options);
+    let _ = link_events.set(Arc::clone(state.events()));
     state.set_overlay(overlay_dyn);
     let served = serve(listen, listener, state, overlay, dataplane.clone(), ha_config, daemon);
 
@@ -557,6 +562,13 @@ async fn handle_signals(
     tracing::info!("shutting down");
 }
 
+/// A SIGHUP reload refused before the API saw the config (file unreadable or
+/// invalid): logged and recorded as an event, as the API records its own refusals.
+fn refuse_reload(state: &ApiState, why: &str) {
+    tracing::error!("reload refused, nothing changed: {why}");
+    state.events().record(EventKind::Config, Severity::Warning, format!("reload refused: {why}"), serde_json::Value::Null);
+}
+
 /// SIGHUP: the config file(s) read again and applied as a whole, or not at all.
 async fn reload_config(state: &ApiState, reload: Arc<dyn Fn() -> Result<Config, String> + Send + Sync>) {
     tracing::info!("SIGHUP: reading the configuration again");
@@ -566,14 +578,10 @@ async fn reload_config(state: &ApiState, reload: Arc<dyn Fn() -> Result<Config, 
     };
     let config = match loaded {
         Ok(c) => c,
-        Err(e) => {
-            tracing::error!("reload refused, nothing changed: {e}");
-            return;
-        }
+        Err(e) => return refuse_reload(state, &e),
     };
     if let Err(e) = SyncSettings::from_env(&config) {
-        tracing::error!("reload refused, nothing changed: {e}");
-        return;
+        return refuse_reload(state, &e.to_string());
     }
     match state.reload(config).await {
         Ok(changes) if changes.is_empty() => tracing::info!("reload: the configuration is unchanged"),
@@ -705,6 +713,7 @@ fn spawn_link_monitor(
     devices: Vec<String>,
     names: Vec<String>,
     links: Arc<LinkStates>,
+    events: Arc<std::sync::OnceLock<Arc<EventLog>>>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("rvs-link".to_owned()).spawn(move || {
@@ -717,6 +726,10 @@ fn spawn_link_monitor(
                         tracing::warn!(port = name, "link up");
                     } else {
                         tracing::warn!(port = name, "link down: frames for it are dropped (drop_link_down)");
+                    }
+                    if let Some(events) = events.get() {
+                        let (severity, state) = if up { (Severity::Info, "up") } else { (Severity::Warning, "down") };
+                        events.record(EventKind::Link, severity, format!("port {name}: link {state}"), json!({ "port": name, "up": up }));
                     }
                 }
             }
