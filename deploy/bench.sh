@@ -26,8 +26,9 @@
 #
 # Environment: RVS_BENCH_MODES="dr nat" restricts the modes; RVS_BENCH_SCENARIOS="established:1000
 # established:4000000" the memif scenarios (profile:flows); RVS_BENCH_SEARCH_STEPS the zero-loss
-# search trials; RVS_BENCH_CYCLES_FRACTION (default 0.2) sets R as that fraction of testpmd's max
-# (RVS_BENCH_CYCLES_PPS, default 500000, when testpmd is missing); CARGO_TARGET_DIR is honoured;
+# search trials; RVS_BENCH_CYCLES_PPS fixes the cycles rate R in packets/s (use the same R for a
+# before/after comparison), else R is RVS_BENCH_CYCLES_FRACTION (default 0.2) of testpmd's max
+# (500000 when testpmd is missing); CARGO_TARGET_DIR is honoured;
 # RVS_BENCH_OUT overrides the report directory.
 set -euo pipefail
 
@@ -243,7 +244,7 @@ if [[ -n "$TESTPMD" ]]; then
     start_testpmd "$WORK/runs/testpmd.log"
     run_gen "testpmd-io-established-1000" testpmd "$FIRST_MODE" established 1000 "$SOCK"
     stop_pid "$TP_PID"
-    CYCLES_PPS=$(python3 -c "import json,sys; print(int(json.load(open(sys.argv[1]))['max']['rx_mpps'] * 1e6 * float(sys.argv[2])))" \
+    [[ -n ${RVS_BENCH_CYCLES_PPS:-} ]] || CYCLES_PPS=$(python3 -c "import json,sys; print(int(json.load(open(sys.argv[1]))['max']['rx_mpps'] * 1e6 * float(sys.argv[2])))" \
         "$WORK/runs/testpmd-io-established-1000.json" "$CYCLES_FRACTION")
     # testpmd's own busy cycles per packet at the cycles rate: a fresh process (its
     # counters are cumulative and printed at exit), SYN frames (no flow setup; io-fwd
