@@ -16,19 +16,29 @@
 #      (its main lcore shares core 0): dpdk-testpmd io-fwd (the limit), then rvsd per mode
 #      and profile (established 1k flows, established 4M flows, SYN, mix), each with an
 #      RFC 2544 zero-loss search.
+#      Cycles per packet, independent of the generator: at one offered rate R (a fraction
+#      of testpmd's max, below the generator's ceiling) testpmd io-fwd runs once more with
+#      --record-core-cycles (its "CPU cycles/packet" at exit), and every established run of
+#      rvsd starts with a trial at R bracketed by reads of its busy_cycles / busy_frames
+#      (GET /api/v1/stats). Both count only loop iterations that handled packets.
 #   5. deploy/bench/report.py: REPORT.md, report.json, mpps.png (matplotlib, installed with
 #      pip if missing; an SVG is drawn instead when that fails).
 #
-# Environment: RVS_BENCH_MODES="dr nat" restricts the modes; CARGO_TARGET_DIR is honoured;
+# Environment: RVS_BENCH_MODES="dr nat" restricts the modes; RVS_BENCH_SCENARIOS="established:1000
+# established:4000000" the memif scenarios (profile:flows); RVS_BENCH_SEARCH_STEPS the zero-loss
+# search trials; RVS_BENCH_CYCLES_PPS fixes the cycles rate R in packets/s (use the same R for a
+# before/after comparison), else R is RVS_BENCH_CYCLES_FRACTION (default 0.2) of testpmd's max
+# (500000 when testpmd is missing); CARGO_TARGET_DIR is honoured;
 # RVS_BENCH_OUT overrides the report directory.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ARGS="$*"
 SMOKE=0
 for arg in "$@"; do
     case "$arg" in
         --smoke) SMOKE=1 ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -92,7 +102,7 @@ MODES=${RVS_BENCH_MODES:-$("$PKTGEN" modes | tr '\n' ' ')}
 # ---------------------------------------------------------------- machine
 {
     echo "{"
-    echo "  \"cpu_model\": \"$(lscpu | sed -n 's/^Model name: *//p' | head -1)\","
+    echo "  \"cpu_model\": \"$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | head -1)\","
     echo "  \"cpus\": $(nproc),"
     echo "  \"kernel\": \"$(uname -r)\","
     echo "  \"memory_gib\": $(awk '/MemTotal/ {printf "%.1f", $2/1048576}' /proc/meminfo),"
@@ -103,6 +113,7 @@ MODES=${RVS_BENCH_MODES:-$("$PKTGEN" modes | tr '\n' ' ')}
     echo "  \"dpdk\": \"$(dpkg-query -W -f='${Version}' dpdk 2>/dev/null || pkg-config --modversion libdpdk 2>/dev/null || echo unknown)\","
     echo "  \"git_commit\": \"$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)\","
     echo "  \"git_dirty\": $( [[ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ]] && echo true || echo false),"
+    echo "  \"command\": \"$(env | grep '^RVS_BENCH_' | sort | tr '\n' ' ')deploy/bench.sh${ARGS:+ $ARGS}\","
     echo "  \"smoke\": $( [[ $SMOKE == 1 ]] && echo true || echo false)"
     echo "}"
 } > "$WORK/machine.json"
@@ -131,11 +142,15 @@ if [[ $SMOKE == 1 ]]; then
     GEN_TIMES=(--duration 0.5 --trial-secs 0.3 --search-steps 3)
     SCENARIOS=("established:1000")
     TABLE=100000
+    CYCLES_SECS=0.5
 else
-    GEN_TIMES=(--duration 3 --trial-secs 2 --search-steps 8)
-    SCENARIOS=("established:1000" "established:4000000" "syn:0" "mix:1000")
+    GEN_TIMES=(--duration 3 --trial-secs 2 --search-steps "${RVS_BENCH_SEARCH_STEPS:-8}")
+    read -r -a SCENARIOS <<< "${RVS_BENCH_SCENARIOS:-established:1000 established:4000000 syn:0 mix:1000}"
     TABLE=4500000
+    CYCLES_SECS=3
 fi
+CYCLES_FRACTION=${RVS_BENCH_CYCLES_FRACTION:-0.2}
+CYCLES_PPS=${RVS_BENCH_CYCLES_PPS:-500000}
 mkdir -p "$WORK/runs"
 # File-system sockets (so the script can wait for them) and 4096-slot rings: on a shared
 # 2-vCPU guest a worker can be descheduled for milliseconds, which a 1024-slot ring at
@@ -154,16 +169,31 @@ wait_socket() {
     return 1
 }
 
-# run_gen NAME DUT MODE PROFILE FLOWS SOCKET
+# run_gen NAME DUT MODE PROFILE FLOWS SOCKET [rvs-pktgen arguments...]
+# (default arguments: the max trial and the zero-loss search)
 run_gen() {
     local name=$1 dut=$2 mode=$3 profile=$4 flows=$5 sock=$6
+    shift 6
+    local extra=("$@")
+    [[ ${#extra[@]} == 0 ]] && extra=(--search "${GEN_TIMES[@]}")
     # In the background and waited for, so that a signal reaches the trap at once.
+    rm -f "$WORK/runs/$name.json"
     "$PKTGEN" run --dut "$dut" --mode "$mode" --profile "$profile" --flows "$flows" \
         --device "net_memif0,role=client,socket=$sock,$MEMIF_OPTS" --lcore 0 --file-prefix "$TAG-gen" \
-        --search "${GEN_TIMES[@]}" --out "$WORK/runs/$name.json" \
+        "${extra[@]}" --out "$WORK/runs/$name.json" \
         > /dev/null 2> "$WORK/runs/$name.gen.log" < /dev/null &
     local gen=$!
     PIDS+=($gen)
+    GEN_PID=$gen
+    if [[ -n ${BEFORE_GEN_EXIT:-} ]]; then
+        # The generator lingers connected after its report: run the hook meanwhile.
+        for _ in $(seq 6000); do
+            [[ -f "$WORK/runs/$name.json" ]] && break
+            kill -0 "$gen" 2>/dev/null || break
+            sleep 0.1
+        done
+        $BEFORE_GEN_EXIT
+    fi
     wait "$gen" || { tail -20 "$WORK/runs/$name.gen.log" >&2; return 1; }
     python3 - "$WORK/runs/$name.json" <<'EOF' >&2
 import json, sys
@@ -174,31 +204,74 @@ print(f"  {d['dut']:8} {d['mode']:8} {d['profile']:12} flows={d['flows']:<8} max
 if m["received_ok"] == 0 or m["received_bad_rewrite"] > 0:
     print(f"  BROKEN: nothing forwarded or wrong rewrites; first bad frame: {d.get('first_bad_frame')}")
     sys.exit(1)
+c = d.get("cycles") or {}
+if c.get("dut"):
+    u, t = c["dut"], c["trial"]
+    print(f"  cycles trial at {c['rate_pps'] / 1e6:.3f} Mpps: rvsd {u['cycles_per_packet'] or 0:.0f} cycles/packet "
+          f"({u['busy_cycles']} busy cycles / {u['busy_frames']} frames, busy {100 * (u['busy_fraction'] or 0):.0f} %), loss {t['loss_ratio']:.4f}")
+    if not u["busy_cycles"] or not u["busy_frames"] or not u["tsc_hz"]:
+        print("  BROKEN: the DUT's busy_cycles / busy_frames / tsc_hz did not move over the cycles trial")
+        sys.exit(1)
 EOF
+}
+
+# start_testpmd LOG [testpmd options...]: io-fwd on the memif server at $SOCK; sets TP_PID.
+start_testpmd() {
+    local log=$1
+    shift
+    rm -f "$SOCK"
+    "$TESTPMD" -l 0,1 --main-lcore 0 --no-huge -m 512 --no-pci --file-prefix "$TAG-testpmd" \
+        --vdev "net_memif0,role=server,socket=$SOCK,$MEMIF_OPTS" -- \
+        --forward-mode=io --port-topology=loop --nb-cores=1 --total-num-mbufs=16384 \
+        --rxd=1024 --txd=1024 --burst=32 --auto-start --stats-period 60 "$@" \
+        > "$log" 2>&1 < /dev/null &
+    TP_PID=$!
+    PIDS+=($TP_PID)
+    wait_socket "$SOCK" "$TP_PID" || { tail -20 "$log" >&2; exit 1; }
+    # The socket exists from EAL's probe on; testpmd answers the memif handshake only
+    # once its port is started, and the memif client does not retry: wait for that.
+    for _ in $(seq 300); do
+        grep -q "forwards packets on" "$log" && break
+        sleep 0.1
+    done
+    sleep 0.5
 }
 
 if [[ -n "$TESTPMD" ]]; then
     log "dpdk-testpmd io-fwd (the limit)"
     SOCK=$WORK/testpmd.sock
-    "$TESTPMD" -l 0,1 --main-lcore 0 --no-huge -m 512 --no-pci --file-prefix "$TAG-testpmd" \
-        --vdev "net_memif0,role=server,socket=$SOCK,$MEMIF_OPTS" -- \
-        --forward-mode=io --port-topology=loop --nb-cores=1 --total-num-mbufs=16384 \
-        --rxd=1024 --txd=1024 --burst=32 --auto-start --stats-period 60 \
-        > "$WORK/runs/testpmd.log" 2>&1 < /dev/null &
-    PIDS+=($!)
-    TP_PID=$!
-    wait_socket "$SOCK" "$TP_PID" || { tail -20 "$WORK/runs/testpmd.log" >&2; exit 1; }
-    # The socket exists from EAL's probe on; testpmd answers the memif handshake only
-    # once its port is started, and the memif client does not retry: wait for that.
-    for _ in $(seq 300); do
-        grep -q "forwards packets on" "$WORK/runs/testpmd.log" && break
-        sleep 0.1
-    done
-    sleep 0.5
-    run_gen "testpmd-io-established-1000" testpmd "$(echo $MODES | cut -d' ' -f1)" established 1000 "$SOCK"
+    FIRST_MODE=$(echo $MODES | cut -d' ' -f1)
+    start_testpmd "$WORK/runs/testpmd.log"
+    run_gen "testpmd-io-established-1000" testpmd "$FIRST_MODE" established 1000 "$SOCK"
     stop_pid "$TP_PID"
+    [[ -n ${RVS_BENCH_CYCLES_PPS:-} ]] || CYCLES_PPS=$(python3 -c "import json,sys; print(int(json.load(open(sys.argv[1]))['max']['rx_mpps'] * 1e6 * float(sys.argv[2])))" \
+        "$WORK/runs/testpmd-io-established-1000.json" "$CYCLES_FRACTION")
+    # testpmd's own busy cycles per packet at the cycles rate: a fresh process (its
+    # counters are cumulative and printed at exit), SYN frames (no flow setup; io-fwd
+    # does not look at them), stopped with SIGTERM, which prints the forwarding stats.
+    log "dpdk-testpmd io-fwd --record-core-cycles at $CYCLES_PPS pps"
+    # testpmd's port counters (its cycles/packet denominator) read zero once memif's peer
+    # has gone: the generator stays connected (--linger) until testpmd has stopped.
+    start_testpmd "$WORK/runs/testpmd-cycles.log" --record-core-cycles --record-burst-stats
+    stop_testpmd() { stop_pid "$TP_PID"; }
+    BEFORE_GEN_EXIT=stop_testpmd run_gen "testpmd-cycles" testpmd "$FIRST_MODE" syn 0 "$SOCK" \
+        --rate "$CYCLES_PPS" --duration "$CYCLES_SECS" --linger 10
+    python3 - "$WORK/runs/testpmd-cycles.log" "$CYCLES_PPS" > "$WORK/testpmd_cycles.json" <<'EOF'
+import json, re, sys
+text = open(sys.argv[1], errors="replace").read()
+# DPDK 22.11 labels them "total cycles" (the busy ones: io-fwd stops its count on an empty rx burst); later DPDK "busy cycles".
+m = re.findall(r"CPU cycles/packet=([0-9.]+) \((?:total|busy) cycles=(\d+) / total (\w+) packets=(\d+)\) at (\d+) MHz", text)
+if not m:
+    sys.exit("bench.sh: no 'CPU cycles/packet' in testpmd's output (--record-core-cycles): see " + sys.argv[1])
+cpp, busy, kind, pkts, mhz = m[-1]
+bursts = re.findall(r"RX-bursts : (\d+) \[([^\]]*)\]", text)
+print(json.dumps({"rate_pps": int(sys.argv[2]), "cycles_per_packet": float(cpp), "busy_cycles": int(busy),
+                  "packets": int(pkts), "packets_counted": kind, "tsc_mhz": int(mhz),
+                  "rx_bursts": bursts[-1][0] if bursts else None, "rx_burst_sizes": bursts[-1][1].strip() if bursts else None}))
+EOF
+    log "  testpmd: $(cat "$WORK/testpmd_cycles.json")"
 else
-    log "dpdk-testpmd not found (apt-get install dpdk): no limit measured"
+    log "dpdk-testpmd not found (apt-get install dpdk): no limit measured; cycles rate $CYCLES_PPS pps"
 fi
 
 for mode in $MODES; do
@@ -227,7 +300,12 @@ for mode in $MODES; do
             PERF_PID=$!
             PIDS+=($PERF_PID)
         fi
-        run_gen "$name" rvsd "$mode" "$profile" "$flows" "$SOCK"
+        if [[ $profile == established ]]; then
+            run_gen "$name" rvsd "$mode" "$profile" "$flows" "$SOCK" --search "${GEN_TIMES[@]}" \
+                --cycles-rate "$CYCLES_PPS" --cycles-secs "$CYCLES_SECS" --dut-stats "127.0.0.1:$API_PORT"
+        else
+            run_gen "$name" rvsd "$mode" "$profile" "$flows" "$SOCK"
+        fi
         [[ -n "$PERF_PID" ]] && { kill -INT "$PERF_PID" 2>/dev/null || true; wait "$PERF_PID" 2>/dev/null || true; }
         curl -sf "127.0.0.1:$API_PORT/api/v1/stats" > "$WORK/runs/$name.stats.json" || echo '{}' > "$WORK/runs/$name.stats.json"
         stop_pid "$RVSD_PID"

@@ -81,6 +81,7 @@ impl Fixture {
         for i in 0..live as u64 {
             let (src, sport) = plan::client(i);
             for t in [&f.syn, &f.data] {
+                Self::reset_frame(&mut frame, t);
                 t.write(frame.data_mut(), src, sport, i, 0);
                 f.p.handle(0, frame, f.now_ms, &mut f.out);
                 frame = match f.out.tx.pop() {

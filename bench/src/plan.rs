@@ -33,6 +33,8 @@ pub struct ModeSpec {
 pub const MODES: &[ModeSpec] = &[
     ModeSpec { name: "dr", forward: ForwardMode::Dr, vip: Ipv4Addr::new(10, 0, 0, 100), vport: 80, real_port: 80 },
     ModeSpec { name: "nat", forward: ForwardMode::Nat, vip: Ipv4Addr::new(10, 0, 0, 101), vport: 80, real_port: 8080 },
+    ModeSpec { name: "tun", forward: ForwardMode::Tun, vip: Ipv4Addr::new(10, 0, 0, 102), vport: 80, real_port: 80 },
+    ModeSpec { name: "fullnat", forward: ForwardMode::FullNat, vip: Ipv4Addr::new(10, 0, 0, 103), vport: 80, real_port: 8080 },
 ];
 
 /// The mode called `name`.

@@ -4,8 +4,11 @@
 //! nanoseconds and every frame on the wire is valid.
 //!
 //! Where the stamps go (64-byte frames leave only 6 bytes of TCP payload):
-//! * TCP: the sequence number in the TCP sequence-number field, the timestamp's
-//!   low 32 bits in the acknowledgment-number field. DR and NAT leave both alone.
+//! * TCP: the sequence number's low 32 bits in the TCP sequence-number field and
+//!   again in the first 4 payload bytes, the timestamp's low 32 bits in the
+//!   acknowledgment-number field. The generator reads the payload copy: FULLNAT
+//!   shifts the sequence-number field by a per-connection offset (and may insert
+//!   a TOA option, moving the payload); no mode touches an inbound ACK field.
 //! * UDP: sequence number and timestamp as two big-endian u64 at the start of
 //!   the payload (a 64-byte UDP frame has 18 payload bytes).
 
@@ -32,6 +35,10 @@ pub const TCP_SEQ: usize = L4 + 4;
 pub const TCP_ACK: usize = L4 + 8;
 /// Offset of the TCP flags byte.
 pub const TCP_FLAGS: usize = L4 + 13;
+/// Offset of the TCP data-offset byte.
+pub const TCP_DOFF: usize = L4 + 12;
+/// Offset of the TCP payload in a template (no options).
+pub const TCP_PAYLOAD: usize = L4 + 20;
 /// Offset of the TCP checksum.
 pub const TCP_CSUM: usize = L4 + 16;
 /// Offset of the UDP checksum.
@@ -167,11 +174,13 @@ impl Template {
                 let (s, a) = (seq as u32, stamp as u32);
                 buf[TCP_SEQ..TCP_SEQ + 4].copy_from_slice(&s.to_be_bytes());
                 buf[TCP_ACK..TCP_ACK + 4].copy_from_slice(&a.to_be_bytes());
+                buf[TCP_PAYLOAD..TCP_PAYLOAD + 4].copy_from_slice(&s.to_be_bytes());
                 let mut c = be16(buf, TCP_CSUM);
                 c = checksum::update_u32(c, old_src, new_src);
                 c = checksum::update_u16(c, self.base_sport, sport);
                 c = checksum::update_u32(c, 0, s);
                 c = checksum::update_u32(c, 0, a);
+                c = checksum::update_u32(c, 0, s);
                 buf[TCP_CSUM..TCP_CSUM + 2].copy_from_slice(&c.to_be_bytes());
             }
             Proto::Udp => {
@@ -193,12 +202,16 @@ impl Template {
 }
 
 /// Reads the sequence number and timestamp a template stamped into `frame`
-/// (untagged Ethernet/IPv4 without options, as DR and NAT leave it). For TCP
-/// only the low 32 bits of each survive.
+/// (untagged Ethernet/IPv4 without IP options; TCP options are skipped). For
+/// TCP only the low 32 bits of each survive.
 #[inline]
 pub fn read_stamps(proto: Proto, frame: &[u8]) -> Option<(u64, u64)> {
     match proto {
-        Proto::Tcp if frame.len() >= L4 + 20 => Some((u64::from(be32(frame, TCP_SEQ)), u64::from(be32(frame, TCP_ACK)))),
+        Proto::Tcp if frame.len() >= L4 + 20 => {
+            let payload = L4 + usize::from(frame[TCP_DOFF] >> 4) * 4;
+            let seq = frame.get(payload..payload + 4)?;
+            Some((u64::from(be32(seq, 0)), u64::from(be32(frame, TCP_ACK))))
+        }
         Proto::Udp if frame.len() >= UDP_PAYLOAD + 16 => {
             let seq = u64::from_be_bytes(frame[UDP_PAYLOAD..UDP_PAYLOAD + 8].try_into().ok()?);
             let stamp = u64::from_be_bytes(frame[UDP_PAYLOAD + 8..UDP_PAYLOAD + 16].try_into().ok()?);
@@ -270,5 +283,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_tcp_sequence_survives_a_fullnat_shift_and_a_toa_option() {
+        let t = Template::new(Proto::Tcp, Kind::Data, 64, A, B, Ipv4Addr::new(10, 0, 0, 103), 80);
+        let mut buf = vec![0u8; t.len()];
+        t.write(&mut buf, Ipv4Addr::new(172, 16, 0, 1), 1024, 0x1_2345_6789, 0xabcd);
+        check(&buf, Proto::Tcp, Ipv4Addr::new(172, 16, 0, 1), 1024);
+        // FULLNAT adds its offset to the sequence-number field ...
+        let shifted = be32(&buf, TCP_SEQ).wrapping_add(0x9000_0003);
+        buf[TCP_SEQ..TCP_SEQ + 4].copy_from_slice(&shifted.to_be_bytes());
+        assert_eq!(read_stamps(Proto::Tcp, &buf), Some((0x2345_6789, 0xabcd)));
+        // ... and may insert an 8-byte TOA option before the payload.
+        let mut toa = buf[..TCP_PAYLOAD].to_vec();
+        toa[TCP_DOFF] = 7 << 4;
+        toa.extend_from_slice(&[254, 8, 4, 0, 172, 16, 0, 1]);
+        toa.extend_from_slice(&buf[TCP_PAYLOAD..]);
+        assert_eq!(read_stamps(Proto::Tcp, &toa), Some((0x2345_6789, 0xabcd)));
+        assert_eq!(read_stamps(Proto::Tcp, &toa[..TCP_PAYLOAD + 10]), None, "a payload cut short is refused");
     }
 }

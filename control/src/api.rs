@@ -83,7 +83,7 @@
 //! | `GET /api/v1/config/effective` | the config as the dataplane runs it: health checks applied (read-only) |
 //! | `PUT /api/v1/config[?dry_run=true]` | replace the whole config; answers the diff (`changes`); a dry run changes nothing |
 //! | `GET`/`PUT /api/v1/timeouts` | connection timeouts (ipvsadm `--set`, `-L --timeout`) |
-//! | `GET /api/v1/stats` | per-worker counters, port and mempool stats ([`Dataplane::stats`]) |
+//! | `GET /api/v1/stats` | per-worker counters (with `busy_cycles`, `busy_frames`), `tsc_hz`, port and mempool stats ([`Dataplane::stats`]) |
 //! | `GET /api/v1/stats/services` | per service and real server of the effective config: counters, active/inactive connections, rates |
 //! | `POST /api/v1/stats/zero[?service=tcp/10.0.0.100/80]` | zero the counters (ipvsadm `-Z`) |
 //! | `GET /api/v1/connections?offset=&limit=&service=&real=&client=&state=&templates=` | the connection table, paged and filtered (ipvsadm `-Lnc`) |

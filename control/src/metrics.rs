@@ -47,7 +47,7 @@ pub struct MetricsInput<'a> {
     /// The rate estimator.
     pub rates: &'a RateEstimator,
     /// [`crate::api::Dataplane::stats`]: `{"workers": [{"worker", "lcore",
-    /// "counters": {...}}], "ports": [{"name", "link_up", "stats": {...}}], "mempool": {"size", "available"}}`.
+    /// "counters": {...}}], "tsc_hz", "ports": [{"name", "link_up", "stats": {...}}], "mempool": {"size", "available"}}`.
     pub dataplane: &'a Value,
     /// [`crate::api::ApiState::overlay_status`] (`GET /api/v1/ha`): its
     /// `"vrrp"` array gives the instances' states, priorities and counters,
@@ -470,6 +470,9 @@ fn render_workers(f: &mut Families, config: &Config, dp: &Value) {
             &labels,
             u64::from(config.conn_table_size),
         );
+        if let Some(hz) = dp.get("tsc_hz").and_then(Value::as_u64) {
+            f.add("rvs_worker_tsc_hz", "TSC ticks per second (busy_cycles / tsc_hz = busy seconds).", "gauge", &labels, hz);
+        }
         let Some(counters) = w.get("counters").and_then(Value::as_object) else {
             continue;
         };
@@ -639,5 +642,21 @@ mod tests {
             "# HELP rvs_x_total X.\n# TYPE rvs_x_total counter\nrvs_x_total{worker=\"0\"} 1\nrvs_x_total{worker=\"1\"} 3\n\
              # HELP rvs_y Y.\n# TYPE rvs_y gauge\nrvs_y 2\n"
         );
+    }
+
+    #[test]
+    fn worker_busy_cycles_and_tsc_hz_become_metrics() {
+        let config = Config::from_json(
+            r#"{ "main_lcore": 0, "workers": [1], "ports": [ { "name": "a", "device": "net_null0", "addresses": ["10.0.0.1/24"] } ] }"#,
+        )
+        .expect("valid");
+        let dp = serde_json::json!({ "tsc_hz": 2_000_000_000u64,
+            "workers": [ { "worker": 0, "counters": { "busy_cycles": 1234, "busy_frames": 10 } } ] });
+        let mut f = Families::default();
+        render_workers(&mut f, &config, &dp);
+        let text = f.render();
+        assert!(text.contains("rvs_worker_busy_cycles_total{worker=\"0\"} 1234\n"), "{text}");
+        assert!(text.contains("rvs_worker_busy_frames_total{worker=\"0\"} 10\n"), "{text}");
+        assert!(text.contains("rvs_worker_tsc_hz{worker=\"0\"} 2000000000\n"), "{text}");
     }
 }

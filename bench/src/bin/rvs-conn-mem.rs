@@ -77,6 +77,10 @@ fn main() {
             let mut frame = VecFrame::new(syn.bytes());
             for i in 0..n as u64 {
                 let (src, sport) = plan::client(i);
+                if frame.len() != syn.len() {
+                    // TUN grew the frame it forwarded: start again from the template's size.
+                    frame = VecFrame::new(syn.bytes());
+                }
                 syn.write(frame.data_mut(), src, sport, i, 0);
                 p.handle(0, frame, 0, &mut out);
                 frame = match out.tx.pop() {

@@ -20,6 +20,12 @@
 //! connection). `--dut testpmd` expects frames back unmodified (testpmd in
 //! io-forward mode stands in for a load balancer that does nothing).
 //!
+//! Cycles trial (`--cycles-rate`): right after flow setup, one trial at a fixed
+//! offered rate; with `--dut-stats host:port` the DUT's own busy TSC cycles per
+//! packet over it are read from rvsd's `GET /api/v1/stats` (`busy_cycles`,
+//! `busy_frames`, `tsc_hz`) before and after, so the figure does not depend on
+//! what the generator can do.
+//!
 //! Throughput search (RFC 2544 §26.1 style): trials of `--trial-secs` at a fixed
 //! offered rate, binary search between 0 and the rate of the unthrottled trial
 //! for the highest rate with loss ≤ `--loss-tolerance`; frames the DUT's
@@ -144,6 +150,24 @@ struct RunArgs {
     /// Write the JSON report here as well as to stdout.
     #[arg(long)]
     out: Option<std::path::PathBuf>,
+    /// Offered rate (packets/s) of a cycles trial run right after flow setup,
+    /// before the first trial; 0 = none. With --dut-stats the DUT's busy cycles
+    /// per packet over that trial are read from its REST API.
+    #[arg(long, default_value_t = 0.0)]
+    cycles_rate: f64,
+    /// Length of the cycles trial, seconds.
+    #[arg(long, default_value_t = 2.0)]
+    cycles_secs: f64,
+    /// host:port of rvsd's REST API: GET /api/v1/stats before and after the
+    /// cycles trial (busy_cycles, busy_frames and tsc_hz, summed over workers).
+    #[arg(long)]
+    dut_stats: Option<String>,
+    /// Seconds to stay connected (receiving and freeing) after the report is
+    /// written, so that the DUT can print its own statistics while its port is
+    /// still up (memif counts nothing once the peer is gone); ends early when
+    /// the DUT closes the link.
+    #[arg(long, default_value_t = 0.0)]
+    linger: f64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -238,11 +262,7 @@ fn rvsd_config(a: &ConfigArgs) -> Result<Value, String> {
 // ---------------------------------------------------------------------------
 // Time
 
-#[inline]
-fn rdtsc() -> u64 {
-    // SAFETY: reads the TSC through the shim; no memory is touched.
-    unsafe { rvs_ffi::rvs_rdtsc() }
-}
+use rvs_dpdk::rdtsc;
 
 // ---------------------------------------------------------------------------
 // Latency histogram: log-linear buckets, 16 per power of two (about 6 % wide).
@@ -496,7 +516,7 @@ struct Gen {
     rx: Vec<Mbuf>,
     tx: Vec<Mbuf>,
     replies: Vec<Mbuf>,
-    free: Vec<*mut rvs_ffi::rte_mbuf>,
+    free: Vec<Mbuf>,
 }
 
 impl Gen {
@@ -559,16 +579,11 @@ impl Gen {
             if keep {
                 self.replies.push(m);
             } else {
-                self.free.push(m.into_raw());
+                self.free.push(m);
             }
         }
         self.rx = rx;
-        if !self.free.is_empty() {
-            // SAFETY: every pointer in `free` is an mbuf we own (taken out of an
-            // Mbuf with into_raw) and freed exactly once here.
-            unsafe { rvs_ffi::rvs_pktmbuf_free_bulk(self.free.as_mut_ptr(), self.free.len() as u32) };
-            self.free.clear();
-        }
+        dpdk::free_bulk(&mut self.free);
         if !self.replies.is_empty() {
             let mut replies = std::mem::take(&mut self.replies);
             self.queue.tx_burst(&mut replies);
@@ -816,24 +831,6 @@ impl Gen {
     }
 }
 
-/// `Queue::tx_burst` frees what the port refuses; setup must keep it instead.
-trait TxKeep {
-    fn tx_burst_keep(&self, pkts: &mut Vec<Mbuf>) -> usize;
-}
-
-impl TxKeep for Queue {
-    fn tx_burst_keep(&self, pkts: &mut Vec<Mbuf>) -> usize {
-        let n = pkts.len().min(MAX_BURST);
-        let ptr = pkts.as_mut_ptr().cast::<*mut rvs_ffi::rte_mbuf>();
-        // SAFETY: Mbuf is repr(transparent) over a non-null mbuf pointer, so the first
-        // `n` elements form a valid array of mbuf pointers owned by us.
-        let sent = usize::from(unsafe { rvs_ffi::rvs_eth_tx_burst(self.port, self.queue, ptr, n as u16) });
-        // The driver owns the first `sent` mbufs now: forget them without freeing.
-        pkts.drain(..sent).for_each(std::mem::forget);
-        sent
-    }
-}
-
 fn run(a: &RunArgs) -> Result<(), String> {
     let mode = plan::mode(&a.mode)
         .ok_or_else(|| format!("unknown mode {}; the plan has {:?}", a.mode, MODES.iter().map(|m| m.name).collect::<Vec<_>>()))?;
@@ -950,6 +947,9 @@ fn run(a: &RunArgs) -> Result<(), String> {
         Profile::Syn => None,
     };
 
+    // 3b. The cycles trial: a fixed offered rate, the DUT's own busy cycles read around it.
+    let cycles = if a.cycles_rate > 0.0 { Some(cycles_trial(&mut g, a)?) } else { None };
+
     // 4. The unthrottled (or fixed-rate) trial.
     let first_rate = (a.rate > 0.0).then_some(a.rate);
     let first = g.trial(first_rate, a.duration);
@@ -1002,6 +1002,7 @@ fn run(a: &RunArgs) -> Result<(), String> {
         "dut_mac": dut_mac.to_string(),
         "connect_seconds": connect_secs,
         "setup": setup,
+        "cycles": cycles,
         "max": first,
         "search": search,
         "first_bad_frame": g.first_error,
@@ -1009,12 +1010,104 @@ fn run(a: &RunArgs) -> Result<(), String> {
     });
     let text = serde_json::to_string_pretty(&report).unwrap_or_default();
     if let Some(path) = &a.out {
-        std::fs::write(path, &text).map_err(|e| format!("{}: {e}", path.display()))?;
+        // Written whole, then renamed: a script waiting for the file never reads half of it.
+        let tmp = path.with_extension("partial");
+        std::fs::write(&tmp, &text).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     println!("{text}");
+    let linger = Instant::now();
+    // Until the DUT goes away (link down) or the time is up.
+    while linger.elapsed().as_secs_f64() < a.linger && port.link_up() {
+        if g.poll_rx() == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
     drop(g);
     drop(port);
     Ok(())
+}
+
+/// A trial at `--cycles-rate` for `--cycles-secs`; with `--dut-stats`, the DUT's
+/// busy cycles and frames over the trial (counters are published every 50 ms:
+/// read after a quiet 150 ms on each side).
+fn cycles_trial(g: &mut Gen, a: &RunArgs) -> Result<Value, String> {
+    let settle = Duration::from_millis(150);
+    let before = match &a.dut_stats {
+        Some(addr) => {
+            g.drain(Duration::from_millis(50), Duration::from_millis(500));
+            std::thread::sleep(settle);
+            Some(DutCycles::read(addr)?)
+        }
+        None => None,
+    };
+    let trial = g.trial(Some(a.cycles_rate), a.cycles_secs);
+    let dut = match (&a.dut_stats, before) {
+        (Some(addr), Some(before)) => {
+            std::thread::sleep(settle);
+            let after = DutCycles::read(addr)?;
+            let cycles = after.busy_cycles.wrapping_sub(before.busy_cycles);
+            let frames = after.busy_frames.wrapping_sub(before.busy_frames);
+            json!({
+                "busy_cycles": cycles,
+                "busy_frames": frames,
+                "rx_packets": after.rx_packets.wrapping_sub(before.rx_packets),
+                "tx_packets": after.tx_packets.wrapping_sub(before.tx_packets),
+                "tsc_hz": after.tsc_hz,
+                "cycles_per_packet": if frames == 0 { Value::Null } else { json!(cycles as f64 / frames as f64) },
+                "busy_fraction": if after.tsc_hz == 0 { Value::Null }
+                    else { json!(cycles as f64 / after.tsc_hz as f64 / trial["seconds"].as_f64().unwrap_or(1.0).max(1e-9)) },
+            })
+        }
+        _ => Value::Null,
+    };
+    Ok(json!({ "rate_pps": a.cycles_rate, "trial": trial, "dut": dut }))
+}
+
+/// The DUT's busy-cycle counters, summed over its workers.
+#[derive(Debug, Default)]
+struct DutCycles {
+    busy_cycles: u64,
+    busy_frames: u64,
+    rx_packets: u64,
+    tx_packets: u64,
+    tsc_hz: u64,
+}
+
+impl DutCycles {
+    fn read(addr: &str) -> Result<Self, String> {
+        let stats = http_get_json(addr, "/api/v1/stats")?;
+        let mut d = DutCycles { tsc_hz: stats["tsc_hz"].as_u64().unwrap_or(0), ..Default::default() };
+        let workers = stats["workers"].as_array().ok_or_else(|| format!("http://{addr}/api/v1/stats has no workers array"))?;
+        for w in workers {
+            let c = &w["counters"];
+            let get = |k: &str| c[k].as_u64().ok_or_else(|| format!("http://{addr}/api/v1/stats: worker counter {k} missing"));
+            d.busy_cycles += get("busy_cycles")?;
+            d.busy_frames += get("busy_frames")?;
+            d.rx_packets += get("rx_packets")?;
+            d.tx_packets += get("tx_packets")?;
+        }
+        Ok(d)
+    }
+}
+
+/// GET `path` from the HTTP server at `addr` (host:port) and parse its JSON body
+/// (HTTP/1.0: the server closes the connection after the body).
+fn http_get_json(addr: &str, path: &str) -> Result<Value, String> {
+    use std::io::{Read, Write};
+    let err = |e: std::io::Error| format!("http://{addr}{path}: {e}");
+    let mut s = std::net::TcpStream::connect(addr).map_err(err)?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(err)?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n").map_err(err)?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).map_err(err)?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("http://{addr}{path}: no HTTP header in the answer"))?;
+    let status = head.split_whitespace().nth(1).unwrap_or("");
+    if status != "200" {
+        return Err(format!("http://{addr}{path}: status {status}"));
+    }
+    serde_json::from_str(body).map_err(|e| format!("http://{addr}{path}: {e}"))
 }
 
 fn arp_request(mac: MacAddr, ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {

@@ -921,6 +921,7 @@ impl Dataplane for DpdkDataplane {
             .collect();
         json!({
             "workers": workers,
+            "tsc_hz": dpdk::tsc_hz(),
             "ports": ports,
             "mempool": { "size": self.pool.size(), "available": self.pool.available() },
         })

@@ -45,3 +45,10 @@ pub fn tsc_hz() -> u64 {
     // SAFETY: reads a value EAL measured at init.
     unsafe { ffi::rvs_tsc_hz() }
 }
+
+/// The time-stamp counter now (`rte_rdtsc`: not serialising, a few cycles).
+#[inline]
+pub fn rdtsc() -> u64 {
+    // SAFETY: reads the TSC through the shim; no memory is touched.
+    unsafe { ffi::rvs_rdtsc() }
+}

@@ -20,7 +20,7 @@ pub mod worker;
 pub use eal::Eal;
 pub use error::DpdkError;
 pub use flow::{steer_dst_port, FlowRule};
-pub use lcore::{launch_on_lcore, tsc_hz, wait_all_lcores};
+pub use lcore::{launch_on_lcore, rdtsc, tsc_hz, wait_all_lcores};
 pub use mbuf::{free_bulk, Mbuf};
 pub use mempool::Mempool;
 pub use port::{Port, PortStats, Queue, MAX_BURST};

@@ -202,4 +202,18 @@ impl Queue {
         }
         sent_total
     }
+
+    /// Sends at most one burst from the front of `pkts`; unlike [`Queue::tx_burst`]
+    /// what the queue refused stays in `pkts` (in order) for the caller to retry.
+    /// Returns how many were sent.
+    pub fn tx_burst_keep(&self, pkts: &mut Vec<Mbuf>) -> usize {
+        let n = pkts.len().min(MAX_BURST);
+        let ptr = pkts.as_mut_ptr().cast::<*mut ffi::rte_mbuf>();
+        // SAFETY: Mbuf is repr(transparent) over a non-null rte_mbuf pointer, so the
+        // first `n` elements form a valid array of mbuf pointers owned by us.
+        let sent = usize::from(unsafe { ffi::rvs_eth_tx_burst(self.port, self.queue, ptr, n as u16) });
+        // The driver owns the first `sent` mbufs now: forget them without freeing.
+        pkts.drain(..sent).for_each(std::mem::forget);
+        sent
+    }
 }

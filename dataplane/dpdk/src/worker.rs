@@ -6,6 +6,9 @@
 //! sent back so that it is freed on a control thread, never on the packet path.
 //! When idle for a while it sleeps `idle_sleep_us` between polls (0 = busy poll),
 //! so a lab or CI machine is not burned by a spinning core.
+//! Each iteration that handled frames adds its TSC cycles to the worker's
+//! `busy_cycles` counter and its frames to `busy_frames` ([`BusyMeter`]): their
+//! ratio is the worker's own cycles per packet, idle polls excluded.
 //!
 //! Workers talk to each other only through single-producer single-consumer
 //! rings ([`rtrb`], wait-free, no locks, no read-modify-write): one ring of
@@ -23,8 +26,8 @@ use crate::{Mbuf, Mempool, Queue};
 use rvs_dataplane::link::LinkStates;
 use rvs_dataplane::process::{Output, Processor, WorkerMsg};
 use rvs_dataplane::snapshot::Snapshot;
+use rvs_dataplane::stats::{BusyMeter, Counter, SharedCounters};
 use rvs_dataplane::stats::{ConnFilter, ConnInfo, ServiceStats};
-use rvs_dataplane::stats::{Counter, SharedCounters};
 
 /// Counters are published to the control plane this often.
 const PUBLISH_EVERY: Duration = Duration::from_millis(50);
@@ -178,8 +181,10 @@ pub fn run(ctx: WorkerContext) -> i32 {
     let mut last_tick = clock;
     let mut idle_polls: u32 = 0;
     let mut last_csum_warning: Option<Instant> = None;
+    let mut busy = BusyMeter::default();
 
     while !stop.load(Ordering::Relaxed) {
+        busy.start(crate::rdtsc());
         while let Ok(next) = snapshots.try_recv() {
             let generation = next.generation;
             let old = processor.adopt(next);
@@ -296,6 +301,7 @@ pub fn run(ctx: WorkerContext) -> i32 {
             warn_partial_checksums(&mut processor, id, now, &mut last_csum_warning);
         }
 
+        busy.end(crate::rdtsc(), received, |c, n| processor.count(c, n));
         if received == 0 {
             idle_polls = idle_polls.saturating_add(1);
             if idle_sleep_us > 0 && idle_polls > IDLE_POLLS_BEFORE_SLEEP {
