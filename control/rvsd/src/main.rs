@@ -108,7 +108,7 @@ fn main() -> ExitCode {
     let daemon = Daemon {
         runtime,
         signals,
-        reload: Box::new(move || check::load_config(&config_file, keepalived_file.as_deref()).map_err(|(m, _)| m)),
+        reload: Box::new(move || check::load_for_start(&config_file, keepalived_file.as_deref()).map_err(|(m, _)| m)),
         dump_dir: args.dump_dir.clone(),
     };
     // The management address is taken before anything touches the wire: a
@@ -580,9 +580,6 @@ async fn reload_config(state: &ApiState, reload: Arc<dyn Fn() -> Result<Config, 
         Ok(c) => c,
         Err(e) => return refuse_reload(state, &e),
     };
-    if let Err(e) = SyncSettings::from_env(&config) {
-        return refuse_reload(state, &e.to_string());
-    }
     match state.reload(config).await {
         Ok(changes) if changes.is_empty() => tracing::info!("reload: the configuration is unchanged"),
         Ok(changes) => {
