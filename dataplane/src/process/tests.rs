@@ -7,6 +7,7 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use super::accounting::overload_after;
 use super::*;
 use crate::frame::VecFrame;
 use crate::snapshot::{InterfaceAddr, PortInfo, RealServer, Route, SchedulerKind, Service, Timeouts};

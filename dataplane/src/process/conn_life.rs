@@ -1,0 +1,123 @@
+//! Connection life: finding a connection's place in the current snapshot, expiry, insertion and removal, and what a removed connection gives back.
+
+use super::*;
+
+impl<F: Frame> Processor<F> {
+    /// Brings a connection's service and real indices up to the current snapshot.
+    pub(super) fn relocate(&self, c: &mut Conn) {
+        if c.generation != self.generation() {
+            self.relocate_now(c);
+        }
+    }
+
+    /// Looks a connection's service and real indices up in the current snapshot.
+    pub(super) fn relocate_now(&self, c: &mut Conn) {
+        let (si, ri) = self.locate(c);
+        c.service_index = si;
+        c.real_index = ri;
+        c.generation = self.generation();
+    }
+
+    /// The current snapshot's generation as connections store it (low 32 bits).
+    pub(super) fn generation(&self) -> u32 {
+        self.snapshot.generation as u32
+    }
+
+    /// Where a connection's service and real server sit in the current snapshot
+    /// (`u16::MAX` when gone).
+    pub(super) fn locate(&self, c: &Conn) -> (u16, u16) {
+        match self.snapshot.service(&c.service_key()) {
+            Some((si, svc)) => {
+                let ri = svc.reals.iter().position(|r| r.addr == *c.real.ip() && r.port == c.real.port());
+                (si as u16, ri.map_or(u16::MAX, |r| r as u16))
+            }
+            None => (u16::MAX, u16::MAX),
+        }
+    }
+
+    /// Periodic work: expire idle connections and persistence templates, retry
+    /// or give up ARP resolution.
+    pub fn tick(&mut self, now_ms: u64, out: &mut Output<F>) {
+        let mut removed = std::mem::take(&mut self.removed);
+        let expired = self.conns.expire_into(now_ms, EXPIRE_BUDGET, &mut removed);
+        for c in removed.drain(..) {
+            self.forget(&c, now_ms, out);
+        }
+        self.removed = removed;
+        self.counters.add(Counter::ConnExpired, expired as u64);
+        self.exchange_counts();
+        if !self.templates.is_empty() {
+            self.templates.retain(|_, t| t.conns > 0 || t.expires_ms > now_ms);
+        }
+        self.counters.set(Counter::ConnActive, self.conns.len() as u64);
+        let timed_out = self.reassembler.expire(now_ms, &mut out.drop);
+        self.counters.add(Counter::FragTimeout, timed_out as u64);
+        self.neigh.tick(now_ms, &mut self.expired, &mut self.requests);
+        self.counters.add(Counter::DropNeighUnresolved, self.expired.len() as u64);
+        out.drop.append(&mut self.expired);
+        for i in 0..self.requests.len() {
+            let (ip, port) = self.requests[i];
+            self.arp_request(port, ip, out);
+        }
+        self.requests.clear();
+    }
+
+    /// Undoes what a connection held: counts, its local port, its reply key, its template.
+    pub(super) fn forget(&mut self, c: &Conn, now_ms: u64, out: &mut Output<F>) {
+        let mut c = *c;
+        self.relocate(&mut c);
+        let c = &c;
+        let (si, ri) = (c.service_index, c.real_index);
+        self.count_conn(c, si, ri, -1);
+        if let Some(local) = c.local.get() {
+            self.pool.release(local);
+        }
+        if self.workers > 1 {
+            let owner = self.worker as u16;
+            out.messages.push(WorkerMsg::FlowGone { key: c.inbound_key(), owner });
+            if c.forward == ForwardMode::Nat {
+                if let Some(key) = c.reply_key() {
+                    out.messages.push(WorkerMsg::FlowGone { key, owner });
+                }
+            }
+        }
+        if let Some(p) = self.snapshot.service(&c.service_key()).and_then(|(_, s)| s.persistence) {
+            let net = mask(*c.client.ip(), p.netmask);
+            if let Some(t) = self.templates.get_mut(&(c.service_key(), net)) {
+                t.conns = t.conns.saturating_sub(1);
+                t.expires_ms = t.expires_ms.max(now_ms + u64::from(p.timeout_s) * 1000);
+            }
+        }
+    }
+
+    /// Adds a connection to the table; a connection it replaces (same inbound
+    /// or reply key) is forgotten. False when the table is full.
+    pub(super) fn insert_conn(&mut self, conn: Conn, now_ms: u64, out: &mut Output<F>) -> bool {
+        let mut displaced = std::mem::take(&mut self.removed);
+        let inserted = self.conns.insert(conn, &mut displaced);
+        for old in displaced.drain(..) {
+            self.forget(&old, now_ms, out);
+        }
+        self.removed = displaced;
+        inserted.is_ok()
+    }
+
+    /// Removes a connection now (e.g. replaced by a new SYN).
+    pub(super) fn remove_conn(&mut self, id: ConnId, now_ms: u64, out: &mut Output<F>) {
+        if let Some(c) = self.conns.remove(id) {
+            self.forget(&c, now_ms, out);
+        }
+    }
+
+    /// Whether the configuration ends this connection now: its real server was
+    /// removed (with `expire_nodest_conn`) or set to weight 0 (with the
+    /// service's `expire_quiescent`).
+    pub(super) fn expired_by_config(&self, c: &Conn) -> Option<Counter> {
+        let svc = self.snapshot.services.get(usize::from(c.service_index));
+        match svc.and_then(|s| s.reals.get(usize::from(c.real_index))) {
+            None if self.snapshot.expire_nodest_conn => Some(Counter::DropNoDest),
+            Some(r) if r.weight == 0 && svc.is_some_and(|s| s.expire_quiescent) => Some(Counter::DropQuiescent),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Forwarding a packet of a connection by its mode: TTL, path MTU, the mode's rewrite, TUN encapsulation.
+
+use super::*;
+
+impl<F: Frame> Processor<F> {
+    pub(super) fn forward(
+        &mut self,
+        port: u16,
+        ip_bytes: &mut [u8],
+        l2_len: usize,
+        conn: &Conn,
+        dir: Direction,
+        first_ack: bool,
+    ) -> Action {
+        if dir == Direction::Reply && matches!(conn.forward, ForwardMode::Dr | ForwardMode::Tun) {
+            return Action::Drop(Counter::DropNotForUs);
+        }
+        match ttl::decrement(ip_bytes) {
+            Ok(()) => {}
+            Err(FwdError::TtlExceeded) => return self.time_exceeded(port, l2_len, conn, dir),
+            Err(_) => return Action::Drop(Counter::DropMalformed),
+        }
+        if dir == Direction::Inbound && conn.forward != ForwardMode::Tun {
+            if let Some(mtu) = self.dont_frag_above_mtu(ip_bytes, *conn.real.ip()) {
+                return Action::TooBig { l2_len, vip: *conn.vip.ip(), mtu };
+            }
+        }
+        let hop = match (dir, conn.forward) {
+            (Direction::Inbound, ForwardMode::Dr) => Ok(dr::xmit_inbound(conn)),
+            (Direction::Inbound, ForwardMode::Nat) => nat::xmit_inbound(ip_bytes, conn),
+            (Direction::Inbound, ForwardMode::FullNat) => fnat::xmit_inbound(ip_bytes, conn),
+            (Direction::Inbound, ForwardMode::Tun) => {
+                self.counters.inc(Counter::InboundPackets);
+                return Action::Tunnel { l2_len, real: *conn.real.ip(), vip: *conn.vip.ip() };
+            }
+            (Direction::Reply, ForwardMode::Nat) => nat::xmit_reply(ip_bytes, conn),
+            (Direction::Reply, ForwardMode::FullNat) => fnat::xmit_reply(ip_bytes, conn),
+            (Direction::Reply, ForwardMode::Dr | ForwardMode::Tun) => return Action::Drop(Counter::DropNotForUs),
+        };
+        match hop {
+            Ok(hop) => {
+                self.counters.inc(match dir {
+                    Direction::Inbound => Counter::InboundPackets,
+                    Direction::Reply => Counter::ReplyPackets,
+                });
+                let toa = first_ack
+                    && dir == Direction::Inbound
+                    && conn.forward == ForwardMode::FullNat
+                    && conn.protocol == Protocol::Tcp
+                    && self.snapshot.services.get(usize::from(conn.service_index)).is_some_and(|s| s.toa);
+                if toa {
+                    return Action::Toa { l2_len, client: conn.client, hop };
+                }
+                Action::Forward(hop)
+            }
+            Err(_) => Action::Drop(Counter::DropMalformed),
+        }
+    }
+
+    /// The egress MTU towards `to` when the IPv4 packet `ip_bytes` forbids
+    /// fragmentation and is above it.
+    pub(super) fn dont_frag_above_mtu(&self, ip_bytes: &[u8], to: Ipv4Addr) -> Option<u16> {
+        let ip = Ipv4Packet::new_checked(ip_bytes).ok()?;
+        if !ip.dont_frag() {
+            return None;
+        }
+        let port = self.snapshot.route(to)?.port;
+        let mtu = self.snapshot.ports.get(usize::from(port))?.mtu;
+        (ip.total_len() > mtu).then_some(mtu)
+    }
+
+    /// TUN: encapsulate and send, answering "fragmentation needed" or
+    /// fragmenting the tunnel packet when it exceeds the egress MTU.
+    pub(super) fn tunnel(&mut self, mut frame: F, l2_len: usize, real: Ipv4Addr, vip: Ipv4Addr, now_ms: u64, out: &mut Output<F>) {
+        let Some(route) = self.snapshot.route(real).copied() else {
+            return self.drop(frame, Counter::DropNoRoute, out);
+        };
+        let mtu = self.snapshot.ports.get(usize::from(route.port)).map_or(1500, |p| usize::from(p.mtu));
+        let Some(src) = self.snapshot.source_addr_for(route.port, real) else {
+            return self.drop(frame, Counter::DropNoRoute, out);
+        };
+        let Ok(inner) = tun::inner(frame.data(), l2_len) else {
+            return self.drop(frame, Counter::DropMalformed, out);
+        };
+        let too_big = inner.len + tun::OVERHEAD > mtu;
+        if too_big && inner.dont_frag {
+            return self.frag_needed(frame, l2_len, vip, (mtu - tun::OVERHEAD) as u16, now_ms, out);
+        }
+        self.tunnel_ident = self.tunnel_ident.wrapping_add(1);
+        if tun::encapsulate(&mut frame, l2_len, src, real, self.tunnel_ident).is_err() {
+            return self.drop(frame, Counter::DropNoRoom, out);
+        }
+        if too_big {
+            let mut more = std::mem::take(&mut self.fragments);
+            let ok = frag::fragment(&mut frame, l2_len, mtu, &mut more).is_ok();
+            if !ok {
+                more.clear();
+                self.fragments = more;
+                return self.drop(frame, Counter::DropNoRoom, out);
+            }
+            self.counters.add(Counter::TunFragments, more.len() as u64);
+            self.send(frame, NextHop::OnLink(real), now_ms, out);
+            for f in more.drain(..) {
+                self.send(f, NextHop::OnLink(real), now_ms, out);
+            }
+            self.fragments = more;
+            return;
+        }
+        self.send(frame, NextHop::Routed(real), now_ms, out)
+    }
+}
