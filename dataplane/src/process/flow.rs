@@ -1,0 +1,269 @@
+//! A TCP or UDP packet's connection: parsed once, then found (state,
+//! accounting, sync, forward) or created (service, scheduler, local address
+//! and port, insert, announce).
+
+use super::*;
+
+/// Transport fields of a TCP/UDP packet.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct L4 {
+    pub(super) sport: u16,
+    pub(super) dport: u16,
+    pub(super) syn: bool,
+    pub(super) ack: bool,
+    pub(super) fin: bool,
+    pub(super) rst: bool,
+}
+
+impl L4 {
+    pub(super) fn flags(&self) -> TcpFlags {
+        TcpFlags { syn: self.syn, ack: self.ack, fin: self.fin, rst: self.rst }
+    }
+}
+
+/// A TCP or UDP packet that belongs to a flow, as parsed from its IPv4 header on.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct FlowPacket {
+    /// Its 5-tuple.
+    pub(super) key: FlowKey,
+    /// Its ports and TCP flags.
+    pub(super) l4: L4,
+    /// Its IPv4 total length (for the traffic counters).
+    pub(super) ip_len: u64,
+}
+
+/// What an IPv4 packet is, from one parse of its headers.
+pub(super) enum Ipv4Kind {
+    /// TCP or UDP: a flow's packet.
+    Flow(FlowPacket),
+    /// Malformed or with a bad header checksum.
+    Drop(Counter),
+    /// A fragment (unless `whole_datagram`).
+    Fragment,
+    /// An ICMP error (it quotes a packet).
+    IcmpError,
+    /// Any other ICMP message, to `dst`.
+    Icmp {
+        /// Its destination.
+        dst: Ipv4Addr,
+    },
+    /// Another protocol, to `dst`.
+    Other {
+        /// Its destination.
+        dst: Ipv4Addr,
+    },
+}
+
+/// Parses an IPv4 packet (`ip` starts at its header) once: header and
+/// checksum, fragment, transport header. `whole_datagram`: the packet is the
+/// first fragment of a reassembled datagram (its UDP header is there, not
+/// the whole datagram).
+pub(super) fn parse_ipv4(ip: &[u8], whole_datagram: bool) -> Ipv4Kind {
+    let Ok(ip) = Ipv4Packet::new_checked(ip) else {
+        return Ipv4Kind::Drop(Counter::DropMalformed);
+    };
+    if !ip.verify_checksum() {
+        return Ipv4Kind::Drop(Counter::DropBadChecksum);
+    }
+    if ip.is_fragment() && !whole_datagram {
+        return Ipv4Kind::Fragment;
+    }
+    let (src, dst, proto) = (ip.src_addr(), ip.dst_addr(), ip.protocol());
+    let l4 = match proto {
+        ip_proto::TCP => match TcpSegment::new_checked(ip.payload()) {
+            Ok(t) => L4 { sport: t.src_port(), dport: t.dst_port(), syn: t.syn(), ack: t.ack(), fin: t.fin(), rst: t.rst() },
+            Err(_) => return Ipv4Kind::Drop(Counter::DropMalformed),
+        },
+        // A first fragment holds the UDP header, not the whole datagram.
+        ip_proto::UDP if whole_datagram && ip.payload().len() >= 8 => {
+            let u = UdpDatagram::new_unchecked(ip.payload());
+            L4 { sport: u.src_port(), dport: u.dst_port(), syn: false, ack: false, fin: false, rst: false }
+        }
+        ip_proto::UDP => match UdpDatagram::new_checked(ip.payload()) {
+            Ok(u) => L4 { sport: u.src_port(), dport: u.dst_port(), syn: false, ack: false, fin: false, rst: false },
+            Err(_) => return Ipv4Kind::Drop(Counter::DropMalformed),
+        },
+        ip_proto::ICMP => {
+            let is_error = IcmpPacket::new_checked(ip.payload()).ok().is_some_and(|m| icmp_err::is_error(m.msg_type()));
+            return if is_error { Ipv4Kind::IcmpError } else { Ipv4Kind::Icmp { dst } };
+        }
+        _ => return Ipv4Kind::Other { dst },
+    };
+    let key = FlowKey { proto, src, dst, sport: l4.sport, dport: l4.dport };
+    Ipv4Kind::Flow(FlowPacket { key, l4, ip_len: u64::from(ip.total_len()) })
+}
+
+impl<F: Frame> Processor<F> {
+    /// Completes a TCP/UDP checksum a sender's offload left partial (see
+    /// [`crate::wire::offload`]), counting it.
+    pub(super) fn complete_partial_checksum(&mut self, port: u16, ip: &mut [u8]) {
+        if crate::wire::offload::complete_partial_checksum(ip) {
+            self.counters.inc(Counter::RxL4CsumPartial);
+            self.partial_csum_port = Some(port);
+        }
+    }
+
+    /// The packet `pkt` (IPv4 bytes `ip_bytes`, behind an Ethernet header of
+    /// `l2_len`) of a flow whose key hashes to `hash`: its connection's
+    /// packet, or a new connection's first.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn flow_packet(
+        &mut self,
+        port: u16,
+        ip_bytes: &mut [u8],
+        l2_len: usize,
+        pkt: &FlowPacket,
+        hash: u64,
+        now_ms: u64,
+        redirected: bool,
+        out: &mut Output<F>,
+    ) -> Action {
+        let (key, l4, ip_len) = (pkt.key, pkt.l4, pkt.ip_len);
+        let (src, dst, proto) = (key.src, key.dst, key.proto);
+        let timeouts = self.snapshot.timeouts;
+        let generation = self.generation();
+
+        if let Some((id, dir)) = self.conns.lookup_hashed(&key, hash, now_ms) {
+            let Some(conn) = self.conns.get_mut(id) else {
+                return Action::Drop(Counter::DropNoConnection);
+            };
+            if conn.generation != generation {
+                let mut c = *conn;
+                self.relocate(&mut c);
+                if let Some(stored) = self.conns.get_mut(id) {
+                    *stored = c;
+                }
+            }
+            let Some(conn) = self.conns.get(id).copied() else {
+                return Action::Drop(Counter::DropNoConnection);
+            };
+            // A new SYN on a closing connection starts a new one (IPVS
+            // conn_reuse_mode), and so does one on a connection whose real
+            // server is gone (IPVS with expire_nodest_conn).
+            let new_syn = dir == Direction::Inbound && l4.syn && !l4.ack;
+            let reschedule = new_syn && (conn.reusable_by_syn() || self.expired_by_config(&conn) == Some(Counter::DropNoDest));
+            if !reschedule {
+                let Some(conn) = self.conns.get_mut(id) else {
+                    return Action::Drop(Counter::DropNoConnection);
+                };
+                let before = *conn;
+                match conn.protocol {
+                    Protocol::Tcp => conn.on_tcp_packet(l4.flags(), dir, &timeouts, now_ms),
+                    Protocol::Udp => conn.on_udp_packet(&timeouts, now_ms),
+                }
+                let resync = self.snapshot.sync_send
+                    && (before.state != conn.state || conn.since_synced_ms(now_ms) > conn.idle_timeout_ms(&timeouts) / 2);
+                if resync {
+                    conn.mark_synced(now_ms);
+                }
+                let conn = *conn;
+                if resync {
+                    out.sync.push(self.conn_info(&conn, now_ms));
+                }
+                self.recount_state(&before, &conn);
+                if let Some(reason) = self.expired_by_config(&conn) {
+                    self.remove_conn(id, now_ms, out);
+                    // IPVS drops the packet and the client learns from the
+                    // director's own stack on its next one: answer at once.
+                    let tell_client = reason == Counter::DropNoDest && dir == Direction::Inbound && conn.protocol == Protocol::Tcp;
+                    if tell_client && !l4.rst {
+                        return Action::Answer { reason, l2_len, answer: Answer::Reset };
+                    }
+                    return Action::Drop(reason);
+                }
+                let first_ack = before.state == TcpState::SynRecv && conn.state == TcpState::Established;
+                self.count_traffic(&conn, dir, ip_len);
+                return self.forward(port, ip_bytes, l2_len, &conn, dir, first_ack);
+            }
+            self.remove_conn(id, now_ms, out);
+        }
+
+        // Not ours: maybe another worker's.
+        if let Some(owner) = self.other_owner(&key, redirected) {
+            return Action::Redirect(owner);
+        }
+
+        let Some(protocol) = Protocol::from_ip_proto(proto) else {
+            return Action::Drop(Counter::DropUnsupported);
+        };
+        let Some((svc_idx, svc)) = self.snapshot.service(&ServiceKey { protocol, vip: dst, port: l4.dport }) else {
+            return self.not_balanced(port, dst);
+        };
+        if self.snapshot.is_standby(dst) {
+            return Action::Drop(Counter::DropStandby);
+        }
+        if protocol == Protocol::Tcp && (!l4.syn || l4.ack) {
+            return Action::Drop(Counter::DropNoConnection);
+        }
+        if let Some(p) = svc.persistence {
+            let owner = template_owner(mask(src, p.netmask), self.workers);
+            if !redirected && owner != self.worker {
+                return Action::Redirect(owner);
+            }
+        }
+        let Some(real_idx) = self.schedule(svc_idx, &key, now_ms) else {
+            // IPVS ip_vs_leave: the client learns at once that nobody serves it.
+            let answer = Answer::Icmp { from: dst, msg_type: icmp::msg_type::DEST_UNREACHABLE, code: icmp_err::code::PORT_UNREACHABLE };
+            return Action::Answer { reason: Counter::DropNoRealServer, l2_len, answer };
+        };
+        let svc = &self.snapshot.services[svc_idx];
+        let real = svc.reals[real_idx];
+        let local = if real.forward == ForwardMode::FullNat {
+            match self.pool.allocate(&svc.local_addrs) {
+                Some(l) => Some(l),
+                None if svc.local_addrs.is_empty() => return Action::Drop(Counter::DropNoLaddr),
+                None => return Action::Drop(Counter::DropNoLocalPort),
+            }
+        } else {
+            None
+        };
+        // IPVS creates the entry in NONE and runs the SYN through the table (→ SYN_RECV).
+        let state = match protocol {
+            Protocol::Tcp => crate::conn::next_state(TcpState::None, l4.flags(), crate::conn::StateTable::Input),
+            Protocol::Udp => TcpState::Udp,
+        };
+        let mut conn = Conn {
+            protocol,
+            client: SocketAddrV4::new(src, l4.sport),
+            vip: SocketAddrV4::new(dst, l4.dport),
+            real: SocketAddrV4::new(real.addr, real.port),
+            local: local.into(),
+            real_index: real_idx as u16,
+            service_index: svc_idx as u16,
+            generation: self.generation(),
+            synced_ms: ms32(now_ms),
+            forward: real.forward,
+            state,
+            expires_ms: 0,
+            seq_delta: 0,
+        };
+        if let (Some(l), Protocol::Tcp) = (local, protocol) {
+            conn.seq_delta = match fnat::new_seq_delta(ip_bytes, l, conn.real) {
+                Ok(delta) => delta,
+                Err(_) => return Action::Drop(Counter::DropMalformed),
+            };
+        }
+        conn.restart_timer(state_timeout_ms(state, &timeouts), now_ms);
+        let persistence = svc.persistence;
+        if !self.insert_conn(conn, now_ms, out) {
+            if let Some(l) = local {
+                self.pool.release(l);
+            }
+            return Action::Drop(Counter::DropConnTableFull);
+        }
+        self.count_conn(&conn, conn.service_index, conn.real_index, 1);
+        if let Some(t) = self.counts.get_mut(svc_idx).and_then(|c| c.traffic.get_mut(real_idx)) {
+            t.conns += 1;
+        }
+        self.count_traffic(&conn, Direction::Inbound, ip_len);
+        if let Some(p) = persistence {
+            self.template_use(&conn, p, now_ms);
+        }
+        self.announce(&conn, out);
+        self.counters.inc(Counter::ConnCreated);
+        if self.snapshot.sync_send {
+            out.sync.push(self.conn_info(&conn, now_ms));
+        }
+        self.forward(port, ip_bytes, l2_len, &conn, Direction::Inbound, false)
+    }
+}
