@@ -1,4 +1,5 @@
-//! The packet path without I/O: ns per packet through `Processor::handle`.
+//! The packet path without I/O: ns per packet through `Processor::handle_burst`,
+//! in bursts of [`RX_BURST`] frames as the worker receives them.
 //!
 //! For every mode of `rvs_bench::plan::MODES` and every table size of
 //! [`table_sizes`], a processor is filled with that many live (established)
@@ -30,6 +31,8 @@ use rvs_dataplane::stats::Counter;
 
 /// Frames processed between two clock reads.
 const BATCH: usize = 256;
+/// Frames per `handle_burst` call (rvsd's rx burst, `rvs_dpdk::MAX_BURST`).
+const RX_BURST: usize = 32;
 /// Wire size of the benchmark frames (64-byte frames: 60 bytes without FCS).
 const FRAME_SIZE: usize = 64;
 
@@ -54,6 +57,7 @@ struct Fixture {
     p: Processor<VecFrame>,
     out: Output<VecFrame>,
     pool: Vec<VecFrame>,
+    burst: Vec<VecFrame>,
     syn: Template,
     data: Template,
     live: usize,
@@ -74,7 +78,7 @@ impl Fixture {
         let mk = |kind| Template::new(Proto::Tcp, kind, FRAME_SIZE, plan::CLIENT_MAC, plan::DIRECTOR_MAC, mode.vip, mode.vport);
         let (syn, data) = (mk(Kind::Syn), mk(Kind::Data));
         let mut f =
-            Fixture { p, out, pool: Vec::with_capacity(BATCH), syn, data, live, now_ms: 1, rng: 0x9e37_79b9_7f4a_7c15, fresh: 0, slack };
+            Fixture { p, out, pool: Vec::with_capacity(BATCH), burst: Vec::with_capacity(RX_BURST), syn, data, live, now_ms: 1, rng: 0x9e37_79b9_7f4a_7c15, fresh: 0, slack };
         f.warm_neighbours();
         // Fill the table: SYN then ACK per flow, one recycled frame.
         let mut frame = VecFrame::new(f.syn.bytes());
@@ -121,9 +125,15 @@ impl Fixture {
     fn run_pool(&mut self, n: usize) -> Duration {
         let now = self.now_ms;
         let start = Instant::now();
-        for frame in self.pool.drain(..n) {
-            self.p.handle(0, frame, now, &mut self.out);
+        let mut frames = self.pool.drain(..n);
+        loop {
+            self.burst.extend(frames.by_ref().take(RX_BURST));
+            if self.burst.is_empty() {
+                break;
+            }
+            self.p.handle_burst(0, &mut self.burst, now, &mut self.out);
         }
+        drop(frames);
         let took = start.elapsed();
         assert!(
             self.out.drop.is_empty() && self.out.tx.len() == n,
