@@ -61,11 +61,7 @@ fn snapshot() -> Arc<Snapshot> {
     let one = |vip, port, rport, forward, protocol| {
         Service::new(key(protocol, vip, port), SchedulerKind::Rr, vec![RealServer::new(RS1, rport, 1, forward)])
     };
-    let fnat = |port, toa| Service {
-        local_addrs: vec![LIP],
-        toa,
-        ..one(FNAT_VIP, port, 8080, ForwardMode::FullNat, Protocol::Tcp)
-    };
+    let fnat = |port, toa| Service { local_addrs: vec![LIP], toa, ..one(FNAT_VIP, port, 8080, ForwardMode::FullNat, Protocol::Tcp) };
     let mut inner = PortInfo::new("in0", MacAddr(DIR1_MAC));
     inner.mtu = MTU_IN;
     Arc::new(
@@ -324,6 +320,10 @@ fn table() -> Vec<(&'static str, Learn, Build)> {
             case(from_client(icmp_packet(h, port_unreachable(), &q)), to_rs1(icmp_packet(h.hop(), port_unreachable(), &q)))
                 .bump(Counter::IcmpErrorsForwarded, 1)
         }),
+        ("DR: an error from rs1 about the client's packet is not the director's: dropped", Nothing, |_| {
+            let q = quote(tcp_packet(ip(CLIENT, DR_VIP).hop(), &tcp(40100, 80, ISN + 1, RS_ISN + 1, "A")));
+            case(from_rs1(icmp_packet(ip(RS1, CLIENT).no_df(), port_unreachable(), &q)), Expected::Drop(Counter::DropNoConnection))
+        }),
         // ---- NAT ----
         ("NAT: a SYN is sent to rs1:8080", Nothing, |_| {
             let t = tcp(40200, 80, ISN, 0, "S").opts(syn_options());
@@ -361,6 +361,12 @@ fn table() -> Vec<(&'static str, Learn, Build)> {
             let answer = icmp_packet(originated(NAT_VIP, CLIENT), ty, &quote(packet.clone()));
             case(from_client(packet), to_client(answer)).bump(Counter::DropTtlExceeded, 1).bump(Counter::IcmpErrorsSent, 1)
         }),
+        ("TTL 1: a NAT reply is answered with time exceeded from our address on rs1's network", Nothing, |_| {
+            let packet = tcp_packet(ip(RS1, CLIENT).ttl(1), &tcp(8080, 40200, RS_ISN + 1, ISN + 1, "A"));
+            let ty = Icmpv4Type::TimeExceeded(TimeExceededCode::TtlExceededInTransit);
+            let answer = icmp_packet(originated(DIR_IN, RS1), ty, &quote(packet.clone()));
+            case(from_rs1(packet), to_rs1(answer)).bump(Counter::DropTtlExceeded, 1)
+        }),
         // ---- FULLNAT ----
         ("FULLNAT: a SYN leaves from LIP:lport with seq + delta, timestamps become NOPs", Fnat(0), |l| {
             let (lport, delta) = l.fnat[0];
@@ -393,7 +399,7 @@ fn table() -> Vec<(&'static str, Learn, Build)> {
             let (lport, delta) = l.fnat[0];
             let acked = ISN + 1 + GET.len() as u32;
             let sack = |base: u32| {
-                let edges = (base.wrapping_add(delta + 100), base.wrapping_add(delta + 200));
+                let edges = (base.wrapping_add(delta).wrapping_add(100), base.wrapping_add(delta).wrapping_add(200));
                 vec![NOP, NOP, TcpOptionElement::SelectiveAcknowledgement(edges, [None; 3])]
             };
             let t = tcp(8080, lport, RS_ISN + 1, acked.wrapping_add(delta), "PA").opts(sack(acked)).data(OK);
@@ -464,11 +470,11 @@ fn table() -> Vec<(&'static str, Learn, Build)> {
             let answer = icmp_packet(originated(TUN_VIP, CLIENT), frag_needed(MTU_IN - 20), &q);
             case(from_client(tcp_packet(h, &t)), to_client(answer)).bump(Counter::DropTooBig, 1).bump(Counter::IcmpErrorsSent, 1)
         }),
-        ("TUN: a UDP datagram without DF above MTU - 20 is tunnelled in outer fragments", TunIdent, |l| {
+        ("TUN: a UDP datagram without DF above MTU - 20 is tunnelled in (three) outer fragments", TunIdent, |l| {
             let h = ip(CLIENT, TUN_VIP).no_df();
-            let inner = |h: Ip| udp_packet(h, 5353, 53, &[3; 1472]);
+            let inner = |h: Ip| udp_packet(h, 5353, 53, &[3; 2952]);
             let packet = tunnelled(h.hop(), l.tun_ident, inner(h.hop()));
-            case(from_client(inner(h)), Expected::Fragments { packet, mtu: usize::from(MTU_IN) }).bump(Counter::TunFragments, 1)
+            case(from_client(inner(h)), Expected::Fragments { packet, mtu: usize::from(MTU_IN) }).bump(Counter::TunFragments, 2)
         }),
         ("TUN: an error from the client quoting rs1's direct reply is tunnelled, only the TTL changes", TunIdent, |l| {
             let q = quote(tcp_packet(ip(TUN_VIP, CLIENT).hop(), &tcp(80, 40400, RS_ISN + 1, ISN + 1, "A")));
@@ -580,7 +586,9 @@ fn ip_field(p: &[u8], at: usize, name: &str) -> String {
     let f = match (p.get(9).copied().filter(|_| !fragment), at) {
         (Some(4), _) => return ip_field(l4, at, &format!("{name}.inner")),
         (Some(1), 8..) => return ip_field(l4.get(8..).unwrap_or(&[]), at - 8, &format!("{name}.icmp.quoted")),
-        (Some(1), _) => ["icmp.type", "icmp.code", "icmp.checksum", "icmp.checksum", "icmp.rest", "icmp.rest", "icmp.rest", "icmp.rest"][at],
+        (Some(1), _) => {
+            ["icmp.type", "icmp.code", "icmp.checksum", "icmp.checksum", "icmp.rest", "icmp.rest", "icmp.rest", "icmp.rest"][at]
+        }
         (Some(6), 0 | 1) => "tcp.sport",
         (Some(6), 2 | 3) => "tcp.dport",
         (Some(6), 4..=7) => "tcp.seq",
