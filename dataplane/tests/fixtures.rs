@@ -228,6 +228,11 @@ fn tunnelled(inner: Ip, ident: u16, inner_packet: Vec<u8>) -> Vec<u8> {
 }
 
 /// An error rvs originates: TTL 64, identification 0, no DF, TOS 0.
+///
+/// Differs from Linux (kept, as today's behaviour): `icmp_send` sets TOS
+/// 0xc0 (precedence "internetwork control"), picks an identification with
+/// `ip_select_ident` and quotes as much of the packet as fits in 576 bytes;
+/// rvs quotes the header and 8 bytes (RFC 792, see [`quote`]).
 fn originated(src: Ipv4Addr, dst: Ipv4Addr) -> Ip {
     Ip { src, dst, ttl: 64, ident: 0, df: false, tos: 0 }
 }
