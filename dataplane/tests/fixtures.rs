@@ -340,6 +340,12 @@ fn table() -> Vec<(&'static str, Learn, Build)> {
             let out = Tcp { sport: 80, ..t.clone() };
             case(from_rs1(tcp_packet(ip(RS1, CLIENT), &t)), to_client(tcp_packet(ip(NAT_VIP, CLIENT).hop(), &out)))
         }),
+        ("NAT: a DF packet above port 1's MTU is answered with frag-needed (the MTU) from the VIP", Nothing, |_| {
+            let h = ip(CLIENT, NAT_VIP);
+            let t = tcp(40200, 80, ISN + 1, RS_ISN + 1, "PA").data(&[4; MTU_IN as usize - 39]);
+            let answer = icmp_packet(originated(NAT_VIP, CLIENT), frag_needed(MTU_IN), &quote(tcp_packet(h.hop(), &t)));
+            case(from_client(tcp_packet(h, &t)), to_client(answer)).bump(Counter::DropTooBig, 1).bump(Counter::IcmpErrorsSent, 1)
+        }),
         ("NAT: frag-needed from rs1 reaches the client from the VIP, the quoted destination is VIP:80", Nothing, |_| {
             let seg = tcp(40200, 8080, ISN + 1, RS_ISN + 1, "PA").data(&[7; 1400]);
             let h = ip(RS1, CLIENT).no_df();
