@@ -14,7 +14,8 @@ impl<F: Frame> Processor<F> {
                 self.counters.inc(Counter::IcmpErrorsSent);
                 self.send(frame, NextHop::Routed(client), now_ms, out)
             }
-            Err(_) => self.drop(frame, Counter::DropNoRoom, out),
+            // Not answerable (an ICMP error itself, RFC 1812): dropped, counted once above.
+            Err(_) => out.drop.push(frame),
         }
     }
 
