@@ -77,8 +77,19 @@ impl Fixture {
         let out = Output::with_capacity(BATCH);
         let mk = |kind| Template::new(Proto::Tcp, kind, FRAME_SIZE, plan::CLIENT_MAC, plan::DIRECTOR_MAC, mode.vip, mode.vport);
         let (syn, data) = (mk(Kind::Syn), mk(Kind::Data));
-        let mut f =
-            Fixture { p, out, pool: Vec::with_capacity(BATCH), burst: Vec::with_capacity(RX_BURST), syn, data, live, now_ms: 1, rng: 0x9e37_79b9_7f4a_7c15, fresh: 0, slack };
+        let mut f = Fixture {
+            p,
+            out,
+            pool: Vec::with_capacity(BATCH),
+            burst: Vec::with_capacity(RX_BURST),
+            syn,
+            data,
+            live,
+            now_ms: 1,
+            rng: 0x9e37_79b9_7f4a_7c15,
+            fresh: 0,
+            slack,
+        };
         f.warm_neighbours();
         // Fill the table: SYN then ACK per flow, one recycled frame.
         let mut frame = VecFrame::new(f.syn.bytes());

@@ -61,7 +61,8 @@ impl LocalPool {
 
     fn ports_of(&self) -> VecDeque<u16> {
         let (lo, hi) = self.range;
-        let mut share: VecDeque<u16> = (lo..=hi).filter(|&p| owner_of_port(p, self.workers) == self.worker).collect();
+        // Port 0 is never a local port (a connection without one stores it: `OptAddrV4`).
+        let mut share: VecDeque<u16> = (lo.max(1)..=hi).filter(|&p| owner_of_port(p, self.workers) == self.worker).collect();
         if !share.is_empty() {
             share.rotate_left(self.start % share.len());
         }

@@ -57,6 +57,7 @@ use crate::frag::{self, FitError, FragDrop, Reassembler, Verdict};
 use crate::frame::Frame;
 use crate::fwd::{dr, fnat, icmp_err, nat, reset, ttl, tun, FwdError, NextHop};
 use crate::laddr::{owner_of_port, LocalPool};
+use crate::neigh::hops::{self, Hop, NextHops};
 use crate::neigh::{NeighTable, Resolution};
 use crate::sched::{new_scheduler_for, Candidates, Scheduler};
 use crate::snapshot::{ForwardMode, Persistence, Protocol, ServiceKey, Snapshot};
@@ -76,7 +77,7 @@ mod pipeline;
 mod queries;
 
 use accounting::{fresh_counts, ServiceCounts};
-use egress::{set_macs, set_vlan};
+use egress::{set_macs, set_vlan, HopCache};
 use flow::{FlowPacket, Ipv4Kind};
 pub use owners::install_worker;
 use persistence::{mask, template_owner, Template};
@@ -222,6 +223,14 @@ enum Action {
     },
     /// The frame was rewritten; send it towards this next hop.
     Forward(NextHop),
+    /// A connection's packet was rewritten; send it towards this next hop,
+    /// through the hop cached for it when there is one.
+    ForwardCached {
+        /// Where it goes.
+        hop: NextHop,
+        /// Where its cached next hop is remembered.
+        cache: HopCache,
+    },
     /// Encapsulate towards the real server (TUN), then send.
     Tunnel {
         /// Ethernet header length.
@@ -230,6 +239,8 @@ enum Action {
         real: Ipv4Addr,
         /// The client (for "fragmentation needed").
         vip: Ipv4Addr,
+        /// Where the tunnel packet's cached next hop is remembered.
+        cache: HopCache,
     },
     /// Insert a TOA option (FULLNAT), then send towards this next hop.
     Toa {
@@ -300,6 +311,10 @@ pub struct Processor<F> {
     whole_datagram: bool,
     answers: icmp_err::AnswerLimit,
     partial_csum_port: Option<u16>,
+    /// Next hops cached for connections ([`crate::neigh::hops`]).
+    hops: NextHops,
+    /// The cached next hop towards each real server, per service (indices into `hops`).
+    real_hops: Vec<Vec<u8>>,
     /// The parse stage's descriptors of the burst in hand ([`pipeline`]).
     descs: Vec<Option<pipeline::Desc>>,
 }
@@ -315,6 +330,7 @@ impl<F: Frame> Processor<F> {
     pub fn for_worker(snapshot: Arc<Snapshot>, conn_capacity: usize, worker: usize, workers: usize) -> Self {
         let schedulers = snapshot.services.iter().map(new_scheduler_for).collect();
         let counts = snapshot.services.iter().map(|s| fresh_counts(s.reals.len())).collect();
+        let real_hops = snapshot.services.iter().map(|s| vec![hops::NONE; s.reals.len()]).collect();
         let mut counters = Counters::default();
         counters.set(Counter::Generation, snapshot.generation);
         let pool = LocalPool::new(worker, workers, snapshot.local_port_range);
@@ -343,6 +359,8 @@ impl<F: Frame> Processor<F> {
             answers: icmp_err::AnswerLimit::default(),
             partial_csum_port: None,
             descs: Vec::with_capacity(64),
+            hops: NextHops::new(),
+            real_hops,
         }
     }
 
@@ -393,6 +411,9 @@ impl<F: Frame> Processor<F> {
             }
         }
         self.counts = counts;
+        // Routes, ports and MTUs may have changed: cached next hops start over.
+        self.hops.clear();
+        self.real_hops = self.snapshot.services.iter().map(|s| vec![hops::NONE; s.reals.len()]).collect();
         self.counters.inc(Counter::SnapshotsAdopted);
         self.counters.set(Counter::Generation, self.snapshot.generation);
         old
@@ -499,7 +520,8 @@ impl<F: Frame> Processor<F> {
             Action::Answer { reason, l2_len, answer } => self.answer(frame, reason, l2_len, answer, now_ms, out),
             Action::Reply => self.push_tx(port, frame, out),
             Action::Forward(hop) => self.send(frame, hop, now_ms, out),
-            Action::Tunnel { l2_len, real, vip } => self.tunnel(frame, l2_len, real, vip, now_ms, out),
+            Action::ForwardCached { hop, cache } => self.send_cached(frame, hop, cache, now_ms, out),
+            Action::Tunnel { l2_len, real, vip, cache } => self.tunnel(frame, l2_len, real, vip, cache, now_ms, out),
             Action::Toa { l2_len, client, hop } => {
                 match fnat::insert_toa(&mut frame, l2_len, client) {
                     Ok(true) => self.counters.inc(Counter::ToaInserted),

@@ -186,29 +186,32 @@ pub fn ms32(now_ms: u64) -> u32 {
     now_ms as u32
 }
 
-/// An optional IPv4 socket address in 7 bytes with alignment 1, where
+/// An optional IPv4 socket address in 6 bytes with alignment 1, where
 /// `Option<SocketAddrV4>` takes 8 (a tag and padding): [`Conn::local`].
+/// Port 0 means none: a FULLNAT local port is never 0 ([`crate::laddr`]
+/// does not hand it out, and synced connections with it are refused).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OptAddrV4 {
     ip: [u8; 4],
     port: [u8; 2],
-    some: bool,
 }
 
 impl OptAddrV4 {
     /// No address.
-    pub const NONE: OptAddrV4 = OptAddrV4 { ip: [0; 4], port: [0; 2], some: false };
+    pub const NONE: OptAddrV4 = OptAddrV4 { ip: [0; 4], port: [0; 2] };
 
     /// The address, if any.
     pub fn get(self) -> Option<SocketAddrV4> {
-        self.some.then(|| SocketAddrV4::new(Ipv4Addr::from(self.ip), u16::from_ne_bytes(self.port)))
+        let port = u16::from_ne_bytes(self.port);
+        (port != 0).then(|| SocketAddrV4::new(Ipv4Addr::from(self.ip), port))
     }
 }
 
 impl From<Option<SocketAddrV4>> for OptAddrV4 {
+    /// An address with port 0 becomes none.
     fn from(a: Option<SocketAddrV4>) -> Self {
         match a {
-            Some(a) => OptAddrV4 { ip: a.ip().octets(), port: a.port().to_ne_bytes(), some: true },
+            Some(a) => OptAddrV4 { ip: a.ip().octets(), port: a.port().to_ne_bytes() },
             None => OptAddrV4::NONE,
         }
     }
@@ -250,6 +253,10 @@ pub struct Conn {
     /// real server (and taken from the real server's acknowledgements), so the
     /// real server sees rvs's own initial sequence number ([`crate::fwd::fnat`]).
     pub seq_delta: u32,
+    /// The worker's cached next hop for this connection's replies
+    /// ([`crate::neigh::hops`]), valid for snapshot `generation`;
+    /// [`crate::neigh::hops::NONE`] when none is cached.
+    pub reply_hop: u8,
 }
 
 impl Conn {
@@ -389,14 +396,14 @@ mod tests {
 
     #[test]
     fn a_connection_takes_48_bytes() {
-        assert_eq!(std::mem::size_of::<OptAddrV4>(), 7);
+        assert_eq!(std::mem::size_of::<OptAddrV4>(), 6);
         assert_eq!(std::mem::size_of::<Conn>(), 48);
         assert_eq!(std::mem::size_of::<Option<Conn>>(), 48, "the slot costs no tag");
         assert_eq!(OptAddrV4::from(None).get(), None);
         let a = SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 200), 5001);
         assert_eq!(OptAddrV4::from(Some(a)).get(), Some(a));
         let zero = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
-        assert_eq!(OptAddrV4::from(Some(zero)).get(), Some(zero), "an all-zero address is still an address");
+        assert_eq!(OptAddrV4::from(Some(zero)).get(), None, "port 0 is no local address");
     }
 
     const SYN: TcpFlags = TcpFlags { syn: true, ack: false, fin: false, rst: false };

@@ -270,6 +270,7 @@ mod tests {
             state: TcpState::SynRecv,
             expires_ms: (now + 60_000) as u32,
             seq_delta: 0,
+            reply_hop: crate::neigh::hops::NONE,
         }
     }
 

@@ -304,6 +304,7 @@ mod tests {
             state: TcpState::Established,
             expires_ms: 1,
             seq_delta: 0,
+            reply_hop: crate::neigh::hops::NONE,
         }
     }
 

@@ -10,6 +10,8 @@
 //! answer. Each worker owns its table (no locks); a worker learns from the ARP
 //! traffic it receives.
 
+pub mod hops;
+
 use std::net::Ipv4Addr;
 
 use hashbrown::HashMap;
@@ -99,6 +101,13 @@ impl<F> NeighTable<F> {
         let e = self.entries.get(&ip)?;
         let mac = e.mac?;
         (now_ms.saturating_sub(e.confirmed_ms) <= STALE_MS).then_some(mac)
+    }
+
+    /// The MAC of `ip` and until when it needs no confirmation (after that,
+    /// [`NeighTable::resolve`] asks for one), if resolved.
+    pub fn fresh(&self, ip: Ipv4Addr) -> Option<(MacAddr, u64)> {
+        let e = self.entries.get(&ip)?;
+        Some((e.mac?, e.confirmed_ms.saturating_add(REFRESH_MS)))
     }
 
     /// Resolves `ip` on `port` for `frame`: hands back the MAC, or queues the frame.

@@ -16,6 +16,7 @@ impl<F: Frame> Processor<F> {
         c.service_index = si;
         c.real_index = ri;
         c.generation = self.generation();
+        c.reply_hop = hops::NONE;
     }
 
     /// The current snapshot's generation as connections store it (low 32 bits).

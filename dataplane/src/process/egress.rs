@@ -2,7 +2,92 @@
 
 use super::*;
 
+/// Where the cached next hop of a connection's packet is remembered.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum HopCache {
+    /// Nowhere (packets that are not a connection's, ICMP errors).
+    None,
+    /// Towards a real server: per service and real server (indices in the snapshot).
+    Real {
+        /// Service index.
+        service: u16,
+        /// Real server index.
+        real: u16,
+    },
+    /// A connection's reply: on the connection.
+    Reply {
+        /// The connection.
+        id: ConnId,
+        /// Its cached hop as read with it.
+        index: u8,
+    },
+}
+
 impl<F: Frame> Processor<F> {
+    /// The index of the hop cached for `cache` ([`hops::NONE`] if none).
+    #[inline]
+    pub(super) fn cached_hop_index(&self, cache: HopCache) -> u8 {
+        match cache {
+            HopCache::None => hops::NONE,
+            HopCache::Real { service, real } => {
+                self.real_hops.get(usize::from(service)).and_then(|r| r.get(usize::from(real))).copied().unwrap_or(hops::NONE)
+            }
+            HopCache::Reply { index, .. } => index,
+        }
+    }
+
+    /// Sends a connection's rewritten frame towards `hop`: straight out
+    /// through the next hop cached for it when that is fresh and the frame
+    /// fits its MTU, else by [`Processor::send`], caching the hop it resolved.
+    /// Both ways send the same bytes out of the same port.
+    pub(super) fn send_cached(&mut self, mut frame: F, hop: NextHop, cache: HopCache, now_ms: u64, out: &mut Output<F>) {
+        if let Some(h) = self.hops.get(self.cached_hop_index(cache), now_ms).copied() {
+            if ipv4_len(frame.data()).is_some_and(|len| len <= usize::from(h.mtu)) {
+                if !set_vlan(&mut frame, h.vlan) {
+                    return self.drop(frame, Counter::DropNoRoom, out);
+                }
+                set_macs(frame.data_mut(), h.src_mac, h.dst_mac);
+                return self.push_tx(h.port, frame, out);
+            }
+        }
+        self.send(frame, hop, now_ms, out);
+        self.remember_hop(hop, cache, now_ms);
+    }
+
+    /// Caches the next hop `hop` resolves to now, if its neighbour is
+    /// resolved and fresh, where `cache` says.
+    fn remember_hop(&mut self, hop: NextHop, cache: HopCache, now_ms: u64) {
+        if matches!(cache, HopCache::None) {
+            return;
+        }
+        let (target, port) = match hop {
+            NextHop::Routed(addr) => match self.snapshot.route(addr) {
+                Some(r) => (r.via.unwrap_or(addr), r.port),
+                None => return,
+            },
+            NextHop::OnLink(addr) => match self.snapshot.route(addr) {
+                Some(r) if r.via.is_none() => (addr, r.port),
+                _ => return,
+            },
+        };
+        let Some(p) = self.snapshot.ports.get(usize::from(port)) else { return };
+        let Some((dst_mac, fresh_until_ms)) = self.neigh.fresh(target).filter(|&(_, until)| now_ms < until) else { return };
+        let index = self.hops.intern(Hop { target, port, src_mac: p.mac, dst_mac, vlan: p.vlan, mtu: p.mtu, fresh_until_ms });
+        match cache {
+            HopCache::None => {}
+            HopCache::Real { service, real } => {
+                if let Some(slot) = self.real_hops.get_mut(usize::from(service)).and_then(|r| r.get_mut(usize::from(real))) {
+                    *slot = index;
+                }
+            }
+            HopCache::Reply { id, .. } => {
+                if let Some(c) = self.conns.get_mut(id) {
+                    c.reply_hop = index;
+                }
+            }
+        }
+    }
+
     /// Gives a frame the kernel sent through port `port`'s exception path
     /// the port's 802.1Q tag, if it has one. False when the frame has no
     /// headroom for the tag (the caller drops it).
@@ -132,4 +217,15 @@ pub(super) fn set_macs(frame: &mut [u8], src: MacAddr, dst: MacAddr) {
         frame[0..6].copy_from_slice(&dst.0);
         frame[6..12].copy_from_slice(&src.0);
     }
+}
+
+/// The IPv4 total length of an Ethernet frame's packet (None when it is not
+/// an IPv4 packet with a readable header).
+fn ipv4_len(frame: &[u8]) -> Option<usize> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != ethertype::IPV4 {
+        return None;
+    }
+    let ip = frame.get(eth.header_len()..)?;
+    Some(usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?])))
 }

@@ -173,7 +173,7 @@ impl<F: Frame> Processor<F> {
                 }
                 let first_ack = before.state == TcpState::SynRecv && conn.state == TcpState::Established;
                 self.count_traffic(&conn, dir, ip_len);
-                return self.forward(port, ip_bytes, l2_len, &conn, dir, first_ack);
+                return self.forward(port, ip_bytes, l2_len, &conn, Some(id), dir, first_ack);
             }
             self.remove_conn(id, now_ms, out);
         }
@@ -236,6 +236,7 @@ impl<F: Frame> Processor<F> {
             state,
             expires_ms: 0,
             seq_delta: 0,
+            reply_hop: crate::neigh::hops::NONE,
         };
         if let (Some(l), Protocol::Tcp) = (local, protocol) {
             conn.seq_delta = match fnat::new_seq_delta(ip_bytes, l, conn.real) {
@@ -264,6 +265,6 @@ impl<F: Frame> Processor<F> {
         if self.snapshot.sync_send {
             out.sync.push(self.conn_info(&conn, now_ms));
         }
-        self.forward(port, ip_bytes, l2_len, &conn, Direction::Inbound, false)
+        self.forward(port, ip_bytes, l2_len, &conn, None, Direction::Inbound, false)
     }
 }

@@ -3,15 +3,25 @@
 use super::*;
 
 impl<F: Frame> Processor<F> {
+    /// A packet of connection `id` (None while it is being created) going
+    /// in direction `dir`; `first_ack`: the client's ACK that completes the
+    /// handshake (FULLNAT's TOA goes there).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn forward(
         &mut self,
         port: u16,
         ip_bytes: &mut [u8],
         l2_len: usize,
         conn: &Conn,
+        id: Option<ConnId>,
         dir: Direction,
         first_ack: bool,
     ) -> Action {
+        let cache = match (dir, id) {
+            (Direction::Inbound, _) => HopCache::Real { service: conn.service_index, real: conn.real_index },
+            (Direction::Reply, Some(id)) => HopCache::Reply { id, index: conn.reply_hop },
+            (Direction::Reply, None) => HopCache::None,
+        };
         if dir == Direction::Reply && matches!(conn.forward, ForwardMode::Dr | ForwardMode::Tun) {
             return Action::Drop(Counter::DropNotForUs);
         }
@@ -21,7 +31,7 @@ impl<F: Frame> Processor<F> {
             Err(_) => return Action::Drop(Counter::DropMalformed),
         }
         if dir == Direction::Inbound && conn.forward != ForwardMode::Tun {
-            if let Some(mtu) = self.dont_frag_above_mtu(ip_bytes, *conn.real.ip()) {
+            if let Some(mtu) = self.dont_frag_above_mtu(ip_bytes, *conn.real.ip(), cache) {
                 return Action::TooBig { l2_len, vip: *conn.vip.ip(), mtu };
             }
         }
@@ -31,7 +41,7 @@ impl<F: Frame> Processor<F> {
             (Direction::Inbound, ForwardMode::FullNat) => fnat::xmit_inbound(ip_bytes, conn),
             (Direction::Inbound, ForwardMode::Tun) => {
                 self.counters.inc(Counter::InboundPackets);
-                return Action::Tunnel { l2_len, real: *conn.real.ip(), vip: *conn.vip.ip() };
+                return Action::Tunnel { l2_len, real: *conn.real.ip(), vip: *conn.vip.ip(), cache };
             }
             (Direction::Reply, ForwardMode::Nat) => nat::xmit_reply(ip_bytes, conn),
             (Direction::Reply, ForwardMode::FullNat) => fnat::xmit_reply(ip_bytes, conn),
@@ -51,7 +61,7 @@ impl<F: Frame> Processor<F> {
                 if toa {
                     return Action::Toa { l2_len, client: conn.client, hop };
                 }
-                Action::Forward(hop)
+                Action::ForwardCached { hop, cache }
             }
             Err(_) => Action::Drop(Counter::DropMalformed),
         }
@@ -59,19 +69,36 @@ impl<F: Frame> Processor<F> {
 
     /// The egress MTU towards `to` when the IPv4 packet `ip_bytes` forbids
     /// fragmentation and is above it.
-    pub(super) fn dont_frag_above_mtu(&self, ip_bytes: &[u8], to: Ipv4Addr) -> Option<u16> {
+    /// The MTU comes from the next hop cached towards `to` when there is one
+    /// (fresh or not: a hop's port and MTU hold for the whole snapshot).
+    pub(super) fn dont_frag_above_mtu(&self, ip_bytes: &[u8], to: Ipv4Addr, cache: HopCache) -> Option<u16> {
         let ip = Ipv4Packet::new_checked(ip_bytes).ok()?;
         if !ip.dont_frag() {
             return None;
         }
-        let port = self.snapshot.route(to)?.port;
-        let mtu = self.snapshot.ports.get(usize::from(port))?.mtu;
+        let mtu = match self.hops.mtu(self.cached_hop_index(cache)) {
+            Some(mtu) => mtu,
+            None => {
+                let port = self.snapshot.route(to)?.port;
+                self.snapshot.ports.get(usize::from(port))?.mtu
+            }
+        };
         (ip.total_len() > mtu).then_some(mtu)
     }
 
     /// TUN: encapsulate and send, answering "fragmentation needed" or
     /// fragmenting the tunnel packet when it exceeds the egress MTU.
-    pub(super) fn tunnel(&mut self, mut frame: F, l2_len: usize, real: Ipv4Addr, vip: Ipv4Addr, now_ms: u64, out: &mut Output<F>) {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn tunnel(
+        &mut self,
+        mut frame: F,
+        l2_len: usize,
+        real: Ipv4Addr,
+        vip: Ipv4Addr,
+        cache: HopCache,
+        now_ms: u64,
+        out: &mut Output<F>,
+    ) {
         let Some(route) = self.snapshot.route(real).copied() else {
             return self.drop(frame, Counter::DropNoRoute, out);
         };
@@ -106,6 +133,6 @@ impl<F: Frame> Processor<F> {
             self.fragments = more;
             return;
         }
-        self.send(frame, NextHop::Routed(real), now_ms, out)
+        self.send_cached(frame, NextHop::Routed(real), cache, now_ms, out)
     }
 }

@@ -109,7 +109,7 @@ impl<F: Frame> Processor<F> {
             }
             (Direction::Inbound, ForwardMode::Tun) => {
                 self.counters.inc(Counter::IcmpErrorsForwarded);
-                return Action::Tunnel { l2_len, real: *c.real.ip(), vip: *c.vip.ip() };
+                return Action::Tunnel { l2_len, real: *c.real.ip(), vip: *c.vip.ip(), cache: HopCache::None };
             }
             (Direction::Reply, ForwardMode::Dr | ForwardMode::Tun) => return Action::Drop(Counter::DropNotForUs),
         };

@@ -83,6 +83,9 @@ impl<F: Frame> Processor<F> {
         let Some((port_mac, vlan)) = self.snapshot.ports.get(usize::from(port)).map(|p| (p.mac, p.vlan)) else { return };
         let known = self.neigh.lookup(ip, now_ms) == Some(mac);
         let released = self.neigh.learn(ip, mac, port, now_ms, create);
+        if let Some((mac, fresh_until_ms)) = self.neigh.fresh(ip) {
+            self.hops.learned(ip, mac, fresh_until_ms);
+        }
         let learned = self.neigh.lookup(ip, now_ms) == Some(mac);
         for mut f in released {
             if !set_vlan(&mut f, vlan) {

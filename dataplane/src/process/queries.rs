@@ -30,6 +30,9 @@ impl<F: Frame> Processor<F> {
             return false;
         }
         let Some(state) = TcpState::from_name(&info.state) else { return false };
+        if info.local.is_some_and(|l| l.port() == 0) {
+            return false;
+        }
         let timeouts = self.snapshot.timeouts;
         let mut conn = Conn {
             protocol: info.protocol,
@@ -45,6 +48,7 @@ impl<F: Frame> Processor<F> {
             generation: 0,
             synced_ms: ms32(now_ms),
             seq_delta: info.seq_delta,
+            reply_hop: crate::neigh::hops::NONE,
         };
         conn.restart_timer(state_timeout_ms(state, &timeouts), now_ms);
         self.relocate_now(&mut conn);

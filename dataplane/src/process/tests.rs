@@ -421,6 +421,57 @@ fn new_snapshot_keeps_established_connections() {
     assert!(out.tx.iter().all(|(_, f)| f.data()[0..6] == RS2_MAC.0));
 }
 
+/// Next hops cached for connections follow ARP (a new MAC is used at once,
+/// an ageing entry is still confirmed) and start over with a new snapshot.
+#[test]
+fn cached_next_hops_follow_arp_and_snapshots() {
+    let mut p = warmed_processor();
+    let mut out = Output::with_capacity(8);
+    let to_rs1 = |p: &mut Processor<VecFrame>, out: &mut Output<VecFrame>, now| {
+        p.handle(0, VecFrame::new(&tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 50100), (NAT_VIP, 80), flags::ACK, b"data")), now, out);
+        out.tx.pop().map(|(_, f)| MacAddr(f.data()[0..6].try_into().unwrap_or([0; 6])))
+    };
+    let to_client = |p: &mut Processor<VecFrame>, out: &mut Output<VecFrame>, now| {
+        p.handle(0, VecFrame::new(&tcp(RS1_MAC, DIR_MAC, (RS1, 8080), (CLIENT, 50100), flags::ACK, b"ok")), now, out);
+        out.tx.pop().map(|(_, f)| MacAddr(f.data()[0..6].try_into().unwrap_or([0; 6])))
+    };
+    p.handle(0, VecFrame::new(&tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 50100), (NAT_VIP, 80), flags::SYN, b"")), 1, &mut out);
+    out.tx.clear();
+    assert_eq!(to_rs1(&mut p, &mut out, 2), Some(RS1_MAC));
+    assert_eq!(to_client(&mut p, &mut out, 2), Some(CLIENT_MAC));
+    assert_eq!((to_rs1(&mut p, &mut out, 3), to_client(&mut p, &mut out, 3)), (Some(RS1_MAC), Some(CLIENT_MAC)), "from the cache");
+
+    // Both neighbours move to new MACs: the next packets follow at once.
+    let (rs1_moved, client_moved) = (MacAddr([0x02, 0xaa, 0, 0, 0, 0x99]), MacAddr([0x02, 0xc0, 0, 0, 0, 0x99]));
+    p.handle(0, VecFrame::new(&arp_frame(rs1_moved, DIR_MAC, arp::op::REPLY, rs1_moved, RS1, DIR_MAC, DIR_IN)), 4, &mut out);
+    p.handle(0, VecFrame::new(&arp_frame(client_moved, DIR_MAC, arp::op::REPLY, client_moved, CLIENT, DIR_MAC, DIR_OUT)), 4, &mut out);
+    out.drop.clear();
+    assert_eq!((to_rs1(&mut p, &mut out, 5), to_client(&mut p, &mut out, 5)), (Some(rs1_moved), Some(client_moved)));
+
+    // A minute later the entries age: packets still go, and ARP confirms them, as without a cache.
+    out.control.clear();
+    let later = 4 + crate::neigh::REFRESH_MS + 1;
+    assert_eq!(to_rs1(&mut p, &mut out, later), Some(rs1_moved));
+    assert_eq!(to_client(&mut p, &mut out, later), Some(client_moved));
+    let asked: Vec<Ipv4Addr> =
+        out.control.iter().filter_map(|(_, c)| ArpPacket::new_checked(&c.bytes()[14..]).ok().map(|a| a.target_ip())).collect();
+    assert_eq!(asked, vec![RS1, CLIENT], "ageing neighbours are confirmed");
+
+    // A new snapshot with a smaller MTU: a DF packet above it is answered, not sent through a stale hop.
+    let mut snap = (*snapshot(2, nat_reals())).clone();
+    snap.ports[0].mtu = 60;
+    p.adopt(Arc::new(snap.finish()));
+    out.tx.clear();
+    let mut big = tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 50100), (NAT_VIP, 80), flags::ACK, &[7u8; 40]);
+    big[14 + 6] |= 0x40; // DF
+    big[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+    let sum = crate::wire::checksum::internet(&big[14..34]);
+    big[14 + 10..14 + 12].copy_from_slice(&sum.to_be_bytes());
+    let too_big = p.counters().get(Counter::DropTooBig);
+    p.handle(0, VecFrame::new(&big), later + 1, &mut out);
+    assert_eq!(p.counters().get(Counter::DropTooBig), too_big + 1);
+}
+
 #[test]
 fn closing_connection_is_rescheduled_by_a_new_syn() {
     let mut p = warmed_processor();
