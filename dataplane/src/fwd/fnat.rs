@@ -212,6 +212,15 @@ fn unshift_sack(options: &mut [u8], delta: u32) -> bool {
     found
 }
 
+/// Whether a client's packet of `conn` gets a TOA option: the ACK that
+/// completes a TCP handshake (`completes_handshake`), on a FULLNAT
+/// connection of a service with `toa` set (`service_toa`), as DPVS does
+/// (the real server's TOA module records the address when the connection
+/// is accepted; later segments need no option).
+pub fn toa_due(conn: &Conn, completes_handshake: bool, service_toa: bool) -> bool {
+    completes_handshake && service_toa && conn.forward == crate::snapshot::ForwardMode::FullNat && conn.protocol == Protocol::Tcp
+}
+
 /// Inserts a TOA option carrying `client` into the TCP segment of the IPv4
 /// packet at `l2_len`. Returns `Ok(false)` (packet unchanged) when the TCP header
 /// has no room for 8 more bytes.

@@ -34,6 +34,51 @@ pub struct Inner {
     pub dont_frag: bool,
 }
 
+/// What [`transmit`] made of a client's packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transmit {
+    /// Encapsulated whole: send it.
+    Whole,
+    /// Encapsulated, then the outer packet was fragmented: send it and the
+    /// fragments added to `more`.
+    Fragmented,
+    /// Above the path MTU with DF: answer "fragmentation needed" with this
+    /// next-hop MTU, and send nothing.
+    TooBig {
+        /// The MTU the client must fit (egress MTU − [`OVERHEAD`]).
+        mtu: u16,
+    },
+}
+
+/// TUN's transmit policy for the client's packet at `l2_len`, towards the real
+/// server `real` from our address `src` on a port of MTU `mtu` (see the MTU
+/// notes above): the outer header gets identification `*ident + 1` (which is
+/// stored back) when the packet is encapsulated. Errors: the inner packet is
+/// unreadable ([`FwdError::Wire`]) or the buffer has no room ([`FwdError::NoRoom`]).
+#[allow(clippy::too_many_arguments)]
+pub fn transmit<F: Frame>(
+    frame: &mut F,
+    l2_len: usize,
+    src: Ipv4Addr,
+    real: Ipv4Addr,
+    mtu: usize,
+    ident: &mut u16,
+    more: &mut Vec<F>,
+) -> Result<Transmit, FwdError> {
+    let inner = inner(frame.data(), l2_len)?;
+    let too_big = inner.len + OVERHEAD > mtu;
+    if too_big && inner.dont_frag {
+        return Ok(Transmit::TooBig { mtu: mtu.saturating_sub(OVERHEAD).min(usize::from(u16::MAX)) as u16 });
+    }
+    *ident = ident.wrapping_add(1);
+    encapsulate(frame, l2_len, src, real, *ident)?;
+    if !too_big {
+        return Ok(Transmit::Whole);
+    }
+    crate::frag::fragment(frame, l2_len, mtu, more).map_err(|_| FwdError::NoRoom)?;
+    Ok(Transmit::Fragmented)
+}
+
 /// Reads the inner packet's length and DF bit.
 pub fn inner(frame: &[u8], l2_len: usize) -> Result<Inner, FwdError> {
     let ip = Ipv4Packet::new_checked(frame.get(l2_len..).ok_or(WireError::Truncated)?)?;

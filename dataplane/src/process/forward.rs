@@ -53,12 +53,8 @@ impl<F: Frame> Processor<F> {
                     Direction::Inbound => Counter::InboundPackets,
                     Direction::Reply => Counter::ReplyPackets,
                 });
-                let toa = first_ack
-                    && dir == Direction::Inbound
-                    && conn.forward == ForwardMode::FullNat
-                    && conn.protocol == Protocol::Tcp
-                    && self.snapshot.services.get(usize::from(conn.service_index)).is_some_and(|s| s.toa);
-                if toa {
+                let service_toa = self.snapshot.services.get(usize::from(conn.service_index)).is_some_and(|s| s.toa);
+                if dir == Direction::Inbound && fnat::toa_due(conn, first_ack, service_toa) {
                     return Action::Toa { l2_len, client: conn.client, hop };
                 }
                 Action::ForwardCached { hop, cache }
@@ -106,33 +102,23 @@ impl<F: Frame> Processor<F> {
         let Some(src) = self.snapshot.source_addr_for(route.port, real) else {
             return self.drop(frame, Counter::DropNoRoute, out);
         };
-        let Ok(inner) = tun::inner(frame.data(), l2_len) else {
-            return self.drop(frame, Counter::DropMalformed, out);
-        };
-        let too_big = inner.len + tun::OVERHEAD > mtu;
-        if too_big && inner.dont_frag {
-            return self.frag_needed(frame, l2_len, vip, (mtu - tun::OVERHEAD) as u16, now_ms, out);
-        }
-        self.tunnel_ident = self.tunnel_ident.wrapping_add(1);
-        if tun::encapsulate(&mut frame, l2_len, src, real, self.tunnel_ident).is_err() {
-            return self.drop(frame, Counter::DropNoRoom, out);
-        }
-        if too_big {
-            let mut more = std::mem::take(&mut self.fragments);
-            let ok = frag::fragment(&mut frame, l2_len, mtu, &mut more).is_ok();
-            if !ok {
-                more.clear();
-                self.fragments = more;
-                return self.drop(frame, Counter::DropNoRoom, out);
+        let mut more = std::mem::take(&mut self.fragments);
+        let verdict = tun::transmit(&mut frame, l2_len, src, real, mtu, &mut self.tunnel_ident, &mut more);
+        match verdict {
+            Ok(tun::Transmit::Whole) => self.send_cached(frame, NextHop::Routed(real), cache, now_ms, out),
+            Ok(tun::Transmit::Fragmented) => {
+                self.counters.add(Counter::TunFragments, more.len() as u64);
+                self.send(frame, NextHop::Routed(real), now_ms, out);
+                for f in more.drain(..) {
+                    self.send(f, NextHop::Routed(real), now_ms, out);
+                }
             }
-            self.counters.add(Counter::TunFragments, more.len() as u64);
-            self.send(frame, NextHop::OnLink(real), now_ms, out);
-            for f in more.drain(..) {
-                self.send(f, NextHop::OnLink(real), now_ms, out);
-            }
-            self.fragments = more;
-            return;
+            Ok(tun::Transmit::TooBig { mtu }) => self.frag_needed(frame, l2_len, vip, mtu, now_ms, out),
+            Err(FwdError::Wire(_)) => self.drop(frame, Counter::DropMalformed, out),
+            Err(_) => self.drop(frame, Counter::DropNoRoom, out),
         }
-        self.send_cached(frame, NextHop::Routed(real), cache, now_ms, out)
+        // Fragments of a failed fragmentation are freed with the frame's buffer pool.
+        out.drop.append(&mut more);
+        self.fragments = more;
     }
 }
