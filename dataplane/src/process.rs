@@ -20,6 +20,32 @@
 //! `ipvs_packet` tests). Nothing here allocates per
 //! packet (fragments of oversized tunnel packets take a buffer from the pool).
 //!
+//! # Stages and modules
+//!
+//! The worker hands over whole bursts ([`Processor::handle_burst`], the
+//! stages are described in `pipeline`): every frame is parsed once into a
+//! descriptor, the connection lookups of the burst are prefetched, then each
+//! frame is classified and forwarded in order. Frames that are not a flow's
+//! TCP/UDP packet take the frame-at-a-time path ([`Processor::handle`]),
+//! which makes the same decisions. One concern per module:
+//!
+//! | module | owns |
+//! |---|---|
+//! | `pipeline` | the burst stages and their descriptors |
+//! | `flow` | the one parse of IPv4/TCP/UDP; a flow's packet: its connection found, or created |
+//! | `local` | answers for the appliance itself (ARP, ICMP echo), the kernel's share |
+//! | `icmp_error` | ICMP errors forwarded (translated) and originated (rate-limited answers) |
+//! | `conn_life` | connections moving to a new snapshot, expiry, insertion, removal |
+//! | `accounting` | per real server counts, overload thresholds, traffic counters |
+//! | `persistence` | scheduling with persistence templates |
+//! | `owners` | which worker owns a connection: announcements and redirects |
+//! | `forward` | a connection's packet by its mode: TTL, path MTU, `fwd::<mode>` |
+//! | `egress` | route, neighbour, next hop cached on the connection, VLAN, MACs, tx |
+//! | `queries` | control questions: listings, connections installed by sync |
+//!
+//! Each forwarding mode's policy lives in its own `fwd/<mode>.rs` (TUN's path
+//! MTU and fragmentation, FULLNAT's ports, sequence shift and TOA).
+//!
 //! # Several workers
 //!
 //! Each worker owns the connections it created. A packet that reaches another
