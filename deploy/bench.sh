@@ -9,7 +9,7 @@
 #
 # What it runs (see bench/README in bench/src/lib.rs for the pieces):
 #   1. cargo build --release: rvsd, rvs-pktgen, rvs-conn-mem; criterion's packet_path bench.
-#   2. criterion: ns/packet of Processor::handle per mode, established / new connection,
+#   2. criterion: ns/packet of Processor::handle_burst (bursts of 32) per mode, established / new connection,
 #      1 thousand and 4 million live connections.
 #   3. rvs-conn-mem: resident bytes per connection-table entry.
 #   4. memif runs on this 2-core machine: rvs-pktgen on lcore 0, the DUT's worker on lcore 1
