@@ -54,7 +54,7 @@ use hashbrown::HashMap;
 
 use crate::conn::{ms32, state_timeout_ms, Conn, ConnId, ConnTable, Direction, FlowKey, TcpFlags, TcpState};
 use crate::frag::{self, FitError, FragDrop, Reassembler, Verdict};
-use crate::frame::Frame;
+use crate::frame::{Frame, RxChecksum};
 use crate::fwd::{dr, fnat, icmp_err, nat, reset, ttl, tun, FwdError, NextHop};
 use crate::laddr::{owner_of_port, LocalPool};
 use crate::neigh::{NeighTable, Resolution};
@@ -329,6 +329,8 @@ pub struct Processor<F> {
     whole_datagram: bool,
     answers: icmp_err::AnswerLimit,
     partial_csum_port: Option<u16>,
+    /// The NIC's IPv4 header checksum verdict on the frame being classified.
+    rx_csum: RxChecksum,
 }
 
 impl<F: Frame> Processor<F> {
@@ -369,6 +371,7 @@ impl<F: Frame> Processor<F> {
             whole_datagram: false,
             answers: icmp_err::AnswerLimit::default(),
             partial_csum_port: None,
+            rx_csum: RxChecksum::Unknown,
         }
     }
 
@@ -562,6 +565,7 @@ impl<F: Frame> Processor<F> {
     }
 
     fn dispatch(&mut self, port: u16, mut frame: F, now_ms: u64, redirected: bool, out: &mut Output<F>) {
+        self.rx_csum = frame.rx_ipv4_checksum();
         let action = self.classify(port, frame.data_mut(), now_ms, redirected, out);
         if let Action::Fragment { l2_len } = action {
             return match self.reassembler.add(frame, l2_len, now_ms) {
@@ -588,6 +592,7 @@ impl<F: Frame> Processor<F> {
         let mut frames = frames.into_iter();
         let Some(mut first) = frames.next() else { return };
         self.whole_datagram = true;
+        self.rx_csum = first.rx_ipv4_checksum();
         let action = self.classify(port, first.data_mut(), now_ms, redirected, out);
         self.whole_datagram = false;
         let action = match action {
@@ -948,7 +953,7 @@ impl<F: Frame> Processor<F> {
         let Ok(ip) = Ipv4Packet::new_checked(&*ip_bytes) else {
             return Action::Drop(Counter::DropMalformed);
         };
-        if !ip.verify_checksum() {
+        if !self.rx_csum.header_ok(&mut self.counters, || ip.verify_checksum()) {
             return Action::Drop(Counter::DropBadChecksum);
         }
         if ip.is_fragment() && !self.whole_datagram {
