@@ -77,8 +77,20 @@ pub struct PortStats {
 impl Port {
     /// Finds the port EAL created for `dev_name` (a vdev name such as
     /// `net_af_packet0`, or a PCI address), sets up `queues` rx and tx queues
-    /// receiving into `pool`, enables promiscuous mode and starts it.
+    /// receiving into `pool`, enables promiscuous mode and starts it, with the
+    /// checksum offloads rvs uses where the PMD offers them ([`Offloads`]).
     pub fn open(dev_name: &str, queues: u16, pool: &Mempool, rx_desc: u16, tx_desc: u16) -> Result<Port, DpdkError> {
+        Self::start(dev_name, queues, pool, rx_desc, tx_desc, true)
+    }
+
+    /// As [`Port::open`], without offloads: for a port whose received frames
+    /// rvs does not classify (the exception path's TAP, whose frames go out
+    /// of a real port as they are), where verifying checksums is wasted work.
+    pub fn open_plain(dev_name: &str, queues: u16, pool: &Mempool, rx_desc: u16, tx_desc: u16) -> Result<Port, DpdkError> {
+        Self::start(dev_name, queues, pool, rx_desc, tx_desc, false)
+    }
+
+    fn start(dev_name: &str, queues: u16, pool: &Mempool, rx_desc: u16, tx_desc: u16, offload: bool) -> Result<Port, DpdkError> {
         let cname = CString::new(dev_name).map_err(|_| DpdkError::Nul(dev_name.to_owned()))?;
         let mut id: u16 = 0;
         // SAFETY: valid C string and out-pointer.
@@ -90,7 +102,11 @@ impl Port {
         // SAFETY: valid port and out-pointer.
         let ret = unsafe { ffi::rte_eth_dev_info_get(id, &mut info) };
         check(|| format!("rte_eth_dev_info_get({dev_name})"), ret)?;
-        let (offloads, rx_bits) = Offloads::choose(info.rx_offload_capa, info.tx_offload_capa);
+        let (mut offloads, mut rx_bits) = Offloads::choose(info.rx_offload_capa, info.tx_offload_capa);
+        if !offload {
+            offloads.rx_ipv4_cksum = false;
+            rx_bits = 0;
+        }
         let mut conf = ffi::rte_eth_conf::default();
         conf.rxmode.offloads = rx_bits;
         // SAFETY: id is a valid port; conf is zeroed (defaults) but for offloads
@@ -125,14 +141,18 @@ impl Port {
         // SAFETY: valid port and out-pointer.
         let ret = unsafe { ffi::rte_eth_macaddr_get(id, &mut addr) };
         check(|| format!("rte_eth_macaddr_get({dev_name})"), ret)?;
-        tracing::info!(
-            port = dev_name,
-            rx_ipv4_cksum = offloads.rx_ipv4_cksum,
-            rx_l4_cksum_offered = offloads.rx_l4_cksum_offered,
-            tx_ipv4_cksum_offered = offloads.tx_ipv4_cksum_offered,
-            "port {dev_name}: IPv4 header checksums verified {}",
-            if offloads.rx_ipv4_cksum { "by the NIC (rx offload on)" } else { "in software (no rx offload)" }
-        );
+        if !offload {
+            tracing::debug!(port = dev_name, "port {dev_name}: checksum offloads left off (its frames are not classified)");
+        } else {
+            tracing::info!(
+                port = dev_name,
+                rx_ipv4_cksum = offloads.rx_ipv4_cksum,
+                rx_l4_cksum_offered = offloads.rx_l4_cksum_offered,
+                tx_ipv4_cksum_offered = offloads.tx_ipv4_cksum_offered,
+                "port {dev_name}: IPv4 header checksums verified {}",
+                if offloads.rx_ipv4_cksum { "by the NIC (rx offload on)" } else { "in software (no rx offload)" }
+            );
+        }
         Ok(Port { id, name: dev_name.to_owned(), mac: MacAddr(addr.addr_bytes), queues, offloads })
     }
 

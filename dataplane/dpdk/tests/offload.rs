@@ -179,6 +179,8 @@ fn rx_checksum_offload_on_a_tap_port_and_software_on_a_ring_port() {
         "--vdev",
         &format!("net_tap0,iface={iface}"),
         "--vdev",
+        &format!("net_tap1,iface={iface}p"),
+        "--vdev",
         "net_ring0",
         "--log-level",
         "lib.eal:error",
@@ -189,12 +191,16 @@ fn rx_checksum_offload_on_a_tap_port_and_software_on_a_ring_port() {
     let eal = Eal::init(&args).expect("EAL starts with a tap and a ring port (root needed for the tap)");
     let pool = Mempool::new("offload_test_pool", 1023, 0, Eal::socket_id()).expect("mempool");
     let tap = Port::open("net_tap0", 1, &pool, 256, 256).expect("tap port");
+    let plain = Port::open_plain("net_tap1", 1, &pool, 256, 256).expect("tap port without offloads");
     let ring = Port::open("net_ring0", 1, &pool, 256, 256).expect("ring port");
+    assert!(!plain.offloads().rx_ipv4_cksum, "open_plain leaves offloads off: {:?}", plain.offloads());
     assert!(tap.offloads().rx_ipv4_cksum, "net_tap offers RX IPv4 checksum offload: {:?}", tap.offloads());
     assert!(!ring.offloads().rx_ipv4_cksum, "net_ring offers no checksum offload: {:?}", ring.offloads());
     // Less noise from the kernel side (IPv6 autoconfiguration); the test filters it anyway.
     let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{iface}/disable_ipv6"), "1");
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{iface}p/disable_ipv6"), "1");
     let kernel = KernelSide::open(&iface);
+    let kernel_plain = KernelSide::open(&format!("{iface}p"));
 
     // With offload: the real server's MAC comes from an ARP reply through the tap.
     let mac = tap.mac();
@@ -243,6 +249,18 @@ fn rx_checksum_offload_on_a_tap_port_and_software_on_a_ring_port() {
     assert_eq!(hw.conns().len(), 1, "no connection for the broken SYN");
     out.drop.clear();
 
+    // The same PMD with offloads off: no verdict in the mbuf, the software check drops it.
+    let pmac = plain.mac();
+    let mut sw_tap: Processor<Mbuf> = Processor::new(snapshot(pmac), 1024);
+    let bad = corrupted(syn(pmac, 33004));
+    kernel_plain.send(&bad);
+    let m = receive(&plain, &bad);
+    assert_eq!(m.rx_ipv4_checksum(), RxChecksum::Unknown, "ol_flags {:#x}", m.ol_flags());
+    sw_tap.handle(0, m, 0, &mut out);
+    assert_eq!(sw_tap.counters().get(Counter::DropBadChecksum), 1);
+    assert_eq!(sw_tap.counters().get(Counter::RxIpv4CsumHw), 0);
+    out.drop.clear();
+
     // Without offload (net_ring): the software check finds the broken header.
     let rmac = ring.mac();
     let mut sw: Processor<Mbuf> = Processor::new(snapshot(rmac), 1024);
@@ -260,8 +278,11 @@ fn rx_checksum_offload_on_a_tap_port_and_software_on_a_ring_port() {
 
     drop(hw);
     drop(sw);
+    drop(sw_tap);
     drop(kernel);
+    drop(kernel_plain);
     drop(tap);
+    drop(plain);
     drop(ring);
     drop(pool);
     drop(eal);
