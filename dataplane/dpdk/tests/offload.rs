@@ -117,7 +117,7 @@ impl KernelSide {
                 libc::recvfrom(self.fd, buf.as_mut_ptr().cast(), buf.len(), 0, std::ptr::addr_of_mut!(from).cast(), &mut from_len)
             };
             // Our own sends show up as outgoing; the port's frames as incoming.
-            if n <= 0 || from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+            if n <= 0 || from.sll_pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
             seen += 1;
