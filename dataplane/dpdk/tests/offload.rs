@@ -8,51 +8,20 @@
 //! can be started once per process. Needs root (the tap interface), no
 //! hugepages and no PCI devices.
 
-use std::net::Ipv4Addr;
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use rvs_dataplane::frame::{Frame, RxChecksum};
 use rvs_dataplane::process::{Output, Processor};
-use rvs_dataplane::snapshot::{
-    ForwardMode, InterfaceAddr, PortInfo, Protocol, RealServer, Route, SchedulerKind, Service, ServiceKey, Snapshot,
-};
 use rvs_dataplane::stats::Counter;
 use rvs_dataplane::wire::builder::{arp_frame, tcp_frame, TcpParams};
 use rvs_dataplane::wire::{arp, MacAddr};
 use rvs_dpdk::{Eal, Mbuf, Mempool, Port};
 
-const CLIENT_MAC: MacAddr = MacAddr([0x02, 0xc0, 0, 0, 0, 2]);
-const RS_MAC: MacAddr = MacAddr([0x02, 0xaa, 0, 0, 0, 0x11]);
-const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 101);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
-const RS: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 11);
-const WAIT: Duration = Duration::from_secs(20);
+use common::{nat_snapshot, CLIENT, CLIENT_MAC, DIRECTOR_RS_SIDE, RS, RS_MAC, VIP};
 
-/// A NAT service on a one-port director whose port has `mac`.
-fn snapshot(mac: MacAddr) -> Arc<Snapshot> {
-    Arc::new(
-        Snapshot {
-            generation: 1,
-            ports: vec![PortInfo::new("p0", mac)],
-            addresses: vec![
-                InterfaceAddr { port: 0, addr: Ipv4Addr::new(10, 0, 0, 1), prefix_len: 24 },
-                InterfaceAddr { port: 0, addr: Ipv4Addr::new(10, 1, 0, 1), prefix_len: 24 },
-            ],
-            routes: vec![
-                Route { prefix: Ipv4Addr::new(10, 0, 0, 0), prefix_len: 24, via: None, port: 0 },
-                Route { prefix: Ipv4Addr::new(10, 1, 0, 0), prefix_len: 24, via: None, port: 0 },
-            ],
-            services: vec![Service::new(
-                ServiceKey { protocol: Protocol::Tcp, vip: VIP, port: 80 },
-                SchedulerKind::Rr,
-                vec![RealServer::new(RS, 8080, 1, ForwardMode::Nat)],
-            )],
-            ..Default::default()
-        }
-        .finish(),
-    )
-}
+const WAIT: Duration = Duration::from_secs(20);
 
 fn syn(dst_mac: MacAddr, sport: u16) -> Vec<u8> {
     tcp_frame(&TcpParams { src_mac: CLIENT_MAC, dst_mac, src: CLIENT, dst: VIP, sport, dport: 80, ..TcpParams::default() })
@@ -194,6 +163,7 @@ fn rx_checksum_offload_on_a_tap_port_and_software_on_a_ring_port() {
     let plain = Port::open_plain("net_tap1", 1, &pool, 256, 256).expect("tap port without offloads");
     let ring = Port::open("net_ring0", 1, &pool, 256, 256).expect("ring port");
     assert!(!plain.offloads().rx_ipv4_cksum, "open_plain leaves offloads off: {:?}", plain.offloads());
+    eprintln!("net_tap offloads: {:?}", tap.offloads());
     assert!(tap.offloads().rx_ipv4_cksum, "net_tap offers RX IPv4 checksum offload: {:?}", tap.offloads());
     assert!(!ring.offloads().rx_ipv4_cksum, "net_ring offers no checksum offload: {:?}", ring.offloads());
     // Less noise from the kernel side (IPv6 autoconfiguration); the test filters it anyway.
@@ -204,9 +174,9 @@ fn rx_checksum_offload_on_a_tap_port_and_software_on_a_ring_port() {
 
     // With offload: the real server's MAC comes from an ARP reply through the tap.
     let mac = tap.mac();
-    let mut hw: Processor<Mbuf> = Processor::new(snapshot(mac), 1024);
+    let mut hw: Processor<Mbuf> = Processor::new(nat_snapshot("p0", mac), 1024);
     let mut out = Output::with_capacity(32);
-    let arp_reply = arp_frame(RS_MAC, mac, arp::op::REPLY, RS_MAC, RS, mac, Ipv4Addr::new(10, 1, 0, 1));
+    let arp_reply = arp_frame(RS_MAC, mac, arp::op::REPLY, RS_MAC, RS, mac, DIRECTOR_RS_SIDE);
     kernel.send(&arp_reply);
     hw.handle(0, receive(&tap, &arp_reply), 0, &mut out);
     assert_eq!(hw.counters().get(Counter::ArpRepliesIn), 1);
@@ -251,7 +221,7 @@ fn rx_checksum_offload_on_a_tap_port_and_software_on_a_ring_port() {
 
     // The same PMD with offloads off: no verdict in the mbuf, the software check drops it.
     let pmac = plain.mac();
-    let mut sw_tap: Processor<Mbuf> = Processor::new(snapshot(pmac), 1024);
+    let mut sw_tap: Processor<Mbuf> = Processor::new(nat_snapshot("p0", pmac), 1024);
     let bad = corrupted(syn(pmac, 33004));
     kernel_plain.send(&bad);
     let m = receive(&plain, &bad);
@@ -263,7 +233,7 @@ fn rx_checksum_offload_on_a_tap_port_and_software_on_a_ring_port() {
 
     // Without offload (net_ring): the software check finds the broken header.
     let rmac = ring.mac();
-    let mut sw: Processor<Mbuf> = Processor::new(snapshot(rmac), 1024);
+    let mut sw: Processor<Mbuf> = Processor::new(nat_snapshot("p0", rmac), 1024);
     let m = through_ring(&ring, &pool, &corrupted(syn(rmac, 33002)));
     assert_eq!(m.rx_ipv4_checksum(), RxChecksum::Unknown);
     sw.handle(0, m, 0, &mut out);
