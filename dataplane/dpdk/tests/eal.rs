@@ -4,6 +4,7 @@
 //! One test function, because EAL can be started once per process. It needs no
 //! hugepages, no PCI devices and no root: `--no-huge --no-pci --no-shconf`.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::net::Ipv4Addr;

@@ -8,6 +8,7 @@
 //! can be started once per process. Needs root (the tap interface), no
 //! hugepages and no PCI devices.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,4 +1,7 @@
-//! What the EAL-based tests share: a one-port director with a NAT service.
+//! What the packet-path tests with real or stand-in NIC frames share: a
+//! one-port director with a NAT service. Included by `rx_checksum.rs` here and
+//! by rvs-dpdk's EAL-based tests (`#[path]`), which run the same director on
+//! DPDK ports.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
