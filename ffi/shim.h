@@ -31,10 +31,16 @@ int rvs_rte_errno(void);
 uint16_t rvs_eth_rx_burst(uint16_t port_id, uint16_t queue_id, struct rte_mbuf **rx_pkts, uint16_t nb_pkts);
 uint16_t rvs_eth_tx_burst(uint16_t port_id, uint16_t queue_id, struct rte_mbuf **tx_pkts, uint16_t nb_pkts);
 
-/* mbuf helpers: static inline or macros. */
+/* mbuf allocation and freeing: static inline, and they touch the mempool's
+ * per-lcore cache, so they stay in C. */
 struct rte_mbuf *rvs_pktmbuf_alloc(struct rte_mempool *mp);
 void rvs_pktmbuf_free(struct rte_mbuf *m);
 void rvs_pktmbuf_free_bulk(struct rte_mbuf **mbufs, unsigned int count);
+
+/* mbuf field accessors and length adjustments. The packet path reads and
+ * writes these fields in Rust (rvs-dpdk's mbuf.rs, from bindgen's rte_mbuf
+ * layout) so they inline; these C versions are DPDK's own code and remain as
+ * the reference rvs-dpdk's tests compare the Rust ones with. */
 char *rvs_pktmbuf_mtod(struct rte_mbuf *m);
 uint16_t rvs_pktmbuf_data_len(const struct rte_mbuf *m);
 uint32_t rvs_pktmbuf_pkt_len(const struct rte_mbuf *m);
@@ -57,6 +63,17 @@ unsigned int rvs_lcore_id(void);
 /* TSC: static inline. */
 uint64_t rvs_rdtsc(void);
 uint64_t rvs_tsc_hz(void);
+
+/* Offload bits DPDK defines with RTE_BIT64(), a function-like macro bindgen
+ * cannot evaluate: the C compiler gives these enumerators DPDK's values. */
+enum rvs_offload {
+    RVS_ETH_RX_OFFLOAD_IPV4_CKSUM = RTE_ETH_RX_OFFLOAD_IPV4_CKSUM,
+    RVS_ETH_RX_OFFLOAD_UDP_CKSUM = RTE_ETH_RX_OFFLOAD_UDP_CKSUM,
+    RVS_ETH_RX_OFFLOAD_TCP_CKSUM = RTE_ETH_RX_OFFLOAD_TCP_CKSUM,
+    RVS_ETH_TX_OFFLOAD_IPV4_CKSUM = RTE_ETH_TX_OFFLOAD_IPV4_CKSUM,
+    RVS_ETH_TX_OFFLOAD_UDP_CKSUM = RTE_ETH_TX_OFFLOAD_UDP_CKSUM,
+    RVS_ETH_TX_OFFLOAD_TCP_CKSUM = RTE_ETH_TX_OFFLOAD_TCP_CKSUM,
+};
 
 /* The default mbuf data room (RTE_MBUF_DEFAULT_BUF_SIZE is a macro expression). */
 uint16_t rvs_mbuf_default_buf_size(void);

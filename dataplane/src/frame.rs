@@ -4,6 +4,8 @@
 //! [`VecFrame`] for tests and benchmarks, so every line of packet logic runs
 //! without EAL.
 
+use crate::stats::{Counter, Counters};
+
 /// A single-segment packet buffer holding one Ethernet frame.
 pub trait Frame {
     /// The frame's bytes, starting at the Ethernet header.
@@ -42,6 +44,43 @@ pub trait Frame {
     fn alloc_sibling(&self) -> Option<Self>
     where
         Self: Sized;
+    /// What the receiving NIC found of the frame's IPv4 header checksum
+    /// (RX checksum offload). [`RxChecksum::Unknown`] unless the frame's port
+    /// verifies it: then the packet path checks the header in software.
+    fn rx_ipv4_checksum(&self) -> RxChecksum {
+        RxChecksum::Unknown
+    }
+}
+
+/// The IPv4 header checksum status a NIC reports for a received frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RxChecksum {
+    /// The NIC verified the header checksum: it is correct.
+    Good,
+    /// The NIC verified the header checksum: it is wrong.
+    Bad,
+    /// Not verified (no offload, not IPv4, or the NIC could not tell).
+    #[default]
+    Unknown,
+}
+
+impl RxChecksum {
+    /// Whether a received IPv4 header is intact: the NIC's verdict when it gave
+    /// one (counted in [`Counter::RxIpv4CsumHw`]), else `verify`, the software check.
+    #[inline]
+    pub fn header_ok(self, counters: &mut Counters, verify: impl FnOnce() -> bool) -> bool {
+        match self {
+            RxChecksum::Good => {
+                counters.inc(Counter::RxIpv4CsumHw);
+                true
+            }
+            RxChecksum::Bad => {
+                counters.inc(Counter::RxIpv4CsumHw);
+                false
+            }
+            RxChecksum::Unknown => verify(),
+        }
+    }
 }
 
 /// A heap buffer with DPDK-like headroom, standing in for an mbuf in tests.
@@ -129,6 +168,24 @@ mod tests {
         assert!(f.trim(1));
         assert!(!f.trim(4));
         assert_eq!(f.data(), &[1, 2, 3]);
+    }
+
+    #[test]
+    fn rx_checksum_trusts_the_nic_and_falls_back_to_software() {
+        let mut c = Counters::default();
+        assert!(VecFrame::new(&[0; 20]).rx_ipv4_checksum() == RxChecksum::Unknown, "a VecFrame has no NIC");
+        let mut checked = 0;
+        let mut software = |ok: bool| {
+            checked += 1;
+            ok
+        };
+        assert!(RxChecksum::Good.header_ok(&mut c, || software(false)), "good from the NIC is not checked again");
+        assert!(!RxChecksum::Bad.header_ok(&mut c, || software(true)), "bad from the NIC is dropped unchecked");
+        assert_eq!(c.get(Counter::RxIpv4CsumHw), 2);
+        assert!(RxChecksum::Unknown.header_ok(&mut c, || software(true)));
+        assert!(!RxChecksum::Unknown.header_ok(&mut c, || software(false)));
+        assert_eq!(checked, 2, "only unknown headers are checked in software");
+        assert_eq!(c.get(Counter::RxIpv4CsumHw), 2);
     }
 
     #[test]

@@ -80,7 +80,7 @@ use hashbrown::HashMap;
 
 use crate::conn::{ms32, state_timeout_ms, Conn, ConnId, ConnTable, Direction, FlowKey, TcpFlags, TcpState};
 use crate::frag::{self, FitError, FragDrop, Reassembler, Verdict};
-use crate::frame::Frame;
+use crate::frame::{Frame, RxChecksum};
 use crate::fwd::{dr, fnat, icmp_err, nat, reset, ttl, tun, FwdError, NextHop};
 use crate::laddr::{owner_of_port, LocalPool};
 use crate::neigh::hops::{self, Hop, NextHops};
@@ -343,6 +343,8 @@ pub struct Processor<F> {
     real_hops: Vec<Vec<u8>>,
     /// The parse stage's descriptors of the burst in hand ([`pipeline`]).
     descs: Vec<Option<pipeline::Desc>>,
+    /// The NIC's IPv4 header checksum verdict on the frame being classified.
+    rx_csum: RxChecksum,
 }
 
 impl<F: Frame> Processor<F> {
@@ -387,6 +389,7 @@ impl<F: Frame> Processor<F> {
             descs: Vec::with_capacity(64),
             hops: NextHops::new(),
             real_hops,
+            rx_csum: RxChecksum::Unknown,
         }
     }
 
@@ -480,6 +483,7 @@ impl<F: Frame> Processor<F> {
     }
 
     fn dispatch(&mut self, port: u16, mut frame: F, now_ms: u64, redirected: bool, out: &mut Output<F>) {
+        self.rx_csum = frame.rx_ipv4_checksum();
         let action = self.classify(port, frame.data_mut(), now_ms, redirected, out);
         if let Action::Fragment { l2_len } = action {
             return match self.reassembler.add(frame, l2_len, now_ms) {
@@ -506,6 +510,7 @@ impl<F: Frame> Processor<F> {
         let mut frames = frames.into_iter();
         let Some(mut first) = frames.next() else { return };
         self.whole_datagram = true;
+        self.rx_csum = first.rx_ipv4_checksum();
         let action = self.classify(port, first.data_mut(), now_ms, redirected, out);
         self.whole_datagram = false;
         let action = match action {
@@ -625,7 +630,11 @@ impl<F: Frame> Processor<F> {
         let Some(ip_bytes) = data.get_mut(l2_len..) else {
             return Action::Drop(Counter::DropMalformed);
         };
-        let pkt = match flow::parse_ipv4(ip_bytes, self.whole_datagram) {
+        let (kind, nic_checked) = flow::parse_ipv4(ip_bytes, self.whole_datagram, self.rx_csum);
+        if nic_checked {
+            self.counters.inc(Counter::RxIpv4CsumHw);
+        }
+        let pkt = match kind {
             Ipv4Kind::Flow(pkt) => pkt,
             Ipv4Kind::Drop(reason) => return Action::Drop(reason),
             Ipv4Kind::Fragment => return Action::Fragment { l2_len },

@@ -347,7 +347,7 @@ fn run(config: Config, config_path: Option<PathBuf>, listener: std::net::TcpList
             taps.push(None);
             continue;
         };
-        let port = Port::open(&tap_device(i), queues, &pool, RING_SIZE, RING_SIZE)?;
+        let port = Port::open_plain(&tap_device(i), queues, &pool, RING_SIZE, RING_SIZE)?;
         configure_tap(tap, port_macs[i], p, &config.routes).map_err(Failure::Other)?;
         tracing::info!(port = %p.name, tap = %tap, "exception path to the kernel ready");
         taps.push(Some(port));
@@ -913,7 +913,7 @@ impl Dataplane for DpdkDataplane {
             .enumerate()
             .map(|(i, ((p, name), (steering, _)))| {
                 json!({ "name": name, "device": p.name(), "mac": p.mac().to_string(), "link_up": self.port_links.is_up(i),
-                        "steering": steering, "stats": p.stats() })
+                        "steering": steering, "offloads": p.offloads(), "stats": p.stats() })
             })
             .collect();
         json!({

@@ -23,4 +23,4 @@ pub use flow::{steer_dst_port, FlowRule};
 pub use lcore::{launch_on_lcore, rdtsc, tsc_hz, wait_all_lcores};
 pub use mbuf::{free_bulk, Mbuf};
 pub use mempool::Mempool;
-pub use port::{Port, PortStats, Queue, MAX_BURST};
+pub use port::{Offloads, Port, PortStats, Queue, MAX_BURST};

@@ -19,6 +19,38 @@ pub struct Port {
     name: String,
     mac: MacAddr,
     queues: u16,
+    offloads: Offloads,
+}
+
+/// The checksum offloads a port offers and the ones rvs turned on. rvs asks for
+/// RX IPv4 header checksum verification wherever the PMD offers it: the packet
+/// path then trusts the NIC's verdict (`rx_ipv4_csum_hw`) instead of checking
+/// every header in software. TCP/UDP checksum verification is not asked for:
+/// rvs (as IPVS) never verifies L4 checksums, it updates them incrementally.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Offloads {
+    /// RX IPv4 header checksum verification is on.
+    pub rx_ipv4_cksum: bool,
+    /// The PMD offers RX TCP and UDP checksum verification (left off).
+    pub rx_l4_cksum_offered: bool,
+    /// The PMD offers TX IPv4 header checksum insertion (not used; see README).
+    pub tx_ipv4_cksum_offered: bool,
+}
+
+impl Offloads {
+    /// What a PMD with these capabilities gets, and the `rxmode.offloads` bits for it.
+    fn choose(rx_capa: u64, tx_capa: u64) -> (Offloads, u64) {
+        let bit = |b: ffi::rvs_offload::Type| u64::from(b);
+        let rx_ipv4 = bit(ffi::rvs_offload::RVS_ETH_RX_OFFLOAD_IPV4_CKSUM);
+        let rx_l4 = bit(ffi::rvs_offload::RVS_ETH_RX_OFFLOAD_TCP_CKSUM) | bit(ffi::rvs_offload::RVS_ETH_RX_OFFLOAD_UDP_CKSUM);
+        let tx_ipv4 = bit(ffi::rvs_offload::RVS_ETH_TX_OFFLOAD_IPV4_CKSUM);
+        let offloads = Offloads {
+            rx_ipv4_cksum: rx_capa & rx_ipv4 != 0,
+            rx_l4_cksum_offered: rx_capa & rx_l4 == rx_l4,
+            tx_ipv4_cksum_offered: tx_capa & tx_ipv4 != 0,
+        };
+        (offloads, rx_capa & rx_ipv4)
+    }
 }
 
 /// Port counters as the PMD reports them.
@@ -45,8 +77,20 @@ pub struct PortStats {
 impl Port {
     /// Finds the port EAL created for `dev_name` (a vdev name such as
     /// `net_af_packet0`, or a PCI address), sets up `queues` rx and tx queues
-    /// receiving into `pool`, enables promiscuous mode and starts it.
+    /// receiving into `pool`, enables promiscuous mode and starts it, with the
+    /// checksum offloads rvs uses where the PMD offers them ([`Offloads`]).
     pub fn open(dev_name: &str, queues: u16, pool: &Mempool, rx_desc: u16, tx_desc: u16) -> Result<Port, DpdkError> {
+        Self::start(dev_name, queues, pool, rx_desc, tx_desc, true)
+    }
+
+    /// As [`Port::open`], without offloads: for a port whose received frames
+    /// rvs does not classify (the exception path's TAP, whose frames go out
+    /// of a real port as they are), where verifying checksums is wasted work.
+    pub fn open_plain(dev_name: &str, queues: u16, pool: &Mempool, rx_desc: u16, tx_desc: u16) -> Result<Port, DpdkError> {
+        Self::start(dev_name, queues, pool, rx_desc, tx_desc, false)
+    }
+
+    fn start(dev_name: &str, queues: u16, pool: &Mempool, rx_desc: u16, tx_desc: u16, offload: bool) -> Result<Port, DpdkError> {
         let cname = CString::new(dev_name).map_err(|_| DpdkError::Nul(dev_name.to_owned()))?;
         let mut id: u16 = 0;
         // SAFETY: valid C string and out-pointer.
@@ -54,8 +98,19 @@ impl Port {
         if ret != 0 {
             return Err(DpdkError::NoSuchPort(dev_name.to_owned()));
         }
-        let conf = ffi::rte_eth_conf::default();
-        // SAFETY: id is a valid port; conf is a zeroed (default) configuration.
+        let mut info = ffi::rte_eth_dev_info::default();
+        // SAFETY: valid port and out-pointer.
+        let ret = unsafe { ffi::rte_eth_dev_info_get(id, &mut info) };
+        check(|| format!("rte_eth_dev_info_get({dev_name})"), ret)?;
+        let (mut offloads, mut rx_bits) = Offloads::choose(info.rx_offload_capa, info.tx_offload_capa);
+        if !offload {
+            offloads.rx_ipv4_cksum = false;
+            rx_bits = 0;
+        }
+        let mut conf = ffi::rte_eth_conf::default();
+        conf.rxmode.offloads = rx_bits;
+        // SAFETY: id is a valid port; conf is zeroed (defaults) but for offloads
+        // the port reported it supports.
         let ret = unsafe { ffi::rte_eth_dev_configure(id, queues, queues, &conf) };
         check(|| format!("rte_eth_dev_configure({dev_name}, {queues} queues)"), ret)?;
         let (mut nrx, mut ntx) = (rx_desc, tx_desc);
@@ -86,7 +141,19 @@ impl Port {
         // SAFETY: valid port and out-pointer.
         let ret = unsafe { ffi::rte_eth_macaddr_get(id, &mut addr) };
         check(|| format!("rte_eth_macaddr_get({dev_name})"), ret)?;
-        Ok(Port { id, name: dev_name.to_owned(), mac: MacAddr(addr.addr_bytes), queues })
+        if !offload {
+            tracing::debug!(port = dev_name, "port {dev_name}: checksum offloads left off (its frames are not classified)");
+        } else {
+            tracing::info!(
+                port = dev_name,
+                rx_ipv4_cksum = offloads.rx_ipv4_cksum,
+                rx_l4_cksum_offered = offloads.rx_l4_cksum_offered,
+                tx_ipv4_cksum_offered = offloads.tx_ipv4_cksum_offered,
+                "port {dev_name}: IPv4 header checksums verified {}",
+                if offloads.rx_ipv4_cksum { "by the NIC (rx offload on)" } else { "in software (no rx offload)" }
+            );
+        }
+        Ok(Port { id, name: dev_name.to_owned(), mac: MacAddr(addr.addr_bytes), queues, offloads })
     }
 
     /// DPDK port id.
@@ -102,6 +169,11 @@ impl Port {
     /// The port's MAC address.
     pub fn mac(&self) -> MacAddr {
         self.mac
+    }
+
+    /// The checksum offloads the port offers and has on.
+    pub fn offloads(&self) -> Offloads {
+        self.offloads
     }
 
     /// Number of rx (and tx) queues.

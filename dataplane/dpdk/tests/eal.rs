@@ -4,21 +4,19 @@
 //! One test function, because EAL can be started once per process. It needs no
 //! hugepages, no PCI devices and no root: `--no-huge --no-pci --no-shconf`.
 
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 
 use rvs_dataplane::frame::Frame;
 use rvs_dataplane::process::{Output, Processor};
-use rvs_dataplane::snapshot::{
-    ForwardMode, InterfaceAddr, PortInfo, Protocol, RealServer, Route, SchedulerKind, Service, ServiceKey, Snapshot,
-};
 use rvs_dataplane::stats::Counter;
+use rvs_dataplane::wire::arp;
 use rvs_dataplane::wire::builder::{arp_frame, tcp_frame, TcpParams};
-use rvs_dataplane::wire::{arp, MacAddr};
 use rvs_dpdk::{Eal, Mbuf, Mempool, Port};
 
-const CLIENT_MAC: MacAddr = MacAddr([0x02, 0xc0, 0, 0, 0, 2]);
-const RS_MAC: MacAddr = MacAddr([0x02, 0xaa, 0, 0, 0, 0x11]);
+use common::{nat_snapshot, CLIENT, CLIENT_MAC, RS, RS_MAC, VIP};
 
 fn send_and_receive(port: &Port, pool: &Mempool, frames: &[Vec<u8>]) -> Vec<Mbuf> {
     let mut tx: Vec<Mbuf> = frames
@@ -55,30 +53,8 @@ fn nat_through_a_real_dpdk_port() {
     let probe = rvs_dpdk::steer_dst_port(port.id(), Ipv4Addr::new(10, 1, 0, 200), 6, 1, 0, 0, true);
     assert!(probe.is_err(), "net_ring cannot steer by flow rules");
 
-    let vip = Ipv4Addr::new(10, 0, 0, 101);
-    let client = Ipv4Addr::new(10, 0, 0, 2);
-    let rs = Ipv4Addr::new(10, 1, 0, 11);
-    let snapshot = Arc::new(
-        Snapshot {
-            generation: 1,
-            ports: vec![PortInfo::new("ring", mac)],
-            addresses: vec![
-                InterfaceAddr { port: 0, addr: Ipv4Addr::new(10, 0, 0, 1), prefix_len: 24 },
-                InterfaceAddr { port: 0, addr: Ipv4Addr::new(10, 1, 0, 1), prefix_len: 24 },
-            ],
-            routes: vec![
-                Route { prefix: Ipv4Addr::new(10, 0, 0, 0), prefix_len: 24, via: None, port: 0 },
-                Route { prefix: Ipv4Addr::new(10, 1, 0, 0), prefix_len: 24, via: None, port: 0 },
-            ],
-            services: vec![Service::new(
-                ServiceKey { protocol: Protocol::Tcp, vip, port: 80 },
-                SchedulerKind::Rr,
-                vec![RealServer::new(rs, 8080, 1, ForwardMode::Nat)],
-            )],
-            ..Default::default()
-        }
-        .finish(),
-    );
+    let (vip, client, rs) = (VIP, CLIENT, RS);
+    let snapshot = nat_snapshot("ring", mac);
     let mut processor: Processor<Mbuf> = Processor::new(snapshot, 1024);
     let mut out = Output::with_capacity(32);
 

@@ -57,12 +57,24 @@ pub(super) enum Ipv4Kind {
 /// Parses an IPv4 packet (`ip` starts at its header) once: header and
 /// checksum, fragment, transport header. `whole_datagram`: the packet is the
 /// first fragment of a reassembled datagram (its UDP header is there, not
-/// the whole datagram).
-pub(super) fn parse_ipv4(ip: &[u8], whole_datagram: bool) -> Ipv4Kind {
+/// the whole datagram). The header checksum is the NIC's verdict `rx_csum`
+/// when it gave one, else checked here; the second value says whether the
+/// NIC's verdict was used (the caller counts it, [`Counter::RxIpv4CsumHw`]).
+pub(super) fn parse_ipv4(ip: &[u8], whole_datagram: bool, rx_csum: RxChecksum) -> (Ipv4Kind, bool) {
     let Ok(ip) = Ipv4Packet::new_checked(ip) else {
-        return Ipv4Kind::Drop(Counter::DropMalformed);
+        return (Ipv4Kind::Drop(Counter::DropMalformed), false);
     };
-    if !ip.verify_checksum() {
+    let (header_ok, nic_checked) = match rx_csum {
+        RxChecksum::Good => (true, true),
+        RxChecksum::Bad => (false, true),
+        RxChecksum::Unknown => (ip.verify_checksum(), false),
+    };
+    (classify_ipv4(&ip, header_ok, whole_datagram), nic_checked)
+}
+
+/// The rest of [`parse_ipv4`], once the header is readable.
+fn classify_ipv4(ip: &Ipv4Packet<&[u8]>, header_ok: bool, whole_datagram: bool) -> Ipv4Kind {
+    if !header_ok {
         return Ipv4Kind::Drop(Counter::DropBadChecksum);
     }
     if ip.is_fragment() && !whole_datagram {

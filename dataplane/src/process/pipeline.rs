@@ -68,8 +68,13 @@ impl<F: Frame> Processor<F> {
             return None;
         }
         let l2_len = eth.header_len();
+        let rx_csum = frame.rx_ipv4_checksum();
         let ip = frame.data_mut().get_mut(l2_len..)?;
-        let Ipv4Kind::Flow(pkt) = flow::parse_ipv4(ip, false) else { return None };
+        // Frames without a descriptor are parsed (and counted) again on the slow path.
+        let (Ipv4Kind::Flow(pkt), nic_checked) = flow::parse_ipv4(ip, false, rx_csum) else { return None };
+        if nic_checked {
+            self.counters.inc(Counter::RxIpv4CsumHw);
+        }
         self.complete_partial_checksum(port, ip);
         Some(Desc { l2_len, pkt, hash: self.conns.hash(&pkt.key) })
     }
