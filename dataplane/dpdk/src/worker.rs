@@ -166,7 +166,9 @@ pub fn run(ctx: WorkerContext) -> i32 {
         counters,
         stop,
     } = ctx;
-    tracing::info!(worker = id, workers, queues = ?queues, "worker started");
+    let table: Vec<String> =
+        processor.conns().memory().iter().map(|p| format!("{} {} B on {}", p.name, p.bytes, p.backing.name())).collect();
+    tracing::info!(worker = id, workers, queues = ?queues, conn_table = %table.join(", "), "worker started");
     adopted.store(processor.snapshot().generation, Ordering::Release);
     let burst = crate::MAX_BURST;
     let mut rx: Vec<Mbuf> = Vec::with_capacity(burst);
