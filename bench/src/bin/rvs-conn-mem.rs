@@ -73,7 +73,7 @@ fn pages(table: &ConnTable) -> (serde_json::Value, String) {
         .map(|p| {
             let smaps = p.smaps.unwrap_or_default();
             let huge = smaps.hugetlb_bytes + smaps.anon_huge_bytes;
-            format!("{} {} ({:.0} % on huge pages)", p.name, p.backing.name(), 100.0 * huge as f64 / p.bytes.max(1) as f64)
+            format!("{} {}: {:.1} MB in {:.1} MB of huge pages", p.name, p.backing.name(), p.bytes as f64 / 1e6, huge as f64 / 1e6)
         })
         .collect::<Vec<_>>()
         .join(", ");

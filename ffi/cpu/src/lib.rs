@@ -152,7 +152,7 @@ impl<T: Copy> HugeArray<T> {
     /// heap, or where `/proc` cannot be read).
     pub fn smaps(&self) -> Option<Smaps> {
         match self.storage {
-            Storage::Mapped { base, .. } => smaps_of(base.as_ptr() as usize),
+            Storage::Mapped { base, len } => smaps_of(base.as_ptr() as usize, len),
             Storage::Heap => None,
         }
     }
@@ -210,26 +210,29 @@ fn map(bytes: usize, first: Backing, align: usize) -> Option<(NonNull<libc::c_vo
         return None;
     }
     let huge_len = bytes.checked_next_multiple_of(HUGE_PAGE_SIZE)?;
-    if first == Backing::HugeTlb && bytes >= HUGE_PAGE_SIZE {
+    // hugetlbfs pages are whole: only when rounding up wastes at most an eighth.
+    if first == Backing::HugeTlb && bytes >= HUGE_PAGE_SIZE && huge_len - bytes <= bytes / 8 {
         let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB | libc::MAP_HUGE_2MB | libc::MAP_POPULATE;
         if let Some(base) = mmap(huge_len, flags) {
             return Some((base, huge_len, Backing::HugeTlb));
         }
         // The pool lacks the pages (ENOMEM) or the kernel has none (EINVAL): go on.
     }
+    let len = bytes.checked_next_multiple_of(page_size())?;
     if matches!(first, Backing::HugeTlb | Backing::Transparent) && bytes >= HUGE_PAGE_SIZE {
-        if let Some(mapped) = map_transparent(huge_len) {
+        if let Some(mapped) = map_transparent(len) {
             return Some(mapped);
         }
     }
-    let len = bytes.checked_next_multiple_of(page_size())?;
     let base = mmap(len, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE)?;
     Some((base, len, Backing::Small))
 }
 
-/// `len` bytes (a multiple of [`HUGE_PAGE_SIZE`]) of anonymous memory on a
-/// 2 MiB boundary, advised for transparent huge pages. Not populated here: the
-/// caller writes every element after the advice, which faults huge pages in.
+/// `len` bytes (a multiple of the page size, at least [`HUGE_PAGE_SIZE`]) of
+/// anonymous memory starting on a 2 MiB boundary, its whole 2 MiB blocks
+/// advised for transparent huge pages (the rest stays on 4 KiB pages, so
+/// nothing is wasted on rounding). Not populated here: the caller writes every
+/// element after the advice, which faults the huge pages in.
 fn map_transparent(len: usize) -> Option<(NonNull<libc::c_void>, usize, Backing)> {
     let over = len.checked_add(HUGE_PAGE_SIZE)?;
     let raw = mmap(over, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS)?;
@@ -238,9 +241,9 @@ fn map_transparent(len: usize) -> Option<(NonNull<libc::c_void>, usize, Backing)
     let head = aligned - start;
     let tail = over - head - len;
     // SAFETY: both ranges lie inside the mapping just made (`head + len + tail
-    // == over`), are page-aligned (mmap returns page-aligned memory, and
-    // `aligned` and `aligned + len` are multiples of 2 MiB), and nothing
-    // refers to them; unmapping a zero-length range is skipped.
+    // == over`), are page-aligned (mmap returns page-aligned memory, `aligned`
+    // is a multiple of 2 MiB and `len` of the page size), and nothing refers
+    // to them; unmapping a zero-length range is skipped.
     unsafe {
         if head > 0 {
             libc::munmap(raw.as_ptr(), head);
@@ -250,9 +253,10 @@ fn map_transparent(len: usize) -> Option<(NonNull<libc::c_void>, usize, Backing)
         }
     }
     let base = NonNull::new(aligned as *mut libc::c_void)?;
-    // SAFETY: `base..base + len` is a private anonymous mapping this function
-    // owns; advice changes how it is backed, never its contents.
-    let advised = unsafe { libc::madvise(base.as_ptr(), len, libc::MADV_HUGEPAGE) } == 0;
+    let whole = len / HUGE_PAGE_SIZE * HUGE_PAGE_SIZE;
+    // SAFETY: `base..base + whole` lies in a private anonymous mapping this
+    // function owns; advice changes how it is backed, never its contents.
+    let advised = unsafe { libc::madvise(base.as_ptr(), whole, libc::MADV_HUGEPAGE) } == 0;
     Some((base, len, if advised { Backing::Transparent } else { Backing::Small }))
 }
 
@@ -275,30 +279,42 @@ fn page_size() -> usize {
     usize::try_from(size).ok().filter(|&s| s > 0).unwrap_or(4096)
 }
 
-/// The `/proc/self/smaps` entry of the mapping that starts at `addr`.
-fn smaps_of(addr: usize) -> Option<Smaps> {
+/// The `/proc/self/smaps` entries that overlap the mapping `addr..addr + len`,
+/// summed (advice given to part of a mapping splits it into several entries;
+/// an entry the kernel merged with a neighbouring mapping counts whole).
+fn smaps_of(addr: usize, len: usize) -> Option<Smaps> {
     let text = std::fs::read_to_string("/proc/self/smaps").ok()?;
-    let mut lines = text.lines();
-    // Find the header line `start-end perms ...` whose start is `addr`.
-    lines.by_ref().find(|l| l.split_once('-').and_then(|(start, _)| usize::from_str_radix(start, 16).ok()).is_some_and(|s| s == addr))?;
     let mut s = Smaps::default();
-    for l in lines {
+    let mut inside = false;
+    let mut found = false;
+    for l in text.lines() {
         let mut fields = l.split_whitespace();
         let (Some(name), Some(value)) = (fields.next(), fields.next()) else { continue };
-        // Field lines are `Name: value kB`; the next mapping's header has no colon.
-        let Some(name) = name.strip_suffix(':') else { break };
+        // Field lines are `Name: value kB`; a mapping's header `start-end perms ...` has no colon.
+        let Some(name) = name.strip_suffix(':') else {
+            // Every entry that overlaps the mapping (the kernel may merge it with a neighbour).
+            let range =
+                name.split_once('-').and_then(|(a, b)| Some((usize::from_str_radix(a, 16).ok()?, usize::from_str_radix(b, 16).ok()?)));
+            inside = range.is_some_and(|(start, end)| end > addr && start < addr.saturating_add(len));
+            found |= inside;
+            continue;
+        };
+        if !inside {
+            continue;
+        }
         let Ok(kb) = value.parse::<u64>() else { continue };
         let bytes = kb * 1024;
         match name {
-            "Size" => s.size_bytes = bytes,
-            "Rss" => s.rss_bytes = bytes,
-            "AnonHugePages" => s.anon_huge_bytes = bytes,
+            "Size" => s.size_bytes += bytes,
+            "Rss" => s.rss_bytes += bytes,
+            "AnonHugePages" => s.anon_huge_bytes += bytes,
             "Private_Hugetlb" | "Shared_Hugetlb" => s.hugetlb_bytes += bytes,
-            "KernelPageSize" => s.kernel_page_size = bytes,
+            // The largest page size of the parts.
+            "KernelPageSize" => s.kernel_page_size = s.kernel_page_size.max(bytes),
             _ => {}
         }
     }
-    Some(s)
+    found.then_some(s)
 }
 
 #[cfg(test)]
@@ -340,7 +356,7 @@ mod tests {
         a[999] = 6;
         assert_eq!(a.iter().map(|&x| u64::from(x)).sum::<u64>(), 5 * 999 + 6);
         let smaps = a.smaps().expect("a mapping of this process");
-        assert_eq!(smaps.rss_bytes, 4096, "faulted in at creation");
+        assert!(smaps.rss_bytes >= 4096, "faulted in at creation: {smaps:?}");
         let empty = HugeArray::new(0, 1u8);
         assert_eq!((empty.len(), empty.backing()), (0, Backing::Heap));
         let heap = HugeArray::with_first_choice(3, (1u16, 2u8), Backing::Heap);
@@ -350,20 +366,33 @@ mod tests {
     #[test]
     fn big_arrays_come_from_the_pool_when_it_has_the_pages() {
         let _pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-        let len = 3 * HUGE_PAGE_SIZE / 8 + 1; // a little over 3 huge pages of u64
+        let len = 8 * HUGE_PAGE_SIZE / 8 + 1; // a little over 8 huge pages of u64: 9 pages, an eighth wasted
         let had = available_huge_pages();
         let a = HugeArray::new(len, u64::MAX);
         let smaps = a.smaps().expect("a mapping of this process");
-        if had >= 4 {
+        if had >= 9 {
             assert_eq!(a.backing(), Backing::HugeTlb, "{had} pages were free");
             assert_eq!(smaps.kernel_page_size, HUGE_PAGE_SIZE as u64);
-            assert_eq!(smaps.hugetlb_bytes, 4 * HUGE_PAGE_SIZE as u64, "faulted in at creation");
+            assert_eq!(smaps.hugetlb_bytes, 9 * HUGE_PAGE_SIZE as u64, "faulted in at creation");
         } else {
             assert_eq!(a.backing(), Backing::Transparent, "only {had} pages were free");
             assert!(smaps.rss_bytes >= (len * 8) as u64, "faulted in at creation: {smaps:?}");
         }
         assert!(a.iter().all(|&x| x == u64::MAX));
         assert_eq!(a.as_ptr() as usize % HUGE_PAGE_SIZE, 0);
+    }
+
+    #[test]
+    fn an_array_that_would_waste_a_huge_page_takes_transparent_ones_for_its_whole_blocks() {
+        // 3 MiB: a hugetlbfs mapping would round it up to 4 MiB (a third wasted).
+        let len = 3 * HUGE_PAGE_SIZE / 2 / 4;
+        let a = HugeArray::new(len, 7u32);
+        assert_eq!(a.backing(), Backing::Transparent);
+        let smaps = a.smaps().expect("a mapping of this process");
+        // (At least: the 4 KiB tail may have merged with a neighbouring mapping.)
+        assert!(smaps.size_bytes >= 3 << 20 && smaps.rss_bytes >= 3 << 20 && smaps.hugetlb_bytes == 0, "{smaps:?}");
+        assert!(smaps.anon_huge_bytes <= 2 << 20, "only the whole 2 MiB block is advised: {smaps:?}");
+        assert!(a.iter().all(|&x| x == 7));
     }
 
     #[test]
@@ -403,7 +432,7 @@ mod tests {
         assert_eq!(backing, Backing::Transparent);
         let smaps = smaps.expect("a mapping of this process");
         assert_eq!(smaps.hugetlb_bytes, 0);
-        assert_eq!(smaps.rss_bytes, 2 * HUGE_PAGE_SIZE as u64, "faulted in at creation: {smaps:?}");
+        assert!(smaps.rss_bytes >= 2 * HUGE_PAGE_SIZE as u64, "faulted in at creation: {smaps:?}");
         assert!(a.iter().all(|&x| x == 0xa5a5_a5a5));
         a[len - 1] = 1;
         assert_eq!(a[len - 1], 1);
