@@ -441,7 +441,11 @@ def main():
         s = mem.get("static_sizes_bytes", {})
         # conn_mem.json files before the compact index (key and value in a hashbrown map) have no index_bucket.
         compact = "index_bucket" in s
-        if compact:
+        if "slot" in s:
+            L.append(f"Static sizes: `Conn` {s.get('conn')} B (slot {s.get('slot')} B), index entry "
+                     f"(hash tag, id and direction; the key is read from the slot) {s.get('index_entry')} B with no control byte, "
+                     "no free-list entry.")
+        elif compact:
             L.append(f"Static sizes: `Conn` {s.get('conn')} B (slot `Option<Conn>` {s.get('slot_option_conn')} B), index entry "
                      f"(hash tag, id and direction; the key is read from the slot) {s.get('index_entry')} B with no control byte, "
                      f"free-list entry {s.get('free_list_entry')} B.")
@@ -454,7 +458,19 @@ def main():
         for r in mem.get("runs", []):
             L.append(f"| {r['mode']} | {r['connections']} | {fmt(r['bytes_per_conn'])} | {fmt(r['bytes_per_conn_at_create'])} |")
         L.append("")
-        if compact:
+        if "index_buckets_per_conn" in s:
+            # The exact-size index (no power-of-two rounding), free list through the free slots, pages reported per run.
+            per = s["index_buckets_per_conn"]
+            L.append("Where it goes: the index is an open-addressing table with exactly room for 2 keys per connection (NAT's reply key) "
+                     f"at a load of at most {s.get('index_max_load')}: {per:.2f} buckets of {s.get('index_bucket')} bytes per connection "
+                     f"({per * s.get('index_bucket', 4):.1f} B, DR included, which uses one key), plus the {s.get('slot')}-byte slot; free "
+                     "slots chain through themselves (no free list of their own). Both arrays are faulted in when the table is created, "
+                     "on 2 MB pages when there are any (hugetlbfs, else transparent huge pages; resident memory counts hugetlbfs pages).")
+            backing = sorted({f"{name} {p.get('backing')}" for r in mem.get("runs", []) for name, p in r.get("pages", {}).items()})
+            if backing:
+                L.append("")
+                L.append(f"Pages of the measured tables: {', '.join(backing)}.")
+        elif compact:
             bucket, max_load = s.get("index_bucket"), s.get("index_max_load")
             low, high = 2 * bucket / max_load, 4 * bucket / max_load
             L.append("Where it goes: the index is an open-addressing table created with room for 2 keys per connection (NAT's reply key) "

@@ -45,7 +45,7 @@ use rvs_control::sync::{SyncDaemon, SyncSettings};
 use rvs_control::vrrp::{DataplaneLink, VrrpEngine, VrrpEvent};
 use rvs_control::{check, preflight, router, statedump, systemd, ApiState, Config, Dataplane, PublishReport};
 use rvs_dataplane::link::LinkStates;
-use rvs_dataplane::process::install_worker;
+use rvs_dataplane::process::{install_worker, Processor};
 use rvs_dataplane::snapshot::Snapshot;
 use rvs_dataplane::stats::{ConnFilter, ConnInfo, ServiceStats, SharedCounters};
 use rvs_dataplane::wire::MacAddr;
@@ -394,8 +394,10 @@ fn run(config: Config, config_path: Option<PathBuf>, listener: std::net::TcpList
             links: Arc::clone(&port_links),
             sync_tx,
             pool: Arc::clone(&pool),
-            snapshot: Arc::clone(&snapshot),
-            conn_capacity: config.conn_table_size as usize,
+            // Built here, on the main thread: the connection table is allocated
+            // (on huge pages where there are free ones) and faulted in before
+            // the worker's lcore starts polling.
+            processor: Processor::for_worker(Arc::clone(&snapshot), config.conn_table_size as usize, id, config.workers.len()),
             idle_sleep_us: u64::from(config.idle_sleep_us),
             snapshots: snap_rx,
             requests: req_rx,

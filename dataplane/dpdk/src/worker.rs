@@ -125,10 +125,10 @@ pub struct WorkerContext {
     pub sync_tx: Option<rtrb::Producer<ConnInfo>>,
     /// Pool for frames the dataplane originates (ARP requests).
     pub pool: Arc<Mempool>,
-    /// The snapshot to start with.
-    pub snapshot: Arc<Snapshot>,
-    /// Connection table capacity.
-    pub conn_capacity: usize,
+    /// The worker's packet path on the snapshot to start with
+    /// ([`Processor::for_worker`]), created by the main thread: its connection
+    /// table is allocated and faulted in there, never on the forwarding lcore.
+    pub processor: Processor<Mbuf>,
     /// Sleep per idle poll once idle, in microseconds (0 = never sleep).
     pub idle_sleep_us: u64,
     /// New snapshots.
@@ -157,8 +157,7 @@ pub fn run(ctx: WorkerContext) -> i32 {
         links,
         mut sync_tx,
         pool,
-        snapshot,
-        conn_capacity,
+        mut processor,
         idle_sleep_us,
         snapshots,
         requests,
@@ -167,9 +166,10 @@ pub fn run(ctx: WorkerContext) -> i32 {
         counters,
         stop,
     } = ctx;
-    tracing::info!(worker = id, workers, queues = ?queues, "worker started");
-    adopted.store(snapshot.generation, Ordering::Release);
-    let mut processor: Processor<Mbuf> = Processor::for_worker(snapshot, conn_capacity, id, workers);
+    let table: Vec<String> =
+        processor.conns().memory().iter().map(|p| format!("{} {} B on {}", p.name, p.bytes, p.backing.name())).collect();
+    tracing::info!(worker = id, workers, queues = ?queues, conn_table = %table.join(", "), "worker started");
+    adopted.store(processor.snapshot().generation, Ordering::Release);
     let burst = crate::MAX_BURST;
     let mut rx: Vec<Mbuf> = Vec::with_capacity(burst);
     let mut rx_by_port: Vec<Vec<Mbuf>> = queues.iter().map(|_| Vec::with_capacity(burst)).collect();

@@ -8,35 +8,44 @@
 //! of any stored value back when a removal shifts entries (backward-shift
 //! deletion: no tombstones, so probe lengths do not grow with churn).
 //!
+//! The bucket count is exactly what the load limit of 3/4 needs (not rounded
+//! to a power of two, which wasted up to half the index): a key's home bucket
+//! is the high half of `hash × buckets` (Lemire's multiply-shift reduction),
+//! probes wrap around at the end. The tag comes from the low bits of the hash,
+//! so keys that share a neighbourhood of homes still have unrelated tags.
+//!
 //! Compared with a hashbrown table of `u32`, this saves hashbrown's control
-//! byte per bucket (a fifth of the index) and the load stays at most 3/4.
-//! The bucket array is allocated zeroed, so the pages a sparse table never
-//! writes stay unmapped.
+//! byte per bucket (a fifth of the index). The buckets are a [`HugeArray`]:
+//! on huge pages, written (so faulted in) when the index is created.
+
+use rvs_cpu::HugeArray;
 
 /// Bits of the value an entry stores (`id << 1 | direction`, ids below 2^24).
 pub const VALUE_BITS: u32 = 25;
 const VALUE_MASK: u32 = (1 << VALUE_BITS) - 1;
 /// An empty bucket (every stored entry has a non-zero tag).
 const EMPTY: u32 = 0;
+/// Entries [`Index::first_tagged`] looks at before giving up (a hint only).
+const HINT_PROBES: usize = 8;
 
-/// The tag of a hash: 7 bits of it, never 0.
+/// The tag of a hash: its 7 low bits, never 0.
 fn tag(hash: u64) -> u32 {
-    ((hash >> 57) as u32).max(1) << VALUE_BITS
+    ((hash as u32) & 0x7f).max(1) << VALUE_BITS
 }
 
 /// A set of 25-bit values, each filed under the hash of a key the caller keeps.
 #[derive(Debug)]
 pub struct Index {
-    buckets: Box<[u32]>,
-    mask: usize,
+    buckets: HugeArray<u32>,
     len: usize,
 }
 
 impl Index {
-    /// An index for at most `keys` entries, at most 3/4 full, allocated up front.
+    /// An index for at most `keys` entries, at most 3/4 full, allocated and
+    /// faulted in up front.
     pub fn with_capacity(keys: usize) -> Self {
-        let n = (keys.max(1) * 4).div_ceil(3).next_power_of_two();
-        Index { buckets: vec![EMPTY; n].into_boxed_slice(), mask: n - 1, len: 0 }
+        let n = (keys.max(1) * 4).div_ceil(3);
+        Index { buckets: HugeArray::new(n, EMPTY), len: 0 }
     }
 
     /// Entries stored.
@@ -57,10 +66,69 @@ impl Index {
         self.buckets.iter().filter(|&&e| e != EMPTY).map(|&e| e & VALUE_MASK)
     }
 
+    /// The bucket array (for reports of its memory).
+    pub fn buckets(&self) -> &HugeArray<u32> {
+        &self.buckets
+    }
+
+    /// The home bucket of `hash`: `hash × n / 2^64`, below `n`.
+    #[inline]
+    pub(super) fn home(&self, hash: u64) -> usize {
+        ((u128::from(hash) * self.buckets.len() as u128) >> 64) as usize
+    }
+
+    /// The bucket after `i`, wrapping around.
+    #[inline]
+    fn next(&self, i: usize) -> usize {
+        if i + 1 == self.buckets.len() {
+            0
+        } else {
+            i + 1
+        }
+    }
+
+    /// How far bucket `to` lies after bucket `from` on a probe path.
+    fn distance(&self, from: usize, to: usize) -> usize {
+        if to >= from {
+            to - from
+        } else {
+            to + self.buckets.len() - from
+        }
+    }
+
+    /// Asks the CPU for the home bucket of `hash` (a hint, see [`rvs_cpu::prefetch`]).
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        if let Some(b) = self.buckets.get(self.home(hash)) {
+            rvs_cpu::prefetch(b);
+        }
+    }
+
+    /// The value of the first entry on `hash`'s probe path whose tag matches
+    /// (looking at a few entries only): the likely candidate a lookup will
+    /// compare first. A hint, never an answer.
+    #[inline]
+    pub fn first_tagged(&self, hash: u64) -> Option<u32> {
+        let tag = tag(hash);
+        let mut i = self.home(hash);
+        for _ in 0..HINT_PROBES.min(self.buckets.len()) {
+            let e = *self.buckets.get(i)?;
+            if e == EMPTY {
+                return None;
+            }
+            if e & !VALUE_MASK == tag {
+                return Some(e & VALUE_MASK);
+            }
+            i = self.next(i);
+        }
+        None
+    }
+
     /// The bucket of the first value filed under `hash` that `is` accepts.
+    #[inline]
     fn position(&self, hash: u64, mut is: impl FnMut(u32) -> bool) -> Option<usize> {
         let tag = tag(hash);
-        let mut i = hash as usize & self.mask;
+        let mut i = self.home(hash);
         // An empty bucket always ends the probe (the load is at most 3/4);
         // the bound only guards against a broken caller.
         for _ in 0..self.buckets.len() {
@@ -71,12 +139,13 @@ impl Index {
             if e & !VALUE_MASK == tag && is(e & VALUE_MASK) {
                 return Some(i);
             }
-            i = (i + 1) & self.mask;
+            i = self.next(i);
         }
         None
     }
 
     /// The first value filed under `hash` that `is` accepts.
+    #[inline]
     pub fn find(&self, hash: u64, is: impl FnMut(u32) -> bool) -> Option<u32> {
         self.position(hash, is).and_then(|i| self.buckets.get(i)).map(|&e| e & VALUE_MASK)
     }
@@ -88,14 +157,15 @@ impl Index {
         if (self.len + 1) * 4 > self.buckets.len() * 3 {
             return false;
         }
-        let mut i = hash as usize & self.mask;
-        while let Some(&e) = self.buckets.get(i) {
-            if e == EMPTY {
-                self.buckets[i] = tag(hash) | (value & VALUE_MASK);
+        let mut i = self.home(hash);
+        for _ in 0..self.buckets.len() {
+            let Some(b) = self.buckets.get_mut(i) else { return false };
+            if *b == EMPTY {
+                *b = tag(hash) | (value & VALUE_MASK);
                 self.len += 1;
                 return true;
             }
-            i = (i + 1) & self.mask;
+            i = self.next(i);
         }
         false
     }
@@ -109,13 +179,13 @@ impl Index {
         // the hole lies on their probe path (between their home and them).
         let mut j = hole;
         loop {
-            j = (j + 1) & self.mask;
+            j = self.next(j);
             let e = self.buckets[j];
             if e == EMPTY {
                 break;
             }
-            let home = hash_of(e & VALUE_MASK) as usize & self.mask;
-            if j.wrapping_sub(home) & self.mask >= j.wrapping_sub(hole) & self.mask {
+            let home = self.home(hash_of(e & VALUE_MASK));
+            if self.distance(home, j) >= self.distance(hole, j) {
                 self.buckets[hole] = e;
                 hole = j;
             }
@@ -133,9 +203,11 @@ mod tests {
 
     use super::*;
 
-    /// Hashes that collide a lot: few homes, so clusters form and wrap around.
+    /// Hashes that collide a lot: few homes (the high bits, spread over the
+    /// whole range so some homes are the last buckets and clusters wrap
+    /// around), few tags (the low bits).
     fn hash(key: u32) -> u64 {
-        u64::from(key % 13).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(key % 3) << 57
+        (((u64::MAX / 12) * u64::from(key % 13)) & !0x7f) | u64::from(key % 3)
     }
 
     proptest! {
@@ -165,6 +237,7 @@ mod tests {
     fn refuses_past_three_quarters() {
         let mut index = Index::with_capacity(6);
         assert_eq!(index.buckets.len(), 8);
+        assert_eq!(Index::with_capacity(3_000_000).buckets.len(), 4_000_000, "no rounding to a power of two");
         for k in 0..6 {
             assert!(index.insert(hash(k), k));
         }
