@@ -231,7 +231,7 @@ impl ConnTable {
     #[inline]
     pub fn prefetch_slot(&self, hash: u64) {
         if let Some(slot) = self.index.first_tagged(hash).and_then(|e| self.slots.get((e >> 1) as usize)) {
-            rvs_cpu::prefetch(slot);
+            rvs_cpu::prefetch_all(slot);
         }
     }
 
