@@ -51,7 +51,7 @@ fn entry(i: u32) -> ConnInfo {
         protocol,
         client: SocketAddrV4::new(Ipv4Addr::from(0x0a02_0000 + i), 40_000 + (i % 7) as u16),
         vip,
-        real: SocketAddrV4::new(if i % 2 == 0 { RS1 } else { RS2 }, rport),
+        real: SocketAddrV4::new(if i.is_multiple_of(2) { RS1 } else { RS2 }, rport),
         local: None,
         forward,
         state: state.into(),
