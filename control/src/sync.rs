@@ -422,7 +422,7 @@ pub fn decode(buf: &[u8], auth: &Auth, sync_id: u8) -> Result<Datagram, SyncErro
                     real: get_sock(&e[16..22]),
                     local,
                     forward,
-                    state: state.name().to_owned(),
+                    state: state.name().into(),
                     expires_ms: u64::from(u32::from_be_bytes([e[32], e[33], e[34], e[35]])) * 1000,
                     template: false,
                     seq_delta: u32::from_be_bytes([e[28], e[29], e[30], e[31]]),

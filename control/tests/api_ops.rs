@@ -439,7 +439,7 @@ fn conn(client: &str, real: &str, state: &str, template: bool) -> ConnInfo {
         real: real.parse().expect("real"),
         local: None,
         forward: ForwardMode::Dr,
-        state: state.to_string(),
+        state: state.to_owned().into(),
         expires_ms: 1000,
         template,
         seq_delta: 0,
@@ -460,6 +460,13 @@ async fn connections_are_paged_and_filtered() {
     assert_eq!((v["limit"].as_u64(), v["connections"].as_array().map(Vec::len)), (Some(100), Some(26)));
     let (_, v) = h.call("GET", "/api/v1/connections?real=10.1.0.12&templates=true", None, None).await;
     assert_eq!(v["total"], 2);
+    // The entry's JSON, state a plain string, as before states were borrowed.
+    let template = json!({
+        "worker": 0, "protocol": "tcp", "client": "192.168.1.0:0", "vip": "10.0.0.100:80", "real": "10.1.0.12:80",
+        "forward": "dr", "state": "NONE", "expires_ms": 1000, "template": true
+    });
+    assert_eq!(v["connections"][1], template);
+    assert_eq!(serde_json::from_value::<ConnInfo>(template).expect("parses back"), conn("192.168.1.0:0", "10.1.0.12:80", "NONE", true));
     let (_, v) = h.call("GET", "/api/v1/connections?state=syn_recv&service=tcp/10.0.0.100/80", None, None).await;
     assert_eq!(v["total"], 1);
     let (_, v) = h.call("GET", "/api/v1/connections?client=192.168.0.3", None, None).await;

@@ -96,7 +96,7 @@ fn conn(p: Protocol, expires_s: u64, state: &str, c: &str, v: &str, r: &str) -> 
         real: r.parse().expect("real"),
         local: None,
         forward: ForwardMode::Dr,
-        state: state.to_string(),
+        state: state.to_owned().into(),
         expires_ms: expires_s * 1000 + 400,
         template: false,
         seq_delta: 0,

@@ -5,6 +5,7 @@
 //! stores, which the control plane reads. Readers may see a counter set that is
 //! up to one publication interval old; they never block the worker.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 macro_rules! counters {
@@ -340,8 +341,9 @@ pub struct ConnInfo {
     /// Forwarding method.
     pub forward: crate::snapshot::ForwardMode,
     /// IPVS state name (`ESTABLISHED`, `SYN_RECV`, ..., `UDP`, or `NONE` for a
-    /// persistence template).
-    pub state: String,
+    /// persistence template). rvs's own names are borrowed, so building an
+    /// entry allocates nothing; in JSON it is a plain string.
+    pub state: Cow<'static, str>,
     /// Milliseconds until it expires if idle.
     pub expires_ms: u64,
     /// True for a persistence template (client port 0, as ipvsadm shows them).
@@ -376,10 +378,116 @@ pub struct ConnFilter {
 impl ConnFilter {
     /// True when `c` passes the filter.
     pub fn matches(&self, c: &ConnInfo) -> bool {
-        self.service.is_none_or(|k| k.protocol == c.protocol && k.vip == *c.vip.ip() && k.port == c.vip.port())
-            && self.real.is_none_or(|r| r == *c.real.ip())
-            && self.client.is_none_or(|a| a == *c.client.ip())
-            && self.state.as_ref().is_none_or(|s| s.eq_ignore_ascii_case(&c.state))
-            && (self.templates || !c.template)
+        self.matches_entry(&ConnEntry {
+            protocol: c.protocol,
+            client: *c.client.ip(),
+            vip: c.vip,
+            real: *c.real.ip(),
+            state: &c.state,
+            template: c.template,
+        })
+    }
+
+    /// True when the entry whose fields `e` shows passes the filter: the same
+    /// test as [`ConnFilter::matches`], without building a [`ConnInfo`].
+    pub fn matches_entry(&self, e: &ConnEntry<'_>) -> bool {
+        (self.templates || !e.template)
+            && self.service.is_none_or(|k| k.protocol == e.protocol && k.vip == *e.vip.ip() && k.port == e.vip.port())
+            && self.real.is_none_or(|r| r == e.real)
+            && self.client.is_none_or(|a| a == e.client)
+            && self.state.as_ref().is_none_or(|s| s.eq_ignore_ascii_case(e.state))
+    }
+}
+
+/// The fields of a connection (or template) a [`ConnFilter`] looks at,
+/// borrowed from wherever the entry lives.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnEntry<'a> {
+    /// `tcp` or `udp`.
+    pub protocol: crate::snapshot::Protocol,
+    /// Client address (a template's client network).
+    pub client: std::net::Ipv4Addr,
+    /// Virtual address and port.
+    pub vip: std::net::SocketAddrV4,
+    /// Real server address.
+    pub real: std::net::Ipv4Addr,
+    /// IPVS state name.
+    pub state: &'a str,
+    /// A persistence template.
+    pub template: bool,
+}
+
+/// Table slots a worker looks at per listing request: a few hundred
+/// microseconds of its forwarding core, after which it goes back to packets.
+pub const CONN_SCAN_SLOTS: usize = 65_536;
+
+/// One bounded step of a connection listing, answered by a worker between two
+/// bursts: look at table slots `cursor..cursor + budget`, count the entries
+/// that match the filter and return those ranked `skip..skip + want` among
+/// this step's matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnScan {
+    /// First table slot to look at (0 to start).
+    pub cursor: usize,
+    /// Most table slots to look at (at least one is).
+    pub budget: usize,
+    /// Matches to count but not return, before the first one returned.
+    pub skip: usize,
+    /// Most matches to return after those skipped.
+    pub want: usize,
+}
+
+/// A worker's answer to a [`ConnScan`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnChunk {
+    /// Entries that matched in this step, returned or not.
+    pub matched: usize,
+    /// The matches ranked `skip..skip + want`, in table order.
+    pub conns: Vec<ConnInfo>,
+    /// The slot the next step starts at; `None` when this step reached the end
+    /// of the table (and then also judged the persistence templates).
+    pub next: Option<usize>,
+}
+
+/// Assembles one page of a listing from steps over one worker after another:
+/// the matches ranked `offset..offset + limit` over all steps, in order, and
+/// how many matched in all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnPager {
+    offset: usize,
+    limit: usize,
+    total: usize,
+    page: Vec<ConnInfo>,
+}
+
+impl ConnPager {
+    /// An empty page: `limit` entries from rank `offset`.
+    pub fn new(offset: usize, limit: usize) -> Self {
+        ConnPager { offset, limit, total: 0, page: Vec::new() }
+    }
+
+    /// The scan to send next, at table slot `cursor`: its window continues
+    /// the page where the steps so far left it.
+    pub fn scan(&self, cursor: usize, budget: usize) -> ConnScan {
+        ConnScan { cursor, budget, skip: self.offset.saturating_sub(self.total), want: self.limit.saturating_sub(self.page.len()) }
+    }
+
+    /// Takes in the answer to the last [`ConnPager::scan`]; returns the
+    /// worker's next cursor (`None`: this worker is done).
+    pub fn add(&mut self, chunk: ConnChunk) -> Option<usize> {
+        self.total = self.total.saturating_add(chunk.matched);
+        let room = self.limit.saturating_sub(self.page.len());
+        self.page.extend(chunk.conns.into_iter().take(room));
+        chunk.next
+    }
+
+    /// Matches so far.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// The page and the total.
+    pub fn finish(self) -> (Vec<ConnInfo>, usize) {
+        (self.page, self.total)
     }
 }

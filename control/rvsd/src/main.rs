@@ -47,7 +47,7 @@ use rvs_control::{check, preflight, router, statedump, systemd, ApiState, Config
 use rvs_dataplane::link::LinkStates;
 use rvs_dataplane::process::{install_worker, Processor};
 use rvs_dataplane::snapshot::Snapshot;
-use rvs_dataplane::stats::{ConnFilter, ConnInfo, ServiceStats, SharedCounters};
+use rvs_dataplane::stats::{ConnFilter, ConnInfo, ConnPager, ServiceStats, SharedCounters, CONN_SCAN_SLOTS};
 use rvs_dataplane::wire::MacAddr;
 use rvs_dpdk::worker::{self, WorkerContext, WorkerLink, WorkerRequest};
 use rvs_dpdk::{self as dpdk, Eal, Mempool, Port};
@@ -883,10 +883,37 @@ impl Dataplane for DpdkDataplane {
         total
     }
 
+    /// Walks the workers in order, each a bounded step at a time
+    /// (CONN_SCAN_SLOTS table slots per request, so a worker forwards packets
+    /// between two steps): every step counts its matches, and only the ones
+    /// that fall in the page come back. A worker that does not answer a step
+    /// within ASK_TIMEOUT is left out from there on.
     fn connections(&self, filter: &ConnFilter, offset: usize, limit: usize) -> (Vec<ConnInfo>, usize) {
-        let all: Vec<ConnInfo> = self.ask(|reply| WorkerRequest::Connections(filter.clone(), reply)).into_iter().flatten().collect();
-        let total = all.len();
-        (all.into_iter().skip(offset).take(limit).collect(), total)
+        let filter = Arc::new(filter.clone());
+        let mut pager = ConnPager::new(offset, limit);
+        for (worker, link) in self.links.iter().enumerate() {
+            let mut cursor = Some(0);
+            while let Some(at) = cursor {
+                let (reply, answer) = bounded(1);
+                let scan = pager.scan(at, CONN_SCAN_SLOTS);
+                if link.requests.send(WorkerRequest::Connections { filter: Arc::clone(&filter), scan, reply }).is_err() {
+                    tracing::warn!(worker, "connection listing: the worker is gone; its connections are left out");
+                    break;
+                }
+                match answer.recv_timeout(ASK_TIMEOUT) {
+                    Ok(chunk) => cursor = pager.add(chunk),
+                    Err(_) => {
+                        tracing::warn!(
+                            worker,
+                            slot = at,
+                            "connection listing: no answer in time; the rest of this worker's connections are left out"
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+        pager.finish()
     }
 
     fn zero_stats(&self) {

@@ -27,7 +27,7 @@ use rvs_dataplane::link::LinkStates;
 use rvs_dataplane::process::{Output, Processor, WorkerMsg};
 use rvs_dataplane::snapshot::Snapshot;
 use rvs_dataplane::stats::{BusyMeter, Counter, SharedCounters};
-use rvs_dataplane::stats::{ConnFilter, ConnInfo, ServiceStats};
+use rvs_dataplane::stats::{ConnChunk, ConnFilter, ConnInfo, ConnScan, ServiceStats};
 
 /// Counters are published to the control plane this often.
 const PUBLISH_EVERY: Duration = Duration::from_millis(50);
@@ -41,8 +41,17 @@ const IDLE_POLLS_BEFORE_SLEEP: u32 = 256;
 pub enum WorkerRequest {
     /// Traffic counters and connection counts per service and real server.
     Stats(Sender<Vec<ServiceStats>>),
-    /// Connections matching a filter.
-    Connections(ConnFilter, Sender<Vec<ConnInfo>>),
+    /// One bounded step of a connection listing: the worker looks at
+    /// `scan.budget` table slots from `scan.cursor`, counts the matches and
+    /// answers those in the scan's window (see `Processor::scan_connections`).
+    Connections {
+        /// Which connections.
+        filter: Arc<ConnFilter>,
+        /// Where to look and which matches to return.
+        scan: ConnScan,
+        /// The answer.
+        reply: Sender<ConnChunk>,
+    },
     /// Zero the traffic counters.
     ZeroStats,
     /// Install connections received from the sync master.
@@ -201,8 +210,8 @@ pub fn run(ctx: WorkerContext) -> i32 {
                 WorkerRequest::Stats(reply) => {
                     let _ = reply.send(processor.service_stats());
                 }
-                WorkerRequest::Connections(filter, reply) => {
-                    let _ = reply.send(processor.connections(&filter, now_ms));
+                WorkerRequest::Connections { filter, scan, reply } => {
+                    let _ = reply.send(processor.scan_connections(&filter, scan, now_ms));
                 }
                 WorkerRequest::ZeroStats => processor.zero_stats(),
                 WorkerRequest::Install(conns) => {

@@ -384,6 +384,12 @@ impl ConnTable {
     pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn)> {
         self.slots[..self.high].iter().enumerate().filter_map(|(i, s)| s.conn().map(|c| (i as ConnId, c)))
     }
+
+    /// Slots in use or freed so far: every [`ConnId`] is below this, so a
+    /// listing can walk `0..slot_count()` with [`ConnTable::get`] a piece at a time.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,14 @@
 //! Control queries answered between bursts: connection listings and connections installed from the sync master.
+//!
+//! A listing is answered a bounded step at a time ([`Processor::scan_connections`]):
+//! each step looks at a fixed number of table slots, counts the matches in
+//! place and builds entries only for the page asked for, so a worker with
+//! millions of connections goes back to its packets within a millisecond.
+
+use std::borrow::Cow;
 
 use super::*;
+use crate::stats::{ConnChunk, ConnEntry, ConnPager, ConnScan, CONN_SCAN_SLOTS};
 
 impl<F: Frame> Processor<F> {
     /// A connection as listings and connection sync show it.
@@ -13,7 +21,7 @@ impl<F: Frame> Processor<F> {
             real: c.real,
             local: c.local.get(),
             forward: c.forward,
-            state: c.state.name().to_owned(),
+            state: Cow::Borrowed(c.state.name()),
             expires_ms: c.expires_in_ms(now_ms),
             template: false,
             seq_delta: c.seq_delta,
@@ -64,33 +72,90 @@ impl<F: Frame> Processor<F> {
         true
     }
 
-    /// This worker's connections (and templates, if asked) matching `filter`.
-    pub fn connections(&self, filter: &ConnFilter, now_ms: u64) -> Vec<ConnInfo> {
-        let mut list: Vec<ConnInfo> = self.conns.iter().map(|(_, c)| self.conn_info(c, now_ms)).filter(|c| filter.matches(c)).collect();
-        if filter.templates {
+    /// One step of a listing: looks at table slots `scan.cursor..` (at most
+    /// `scan.budget` of them, at least one), counts the connections matching
+    /// `filter` from their fields, and builds entries only for the matches
+    /// ranked `scan.skip..scan.skip + scan.want` among this step's. The step
+    /// that reaches the end of the table answers `next: None` and also judges
+    /// the persistence templates (few: one per client network and service)
+    /// when the filter asks for them, after the connections.
+    pub fn scan_connections(&self, filter: &ConnFilter, scan: ConnScan, now_ms: u64) -> ConnChunk {
+        let slots = self.conns.slot_count();
+        let start = scan.cursor.min(slots);
+        let stop = start.saturating_add(scan.budget.max(1)).min(slots);
+        let window = scan.skip..scan.skip.saturating_add(scan.want);
+        let mut chunk = ConnChunk { matched: 0, conns: Vec::new(), next: (stop < slots).then_some(stop) };
+        for slot in start..stop {
+            let Some(c) = ConnId::try_from(slot).ok().and_then(|id| self.conns.get(id)) else { continue };
+            let entry = ConnEntry {
+                protocol: c.protocol,
+                client: *c.client.ip(),
+                vip: c.vip,
+                real: *c.real.ip(),
+                state: c.state.name(),
+                template: false,
+            };
+            if filter.matches_entry(&entry) {
+                if window.contains(&chunk.matched) {
+                    chunk.conns.push(self.conn_info(c, now_ms));
+                }
+                chunk.matched += 1;
+            }
+        }
+        if chunk.next.is_none() && filter.templates {
             for ((key, net), t) in &self.templates {
-                let info = ConnInfo {
-                    worker: self.worker as u16,
+                let entry = ConnEntry {
                     protocol: key.protocol,
-                    client: SocketAddrV4::new(*net, 0),
+                    client: *net,
                     vip: SocketAddrV4::new(key.vip, key.port),
-                    real: t.real,
-                    local: None,
-                    forward: self
-                        .snapshot
-                        .service(key)
-                        .and_then(|(_, s)| s.reals.iter().find(|r| r.addr == *t.real.ip()).map(|r| r.forward))
-                        .unwrap_or(ForwardMode::Dr),
-                    state: TcpState::None.name().to_owned(),
-                    expires_ms: t.expires_ms.saturating_sub(now_ms),
+                    real: *t.real.ip(),
+                    state: TcpState::None.name(),
                     template: true,
-                    seq_delta: 0,
                 };
-                if filter.matches(&info) {
-                    list.push(info);
+                if filter.matches_entry(&entry) {
+                    if window.contains(&chunk.matched) {
+                        chunk.conns.push(self.template_info(key, *net, t, now_ms));
+                    }
+                    chunk.matched += 1;
                 }
             }
         }
-        list
+        chunk
+    }
+
+    /// A persistence template as listings show it (client port 0).
+    fn template_info(&self, key: &ServiceKey, net: Ipv4Addr, t: &Template, now_ms: u64) -> ConnInfo {
+        ConnInfo {
+            worker: self.worker as u16,
+            protocol: key.protocol,
+            client: SocketAddrV4::new(net, 0),
+            vip: SocketAddrV4::new(key.vip, key.port),
+            real: t.real,
+            local: None,
+            forward: self
+                .snapshot
+                .service(key)
+                .and_then(|(_, s)| s.reals.iter().find(|r| r.addr == *t.real.ip()).map(|r| r.forward))
+                .unwrap_or(ForwardMode::Dr),
+            state: Cow::Borrowed(TcpState::None.name()),
+            expires_ms: t.expires_ms.saturating_sub(now_ms),
+            template: true,
+            seq_delta: 0,
+        }
+    }
+
+    /// This worker's connections (and templates, if asked) matching `filter`,
+    /// all of them: [`Processor::scan_connections`] step after step (for tests
+    /// and callers off the forwarding core).
+    pub fn connections(&self, filter: &ConnFilter, now_ms: u64) -> Vec<ConnInfo> {
+        let mut pager = ConnPager::new(0, usize::MAX);
+        let mut cursor = Some(0);
+        while let Some(at) = cursor {
+            cursor = pager.add(self.scan_connections(filter, pager.scan(at, CONN_SCAN_SLOTS), now_ms));
+        }
+        pager.finish().0
     }
 }
+
+#[cfg(test)]
+mod tests;
