@@ -13,7 +13,7 @@ use crate::config::Config;
 /// The API rvsadm talks to when neither `--api` nor `RVSADM_API` says otherwise.
 pub const DEFAULT_API: &str = "http://127.0.0.1:9090";
 /// Page size rvsadm uses to read the connection table.
-const CONN_PAGE: usize = 10_000;
+const CONN_PAGE: usize = crate::api::MAX_CONN_LIMIT;
 
 /// Why an rvsadm command failed: the message (printed as is, like ipvsadm's)
 /// and the exit status.
