@@ -223,7 +223,18 @@ fn states_are_borrowed_not_allocated() {
 fn a_scan_past_the_end_or_on_an_empty_table_is_the_last_step() {
     let empty = processor(0, 16);
     let scan = ConnScan { cursor: 0, budget: 10, skip: 0, want: 10 };
-    assert_eq!(empty.scan_connections(&ConnFilter::default(), scan, 0), ConnChunk { matched: 0, conns: Vec::new(), next: None });
+    // The table's slots exist up front (free ones): an empty table is walked
+    // to its end in capacity / budget steps, finding nothing.
+    let mut steps = Vec::new();
+    let mut cursor = Some(0);
+    while let Some(at) = cursor {
+        let chunk = empty.scan_connections(&ConnFilter::default(), ConnScan { cursor: at, ..scan }, 0);
+        assert!(chunk.next.is_none_or(|n| n > at), "the cursor moves on");
+        steps.push((chunk.matched, chunk.conns.len()));
+        cursor = chunk.next;
+        assert!(steps.len() <= empty.conns().capacity().div_ceil(10) + 1, "an empty table's walk ends");
+    }
+    assert!(steps.iter().all(|&s| s == (0, 0)));
     let p = processor(10, 16);
     let past = p.scan_connections(&ConnFilter::default(), ConnScan { cursor: 1_000_000, ..scan }, 0);
     assert_eq!((past.matched, past.next), (0, None));
