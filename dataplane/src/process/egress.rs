@@ -60,16 +60,7 @@ impl<F: Frame> Processor<F> {
         if matches!(cache, HopCache::None) {
             return;
         }
-        let (target, port) = match hop {
-            NextHop::Routed(addr) => match self.snapshot.route(addr) {
-                Some(r) => (r.via.unwrap_or(addr), r.port),
-                None => return,
-            },
-            NextHop::OnLink(addr) => match self.snapshot.route(addr) {
-                Some(r) if r.via.is_none() => (addr, r.port),
-                _ => return,
-            },
-        };
+        let Some((target, port)) = self.egress_of(hop) else { return };
         let Some(p) = self.snapshot.ports.get(usize::from(port)) else { return };
         let Some((dst_mac, fresh_until_ms)) = self.neigh.fresh(target).filter(|&(_, until)| now_ms < until) else { return };
         let index = self.hops.intern(Hop { target, port, src_mac: p.mac, dst_mac, vlan: p.vlan, mtu: p.mtu, fresh_until_ms });
@@ -98,17 +89,19 @@ impl<F: Frame> Processor<F> {
         }
     }
 
+    /// The neighbour and port `hop` is reached through, by the routing table
+    /// (None: no route, or an on-link hop whose route has a gateway).
+    fn egress_of(&self, hop: NextHop) -> Option<(Ipv4Addr, u16)> {
+        match hop {
+            NextHop::Routed(addr) => self.snapshot.route(addr).map(|r| (r.via.unwrap_or(addr), r.port)),
+            NextHop::OnLink(addr) => self.snapshot.route(addr).filter(|r| r.via.is_none()).map(|r| (addr, r.port)),
+        }
+    }
+
     /// Sends a rewritten frame towards `hop`: route, resolve the MAC, tx or queue.
     pub(super) fn send(&mut self, frame: F, hop: NextHop, now_ms: u64, out: &mut Output<F>) {
-        let (target, port) = match hop {
-            NextHop::Routed(addr) => match self.snapshot.route(addr) {
-                Some(r) => (r.via.unwrap_or(addr), r.port),
-                None => return self.drop(frame, Counter::DropNoRoute, out),
-            },
-            NextHop::OnLink(addr) => match self.snapshot.route(addr) {
-                Some(r) if r.via.is_none() => (addr, r.port),
-                _ => return self.drop(frame, Counter::DropNoRoute, out),
-            },
+        let Some((target, port)) = self.egress_of(hop) else {
+            return self.drop(frame, Counter::DropNoRoute, out);
         };
         let Some((port_mac, mtu, vlan)) = self.snapshot.ports.get(usize::from(port)).map(|p| (p.mac, p.mtu, p.vlan)) else {
             return self.drop(frame, Counter::DropNoRoute, out);
