@@ -55,6 +55,9 @@ fn main() {
         .allowlist_function("rte_flow_validate")
         .allowlist_function("rte_flow_create")
         .allowlist_function("rte_flow_destroy")
+        // Packet capture by Debian's dpdk-dumpcap/dpdk-pdump (librte_pdump,
+        // linked through pkg-config libdpdk with librte_pcapng and librte_bpf).
+        .allowlist_function("rte_pdump_(init|uninit)")
         .allowlist_type("rte_flow_item_(ipv4|tcp|udp|type)")
         .allowlist_type("rte_flow_action_(queue|type)")
         .allowlist_type("rte_eth_.*")

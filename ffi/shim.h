@@ -23,6 +23,7 @@
 #include <rte_dev.h>
 #include <rte_bus_vdev.h>
 #include <rte_flow.h>
+#include <rte_pdump.h>
 
 /* rte_errno is a per-lcore macro, not a variable. */
 int rvs_rte_errno(void);

@@ -14,8 +14,9 @@
 //! When a token is configured (`api.token` in the config, or the environment
 //! variable `RVS_API_TOKEN`, which wins), every request that is not `GET`,
 //! `HEAD` or `OPTIONS` must carry `Authorization: Bearer <token>`; otherwise it
-//! is refused with 401 and changes nothing. Reads stay open: the API listens on
-//! the management address only. The token itself is never shown by
+//! is refused with 401 and changes nothing. Reads stay open (the API listens on
+//! the management address only), but for `GET /api/v1/capture`, which hands
+//! out traffic and needs the token too. The token itself is never shown by
 //! `GET /api/v1/config`, nor is the connection-sync key (`sync.key`); a
 //! `PUT /api/v1/config` that leaves either out keeps it, and neither can be
 //! changed through the API.
@@ -60,13 +61,14 @@
 //! | status | when |
 //! |---|---|
 //! | 400 | malformed JSON, wrong type, unknown field or value (serde's message, which names the path), failed validation (e.g. a health check without exception path), bad path segment or query parameter, body key differing from the path, a restart-only field changed by `PUT /api/v1/config` |
-//! | 401 | a change without the bearer token, or with a wrong one |
+//! | 401 | a change or a capture without the bearer token, or with a wrong one |
 //! | 404 | unknown service, real server, local address or endpoint |
 //! | 405 | method not allowed on an existing endpoint |
-//! | 409 | creating a service, real server or local address that exists |
+//! | 409 | creating a service, real server or local address that exists; a capture while another runs |
 //! | 412 | `If-Match` names a generation that is no longer current |
 //! | 415 | body without `Content-Type: application/json` |
 //! | 500 | the snapshot could not be built or published, or the config file could not be written |
+//! | 501 | a capture on a dataplane that cannot capture |
 //!
 //! # Routes
 //!
@@ -87,6 +89,7 @@
 //! | `GET /api/v1/stats/services` | per service and real server of the effective config: counters, active/inactive connections, rates |
 //! | `POST /api/v1/stats/zero[?service=tcp/10.0.0.100/80]` | zero the counters (ipvsadm `-Z`) |
 //! | `GET /api/v1/connections?offset=&limit=&service=&real=&client=&state=&templates=` | the connection table, paged and filtered (ipvsadm `-Lnc`) |
+//! | `GET /api/v1/capture?service=&filter=&count=&seconds=&snaplen=` | pcapng of one service's frames as received and as sent ([`crate::capture`]); needs the token even though a GET |
 //! | `GET`/`POST /api/v1/services` | list, create (ipvsadm `-A`) |
 //! | `GET`/`PUT`/`DELETE /api/v1/services/{protocol}/{vip}/{port}` | one service (`-E`, `-D`) |
 //! | `GET`/`POST .../{port}/reals` | real servers (`-a`) |
@@ -128,6 +131,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::build::build_snapshot;
+use crate::capture::{self, CaptureError, CaptureLimits, CaptureRequest, CaptureResult, ServiceMatch};
 use crate::config::{Config, ConfigError, RealConfig, ServiceConfig};
 use crate::events::{EventKind, EventLog, Severity};
 use crate::health::HealthReport;
@@ -174,6 +178,13 @@ pub trait Dataplane: Send + Sync + 'static {
     fn connections(&self, filter: &ConnFilter, offset: usize, limit: usize) -> (Vec<ConnInfo>, usize);
     /// Zeroes the traffic counters (ipvsadm `-Z`).
     fn zero_stats(&self);
+    /// Captures the frames of `service` that pass `filter` (a BPF
+    /// expression, already checked), as received and as sent by every
+    /// worker, until the first bound of `limits` (blocks that long). One
+    /// capture at a time ([`CaptureError::Busy`]).
+    fn capture(&self, _service: &ServiceMatch, _filter: Option<&str>, _limits: CaptureLimits) -> Result<CaptureResult, CaptureError> {
+        Err(CaptureError::Unsupported)
+    }
 }
 
 /// Runtime state layered over the operator's config whenever a snapshot is
@@ -500,6 +511,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/stats/services", get(stats_services))
         .route("/api/v1/stats/zero", post(zero_stats))
         .route("/api/v1/connections", get(connections))
+        .route("/api/v1/capture", get(capture_frames))
         .route("/api/v1/services", get(list_services).post(create_service))
         .route("/api/v1/services/{protocol}/{vip}/{port}", get(get_service).put(replace_service).delete(delete_service))
         .route("/api/v1/services/{protocol}/{vip}/{port}/reals", get(list_reals).post(create_real))
@@ -520,7 +532,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
 async fn require_token(State(state): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
     if let Some(token) = &state.token {
         let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-        if !reads {
+        // A capture hands out traffic (payloads included): token as for a change.
+        let sensitive = req.uri().path() == CAPTURE_PATH;
+        if !reads || sensitive {
             let given = req
                 .headers()
                 .get(AUTHORIZATION)
@@ -528,7 +542,7 @@ async fn require_token(State(state): State<Arc<ApiState>>, req: Request, next: N
                 .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
                 .map(str::trim);
             let error = match given {
-                None => Some("missing bearer token: changes need the header `Authorization: Bearer <token>`"),
+                None => Some("missing bearer token: changes and captures need the header `Authorization: Bearer <token>`"),
                 Some(t) if !constant_time_eq(t.as_bytes(), token.as_bytes()) => Some("wrong bearer token"),
                 Some(_) => None,
             };
@@ -1691,6 +1705,77 @@ async fn connections(State(state): AppState, uri: Uri) -> Result<Json<Connection
     let s = Arc::clone(&state);
     let (connections, total) = blocking(move || s.dataplane.connections(&filter, offset, limit)).await?;
     Ok(Json(ConnectionsPage { total, offset, limit, connections }))
+}
+
+/// The capture endpoint (needs the token when one is configured, though a GET).
+const CAPTURE_PATH: &str = "/api/v1/capture";
+
+/// Maps a capture error to its HTTP status (400 naming the parameter, 404, 409, 501, 500).
+fn capture_error(e: CaptureError) -> ApiError {
+    let status = match &e {
+        CaptureError::BadParameter(..) => StatusCode::BAD_REQUEST,
+        CaptureError::NoSuchService(_) => StatusCode::NOT_FOUND,
+        CaptureError::Busy => StatusCode::CONFLICT,
+        CaptureError::Unsupported => StatusCode::NOT_IMPLEMENTED,
+        CaptureError::Pcapng(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let field = match &e {
+        CaptureError::BadParameter(name, _) => Some(*name),
+        CaptureError::NoSuchService(_) => Some("service"),
+        _ => None,
+    };
+    let error = ApiError::new(status, e.to_string());
+    match field {
+        Some(f) => error.with_field(f),
+        None => error,
+    }
+}
+
+/// `GET /api/v1/capture?service=&filter=&count=&seconds=&snaplen=`: the
+/// frames of one service as received and as sent, in pcapng
+/// ([`crate::capture`]); returns when `count` frames, `seconds` or the byte
+/// bound is reached, whichever first.
+async fn capture_frames(State(state): AppState, uri: Uri) -> Result<Response, ApiError> {
+    let params = query_params(uri.query(), capture::PARAMETERS)?;
+    let request =
+        CaptureRequest::parse(|k| params.get(k).map(String::as_str), |v| parse_service_param(v, "service").ok()).map_err(capture_error)?;
+    let config = state.config().await;
+    let service = capture::find_service(&config, &request.service).map_err(capture_error)?;
+    let matcher = ServiceMatch::new(&config, service);
+    let ports: Vec<String> = config.ports.iter().map(|p| p.name.clone()).collect();
+    let (limits, filter) = (request.limits, request.filter.clone());
+    let s = Arc::clone(&state);
+    let result: CaptureResult = blocking(move || s.dataplane.capture(&matcher, filter.as_deref(), limits)).await?.map_err(capture_error)?;
+    let key = &request.service;
+    let comment = format!(
+        "rvs capture of service {}/{}/{}{}",
+        key.protocol,
+        key.vip,
+        key.port,
+        request.filter.as_deref().map(|f| format!(", filter `{f}`")).unwrap_or_default()
+    );
+    let body = capture::to_pcapng(&result.frames, &ports, limits.snaplen, &comment).map_err(capture_error)?;
+    tracing::info!(
+        service = %format!("{}/{}/{}", key.protocol, key.vip, key.port),
+        frames = result.frames.len(),
+        stopped = result.stopped.as_str(),
+        ring_full = result.ring_full,
+        "capture served"
+    );
+    let headers = [
+        (CONTENT_TYPE, HeaderValue::from_static("application/x-pcapng")),
+        (
+            axum::http::header::CONTENT_DISPOSITION,
+            HeaderValue::from_str(&format!("attachment; filename=\"rvs-{}-{}-{}.pcapng\"", key.protocol, key.vip, key.port))
+                .unwrap_or_else(|_| HeaderValue::from_static("attachment")),
+        ),
+    ];
+    let mut resp = (headers, body).into_response();
+    let extra = resp.headers_mut();
+    extra.insert("x-rvs-capture-frames", HeaderValue::from(result.frames.len()));
+    extra.insert("x-rvs-capture-stop", HeaderValue::from_static(result.stopped.as_str()));
+    extra.insert("x-rvs-capture-ring-full", HeaderValue::from(result.ring_full));
+    Ok(resp)
 }
 
 async fn metrics(State(state): AppState) -> Result<Response, ApiError> {

@@ -18,6 +18,7 @@
 pub mod api;
 pub mod appliance;
 pub mod build;
+pub mod capture;
 pub mod check;
 pub mod cli;
 pub mod config;

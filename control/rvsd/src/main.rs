@@ -39,6 +39,7 @@ use std::collections::HashMap;
 
 use rvs_control::api::{build_effective, Overlay};
 use rvs_control::appliance::HaOverlay;
+use rvs_control::capture::{self, CaptureError, CaptureLimits, CaptureResult, CapturedFrame, Collector, FrameFilter, ServiceMatch};
 use rvs_control::events::{EventKind, EventLog, Severity};
 use rvs_control::health::HealthEngine;
 use rvs_control::sync::{SyncDaemon, SyncSettings};
@@ -49,6 +50,7 @@ use rvs_dataplane::process::{install_worker, Processor};
 use rvs_dataplane::snapshot::Snapshot;
 use rvs_dataplane::stats::{ConnFilter, ConnInfo, ConnPager, ServiceStats, SharedCounters, CONN_SCAN_SLOTS};
 use rvs_dataplane::wire::MacAddr;
+use rvs_dpdk::capture::{CaptureTap, Session};
 use rvs_dpdk::worker::{self, WorkerContext, WorkerLink, WorkerRequest};
 use rvs_dpdk::{self as dpdk, Eal, Mempool, Port};
 use serde_json::json;
@@ -62,6 +64,10 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 const RING_SIZE: u16 = 1024;
 /// How often the link monitor reads every port's carrier.
 const LINK_POLL: Duration = Duration::from_millis(20);
+/// Captured frames waiting per worker for the control thread (`GET /api/v1/capture`).
+const CAPTURE_RING: usize = 4096;
+/// How often a capture drains the workers' rings.
+const CAPTURE_POLL: Duration = Duration::from_millis(5);
 
 fn main() -> ExitCode {
     systemd::init_logging();
@@ -225,6 +231,52 @@ fn eal_args(config: &Config) -> Vec<String> {
     args
 }
 
+/// Why `dpdk-dumpcap` cannot attach to an rvsd started with the EAL
+/// arguments `eal` (None: it can, given huge pages).
+fn pdump_unavailable(eal: &[String], hugepages: bool) -> Option<&'static str> {
+    if !hugepages || eal.iter().any(|a| a == "--no-huge") {
+        return Some("EAL runs without huge pages (`--no-huge` in `eal`, or none reserved)");
+    }
+    if eal.iter().any(|a| a == "--in-memory") {
+        return Some("`--in-memory` in `eal` keeps the EAL state private");
+    }
+    if eal.iter().any(|a| a == "--no-shconf") {
+        return Some("`--no-shconf` in `eal` keeps the EAL state private");
+    }
+    if eal.iter().any(|a| a == "--proc-type=secondary" || a == "secondary") {
+        return Some("rvsd is not the primary process");
+    }
+    None
+}
+
+/// Starts DPDK's packet-capture server when other processes can attach
+/// (huge pages, shared EAL state), saying so either way.
+fn start_pdump(eal: &Eal, args: &[String]) -> Option<dpdk::Pdump> {
+    let prefix = args
+        .iter()
+        .position(|a| a == "--file-prefix")
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| args.iter().find_map(|a| a.strip_prefix("--file-prefix=").map(str::to_owned)))
+        .unwrap_or_else(|| "rte".to_owned());
+    if let Some(why) = pdump_unavailable(args, Eal::has_hugepages()) {
+        tracing::info!(
+            "dpdk-dumpcap cannot attach to this rvsd: {why}; it needs huge pages and shared EAL state (eal without \
+             --no-huge, --in-memory, --no-shconf). GET /api/v1/capture works regardless"
+        );
+        return None;
+    }
+    match eal.start_pdump() {
+        Ok(p) => {
+            tracing::info!(file_prefix = %prefix, "packet capture server started: `dpdk-dumpcap --file-prefix={prefix} -i <port>` attaches");
+            Some(p)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "dpdk-dumpcap cannot attach to this rvsd");
+            None
+        }
+    }
+}
+
 /// The DPDK device name of port `i`'s exception-path TAP.
 fn tap_device(i: usize) -> String {
     format!("net_tap{i}")
@@ -331,6 +383,7 @@ fn run(config: Config, config_path: Option<PathBuf>, listener: std::net::TcpList
     let args = eal_args(&config);
     tracing::info!(eal = %args.join(" "), "starting EAL");
     let eal = Eal::init(&args)?;
+    let pdump = start_pdump(&eal, &config.eal);
     let pool = Arc::new(Mempool::new("rvs_mbufs", config.mbufs, 256, Eal::socket_id())?);
     let queues = u16::try_from(config.workers.len()).map_err(|_| Failure::Other("too many workers".into()))?;
     let mut ports = Vec::new();
@@ -372,6 +425,7 @@ fn run(config: Config, config_path: Option<PathBuf>, listener: std::net::TcpList
     let (retired_tx, retired_rx) = bounded::<Arc<Snapshot>>(1024);
     let mut links = Vec::new();
     let mut sync_rx = Vec::new();
+    let mut capture_taps = Vec::new();
     let mut rings = worker::mesh(config.workers.len()).into_iter();
     for (id, &lcore) in config.workers.iter().enumerate() {
         let (peers_tx, peers_rx) = rings.next().ok_or_else(|| Failure::Other("worker ring mesh too small".into()))?;
@@ -405,7 +459,9 @@ fn run(config: Config, config_path: Option<PathBuf>, listener: std::net::TcpList
             adopted: Arc::clone(&adopted),
             counters: Arc::clone(&counters),
             stop: Arc::clone(&stop),
+            capture: Arc::new(CaptureTap::default()),
         };
+        capture_taps.push(Arc::clone(&ctx.capture));
         dpdk::launch_on_lcore(lcore, move || worker::run(ctx))?;
         links.push(WorkerLink { requests: req_tx, snapshots: snap_tx, adopted, counters });
     }
@@ -439,6 +495,8 @@ fn run(config: Config, config_path: Option<PathBuf>, listener: std::net::TcpList
         pool: Arc::clone(&pool),
         sync_rx: parking_lot::Mutex::new(sync_rx),
         steering,
+        capture_taps,
+        capturing: parking_lot::Mutex::new(()),
     });
     let listen = config.api.listen;
     let mut options = rvs_control::ApiOptions::for_daemon(&config, config_path.clone().unwrap_or_default());
@@ -462,6 +520,7 @@ fn run(config: Config, config_path: Option<PathBuf>, listener: std::net::TcpList
     drop(taps);
     drop(ports);
     drop(pool);
+    drop(pdump);
     drop(eal);
     served
 }
@@ -764,6 +823,10 @@ struct DpdkDataplane {
     sync_rx: parking_lot::Mutex<Vec<rtrb::Consumer<ConnInfo>>>,
     /// Per port: how FULLNAT replies reach their worker, and the rules kept alive.
     steering: Vec<(String, Vec<dpdk::FlowRule>)>,
+    /// Every worker's capture hook.
+    capture_taps: Vec<Arc<CaptureTap>>,
+    /// Held while a capture runs (one at a time).
+    capturing: parking_lot::Mutex<()>,
 }
 
 impl DpdkDataplane {
@@ -922,6 +985,38 @@ impl Dataplane for DpdkDataplane {
         }
     }
 
+    /// Arms every worker's hook with its own matcher and ring, drains the
+    /// rings every CAPTURE_POLL until a bound is reached, then disarms.
+    fn capture(&self, service: &ServiceMatch, filter: Option<&str>, limits: CaptureLimits) -> Result<CaptureResult, CaptureError> {
+        let _one = self.capturing.try_lock().ok_or(CaptureError::Busy)?;
+        let mut rings = Vec::with_capacity(self.capture_taps.len());
+        let mut sessions = Vec::with_capacity(self.capture_taps.len());
+        for _ in &self.capture_taps {
+            let matcher = FrameFilter::new(service.clone(), filter)?;
+            let (producer, consumer) = rtrb::RingBuffer::new(CAPTURE_RING);
+            sessions.push(Session::new(Box::new(move |frame: &[u8]| matcher.matches(frame)), producer, limits.snaplen));
+            rings.push(consumer);
+        }
+        for (tap, session) in self.capture_taps.iter().zip(sessions) {
+            tap.arm(session);
+        }
+        let mut collector = Collector::new(limits, Instant::now());
+        'collect: while !collector.done(Instant::now()) {
+            for ring in &mut rings {
+                while let Ok(f) = ring.pop() {
+                    if !collector.push(captured(f)) {
+                        break 'collect;
+                    }
+                }
+            }
+            std::thread::sleep(CAPTURE_POLL.min(collector.remaining(Instant::now())));
+        }
+        let ring_full = self.capture_taps.iter().filter_map(|t| t.disarm()).map(|s| s.ring_full()).sum();
+        let (mut frames, stopped) = collector.finish();
+        frames.sort_by_key(|f| f.timestamp);
+        Ok(CaptureResult { frames, stopped, ring_full })
+    }
+
     fn stats(&self) -> serde_json::Value {
         let workers: Vec<_> = self
             .links
@@ -954,6 +1049,20 @@ impl Dataplane for DpdkDataplane {
     }
 }
 
+/// A worker's captured frame as the control plane's capture takes it.
+fn captured(f: rvs_dpdk::capture::Frame) -> CapturedFrame {
+    CapturedFrame {
+        port: f.port,
+        direction: match f.direction {
+            rvs_dpdk::capture::Direction::Rx => capture::Direction::Inbound,
+            rvs_dpdk::capture::Direction::Tx => capture::Direction::Outbound,
+        },
+        timestamp: Duration::from_nanos(f.timestamp_ns),
+        orig_len: f.orig_len,
+        data: f.data,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -972,5 +1081,15 @@ mod tests {
         );
         assert_eq!(device_name("net_af_packet0,iface=dp0"), "net_af_packet0");
         assert_eq!(device_name("0000:01:00.0"), "0000:01:00.0");
+    }
+
+    #[test]
+    fn dumpcap_needs_huge_pages_and_shared_state() {
+        let args = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(pdump_unavailable(&args(&["-m", "256", "--file-prefix", "x"]), true), None);
+        assert!(pdump_unavailable(&args(&["-m", "256"]), false).is_some_and(|w| w.contains("huge pages")));
+        assert!(pdump_unavailable(&args(&["--no-huge", "-m", "256"]), true).is_some_and(|w| w.contains("--no-huge")));
+        assert!(pdump_unavailable(&args(&["--in-memory"]), true).is_some_and(|w| w.contains("--in-memory")));
+        assert!(pdump_unavailable(&args(&["--no-shconf"]), true).is_some_and(|w| w.contains("--no-shconf")));
     }
 }

@@ -48,11 +48,49 @@ impl Eal {
         unsafe { ffi::rvs_lcore_id() }
     }
 
+    /// Whether EAL runs on huge pages (false with `--no-huge`).
+    pub fn has_hugepages() -> bool {
+        // SAFETY: reads EAL's configuration; valid after init.
+        unsafe { ffi::rte_eal_has_hugepages() != 0 }
+    }
+
+    /// Starts DPDK's packet-capture server (librte_pdump) so that Debian's
+    /// `dpdk-dumpcap` / `dpdk-pdump`, started as secondary processes with this
+    /// process's `--file-prefix`, can attach to its ports. Only useful in a
+    /// primary with shared memory (huge pages, no `--in-memory`/`--no-shconf`):
+    /// the caller decides. Stopped when the returned guard is dropped (before
+    /// the Eal).
+    pub fn start_pdump(&self) -> Result<Pdump, DpdkError> {
+        // SAFETY: EAL is initialised (we hold an Eal); rte_pdump_init registers
+        // a multi-process action and reserves a memzone, nothing else.
+        let ret = unsafe { ffi::rte_pdump_init() };
+        if ret < 0 {
+            return Err(DpdkError::Pdump(strerror(rte_errno())));
+        }
+        Ok(Pdump { _private: () })
+    }
+
     /// The NUMA socket of the calling lcore.
     pub fn socket_id() -> i32 {
         // SAFETY: reads per-thread EAL state; valid on any thread after init.
         let id = unsafe { ffi::rte_socket_id() };
         i32::try_from(id).unwrap_or(-1)
+    }
+}
+
+/// DPDK's packet-capture server, running; dropping it stops it.
+#[derive(Debug)]
+pub struct Pdump {
+    _private: (),
+}
+
+impl Drop for Pdump {
+    fn drop(&mut self) {
+        // SAFETY: rte_pdump_init succeeded and EAL still runs (the guard is
+        // dropped before the Eal); uninit unregisters the action.
+        unsafe {
+            ffi::rte_pdump_uninit();
+        }
     }
 }
 

@@ -31,6 +31,9 @@ pub enum DpdkError {
     /// No ethdev port has this name.
     #[error("no DPDK port named '{0}': check the device spec (vdev arguments, PCI address) and that its PMD is installed")]
     NoSuchPort(String),
+    /// `rte_pdump_init` failed: dpdk-dumpcap cannot attach.
+    #[error("the packet-capture server (rte_pdump_init) could not start: {0}; dpdk-dumpcap cannot attach to this rvsd")]
+    Pdump(String),
     /// A string given to DPDK contained a NUL byte.
     #[error("argument contains a NUL byte: {0:?}")]
     Nul(String),

@@ -7,6 +7,7 @@
 //! (the DPDK-free `rvs-dataplane` crate) sees [`Mbuf`] only through its
 //! [`rvs_dataplane::frame::Frame`] trait, so it builds and is tested without libdpdk.
 
+pub mod capture;
 mod eal;
 mod error;
 mod flow;
@@ -17,7 +18,7 @@ mod mempool;
 mod port;
 pub mod worker;
 
-pub use eal::Eal;
+pub use eal::{Eal, Pdump};
 pub use error::DpdkError;
 pub use flow::{steer_dst_port, FlowRule};
 pub use lcore::{launch_on_lcore, rdtsc, tsc_hz, wait_all_lcores};

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{Receiver, Sender};
 
+use crate::capture::{self, CaptureTap, Direction};
 use crate::{Mbuf, Mempool, Queue};
 use rvs_dataplane::link::LinkStates;
 use rvs_dataplane::process::{Output, Processor, WorkerMsg};
@@ -152,6 +153,8 @@ pub struct WorkerContext {
     pub counters: Arc<SharedCounters>,
     /// Set to stop the loop.
     pub stop: Arc<AtomicBool>,
+    /// The capture hook (`GET /api/v1/capture`).
+    pub capture: Arc<CaptureTap>,
 }
 
 /// Runs the poll loop until `ctx.stop` is set. Returns 0 (the lcore exit code).
@@ -174,6 +177,7 @@ pub fn run(ctx: WorkerContext) -> i32 {
         adopted,
         counters,
         stop,
+        capture,
     } = ctx;
     let table: Vec<String> =
         processor.conns().memory().iter().map(|p| format!("{} {} B on {}", p.name, p.bytes, p.backing.name())).collect();
@@ -194,6 +198,8 @@ pub fn run(ctx: WorkerContext) -> i32 {
 
     while !stop.load(Ordering::Relaxed) {
         busy.start(crate::rdtsc());
+        // One relaxed load while no capture runs.
+        let mut cap = capture.begin();
         while let Ok(next) = snapshots.try_recv() {
             let generation = next.generation;
             let old = processor.adopt(next);
@@ -227,6 +233,11 @@ pub fn run(ctx: WorkerContext) -> i32 {
         let mut received = 0;
         for (queue, rx) in queues.iter().zip(rx_by_port.iter_mut()) {
             received += queue.rx_burst(rx);
+        }
+        if cap.is_some() {
+            for (port, rx) in rx_by_port.iter().enumerate() {
+                capture::record(&mut cap, port as u16, Direction::Rx, rx);
+            }
         }
         for peer in peers_rx.iter_mut() {
             while let Ok(msg) = peer.messages.pop() {
@@ -301,7 +312,8 @@ pub fn run(ctx: WorkerContext) -> i32 {
             list.clear();
             processor.count(Counter::DropKernel, (wanted - sent) as u64);
         }
-        flush(&queues, &links, &pool, &mut processor, &mut out, &mut tx_by_port, &mut peers_tx);
+        flush(&queues, &links, &pool, &mut processor, &mut out, &mut tx_by_port, &mut peers_tx, &mut cap);
+        drop(cap);
         if now.duration_since(last_publish) >= PUBLISH_EVERY {
             counters.publish(processor.counters());
             last_publish = now;
@@ -345,6 +357,7 @@ fn warn_partial_checksums(processor: &mut Processor<Mbuf>, worker: usize, now: I
 }
 
 /// Sends what processing produced, frees what it dropped.
+#[allow(clippy::too_many_arguments)] // the loop's own buffers, passed apart to borrow them apart
 fn flush(
     queues: &[Queue],
     links: &LinkStates,
@@ -353,6 +366,7 @@ fn flush(
     out: &mut Output<Mbuf>,
     tx_by_port: &mut [Vec<Mbuf>],
     peers: &mut [Option<PeerTx>],
+    cap: &mut capture::Active<'_>,
 ) {
     for (worker, port, m) in out.redirect.drain(..) {
         match peers.get_mut(worker).and_then(Option::as_mut) {
@@ -401,6 +415,7 @@ fn flush(
             list.clear();
             continue;
         }
+        capture::record(cap, port as u16, Direction::Tx, list);
         let wanted = list.len();
         let sent = queue.tx_burst(list);
         processor.count(Counter::TxQueueFull, (wanted - sent) as u64);
