@@ -470,6 +470,39 @@ fn render_workers(f: &mut Families, config: &Config, dp: &Value) {
             &labels,
             u64::from(config.conn_table_size),
         );
+        let gauge = |v: &Value, key: &str| v.get(key).and_then(Value::as_u64).unwrap_or(0);
+        if let Some(ring) = w.get("redirect_ring") {
+            f.add(
+                "rvs_worker_redirect_ring_queued",
+                "Packets waiting in the redirect rings towards the worker (from the workers that received them).",
+                "gauge",
+                &labels,
+                gauge(ring, "queued"),
+            );
+            f.add(
+                "rvs_worker_redirect_ring_capacity",
+                "Capacity of the redirect rings towards the worker.",
+                "gauge",
+                &labels,
+                gauge(ring, "capacity"),
+            );
+        }
+        if let Some(backlog) = w.get("sync_backlog") {
+            f.add(
+                "rvs_worker_sync_backlog",
+                "Connection-sync updates of the worker waiting for the sync sender.",
+                "gauge",
+                &labels,
+                gauge(backlog, "queued"),
+            );
+            f.add(
+                "rvs_worker_sync_backlog_capacity",
+                "Capacity of the worker's connection-sync ring.",
+                "gauge",
+                &labels,
+                gauge(backlog, "capacity"),
+            );
+        }
         if let Some(hz) = dp.get("tsc_hz").and_then(Value::as_u64) {
             f.add("rvs_worker_tsc_hz", "TSC ticks per second (busy_cycles / tsc_hz = busy seconds).", "gauge", &labels, hz);
         }
@@ -658,5 +691,25 @@ mod tests {
         assert!(text.contains("rvs_worker_busy_cycles_total{worker=\"0\"} 1234\n"), "{text}");
         assert!(text.contains("rvs_worker_busy_frames_total{worker=\"0\"} 10\n"), "{text}");
         assert!(text.contains("rvs_worker_tsc_hz{worker=\"0\"} 2000000000\n"), "{text}");
+        assert!(!text.contains("rvs_worker_sync_backlog"), "no sync, no backlog: {text}");
+    }
+
+    #[test]
+    fn redirect_ring_and_sync_backlog_become_gauges() {
+        let config = Config::from_json(
+            r#"{ "main_lcore": 0, "workers": [1, 2], "ports": [ { "name": "a", "device": "net_null0", "addresses": ["10.0.0.1/24"] } ] }"#,
+        )
+        .expect("valid");
+        let dp = serde_json::json!({ "workers": [
+            { "worker": 0, "counters": {}, "redirect_ring": { "queued": 7, "capacity": 2048 }, "sync_backlog": { "queued": 3, "capacity": 16384 } },
+            { "worker": 1, "counters": {}, "redirect_ring": { "queued": 0, "capacity": 2048 }, "sync_backlog": { "queued": 0, "capacity": 16384 } } ] });
+        let mut f = Families::default();
+        render_workers(&mut f, &config, &dp);
+        let text = f.render();
+        assert!(text.contains("rvs_worker_redirect_ring_queued{worker=\"0\"} 7\n"), "{text}");
+        assert!(text.contains("rvs_worker_redirect_ring_capacity{worker=\"1\"} 2048\n"), "{text}");
+        assert!(text.contains("rvs_worker_sync_backlog{worker=\"0\"} 3\n"), "{text}");
+        assert!(text.contains("rvs_worker_sync_backlog_capacity{worker=\"1\"} 16384\n"), "{text}");
+        assert!(text.contains("# TYPE rvs_worker_sync_backlog gauge\n"), "{text}");
     }
 }

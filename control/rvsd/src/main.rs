@@ -243,9 +243,6 @@ fn pdump_unavailable(eal: &[String], hugepages: bool) -> Option<&'static str> {
     if eal.iter().any(|a| a == "--no-shconf") {
         return Some("`--no-shconf` in `eal` keeps the EAL state private");
     }
-    if eal.iter().any(|a| a == "--proc-type=secondary" || a == "secondary") {
-        return Some("rvsd is not the primary process");
-    }
     None
 }
 
@@ -426,6 +423,7 @@ fn run(config: Config, config_path: Option<PathBuf>, listener: std::net::TcpList
     let mut links = Vec::new();
     let mut sync_rx = Vec::new();
     let mut capture_taps = Vec::new();
+    let mut redirect_queued = Vec::new();
     let mut rings = worker::mesh(config.workers.len()).into_iter();
     for (id, &lcore) in config.workers.iter().enumerate() {
         let (peers_tx, peers_rx) = rings.next().ok_or_else(|| Failure::Other("worker ring mesh too small".into()))?;
@@ -460,7 +458,9 @@ fn run(config: Config, config_path: Option<PathBuf>, listener: std::net::TcpList
             counters: Arc::clone(&counters),
             stop: Arc::clone(&stop),
             capture: Arc::new(CaptureTap::default()),
+            redirect_queued: Arc::new(AtomicU64::new(0)),
         };
+        redirect_queued.push(Arc::clone(&ctx.redirect_queued));
         capture_taps.push(Arc::clone(&ctx.capture));
         dpdk::launch_on_lcore(lcore, move || worker::run(ctx))?;
         links.push(WorkerLink { requests: req_tx, snapshots: snap_tx, adopted, counters });
@@ -497,6 +497,7 @@ fn run(config: Config, config_path: Option<PathBuf>, listener: std::net::TcpList
         steering,
         capture_taps,
         capturing: parking_lot::Mutex::new(()),
+        redirect_queued,
     });
     let listen = config.api.listen;
     let mut options = rvs_control::ApiOptions::for_daemon(&config, config_path.clone().unwrap_or_default());
@@ -827,6 +828,8 @@ struct DpdkDataplane {
     capture_taps: Vec<Arc<CaptureTap>>,
     /// Held while a capture runs (one at a time).
     capturing: parking_lot::Mutex<()>,
+    /// Per worker: frames waiting in the redirect rings towards it.
+    redirect_queued: Vec<Arc<AtomicU64>>,
 }
 
 impl DpdkDataplane {
@@ -1018,6 +1021,8 @@ impl Dataplane for DpdkDataplane {
     }
 
     fn stats(&self) -> serde_json::Value {
+        // Connection updates waiting for the sync sender, per worker (empty without sync).
+        let sync_backlog: Vec<usize> = self.sync_rx.lock().iter().map(rtrb::Consumer::slots).collect();
         let workers: Vec<_> = self
             .links
             .iter()
@@ -1026,7 +1031,13 @@ impl Dataplane for DpdkDataplane {
             .map(|(id, (link, lcore))| {
                 let counters: serde_json::Map<String, serde_json::Value> =
                     link.counters.read().iter().map(|(k, v)| (k.to_owned(), json!(v))).collect();
-                json!({ "worker": id, "lcore": lcore, "counters": counters })
+                let queued = self.redirect_queued.get(id).map_or(0, |q| q.load(Ordering::Relaxed));
+                let mut w = json!({ "worker": id, "lcore": lcore, "counters": counters,
+                    "redirect_ring": { "queued": queued, "capacity": worker::REDIRECT_RING * (self.links.len() - 1) } });
+                if let Some(backlog) = sync_backlog.get(id) {
+                    w["sync_backlog"] = json!({ "queued": backlog, "capacity": worker::SYNC_RING });
+                }
+                w
             })
             .collect();
         let ports: Vec<_> = self

@@ -155,6 +155,9 @@ pub struct WorkerContext {
     pub stop: Arc<AtomicBool>,
     /// The capture hook (`GET /api/v1/capture`).
     pub capture: Arc<CaptureTap>,
+    /// Frames waiting in the redirect rings towards this worker, stored
+    /// every PUBLISH_EVERY (a gauge for /metrics).
+    pub redirect_queued: Arc<AtomicU64>,
 }
 
 /// Runs the poll loop until `ctx.stop` is set. Returns 0 (the lcore exit code).
@@ -178,6 +181,7 @@ pub fn run(ctx: WorkerContext) -> i32 {
         counters,
         stop,
         capture,
+        redirect_queued,
     } = ctx;
     let table: Vec<String> =
         processor.conns().memory().iter().map(|p| format!("{} {} B on {}", p.name, p.bytes, p.backing.name())).collect();
@@ -316,6 +320,7 @@ pub fn run(ctx: WorkerContext) -> i32 {
         drop(cap);
         if now.duration_since(last_publish) >= PUBLISH_EVERY {
             counters.publish(processor.counters());
+            redirect_queued.store(peers_rx.iter().map(|p| p.frames.slots() as u64).sum(), Ordering::Relaxed);
             last_publish = now;
             warn_partial_checksums(&mut processor, id, now, &mut last_csum_warning);
         }
