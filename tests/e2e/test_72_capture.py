@@ -176,7 +176,8 @@ class Capture(lab.RvsdTestCase):
         rows = tshark(out, "ip.src", "ip.dst", "tcp.srcport", "tcp.dstport")
         lab.figure(f"dpdk-dumpcap: {len(rows)} frames after {rounds} rounds of traffic; "
                    f"{''.join(lines).strip().splitlines()[-1:]}")
-        self.assertEqual(len(rows), frames, rows)
+        # dumpcap stops after the burst that reaches -c: at least that many.
+        self.assertGreaterEqual(len(rows), frames, rows)
         for src, dst, sport, dport in rows:
             self.assertIn(NAT_VIP, (src, dst), rows)
             self.assertIn("80", (sport, dport), rows)
