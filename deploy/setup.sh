@@ -19,11 +19,13 @@ readonly SCRIPT_DIR REPO_ROOT
 readonly HUGEPAGES="${RVS_HUGEPAGES:-1536}"
 readonly HUGEPAGES_2M=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
 
-# Build deps (DPDK 22.11 from Debian, bindgen's libclang) and lab tools;
+# Build deps (DPDK 22.11 from Debian, bindgen's libclang, libpcap for the REST
+# capture's BPF filters; `dpdk` brings dpdk-dumpcap) and lab tools (tshark
+# reads the captures in tests/e2e/test_72_capture.py);
 # systemd-container (systemd-nspawn) and mmdebstrap boot the package under a
 # real systemd (deploy/systemd-container.sh, tests/e2e/test_66_systemd.py).
 readonly PACKAGES=(
-    dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config
+    dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config libpcap-dev
     iproute2 ethtool tcpdump tshark socat curl python3 python3-pip iputils-ping python3-scapy
     systemd-container mmdebstrap
 )

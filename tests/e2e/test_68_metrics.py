@@ -230,7 +230,16 @@ class Scrape(unittest.TestCase):
         self.assertEqual(value(s, "rvs_sync_master"), 1)
         self.assertEqual(value(d2, "rvs_sync_master"), 0)
         self.assertLessEqual(value(s, "rvs_sync_datagrams_total", direction="sent"), ha1["sync"]["datagrams"]["sent"])
+        # The sync rings: what the workers queued for the sender, within their capacity.
+        stats = D1.get("/api/v1/stats")
+        for w in stats["workers"]:
+            worker = w["worker"]
+            self.assertEqual(value(s, "rvs_worker_sync_backlog_capacity", worker=worker), w["sync_backlog"]["capacity"])
+            self.assertLessEqual(value(s, "rvs_worker_sync_backlog", worker=worker), w["sync_backlog"]["capacity"])
+            self.assertEqual(value(s, "rvs_worker_redirect_ring_capacity", worker=worker),
+                             w["redirect_ring"]["capacity"])
         peer = next(i for i in ha2["vrrp"] if i["instance"] == "VI_1")["last_advert"]
+
         self.assertEqual((peer["address"], peer["priority"]), (lab.DIRECTORS[1]["lan"], 150), ha2)
         build = [(l, v) for n, l, v in s if n == "rvs_build_info"]
         self.assertEqual(len(build), 1)

@@ -271,6 +271,22 @@ class Capture(lab.RvsdTestCase):
         self.assertEqual(status, 409, out.read_text())
         self.assertEqual(first["r"][0], 200)
 
+    def test_7_shutdown_ends_a_running_capture(self):
+        # Last: it stops this class's rvsd. SIGTERM must not wait for seconds=60.
+        first = {}
+        t = threading.Thread(target=lambda: first.setdefault(
+            "r", self.rest_capture(f"service=tcp/{NAT_VIP}/80&count=10000&seconds=60")))
+        t.start()
+        time.sleep(1.5)
+        t0 = time.monotonic()
+        rc = self.rvsd.stop()
+        took = time.monotonic() - t0
+        t.join(timeout=30)
+        lab.figure(f"SIGTERM during a 60 s capture: rvsd exited {rc} after {took:.1f}s")
+        self.assertEqual(rc, 0, self.rvsd.log_text())
+        self.assertLess(took, 8)
+        self.assertEqual(first["r"][0], 200, first["r"])
+
 
 if __name__ == "__main__":
     unittest.main()

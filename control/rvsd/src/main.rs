@@ -498,6 +498,7 @@ fn run(config: Config, config_path: Option<PathBuf>, listener: std::net::TcpList
         capture_taps,
         capturing: parking_lot::Mutex::new(()),
         redirect_queued,
+        closing: AtomicBool::new(false),
     });
     let listen = config.api.listen;
     let mut options = rvs_control::ApiOptions::for_daemon(&config, config_path.clone().unwrap_or_default());
@@ -539,6 +540,7 @@ fn serve(
     runtime.block_on(async move {
         rvs_control::spawn_rate_estimator(Arc::clone(&state));
         let ha = start_ha(&config, &state, &overlay, Arc::clone(&dataplane))?;
+        let state_for_signals = Arc::clone(&state);
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| Failure::Listen(listen, e))?;
         tracing::info!(%listen, "REST API listening");
         let status = format!("serving: {} ports, {} workers, REST API on {listen}", config.ports.len(), config.workers.len());
@@ -546,7 +548,12 @@ fn serve(
         if let Some(period) = systemd::watchdog_period() {
             tokio::spawn(feed_watchdog(Arc::clone(&dataplane), period));
         }
-        let handled = handle_signals(signals, Arc::clone(&state), reload, dump_dir, status);
+        let closing = Arc::clone(&dataplane);
+        let handled = async move {
+            handle_signals(signals, state_for_signals, reload, dump_dir, status).await;
+            // A running capture returns what it has: shutdown does not wait for its bounds.
+            closing.closing.store(true, Ordering::Relaxed);
+        };
         let served = axum::serve(listener, router(state))
             .with_graceful_shutdown(handled)
             .await
@@ -830,6 +837,8 @@ struct DpdkDataplane {
     capturing: parking_lot::Mutex<()>,
     /// Per worker: frames waiting in the redirect rings towards it.
     redirect_queued: Vec<Arc<AtomicU64>>,
+    /// Set when rvsd shuts down: a running capture returns at once.
+    closing: AtomicBool,
 }
 
 impl DpdkDataplane {
@@ -1004,7 +1013,7 @@ impl Dataplane for DpdkDataplane {
             tap.arm(session);
         }
         let mut collector = Collector::new(limits, Instant::now());
-        'collect: while !collector.done(Instant::now()) {
+        'collect: while !collector.done(Instant::now()) && !self.closing.load(Ordering::Relaxed) {
             for ring in &mut rings {
                 while let Ok(f) = ring.pop() {
                     if !collector.push(captured(f)) {
