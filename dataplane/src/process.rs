@@ -642,7 +642,7 @@ impl<F: Frame> Processor<F> {
             Ipv4Kind::Icmp { dst } => return self.handle_icmp(port, port_mac, data, l2_len, dst),
             Ipv4Kind::Other { dst } => return self.not_balanced(port, dst),
         };
-        self.complete_partial_checksum(port, ip_bytes);
+        self.complete_partial_checksum(port, ip_bytes, &pkt);
         let hash = self.conns.hash(&pkt.key);
         self.flow_packet(port, ip_bytes, l2_len, &pkt, hash, now_ms, redirected, out)
     }
