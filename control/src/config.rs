@@ -299,6 +299,11 @@ pub struct ServiceConfig {
     /// Expire the connections of a real server set to weight 0 instead of letting them finish.
     #[serde(default, skip_serializing_if = "is_false")]
     pub expire_quiescent: bool,
+    /// Adopt mid-stream TCP packets that match no connection (IPVS `sloppy_tcp`; a cluster
+    /// behind ECMP): the connection is created in ESTABLISHED to the real server the
+    /// consistent hash picks. Needs scheduler `mh` or `maglev` and DR/TUN reals only.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sloppy: bool,
     /// Health checking: delay_loop, quorum, hysteresis, sorry server, alpha/omega, quorum scripts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<crate::ha::ServiceHealth>,
@@ -515,6 +520,29 @@ impl ServiceConfig {
         }
         if let Err(e) = rvs_dataplane::sched::validate_options(self.scheduler, &self.sched_options, self.reals.len()) {
             return Err(ConfigError::invalid(join(path, "sched_options"), e));
+        }
+        if self.sloppy {
+            if !matches!(self.scheduler, SchedulerKind::Mh | SchedulerKind::Maglev) {
+                return Err(ConfigError::invalid(
+                    join(path, "sloppy"),
+                    format!(
+                        "needs a consistent-hash scheduler (`mh` or `maglev`) so every node picks the same real server, not `{}`",
+                        self.scheduler
+                    ),
+                ));
+            }
+            if self.protocol != Protocol::Tcp {
+                return Err(ConfigError::invalid(join(path, "sloppy"), "applies to TCP services only (UDP has no connection start)"));
+            }
+            if let Some(j) = self.reals.iter().position(|r| matches!(r.forward_for(self), ForwardMode::Nat | ForwardMode::FullNat)) {
+                return Err(ConfigError::invalid(
+                    join(path, "sloppy"),
+                    format!(
+                        "reals[{j}] is forwarded by {}: NAT/FULLNAT replies return through the node that made the connection, so a moved flow cannot be adopted; use dr or tun",
+                        self.reals[j].forward_for(self)
+                    ),
+                ));
+            }
         }
         let mut seen: HashMap<(Ipv4Addr, u16), usize> = HashMap::new();
         for (j, real) in self.reals.iter().enumerate() {
