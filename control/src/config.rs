@@ -134,6 +134,11 @@ pub struct Config {
     /// (IPVS sysctl `expire_nodest_conn`); default: they run to their end.
     #[serde(default, skip_serializing_if = "is_false")]
     pub expire_nodest_conn: bool,
+    /// Scale-out behind ECMP: the BIRD 2 include rvsd rewrites with the VIPs
+    /// it announces, `birdc`, and the drain grace period (see
+    /// [`crate::cluster`]). Absent: no routes are announced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<crate::cluster::BgpConfig>,
 }
 
 /// Bounds of each worker's IPv4 fragment reassembly (incomplete datagrams
@@ -690,6 +695,9 @@ impl Config {
         self.validate_timeouts()?;
         self.validate_api()?;
         self.validate_sync()?;
+        if let Some(bgp) = &self.bgp {
+            bgp.validate()?;
+        }
         self.validate_services()?;
         self.validate_check_paths()?;
         self.validate_vrrp()
