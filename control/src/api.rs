@@ -67,6 +67,7 @@
 //! | 412 | `If-Match` names a generation that is no longer current |
 //! | 415 | body without `Content-Type: application/json` |
 //! | 500 | the snapshot could not be built or published, or the config file could not be written |
+//! | 502 | a drain started but BIRD did not take the withdrawal (`birdc` failed) |
 //!
 //! # Routes
 //!
@@ -79,6 +80,8 @@
 //! | `GET /api/v1/openapi.json` | the OpenAPI 3 document of this API |
 //! | `GET /api/v1/status` | `{"generation", "workers", "services"}` |
 //! | `GET /api/v1/health` | health checks: every checked real server and managed service ([`HealthReport`]) |
+//! | `GET /api/v1/cluster` | scale-out behind ECMP: VIPs announced through BIRD, worker liveness, drain state ([`crate::cluster`]) |
+//! | `POST /api/v1/cluster/drain[?grace=SECONDS]` | drain: withdraw every route, serve existing flows for the grace period, then stop |
 //! | `GET /api/v1/config` | the whole config (`api.token` and `sync.key` left out), with `ETag` |
 //! | `GET /api/v1/config/effective` | the config as the dataplane runs it: health checks applied (read-only) |
 //! | `PUT /api/v1/config[?dry_run=true]` | replace the whole config; answers the diff (`changes`); a dry run changes nothing |

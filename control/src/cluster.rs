@@ -91,13 +91,19 @@ impl BgpConfig {
             && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && p.len() <= 64;
         if !ident {
-            return Err(ConfigError::invalid("bgp.protocol", format!("{p:?} is not a BIRD protocol name (letters, digits, _; at most 64)")));
+            return Err(ConfigError::invalid(
+                "bgp.protocol",
+                format!("{p:?} is not a BIRD protocol name (letters, digits, _; at most 64)"),
+            ));
         }
         if self.birdc.as_os_str().is_empty() {
             return Err(ConfigError::invalid("bgp.birdc", "empty program name"));
         }
         if self.drain_grace > MAX_DRAIN_GRACE_S {
-            return Err(ConfigError::invalid("bgp.drain_grace", format!("{} is out of range 0..={MAX_DRAIN_GRACE_S} seconds", self.drain_grace)));
+            return Err(ConfigError::invalid(
+                "bgp.drain_grace",
+                format!("{} is out of range 0..={MAX_DRAIN_GRACE_S} seconds", self.drain_grace),
+            ));
         }
         if !(50..=10_000).contains(&self.check_interval_ms) {
             return Err(ConfigError::invalid("bgp.check_interval_ms", format!("{} is out of range 50..=10000", self.check_interval_ms)));
@@ -149,9 +155,8 @@ pub fn wanted_vips(effective: &Config, standby: &HashSet<Ipv4Addr>, healthy: boo
 
 /// The include's text: protocol `protocol` with a blackhole `/32` per VIP.
 pub fn render(protocol: &str, vips: &BTreeSet<Ipv4Addr>) -> String {
-    let mut s = format!(
-        "# Written by rvsd (bgp.include): the VIPs this node announces. Do not edit.\nprotocol static {protocol} {{\n    ipv4;\n"
-    );
+    let mut s =
+        format!("# Written by rvsd (bgp.include): the VIPs this node announces. Do not edit.\nprotocol static {protocol} {{\n    ipv4;\n");
     for vip in vips {
         s.push_str(&format!("    route {vip}/32 blackhole;\n"));
     }
@@ -261,7 +266,10 @@ impl Cluster {
             let left = self.drain_deadline.lock().map_or(0.0, |d| d.saturating_duration_since(Instant::now()).as_secs_f64());
             return Ok(left);
         }
-        tracing::warn!(grace_s = grace.as_secs_f64(), "draining: withdrawing routes, then serving existing flows until the grace period ends");
+        tracing::warn!(
+            grace_s = grace.as_secs_f64(),
+            "draining: withdrawing routes, then serving existing flows until the grace period ends"
+        );
         let withdrawn = if self.bgp.is_some() { self.wait_withdrawn(wait).await } else { Ok(()) };
         if let Err(e) = &withdrawn {
             tracing::error!(error = %e, "draining: the routes could not be withdrawn (the grace period runs anyway)");
@@ -443,7 +451,12 @@ mod tests {
     #[test]
     fn the_include_is_one_static_protocol_with_a_blackhole_per_vip() {
         let text = render("rvs_vips", &ips(&["10.0.0.101", "10.0.0.100"]));
-        assert!(text.contains("protocol static rvs_vips {\n    ipv4;\n    route 10.0.0.100/32 blackhole;\n    route 10.0.0.101/32 blackhole;\n}\n"), "{text}");
+        assert!(
+            text.contains(
+                "protocol static rvs_vips {\n    ipv4;\n    route 10.0.0.100/32 blackhole;\n    route 10.0.0.101/32 blackhole;\n}\n"
+            ),
+            "{text}"
+        );
         assert!(render("p", &ips(&[])).ends_with("protocol static p {\n    ipv4;\n}\n"));
     }
 
