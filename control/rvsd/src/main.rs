@@ -448,9 +448,7 @@ fn run(config: Config, config_path: Option<PathBuf>, listener: std::net::TcpList
     let state = ApiState::with_options(config, 1, dataplane.clone(), options);
     let _ = link_events.set(Arc::clone(state.events()));
     state.set_overlay(overlay_dyn);
-    let cluster = rvs_control::cluster::Cluster::new(ha_config.bgp.clone());
-    state.set_cluster(Arc::clone(&cluster));
-    let served = serve(listen, listener, state, overlay, dataplane.clone(), ha_config, daemon, cluster);
+    let served = serve(listen, listener, state, overlay, dataplane.clone(), ha_config, daemon);
 
     stop.store(true, Ordering::Relaxed);
     dpdk::wait_all_lcores();
@@ -477,9 +475,10 @@ fn serve(
     dataplane: Arc<DpdkDataplane>,
     config: Config,
     daemon: Daemon,
-    cluster: Arc<Cluster>,
 ) -> Result<(), Failure> {
     let Daemon { runtime, signals, reload, dump_dir } = daemon;
+    let cluster = Cluster::new(config.bgp.clone());
+    state.set_cluster(Arc::clone(&cluster));
     runtime.block_on(async move {
         rvs_control::spawn_rate_estimator(Arc::clone(&state));
         let ha = start_ha(&config, &state, &overlay, Arc::clone(&dataplane))?;

@@ -20,7 +20,7 @@ use super::flow::L4;
 /// segment that is not a new connection's SYN and not a reset, to a service
 /// with `sloppy` on.
 pub(super) fn may_adopt(svc: &Service, l4: &L4) -> bool {
-    svc.sloppy && !(l4.syn && !l4.ack) && !l4.rst
+    svc.sloppy && (!l4.syn || l4.ack) && !l4.rst
 }
 
 /// Whether a connection to a real server forwarded by `mode` may be adopted
