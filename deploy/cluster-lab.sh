@@ -43,9 +43,10 @@ readonly NS_CLIENT="rvsc-client"
 readonly VIP="10.10.0.100"
 readonly NODES=3
 readonly REALS=2
-# netns-lib.sh's real-server helper is not used here (the client is routed).
+# For netns-lib.sh's make_real_host: the client is routed, not on the
+# reals' segment, so replies follow the reals' default route (the router).
 readonly DR_TABLE=100
-readonly CLIENT_NET="10.9.0.0/24"
+readonly CLIENT_NET=""
 # BFD: 200 ms x 5 = 1 s to detect a dead node, robust on a loaded 2-core VM.
 readonly BFD_INTERVAL_MS="${RVSC_BFD_INTERVAL_MS:-200}"
 readonly BFD_MULTIPLIER=5
@@ -206,20 +207,11 @@ make_node() {
     start_bird "rvsc-n$n" "$dir"
 }
 
+# Real server N: 10.2.0.1N, the VIP on lo (DR); replies to the (routed)
+# client go via the router.
 make_real() {
-    local n="$1" ns="rvsc-rs$1" c
-    make_ns "$ns"
-    connect "$ns" eth0 "rs$n-sw" "$(printf '02:00:00:cc:01:%02x' "$((0x10 + n))")"
-    nsx "$ns" ip addr add "10.2.0.1$n/24" dev eth0
-    nsx "$ns" ip addr add "$VIP/32" dev lo
-    nsx "$ns" ip route add default via 10.2.0.254 dev eth0
-    for c in all eth0; do
-        nsx "$ns" sysctl -qw "net.ipv4.conf.$c.arp_ignore=1"
-        nsx "$ns" sysctl -qw "net.ipv4.conf.$c.arp_announce=2"
-    done
-    for c in all default eth0 lo; do
-        nsx "$ns" sysctl -qw "net.ipv4.conf.$c.rp_filter=0"
-    done
+    local n="$1" ns="rvsc-rs$1"
+    make_real_host "$ns" "rs$n-sw" "$(printf '02:00:00:cc:01:%02x' "$((0x10 + n))")" "10.2.0.1$n" 10.2.0.254 "$VIP"
     start_daemon "$ns" http80 python3 "$HTTPD" --name "rs$n" --ports 80
     start_daemon "$ns" echo socat TCP-LISTEN:9000,fork,reuseaddr,backlog=512 SYSTEM:"echo rs$n; exec cat"
 }
