@@ -1467,4 +1467,36 @@ mod tests {
         let err = s.validate_at("", &[]).expect_err("invalid");
         assert_eq!(err.field(), Some("reals[1].weight"));
     }
+
+    #[test]
+    fn sloppy_needs_a_consistent_hash_tcp_service_with_dr_or_tun_reals() {
+        let sloppy = |c: &mut Config, scheduler: SchedulerKind| {
+            c.services[0].sloppy = true;
+            c.services[0].scheduler = scheduler;
+        };
+        for ok in [SchedulerKind::Maglev, SchedulerKind::Mh] {
+            let mut c = example();
+            sloppy(&mut c, ok);
+            c.services[0].forward = ForwardMode::Dr;
+            c.services[0].reals[0].forward = Some(ForwardMode::Tun);
+            assert!(c.validate().is_ok(), "{ok}: {:?}", c.validate());
+        }
+        assert_eq!(invalid_field(|c| sloppy(c, SchedulerKind::Wlc)), "services[0].sloppy");
+        assert_eq!(
+            invalid_field(|c| {
+                sloppy(c, SchedulerKind::Maglev);
+                c.services[0].forward = ForwardMode::Dr;
+                c.services[0].reals[1].forward = Some(ForwardMode::Nat);
+            }),
+            "services[0].sloppy"
+        );
+        assert_eq!(
+            invalid_field(|c| {
+                sloppy(c, SchedulerKind::Mh);
+                c.services[0].forward = ForwardMode::Dr;
+                c.services[0].protocol = Protocol::Udp;
+            }),
+            "services[0].sloppy"
+        );
+    }
 }
