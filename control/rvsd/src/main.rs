@@ -13,7 +13,9 @@
 //! them through the same validate → diff → atomic apply as `PUT /api/v1/config`
 //! (nothing applied if invalid; VRRP, connections and health state kept);
 //! SIGUSR1 writes a state dump (`--dump-dir`/rvsd.data), SIGUSR2 a statistics
-//! dump (rvsd.stats); SIGTERM/SIGINT stop it (VRRP masters resign first).
+//! dump (rvsd.stats); SIGTERM/SIGINT stop it (VRRP masters resign first; with
+//! `bgp`, SIGTERM drains first: routes withdrawn, flows served for
+//! `bgp.drain_grace`, then stop — see `rvs_control::cluster`).
 //! Signals are caught from before EAL starts: none kills rvsd silently.
 //! Under systemd (`Type=notify`) it reports READY once serving and feeds the
 //! watchdog while every worker makes progress (see `rvs_control::systemd`).
