@@ -225,6 +225,17 @@ wait_listening() {   # wait_listening NS PORT
 }
 
 lab_down() {
+    local f pid
+    # SIGINT stops rvsd at once (SIGTERM would drain for bgp.drain_grace).
+    for f in "$STATE_DIR"/n*/rvsd.pid; do
+        [[ -f "$f" ]] || continue
+        pid="$(cat "$f")"
+        kill -INT "$pid" 2>/dev/null || continue
+        for _ in $(seq 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+    done
     delete_lab_namespaces
     rm -rf "$STATE_DIR"
     log "down"
