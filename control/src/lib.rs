@@ -20,6 +20,7 @@ pub mod appliance;
 pub mod build;
 pub mod check;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod events;

@@ -42,6 +42,7 @@
 //! | `forward` | a connection's packet by its mode: TTL, path MTU, `fwd::<mode>` |
 //! | `egress` | route, neighbour, next hop cached on the connection, VLAN, MACs, tx |
 //! | `queries` | control questions: listings, connections installed by sync |
+//! | `sloppy` | mid-stream TCP adopted by consistent-hash DR/TUN services (clusters behind ECMP) |
 //!
 //! Each forwarding mode's policy lives in its own `fwd/<mode>.rs` (TUN's path
 //! MTU and fragmentation, FULLNAT's ports, sequence shift and TOA).
@@ -101,6 +102,7 @@ mod owners;
 mod persistence;
 mod pipeline;
 mod queries;
+mod sloppy;
 
 use accounting::{fresh_counts, ServiceCounts};
 use egress::{set_macs, set_vlan, HopCache};

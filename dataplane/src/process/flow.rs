@@ -209,7 +209,10 @@ impl<F: Frame> Processor<F> {
         if self.snapshot.is_standby(dst) {
             return Action::Drop(Counter::DropStandby);
         }
-        if protocol == Protocol::Tcp && (!l4.syn || l4.ack) {
+        // Mid-stream TCP without a connection: dropped, unless the service
+        // adopts it (see `sloppy`).
+        let adopt = protocol == Protocol::Tcp && (!l4.syn || l4.ack);
+        if adopt && !sloppy::may_adopt(svc, &l4) {
             return Action::Drop(Counter::DropNoConnection);
         }
         if let Some(p) = svc.persistence {
@@ -225,6 +228,9 @@ impl<F: Frame> Processor<F> {
         };
         let svc = &self.snapshot.services[svc_idx];
         let real = svc.reals[real_idx];
+        if adopt && !sloppy::adoptable_mode(real.forward) {
+            return Action::Drop(Counter::DropNoConnection);
+        }
         let local = if real.forward == ForwardMode::FullNat {
             match self.pool.allocate(&svc.local_addrs) {
                 Some(l) => Some(l),
@@ -236,6 +242,7 @@ impl<F: Frame> Processor<F> {
         };
         // IPVS creates the entry in NONE and runs the SYN through the table (→ SYN_RECV).
         let state = match protocol {
+            Protocol::Tcp if adopt => sloppy::adopted_state(&l4),
             Protocol::Tcp => crate::conn::next_state(TcpState::None, l4.flags(), crate::conn::StateTable::Input),
             Protocol::Udp => TcpState::Udp,
         };
@@ -279,6 +286,9 @@ impl<F: Frame> Processor<F> {
         }
         self.announce(&conn, out);
         self.counters.inc(Counter::ConnCreated);
+        if adopt {
+            self.counters.inc(Counter::ConnAdopted);
+        }
         if self.snapshot.sync_send {
             out.sync.push(self.conn_info(&conn, now_ms));
         }
