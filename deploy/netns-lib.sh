@@ -6,7 +6,8 @@
 #   NS_SW          the namespace holding the lab's bridge br0
 #   STATE_DIR      where daemons' logs and pid files go
 #   DR_TABLE       routing table for replies from a VIP on a real server
-#   CLIENT_NET     the client segment those replies go to
+#   CLIENT_NET     the client segment those replies go to (empty: clients
+#                  are routed, replies follow the real server's default route)
 #   log, die       its messages
 #   lab_namespaces prints the lab's namespaces that exist
 
@@ -150,6 +151,8 @@ make_real_host() {
     for c in all default eth0 lo; do
         nsx "$ns" sysctl -qw "net.ipv4.conf.$c.rp_filter=0"
     done
+    # An empty CLIENT_NET: the clients are routed (replies go via GATEWAY).
+    [[ -n "$CLIENT_NET" ]] || return 0
     for vip in "$@"; do
         nsx "$ns" ip rule add from "$vip" table "$DR_TABLE"
     done

@@ -23,11 +23,13 @@ readonly HUGEPAGES_2M=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
 # capture's BPF filters; `dpdk` brings dpdk-dumpcap) and lab tools (tshark
 # reads the captures in tests/e2e/test_72_capture.py);
 # systemd-container (systemd-nspawn) and mmdebstrap boot the package under a
-# real systemd (deploy/systemd-container.sh, tests/e2e/test_66_systemd.py).
+# real systemd (deploy/systemd-container.sh, tests/e2e/test_66_systemd.py);
+# bird2 is the BGP speaker of the cluster lab (deploy/cluster-lab.sh, test_80).
 readonly PACKAGES=(
     dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config libpcap-dev
     iproute2 ethtool tcpdump tshark socat curl python3 python3-pip iputils-ping python3-scapy
     systemd-container mmdebstrap
+    bird2
 )
 # Test tools installed without their recommends (keeps the install small):
 # promtool (Debian's prometheus package; its service is not started) for the

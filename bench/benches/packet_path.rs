@@ -16,7 +16,10 @@
 //! the `Output` vectors are drained, never reallocated. One iteration is one packet.
 //!
 //! `RVS_BENCH_BIG_CONNS` overrides the large table size (default 4,000,000);
-//! `deploy/bench.sh --smoke` sets it small.
+//! `deploy/bench.sh --smoke` sets it small. Each group prints the frames it
+//! ran through the processor to stderr (`frames timed:`), so an instruction
+//! count taken under callgrind (`--toggle-collect='*run_pool*'`) can be
+//! divided into instructions per packet.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -67,6 +70,8 @@ struct Fixture {
     fresh: usize,
     /// Sweep when `fresh` reaches this.
     slack: usize,
+    /// Frames run through the processor in timed regions.
+    timed_frames: u64,
 }
 
 impl Fixture {
@@ -89,6 +94,7 @@ impl Fixture {
             rng: 0x9e37_79b9_7f4a_7c15,
             fresh: 0,
             slack,
+            timed_frames: 0,
         };
         f.warm_neighbours();
         // Fill the table: SYN then ACK per flow, one recycled frame.
@@ -146,6 +152,7 @@ impl Fixture {
         }
         drop(frames);
         let took = start.elapsed();
+        self.timed_frames += n as u64;
         assert!(
             self.out.drop.is_empty() && self.out.tx.len() == n,
             "every frame must be forwarded: {} sent, {} dropped; counters {:?}",
@@ -239,6 +246,9 @@ fn packet_path(c: &mut Criterion) {
             group.bench_function("established", |b| b.iter_custom(|iters| fx.established(iters)));
             group.bench_function("new_conn", |b| b.iter_custom(|iters| fx.new_connections(iters)));
             group.finish();
+            if fx.timed_frames > 0 {
+                eprintln!("packet_path: {}/{}: frames timed: {}", mode.name, table, fx.timed_frames);
+            }
             black_box(fx.p.counters().get(Counter::InboundPackets));
         }
     }

@@ -69,6 +69,7 @@
 //! | 415 | body without `Content-Type: application/json` |
 //! | 500 | the snapshot could not be built or published, or the config file could not be written |
 //! | 501 | a capture on a dataplane that cannot capture |
+//! | 502 | a drain started but BIRD did not take the withdrawal (`birdc` failed) |
 //!
 //! # Routes
 //!
@@ -81,6 +82,8 @@
 //! | `GET /api/v1/openapi.json` | the OpenAPI 3 document of this API |
 //! | `GET /api/v1/status` | `{"generation", "workers", "services"}` |
 //! | `GET /api/v1/health` | health checks: every checked real server and managed service ([`HealthReport`]) |
+//! | `GET /api/v1/cluster` | scale-out behind ECMP: VIPs announced through BIRD, worker liveness, drain state ([`crate::cluster`]) |
+//! | `POST /api/v1/cluster/drain[?grace=SECONDS]` | drain: withdraw every route, serve existing flows for the grace period, then stop |
 //! | `GET /api/v1/config` | the whole config (`api.token` and `sync.key` left out), with `ETag` |
 //! | `GET /api/v1/config/effective` | the config as the dataplane runs it: health checks applied (read-only) |
 //! | `PUT /api/v1/config[?dry_run=true]` | replace the whole config; answers the diff (`changes`); a dry run changes nothing |
@@ -271,6 +274,8 @@ pub struct ApiState {
     events: Arc<EventLog>,
     /// When the control plane started (Unix seconds).
     started: f64,
+    /// Cluster membership: announced VIPs and draining (rvsd sets it).
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl ApiState {
@@ -302,7 +307,14 @@ impl ApiState {
             overlay: parking_lot::RwLock::new(None),
             events,
             started,
+            cluster: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Installs the node's cluster state (`GET /api/v1/cluster`, draining);
+    /// without it those endpoints answer 404.
+    pub fn set_cluster(&self, cluster: Arc<crate::cluster::Cluster>) {
+        let _ = self.cluster.set(cluster);
     }
 
     /// Installs the runtime overlay (health checks, VRRP) used from the next
@@ -504,6 +516,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/status", get(status))
         .route("/api/v1/ha", get(ha_status))
         .route("/api/v1/health", get(health))
+        .route("/api/v1/cluster", get(cluster_status))
+        .route("/api/v1/cluster/drain", post(cluster_drain))
         .route("/api/v1/config", get(get_config).put(put_config))
         .route("/api/v1/config/effective", get(get_effective_config))
         .route("/api/v1/timeouts", get(get_timeouts).put(put_timeouts))
@@ -999,6 +1013,55 @@ async fn ha_status(State(state): AppState) -> Json<serde_json::Value> {
     Json(state.overlay_status())
 }
 
+fn no_cluster() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "this rvsd has no cluster state (only the daemon has)")
+}
+
+/// `GET /api/v1/cluster`: the VIPs announced to the BGP speaker, draining.
+async fn cluster_status(State(state): AppState) -> Result<Json<serde_json::Value>, ApiError> {
+    let cluster = state.cluster.get().ok_or_else(no_cluster)?;
+    Ok(Json(cluster.status()))
+}
+
+/// `POST /api/v1/cluster/drain[?grace=SECONDS]`: withdraws every route (the
+/// answer comes once BIRD took the withdrawal), keeps serving existing flows
+/// for the grace period (default `bgp.drain_grace`), then rvsd stops.
+async fn cluster_drain(State(state): AppState, uri: Uri) -> Result<Json<serde_json::Value>, ApiError> {
+    let cluster = Arc::clone(state.cluster.get().ok_or_else(no_cluster)?);
+    let params = query_params(uri.query(), &["grace"])?;
+    let grace = match params.get("grace") {
+        None => cluster.default_grace(),
+        Some(v) => match v.parse::<u32>() {
+            Ok(g) if g <= crate::cluster::MAX_DRAIN_GRACE_S => std::time::Duration::from_secs(u64::from(g)),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "grace: {v:?} is not a number of seconds in 0..={}",
+                    crate::cluster::MAX_DRAIN_GRACE_S
+                ))
+                .with_field("grace"))
+            }
+        },
+    };
+    let already = cluster.draining();
+    let result = cluster.drain(grace, std::time::Duration::from_secs(10)).await;
+    if !already {
+        state.events.record(
+            EventKind::Daemon,
+            Severity::Warning,
+            format!("draining: routes withdrawn, stopping in {} s", grace.as_secs()),
+            serde_json::json!({ "grace_s": grace.as_secs() }),
+        );
+    }
+    match result {
+        Ok(left) => {
+            let mut v = cluster.status();
+            v["stops_in_s"] = serde_json::json!(left);
+            Ok(Json(v))
+        }
+        Err(e) => Err(ApiError::new(StatusCode::BAD_GATEWAY, format!("draining, but the routes could not be withdrawn: {e}"))),
+    }
+}
+
 /// `GET /api/v1/health`: every checked real server and managed service.
 async fn health(State(state): AppState) -> Json<HealthReport> {
     Json(state.health())
@@ -1217,6 +1280,9 @@ fn check_restart_only(current: &Config, new: &Config) -> Result<(), ApiError> {
     }
     if new.conn_table_size != current.conn_table_size {
         return Err(refuse("conn_table_size", current.conn_table_size));
+    }
+    if new.bgp != current.bgp {
+        return Err(refuse("bgp", &current.bgp));
     }
     if new.api.listen != current.api.listen {
         return Err(refuse("api.listen", current.api.listen));

@@ -128,6 +128,23 @@ impl HaOverlay {
         *self.sync_counters.lock() = Some(counters);
     }
 
+    /// The virtual addresses this node does not serve now (VRRP instances
+    /// holding them are not master here, none that is master holds them).
+    pub fn standby_vips(&self) -> std::collections::HashSet<Ipv4Addr> {
+        let vrrp = self.vrrp.lock();
+        let mut out = std::collections::HashSet::new();
+        for (state, vips, _) in vrrp.values() {
+            if *state != VrrpState::Master {
+                for vip in vips {
+                    if !vrrp.values().any(|(s, v, _)| *s == VrrpState::Master && v.contains(vip)) {
+                        out.insert(*vip);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// True while this node is the connection-sync master.
     pub fn sync_master(&self) -> bool {
         self.sync_master_locked(&self.vrrp.lock())
@@ -160,17 +177,9 @@ impl Overlay for HaOverlay {
                 }
             }
         }
-        for (state, vips, _) in vrrp.values() {
-            if *state != VrrpState::Master {
-                for vip in vips {
-                    let owned_elsewhere = vrrp.values().any(|(s, v, _)| *s == VrrpState::Master && v.contains(vip));
-                    if !owned_elsewhere {
-                        snapshot.standby.insert(*vip);
-                    }
-                }
-            }
-        }
         snapshot.sync_send = self.sync_master_locked(&vrrp);
+        drop(vrrp);
+        snapshot.standby.extend(self.standby_vips());
     }
 
     fn health(&self) -> Option<HealthReport> {

@@ -71,6 +71,7 @@ pub fn build_snapshot(config: &Config, port_macs: &[MacAddr], generation: u64) -
             local_addrs: s.local_addresses.clone(),
             toa: s.toa,
             expire_quiescent: s.expire_quiescent,
+            sloppy: s.sloppy,
             lookup_table: None, // built by Snapshot::finish
             reals: s
                 .reals

@@ -57,6 +57,10 @@ pub fn rvsadm_command() -> clap::Command {
         .arg(clap::Arg::new("check-config").long("check-config").value_name("FILE").help(
             "Validate an rvsd config file as `rvsd --check-config` does (same checks and exit codes), without rvsd or DPDK; \
              alone on the line, optionally followed by --keepalived FILE",
+        ))
+        .arg(clap::Arg::new("drain").long("drain").value_name("SECONDS").num_args(0..=1).help(
+            "Drain this node of an ECMP cluster: its BGP routes are withdrawn, its flows served for SECONDS \
+             (default: rvsd's bgp.drain_grace), then rvsd stops; alone on the line",
         ));
     for &(short, long, arity) in SHORT {
         cmd = cmd.arg(option(long, arity).short(short));
@@ -90,7 +94,7 @@ mod tests {
 
     #[test]
     fn every_described_rvsadm_option_is_one_the_parser_knows() {
-        for arg in rvsadm_command().get_arguments().filter(|a| a.get_id() != "api" && a.get_id() != "check-config") {
+        for arg in rvsadm_command().get_arguments().filter(|a| !["api", "check-config", "drain"].contains(&a.get_id().as_str())) {
             let long = format!("--{}", arg.get_long().expect("long name"));
             let args = match arg.get_num_args().map(|n| n.min_values()) {
                 Some(0) | None => vec![long.clone()],

@@ -134,6 +134,11 @@ pub struct Config {
     /// (IPVS sysctl `expire_nodest_conn`); default: they run to their end.
     #[serde(default, skip_serializing_if = "is_false")]
     pub expire_nodest_conn: bool,
+    /// Scale-out behind ECMP: the BIRD 2 include rvsd rewrites with the VIPs
+    /// it announces, `birdc`, and the drain grace period (see
+    /// [`crate::cluster`]). Absent: no routes are announced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<crate::cluster::BgpConfig>,
 }
 
 /// Bounds of each worker's IPv4 fragment reassembly (incomplete datagrams
@@ -299,6 +304,11 @@ pub struct ServiceConfig {
     /// Expire the connections of a real server set to weight 0 instead of letting them finish.
     #[serde(default, skip_serializing_if = "is_false")]
     pub expire_quiescent: bool,
+    /// Adopt mid-stream TCP packets that match no connection (IPVS `sloppy_tcp`; a cluster
+    /// behind ECMP): the connection is created in ESTABLISHED to the real server the
+    /// consistent hash picks. Needs scheduler `mh` or `maglev` and DR/TUN reals only.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sloppy: bool,
     /// Health checking: delay_loop, quorum, hysteresis, sorry server, alpha/omega, quorum scripts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<crate::ha::ServiceHealth>,
@@ -516,6 +526,29 @@ impl ServiceConfig {
         if let Err(e) = rvs_dataplane::sched::validate_options(self.scheduler, &self.sched_options, self.reals.len()) {
             return Err(ConfigError::invalid(join(path, "sched_options"), e));
         }
+        if self.sloppy {
+            if !matches!(self.scheduler, SchedulerKind::Mh | SchedulerKind::Maglev) {
+                return Err(ConfigError::invalid(
+                    join(path, "sloppy"),
+                    format!(
+                        "needs a consistent-hash scheduler (`mh` or `maglev`) so every node picks the same real server, not `{}`",
+                        self.scheduler
+                    ),
+                ));
+            }
+            if self.protocol != Protocol::Tcp {
+                return Err(ConfigError::invalid(join(path, "sloppy"), "applies to TCP services only (UDP has no connection start)"));
+            }
+            if let Some(j) = self.reals.iter().position(|r| matches!(r.forward_for(self), ForwardMode::Nat | ForwardMode::FullNat)) {
+                return Err(ConfigError::invalid(
+                    join(path, "sloppy"),
+                    format!(
+                        "reals[{j}] is forwarded by {}: NAT/FULLNAT replies return through the node that made the connection, so a moved flow cannot be adopted; use dr or tun",
+                        self.reals[j].forward_for(self)
+                    ),
+                ));
+            }
+        }
         let mut seen: HashMap<(Ipv4Addr, u16), usize> = HashMap::new();
         for (j, real) in self.reals.iter().enumerate() {
             let rpath = join(path, &format!("reals[{j}]"));
@@ -662,6 +695,9 @@ impl Config {
         self.validate_timeouts()?;
         self.validate_api()?;
         self.validate_sync()?;
+        if let Some(bgp) = &self.bgp {
+            bgp.validate()?;
+        }
         self.validate_services()?;
         self.validate_check_paths()?;
         self.validate_vrrp()
@@ -1430,5 +1466,37 @@ mod tests {
         s.reals[1].weight = 70000;
         let err = s.validate_at("", &[]).expect_err("invalid");
         assert_eq!(err.field(), Some("reals[1].weight"));
+    }
+
+    #[test]
+    fn sloppy_needs_a_consistent_hash_tcp_service_with_dr_or_tun_reals() {
+        let sloppy = |c: &mut Config, scheduler: SchedulerKind| {
+            c.services[0].sloppy = true;
+            c.services[0].scheduler = scheduler;
+        };
+        for ok in [SchedulerKind::Maglev, SchedulerKind::Mh] {
+            let mut c = example();
+            sloppy(&mut c, ok);
+            c.services[0].forward = ForwardMode::Dr;
+            c.services[0].reals[0].forward = Some(ForwardMode::Tun);
+            assert!(c.validate().is_ok(), "{ok}: {:?}", c.validate());
+        }
+        assert_eq!(invalid_field(|c| sloppy(c, SchedulerKind::Wlc)), "services[0].sloppy");
+        assert_eq!(
+            invalid_field(|c| {
+                sloppy(c, SchedulerKind::Maglev);
+                c.services[0].forward = ForwardMode::Dr;
+                c.services[0].reals[1].forward = Some(ForwardMode::Nat);
+            }),
+            "services[0].sloppy"
+        );
+        assert_eq!(
+            invalid_field(|c| {
+                sloppy(c, SchedulerKind::Mh);
+                c.services[0].forward = ForwardMode::Dr;
+                c.services[0].protocol = Protocol::Udp;
+            }),
+            "services[0].sloppy"
+        );
     }
 }

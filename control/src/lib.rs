@@ -21,6 +21,7 @@ pub mod build;
 pub mod capture;
 pub mod check;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod events;

@@ -115,6 +115,11 @@ fn mutations() -> Vec<(&'static str, Value, Outcome)> {
         ("sync", json!({ "instance": "VI_1", "peers": ["10.0.0.2"] }), Refused),
         ("expire_nodest_conn", json!(true), Applied("expire_nodest_conn")),
         ("fragments", json!({ "max_datagrams": 32, "max_fragments": 16, "timeout_ms": 1000 }), Applied("fragments")),
+        (
+            "bgp",
+            json!({ "include": "/run/rvs/vips.conf", "protocol": "rvs_vips", "birdc": "birdc", "drain_grace": 30, "check_interval_ms": 200 }),
+            Refused,
+        ),
     ]
 }
 

@@ -42,6 +42,7 @@
 //! | `forward` | a connection's packet by its mode: TTL, path MTU, `fwd::<mode>` |
 //! | `egress` | route, neighbour, next hop cached on the connection, VLAN, MACs, tx |
 //! | `queries` | control questions: listings, connections installed by sync |
+//! | `sloppy` | mid-stream TCP adopted by consistent-hash DR/TUN services (clusters behind ECMP) |
 //!
 //! Each forwarding mode's policy lives in its own `fwd/<mode>.rs` (TUN's path
 //! MTU and fragmentation, FULLNAT's ports, sequence shift and TOA).
@@ -101,6 +102,7 @@ mod owners;
 mod persistence;
 mod pipeline;
 mod queries;
+mod sloppy;
 
 use accounting::{fresh_counts, ServiceCounts};
 use egress::{set_macs, set_vlan, HopCache};
@@ -642,7 +644,7 @@ impl<F: Frame> Processor<F> {
             Ipv4Kind::Icmp { dst } => return self.handle_icmp(port, port_mac, data, l2_len, dst),
             Ipv4Kind::Other { dst } => return self.not_balanced(port, dst),
         };
-        self.complete_partial_checksum(port, ip_bytes);
+        self.complete_partial_checksum(port, ip_bytes, &pkt);
         let hash = self.conns.hash(&pkt.key);
         self.flow_packet(port, ip_bytes, l2_len, &pkt, hash, now_ms, redirected, out)
     }

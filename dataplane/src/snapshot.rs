@@ -198,6 +198,10 @@ pub struct Service {
     pub toa: bool,
     /// Expire connections of quiescent (weight 0) real servers instead of letting them finish.
     pub expire_quiescent: bool,
+    /// Adopt mid-stream TCP packets without a connection (DR/TUN reals only):
+    /// the connection is created in ESTABLISHED to the real server the
+    /// consistent hash picks (a cluster node that ECMP moved the flow to).
+    pub sloppy: bool,
     /// The `mh`/`maglev` lookup table for `reals` and `sched_options`, built by
     /// [`Snapshot::finish`] on the control plane and shared by every worker
     /// (`None`: the kind has none, or the snapshot was not finished and each
@@ -217,6 +221,7 @@ impl Service {
             local_addrs: Vec::new(),
             toa: false,
             expire_quiescent: false,
+            sloppy: false,
             lookup_table: None,
         }
     }

@@ -105,6 +105,7 @@ counters! {
     ArpRepliesConsumed => "arp_replies_consumed": "ARP replies used up by the dataplane after learning from them (the port has no exception path).",
     BusyCycles => "busy_cycles": "TSC cycles the worker spent in poll iterations that handled at least one frame (rx, redirected or from the kernel); busy_cycles / busy_frames = cycles per packet, / tsc_hz = busy seconds.",
     BusyFrames => "busy_frames": "Frames handled in the iterations busy_cycles counts (NIC rx, redirected from other workers, from the kernel).",
+    ConnAdopted => "conn_adopted": "Connections created in ESTABLISHED from a mid-stream TCP packet (sloppy services: a flow ECMP moved here from another node).",
     RxIpv4CsumHw => "rx_ipv4_csum_hw": "IPv4 headers whose checksum the receiving NIC verified (RX checksum offload), good or bad: the software check was skipped.",
 }
 

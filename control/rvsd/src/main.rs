@@ -13,7 +13,9 @@
 //! them through the same validate → diff → atomic apply as `PUT /api/v1/config`
 //! (nothing applied if invalid; VRRP, connections and health state kept);
 //! SIGUSR1 writes a state dump (`--dump-dir`/rvsd.data), SIGUSR2 a statistics
-//! dump (rvsd.stats); SIGTERM/SIGINT stop it (VRRP masters resign first).
+//! dump (rvsd.stats); SIGTERM/SIGINT stop it (VRRP masters resign first; with
+//! `bgp`, SIGTERM drains first: routes withdrawn, flows served for
+//! `bgp.drain_grace`, then stop — see `rvs_control::cluster`).
 //! Signals are caught from before EAL starts: none kills rvsd silently.
 //! Under systemd (`Type=notify`) it reports READY once serving and feeds the
 //! watchdog while every worker makes progress (see `rvs_control::systemd`).
@@ -40,6 +42,7 @@ use std::collections::HashMap;
 use rvs_control::api::{build_effective, Overlay};
 use rvs_control::appliance::HaOverlay;
 use rvs_control::capture::{self, CaptureError, CaptureLimits, CaptureResult, CapturedFrame, Collector, FrameFilter, ServiceMatch};
+use rvs_control::cluster::Cluster;
 use rvs_control::events::{EventKind, EventLog, Severity};
 use rvs_control::health::HealthEngine;
 use rvs_control::sync::{SyncDaemon, SyncSettings};
@@ -537,6 +540,8 @@ fn serve(
     daemon: Daemon,
 ) -> Result<(), Failure> {
     let Daemon { runtime, signals, reload, dump_dir } = daemon;
+    let cluster = Cluster::new(config.bgp.clone());
+    state.set_cluster(Arc::clone(&cluster));
     runtime.block_on(async move {
         rvs_control::spawn_rate_estimator(Arc::clone(&state));
         let ha = start_ha(&config, &state, &overlay, Arc::clone(&dataplane))?;
@@ -548,9 +553,10 @@ fn serve(
         if let Some(period) = systemd::watchdog_period() {
             tokio::spawn(feed_watchdog(Arc::clone(&dataplane), period));
         }
-        let closing = Arc::clone(&dataplane);
+        spawn_cluster(&cluster, &state, &overlay, &dataplane);
+        let (closing, signal_cluster) = (Arc::clone(&dataplane), Arc::clone(&cluster));
         let handled = async move {
-            handle_signals(signals, state_for_signals, reload, dump_dir, status).await;
+            handle_signals(signals, state_for_signals, reload, dump_dir, status, signal_cluster).await;
             // A running capture returns what it has: shutdown does not wait for its bounds.
             closing.closing.store(true, Ordering::Relaxed);
         };
@@ -559,9 +565,37 @@ fn serve(
             .await
             .map_err(|e| Failure::Other(format!("REST API: {e}")));
         systemd::stopping();
+        // Routes go first: the router stops sending before the dataplane stops.
+        cluster.stop(Duration::from_secs(5)).await;
         ha.stop();
         served
     })
+}
+
+/// Starts the cluster announcer (the VIPs handed to BIRD follow the
+/// effective config, VRRP standby and worker liveness) and the liveness check
+/// that feeds it.
+fn spawn_cluster(cluster: &Arc<Cluster>, state: &Arc<ApiState>, overlay: &Arc<HaOverlay>, dataplane: &Arc<DpdkDataplane>) {
+    if !cluster.has_bgp() {
+        return;
+    }
+    let (s, o) = (Arc::clone(state), Arc::clone(overlay));
+    tokio::spawn(Arc::clone(cluster).run(move || {
+        let (s, o) = (Arc::clone(&s), Arc::clone(&o));
+        async move { (s.effective_config().await.0, o.standby_vips()) }
+    }));
+    let (c, d) = (Arc::clone(cluster), Arc::clone(dataplane));
+    tokio::spawn(async move {
+        // Workers publish their heartbeat every 50 ms: look less often.
+        let mut progress = systemd::Progress::default();
+        progress.every_worker_moved(&d.heartbeats());
+        let mut ticks = tokio::time::interval(Duration::from_millis(300));
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            c.set_workers_alive(progress.every_worker_moved(&d.heartbeats()));
+        }
+    });
 }
 
 /// Pings the systemd watchdog every `period` while every worker's poll loop
@@ -601,6 +635,7 @@ async fn handle_signals(
     reload: Box<dyn Fn() -> Result<Config, String> + Send + Sync>,
     dump_dir: PathBuf,
     status: String,
+    cluster: Arc<Cluster>,
 ) {
     let reload: Arc<dyn Fn() -> Result<Config, String> + Send + Sync> = Arc::from(reload);
     loop {
@@ -624,7 +659,16 @@ async fn handle_signals(
                     Err(e) => tracing::error!(error = %e, "cannot gather the statistics"),
                 }
             }
-            _ = signals.terminate.recv() => break,
+            _ = signals.terminate.recv() => {
+                // With a BGP speaker SIGTERM drains: routes withdrawn, flows
+                // served for the grace period, then stop. A second one stops now.
+                if !cluster.has_bgp() || cluster.draining() {
+                    break;
+                }
+                let (c, grace) = (Arc::clone(&cluster), cluster.default_grace());
+                tokio::spawn(async move { c.drain(grace, Duration::from_secs(10)).await });
+            }
+            _ = cluster.drained() => break,
             _ = signals.interrupt.recv() => break,
         }
     }

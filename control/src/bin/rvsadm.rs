@@ -4,6 +4,7 @@
 //! `rvsadm --check-config FILE [--keepalived FILE]` validates an rvsd config
 //! offline, as `rvsd --check-config` does (same checks, same exit codes), on a
 //! machine without DPDK.
+//! `rvsadm --drain [SECONDS]` drains the node (see `deploy/docs/cluster.md`).
 //! The API address is `--api URL`, else `$RVSADM_API`, else
 //! `http://127.0.0.1:9090`; the token is `$RVSADM_TOKEN`, else `$RVS_API_TOKEN`.
 //!
@@ -55,6 +56,37 @@ fn take_api(args: &mut Vec<String>) -> Result<Option<String>, String> {
     Ok(api)
 }
 
+/// `rvsadm --drain [SECONDS]`: withdraw this node's routes, serve its flows
+/// for SECONDS (default rvsd's `bgp.drain_grace`), then stop rvsd.
+fn drain(client: &Client, rest: &[String]) -> ExitCode {
+    let grace = match rest {
+        [] => None,
+        [g] => match g.parse::<u32>() {
+            Ok(g) => Some(g),
+            Err(_) => {
+                eprintln!("--drain: {g:?} is not a number of seconds");
+                return ExitCode::from(2);
+            }
+        },
+        _ => {
+            eprintln!("usage: rvsadm --drain [SECONDS]");
+            return ExitCode::from(2);
+        }
+    };
+    match client.drain(grace) {
+        Ok(v) => {
+            let vips = v.get("announced").map(ToString::to_string).unwrap_or_default();
+            let left = v.get("stops_in_s").and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+            println!("draining: routes withdrawn (announced now: {vips}); rvsd stops in {left:.0} s");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     match check_config_args(&args) {
@@ -75,6 +107,9 @@ fn main() -> ExitCode {
         }
     };
     let client = Client::from_env(api);
+    if args.first().is_some_and(|a| a == "--drain") {
+        return drain(&client, &args[1..]);
+    }
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let stdout = std::io::stdout();

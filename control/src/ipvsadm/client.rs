@@ -185,6 +185,20 @@ impl Client {
         }
     }
 
+    /// Drains the node (`POST /api/v1/cluster/drain`): routes withdrawn,
+    /// flows served for `grace` seconds (default: rvsd's `bgp.drain_grace`),
+    /// then rvsd stops. Returns rvsd's answer.
+    pub fn drain(&self, grace: Option<u32>) -> Result<Value, AdmError> {
+        let path = match grace {
+            None => "/api/v1/cluster/drain".to_string(),
+            Some(g) => format!("/api/v1/cluster/drain?grace={g}"),
+        };
+        match self.request("POST", &path, None, None)? {
+            Outcome::Ok(v, _) => Ok(v),
+            Outcome::Refused(r) => Err(refused(&r)),
+        }
+    }
+
     /// Zeroes the counters of one service or all.
     pub fn zero(&self, service: Option<&ServiceKey>) -> Result<(), AdmError> {
         let path = match service {

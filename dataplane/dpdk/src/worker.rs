@@ -6,6 +6,8 @@
 //! sent back so that it is freed on a control thread, never on the packet path.
 //! When idle for a while it sleeps `idle_sleep_us` between polls (0 = busy poll),
 //! so a lab or CI machine is not burned by a spinning core.
+//! The clock is read, snapshots adopted and control requests answered at
+//! housekeeping, at most every 100 µs by the TSC, not on every iteration.
 //! Each iteration that handled frames adds its TSC cycles to the worker's
 //! `busy_cycles` counter and its frames to `busy_frames` ([`BusyMeter`]): their
 //! ratio is the worker's own cycles per packet, idle polls excluded.
@@ -36,6 +38,12 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(50);
 const TICK_EVERY: Duration = Duration::from_millis(10);
 /// Empty polls in a row before the worker starts sleeping.
 const IDLE_POLLS_BEFORE_SLEEP: u32 = 256;
+/// The clock is read and the control channels (snapshots, requests) polled at
+/// most this many times a second, gated by the TSC: an iteration that only
+/// moves a few packets then costs an rx burst, the processing and a tx burst,
+/// not two channel polls and a clock read (vDSO `clock_gettime`, slow in
+/// VMs). Connection timers work in milliseconds, so 100 µs is fine-grained.
+const HOUSEKEEPING_PER_SECOND: u64 = 10_000;
 
 /// A question from the control plane, answered between two bursts.
 #[derive(Debug)]
@@ -199,34 +207,44 @@ pub fn run(ctx: WorkerContext) -> i32 {
     let mut idle_polls: u32 = 0;
     let mut last_csum_warning: Option<Instant> = None;
     let mut busy = BusyMeter::default();
+    let housekeeping_cycles = (crate::tsc_hz() / HOUSEKEEPING_PER_SECOND).max(1);
+    let mut last_housekeeping: Option<u64> = None;
+    let mut now = clock;
+    let mut now_ms = 0;
 
     while !stop.load(Ordering::Relaxed) {
-        busy.start(crate::rdtsc());
+        let tsc = crate::rdtsc();
+        busy.start(tsc);
         // One relaxed load while no capture runs.
         let mut cap = capture.begin();
-        while let Ok(next) = snapshots.try_recv() {
-            let generation = next.generation;
-            let old = processor.adopt(next);
-            adopted.store(generation, Ordering::Release);
-            // If the control plane is gone the old snapshot is simply dropped here.
-            let _ = retired.send(old);
-        }
-
-        let now = Instant::now();
-        let now_ms = now.duration_since(clock).as_millis() as u64;
-        while let Ok(req) = requests.try_recv() {
-            // Replies go to a waiting control thread; if it gave up, the answer is dropped.
-            match req {
-                WorkerRequest::Stats(reply) => {
-                    let _ = reply.send(processor.service_stats());
-                }
-                WorkerRequest::Connections { filter, scan, reply } => {
-                    let _ = reply.send(processor.scan_connections(&filter, scan, now_ms));
-                }
-                WorkerRequest::ZeroStats => processor.zero_stats(),
-                WorkerRequest::Install(conns) => {
-                    for c in &conns {
-                        processor.install(c, now_ms, &mut out);
+        // A TSC that went backwards (it should not: the lcore is pinned) counts as due.
+        let housekeeping = last_housekeeping.is_none_or(|last| tsc.wrapping_sub(last) >= housekeeping_cycles || tsc < last);
+        if housekeeping {
+            last_housekeeping = Some(tsc);
+            while let Ok(next) = snapshots.try_recv() {
+                let generation = next.generation;
+                let old = processor.adopt(next);
+                adopted.store(generation, Ordering::Release);
+                // If the control plane is gone the old snapshot is simply dropped here.
+                let _ = retired.send(old);
+            }
+            now = Instant::now();
+            now_ms = now.duration_since(clock).as_millis() as u64;
+            // Questions wait for the next housekeeping: at most 100 µs.
+            while let Ok(req) = requests.try_recv() {
+                // Replies go to a waiting control thread; if it gave up, the answer is dropped.
+                match req {
+                    WorkerRequest::Stats(reply) => {
+                        let _ = reply.send(processor.service_stats());
+                    }
+                    WorkerRequest::Connections { filter, scan, reply } => {
+                        let _ = reply.send(processor.scan_connections(&filter, scan, now_ms));
+                    }
+                    WorkerRequest::ZeroStats => processor.zero_stats(),
+                    WorkerRequest::Install(conns) => {
+                        for c in &conns {
+                            processor.install(c, now_ms, &mut out);
+                        }
                     }
                 }
             }
@@ -281,7 +299,7 @@ pub fn run(ctx: WorkerContext) -> i32 {
             }
             rx.clear();
         }
-        if now.duration_since(last_tick) >= TICK_EVERY {
+        if housekeeping && now.duration_since(last_tick) >= TICK_EVERY {
             processor.tick(now_ms, &mut out);
             last_tick = now;
         }
@@ -318,7 +336,7 @@ pub fn run(ctx: WorkerContext) -> i32 {
         }
         flush(&queues, &links, &pool, &mut processor, &mut out, &mut tx_by_port, &mut peers_tx, &mut cap);
         drop(cap);
-        if now.duration_since(last_publish) >= PUBLISH_EVERY {
+        if housekeeping && now.duration_since(last_publish) >= PUBLISH_EVERY {
             counters.publish(processor.counters());
             redirect_queued.store(peers_rx.iter().map(|p| p.frames.slots() as u64).sum(), Ordering::Relaxed);
             last_publish = now;

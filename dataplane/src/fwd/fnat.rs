@@ -50,7 +50,7 @@ use crate::frame::Frame;
 use crate::snapshot::Protocol;
 use crate::wire::{checksum, ip_proto, Ipv4Packet, TcpSegment, WireError};
 
-use super::nat::{rewrite, Field};
+use super::nat::rewrite_ends;
 use super::{FwdError, NextHop};
 
 /// TCP option kind of TOA.
@@ -72,8 +72,7 @@ mod option {
 /// shifted by the connection's `seq_delta`, timestamps removed from a SYN).
 pub fn xmit_inbound(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
     let local = conn.local.get().ok_or(FwdError::Protocol(0))?;
-    rewrite(ip, Field::Source, local)?;
-    rewrite(ip, Field::Destination, conn.real)?;
+    rewrite_ends(ip, Some(local), Some(conn.real))?;
     if conn.protocol == Protocol::Tcp {
         shift_client_seq(ip, conn.seq_delta)?;
     }
@@ -83,8 +82,7 @@ pub fn xmit_inbound(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
 /// Rewrites a real server's reply to VIP:vport → client:cport (TCP:
 /// acknowledgement and SACK blocks shifted back by `seq_delta`).
 pub fn xmit_reply(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
-    rewrite(ip, Field::Source, conn.vip)?;
-    rewrite(ip, Field::Destination, conn.client)?;
+    rewrite_ends(ip, Some(conn.vip), Some(conn.client))?;
     if conn.protocol == Protocol::Tcp {
         unshift_real_ack(ip, conn.seq_delta)?;
     }

@@ -6,10 +6,10 @@
 //! IP header checksum and the TCP/UDP checksum (whose pseudo-header covers the
 //! addresses) are updated incrementally.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 
 use crate::conn::Conn;
-use crate::wire::{checksum, ip_proto, Ipv4Packet, TcpSegment, UdpDatagram, WireError};
+use crate::wire::{checksum, ip_proto, WireError};
 
 use super::{FwdError, NextHop};
 
@@ -37,64 +37,111 @@ pub enum Field {
 /// Sets the source or destination address and port of an IPv4 TCP or UDP
 /// packet, updating the IP and transport checksums incrementally.
 pub fn rewrite(ip: &mut [u8], field: Field, to: SocketAddrV4) -> Result<(), FwdError> {
-    let mut pkt = Ipv4Packet::new_checked(ip)?;
-    let proto = pkt.protocol();
-    if proto != ip_proto::TCP && proto != ip_proto::UDP {
-        return Err(FwdError::Protocol(proto));
+    match field {
+        Field::Source => rewrite_ends(ip, Some(to), None),
+        Field::Destination => rewrite_ends(ip, None, Some(to)),
     }
-    let old_addr = match field {
-        Field::Source => pkt.src_addr(),
-        Field::Destination => pkt.dst_addr(),
+}
+
+/// Sets the source (`src`) and/or destination (`dst`) address and port of an
+/// IPv4 TCP or UDP packet in one pass over its headers: both checksums are
+/// updated once for all the words that changed (RFC 1624 eqn. 3 over their
+/// sum, which gives the same checksum as updating word by word). Only the
+/// transport header is touched, so a first fragment (which holds just the
+/// start of the datagram) is rewritten the same way.
+pub fn rewrite_ends(ip: &mut [u8], src: Option<SocketAddrV4>, dst: Option<SocketAddrV4>) -> Result<(), FwdError> {
+    let (header_len, proto) = transport_header(ip)?;
+    let (head, l4) = ip.split_at_mut(header_len);
+    // Σ(~old + new) over the changed 16-bit words: the addresses count in
+    // both checksums (through the pseudo-header), the ports in the transport one.
+    let (mut ip_words, mut l4_words) = (0u32, 0u32);
+    if let Some(to) = src {
+        let addr = set_u32(head, SRC_ADDR, u32::from(*to.ip()));
+        ip_words += addr;
+        l4_words += addr + set_u16(l4, SRC_PORT, to.port());
+    }
+    if let Some(to) = dst {
+        let addr = set_u32(head, DST_ADDR, u32::from(*to.ip()));
+        ip_words += addr;
+        l4_words += addr + set_u16(l4, DST_PORT, to.port());
+    }
+    if ip_words != 0 {
+        let c = !checksum::fold(u32::from(!read_u16(head, IP_CHECKSUM)) + ip_words);
+        head[IP_CHECKSUM..IP_CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    let at = if proto == ip_proto::TCP { TCP_CHECKSUM } else { UDP_CHECKSUM };
+    let old = read_u16(l4, at);
+    // A zero UDP checksum means "none" and stays zero; a computed zero is sent as 0xffff.
+    let c = match (proto, old) {
+        (ip_proto::UDP, 0) => 0,
+        (ip_proto::UDP, _) => match !checksum::fold(u32::from(!old) + l4_words) {
+            0 => 0xffff,
+            c => c,
+        },
+        _ => !checksum::fold(u32::from(!old) + l4_words),
     };
-    let new_addr: Ipv4Addr = *to.ip();
-    if old_addr != new_addr {
-        match field {
-            Field::Source => pkt.set_src_addr(new_addr),
-            Field::Destination => pkt.set_dst_addr(new_addr),
-        }
-        let c = checksum::update_addr(pkt.checksum(), old_addr, new_addr);
-        pkt.set_checksum(c);
-    }
-    let payload = pkt.payload_mut();
-    match proto {
-        ip_proto::TCP => {
-            let mut tcp = TcpSegment::new_checked(payload)?;
-            let old_port = match field {
-                Field::Source => tcp.src_port(),
-                Field::Destination => tcp.dst_port(),
-            };
-            match field {
-                Field::Source => tcp.set_src_port(to.port()),
-                Field::Destination => tcp.set_dst_port(to.port()),
-            }
-            let c = checksum::update_addr(tcp.checksum(), old_addr, new_addr);
-            let c = checksum::update_u16(c, old_port, to.port());
-            tcp.set_checksum(c);
-        }
-        _ => {
-            // Only the header is touched: a first fragment (which holds just
-            // the start of the datagram) is rewritten the same way.
-            if payload.len() < crate::wire::udp::HEADER_LEN {
-                return Err(WireError::Truncated.into());
-            }
-            let mut udp = UdpDatagram::new_unchecked(payload);
-            let old_port = match field {
-                Field::Source => udp.src_port(),
-                Field::Destination => udp.dst_port(),
-            };
-            match field {
-                Field::Source => udp.set_src_port(to.port()),
-                Field::Destination => udp.set_dst_port(to.port()),
-            }
-            // A zero UDP checksum means "none" and stays zero.
-            if udp.checksum() != 0 {
-                let c = checksum::update_addr(udp.checksum(), old_addr, new_addr);
-                let c = checksum::update_u16(c, old_port, to.port());
-                udp.set_checksum(if c == 0 { 0xffff } else { c });
-            }
-        }
-    }
+    l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
     Ok(())
+}
+
+/// Writes `new` at `at` and returns `~old + new` over its two 16-bit words
+/// (0 when nothing changed).
+#[inline]
+fn set_u32(b: &mut [u8], at: usize, new: u32) -> u32 {
+    let old = read_u32(b, at);
+    if old == new {
+        return 0;
+    }
+    b[at..at + 4].copy_from_slice(&new.to_be_bytes());
+    u32::from(!((old >> 16) as u16)) + u32::from(!(old as u16)) + (new >> 16) + (new & 0xffff)
+}
+
+/// Writes `new` at `at` and returns `~old + new`.
+#[inline]
+fn set_u16(b: &mut [u8], at: usize, new: u16) -> u32 {
+    let old = read_u16(b, at);
+    b[at..at + 2].copy_from_slice(&new.to_be_bytes());
+    u32::from(!old) + u32::from(new)
+}
+
+/// Offsets of the IPv4 source and destination addresses.
+const SRC_ADDR: usize = 12;
+const DST_ADDR: usize = 16;
+/// Offsets of the TCP/UDP source and destination ports.
+const SRC_PORT: usize = 0;
+const DST_PORT: usize = 2;
+/// Offset of the IPv4 header checksum.
+const IP_CHECKSUM: usize = 10;
+/// Offset of the TCP checksum in its header.
+const TCP_CHECKSUM: usize = 16;
+/// Offset of the UDP checksum in its header.
+const UDP_CHECKSUM: usize = 6;
+
+/// The header length and protocol of the IPv4 packet `ip`, once it is known
+/// to be a TCP or UDP packet whose IP payload holds the transport header.
+fn transport_header(ip: &[u8]) -> Result<(usize, u8), FwdError> {
+    let Some(h) = ip.get(..crate::wire::ipv4::HEADER_LEN) else { return Err(WireError::Truncated.into()) };
+    let (header_len, total_len, proto) = (usize::from(h[0] & 0x0f) * 4, usize::from(read_u16(h, 2)), h[9]);
+    let l4_min = match proto {
+        ip_proto::TCP => crate::wire::tcp::HEADER_LEN,
+        ip_proto::UDP => crate::wire::udp::HEADER_LEN,
+        _ => return Err(FwdError::Protocol(proto)),
+    };
+    if h[0] >> 4 != 4 || header_len < crate::wire::ipv4::HEADER_LEN {
+        return Err(WireError::Malformed("ipv4: bad version or header length").into());
+    }
+    if total_len < header_len + l4_min || total_len > ip.len() {
+        return Err(WireError::Truncated.into());
+    }
+    Ok((header_len, proto))
+}
+
+fn read_u16(b: &[u8], at: usize) -> u16 {
+    crate::wire::be16(b, at..at + 2)
+}
+
+fn read_u32(b: &[u8], at: usize) -> u32 {
+    crate::wire::be32(b, at..at + 4)
 }
 
 #[cfg(test)]
@@ -102,6 +149,7 @@ mod tests {
     use super::*;
     use crate::wire::builder::{tcp_frame, udp_frame, TcpParams, UdpParams};
     use crate::wire::ethernet::HEADER_LEN;
+    use std::net::Ipv4Addr;
 
     fn sock(a: [u8; 4], p: u16) -> SocketAddrV4 {
         SocketAddrV4::new(Ipv4Addr::from(a), p)

@@ -10,7 +10,8 @@
 //! packet is quoted in the ICMP error exactly as it arrived; TUN decrements
 //! the inner header, and the outer one copies it (as `ip_vs_tunnel_xmit`).
 
-use crate::wire::{checksum, Ipv4Packet};
+use crate::wire::ipv4::HEADER_LEN;
+use crate::wire::{checksum, WireError};
 
 use super::FwdError;
 
@@ -18,22 +19,30 @@ use super::FwdError;
 /// incrementally (RFC 1624). A TTL of 0 or 1 leaves the packet unchanged and
 /// fails with [`FwdError::TtlExceeded`].
 pub fn decrement(ip: &mut [u8]) -> Result<(), FwdError> {
-    let mut pkt = Ipv4Packet::new_checked(ip)?;
-    let ttl = pkt.ttl();
+    // Only the TTL, protocol and checksum words are read: the header was
+    // checked when the packet was classified.
+    let Some(header) = ip.get_mut(..HEADER_LEN) else { return Err(WireError::Truncated.into()) };
+    let ttl = header[TTL];
     if ttl <= 1 {
         return Err(FwdError::TtlExceeded);
     }
     let word = |t: u8, proto: u8| u16::from_be_bytes([t, proto]);
-    let proto = pkt.protocol();
-    let c = checksum::update_u16(pkt.checksum(), word(ttl, proto), word(ttl - 1, proto));
-    pkt.set_ttl(ttl - 1);
-    pkt.set_checksum(c);
+    let proto = header[TTL + 1];
+    let old = u16::from_be_bytes([header[CHECKSUM], header[CHECKSUM + 1]]);
+    let c = checksum::update_u16(old, word(ttl, proto), word(ttl - 1, proto));
+    header[TTL] = ttl - 1;
+    header[CHECKSUM..CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
     Ok(())
 }
+
+/// Offsets in the IPv4 header.
+const TTL: usize = 8;
+const CHECKSUM: usize = 10;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Ipv4Packet;
 
     /// An IPv4 header (TCP, 10.0.0.2 → 10.0.0.101, TTL given by the case) with
     /// its checksum, computed outside rvs (a ones-complement sum in Python).

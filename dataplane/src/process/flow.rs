@@ -28,8 +28,12 @@ pub(super) struct FlowPacket {
     pub(super) key: FlowKey,
     /// Its ports and TCP flags.
     pub(super) l4: L4,
-    /// Its IPv4 total length (for the traffic counters).
-    pub(super) ip_len: u64,
+    /// Its IPv4 header length.
+    pub(super) header_len: u8,
+    /// Its IPv4 total length.
+    pub(super) ip_len: u16,
+    /// Whether its IPv4 header forbids fragmentation.
+    pub(super) dont_frag: bool,
 }
 
 /// What an IPv4 packet is, from one parse of its headers.
@@ -102,14 +106,15 @@ fn classify_ipv4(ip: &Ipv4Packet<&[u8]>, header_ok: bool, whole_datagram: bool) 
         _ => return Ipv4Kind::Other { dst },
     };
     let key = FlowKey { proto, src, dst, sport: l4.sport, dport: l4.dport };
-    Ipv4Kind::Flow(FlowPacket { key, l4, ip_len: u64::from(ip.total_len()) })
+    Ipv4Kind::Flow(FlowPacket { key, l4, header_len: ip.header_len() as u8, ip_len: ip.total_len(), dont_frag: ip.dont_frag() })
 }
 
 impl<F: Frame> Processor<F> {
     /// Completes a TCP/UDP checksum a sender's offload left partial (see
-    /// [`crate::wire::offload`]), counting it.
-    pub(super) fn complete_partial_checksum(&mut self, port: u16, ip: &mut [u8]) {
-        if crate::wire::offload::complete_partial_checksum(ip) {
+    /// [`crate::wire::offload`]) in the packet `pkt` (IPv4 bytes `ip`), counting it.
+    pub(super) fn complete_partial_checksum(&mut self, port: u16, ip: &mut [u8], pkt: &FlowPacket) {
+        let Some(l4) = ip.get_mut(usize::from(pkt.header_len)..usize::from(pkt.ip_len)) else { return };
+        if crate::wire::offload::complete_partial_transport_checksum(l4, pkt.key.src, pkt.key.dst, pkt.key.proto) {
             self.counters.inc(Counter::RxL4CsumPartial);
             self.partial_csum_port = Some(port);
         }
@@ -184,8 +189,8 @@ impl<F: Frame> Processor<F> {
                     return Action::Drop(reason);
                 }
                 let first_ack = before.state == TcpState::SynRecv && conn.state == TcpState::Established;
-                self.count_traffic(&conn, dir, ip_len);
-                return self.forward(port, ip_bytes, l2_len, &conn, Some(id), dir, first_ack);
+                self.count_traffic(&conn, dir, u64::from(ip_len));
+                return self.forward(port, ip_bytes, l2_len, pkt, &conn, Some(id), dir, first_ack);
             }
             self.remove_conn(id, now_ms, out);
         }
@@ -204,7 +209,10 @@ impl<F: Frame> Processor<F> {
         if self.snapshot.is_standby(dst) {
             return Action::Drop(Counter::DropStandby);
         }
-        if protocol == Protocol::Tcp && (!l4.syn || l4.ack) {
+        // Mid-stream TCP without a connection: dropped, unless the service
+        // adopts it (see `sloppy`).
+        let adopt = protocol == Protocol::Tcp && (!l4.syn || l4.ack);
+        if adopt && !sloppy::may_adopt(svc, &l4) {
             return Action::Drop(Counter::DropNoConnection);
         }
         if let Some(p) = svc.persistence {
@@ -220,6 +228,9 @@ impl<F: Frame> Processor<F> {
         };
         let svc = &self.snapshot.services[svc_idx];
         let real = svc.reals[real_idx];
+        if adopt && !sloppy::adoptable_mode(real.forward) {
+            return Action::Drop(Counter::DropNoConnection);
+        }
         let local = if real.forward == ForwardMode::FullNat {
             match self.pool.allocate(&svc.local_addrs) {
                 Some(l) => Some(l),
@@ -231,6 +242,7 @@ impl<F: Frame> Processor<F> {
         };
         // IPVS creates the entry in NONE and runs the SYN through the table (→ SYN_RECV).
         let state = match protocol {
+            Protocol::Tcp if adopt => sloppy::adopted_state(&l4),
             Protocol::Tcp => crate::conn::next_state(TcpState::None, l4.flags(), crate::conn::StateTable::Input),
             Protocol::Udp => TcpState::Udp,
         };
@@ -268,15 +280,18 @@ impl<F: Frame> Processor<F> {
         if let Some(t) = self.counts.get_mut(svc_idx).and_then(|c| c.traffic.get_mut(real_idx)) {
             t.conns += 1;
         }
-        self.count_traffic(&conn, Direction::Inbound, ip_len);
+        self.count_traffic(&conn, Direction::Inbound, u64::from(ip_len));
         if let Some(p) = persistence {
             self.template_use(&conn, p, now_ms);
         }
         self.announce(&conn, out);
         self.counters.inc(Counter::ConnCreated);
+        if adopt {
+            self.counters.inc(Counter::ConnAdopted);
+        }
         if self.snapshot.sync_send {
             out.sync.push(self.conn_info(&conn, now_ms));
         }
-        self.forward(port, ip_bytes, l2_len, &conn, None, Direction::Inbound, false)
+        self.forward(port, ip_bytes, l2_len, pkt, &conn, None, Direction::Inbound, false)
     }
 }

@@ -3,7 +3,7 @@
 use super::*;
 
 impl<F: Frame> Processor<F> {
-    /// A packet of connection `id` (None while it is being created) going
+    /// A packet `pkt` of connection `id` (None while it is being created) going
     /// in direction `dir`; `first_ack`: the client's ACK that completes the
     /// handshake (FULLNAT's TOA goes there).
     #[allow(clippy::too_many_arguments)]
@@ -12,6 +12,7 @@ impl<F: Frame> Processor<F> {
         port: u16,
         ip_bytes: &mut [u8],
         l2_len: usize,
+        pkt: &FlowPacket,
         conn: &Conn,
         id: Option<ConnId>,
         dir: Direction,
@@ -31,7 +32,7 @@ impl<F: Frame> Processor<F> {
             Err(_) => return Action::Drop(Counter::DropMalformed),
         }
         if dir == Direction::Inbound && conn.forward != ForwardMode::Tun {
-            if let Some(mtu) = self.dont_frag_above_mtu(ip_bytes, *conn.real.ip(), cache) {
+            if let Some(mtu) = self.dont_frag_above_mtu(pkt, *conn.real.ip(), cache) {
                 return Action::TooBig { l2_len, vip: *conn.vip.ip(), mtu };
             }
         }
@@ -63,13 +64,12 @@ impl<F: Frame> Processor<F> {
         }
     }
 
-    /// The egress MTU towards `to` when the IPv4 packet `ip_bytes` forbids
+    /// The egress MTU towards `to` when the packet `pkt` forbids
     /// fragmentation and is above it.
     /// The MTU comes from the next hop cached towards `to` when there is one
     /// (fresh or not: a hop's port and MTU hold for the whole snapshot).
-    pub(super) fn dont_frag_above_mtu(&self, ip_bytes: &[u8], to: Ipv4Addr, cache: HopCache) -> Option<u16> {
-        let ip = Ipv4Packet::new_checked(ip_bytes).ok()?;
-        if !ip.dont_frag() {
+    pub(super) fn dont_frag_above_mtu(&self, pkt: &FlowPacket, to: Ipv4Addr, cache: HopCache) -> Option<u16> {
+        if !pkt.dont_frag {
             return None;
         }
         let mtu = match self.hops.mtu(self.cached_hop_index(cache)) {
@@ -79,7 +79,7 @@ impl<F: Frame> Processor<F> {
                 self.snapshot.ports.get(usize::from(port))?.mtu
             }
         };
-        (ip.total_len() > mtu).then_some(mtu)
+        (pkt.ip_len > mtu).then_some(mtu)
     }
 
     /// TUN: encapsulate and send, answering "fragmentation needed" or

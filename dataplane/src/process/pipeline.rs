@@ -75,7 +75,7 @@ impl<F: Frame> Processor<F> {
         if nic_checked {
             self.counters.inc(Counter::RxIpv4CsumHw);
         }
-        self.complete_partial_checksum(port, ip);
+        self.complete_partial_checksum(port, ip, &pkt);
         Some(Desc { l2_len, pkt, hash: self.conns.hash(&pkt.key) })
     }
 

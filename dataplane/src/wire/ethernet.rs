@@ -191,8 +191,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     }
 
     fn read_u16(&self, r: std::ops::Range<usize>) -> u16 {
-        let b = &self.buffer.as_ref()[r];
-        u16::from_be_bytes([b[0], b[1]])
+        super::be16(self.buffer.as_ref(), r)
     }
 
     fn outer_ethertype(&self) -> u16 {

@@ -104,13 +104,11 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 
     fn read_u16(&self, r: std::ops::Range<usize>) -> u16 {
-        let b = &self.buffer.as_ref()[r];
-        u16::from_be_bytes([b[0], b[1]])
+        super::be16(self.buffer.as_ref(), r)
     }
 
     fn read_ip(&self, r: std::ops::Range<usize>) -> Ipv4Addr {
-        let b = &self.buffer.as_ref()[r];
-        Ipv4Addr::new(b[0], b[1], b[2], b[3])
+        Ipv4Addr::from(super::be32(self.buffer.as_ref(), r))
     }
 
     /// IP version (4).

@@ -34,6 +34,25 @@ pub use ipv4::{ip_proto, Ipv4Packet};
 pub use tcp::TcpSegment;
 pub use udp::UdpDatagram;
 
+/// The big-endian 16-bit word at `r` of `b` (a view's accessor, called once
+/// its check guaranteed the range: one bounds check, 0 if it ever failed).
+#[inline]
+pub(crate) fn be16(b: &[u8], r: std::ops::Range<usize>) -> u16 {
+    match b.get(r) {
+        Some(&[x, y]) => u16::from_be_bytes([x, y]),
+        _ => 0,
+    }
+}
+
+/// The big-endian 32-bit word at `r` of `b` (as [`be16`]).
+#[inline]
+pub(crate) fn be32(b: &[u8], r: std::ops::Range<usize>) -> u32 {
+    match b.get(r) {
+        Some(&[w, x, y, z]) => u32::from_be_bytes([w, x, y, z]),
+        _ => 0,
+    }
+}
+
 /// Why a buffer could not be viewed as a given header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {

@@ -12,19 +12,26 @@
 //! any incremental rewrite, which would otherwise carry the wrong value to
 //! the real server.
 
+use std::net::Ipv4Addr;
+
 use super::{checksum, ip_proto, Ipv4Packet};
 
 /// Completes a partial TCP/UDP checksum of the IPv4 packet `ip` in place.
 /// True when it was partial (and is now complete); anything else is left as it is.
 pub fn complete_partial_checksum(ip: &mut [u8]) -> bool {
     let Ok(mut pkt) = Ipv4Packet::new_checked(ip) else { return false };
-    let offset = match pkt.protocol() {
+    let (src, dst, proto) = (pkt.src_addr(), pkt.dst_addr(), pkt.protocol());
+    complete_partial_transport_checksum(pkt.payload_mut(), src, dst, proto)
+}
+
+/// [`complete_partial_checksum`] for the transport segment `l4` (header and
+/// payload) of an IPv4 packet from `src` to `dst` of protocol `proto`.
+pub fn complete_partial_transport_checksum(l4: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, proto: u8) -> bool {
+    let offset = match proto {
         ip_proto::TCP => 16,
         ip_proto::UDP => 6,
         _ => return false,
     };
-    let (src, dst, proto) = (pkt.src_addr(), pkt.dst_addr(), pkt.protocol());
-    let l4 = pkt.payload_mut();
     let Ok(len) = u16::try_from(l4.len()) else { return false };
     let pseudo = checksum::pseudo_header_v4(src, dst, proto, len);
     let Some(field) = l4.get(offset..offset + 2).map(|b| u16::from_be_bytes([b[0], b[1]])) else { return false };

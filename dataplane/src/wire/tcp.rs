@@ -100,13 +100,11 @@ impl<T: AsRef<[u8]>> TcpSegment<T> {
     }
 
     fn read_u16(&self, r: std::ops::Range<usize>) -> u16 {
-        let b = &self.buffer.as_ref()[r];
-        u16::from_be_bytes([b[0], b[1]])
+        super::be16(self.buffer.as_ref(), r)
     }
 
     fn read_u32(&self, r: std::ops::Range<usize>) -> u32 {
-        let b = &self.buffer.as_ref()[r];
-        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+        super::be32(self.buffer.as_ref(), r)
     }
 
     /// Source port.
