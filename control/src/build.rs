@@ -72,7 +72,8 @@ pub fn build_snapshot(config: &Config, port_macs: &[MacAddr], generation: u64) -
             toa: s.toa,
             expire_quiescent: s.expire_quiescent,
             sloppy: s.sloppy,
-            lookup_table: None, // built by Snapshot::finish
+            syn_proxy: Default::default(), // TODO(synproxy plumbing): from the config
+            lookup_table: None,            // built by Snapshot::finish
             reals: s
                 .reals
                 .iter()

@@ -202,6 +202,11 @@ pub struct Service {
     /// the connection is created in ESTABLISHED to the real server the
     /// consistent hash picks (a cluster node that ECMP moved the flow to).
     pub sloppy: bool,
+    /// SYN proxy (DPVS/Keepalived `syn_proxy`): answer clients' SYNs with a
+    /// SYN cookie and open the connection to the real server only on a valid
+    /// cookie ACK (module `synproxy`). NAT and FULLNAT real servers only
+    /// (the director must see both directions).
+    pub syn_proxy: SynProxy,
     /// The `mh`/`maglev` lookup table for `reals` and `sched_options`, built by
     /// [`Snapshot::finish`] on the control plane and shared by every worker
     /// (`None`: the kind has none, or the snapshot was not finished and each
@@ -222,6 +227,7 @@ impl Service {
             toa: false,
             expire_quiescent: false,
             sloppy: false,
+            syn_proxy: SynProxy::Off,
             lookup_table: None,
         }
     }
@@ -450,6 +456,62 @@ pub struct Snapshot {
     pub vip_set: hashbrown::HashSet<Ipv4Addr>,
     /// Every FULLNAT local address (built by [`Snapshot::finish`]).
     pub local_addr_set: hashbrown::HashSet<Ipv4Addr>,
+    /// SYN-flood and table-pressure defences (config `syn_flood`).
+    pub syn_flood: SynFlood,
+}
+
+/// A service's SYN proxy setting (config `services[].syn_proxy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SynProxy {
+    /// Never: SYNs create connections as in IPVS.
+    #[default]
+    Off,
+    /// Always: every SYN is answered with a cookie.
+    On,
+    /// While the worker is under pressure ([`SynFlood`]'s thresholds).
+    Auto,
+}
+
+/// SYN-flood and table-pressure defences of every worker (config
+/// `syn_flood`). A worker is *under pressure* while its connection table is
+/// at least `pressure_table_percent` full or its SYN_RECV entries are at
+/// least `pressure_syn_recv_percent` of its capacity; it leaves pressure
+/// when both are below half their thresholds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SynFlood {
+    /// Table fill (percent of capacity) that starts pressure.
+    pub pressure_table_percent: u8,
+    /// SYN_RECV entries (percent of capacity) that start pressure.
+    pub pressure_syn_recv_percent: u8,
+    /// When the table is full, evict a SYN_RECV entry to make room for a new
+    /// connection (IPVS `drop_entry`).
+    pub drop_entry: bool,
+    /// SYN_RECV timeout under pressure, seconds (IPVS `secure_tcp`'s short
+    /// table); 0 keeps the normal timeout.
+    pub syn_recv_timeout_under_pressure: u32,
+    /// Under pressure, new connections per second allowed from one source
+    /// prefix (0: no bound).
+    pub new_conns_per_prefix_per_sec: u32,
+    /// Length of that source prefix (IPv4, 1..=32).
+    pub prefix_len: u8,
+    /// Window scale the SYN proxy announces to clients (0..=14).
+    pub proxy_window_scale: u8,
+}
+
+impl Default for SynFlood {
+    fn default() -> Self {
+        SynFlood {
+            pressure_table_percent: 50,
+            pressure_syn_recv_percent: 25,
+            drop_entry: true,
+            syn_recv_timeout_under_pressure: 3,
+            new_conns_per_prefix_per_sec: 1000,
+            prefix_len: 24,
+            proxy_window_scale: 7,
+        }
+    }
 }
 
 /// Default FULLNAT source port range.
@@ -475,6 +537,7 @@ impl Default for Snapshot {
             sync_send: false,
             vip_set: Default::default(),
             local_addr_set: Default::default(),
+            syn_flood: SynFlood::default(),
         }
     }
 }

@@ -106,6 +106,13 @@ counters! {
     BusyCycles => "busy_cycles": "TSC cycles the worker spent in poll iterations that handled at least one frame (rx, redirected or from the kernel); busy_cycles / busy_frames = cycles per packet, / tsc_hz = busy seconds.",
     BusyFrames => "busy_frames": "Frames handled in the iterations busy_cycles counts (NIC rx, redirected from other workers, from the kernel).",
     ConnAdopted => "conn_adopted": "Connections created in ESTABLISHED from a mid-stream TCP packet (sloppy services: a flow ECMP moved here from another node).",
+    SynCookieSent => "syn_cookie_sent": "SYN-ACKs carrying a SYN cookie sent to clients (SYN proxy): no connection was created for their SYN.",
+    SynCookieAckValid => "syn_cookie_ack_valid": "ACKs with a valid SYN cookie: a connection was created and its handshake with the real server started.",
+    SynCookieAckInvalid => "syn_cookie_ack_invalid": "ACKs to a SYN proxy service matching no connection and carrying no valid cookie (dropped).",
+    SynProxyHandshakeFailed => "syn_proxy_handshake_failed": "Proxied handshakes the real server refused (its RST was sent on to the client) or never answered.",
+    SynProxyDataDropped => "syn_proxy_data_dropped": "Client packets dropped while their proxied handshake was in progress, over the bound of packets held (the client sends them again).",
+    ConnEvictedSynRecv => "conn_evicted_syn_recv": "SYN_RECV connections evicted to make room in a full table (syn_flood.drop_entry, IPVS drop_entry).",
+    DropNewConnRate => "drop_new_conn_rate": "New connections refused under pressure: their source prefix passed syn_flood.new_conns_per_prefix_per_sec.",
     RxIpv4CsumHw => "rx_ipv4_csum_hw": "IPv4 headers whose checksum the receiving NIC verified (RX checksum offload), good or bad: the software check was skipped.",
 }
 
