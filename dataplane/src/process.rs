@@ -43,6 +43,7 @@
 //! | `egress` | route, neighbour, next hop cached on the connection, VLAN, MACs, tx |
 //! | `queries` | control questions: listings, connections installed by sync |
 //! | `sloppy` | mid-stream TCP adopted by consistent-hash DR/TUN services (clusters behind ECMP) |
+//! | `pressure` | whether the worker is under a SYN flood's table pressure, and what turns on with it |
 //!
 //! Each forwarding mode's policy lives in its own `fwd/<mode>.rs` (TUN's path
 //! MTU and fragmentation, FULLNAT's ports, sequence shift and TOA).
@@ -101,6 +102,7 @@ mod local;
 mod owners;
 mod persistence;
 mod pipeline;
+mod pressure;
 mod queries;
 mod sloppy;
 
@@ -347,6 +349,8 @@ pub struct Processor<F> {
     descs: Vec<Option<pipeline::Desc>>,
     /// The NIC's IPv4 header checksum verdict on the frame being classified.
     rx_csum: RxChecksum,
+    /// Whether the worker is under a SYN flood's pressure ([`pressure`]).
+    pressure: pressure::Pressure,
 }
 
 impl<F: Frame> Processor<F> {
@@ -392,6 +396,7 @@ impl<F: Frame> Processor<F> {
             hops: NextHops::new(),
             real_hops,
             rx_csum: RxChecksum::Unknown,
+            pressure: Default::default(),
         }
     }
 
