@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""SYN-proxy figures of deploy/bench.sh step 4b (issue 14): SYNFLOOD.md and synflood.json.
+
+  synflood_report.py RUN_DIR OUT_DIR MIX_SYN_EVERY CYCLES_PPS
+
+RUN_DIR holds machine.json and, per mode, rvs-pktgen's reports
+rvsd-MODE-synproxy-cookie.json (syn profile at a syn_proxy "on" service, with
+a cycles trial read from rvsd's busy_cycles / busy_frames) and
+rvsd-MODE-synproxy-mix-1000.json (1,000 established flows, one packet in
+MIX_SYN_EVERY a spoofed SYN at the proxied service), each with the rvsd
+counters at its end (NAME.stats.json). Standard library only.
+"""
+import glob
+import json
+import os
+import sys
+
+
+def load(path, default=None):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
+
+
+def counter(stats: dict, name: str) -> int:
+    return sum(w.get("counters", {}).get(name, 0) for w in stats.get("workers", []))
+
+
+def main() -> int:
+    if len(sys.argv) != 5:
+        sys.exit(__doc__)
+    run_dir, out, every, cycles_pps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(float(sys.argv[4]))
+    machine = load(os.path.join(run_dir, "machine.json"), {})
+    rows = []
+    for path in sorted(glob.glob(os.path.join(run_dir, "rvsd-*-synproxy-cookie.json"))):
+        mode = os.path.basename(path).split("-")[1]
+        cookie = load(path, {})
+        mix = load(os.path.join(run_dir, f"rvsd-{mode}-synproxy-mix-1000.json"), {})
+        cstats = load(path.replace(".json", ".stats.json"), {})
+        mstats = load(os.path.join(run_dir, f"rvsd-{mode}-synproxy-mix-1000.stats.json"), {})
+        dut = ((cookie.get("cycles") or {}).get("dut") or {})
+        trial = ((cookie.get("cycles") or {}).get("trial") or {})
+        zl_cookie = ((cookie.get("search") or {}).get("zero_loss_mpps") or 0) * 1e6
+        zl_mix = ((mix.get("search") or {}).get("zero_loss_mpps") or 0) * 1e6
+        rows.append({
+            "mode": mode,
+            "cookie_cycles_per_packet": dut.get("cycles_per_packet"),
+            "cookie_busy_fraction": dut.get("busy_fraction"),
+            "cookie_cycles_trial_loss": trial.get("loss_ratio"),
+            "cookie_cycles_trial_syn_acks": trial.get("received_syn_ack"),
+            "cookie_max_syn_acks_pps": ((cookie.get("max") or {}).get("rx_mpps") or 0) * 1e6,
+            "cookie_zero_loss_syns_pps": zl_cookie,
+            "cookie_syn_cookie_sent": counter(cstats, "syn_cookie_sent"),
+            "cookie_conn_active_at_end": counter(cstats, "conn_active"),
+            "mix_zero_loss_pps": zl_mix,
+            "mix_zero_loss_syns_pps": zl_mix / every,
+            "mix_zero_loss_established_pps": zl_mix * (every - 1) / every,
+            "mix_max_pps": ((mix.get("max") or {}).get("rx_mpps") or 0) * 1e6,
+            "mix_syn_cookie_sent": counter(mstats, "syn_cookie_sent"),
+            "mix_conn_created": counter(mstats, "conn_created"),
+        })
+    report = {"machine": machine, "mix_syn_every": every, "cycles_rate_pps": cycles_pps, "modes": rows}
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "synflood.json"), "w") as f:
+        json.dump(report, f, indent=2)
+
+    def n(v, fmt="{:,.0f}"):
+        return "–" if v is None else fmt.format(v)
+
+    lines = [
+        "# SYN proxy over memif (issue 14)",
+        "",
+        f"Command: `{machine.get('command', 'deploy/bench.sh --synflood')}` "
+        f"(git {machine.get('git_commit', '?')}{' dirty' if machine.get('git_dirty') else ''}, "
+        f"{machine.get('date_utc', '?')}).",
+        f"Machine: {machine.get('cpu_model', '?')}, {machine.get('cpus', '?')} CPUs "
+        f"({machine.get('hypervisor') or 'bare metal'}), kernel {machine.get('kernel', '?')}, "
+        f"DPDK {machine.get('dpdk', '?')}, load average at start {machine.get('load_average_at_start', '?')}. "
+        "rvs-pktgen on lcore 0, rvsd's one worker on lcore 1 (its main lcore shares core 0), memif.",
+        "",
+        "Each mode's VIP has a second TCP service on port 81 with `syn_proxy: \"on\"` (rvs-pktgen "
+        "`rvsd-config --syn-proxy-port 81`).",
+        "",
+        "* **cookie**: the `syn` profile at :81, every packet a SYN from a new client tuple "
+        "(`run --profile syn --syn-port 81 --syn-proxy`), each answered by a SYN-cookie SYN-ACK "
+        f"(counted as the answer). Cycles per packet: rvsd's busy_cycles / busy_frames over a "
+        f"{cycles_pps:,} SYN/s trial (what the worker spends per SYN answered, independent of the "
+        "generator); zero loss: the highest SYN rate with every SYN answered (RFC 2544 search).",
+        f"* **mix**: 1,000 established flows at :80 (no proxy) with one packet in {every} a spoofed SYN "
+        "at :81; the zero-loss rate of the whole mix, and the SYNs/s one worker absorbs (answers with a "
+        "cookie, no table entry) at that rate while the established traffic is forwarded without loss.",
+        "",
+        "| mode | cookie: cycles/packet | cookie: busy % at the cycles rate | cookie: zero-loss SYNs/s "
+        "| cookie: max SYN-ACKs/s | mix: zero-loss packets/s | mix: SYNs/s absorbed | mix: established packets/s "
+        "| syn_cookie_sent (cookie, mix) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        busy = r["cookie_busy_fraction"]
+        lines.append(
+            f"| {r['mode']} | {n(r['cookie_cycles_per_packet'])} | {n(None if busy is None else 100 * busy, '{:.0f}')} "
+            f"| {n(r['cookie_zero_loss_syns_pps'])} | {n(r['cookie_max_syn_acks_pps'])} | {n(r['mix_zero_loss_pps'])} "
+            f"| {n(r['mix_zero_loss_syns_pps'])} | {n(r['mix_zero_loss_established_pps'])} "
+            f"| {r['cookie_syn_cookie_sent']:,}, {r['mix_syn_cookie_sent']:,} |")
+    if not rows:
+        lines.append("| (no runs) | | | | | | | | |")
+    lines += ["", "Raw figures: `synflood.json`.", ""]
+    with open(os.path.join(out, "SYNFLOOD.md"), "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
