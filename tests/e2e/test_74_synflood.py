@@ -60,7 +60,12 @@ REFUSE_PORT = 9102                 # nothing listens there
 PROXY_WSCALE = 7                   # syn_flood.proxy_window_scale default
 CLIENT_WSCALE = 6                  # what the scapy client offers
 STREAM_BYTES = 300 * 1024
-RSS_BOUND_MIB = 32                 # rvsd RSS growth allowed over a flood
+# rvsd's RSS may grow this much over a flood: a few bytes leaked per SYN would
+# show (40,960 SYNs x 1 KB = 40 MB). With --no-huge (no free hugepages) DPDK's
+# own memory is in the RSS too and the flood touches mbufs idle traffic never
+# used: the mbuf pool's size more.
+RSS_BOUND_MIB = 32
+RSS_BOUND_NO_HUGE_MIB = RSS_BOUND_MIB + 64
 REALS = [lab.real(1), lab.real(2)]
 
 
@@ -264,7 +269,8 @@ class FloodCase(lab.RvsdTestCase):
         self.assertTrue(ok, f"{mode}: the established stream was interrupted: {what}")
         self.assertEqual(rc, 0, f"{mode}: socat exit code {rc}: {what}")
         grew = (r["sampler"].max("rss_kib") - r["rss_before"]) / 1024
-        self.assertLessEqual(grew, RSS_BOUND_MIB, f"{mode}: rvsd RSS grew {grew:.1f} MiB over the flood")
+        bound = RSS_BOUND_NO_HUGE_MIB if "--no-huge" in self.rvsd.config["eal"] else RSS_BOUND_MIB
+        self.assertLessEqual(grew, bound, f"{mode}: rvsd RSS grew {grew:.1f} MiB over the flood (bound {bound} MiB)")
 
 
 def proxy_services(mode: str, setting: str = "on") -> list[dict]:
