@@ -1242,15 +1242,16 @@ mod tests {
     fn cookie_syn_acks_are_recognised() {
         let m = plan::mode("nat").expect("nat in plan");
         let client = plan::syn_client(3).0;
-        let build = |sport: u16, syn: bool, dst_mac: MacAddr| {
-            let b = etherparse::PacketBuilder::ethernet2([2, 0xd0, 0, 0, 0, 1], dst_mac.0)
-                .ipv4(m.vip.octets(), client.octets(), 64)
-                .tcp(sport, 1027, 0x1234_5678, 64240);
-            let b = if syn { b.syn() } else { b }.ack(6);
-            let mut f = Vec::new();
-            b.write(&mut f, &[]).expect("frame");
-            f
-        };
+        let build =
+            |sport: u16, syn: bool, dst_mac: MacAddr| {
+                let b = etherparse::PacketBuilder::ethernet2([2, 0xd0, 0, 0, 0, 1], dst_mac.0)
+                    .ipv4(m.vip.octets(), client.octets(), 64)
+                    .tcp(sport, 1027, 0x1234_5678, 64240);
+                let b = if syn { b.syn() } else { b }.ack(6);
+                let mut f = Vec::new();
+                b.write(&mut f, &[]).expect("frame");
+                f
+            };
         assert_eq!(cookie_syn_ack(&build(81, true, plan::GATEWAY_MAC), m.vip, 81), Some(5));
         assert_eq!(cookie_syn_ack(&build(80, true, plan::GATEWAY_MAC), m.vip, 81), None);
         assert_eq!(cookie_syn_ack(&build(81, false, plan::GATEWAY_MAC), m.vip, 81), None);
