@@ -144,7 +144,7 @@ class LegitClients:
 
     def __init__(self, vip: str, port: int):
         self.vip, self.port = vip, port
-        self.phase = "before"
+        self.phase = "during"           # set to "after" once the flood has been sent
         self.results: list[tuple[str, bool, str]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -227,7 +227,6 @@ class FloodCase(lab.RvsdTestCase):
         rss_before = sampler.max("rss_kib")
         legit = LegitClients(vip, port).start()
         try:
-            legit.phase = "during"
             t0 = time.monotonic()
             flood = run_flood(vip, port)
             flood_secs = time.monotonic() - t0
