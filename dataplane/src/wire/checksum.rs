@@ -16,7 +16,7 @@
 //! checksum must leave a `0` alone, and must send a computed `0` as `0xffff`
 //! (see [`crate::wire::udp`]).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Ones-complement partial sum of `data` taken as big-endian 16-bit words; an odd
 /// trailing byte is padded with a zero byte on the right (RFC 1071).
@@ -115,6 +115,42 @@ pub fn update_region(csum: u16, old: u32, new: u32) -> u16 {
 /// `new` (the IPv4 header checksum, or a TCP/UDP checksum through the pseudo-header).
 pub fn update_addr(csum: u16, old: Ipv4Addr, new: Ipv4Addr) -> u16 {
     update_u32(csum, u32::from(old), u32::from(new))
+}
+
+/// Partial sum of the IPv6 pseudo-header (RFC 8200 §8.1) used by TCP, UDP and
+/// ICMPv6 over IPv6: source address, destination address, the 32-bit
+/// upper-layer length (header + payload, extension headers excluded) and the
+/// next header of the upper layer (not of an extension header). The result is
+/// folded to at most 0xffff, so it adds to other partial sums like [`sum`]'s.
+pub fn pseudo_header_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, len: u32) -> u32 {
+    let words = |a: Ipv6Addr| a.segments().iter().map(|&w| u64::from(w)).sum::<u64>();
+    fold64(words(src) + words(dst) + u64::from(len >> 16) + u64::from(len & 0xffff) + u64::from(next_header))
+}
+
+/// The checksum of an upper-layer message over IPv6 (TCP, UDP or ICMPv6): the
+/// inverted folded sum of the pseudo-header and `data`, whose checksum field
+/// must hold 0 when filling (or the stored value when verifying: a correct one
+/// gives 0). `data.len()` is the upper-layer length.
+///
+/// UDP over IPv6: a checksum is mandatory (RFC 8200 §8.1), a computed `0` must
+/// be sent as `0xffff`, and a received `0` is invalid (drop the datagram).
+pub fn upper_layer_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, data: &[u8]) -> u16 {
+    let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+    !fold(pseudo_header_v6(src, dst, next_header, len) + sum(data))
+}
+
+/// Incrementally updates checksum `csum` after an IPv6 address changed from `old`
+/// to `new` (a TCP, UDP or ICMPv6 checksum through the pseudo-header; IPv6 has
+/// no header checksum): RFC 1624 eqn. 3 over the address's eight 16-bit words.
+///
+/// UDP: a stored `0` is not a checksum over IPv6 (the datagram is invalid);
+/// store a `0` result as `0xffff`.
+pub fn update_addr_v6(csum: u16, old: Ipv6Addr, new: Ipv6Addr) -> u16 {
+    let mut s = u64::from(!csum);
+    for (o, n) in old.segments().iter().zip(new.segments().iter()) {
+        s += u64::from(!*o) + u64::from(*n);
+    }
+    !fold(fold64(s))
 }
 
 #[cfg(test)]

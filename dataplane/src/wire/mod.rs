@@ -22,15 +22,25 @@ pub mod builder;
 pub mod checksum;
 pub mod ethernet;
 pub mod icmp;
+pub mod icmpv6;
 pub mod ipv4;
+pub mod ipv6;
+pub mod ipv6_ext;
+pub mod ipv6_l4;
+pub mod nd;
 pub mod offload;
 pub mod tcp;
+#[cfg(test)]
+mod test_fixtures;
 pub mod udp;
 
 pub use arp::ArpPacket;
 pub use ethernet::{ethertype, EthernetFrame, MacAddr};
 pub use icmp::IcmpPacket;
+pub use icmpv6::Icmpv6Packet;
 pub use ipv4::{ip_proto, Ipv4Packet};
+pub use ipv6::Ipv6Packet;
+pub use nd::{NeighborAdvert, NeighborSolicit};
 pub use tcp::TcpSegment;
 pub use udp::UdpDatagram;
 
