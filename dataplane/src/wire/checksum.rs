@@ -6,6 +6,8 @@
 //! * [`internet`] gives the final checksum: `!fold(sum(data))`.
 //! * [`update_u16`], [`update_u32`] and [`update_addr`] patch an existing checksum
 //!   after a field changed, per RFC 1624 eqn. 3: `HC' = ~(~HC + ~m + m')`.
+//! * IPv6: [`pseudo_header_v6`], [`upper_layer_v6`] (TCP, UDP and ICMPv6 over
+//!   IPv6) and [`update_addr_v6`] (eqn. 3 over an address's eight words).
 //!
 //! Eqn. 3 (unlike eqn. 2 of RFC 1141) never produces `0xffff` ("negative zero") out
 //! of a header whose full recomputation yields `0x0000`, so the incremental result is
@@ -351,6 +353,58 @@ mod tests {
             seg[2..4].copy_from_slice(&new_port.to_be_bytes());
             seg[4..8].copy_from_slice(&new_seq.to_be_bytes());
             prop_assert_eq!(c, full(&seg, new_dst));
+        }
+    }
+}
+
+#[cfg(test)]
+mod v6_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn pseudo_header_v6_words() {
+        let one = Ipv6Addr::LOCALHOST;
+        let two = Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 2);
+        assert_eq!(pseudo_header_v6(one, two, 6, 20), 1 + 2 + 6 + 20);
+        // The 32-bit length contributes both of its 16-bit halves.
+        assert_eq!(pseudo_header_v6(one, two, 17, 0x0001_2345), 1 + 2 + 17 + 1 + 0x2345);
+        // Folded: all-ones addresses stay within 16 bits.
+        let ff = Ipv6Addr::from([0xff; 16]);
+        assert!(pseudo_header_v6(ff, ff, 0xff, u32::MAX) <= 0xffff);
+        assert_eq!(fold(pseudo_header_v6(ff, ff, 0, 0)), 0xffff);
+    }
+
+    /// A message whose full checksum is exactly 0x0000, an address rewrite and
+    /// back: the incremental update returns to 0x0000, never 0xffff.
+    #[test]
+    fn zero_checksum_corner_v6() {
+        let (src, dst) = (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1), Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x64));
+        // Four bytes: a free word, then the checksum word.
+        let mut m = [0u8; 4];
+        let s = fold(pseudo_header_v6(src, dst, 58, 4));
+        m[..2].copy_from_slice(&(0xffff - s).to_be_bytes());
+        let c = upper_layer_v6(src, dst, 58, &m);
+        assert_eq!(c, 0x0000);
+        let new = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0x1234, 0x5678);
+        let c2 = update_addr_v6(c, dst, new);
+        assert_eq!(c2, upper_layer_v6(src, new, 58, &m));
+        assert_eq!(update_addr_v6(c2, new, dst), 0x0000);
+    }
+
+    proptest! {
+        /// Rewriting either address of a random message: the incremental update
+        /// equals a full recomputation.
+        #[test]
+        fn update_addr_v6_matches_full(src in any::<[u8; 16]>(), dst in any::<[u8; 16]>(), new in any::<[u8; 16]>(),
+                                       which in any::<bool>(), data in proptest::collection::vec(any::<u8>(), 2..120)) {
+            let (src, dst, new) = (Ipv6Addr::from(src), Ipv6Addr::from(dst), Ipv6Addr::from(new));
+            let mut data = data;
+            data[0] = 0;
+            data[1] = 0;
+            let c = upper_layer_v6(src, dst, 6, &data);
+            let (old, ns, nd) = if which { (src, new, dst) } else { (dst, src, new) };
+            prop_assert_eq!(update_addr_v6(c, old, new), upper_layer_v6(ns, nd, 6, &data));
         }
     }
 }

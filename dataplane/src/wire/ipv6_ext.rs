@@ -73,10 +73,10 @@ pub struct Fragment {
 impl Fragment {
     /// Reads the fragment header at the start of `h` (at least 8 bytes).
     fn parse(h: &[u8]) -> Result<Fragment, WireError> {
-        let w = super::be16(h, 2..4);
         if h.len() < FRAGMENT_LEN {
             return Err(WireError::Truncated);
         }
+        let w = super::be16(h, 2..4);
         Ok(Fragment { offset: w & 0xfff8, more: w & 1 != 0, ident: super::be32(h, 4..8) })
     }
 

@@ -16,6 +16,12 @@
 //! [`ArpPacket`]; an [`Ipv4Packet`]'s `payload()` (exactly `header_len..total_len`, so
 //! Ethernet padding is excluded) is fed to [`TcpSegment`], [`UdpDatagram`] or
 //! [`IcmpPacket`].
+//!
+//! IPv6: an [`EthernetFrame`]'s payload is fed to [`Ipv6Packet`]; its extension
+//! headers are walked (bounded) by [`ipv6_ext`] to the upper-layer header, which
+//! is viewed as a [`TcpSegment`] or [`UdpDatagram`] (checksums over the IPv6
+//! pseudo-header in [`ipv6_l4`]) or an [`Icmpv6Packet`], and neighbour
+//! discovery messages as [`NeighborSolicit`] / [`NeighborAdvert`] ([`nd`]).
 
 pub mod arp;
 pub mod builder;
