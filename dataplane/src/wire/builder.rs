@@ -363,6 +363,7 @@ impl Default for Udp6Params {
 /// Writes the Ethernet and IPv6 headers into `frame` (already sized to the full
 /// frame length; no extension headers) and returns the offset of the upper-layer
 /// header.
+#[allow(clippy::too_many_arguments)]
 fn write_eth_ipv6(
     frame: &mut [u8],
     src_mac: MacAddr,
