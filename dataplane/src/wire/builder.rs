@@ -296,7 +296,7 @@ pub struct Tcp6Params {
 }
 
 impl Default for Tcp6Params {
-    /// A SYN from [2001:db8::1]:40000 to [2001:db8::64]:80, the MACs of
+    /// A SYN from `[2001:db8::1]:40000` to `[2001:db8::64]:80`, the MACs of
     /// [`TcpParams::default`], untagged, seq 1, ack 0, hop limit 64, traffic
     /// class and flow label 0, no payload.
     fn default() -> Self {
@@ -343,7 +343,7 @@ pub struct Udp6Params {
 }
 
 impl Default for Udp6Params {
-    /// [2001:db8::1]:40000 -> [2001:db8::64]:53, the MACs of
+    /// `[2001:db8::1]:40000` -> `[2001:db8::64]:53`, the MACs of
     /// [`TcpParams::default`], untagged, hop limit 64, no payload.
     fn default() -> Self {
         Udp6Params {
