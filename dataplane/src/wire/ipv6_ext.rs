@@ -389,6 +389,46 @@ mod tests {
             prop_assert!(n <= MAX_EXT_HEADERS + 1);
         }
 
+        /// Chains in RFC 8200 §4.1 order (hop-by-hop, destination options,
+        /// routing, destination options, fragment) with random bodies and a first
+        /// fragment: the walk agrees with etherparse's parser on the upper-layer
+        /// protocol, its offset and the fragment's fields.
+        #[test]
+        fn rfc_order_chains_match_etherparse(
+            present in any::<[bool; 5]>(), lens in any::<[u8; 5]>(), fill in any::<u8>(),
+            more in any::<bool>(), ident in any::<u32>(), upper in prop_oneof![Just(6u8), Just(17u8), Just(58u8), Just(59u8)],
+        ) {
+            let order = [next_header::HOP_BY_HOP, next_header::DEST_OPTS, next_header::ROUTING, next_header::DEST_OPTS, next_header::FRAGMENT];
+            // A second destination options header only after a routing header.
+            let kinds: Vec<(usize, u8)> = order.iter().copied().enumerate()
+                .filter(|&(i, _)| present[i] && (i != 3 || present[2]))
+                .collect();
+            let mut data = Vec::new();
+            for (j, &(i, kind)) in kinds.iter().enumerate() {
+                let next = kinds.get(j + 1).map_or(upper, |&(_, k)| k);
+                if kind == next_header::FRAGMENT {
+                    let m = if more { 1u8 } else { 0 };
+                    data.extend([next, 0, 0, m]);
+                    data.extend(ident.to_be_bytes());
+                } else {
+                    let units = lens[i] % 4;
+                    let mut h = vec![fill; (usize::from(units) + 1) * 8];
+                    h[0] = next;
+                    h[1] = units;
+                    data.extend(h);
+                }
+            }
+            data.extend([0u8; 20]);
+            let first = kinds.first().map_or(upper, |&(_, k)| k);
+            let (exts, proto, rest) = etherparse::Ipv6Extensions::from_slice(etherparse::IpNumber(first), &data).expect("etherparse");
+            let c = walk(first, &data).expect("walk");
+            prop_assert_eq!(c.protocol, proto.0);
+            prop_assert_eq!(c.offset, data.len() - rest.len());
+            prop_assert_eq!(c.count, kinds.len());
+            let theirs = exts.fragment.map(|f| Fragment { offset: f.fragment_offset.byte_offset(), more: f.more_fragments, ident: f.identification });
+            prop_assert_eq!(c.fragment, theirs);
+        }
+
         /// Chains of random walked headers with random bodies are walked exactly.
         #[test]
         fn random_valid_chains(kinds in proptest::collection::vec(prop_oneof![Just(43u8), Just(60u8)], 0..MAX_EXT_HEADERS),
