@@ -26,6 +26,10 @@
 //! buffer (a header running past it is [`WireError::Truncated`]), the hop-by-hop
 //! header only first, at most one fragment header. Every header is at least 8
 //! bytes long, so the walk always moves forward and cannot loop.
+//!
+//! [`ExtOptions`] walks the type-length-value options inside one hop-by-hop or
+//! destination options header, and [`UnrecognizedAction`] says what RFC 8200
+//! §4.2 requires for an option the node does not know.
 
 use super::ipv6::next_header;
 use super::WireError;
@@ -234,6 +238,107 @@ pub fn walk(first: u8, data: &[u8]) -> Result<Chain, WireError> {
     Ok(Chain { protocol: it.next_header(), offset: it.offset(), fragment, routing, count: it.count })
 }
 
+/// Option types inside hop-by-hop and destination options headers (RFC 8200
+/// §4.2; IANA "Destination Options and Hop-by-Hop Options").
+pub mod option_type {
+    /// One byte of padding (no length byte).
+    pub const PAD1: u8 = 0;
+    /// N bytes of padding.
+    pub const PADN: u8 = 1;
+    /// Router alert (RFC 2711, hop-by-hop).
+    pub const ROUTER_ALERT: u8 = 0x05;
+    /// Jumbo payload (RFC 2675, hop-by-hop): refused, see [`super::super::ipv6`].
+    pub const JUMBO_PAYLOAD: u8 = 0xc2;
+}
+
+/// What a node must do with an option it does not recognise: the two high bits
+/// of the option type (RFC 8200 §4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnrecognizedAction {
+    /// `00`: skip the option and go on.
+    Skip,
+    /// `01`: discard the packet.
+    Discard,
+    /// `10`: discard and send a parameter problem (code 2) to the source.
+    DiscardAndReport,
+    /// `11`: discard and report unless the destination was multicast.
+    DiscardAndReportUnlessMulticast,
+}
+
+impl UnrecognizedAction {
+    /// The action encoded in option type `kind`.
+    pub fn of(kind: u8) -> Self {
+        match kind >> 6 {
+            0 => UnrecognizedAction::Skip,
+            1 => UnrecognizedAction::Discard,
+            2 => UnrecognizedAction::DiscardAndReport,
+            _ => UnrecognizedAction::DiscardAndReportUnlessMulticast,
+        }
+    }
+}
+
+/// One option (padding excluded) of a hop-by-hop or destination options header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtOption<'a> {
+    /// Option type (see [`option_type`]; its high bits are an
+    /// [`UnrecognizedAction`], its third bit says the data may change en route).
+    pub kind: u8,
+    /// Offset of the option's type byte in the header (for a parameter
+    /// problem's pointer, add the header's own offset).
+    pub offset: usize,
+    /// The option data (after the type and length bytes).
+    pub data: &'a [u8],
+}
+
+/// A bounded iterator over the type-length-value options of one hop-by-hop or
+/// destination options header (the whole header, as [`ExtHeader`] locates it).
+/// Pad1 and PadN are skipped. It yields `Err` once (then ends) for an option
+/// running past the header. Each step consumes at least one byte, so it ends
+/// within the header's length.
+#[derive(Debug, Clone)]
+pub struct ExtOptions<'a> {
+    header: &'a [u8],
+    at: usize,
+}
+
+impl<'a> ExtOptions<'a> {
+    /// Walks the options of `header` (a hop-by-hop or destination options
+    /// header, its next-header and length bytes included).
+    pub fn new(header: &'a [u8]) -> Self {
+        ExtOptions { header, at: 2 }
+    }
+}
+
+impl<'a> Iterator for ExtOptions<'a> {
+    type Item = Result<ExtOption<'a>, WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let kind = *self.header.get(self.at)?;
+            if kind == option_type::PAD1 {
+                self.at += 1;
+                continue;
+            }
+            let offset = self.at;
+            let Some(&len) = self.header.get(offset + 1) else {
+                self.at = self.header.len();
+                return Some(Err(WireError::Truncated));
+            };
+            let end = offset + 2 + usize::from(len);
+            let Some(data) = self.header.get(offset + 2..end) else {
+                self.at = self.header.len();
+                return Some(Err(WireError::Truncated));
+            };
+            self.at = end;
+            if kind != option_type::PADN {
+                return Some(Ok(ExtOption { kind, offset, data }));
+            }
+        }
+    }
+}
+
+impl std::iter::FusedIterator for ExtOptions<'_> {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,6 +473,38 @@ mod tests {
         assert_eq!(ipv6::HEADER_LEN + c.offset + 8 + 3, b.len());
     }
 
+    #[test]
+    fn options_of_scapy_headers() {
+        let b = ip("chain_hbh_dst_frag_tcp");
+        let p = Ipv6Packet::new_checked(&b[..]).expect("ipv6");
+        let hs: Vec<ExtHeader> = p.ext_headers().collect::<Result<_, _>>().expect("walk");
+        let bytes = |h: &ExtHeader| &p.payload()[h.offset..h.offset + h.len];
+        // Hop-by-hop: a router alert (value 0) and padding.
+        let opts: Vec<ExtOption> = ExtOptions::new(bytes(&hs[0])).collect::<Result<_, _>>().expect("options");
+        assert_eq!(opts, vec![ExtOption { kind: option_type::ROUTER_ALERT, offset: 2, data: &[0, 0] }]);
+        assert_eq!(UnrecognizedAction::of(opts[0].kind), UnrecognizedAction::Skip);
+        // Destination options: only PadN.
+        assert_eq!(ExtOptions::new(bytes(&hs[1])).count(), 0);
+        assert_eq!(UnrecognizedAction::of(option_type::JUMBO_PAYLOAD), UnrecognizedAction::DiscardAndReportUnlessMulticast);
+        assert_eq!(UnrecognizedAction::of(0x4f), UnrecognizedAction::Discard);
+        assert_eq!(UnrecognizedAction::of(0x8f), UnrecognizedAction::DiscardAndReport);
+    }
+
+    #[test]
+    fn options_running_past_refused() {
+        // Pad1, an option of 3 data bytes in a 5-byte remainder, then one whose
+        // length runs past the header.
+        let h = [6, 0, option_type::PAD1, 0x3e, 3, 7, 8, 9, 0x3f, 9];
+        let mut it = ExtOptions::new(&h);
+        assert_eq!(it.next(), Some(Ok(ExtOption { kind: 0x3e, offset: 3, data: &[7, 8, 9] })));
+        assert_eq!(it.next(), Some(Err(WireError::Truncated)));
+        assert_eq!(it.next(), None);
+        // A type byte without its length byte.
+        let mut it = ExtOptions::new(&[6, 0, 0x3e]);
+        assert_eq!(it.next(), Some(Err(WireError::Truncated)));
+        assert_eq!(it.next(), None);
+    }
+
     proptest! {
         /// Random bytes behind any first header: never panics, never reads past the
         /// buffer, and the reported offset is inside it.
@@ -387,6 +524,19 @@ mod tests {
                 }
             }
             prop_assert!(n <= MAX_EXT_HEADERS + 1);
+        }
+
+        /// Options of random header bytes: never panics, every option inside.
+        #[test]
+        fn options_never_panic(h in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut n = 0;
+            for o in ExtOptions::new(&h) {
+                n += 1;
+                if let Ok(o) = o {
+                    prop_assert!(o.offset + 2 + o.data.len() <= h.len());
+                }
+            }
+            prop_assert!(n <= h.len());
         }
 
         /// Chains in RFC 8200 §4.1 order (hop-by-hop, destination options,
