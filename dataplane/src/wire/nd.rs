@@ -462,22 +462,27 @@ pub fn fill_unsolicited_na(buf: &mut [u8], our_mac: MacAddr, vlan: Option<u16>, 
 pub const MAX_FRAME_LEN: usize = ethernet::VLAN_HEADER_LEN + ipv6::HEADER_LEN + MESSAGE_LEN + LL_OPTION_LEN;
 
 /// Parses `frame` as an untagged or tagged Ethernet/IPv6/ICMPv6 neighbour
-/// discovery message with a correct checksum and hop limit 255, returning the
-/// IPv6 view and the ICMPv6 message bytes (no extension headers allowed, as
-/// RFC 4861 senders never add them to NS/NA).
+/// discovery message with hop limit 255 and a correct checksum, returning the
+/// IPv6 view and the ICMPv6 message bytes. Extension headers are walked (see
+/// [`ipv6::Ipv6Packet::upper_layer`]); a fragmented ND message is refused
+/// (RFC 6980).
 pub fn parse_frame(frame: &[u8]) -> Result<(ipv6::Ipv6Packet<&[u8]>, &[u8]), WireError> {
     let eth = ethernet::EthernetFrame::new_checked(frame)?;
     if eth.ethertype() != ethertype::IPV6 {
         return Err(WireError::Malformed("nd: not an IPv6 frame"));
     }
     let ip = ipv6::Ipv6Packet::new_checked(eth.into_payload())?;
-    if ip.next_header() != next_header::ICMPV6 {
-        return Err(WireError::Malformed("nd: not ICMPv6"));
-    }
     if ip.hop_limit() != HOP_LIMIT {
         return Err(WireError::Malformed("nd: hop limit is not 255"));
     }
-    let msg = ip.clone().into_payload();
+    let chain = ip.upper_layer()?;
+    if chain.fragment.is_some() {
+        return Err(WireError::Malformed("nd: fragmented neighbour discovery message"));
+    }
+    if chain.protocol != next_header::ICMPV6 {
+        return Err(WireError::Malformed("nd: not ICMPv6"));
+    }
+    let msg = ip.clone().into_payload().get(chain.offset..).ok_or(WireError::Truncated)?;
     let m = icmpv6::Icmpv6Packet::new_checked(msg)?;
     if !m.verify_checksum(ip.src_addr(), ip.dst_addr()) {
         return Err(WireError::Malformed("nd: bad ICMPv6 checksum"));
@@ -635,6 +640,24 @@ mod tests {
         f[60] ^= 1; // checksum
         assert!(parse_frame(&f).is_err());
         assert!(parse_frame(&scapy("udp")).is_err());
+    }
+
+    /// An NS behind a hop-by-hop header parses; behind a fragment header, not.
+    #[test]
+    fn parse_frame_ext_headers() {
+        let f = scapy("ns");
+        for (ext, ok) in [([next_header::ICMPV6, 0, 1, 4, 0, 0, 0, 0], true), ([next_header::ICMPV6, 0, 0, 0, 0, 0, 0, 9], false)] {
+            let mut g = f[..54].to_vec();
+            g[20] = if ok { next_header::HOP_BY_HOP } else { next_header::FRAGMENT };
+            g[19] += 8; // payload length
+            g.extend(ext);
+            g.extend(&f[54..]);
+            let r = parse_frame(&g);
+            assert_eq!(r.is_ok(), ok);
+            if let Ok((_, msg)) = r {
+                assert_eq!(msg, &f[54..]);
+            }
+        }
     }
 
     proptest! {
