@@ -177,6 +177,23 @@ mod tests {
             prop_assert!(dg.verify_checksum_v6(v6(nsrc), v6(ndst)));
         }
 
+        /// NAT64-style translation of a TCP segment from IPv4 to IPv6: swapping the
+        /// IPv4 pseudo-header's sum for the IPv6 one with `update_region` gives
+        /// etherparse's IPv6 checksum.
+        #[test]
+        fn v4_to_v6_pseudo_header_swap_matches_etherparse(
+            src4 in any::<[u8; 4]>(), dst4 in any::<[u8; 4]>(), src6 in any::<[u8; 16]>(), dst6 in any::<[u8; 16]>(),
+            seq in any::<u32>(), payload in proptest::collection::vec(any::<u8>(), 0..80),
+        ) {
+            let mut h = TcpHeader::new(40000, 80, seq, 1000);
+            h.checksum = h.calc_checksum_ipv4_raw(src4, dst4, &payload).expect("len");
+            let len = (h.header_len() + payload.len()) as u16;
+            let old = checksum::pseudo_header_v4(src4.into(), dst4.into(), next_header::TCP, len);
+            let new = checksum::pseudo_header_v6(v6(src6), v6(dst6), next_header::TCP, u32::from(len));
+            let c = checksum::update_region(h.checksum, old, new);
+            prop_assert_eq!(c, h.calc_checksum_ipv6_raw(src6, dst6, &payload).expect("len"));
+        }
+
         /// `upper_layer_v6` over a segment with a zeroed checksum field equals
         /// etherparse's TCP checksum (pseudo-header with a 32-bit length).
         #[test]
