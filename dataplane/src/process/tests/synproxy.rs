@@ -1,0 +1,249 @@
+//! The SYN proxy end to end through one worker: client ↔ director ↔ real
+//! server, every frame built and read by etherparse (checksums included).
+
+use super::*;
+use crate::snapshot::SynProxy;
+use crate::synproxy::Secret;
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
+
+const FNAT_VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 102);
+const NOW: u64 = 1_000;
+
+/// The fixture's snapshot with the proxy on for the NAT service, a FULLNAT
+/// service (TOA on) and the DR service (which is never proxied).
+fn proxy_snapshot(window_scale: u8) -> Arc<Snapshot> {
+    let mut s = (*snapshot(2, nat_reals())).clone();
+    for svc in &mut s.services {
+        svc.syn_proxy = SynProxy::On;
+    }
+    let mut fnat = Service::new(
+        ServiceKey { protocol: Protocol::Tcp, vip: FNAT_VIP, port: 80 },
+        SchedulerKind::Rr,
+        vec![real(RS1, 8080, ForwardMode::FullNat)],
+    );
+    fnat.local_addrs = vec![DIR_IN];
+    fnat.toa = true;
+    fnat.syn_proxy = SynProxy::On;
+    s.services.push(fnat);
+    s.syn_flood.proxy_window_scale = window_scale;
+    Arc::new(s.finish())
+}
+
+fn proxy(window_scale: u8) -> Processor<VecFrame> {
+    let mut p = warmed_processor();
+    p.adopt(proxy_snapshot(window_scale));
+    p.set_syn_cookie_secret(Secret::new(*b"rvs synproxy key"));
+    p
+}
+
+/// A TCP segment's fields as etherparse reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seg {
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    seq: u32,
+    ack: u32,
+    syn: bool,
+    ack_flag: bool,
+    rst: bool,
+    window: u16,
+    options: Vec<TcpOptionElement>,
+    options_raw: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+/// Parses a frame sent by the director, checking both checksums and the MACs.
+fn parse(frame: &[u8], dst_mac: MacAddr) -> Seg {
+    let p = SlicedPacket::from_ethernet(frame).expect("ethernet");
+    assert_eq!(&frame[..6], &dst_mac.0, "destination MAC");
+    assert_eq!(&frame[6..12], &DIR_MAC.0, "source MAC");
+    let Some(NetSlice::Ipv4(v4)) = &p.net else { panic!("not ipv4") };
+    let Some(TransportSlice::Tcp(t)) = &p.transport else { panic!("not tcp") };
+    let ip = v4.header().to_header();
+    assert_eq!(ip.header_checksum, ip.calc_header_checksum(), "ip checksum");
+    let h = t.to_header();
+    assert_eq!(h.calc_checksum_ipv4(&ip, t.payload()).expect("sum"), h.checksum, "tcp checksum");
+    Seg {
+        src: (Ipv4Addr::from(ip.source), h.source_port),
+        dst: (Ipv4Addr::from(ip.destination), h.destination_port),
+        seq: h.sequence_number,
+        ack: h.acknowledgment_number,
+        syn: h.syn,
+        ack_flag: h.ack,
+        rst: h.rst,
+        window: h.window_size,
+        options: h.options_iterator().map_while(Result::ok).collect(),
+        options_raw: h.options.as_slice().to_vec(),
+        payload: t.payload().to_vec(),
+    }
+}
+
+/// What a segment to build carries.
+struct Tcp<'a> {
+    seq: u32,
+    ack: Option<u32>,
+    syn: bool,
+    rst: bool,
+    window: u16,
+    options: &'a [TcpOptionElement],
+    payload: &'a [u8],
+}
+
+impl Default for Tcp<'_> {
+    fn default() -> Self {
+        Tcp { seq: 0, ack: None, syn: false, rst: false, window: 502, options: &[], payload: b"" }
+    }
+}
+
+/// A frame from `from` (MAC, address, port) to the director for `to`.
+fn frame(mac: MacAddr, from: (Ipv4Addr, u16), to: (Ipv4Addr, u16), t: &Tcp<'_>) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(mac.0, DIR_MAC.0).ipv4(from.0.octets(), to.0.octets(), 61).tcp(from.1, to.1, t.seq, t.window);
+    let b = if t.syn { b.syn() } else { b };
+    let b = if t.rst { b.rst() } else { b };
+    let b = match t.ack {
+        Some(a) => b.ack(a),
+        None => b,
+    };
+    let b = b.options(t.options).expect("options");
+    let mut v = Vec::new();
+    b.write(&mut v, t.payload).expect("build");
+    v
+}
+
+/// Hands one frame to the processor at `now`; the frames it sent.
+fn step(p: &mut Processor<VecFrame>, input: Vec<u8>, now: u64) -> Vec<Vec<u8>> {
+    let mut out = Output::with_capacity(8);
+    p.handle(0, VecFrame::new(&input), now, &mut out);
+    out.tx.iter().map(|(_, f)| f.to_vec()).collect()
+}
+
+const CLIENT_ISN: u32 = 0xfffff_ff0;
+const SYN_OPTIONS: [TcpOptionElement; 5] = [
+    TcpOptionElement::MaximumSegmentSize(1460),
+    TcpOptionElement::SelectiveAcknowledgementPermitted,
+    TcpOptionElement::Timestamp(11, 0),
+    TcpOptionElement::Noop,
+    TcpOptionElement::WindowScale(7),
+];
+
+/// The client's SYN and the cookie SYN-ACK it gets: the cookie.
+fn handshake_with_director(p: &mut Processor<VecFrame>, vip: Ipv4Addr, sport: u16, announced: u8) -> u32 {
+    let syn = frame(CLIENT_MAC, (CLIENT, sport), (vip, 80), &Tcp { seq: CLIENT_ISN, syn: true, window: 64240, options: &SYN_OPTIONS, ..Tcp::default() });
+    let sent = step(p, syn.clone(), NOW);
+    assert_eq!(sent.len(), 1, "the SYN is answered");
+    assert!(sent[0].len() <= syn.len(), "the answer is not longer than the SYN");
+    let synack = parse(&sent[0], CLIENT_MAC);
+    assert_eq!((synack.src, synack.dst), ((vip, 80), (CLIENT, sport)));
+    assert!(synack.syn && synack.ack_flag && !synack.rst);
+    assert_eq!(synack.ack, CLIENT_ISN.wrapping_add(1));
+    assert_eq!(
+        synack.options,
+        vec![TcpOptionElement::MaximumSegmentSize(1460), TcpOptionElement::Noop, TcpOptionElement::WindowScale(announced)],
+        "MSS and window scale only: no SACK, no timestamps"
+    );
+    assert_eq!(p.conns().len(), 0, "a SYN creates nothing");
+    synack.seq
+}
+
+/// The rest of the handshake: the client's ACK (with `first_data`), the SYN
+/// to the real server, its SYN-ACK (window scale `server_ws`); returns
+/// (real server address as it sees itself, the address it sees the client as,
+/// the frames sent after the SYN-ACK).
+fn open(p: &mut Processor<VecFrame>, vip: Ipv4Addr, sport: u16, cookie: u32, server_isn: u32, server_ws: Option<u8>, first_data: &[u8]) -> (Seg, Vec<Seg>) {
+    let ack = frame(CLIENT_MAC, (CLIENT, sport), (vip, 80), &Tcp { seq: CLIENT_ISN.wrapping_add(1), ack: Some(cookie.wrapping_add(1)), payload: first_data, ..Tcp::default() });
+    let sent = step(p, ack, NOW + 5);
+    assert_eq!(sent.len(), 1, "the cookie ACK sends the SYN to the real server, nothing else");
+    let dst_mac = if sent[0][30..34] == RS1.octets() { RS1_MAC } else { RS2_MAC };
+    let syn = parse(&sent[0], dst_mac);
+    assert!(syn.syn && !syn.ack_flag);
+    assert_eq!(syn.window, 64256, "the client's window (502 << 7) as an unscaled SYN window");
+    assert_eq!(syn.options, vec![TcpOptionElement::MaximumSegmentSize(1460), TcpOptionElement::Noop, TcpOptionElement::WindowScale(7)]);
+    assert_eq!(p.conns().len(), 1);
+    let state = p.connections(&ConnFilter::default(), NOW + 5)[0].state.to_string();
+    assert_eq!(state, "SYN_SENT");
+    let mut options = vec![TcpOptionElement::MaximumSegmentSize(1400)];
+    if let Some(ws) = server_ws {
+        options.extend([TcpOptionElement::Noop, TcpOptionElement::WindowScale(ws)]);
+    }
+    let synack = frame(
+        dst_mac,
+        syn.dst,
+        syn.src,
+        &Tcp { seq: server_isn, ack: Some(syn.seq.wrapping_add(1)), syn: true, window: 29200, options: &options, ..Tcp::default() },
+    );
+    let sent = step(p, synack, NOW + 6);
+    let segs = sent.iter().map(|f| parse(f, dst_mac)).collect();
+    (syn, segs)
+}
+
+#[test]
+fn nat_handshake_data_both_ways_and_window_rescaling() {
+    let mut p = proxy(7);
+    let cookie = handshake_with_director(&mut p, NAT_VIP, 40000, 7);
+    let server_isn = 0x5000_0000;
+    let (syn, sent) = open(&mut p, NAT_VIP, 40000, cookie, server_isn, Some(9), b"GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(syn.src, (CLIENT, 40000), "NAT: the real server sees the client");
+    assert_eq!(syn.seq, CLIENT_ISN, "the client's own ISN");
+    let real = syn.dst;
+    assert_eq!(real.1, 8080);
+    let rs_mac = if real.0 == RS1 { RS1_MAC } else { RS2_MAC };
+    // The ACK completing the real server's handshake, then the held data.
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let ack = &sent[0];
+    assert_eq!((ack.src, ack.dst, ack.seq, ack.ack), ((CLIENT, 40000), real, CLIENT_ISN.wrapping_add(1), server_isn + 1));
+    assert!(ack.ack_flag && !ack.syn && ack.payload.is_empty());
+    assert_eq!(ack.window, 502, "the real server scales the client's window as the client does");
+    let data = &sent[1];
+    assert_eq!((data.src, data.dst, data.seq, data.ack), ((CLIENT, 40000), real, CLIENT_ISN.wrapping_add(1), server_isn + 1));
+    assert_eq!(data.payload, b"GET / HTTP/1.1\r\n\r\n", "the data of the client's first ACK");
+    assert_eq!(p.connections(&ConnFilter::default(), NOW + 6)[0].state.to_string(), "ESTABLISHED");
+
+    // Real server → client: seq back to the cookie's space, window rescaled 9 → 7.
+    let reply = frame(rs_mac, real, (CLIENT, 40000), &Tcp { seq: server_isn + 1, ack: Some(CLIENT_ISN.wrapping_add(19)), window: 1000, payload: b"HTTP/1.1 200 OK\r\n", ..Tcp::default() });
+    let sent = step(&mut p, reply, NOW + 7);
+    assert_eq!(sent.len(), 1);
+    let r = parse(&sent[0], CLIENT_MAC);
+    assert_eq!((r.src, r.dst, r.seq, r.ack), ((NAT_VIP, 80), (CLIENT, 40000), cookie.wrapping_add(1), CLIENT_ISN.wrapping_add(19)));
+    assert_eq!(r.window, 4000, "1000 << 9 >> 7");
+    assert_eq!(r.payload, b"HTTP/1.1 200 OK\r\n");
+
+    // Client → real server again: ack into the real server's space.
+    let more = frame(CLIENT_MAC, (CLIENT, 40000), (NAT_VIP, 80), &Tcp { seq: CLIENT_ISN.wrapping_add(19), ack: Some(cookie.wrapping_add(18)), payload: b"bye", ..Tcp::default() });
+    let sent = step(&mut p, more, NOW + 8);
+    let m = parse(&sent[0], rs_mac);
+    assert_eq!((m.src, m.dst, m.seq, m.ack, m.window), ((CLIENT, 40000), real, CLIENT_ISN.wrapping_add(19), server_isn + 18, 502));
+    assert_eq!(m.payload, b"bye");
+
+    let c = p.counters();
+    assert_eq!((c.get(Counter::SynCookieSent), c.get(Counter::SynCookieAckValid), c.get(Counter::SynProxyHandshakeFailed)), (1, 1, 0));
+    assert_eq!(p.syn_proxy_pending(), 0);
+}
+
+#[test]
+fn fullnat_handshake_keeps_its_own_sequence_shift_and_toa() {
+    let mut p = proxy(7);
+    let cookie = handshake_with_director(&mut p, FNAT_VIP, 40001, 7);
+    let server_isn = 0x7000_0000;
+    let (syn, sent) = open(&mut p, FNAT_VIP, 40001, cookie, server_isn, Some(7), b"");
+    assert_eq!(syn.src.0, DIR_IN, "FULLNAT: the real server sees the local address");
+    assert_eq!(syn.dst, (RS1, 8080));
+    let fnat_delta = syn.seq.wrapping_sub(CLIENT_ISN);
+    // Nothing was held: only the ACK, with the client's address in a TOA option.
+    assert_eq!(sent.len(), 1);
+    let ack = &sent[0];
+    assert_eq!((ack.src, ack.dst, ack.seq, ack.ack), (syn.src, syn.dst, syn.seq + 1, server_isn + 1));
+    let toa = [254, 8, 0x9c, 0x41, 10, 0, 0, 2];
+    assert!(ack.options_raw.windows(8).any(|w| w == toa), "TOA names the client: {:?}", ack.options_raw);
+    assert_eq!(p.counters().get(Counter::ToaInserted), 1);
+
+    // Data both ways: the client's seq carries FULLNAT's shift, its ack the proxy's.
+    let local = syn.src;
+    let data = frame(CLIENT_MAC, (CLIENT, 40001), (FNAT_VIP, 80), &Tcp { seq: CLIENT_ISN.wrapping_add(1), ack: Some(cookie.wrapping_add(1)), payload: b"ping", ..Tcp::default() });
+    let d = parse(&step(&mut p, data, NOW + 7)[0], RS1_MAC);
+    assert_eq!((d.src, d.dst, d.seq, d.ack), (local, (RS1, 8080), CLIENT_ISN.wrapping_add(1).wrapping_add(fnat_delta), server_isn + 1));
+    assert!(d.options_raw.is_empty(), "TOA only once");
+    let reply = frame(RS1_MAC, (RS1, 8080), local, &Tcp { seq: server_isn + 1, ack: Some(d.seq + 4), window: 300, payload: b"pong", ..Tcp::default() });
+    let r = parse(&step(&mut p, reply, NOW + 8)[0], CLIENT_MAC);
+    assert_eq!((r.src, r.dst, r.seq, r.ack, r.window), ((FNAT_VIP, 80), (CLIENT, 40001), cookie.wrapping_add(1), CLIENT_ISN.wrapping_add(5), 300));
+    assert_eq!(r.payload, b"pong");
+}
