@@ -247,3 +247,147 @@ fn fullnat_handshake_keeps_its_own_sequence_shift_and_toa() {
     assert_eq!((r.src, r.dst, r.seq, r.ack, r.window), ((FNAT_VIP, 80), (CLIENT, 40001), cookie.wrapping_add(1), CLIENT_ISN.wrapping_add(5), 300));
     assert_eq!(r.payload, b"pong");
 }
+
+#[test]
+fn a_refusing_real_server_resets_the_client_in_its_sequence_space() {
+    let mut p = proxy(7);
+    let cookie = handshake_with_director(&mut p, NAT_VIP, 40002, 7);
+    let ack = frame(CLIENT_MAC, (CLIENT, 40002), (NAT_VIP, 80), &Tcp { seq: CLIENT_ISN.wrapping_add(1), ack: Some(cookie.wrapping_add(1)), payload: b"early", ..Tcp::default() });
+    let sent = step(&mut p, ack, NOW + 5);
+    let rs_mac = if sent[0][30..34] == RS1.octets() { RS1_MAC } else { RS2_MAC };
+    let syn = parse(&sent[0], rs_mac);
+    // A reset that does not acknowledge our SYN is not believed.
+    let stray = frame(rs_mac, syn.dst, syn.src, &Tcp { seq: 0, ack: Some(syn.seq.wrapping_add(2)), rst: true, ..Tcp::default() });
+    assert!(step(&mut p, stray, NOW + 6).is_empty());
+    assert_eq!(p.conns().len(), 1);
+    // The real answer: RST|ACK acknowledging the SYN.
+    let rst = frame(rs_mac, syn.dst, syn.src, &Tcp { seq: 0, ack: Some(syn.seq.wrapping_add(1)), rst: true, window: 0, ..Tcp::default() });
+    let sent = step(&mut p, rst, NOW + 7);
+    assert_eq!(sent.len(), 1);
+    let r = parse(&sent[0], CLIENT_MAC);
+    assert_eq!((r.src, r.dst, r.seq), ((NAT_VIP, 80), (CLIENT, 40002), cookie.wrapping_add(1)));
+    assert!(r.rst && !r.syn && r.payload.is_empty());
+    assert_eq!(p.conns().len(), 0, "the connection is gone");
+    assert_eq!(p.syn_proxy_pending(), 0);
+    let c = p.counters();
+    assert_eq!(c.get(Counter::SynProxyHandshakeFailed), 1);
+    assert_eq!(c.get(Counter::SynProxyDataDropped), 1, "the held data was freed");
+}
+
+#[test]
+fn invalid_cookie_acks_are_dropped_and_counted() {
+    let mut p = proxy(7);
+    let cookie = handshake_with_director(&mut p, NAT_VIP, 40003, 7);
+    let cases = [
+        ("wrong cookie", CLIENT_ISN.wrapping_add(1), cookie.wrapping_add(2), 40003),
+        ("wrong ISN", CLIENT_ISN.wrapping_add(2), cookie.wrapping_add(1), 40003),
+        ("another port", CLIENT_ISN.wrapping_add(1), cookie.wrapping_add(1), 40004),
+    ];
+    for (what, seq, ack, sport) in cases {
+        let before = p.counters().get(Counter::SynCookieAckInvalid);
+        let f = frame(CLIENT_MAC, (CLIENT, sport), (NAT_VIP, 80), &Tcp { seq, ack: Some(ack), ..Tcp::default() });
+        assert!(step(&mut p, f, NOW + 5).is_empty(), "{what}");
+        assert_eq!(p.counters().get(Counter::SynCookieAckInvalid), before + 1, "{what}");
+    }
+    // Two periods later the right cookie is refused too.
+    let late = frame(CLIENT_MAC, (CLIENT, 40003), (NAT_VIP, 80), &Tcp { seq: CLIENT_ISN.wrapping_add(1), ack: Some(cookie.wrapping_add(1)), ..Tcp::default() });
+    assert!(step(&mut p, late.clone(), NOW + 2 * crate::synproxy::cookie::PERIOD_MS).is_empty());
+    assert_eq!(p.counters().get(Counter::SynCookieAckInvalid), 4);
+    assert_eq!(p.conns().len(), 0);
+    // In the next period it is still good.
+    assert_eq!(step(&mut p, late, NOW + crate::synproxy::cookie::PERIOD_MS).len(), 1);
+    assert_eq!(p.conns().len(), 1);
+}
+
+#[test]
+fn a_thousand_spoofed_syns_create_no_connection() {
+    let mut p = proxy(7);
+    let mut out = Output::with_capacity(1024);
+    for i in 0..1000u32 {
+        let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) | (i % 200 + 3));
+        let syn = frame(CLIENT_MAC, (src, 1024 + i as u16), (NAT_VIP, 80), &Tcp { seq: i.wrapping_mul(7919), syn: true, options: &SYN_OPTIONS, ..Tcp::default() });
+        p.handle(0, VecFrame::new(&syn), NOW, &mut out);
+    }
+    assert_eq!(p.conns().len(), 0);
+    assert_eq!(p.syn_proxy_pending(), 0);
+    assert_eq!(p.counters().get(Counter::SynCookieSent), 1000);
+    assert_eq!(out.tx.len() + out.drop.len(), 1000, "every SYN answered (or queued for ARP) and nothing else");
+}
+
+#[test]
+fn dr_services_are_never_proxied() {
+    let mut p = proxy(7);
+    let syn = frame(CLIENT_MAC, (CLIENT, 40005), (DR_VIP, 80), &Tcp { seq: CLIENT_ISN, syn: true, options: &SYN_OPTIONS, ..Tcp::default() });
+    let sent = step(&mut p, syn, NOW);
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0][..6] == RS1_MAC.0 || sent[0][..6] == RS2_MAC.0, "the SYN goes to a real server");
+    assert_eq!(p.conns().len(), 1);
+    assert_eq!(p.counters().get(Counter::SynCookieSent), 0);
+}
+
+#[test]
+fn auto_proxies_syns_only_under_pressure_but_always_takes_cookie_acks() {
+    let mut s = (*proxy_snapshot(7)).clone();
+    for svc in &mut s.services {
+        svc.syn_proxy = SynProxy::Auto;
+    }
+    let mut p = proxy(7);
+    p.adopt(Arc::new(s.finish()));
+    assert!(!p.under_pressure());
+    // Not under pressure: the SYN makes a connection as in IPVS.
+    let syn = frame(CLIENT_MAC, (CLIENT, 40006), (NAT_VIP, 80), &Tcp { seq: CLIENT_ISN, syn: true, options: &SYN_OPTIONS, ..Tcp::default() });
+    step(&mut p, syn, NOW);
+    assert_eq!((p.conns().len(), p.counters().get(Counter::SynCookieSent)), (1, 0));
+    // A cookie made earlier (under pressure) is still honoured.
+    let key = FlowKey { proto: 6, src: CLIENT, dst: NAT_VIP, sport: 40007, dport: 80 };
+    let cookie = crate::synproxy::cookie::encode(&Secret::new(*b"rvs synproxy key"), &key, CLIENT_ISN, 1460, Some(7), NOW);
+    let ack = frame(CLIENT_MAC, (CLIENT, 40007), (NAT_VIP, 80), &Tcp { seq: CLIENT_ISN.wrapping_add(1), ack: Some(cookie.wrapping_add(1)), ..Tcp::default() });
+    assert_eq!(step(&mut p, ack, NOW + 1).len(), 1, "the SYN to the real server");
+    assert_eq!(p.counters().get(Counter::SynCookieAckValid), 1);
+}
+
+#[test]
+fn a_real_server_without_window_scaling_gets_the_clients_windows_scaled() {
+    let mut p = proxy(7);
+    let cookie = handshake_with_director(&mut p, NAT_VIP, 40008, 7);
+    let (syn, sent) = open(&mut p, NAT_VIP, 40008, cookie, 0x10, None, b"");
+    let real = syn.dst;
+    let rs_mac = if real.0 == RS1 { RS1_MAC } else { RS2_MAC };
+    assert_eq!(sent[0].window, 64256, "the client's 502 << 7, unscaled for the real server");
+    let data = frame(CLIENT_MAC, (CLIENT, 40008), (NAT_VIP, 80), &Tcp { seq: CLIENT_ISN.wrapping_add(1), ack: Some(cookie.wrapping_add(1)), window: 1024, payload: b"x", ..Tcp::default() });
+    assert_eq!(parse(&step(&mut p, data, NOW + 7)[0], rs_mac).window, 65535, "saturated");
+    let reply = frame(rs_mac, real, (CLIENT, 40008), &Tcp { seq: 0x11, ack: Some(CLIENT_ISN.wrapping_add(2)), window: 29200, ..Tcp::default() });
+    assert_eq!(parse(&step(&mut p, reply, NOW + 8)[0], CLIENT_MAC).window, 228, "29200 >> 7 for the client");
+}
+
+#[test]
+fn client_packets_wait_for_the_handshake_within_bounds_and_expire_with_it() {
+    let mut p = proxy(7);
+    let cookie = handshake_with_director(&mut p, NAT_VIP, 40009, 7);
+    let seg = |n: u32, now: u64, p: &mut Processor<VecFrame>| {
+        let f = frame(CLIENT_MAC, (CLIENT, 40009), (NAT_VIP, 80), &Tcp { seq: CLIENT_ISN.wrapping_add(1 + n), ack: Some(cookie.wrapping_add(1)), payload: b"z", ..Tcp::default() });
+        step(p, f, now)
+    };
+    assert_eq!(seg(0, NOW + 5, &mut p).len(), 1, "the first ACK sends the SYN and is held");
+    for n in 1..super::super::synproxy::HELD_PER_CONN as u32 {
+        assert!(seg(n, NOW + 6, &mut p).is_empty(), "held");
+    }
+    assert_eq!(p.counters().get(Counter::SynProxyDataDropped), 0);
+    assert!(seg(99, NOW + 6, &mut p).is_empty());
+    assert_eq!(p.counters().get(Counter::SynProxyDataDropped), 1, "over the bound");
+    // A second later a client packet sends the SYN again.
+    let again = seg(100, NOW + 5 + super::super::synproxy::SYN_RESEND_MS, &mut p);
+    assert_eq!(again.len(), 1);
+    assert_eq!(p.counters().get(Counter::SynProxyDataDropped), 2, "the packet that sent the SYN again is over the bound too");
+    assert!(parse(&again[0], if again[0][30..34] == RS1.octets() { RS1_MAC } else { RS2_MAC }).syn);
+    // The real server never answers: the handshake expires, its packets are freed.
+    let mut out = Output::with_capacity(64);
+    let late = NOW + 10 + super::super::synproxy::HANDSHAKE_TIMEOUT_MS;
+    for _ in 0..8 {
+        p.tick(late, &mut out);
+    }
+    assert_eq!(p.conns().len(), 0);
+    assert_eq!(p.syn_proxy_pending(), 0);
+    assert_eq!(p.counters().get(Counter::SynProxyHandshakeFailed), 1);
+    assert_eq!(p.counters().get(Counter::SynProxyDataDropped), 2 + 16, "the 16 held ones are freed");
+}
