@@ -220,7 +220,18 @@ mod tests {
 
     #[test]
     fn mss_is_rounded_down_to_the_table() {
-        let cases = [(0, 536), (535, 536), (536, 536), (1299, 536), (1300, 1300), (1439, 1300), (1440, 1440), (1459, 1440), (1460, 1460), (9000, 1460)];
+        let cases = [
+            (0, 536),
+            (535, 536),
+            (536, 536),
+            (1299, 536),
+            (1300, 1300),
+            (1439, 1300),
+            (1440, 1440),
+            (1459, 1440),
+            (1460, 1460),
+            (9000, 1460),
+        ];
         for (client, carried) in cases {
             let c = encode(&SECRET, &key(), 1, client, None, 0);
             assert_eq!(verify(&SECRET, &key(), 1, c, 0).map(|i| i.mss), Some(carried), "client MSS {client}");
@@ -229,7 +240,9 @@ mod tests {
 
     #[test]
     fn window_scale_is_carried_and_capped() {
-        for (offered, carried) in [(None, None), (Some(0), Some(0)), (Some(7), Some(7)), (Some(14), Some(14)), (Some(15), Some(14)), (Some(200), Some(14))] {
+        for (offered, carried) in
+            [(None, None), (Some(0), Some(0)), (Some(7), Some(7)), (Some(14), Some(14)), (Some(15), Some(14)), (Some(200), Some(14))]
+        {
             let c = encode(&SECRET, &key(), 1, 1460, offered, 0);
             assert_eq!(verify(&SECRET, &key(), 1, c, 0).map(|i| i.wscale), Some(carried), "offered {offered:?}");
         }

@@ -8,8 +8,8 @@
 //! so they are not changed here (FULLNAT's own shift, `Conn::seq_delta`,
 //! applies on top, independently).
 
-use crate::wire::{checksum, Ipv4Packet, TcpSegment};
 use crate::fwd::FwdError;
+use crate::wire::{checksum, Ipv4Packet, TcpSegment};
 
 /// Where a connection stands with the SYN proxy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -96,7 +96,7 @@ pub fn translate_reply(ip: &mut [u8], t: &Translation) -> Result<(), FwdError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use etherparse::{PacketBuilder, SlicedPacket, TransportSlice, NetSlice};
+    use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
     /// An IPv4/TCP packet built by etherparse.
     fn packet(seq: u32, ack: Option<u32>, window: u16, payload: &[u8]) -> Vec<u8> {
@@ -149,7 +149,8 @@ mod tests {
             Case { what: "server refused scaling", server: 0, client_view: 7, window: 65535, expect: 511 },
         ];
         for c in cases {
-            let t = Translation { delta: 77, phase: Phase::Open, server_wscale: c.server, client_view_wscale: c.client_view, inbound_shift: 0 };
+            let t =
+                Translation { delta: 77, phase: Phase::Open, server_wscale: c.server, client_view_wscale: c.client_view, inbound_shift: 0 };
             let mut ip = packet(5077, Some(1001), c.window, b"HTTP/1.1 200 OK\r\n");
             translate_reply(&mut ip, &t).expect(c.what);
             assert_eq!(read(&ip), (5000, 1001, c.expect, true), "{}", c.what);

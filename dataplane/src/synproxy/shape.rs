@@ -284,7 +284,7 @@ pub fn reset_to_client(ip: &mut [u8], vip: SocketAddrV4, client: SocketAddrV4, s
 mod tests {
     use super::*;
     use crate::frame::VecFrame;
-    use etherparse::{PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice, NetSlice, LinkSlice};
+    use etherparse::{LinkSlice, NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
 
     const CLIENT_MAC: [u8; 6] = [2, 0xc0, 0, 0, 0, 2];
     const DIR_MAC: [u8; 6] = [2, 0xd0, 0, 0, 0, 1];
@@ -301,8 +301,11 @@ mod tests {
         v
     }
 
+    /// TCP header, source and destination address, source and destination MAC, VLAN.
+    type Parsed = (etherparse::TcpHeader, [u8; 4], [u8; 4], [u8; 6], [u8; 6], Option<u16>);
+
     /// The TCP part of a frame as etherparse reads it, checksum checked.
-    fn tcp_of(frame: &[u8]) -> (etherparse::TcpHeader, [u8; 4], [u8; 4], [u8; 6], [u8; 6], Option<u16>) {
+    fn tcp_of(frame: &[u8]) -> Parsed {
         let p = SlicedPacket::from_ethernet(frame).expect("parse");
         let Some(LinkSlice::Ethernet2(eth)) = &p.link else { panic!("ethernet") };
         let vlan = p.vlan_ids().first().map(|v| v.value());
@@ -317,7 +320,10 @@ mod tests {
 
     #[test]
     fn syn_options_are_read_and_malformed_ones_stop_the_walk() {
-        assert_eq!(syn_options(&[2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7]), SynOptions { mss: Some(1460), wscale: Some(7) });
+        assert_eq!(
+            syn_options(&[2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7]),
+            SynOptions { mss: Some(1460), wscale: Some(7) }
+        );
         assert_eq!(syn_options(&[1, 1, 2, 4, 2, 0x18]), SynOptions { mss: Some(536), wscale: None });
         assert_eq!(syn_options(&[3, 3, 9, 0, 2, 4, 5, 0xb4]), SynOptions { mss: None, wscale: Some(9) }, "END stops");
         assert_eq!(syn_options(&[2, 0, 3, 3, 9]), SynOptions::default(), "zero length stops");
@@ -329,7 +335,12 @@ mod tests {
         for vlan in [None, Some(42)] {
             let l2 = if vlan.is_some() { 18 } else { 14 };
             let input = syn(
-                &[TcpOptionElement::MaximumSegmentSize(1460), TcpOptionElement::SelectiveAcknowledgementPermitted, TcpOptionElement::Noop, TcpOptionElement::WindowScale(7)],
+                &[
+                    TcpOptionElement::MaximumSegmentSize(1460),
+                    TcpOptionElement::SelectiveAcknowledgementPermitted,
+                    TcpOptionElement::Noop,
+                    TcpOptionElement::WindowScale(7),
+                ],
                 vlan,
             );
             assert!(answer_fits_wscale(input.len(), l2));
@@ -339,7 +350,10 @@ mod tests {
             assert!(out.len() <= input.len().max(60 + l2 - 14), "{} bytes answer {}", out.len(), input.len());
             let (h, src, dst, smac, dmac, got_vlan) = tcp_of(&out);
             assert_eq!((src, dst, smac, dmac, got_vlan), ([10, 0, 0, 101], [10, 0, 0, 2], DIR_MAC, CLIENT_MAC, vlan));
-            assert_eq!((h.source_port, h.destination_port, h.sequence_number, h.acknowledgment_number), (80, 40000, 0xabcd_ef01, 0x1111_0001));
+            assert_eq!(
+                (h.source_port, h.destination_port, h.sequence_number, h.acknowledgment_number),
+                (80, 40000, 0xabcd_ef01, 0x1111_0001)
+            );
             assert!(h.syn && h.ack && !h.rst && !h.fin);
             assert_eq!(h.window_size, COOKIE_WINDOW);
             let opts: Vec<_> = h.options_iterator().map(|o| o.expect("option")).collect();

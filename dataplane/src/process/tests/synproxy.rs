@@ -117,7 +117,7 @@ fn step(p: &mut Processor<VecFrame>, input: Vec<u8>, now: u64) -> Vec<Vec<u8>> {
     out.tx.iter().map(|(_, f)| f.to_vec()).collect()
 }
 
-const CLIENT_ISN: u32 = 0xfffff_ff0;
+const CLIENT_ISN: u32 = 0xffff_fff0;
 const SYN_OPTIONS: [TcpOptionElement; 5] = [
     TcpOptionElement::MaximumSegmentSize(1460),
     TcpOptionElement::SelectiveAcknowledgementPermitted,
@@ -128,7 +128,12 @@ const SYN_OPTIONS: [TcpOptionElement; 5] = [
 
 /// The client's SYN and the cookie SYN-ACK it gets: the cookie.
 fn handshake_with_director(p: &mut Processor<VecFrame>, vip: Ipv4Addr, sport: u16, announced: u8) -> u32 {
-    let syn = frame(CLIENT_MAC, (CLIENT, sport), (vip, 80), &Tcp { seq: CLIENT_ISN, syn: true, window: 64240, options: &SYN_OPTIONS, ..Tcp::default() });
+    let syn = frame(
+        CLIENT_MAC,
+        (CLIENT, sport),
+        (vip, 80),
+        &Tcp { seq: CLIENT_ISN, syn: true, window: 64240, options: &SYN_OPTIONS, ..Tcp::default() },
+    );
     let sent = step(p, syn.clone(), NOW);
     assert_eq!(sent.len(), 1, "the SYN is answered");
     assert!(sent[0].len() <= syn.len(), "the answer is not longer than the SYN");
@@ -149,8 +154,21 @@ fn handshake_with_director(p: &mut Processor<VecFrame>, vip: Ipv4Addr, sport: u1
 /// to the real server, its SYN-ACK (window scale `server_ws`); returns
 /// (real server address as it sees itself, the address it sees the client as,
 /// the frames sent after the SYN-ACK).
-fn open(p: &mut Processor<VecFrame>, vip: Ipv4Addr, sport: u16, cookie: u32, server_isn: u32, server_ws: Option<u8>, first_data: &[u8]) -> (Seg, Vec<Seg>) {
-    let ack = frame(CLIENT_MAC, (CLIENT, sport), (vip, 80), &Tcp { seq: CLIENT_ISN.wrapping_add(1), ack: Some(cookie.wrapping_add(1)), payload: first_data, ..Tcp::default() });
+fn open(
+    p: &mut Processor<VecFrame>,
+    vip: Ipv4Addr,
+    sport: u16,
+    cookie: u32,
+    server_isn: u32,
+    server_ws: Option<u8>,
+    first_data: &[u8],
+) -> (Seg, Vec<Seg>) {
+    let ack = frame(
+        CLIENT_MAC,
+        (CLIENT, sport),
+        (vip, 80),
+        &Tcp { seq: CLIENT_ISN.wrapping_add(1), ack: Some(cookie.wrapping_add(1)), payload: first_data, ..Tcp::default() },
+    );
     let sent = step(p, ack, NOW + 5);
     assert_eq!(sent.len(), 1, "the cookie ACK sends the SYN to the real server, nothing else");
     let dst_mac = if sent[0][30..34] == RS1.octets() { RS1_MAC } else { RS2_MAC };
@@ -199,7 +217,18 @@ fn nat_handshake_data_both_ways_and_window_rescaling() {
     assert_eq!(p.connections(&ConnFilter::default(), NOW + 6)[0].state.to_string(), "ESTABLISHED");
 
     // Real server → client: seq back to the cookie's space, window rescaled 9 → 7.
-    let reply = frame(rs_mac, real, (CLIENT, 40000), &Tcp { seq: server_isn + 1, ack: Some(CLIENT_ISN.wrapping_add(19)), window: 1000, payload: b"HTTP/1.1 200 OK\r\n", ..Tcp::default() });
+    let reply = frame(
+        rs_mac,
+        real,
+        (CLIENT, 40000),
+        &Tcp {
+            seq: server_isn + 1,
+            ack: Some(CLIENT_ISN.wrapping_add(19)),
+            window: 1000,
+            payload: b"HTTP/1.1 200 OK\r\n",
+            ..Tcp::default()
+        },
+    );
     let sent = step(&mut p, reply, NOW + 7);
     assert_eq!(sent.len(), 1);
     let r = parse(&sent[0], CLIENT_MAC);
@@ -208,7 +237,12 @@ fn nat_handshake_data_both_ways_and_window_rescaling() {
     assert_eq!(r.payload, b"HTTP/1.1 200 OK\r\n");
 
     // Client → real server again: ack into the real server's space.
-    let more = frame(CLIENT_MAC, (CLIENT, 40000), (NAT_VIP, 80), &Tcp { seq: CLIENT_ISN.wrapping_add(19), ack: Some(cookie.wrapping_add(18)), payload: b"bye", ..Tcp::default() });
+    let more = frame(
+        CLIENT_MAC,
+        (CLIENT, 40000),
+        (NAT_VIP, 80),
+        &Tcp { seq: CLIENT_ISN.wrapping_add(19), ack: Some(cookie.wrapping_add(18)), payload: b"bye", ..Tcp::default() },
+    );
     let sent = step(&mut p, more, NOW + 8);
     let m = parse(&sent[0], rs_mac);
     assert_eq!((m.src, m.dst, m.seq, m.ack, m.window), ((CLIENT, 40000), real, CLIENT_ISN.wrapping_add(19), server_isn + 18, 502));
@@ -238,13 +272,26 @@ fn fullnat_handshake_keeps_its_own_sequence_shift_and_toa() {
 
     // Data both ways: the client's seq carries FULLNAT's shift, its ack the proxy's.
     let local = syn.src;
-    let data = frame(CLIENT_MAC, (CLIENT, 40001), (FNAT_VIP, 80), &Tcp { seq: CLIENT_ISN.wrapping_add(1), ack: Some(cookie.wrapping_add(1)), payload: b"ping", ..Tcp::default() });
+    let data = frame(
+        CLIENT_MAC,
+        (CLIENT, 40001),
+        (FNAT_VIP, 80),
+        &Tcp { seq: CLIENT_ISN.wrapping_add(1), ack: Some(cookie.wrapping_add(1)), payload: b"ping", ..Tcp::default() },
+    );
     let d = parse(&step(&mut p, data, NOW + 7)[0], RS1_MAC);
     assert_eq!((d.src, d.dst, d.seq, d.ack), (local, (RS1, 8080), CLIENT_ISN.wrapping_add(1).wrapping_add(fnat_delta), server_isn + 1));
     assert!(d.options_raw.is_empty(), "TOA only once");
-    let reply = frame(RS1_MAC, (RS1, 8080), local, &Tcp { seq: server_isn + 1, ack: Some(d.seq + 4), window: 300, payload: b"pong", ..Tcp::default() });
+    let reply = frame(
+        RS1_MAC,
+        (RS1, 8080),
+        local,
+        &Tcp { seq: server_isn + 1, ack: Some(d.seq + 4), window: 300, payload: b"pong", ..Tcp::default() },
+    );
     let r = parse(&step(&mut p, reply, NOW + 8)[0], CLIENT_MAC);
-    assert_eq!((r.src, r.dst, r.seq, r.ack, r.window), ((FNAT_VIP, 80), (CLIENT, 40001), cookie.wrapping_add(1), CLIENT_ISN.wrapping_add(5), 300));
+    assert_eq!(
+        (r.src, r.dst, r.seq, r.ack, r.window),
+        ((FNAT_VIP, 80), (CLIENT, 40001), cookie.wrapping_add(1), CLIENT_ISN.wrapping_add(5), 300)
+    );
     assert_eq!(r.payload, b"pong");
 }
 
@@ -252,7 +299,12 @@ fn fullnat_handshake_keeps_its_own_sequence_shift_and_toa() {
 fn a_refusing_real_server_resets_the_client_in_its_sequence_space() {
     let mut p = proxy(7);
     let cookie = handshake_with_director(&mut p, NAT_VIP, 40002, 7);
-    let ack = frame(CLIENT_MAC, (CLIENT, 40002), (NAT_VIP, 80), &Tcp { seq: CLIENT_ISN.wrapping_add(1), ack: Some(cookie.wrapping_add(1)), payload: b"early", ..Tcp::default() });
+    let ack = frame(
+        CLIENT_MAC,
+        (CLIENT, 40002),
+        (NAT_VIP, 80),
+        &Tcp { seq: CLIENT_ISN.wrapping_add(1), ack: Some(cookie.wrapping_add(1)), payload: b"early", ..Tcp::default() },
+    );
     let sent = step(&mut p, ack, NOW + 5);
     let rs_mac = if sent[0][30..34] == RS1.octets() { RS1_MAC } else { RS2_MAC };
     let syn = parse(&sent[0], rs_mac);
@@ -290,7 +342,12 @@ fn invalid_cookie_acks_are_dropped_and_counted() {
         assert_eq!(p.counters().get(Counter::SynCookieAckInvalid), before + 1, "{what}");
     }
     // Two periods later the right cookie is refused too.
-    let late = frame(CLIENT_MAC, (CLIENT, 40003), (NAT_VIP, 80), &Tcp { seq: CLIENT_ISN.wrapping_add(1), ack: Some(cookie.wrapping_add(1)), ..Tcp::default() });
+    let late = frame(
+        CLIENT_MAC,
+        (CLIENT, 40003),
+        (NAT_VIP, 80),
+        &Tcp { seq: CLIENT_ISN.wrapping_add(1), ack: Some(cookie.wrapping_add(1)), ..Tcp::default() },
+    );
     assert!(step(&mut p, late.clone(), NOW + 2 * crate::synproxy::cookie::PERIOD_MS).is_empty());
     assert_eq!(p.counters().get(Counter::SynCookieAckInvalid), 4);
     assert_eq!(p.conns().len(), 0);
@@ -305,7 +362,12 @@ fn a_thousand_spoofed_syns_create_no_connection() {
     let mut out = Output::with_capacity(1024);
     for i in 0..1000u32 {
         let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) | (i % 200 + 3));
-        let syn = frame(CLIENT_MAC, (src, 1024 + i as u16), (NAT_VIP, 80), &Tcp { seq: i.wrapping_mul(7919), syn: true, options: &SYN_OPTIONS, ..Tcp::default() });
+        let syn = frame(
+            CLIENT_MAC,
+            (src, 1024 + i as u16),
+            (NAT_VIP, 80),
+            &Tcp { seq: i.wrapping_mul(7919), syn: true, options: &SYN_OPTIONS, ..Tcp::default() },
+        );
         p.handle(0, VecFrame::new(&syn), NOW, &mut out);
     }
     assert_eq!(p.conns().len(), 0);
@@ -317,7 +379,8 @@ fn a_thousand_spoofed_syns_create_no_connection() {
 #[test]
 fn dr_services_are_never_proxied() {
     let mut p = proxy(7);
-    let syn = frame(CLIENT_MAC, (CLIENT, 40005), (DR_VIP, 80), &Tcp { seq: CLIENT_ISN, syn: true, options: &SYN_OPTIONS, ..Tcp::default() });
+    let syn =
+        frame(CLIENT_MAC, (CLIENT, 40005), (DR_VIP, 80), &Tcp { seq: CLIENT_ISN, syn: true, options: &SYN_OPTIONS, ..Tcp::default() });
     let sent = step(&mut p, syn, NOW);
     assert_eq!(sent.len(), 1);
     assert!(sent[0][..6] == RS1_MAC.0 || sent[0][..6] == RS2_MAC.0, "the SYN goes to a real server");
@@ -335,13 +398,19 @@ fn auto_proxies_syns_only_under_pressure_but_always_takes_cookie_acks() {
     p.adopt(Arc::new(s.finish()));
     assert!(!p.under_pressure());
     // Not under pressure: the SYN makes a connection as in IPVS.
-    let syn = frame(CLIENT_MAC, (CLIENT, 40006), (NAT_VIP, 80), &Tcp { seq: CLIENT_ISN, syn: true, options: &SYN_OPTIONS, ..Tcp::default() });
+    let syn =
+        frame(CLIENT_MAC, (CLIENT, 40006), (NAT_VIP, 80), &Tcp { seq: CLIENT_ISN, syn: true, options: &SYN_OPTIONS, ..Tcp::default() });
     step(&mut p, syn, NOW);
     assert_eq!((p.conns().len(), p.counters().get(Counter::SynCookieSent)), (1, 0));
     // A cookie made earlier (under pressure) is still honoured.
     let key = FlowKey { proto: 6, src: CLIENT, dst: NAT_VIP, sport: 40007, dport: 80 };
     let cookie = crate::synproxy::cookie::encode(&Secret::new(*b"rvs synproxy key"), &key, CLIENT_ISN, 1460, Some(7), NOW);
-    let ack = frame(CLIENT_MAC, (CLIENT, 40007), (NAT_VIP, 80), &Tcp { seq: CLIENT_ISN.wrapping_add(1), ack: Some(cookie.wrapping_add(1)), ..Tcp::default() });
+    let ack = frame(
+        CLIENT_MAC,
+        (CLIENT, 40007),
+        (NAT_VIP, 80),
+        &Tcp { seq: CLIENT_ISN.wrapping_add(1), ack: Some(cookie.wrapping_add(1)), ..Tcp::default() },
+    );
     assert_eq!(step(&mut p, ack, NOW + 1).len(), 1, "the SYN to the real server");
     assert_eq!(p.counters().get(Counter::SynCookieAckValid), 1);
 }
@@ -354,9 +423,15 @@ fn a_real_server_without_window_scaling_gets_the_clients_windows_scaled() {
     let real = syn.dst;
     let rs_mac = if real.0 == RS1 { RS1_MAC } else { RS2_MAC };
     assert_eq!(sent[0].window, 64256, "the client's 502 << 7, unscaled for the real server");
-    let data = frame(CLIENT_MAC, (CLIENT, 40008), (NAT_VIP, 80), &Tcp { seq: CLIENT_ISN.wrapping_add(1), ack: Some(cookie.wrapping_add(1)), window: 1024, payload: b"x", ..Tcp::default() });
+    let data = frame(
+        CLIENT_MAC,
+        (CLIENT, 40008),
+        (NAT_VIP, 80),
+        &Tcp { seq: CLIENT_ISN.wrapping_add(1), ack: Some(cookie.wrapping_add(1)), window: 1024, payload: b"x", ..Tcp::default() },
+    );
     assert_eq!(parse(&step(&mut p, data, NOW + 7)[0], rs_mac).window, 65535, "saturated");
-    let reply = frame(rs_mac, real, (CLIENT, 40008), &Tcp { seq: 0x11, ack: Some(CLIENT_ISN.wrapping_add(2)), window: 29200, ..Tcp::default() });
+    let reply =
+        frame(rs_mac, real, (CLIENT, 40008), &Tcp { seq: 0x11, ack: Some(CLIENT_ISN.wrapping_add(2)), window: 29200, ..Tcp::default() });
     assert_eq!(parse(&step(&mut p, reply, NOW + 8)[0], CLIENT_MAC).window, 228, "29200 >> 7 for the client");
 }
 
@@ -365,7 +440,12 @@ fn client_packets_wait_for_the_handshake_within_bounds_and_expire_with_it() {
     let mut p = proxy(7);
     let cookie = handshake_with_director(&mut p, NAT_VIP, 40009, 7);
     let seg = |n: u32, now: u64, p: &mut Processor<VecFrame>| {
-        let f = frame(CLIENT_MAC, (CLIENT, 40009), (NAT_VIP, 80), &Tcp { seq: CLIENT_ISN.wrapping_add(1 + n), ack: Some(cookie.wrapping_add(1)), payload: b"z", ..Tcp::default() });
+        let f = frame(
+            CLIENT_MAC,
+            (CLIENT, 40009),
+            (NAT_VIP, 80),
+            &Tcp { seq: CLIENT_ISN.wrapping_add(1 + n), ack: Some(cookie.wrapping_add(1)), payload: b"z", ..Tcp::default() },
+        );
         step(p, f, now)
     };
     assert_eq!(seg(0, NOW + 5, &mut p).len(), 1, "the first ACK sends the SYN and is held");
