@@ -471,3 +471,23 @@ fn client_packets_wait_for_the_handshake_within_bounds_and_expire_with_it() {
     assert_eq!(p.counters().get(Counter::SynProxyHandshakeFailed), 1);
     assert_eq!(p.counters().get(Counter::SynProxyDataDropped), 2 + 16, "the 16 held ones are freed");
 }
+
+#[test]
+fn any_worker_of_the_process_takes_any_workers_cookie() {
+    // No secret set: every worker uses the process's.
+    let mut workers: Vec<Processor<VecFrame>> = (0..2)
+        .map(|w| {
+            let mut p = Processor::for_worker(proxy_snapshot(7), 1024, w, 2);
+            let mut out = Output::with_capacity(8);
+            for (ip, mac) in [(CLIENT, CLIENT_MAC), (RS1, RS1_MAC), (RS2, RS2_MAC)] {
+                let target = if ip.octets()[1] == 0 { DIR_OUT } else { DIR_IN };
+                p.handle(0, VecFrame::new(&arp_frame(mac, DIR_MAC, arp::op::REPLY, mac, ip, DIR_MAC, target)), 0, &mut out);
+            }
+            p
+        })
+        .collect();
+    let cookie = handshake_with_director(&mut workers[0], NAT_VIP, 40010, 7);
+    let ack = frame(CLIENT_MAC, (CLIENT, 40010), (NAT_VIP, 80), &Tcp { seq: CLIENT_ISN.wrapping_add(1), ack: Some(cookie.wrapping_add(1)), ..Tcp::default() });
+    assert_eq!(step(&mut workers[1], ack, NOW + 5).len(), 1, "worker 1 sends the SYN for worker 0's cookie");
+    assert_eq!(workers[1].counters().get(Counter::SynCookieAckValid), 1);
+}
