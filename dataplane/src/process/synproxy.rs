@@ -25,6 +25,7 @@
 
 use super::*;
 use crate::snapshot::{Service, SynProxy};
+use crate::synproxy::cookie::Jar;
 use crate::synproxy::seq::{Phase, Translation};
 use crate::synproxy::{cookie, seq, shape, CookieInfo, Secret};
 
@@ -57,8 +58,8 @@ pub(super) struct Pending<F> {
 
 /// The worker's SYN proxy state.
 pub(super) struct ProxyState<F> {
-    /// The cookie master secret (the same for every worker of a process).
-    secret: Secret,
+    /// Cookies, from the master secret (the same for every worker of a process).
+    jar: Jar,
     /// Handshakes in progress.
     pending: HashMap<FlowKey, Pending<F>>,
     /// Client packets held over all of them.
@@ -67,7 +68,7 @@ pub(super) struct ProxyState<F> {
 
 impl<F> Default for ProxyState<F> {
     fn default() -> Self {
-        ProxyState { secret: Secret::process(), pending: HashMap::new(), held: 0 }
+        ProxyState { jar: Jar::new(Secret::process()), pending: HashMap::new(), held: 0 }
     }
 }
 
@@ -139,7 +140,7 @@ impl<F: Frame> Processor<F> {
     /// Sets the SYN cookie master secret (every worker of a process must use
     /// the same one; by default they share [`Secret::process`]).
     pub fn set_syn_cookie_secret(&mut self, secret: Secret) {
-        self.proxy.secret = secret;
+        self.proxy.jar = Jar::new(secret);
     }
 
     /// Proxied handshakes in progress on this worker.
@@ -178,7 +179,7 @@ impl<F: Frame> Processor<F> {
             let offered = shape::syn_options(tcp.options());
             let wscale = offered.wscale.filter(|_| shape::answer_fits_wscale(l2_len + ip_bytes.len(), l2_len));
             let client_mss = offered.mss.unwrap_or(shape::DEFAULT_MSS);
-            let cookie = cookie::encode(&self.proxy.secret, &pkt.key, tcp.seq_number(), client_mss, wscale, now_ms);
+            let cookie = self.proxy.jar.encode(&pkt.key, tcp.seq_number(), client_mss, wscale, now_ms);
             let mss = cookie::MSS_TABLE[usize::from(cookie::mss_index(client_mss))];
             let announced = wscale.map(|_| self.snapshot.syn_flood.proxy_window_scale.min(cookie::MAX_WSCALE));
             return Some(Action::SynProxy(Step::Cookie { l2_len, cookie, mss, wscale: announced }));
@@ -193,7 +194,7 @@ impl<F: Frame> Processor<F> {
             }
         }
         let client_isn = tcp.seq_number().wrapping_sub(1);
-        let Some(info) = cookie::verify(&self.proxy.secret, &pkt.key, client_isn, tcp.ack_number().wrapping_sub(1), now_ms) else {
+        let Some(info) = self.proxy.jar.verify(&pkt.key, client_isn, tcp.ack_number().wrapping_sub(1), now_ms) else {
             return Some(Action::Drop(Counter::SynCookieAckInvalid));
         };
         let data = !tcp.payload().is_empty() || l4.fin;

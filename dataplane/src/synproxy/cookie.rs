@@ -124,9 +124,9 @@ fn info_bits(mss_client: u16, wscale: Option<u8>) -> u32 {
     u32::from(mss_index(mss_client)) << 4 | u32::from(ws)
 }
 
-/// The keyed hash of a cookie.
-fn hash(secret: &Secret, period: u64, key: &FlowKey, client_isn: u32, info: u32) -> u32 {
-    let mut h = SipHasher24::new_with_key(&secret.period_key(period));
+/// The keyed hash of a cookie under period key `period_key`.
+fn hash(period_key: &[u8; 16], key: &FlowKey, client_isn: u32, info: u32) -> u32 {
+    let mut h = SipHasher24::new_with_key(period_key);
     h.write(&key.src.octets());
     h.write(&key.dst.octets());
     h.write_u16(key.sport);
@@ -140,8 +140,7 @@ fn hash(secret: &Secret, period: u64, key: &FlowKey, client_isn: u32, info: u32)
 /// `client_isn`, MSS option `mss_client` (536 when it had none) and window
 /// scale `wscale`, at worker-clock time `now_ms`.
 pub fn encode(secret: &Secret, key: &FlowKey, client_isn: u32, mss_client: u16, wscale: Option<u8>, now_ms: u64) -> u32 {
-    let info = info_bits(mss_client, wscale);
-    hash(secret, period(now_ms), key, client_isn, info) & !INFO_MASK | info
+    Jar::new(*secret).encode(key, client_isn, mss_client, wscale, now_ms)
 }
 
 /// Checks `cookie` (an ACK's acknowledgement number minus one) against the
@@ -149,18 +148,62 @@ pub fn encode(secret: &Secret, key: &FlowKey, client_isn: u32, mss_client: u16, 
 /// `now_ms`: what it carries when it was made in this period or the
 /// previous one, None otherwise.
 pub fn verify(secret: &Secret, key: &FlowKey, client_isn: u32, cookie: u32, now_ms: u64) -> Option<CookieInfo> {
-    let info = cookie & INFO_MASK;
-    let now = period(now_ms);
-    let valid = [Some(now), now.checked_sub(1)]
-        .into_iter()
-        .flatten()
-        .any(|p| hash(secret, p, key, client_isn, info) & !INFO_MASK == cookie & !INFO_MASK);
-    if !valid {
-        return None;
+    Jar::new(*secret).verify(key, client_isn, cookie, now_ms)
+}
+
+/// A worker's cookie maker and checker: the master secret and the keys of
+/// the last two periods it used, so a key is derived once per period, not
+/// once per packet.
+#[derive(Clone, Debug)]
+pub struct Jar {
+    secret: Secret,
+    /// `(period, key)`, most recent first; period `u64::MAX` is empty.
+    keys: [(u64, [u8; 16]); 2],
+}
+
+impl Jar {
+    /// A jar for `secret`.
+    pub fn new(secret: Secret) -> Self {
+        Jar { secret, keys: [(u64::MAX, [0; 16]); 2] }
     }
-    let ws = (info & 0xf) as u8;
-    let mss = MSS_TABLE[((info >> 4) & 0x3) as usize];
-    Some(CookieInfo { mss, wscale: (ws <= MAX_WSCALE).then_some(ws) })
+
+    /// The key of period `period`, derived or cached.
+    fn key(&mut self, period: u64) -> [u8; 16] {
+        if let Some(&(_, k)) = self.keys.iter().find(|(p, _)| *p == period) {
+            return k;
+        }
+        let k = self.secret.period_key(period);
+        // Keep the newer period of the two in front.
+        if period > self.keys[0].0 || self.keys[0].0 == u64::MAX {
+            self.keys = [(period, k), self.keys[0]];
+        } else {
+            self.keys[1] = (period, k);
+        }
+        k
+    }
+
+    /// See [`encode`].
+    pub fn encode(&mut self, key: &FlowKey, client_isn: u32, mss_client: u16, wscale: Option<u8>, now_ms: u64) -> u32 {
+        let info = info_bits(mss_client, wscale);
+        let k = self.key(period(now_ms));
+        hash(&k, key, client_isn, info) & !INFO_MASK | info
+    }
+
+    /// See [`verify`].
+    pub fn verify(&mut self, key: &FlowKey, client_isn: u32, cookie: u32, now_ms: u64) -> Option<CookieInfo> {
+        let info = cookie & INFO_MASK;
+        let now = period(now_ms);
+        let valid = [Some(now), now.checked_sub(1)].into_iter().flatten().any(|p| {
+            let k = self.key(p);
+            hash(&k, key, client_isn, info) & !INFO_MASK == cookie & !INFO_MASK
+        });
+        if !valid {
+            return None;
+        }
+        let ws = (info & 0xf) as u8;
+        let mss = MSS_TABLE[((info >> 4) & 0x3) as usize];
+        Some(CookieInfo { mss, wscale: (ws <= MAX_WSCALE).then_some(ws) })
+    }
 }
 
 #[cfg(test)]
@@ -194,6 +237,19 @@ mod tests {
             (0..16).map(|p| encode(&SECRET, &key(), 1, 1460, None, p * PERIOD_MS) & !INFO_MASK).collect();
         assert_eq!(cookies.len(), 16);
         assert_ne!(SECRET.period_key(1), SECRET.period_key(2));
+    }
+
+    #[test]
+    fn a_jar_caches_keys_and_agrees_with_the_pure_functions() {
+        let mut jar = Jar::new(SECRET);
+        // Periods visited out of order and back: the cache never serves a wrong key.
+        for &p in &[5u64, 6, 5, 7, 6, 3, 7, 8] {
+            let now = p * PERIOD_MS + 17;
+            let c = jar.encode(&key(), 99, 1300, Some(2), now);
+            assert_eq!(c, encode(&SECRET, &key(), 99, 1300, Some(2), now), "period {p}");
+            assert!(jar.verify(&key(), 99, c, now + PERIOD_MS).is_some(), "period {p}, checked one later");
+            assert!(jar.verify(&key(), 99, c, now + 2 * PERIOD_MS).is_none(), "period {p}, checked two later");
+        }
     }
 
     #[test]

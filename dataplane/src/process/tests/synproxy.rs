@@ -487,7 +487,12 @@ fn any_worker_of_the_process_takes_any_workers_cookie() {
         })
         .collect();
     let cookie = handshake_with_director(&mut workers[0], NAT_VIP, 40010, 7);
-    let ack = frame(CLIENT_MAC, (CLIENT, 40010), (NAT_VIP, 80), &Tcp { seq: CLIENT_ISN.wrapping_add(1), ack: Some(cookie.wrapping_add(1)), ..Tcp::default() });
+    let ack = frame(
+        CLIENT_MAC,
+        (CLIENT, 40010),
+        (NAT_VIP, 80),
+        &Tcp { seq: CLIENT_ISN.wrapping_add(1), ack: Some(cookie.wrapping_add(1)), ..Tcp::default() },
+    );
     assert_eq!(step(&mut workers[1], ack, NOW + 5).len(), 1, "worker 1 sends the SYN for worker 0's cookie");
     assert_eq!(workers[1].counters().get(Counter::SynCookieAckValid), 1);
 }
