@@ -496,3 +496,55 @@ fn any_worker_of_the_process_takes_any_workers_cookie() {
     assert_eq!(step(&mut workers[1], ack, NOW + 5).len(), 1, "worker 1 sends the SYN for worker 0's cookie");
     assert_eq!(workers[1].counters().get(Counter::SynCookieAckValid), 1);
 }
+
+#[test]
+fn bursts_give_the_same_frames_as_one_at_a_time() {
+    let mut one = proxy(7);
+    let mut burst = proxy(7);
+    let syn =
+        frame(CLIENT_MAC, (CLIENT, 40011), (NAT_VIP, 80), &Tcp { seq: CLIENT_ISN, syn: true, options: &SYN_OPTIONS, ..Tcp::default() });
+    let cookie = parse(&step(&mut one, syn.clone(), NOW)[0], CLIENT_MAC).seq;
+    let via_burst = |p: &mut Processor<VecFrame>, frames: &[Vec<u8>], now: u64| {
+        let mut out = Output::with_capacity(8);
+        let mut rx: Vec<VecFrame> = frames.iter().map(|f| VecFrame::new(f)).collect();
+        p.handle_burst(0, &mut rx, now, &mut out);
+        out.tx.iter().map(|(_, f)| f.to_vec()).collect::<Vec<_>>()
+    };
+    assert_eq!(parse(&via_burst(&mut burst, &[syn], NOW)[0], CLIENT_MAC).seq, cookie, "the same cookie");
+    // The cookie ACK with data and a second data segment in one burst.
+    let ack = |n: u32, data: &[u8]| {
+        frame(
+            CLIENT_MAC,
+            (CLIENT, 40011),
+            (NAT_VIP, 80),
+            &Tcp { seq: CLIENT_ISN.wrapping_add(1 + n), ack: Some(cookie.wrapping_add(1)), payload: data, ..Tcp::default() },
+        )
+    };
+    let inputs = [ack(0, b"abc"), ack(3, b"defg")];
+    let mut sent_one = Vec::new();
+    for f in &inputs {
+        sent_one.extend(step(&mut one, f.clone(), NOW + 5));
+    }
+    let sent_burst = via_burst(&mut burst, &inputs, NOW + 5);
+    assert_eq!(sent_one, sent_burst);
+    assert_eq!(sent_one.len(), 1, "only the SYN: both segments are held");
+    let rs_mac = if sent_one[0][30..34] == RS1.octets() { RS1_MAC } else { RS2_MAC };
+    let syn_out = parse(&sent_one[0], rs_mac);
+    let synack = frame(
+        rs_mac,
+        syn_out.dst,
+        syn_out.src,
+        &Tcp {
+            seq: 9,
+            ack: Some(CLIENT_ISN.wrapping_add(1)),
+            syn: true,
+            options: &[TcpOptionElement::MaximumSegmentSize(1460)],
+            ..Tcp::default()
+        },
+    );
+    let a = step(&mut one, synack.clone(), NOW + 6);
+    let b = via_burst(&mut burst, &[synack], NOW + 6);
+    assert_eq!(a, b);
+    let payloads: Vec<Vec<u8>> = a.iter().map(|f| parse(f, rs_mac).payload).collect();
+    assert_eq!(payloads, vec![b"".to_vec(), b"abc".to_vec(), b"defg".to_vec()], "the ACK, then the held segments in order");
+}
