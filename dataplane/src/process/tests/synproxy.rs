@@ -548,3 +548,36 @@ fn bursts_give_the_same_frames_as_one_at_a_time() {
     let payloads: Vec<Vec<u8>> = a.iter().map(|f| parse(f, rs_mac).payload).collect();
     assert_eq!(payloads, vec![b"".to_vec(), b"abc".to_vec(), b"defg".to_vec()], "the ACK, then the held segments in order");
 }
+
+#[test]
+fn icmp_errors_about_replies_reach_the_real_server_in_its_sequence_space() {
+    use etherparse::icmpv4::DestUnreachableHeader;
+    use etherparse::Icmpv4Type;
+    let mut p = proxy(7);
+    let cookie = handshake_with_director(&mut p, NAT_VIP, 40012, 7);
+    let server_isn = 0x2000_0000;
+    let (syn, _) = open(&mut p, NAT_VIP, 40012, cookie, server_isn, Some(7), b"");
+    let real = syn.dst;
+    // A router on the client's side cannot pass a reply the client sees as seq cookie + 1.
+    let mut quoted = Vec::new();
+    PacketBuilder::ipv4(NAT_VIP.octets(), CLIENT.octets(), 60)
+        .tcp(80, 40012, cookie.wrapping_add(1), 100)
+        .ack(CLIENT_ISN.wrapping_add(1))
+        .write(&mut quoted, &[0x55; 1400])
+        .expect("quoted");
+    let mut err = Vec::new();
+    PacketBuilder::ethernet2(OTHER_MAC.0, DIR_MAC.0)
+        .ipv4(REMOTE.octets(), NAT_VIP.octets(), 61)
+        .icmpv4(Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 }))
+        .write(&mut err, &quoted[..48])
+        .expect("error");
+    let sent = step(&mut p, err, NOW + 9);
+    assert_eq!(sent.len(), 1, "forwarded to the real server");
+    let got = SlicedPacket::from_ethernet(&sent[0]).expect("parse");
+    let Some(NetSlice::Ipv4(v4)) = &got.net else { panic!("ipv4") };
+    assert_eq!(Ipv4Addr::from(v4.header().destination()), real.0);
+    let Some(TransportSlice::Icmpv4(icmp)) = &got.transport else { panic!("icmp") };
+    let q = icmp.payload();
+    assert_eq!((Ipv4Addr::new(q[12], q[13], q[14], q[15]), u16::from_be_bytes([q[20], q[21]])), real, "quoted source: the real server");
+    assert_eq!(u32::from_be_bytes([q[24], q[25], q[26], q[27]]), server_isn + 1, "quoted seq in the real server's space");
+}
