@@ -581,3 +581,45 @@ fn icmp_errors_about_replies_reach_the_real_server_in_its_sequence_space() {
     assert_eq!((Ipv4Addr::new(q[12], q[13], q[14], q[15]), u16::from_be_bytes([q[20], q[21]])), real, "quoted source: the real server");
     assert_eq!(u32::from_be_bytes([q[24], q[25], q[26], q[27]]), server_isn + 1, "quoted seq in the real server's space");
 }
+
+#[test]
+fn a_persistent_services_cookie_ack_is_taken_by_the_template_owner() {
+    let mut s = (*proxy_snapshot(7)).clone();
+    for svc in &mut s.services {
+        svc.persistence = Some(crate::snapshot::Persistence { timeout_s: 300, netmask: Ipv4Addr::new(255, 255, 255, 255) });
+    }
+    let snap = Arc::new(s.finish());
+    let mut workers: Vec<Processor<VecFrame>> = (0..2)
+        .map(|w| {
+            let mut p = Processor::for_worker(Arc::clone(&snap), 1024, w, 2);
+            let mut out = Output::with_capacity(8);
+            for (ip, mac) in [(CLIENT, CLIENT_MAC), (RS1, RS1_MAC), (RS2, RS2_MAC)] {
+                let target = if ip.octets()[1] == 0 { DIR_OUT } else { DIR_IN };
+                p.handle(0, VecFrame::new(&arp_frame(mac, DIR_MAC, arp::op::REPLY, mac, ip, DIR_MAC, target)), 0, &mut out);
+            }
+            p
+        })
+        .collect();
+    // Both workers answer the SYN alike (nothing is kept).
+    let cookie = handshake_with_director(&mut workers[0], NAT_VIP, 40013, 7);
+    assert_eq!(handshake_with_director(&mut workers[1], NAT_VIP, 40013, 7), cookie);
+    let ack = frame(
+        CLIENT_MAC,
+        (CLIENT, 40013),
+        (NAT_VIP, 80),
+        &Tcp { seq: CLIENT_ISN.wrapping_add(1), ack: Some(cookie.wrapping_add(1)), ..Tcp::default() },
+    );
+    let owner = crate::process::persistence::template_owner(CLIENT, 2);
+    let other = 1 - owner;
+    let mut out = Output::with_capacity(8);
+    workers[other].handle(0, VecFrame::new(&ack), NOW + 5, &mut out);
+    assert_eq!(out.redirect.len(), 1, "the cookie ACK goes to the template's owner");
+    assert_eq!(out.redirect[0].0, owner);
+    assert_eq!(workers[other].conns().len(), 0);
+    let (_, port, f) = out.redirect.pop().expect("redirected");
+    let mut out = Output::with_capacity(8);
+    workers[owner].handle_redirected(port, f, NOW + 5, &mut out);
+    assert_eq!(out.tx.len(), 1, "the owner sends the SYN to the real server");
+    assert_eq!(workers[owner].conns().len(), 1);
+    assert_eq!(workers[owner].counters().get(Counter::SynCookieAckValid), 1);
+}
