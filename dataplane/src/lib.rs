@@ -12,6 +12,7 @@
 //! * [`snapshot`]: the immutable configuration the control plane hands to workers.
 //! * [`process`]: the per-packet logic of a worker, generic over [`frame::Frame`].
 //! * [`stats`]: per-core counters and their shared, lock-free publication.
+//! * [`synproxy`]: SYN cookies, the proxied handshake's packets, sequence translation.
 #![forbid(unsafe_code)]
 
 pub mod conn;
@@ -25,4 +26,5 @@ pub mod process;
 pub mod sched;
 pub mod snapshot;
 pub mod stats;
+pub mod synproxy;
 pub mod wire;

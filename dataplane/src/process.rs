@@ -44,6 +44,7 @@
 //! | `queries` | control questions: listings, connections installed by sync |
 //! | `sloppy` | mid-stream TCP adopted by consistent-hash DR/TUN services (clusters behind ECMP) |
 //! | `pressure` | whether the worker is under a SYN flood's table pressure, and what turns on with it |
+//! | `synproxy` | the SYN proxy's stages: cookie SYN-ACKs, the replayed handshake, held client packets |
 //!
 //! Each forwarding mode's policy lives in its own `fwd/<mode>.rs` (TUN's path
 //! MTU and fragmentation, FULLNAT's ports, sequence shift and TOA).
@@ -105,6 +106,7 @@ mod pipeline;
 mod pressure;
 mod queries;
 mod sloppy;
+mod synproxy;
 
 use accounting::{fresh_counts, ServiceCounts};
 use egress::{set_macs, set_vlan, HopCache};
@@ -285,6 +287,8 @@ enum Action {
     Redirect(usize),
     /// For the kernel, through the port's exception path (TAP).
     ToKernel,
+    /// A step of the SYN proxy ([`synproxy`]).
+    SynProxy(synproxy::Step),
     /// An IPv4 fragment: held until its datagram is complete ([`frag`]).
     Fragment {
         /// Ethernet header length.
@@ -351,6 +355,8 @@ pub struct Processor<F> {
     rx_csum: RxChecksum,
     /// Whether the worker is under a SYN flood's pressure ([`pressure`]).
     pressure: pressure::Pressure,
+    /// The SYN proxy's secret and handshakes in progress ([`synproxy`]).
+    proxy: synproxy::ProxyState<F>,
 }
 
 impl<F: Frame> Processor<F> {
@@ -397,6 +403,7 @@ impl<F: Frame> Processor<F> {
             real_hops,
             rx_csum: RxChecksum::Unknown,
             pressure: Default::default(),
+            proxy: Default::default(),
         }
     }
 
@@ -539,6 +546,7 @@ impl<F: Frame> Processor<F> {
             let action = match action {
                 Action::TooBig { .. } => Action::Drop(Counter::DropTooBig),
                 Action::Answer { reason, .. } => Action::Drop(reason),
+                Action::SynProxy(_) => Action::Drop(Counter::DropFragment),
                 other => other,
             };
             self.apply(port, f, action, now_ms, out);
@@ -582,6 +590,7 @@ impl<F: Frame> Processor<F> {
             }
             Action::Fragment { .. } => self.drop(frame, Counter::DropFragment, out),
             Action::TooBig { l2_len, vip, mtu } => self.frag_needed(frame, l2_len, vip, mtu, now_ms, out),
+            Action::SynProxy(step) => self.syn_proxy_apply(port, frame, step, now_ms, out),
         }
     }
 

@@ -217,7 +217,7 @@ impl From<Option<SocketAddrV4>> for OptAddrV4 {
     }
 }
 
-/// One load-balanced connection: 48 bytes, and so is its table slot
+/// One load-balanced connection: 56 bytes, and so is its table slot
 /// (`Option<Conn>` uses a niche of the enums). Times are worker-clock
 /// milliseconds in 32 bits (see [`MAX_TIMEOUT_MS`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -257,6 +257,10 @@ pub struct Conn {
     /// ([`crate::neigh::hops`]), valid for snapshot `generation`;
     /// [`crate::neigh::hops::NONE`] when none is cached.
     pub reply_hop: u8,
+    /// SYN proxy: the connection's handshake phase and the translation of
+    /// its sequence numbers and windows ([`crate::synproxy`]); default for
+    /// connections that are not proxied.
+    pub proxy: crate::synproxy::Translation,
 }
 
 impl Conn {
@@ -395,10 +399,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_connection_takes_48_bytes() {
+    fn a_connection_takes_56_bytes() {
         assert_eq!(std::mem::size_of::<OptAddrV4>(), 6);
-        assert_eq!(std::mem::size_of::<Conn>(), 48);
-        assert_eq!(std::mem::size_of::<Option<Conn>>(), 48, "the slot costs no tag");
+        assert_eq!(std::mem::size_of::<crate::synproxy::Translation>(), 8);
+        assert_eq!(std::mem::size_of::<Conn>(), 56);
+        assert_eq!(std::mem::size_of::<Option<Conn>>(), 56, "the slot costs no tag");
         assert_eq!(OptAddrV4::from(None).get(), None);
         let a = SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 200), 5001);
         assert_eq!(OptAddrV4::from(Some(a)).get(), Some(a));

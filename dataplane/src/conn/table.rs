@@ -416,6 +416,7 @@ mod tests {
             expires_ms: (now + 60_000) as u32,
             seq_delta: 0,
             reply_hop: crate::neigh::hops::NONE,
+            proxy: Default::default(),
         }
     }
 

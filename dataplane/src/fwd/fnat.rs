@@ -312,6 +312,7 @@ mod tests {
             expires_ms: 1,
             seq_delta: 0,
             reply_hop: crate::neigh::hops::NONE,
+            proxy: Default::default(),
         }
     }
 

@@ -68,6 +68,7 @@ impl<F: Frame> Processor<F> {
         let mut c = *c;
         self.relocate(&mut c);
         let c = &c;
+        self.syn_proxy_forget(c, out);
         let (si, ri) = (c.service_index, c.real_index);
         self.count_conn(c, si, ri, -1);
         if let Some(local) = c.local.get() {

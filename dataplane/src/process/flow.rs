@@ -154,6 +154,9 @@ impl<F: Frame> Processor<F> {
             let Some(conn) = self.conns.get(id).copied() else {
                 return Action::Drop(Counter::DropNoConnection);
             };
+            if conn.proxy.phase == crate::synproxy::seq::Phase::Handshake {
+                return self.syn_proxy_handshake_packet(ip_bytes, l2_len, pkt, id, &conn, dir, now_ms, out);
+            }
             // A new SYN on a closing connection starts a new one (IPVS
             // conn_reuse_mode), and so does one on a connection whose real
             // server is gone (IPVS with expire_nodest_conn).
@@ -209,6 +212,12 @@ impl<F: Frame> Processor<F> {
         if self.snapshot.is_standby(dst) {
             return Action::Drop(Counter::DropStandby);
         }
+        if protocol == Protocol::Tcp && svc.syn_proxy != crate::snapshot::SynProxy::Off {
+            if let Some(action) = self.syn_proxy_new_flow(ip_bytes, l2_len, pkt, svc_idx, now_ms, redirected, out) {
+                return action;
+            }
+        }
+        let svc = &self.snapshot.services[svc_idx];
         // Mid-stream TCP without a connection: dropped, unless the service
         // adopts it (see `sloppy`).
         let adopt = protocol == Protocol::Tcp && (!l4.syn || l4.ack);
@@ -261,6 +270,7 @@ impl<F: Frame> Processor<F> {
             expires_ms: 0,
             seq_delta: 0,
             reply_hop: crate::neigh::hops::NONE,
+            proxy: Default::default(),
         };
         if let (Some(l), Protocol::Tcp) = (local, protocol) {
             conn.seq_delta = match fnat::new_seq_delta(ip_bytes, l, conn.real) {

@@ -93,15 +93,20 @@ impl<F: Frame> Processor<F> {
                 quoted_dst: Some(c.vip),
                 quoted_seq_shift: c.seq_delta.wrapping_neg(),
             },
-            (Direction::Inbound, ForwardMode::Nat) => {
-                icmp_err::Translation { outer_dst: Some(*c.real.ip()), quoted_src: Some(c.real), ..Default::default() }
-            }
+            // A SYN proxy's connection: the quoted reply's sequence number
+            // goes back to the real server's space (it checks it is in flight).
+            (Direction::Inbound, ForwardMode::Nat) => icmp_err::Translation {
+                outer_dst: Some(*c.real.ip()),
+                quoted_src: Some(c.real),
+                quoted_seq_shift: if c.proxy.is_open() { c.proxy.delta } else { 0 },
+                ..Default::default()
+            },
             (Direction::Inbound, ForwardMode::FullNat) => icmp_err::Translation {
                 outer_src: c.local.get().map(|l| *l.ip()),
                 outer_dst: Some(*c.real.ip()),
                 quoted_src: Some(c.real),
                 quoted_dst: c.local.get(),
-                ..Default::default()
+                quoted_seq_shift: if c.proxy.is_open() { c.proxy.delta } else { 0 },
             },
             (Direction::Inbound, ForwardMode::Dr) => {
                 self.counters.inc(Counter::IcmpErrorsForwarded);

@@ -57,6 +57,7 @@ impl<F: Frame> Processor<F> {
             synced_ms: ms32(now_ms),
             seq_delta: info.seq_delta,
             reply_hop: crate::neigh::hops::NONE,
+            proxy: Default::default(),
         };
         conn.restart_timer(state_timeout_ms(state, &timeouts), now_ms);
         self.relocate_now(&mut conn);

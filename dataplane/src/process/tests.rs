@@ -1011,6 +1011,7 @@ fn egress_fragments_above_the_mtu_and_answers_df_with_fragmentation_needed() {
 mod burst;
 mod ipvs_packet;
 mod sloppy;
+mod synproxy;
 
 /// `mh`/`maglev` tables are built by `Snapshot::finish` on the control plane;
 /// workers share them (adopting a snapshot builds nothing on the packet path).

@@ -5,11 +5,11 @@
 //! DF set, DSCP 0. TCP/UDP/ICMP frames are not padded (a NIC would pad frames shorter
 //! than 60 bytes; the views handle both); ARP frames are padded to 60 bytes.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::ethernet::{self, ethertype, MacAddr};
-use super::{arp, icmp, ip_proto, ipv4, tcp, udp};
-use super::{ArpPacket, IcmpPacket, Ipv4Packet, TcpSegment, UdpDatagram};
+use super::{arp, icmp, icmpv6, ip_proto, ipv4, ipv6, nd, tcp, udp};
+use super::{ArpPacket, IcmpPacket, Icmpv6Packet, Ipv4Packet, Ipv6Packet, TcpSegment, UdpDatagram};
 
 /// Minimum Ethernet frame length without the FCS, as delivered by a NIC.
 pub const MIN_FRAME_LEN: usize = 60;
@@ -257,6 +257,215 @@ pub fn icmp_frame(
     frame
 }
 
+/// Default IPv6 source of the IPv6 builders (`2001:db8::1`).
+pub const DEFAULT_SRC6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+/// Default IPv6 destination of the IPv6 builders (`2001:db8::64`).
+pub const DEFAULT_DST6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x64);
+
+/// Parameters of [`tcp6_frame`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tcp6Params {
+    /// Ethernet source.
+    pub src_mac: MacAddr,
+    /// Ethernet destination.
+    pub dst_mac: MacAddr,
+    /// 802.1Q VLAN id, if tagged.
+    pub vlan: Option<u16>,
+    /// IPv6 source.
+    pub src: Ipv6Addr,
+    /// IPv6 destination.
+    pub dst: Ipv6Addr,
+    /// TCP source port.
+    pub sport: u16,
+    /// TCP destination port.
+    pub dport: u16,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgment number.
+    pub ack: u32,
+    /// Flag byte (see [`tcp::flags`]).
+    pub flags: u8,
+    /// IPv6 hop limit.
+    pub hop_limit: u8,
+    /// IPv6 traffic class.
+    pub traffic_class: u8,
+    /// IPv6 flow label (20 bits).
+    pub flow_label: u32,
+    /// TCP payload.
+    pub payload: Vec<u8>,
+}
+
+impl Default for Tcp6Params {
+    /// A SYN from `[2001:db8::1]:40000` to `[2001:db8::64]:80`, the MACs of
+    /// [`TcpParams::default`], untagged, seq 1, ack 0, hop limit 64, traffic
+    /// class and flow label 0, no payload.
+    fn default() -> Self {
+        Tcp6Params {
+            src_mac: DEFAULT_SRC_MAC,
+            dst_mac: DEFAULT_DST_MAC,
+            vlan: None,
+            src: DEFAULT_SRC6,
+            dst: DEFAULT_DST6,
+            sport: 40000,
+            dport: 80,
+            seq: 1,
+            ack: 0,
+            flags: tcp::flags::SYN,
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+            payload: Vec::new(),
+        }
+    }
+}
+
+/// Parameters of [`udp6_frame`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Udp6Params {
+    /// Ethernet source.
+    pub src_mac: MacAddr,
+    /// Ethernet destination.
+    pub dst_mac: MacAddr,
+    /// 802.1Q VLAN id, if tagged.
+    pub vlan: Option<u16>,
+    /// IPv6 source.
+    pub src: Ipv6Addr,
+    /// IPv6 destination.
+    pub dst: Ipv6Addr,
+    /// UDP source port.
+    pub sport: u16,
+    /// UDP destination port.
+    pub dport: u16,
+    /// IPv6 hop limit.
+    pub hop_limit: u8,
+    /// UDP payload.
+    pub payload: Vec<u8>,
+}
+
+impl Default for Udp6Params {
+    /// `[2001:db8::1]:40000` -> `[2001:db8::64]:53`, the MACs of
+    /// [`TcpParams::default`], untagged, hop limit 64, no payload.
+    fn default() -> Self {
+        Udp6Params {
+            src_mac: DEFAULT_SRC_MAC,
+            dst_mac: DEFAULT_DST_MAC,
+            vlan: None,
+            src: DEFAULT_SRC6,
+            dst: DEFAULT_DST6,
+            sport: 40000,
+            dport: 53,
+            hop_limit: 64,
+            payload: Vec::new(),
+        }
+    }
+}
+
+/// Writes the Ethernet and IPv6 headers into `frame` (already sized to the full
+/// frame length; no extension headers) and returns the offset of the upper-layer
+/// header.
+#[allow(clippy::too_many_arguments)]
+fn write_eth_ipv6(
+    frame: &mut [u8],
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+    vlan: Option<u16>,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    next: u8,
+    hop_limit: u8,
+) -> usize {
+    let l2 = ethernet::fill_header(frame, dst_mac, src_mac, vlan, ethertype::IPV6).unwrap_or(0);
+    let payload_len = len16(frame.len() - l2 - ipv6::HEADER_LEN);
+    let l3 = ipv6::fill_header(&mut frame[l2..], src, dst, next, payload_len, hop_limit).unwrap_or(0);
+    l2 + l3
+}
+
+/// An Ethernet(+802.1Q)/IPv6/TCP frame with a correct checksum, window 65535, no
+/// options.
+pub fn tcp6_frame(p: &Tcp6Params) -> Vec<u8> {
+    let l4_len = tcp::HEADER_LEN + p.payload.len();
+    let mut frame = vec![0u8; eth_len(p.vlan) + ipv6::HEADER_LEN + l4_len];
+    let l4 = write_eth_ipv6(&mut frame, p.src_mac, p.dst_mac, p.vlan, p.src, p.dst, ipv6::next_header::TCP, p.hop_limit);
+    let mut ip = Ipv6Packet::new_unchecked(&mut frame[l4 - ipv6::HEADER_LEN..]);
+    ip.set_traffic_class(p.traffic_class);
+    ip.set_flow_label(p.flow_label);
+    let mut seg = TcpSegment::new_unchecked(&mut frame[l4..]);
+    seg.set_src_port(p.sport);
+    seg.set_dst_port(p.dport);
+    seg.set_seq_number(p.seq);
+    seg.set_ack_number(p.ack);
+    seg.set_header_len(tcp::HEADER_LEN);
+    seg.set_flags(p.flags);
+    seg.set_window(TCP_WINDOW);
+    seg.payload_mut().copy_from_slice(&p.payload);
+    seg.fill_checksum_v6(p.src, p.dst);
+    frame
+}
+
+/// An Ethernet(+802.1Q)/IPv6/UDP frame with a correct (never zero) checksum.
+pub fn udp6_frame(p: &Udp6Params) -> Vec<u8> {
+    let l4_len = udp::HEADER_LEN + p.payload.len();
+    let mut frame = vec![0u8; eth_len(p.vlan) + ipv6::HEADER_LEN + l4_len];
+    let l4 = write_eth_ipv6(&mut frame, p.src_mac, p.dst_mac, p.vlan, p.src, p.dst, ipv6::next_header::UDP, p.hop_limit);
+    let mut d = UdpDatagram::new_unchecked(&mut frame[l4..]);
+    d.set_src_port(p.sport);
+    d.set_dst_port(p.dport);
+    d.set_len(len16(l4_len));
+    d.payload_mut().copy_from_slice(&p.payload);
+    d.fill_checksum_v6(p.src, p.dst);
+    frame
+}
+
+/// An untagged Ethernet/IPv6/ICMPv6 message of any type with a correct checksum:
+/// `rest` is the 4 rest-of-header bytes (echo ident/seq, the MTU of a packet too
+/// big, the pointer of a parameter problem), `body` follows the 8-byte header
+/// (echo data, or the invoking packet of an error). Hop limit 64.
+#[allow(clippy::too_many_arguments)]
+pub fn icmpv6_frame(
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    msg_type: u8,
+    code: u8,
+    rest: u32,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut frame = vec![0u8; ethernet::HEADER_LEN + ipv6::HEADER_LEN + icmpv6::HEADER_LEN + body.len()];
+    let l4 = write_eth_ipv6(&mut frame, src_mac, dst_mac, None, src, dst, ipv6::next_header::ICMPV6, 64);
+    let mut m = Icmpv6Packet::new_unchecked(&mut frame[l4..]);
+    m.set_msg_type(msg_type);
+    m.set_code(code);
+    m.set_rest_of_header(rest);
+    m.body_mut().copy_from_slice(body);
+    m.fill_checksum(src, dst);
+    frame
+}
+
+/// An untagged Ethernet/IPv6/ICMPv6 echo request with a correct checksum.
+pub fn icmpv6_echo_frame(src_mac: MacAddr, dst_mac: MacAddr, src: Ipv6Addr, dst: Ipv6Addr, ident: u16, seq: u16, data: &[u8]) -> Vec<u8> {
+    let rest = (u32::from(ident) << 16) | u32::from(seq);
+    icmpv6_frame(src_mac, dst_mac, src, dst, icmpv6::msg_type::ECHO_REQUEST, 0, rest, data)
+}
+
+/// An untagged neighbour solicitation for `target` from `src`/`src_mac` (see
+/// [`nd::fill_ns`]).
+pub fn ns_frame(src_mac: MacAddr, src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
+    let mut frame = vec![0u8; nd::MAX_FRAME_LEN];
+    let n = nd::fill_ns(&mut frame, src_mac, None, src, target).unwrap_or(0);
+    frame.truncate(n);
+    frame
+}
+
+/// An untagged unsolicited neighbour advertisement of `addr` at `mac` to all
+/// nodes (see [`nd::fill_unsolicited_na`]).
+pub fn unsolicited_na_frame(mac: MacAddr, addr: Ipv6Addr) -> Vec<u8> {
+    let mut frame = vec![0u8; nd::MAX_FRAME_LEN];
+    let n = nd::fill_unsolicited_na(&mut frame, mac, None, addr).unwrap_or(0);
+    frame.truncate(n);
+    frame
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,6 +696,86 @@ mod tests {
             prop_assert!(d.checksum() != 0);
             prop_assert!(d.verify_checksum(p.src, p.dst));
             prop_assert_eq!(d.payload(), &p.payload[..]);
+        }
+    }
+
+    /// The IPv6 builders against scapy's frames (its own builders and checksums).
+    mod v6 {
+        use super::*;
+        use crate::wire::test_fixtures::scapy;
+
+        const MAC_C: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+        const MAC_LB: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
+
+        #[test]
+        fn tcp6_equals_scapy() {
+            let p = Tcp6Params {
+                flags: tcp::flags::PSH | tcp::flags::ACK,
+                seq: 0xdeadbeef,
+                ack: 0xfeedface,
+                traffic_class: 0xb8,
+                flow_label: 0x12345,
+                payload: b"GET / HTTP/1.0\r\n\r\n".to_vec(),
+                ..Tcp6Params::default()
+            };
+            assert_eq!(tcp6_frame(&p), scapy("tcp"));
+        }
+
+        #[test]
+        fn udp6_equals_scapy() {
+            assert_eq!(udp6_frame(&Udp6Params { payload: b"abc".to_vec(), ..Udp6Params::default() }), scapy("udp"));
+            let f = udp6_frame(&Udp6Params { vlan: Some(9), ..Udp6Params::default() });
+            let eth = crate::wire::EthernetFrame::new_checked(&f[..]).expect("eth");
+            assert_eq!((eth.vlan_id(), eth.ethertype()), (Some(9), ethertype::IPV6));
+            let ip = Ipv6Packet::new_checked(eth.payload()).expect("ipv6");
+            let d = UdpDatagram::new_checked(ip.payload()).expect("udp");
+            assert!(d.verify_checksum_v6(ip.src_addr(), ip.dst_addr()));
+        }
+
+        #[test]
+        fn icmpv6_equal_scapy() {
+            assert_eq!(icmpv6_echo_frame(MAC_C, MAC_LB, DEFAULT_SRC6, DEFAULT_DST6, 0x1234, 1, b"abcdefgh"), scapy("echo"));
+            let want = scapy("too_big");
+            let lb_in = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+            let f = icmpv6_frame(MAC_LB, MAC_C, lb_in, DEFAULT_SRC6, icmpv6::msg_type::PACKET_TOO_BIG, 0, 1280, &want[62..]);
+            assert_eq!(f, want);
+            // The quoted SYN is this builder's default SYN but for scapy's window (8192).
+            let mut syn = tcp6_frame(&Tcp6Params::default());
+            let mut seg = TcpSegment::new_checked(&mut syn[54..]).expect("tcp");
+            seg.set_window(8192);
+            seg.fill_checksum_v6(DEFAULT_SRC6, DEFAULT_DST6);
+            assert_eq!(&want[62..], &syn[14..]);
+        }
+
+        #[test]
+        fn nd_equal_scapy() {
+            let rs = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0x11, 0x2233);
+            let lb_in = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+            assert_eq!(ns_frame(MAC_LB, lb_in, rs), scapy("ns_out"));
+            let vip2 = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0xabcd, 0xef01);
+            assert_eq!(unsolicited_na_frame(MAC_LB, vip2), scapy("na_unsolicited"));
+        }
+
+        proptest! {
+            #[test]
+            fn tcp6_any_params_verify(
+                src in any::<[u8; 16]>(), dst in any::<[u8; 16]>(), sport in any::<u16>(), dport in any::<u16>(),
+                seq in any::<u32>(), flags in any::<u8>(), hop_limit in any::<u8>(), flow_label in 0u32..(1 << 20),
+                vlan in proptest::option::of(0u16..4096), payload in proptest::collection::vec(any::<u8>(), 0..100),
+            ) {
+                let p = Tcp6Params {
+                    vlan, src: Ipv6Addr::from(src), dst: Ipv6Addr::from(dst), sport, dport, seq, flags, hop_limit,
+                    flow_label, payload, ..Tcp6Params::default()
+                };
+                let f = tcp6_frame(&p);
+                let eth = crate::wire::EthernetFrame::new_checked(&f[..]).expect("eth");
+                let ip = Ipv6Packet::new_checked(eth.payload()).expect("ipv6");
+                prop_assert_eq!((ip.hop_limit(), ip.flow_label(), ip.src_addr(), ip.dst_addr()), (hop_limit, flow_label, p.src, p.dst));
+                let s = TcpSegment::new_checked(ip.payload()).expect("tcp");
+                prop_assert!(s.verify_checksum_v6(p.src, p.dst));
+                prop_assert_eq!((s.src_port(), s.dst_port(), s.seq_number(), s.flags()), (sport, dport, seq, flags));
+                prop_assert_eq!(s.payload(), &p.payload[..]);
+            }
         }
     }
 }

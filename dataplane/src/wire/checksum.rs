@@ -6,6 +6,8 @@
 //! * [`internet`] gives the final checksum: `!fold(sum(data))`.
 //! * [`update_u16`], [`update_u32`] and [`update_addr`] patch an existing checksum
 //!   after a field changed, per RFC 1624 eqn. 3: `HC' = ~(~HC + ~m + m')`.
+//! * IPv6: [`pseudo_header_v6`], [`upper_layer_v6`] (TCP, UDP and ICMPv6 over
+//!   IPv6) and [`update_addr_v6`] (eqn. 3 over an address's eight words).
 //!
 //! Eqn. 3 (unlike eqn. 2 of RFC 1141) never produces `0xffff` ("negative zero") out
 //! of a header whose full recomputation yields `0x0000`, so the incremental result is
@@ -16,7 +18,7 @@
 //! checksum must leave a `0` alone, and must send a computed `0` as `0xffff`
 //! (see [`crate::wire::udp`]).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Ones-complement partial sum of `data` taken as big-endian 16-bit words; an odd
 /// trailing byte is padded with a zero byte on the right (RFC 1071).
@@ -115,6 +117,42 @@ pub fn update_region(csum: u16, old: u32, new: u32) -> u16 {
 /// `new` (the IPv4 header checksum, or a TCP/UDP checksum through the pseudo-header).
 pub fn update_addr(csum: u16, old: Ipv4Addr, new: Ipv4Addr) -> u16 {
     update_u32(csum, u32::from(old), u32::from(new))
+}
+
+/// Partial sum of the IPv6 pseudo-header (RFC 8200 §8.1) used by TCP, UDP and
+/// ICMPv6 over IPv6: source address, destination address, the 32-bit
+/// upper-layer length (header + payload, extension headers excluded) and the
+/// next header of the upper layer (not of an extension header). The result is
+/// folded to at most 0xffff, so it adds to other partial sums like [`sum`]'s.
+pub fn pseudo_header_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, len: u32) -> u32 {
+    let words = |a: Ipv6Addr| a.segments().iter().map(|&w| u64::from(w)).sum::<u64>();
+    fold64(words(src) + words(dst) + u64::from(len >> 16) + u64::from(len & 0xffff) + u64::from(next_header))
+}
+
+/// The checksum of an upper-layer message over IPv6 (TCP, UDP or ICMPv6): the
+/// inverted folded sum of the pseudo-header and `data`, whose checksum field
+/// must hold 0 when filling (or the stored value when verifying: a correct one
+/// gives 0). `data.len()` is the upper-layer length.
+///
+/// UDP over IPv6: a checksum is mandatory (RFC 8200 §8.1), a computed `0` must
+/// be sent as `0xffff`, and a received `0` is invalid (drop the datagram).
+pub fn upper_layer_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, data: &[u8]) -> u16 {
+    let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+    !fold(pseudo_header_v6(src, dst, next_header, len) + sum(data))
+}
+
+/// Incrementally updates checksum `csum` after an IPv6 address changed from `old`
+/// to `new` (a TCP, UDP or ICMPv6 checksum through the pseudo-header; IPv6 has
+/// no header checksum): RFC 1624 eqn. 3 over the address's eight 16-bit words.
+///
+/// UDP: a stored `0` is not a checksum over IPv6 (the datagram is invalid);
+/// store a `0` result as `0xffff`.
+pub fn update_addr_v6(csum: u16, old: Ipv6Addr, new: Ipv6Addr) -> u16 {
+    let mut s = u64::from(!csum);
+    for (o, n) in old.segments().iter().zip(new.segments().iter()) {
+        s += u64::from(!*o) + u64::from(*n);
+    }
+    !fold(fold64(s))
 }
 
 #[cfg(test)]
@@ -315,6 +353,58 @@ mod tests {
             seg[2..4].copy_from_slice(&new_port.to_be_bytes());
             seg[4..8].copy_from_slice(&new_seq.to_be_bytes());
             prop_assert_eq!(c, full(&seg, new_dst));
+        }
+    }
+}
+
+#[cfg(test)]
+mod v6_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn pseudo_header_v6_words() {
+        let one = Ipv6Addr::LOCALHOST;
+        let two = Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 2);
+        assert_eq!(pseudo_header_v6(one, two, 6, 20), 1 + 2 + 6 + 20);
+        // The 32-bit length contributes both of its 16-bit halves.
+        assert_eq!(pseudo_header_v6(one, two, 17, 0x0001_2345), 1 + 2 + 17 + 1 + 0x2345);
+        // Folded: all-ones addresses stay within 16 bits.
+        let ff = Ipv6Addr::from([0xff; 16]);
+        assert!(pseudo_header_v6(ff, ff, 0xff, u32::MAX) <= 0xffff);
+        assert_eq!(fold(pseudo_header_v6(ff, ff, 0, 0)), 0xffff);
+    }
+
+    /// A message whose full checksum is exactly 0x0000, an address rewrite and
+    /// back: the incremental update returns to 0x0000, never 0xffff.
+    #[test]
+    fn zero_checksum_corner_v6() {
+        let (src, dst) = (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1), Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x64));
+        // Four bytes: a free word, then the checksum word.
+        let mut m = [0u8; 4];
+        let s = fold(pseudo_header_v6(src, dst, 58, 4));
+        m[..2].copy_from_slice(&(0xffff - s).to_be_bytes());
+        let c = upper_layer_v6(src, dst, 58, &m);
+        assert_eq!(c, 0x0000);
+        let new = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0x1234, 0x5678);
+        let c2 = update_addr_v6(c, dst, new);
+        assert_eq!(c2, upper_layer_v6(src, new, 58, &m));
+        assert_eq!(update_addr_v6(c2, new, dst), 0x0000);
+    }
+
+    proptest! {
+        /// Rewriting either address of a random message: the incremental update
+        /// equals a full recomputation.
+        #[test]
+        fn update_addr_v6_matches_full(src in any::<[u8; 16]>(), dst in any::<[u8; 16]>(), new in any::<[u8; 16]>(),
+                                       which in any::<bool>(), data in proptest::collection::vec(any::<u8>(), 2..120)) {
+            let (src, dst, new) = (Ipv6Addr::from(src), Ipv6Addr::from(dst), Ipv6Addr::from(new));
+            let mut data = data;
+            data[0] = 0;
+            data[1] = 0;
+            let c = upper_layer_v6(src, dst, 6, &data);
+            let (old, ns, nd) = if which { (src, new, dst) } else { (dst, src, new) };
+            prop_assert_eq!(update_addr_v6(c, old, new), upper_layer_v6(ns, nd, 6, &data));
         }
     }
 }

@@ -16,21 +16,37 @@
 //! [`ArpPacket`]; an [`Ipv4Packet`]'s `payload()` (exactly `header_len..total_len`, so
 //! Ethernet padding is excluded) is fed to [`TcpSegment`], [`UdpDatagram`] or
 //! [`IcmpPacket`].
+//!
+//! IPv6: an [`EthernetFrame`]'s payload is fed to [`Ipv6Packet`]; its extension
+//! headers are walked (bounded) by [`ipv6_ext`] to the upper-layer header, which
+//! is viewed as a [`TcpSegment`] or [`UdpDatagram`] (checksums over the IPv6
+//! pseudo-header in [`ipv6_l4`]) or an [`Icmpv6Packet`], and neighbour
+//! discovery messages as [`NeighborSolicit`] / [`NeighborAdvert`] ([`nd`]).
 
 pub mod arp;
 pub mod builder;
 pub mod checksum;
 pub mod ethernet;
 pub mod icmp;
+pub mod icmpv6;
 pub mod ipv4;
+pub mod ipv6;
+pub mod ipv6_ext;
+pub mod ipv6_l4;
+pub mod nd;
 pub mod offload;
 pub mod tcp;
+#[cfg(test)]
+mod test_fixtures;
 pub mod udp;
 
 pub use arp::ArpPacket;
 pub use ethernet::{ethertype, EthernetFrame, MacAddr};
 pub use icmp::IcmpPacket;
+pub use icmpv6::Icmpv6Packet;
 pub use ipv4::{ip_proto, Ipv4Packet};
+pub use ipv6::Ipv6Packet;
+pub use nd::{NeighborAdvert, NeighborSolicit};
 pub use tcp::TcpSegment;
 pub use udp::UdpDatagram;
 

@@ -1,0 +1,476 @@
+//! The SYN proxy's stages in the packet path ([`crate::synproxy`] has the
+//! packets and the cookies):
+//!
+//! 1. A client's SYN to a service whose proxy is active is answered with a
+//!    cookie SYN-ACK ([`Step::Cookie`]); nothing is created.
+//! 2. A client's ACK matching no connection, to a service with a proxy
+//!    (`on`, or `auto` whether or not the worker is under pressure now),
+//!    carries a cookie: invalid, it is dropped; valid, the real server is
+//!    scheduled, the connection created in SYN_SENT with a short timeout,
+//!    and the client's SYN replayed towards the real server
+//!    ([`Step::Open`]). The ACK is held when it carries data.
+//! 3. While the real server's handshake is in progress, the client's packets
+//!    are held ([`Step::Hold`]), at most [`HELD_PER_CONN`] per connection
+//!    and [`HELD_PER_WORKER`] per worker (beyond that they are dropped: the
+//!    client sends them again); one that comes [`SYN_RESEND_MS`] after the
+//!    last SYN sends the SYN again.
+//! 4. The real server's SYN-ACK becomes the ACK completing its handshake
+//!    (with FULLNAT's TOA when due), the connection is ESTABLISHED and
+//!    translated from then on, and the held packets follow in order
+//!    ([`Step::Complete`]). Its reset instead becomes the client's reset,
+//!    and the connection is removed ([`Step::Refused`]).
+//!
+//! A handshake that fails (refused, timed out, replaced) counts
+//! [`Counter::SynProxyHandshakeFailed`] once and frees its held packets.
+
+use super::*;
+use crate::snapshot::{Service, SynProxy};
+use crate::synproxy::cookie::Jar;
+use crate::synproxy::seq::{Phase, Translation};
+use crate::synproxy::{cookie, seq, shape, CookieInfo, Secret};
+
+/// Client packets held per proxied handshake in progress.
+pub const HELD_PER_CONN: usize = 16;
+/// Client packets held per worker for all its handshakes in progress.
+pub const HELD_PER_WORKER: usize = 4096;
+/// How long a proxied handshake may take before its connection expires (the
+/// client's next packet carries the cookie again and starts a new one).
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 3_000;
+/// The SYN to the real server is sent again by a client packet that comes
+/// this long after it.
+pub const SYN_RESEND_MS: u64 = 1_000;
+
+/// A proxied handshake in progress, by the connection's inbound key.
+pub(super) struct Pending<F> {
+    /// What the cookie carried.
+    info: CookieInfo,
+    /// The cookie (the client's view of the server's ISN).
+    cookie: u32,
+    /// The client's ISN.
+    client_isn: u32,
+    /// The window of the client's cookie ACK.
+    window: u16,
+    /// Held client packets: (port they came in on, frame).
+    held: Vec<(u16, F)>,
+    /// When the SYN was last sent to the real server.
+    syn_sent_ms: u64,
+}
+
+/// The worker's SYN proxy state.
+pub(super) struct ProxyState<F> {
+    /// Cookies, from the master secret (the same for every worker of a process).
+    jar: Jar,
+    /// Handshakes in progress.
+    pending: HashMap<FlowKey, Pending<F>>,
+    /// Client packets held over all of them.
+    held: usize,
+}
+
+impl<F> Default for ProxyState<F> {
+    fn default() -> Self {
+        ProxyState { jar: Jar::new(Secret::process()), pending: HashMap::new(), held: 0 }
+    }
+}
+
+/// What the SYN proxy does with a frame, once classified.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Step {
+    /// Answer the client's SYN with this cookie.
+    Cookie {
+        /// Ethernet header length.
+        l2_len: usize,
+        /// The cookie.
+        cookie: u32,
+        /// The MSS offered.
+        mss: u16,
+        /// The window scale offered, if the client offered one.
+        wscale: Option<u8>,
+    },
+    /// A valid cookie ACK created the connection with this inbound key: send
+    /// the SYN to the real server; hold the ACK if it carries data.
+    Open {
+        /// Ethernet header length.
+        l2_len: usize,
+        /// The connection's inbound key.
+        key: FlowKey,
+        /// Whether the ACK carries data (or a FIN).
+        data: bool,
+    },
+    /// A client packet while the handshake is in progress.
+    Hold {
+        /// Ethernet header length.
+        l2_len: usize,
+        /// The connection's inbound key.
+        key: FlowKey,
+    },
+    /// The real server's SYN-ACK was rewritten into the ACK completing its
+    /// handshake: send it, then the held packets.
+    Complete {
+        /// Ethernet header length.
+        l2_len: usize,
+        /// The ACK's IPv4 length.
+        ip_len: usize,
+        /// The connection's inbound key.
+        key: FlowKey,
+        /// The real server.
+        real: Ipv4Addr,
+        /// FULLNAT TOA: the client to name in the ACK.
+        toa: Option<SocketAddrV4>,
+    },
+    /// The real server's reset was rewritten into the client's.
+    Refused {
+        /// Ethernet header length.
+        l2_len: usize,
+        /// The reset's IPv4 length.
+        ip_len: usize,
+        /// The client.
+        client: Ipv4Addr,
+    },
+}
+
+/// Whether a service's connections can be proxied: TCP, and every real
+/// server is NAT or FULLNAT (the director must see both directions).
+fn proxyable(svc: &Service) -> bool {
+    svc.key.protocol == Protocol::Tcp
+        && !svc.reals.is_empty()
+        && svc.reals.iter().all(|r| matches!(r.forward, ForwardMode::Nat | ForwardMode::FullNat))
+}
+
+impl<F: Frame> Processor<F> {
+    /// Sets the SYN cookie master secret (every worker of a process must use
+    /// the same one; by default they share [`Secret::process`]).
+    pub fn set_syn_cookie_secret(&mut self, secret: Secret) {
+        self.proxy.jar = Jar::new(secret);
+    }
+
+    /// Proxied handshakes in progress on this worker.
+    pub fn syn_proxy_pending(&self) -> usize {
+        self.proxy.pending.len()
+    }
+
+    /// A TCP packet `pkt` of service `svc_idx` matching no connection:
+    /// the SYN proxy's answer when it takes it (a SYN to an active proxy, an
+    /// ACK to a service with one), None for the usual path.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn syn_proxy_new_flow(
+        &mut self,
+        ip_bytes: &[u8],
+        l2_len: usize,
+        pkt: &FlowPacket,
+        svc_idx: usize,
+        now_ms: u64,
+        redirected: bool,
+        out: &mut Output<F>,
+    ) -> Option<Action> {
+        let svc = self.snapshot.services.get(svc_idx)?;
+        if svc.syn_proxy == SynProxy::Off || !proxyable(svc) {
+            return None;
+        }
+        let l4 = pkt.l4;
+        let ip = Ipv4Packet::new_checked(ip_bytes).ok()?;
+        let tcp = TcpSegment::new_checked(ip.payload()).ok()?;
+        if l4.syn && !l4.ack && !l4.rst {
+            if !self.syn_proxy_active(svc) {
+                return None;
+            }
+            if !icmp_err::may_answer(pkt.key.src) {
+                return Some(Action::Drop(Counter::DropNotForUs));
+            }
+            let offered = shape::syn_options(tcp.options());
+            let wscale = offered.wscale.filter(|_| shape::answer_fits_wscale(l2_len + ip_bytes.len(), l2_len));
+            let client_mss = offered.mss.unwrap_or(shape::DEFAULT_MSS);
+            let cookie = self.proxy.jar.encode(&pkt.key, tcp.seq_number(), client_mss, wscale, now_ms);
+            let mss = cookie::MSS_TABLE[usize::from(cookie::mss_index(client_mss))];
+            let announced = wscale.map(|_| self.snapshot.syn_flood.proxy_window_scale.min(cookie::MAX_WSCALE));
+            return Some(Action::SynProxy(Step::Cookie { l2_len, cookie, mss, wscale: announced }));
+        }
+        if !(l4.ack && !l4.syn && !l4.rst) {
+            return None;
+        }
+        if let Some(p) = svc.persistence {
+            let owner = template_owner(mask(pkt.key.src, p.netmask), self.workers);
+            if !redirected && owner != self.worker {
+                return Some(Action::Redirect(owner));
+            }
+        }
+        let client_isn = tcp.seq_number().wrapping_sub(1);
+        let Some(info) = self.proxy.jar.verify(&pkt.key, client_isn, tcp.ack_number().wrapping_sub(1), now_ms) else {
+            return Some(Action::Drop(Counter::SynCookieAckInvalid));
+        };
+        let data = !tcp.payload().is_empty() || l4.fin;
+        let pending = Pending {
+            info,
+            cookie: tcp.ack_number().wrapping_sub(1),
+            client_isn,
+            window: tcp.window(),
+            held: Vec::new(),
+            syn_sent_ms: now_ms,
+        };
+        Some(self.syn_proxy_open(ip_bytes, l2_len, pkt, svc_idx, pending, data, now_ms, out))
+    }
+
+    /// A valid cookie ACK: schedule, create the connection in its handshake
+    /// phase, and say to send the SYN.
+    #[allow(clippy::too_many_arguments)]
+    fn syn_proxy_open(
+        &mut self,
+        ip_bytes: &[u8],
+        l2_len: usize,
+        pkt: &FlowPacket,
+        svc_idx: usize,
+        pending: Pending<F>,
+        data: bool,
+        now_ms: u64,
+        out: &mut Output<F>,
+    ) -> Action {
+        let key = pkt.key;
+        let Some(real_idx) = self.schedule(svc_idx, &key, now_ms) else {
+            let answer = Answer::Icmp { from: key.dst, msg_type: icmp::msg_type::DEST_UNREACHABLE, code: icmp_err::code::PORT_UNREACHABLE };
+            return Action::Answer { reason: Counter::DropNoRealServer, l2_len, answer };
+        };
+        let svc = &self.snapshot.services[svc_idx];
+        let real = svc.reals[real_idx];
+        let local = match real.forward {
+            ForwardMode::Nat => None,
+            ForwardMode::FullNat => match self.pool.allocate(&svc.local_addrs) {
+                Some(l) => Some(l),
+                None if svc.local_addrs.is_empty() => return Action::Drop(Counter::DropNoLaddr),
+                None => return Action::Drop(Counter::DropNoLocalPort),
+            },
+            ForwardMode::Dr | ForwardMode::Tun => return Action::Drop(Counter::DropNoConnection),
+        };
+        let mut conn = Conn {
+            protocol: Protocol::Tcp,
+            client: SocketAddrV4::new(key.src, key.sport),
+            vip: SocketAddrV4::new(key.dst, key.dport),
+            real: SocketAddrV4::new(real.addr, real.port),
+            local: local.into(),
+            real_index: real_idx as u16,
+            service_index: svc_idx as u16,
+            generation: self.generation(),
+            synced_ms: ms32(now_ms),
+            forward: real.forward,
+            state: TcpState::SynSent,
+            expires_ms: 0,
+            seq_delta: 0,
+            reply_hop: crate::neigh::hops::NONE,
+            proxy: Translation { phase: Phase::Handshake, ..Translation::default() },
+        };
+        if let Some(l) = local {
+            conn.seq_delta = match fnat::new_seq_delta(ip_bytes, l, conn.real) {
+                Ok(delta) => delta,
+                Err(_) => {
+                    self.pool.release(l);
+                    return Action::Drop(Counter::DropMalformed);
+                }
+            };
+        }
+        conn.restart_timer(HANDSHAKE_TIMEOUT_MS, now_ms);
+        let persistence = svc.persistence;
+        if !self.insert_conn(conn, now_ms, out) {
+            if let Some(l) = local {
+                self.pool.release(l);
+            }
+            return Action::Drop(Counter::DropConnTableFull);
+        }
+        self.proxy.pending.insert(key, pending);
+        self.count_conn(&conn, conn.service_index, conn.real_index, 1);
+        if let Some(t) = self.counts.get_mut(svc_idx).and_then(|c| c.traffic.get_mut(real_idx)) {
+            t.conns += 1;
+        }
+        self.count_traffic(&conn, Direction::Inbound, u64::from(pkt.ip_len));
+        if let Some(p) = persistence {
+            self.template_use(&conn, p, now_ms);
+        }
+        self.announce(&conn, out);
+        self.counters.inc(Counter::ConnCreated);
+        self.counters.inc(Counter::SynCookieAckValid);
+        Action::SynProxy(Step::Open { l2_len, key, data })
+    }
+
+    /// A packet `pkt` of connection `id` (`conn`) whose proxied handshake is
+    /// in progress, travelling `dir`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn syn_proxy_handshake_packet(
+        &mut self,
+        ip_bytes: &mut [u8],
+        l2_len: usize,
+        pkt: &FlowPacket,
+        id: ConnId,
+        conn: &Conn,
+        dir: Direction,
+        now_ms: u64,
+        out: &mut Output<F>,
+    ) -> Action {
+        let key = conn.inbound_key();
+        let l4 = pkt.l4;
+        if dir == Direction::Inbound {
+            // A new SYN from the client is a new connection attempt: the
+            // cookie it got before no longer holds.
+            if l4.syn {
+                return Action::Drop(Counter::DropNoConnection);
+            }
+            return Action::SynProxy(Step::Hold { l2_len, key });
+        }
+        let Some(p) = self.proxy.pending.get(&key) else {
+            return Action::Drop(Counter::DropNoConnection);
+        };
+        let (cookie, info, client_window) = (p.cookie, p.info, p.window);
+        // What the real server acknowledges of our SYN, in its own space.
+        let expected = p.client_isn.wrapping_add(conn.seq_delta).wrapping_add(1);
+        let Ok(answer) = shape::syn_ack(ip_bytes) else {
+            return Action::Drop(Counter::DropMalformed);
+        };
+        if !l4.ack || answer.ack != expected {
+            return Action::Drop(Counter::DropNoConnection);
+        }
+        if l4.rst {
+            let Ok(ip_len) = shape::reset_to_client(ip_bytes, conn.vip, conn.client, cookie.wrapping_add(1)) else {
+                return Action::Drop(Counter::DropMalformed);
+            };
+            self.remove_conn(id, now_ms, out);
+            return Action::SynProxy(Step::Refused { l2_len, ip_len, client: *conn.client.ip() });
+        }
+        if !l4.syn {
+            return Action::Drop(Counter::DropNoConnection);
+        }
+        let announced = self.snapshot.syn_flood.proxy_window_scale.min(cookie::MAX_WSCALE);
+        let agreed = info.wscale.is_some() && answer.wscale.is_some();
+        let translation = Translation {
+            delta: answer.isn.wrapping_sub(cookie),
+            phase: Phase::Open,
+            server_wscale: if agreed { answer.wscale.unwrap_or(0).min(cookie::MAX_WSCALE) } else { 0 },
+            client_view_wscale: if info.wscale.is_some() { announced } else { 0 },
+            inbound_shift: if agreed { 0 } else { info.wscale.unwrap_or(0) },
+        };
+        let window = seq::rescale_window(client_window, translation.inbound_shift, 0);
+        let Ok(ip_len) = shape::ack_from_syn_ack(ip_bytes, window) else {
+            return Action::Drop(Counter::DropMalformed);
+        };
+        let timeouts = self.snapshot.timeouts;
+        let Some(stored) = self.conns.get_mut(id) else {
+            return Action::Drop(Counter::DropNoConnection);
+        };
+        let before = *stored;
+        stored.proxy = translation;
+        stored.state = TcpState::Established;
+        stored.restart_timer(state_timeout_ms(TcpState::Established, &timeouts), now_ms);
+        if self.snapshot.sync_send {
+            stored.mark_synced(now_ms);
+        }
+        let after = *stored;
+        self.recount_state(&before, &after);
+        if self.snapshot.sync_send {
+            out.sync.push(self.conn_info(&after, now_ms));
+        }
+        let service_toa = self.snapshot.services.get(usize::from(after.service_index)).is_some_and(|s| s.toa);
+        let toa = fnat::toa_due(&after, true, service_toa).then_some(after.client);
+        Action::SynProxy(Step::Complete { l2_len, ip_len, key, real: *after.real.ip(), toa })
+    }
+
+    /// Carries out a SYN proxy step on the frame it was decided for.
+    pub(super) fn syn_proxy_apply(&mut self, port: u16, mut frame: F, step: Step, now_ms: u64, out: &mut Output<F>) {
+        match step {
+            Step::Cookie { l2_len, cookie, mss, wscale } => match shape::cookie_syn_ack(&mut frame, l2_len, cookie, mss, wscale) {
+                Ok(_) => {
+                    self.counters.inc(Counter::SynCookieSent);
+                    self.push_tx(port, frame, out);
+                }
+                Err(FwdError::NoRoom) => self.drop(frame, Counter::DropNoRoom, out),
+                Err(_) => self.drop(frame, Counter::DropMalformed, out),
+            },
+            Step::Open { l2_len, key, data } => {
+                self.syn_proxy_send_syn(port, &frame, l2_len, key, now_ms, out);
+                if data {
+                    self.syn_proxy_hold(port, frame, key, out);
+                } else {
+                    out.drop.push(frame);
+                }
+            }
+            Step::Hold { l2_len, key } => {
+                let resend = self.proxy.pending.get(&key).is_some_and(|p| now_ms.saturating_sub(p.syn_sent_ms) >= SYN_RESEND_MS);
+                if resend {
+                    self.syn_proxy_send_syn(port, &frame, l2_len, key, now_ms, out);
+                }
+                self.syn_proxy_hold(port, frame, key, out);
+            }
+            Step::Complete { l2_len, ip_len, key, real, toa } => {
+                let excess = frame.len().saturating_sub(l2_len + ip_len);
+                if !frame.trim(excess) {
+                    return self.drop(frame, Counter::DropMalformed, out);
+                }
+                if let Some(client) = toa {
+                    match fnat::insert_toa(&mut frame, l2_len, client) {
+                        Ok(true) => self.counters.inc(Counter::ToaInserted),
+                        Ok(false) => {}
+                        Err(_) => return self.drop(frame, Counter::DropNoRoom, out),
+                    }
+                }
+                self.send(frame, NextHop::Routed(real), now_ms, out);
+                if let Some(p) = self.proxy.pending.remove(&key) {
+                    self.proxy.held -= p.held.len();
+                    for (held_port, f) in p.held {
+                        self.dispatch(held_port, f, now_ms, false, out);
+                    }
+                }
+            }
+            Step::Refused { l2_len, ip_len, client } => {
+                let excess = frame.len().saturating_sub(l2_len + ip_len);
+                if !frame.trim(excess) {
+                    return self.drop(frame, Counter::DropMalformed, out);
+                }
+                self.send(frame, NextHop::Routed(client), now_ms, out);
+            }
+        }
+    }
+
+    /// Sends the client's SYN, rebuilt from its packet `template` (Ethernet
+    /// header `l2_len`), towards the real server of connection `key`.
+    fn syn_proxy_send_syn(&mut self, port: u16, template: &F, l2_len: usize, key: FlowKey, now_ms: u64, out: &mut Output<F>) {
+        let Some(p) = self.proxy.pending.get_mut(&key) else { return };
+        p.syn_sent_ms = now_ms;
+        let info = p.info;
+        let Some(conn) = self.conns.lookup(&key, now_ms).and_then(|(id, _)| self.conns.get(id)).copied() else { return };
+        let Some(mut syn) = template.alloc_sibling() else {
+            self.counters.inc(Counter::DropNoRoom);
+            return;
+        };
+        if shape::client_syn(template.data(), l2_len, &mut syn, info).is_err() {
+            return self.drop(syn, Counter::DropMalformed, out);
+        }
+        let action = match syn.data_mut().get_mut(l2_len..) {
+            Some(ip) => match flow::parse_ipv4(ip, false, RxChecksum::Unknown) {
+                (Ipv4Kind::Flow(pkt), _) => self.forward(port, ip, l2_len, &pkt, &conn, None, Direction::Inbound, false),
+                _ => Action::Drop(Counter::DropMalformed),
+            },
+            None => Action::Drop(Counter::DropMalformed),
+        };
+        self.apply(port, syn, action, now_ms, out);
+    }
+
+    /// Holds a client packet of the handshake `key` in progress, or drops it
+    /// over the bounds.
+    fn syn_proxy_hold(&mut self, port: u16, frame: F, key: FlowKey, out: &mut Output<F>) {
+        let room = self.proxy.held < HELD_PER_WORKER;
+        match self.proxy.pending.get_mut(&key) {
+            Some(p) if room && p.held.len() < HELD_PER_CONN => {
+                p.held.push((port, frame));
+                self.proxy.held += 1;
+            }
+            _ => self.drop(frame, Counter::SynProxyDataDropped, out),
+        }
+    }
+
+    /// A connection is gone: if its proxied handshake was still in
+    /// progress, it failed; its held packets are dropped.
+    pub(super) fn syn_proxy_forget(&mut self, c: &Conn, out: &mut Output<F>) {
+        if c.proxy.phase != Phase::Handshake {
+            return;
+        }
+        let Some(p) = self.proxy.pending.remove(&c.inbound_key()) else { return };
+        self.counters.inc(Counter::SynProxyHandshakeFailed);
+        self.proxy.held -= p.held.len();
+        self.counters.add(Counter::SynProxyDataDropped, p.held.len() as u64);
+        out.drop.extend(p.held.into_iter().map(|(_, f)| f));
+    }
+}
