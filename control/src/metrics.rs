@@ -712,4 +712,39 @@ mod tests {
         assert!(text.contains("rvs_worker_sync_backlog_capacity{worker=\"1\"} 16384\n"), "{text}");
         assert!(text.contains("# TYPE rvs_worker_sync_backlog gauge\n"), "{text}");
     }
+
+    #[test]
+    fn every_worker_counter_is_a_documented_metric() {
+        use rvs_dataplane::stats::Counter;
+        const DOC: &str = include_str!("../../deploy/docs/metrics.md");
+        let config = Config::from_json(
+            r#"{ "main_lcore": 0, "workers": [1], "ports": [ { "name": "a", "device": "net_null0", "addresses": ["10.0.0.1/24"] } ] }"#,
+        )
+        .expect("valid");
+        let counters: serde_json::Map<String, Value> = Counter::ALL.iter().map(|c| (c.name().to_string(), Value::from(7u64))).collect();
+        let dp = serde_json::json!({ "workers": [ { "worker": 0, "counters": counters } ] });
+        let mut f = Families::default();
+        render_workers(&mut f, &config, &dp);
+        let text = f.render();
+        let reasons = DOC.lines().find(|l| l.starts_with("| `rvs_worker_drops_total`")).expect("drops row in metrics.md");
+        for c in Counter::ALL {
+            let name = c.name();
+            if let Some(reason) = name.strip_prefix("drop_") {
+                assert!(text.contains(&format!("rvs_worker_drops_total{{worker=\"0\",reason=\"{reason}\"}} 7\n")), "{name}: {text}");
+                assert!(reasons.contains(&format!("`{reason}`")), "drop reason `{reason}` is not listed in metrics.md");
+                continue;
+            }
+            // The family the counter became: the sample line carrying its value.
+            let family = text
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(|l| l.split('{').next().unwrap_or_default())
+                .find(|fam| {
+                    let part = fam.trim_start_matches("rvs_worker_").trim_end_matches("_total");
+                    part == metric_part(name) || (name == "conn_active" && *fam == "rvs_worker_connections") || (name == "generation" && *fam == "rvs_worker_generation")
+                })
+                .unwrap_or_else(|| panic!("counter {name} is not in the scrape: {text}"));
+            assert!(DOC.contains(&format!("`{family}`")), "{family} (counter {name}) is not documented in metrics.md");
+        }
+    }
 }
