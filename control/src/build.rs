@@ -244,9 +244,6 @@ mod tests {
         c.syn_flood.prefix_len = 16;
         let snap = build_snapshot(&c, &[MAC], 1).expect("builds");
         assert_eq!(snap.services[0].syn_proxy, SynProxy::Auto);
-        assert_eq!(
-            snap.syn_flood,
-            SynFlood { pressure_table_percent: 80, drop_entry: false, prefix_len: 16, ..SynFlood::default() }
-        );
+        assert_eq!(snap.syn_flood, SynFlood { pressure_table_percent: 80, drop_entry: false, prefix_len: 16, ..SynFlood::default() });
     }
 }

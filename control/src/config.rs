@@ -677,7 +677,10 @@ impl ServiceConfig {
         let field = join(path, "syn_proxy");
         let setting = syn_proxy_name(self.syn_proxy);
         if self.protocol != Protocol::Tcp {
-            return Err(ConfigError::invalid(field, format!("`{setting}` applies to TCP services only (a SYN proxy answers TCP SYNs); use \"off\"")));
+            return Err(ConfigError::invalid(
+                field,
+                format!("`{setting}` applies to TCP services only (a SYN proxy answers TCP SYNs); use \"off\""),
+            ));
         }
         if self.sloppy {
             return Err(ConfigError::invalid(

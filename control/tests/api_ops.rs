@@ -401,7 +401,13 @@ async fn syn_proxy_on_services() {
     assert!(v["error"].as_str().is_some_and(|e| e.contains("unknown variant `yes`")), "{v}");
     // A DR real added to a SYN proxy service is refused at the service's field.
     let v = h
-        .refused("POST", &format!("{TLS}/reals"), Some(r#"{"address": "10.1.0.22", "port": 443, "forward": "dr"}"#), Some(TOKEN), StatusCode::BAD_REQUEST)
+        .refused(
+            "POST",
+            &format!("{TLS}/reals"),
+            Some(r#"{"address": "10.1.0.22", "port": 443, "forward": "dr"}"#),
+            Some(TOKEN),
+            StatusCode::BAD_REQUEST,
+        )
         .await;
     assert_eq!(v["field"], "services[1].syn_proxy", "{v}");
 }

@@ -624,8 +624,8 @@ fn syn_proxy_imports_as_on_where_the_service_can_have_it() {
     let c = keepalived::parse_str(&edit(9, "    lb_kind NAT"), &base()).expect("NAT service");
     assert_eq!(c.services[0].syn_proxy, SynProxy::Off);
     // FULLNAT (DPVS's lb_kind FNAT) with a local address group.
-    let fnat = "local_address_group LG {\n    10.0.0.5\n}\n".to_string()
-        + &edit(9, "    lb_kind FNAT\n    laddr_group_name LG\n    syn_proxy");
+    let fnat =
+        "local_address_group LG {\n    10.0.0.5\n}\n".to_string() + &edit(9, "    lb_kind FNAT\n    laddr_group_name LG\n    syn_proxy");
     let c = keepalived::parse_str(&fnat, &base()).expect("FULLNAT service with syn_proxy");
     assert_eq!(c.services[0].syn_proxy, SynProxy::On);
 
@@ -641,7 +641,10 @@ fn syn_proxy_imports_as_on_where_the_service_can_have_it() {
     assert_eq!(e.exit_code(), 15);
     // A NAT service with one DR real_server: likewise.
     let e = error(&edit(9, "    lb_kind NAT\n    syn_proxy\n    real_server 10.1.0.12 80 {\n        lb_kind DR\n    }"));
-    assert!(matches!(&e, KeepalivedError::Config { field, keyword, .. } if field == "services[0].syn_proxy" && keyword == "syn_proxy"), "{e}");
+    assert!(
+        matches!(&e, KeepalivedError::Config { field, keyword, .. } if field == "services[0].syn_proxy" && keyword == "syn_proxy"),
+        "{e}"
+    );
     assert!(e.to_string().contains("reals[0] is forwarded by dr"), "{e}");
     // UDP.
     let e = error(&edit(9, "    lb_kind NAT\n    protocol UDP\n    syn_proxy"));

@@ -724,7 +724,10 @@ fn synproxy_lists_as_dpvs_and_saves_as_j() {
     );
     let saved = format::save(&input, &numeric);
     let rules: Vec<&str> = saved.lines().filter(|l| l.starts_with("-A")).collect();
-    assert_eq!(rules, vec!["-A -t 10.0.0.100:80 -s rr -p 300 -j enable", "-A -t 10.0.0.100:81 -s wlc -j auto", "-A -t 10.0.0.100:82 -s wlc"]);
+    assert_eq!(
+        rules,
+        vec!["-A -t 10.0.0.100:80 -s rr -p 300 -j enable", "-A -t 10.0.0.100:81 -s wlc -j auto", "-A -t 10.0.0.100:82 -s wlc"]
+    );
 }
 
 #[test]
@@ -762,7 +765,12 @@ fn synproxy_round_trips_through_save_and_restore() {
     assert_eq!(s.config(), before);
     // -E sets everything -A sets: without -j the proxy is off (DPVS's -E clears the flag too).
     ok(&c, "-E -t 10.0.0.100:80 -s rr");
-    assert_eq!(s.config().services[s.config().service_index(&ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100), port: 80 }).expect("kept")].syn_proxy, SynProxy::Off);
+    assert_eq!(
+        s.config().services
+            [s.config().service_index(&ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100), port: 80 }).expect("kept")]
+        .syn_proxy,
+        SynProxy::Off
+    );
     ok(&c, "-E -t 10.0.0.100:80 -s rr -j disable");
     ok(&c, "-E -t 10.0.0.100:80 -s rr -j auto");
     assert!(ok(&c, "-Ln").contains("TCP  10.0.0.100:80 rr synproxy auto\n"));
