@@ -39,8 +39,8 @@
 //! `adopted: false` means the snapshot was handed over but not every worker
 //! confirmed it in time; the change is still recorded.
 //!
-//! Optimistic concurrency: `GET /api/v1/config` and `GET /api/v1/timeouts`
-//! answer with `ETag: "<generation>"`; a change sent with `If-Match:
+//! Optimistic concurrency: `GET /api/v1/config`, `GET /api/v1/timeouts` and
+//! `GET /api/v1/syn_flood` answer with `ETag: "<generation>"`; a change sent with `If-Match:
 //! "<generation>"` is refused with 412 when the config has changed since.
 //!
 //! # Errors
@@ -88,6 +88,7 @@
 //! | `GET /api/v1/config/effective` | the config as the dataplane runs it: health checks applied (read-only) |
 //! | `PUT /api/v1/config[?dry_run=true]` | replace the whole config; answers the diff (`changes`); a dry run changes nothing |
 //! | `GET`/`PUT /api/v1/timeouts` | connection timeouts (ipvsadm `--set`, `-L --timeout`) |
+//! | `GET`/`PUT /api/v1/syn_flood` | SYN-flood and table-pressure defences (config `syn_flood`; fields left out take their defaults) |
 //! | `GET /api/v1/stats` | per-worker counters (with `busy_cycles`, `busy_frames`), `tsc_hz`, port and mempool stats ([`Dataplane::stats`]) |
 //! | `GET /api/v1/stats/services` | per service and real server of the effective config: counters, active/inactive connections, rates |
 //! | `POST /api/v1/stats/zero[?service=tcp/10.0.0.100/80]` | zero the counters (ipvsadm `-Z`) |
@@ -127,7 +128,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rvs_dataplane::snapshot::{Protocol, ServiceKey, Snapshot, Timeouts};
+use rvs_dataplane::snapshot::{Protocol, ServiceKey, Snapshot, SynFlood, Timeouts};
 use rvs_dataplane::stats::{ConnFilter, ConnInfo, ServiceStats, TrafficCounters};
 use rvs_dataplane::wire::MacAddr;
 use serde::de::DeserializeOwned;
@@ -521,6 +522,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/config", get(get_config).put(put_config))
         .route("/api/v1/config/effective", get(get_effective_config))
         .route("/api/v1/timeouts", get(get_timeouts).put(put_timeouts))
+        .route("/api/v1/syn_flood", get(get_syn_flood).put(put_syn_flood))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/stats/services", get(stats_services))
         .route("/api/v1/stats/zero", post(zero_stats))
@@ -1251,7 +1253,7 @@ async fn delete_real(State(state): AppState, path: RealPath, IfMatch(expect): If
 }
 
 // ---------------------------------------------------------------------------
-// Whole config, timeouts
+// Whole config, timeouts, syn_flood
 
 /// Fields that only take effect when rvsd starts: `PUT /api/v1/config` must
 /// leave them as they are. Every other field is applied by the snapshot
@@ -1529,6 +1531,38 @@ async fn put_timeouts(
         Ok(Edit::new(
             format!("timeouts set (tcp {} tcpfin {} udp {})", timeouts.tcp, timeouts.tcp_fin, timeouts.udp),
             Some("timeouts".to_string()),
+        ))
+    })
+    .await
+}
+
+async fn get_syn_flood(State(state): AppState) -> Response {
+    let current = state.current.lock().await;
+    with_etag(Json(current.config.syn_flood), current.generation)
+}
+
+/// Replaces the `syn_flood` settings: every field left out takes its
+/// default, as in the config file; a value out of range is a 400 naming it.
+async fn put_syn_flood(
+    State(state): AppState,
+    IfMatch(expect): IfMatch,
+    JsonBody(syn_flood): JsonBody<SynFlood>,
+) -> Result<Response, ApiError> {
+    commit(&state, false, expect, move |config| {
+        config.syn_flood = syn_flood;
+        let s = syn_flood;
+        Ok(Edit::new(
+            format!(
+                "syn_flood set (pressure at table {}% / syn_recv {}%, drop_entry {}, syn_recv timeout {} s, {} new conns/s per /{}, window scale {})",
+                s.pressure_table_percent,
+                s.pressure_syn_recv_percent,
+                s.drop_entry,
+                s.syn_recv_timeout_under_pressure,
+                s.new_conns_per_prefix_per_sec,
+                s.prefix_len,
+                s.proxy_window_scale
+            ),
+            Some("syn_flood".to_string()),
         ))
     })
     .await

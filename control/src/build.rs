@@ -72,8 +72,8 @@ pub fn build_snapshot(config: &Config, port_macs: &[MacAddr], generation: u64) -
             toa: s.toa,
             expire_quiescent: s.expire_quiescent,
             sloppy: s.sloppy,
-            syn_proxy: Default::default(), // TODO(synproxy plumbing): from the config
-            lookup_table: None,            // built by Snapshot::finish
+            syn_proxy: s.syn_proxy,
+            lookup_table: None, // built by Snapshot::finish
             reals: s
                 .reals
                 .iter()
@@ -106,6 +106,7 @@ pub fn build_snapshot(config: &Config, port_macs: &[MacAddr], generation: u64) -
         neigh_max_held: (config.mbufs as usize / 4 / config.workers.len().max(1)).max(1),
         workers: config.workers.len(),
         expire_nodest_conn: config.expire_nodest_conn,
+        syn_flood: config.syn_flood,
         ..Snapshot::default()
     }
     .finish())
@@ -228,5 +229,21 @@ mod tests {
         let snap = build_snapshot(&c, &[MAC], 2).expect("builds");
         assert!(snap.services.is_empty());
         assert!(snap.service_index.is_empty());
+    }
+
+    #[test]
+    fn syn_proxy_and_syn_flood_reach_the_snapshot() {
+        use rvs_dataplane::snapshot::{SynFlood, SynProxy};
+        let mut c = example();
+        assert_eq!(build_snapshot(&c, &[MAC], 1).expect("builds").services[0].syn_proxy, SynProxy::Off);
+        c.services[0].forward = ForwardMode::Nat;
+        c.services[0].reals[1].forward = None;
+        c.services[0].syn_proxy = SynProxy::Auto;
+        c.syn_flood.pressure_table_percent = 80;
+        c.syn_flood.drop_entry = false;
+        c.syn_flood.prefix_len = 16;
+        let snap = build_snapshot(&c, &[MAC], 1).expect("builds");
+        assert_eq!(snap.services[0].syn_proxy, SynProxy::Auto);
+        assert_eq!(snap.syn_flood, SynFlood { pressure_table_percent: 80, drop_entry: false, prefix_len: 16, ..SynFlood::default() });
     }
 }

@@ -62,9 +62,15 @@ pub fn rvsadm_command() -> clap::Command {
             "Drain this node of an ECMP cluster: its BGP routes are withdrawn, its flows served for SECONDS \
              (default: rvsd's bgp.drain_grace), then rvsd stops; alone on the line",
         ));
+    let mut shorts: Vec<clap::Arg> = Vec::new();
     for &(short, long, arity) in SHORT {
-        cmd = cmd.arg(option(long, arity).short(short));
+        // Two letters for one option (`-L`, `-l`): the second is an alias.
+        match shorts.iter_mut().find(|a| a.get_id() == long) {
+            Some(arg) => *arg = arg.clone().short_alias(short),
+            None => shorts.push(option(long, arity).short(short)),
+        }
     }
+    cmd = cmd.args(shorts);
     for &(long, arity) in LONG_ONLY {
         cmd = cmd.arg(option(long, arity));
     }

@@ -48,6 +48,29 @@
 //! | `services[].reals[].port` | the service's port |
 //! | `services[].reals[].weight` | `1` |
 //! | `services[].reals[].forward` | the service's `forward` |
+//! | `services[].syn_proxy` | `"off"` (`"on"`: every SYN is answered with a cookie; `"auto"`: while the worker is under pressure) |
+//! | `syn_flood` | each field on its own: see the table below |
+//!
+//! # `syn_flood`
+//!
+//! SYN-flood and table-pressure defences of every worker (`deploy/docs/synflood.md`).
+//! A worker is *under pressure* while its connection table is at least
+//! `pressure_table_percent` full or its SYN_RECV entries reach
+//! `pressure_syn_recv_percent` of its capacity.
+//!
+//! | field | default | range |
+//! |---|---|---|
+//! | `syn_flood.pressure_table_percent` | `50` | 1..=100 |
+//! | `syn_flood.pressure_syn_recv_percent` | `25` | 1..=100 |
+//! | `syn_flood.drop_entry` | `true` | evict a SYN_RECV entry when the table is full (IPVS `drop_entry`) |
+//! | `syn_flood.syn_recv_timeout_under_pressure` | `3` | 0 (keep `timeouts.tcp_syn`) ..= 2147483 seconds |
+//! | `syn_flood.new_conns_per_prefix_per_sec` | `1000` | 0 (no bound) or more, under pressure only |
+//! | `syn_flood.prefix_len` | `24` | 1..=32 |
+//! | `syn_flood.proxy_window_scale` | `7` | 0..=14 |
+//!
+//! `services[].syn_proxy` other than `"off"` needs a TCP service whose real
+//! servers (and sorry server) are all `nat` or `fullnat` (the director must see
+//! both directions to translate sequence numbers), and no `sloppy`.
 //!
 //! `ports` has no default: at least one port is required.
 
@@ -58,7 +81,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use rvs_dataplane::sched::SchedOptions;
-use rvs_dataplane::snapshot::{prefix_contains, ForwardMode, Protocol, SchedulerKind, ServiceKey, Timeouts};
+use rvs_dataplane::snapshot::{prefix_contains, ForwardMode, Protocol, SchedulerKind, ServiceKey, SynFlood, SynProxy, Timeouts};
 use serde::{Deserialize, Serialize};
 
 pub use crate::error::ConfigError;
@@ -139,6 +162,33 @@ pub struct Config {
     /// [`crate::cluster`]). Absent: no routes are announced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp: Option<crate::cluster::BgpConfig>,
+    /// SYN-flood and table-pressure defences of every worker: pressure
+    /// thresholds, `drop_entry`, the short SYN_RECV timeout, the per-prefix
+    /// rate bound, the SYN proxy's window scale (module docs: `# syn_flood`).
+    #[serde(default, skip_serializing_if = "is_default_syn_flood")]
+    pub syn_flood: SynFlood,
+}
+
+fn is_default_syn_flood(s: &SynFlood) -> bool {
+    *s == SynFlood::default()
+}
+
+/// Checks the `syn_flood` settings; `path` prefixes every field name
+/// (`"syn_flood"` in a config, `""` for the body of `PUT /api/v1/syn_flood`).
+pub fn validate_syn_flood(s: &SynFlood, path: &str) -> Result<(), ConfigError> {
+    let ranges = [
+        ("pressure_table_percent", u32::from(s.pressure_table_percent), 1, 100),
+        ("pressure_syn_recv_percent", u32::from(s.pressure_syn_recv_percent), 1, 100),
+        ("syn_recv_timeout_under_pressure", s.syn_recv_timeout_under_pressure, 0, MAX_TIMEOUT_S),
+        ("prefix_len", u32::from(s.prefix_len), 1, 32),
+        ("proxy_window_scale", u32::from(s.proxy_window_scale), 0, 14),
+    ];
+    for (field, value, lo, hi) in ranges {
+        if !(lo..=hi).contains(&value) {
+            return Err(ConfigError::invalid(join(path, field), format!("{value} is out of range {lo}..={hi}")));
+        }
+    }
+    Ok(())
 }
 
 /// Bounds of each worker's IPv4 fragment reassembly (incomplete datagrams
@@ -309,6 +359,13 @@ pub struct ServiceConfig {
     /// consistent hash picks. Needs scheduler `mh` or `maglev` and DR/TUN reals only.
     #[serde(default, skip_serializing_if = "is_false")]
     pub sloppy: bool,
+    /// SYN proxy (DPVS `-j`, Keepalived `syn_proxy`): `"off"` (default), `"on"`
+    /// (clients' SYNs are answered with a SYN cookie; the real server sees a
+    /// connection only after the client's valid ACK) or `"auto"` (on while the
+    /// worker is under `syn_flood` pressure). TCP services with NAT/FULLNAT
+    /// reals only, not with `sloppy`.
+    #[serde(default, skip_serializing_if = "is_syn_proxy_off")]
+    pub syn_proxy: SynProxy,
     /// Health checking: delay_loop, quorum, hysteresis, sorry server, alpha/omega, quorum scripts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<crate::ha::ServiceHealth>,
@@ -328,6 +385,19 @@ pub struct PersistenceConfig {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+fn is_syn_proxy_off(p: &SynProxy) -> bool {
+    *p == SynProxy::Off
+}
+
+/// Lowercase name of a [`SynProxy`] setting, as the config spells it.
+pub fn syn_proxy_name(p: SynProxy) -> &'static str {
+    match p {
+        SynProxy::Off => "off",
+        SynProxy::On => "on",
+        SynProxy::Auto => "auto",
+    }
 }
 
 fn is_default_sched_options(o: &SchedOptions) -> bool {
@@ -549,6 +619,7 @@ impl ServiceConfig {
                 ));
             }
         }
+        self.validate_syn_proxy(path)?;
         let mut seen: HashMap<(Ipv4Addr, u16), usize> = HashMap::new();
         for (j, real) in self.reals.iter().enumerate() {
             let rpath = join(path, &format!("reals[{j}]"));
@@ -588,6 +659,55 @@ impl ServiceConfig {
                 return Err(ConfigError::invalid(
                     join(&rpath, "address"),
                     format!("duplicate real server {addr}:{port} (also reals[{first}])"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ServiceConfig {
+    /// A SYN proxy answers the client itself and later translates sequence
+    /// numbers in both directions: a TCP service whose every real server (and
+    /// sorry server) is reached by NAT or FULLNAT, and not `sloppy`.
+    fn validate_syn_proxy(&self, path: &str) -> Result<(), ConfigError> {
+        if self.syn_proxy == SynProxy::Off {
+            return Ok(());
+        }
+        let field = join(path, "syn_proxy");
+        let setting = syn_proxy_name(self.syn_proxy);
+        if self.protocol != Protocol::Tcp {
+            return Err(ConfigError::invalid(
+                field,
+                format!("`{setting}` applies to TCP services only (a SYN proxy answers TCP SYNs); use \"off\""),
+            ));
+        }
+        if self.sloppy {
+            return Err(ConfigError::invalid(
+                field,
+                format!("`{setting}` cannot be combined with `sloppy`: an adopted mid-stream flow has no proxied handshake to translate; set one of them off"),
+            ));
+        }
+        let direct = |f: ForwardMode| matches!(f, ForwardMode::Dr | ForwardMode::Tun);
+        if let Some(j) = self.reals.iter().position(|r| direct(r.forward_for(self))) {
+            return Err(ConfigError::invalid(
+                field,
+                format!(
+                    "`{setting}` needs NAT or FULLNAT real servers, but reals[{j}] is forwarded by {}: its replies bypass the director, \
+                     which must see both directions to translate sequence numbers; use \"nat\" or \"fullnat\", or syn_proxy \"off\"",
+                    self.reals[j].forward_for(self)
+                ),
+            ));
+        }
+        if let Some(sorry) = self.health.as_ref().and_then(|h| h.sorry_server.as_ref()) {
+            let forward = sorry.forward.unwrap_or(self.forward);
+            if direct(forward) {
+                return Err(ConfigError::invalid(
+                    field,
+                    format!(
+                        "`{setting}` needs NAT or FULLNAT real servers, but health.sorry_server is forwarded by {forward}; \
+                         give it \"forward\": \"nat\" or \"fullnat\", or syn_proxy \"off\""
+                    ),
                 ));
             }
         }
@@ -693,6 +813,7 @@ impl Config {
         self.validate_ports()?;
         self.validate_routes()?;
         self.validate_timeouts()?;
+        validate_syn_flood(&self.syn_flood, "syn_flood")?;
         self.validate_api()?;
         self.validate_sync()?;
         if let Some(bgp) = &self.bgp {
@@ -1498,5 +1619,129 @@ mod tests {
             }),
             "services[0].sloppy"
         );
+    }
+
+    /// The example's TCP service made NAT, with `syn_proxy` set.
+    fn syn_proxy_example(setting: SynProxy) -> Config {
+        let mut c = example();
+        c.services[0].forward = ForwardMode::Nat;
+        c.services[0].reals[1].forward = None;
+        c.services[0].syn_proxy = setting;
+        c
+    }
+
+    #[test]
+    fn syn_proxy_parses_defaults_and_round_trips() {
+        assert_eq!(example().services[0].syn_proxy, SynProxy::Off);
+        let json = serde_json::to_value(example()).expect("serialize");
+        assert!(json["services"][0].get("syn_proxy").is_none(), "off is left out");
+        for (setting, name) in [(SynProxy::On, "on"), (SynProxy::Auto, "auto")] {
+            let c = syn_proxy_example(setting);
+            assert!(c.validate().is_ok(), "{name}: {:?}", c.validate());
+            let json = serde_json::to_value(&c).expect("serialize");
+            assert_eq!(json["services"][0]["syn_proxy"], name);
+            assert_eq!(Config::from_json(&c.to_json_pretty()).expect("reads back"), c);
+        }
+        // FULLNAT reals (per real) are fine too.
+        let mut c = syn_proxy_example(SynProxy::On);
+        c.services[0].reals[0].forward = Some(ForwardMode::FullNat);
+        assert!(c.validate().is_ok(), "{:?}", c.validate());
+        // A value other than off/on/auto is a parse error naming the field.
+        let text = EXAMPLE.replace(r#""forward": "dr","#, r#""forward": "nat", "syn_proxy": "yes","#);
+        match Config::from_json(&text) {
+            Err(e @ ConfigError::Parse { .. }) => assert!(e.to_string().contains("services[0].syn_proxy"), "{e}"),
+            other => panic!("expected a parse error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn syn_proxy_needs_a_tcp_service_with_nat_or_fullnat_reals_and_no_sloppy() {
+        let edit = |setting: SynProxy, f: &dyn Fn(&mut Config)| {
+            let mut c = syn_proxy_example(setting);
+            f(&mut c);
+            match c.validate() {
+                Err(ConfigError::Invalid { field, message }) => (field, message),
+                other => panic!("expected a validation error, got {other:?}"),
+            }
+        };
+        for setting in [SynProxy::On, SynProxy::Auto] {
+            let (field, message) = edit(setting, &|c| c.services[0].protocol = Protocol::Udp);
+            assert_eq!(field, "services[0].syn_proxy");
+            assert!(message.contains("TCP services only"), "{message}");
+            // A DR real (its own forward) and a TUN service default.
+            let (field, message) = edit(setting, &|c| c.services[0].reals[1].forward = Some(ForwardMode::Dr));
+            assert_eq!(field, "services[0].syn_proxy");
+            assert!(message.contains("reals[1] is forwarded by dr"), "{message}");
+            let (field, message) = edit(setting, &|c| c.services[0].forward = ForwardMode::Tun);
+            assert_eq!(field, "services[0].syn_proxy");
+            assert!(message.contains("reals[0] is forwarded by tun"), "{message}");
+            // sloppy with DR reals passes its own rule, then syn_proxy refuses the pair.
+            let (field, message) = edit(setting, &|c| {
+                c.services[0].forward = ForwardMode::Dr;
+                c.services[0].scheduler = SchedulerKind::Maglev;
+                c.services[0].sloppy = true;
+            });
+            assert_eq!(field, "services[0].syn_proxy");
+            assert!(message.contains("sloppy"), "{message}");
+            // A DR sorry server would take the service's traffic while the quorum is lost.
+            let (field, message) = edit(setting, &|c| {
+                c.services[0].health = Some(crate::ha::ServiceHealth {
+                    sorry_server: Some(crate::ha::SorryServer {
+                        address: Ipv4Addr::new(10, 1, 0, 99),
+                        port: None,
+                        forward: Some(ForwardMode::Dr),
+                    }),
+                    ..Default::default()
+                });
+            });
+            assert_eq!(field, "services[0].syn_proxy");
+            assert!(message.contains("sorry_server"), "{message}");
+        }
+        // Off puts no constraint on the service.
+        let mut c = syn_proxy_example(SynProxy::Off);
+        c.services[0].protocol = Protocol::Udp;
+        c.services[0].forward = ForwardMode::Dr;
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn syn_flood_defaults_parse_and_ranges() {
+        let c = Config::from_json(r#"{"ports": [{"name": "p", "device": "net_ring0"}]}"#).expect("defaults");
+        assert_eq!(c.syn_flood, SynFlood::default());
+        assert!(serde_json::to_value(&c).expect("serialize").get("syn_flood").is_none(), "defaults are left out");
+        let j = r#"{"ports": [{"name": "p", "device": "net_ring0"}], "syn_flood": {"drop_entry": false, "prefix_len": 32}}"#;
+        let c = Config::from_json(j).expect("two fields set");
+        assert_eq!(c.syn_flood, SynFlood { drop_entry: false, prefix_len: 32, ..SynFlood::default() });
+        assert_eq!(Config::from_json(&c.to_json_pretty()).expect("reads back"), c);
+        let j = r#"{"ports": [{"name": "p", "device": "net_ring0"}], "syn_flood": {"prefix": 24}}"#;
+        match Config::from_json(j) {
+            Err(e @ ConfigError::Parse { .. }) => assert!(e.to_string().contains("syn_flood"), "unknown field: {e}"),
+            other => panic!("expected a parse error, got {other:?}"),
+        }
+        assert_eq!(invalid_field(|c| c.syn_flood.pressure_table_percent = 0), "syn_flood.pressure_table_percent");
+        assert_eq!(invalid_field(|c| c.syn_flood.pressure_table_percent = 101), "syn_flood.pressure_table_percent");
+        assert_eq!(invalid_field(|c| c.syn_flood.pressure_syn_recv_percent = 0), "syn_flood.pressure_syn_recv_percent");
+        assert_eq!(invalid_field(|c| c.syn_flood.pressure_syn_recv_percent = 150), "syn_flood.pressure_syn_recv_percent");
+        assert_eq!(invalid_field(|c| c.syn_flood.prefix_len = 0), "syn_flood.prefix_len");
+        assert_eq!(invalid_field(|c| c.syn_flood.prefix_len = 33), "syn_flood.prefix_len");
+        assert_eq!(invalid_field(|c| c.syn_flood.proxy_window_scale = 15), "syn_flood.proxy_window_scale");
+        assert_eq!(
+            invalid_field(|c| c.syn_flood.syn_recv_timeout_under_pressure = MAX_TIMEOUT_S + 1),
+            "syn_flood.syn_recv_timeout_under_pressure"
+        );
+        // The bounds themselves are accepted.
+        let mut c = example();
+        c.syn_flood = SynFlood {
+            pressure_table_percent: 100,
+            pressure_syn_recv_percent: 1,
+            drop_entry: true,
+            syn_recv_timeout_under_pressure: 0,
+            new_conns_per_prefix_per_sec: 0,
+            prefix_len: 1,
+            proxy_window_scale: 14,
+        };
+        assert!(c.validate().is_ok(), "{:?}", c.validate());
+        let err = validate_syn_flood(&SynFlood { prefix_len: 40, ..SynFlood::default() }, "").expect_err("relative path");
+        assert_eq!(err.field(), Some("prefix_len"));
     }
 }

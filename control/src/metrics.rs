@@ -517,6 +517,17 @@ fn render_workers(f: &mut Families, config: &Config, dp: &Value) {
                 }
                 "conn_active" => f.add("rvs_worker_connections", "Connection table entries in use.", "gauge", &labels, v),
                 "generation" => f.add("rvs_worker_generation", "Config generation the worker runs.", "gauge", &labels, v),
+                // Two gauges among the SYN-flood counters (deploy/docs/synflood.md).
+                "syn_flood_pressure" => f.add(
+                    "rvs_worker_syn_flood_pressure",
+                    "1 while the worker is under SYN-flood table pressure (syn_flood thresholds), else 0.",
+                    "gauge",
+                    &labels,
+                    v,
+                ),
+                "conn_syn_recv" => {
+                    f.add("rvs_worker_connections_syn_recv", "TCP connections in SYN_RECV in the worker's table.", "gauge", &labels, v)
+                }
                 "redirect_out" => f.add(
                     "rvs_worker_redirect_out_total",
                     "Packets handed to the worker that owns their connection.",
@@ -711,5 +722,63 @@ mod tests {
         assert!(text.contains("rvs_worker_sync_backlog{worker=\"0\"} 3\n"), "{text}");
         assert!(text.contains("rvs_worker_sync_backlog_capacity{worker=\"1\"} 16384\n"), "{text}");
         assert!(text.contains("# TYPE rvs_worker_sync_backlog gauge\n"), "{text}");
+    }
+
+    /// The families (`# TYPE` lines) a worker whose counters are `counters`
+    /// becomes, but for the table size every worker has.
+    fn worker_families(counters: Value) -> Vec<(String, String)> {
+        let config = Config::from_json(
+            r#"{ "main_lcore": 0, "workers": [1], "ports": [ { "name": "a", "device": "net_null0", "addresses": ["10.0.0.1/24"] } ] }"#,
+        )
+        .expect("valid");
+        let dp = serde_json::json!({ "workers": [ { "worker": 0, "counters": counters } ] });
+        let mut f = Families::default();
+        render_workers(&mut f, &config, &dp);
+        f.render()
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(name, kind)| (name.to_string(), kind.to_string()))
+            // Every worker has it, whatever its counters.
+            .filter(|(name, _)| name != "rvs_worker_connection_table_size")
+            .collect()
+    }
+
+    #[test]
+    fn every_worker_counter_is_a_documented_metric() {
+        use rvs_dataplane::stats::Counter;
+        const DOC: &str = include_str!("../../deploy/docs/metrics.md");
+        let reasons = DOC.lines().find(|l| l.starts_with("| `rvs_worker_drops_total`")).expect("drops row in metrics.md");
+        for c in Counter::ALL {
+            let name = c.name();
+            let families = worker_families(serde_json::json!({ name: 7 }));
+            let [(family, _)] = families.as_slice() else {
+                panic!("counter {name} became {families:?}, not one family");
+            };
+            let row = DOC
+                .lines()
+                .find(|l| l.starts_with('|') && l.split('|').nth(1).is_some_and(|cell| cell.contains(&format!("`{family}`"))))
+                .unwrap_or_else(|| panic!("{family} (counter {name}) is not documented in metrics.md"));
+            assert!(row.contains(if family.ends_with("_total") { "| counter |" } else { "| gauge |" }), "{family}: type in {row}");
+            if let Some(reason) = name.strip_prefix("drop_") {
+                assert_eq!(family, "rvs_worker_drops_total");
+                assert!(reasons.contains(&format!("`{reason}`")), "drop reason `{reason}` is not listed in metrics.md");
+            }
+        }
+    }
+
+    #[test]
+    fn syn_flood_gauges_are_gauges() {
+        let families = worker_families(serde_json::json!({ "syn_flood_pressure": 1, "conn_syn_recv": 12, "syn_cookie_sent": 3 }));
+        let mut families: Vec<(&str, &str)> = families.iter().map(|(n, k)| (n.as_str(), k.as_str())).collect();
+        families.sort();
+        assert_eq!(
+            families,
+            vec![
+                ("rvs_worker_connections_syn_recv", "gauge"),
+                ("rvs_worker_syn_cookie_sent_total", "counter"),
+                ("rvs_worker_syn_flood_pressure", "gauge")
+            ]
+        );
     }
 }

@@ -22,13 +22,15 @@ pub const DATA_FILE: &str = "rvsd.data";
 /// The SIGUSR2 dump's file name.
 pub const STATS_FILE: &str = "rvsd.stats";
 
-/// The SIGUSR1 dump: generation, the effective config (without secrets),
-/// every checked real server's health, VRRP instances and sync.
+/// The SIGUSR1 dump: generation, the effective config's services (without
+/// secrets) and SYN-flood settings, every checked real server's health, VRRP
+/// instances and sync.
 pub async fn data(state: &ApiState) -> Value {
     let (config, generation) = state.effective_config().await;
     let overlay = state.overlay_status();
     json!({
         "generation": generation,
+        "syn_flood": config.syn_flood,
         "services": without_secrets(config).services,
         "health": state.health(),
         "vrrp": overlay.get("vrrp").cloned().unwrap_or(Value::Null),
@@ -50,7 +52,12 @@ pub fn summary(data: &Value) -> Vec<String> {
     let health = data["health"]["reals"].as_array().unwrap_or(&empty);
     for s in data["services"].as_array().unwrap_or(&empty) {
         let (protocol, vip, port) = (text(&s["protocol"]), text(&s["vip"]), text(&s["port"]));
-        lines.push(format!("service {protocol} {vip}:{port} scheduler {} forward {}", text(&s["scheduler"]), text(&s["forward"])));
+        let mut line = format!("service {protocol} {vip}:{port} scheduler {} forward {}", text(&s["scheduler"]), text(&s["forward"]));
+        // Left out of the JSON when off, as DPVS's Keepalived dump says "SYN proxy is OFF".
+        if let Some(proxy) = s["syn_proxy"].as_str() {
+            line.push_str(&format!(" syn_proxy {proxy}"));
+        }
+        lines.push(line);
         for r in s["reals"].as_array().unwrap_or(&empty) {
             let rport = if r["port"].is_null() { port.clone() } else { text(&r["port"]) };
             let checked = health.iter().find(|h| {
@@ -101,7 +108,9 @@ mod tests {
     fn summary_names_every_service_real_and_instance() {
         let data = json!({
             "services": [{ "protocol": "tcp", "vip": "10.0.0.100", "port": 80, "scheduler": "wlc", "forward": "nat",
-                           "reals": [{ "address": "10.1.0.11", "weight": 2 }, { "address": "10.1.0.12", "port": 8080, "weight": 0 }] }],
+                           "reals": [{ "address": "10.1.0.11", "weight": 2 }, { "address": "10.1.0.12", "port": 8080, "weight": 0 }] },
+                         { "protocol": "tcp", "vip": "10.0.0.100", "port": 443, "scheduler": "rr", "forward": "fullnat",
+                           "syn_proxy": "auto", "reals": [] }],
             "health": { "reals": [{ "service": { "protocol": "tcp", "vip": "10.0.0.100", "port": 80 },
                                     "address": "10.1.0.11", "port": 80, "state": "up" }] },
             "vrrp": [{ "instance": "VI_1", "state": "Master", "priority": 150 }],
@@ -113,6 +122,7 @@ mod tests {
                 "service tcp 10.0.0.100:80 scheduler wlc forward nat",
                 "  real 10.1.0.11:80 weight 2 health up",
                 "  real 10.1.0.12:8080 weight 0 health unchecked",
+                "service tcp 10.0.0.100:443 scheduler rr forward fullnat syn_proxy auto",
                 "VRRP instance VI_1 state Master priority 150",
             ]
         );

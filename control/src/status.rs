@@ -174,6 +174,8 @@ pub fn overview(input: &OverviewInput<'_>, rates: &RateEstimator) -> Value {
                         "redirect_out": get("redirect_out"),
                         "connections": get("conn_active"),
                         "connection_table_size": conn_table_size,
+                        // The gauge the table-pressure defences set (deploy/docs/synflood.md).
+                        "syn_flood_pressure": get("syn_flood_pressure") != 0,
                     })
                 })
                 .collect()
@@ -326,6 +328,7 @@ fn service_view(input: &OverviewInput<'_>, rates: &RateEstimator, svc: &crate::c
         "vip": key.vip,
         "port": key.port,
         "scheduler": svc.scheduler,
+        "syn_proxy": crate::config::syn_proxy_name(svc.syn_proxy),
         "forward": svc.forward,
         "quorum": quorum,
         "conns": t.conns,

@@ -101,6 +101,13 @@ fn mutations() -> Vec<(&'static str, Value, Outcome)> {
         ),
         ("local_port_range", json!([2000, 60000]), Applied("local_port_range")),
         (
+            "syn_flood",
+            json!({ "pressure_table_percent": 60, "pressure_syn_recv_percent": 20, "drop_entry": false,
+                    "syn_recv_timeout_under_pressure": 5, "new_conns_per_prefix_per_sec": 100, "prefix_len": 16,
+                    "proxy_window_scale": 9 }),
+            Applied("syn_flood"),
+        ),
+        (
             "services",
             json!([{ "protocol": "udp", "vip": "10.0.0.100", "port": 53, "scheduler": "wlc", "forward": "dr",
                      "reals": [{ "address": "10.1.0.11", "weight": 1 }] }]),

@@ -330,6 +330,89 @@ async fn timeouts_read_and_set() {
 }
 
 #[tokio::test]
+async fn syn_flood_read_and_set() {
+    let h = harness();
+    let (s, v) = h.call("GET", "/api/v1/syn_flood", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        v,
+        json!({ "pressure_table_percent": 50, "pressure_syn_recv_percent": 25, "drop_entry": true,
+                "syn_recv_timeout_under_pressure": 3, "new_conns_per_prefix_per_sec": 1000, "prefix_len": 24,
+                "proxy_window_scale": 7 })
+    );
+    let (s, v) = h.send("PUT", "/api/v1/syn_flood", Some(r#"{"pressure_table_percent": 70, "drop_entry": false, "prefix_len": 20}"#)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let f = h.state.config().await.syn_flood;
+    // Fields left out take their defaults.
+    assert_eq!((f.pressure_table_percent, f.drop_entry, f.prefix_len, f.pressure_syn_recv_percent), (70, false, 20, 25));
+    let snap = h.dataplane.published.lock().last().cloned().expect("published");
+    assert_eq!(snap.syn_flood, f);
+    let (_, v) = h.call("GET", "/api/v1/syn_flood", None, None).await;
+    assert_eq!((v["pressure_table_percent"].as_u64(), v["drop_entry"].as_bool()), (Some(70), Some(false)));
+    let (_, config) = h.call("GET", "/api/v1/config", None, None).await;
+    assert_eq!(config["syn_flood"]["prefix_len"], 20);
+    for (body, field) in [
+        (r#"{"pressure_table_percent": 0}"#, "pressure_table_percent"),
+        (r#"{"pressure_syn_recv_percent": 101}"#, "pressure_syn_recv_percent"),
+        (r#"{"prefix_len": 33}"#, "prefix_len"),
+        (r#"{"proxy_window_scale": 15}"#, "proxy_window_scale"),
+    ] {
+        let v = h.refused("PUT", "/api/v1/syn_flood", Some(body), Some(TOKEN), StatusCode::BAD_REQUEST).await;
+        assert_eq!(v["field"], field, "{body}: {v}");
+    }
+    let v = h.refused("PUT", "/api/v1/syn_flood", Some(r#"{"drop_entries": true}"#), Some(TOKEN), StatusCode::BAD_REQUEST).await;
+    assert!(v["error"].as_str().is_some_and(|e| e.contains("unknown field `drop_entries`")), "{v}");
+    h.refused("PUT", "/api/v1/syn_flood", Some(r#"{"prefix_len": -1}"#), Some(TOKEN), StatusCode::BAD_REQUEST).await;
+    h.refused("PUT", "/api/v1/syn_flood", Some("{}"), None, StatusCode::UNAUTHORIZED).await;
+}
+
+#[tokio::test]
+async fn syn_proxy_on_services() {
+    use rvs_dataplane::snapshot::SynProxy;
+    let h = harness();
+    // The FULLNAT service takes it; the answer and the snapshot carry it.
+    let body = json!({ "protocol": "tcp", "vip": "10.0.0.100", "port": 443, "scheduler": "wlc", "local_addresses": ["10.0.0.5"],
+                       "syn_proxy": "on", "reals": [ { "address": "10.1.0.21", "port": 8443, "forward": "fullnat" } ] });
+    let (s, v) = h.send("PUT", TLS, Some(&body.to_string())).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, v) = h.call("GET", TLS, None, None).await;
+    assert_eq!(v["syn_proxy"], "on");
+    let snap = h.dataplane.published.lock().last().cloned().expect("published");
+    let (_, svc) = snap.service(&ServiceKey { port: 443, ..web_key() }).expect("service");
+    assert_eq!(svc.syn_proxy, SynProxy::On);
+    // A new NAT service with auto.
+    let body = r#"{"protocol": "tcp", "vip": "10.0.0.101", "port": 80, "forward": "nat", "syn_proxy": "auto",
+                   "reals": [ { "address": "10.1.0.31", "port": 8080 } ]}"#;
+    let (s, v) = h.send("POST", "/api/v1/services", Some(body)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (_, v) = h.call("GET", "/api/v1/services/tcp/10.0.0.101/80", None, None).await;
+    assert_eq!(v["syn_proxy"], "auto");
+    // Refused, naming the field, changing nothing: DR reals, UDP, an unknown value.
+    let dr = r#"{"protocol": "tcp", "vip": "10.0.0.100", "port": 80, "scheduler": "rr", "syn_proxy": "on",
+                 "reals": [ { "address": "10.1.0.11", "weight": 1 }, { "address": "10.1.0.12", "weight": 2 } ]}"#;
+    let v = h.refused("PUT", WEB, Some(dr), Some(TOKEN), StatusCode::BAD_REQUEST).await;
+    assert_eq!(v["field"], "syn_proxy");
+    assert!(v["error"].as_str().is_some_and(|e| e.contains("reals[0] is forwarded by dr")), "{v}");
+    let udp = r#"{"protocol": "udp", "vip": "10.0.0.102", "port": 53, "forward": "nat", "syn_proxy": "auto"}"#;
+    let v = h.refused("POST", "/api/v1/services", Some(udp), Some(TOKEN), StatusCode::BAD_REQUEST).await;
+    assert_eq!(v["field"], "syn_proxy");
+    let bad = r#"{"protocol": "tcp", "vip": "10.0.0.102", "port": 80, "forward": "nat", "syn_proxy": "yes"}"#;
+    let v = h.refused("POST", "/api/v1/services", Some(bad), Some(TOKEN), StatusCode::BAD_REQUEST).await;
+    assert!(v["error"].as_str().is_some_and(|e| e.contains("unknown variant `yes`")), "{v}");
+    // A DR real added to a SYN proxy service is refused at the service's field.
+    let v = h
+        .refused(
+            "POST",
+            &format!("{TLS}/reals"),
+            Some(r#"{"address": "10.1.0.22", "port": 443, "forward": "dr"}"#),
+            Some(TOKEN),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    assert_eq!(v["field"], "services[1].syn_proxy", "{v}");
+}
+
+#[tokio::test]
 async fn thresholds_are_validated() {
     let h = harness();
     let v = h

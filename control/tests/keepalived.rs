@@ -474,7 +474,6 @@ fn unknown_keyword_in_an_included_file_names_that_file() {
 #[test]
 fn unsupported_keywords() {
     let cases: &[(&str, usize, &str)] = &[
-        (&insert(9, "    syn_proxy"), 10, "syn_proxy"),
         (&insert(9, "    ops"), 10, "ops"),
         (&insert(0, "virtual_server_group VSG {\n    10.0.0.100 80\n}"), 1, "virtual_server_group"),
         (&insert(0, "global_defs {\n    vrrp_strict\n}"), 2, "vrrp_strict"),
@@ -505,7 +504,7 @@ fn ignored_keywords_are_accepted() {
     assert!(keepalived::parse_str(&text, &base()).is_ok());
     // Every listed keyword comes with a reason.
     assert!(keepalived::IGNORED_KEYWORDS.iter().all(|(_, _, why)| !why.is_empty()));
-    assert!(keepalived::UNSUPPORTED_KEYWORDS.iter().any(|(_, k, _)| *k == "syn_proxy"));
+    assert!(!keepalived::UNSUPPORTED_KEYWORDS.iter().any(|(_, k, _)| *k == "syn_proxy"));
 }
 
 #[test]
@@ -614,11 +613,54 @@ fn invalid_resulting_config_keeps_the_field_path() {
 }
 
 #[test]
+fn syn_proxy_imports_as_on_where_the_service_can_have_it() {
+    use rvs_dataplane::snapshot::SynProxy;
+    // DPVS's Keepalived: `syn_proxy` is a flag in virtual_server. MINI's service is DR: make it NAT.
+    let nat = edit(9, "    lb_kind NAT\n    syn_proxy");
+    let c = keepalived::parse_str(&nat, &base()).expect("NAT service with syn_proxy");
+    assert_eq!(c.services[0].syn_proxy, SynProxy::On);
+    assert_eq!(c.services[0].reals[0].forward_for(&c.services[0]), ForwardMode::Nat);
+    // Without the keyword: off.
+    let c = keepalived::parse_str(&edit(9, "    lb_kind NAT"), &base()).expect("NAT service");
+    assert_eq!(c.services[0].syn_proxy, SynProxy::Off);
+    // FULLNAT (DPVS's lb_kind FNAT) with a local address group.
+    let fnat =
+        "local_address_group LG {\n    10.0.0.5\n}\n".to_string() + &edit(9, "    lb_kind FNAT\n    laddr_group_name LG\n    syn_proxy");
+    let c = keepalived::parse_str(&fnat, &base()).expect("FULLNAT service with syn_proxy");
+    assert_eq!(c.services[0].syn_proxy, SynProxy::On);
+
+    // A DR service cannot have it: reported at the syn_proxy line, naming the field.
+    let e = error(&insert(9, "    syn_proxy"));
+    match &e {
+        KeepalivedError::Config { field, line, keyword, message, .. } => {
+            assert_eq!((field.as_str(), *line, keyword.as_str()), ("services[0].syn_proxy", 10, "syn_proxy"));
+            assert!(message.contains("reals[0] is forwarded by dr"), "{message}");
+        }
+        other => panic!("expected a Config error, got {other}"),
+    }
+    assert_eq!(e.exit_code(), 15);
+    // A NAT service with one DR real_server: likewise.
+    let e = error(&edit(9, "    lb_kind NAT\n    syn_proxy\n    real_server 10.1.0.12 80 {\n        lb_kind DR\n    }"));
+    assert!(
+        matches!(&e, KeepalivedError::Config { field, keyword, .. } if field == "services[0].syn_proxy" && keyword == "syn_proxy"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("reals[0] is forwarded by dr"), "{e}");
+    // UDP.
+    let e = error(&edit(9, "    lb_kind NAT\n    protocol UDP\n    syn_proxy"));
+    assert!(e.to_string().contains("TCP services only"), "{e}");
+    // A flag takes no value.
+    let e = error(&edit(9, "    lb_kind NAT\n    syn_proxy on"));
+    assert!(matches!(e, KeepalivedError::Syntax { .. }), "{e}");
+    assert_eq!(where_(&e), (10, 10, "syn_proxy".into()));
+}
+
+#[test]
 fn every_kind_has_its_own_exit_code() {
     let errors = [
         error(&edit(9, "    lb_kind")),
         error(&insert(9, "    lb_algoo rr")),
-        error(&insert(9, "    syn_proxy")),
+        error(&insert(9, "    ops")),
         error(&edit(9, "    lb_kind XYZ")),
         keepalived::load(&fixture("bad/missing-include.conf"), &base()).expect_err("include"),
         error(&edit(11, "        weight 70000")),

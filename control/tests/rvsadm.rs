@@ -682,6 +682,100 @@ fn save_writes_scheduler_flags_as_ipvsadm_does() {
     assert_eq!((inv.sched_flags.len(), inv.forward), (2, None));
 }
 
+#[test]
+fn synproxy_flag_parses_as_dpvs_spells_it() {
+    use rvs_dataplane::snapshot::SynProxy;
+    assert_eq!(parse(&args("-A -t 10.0.0.1:80 -s rr -j enable")).expect("-j enable").syn_proxy, Some(SynProxy::On));
+    assert_eq!(parse(&args("-E -t 10.0.0.1:80 --synproxy disable")).expect("--synproxy").syn_proxy, Some(SynProxy::Off));
+    assert_eq!(parse(&args("-At 10.0.0.1:80 --synproxy=auto")).expect("auto").syn_proxy, Some(SynProxy::Auto));
+    assert_eq!(parse(&args("-A -t 10.0.0.1:80 -jenable")).expect("attached").syn_proxy, Some(SynProxy::On));
+    assert_eq!(parse(&args("-A -t 10.0.0.1:80")).expect("absent").syn_proxy, None);
+    assert_eq!(parse_err("-A -t 10.0.0.1:80 -j on"), "synproxy switch must be enable, disable or auto");
+    assert_eq!(parse_err("-A -t 10.0.0.1:80 -j enable -j auto"), "multiple 'synproxy' options specified");
+    assert_eq!(parse_err("-a -t 10.0.0.1:80 -r 10.1.0.1 -m -j enable"), "Illegal 'synproxy' option with the 'add-server' command");
+    assert_eq!(parse_err("-L -n -j enable"), "Illegal 'synproxy' option with the 'list' command");
+    let e = parse(&args("-A -t 10.0.0.1:80 -j")).expect_err("value needed");
+    assert_eq!((e.message.as_str(), e.status), ("-j: missing argument", 255));
+}
+
+#[test]
+fn synproxy_lists_as_dpvs_and_saves_as_j() {
+    let config = Config::from_json(
+        r#"{"ports": [{"name": "p", "device": "d", "addresses": ["10.0.0.1/24", "10.1.0.1/24"]}],
+            "services": [
+              {"protocol": "tcp", "vip": "10.0.0.100", "port": 80, "scheduler": "rr", "forward": "nat", "syn_proxy": "on",
+               "persistence": {"timeout": 300}, "reals": [{"address": "10.1.0.11", "port": 8080}]},
+              {"protocol": "tcp", "vip": "10.0.0.100", "port": 81, "scheduler": "wlc", "forward": "fullnat", "syn_proxy": "auto",
+               "local_addresses": ["10.0.0.5"]},
+              {"protocol": "tcp", "vip": "10.0.0.100", "port": 82, "scheduler": "wlc", "forward": "nat"}]}"#,
+    )
+    .expect("valid");
+    let none = HashMap::new();
+    let input = ListInput { config: &config, stats: &[], persist_conns: &none, names: &ServiceNames::default() };
+    let numeric = Format { numeric: true, ..Format::default() };
+    // DPVS's print_service_entry: printf("%s %s", svc_name, sched_name), " persistent %u", then " synproxy".
+    assert_eq!(
+        service_lines(&format::list_all(&input, &numeric)),
+        vec![
+            "TCP  10.0.0.100:80 rr persistent 300 synproxy".to_string(),
+            "TCP  10.0.0.100:81 wlc synproxy auto".to_string(),
+            "TCP  10.0.0.100:82 wlc".to_string(),
+        ]
+    );
+    let saved = format::save(&input, &numeric);
+    let rules: Vec<&str> = saved.lines().filter(|l| l.starts_with("-A")).collect();
+    assert_eq!(
+        rules,
+        vec!["-A -t 10.0.0.100:80 -s rr -p 300 -j enable", "-A -t 10.0.0.100:81 -s wlc -j auto", "-A -t 10.0.0.100:82 -s wlc"]
+    );
+}
+
+#[test]
+fn synproxy_round_trips_through_save_and_restore() {
+    use rvs_dataplane::snapshot::SynProxy;
+    let s = server();
+    let c = Client::new(&s.url(), None);
+    for line in [
+        "-A -t 10.0.0.100:80 -s rr -j enable",
+        "-a -t 10.0.0.100:80 -r 10.1.0.11:8080 -m -w 2",
+        "-A -t 10.0.0.100:443 --synproxy auto",
+        "-P -t 10.0.0.100:443 -z 10.0.0.5",
+        "-a -t 10.0.0.100:443 -r 10.1.0.31:8443 -b",
+    ] {
+        ok(&c, line);
+    }
+    let proxies: Vec<SynProxy> = sorted(s.config().services).iter().map(|x| x.syn_proxy).collect();
+    assert_eq!(proxies, vec![SynProxy::On, SynProxy::Auto]);
+    let listing = ok(&c, "-Ln");
+    assert!(listing.contains("TCP  10.0.0.100:80 rr synproxy\n"), "{listing}");
+    assert!(listing.contains("TCP  10.0.0.100:443 wlc synproxy auto\n"), "{listing}");
+    let saved = ok(&c, "-S -n");
+    let services = sorted(s.config().services);
+    ok(&c, "-C");
+    restore(&c, &saved).expect("restore");
+    assert_eq!(sorted(s.config().services), services);
+    assert_text(&ok(&c, "-Ln"), &listing);
+
+    // rvsd refuses what a SYN proxy cannot serve, naming the field; nothing changes.
+    let before = s.config();
+    let e = rvsadm(&c, "-a -t 10.0.0.100:80 -r 10.1.0.12 -g").expect_err("DR real");
+    assert!(e.message.contains("syn_proxy") && e.message.contains("forwarded by dr"), "{}", e.message);
+    let e = rvsadm(&c, "-A -u 10.0.0.53:53 -j enable").expect_err("UDP");
+    assert!(e.message.contains("syn_proxy") && e.message.contains("TCP services only"), "{}", e.message);
+    assert_eq!(s.config(), before);
+    // -E sets everything -A sets: without -j the proxy is off (DPVS's -E clears the flag too).
+    ok(&c, "-E -t 10.0.0.100:80 -s rr");
+    assert_eq!(
+        s.config().services
+            [s.config().service_index(&ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100), port: 80 }).expect("kept")]
+        .syn_proxy,
+        SynProxy::Off
+    );
+    ok(&c, "-E -t 10.0.0.100:80 -s rr -j disable");
+    ok(&c, "-E -t 10.0.0.100:80 -s rr -j auto");
+    assert!(ok(&c, "-Ln").contains("TCP  10.0.0.100:80 rr synproxy auto\n"));
+}
+
 /// The service lines of a listing (neither header nor `  ->` lines).
 fn service_lines(listing: &str) -> Vec<String> {
     listing.lines().skip(3).filter(|l| !l.starts_with("  ->")).map(str::to_string).collect()

@@ -104,6 +104,12 @@ fn the_overview_shows_the_configured_table_and_no_secret() {
     assert_eq!(o["workers"][0]["drops"], 1);
     assert_eq!(o["workers"][1]["connections"], 6);
     assert_eq!(o["workers"][1]["connection_table_size"], 65536);
+    // The pressure gauge of the table-pressure defences, as a flag.
+    assert_eq!(
+        (o["workers"][0]["syn_flood_pressure"].as_bool(), o["workers"][1]["syn_flood_pressure"].as_bool()),
+        (Some(false), Some(true))
+    );
+    assert_eq!(svc["syn_proxy"], "off");
     assert_eq!(o["ports"][0]["rx_missed"], 1);
     assert_eq!(o["mempool"]["available"], 8000);
     assert_eq!(o["vrrp"], json!([]));

@@ -4,7 +4,8 @@
 //!
 //! Semantics kept from ipvsadm/IPVS:
 //! * `-E` sets everything `-A` sets: an option left out takes its default
-//!   (scheduler `wlc`, no persistence, no scheduler flags).
+//!   (scheduler `wlc`, no persistence, no scheduler flags, and, as DPVS's
+//!   `-E` without `-j`, the SYN proxy off).
 //! * `-e` likewise sets weight (default 1), forwarding method and thresholds.
 //! * A real server's port defaults to the service port, and is the service
 //!   port for direct routing and tunnelling whatever `-r` says.
@@ -136,6 +137,7 @@ pub fn apply(config: &mut Config, inv: &Invocation) -> Result<String, OpError> {
             .map_err(|e| OpError(e.to_string()))?;
             service.persistence = persistence(inv);
             service.sched_options = opts;
+            service.syn_proxy = inv.syn_proxy.unwrap_or_default();
             config.services.push(service);
             Ok(format!("added service {key}"))
         }
@@ -148,6 +150,7 @@ pub fn apply(config: &mut Config, inv: &Invocation) -> Result<String, OpError> {
             svc.sched_options = sched_options(&inv.sched_flags, kind, keep)?;
             svc.scheduler = kind;
             svc.persistence = persistence(inv);
+            svc.syn_proxy = inv.syn_proxy.unwrap_or_default();
             Ok(format!("edited service {key}"))
         }
         Command::DeleteService => {

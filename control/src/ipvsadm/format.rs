@@ -12,14 +12,17 @@
 //!   save as DPVS's `-P ... -z LIP` lines, thresholds save as `-x`/`-y`
 //!   (ipvsadm's `-S` drops them, so its restore loses them);
 //! * a FULLNAT service without local addresses ends its line with
-//!   [`NO_LADDR_NOTE`] in the default listing.
+//!   [`NO_LADDR_NOTE`] in the default listing;
+//! * the SYN proxy shows as DPVS's ` synproxy` flag (` synproxy auto` for
+//!   rvs's `auto`) and saves as `-j enable` / `-j auto` (DPVS's `-S` leaves
+//!   it out, so its restore loses it).
 
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
 use rvs_dataplane::sched::HashFields;
-use rvs_dataplane::snapshot::{ForwardMode, Protocol, SchedulerKind, ServiceKey, Timeouts};
+use rvs_dataplane::snapshot::{ForwardMode, Protocol, SchedulerKind, ServiceKey, SynProxy, Timeouts};
 use rvs_dataplane::stats::ConnInfo;
 
 use crate::api::{RealStatsView, ServiceStatsView};
@@ -253,6 +256,11 @@ fn service_entry(out: &mut String, input: &ListInput<'_>, svc: &ServiceConfig, f
         if !flags.is_empty() {
             let _ = write!(out, " -b {}", flags.join(","));
         }
+        match svc.syn_proxy {
+            SynProxy::Off => {}
+            SynProxy::On => out.push_str(" -j enable"),
+            SynProxy::Auto => out.push_str(" -j auto"),
+        }
     } else if fmt.stats {
         let _ = write!(out, "{svc_name:<33}");
         let t = stats.traffic;
@@ -275,6 +283,12 @@ fn service_entry(out: &mut String, input: &ListInput<'_>, svc: &ServiceConfig, f
             if p.netmask != Ipv4Addr::BROADCAST {
                 let _ = write!(out, " mask {}", p.netmask);
             }
+        }
+        // DPVS's print_service_entry: " synproxy" after persistence.
+        match svc.syn_proxy {
+            SynProxy::Off => {}
+            SynProxy::On => out.push_str(" synproxy"),
+            SynProxy::Auto => out.push_str(" synproxy auto"),
         }
         if waits_for_laddr(svc) {
             out.push_str(NO_LADDR_NOTE);

@@ -10,6 +10,8 @@
 //! * One command per invocation; each option at most once; the legal
 //!   combinations of commands and options are ipvsadm's table
 //!   (`commands_v_options`), extended with DPVS's `-P`, `-Q`, `-G`.
+//! * DPVS's `-j`/`--synproxy enable|disable` for `-A`/`-E`, with rvs's third
+//!   value `auto` (on while the worker is under SYN-flood pressure).
 //!
 //! Errors carry ipvsadm's messages (`illegal weight specified`, `You need to
 //! supply the 'real-server' option for the 'add-server' command`, ...).
@@ -17,7 +19,7 @@
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, ToSocketAddrs};
 
-use rvs_dataplane::snapshot::{ForwardMode, Protocol};
+use rvs_dataplane::snapshot::{ForwardMode, Protocol, SynProxy};
 
 /// ipvsadm's largest persistence timeout (31 days).
 pub const MAX_TIMEOUT: u32 = 86400 * 31;
@@ -154,6 +156,8 @@ pub enum Opt {
     Laddr,
     /// `-F`, `--ifname` (DPVS; accepted and ignored)
     Ifname,
+    /// `-j`, `--synproxy` (DPVS)
+    SynProxy,
 }
 
 impl Opt {
@@ -183,10 +187,11 @@ impl Opt {
             Opt::TunInfo => "tun-info",
             Opt::Laddr => "laddr",
             Opt::Ifname => "ifname",
+            Opt::SynProxy => "synproxy",
         }
     }
 
-    const ALL: [Opt; 23] = [
+    const ALL: [Opt; 24] = [
         Opt::Numeric,
         Opt::Connection,
         Opt::Service,
@@ -210,26 +215,27 @@ impl Opt {
         Opt::TunInfo,
         Opt::Laddr,
         Opt::Ifname,
+        Opt::SynProxy,
     ];
 }
 
 /// Legal combinations of commands and options, in [`Opt::ALL`] order:
 /// `+` compulsory, `x` illegal, `1` exclusive (one of them), ` ` optional.
-/// The ipvsadm columns are ipvsadm's table; `-z` and `-F` are DPVS's.
-fn legality(cmd: Command) -> &'static [u8; 23] {
+/// The ipvsadm columns are ipvsadm's table; `-z`, `-F` and `-j` are DPVS's.
+fn legality(cmd: Command) -> &'static [u8; 24] {
     // columns: n c svc s p M r fwd w x y timeout daemon stats rate thresholds
-    //          persistent-conn nosort exact sched-flags tun-info z F
+    //          persistent-conn nosort exact sched-flags tun-info z F j
     match cmd {
-        Command::AddService | Command::EditService => b"xx+   xxxxxxxxxxxxx xxx",
-        Command::DeleteService => b"xx+xxxxxxxxxxxxxxxxxxxx",
-        Command::List => b" 11xxxxxxxx11      x xx",
-        Command::AddServer | Command::EditServer => b"xx+xxx+    xxxxxxxxxxxx",
-        Command::DeleteServer => b"xx+xxx+xxxxxxxxxxxxxxxx",
-        Command::Save => b" xxxxxxxxxxxxxxxxxxxxxx",
-        Command::Zero => b"xx xxxxxxxxxxxxxxxxxxxx",
-        Command::AddLaddr | Command::DelLaddr => b"xx+xxxxxxxxxxxxxxxxxx+ ",
-        Command::GetLaddr => b" x xxxxxxxxxxxxxxxxxxx ",
-        Command::Flush | Command::SetTimeout | Command::Restore | Command::Help | Command::Version => b"xxxxxxxxxxxxxxxxxxxxxxx",
+        Command::AddService | Command::EditService => b"xx+   xxxxxxxxxxxxx xxx ",
+        Command::DeleteService => b"xx+xxxxxxxxxxxxxxxxxxxxx",
+        Command::List => b" 11xxxxxxxx11      x xxx",
+        Command::AddServer | Command::EditServer => b"xx+xxx+    xxxxxxxxxxxxx",
+        Command::DeleteServer => b"xx+xxx+xxxxxxxxxxxxxxxxx",
+        Command::Save => b" xxxxxxxxxxxxxxxxxxxxxxx",
+        Command::Zero => b"xx xxxxxxxxxxxxxxxxxxxxx",
+        Command::AddLaddr | Command::DelLaddr => b"xx+xxxxxxxxxxxxxxxxxx+ x",
+        Command::GetLaddr => b" x xxxxxxxxxxxxxxxxxxx x",
+        Command::Flush | Command::SetTimeout | Command::Restore | Command::Help | Command::Version => b"xxxxxxxxxxxxxxxxxxxxxxxx",
     }
 }
 
@@ -292,6 +298,8 @@ pub struct Invocation {
     pub sched_flags: Vec<String>,
     /// `-z`.
     pub laddr: Option<Ipv4Addr>,
+    /// `-j enable|disable|auto` (DPVS's `--synproxy`; `auto` is rvs's).
+    pub syn_proxy: Option<SynProxy>,
     /// `--set tcp tcpfin udp` (0 = leave unchanged).
     pub timeouts: Option<[u32; 3]>,
     /// Listing format.
@@ -384,6 +392,7 @@ pub(crate) const SHORT: &[(char, &str, Arity)] = &[
     ('G', "get-laddr", Arity::None),
     ('z', "laddr", Arity::Required),
     ('F', "ifname", Arity::Required),
+    ('j', "synproxy", Arity::Required),
 ];
 
 /// Long-only options: (name, arity).
@@ -478,6 +487,17 @@ fn parse_timeout(buf: &str, min: u32, max: u32) -> Result<u32, ParseError> {
     number(buf, u64::from(min), u64::from(max))
         .map(|n| n as u32)
         .ok_or_else(|| ParseError::new(format!("invalid timeout value `{buf}' specified")))
+}
+
+/// DPVS's `-j` value: `enable` or `disable`, and rvs's `auto`.
+fn parse_syn_proxy(buf: &str) -> Result<SynProxy, ParseError> {
+    match buf {
+        "enable" => Ok(SynProxy::On),
+        "disable" => Ok(SynProxy::Off),
+        "auto" => Ok(SynProxy::Auto),
+        // DPVS's message, with rvs's third value.
+        _ => Err(ParseError::new("synproxy switch must be enable, disable or auto")),
+    }
 }
 
 fn unsupported(option: &str, why: &str) -> ParseError {
@@ -661,6 +681,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, ParseError> {
             l_threshold: None,
             sched_flags: Vec::new(),
             laddr: None,
+            syn_proxy: None,
             timeouts: None,
             format: Format::default(),
         },
@@ -794,6 +815,10 @@ impl Parser {
                 self.inv.laddr = Some(v.parse().map_err(|_| ParseError::new(format!("illegal local address `{v}' specified")))?);
             }
             "ifname" => self.set_option(Opt::Ifname)?,
+            "synproxy" => {
+                self.set_option(Opt::SynProxy)?;
+                self.inv.syn_proxy = Some(parse_syn_proxy(&v)?);
+            }
             "fwmark-service" => return Err(unsupported("-f", "rvs has no firewall-mark services; use -t or -u")),
             "sctp-service" => return Err(unsupported("--sctp-service", "rvs balances TCP and UDP")),
             "ipv6" => return Err(unsupported("-6", "rvs is IPv4 only")),

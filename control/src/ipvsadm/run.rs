@@ -181,7 +181,7 @@ fn restore(client: &Client, stdin: &mut dyn BufRead) -> Result<(), AdmError> {
 /// daemon, persistence engines, GUE/GRE tunnels, one-packet scheduling).
 pub fn usage() -> String {
     const TEXT: &str = r#"Usage:
-  @P -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags]
+  @P -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags] [-j enable|disable|auto]
   @P -D virtual-service
   @P -C
   @P -R
@@ -235,6 +235,8 @@ Options:
   --l-threshold  -y lthreshold        lower threshold of connections
   --laddr        -z local-address     FULLNAT local address (DPVS)
   --ifname       -F ifname            accepted for DPVS compatibility, ignored
+  --synproxy     -j switch            TCP SYN proxy (DPVS): enable|disable, or auto
+                                      (rvs: on while the worker is under SYN-flood pressure)
   --connection   -c                   output of current IPVS connections
   --timeout                           output of timeout (tcp tcpfin udp)
   --daemon                            output of daemon information

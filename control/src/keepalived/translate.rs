@@ -6,7 +6,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use rvs_dataplane::sched::HashFields;
-use rvs_dataplane::snapshot::{ForwardMode, Protocol, SchedulerKind, Timeouts};
+use rvs_dataplane::snapshot::{ForwardMode, Protocol, SchedulerKind, SynProxy, Timeouts};
 
 use super::scripts;
 use super::syntax::{Node, Pos};
@@ -107,7 +107,6 @@ pub const UNSUPPORTED_KEYWORDS: &[(&str, &str, &str)] = &[
     ("vrrp_sync_group", "track_script", "track in the instances"),
     ("vrrp_script", "user", "rvs runs scripts as the user of rvsd"),
     ("vrrp_script", "init_fail", "not implemented"),
-    ("virtual_server", "syn_proxy", "rvs has no SYN proxy"),
     ("virtual_server", "ops", "one-packet scheduling is not implemented"),
     ("virtual_server", "hashed", "not implemented"),
     ("virtual_server", "flag-1", "not implemented"),
@@ -1017,6 +1016,7 @@ fn parse_virtual_server(
     let mut local_addresses = Vec::new();
     let mut hash_port = false;
     let mut fallback = false;
+    let mut syn_proxy: Option<&Node> = None;
     let mut defaults = CheckDefaults::default();
     let mut reals: Vec<&Node> = Vec::new();
     for c in children {
@@ -1082,6 +1082,11 @@ fn parse_virtual_server(
                 flag(c)?;
                 fallback = true;
             }
+            // DPVS's Keepalived: a flag turning the service's SYN proxy on.
+            "syn_proxy" => {
+                flag(c)?;
+                syn_proxy = Some(c);
+            }
             "real_server" => reals.push(c),
             _ => other(c, "virtual_server", &place)?,
         }
@@ -1110,6 +1115,11 @@ fn parse_virtual_server(
     }
     service.health = Some(health);
     ctx.origins.push((format!("services[{index}]"), n.pos.clone(), n.keyword.clone()));
+    if let Some(c) = syn_proxy {
+        service.syn_proxy = SynProxy::On;
+        // A service that cannot have it (UDP, DR/TUN reals) is reported at this line.
+        ctx.origins.push((format!("services[{index}].syn_proxy"), c.pos.clone(), c.keyword.clone()));
+    }
     let mut healths = Vec::new();
     for (j, r) in reals.into_iter().enumerate() {
         let (real, h) = parse_real(r, &defaults)?;

@@ -42,7 +42,7 @@ impl Dataplane for Recorder {
                 { "worker": 0, "lcore": 1, "counters": { "rx_packets": 10, "rx_bytes": 1000, "tx_packets": 9, "tx_bytes": 900,
                   "drop_no_service": 1, "drop_conn_table_full": 0, "redirect_out": 2, "redirect_in": 3, "conn_active": 5,
                   "generation": 1, "conn_created": 7 } },
-                { "worker": 1, "lcore": 2, "counters": { "rx_packets": 20, "drop_no_service": 4, "conn_active": 6 } }
+                { "worker": 1, "lcore": 2, "counters": { "rx_packets": 20, "drop_no_service": 4, "conn_active": 6, "syn_flood_pressure": 1 } }
             ],
             "ports": [ { "name": "lan0", "device": "net_ring0", "mac": "02:00:00:00:00:01",
                          "stats": { "ipackets": 30, "opackets": 29, "ibytes": 3000, "obytes": 2900, "imissed": 1,
