@@ -25,6 +25,7 @@
 #      (GET /api/v1/stats). Both count only loop iterations that handled packets.
 #   4b. SYN proxy (issue 14; full and --synflood runs, not --smoke), per NAT/FULLNAT mode, each on
 #      a fresh rvsd whose VIP has a second TCP service on port 81 with syn_proxy "on":
+#      "plain": the syn profile at :80 (no proxy, every SYN a new connection) for comparison;
 #      "cookie": rvs-pktgen's syn profile (every packet a SYN from a new client tuple) at :81,
 #      every SYN answered by a SYN-cookie SYN-ACK; rvsd's busy cycles per packet at the cycles
 #      rate R and the zero-loss rate of SYNs answered; "mix": 1,000 established flows on :80
@@ -280,6 +281,13 @@ synflood_runs() {
     mkdir -p "$RUN_DIR"
     SOCK=$WORK/rvsd.sock
     for mode in ${RVS_BENCH_SYN_MODES-nat fullnat}; do
+        # The same SYNs at :80 (no proxy: each creates a connection), for comparison.
+        name="rvsd-$mode-synproxy-plain"
+        log "rvsd $mode without SYN proxy: syn profile at :80, cycles at $CYCLES_PPS pps"
+        start_rvsd "$name" --modes "$mode" --conn-table-size "$TABLE"
+        run_gen "$name" rvsd "$mode" syn 0 "$SOCK" --search "${GEN_TIMES[@]}" \
+            --cycles-rate "$CYCLES_PPS" --cycles-secs "$CYCLES_SECS" --dut-stats "127.0.0.1:$API_PORT"
+        stop_pid "$RVSD_PID"
         name="rvsd-$mode-synproxy-cookie"
         log "rvsd $mode SYN proxy: syn profile at :81 (syn_proxy on), cycles at $CYCLES_PPS pps"
         start_rvsd "$name" --modes "$mode" --conn-table-size 1000000 --syn-proxy-port 81
@@ -297,6 +305,9 @@ synflood_runs() {
     done
     cp "$WORK/machine.json" "$RUN_DIR/machine.json"
     mkdir -p "$OUT"
+    rm -rf "$OUT/synflood-runs"
+    mkdir -p "$OUT/synflood-runs"
+    cp "$RUN_DIR"/*.json "$OUT/synflood-runs/"
     python3 "$ROOT/deploy/bench/synflood_report.py" "$RUN_DIR" "$OUT" "$every" "$CYCLES_PPS"
     log "SYN proxy figures: $OUT/SYNFLOOD.md"
 }

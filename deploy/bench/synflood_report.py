@@ -40,12 +40,18 @@ def main() -> int:
         mix = load(os.path.join(run_dir, f"rvsd-{mode}-synproxy-mix-1000.json"), {})
         cstats = load(path.replace(".json", ".stats.json"), {})
         mstats = load(os.path.join(run_dir, f"rvsd-{mode}-synproxy-mix-1000.stats.json"), {})
+        plain = load(os.path.join(run_dir, f"rvsd-{mode}-synproxy-plain.json"), {})
+        plain_dut = ((plain.get("cycles") or {}).get("dut") or {})
         dut = ((cookie.get("cycles") or {}).get("dut") or {})
+        mix_max = mix.get("max") or {}
+        secs = max(mix_max.get("seconds") or 0, 1e-9)
         trial = ((cookie.get("cycles") or {}).get("trial") or {})
         zl_cookie = ((cookie.get("search") or {}).get("zero_loss_mpps") or 0) * 1e6
         zl_mix = ((mix.get("search") or {}).get("zero_loss_mpps") or 0) * 1e6
         rows.append({
             "mode": mode,
+            "plain_cycles_per_packet": plain_dut.get("cycles_per_packet"),
+            "plain_zero_loss_syns_pps": ((plain.get("search") or {}).get("zero_loss_mpps") or 0) * 1e6,
             "cookie_cycles_per_packet": dut.get("cycles_per_packet"),
             "cookie_busy_fraction": dut.get("busy_fraction"),
             "cookie_cycles_trial_loss": trial.get("loss_ratio"),
@@ -62,6 +68,10 @@ def main() -> int:
             "mix_zero_loss_syns_pps": zl_mix / every,
             "mix_zero_loss_established_pps": zl_mix * (every - 1) / every,
             "mix_max_pps": ((mix.get("max") or {}).get("rx_mpps") or 0) * 1e6,
+            # The unthrottled trial: what came back per second, SYN-ACKs and forwarded segments apart.
+            "mix_max_syn_acks_pps": mix_max.get("received_syn_ack", 0) / secs,
+            "mix_max_established_pps": (mix_max.get("received_ok", 0) - mix_max.get("received_syn_ack", 0)) / secs,
+            "mix_max_loss_ratio": mix_max.get("loss_ratio"),
             "mix_syn_cookie_sent": counter(mstats, "syn_cookie_sent"),
             "mix_conn_created": counter(mstats, "conn_created"),
         })
@@ -87,6 +97,8 @@ def main() -> int:
         "Each mode's VIP has a second TCP service on port 81 with `syn_proxy: \"on\"` (rvs-pktgen "
         "`rvsd-config --syn-proxy-port 81`).",
         "",
+        "* **plain**: the same SYNs at :80, no proxy: each one a new connection forwarded to a real "
+        "server (the path the cookie replaces), cycles per packet at the same rate and zero-loss rate.",
         "* **cookie**: the `syn` profile at :81, every packet a SYN from a new client tuple "
         "(`run --profile syn --syn-port 81 --syn-proxy`), each answered by a SYN-cookie SYN-ACK "
         f"(counted as the answer). Cycles per packet: rvsd's busy_cycles / busy_frames over a "
@@ -94,29 +106,36 @@ def main() -> int:
         "generator); zero loss: the highest SYN rate with every SYN answered (RFC 2544 search).",
         f"* **mix**: 1,000 established flows at :80 (no proxy) with one packet in {every} a spoofed SYN "
         "at :81; the zero-loss rate of the whole mix, and the SYNs/s one worker absorbs (answers with a "
-        "cookie, no table entry) at that rate while the established traffic is forwarded without loss.",
+        "cookie, no table entry) at that rate while the established traffic is forwarded without loss; "
+        "and the unthrottled trial (as fast as memif takes frames): SYN-ACKs and forwarded established "
+        "segments per second, and its loss.",
         "",
-        "| mode | cookie: cycles/packet | cookie: busy % at the cycles rate | cookie: zero-loss SYNs/s "
+        "| mode | plain SYN: cycles/packet | plain SYN: zero-loss SYNs/s | cookie: cycles/packet | cookie: busy % at the cycles rate | cookie: zero-loss SYNs/s "
         "| cookie: max SYN-ACKs/s | mix: zero-loss packets/s | mix: SYNs/s absorbed | mix: established packets/s "
+        "| mix unthrottled: SYN-ACKs/s | mix unthrottled: established packets/s | mix unthrottled: loss "
         "| syn_cookie_sent (cookie, mix) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         busy = r["cookie_busy_fraction"]
         c, m = ("≥ " if r["cookie_generator_bound"] else ""), ("≥ " if r["mix_generator_bound"] else "")
         lines.append(
-            f"| {r['mode']} | {n(r['cookie_cycles_per_packet'])} | {n(None if busy is None else 100 * busy, '{:.0f}')} "
+            f"| {r['mode']} | {n(r['plain_cycles_per_packet'])} | {n(r['plain_zero_loss_syns_pps'])} "
+            f"| {n(r['cookie_cycles_per_packet'])} | {n(None if busy is None else 100 * busy, '{:.0f}')} "
             f"| {c}{n(r['cookie_zero_loss_syns_pps'])} | {n(r['cookie_max_syn_acks_pps'])} | {m}{n(r['mix_zero_loss_pps'])} "
             f"| {m}{n(r['mix_zero_loss_syns_pps'])} | {m}{n(r['mix_zero_loss_established_pps'])} "
+            f"| {n(r['mix_max_syn_acks_pps'])} | {n(r['mix_max_established_pps'])} "
+            f"| {n(r['mix_max_loss_ratio'], '{:.4f}')} "
             f"| {r['cookie_syn_cookie_sent']:,}, {r['mix_syn_cookie_sent']:,} |")
     if not rows:
-        lines.append("| (no runs) | | | | | | | | |")
+        lines.append("| (no runs) | | | | | | | | | | | | | |")
     lines += ["", "≥: no loss at the unthrottled trial's rate, so the generator (sharing the 2 CPUs) was the "
-              "limit, not rvsd. Busy cycles count every TSC cycle of the worker's iterations that handled "
+              "limit, not rvsd. Zero-loss rates on a shared 2-vCPU guest are noisy (one descheduled "
+              "millisecond loses frames at any rate): read them with the unthrottled figures. Busy cycles count every TSC cycle of the worker's iterations that handled "
               "frames, including time the host took the CPU away: on a loaded shared machine (see the load "
               "average) they overstate the work; compare with the established runs of the same day in "
               "REPORT.md, or use deploy/bench/instructions.sh for a load-independent count.",
-              "", "Raw figures: `synflood.json`.", ""]
+              "", "Raw figures: `synflood.json`; rvs-pktgen's reports and rvsd's counters: `synflood-runs/`.", ""]
     with open(os.path.join(out, "SYNFLOOD.md"), "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))
