@@ -43,7 +43,8 @@
 //! | `egress` | route, neighbour, next hop cached on the connection, VLAN, MACs, tx |
 //! | `queries` | control questions: listings, connections installed by sync |
 //! | `sloppy` | mid-stream TCP adopted by consistent-hash DR/TUN services (clusters behind ECMP) |
-//! | `pressure` | whether the worker is under a SYN flood's table pressure, and what turns on with it |
+//! | `pressure` | whether the worker is under a SYN flood's table pressure, and the defences that follow (drop_entry, short SYN_RECV timeout, rate bound) |
+//! | `prefix_rate` | token buckets of new connections per source prefix |
 //!
 //! Each forwarding mode's policy lives in its own `fwd/<mode>.rs` (TUN's path
 //! MTU and fragmentation, FULLNAT's ports, sequence shift and TOA).
@@ -102,6 +103,7 @@ mod local;
 mod owners;
 mod persistence;
 mod pipeline;
+mod prefix_rate;
 mod pressure;
 mod queries;
 mod sloppy;
@@ -111,6 +113,7 @@ use egress::{set_macs, set_vlan, HopCache};
 use flow::{FlowPacket, Ipv4Kind};
 pub use owners::install_worker;
 use persistence::{mask, template_owner, Template};
+pub use pressure::{PressureStatus, VICTIM_SCAN};
 
 /// Connection-table slots checked for expiry per [`Processor::tick`].
 pub const EXPIRE_BUDGET: usize = 256;
