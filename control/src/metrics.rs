@@ -517,6 +517,14 @@ fn render_workers(f: &mut Families, config: &Config, dp: &Value) {
                 }
                 "conn_active" => f.add("rvs_worker_connections", "Connection table entries in use.", "gauge", &labels, v),
                 "generation" => f.add("rvs_worker_generation", "Config generation the worker runs.", "gauge", &labels, v),
+                "syn_flood_pressure" => f.add(
+                    "rvs_worker_syn_flood_pressure",
+                    "1 while the worker is under SYN-flood table pressure (syn_flood thresholds), else 0.",
+                    "gauge",
+                    &labels,
+                    v,
+                ),
+                "conn_syn_recv" => f.add("rvs_worker_connections_syn_recv", "Connection table entries in SYN_RECV.", "gauge", &labels, v),
                 "redirect_out" => f.add(
                     "rvs_worker_redirect_out_total",
                     "Packets handed to the worker that owns their connection.",
@@ -711,5 +719,27 @@ mod tests {
         assert!(text.contains("rvs_worker_sync_backlog{worker=\"0\"} 3\n"), "{text}");
         assert!(text.contains("rvs_worker_sync_backlog_capacity{worker=\"1\"} 16384\n"), "{text}");
         assert!(text.contains("# TYPE rvs_worker_sync_backlog gauge\n"), "{text}");
+    }
+
+    #[test]
+    fn syn_flood_pressure_and_syn_recv_entries_are_gauges() {
+        let config = Config::from_json(
+            r#"{ "main_lcore": 0, "workers": [1, 2], "ports": [ { "name": "a", "device": "net_null0", "addresses": ["10.0.0.1/24"] } ] }"#,
+        )
+        .expect("valid");
+        let dp = serde_json::json!({ "workers": [
+            { "worker": 0, "counters": { "syn_flood_pressure": 1, "conn_syn_recv": 3000, "syn_flood_pressure_on": 2, "conn_evicted_syn_recv": 9, "drop_new_conn_rate": 4 } },
+            { "worker": 1, "counters": { "syn_flood_pressure": 0, "conn_syn_recv": 12 } } ] });
+        let mut f = Families::default();
+        render_workers(&mut f, &config, &dp);
+        let text = f.render();
+        assert!(text.contains("# TYPE rvs_worker_syn_flood_pressure gauge\n"), "{text}");
+        assert!(text.contains("rvs_worker_syn_flood_pressure{worker=\"0\"} 1\n"), "{text}");
+        assert!(text.contains("rvs_worker_syn_flood_pressure{worker=\"1\"} 0\n"), "{text}");
+        assert!(text.contains("# TYPE rvs_worker_connections_syn_recv gauge\n"), "{text}");
+        assert!(text.contains("rvs_worker_connections_syn_recv{worker=\"0\"} 3000\n"), "{text}");
+        assert!(text.contains("rvs_worker_syn_flood_pressure_on_total{worker=\"0\"} 2\n"), "{text}");
+        assert!(text.contains("rvs_worker_conn_evicted_syn_recv_total{worker=\"0\"} 9\n"), "{text}");
+        assert!(text.contains("rvs_worker_drops_total{worker=\"0\",reason=\"new_conn_rate\"} 4\n"), "{text}");
     }
 }

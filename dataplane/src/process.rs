@@ -45,6 +45,7 @@
 //! | `sloppy` | mid-stream TCP adopted by consistent-hash DR/TUN services (clusters behind ECMP) |
 //! | `pressure` | whether the worker is under a SYN flood's table pressure, and the defences that follow (drop_entry, short SYN_RECV timeout, rate bound) |
 //! | `prefix_rate` | token buckets of new connections per source prefix |
+//! | `pressure_log` | when a worker logs pressure turning on or off, or a full table |
 //!
 //! Each forwarding mode's policy lives in its own `fwd/<mode>.rs` (TUN's path
 //! MTU and fragmentation, FULLNAT's ports, sequence shift and TOA).
@@ -105,6 +106,7 @@ mod persistence;
 mod pipeline;
 mod prefix_rate;
 mod pressure;
+mod pressure_log;
 mod queries;
 mod sloppy;
 
@@ -114,6 +116,7 @@ use flow::{FlowPacket, Ipv4Kind};
 pub use owners::install_worker;
 use persistence::{mask, template_owner, Template};
 pub use pressure::{PressureStatus, VICTIM_SCAN};
+pub use pressure_log::{PressureLine, PressureLog, PRESSURE_LOG_EVERY_MS};
 
 /// Connection-table slots checked for expiry per [`Processor::tick`].
 pub const EXPIRE_BUDGET: usize = 256;
