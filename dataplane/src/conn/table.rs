@@ -479,6 +479,55 @@ mod tests {
     }
 
     #[test]
+    fn victims_are_syn_recv_or_expired_taken_in_turn_from_a_rotating_cursor() {
+        let mut t = ConnTable::with_capacity(8);
+        let ids: Vec<ConnId> = (0..8u16)
+            .map(|i| {
+                let mut c = conn(40000 + i, ForwardMode::Dr, 0);
+                c.state = if i % 2 == 0 { TcpState::SynRecv } else { TcpState::Established };
+                c.restart_timer(60_000, 0);
+                t.insert_(c).expect("room")
+            })
+            .collect();
+        assert_eq!(t.find_victim(10, 8, true), Some(Victim::SynRecv(ids[0])));
+        // The cursor moved on: the next is the next SYN_RECV, not the first again.
+        assert_eq!(t.find_victim(10, 8, true), Some(Victim::SynRecv(ids[2])));
+        // A budget of one slot (an ESTABLISHED one) finds nothing.
+        assert_eq!(t.find_victim(10, 1, true), None);
+        assert_eq!(t.find_victim(10, 8, true), Some(Victim::SynRecv(ids[4])));
+        // Without drop_entry, only expired entries qualify.
+        assert_eq!(t.find_victim(10, 8, false), None);
+        t.get_mut(ids[3]).expect("live").restart_timer(5, 0);
+        assert_eq!(t.find_victim(10, 8, false), Some(Victim::Expired(ids[3])));
+        // ESTABLISHED entries never qualify.
+        for id in [0, 2, 4, 6] {
+            t.remove(ids[id]);
+        }
+        t.remove(ids[3]);
+        assert_eq!(t.find_victim(10, 64, true), None);
+    }
+
+    #[test]
+    fn the_sweep_cuts_syn_recv_timers_to_the_cap_only() {
+        let mut t = ConnTable::with_capacity(4);
+        let mut syn = conn(40000, ForwardMode::Dr, 0);
+        syn.state = TcpState::SynRecv;
+        syn.restart_timer(60_000, 0);
+        let mut est = conn(40001, ForwardMode::Dr, 0);
+        est.state = TcpState::Established;
+        est.restart_timer(900_000, 0);
+        let (a, b) = (t.insert_(syn).expect("room"), t.insert_(est).expect("room"));
+        let mut removed = Vec::new();
+        assert_eq!(t.expire_capped(1_000, 4, &mut removed, None), (0, 0));
+        assert_eq!(t.expire_capped(1_000, 4, &mut removed, Some(3_000)), (0, 1));
+        assert_eq!(t.get(a).map(|c| c.expires_in_ms(1_000)), Some(3_000));
+        assert_eq!(t.get(b).map(|c| c.expires_in_ms(1_000)), Some(899_000));
+        assert_eq!(t.expire_capped(2_000, 4, &mut removed, Some(3_000)), (0, 0), "already within the cap");
+        assert_eq!(t.expire_capped(4_001, 4, &mut removed, Some(3_000)), (1, 0));
+        assert_eq!(removed.len(), 1);
+    }
+
+    #[test]
     fn nat_connection_is_found_from_both_directions() {
         let mut t = ConnTable::with_capacity(4);
         let c = conn(40000, ForwardMode::Nat, 0);

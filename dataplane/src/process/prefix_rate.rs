@@ -5,7 +5,8 @@
 //! processor, indexed by a seeded hash of the client's prefix: no allocation
 //! and no key stored. Prefixes whose hashes collide share a bucket (and its
 //! rate); with [`BUCKETS`] buckets a random-source flood spreads over all of
-//! them, so a bucket sees about `flood rate / BUCKETS` of it.
+//! them, so a bucket sees about `flood rate / BUCKETS` of it. The array
+//! takes 256 KiB per worker (16-byte buckets).
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -18,13 +19,14 @@ pub(super) const BUCKETS: usize = 1 << 14;
 /// `r` thousandths per millisecond exactly.
 const MILLI: u64 = 1000;
 
-/// One prefix's bucket: tokens (in thousandths) as of `last_ms`.
-#[derive(Clone, Copy, Debug, Default)]
+/// [`Bucket::last_ms`] of a bucket never used: it starts full.
+const NEVER: u64 = u64::MAX;
+
+/// One prefix's bucket (16 bytes): tokens (in thousandths) as of `last_ms`.
+#[derive(Clone, Copy, Debug)]
 struct Bucket {
     milli_tokens: u64,
     last_ms: u64,
-    /// False until first used: a fresh bucket starts full.
-    used: bool,
 }
 
 /// Token buckets per source prefix.
@@ -36,7 +38,10 @@ pub(super) struct PrefixRate {
 
 impl Default for PrefixRate {
     fn default() -> Self {
-        PrefixRate { buckets: vec![Bucket::default(); BUCKETS].into_boxed_slice(), seed: RandomState::new().hash_one(0u64) | 1 }
+        // Every bucket is written here, so the array is faulted in by the
+        // thread that creates the processor, not on the packet path.
+        let fresh = Bucket { milli_tokens: 0, last_ms: NEVER };
+        PrefixRate { buckets: vec![fresh; BUCKETS].into_boxed_slice(), seed: RandomState::new().hash_one(0u64) | 1 }
     }
 }
 
@@ -65,8 +70,8 @@ impl PrefixRate {
         let full = u64::from(per_sec) * MILLI;
         let i = self.index(prefix_of(src, prefix_len));
         let Some(b) = self.buckets.get_mut(i) else { return true };
-        if !b.used {
-            *b = Bucket { milli_tokens: full, last_ms: now_ms, used: true };
+        if b.last_ms == NEVER {
+            *b = Bucket { milli_tokens: full, last_ms: now_ms };
         }
         let elapsed = now_ms.saturating_sub(b.last_ms);
         b.milli_tokens = b.milli_tokens.saturating_add(elapsed.saturating_mul(u64::from(per_sec))).min(full);
@@ -83,6 +88,11 @@ impl PrefixRate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bucket_takes_16_bytes() {
+        assert_eq!(std::mem::size_of::<Bucket>(), 16);
+    }
 
     #[test]
     fn prefixes_mask_their_host_bits() {
