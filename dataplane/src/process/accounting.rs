@@ -37,8 +37,10 @@ impl<F: Frame> Processor<F> {
 
     /// Moves a connection between the active and inactive counts (a state change).
     pub(super) fn recount_state(&mut self, before: &Conn, after: &Conn) {
-        self.count_syn_recv(before, -1);
-        self.count_syn_recv(after, 1);
+        if before.state != after.state {
+            self.count_syn_recv(before, -1);
+            self.count_syn_recv(after, 1);
+        }
         if before.is_active() != after.is_active() {
             self.shift_count(before.is_active(), after.service_index, after.real_index, -1);
             self.shift_count(after.is_active(), after.service_index, after.real_index, 1);

@@ -50,6 +50,7 @@ impl<F: Frame> Processor<F> {
         self.counters.add(Counter::ConnExpired, expired as u64);
         self.counters.add(Counter::ConnSynRecvShortened, cut as u64);
         self.update_pressure();
+        self.counters.set(Counter::ConnSynRecv, self.pressure.syn_recv as u64);
         self.exchange_counts();
         if !self.templates.is_empty() {
             self.templates.retain(|_, t| t.conns > 0 || t.expires_ms > now_ms);

@@ -39,8 +39,41 @@ pub(super) struct Pressure {
     pub(super) syn_recv: usize,
     /// Times pressure turned on or off so far.
     pub(super) flips: u64,
+    /// The thresholds in entries, for the snapshot they were computed from.
+    limits: Limits,
+    /// The SYN_RECV timeout in force (`Some` only under pressure).
+    cap_ms: Option<u64>,
     /// The per-prefix rate bound.
     rate: PrefixRate,
+}
+
+/// The snapshot's thresholds as entry counts of this worker's table, so a
+/// check is two compares.
+#[derive(Clone, Copy, Debug, Default)]
+struct Limits {
+    /// The snapshot they were computed from: its address and generation
+    /// (both, as a freed snapshot's address may be reused; 0: none yet).
+    snapshot: (usize, u64),
+    /// Entries that start pressure.
+    table_on: usize,
+    /// SYN_RECV entries that start pressure.
+    syn_on: usize,
+    /// Entries that keep pressure on (half of `table_on`).
+    table_off: usize,
+    /// SYN_RECV entries that keep pressure on (half of `syn_on`).
+    syn_off: usize,
+    /// The SYN_RECV timeout under pressure (never longer than the normal one).
+    cap_ms: Option<u64>,
+}
+
+/// The least `n` with `n / capacity ≥ percent / (100 × divisor)`; never
+/// reached for a percent of 0.
+fn threshold(capacity: usize, percent: u8, divisor: u64) -> usize {
+    if percent == 0 {
+        return usize::MAX;
+    }
+    let scaled = (capacity as u64).saturating_mul(u64::from(percent));
+    usize::try_from(scaled.div_ceil(100 * divisor)).unwrap_or(usize::MAX)
 }
 
 /// A worker's table pressure, for its housekeeping's log lines.
@@ -61,13 +94,6 @@ pub struct PressureStatus {
 /// True for a connection [`Pressure::syn_recv`] counts.
 fn is_syn_recv(c: &Conn) -> bool {
     c.protocol == Protocol::Tcp && c.state == TcpState::SynRecv
-}
-
-/// Whether `n` of `capacity` reaches `percent` (`half`: half of it). A
-/// threshold of 0 never does.
-fn reaches(n: usize, capacity: usize, percent: u8, half: bool) -> bool {
-    let scale = if half { 200 } else { 100 };
-    percent > 0 && (n as u64).saturating_mul(scale) >= (capacity as u64).saturating_mul(u64::from(percent))
 }
 
 /// Cuts a SYN_RECV connection's timer to `max_ms` if more is left. True if cut.
@@ -113,31 +139,58 @@ impl<F: Frame> Processor<F> {
         }
     }
 
+    /// Computes the thresholds of the snapshot `key` names (the one in use).
+    #[cold]
+    fn refresh_limits(&mut self, key: (usize, u64)) {
+        let (f, cap) = (self.snapshot.syn_flood, self.conns.capacity());
+        let s = f.syn_recv_timeout_under_pressure;
+        let normal = state_timeout_ms(TcpState::SynRecv, &self.snapshot.timeouts);
+        self.pressure.limits = Limits {
+            snapshot: key,
+            table_on: threshold(cap, f.pressure_table_percent, 1),
+            syn_on: threshold(cap, f.pressure_syn_recv_percent, 1),
+            table_off: threshold(cap, f.pressure_table_percent, 2),
+            syn_off: threshold(cap, f.pressure_syn_recv_percent, 2),
+            cap_ms: (s > 0).then(|| (u64::from(s) * 1000).min(normal)),
+        };
+        self.pressure.cap_ms = if self.pressure.on { self.pressure.limits.cap_ms } else { None };
+    }
+
+    /// Pressure turns on or off.
+    #[cold]
+    fn flip_pressure(&mut self, on: bool) {
+        self.pressure.on = on;
+        self.pressure.cap_ms = if on { self.pressure.limits.cap_ms } else { None };
+        self.pressure.flips += 1;
+        self.counters.set(Counter::SynFloodPressure, u64::from(on));
+        if on {
+            self.counters.inc(Counter::SynFloodPressureOn);
+        }
+    }
+
     /// Re-evaluates the pressure from the table fill and the SYN_RECV
     /// entries, with hysteresis: on when either reaches its threshold, off
-    /// when both are below half theirs. Sets the gauges.
+    /// when both are below half theirs. Sets the pressure gauge when it
+    /// changes (the tick sets the SYN_RECV one). The thresholds are computed
+    /// once per snapshot: a check is two compares.
+    #[inline]
     pub(super) fn update_pressure(&mut self) {
-        let f = self.snapshot.syn_flood;
-        let (len, syn_recv, cap) = (self.conns.len(), self.pressure.syn_recv, self.conns.capacity());
-        let half = self.pressure.on;
-        let on = reaches(len, cap, f.pressure_table_percent, half) || reaches(syn_recv, cap, f.pressure_syn_recv_percent, half);
-        if on != self.pressure.on {
-            self.pressure.on = on;
-            self.pressure.flips += 1;
-            self.counters.set(Counter::SynFloodPressure, u64::from(on));
-            if on {
-                self.counters.inc(Counter::SynFloodPressureOn);
-            }
+        let key = (Arc::as_ptr(&self.snapshot) as usize, self.snapshot.generation);
+        if self.pressure.limits.snapshot != key {
+            self.refresh_limits(key);
         }
-        self.counters.set(Counter::ConnSynRecv, syn_recv as u64);
+        let (l, len, syn_recv) = (&self.pressure.limits, self.conns.len(), self.pressure.syn_recv);
+        let on = if self.pressure.on { len >= l.table_off || syn_recv >= l.syn_off } else { len >= l.table_on || syn_recv >= l.syn_on };
+        if on != self.pressure.on {
+            self.flip_pressure(on);
+        }
     }
 
     /// The SYN_RECV timeout while under pressure, in milliseconds (never
     /// longer than the normal one); `None` when not under pressure or the
     /// setting is 0.
     pub(super) fn syn_recv_cap_ms(&self) -> Option<u64> {
-        let s = self.snapshot.syn_flood.syn_recv_timeout_under_pressure;
-        (self.pressure.on && s > 0).then(|| (u64::from(s) * 1000).min(state_timeout_ms(TcpState::SynRecv, &self.snapshot.timeouts)))
+        self.pressure.cap_ms
     }
 
     /// Whether a new connection from `src` may be created: always when not
