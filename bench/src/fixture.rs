@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use rvs_dataplane::snapshot::{
-    ForwardMode, InterfaceAddr, PortInfo, Protocol, RealServer, Route, SchedulerKind, Service, ServiceKey, Snapshot, Timeouts,
+    ForwardMode, InterfaceAddr, PortInfo, Protocol, RealServer, Route, SchedulerKind, Service, ServiceKey, Snapshot, SynFlood, Timeouts,
 };
 use rvs_dataplane::wire::builder::arp_frame;
 use rvs_dataplane::wire::{arp, MacAddr};
@@ -15,7 +15,8 @@ use crate::plan::{self, ModeSpec};
 /// gateway) with one TCP service in `mode`, round robin over [`plan::REALS`].
 ///
 /// Established connections never expire (`tcp` ≈ 68 years); SYN_RECV entries
-/// expire after 1 s of the caller's clock, so a benchmark can sweep them.
+/// expire after 1 s of the caller's clock, so a benchmark can sweep them. SYN-flood
+/// pressure never starts (the benchmarks measure the normal path).
 pub fn snapshot(mode: &ModeSpec) -> Arc<Snapshot> {
     let reals = plan::REALS.iter().map(|(addr, _)| RealServer::new(*addr, mode.real_port, 1, mode.forward)).collect();
     let mut service = Service::new(ServiceKey { protocol: Protocol::Tcp, vip: mode.vip, port: mode.vport }, SchedulerKind::Rr, reals);
@@ -37,6 +38,10 @@ pub fn snapshot(mode: &ModeSpec) -> Arc<Snapshot> {
             ],
             services: vec![service],
             timeouts: Timeouts { tcp: u32::MAX / 2, tcp_syn: 1, ..Timeouts::default() },
+            // The table is kept over half full: with the default thresholds
+            // the worker would be under SYN-flood pressure and the rate bound
+            // would drop the new connections, which all come from one /24.
+            syn_flood: SynFlood { pressure_table_percent: 0, pressure_syn_recv_percent: 0, ..SynFlood::default() },
             ..Default::default()
         }
         .finish(),

@@ -781,4 +781,26 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn syn_flood_pressure_and_syn_recv_entries_are_gauges() {
+        let config = Config::from_json(
+            r#"{ "main_lcore": 0, "workers": [1, 2], "ports": [ { "name": "a", "device": "net_null0", "addresses": ["10.0.0.1/24"] } ] }"#,
+        )
+        .expect("valid");
+        let dp = serde_json::json!({ "workers": [
+            { "worker": 0, "counters": { "syn_flood_pressure": 1, "conn_syn_recv": 3000, "syn_flood_pressure_on": 2, "conn_evicted_syn_recv": 9, "drop_new_conn_rate": 4 } },
+            { "worker": 1, "counters": { "syn_flood_pressure": 0, "conn_syn_recv": 12 } } ] });
+        let mut f = Families::default();
+        render_workers(&mut f, &config, &dp);
+        let text = f.render();
+        assert!(text.contains("# TYPE rvs_worker_syn_flood_pressure gauge\n"), "{text}");
+        assert!(text.contains("rvs_worker_syn_flood_pressure{worker=\"0\"} 1\n"), "{text}");
+        assert!(text.contains("rvs_worker_syn_flood_pressure{worker=\"1\"} 0\n"), "{text}");
+        assert!(text.contains("# TYPE rvs_worker_connections_syn_recv gauge\n"), "{text}");
+        assert!(text.contains("rvs_worker_connections_syn_recv{worker=\"0\"} 3000\n"), "{text}");
+        assert!(text.contains("rvs_worker_syn_flood_pressure_on_total{worker=\"0\"} 2\n"), "{text}");
+        assert!(text.contains("rvs_worker_conn_evicted_syn_recv_total{worker=\"0\"} 9\n"), "{text}");
+        assert!(text.contains("rvs_worker_drops_total{worker=\"0\",reason=\"new_conn_rate\"} 4\n"), "{text}");
+    }
 }

@@ -43,7 +43,9 @@
 //! | `egress` | route, neighbour, next hop cached on the connection, VLAN, MACs, tx |
 //! | `queries` | control questions: listings, connections installed by sync |
 //! | `sloppy` | mid-stream TCP adopted by consistent-hash DR/TUN services (clusters behind ECMP) |
-//! | `pressure` | whether the worker is under a SYN flood's table pressure, and what turns on with it |
+//! | `pressure` | whether the worker is under a SYN flood's table pressure, and the defences that follow (drop_entry, short SYN_RECV timeout, rate bound); a service's `auto` SYN proxy turns on with it |
+//! | `prefix_rate` | token buckets of new connections per source prefix |
+//! | `pressure_log` | when a worker logs pressure turning on or off, or a full table |
 //! | `synproxy` | the SYN proxy's stages: cookie SYN-ACKs, the replayed handshake, held client packets |
 //!
 //! Each forwarding mode's policy lives in its own `fwd/<mode>.rs` (TUN's path
@@ -103,7 +105,9 @@ mod local;
 mod owners;
 mod persistence;
 mod pipeline;
+mod prefix_rate;
 mod pressure;
+mod pressure_log;
 mod queries;
 mod sloppy;
 mod synproxy;
@@ -113,6 +117,8 @@ use egress::{set_macs, set_vlan, HopCache};
 use flow::{FlowPacket, Ipv4Kind};
 pub use owners::install_worker;
 use persistence::{mask, template_owner, Template};
+pub use pressure::{PressureStatus, VICTIM_SCAN};
+pub use pressure_log::{PressureLine, PressureLog, PRESSURE_LOG_EVERY_MS};
 
 /// Connection-table slots checked for expiry per [`Processor::tick`].
 pub const EXPIRE_BUDGET: usize = 256;

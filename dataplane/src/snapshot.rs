@@ -477,7 +477,10 @@ pub enum SynProxy {
 /// `syn_flood`). A worker is *under pressure* while its connection table is
 /// at least `pressure_table_percent` full or its SYN_RECV entries are at
 /// least `pressure_syn_recv_percent` of its capacity; it leaves pressure
-/// when both are below half their thresholds.
+/// when both are below half their thresholds (a threshold of 0 never
+/// starts pressure). Each worker judges its own table, on every tick and
+/// before every new connection. What pressure does is described in the
+/// dataplane's `process::pressure` module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SynFlood {
@@ -486,10 +489,12 @@ pub struct SynFlood {
     /// SYN_RECV entries (percent of capacity) that start pressure.
     pub pressure_syn_recv_percent: u8,
     /// When the table is full, evict a SYN_RECV entry to make room for a new
-    /// connection (IPVS `drop_entry`).
+    /// connection (IPVS `drop_entry`), under pressure or not; never an entry
+    /// in another state (expired entries make room in any case).
     pub drop_entry: bool,
     /// SYN_RECV timeout under pressure, seconds (IPVS `secure_tcp`'s short
-    /// table); 0 keeps the normal timeout.
+    /// table); 0 keeps the normal timeout. New SYN_RECV entries get it; older
+    /// ones are cut to it when the expiry sweep meets them.
     pub syn_recv_timeout_under_pressure: u32,
     /// Under pressure, new connections per second allowed from one source
     /// prefix (0: no bound).

@@ -113,6 +113,10 @@ counters! {
     SynProxyDataDropped => "syn_proxy_data_dropped": "Client packets dropped while their proxied handshake was in progress, over the bound of packets held (the client sends them again).",
     ConnEvictedSynRecv => "conn_evicted_syn_recv": "SYN_RECV connections evicted to make room in a full table (syn_flood.drop_entry, IPVS drop_entry).",
     DropNewConnRate => "drop_new_conn_rate": "New connections refused under pressure: their source prefix passed syn_flood.new_conns_per_prefix_per_sec.",
+    SynFloodPressure => "syn_flood_pressure": "1 while the worker is under SYN-flood table pressure (syn_flood thresholds), else 0 (a gauge).",
+    SynFloodPressureOn => "syn_flood_pressure_on": "Times the worker came under SYN-flood table pressure.",
+    ConnSynRecv => "conn_syn_recv": "TCP connections in SYN_RECV in the table now (a gauge).",
+    ConnSynRecvShortened => "conn_syn_recv_shortened": "SYN_RECV connections whose timer was cut to syn_flood.syn_recv_timeout_under_pressure under pressure.",
     RxIpv4CsumHw => "rx_ipv4_csum_hw": "IPv4 headers whose checksum the receiving NIC verified (RX checksum offload), good or bad: the software check was skipped.",
 }
 

@@ -27,7 +27,7 @@ use crossbeam::channel::{Receiver, Sender};
 use crate::capture::{self, CaptureTap, Direction};
 use crate::{Mbuf, Mempool, Queue};
 use rvs_dataplane::link::LinkStates;
-use rvs_dataplane::process::{Output, Processor, WorkerMsg};
+use rvs_dataplane::process::{Output, PressureLine, PressureLog, Processor, WorkerMsg};
 use rvs_dataplane::snapshot::Snapshot;
 use rvs_dataplane::stats::{BusyMeter, Counter, SharedCounters};
 use rvs_dataplane::stats::{ConnChunk, ConnFilter, ConnInfo, ConnScan, ServiceStats};
@@ -206,6 +206,7 @@ pub fn run(ctx: WorkerContext) -> i32 {
     let mut last_tick = clock;
     let mut idle_polls: u32 = 0;
     let mut last_csum_warning: Option<Instant> = None;
+    let mut pressure_log = PressureLog::default();
     let mut busy = BusyMeter::default();
     let housekeeping_cycles = (crate::tsc_hz() / HOUSEKEEPING_PER_SECOND).max(1);
     let mut last_housekeeping: Option<u64> = None;
@@ -341,6 +342,7 @@ pub fn run(ctx: WorkerContext) -> i32 {
             redirect_queued.store(peers_rx.iter().map(|p| p.frames.slots() as u64).sum(), Ordering::Relaxed);
             last_publish = now;
             warn_partial_checksums(&mut processor, id, now, &mut last_csum_warning);
+            log_pressure(&processor, id, now_ms, &mut pressure_log);
         }
 
         busy.end(crate::rdtsc(), received, |c, n| processor.count(c, n));
@@ -377,6 +379,55 @@ fn warn_partial_checksums(processor: &mut Processor<Mbuf>, worker: usize, now: I
          such packet: turn the offload off on the sending interface (`ethtool -K <if> tx off`)"
     );
     *last = Some(now);
+}
+
+/// Tells the operator when the worker comes under SYN-flood table pressure
+/// or leaves it, and when a full table refuses new connections, at most one
+/// line of each kind per [`rvs_dataplane::process::PRESSURE_LOG_EVERY_MS`] (see [`PressureLog`]).
+fn log_pressure(processor: &Processor<Mbuf>, worker: usize, now_ms: u64, log: &mut PressureLog) {
+    let s = processor.pressure_status();
+    let (conns, capacity, syn_recv) = (s.conns, s.capacity, s.syn_recv);
+    match log.pressure_line(s, now_ms) {
+        Some(PressureLine::Changed { status, changes }) if status.on => tracing::warn!(
+            worker,
+            conns,
+            capacity,
+            syn_recv,
+            changes,
+            "SYN-flood table pressure on: {conns} of {capacity} connection entries in use, {syn_recv} in SYN_RECV; SYN_RECV \
+             entries get the short timeout, new connections are rate-bound per source prefix (syn_flood settings)"
+        ),
+        Some(PressureLine::Changed { changes, .. }) => tracing::info!(
+            worker,
+            conns,
+            capacity,
+            syn_recv,
+            changes,
+            "SYN-flood table pressure off: {conns} of {capacity} connection entries in use, {syn_recv} in SYN_RECV"
+        ),
+        Some(PressureLine::Flapped { status, changes }) => tracing::warn!(
+            worker,
+            conns,
+            capacity,
+            syn_recv,
+            changes,
+            on = status.on,
+            "SYN-flood table pressure turned on or off {changes} times since the last line; {conns} of {capacity} entries in \
+             use, {syn_recv} in SYN_RECV"
+        ),
+        None => {}
+    }
+    if let Some(refused) = log.table_full_line(processor.counters().get(Counter::DropConnTableFull), now_ms) {
+        tracing::warn!(
+            worker,
+            refused,
+            conns,
+            capacity,
+            syn_recv,
+            "connection table full: {refused} new connections refused since the last line (drop_conn_table_full; no \
+             SYN_RECV entry to evict near the scan cursor, or syn_flood.drop_entry off); {syn_recv} of {conns} entries in SYN_RECV"
+        );
+    }
 }
 
 /// Sends what processing produced, frees what it dropped.

@@ -8,7 +8,7 @@
 mod index;
 mod table;
 
-pub use table::{ConnId, ConnTable, Direction, IndexEntry, TableFull, TablePart, MAX_CAPACITY};
+pub use table::{ConnId, ConnTable, Direction, IndexEntry, TableFull, TablePart, Victim, MAX_CAPACITY};
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 

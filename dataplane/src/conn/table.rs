@@ -6,7 +6,8 @@ use std::hash::BuildHasher;
 use rvs_cpu::{Backing, HugeArray, Smaps};
 
 use super::index::{self, Index};
-use super::{Conn, FlowKey};
+use super::{Conn, FlowKey, TcpState};
+use crate::snapshot::Protocol;
 
 /// Index of a connection in its table's slab.
 pub type ConnId = u32;
@@ -119,7 +120,18 @@ pub struct ConnTable {
     /// The first free slot below `high`, or [`NIL`].
     free: ConnId,
     sweep_cursor: usize,
+    /// Where the next [`ConnTable::find_victim`] scan starts.
+    victim_cursor: usize,
     len: usize,
+}
+
+/// Why [`ConnTable::find_victim`] chose a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Victim {
+    /// It has expired (the sweep has not reached it yet).
+    Expired(ConnId),
+    /// It is a TCP connection in SYN_RECV (IPVS `drop_entry`'s prey).
+    SynRecv(ConnId),
 }
 
 fn entry(id: ConnId, dir: Direction) -> u32 {
@@ -177,6 +189,7 @@ impl ConnTable {
             high: 0,
             free: NIL,
             sweep_cursor: 0,
+            victim_cursor: 0,
             len: 0,
         }
     }
@@ -353,11 +366,19 @@ impl ConnTable {
 
     /// Like [`ConnTable::expire`], handing the removed connections to `removed`.
     pub fn expire_into(&mut self, now_ms: u64, budget: usize, removed: &mut Vec<Conn>) -> usize {
+        self.expire_capped(now_ms, budget, removed, None).0
+    }
+
+    /// Like [`ConnTable::expire_into`]; while `syn_recv_max_ms` is set, a
+    /// live SYN_RECV connection the sweep meets with more than that left
+    /// before it expires has its timer cut to it (the short timeout of a
+    /// table under pressure). Returns (removed, cut).
+    pub fn expire_capped(&mut self, now_ms: u64, budget: usize, removed: &mut Vec<Conn>, syn_recv_max_ms: Option<u64>) -> (usize, usize) {
         let n = self.high;
         if n == 0 {
-            return 0;
+            return (0, 0);
         }
-        let mut count = 0;
+        let (mut count, mut cut) = (0, 0);
         for _ in 0..budget.min(n) {
             if self.sweep_cursor >= n {
                 self.sweep_cursor = 0;
@@ -368,6 +389,12 @@ impl ConnTable {
                 Slot::Used(c) if c.is_expired(now_ms) => true,
                 Slot::Used(c) => {
                     c.age_sync(now_ms);
+                    if let Some(max) = syn_recv_max_ms {
+                        if c.state == TcpState::SynRecv && c.expires_in_ms(now_ms) > max {
+                            c.restart_timer(max, now_ms);
+                            cut += 1;
+                        }
+                    }
                     false
                 }
                 Slot::Free(_) => false,
@@ -377,7 +404,33 @@ impl ConnTable {
                 count += 1;
             }
         }
-        count
+        (count, cut)
+    }
+
+    /// A connection to remove so that a new one fits in a full table:
+    /// looks at up to `budget` slots from where the last call stopped
+    /// (a rotating cursor: the slot a victim frees takes the new connection
+    /// just behind the cursor, so the newest entries are the last ones
+    /// looked at again) for an expired connection or (with `syn_recv`) a TCP
+    /// connection in SYN_RECV. Never any other live connection: `None` when
+    /// the slots looked at hold none.
+    pub fn find_victim(&mut self, now_ms: u64, budget: usize, syn_recv: bool) -> Option<Victim> {
+        let n = self.high;
+        for _ in 0..budget.min(n) {
+            if self.victim_cursor >= n {
+                self.victim_cursor = 0;
+            }
+            let id = self.victim_cursor as ConnId;
+            self.victim_cursor += 1;
+            match self.slots.get(id as usize) {
+                Some(Slot::Used(c)) if c.is_expired(now_ms) => return Some(Victim::Expired(id)),
+                Some(Slot::Used(c)) if syn_recv && c.protocol == Protocol::Tcp && c.state == TcpState::SynRecv => {
+                    return Some(Victim::SynRecv(id))
+                }
+                _ => {}
+            }
+        }
+        None
     }
 
     /// Every live connection (for listings).
@@ -424,6 +477,55 @@ mod tests {
         fn insert_(&mut self, c: Conn) -> Result<ConnId, TableFull> {
             self.insert(c, &mut Vec::new())
         }
+    }
+
+    #[test]
+    fn victims_are_syn_recv_or_expired_taken_in_turn_from_a_rotating_cursor() {
+        let mut t = ConnTable::with_capacity(8);
+        let ids: Vec<ConnId> = (0..8u16)
+            .map(|i| {
+                let mut c = conn(40000 + i, ForwardMode::Dr, 0);
+                c.state = if i % 2 == 0 { TcpState::SynRecv } else { TcpState::Established };
+                c.restart_timer(60_000, 0);
+                t.insert_(c).expect("room")
+            })
+            .collect();
+        assert_eq!(t.find_victim(10, 8, true), Some(Victim::SynRecv(ids[0])));
+        // The cursor moved on: the next is the next SYN_RECV, not the first again.
+        assert_eq!(t.find_victim(10, 8, true), Some(Victim::SynRecv(ids[2])));
+        // A budget of one slot (an ESTABLISHED one) finds nothing.
+        assert_eq!(t.find_victim(10, 1, true), None);
+        assert_eq!(t.find_victim(10, 8, true), Some(Victim::SynRecv(ids[4])));
+        // Without drop_entry, only expired entries qualify.
+        assert_eq!(t.find_victim(10, 8, false), None);
+        t.get_mut(ids[3]).expect("live").restart_timer(5, 0);
+        assert_eq!(t.find_victim(10, 8, false), Some(Victim::Expired(ids[3])));
+        // ESTABLISHED entries never qualify.
+        for id in [0, 2, 4, 6] {
+            t.remove(ids[id]);
+        }
+        t.remove(ids[3]);
+        assert_eq!(t.find_victim(10, 64, true), None);
+    }
+
+    #[test]
+    fn the_sweep_cuts_syn_recv_timers_to_the_cap_only() {
+        let mut t = ConnTable::with_capacity(4);
+        let mut syn = conn(40000, ForwardMode::Dr, 0);
+        syn.state = TcpState::SynRecv;
+        syn.restart_timer(60_000, 0);
+        let mut est = conn(40001, ForwardMode::Dr, 0);
+        est.state = TcpState::Established;
+        est.restart_timer(900_000, 0);
+        let (a, b) = (t.insert_(syn).expect("room"), t.insert_(est).expect("room"));
+        let mut removed = Vec::new();
+        assert_eq!(t.expire_capped(1_000, 4, &mut removed, None), (0, 0));
+        assert_eq!(t.expire_capped(1_000, 4, &mut removed, Some(3_000)), (0, 1));
+        assert_eq!(t.get(a).map(|c| c.expires_in_ms(1_000)), Some(3_000));
+        assert_eq!(t.get(b).map(|c| c.expires_in_ms(1_000)), Some(899_000));
+        assert_eq!(t.expire_capped(2_000, 4, &mut removed, Some(3_000)), (0, 0), "already within the cap");
+        assert_eq!(t.expire_capped(4_001, 4, &mut removed, Some(3_000)), (1, 0));
+        assert_eq!(removed.len(), 1);
     }
 
     #[test]

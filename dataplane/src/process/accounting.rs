@@ -26,6 +26,7 @@ impl<F: Frame> Processor<F> {
     /// Adds (`delta` = 1) or removes (`-1`) a connection from its real server's
     /// counts and applies the connection thresholds.
     pub(super) fn count_conn(&mut self, c: &Conn, si: u16, ri: u16, delta: i32) {
+        self.count_syn_recv(c, delta);
         self.shift_count(c.is_active(), si, ri, delta);
         let (si, ri) = (usize::from(si), usize::from(ri));
         let Some(real) = self.snapshot.services.get(si).and_then(|s| s.reals.get(ri)).copied() else { return };
@@ -36,6 +37,10 @@ impl<F: Frame> Processor<F> {
 
     /// Moves a connection between the active and inactive counts (a state change).
     pub(super) fn recount_state(&mut self, before: &Conn, after: &Conn) {
+        if before.state != after.state {
+            self.count_syn_recv(before, -1);
+            self.count_syn_recv(after, 1);
+        }
         if before.is_active() != after.is_active() {
             self.shift_count(before.is_active(), after.service_index, after.real_index, -1);
             self.shift_count(after.is_active(), after.service_index, after.real_index, 1);

@@ -40,12 +40,17 @@ impl<F: Frame> Processor<F> {
     /// or give up ARP resolution.
     pub fn tick(&mut self, now_ms: u64, out: &mut Output<F>) {
         let mut removed = std::mem::take(&mut self.removed);
-        let expired = self.conns.expire_into(now_ms, EXPIRE_BUDGET, &mut removed);
+        self.update_pressure();
+        let syn_recv_cap = self.syn_recv_cap_ms();
+        let (expired, cut) = self.conns.expire_capped(now_ms, EXPIRE_BUDGET, &mut removed, syn_recv_cap);
         for c in removed.drain(..) {
             self.forget(&c, now_ms, out);
         }
         self.removed = removed;
         self.counters.add(Counter::ConnExpired, expired as u64);
+        self.counters.add(Counter::ConnSynRecvShortened, cut as u64);
+        self.update_pressure();
+        self.counters.set(Counter::ConnSynRecv, self.pressure.syn_recv as u64);
         self.exchange_counts();
         if !self.templates.is_empty() {
             self.templates.retain(|_, t| t.conns > 0 || t.expires_ms > now_ms);
@@ -93,10 +98,14 @@ impl<F: Frame> Processor<F> {
     }
 
     /// Adds a connection to the table; a connection it replaces (same inbound
-    /// or reply key) is forgotten. False when the table is full.
+    /// or reply key) is forgotten. A full table makes room if it can
+    /// ([`Processor::make_room`]). False when the table is full.
     pub(super) fn insert_conn(&mut self, conn: Conn, now_ms: u64, out: &mut Output<F>) -> bool {
         let mut displaced = std::mem::take(&mut self.removed);
-        let inserted = self.conns.insert(conn, &mut displaced);
+        let mut inserted = self.conns.insert(conn, &mut displaced);
+        if inserted.is_err() && self.make_room(now_ms, out) {
+            inserted = self.conns.insert(conn, &mut displaced);
+        }
         for old in displaced.drain(..) {
             self.forget(&old, now_ms, out);
         }

@@ -163,6 +163,7 @@ impl<F: Frame> Processor<F> {
             let new_syn = dir == Direction::Inbound && l4.syn && !l4.ack;
             let reschedule = new_syn && (conn.reusable_by_syn() || self.expired_by_config(&conn) == Some(Counter::DropNoDest));
             if !reschedule {
+                let syn_recv_cap = self.syn_recv_cap_ms();
                 let Some(conn) = self.conns.get_mut(id) else {
                     return Action::Drop(Counter::DropNoConnection);
                 };
@@ -170,6 +171,9 @@ impl<F: Frame> Processor<F> {
                 match conn.protocol {
                     Protocol::Tcp => conn.on_tcp_packet(l4.flags(), dir, &timeouts, now_ms),
                     Protocol::Udp => conn.on_udp_packet(&timeouts, now_ms),
+                }
+                if syn_recv_cap.is_some_and(|max| pressure::shorten_syn_recv(conn, max, now_ms)) {
+                    self.counters.inc(Counter::ConnSynRecvShortened);
                 }
                 let resync = self.snapshot.sync_send
                     && (before.state != conn.state || conn.since_synced_ms(now_ms) > conn.idle_timeout_ms(&timeouts) / 2);
@@ -230,6 +234,9 @@ impl<F: Frame> Processor<F> {
                 return Action::Redirect(owner);
             }
         }
+        if let Some(reason) = self.admit_new_conn(src, now_ms) {
+            return Action::Drop(reason);
+        }
         let Some(real_idx) = self.schedule(svc_idx, &key, now_ms) else {
             // IPVS ip_vs_leave: the client learns at once that nobody serves it.
             let answer = Answer::Icmp { from: dst, msg_type: icmp::msg_type::DEST_UNREACHABLE, code: icmp_err::code::PORT_UNREACHABLE };
@@ -279,6 +286,9 @@ impl<F: Frame> Processor<F> {
             };
         }
         conn.restart_timer(state_timeout_ms(state, &timeouts), now_ms);
+        if self.syn_recv_cap_ms().is_some_and(|max| pressure::shorten_syn_recv(&mut conn, max, now_ms)) {
+            self.counters.inc(Counter::ConnSynRecvShortened);
+        }
         let persistence = svc.persistence;
         if !self.insert_conn(conn, now_ms, out) {
             if let Some(l) = local {

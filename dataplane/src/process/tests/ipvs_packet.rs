@@ -273,6 +273,7 @@ const OUTCOMES: &[Counter] = &[
     Counter::DropVlanForeign,
     Counter::DropFragTableFull,
     Counter::DropNoLaddr,
+    Counter::DropNewConnRate,
 ];
 /// Frames that became an answer (counted under their reason, then sent).
 const ANSWERS: &[Counter] = &[Counter::IcmpErrorsSent, Counter::TcpResetsSent];
