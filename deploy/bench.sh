@@ -6,6 +6,8 @@
 #                              writes target/bench-smoke/ and fails only when
 #                              something is broken (nothing forwarded, wrong rewrites),
 #                              never because a figure is below its target.
+#   deploy/bench.sh --synflood only the SYN-proxy runs of step 4b (a few minutes);
+#                              writes bench/report/SYNFLOOD.md and synflood.json.
 #
 # What it runs (see bench/README in bench/src/lib.rs for the pieces):
 #   1. cargo build --release: rvsd, rvs-pktgen, rvs-conn-mem; criterion's packet_path bench.
@@ -21,12 +23,22 @@
 #      --record-core-cycles (its "CPU cycles/packet" at exit), and every established run of
 #      rvsd starts with a trial at R bracketed by reads of its busy_cycles / busy_frames
 #      (GET /api/v1/stats). Both count only loop iterations that handled packets.
+#   4b. SYN proxy (issue 14; full and --synflood runs, not --smoke), per NAT/FULLNAT mode, each on
+#      a fresh rvsd whose VIP has a second TCP service on port 81 with syn_proxy "on":
+#      "plain": the syn profile at :80 (no proxy, every SYN a new connection) for comparison;
+#      "cookie": rvs-pktgen's syn profile (every packet a SYN from a new client tuple) at :81,
+#      every SYN answered by a SYN-cookie SYN-ACK; rvsd's busy cycles per packet at the cycles
+#      rate R and the zero-loss rate of SYNs answered; "mix": 1,000 established flows on :80
+#      (proxy off) with every 10th packet a spoofed SYN at :81, zero-loss search: SYNs/s one
+#      worker absorbs while the established traffic flows. deploy/bench/synflood_report.py
+#      writes SYNFLOOD.md and synflood.json into the report directory.
 #   5. deploy/bench/report.py: REPORT.md, report.json, mpps.png (matplotlib, installed with
 #      pip if missing; an SVG is drawn instead when that fails).
 #
 # Environment: RVS_BENCH_MODES="dr nat" restricts the modes; RVS_BENCH_SCENARIOS="established:1000
 # established:4000000" the memif scenarios (profile:flows); RVS_BENCH_SEARCH_STEPS the zero-loss
-# search trials; RVS_BENCH_CYCLES_PPS fixes the cycles rate R in packets/s (use the same R for a
+# search trials; RVS_BENCH_SYN_MODES="nat fullnat" the modes of step 4b (RVS_BENCH_SYN_MODES= skips
+# it); RVS_BENCH_MIX_SYN_EVERY (default 10) one packet in this many is a SYN in its mix run; RVS_BENCH_CYCLES_PPS fixes the cycles rate R in packets/s (use the same R for a
 # before/after comparison), else R is RVS_BENCH_CYCLES_FRACTION (default 0.2) of testpmd's max
 # (500000 when testpmd is missing); CARGO_TARGET_DIR is honoured;
 # RVS_BENCH_OUT overrides the report directory.
@@ -35,10 +47,12 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ARGS="$*"
 SMOKE=0
+SYNFLOOD_ONLY=0
 for arg in "$@"; do
     case "$arg" in
         --smoke) SMOKE=1 ;;
-        -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+        --synflood) SYNFLOOD_ONLY=1 ;;
+        -h|--help) sed -n '2,50p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -118,6 +132,7 @@ MODES=${RVS_BENCH_MODES:-$("$PKTGEN" modes | tr '\n' ' ')}
     echo "}"
 } > "$WORK/machine.json"
 
+if [[ $SYNFLOOD_ONLY == 0 ]]; then
 # ---------------------------------------------------------------- 2. criterion
 if [[ $SMOKE == 1 ]]; then
     BIG=20000; CRIT_ARGS=(--warm-up-time 0.1 --measurement-time 0.3 --sample-size 10)
@@ -136,6 +151,7 @@ cp -r "$TARGET/criterion/packet_path_"* "$WORK/criterion/" 2>/dev/null || true
 log "memory per connection"
 if [[ $SMOKE == 1 ]]; then MEM_SIZES=(100000); else MEM_SIZES=(1000000 4000000); fi
 "$CONNMEM" "${MEM_SIZES[@]}" > "$WORK/conn_mem.json" 2> "$WORK/conn_mem.log"
+fi
 
 # ---------------------------------------------------------------- 4. memif runs
 if [[ $SMOKE == 1 ]]; then
@@ -177,30 +193,32 @@ run_gen() {
     local extra=("$@")
     [[ ${#extra[@]} == 0 ]] && extra=(--search "${GEN_TIMES[@]}")
     # In the background and waited for, so that a signal reaches the trap at once.
-    rm -f "$WORK/runs/$name.json"
+    local dir=${RUN_DIR:-$WORK/runs}
+    rm -f "$dir/$name.json"
     "$PKTGEN" run --dut "$dut" --mode "$mode" --profile "$profile" --flows "$flows" \
         --device "net_memif0,role=client,socket=$sock,$MEMIF_OPTS" --lcore 0 --file-prefix "$TAG-gen" \
-        "${extra[@]}" --out "$WORK/runs/$name.json" \
-        > /dev/null 2> "$WORK/runs/$name.gen.log" < /dev/null &
+        "${extra[@]}" --out "$dir/$name.json" \
+        > /dev/null 2> "$dir/$name.gen.log" < /dev/null &
     local gen=$!
     PIDS+=($gen)
     GEN_PID=$gen
     if [[ -n ${BEFORE_GEN_EXIT:-} ]]; then
         # The generator lingers connected after its report: run the hook meanwhile.
         for _ in $(seq 6000); do
-            [[ -f "$WORK/runs/$name.json" ]] && break
+            [[ -f "$dir/$name.json" ]] && break
             kill -0 "$gen" 2>/dev/null || break
             sleep 0.1
         done
         $BEFORE_GEN_EXIT
     fi
-    wait "$gen" || { tail -20 "$WORK/runs/$name.gen.log" >&2; return 1; }
-    python3 - "$WORK/runs/$name.json" <<'EOF' >&2
+    wait "$gen" || { tail -20 "$dir/$name.gen.log" >&2; return 1; }
+    python3 - "$dir/$name.json" <<'EOF' >&2
 import json, sys
 d = json.load(open(sys.argv[1]))
 m, s = d["max"], d.get("search") or {}
 print(f"  {d['dut']:8} {d['mode']:8} {d['profile']:12} flows={d['flows']:<8} max {m['rx_mpps']:.3f} Mpps"
-      f"  zero-loss {s.get('zero_loss_mpps', 0):.3f} Mpps  bad={m['received_bad_rewrite']} p50={m['latency_ns']['p50']} ns")
+      f"  zero-loss {s.get('zero_loss_mpps', 0):.3f} Mpps  bad={m['received_bad_rewrite']} p50={m['latency_ns']['p50']} ns"
+      + (f"  syn-acks={m['received_syn_ack']}" if m.get("received_syn_ack") else ""))
 if m["received_ok"] == 0 or m["received_bad_rewrite"] > 0:
     print(f"  BROKEN: nothing forwarded or wrong rewrites; first bad frame: {d.get('first_bad_frame')}")
     sys.exit(1)
@@ -236,6 +254,69 @@ start_testpmd() {
     done
     sleep 0.5
 }
+
+# ---------------------------------------------------------------- 4b. SYN proxy (issue 14)
+# start_rvsd NAME [rvs-pktgen rvsd-config arguments...]: an rvsd serving $SOCK (RVSD_PID).
+start_rvsd() {
+    local name=$1 dir=${RUN_DIR:-$WORK/runs}
+    shift
+    rm -f "$SOCK"
+    "$PKTGEN" rvsd-config --device "net_memif0,role=server,socket=$SOCK,$MEMIF_OPTS" --file-prefix "$TAG-rvsd" \
+        --api "127.0.0.1:$API_PORT" "$@" > "$dir/$name.rvsd.json"
+    RUST_LOG=warn "$RVSD" --config "$dir/$name.rvsd.json" > "$dir/$name.rvsd.log" 2>&1 < /dev/null &
+    RVSD_PID=$!
+    PIDS+=($RVSD_PID)
+    for _ in $(seq 100); do
+        curl -sf "127.0.0.1:$API_PORT/api/v1/status" > /dev/null 2>&1 && break
+        kill -0 "$RVSD_PID" 2>/dev/null || { cat "$dir/$name.rvsd.log" >&2; exit 1; }
+        sleep 0.1
+    done
+    wait_socket "$SOCK" "$RVSD_PID" || { tail -20 "$dir/$name.rvsd.log" >&2; exit 1; }
+}
+
+# synflood_runs: step 4b into $WORK/synflood, then its report into $OUT.
+synflood_runs() {
+    local mode name every=${RVS_BENCH_MIX_SYN_EVERY:-10}
+    local RUN_DIR=$WORK/synflood
+    mkdir -p "$RUN_DIR"
+    SOCK=$WORK/rvsd.sock
+    for mode in ${RVS_BENCH_SYN_MODES-nat fullnat}; do
+        # The same SYNs at :80 (no proxy: each creates a connection), for comparison.
+        name="rvsd-$mode-synproxy-plain"
+        log "rvsd $mode without SYN proxy: syn profile at :80, cycles at $CYCLES_PPS pps"
+        start_rvsd "$name" --modes "$mode" --conn-table-size "$TABLE"
+        run_gen "$name" rvsd "$mode" syn 0 "$SOCK" --search "${GEN_TIMES[@]}" \
+            --cycles-rate "$CYCLES_PPS" --cycles-secs "$CYCLES_SECS" --dut-stats "127.0.0.1:$API_PORT"
+        stop_pid "$RVSD_PID"
+        name="rvsd-$mode-synproxy-cookie"
+        log "rvsd $mode SYN proxy: syn profile at :81 (syn_proxy on), cycles at $CYCLES_PPS pps"
+        start_rvsd "$name" --modes "$mode" --conn-table-size 1000000 --syn-proxy-port 81
+        run_gen "$name" rvsd "$mode" syn 0 "$SOCK" --search "${GEN_TIMES[@]}" --syn-port 81 --syn-proxy \
+            --cycles-rate "$CYCLES_PPS" --cycles-secs "$CYCLES_SECS" --dut-stats "127.0.0.1:$API_PORT"
+        curl -sf "127.0.0.1:$API_PORT/api/v1/stats" > "$RUN_DIR/$name.stats.json" || echo '{}' > "$RUN_DIR/$name.stats.json"
+        stop_pid "$RVSD_PID"
+        name="rvsd-$mode-synproxy-mix-1000"
+        log "rvsd $mode SYN proxy: 1000 established flows at :80, 1 packet in $every a SYN at :81"
+        start_rvsd "$name" --modes "$mode" --conn-table-size 1000000 --syn-proxy-port 81
+        run_gen "$name" rvsd "$mode" mix 1000 "$SOCK" --search "${GEN_TIMES[@]}" --syn-port 81 --syn-proxy \
+            --mix-syn-every "$every"
+        curl -sf "127.0.0.1:$API_PORT/api/v1/stats" > "$RUN_DIR/$name.stats.json" || echo '{}' > "$RUN_DIR/$name.stats.json"
+        stop_pid "$RVSD_PID"
+    done
+    cp "$WORK/machine.json" "$RUN_DIR/machine.json"
+    mkdir -p "$OUT"
+    rm -rf "$OUT/synflood-runs"
+    mkdir -p "$OUT/synflood-runs"
+    cp "$RUN_DIR"/*.json "$OUT/synflood-runs/"
+    python3 "$ROOT/deploy/bench/synflood_report.py" "$RUN_DIR" "$OUT" "$every" "$CYCLES_PPS"
+    log "SYN proxy figures: $OUT/SYNFLOOD.md"
+}
+
+# --synflood: only step 4b (at R = RVS_BENCH_CYCLES_PPS, default 500000: no testpmd run).
+if [[ $SYNFLOOD_ONLY == 1 ]]; then
+    synflood_runs
+    exit 0
+fi
 
 if [[ -n "$TESTPMD" ]]; then
     log "dpdk-testpmd io-fwd (the limit)"
@@ -280,18 +361,7 @@ for mode in $MODES; do
         name="rvsd-$mode-$profile-$flows"
         log "rvsd $mode $profile flows=$flows"
         SOCK=$WORK/rvsd.sock
-        rm -f "$SOCK"
-        "$PKTGEN" rvsd-config --device "net_memif0,role=server,socket=$SOCK,$MEMIF_OPTS" --file-prefix "$TAG-rvsd" --modes "$mode" \
-            --api "127.0.0.1:$API_PORT" --conn-table-size "$TABLE" > "$WORK/runs/$name.rvsd.json"
-        RUST_LOG=warn "$RVSD" --config "$WORK/runs/$name.rvsd.json" > "$WORK/runs/$name.rvsd.log" 2>&1 < /dev/null &
-        RVSD_PID=$!
-        PIDS+=($RVSD_PID)
-        for _ in $(seq 100); do
-            curl -sf "127.0.0.1:$API_PORT/api/v1/status" > /dev/null 2>&1 && break
-            kill -0 "$RVSD_PID" 2>/dev/null || { cat "$WORK/runs/$name.rvsd.log" >&2; exit 1; }
-            sleep 0.1
-        done
-        wait_socket "$SOCK" "$RVSD_PID" || { tail -20 "$WORK/runs/$name.rvsd.log" >&2; exit 1; }
+        start_rvsd "$name" --modes "$mode" --conn-table-size "$TABLE"
         # perf stat on rvsd over the whole run: where the worker's time goes.
         PERF_PID=""
         if command -v perf > /dev/null && [[ $SMOKE == 0 ]]; then
@@ -311,6 +381,7 @@ for mode in $MODES; do
         stop_pid "$RVSD_PID"
     done
 done
+[[ $SMOKE == 1 || -z ${RVS_BENCH_SYN_MODES-x} ]] || synflood_runs
 echo "\"$(cut -d' ' -f1-3 /proc/loadavg)\"" > "$WORK/load_end.json"
 
 # ---------------------------------------------------------------- 5. report

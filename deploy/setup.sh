@@ -25,6 +25,8 @@ readonly HUGEPAGES_2M=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
 # systemd-container (systemd-nspawn) and mmdebstrap boot the package under a
 # real systemd (deploy/systemd-container.sh, tests/e2e/test_66_systemd.py);
 # bird2 is the BGP speaker of the cluster lab (deploy/cluster-lab.sh, test_80).
+# python3-scapy forges packets in the e2e suite (test_42, test_45; test_74's
+# SYN-proxy client doing its own handshake, tests/e2e/synproxy_client.py).
 readonly PACKAGES=(
     dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config libpcap-dev
     iproute2 ethtool tcpdump tshark socat curl python3 python3-pip iputils-ping python3-scapy

@@ -20,6 +20,13 @@
 //! connection). `--dut testpmd` expects frames back unmodified (testpmd in
 //! io-forward mode stands in for a load balancer that does nothing).
 //!
+//! SYN proxy (issue 14): `--syn-port P` sends the profile's new connections to
+//! the VIP's port P (a service with `syn_proxy: on`, see `rvsd-config
+//! --syn-proxy-port`) while established flows keep the mode's port, and
+//! `--syn-proxy` counts the DUT's SYN-cookie SYN-ACKs (from VIP:P back to the
+//! client, through the gateway) as the answer to a SYN: the sequence number is
+//! recovered from their ACK number (no latency: the stamp does not come back).
+//!
 //! Cycles trial (`--cycles-rate`): right after flow setup, one trial at a fixed
 //! offered rate; with `--dut-stats host:port` the DUT's own busy TSC cycles per
 //! packet over it are read from rvsd's `GET /api/v1/stats` (`busy_cycles`,
@@ -120,6 +127,13 @@ struct RunArgs {
     /// In the mix profile, one packet in this many is a new connection.
     #[arg(long, default_value_t = 10)]
     mix_syn_every: u64,
+    /// VIP port the profile's new connections (SYNs) go to; default the mode's port.
+    #[arg(long)]
+    syn_port: Option<u16>,
+    /// The SYNs' service runs a SYN proxy: its SYN-cookie SYN-ACKs count as
+    /// the answer to a SYN (instead of the SYN forwarded to a real server).
+    #[arg(long)]
+    syn_proxy: bool,
     /// Frame size on the wire including the FCS (64..=1518).
     #[arg(long, default_value_t = 64)]
     size: usize,
@@ -199,6 +213,10 @@ struct ConfigArgs {
     /// SYN_RECV timeout in seconds (short, so the SYN profile recycles its tuples).
     #[arg(long, default_value_t = 1)]
     tcp_syn_timeout: u32,
+    /// Also a TCP service on this port of every NAT/FULLNAT VIP with
+    /// `syn_proxy: on` (same real servers), for `run --syn-port`.
+    #[arg(long)]
+    syn_proxy_port: Option<u16>,
 }
 
 fn main() {
@@ -239,6 +257,12 @@ fn rvsd_config(a: &ConfigArgs) -> Result<Value, String> {
             });
             if m.forward == ForwardMode::FullNat {
                 svc["local_addresses"] = json!(plan::local_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>());
+            }
+            if let (Some(port), "tcp", ForwardMode::Nat | ForwardMode::FullNat) = (a.syn_proxy_port, proto, m.forward) {
+                let mut proxied = svc.clone();
+                proxied["port"] = json!(port);
+                proxied["syn_proxy"] = json!("on");
+                services.push(proxied);
             }
             services.push(svc);
         }
@@ -439,6 +463,26 @@ impl Expect {
     }
 }
 
+/// When `f` is a SYN-ACK from `vip:port` to a client through the gateway (a
+/// SYN proxy's cookie answer to one of our SYNs), the low 32 bits of the
+/// generator sequence number of that SYN (its TCP sequence number: the
+/// SYN-ACK acknowledges it plus one).
+#[inline]
+fn cookie_syn_ack(f: &[u8], vip: Ipv4Addr, port: u16) -> Option<u64> {
+    const SYN_ACK: u8 = 0x12;
+    if f.len() < template::L4 + 20
+        || f[0..6] != plan::GATEWAY_MAC.0
+        || f[template::ETH] != 0x45
+        || f[template::ETH + 9] != ip_proto::TCP
+        || Ipv4Addr::from(be32(f, template::IP_SRC)) != vip
+        || be16(f, template::L4) != port
+        || f[template::TCP_FLAGS] & SYN_ACK != SYN_ACK
+    {
+        return None;
+    }
+    Some(u64::from(be32(f, template::TCP_ACK).wrapping_sub(1)))
+}
+
 /// Verifies the TCP/UDP checksum of the IPv4 packet at `ip` (sampled: it costs).
 fn l4_checksum_ok(f: &[u8], ip: usize) -> bool {
     if f.len() < ip + 20 {
@@ -476,6 +520,8 @@ struct Counts {
     rx_late: u64,
     /// Frames back with a wrong rewrite.
     rx_bad: u64,
+    /// SYN-cookie SYN-ACKs back (`--syn-proxy`), included in `rx_ok`.
+    rx_syn_ack: u64,
     /// Frames whose L4 checksum was checked and wrong.
     rx_bad_l4_checksum: u64,
     /// Frames out of sequence order.
@@ -496,8 +542,12 @@ struct Gen {
     proto: Proto,
     ip_proto: u8,
     syn: Template,
+    /// SYNs of the profile's new connections (to `--syn-port`).
+    syn_new: Template,
     data: Template,
     expect: Expect,
+    /// `--syn-proxy`: the VIP and port whose SYN-ACKs answer our SYNs.
+    cookie_from: Option<(Ipv4Addr, u16)>,
     profile: Profile,
     flows: u64,
     syn_space: u64,
@@ -539,7 +589,11 @@ impl Gen {
                 Profile::Mix => (Kind::Data, plan::client(seq % self.flows)),
             },
         };
-        let t = if kind == Kind::Syn { &self.syn } else { &self.data };
+        let t = match (kind, setup) {
+            (Kind::Syn, Some(_)) => &self.syn,
+            (Kind::Syn, None) => &self.syn_new,
+            (Kind::Data, _) => &self.data,
+        };
         if !m.fill(t.bytes()) {
             return None;
         }
@@ -602,6 +656,25 @@ impl Gen {
         }
         if f.len() < 14 || be16(f, 12) != ethertype::IPV4 {
             self.counts.rx_other += 1;
+            return false;
+        }
+        if let Some(seq_lo) = self.cookie_from.and_then(|(vip, port)| cookie_syn_ack(f, vip, port)) {
+            self.counts.rx_syn_ack += 1;
+            let sent_hi = self.seq & !0xffff_ffff;
+            let mut seq = sent_hi | seq_lo;
+            if seq >= self.seq.max(1) && seq >= 1 << 32 {
+                seq -= 1 << 32;
+            }
+            if seq < self.trial_first_seq {
+                self.counts.rx_late += 1;
+                return false;
+            }
+            self.counts.rx_ok += 1;
+            if seq < self.max_seen {
+                self.counts.reordered += 1;
+            } else {
+                self.max_seen = seq;
+            }
             return false;
         }
         let ip = match self.expect.check(f, self.ip_proto) {
@@ -776,6 +849,7 @@ impl Gen {
             "received_ok": c.rx_ok,
             "received_late": c.rx_late,
             "received_bad_rewrite": c.rx_bad,
+            "received_syn_ack": c.rx_syn_ack,
             "bad_l4_checksum_sampled": c.rx_bad_l4_checksum,
             "reordered": c.reordered,
             "received_other": c.rx_other,
@@ -841,6 +915,10 @@ fn run(a: &RunArgs) -> Result<(), String> {
         ProtoArg::Tcp => Proto::Tcp,
         ProtoArg::Udp => Proto::Udp,
     };
+    if a.syn_proxy && (proto != Proto::Tcp || a.dut != Dut::Rvsd) {
+        return Err("--syn-proxy needs --proto tcp and --dut rvsd".to_owned());
+    }
+    let syn_port = a.syn_port.unwrap_or(mode.vport);
     let mut eal = vec!["rvs-pktgen".to_owned(), "-l".to_owned(), a.lcore.to_string(), "--file-prefix".to_owned(), a.file_prefix.clone()];
     if a.device.starts_with("net_") {
         eal.push("--vdev".to_owned());
@@ -868,8 +946,10 @@ fn run(a: &RunArgs) -> Result<(), String> {
             Proto::Udp => ip_proto::UDP,
         },
         syn: Template::new(proto, Kind::Syn, a.size, plan::CLIENT_MAC, plan::DIRECTOR_MAC, mode.vip, mode.vport),
+        syn_new: Template::new(proto, Kind::Syn, a.size, plan::CLIENT_MAC, plan::DIRECTOR_MAC, mode.vip, syn_port),
         data: Template::new(proto, Kind::Data, a.size, plan::CLIENT_MAC, plan::DIRECTOR_MAC, mode.vip, mode.vport),
         expect: Expect::for_mode(a.dut, mode),
+        cookie_from: a.syn_proxy.then_some((mode.vip, syn_port)),
         profile: a.profile,
         flows: a.flows.max(1),
         syn_space: a.syn_space.max(1),
@@ -928,6 +1008,7 @@ fn run(a: &RunArgs) -> Result<(), String> {
     let connect_secs = connect.elapsed().as_secs_f64();
     let dut_mac = g.dut_mac;
     g.syn = Template::new(proto, Kind::Syn, a.size, plan::CLIENT_MAC, dut_mac, mode.vip, mode.vport);
+    g.syn_new = Template::new(proto, Kind::Syn, a.size, plan::CLIENT_MAC, dut_mac, mode.vip, syn_port);
     g.data = Template::new(proto, Kind::Data, a.size, plan::CLIENT_MAC, dut_mac, mode.vip, mode.vport);
 
     // 2. Announce the simulated hosts (gratuitous ARP replies to the DUT).
@@ -1152,5 +1233,29 @@ mod tests {
         assert!(dr.check(&f, ip_proto::TCP).is_err(), "DR must keep the VIP");
         f[0] ^= 1;
         assert!(nat.check(&f, ip_proto::TCP).is_err(), "MAC must match the real");
+    }
+
+    /// A SYN proxy's SYN-ACK (built with etherparse) to generator SYN number
+    /// 0x1_0000_0005 (TCP sequence 5): recognised, sequence recovered; not from
+    /// the VIP's proxied port, not a SYN-ACK or not to the gateway: ignored.
+    #[test]
+    fn cookie_syn_acks_are_recognised() {
+        let m = plan::mode("nat").expect("nat in plan");
+        let client = plan::syn_client(3).0;
+        let build =
+            |sport: u16, syn: bool, dst_mac: MacAddr| {
+                let b = etherparse::PacketBuilder::ethernet2([2, 0xd0, 0, 0, 0, 1], dst_mac.0)
+                    .ipv4(m.vip.octets(), client.octets(), 64)
+                    .tcp(sport, 1027, 0x1234_5678, 64240);
+                let b = if syn { b.syn() } else { b }.ack(6);
+                let mut f = Vec::new();
+                b.write(&mut f, &[]).expect("frame");
+                f
+            };
+        assert_eq!(cookie_syn_ack(&build(81, true, plan::GATEWAY_MAC), m.vip, 81), Some(5));
+        assert_eq!(cookie_syn_ack(&build(80, true, plan::GATEWAY_MAC), m.vip, 81), None);
+        assert_eq!(cookie_syn_ack(&build(81, false, plan::GATEWAY_MAC), m.vip, 81), None);
+        assert_eq!(cookie_syn_ack(&build(81, true, plan::REALS[0].1), m.vip, 81), None);
+        assert_eq!(cookie_syn_ack(&build(81, true, plan::GATEWAY_MAC), plan::mode("dr").expect("dr").vip, 81), None);
     }
 }
