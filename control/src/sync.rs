@@ -959,8 +959,7 @@ mod tests {
 
     #[test]
     fn round_trip_with_auth_in_datagrams_of_bounded_size() {
-        let conns: Vec<ConnInfo> =
-            (0..100).map(|i| if i % 4 == 1 { proxied(i, i % 3 == 0) } else { conn(i, i % 3 == 0) }).collect();
+        let conns: Vec<ConnInfo> = (0..100).map(|i| if i % 4 == 1 { proxied(i, i % 3 == 0) } else { conn(i, i % 3 == 0) }).collect();
         assert!(conns.iter().filter(|c| c.syn_proxy.is_some()).count() > 20);
         let stamper = Stamper::new(T0 - 5);
         let datagrams = enc(&stamper, &Message::Conns(conns.clone()));

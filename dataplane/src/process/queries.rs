@@ -8,8 +8,8 @@
 use std::borrow::Cow;
 
 use super::*;
-use crate::synproxy::seq::{Phase, Translation};
 use crate::stats::{ConnChunk, ConnEntry, ConnPager, ConnScan, CONN_SCAN_SLOTS};
+use crate::synproxy::seq::{Phase, Translation};
 
 impl<F: Frame> Processor<F> {
     /// A connection as listings and connection sync show it.
@@ -86,10 +86,7 @@ impl<F: Frame> Processor<F> {
     /// Whether a synced connection's SYN proxy translation `t` can be used:
     /// open, with valid window scales, on a TCP NAT or FULLNAT connection.
     fn installable_translation(info: &ConnInfo, t: &Translation) -> bool {
-        t.is_open()
-            && t.scales_valid()
-            && info.protocol == Protocol::Tcp
-            && matches!(info.forward, ForwardMode::Nat | ForwardMode::FullNat)
+        t.is_open() && t.scales_valid() && info.protocol == Protocol::Tcp && matches!(info.forward, ForwardMode::Nat | ForwardMode::FullNat)
     }
 
     /// One step of a listing: looks at table slots `scan.cursor..` (at most
