@@ -32,29 +32,51 @@
 //! Everything refused is dropped and counted by reason ([`Reason`]); decoding
 //! works on byte slices and never panics.
 //!
-//! # Wire format (version 3)
+//! # Wire format (version 4)
 //!
 //! UDP datagrams from `LOCAL:port` (default port 8848) to the configured peers'
 //! `PEER:port`, or to the multicast group 224.0.0.81. All integers big-endian.
 //!
 //! ```text
-//! header  (32 bytes): "RVSS" | version u8 = 3 | kind u8 | sync id u8 | count u8
+//! header  (32 bytes): "RVSS" | version u8 = 4 | kind u8 | sync id u8 | count u8
 //!                     | epoch u64 (sender start, ms since the Unix epoch)
 //!                     | sequence u64 (per sender epoch, from 0)
 //!                     | timestamp u64 (send time, ms since the Unix epoch)
 //!   kind 1 = connections (count entries follow), 2 = bulk resync request (no entries)
-//! entry   (36 bytes): protocol u8 (6 tcp, 17 udp) | forward u8 (0 dr, 1 nat, 2 tun, 3 fullnat)
+//! entry   (44 bytes): protocol u8 (6 tcp, 17 udp) | forward u8 (0 dr, 1 nat, 2 tun, 3 fullnat)
 //!                     | state u8 (IPVS state number) | flags u8 (bit 0: local address present)
 //!                     | client ip4 port2 | vip ip4 port2 | real ip4 port2 | local ip4 port2
 //!                     | FULLNAT sequence delta u32 | seconds left u32
+//!                     | SYN proxy phase u8 (0 not proxied, 2 open) | server wscale u8
+//!                     | client view wscale u8 | inbound shift u8 | SYN proxy delta u32
 //! trailer (32 bytes): HMAC-SHA256(key, every byte before the trailer)
 //! ```
+//!
+//! The SYN proxy fields carry a proxied connection's translation
+//! ([`rvs_dataplane::synproxy::Translation`]): the backup translates its
+//! packets exactly as the master did. They are all zero for a connection
+//! that is not proxied; a scale over 14, another phase, or proxy fields on a
+//! connection that cannot be proxied (not TCP, not NAT or FULLNAT) make the
+//! datagram `malformed`. A proxied connection whose handshake with the real
+//! server is still in progress (at most 3 s) is never sent, in updates or
+//! bulk resyncs: the master holds its client's packets, which cannot be
+//! synced. Such a connection does not survive a failover (the new master
+//! cannot verify the old one's cookies; see `deploy/docs/ha.md`).
+//!
+//! # Versions
+//!
+//! A receiver also decodes version 3 datagrams ([`PREVIOUS_VERSION`]: entries
+//! of 36 bytes, the first 36 of version 4's, no SYN proxy fields), so an old
+//! master syncing to an upgraded backup keeps working during a rolling
+//! upgrade. An old (version 3) backup refuses version 4 datagrams with its
+//! version error, counted as `version`: upgrade the backups first.
 //!
 //! A receiver checks, in order: the sender (`not_peer`), the length and magic
 //! (`malformed`), the version (`version`), the HMAC (`bad_auth`), the sync id
 //! (`sync_id`), the kind, count and entries (`malformed`; an unknown kind is
 //! counted there too), then the timestamp and sequence (`replay`).
-//! Version 1 (no authentication) and 2 (no FULLNAT sequence delta) are no longer spoken.
+//! Version 1 (no authentication) and 2 (no FULLNAT sequence delta) are no
+//! longer spoken or read.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
@@ -66,6 +88,7 @@ use hmac::{Hmac, Mac};
 use rvs_dataplane::conn::TcpState;
 use rvs_dataplane::snapshot::{ForwardMode, Protocol};
 use rvs_dataplane::stats::ConnInfo;
+use rvs_dataplane::synproxy::seq::{Phase, Translation};
 use sha2::Sha256;
 
 use crate::config::Config;
@@ -73,18 +96,22 @@ use crate::ha::{SyncConfig, SyncKey};
 
 /// Magic at the start of every datagram.
 pub const MAGIC: [u8; 4] = *b"RVSS";
-/// Format version.
-pub const VERSION: u8 = 3;
+/// Format version sent.
+pub const VERSION: u8 = 4;
+/// The previous format version, still decoded (no SYN proxy fields).
+pub const PREVIOUS_VERSION: u8 = 3;
 /// Multicast group used when no peers are configured (IPVS's).
 pub const GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 81);
 /// Bytes of the header.
 pub const HEADER_LEN: usize = 32;
 /// Bytes of one entry.
-pub const ENTRY_LEN: usize = 36;
+pub const ENTRY_LEN: usize = 44;
+/// Bytes of one entry of a [`PREVIOUS_VERSION`] datagram.
+pub const PREVIOUS_ENTRY_LEN: usize = 36;
 /// Bytes of the HMAC trailer.
 pub const MAC_LEN: usize = 32;
 /// Entries per datagram (keeps datagrams under 1400 bytes).
-pub const MAX_ENTRIES: usize = 36;
+pub const MAX_ENTRIES: usize = 30;
 /// The environment variable holding the sync key; it wins over `sync.key`.
 pub const KEY_ENV: &str = "RVS_SYNC_KEY";
 /// Shortest accepted key, in bytes.
@@ -143,7 +170,7 @@ pub enum SyncError {
     #[error("malformed sync datagram: {0}")]
     Malformed(&'static str),
     /// Another format version.
-    #[error("sync version {0} is not supported (this is version {VERSION})")]
+    #[error("sync version {0} is not supported (this director sends version {VERSION} and also reads {PREVIOUS_VERSION})")]
     Version(u8),
     /// The HMAC does not match (another key, or altered bytes).
     #[error("sync datagram fails authentication (another sync.key, or altered)")]
@@ -366,6 +393,9 @@ pub fn encode(auth: &Auth, sync_id: u8, msg: &Message, stamper: &Stamper, now_ms
             b.extend_from_slice(&c.seq_delta.to_be_bytes());
             let secs = u32::try_from(c.expires_ms / 1000).unwrap_or(u32::MAX);
             b.extend_from_slice(&secs.to_be_bytes());
+            let t = c.syn_proxy.unwrap_or_default();
+            b.extend_from_slice(&[t.phase as u8, t.server_wscale, t.client_view_wscale, t.inbound_shift]);
+            b.extend_from_slice(&t.delta.to_be_bytes());
         }
         let tag = auth.sign(&b);
         b.extend_from_slice(&tag);
@@ -373,8 +403,39 @@ pub fn encode(auth: &Auth, sync_id: u8, msg: &Message, stamper: &Stamper, now_ms
     };
     match msg {
         Message::BulkRequest => vec![datagram(KIND_BULK_REQUEST, &[])],
-        Message::Conns(conns) => conns.chunks(MAX_ENTRIES).map(|chunk| datagram(KIND_CONNS, chunk)).collect(),
+        Message::Conns(conns) => {
+            let syncable: Vec<ConnInfo> = conns.iter().filter(|c| syncable(c)).cloned().collect();
+            syncable.chunks(MAX_ENTRIES).map(|chunk| datagram(KIND_CONNS, chunk)).collect()
+        }
     }
+}
+
+/// Whether a connection is sent at all: not while its SYN proxy handshake
+/// is in progress (the master holds its client's packets; a backup could
+/// not complete it). Bulk resyncs list every connection, so they are
+/// filtered here too.
+fn syncable(c: &ConnInfo) -> bool {
+    c.syn_proxy.is_none_or(|t| t.phase == Phase::Open)
+}
+
+/// The SYN proxy fields of a version 4 entry (its last 8 bytes), checked
+/// against the entry's protocol and forwarding method.
+fn proxy_from(e: &[u8], protocol: Protocol, forward: ForwardMode) -> Result<Option<Translation>, SyncError> {
+    let delta = u32::from_be_bytes([e[4], e[5], e[6], e[7]]);
+    let t = match e[0] {
+        0 if e[1..8].iter().all(|b| *b == 0) => return Ok(None),
+        0 => return Err(SyncError::Malformed("SYN proxy fields on a connection that is not proxied")),
+        1 => return Err(SyncError::Malformed("a SYN proxy handshake in progress is never synced")),
+        2 => Translation { delta, phase: Phase::Open, server_wscale: e[1], client_view_wscale: e[2], inbound_shift: e[3] },
+        _ => return Err(SyncError::Malformed("unknown SYN proxy phase")),
+    };
+    if !t.scales_valid() {
+        return Err(SyncError::Malformed("SYN proxy window scale over 14"));
+    }
+    if protocol != Protocol::Tcp || !matches!(forward, ForwardMode::Nat | ForwardMode::FullNat) {
+        return Err(SyncError::Malformed("SYN proxy on a connection that is not TCP NAT or FULLNAT"));
+    }
+    Ok(Some(t))
 }
 
 fn be_u64(b: &[u8]) -> u64 {
@@ -388,9 +449,11 @@ pub fn decode(buf: &[u8], auth: &Auth, sync_id: u8) -> Result<Datagram, SyncErro
     if buf.len() < HEADER_LEN + MAC_LEN || buf[..4] != MAGIC {
         return Err(SyncError::Malformed("no RVSS header"));
     }
-    if buf[4] != VERSION {
-        return Err(SyncError::Version(buf[4]));
-    }
+    let entry_len = match buf[4] {
+        VERSION => ENTRY_LEN,
+        PREVIOUS_VERSION => PREVIOUS_ENTRY_LEN,
+        other => return Err(SyncError::Version(other)),
+    };
     let (signed, tag) = buf.split_at(buf.len() - MAC_LEN);
     if !auth.verify(signed, tag) {
         return Err(SyncError::BadAuth);
@@ -405,15 +468,19 @@ pub fn decode(buf: &[u8], auth: &Auth, sync_id: u8) -> Result<Datagram, SyncErro
         KIND_BULK_REQUEST if body.is_empty() => Message::BulkRequest,
         KIND_BULK_REQUEST => return Err(SyncError::Malformed("a bulk request has no entries")),
         KIND_CONNS => {
-            if body.len() != count * ENTRY_LEN {
+            if body.len() != count * entry_len {
                 return Err(SyncError::Malformed("length does not match the entry count"));
             }
             let mut conns = Vec::with_capacity(count);
-            for e in body.chunks_exact(ENTRY_LEN) {
+            for e in body.chunks_exact(entry_len) {
                 let protocol = Protocol::from_ip_proto(e[0]).ok_or(SyncError::Malformed("unknown protocol"))?;
                 let forward = forward_from(e[1]).ok_or(SyncError::Malformed("unknown forwarding method"))?;
                 let state = state_from(e[2]).ok_or(SyncError::Malformed("unknown state"))?;
                 let local = (e[3] & 1 == 1).then(|| get_sock(&e[22..28]));
+                let syn_proxy = match e.get(PREVIOUS_ENTRY_LEN..) {
+                    Some(proxy) if proxy.len() == ENTRY_LEN - PREVIOUS_ENTRY_LEN => proxy_from(proxy, protocol, forward)?,
+                    _ => None,
+                };
                 conns.push(ConnInfo {
                     worker: 0,
                     protocol,
@@ -426,6 +493,7 @@ pub fn decode(buf: &[u8], auth: &Auth, sync_id: u8) -> Result<Datagram, SyncErro
                     expires_ms: u64::from(u32::from_be_bytes([e[32], e[33], e[34], e[35]])) * 1000,
                     template: false,
                     seq_delta: u32::from_be_bytes([e[28], e[29], e[30], e[31]]),
+                    syn_proxy,
                 });
             }
             Message::Conns(conns)
@@ -831,7 +899,34 @@ mod tests {
             expires_ms: 900_000,
             template: false,
             seq_delta: if fnat { 0xa1b2_c3d4 ^ u32::from(i) } else { 0 },
+            syn_proxy: None,
         }
+    }
+
+    /// A SYN-proxied TCP connection (NAT, or FULLNAT with `fnat`), open.
+    fn proxied(i: u16, fnat: bool) -> ConnInfo {
+        let t = Translation {
+            delta: 0x8765_4321 ^ u32::from(i),
+            phase: Phase::Open,
+            server_wscale: 9,
+            client_view_wscale: 7,
+            inbound_shift: (i % 15) as u8,
+        };
+        ConnInfo {
+            protocol: Protocol::Tcp,
+            state: "ESTABLISHED".into(),
+            forward: if fnat { ForwardMode::FullNat } else { ForwardMode::Nat },
+            syn_proxy: Some(t),
+            ..conn(2 * i, fnat)
+        }
+    }
+
+    /// Re-signs an altered datagram with the test key (a sender with the key and a bug).
+    fn resign(mut d: Vec<u8>) -> Vec<u8> {
+        d.truncate(d.len() - MAC_LEN);
+        let tag = key().sign(&d);
+        d.extend_from_slice(&tag);
+        d
     }
 
     const T0: u64 = 1_700_000_000_000;
@@ -864,10 +959,11 @@ mod tests {
 
     #[test]
     fn round_trip_with_auth_in_datagrams_of_bounded_size() {
-        let conns: Vec<ConnInfo> = (0..100).map(|i| conn(i, i % 3 == 0)).collect();
+        let conns: Vec<ConnInfo> = (0..100).map(|i| if i % 4 == 1 { proxied(i, i % 3 == 0) } else { conn(i, i % 3 == 0) }).collect();
+        assert!(conns.iter().filter(|c| c.syn_proxy.is_some()).count() > 20);
         let stamper = Stamper::new(T0 - 5);
         let datagrams = enc(&stamper, &Message::Conns(conns.clone()));
-        assert_eq!(datagrams.len(), 3);
+        assert_eq!(datagrams.len(), 4);
         assert!(datagrams.iter().all(|d| d.len() <= HEADER_LEN + MAX_ENTRIES * ENTRY_LEN + MAC_LEN && d.len() < 1400));
         let mut g = gate();
         let mut back = Vec::new();
@@ -889,21 +985,124 @@ mod tests {
         let stamper = Stamper::new(0x0102_0304_0506_0708);
         stamper.stamp(0);
         let d = &encode(&key(), 3, &Message::Conns(vec![conn(0, true)]), &stamper, 0x1112_1314_1516_1718)[0];
-        assert_eq!(&d[..8], &[b'R', b'V', b'S', b'S', 3, 1, 3, 1]);
+        assert_eq!(&d[..8], &[b'R', b'V', b'S', b'S', 4, 1, 3, 1]);
         assert_eq!(&d[8..16], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(&d[16..24], &1u64.to_be_bytes());
         assert_eq!(&d[24..32], &[0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18]);
-        assert_eq!(d.len(), 32 + 36 + 32);
+        assert_eq!(d.len(), 32 + 44 + 32);
         // protocol tcp, forward fullnat, state ESTABLISHED (1), local present.
         assert_eq!(&d[32..36], &[6, 3, 1, 1]);
         assert_eq!(&d[36..42], &[10, 0, 0, 2, 0x9c, 0x40]);
         assert_eq!(&d[54..60], &[10, 1, 0, 200, 0x13, 0x88]);
         assert_eq!(&d[60..64], &[0xa1, 0xb2, 0xc3, 0xd4], "FULLNAT sequence delta");
         assert_eq!(&d[64..68], &900u32.to_be_bytes());
+        assert_eq!(&d[68..76], &[0; 8], "not proxied: no SYN proxy fields");
         // The trailer is HMAC-SHA256(key, header + entries).
         let mut mac = <HmacSha256 as Mac>::new_from_slice(b"0123456789abcdef-lab-key").expect("key");
-        mac.update(&d[..68]);
-        assert_eq!(&d[68..], mac.finalize().into_bytes().as_slice());
+        mac.update(&d[..76]);
+        assert_eq!(&d[76..], mac.finalize().into_bytes().as_slice());
+        // A proxied one: phase 2 (open), server scale 9, client view 7, shift 3, delta.
+        let d = &encode(&key(), 3, &Message::Conns(vec![proxied(3, false)]), &stamper, 0)[0];
+        assert_eq!(&d[32..36], &[6, 1, 1, 0], "tcp, nat, ESTABLISHED, no local address");
+        assert_eq!(&d[68..76], &[2, 9, 7, 3, 0x87, 0x65, 0x43, 0x22]);
+    }
+
+    /// A version 3 datagram, byte by byte as a version 3 master sent it:
+    /// one FULLNAT entry of 36 bytes.
+    fn version_3_datagram() -> Vec<u8> {
+        let mut d = b"RVSS".to_vec();
+        d.extend_from_slice(&[3, 1, 7, 1]);
+        d.extend_from_slice(&(T0 - 9).to_be_bytes());
+        d.extend_from_slice(&5u64.to_be_bytes());
+        d.extend_from_slice(&T0.to_be_bytes());
+        d.extend_from_slice(&[6, 3, 1, 1]);
+        d.extend_from_slice(&[10, 0, 0, 2, 0x9c, 0x41]);
+        d.extend_from_slice(&[10, 0, 0, 100, 0, 80]);
+        d.extend_from_slice(&[10, 1, 0, 11, 0x1f, 0x90]);
+        d.extend_from_slice(&[10, 1, 0, 200, 0x13, 0x89]);
+        d.extend_from_slice(&[0xa1, 0xb2, 0xc3, 0xd5]);
+        d.extend_from_slice(&600u32.to_be_bytes());
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(b"0123456789abcdef-lab-key").expect("key");
+        mac.update(&d);
+        d.extend_from_slice(mac.finalize().into_bytes().as_slice());
+        d
+    }
+
+    #[test]
+    fn version_3_datagrams_are_still_decoded() {
+        let d = version_3_datagram();
+        assert_eq!(d.len(), 32 + 36 + 32);
+        let want = ConnInfo {
+            client: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 40001),
+            local: Some(SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 200), 5001)),
+            forward: ForwardMode::FullNat,
+            protocol: Protocol::Tcp,
+            state: "ESTABLISHED".into(),
+            expires_ms: 600_000,
+            seq_delta: 0xa1b2_c3d5,
+            ..conn(0, false)
+        };
+        let decoded = decode(&d, &key(), 7).expect("a version 3 datagram is read");
+        assert_eq!(decoded.stamp, Stamp { epoch: T0 - 9, sequence: 5, timestamp: T0 });
+        assert_eq!(decoded.message, Message::Conns(vec![want]));
+        assert!(matches!(gate().check(&d, from_peer(), T0), Ok(Message::Conns(c)) if c.len() == 1));
+        // Version 3 entries are 36 bytes: one of version 4's length is refused.
+        let mut long = d[..32 + 36].to_vec();
+        long.extend_from_slice(&[0; 8]);
+        let long = resign([long, vec![0; MAC_LEN]].concat());
+        assert_eq!(decode(&long, &key(), 7), Err(SyncError::Malformed("length does not match the entry count")));
+        // A version 4 datagram claiming version 3 fails authentication.
+        let mut v4 = enc(&Stamper::new(T0), &Message::Conns(vec![conn(0, true)]))[0].clone();
+        v4[4] = 3;
+        assert_eq!(decode(&v4, &key(), 7), Err(SyncError::BadAuth));
+    }
+
+    #[test]
+    fn pending_syn_proxy_handshakes_are_never_sent() {
+        let pending = ConnInfo {
+            state: "SYN_SENT".into(),
+            syn_proxy: Some(Translation { phase: Phase::Handshake, ..Translation::default() }),
+            ..proxied(1, false)
+        };
+        let stamper = Stamper::new(T0);
+        assert!(enc(&stamper, &Message::Conns(vec![pending.clone()])).is_empty(), "nothing to send");
+        let d = enc(&stamper, &Message::Conns(vec![pending.clone(), proxied(2, true), pending]));
+        assert_eq!(d.len(), 1);
+        assert_eq!(decode(&d[0], &key(), 7).map(|d| d.message), Ok(Message::Conns(vec![proxied(2, true)])));
+    }
+
+    #[test]
+    fn bad_syn_proxy_fields_are_refused_and_counted_as_malformed() {
+        let good = enc(&Stamper::new(T0), &Message::Conns(vec![conn(0, false), proxied(1, true)]))[0].clone();
+        assert!(decode(&good, &key(), 7).is_ok());
+        let second = HEADER_LEN + ENTRY_LEN;
+        let proxy = |entry: usize| entry + PREVIOUS_ENTRY_LEN;
+        let cases: [(&str, usize, u8, &str); 9] = [
+            ("handshake phase", proxy(second), 1, "a SYN proxy handshake in progress is never synced"),
+            ("unknown phase", proxy(second), 3, "unknown SYN proxy phase"),
+            ("phase 255", proxy(second), 255, "unknown SYN proxy phase"),
+            ("server wscale 15", proxy(second) + 1, 15, "SYN proxy window scale over 14"),
+            ("client view wscale 200", proxy(second) + 2, 200, "SYN proxy window scale over 14"),
+            ("inbound shift 15", proxy(second) + 3, 15, "SYN proxy window scale over 14"),
+            ("proxied DR", second + 1, 0, "SYN proxy on a connection that is not TCP NAT or FULLNAT"),
+            ("proxied UDP", second, 17, "SYN proxy on a connection that is not TCP NAT or FULLNAT"),
+            ("fields without a phase", proxy(HEADER_LEN) + 7, 1, "SYN proxy fields on a connection that is not proxied"),
+        ];
+        for (what, at, value, want) in cases {
+            let mut bad = good.clone();
+            bad[at] = value;
+            let bad = resign(bad);
+            assert_eq!(decode(&bad, &key(), 7), Err(SyncError::Malformed(want)), "{what}");
+            let counters = SyncCounters::default();
+            if let Err(e) = gate().check(&bad, from_peer(), T0) {
+                counters.reject(e.reason());
+            }
+            assert_eq!(counters.rejected(Reason::Malformed), 1, "{what}");
+        }
+        // Scale 14 is the largest TCP allows, and is taken.
+        let mut edge = good.clone();
+        edge[proxy(second) + 1..proxy(second) + 4].copy_from_slice(&[14, 14, 14]);
+        assert!(decode(&resign(edge), &key(), 7).is_ok());
     }
 
     #[test]
@@ -1013,12 +1212,6 @@ mod tests {
         assert!(matches!(decode(&good[..20], &key(), 7), Err(SyncError::Malformed(_))));
         assert!(matches!(decode(b"nonsense", &key(), 7), Err(SyncError::Malformed(_))));
         // Authentic but nonsensical content (a sender with the key and a bug).
-        let resign = |mut d: Vec<u8>| {
-            d.truncate(d.len() - MAC_LEN);
-            let tag = key().sign(&d);
-            d.extend_from_slice(&tag);
-            d
-        };
         let mut k = good.clone();
         k[5] = 77;
         assert_eq!(decode(&resign(k), &key(), 7), Err(SyncError::Kind(77)));
@@ -1102,6 +1295,56 @@ mod tests {
             let mut framed = b"RVSS\x02\x01\x07".to_vec();
             framed.extend_from_slice(&bytes);
             let _ = g.check(&framed, from_peer(), T0);
+        }
+
+        /// Authentic datagrams of either version with random entries: each
+        /// is refused as malformed or decoded into entries that fit the
+        /// wire format (an open translation with scales of at most 14, on
+        /// TCP NAT or FULLNAT), never a panic.
+        #[test]
+        fn random_authentic_entries_never_panic(
+            entries in proptest::collection::vec(proptest::collection::vec(0u8..=255, ENTRY_LEN), 0..4),
+            old in proptest::bool::ANY,
+        ) {
+            let (version, len) = if old { (PREVIOUS_VERSION, PREVIOUS_ENTRY_LEN) } else { (VERSION, ENTRY_LEN) };
+            let mut d = b"RVSS".to_vec();
+            d.extend_from_slice(&[version, 1, 7, entries.len() as u8]);
+            d.extend_from_slice(&[0; 24]);
+            for e in &entries {
+                d.extend_from_slice(&e[..len]);
+            }
+            d.extend_from_slice(&[0; MAC_LEN]);
+            match decode(&resign(d), &key(), 7) {
+                Ok(Datagram { message: Message::Conns(conns), .. }) => {
+                    proptest::prop_assert_eq!(conns.len(), entries.len());
+                    for c in conns {
+                        if let Some(t) = c.syn_proxy {
+                            proptest::prop_assert!(!old && t.is_open() && t.scales_valid() && c.protocol == Protocol::Tcp);
+                            proptest::prop_assert!(matches!(c.forward, ForwardMode::Nat | ForwardMode::FullNat));
+                        }
+                    }
+                }
+                Ok(other) => proptest::prop_assert!(false, "unexpected {:?}", other),
+                Err(e) => proptest::prop_assert_eq!(e.reason(), Reason::Malformed),
+            }
+        }
+
+        /// Whatever translation an open proxied connection has, it comes
+        /// back from the wire unchanged.
+        #[test]
+        fn translations_round_trip(delta: u32, scales in proptest::array::uniform3(0u8..=14), fnat: bool) {
+            let c = ConnInfo {
+                syn_proxy: Some(Translation {
+                    delta,
+                    phase: Phase::Open,
+                    server_wscale: scales[0],
+                    client_view_wscale: scales[1],
+                    inbound_shift: scales[2],
+                }),
+                ..proxied(0, fnat)
+            };
+            let d = encode(&key(), 7, &Message::Conns(vec![c.clone()]), &Stamper::new(T0), T0);
+            proptest::prop_assert_eq!(decode(&d[0], &key(), 7).map(|d| d.message), Ok(Message::Conns(vec![c])));
         }
     }
 }

@@ -526,6 +526,7 @@ fn conn(client: &str, real: &str, state: &str, template: bool) -> ConnInfo {
         expires_ms: 1000,
         template,
         seq_delta: 0,
+        syn_proxy: None,
     }
 }
 

@@ -100,6 +100,7 @@ fn conn(p: Protocol, expires_s: u64, state: &str, c: &str, v: &str, r: &str) -> 
         expires_ms: expires_s * 1000 + 400,
         template: false,
         seq_delta: 0,
+        syn_proxy: None,
     }
 }
 

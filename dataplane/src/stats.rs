@@ -365,6 +365,12 @@ pub struct ConnInfo {
     /// sync carries it, so a backup keeps shifting the same way).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub seq_delta: u32,
+    /// SYN-proxied TCP: the proxy's translation (`phase` `handshake` while
+    /// the real server's handshake is in progress, `open` after; absent for
+    /// connections that are not proxied). Connection sync carries open ones,
+    /// and never sends pending ones (their held packets cannot be synced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syn_proxy: Option<crate::synproxy::Translation>,
 }
 
 fn is_zero(v: &u32) -> bool {

@@ -758,6 +758,54 @@ class ConnectionSyncTests(HaCase):
         figure(f"  FULLNAT local address:port synced: {sorted(local1 & local2)}")
 
 
+    def test_syn_proxied_streams_continue_byte_for_byte(self):
+        """Connections opened through the SYN proxy (NAT and FULLNAT with
+        syn_proxy "on") are synced with their translation (cookie -> real
+        server ISN, window scales): after the master is SIGKILLed the backup
+        translates them the same way and the streams continue byte for byte."""
+        services = lab.lab_services()
+        for svc in services:
+            if svc["protocol"] == "tcp" and svc["forward"] in ("nat", "fullnat"):
+                svc["syn_proxy"] = "on"
+        d1 = self.director(1, lab.director_config(1, services=services, vrrp=lab.vrrp_config(150, 0.1, 3)))
+        d1.wait_vrrp("MASTER", 5)
+        d2 = self.director(2, lab.director_config(2, services=services, vrrp=lab.vrrp_config(100, 0.1, 3)))
+        d2.wait_vrrp("BACKUP", 5)
+        time.sleep(0.3)
+        streams = {}
+        for mode, vip in (("FULLNAT", FNAT_VIP), ("NAT", NAT_VIP)):
+            s = lab.Stream(vip, 9000, lines=100, interval=0.04, tmp=str(Path(self.tmp) / f"proxied-{mode}"))
+            self.addCleanup(s.cleanup)
+            streams[mode] = s
+        for mode, s in streams.items():
+            lab.wait_for(s.banner, 5, what=f"{mode} banner")
+        time.sleep(0.5)
+        proxied1 = [c for c in d1.get("/api/v1/connections?limit=100")["connections"] if "syn_proxy" in c]
+        self.assertEqual(len(proxied1), 2, f"two proxied connections on d1: {proxied1}")
+        self.assertTrue(all(c["syn_proxy"]["phase"] == "open" for c in proxied1), proxied1)
+        def synced():
+            conns = d2.get("/api/v1/connections?limit=100")["connections"]
+            return [c for c in conns if "syn_proxy" in c]
+        lab.wait_for(lambda: len(synced()) == 2, 3, what="proxied connections synced to d2")
+        proxied2 = synced()
+        key = lambda c: (c["client"], c["vip"])  # noqa: E731
+        self.assertEqual(sorted((key(c), c["syn_proxy"]) for c in proxied2),
+                         sorted((key(c), c["syn_proxy"]) for c in proxied1), "the same translations")
+        at_kill = {m: len(s.received()) for m, s in streams.items()}
+        d1.kill()
+        d2.wait_vrrp("MASTER", 5)
+        figure("SYN-proxied connections synced: "
+               + ", ".join(f"{c['forward']} delta {c['syn_proxy']['delta']:#010x}" for c in proxied2)
+               + f"; bytes received per stream at the kill: {at_kill}")
+        for mode, s in streams.items():
+            with self.subTest(mode=mode):
+                rc = s.wait(30)
+                got = s.received()
+                expected = s.banner().encode() + b"\n" + s.sent.read_bytes()
+                self.assertEqual(got, expected, f"{mode}: proxied stream broke after the failover "
+                                 f"(socat rc={rc}, {at_kill[mode]} bytes at the kill)\n" + self.diag(d2))
+                self.assertLess(at_kill[mode], len(got), f"{mode}: the stream ended before the kill")
+
     def test_late_backup_gets_bulk_resync(self):
         """A backup that starts while connections are established asks the
         master for a bulk resync; those connections survive a failover too."""

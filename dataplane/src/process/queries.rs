@@ -9,6 +9,7 @@ use std::borrow::Cow;
 
 use super::*;
 use crate::stats::{ConnChunk, ConnEntry, ConnPager, ConnScan, CONN_SCAN_SLOTS};
+use crate::synproxy::seq::{Phase, Translation};
 
 impl<F: Frame> Processor<F> {
     /// A connection as listings and connection sync show it.
@@ -25,14 +26,18 @@ impl<F: Frame> Processor<F> {
             expires_ms: c.expires_in_ms(now_ms),
             template: false,
             seq_delta: c.seq_delta,
+            syn_proxy: (c.proxy.phase != Phase::None).then_some(c.proxy),
         }
     }
 
     /// Installs a connection received from the sync master (a backup director
     /// keeps it, so established connections survive a failover) on the worker
     /// [`install_worker`] names, which announces it to the others. Its FULLNAT
-    /// local port is taken out of this worker's pool. Returns false when the
-    /// table is full or the entry is unusable.
+    /// local port is taken out of this worker's pool. A SYN-proxied one keeps
+    /// its translation, so its packets are translated exactly as on the
+    /// master. Returns false when the table is full or the entry is unusable
+    /// (a proxied handshake still in progress among them: only the master
+    /// holds its packets).
     pub fn install(&mut self, info: &ConnInfo, now_ms: u64, out: &mut Output<F>) -> bool {
         if info.template {
             return false;
@@ -41,6 +46,11 @@ impl<F: Frame> Processor<F> {
         if info.local.is_some_and(|l| l.port() == 0) {
             return false;
         }
+        let proxy = match info.syn_proxy {
+            None => Translation::default(),
+            Some(t) if Self::installable_translation(info, &t) => t,
+            Some(_) => return false,
+        };
         let timeouts = self.snapshot.timeouts;
         let mut conn = Conn {
             protocol: info.protocol,
@@ -57,7 +67,7 @@ impl<F: Frame> Processor<F> {
             synced_ms: ms32(now_ms),
             seq_delta: info.seq_delta,
             reply_hop: crate::neigh::hops::NONE,
-            proxy: Default::default(),
+            proxy,
         };
         conn.restart_timer(state_timeout_ms(state, &timeouts), now_ms);
         self.relocate_now(&mut conn);
@@ -71,6 +81,12 @@ impl<F: Frame> Processor<F> {
         self.count_conn(&conn, conn.service_index, conn.real_index, 1);
         self.counters.inc(Counter::ConnSynced);
         true
+    }
+
+    /// Whether a synced connection's SYN proxy translation `t` can be used:
+    /// open, with valid window scales, on a TCP NAT or FULLNAT connection.
+    fn installable_translation(info: &ConnInfo, t: &Translation) -> bool {
+        t.is_open() && t.scales_valid() && info.protocol == Protocol::Tcp && matches!(info.forward, ForwardMode::Nat | ForwardMode::FullNat)
     }
 
     /// One step of a listing: looks at table slots `scan.cursor..` (at most
@@ -142,6 +158,7 @@ impl<F: Frame> Processor<F> {
             expires_ms: t.expires_ms.saturating_sub(now_ms),
             template: true,
             seq_delta: 0,
+            syn_proxy: None,
         }
     }
 

@@ -811,6 +811,7 @@ fn a_synced_connection_lives_on_one_worker_that_announces_it() {
         expires_ms: 900_000,
         template: false,
         seq_delta: 0,
+        syn_proxy: None,
     };
     let owner = install_worker(&info, 2);
     assert_eq!(owner, install_worker(&info, 2), "the same worker for every update");

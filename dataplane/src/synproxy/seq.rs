@@ -9,10 +9,13 @@
 //! applies on top, independently).
 
 use crate::fwd::FwdError;
+use crate::synproxy::cookie::MAX_WSCALE;
 use crate::wire::{checksum, Ipv4Packet, TcpSegment};
 
-/// Where a connection stands with the SYN proxy.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Where a connection stands with the SYN proxy (in JSON: `none`,
+/// `handshake`, `open`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[repr(u8)]
 pub enum Phase {
     /// Not proxied.
@@ -24,8 +27,11 @@ pub enum Phase {
     Open = 2,
 }
 
-/// What a proxied connection's packets need translated: 8 bytes in [`crate::conn::Conn`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What a proxied connection's packets need translated: 8 bytes in
+/// [`crate::conn::Conn`]. Listings show it and connection sync carries it
+/// (once [`Phase::Open`]), so a backup translates exactly as the master did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Translation {
     /// The real server's ISN minus the cookie.
     pub delta: u32,
@@ -47,6 +53,13 @@ impl Translation {
     /// True for a connection whose packets are translated.
     pub fn is_open(&self) -> bool {
         self.phase == Phase::Open
+    }
+
+    /// True when every window scale and shift is one TCP allows (at most
+    /// [`MAX_WSCALE`], RFC 7323): what a translation received from
+    /// elsewhere (connection sync) must satisfy before it is used.
+    pub fn scales_valid(&self) -> bool {
+        [self.server_wscale, self.client_view_wscale, self.inbound_shift].iter().all(|s| *s <= MAX_WSCALE)
     }
 }
 

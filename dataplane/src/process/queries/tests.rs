@@ -58,6 +58,7 @@ fn entry(i: u32) -> ConnInfo {
         expires_ms: 0,
         template: false,
         seq_delta: 0,
+        syn_proxy: None,
     }
 }
 

@@ -623,3 +623,118 @@ fn a_persistent_services_cookie_ack_is_taken_by_the_template_owner() {
     assert_eq!(workers[owner].conns().len(), 1);
     assert_eq!(workers[owner].counters().get(Counter::SynCookieAckValid), 1);
 }
+
+/// The backup director of a failover: the same services, its own cookie secret.
+fn backup() -> Processor<VecFrame> {
+    let mut b = proxy(7);
+    b.set_syn_cookie_secret(Secret::new(*b"another director"));
+    b
+}
+
+/// Hands the same frame to `a` and `b`: the frames each sent.
+fn both(a: &mut Processor<VecFrame>, b: &mut Processor<VecFrame>, input: Vec<u8>, now: u64) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    (step(a, input.clone(), now), step(b, input, now))
+}
+
+/// A proxied connection installed from the master's listing entry (what
+/// connection sync carries) on a backup translates the next packets both
+/// ways exactly as the master does: NAT with the real server scaling its
+/// windows differently, FULLNAT with a real server that refused scaling.
+#[test]
+fn a_synced_proxied_connection_is_translated_on_the_backup_exactly_as_on_the_master() {
+    struct Case {
+        vip: Ipv4Addr,
+        sport: u16,
+        server_isn: u32,
+        server_ws: Option<u8>,
+    }
+    let cases = [
+        Case { vip: NAT_VIP, sport: 40020, server_isn: 0x9000_0000, server_ws: Some(9) },
+        Case { vip: FNAT_VIP, sport: 40021, server_isn: 0x0000_0100, server_ws: None },
+    ];
+    for c in cases {
+        let mut master = proxy(7);
+        let cookie = handshake_with_director(&mut master, c.vip, c.sport, 7);
+        let (syn, _) = open(&mut master, c.vip, c.sport, cookie, c.server_isn, c.server_ws, b"");
+        let listed = master.connections(&ConnFilter::default(), NOW + 6);
+        assert_eq!(listed.len(), 1);
+        let info = listed[0].clone();
+        let t = info.syn_proxy.expect("the listing shows the translation");
+        assert_eq!((t.phase, t.delta), (crate::synproxy::seq::Phase::Open, c.server_isn.wrapping_sub(cookie)));
+
+        let mut backup = backup();
+        let mut out = Output::with_capacity(8);
+        assert!(backup.install(&info, NOW + 6, &mut out), "installed");
+        let mut relisted = backup.connections(&ConnFilter::default(), NOW + 6);
+        relisted[0].worker = info.worker;
+        assert_eq!(relisted, vec![info.clone()], "the backup lists the same connection");
+
+        // Client → real server, then the real server's reply, then the client again.
+        let rs_mac = if syn.dst.0 == RS1 { RS1_MAC } else { RS2_MAC };
+        let data = frame(
+            CLIENT_MAC,
+            (CLIENT, c.sport),
+            (c.vip, 80),
+            &Tcp { seq: CLIENT_ISN.wrapping_add(1), ack: Some(cookie.wrapping_add(1)), window: 300, payload: b"ping", ..Tcp::default() },
+        );
+        let (m, b) = both(&mut master, &mut backup, data, NOW + 10);
+        assert_eq!(m.len(), 1);
+        assert_eq!(parse(&m[0], rs_mac).ack, c.server_isn + 1, "translated into the real server's space");
+        assert_eq!(b, m, "client → real server: the same frame");
+        let reply = frame(
+            rs_mac,
+            syn.dst,
+            syn.src,
+            &Tcp { seq: c.server_isn + 1, ack: Some(syn.seq.wrapping_add(5)), window: 700, payload: b"pong", ..Tcp::default() },
+        );
+        let (m, b) = both(&mut master, &mut backup, reply, NOW + 11);
+        assert_eq!(m.len(), 1);
+        assert_eq!(parse(&m[0], CLIENT_MAC).seq, cookie.wrapping_add(1), "translated into the client's space");
+        assert_eq!(b, m, "real server → client: the same frame");
+        let more = frame(
+            CLIENT_MAC,
+            (CLIENT, c.sport),
+            (c.vip, 80),
+            &Tcp { seq: CLIENT_ISN.wrapping_add(5), ack: Some(cookie.wrapping_add(5)), window: 280, payload: b"bye", ..Tcp::default() },
+        );
+        let (m, b) = both(&mut master, &mut backup, more, NOW + 12);
+        assert_eq!(b, m, "and again");
+        assert!(!b.is_empty());
+    }
+}
+
+/// A proxied handshake in progress is listed as such, and a backup refuses
+/// to install it (only the master holds its client's packets); a synced
+/// translation a backup could not use is refused too.
+#[test]
+fn a_pending_or_unusable_proxied_connection_is_not_installed() {
+    use crate::synproxy::seq::{Phase, Translation};
+    let mut master = proxy(7);
+    let cookie = handshake_with_director(&mut master, NAT_VIP, 40022, 7);
+    let ack = frame(
+        CLIENT_MAC,
+        (CLIENT, 40022),
+        (NAT_VIP, 80),
+        &Tcp { seq: CLIENT_ISN.wrapping_add(1), ack: Some(cookie.wrapping_add(1)), ..Tcp::default() },
+    );
+    assert_eq!(step(&mut master, ack, NOW + 5).len(), 1, "the SYN to the real server");
+    let pending = master.connections(&ConnFilter::default(), NOW + 5).remove(0);
+    assert_eq!(pending.syn_proxy.map(|t| t.phase), Some(Phase::Handshake));
+    let mut backup = backup();
+    let mut out = Output::with_capacity(8);
+    assert!(!backup.install(&pending, NOW + 5, &mut out), "a handshake in progress");
+    let open = Translation { delta: 5, phase: Phase::Open, server_wscale: 7, client_view_wscale: 7, inbound_shift: 0 };
+    let established = ConnInfo { state: "ESTABLISHED".into(), syn_proxy: Some(open), ..pending.clone() };
+    let unusable = [
+        ConnInfo { syn_proxy: Some(Translation { server_wscale: 15, ..open }), ..established.clone() },
+        ConnInfo { syn_proxy: Some(Translation { inbound_shift: 200, ..open }), ..established.clone() },
+        ConnInfo { forward: ForwardMode::Dr, ..established.clone() },
+        ConnInfo { protocol: Protocol::Udp, state: "UDP".into(), ..established.clone() },
+    ];
+    for u in &unusable {
+        assert!(!backup.install(u, NOW + 5, &mut out), "{u:?}");
+    }
+    assert_eq!(backup.conns().len(), 0);
+    assert!(backup.install(&established, NOW + 5, &mut out), "the same connection, open, is taken");
+    assert_eq!(backup.conns().len(), 1);
+}
