@@ -247,14 +247,9 @@ impl<F: Frame> Processor<F> {
         if adopt && !sloppy::adoptable_mode(real.forward) {
             return Action::Drop(Counter::DropNoConnection);
         }
-        let local = if real.forward == ForwardMode::FullNat {
-            match self.pool.allocate(&svc.local_addrs) {
-                Some(l) => Some(l),
-                None if svc.local_addrs.is_empty() => return Action::Drop(Counter::DropNoLaddr),
-                None => return Action::Drop(Counter::DropNoLocalPort),
-            }
-        } else {
-            None
+        let local = match self.local_for(svc_idx, real.forward) {
+            Ok(local) => local,
+            Err(reason) => return Action::Drop(reason),
         };
         // IPVS creates the entry in NONE and runs the SYN through the table (→ SYN_RECV).
         let state = match protocol {
@@ -262,10 +257,62 @@ impl<F: Frame> Processor<F> {
             Protocol::Tcp => crate::conn::next_state(TcpState::None, l4.flags(), crate::conn::StateTable::Input),
             Protocol::Udp => TcpState::Udp,
         };
+        let mut conn = match self.new_conn(ip_bytes, &key, svc_idx, real_idx, local, state, now_ms) {
+            Ok(conn) => conn,
+            Err(reason) => return Action::Drop(reason),
+        };
+        conn.restart_timer(state_timeout_ms(state, &timeouts), now_ms);
+        if self.syn_recv_cap_ms().is_some_and(|max| pressure::shorten_syn_recv(&mut conn, max, now_ms)) {
+            self.counters.inc(Counter::ConnSynRecvShortened);
+        }
+        if let Err(reason) = self.add_new_conn(&conn, ip_len, now_ms, out) {
+            return Action::Drop(reason);
+        }
+        if adopt {
+            self.counters.inc(Counter::ConnAdopted);
+        }
+        if self.snapshot.sync_send {
+            out.sync.push(self.conn_info(&conn, now_ms));
+        }
+        self.forward(port, ip_bytes, l2_len, pkt, &conn, None, Direction::Inbound, false)
+    }
+
+    /// The FULLNAT local address and port of a new connection of service
+    /// `svc_idx` whose real server is reached by `forward` (None for other
+    /// modes), or the drop reason when none is left.
+    pub(super) fn local_for(&mut self, svc_idx: usize, forward: ForwardMode) -> Result<Option<SocketAddrV4>, Counter> {
+        if forward != ForwardMode::FullNat {
+            return Ok(None);
+        }
+        let svc = &self.snapshot.services[svc_idx];
+        match self.pool.allocate(&svc.local_addrs) {
+            Some(l) => Ok(Some(l)),
+            None if svc.local_addrs.is_empty() => Err(Counter::DropNoLaddr),
+            None => Err(Counter::DropNoLocalPort),
+        }
+    }
+
+    /// A new connection of the flow `key` (its first packet `ip_bytes`) to
+    /// real server `real_idx` of service `svc_idx`, in `state`, with no timer
+    /// yet; FULLNAT TCP gets its sequence shift. On an error the local port
+    /// `local` is given back.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new_conn(
+        &mut self,
+        ip_bytes: &[u8],
+        key: &FlowKey,
+        svc_idx: usize,
+        real_idx: usize,
+        local: Option<SocketAddrV4>,
+        state: TcpState,
+        now_ms: u64,
+    ) -> Result<Conn, Counter> {
+        let real = self.snapshot.services[svc_idx].reals[real_idx];
+        let protocol = Protocol::from_ip_proto(key.proto).ok_or(Counter::DropUnsupported)?;
         let mut conn = Conn {
             protocol,
-            client: SocketAddrV4::new(src, l4.sport),
-            vip: SocketAddrV4::new(dst, l4.dport),
+            client: SocketAddrV4::new(key.src, key.sport),
+            vip: SocketAddrV4::new(key.dst, key.dport),
             real: SocketAddrV4::new(real.addr, real.port),
             local: local.into(),
             real_index: real_idx as u16,
@@ -280,38 +327,39 @@ impl<F: Frame> Processor<F> {
             proxy: Default::default(),
         };
         if let (Some(l), Protocol::Tcp) = (local, protocol) {
-            conn.seq_delta = match fnat::new_seq_delta(ip_bytes, l, conn.real) {
-                Ok(delta) => delta,
-                Err(_) => return Action::Drop(Counter::DropMalformed),
-            };
+            match fnat::new_seq_delta(ip_bytes, l, conn.real) {
+                Ok(delta) => conn.seq_delta = delta,
+                Err(_) => {
+                    self.pool.release(l);
+                    return Err(Counter::DropMalformed);
+                }
+            }
         }
-        conn.restart_timer(state_timeout_ms(state, &timeouts), now_ms);
-        if self.syn_recv_cap_ms().is_some_and(|max| pressure::shorten_syn_recv(&mut conn, max, now_ms)) {
-            self.counters.inc(Counter::ConnSynRecvShortened);
-        }
-        let persistence = svc.persistence;
-        if !self.insert_conn(conn, now_ms, out) {
-            if let Some(l) = local {
+        Ok(conn)
+    }
+
+    /// Inserts the new connection `conn` (its first packet `ip_len` bytes)
+    /// and does what follows a creation: counts, persistence template,
+    /// announcement to the other workers. A full table gives its local port
+    /// back and says why.
+    pub(super) fn add_new_conn(&mut self, conn: &Conn, ip_len: u16, now_ms: u64, out: &mut Output<F>) -> Result<(), Counter> {
+        if !self.insert_conn(*conn, now_ms, out) {
+            if let Some(l) = conn.local.get() {
                 self.pool.release(l);
             }
-            return Action::Drop(Counter::DropConnTableFull);
+            return Err(Counter::DropConnTableFull);
         }
-        self.count_conn(&conn, conn.service_index, conn.real_index, 1);
+        let (svc_idx, real_idx) = (usize::from(conn.service_index), usize::from(conn.real_index));
+        self.count_conn(conn, conn.service_index, conn.real_index, 1);
         if let Some(t) = self.counts.get_mut(svc_idx).and_then(|c| c.traffic.get_mut(real_idx)) {
             t.conns += 1;
         }
-        self.count_traffic(&conn, Direction::Inbound, u64::from(ip_len));
-        if let Some(p) = persistence {
-            self.template_use(&conn, p, now_ms);
+        self.count_traffic(conn, Direction::Inbound, u64::from(ip_len));
+        if let Some(p) = self.snapshot.services[svc_idx].persistence {
+            self.template_use(conn, p, now_ms);
         }
-        self.announce(&conn, out);
+        self.announce(conn, out);
         self.counters.inc(Counter::ConnCreated);
-        if adopt {
-            self.counters.inc(Counter::ConnAdopted);
-        }
-        if self.snapshot.sync_send {
-            out.sync.push(self.conn_info(&conn, now_ms));
-        }
-        self.forward(port, ip_bytes, l2_len, pkt, &conn, None, Direction::Inbound, false)
+        Ok(())
     }
 }

@@ -228,62 +228,24 @@ impl<F: Frame> Processor<F> {
             let answer = Answer::Icmp { from: key.dst, msg_type: icmp::msg_type::DEST_UNREACHABLE, code: icmp_err::code::PORT_UNREACHABLE };
             return Action::Answer { reason: Counter::DropNoRealServer, l2_len, answer };
         };
-        let svc = &self.snapshot.services[svc_idx];
-        let real = svc.reals[real_idx];
-        let local = match real.forward {
-            ForwardMode::Nat => None,
-            ForwardMode::FullNat => match self.pool.allocate(&svc.local_addrs) {
-                Some(l) => Some(l),
-                None if svc.local_addrs.is_empty() => return Action::Drop(Counter::DropNoLaddr),
-                None => return Action::Drop(Counter::DropNoLocalPort),
-            },
-            ForwardMode::Dr | ForwardMode::Tun => return Action::Drop(Counter::DropNoConnection),
-        };
-        let mut conn = Conn {
-            protocol: Protocol::Tcp,
-            client: SocketAddrV4::new(key.src, key.sport),
-            vip: SocketAddrV4::new(key.dst, key.dport),
-            real: SocketAddrV4::new(real.addr, real.port),
-            local: local.into(),
-            real_index: real_idx as u16,
-            service_index: svc_idx as u16,
-            generation: self.generation(),
-            synced_ms: ms32(now_ms),
-            forward: real.forward,
-            state: TcpState::SynSent,
-            expires_ms: 0,
-            seq_delta: 0,
-            reply_hop: crate::neigh::hops::NONE,
-            proxy: Translation { phase: Phase::Handshake, ..Translation::default() },
-        };
-        if let Some(l) = local {
-            conn.seq_delta = match fnat::new_seq_delta(ip_bytes, l, conn.real) {
-                Ok(delta) => delta,
-                Err(_) => {
-                    self.pool.release(l);
-                    return Action::Drop(Counter::DropMalformed);
-                }
-            };
+        let forward = self.snapshot.services[svc_idx].reals[real_idx].forward;
+        if !matches!(forward, ForwardMode::Nat | ForwardMode::FullNat) {
+            return Action::Drop(Counter::DropNoConnection);
         }
+        let local = match self.local_for(svc_idx, forward) {
+            Ok(local) => local,
+            Err(reason) => return Action::Drop(reason),
+        };
+        let mut conn = match self.new_conn(ip_bytes, &key, svc_idx, real_idx, local, TcpState::SynSent, now_ms) {
+            Ok(conn) => conn,
+            Err(reason) => return Action::Drop(reason),
+        };
+        conn.proxy = Translation { phase: Phase::Handshake, ..Translation::default() };
         conn.restart_timer(HANDSHAKE_TIMEOUT_MS, now_ms);
-        let persistence = svc.persistence;
-        if !self.insert_conn(conn, now_ms, out) {
-            if let Some(l) = local {
-                self.pool.release(l);
-            }
-            return Action::Drop(Counter::DropConnTableFull);
+        if let Err(reason) = self.add_new_conn(&conn, pkt.ip_len, now_ms, out) {
+            return Action::Drop(reason);
         }
         self.proxy.pending.insert(key, pending);
-        self.count_conn(&conn, conn.service_index, conn.real_index, 1);
-        if let Some(t) = self.counts.get_mut(svc_idx).and_then(|c| c.traffic.get_mut(real_idx)) {
-            t.conns += 1;
-        }
-        self.count_traffic(&conn, Direction::Inbound, u64::from(pkt.ip_len));
-        if let Some(p) = persistence {
-            self.template_use(&conn, p, now_ms);
-        }
-        self.announce(&conn, out);
-        self.counters.inc(Counter::ConnCreated);
         self.counters.inc(Counter::SynCookieAckValid);
         Action::SynProxy(Step::Open { l2_len, key, data })
     }
