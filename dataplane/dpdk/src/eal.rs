@@ -17,7 +17,7 @@ pub struct Eal {
 }
 
 impl Eal {
-    /// Starts EAL with `args` (argv[0] included). May be called once per process.
+    /// Starts EAL with `args` (`argv[0]` included). May be called once per process.
     /// DPDK's log goes through `tracing` from here on ([`crate::log`]).
     pub fn init(args: &[String]) -> Result<Eal, DpdkError> {
         if STARTED.swap(true, Ordering::SeqCst) {

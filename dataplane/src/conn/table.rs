@@ -91,7 +91,7 @@ fn folded_multiply(a: u64, b: u64) -> u64 {
 
 /// A fixed-capacity connection table owned by one worker.
 ///
-/// Lookups are one hash probe. The index ([`Index`]) holds 4-byte entries (a
+/// Lookups are one hash probe. The index (`Index`, private) holds 4-byte entries (a
 /// hash tag, an id and a direction) and compares keys against the slot they
 /// point to, so a connection costs its slot (the size of a [`Conn`]) plus two
 /// index entries' room at a load of at most 3/4 (10.7 bytes). Free slots

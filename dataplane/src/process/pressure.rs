@@ -27,7 +27,7 @@ use super::*;
 use crate::conn::Victim;
 use crate::snapshot::{Service, SynProxy};
 
-/// Slots [`Processor::make_room`] looks at, at most, for a victim.
+/// Slots `Processor::make_room` looks at, at most, for a victim.
 pub const VICTIM_SCAN: usize = 32;
 
 /// This worker's pressure state.
