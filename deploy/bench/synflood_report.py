@@ -15,13 +15,7 @@ import json
 import os
 import sys
 
-
-def load(path, default=None):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return default
+from report import load  # deploy/bench/report.py, beside this script
 
 
 def counter(stats: dict, name: str) -> int:
