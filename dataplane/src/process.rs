@@ -383,7 +383,7 @@ impl<F: Frame> Processor<F> {
         let frag_limits = snapshot.frag_limits;
         let mut neigh = NeighTable::new();
         neigh.set_max_held(snapshot.neigh_max_held);
-        Processor {
+        let mut processor = Processor {
             worker,
             workers: workers.max(1),
             snapshot,
@@ -410,7 +410,9 @@ impl<F: Frame> Processor<F> {
             rx_csum: RxChecksum::Unknown,
             pressure: Default::default(),
             proxy: Default::default(),
-        }
+        };
+        processor.set_pressure_limits();
+        processor
     }
 
     /// Switches to a new snapshot, between bursts. Scheduler state carries over
@@ -443,6 +445,7 @@ impl<F: Frame> Processor<F> {
         self.reassembler.set_limits(snapshot.frag_limits);
         self.neigh.set_max_held(snapshot.neigh_max_held);
         let old = std::mem::replace(&mut self.snapshot, snapshot);
+        self.set_pressure_limits();
         // Counts follow real servers by address, not by position. Connections
         // find their new indices lazily (see `relocate`).
         let mut counts: Vec<ServiceCounts> = self.snapshot.services.iter().map(|s| fresh_counts(s.reals.len())).collect();

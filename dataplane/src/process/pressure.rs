@@ -48,12 +48,10 @@ pub(super) struct Pressure {
 }
 
 /// The snapshot's thresholds as entry counts of this worker's table, so a
-/// check is two compares.
+/// check is two compares (computed when the worker starts and when it adopts
+/// a snapshot: [`Processor::set_pressure_limits`]).
 #[derive(Clone, Copy, Debug, Default)]
 struct Limits {
-    /// The snapshot they were computed from: its address and generation
-    /// (both, as a freed snapshot's address may be reused; 0: none yet).
-    snapshot: (usize, u64),
     /// Entries that start pressure.
     table_on: usize,
     /// SYN_RECV entries that start pressure.
@@ -139,14 +137,13 @@ impl<F: Frame> Processor<F> {
         }
     }
 
-    /// Computes the thresholds of the snapshot `key` names (the one in use).
-    #[cold]
-    fn refresh_limits(&mut self, key: (usize, u64)) {
+    /// Computes the thresholds of the snapshot in use (at start and on every
+    /// snapshot adopted).
+    pub(super) fn set_pressure_limits(&mut self) {
         let (f, cap) = (self.snapshot.syn_flood, self.conns.capacity());
         let s = f.syn_recv_timeout_under_pressure;
         let normal = state_timeout_ms(TcpState::SynRecv, &self.snapshot.timeouts);
         self.pressure.limits = Limits {
-            snapshot: key,
             table_on: threshold(cap, f.pressure_table_percent, 1),
             syn_on: threshold(cap, f.pressure_syn_recv_percent, 1),
             table_off: threshold(cap, f.pressure_table_percent, 2),
@@ -175,10 +172,6 @@ impl<F: Frame> Processor<F> {
     /// once per snapshot: a check is two compares.
     #[inline]
     pub(super) fn update_pressure(&mut self) {
-        let key = (Arc::as_ptr(&self.snapshot) as usize, self.snapshot.generation);
-        if self.pressure.limits.snapshot != key {
-            self.refresh_limits(key);
-        }
         let (l, len, syn_recv) = (&self.pressure.limits, self.conns.len(), self.pressure.syn_recv);
         let on = if self.pressure.on { len >= l.table_off || syn_recv >= l.syn_off } else { len >= l.table_on || syn_recv >= l.syn_on };
         if on != self.pressure.on {
