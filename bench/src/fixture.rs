@@ -19,7 +19,8 @@ use crate::plan::{self, ModeSpec};
 /// pressure never starts (the benchmarks measure the normal path).
 pub fn snapshot(mode: &ModeSpec) -> Arc<Snapshot> {
     let reals = plan::REALS.iter().map(|(addr, _)| RealServer::new(*addr, mode.real_port, 1, mode.forward)).collect();
-    let mut service = Service::new(ServiceKey { protocol: Protocol::Tcp, vip: mode.vip, port: mode.vport }, SchedulerKind::Rr, reals);
+    let mut service =
+        Service::new(ServiceKey { protocol: Protocol::Tcp, vip: mode.vip.into(), port: mode.vport }, SchedulerKind::Rr, reals);
     if mode.forward == ForwardMode::FullNat {
         service.local_addrs = plan::local_addrs();
     }

@@ -115,7 +115,7 @@
 //! table under Keepalived.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -678,7 +678,7 @@ fn no_service(key: &ServiceKey) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("no service {key}"))
 }
 
-fn no_real(key: &ServiceKey, address: Ipv4Addr, port: u16) -> ApiError {
+fn no_real(key: &ServiceKey, address: IpAddr, port: u16) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("service {key} has no real server {address}:{port}"))
 }
 
@@ -724,8 +724,17 @@ fn parse_protocol(s: &str) -> Result<Protocol, ApiError> {
     }
 }
 
-fn parse_addr(s: &str, what: &str) -> Result<Ipv4Addr, ApiError> {
-    s.parse().map_err(|_| ApiError::bad_request(format!("invalid {what} `{s}` in the path: expected an IPv4 address a.b.c.d")))
+/// An address in a path segment: `a.b.c.d`, or an IPv6 address with or
+/// without brackets (`2001:db8::1`, `[2001:db8::1]`).
+fn parse_addr(s: &str, what: &str) -> Result<IpAddr, ApiError> {
+    let bare = s.strip_prefix('[').and_then(|v| v.strip_suffix(']'));
+    let parsed = match bare {
+        Some(v6) => v6.parse().map(IpAddr::V6),
+        None => s.parse(),
+    };
+    parsed.map_err(|_| {
+        ApiError::bad_request(format!("invalid {what} `{s}` in the path: expected an IPv4 address a.b.c.d or an IPv6 address"))
+    })
 }
 
 fn parse_port(s: &str, what: &str) -> Result<u16, ApiError> {
@@ -755,7 +764,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ServicePath {
 /// `{protocol}/{vip}/{port}/laddrs/{address}` of the path.
 struct LaddrPath {
     service: ServiceKey,
-    address: Ipv4Addr,
+    address: IpAddr,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for LaddrPath {
@@ -822,7 +831,7 @@ fn parse_service_param(value: &str, field: &str) -> Result<ServiceKey, ApiError>
     };
     Ok(ServiceKey {
         protocol: parse_protocol(p).map_err(|_| bad())?,
-        vip: v.parse().map_err(|_| bad())?,
+        vip: parse_addr(v, "virtual address").map_err(|_| bad())?,
         port: parse_port(port, "port").map_err(|_| bad())?,
     })
 }
@@ -839,7 +848,7 @@ fn parse_bool_param(value: &str, field: &str) -> Result<bool, ApiError> {
 /// `{protocol}/{vip}/{port}/reals/{address}/{rport}` of the path.
 struct RealPath {
     service: ServiceKey,
-    address: Ipv4Addr,
+    address: IpAddr,
     port: u16,
 }
 
@@ -1000,7 +1009,7 @@ fn find_service(config: &Config, key: &ServiceKey) -> Result<usize, ApiError> {
     config.service_index(key).ok_or_else(|| no_service(key))
 }
 
-fn find_real(service: &ServiceConfig, address: Ipv4Addr, port: u16) -> Result<usize, ApiError> {
+fn find_real(service: &ServiceConfig, address: IpAddr, port: u16) -> Result<usize, ApiError> {
     service.real_index(address, port).ok_or_else(|| no_real(&service.key(), address, port))
 }
 
@@ -1576,10 +1585,10 @@ async fn put_syn_flood(
 #[serde(deny_unknown_fields)]
 pub struct LaddrBody {
     /// The local address.
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
 }
 
-async fn list_laddrs(State(state): AppState, ServicePath(key): ServicePath) -> Result<Json<Vec<Ipv4Addr>>, ApiError> {
+async fn list_laddrs(State(state): AppState, ServicePath(key): ServicePath) -> Result<Json<Vec<IpAddr>>, ApiError> {
     let current = state.current.lock().await;
     let i = find_service(&current.config, &key)?;
     Ok(Json(current.config.services[i].local_addresses.clone()))
@@ -1625,7 +1634,7 @@ async fn delete_laddr(State(state): AppState, path: LaddrPath, IfMatch(expect): 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RealStatsView {
     /// Real server address.
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     /// Real server port.
     pub port: u16,
     /// Counters since the last zeroing.
@@ -1645,7 +1654,7 @@ pub struct ServiceStatsView {
     /// `tcp` or `udp`.
     pub protocol: Protocol,
     /// Virtual address.
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     /// Virtual port.
     pub port: u16,
     /// Counters since the last zeroing, summed over the real servers.

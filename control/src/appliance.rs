@@ -130,14 +130,14 @@ impl HaOverlay {
 
     /// The virtual addresses this node does not serve now (VRRP instances
     /// holding them are not master here, none that is master holds them).
-    pub fn standby_vips(&self) -> std::collections::HashSet<Ipv4Addr> {
+    pub fn standby_vips(&self) -> std::collections::HashSet<std::net::IpAddr> {
         let vrrp = self.vrrp.lock();
         let mut out = std::collections::HashSet::new();
         for (state, vips, _) in vrrp.values() {
             if *state != VrrpState::Master {
                 for vip in vips {
                     if !vrrp.values().any(|(s, v, _)| *s == VrrpState::Master && v.contains(vip)) {
-                        out.insert(*vip);
+                        out.insert((*vip).into());
                     }
                 }
             }

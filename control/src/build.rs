@@ -1,7 +1,7 @@
 //! Turns a validated [`Config`] into the immutable [`Snapshot`] the workers forward by.
 
 use rvs_dataplane::frag::FragLimits;
-use rvs_dataplane::snapshot::{InterfaceAddr, Persistence, PortInfo, RealServer, Route, Service, Snapshot};
+use rvs_dataplane::snapshot::{self, InterfaceAddr, Persistence, PortInfo, RealServer, Route, Service, Snapshot};
 use rvs_dataplane::wire::MacAddr;
 
 use crate::config::{Config, ConfigError};
@@ -68,7 +68,8 @@ pub fn build_snapshot(config: &Config, port_macs: &[MacAddr], generation: u64) -
             scheduler: s.scheduler,
             sched_options: s.sched_options,
             persistence: s.persistence.as_ref().map(|p| Persistence { timeout_s: p.timeout, netmask: p.netmask }),
-            local_addrs: s.local_addresses.clone(),
+            local_addrs: s.local_addresses.iter().filter_map(|&a| snapshot::v4(a)).collect(),
+            local_addrs6: s.local_addresses.iter().filter_map(|&a| snapshot::v6(a)).collect(),
             toa: s.toa,
             expire_quiescent: s.expire_quiescent,
             sloppy: s.sloppy,
@@ -153,7 +154,7 @@ mod tests {
             ]
         );
         assert_eq!(snap.timeouts, Timeouts::default());
-        let key = ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100), port: 80 };
+        let key = ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100).into(), port: 80 };
         let (idx, svc) = snap.service(&key).expect("service indexed");
         assert_eq!(idx, 0);
         assert_eq!(svc.scheduler, SchedulerKind::Rr);

@@ -26,7 +26,7 @@
 //! cannot be told apart on the real's side (the headers are the same).
 
 use std::borrow::Cow;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
@@ -150,8 +150,8 @@ pub fn compile_bpf(expr: &str) -> Result<pcap::BpfProgram, CaptureError> {
     dead.compile(expr, true).map_err(|e| CaptureError::BadParameter("filter", format!("invalid BPF expression `{expr}`: {e}")))
 }
 
-/// An IPv4 endpoint.
-type Endpoint = (Ipv4Addr, u16);
+/// An endpoint (the frames matched are IPv4 ones for now).
+type Endpoint = (IpAddr, u16);
 
 /// Which frames belong to one service (see the module documentation).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,16 +160,16 @@ pub struct ServiceMatch {
     virtual_end: Endpoint,
     /// NAT reals: any other end but these (every service's FULLNAT local addresses).
     nat_reals: Vec<Endpoint>,
-    not_local: Vec<Ipv4Addr>,
+    not_local: Vec<IpAddr>,
     /// FULLNAT reals: the other end is one of these (this service's local addresses).
     fullnat_reals: Vec<Endpoint>,
-    local: Vec<Ipv4Addr>,
+    local: Vec<IpAddr>,
 }
 
 impl ServiceMatch {
     /// The match for `service` of `config`.
     pub fn new(config: &Config, service: &ServiceConfig) -> Self {
-        let mut all_local: Vec<Ipv4Addr> = config.services.iter().flat_map(|s| s.local_addresses.iter().copied()).collect();
+        let mut all_local: Vec<IpAddr> = config.services.iter().flat_map(|s| s.local_addresses.iter().copied()).collect();
         all_local.sort_unstable();
         all_local.dedup();
         let mut nat_reals = Vec::new();
@@ -210,7 +210,7 @@ impl ServiceMatch {
         if src == self.virtual_end || dst == self.virtual_end {
             return true;
         }
-        let real_side = |reals: &[Endpoint], other_ok: &dyn Fn(Ipv4Addr) -> bool| {
+        let real_side = |reals: &[Endpoint], other_ok: &dyn Fn(IpAddr) -> bool| {
             (reals.contains(&dst) && other_ok(p.src)) || (reals.contains(&src) && other_ok(p.dst))
         };
         real_side(&self.nat_reals, &|other| !self.not_local.contains(&other))
@@ -238,8 +238,8 @@ fn ipv4_payload(frame: &[u8]) -> Option<&[u8]> {
 struct Ipv4Ports {
     protocol: u8,
     header_len: usize,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
+    src: IpAddr,
+    dst: IpAddr,
     sport: u16,
     dport: u16,
 }
@@ -253,8 +253,8 @@ impl Ipv4Ports {
         }
         let fragment_offset = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
         let protocol = ip[9];
-        let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-        let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+        let src = IpAddr::V4(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]));
+        let dst = IpAddr::V4(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]));
         let (sport, dport) = if protocol == IPPROTO_IPIP {
             (0, 0)
         } else {

@@ -21,7 +21,7 @@
 //! flows for the grace period, then rvsd stops.
 
 use std::collections::{BTreeSet, HashSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -142,25 +142,35 @@ pub enum BgpError {
 /// The VIPs to announce: those whose every service has a real server with
 /// weight above 0 in `effective` (health applied) and that are not in
 /// `standby`; none when `healthy` is false.
-pub fn wanted_vips(effective: &Config, standby: &HashSet<Ipv4Addr>, healthy: bool) -> BTreeSet<Ipv4Addr> {
+pub fn wanted_vips(effective: &Config, standby: &HashSet<IpAddr>, healthy: bool) -> BTreeSet<IpAddr> {
     if !healthy {
         return BTreeSet::new();
     }
-    let all: BTreeSet<Ipv4Addr> = effective.services.iter().map(|s| s.vip).collect();
+    let all: BTreeSet<IpAddr> = effective.services.iter().map(|s| s.vip).collect();
     all.into_iter()
         .filter(|vip| !standby.contains(vip))
         .filter(|vip| effective.services.iter().filter(|s| s.vip == *vip).all(|s| s.reals.iter().any(|r| r.weight > 0)))
         .collect()
 }
 
-/// The include's text: protocol `protocol` with a blackhole `/32` per VIP.
-pub fn render(protocol: &str, vips: &BTreeSet<Ipv4Addr>) -> String {
+/// The include's text: protocol `protocol` (BIRD's `ipv4` channel) with a
+/// blackhole `/32` per IPv4 VIP, and when there are IPv6 VIPs a second
+/// protocol `{protocol}_v6` (`ipv6` channel) with a `/128` per IPv6 VIP: a
+/// BIRD static protocol carries one family.
+pub fn render(protocol: &str, vips: &BTreeSet<IpAddr>) -> String {
     let mut s =
         format!("# Written by rvsd (bgp.include): the VIPs this node announces. Do not edit.\nprotocol static {protocol} {{\n    ipv4;\n");
-    for vip in vips {
+    for vip in vips.iter().filter(|v| v.is_ipv4()) {
         s.push_str(&format!("    route {vip}/32 blackhole;\n"));
     }
     s.push_str("}\n");
+    if vips.iter().any(|v| v.is_ipv6()) {
+        s.push_str(&format!("protocol static {protocol}_v6 {{\n    ipv6;\n"));
+        for vip in vips.iter().filter(|v| v.is_ipv6()) {
+            s.push_str(&format!("    route {vip}/128 blackhole;\n"));
+        }
+        s.push_str("}\n");
+    }
     s
 }
 
@@ -181,7 +191,7 @@ fn reconfigured(output: &str) -> bool {
 #[derive(Clone, Debug, Default)]
 struct Shown {
     /// The set BIRD has (None: nothing handed over yet).
-    announced: Option<BTreeSet<Ipv4Addr>>,
+    announced: Option<BTreeSet<IpAddr>>,
     /// When it was handed over.
     applied_at: Option<Instant>,
     /// The last failure, if the last attempt failed.
@@ -356,7 +366,7 @@ impl Cluster {
     pub async fn run<F, Fut>(self: Arc<Self>, view: F)
     where
         F: Fn() -> Fut + Send,
-        Fut: std::future::Future<Output = (Config, HashSet<Ipv4Addr>)> + Send,
+        Fut: std::future::Future<Output = (Config, HashSet<IpAddr>)> + Send,
     {
         let Some(bgp) = self.bgp.clone() else { return };
         let interval = Duration::from_millis(u64::from(bgp.check_interval_ms));
@@ -392,7 +402,7 @@ impl Cluster {
 }
 
 /// Writes the include for `vips` and runs `birdc configure`.
-async fn apply(bgp: &BgpConfig, vips: &BTreeSet<Ipv4Addr>) -> Result<(), BgpError> {
+async fn apply(bgp: &BgpConfig, vips: &BTreeSet<IpAddr>) -> Result<(), BgpError> {
     let text = render(&bgp.protocol, vips);
     let path = bgp.include.clone();
     write_atomically(&path, &text).map_err(|source| BgpError::Write { path, source })?;
@@ -432,7 +442,7 @@ mod tests {
       ]
     }"#;
 
-    fn ips(v: &[&str]) -> BTreeSet<Ipv4Addr> {
+    fn ips(v: &[&str]) -> BTreeSet<IpAddr> {
         v.iter().map(|s| s.parse().expect("ip")).collect()
     }
 
@@ -441,7 +451,7 @@ mod tests {
         let mut c = config(TWO_VIPS);
         assert_eq!(wanted_vips(&c, &HashSet::new(), true), ips(&["10.0.0.100", "10.0.0.101"]));
         assert_eq!(wanted_vips(&c, &HashSet::new(), false), ips(&[]), "unhealthy node: nothing");
-        let standby: HashSet<Ipv4Addr> = ips(&["10.0.0.101"]).into_iter().collect();
+        let standby: HashSet<IpAddr> = ips(&["10.0.0.101"]).into_iter().collect();
         assert_eq!(wanted_vips(&c, &standby, true), ips(&["10.0.0.100"]), "VRRP backup VIPs are not announced");
         // All reals of one service of 10.0.0.100 down (health left them out).
         c.services[1].reals.retain(|r| r.weight == 0);
@@ -458,6 +468,14 @@ mod tests {
             "{text}"
         );
         assert!(render("p", &ips(&[])).ends_with("protocol static p {\n    ipv4;\n}\n"));
+    }
+
+    #[test]
+    fn ipv6_vips_get_a_second_protocol_with_an_ipv6_channel() {
+        let text = render("p", &ips(&["10.0.0.100", "2001:db8::100"]));
+        assert!(text.contains("protocol static p {\n    ipv4;\n    route 10.0.0.100/32 blackhole;\n}\n"), "{text}");
+        assert!(text.ends_with("protocol static p_v6 {\n    ipv6;\n    route 2001:db8::100/128 blackhole;\n}\n"), "{text}");
+        assert!(!render("p", &ips(&["10.0.0.100"])).contains("p_v6"), "no IPv6 protocol without IPv6 VIPs");
     }
 
     #[test]

@@ -76,7 +76,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -324,8 +324,8 @@ pub struct RouteConfig {
 pub struct ServiceConfig {
     /// `"tcp"` or `"udp"`.
     pub protocol: Protocol,
-    /// Virtual IP address.
-    pub vip: Ipv4Addr,
+    /// Virtual IP address, IPv4 or IPv6.
+    pub vip: IpAddr,
     /// Virtual port (1..=65535).
     pub port: u16,
     /// Scheduler, by ipvsadm's name (`rr`, `wrr`, `lc`, `wlc`, `sed`, `nq`, `sh`, `dh`,
@@ -343,8 +343,9 @@ pub struct ServiceConfig {
     pub persistence: Option<PersistenceConfig>,
     /// FULLNAT local addresses (DPVS `laddr`). May be empty, as in DPVS: the
     /// service's `fullnat` reals then get no connection (`drop_no_laddr`).
+    /// The family of the real servers they reach (IPv4 local addresses for IPv4 reals).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub local_addresses: Vec<Ipv4Addr>,
+    pub local_addresses: Vec<IpAddr>,
     /// FULLNAT: insert the client's address as a TOA TCP option.
     #[serde(default, skip_serializing_if = "is_false")]
     pub toa: bool,
@@ -381,6 +382,13 @@ pub struct PersistenceConfig {
     /// Clients are grouped by this netmask (ipvsadm `-M`, default 255.255.255.255).
     #[serde(default = "default_persistence_netmask")]
     pub netmask: Ipv4Addr,
+}
+
+/// True for an address that can name one host: not unspecified, not
+/// multicast, not IPv4's limited broadcast.
+fn is_unicast(addr: IpAddr) -> bool {
+    let broadcast = matches!(addr, IpAddr::V4(a) if a.is_broadcast());
+    !(addr.is_unspecified() || addr.is_multicast() || broadcast)
 }
 
 fn is_false(b: &bool) -> bool {
@@ -425,8 +433,9 @@ fn default_local_port_range() -> [u16; 2] {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RealConfig {
-    /// Real server address.
-    pub address: Ipv4Addr,
+    /// Real server address: the VIP's family (IPv4 reals behind an IPv6 VIP
+    /// through FULLNAT, NAT64, are not served yet).
+    pub address: IpAddr,
     /// Real server port; default the service's port (and it must equal it in DR mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
@@ -550,7 +559,7 @@ impl ServiceConfig {
     }
 
     /// Index of the real server at `address:port` (port after defaults), if any.
-    pub fn real_index(&self, address: Ipv4Addr, port: u16) -> Option<usize> {
+    pub fn real_index(&self, address: IpAddr, port: u16) -> Option<usize> {
         self.reals.iter().position(|r| r.address == address && r.port_for(self) == port)
     }
 
@@ -562,8 +571,14 @@ impl ServiceConfig {
             return Err(ConfigError::invalid(join(path, "port"), "port 0 is not allowed; use 1..=65535"));
         }
         let vip = self.vip;
-        if vip.is_unspecified() || vip.is_broadcast() || vip.is_multicast() {
+        if !is_unicast(vip) {
             return Err(ConfigError::invalid(join(path, "vip"), format!("{vip} cannot be a virtual address; use a unicast address")));
+        }
+        if vip.is_ipv6() {
+            return Err(ConfigError::invalid(
+                join(path, "vip"),
+                format!("{vip}: IPv6 virtual services are not forwarded by this version yet; use an IPv4 address"),
+            ));
         }
         if let Some(p) = &self.persistence {
             if !(1..=MAX_PERSISTENCE_TIMEOUT_S).contains(&p.timeout) {
@@ -583,10 +598,16 @@ impl ServiceConfig {
         let mut lips = HashSet::new();
         for (j, lip) in self.local_addresses.iter().enumerate() {
             let field = join(path, &format!("local_addresses[{j}]"));
-            if lip.is_unspecified() || lip.is_broadcast() || lip.is_multicast() || *lip == vip {
+            if !is_unicast(*lip) || *lip == vip {
                 return Err(ConfigError::invalid(
                     field,
                     format!("{lip} cannot be a local address; use a unicast address that is not the VIP"),
+                ));
+            }
+            if lip.is_ipv6() && vip.is_ipv4() {
+                return Err(ConfigError::invalid(
+                    field,
+                    format!("{lip} is IPv6, but an IPv4 service has IPv4 real servers only; use an IPv4 local address"),
                 ));
             }
             if !lips.insert(*lip) {
@@ -620,11 +641,11 @@ impl ServiceConfig {
             }
         }
         self.validate_syn_proxy(path)?;
-        let mut seen: HashMap<(Ipv4Addr, u16), usize> = HashMap::new();
+        let mut seen: HashMap<(IpAddr, u16), usize> = HashMap::new();
         for (j, real) in self.reals.iter().enumerate() {
             let rpath = join(path, &format!("reals[{j}]"));
             let addr = real.address;
-            if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() {
+            if !is_unicast(addr) {
                 return Err(ConfigError::invalid(
                     join(&rpath, "address"),
                     format!("{addr} cannot be a real server address; use a unicast address"),
@@ -633,7 +654,13 @@ impl ServiceConfig {
             if addr == vip {
                 return Err(ConfigError::invalid(join(&rpath, "address"), format!("{addr} is the service's own virtual address")));
             }
-            if own_addrs.contains(&addr) {
+            if addr.is_ipv4() != vip.is_ipv4() {
+                return Err(ConfigError::invalid(
+                    join(&rpath, "address"),
+                    format!("{addr} is not of the virtual address's family ({vip}); use an address of the same family"),
+                ));
+            }
+            if own_addrs.iter().any(|&own| IpAddr::V4(own) == addr) {
                 return Err(ConfigError::invalid(join(&rpath, "address"), format!("{addr} is one of this appliance's own port addresses")));
             }
             let port = real.port_for(self);
@@ -876,7 +903,9 @@ impl Config {
                     if to.ip().is_loopback() {
                         continue;
                     }
-                    let Some(p) = self.egress_port(*to.ip()) else { continue };
+                    // IPv6 targets: no egress check yet (the config has IPv4 routes only).
+                    let IpAddr::V4(to_ip) = to.ip() else { continue };
+                    let Some(p) = self.egress_port(to_ip) else { continue };
                     let port = &self.ports[p];
                     if port.tap.is_none() {
                         return Err(ConfigError::invalid(
@@ -1205,11 +1234,11 @@ mod tests {
         c.ports[0].tap = None;
         c.routes.clear();
         let mut other = tcp.clone();
-        other.connect_ip = Some(Ipv4Addr::new(192, 168, 50, 5));
+        other.connect_ip = Some(Ipv4Addr::new(192, 168, 50, 5).into());
         c.services[0].reals[1].health.checks = vec![other];
         assert!(c.validate().is_ok(), "connect_ip on the management network");
         let mut lo = tcp;
-        lo.connect_ip = Some(Ipv4Addr::LOCALHOST);
+        lo.connect_ip = Some(Ipv4Addr::LOCALHOST.into());
         let misc: crate::ha::HealthCheck = serde_json::from_str(r#"{"type": "misc_check", "path": "true"}"#).expect("check");
         c.services[0].reals[1].health.checks = vec![lo, misc];
         assert!(c.validate().is_ok());
@@ -1224,12 +1253,12 @@ mod tests {
         assert_eq!(c.ports[0].addresses[1], Cidr { addr: Ipv4Addr::new(10, 1, 0, 1), prefix_len: 24 });
         assert_eq!(c.routes[0].via, Some(Ipv4Addr::new(10, 0, 0, 254)));
         let s = &c.services[0];
-        assert_eq!(s.key(), ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100), port: 80 });
+        assert_eq!(s.key(), ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100).into(), port: 80 });
         assert_eq!(s.scheduler, SchedulerKind::Rr);
         assert_eq!(s.reals[0].port, None);
         assert_eq!(s.reals[0].port_for(s), 80);
         assert_eq!(s.reals[1].forward, Some(ForwardMode::Dr));
-        assert_eq!(s.real_index(Ipv4Addr::new(10, 1, 0, 12), 80), Some(1));
+        assert_eq!(s.real_index(Ipv4Addr::new(10, 1, 0, 12).into(), 80), Some(1));
     }
 
     #[test]
@@ -1312,7 +1341,7 @@ mod tests {
         let (_, _, message) = parse_err(&EXAMPLE.replace("\"scheduler\": \"rr\"", "\"scheduler\": \"fastest\""));
         assert!(message.contains("unknown variant `fastest`"), "{message}");
         let (_, _, message) = parse_err(&EXAMPLE.replace("10.0.0.100", "10.0.0"));
-        assert!(message.contains("invalid IPv4 address syntax"), "{message}");
+        assert!(message.contains("invalid IP address syntax"), "{message}");
         let (_, _, message) = parse_err(&EXAMPLE.replace("\"port\": 80,", "\"port\": 70000,"));
         assert!(message.contains("70000"), "{message}");
         let (_, _, message) = parse_err(r#"{"workers": [1]}"#);
@@ -1518,9 +1547,12 @@ mod tests {
     fn service_rules() {
         assert_eq!(invalid_field(|c| c.services.push(c.services[0].clone())), "services[1]");
         assert_eq!(invalid_field(|c| c.services[0].port = 0), "services[0].port");
-        assert_eq!(invalid_field(|c| c.services[0].vip = Ipv4Addr::UNSPECIFIED), "services[0].vip");
-        assert_eq!(invalid_field(|c| c.services[0].vip = Ipv4Addr::BROADCAST), "services[0].vip");
-        assert_eq!(invalid_field(|c| c.services[0].vip = Ipv4Addr::new(224, 0, 0, 1)), "services[0].vip");
+        assert_eq!(invalid_field(|c| c.services[0].vip = Ipv4Addr::UNSPECIFIED.into()), "services[0].vip");
+        assert_eq!(invalid_field(|c| c.services[0].vip = Ipv4Addr::BROADCAST.into()), "services[0].vip");
+        assert_eq!(invalid_field(|c| c.services[0].vip = Ipv4Addr::new(224, 0, 0, 1).into()), "services[0].vip");
+        let v6: IpAddr = "2001:db8::100".parse().expect("v6");
+        assert_eq!(invalid_field(|c| c.services[0].vip = v6), "services[0].vip", "IPv6 services are not forwarded yet");
+        assert_eq!(invalid_field(|c| c.services[0].vip = "ff02::1".parse().expect("v6")), "services[0].vip");
         // Same VIP and port with another protocol is a different service.
         let mut c = example();
         let mut udp = c.services[0].clone();
@@ -1531,16 +1563,19 @@ mod tests {
 
     #[test]
     fn real_rules() {
-        assert_eq!(invalid_field(|c| c.services[0].reals[1].address = Ipv4Addr::new(10, 1, 0, 11)), "services[0].reals[1].address");
+        assert_eq!(invalid_field(|c| c.services[0].reals[1].address = Ipv4Addr::new(10, 1, 0, 11).into()), "services[0].reals[1].address");
         // Duplicate after defaults: port None equals explicit service port.
-        assert_eq!(invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::new(10, 1, 0, 12)), "services[0].reals[1].address");
+        assert_eq!(invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::new(10, 1, 0, 12).into()), "services[0].reals[1].address");
         assert_eq!(invalid_field(|c| c.services[0].reals[0].weight = 65536), "services[0].reals[0].weight");
         assert_eq!(invalid_field(|c| c.services[0].reals[1].port = Some(8080)), "services[0].reals[1].port");
         assert_eq!(invalid_field(|c| c.services[0].reals[1].port = Some(0)), "services[0].reals[1].port");
-        assert_eq!(invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::UNSPECIFIED), "services[0].reals[0].address");
-        assert_eq!(invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::new(239, 1, 1, 1)), "services[0].reals[0].address");
-        assert_eq!(invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::new(10, 0, 0, 100)), "services[0].reals[0].address");
-        assert_eq!(invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::new(10, 1, 0, 1)), "services[0].reals[0].address");
+        assert_eq!(invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::UNSPECIFIED.into()), "services[0].reals[0].address");
+        assert_eq!(invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::new(239, 1, 1, 1).into()), "services[0].reals[0].address");
+        assert_eq!(invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::new(10, 0, 0, 100).into()), "services[0].reals[0].address");
+        assert_eq!(invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::new(10, 1, 0, 1).into()), "services[0].reals[0].address");
+        let v6: IpAddr = "2001:db8::11".parse().expect("v6");
+        assert_eq!(invalid_field(|c| c.services[0].reals[0].address = v6), "services[0].reals[0].address", "not the VIP's family");
+        assert_eq!(invalid_field(|c| c.services[0].local_addresses = vec![v6]), "services[0].local_addresses[0]");
         // Weight bounds are inclusive; NAT may change the port.
         let mut c = example();
         c.services[0].reals[0].weight = 0;
@@ -1687,7 +1722,7 @@ mod tests {
             let (field, message) = edit(setting, &|c| {
                 c.services[0].health = Some(crate::ha::ServiceHealth {
                     sorry_server: Some(crate::ha::SorryServer {
-                        address: Ipv4Addr::new(10, 1, 0, 99),
+                        address: Ipv4Addr::new(10, 1, 0, 99).into(),
                         port: None,
                         forward: Some(ForwardMode::Dr),
                     }),

@@ -18,7 +18,7 @@
 //!   "priority": 150, "advert_int": 1, "virtual_ipaddress": ["10.0.0.100"] }] }
 //! ```
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 
@@ -117,7 +117,7 @@ impl Default for ServiceHealth {
 #[serde(deny_unknown_fields)]
 pub struct SorryServer {
     /// Its address.
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     /// Its port (default: the service's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
@@ -171,13 +171,13 @@ pub struct HealthCheck {
     pub delay_before_retry: f64,
     /// Check this address instead of the real server's (`connect_ip`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connect_ip: Option<Ipv4Addr>,
+    pub connect_ip: Option<IpAddr>,
     /// Check this port instead of the real server's (`connect_port`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_port: Option<u16>,
     /// Source address of the check (`bind_ip`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bind_ip: Option<Ipv4Addr>,
+    pub bind_ip: Option<IpAddr>,
 }
 
 /// The kinds of check, tagged by `"type"`.

@@ -27,7 +27,7 @@
 //! second, as in IPVS.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use rvs_dataplane::snapshot::ServiceKey;
@@ -113,7 +113,7 @@ impl Estimate {
 }
 
 /// Key of a real server's estimate.
-type RealKey = (ServiceKey, Ipv4Addr, u16);
+type RealKey = (ServiceKey, IpAddr, u16);
 
 /// Rate estimates of every service and real server.
 #[derive(Debug, Default)]
@@ -161,7 +161,7 @@ impl RateEstimator {
     }
 
     /// The rates of a real server of a service (zero when unknown).
-    pub fn real(&self, key: &ServiceKey, addr: Ipv4Addr, port: u16) -> Rates {
+    pub fn real(&self, key: &ServiceKey, addr: IpAddr, port: u16) -> Rates {
         self.reals.get(&(*key, addr, port)).map(Estimate::rates).unwrap_or_default()
     }
 
@@ -186,9 +186,10 @@ mod tests {
     use super::*;
     use rvs_dataplane::snapshot::Protocol;
     use rvs_dataplane::stats::RealStats;
+    use std::net::Ipv4Addr;
 
     fn key() -> ServiceKey {
-        ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100), port: 80 }
+        ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100).into(), port: 80 }
     }
 
     fn stats(conns: u64, pkts: u64, bytes: u64) -> Vec<ServiceStats> {
@@ -196,7 +197,14 @@ mod tests {
         vec![ServiceStats {
             key: key(),
             traffic,
-            reals: vec![RealStats { addr: Ipv4Addr::new(10, 1, 0, 11), port: 80, traffic, active: 0, inactive: 0, overloaded: false }],
+            reals: vec![RealStats {
+                addr: Ipv4Addr::new(10, 1, 0, 11).into(),
+                port: 80,
+                traffic,
+                active: 0,
+                inactive: 0,
+                overloaded: false,
+            }],
         }]
     }
 
@@ -226,7 +234,7 @@ mod tests {
         }
         let r = e.service(&key());
         assert_eq!(r, Rates { cps: 100, in_pps: 1000, out_pps: 500, in_bps: 1_000_000, out_bps: 500_000 });
-        assert_eq!(e.real(&key(), Ipv4Addr::new(10, 1, 0, 11), 80), r);
+        assert_eq!(e.real(&key(), Ipv4Addr::new(10, 1, 0, 11).into(), 80), r);
         assert_eq!(e.samples(), 100);
     }
 

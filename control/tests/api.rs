@@ -121,7 +121,7 @@ impl Harness {
 }
 
 fn web_key() -> ServiceKey {
-    ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100), port: 80 }
+    ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100).into(), port: 80 }
 }
 
 const WEB: &str = "/api/v1/services/tcp/10.0.0.100/80";
@@ -183,7 +183,7 @@ async fn add_edit_delete_service() {
 
     let snap = h.dataplane.last();
     assert_eq!(snap.generation, 6);
-    let key = ServiceKey { protocol: Protocol::Udp, vip: Ipv4Addr::new(10, 0, 0, 53), port: 53 };
+    let key = ServiceKey { protocol: Protocol::Udp, vip: Ipv4Addr::new(10, 0, 0, 53).into(), port: 53 };
     let (_, svc) = snap.service(&key).expect("new service in the snapshot");
     assert_eq!(svc.scheduler, SchedulerKind::Wlc, "default scheduler");
     assert_eq!((svc.reals[0].port, svc.reals[0].weight, svc.reals[0].forward), (5353, 2, ForwardMode::Nat));
@@ -228,7 +228,7 @@ async fn add_edit_delete_real() {
     let reals = &snap.service(&web_key()).expect("service").1.reals;
     assert_eq!(reals.len(), 3);
     // IPVS puts a new real server at the head of the list the schedulers walk.
-    assert_eq!((reals[0].addr, reals[0].port, reals[0].weight), (Ipv4Addr::new(10, 1, 0, 13), 80, 3));
+    assert_eq!((reals[0].addr, reals[0].port, reals[0].weight), (Ipv4Addr::new(10, 1, 0, 13).into(), 80, 3));
 
     // Quiesce it (weight 0), as `ipvsadm -e ... -w 0` would.
     let (s, v) = h.send("PUT", &format!("{WEB}/reals/10.1.0.13/80"), Some(r#"{"address": "10.1.0.13", "weight": 0}"#)).await;
@@ -242,7 +242,7 @@ async fn add_edit_delete_real() {
     let (s, v) = h.send("DELETE", &format!("{WEB}/reals/10.1.0.11/80"), None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let snap = h.dataplane.last();
-    let addrs: Vec<Ipv4Addr> = snap.service(&web_key()).expect("service").1.reals.iter().map(|r| r.addr).collect();
+    let addrs: Vec<std::net::IpAddr> = snap.service(&web_key()).expect("service").1.reals.iter().map(|r| r.addr).collect();
     assert_eq!(addrs, vec![Ipv4Addr::new(10, 1, 0, 13), Ipv4Addr::new(10, 1, 0, 12)], "newest first, as IPVS");
     assert_eq!(h.state.generation().await, 8);
     assert_eq!(h.state.config().await.services[0].reals.len(), 2);

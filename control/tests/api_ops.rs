@@ -117,7 +117,7 @@ impl Harness {
 }
 
 fn web_key() -> ServiceKey {
-    ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100), port: 80 }
+    ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100).into(), port: 80 }
 }
 
 // ---------------------------------------------------------------------------
@@ -465,8 +465,8 @@ fn counters(conns: u64) -> TrafficCounters {
 
 fn set_stats(h: &Harness, a: u64, b: u64) {
     let reals = vec![
-        RealStats { addr: Ipv4Addr::new(10, 1, 0, 11), port: 80, traffic: counters(a), active: 2, inactive: 1, overloaded: false },
-        RealStats { addr: Ipv4Addr::new(10, 1, 0, 12), port: 80, traffic: counters(b), active: 1, inactive: 0, overloaded: false },
+        RealStats { addr: Ipv4Addr::new(10, 1, 0, 11).into(), port: 80, traffic: counters(a), active: 2, inactive: 1, overloaded: false },
+        RealStats { addr: Ipv4Addr::new(10, 1, 0, 12).into(), port: 80, traffic: counters(b), active: 1, inactive: 0, overloaded: false },
     ];
     *h.dataplane.stats.lock() = vec![ServiceStats { key: web_key(), traffic: counters(a + b), reals }];
 }

@@ -122,7 +122,8 @@ impl Harness {
     fn effective(&self) -> Vec<(Ipv4Addr, u16, u32)> {
         let eff = self.engine.effective();
         let s = &eff.services[0];
-        s.reals.iter().map(|r| (r.address, r.port_for(s), r.weight)).collect()
+        let v4 = |a| rvs_dataplane::snapshot::v4(a).expect("the tests' reals are IPv4");
+        s.reals.iter().map(|r| (v4(r.address), r.port_for(s), r.weight)).collect()
     }
 
     /// Waits until real `i` has run `n` rounds.
@@ -492,7 +493,7 @@ async fn ssl_get_against_a_plain_http_server_fails() {
     let server = HttpServer::start(None).await;
     let kind = CheckKind::SslGet { urls: vec![url(None)], virtualhost: None };
     // The server waits for an HTTP request that never comes: the handshake times out.
-    let r = rvs_control::health::run_check(&check(kind), LOCALHOST, server.port).await;
+    let r = rvs_control::health::run_check(&check(kind), LOCALHOST.into(), server.port).await;
     assert!(matches!(r, Err(rvs_control::health::CheckError::Tls(_) | rvs_control::health::CheckError::Timeout { .. })), "{r:?}");
     // A server that answers in plain text: a TLS error.
     let kind = CheckKind::SslGet { urls: vec![url(None)], virtualhost: None };
@@ -503,7 +504,7 @@ async fn ssl_get_against_a_plain_http_server_fails() {
             let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await;
         }
     });
-    let r = rvs_control::health::run_check(&check(kind), LOCALHOST, port).await;
+    let r = rvs_control::health::run_check(&check(kind), LOCALHOST.into(), port).await;
     assert!(matches!(r, Err(rvs_control::health::CheckError::Tls(_))), "{r:?}");
     stop(task).await;
 }
@@ -531,7 +532,7 @@ async fn udp_check_with_required_reply() {
 
     // A reply that does not start with `reply` fails.
     let (port2, echo2) = udp_echo(0).await;
-    let r = rvs_control::health::run_check(&check(udp_kind(true, Some("ffff"))), LOCALHOST, port2).await;
+    let r = rvs_control::health::run_check(&check(udp_kind(true, Some("ffff"))), LOCALHOST.into(), port2).await;
     assert!(r.is_err(), "{r:?}");
     stop(echo2).await;
 }
@@ -591,7 +592,7 @@ async fn dns_check_against_a_responder() {
     for (qtype, name) in [("A", "nope.example.test"), ("MX", DNS_NAME)] {
         let mut c = check(CheckKind::DnsCheck { query_type: qtype.into(), name: name.into() });
         c.connect_port = Some(port);
-        let r = rvs_control::health::run_check(&c, LOCALHOST, 53).await;
+        let r = rvs_control::health::run_check(&c, LOCALHOST.into(), 53).await;
         assert!(r.is_err(), "{qtype} {name}: {r:?}");
     }
     stop(dns).await;
@@ -688,7 +689,7 @@ async fn quorum_loss_switches_to_the_sorry_server_and_back_with_hysteresis() {
     let health = ServiceHealth {
         quorum: 3,
         hysteresis: 1,
-        sorry_server: Some(SorryServer { address: Ipv4Addr::new(10, 255, 0, 99), port: Some(8080), forward: None }),
+        sorry_server: Some(SorryServer { address: Ipv4Addr::new(10, 255, 0, 99).into(), port: Some(8080), forward: None }),
         quorum_up: Some(format!("echo up >> '{}'", log.display())),
         quorum_down: Some(format!("echo down >> '{}'", log.display())),
         ..health()
@@ -782,9 +783,9 @@ async fn connect_ip_port_and_bind_ip_are_honoured() {
         }
     });
     let mut c = check(CheckKind::TcpCheck);
-    c.connect_ip = Some(LOCALHOST);
+    c.connect_ip = Some(LOCALHOST.into());
     c.connect_port = Some(port);
-    c.bind_ip = Some(Ipv4Addr::new(127, 0, 0, 2));
+    c.bind_ip = Some(Ipv4Addr::new(127, 0, 0, 2).into());
     // The real itself (127.0.0.3:80) has nothing listening.
     let h = Harness::start(config("tcp", health(), vec![Real { address: Ipv4Addr::new(127, 0, 0, 3), ..real(80, vec![c]) }]));
     h.wait_rounds(0, 1).await;

@@ -178,7 +178,7 @@ fn listing(http: &[String], https: &[String]) -> String {
 }
 
 fn service_key(port: u16) -> ServiceKey {
-    ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100), port }
+    ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100).into(), port }
 }
 
 /// `(address:port, weight)` of service `port` in the last published snapshot.
@@ -319,7 +319,7 @@ fn the_health_endpoint_answers_with_and_without_checks() {
 }
 
 fn key(port: u16, last: u8) -> RealKey {
-    RealKey { service: service_key(port), address: Ipv4Addr::new(10, 1, 0, last), port }
+    RealKey { service: service_key(port), address: Ipv4Addr::new(10, 1, 0, last).into(), port }
 }
 
 /// Sends a change through the API; returns the status and body.

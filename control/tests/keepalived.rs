@@ -22,7 +22,10 @@ fn base() -> Config {
     Config::load(fixture("base.json")).expect("base.json is valid")
 }
 
-fn ip(s: &str) -> Ipv4Addr {
+fn ip<T: std::str::FromStr>(s: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
     s.parse().expect("test address")
 }
 
@@ -75,7 +78,7 @@ fn dr_services() {
             quorum_down: Some("/etc/keepalived/quorum.sh down".into()),
         })
     );
-    let reals: Vec<(Ipv4Addr, Option<u16>, u32, Option<ForwardMode>)> =
+    let reals: Vec<(std::net::IpAddr, Option<u16>, u32, Option<ForwardMode>)> =
         web.reals.iter().map(|r| (r.address, r.port, r.weight, r.forward)).collect();
     assert_eq!(reals, vec![(ip("10.1.0.11"), Some(80), 3, None), (ip("10.1.0.12"), Some(80), 1, None)]);
 
@@ -85,7 +88,7 @@ fn dr_services() {
     // `persistence_timeout` without a value: Keepalived's 6 minutes.
     assert_eq!(tls.persistence, Some(PersistenceConfig { timeout: 360, netmask: Ipv4Addr::BROADCAST }));
     assert_eq!(tls.health, Some(ServiceHealth { delay_loop: 10.0, ..ServiceHealth::default() }));
-    let reals: Vec<(Ipv4Addr, Option<u16>, u32)> = tls.reals.iter().map(|r| (r.address, r.port, r.weight)).collect();
+    let reals: Vec<(std::net::IpAddr, Option<u16>, u32)> = tls.reals.iter().map(|r| (r.address, r.port, r.weight)).collect();
     assert_eq!(reals, vec![(ip("10.1.0.11"), Some(443), 1), (ip("10.1.0.12"), Some(443), 1)]);
 
     // From the included dr.d/dns.conf.
@@ -94,7 +97,7 @@ fn dr_services() {
     assert_eq!(dns.forward, ForwardMode::Dr);
     assert_eq!(dns.persistence, None);
     assert_eq!(dns.health, Some(ServiceHealth { delay_loop: 5.0, ..ServiceHealth::default() }));
-    let reals: Vec<(Ipv4Addr, Option<u16>, u32)> = dns.reals.iter().map(|r| (r.address, r.port, r.weight)).collect();
+    let reals: Vec<(std::net::IpAddr, Option<u16>, u32)> = dns.reals.iter().map(|r| (r.address, r.port, r.weight)).collect();
     assert_eq!(reals, vec![(ip("10.1.0.21"), Some(53), 1), (ip("10.1.0.22"), Some(53), 2)]);
 }
 
@@ -235,7 +238,7 @@ fn base_supplies_the_rest_and_services_are_replaced() {
     assert_eq!(c.ports, b.ports);
     assert_eq!(c.routes, b.routes);
     // The base's own service (10.0.0.200:22) is replaced by the keepalived services.
-    assert!(c.services.iter().all(|s| s.vip != ip("10.0.0.200")));
+    assert!(c.services.iter().all(|s| s.vip != ip::<std::net::IpAddr>("10.0.0.200")));
     // The result fits the JSON schema and reads back identically.
     assert_eq!(Config::from_json(&c.to_json_pretty()).expect("round trip"), c);
     // load() gives the same config as import_file().
@@ -285,10 +288,10 @@ fn fnat_services() {
     let web = &c.services[0];
     assert_eq!(web.scheduler, SchedulerKind::Rr);
     assert_eq!(web.forward, ForwardMode::FullNat);
-    assert_eq!(web.local_addresses, vec![ip("192.168.100.200"), ip("192.168.100.201")]);
+    assert_eq!(web.local_addresses, vec![ip::<std::net::IpAddr>("192.168.100.200"), ip("192.168.100.201")]);
     assert_eq!(web.persistence, None);
     assert_eq!(web.health, Some(ServiceHealth { delay_loop: 3.0, alpha: true, omega: true, ..ServiceHealth::default() }));
-    let reals: Vec<(Ipv4Addr, Option<u16>, u32, u32, u32)> =
+    let reals: Vec<(std::net::IpAddr, Option<u16>, u32, u32, u32)> =
         web.reals.iter().map(|r| (r.address, r.port, r.weight, r.upper_threshold, r.lower_threshold)).collect();
     assert_eq!(reals, vec![(ip("192.168.100.2"), Some(8080), 100, 0, 0), (ip("192.168.100.3"), Some(8080), 50, 1000, 800)]);
 
@@ -298,9 +301,12 @@ fn fnat_services() {
     assert!(!dns.sched_options.fallback);
     assert_eq!(dns.forward, ForwardMode::FullNat);
     // `192.168.100.210-213`: a range of the last byte.
-    assert_eq!(dns.local_addresses, vec![ip("192.168.100.210"), ip("192.168.100.211"), ip("192.168.100.212"), ip("192.168.100.213")]);
+    assert_eq!(
+        dns.local_addresses,
+        vec![ip::<std::net::IpAddr>("192.168.100.210"), ip("192.168.100.211"), ip("192.168.100.212"), ip("192.168.100.213")]
+    );
     assert_eq!(dns.health, Some(ServiceHealth { delay_loop: 2.0, ..ServiceHealth::default() }));
-    let reals: Vec<(Ipv4Addr, Option<u16>, u32)> = dns.reals.iter().map(|r| (r.address, r.port, r.weight)).collect();
+    let reals: Vec<(std::net::IpAddr, Option<u16>, u32)> = dns.reals.iter().map(|r| (r.address, r.port, r.weight)).collect();
     assert_eq!(reals, vec![(ip("192.168.100.5"), Some(53), 1), (ip("192.168.100.6"), Some(53), 1)]);
 }
 

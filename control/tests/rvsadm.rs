@@ -56,7 +56,7 @@ fn rates(cps: u64, in_pps: u64, in_bps: u64) -> Rates {
 fn golden_stats() -> Vec<ServiceStatsView> {
     vec![ServiceStatsView {
         protocol: Protocol::Tcp,
-        vip: Ipv4Addr::new(10, 0, 0, 100),
+        vip: Ipv4Addr::new(10, 0, 0, 100).into(),
         port: 80,
         traffic: traffic(1239, 56839, 123_461_789),
         active: 3,
@@ -64,7 +64,7 @@ fn golden_stats() -> Vec<ServiceStatsView> {
         rates: rates(12, 3400, 2_500_000),
         reals: vec![
             RealStatsView {
-                address: Ipv4Addr::new(10, 1, 0, 11),
+                address: Ipv4Addr::new(10, 1, 0, 11).into(),
                 port: 80,
                 traffic: traffic(1234, 56789, 123_456_789),
                 active: 3,
@@ -72,7 +72,7 @@ fn golden_stats() -> Vec<ServiceStatsView> {
                 rates: rates(11, 3000, 2_400_000),
             },
             RealStatsView {
-                address: Ipv4Addr::new(10, 1, 0, 12),
+                address: Ipv4Addr::new(10, 1, 0, 12).into(),
                 port: 80,
                 traffic: traffic(5, 50, 5000),
                 active: 0,
@@ -84,7 +84,7 @@ fn golden_stats() -> Vec<ServiceStatsView> {
 }
 
 fn https_key() -> ServiceKey {
-    ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100), port: 443 }
+    ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100).into(), port: 443 }
 }
 
 fn conn(p: Protocol, expires_s: u64, state: &str, c: &str, v: &str, r: &str) -> ConnInfo {
@@ -123,7 +123,7 @@ fn render(args: &str) -> String {
     let config = Config::from_json(GOLDEN_CONFIG).expect("golden config");
     let stats = golden_stats();
     let mut persist = HashMap::new();
-    persist.insert((https_key(), Ipv4Addr::new(10, 1, 0, 31), 443), 4u32);
+    persist.insert((https_key(), Ipv4Addr::new(10, 1, 0, 31).into(), 443), 4u32);
     let names = ServiceNames::parse("http 80/tcp www\nhttps 443/tcp\ndomain 53/udp\ndomain 53/tcp\n");
     let argv: Vec<String> = args.split_whitespace().map(str::to_string).collect();
     let inv = parse(&argv).expect("valid arguments");
@@ -190,7 +190,7 @@ fn golden_connections_timeout_laddrs() {
     let config = Config::from_json(GOLDEN_CONFIG).expect("golden config");
     assert_text(&format::list_timeout(&config.timeouts), &golden("timeout"));
     let mut counts = HashMap::new();
-    counts.insert((https_key(), Ipv4Addr::new(10, 0, 0, 5)), 1u32);
+    counts.insert((https_key(), Ipv4Addr::new(10, 0, 0, 5).into()), 1u32);
     assert_text(&format::list_laddrs(&config, None, &counts), &golden("laddrs"));
 }
 
@@ -254,7 +254,7 @@ fn grammar_accepts_ipvsadm_forms() {
     assert_eq!(inv.sched_flags, vec!["sh-port", "sh-fallback"]);
     assert_eq!(inv.forward, None);
     let inv = parse(&args("-P -t 10.0.0.1:80 -z 10.0.0.9 -F dpdk0")).expect("DPVS laddr");
-    assert_eq!(inv.laddr, Some(Ipv4Addr::new(10, 0, 0, 9)));
+    assert_eq!(inv.laddr, Some(Ipv4Addr::new(10, 0, 0, 9).into()));
     let inv = parse(&args("--set 900 0 300")).expect("set");
     assert_eq!(inv.timeouts, Some([900, 0, 300]));
     assert_eq!(parse(&args("-Z")).expect("zero").command, Command::Zero);
@@ -332,7 +332,7 @@ fn restore(client: &Client, text: &str) -> Result<(), AdmError> {
 
 /// Services in ipvsadm's listing order (a restore adds them in that order).
 fn sorted(mut services: Vec<rvs_control::ServiceConfig>) -> Vec<rvs_control::ServiceConfig> {
-    services.sort_by_key(|s| (s.protocol.ip_proto(), u32::from(s.vip), s.port));
+    services.sort_by_key(|s| (s.protocol.ip_proto(), s.vip, s.port));
     services
 }
 
@@ -562,6 +562,11 @@ const PARSE_ERRORS: &[(&str, &str, i32)] = &[
     ("-A -w 7 -t :80", "illegal virtual server address[:port] specified\n", 2),
     ("-a -t 10.0.0.1:80 -r 1234", "illegal real server address[:port] specified\n", 2),
     ("-A -t 10.0.0.1:80 -s rr -s wrr", "multiple 'scheduler' options specified\n", 2),
+    ("-A -t [2001:db8::1] -s rr", "illegal virtual server address[:port] specified\n", 2),
+    ("-A -t [2001:db8::1:80 -s rr", "illegal virtual server address[:port] specified\n", 2),
+    ("-A -t [2001:db8::1]:80 -6", "-6 used before -f\n\n", 2),
+    ("-a -t [2001:db8::1]:80 -r 10.1.0.1:80", "Different address family is allowed only for tunneling servers\n", 2),
+    ("-a -t 10.0.0.1:80 -r [2001:db8::11]:80 -m", "Different address family is allowed only for tunneling servers\n", 2),
 ];
 
 /// Lines ipvsadm parses (and then hands to the kernel).
@@ -571,6 +576,17 @@ const PARSE_OK: &[&str] = &[
     "-A -t 10.0.0.1:80 -s sh -b sh-fallback,sh-port",
     "-a -t 10.0.0.1:80 -r 10.1.0.1 -x 2147483647 -y 5",
     "-a -t 10.0.0.1:80 -r 10.1.0.1 -y 5",
+];
+
+/// IPv6 lines ipvsadm parses (and then hands to the kernel, which this
+/// machine's shim answers for IPv6 with "Operation not supported with
+/// specified address family").
+const PARSE_OK6: &[&str] = &[
+    "-A -t [2001:db8::1]:80 -s rr",
+    "-A -t 2001:db8::1 -p 60",
+    "-A -u [2001:db8::1]:domain",
+    "-a -t [2001:db8::1]:80 -r [2001:db8::11]:8080 -m -w 3",
+    "-a -t [2001:db8::1]:80 -r 10.1.0.1 -i",
 ];
 
 /// Builds the LD_PRELOAD shim that lets /usr/sbin/ipvsadm parse without IPVS;
@@ -606,7 +622,7 @@ fn command_line_errors_match_ipvsadm() {
         let (got_code, out, err) = bin("http://127.0.0.1:1", line, &[], None);
         assert_eq!((got_code, err.as_str(), out.as_str()), (*code, *message, ""), "rvsadm {line}");
     }
-    for line in PARSE_OK {
+    for line in PARSE_OK.iter().chain(PARSE_OK6) {
         parse(&args(line)).unwrap_or_else(|e| panic!("{line}: {e:?}"));
     }
     // The expectations above are ipvsadm's own behaviour: check them against it when it is here.
@@ -619,6 +635,10 @@ fn command_line_errors_match_ipvsadm() {
     }
     for line in PARSE_OK {
         assert_eq!(real_ipvsadm(&shim, line), (255, "Protocol not available\n".to_string()), "ipvsadm {line}");
+    }
+    for line in PARSE_OK6 {
+        let refused_by_kernel = (255, "Operation not supported with specified address family\n".to_string());
+        assert_eq!(real_ipvsadm(&shim, line), refused_by_kernel, "ipvsadm {line}");
     }
     let _ = std::fs::remove_dir_all(shim.parent().expect("shim dir"));
 }
@@ -767,8 +787,10 @@ fn synproxy_round_trips_through_save_and_restore() {
     // -E sets everything -A sets: without -j the proxy is off (DPVS's -E clears the flag too).
     ok(&c, "-E -t 10.0.0.100:80 -s rr");
     assert_eq!(
-        s.config().services
-            [s.config().service_index(&ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100), port: 80 }).expect("kept")]
+        s.config().services[s
+            .config()
+            .service_index(&ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100).into(), port: 80 })
+            .expect("kept")]
         .syn_proxy,
         SynProxy::Off
     );
@@ -893,7 +915,7 @@ fn thresholds_and_persistence_have_the_kernels_ranges_everywhere() {
 /// The address a scheduler picks for each of `flows` on `vip`:80, from the last published snapshot.
 fn picks(s: &Server, vip: Ipv4Addr, flows: &[(Ipv4Addr, u16)]) -> Vec<Ipv4Addr> {
     let snap = s.dataplane.published.lock().last().cloned().expect("a snapshot");
-    let key = ServiceKey { protocol: Protocol::Tcp, vip, port: 80 };
+    let key = ServiceKey { protocol: Protocol::Tcp, vip: vip.into(), port: 80 };
     let (_, svc) = snap.service(&key).expect("service");
     let mut sched = rvs_dataplane::sched::new_scheduler(svc.scheduler, &svc.reals, &svc.sched_options);
     let candidates = rvs_dataplane::sched::Candidates::idle(&svc.reals);
@@ -901,7 +923,7 @@ fn picks(s: &Server, vip: Ipv4Addr, flows: &[(Ipv4Addr, u16)]) -> Vec<Ipv4Addr> 
         .iter()
         .map(|&(src, sport)| {
             let flow = rvs_dataplane::conn::FlowKey { proto: 6, src, dst: vip, sport, dport: 80 };
-            svc.reals[sched.pick(&candidates, &flow).expect("a pick")].addr
+            svc.reals[sched.pick(&candidates, &flow).expect("a pick")].addr_v4().expect("an IPv4 real")
         })
         .collect()
 }
@@ -927,8 +949,8 @@ fn schedulers_see_the_kernels_real_server_order() {
     }
     assert_eq!(picks(&s, vip, &six), [cc, b, a, cc, b, a]);
     // The listing stays sorted, the config keeps the order the reals were added in.
-    let reals: Vec<Ipv4Addr> = s.config().services[0].reals.iter().map(|r| r.address).collect();
-    assert_eq!(reals, [a, b, cc]);
+    let reals: Vec<std::net::IpAddr> = s.config().services[0].reals.iter().map(|r| r.address).collect();
+    assert_eq!(reals, [a, b, cc].map(std::net::IpAddr::V4));
 
     // wrr, weights A 1, B 2, C 3: cw starts at mw = 3 and drops by gcd 1 each time the walk
     // wraps: cw 3 -> C; cw 2 -> C, B; cw 1 -> C, B, A.
@@ -1025,4 +1047,40 @@ fn check_config_validates_a_file_without_rvsd() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("--check-config"), "{args:?}");
     }
+}
+
+#[test]
+fn ipv6_endpoints_parse_and_list_in_brackets_uncut() {
+    let inv = parse(&args("-a -t [2001:db8::1]:80 -r [2001:db8::11]:8080 -m")).expect("an IPv6 line");
+    let v6 = |s: &str| -> std::net::IpAddr { s.parse().expect("v6") };
+    assert_eq!(inv.service.map(|(_, e)| (e.addr, e.port)), Some((v6("2001:db8::1"), Some(80))));
+    assert_eq!(inv.server.map(|e| (e.addr, e.port)), Some((v6("2001:db8::11"), Some(8080))));
+    let bare = parse(&args("-A -t 2001:db8::1 -p 60")).expect("a bare IPv6 address");
+    assert_eq!(bare.service.map(|(_, e)| (e.addr, e.port)), Some((v6("2001:db8::1"), None)), "no port without brackets");
+
+    // ipvsadm prints `[addr]:port` for IPv6 and, unlike IPv4 names, never cuts
+    // them to the column (print_service_entry: `if (se->af != AF_INET6)`).
+    let mut config = Config::from_json(GOLDEN_CONFIG).expect("golden config");
+    config.services.truncate(1);
+    let long = v6("2001:db8:1234:5678:9abc:def0:1234:5678");
+    config.services[0].vip = long;
+    config.services[0].protocol = Protocol::Tcp;
+    config.services[0].persistence = None;
+    config.services[0].scheduler = rvs_dataplane::snapshot::SchedulerKind::Rr;
+    config.services[0].sched_options = Default::default();
+    config.services[0].reals.truncate(1);
+    config.services[0].reals[0].address = v6("2001:db8:1234:5678:9abc:def0:1234:5679");
+    config.services[0].reals[0].port = Some(8443);
+    config.services[0].reals[0].forward = Some(ForwardMode::Nat);
+    config.services[0].reals[0].weight = 1;
+    let input = ListInput { config: &config, stats: &[], persist_conns: &HashMap::new(), names: &ServiceNames::default() };
+    let text = format::list_all(&input, &parse(&args("-Ln")).expect("-Ln").format);
+    let port = config.services[0].port;
+    let want = format!(
+        "TCP  [{long}]:{port} rr\n  -> {:<28} {:<7} {:<6} {:<10} {:<10}\n",
+        "[2001:db8:1234:5678:9abc:def0:1234:5679]:8443", "Masq", 1, 0, 0
+    );
+    assert!(text.ends_with(&want), "{text}");
+    let rules = format::save(&input, &parse(&args("-Sn")).expect("-Sn").format);
+    assert!(rules.contains(&format!("-A -t [{long}]:{port} -s rr")), "{rules}");
 }

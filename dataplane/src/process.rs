@@ -78,7 +78,7 @@
 //! Neighbours learned from ARP are broadcast too, so every worker can send
 //! to a next hop whichever worker received the ARP reply.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use hashbrown::HashMap;

@@ -6,7 +6,7 @@
 //! forward a packet lives here, already indexed for lookups.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
@@ -140,8 +140,8 @@ impl fmt::Display for SchedulerKind {
 pub struct ServiceKey {
     /// Transport protocol.
     pub protocol: Protocol,
-    /// Virtual IP address.
-    pub vip: Ipv4Addr,
+    /// Virtual IP address (IPv4 or IPv6).
+    pub vip: IpAddr,
     /// Virtual port.
     pub port: u16,
 }
@@ -155,8 +155,9 @@ impl fmt::Display for ServiceKey {
 /// A real server behind a virtual service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RealServer {
-    /// Real server address.
-    pub addr: Ipv4Addr,
+    /// Real server address: the VIP's family, or IPv4 behind an IPv6 VIP
+    /// through FULLNAT (NAT64).
+    pub addr: IpAddr,
     /// Real server port (equal to the virtual port in DR mode).
     pub port: u16,
     /// Scheduling weight; 0 means no new connections (quiescent).
@@ -173,8 +174,13 @@ pub struct RealServer {
 
 impl RealServer {
     /// A real server without connection thresholds.
-    pub fn new(addr: Ipv4Addr, port: u16, weight: u32, forward: ForwardMode) -> Self {
-        RealServer { addr, port, weight, forward, upper_threshold: 0, lower_threshold: 0 }
+    pub fn new(addr: impl Into<IpAddr>, port: u16, weight: u32, forward: ForwardMode) -> Self {
+        RealServer { addr: addr.into(), port, weight, forward, upper_threshold: 0, lower_threshold: 0 }
+    }
+
+    /// The address when it is IPv4 (every real server of an IPv4 service).
+    pub fn addr_v4(&self) -> Option<Ipv4Addr> {
+        v4(self.addr)
     }
 }
 
@@ -192,8 +198,11 @@ pub struct Service {
     pub reals: Vec<RealServer>,
     /// Persistence (ipvsadm `-p timeout -M netmask`), if any.
     pub persistence: Option<Persistence>,
-    /// FULLNAT local addresses (DPVS `laddr`), the sources towards real servers.
+    /// FULLNAT local addresses (DPVS `laddr`), the sources towards real
+    /// servers, IPv4 ones (the sources towards IPv4 real servers).
     pub local_addrs: Vec<Ipv4Addr>,
+    /// FULLNAT IPv6 local addresses (the sources towards IPv6 real servers).
+    pub local_addrs6: Vec<Ipv6Addr>,
     /// FULLNAT: insert the client's address as a TOA TCP option (kind 254).
     pub toa: bool,
     /// Expire connections of quiescent (weight 0) real servers instead of letting them finish.
@@ -224,6 +233,7 @@ impl Service {
             reals,
             persistence: None,
             local_addrs: Vec::new(),
+            local_addrs6: Vec::new(),
             toa: false,
             expire_quiescent: false,
             sloppy: false,
@@ -297,6 +307,22 @@ impl Route {
     /// True when `addr` falls into this route's prefix.
     pub fn contains(&self, addr: Ipv4Addr) -> bool {
         prefix_contains(self.prefix, self.prefix_len, addr)
+    }
+}
+
+/// The address when it is IPv4.
+pub fn v4(addr: IpAddr) -> Option<Ipv4Addr> {
+    match addr {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    }
+}
+
+/// The address when it is IPv6.
+pub fn v6(addr: IpAddr) -> Option<Ipv6Addr> {
+    match addr {
+        IpAddr::V6(a) => Some(a),
+        IpAddr::V4(_) => None,
     }
 }
 
@@ -449,13 +475,17 @@ pub struct Snapshot {
     pub sync_send: bool,
     /// Virtual and local addresses this node does not serve now (it is a VRRP
     /// backup for them): no ARP answers, no forwarding.
-    pub standby: hashbrown::HashSet<Ipv4Addr>,
+    pub standby: hashbrown::HashSet<IpAddr>,
     /// Every worker's published connection counts (built by [`Snapshot::finish`]).
     pub conn_counts: std::sync::Arc<SharedConnCounts>,
-    /// Every virtual address (built by [`Snapshot::finish`]).
+    /// Every IPv4 virtual address this node serves (built by [`Snapshot::finish`]).
     pub vip_set: hashbrown::HashSet<Ipv4Addr>,
-    /// Every FULLNAT local address (built by [`Snapshot::finish`]).
+    /// Every IPv6 virtual address this node serves (built by [`Snapshot::finish`]).
+    pub vip_set6: hashbrown::HashSet<Ipv6Addr>,
+    /// Every FULLNAT IPv4 local address this node serves (built by [`Snapshot::finish`]).
     pub local_addr_set: hashbrown::HashSet<Ipv4Addr>,
+    /// Every FULLNAT IPv6 local address this node serves (built by [`Snapshot::finish`]).
+    pub local_addr_set6: hashbrown::HashSet<Ipv6Addr>,
     /// SYN-flood and table-pressure defences (config `syn_flood`).
     pub syn_flood: SynFlood,
 }
@@ -541,7 +571,9 @@ impl Default for Snapshot {
             standby: Default::default(),
             sync_send: false,
             vip_set: Default::default(),
+            vip_set6: Default::default(),
             local_addr_set: Default::default(),
+            local_addr_set6: Default::default(),
             syn_flood: SynFlood::default(),
         }
     }
@@ -557,12 +589,30 @@ impl Snapshot {
         }
         self.service_index = self.services.iter().enumerate().map(|(i, s)| (s.key, i)).collect();
         self.routes.sort_by_key(|r| std::cmp::Reverse(r.prefix_len));
-        self.vip_set = self.services.iter().map(|s| s.key.vip).filter(|v| !self.standby.contains(v)).collect();
-        self.local_addr_set =
-            self.services.iter().flat_map(|s| s.local_addrs.iter().copied()).filter(|a| !self.standby.contains(a)).collect();
+        let served = |a: &IpAddr| !self.standby.contains(a);
+        let vips = self.services.iter().map(|s| s.key.vip).filter(served);
+        self.vip_set = vips.clone().filter_map(v4).collect();
+        self.vip_set6 = vips.filter_map(v6).collect();
+        let locals = self.services.iter().flat_map(|s| {
+            let v4s = s.local_addrs.iter().map(|&a| IpAddr::V4(a));
+            v4s.chain(s.local_addrs6.iter().map(|&a| IpAddr::V6(a)))
+        });
+        let locals: Vec<IpAddr> = locals.filter(served).collect();
+        self.local_addr_set = locals.iter().filter_map(|&a| v4(a)).collect();
+        self.local_addr_set6 = locals.iter().filter_map(|&a| v6(a)).collect();
         let sizes: Vec<usize> = self.services.iter().map(|s| s.reals.len()).collect();
         self.conn_counts = std::sync::Arc::new(SharedConnCounts::new(self.workers.max(1), &sizes));
         self
+    }
+
+    /// True when `addr` is an IPv6 virtual service address this node serves.
+    pub fn is_vip6(&self, addr: Ipv6Addr) -> bool {
+        self.vip_set6.contains(&addr)
+    }
+
+    /// True when `addr` is a FULLNAT IPv6 local address this node serves.
+    pub fn is_local_addr6(&self, addr: Ipv6Addr) -> bool {
+        self.local_addr_set6.contains(&addr)
     }
 
     /// The service listening on `key`, if any.
@@ -582,8 +632,8 @@ impl Snapshot {
     }
 
     /// True when `addr` is a virtual or local address this node is backup for.
-    pub fn is_standby(&self, addr: Ipv4Addr) -> bool {
-        self.standby.contains(&addr)
+    pub fn is_standby(&self, addr: impl Into<IpAddr>) -> bool {
+        !self.standby.is_empty() && self.standby.contains(&addr.into())
     }
 
     /// True when `addr` is a FULLNAT local address.

@@ -307,7 +307,7 @@ impl TrafficCounters {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RealStats {
     /// Real server address.
-    pub addr: std::net::Ipv4Addr,
+    pub addr: std::net::IpAddr,
     /// Real server port.
     pub port: u16,
     /// Traffic.

@@ -58,8 +58,8 @@ const RS_ISN: u32 = 7000;
 /// rs1, a second FULLNAT service without TOA and a UDP TUN service.
 fn snapshot() -> Arc<Snapshot> {
     let key = |protocol, vip, port| ServiceKey { protocol, vip, port };
-    let one = |vip, port, rport, forward, protocol| {
-        Service::new(key(protocol, vip, port), SchedulerKind::Rr, vec![RealServer::new(RS1, rport, 1, forward)])
+    let one = |vip: Ipv4Addr, port, rport, forward, protocol| {
+        Service::new(key(protocol, vip.into(), port), SchedulerKind::Rr, vec![RealServer::new(RS1, rport, 1, forward)])
     };
     let fnat = |port, toa| Service { local_addrs: vec![LIP], toa, ..one(FNAT_VIP, port, 8080, ForwardMode::FullNat, Protocol::Tcp) };
     let mut inner = PortInfo::new("in0", MacAddr(DIR1_MAC));

@@ -343,7 +343,9 @@ fn steer_fullnat_replies(port_id: u16, name: &str, config: &Config) -> (String, 
         return ("single worker".to_owned(), Vec::new());
     }
     let lips: Vec<std::net::Ipv4Addr> = {
-        let mut v: Vec<_> = config.services.iter().flat_map(|s| s.local_addresses.iter().copied()).collect();
+        // IPv4 local addresses: the steering rules match IPv4 headers.
+        let v4s = config.services.iter().flat_map(|s| s.local_addresses.iter().filter_map(|&a| rvs_dataplane::snapshot::v4(a)));
+        let mut v: Vec<_> = v4s.collect();
         v.sort_unstable();
         v.dedup();
         v

@@ -4,7 +4,7 @@
 //! and at least one answer record. Datagrams with another id are ignored.
 
 use std::hash::BuildHasher;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::{udp, CheckError, WeightChange};
@@ -70,8 +70,8 @@ fn query_id() -> u16 {
 
 /// One DNS_CHECK attempt.
 pub async fn check(
-    to: SocketAddrV4,
-    bind: Option<Ipv4Addr>,
+    to: SocketAddr,
+    bind: Option<IpAddr>,
     timeout: Duration,
     query_type: &str,
     name: &str,

@@ -16,7 +16,7 @@
 //! ```
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -243,7 +243,7 @@ async fn run_real(key: RealKey, spec: Spec, shared: Arc<Shared>, stopped: Arc<At
 }
 
 /// Runs all `checks` concurrently, each with its retries.
-async fn run_round(checks: &[HealthCheck], address: Ipv4Addr, port: u16) -> RoundResult {
+async fn run_round(checks: &[HealthCheck], address: IpAddr, port: u16) -> RoundResult {
     let mut set = JoinSet::new();
     for (i, check) in checks.iter().cloned().enumerate() {
         set.spawn(async move {

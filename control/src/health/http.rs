@@ -8,7 +8,7 @@
 //! decoded. Connecting is limited by `connect_timeout`, and so is everything
 //! after it (the TLS handshake for SSL_GET, the request and the whole response).
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use md5::{Digest, Md5};
@@ -22,8 +22,8 @@ pub const MAX_RESPONSE: usize = 16 * 1024 * 1024;
 
 /// One HTTP_GET attempt: every URL must pass.
 pub async fn check(
-    to: SocketAddrV4,
-    bind: Option<Ipv4Addr>,
+    to: SocketAddr,
+    bind: Option<IpAddr>,
     timeout: Duration,
     urls: &[UrlCheck],
     virtualhost: Option<&str>,
@@ -39,12 +39,14 @@ pub async fn check(
     Ok(WeightChange::Keep)
 }
 
-/// The `Host` header: `virtualhost`, else `ip` or `ip:port`.
-pub fn host_header(to: SocketAddrV4, virtualhost: Option<&str>, default_port: u16) -> String {
-    match virtualhost {
-        Some(v) => v.to_owned(),
-        None if to.port() == default_port => to.ip().to_string(),
-        None => to.to_string(),
+/// The `Host` header: `virtualhost`, else `ip` or `ip:port` (an IPv6
+/// address in brackets, RFC 3986).
+pub fn host_header(to: SocketAddr, virtualhost: Option<&str>, default_port: u16) -> String {
+    match (virtualhost, to.ip()) {
+        (Some(v), _) => v.to_owned(),
+        (None, IpAddr::V4(ip)) if to.port() == default_port => ip.to_string(),
+        (None, IpAddr::V6(ip)) if to.port() == default_port => format!("[{ip}]"),
+        (None, _) => to.to_string(),
     }
 }
 
@@ -195,6 +197,7 @@ fn dechunk(mut raw: &[u8]) -> Result<Dechunked, CheckError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[tokio::test]
     async fn parses_content_length_chunked_and_eof_bodies() {
@@ -212,9 +215,9 @@ mod tests {
 
     #[test]
     fn host_header_and_request() {
-        let to = SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 11), 80);
+        let to = SocketAddr::new(Ipv4Addr::new(10, 1, 0, 11).into(), 80);
         assert_eq!(host_header(to, None, 80), "10.1.0.11");
-        assert_eq!(host_header(SocketAddrV4::new(*to.ip(), 8080), None, 80), "10.1.0.11:8080");
+        assert_eq!(host_header(SocketAddr::new(to.ip(), 8080), None, 80), "10.1.0.11:8080");
         assert_eq!(host_header(to, Some("www.example.com"), 80), "www.example.com");
         assert_eq!(request("/health", "h"), "GET /health HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nHost: h\r\nConnection: close\r\n\r\n");
     }

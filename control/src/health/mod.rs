@@ -69,7 +69,7 @@ pub mod tcp;
 pub mod udp;
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use rvs_dataplane::snapshot::ServiceKey;
@@ -88,7 +88,7 @@ pub struct RealKey {
     /// The virtual service.
     pub service: ServiceKey,
     /// The real server's address.
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     /// The real server's port.
     pub port: u16,
 }
@@ -100,7 +100,7 @@ impl RealKey {
     }
 
     /// A sort key: service (protocol, VIP, port), then address and port.
-    pub fn sort_key(&self) -> (String, Ipv4Addr, u16, Ipv4Addr, u16) {
+    pub fn sort_key(&self) -> (String, IpAddr, u16, IpAddr, u16) {
         (self.service.protocol.to_string(), self.service.vip, self.service.port, self.address, self.port)
     }
 }
@@ -227,9 +227,9 @@ pub fn encode_hex(bytes: &[u8]) -> String {
 
 /// Where a check connects: `connect_ip`/`connect_port` or the real server's
 /// (DNS_CHECK: port 53 unless `connect_port`), and the `bind_ip` source.
-pub fn target(check: &HealthCheck, address: Ipv4Addr, port: u16) -> (SocketAddrV4, Option<Ipv4Addr>) {
+pub fn target(check: &HealthCheck, address: IpAddr, port: u16) -> (SocketAddr, Option<IpAddr>) {
     let default_port = if matches!(check.kind, CheckKind::DnsCheck { .. }) { 53 } else { port };
-    let addr = SocketAddrV4::new(check.connect_ip.unwrap_or(address), check.connect_port.unwrap_or(default_port));
+    let addr = SocketAddr::new(check.connect_ip.unwrap_or(address), check.connect_port.unwrap_or(default_port));
     (addr, check.bind_ip)
 }
 
@@ -246,7 +246,7 @@ pub fn kind_name(kind: &CheckKind) -> &'static str {
 }
 
 /// Runs one attempt of `check` against the real server `address:port`.
-pub async fn run_attempt(check: &HealthCheck, address: Ipv4Addr, port: u16) -> Result<WeightChange, CheckError> {
+pub async fn run_attempt(check: &HealthCheck, address: IpAddr, port: u16) -> Result<WeightChange, CheckError> {
     let (to, bind) = target(check, address, port);
     let timeout = secs(check.connect_timeout);
     match &check.kind {
@@ -269,7 +269,7 @@ pub async fn run_attempt(check: &HealthCheck, address: Ipv4Addr, port: u16) -> R
 /// Runs `check` with its retries: up to `retry + 1` attempts, `delay_before_retry`
 /// apart; the first success passes, and the last attempt's error is returned
 /// when all fail.
-pub async fn run_check(check: &HealthCheck, address: Ipv4Addr, port: u16) -> Result<WeightChange, CheckError> {
+pub async fn run_check(check: &HealthCheck, address: IpAddr, port: u16) -> Result<WeightChange, CheckError> {
     let mut failed: u32 = 0;
     loop {
         match run_attempt(check, address, port).await {

@@ -5,7 +5,7 @@
 //! still checked, so the peer must hold the key of the certificate it shows.
 //! SNI is `virtualhost` when set (no SNI for a bare IP address).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -20,8 +20,8 @@ use crate::ha::UrlCheck;
 
 /// One SSL_GET attempt: every URL must pass.
 pub async fn check(
-    to: SocketAddrV4,
-    bind: Option<Ipv4Addr>,
+    to: SocketAddr,
+    bind: Option<IpAddr>,
     timeout: Duration,
     urls: &[UrlCheck],
     virtualhost: Option<&str>,
@@ -32,7 +32,7 @@ pub async fn check(
         Some(v) => {
             ServerName::try_from(v.to_owned()).map_err(|e| CheckError::Invalid(format!("virtualhost `{v}` is not a server name: {e}")))?
         }
-        None => ServerName::from(IpAddr::V4(*to.ip())),
+        None => ServerName::from(to.ip()),
     };
     for url in urls {
         let stream = tcp::connect(to, bind, timeout).await?;

@@ -10,7 +10,7 @@
 //! `quorum_down`) for the caller to run.
 
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rvs_dataplane::snapshot::ServiceKey;
@@ -472,7 +472,7 @@ pub struct RealReport {
     /// Its service.
     pub service: ServiceKey,
     /// Its address.
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     /// Its port.
     pub port: u16,
     /// `"up"` or `"down"`.
@@ -524,6 +524,7 @@ pub struct ServiceReport {
 mod tests {
     use super::*;
     use crate::ha::{CheckKind, HealthCheck};
+    use std::net::Ipv4Addr;
 
     fn tcp_check() -> HealthCheck {
         HealthCheck {
@@ -554,7 +555,7 @@ mod tests {
             delay_loop: 1.0,
             quorum: 4,
             hysteresis: 1,
-            sorry_server: Some(SorryServer { address: Ipv4Addr::new(10, 1, 0, 99), port: Some(8080), forward: None }),
+            sorry_server: Some(SorryServer { address: Ipv4Addr::new(10, 1, 0, 99).into(), port: Some(8080), forward: None }),
             quorum_up: Some("echo qup".into()),
             quorum_down: Some("echo qdown".into()),
             ..ServiceHealth::default()
@@ -575,12 +576,12 @@ mod tests {
         UNIX_EPOCH + std::time::Duration::from_secs(s)
     }
 
-    fn addrs(c: &Config) -> Vec<(Ipv4Addr, Option<u16>, u32)> {
+    fn addrs(c: &Config) -> Vec<(IpAddr, Option<u16>, u32)> {
         c.services[0].reals.iter().map(|r| (r.address, r.port, r.weight)).collect()
     }
 
-    fn ip(last: u8) -> Ipv4Addr {
-        Ipv4Addr::new(10, 1, 0, last)
+    fn ip(last: u8) -> IpAddr {
+        Ipv4Addr::new(10, 1, 0, last).into()
     }
 
     fn cmds(ts: &[Transition]) -> Vec<Option<&str>> {

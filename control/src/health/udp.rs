@@ -6,7 +6,7 @@
 //!   up as `ECONNREFUSED` on the connected socket's next receive); an answer,
 //!   or silence for `connect_timeout`, passes.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
@@ -14,16 +14,17 @@ use tokio::net::UdpSocket;
 use super::{encode_hex, CheckError, WeightChange};
 
 /// A UDP socket bound to `bind` (or any address) and connected to `to`.
-pub async fn connected_socket(to: SocketAddrV4, bind: Option<Ipv4Addr>) -> Result<UdpSocket, CheckError> {
-    let socket = UdpSocket::bind(SocketAddr::from((bind.unwrap_or(Ipv4Addr::UNSPECIFIED), 0))).await.map_err(CheckError::io("bind"))?;
-    socket.connect(SocketAddr::V4(to)).await.map_err(CheckError::io("connect"))?;
+pub async fn connected_socket(to: SocketAddr, bind: Option<IpAddr>) -> Result<UdpSocket, CheckError> {
+    let any = if to.is_ipv4() { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { IpAddr::V6(Ipv6Addr::UNSPECIFIED) };
+    let socket = UdpSocket::bind(SocketAddr::new(bind.unwrap_or(any), 0)).await.map_err(CheckError::io("bind"))?;
+    socket.connect(to).await.map_err(CheckError::io("connect"))?;
     Ok(socket)
 }
 
 /// One UDP_CHECK attempt.
 pub async fn check(
-    to: SocketAddrV4,
-    bind: Option<Ipv4Addr>,
+    to: SocketAddr,
+    bind: Option<IpAddr>,
     timeout: Duration,
     payload: &[u8],
     require_reply: bool,

@@ -16,7 +16,7 @@
 //! file says otherwise); an explicit method equal to it is stored as the
 //! default, so a config round-trips unchanged.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use rvs_dataplane::sched::{HashFields, SchedOptions};
 use rvs_dataplane::snapshot::{ForwardMode, Protocol, SchedulerKind, ServiceKey};
@@ -82,8 +82,8 @@ fn find_service(config: &Config, key: &ServiceKey, missing: &str) -> Result<usiz
 }
 
 /// The real server's key (address, port) as ipvsadm computes it for `-a`/`-e`/`-d`.
-fn real_endpoint(inv: &Invocation, svc: &ServiceConfig, forward: ForwardMode, forced: bool) -> (Ipv4Addr, u16) {
-    let ep = inv.server.unwrap_or(Endpoint { addr: Ipv4Addr::UNSPECIFIED, port: None });
+fn real_endpoint(inv: &Invocation, svc: &ServiceConfig, forward: ForwardMode, forced: bool) -> (IpAddr, u16) {
+    let ep = inv.server.unwrap_or(Endpoint { addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED), port: None });
     let mut port = ep.port.unwrap_or(svc.port);
     if forced && matches!(forward, ForwardMode::Dr | ForwardMode::Tun) {
         port = svc.port;
@@ -210,7 +210,7 @@ pub fn apply(config: &mut Config, inv: &Invocation) -> Result<String, OpError> {
         Command::AddLaddr => {
             let key = service_key(inv).ok_or_else(|| OpError("missing service".into()))?;
             let i = find_service(config, &key, "No such service")?;
-            let lip = inv.laddr.unwrap_or(Ipv4Addr::UNSPECIFIED);
+            let lip = inv.laddr.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
             let svc = &mut config.services[i];
             if svc.local_addresses.contains(&lip) {
                 return err("Local address already exists");
@@ -221,7 +221,7 @@ pub fn apply(config: &mut Config, inv: &Invocation) -> Result<String, OpError> {
         Command::DelLaddr => {
             let key = service_key(inv).ok_or_else(|| OpError("missing service".into()))?;
             let i = find_service(config, &key, "No such service")?;
-            let lip = inv.laddr.unwrap_or(Ipv4Addr::UNSPECIFIED);
+            let lip = inv.laddr.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
             let svc = &mut config.services[i];
             let Some(j) = svc.local_addresses.iter().position(|a| *a == lip) else {
                 return err("No such local address");

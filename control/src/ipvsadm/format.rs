@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use rvs_dataplane::sched::HashFields;
 use rvs_dataplane::snapshot::{ForwardMode, Protocol, SchedulerKind, ServiceKey, SynProxy, Timeouts};
@@ -77,11 +77,16 @@ impl ServiceNames {
     }
 }
 
-/// ipvsadm's `addrport_to_anyname`: `addr:port`, the port by name unless numeric.
-fn addrport(addr: Ipv4Addr, port: u16, protocol: Protocol, numeric: bool, names: &ServiceNames) -> String {
+/// ipvsadm's `addrport_to_anyname`: `addr:port` (`[addr]:port` for IPv6),
+/// the port by name unless numeric.
+fn addrport(addr: IpAddr, port: u16, protocol: Protocol, numeric: bool, names: &ServiceNames) -> String {
+    let host = match addr {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    };
     match (numeric, names.name(port, protocol)) {
-        (false, Some(name)) => format!("{addr}:{name}"),
-        _ => format!("{addr}:{port}"),
+        (false, Some(name)) => format!("{host}:{name}"),
+        _ => format!("{host}:{port}"),
     }
 }
 
@@ -172,7 +177,7 @@ pub struct ListInput<'a> {
     /// Counters, connection counts and rates ([`crate::api::stats_view`]).
     pub stats: &'a [ServiceStatsView],
     /// Persistence templates per real server, for `--persistent-conn`.
-    pub persist_conns: &'a HashMap<(ServiceKey, Ipv4Addr, u16), u32>,
+    pub persist_conns: &'a HashMap<(ServiceKey, IpAddr, u16), u32>,
     /// Port names for listings without `-n`.
     pub names: &'a ServiceNames,
 }
@@ -230,7 +235,13 @@ fn service_entry(out: &mut String, input: &ListInput<'_>, svc: &ServiceConfig, f
     let svc_name = if rule {
         format!("{} {vname}", protocol_option(svc.protocol))
     } else {
-        truncate(format!("{:<4} {vname}", protocol_name(svc.protocol)), 33)
+        let name = format!("{:<4} {vname}", protocol_name(svc.protocol));
+        // ipvsadm cuts IPv4 names to the column, never IPv6 ones.
+        if svc.vip.is_ipv4() {
+            truncate(name, 33)
+        } else {
+            name
+        }
     };
     let stats = input.stats.iter().find(|s| s.protocol == svc.protocol && s.vip == svc.vip && s.port == svc.port);
     let zero = ServiceStatsView {
@@ -325,7 +336,7 @@ fn service_entry(out: &mut String, input: &ListInput<'_>, svc: &ServiceConfig, f
             out.push('\n');
             continue;
         }
-        let dname = truncate(dname, 28);
+        let dname = if svc.vip.is_ipv4() { truncate(dname, 28) } else { dname };
         if fmt.stats {
             let _ = write!(out, "  -> {dname:<28}");
             let t = rs.traffic;
@@ -410,23 +421,23 @@ pub fn list_connections(conns: &[ConnInfo], fmt: &Format, names: &ServiceNames) 
         let secs = c.expires_ms / 1000;
         let expire = format!("{:02}:{:02}", secs / 60, secs % 60);
         let p = c.protocol;
-        let cname = addrport(*c.client.ip(), c.client.port(), p, fmt.numeric, names);
-        let vname = addrport(*c.vip.ip(), c.vip.port(), p, fmt.numeric, names);
-        let dname = addrport(*c.real.ip(), c.real.port(), p, fmt.numeric, names);
+        let cname = addrport((*c.client.ip()).into(), c.client.port(), p, fmt.numeric, names);
+        let vname = addrport((*c.vip.ip()).into(), c.vip.port(), p, fmt.numeric, names);
+        let dname = addrport((*c.real.ip()).into(), c.real.port(), p, fmt.numeric, names);
         let _ = writeln!(out, "{:<3} {expire:<6} {:<11} {cname:<18} {vname:<18} {dname}", protocol_name(p), c.state);
     }
     out
 }
 
 /// DPVS's `-G`: local addresses per service, with the connections using each.
-pub fn list_laddrs(config: &Config, only: Option<&ServiceKey>, conns_per_laddr: &HashMap<(ServiceKey, Ipv4Addr), u32>) -> String {
+pub fn list_laddrs(config: &Config, only: Option<&ServiceKey>, conns_per_laddr: &HashMap<(ServiceKey, IpAddr), u32>) -> String {
     let mut out = format!("{:<20} {:<8} {:<20} {:<10} {:<10}\n", "VIP:VPORT", "TOTAL", "SNAT_IP", "CONFLICTS", "CONNS");
     for svc in order::services(&config.services, false) {
         let key = svc.key();
         if only.is_some_and(|k| *k != key) {
             continue;
         }
-        let _ = writeln!(out, "{:<20} {:<8} ", format!("{}:{}", svc.vip, svc.port), svc.local_addresses.len());
+        let _ = writeln!(out, "{:<20} {:<8} ", SocketAddr::new(svc.vip, svc.port).to_string(), svc.local_addresses.len());
         for lip in &svc.local_addresses {
             let conns = conns_per_laddr.get(&(key, *lip)).copied().unwrap_or(0);
             let _ = writeln!(out, "{:<20} {:<8} {:<20} {:<10} {:<10}", "", "", lip.to_string(), 0, conns);
@@ -466,7 +477,10 @@ mod tests {
         assert_eq!(n.port("www", Protocol::Tcp), Some(80));
         assert_eq!(n.port("domain", Protocol::Tcp), None);
         assert_eq!(n.port("domain", Protocol::Udp), Some(53));
-        assert_eq!(addrport(Ipv4Addr::new(1, 2, 3, 4), 80, Protocol::Tcp, false, &n), "1.2.3.4:http");
-        assert_eq!(addrport(Ipv4Addr::new(1, 2, 3, 4), 80, Protocol::Tcp, true, &n), "1.2.3.4:80");
+        assert_eq!(addrport(Ipv4Addr::new(1, 2, 3, 4).into(), 80, Protocol::Tcp, false, &n), "1.2.3.4:http");
+        assert_eq!(addrport(Ipv4Addr::new(1, 2, 3, 4).into(), 80, Protocol::Tcp, true, &n), "1.2.3.4:80");
+        let v6: IpAddr = "2001:db8::1".parse().expect("v6");
+        assert_eq!(addrport(v6, 80, Protocol::Tcp, false, &n), "[2001:db8::1]:http");
+        assert_eq!(addrport(v6, 80, Protocol::Tcp, true, &n), "[2001:db8::1]:80");
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! * `ipvs_cmp_services`: fwmark, address family, protocol number, then
 //!   `ntohl(a) - ntohl(b)` and `ntohs(a) - ntohs(b)` in a signed `int`;
-//! * `ipvs_cmp_dests`: `ntohl(a) - ntohl(b)`, then the ports likewise.
+//! * `ipvs_cmp_dests`: `ntohl(a) - ntohl(b)`, then the ports likewise (an
+//!   IPv6 address word by word).
 //!
 //! The address difference wraps for addresses 2^31 or more apart, so
 //! 192.168.0.1 sorts before 10.0.0.1, and the comparison is not even an
@@ -25,15 +26,44 @@
 //! added (by rvsadm, the API or keepalived.conf's order), so the kernel's
 //! order is derived from it.
 
+use std::net::IpAddr;
+
+use rvs_dataplane::sched::addr_fold;
+
 use crate::config::{RealConfig, ServiceConfig};
 
 /// IPVS's service hash size (`IP_VS_SVC_TAB_BITS` = 8).
 const SVC_TAB_BITS: u32 = 8;
 
-/// `ip_vs_svc_hashkey` for an IPv4 service, with the namespace term as 0.
+/// `ip_vs_svc_hashkey`, with the namespace term as 0 (an IPv6 address
+/// folded to one word by xor, as the kernel does).
 fn svc_bucket(svc: &ServiceConfig) -> u32 {
     let port = u32::from(svc.port);
-    (u32::from(svc.protocol.ip_proto()) ^ u32::from(svc.vip) ^ (port >> SVC_TAB_BITS) ^ port) & ((1 << SVC_TAB_BITS) - 1)
+    (u32::from(svc.protocol.ip_proto()) ^ addr_fold(svc.vip) ^ (port >> SVC_TAB_BITS) ^ port) & ((1 << SVC_TAB_BITS) - 1)
+}
+
+/// `AF_INET` and `AF_INET6`, which libipvs compares by their values.
+fn address_family(addr: IpAddr) -> i32 {
+    match addr {
+        IpAddr::V4(_) => 2,
+        IpAddr::V6(_) => 10,
+    }
+}
+
+/// libipvs's address comparison: the families, then `ntohl(a) - ntohl(b)`
+/// for IPv4, word by word for IPv6.
+fn cmp_addrs(a: IpAddr, b: IpAddr) -> i32 {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => wrapping_diff(u32::from(a), u32::from(b)),
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            let words = |x: std::net::Ipv6Addr| {
+                let o = x.octets();
+                [0, 4, 8, 12].map(|i| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]))
+            };
+            words(a).iter().zip(words(b)).map(|(x, y)| wrapping_diff(*x, y)).find(|&r| r != 0).unwrap_or(0)
+        }
+        _ => address_family(a) - address_family(b),
+    }
 }
 
 /// `ntohl(a) - ntohl(b)` as C computes it in an `int`.
@@ -41,13 +71,18 @@ fn wrapping_diff(a: u32, b: u32) -> i32 {
     a.wrapping_sub(b) as i32
 }
 
-/// libipvs's `ipvs_cmp_services` (no fwmark services, IPv4 only in rvs).
+/// libipvs's `ipvs_cmp_services` (no fwmark services in rvs): family,
+/// protocol, address, port.
 fn cmp_services(a: &ServiceConfig, b: &ServiceConfig) -> i32 {
+    let r = address_family(a.vip) - address_family(b.vip);
+    if r != 0 {
+        return r;
+    }
     let r = i32::from(a.protocol.ip_proto()) - i32::from(b.protocol.ip_proto());
     if r != 0 {
         return r;
     }
-    let r = wrapping_diff(u32::from(a.vip), u32::from(b.vip));
+    let r = cmp_addrs(a.vip, b.vip);
     if r != 0 {
         return r;
     }
@@ -55,8 +90,8 @@ fn cmp_services(a: &ServiceConfig, b: &ServiceConfig) -> i32 {
 }
 
 /// libipvs's `ipvs_cmp_dests`.
-fn cmp_dests(a: (u32, u16), b: (u32, u16)) -> i32 {
-    let r = wrapping_diff(a.0, b.0);
+fn cmp_dests(a: (IpAddr, u16), b: (IpAddr, u16)) -> i32 {
+    let r = cmp_addrs(a.0, b.0);
     if r != 0 {
         return r;
     }
@@ -116,7 +151,7 @@ pub fn services(services: &[ServiceConfig], nosort: bool) -> Vec<&ServiceConfig>
 pub fn reals(svc: &ServiceConfig, nosort: bool) -> Vec<&RealConfig> {
     let mut list = kernel_reals(svc);
     if !nosort {
-        glibc_msort(&mut list, &|a, b| cmp_dests((u32::from(a.address), a.port_for(svc)), (u32::from(b.address), b.port_for(svc))));
+        glibc_msort(&mut list, &|a, b| cmp_dests((a.address, a.port_for(svc)), (b.address, b.port_for(svc))));
     }
     list
 }

@@ -17,7 +17,7 @@
 //! supply the 'real-server' option for the 'add-server' command`, ...).
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
 
 use rvs_dataplane::snapshot::{ForwardMode, Protocol, SynProxy};
 
@@ -239,11 +239,12 @@ fn legality(cmd: Command) -> &'static [u8; 24] {
     }
 }
 
-/// A virtual service or real server address as given: `host[:port]`.
+/// A virtual service or real server address as given: `host[:port]`,
+/// `[ipv6]:port` or a bare IPv6 address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     /// The address.
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     /// The port, `None` when not given.
     pub port: Option<u16>,
 }
@@ -297,7 +298,7 @@ pub struct Invocation {
     /// `--sched-flags`, split at commas.
     pub sched_flags: Vec<String>,
     /// `-z`.
-    pub laddr: Option<Ipv4Addr>,
+    pub laddr: Option<IpAddr>,
     /// `-j enable|disable|auto` (DPVS's `--synproxy`; `auto` is rvs's).
     pub syn_proxy: Option<SynProxy>,
     /// `--set tcp tcpfin udp` (0 = leave unchanged).
@@ -441,26 +442,36 @@ pub fn service_to_port(name: &str, protocol: Protocol) -> Option<u16> {
 }
 
 /// ipvsadm's `parse_service`: `host[:port]`, host a dotted quad or a name,
-/// port a number or a service name. `None` when it is not an address.
+/// port a number or a service name; `[ipv6]:port` (the port is then
+/// required), or an IPv6 address alone (no port). `None` when it is not an
+/// address.
 pub fn parse_endpoint(buf: &str, protocol: Protocol) -> Result<Option<Endpoint>, ParseError> {
     if buf.is_empty() || buf.bytes().all(|b| b.is_ascii_digit()) {
         return Ok(None);
     }
-    if buf.starts_with('[') || buf.matches(':').count() > 1 {
-        return Err(ParseError::new("IPv6 addresses are not supported by rvs"));
-    }
-    let (host, port) = match buf.rsplit_once(':') {
-        Some((h, p)) => (h, Some(p)),
-        None => (buf, None),
+    let (host, port) = match buf.strip_prefix('[') {
+        Some(rest) => match rest.split_once("]:") {
+            Some((h, p)) => (h, Some(p)),
+            None => return Ok(None),
+        },
+        None if buf.parse::<Ipv6Addr>().is_ok() => (buf, None),
+        None => match buf.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (buf, None),
+        },
     };
-    let addr = match host.parse::<Ipv4Addr>() {
-        Ok(a) => a,
+    let addr = match host.parse::<IpAddr>() {
+        Ok(IpAddr::V6(a)) if buf.starts_with('[') || port.is_none() => IpAddr::V6(a),
+        Ok(IpAddr::V6(_)) => return Ok(None),
+        Ok(IpAddr::V4(a)) if !buf.starts_with('[') => IpAddr::V4(a),
+        Ok(IpAddr::V4(_)) => return Ok(None),
+        Err(_) if buf.starts_with('[') => return Ok(None),
         Err(_) => match (host, 0u16).to_socket_addrs() {
             Ok(mut addrs) => match addrs.find_map(|a| match a.ip() {
-                std::net::IpAddr::V4(v4) => Some(v4),
-                std::net::IpAddr::V6(_) => None,
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
             }) {
-                Some(a) => a,
+                Some(a) => IpAddr::V4(a),
                 None => return Ok(None),
             },
             Err(_) => return Ok(None),
@@ -821,7 +832,10 @@ impl Parser {
             }
             "fwmark-service" => return Err(unsupported("-f", "rvs has no firewall-mark services; use -t or -u")),
             "sctp-service" => return Err(unsupported("--sctp-service", "rvs balances TCP and UDP")),
-            "ipv6" => return Err(unsupported("-6", "rvs is IPv4 only")),
+            // `-6` only says a firewall-mark service (`-f`) is IPv6; a -t/-u
+            // service's family is its address's. ipvsadm refuses it before -f,
+            // and rvs has no -f.
+            "ipv6" => return Err(ParseError::new("-6 used before -f\n")),
             "ops" => return Err(unsupported("-o", "one-packet scheduling is not implemented")),
             "pe" => return Err(unsupported("--pe", "no persistence engines (sip) in rvs")),
             "start-daemon" | "stop-daemon" | "mcast-interface" | "syncid" | "mcast-group" | "mcast-port" | "mcast-ttl" | "sync-maxlen" => {
@@ -864,6 +878,11 @@ impl Parser {
             }
             if self.inv.forward != Some(ForwardMode::Tun) {
                 return Err(ParseError::new("Tunnel options conflict with forward method"));
+            }
+        }
+        if let (Command::AddServer | Command::EditServer, Some((_, svc)), Some(real)) = (cmd, self.inv.service, self.inv.server) {
+            if svc.addr.is_ipv4() != real.addr.is_ipv4() && self.inv.forward != Some(ForwardMode::Tun) {
+                return Err(ParseError::new("Different address family is allowed only for tunneling servers"));
             }
         }
         if matches!(cmd, Command::AddService | Command::EditService) {

@@ -1,7 +1,7 @@
 //! keepalived.conf statements → rvs [`Config`].
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -279,6 +279,12 @@ fn ipv4(n: &Node, s: &str) -> R<Ipv4Addr> {
     s.parse().map_err(|_| err_invalid(n, format!("`{s}` is not an IPv4 address")))
 }
 
+/// An IPv4 or IPv6 address (virtual and real servers, local addresses,
+/// checker addresses).
+fn ip_addr(n: &Node, s: &str) -> R<IpAddr> {
+    s.parse().map_err(|_| err_invalid(n, format!("`{s}` is not an IPv4 or IPv6 address")))
+}
+
 fn port_number(n: &Node, s: &str) -> R<u16> {
     match s.parse::<u16>() {
         Ok(p) if p != 0 => Ok(p),
@@ -399,7 +405,7 @@ pub(crate) fn translate(nodes: &[Node], base: &Config, main: &Path) -> R<Importe
         scripts::check_scripts_secure(nodes)?;
     }
 
-    let mut laddr_groups: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
+    let mut laddr_groups: HashMap<String, Vec<IpAddr>> = HashMap::new();
     for n in of("local_address_group") {
         let (name, addrs) = parse_laddr_group(n, &ctx)?;
         if laddr_groups.insert(name.clone(), addrs).is_some() {
@@ -598,7 +604,7 @@ fn parse_sync_daemon(n: &Node, ctx: &Ctx<'_>) -> R<SyncConfig> {
 }
 
 /// `local_address_group NAME { IP [IFACE] | A.B.C.D-E [IFACE] ... }` (DPVS).
-fn parse_laddr_group(n: &Node, ctx: &Ctx<'_>) -> R<(String, Vec<Ipv4Addr>)> {
+fn parse_laddr_group(n: &Node, ctx: &Ctx<'_>) -> R<(String, Vec<IpAddr>)> {
     let (name, entries) = named_block(n)?;
     let mut addrs = Vec::new();
     for e in entries {
@@ -623,10 +629,11 @@ fn parse_laddr_group(n: &Node, ctx: &Ctx<'_>) -> R<(String, Vec<Ipv4Addr>)> {
     Ok((name.to_string(), addrs))
 }
 
-/// `a.b.c.d`, `a.b.c.d-e` (last byte range) or `a.b.c.d-a.b.c.e`.
-fn addr_range(n: &Node, s: &str) -> R<Vec<Ipv4Addr>> {
+/// `a.b.c.d`, an IPv6 address, `a.b.c.d-e` (last byte range) or
+/// `a.b.c.d-a.b.c.e` (ranges are IPv4 only).
+fn addr_range(n: &Node, s: &str) -> R<Vec<IpAddr>> {
     let Some((first, last)) = s.split_once('-') else {
-        return Ok(vec![ipv4(n, s)?]);
+        return Ok(vec![ip_addr(n, s)?]);
     };
     let first = ipv4(n, first)?;
     let last = if last.contains('.') {
@@ -640,7 +647,7 @@ fn addr_range(n: &Node, s: &str) -> R<Vec<Ipv4Addr>> {
     if hi < lo || hi - lo >= 65536 {
         return Err(err_invalid(n, format!("`{s}` is not a range of at most 65536 addresses, low to high")));
     }
-    Ok((lo..=hi).map(Ipv4Addr::from).collect())
+    Ok((lo..=hi).map(|a| IpAddr::V4(Ipv4Addr::from(a))).collect())
 }
 
 fn parse_script(n: &Node) -> R<TrackScript> {
@@ -981,27 +988,27 @@ impl CheckDefaults {
 
 /// A fresh service with every field at its default. Built through serde so that
 /// fields added to the schema later take their defaults here too.
-fn new_service(n: &Node, protocol: Protocol, vip: Ipv4Addr, port: u16) -> R<ServiceConfig> {
+fn new_service(n: &Node, protocol: Protocol, vip: IpAddr, port: u16) -> R<ServiceConfig> {
     let json = serde_json::json!({ "protocol": protocol, "vip": vip, "port": port });
     serde_json::from_value(json).map_err(|e| err_invalid(n, format!("internal: {e}")))
 }
 
 /// A fresh real server with every field at its default (see [`new_service`]).
-fn new_real(n: &Node, address: Ipv4Addr) -> R<RealConfig> {
+fn new_real(n: &Node, address: IpAddr) -> R<RealConfig> {
     serde_json::from_value(serde_json::json!({ "address": address })).map_err(|e| err_invalid(n, format!("internal: {e}")))
 }
 
 fn parse_virtual_server(
     n: &Node,
     ctx: &mut Ctx<'_>,
-    laddr_groups: &HashMap<String, Vec<Ipv4Addr>>,
+    laddr_groups: &HashMap<String, Vec<IpAddr>>,
     index: usize,
 ) -> R<(ServiceConfig, Vec<RealHealth>)> {
     let children = body(n)?;
     let (vip, port) = match n.args.as_slice() {
         [k, ..] if k == "fwmark" => return Err(err_unsupported(n, "fwmark", "firewall-mark services are not implemented")),
         [k, ..] if k == "group" => return Err(err_unsupported(n, "group", "virtual_server_group is not implemented; list the services")),
-        [ip, port] => (ipv4(n, ip)?, port_number(n, port)?),
+        [ip, port] => (ip_addr(n, ip)?, port_number(n, port)?),
         _ => return Err(err_syntax(n, "`virtual_server` needs an address and a port")),
     };
     let place = format!("virtual_server {vip} {port}");
@@ -1055,8 +1062,8 @@ fn parse_virtual_server(
             "sorry_server" => {
                 leaf(c)?;
                 let (address, port) = match c.args.as_slice() {
-                    [a] => (ipv4(c, a)?, None),
-                    [a, p] => (ipv4(c, a)?, Some(port_number(c, p)?)),
+                    [a] => (ip_addr(c, a)?, None),
+                    [a, p] => (ip_addr(c, a)?, Some(port_number(c, p)?)),
                     _ => return Err(err_syntax(c, "`sorry_server` takes an address and a port")),
                 };
                 sorry = Some(SorryServer { address, port, forward: None });
@@ -1149,8 +1156,8 @@ fn netmask(n: &Node, s: &str) -> R<Ipv4Addr> {
 fn parse_real(n: &Node, vs_defaults: &CheckDefaults) -> R<(RealConfig, RealHealth)> {
     let children = body(n)?;
     let (address, port) = match n.args.as_slice() {
-        [a] => (ipv4(n, a)?, None),
-        [a, p] => (ipv4(n, a)?, Some(port_number(n, p)?)),
+        [a] => (ip_addr(n, a)?, None),
+        [a, p] => (ip_addr(n, a)?, Some(port_number(n, p)?)),
         _ => return Err(err_syntax(n, "`real_server` needs an address and a port")),
     };
     let place = format!("real_server {}", n.args.join(" "));
@@ -1212,8 +1219,8 @@ fn parse_check(n: &Node, d: &CheckDefaults, real_place: &str) -> R<HealthCheck> 
         match (kind, c.keyword.as_str()) {
             (_, "connect_timeout") => check.connect_timeout = positive_secs(c)?,
             (_, "connect_port") => check.connect_port = Some(port_number(c, one(c)?)?),
-            (_, "connect_ip") => check.connect_ip = Some(ipv4(c, one(c)?)?),
-            (_, "bind_ip") => check.bind_ip = Some(ipv4(c, one(c)?)?),
+            (_, "connect_ip") => check.connect_ip = Some(ip_addr(c, one(c)?)?),
+            (_, "bind_ip") => check.bind_ip = Some(ip_addr(c, one(c)?)?),
             (_, "retry" | "nb_get_retry") => check.retry = num(c, one(c)?, "a count")?,
             (_, "delay_before_retry") => check.delay_before_retry = secs(c, one(c)?, 0.0)?,
             (_, "url") if http => urls.push(parse_url(c)?),

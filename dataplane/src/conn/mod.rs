@@ -10,7 +10,7 @@ mod table;
 
 pub use table::{ConnId, ConnTable, Direction, IndexEntry, TableFull, TablePart, Victim, MAX_CAPACITY};
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
 use crate::snapshot::{ForwardMode, Protocol, ServiceKey, Timeouts};
 
@@ -266,7 +266,7 @@ pub struct Conn {
 impl Conn {
     /// The service this connection belongs to.
     pub fn service_key(&self) -> ServiceKey {
-        ServiceKey { protocol: self.protocol, vip: *self.vip.ip(), port: self.vip.port() }
+        ServiceKey { protocol: self.protocol, vip: IpAddr::V4(*self.vip.ip()), port: self.vip.port() }
     }
 
     /// The key of the client's packets (`client → VIP`).

@@ -210,7 +210,7 @@ impl<F: Frame> Processor<F> {
         let Some(protocol) = Protocol::from_ip_proto(proto) else {
             return Action::Drop(Counter::DropUnsupported);
         };
-        let Some((svc_idx, svc)) = self.snapshot.service(&ServiceKey { protocol, vip: dst, port: l4.dport }) else {
+        let Some((svc_idx, svc)) = self.snapshot.service(&ServiceKey { protocol, vip: dst.into(), port: l4.dport }) else {
             return self.not_balanced(port, dst);
         };
         if self.snapshot.is_standby(dst) {
@@ -309,11 +309,13 @@ impl<F: Frame> Processor<F> {
     ) -> Result<Conn, Counter> {
         let real = self.snapshot.services[svc_idx].reals[real_idx];
         let protocol = Protocol::from_ip_proto(key.proto).ok_or(Counter::DropUnsupported)?;
+        // An IPv4 service has IPv4 real servers (the config's validation).
+        let real_addr = real.addr_v4().ok_or(Counter::DropUnsupported)?;
         let mut conn = Conn {
             protocol,
             client: SocketAddrV4::new(key.src, key.sport),
             vip: SocketAddrV4::new(key.dst, key.dport),
-            real: SocketAddrV4::new(real.addr, real.port),
+            real: SocketAddrV4::new(real_addr, real.port),
             local: local.into(),
             real_index: real_idx as u16,
             service_index: svc_idx as u16,

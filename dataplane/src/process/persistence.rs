@@ -24,7 +24,7 @@ impl<F: Frame> Processor<F> {
             let net = mask(key.src, p.netmask);
             if let Some(t) = self.templates.get(&(svc.key, net)) {
                 let live = t.conns > 0 || t.expires_ms > now_ms;
-                let idx = svc.reals.iter().position(|r| SocketAddrV4::new(r.addr, r.port) == t.real);
+                let idx = svc.reals.iter().position(|r| r.addr == IpAddr::V4(*t.real.ip()) && r.port == t.real.port());
                 // Like IPVS: a template keeps pointing at its real server while it
                 // exists, even when quiescent or overloaded, unless the server is
                 // gone — or quiescent with `expire_quiescent`

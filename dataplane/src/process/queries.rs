@@ -121,17 +121,19 @@ impl<F: Frame> Processor<F> {
         }
         if chunk.next.is_none() && filter.templates {
             for ((key, net), t) in &self.templates {
+                // Templates are made by the IPv4 path, for IPv4 services.
+                let IpAddr::V4(vip) = key.vip else { continue };
                 let entry = ConnEntry {
                     protocol: key.protocol,
                     client: *net,
-                    vip: SocketAddrV4::new(key.vip, key.port),
+                    vip: SocketAddrV4::new(vip, key.port),
                     real: *t.real.ip(),
                     state: TcpState::None.name(),
                     template: true,
                 };
                 if filter.matches_entry(&entry) {
                     if window.contains(&chunk.matched) {
-                        chunk.conns.push(self.template_info(key, *net, t, now_ms));
+                        chunk.conns.push(self.template_info(key, vip, *net, t, now_ms));
                     }
                     chunk.matched += 1;
                 }
@@ -141,18 +143,18 @@ impl<F: Frame> Processor<F> {
     }
 
     /// A persistence template as listings show it (client port 0).
-    fn template_info(&self, key: &ServiceKey, net: Ipv4Addr, t: &Template, now_ms: u64) -> ConnInfo {
+    fn template_info(&self, key: &ServiceKey, vip: Ipv4Addr, net: Ipv4Addr, t: &Template, now_ms: u64) -> ConnInfo {
         ConnInfo {
             worker: self.worker as u16,
             protocol: key.protocol,
             client: SocketAddrV4::new(net, 0),
-            vip: SocketAddrV4::new(key.vip, key.port),
+            vip: SocketAddrV4::new(vip, key.port),
             real: t.real,
             local: None,
             forward: self
                 .snapshot
                 .service(key)
-                .and_then(|(_, s)| s.reals.iter().find(|r| r.addr == *t.real.ip()).map(|r| r.forward))
+                .and_then(|(_, s)| s.reals.iter().find(|r| r.addr == IpAddr::V4(*t.real.ip())).map(|r| r.forward))
                 .unwrap_or(ForwardMode::Dr),
             state: Cow::Borrowed(TcpState::None.name()),
             expires_ms: t.expires_ms.saturating_sub(now_ms),

@@ -36,7 +36,7 @@ fn real(addr: Ipv4Addr, port: u16, forward: ForwardMode) -> RealServer {
 }
 
 fn snapshot(generation: u64, nat_reals: Vec<RealServer>) -> Arc<Snapshot> {
-    let key = |protocol, vip, port| ServiceKey { protocol, vip, port };
+    let key = |protocol, vip: Ipv4Addr, port| ServiceKey { protocol, vip: vip.into(), port };
     Arc::new(
         Snapshot {
             generation,
@@ -540,7 +540,7 @@ mod semantics {
     const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 105);
 
     fn snap_with(generation: u64, reals: Vec<RealServer>, edit: impl Fn(&mut Service), nodest: bool) -> Arc<Snapshot> {
-        let mut svc = Service::new(ServiceKey { protocol: Protocol::Tcp, vip: VIP, port: 80 }, SchedulerKind::Rr, reals);
+        let mut svc = Service::new(ServiceKey { protocol: Protocol::Tcp, vip: VIP.into(), port: 80 }, SchedulerKind::Rr, reals);
         edit(&mut svc);
         let base = snapshot(generation, nat_reals());
         let mut s = (*base).clone();
@@ -742,7 +742,7 @@ fn a_client_packet_on_the_wrong_worker_goes_to_the_owner() {
 fn the_newest_connection_owns_a_reused_reply_key() {
     let rs = vec![real(RS1, 8080, ForwardMode::Nat)];
     let mut s = (*snapshot(1, rs.clone())).clone();
-    s.services.push(Service::new(ServiceKey { protocol: Protocol::Tcp, vip: NAT_VIP, port: 81 }, SchedulerKind::Rr, rs));
+    s.services.push(Service::new(ServiceKey { protocol: Protocol::Tcp, vip: NAT_VIP.into(), port: 81 }, SchedulerKind::Rr, rs));
     let snap = Arc::new(s.finish());
     let mut w0: Processor<VecFrame> = Processor::for_worker(Arc::clone(&snap), 64, 0, 2);
     let mut w1: Processor<VecFrame> = Processor::for_worker(snap, 64, 1, 2);
@@ -1019,7 +1019,7 @@ mod synproxy;
 /// workers share them (adopting a snapshot builds nothing on the packet path).
 #[test]
 fn workers_share_the_snapshots_lookup_tables() {
-    let key = ServiceKey { protocol: Protocol::Tcp, vip: NAT_VIP, port: 8443 };
+    let key = ServiceKey { protocol: Protocol::Tcp, vip: NAT_VIP.into(), port: 8443 };
     let mut snap = (*snapshot(1, nat_reals())).clone();
     snap.services.push(Service::new(key, SchedulerKind::Maglev, nat_reals()));
     let snap = Arc::new(snap.finish());

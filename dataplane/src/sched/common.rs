@@ -5,7 +5,7 @@
 //! so a table built from the same real servers is identical in every process on
 //! every machine, which the consistent-hash schedulers rely on.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::Candidates;
 
@@ -118,12 +118,36 @@ pub(crate) fn fmix64(mut k: u64) -> u64 {
     k
 }
 
-/// Seeded hash of an IPv4 endpoint: `fmix64(fnv1a64(a.b.c.d ‖ port_be) ^ seed)`.
-/// Deterministic across processes, machines and byte orders.
-pub(crate) fn endpoint_hash(addr: Ipv4Addr, port: u16, seed: u64) -> u64 {
-    let a = addr.octets();
-    let p = port.to_be_bytes();
-    fmix64(fnv1a64(&[a[0], a[1], a[2], a[3], p[0], p[1]]) ^ seed)
+/// Seeded hash of an endpoint: `fmix64(fnv1a64(address octets ‖ port_be) ^ seed)`
+/// (4 address octets for IPv4, 16 for IPv6). Deterministic across processes,
+/// machines and byte orders.
+pub(crate) fn endpoint_hash(addr: impl Into<IpAddr>, port: u16, seed: u64) -> u64 {
+    let mut bytes = [0u8; 18];
+    let n = match addr.into() {
+        IpAddr::V4(a) => {
+            bytes[..4].copy_from_slice(&a.octets());
+            4
+        }
+        IpAddr::V6(a) => {
+            bytes[..16].copy_from_slice(&a.octets());
+            16
+        }
+    };
+    bytes[n..n + 2].copy_from_slice(&port.to_be_bytes());
+    fmix64(fnv1a64(&bytes[..n + 2]) ^ seed)
+}
+
+/// An address as the 32-bit word IPVS's hashing schedulers (sh, dh, mh)
+/// compute with: the IPv4 address itself, or an IPv6 address's four words
+/// xored together (IPVS's `addr_fold`).
+pub fn addr_fold(addr: impl Into<IpAddr>) -> u32 {
+    match addr.into() {
+        IpAddr::V4(a) => u32::from(a),
+        IpAddr::V6(a) => {
+            let w = a.octets();
+            (0..4).map(|i| u32::from_be_bytes([w[4 * i], w[4 * i + 1], w[4 * i + 2], w[4 * i + 3]])).fold(0, |x, y| x ^ y)
+        }
+    }
 }
 
 /// Seeded hash of a 32-bit value: `fmix64(v ^ seed)` (for `mh`, which, like

@@ -39,7 +39,7 @@
 //! [`SchedOptions::fallback`]: super::SchedOptions::fallback
 //! [`HashFields::SrcAddrPort`]: super::HashFields::SrcAddrPort
 
-use super::common::{gcd, table_size_or, word_hash};
+use super::common::{addr_fold, gcd, table_size_or, word_hash};
 use super::{Candidates, HashFields, LookupTable, SchedOptions, Scheduler};
 use crate::conn::FlowKey;
 use crate::snapshot::RealServer;
@@ -96,7 +96,7 @@ impl MaglevHashing {
             let mut next: Vec<usize> = Vec::with_capacity(usable.len());
             let mut skip: Vec<usize> = Vec::with_capacity(usable.len());
             for r in usable {
-                let v = u32::from(r.addr).wrapping_add(u32::from(r.port));
+                let v = addr_fold(r.addr).wrapping_add(u32::from(r.port));
                 next.push((word_hash(v, SEED_1) % m32) as usize);
                 skip.push((word_hash(v, SEED_2) % (m32 - 1) + 1) as usize);
             }

@@ -66,6 +66,8 @@
 //!   may be remembered with different servers on different cores.
 
 mod common;
+
+pub use common::addr_fold;
 mod dh;
 mod fo;
 mod lblc;
@@ -633,7 +635,7 @@ mod tests {
     #[test]
     fn prebuilt_tables_pick_as_self_built_ones() {
         use crate::snapshot::{Protocol, Service, ServiceKey};
-        let key = ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100), port: 80 };
+        let key = ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100).into(), port: 80 };
         for kind in [SchedulerKind::Maglev, SchedulerKind::Mh] {
             let rs = reals(&[1, 3, 0, 2]);
             let opts = SchedOptions::default();

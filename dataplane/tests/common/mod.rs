@@ -40,7 +40,7 @@ pub fn nat_snapshot(name: &str, mac: MacAddr) -> Arc<Snapshot> {
                 Route { prefix: Ipv4Addr::new(10, 1, 0, 0), prefix_len: 24, via: None, port: 0 },
             ],
             services: vec![Service::new(
-                ServiceKey { protocol: Protocol::Tcp, vip: VIP, port: 80 },
+                ServiceKey { protocol: Protocol::Tcp, vip: VIP.into(), port: 80 },
                 SchedulerKind::Rr,
                 vec![RealServer::new(RS, 8080, 1, ForwardMode::Nat)],
             )],

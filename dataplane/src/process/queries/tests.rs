@@ -16,7 +16,7 @@ const RS1: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 11);
 const RS2: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 12);
 
 fn key(protocol: Protocol, vip: Ipv4Addr, port: u16) -> ServiceKey {
-    ServiceKey { protocol, vip, port }
+    ServiceKey { protocol, vip: vip.into(), port }
 }
 
 /// A DR TCP service, a NAT TCP service and a NAT UDP service, each over RS1 and RS2.
@@ -104,7 +104,9 @@ fn holed_processor() -> Processor<VecFrame> {
 fn everything(p: &Processor<VecFrame>, filter: &ConnFilter, now: u64) -> Vec<ConnInfo> {
     let mut all: Vec<ConnInfo> = p.conns().iter().map(|(_, c)| p.conn_info(c, now)).filter(|c| filter.matches(c)).collect();
     if filter.templates {
-        all.extend(p.templates.iter().map(|((k, net), t)| p.template_info(k, *net, t, now)).filter(|c| filter.matches(c)));
+        let v4 = |k: &ServiceKey| crate::snapshot::v4(k.vip);
+        let templates = p.templates.iter().filter_map(|((k, net), t)| Some(p.template_info(k, v4(k)?, *net, t, now)));
+        all.extend(templates.filter(|c| filter.matches(c)));
     }
     all
 }

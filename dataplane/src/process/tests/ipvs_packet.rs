@@ -56,7 +56,7 @@ fn step(what: &'static str, input: &str, expect: &str) -> Step {
 /// and (with `expire_nodest_conn`) one whose real server `nodest_reals` lost.
 fn answering_snapshot(generation: u64, nodest_reals: Vec<RealServer>) -> Arc<Snapshot> {
     let mut s = (*snapshot(generation, nat_reals())).clone();
-    let key = |protocol, vip, port| ServiceKey { protocol, vip, port };
+    let key = |protocol, vip: Ipv4Addr, port| ServiceKey { protocol, vip: vip.into(), port };
     let mut drained = vec![real(RS1, 80, ForwardMode::Nat)];
     drained[0].weight = 0;
     s.services.push(Service::new(key(Protocol::Udp, EMPTY_VIP, 53), SchedulerKind::Rr, vec![]));
@@ -190,7 +190,7 @@ fn two_port_processor() -> Processor<VecFrame> {
             Route { prefix: Ipv4Addr::new(10, 1, 0, 0), prefix_len: 24, via: None, port: 1 },
         ],
         services: vec![Service::new(
-            ServiceKey { protocol: Protocol::Tcp, vip: NAT_VIP, port: 80 },
+            ServiceKey { protocol: Protocol::Tcp, vip: NAT_VIP.into(), port: 80 },
             SchedulerKind::Rr,
             vec![real(RS1, 8080, ForwardMode::Nat)],
         )],

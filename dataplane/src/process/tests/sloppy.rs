@@ -14,14 +14,14 @@ const TUN_VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 111);
 fn node_snapshot(sloppy: bool, mode: ForwardMode) -> Arc<Snapshot> {
     let opts = SchedOptions { hash: HashFields::SrcAddrPort, ..Default::default() };
     let mut dr = Service::new(
-        ServiceKey { protocol: Protocol::Tcp, vip: VIP, port: 80 },
+        ServiceKey { protocol: Protocol::Tcp, vip: VIP.into(), port: 80 },
         SchedulerKind::Maglev,
         vec![real(RS1, 80, mode), real(RS2, 80, mode)],
     );
     dr.sched_options = opts;
     dr.sloppy = sloppy;
     let mut tun = Service::new(
-        ServiceKey { protocol: Protocol::Tcp, vip: TUN_VIP, port: 80 },
+        ServiceKey { protocol: Protocol::Tcp, vip: TUN_VIP.into(), port: 80 },
         SchedulerKind::Mh,
         vec![real(RS1, 80, ForwardMode::Tun), real(RS2, 80, ForwardMode::Tun)],
     );
@@ -126,7 +126,7 @@ fn lookup_tables_are_identical_across_independently_built_snapshots() {
     let one = node_snapshot(true, ForwardMode::Dr);
     let two = node_snapshot(true, ForwardMode::Dr);
     for vip in [VIP, TUN_VIP] {
-        let key = ServiceKey { protocol: Protocol::Tcp, vip, port: 80 };
+        let key = ServiceKey { protocol: Protocol::Tcp, vip: vip.into(), port: 80 };
         let t1 = one.service(&key).and_then(|(_, s)| s.lookup_table.clone()).expect("table");
         let t2 = two.service(&key).and_then(|(_, s)| s.lookup_table.clone()).expect("table");
         assert!(!t1.shares(&t2), "built independently");

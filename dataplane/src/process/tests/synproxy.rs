@@ -17,7 +17,7 @@ fn proxy_snapshot(window_scale: u8) -> Arc<Snapshot> {
         svc.syn_proxy = SynProxy::On;
     }
     let mut fnat = Service::new(
-        ServiceKey { protocol: Protocol::Tcp, vip: FNAT_VIP, port: 80 },
+        ServiceKey { protocol: Protocol::Tcp, vip: FNAT_VIP.into(), port: 80 },
         SchedulerKind::Rr,
         vec![real(RS1, 8080, ForwardMode::FullNat)],
     );
