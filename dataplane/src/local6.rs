@@ -29,6 +29,7 @@ use std::net::Ipv6Addr;
 
 use hashbrown::HashSet;
 
+use crate::frame::Frame;
 use crate::neigh::NdUpdate;
 use crate::wire::checksum;
 use crate::wire::icmpv6::{msg_type, Icmpv6Packet};
@@ -263,4 +264,20 @@ fn echo<A: OurAddrs6 + ?Sized>(frame: &mut [u8], l2_len: usize, port: u16, our_m
         macs[6..].copy_from_slice(&our_mac.octets());
     }
     Local6::EchoReply { len, kind }
+}
+
+/// Replaces the content of `frame` by `bytes`, resizing it: sends an
+/// [`NdReply`] written into a scratch buffer back out in the received frame's
+/// own buffer, as ARP replies are (when the solicitation itself is not needed
+/// any more). False, leaving the frame as it was, when it has no room to grow.
+pub fn replace_frame<F: Frame>(frame: &mut F, bytes: &[u8]) -> bool {
+    let len = frame.len();
+    let resized = if bytes.len() >= len { frame.append(bytes.len() - len) } else { frame.trim(len - bytes.len()) };
+    match frame.data_mut().get_mut(..bytes.len()) {
+        Some(data) if resized => {
+            data.copy_from_slice(bytes);
+            true
+        }
+        _ => false,
+    }
 }

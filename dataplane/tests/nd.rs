@@ -7,7 +7,8 @@
 use std::net::Ipv6Addr;
 
 use proptest::prelude::*;
-use rvs_dataplane::local6::{answer, AddrKind, AddrSet6, Drop6, Duplicate, Local6, NdReply};
+use rvs_dataplane::frame::{Frame, VecFrame};
+use rvs_dataplane::local6::{answer, replace_frame, AddrKind, AddrSet6, Drop6, Duplicate, Local6, NdReply};
 use rvs_dataplane::neigh::nd::{fill_probe, fill_unsolicited_na, MAX_FRAME_LEN};
 use rvs_dataplane::neigh::{NdSource, NdUpdate, NeighTable6, Resolution};
 use rvs_dataplane::wire::builder::from_hex;
@@ -96,6 +97,52 @@ fn dad_probe_for_our_address_is_answered_to_all_nodes_and_reported() {
     let (r, na) = nd_reply("ns_dad_lip");
     assert_eq!(na, scapy("na_dad_lip"));
     assert_eq!((r.target, r.kind, r.dad, r.learn), (LIP, AddrKind::Local, true, None));
+}
+
+/// The answer sent in the solicitation's own buffer: grown for a DAD probe
+/// (78 bytes in, 86 out), shrunk for a solicitation with more options.
+#[test]
+fn answers_replace_the_received_frame() {
+    for (ns, na, extra) in [("ns_dad_lip", "na_dad_lip", 0), ("ns_vip", "na_vip", 16)] {
+        let mut bytes = scapy(ns);
+        bytes.extend(vec![0; extra]);
+        let mut frame = VecFrame::new(&bytes);
+        let mut reply = [0u8; MAX_FRAME_LEN];
+        let Local6::NdReply(r) = answer(frame.data_mut(), 14, PORT, MAC_LB, &ours(), &mut reply) else { panic!("{ns}: answered") };
+        assert!(replace_frame(&mut frame, &reply[..r.len]));
+        assert_eq!(frame.to_vec(), scapy(na), "{ns}");
+    }
+    // No tailroom: the frame stays as it was.
+    let mut frame = Tight(scapy("ns_dad_lip"));
+    assert!(!replace_frame(&mut frame, &scapy("na_dad_lip")));
+    assert_eq!(frame.0, scapy("ns_dad_lip"));
+}
+
+/// A buffer without tailroom or headroom.
+struct Tight(Vec<u8>);
+
+impl Frame for Tight {
+    fn data(&self) -> &[u8] {
+        &self.0
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+    fn prepend(&mut self, _: usize) -> bool {
+        false
+    }
+    fn adj(&mut self, _: usize) -> bool {
+        false
+    }
+    fn append(&mut self, len: usize) -> bool {
+        len == 0
+    }
+    fn trim(&mut self, len: usize) -> bool {
+        len == 0
+    }
+    fn alloc_sibling(&self) -> Option<Self> {
+        None
+    }
 }
 
 /// A hop-by-hop header before the NS is allowed (MLD-style); a fragment is not.
