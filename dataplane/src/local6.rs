@@ -176,8 +176,9 @@ pub enum Local6 {
     Learned(NdUpdate),
     /// Another node advertises one of our addresses.
     Duplicate(Duplicate),
-    /// Not answered here: not neighbour discovery or an echo request to us, or
-    /// a solicitation for someone else, or our own message looped back.
+    /// Not answered here: not neighbour discovery or an echo request to us, a
+    /// solicitation for someone else, a message unicast to an address not
+    /// ours, or our own message looped back.
     NotForUs,
     /// Dropped, for this reason.
     Drop(Drop6),

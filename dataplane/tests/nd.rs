@@ -154,11 +154,13 @@ fn solicitation_behind_extension_headers() {
 }
 
 #[test]
-fn solicitation_for_someone_else_is_not_ours() {
-    let (r, frame, reply) = run("ns_other");
-    assert_eq!(r, Local6::NotForUs);
-    assert_eq!(frame, scapy("ns_other"));
-    assert!(reply.iter().all(|&b| b == 0xaa), "nothing written");
+fn messages_for_someone_else_are_not_ours() {
+    for name in ["ns_other", "ns_to_other", "na_to_other"] {
+        let (r, frame, reply) = run(name);
+        assert_eq!(r, Local6::NotForUs, "{name}");
+        assert_eq!(frame, scapy(name), "{name}");
+        assert!(reply.iter().all(|&b| b == 0xaa), "{name}: nothing written");
+    }
 }
 
 #[test]

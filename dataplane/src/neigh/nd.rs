@@ -62,6 +62,12 @@ fn check_common(rx: &Received<'_>) -> Result<(), Drop6> {
     }
 }
 
+/// True when a message to `dst` is for us at all: sent to a multicast group
+/// (solicited-node, all nodes) or to one of our addresses.
+fn to_us<A: OurAddrs6 + ?Sized>(rx: &Received<'_>, port: u16, addrs: &A) -> bool {
+    rx.dst.is_multicast() || addrs.kind(port, rx.dst).is_some()
+}
+
 /// Answers a solicitation for one of our addresses (RFC 4861 §7.2.4): a
 /// solicited advertisement to its sender (to the source link-layer option's
 /// MAC, else the frame's source), or, for duplicate address detection (from
@@ -82,7 +88,7 @@ pub(crate) fn solicitation<A: OurAddrs6 + ?Sized>(rx: &Received<'_>, port: u16, 
             return Local6::Drop(Drop6::DadWithLinkLayer);
         }
     }
-    if rx.eth_src == our_mac {
+    if rx.eth_src == our_mac || !to_us(rx, port, addrs) {
         return Local6::NotForUs;
     }
     let target = ns.target();
@@ -116,8 +122,8 @@ pub(crate) fn advertisement<A: OurAddrs6 + ?Sized>(rx: &Received<'_>, port: u16,
         return Local6::Drop(Drop6::SolicitedToMulticast);
     }
     let (target, target_ll) = (na.target(), na.target_ll_addr());
-    if rx.eth_src == our_mac || target_ll == Some(our_mac) {
-        // Our own advertisement, looped back.
+    if rx.eth_src == our_mac || target_ll == Some(our_mac) || !to_us(rx, port, addrs) {
+        // Our own advertisement looped back, or someone else's unicast.
         return Local6::NotForUs;
     }
     if let Some(kind) = addrs.kind(port, target) {
