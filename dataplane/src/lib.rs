@@ -8,7 +8,8 @@
 //! * [`conn`]: the per-core connection table with idle timeouts.
 //! * [`sched`]: one file per scheduler behind the [`sched::Scheduler`] trait.
 //! * [`fwd`]: one file per forwarding mode (DR, NAT).
-//! * [`neigh`]: the ARP neighbour table with queues for packets awaiting resolution.
+//! * [`neigh`]: the neighbour tables (ARP, IPv6 neighbour discovery) with queues for packets awaiting resolution.
+//! * [`local6`]: IPv6 traffic for the appliance: neighbour solicitations for our addresses, echo.
 //! * [`snapshot`]: the immutable configuration the control plane hands to workers.
 //! * [`process`]: the per-packet logic of a worker, generic over [`frame::Frame`].
 //! * [`stats`]: per-core counters and their shared, lock-free publication.
@@ -21,6 +22,7 @@ pub mod frame;
 pub mod fwd;
 pub mod laddr;
 pub mod link;
+pub mod local6;
 pub mod neigh;
 pub mod process;
 pub mod sched;
