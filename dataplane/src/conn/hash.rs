@@ -110,3 +110,56 @@ impl FlowAddr for Ipv6Addr {
         chain(seeds, a, b ^ ports_word(key))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `a × b` folded, written out with the halves of the operands (not
+    /// through u128), so the test does not repeat the code it checks.
+    fn fold_by_halves(a: u64, b: u64) -> u64 {
+        let (al, ah, bl, bh) = (a & 0xffff_ffff, a >> 32, b & 0xffff_ffff, b >> 32);
+        let (ll, lh, hl, hh) = (al * bl, al * bh, ah * bl, ah * bh);
+        let mid = (ll >> 32) + (lh & 0xffff_ffff) + (hl & 0xffff_ffff);
+        let low = (ll & 0xffff_ffff) | (mid << 32);
+        let high = hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
+        low ^ high
+    }
+
+    #[test]
+    fn the_ipv4_hash_is_the_documented_chain_over_the_packed_key() {
+        let seeds = Seeds::random();
+        let [s0, s1, s2, ..] = seeds.0;
+        let key = FlowKey { proto: 17, src: Ipv4Addr::new(198, 51, 100, 7), dst: Ipv4Addr::new(203, 0, 113, 10), sport: 51000, dport: 443 };
+        let a = 0xc633_6407_cb00_710a_u64;
+        let b = 51000u64 << 24 | 443 << 8 | 17;
+        assert_eq!(Ipv4Addr::hash_key(&key, &seeds), fold_by_halves(fold_by_halves(a ^ s0, b ^ s1), s2 | 1));
+        assert_eq!(fold_by_halves(u64::MAX, u64::MAX), (1u128 ^ (u64::MAX - 1) as u128) as u64, "(2^64 - 1)^2 = 2^128 - 2^65 + 1");
+    }
+
+    #[test]
+    fn the_ipv6_hash_folds_each_address_then_runs_the_chain() {
+        let seeds = Seeds::random();
+        let [s0, s1, s2, s3, s4, s5, s6] = seeds.0;
+        let src: Ipv6Addr = "2001:db8:1:2:3:4:5:6".parse().expect("address");
+        let dst: Ipv6Addr = "2001:db8:ffff::a".parse().expect("address");
+        let key = FlowKey { proto: 6, src, dst, sport: 40000, dport: 80 };
+        let a = fold_by_halves(0x2001_0db8_0001_0002 ^ s3, 0x0003_0004_0005_0006 ^ s4);
+        let b = fold_by_halves(0x2001_0db8_ffff_0000 ^ s5, 0x0000_0000_0000_000a ^ s6) ^ (40000u64 << 24 | 80 << 8 | 6);
+        assert_eq!(Ipv6Addr::hash_key(&key, &seeds), fold_by_halves(fold_by_halves(a ^ s0, b ^ s1), s2 | 1));
+        // Every byte of the 37 counts, and source and destination are not interchangeable.
+        let h = Ipv6Addr::hash_key(&key, &seeds);
+        for i in 0..16 {
+            let flip = |x: Ipv6Addr| {
+                let mut o = x.octets();
+                o[i] ^= 0x80;
+                Ipv6Addr::from(o)
+            };
+            assert_ne!(Ipv6Addr::hash_key(&FlowKey { src: flip(src), ..key }, &seeds), h, "source byte {i}");
+            assert_ne!(Ipv6Addr::hash_key(&FlowKey { dst: flip(dst), ..key }, &seeds), h, "destination byte {i}");
+        }
+        assert_ne!(Ipv6Addr::hash_key(&FlowKey { sport: 80, dport: 40000, ..key }, &seeds), h);
+        assert_ne!(Ipv6Addr::hash_key(&FlowKey { proto: 17, ..key }, &seeds), h);
+        assert_ne!(Ipv6Addr::hash_key(&FlowKey { src: dst, dst: src, ..key }, &seeds), h);
+    }
+}

@@ -10,7 +10,7 @@
 //! is IPv4 (`FlowKey<Ipv4Addr>`, `Conn<SocketAddrV4>`,
 //! `ConnTable<SocketAddrV4>`), so `Conn` alone is the IPv4 connection. The
 //! IPv6 ones are [`FlowKey6`], [`Conn6`] and [`ConnTable6`], whose addresses
-//! are the compact [`SockV6`] and [`OptAddrV6`] ([`family`]). NAT64
+//! are the compact [`SockV6`] and [`OptAddrV6`]. NAT64
 //! connections live in the IPv6 table with their IPv4 addresses mapped
 //! ([`FlowKey::to_mapped`]). An IPv4 entry takes 56 bytes, an IPv6 one 104
 //! (tests say so).
