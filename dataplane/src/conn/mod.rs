@@ -287,8 +287,15 @@ impl Conn {
     /// now: the service key of an IPv6 connection comes with the
     /// dual-stack [`ServiceKey`]).
     pub fn service_key(&self) -> ServiceKey {
-        ServiceKey { protocol: self.protocol, vip: *self.vip.ip(), port: self.vip.port() }
+        ServiceKey { protocol: self.protocol, vip: service_vip(*self.vip.ip()), port: self.vip.port() }
     }
+}
+
+/// An IPv4 VIP as [`ServiceKey::vip`] holds it: written for any type an
+/// [`Ipv4Addr`] converts into, so [`Conn::service_key`] compiles unchanged
+/// whether the key holds an `Ipv4Addr` or an `IpAddr`.
+fn service_vip<T: From<Ipv4Addr>>(vip: Ipv4Addr) -> T {
+    T::from(vip)
 }
 
 impl Conn6 {
