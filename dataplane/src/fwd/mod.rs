@@ -6,19 +6,31 @@
 //! Ethernet addressing is done afterwards by the caller, from the neighbour table.
 //! Checksums are updated incrementally (RFC 1624), never recomputed.
 //!
+//! IPv6 has its own file per mode where the rewrite differs (`*6.rs`: [`hop6`],
+//! [`icmp6_err`], [`nat6`], DR in [`dr`]), and `nat64`
+//! translates between an IPv6 client and IPv4 real servers through FULLNAT.
+//! The IPv6 functions take addresses and ports, never a connection entry.
+//!
 //! Every mode decrements the TTL ([`ttl`]) as Linux IPVS does; packets that
 //! cannot be forwarded are answered like IPVS answers them: ICMP errors
 //! ([`icmp_err`]) and TCP resets ([`reset`]).
 
 pub mod dr;
 pub mod fnat;
+pub mod hop6;
+pub mod icmp6_err;
 pub mod icmp_err;
+pub mod l4v6;
 pub mod nat;
+pub mod nat6;
 pub mod reset;
 pub mod ttl;
 pub mod tun;
 
-use std::net::Ipv4Addr;
+#[cfg(test)]
+mod fixtures6;
+
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::wire::{ipv4, Ipv4Packet, WireError};
 
@@ -41,6 +53,11 @@ pub enum FwdError {
     /// ICMP error, a reset, or a source that is not a unique host).
     #[error("the packet may not be answered with an ICMP error or a reset")]
     NoAnswer,
+    /// The packet cannot be translated between IPv6 and IPv4 (NAT64) or
+    /// rewritten over IPv6; the reason names what is missing or refused, for
+    /// the drop counter.
+    #[error("packet not translatable: {0}")]
+    Untranslatable(&'static str),
 }
 
 /// Where a rewritten packet goes: the address whose route and neighbour entry
@@ -51,6 +68,15 @@ pub enum NextHop {
     Routed(Ipv4Addr),
     /// This host must be on a connected network (DR: the real server's own MAC).
     OnLink(Ipv4Addr),
+}
+
+/// Where a rewritten IPv6 packet goes (the IPv6 counterpart of [`NextHop`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NextHop6 {
+    /// Route towards this address (gateway or on-link host, by the routing table).
+    Routed(Ipv6Addr),
+    /// This host must be on a connected network (DR: the real server's own MAC).
+    OnLink(Ipv6Addr),
 }
 
 /// Writes an option-less IPv4 header for a packet rvs originates (an ICMP
