@@ -7,7 +7,7 @@
 //! Checksums are updated incrementally (RFC 1624), never recomputed.
 //!
 //! IPv6 has its own file per mode where the rewrite differs (`*6.rs`: [`hop6`],
-//! [`icmp6_err`], [`nat6`], DR in [`dr`]), and `nat64`
+//! [`icmp6_err`], [`nat6`], [`fnat6`], DR in [`dr`]), and `nat64`
 //! translates between an IPv6 client and IPv4 real servers through FULLNAT.
 //! The IPv6 functions take addresses and ports, never a connection entry.
 //!
@@ -17,6 +17,7 @@
 
 pub mod dr;
 pub mod fnat;
+pub mod fnat6;
 pub mod hop6;
 pub mod icmp6_err;
 pub mod icmp_err;
