@@ -7,7 +7,7 @@
 //! Checksums are updated incrementally (RFC 1624), never recomputed.
 //!
 //! IPv6 has its own file per mode where the rewrite differs (`*6.rs`: [`hop6`],
-//! [`icmp6_err`], [`nat6`], [`fnat6`], DR in [`dr`]), and `nat64`
+//! [`icmp6_err`], [`nat6`], [`fnat6`], DR in [`dr`]), and [`nat64`]
 //! translates between an IPv6 client and IPv4 real servers through FULLNAT.
 //! The IPv6 functions take addresses and ports, never a connection entry.
 //!
@@ -24,6 +24,7 @@ pub mod icmp_err;
 pub mod l4v6;
 pub mod nat;
 pub mod nat6;
+pub mod nat64;
 pub mod reset;
 pub mod ttl;
 pub mod tun;
