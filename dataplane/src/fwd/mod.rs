@@ -7,7 +7,7 @@
 //! Checksums are updated incrementally (RFC 1624), never recomputed.
 //!
 //! IPv6 has its own file per mode where the rewrite differs (`*6.rs`: [`hop6`],
-//! [`icmp6_err`], [`nat6`], [`fnat6`], DR in [`dr`]), and [`nat64`]
+//! [`icmp6_err`], [`nat6`], [`fnat6`], [`tun6`], DR in [`dr`]), and [`nat64`]
 //! translates between an IPv6 client and IPv4 real servers through FULLNAT.
 //! The IPv6 functions take addresses and ports, never a connection entry.
 //!
@@ -28,6 +28,7 @@ pub mod nat64;
 pub mod reset;
 pub mod ttl;
 pub mod tun;
+pub mod tun6;
 
 #[cfg(test)]
 mod fixtures6;
@@ -99,4 +100,13 @@ fn originate_ipv4(ip: &mut [u8], protocol: u8, total_len: u16, src: Ipv4Addr, ds
     pkt.set_dst_addr(dst);
     pkt.fill_checksum();
     pkt
+}
+
+/// Sets the ethertype field that ends the L2 header at `l2_len` (untagged or
+/// 802.1Q: the last two bytes), for the IPv4 ↔ IPv6 changes of NAT64 and the
+/// mixed-family tunnels. A frame shorter than that is left alone.
+pub(crate) fn set_ethertype<F: crate::frame::Frame>(frame: &mut F, l2_len: usize, ethertype: u16) {
+    if let Some(b) = l2_len.checked_sub(2).and_then(|at| frame.data_mut().get_mut(at..l2_len)) {
+        b.copy_from_slice(&ethertype.to_be_bytes());
+    }
 }

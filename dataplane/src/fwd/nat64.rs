@@ -116,7 +116,7 @@ pub fn xmit_inbound<F: Frame>(
     }
     trim_padding(frame, l2_len, ipv6::HEADER_LEN + plen)?;
     replace_l3_header(frame, l2_len, upper.offset, ipv4::HEADER_LEN)?;
-    set_ethertype(frame, l2_len, crate::wire::ethertype::IPV4);
+    super::set_ethertype(frame, l2_len, crate::wire::ethertype::IPV4);
     let data = frame.data_mut();
     {
         let mut pkt = Ipv4Packet::new_unchecked(&mut data[l2_len..]);
@@ -198,7 +198,7 @@ pub fn xmit_reply<F: Frame>(
     }
     trim_padding(frame, l2_len, total)?;
     replace_l3_header(frame, l2_len, hl, ipv6::HEADER_LEN)?;
-    set_ethertype(frame, l2_len, crate::wire::ethertype::IPV6);
+    super::set_ethertype(frame, l2_len, crate::wire::ethertype::IPV6);
     let ip = &mut frame.data_mut()[l2_len..];
     ipv6::fill_header(ip, *vip.ip(), *client.ip(), proto, plen, ttl)?;
     Ipv6Packet::new_unchecked(ip).set_traffic_class(tos);
@@ -291,7 +291,7 @@ pub fn icmp4_to_6<F: Frame>(frame: &mut F, l2_len: usize, t: &Icmp4To6) -> Resul
         ipv6::HEADER_LEN + usize::from(payload_len)
     };
     write_l3(frame, l2_len, &out[..len])?;
-    set_ethertype(frame, l2_len, crate::wire::ethertype::IPV6);
+    super::set_ethertype(frame, l2_len, crate::wire::ethertype::IPV6);
     Ok(t.outer_dst)
 }
 
@@ -330,7 +330,7 @@ pub fn icmp6_to_4<F: Frame>(frame: &mut F, l2_len: usize, t: &Icmp6To4) -> Resul
         total
     };
     write_l3(frame, l2_len, &out[..len])?;
-    set_ethertype(frame, l2_len, crate::wire::ethertype::IPV4);
+    super::set_ethertype(frame, l2_len, crate::wire::ethertype::IPV4);
     Ok(t.outer_dst)
 }
 
@@ -669,13 +669,6 @@ fn replace_l3_header<F: Frame>(frame: &mut F, l2_len: usize, old_len: usize, new
         }
     }
     Ok(())
-}
-
-/// Sets the ethertype field that ends the L2 header (untagged or 802.1Q).
-fn set_ethertype<F: Frame>(frame: &mut F, l2_len: usize, ethertype: u16) {
-    if let Some(b) = l2_len.checked_sub(2).and_then(|at| frame.data_mut().get_mut(at..l2_len)) {
-        b.copy_from_slice(&ethertype.to_be_bytes());
-    }
 }
 
 #[cfg(test)]
