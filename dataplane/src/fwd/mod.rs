@@ -32,6 +32,8 @@ pub mod tun6;
 
 #[cfg(test)]
 mod fixtures6;
+#[cfg(test)]
+mod robust6;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 

@@ -635,7 +635,7 @@ fn lower_mss(segment: &mut [u8], by: u16) {
 /// changed from `old` to `new` (at an odd offset the bytes are swapped in the
 /// ones-complement sum, RFC 1071).
 fn fix_checksum_after(segment: &mut [u8], at: usize, old: u16, new: u16) {
-    let (o, n) = if at % 2 == 0 { (old, new) } else { (old.swap_bytes(), new.swap_bytes()) };
+    let (o, n) = if at.is_multiple_of(2) { (old, new) } else { (old.swap_bytes(), new.swap_bytes()) };
     let c = crate::wire::be16(segment, 16..18);
     let c = checksum::update_u16(c, o, n);
     segment[16..18].copy_from_slice(&c.to_be_bytes());
