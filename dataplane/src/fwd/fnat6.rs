@@ -1,9 +1,9 @@
 //! Full NAT over IPv6 (DPVS `-b` with an IPv6 VIP, IPv6 local addresses and
 //! IPv6 real servers; keepalived `lb_kind FNAT`).
 //!
-//! As IPv4 [`super::fnat`]: inbound, [client]:cport → [VIP]:vport becomes
-//! [LIP]:lport → [RIP]:rport; replies [RIP]:rport → [LIP]:lport leave as
-//! [VIP]:vport → [client]:cport. The addresses and ports are rewritten with
+//! As IPv4 [`super::fnat`]: inbound, `[client]:cport` → `[VIP]:vport` becomes
+//! `[LIP]:lport` → `[RIP]:rport`; replies `[RIP]:rport` → `[LIP]:lport` leave as
+//! `[VIP]:vport` → `[client]:cport`. The addresses and ports are rewritten with
 //! [`super::nat6::rewrite_ends`] (extension headers walked and kept, the
 //! transport checksum updated incrementally), and TCP sequence numbers are
 //! shifted exactly as IPv4 FULLNAT does (the same functions: `seq += delta`

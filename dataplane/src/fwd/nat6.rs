@@ -1,9 +1,9 @@
 //! Masquerading over IPv6 (`ipvsadm -m -6`, keepalived `lb_kind NAT` with an
 //! IPv6 virtual server).
 //!
-//! As IPv4 [`super::nat`]: inbound, the destination ([VIP]:vport) becomes the
-//! real server ([RIP]:rport); the real server's replies, routed back through
-//! rvs, have their source rewritten back to [VIP]:vport. IPv6 has no header
+//! As IPv4 [`super::nat`]: inbound, the destination (`[VIP]:vport`) becomes the
+//! real server (`[RIP]:rport`); the real server's replies, routed back through
+//! rvs, have their source rewritten back to `[VIP]:vport`. IPv6 has no header
 //! checksum; the TCP/UDP checksum covers the addresses through the
 //! pseudo-header and is updated incrementally (RFC 1624 over the eight words
 //! of each address and the port).
@@ -66,7 +66,7 @@ pub(crate) fn adjust(old: u16, words: u64) -> u16 {
     !checksum::fold(fold64(u64::from(!old) + words))
 }
 
-/// Folds a 64-bit ones-complement sum to at most 0xffff... in a u32.
+/// Folds a 64-bit ones-complement sum to 16 bits (returned in a u32, as [`checksum::fold`] takes).
 pub(crate) fn fold64(mut s: u64) -> u32 {
     while s > 0xffff {
         s = (s & 0xffff) + (s >> 16);

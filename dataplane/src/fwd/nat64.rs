@@ -1,10 +1,10 @@
 //! NAT64 through FULLNAT: an IPv6 VIP served by IPv4 real servers, as DPVS
 //! does it (`src/ipvs/ip_vs_nat64.c`, the `fnat64` paths of `ip_vs_xmit.c`).
 //!
-//! Inbound, a client packet [client]:cport → [VIP]:vport (IPv6) becomes the
+//! Inbound, a client packet `[client]:cport` → `[VIP]:vport` (IPv6) becomes the
 //! IPv4 packet LIP:lport → RIP:rport, from one of the worker's IPv4 local
 //! addresses; the real server's replies RIP:rport → LIP:lport become
-//! [VIP]:vport → [client]:cport again. TCP sequence numbers are shifted as in
+//! `[VIP]:vport` → `[client]:cport` again. TCP sequence numbers are shifted as in
 //! every FULLNAT connection ([`super::fnat`]), and the client's address can
 //! reach the real server in the 20-byte IPv6 TOA option
 //! ([`super::fnat6::insert_toa6`], which works on the translated IPv4 packet).
@@ -46,8 +46,8 @@
 //! # ICMP errors (RFC 7915 §4.2, §4.3, §5.2, §5.3)
 //!
 //! An ICMPv4 error about a NAT64 flow (it quotes LIP:lport → RIP:rport) is
-//! turned into an ICMPv6 error to the client quoting [client]:cport →
-//! [VIP]:vport ([`icmp4_to_6`]), and an ICMPv6 error from the client side about
+//! turned into an ICMPv6 error to the client quoting `[client]:cport` →
+//! `[VIP]:vport` ([`icmp4_to_6`]), and an ICMPv6 error from the client side about
 //! a reply becomes an ICMPv4 error to the real server ([`icmp6_to_4`]). Types
 //! and codes follow the RFC's tables; Packet Too Big and "fragmentation
 //! needed" carry the MTU adjusted by the header difference (+20 / −20);
@@ -223,9 +223,9 @@ pub struct Icmp4To6 {
     pub outer_src: Ipv6Addr,
     /// The client.
     pub outer_dst: Ipv6Addr,
-    /// The quoted packet's new source: [client]:cport.
+    /// The quoted packet's new source: `[client]:cport`.
     pub quoted_src: SocketAddrV6,
-    /// The quoted packet's new destination: [VIP]:vport.
+    /// The quoted packet's new destination: `[VIP]:vport`.
     pub quoted_dst: SocketAddrV6,
     /// Added to the quoted TCP sequence number (`0 - seq_delta`: the client
     /// finds its own sequence space).
