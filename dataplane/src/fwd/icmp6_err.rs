@@ -125,6 +125,106 @@ pub fn quoted_flow6(msg: &[u8]) -> Option<QuotedFlow6> {
     })
 }
 
+/// Address changes to apply to a forwarded ICMPv6 error (the IPv6
+/// counterpart of [`super::icmp_err::Translation`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Translation6 {
+    /// New outer source address.
+    pub outer_src: Option<Ipv6Addr>,
+    /// New outer destination address.
+    pub outer_dst: Option<Ipv6Addr>,
+    /// New source address and port of the quoted packet.
+    pub quoted_src: Option<SocketAddrV6>,
+    /// New destination address and port of the quoted packet.
+    pub quoted_dst: Option<SocketAddrV6>,
+    /// Added to the quoted TCP sequence number (FULLNAT's `seq_delta` undone).
+    pub quoted_seq_shift: u32,
+}
+
+/// Applies `t` to the ICMPv6 error in the IPv6 packet `ip` about a NAT or
+/// FULLNAT connection over IPv6, as [`super::icmp_err::translate`] does for
+/// IPv4: the outer addresses like a packet in the error's direction, the
+/// quoted packet like one in the opposite direction. Extension headers, outer
+/// and quoted, are walked and kept. The quoted transport checksum, when the
+/// quote holds it, is updated incrementally for the changed words (a quoted
+/// UDP checksum of 0 stays 0), and the ICMPv6 checksum is recomputed over the
+/// new pseudo-header. Errors: not an ICMPv6 error ([`FwdError::Protocol`] for
+/// another upper layer, [`FwdError::Untranslatable`] for an informational
+/// message), or a quote too short to hold the quoted ports.
+pub fn translate6(ip: &mut [u8], t: &Translation6) -> Result<(), FwdError> {
+    let upper = super::l4v6::locate(ip)?;
+    if upper.protocol != next_header::ICMPV6 {
+        return Err(FwdError::Protocol(upper.protocol));
+    }
+    let (head, rest) = ip.split_at_mut(upper.offset);
+    let msg = rest.get_mut(..upper.len).ok_or(WireError::Truncated)?;
+    if !Icmpv6Packet::new_checked(&*msg)?.is_error() {
+        return Err(FwdError::Untranslatable("icmpv6: not an error message"));
+    }
+    let quote = &mut msg[icmpv6::HEADER_LEN..];
+    let (quoted_hl, protocol) = {
+        let header = quote.get(..ipv6::HEADER_LEN).ok_or(WireError::Truncated)?;
+        if header[0] >> 4 != 6 {
+            return Err(WireError::Malformed("ipv6: version is not 6").into());
+        }
+        let chain = ipv6_ext::walk(header[6], &quote[ipv6::HEADER_LEN..])?;
+        if chain.protocol != next_header::TCP && chain.protocol != next_header::UDP {
+            return Err(FwdError::Protocol(chain.protocol));
+        }
+        (ipv6::HEADER_LEN + chain.offset, chain.protocol)
+    };
+    let (qhead, l4) = quote.split_at_mut(quoted_hl);
+    if l4.len() < 4 {
+        return Err(WireError::Truncated.into());
+    }
+    let mut words = 0u64;
+    for (addr_at, port_at, to) in [(8, 0, t.quoted_src), (24, 2, t.quoted_dst)] {
+        if let Some(to) = to {
+            words += replace_addr(qhead, addr_at, *to.ip());
+            let old = u16::from_be_bytes([l4[port_at], l4[port_at + 1]]);
+            l4[port_at..port_at + 2].copy_from_slice(&to.port().to_be_bytes());
+            words += u64::from(!old) + u64::from(to.port());
+        }
+    }
+    if protocol == next_header::TCP && t.quoted_seq_shift != 0 {
+        if let Some(seq) = l4.get_mut(4..8) {
+            let old = u32::from_be_bytes([seq[0], seq[1], seq[2], seq[3]]);
+            let new = old.wrapping_add(t.quoted_seq_shift);
+            seq.copy_from_slice(&new.to_be_bytes());
+            words += u64::from(!(old >> 16) as u16) + u64::from(!(old as u16)) + u64::from(new >> 16) + u64::from(new & 0xffff);
+        }
+    }
+    let at = super::nat6::checksum_offset(protocol);
+    if let Some(field) = l4.get_mut(at..at + 2) {
+        let old = u16::from_be_bytes([field[0], field[1]]);
+        if !(protocol == next_header::UDP && old == 0) {
+            let c = super::nat6::adjust(old, words);
+            let c = if protocol == next_header::UDP && c == 0 { 0xffff } else { c };
+            field.copy_from_slice(&c.to_be_bytes());
+        }
+    }
+    if let Some(a) = t.outer_src {
+        replace_addr(head, 8, a);
+    }
+    if let Some(a) = t.outer_dst {
+        replace_addr(head, 24, a);
+    }
+    let outer = Ipv6Packet::new_unchecked(&*head);
+    let (src, dst) = (outer.src_addr(), outer.dst_addr());
+    Icmpv6Packet::new_unchecked(msg).fill_checksum(src, dst);
+    Ok(())
+}
+
+/// Writes the IPv6 address `new` at `at` of `b` (which holds it) and returns
+/// Σ(~old + new) over its words.
+fn replace_addr(b: &mut [u8], at: usize, new: Ipv6Addr) -> u64 {
+    let Some(field) = b.get_mut(at..at + 16) else { return 0 };
+    let mut old = [0u8; 16];
+    old.copy_from_slice(field);
+    field.copy_from_slice(&new.octets());
+    super::nat6::addr_words(Ipv6Addr::from(old), new)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,5 +282,33 @@ mod tests {
         assert_eq!(flow.dst, SocketAddrV6::new("2001:db8::64".parse().expect("a"), 53, 0, 0));
         assert_eq!(quoted_flow6(&msg[..8 + 40 + 3]), None, "ports cut off");
         assert_eq!(quoted_flow6(&msg[..20]), None);
+    }
+
+    #[test]
+    fn forwarded_errors_match_scapy() {
+        let sock = |a: &str, p: u16| SocketAddrV6::new(a.parse().expect("addr"), p, 0, 0);
+        let t = Translation6 {
+            outer_src: Some("2001:db8::64".parse().expect("vip")),
+            outer_dst: Some("2001:db8::1".parse().expect("client")),
+            quoted_src: Some(sock("2001:db8::1", 40000)),
+            quoted_dst: Some(sock("2001:db8::64", 80)),
+            quoted_seq_shift: 0u32.wrapping_sub(0x9000_0003),
+        };
+        for (what, input, expected) in [
+            ("whole quote: quoted TCP checksum updated", "fwd_err_in", "fwd_err_out"),
+            ("quote of header + 8 bytes", "fwd_err_short_in", "fwd_err_short_out"),
+            ("quote behind a destination options header", "fwd_err_ext_in", "fwd_err_ext_out"),
+        ] {
+            let mut ip = fixture(input);
+            assert_eq!(translate6(&mut ip, &t), Ok(()), "{what}");
+            assert_eq!(ip, fixture(expected), "{what}");
+        }
+        let mut echo = fixture("echo6");
+        assert_eq!(translate6(&mut echo, &t), Err(FwdError::Untranslatable("icmpv6: not an error message")));
+        let mut tcp = fixture("nat_in_tcp");
+        assert_eq!(translate6(&mut tcp, &t), Err(FwdError::Protocol(6)));
+        let mut cut = fixture("fwd_err_in")[..40 + 8 + 40 + 2].to_vec();
+        cut[5] = 50;
+        assert!(translate6(&mut cut, &t).is_err(), "ports cut off");
     }
 }

@@ -61,6 +61,29 @@ pub fn rewrite_ends(ip: &mut [u8], src: Option<SocketAddrV6>, dst: Option<Socket
     Ok(())
 }
 
+/// Sets the source and/or destination address of a non-first fragment of a
+/// datagram whose first fragment went through [`rewrite_ends`] (what IPv4's
+/// reassembler does for the fragments that follow the first one): no port and
+/// no checksum is in this fragment, so only the addresses change. Errors: not
+/// a non-first fragment (a packet with its transport header must go through
+/// [`rewrite_ends`]), or a malformed chain.
+pub fn rewrite_fragment_addrs(ip: &mut [u8], src: Option<Ipv6Addr>, dst: Option<Ipv6Addr>) -> Result<(), FwdError> {
+    let chain = {
+        let pkt = crate::wire::Ipv6Packet::new_checked(&ip[..])?;
+        crate::wire::ipv6_ext::walk(pkt.next_header(), pkt.payload())?
+    };
+    if !chain.fragment.is_some_and(|f| !f.is_first()) {
+        return Err(FwdError::Untranslatable("ipv6: not a non-first fragment"));
+    }
+    if let Some(a) = src {
+        set_addr(ip, SRC_ADDR, a);
+    }
+    if let Some(a) = dst {
+        set_addr(ip, DST_ADDR, a);
+    }
+    Ok(())
+}
+
 /// The checksum `old` after words whose Σ(~old + new) is `words` changed.
 pub(crate) fn adjust(old: u16, words: u64) -> u16 {
     !checksum::fold(fold64(u64::from(!old) + words))
@@ -167,5 +190,16 @@ mod tests {
             assert_eq!(xmit_inbound(&mut ip, real), Err(err), "{what}");
             assert_eq!(ip, input, "{what}: unchanged");
         }
+    }
+
+    #[test]
+    fn following_fragments_get_the_first_ones_addresses() {
+        let real: Ipv6Addr = "2001:db8:1::11".parse().expect("addr");
+        let mut ip = fixture("frag_second");
+        assert_eq!(rewrite_fragment_addrs(&mut ip, None, Some(real)), Ok(()));
+        assert_eq!(ip, fixture("frag_second_out"));
+        let mut first = fixture("nat_in_chain");
+        assert_eq!(rewrite_fragment_addrs(&mut first, None, Some(real)), Err(FwdError::Untranslatable("ipv6: not a non-first fragment")));
+        assert_eq!(first, fixture("nat_in_chain"));
     }
 }

@@ -13,7 +13,7 @@ use crate::frame::{Frame, VecFrame};
 use crate::wire::Ipv6Packet;
 
 /// Fixtures the mutations start from: every kind of packet the functions take.
-const SEEDS: [&str; 12] = [
+const SEEDS: [&str; 14] = [
     "nat_in_tcp",
     "nat_in_chain",
     "nat_in_atomic",
@@ -26,6 +26,8 @@ const SEEDS: [&str; 12] = [
     "n64_icmp6_ptb_in",
     "tun_4in6_big",
     "chain_past_end",
+    "fwd_err_ext_in",
+    "frag_second",
 ];
 
 fn v6(port: u16) -> SocketAddrV6 {
@@ -58,6 +60,17 @@ fn exercise(ip: &[u8]) {
     let _ = fnat6::client_isn(ip);
     let _ = fnat6::find_toa6(ip);
     let _ = icmp6_err::quoted_flow6(ip);
+    let t = icmp6_err::Translation6 {
+        outer_src: Some(*v6(0).ip()),
+        quoted_src: Some(v6(1)),
+        quoted_dst: Some(v6(2)),
+        quoted_seq_shift: 3,
+        ..Default::default()
+    };
+    let mut b = ip.to_vec();
+    let _ = icmp6_err::translate6(&mut b, &t);
+    let mut b = ip.to_vec();
+    let _ = nat6::rewrite_fragment_addrs(&mut b, Some(*v6(1).ip()), Some(*v6(2).ip()));
     let _ = fnat6::insert_toa6(&mut frame_of(ip), L2, v6(3));
     let mut f = frame_of(ip);
     if icmp6_err::make_error6(&mut f, L2, Ipv6Addr::LOCALHOST, 3, 0, 0).is_ok() {
