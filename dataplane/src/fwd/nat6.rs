@@ -72,7 +72,7 @@ pub fn rewrite_fragment_addrs(ip: &mut [u8], src: Option<Ipv6Addr>, dst: Option<
         let pkt = crate::wire::Ipv6Packet::new_checked(&ip[..])?;
         crate::wire::ipv6_ext::walk(pkt.next_header(), pkt.payload())?
     };
-    if !chain.fragment.is_some_and(|f| !f.is_first()) {
+    if chain.fragment.is_none_or(|f| f.is_first()) {
         return Err(FwdError::Untranslatable("ipv6: not a non-first fragment"));
     }
     if let Some(a) = src {
