@@ -119,6 +119,9 @@ pub fn xmit_inbound<F: Frame>(
     super::set_ethertype(frame, l2_len, crate::wire::ethertype::IPV4);
     let data = frame.data_mut();
     {
+        // The setters keep the bits they do not own (the reserved flag):
+        // start from a clean header, not from the old IPv6 bytes.
+        data[l2_len..l2_len + ipv4::HEADER_LEN].fill(0);
         let mut pkt = Ipv4Packet::new_unchecked(&mut data[l2_len..]);
         pkt.set_version_and_header_len(ipv4::HEADER_LEN);
         pkt.set_dscp_ecn(tc);

@@ -137,3 +137,106 @@ proptest! {
         exercise(&ip);
     }
 }
+
+/// Packets written by etherparse (its own builder and checksums, not rvs's).
+mod independent {
+    use etherparse::{Ipv4Header, PacketBuilder, TcpHeader, UdpHeader};
+
+    /// An IPv6 (`v6`) or IPv4 TCP (`tcp`) or UDP packet with `payload`.
+    pub fn packet(v6: bool, tcp: bool, src: [u8; 16], dst: [u8; 16], ports: (u16, u16), seq: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let v4 = |a: [u8; 16]| [a[0], a[1], a[2], a[3]];
+        let ip = if v6 { PacketBuilder::ipv6(src, dst, 64) } else { PacketBuilder::ipv4(v4(src), v4(dst), 64) };
+        let written = if tcp {
+            ip.tcp(ports.0, ports.1, seq, 4096).ack(seq ^ 0x5555_5555).write(&mut out, payload)
+        } else {
+            ip.udp(ports.0, ports.1).write(&mut out, payload)
+        };
+        written.expect("etherparse writes the packet");
+        out
+    }
+
+    /// True when the packet's IPv4 header checksum (if IPv4) and its TCP/UDP
+    /// checksum (no extension headers, no IPv4 options) are right, by
+    /// etherparse's computation.
+    pub fn checksums_ok(ip: &[u8]) -> bool {
+        let (src, dst, proto, l4): (Option<([u8; 16], [u8; 16])>, Option<([u8; 4], [u8; 4])>, u8, &[u8]) = match ip.first().map(|b| b >> 4)
+        {
+            Some(6) if ip.len() >= 40 => {
+                let plen = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+                let a = |r: std::ops::Range<usize>| <[u8; 16]>::try_from(&ip[r]).expect("16 bytes");
+                (Some((a(8..24), a(24..40))), None, ip[6], ip.get(40..40 + plen).unwrap_or(&[]))
+            }
+            Some(4) => {
+                let Ok((h, rest)) = Ipv4Header::from_slice(ip) else { return false };
+                if h.header_checksum != h.calc_header_checksum() {
+                    return false;
+                }
+                (None, Some((h.source, h.destination)), h.protocol.0, rest)
+            }
+            _ => return false,
+        };
+        match proto {
+            6 => {
+                let Ok((h, payload)) = TcpHeader::from_slice(l4) else { return false };
+                let want = match (src, dst) {
+                    (Some((s, d)), _) => h.calc_checksum_ipv6_raw(s, d, payload),
+                    (_, Some((s, d))) => h.calc_checksum_ipv4_raw(s, d, payload),
+                    _ => return false,
+                };
+                want.is_ok_and(|c| c == h.checksum)
+            }
+            17 => {
+                let Ok((h, payload)) = UdpHeader::from_slice(l4) else { return false };
+                let want = match (src, dst) {
+                    (Some((s, d)), _) => h.calc_checksum_ipv6_raw(s, d, payload),
+                    (_, Some((s, d))) => h.calc_checksum_ipv4_raw(s, d, payload),
+                    _ => return false,
+                };
+                want.is_ok_and(|c| c == h.checksum)
+            }
+            _ => false,
+        }
+    }
+}
+
+proptest! {
+    /// Whatever the addresses, ports, sequence shift and payload, the
+    /// incremental updates of NAT, FULLNAT and NAT64 leave checksums that
+    /// etherparse computes the same.
+    #[test]
+    fn rewritten_checksums_match_a_full_computation(tcp in any::<bool>(),
+                                                    a in any::<[u8; 16]>(), b in any::<[u8; 16]>(),
+                                                    c in any::<[u8; 16]>(), d in any::<[u8; 16]>(),
+                                                    ports in any::<(u16, u16, u16, u16)>(), seq in any::<u32>(), delta in any::<u32>(),
+                                                    payload in proptest::collection::vec(any::<u8>(), 0..80)) {
+        let (s6, t6) = (SocketAddrV6::new(c.into(), ports.2, 0, 0), SocketAddrV6::new(d.into(), ports.3, 0, 0));
+        let (s4, t4) = (SocketAddrV4::new([c[0], c[1], c[2], c[3]].into(), ports.2), SocketAddrV4::new([d[0], d[1], d[2], d[3]].into(), ports.3));
+        let input6 = independent::packet(true, tcp, a, b, (ports.0, ports.1), seq, &payload);
+        prop_assert!(independent::checksums_ok(&input6));
+
+        let mut ip = input6.clone();
+        prop_assert!(nat6::rewrite_ends(&mut ip, Some(s6), Some(t6)).is_ok());
+        prop_assert!(independent::checksums_ok(&ip), "nat6");
+        let mut ip = input6.clone();
+        prop_assert!(fnat6::xmit_inbound(&mut ip, s6, t6, delta).is_ok());
+        prop_assert!(independent::checksums_ok(&ip), "fnat6 inbound");
+        let mut ip = input6.clone();
+        prop_assert!(fnat6::xmit_reply(&mut ip, s6, t6, delta).is_ok());
+        prop_assert!(independent::checksums_ok(&ip), "fnat6 reply");
+        let mut f = frame_of(&input6);
+        prop_assert!(nat64::xmit_inbound(&mut f, L2, s4, t4, delta).is_ok());
+        prop_assert!(independent::checksums_ok(&super::fixtures6::ip_of(&f)), "nat64 inbound");
+
+        let input4 = independent::packet(false, tcp, a, b, (ports.0, ports.1), seq, &payload);
+        prop_assert!(independent::checksums_ok(&input4));
+        let mut f = frame_of(&input4);
+        prop_assert!(nat64::xmit_reply(&mut f, L2, s6, t6, delta).is_ok());
+        prop_assert!(independent::checksums_ok(&super::fixtures6::ip_of(&f)), "nat64 reply");
+        if tcp {
+            let mut f = frame_of(&input6);
+            prop_assert_eq!(fnat6::insert_toa6(&mut f, L2, s6), Ok(true));
+            prop_assert!(independent::checksums_ok(&super::fixtures6::ip_of(&f)), "toa6");
+        }
+    }
+}

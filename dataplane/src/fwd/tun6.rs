@@ -155,7 +155,10 @@ pub fn encapsulate_6in4<F: Frame>(frame: &mut F, l2_len: usize, src: Ipv4Addr, d
     }
     let total = u16::try_from(inner.len + ipv4::HEADER_LEN).map_err(|_| FwdError::NoRoom)?;
     make_room(frame, l2_len, &inner, ipv4::HEADER_LEN)?;
-    let mut outer = Ipv4Packet::new_unchecked(&mut frame.data_mut()[l2_len..]);
+    let ip = &mut frame.data_mut()[l2_len..];
+    // The gap holds old bytes, and the flag setters keep the reserved bit.
+    ip[..ipv4::HEADER_LEN].fill(0);
+    let mut outer = Ipv4Packet::new_unchecked(ip);
     outer.set_version_and_header_len(ipv4::HEADER_LEN);
     outer.set_dscp_ecn(ecn_encapsulate(inner.traffic_class));
     outer.set_total_len(total);
@@ -338,5 +341,17 @@ mod tests {
             assert!(matches!(encapsulate6(&mut f, L2, DIR6, RS6), Err(FwdError::Wire(_))));
             assert!(matches!(encapsulate_6in4(&mut f, L2, DIR4, RS4, 1), Err(FwdError::Wire(_))));
         }
+    }
+
+    #[test]
+    fn stale_bytes_under_the_outer_ipv4_header_do_not_leak_into_it() {
+        // MAC addresses of all ones: after the gap opens, old L2 bytes lie
+        // where the outer flags go.
+        let mut bytes = vec![0xff; L2 - 2];
+        bytes.extend_from_slice(&[0x86, 0xdd]);
+        bytes.extend_from_slice(&fixture("tun_6in6_in"));
+        let mut f = VecFrame::new(&bytes);
+        encapsulate_6in4(&mut f, L2, DIR4, RS4, 0x4243).expect("room");
+        assert_eq!(ip_of(&f), fixture("tun_6in4_out"));
     }
 }
