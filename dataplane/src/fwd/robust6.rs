@@ -156,42 +156,45 @@ mod independent {
         out
     }
 
+    /// The addresses of the pseudo-header.
+    enum Ends {
+        V6([u8; 16], [u8; 16]),
+        V4([u8; 4], [u8; 4]),
+    }
+
     /// True when the packet's IPv4 header checksum (if IPv4) and its TCP/UDP
     /// checksum (no extension headers, no IPv4 options) are right, by
     /// etherparse's computation.
     pub fn checksums_ok(ip: &[u8]) -> bool {
-        let (src, dst, proto, l4): (Option<([u8; 16], [u8; 16])>, Option<([u8; 4], [u8; 4])>, u8, &[u8]) = match ip.first().map(|b| b >> 4)
-        {
+        let (ends, proto, l4) = match ip.first().map(|b| b >> 4) {
             Some(6) if ip.len() >= 40 => {
                 let plen = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
                 let a = |r: std::ops::Range<usize>| <[u8; 16]>::try_from(&ip[r]).expect("16 bytes");
-                (Some((a(8..24), a(24..40))), None, ip[6], ip.get(40..40 + plen).unwrap_or(&[]))
+                (Ends::V6(a(8..24), a(24..40)), ip[6], ip.get(40..40 + plen).unwrap_or(&[]))
             }
             Some(4) => {
                 let Ok((h, rest)) = Ipv4Header::from_slice(ip) else { return false };
                 if h.header_checksum != h.calc_header_checksum() {
                     return false;
                 }
-                (None, Some((h.source, h.destination)), h.protocol.0, rest)
+                (Ends::V4(h.source, h.destination), h.protocol.0, rest)
             }
             _ => return false,
         };
         match proto {
             6 => {
                 let Ok((h, payload)) = TcpHeader::from_slice(l4) else { return false };
-                let want = match (src, dst) {
-                    (Some((s, d)), _) => h.calc_checksum_ipv6_raw(s, d, payload),
-                    (_, Some((s, d))) => h.calc_checksum_ipv4_raw(s, d, payload),
-                    _ => return false,
+                let want = match ends {
+                    Ends::V6(s, d) => h.calc_checksum_ipv6_raw(s, d, payload),
+                    Ends::V4(s, d) => h.calc_checksum_ipv4_raw(s, d, payload),
                 };
                 want.is_ok_and(|c| c == h.checksum)
             }
             17 => {
                 let Ok((h, payload)) = UdpHeader::from_slice(l4) else { return false };
-                let want = match (src, dst) {
-                    (Some((s, d)), _) => h.calc_checksum_ipv6_raw(s, d, payload),
-                    (_, Some((s, d))) => h.calc_checksum_ipv4_raw(s, d, payload),
-                    _ => return false,
+                let want = match ends {
+                    Ends::V6(s, d) => h.calc_checksum_ipv6_raw(s, d, payload),
+                    Ends::V4(s, d) => h.calc_checksum_ipv4_raw(s, d, payload),
                 };
                 want.is_ok_and(|c| c == h.checksum)
             }
