@@ -208,6 +208,35 @@ pub fn xmit_reply<F: Frame>(
     Ok(NextHop6::Routed(*client.ip()))
 }
 
+/// The path MTU check before [`xmit_inbound`]: `None` when the client's IPv6
+/// packet `ip` fits the IPv4 egress MTU `mtu4` once translated, else the MTU
+/// to put in the ICMPv6 Packet Too Big the client must get instead
+/// ([`super::icmp6_err::make_error6`]): `mtu4` + 20 (RFC 7915 §5.1; the
+/// translated packet has DF set, so nothing on the IPv4 side would fragment it).
+pub fn too_big_inbound(ip: &[u8], mtu4: usize) -> Result<Option<u16>, FwdError> {
+    let upper = l4v6::transport(ip)?;
+    let translated = ipv4::HEADER_LEN + upper.len;
+    Ok((translated > mtu4).then(|| (mtu4 + HEADER_DIFF).min(usize::from(u16::MAX)) as u16))
+}
+
+/// The path MTU check before [`xmit_reply`]: `None` when the real server's
+/// IPv4 packet `ip` fits the IPv6 egress MTU `mtu6` once translated, else the
+/// MTU to put in the ICMP "fragmentation needed" the real server must get
+/// instead ([`super::icmp_err::make_error`]): `mtu6` − 20. A packet without DF
+/// that does not fit is refused ([`FwdError::Untranslatable`]): RFC 7915 §4.1
+/// would have the translator fragment it in IPv6, which rvs does not do.
+pub fn too_big_reply(ip: &[u8], mtu6: usize) -> Result<Option<u16>, FwdError> {
+    let pkt = Ipv4Packet::new_checked(ip)?;
+    let translated = usize::from(pkt.total_len()) - pkt.header_len() + ipv6::HEADER_LEN;
+    if translated <= mtu6 {
+        return Ok(None);
+    }
+    if !pkt.dont_frag() {
+        return Err(FwdError::Untranslatable("nat64: ipv4 packet without DF above the ipv6 mtu"));
+    }
+    Ok(Some(mtu6.saturating_sub(HEADER_DIFF).min(usize::from(u16::MAX)) as u16))
+}
+
 /// The `seq_delta` of a new NAT64 TCP connection whose client SYN is the
 /// IPv6 packet `ip`, leaving from `local` towards `real` (the IPv4 tuple's
 /// RFC 6528 ISN, [`super::fnat::initial_seq`], at the current wall clock).
@@ -885,5 +914,22 @@ mod tests {
         assert_eq!(plateau(60), 68);
         assert_eq!((pointer_4to6(3), pointer_4to6(9), pointer_4to6(10), pointer_4to6(19)), (Some(4), Some(6), None, Some(24)));
         assert_eq!((pointer_6to4(5), pointer_6to4(7), pointer_6to4(3), pointer_6to4(40)), (Some(2), Some(8), None, None));
+    }
+
+    #[test]
+    fn path_mtu_checks_around_the_translation() {
+        // n64_data_in: 40 + 20 + 27 bytes of IPv6, 67 bytes once IPv4.
+        let ip6 = fixture("n64_data_in");
+        assert_eq!(too_big_inbound(&ip6, 67), Ok(None));
+        assert_eq!(too_big_inbound(&ip6, 66), Ok(Some(86)));
+        assert!(too_big_inbound(&ip6[..50], 1500).is_err());
+        // n64_sack_in: 20 + 40 + 4 bytes of IPv4 with DF, 84 once IPv6.
+        let ip4 = fixture("n64_sack_in");
+        assert_eq!(ip4.len(), 64);
+        assert_eq!(too_big_reply(&ip4, 84), Ok(None));
+        assert_eq!(too_big_reply(&ip4, 83), Ok(Some(63)));
+        let no_df = fixture("n64_reply_udp_in");
+        assert_eq!(too_big_reply(&no_df, 40), Err(FwdError::Untranslatable("nat64: ipv4 packet without DF above the ipv6 mtu")));
+        assert_eq!(too_big_reply(&no_df, 1500), Ok(None));
     }
 }

@@ -76,6 +76,8 @@ fn exercise(ip: &[u8]) {
     if icmp6_err::make_error6(&mut f, L2, Ipv6Addr::LOCALHOST, 3, 0, 0).is_ok() {
         assert!(f.len() - L2 <= crate::wire::icmpv6::MAX_ERROR_LEN);
     }
+    let _ = nat64::too_big_inbound(ip, 576);
+    let _ = nat64::too_big_reply(ip, 1280);
     let _ = nat64::xmit_inbound(&mut frame_of(ip), L2, v4(1), v4(2), 7);
     let _ = nat64::xmit_reply(&mut frame_of(ip), L2, v6(1), v6(2), 7);
     let to6 = nat64::Icmp4To6 {
