@@ -172,6 +172,12 @@ pub fn xmit_reply<F: Frame>(
         if pkt.payload().len() < min {
             return Err(WireError::Truncated.into());
         }
+        // Checked before anything is rewritten, so a refused packet is left as it came.
+        if proto == ip_proto::TCP {
+            TcpSegment::new_checked(pkt.payload())?;
+        } else {
+            crate::wire::UdpDatagram::new_checked(pkt.payload())?;
+        }
         (pkt.header_len(), usize::from(pkt.total_len()), proto, pkt.dscp_ecn(), pkt.ttl(), pkt.src_addr(), pkt.dst_addr())
     };
     let plen = u16::try_from(total - hl).map_err(|_| FwdError::NoRoom)?;
@@ -805,6 +811,12 @@ mod tests {
             assert_eq!(xmit_reply(&mut f, L2, vip(), client(), DELTA), Err(err), "{what}");
             assert_eq!(f.to_vec(), before, "{what}");
         }
+        // A UDP length below the header: refused before any byte changes.
+        let mut bad = frame("n64_reply_udp_in").to_vec();
+        bad[L2 + 20 + 5] = 4;
+        let mut f = VecFrame::new(&bad);
+        assert_eq!(xmit_reply(&mut f, L2, vip(), client(), DELTA), Err(WireError::Malformed("udp: length below 8").into()));
+        assert_eq!(f.to_vec(), bad);
     }
 
     #[test]
