@@ -449,6 +449,31 @@ mod vrrp {
     }
 
     #[test]
+    fn ipv6_instance_runs_the_same_machine() {
+        // VRRPv3 over IPv6: primary = link-local address; the tie is broken
+        // by the 128-bit address (RFC 5798 §6.4.3), and a higher-priority
+        // master keeps us backup, exactly as over IPv4.
+        let v6 = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let mut p = params(Version::V3, 100, 10);
+        p.primary_ip = v6("fe80::5");
+        p.vips = vec![v6("2001:db8::100")];
+        let t0 = Instant::now();
+        let mut i = Instance::new(p.clone());
+        i.start(t0);
+        assert_eq!(i.master_down_interval(), ms(300) + Duration::from_micros(156 * 10 * 10_000 / 256));
+        assert!(i.on_advert(t0 + ms(100), v6("fe80::9"), &advert_from(&p, 150)).is_empty());
+        assert_eq!(i.state(), VrrpState::Backup);
+        let acts = i.on_timer(t0 + ms(100) + i.master_down_interval());
+        assert!(change(VrrpState::Master, &acts));
+        let acts = i.on_advert(t0 + ms(1000), v6("fe80::4"), &advert_from(&p, 100));
+        assert_eq!(acts, vec![Action::SendAdvert { priority: 100 }, Action::AnnounceVips]);
+        let acts = i.on_advert(t0 + ms(1100), v6("fe80::1:0"), &advert_from(&p, 100));
+        assert!(change(VrrpState::Backup, &acts), "fe80::1:0 > fe80::5 as 128-bit numbers");
+        assert!(i.on_advert(t0 + ms(1200), v6("fe80::5"), &advert_from(&p, 200)).is_empty());
+        assert_eq!(i.last_ignored(), Some(Ignored::Own));
+    }
+
+    #[test]
     fn own_adverts_are_ignored() {
         let t0 = Instant::now();
         let p = params(Version::V2, 100, 100);

@@ -82,7 +82,11 @@ pub const UNSUPPORTED_KEYWORDS: &[(&str, &str, &str)] = &[
     ("global_defs", "vrrp_mcast_group6", "rvs sends VRRPv3 over IPv6 to ff02::12 (RFC 5798); use unicast_peer for other destinations"),
     ("global_defs", "lvs_sync_daemon_interface", "use lvs_sync_daemon IFACE INSTANCE"),
     ("global_defs", "dynamic_interfaces", "rvs ports are fixed by the base config"),
-    ("vrrp_instance", "virtual_ipaddress_excluded", "put the addresses in virtual_ipaddress (an instance is one address family: IPv6 and IPv4 VIPs go in separate instances)"),
+    (
+        "vrrp_instance",
+        "virtual_ipaddress_excluded",
+        "put the addresses in virtual_ipaddress (an instance is one address family: IPv6 and IPv4 VIPs go in separate instances)",
+    ),
     ("vrrp_instance", "virtual_routes", "give routes in the base config"),
     ("vrrp_instance", "virtual_rules", "rvs has no policy routing"),
     ("vrrp_instance", "use_vmac", "rvs VRRP has no virtual MAC"),
@@ -852,16 +856,17 @@ fn parse_instance(n: &Node, ctx: &Ctx<'_>, g: &Globals, scripts: &[TrackScript])
     }
     // One family per instance, that of the first address (VIPs first), or
     // IPv6 with native_ipv6.
-    let ipv6 = match (native_ipv6, addr_lines.first()) {
+    let decider = addr_lines.iter().find(|x| x.2 == "virtual_ipaddress").or(addr_lines.first());
+    let ipv6 = match (native_ipv6, decider) {
         (Some(_), _) => true,
         (None, Some((_, a, _))) => a.is_ipv6(),
         (None, None) => false,
     };
     let family = if ipv6 { "IPv6" } else { "IPv4" };
     if let Some((line, addr, field)) = addr_lines.iter().find(|(_, a, _)| a.is_ipv6() != ipv6) {
-        let why = match native_ipv6 {
-            Some(_) => "native_ipv6 makes it IPv6".to_string(),
-            None => format!("{} `{}` made it {family}", addr_lines.first().map_or("", |x| x.2), addr_lines.first().map_or(*addr, |x| x.1)),
+        let why = match (native_ipv6, decider) {
+            (None, Some((_, first, what))) => format!("{what} `{first}` made it {family}"),
+            _ => "native_ipv6 makes it IPv6".to_string(),
         };
         return Err(err_unsupported(
             line,

@@ -312,16 +312,22 @@ impl Runner {
                 None => {
                     let multicast =
                         plan.instances.iter().any(|o| o.ifname == ip.ifname && o.family() == family && o.unicast_peer.is_empty());
-                    let recv = open_recv_socket(&ip.ifname, ip.ifindex, family, multicast)
-                        .map_err(io_err(format!("VRRP {} receive socket on {}", family.name(), ip.ifname)))?;
+                    let recv = open_recv_socket(&ip.ifname, ip.ifindex, family, multicast).map_err(io_err(format!(
+                        "VRRP {} receive socket on {}",
+                        family.name(),
+                        ip.ifname
+                    )))?;
                     ifaces.push(Iface { name: ip.ifname.clone(), family, recv, garp: None, instances: Vec::new() });
                     by_name.insert((ip.ifname.clone(), family), ifaces.len() - 1);
                     ifaces.len() - 1
                 }
             };
             ifaces[iface].instances.push(i);
-            let send = open_send_socket(&ip.ifname, ip.ifindex, ip.params.primary_ip)
-                .map_err(io_err(format!("VRRP {} send socket on {}", family.name(), ip.ifname)))?;
+            let send = open_send_socket(&ip.ifname, ip.ifindex, ip.params.primary_ip).map_err(io_err(format!(
+                "VRRP {} send socket on {}",
+                family.name(),
+                ip.ifname
+            )))?;
             let garp = GarpSchedule::new(ip.garp_repeat, ip.garp_delay, ip.garp_refresh).with_lower_prio(ip.garp_lower_prio);
             insts.push(InstIo { iface, send, garp });
         }
@@ -439,9 +445,7 @@ impl Runner {
             };
             let ip = match v6 {
                 None => parse_ipv4(pkt),
-                Some((src, dst, hop)) => {
-                    Ok(IpPacket { src: src.into(), dst: dst.into(), ttl: hop, protocol: IPPROTO_VRRP, payload: pkt })
-                }
+                Some((src, dst, hop)) => Ok(IpPacket { src: src.into(), dst: dst.into(), ttl: hop, protocol: IPPROTO_VRRP, payload: pkt }),
             };
             self.receive_one(k, ip);
         }

@@ -248,12 +248,7 @@ pub fn advert_int_cs(version: u8, advert_int: f64) -> Result<u16, String> {
 pub fn instance_family(inst: &VrrpInstance) -> Result<Family, VrrpError> {
     let at = |m: String| VrrpError::Config(format!("instance {}: {m}", inst.name));
     let fam = |a: &IpAddr| if a.is_ipv4() { Family::V4 } else { Family::V6 };
-    let family = inst
-        .virtual_ipaddress
-        .first()
-        .or(inst.unicast_src_ip.as_ref())
-        .or(inst.unicast_peer.first())
-        .map_or(Family::V4, fam);
+    let family = inst.virtual_ipaddress.first().or(inst.unicast_src_ip.as_ref()).or(inst.unicast_peer.first()).map_or(Family::V4, fam);
     let from = if inst.virtual_ipaddress.is_empty() { "unicast_src_ip/unicast_peer" } else { "virtual_ipaddress" };
     if let Some(other) = inst.virtual_ipaddress.iter().find(|a| fam(a) != family) {
         return Err(at(format!(
@@ -622,4 +617,105 @@ fn spawn_script(idx: usize, s: PlannedScript, waker: Waker, stop: Arc<AtomicBool
         })
         .map_err(|e| tracing::error!(error = %e, "cannot start a VRRP track script"))
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::packet::{IpPacket, IPPROTO_VRRP, VRRP_MCAST_V6};
+    use super::*;
+
+    fn instance(json: serde_json::Value) -> VrrpInstance {
+        let mut base = serde_json::json!({ "name": "VI_6", "interface": "eth0", "virtual_router_id": 61, "version": 3 });
+        if let (Some(b), Some(extra)) = (base.as_object_mut(), json.as_object()) {
+            b.extend(extra.clone());
+        }
+        serde_json::from_value(base).expect("instance JSON")
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("address")
+    }
+
+    fn lookup(link_local: Option<&str>) -> impl Fn(&str) -> std::io::Result<io::IfInfo> {
+        let ll = link_local.map(|s| s.parse().expect("IPv6 address"));
+        move |_: &str| Ok(io::IfInfo { index: 7, first_ipv4: Some(Ipv4Addr::new(10, 0, 0, 1)), link_local_ipv6: ll })
+    }
+
+    fn config(inst: VrrpInstance) -> VrrpConfig {
+        VrrpConfig { instances: vec![inst], ..VrrpConfig::default() }
+    }
+
+    fn config_error(inst: VrrpInstance) -> String {
+        match plan(&config(inst), &HashMap::new(), lookup(Some("fe80::1"))) {
+            Ok(_) => panic!("must be refused"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn family_follows_the_addresses() {
+        let v6 = instance(serde_json::json!({ "virtual_ipaddress": ["2001:db8::100"] }));
+        assert_eq!(instance_family(&v6).ok(), Some(Family::V6));
+        let v4 = instance(serde_json::json!({ "virtual_ipaddress": ["10.0.0.100"] }));
+        assert_eq!(instance_family(&v4).ok(), Some(Family::V4));
+        let peers_only = instance(serde_json::json!({ "virtual_ipaddress": [], "unicast_peer": ["fd00::2"] }));
+        assert_eq!(instance_family(&peers_only).ok(), Some(Family::V6));
+    }
+
+    #[test]
+    fn mixtures_and_v2_over_ipv6_are_refused_naming_the_field() {
+        let e = config_error(instance(serde_json::json!({ "virtual_ipaddress": ["2001:db8::100", "10.0.0.100"] })));
+        assert!(e.contains("virtual_ipaddress mixes IPv6 and IPv4"), "{e}");
+        let e = config_error(instance(serde_json::json!({ "virtual_ipaddress": ["2001:db8::100"], "unicast_peer": ["10.0.0.2"] })));
+        assert!(e.contains("unicast_peer 10.0.0.2 is IPv4, the instance is IPv6"), "{e}");
+        let e = config_error(instance(serde_json::json!({ "virtual_ipaddress": ["2001:db8::100"], "unicast_src_ip": "10.0.0.1" })));
+        assert!(e.contains("unicast_src_ip 10.0.0.1 is IPv4"), "{e}");
+        let e = config_error(instance(serde_json::json!({ "virtual_ipaddress": ["2001:db8::100"], "version": 2 })));
+        assert!(e.contains("VRRPv2 is IPv4 only"), "{e}");
+        let e = config_error(instance(serde_json::json!({ "virtual_ipaddress": ["ff02::1"] })));
+        assert!(e.contains("virtual_ipaddress ff02::1 is not a unicast address"), "{e}");
+    }
+
+    #[test]
+    fn ipv6_primary_is_the_link_local_address() {
+        let inst = instance(serde_json::json!({ "virtual_ipaddress": ["2001:db8::100"] }));
+        let p = plan(&config(inst.clone()), &HashMap::new(), lookup(Some("fe80::1"))).expect("plan");
+        assert_eq!(p.instances[0].params.primary_ip, ip("fe80::1"));
+        assert_eq!(p.instances[0].family(), Family::V6);
+        let mut unicast = inst.clone();
+        unicast.unicast_src_ip = Some(ip("fd00::1"));
+        let p = plan(&config(unicast), &HashMap::new(), lookup(Some("fe80::1"))).expect("plan");
+        assert_eq!(p.instances[0].params.primary_ip, ip("fd00::1"));
+        let e = match plan(&config(inst), &HashMap::new(), lookup(None)) {
+            Ok(_) => panic!("no link-local address"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("no IPv6 link-local address for instance VI_6 (set unicast_src_ip)"), "{e}");
+    }
+
+    #[test]
+    fn hop_limit_254_is_refused_and_counted() {
+        let inst = instance(serde_json::json!({ "virtual_ipaddress": ["2001:db8::100"] }));
+        let p = plan(&config(inst), &HashMap::new(), lookup(Some("fe80::1"))).expect("plan");
+        let advert = p.instances[0].params.advert(100).encode(ip("fe80::2"), IpAddr::V6(VRRP_MCAST_V6));
+        let packet = |ttl| IpPacket { src: ip("fe80::2"), dst: IpAddr::V6(VRRP_MCAST_V6), ttl, protocol: IPPROTO_VRRP, payload: &advert };
+        let mut stats = VrrpStats::default();
+        assert!(!io::admit(&packet(254), &p.instances[0], &mut stats));
+        assert_eq!(stats, VrrpStats { ip_ttl_err: 1, ..VrrpStats::default() });
+        assert!(io::admit(&packet(255), &p.instances[0], &mut stats));
+        assert_eq!(stats.ip_ttl_err, 1);
+    }
+
+    #[test]
+    fn ipv6_unicast_instances_hear_their_peers_only() {
+        let inst = instance(serde_json::json!({ "virtual_ipaddress": ["fd00::100"], "unicast_src_ip": "fd00::1",
+            "unicast_peer": ["fd00::2"] }));
+        let p = plan(&config(inst), &HashMap::new(), lookup(Some("fe80::1"))).expect("plan");
+        let advert = p.instances[0].params.advert(100).encode(ip("fd00::3"), ip("fd00::1"));
+        let from = |src| IpPacket { src: ip(src), dst: ip("fd00::1"), ttl: 255, protocol: IPPROTO_VRRP, payload: &advert };
+        let mut stats = VrrpStats::default();
+        assert!(!io::admit(&from("fd00::3"), &p.instances[0], &mut stats));
+        assert_eq!(stats.peer_unknown, 1);
+        assert!(io::admit(&from("fd00::2"), &p.instances[0], &mut stats));
+    }
 }

@@ -447,14 +447,8 @@ mod tests {
         assert_eq!(wire, hex(V6_MCAST));
         assert_eq!(wire.len(), a.encoded_len(src));
         assert_eq!(Advert::decode(&wire, src, dst), Ok(a));
-        let b = Advert {
-            version: Version::V3,
-            vrid: 7,
-            priority: 0,
-            advert_int_cs: 4095,
-            auth: Auth::None,
-            addrs: vec![v6("fd00:77::100")],
-        };
+        let b =
+            Advert { version: Version::V3, vrid: 7, priority: 0, advert_int_cs: 4095, auth: Auth::None, addrs: vec![v6("fd00:77::100")] };
         let (src, dst) = (v6("fe80::2"), v6("fe80::1"));
         assert_eq!(b.encode(src, dst), hex(V6_UNICAST_PRIO0));
         assert_eq!(Advert::decode(&hex(V6_UNICAST_PRIO0), src, dst), Ok(b));
@@ -479,7 +473,8 @@ mod tests {
 
     #[test]
     fn v2_does_not_exist_over_ipv6() {
-        let a = Advert { version: Version::V2, vrid: 1, priority: 100, advert_int_cs: 100, auth: Auth::None, addrs: vec![v6("2001:db8::1")] };
+        let a =
+            Advert { version: Version::V2, vrid: 1, priority: 100, advert_int_cs: 100, auth: Auth::None, addrs: vec![v6("2001:db8::1")] };
         let (src, dst) = (v6("fe80::1"), IpAddr::V6(VRRP_MCAST_V6));
         assert_eq!(Advert::decode(&a.encode(src, dst), src, dst), Err(PacketError::BadVersion(2)));
     }
