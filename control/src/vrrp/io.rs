@@ -728,8 +728,16 @@ impl Runner {
 /// Checks the IP side of an advert for instance `p`, counting a refusal in
 /// `stats`: the TTL / hop limit must be 255 (`ip_ttl_err`: it crossed a
 /// router), and a unicast instance hears its peers only (`peer_unknown`).
+///
+/// The hop limit of IPv6 adverts sent to a unicast address is not checked:
+/// Keepalived checks TTL / hop limit for multicast adverts only ("but not if
+/// unicast") and sends its IPv6 unicast adverts with the kernel's default
+/// hop limit (64), so checking would make every Keepalived peer unheard;
+/// the source must still be a configured peer. IPv4 unicast adverts keep
+/// the check (Keepalived sends those with TTL 255).
 pub(crate) fn admit(ip: &IpPacket<'_>, p: &PlannedInstance, stats: &mut VrrpStats) -> bool {
-    if ip.ttl != VRRP_TTL {
+    let checked = ip.src.is_ipv4() || ip.dst.is_multicast();
+    if checked && ip.ttl != VRRP_TTL {
         tracing::debug!(instance = %p.params.name, src = %ip.src, ttl = ip.ttl, "VRRP advert with TTL / hop limit != 255 dropped");
         stats.ip_ttl_err += 1;
         return false;

@@ -717,5 +717,12 @@ mod tests {
         assert!(!io::admit(&from("fd00::3"), &p.instances[0], &mut stats));
         assert_eq!(stats.peer_unknown, 1);
         assert!(io::admit(&from("fd00::2"), &p.instances[0], &mut stats));
+        // Keepalived sends IPv6 unicast adverts with hop limit 64 and checks
+        // the hop limit of multicast adverts only: so do we.
+        let keepalived = IpPacket { ttl: 64, ..from("fd00::2") };
+        assert!(io::admit(&keepalived, &p.instances[0], &mut stats));
+        let multicast = IpPacket { dst: IpAddr::V6(VRRP_MCAST_V6), ttl: 64, ..from("fd00::2") };
+        assert!(!io::admit(&multicast, &p.instances[0], &mut stats));
+        assert_eq!(stats, VrrpStats { peer_unknown: 1, ip_ttl_err: 1, ..VrrpStats::default() });
     }
 }
