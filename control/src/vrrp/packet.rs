@@ -297,8 +297,8 @@ impl Advert {
         let addrs = buf[8..8 + alen * count]
             .chunks_exact(alen)
             .filter_map(|c| match alen {
-                4 => <[u8; 4]>::try_from(c).ok().map(|o| IpAddr::from(o)),
-                _ => <[u8; 16]>::try_from(c).ok().map(|o| IpAddr::from(o)),
+                4 => <[u8; 4]>::try_from(c).ok().map(IpAddr::from),
+                _ => <[u8; 16]>::try_from(c).ok().map(IpAddr::from),
             })
             .collect();
         Ok(Advert { version, vrid, priority, advert_int_cs, auth, addrs })
