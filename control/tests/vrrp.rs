@@ -212,6 +212,30 @@ mod vrrp {
         }
 
         #[test]
+        fn ipv6_decode_never_panics_and_v3_round_trips(
+            buf in proptest::collection::vec(any::<u8>(), 0..300),
+            s in any::<u128>(),
+            d in any::<u128>(),
+            addrs in proptest::collection::vec(any::<u128>(), 0..20),
+            vrid in 1u8..=255,
+            cs in 1u16..=4095,
+        ) {
+            let (s, d) = (IpAddr::from(std::net::Ipv6Addr::from(s)), IpAddr::from(std::net::Ipv6Addr::from(d)));
+            let _ = Advert::decode(&buf, s, d);
+            let a = Advert {
+                version: Version::V3,
+                vrid,
+                priority: 100,
+                advert_int_cs: cs,
+                auth: Auth::None,
+                addrs: addrs.into_iter().map(|a| IpAddr::from(std::net::Ipv6Addr::from(a))).collect(),
+            };
+            let wire = a.encode(s, d);
+            prop_assert_eq!(wire.len(), 8 + 16 * a.addrs.len());
+            prop_assert_eq!(Advert::decode(&wire, s, d), Ok(a));
+        }
+
+        #[test]
         fn any_single_bit_flip_is_rejected_or_differs(a in arb_advert(), bit in 0usize..64) {
             let wire = a.encode(ME, MCAST);
             let mut bad = wire.clone();
