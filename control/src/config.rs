@@ -596,10 +596,7 @@ impl ServiceConfig {
             return Err(ConfigError::invalid(join(path, "vip"), format!("{vip} cannot be a virtual address; use a unicast address")));
         }
         if vip.is_ipv6() {
-            return Err(ConfigError::invalid(
-                join(path, "vip"),
-                format!("{vip}: IPv6 virtual services are not forwarded by this version yet; use an IPv4 address"),
-            ));
+            self.validate_ipv6_limits(path)?;
         }
         if let Some(p) = &self.persistence {
             if !(1..=MAX_PERSISTENCE_TIMEOUT_S).contains(&p.timeout) {
@@ -676,10 +673,18 @@ impl ServiceConfig {
                 return Err(ConfigError::invalid(join(&rpath, "address"), format!("{addr} is the service's own virtual address")));
             }
             if addr.is_ipv4() != vip.is_ipv4() {
-                return Err(ConfigError::invalid(
-                    join(&rpath, "address"),
-                    format!("{addr} is not of the virtual address's family ({vip}); use an address of the same family"),
-                ));
+                // NAT64 (an IPv6 VIP, IPv4 real servers through FULLNAT) and
+                // IPv6 in IPv4 tunnels; IPv4 in IPv6 tunnels are not done.
+                let mixed_ok = vip.is_ipv6() && matches!(real.forward_for(self), ForwardMode::FullNat | ForwardMode::Tun);
+                if !mixed_ok {
+                    return Err(ConfigError::invalid(
+                        join(&rpath, "address"),
+                        format!(
+                            "{addr} is not of the virtual address's family ({vip}): only an IPv6 service may have IPv4 real servers, \
+                             through \"fullnat\" (NAT64) or \"tun\"; use an address of the same family"
+                        ),
+                    ));
+                }
             }
             if own_addrs.contains(&addr) {
                 return Err(ConfigError::invalid(join(&rpath, "address"), format!("{addr} is one of this appliance's own port addresses")));
@@ -715,6 +720,26 @@ impl ServiceConfig {
 }
 
 impl ServiceConfig {
+    /// What IPv6 services do not have yet, each refused naming its field.
+    fn validate_ipv6_limits(&self, path: &str) -> Result<(), ConfigError> {
+        let not_yet = |field: &str, what: &str| {
+            Err(ConfigError::invalid(
+                join(path, field),
+                format!("{what} is not supported for IPv6 services yet; leave it out for {}", self.vip),
+            ))
+        };
+        if self.persistence.is_some() {
+            return not_yet("persistence", "persistence");
+        }
+        if self.sloppy {
+            return not_yet("sloppy", "`sloppy` adoption");
+        }
+        if self.syn_proxy != SynProxy::Off {
+            return not_yet("syn_proxy", "the SYN proxy");
+        }
+        Ok(())
+    }
+
     /// A SYN proxy answers the client itself and later translates sequence
     /// numbers in both directions: a TCP service whose every real server (and
     /// sorry server) is reached by NAT or FULLNAT, and not `sloppy`.
@@ -1577,7 +1602,39 @@ mod tests {
         assert_eq!(invalid_field(|c| c.services[0].vip = Ipv4Addr::BROADCAST.into()), "services[0].vip");
         assert_eq!(invalid_field(|c| c.services[0].vip = Ipv4Addr::new(224, 0, 0, 1).into()), "services[0].vip");
         let v6: IpAddr = "2001:db8::100".parse().expect("v6");
-        assert_eq!(invalid_field(|c| c.services[0].vip = v6), "services[0].vip", "IPv6 services are not forwarded yet");
+        assert_eq!(invalid_field(|c| c.services[0].vip = v6), "services[0].reals[0].address", "IPv4 DR reals behind an IPv6 VIP");
+        // IPv6 reals: valid; what IPv6 services do not have yet is refused by field.
+        let ipv6_service = |c: &mut Config| {
+            c.services[0].vip = v6;
+            for (i, r) in c.services[0].reals.iter_mut().enumerate() {
+                r.address = format!("2001:db8:1::{}", i + 11).parse().expect("v6");
+            }
+        };
+        let mut c = example();
+        ipv6_service(&mut c);
+        c.validate().expect("an IPv6 DR service");
+        let p = PersistenceConfig { timeout: 300, netmask: Ipv4Addr::BROADCAST };
+        assert_eq!(
+            invalid_field(|c| {
+                ipv6_service(c);
+                c.services[0].persistence = Some(p.clone())
+            }),
+            "services[0].persistence"
+        );
+        assert_eq!(
+            invalid_field(|c| {
+                ipv6_service(c);
+                c.services[0].syn_proxy = SynProxy::On
+            }),
+            "services[0].syn_proxy"
+        );
+        // NAT64: an IPv6 VIP, IPv4 real servers through FULLNAT, IPv4 local addresses.
+        let mut c = example();
+        c.services[0].vip = v6;
+        c.services[0].forward = ForwardMode::FullNat;
+        c.services[0].local_addresses = vec![Ipv4Addr::new(10, 1, 0, 200).into()];
+        c.services[0].reals.iter_mut().for_each(|r| r.forward = None);
+        c.validate().expect("a NAT64 service");
         assert_eq!(invalid_field(|c| c.services[0].vip = "ff02::1".parse().expect("v6")), "services[0].vip");
         // Same VIP and port with another protocol is a different service.
         let mut c = example();

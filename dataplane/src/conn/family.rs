@@ -11,7 +11,7 @@
 //! flow key of an IPv4 reply into the key it is filed under.
 
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use super::hash::FlowAddr;
 
@@ -37,6 +37,9 @@ pub trait ConnAddr: Copy + Eq + fmt::Debug + sealed::Sealed {
     fn ip_addr(&self) -> Self::Ip;
     /// Its port.
     fn port(&self) -> u16;
+    /// Its IP address as the snapshot names it: an IPv4-mapped address (a
+    /// NAT64 connection's real server or local address) is the IPv4 one.
+    fn ip_any(&self) -> IpAddr;
 }
 
 impl ConnAddr for SocketAddrV4 {
@@ -54,6 +57,10 @@ impl ConnAddr for SocketAddrV4 {
     fn port(&self) -> u16 {
         SocketAddrV4::port(self)
     }
+
+    fn ip_any(&self) -> IpAddr {
+        IpAddr::V4(*self.ip())
+    }
 }
 
 impl ConnAddr for SockV6 {
@@ -70,6 +77,13 @@ impl ConnAddr for SockV6 {
 
     fn port(&self) -> u16 {
         self.port
+    }
+
+    fn ip_any(&self) -> IpAddr {
+        match self.ip.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(self.ip),
+        }
     }
 }
 

@@ -282,19 +282,7 @@ pub struct Conn<S: ConnAddr = SocketAddrV4> {
     pub proxy: crate::synproxy::Translation,
 }
 
-impl Conn {
-    /// The service this connection belongs to.
-    pub fn service_key(&self) -> ServiceKey {
-        ServiceKey { protocol: self.protocol, vip: IpAddr::V4(*self.vip.ip()), port: self.vip.port() }
-    }
-}
-
 impl Conn6 {
-    /// The service this connection belongs to.
-    pub fn service_key(&self) -> ServiceKey {
-        ServiceKey { protocol: self.protocol, vip: IpAddr::V6(*self.vip.ip()), port: self.vip.port() }
-    }
-
     /// True for a NAT64 connection: an IPv6 client served by an IPv4 real
     /// server (stored IPv4-mapped).
     pub fn is_nat64(&self) -> bool {
@@ -303,6 +291,17 @@ impl Conn6 {
 }
 
 impl<S: ConnAddr> Conn<S> {
+    /// The service this connection belongs to.
+    pub fn service_key(&self) -> ServiceKey {
+        ServiceKey { protocol: self.protocol, vip: self.vip.ip_any(), port: self.vip.port() }
+    }
+
+    /// The real server's address as the snapshot names it (IPv4 for a
+    /// NAT64 connection).
+    pub fn real_ip(&self) -> IpAddr {
+        self.real.ip_any()
+    }
+
     /// The key of the client's packets (`client → VIP`).
     pub fn inbound_key(&self) -> FlowKey<S::Ip> {
         FlowKey {
