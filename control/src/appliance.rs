@@ -13,11 +13,11 @@
 //!   daemon's counters are shown under `"sync"` in `GET /api/v1/ha`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use rvs_dataplane::snapshot::{InterfaceAddr, Snapshot};
+use rvs_dataplane::snapshot::{InterfaceAddr, InterfaceAddr6, Snapshot};
 use serde_json::json;
 
 use crate::api::Overlay;
@@ -27,7 +27,7 @@ use crate::health::{HealthEngine, HealthReport, HealthState};
 use crate::vrrp::{InstanceStatus, VrrpState};
 
 /// A VRRP instance's state, its virtual addresses and its port index.
-type VrrpView = (VrrpState, Vec<Ipv4Addr>, Option<u16>);
+type VrrpView = (VrrpState, Vec<IpAddr>, Option<u16>);
 
 /// Health, VRRP and sync state of a running rvsd.
 pub struct HaOverlay {
@@ -59,9 +59,7 @@ impl HaOverlay {
             .iter()
             .map(|i| {
                 let port = config.ports.iter().position(|p| p.name == i.interface || p.tap.as_deref() == Some(&i.interface));
-                // IPv6 VIPs reach the dataplane with the IPv6 packet path.
-                let vips = i.virtual_ipaddress.iter().filter_map(|a| if let std::net::IpAddr::V4(v4) = a { Some(*v4) } else { None });
-                (i.name.clone(), (VrrpState::Initialize, vips.collect(), port.map(|p| p as u16)))
+                (i.name.clone(), (VrrpState::Initialize, i.virtual_ipaddress.clone(), port.map(|p| p as u16)))
             })
             .collect();
         Arc::new(HaOverlay {
@@ -101,7 +99,7 @@ impl HaOverlay {
     /// changed to `Some(master)`.
     /// A change of state is counted (`rvs_vrrp_transitions_total`) and
     /// recorded in the event ring.
-    pub fn set_vrrp(&self, instance: &str, state: VrrpState, vips: Vec<Ipv4Addr>) -> Option<bool> {
+    pub fn set_vrrp(&self, instance: &str, state: VrrpState, vips: Vec<IpAddr>) -> Option<bool> {
         let mut vrrp = self.vrrp.lock();
         let before = self.sync_master_locked(&vrrp);
         let previous = vrrp.get(instance).map(|(s, _, _)| *s);
@@ -139,7 +137,7 @@ impl HaOverlay {
             if *state != VrrpState::Master {
                 for vip in vips {
                     if !vrrp.values().any(|(s, v, _)| *s == VrrpState::Master && v.contains(vip)) {
-                        out.insert((*vip).into());
+                        out.insert(*vip);
                     }
                 }
             }
@@ -152,7 +150,7 @@ impl HaOverlay {
         self.sync_master_locked(&self.vrrp.lock())
     }
 
-    fn sync_master_locked(&self, vrrp: &HashMap<String, (VrrpState, Vec<Ipv4Addr>, Option<u16>)>) -> bool {
+    fn sync_master_locked(&self, vrrp: &HashMap<String, VrrpView>) -> bool {
         self.sync_instance.as_ref().is_some_and(|i| vrrp.get(i).is_some_and(|(s, _, _)| *s == VrrpState::Master))
     }
 }
@@ -171,10 +169,20 @@ impl Overlay for HaOverlay {
             if *state == VrrpState::Master {
                 // Addresses of a master instance that no service uses are the
                 // appliance's own while it is master (ARP, ping, kernel).
-                for vip in vips {
-                    let used = snapshot.services.iter().any(|s| s.key.vip == *vip || s.local_addrs.contains(vip));
-                    if let (false, Some(port)) = (used || snapshot.is_interface_addr(*vip), port) {
-                        snapshot.addresses.push(InterfaceAddr { port: *port, addr: *vip, prefix_len: 32 });
+                for &vip in vips {
+                    let used = snapshot
+                        .services
+                        .iter()
+                        .any(|s| s.key.vip == vip || s.local_addrs.iter().any(|&l| vip == l) || s.local_addrs6.iter().any(|&l| vip == l));
+                    let Some(port) = *port else { continue };
+                    match vip {
+                        IpAddr::V4(v4) if !used && !snapshot.is_interface_addr(v4) => {
+                            snapshot.addresses.push(InterfaceAddr { port, addr: v4, prefix_len: 32 })
+                        }
+                        IpAddr::V6(v6) if !used && !snapshot.is_interface_addr6(v6) => {
+                            snapshot.addresses6.push(InterfaceAddr6 { port, addr: v6, prefix_len: 128 })
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -238,6 +246,8 @@ impl Overlay for HaOverlay {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
     use crate::build::build_snapshot;
     use rvs_dataplane::wire::MacAddr;
@@ -266,14 +276,17 @@ mod tests {
         assert!(!backup.answers_arp_for(Ipv4Addr::new(10, 0, 0, 254)));
         assert!(!backup.sync_send);
 
-        assert_eq!(o.set_vrrp("VI_1", VrrpState::Master, vec![Ipv4Addr::new(10, 0, 0, 100), Ipv4Addr::new(10, 0, 0, 254)]), Some(true));
+        assert_eq!(
+            o.set_vrrp("VI_1", VrrpState::Master, vec![Ipv4Addr::new(10, 0, 0, 100).into(), Ipv4Addr::new(10, 0, 0, 254).into()]),
+            Some(true)
+        );
         let master = snap(&o, &config);
         assert!(!master.is_standby(Ipv4Addr::new(10, 0, 0, 100)));
         assert!(master.answers_arp_for(Ipv4Addr::new(10, 0, 0, 100)));
         assert!(master.answers_arp_for(Ipv4Addr::new(10, 0, 0, 254)), "a router VIP is the master's own address");
         assert!(master.sync_send);
 
-        assert_eq!(o.set_vrrp("VI_1", VrrpState::Backup, vec![Ipv4Addr::new(10, 0, 0, 100)]), Some(false));
+        assert_eq!(o.set_vrrp("VI_1", VrrpState::Backup, vec![Ipv4Addr::new(10, 0, 0, 100).into()]), Some(false));
         assert!(snap(&o, &config).is_standby(Ipv4Addr::new(10, 0, 0, 100)));
     }
 
@@ -283,7 +296,7 @@ mod tests {
         let o = HaOverlay::new(&config);
         let events = Arc::new(EventLog::default());
         o.attach_events(Arc::clone(&events));
-        let vips = vec![Ipv4Addr::new(10, 0, 0, 100)];
+        let vips: Vec<IpAddr> = vec![Ipv4Addr::new(10, 0, 0, 100).into()];
         o.set_vrrp("VI_1", VrrpState::Backup, vips.clone());
         o.set_vrrp("VI_1", VrrpState::Master, vips.clone());
         o.set_vrrp("VI_1", VrrpState::Master, vips.clone());
@@ -302,5 +315,27 @@ mod tests {
                 ("VRRP instance VI_1: MASTER -> BACKUP".to_string(), Severity::Warning),
             ]
         );
+    }
+
+    #[test]
+    fn ipv6_vips_follow_the_vrrp_state_like_ipv4_ones() {
+        let mut config = crate::config::Config::from_json(crate::config::EXAMPLE).expect("example");
+        let vip6: std::net::Ipv6Addr = "2001:db8::100".parse().expect("v6");
+        config.services[0].vip = vip6.into();
+        for (i, r) in config.services[0].reals.iter_mut().enumerate() {
+            r.address = format!("2001:db8:1::{}", i + 11).parse().expect("v6");
+        }
+        let o = HaOverlay::new(&config);
+        let snap = |o: &HaOverlay| {
+            let mut s = build_snapshot(&config, &[MacAddr([2, 0, 0, 0, 0, 1])], 1).expect("snapshot");
+            o.adjust(&mut s);
+            s.finish()
+        };
+        o.set_vrrp("VI_6", VrrpState::Backup, vec![vip6.into()]);
+        let backup = snap(&o);
+        assert!(backup.is_standby(vip6) && !backup.is_vip6(vip6), "a backup does not serve the IPv6 VIP");
+        o.set_vrrp("VI_6", VrrpState::Master, vec![vip6.into()]);
+        let master = snap(&o);
+        assert!(!master.is_standby(vip6) && master.is_vip6(vip6));
     }
 }

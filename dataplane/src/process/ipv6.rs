@@ -150,9 +150,11 @@ impl<F: Frame> Processor<F> {
         self.flow_packet6(port, ip_bytes, l2_len, &pkt, now_ms, redirected, out)
     }
 
-    /// An IPv6 packet that is not part of a balanced flow.
+    /// An IPv6 packet that is not part of a balanced flow. The kernel's
+    /// link-local addresses (fe80::/10: VRRPv3 adverts to a unicast peer,
+    /// its neighbour discovery) are the kernel's, like our own addresses.
     fn not_balanced6(&self, port: u16, dst: Ipv6Addr) -> Action {
-        if self.snapshot.is_interface_addr6(dst) {
+        if self.snapshot.is_interface_addr6(dst) || dst.is_unicast_link_local() {
             self.local(port)
         } else if self.snapshot.is_local_addr6(dst) {
             Action::Drop(Counter::DropLocal)
