@@ -500,6 +500,12 @@ pub const CONN_CAPACITY6_DIVISOR: usize = 4;
 /// The smallest IPv6 connection table.
 pub const MIN_CONN_CAPACITY6: usize = 1024;
 
+/// The IPv6 table's size when none is given: a quarter of the IPv4 table's,
+/// at least [`MIN_CONN_CAPACITY6`].
+pub fn default_capacity6(conn_capacity: usize) -> usize {
+    (conn_capacity / CONN_CAPACITY6_DIVISOR).clamp(MIN_CONN_CAPACITY6, crate::conn::MAX_CAPACITY)
+}
+
 impl<F: Frame> Processor<F> {
     /// A single worker's processor running on `snapshot` with room for
     /// `conn_capacity` connections.
@@ -507,8 +513,15 @@ impl<F: Frame> Processor<F> {
         Self::for_worker(snapshot, conn_capacity, 0, 1)
     }
 
-    /// The processor of worker `worker` out of `workers`.
+    /// The processor of worker `worker` out of `workers`, its IPv6 table
+    /// sized by [`default_capacity6`].
     pub fn for_worker(snapshot: Arc<Snapshot>, conn_capacity: usize, worker: usize, workers: usize) -> Self {
+        Self::for_worker_sized(snapshot, conn_capacity, default_capacity6(conn_capacity), worker, workers)
+    }
+
+    /// The processor of worker `worker` out of `workers` with room for
+    /// `conn_capacity` IPv4 and `conn_capacity6` IPv6 connections.
+    pub fn for_worker_sized(snapshot: Arc<Snapshot>, conn_capacity: usize, conn_capacity6: usize, worker: usize, workers: usize) -> Self {
         let schedulers = snapshot.services.iter().map(new_scheduler_for).collect();
         let counts = snapshot.services.iter().map(|s| fresh_counts(s.reals.len())).collect();
         let real_hops = snapshot.services.iter().map(|s| vec![hops::NONE; s.reals.len()]).collect();
@@ -521,7 +534,7 @@ impl<F: Frame> Processor<F> {
         let mut neigh6 = crate::neigh::NeighTable6::new();
         neigh6.set_max_held(snapshot.neigh_max_held);
         let pool6 = LocalPool::of_family(worker, workers, snapshot.local_port_range);
-        let capacity6 = (conn_capacity / CONN_CAPACITY6_DIVISOR).clamp(MIN_CONN_CAPACITY6, crate::conn::MAX_CAPACITY);
+        let capacity6 = conn_capacity6.clamp(1, crate::conn::MAX_CAPACITY);
         let mut processor = Processor {
             worker,
             workers: workers.max(1),

@@ -454,7 +454,13 @@ fn run(config: Config, config_path: Option<PathBuf>, listener: std::net::TcpList
             // Built here, on the main thread: the connection table is allocated
             // (on huge pages where there are free ones) and faulted in before
             // the worker's lcore starts polling.
-            processor: Processor::for_worker(Arc::clone(&snapshot), config.conn_table_size as usize, id, config.workers.len()),
+            processor: Processor::for_worker_sized(
+                Arc::clone(&snapshot),
+                config.conn_table_size as usize,
+                config.conn_table_size6(),
+                id,
+                config.workers.len(),
+            ),
             idle_sleep_us: u64::from(config.idle_sleep_us),
             snapshots: snap_rx,
             requests: req_rx,
