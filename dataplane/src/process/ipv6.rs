@@ -166,13 +166,18 @@ impl<F: Frame> Processor<F> {
     }
 
     /// Applies what neighbour discovery told of a neighbour (RFC 4861 7.2.5).
+    /// A solicited advertisement is also told to the other workers, whether
+    /// this one knew the neighbour or not: the NIC may have handed the answer
+    /// to another worker than the one that solicited it.
     fn learn_nd(&mut self, update: &crate::neigh::NdUpdate, port: u16, now_ms: u64, out: &mut Output<F>) {
         let learned = self.neigh6.learn_nd(update, port, now_ms);
         if let Some(mac) = learned.mac {
             self.release_held6(port, mac, learned.released, out);
-            if learned.changed && self.workers > 1 {
-                out.messages.push(WorkerMsg::Neighbour6 { ip: update.ip, mac, port });
-            }
+        }
+        let solicited = matches!(update.source, crate::neigh::NdSource::Advertisement { solicited: true, .. });
+        let told = if solicited { update.mac.or(learned.mac) } else { learned.mac.filter(|_| learned.changed) };
+        if let (Some(mac), true) = (told, self.workers > 1) {
+            out.messages.push(WorkerMsg::Neighbour6 { ip: update.ip, mac, port });
         }
     }
 

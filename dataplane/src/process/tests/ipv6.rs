@@ -286,3 +286,26 @@ fn ipv4_mapped_addresses_are_refused() {
     assert!(out.tx.is_empty());
     assert_eq!(p.counters().get(Counter::DropIpv4Mapped), 1);
 }
+
+#[test]
+fn an_advertisement_on_one_worker_releases_what_another_worker_held() {
+    let snap = snapshot6(1500);
+    let mut w0 = Processor::for_worker(Arc::clone(&snap), 1024, 0, 2);
+    let mut w1 = Processor::for_worker(snap, 1024, 1, 2);
+    // Worker 1 knows the client (it solicited us), not the real server: the SYN waits.
+    let mut out = Output::with_capacity(8);
+    w1.handle(0, VecFrame::new(&solicitation(CLIENT_MAC, CLIENT6, DIR6_OUT)), 0, &mut out);
+    let mut out = Output::with_capacity(8);
+    w1.handle(0, VecFrame::new(&tcp6(CLIENT_MAC, (CLIENT6, 40030), (DR6, 80), true, false, b"")), 0, &mut out);
+    assert!(out.tx.is_empty());
+    assert_eq!(out.control.len(), 1, "a solicitation for the real server");
+    // The real server's answer reaches worker 0, which never asked.
+    let mut out0 = Output::with_capacity(8);
+    w0.handle(0, VecFrame::new(&advertisement(RS1_MAC, RS6)), 1, &mut out0);
+    let told: Vec<_> = out0.messages.iter().filter(|m| matches!(m, WorkerMsg::Neighbour6 { .. })).copied().collect();
+    assert_eq!(told, vec![WorkerMsg::Neighbour6 { ip: RS6, mac: RS1_MAC, port: 0 }]);
+    let mut out1 = Output::with_capacity(8);
+    w1.handle_message(told[0], 2, &mut out1);
+    assert_eq!(out1.tx.len(), 1, "the held SYN leaves");
+    assert_eq!(&out1.tx[0].1.data()[..6], &RS1_MAC.0);
+}
