@@ -467,6 +467,14 @@ class Ipv6Tests(lab.RvsdTestCase):
                                  f"-Ln:\n{listing}")
         self.assertRegex(listing, rf"(?m)^TCP  \[{re.escape(lab.NAT64_VIP)}\]:80 rr\b", f"-Ln:\n{listing}")
         self.assertRegex(listing, r"(?m)^  -> 10\.1\.0\.11:80 +\S+ +1 ", f"-Ln:\n{listing}")
+        # The other listings, and one service named as ipvsadm takes it.
+        for extra in ("--stats", "--rate"):
+            out = lab.rvsadm("-Ln", extra).stdout
+            self.assertRegex(out, rf"(?m)^TCP  \[{re.escape(lab.DR_VIP6)}\]:80 +\d+", f"-Ln {extra}:\n{out}")
+            self.assertRegex(out, rf"(?m)^  -> \[{re.escape(lab.real_ip6(1))}\]:80 +\d+", f"-Ln {extra}:\n{out}")
+        one = lab.rvsadm("-Ln", "-t", f"[{lab.DR_VIP6}]:80").stdout
+        services = [l for l in one.splitlines() if re.match(r"^(TCP|UDP) ", l)]
+        self.assertEqual(services, [f"TCP  [{lab.DR_VIP6}]:80 rr"], f"-Ln -t [{lab.DR_VIP6}]:80:\n{one}")
         # One open connection through NAT, in -lnc.
         sock = lab.ns_socket(NS_CLIENT, socket.AF_INET6)
         self.addCleanup(sock.close)
