@@ -44,7 +44,7 @@ pub struct HaOverlay {
     /// Per VRRP instance: transitions into each state so far.
     transitions: Mutex<HashMap<String, BTreeMap<&'static str, u64>>>,
     /// Per VRRP instance, from the config: `(virtual_router_id, interface, unicast_peer)`.
-    instance_info: HashMap<String, (u8, String, Vec<Ipv4Addr>)>,
+    instance_info: HashMap<String, (u8, String, Vec<std::net::IpAddr>)>,
     /// The API's event ring, once attached.
     events: Mutex<Option<Arc<EventLog>>>,
 }
@@ -59,7 +59,9 @@ impl HaOverlay {
             .iter()
             .map(|i| {
                 let port = config.ports.iter().position(|p| p.name == i.interface || p.tap.as_deref() == Some(&i.interface));
-                (i.name.clone(), (VrrpState::Initialize, i.virtual_ipaddress.clone(), port.map(|p| p as u16)))
+                // IPv6 VIPs reach the dataplane with the IPv6 packet path.
+                let vips = i.virtual_ipaddress.iter().filter_map(|a| if let std::net::IpAddr::V4(v4) = a { Some(*v4) } else { None });
+                (i.name.clone(), (VrrpState::Initialize, vips.collect(), port.map(|p| p as u16)))
             })
             .collect();
         Arc::new(HaOverlay {

@@ -1,7 +1,9 @@
 //! Turns a validated [`Config`] into the immutable [`Snapshot`] the workers forward by.
 
 use rvs_dataplane::frag::FragLimits;
-use rvs_dataplane::snapshot::{self, InterfaceAddr, Persistence, PortInfo, RealServer, Route, Service, Snapshot};
+use std::net::IpAddr;
+
+use rvs_dataplane::snapshot::{self, InterfaceAddr, InterfaceAddr6, Persistence, PortInfo, RealServer, Route, Route6, Service, Snapshot};
 use rvs_dataplane::wire::MacAddr;
 
 use crate::config::{Config, ConfigError};
@@ -37,15 +39,31 @@ pub fn build_snapshot(config: &Config, port_macs: &[MacAddr], generation: u64) -
     let mut ports = Vec::with_capacity(config.ports.len());
     let mut addresses = Vec::new();
     let mut routes: Vec<Route> = Vec::new();
+    let mut addresses6 = Vec::new();
+    let mut routes6: Vec<Route6> = Vec::new();
     for (i, (port, mac)) in config.ports.iter().zip(port_macs).enumerate() {
         let index = port_index(i)?;
         ports.push(PortInfo { name: port.name.clone(), mac: *mac, mtu: port.mtu, kernel: port.tap.is_some(), vlan: port.vlan });
         for cidr in &port.addresses {
-            addresses.push(InterfaceAddr { port: index, addr: cidr.addr, prefix_len: cidr.prefix_len });
-            let connected = Route { prefix: cidr.network(), prefix_len: cidr.prefix_len, via: None, port: index };
+            let prefix_len = cidr.prefix_len;
             // Two addresses in one network share one connected route.
-            if !routes.contains(&connected) {
-                routes.push(connected);
+            match (cidr.addr, cidr.network()) {
+                (IpAddr::V4(addr), IpAddr::V4(net)) => {
+                    addresses.push(InterfaceAddr { port: index, addr, prefix_len });
+                    let connected = Route { prefix: net, prefix_len, via: None, port: index };
+                    if !routes.contains(&connected) {
+                        routes.push(connected);
+                    }
+                }
+                (IpAddr::V6(addr), IpAddr::V6(net)) => {
+                    addresses6.push(InterfaceAddr6 { port: index, addr, prefix_len });
+                    let connected = Route6 { prefix: net, prefix_len, via: None, port: index };
+                    if !routes6.contains(&connected) {
+                        routes6.push(connected);
+                    }
+                }
+                // Cidr::network keeps the address's family.
+                _ => return Err(ConfigError::invalid(format!("ports[{i}].addresses"), format!("{cidr}: network of another family"))),
             }
         }
     }
@@ -57,7 +75,18 @@ pub fn build_snapshot(config: &Config, port_macs: &[MacAddr], generation: u64) -
             .position(|p| p.name == route.port)
             .ok_or_else(|| ConfigError::invalid(format!("routes[{i}].port"), format!("no port named `{}`", route.port)))
             .and_then(port_index)?;
-        routes.push(Route { prefix: route.prefix.network(), prefix_len: route.prefix.prefix_len, via: route.via, port: index });
+        let prefix_len = route.prefix.prefix_len;
+        let family_error = || ConfigError::invalid(format!("routes[{i}].via"), "the gateway is not of the prefix's family");
+        match route.prefix.network() {
+            IpAddr::V4(prefix) => {
+                let via = route.via.map(|v| snapshot::v4(v).ok_or_else(family_error)).transpose()?;
+                routes.push(Route { prefix, prefix_len, via, port: index });
+            }
+            IpAddr::V6(prefix) => {
+                let via = route.via.map(|v| snapshot::v6(v).ok_or_else(family_error)).transpose()?;
+                routes6.push(Route6 { prefix, prefix_len, via, port: index });
+            }
+        }
     }
 
     let services = config
@@ -93,6 +122,8 @@ pub fn build_snapshot(config: &Config, port_macs: &[MacAddr], generation: u64) -
         ports,
         addresses,
         routes,
+        addresses6,
+        routes6,
         services,
         timeouts: config.timeouts,
         local_port_range: (config.local_port_range[0], config.local_port_range[1]),
@@ -171,6 +202,41 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_addresses_and_routes_go_to_their_own_tables() {
+        let mut c = example();
+        c.ports[0].addresses.push("2001:db8::1/64".parse().expect("cidr"));
+        c.ports[0].addresses.push("2001:db8:1::1/64".parse().expect("cidr"));
+        c.routes.push(crate::config::RouteConfig {
+            prefix: "2001:db8:99::/48".parse().expect("cidr"),
+            via: Some("2001:db8::fe".parse().expect("v6")),
+            port: "lan0".into(),
+        });
+        c.validate().expect("valid");
+        let snap = build_snapshot(&c, &[MAC], 1).expect("builds");
+        assert_eq!(snap.addresses.len(), 2, "the IPv4 addresses as before");
+        let v6 = |s: &str| -> std::net::Ipv6Addr { s.parse().expect("v6") };
+        assert_eq!(
+            snap.addresses6,
+            vec![
+                InterfaceAddr6 { port: 0, addr: v6("2001:db8::1"), prefix_len: 64 },
+                InterfaceAddr6 { port: 0, addr: v6("2001:db8:1::1"), prefix_len: 64 },
+            ]
+        );
+        assert_eq!(snap.route6(v6("2001:db8:1::11")).map(|r| (r.prefix, r.via)), Some((v6("2001:db8:1::"), None)));
+        assert_eq!(snap.route6(v6("2001:db8:99::5")).and_then(|r| r.via), Some(v6("2001:db8::fe")));
+        assert_eq!(snap.route6(v6("2001:db8:77::5")), None, "no IPv6 default route configured");
+        assert_eq!(snap.source_addr6_for(0, v6("2001:db8:1::11")), Some(v6("2001:db8:1::1")));
+        // A gateway of the other family, an IPv4-mapped address, a /129: refused with their fields.
+        let mut bad = c.clone();
+        bad.routes[1].via = Some(Ipv4Addr::new(10, 0, 0, 254).into());
+        assert_eq!(bad.validate().map_err(|e| e.field().map(str::to_owned)), Err(Some("routes[1].via".to_owned())));
+        let mut bad = c.clone();
+        bad.ports[0].addresses[2] = "::ffff:10.9.9.9/128".parse().expect("cidr");
+        assert_eq!(bad.validate().map_err(|e| e.field().map(str::to_owned)), Err(Some("ports[0].addresses[2]".to_owned())));
+        assert!("2001:db8::1/129".parse::<crate::config::Cidr>().is_err());
+    }
+
+    #[test]
     fn resolves_ports_and_defaults() {
         let mut c = example();
         c.ports.push(crate::config::PortConfig {
@@ -183,7 +249,7 @@ mod tests {
         });
         c.routes.push(crate::config::RouteConfig {
             prefix: "198.51.100.0/24".parse().expect("cidr"),
-            via: Some(Ipv4Addr::new(192, 0, 2, 1)),
+            via: Some(Ipv4Addr::new(192, 0, 2, 1).into()),
             port: "wan0".into(),
         });
         c.services[0].forward = ForwardMode::Nat;

@@ -81,7 +81,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use rvs_dataplane::sched::SchedOptions;
-use rvs_dataplane::snapshot::{prefix_contains, ForwardMode, Protocol, SchedulerKind, ServiceKey, SynFlood, SynProxy, Timeouts};
+use rvs_dataplane::snapshot::{ForwardMode, Protocol, SchedulerKind, ServiceKey, SynFlood, SynProxy, Timeouts};
 use serde::{Deserialize, Serialize};
 
 pub use crate::error::ConfigError;
@@ -311,9 +311,10 @@ pub struct PortConfig {
 pub struct RouteConfig {
     /// Destination network, e.g. `"0.0.0.0/0"`.
     pub prefix: Cidr,
-    /// Gateway; must lie in a connected network of `port`. Absent: the destination is on-link.
+    /// Gateway, of the prefix's family; must lie in a connected network of
+    /// `port`. Absent: the destination is on-link.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub via: Option<Ipv4Addr>,
+    pub via: Option<IpAddr>,
     /// Name of the egress port.
     pub port: String,
 }
@@ -382,6 +383,21 @@ pub struct PersistenceConfig {
     /// Clients are grouped by this netmask (ipvsadm `-M`, default 255.255.255.255).
     #[serde(default = "default_persistence_netmask")]
     pub netmask: Ipv4Addr,
+}
+
+/// True for an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`): rvs keeps those
+/// for NAT64 connections, so no configured address may be one.
+fn is_ipv4_mapped(addr: IpAddr) -> bool {
+    matches!(addr, IpAddr::V6(a) if a.to_ipv4_mapped().is_some())
+}
+
+/// The longest prefix of `addr`'s family: 32 or 128.
+fn max_prefix_len(addr: IpAddr) -> u8 {
+    if addr.is_ipv4() {
+        32
+    } else {
+        128
+    }
 }
 
 /// True for an address that can name one host: not unspecified, not
@@ -489,34 +505,39 @@ fn default_weight() -> u32 {
     1
 }
 
-/// An IPv4 address with a prefix length, written `"a.b.c.d/len"` (len 0..=32).
+/// An address with a prefix length, written `"a.b.c.d/len"` (len 0..=32)
+/// or `"2001:db8::1/len"` (len 0..=128).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Cidr {
     /// The address (an interface address, or a network address in a route).
-    pub addr: Ipv4Addr,
-    /// Prefix length, 0..=32.
+    pub addr: IpAddr,
+    /// Prefix length, 0..=32 (IPv4) or 0..=128 (IPv6).
     pub prefix_len: u8,
 }
 
 impl Cidr {
-    /// Builds a CIDR; `None` when `prefix_len > 32`.
-    pub fn new(addr: Ipv4Addr, prefix_len: u8) -> Option<Self> {
-        (prefix_len <= 32).then_some(Cidr { addr, prefix_len })
+    /// Builds a CIDR; `None` when `prefix_len` exceeds the family's bits.
+    pub fn new(addr: impl Into<IpAddr>, prefix_len: u8) -> Option<Self> {
+        let addr = addr.into();
+        (prefix_len <= max_prefix_len(addr)).then_some(Cidr { addr, prefix_len })
     }
 
     /// The network address: `addr` with the host bits cleared.
-    pub fn network(&self) -> Ipv4Addr {
-        if self.prefix_len == 0 {
-            return Ipv4Addr::UNSPECIFIED;
+    pub fn network(&self) -> IpAddr {
+        match self.addr {
+            IpAddr::V4(_) if self.prefix_len == 0 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & (u32::MAX << (32 - u32::from(self.prefix_len.min(32)))))),
+            IpAddr::V6(_) if self.prefix_len == 0 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            IpAddr::V6(a) => {
+                IpAddr::V6(std::net::Ipv6Addr::from(u128::from(a) & (u128::MAX << (128 - u32::from(self.prefix_len.min(128))))))
+            }
         }
-        let mask = u32::MAX << (32 - u32::from(self.prefix_len.min(32)));
-        Ipv4Addr::from(u32::from(self.addr) & mask)
     }
 
-    /// True when `addr` lies in this network.
-    pub fn contains(&self, addr: Ipv4Addr) -> bool {
-        prefix_contains(self.addr, self.prefix_len, addr)
+    /// True when `addr` lies in this network (never for the other family).
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        rvs_dataplane::snapshot::ip_prefix_contains(self.addr, self.prefix_len, addr)
     }
 }
 
@@ -530,9 +551,9 @@ impl FromStr for Cidr {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("invalid CIDR `{s}`: expected a.b.c.d/len with len 0..=32");
+        let bad = || format!("invalid CIDR `{s}`: expected a.b.c.d/len with len 0..=32, or an IPv6 address/len with len 0..=128");
         let (addr, len) = s.split_once('/').ok_or_else(bad)?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
         let len: u8 = len.parse().map_err(|_| bad())?;
         Cidr::new(addr, len).ok_or_else(bad)
     }
@@ -566,19 +587,16 @@ impl ServiceConfig {
     /// Checks this service on its own. `path` prefixes every field name
     /// (`"services[2]"`, or `""` for paths relative to the service);
     /// `own_addrs` are the appliance's interface addresses.
-    pub fn validate_at(&self, path: &str, own_addrs: &[Ipv4Addr]) -> Result<(), ConfigError> {
+    pub fn validate_at(&self, path: &str, own_addrs: &[IpAddr]) -> Result<(), ConfigError> {
         if self.port == 0 {
             return Err(ConfigError::invalid(join(path, "port"), "port 0 is not allowed; use 1..=65535"));
         }
         let vip = self.vip;
-        if !is_unicast(vip) {
+        if !is_unicast(vip) || is_ipv4_mapped(vip) {
             return Err(ConfigError::invalid(join(path, "vip"), format!("{vip} cannot be a virtual address; use a unicast address")));
         }
         if vip.is_ipv6() {
-            return Err(ConfigError::invalid(
-                join(path, "vip"),
-                format!("{vip}: IPv6 virtual services are not forwarded by this version yet; use an IPv4 address"),
-            ));
+            self.validate_ipv6_limits(path)?;
         }
         if let Some(p) = &self.persistence {
             if !(1..=MAX_PERSISTENCE_TIMEOUT_S).contains(&p.timeout) {
@@ -655,12 +673,20 @@ impl ServiceConfig {
                 return Err(ConfigError::invalid(join(&rpath, "address"), format!("{addr} is the service's own virtual address")));
             }
             if addr.is_ipv4() != vip.is_ipv4() {
-                return Err(ConfigError::invalid(
-                    join(&rpath, "address"),
-                    format!("{addr} is not of the virtual address's family ({vip}); use an address of the same family"),
-                ));
+                // NAT64 (an IPv6 VIP, IPv4 real servers through FULLNAT) and
+                // IPv6 in IPv4 tunnels; IPv4 in IPv6 tunnels are not done.
+                let mixed_ok = vip.is_ipv6() && matches!(real.forward_for(self), ForwardMode::FullNat | ForwardMode::Tun);
+                if !mixed_ok {
+                    return Err(ConfigError::invalid(
+                        join(&rpath, "address"),
+                        format!(
+                            "{addr} is not of the virtual address's family ({vip}): only an IPv6 service may have IPv4 real servers, \
+                             through \"fullnat\" (NAT64) or \"tun\"; use an address of the same family"
+                        ),
+                    ));
+                }
             }
-            if own_addrs.iter().any(|&own| IpAddr::V4(own) == addr) {
+            if own_addrs.contains(&addr) {
                 return Err(ConfigError::invalid(join(&rpath, "address"), format!("{addr} is one of this appliance's own port addresses")));
             }
             let port = real.port_for(self);
@@ -694,6 +720,26 @@ impl ServiceConfig {
 }
 
 impl ServiceConfig {
+    /// What IPv6 services do not have yet, each refused naming its field.
+    fn validate_ipv6_limits(&self, path: &str) -> Result<(), ConfigError> {
+        let not_yet = |field: &str, what: &str| {
+            Err(ConfigError::invalid(
+                join(path, field),
+                format!("{what} is not supported for IPv6 services yet; leave it out for {}", self.vip),
+            ))
+        };
+        if self.persistence.is_some() {
+            return not_yet("persistence", "persistence");
+        }
+        if self.sloppy {
+            return not_yet("sloppy", "`sloppy` adoption");
+        }
+        if self.syn_proxy != SynProxy::Off {
+            return not_yet("syn_proxy", "the SYN proxy");
+        }
+        Ok(())
+    }
+
     /// A SYN proxy answers the client itself and later translates sequence
     /// numbers in both directions: a TCP service whose every real server (and
     /// sorry server) is reached by NAT or FULLNAT, and not `sloppy`.
@@ -825,7 +871,7 @@ impl Config {
     }
 
     /// The appliance's own addresses, over all ports.
-    pub fn own_addresses(&self) -> Vec<Ipv4Addr> {
+    pub fn own_addresses(&self) -> Vec<IpAddr> {
         self.ports.iter().flat_map(|p| p.addresses.iter().map(|c| c.addr)).collect()
     }
 
@@ -871,7 +917,7 @@ impl Config {
     /// the longest matching prefix among the connected networks of the port
     /// addresses and the routes (as the snapshot's routing table), None when
     /// nothing matches.
-    pub fn egress_port(&self, addr: Ipv4Addr) -> Option<usize> {
+    pub fn egress_port(&self, addr: IpAddr) -> Option<usize> {
         let connected = self.ports.iter().enumerate().flat_map(|(i, p)| p.addresses.iter().map(move |c| (c.network(), c.prefix_len, i)));
         let routed = self
             .routes
@@ -879,7 +925,7 @@ impl Config {
             .filter_map(|r| self.ports.iter().position(|p| p.name == r.port).map(|i| (r.prefix.network(), r.prefix.prefix_len, i)));
         connected
             .chain(routed)
-            .filter(|(net, len, _)| prefix_contains(*net, *len, addr))
+            .filter(|(net, len, _)| rvs_dataplane::snapshot::ip_prefix_contains(*net, *len, addr))
             .fold(None, |best: Option<(u8, usize)>, (_, len, i)| match best {
                 Some((l, _)) if l >= len => best,
                 _ => Some((len, i)),
@@ -903,9 +949,7 @@ impl Config {
                     if to.ip().is_loopback() {
                         continue;
                     }
-                    // IPv6 targets: no egress check yet (the config has IPv4 routes only).
-                    let IpAddr::V4(to_ip) = to.ip() else { continue };
-                    let Some(p) = self.egress_port(to_ip) else { continue };
+                    let Some(p) = self.egress_port(to.ip()) else { continue };
                     let port = &self.ports[p];
                     if port.tap.is_none() {
                         return Err(ConfigError::invalid(
@@ -997,7 +1041,7 @@ impl Config {
             return Err(ConfigError::invalid("ports", "too many ports"));
         }
         let mut names: HashMap<&str, usize> = HashMap::new();
-        let mut addrs: HashMap<Ipv4Addr, String> = HashMap::new();
+        let mut addrs: HashMap<IpAddr, String> = HashMap::new();
         for (i, port) in self.ports.iter().enumerate() {
             if port.name.trim().is_empty() {
                 return Err(ConfigError::invalid(format!("ports[{i}].name"), "must not be empty"));
@@ -1036,11 +1080,15 @@ impl Config {
             self.validate_port_queues(i)?;
             for (j, cidr) in port.addresses.iter().enumerate() {
                 let field = format!("ports[{i}].addresses[{j}]");
-                if !(1..=32).contains(&cidr.prefix_len) {
-                    return Err(ConfigError::invalid(field, format!("{cidr}: prefix length {} is out of range 1..=32", cidr.prefix_len)));
+                let max = max_prefix_len(cidr.addr);
+                if !(1..=max).contains(&cidr.prefix_len) {
+                    return Err(ConfigError::invalid(
+                        field,
+                        format!("{cidr}: prefix length {} is out of range 1..={max}", cidr.prefix_len),
+                    ));
                 }
                 let a = cidr.addr;
-                if a.is_unspecified() || a.is_broadcast() || a.is_multicast() {
+                if !is_unicast(a) || is_ipv4_mapped(a) {
                     return Err(ConfigError::invalid(field, format!("{a} cannot be an interface address")));
                 }
                 if let Some(first) = addrs.insert(a, field.clone()) {
@@ -1052,7 +1100,7 @@ impl Config {
     }
 
     fn validate_routes(&self) -> Result<(), ConfigError> {
-        let mut seen: HashMap<(Ipv4Addr, u8), usize> = HashMap::new();
+        let mut seen: HashMap<(IpAddr, u8), usize> = HashMap::new();
         for (i, route) in self.routes.iter().enumerate() {
             let Some(port) = self.ports.iter().find(|p| p.name == route.port) else {
                 let known: Vec<&str> = self.ports.iter().map(|p| p.name.as_str()).collect();
@@ -1076,8 +1124,11 @@ impl Config {
             }
             if let Some(via) = route.via {
                 let field = format!("routes[{i}].via");
-                if via.is_unspecified() || via.is_broadcast() || via.is_multicast() {
+                if !is_unicast(via) {
                     return Err(ConfigError::invalid(field, format!("{via} cannot be a gateway")));
+                }
+                if via.is_ipv4() != prefix.addr.is_ipv4() {
+                    return Err(ConfigError::invalid(field, format!("{via} is not of the family of the route's prefix {prefix}")));
                 }
                 if port.addresses.iter().any(|c| c.addr == via) {
                     return Err(ConfigError::invalid(field, format!("{via} is this appliance's own address")));
@@ -1209,12 +1260,12 @@ mod tests {
             vlan: None,
         });
         c.routes.push(RouteConfig { prefix: "10.1.0.128/25".parse().expect("cidr"), via: None, port: "wan0".into() });
-        assert_eq!(c.egress_port(Ipv4Addr::new(10, 1, 0, 11)), Some(0), "connected /24");
-        assert_eq!(c.egress_port(Ipv4Addr::new(10, 1, 0, 200)), Some(1), "the /25 route is longer");
-        assert_eq!(c.egress_port(Ipv4Addr::new(192, 0, 2, 9)), Some(1));
-        assert_eq!(c.egress_port(Ipv4Addr::new(8, 8, 8, 8)), Some(0), "default route");
+        assert_eq!(c.egress_port(Ipv4Addr::new(10, 1, 0, 11).into()), Some(0), "connected /24");
+        assert_eq!(c.egress_port(Ipv4Addr::new(10, 1, 0, 200).into()), Some(1), "the /25 route is longer");
+        assert_eq!(c.egress_port(Ipv4Addr::new(192, 0, 2, 9).into()), Some(1));
+        assert_eq!(c.egress_port(Ipv4Addr::new(8, 8, 8, 8).into()), Some(0), "default route");
         c.routes.clear();
-        assert_eq!(c.egress_port(Ipv4Addr::new(8, 8, 8, 8)), None);
+        assert_eq!(c.egress_port(Ipv4Addr::new(8, 8, 8, 8).into()), None);
     }
 
     #[test]
@@ -1250,8 +1301,8 @@ mod tests {
         assert_eq!(c.eal.len(), 6);
         assert_eq!(c.workers, vec![1]);
         assert_eq!(c.api.listen, "127.0.0.1:9090".parse::<SocketAddr>().expect("addr"));
-        assert_eq!(c.ports[0].addresses[1], Cidr { addr: Ipv4Addr::new(10, 1, 0, 1), prefix_len: 24 });
-        assert_eq!(c.routes[0].via, Some(Ipv4Addr::new(10, 0, 0, 254)));
+        assert_eq!(c.ports[0].addresses[1], Cidr { addr: Ipv4Addr::new(10, 1, 0, 1).into(), prefix_len: 24 });
+        assert_eq!(c.routes[0].via, Some(Ipv4Addr::new(10, 0, 0, 254).into()));
         let s = &c.services[0];
         assert_eq!(s.key(), ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100).into(), port: 80 });
         assert_eq!(s.scheduler, SchedulerKind::Rr);
@@ -1299,15 +1350,15 @@ mod tests {
 
     #[test]
     fn cidr_parsing() {
-        assert_eq!("10.0.0.0/8".parse::<Cidr>(), Ok(Cidr { addr: Ipv4Addr::new(10, 0, 0, 0), prefix_len: 8 }));
+        assert_eq!("10.0.0.0/8".parse::<Cidr>(), Ok(Cidr { addr: Ipv4Addr::new(10, 0, 0, 0).into(), prefix_len: 8 }));
         assert!("10.0.0.0".parse::<Cidr>().is_err());
         assert!("10.0.0/8".parse::<Cidr>().is_err());
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         assert!("10.0.0.0/x".parse::<Cidr>().is_err());
-        let c = Cidr { addr: Ipv4Addr::new(10, 1, 2, 3), prefix_len: 16 };
+        let c = Cidr { addr: Ipv4Addr::new(10, 1, 2, 3).into(), prefix_len: 16 };
         assert_eq!(c.network(), Ipv4Addr::new(10, 1, 0, 0));
         assert_eq!(c.to_string(), "10.1.2.3/16");
-        assert_eq!(Cidr { addr: Ipv4Addr::new(1, 2, 3, 4), prefix_len: 0 }.network(), Ipv4Addr::UNSPECIFIED);
+        assert_eq!(Cidr { addr: Ipv4Addr::new(1, 2, 3, 4).into(), prefix_len: 0 }.network(), Ipv4Addr::UNSPECIFIED);
     }
 
     #[test]
@@ -1464,14 +1515,14 @@ mod tests {
         tagged.validate().expect("VLAN 100 is valid");
         assert_eq!(invalid_field(|c| c.ports[0].addresses[1].prefix_len = 0), "ports[0].addresses[1]");
         assert_eq!(
-            invalid_field(|c| c.ports[0].addresses[0] = Cidr { addr: Ipv4Addr::UNSPECIFIED, prefix_len: 8 }),
+            invalid_field(|c| c.ports[0].addresses[0] = Cidr { addr: Ipv4Addr::UNSPECIFIED.into(), prefix_len: 8 }),
             "ports[0].addresses[0]"
         );
         assert_eq!(
             invalid_field(|c| c.ports.push(PortConfig {
                 name: "lan1".into(),
                 device: "d".into(),
-                addresses: vec![Cidr { addr: Ipv4Addr::new(10, 1, 0, 1), prefix_len: 16 }],
+                addresses: vec![Cidr { addr: Ipv4Addr::new(10, 1, 0, 1).into(), prefix_len: 16 }],
                 mtu: 1500,
                 tap: None,
                 vlan: None,
@@ -1503,8 +1554,8 @@ mod tests {
     fn route_rules() {
         assert_eq!(invalid_field(|c| c.routes[0].port = "wan0".into()), "routes[0].port");
         assert_eq!(invalid_field(|c| c.routes[0].prefix = "10.9.0.5/16".parse().expect("cidr")), "routes[0].prefix");
-        assert_eq!(invalid_field(|c| c.routes[0].via = Some(Ipv4Addr::new(192, 168, 1, 1))), "routes[0].via");
-        assert_eq!(invalid_field(|c| c.routes[0].via = Some(Ipv4Addr::new(10, 0, 0, 1))), "routes[0].via");
+        assert_eq!(invalid_field(|c| c.routes[0].via = Some(Ipv4Addr::new(192, 168, 1, 1).into())), "routes[0].via");
+        assert_eq!(invalid_field(|c| c.routes[0].via = Some(Ipv4Addr::new(10, 0, 0, 1).into())), "routes[0].via");
         assert_eq!(invalid_field(|c| c.routes.push(c.routes[0].clone())), "routes[1].prefix");
         // On-link routes need no gateway.
         let mut c = example();
@@ -1551,7 +1602,39 @@ mod tests {
         assert_eq!(invalid_field(|c| c.services[0].vip = Ipv4Addr::BROADCAST.into()), "services[0].vip");
         assert_eq!(invalid_field(|c| c.services[0].vip = Ipv4Addr::new(224, 0, 0, 1).into()), "services[0].vip");
         let v6: IpAddr = "2001:db8::100".parse().expect("v6");
-        assert_eq!(invalid_field(|c| c.services[0].vip = v6), "services[0].vip", "IPv6 services are not forwarded yet");
+        assert_eq!(invalid_field(|c| c.services[0].vip = v6), "services[0].reals[0].address", "IPv4 DR reals behind an IPv6 VIP");
+        // IPv6 reals: valid; what IPv6 services do not have yet is refused by field.
+        let ipv6_service = |c: &mut Config| {
+            c.services[0].vip = v6;
+            for (i, r) in c.services[0].reals.iter_mut().enumerate() {
+                r.address = format!("2001:db8:1::{}", i + 11).parse().expect("v6");
+            }
+        };
+        let mut c = example();
+        ipv6_service(&mut c);
+        c.validate().expect("an IPv6 DR service");
+        let p = PersistenceConfig { timeout: 300, netmask: Ipv4Addr::BROADCAST };
+        assert_eq!(
+            invalid_field(|c| {
+                ipv6_service(c);
+                c.services[0].persistence = Some(p.clone())
+            }),
+            "services[0].persistence"
+        );
+        assert_eq!(
+            invalid_field(|c| {
+                ipv6_service(c);
+                c.services[0].syn_proxy = SynProxy::On
+            }),
+            "services[0].syn_proxy"
+        );
+        // NAT64: an IPv6 VIP, IPv4 real servers through FULLNAT, IPv4 local addresses.
+        let mut c = example();
+        c.services[0].vip = v6;
+        c.services[0].forward = ForwardMode::FullNat;
+        c.services[0].local_addresses = vec![Ipv4Addr::new(10, 1, 0, 200).into()];
+        c.services[0].reals.iter_mut().for_each(|r| r.forward = None);
+        c.validate().expect("a NAT64 service");
         assert_eq!(invalid_field(|c| c.services[0].vip = "ff02::1".parse().expect("v6")), "services[0].vip");
         // Same VIP and port with another protocol is a different service.
         let mut c = example();

@@ -252,6 +252,10 @@ pub struct UrlCheck {
 }
 
 /// VRRP: instances, sync groups and track scripts (Keepalived `vrrp_*`).
+/// An instance with IPv6 `virtual_ipaddress` runs VRRPv3 over IPv6 (RFC 5798:
+/// adverts from the interface's link-local address to ff02::12, or to IPv6
+/// unicast peers; unsolicited neighbour advertisements instead of gratuitous
+/// ARP, on the `garp_*` schedule).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VrrpConfig {
@@ -315,14 +319,18 @@ pub struct VrrpInstance {
     /// v2 PASS authentication password (`authentication { auth_type PASS auth_pass ... }`), at most 8 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_pass: Option<String>,
-    /// The virtual addresses (`virtual_ipaddress`).
-    pub virtual_ipaddress: Vec<Ipv4Addr>,
-    /// Source address of adverts (`unicast_src_ip`; default the interface's first address).
+    /// The virtual addresses (`virtual_ipaddress`), all of one family: IPv4
+    /// (VRRP v2 or v3 over IPv4) or IPv6 (VRRPv3 over IPv6, `version` 3).
+    /// Mixing families is an error: use one instance per family.
+    pub virtual_ipaddress: Vec<IpAddr>,
+    /// Source address of adverts (`unicast_src_ip`; default the interface's
+    /// first IPv4 address, or its IPv6 link-local address for an IPv6 instance).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unicast_src_ip: Option<Ipv4Addr>,
-    /// Unicast peers (`unicast_peer`); empty = multicast to 224.0.0.18.
+    pub unicast_src_ip: Option<IpAddr>,
+    /// Unicast peers (`unicast_peer`), of the instance's family; empty =
+    /// multicast to 224.0.0.18 (IPv4) or ff02::12 (IPv6).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub unicast_peer: Vec<Ipv4Addr>,
+    pub unicast_peer: Vec<IpAddr>,
     /// Ports whose link going down puts the instance in FAULT (`track_interface`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub track_interface: Vec<String>,

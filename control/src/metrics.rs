@@ -516,6 +516,9 @@ fn render_workers(f: &mut Families, config: &Config, dp: &Value) {
                     f.add(&format!("rvs_worker_{name}_total"), &format!("Worker {}.", name.replace('_', " ")), "counter", &labels, v)
                 }
                 "conn_active" => f.add("rvs_worker_connections", "Connection table entries in use.", "gauge", &labels, v),
+                "conn_active_ipv6" => {
+                    f.add("rvs_worker_connections_ipv6", "IPv6 (and NAT64) connection table entries in use.", "gauge", &labels, v)
+                }
                 "generation" => f.add("rvs_worker_generation", "Config generation the worker runs.", "gauge", &labels, v),
                 // Two gauges among the SYN-flood counters (deploy/docs/synflood.md).
                 "syn_flood_pressure" => f.add(

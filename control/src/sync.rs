@@ -669,9 +669,11 @@ impl SyncSettings {
             .find(|i| i.name == sc.instance)
             .ok_or_else(|| SyncSetupError::UnknownInstance(sc.instance.clone()))?;
         let port = config.ports.iter().find(|p| p.tap.is_some() && (p.name == inst.interface || p.tap.as_deref() == Some(&inst.interface)));
+        // Sync runs over IPv4: an IPv6 instance's source is no sync address.
         let local = inst
             .unicast_src_ip
-            .or_else(|| port.and_then(|p| p.addresses.first().map(|a| a.addr)))
+            .and_then(rvs_dataplane::snapshot::v4)
+            .or_else(|| port.and_then(|p| p.addresses.iter().find_map(|a| rvs_dataplane::snapshot::v4(a.addr))))
             .ok_or_else(|| SyncSetupError::NoAddress { instance: inst.name.clone(), interface: inst.interface.clone() })?;
         Ok(Some(SyncSettings { config: sc.clone(), auth: Auth::new(&key)?, local }))
     }

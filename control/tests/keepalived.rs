@@ -29,6 +29,11 @@ where
     s.parse().expect("test address")
 }
 
+/// An address of either family (VRRP instances).
+fn addr(s: &str) -> std::net::IpAddr {
+    s.parse().expect("test address")
+}
+
 fn import(name: &str) -> Imported {
     match keepalived::import_file(&fixture(name), &base()) {
         Ok(i) => i,
@@ -157,7 +162,7 @@ fn dr_vrrp_sync_and_timeouts() {
                 nopreempt: false,
                 preempt_delay: 0.0,
                 auth_pass: Some("s3cr3t".into()),
-                virtual_ipaddress: vec![ip("10.0.0.100"), ip("10.0.0.101")],
+                virtual_ipaddress: vec![addr("10.0.0.100"), addr("10.0.0.101")],
                 unicast_src_ip: None,
                 unicast_peer: vec![],
                 track_interface: vec!["lan0".into()],
@@ -184,7 +189,7 @@ fn dr_vrrp_sync_and_timeouts() {
                 nopreempt: true,
                 preempt_delay: 30.0,
                 auth_pass: None,
-                virtual_ipaddress: vec![ip("10.0.0.53")],
+                virtual_ipaddress: vec![addr("10.0.0.53")],
                 unicast_src_ip: None,
                 unicast_peer: vec![],
                 track_interface: vec![],
@@ -353,9 +358,9 @@ fn fnat_vrrp() {
             nopreempt: false,
             preempt_delay: 0.0,
             auth_pass: None,
-            virtual_ipaddress: vec![ip("10.140.31.48"), ip("10.140.31.49")],
-            unicast_src_ip: Some(ip("10.140.0.1")),
-            unicast_peer: vec![ip("10.140.0.2"), ip("10.140.0.3")],
+            virtual_ipaddress: vec![addr("10.140.31.48"), addr("10.140.31.49")],
+            unicast_src_ip: Some(addr("10.140.0.1")),
+            unicast_peer: vec![addr("10.140.0.2"), addr("10.140.0.3")],
             track_interface: vec![],
             track_script: vec![],
             garp_master_delay: 5.0,

@@ -7,7 +7,7 @@
 
 /// Everything under `vrrp::` so that `cargo test -p rvs-control vrrp` selects it.
 mod vrrp {
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr};
     use std::time::{Duration, Instant};
 
     use proptest::prelude::*;
@@ -21,10 +21,20 @@ mod vrrp {
         (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
-    const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
-    const ME: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-    const PEER_HI: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
-    const PEER_LO: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 0);
+    const VIP4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+    const VIP: IpAddr = IpAddr::V4(VIP4);
+    const ME: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+    const PEER_HI: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+    const PEER_LO: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 0));
+    const MCAST: IpAddr = IpAddr::V4(VRRP_MCAST_V4);
+
+    fn ip4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+    }
+
+    fn ip4u(u: u32) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(u))
+    }
 
     // ---------------------------------------------------------------------------
     // Packets
@@ -35,9 +45,9 @@ mod vrrp {
         // vrid 51, prio 100, 1 address, auth PASS "secret", advert 1 s; checksum 0x331a.
         let wire = hex("213364010101331a0a0000647365637265740000");
         let a = Advert { version: Version::V2, vrid: 51, priority: 100, advert_int_cs: 100, auth: Auth::pass("secret"), addrs: vec![VIP] };
-        assert_eq!(a.encode(ME, VRRP_MCAST_V4), wire);
+        assert_eq!(a.encode(ME, MCAST), wire);
         // The v2 checksum does not depend on the IP addresses.
-        assert_eq!(Advert::decode(&wire, Ipv4Addr::new(1, 2, 3, 4), Ipv4Addr::new(5, 6, 7, 8)), Ok(a));
+        assert_eq!(Advert::decode(&wire, ip4(1, 2, 3, 4), ip4(5, 6, 7, 8)), Ok(a));
     }
 
     #[test]
@@ -49,10 +59,10 @@ mod vrrp {
             priority: 200,
             advert_int_cs: 300,
             auth: Auth::None,
-            addrs: vec![Ipv4Addr::new(192, 168, 10, 1), Ipv4Addr::new(192, 168, 10, 2)],
+            addrs: vec![ip4(192, 168, 10, 1), ip4(192, 168, 10, 2)],
         };
-        assert_eq!(a.encode(ME, VRRP_MCAST_V4), wire);
-        assert_eq!(Advert::decode(&wire, ME, VRRP_MCAST_V4), Ok(a));
+        assert_eq!(a.encode(ME, MCAST), wire);
+        assert_eq!(Advert::decode(&wire, ME, MCAST), Ok(a));
     }
 
     #[test]
@@ -60,16 +70,16 @@ mod vrrp {
         // vrid 51, prio 150, max advert int 10 cs, from 10.0.0.1 to 224.0.0.18; checksum 0x43cd.
         let wire = hex("31339601000a43cd0a000064");
         let a = Advert { version: Version::V3, vrid: 51, priority: 150, advert_int_cs: 10, auth: Auth::None, addrs: vec![VIP] };
-        assert_eq!(a.encode(ME, VRRP_MCAST_V4), wire);
-        assert_eq!(Advert::decode(&wire, ME, VRRP_MCAST_V4), Ok(a));
+        assert_eq!(a.encode(ME, MCAST), wire);
+        assert_eq!(Advert::decode(&wire, ME, MCAST), Ok(a));
         // The pseudo-header is covered: another destination breaks the checksum.
-        assert_eq!(Advert::decode(&wire, ME, Ipv4Addr::new(10, 0, 0, 3)), Err(PacketError::BadChecksum));
+        assert_eq!(Advert::decode(&wire, ME, ip4(10, 0, 0, 3)), Err(PacketError::BadChecksum));
     }
 
     #[test]
     fn v3_fixture_unicast_priority_zero() {
-        let src = Ipv4Addr::new(10, 0, 0, 2);
-        let dst = Ipv4Addr::new(10, 0, 0, 3);
+        let src = ip4(10, 0, 0, 2);
+        let dst = ip4(10, 0, 0, 3);
         let wire = hex("310900020064a5f60a0900010a090002");
         let a = Advert {
             version: Version::V3,
@@ -77,7 +87,7 @@ mod vrrp {
             priority: 0,
             advert_int_cs: 100,
             auth: Auth::None,
-            addrs: vec![Ipv4Addr::new(10, 9, 0, 1), Ipv4Addr::new(10, 9, 0, 2)],
+            addrs: vec![ip4(10, 9, 0, 1), ip4(10, 9, 0, 2)],
         };
         assert_eq!(a.encode(src, dst), wire);
         assert_eq!(Advert::decode(&wire, src, dst), Ok(a));
@@ -86,19 +96,19 @@ mod vrrp {
     #[test]
     fn malformed_packets() {
         let good = hex("213364010101331a0a0000647365637265740000");
-        assert_eq!(Advert::decode(&good[..7], ME, VRRP_MCAST_V4), Err(PacketError::TooShort(7)));
-        assert_eq!(Advert::decode(&good[..19], ME, VRRP_MCAST_V4), Err(PacketError::TooShort(19)));
+        assert_eq!(Advert::decode(&good[..7], ME, MCAST), Err(PacketError::TooShort(7)));
+        assert_eq!(Advert::decode(&good[..19], ME, MCAST), Err(PacketError::TooShort(19)));
         let mut bad = good.clone();
         bad[0] = 0x41;
-        assert_eq!(Advert::decode(&bad, ME, VRRP_MCAST_V4), Err(PacketError::BadVersion(4)));
+        assert_eq!(Advert::decode(&bad, ME, MCAST), Err(PacketError::BadVersion(4)));
         bad[0] = 0x22;
-        assert_eq!(Advert::decode(&bad, ME, VRRP_MCAST_V4), Err(PacketError::BadType(2)));
+        assert_eq!(Advert::decode(&bad, ME, MCAST), Err(PacketError::BadType(2)));
         let mut bad = good.clone();
         bad[2] = 101; // priority changed, checksum not
-        assert_eq!(Advert::decode(&bad, ME, VRRP_MCAST_V4), Err(PacketError::BadChecksum));
+        assert_eq!(Advert::decode(&bad, ME, MCAST), Err(PacketError::BadChecksum));
         let mut bad = good.clone();
         bad[1] = 0;
-        assert_eq!(Advert::decode(&bad, ME, VRRP_MCAST_V4), Err(PacketError::ZeroVrid));
+        assert_eq!(Advert::decode(&bad, ME, MCAST), Err(PacketError::ZeroVrid));
         // Auth type 2 (AH) with a fixed-up checksum.
         let mut bad = good.clone();
         bad[4] = 2;
@@ -106,7 +116,7 @@ mod vrrp {
         bad[7] = 0;
         let c = internet_checksum(&[&bad]);
         bad[6..8].copy_from_slice(&c.to_be_bytes());
-        assert_eq!(Advert::decode(&bad, ME, VRRP_MCAST_V4), Err(PacketError::BadAuthType(2)));
+        assert_eq!(Advert::decode(&bad, ME, MCAST), Err(PacketError::BadAuthType(2)));
         // Interval 0.
         let mut bad = good;
         bad[5] = 0;
@@ -114,15 +124,19 @@ mod vrrp {
         bad[7] = 0;
         let c = internet_checksum(&[&bad]);
         bad[6..8].copy_from_slice(&c.to_be_bytes());
-        assert_eq!(Advert::decode(&bad, ME, VRRP_MCAST_V4), Err(PacketError::ZeroInterval));
+        assert_eq!(Advert::decode(&bad, ME, MCAST), Err(PacketError::ZeroInterval));
     }
 
-    fn ip_packet(ttl: u8, proto: u8, src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
+    fn ip_packet(ttl: u8, proto: u8, src: IpAddr, dst: IpAddr, payload: &[u8]) -> Vec<u8> {
+        let octets = |a: IpAddr| match a {
+            IpAddr::V4(v4) => v4.octets(),
+            IpAddr::V6(_) => unreachable!("IPv4 packets only"),
+        };
         let mut p = vec![0x45, 0xc0];
         p.extend_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
         p.extend_from_slice(&[0, 0, 0, 0, ttl, proto, 0, 0]);
-        p.extend_from_slice(&src.octets());
-        p.extend_from_slice(&dst.octets());
+        p.extend_from_slice(&octets(src));
+        p.extend_from_slice(&octets(dst));
         let c = internet_checksum(&[&p]);
         p[10..12].copy_from_slice(&c.to_be_bytes());
         p.extend_from_slice(payload);
@@ -132,15 +146,15 @@ mod vrrp {
     #[test]
     fn ipv4_wrapping() {
         let vrrp = hex("31339601000a43cd0a000064");
-        let pkt = ip_packet(255, 112, ME, VRRP_MCAST_V4, &vrrp);
+        let pkt = ip_packet(255, 112, ME, MCAST, &vrrp);
         let (ip, advert) = decode_ipv4(&pkt).unwrap();
-        assert_eq!((ip.src, ip.dst, ip.ttl), (ME, VRRP_MCAST_V4, 255));
+        assert_eq!((ip.src, ip.dst, ip.ttl), (ME, MCAST, 255));
         assert_eq!(advert.priority, 150);
-        let pkt = ip_packet(64, 112, ME, VRRP_MCAST_V4, &vrrp);
+        let pkt = ip_packet(64, 112, ME, MCAST, &vrrp);
         assert_eq!(decode_ipv4(&pkt).unwrap().0.ttl, 64);
-        let pkt = ip_packet(255, 17, ME, VRRP_MCAST_V4, &vrrp);
+        let pkt = ip_packet(255, 17, ME, MCAST, &vrrp);
         assert_eq!(decode_ipv4(&pkt).unwrap_err(), PacketError::NotVrrp(17));
-        let mut frag = ip_packet(255, 112, ME, VRRP_MCAST_V4, &vrrp);
+        let mut frag = ip_packet(255, 112, ME, MCAST, &vrrp);
         frag[6] = 0x20; // more fragments
         assert!(matches!(decode_ipv4(&frag), Err(PacketError::BadIpHeader(_))));
         assert!(matches!(parse_ipv4(&[0x60; 40]), Err(PacketError::BadIpHeader(_))));
@@ -149,11 +163,11 @@ mod vrrp {
 
     #[test]
     fn garp_frame_is_an_arp_request_for_the_vip() {
-        let f = garp_frame([0x02, 0xaa, 0, 0, 0, 1], VIP);
+        let f = garp_frame([0x02, 0xaa, 0, 0, 0, 1], VIP4);
         assert_eq!(f.len(), 60);
         assert_eq!(&f[12..14], &[0x08, 0x06]);
-        assert_eq!(&f[28..32], &VIP.octets()); // sender protocol address
-        assert_eq!(&f[38..42], &VIP.octets()); // target protocol address
+        assert_eq!(&f[28..32], &VIP4.octets()); // sender protocol address
+        assert_eq!(&f[38..42], &VIP4.octets()); // target protocol address
     }
 
     fn arb_advert() -> impl Strategy<Value = Advert> {
@@ -177,7 +191,7 @@ mod vrrp {
                         (false, Some(p)) => Auth::Pass(p),
                         _ => Auth::None,
                     },
-                    addrs: addrs.into_iter().map(Ipv4Addr::from).collect(),
+                    addrs: addrs.into_iter().map(ip4u).collect(),
                 }
             })
     }
@@ -185,26 +199,50 @@ mod vrrp {
     proptest! {
         #[test]
         fn decode_never_panics(buf in proptest::collection::vec(any::<u8>(), 0..200), s in any::<u32>(), d in any::<u32>()) {
-            let _ = Advert::decode(&buf, Ipv4Addr::from(s), Ipv4Addr::from(d));
+            let _ = Advert::decode(&buf, ip4u(s), ip4u(d));
             let _ = decode_ipv4(&buf);
         }
 
         #[test]
         fn encode_decode_roundtrip(a in arb_advert(), s in any::<u32>(), d in any::<u32>()) {
-            let (s, d) = (Ipv4Addr::from(s), Ipv4Addr::from(d));
+            let (s, d) = (ip4u(s), ip4u(d));
             let wire = a.encode(s, d);
-            prop_assert_eq!(wire.len(), a.encoded_len());
+            prop_assert_eq!(wire.len(), a.encoded_len(s));
+            prop_assert_eq!(Advert::decode(&wire, s, d), Ok(a));
+        }
+
+        #[test]
+        fn ipv6_decode_never_panics_and_v3_round_trips(
+            buf in proptest::collection::vec(any::<u8>(), 0..300),
+            s in any::<u128>(),
+            d in any::<u128>(),
+            addrs in proptest::collection::vec(any::<u128>(), 0..20),
+            vrid in 1u8..=255,
+            cs in 1u16..=4095,
+        ) {
+            let (s, d) = (IpAddr::from(std::net::Ipv6Addr::from(s)), IpAddr::from(std::net::Ipv6Addr::from(d)));
+            let _ = Advert::decode(&buf, s, d);
+            let a = Advert {
+                version: Version::V3,
+                vrid,
+                priority: 100,
+                advert_int_cs: cs,
+                auth: Auth::None,
+                addrs: addrs.into_iter().map(|a| IpAddr::from(std::net::Ipv6Addr::from(a))).collect(),
+            };
+            let wire = a.encode(s, d);
+            prop_assert_eq!(wire.len(), 8 + 16 * a.addrs.len());
             prop_assert_eq!(Advert::decode(&wire, s, d), Ok(a));
         }
 
         #[test]
         fn any_single_bit_flip_is_rejected_or_differs(a in arb_advert(), bit in 0usize..64) {
-            let wire = a.encode(ME, VRRP_MCAST_V4);
+            let wire = a.encode(ME, MCAST);
             let mut bad = wire.clone();
             let i = (bit / 8) % bad.len();
             bad[i] ^= 1 << (bit % 8);
             // One flipped bit always breaks the Internet checksum.
-            prop_assert!(Advert::decode(&bad, ME, VRRP_MCAST_V4).is_err());
+            prop_assert!(Advert::decode(&bad, ME, MCAST).is_err());
         }
     }
 
@@ -432,6 +470,31 @@ mod vrrp {
         // Same priority from a higher address: we yield.
         let acts = i.on_advert(t0 + ms(4200), PEER_HI, &advert_from(&p, 100));
         assert!(change(VrrpState::Backup, &acts));
+    }
+
+    #[test]
+    fn ipv6_instance_runs_the_same_machine() {
+        // VRRPv3 over IPv6: primary = link-local address; the tie is broken
+        // by the 128-bit address (RFC 5798 §6.4.3), and a higher-priority
+        // master keeps us backup, exactly as over IPv4.
+        let v6 = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let mut p = params(Version::V3, 100, 10);
+        p.primary_ip = v6("fe80::5");
+        p.vips = vec![v6("2001:db8::100")];
+        let t0 = Instant::now();
+        let mut i = Instance::new(p.clone());
+        i.start(t0);
+        assert_eq!(i.master_down_interval(), ms(300) + Duration::from_micros(156 * 10 * 10_000 / 256));
+        assert!(i.on_advert(t0 + ms(100), v6("fe80::9"), &advert_from(&p, 150)).is_empty());
+        assert_eq!(i.state(), VrrpState::Backup);
+        let acts = i.on_timer(t0 + ms(100) + i.master_down_interval());
+        assert!(change(VrrpState::Master, &acts));
+        let acts = i.on_advert(t0 + ms(1000), v6("fe80::4"), &advert_from(&p, 100));
+        assert_eq!(acts, vec![Action::SendAdvert { priority: 100 }, Action::AnnounceVips]);
+        let acts = i.on_advert(t0 + ms(1100), v6("fe80::1:0"), &advert_from(&p, 100));
+        assert!(change(VrrpState::Backup, &acts), "fe80::1:0 > fe80::5 as 128-bit numbers");
+        assert!(i.on_advert(t0 + ms(1200), v6("fe80::5"), &advert_from(&p, 200)).is_empty());
+        assert_eq!(i.last_ignored(), Some(Ignored::Own));
     }
 
     #[test]

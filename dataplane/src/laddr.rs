@@ -17,7 +17,9 @@
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
+
+use crate::conn::ConnAddr;
 
 use hashbrown::HashMap;
 
@@ -26,31 +28,48 @@ pub fn owner_of_port(port: u16, workers: usize) -> usize {
     usize::from(port) % workers.max(1)
 }
 
-/// One worker's share of the local ports of every local address.
+/// One worker's share of the local ports of every local address, of one
+/// family: IPv4 local addresses by default, IPv6 ones as
+/// `LocalPool<SockV6>` ([`crate::conn::SockV6`]).
 #[derive(Debug)]
-pub struct LocalPool {
+pub struct LocalPool<S: ConnAddr = SocketAddrV4> {
     worker: usize,
     workers: usize,
     range: (u16, u16),
-    free: HashMap<Ipv4Addr, VecDeque<u16>>,
+    free: HashMap<S::Ip, VecDeque<u16>>,
     next_lip: usize,
     /// Where in its share each LIP's FIFO starts.
     start: usize,
 }
 
 impl LocalPool {
-    /// The pool of worker `worker` of `workers`, over ports `range`
+    /// The IPv4 pool of worker `worker` of `workers`, over ports `range`
     /// (inclusive), starting at a random point of the share.
     pub fn new(worker: usize, workers: usize, range: (u16, u16)) -> Self {
-        // The standard library's per-process random hash keys: no RNG
-        // dependency for one number per pool.
-        let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
-        Self::starting_at(worker, workers, range, random as usize)
+        Self::of_family(worker, workers, range)
     }
 
     /// As [`LocalPool::new`], the FIFO starting `start` ports into the share
     /// (modulo its size).
     pub fn starting_at(worker: usize, workers: usize, range: (u16, u16), start: usize) -> Self {
+        Self::of_family_starting_at(worker, workers, range, start)
+    }
+}
+
+impl<S: ConnAddr> LocalPool<S> {
+    /// The pool of local addresses of `S`'s family of worker `worker` of
+    /// `workers`, over ports `range` (inclusive), starting at a random point
+    /// of the share.
+    pub fn of_family(worker: usize, workers: usize, range: (u16, u16)) -> Self {
+        // The standard library's per-process random hash keys: no RNG
+        // dependency for one number per pool.
+        let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        Self::of_family_starting_at(worker, workers, range, random as usize)
+    }
+
+    /// As [`LocalPool::of_family`], the FIFO starting `start` ports into the
+    /// share (modulo its size).
+    pub fn of_family_starting_at(worker: usize, workers: usize, range: (u16, u16), start: usize) -> Self {
         LocalPool { worker, workers: workers.max(1), range, free: HashMap::new(), next_lip: 0, start }
     }
 
@@ -71,7 +90,7 @@ impl LocalPool {
 
     /// Takes a free (LIP, port) from one of `lips`, trying them in turn starting
     /// after the one used last. `None` when every LIP's share is exhausted.
-    pub fn allocate(&mut self, lips: &[Ipv4Addr]) -> Option<SocketAddrV4> {
+    pub fn allocate(&mut self, lips: &[S::Ip]) -> Option<S> {
         let n = lips.len();
         for i in 0..n {
             let lip = lips[(self.next_lip + i) % n];
@@ -81,7 +100,7 @@ impl LocalPool {
             }
             if let Some(port) = self.free.get_mut(&lip).and_then(VecDeque::pop_front) {
                 self.next_lip = (self.next_lip + i + 1) % n;
-                return Some(SocketAddrV4::new(lip, port));
+                return Some(S::from_parts(lip, port));
             }
         }
         None
@@ -89,36 +108,38 @@ impl LocalPool {
 
     /// Returns a (LIP, port) to the pool. Ports outside this worker's share or
     /// range (e.g. after a range change) are ignored.
-    pub fn release(&mut self, local: SocketAddrV4) {
+    pub fn release(&mut self, local: S) {
         let port = local.port();
         let (lo, hi) = self.range;
         if port < lo || port > hi || owner_of_port(port, self.workers) != self.worker {
             return;
         }
-        if let Some(q) = self.free.get_mut(local.ip()) {
+        if let Some(q) = self.free.get_mut(&local.ip_addr()) {
             q.push_back(port);
         }
     }
 
     /// Marks a (LIP, port) as taken (used when rebuilding after a range change).
-    pub fn reserve(&mut self, local: SocketAddrV4) {
-        if !self.free.contains_key(local.ip()) {
+    pub fn reserve(&mut self, local: S) {
+        if !self.free.contains_key(&local.ip_addr()) {
             let ports = self.ports_of();
-            self.free.insert(*local.ip(), ports);
+            self.free.insert(local.ip_addr(), ports);
         }
-        if let Some(q) = self.free.get_mut(local.ip()) {
+        if let Some(q) = self.free.get_mut(&local.ip_addr()) {
             q.retain(|&p| p != local.port());
         }
     }
 
     /// Free ports of `lip` in this worker's share (the full share if unused so far).
-    pub fn available(&self, lip: Ipv4Addr) -> usize {
+    pub fn available(&self, lip: S::Ip) -> usize {
         self.free.get(&lip).map_or_else(|| self.ports_of().len(), VecDeque::len)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
     const LIP1: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 200);
@@ -184,5 +205,18 @@ mod tests {
         assert_eq!(p.available(LIP1), 2);
         p.reserve(s);
         assert_eq!(p.available(LIP1), 1);
+    }
+
+    #[test]
+    fn an_ipv6_pool_shares_ports_by_worker_like_the_ipv4_one() {
+        use crate::conn::SockV6;
+        let lip: std::net::Ipv6Addr = "2001:db8:1::200".parse().expect("v6");
+        let mut w1: LocalPool<SockV6> = LocalPool::of_family_starting_at(1, 2, (4000, 4003), 0);
+        let a = w1.allocate(&[lip]).expect("a port");
+        let b = w1.allocate(&[lip]).expect("a second port");
+        assert_eq!((a.ip(), owner_of_port(a.port(), 2), owner_of_port(b.port(), 2)), (&lip, 1, 1));
+        assert_eq!(w1.allocate(&[lip]), None, "worker 1 owns 2 of the 4 ports");
+        w1.release(a);
+        assert_eq!(w1.allocate(&[lip]), Some(a));
     }
 }

@@ -83,7 +83,9 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use crate::conn::{ms32, state_timeout_ms, Conn, ConnId, ConnTable, Direction, FlowKey, TcpFlags, TcpState};
+use crate::conn::{
+    ms32, state_timeout_ms, Conn, Conn6, ConnAddr, ConnId, ConnTable, ConnTable6, Direction, FlowKey, FlowKey6, SockV6, TcpFlags, TcpState,
+};
 use crate::frag::{self, FitError, FragDrop, Reassembler, Verdict};
 use crate::frame::{Frame, RxChecksum};
 use crate::fwd::{dr, fnat, icmp_err, nat, reset, ttl, tun, FwdError, NextHop};
@@ -98,9 +100,11 @@ use crate::wire::{arp, ethertype, icmp, ip_proto, ArpPacket, EthernetFrame, Icmp
 mod accounting;
 mod conn_life;
 mod egress;
+mod egress6;
 mod flow;
 mod forward;
 mod icmp_error;
+mod ipv6;
 mod local;
 mod owners;
 mod persistence;
@@ -123,11 +127,15 @@ pub use pressure_log::{PressureLine, PressureLog, PRESSURE_LOG_EVERY_MS};
 /// Connection-table slots checked for expiry per [`Processor::tick`].
 pub const EXPIRE_BUDGET: usize = 256;
 
-/// A small frame the dataplane originates (ARP requests); the I/O layer copies
-/// it into a fresh buffer.
+/// Bytes a [`ControlFrame`] holds: an IPv6 neighbour solicitation with a
+/// VLAN tag (90) fits.
+pub const CONTROL_FRAME_LEN: usize = 96;
+
+/// A small frame the dataplane originates (ARP requests, neighbour
+/// solicitations); the I/O layer copies it into a fresh buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ControlFrame {
-    bytes: [u8; 64],
+    bytes: [u8; CONTROL_FRAME_LEN],
     len: usize,
 }
 
@@ -140,17 +148,33 @@ impl ControlFrame {
     /// A broadcast ARP request from `src_mac`/`src_ip` for `target_ip`,
     /// tagged with the port's `vlan` if it has one, padded to 60 bytes (64 tagged).
     pub fn arp_request(src_mac: MacAddr, vlan: Option<u16>, src_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Self {
-        let mut bytes = [0u8; 64];
+        let mut bytes = [0u8; CONTROL_FRAME_LEN];
         let l2_len = crate::wire::ethernet::fill_header(&mut bytes, MacAddr::BROADCAST, src_mac, vlan, ethertype::ARP).unwrap_or(0);
         arp::fill_request(&mut bytes[l2_len..l2_len + arp::LEN], src_mac, src_ip, target_ip);
         ControlFrame { bytes, len: 60 + l2_len - crate::wire::ethernet::HEADER_LEN }
     }
 
+    /// A neighbour solicitation from `src_mac`/`src_ip` for `target_ip`
+    /// (multicast to its solicited-node address, or unicast to `known` to
+    /// confirm an entry), tagged with the port's `vlan` if it has one.
+    pub fn neighbour_solicitation(
+        src_mac: MacAddr,
+        vlan: Option<u16>,
+        src_ip: std::net::Ipv6Addr,
+        target_ip: std::net::Ipv6Addr,
+        known: Option<MacAddr>,
+    ) -> Option<Self> {
+        let mut bytes = [0u8; CONTROL_FRAME_LEN];
+        let len = crate::neigh::nd::fill_probe(&mut bytes, src_mac, vlan, src_ip, target_ip, known).ok()?;
+        Some(ControlFrame { bytes, len })
+    }
+
     /// An untagged copy of the first `len` bytes of a received frame whose
-    /// Ethernet header is `l2_len` long (an ARP request handed to the kernel
-    /// while the dataplane answers it); None when it does not fit in 64 bytes.
+    /// Ethernet header is `l2_len` long (an ARP request or a neighbour
+    /// solicitation handed to the kernel while the dataplane answers it);
+    /// None when it does not fit in [`CONTROL_FRAME_LEN`] bytes.
     pub fn untagged_copy_of(frame: &[u8], l2_len: usize, len: usize) -> Option<Self> {
-        let mut bytes = [0u8; 64];
+        let mut bytes = [0u8; CONTROL_FRAME_LEN];
         let body = frame.get(l2_len..len)?;
         let out_len = crate::wire::ethernet::HEADER_LEN + body.len();
         bytes.get_mut(..12)?.copy_from_slice(frame.get(..12)?);
@@ -171,6 +195,29 @@ pub enum WorkerMsg {
         mac: MacAddr,
         /// The port it is on.
         port: u16,
+    },
+    /// An IPv6 neighbour was learned from neighbour discovery.
+    Neighbour6 {
+        /// Its address.
+        ip: std::net::Ipv6Addr,
+        /// Its MAC.
+        mac: MacAddr,
+        /// The port it is on.
+        port: u16,
+    },
+    /// As [`WorkerMsg::FlowOwner`], for an IPv6 connection's key.
+    FlowOwner6 {
+        /// The flow key.
+        key: FlowKey6,
+        /// The owning worker.
+        owner: u16,
+    },
+    /// As [`WorkerMsg::FlowGone`], for an IPv6 connection's key.
+    FlowGone6 {
+        /// The flow key.
+        key: FlowKey6,
+        /// The worker that owned it.
+        owner: u16,
     },
     /// Packets with this key (a connection's inbound or reply key) belong to
     /// a connection of worker `owner`.
@@ -295,6 +342,72 @@ enum Action {
     ToKernel,
     /// A step of the SYN proxy ([`synproxy`]).
     SynProxy(synproxy::Step),
+    /// The frame is answered with the neighbour advertisement held in
+    /// `Processor::nd_reply` (`len` bytes), back out of the port it came in on.
+    ReplyNd {
+        /// The answer's length.
+        len: usize,
+    },
+    /// An IPv6 frame was rewritten; send it towards this next hop.
+    Forward6(crate::fwd::NextHop6),
+    /// Count why an IPv6 packet is not forwarded, then answer it with an
+    /// ICMPv6 error from `from`.
+    Answer6 {
+        /// Why the packet is not forwarded.
+        reason: Counter,
+        /// Ethernet header length.
+        l2_len: usize,
+        /// The error's source address.
+        from: std::net::Ipv6Addr,
+        /// ICMPv6 type.
+        msg_type: u8,
+        /// ICMPv6 code.
+        code: u8,
+        /// The 32 bits after the checksum (Packet Too Big: the MTU).
+        rest: u32,
+    },
+    /// FULLNAT over IPv6: insert the client's TOA, then send.
+    Toa6 {
+        /// Ethernet header length.
+        l2_len: usize,
+        /// The client.
+        client: std::net::SocketAddrV6,
+        /// Where the frame goes.
+        hop: crate::fwd::NextHop6,
+    },
+    /// TUN from an IPv6 VIP: encapsulate towards the real server, then send.
+    Tunnel6 {
+        /// Ethernet header length.
+        l2_len: usize,
+        /// The real server (IPv6, or IPv4 for IPv6 in IPv4).
+        real: IpAddr,
+        /// The VIP (source of Packet Too Big).
+        vip: std::net::Ipv6Addr,
+    },
+    /// NAT64 towards the IPv4 real server.
+    Nat64In {
+        /// Ethernet header length.
+        l2_len: usize,
+        /// The IPv4 local address and port.
+        local: SocketAddrV4,
+        /// The IPv4 real server.
+        real: SocketAddrV4,
+        /// FULLNAT's sequence shift.
+        seq_delta: u32,
+        /// The client whose TOA goes into this packet, if one does.
+        toa: Option<std::net::SocketAddrV6>,
+    },
+    /// NAT64 reply towards the IPv6 client.
+    Nat64Out {
+        /// Ethernet header length.
+        l2_len: usize,
+        /// The VIP and port (the reply's source).
+        vip: std::net::SocketAddrV6,
+        /// The client.
+        client: std::net::SocketAddrV6,
+        /// FULLNAT's sequence shift.
+        seq_delta: u32,
+    },
     /// An IPv4 fragment: held until its datagram is complete ([`frag`]).
     Fragment {
         /// Ethernet header length.
@@ -363,7 +476,29 @@ pub struct Processor<F> {
     pressure: pressure::Pressure,
     /// The SYN proxy's secret and handshakes in progress ([`synproxy`]).
     proxy: synproxy::ProxyState<F>,
+    /// IPv6 and NAT64 connections ([`ipv6`]).
+    conns6: ConnTable6,
+    /// IPv6 neighbours.
+    neigh6: crate::neigh::NeighTable6<F>,
+    /// IPv6 FULLNAT local ports of this worker.
+    pool6: LocalPool<SockV6>,
+    /// Owners of IPv6 keys, as the other workers announced them.
+    flow_owners6: HashMap<FlowKey6, u16>,
+    /// IPv6 neighbours to solicit after a tick.
+    requests6: Vec<(std::net::Ipv6Addr, u16)>,
+    /// IPv6 connections removed by an expiry sweep or an insert.
+    removed6: Vec<Conn6>,
+    /// The neighbour advertisement answering the solicitation in hand.
+    nd_reply: [u8; ipv6::ND_REPLY_LEN],
 }
+
+/// IPv6 connections a worker holds for every IPv4 one it can hold (the IPv6
+/// table is a quarter of `conn_table_size`, at least
+/// [`MIN_CONN_CAPACITY6`]): an IPv6 entry costs about twice an IPv4 one.
+pub const CONN_CAPACITY6_DIVISOR: usize = 4;
+
+/// The smallest IPv6 connection table.
+pub const MIN_CONN_CAPACITY6: usize = 1024;
 
 impl<F: Frame> Processor<F> {
     /// A single worker's processor running on `snapshot` with room for
@@ -383,6 +518,10 @@ impl<F: Frame> Processor<F> {
         let frag_limits = snapshot.frag_limits;
         let mut neigh = NeighTable::new();
         neigh.set_max_held(snapshot.neigh_max_held);
+        let mut neigh6 = crate::neigh::NeighTable6::new();
+        neigh6.set_max_held(snapshot.neigh_max_held);
+        let pool6 = LocalPool::of_family(worker, workers, snapshot.local_port_range);
+        let capacity6 = (conn_capacity / CONN_CAPACITY6_DIVISOR).clamp(MIN_CONN_CAPACITY6, crate::conn::MAX_CAPACITY);
         let mut processor = Processor {
             worker,
             workers: workers.max(1),
@@ -410,6 +549,13 @@ impl<F: Frame> Processor<F> {
             rx_csum: RxChecksum::Unknown,
             pressure: Default::default(),
             proxy: Default::default(),
+            conns6: ConnTable6::new(capacity6),
+            neigh6,
+            pool6,
+            flow_owners6: HashMap::new(),
+            requests6: Vec::with_capacity(16),
+            removed6: Vec::with_capacity(EXPIRE_BUDGET),
+            nd_reply: [0; ipv6::ND_REPLY_LEN],
         };
         processor.set_pressure_limits();
         processor
@@ -441,9 +587,23 @@ impl<F: Frame> Processor<F> {
                 }
             }
             self.pool = pool;
+            let mut pool6: LocalPool<SockV6> = LocalPool::of_family(self.worker, self.workers, snapshot.local_port_range);
+            for (_, c) in self.conns6.iter() {
+                match c.local.get() {
+                    Some(l) if l.is_mapped() => {
+                        if let Some(l4) = l.to_mapped_v4() {
+                            self.pool.reserve(l4);
+                        }
+                    }
+                    Some(l) => pool6.reserve(l),
+                    None => {}
+                }
+            }
+            self.pool6 = pool6;
         }
         self.reassembler.set_limits(snapshot.frag_limits);
         self.neigh.set_max_held(snapshot.neigh_max_held);
+        self.neigh6.set_max_held(snapshot.neigh_max_held);
         let old = std::mem::replace(&mut self.snapshot, snapshot);
         self.set_pressure_limits();
         // Counts follow real servers by address, not by position. Connections
@@ -600,6 +760,17 @@ impl<F: Frame> Processor<F> {
             Action::Fragment { .. } => self.drop(frame, Counter::DropFragment, out),
             Action::TooBig { l2_len, vip, mtu } => self.frag_needed(frame, l2_len, vip, mtu, now_ms, out),
             Action::SynProxy(step) => self.syn_proxy_apply(port, frame, step, now_ms, out),
+            Action::ReplyNd { len } => self.reply_nd(port, frame, len, out),
+            Action::Forward6(hop) => self.send6(frame, hop, now_ms, out),
+            Action::Answer6 { reason, l2_len, from, msg_type, code, rest } => {
+                self.answer6(frame, reason, l2_len, from, msg_type, code, rest, now_ms, out)
+            }
+            Action::Toa6 { l2_len, client, hop } => self.toa6(frame, l2_len, client, hop, now_ms, out),
+            Action::Tunnel6 { l2_len, real, vip } => self.tunnel6(frame, l2_len, real, vip, now_ms, out),
+            Action::Nat64In { l2_len, local, real, seq_delta, toa } => {
+                self.nat64_in(frame, l2_len, local, real, seq_delta, toa, now_ms, out)
+            }
+            Action::Nat64Out { l2_len, vip, client, seq_delta } => self.nat64_out(frame, l2_len, vip, client, seq_delta, now_ms, out),
         }
     }
 
@@ -624,9 +795,11 @@ impl<F: Frame> Processor<F> {
         let dst = eth.dst_mac();
         let l2_len = eth.header_len();
         if dst.is_multicast() && !dst.is_broadcast() {
-            // IPv4 multicast (VRRP adverts, IGMP) is the kernel's business.
+            // IPv4 multicast (VRRP adverts, IGMP) is the kernel's business;
+            // IPv6 multicast may be a neighbour solicitation for us.
             return match eth.ethertype() {
                 ethertype::IPV4 => self.local(port),
+                ethertype::IPV6 => self.handle_ipv6(port, port_mac, data, l2_len, now_ms, redirected, out),
                 _ => Action::Drop(Counter::DropNotForUs),
             };
         }
@@ -637,6 +810,8 @@ impl<F: Frame> Processor<F> {
             ethertype::ARP => self.handle_arp(port, port_mac, data, l2_len, now_ms, out),
             ethertype::IPV4 if dst == port_mac => self.handle_ipv4(port, port_mac, data, l2_len, now_ms, redirected, out),
             ethertype::IPV4 => Action::Drop(Counter::DropNotForUs),
+            ethertype::IPV6 if dst == port_mac => self.handle_ipv6(port, port_mac, data, l2_len, now_ms, redirected, out),
+            ethertype::IPV6 => Action::Drop(Counter::DropNotForUs),
             _ => Action::Drop(Counter::DropUnsupported),
         }
     }

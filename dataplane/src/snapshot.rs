@@ -271,6 +271,38 @@ pub struct InterfaceAddr {
     pub prefix_len: u8,
 }
 
+/// An IPv6 address assigned to a dataplane port, with its connected prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InterfaceAddr6 {
+    /// Index into [`Snapshot::ports`].
+    pub port: u16,
+    /// The address.
+    pub addr: Ipv6Addr,
+    /// Prefix length of the connected network.
+    pub prefix_len: u8,
+}
+
+/// An IPv6 route: packets to `prefix/prefix_len` leave on `port`, through
+/// `via` when set (otherwise the destination is on-link).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route6 {
+    /// Destination network.
+    pub prefix: Ipv6Addr,
+    /// Prefix length (0 = default route).
+    pub prefix_len: u8,
+    /// Gateway, or `None` for an on-link network.
+    pub via: Option<Ipv6Addr>,
+    /// Egress port index.
+    pub port: u16,
+}
+
+impl Route6 {
+    /// True when `addr` falls into this route's prefix.
+    pub fn contains(&self, addr: Ipv6Addr) -> bool {
+        prefix_contains6(self.prefix, self.prefix_len, addr)
+    }
+}
+
 /// A dataplane port as the packet logic sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortInfo {
@@ -323,6 +355,25 @@ pub fn v6(addr: IpAddr) -> Option<Ipv6Addr> {
     match addr {
         IpAddr::V6(a) => Some(a),
         IpAddr::V4(_) => None,
+    }
+}
+
+/// True when `addr` lies in `prefix/len` (IPv6).
+pub fn prefix_contains6(prefix: Ipv6Addr, len: u8, addr: Ipv6Addr) -> bool {
+    if len == 0 {
+        return true;
+    }
+    let mask = u128::MAX << (128 - u32::from(len.min(128)));
+    (u128::from(prefix) & mask) == (u128::from(addr) & mask)
+}
+
+/// True when `addr` lies in `prefix/len`, both of one family (an address of
+/// the other family never does).
+pub fn ip_prefix_contains(prefix: IpAddr, len: u8, addr: IpAddr) -> bool {
+    match (prefix, addr) {
+        (IpAddr::V4(p), IpAddr::V4(a)) => prefix_contains(p, len, a),
+        (IpAddr::V6(p), IpAddr::V6(a)) => prefix_contains6(p, len, a),
+        _ => false,
     }
 }
 
@@ -452,6 +503,11 @@ pub struct Snapshot {
     pub addresses: Vec<InterfaceAddr>,
     /// Routes, sorted longest prefix first (connected networks included).
     pub routes: Vec<Route>,
+    /// The appliance's own IPv6 addresses (answer neighbour solicitations and
+    /// ICMPv6 echo for them).
+    pub addresses6: Vec<InterfaceAddr6>,
+    /// IPv6 routes, sorted longest prefix first (connected networks included).
+    pub routes6: Vec<Route6>,
     /// Virtual services.
     pub services: Vec<Service>,
     /// Service lookup by key; values index [`Snapshot::services`].
@@ -559,6 +615,8 @@ impl Default for Snapshot {
             ports: Vec::new(),
             addresses: Vec::new(),
             routes: Vec::new(),
+            addresses6: Vec::new(),
+            routes6: Vec::new(),
             services: Vec::new(),
             service_index: HashMap::new(),
             timeouts: Timeouts::default(),
@@ -589,6 +647,7 @@ impl Snapshot {
         }
         self.service_index = self.services.iter().enumerate().map(|(i, s)| (s.key, i)).collect();
         self.routes.sort_by_key(|r| std::cmp::Reverse(r.prefix_len));
+        self.routes6.sort_by_key(|r| std::cmp::Reverse(r.prefix_len));
         let served = |a: &IpAddr| !self.standby.contains(a);
         let vips = self.services.iter().map(|s| s.key.vip).filter(served);
         self.vip_set = vips.clone().filter_map(v4).collect();
@@ -659,6 +718,23 @@ impl Snapshot {
     /// The route for `dst`: longest prefix match.
     pub fn route(&self, dst: Ipv4Addr) -> Option<&Route> {
         self.routes.iter().find(|r| r.contains(dst))
+    }
+
+    /// True when `addr` is one of the appliance's IPv6 interface addresses.
+    pub fn is_interface_addr6(&self, addr: Ipv6Addr) -> bool {
+        self.addresses6.iter().any(|a| a.addr == addr)
+    }
+
+    /// The IPv6 route for `dst`: longest prefix match.
+    pub fn route6(&self, dst: Ipv6Addr) -> Option<&Route6> {
+        self.routes6.iter().find(|r| r.contains(dst))
+    }
+
+    /// Our IPv6 address to use as a source towards `dst` on `port`: the one
+    /// whose network contains `dst`, else the port's first.
+    pub fn source_addr6_for(&self, port: u16, dst: Ipv6Addr) -> Option<Ipv6Addr> {
+        let on_port = || self.addresses6.iter().filter(|a| a.port == port);
+        on_port().find(|a| prefix_contains6(a.addr, a.prefix_len, dst)).or_else(|| on_port().next()).map(|a| a.addr)
     }
 
     /// The address of ours to use as a source on `port` (first one configured).

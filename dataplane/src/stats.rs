@@ -118,6 +118,14 @@ counters! {
     ConnSynRecv => "conn_syn_recv": "TCP connections in SYN_RECV in the table now (a gauge).",
     ConnSynRecvShortened => "conn_syn_recv_shortened": "SYN_RECV connections whose timer was cut to syn_flood.syn_recv_timeout_under_pressure under pressure.",
     RxIpv4CsumHw => "rx_ipv4_csum_hw": "IPv4 headers whose checksum the receiving NIC verified (RX checksum offload), good or bad: the software check was skipped.",
+    NdSolicitsIn => "nd_solicits_in": "IPv6 neighbour solicitations for our addresses, VIPs and local addresses, answered.",
+    NdAdvertsIn => "nd_adverts_in": "IPv6 neighbour advertisements received (neighbours learned or confirmed).",
+    NdSolicitsOut => "nd_solicits_out": "IPv6 neighbour solicitations sent (resolving or confirming a next hop).",
+    NdDuplicates => "nd_duplicate_addresses": "Another node claimed one of our IPv6 addresses (duplicate address detection, or its advertisement).",
+    DropNdInvalid => "drop_nd_invalid": "IPv6 neighbour discovery messages that fail RFC 4861's checks (hop limit, checksum, code, target, options).",
+    DropIpv4Mapped => "drop_ipv4_mapped": "IPv6 packets from or to an IPv4-mapped address (::ffff:a.b.c.d), which rvs keeps for NAT64 connections.",
+    Nat64Packets => "nat64_packets": "Packets translated between IPv6 and IPv4 (NAT64), both ways.",
+    ConnActive6 => "conn_active_ipv6": "IPv6 and NAT64 connections in the table now (a gauge).",
 }
 
 /// A worker's own counters: plain integers, written only by that worker.

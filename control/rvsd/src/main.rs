@@ -789,7 +789,9 @@ fn start_ha(config: &Config, state: &Arc<ApiState>, overlay: &Arc<HaOverlay>, da
             while let Some(event) = rx.recv().await {
                 let VrrpEvent::State { instance, state: vstate, virtual_ipaddress } = event;
                 tracing::info!(%instance, state = ?vstate, "VRRP state change");
-                if let Some(master) = overlay.set_vrrp(&instance, vstate, virtual_ipaddress) {
+                // IPv6 VIPs reach the dataplane with the IPv6 packet path.
+                let vips = virtual_ipaddress.iter().filter_map(|a| if let std::net::IpAddr::V4(v4) = a { Some(*v4) } else { None });
+                if let Some(master) = overlay.set_vrrp(&instance, vstate, vips.collect()) {
                     if let Some(sync) = &sync {
                         sync.set_master(master);
                     }

@@ -14,11 +14,14 @@
 //! where `monotonic` is CLOCK_MONOTONIC in seconds (Python's
 //! `time.monotonic()`), so a test can time failovers across processes.
 //! With `--manage-vips` the VIPs are added to (MASTER) and removed from
-//! (other states) the kernel interface with `ip addr`, as Keepalived does.
+//! (other states) the kernel interface with `ip addr` (IPv4, `/32`) or
+//! `ip -6 addr ... nodad` (IPv6, `/128`, no duplicate address detection:
+//! the address must answer at once), as Keepalived does.
 //! SIGTERM / SIGINT resign (priority-0 adverts) and exit 0.
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -74,13 +77,24 @@ fn print(line: serde_json::Value) {
     let _ = out.flush();
 }
 
-fn set_vips(ifname: &str, vips: &[std::net::Ipv4Addr], present: bool) {
+/// The `ip` arguments adding (`present`) or removing `vip` on `ifname`.
+fn ip_args(ifname: &str, vip: IpAddr, present: bool) -> Vec<String> {
+    let verb = if present { "add" } else { "del" };
+    let mut args: Vec<String> = match vip {
+        IpAddr::V4(v4) => vec!["addr".into(), verb.into(), format!("{v4}/32")],
+        IpAddr::V6(v6) => vec!["-6".into(), "addr".into(), verb.into(), format!("{v6}/128")],
+    };
+    args.extend(["dev".to_owned(), ifname.to_owned()]);
+    if vip.is_ipv6() && present {
+        args.push("nodad".to_owned());
+    }
+    args
+}
+
+fn set_vips(ifname: &str, vips: &[IpAddr], present: bool) {
     for vip in vips {
         let verb = if present { "add" } else { "del" };
-        let status = std::process::Command::new("ip")
-            .args(["addr", verb, &format!("{vip}/32"), "dev", ifname])
-            .stderr(std::process::Stdio::null())
-            .status();
+        let status = std::process::Command::new("ip").args(ip_args(ifname, *vip, present)).stderr(std::process::Stdio::null()).status();
         if let Err(e) = status {
             eprintln!("rvs-vrrp: ip addr {verb} {vip}: {e}");
         }
@@ -166,4 +180,18 @@ async fn main() -> ExitCode {
     }
     print(serde_json::json!({"event": "stopped", "monotonic": monotonic()}));
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_commands_per_family() {
+        let v4: IpAddr = "10.0.0.100".parse().expect("address");
+        let v6: IpAddr = "2001:db8::100".parse().expect("address");
+        assert_eq!(ip_args("eth0", v4, true), ["addr", "add", "10.0.0.100/32", "dev", "eth0"]);
+        assert_eq!(ip_args("eth0", v6, true), ["-6", "addr", "add", "2001:db8::100/128", "dev", "eth0", "nodad"]);
+        assert_eq!(ip_args("eth0", v6, false), ["-6", "addr", "del", "2001:db8::100/128", "dev", "eth0"]);
+    }
 }

@@ -79,10 +79,14 @@ pub const UNSUPPORTED_KEYWORDS: &[(&str, &str, &str)] = &[
     ("global_defs", "vrrp_check_unicast_src", "not implemented"),
     ("global_defs", "vrrp_garp_master_refresh_repeat", "not implemented"),
     ("global_defs", "vrrp_lower_prio_no_advert", "not implemented"),
-    ("global_defs", "vrrp_mcast_group6", "rvs is IPv4 only"),
+    ("global_defs", "vrrp_mcast_group6", "rvs sends VRRPv3 over IPv6 to ff02::12 (RFC 5798); use unicast_peer for other destinations"),
     ("global_defs", "lvs_sync_daemon_interface", "use lvs_sync_daemon IFACE INSTANCE"),
     ("global_defs", "dynamic_interfaces", "rvs ports are fixed by the base config"),
-    ("vrrp_instance", "virtual_ipaddress_excluded", "put the addresses in virtual_ipaddress"),
+    (
+        "vrrp_instance",
+        "virtual_ipaddress_excluded",
+        "put the addresses in virtual_ipaddress (an instance is one address family: IPv6 and IPv4 VIPs go in separate instances)",
+    ),
     ("vrrp_instance", "virtual_routes", "give routes in the base config"),
     ("vrrp_instance", "virtual_rules", "rvs has no policy routing"),
     ("vrrp_instance", "use_vmac", "rvs VRRP has no virtual MAC"),
@@ -280,7 +284,7 @@ fn ipv4(n: &Node, s: &str) -> R<Ipv4Addr> {
 }
 
 /// An IPv4 or IPv6 address (virtual and real servers, local addresses,
-/// checker addresses).
+/// checker addresses, VRRP instances' addresses).
 fn ip_addr(n: &Node, s: &str) -> R<IpAddr> {
     s.parse().map_err(|_| err_invalid(n, format!("`{s}` is not an IPv4 or IPv6 address")))
 }
@@ -732,6 +736,10 @@ fn parse_instance(n: &Node, ctx: &Ctx<'_>, g: &Globals, scripts: &[TrackScript])
     let place = format!("vrrp_instance {name}");
     let mut advert: Option<&Node> = None;
     let mut auth: Option<&Node> = None;
+    let mut version: Option<&Node> = None;
+    let mut native_ipv6: Option<&Node> = None;
+    // Every address with the line it came from (the family check names it).
+    let mut addr_lines: Vec<(&Node, IpAddr, &'static str)> = Vec::new();
     let mut vip_devs: Vec<(&Node, String)> = Vec::new();
     for c in children {
         match c.keyword.as_str() {
@@ -749,7 +757,14 @@ fn parse_instance(n: &Node, ctx: &Ctx<'_>, g: &Globals, scripts: &[TrackScript])
                 inst.advert_int = positive_secs(c)?;
                 advert = Some(c);
             }
-            "version" => inst.version = vrrp_version(c)?,
+            "version" => {
+                inst.version = vrrp_version(c)?;
+                version = Some(c);
+            }
+            "native_ipv6" => {
+                flag(c)?;
+                native_ipv6 = Some(c);
+            }
             "nopreempt" => {
                 flag(c)?;
                 inst.nopreempt = true;
@@ -772,23 +787,29 @@ fn parse_instance(n: &Node, ctx: &Ctx<'_>, g: &Globals, scripts: &[TrackScript])
                         return Err(err_invalid(v, format!("{addr} is listed twice")));
                     }
                     inst.virtual_ipaddress.push(addr);
+                    addr_lines.push((v, addr, "virtual_ipaddress"));
                     if let Some(dev) = dev {
                         vip_devs.push((v, dev));
                     }
                 }
             }
-            "unicast_src_ip" | "mcast_src_ip" => inst.unicast_src_ip = Some(ipv4(c, one(c)?)?),
+            "unicast_src_ip" | "mcast_src_ip" => {
+                let addr = ip_addr(c, one(c)?)?;
+                inst.unicast_src_ip = Some(addr);
+                addr_lines.push((c, addr, "unicast_src_ip"));
+            }
             "unicast_peer" => {
                 for p in body(c)? {
                     leaf(p)?;
                     if let Some(opt) = p.args.first() {
                         return Err(err_unsupported(p, opt, "peer options (min_ttl, max_ttl) are not implemented"));
                     }
-                    let addr = ipv4(p, &p.keyword)?;
+                    let addr = ip_addr(p, &p.keyword)?;
                     if inst.unicast_peer.contains(&addr) {
                         return Err(err_invalid(p, format!("{addr} is listed twice")));
                     }
                     inst.unicast_peer.push(addr);
+                    addr_lines.push((p, addr, "unicast_peer"));
                 }
             }
             "track_interface" => {
@@ -833,6 +854,39 @@ fn parse_instance(n: &Node, ctx: &Ctx<'_>, g: &Globals, scripts: &[TrackScript])
     }
     if inst.virtual_router_id == 0 {
         return Err(err_invalid(n, format!("vrrp_instance `{name}` has no `virtual_router_id`")));
+    }
+    // One family per instance, that of the first address (VIPs first), or
+    // IPv6 with native_ipv6.
+    let decider = addr_lines.iter().find(|x| x.2 == "virtual_ipaddress").or(addr_lines.first());
+    let ipv6 = match (native_ipv6, decider) {
+        (Some(_), _) => true,
+        (None, Some((_, a, _))) => a.is_ipv6(),
+        (None, None) => false,
+    };
+    let family = if ipv6 { "IPv6" } else { "IPv4" };
+    if let Some((line, addr, field)) = addr_lines.iter().find(|(_, a, _)| a.is_ipv6() != ipv6) {
+        let why = match (native_ipv6, decider) {
+            (None, Some((_, first, what))) => format!("{what} `{first}` made it {family}"),
+            _ => "native_ipv6 makes it IPv6".to_string(),
+        };
+        return Err(err_unsupported(
+            line,
+            field,
+            format!(
+                "{addr} in {family} vrrp_instance `{name}` ({why}): an instance is one address family \
+                 (virtual_ipaddress_excluded is not supported); put it in a vrrp_instance of its own"
+            ),
+        ));
+    }
+    if ipv6 {
+        match version {
+            // Keepalived sets version 3 for IPv6 (VRRPv2 is IPv4 only); an
+            // explicit `version 2` in the instance is a mistake worth naming.
+            Some(v) if inst.version == 2 => {
+                return Err(err_invalid(v, format!("VRRPv2 is IPv4 only: IPv6 vrrp_instance `{name}` needs version 3")));
+            }
+            _ => inst.version = 3,
+        }
     }
     if let Some(a) = advert {
         let v = inst.advert_int;
@@ -896,18 +950,20 @@ fn parse_auth(n: &Node) -> R<Option<String>> {
     }
 }
 
-/// A `virtual_ipaddress` line: `IP[/LEN] [dev IFACE] [label L] [brd B] [scope S]`.
-fn parse_vip(n: &Node) -> R<(Ipv4Addr, Option<String>)> {
+/// A `virtual_ipaddress` line: `IP[/LEN] [dev IFACE] [label L] [brd B] [scope S]`,
+/// IPv4 or IPv6 (`2001:db8::100/64 dev eth0`).
+fn parse_vip(n: &Node) -> R<(IpAddr, Option<String>)> {
     leaf(n)?;
     let (addr, len) = match n.keyword.split_once('/') {
         Some((a, l)) => (a, Some(l)),
         None => (n.keyword.as_str(), None),
     };
-    let addr = ipv4(n, addr)?;
+    let addr = ip_addr(n, addr)?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
     if let Some(l) = len {
         match l.parse::<u8>() {
-            Ok(x) if x <= 32 => {}
-            _ => return Err(err_invalid(n, format!("`{l}` is not a prefix length 0..=32"))),
+            Ok(x) if x <= max => {}
+            _ => return Err(err_invalid(n, format!("`{l}` is not a prefix length 0..={max}"))),
         }
     }
     if n.args.len() & 1 == 1 {

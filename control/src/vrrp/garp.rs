@@ -188,7 +188,8 @@ impl GarpSocket {
         Ok(())
     }
 
-    fn send_frame(&self, frame: &[u8]) -> std::io::Result<()> {
+    /// Sends one whole Ethernet frame.
+    pub fn send_frame(&self, frame: &[u8]) -> std::io::Result<()> {
         socket::send(self.fd.as_raw_fd(), frame, MsgFlags::empty())?;
         Ok(())
     }

@@ -1,21 +1,27 @@
 //! The socket layer and the engine thread.
 //!
-//! Per kernel interface one receive socket (raw IP, protocol 112, bound to
-//! the interface with `SO_BINDTODEVICE`, member of 224.0.0.18 when an
-//! instance there uses multicast) and, lazily, one AF_PACKET socket for
-//! gratuitous ARP. Per instance one send socket (raw IP, protocol 112, bound
-//! to the interface and to the primary address so that the source address
-//! the v3 checksum covers is the one on the wire; TTL 255, TOS 0xc0,
-//! multicast loop off).
+//! Per kernel interface and address family one receive socket (raw IP,
+//! protocol 112, bound to the interface with `SO_BINDTODEVICE`, member of
+//! 224.0.0.18 or ff02::12 when an instance there uses multicast; IPv6 ones
+//! ask for `IPV6_HOPLIMIT` and `IPV6_PKTINFO` with every packet, as an IPv6
+//! raw socket returns no header: the hop limit is checked and the
+//! destination enters the checksum) and one AF_PACKET socket for gratuitous
+//! ARP and unsolicited neighbour advertisements. Per instance one send
+//! socket (raw IP, protocol 112, bound to the interface and to the primary
+//! address so that the source address the v3 checksum covers is the one on
+//! the wire; TTL / hop limit 255, TOS / traffic class 0xc0, multicast loop
+//! off). The IPv6 checksum is computed and verified here rather than by the
+//! kernel (`IPV6_CHECKSUM`, which Keepalived uses), so that bad checksums
+//! are counted instead of silently dropped.
 //!
 //! One thread runs everything: it `poll`s the receive sockets and a wake-up
 //! socket (commands: shutdown, script results, link changes) with the
 //! timeout of the earliest deadline, then feeds the [`Router`].
 
 use std::collections::HashMap;
-use std::io::{ErrorKind, Read};
-use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::AsFd;
+use std::io::{ErrorKind, IoSliceMut, Read};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,10 +34,10 @@ use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type}
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::garp::{GarpSchedule, GarpSocket};
-use super::packet::{decode_ipv4, parse_ipv4, Advert, IPPROTO_VRRP, VRRP_MCAST_V4, VRRP_TTL};
+use super::packet::{decode_ip, parse_ipv4, Advert, IpPacket, IPPROTO_VRRP, VRRP_MCAST_V4, VRRP_MCAST_V6, VRRP_TTL};
 use super::state::{Action, Router, ScriptStatus, VrrpState};
 use super::stats::VrrpStats;
-use super::{DataplaneLink, InstanceStatus, Plan, VrrpEvent};
+use super::{na, DataplaneLink, Family, InstanceStatus, Plan, PlannedInstance, VrrpEvent};
 
 /// The kernel's view of an interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,15 +46,35 @@ pub struct IfInfo {
     pub index: u32,
     /// Its first IPv4 address, if any.
     pub first_ipv4: Option<Ipv4Addr>,
+    /// Its IPv6 link-local address (fe80::/10), if any: the source of
+    /// VRRPv3 adverts over IPv6 (RFC 5798 §5.1.2.1).
+    pub link_local_ipv6: Option<Ipv6Addr>,
 }
 
 /// Looks an interface up by name.
 pub fn interface_info(ifname: &str) -> std::io::Result<IfInfo> {
     let index = nix::net::if_::if_nametoindex(ifname)?;
-    let first_ipv4 = nix::ifaddrs::getifaddrs()?
-        .filter(|a| a.interface_name == ifname)
-        .find_map(|a| a.address.and_then(|s| s.as_sockaddr_in().map(|sin| sin.ip())));
-    Ok(IfInfo { index, first_ipv4 })
+    let addrs: Vec<_> = nix::ifaddrs::getifaddrs()?.filter(|a| a.interface_name == ifname).filter_map(|a| a.address).collect();
+    let first_ipv4 = addrs.iter().find_map(|s| s.as_sockaddr_in().map(|sin| sin.ip()));
+    let link_local_ipv6 = addrs.iter().filter_map(|s| s.as_sockaddr_in6().map(|sin| sin.ip())).find(|ip| is_link_local(*ip));
+    Ok(IfInfo { index, first_ipv4, link_local_ipv6 })
+}
+
+/// Whether `ip` is an IPv6 link-local unicast address (fe80::/10).
+pub fn is_link_local(ip: Ipv6Addr) -> bool {
+    ip.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// The socket address of `ip` on interface `ifindex` (IPv6 link-local and
+/// multicast addresses need the scope id).
+fn sock_addr(ip: IpAddr, ifindex: u32) -> SockAddr {
+    match ip {
+        IpAddr::V4(v4) => SockAddr::from(SocketAddrV4::new(v4, 0)),
+        IpAddr::V6(v6) => {
+            let scoped = is_link_local(v6) || v6.is_multicast();
+            SockAddr::from(SocketAddrV6::new(v6, 0, 0, if scoped { ifindex } else { 0 }))
+        }
+    }
 }
 
 /// Whether the interface's operational state is up (`/sys/class/net/IF/operstate`
@@ -60,30 +86,81 @@ pub fn link_up(ifname: &str) -> bool {
     }
 }
 
-/// Opens the receive socket of an interface.
-pub fn open_recv_socket(ifname: &str, ifindex: u32, multicast: bool) -> std::io::Result<Socket> {
-    let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(i32::from(IPPROTO_VRRP))))?;
+/// Opens the receive socket of an interface for `family`.
+pub fn open_recv_socket(ifname: &str, ifindex: u32, family: Family, multicast: bool) -> std::io::Result<Socket> {
+    let domain = if family == Family::V4 { Domain::IPV4 } else { Domain::IPV6 };
+    let s = Socket::new(domain, Type::RAW, Some(Protocol::from(i32::from(IPPROTO_VRRP))))?;
     s.bind_device(Some(ifname.as_bytes()))?;
-    if multicast {
-        s.join_multicast_v4_n(&VRRP_MCAST_V4, &InterfaceIndexOrAddress::Index(ifindex))?;
+    match family {
+        Family::V4 => {
+            if multicast {
+                s.join_multicast_v4_n(&VRRP_MCAST_V4, &InterfaceIndexOrAddress::Index(ifindex))?;
+            }
+        }
+        Family::V6 => {
+            if multicast {
+                s.join_multicast_v6(&VRRP_MCAST_V6, ifindex)?;
+            }
+            s.set_recv_hoplimit_v6(true)?;
+            nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::Ipv6RecvPacketInfo, &true)?;
+        }
     }
     s.set_nonblocking(true)?;
     Ok(s)
 }
 
-/// Opens the send socket of an instance, sourced from `src` on `ifname`.
-pub fn open_send_socket(ifname: &str, src: Ipv4Addr) -> std::io::Result<Socket> {
-    let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(i32::from(IPPROTO_VRRP))))?;
+/// Opens the send socket of an instance, sourced from `src` on `ifname`
+/// (`ifindex`: the scope of an IPv6 link-local source and of ff02::12).
+pub fn open_send_socket(ifname: &str, ifindex: u32, src: IpAddr) -> std::io::Result<Socket> {
+    let domain = if src.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let s = Socket::new(domain, Type::RAW, Some(Protocol::from(i32::from(IPPROTO_VRRP))))?;
     s.bind_device(Some(ifname.as_bytes()))?;
-    // The source address may not be configured yet (or may be a VIP elsewhere).
-    s.set_freebind_v4(true)?;
-    s.bind(&SockAddr::from(SocketAddrV4::new(src, 0)))?;
-    s.set_ttl_v4(u32::from(VRRP_TTL))?;
-    s.set_multicast_ttl_v4(u32::from(VRRP_TTL))?;
-    s.set_multicast_loop_v4(false)?;
-    s.set_tos_v4(0xc0)?;
+    match src {
+        IpAddr::V4(_) => {
+            // The source address may not be configured yet (or may be a VIP elsewhere).
+            s.set_freebind_v4(true)?;
+            s.bind(&sock_addr(src, ifindex))?;
+            s.set_ttl_v4(u32::from(VRRP_TTL))?;
+            s.set_multicast_ttl_v4(u32::from(VRRP_TTL))?;
+            s.set_multicast_loop_v4(false)?;
+            s.set_tos_v4(0xc0)?;
+        }
+        IpAddr::V6(_) => {
+            // As for IPv4; also lets a link-local address still in duplicate
+            // address detection be bound.
+            s.set_freebind_v6(true)?;
+            s.bind(&sock_addr(src, ifindex))?;
+            s.set_unicast_hops_v6(u32::from(VRRP_TTL))?;
+            s.set_multicast_hops_v6(u32::from(VRRP_TTL))?;
+            s.set_multicast_loop_v6(false)?;
+            s.set_multicast_if_v6(ifindex)?;
+            s.set_tclass_v6(0xc0)?;
+        }
+    }
     s.set_nonblocking(true)?;
     Ok(s)
+}
+
+/// Receives one packet from an IPv6 raw socket: the payload into `buf`, and
+/// the source, destination (`IPV6_PKTINFO`) and hop limit (`IPV6_HOPLIMIT`).
+/// A packet without those control messages (never from a socket opened by
+/// [`open_recv_socket`]) is returned with the unspecified destination and
+/// hop limit 0, which the checks refuse.
+fn recv_v6(sock: &Socket, buf: &mut [u8]) -> std::io::Result<(usize, Ipv6Addr, Ipv6Addr, u8)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn6};
+    let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = recvmsg::<SockaddrIn6>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT)?;
+    let (mut dst, mut hop) = (Ipv6Addr::UNSPECIFIED, 0u8);
+    for c in msg.cmsgs()? {
+        match c {
+            ControlMessageOwned::Ipv6PacketInfo(info) => dst = Ipv6Addr::from(info.ipi6_addr.s6_addr),
+            ControlMessageOwned::Ipv6HopLimit(h) => hop = u8::try_from(h).unwrap_or(0),
+            _ => {}
+        }
+    }
+    let src = msg.address.map_or(Ipv6Addr::UNSPECIFIED, |a| a.ip());
+    Ok((msg.bytes, src, dst, hop))
 }
 
 /// A command to the engine thread.
@@ -181,6 +258,7 @@ pub(crate) fn sleep_unless_stopped(stop: &AtomicBool, d: Duration) -> bool {
 
 struct Iface {
     name: String,
+    family: Family,
     recv: Socket,
     garp: Option<GarpSocket>,
     /// Instances on this interface.
@@ -225,22 +303,31 @@ impl Runner {
     ) -> Result<Runner, super::VrrpError> {
         let io_err = |what: String| move |source: std::io::Error| super::VrrpError::Io { what, source };
         let mut ifaces: Vec<Iface> = Vec::new();
-        let mut by_name: HashMap<String, usize> = HashMap::new();
+        let mut by_name: HashMap<(String, Family), usize> = HashMap::new();
         let mut insts = Vec::new();
         for (i, ip) in plan.instances.iter().enumerate() {
-            let iface = match by_name.get(&ip.ifname) {
+            let family = ip.family();
+            let iface = match by_name.get(&(ip.ifname.clone(), family)) {
                 Some(&k) => k,
                 None => {
-                    let multicast = plan.instances.iter().any(|o| o.ifname == ip.ifname && o.unicast_peer.is_empty());
-                    let recv = open_recv_socket(&ip.ifname, ip.ifindex, multicast)
-                        .map_err(io_err(format!("VRRP receive socket on {}", ip.ifname)))?;
-                    ifaces.push(Iface { name: ip.ifname.clone(), recv, garp: None, instances: Vec::new() });
-                    by_name.insert(ip.ifname.clone(), ifaces.len() - 1);
+                    let multicast =
+                        plan.instances.iter().any(|o| o.ifname == ip.ifname && o.family() == family && o.unicast_peer.is_empty());
+                    let recv = open_recv_socket(&ip.ifname, ip.ifindex, family, multicast).map_err(io_err(format!(
+                        "VRRP {} receive socket on {}",
+                        family.name(),
+                        ip.ifname
+                    )))?;
+                    ifaces.push(Iface { name: ip.ifname.clone(), family, recv, garp: None, instances: Vec::new() });
+                    by_name.insert((ip.ifname.clone(), family), ifaces.len() - 1);
                     ifaces.len() - 1
                 }
             };
             ifaces[iface].instances.push(i);
-            let send = open_send_socket(&ip.ifname, ip.params.primary_ip).map_err(io_err(format!("VRRP send socket on {}", ip.ifname)))?;
+            let send = open_send_socket(&ip.ifname, ip.ifindex, ip.params.primary_ip).map_err(io_err(format!(
+                "VRRP {} send socket on {}",
+                family.name(),
+                ip.ifname
+            )))?;
             let garp = GarpSchedule::new(ip.garp_repeat, ip.garp_delay, ip.garp_refresh).with_lower_prio(ip.garp_lower_prio);
             insts.push(InstIo { iface, send, garp });
         }
@@ -248,7 +335,7 @@ impl Runner {
             match GarpSocket::open(&iface.name) {
                 Ok(s) => iface.garp = Some(s),
                 Err(e) => {
-                    tracing::warn!(ifname = %iface.name, error = %e, "no gratuitous ARP socket")
+                    tracing::warn!(ifname = %iface.name, error = %e, "no gratuitous ARP / neighbour advertisement socket")
                 }
             }
         }
@@ -340,8 +427,12 @@ impl Runner {
 
     fn receive(&mut self, k: usize, buf: &mut [u8]) {
         for _ in 0..256 {
-            let n = match (&self.ifaces[k].recv).read(buf) {
-                Ok(n) => n,
+            let got = match self.ifaces[k].family {
+                Family::V4 => (&self.ifaces[k].recv).read(buf).map(|n| (n, None)),
+                Family::V6 => recv_v6(&self.ifaces[k].recv, buf).map(|(n, src, dst, hop)| (n, Some((src, dst, hop)))),
+            };
+            let (n, v6) = match got {
+                Ok(x) => x,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -349,24 +440,29 @@ impl Runner {
                     break;
                 }
             };
-            if let Some(pkt) = buf.get(..n) {
-                self.receive_one(k, pkt);
-            }
+            let Some(pkt) = buf.get(..n) else {
+                continue;
+            };
+            let ip = match v6 {
+                None => parse_ipv4(pkt),
+                Some((src, dst, hop)) => Ok(IpPacket { src: src.into(), dst: dst.into(), ttl: hop, protocol: IPPROTO_VRRP, payload: pkt }),
+            };
+            self.receive_one(k, ip);
         }
     }
 
     /// Checks one packet received on interface `k` (counting every
     /// rejection on the instances it was meant for) and feeds the adverts
     /// that pass to their instances.
-    fn receive_one(&mut self, k: usize, pkt: &[u8]) {
+    fn receive_one(&mut self, k: usize, ip: Result<IpPacket<'_>, super::packet::PacketError>) {
         let ifname = &self.ifaces[k].name;
-        let (ip, advert) = match decode_ipv4(pkt) {
+        let vrid = ip.as_ref().ok().and_then(|ip| ip.payload.get(1).copied());
+        let (ip, advert) = match ip.and_then(decode_ip) {
             Ok(x) => x,
             Err(e) => {
                 tracing::debug!(%ifname, error = %e, "invalid VRRP packet");
                 // Charge the error to the instances of the VRID it names,
                 // if it names one of ours, else to every instance here.
-                let vrid = parse_ipv4(pkt).ok().and_then(|ip| ip.payload.get(1).copied());
                 let mut targets = self.instances_for_vrid(k, vrid);
                 if targets.is_empty() {
                     targets = self.ifaces[k].instances.clone();
@@ -387,15 +483,7 @@ impl Runner {
         }
         let now = Instant::now();
         for i in targets {
-            let p = &self.plan.instances[i];
-            if ip.ttl != VRRP_TTL {
-                tracing::debug!(instance = %p.params.name, src = %ip.src, ttl = ip.ttl, "VRRP advert with TTL != 255 dropped");
-                self.stats[i].ip_ttl_err += 1;
-                continue;
-            }
-            if !p.unicast_peer.is_empty() && !p.unicast_peer.contains(&ip.src) {
-                tracing::debug!(instance = %p.params.name, src = %ip.src, "VRRP advert from an address that is not a unicast peer");
-                self.stats[i].peer_unknown += 1;
+            if !admit(&ip, &self.plan.instances[i], &mut self.stats[i]) {
                 continue;
             }
             let acts = self.router.on_advert(now, i, ip.src, &advert);
@@ -412,7 +500,7 @@ impl Runner {
         self.ifaces[k].instances.iter().copied().filter(|&i| Some(self.plan.instances[i].params.vrid) == vrid).collect()
     }
 
-    fn count_accepted(&mut self, i: usize, src: Ipv4Addr, advert: &Advert) {
+    fn count_accepted(&mut self, i: usize, src: IpAddr, advert: &Advert) {
         let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if let Some(slot) = self.last_advert.get_mut(i) {
             *slot = Some(super::PeerAdvert { address: src, priority: advert.priority, at });
@@ -486,7 +574,7 @@ impl Runner {
                 Action::AnnounceVips => {
                     let n = self.insts[i].garp.on_lower_priority(now);
                     tracing::info!(instance = %self.plan.instances[i].params.name,
-                        "lower-priority advert received: forcing a new election, gratuitous ARPs sent");
+                        "lower-priority advert received: forcing a new election, gratuitous ARPs / unsolicited NAs sent");
                     self.send_garp(i, n);
                 }
                 Action::StateChange { from, to } => {
@@ -505,10 +593,14 @@ impl Runner {
         let p = &self.plan.instances[i];
         let advert = p.params.advert(priority);
         let src = p.params.primary_ip;
-        let dsts: Vec<Ipv4Addr> = if p.unicast_peer.is_empty() { vec![VRRP_MCAST_V4] } else { p.unicast_peer.clone() };
+        let dsts: Vec<IpAddr> = match (p.unicast_peer.is_empty(), src) {
+            (true, IpAddr::V4(_)) => vec![VRRP_MCAST_V4.into()],
+            (true, IpAddr::V6(_)) => vec![VRRP_MCAST_V6.into()],
+            (false, _) => p.unicast_peer.clone(),
+        };
         for dst in dsts {
             let pkt = advert.encode(src, dst);
-            match self.insts[i].send.send_to(&pkt, &SockAddr::from(SocketAddrV4::new(dst, 0))) {
+            match self.insts[i].send.send_to(&pkt, &sock_addr(dst, p.ifindex)) {
                 Ok(_) => {
                     self.stats[i].advert_sent += 1;
                     if priority == 0 {
@@ -522,26 +614,37 @@ impl Runner {
         }
     }
 
-    /// Sends an ARP request for each unicast peer of instance `i`, so that
-    /// the peers' kernels learn our MAC now (a booting backup must hear the
-    /// master's next advert, not the one after the master's ARP retry).
+    /// Sends an ARP request (IPv4) or a neighbour solicitation (IPv6) for
+    /// each unicast peer of instance `i`, so that the peers' kernels learn
+    /// our MAC now (a booting backup must hear the master's next advert, not
+    /// the one after the master's ARP retry).
     fn resolve_peers(&self, i: usize) {
         let p = &self.plan.instances[i];
         if p.unicast_peer.is_empty() {
             return;
         }
         if let Some(sock) = &self.ifaces[self.insts[i].iface].garp {
-            if let Err(e) = sock.resolve(p.params.primary_ip, &p.unicast_peer) {
-                tracing::warn!(instance = %p.params.name, error = %e, "ARP requests for the unicast peers not sent");
+            let sent = match p.params.primary_ip {
+                IpAddr::V4(src) => sock.resolve(src, &v4_only(&p.unicast_peer)),
+                IpAddr::V6(src) => na::solicit(sock, src, &v6_only(&p.unicast_peer)),
+            };
+            if let Err(e) = sent {
+                tracing::warn!(instance = %p.params.name, error = %e, "ARP requests / neighbour solicitations for the unicast peers not sent");
             }
         }
     }
 
+    /// Announces instance `i`'s VIPs `count` times: gratuitous ARP for IPv4
+    /// VIPs, unsolicited neighbour advertisements for IPv6 ones.
     fn send_garp(&self, i: usize, count: u32) {
         let p = &self.plan.instances[i];
         if let Some(sock) = &self.ifaces[self.insts[i].iface].garp {
-            if let Err(e) = sock.send(&p.params.vips, count) {
-                tracing::warn!(instance = %p.params.name, error = %e, "gratuitous ARP not sent");
+            let sent = match p.family() {
+                Family::V4 => sock.send(&v4_only(&p.params.vips), count),
+                Family::V6 => na::send_unsolicited(sock, &v6_only(&p.params.vips), count, na::ipv6_forwarding(&p.ifname)),
+            };
+            if let Err(e) = sent {
+                tracing::warn!(instance = %p.params.name, error = %e, "gratuitous ARP / unsolicited NA not sent");
             }
         }
     }
@@ -620,6 +723,51 @@ impl Runner {
             .collect();
         *self.shared.lock() = v;
     }
+}
+
+/// Checks the IP side of an advert for instance `p`, counting a refusal in
+/// `stats`: the TTL / hop limit must be 255 (`ip_ttl_err`: it crossed a
+/// router), and a unicast instance hears its peers only (`peer_unknown`).
+///
+/// The hop limit of IPv6 adverts sent to a unicast address is not checked:
+/// Keepalived checks TTL / hop limit for multicast adverts only ("but not if
+/// unicast") and sends its IPv6 unicast adverts with the kernel's default
+/// hop limit (64), so checking would make every Keepalived peer unheard;
+/// the source must still be a configured peer. IPv4 unicast adverts keep
+/// the check (Keepalived sends those with TTL 255).
+pub(crate) fn admit(ip: &IpPacket<'_>, p: &PlannedInstance, stats: &mut VrrpStats) -> bool {
+    let checked = ip.src.is_ipv4() || ip.dst.is_multicast();
+    if checked && ip.ttl != VRRP_TTL {
+        tracing::debug!(instance = %p.params.name, src = %ip.src, ttl = ip.ttl, "VRRP advert with TTL / hop limit != 255 dropped");
+        stats.ip_ttl_err += 1;
+        return false;
+    }
+    if !p.unicast_peer.is_empty() && !p.unicast_peer.contains(&ip.src) {
+        tracing::debug!(instance = %p.params.name, src = %ip.src, "VRRP advert from an address that is not a unicast peer");
+        stats.peer_unknown += 1;
+        return false;
+    }
+    true
+}
+
+fn v4_only(addrs: &[IpAddr]) -> Vec<Ipv4Addr> {
+    addrs
+        .iter()
+        .filter_map(|a| match a {
+            IpAddr::V4(v4) => Some(*v4),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
+}
+
+fn v6_only(addrs: &[IpAddr]) -> Vec<Ipv6Addr> {
+    addrs
+        .iter()
+        .filter_map(|a| match a {
+            IpAddr::V6(v6) => Some(*v6),
+            IpAddr::V4(_) => None,
+        })
+        .collect()
 }
 
 /// Single-quotes a word for `sh`.

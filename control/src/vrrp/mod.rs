@@ -4,11 +4,20 @@
 //! exception path), so the engine works like Keepalived on any interface:
 //! raw IP sockets for protocol 112 (multicast 224.0.0.18 or unicast peers,
 //! TTL 255 checked on receipt), gratuitous ARP through an AF_PACKET socket.
+//! An instance whose `virtual_ipaddress` are IPv6 runs VRRPv3 over IPv6
+//! (RFC 5798): adverts from the interface's link-local address (or
+//! `unicast_src_ip`) to ff02::12 or the unicast peers, hop limit 255 checked
+//! on receipt, and unsolicited neighbour advertisements instead of
+//! gratuitous ARP, on the same `garp_*` schedule (as Keepalived does).
+//! An instance is one family: [`instance_family`] says which, and refuses
+//! mixtures naming the field.
 //! The same engine runs in the `rvs-vrrp` test binary on veth pairs.
 //!
-//! * [`packet`]: advertisement encoding/decoding (v2 and v3).
+//! * [`packet`]: advertisement encoding/decoding (v2 and v3, IPv4 and IPv6).
 //! * [`state`]: the pure, clock-driven state machine and sync groups.
 //! * [`garp`]: gratuitous ARP frames and their schedule.
+//! * [`na`]: unsolicited neighbour advertisements (IPv6 VIPs) and the
+//!   solicitations for IPv6 unicast peers.
 //! * [`io`]: sockets and the engine thread.
 //! * [`stats`]: per-instance counters, named as Keepalived's.
 //!
@@ -22,12 +31,13 @@
 
 pub mod garp;
 pub mod io;
+pub mod na;
 pub mod packet;
 pub mod state;
 pub mod stats;
 
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -70,7 +80,7 @@ pub struct InstanceStatus {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct PeerAdvert {
     /// Its source address.
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     /// The priority it advertised (0: it resigned).
     pub priority: u8,
     /// When it was heard, Unix seconds.
@@ -109,8 +119,8 @@ pub enum VrrpEvent {
         instance: String,
         /// New state ([`VrrpState::Initialize`] after shutdown).
         state: VrrpState,
-        /// The instance's virtual addresses.
-        virtual_ipaddress: Vec<Ipv4Addr>,
+        /// The instance's virtual addresses (of one family).
+        virtual_ipaddress: Vec<IpAddr>,
     },
 }
 
@@ -120,7 +130,8 @@ pub enum VrrpError {
     /// The configuration is invalid (the message names the field).
     #[error("invalid VRRP config: {0}")]
     Config(String),
-    /// A kernel interface does not exist or has no IPv4 address.
+    /// A kernel interface does not exist or has no address of the
+    /// instance's family (IPv4, or an IPv6 link-local address).
     #[error("interface {ifname}: {reason}")]
     Interface {
         /// Kernel interface name.
@@ -145,7 +156,7 @@ pub(crate) struct PlannedInstance {
     pub(crate) params: InstanceParams,
     pub(crate) ifname: String,
     pub(crate) ifindex: u32,
-    pub(crate) unicast_peer: Vec<Ipv4Addr>,
+    pub(crate) unicast_peer: Vec<IpAddr>,
     /// Interfaces whose link going down is a fault (own + tracked).
     pub(crate) watched_links: Vec<WatchedLink>,
     /// (script index, weight).
@@ -158,6 +169,17 @@ pub(crate) struct PlannedInstance {
     pub(crate) notify_backup: Option<String>,
     pub(crate) notify_fault: Option<String>,
     pub(crate) notify: Option<String>,
+}
+
+impl PlannedInstance {
+    /// Its address family (that of its primary address).
+    pub(crate) fn family(&self) -> Family {
+        if self.params.primary_ip.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -216,10 +238,77 @@ pub fn advert_int_cs(version: u8, advert_int: f64) -> Result<u16, String> {
     }
 }
 
-/// Validates one instance and builds its state-machine parameters.
-/// `primary_ip` is `unicast_src_ip` or the interface's first address.
-pub fn instance_params(inst: &VrrpInstance, primary_ip: Ipv4Addr) -> Result<InstanceParams, VrrpError> {
+/// The address family of an instance: the family of its
+/// `virtual_ipaddress`, else of its `unicast_src_ip` or `unicast_peer`, else
+/// IPv4. Every address of the instance must be of that family: an instance
+/// mixing IPv4 and IPv6 is refused, naming the field (Keepalived puts the
+/// other family's addresses in `virtual_ipaddress_excluded`, which does not
+/// exist here: make one instance per family). IPv6 needs `version` 3 (VRRPv2
+/// is IPv4 only).
+pub fn instance_family(inst: &VrrpInstance) -> Result<Family, VrrpError> {
     let at = |m: String| VrrpError::Config(format!("instance {}: {m}", inst.name));
+    let fam = |a: &IpAddr| if a.is_ipv4() { Family::V4 } else { Family::V6 };
+    let family = inst.virtual_ipaddress.first().or(inst.unicast_src_ip.as_ref()).or(inst.unicast_peer.first()).map_or(Family::V4, fam);
+    let from = if inst.virtual_ipaddress.is_empty() { "unicast_src_ip/unicast_peer" } else { "virtual_ipaddress" };
+    if let Some(other) = inst.virtual_ipaddress.iter().find(|a| fam(a) != family) {
+        return Err(at(format!(
+            "virtual_ipaddress mixes {} and {} addresses ({other}); an instance is one family \
+             (Keepalived's virtual_ipaddress_excluded does not exist here): use one instance per family",
+            family.name(),
+            fam(other).name()
+        )));
+    }
+    if let Some(src) = inst.unicast_src_ip.filter(|a| fam(a) != family) {
+        return Err(at(format!("unicast_src_ip {src} is {}, the instance is {} (its {from})", fam(&src).name(), family.name())));
+    }
+    if let Some(peer) = inst.unicast_peer.iter().find(|a| fam(a) != family) {
+        return Err(at(format!("unicast_peer {peer} is {}, the instance is {} (its {from})", fam(peer).name(), family.name())));
+    }
+    if family == Family::V6 && inst.version != 3 {
+        return Err(at(format!("version {} with IPv6 addresses: VRRPv2 is IPv4 only, set version 3", inst.version)));
+    }
+    for a in &inst.virtual_ipaddress {
+        if a.is_unspecified() || a.is_multicast() || a.is_loopback() {
+            return Err(at(format!("virtual_ipaddress {a} is not a unicast address")));
+        }
+    }
+    for a in &inst.unicast_peer {
+        if a.is_unspecified() || a.is_multicast() || a.is_loopback() {
+            return Err(at(format!("unicast_peer {a} is not a unicast address")));
+        }
+    }
+    Ok(family)
+}
+
+/// The address family of a VRRP instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// VRRP v2 or v3 over IPv4.
+    V4,
+    /// VRRPv3 over IPv6.
+    V6,
+}
+
+impl Family {
+    /// "IPv4" or "IPv6".
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
+}
+
+/// Validates one instance and builds its state-machine parameters.
+/// `primary_ip` is `unicast_src_ip` or the interface's first IPv4 address
+/// (IPv4 instances) or its link-local address (IPv6 instances), of the
+/// instance's family.
+pub fn instance_params(inst: &VrrpInstance, primary_ip: IpAddr) -> Result<InstanceParams, VrrpError> {
+    let at = |m: String| VrrpError::Config(format!("instance {}: {m}", inst.name));
+    let family = instance_family(inst)?;
+    if (family == Family::V4) != primary_ip.is_ipv4() {
+        return Err(at(format!("primary address {primary_ip} is not {}", family.name())));
+    }
     if inst.virtual_router_id == 0 {
         return Err(at("virtual_router_id must be 1..=255".to_owned()));
     }
@@ -261,7 +350,8 @@ pub fn instance_params(inst: &VrrpInstance, primary_ip: Ipv4Addr) -> Result<Inst
 /// `rvsd --check-config` and the API do before anything starts. `interfaces`
 /// maps port names to their TAPs, as for [`VrrpEngine::start`].
 pub fn validate(config: &VrrpConfig, interfaces: &HashMap<String, String>) -> Result<(), VrrpError> {
-    let anywhere = |_: &str| Ok(io::IfInfo { index: 0, first_ipv4: Some(Ipv4Addr::UNSPECIFIED) });
+    let anywhere =
+        |_: &str| Ok(io::IfInfo { index: 0, first_ipv4: Some(Ipv4Addr::UNSPECIFIED), link_local_ipv6: Some(Ipv6Addr::UNSPECIFIED) });
     plan(config, interfaces, anywhere).map(|_| ())
 }
 
@@ -306,13 +396,16 @@ fn plan(
             )));
         }
         let info = lookup(&ifname).map_err(|e| VrrpError::Interface { ifname: ifname.clone(), reason: e.to_string() })?;
-        let primary = match inst.unicast_src_ip.or(info.first_ipv4) {
+        let family = instance_family(inst)?;
+        let own = match family {
+            Family::V4 => info.first_ipv4.map(IpAddr::V4),
+            Family::V6 => info.link_local_ipv6.map(IpAddr::V6),
+        };
+        let primary = match inst.unicast_src_ip.or(own) {
             Some(ip) => ip,
             None => {
-                return Err(VrrpError::Interface {
-                    ifname,
-                    reason: format!("no IPv4 address for instance {} (set unicast_src_ip)", inst.name),
-                })
+                let what = if family == Family::V4 { "no IPv4 address" } else { "no IPv6 link-local address" };
+                return Err(VrrpError::Interface { ifname, reason: format!("{what} for instance {} (set unicast_src_ip)", inst.name) });
             }
         };
         let params = instance_params(inst, primary)?;
@@ -524,4 +617,112 @@ fn spawn_script(idx: usize, s: PlannedScript, waker: Waker, stop: Arc<AtomicBool
         })
         .map_err(|e| tracing::error!(error = %e, "cannot start a VRRP track script"))
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::packet::{IpPacket, IPPROTO_VRRP, VRRP_MCAST_V6};
+    use super::*;
+
+    fn instance(json: serde_json::Value) -> VrrpInstance {
+        let mut base = serde_json::json!({ "name": "VI_6", "interface": "eth0", "virtual_router_id": 61, "version": 3 });
+        if let (Some(b), Some(extra)) = (base.as_object_mut(), json.as_object()) {
+            b.extend(extra.clone());
+        }
+        serde_json::from_value(base).expect("instance JSON")
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("address")
+    }
+
+    fn lookup(link_local: Option<&str>) -> impl Fn(&str) -> std::io::Result<io::IfInfo> {
+        let ll = link_local.map(|s| s.parse().expect("IPv6 address"));
+        move |_: &str| Ok(io::IfInfo { index: 7, first_ipv4: Some(Ipv4Addr::new(10, 0, 0, 1)), link_local_ipv6: ll })
+    }
+
+    fn config(inst: VrrpInstance) -> VrrpConfig {
+        VrrpConfig { instances: vec![inst], ..VrrpConfig::default() }
+    }
+
+    fn config_error(inst: VrrpInstance) -> String {
+        match plan(&config(inst), &HashMap::new(), lookup(Some("fe80::1"))) {
+            Ok(_) => panic!("must be refused"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn family_follows_the_addresses() {
+        let v6 = instance(serde_json::json!({ "virtual_ipaddress": ["2001:db8::100"] }));
+        assert_eq!(instance_family(&v6).ok(), Some(Family::V6));
+        let v4 = instance(serde_json::json!({ "virtual_ipaddress": ["10.0.0.100"] }));
+        assert_eq!(instance_family(&v4).ok(), Some(Family::V4));
+        let peers_only = instance(serde_json::json!({ "virtual_ipaddress": [], "unicast_peer": ["fd00::2"] }));
+        assert_eq!(instance_family(&peers_only).ok(), Some(Family::V6));
+    }
+
+    #[test]
+    fn mixtures_and_v2_over_ipv6_are_refused_naming_the_field() {
+        let e = config_error(instance(serde_json::json!({ "virtual_ipaddress": ["2001:db8::100", "10.0.0.100"] })));
+        assert!(e.contains("virtual_ipaddress mixes IPv6 and IPv4"), "{e}");
+        let e = config_error(instance(serde_json::json!({ "virtual_ipaddress": ["2001:db8::100"], "unicast_peer": ["10.0.0.2"] })));
+        assert!(e.contains("unicast_peer 10.0.0.2 is IPv4, the instance is IPv6"), "{e}");
+        let e = config_error(instance(serde_json::json!({ "virtual_ipaddress": ["2001:db8::100"], "unicast_src_ip": "10.0.0.1" })));
+        assert!(e.contains("unicast_src_ip 10.0.0.1 is IPv4"), "{e}");
+        let e = config_error(instance(serde_json::json!({ "virtual_ipaddress": ["2001:db8::100"], "version": 2 })));
+        assert!(e.contains("VRRPv2 is IPv4 only"), "{e}");
+        let e = config_error(instance(serde_json::json!({ "virtual_ipaddress": ["ff02::1"] })));
+        assert!(e.contains("virtual_ipaddress ff02::1 is not a unicast address"), "{e}");
+    }
+
+    #[test]
+    fn ipv6_primary_is_the_link_local_address() {
+        let inst = instance(serde_json::json!({ "virtual_ipaddress": ["2001:db8::100"] }));
+        let p = plan(&config(inst.clone()), &HashMap::new(), lookup(Some("fe80::1"))).expect("plan");
+        assert_eq!(p.instances[0].params.primary_ip, ip("fe80::1"));
+        assert_eq!(p.instances[0].family(), Family::V6);
+        let mut unicast = inst.clone();
+        unicast.unicast_src_ip = Some(ip("fd00::1"));
+        let p = plan(&config(unicast), &HashMap::new(), lookup(Some("fe80::1"))).expect("plan");
+        assert_eq!(p.instances[0].params.primary_ip, ip("fd00::1"));
+        let e = match plan(&config(inst), &HashMap::new(), lookup(None)) {
+            Ok(_) => panic!("no link-local address"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("no IPv6 link-local address for instance VI_6 (set unicast_src_ip)"), "{e}");
+    }
+
+    #[test]
+    fn hop_limit_254_is_refused_and_counted() {
+        let inst = instance(serde_json::json!({ "virtual_ipaddress": ["2001:db8::100"] }));
+        let p = plan(&config(inst), &HashMap::new(), lookup(Some("fe80::1"))).expect("plan");
+        let advert = p.instances[0].params.advert(100).encode(ip("fe80::2"), IpAddr::V6(VRRP_MCAST_V6));
+        let packet = |ttl| IpPacket { src: ip("fe80::2"), dst: IpAddr::V6(VRRP_MCAST_V6), ttl, protocol: IPPROTO_VRRP, payload: &advert };
+        let mut stats = VrrpStats::default();
+        assert!(!io::admit(&packet(254), &p.instances[0], &mut stats));
+        assert_eq!(stats, VrrpStats { ip_ttl_err: 1, ..VrrpStats::default() });
+        assert!(io::admit(&packet(255), &p.instances[0], &mut stats));
+        assert_eq!(stats.ip_ttl_err, 1);
+    }
+
+    #[test]
+    fn ipv6_unicast_instances_hear_their_peers_only() {
+        let inst = instance(serde_json::json!({ "virtual_ipaddress": ["fd00::100"], "unicast_src_ip": "fd00::1",
+            "unicast_peer": ["fd00::2"] }));
+        let p = plan(&config(inst), &HashMap::new(), lookup(Some("fe80::1"))).expect("plan");
+        let advert = p.instances[0].params.advert(100).encode(ip("fd00::3"), ip("fd00::1"));
+        let from = |src| IpPacket { src: ip(src), dst: ip("fd00::1"), ttl: 255, protocol: IPPROTO_VRRP, payload: &advert };
+        let mut stats = VrrpStats::default();
+        assert!(!io::admit(&from("fd00::3"), &p.instances[0], &mut stats));
+        assert_eq!(stats.peer_unknown, 1);
+        assert!(io::admit(&from("fd00::2"), &p.instances[0], &mut stats));
+        // Keepalived sends IPv6 unicast adverts with hop limit 64 and checks
+        // the hop limit of multicast adverts only: so do we.
+        let keepalived = IpPacket { ttl: 64, ..from("fd00::2") };
+        assert!(io::admit(&keepalived, &p.instances[0], &mut stats));
+        let multicast = IpPacket { dst: IpAddr::V6(VRRP_MCAST_V6), ttl: 64, ..from("fd00::2") };
+        assert!(!io::admit(&multicast, &p.instances[0], &mut stats));
+        assert_eq!(stats, VrrpStats { peer_unknown: 1, ip_ttl_err: 1, ..VrrpStats::default() });
+    }
 }

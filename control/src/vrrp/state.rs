@@ -21,7 +21,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -104,10 +104,12 @@ pub struct InstanceParams {
     pub higher_prio_send_advert: bool,
     /// v2 authentication expected and sent.
     pub auth: Auth,
-    /// The primary address (advert source; breaks priority ties).
-    pub primary_ip: Ipv4Addr,
-    /// The virtual addresses.
-    pub vips: Vec<Ipv4Addr>,
+    /// The primary address (advert source; breaks priority ties): IPv4, or
+    /// for VRRPv3 over IPv6 the interface's link-local address (or
+    /// `unicast_src_ip`).
+    pub primary_ip: IpAddr,
+    /// The virtual addresses (all of the primary address's family).
+    pub vips: Vec<IpAddr>,
 }
 
 impl InstanceParams {
@@ -343,7 +345,7 @@ impl Instance {
 
     /// Handles a received advertisement from `src` (already checked for TTL
     /// 255 and a valid checksum).
-    pub fn on_advert(&mut self, now: Instant, src: Ipv4Addr, advert: &Advert) -> Vec<Action> {
+    pub fn on_advert(&mut self, now: Instant, src: IpAddr, advert: &Advert) -> Vec<Action> {
         let mut actions = Vec::new();
         self.last_ignored = None;
         if let Some(why) = self.check(src, advert) {
@@ -384,7 +386,7 @@ impl Instance {
                     // Another router resigned: assert ourselves at once.
                     actions.push(Action::SendAdvert { priority: mine });
                     self.advert_at = Some(now + self.advert_interval());
-                } else if advert.priority > mine || (advert.priority == mine && u32::from(src) > u32::from(self.params.primary_ip)) {
+                } else if advert.priority > mine || (advert.priority == mine && src > self.params.primary_ip) {
                     if self.params.version == Version::V3 {
                         self.master_adver_int_cs = advert.advert_int_cs.max(1);
                     }
@@ -404,7 +406,7 @@ impl Instance {
         actions
     }
 
-    fn check(&self, src: Ipv4Addr, advert: &Advert) -> Option<Ignored> {
+    fn check(&self, src: IpAddr, advert: &Advert) -> Option<Ignored> {
         if matches!(self.state, VrrpState::Initialize | VrrpState::Fault) {
             return Some(Ignored::NotListening);
         }
@@ -596,7 +598,7 @@ impl Router {
     }
 
     /// An advertisement received for instance `idx`.
-    pub fn on_advert(&mut self, now: Instant, idx: usize, src: Ipv4Addr, advert: &Advert) -> Vec<(usize, Action)> {
+    pub fn on_advert(&mut self, now: Instant, idx: usize, src: IpAddr, advert: &Advert) -> Vec<(usize, Action)> {
         let Some(inst) = self.instances.get_mut(idx) else {
             return Vec::new();
         };

@@ -15,7 +15,7 @@
 //! | `invalid_type_rcvd` | VRRP packets of a type other than advertisement |
 //! | `packet_len_err` | truncated packets or a bad IP header |
 //! | `checksum_err` | bad VRRP checksum |
-//! | `ip_ttl_err` | adverts whose IP TTL is not 255 (sent from off-link) |
+//! | `ip_ttl_err` | adverts whose IPv4 TTL or IPv6 hop limit is not 255 (sent from off-link; IPv6 unicast adverts are not checked, as in Keepalived) |
 //! | `version_err` | adverts of another VRRP version |
 //! | `vrid_other` | adverts on the instance's interface for a VRID no instance there uses |
 //! | `peer_unknown` | unicast instance: an advert from an address not in `unicast_peer` |

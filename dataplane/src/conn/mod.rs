@@ -4,29 +4,77 @@
 //! A connection is found by the 5-tuple of the packet in hand: the client's
 //! packets by `client → VIP`, and in NAT mode the real server's replies by
 //! `real server → client`. Both keys point at one [`Conn`] entry.
+//!
+//! Both address families use the same code: [`FlowKey`], [`Conn`] and
+//! [`ConnTable`] take the family's address type as a parameter whose default
+//! is IPv4 (`FlowKey<Ipv4Addr>`, `Conn<SocketAddrV4>`,
+//! `ConnTable<SocketAddrV4>`), so `Conn` alone is the IPv4 connection. The
+//! IPv6 ones are [`FlowKey6`], [`Conn6`] and [`ConnTable6`], whose addresses
+//! are the compact [`SockV6`] and [`OptAddrV6`]. NAT64
+//! connections live in the IPv6 table with their IPv4 addresses mapped
+//! ([`FlowKey::to_mapped`]). An IPv4 entry takes 56 bytes, an IPv6 one 104
+//! (tests say so).
 
+mod family;
+mod hash;
 mod index;
 mod table;
 
+pub use family::{ConnAddr, OptAddrV4, OptAddrV6, SockV6};
+pub use hash::{FlowAddr, Seeds};
 pub use table::{ConnId, ConnTable, Direction, IndexEntry, TableFull, TablePart, Victim, MAX_CAPACITY};
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
 
 use crate::snapshot::{ForwardMode, Protocol, ServiceKey, Timeouts};
 
-/// A connection lookup key: the 5-tuple as it appears in a packet.
+/// A connection lookup key: the 5-tuple as it appears in a packet, with the
+/// addresses of one family (IPv4 unless said otherwise; [`FlowKey6`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FlowKey {
+pub struct FlowKey<A = Ipv4Addr> {
     /// IP protocol number.
     pub proto: u8,
     /// Source address.
-    pub src: Ipv4Addr,
+    pub src: A,
     /// Destination address.
-    pub dst: Ipv4Addr,
+    pub dst: A,
     /// Source port.
     pub sport: u16,
     /// Destination port.
     pub dport: u16,
+}
+
+/// An IPv6 flow key (37 bytes of key; NAT64's IPv4 side mapped, [`FlowKey::to_mapped`]).
+pub type FlowKey6 = FlowKey<Ipv6Addr>;
+
+/// An IPv6 connection (and a NAT64 one: IPv4 real server and local address mapped).
+pub type Conn6 = Conn<SockV6>;
+
+/// The IPv6 connection table (IPv6 and NAT64 connections).
+pub type ConnTable6 = ConnTable<SockV6>;
+
+impl FlowKey<Ipv4Addr> {
+    /// The key with both addresses IPv4-mapped (`::ffff:a.b.c.d`): what the
+    /// IPv4 reply of a NAT64 connection (real server → local address) is
+    /// filed under in the IPv6 table.
+    pub fn to_mapped(&self) -> FlowKey6 {
+        FlowKey { proto: self.proto, src: self.src.to_ipv6_mapped(), dst: self.dst.to_ipv6_mapped(), sport: self.sport, dport: self.dport }
+    }
+}
+
+impl FlowKey<Ipv6Addr> {
+    /// The IPv4 key a key of two IPv4-mapped addresses stands for
+    /// ([`FlowKey::to_mapped`] undone); `None` when either address is not
+    /// IPv4-mapped.
+    pub fn to_unmapped(&self) -> Option<FlowKey> {
+        Some(FlowKey {
+            proto: self.proto,
+            src: self.src.to_ipv4_mapped()?,
+            dst: self.dst.to_ipv4_mapped()?,
+            sport: self.sport,
+            dport: self.dport,
+        })
+    }
 }
 
 /// Connection states, as IPVS names and orders them (`ipvsadm -lnc` shows them).
@@ -186,52 +234,23 @@ pub fn ms32(now_ms: u64) -> u32 {
     now_ms as u32
 }
 
-/// An optional IPv4 socket address in 6 bytes with alignment 1, where
-/// `Option<SocketAddrV4>` takes 8 (a tag and padding): [`Conn::local`].
-/// Port 0 means none: a FULLNAT local port is never 0 ([`crate::laddr`]
-/// does not hand it out, and synced connections with it are refused).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct OptAddrV4 {
-    ip: [u8; 4],
-    port: [u8; 2],
-}
-
-impl OptAddrV4 {
-    /// No address.
-    pub const NONE: OptAddrV4 = OptAddrV4 { ip: [0; 4], port: [0; 2] };
-
-    /// The address, if any.
-    pub fn get(self) -> Option<SocketAddrV4> {
-        let port = u16::from_ne_bytes(self.port);
-        (port != 0).then(|| SocketAddrV4::new(Ipv4Addr::from(self.ip), port))
-    }
-}
-
-impl From<Option<SocketAddrV4>> for OptAddrV4 {
-    /// An address with port 0 becomes none.
-    fn from(a: Option<SocketAddrV4>) -> Self {
-        match a {
-            Some(a) => OptAddrV4 { ip: a.ip().octets(), port: a.port().to_ne_bytes() },
-            None => OptAddrV4::NONE,
-        }
-    }
-}
-
-/// One load-balanced connection: 56 bytes, and so is its table slot
-/// (`Option<Conn>` uses a niche of the enums). Times are worker-clock
-/// milliseconds in 32 bits (see [`MAX_TIMEOUT_MS`]).
+/// One load-balanced connection, of the family of its address type `S`
+/// (IPv4 unless said otherwise; [`Conn6`]): 56 bytes for IPv4, 104 for IPv6,
+/// and so is its table slot (`Option<Conn>` uses a niche of the enums).
+/// Times are worker-clock milliseconds in 32 bits (see [`MAX_TIMEOUT_MS`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Conn {
+pub struct Conn<S: ConnAddr = SocketAddrV4> {
     /// Transport protocol.
     pub protocol: Protocol,
     /// The client's address and port.
-    pub client: SocketAddrV4,
+    pub client: S,
     /// The virtual service address and port the client connected to.
-    pub vip: SocketAddrV4,
-    /// The real server address and port chosen for it.
-    pub real: SocketAddrV4,
-    /// FULLNAT: the local address and port the real server sees as the client.
-    pub local: OptAddrV4,
+    pub vip: S,
+    /// The real server address and port chosen for it (NAT64: IPv4-mapped).
+    pub real: S,
+    /// FULLNAT: the local address and port the real server sees as the
+    /// client (NAT64: IPv4-mapped).
+    pub local: S::Opt,
     /// Index of the real server in its service (at creation; for counts and stats).
     pub real_index: u16,
     /// Index of the service in the snapshot of generation `generation`.
@@ -263,32 +282,53 @@ pub struct Conn {
     pub proxy: crate::synproxy::Translation,
 }
 
-impl Conn {
+impl Conn6 {
+    /// True for a NAT64 connection: an IPv6 client served by an IPv4 real
+    /// server (stored IPv4-mapped).
+    pub fn is_nat64(&self) -> bool {
+        self.real.is_mapped()
+    }
+}
+
+impl<S: ConnAddr> Conn<S> {
     /// The service this connection belongs to.
     pub fn service_key(&self) -> ServiceKey {
-        ServiceKey { protocol: self.protocol, vip: IpAddr::V4(*self.vip.ip()), port: self.vip.port() }
+        ServiceKey { protocol: self.protocol, vip: self.vip.ip_any(), port: self.vip.port() }
+    }
+
+    /// The real server's address as the snapshot names it (IPv4 for a
+    /// NAT64 connection).
+    pub fn real_ip(&self) -> IpAddr {
+        self.real.ip_any()
     }
 
     /// The key of the client's packets (`client → VIP`).
-    pub fn inbound_key(&self) -> FlowKey {
+    pub fn inbound_key(&self) -> FlowKey<S::Ip> {
         FlowKey {
             proto: self.protocol.ip_proto(),
-            src: *self.client.ip(),
+            src: self.client.ip_addr(),
             sport: self.client.port(),
-            dst: *self.vip.ip(),
+            dst: self.vip.ip_addr(),
             dport: self.vip.port(),
         }
     }
 
     /// The key of the real server's replies, present only when replies come
-    /// back through the director: `real → client` (NAT), `real → local` (FULLNAT).
-    pub fn reply_key(&self) -> Option<FlowKey> {
+    /// back through the director: `real → client` (NAT), `real → local`
+    /// (FULLNAT; NAT64: both IPv4-mapped, [`FlowKey::to_mapped`]).
+    pub fn reply_key(&self) -> Option<FlowKey<S::Ip>> {
         let to = match self.forward {
             ForwardMode::Nat => self.client,
-            ForwardMode::FullNat => self.local.get()?,
+            ForwardMode::FullNat => Into::<Option<S>>::into(self.local)?,
             ForwardMode::Dr | ForwardMode::Tun => return None,
         };
-        Some(FlowKey { proto: self.protocol.ip_proto(), src: *self.real.ip(), sport: self.real.port(), dst: *to.ip(), dport: to.port() })
+        Some(FlowKey {
+            proto: self.protocol.ip_proto(),
+            src: self.real.ip_addr(),
+            sport: self.real.port(),
+            dst: to.ip_addr(),
+            dport: to.port(),
+        })
     }
 
     /// True while the connection counts as active for schedulers (IPVS: TCP
@@ -399,16 +439,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_connection_takes_56_bytes() {
+    fn a_connection_takes_56_bytes_and_an_ipv6_one_104() {
         assert_eq!(std::mem::size_of::<OptAddrV4>(), 6);
         assert_eq!(std::mem::size_of::<crate::synproxy::Translation>(), 8);
         assert_eq!(std::mem::size_of::<Conn>(), 56);
         assert_eq!(std::mem::size_of::<Option<Conn>>(), 56, "the slot costs no tag");
-        assert_eq!(OptAddrV4::from(None).get(), None);
-        let a = SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 200), 5001);
-        assert_eq!(OptAddrV4::from(Some(a)).get(), Some(a));
-        let zero = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
-        assert_eq!(OptAddrV4::from(Some(zero)).get(), None, "port 0 is no local address");
+        assert_eq!(std::mem::size_of::<FlowKey>(), 14);
+        // Four 18-byte addresses instead of 6-byte ones: 48 bytes more.
+        assert_eq!(std::mem::size_of::<Conn6>(), 104);
+        assert_eq!(std::mem::size_of::<Option<Conn6>>(), 104, "the slot costs no tag");
+        assert_eq!(std::mem::size_of::<FlowKey6>(), 38);
+    }
+
+    fn nat64(forward: ForwardMode) -> Conn6 {
+        Conn {
+            protocol: Protocol::Tcp,
+            client: SockV6::new("2001:db8:c::2".parse().expect("address"), 40000),
+            vip: SockV6::new("2001:db8:100::1".parse().expect("address"), 80),
+            real: SockV6::mapped(SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 11), 8080)),
+            local: OptAddrV6::mapped(Some(SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 200), 5001))),
+            real_index: 0,
+            service_index: 0,
+            generation: 0,
+            synced_ms: 0,
+            forward,
+            state: TcpState::SynRecv,
+            expires_ms: 60_000,
+            seq_delta: 0,
+            reply_hop: crate::neigh::hops::NONE,
+            proxy: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_ipv4_reply_of_a_nat64_connection_maps_to_its_reply_key() {
+        let c = nat64(ForwardMode::FullNat);
+        assert!(c.is_nat64());
+        // The real server's reply as it arrives: IPv4, 10.1.0.11:8080 → 10.1.0.200:5001.
+        let wire = FlowKey { proto: 6, src: Ipv4Addr::new(10, 1, 0, 11), sport: 8080, dst: Ipv4Addr::new(10, 1, 0, 200), dport: 5001 };
+        assert_eq!(c.reply_key(), Some(wire.to_mapped()));
+        assert_eq!(wire.to_mapped().to_unmapped(), Some(wire));
+        assert_eq!(wire.to_mapped().src, "::ffff:10.1.0.11".parse::<Ipv6Addr>().expect("address"));
+        // The client's side stays IPv6: it has no IPv4 key.
+        assert_eq!(c.inbound_key().to_unmapped(), None);
+        assert_eq!(FlowKey { src: wire.to_mapped().src, ..c.inbound_key() }.to_unmapped(), None, "both addresses must be mapped");
+        let native = nat64(ForwardMode::FullNat);
+        let native = Conn { real: SockV6::new("2001:db8:1::11".parse().expect("address"), 8080), ..native };
+        assert!(!native.is_nat64());
+        assert_eq!(nat64(ForwardMode::Dr).reply_key(), None);
     }
 
     const SYN: TcpFlags = TcpFlags { syn: true, ack: false, fin: false, rst: false };

@@ -1,12 +1,12 @@
 //! The connection table: a slab of [`Conn`] entries indexed by flow keys.
 
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
+use std::net::SocketAddrV4;
 
 use rvs_cpu::{Backing, HugeArray, Smaps};
 
+use super::hash::{FlowAddr, Seeds};
 use super::index::{self, Index};
-use super::{Conn, FlowKey, TcpState};
+use super::{Conn, ConnAddr, FlowKey, TcpState};
 use crate::snapshot::Protocol;
 
 /// Index of a connection in its table's slab.
@@ -41,14 +41,14 @@ pub struct TableFull(pub usize);
 /// fits beside the niche `Option<Conn>` uses, so a slot costs no more than a
 /// [`Conn`] (a test checks it) and the free list costs no memory of its own.
 #[derive(Clone, Copy, Debug)]
-enum Slot {
-    Used(Conn),
+enum Slot<S: ConnAddr> {
+    Used(Conn<S>),
     /// Free; the next free slot, or [`NIL`].
     Free(ConnId),
 }
 
-impl Slot {
-    fn conn(&self) -> Option<&Conn> {
+impl<S: ConnAddr> Slot<S> {
+    fn conn(&self) -> Option<&Conn<S>> {
         match self {
             Slot::Used(c) => Some(c),
             Slot::Free(_) => None,
@@ -69,27 +69,9 @@ pub struct TablePart {
     pub smaps: Option<Smaps>,
 }
 
-/// The seeds of a table's flow-key hash: random per table.
-#[derive(Clone, Copy, Debug)]
-struct Seeds([u64; 3]);
-
-impl Seeds {
-    /// Fresh random seeds: std's `RandomState` keys (random per process,
-    /// different per instance) through SipHash.
-    fn random() -> Self {
-        let state = RandomState::new();
-        Seeds([0u64, 1, 2].map(|i| state.hash_one(i)))
-    }
-}
-
-/// `a × b` in 128 bits, folded to 64 by xoring the halves.
-#[inline(always)]
-fn folded_multiply(a: u64, b: u64) -> u64 {
-    let p = u128::from(a) * u128::from(b);
-    (p as u64) ^ ((p >> 64) as u64)
-}
-
-/// A fixed-capacity connection table owned by one worker.
+/// A fixed-capacity connection table owned by one worker, for the
+/// connections of one address family (IPv4 unless said otherwise;
+/// [`ConnTable6`](super::ConnTable6) for IPv6 and NAT64).
 ///
 /// Lookups are one hash probe. The index (`Index`, private) holds 4-byte entries (a
 /// hash tag, an id and a direction) and compares keys against the slot they
@@ -100,7 +82,8 @@ fn folded_multiply(a: u64, b: u64) -> u64 {
 /// the table, so the forwarding core never takes a page fault on it.
 ///
 /// Flow keys are hashed with two folded multiplies over the packed 13-byte
-/// key and three random seeds per table, so clients who choose their
+/// key (IPv6: each address folded to a word first, [`FlowAddr::hash_key`])
+/// and random seeds per table, so clients who choose their
 /// addresses and ports cannot aim at one bucket without knowing the seeds. A pipeline that handles
 /// a burst in stages hashes every key first ([`ConnTable::hash`]), prefetches
 /// the index buckets ([`ConnTable::prefetch_index`]) then the slots
@@ -111,10 +94,10 @@ fn folded_multiply(a: u64, b: u64) -> u64 {
 /// incremental sweep: [`ConnTable::expire`] checks a bounded number of slots
 /// per call, so the poll loop never stalls on a big scan.
 #[derive(Debug)]
-pub struct ConnTable {
+pub struct ConnTable<S: ConnAddr = SocketAddrV4> {
     index: Index,
     seeds: Seeds,
-    slots: HugeArray<Slot>,
+    slots: HugeArray<Slot<S>>,
     /// Slots below this have been handed out at least once.
     high: usize,
     /// The first free slot below `high`, or [`NIL`].
@@ -147,7 +130,7 @@ fn entry_dir(e: u32) -> Direction {
 }
 
 /// The key an index entry stands for, read from its slot.
-fn entry_key(slots: &[Slot], e: u32) -> Option<FlowKey> {
+fn entry_key<S: ConnAddr>(slots: &[Slot<S>], e: u32) -> Option<FlowKey<S::Ip>> {
     let c = slots.get((e >> 1) as usize)?.conn()?;
     match entry_dir(e) {
         Direction::Inbound => Some(c.inbound_key()),
@@ -155,32 +138,27 @@ fn entry_key(slots: &[Slot], e: u32) -> Option<FlowKey> {
     }
 }
 
-/// The hash of `key` under `seeds`: the 13-byte key packed into two words
-/// `a` and `b`, then `fold(fold(a ^ s0, b ^ s1), s2 | 1)`, where `fold`
-/// multiplies to 128 bits and xors the halves.
-///
-/// One folded multiply alone (what hashbrown's default hasher, foldhash, does
-/// with a key this short) is cheaper, 6.4–6.7 ns against 8–9.6 ns per hash in
-/// a dependent chain and 1.5 against 2.0 ns for independent keys, but spreads
-/// keys that differ in a few bits badly for some seeds: 65536 keys that differ
-/// only in the client port, or only in the low 16 bits of the client address,
-/// took as few as 4–10 % of the buckets random keys take 31 % of, so crafted
-/// sources (a SYN flood from a sequential range) would build long probe
-/// clusters. Two independent multiplies xored spread the homes but not the
-/// tags. Chained, homes and tags spread like random keys for every one of 200
-/// seeds tried (a test checks eight).
+/// The hash of `key` under `seeds`, as its family hashes it.
 #[inline(always)]
-fn hash_key(seeds: &Seeds, key: &FlowKey) -> u64 {
-    let a = u64::from(key.src.to_bits()) << 32 | u64::from(key.dst.to_bits());
-    let b = u64::from(key.sport) << 24 | u64::from(key.dport) << 8 | u64::from(key.proto);
-    let [s0, s1, s2] = seeds.0;
-    folded_multiply(folded_multiply(a ^ s0, b ^ s1), s2 | 1)
+fn hash_key<A: FlowAddr>(seeds: &Seeds, key: &FlowKey<A>) -> u64 {
+    A::hash_key(key, seeds)
 }
 
 impl ConnTable {
-    /// A table for at most `capacity` connections (at most [`MAX_CAPACITY`]),
-    /// allocated and faulted in up front by the calling thread.
+    /// An IPv4 table for at most `capacity` connections (at most
+    /// [`MAX_CAPACITY`]), allocated and faulted in up front by the calling
+    /// thread: [`ConnTable::new`] for the IPv4 family, named apart so that
+    /// `ConnTable::with_capacity` needs no type annotation.
     pub fn with_capacity(capacity: usize) -> Self {
+        Self::new(capacity)
+    }
+}
+
+impl<S: ConnAddr> ConnTable<S> {
+    /// A table of family `S` for at most `capacity` connections (at most
+    /// [`MAX_CAPACITY`]), allocated and faulted in up front by the calling
+    /// thread (`ConnTable6::new(n)` for IPv6).
+    pub fn new(capacity: usize) -> Self {
         let capacity = capacity.clamp(1, MAX_CAPACITY);
         ConnTable {
             index: Index::with_capacity(capacity * 2),
@@ -226,7 +204,7 @@ impl ConnTable {
 
     /// The hash of a flow key, as this table files it (random per table).
     #[inline]
-    pub fn hash(&self, key: &FlowKey) -> u64 {
+    pub fn hash(&self, key: &FlowKey<S::Ip>) -> u64 {
         hash_key(&self.seeds, key)
     }
 
@@ -250,7 +228,7 @@ impl ConnTable {
 
     /// The index entry under `key`, whose hash is `hash`.
     #[inline]
-    fn find(&self, key: &FlowKey, hash: u64) -> Option<u32> {
+    fn find(&self, key: &FlowKey<S::Ip>, hash: u64) -> Option<u32> {
         let slots = &self.slots[..];
         self.index.find(hash, |e| entry_key(slots, e).as_ref() == Some(key))
     }
@@ -263,7 +241,7 @@ impl ConnTable {
     }
 
     /// Takes `key → e` out of the index.
-    fn index_remove(&mut self, key: &FlowKey, e: u32) {
+    fn index_remove(&mut self, key: &FlowKey<S::Ip>, e: u32) {
         let (slots, seeds) = (&self.slots[..], &self.seeds);
         self.index.remove(hash_key(seeds, key), e, |x| entry_key(slots, x).map_or(0, |k| hash_key(seeds, &k)));
     }
@@ -290,7 +268,7 @@ impl ConnTable {
     /// Adds a connection under its inbound key (and reply key for NAT and
     /// FULLNAT). An existing entry under either key is replaced and pushed to
     /// `displaced`, so the caller can release what it held.
-    pub fn insert(&mut self, conn: Conn, displaced: &mut Vec<Conn>) -> Result<ConnId, TableFull> {
+    pub fn insert(&mut self, conn: Conn<S>, displaced: &mut Vec<Conn<S>>) -> Result<ConnId, TableFull> {
         let ik = conn.inbound_key();
         let ih = self.hash(&ik);
         let rk = conn.reply_key().map(|rk| (rk, self.hash(&rk)));
@@ -318,13 +296,13 @@ impl ConnTable {
     /// Finds the live connection a packet with `key` belongs to. An expired
     /// entry is not returned (the sweep, or a replacing insert, removes it).
     #[inline]
-    pub fn lookup(&self, key: &FlowKey, now_ms: u64) -> Option<(ConnId, Direction)> {
+    pub fn lookup(&self, key: &FlowKey<S::Ip>, now_ms: u64) -> Option<(ConnId, Direction)> {
         self.lookup_hashed(key, self.hash(key), now_ms)
     }
 
     /// [`ConnTable::lookup`] with the key's hash ([`ConnTable::hash`]) in hand.
     #[inline]
-    pub fn lookup_hashed(&self, key: &FlowKey, hash: u64, now_ms: u64) -> Option<(ConnId, Direction)> {
+    pub fn lookup_hashed(&self, key: &FlowKey<S::Ip>, hash: u64, now_ms: u64) -> Option<(ConnId, Direction)> {
         let e = self.find(key, hash)?;
         let id = e >> 1;
         let expired = self.slots.get(id as usize)?.conn()?.is_expired(now_ms);
@@ -332,12 +310,12 @@ impl ConnTable {
     }
 
     /// The connection with this id.
-    pub fn get(&self, id: ConnId) -> Option<&Conn> {
+    pub fn get(&self, id: ConnId) -> Option<&Conn<S>> {
         self.slots.get(id as usize)?.conn()
     }
 
     /// The connection with this id, mutable.
-    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn<S>> {
         match self.slots.get_mut(id as usize)? {
             Slot::Used(c) => Some(c),
             Slot::Free(_) => None,
@@ -345,7 +323,7 @@ impl ConnTable {
     }
 
     /// Removes a connection and its keys. Returns it.
-    pub fn remove(&mut self, id: ConnId) -> Option<Conn> {
+    pub fn remove(&mut self, id: ConnId) -> Option<Conn<S>> {
         let conn = *self.slots.get(id as usize)?.conn()?;
         self.index_remove(&conn.inbound_key(), entry(id, Direction::Inbound));
         if let Some(rk) = conn.reply_key() {
@@ -365,7 +343,7 @@ impl ConnTable {
     }
 
     /// Like [`ConnTable::expire`], handing the removed connections to `removed`.
-    pub fn expire_into(&mut self, now_ms: u64, budget: usize, removed: &mut Vec<Conn>) -> usize {
+    pub fn expire_into(&mut self, now_ms: u64, budget: usize, removed: &mut Vec<Conn<S>>) -> usize {
         self.expire_capped(now_ms, budget, removed, None).0
     }
 
@@ -373,7 +351,13 @@ impl ConnTable {
     /// live SYN_RECV connection the sweep meets with more than that left
     /// before it expires has its timer cut to it (the short timeout of a
     /// table under pressure). Returns (removed, cut).
-    pub fn expire_capped(&mut self, now_ms: u64, budget: usize, removed: &mut Vec<Conn>, syn_recv_max_ms: Option<u64>) -> (usize, usize) {
+    pub fn expire_capped(
+        &mut self,
+        now_ms: u64,
+        budget: usize,
+        removed: &mut Vec<Conn<S>>,
+        syn_recv_max_ms: Option<u64>,
+    ) -> (usize, usize) {
         let n = self.high;
         if n == 0 {
             return (0, 0);
@@ -434,7 +418,7 @@ impl ConnTable {
     }
 
     /// Every live connection (for listings).
-    pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn)> {
+    pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn<S>)> {
         self.slots[..self.high].iter().enumerate().filter_map(|(i, s)| s.conn().map(|c| (i as ConnId, c)))
     }
 
@@ -447,19 +431,121 @@ impl ConnTable {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, SocketAddrV4};
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 
     use super::*;
-    use crate::conn::TcpState;
+    use crate::conn::{Conn6, ConnTable6, FlowKey6, OptAddrV6, SockV6, TcpState};
     use crate::snapshot::{ForwardMode, Protocol, Timeouts};
 
-    fn conn(client_port: u16, forward: ForwardMode, now: u64) -> Conn {
+    /// An address family under test. Every test about the table is written
+    /// once, generic over it, and runs for both (`for_both_families!`).
+    trait Family: ConnAddr {
+        /// The family's address standing for the IPv4 address `a`: IPv4
+        /// itself; for IPv6, `2001:db8:A:B::C:D` (the four bytes spread over
+        /// both halves of the address).
+        fn ip(a: Ipv4Addr) -> Self::Ip;
+
+        /// [`Family::ip`] with a port.
+        fn sock(a: Ipv4Addr, port: u16) -> Self {
+            Self::from_parts(Self::ip(a), port)
+        }
+
+        /// Client address `i` of crafted set `set` (an attacker's choice of
+        /// sources that differ in a few bits only), `None` past the last set.
+        fn crafted(set: usize, i: u16) -> Option<Self>;
+    }
+
+    impl Family for SocketAddrV4 {
+        fn ip(a: Ipv4Addr) -> Ipv4Addr {
+            a
+        }
+
+        fn crafted(set: usize, i: u16) -> Option<Self> {
+            match set {
+                // One client: only the source port varies.
+                0 => Some(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), i)),
+                // Only the low 16 bits of the client address.
+                1 => Some(SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 | u32::from(i)), 40000)),
+                _ => None,
+            }
+        }
+    }
+
+    impl Family for SockV6 {
+        fn ip(a: Ipv4Addr) -> Ipv6Addr {
+            let [a, b, c, d] = a.octets().map(u16::from);
+            Ipv6Addr::new(0x2001, 0xdb8, a, b, 0, 0, c, d)
+        }
+
+        fn crafted(set: usize, i: u16) -> Option<Self> {
+            let ip = match set {
+                // One client: only the source port varies.
+                0 => return Some(SockV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 2), i)),
+                // Only the low 16 bits (a sequential range).
+                1 => Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, i),
+                // Only the 16 highest bits.
+                2 => Ipv6Addr::new(i, 0xdb8, 0xc, 0, 0, 0, 0, 2),
+                // Only bits 48..64: the subnets of a /48 an attacker owns.
+                3 => Ipv6Addr::new(0x2001, 0xdb8, 0xc, i, 0, 0, 0, 2),
+                // Only bits 64..80: the top of the interface id.
+                4 => Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, i, 0, 0, 2),
+                // IPv4-mapped addresses (NAT64's IPv4 side), low 16 bits.
+                5 => Ipv4Addr::from(0x0a00_0000 | u32::from(i)).to_ipv6_mapped(),
+                _ => return None,
+            };
+            Some(SockV6::new(ip, 40000))
+        }
+    }
+
+    /// Runs each generic test `name::<S>` as `name::v4` and `name::v6`.
+    macro_rules! for_both_families {
+        ($($name:ident),* $(,)?) => {$(
+            mod $name {
+                #[test]
+                fn v4() {
+                    super::$name::<std::net::SocketAddrV4>()
+                }
+
+                #[test]
+                fn v6() {
+                    super::$name::<crate::conn::SockV6>()
+                }
+            }
+        )*};
+    }
+
+    for_both_families!(
+        victims_are_syn_recv_or_expired_taken_in_turn_from_a_rotating_cursor,
+        the_sweep_cuts_syn_recv_timers_to_the_cap_only,
+        nat_connection_is_found_from_both_directions,
+        fullnat_connection_is_found_by_its_local_address,
+        dr_connection_has_no_reply_key,
+        full_table_refuses_and_frees_on_remove,
+        reinserting_the_same_flow_replaces_the_old_entry,
+        idle_entries_expire_lazily_and_by_sweep,
+        tcp_states_set_their_timeouts,
+        index_entries_take_4_bytes,
+        expiry_is_right_across_the_clock_wrap,
+        long_timeouts_are_cut_to_the_clock_range,
+        a_long_unsynced_connection_stays_due_for_sync,
+        a_slot_costs_no_more_than_a_connection,
+        free_slots_are_reused_last_freed_first_and_the_sweep_skips_them,
+        every_table_hashes_with_its_own_seeds,
+        the_prefetch_hints_accept_any_hash,
+        keys_an_attacker_chooses_spread_over_the_index,
+    );
+
+    /// A TCP connection from client port `client_port` in SYN_RECV,
+    /// expiring 60 s after `now`; FULLNAT ones have local port
+    /// `client_port | 0x8000`.
+    fn conn<S: Family>(client_port: u16, forward: ForwardMode, now: u64) -> Conn<S> {
+        let local = (forward == ForwardMode::FullNat).then(|| S::sock(Ipv4Addr::new(10, 1, 0, 200), client_port | 0x8000));
         Conn {
             protocol: Protocol::Tcp,
-            client: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), client_port),
-            vip: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 100), 80),
-            real: SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 11), 8080),
-            local: None.into(),
+            client: S::sock(Ipv4Addr::new(10, 0, 0, 2), client_port),
+            vip: S::sock(Ipv4Addr::new(10, 0, 0, 100), 80),
+            real: S::sock(Ipv4Addr::new(10, 1, 0, 11), 8080),
+            local: local.into(),
             real_index: 0,
             service_index: 0,
             generation: 0,
@@ -473,15 +559,23 @@ mod tests {
         }
     }
 
-    impl ConnTable {
-        fn insert_(&mut self, c: Conn) -> Result<ConnId, TableFull> {
+    impl<S: ConnAddr> ConnTable<S> {
+        fn insert_(&mut self, c: Conn<S>) -> Result<ConnId, TableFull> {
             self.insert(c, &mut Vec::new())
         }
     }
 
     #[test]
-    fn victims_are_syn_recv_or_expired_taken_in_turn_from_a_rotating_cursor() {
-        let mut t = ConnTable::with_capacity(8);
+    fn the_ipv4_shorthand_makes_an_ipv4_table() {
+        let t = ConnTable::with_capacity(3);
+        let k: FlowKey = conn::<SocketAddrV4>(1, ForwardMode::Dr, 0).inbound_key();
+        assert_eq!(t.lookup(&k, 0), None);
+        assert_eq!(t.capacity(), 3);
+        assert_eq!(ConnTable6::new(MAX_CAPACITY + 1).capacity(), MAX_CAPACITY, "the capacity is capped");
+    }
+
+    fn victims_are_syn_recv_or_expired_taken_in_turn_from_a_rotating_cursor<S: Family>() {
+        let mut t = ConnTable::<S>::new(8);
         let ids: Vec<ConnId> = (0..8u16)
             .map(|i| {
                 let mut c = conn(40000 + i, ForwardMode::Dr, 0);
@@ -508,9 +602,8 @@ mod tests {
         assert_eq!(t.find_victim(10, 64, true), None);
     }
 
-    #[test]
-    fn the_sweep_cuts_syn_recv_timers_to_the_cap_only() {
-        let mut t = ConnTable::with_capacity(4);
+    fn the_sweep_cuts_syn_recv_timers_to_the_cap_only<S: Family>() {
+        let mut t = ConnTable::<S>::new(4);
         let mut syn = conn(40000, ForwardMode::Dr, 0);
         syn.state = TcpState::SynRecv;
         syn.restart_timer(60_000, 0);
@@ -528,31 +621,44 @@ mod tests {
         assert_eq!(removed.len(), 1);
     }
 
-    #[test]
-    fn nat_connection_is_found_from_both_directions() {
-        let mut t = ConnTable::with_capacity(4);
+    fn nat_connection_is_found_from_both_directions<S: Family>() {
+        let mut t = ConnTable::<S>::new(4);
         let c = conn(40000, ForwardMode::Nat, 0);
         let id = t.insert_(c).expect("room");
         assert_eq!(t.lookup(&c.inbound_key(), 1), Some((id, Direction::Inbound)));
         let rk = c.reply_key().expect("nat has a reply key");
-        assert_eq!(rk.src, Ipv4Addr::new(10, 1, 0, 11));
+        assert_eq!(rk.src, S::ip(Ipv4Addr::new(10, 1, 0, 11)));
         assert_eq!(rk.sport, 8080);
+        assert_eq!((rk.dst, rk.dport), (S::ip(Ipv4Addr::new(10, 0, 0, 2)), 40000));
         assert_eq!(t.lookup(&rk, 1), Some((id, Direction::Reply)));
         assert_eq!(t.len(), 1);
     }
 
-    #[test]
-    fn dr_connection_has_no_reply_key() {
-        let mut t = ConnTable::with_capacity(4);
+    fn fullnat_connection_is_found_by_its_local_address<S: Family>() {
+        let mut t = ConnTable::<S>::new(4);
+        let c = conn(40000, ForwardMode::FullNat, 0);
+        let id = t.insert_(c).expect("room");
+        let rk = c.reply_key().expect("fullnat has a reply key");
+        assert_eq!((rk.dst, rk.dport), (S::ip(Ipv4Addr::new(10, 1, 0, 200)), 40000 | 0x8000));
+        assert_eq!(t.lookup(&rk, 1), Some((id, Direction::Reply)));
+        assert_eq!(t.lookup(&c.inbound_key(), 1), Some((id, Direction::Inbound)));
+        // The reply key of the same flow in NAT mode (to the client) is not there.
+        let nat = conn::<S>(40000, ForwardMode::Nat, 0).reply_key().expect("nat");
+        assert_eq!(t.lookup(&nat, 1), None);
+        // A FULLNAT connection without a local address has no reply key.
+        assert_eq!(Conn { local: None.into(), ..c }.reply_key(), None);
+    }
+
+    fn dr_connection_has_no_reply_key<S: Family>() {
+        let mut t = ConnTable::<S>::new(4);
         let c = conn(40000, ForwardMode::Dr, 0);
         t.insert_(c).expect("room");
         assert!(c.reply_key().is_none());
         assert_eq!(t.index.len(), 1);
     }
 
-    #[test]
-    fn full_table_refuses_and_frees_on_remove() {
-        let mut t = ConnTable::with_capacity(2);
+    fn full_table_refuses_and_frees_on_remove<S: Family>() {
+        let mut t = ConnTable::<S>::new(2);
         let a = t.insert_(conn(1, ForwardMode::Nat, 0)).expect("room");
         t.insert_(conn(2, ForwardMode::Nat, 0)).expect("room");
         assert_eq!(t.insert_(conn(3, ForwardMode::Nat, 0)), Err(TableFull(2)));
@@ -562,23 +668,21 @@ mod tests {
         assert_eq!(t.len(), 2);
     }
 
-    #[test]
-    fn reinserting_the_same_flow_replaces_the_old_entry() {
-        let mut t = ConnTable::with_capacity(4);
+    fn reinserting_the_same_flow_replaces_the_old_entry<S: Family>() {
+        let mut t = ConnTable::<S>::new(4);
         t.insert_(conn(5, ForwardMode::Nat, 0)).expect("room");
         let mut c = conn(5, ForwardMode::Nat, 0);
-        c.real = SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 12), 8080);
+        c.real = S::sock(Ipv4Addr::new(10, 1, 0, 12), 8080);
         let id = t.insert_(c).expect("room");
         assert_eq!(t.len(), 1);
         assert_eq!(t.get(id).map(|c| c.real), Some(c.real));
         // The old reply key (from .11) is gone.
-        let old_rk = conn(5, ForwardMode::Nat, 0).reply_key().expect("nat");
+        let old_rk = conn::<S>(5, ForwardMode::Nat, 0).reply_key().expect("nat");
         assert_eq!(t.lookup(&old_rk, 0), None);
     }
 
-    #[test]
-    fn idle_entries_expire_lazily_and_by_sweep() {
-        let mut t = ConnTable::with_capacity(8);
+    fn idle_entries_expire_lazily_and_by_sweep<S: Family>() {
+        let mut t = ConnTable::<S>::new(8);
         let a = conn(1, ForwardMode::Nat, 0);
         let b = conn(2, ForwardMode::Nat, 0);
         t.insert_(a).expect("room");
@@ -595,11 +699,10 @@ mod tests {
         assert!(t.index.is_empty());
     }
 
-    #[test]
-    fn tcp_states_set_their_timeouts() {
+    fn tcp_states_set_their_timeouts<S: Family>() {
         use crate::conn::TcpFlags;
         let timeouts = Timeouts::default();
-        let mut c = conn(1, ForwardMode::Nat, 0);
+        let mut c = conn::<S>(1, ForwardMode::Nat, 0);
         let ack = TcpFlags { ack: true, ..TcpFlags::default() };
         c.on_tcp_packet(TcpFlags { syn: true, ack: true, ..TcpFlags::default() }, Direction::Reply, &timeouts, 5);
         assert_eq!(c.state, TcpState::SynRecv, "the server's SYN-ACK does not establish");
@@ -613,10 +716,9 @@ mod tests {
         assert!(c.reusable_by_syn());
     }
 
-    #[test]
-    fn index_entries_take_4_bytes() {
+    fn index_entries_take_4_bytes<S: Family>() {
         assert_eq!(std::mem::size_of::<IndexEntry>(), 4);
-        let mut t = ConnTable::with_capacity(4);
+        let mut t = ConnTable::<S>::new(4);
         let c = conn(7, ForwardMode::Nat, 0);
         let id = t.insert_(c).expect("room");
         assert_eq!(t.index.values().collect::<std::collections::BTreeSet<_>>(), [id << 1, id << 1 | 1].into());
@@ -624,10 +726,9 @@ mod tests {
         assert!(t.index.is_empty());
     }
 
-    #[test]
-    fn expiry_is_right_across_the_clock_wrap() {
+    fn expiry_is_right_across_the_clock_wrap<S: Family>() {
         let wrap = 1u64 << 32;
-        let mut t = ConnTable::with_capacity(4);
+        let mut t = ConnTable::<S>::new(4);
         let c = conn(1, ForwardMode::Nat, wrap - 1_000);
         t.insert_(c).expect("room");
         assert!(t.lookup(&c.inbound_key(), wrap - 1).is_some());
@@ -637,9 +738,8 @@ mod tests {
         assert_eq!(t.expire(wrap + 59_001, 4), 1);
     }
 
-    #[test]
-    fn long_timeouts_are_cut_to_the_clock_range() {
-        let mut c = conn(1, ForwardMode::Nat, 0);
+    fn long_timeouts_are_cut_to_the_clock_range<S: Family>() {
+        let mut c = conn::<S>(1, ForwardMode::Nat, 0);
         let year_ms = 365 * 24 * 3_600_000;
         c.restart_timer(year_ms, 5);
         assert_eq!(c.expires_in_ms(5), crate::conn::MAX_TIMEOUT_MS);
@@ -647,12 +747,11 @@ mod tests {
         assert!(c.is_expired(6 + crate::conn::MAX_TIMEOUT_MS));
     }
 
-    #[test]
-    fn a_long_unsynced_connection_stays_due_for_sync() {
+    fn a_long_unsynced_connection_stays_due_for_sync<S: Family>() {
         // Connection sync off for 60 days (longer than the 32-bit clock's
         // 49.7), the connection kept alive: the sweep keeps it due.
         let day = 24 * 3_600_000u64;
-        let mut t = ConnTable::with_capacity(4);
+        let mut t = ConnTable::<S>::new(4);
         let id = t.insert_(conn(1, ForwardMode::Nat, 0)).expect("room");
         for d in 1..=60 {
             if let Some(c) = t.get_mut(id) {
@@ -664,14 +763,15 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_slot_costs_no_more_than_a_connection() {
-        assert_eq!(std::mem::size_of::<Slot>(), std::mem::size_of::<Conn>(), "the free-list link shares the niche");
+    fn a_slot_costs_no_more_than_a_connection<S: Family>() {
+        assert_eq!(std::mem::size_of::<Slot<S>>(), std::mem::size_of::<Conn<S>>(), "the free-list link shares the niche");
+        let t = ConnTable::<S>::new(3000);
+        let [slots, _] = t.memory();
+        assert_eq!(slots.bytes, 3000 * std::mem::size_of::<Conn<S>>());
     }
 
-    #[test]
-    fn free_slots_are_reused_last_freed_first_and_the_sweep_skips_them() {
-        let mut t = ConnTable::with_capacity(4);
+    fn free_slots_are_reused_last_freed_first_and_the_sweep_skips_them<S: Family>() {
+        let mut t = ConnTable::<S>::new(4);
         let ids: Vec<ConnId> = (1..=4).map(|p| t.insert_(conn(p, ForwardMode::Nat, 0)).expect("room")).collect();
         assert_eq!(ids, [0, 1, 2, 3]);
         assert_eq!(t.remove(1).map(|c| c.client.port()), Some(2));
@@ -681,21 +781,19 @@ mod tests {
         assert_eq!(t.insert_(conn(6, ForwardMode::Nat, 0)), Ok(1));
         assert_eq!(t.insert_(conn(7, ForwardMode::Nat, 0)), Err(TableFull(4)));
         for (id, port) in [(0, 1), (1, 6), (2, 3), (3, 5)] {
-            assert_eq!(t.lookup(&conn(port, ForwardMode::Nat, 0).inbound_key(), 0), Some((id, Direction::Inbound)));
+            assert_eq!(t.lookup(&conn::<S>(port, ForwardMode::Nat, 0).inbound_key(), 0), Some((id, Direction::Inbound)));
         }
     }
 
-    #[test]
-    fn every_table_hashes_with_its_own_seeds() {
-        let (a, b) = (ConnTable::with_capacity(4), ConnTable::with_capacity(4));
-        let k = conn(1, ForwardMode::Nat, 0).inbound_key();
+    fn every_table_hashes_with_its_own_seeds<S: Family>() {
+        let (a, b) = (ConnTable::<S>::new(4), ConnTable::<S>::new(4));
+        let k = conn::<S>(1, ForwardMode::Nat, 0).inbound_key();
         assert_eq!(a.hash(&k), a.hash(&k));
         assert_ne!(a.hash(&k), b.hash(&k), "seeds are random per table");
     }
 
-    #[test]
-    fn the_prefetch_hints_accept_any_hash() {
-        let mut t = ConnTable::with_capacity(1000);
+    fn the_prefetch_hints_accept_any_hash<S: Family>() {
+        let mut t = ConnTable::<S>::new(1000);
         for h in [0, 1, u64::MAX, 0x8000_0000_0000_0000] {
             t.prefetch_index(h);
             t.prefetch_slot(h);
@@ -707,7 +805,7 @@ mod tests {
             t.prefetch_index(h);
             t.prefetch_slot(h);
         }
-        let k = conn(7, ForwardMode::Nat, 0).inbound_key();
+        let k = conn::<S>(7, ForwardMode::Nat, 0).inbound_key();
         let h = t.hash(&k);
         // The candidate the hint prefetches is the connection itself when its
         // tag is the first one on the probe path.
@@ -720,103 +818,152 @@ mod tests {
         }
     }
 
-    #[test]
-    fn keys_an_attacker_chooses_spread_over_the_index() {
-        // One client, one VIP: only the source port varies (65536 keys), and
-        // then only the client address (65536 keys). Each set must spread at
-        // least like random keys: no bucket is home to more than a handful,
-        // as many buckets are used, and the 7-bit tags are even.
-        // Eight tables, eight sets of seeds: a weakness may show only for some.
-        for (t, vary_port) in (0..8).map(|i| (ConnTable::with_capacity(1 << 16), i % 2 == 0)) {
+    fn keys_an_attacker_chooses_spread_over_the_index<S: Family>() {
+        // One client, one VIP, 65536 keys per set, each set varying a few
+        // bits of the key only ([`Family::crafted`]: the source port, the
+        // low 16 bits of the client address; for IPv6 also its highest 16
+        // bits, bits 48..64 and 64..80, and IPv4-mapped addresses). Each set
+        // must spread at least like random keys: no bucket is home to more
+        // than a handful, as many buckets are used, and the 7-bit tags are
+        // even. At least eight tables, eight sets of seeds, at least two per
+        // set: a weakness may show only for some.
+        let sets = (0..).take_while(|&s| S::crafted(s, 0).is_some()).count();
+        assert!(sets >= 2);
+        for (i, t) in (0..8.max(2 * sets)).map(|i| (i, ConnTable::<S>::new(1 << 16))) {
+            let set = i % sets;
             let n = t.index.buckets().len();
             let mut homes = vec![0u16; n];
             let mut tags = [0u32; 128];
             for i in 0..=u16::MAX {
-                let mut c = conn(i, ForwardMode::Dr, 0);
-                if !vary_port {
-                    c.client = SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 | u32::from(i)), 40000);
-                }
+                let mut c = conn::<S>(40000, ForwardMode::Dr, 0);
+                c.client = S::crafted(set, i).expect("a set below the count");
                 let h = t.hash(&c.inbound_key());
                 homes[t.index.home(h)] += 1;
                 tags[(h & 0x7f) as usize] += 1;
             }
             // Poisson with mean 0.375: P(k >= 9) per bucket is ~1e-11.
             let max = homes.iter().max().copied().unwrap_or(0);
-            assert!(max <= 8, "a bucket is home to {max} keys (vary_port {vary_port})");
+            assert!(max <= 8, "a bucket is home to {max} keys (set {set})");
             // Random keys use 1 - e^-0.375 = 31.3 % of the buckets.
             let used = homes.iter().filter(|&&c| c > 0).count();
-            assert!(used as f64 / n as f64 > 0.29, "{used} of {n} buckets used (vary_port {vary_port})");
+            assert!(used as f64 / n as f64 > 0.29, "{used} of {n} buckets used (set {set})");
             // 512 keys per tag on average; binomial sd ~22.
             let (lo, hi) = (tags.iter().min().copied().unwrap_or(0), tags.iter().max().copied().unwrap_or(0));
-            assert!(lo > 400 && hi < 640, "tags from {lo} to {hi} keys (vary_port {vary_port})");
+            assert!(lo > 400 && hi < 640, "tags from {lo} to {hi} keys (set {set})");
         }
     }
 
-    proptest::proptest! {
-        /// Inserts (replacing), removals, expiry and lookups agree with a
-        /// map of keys to client ports, NAT and DR mixed, in a small table.
-        #[test]
-        fn agrees_with_a_model(ops in proptest::collection::vec((0u8..4, 1u16..48, proptest::bool::ANY), 1..300)) {
-            use std::collections::HashMap;
-            let mut t = ConnTable::with_capacity(24);
-            let mut model: HashMap<u16, ConnId> = HashMap::new();
-            let mut now = 0;
-            for (op, port, nat) in ops {
-                let forward = if nat { ForwardMode::Nat } else { ForwardMode::Dr };
-                match op {
-                    0 | 1 => {
-                        let mut displaced = Vec::new();
-                        match t.insert(conn(port, forward, now), &mut displaced) {
-                            Ok(id) => {
-                                if let Some(old) = model.insert(port, id) {
-                                    proptest::prop_assert_eq!(displaced.len(), 1, "old {}", old);
-                                }
+    fn nat64_conn(client_port: u16) -> Conn6 {
+        let mapped = |a: [u8; 4], port| SockV6::mapped(SocketAddrV4::new(Ipv4Addr::from(a), port));
+        Conn {
+            client: SockV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 2), client_port),
+            vip: SockV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 1), 80),
+            real: mapped([10, 1, 0, 11], 8080),
+            local: OptAddrV6::mapped(Some(SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 200), client_port | 0x8000))),
+            ..conn(client_port, ForwardMode::FullNat, 0)
+        }
+    }
+
+    #[test]
+    fn an_ipv4_reply_finds_its_nat64_connection_in_the_ipv6_table() {
+        let mut t = ConnTable6::new(8);
+        let c = nat64_conn(40000);
+        let id = t.insert_(c).expect("room");
+        // A native IPv6 FULLNAT connection beside it, to the same real server
+        // and local address written as IPv6 addresses of their own.
+        let native = t.insert_(conn(40000, ForwardMode::FullNat, 0)).expect("room");
+        // What arrives from the real server: IPv4, 10.1.0.11:8080 → 10.1.0.200:(40000 | 0x8000).
+        let reply =
+            FlowKey { proto: 6, src: Ipv4Addr::new(10, 1, 0, 11), sport: 8080, dst: Ipv4Addr::new(10, 1, 0, 200), dport: 40000 | 0x8000 };
+        assert_eq!(t.lookup(&reply.to_mapped(), 1), Some((id, Direction::Reply)));
+        assert_eq!(t.lookup(&c.inbound_key(), 1), Some((id, Direction::Inbound)));
+        assert_eq!(t.get(id).and_then(|c| c.reply_key()).and_then(|k| k.to_unmapped()), Some(reply));
+        let native_reply = t.get(native).and_then(|c| c.reply_key()).expect("fullnat");
+        assert_eq!(native_reply.to_unmapped(), None);
+        assert_eq!(t.lookup(&native_reply, 1), Some((native, Direction::Reply)));
+        // Another local port misses.
+        assert_eq!(t.lookup(&FlowKey { dport: 40001, ..reply }.to_mapped(), 1), None);
+        let k: FlowKey6 = reply.to_mapped();
+        assert_eq!(t.remove(id).map(|c| c.reply_key()), Some(Some(k)));
+        assert_eq!(t.lookup(&k, 1), None);
+    }
+
+    /// Inserts (replacing), removals, expiry and lookups agree with a map of
+    /// keys to client ports, NAT, FULLNAT and DR mixed, in a small table.
+    fn agrees_with_a_model<S: Family>(ops: Vec<(u8, u16, u8)>) -> Result<(), proptest::test_runner::TestCaseError> {
+        use std::collections::HashMap;
+        const MODES: [ForwardMode; 3] = [ForwardMode::Nat, ForwardMode::Dr, ForwardMode::FullNat];
+        let mut t = ConnTable::<S>::new(24);
+        let mut model: HashMap<u16, ConnId> = HashMap::new();
+        let mut now = 0;
+        for (op, port, mode) in ops {
+            let forward = MODES[usize::from(mode) % MODES.len()];
+            match op {
+                0 | 1 => {
+                    let mut displaced = Vec::new();
+                    match t.insert(conn(port, forward, now), &mut displaced) {
+                        Ok(id) => {
+                            if let Some(old) = model.insert(port, id) {
+                                proptest::prop_assert_eq!(displaced.len(), 1, "old {}", old);
                             }
-                            Err(TableFull(24)) => proptest::prop_assert!(!model.contains_key(&port) && model.len() == 24),
-                            Err(e) => proptest::prop_assert!(false, "{e}"),
                         }
-                    }
-                    2 => {
-                        let removed = model.remove(&port).and_then(|id| t.remove(id));
-                        proptest::prop_assert_eq!(removed.map(|c| c.client.port()), removed.is_some().then_some(port));
-                    }
-                    _ => {
-                        now += 30_000;
-                        let mut removed = Vec::new();
-                        t.expire_into(now, 24, &mut removed);
-                        for c in removed {
-                            proptest::prop_assert!(model.remove(&c.client.port()).is_some());
-                        }
+                        Err(TableFull(24)) => proptest::prop_assert!(!model.contains_key(&port) && model.len() == 24),
+                        Err(e) => proptest::prop_assert!(false, "{e}"),
                     }
                 }
-                proptest::prop_assert_eq!(t.len(), model.len());
-                for p in 1..48 {
-                    for f in [ForwardMode::Nat, ForwardMode::Dr] {
-                        let c = conn(p, f, 0);
-                        for k in [Some(c.inbound_key()), c.reply_key()].into_iter().flatten() {
-                            let h = t.hash(&k);
-                            t.prefetch_index(h);
-                            t.prefetch_slot(h);
-                            proptest::prop_assert_eq!(t.lookup_hashed(&k, h, now), t.lookup(&k, now));
-                        }
-                    }
+                2 => {
+                    let removed = model.remove(&port).and_then(|id| t.remove(id));
+                    proptest::prop_assert_eq!(removed.map(|c| c.client.port()), removed.is_some().then_some(port));
                 }
-                let keys: usize = t.iter().map(|(_, c)| 1 + usize::from(c.reply_key().is_some())).sum();
-                proptest::prop_assert_eq!(t.index.len(), keys);
-                for p in 1..48 {
-                    for f in [ForwardMode::Nat, ForwardMode::Dr] {
-                        let c = conn(p, f, 0);
-                        let found = t.lookup(&c.inbound_key(), now).map(|(id, _)| id);
-                        proptest::prop_assert_eq!(found, model.get(&p).copied().filter(|&id| t.get(id).is_some_and(|c| !c.is_expired(now))));
-                        if let (Some(rk), Some(id)) = (c.reply_key(), model.get(&p)) {
-                            let stored = t.get(*id).copied();
-                            let hit = t.lookup(&rk, now);
-                            let want = stored.filter(|s| s.reply_key() == Some(rk) && !s.is_expired(now)).map(|_| (*id, Direction::Reply));
-                            proptest::prop_assert_eq!(hit, want);
-                        }
+                _ => {
+                    now += 30_000;
+                    let mut removed = Vec::new();
+                    t.expire_into(now, 24, &mut removed);
+                    for c in removed {
+                        proptest::prop_assert!(model.remove(&c.client.port()).is_some());
                     }
                 }
             }
+            proptest::prop_assert_eq!(t.len(), model.len());
+            for p in 1..48 {
+                for f in MODES {
+                    let c = conn::<S>(p, f, 0);
+                    for k in [Some(c.inbound_key()), c.reply_key()].into_iter().flatten() {
+                        let h = t.hash(&k);
+                        t.prefetch_index(h);
+                        t.prefetch_slot(h);
+                        proptest::prop_assert_eq!(t.lookup_hashed(&k, h, now), t.lookup(&k, now));
+                    }
+                }
+            }
+            let keys: usize = t.iter().map(|(_, c)| 1 + usize::from(c.reply_key().is_some())).sum();
+            proptest::prop_assert_eq!(t.index.len(), keys);
+            for p in 1..48 {
+                for f in MODES {
+                    let c = conn::<S>(p, f, 0);
+                    let found = t.lookup(&c.inbound_key(), now).map(|(id, _)| id);
+                    proptest::prop_assert_eq!(found, model.get(&p).copied().filter(|&id| t.get(id).is_some_and(|c| !c.is_expired(now))));
+                    if let (Some(rk), Some(id)) = (c.reply_key(), model.get(&p)) {
+                        let stored = t.get(*id).copied();
+                        let hit = t.lookup(&rk, now);
+                        let want = stored.filter(|s| s.reply_key() == Some(rk) && !s.is_expired(now)).map(|_| (*id, Direction::Reply));
+                        proptest::prop_assert_eq!(hit, want);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn agrees_with_a_model_v4(ops in proptest::collection::vec((0u8..4, 1u16..48, 0u8..3), 1..300)) {
+            agrees_with_a_model::<SocketAddrV4>(ops)?;
+        }
+
+        #[test]
+        fn agrees_with_a_model_v6(ops in proptest::collection::vec((0u8..4, 1u16..48, 0u8..3), 1..300)) {
+            agrees_with_a_model::<SockV6>(ops)?;
         }
     }
 }

@@ -14,3 +14,24 @@ use super::NextHop;
 pub fn xmit_inbound(conn: &Conn) -> NextHop {
     NextHop::OnLink(*conn.real.ip())
 }
+
+/// DR over IPv6: the client's packet goes to the real server `real` unchanged
+/// but for its hop limit ([`super::hop6::decrement`], the caller's first
+/// step); the frame goes to the real server's own MAC on a connected network
+/// (the caller resolves it by neighbour discovery and rewrites the Ethernet
+/// header). The real server holds the VIP on a device that does not answer
+/// neighbour solicitations for it, and answers the client directly.
+pub fn xmit_inbound6(real: std::net::Ipv6Addr) -> super::NextHop6 {
+    super::NextHop6::OnLink(real)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dr6_sends_to_the_real_server_on_link() {
+        let real: std::net::Ipv6Addr = "2001:db8:1::11".parse().expect("addr");
+        assert_eq!(xmit_inbound6(real), super::super::NextHop6::OnLink(real));
+    }
+}

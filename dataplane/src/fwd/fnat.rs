@@ -109,8 +109,13 @@ pub fn initial_seq(local: SocketAddrV4, real: SocketAddrV4, wall_ns: u64) -> u32
 
 /// A fixed mix (splitmix64's finaliser) of the 4-tuple, stable across runs.
 fn tuple_hash(local: SocketAddrV4, real: SocketAddrV4) -> u32 {
-    let mut x = (u64::from(u32::from(*local.ip())) << 32 | u64::from(u32::from(*real.ip())))
+    let x = (u64::from(u32::from(*local.ip())) << 32 | u64::from(u32::from(*real.ip())))
         ^ (u64::from(local.port()) << 48 | u64::from(real.port()) << 16);
+    mix(x)
+}
+
+/// splitmix64's finaliser, folded to 32 bits.
+pub(crate) fn mix(mut x: u64) -> u32 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^= x >> 31;
@@ -120,7 +125,13 @@ fn tuple_hash(local: SocketAddrV4, real: SocketAddrV4) -> u32 {
 /// Client → real server: `seq += delta`; in a SYN, timestamps become NOPs.
 fn shift_client_seq(ip: &mut [u8], delta: u32) -> Result<(), FwdError> {
     let mut pkt = Ipv4Packet::new_checked(ip)?;
-    let segment = pkt.payload_mut();
+    shift_segment_seq(pkt.payload_mut(), delta)
+}
+
+/// [`shift_client_seq`] on the TCP segment itself (any IP version: only
+/// TCP words change, so the checksum update does not involve the
+/// pseudo-header).
+pub(crate) fn shift_segment_seq(segment: &mut [u8], delta: u32) -> Result<(), FwdError> {
     let mut tcp = TcpSegment::new_checked(&mut *segment)?;
     let (seq, syn_only, header_len) = (tcp.seq_number(), tcp.syn() && !tcp.ack(), tcp.header_len());
     let shifted = seq.wrapping_add(delta);
@@ -141,7 +152,11 @@ fn shift_client_seq(ip: &mut [u8], delta: u32) -> Result<(), FwdError> {
 /// SACK block's edges `-= delta`.
 fn unshift_real_ack(ip: &mut [u8], delta: u32) -> Result<(), FwdError> {
     let mut pkt = Ipv4Packet::new_checked(ip)?;
-    let segment = pkt.payload_mut();
+    unshift_segment_ack(pkt.payload_mut(), delta)
+}
+
+/// [`unshift_real_ack`] on the TCP segment itself (any IP version).
+pub(crate) fn unshift_segment_ack(segment: &mut [u8], delta: u32) -> Result<(), FwdError> {
     let mut tcp = TcpSegment::new_checked(&mut *segment)?;
     let header_len = tcp.header_len();
     let mut csum = tcp.checksum();

@@ -6,19 +6,36 @@
 //! Ethernet addressing is done afterwards by the caller, from the neighbour table.
 //! Checksums are updated incrementally (RFC 1624), never recomputed.
 //!
+//! IPv6 has its own file per mode where the rewrite differs (`*6.rs`: [`hop6`],
+//! [`icmp6_err`], [`nat6`], [`fnat6`], [`tun6`], DR in [`dr`]), and [`nat64`]
+//! translates between an IPv6 client and IPv4 real servers through FULLNAT.
+//! The IPv6 functions take addresses and ports, never a connection entry.
+//!
 //! Every mode decrements the TTL ([`ttl`]) as Linux IPVS does; packets that
 //! cannot be forwarded are answered like IPVS answers them: ICMP errors
 //! ([`icmp_err`]) and TCP resets ([`reset`]).
 
 pub mod dr;
 pub mod fnat;
+pub mod fnat6;
+pub mod hop6;
+pub mod icmp6_err;
 pub mod icmp_err;
+pub mod l4v6;
 pub mod nat;
+pub mod nat6;
+pub mod nat64;
 pub mod reset;
 pub mod ttl;
 pub mod tun;
+pub mod tun6;
 
-use std::net::Ipv4Addr;
+#[cfg(test)]
+mod fixtures6;
+#[cfg(test)]
+mod robust6;
+
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::wire::{ipv4, Ipv4Packet, WireError};
 
@@ -41,6 +58,11 @@ pub enum FwdError {
     /// ICMP error, a reset, or a source that is not a unique host).
     #[error("the packet may not be answered with an ICMP error or a reset")]
     NoAnswer,
+    /// The packet cannot be translated between IPv6 and IPv4 (NAT64) or
+    /// rewritten over IPv6; the reason names what is missing or refused, for
+    /// the drop counter.
+    #[error("packet not translatable: {0}")]
+    Untranslatable(&'static str),
 }
 
 /// Where a rewritten packet goes: the address whose route and neighbour entry
@@ -51,6 +73,15 @@ pub enum NextHop {
     Routed(Ipv4Addr),
     /// This host must be on a connected network (DR: the real server's own MAC).
     OnLink(Ipv4Addr),
+}
+
+/// Where a rewritten IPv6 packet goes (the IPv6 counterpart of [`NextHop`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NextHop6 {
+    /// Route towards this address (gateway or on-link host, by the routing table).
+    Routed(Ipv6Addr),
+    /// This host must be on a connected network (DR: the real server's own MAC).
+    OnLink(Ipv6Addr),
 }
 
 /// Writes an option-less IPv4 header for a packet rvs originates (an ICMP
@@ -71,4 +102,13 @@ fn originate_ipv4(ip: &mut [u8], protocol: u8, total_len: u16, src: Ipv4Addr, ds
     pkt.set_dst_addr(dst);
     pkt.fill_checksum();
     pkt
+}
+
+/// Sets the ethertype field that ends the L2 header at `l2_len` (untagged or
+/// 802.1Q: the last two bytes), for the IPv4 ↔ IPv6 changes of NAT64 and the
+/// mixed-family tunnels. A frame shorter than that is left alone.
+pub(crate) fn set_ethertype<F: crate::frame::Frame>(frame: &mut F, l2_len: usize, ethertype: u16) {
+    if let Some(b) = l2_len.checked_sub(2).and_then(|at| frame.data_mut().get_mut(at..l2_len)) {
+        b.copy_from_slice(&ethertype.to_be_bytes());
+    }
 }

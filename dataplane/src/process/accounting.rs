@@ -25,7 +25,7 @@ pub(super) struct ServiceCounts {
 impl<F: Frame> Processor<F> {
     /// Adds (`delta` = 1) or removes (`-1`) a connection from its real server's
     /// counts and applies the connection thresholds.
-    pub(super) fn count_conn(&mut self, c: &Conn, si: u16, ri: u16, delta: i32) {
+    pub(super) fn count_conn<S: ConnAddr>(&mut self, c: &Conn<S>, si: u16, ri: u16, delta: i32) {
         self.count_syn_recv(c, delta);
         self.shift_count(c.is_active(), si, ri, delta);
         let (si, ri) = (usize::from(si), usize::from(ri));
@@ -36,7 +36,7 @@ impl<F: Frame> Processor<F> {
     }
 
     /// Moves a connection between the active and inactive counts (a state change).
-    pub(super) fn recount_state(&mut self, before: &Conn, after: &Conn) {
+    pub(super) fn recount_state<S: ConnAddr>(&mut self, before: &Conn<S>, after: &Conn<S>) {
         if before.state != after.state {
             self.count_syn_recv(before, -1);
             self.count_syn_recv(after, 1);
@@ -80,7 +80,7 @@ impl<F: Frame> Processor<F> {
     }
 
     /// Adds a packet of `bytes` to its real server's traffic counters.
-    pub(super) fn count_traffic(&mut self, c: &Conn, dir: Direction, bytes: u64) {
+    pub(super) fn count_traffic<S: ConnAddr>(&mut self, c: &Conn<S>, dir: Direction, bytes: u64) {
         let Some(t) = self.counts.get_mut(usize::from(c.service_index)).and_then(|s| s.traffic.get_mut(usize::from(c.real_index))) else {
             return;
         };

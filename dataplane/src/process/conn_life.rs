@@ -4,14 +4,14 @@ use super::*;
 
 impl<F: Frame> Processor<F> {
     /// Brings a connection's service and real indices up to the current snapshot.
-    pub(super) fn relocate(&self, c: &mut Conn) {
+    pub(super) fn relocate<S: ConnAddr>(&self, c: &mut Conn<S>) {
         if c.generation != self.generation() {
             self.relocate_now(c);
         }
     }
 
     /// Looks a connection's service and real indices up in the current snapshot.
-    pub(super) fn relocate_now(&self, c: &mut Conn) {
+    pub(super) fn relocate_now<S: ConnAddr>(&self, c: &mut Conn<S>) {
         let (si, ri) = self.locate(c);
         c.service_index = si;
         c.real_index = ri;
@@ -26,10 +26,10 @@ impl<F: Frame> Processor<F> {
 
     /// Where a connection's service and real server sit in the current snapshot
     /// (`u16::MAX` when gone).
-    pub(super) fn locate(&self, c: &Conn) -> (u16, u16) {
+    pub(super) fn locate<S: ConnAddr>(&self, c: &Conn<S>) -> (u16, u16) {
         match self.snapshot.service(&c.service_key()) {
             Some((si, svc)) => {
-                let ri = svc.reals.iter().position(|r| r.addr == *c.real.ip() && r.port == c.real.port());
+                let ri = svc.reals.iter().position(|r| r.addr == c.real_ip() && r.port == c.real.port());
                 (si as u16, ri.map_or(u16::MAX, |r| r as u16))
             }
             None => (u16::MAX, u16::MAX),
@@ -66,6 +66,7 @@ impl<F: Frame> Processor<F> {
             self.arp_request(port, ip, out);
         }
         self.requests.clear();
+        self.tick6(now_ms, out);
     }
 
     /// Undoes what a connection held: counts, its local port, its reply key, its template.
@@ -123,7 +124,7 @@ impl<F: Frame> Processor<F> {
     /// Whether the configuration ends this connection now: its real server was
     /// removed (with `expire_nodest_conn`) or set to weight 0 (with the
     /// service's `expire_quiescent`).
-    pub(super) fn expired_by_config(&self, c: &Conn) -> Option<Counter> {
+    pub(super) fn expired_by_config<S: ConnAddr>(&self, c: &Conn<S>) -> Option<Counter> {
         let svc = self.snapshot.services.get(usize::from(c.service_index));
         match svc.and_then(|s| s.reals.get(usize::from(c.real_index))) {
             None if self.snapshot.expire_nodest_conn => Some(Counter::DropNoDest),

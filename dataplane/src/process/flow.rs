@@ -202,6 +202,12 @@ impl<F: Frame> Processor<F> {
             self.remove_conn(id, now_ms, out);
         }
 
+        // An IPv4 reply to an IPv4 local address may be a NAT64 connection's.
+        if self.snapshot.is_local_addr(dst) && !self.conns6.is_empty() {
+            if let Some(action) = self.nat64_reply(ip_bytes, l2_len, &key, &l4, ip_len, now_ms) {
+                return action;
+            }
+        }
         // Not ours: maybe another worker's.
         if let Some(owner) = self.other_owner(&key, redirected) {
             return Action::Redirect(owner);

@@ -20,6 +20,9 @@ impl<F: Frame> Processor<F> {
                     self.flow_owners.remove(&key);
                 }
             }
+            WorkerMsg::Neighbour6 { .. } | WorkerMsg::FlowOwner6 { .. } | WorkerMsg::FlowGone6 { .. } => {
+                self.handle_message6(msg, now_ms, out)
+            }
         }
     }
 

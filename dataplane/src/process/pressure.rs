@@ -90,7 +90,7 @@ pub struct PressureStatus {
 }
 
 /// True for a connection [`Pressure::syn_recv`] counts.
-fn is_syn_recv(c: &Conn) -> bool {
+fn is_syn_recv<S: ConnAddr>(c: &Conn<S>) -> bool {
     c.protocol == Protocol::Tcp && c.state == TcpState::SynRecv
 }
 
@@ -131,7 +131,7 @@ impl<F: Frame> Processor<F> {
     }
 
     /// Counts a connection into (`delta` 1) or out of (-1) the SYN_RECV entries.
-    pub(super) fn count_syn_recv(&mut self, c: &Conn, delta: i32) {
+    pub(super) fn count_syn_recv<S: ConnAddr>(&mut self, c: &Conn<S>, delta: i32) {
         if is_syn_recv(c) {
             self.pressure.syn_recv = self.pressure.syn_recv.saturating_add_signed(delta as isize);
         }

@@ -335,7 +335,7 @@ fn drops_are_counted_by_reason() {
             input: fragment,
             expect: Expect::Drop(Counter::DropFragBad),
         },
-        Step { what: "IPv6", input: ipv6, expect: Expect::Drop(Counter::DropUnsupported) },
+        Step { what: "IPv4 bytes behind the IPv6 ethertype", input: ipv6, expect: Expect::Drop(Counter::DropMalformed) },
         Step { what: "IHL below 5", input: bad_ihl, expect: Expect::Drop(Counter::DropMalformed) },
         Step { what: "runt frame", input: vec![0u8; 10], expect: Expect::Drop(Counter::DropMalformed) },
         Step { what: "truncated inside the IP header", input: full[..14 + 12].to_vec(), expect: Expect::Drop(Counter::DropMalformed) },
@@ -1010,6 +1010,7 @@ fn egress_fragments_above_the_mtu_and_answers_df_with_fragmentation_needed() {
 }
 
 mod burst;
+mod ipv6;
 mod ipvs_packet;
 mod pressure;
 mod sloppy;

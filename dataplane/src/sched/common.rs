@@ -222,4 +222,17 @@ mod tests {
         }
         assert!(seen.iter().all(|&n| (1_800..2_200).contains(&n)), "{seen:?}");
     }
+
+    #[test]
+    fn ipv6_addresses_fold_to_one_word_as_ipvs_does() {
+        use std::net::{Ipv4Addr, Ipv6Addr};
+        assert_eq!(addr_fold(Ipv4Addr::new(10, 0, 0, 2)), 0x0a00_0002, "IPv4: the address itself");
+        // 2001:0db8:0000:0000:0000:0000:0000:0002 -> 0x20010db8 ^ 0 ^ 0 ^ 2.
+        let a: Ipv6Addr = "2001:db8::2".parse().expect("v6");
+        assert_eq!(addr_fold(a), 0x2001_0db8 ^ 2);
+        // Endpoint hashes take all 16 bytes: clients differing in any word differ.
+        let b: Ipv6Addr = "2001:db8:0:1::2".parse().expect("v6");
+        assert_ne!(endpoint_hash(a, 80, 7), endpoint_hash(b, 80, 7));
+        assert_eq!(endpoint_hash(Ipv4Addr::new(1, 2, 3, 4), 80, 7), endpoint_hash(std::net::IpAddr::from([1, 2, 3, 4]), 80, 7));
+    }
 }

@@ -9,9 +9,10 @@
 //! Weights thus only matter as "zero or not". The table is built in the
 //! constructor.
 
+use super::common::addr_fold;
 use super::sh::Buckets;
+use super::SchedFlow;
 use super::{Candidates, Scheduler};
-use crate::conn::FlowKey;
 use crate::snapshot::RealServer;
 
 /// Destination-hashing scheduler: the bucket table.
@@ -28,8 +29,8 @@ impl DestinationHashing {
 }
 
 impl Scheduler for DestinationHashing {
-    fn pick(&mut self, c: &Candidates<'_>, flow: &FlowKey) -> Option<usize> {
-        self.buckets.lookup(c, u32::from(flow.dst), false)
+    fn pick(&mut self, c: &Candidates<'_>, flow: &dyn SchedFlow) -> Option<usize> {
+        self.buckets.lookup(c, addr_fold(flow.dst()), false)
     }
 }
 
@@ -38,6 +39,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
+    use crate::conn::FlowKey;
     use crate::sched::test_util::{counts, flow, reals};
     use crate::sched::Candidates;
 

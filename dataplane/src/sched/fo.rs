@@ -5,8 +5,8 @@
 //! servers are skipped, so lowering the active server's weight (or it becoming
 //! overloaded) fails over to the next heaviest one.
 
+use super::SchedFlow;
 use super::{Candidates, Scheduler};
-use crate::conn::FlowKey;
 
 /// Weighted-failover scheduler (stateless).
 #[derive(Debug, Default)]
@@ -20,7 +20,7 @@ impl WeightedFailover {
 }
 
 impl Scheduler for WeightedFailover {
-    fn pick(&mut self, c: &Candidates<'_>, _flow: &FlowKey) -> Option<usize> {
+    fn pick(&mut self, c: &Candidates<'_>, _flow: &dyn SchedFlow) -> Option<usize> {
         let mut best: Option<usize> = None;
         for i in (0..c.len()).filter(|&i| c.available(i)) {
             if best.is_none_or(|b| c.weight(i) > c.weight(b)) {

@@ -29,13 +29,13 @@
 //! destination is seen for the first time, up to the bound above; a pick for a
 //! known destination does not allocate.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use hashbrown::HashMap;
 
 use super::common::{locality_overloaded, wlc_pick};
+use super::SchedFlow;
 use super::{Candidates, Scheduler};
-use crate::conn::FlowKey;
 
 /// Most destinations an `lblc` table remembers (IPVS's `max_size`: 16 × 1024).
 pub const LBLC_MAX_ENTRIES: usize = 16 * 1024;
@@ -51,7 +51,7 @@ struct Entry {
 /// Locality-based least-connection state: destination → server.
 #[derive(Debug)]
 pub struct LocalityLeastConnection {
-    table: HashMap<Ipv4Addr, Entry>,
+    table: HashMap<IpAddr, Entry>,
     /// Picks made so far: the clock entries age by.
     picks: u64,
     max_entries: usize,
@@ -84,7 +84,7 @@ impl LocalityLeastConnection {
         self.table.is_empty()
     }
 
-    fn remember(&mut self, dst: Ipv4Addr, server: usize) {
+    fn remember(&mut self, dst: IpAddr, server: usize) {
         if self.table.len() >= self.max_entries && !self.table.contains_key(&dst) {
             let horizon = self.picks.saturating_sub((self.max_entries / 2) as u64);
             self.table.retain(|_, e| e.last_use > horizon);
@@ -94,23 +94,27 @@ impl LocalityLeastConnection {
 }
 
 impl Scheduler for LocalityLeastConnection {
-    fn pick(&mut self, c: &Candidates<'_>, flow: &FlowKey) -> Option<usize> {
+    fn pick(&mut self, c: &Candidates<'_>, flow: &dyn SchedFlow) -> Option<usize> {
         self.picks += 1;
-        if let Some(e) = self.table.get_mut(&flow.dst) {
+        let dst = flow.dst();
+        if let Some(e) = self.table.get_mut(&dst) {
             e.last_use = self.picks;
             if c.available(e.server) && !locality_overloaded(c, e.server) {
                 return Some(e.server);
             }
         }
         let server = wlc_pick(c)?;
-        self.remember(flow.dst, server);
+        self.remember(dst, server);
         Some(server)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
+    use crate::conn::FlowKey;
     use crate::sched::test_util::{counts, flow, reals};
 
     fn to(dst: Ipv4Addr) -> FlowKey {
@@ -165,7 +169,7 @@ mod tests {
         assert_eq!(s.len(), 8);
         s.pick(&c, &to(Ipv4Addr::from(100)));
         // picks = 11, horizon 7: kept last_use > 7 → 7 (8), 6 (9), 7 (10), new (11).
-        let mut kept: Vec<u32> = s.table.keys().map(|&a| u32::from(a)).collect();
+        let mut kept: Vec<u32> = s.table.keys().map(|&a| crate::sched::addr_fold(a)).collect();
         kept.sort_unstable();
         assert_eq!(kept, vec![6, 7, 100]);
     }

@@ -28,13 +28,13 @@
 //! **Allocation.** A new destination (hash-map insertion and its set) or a set
 //! growing by a server may allocate; a pick that only reads a set does not.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use hashbrown::HashMap;
 
 use super::common::{conn_overhead, least_weighted, locality_overloaded, wlc_pick};
+use super::SchedFlow;
 use super::{Candidates, Scheduler};
-use crate::conn::FlowKey;
 
 /// Most destinations an `lblcr` table remembers (IPVS's `max_size`: 16 × 1024).
 pub const LBLCR_MAX_ENTRIES: usize = 16 * 1024;
@@ -73,7 +73,7 @@ fn most_loaded(c: &Candidates<'_>, members: &[usize]) -> Option<usize> {
 /// Locality-based least-connection-with-replication state: destination → server set.
 #[derive(Debug)]
 pub struct LocalityLeastConnectionReplicated {
-    table: HashMap<Ipv4Addr, ServerSet>,
+    table: HashMap<IpAddr, ServerSet>,
     /// Picks made so far: the clock sets and entries age by.
     picks: u64,
     max_entries: usize,
@@ -109,11 +109,12 @@ impl LocalityLeastConnectionReplicated {
     }
 
     /// The server set remembered for `dst`, oldest member first.
-    pub fn members(&self, dst: Ipv4Addr) -> Option<&[usize]> {
+    pub fn members(&self, dst: impl Into<IpAddr>) -> Option<&[usize]> {
+        let dst: IpAddr = dst.into();
         self.table.get(&dst).map(|s| s.members.as_slice())
     }
 
-    fn remember(&mut self, dst: Ipv4Addr, server: usize) {
+    fn remember(&mut self, dst: IpAddr, server: usize) {
         if self.table.len() >= self.max_entries {
             let horizon = self.picks.saturating_sub((self.max_entries / 2) as u64);
             self.table.retain(|_, s| s.last_use > horizon);
@@ -123,12 +124,13 @@ impl LocalityLeastConnectionReplicated {
 }
 
 impl Scheduler for LocalityLeastConnectionReplicated {
-    fn pick(&mut self, c: &Candidates<'_>, flow: &FlowKey) -> Option<usize> {
+    fn pick(&mut self, c: &Candidates<'_>, flow: &dyn SchedFlow) -> Option<usize> {
         self.picks += 1;
         let now = self.picks;
-        let Some(set) = self.table.get_mut(&flow.dst) else {
+        let dst = flow.dst();
+        let Some(set) = self.table.get_mut(&dst) else {
             let server = wlc_pick(c)?;
-            self.remember(flow.dst, server);
+            self.remember(dst, server);
             return Some(server);
         };
         set.last_use = now;
@@ -153,7 +155,10 @@ impl Scheduler for LocalityLeastConnectionReplicated {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
+    use crate::conn::FlowKey;
     use crate::sched::test_util::{counts, flow, reals};
 
     fn to(dst: Ipv4Addr) -> FlowKey {

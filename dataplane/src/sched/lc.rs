@@ -7,8 +7,8 @@
 //! matter as 0 (quiescent: never picked); overloaded servers are skipped.
 
 use super::common::conn_overhead;
+use super::SchedFlow;
 use super::{Candidates, Scheduler};
-use crate::conn::FlowKey;
 
 /// Least-connection scheduler (stateless).
 #[derive(Debug, Default)]
@@ -22,7 +22,7 @@ impl LeastConnection {
 }
 
 impl Scheduler for LeastConnection {
-    fn pick(&mut self, c: &Candidates<'_>, _flow: &FlowKey) -> Option<usize> {
+    fn pick(&mut self, c: &Candidates<'_>, _flow: &dyn SchedFlow) -> Option<usize> {
         let mut best: Option<(usize, u64)> = None;
         for i in (0..c.len()).filter(|&i| c.available(i)) {
             let oh = conn_overhead(c, i);

@@ -46,11 +46,11 @@
 //! [`SchedOptions::table_size`]: super::SchedOptions::table_size
 //! [`HashFields::SrcAddrPort`]: super::HashFields::SrcAddrPort
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::common::{endpoint_hash, table_size_or};
+use super::SchedFlow;
 use super::{Candidates, HashFields, LookupTable, SchedOptions, Scheduler};
-use crate::conn::FlowKey;
 use crate::snapshot::RealServer;
 
 /// Default number of table entries (a prime; the Maglev paper's size).
@@ -137,15 +137,15 @@ impl Maglev {
     }
 
     /// The table entry of a client (source address, and port when the key includes it).
-    pub fn slot(&self, src: Ipv4Addr, sport: u16) -> usize {
+    pub fn slot(&self, src: impl Into<IpAddr>, sport: u16) -> usize {
         let port = if self.with_port { sport } else { 0 };
         (endpoint_hash(src, port, KEY_SEED) % self.table.entries().len() as u64) as usize
     }
 }
 
 impl Scheduler for Maglev {
-    fn pick(&mut self, c: &Candidates<'_>, flow: &FlowKey) -> Option<usize> {
-        let home = self.slot(flow.src, flow.sport);
+    fn pick(&mut self, c: &Candidates<'_>, flow: &dyn SchedFlow) -> Option<usize> {
+        let home = self.slot(flow.src(), flow.sport());
         if let Some(i) = self.entry(home).filter(|&i| c.available(i)) {
             return Some(i);
         }

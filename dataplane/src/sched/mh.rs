@@ -40,8 +40,8 @@
 //! [`HashFields::SrcAddrPort`]: super::HashFields::SrcAddrPort
 
 use super::common::{addr_fold, gcd, table_size_or, word_hash};
+use super::SchedFlow;
 use super::{Candidates, HashFields, LookupTable, SchedOptions, Scheduler};
-use crate::conn::FlowKey;
 use crate::snapshot::RealServer;
 
 /// IPVS's default `mh` table size (`CONFIG_IP_VS_MH_TAB_INDEX` 12: 4093).
@@ -140,9 +140,9 @@ impl MaglevHashing {
 }
 
 impl Scheduler for MaglevHashing {
-    fn pick(&mut self, c: &Candidates<'_>, flow: &FlowKey) -> Option<usize> {
-        let port = if self.with_port { flow.sport } else { 0 };
-        let v = u32::from(flow.src).wrapping_add(u32::from(port));
+    fn pick(&mut self, c: &Candidates<'_>, flow: &dyn SchedFlow) -> Option<usize> {
+        let port = if self.with_port { flow.sport() } else { 0 };
+        let v = addr_fold(flow.src()).wrapping_add(u32::from(port));
         let home = self.slot(v);
         let first = self.entry(home)?;
         if c.available(first) {
@@ -168,6 +168,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
+    use crate::conn::FlowKey;
     use crate::sched::test_util::{counts, flow_from, reals};
     use crate::sched::Candidates;
 

@@ -100,6 +100,7 @@ pub use twos::TwoChoices;
 pub use wlc::WeightedLeastConnection;
 pub use wrr::WeightedRoundRobin;
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -107,6 +108,31 @@ use serde::{Deserialize, Serialize};
 
 use crate::conn::FlowKey;
 use crate::snapshot::{RealServer, SchedulerKind};
+
+/// What the schedulers read of a new connection's flow: its addresses (of
+/// either family) and ports. Every [`FlowKey`] is one.
+pub trait SchedFlow {
+    /// The client's address.
+    fn src(&self) -> IpAddr;
+    /// The address the client sent to.
+    fn dst(&self) -> IpAddr;
+    /// The client's port.
+    fn sport(&self) -> u16;
+}
+
+impl<A: Copy + Into<IpAddr>> SchedFlow for FlowKey<A> {
+    fn src(&self) -> IpAddr {
+        self.src.into()
+    }
+
+    fn dst(&self) -> IpAddr {
+        self.dst.into()
+    }
+
+    fn sport(&self) -> u16 {
+        self.sport
+    }
+}
 
 /// What a scheduler sees of a service's real servers when it picks one.
 ///
@@ -171,7 +197,7 @@ impl<'a> Candidates<'a> {
 pub trait Scheduler: Send {
     /// Picks a real server for a new connection with `flow`, as an index into
     /// `c.reals`, or `None` when no real server may take one.
-    fn pick(&mut self, c: &Candidates<'_>, flow: &FlowKey) -> Option<usize>;
+    fn pick(&mut self, c: &Candidates<'_>, flow: &dyn SchedFlow) -> Option<usize>;
 }
 
 /// Which fields of a connection the source-hashing schedulers (`sh`, `mh`,

@@ -8,8 +8,8 @@
 
 use super::common::least_weighted;
 use super::sed::sed_overhead;
+use super::SchedFlow;
 use super::{Candidates, Scheduler};
-use crate::conn::FlowKey;
 
 /// Never-queue scheduler (stateless).
 #[derive(Debug, Default)]
@@ -23,7 +23,7 @@ impl NeverQueue {
 }
 
 impl Scheduler for NeverQueue {
-    fn pick(&mut self, c: &Candidates<'_>, _flow: &FlowKey) -> Option<usize> {
+    fn pick(&mut self, c: &Candidates<'_>, _flow: &dyn SchedFlow) -> Option<usize> {
         if let Some(idle) = (0..c.len()).find(|&i| c.available(i) && c.active(i) == 0) {
             return Some(idle);
         }

@@ -8,8 +8,8 @@
 //! server is past its weight, there is no pick. Only active connections count,
 //! so this suits TCP better than UDP.
 
+use super::SchedFlow;
 use super::{Candidates, Scheduler};
-use crate::conn::FlowKey;
 
 /// Weighted-overflow scheduler (stateless).
 #[derive(Debug, Default)]
@@ -23,7 +23,7 @@ impl WeightedOverflow {
 }
 
 impl Scheduler for WeightedOverflow {
-    fn pick(&mut self, c: &Candidates<'_>, _flow: &FlowKey) -> Option<usize> {
+    fn pick(&mut self, c: &Candidates<'_>, _flow: &dyn SchedFlow) -> Option<usize> {
         let mut best: Option<usize> = None;
         for i in (0..c.len()).filter(|&i| c.available(i) && c.active(i) <= c.weight(i)) {
             if best.is_none_or(|b| c.weight(i) > c.weight(b)) {

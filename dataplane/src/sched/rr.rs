@@ -1,7 +1,7 @@
 //! Round robin (IPVS `rr`): each real server with a non-zero weight in turn.
 
+use super::SchedFlow;
 use super::{Candidates, Scheduler};
-use crate::conn::FlowKey;
 
 /// Round-robin state: the index of the last real server picked.
 #[derive(Debug, Default)]
@@ -17,7 +17,7 @@ impl RoundRobin {
 }
 
 impl Scheduler for RoundRobin {
-    fn pick(&mut self, c: &Candidates<'_>, _flow: &FlowKey) -> Option<usize> {
+    fn pick(&mut self, c: &Candidates<'_>, _flow: &dyn SchedFlow) -> Option<usize> {
         let n = c.len();
         if n == 0 {
             return None;

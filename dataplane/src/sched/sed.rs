@@ -7,8 +7,8 @@
 //! weight_b`), ties to the first. Weight 0 and overloaded servers are skipped.
 
 use super::common::least_weighted;
+use super::SchedFlow;
 use super::{Candidates, Scheduler};
-use crate::conn::FlowKey;
 
 /// The `sed`/`nq` overhead of real server `i`: active connections + 1.
 pub(crate) fn sed_overhead(c: &Candidates<'_>, i: usize) -> u64 {
@@ -27,7 +27,7 @@ impl ShortestExpectedDelay {
 }
 
 impl Scheduler for ShortestExpectedDelay {
-    fn pick(&mut self, c: &Candidates<'_>, _flow: &FlowKey) -> Option<usize> {
+    fn pick(&mut self, c: &Candidates<'_>, _flow: &dyn SchedFlow) -> Option<usize> {
         least_weighted(c, 0..c.len(), |i| sed_overhead(c, i))
     }
 }

@@ -34,9 +34,9 @@
 //! [`HashFields::SrcAddrPort`]: super::HashFields::SrcAddrPort
 //! [`SchedOptions::fallback`]: super::SchedOptions::fallback
 
-use super::common::hash_32;
+use super::common::{addr_fold, hash_32};
+use super::SchedFlow;
 use super::{Candidates, HashFields, SchedOptions, Scheduler};
-use crate::conn::FlowKey;
 use crate::snapshot::RealServer;
 
 /// log2 of the number of buckets of the `sh` and `dh` tables.
@@ -141,9 +141,9 @@ impl SourceHashing {
 }
 
 impl Scheduler for SourceHashing {
-    fn pick(&mut self, c: &Candidates<'_>, flow: &FlowKey) -> Option<usize> {
-        let port = if self.with_port { flow.sport } else { 0 };
-        let key = u32::from(flow.src).wrapping_add(u32::from(port));
+    fn pick(&mut self, c: &Candidates<'_>, flow: &dyn SchedFlow) -> Option<usize> {
+        let port = if self.with_port { flow.sport() } else { 0 };
+        let key = addr_fold(flow.src()).wrapping_add(u32::from(port));
         self.buckets.lookup(c, key, self.fallback)
     }
 }
@@ -153,6 +153,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
+    use crate::conn::FlowKey;
     use crate::sched::test_util::{counts, flow, flow_from, reals};
     use crate::sched::Candidates;
 

@@ -17,8 +17,8 @@
 //! worker cores do not make the same draws), tests seed it explicitly.
 
 use super::common::{conn_overhead, SplitMix64};
+use super::SchedFlow;
 use super::{Candidates, Scheduler};
-use crate::conn::FlowKey;
 
 /// Twos-choice scheduler: its random generator.
 #[derive(Debug)]
@@ -46,7 +46,7 @@ impl TwoChoices {
 }
 
 impl Scheduler for TwoChoices {
-    fn pick(&mut self, c: &Candidates<'_>, _flow: &FlowKey) -> Option<usize> {
+    fn pick(&mut self, c: &Candidates<'_>, _flow: &dyn SchedFlow) -> Option<usize> {
         let total: u64 = (0..c.len()).filter(|&i| c.available(i)).map(|i| u64::from(c.weight(i))).sum();
         if total == 0 {
             return None;

@@ -7,8 +7,8 @@
 //! in order. Weight 0 (quiescent) and overloaded servers are never picked.
 
 use super::common::wlc_pick;
+use super::SchedFlow;
 use super::{Candidates, Scheduler};
-use crate::conn::FlowKey;
 
 /// Weighted least-connection scheduler (stateless).
 #[derive(Debug, Default)]
@@ -22,7 +22,7 @@ impl WeightedLeastConnection {
 }
 
 impl Scheduler for WeightedLeastConnection {
-    fn pick(&mut self, c: &Candidates<'_>, _flow: &FlowKey) -> Option<usize> {
+    fn pick(&mut self, c: &Candidates<'_>, _flow: &dyn SchedFlow) -> Option<usize> {
         wlc_pick(c)
     }
 }

@@ -5,8 +5,8 @@
 //! maximum weight when it reaches 0); pick the next server whose weight is at
 //! least `cw`. Weights 3:1 give A A A B, repeating.
 
+use super::SchedFlow;
 use super::{Candidates, Scheduler};
-use crate::conn::FlowKey;
 use crate::snapshot::RealServer;
 
 /// Weighted round-robin state.
@@ -41,7 +41,7 @@ impl WeightedRoundRobin {
 }
 
 impl Scheduler for WeightedRoundRobin {
-    fn pick(&mut self, c: &Candidates<'_>, _flow: &FlowKey) -> Option<usize> {
+    fn pick(&mut self, c: &Candidates<'_>, _flow: &dyn SchedFlow) -> Option<usize> {
         let n = c.len();
         if n == 0 || self.mw == 0 {
             return None;

@@ -274,6 +274,8 @@ const OUTCOMES: &[Counter] = &[
     Counter::DropFragTableFull,
     Counter::DropNoLaddr,
     Counter::DropNewConnRate,
+    Counter::DropNdInvalid,
+    Counter::DropIpv4Mapped,
 ];
 /// Frames that became an answer (counted under their reason, then sent).
 const ANSWERS: &[Counter] = &[Counter::IcmpErrorsSent, Counter::TcpResetsSent];

@@ -1,0 +1,632 @@
+//! IPv6 frames: neighbour discovery and ICMPv6 echo for the appliance, and
+//! the flows of IPv6 services in every mode, NAT64 included.
+//!
+//! IPv6 connections live in a table of their own ([`crate::conn::ConnTable6`]),
+//! so IPv4 entries keep their size. A NAT64 connection (an IPv6 VIP served by
+//! an IPv4 real server through FULLNAT) is one of them, its real server and
+//! IPv4 local address stored IPv4-mapped: the IPv4 replies to the local
+//! address find it by their mapped key ([`Processor::nat64_reply`]). Packets
+//! carrying an IPv4-mapped address themselves are dropped, so nobody can aim
+//! at those keys from the IPv6 side.
+//!
+//! What IPv6 does not have yet here, each said where it is refused: the SYN
+//! proxy, persistence, `sloppy` adoption, the new-connection rate bound of
+//! the SYN-flood defences, connection sync and listings of IPv6 connections,
+//! ICMPv6 errors about a connection's packets (dropped and counted), and
+//! fragments other than atomic ones.
+
+use std::net::{Ipv6Addr, SocketAddrV6};
+
+use super::*;
+use crate::conn::OptAddrV6;
+use crate::fwd::{fnat6, hop6, l4v6, nat6, nat64};
+use crate::local6::{self, AddrKind, Local6, OurAddrs6};
+use crate::wire::icmpv6;
+use crate::wire::ipv6::next_header;
+use crate::wire::Ipv6Packet;
+
+/// The reply buffer of neighbour discovery answers: an advertisement with a
+/// VLAN tag is 90 bytes.
+pub(super) const ND_REPLY_LEN: usize = 128;
+
+/// A TCP or UDP packet of an IPv6 flow, from one parse of its headers.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct FlowPacket6 {
+    /// Its 5-tuple.
+    pub(super) key: FlowKey6,
+    /// Its ports and TCP flags.
+    pub(super) l4: flow::L4,
+    /// IPv6 header plus payload length.
+    pub(super) ip_len: u16,
+}
+
+/// The snapshot's view of our IPv6 addresses, for neighbour discovery and echo.
+struct Ours<'a>(&'a Snapshot);
+
+impl OurAddrs6 for Ours<'_> {
+    fn kind(&self, port: u16, addr: Ipv6Addr) -> Option<AddrKind> {
+        let snap = self.0;
+        if snap.addresses6.iter().any(|a| a.addr == addr && a.port == port) {
+            Some(AddrKind::Interface)
+        } else if snap.is_vip6(addr) {
+            Some(AddrKind::Vip)
+        } else if snap.is_local_addr6(addr) {
+            Some(AddrKind::Local)
+        } else {
+            None
+        }
+    }
+}
+
+/// A socket address as the fwd functions take it.
+fn sock(a: SockV6) -> SocketAddrV6 {
+    SocketAddrV6::new(*a.ip(), a.port(), 0, 0)
+}
+
+impl<F: Frame> Processor<F> {
+    /// An IPv6 frame for us (unicast to the port's MAC) or multicast.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn handle_ipv6(
+        &mut self,
+        port: u16,
+        port_mac: MacAddr,
+        data: &mut [u8],
+        l2_len: usize,
+        now_ms: u64,
+        redirected: bool,
+        out: &mut Output<F>,
+    ) -> Action {
+        let (src, dst, ip_len) = match data.get(l2_len..).map(Ipv6Packet::new_checked) {
+            Some(Ok(ip)) => (ip.src_addr(), ip.dst_addr(), 40 + usize::from(ip.payload_len())),
+            _ => return Action::Drop(Counter::DropMalformed),
+        };
+        if src.to_ipv4_mapped().is_some() || dst.to_ipv4_mapped().is_some() {
+            return Action::Drop(Counter::DropIpv4Mapped);
+        }
+        let mut reply = [0u8; ND_REPLY_LEN];
+        match local6::answer(data, l2_len, port, port_mac, &Ours(&self.snapshot), &mut reply) {
+            Local6::NotForUs => {}
+            Local6::NdReply(r) => {
+                self.counters.inc(Counter::NdSolicitsIn);
+                if r.dad {
+                    self.counters.inc(Counter::NdDuplicates);
+                }
+                if let Some(update) = r.learn {
+                    self.learn_nd(&update, port, now_ms, out);
+                }
+                // The kernel keeps its own neighbour cache for its addresses (as with ARP).
+                if r.kind == AddrKind::Interface && matches!(self.local(port), Action::ToKernel) {
+                    match ControlFrame::untagged_copy_of(data, l2_len, l2_len + ip_len) {
+                        Some(copy) => out.kernel_control.push((port, copy)),
+                        None => self.counters.inc(Counter::DropKernel),
+                    }
+                }
+                self.nd_reply[..r.len].copy_from_slice(&reply[..r.len]);
+                return Action::ReplyNd { len: r.len };
+            }
+            Local6::EchoReply { .. } => {
+                self.counters.inc(Counter::IcmpEchoReplies);
+                return Action::Reply;
+            }
+            Local6::Learned(update) => {
+                self.counters.inc(Counter::NdAdvertsIn);
+                self.learn_nd(&update, port, now_ms, out);
+                return match self.local(port) {
+                    Action::ToKernel => Action::ToKernel,
+                    _ => Action::Consumed(Counter::NdAdvertsIn),
+                };
+            }
+            Local6::Duplicate(_) => {
+                self.counters.inc(Counter::NdDuplicates);
+                return self.local(port);
+            }
+            Local6::Drop(_) => return Action::Drop(Counter::DropNdInvalid),
+        }
+        // Multicast (VRRPv3, MLD, router discovery) is the kernel's business.
+        if dst.is_multicast() {
+            return self.local(port);
+        }
+        let Some(ip_bytes) = data.get_mut(l2_len..) else {
+            return Action::Drop(Counter::DropMalformed);
+        };
+        let upper = match l4v6::locate(ip_bytes) {
+            Ok(u) => u,
+            Err(FwdError::Untranslatable(_)) => return Action::Drop(Counter::DropFragment),
+            Err(_) => return Action::Drop(Counter::DropMalformed),
+        };
+        if upper.fragment.is_some_and(|f| !f.is_atomic()) {
+            return Action::Drop(Counter::DropFragment);
+        }
+        let l4 = match upper.protocol {
+            next_header::TCP | next_header::UDP => match l4v6::transport(ip_bytes) {
+                Ok(_) => ip_bytes.get(upper.offset..).and_then(|l4| parse_l4(upper.protocol, l4)),
+                Err(_) => None,
+            },
+            _ => return self.not_balanced6(port, dst),
+        };
+        let Some(l4) = l4 else { return Action::Drop(Counter::DropMalformed) };
+        let key = FlowKey6 { proto: upper.protocol, src, dst, sport: l4.sport, dport: l4.dport };
+        let pkt = FlowPacket6 { key, l4, ip_len: ip_len as u16 };
+        self.flow_packet6(port, ip_bytes, l2_len, &pkt, now_ms, redirected, out)
+    }
+
+    /// An IPv6 packet that is not part of a balanced flow.
+    fn not_balanced6(&self, port: u16, dst: Ipv6Addr) -> Action {
+        if self.snapshot.is_interface_addr6(dst) {
+            self.local(port)
+        } else if self.snapshot.is_local_addr6(dst) {
+            Action::Drop(Counter::DropLocal)
+        } else if self.snapshot.is_vip6(dst) {
+            Action::Drop(Counter::DropNoService)
+        } else {
+            Action::Drop(Counter::DropNotForUs)
+        }
+    }
+
+    /// Applies what neighbour discovery told of a neighbour (RFC 4861 7.2.5).
+    fn learn_nd(&mut self, update: &crate::neigh::NdUpdate, port: u16, now_ms: u64, out: &mut Output<F>) {
+        let learned = self.neigh6.learn_nd(update, port, now_ms);
+        if let Some(mac) = learned.mac {
+            self.release_held6(port, mac, learned.released, out);
+            if learned.changed && self.workers > 1 {
+                out.messages.push(WorkerMsg::Neighbour6 { ip: update.ip, mac, port });
+            }
+        }
+    }
+
+    /// A neighbour another worker learned.
+    pub(super) fn learn_neighbour6(&mut self, ip: Ipv6Addr, mac: MacAddr, port: u16, now_ms: u64, out: &mut Output<F>) {
+        let released = self.neigh6.learn(ip, mac, port, now_ms, false);
+        self.release_held6(port, mac, released, out);
+    }
+
+    /// Sends the frames that waited for a neighbour's MAC.
+    fn release_held6(&mut self, port: u16, mac: MacAddr, released: Vec<F>, out: &mut Output<F>) {
+        let Some((port_mac, vlan)) = self.snapshot.ports.get(usize::from(port)).map(|p| (p.mac, p.vlan)) else {
+            out.drop.extend(released);
+            return;
+        };
+        for mut f in released {
+            if !set_vlan(&mut f, vlan) {
+                self.drop(f, Counter::DropNoRoom, out);
+                continue;
+            }
+            set_macs(f.data_mut(), port_mac, mac);
+            self.push_tx(port, f, out);
+        }
+    }
+
+    /// The packet `pkt` of an IPv6 flow: its connection's, or a new connection's first.
+    #[allow(clippy::too_many_arguments)]
+    fn flow_packet6(
+        &mut self,
+        port: u16,
+        ip_bytes: &mut [u8],
+        l2_len: usize,
+        pkt: &FlowPacket6,
+        now_ms: u64,
+        redirected: bool,
+        out: &mut Output<F>,
+    ) -> Action {
+        let (key, l4) = (pkt.key, pkt.l4);
+        let timeouts = self.snapshot.timeouts;
+        if let Some((id, dir)) = self.conns6.lookup(&key, now_ms) {
+            let Some(mut conn) = self.conns6.get(id).copied() else {
+                return Action::Drop(Counter::DropNoConnection);
+            };
+            self.relocate(&mut conn);
+            let new_syn = dir == Direction::Inbound && l4.syn && !l4.ack;
+            let reschedule = new_syn && (conn.reusable_by_syn() || self.expired_by_config(&conn) == Some(Counter::DropNoDest));
+            if !reschedule {
+                let before = conn;
+                match conn.protocol {
+                    Protocol::Tcp => conn.on_tcp_packet(l4.flags(), dir, &timeouts, now_ms),
+                    Protocol::Udp => conn.on_udp_packet(&timeouts, now_ms),
+                }
+                if let Some(stored) = self.conns6.get_mut(id) {
+                    *stored = conn;
+                }
+                self.recount_state(&before, &conn);
+                if let Some(reason) = self.expired_by_config(&conn) {
+                    self.remove_conn6(id, out);
+                    return Action::Drop(reason);
+                }
+                let first_ack = before.state == TcpState::SynRecv && conn.state == TcpState::Established;
+                self.count_traffic(&conn, dir, u64::from(pkt.ip_len));
+                return self.forward6(ip_bytes, l2_len, pkt, &conn, dir, first_ack);
+            }
+            self.remove_conn6(id, out);
+        }
+        if let Some(owner) = self.other_owner6(&key, redirected) {
+            return Action::Redirect(owner);
+        }
+        let Some(protocol) = Protocol::from_ip_proto(key.proto) else {
+            return Action::Drop(Counter::DropUnsupported);
+        };
+        let Some((svc_idx, _)) = self.snapshot.service(&ServiceKey { protocol, vip: key.dst.into(), port: l4.dport }) else {
+            return self.not_balanced6(port, key.dst);
+        };
+        if self.snapshot.is_standby(key.dst) {
+            return Action::Drop(Counter::DropStandby);
+        }
+        // Mid-stream TCP without a connection (IPv6 services do not adopt).
+        if protocol == Protocol::Tcp && (!l4.syn || l4.ack) {
+            return Action::Drop(Counter::DropNoConnection);
+        }
+        let Some(real_idx) = self.pick_real(svc_idx, &key) else {
+            let (from, msg_type, code) = (key.dst, icmpv6::msg_type::DEST_UNREACHABLE, icmpv6::unreachable_code::PORT_UNREACHABLE);
+            return Action::Answer6 { reason: Counter::DropNoRealServer, l2_len, from, msg_type, code, rest: 0 };
+        };
+        let state = match protocol {
+            Protocol::Tcp => crate::conn::next_state(TcpState::None, l4.flags(), crate::conn::StateTable::Input),
+            Protocol::Udp => TcpState::Udp,
+        };
+        let mut conn = match self.new_conn6(ip_bytes, &key, svc_idx, real_idx, state, now_ms) {
+            Ok(c) => c,
+            Err(reason) => return Action::Drop(reason),
+        };
+        conn.restart_timer(state_timeout_ms(state, &timeouts), now_ms);
+        if !self.insert_conn6(conn, out) {
+            self.release_local6(&conn);
+            return Action::Drop(Counter::DropConnTableFull);
+        }
+        self.count_conn(&conn, conn.service_index, conn.real_index, 1);
+        if let Some(t) = self.counts.get_mut(svc_idx).and_then(|c| c.traffic.get_mut(real_idx)) {
+            t.conns += 1;
+        }
+        self.count_traffic(&conn, Direction::Inbound, u64::from(pkt.ip_len));
+        self.announce6(&conn, out);
+        self.counters.inc(Counter::ConnCreated);
+        self.forward6(ip_bytes, l2_len, pkt, &conn, Direction::Inbound, false)
+    }
+
+    /// The scheduler's pick for a new IPv6 connection of service `svc_idx`.
+    fn pick_real(&mut self, svc_idx: usize, key: &FlowKey6) -> Option<usize> {
+        let svc = self.snapshot.services.get(svc_idx)?;
+        let counts = self.counts.get(svc_idx)?;
+        let candidates =
+            Candidates { reals: &svc.reals, active: &counts.view_active, inactive: &counts.view_inactive, overloaded: &counts.overloaded };
+        self.schedulers.get_mut(svc_idx)?.pick(&candidates, key)
+    }
+
+    /// A new IPv6 connection of `key` to real server `real_idx` of service
+    /// `svc_idx`: an IPv6 real server, or an IPv4 one through FULLNAT
+    /// (NAT64, stored IPv4-mapped) with an IPv4 local address.
+    fn new_conn6(
+        &mut self,
+        ip_bytes: &[u8],
+        key: &FlowKey6,
+        svc_idx: usize,
+        real_idx: usize,
+        state: TcpState,
+        now_ms: u64,
+    ) -> Result<Conn6, Counter> {
+        let svc = &self.snapshot.services[svc_idx];
+        let real = svc.reals[real_idx];
+        let protocol = Protocol::from_ip_proto(key.proto).ok_or(Counter::DropUnsupported)?;
+        let (real_sock, local) = match (real.addr, real.forward) {
+            (IpAddr::V6(a), ForwardMode::FullNat) => {
+                let local = self.pool6.allocate(&svc.local_addrs6);
+                let local = local.ok_or(if svc.local_addrs6.is_empty() { Counter::DropNoLaddr } else { Counter::DropNoLocalPort })?;
+                (SockV6::new(a, real.port), Some(local))
+            }
+            (IpAddr::V6(a), _) => (SockV6::new(a, real.port), None),
+            (IpAddr::V4(a), ForwardMode::FullNat) => {
+                let local = self.pool.allocate(&svc.local_addrs);
+                let local = local.ok_or(if svc.local_addrs.is_empty() { Counter::DropNoLaddr } else { Counter::DropNoLocalPort })?;
+                (SockV6::mapped(SocketAddrV4::new(a, real.port)), Some(SockV6::mapped(local)))
+            }
+            // IPv6 over an IPv4 tunnel: the connection keeps the real server mapped.
+            (IpAddr::V4(a), ForwardMode::Tun) => (SockV6::mapped(SocketAddrV4::new(a, real.port)), None),
+            (IpAddr::V4(_), _) => return Err(Counter::DropUnsupported),
+        };
+        let mut conn = Conn6 {
+            protocol,
+            client: SockV6::new(key.src, key.sport),
+            vip: SockV6::new(key.dst, key.dport),
+            real: real_sock,
+            local: OptAddrV6::from(local),
+            real_index: real_idx as u16,
+            service_index: svc_idx as u16,
+            generation: self.generation(),
+            synced_ms: ms32(now_ms),
+            forward: real.forward,
+            state,
+            expires_ms: 0,
+            seq_delta: 0,
+            reply_hop: crate::neigh::hops::NONE,
+            proxy: Default::default(),
+        };
+        if let (Some(l), Protocol::Tcp) = (local, protocol) {
+            let delta = match (l.to_mapped_v4(), real_sock.to_mapped_v4()) {
+                (Some(l4), Some(r4)) => nat64::new_seq_delta(ip_bytes, l4, r4),
+                _ => fnat6::new_seq_delta(ip_bytes, sock(l), sock(real_sock)),
+            };
+            match delta {
+                Ok(d) => conn.seq_delta = d,
+                Err(_) => {
+                    self.release_local6(&conn);
+                    return Err(Counter::DropMalformed);
+                }
+            }
+        }
+        Ok(conn)
+    }
+
+    /// Gives a connection's local address and port back to its pool.
+    fn release_local6(&mut self, c: &Conn6) {
+        let Some(l) = c.local.get() else { return };
+        match l.to_mapped_v4() {
+            Some(l4) => self.pool.release(l4),
+            None => self.pool6.release(l),
+        }
+    }
+
+    /// Adds an IPv6 connection to its table; one it replaces is forgotten.
+    fn insert_conn6(&mut self, conn: Conn6, out: &mut Output<F>) -> bool {
+        let mut displaced = std::mem::take(&mut self.removed6);
+        let inserted = self.conns6.insert(conn, &mut displaced);
+        for old in displaced.drain(..) {
+            self.forget6(&old, out);
+        }
+        self.removed6 = displaced;
+        inserted.is_ok()
+    }
+
+    /// Removes an IPv6 connection now.
+    fn remove_conn6(&mut self, id: ConnId, out: &mut Output<F>) {
+        if let Some(c) = self.conns6.remove(id) {
+            self.forget6(&c, out);
+        }
+    }
+
+    /// Undoes what an IPv6 connection held: counts, its local port, its keys' owner.
+    pub(super) fn forget6(&mut self, c: &Conn6, out: &mut Output<F>) {
+        let mut c = *c;
+        self.relocate(&mut c);
+        self.count_conn(&c, c.service_index, c.real_index, -1);
+        self.release_local6(&c);
+        if self.workers > 1 {
+            let owner = self.worker as u16;
+            out.messages.push(WorkerMsg::FlowGone6 { key: c.inbound_key(), owner });
+            if c.forward == ForwardMode::Nat {
+                if let Some(key) = c.reply_key() {
+                    out.messages.push(WorkerMsg::FlowGone6 { key, owner });
+                }
+            }
+        }
+    }
+
+    /// Expires idle IPv6 connections and asks for IPv6 neighbours (from [`Processor::tick`]).
+    pub(super) fn tick6(&mut self, now_ms: u64, out: &mut Output<F>) {
+        let mut removed = std::mem::take(&mut self.removed6);
+        let expired = self.conns6.expire_into(now_ms, EXPIRE_BUDGET, &mut removed);
+        for c in removed.drain(..) {
+            self.forget6(&c, out);
+        }
+        self.removed6 = removed;
+        self.counters.add(Counter::ConnExpired, expired as u64);
+        self.counters.set(Counter::ConnActive6, self.conns6.len() as u64);
+        let mut requests = std::mem::take(&mut self.requests6);
+        self.neigh6.tick(now_ms, &mut self.expired, &mut requests);
+        self.counters.add(Counter::DropNeighUnresolved, self.expired.len() as u64);
+        out.drop.append(&mut self.expired);
+        for (ip, port) in requests.drain(..) {
+            self.solicit(port, ip, None, out);
+        }
+        self.requests6 = requests;
+    }
+
+    /// Tells the other workers that this one owns an IPv6 connection.
+    fn announce6(&self, conn: &Conn6, out: &mut Output<F>) {
+        if self.workers < 2 {
+            return;
+        }
+        let owner = self.worker as u16;
+        out.messages.push(WorkerMsg::FlowOwner6 { key: conn.inbound_key(), owner });
+        if conn.forward == ForwardMode::Nat {
+            if let Some(key) = conn.reply_key() {
+                out.messages.push(WorkerMsg::FlowOwner6 { key, owner });
+            }
+        }
+    }
+
+    /// The other worker that owns an IPv6 packet's connection, if any.
+    fn other_owner6(&self, key: &FlowKey6, redirected: bool) -> Option<usize> {
+        if redirected || self.workers < 2 {
+            return None;
+        }
+        let owner = if self.snapshot.is_local_addr6(key.dst) {
+            owner_of_port(key.dport, self.workers)
+        } else {
+            usize::from(*self.flow_owners6.get(key)?)
+        };
+        (owner != self.worker).then_some(owner)
+    }
+
+    /// Applies another worker's note about an IPv6 key.
+    pub(super) fn handle_message6(&mut self, msg: WorkerMsg, now_ms: u64, out: &mut Output<F>) {
+        match msg {
+            WorkerMsg::Neighbour6 { ip, mac, port } => self.learn_neighbour6(ip, mac, port, now_ms, out),
+            WorkerMsg::FlowOwner6 { key, owner } => {
+                if let Some((id, _)) = self.conns6.lookup(&key, now_ms) {
+                    self.counters.inc(Counter::ConnSuperseded);
+                    self.remove_conn6(id, out);
+                }
+                self.flow_owners6.insert(key, owner);
+            }
+            WorkerMsg::FlowGone6 { key, owner } if self.flow_owners6.get(&key) == Some(&owner) => {
+                self.flow_owners6.remove(&key);
+            }
+            _ => {}
+        }
+    }
+
+    /// A packet of IPv6 connection `conn` going `dir`: hop limit, path MTU
+    /// (the director never fragments IPv6: too big is answered with Packet
+    /// Too Big), the mode's rewrite.
+    fn forward6(&mut self, ip_bytes: &mut [u8], l2_len: usize, pkt: &FlowPacket6, conn: &Conn6, dir: Direction, first_ack: bool) -> Action {
+        if dir == Direction::Reply && matches!(conn.forward, ForwardMode::Dr | ForwardMode::Tun) {
+            return Action::Drop(Counter::DropNotForUs);
+        }
+        match hop6::decrement(ip_bytes) {
+            Ok(()) => {}
+            Err(FwdError::TtlExceeded) => {
+                let from = self.source6_towards(*conn.client.ip()).unwrap_or(*conn.vip.ip());
+                let (msg_type, code) = (icmpv6::msg_type::TIME_EXCEEDED, 0);
+                return Action::Answer6 { reason: Counter::DropTtlExceeded, l2_len, from, msg_type, code, rest: 0 };
+            }
+            Err(_) => return Action::Drop(Counter::DropMalformed),
+        }
+        let vip = *conn.vip.ip();
+        if dir == Direction::Reply {
+            let hop = match conn.forward {
+                ForwardMode::Nat => nat6::xmit_reply(ip_bytes, sock(conn.vip)),
+                _ => match conn.local.get() {
+                    Some(_) => fnat6::xmit_reply(ip_bytes, sock(conn.vip), sock(conn.client), conn.seq_delta),
+                    None => return Action::Drop(Counter::DropNotForUs),
+                },
+            };
+            return match hop {
+                Ok(hop) => {
+                    self.counters.inc(Counter::ReplyPackets);
+                    Action::Forward6(hop)
+                }
+                Err(_) => Action::Drop(Counter::DropMalformed),
+            };
+        }
+        let real = conn.real;
+        if let Some(real4) = real.to_mapped_v4() {
+            return match (conn.forward, conn.local.get().and_then(|l| l.to_mapped_v4())) {
+                (ForwardMode::FullNat, Some(local)) => {
+                    let mtu = self.route_mtu(*real4.ip());
+                    match nat64::too_big_inbound(ip_bytes, mtu) {
+                        Ok(Some(mtu)) => self.packet_too_big(l2_len, vip, usize::from(mtu)),
+                        Ok(None) => {
+                            let toa = self.toa_due6(conn, first_ack).then_some(sock(conn.client));
+                            self.counters.inc(Counter::InboundPackets);
+                            Action::Nat64In { l2_len, local, real: real4, seq_delta: conn.seq_delta, toa }
+                        }
+                        Err(_) => Action::Drop(Counter::DropMalformed),
+                    }
+                }
+                (ForwardMode::Tun, _) => {
+                    self.counters.inc(Counter::InboundPackets);
+                    Action::Tunnel6 { l2_len, real: IpAddr::V4(*real4.ip()), vip }
+                }
+                _ => Action::Drop(Counter::DropUnsupported),
+            };
+        }
+        let real6 = *real.ip();
+        if conn.forward == ForwardMode::Tun {
+            self.counters.inc(Counter::InboundPackets);
+            return Action::Tunnel6 { l2_len, real: IpAddr::V6(real6), vip };
+        }
+        if let Some(mtu) = self.route_mtu6(real6).filter(|&mtu| usize::from(pkt.ip_len) > mtu) {
+            return self.packet_too_big(l2_len, vip, mtu);
+        }
+        let hop = match conn.forward {
+            ForwardMode::Dr => Ok(crate::fwd::dr::xmit_inbound6(real6)),
+            ForwardMode::Nat => nat6::xmit_inbound(ip_bytes, sock(real)),
+            ForwardMode::FullNat => match conn.local.get() {
+                Some(local) => fnat6::xmit_inbound(ip_bytes, sock(local), sock(real), conn.seq_delta),
+                None => return Action::Drop(Counter::DropNoLaddr),
+            },
+            ForwardMode::Tun => return Action::Drop(Counter::DropUnsupported),
+        };
+        match hop {
+            Ok(hop) => {
+                self.counters.inc(Counter::InboundPackets);
+                if conn.forward == ForwardMode::FullNat && self.toa_due6(conn, first_ack) {
+                    return Action::Toa6 { l2_len, client: sock(conn.client), hop };
+                }
+                Action::Forward6(hop)
+            }
+            Err(_) => Action::Drop(Counter::DropMalformed),
+        }
+    }
+
+    /// Whether a FULLNAT (or NAT64) packet carries the client's TOA: the
+    /// client's ACK that completes the handshake, when the service asks.
+    fn toa_due6(&self, conn: &Conn6, first_ack: bool) -> bool {
+        first_ack && conn.protocol == Protocol::Tcp && self.snapshot.services.get(usize::from(conn.service_index)).is_some_and(|s| s.toa)
+    }
+
+    /// Packet Too Big to the client, from the VIP, with `mtu`.
+    fn packet_too_big(&self, l2_len: usize, vip: Ipv6Addr, mtu: usize) -> Action {
+        let mtu = u32::try_from(mtu).unwrap_or(u32::MAX);
+        Action::Answer6 { reason: Counter::DropTooBig, l2_len, from: vip, msg_type: icmpv6::msg_type::PACKET_TOO_BIG, code: 0, rest: mtu }
+    }
+
+    /// The egress MTU towards an IPv6 address (None without a route).
+    pub(super) fn route_mtu6(&self, to: Ipv6Addr) -> Option<usize> {
+        let port = self.snapshot.route6(to)?.port;
+        self.snapshot.ports.get(usize::from(port)).map(|p| usize::from(p.mtu))
+    }
+
+    /// The egress MTU towards an IPv4 address (1500 without a route: the
+    /// packet is then dropped for the route).
+    fn route_mtu(&self, to: Ipv4Addr) -> usize {
+        let port = self.snapshot.route(to).map(|r| r.port);
+        port.and_then(|p| self.snapshot.ports.get(usize::from(p))).map_or(1500, |p| usize::from(p.mtu))
+    }
+
+    /// Our IPv6 address to answer from towards `to` (its egress port's).
+    pub(super) fn source6_towards(&self, to: Ipv6Addr) -> Option<Ipv6Addr> {
+        let port = self.snapshot.route6(to)?.port;
+        self.snapshot.source_addr6_for(port, to)
+    }
+
+    /// An IPv4 reply to a NAT64 connection: `key` is its IPv4 flow key
+    /// (real server → IPv4 local address). None when it is no NAT64
+    /// connection's.
+    pub(super) fn nat64_reply(
+        &mut self,
+        ip_bytes: &mut [u8],
+        l2_len: usize,
+        key: &FlowKey,
+        l4: &flow::L4,
+        ip_len: u16,
+        now_ms: u64,
+    ) -> Option<Action> {
+        let mapped = key.to_mapped();
+        let (id, dir) = self.conns6.lookup(&mapped, now_ms)?;
+        if dir != Direction::Reply {
+            return None;
+        }
+        match ttl::decrement(ip_bytes) {
+            Ok(()) => {}
+            Err(FwdError::TtlExceeded) => return Some(Action::Drop(Counter::DropTtlExceeded)),
+            Err(_) => return Some(Action::Drop(Counter::DropMalformed)),
+        }
+        let mut conn = self.conns6.get(id).copied()?;
+        self.relocate(&mut conn);
+        let before = conn;
+        match conn.protocol {
+            Protocol::Tcp => conn.on_tcp_packet(l4.flags(), dir, &self.snapshot.timeouts, now_ms),
+            Protocol::Udp => conn.on_udp_packet(&self.snapshot.timeouts, now_ms),
+        }
+        if let Some(stored) = self.conns6.get_mut(id) {
+            *stored = conn;
+        }
+        self.recount_state(&before, &conn);
+        self.count_traffic(&conn, dir, u64::from(ip_len));
+        self.counters.inc(Counter::ReplyPackets);
+        Some(Action::Nat64Out { l2_len, vip: sock(conn.vip), client: sock(conn.client), seq_delta: conn.seq_delta })
+    }
+}
+
+/// The ports and TCP flags of a TCP or UDP header `l4`.
+fn parse_l4(protocol: u8, l4: &[u8]) -> Option<flow::L4> {
+    match protocol {
+        next_header::TCP => {
+            let t = TcpSegment::new_checked(l4).ok()?;
+            Some(flow::L4 { sport: t.src_port(), dport: t.dst_port(), syn: t.syn(), ack: t.ack(), fin: t.fin(), rst: t.rst() })
+        }
+        next_header::UDP => {
+            let u = UdpDatagram::new_checked(l4).ok()?;
+            Some(flow::L4 { sport: u.src_port(), dport: u.dst_port(), syn: false, ack: false, fin: false, rst: false })
+        }
+        _ => None,
+    }
+}
