@@ -80,6 +80,20 @@ def endpoint(text: str) -> tuple[str, int]:
     return addr, int(port) if port.isdigit() else -1
 
 
+class Ipv6LabTests(unittest.TestCase):
+    """The IPv6 lab itself, before any rvsd runs (unittest runs this class
+    first): servers, the DR and NAT reply paths and both TUN decapsulations
+    with the kernel standing in for the director (topology.sh selfcheck6).
+    A failure here is the lab's, not rvsd's."""
+
+    def test_selfcheck6(self):
+        cp = lab.run(["bash", str(lab.TOPOLOGY), "selfcheck6"], check=False, timeout=120)
+        checks = [l for l in cp.stderr.splitlines() if ": ok: " in l or "FAIL" in l]
+        log(f"topology.sh selfcheck6: {sum(': ok: ' in l for l in checks)} checks ok, "
+            f"{sum('FAIL' in l for l in checks)} failed")
+        self.assertEqual(cp.returncode, 0, f"the IPv6 lab is broken:\n{cp.stderr}")
+
+
 class Ipv6Tests(lab.RvsdTestCase):
     """IPv6 in every mode, NAT64, ND, PMTU and rvsadm, one rvsd."""
 
