@@ -115,7 +115,7 @@
 //! table under Keepalived.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -1796,11 +1796,13 @@ async fn connections(State(state): AppState, uri: Uri) -> Result<Json<Connection
     };
     let offset = number("offset", 0, usize::MAX)?;
     let limit = number("limit", DEFAULT_CONN_LIMIT, MAX_CONN_LIMIT)?;
-    let addr = |name: &str| -> Result<Option<Ipv4Addr>, ApiError> {
+    let addr = |name: &str| -> Result<Option<IpAddr>, ApiError> {
         params
             .get(name)
             .map(|v| {
-                v.parse().map_err(|_| ApiError::bad_request(format!("{name}: invalid address `{v}`; expected a.b.c.d")).with_field(name))
+                v.parse().map_err(|_| {
+                    ApiError::bad_request(format!("{name}: invalid address `{v}`; expected a.b.c.d or an IPv6 address")).with_field(name)
+                })
             })
             .transpose()
     };

@@ -364,13 +364,19 @@ fn forward_from(code: u8) -> Option<ForwardMode> {
     })
 }
 
-fn put_sock(buf: &mut Vec<u8>, s: SocketAddrV4) {
+/// Writes an IPv4 socket address ([`syncable`] lets only IPv4 connections here;
+/// anything else is written as 0.0.0.0:0).
+fn put_sock(buf: &mut Vec<u8>, s: SocketAddr) {
+    let s = match s {
+        SocketAddr::V4(s) => s,
+        SocketAddr::V6(_) => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+    };
     buf.extend_from_slice(&s.ip().octets());
     buf.extend_from_slice(&s.port().to_be_bytes());
 }
 
-fn get_sock(b: &[u8]) -> SocketAddrV4 {
-    SocketAddrV4::new(Ipv4Addr::new(b[0], b[1], b[2], b[3]), u16::from_be_bytes([b[4], b[5]]))
+fn get_sock(b: &[u8]) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(b[0], b[1], b[2], b[3]), u16::from_be_bytes([b[4], b[5]])))
 }
 
 /// Encodes `msg` into authenticated datagrams, stamped by `stamper` at `now_ms`.
@@ -389,7 +395,7 @@ pub fn encode(auth: &Auth, sync_id: u8, msg: &Message, stamper: &Stamper, now_ms
             put_sock(&mut b, c.client);
             put_sock(&mut b, c.vip);
             put_sock(&mut b, c.real);
-            put_sock(&mut b, c.local.unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)));
+            put_sock(&mut b, c.local.unwrap_or(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))));
             b.extend_from_slice(&c.seq_delta.to_be_bytes());
             let secs = u32::try_from(c.expires_ms / 1000).unwrap_or(u32::MAX);
             b.extend_from_slice(&secs.to_be_bytes());
@@ -412,10 +418,12 @@ pub fn encode(auth: &Auth, sync_id: u8, msg: &Message, stamper: &Stamper, now_ms
 
 /// Whether a connection is sent at all: not while its SYN proxy handshake
 /// is in progress (the master holds its client's packets; a backup could
-/// not complete it). Bulk resyncs list every connection, so they are
-/// filtered here too.
+/// not complete it), and not an IPv6 or NAT64 one (the format carries IPv4
+/// addresses). Bulk resyncs list every connection, so they are filtered
+/// here too.
 fn syncable(c: &ConnInfo) -> bool {
-    c.syn_proxy.is_none_or(|t| t.phase == Phase::Open)
+    let ipv4 = [Some(c.client), Some(c.vip), Some(c.real), c.local].into_iter().flatten().all(|a| a.is_ipv4());
+    ipv4 && c.syn_proxy.is_none_or(|t| t.phase == Phase::Open)
 }
 
 /// The SYN proxy fields of a version 4 entry (its last 8 bytes), checked
@@ -892,10 +900,10 @@ mod tests {
         ConnInfo {
             worker: 0,
             protocol: if i.is_multiple_of(2) { Protocol::Tcp } else { Protocol::Udp },
-            client: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 40000 + i),
-            vip: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 100), 80),
-            real: SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 11), 8080),
-            local: fnat.then(|| SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 200), 5000 + i)),
+            client: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 40000 + i).into(),
+            vip: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 100), 80).into(),
+            real: SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 11), 8080).into(),
+            local: fnat.then(|| SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 200), 5000 + i).into()),
             forward: if fnat { ForwardMode::FullNat } else { ForwardMode::Dr },
             state: if i.is_multiple_of(2) { "ESTABLISHED".into() } else { "UDP".into() },
             expires_ms: 900_000,
@@ -1035,8 +1043,8 @@ mod tests {
         let d = version_3_datagram();
         assert_eq!(d.len(), 32 + 36 + 32);
         let want = ConnInfo {
-            client: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 40001),
-            local: Some(SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 200), 5001)),
+            client: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 40001).into(),
+            local: Some(SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 200), 5001).into()),
             forward: ForwardMode::FullNat,
             protocol: Protocol::Tcp,
             state: "ESTABLISHED".into(),

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::process::{Command as Process, Stdio};
 
 use common::{Server, EMPTY_CONFIG};
@@ -91,7 +91,7 @@ fn conn(p: Protocol, expires_s: u64, state: &str, c: &str, v: &str, r: &str) -> 
     ConnInfo {
         worker: 0,
         protocol: p,
-        client: c.parse::<SocketAddrV4>().expect("client"),
+        client: c.parse().expect("client"),
         vip: v.parse().expect("vip"),
         real: r.parse().expect("real"),
         local: None,

@@ -350,14 +350,14 @@ pub struct ConnInfo {
     /// `tcp` or `udp`.
     pub protocol: crate::snapshot::Protocol,
     /// Client address and port.
-    pub client: std::net::SocketAddrV4,
+    pub client: std::net::SocketAddr,
     /// Virtual address and port.
-    pub vip: std::net::SocketAddrV4,
-    /// Real server address and port.
-    pub real: std::net::SocketAddrV4,
-    /// FULLNAT local address and port.
+    pub vip: std::net::SocketAddr,
+    /// Real server address and port (IPv4 for a NAT64 connection).
+    pub real: std::net::SocketAddr,
+    /// FULLNAT local address and port (IPv4 for a NAT64 connection).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub local: Option<std::net::SocketAddrV4>,
+    pub local: Option<std::net::SocketAddr>,
     /// Forwarding method.
     pub forward: crate::snapshot::ForwardMode,
     /// IPVS state name (`ESTABLISHED`, `SYN_RECV`, ..., `UDP`, or `NONE` for a
@@ -392,9 +392,9 @@ pub struct ConnFilter {
     /// Only this service.
     pub service: Option<crate::snapshot::ServiceKey>,
     /// Only connections to this real server address.
-    pub real: Option<std::net::Ipv4Addr>,
+    pub real: Option<std::net::IpAddr>,
     /// Only connections from this client address.
-    pub client: Option<std::net::Ipv4Addr>,
+    pub client: Option<std::net::IpAddr>,
     /// Only connections in this state (IPVS name).
     pub state: Option<String>,
     /// Include persistence templates.
@@ -406,9 +406,9 @@ impl ConnFilter {
     pub fn matches(&self, c: &ConnInfo) -> bool {
         self.matches_entry(&ConnEntry {
             protocol: c.protocol,
-            client: *c.client.ip(),
+            client: c.client.ip(),
             vip: c.vip,
-            real: *c.real.ip(),
+            real: c.real.ip(),
             state: &c.state,
             template: c.template,
         })
@@ -418,7 +418,7 @@ impl ConnFilter {
     /// test as [`ConnFilter::matches`], without building a [`ConnInfo`].
     pub fn matches_entry(&self, e: &ConnEntry<'_>) -> bool {
         (self.templates || !e.template)
-            && self.service.is_none_or(|k| k.protocol == e.protocol && k.vip == *e.vip.ip() && k.port == e.vip.port())
+            && self.service.is_none_or(|k| k.protocol == e.protocol && k.vip == e.vip.ip() && k.port == e.vip.port())
             && self.real.is_none_or(|r| r == e.real)
             && self.client.is_none_or(|a| a == e.client)
             && self.state.as_ref().is_none_or(|s| s.eq_ignore_ascii_case(e.state))
@@ -432,11 +432,11 @@ pub struct ConnEntry<'a> {
     /// `tcp` or `udp`.
     pub protocol: crate::snapshot::Protocol,
     /// Client address (a template's client network).
-    pub client: std::net::Ipv4Addr,
+    pub client: std::net::IpAddr,
     /// Virtual address and port.
-    pub vip: std::net::SocketAddrV4,
+    pub vip: std::net::SocketAddr,
     /// Real server address.
-    pub real: std::net::Ipv4Addr,
+    pub real: std::net::IpAddr,
     /// IPVS state name.
     pub state: &'a str,
     /// A persistence template.

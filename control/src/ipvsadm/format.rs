@@ -421,9 +421,9 @@ pub fn list_connections(conns: &[ConnInfo], fmt: &Format, names: &ServiceNames) 
         let secs = c.expires_ms / 1000;
         let expire = format!("{:02}:{:02}", secs / 60, secs % 60);
         let p = c.protocol;
-        let cname = addrport((*c.client.ip()).into(), c.client.port(), p, fmt.numeric, names);
-        let vname = addrport((*c.vip.ip()).into(), c.vip.port(), p, fmt.numeric, names);
-        let dname = addrport((*c.real.ip()).into(), c.real.port(), p, fmt.numeric, names);
+        let cname = addrport(c.client.ip(), c.client.port(), p, fmt.numeric, names);
+        let vname = addrport(c.vip.ip(), c.vip.port(), p, fmt.numeric, names);
+        let dname = addrport(c.real.ip(), c.real.port(), p, fmt.numeric, names);
         let _ = writeln!(out, "{:<3} {expire:<6} {:<11} {cname:<18} {vname:<18} {dname}", protocol_name(p), c.state);
     }
     out

@@ -59,8 +59,8 @@ pub fn run(args: &[String], client: &Client, stdin: &mut dyn BufRead, out: &mut 
             let mut counts: HashMap<(ServiceKey, IpAddr), u32> = HashMap::new();
             for c in client.connections()? {
                 if let Some(local) = c.local {
-                    let key = ServiceKey { protocol: c.protocol, vip: IpAddr::V4(*c.vip.ip()), port: c.vip.port() };
-                    *counts.entry((key, IpAddr::V4(*local.ip()))).or_default() += 1;
+                    let key = ServiceKey { protocol: c.protocol, vip: c.vip.ip(), port: c.vip.port() };
+                    *counts.entry((key, local.ip())).or_default() += 1;
                 }
             }
             write_out(out, &format::list_laddrs(&config, only.as_ref(), &counts))
@@ -98,8 +98,8 @@ fn list(inv: &Invocation, client: &Client, out: &mut dyn Write) -> Result<(), Ad
     let mut persist_conns = HashMap::new();
     if inv.format.persistent_conn {
         for c in client.connections()?.into_iter().filter(|c| c.template) {
-            let key = ServiceKey { protocol: c.protocol, vip: IpAddr::V4(*c.vip.ip()), port: c.vip.port() };
-            *persist_conns.entry((key, IpAddr::V4(*c.real.ip()), c.real.port())).or_insert(0u32) += 1;
+            let key = ServiceKey { protocol: c.protocol, vip: c.vip.ip(), port: c.vip.port() };
+            *persist_conns.entry((key, c.real.ip(), c.real.port())).or_insert(0u32) += 1;
         }
     }
     let input = ListInput { config: &config, stats: &stats, persist_conns: &persist_conns, names: &names };

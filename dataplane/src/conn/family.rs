@@ -40,6 +40,10 @@ pub trait ConnAddr: Copy + Eq + fmt::Debug + sealed::Sealed {
     /// Its IP address as the snapshot names it: an IPv4-mapped address (a
     /// NAT64 connection's real server or local address) is the IPv4 one.
     fn ip_any(&self) -> IpAddr;
+    /// Its address and port as listings show them ([`ConnAddr::ip_any`]).
+    fn sock_any(&self) -> SocketAddr {
+        SocketAddr::new(self.ip_any(), self.port())
+    }
 }
 
 impl ConnAddr for SocketAddrV4 {

@@ -67,6 +67,6 @@ pub fn install_worker(info: &ConnInfo, workers: usize) -> usize {
     let workers = workers.max(1);
     match info.local {
         Some(local) => owner_of_port(local.port(), workers),
-        None => (u32::from(*info.client.ip()) ^ u32::from(info.client.port())) as usize % workers,
+        None => (crate::sched::addr_fold(info.client.ip()) ^ u32::from(info.client.port())) as usize % workers,
     }
 }

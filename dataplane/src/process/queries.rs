@@ -13,14 +13,14 @@ use crate::synproxy::seq::{Phase, Translation};
 
 impl<F: Frame> Processor<F> {
     /// A connection as listings and connection sync show it.
-    pub(super) fn conn_info(&self, c: &Conn, now_ms: u64) -> ConnInfo {
+    pub(super) fn conn_info<S: ConnAddr>(&self, c: &Conn<S>, now_ms: u64) -> ConnInfo {
         ConnInfo {
             worker: self.worker as u16,
             protocol: c.protocol,
-            client: c.client,
-            vip: c.vip,
-            real: c.real,
-            local: c.local.get(),
+            client: c.client.sock_any(),
+            vip: c.vip.sock_any(),
+            real: c.real.sock_any(),
+            local: Into::<Option<S>>::into(c.local).map(|l| l.sock_any()),
             forward: c.forward,
             state: Cow::Borrowed(c.state.name()),
             expires_ms: c.expires_in_ms(now_ms),
@@ -37,13 +37,25 @@ impl<F: Frame> Processor<F> {
     /// its translation, so its packets are translated exactly as on the
     /// master. Returns false when the table is full or the entry is unusable
     /// (a proxied handshake still in progress among them: only the master
-    /// holds its packets).
+    /// holds its packets). IPv6 connections are not synced (yet): false.
     pub fn install(&mut self, info: &ConnInfo, now_ms: u64, out: &mut Output<F>) -> bool {
         if info.template {
             return false;
         }
+        let v4 = |a: std::net::SocketAddr| match a {
+            std::net::SocketAddr::V4(a) => Some(a),
+            std::net::SocketAddr::V6(_) => None,
+        };
+        let (Some(client), Some(vip), Some(real)) = (v4(info.client), v4(info.vip), v4(info.real)) else { return false };
+        let local = match info.local {
+            Some(l) => match v4(l) {
+                Some(l) => Some(l),
+                None => return false,
+            },
+            None => None,
+        };
         let Some(state) = TcpState::from_name(&info.state) else { return false };
-        if info.local.is_some_and(|l| l.port() == 0) {
+        if local.is_some_and(|l| l.port() == 0) {
             return false;
         }
         let proxy = match info.syn_proxy {
@@ -54,10 +66,10 @@ impl<F: Frame> Processor<F> {
         let timeouts = self.snapshot.timeouts;
         let mut conn = Conn {
             protocol: info.protocol,
-            client: info.client,
-            vip: info.vip,
-            real: info.real,
-            local: info.local.into(),
+            client,
+            vip,
+            real,
+            local: local.into(),
             real_index: u16::MAX,
             service_index: u16::MAX,
             forward: info.forward,
@@ -96,28 +108,23 @@ impl<F: Frame> Processor<F> {
     /// that reaches the end of the table answers `next: None` and also judges
     /// the persistence templates (few: one per client network and service)
     /// when the filter asks for them, after the connections.
+    ///
+    /// The slots of the IPv6 table follow the IPv4 table's in the cursor's
+    /// range.
     pub fn scan_connections(&self, filter: &ConnFilter, scan: ConnScan, now_ms: u64) -> ConnChunk {
-        let slots = self.conns.slot_count();
+        let slots4 = self.conns.slot_count();
+        let slots = slots4 + self.conns6.slot_count();
         let start = scan.cursor.min(slots);
         let stop = start.saturating_add(scan.budget.max(1)).min(slots);
         let window = scan.skip..scan.skip.saturating_add(scan.want);
         let mut chunk = ConnChunk { matched: 0, conns: Vec::new(), next: (stop < slots).then_some(stop) };
-        for slot in start..stop {
+        for slot in start..stop.min(slots4) {
             let Some(c) = ConnId::try_from(slot).ok().and_then(|id| self.conns.get(id)) else { continue };
-            let entry = ConnEntry {
-                protocol: c.protocol,
-                client: *c.client.ip(),
-                vip: c.vip,
-                real: *c.real.ip(),
-                state: c.state.name(),
-                template: false,
-            };
-            if filter.matches_entry(&entry) {
-                if window.contains(&chunk.matched) {
-                    chunk.conns.push(self.conn_info(c, now_ms));
-                }
-                chunk.matched += 1;
-            }
+            self.scan_one(c, filter, &window, &mut chunk, now_ms);
+        }
+        for slot in start.max(slots4)..stop {
+            let Some(c) = ConnId::try_from(slot - slots4).ok().and_then(|id| self.conns6.get(id)) else { continue };
+            self.scan_one(c, filter, &window, &mut chunk, now_ms);
         }
         if chunk.next.is_none() && filter.templates {
             for ((key, net), t) in &self.templates {
@@ -125,9 +132,9 @@ impl<F: Frame> Processor<F> {
                 let IpAddr::V4(vip) = key.vip else { continue };
                 let entry = ConnEntry {
                     protocol: key.protocol,
-                    client: *net,
-                    vip: SocketAddrV4::new(vip, key.port),
-                    real: *t.real.ip(),
+                    client: IpAddr::V4(*net),
+                    vip: SocketAddrV4::new(vip, key.port).into(),
+                    real: IpAddr::V4(*t.real.ip()),
                     state: TcpState::None.name(),
                     template: true,
                 };
@@ -142,14 +149,38 @@ impl<F: Frame> Processor<F> {
         chunk
     }
 
+    /// Counts `c` in a listing step when it passes `filter`, and builds its
+    /// entry when its rank falls in `window`.
+    fn scan_one<S: ConnAddr>(&self, c: &Conn<S>, filter: &ConnFilter, window: &std::ops::Range<usize>, chunk: &mut ConnChunk, now_ms: u64) {
+        let entry = ConnEntry {
+            protocol: c.protocol,
+            client: c.client.ip_any(),
+            vip: c.vip.sock_any(),
+            real: c.real_ip(),
+            state: c.state.name(),
+            template: false,
+        };
+        if filter.matches_entry(&entry) {
+            if window.contains(&chunk.matched) {
+                chunk.conns.push(self.conn_info(c, now_ms));
+            }
+            chunk.matched += 1;
+        }
+    }
+
+    /// The slots a listing walks: the IPv4 table's, then the IPv6 table's.
+    pub fn listing_slots(&self) -> usize {
+        self.conns.slot_count() + self.conns6.slot_count()
+    }
+
     /// A persistence template as listings show it (client port 0).
     fn template_info(&self, key: &ServiceKey, vip: Ipv4Addr, net: Ipv4Addr, t: &Template, now_ms: u64) -> ConnInfo {
         ConnInfo {
             worker: self.worker as u16,
             protocol: key.protocol,
-            client: SocketAddrV4::new(net, 0),
-            vip: SocketAddrV4::new(vip, key.port),
-            real: t.real,
+            client: SocketAddrV4::new(net, 0).into(),
+            vip: SocketAddrV4::new(vip, key.port).into(),
+            real: t.real.into(),
             local: None,
             forward: self
                 .snapshot

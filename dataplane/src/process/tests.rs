@@ -802,9 +802,9 @@ fn a_synced_connection_lives_on_one_worker_that_announces_it() {
     let info = ConnInfo {
         worker: 0,
         protocol: Protocol::Tcp,
-        client: SocketAddrV4::new(CLIENT, 41_001),
-        vip: SocketAddrV4::new(NAT_VIP, 80),
-        real: SocketAddrV4::new(RS1, 8080),
+        client: SocketAddrV4::new(CLIENT, 41_001).into(),
+        vip: SocketAddrV4::new(NAT_VIP, 80).into(),
+        real: SocketAddrV4::new(RS1, 8080).into(),
         local: None,
         forward: ForwardMode::Nat,
         state: "ESTABLISHED".into(),
@@ -815,7 +815,7 @@ fn a_synced_connection_lives_on_one_worker_that_announces_it() {
     };
     let owner = install_worker(&info, 2);
     assert_eq!(owner, install_worker(&info, 2), "the same worker for every update");
-    let fnat = ConnInfo { local: Some(SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 200), 5001)), ..info.clone() };
+    let fnat = ConnInfo { local: Some(SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 200), 5001).into()), ..info.clone() };
     assert_eq!(install_worker(&fnat, 2), owner_of_port(5001, 2), "FULLNAT: the owner of the local port");
     assert_eq!(install_worker(&info, 1), 0);
 

@@ -254,6 +254,14 @@ fn nat64_translates_both_ways() {
     let back = seen(out.tx[0].1.data());
     assert_eq!(back, Seen { dst_mac: CLIENT_MAC.0, src: NAT64.into(), dst: CLIENT6.into(), sport: 80, dport: 40010, hops: 63 });
     assert_eq!(p.counters().get(Counter::Nat64Packets), 2);
+    // Listed as ipvsadm lists it: the IPv6 client and VIP, the IPv4 real server and local address.
+    let conns = p.connections(&ConnFilter::default(), 10);
+    let c = conns.iter().find(|c| c.client.port() == 40010).expect("the NAT64 connection is listed");
+    assert_eq!((c.client.to_string(), c.vip.to_string()), ("[2001:db8::2]:40010".to_owned(), "[2001:db8::104]:80".to_owned()));
+    assert_eq!(c.real, std::net::SocketAddr::from((RS1, 8080)));
+    assert_eq!(c.local.map(|l| l.ip()), Some(IpAddr::V4(LIP4)));
+    let by_client = ConnFilter { client: Some(CLIENT6.into()), ..Default::default() };
+    assert_eq!(p.connections(&by_client, 10).len(), 1);
 }
 
 #[test]

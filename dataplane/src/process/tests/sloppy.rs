@@ -46,7 +46,7 @@ fn send(p: &mut Processor<VecFrame>, vip: Ipv4Addr, sport: u16, fl: u8, payload:
     out.tx.first().map(|(_, f)| f.to_vec())
 }
 
-fn conn_state(p: &Processor<VecFrame>, sport: u16) -> Option<(SocketAddrV4, String)> {
+fn conn_state(p: &Processor<VecFrame>, sport: u16) -> Option<(std::net::SocketAddr, String)> {
     let c = p.connections(&ConnFilter::default(), 5).into_iter().find(|c| c.client.port() == sport)?;
     Some((c.real, c.state.to_string()))
 }
@@ -68,7 +68,7 @@ fn a_moved_flow_continues_to_the_same_real_server_on_another_node() {
         assert_eq!(real_a, real_b, "flow {sport}: both nodes pick the same real server");
         assert_eq!(state_b, "ESTABLISHED");
         // DR: the very segment, to the real server's MAC, one hop later.
-        let rs_mac = if *real_b.ip() == RS1 { RS1_MAC } else { RS2_MAC };
+        let rs_mac = if real_b.ip() == RS1 { RS1_MAC } else { RS2_MAC };
         let mut expected = tcp(DIR_MAC, rs_mac, (CLIENT, sport), (VIP, 80), flags::ACK | flags::PSH, b"hello");
         expected[6..12].copy_from_slice(&DIR_MAC.0);
         assert_eq!(data, expected, "flow {sport}: the adopted segment is forwarded untouched but for MACs and TTL");
