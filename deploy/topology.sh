@@ -7,6 +7,9 @@
 #   deploy/topology.sh status           print what is up
 #   deploy/topology.sh selfcheck        verify servers, ARP and the DR/NAT reply
 #                                       paths without rvsd (kernel stand-in)
+#   deploy/topology.sh up6              add IPv6 to an "up" topology (see below)
+#   deploy/topology.sh down6            remove it again (IPv4 as after "up")
+#   deploy/topology.sh selfcheck6       the selfcheck for IPv6 (needs up6)
 #
 #                          rvs-sw (bridge br0)
 #        +----------------+-------+---------+--------- ... -+
@@ -29,6 +32,19 @@
 #     delivered to the VIP on lo, so the real answers the client directly.
 # FULLNAT local addresses (10.1.0.200-203) are rvsd's: the reals reach them
 # on-link (rvsd answers ARP for them).
+#
+# IPv6 (opt-in, so IPv4-only suites never see ND/MLD on the segment): "up6"
+# enables IPv6 on the client and the reals (never on rvs-dir's dp0: rvsd
+# owns it) with the addresses below, all "nodad" (no DAD wait), no router
+# solicitations, no RA. The director (rvsd) is 2001:db8::1 and 2001:db8:1::1.
+#   rvs-client:eth0  2001:db8::2/64, 2001:db8:1::/64 via 2001:db8::1
+#   rvs-rsN:eth0     2001:db8:1::1N/64, default via 2001:db8:1::1; the IPv6
+#                    DR/TUN VIPs 2001:db8::100 and ::102 on lo, replies from
+#                    them straight to 2001:db8::/64 (table 100, as IPv4)
+# and IPv6 twins of every server (httpd --bind ::, socat TCP6-LISTEN,
+# echod --ipv6, each IPv6-only next to the IPv4 one) plus tun-decap --ipv6 on
+# the TUN device ip6tun0 (IPv6-in-IPv6 and IPv4-in-IPv6 from the director).
+# FULLNAT IPv6 local addresses (2001:db8:1::200..) are rvsd's, on-link.
 #
 # Idempotent: "up" on a healthy topology with the same number of reals does
 # nothing; otherwise it tears down whatever exists and builds from scratch.
@@ -55,6 +71,17 @@ readonly TUN_DEV="ipip0"
 readonly CLIENT_NET="10.0.0.0/24"
 readonly DR_TABLE=100
 readonly MAX_REALS=9
+
+# IPv6 (up6).
+readonly CLIENT_IP6="2001:db8::2"
+readonly DIR_IP6="2001:db8::1"          # rvsd on the client's subnet
+readonly DIR_NET_GW6="2001:db8:1::1"    # rvsd on the reals' subnet
+readonly DR_VIP6="2001:db8::100"
+readonly TUN_VIP6="2001:db8::102"
+readonly CLIENT_NET6="2001:db8::/64"
+readonly REAL_NET6="2001:db8:1::/64"
+readonly TUN6_DEV="ip6tun0"
+real_ip6() { echo "2001:db8:1::1$1"; }
 
 # Fixed, locally administered MACs make captures easy to read.
 readonly MAC_DIR="02:00:00:00:00:01"
@@ -323,8 +350,265 @@ PYEOF
     log "selfcheck passed"
 }
 
+# ---------------------------------------------------------------------------
+# up6 / down6: IPv6 on top of an "up" topology.
+# ---------------------------------------------------------------------------
+
+# The number of reals of the topology that is up (dies when none is).
+reals_up() {
+    [[ -f "$STATE_DIR/reals" ]] || die "topology is not up (run: $0 up)"
+    cat "$STATE_DIR/reals"
+}
+
+# ipv6_on NS IFNAME...: IPv6 on these interfaces (and on devices created
+# later: default) without DAD, router solicitations or RA.
+ipv6_on() {
+    local ns="$1" c
+    shift
+    for c in default "$@"; do
+        nsx "$ns" sysctl -qw "net.ipv6.conf.$c.accept_dad=0" "net.ipv6.conf.$c.dad_transmits=0" \
+            "net.ipv6.conf.$c.accept_ra=0" "net.ipv6.conf.$c.router_solicitations=0" \
+            "net.ipv6.conf.$c.forwarding=0"
+    done
+    for c in default "$@"; do
+        nsx "$ns" sysctl -qw "net.ipv6.conf.$c.disable_ipv6=0"
+    done
+}
+
+# ipv6_off NS: IPv6 off again on every interface of NS (this removes its
+# IPv6 addresses and routes), as make_ns left it.
+ipv6_off() {
+    local ns="$1" dev
+    for dev in $(nsx "$ns" ls /proc/sys/net/ipv6/conf); do
+        nsx "$ns" sysctl -qw "net.ipv6.conf.$dev.disable_ipv6=1" 2>/dev/null || true
+    done
+}
+
+# Stop the IPv6 servers of every real (pid files *.6-*.pid).
+stop_ipv6_daemons() {
+    local f pid i
+    for f in "$STATE_DIR"/*.6-*.pid; do
+        [[ -e "$f" ]] || continue
+        pid="$(cat "$f")"
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < 30; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        rm -f "$f"
+    done
+}
+
+topology_down6() {
+    local reals n ns
+    [[ -f "$STATE_DIR/reals" ]] || return 0
+    reals="$(cat "$STATE_DIR/reals")"
+    stop_ipv6_daemons
+    for ((n = 1; n <= reals; n++)); do
+        ns="rvs-rs$n"
+        ns_exists "$ns" || continue
+        while nsx "$ns" ip -6 rule del table "$DR_TABLE" 2>/dev/null; do :; done
+        nsx "$ns" ip -6 route flush table "$DR_TABLE" 2>/dev/null || true
+        ipv6_off "$ns"
+    done
+    ns_exists "$NS_CLIENT" && ipv6_off "$NS_CLIENT"
+    if ns_exists "$NS_DIR"; then ipv6_off "$NS_DIR"; fi
+    rm -f "$STATE_DIR/ipv6"
+    log "down6"
+}
+
+start_real_services6() {
+    local n="$1" ns="rvs-rs$1" i
+    start_daemon "$ns" 6-httpd python3 "$HTTPD" --name "rs$n" --ports 80,8080 --bind ::
+    start_daemon "$ns" 6-echo socat TCP6-LISTEN:9000,fork,reuseaddr,ipv6only=1 SYSTEM:"echo rs$n; exec cat"
+    start_daemon "$ns" 6-echod python3 "$ECHOD" --name "rs$n" --tcp 9001 --udp 9053 --ipv6
+    start_daemon "$ns" 6-tundecap python3 "$TUN_DECAP" --ipv6 "$TUN6_DEV"
+    for ((i = 0; i < 100; i++)); do
+        nsx "$ns" ip link show "$TUN6_DEV" >/dev/null 2>&1 && break
+        sleep 0.05
+    done
+    nsx "$ns" ip link show "$TUN6_DEV" >/dev/null 2>&1 || {
+        cat "$STATE_DIR/$ns.6-tundecap.log" >&2 || true
+        die "tun-decap --ipv6 did not create $TUN6_DEV in $ns"
+    }
+    # IPv4-in-IPv6 inner packets come from clients not routed through it.
+    nsx "$ns" sysctl -qw "net.ipv4.conf.$TUN6_DEV.rp_filter=0"
+    nsx "$ns" sysctl -qw "net.ipv6.conf.$TUN6_DEV.disable_ipv6=0"
+    nsx "$ns" ip link set "$TUN6_DEV" up
+}
+
+# Wait until every real listens on [::]:80, 8080, 9000, 9001 and UDP 9053.
+wait_real_services6() {
+    local reals="$1" n i port ok
+    for ((n = 1; n <= reals; n++)); do
+        for ((i = 0; i < 100; i++)); do
+            ok=1
+            for port in 80 8080 9000 9001; do
+                nsx "rvs-rs$n" ss -Htln6 "sport = :$port" | grep -q LISTEN || ok=0
+            done
+            nsx "rvs-rs$n" ss -Huln6 "sport = :9053" | grep -q 9053 || ok=0
+            ((ok)) && break
+            sleep 0.1
+        done
+        ((ok)) || {
+            tail -n 20 "$STATE_DIR"/rvs-rs"$n".6-*.log >&2 || true
+            die "IPv6 servers in rvs-rs$n did not start"
+        }
+    done
+}
+
+topology_up6() {
+    local reals n ns vip
+    reals="$(reals_up)"
+    topology_down6
+    ipv6_on "$NS_CLIENT" lo eth0
+    nsx "$NS_CLIENT" ip -6 addr add "$CLIENT_IP6/64" dev eth0 nodad
+    nsx "$NS_CLIENT" ip -6 route add "$REAL_NET6" via "$DIR_IP6" dev eth0
+    for ((n = 1; n <= reals; n++)); do
+        ns="rvs-rs$n"
+        ipv6_on "$ns" lo eth0
+        nsx "$ns" ip -6 addr add "$(real_ip6 "$n")/64" dev eth0 nodad
+        nsx "$ns" ip -6 route add default via "$DIR_NET_GW6" dev eth0
+        # DR/TUN VIPs on lo (a Linux host answers NS only for addresses on
+        # the interface asked on, so never for these on eth0); replies from
+        # them go straight to the client's subnet, like IPv4's table.
+        for vip in "$DR_VIP6" "$TUN_VIP6"; do
+            nsx "$ns" ip -6 addr add "$vip/128" dev lo nodad
+            nsx "$ns" ip -6 rule add from "$vip" table "$DR_TABLE"
+        done
+        nsx "$ns" ip -6 route add "$CLIENT_NET6" dev eth0 table "$DR_TABLE"
+        start_real_services6 "$n"
+    done
+    wait_real_services6 "$reals"
+    echo up >"$STATE_DIR/ipv6"
+    log "up6: rvs-client $CLIENT_IP6, rvsd $DIR_IP6 / $DIR_NET_GW6, reals 1..$reals ($(real_ip6 1)..)"
+}
+
+# ---------------------------------------------------------------------------
+# selfcheck6: the IPv6 paths without rvsd, the kernel standing in (dp0 gets
+# IPv6 and the director's addresses for a while).
+# ---------------------------------------------------------------------------
+
+selfcheck6_cleanup() {
+    ipv6_off "$NS_DIR"
+    nsx "$NS_CLIENT" ip -6 neigh del "$DR_VIP6" dev eth0 2>/dev/null || true
+    flush_neighbours
+}
+
+topology_selfcheck6() {
+    local reals n out i rx
+    reals="$(reals_up)"
+    [[ -f "$STATE_DIR/ipv6" ]] || die "IPv6 is not up (run: $0 up6)"
+    if [[ -n "$(ip netns pids "$NS_DIR" 2>/dev/null)" ]]; then
+        die "processes are running in $NS_DIR (rvsd?); selfcheck6 needs it idle"
+    fi
+    SELFCHECK_FAILED=0
+    trap selfcheck6_cleanup EXIT
+    flush_neighbours
+
+    # 1. The IPv6 servers answer inside each real.
+    for ((n = 1; n <= reals; n++)); do
+        local a6
+        a6="$(real_ip6 "$n")"
+        check "rs$n http [::]:80" "rs$n" "$(nsx "rvs-rs$n" curl -s --max-time 2 "http://[$a6]/")"
+        check "rs$n http [::]:8080" "rs$n" "$(nsx "rvs-rs$n" curl -s --max-time 2 "http://[$a6]:8080/")"
+        out="$(printf 'ping\n' | nsx "rvs-rs$n" socat -t2 -T3 - "TCP6:[$a6]:9000" | tr '\n' ' ')"
+        check "rs$n echo [::]:9000" "rs$n ping " "$out"
+        out="$(printf 'ping\n' | nsx "rvs-rs$n" socat -t2 -T3 - "TCP6:[$a6]:9001" | tr '\n' ' ')"
+        check "rs$n echo [::]:9001" "rs$n ping " "$out"
+        out="$(printf 'ping\n' | nsx "rvs-rs$n" socat -t1 -T2 - "UDP6:[$a6]:9053" | tr '\n' ' ')"
+        check "rs$n udp echo [::]:9053" "rs$n ping " "$out"
+        check "rs$n IPv4 http :80 unchanged" "rs$n" "$(nsx "rvs-rs$n" curl -s --max-time 2 "http://10.1.0.1$n/")"
+    done
+
+    # 2. Nobody answers NS for the DR VIP while dp0 has no IPv6.
+    nsx "$NS_CLIENT" ping -6 -c1 -W1 "$DR_VIP6" >/dev/null 2>&1 || true
+    out="$(nsx "$NS_CLIENT" ip -6 neigh show "$DR_VIP6" dev eth0 | grep -o 'lladdr [0-9a-f:]*' || true)"
+    check "no real answers NS for the IPv6 DR VIP" "" "$out"
+
+    # 3. DR leg: the client sends to the VIP at rs N's MAC; rs N answers from
+    #    the VIP straight to the client (table $DR_TABLE).
+    for ((n = 1; n <= reals; n++)); do
+        nsx "$NS_CLIENT" ip -6 neigh replace "$DR_VIP6" lladdr "$(mac_real "$n")" dev eth0 nud permanent
+        check "IPv6 DR reply path rs$n -> client" "rs$n" \
+            "$(nsx "$NS_CLIENT" curl -s --max-time 2 "http://[$DR_VIP6]/")"
+    done
+    nsx "$NS_CLIENT" ip -6 neigh del "$DR_VIP6" dev eth0
+
+    # 4. NAT leg: the kernel routes in rvs-dir with the director's addresses.
+    ipv6_on "$NS_DIR" lo dp0
+    nsx "$NS_DIR" ip -6 addr add "$DIR_IP6/64" dev dp0 nodad
+    nsx "$NS_DIR" ip -6 addr add "$DIR_NET_GW6/64" dev dp0 nodad
+    nsx "$NS_DIR" sysctl -qw net.ipv6.conf.all.forwarding=1
+    for ((n = 1; n <= reals; n++)); do
+        check "IPv6 routed path client -> rs$n -> client" "rs$n" \
+            "$(nsx "$NS_CLIENT" curl -s --max-time 2 "http://[$(real_ip6 "$n")]/")"
+    done
+
+    # 5. TUN leg: rvs-dir sends each real IPv6-in-IPv6 (next header 41) and
+    #    IPv4-in-IPv6 (next header 4) holding a UDP datagram to the TUN VIP
+    #    :9053; the real decapsulates (tun-decap --ipv6) and answers the
+    #    client from the VIP.
+    for ((n = 1; n <= reals; n++)); do
+        local fam
+        for fam in 6 4; do
+            if [[ $fam == 6 ]]; then
+                nsx "$NS_CLIENT" timeout 3 socat -u "UDP6-RECV:40053,bind=[$CLIENT_IP6]" - \
+                    >"$STATE_DIR/selfcheck.tun6" 2>/dev/null &
+            else
+                nsx "$NS_CLIENT" timeout 3 socat -u "UDP4-RECV:40053,bind=$CLIENT_IP" - \
+                    >"$STATE_DIR/selfcheck.tun6" 2>/dev/null &
+            fi
+            rx=$!
+            for ((i = 0; i < 50; i++)); do
+                nsx "$NS_CLIENT" ss -Huln "sport = :40053" | grep -q 40053 && break
+                sleep 0.05
+            done
+            nsx "$NS_DIR" python3 - "$(real_ip6 "$n")" "$fam" "$CLIENT_IP6" "$TUN_VIP6" "$CLIENT_IP" \
+                "$TUN_VIP" <<'PYEOF'
+import socket, struct, sys
+real, fam, client6, vip6, client4, vip4 = sys.argv[1:7]
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+data = b"tun6 selfcheck\n"
+if fam == "6":
+    src, dst = socket.inet_pton(socket.AF_INET6, client6), socket.inet_pton(socket.AF_INET6, vip6)
+    udp = struct.pack("!HHHH", 40053, 9053, 8 + len(data), 0) + data
+    c = csum(src + dst + struct.pack("!IxxxB", len(udp), 17) + udp)
+    udp = udp[:6] + struct.pack("!H", c) + udp[8:]
+    inner = struct.pack("!IHBB", 6 << 28, len(udp), 17, 64) + src + dst + udp
+    proto = 41
+else:
+    udp = struct.pack("!HHHH", 40053, 9053, 8 + len(data), 0) + data
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0x4000, 64, 17, 0,
+                    socket.inet_aton(client4), socket.inet_aton(vip4))
+    inner = h[:10] + struct.pack("!H", csum(h)) + h[12:] + udp
+    proto = 4
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, proto)
+s.sendto(inner, (real, 0))
+PYEOF
+            wait "$rx" || true
+            check "TUN path: IPv$fam-in-IPv6 to rs$n decapsulated, answered from the VIP" \
+                "rs$n tun6 selfcheck " "$(tr '\n' ' ' <"$STATE_DIR/selfcheck.tun6")"
+        done
+    done
+
+    selfcheck6_cleanup
+    trap - EXIT
+    if ((SELFCHECK_FAILED)); then
+        die "selfcheck6 failed"
+    fi
+    log "selfcheck6 passed"
+}
+
 usage() {
-    echo "usage: $0 up [--reals N] | down | status | selfcheck" >&2
+    echo "usage: $0 up [--reals N] | down | status | selfcheck | up6 | down6 | selfcheck6" >&2
     exit 2
 }
 
@@ -346,6 +630,9 @@ main() {
         down) topology_down ;;
         status) topology_status ;;
         selfcheck) topology_selfcheck ;;
+        up6) topology_up6 ;;
+        down6) topology_down6 ;;
+        selfcheck6) topology_selfcheck6 ;;
         *) usage ;;
     esac
 }

@@ -10,12 +10,19 @@ unchanged, into a TUN device. The kernel then delivers it like any packet that
 arrived on that device: to the VIP held on `lo`, so real TCP/UDP servers answer
 the client directly.
 
-Usage: tun-decap.py [TUN-NAME]   (default ipip0; run as root inside the real
-server's network namespace; then `ip link set TUN-NAME up` and disable
-rp_filter on it, since the client is not routed through it).
+With --ipv6 it decapsulates tunnels over IPv6 instead (what the `ip6_tunnel`
+module does): IPv6-in-IPv6 (next header 41) and IPv4-in-IPv6 (next header 4),
+as IPVS's TUN mode sends them to an IPv6 real server. An IPv6 raw socket hands
+over the payload after the outer IPv6 header (and its extension headers), so
+that payload is the inner packet.
+
+Usage: tun-decap.py [--ipv6] [TUN-NAME]   (default ipip0; run as root inside
+the real server's network namespace; then `ip link set TUN-NAME up` and
+disable rp_filter on it, since the client is not routed through it).
 """
 import fcntl
 import os
+import select
 import socket
 import struct
 import sys
@@ -24,22 +31,44 @@ TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 IPPROTO_IPIP = 4
+IPPROTO_IPV6 = 41
+
+
+def inner_ok(inner: bytes, proto: int) -> bool:
+    """A plausible inner packet for the outer protocol: IPv4 (>= 20 bytes)
+    inside protocol 4, IPv6 (>= 40 bytes) inside next header 41."""
+    if proto == IPPROTO_IPIP:
+        return len(inner) >= 20 and inner[0] >> 4 == 4
+    return len(inner) >= 40 and inner[0] >> 4 == 6
 
 
 def main() -> None:
-    name = sys.argv[1] if len(sys.argv) > 1 else "ipip0"
+    args = sys.argv[1:]
+    ipv6 = "--ipv6" in args
+    args = [a for a in args if a != "--ipv6"]
+    name = args[0] if args else "ipip0"
     tun = os.open("/dev/net/tun", os.O_RDWR)
     fcntl.ioctl(tun, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
-    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_IPIP)
-    print(f"tun-decap: decapsulating IPIP into {name}", flush=True)
+    if ipv6:
+        # IPv6 raw sockets return the payload only: it is the inner packet.
+        socks = {socket.socket(socket.AF_INET6, socket.SOCK_RAW, proto): (False, proto)
+                 for proto in (IPPROTO_IPV6, IPPROTO_IPIP)}
+        print(f"tun-decap: decapsulating IPv6-in-IPv6 and IPv4-in-IPv6 into {name}", flush=True)
+    else:
+        # IPv4 raw sockets return the outer header too: strip it.
+        socks = {socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_IPIP): (True, IPPROTO_IPIP)}
+        print(f"tun-decap: decapsulating IPIP into {name}", flush=True)
     while True:
-        packet = raw.recv(65535)
-        if len(packet) < 20:
-            continue
-        outer_len = (packet[0] & 0x0F) * 4
-        inner = packet[outer_len:]
-        if len(inner) >= 20 and inner[0] >> 4 == 4:
-            os.write(tun, inner)
+        ready, _, _ = select.select(list(socks), [], [])
+        for raw in ready:
+            packet = raw.recv(65535)
+            strip, proto = socks[raw]
+            if strip:
+                if len(packet) < 20:
+                    continue
+                packet = packet[(packet[0] & 0x0F) * 4:]
+            if inner_ok(packet, proto):
+                os.write(tun, packet)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,14 @@ Answers every GET/HEAD on each given port with a body of exactly "<name>\\n"
 (e.g. "rs1\\n") so a client can tell which real server answered. Listens on
 0.0.0.0, so it accepts both the real's own address (NAT) and the VIP on lo
 (DR). HTTP/1.0: one request per connection, like `curl` sends.
+
+`--bind ::` listens on IPv6 only (IPV6_V6ONLY), next to an IPv4 instance on
+the same ports (deploy/topology.sh up6 starts one per real server).
 """
 import argparse
 import http.server
 import signal
+import socket
 import sys
 import threading
 
@@ -34,6 +38,16 @@ def make_handler(body: bytes):
     return Handler
 
 
+class Http6Server(http.server.ThreadingHTTPServer):
+    """The threading HTTP server on IPv6 only, so an IPv4 instance can hold
+    the same port on 0.0.0.0."""
+    address_family = socket.AF_INET6
+
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        super().server_bind()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--name", required=True, help="body to send, e.g. rs1")
@@ -44,7 +58,10 @@ def main() -> int:
     http.server.ThreadingHTTPServer.allow_reuse_address = True
     http.server.ThreadingHTTPServer.daemon_threads = True
     handler = make_handler((args.name + "\n").encode())
-    servers = [http.server.ThreadingHTTPServer((args.bind, int(p)), handler)
+    server_class = Http6Server if ":" in args.bind else http.server.ThreadingHTTPServer
+    server_class.allow_reuse_address = True
+    server_class.daemon_threads = True
+    servers = [server_class((args.bind, int(p)), handler)
                for p in args.ports.split(",") if p]
     for srv in servers:
         threading.Thread(target=srv.serve_forever, daemon=True).start()

@@ -1142,3 +1142,274 @@ def summary(values: list[float]) -> str:
         return "n=0"
     return (f"n={len(values)} min={min(values)} median={statistics.median(values)} "
             f"max={max(values)}")
+
+
+# ===========================================================================
+# IPv6 (issue 16): the lab's IPv6 plan (deploy/topology.sh up6), configs,
+# traffic and IPv6 frame parsing (test_76_ipv6.py)
+# ===========================================================================
+
+import ipaddress
+
+CLIENT_IP6 = "2001:db8::2"
+DIR_IPS6 = ("2001:db8::1", "2001:db8:1::1")
+DR_VIP6 = "2001:db8::100"
+NAT_VIP6 = "2001:db8::101"
+TUN_VIP6 = "2001:db8::102"
+FNAT_VIP6 = "2001:db8::103"
+NAT64_VIP = "2001:db8::104"
+MODE_VIPS6 = {"dr": DR_VIP6, "nat": NAT_VIP6, "tun": TUN_VIP6, "fullnat": FNAT_VIP6}
+LIPS6 = ("2001:db8:1::200", "2001:db8:1::201", "2001:db8:1::202", "2001:db8:1::203")
+NAT64_LIPS = ("10.1.0.204",)
+DIR_ADDRESSES6 = ["2001:db8::1/64", "2001:db8:1::1/64"]
+
+
+def real_ip6(n: int) -> str:
+    """Real server N's IPv6 address (rs1 2001:db8:1::11)."""
+    return f"2001:db8:1::1{n}"
+
+
+def real6(n: int, weight: int = 1, **extra) -> dict:
+    """Real server N by its IPv6 address, for a service's `reals`."""
+    return {"address": real_ip6(n), "weight": weight, **extra}
+
+
+def setup_topology6(reals: int = 2) -> None:
+    """The lab with IPv6 on the client and the reals (topology.sh up6)."""
+    setup_topology(reals)
+    topology("up6")
+
+
+def teardown_topology6() -> None:
+    """IPv6 off again (topology.sh down6), then the lab down as usual."""
+    topology("down6")
+    teardown_topology()
+
+
+def url6(addr: str, port: int = 80, path: str = "/") -> str:
+    """http://[addr]:port/path"""
+    return f"http://[{addr}]:{port}{path}"
+
+
+def mode_service6(protocol: str, mode: str, port: int, reals: list[dict], scheduler: str = "rr",
+                  lips: tuple[str, ...] = LIPS6[:2], **extra) -> dict:
+    """A service on the mode's IPv6 lab VIP (DR ::100, NAT ::101, TUN ::102,
+    FULLNAT ::103 with IPv6 local addresses)."""
+    svc = service(protocol, MODE_VIPS6[mode], port, scheduler, mode, reals)
+    if mode == "fullnat":
+        svc["local_addresses"] = list(lips)
+    svc.update(extra)
+    return svc
+
+
+def nat64_service(protocol: str, port: int, reals: list[dict], scheduler: str = "rr",
+                  lips: tuple[str, ...] = NAT64_LIPS, **extra) -> dict:
+    """NAT64: the IPv6 VIP 2001:db8::104 served by IPv4 reals through FULLNAT
+    with IPv4 local addresses."""
+    svc = service(protocol, NAT64_VIP, port, scheduler, "fullnat", reals)
+    svc["local_addresses"] = list(lips)
+    svc.update(extra)
+    return svc
+
+
+def make_config6(services: list[dict], **kw) -> dict:
+    """make_config with the director's IPv6 addresses on the port too."""
+    cfg = make_config(services, **kw)
+    cfg["ports"][0]["addresses"] = cfg["ports"][0]["addresses"] + DIR_ADDRESSES6
+    return cfg
+
+
+def udp_requests6(vip: str, port: int, count: int, ns: str = NS_CLIENT,
+                  timeout: float = 2.0) -> list[str]:
+    """udp_requests over IPv6: each datagram from a new socket (a new flow);
+    the reply's first line ("rsN"), "ERR" for none, "BAD" when the echo
+    differs."""
+    answers = []
+    for i in range(count):
+        s = ns_socket(ns, socket.AF_INET6, socket.SOCK_DGRAM)
+        s.settimeout(timeout)
+        payload = f"datagram6 {i} {random.getrandbits(64):016x}\n".encode()
+        try:
+            s.connect((vip, port))
+            s.send(payload)
+            reply = s.recv(65535)
+            banner, _, rest = reply.partition(b"\n")
+            answers.append(banner.decode() if rest == payload else "BAD")
+        except OSError:
+            answers.append("ERR")
+        finally:
+            s.close()
+    return answers
+
+
+def ip6_str(b: bytes) -> str:
+    """Compressed text form of a 16-byte IPv6 address."""
+    return str(ipaddress.IPv6Address(bytes(b)))
+
+
+# IPv6 extension headers walked to the upper-layer protocol (RFC 8200 4.1).
+_IPV6_EXT = {0, 43, 60, 135, 139, 140}
+_IPV6_FRAGMENT = 44
+
+
+@dataclass
+class Packet6:
+    """One captured Ethernet frame carrying IPv6, decoded as far as
+    TCP/UDP/ICMPv6 (see ipv6_of)."""
+    frame: bytes
+    eth_dst: str = ""
+    eth_src: str = ""
+    ip: bytes = b""            # the whole IPv6 packet (header + payload length)
+    ip_src: str = ""
+    ip_dst: str = ""
+    hlim: int = 0
+    tclass: int = 0
+    flow: int = 0
+    next_header: int = 0       # the first header after the fixed one
+    proto: int = 0             # the upper-layer protocol after extension headers (44 if fragmented)
+    l4: bytes = b""            # the upper-layer segment (TCP/UDP/ICMPv6 header + data)
+    sport: int = 0
+    dport: int = 0
+    seq: int = 0
+    ack: int = 0
+    flags: int = 0
+    payload: bytes = b""
+    icmp_type: int = -1
+    icmp_code: int = -1
+
+    @property
+    def is_tcp(self) -> bool:
+        return self.proto == 6
+
+    @property
+    def syn(self) -> bool:
+        return self.is_tcp and bool(self.flags & 0x02) and not self.flags & 0x10
+
+    def l4_checksum_ok(self) -> bool:
+        """TCP/UDP/ICMPv6 checksum over the IPv6 pseudo header."""
+        if self.proto not in (6, 17, 58):
+            return False
+        pseudo = self.ip[8:40] + struct.pack("!I3xB", len(self.l4), self.proto)
+        return inet_checksum(pseudo + self.l4) == 0
+
+    def inner(self) -> "Packet6 | Packet | None":
+        """The packet a tunnel carries: IPv6 (next header 41) or IPv4 (4)."""
+        if self.proto == 41:
+            return ipv6_of_ip(self.l4)
+        if self.proto == 4:
+            return parse_frame(b"\0" * 12 + b"\x08\x00" + self.l4)
+        return None
+
+    def __repr__(self) -> str:
+        if self.proto in (6, 17):
+            return (f"<{self.eth_src}>{self.eth_dst} [{self.ip_src}]:{self.sport}>[{self.ip_dst}]:"
+                    f"{self.dport} p={self.proto} hlim={self.hlim} seq={self.seq} flags={self.flags:#x} "
+                    f"len={len(self.payload)}>")
+        if self.proto == 58:
+            return (f"<{self.eth_src}>{self.eth_dst} {self.ip_src}>{self.ip_dst} icmp6 "
+                    f"type={self.icmp_type} code={self.icmp_code} len={len(self.l4)}>")
+        return f"<{self.eth_src}>{self.eth_dst} {self.ip_src}>{self.ip_dst} nh={self.next_header} p={self.proto}>"
+
+
+def ipv6_of_ip(ip: bytes, p: Packet6 | None = None) -> Packet6 | None:
+    """Decode an IPv6 packet (no Ethernet header); None if it is not one."""
+    if len(ip) < 40 or ip[0] >> 4 != 6:
+        return None
+    p = p or Packet6(frame=b"")
+    (vtf, plen, nh, p.hlim) = struct.unpack("!IHBB", ip[:8])
+    p.tclass, p.flow = (vtf >> 20) & 0xFF, vtf & 0xFFFFF
+    p.ip = ip[:40 + plen]
+    p.ip_src, p.ip_dst = ip6_str(ip[8:24]), ip6_str(ip[24:40])
+    p.next_header = nh
+    off = 40
+    while nh in _IPV6_EXT and off + 8 <= len(p.ip):
+        nh, hlen = p.ip[off], (p.ip[off + 1] + 1) * 8
+        off += hlen
+    p.proto = nh
+    p.l4 = p.ip[off:]
+    seg = p.l4
+    if nh == 6 and len(seg) >= 20:
+        p.sport, p.dport, p.seq, p.ack, off_flags = struct.unpack("!HHIIH", seg[:14])
+        p.flags = off_flags & 0x1FF
+        p.payload = seg[(off_flags >> 12) * 4:]
+    elif nh == 17 and len(seg) >= 8:
+        p.sport, p.dport = struct.unpack("!HH", seg[:4])
+        p.payload = seg[8:]
+    elif nh == 58 and len(seg) >= 4:
+        p.icmp_type, p.icmp_code = seg[0], seg[1]
+        p.payload = seg[4:]
+    return p
+
+
+def ipv6_of(pkt: "Packet") -> Packet6 | None:
+    """The IPv6 decoding of a captured frame (Capture.stop() packets), or
+    None when it is not IPv6 (ethertype 0x86dd)."""
+    f = pkt.frame
+    if len(f) < 54 or struct.unpack("!H", f[12:14])[0] != 0x86DD:
+        return None
+    p = Packet6(frame=f, eth_dst=mac_str(f[0:6]), eth_src=mac_str(f[6:12]))
+    return ipv6_of_ip(f[14:], p)
+
+
+def packets6(packets: list["Packet"]) -> list[Packet6]:
+    """The IPv6 frames of a capture, decoded."""
+    return [p6 for p6 in (ipv6_of(p) for p in packets) if p6 is not None]
+
+
+def tcp_options6(p: Packet6) -> list[tuple[int, bytes]]:
+    """(kind, data) of every TCP option of a captured IPv6 TCP packet."""
+    seg = p.l4
+    if p.proto != 6 or len(seg) < 20:
+        return []
+    hl = (seg[12] >> 4) * 4
+    opts, i, out = seg[20:hl], 0, []
+    while i < len(opts):
+        kind = opts[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= len(opts) or opts[i + 1] < 2:
+            break
+        length = opts[i + 1]
+        out.append((kind, bytes(opts[i + 2:i + length])))
+        i += length
+    return out
+
+
+def toa6_of(p: Packet6) -> tuple[str, int] | None:
+    """DPVS's IPv6 TOA option (kind 254, length 20: port, 16-byte IPv6
+    address) of an IPv6 TCP packet, if any: (address, port)."""
+    for kind, data in tcp_options6(p):
+        if kind == 254 and len(data) == 18:
+            return ip6_str(data[2:18]), struct.unpack("!H", data[:2])[0]
+    return None
+
+
+def nd_target(p: Packet6) -> str | None:
+    """The target address of a Neighbor Solicitation (135) or Advertisement
+    (136), else None."""
+    if p.proto == 58 and p.icmp_type in (135, 136) and len(p.l4) >= 24:
+        return ip6_str(p.l4[8:24])
+    return None
+
+
+def nd_link_addr(p: Packet6) -> str | None:
+    """The link-layer address option of an NS (source, type 1) or NA
+    (target, type 2), else None."""
+    if p.proto != 58 or p.icmp_type not in (135, 136):
+        return None
+    opts, i = p.l4[24:], 0
+    while i + 2 <= len(opts) and opts[i + 1]:
+        if opts[i] in (1, 2) and opts[i + 1] == 1 and i + 8 <= len(opts):
+            return mac_str(opts[i + 2:i + 8])
+        i += opts[i + 1] * 8
+    return None
+
+
+def neighbour6(ns: str, addr: str, dev: str = "eth0") -> str | None:
+    """The MAC `ns` has for IPv6 `addr` (ip -6 neigh), or None."""
+    out = nsx(ns, ["ip", "-6", "neigh", "show", addr, "dev", dev], check=False).stdout
+    m = re.search(r"lladdr ([0-9a-f:]{17})", out)
+    return m.group(1) if m else None
