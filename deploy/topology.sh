@@ -368,7 +368,7 @@ ipv6_on() {
     for c in default "$@"; do
         nsx "$ns" sysctl -qw "net.ipv6.conf.$c.accept_dad=0" "net.ipv6.conf.$c.dad_transmits=0" \
             "net.ipv6.conf.$c.accept_ra=0" "net.ipv6.conf.$c.router_solicitations=0" \
-            "net.ipv6.conf.$c.forwarding=0"
+            "net.ipv6.conf.$c.forwarding=0" "net.ipv6.conf.$c.accept_redirects=0"
     done
     for c in default "$@"; do
         nsx "$ns" sysctl -qw "net.ipv6.conf.$c.disable_ipv6=0"
@@ -490,10 +490,19 @@ topology_up6() {
 # IPv6 and the director's addresses for a while).
 # ---------------------------------------------------------------------------
 
+# The kernel director of step 4 forwards client <-> real traffic back out of
+# dp0 and so sends ICMPv6 redirects ("the client is on-link"); a real that
+# took one would answer NAT clients directly afterwards. Reals do not accept
+# redirects (ipv6_on), and the route caches are flushed here all the same.
 selfcheck6_cleanup() {
     ipv6_off "$NS_DIR"
     nsx "$NS_CLIENT" ip -6 neigh del "$DR_VIP6" dev eth0 2>/dev/null || true
     flush_neighbours
+    local ns
+    for ns in $(lab_namespaces); do
+        nsx "$ns" ip -6 neigh flush all 2>/dev/null || true
+        nsx "$ns" ip -6 route flush cache 2>/dev/null || true
+    done
 }
 
 topology_selfcheck6() {
