@@ -129,25 +129,13 @@ impl<F: Frame> Processor<F> {
         let Some(ip_bytes) = data.get_mut(l2_len..) else {
             return Action::Drop(Counter::DropMalformed);
         };
-        let upper = match l4v6::locate(ip_bytes) {
-            Ok(u) => u,
-            Err(FwdError::Untranslatable(_)) => return Action::Drop(Counter::DropFragment),
-            Err(_) => return Action::Drop(Counter::DropMalformed),
+        let pkt = match classify6(ip_bytes) {
+            Kind6::Flow(pkt) => pkt,
+            Kind6::Other => return self.not_balanced6(port, dst),
+            Kind6::Drop(reason) => return Action::Drop(reason),
         };
-        if upper.fragment.is_some_and(|f| !f.is_atomic()) {
-            return Action::Drop(Counter::DropFragment);
-        }
-        let l4 = match upper.protocol {
-            next_header::TCP | next_header::UDP => match l4v6::transport(ip_bytes) {
-                Ok(_) => ip_bytes.get(upper.offset..).and_then(|l4| parse_l4(upper.protocol, l4)),
-                Err(_) => None,
-            },
-            _ => return self.not_balanced6(port, dst),
-        };
-        let Some(l4) = l4 else { return Action::Drop(Counter::DropMalformed) };
-        let key = FlowKey6 { proto: upper.protocol, src, dst, sport: l4.sport, dport: l4.dport };
-        let pkt = FlowPacket6 { key, l4, ip_len: ip_len as u16 };
-        self.flow_packet6(port, ip_bytes, l2_len, &pkt, now_ms, redirected, out)
+        let hash = self.conns6.hash(&pkt.key);
+        self.flow_packet6(port, ip_bytes, l2_len, &pkt, hash, now_ms, redirected, out)
     }
 
     /// An IPv6 packet that is not part of a balanced flow. The kernel's
@@ -203,21 +191,23 @@ impl<F: Frame> Processor<F> {
         }
     }
 
-    /// The packet `pkt` of an IPv6 flow: its connection's, or a new connection's first.
+    /// The packet `pkt` of an IPv6 flow whose key hashes to `hash`: its
+    /// connection's, or a new connection's first.
     #[allow(clippy::too_many_arguments)]
-    fn flow_packet6(
+    pub(super) fn flow_packet6(
         &mut self,
         port: u16,
         ip_bytes: &mut [u8],
         l2_len: usize,
         pkt: &FlowPacket6,
+        hash: u64,
         now_ms: u64,
         redirected: bool,
         out: &mut Output<F>,
     ) -> Action {
         let (key, l4) = (pkt.key, pkt.l4);
         let timeouts = self.snapshot.timeouts;
-        if let Some((id, dir)) = self.conns6.lookup(&key, now_ms) {
+        if let Some((id, dir)) = self.conns6.lookup_hashed(&key, hash, now_ms) {
             let Some(mut conn) = self.conns6.get(id).copied() else {
                 return Action::Drop(Counter::DropNoConnection);
             };
@@ -620,6 +610,55 @@ impl<F: Frame> Processor<F> {
         self.count_traffic(&conn, dir, u64::from(ip_len));
         self.counters.inc(Counter::ReplyPackets);
         Some(Action::Nat64Out { l2_len, vip: sock(conn.vip), client: sock(conn.client), seq_delta: conn.seq_delta })
+    }
+}
+
+/// What an IPv6 packet that is no neighbour discovery or echo for us is.
+enum Kind6 {
+    /// A TCP or UDP packet of a flow.
+    Flow(FlowPacket6),
+    /// Another protocol (ICMPv6 among them).
+    Other,
+    /// Dropped, for this reason.
+    Drop(Counter),
+}
+
+/// Parses an IPv6 packet (`ip` from its header on) once: header, extension
+/// headers (a non-first fragment carries no ports; an atomic fragment is a
+/// whole packet), the TCP/UDP header.
+fn classify6(ip: &[u8]) -> Kind6 {
+    let Ok(pkt) = Ipv6Packet::new_checked(ip) else { return Kind6::Drop(Counter::DropMalformed) };
+    let (src, dst, ip_len) = (pkt.src_addr(), pkt.dst_addr(), 40 + usize::from(pkt.payload_len()));
+    if src.to_ipv4_mapped().is_some() || dst.to_ipv4_mapped().is_some() {
+        return Kind6::Drop(Counter::DropIpv4Mapped);
+    }
+    let upper = match l4v6::locate(ip) {
+        Ok(u) => u,
+        Err(FwdError::Untranslatable(_)) => return Kind6::Drop(Counter::DropFragment),
+        Err(_) => return Kind6::Drop(Counter::DropMalformed),
+    };
+    if upper.fragment.is_some_and(|f| !f.is_atomic()) {
+        return Kind6::Drop(Counter::DropFragment);
+    }
+    if !matches!(upper.protocol, next_header::TCP | next_header::UDP) {
+        return Kind6::Other;
+    }
+    let l4 = l4v6::transport(ip).ok().and_then(|_| ip.get(upper.offset..)).and_then(|l4| parse_l4(upper.protocol, l4));
+    let Some(l4) = l4 else { return Kind6::Drop(Counter::DropMalformed) };
+    let key = FlowKey6 { proto: upper.protocol, src, dst, sport: l4.sport, dport: l4.dport };
+    Kind6::Flow(FlowPacket6 { key, l4, ip_len: ip_len as u16 })
+}
+
+/// The burst's parse stage for an IPv6 frame: the flow packet of a unicast
+/// TCP/UDP packet, None for everything else (which takes the frame path and
+/// is decided there).
+pub(super) fn parse_flow6(ip: &[u8]) -> Option<FlowPacket6> {
+    if Ipv6Packet::new_checked(ip).ok()?.dst_addr().is_multicast() {
+        return None;
+    }
+    match classify6(ip) {
+        Kind6::Flow(pkt) => Some(pkt),
+        _ => None,
     }
 }
 

@@ -1,8 +1,9 @@
 //! The packet path over a burst, in stages (VPP's vectors, DPVS's rx prefetch).
 //!
 //! 1. **Parse** every frame once into a descriptor: Ethernet (the port's
-//!    VLAN, our MAC, IPv4), the IPv4 header and its checksum, the TCP/UDP
-//!    header, the flow key and its hash. Frames that are not a flow's
+//!    VLAN, our MAC, IPv4 or IPv6), the IPv4 header and its checksum or the
+//!    IPv6 header and its extension headers, the TCP/UDP header, the flow
+//!    key and its hash (in the connection table of its family). Frames that are not a flow's
 //!    unfragmented TCP/UDP packet for us (ARP, ICMP, fragments, multicast,
 //!    anything malformed or foreign) get no descriptor: they take the
 //!    frame-at-a-time path ([`Processor::handle`]), which parses them again
@@ -24,10 +25,19 @@ use super::*;
 pub(super) struct Desc {
     /// Ethernet header length.
     l2_len: usize,
-    /// The flow packet.
-    pkt: FlowPacket,
-    /// The hash of its key in the connection table.
+    /// The flow packet, of either family.
+    pkt: DescPacket,
+    /// The hash of its key in its family's connection table.
     hash: u64,
+}
+
+/// A descriptor's flow packet.
+#[derive(Clone, Copy, Debug)]
+enum DescPacket {
+    /// IPv4.
+    V4(FlowPacket),
+    /// IPv6.
+    V6(ipv6::FlowPacket6),
 }
 
 impl<F: Frame> Processor<F> {
@@ -41,13 +51,18 @@ impl<F: Frame> Processor<F> {
             self.counters.inc(Counter::RxPackets);
             self.counters.add(Counter::RxBytes, frame.len() as u64);
             let desc = self.parse_for_burst(port, frame);
-            if let Some(d) = &desc {
-                self.conns.prefetch_index(d.hash);
+            match desc.map(|d| (d.pkt, d.hash)) {
+                Some((DescPacket::V4(_), hash)) => self.conns.prefetch_index(hash),
+                Some((DescPacket::V6(_), hash)) => self.conns6.prefetch_index(hash),
+                None => {}
             }
             descs.push(desc);
         }
         for d in descs.iter().flatten() {
-            self.conns.prefetch_slot(d.hash);
+            match d.pkt {
+                DescPacket::V4(_) => self.conns.prefetch_slot(d.hash),
+                DescPacket::V6(_) => self.conns6.prefetch_slot(d.hash),
+            }
         }
         for (frame, desc) in frames.drain(..).zip(descs.iter()) {
             match desc {
@@ -64,10 +79,17 @@ impl<F: Frame> Processor<F> {
     fn parse_for_burst(&mut self, port: u16, frame: &mut F) -> Option<Desc> {
         let (port_mac, port_vlan) = self.snapshot.ports.get(usize::from(port)).map(|p| (p.mac, p.vlan))?;
         let eth = EthernetFrame::new_checked(frame.data()).ok()?;
-        if eth.vlan_id().filter(|&vid| vid != 0) != port_vlan || eth.dst_mac() != port_mac || eth.ethertype() != ethertype::IPV4 {
+        if eth.vlan_id().filter(|&vid| vid != 0) != port_vlan || eth.dst_mac() != port_mac {
             return None;
         }
         let l2_len = eth.header_len();
+        if eth.ethertype() == ethertype::IPV6 {
+            let pkt = ipv6::parse_flow6(frame.data().get(l2_len..)?)?;
+            return Some(Desc { l2_len, pkt: DescPacket::V6(pkt), hash: self.conns6.hash(&pkt.key) });
+        }
+        if eth.ethertype() != ethertype::IPV4 {
+            return None;
+        }
         let rx_csum = frame.rx_ipv4_checksum();
         let ip = frame.data_mut().get_mut(l2_len..)?;
         // Frames without a descriptor are parsed (and counted) again on the slow path.
@@ -76,14 +98,15 @@ impl<F: Frame> Processor<F> {
             self.counters.inc(Counter::RxIpv4CsumHw);
         }
         self.complete_partial_checksum(port, ip, &pkt);
-        Some(Desc { l2_len, pkt, hash: self.conns.hash(&pkt.key) })
+        Some(Desc { l2_len, pkt: DescPacket::V4(pkt), hash: self.conns.hash(&pkt.key) })
     }
 
     /// Stage 3 for a frame with a descriptor.
     fn forward_flow(&mut self, port: u16, mut frame: F, d: &Desc, now_ms: u64, out: &mut Output<F>) {
-        let action = match frame.data_mut().get_mut(d.l2_len..) {
-            Some(ip) => self.flow_packet(port, ip, d.l2_len, &d.pkt, d.hash, now_ms, false, out),
-            None => Action::Drop(Counter::DropMalformed),
+        let action = match (frame.data_mut().get_mut(d.l2_len..), d.pkt) {
+            (Some(ip), DescPacket::V4(pkt)) => self.flow_packet(port, ip, d.l2_len, &pkt, d.hash, now_ms, false, out),
+            (Some(ip), DescPacket::V6(pkt)) => self.flow_packet6(port, ip, d.l2_len, &pkt, d.hash, now_ms, false, out),
+            (None, _) => Action::Drop(Counter::DropMalformed),
         };
         self.apply(port, frame, action, now_ms, out);
     }

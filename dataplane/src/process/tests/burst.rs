@@ -39,6 +39,19 @@ fn pool() -> Vec<Vec<u8>> {
         frames.push(udp(CLIENT, sport, NAT_VIP, 53));
         frames.push(udp(RS2, 8080, CLIENT, sport));
     }
+    // IPv6 flows both ways, a solicitation for a VIP, a mapped address (not
+    // FULLNAT or NAT64 flows: each processor's local ports start at a random
+    // point of its share, so two processors pick different ones).
+    for sport in [40100u16, 40101] {
+        for vip in [ipv6::DR6, ipv6::NAT6, ipv6::TUN6] {
+            frames.push(ipv6::tcp6(CLIENT_MAC, (ipv6::CLIENT6, sport), (vip, 80), true, false, b""));
+            frames.push(ipv6::tcp6(CLIENT_MAC, (ipv6::CLIENT6, sport), (vip, 80), false, true, b"GET /"));
+        }
+        frames.push(ipv6::tcp6(RS1_MAC, (ipv6::RS6, 8080), (ipv6::CLIENT6, sport), true, true, b""));
+        frames.push(ipv6::tcp4(RS1_MAC, (RS1, 8080), (ipv6::LIP4, sport), b""));
+    }
+    frames.push(ipv6::solicitation(CLIENT_MAC, ipv6::CLIENT6, ipv6::NAT6));
+    frames.push(ipv6::tcp6(CLIENT_MAC, (Ipv4Addr::new(10, 9, 9, 9).to_ipv6_mapped(), 1), (ipv6::NAT6, 80), true, false, b""));
     // No service, someone else's address, our own address.
     frames.push(tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 41000), (NAT_VIP, 81), flags::SYN, b""));
     frames.push(tcp(CLIENT_MAC, DIR_MAC, (CLIENT, 41000), (REMOTE, 80), flags::SYN, b""));
@@ -104,7 +117,7 @@ fn produced(out: &mut Output<VecFrame>) -> String {
 
 fn check_same(picks: &[usize], cuts: &[usize], workers: usize) -> Result<(), TestCaseError> {
     let frames = pool();
-    let snap = snapshot(1, nat_reals());
+    let snap = ipv6::snapshot6(1500);
     let mut one = Processor::<VecFrame>::for_worker(Arc::clone(&snap), 64, 0, workers);
     let mut burst = Processor::<VecFrame>::for_worker(snap, 64, 0, workers);
     let mut out_one = Output::with_capacity(32);
@@ -114,6 +127,10 @@ fn check_same(picks: &[usize], cuts: &[usize], workers: usize) -> Result<(), Tes
         for (ip, mac) in [(CLIENT, CLIENT_MAC), (RS1, RS1_MAC), (GATEWAY, OTHER_MAC)] {
             let target = if ip.octets()[1] == 0 { DIR_OUT } else { DIR_IN };
             p.handle(0, VecFrame::new(&arp_frame(mac, DIR_MAC, arp::op::REPLY, mac, ip, DIR_MAC, target)), 0, &mut out);
+        }
+        for (ip, mac) in [(ipv6::CLIENT6, CLIENT_MAC), (ipv6::RS6, RS1_MAC)] {
+            p.handle(0, VecFrame::new(&ipv6::solicitation(mac, ip, ipv6::DIR6_OUT)), 0, &mut out);
+            p.handle(0, VecFrame::new(&ipv6::advertisement(mac, ip)), 0, &mut out);
         }
     }
     let mut at = 0;

@@ -11,24 +11,24 @@ use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use super::*;
 use crate::snapshot::{InterfaceAddr6, Route6};
 
-const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
-const DIR6_OUT: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+pub(super) const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+pub(super) const DIR6_OUT: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
 const DIR6_IN: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
-const DR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
-const NAT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x101);
-const TUN6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x102);
-const FNAT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x103);
-const NAT64: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x104);
-const RS6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x11);
-const LIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x200);
-const LIP4: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 204);
+pub(super) const DR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+pub(super) const NAT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x101);
+pub(super) const TUN6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x102);
+pub(super) const FNAT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x103);
+pub(super) const NAT64: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x104);
+pub(super) const RS6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x11);
+pub(super) const LIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x200);
+pub(super) const LIP4: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 204);
 
 fn svc(vip: Ipv6Addr, port: u16, real: RealServer) -> Service {
     Service::new(ServiceKey { protocol: Protocol::Tcp, vip: vip.into(), port }, SchedulerKind::Rr, vec![real])
 }
 
 /// The IPv4 test snapshot plus IPv6 addresses, routes and one service per mode.
-fn snapshot6(mtu: u16) -> Arc<Snapshot> {
+pub(super) fn snapshot6(mtu: u16) -> Arc<Snapshot> {
     let mut s = (*snapshot(1, nat_reals())).clone();
     s.ports[0].mtu = mtu;
     s.addresses6 =
@@ -70,7 +70,7 @@ fn processor6(mtu: u16) -> Processor<VecFrame> {
 }
 
 /// An ICMPv6 neighbour solicitation from `src` at `mac` for `target`, to its solicited-node address.
-fn solicitation(mac: MacAddr, src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
+pub(super) fn solicitation(mac: MacAddr, src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
     let t = target.octets();
     let dst = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00 | u16::from(t[13]), u16::from_be_bytes([t[14], t[15]]));
     let mut body = vec![0u8; 4];
@@ -82,7 +82,7 @@ fn solicitation(mac: MacAddr, src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
 }
 
 /// A solicited, overriding advertisement for `ip` at `mac`, to the director.
-fn advertisement(mac: MacAddr, ip: Ipv6Addr) -> Vec<u8> {
+pub(super) fn advertisement(mac: MacAddr, ip: Ipv6Addr) -> Vec<u8> {
     let mut body = ip.octets().to_vec();
     body.extend_from_slice(&[2, 1]);
     body.extend_from_slice(&mac.0);
@@ -106,7 +106,7 @@ fn icmpv6_frame(
 }
 
 /// A TCP frame over IPv6, hop limit 64.
-fn tcp6(src_mac: MacAddr, src: (Ipv6Addr, u16), dst: (Ipv6Addr, u16), syn: bool, ack: bool, payload: &[u8]) -> Vec<u8> {
+pub(super) fn tcp6(src_mac: MacAddr, src: (Ipv6Addr, u16), dst: (Ipv6Addr, u16), syn: bool, ack: bool, payload: &[u8]) -> Vec<u8> {
     let mut b = PacketBuilder::ethernet2(src_mac.0, DIR_MAC.0).ipv6(src.0.octets(), dst.0.octets(), 64).tcp(src.1, dst.1, 1000, 64240);
     if syn {
         b = b.syn();
@@ -120,7 +120,7 @@ fn tcp6(src_mac: MacAddr, src: (Ipv6Addr, u16), dst: (Ipv6Addr, u16), syn: bool,
 }
 
 /// A TCP frame over IPv4 (a NAT64 real server's reply), TTL 64.
-fn tcp4(src_mac: MacAddr, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), payload: &[u8]) -> Vec<u8> {
+pub(super) fn tcp4(src_mac: MacAddr, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), payload: &[u8]) -> Vec<u8> {
     let b = PacketBuilder::ethernet2(src_mac.0, DIR_MAC.0)
         .ipv4(src.0.octets(), dst.0.octets(), 64)
         .tcp(src.1, dst.1, 7000, 64240)
