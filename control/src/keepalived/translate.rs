@@ -123,7 +123,7 @@ pub const UNSUPPORTED_KEYWORDS: &[(&str, &str, &str)] = &[
     ("virtual_server", "limit_proportion", "rvs has no rate limits"),
     ("virtual_server", "hash_target", "use lb_algo with mh-port / sh-port"),
     ("virtual_server", "proxy_protocol", "not implemented"),
-    ("virtual_server", "ip_family", "rvs is IPv4 only"),
+    ("virtual_server", "ip_family", "a service's family is its address's"),
     ("real_server", "delay_loop", "give delay_loop in the virtual_server"),
     ("real_server", "warmup", "not implemented"),
     ("real_server", "rise", "not implemented"),
@@ -278,7 +278,7 @@ fn secs(n: &Node, s: &str, min: f64) -> R<f64> {
 
 fn ipv4(n: &Node, s: &str) -> R<Ipv4Addr> {
     if s.contains(':') {
-        return Err(err_unsupported(n, &n.keyword, format!("`{s}`: IPv6 addresses (rvs is IPv4 only)")));
+        return Err(err_unsupported(n, &n.keyword, format!("`{s}`: an IPv6 address, where `{}` takes an IPv4 one", n.keyword)));
     }
     s.parse().map_err(|_| err_invalid(n, format!("`{s}` is not an IPv4 address")))
 }
