@@ -1292,6 +1292,9 @@ fn check_restart_only(current: &Config, new: &Config) -> Result<(), ApiError> {
     if new.conn_table_size != current.conn_table_size {
         return Err(refuse("conn_table_size", current.conn_table_size));
     }
+    if new.conn_table_size_ipv6 != current.conn_table_size_ipv6 {
+        return Err(refuse("conn_table_size_ipv6", current.conn_table_size_ipv6));
+    }
     if new.bgp != current.bgp {
         return Err(refuse("bgp", &current.bgp));
     }

@@ -86,6 +86,7 @@ fn mutations() -> Vec<(&'static str, Value, Outcome)> {
         ("mbufs", json!(16383), Refused),
         ("idle_sleep_us", json!(10), Refused),
         ("conn_table_size", json!(1024), Refused),
+        ("conn_table_size_ipv6", json!(4096), Refused),
         ("api", json!({ "listen": "127.0.0.1:9191" }), Refused),
         (
             "ports",
