@@ -11,15 +11,15 @@
 //!
 //! What IPv6 does not have yet here, each said where it is refused: the SYN
 //! proxy, persistence, `sloppy` adoption, the new-connection rate bound of
-//! the SYN-flood defences, connection sync and listings of IPv6 connections,
-//! ICMPv6 errors about a connection's packets (dropped and counted), and
-//! fragments other than atomic ones.
+//! the SYN-flood defences, connection sync of IPv6 connections, ICMP errors
+//! about NAT64 connections (dropped and counted: not translated between the
+//! families), and fragments other than atomic ones.
 
 use std::net::{Ipv6Addr, SocketAddrV6};
 
 use super::*;
 use crate::conn::OptAddrV6;
-use crate::fwd::{fnat6, hop6, l4v6, nat6, nat64};
+use crate::fwd::{fnat6, hop6, icmp6_err, l4v6, nat6, nat64};
 use crate::local6::{self, AddrKind, Local6, OurAddrs6};
 use crate::wire::icmpv6;
 use crate::wire::ipv6::next_header;
@@ -131,11 +131,87 @@ impl<F: Frame> Processor<F> {
         };
         let pkt = match classify6(ip_bytes) {
             Kind6::Flow(pkt) => pkt,
+            Kind6::IcmpError => return self.icmp6_error(port, ip_bytes, l2_len, dst, now_ms, redirected),
             Kind6::Other => return self.not_balanced6(port, dst),
             Kind6::Drop(reason) => return Action::Drop(reason),
         };
         let hash = self.conns6.hash(&pkt.key);
         self.flow_packet6(port, ip_bytes, l2_len, &pkt, hash, now_ms, redirected, out)
+    }
+
+    /// An ICMPv6 error quoting a packet of an IPv6 connection goes to the
+    /// other party, translated as the connection's packets are (NAT and
+    /// FULLNAT; DR and TUN forward it to the real server unchanged). Errors
+    /// about a NAT64 connection are not translated between the families
+    /// (dropped and counted); errors about nothing of ours are the kernel's
+    /// when they are for our address.
+    fn icmp6_error(&mut self, port: u16, ip_bytes: &mut [u8], l2_len: usize, dst: Ipv6Addr, now_ms: u64, redirected: bool) -> Action {
+        let quoted = l4v6::locate(ip_bytes).ok().and_then(|u| ip_bytes.get(u.offset..)).and_then(icmp6_err::quoted_flow6);
+        let Some(q) = quoted else { return self.not_balanced6(port, dst) };
+        // The quoted packet travelled the other way: look up its reverse.
+        let key = FlowKey6 { proto: q.protocol, src: *q.dst.ip(), sport: q.dst.port(), dst: *q.src.ip(), dport: q.src.port() };
+        let Some((id, dir)) = self.conns6.lookup(&key, now_ms) else {
+            if let Some(owner) = self.other_owner6(&key, redirected) {
+                return Action::Redirect(owner);
+            }
+            if self.snapshot.is_interface_addr6(dst) || dst.is_unicast_link_local() {
+                return self.local(port);
+            }
+            return Action::Drop(Counter::DropNoConnection);
+        };
+        let Some(c) = self.conns6.get(id).copied() else {
+            return Action::Drop(Counter::DropNoConnection);
+        };
+        if c.is_nat64() || (dir == Direction::Reply && matches!(c.forward, ForwardMode::Dr | ForwardMode::Tun)) {
+            return Action::Drop(Counter::DropNotForUs);
+        }
+        match hop6::decrement(ip_bytes) {
+            Ok(()) => {}
+            Err(FwdError::TtlExceeded) => return Action::Drop(Counter::DropTtlExceeded),
+            Err(_) => return Action::Drop(Counter::DropMalformed),
+        }
+        let (vip, client, real) = (sock(c.vip), sock(c.client), sock(c.real));
+        let local = c.local.get().map(sock);
+        let t = match (dir, c.forward) {
+            (Direction::Reply, ForwardMode::Nat) => {
+                icmp6_err::Translation6 { outer_src: Some(*vip.ip()), quoted_dst: Some(vip), ..Default::default() }
+            }
+            (Direction::Reply, ForwardMode::FullNat) => icmp6_err::Translation6 {
+                outer_src: Some(*vip.ip()),
+                outer_dst: Some(*client.ip()),
+                quoted_src: Some(client),
+                quoted_dst: Some(vip),
+                quoted_seq_shift: c.seq_delta.wrapping_neg(),
+            },
+            (Direction::Inbound, ForwardMode::Nat) => {
+                icmp6_err::Translation6 { outer_dst: Some(*real.ip()), quoted_src: Some(real), ..Default::default() }
+            }
+            (Direction::Inbound, ForwardMode::FullNat) => icmp6_err::Translation6 {
+                outer_src: local.map(|l| *l.ip()),
+                outer_dst: Some(*real.ip()),
+                quoted_src: Some(real),
+                quoted_dst: local,
+                quoted_seq_shift: 0,
+            },
+            (Direction::Inbound, ForwardMode::Dr) => {
+                self.counters.inc(Counter::IcmpErrorsForwarded);
+                return Action::Forward6(crate::fwd::dr::xmit_inbound6(*real.ip()));
+            }
+            (Direction::Inbound, ForwardMode::Tun) => {
+                self.counters.inc(Counter::IcmpErrorsForwarded);
+                return Action::Tunnel6 { l2_len, real: IpAddr::V6(*real.ip()), vip: *vip.ip() };
+            }
+            (Direction::Reply, ForwardMode::Dr | ForwardMode::Tun) => return Action::Drop(Counter::DropNotForUs),
+        };
+        if icmp6_err::translate6(ip_bytes, &t).is_err() {
+            return Action::Drop(Counter::DropMalformed);
+        }
+        self.counters.inc(Counter::IcmpErrorsForwarded);
+        let to = match dir {
+            Direction::Reply => *client.ip(),
+            Direction::Inbound => *real.ip(),
+        };
+        Action::Forward6(crate::fwd::NextHop6::Routed(to))
     }
 
     /// An IPv6 packet that is not part of a balanced flow. The kernel's
@@ -617,6 +693,8 @@ impl<F: Frame> Processor<F> {
 enum Kind6 {
     /// A TCP or UDP packet of a flow.
     Flow(FlowPacket6),
+    /// An ICMPv6 error (it quotes a packet).
+    IcmpError,
     /// Another protocol (ICMPv6 among them).
     Other,
     /// Dropped, for this reason.
@@ -639,6 +717,10 @@ fn classify6(ip: &[u8]) -> Kind6 {
     };
     if upper.fragment.is_some_and(|f| !f.is_atomic()) {
         return Kind6::Drop(Counter::DropFragment);
+    }
+    if upper.protocol == next_header::ICMPV6 {
+        let is_error = ip.get(upper.offset).is_some_and(|&t| t < 128);
+        return if is_error { Kind6::IcmpError } else { Kind6::Other };
     }
     if !matches!(upper.protocol, next_header::TCP | next_header::UDP) {
         return Kind6::Other;

@@ -309,3 +309,29 @@ fn an_advertisement_on_one_worker_releases_what_another_worker_held() {
     assert_eq!(out1.tx.len(), 1, "the held SYN leaves");
     assert_eq!(&out1.tx[0].1.data()[..6], &RS1_MAC.0);
 }
+
+#[test]
+fn icmpv6_errors_about_a_nat_connection_reach_the_real_server_translated() {
+    let mut p = processor6(1500);
+    let out = run(&mut p, &tcp6(CLIENT_MAC, (CLIENT6, 40040), (NAT6, 80), true, false, b""));
+    assert_eq!(out.tx.len(), 1, "the connection exists");
+    // The client says a reply (from the VIP) was too big for its link.
+    let reply = tcp6(RS1_MAC, (NAT6, 80), (CLIENT6, 40040), true, true, b"");
+    let quoted = &reply[14..];
+    let err = icmpv6_frame(CLIENT_MAC, DIR_MAC, CLIENT6, NAT6, 64, etherparse::Icmpv6Type::PacketTooBig { mtu: 1280 }, quoted);
+    let out = run(&mut p, &err);
+    assert_eq!(out.tx.len(), 1, "forwarded");
+    let sent = out.tx[0].1.data();
+    let r = SlicedPacket::from_ethernet(sent).expect("an ICMPv6 error");
+    let Some(NetSlice::Ipv6(ip)) = &r.net else { panic!("ipv6") };
+    assert_eq!((ip.header().source_addr(), ip.header().destination_addr()), (CLIENT6, RS6), "to the real server");
+    let Some(TransportSlice::Icmpv6(icmp)) = &r.transport else { panic!("icmpv6") };
+    assert_eq!(icmp.icmp_type(), etherparse::Icmpv6Type::PacketTooBig { mtu: 1280 });
+    let want = icmp.icmp_type().calc_checksum(CLIENT6.octets(), RS6.octets(), icmp.payload()).expect("checksum");
+    assert_eq!(icmp.checksum(), want, "ICMPv6 checksum over the new pseudo-header");
+    // The quote now shows the real server's address and port as its source.
+    let q = icmp.payload();
+    assert_eq!(&q[8..24], &RS6.octets());
+    assert_eq!(u16::from_be_bytes([q[40], q[41]]), 8080);
+    assert_eq!(p.counters().get(Counter::IcmpErrorsForwarded), 1);
+}
