@@ -38,7 +38,7 @@
 //! | `mbufs` | `8191` |
 //! | `idle_sleep_us` | `50` |
 //! | `conn_table_size` | `65536` |
-//! | `conn_table_size_ipv6` | a quarter of `conn_table_size`, at least 1024 |
+//! | `conn_table_size_ipv6` | a sixteenth of `conn_table_size`, at least 1024 |
 //! | `api.listen` | `"127.0.0.1:9090"` |
 //! | `routes` | `[]` |
 //! | `timeouts` | IPVS's: tcp 900, tcp_fin 120, tcp_syn 60, udp 300 (each field on its own) |
@@ -129,7 +129,7 @@ pub struct Config {
     #[serde(default = "default_conn_table_size")]
     pub conn_table_size: u32,
     /// IPv6 (and NAT64) connection table entries per worker, a table of its
-    /// own (an entry is 104 bytes against 56); absent: a quarter of
+    /// own (an entry is 104 bytes against 56); absent: a sixteenth of
     /// `conn_table_size`, at least 1024.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conn_table_size_ipv6: Option<u32>,

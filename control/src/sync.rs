@@ -42,13 +42,17 @@
 //!                     | epoch u64 (sender start, ms since the Unix epoch)
 //!                     | sequence u64 (per sender epoch, from 0)
 //!                     | timestamp u64 (send time, ms since the Unix epoch)
-//!   kind 1 = connections (count entries follow), 2 = bulk resync request (no entries)
+//!   kind 1 = connections (count entries follow), 2 = bulk resync request (no entries),
+//!   3 = connections with an IPv6 address (count IPv6 entries follow)
 //! entry   (44 bytes): protocol u8 (6 tcp, 17 udp) | forward u8 (0 dr, 1 nat, 2 tun, 3 fullnat)
 //!                     | state u8 (IPVS state number) | flags u8 (bit 0: local address present)
 //!                     | client ip4 port2 | vip ip4 port2 | real ip4 port2 | local ip4 port2
 //!                     | FULLNAT sequence delta u32 | seconds left u32
 //!                     | SYN proxy phase u8 (0 not proxied, 2 open) | server wscale u8
 //!                     | client view wscale u8 | inbound shift u8 | SYN proxy delta u32
+//! entry6  (96 bytes): as an entry, with every address in 16 bytes (IPv4 ones,
+//!                     a NAT64 connection's real server and local address,
+//!                     IPv4-mapped) and the SYN proxy fields always zero
 //! trailer (32 bytes): HMAC-SHA256(key, every byte before the trailer)
 //! ```
 //!
@@ -128,6 +132,14 @@ pub const MAX_SENDERS: usize = 256;
 
 const KIND_CONNS: u8 = 1;
 const KIND_BULK_REQUEST: u8 = 2;
+/// Connections with an IPv6 address (IPv6 and NAT64 ones), in entries of
+/// [`ENTRY6_LEN`] bytes: every address in 16 bytes, IPv4 ones IPv4-mapped.
+const KIND_CONNS6: u8 = 3;
+/// Bytes of an IPv6 entry: flags (4), client, VIP, real, local (18 each),
+/// sequence shift (4), expiry (4), SYN proxy fields (8, always 0).
+pub const ENTRY6_LEN: usize = 4 + 4 * 18 + 4 + 4 + 8;
+/// IPv6 entries per datagram (it stays under 1400 bytes).
+pub const MAX_ENTRIES6: usize = 13;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -382,7 +394,7 @@ fn get_sock(b: &[u8]) -> SocketAddr {
 /// Encodes `msg` into authenticated datagrams, stamped by `stamper` at `now_ms`.
 pub fn encode(auth: &Auth, sync_id: u8, msg: &Message, stamper: &Stamper, now_ms: u64) -> Vec<Vec<u8>> {
     let datagram = |kind: u8, entries: &[ConnInfo]| {
-        let mut b = Vec::with_capacity(HEADER_LEN + entries.len() * ENTRY_LEN + MAC_LEN);
+        let mut b = Vec::with_capacity(HEADER_LEN + entries.len() * ENTRY6_LEN + MAC_LEN);
         let stamp = stamper.stamp(now_ms);
         b.extend_from_slice(&MAGIC);
         b.extend_from_slice(&[VERSION, kind, sync_id, entries.len() as u8]);
@@ -392,10 +404,12 @@ pub fn encode(auth: &Auth, sync_id: u8, msg: &Message, stamper: &Stamper, now_ms
         for c in entries {
             let state = TcpState::from_name(&c.state).unwrap_or(TcpState::None) as u8;
             b.extend_from_slice(&[c.protocol.ip_proto(), forward_code(c.forward), state, u8::from(c.local.is_some())]);
-            put_sock(&mut b, c.client);
-            put_sock(&mut b, c.vip);
-            put_sock(&mut b, c.real);
-            put_sock(&mut b, c.local.unwrap_or(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))));
+            let none = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+            let put = if kind == KIND_CONNS6 { put_sock6 } else { put_sock };
+            put(&mut b, c.client);
+            put(&mut b, c.vip);
+            put(&mut b, c.real);
+            put(&mut b, c.local.unwrap_or(none));
             b.extend_from_slice(&c.seq_delta.to_be_bytes());
             let secs = u32::try_from(c.expires_ms / 1000).unwrap_or(u32::MAX);
             b.extend_from_slice(&secs.to_be_bytes());
@@ -410,20 +424,44 @@ pub fn encode(auth: &Auth, sync_id: u8, msg: &Message, stamper: &Stamper, now_ms
     match msg {
         Message::BulkRequest => vec![datagram(KIND_BULK_REQUEST, &[])],
         Message::Conns(conns) => {
-            let syncable: Vec<ConnInfo> = conns.iter().filter(|c| syncable(c)).cloned().collect();
-            syncable.chunks(MAX_ENTRIES).map(|chunk| datagram(KIND_CONNS, chunk)).collect()
+            let (v4, v6): (Vec<ConnInfo>, Vec<ConnInfo>) = conns.iter().filter(|c| syncable(c)).cloned().partition(all_ipv4);
+            let v4s = v4.chunks(MAX_ENTRIES).map(|chunk| datagram(KIND_CONNS, chunk));
+            v4s.chain(v6.chunks(MAX_ENTRIES6).map(|chunk| datagram(KIND_CONNS6, chunk))).collect()
         }
     }
 }
 
 /// Whether a connection is sent at all: not while its SYN proxy handshake
 /// is in progress (the master holds its client's packets; a backup could
-/// not complete it), and not an IPv6 or NAT64 one (the format carries IPv4
-/// addresses). Bulk resyncs list every connection, so they are filtered
-/// here too.
+/// not complete it). Bulk resyncs list every connection, so they are
+/// filtered here too.
 fn syncable(c: &ConnInfo) -> bool {
-    let ipv4 = [Some(c.client), Some(c.vip), Some(c.real), c.local].into_iter().flatten().all(|a| a.is_ipv4());
-    ipv4 && c.syn_proxy.is_none_or(|t| t.phase == Phase::Open)
+    c.syn_proxy.is_none_or(|t| t.phase == Phase::Open)
+}
+
+/// Whether every address of a connection is IPv4 (an IPv4 entry carries
+/// it; others go in IPv6 entries).
+fn all_ipv4(c: &ConnInfo) -> bool {
+    [Some(c.client), Some(c.vip), Some(c.real), c.local].into_iter().flatten().all(|a| a.is_ipv4())
+}
+
+/// Writes a socket address in 18 bytes: IPv6, or IPv4-mapped.
+fn put_sock6(buf: &mut Vec<u8>, s: SocketAddr) {
+    let ip = match s.ip() {
+        IpAddr::V4(a) => a.to_ipv6_mapped(),
+        IpAddr::V6(a) => a,
+    };
+    buf.extend_from_slice(&ip.octets());
+    buf.extend_from_slice(&s.port().to_be_bytes());
+}
+
+/// Reads an 18-byte socket address; an IPv4-mapped one is IPv4.
+fn get_sock6(b: &[u8]) -> SocketAddr {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&b[..16]);
+    let ip = std::net::Ipv6Addr::from(a);
+    let ip = ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4);
+    SocketAddr::new(ip, u16::from_be_bytes([b[16], b[17]]))
 }
 
 /// The SYN proxy fields of a version 4 entry (its last 8 bytes), checked
@@ -475,6 +513,38 @@ pub fn decode(buf: &[u8], auth: &Auth, sync_id: u8) -> Result<Datagram, SyncErro
     let message = match buf[5] {
         KIND_BULK_REQUEST if body.is_empty() => Message::BulkRequest,
         KIND_BULK_REQUEST => return Err(SyncError::Malformed("a bulk request has no entries")),
+        KIND_CONNS6 => {
+            if buf[4] != VERSION || body.len() != count * ENTRY6_LEN {
+                return Err(SyncError::Malformed("length does not match the entry count"));
+            }
+            let mut conns = Vec::with_capacity(count);
+            for e in body.chunks_exact(ENTRY6_LEN) {
+                let protocol = Protocol::from_ip_proto(e[0]).ok_or(SyncError::Malformed("unknown protocol"))?;
+                let forward = forward_from(e[1]).ok_or(SyncError::Malformed("unknown forwarding method"))?;
+                let state = state_from(e[2]).ok_or(SyncError::Malformed("unknown state"))?;
+                let at = |i: usize| 4 + 18 * i;
+                let local = (e[3] & 1 == 1).then(|| get_sock6(&e[at(3)..at(4)]));
+                let tail = &e[at(4)..];
+                if tail[8..16].iter().any(|b| *b != 0) {
+                    return Err(SyncError::Malformed("SYN proxy fields on an IPv6 connection"));
+                }
+                conns.push(ConnInfo {
+                    worker: 0,
+                    protocol,
+                    client: get_sock6(&e[at(0)..at(1)]),
+                    vip: get_sock6(&e[at(1)..at(2)]),
+                    real: get_sock6(&e[at(2)..at(3)]),
+                    local,
+                    forward,
+                    state: state.name().into(),
+                    expires_ms: u64::from(u32::from_be_bytes([tail[4], tail[5], tail[6], tail[7]])) * 1000,
+                    template: false,
+                    seq_delta: u32::from_be_bytes([tail[0], tail[1], tail[2], tail[3]]),
+                    syn_proxy: None,
+                });
+            }
+            Message::Conns(conns)
+        }
         KIND_CONNS => {
             if body.len() != count * entry_len {
                 return Err(SyncError::Malformed("length does not match the entry count"));
@@ -988,6 +1058,40 @@ mod tests {
         assert_eq!(back, conns);
         let bulk = &enc(&stamper, &Message::BulkRequest)[0];
         assert_eq!(g.check(bulk, from_peer(), T0), Ok(Message::BulkRequest));
+    }
+
+    #[test]
+    fn ipv6_and_nat64_connections_travel_in_ipv6_entries() {
+        let v6 = |s: &str| -> std::net::SocketAddr { s.parse().expect("socket address") };
+        let ipv6 = |i: u16| ConnInfo {
+            client: v6(&format!("[2001:db8::2]:{}", 40000 + i)),
+            vip: v6("[2001:db8::101]:80"),
+            real: v6("[2001:db8:1::11]:8080"),
+            forward: ForwardMode::Nat,
+            ..conn(i, false)
+        };
+        let nat64 =
+            |i: u16| ConnInfo { client: v6(&format!("[2001:db8::2]:{}", 41000 + i)), vip: v6("[2001:db8::104]:80"), ..conn(i, true) };
+        let mut conns: Vec<ConnInfo> = (0..20).map(ipv6).collect();
+        conns.extend((0..10).map(nat64));
+        conns.extend((0..5).map(|i| conn(i, false)));
+        let stamper = Stamper::new(T0 - 5);
+        let datagrams = enc(&stamper, &Message::Conns(conns.clone()));
+        assert_eq!(datagrams.len(), 1 + 3, "one IPv4 datagram, 30 IPv6 entries in datagrams of 13");
+        assert!(datagrams.iter().all(|d| d.len() < 1400));
+        let mut g = gate();
+        let mut back = Vec::new();
+        for d in &datagrams {
+            match g.check(d, from_peer(), T0 + 10) {
+                Ok(Message::Conns(c)) => back.extend(c),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let sorted = |mut v: Vec<ConnInfo>| {
+            v.sort_by_key(|c| (c.client, c.vip));
+            v
+        };
+        assert_eq!(sorted(back), sorted(conns), "NAT64 real servers and local addresses come back IPv4");
     }
 
     #[test]

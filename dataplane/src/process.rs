@@ -492,16 +492,17 @@ pub struct Processor<F> {
     nd_reply: [u8; ipv6::ND_REPLY_LEN],
 }
 
-/// IPv6 connections a worker holds for every IPv4 one it can hold (the IPv6
-/// table is a quarter of `conn_table_size`, at least
-/// [`MIN_CONN_CAPACITY6`]): an IPv6 entry costs about twice an IPv4 one.
-pub const CONN_CAPACITY6_DIVISOR: usize = 4;
+/// The IPv6 table's default size, as a fraction of the IPv4 table's: a
+/// sixteenth of `conn_table_size` (at least [`MIN_CONN_CAPACITY6`]), so an
+/// appliance that serves little IPv6 pays about 7 bytes per IPv4 connection
+/// for it; `conn_table_size_ipv6` sets it for one that serves more.
+pub const CONN_CAPACITY6_DIVISOR: usize = 16;
 
 /// The smallest IPv6 connection table.
 pub const MIN_CONN_CAPACITY6: usize = 1024;
 
-/// The IPv6 table's size when none is given: a quarter of the IPv4 table's,
-/// at least [`MIN_CONN_CAPACITY6`].
+/// The IPv6 table's size when none is given: a sixteenth of the IPv4
+/// table's, at least [`MIN_CONN_CAPACITY6`].
 pub fn default_capacity6(conn_capacity: usize) -> usize {
     (conn_capacity / CONN_CAPACITY6_DIVISOR).clamp(MIN_CONN_CAPACITY6, crate::conn::MAX_CAPACITY)
 }

@@ -11,7 +11,7 @@
 //!
 //! What IPv6 does not have yet here, each said where it is refused: the SYN
 //! proxy, persistence, `sloppy` adoption, the new-connection rate bound of
-//! the SYN-flood defences, connection sync of IPv6 connections, ICMP errors
+//! the SYN-flood defences, ICMP errors
 //! about NAT64 connections (dropped and counted: not translated between the
 //! families), and fragments other than atomic ones.
 
@@ -468,6 +468,54 @@ impl<F: Frame> Processor<F> {
                 }
             }
         }
+    }
+
+    /// Installs an IPv6 (or NAT64) connection received from the sync master,
+    /// as [`Processor::install`] does an IPv4 one. False when it is unusable
+    /// (an IPv4 client, a SYN proxy translation: IPv6 services have none, a
+    /// local port 0) or the table is full.
+    pub(super) fn install6(&mut self, info: &ConnInfo, now_ms: u64, out: &mut Output<F>) -> bool {
+        let sock6 = |a: std::net::SocketAddr| match a {
+            std::net::SocketAddr::V6(a) => SockV6::new(*a.ip(), a.port()),
+            std::net::SocketAddr::V4(a) => SockV6::mapped(a),
+        };
+        let (std::net::SocketAddr::V6(client), std::net::SocketAddr::V6(vip)) = (info.client, info.vip) else { return false };
+        let Some(state) = TcpState::from_name(&info.state) else { return false };
+        if info.syn_proxy.is_some() || info.local.is_some_and(|l| l.port() == 0) {
+            return false;
+        }
+        let mut conn = Conn6 {
+            protocol: info.protocol,
+            client: SockV6::new(*client.ip(), client.port()),
+            vip: SockV6::new(*vip.ip(), vip.port()),
+            real: sock6(info.real),
+            local: OptAddrV6::from(info.local.map(sock6)),
+            real_index: u16::MAX,
+            service_index: u16::MAX,
+            generation: 0,
+            synced_ms: ms32(now_ms),
+            forward: info.forward,
+            state,
+            expires_ms: 0,
+            seq_delta: info.seq_delta,
+            reply_hop: crate::neigh::hops::NONE,
+            proxy: Default::default(),
+        };
+        conn.restart_timer(state_timeout_ms(state, &self.snapshot.timeouts), now_ms);
+        self.relocate_now(&mut conn);
+        if let Some(l) = conn.local.get() {
+            match l.to_mapped_v4() {
+                Some(l4) => self.pool.reserve(l4),
+                None => self.pool6.reserve(l),
+            }
+        }
+        if !self.insert_conn6(conn, out) {
+            return false;
+        }
+        self.announce6(&conn, out);
+        self.count_conn(&conn, conn.service_index, conn.real_index, 1);
+        self.counters.inc(Counter::ConnSynced);
+        true
     }
 
     /// Expires idle IPv6 connections and asks for IPv6 neighbours (from [`Processor::tick`]).

@@ -37,7 +37,8 @@ impl<F: Frame> Processor<F> {
     /// its translation, so its packets are translated exactly as on the
     /// master. Returns false when the table is full or the entry is unusable
     /// (a proxied handshake still in progress among them: only the master
-    /// holds its packets). IPv6 connections are not synced (yet): false.
+    /// holds its packets). An IPv6 or NAT64 connection goes to the IPv6
+    /// table ([`Processor::install6`]).
     pub fn install(&mut self, info: &ConnInfo, now_ms: u64, out: &mut Output<F>) -> bool {
         if info.template {
             return false;
@@ -46,7 +47,9 @@ impl<F: Frame> Processor<F> {
             std::net::SocketAddr::V4(a) => Some(a),
             std::net::SocketAddr::V6(_) => None,
         };
-        let (Some(client), Some(vip), Some(real)) = (v4(info.client), v4(info.vip), v4(info.real)) else { return false };
+        let (Some(client), Some(vip), Some(real)) = (v4(info.client), v4(info.vip), v4(info.real)) else {
+            return self.install6(info, now_ms, out);
+        };
         let local = match info.local {
             Some(l) => match v4(l) {
                 Some(l) => Some(l),

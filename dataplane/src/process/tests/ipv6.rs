@@ -335,3 +335,21 @@ fn icmpv6_errors_about_a_nat_connection_reach_the_real_server_translated() {
     assert_eq!(u16::from_be_bytes([q[40], q[41]]), 8080);
     assert_eq!(p.counters().get(Counter::IcmpErrorsForwarded), 1);
 }
+
+#[test]
+fn a_synced_nat64_connection_carries_on_on_the_backup() {
+    let mut master = processor6(1500);
+    let out = run(&mut master, &tcp6(CLIENT_MAC, (CLIENT6, 40050), (NAT64, 80), true, false, b""));
+    let lport = seen(out.tx[0].1.data()).sport;
+    let info = master.connections(&ConnFilter::default(), 10).into_iter().find(|c| c.client.port() == 40050).expect("listed");
+    let mut backup = processor6(1500);
+    let mut out = Output::with_capacity(8);
+    assert!(backup.install(&info, 10, &mut out), "installed in the IPv6 table");
+    assert_eq!(backup.counters().get(Counter::ConnSynced), 1);
+    let out = run(&mut backup, &tcp4(RS1_MAC, (RS1, 8080), (LIP4, lport), b""));
+    let back = seen(out.tx[0].1.data());
+    assert_eq!((back.src, back.dst, back.dport), (IpAddr::V6(NAT64), IpAddr::V6(CLIENT6), 40050), "the reply goes to the client");
+    // An IPv6 entry with a SYN proxy translation is refused (IPv6 services have none).
+    let proxied = ConnInfo { syn_proxy: Some(crate::synproxy::seq::Translation::default()), ..info };
+    assert!(!processor6(1500).install(&proxied, 10, &mut Output::with_capacity(8)));
+}
