@@ -206,10 +206,11 @@ mod tests {
                 assert_ne!(a.vip, b.vip);
             }
         }
-        assert_eq!(client6(0), ("2001:db8:c::1".parse().unwrap(), 1024));
-        assert_eq!(client6(PORTS_PER_CLIENT - 1), ("2001:db8:c::1".parse().unwrap(), 65535));
-        assert_eq!(client6(PORTS_PER_CLIENT), ("2001:db8:c::2".parse().unwrap(), 1024));
-        assert_eq!(syn_client6(0), ("2001:db8:d::1".parse().unwrap(), 1024));
+        assert_eq!(client6(0), (v6(0xc, 1), 1024));
+        assert_eq!(client6(PORTS_PER_CLIENT - 1), (v6(0xc, 1), 65535));
+        assert_eq!(client6(PORTS_PER_CLIENT), (v6(0xc, 2), 1024));
+        assert_eq!(syn_client6(0), (v6(0xd, 1), 1024));
+        assert_eq!(client6(0).0.to_string(), "2001:db8:c::1");
         assert_eq!(local_addrs6().len(), 100);
     }
 }
