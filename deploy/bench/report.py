@@ -71,7 +71,9 @@ def ipv6_summary(crit, crit6, mem):
     """The IPv6 figures of report.json: ns per packet per IPv6 scenario next to its IPv4
     counterpart, and the bytes per connection of an IPv6 table (rvs-conn-mem's `ipv6`)."""
     packet_path = {}
-    for (m, t), v in sorted(crit6.items(), key=lambda kv: (kv[0][0], table_rank(kv[0][1]))):
+    order = ["dr", "nat", "tun", "fullnat", "nat64"]
+    rank = lambda m: (order.index(m[len(IPV6_PREFIX):]) if m[len(IPV6_PREFIX):] in order else len(order), m)  # noqa: E731
+    for (m, t), v in sorted(crit6.items(), key=lambda kv: (rank(kv[0][0]), table_rank(kv[0][1]))):
         mode = m[len(IPV6_PREFIX):]
         v4 = crit.get((IPV4_COUNTERPART.get(mode, mode), t), {})
         packet_path[f"{m}/{t}"] = {
@@ -555,6 +557,14 @@ def main():
         for r in ipv6["bytes_per_conn"]:
             L.append(f"| {r['mode']} | {r['connections']} | {fmt(r['ipv6_table_bytes_per_conn'])} | {fmt(r['ipv4_table_bytes_per_conn'])} | "
                      f"{fmt(r['ipv4_worker_bytes_per_conn'])} |")
+        defaults = ((mem or {}).get("ipv6") or {}).get("default_ipv6_table_sizes") or []
+        six = {r["connections"]: r["ipv6_table_bytes_per_conn"] for r in ipv6["bytes_per_conn"]}
+        for d in defaults:
+            n, n6 = d.get("conn_table_size"), d.get("conn_table_size_ipv6")
+            if n and n6 and six.get(n):
+                L.append("")
+                L.append(f"The IPv4 worker figures above are measured with the smallest IPv6 table; rvsd's default IPv6 table "
+                         f"(conn_table_size_ipv6 = {n6} for conn_table_size = {n}) adds about {fmt(six[n] * n6 / n)} B per IPv4 connection.")
     else:
         L.append("No IPv6 memory figures in this run (rvs-conn-mem without an `ipv6` section).")
     L.append("")
