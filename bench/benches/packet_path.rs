@@ -11,6 +11,15 @@
 //!   service lookup, scheduling, insert, rewrite). The new entries are expired
 //!   between measured batches (untimed) so the table stays at its size.
 //!
+//! IPv6 (`rvs_bench::plan::MODES6`, groups `packet_path/ipv6-MODE/SIZE`): the
+//! same two benchmarks for DR, NAT, TUN (6in6) and FULLNAT over IPv6, and NAT64
+//! (IPv6 clients, IPv4 real servers, IPv4 local addresses), the connections in
+//! an IPv6 table sized for them (`Processor::for_worker_sized`). IPv6 frames are
+//! 78 bytes (82 on the wire), the smallest that hold Ethernet, IPv6, TCP and the
+//! 4-byte stamp; their neighbours are resolved by a solicitation then an
+//! advertisement each. A fixture is built only when one of its benchmarks runs
+//! (not for `--list`, nor when a filter leaves it out).
+//!
 //! Nothing in the timed loop allocates: frames come from a pool of `VecFrame`s
 //! that is refilled from templates outside the timed region (`iter_custom`), and
 //! the `Output` vectors are drained, never reallocated. One iteration is one packet.
@@ -25,11 +34,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use rvs_bench::fixture::{neighbour_replies, snapshot};
-use rvs_bench::plan::{self, ModeSpec, MODES};
-use rvs_bench::template::{Kind, Proto, Template};
+use rvs_bench::fixture::{neighbour_frames6, neighbour_replies, snapshot, snapshot6};
+use rvs_bench::plan::{self, ModeSpec, ModeSpec6, MODES, MODES6};
+use rvs_bench::template::{Kind, Proto, Template, Template6};
 use rvs_dataplane::frame::{Frame, VecFrame};
-use rvs_dataplane::process::{Output, Processor};
+use rvs_dataplane::process::{Output, Processor, MIN_CONN_CAPACITY6};
 use rvs_dataplane::stats::Counter;
 
 /// Frames processed between two clock reads.
@@ -55,14 +64,86 @@ fn label(n: usize) -> String {
     }
 }
 
+/// What differs between the IPv4 and the IPv6 fixtures: the frames and the
+/// table the connections live in.
+trait Family {
+    /// The bytes of the template of `kind`.
+    fn bytes(&self, kind: Kind) -> &[u8];
+    /// Writes the `kind` frame of established flow `i` (of new connection `i`
+    /// when `fresh`) into `buf`, exactly as long as the template.
+    fn write(&self, kind: Kind, buf: &mut [u8], i: u64, fresh: bool);
+    /// Connections in the family's table.
+    fn live(p: &Processor<VecFrame>) -> usize;
+}
+
+/// IPv4 clients (the plan's tuples) and frames.
+struct V4 {
+    syn: Template,
+    data: Template,
+}
+
+impl Family for V4 {
+    fn bytes(&self, kind: Kind) -> &[u8] {
+        match kind {
+            Kind::Syn => self.syn.bytes(),
+            Kind::Data => self.data.bytes(),
+        }
+    }
+
+    fn write(&self, kind: Kind, buf: &mut [u8], i: u64, fresh: bool) {
+        let (src, sport) = if fresh { plan::syn_client(i) } else { plan::client(i) };
+        let seq = if fresh { 0 } else { i };
+        match kind {
+            Kind::Syn => self.syn.write(buf, src, sport, seq, 0),
+            Kind::Data => self.data.write(buf, src, sport, seq, 0),
+        }
+    }
+
+    fn live(p: &Processor<VecFrame>) -> usize {
+        p.conns().len()
+    }
+}
+
+/// IPv6 clients (`plan::client6`, `plan::syn_client6`) and frames.
+struct V6 {
+    syn: Template6,
+    data: Template6,
+}
+
+impl Family for V6 {
+    fn bytes(&self, kind: Kind) -> &[u8] {
+        match kind {
+            Kind::Syn => self.syn.bytes(),
+            Kind::Data => self.data.bytes(),
+        }
+    }
+
+    fn write(&self, kind: Kind, buf: &mut [u8], i: u64, fresh: bool) {
+        let (src, sport) = if fresh { plan::syn_client6(i) } else { plan::client6(i) };
+        let seq = if fresh { 0 } else { i };
+        match kind {
+            Kind::Syn => self.syn.write(buf, src, sport, seq, 0),
+            Kind::Data => self.data.write(buf, src, sport, seq, 0),
+        }
+    }
+
+    /// Created less expired: the processor keeps its IPv6 table to itself,
+    /// and in these fixtures connections end only by expiring.
+    fn live(p: &Processor<VecFrame>) -> usize {
+        let c = p.counters();
+        c.get(Counter::ConnCreated).saturating_sub(c.get(Counter::ConnExpired)) as usize
+    }
+}
+
 /// A processor with `live` established connections and every neighbour resolved.
-struct Fixture {
+struct Fixture<T: Family> {
     p: Processor<VecFrame>,
     out: Output<VecFrame>,
     pool: Vec<VecFrame>,
     burst: Vec<VecFrame>,
-    syn: Template,
-    data: Template,
+    family: T,
+    /// Frames that resolve every next hop (ARP replies, neighbour discovery).
+    neighbours: Vec<Vec<u8>>,
     live: usize,
     now_ms: u64,
     rng: u64,
@@ -70,40 +151,71 @@ struct Fixture {
     fresh: usize,
     /// Sweep when `fresh` reaches this.
     slack: usize,
+    /// Ticks that sweep the whole table once.
+    sweep_ticks: usize,
     /// Frames run through the processor in timed regions.
     timed_frames: u64,
 }
 
-impl Fixture {
+/// Table capacity for `live` connections and the new ones between two sweeps.
+fn capacity(live: usize) -> (usize, usize) {
+    let slack = (live / 64).max(64);
+    (live + 2 * slack + 2 * BATCH, slack)
+}
+
+impl Fixture<V4> {
+    /// IPv4 scenario `mode` with `live` connections.
     fn new(mode: &ModeSpec, live: usize) -> Self {
-        let slack = (live / 64).max(64);
-        let capacity = live + 2 * slack + 2 * BATCH;
+        let (capacity, slack) = capacity(live);
         let p = Processor::new(snapshot(mode), capacity);
-        let out = Output::with_capacity(BATCH);
+        let sweep_ticks = p.conns().capacity() / rvs_dataplane::process::EXPIRE_BUDGET + 2;
         let mk = |kind| Template::new(Proto::Tcp, kind, FRAME_SIZE, plan::CLIENT_MAC, plan::DIRECTOR_MAC, mode.vip, mode.vport);
-        let (syn, data) = (mk(Kind::Syn), mk(Kind::Data));
+        let family = V4 { syn: mk(Kind::Syn), data: mk(Kind::Data) };
+        Fixture::fill(p, family, neighbour_replies(plan::DIRECTOR_MAC), live, slack, sweep_ticks)
+    }
+}
+
+impl Fixture<V6> {
+    /// IPv6 scenario `mode` with `live` connections, in an IPv6 table sized
+    /// for them (the IPv4 table is the smallest there is).
+    fn new6(mode: &ModeSpec6, live: usize) -> Self {
+        let (capacity, slack) = capacity(live);
+        let p = Processor::for_worker_sized(snapshot6(mode), MIN_CONN_CAPACITY6, capacity, 0, 1);
+        let sweep_ticks = capacity / rvs_dataplane::process::EXPIRE_BUDGET + 2;
+        let mk = |kind| Template6::new(kind, FRAME_SIZE, plan::CLIENT_MAC, plan::DIRECTOR_MAC, mode.vip, mode.vport);
+        let family = V6 { syn: mk(Kind::Syn), data: mk(Kind::Data) };
+        // NAT64 reaches IPv4 real servers: ARP as well.
+        let mut neighbours = neighbour_frames6(plan::DIRECTOR_MAC);
+        neighbours.extend(neighbour_replies(plan::DIRECTOR_MAC));
+        Fixture::fill(p, family, neighbours, live, slack, sweep_ticks)
+    }
+}
+
+impl<T: Family> Fixture<T> {
+    /// Resolves the neighbours, then fills `p` with `live` established connections.
+    fn fill(p: Processor<VecFrame>, family: T, neighbours: Vec<Vec<u8>>, live: usize, slack: usize, sweep_ticks: usize) -> Self {
         let mut f = Fixture {
             p,
-            out,
+            out: Output::with_capacity(BATCH),
             pool: Vec::with_capacity(BATCH),
             burst: Vec::with_capacity(RX_BURST),
-            syn,
-            data,
+            family,
+            neighbours,
             live,
             now_ms: 1,
             rng: 0x9e37_79b9_7f4a_7c15,
             fresh: 0,
             slack,
+            sweep_ticks,
             timed_frames: 0,
         };
         f.warm_neighbours();
         // Fill the table: SYN then ACK per flow, one recycled frame.
-        let mut frame = VecFrame::new(f.syn.bytes());
+        let mut frame = VecFrame::new(f.family.bytes(Kind::Syn));
         for i in 0..live as u64 {
-            let (src, sport) = plan::client(i);
-            for t in [&f.syn, &f.data] {
-                Self::reset_frame(&mut frame, t);
-                t.write(frame.data_mut(), src, sport, i, 0);
+            for kind in [Kind::Syn, Kind::Data] {
+                Self::reset_frame(&mut frame, f.family.bytes(kind));
+                f.family.write(kind, frame.data_mut(), i, false);
                 f.p.handle(0, frame, f.now_ms, &mut f.out);
                 frame = match f.out.tx.pop() {
                     Some((_, fr)) => fr,
@@ -112,18 +224,18 @@ impl Fixture {
                 assert!(f.out.drop.is_empty() && f.out.tx.is_empty(), "populating flow {i}");
             }
         }
-        assert_eq!(f.p.conns().len(), live, "live connections after populating");
+        assert_eq!(T::live(&f.p), live, "live connections after populating");
         assert_eq!(f.p.counters().get(Counter::ConnCreated), live as u64);
         for _ in 0..BATCH {
-            f.pool.push(VecFrame::new(f.syn.bytes()));
+            f.pool.push(VecFrame::new(f.family.bytes(Kind::Syn)));
         }
         f
     }
 
     /// Teaches the processor the MACs of the reals and the gateway (untimed).
     fn warm_neighbours(&mut self) {
-        for reply in neighbour_replies(plan::DIRECTOR_MAC) {
-            self.p.handle(0, VecFrame::new(&reply), self.now_ms, &mut self.out);
+        for frame in &self.neighbours {
+            self.p.handle(0, VecFrame::new(frame), self.now_ms, &mut self.out);
         }
         self.out.drop.clear();
         self.out.tx.clear();
@@ -166,9 +278,9 @@ impl Fixture {
     }
 
     /// Puts back a frame's original length (a mode may grow or shrink frames).
-    fn reset_frame(frame: &mut VecFrame, template: &Template) {
+    fn reset_frame(frame: &mut VecFrame, template: &[u8]) {
         if frame.len() != template.len() {
-            *frame = VecFrame::new(template.bytes());
+            *frame = VecFrame::new(template);
         }
     }
 
@@ -180,10 +292,9 @@ impl Fixture {
             let n = left.min(BATCH);
             for i in 0..n {
                 let flow = self.next_rand() % self.live as u64;
-                let (src, sport) = plan::client(flow);
                 let mut frame = std::mem::replace(&mut self.pool[i], VecFrame::new(&[]));
-                Self::reset_frame(&mut frame, &self.data);
-                self.data.write(frame.data_mut(), src, sport, flow, 0);
+                Self::reset_frame(&mut frame, self.family.bytes(Kind::Data));
+                self.family.write(Kind::Data, frame.data_mut(), flow, false);
                 self.pool[i] = frame;
             }
             total += self.run_pool(n);
@@ -202,10 +313,9 @@ impl Fixture {
             }
             let n = left.min(BATCH).min(self.slack - self.fresh);
             for i in 0..n {
-                let (src, sport) = plan::syn_client((self.fresh + i) as u64);
                 let mut frame = std::mem::replace(&mut self.pool[i], VecFrame::new(&[]));
-                Self::reset_frame(&mut frame, &self.syn);
-                self.syn.write(frame.data_mut(), src, sport, 0, 0);
+                Self::reset_frame(&mut frame, self.family.bytes(Kind::Syn));
+                self.family.write(Kind::Syn, frame.data_mut(), (self.fresh + i) as u64, true);
                 self.pool[i] = frame;
             }
             total += self.run_pool(n);
@@ -219,14 +329,13 @@ impl Fixture {
     /// timeout and let the incremental sweep remove them.
     fn sweep(&mut self) {
         self.now_ms += 1_001;
-        let max_ticks = self.p.conns().capacity() / rvs_dataplane::process::EXPIRE_BUDGET + 2;
-        for _ in 0..max_ticks {
-            if self.p.conns().len() <= self.live {
+        for _ in 0..self.sweep_ticks {
+            if T::live(&self.p) <= self.live {
                 break;
             }
             self.p.tick(self.now_ms, &mut self.out);
         }
-        assert_eq!(self.p.conns().len(), self.live, "sweep left new connections behind");
+        assert_eq!(T::live(&self.p), self.live, "sweep left new connections behind");
         self.out.drop.clear();
         self.out.tx.clear();
         self.out.control.clear();
@@ -235,21 +344,48 @@ impl Fixture {
     }
 }
 
+/// Benchmarks `established` and `new_conn` in group `packet_path/NAME/TABLE`
+/// on the fixture `make` builds, once one of them is to run (not for
+/// `--list`, nor when a filter leaves both out).
+fn bench_group<T: Family>(c: &mut Criterion, name: &str, table: &str, live: usize, make: impl Fn() -> Fixture<T>) {
+    let mut fixture: Option<Fixture<T>> = None;
+    let get = |slot: &mut Option<Fixture<T>>| {
+        if slot.is_none() {
+            let setup = Instant::now();
+            *slot = Some(make());
+            eprintln!("packet_path: {name} with {live} live connections ready in {:.1?}", setup.elapsed());
+        }
+    };
+    let mut group = c.benchmark_group(format!("packet_path/{name}/{table}"));
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("established", |b| {
+        get(&mut fixture);
+        if let Some(fx) = fixture.as_mut() {
+            b.iter_custom(|iters| fx.established(iters));
+        }
+    });
+    group.bench_function("new_conn", |b| {
+        get(&mut fixture);
+        if let Some(fx) = fixture.as_mut() {
+            b.iter_custom(|iters| fx.new_connections(iters));
+        }
+    });
+    group.finish();
+    if let Some(fx) = fixture {
+        if fx.timed_frames > 0 {
+            eprintln!("packet_path: {name}/{table}: frames timed: {}", fx.timed_frames);
+        }
+        black_box(fx.p.counters().get(Counter::InboundPackets));
+    }
+}
+
 fn packet_path(c: &mut Criterion) {
     for (table, live) in table_sizes() {
         for mode in MODES {
-            let setup = Instant::now();
-            let mut fx = Fixture::new(mode, live);
-            eprintln!("packet_path: {} with {} live connections ready in {:.1?}", mode.name, live, setup.elapsed());
-            let mut group = c.benchmark_group(format!("packet_path/{}/{}", mode.name, table));
-            group.throughput(Throughput::Elements(1));
-            group.bench_function("established", |b| b.iter_custom(|iters| fx.established(iters)));
-            group.bench_function("new_conn", |b| b.iter_custom(|iters| fx.new_connections(iters)));
-            group.finish();
-            if fx.timed_frames > 0 {
-                eprintln!("packet_path: {}/{}: frames timed: {}", mode.name, table, fx.timed_frames);
-            }
-            black_box(fx.p.counters().get(Counter::InboundPackets));
+            bench_group(c, mode.name, &table, live, || Fixture::new(mode, live));
+        }
+        for mode in MODES6 {
+            bench_group(c, mode.name, &table, live, || Fixture::new6(mode, live));
         }
     }
 }

@@ -1,15 +1,16 @@
 //! Processor fixtures shared by the criterion bench and `rvs-conn-mem`.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use rvs_dataplane::snapshot::{
-    ForwardMode, InterfaceAddr, PortInfo, Protocol, RealServer, Route, SchedulerKind, Service, ServiceKey, Snapshot, SynFlood, Timeouts,
+    ForwardMode, InterfaceAddr, InterfaceAddr6, PortInfo, Protocol, RealServer, Route, Route6, SchedulerKind, Service, ServiceKey,
+    Snapshot, SynFlood, Timeouts,
 };
 use rvs_dataplane::wire::builder::arp_frame;
-use rvs_dataplane::wire::{arp, MacAddr};
+use rvs_dataplane::wire::{arp, nd, MacAddr};
 
-use crate::plan::{self, ModeSpec};
+use crate::plan::{self, ModeSpec, ModeSpec6};
 
 /// The director of the plan (one port, both networks, default route via the
 /// gateway) with one TCP service in `mode`, round robin over [`plan::REALS`].
@@ -62,4 +63,63 @@ pub fn neighbour_replies(director_mac: MacAddr) -> Vec<Vec<u8>> {
             arp_frame(mac, director_mac, arp::op::REPLY, mac, ip, director_mac, target)
         })
         .collect()
+}
+
+/// The director of [`snapshot`] (both IPv4 networks, no IPv4 service) with
+/// the IPv6 plan beside it (`2001:db8::/64` for clients and VIPs,
+/// `2001:db8:1::/64` for real servers, default route via [`plan::GATEWAY6`])
+/// and one IPv6 TCP service in `mode`, round robin over [`plan::REALS6`] (for
+/// NAT64: over the IPv4 [`plan::REALS`], from the IPv4 local addresses of
+/// [`plan::local_addrs`]). Timeouts and SYN-flood settings as [`snapshot`].
+pub fn snapshot6(mode: &ModeSpec6) -> Arc<Snapshot> {
+    let reals = if mode.nat64 {
+        plan::REALS.iter().map(|(addr, _)| RealServer::new(*addr, mode.real_port, 1, mode.forward)).collect()
+    } else {
+        plan::REALS6.iter().map(|(addr, _)| RealServer::new(*addr, mode.real_port, 1, mode.forward)).collect()
+    };
+    let mut service =
+        Service::new(ServiceKey { protocol: Protocol::Tcp, vip: mode.vip.into(), port: mode.vport }, SchedulerKind::Rr, reals);
+    if mode.nat64 {
+        service.local_addrs = plan::local_addrs();
+    } else if mode.forward == ForwardMode::FullNat {
+        service.local_addrs6 = plan::local_addrs6();
+    }
+    let net = |n: u16| Ipv6Addr::new(0x2001, 0xdb8, n, 0, 0, 0, 0, 0);
+    let mut s = (*snapshot(&plan::MODES[0])).clone();
+    s.services = vec![service];
+    s.addresses6 = vec![
+        InterfaceAddr6 { port: 0, addr: plan::DIRECTOR6_OUT, prefix_len: plan::PREFIX_LEN6 },
+        InterfaceAddr6 { port: 0, addr: plan::DIRECTOR6_IN, prefix_len: plan::PREFIX_LEN6 },
+    ];
+    s.routes6 = vec![
+        Route6 { prefix: net(0), prefix_len: plan::PREFIX_LEN6, via: None, port: 0 },
+        Route6 { prefix: net(1), prefix_len: plan::PREFIX_LEN6, via: None, port: 0 },
+        Route6 { prefix: Ipv6Addr::UNSPECIFIED, prefix_len: 0, via: Some(plan::GATEWAY6), port: 0 },
+    ];
+    Arc::new(s.finish())
+}
+
+/// Neighbour discovery from every IPv6 host the benchmarks simulate (IPv6
+/// real servers, the IPv6 gateway) to the director at `director_mac`: each
+/// solicits the director's address on its network, then sends a solicited,
+/// overriding advertisement of its own (an unsolicited advertisement
+/// creates no entry, RFC 4861 7.2.5). Feeding them to a processor resolves
+/// every IPv6 next hop; the director's advertisements it answers with are
+/// to be discarded.
+pub fn neighbour_frames6(director_mac: MacAddr) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    for (ip, mac) in plan::REALS6.iter().copied().chain([(plan::GATEWAY6, plan::GATEWAY_MAC)]) {
+        let director = if ip.segments()[2] == 0 { plan::DIRECTOR6_OUT } else { plan::DIRECTOR6_IN };
+        let mut ns = vec![0u8; nd::MAX_FRAME_LEN];
+        let mut na = vec![0u8; nd::MAX_FRAME_LEN];
+        // Both fit: MAX_FRAME_LEN is the longest either writes.
+        let ns_len = nd::fill_ns(&mut ns, mac, None, ip, director).unwrap_or(0);
+        let flags = nd::na_flag::SOLICITED | nd::na_flag::OVERRIDE;
+        let na_len = nd::fill_na(&mut na, mac, director_mac, None, ip, director, ip, flags).unwrap_or(0);
+        ns.truncate(ns_len);
+        na.truncate(na_len);
+        frames.push(ns);
+        frames.push(na);
+    }
+    frames
 }

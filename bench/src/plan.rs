@@ -7,7 +7,7 @@
 //!
 //! Adding a forwarding mode to every benchmark is one line in [`MODES`].
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use rvs_dataplane::snapshot::ForwardMode;
 use rvs_dataplane::wire::MacAddr;
@@ -101,6 +101,77 @@ fn tuple(base: u32, i: u64) -> (Ipv4Addr, u16) {
     (Ipv4Addr::from(addr), port)
 }
 
+/// One IPv6 scenario of the benchmarks: a TCP service on its own IPv6 VIP.
+/// Its real servers are [`REALS6`], or for NAT64 the IPv4 [`REALS`] reached
+/// from an IPv4 local address of [`local_addrs`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModeSpec6 {
+    /// Short name used in benchmark ids and reports (`ipv6-` and the mode).
+    pub name: &'static str,
+    /// The forwarding mode of the service's real servers.
+    pub forward: ForwardMode,
+    /// True when the real servers are IPv4 (NAT64 through FULLNAT).
+    pub nat64: bool,
+    /// The service's IPv6 VIP.
+    pub vip: Ipv6Addr,
+    /// The service's port.
+    pub vport: u16,
+    /// The real servers' port.
+    pub real_port: u16,
+}
+
+/// The IPv6 address `2001:db8:NET::HOST`.
+const fn v6(net: u16, host: u16) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, net, 0, 0, 0, 0, host)
+}
+
+/// Every IPv6 scenario of the criterion bench: the four modes over IPv6 and
+/// NAT64 (IPv6 client, IPv4 real server, IPv4 local address).
+pub const MODES6: &[ModeSpec6] = &[
+    ModeSpec6 { name: "ipv6-dr", forward: ForwardMode::Dr, nat64: false, vip: v6(0, 0x100), vport: 80, real_port: 80 },
+    ModeSpec6 { name: "ipv6-nat", forward: ForwardMode::Nat, nat64: false, vip: v6(0, 0x101), vport: 80, real_port: 8080 },
+    ModeSpec6 { name: "ipv6-tun", forward: ForwardMode::Tun, nat64: false, vip: v6(0, 0x102), vport: 80, real_port: 80 },
+    ModeSpec6 { name: "ipv6-fullnat", forward: ForwardMode::FullNat, nat64: false, vip: v6(0, 0x103), vport: 80, real_port: 8080 },
+    ModeSpec6 { name: "ipv6-nat64", forward: ForwardMode::FullNat, nat64: true, vip: v6(0, 0x104), vport: 80, real_port: 8080 },
+];
+
+/// The director's IPv6 address on the client/VIP network `2001:db8::/64`.
+pub const DIRECTOR6_OUT: Ipv6Addr = v6(0, 1);
+/// The director's IPv6 address on the real-server network `2001:db8:1::/64`.
+pub const DIRECTOR6_IN: Ipv6Addr = v6(1, 1);
+/// Prefix length of both connected IPv6 networks.
+pub const PREFIX_LEN6: u8 = 64;
+/// The IPv6 default gateway (towards clients), at [`GATEWAY_MAC`].
+pub const GATEWAY6: Ipv6Addr = v6(0, 0xfe);
+
+/// The IPv6 real servers, at the MACs of the IPv4 ones (dual-stack hosts).
+pub const REALS6: [(Ipv6Addr, MacAddr); 2] = [(v6(1, 0x11), REALS[0].1), (v6(1, 0x12), REALS[1].1)];
+
+/// FULLNAT IPv6 local addresses: `2001:db8:1::100` to `2001:db8:1::163`, 100
+/// addresses as for IPv4.
+pub fn local_addrs6() -> Vec<Ipv6Addr> {
+    (0x100..0x164).map(|h| v6(1, h)).collect()
+}
+
+/// IPv6 client tuple of established flow `i`: addresses `2001:db8:c::1` on
+/// (one per [`PORTS_PER_CLIENT`] flows), ports as [`client`].
+pub fn client6(i: u64) -> (Ipv6Addr, u16) {
+    tuple6(0xc, i)
+}
+
+/// IPv6 client tuple of new connection `i` (SYN profile): from `2001:db8:d::1`
+/// on, never overlapping [`client6`].
+pub fn syn_client6(i: u64) -> (Ipv6Addr, u16) {
+    tuple6(0xd, i)
+}
+
+fn tuple6(net: u16, i: u64) -> (Ipv6Addr, u16) {
+    let host = 1 + i / PORTS_PER_CLIENT;
+    let addr = v6(net, 0).to_bits() | u128::from(host);
+    let port = FIRST_CLIENT_PORT + (i % PORTS_PER_CLIENT) as u16;
+    (Ipv6Addr::from_bits(addr), port)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +195,22 @@ mod tests {
         assert_eq!(syn_client(0).0, Ipv4Addr::new(172, 24, 0, 1));
         let last_established = client(1 << 32).0;
         assert!(last_established < syn_client(0).0);
+    }
+
+    #[test]
+    fn ipv6_modes_and_client_tuples() {
+        for (i, a) in MODES6.iter().enumerate() {
+            assert!(a.name.starts_with("ipv6-"));
+            for b in &MODES6[i + 1..] {
+                assert_ne!(a.name, b.name);
+                assert_ne!(a.vip, b.vip);
+            }
+        }
+        assert_eq!(client6(0), (v6(0xc, 1), 1024));
+        assert_eq!(client6(PORTS_PER_CLIENT - 1), (v6(0xc, 1), 65535));
+        assert_eq!(client6(PORTS_PER_CLIENT), (v6(0xc, 2), 1024));
+        assert_eq!(syn_client6(0), (v6(0xd, 1), 1024));
+        assert_eq!(client6(0).0.to_string(), "2001:db8:c::1");
+        assert_eq!(local_addrs6().len(), 100);
     }
 }

@@ -12,9 +12,9 @@
 //! * UDP: sequence number and timestamp as two big-endian u64 at the start of
 //!   the payload (a 64-byte UDP frame has 18 payload bytes).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use rvs_dataplane::wire::builder::{tcp_frame, udp_frame, TcpParams, UdpParams, MIN_FRAME_LEN};
+use rvs_dataplane::wire::builder::{tcp6_frame, tcp_frame, udp_frame, Tcp6Params, TcpParams, UdpParams, MIN_FRAME_LEN};
 use rvs_dataplane::wire::checksum;
 use rvs_dataplane::wire::tcp::flags;
 use rvs_dataplane::wire::MacAddr;
@@ -201,6 +201,97 @@ impl Template {
     }
 }
 
+/// Offset of the IPv6 source address.
+pub const IP6_SRC: usize = ETH + 8;
+/// Offset of the L4 header after an IPv6 header without extensions.
+pub const L4_6: usize = ETH + 40;
+/// Offset of the TCP sequence number over IPv6.
+pub const TCP6_SEQ: usize = L4_6 + 4;
+/// Offset of the TCP acknowledgment number over IPv6.
+pub const TCP6_ACK: usize = L4_6 + 8;
+/// Offset of the TCP checksum over IPv6.
+pub const TCP6_CSUM: usize = L4_6 + 16;
+/// Offset of the TCP payload over IPv6 (no options).
+pub const TCP6_PAYLOAD: usize = L4_6 + 20;
+/// The smallest IPv6 template: Ethernet, IPv6, TCP and the 4-byte sequence
+/// stamp (78 bytes; 82 on the wire). A 64-byte frame cannot hold IPv6 and TCP.
+pub const MIN_FRAME_LEN6: usize = TCP6_PAYLOAD + 4;
+
+/// A prepared TCP over IPv6 frame (no extension headers, no TCP options),
+/// patched per packet like [`Template`]: client address and port, the
+/// sequence number's low 32 bits in the sequence-number field and the first 4
+/// payload bytes, the timestamp's low 32 bits in the acknowledgment field.
+#[derive(Clone, Debug)]
+pub struct Template6 {
+    bytes: Vec<u8>,
+    base_src: Ipv6Addr,
+    base_sport: u16,
+}
+
+impl Template6 {
+    /// A frame of `wire_size` bytes on the wire (FCS included; at least
+    /// [`MIN_FRAME_LEN6`] + 4) from `src_mac` to `dst_mac`, client → `dst:dport`:
+    /// a SYN or an ACK|PSH data segment.
+    pub fn new(kind: Kind, wire_size: usize, src_mac: MacAddr, dst_mac: MacAddr, dst: Ipv6Addr, dport: u16) -> Self {
+        let len = wire_size.saturating_sub(4).max(MIN_FRAME_LEN6);
+        let (base_src, base_sport) = (Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 1), 1024);
+        let bytes = tcp6_frame(&Tcp6Params {
+            src_mac,
+            dst_mac,
+            src: base_src,
+            dst,
+            sport: base_sport,
+            dport,
+            seq: 0,
+            ack: 0,
+            flags: match kind {
+                Kind::Syn => flags::SYN,
+                Kind::Data => flags::ACK | flags::PSH,
+            },
+            hop_limit: 64,
+            payload: vec![0u8; len - TCP6_PAYLOAD],
+            ..Tcp6Params::default()
+        });
+        debug_assert_eq!(bytes.len(), len);
+        Template6 { bytes, base_src, base_sport }
+    }
+
+    /// The template's bytes (client `[2001:db8:c::1]:1024`, sequence 0, stamp 0).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Frame length in bytes (without FCS).
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Always false: a template holds a whole frame.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Writes the template into `buf` (exactly [`Template6::len`] bytes) for
+    /// client `src:sport`, with sequence number `seq` and timestamp `stamp`.
+    #[inline]
+    pub fn write(&self, buf: &mut [u8], src: Ipv6Addr, sport: u16, seq: u64, stamp: u64) {
+        buf.copy_from_slice(&self.bytes);
+        let (s, a) = (seq as u32, stamp as u32);
+        buf[IP6_SRC..IP6_SRC + 16].copy_from_slice(&src.octets());
+        buf[L4_6..L4_6 + 2].copy_from_slice(&sport.to_be_bytes());
+        buf[TCP6_SEQ..TCP6_SEQ + 4].copy_from_slice(&s.to_be_bytes());
+        buf[TCP6_ACK..TCP6_ACK + 4].copy_from_slice(&a.to_be_bytes());
+        buf[TCP6_PAYLOAD..TCP6_PAYLOAD + 4].copy_from_slice(&s.to_be_bytes());
+        let mut c = be16(buf, TCP6_CSUM);
+        c = checksum::update_addr_v6(c, self.base_src, src);
+        c = checksum::update_u16(c, self.base_sport, sport);
+        c = checksum::update_u32(c, 0, s);
+        c = checksum::update_u32(c, 0, a);
+        c = checksum::update_u32(c, 0, s);
+        buf[TCP6_CSUM..TCP6_CSUM + 2].copy_from_slice(&c.to_be_bytes());
+    }
+}
+
 /// Reads the sequence number and timestamp a template stamped into `frame`
 /// (untagged Ethernet/IPv4 without IP options; TCP options are skipped). For
 /// TCP only the low 32 bits of each survive.
@@ -302,5 +393,36 @@ mod tests {
         toa.extend_from_slice(&buf[TCP_PAYLOAD..]);
         assert_eq!(read_stamps(Proto::Tcp, &toa), Some((0x2345_6789, 0xabcd)));
         assert_eq!(read_stamps(Proto::Tcp, &toa[..TCP_PAYLOAD + 10]), None, "a payload cut short is refused");
+    }
+
+    #[test]
+    fn patched_ipv6_frames_have_valid_checksums() {
+        use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+        let vip = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+        for kind in [Kind::Syn, Kind::Data] {
+            for size in [64, 82, 128] {
+                let t = Template6::new(kind, size, A, B, vip, 80);
+                assert_eq!(t.len(), (size - 4).max(MIN_FRAME_LEN6));
+                let mut buf = vec![0u8; t.len()];
+                for (i, (seq, stamp)) in [(0u64, 0u64), (1, 2), (u64::MAX, 0xdead_beef_0bad_cafe)].into_iter().enumerate() {
+                    let src = Ipv6Addr::new(0x2001, 0xdb8, 0xd, i as u16, 0xffff, 0, 7, 200 + i as u16);
+                    let sport = 60000 + i as u16;
+                    t.write(&mut buf, src, sport, seq, stamp);
+                    // etherparse recomputes the checksum from scratch.
+                    let p = SlicedPacket::from_ethernet(&buf).expect("an IPv6 frame");
+                    let Some(NetSlice::Ipv6(ip)) = p.net else { panic!("not IPv6") };
+                    assert_eq!(ip.header().source_addr(), src);
+                    assert_eq!(ip.header().destination_addr(), vip);
+                    let Some(TransportSlice::Tcp(tcp)) = p.transport else { panic!("not TCP") };
+                    let want = tcp.to_header().calc_checksum_ipv6_raw(src.octets(), vip.octets(), tcp.payload()).expect("checksum");
+                    assert_eq!(tcp.checksum(), want, "TCP checksum");
+                    assert_eq!((tcp.source_port(), tcp.destination_port()), (sport, 80));
+                    assert_eq!(tcp.sequence_number(), seq as u32);
+                    assert_eq!(tcp.acknowledgment_number(), stamp as u32);
+                    assert_eq!(tcp.syn(), kind == Kind::Syn);
+                    assert_eq!(&tcp.payload()[..4], &(seq as u32).to_be_bytes());
+                }
+            }
+        }
     }
 }

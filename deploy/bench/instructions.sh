@@ -5,6 +5,9 @@
 #
 #   deploy/bench/instructions.sh [MODE ...]      (default: dr nat tun fullnat)
 #
+# MODE is a criterion group name: the IPv4 modes, or the IPv6 scenarios
+# ipv6-dr ipv6-nat ipv6-tun ipv6-fullnat ipv6-nat64.
+#
 # For each mode and each of `established` / `new_conn`, it runs criterion's
 # packet_path bench (1k connections) under valgrind with collection toggled on
 # `Fixture::run_pool` (the frames' trip through `Processor::handle_burst`, plus

@@ -3,7 +3,8 @@
 
 usage: report.py WORK_DIR OUT_DIR [--smoke]
 
-WORK_DIR holds machine.json, criterion/<group>/<bench>/new/estimates.json,
+WORK_DIR holds machine.json, criterion/<group>/<bench>/new/estimates.json
+(IPv6 groups are packet_path_ipv6-MODE_SIZE: reported in their own section, without targets),
 conn_mem.json, runs/*.json (rvs-pktgen reports; *.stats.json rvsd counters;
 *.perf.txt perf stat), testpmd_cycles.json (testpmd's --record-core-cycles
 figure at the cycles rate; its generator report is runs/testpmd-cycles.json). Only the standard library is needed; the plot uses
@@ -59,6 +60,41 @@ def criterion_results(work):
             "median_ns": d.get("median", {}).get("point_estimate"),
         }
     return out
+
+
+IPV6_PREFIX = "ipv6-"
+# The IPv4 scenario each IPv6 one is shown next to (NAT64 goes through FULLNAT).
+IPV4_COUNTERPART = {"nat64": "fullnat"}
+
+
+def ipv6_summary(crit, crit6, mem):
+    """The IPv6 figures of report.json: ns per packet per IPv6 scenario next to its IPv4
+    counterpart, and the bytes per connection of an IPv6 table (rvs-conn-mem's `ipv6`)."""
+    packet_path = {}
+    order = ["dr", "nat", "tun", "fullnat", "nat64"]
+    rank = lambda m: (order.index(m[len(IPV6_PREFIX):]) if m[len(IPV6_PREFIX):] in order else len(order), m)  # noqa: E731
+    for (m, t), v in sorted(crit6.items(), key=lambda kv: (rank(kv[0][0]), table_rank(kv[0][1]))):
+        mode = m[len(IPV6_PREFIX):]
+        v4 = crit.get((IPV4_COUNTERPART.get(mode, mode), t), {})
+        packet_path[f"{m}/{t}"] = {
+            "established": v.get("established"),
+            "new_conn": v.get("new_conn"),
+            "ipv4_mode": IPV4_COUNTERPART.get(mode, mode),
+            "ipv4_established_ns": v4.get("established", {}).get("ns"),
+            "ipv4_new_conn_ns": v4.get("new_conn", {}).get("ns"),
+        }
+    m6 = (mem or {}).get("ipv6") or {}
+    bytes_per_conn = []
+    for r in m6.get("runs", []):
+        worker = next((x for x in (mem or {}).get("runs", []) if x["mode"] == r["mode"] and x["connections"] == r["connections"]), None)
+        bytes_per_conn.append({
+            "mode": r["mode"],
+            "connections": r["connections"],
+            "ipv6_table_bytes_per_conn": r.get("bytes_per_conn"),
+            "ipv4_table_bytes_per_conn": r.get("ipv4_table_only_bytes_per_conn"),
+            "ipv4_worker_bytes_per_conn": worker.get("bytes_per_conn") if worker else None,
+        })
+    return {"packet_path_ns": packet_path, "bytes_per_conn": bytes_per_conn, "static_sizes_bytes": m6.get("static_sizes_bytes")}
 
 
 def table_rank(label):
@@ -233,7 +269,10 @@ def main():
     os.makedirs(out, exist_ok=True)
     machine = load(os.path.join(work, "machine.json"), {})
     machine["load_average_at_end"] = load(os.path.join(work, "load_end.json"))
-    crit = criterion_results(work)
+    crit_all = criterion_results(work)
+    # IPv6 scenarios (groups packet_path/ipv6-MODE/SIZE) have no target: kept apart from the IPv4 figures.
+    crit = {k: v for k, v in crit_all.items() if not k[0].startswith(IPV6_PREFIX)}
+    crit6 = {k: v for k, v in crit_all.items() if k[0].startswith(IPV6_PREFIX)}
     mem = load(os.path.join(work, "conn_mem.json"), {})
     runs = run_results(work)
 
@@ -301,12 +340,14 @@ def main():
             "memif_throughput_loss": (1 - memif_big["max_mpps"] / memif_small["max_mpps"]) if memif_small and memif_big and memif_small["max_mpps"] else None,
         }
 
+    ipv6 = ipv6_summary(crit, crit6, mem)
     report = {
         "machine": machine,
         "smoke": smoke,
         "targets": TARGETS,
         "packet_path_ns": {f"{m}/{t}": v for (m, t), v in sorted(crit.items())},
         "memory_per_connection": mem,
+        "ipv6": ipv6,
         "memif_runs": runs,
         "ratios_rvsd_over_testpmd": ratios,
         "big_table_cost": big_cost,
@@ -482,6 +523,50 @@ def main():
                      "rounded up to a power of two buckets at 7/8 load: for N connections 2N..4N buckets of 25 bytes "
                      f"(50–100 B per connection, DR included, which uses one key), plus the {s.get('slot_option_conn')}-byte slot "
                      "and a 4-byte free-list entry once the free list is used.")
+    L.append("")
+    L.append("## IPv6 (no targets: reported, not judged)")
+    L.append("")
+    L.append("The same criterion benchmarks over IPv6 (groups `packet_path/ipv6-MODE/SIZE`): DR, NAT, TUN (6in6) and FULLNAT with "
+             "IPv6 clients and real servers, and NAT64 (IPv6 clients, IPv4 real servers through FULLNAT, IPv4 local addresses), "
+             "the connections in an IPv6 table sized for them. IPv6 frames are 78 bytes (82 on the wire), the smallest that hold "
+             "Ethernet, IPv6, TCP and the 4-byte stamp. Each is shown next to the IPv4 figure of the same mode (NAT64 next to FULLNAT).")
+    L.append("")
+    if ipv6["packet_path_ns"]:
+        L.append("| IPv6 scenario | live conns | established ns/pkt (95 % CI) | IPv4 established ns/pkt | new connection ns/pkt (95 % CI) | IPv4 new connection ns/pkt |")
+        L.append("|---|---|---|---|---|---|")
+        for key, v in ipv6["packet_path_ns"].items():
+            m, t = key.rsplit("/", 1)
+            e, n = v.get("established") or {}, v.get("new_conn") or {}
+            L.append(f"| {m} | {t} | {fmt(e.get('ns'))} ({fmt(e.get('ci_low'))}–{fmt(e.get('ci_high'))}) | {fmt(v['ipv4_established_ns'])} ({v['ipv4_mode']}) | "
+                     f"{fmt(n.get('ns'))} ({fmt(n.get('ci_low'))}–{fmt(n.get('ci_high'))}) | {fmt(v['ipv4_new_conn_ns'])} ({v['ipv4_mode']}) |")
+    else:
+        L.append("No IPv6 criterion results in this run.")
+    L.append("")
+    L.append("What an IPv6 connection costs (rvs-conn-mem): resident bytes per connection of an IPv6 connection table alone, "
+             "created with conn_table_size = connections and filled by direct inserts, next to an IPv4 table measured the same way "
+             "(the two differ by the entry only) and to the IPv4 worker figure of the memory section above.")
+    L.append("")
+    s6 = ipv6.get("static_sizes_bytes") or {}
+    if s6:
+        L.append(f"Static sizes: `Conn6` {s6.get('conn')} B (slot {s6.get('slot')} B), IPv6 flow key {s6.get('flow_key')} B, index entry "
+                 f"{s6.get('index_entry')} B, {fmt(s6.get('index_buckets_per_conn'), 2)} index buckets per connection.")
+        L.append("")
+    if ipv6["bytes_per_conn"]:
+        L.append("| mode | connections | IPv6 table, bytes per connection | IPv4 table, bytes per connection | IPv4 worker, bytes per connection |")
+        L.append("|---|---|---|---|---|")
+        for r in ipv6["bytes_per_conn"]:
+            L.append(f"| {r['mode']} | {r['connections']} | {fmt(r['ipv6_table_bytes_per_conn'])} | {fmt(r['ipv4_table_bytes_per_conn'])} | "
+                     f"{fmt(r['ipv4_worker_bytes_per_conn'])} |")
+        defaults = ((mem or {}).get("ipv6") or {}).get("default_ipv6_table_sizes") or []
+        six = {r["connections"]: r["ipv6_table_bytes_per_conn"] for r in ipv6["bytes_per_conn"]}
+        for d in defaults:
+            n, n6 = d.get("conn_table_size"), d.get("conn_table_size_ipv6")
+            if n and n6 and six.get(n):
+                L.append("")
+                L.append(f"The IPv4 worker figures above are measured with the smallest IPv6 table; rvsd's default IPv6 table "
+                         f"(conn_table_size_ipv6 = {n6} for conn_table_size = {n}) adds about {fmt(six[n] * n6 / n)} B per IPv4 connection.")
+    else:
+        L.append("No IPv6 memory figures in this run (rvs-conn-mem without an `ipv6` section).")
     L.append("")
     L.append("## Where the time goes")
     L.append("")

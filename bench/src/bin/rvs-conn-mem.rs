@@ -22,7 +22,10 @@
 //! connection per client tuple, with the reply key of its mode: none for DR
 //! and TUN, `real → client` for NAT, `real → local` for FULLNAT), beside an
 //! IPv4 table measured the same way, so the two differ by the entry only.
-//! The IPv4 figures above stay those of the whole worker.
+//! The IPv4 figures above stay those of the whole worker, its IPv6 table at
+//! its smallest (`MIN_CONN_CAPACITY6`, `conn_table_size_ipv6` in each run):
+//! rvsd's default IPv6 table (`default_ipv6_table_sizes`, a quarter of
+//! `conn_table_size`) costs the IPv6 figure times its size on top.
 //!
 //! `rvs-conn-mem [N ...]` (default: 1000000 4000000).
 
@@ -34,7 +37,7 @@ use rvs_bench::plan::{self, ModeSpec, MODES};
 use rvs_bench::template::{Kind, Proto, Template};
 use rvs_dataplane::conn::{Conn, Conn6, ConnAddr, ConnTable, ConnTable6, FlowKey, FlowKey6, IndexEntry, SockV6, TcpState};
 use rvs_dataplane::frame::{Frame, VecFrame};
-use rvs_dataplane::process::{Output, Processor};
+use rvs_dataplane::process::{default_capacity6, Output, Processor, MIN_CONN_CAPACITY6};
 use rvs_dataplane::snapshot::{ForwardMode, Protocol};
 use rvs_dataplane::stats::Counter;
 use serde_json::json;
@@ -217,6 +220,7 @@ fn ipv6_section(sizes: &[usize]) -> serde_json::Value {
         }
     }
     json!({
+        "default_ipv6_table_sizes": sizes.iter().map(|&n| json!({"conn_table_size": n, "conn_table_size_ipv6": default_capacity6(n)})).collect::<Vec<_>>(),
         "what": "resident memory (RSS + hugetlb pages) per connection of an IPv6 connection table alone (created and filled by direct inserts, \
                  not through a worker), conn_table_size = connections; ipv4_table_only_bytes_per_conn: an IPv4 table measured the same way",
         "static_sizes_bytes": static_sizes,
@@ -254,7 +258,9 @@ fn main() {
         for &n in &sizes {
             let before = rss_bytes();
             let t0 = Instant::now();
-            let mut p: Processor<VecFrame> = Processor::new(snapshot(mode), n);
+            // The IPv6 table at its smallest: this figure is the IPv4 entry's
+            // (the IPv6 one is measured apart, below).
+            let mut p: Processor<VecFrame> = Processor::for_worker_sized(snapshot(mode), n, MIN_CONN_CAPACITY6, 0, 1);
             let allocated = rss_bytes();
             let mut out = Output::with_capacity(8);
             for reply in neighbour_replies(plan::DIRECTOR_MAC) {
@@ -288,6 +294,7 @@ fn main() {
                 "mode": mode.name,
                 "connections": n,
                 "conn_table_size": n,
+                "conn_table_size_ipv6": MIN_CONN_CAPACITY6,
                 "rss_before": before,
                 "rss_after_create": allocated,
                 "rss_after_fill": filled,
