@@ -24,7 +24,7 @@
 //! IPv4 table measured the same way, so the two differ by the entry only.
 //! The IPv4 figures above stay those of the whole worker, its IPv6 table at
 //! its smallest (`MIN_CONN_CAPACITY6`, `conn_table_size_ipv6` in each run):
-//! rvsd's default IPv6 table (`default_ipv6_table_sizes`, a quarter of
+//! rvsd's default IPv6 table (`default_ipv6_table_sizes`, a sixteenth of
 //! `conn_table_size`) costs the IPv6 figure times its size on top.
 //!
 //! `rvs-conn-mem [N ...]` (default: 1000000 4000000).
