@@ -109,10 +109,13 @@ impl<F: Frame> Processor<F> {
                 return Action::Reply;
             }
             Local6::Learned(update) => {
-                self.counters.inc(Counter::NdAdvertsIn);
                 self.learn_nd(&update, port, now_ms, out);
+                // Counted once: here when the kernel gets it too, else as consumed.
                 return match self.local(port) {
-                    Action::ToKernel => Action::ToKernel,
+                    Action::ToKernel => {
+                        self.counters.inc(Counter::NdAdvertsIn);
+                        Action::ToKernel
+                    }
                     _ => Action::Consumed(Counter::NdAdvertsIn),
                 };
             }
