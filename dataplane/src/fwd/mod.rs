@@ -88,6 +88,11 @@ pub enum NextHop6 {
 /// error, a reset: identification 0, TTL 64) at the start of `ip`, checksum
 /// included, and returns the view to fill the payload through.
 fn originate_ipv4(ip: &mut [u8], protocol: u8, total_len: u16, src: Ipv4Addr, dst: Ipv4Addr, dont_frag: bool) -> Ipv4Packet<&mut [u8]> {
+    // From zeros: the bytes there are the answered packet's (its reserved
+    // flag bit, its options' bits must not carry over).
+    if let Some(header) = ip.get_mut(..ipv4::HEADER_LEN) {
+        header.fill(0);
+    }
     let mut pkt = Ipv4Packet::new_unchecked(ip);
     pkt.set_version_and_header_len(ipv4::HEADER_LEN);
     pkt.set_dscp_ecn(0);

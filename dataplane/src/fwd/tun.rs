@@ -101,6 +101,9 @@ pub fn encapsulate<F: Frame>(frame: &mut F, l2_len: usize, src: Ipv4Addr, dst: I
         return Err(FwdError::NoRoom);
     }
     let data = frame.data_mut();
+    // The gap holds whatever bytes were there (the Ethernet header moved
+    // out of it): start from zeros, or the reserved flag bit may be set.
+    data[l2_len..l2_len + ipv4::HEADER_LEN].fill(0);
     let mut outer = Ipv4Packet::new_unchecked(&mut data[l2_len..]);
     outer.set_version_and_header_len(ipv4::HEADER_LEN);
     outer.set_dscp_ecn(tos);
@@ -159,6 +162,20 @@ mod tests {
             assert_eq!((outer.ttl(), outer.dont_frag(), outer.ident()), (61, true, 0x4242));
             assert!(outer.verify_checksum());
         }
+    }
+
+    #[test]
+    fn the_outer_header_starts_from_zeros_whatever_the_gap_held() {
+        // A sender MAC with its high bits set (Intel's 0x90...): its bytes are
+        // in the gap the Ethernet header leaves when it moves.
+        let mut original = client_packet(10, None);
+        original[6..12].copy_from_slice(&[0xff; 6]);
+        original[..6].copy_from_slice(&[0xff; 6]);
+        let mut f = VecFrame::new(&original);
+        encapsulate(&mut f, HEADER_LEN, DIR, RS, 7).expect("room");
+        let out = f.to_vec();
+        assert_eq!(out[HEADER_LEN + 6] & 0x80, 0, "the reserved flag bit is clear");
+        assert_eq!(out[HEADER_LEN + 1], original[HEADER_LEN + 1], "TOS copied, nothing else");
     }
 
     #[test]
