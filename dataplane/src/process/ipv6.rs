@@ -299,6 +299,13 @@ impl<F: Frame> Processor<F> {
                     Protocol::Tcp => conn.on_tcp_packet(l4.flags(), dir, &timeouts, now_ms),
                     Protocol::Udp => conn.on_udp_packet(&timeouts, now_ms),
                 }
+                // Sent to the backups on a state change and every half timeout, as IPv4 ones.
+                let resync = self.snapshot.sync_send
+                    && (before.state != conn.state || conn.since_synced_ms(now_ms) > conn.idle_timeout_ms(&timeouts) / 2);
+                if resync {
+                    conn.mark_synced(now_ms);
+                    out.sync.push(self.conn_info(&conn, now_ms));
+                }
                 if let Some(stored) = self.conns6.get_mut(id) {
                     *stored = conn;
                 }
@@ -353,6 +360,9 @@ impl<F: Frame> Processor<F> {
         self.count_traffic(&conn, Direction::Inbound, u64::from(pkt.ip_len));
         self.announce6(&conn, out);
         self.counters.inc(Counter::ConnCreated);
+        if self.snapshot.sync_send {
+            out.sync.push(self.conn_info(&conn, now_ms));
+        }
         self.forward6(ip_bytes, l2_len, pkt, &conn, Direction::Inbound, false)
     }
 

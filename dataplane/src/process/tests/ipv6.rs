@@ -353,3 +353,20 @@ fn a_synced_nat64_connection_carries_on_on_the_backup() {
     let proxied = ConnInfo { syn_proxy: Some(crate::synproxy::seq::Translation::default()), ..info };
     assert!(!processor6(1500).install(&proxied, 10, &mut Output::with_capacity(8)));
 }
+
+#[test]
+fn a_sync_master_streams_its_ipv6_connections() {
+    let mut p = processor6(1500);
+    let mut snap = (*snapshot6(1500)).clone();
+    snap.sync_send = true;
+    snap.generation = 2;
+    p.adopt(Arc::new(snap));
+    let out = run(&mut p, &tcp6(CLIENT_MAC, (CLIENT6, 40060), (NAT6, 80), true, false, b""));
+    assert_eq!(out.sync.len(), 1, "a new connection is sent");
+    assert_eq!(out.sync[0].client, std::net::SocketAddr::from((CLIENT6, 40060)));
+    let out = run(&mut p, &tcp6(RS1_MAC, (RS6, 8080), (CLIENT6, 40060), true, true, b""));
+    assert!(out.sync.is_empty(), "no state change, recently synced");
+    let out = run(&mut p, &tcp6(CLIENT_MAC, (CLIENT6, 40060), (NAT6, 80), false, true, b""));
+    assert_eq!(out.sync.len(), 1, "ESTABLISHED is sent");
+    assert_eq!(out.sync[0].state, "ESTABLISHED");
+}
