@@ -273,22 +273,28 @@ pub fn insert_toa<F: Frame>(frame: &mut F, l2_len: usize, client: SocketAddrV4) 
 
 /// Finds the TOA option in TCP options, returning the client it names.
 pub fn find_toa(options: &[u8]) -> Option<SocketAddrV4> {
+    let o = find_toa_option(options, TOA_LEN)?;
+    Some(SocketAddrV4::new([o[4], o[5], o[6], o[7]].into(), u16::from_be_bytes([o[2], o[3]])))
+}
+
+/// Walks TCP options to the first TOA option (kind 254) of `len` bytes and
+/// returns its bytes; None at the end-of-options, at a malformed option, or
+/// without one. IPv4's TOA is 8 bytes long, DPVS's IPv6 TOA 20.
+pub(super) fn find_toa_option(options: &[u8], len: usize) -> Option<&[u8]> {
     let mut i = 0;
     while i < options.len() {
         match options[i] {
             0 => return None,
             1 => i += 1,
             kind => {
-                let len = usize::from(*options.get(i + 1)?);
-                if len < 2 {
+                let opt_len = usize::from(*options.get(i + 1)?);
+                if opt_len < 2 {
                     return None;
                 }
-                if kind == TOA_KIND && len == TOA_LEN {
-                    let o = options.get(i..i + TOA_LEN)?;
-                    let port = u16::from_be_bytes([o[2], o[3]]);
-                    return Some(SocketAddrV4::new([o[4], o[5], o[6], o[7]].into(), port));
+                if kind == TOA_KIND && opt_len == len {
+                    return options.get(i..i + len);
                 }
-                i += len;
+                i += opt_len;
             }
         }
     }

@@ -28,7 +28,7 @@ use crate::frame::Frame;
 use crate::wire::ipv6::next_header;
 use crate::wire::{Ipv4Packet, Ipv6Packet, TcpSegment, WireError};
 
-use super::fnat::{shift_segment_seq, unshift_segment_ack, TOA_KIND};
+use super::fnat::{find_toa_option, shift_segment_seq, unshift_segment_ack, TOA_KIND};
 use super::{l4v6, nat6, FwdError, NextHop6};
 
 /// Length of the IPv6 TOA option: kind, length, port, 16-byte address.
@@ -162,27 +162,10 @@ pub fn insert_toa6<F: Frame>(frame: &mut F, l2_len: usize, client: SocketAddrV6)
 /// Finds the IPv6 TOA option (kind 254, length 20) in TCP options, returning
 /// the client it names.
 pub fn find_toa6(options: &[u8]) -> Option<SocketAddrV6> {
-    let mut i = 0;
-    while i < options.len() {
-        match options[i] {
-            0 => return None,
-            1 => i += 1,
-            kind => {
-                let len = usize::from(*options.get(i + 1)?);
-                if len < 2 {
-                    return None;
-                }
-                if kind == TOA_KIND && len == TOA6_LEN {
-                    let o = options.get(i..i + TOA6_LEN)?;
-                    let mut addr = [0u8; 16];
-                    addr.copy_from_slice(&o[4..]);
-                    return Some(SocketAddrV6::new(Ipv6Addr::from(addr), u16::from_be_bytes([o[2], o[3]]), 0, 0));
-                }
-                i += len;
-            }
-        }
-    }
-    None
+    let o = find_toa_option(options, TOA6_LEN)?;
+    let mut addr = [0u8; 16];
+    addr.copy_from_slice(&o[4..]);
+    Some(SocketAddrV6::new(Ipv6Addr::from(addr), u16::from_be_bytes([o[2], o[3]]), 0, 0))
 }
 
 #[cfg(test)]
