@@ -408,6 +408,22 @@ enum Action {
         /// FULLNAT's sequence shift.
         seq_delta: u32,
     },
+    /// NAT64: an ICMPv4 error about a connection, translated into an
+    /// ICMPv6 error for the client.
+    Nat64Icmp4To6 {
+        /// Ethernet header length.
+        l2_len: usize,
+        /// The translation.
+        t: crate::fwd::nat64::Icmp4To6,
+    },
+    /// NAT64: an ICMPv6 error about a connection, translated into an
+    /// ICMPv4 error for the real server.
+    Nat64Icmp6To4 {
+        /// Ethernet header length.
+        l2_len: usize,
+        /// The translation.
+        t: crate::fwd::nat64::Icmp6To4,
+    },
     /// An IPv4 fragment: held until its datagram is complete ([`frag`]).
     Fragment {
         /// Ethernet header length.
@@ -785,6 +801,8 @@ impl<F: Frame> Processor<F> {
                 self.nat64_in(frame, l2_len, local, real, seq_delta, toa, now_ms, out)
             }
             Action::Nat64Out { l2_len, vip, client, seq_delta } => self.nat64_out(frame, l2_len, vip, client, seq_delta, now_ms, out),
+            Action::Nat64Icmp4To6 { l2_len, t } => self.nat64_icmp_to6(frame, l2_len, &t, now_ms, out),
+            Action::Nat64Icmp6To4 { l2_len, t } => self.nat64_icmp_to4(frame, l2_len, &t, now_ms, out),
         }
     }
 

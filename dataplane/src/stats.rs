@@ -126,6 +126,7 @@ counters! {
     DropIpv4Mapped => "drop_ipv4_mapped": "IPv6 packets from or to an IPv4-mapped address (::ffff:a.b.c.d), which rvs keeps for NAT64 connections.",
     Nat64Packets => "nat64_packets": "Packets translated between IPv6 and IPv4 (NAT64), both ways.",
     ConnActive6 => "conn_active_ipv6": "IPv6 and NAT64 connections in the table now (a gauge).",
+    DropNat64Untranslatable => "drop_nat64_untranslatable": "ICMP errors about a NAT64 connection that RFC 7915 does not translate between IPv4 and IPv6 (source quench, redirects, codes without an equivalent), dropped.",
 }
 
 /// A worker's own counters: plain integers, written only by that worker.

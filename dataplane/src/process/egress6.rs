@@ -212,6 +212,44 @@ impl<F: Frame> Processor<F> {
     }
 }
 
+impl<F: Frame> Processor<F> {
+    /// Sends an ICMPv4 error about a NAT64 connection to its IPv6 client,
+    /// translated (`drop_nat64_untranslatable` for what RFC 7915 does not
+    /// translate).
+    pub(super) fn nat64_icmp_to6(&mut self, mut frame: F, l2_len: usize, t: &nat64::Icmp4To6, now_ms: u64, out: &mut Output<F>) {
+        match nat64::icmp4_to_6(&mut frame, l2_len, t) {
+            Ok(client) => {
+                self.counters.inc(Counter::IcmpErrorsForwarded);
+                self.counters.inc(Counter::Nat64Packets);
+                self.send6(frame, NextHop6::Routed(client), now_ms, out)
+            }
+            Err(e) => self.drop_untranslatable(frame, e, out),
+        }
+    }
+
+    /// Sends an ICMPv6 error about a NAT64 connection to its IPv4 real
+    /// server, translated.
+    pub(super) fn nat64_icmp_to4(&mut self, mut frame: F, l2_len: usize, t: &nat64::Icmp6To4, now_ms: u64, out: &mut Output<F>) {
+        match nat64::icmp6_to_4(&mut frame, l2_len, t) {
+            Ok(real) => {
+                self.counters.inc(Counter::IcmpErrorsForwarded);
+                self.counters.inc(Counter::Nat64Packets);
+                self.send(frame, NextHop::Routed(real), now_ms, out)
+            }
+            Err(e) => self.drop_untranslatable(frame, e, out),
+        }
+    }
+
+    fn drop_untranslatable(&mut self, frame: F, e: FwdError, out: &mut Output<F>) {
+        let reason = match e {
+            FwdError::Untranslatable(_) => Counter::DropNat64Untranslatable,
+            FwdError::NoRoom => Counter::DropNoRoom,
+            _ => Counter::DropMalformed,
+        };
+        self.drop(frame, reason, out)
+    }
+}
+
 /// A next hop of either family (a tunnel's outer header decides).
 enum NextHopAny {
     V4(NextHop),

@@ -204,7 +204,7 @@ impl<F: Frame> Processor<F> {
 
         // An IPv4 reply to an IPv4 local address may be a NAT64 connection's.
         if self.snapshot.is_local_addr(dst) && !self.conns6.is_empty() {
-            if let Some(action) = self.nat64_reply(ip_bytes, l2_len, &key, &l4, ip_len, now_ms) {
+            if let Some(action) = self.nat64_reply(ip_bytes, l2_len, &key, &l4, ip_len, now_ms, out) {
                 return action;
             }
         }

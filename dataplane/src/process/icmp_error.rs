@@ -61,6 +61,12 @@ impl<F: Frame> Processor<F> {
         // The quoted packet travelled the other way: look up its reverse.
         let key = FlowKey { proto: q.proto, src: q.dst, sport: q.dport, dst: q.src, dport: q.sport };
         let Some((id, dir)) = self.conns.lookup(&key, now_ms) else {
+            // It may quote a NAT64 connection's IPv4 packet (from a local address).
+            if self.snapshot.is_local_addr(q.src) && !self.conns6.is_empty() {
+                if let Some(action) = self.nat64_icmp4(ip_bytes, l2_len, &key, now_ms) {
+                    return action;
+                }
+            }
             if let Some(owner) = self.other_owner(&key, redirected) {
                 return Action::Redirect(owner);
             }

@@ -165,13 +165,16 @@ impl<F: Frame> Processor<F> {
         let Some(c) = self.conns6.get(id).copied() else {
             return Action::Drop(Counter::DropNoConnection);
         };
-        if c.is_nat64() || (dir == Direction::Reply && matches!(c.forward, ForwardMode::Dr | ForwardMode::Tun)) {
+        if dir == Direction::Reply && matches!(c.forward, ForwardMode::Dr | ForwardMode::Tun) {
             return Action::Drop(Counter::DropNotForUs);
         }
         match hop6::decrement(ip_bytes) {
             Ok(()) => {}
             Err(FwdError::TtlExceeded) => return Action::Drop(Counter::DropTtlExceeded),
             Err(_) => return Action::Drop(Counter::DropMalformed),
+        }
+        if let Some(real4) = c.real.to_mapped_v4() {
+            return self.nat64_icmp6(l2_len, &c, dir, real4);
         }
         let (vip, client, real) = (sock(c.vip), sock(c.client), sock(c.real));
         let local = c.local.get().map(sock);
@@ -295,21 +298,7 @@ impl<F: Frame> Processor<F> {
             let reschedule = new_syn && (conn.reusable_by_syn() || self.expired_by_config(&conn) == Some(Counter::DropNoDest));
             if !reschedule {
                 let before = conn;
-                match conn.protocol {
-                    Protocol::Tcp => conn.on_tcp_packet(l4.flags(), dir, &timeouts, now_ms),
-                    Protocol::Udp => conn.on_udp_packet(&timeouts, now_ms),
-                }
-                // Sent to the backups on a state change and every half timeout, as IPv4 ones.
-                let resync = self.snapshot.sync_send
-                    && (before.state != conn.state || conn.since_synced_ms(now_ms) > conn.idle_timeout_ms(&timeouts) / 2);
-                if resync {
-                    conn.mark_synced(now_ms);
-                    out.sync.push(self.conn_info(&conn, now_ms));
-                }
-                if let Some(stored) = self.conns6.get_mut(id) {
-                    *stored = conn;
-                }
-                self.recount_state(&before, &conn);
+                self.touch6(id, &mut conn, &l4, dir, now_ms, out);
                 if let Some(reason) = self.expired_by_config(&conn) {
                     self.remove_conn6(id, out);
                     return Action::Drop(reason);
@@ -711,9 +700,33 @@ impl<F: Frame> Processor<F> {
         self.snapshot.source_addr6_for(port, to)
     }
 
+    /// A packet of the IPv6 connection `conn` (table entry `id`) in
+    /// direction `dir`: its state and timer advance, the table and the state
+    /// counts follow, and the backups hear of it on a state change and every
+    /// half timeout, as of IPv4 ones.
+    fn touch6(&mut self, id: ConnId, conn: &mut Conn6, l4: &flow::L4, dir: Direction, now_ms: u64, out: &mut Output<F>) {
+        let timeouts = self.snapshot.timeouts;
+        let before = *conn;
+        match conn.protocol {
+            Protocol::Tcp => conn.on_tcp_packet(l4.flags(), dir, &timeouts, now_ms),
+            Protocol::Udp => conn.on_udp_packet(&timeouts, now_ms),
+        }
+        let resync =
+            self.snapshot.sync_send && (before.state != conn.state || conn.since_synced_ms(now_ms) > conn.idle_timeout_ms(&timeouts) / 2);
+        if resync {
+            conn.mark_synced(now_ms);
+            out.sync.push(self.conn_info(conn, now_ms));
+        }
+        if let Some(stored) = self.conns6.get_mut(id) {
+            *stored = *conn;
+        }
+        self.recount_state(&before, conn);
+    }
+
     /// An IPv4 reply to a NAT64 connection: `key` is its IPv4 flow key
     /// (real server → IPv4 local address). None when it is no NAT64
     /// connection's.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn nat64_reply(
         &mut self,
         ip_bytes: &mut [u8],
@@ -722,6 +735,7 @@ impl<F: Frame> Processor<F> {
         l4: &flow::L4,
         ip_len: u16,
         now_ms: u64,
+        out: &mut Output<F>,
     ) -> Option<Action> {
         let mapped = key.to_mapped();
         let (id, dir) = self.conns6.lookup(&mapped, now_ms)?;
@@ -735,18 +749,68 @@ impl<F: Frame> Processor<F> {
         }
         let mut conn = self.conns6.get(id).copied()?;
         self.relocate(&mut conn);
-        let before = conn;
-        match conn.protocol {
-            Protocol::Tcp => conn.on_tcp_packet(l4.flags(), dir, &self.snapshot.timeouts, now_ms),
-            Protocol::Udp => conn.on_udp_packet(&self.snapshot.timeouts, now_ms),
-        }
-        if let Some(stored) = self.conns6.get_mut(id) {
-            *stored = conn;
-        }
-        self.recount_state(&before, &conn);
+        self.touch6(id, &mut conn, l4, dir, now_ms, out);
         self.count_traffic(&conn, dir, u64::from(ip_len));
         self.counters.inc(Counter::ReplyPackets);
         Some(Action::Nat64Out { l2_len, vip: sock(conn.vip), client: sock(conn.client), seq_delta: conn.seq_delta })
+    }
+}
+
+impl<F: Frame> Processor<F> {
+    /// An ICMPv6 error quoting a packet of a connection to an IPv4 real
+    /// server (`real4`; its hop limit already decremented): NAT64 turns
+    /// an error about a reply the client got into an ICMPv4 error to the real
+    /// server (RFC 7915 §5.2, [`nat64::icmp6_to_4`]); TUN (IPv6 in IPv4)
+    /// tunnels an error about a client's packet to the real server as IPVS
+    /// does.
+    fn nat64_icmp6(&mut self, l2_len: usize, c: &Conn6, dir: Direction, real4: SocketAddrV4) -> Action {
+        match (dir, c.forward, c.local.get().and_then(|l| l.to_mapped_v4())) {
+            (Direction::Inbound, ForwardMode::FullNat, Some(local4)) => {
+                let t = nat64::Icmp6To4 {
+                    outer_src: *local4.ip(),
+                    outer_dst: *real4.ip(),
+                    quoted_src: real4,
+                    quoted_dst: local4,
+                    quoted_seq_shift: 0,
+                    mtu4: u16::try_from(self.route_mtu(*real4.ip())).unwrap_or(u16::MAX),
+                };
+                Action::Nat64Icmp6To4 { l2_len, t }
+            }
+            (Direction::Inbound, ForwardMode::Tun, _) => {
+                self.counters.inc(Counter::IcmpErrorsForwarded);
+                Action::Tunnel6 { l2_len, real: IpAddr::V4(*real4.ip()), vip: *c.vip.ip() }
+            }
+            _ => Action::Drop(Counter::DropNotForUs),
+        }
+    }
+
+    /// An ICMPv4 error quoting the IPv4 packet of a NAT64 connection
+    /// (`key`: the quoted packet's reverse, real server → IPv4 local
+    /// address): the error goes to the IPv6 client as an ICMPv6 error from
+    /// the VIP quoting the client's own packet (RFC 7915 §4.2,
+    /// [`nat64::icmp4_to_6`]). None when it is no NAT64 connection's.
+    pub(super) fn nat64_icmp4(&mut self, ip_bytes: &mut [u8], l2_len: usize, key: &FlowKey, now_ms: u64) -> Option<Action> {
+        let (id, dir) = self.conns6.lookup(&key.to_mapped(), now_ms)?;
+        let c = self.conns6.get(id).copied()?;
+        if dir != Direction::Reply || !c.is_nat64() {
+            return None;
+        }
+        match ttl::decrement(ip_bytes) {
+            Ok(()) => {}
+            Err(FwdError::TtlExceeded) => return Some(Action::Drop(Counter::DropTtlExceeded)),
+            Err(_) => return Some(Action::Drop(Counter::DropMalformed)),
+        }
+        let (vip, client) = (sock(c.vip), sock(c.client));
+        let mtu6 = self.route_mtu6(*client.ip()).unwrap_or(usize::from(crate::wire::ipv6::MIN_MTU));
+        let t = nat64::Icmp4To6 {
+            outer_src: *vip.ip(),
+            outer_dst: *client.ip(),
+            quoted_src: client,
+            quoted_dst: vip,
+            quoted_seq_shift: c.seq_delta.wrapping_neg(),
+            mtu6: u16::try_from(mtu6).unwrap_or(u16::MAX),
+        };
+        Some(Action::Nat64Icmp4To6 { l2_len, t })
     }
 }
 

@@ -1012,6 +1012,7 @@ fn egress_fragments_above_the_mtu_and_answers_df_with_fragmentation_needed() {
 mod burst;
 mod ipv6;
 mod ipvs_packet;
+mod nat64;
 mod pressure;
 mod sloppy;
 mod synproxy;

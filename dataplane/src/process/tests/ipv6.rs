@@ -56,7 +56,7 @@ fn real6(forward: ForwardMode, port: u16) -> RealServer {
 
 /// A processor on [`snapshot6`] that knows the MACs of the client and the
 /// reals of both families (IPv6 ones from their neighbour advertisements).
-fn processor6(mtu: u16) -> Processor<VecFrame> {
+pub(super) fn processor6(mtu: u16) -> Processor<VecFrame> {
     let mut p = warmed_processor();
     p.adopt(snapshot6(mtu));
     let mut out = Output::with_capacity(8);
@@ -90,7 +90,7 @@ pub(super) fn advertisement(mac: MacAddr, ip: Ipv6Addr) -> Vec<u8> {
     icmpv6_frame(mac, DIR_MAC, ip, DIR6_OUT, 255, t, &body)
 }
 
-fn icmpv6_frame(
+pub(super) fn icmpv6_frame(
     src_mac: MacAddr,
     dst_mac: MacAddr,
     src: Ipv6Addr,
@@ -134,7 +134,7 @@ pub(super) fn tcp4(src_mac: MacAddr, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16),
 /// One sent frame: its destination MAC, addresses, ports and hop limit/TTL,
 /// after checking its transport checksum with etherparse.
 #[derive(Debug, PartialEq)]
-struct Seen {
+pub(super) struct Seen {
     dst_mac: [u8; 6],
     src: IpAddr,
     dst: IpAddr,
@@ -143,7 +143,7 @@ struct Seen {
     hops: u8,
 }
 
-fn seen(frame: &[u8]) -> Seen {
+pub(super) fn seen(frame: &[u8]) -> Seen {
     let p = SlicedPacket::from_ethernet(frame).expect("a frame etherparse reads");
     let dst_mac: [u8; 6] = frame[..6].try_into().expect("mac");
     let (src, dst, hops, pseudo) = match p.net.expect("ip") {
@@ -170,7 +170,7 @@ fn seen(frame: &[u8]) -> Seen {
     Seen { dst_mac, src, dst, sport: t.source_port(), dport: t.destination_port(), hops }
 }
 
-fn run(p: &mut Processor<VecFrame>, frame: &[u8]) -> Output<VecFrame> {
+pub(super) fn run(p: &mut Processor<VecFrame>, frame: &[u8]) -> Output<VecFrame> {
     let mut out = Output::with_capacity(8);
     p.handle(0, VecFrame::new(frame), 10, &mut out);
     out

@@ -276,6 +276,7 @@ const OUTCOMES: &[Counter] = &[
     Counter::DropNewConnRate,
     Counter::DropNdInvalid,
     Counter::DropIpv4Mapped,
+    Counter::DropNat64Untranslatable,
 ];
 /// Frames that became an answer (counted under their reason, then sent).
 const ANSWERS: &[Counter] = &[Counter::IcmpErrorsSent, Counter::TcpResetsSent];
