@@ -679,15 +679,18 @@ impl ServiceConfig {
                 return Err(ConfigError::invalid(join(&rpath, "address"), format!("{addr} is the service's own virtual address")));
             }
             if addr.is_ipv4() != vip.is_ipv4() {
-                // NAT64 (an IPv6 VIP, IPv4 real servers through FULLNAT) and
-                // IPv6 in IPv4 tunnels; IPv4 in IPv6 tunnels are not done.
-                let mixed_ok = vip.is_ipv6() && matches!(real.forward_for(self), ForwardMode::FullNat | ForwardMode::Tun);
+                // Tunnels of either family (IPv4 in IPv6, IPv6 in IPv4: IPVS
+                // allows mixed families for tunnelling only) and NAT64 (an
+                // IPv6 VIP, IPv4 real servers through FULLNAT).
+                let forward = real.forward_for(self);
+                let mixed_ok = forward == ForwardMode::Tun || (vip.is_ipv6() && forward == ForwardMode::FullNat);
                 if !mixed_ok {
                     return Err(ConfigError::invalid(
                         join(&rpath, "address"),
                         format!(
-                            "{addr} is not of the virtual address's family ({vip}): only an IPv6 service may have IPv4 real servers, \
-                             through \"fullnat\" (NAT64) or \"tun\"; use an address of the same family"
+                            "{addr} is not of the virtual address's family ({vip}): a real server of the other family is reached \
+                             through \"tun\", or through \"fullnat\" (NAT64) for IPv4 real servers of an IPv6 service; \
+                             use an address of the same family or one of those modes"
                         ),
                     ));
                 }
@@ -1675,6 +1678,11 @@ mod tests {
         assert_eq!(invalid_field(|c| c.services[0].reals[0].address = Ipv4Addr::new(10, 1, 0, 1).into()), "services[0].reals[0].address");
         let v6: IpAddr = "2001:db8::11".parse().expect("v6");
         assert_eq!(invalid_field(|c| c.services[0].reals[0].address = v6), "services[0].reals[0].address", "not the VIP's family");
+        // Tunnelled, an IPv4 service may have an IPv6 real server (IPv4 in IPv6).
+        let mut c = example();
+        c.services[0].reals[0].address = v6;
+        c.services[0].reals[0].forward = Some(ForwardMode::Tun);
+        assert!(c.validate().is_ok(), "{:?}", c.validate());
         assert_eq!(invalid_field(|c| c.services[0].local_addresses = vec![v6]), "services[0].local_addresses[0]");
         // Weight bounds are inclusive; NAT may change the port.
         let mut c = example();

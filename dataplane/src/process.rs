@@ -115,6 +115,7 @@ mod pressure_log;
 mod queries;
 mod sloppy;
 mod synproxy;
+mod tun4in6;
 
 use accounting::{fresh_counts, ServiceCounts};
 use egress::{set_macs, set_vlan, HopCache};
@@ -407,6 +408,16 @@ enum Action {
         client: std::net::SocketAddrV6,
         /// FULLNAT's sequence shift.
         seq_delta: u32,
+    },
+    /// TUN from an IPv4 VIP to an IPv6 real server: encapsulate the IPv4
+    /// packet in IPv6, then send.
+    Tunnel4in6 {
+        /// Ethernet header length.
+        l2_len: usize,
+        /// The IPv6 real server.
+        real: std::net::Ipv6Addr,
+        /// The VIP (source of "fragmentation needed").
+        vip: Ipv4Addr,
     },
     /// NAT64: an ICMPv4 error about a connection, translated into an
     /// ICMPv6 error for the client.
@@ -801,6 +812,7 @@ impl<F: Frame> Processor<F> {
                 self.nat64_in(frame, l2_len, local, real, seq_delta, toa, now_ms, out)
             }
             Action::Nat64Out { l2_len, vip, client, seq_delta } => self.nat64_out(frame, l2_len, vip, client, seq_delta, now_ms, out),
+            Action::Tunnel4in6 { l2_len, real, vip } => self.tunnel_4in6(frame, l2_len, real, vip, now_ms, out),
             Action::Nat64Icmp4To6 { l2_len, t } => self.nat64_icmp_to6(frame, l2_len, &t, now_ms, out),
             Action::Nat64Icmp6To4 { l2_len, t } => self.nat64_icmp_to4(frame, l2_len, &t, now_ms, out),
         }

@@ -542,6 +542,10 @@ pub struct Snapshot {
     pub local_addr_set: hashbrown::HashSet<Ipv4Addr>,
     /// Every FULLNAT IPv6 local address this node serves (built by [`Snapshot::finish`]).
     pub local_addr_set6: hashbrown::HashSet<Ipv6Addr>,
+    /// Every IPv4 virtual address this node serves with an IPv6 real server
+    /// (TUN, IPv4 in IPv6; built by [`Snapshot::finish`]): their connections
+    /// live in the IPv6 table, IPv4-mapped.
+    pub vips_tunnelled_to_ipv6: hashbrown::HashSet<Ipv4Addr>,
     /// SYN-flood and table-pressure defences (config `syn_flood`).
     pub syn_flood: SynFlood,
 }
@@ -632,6 +636,7 @@ impl Default for Snapshot {
             vip_set6: Default::default(),
             local_addr_set: Default::default(),
             local_addr_set6: Default::default(),
+            vips_tunnelled_to_ipv6: Default::default(),
             syn_flood: SynFlood::default(),
         }
     }
@@ -659,6 +664,8 @@ impl Snapshot {
         let locals: Vec<IpAddr> = locals.filter(served).collect();
         self.local_addr_set = locals.iter().filter_map(|&a| v4(a)).collect();
         self.local_addr_set6 = locals.iter().filter_map(|&a| v6(a)).collect();
+        let tunnelled = self.services.iter().filter(|s| s.reals.iter().any(|r| r.addr.is_ipv6()));
+        self.vips_tunnelled_to_ipv6 = tunnelled.filter_map(|s| v4(s.key.vip)).filter(|&a| served(&IpAddr::V4(a))).collect();
         let sizes: Vec<usize> = self.services.iter().map(|s| s.reals.len()).collect();
         self.conn_counts = std::sync::Arc::new(SharedConnCounts::new(self.workers.max(1), &sizes));
         self
@@ -667,6 +674,12 @@ impl Snapshot {
     /// True when `addr` is an IPv6 virtual service address this node serves.
     pub fn is_vip6(&self, addr: Ipv6Addr) -> bool {
         self.vip_set6.contains(&addr)
+    }
+
+    /// True when `addr` is an IPv4 VIP this node serves with an IPv6 real
+    /// server (IPv4 in IPv6).
+    pub fn tunnels_to_ipv6(&self, addr: Ipv4Addr) -> bool {
+        !self.vips_tunnelled_to_ipv6.is_empty() && self.vips_tunnelled_to_ipv6.contains(&addr)
     }
 
     /// True when `addr` is a FULLNAT IPv6 local address this node serves.

@@ -157,6 +157,35 @@ impl<F: Frame> Processor<F> {
         }
     }
 
+    /// TUN from an IPv4 VIP to an IPv6 real server: the client's IPv4
+    /// packet is encapsulated in IPv6 from our address towards `real`; one
+    /// too big is answered with "fragmentation needed" from `vip` (DF) or
+    /// fragmented inside the tunnel ([`tun6::transmit6`]).
+    pub(super) fn tunnel_4in6(&mut self, mut frame: F, l2_len: usize, real: Ipv6Addr, vip: Ipv4Addr, now_ms: u64, out: &mut Output<F>) {
+        let (Some(mtu), Some(src)) = (self.route_mtu6(real), self.source6_towards(real)) else {
+            return self.drop(frame, Counter::DropNoRoute, out);
+        };
+        let mut more = std::mem::take(&mut self.fragments);
+        match tun6::transmit6(&mut frame, l2_len, src, real, mtu, &mut more) {
+            Ok(tun6::Transmit6::Whole) => self.send6(frame, NextHop6::Routed(real), now_ms, out),
+            Ok(tun6::Transmit6::Fragmented) => {
+                self.counters.add(Counter::TunFragments, more.len() as u64);
+                self.send6(frame, NextHop6::Routed(real), now_ms, out);
+                for f in more.drain(..) {
+                    self.send6(f, NextHop6::Routed(real), now_ms, out);
+                }
+            }
+            Ok(tun6::Transmit6::TooBig4 { mtu }) => self.frag_needed(frame, l2_len, vip, mtu, now_ms, out),
+            // An IPv4 VIP's packet is never an IPv6 one.
+            Ok(tun6::Transmit6::TooBig6 { .. }) => self.drop(frame, Counter::DropUnsupported, out),
+            Err(FwdError::Wire(_)) => self.drop(frame, Counter::DropMalformed, out),
+            Err(_) => self.drop(frame, Counter::DropNoRoom, out),
+        }
+        // Fragments of a failed fragmentation are freed with the frame's buffer pool.
+        out.drop.append(&mut more);
+        self.fragments = more;
+    }
+
     /// NAT64, client to real server: the IPv6 packet becomes an IPv4 one
     /// from the IPv4 local address (with the client's TOA on the handshake's
     /// last ACK), sent by IPv4 egress.

@@ -208,6 +208,15 @@ impl<F: Frame> Processor<F> {
                 return action;
             }
         }
+        // An IPv4 VIP's connection to an IPv6 real server is in the IPv6 table.
+        if self.snapshot.tunnels_to_ipv6(dst) && !self.conns6.is_empty() {
+            if let Some(action) = self.tunnelled_to_ipv6(ip_bytes, l2_len, &key, &l4, ip_len, now_ms, out) {
+                return action;
+            }
+            if let Some(owner) = self.other_owner6(&key.to_mapped(), redirected) {
+                return Action::Redirect(owner);
+            }
+        }
         // Not ours: maybe another worker's.
         if let Some(owner) = self.other_owner(&key, redirected) {
             return Action::Redirect(owner);
@@ -253,15 +262,18 @@ impl<F: Frame> Processor<F> {
         if adopt && !sloppy::adoptable_mode(real.forward) {
             return Action::Drop(Counter::DropNoConnection);
         }
-        let local = match self.local_for(svc_idx, real.forward) {
-            Ok(local) => local,
-            Err(reason) => return Action::Drop(reason),
-        };
         // IPVS creates the entry in NONE and runs the SYN through the table (→ SYN_RECV).
         let state = match protocol {
             Protocol::Tcp if adopt => sloppy::adopted_state(&l4),
             Protocol::Tcp => crate::conn::next_state(TcpState::None, l4.flags(), crate::conn::StateTable::Input),
             Protocol::Udp => TcpState::Udp,
+        };
+        if real.addr.is_ipv6() {
+            return self.new_conn_4in6(ip_bytes, l2_len, &key, svc_idx, real_idx, state, ip_len, now_ms, out);
+        }
+        let local = match self.local_for(svc_idx, real.forward) {
+            Ok(local) => local,
+            Err(reason) => return Action::Drop(reason),
         };
         let mut conn = match self.new_conn(ip_bytes, &key, svc_idx, real_idx, local, state, now_ms) {
             Ok(conn) => conn,

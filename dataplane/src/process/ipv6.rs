@@ -338,21 +338,33 @@ impl<F: Frame> Processor<F> {
             Err(reason) => return Action::Drop(reason),
         };
         conn.restart_timer(state_timeout_ms(state, &timeouts), now_ms);
-        if !self.insert_conn6(conn, out) {
-            self.release_local6(&conn);
+        if !self.insert_new_conn6(conn, pkt.ip_len, now_ms, out) {
             return Action::Drop(Counter::DropConnTableFull);
         }
+        self.forward6(ip_bytes, l2_len, pkt, &conn, Direction::Inbound, false)
+    }
+
+    /// Inserts the new IPv6 (or IPv4-in-IPv6) connection `conn` (its first
+    /// packet `ip_len` bytes) and does what follows a creation: counts,
+    /// announcement to the other workers, sync. False when the table is
+    /// full (its local port given back).
+    pub(super) fn insert_new_conn6(&mut self, conn: Conn6, ip_len: u16, now_ms: u64, out: &mut Output<F>) -> bool {
+        if !self.insert_conn6(conn, out) {
+            self.release_local6(&conn);
+            return false;
+        }
+        let (svc_idx, real_idx) = (usize::from(conn.service_index), usize::from(conn.real_index));
         self.count_conn(&conn, conn.service_index, conn.real_index, 1);
         if let Some(t) = self.counts.get_mut(svc_idx).and_then(|c| c.traffic.get_mut(real_idx)) {
             t.conns += 1;
         }
-        self.count_traffic(&conn, Direction::Inbound, u64::from(pkt.ip_len));
+        self.count_traffic(&conn, Direction::Inbound, u64::from(ip_len));
         self.announce6(&conn, out);
         self.counters.inc(Counter::ConnCreated);
         if self.snapshot.sync_send {
             out.sync.push(self.conn_info(&conn, now_ms));
         }
-        self.forward6(ip_bytes, l2_len, pkt, &conn, Direction::Inbound, false)
+        true
     }
 
     /// The scheduler's pick for a new IPv6 connection of service `svc_idx`.
@@ -449,7 +461,7 @@ impl<F: Frame> Processor<F> {
     }
 
     /// Removes an IPv6 connection now.
-    fn remove_conn6(&mut self, id: ConnId, out: &mut Output<F>) {
+    pub(super) fn remove_conn6(&mut self, id: ConnId, out: &mut Output<F>) {
         if let Some(c) = self.conns6.remove(id) {
             self.forget6(&c, out);
         }
@@ -481,15 +493,19 @@ impl<F: Frame> Processor<F> {
             std::net::SocketAddr::V6(a) => SockV6::new(*a.ip(), a.port()),
             std::net::SocketAddr::V4(a) => SockV6::mapped(a),
         };
-        let (std::net::SocketAddr::V6(client), std::net::SocketAddr::V6(vip)) = (info.client, info.vip) else { return false };
+        // IPv6 client and VIP, or IPv4 ones tunnelled to an IPv6 real server.
+        let ipv4_in_ipv6 = info.client.is_ipv4() && info.real.is_ipv6() && info.forward == ForwardMode::Tun;
+        if info.client.is_ipv4() != info.vip.is_ipv4() || (info.client.is_ipv4() && !ipv4_in_ipv6) {
+            return false;
+        }
         let Some(state) = TcpState::from_name(&info.state) else { return false };
         if info.syn_proxy.is_some() || info.local.is_some_and(|l| l.port() == 0) {
             return false;
         }
         let mut conn = Conn6 {
             protocol: info.protocol,
-            client: SockV6::new(*client.ip(), client.port()),
-            vip: SockV6::new(*vip.ip(), vip.port()),
+            client: sock6(info.client),
+            vip: sock6(info.vip),
             real: sock6(info.real),
             local: OptAddrV6::from(info.local.map(sock6)),
             real_index: u16::MAX,
@@ -555,7 +571,7 @@ impl<F: Frame> Processor<F> {
     }
 
     /// The other worker that owns an IPv6 packet's connection, if any.
-    fn other_owner6(&self, key: &FlowKey6, redirected: bool) -> Option<usize> {
+    pub(super) fn other_owner6(&self, key: &FlowKey6, redirected: bool) -> Option<usize> {
         if redirected || self.workers < 2 {
             return None;
         }
@@ -704,7 +720,7 @@ impl<F: Frame> Processor<F> {
     /// direction `dir`: its state and timer advance, the table and the state
     /// counts follow, and the backups hear of it on a state change and every
     /// half timeout, as of IPv4 ones.
-    fn touch6(&mut self, id: ConnId, conn: &mut Conn6, l4: &flow::L4, dir: Direction, now_ms: u64, out: &mut Output<F>) {
+    pub(super) fn touch6(&mut self, id: ConnId, conn: &mut Conn6, l4: &flow::L4, dir: Direction, now_ms: u64, out: &mut Output<F>) {
         let timeouts = self.snapshot.timeouts;
         let before = *conn;
         match conn.protocol {

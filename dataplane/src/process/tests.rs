@@ -1016,6 +1016,7 @@ mod nat64;
 mod pressure;
 mod sloppy;
 mod synproxy;
+mod tun4in6;
 
 /// `mh`/`maglev` tables are built by `Snapshot::finish` on the control plane;
 /// workers share them (adopting a snapshot builds nothing on the packet path).
