@@ -53,6 +53,8 @@ def ipv6_services() -> list[dict]:
         services.append(lab.mode_service6("tcp", mode, lab.ECHO_PORT, REALS6))
         services.append(lab.mode_service6("udp", mode, lab.UDP_PORT, REALS6))
     services.append(lab.nat64_service("tcp", 80, REALS4))
+    # IPv4 in IPv6: the IPv4 TUN VIP tunnelled to the reals' IPv6 addresses.
+    services.append(lab.service("tcp", lab.TUN_VIP, 80, "rr", "tun", REALS6))
     return services
 
 
@@ -395,6 +397,35 @@ class Ipv6Tests(lab.RvsdTestCase):
         log(f"tun on the wire: {seen} IPv6-in-IPv6 packets director -> real, inner = the client's packet to the VIP")
         self.assertGreaterEqual(seen, 3 * len(answers), f"too few tunnelled packets at the reals {self.moved()}")
         self.assert_direct_replies(client, lab.TUN_VIP6)
+
+    def test_6_wire_tun_ipv4_in_ipv6(self):
+        """An IPv4 VIP whose TUN reals are IPv6 addresses: the client's IPv4
+        packets reach the reals inside IPv6 (next header 4) from the
+        director, and the reals answer the client straight from the VIP."""
+        self.setup_macs()
+        tmp = tempfile.TemporaryDirectory(prefix="rvs-cap6-")
+        self.addCleanup(tmp.cleanup)
+        caps = {n: self.capture(lab.real_ns(n), "ip6 proto 4", tmp.name) for n in (1, 2)}
+        cap_client = self.capture(NS_CLIENT, f"tcp and host {lab.TUN_VIP}", tmp.name)
+        answers = lab.http_requests(f"http://{lab.TUN_VIP}/", 6)
+        at_rs = {n: lab.packets6(c.stop()) for n, c in caps.items()}
+        client = cap_client.stop()
+        self.assert_split(f"tun ipv4-in-ipv6 http://{lab.TUN_VIP}/ x6", answers, 6)
+        seen = 0
+        for n, pkts in at_rs.items():
+            for p in (p for p in pkts if p.proto == 4):
+                inner = p.inner()
+                self.assertIsNotNone(inner, f"rs{n}: no IPv4 packet inside {p}")
+                self.assertEqual((inner.ip_dst, inner.dport), (lab.TUN_VIP, 80), f"rs{n}: inner packet {inner}")
+                self.assertIn(p.ip_src, lab.DIR_IPS6, f"outer source is not the director's: {p}")
+                self.assertEqual((p.ip_dst, p.eth_src, p.eth_dst), (lab.real_ip6(n), self.dp0_mac, self.rs_mac[n]), p)
+                self.assertEqual(len(p.ip), len(inner.ip) + 40, "outer length is not inner + 40")
+                seen += 1
+        log(f"tun ipv4-in-ipv6 on the wire: {seen} packets director -> real, inner = the client's IPv4 packet to the VIP")
+        self.assertGreaterEqual(seen, 3 * len(answers), f"too few tunnelled packets at the reals {self.moved()}")
+        replies = [p for p in client if p.is_tcp and p.ip_src == lab.TUN_VIP and p.sport == 80]
+        self.assertTrue(replies, "no replies at the client")
+        self.assertFalse([p for p in replies if p.eth_src == self.dp0_mac], "replies came through the director")
 
     def test_6_wire_fullnat_toa(self):
         self.setup_macs()
