@@ -1565,13 +1565,14 @@ async fn put_syn_flood(
         let s = syn_flood;
         Ok(Edit::new(
             format!(
-                "syn_flood set (pressure at table {}% / syn_recv {}%, drop_entry {}, syn_recv timeout {} s, {} new conns/s per /{}, window scale {})",
+                "syn_flood set (pressure at table {}% / syn_recv {}%, drop_entry {}, syn_recv timeout {} s, {} new conns/s per /{} (IPv6 /{}), window scale {})",
                 s.pressure_table_percent,
                 s.pressure_syn_recv_percent,
                 s.drop_entry,
                 s.syn_recv_timeout_under_pressure,
                 s.new_conns_per_prefix_per_sec,
                 s.prefix_len,
+                s.prefix_len_ipv6,
                 s.proxy_window_scale
             ),
             Some("syn_flood".to_string()),

@@ -67,6 +67,7 @@
 //! | `syn_flood.syn_recv_timeout_under_pressure` | `3` | 0 (keep `timeouts.tcp_syn`) ..= 2147483 seconds |
 //! | `syn_flood.new_conns_per_prefix_per_sec` | `1000` | 0 (no bound) or more, under pressure only |
 //! | `syn_flood.prefix_len` | `24` | 1..=32 |
+//! | `syn_flood.prefix_len_ipv6` | `64` | 1..=128 (IPv6 clients) |
 //! | `syn_flood.proxy_window_scale` | `7` | 0..=14 |
 //!
 //! `services[].syn_proxy` other than `"off"` needs a TCP service whose real
@@ -187,6 +188,7 @@ pub fn validate_syn_flood(s: &SynFlood, path: &str) -> Result<(), ConfigError> {
         ("pressure_syn_recv_percent", u32::from(s.pressure_syn_recv_percent), 1, 100),
         ("syn_recv_timeout_under_pressure", s.syn_recv_timeout_under_pressure, 0, MAX_TIMEOUT_S),
         ("prefix_len", u32::from(s.prefix_len), 1, 32),
+        ("prefix_len_ipv6", u32::from(s.prefix_len_ipv6), 1, 128),
         ("proxy_window_scale", u32::from(s.proxy_window_scale), 0, 14),
     ];
     for (field, value, lo, hi) in ranges {
@@ -1881,10 +1883,15 @@ mod tests {
             syn_recv_timeout_under_pressure: 0,
             new_conns_per_prefix_per_sec: 0,
             prefix_len: 1,
+            prefix_len_ipv6: 128,
             proxy_window_scale: 14,
         };
         assert!(c.validate().is_ok(), "{:?}", c.validate());
         let err = validate_syn_flood(&SynFlood { prefix_len: 40, ..SynFlood::default() }, "").expect_err("relative path");
         assert_eq!(err.field(), Some("prefix_len"));
+        let err = validate_syn_flood(&SynFlood { prefix_len_ipv6: 129, ..SynFlood::default() }, "syn_flood").expect_err("too long");
+        assert_eq!(err.field(), Some("syn_flood.prefix_len_ipv6"));
+        let err = validate_syn_flood(&SynFlood { prefix_len_ipv6: 0, ..SynFlood::default() }, "syn_flood").expect_err("empty");
+        assert_eq!(err.field(), Some("syn_flood.prefix_len_ipv6"));
     }
 }

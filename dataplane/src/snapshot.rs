@@ -591,6 +591,9 @@ pub struct SynFlood {
     pub new_conns_per_prefix_per_sec: u32,
     /// Length of that source prefix (IPv4, 1..=32).
     pub prefix_len: u8,
+    /// Length of that source prefix for IPv6 clients (1..=128; a /64 is one
+    /// subscriber's network).
+    pub prefix_len_ipv6: u8,
     /// Window scale the SYN proxy announces to clients (0..=14).
     pub proxy_window_scale: u8,
 }
@@ -604,6 +607,7 @@ impl Default for SynFlood {
             syn_recv_timeout_under_pressure: 3,
             new_conns_per_prefix_per_sec: 1000,
             prefix_len: 24,
+            prefix_len_ipv6: 64,
             proxy_window_scale: 7,
         }
     }

@@ -249,7 +249,7 @@ impl<F: Frame> Processor<F> {
                 return Action::Redirect(owner);
             }
         }
-        if let Some(reason) = self.admit_new_conn(src, now_ms) {
+        if let Some(reason) = self.admit_new_conn(src.into(), now_ms) {
             return Action::Drop(reason);
         }
         let Some(real_idx) = self.schedule(svc_idx, &key, now_ms) else {

@@ -10,7 +10,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Number of token buckets (a power of two).
 pub(super) const BUCKETS: usize = 1 << 14;
@@ -52,23 +52,43 @@ pub(super) fn prefix_of(addr: Ipv4Addr, prefix_len: u8) -> u32 {
     addr.to_bits() & mask
 }
 
+/// `addr` with all but its first `prefix_len` bits cleared (all of them for
+/// 0, none for 128 or more).
+pub(super) fn prefix_of6(addr: Ipv6Addr, prefix_len: u8) -> u128 {
+    let mask = u128::MAX.checked_shl(128 - u32::from(prefix_len.min(128))).unwrap_or(0);
+    addr.to_bits() & mask
+}
+
+/// The bucket key of `src`'s prefix: IPv4 prefixes as they are, IPv6 ones
+/// folded to 64 bits and marked, so the families do not meet by design.
+fn prefix_key(src: IpAddr, prefix_len: u8, prefix_len_ipv6: u8) -> u64 {
+    match src {
+        IpAddr::V4(a) => u64::from(prefix_of(a, prefix_len)),
+        IpAddr::V6(a) => {
+            let p = prefix_of6(a, prefix_len_ipv6);
+            ((p >> 64) as u64 ^ (p as u64).rotate_left(29)) | 1 << 63
+        }
+    }
+}
+
 impl PrefixRate {
-    /// The bucket of a prefix: a seeded multiplicative hash, top bits.
-    fn index(&self, prefix: u32) -> usize {
-        let h = (u64::from(prefix) ^ (self.seed >> 32)).wrapping_mul(self.seed);
+    /// The bucket of a prefix key: a seeded multiplicative hash, top bits.
+    fn index(&self, key: u64) -> usize {
+        let h = (key ^ (self.seed >> 32)).wrapping_mul(self.seed);
         (h >> (64 - BUCKETS.trailing_zeros())) as usize
     }
 
-    /// Takes one token from the bucket of `src`'s `prefix_len` prefix,
-    /// allowing `per_sec` new connections a second with a burst of one
-    /// second's worth. False when the bucket is empty (the connection is over
-    /// the rate). `per_sec` 0 allows everything.
-    pub(super) fn admit(&mut self, src: Ipv4Addr, prefix_len: u8, per_sec: u32, now_ms: u64) -> bool {
+    /// Takes one token from the bucket of `src`'s prefix (`prefix_len` bits
+    /// of an IPv4 address, `prefix_len_ipv6` of an IPv6 one), allowing
+    /// `per_sec` new connections a second with a burst of one second's
+    /// worth. False when the bucket is empty (the connection is over the
+    /// rate). `per_sec` 0 allows everything.
+    pub(super) fn admit(&mut self, src: IpAddr, (prefix_len, prefix_len_ipv6): (u8, u8), per_sec: u32, now_ms: u64) -> bool {
         if per_sec == 0 {
             return true;
         }
         let full = u64::from(per_sec) * MILLI;
-        let i = self.index(prefix_of(src, prefix_len));
+        let i = self.index(prefix_key(src, prefix_len, prefix_len_ipv6));
         let Some(b) = self.buckets.get_mut(i) else { return true };
         if b.last_ms == NEVER {
             *b = Bucket { milli_tokens: full, last_ms: now_ms };
@@ -89,6 +109,9 @@ impl PrefixRate {
 mod tests {
     use super::*;
 
+    /// IPv4 /24, IPv6 /64 (the defaults).
+    const LENS: (u8, u8) = (24, 64);
+
     #[test]
     fn a_bucket_takes_16_bytes() {
         assert_eq!(std::mem::size_of::<Bucket>(), 16);
@@ -108,31 +131,51 @@ mod tests {
     fn a_prefix_gets_a_burst_of_one_second_then_its_rate() {
         let mut r = PrefixRate::default();
         let src = Ipv4Addr::new(203, 0, 113, 9);
-        let admitted = (0..150).filter(|_| r.admit(src, 24, 100, 1_000)).count();
+        let src = IpAddr::V4(src);
+        let admitted = (0..150).filter(|_| r.admit(src, LENS, 100, 1_000)).count();
         assert_eq!(admitted, 100, "a burst of one second's worth");
         // Another host of the same /24 shares the bucket.
-        assert!(!r.admit(Ipv4Addr::new(203, 0, 113, 200), 24, 100, 1_000));
+        assert!(!r.admit(Ipv4Addr::new(203, 0, 113, 200).into(), LENS, 100, 1_000));
         // 50 ms later: 5 more.
-        let admitted = (0..20).filter(|_| r.admit(src, 24, 100, 1_050)).count();
+        let admitted = (0..20).filter(|_| r.admit(src, LENS, 100, 1_050)).count();
         assert_eq!(admitted, 5);
         // A long pause refills to the burst, not beyond.
-        let admitted = (0..300).filter(|_| r.admit(src, 24, 100, 60_000)).count();
+        let admitted = (0..300).filter(|_| r.admit(src, LENS, 100, 60_000)).count();
         assert_eq!(admitted, 100);
         // Rate 0: no bound.
-        assert!((0..1000).all(|_| r.admit(src, 24, 0, 60_000)));
+        assert!((0..1000).all(|_| r.admit(src, LENS, 0, 60_000)));
     }
 
     #[test]
     fn other_prefixes_keep_their_own_buckets() {
         let mut r = PrefixRate::default();
-        let hot = Ipv4Addr::new(203, 0, 113, 9);
-        while r.admit(hot, 24, 10, 5) {}
+        let hot = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9));
+        while r.admit(hot, LENS, 10, 5) {}
         // Of 200 other /24s, those that do not share the hot one's bucket are admitted.
-        let hot_bucket = r.index(prefix_of(hot, 24));
+        let hot_bucket = r.index(prefix_key(hot, 24, 64));
         for n in 0..200u32 {
-            let other = Ipv4Addr::from_bits(0x0a00_0000 | n << 8 | 1);
-            let shares = r.index(prefix_of(other, 24)) == hot_bucket;
-            assert_eq!(r.admit(other, 24, 10, 5), !shares, "{other}");
+            let other = IpAddr::V4(Ipv4Addr::from_bits(0x0a00_0000 | n << 8 | 1));
+            let shares = r.index(prefix_key(other, 24, 64)) == hot_bucket;
+            assert_eq!(r.admit(other, LENS, 10, 5), !shares, "{other}");
         }
+    }
+
+    #[test]
+    fn ipv6_clients_are_bounded_per_prefix_of_their_own_length() {
+        let mut r = PrefixRate::default();
+        let a: Ipv6Addr = "2001:db8:1:2::9".parse().expect("v6");
+        let admitted = (0..30).filter(|_| r.admit(a.into(), LENS, 10, 1_000)).count();
+        assert_eq!(admitted, 10, "a burst of one second's worth");
+        // Another host of the same /64 shares the bucket; another /64 (almost surely) does not.
+        assert!(!r.admit("2001:db8:1:2::ffff".parse::<Ipv6Addr>().expect("v6").into(), LENS, 10, 1_000));
+        let other: Ipv6Addr = "2001:db8:1:3::9".parse().expect("v6");
+        if r.index(prefix_key(other.into(), 24, 64)) != r.index(prefix_key(a.into(), 24, 64)) {
+            assert!(r.admit(other.into(), LENS, 10, 1_000));
+        }
+        // With a /48 both /64s are one prefix.
+        assert_eq!(prefix_key(a.into(), 24, 48), prefix_key(other.into(), 24, 48));
+        assert_ne!(prefix_key(a.into(), 24, 64), prefix_key(other.into(), 24, 64));
+        assert_eq!(prefix_of6(a, 0), 0);
+        assert_eq!(prefix_of6(a, 128), a.to_bits());
     }
 }

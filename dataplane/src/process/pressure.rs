@@ -1,17 +1,19 @@
 //! Table pressure: whether this worker is under a SYN flood's pressure
 //! ([`crate::snapshot::SynFlood`]), and the defences that follow from it.
 //!
-//! * Detection ([`Processor::update_pressure`]): from the table's fill and
-//!   the number of SYN_RECV entries, which this worker counts as connections
-//!   are created, change state and go (`count_conn`, `recount_state`). It is
-//!   evaluated on every tick and before every new connection: two compares.
-//!   Hysteresis: on at a threshold, off once both are below half theirs.
+//! * Detection ([`Processor::update_pressure`]): from the fill of either
+//!   table (IPv4, IPv6: each against its own capacity) and the number of
+//!   SYN_RECV entries of both, which this worker counts as connections are
+//!   created, change state and go (`count_conn`, `recount_state`). It is
+//!   evaluated on every tick and before every new connection: three compares.
+//!   Hysteresis: on at a threshold, off once all are below half theirs.
 //! * `drop_entry` ([`Processor::make_room`]): a new connection that finds the
 //!   table full takes the place of an expired entry or, with `drop_entry`, of
 //!   a SYN_RECV one, found by a bounded scan from a rotating cursor
 //!   ([`ConnTable::find_victim`]); never of another live connection. The
 //!   victim leaves through the normal removal path (counts, announcements,
 //!   FULLNAT port). Whether or not under pressure: a full table is pressure.
+//!   The IPv6 table does the same for its own entries ([`Processor::make_room6`]).
 //! * Short SYN_RECV timeout: under pressure a new SYN_RECV entry, and one
 //!   whose client sends its SYN again, gets `syn_recv_timeout_under_pressure`
 //!   instead of the state's timeout; older SYN_RECV entries are cut to it when
@@ -60,6 +62,10 @@ struct Limits {
     table_off: usize,
     /// SYN_RECV entries that keep pressure on (half of `syn_on`).
     syn_off: usize,
+    /// IPv6 table entries that start pressure.
+    table6_on: usize,
+    /// IPv6 table entries that keep pressure on (half of `table6_on`).
+    table6_off: usize,
     /// The SYN_RECV timeout under pressure (never longer than the normal one).
     cap_ms: Option<u64>,
 }
@@ -89,13 +95,21 @@ pub struct PressureStatus {
     pub flips: u64,
 }
 
+/// The entry a victim search found and the counter its removal counts under.
+fn evicted(victim: Option<Victim>) -> Option<(ConnId, Counter)> {
+    match victim? {
+        Victim::Expired(id) => Some((id, Counter::ConnExpired)),
+        Victim::SynRecv(id) => Some((id, Counter::ConnEvictedSynRecv)),
+    }
+}
+
 /// True for a connection [`Pressure::syn_recv`] counts.
 fn is_syn_recv<S: ConnAddr>(c: &Conn<S>) -> bool {
     c.protocol == Protocol::Tcp && c.state == TcpState::SynRecv
 }
 
 /// Cuts a SYN_RECV connection's timer to `max_ms` if more is left. True if cut.
-pub(super) fn shorten_syn_recv(c: &mut Conn, max_ms: u64, now_ms: u64) -> bool {
+pub(super) fn shorten_syn_recv<S: ConnAddr>(c: &mut Conn<S>, max_ms: u64, now_ms: u64) -> bool {
     if is_syn_recv(c) && c.expires_in_ms(now_ms) > max_ms {
         c.restart_timer(max_ms, now_ms);
         true
@@ -140,7 +154,7 @@ impl<F: Frame> Processor<F> {
     /// Computes the thresholds of the snapshot in use (at start and on every
     /// snapshot adopted).
     pub(super) fn set_pressure_limits(&mut self) {
-        let (f, cap) = (self.snapshot.syn_flood, self.conns.capacity());
+        let (f, cap, cap6) = (self.snapshot.syn_flood, self.conns.capacity(), self.conns6.capacity());
         let s = f.syn_recv_timeout_under_pressure;
         let normal = state_timeout_ms(TcpState::SynRecv, &self.snapshot.timeouts);
         self.pressure.limits = Limits {
@@ -148,6 +162,8 @@ impl<F: Frame> Processor<F> {
             syn_on: threshold(cap, f.pressure_syn_recv_percent, 1),
             table_off: threshold(cap, f.pressure_table_percent, 2),
             syn_off: threshold(cap, f.pressure_syn_recv_percent, 2),
+            table6_on: threshold(cap6, f.pressure_table_percent, 1),
+            table6_off: threshold(cap6, f.pressure_table_percent, 2),
             cap_ms: (s > 0).then(|| (u64::from(s) * 1000).min(normal)),
         };
         self.pressure.cap_ms = if self.pressure.on { self.pressure.limits.cap_ms } else { None };
@@ -165,15 +181,19 @@ impl<F: Frame> Processor<F> {
         }
     }
 
-    /// Re-evaluates the pressure from the table fill and the SYN_RECV
-    /// entries, with hysteresis: on when either reaches its threshold, off
-    /// when both are below half theirs. Sets the pressure gauge when it
+    /// Re-evaluates the pressure from the tables' fill and the SYN_RECV
+    /// entries, with hysteresis: on when any reaches its threshold, off
+    /// when all are below half theirs. Sets the pressure gauge when it
     /// changes (the tick sets the SYN_RECV one). The thresholds are computed
-    /// once per snapshot: a check is two compares.
+    /// once per snapshot: a check is three compares.
     #[inline]
     pub(super) fn update_pressure(&mut self) {
-        let (l, len, syn_recv) = (&self.pressure.limits, self.conns.len(), self.pressure.syn_recv);
-        let on = if self.pressure.on { len >= l.table_off || syn_recv >= l.syn_off } else { len >= l.table_on || syn_recv >= l.syn_on };
+        let (l, len, len6, syn_recv) = (&self.pressure.limits, self.conns.len(), self.conns6.len(), self.pressure.syn_recv);
+        let on = if self.pressure.on {
+            len >= l.table_off || syn_recv >= l.syn_off || len6 >= l.table6_off
+        } else {
+            len >= l.table_on || syn_recv >= l.syn_on || len6 >= l.table6_on
+        };
         if on != self.pressure.on {
             self.flip_pressure(on);
         }
@@ -189,13 +209,14 @@ impl<F: Frame> Processor<F> {
     /// Whether a new connection from `src` may be created: always when not
     /// under pressure; under pressure, while its source prefix is within
     /// `new_conns_per_prefix_per_sec`. The drop reason otherwise.
-    pub(super) fn admit_new_conn(&mut self, src: Ipv4Addr, now_ms: u64) -> Option<Counter> {
+    pub(super) fn admit_new_conn(&mut self, src: IpAddr, now_ms: u64) -> Option<Counter> {
         self.update_pressure();
         if !self.pressure.on {
             return None;
         }
         let f = self.snapshot.syn_flood;
-        (!self.pressure.rate.admit(src, f.prefix_len, f.new_conns_per_prefix_per_sec, now_ms)).then_some(Counter::DropNewConnRate)
+        let lens = (f.prefix_len, f.prefix_len_ipv6);
+        (!self.pressure.rate.admit(src, lens, f.new_conns_per_prefix_per_sec, now_ms)).then_some(Counter::DropNewConnRate)
     }
 
     /// Frees a slot of a full table for a new connection: removes an expired
@@ -203,12 +224,17 @@ impl<F: Frame> Processor<F> {
     /// counting it. False when the slots looked at hold neither.
     pub(super) fn make_room(&mut self, now_ms: u64, out: &mut Output<F>) -> bool {
         let victim = self.conns.find_victim(now_ms, VICTIM_SCAN, self.snapshot.syn_flood.drop_entry);
-        let (id, counter) = match victim {
-            Some(Victim::Expired(id)) => (id, Counter::ConnExpired),
-            Some(Victim::SynRecv(id)) => (id, Counter::ConnEvictedSynRecv),
-            None => return false,
-        };
+        let Some((id, counter)) = evicted(victim) else { return false };
         self.remove_conn(id, now_ms, out);
+        self.counters.inc(counter);
+        true
+    }
+
+    /// [`Processor::make_room`] for the IPv6 table.
+    pub(super) fn make_room6(&mut self, now_ms: u64, out: &mut Output<F>) -> bool {
+        let victim = self.conns6.find_victim(now_ms, VICTIM_SCAN, self.snapshot.syn_flood.drop_entry);
+        let Some((id, counter)) = evicted(victim) else { return false };
+        self.remove_conn6(id, out);
         self.counters.inc(counter);
         true
     }
