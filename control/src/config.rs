@@ -130,7 +130,7 @@ pub struct Config {
     #[serde(default = "default_conn_table_size")]
     pub conn_table_size: u32,
     /// IPv6 (and NAT64) connection table entries per worker, a table of its
-    /// own (an entry is 104 bytes against 56); absent: a sixteenth of
+    /// own (an entry is 100 bytes against 52); absent: a sixteenth of
     /// `conn_table_size`, at least 1024.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conn_table_size_ipv6: Option<u32>,

@@ -84,7 +84,8 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 
 use crate::conn::{
-    ms32, state_timeout_ms, Conn, Conn6, ConnAddr, ConnId, ConnTable, ConnTable6, Direction, FlowKey, FlowKey6, SockV6, TcpFlags, TcpState,
+    state_timeout_ms, sync_tick, Conn, Conn6, ConnAddr, ConnId, ConnTable, ConnTable6, Direction, FlowKey, FlowKey6, SockV6, TcpFlags,
+    TcpState,
 };
 use crate::frag::{self, FitError, FragDrop, Reassembler, Verdict};
 use crate::frame::{Frame, RxChecksum};

@@ -132,7 +132,7 @@ fn table_conn<S: ConnAddr>(mode: &ModeSpec, i: u64, ip: fn(Ipv4Addr) -> S::Ip) -
         real_index: 0,
         service_index: 0,
         generation: 0,
-        synced_ms: 0,
+        synced_tick: 0,
         forward: mode.forward,
         state: TcpState::Established,
         expires_ms: u32::MAX / 2,

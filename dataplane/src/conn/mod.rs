@@ -12,16 +12,18 @@
 //! IPv6 ones are [`FlowKey6`], [`Conn6`] and [`ConnTable6`], whose addresses
 //! are the compact [`SockV6`] and [`OptAddrV6`]. NAT64
 //! connections live in the IPv6 table with their IPv4 addresses mapped
-//! ([`FlowKey::to_mapped`]). An IPv4 entry takes 56 bytes, an IPv6 one 104
+//! ([`FlowKey::to_mapped`]). An IPv4 entry takes 52 bytes, an IPv6 one 100
 //! (tests say so).
 
 mod family;
 mod hash;
 mod index;
+mod sync_clock;
 mod table;
 
 pub use family::{ConnAddr, OptAddrV4, OptAddrV6, SockV6};
 pub use hash::{FlowAddr, Seeds};
+pub use sync_clock::{sync_refresh_ms, sync_tick, SYNC_REFRESH_MAX_MS, SYNC_STALE_TICKS, SYNC_TICK_MS};
 pub use table::{ConnId, ConnTable, Direction, IndexEntry, TableFull, TablePart, Victim, MAX_CAPACITY};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
@@ -235,9 +237,10 @@ pub fn ms32(now_ms: u64) -> u32 {
 }
 
 /// One load-balanced connection, of the family of its address type `S`
-/// (IPv4 unless said otherwise; [`Conn6`]): 56 bytes for IPv4, 104 for IPv6,
+/// (IPv4 unless said otherwise; [`Conn6`]): 52 bytes for IPv4, 100 for IPv6,
 /// and so is its table slot (`Option<Conn>` uses a niche of the enums).
-/// Times are worker-clock milliseconds in 32 bits (see [`MAX_TIMEOUT_MS`]).
+/// Times are worker-clock milliseconds in 32 bits (see [`MAX_TIMEOUT_MS`]),
+/// but for the last sync, in 16-bit ticks ([`sync_tick`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conn<S: ConnAddr = SocketAddrV4> {
     /// Transport protocol.
@@ -259,8 +262,9 @@ pub struct Conn<S: ConnAddr = SocketAddrV4> {
     /// low 32 bits); they are looked up again (by address) when the worker
     /// runs on another one.
     pub generation: u32,
-    /// When it was last sent to the backup directors (connection sync), [`ms32`].
-    pub synced_ms: u32,
+    /// When it was last sent to the backup directors (connection sync),
+    /// [`sync_tick`].
+    pub synced_tick: u16,
     /// How packets reach the real server.
     pub forward: ForwardMode,
     /// TCP state (UDP flows stay `Established`).
@@ -277,9 +281,9 @@ pub struct Conn<S: ConnAddr = SocketAddrV4> {
     /// [`crate::neigh::hops::NONE`] when none is cached.
     pub reply_hop: u8,
     /// SYN proxy: the connection's handshake phase and the translation of
-    /// its sequence numbers and windows ([`crate::synproxy`]); default for
-    /// connections that are not proxied.
-    pub proxy: crate::synproxy::Translation,
+    /// its sequence numbers and windows ([`crate::synproxy`]), packed in 6
+    /// bytes; default for connections that are not proxied.
+    pub proxy: crate::synproxy::PackedTranslation,
 }
 
 impl Conn6 {
@@ -362,23 +366,34 @@ impl<S: ConnAddr> Conn<S> {
         ms.min(MAX_TIMEOUT_MS)
     }
 
-    /// Milliseconds since it was last sent to the backup directors.
+    /// Milliseconds since it was last sent to the backup directors, in
+    /// whole ticks ([`SYNC_TICK_MS`]; at most [`SYNC_STALE_TICKS`] ticks
+    /// plus the time since the sweep last passed, see [`Conn::age_sync`]).
     pub fn since_synced_ms(&self, now_ms: u64) -> u64 {
-        u64::from(ms32(now_ms).wrapping_sub(self.synced_ms))
+        u64::from(sync_tick(now_ms).wrapping_sub(self.synced_tick)) * SYNC_TICK_MS
     }
 
     /// Records that it was sent to the backup directors at `now_ms`.
     pub fn mark_synced(&mut self, now_ms: u64) {
-        self.synced_ms = ms32(now_ms);
+        self.synced_tick = sync_tick(now_ms);
     }
 
-    /// Keeps [`Conn::since_synced_ms`] right however long the connection goes
-    /// unsynced (connection sync off): once the last sync is 2^31 ms ago (more
-    /// than any idle timeout) it is pinned there, before the 32-bit clock wraps.
-    /// The incremental sweep calls it on every live connection.
+    /// True when it is due to be sent to the backup directors again at
+    /// `now_ms`: more than [`sync_refresh_ms`] of its idle timeout under
+    /// `timeouts` (half, at most 30 minutes) since the last time.
+    pub fn sync_refresh_due(&self, timeouts: &Timeouts, now_ms: u64) -> bool {
+        self.since_synced_ms(now_ms) > sync_refresh_ms(self.idle_timeout_ms(timeouts))
+    }
+
+    /// Keeps [`Conn::sync_refresh_due`] right however long the connection goes
+    /// unsynced (connection sync off, or no packet): once the last sync is more
+    /// than [`SYNC_STALE_TICKS`] ago (more than any refresh period) it is
+    /// pinned there, long before the 16-bit tick count wraps. The incremental
+    /// sweep calls it on every live connection.
     pub fn age_sync(&mut self, now_ms: u64) {
-        if self.since_synced_ms(now_ms) > MAX_TIMEOUT_MS {
-            self.synced_ms = ms32(now_ms).wrapping_sub(1 << 31);
+        let now = sync_tick(now_ms);
+        if now.wrapping_sub(self.synced_tick) > SYNC_STALE_TICKS {
+            self.synced_tick = now.wrapping_sub(SYNC_STALE_TICKS);
         }
     }
 
@@ -439,15 +454,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_connection_takes_56_bytes_and_an_ipv6_one_104() {
+    fn a_connection_takes_52_bytes_and_an_ipv6_one_100() {
         assert_eq!(std::mem::size_of::<OptAddrV4>(), 6);
-        assert_eq!(std::mem::size_of::<crate::synproxy::Translation>(), 8);
-        assert_eq!(std::mem::size_of::<Conn>(), 56);
-        assert_eq!(std::mem::size_of::<Option<Conn>>(), 56, "the slot costs no tag");
+        assert_eq!(std::mem::size_of::<crate::synproxy::PackedTranslation>(), 6);
+        assert_eq!(std::mem::size_of::<Conn>(), 52);
+        assert_eq!(std::mem::align_of::<Conn>(), 4);
+        assert_eq!(std::mem::size_of::<Option<Conn>>(), 52, "the slot costs no tag");
         assert_eq!(std::mem::size_of::<FlowKey>(), 14);
         // Four 18-byte addresses instead of 6-byte ones: 48 bytes more.
-        assert_eq!(std::mem::size_of::<Conn6>(), 104);
-        assert_eq!(std::mem::size_of::<Option<Conn6>>(), 104, "the slot costs no tag");
+        assert_eq!(std::mem::size_of::<Conn6>(), 100);
+        assert_eq!(std::mem::size_of::<Option<Conn6>>(), 100, "the slot costs no tag");
         assert_eq!(std::mem::size_of::<FlowKey6>(), 38);
     }
 
@@ -461,7 +477,7 @@ mod tests {
             real_index: 0,
             service_index: 0,
             generation: 0,
-            synced_ms: 0,
+            synced_tick: 0,
             forward,
             state: TcpState::SynRecv,
             expires_ms: 60_000,

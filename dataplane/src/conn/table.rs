@@ -549,7 +549,7 @@ mod tests {
             real_index: 0,
             service_index: 0,
             generation: 0,
-            synced_ms: 0,
+            synced_tick: 0,
             forward,
             state: TcpState::SynRecv,
             expires_ms: (now + 60_000) as u32,
@@ -748,18 +748,26 @@ mod tests {
     }
 
     fn a_long_unsynced_connection_stays_due_for_sync<S: Family>() {
-        // Connection sync off for 60 days (longer than the 32-bit clock's
-        // 49.7), the connection kept alive: the sweep keeps it due.
-        let day = 24 * 3_600_000u64;
+        // Connection sync off for 60 days (longer than the 18.6 hours of the
+        // 16-bit sync tick and the 49.7 days of the 32-bit clock), the
+        // connection kept alive and the sweep passing every hour: it stays
+        // due from half its timeout on, and its age never runs ahead.
+        let hour = 3_600_000u64;
+        let timeouts = crate::snapshot::Timeouts { tcp: 900, ..Default::default() };
         let mut t = ConnTable::<S>::new(4);
-        let id = t.insert_(conn(1, ForwardMode::Nat, 0)).expect("room");
-        for d in 1..=60 {
+        let mut c = conn(1, ForwardMode::Nat, 0);
+        c.state = TcpState::Established;
+        let id = t.insert_(c).expect("room");
+        for h in 1..=60 * 24 {
+            let now = h * hour;
             if let Some(c) = t.get_mut(id) {
-                c.restart_timer(900_000, d * day);
+                c.restart_timer(900_000, now);
             }
-            assert_eq!(t.expire(d * day, 4), 0);
-            let since = t.get(id).map_or(0, |c| c.since_synced_ms(d * day));
-            assert!(since >= (d * day).min(1 << 31), "day {d}: last sync {since} ms ago");
+            assert_eq!(t.expire(now, 4), 0);
+            let c = t.get(id).copied().expect("live");
+            assert!(c.sync_refresh_due(&timeouts, now), "hour {h}: due");
+            let since = c.since_synced_ms(now);
+            assert!(since > 450_000 && since <= now + crate::conn::SYNC_TICK_MS, "hour {h}: last sync {since} ms ago");
         }
     }
 

@@ -327,7 +327,7 @@ mod tests {
             real_index: 0,
             service_index: 0,
             generation: 0,
-            synced_ms: 0,
+            synced_tick: 0,
             forward: ForwardMode::FullNat,
             state: TcpState::Established,
             expires_ms: 1,

@@ -154,7 +154,7 @@ impl<F: Frame> Processor<F> {
             let Some(conn) = self.conns.get(id).copied() else {
                 return Action::Drop(Counter::DropNoConnection);
             };
-            if conn.proxy.phase == crate::synproxy::seq::Phase::Handshake {
+            if conn.proxy.phase() == crate::synproxy::seq::Phase::Handshake {
                 return self.syn_proxy_handshake_packet(ip_bytes, l2_len, pkt, id, &conn, dir, now_ms, out);
             }
             // A new SYN on a closing connection starts a new one (IPVS
@@ -175,8 +175,7 @@ impl<F: Frame> Processor<F> {
                 if syn_recv_cap.is_some_and(|max| pressure::shorten_syn_recv(conn, max, now_ms)) {
                     self.counters.inc(Counter::ConnSynRecvShortened);
                 }
-                let resync = self.snapshot.sync_send
-                    && (before.state != conn.state || conn.since_synced_ms(now_ms) > conn.idle_timeout_ms(&timeouts) / 2);
+                let resync = self.snapshot.sync_send && (before.state != conn.state || conn.sync_refresh_due(&timeouts, now_ms));
                 if resync {
                     conn.mark_synced(now_ms);
                 }
@@ -338,7 +337,7 @@ impl<F: Frame> Processor<F> {
             real_index: real_idx as u16,
             service_index: svc_idx as u16,
             generation: self.generation(),
-            synced_ms: ms32(now_ms),
+            synced_tick: sync_tick(now_ms),
             forward: real.forward,
             state,
             expires_ms: 0,

@@ -50,8 +50,8 @@ impl<F: Frame> Processor<F> {
         };
         if hop.is_ok() && conn.proxy.is_open() {
             let translated = match dir {
-                Direction::Inbound => crate::synproxy::seq::translate_inbound(ip_bytes, &conn.proxy),
-                Direction::Reply => crate::synproxy::seq::translate_reply(ip_bytes, &conn.proxy),
+                Direction::Inbound => crate::synproxy::seq::translate_inbound(ip_bytes, &conn.proxy.get()),
+                Direction::Reply => crate::synproxy::seq::translate_reply(ip_bytes, &conn.proxy.get()),
             };
             if translated.is_err() {
                 return Action::Drop(Counter::DropMalformed);

@@ -104,7 +104,7 @@ impl<F: Frame> Processor<F> {
             (Direction::Inbound, ForwardMode::Nat) => icmp_err::Translation {
                 outer_dst: Some(*c.real.ip()),
                 quoted_src: Some(c.real),
-                quoted_seq_shift: if c.proxy.is_open() { c.proxy.delta } else { 0 },
+                quoted_seq_shift: if c.proxy.is_open() { c.proxy.delta() } else { 0 },
                 ..Default::default()
             },
             (Direction::Inbound, ForwardMode::FullNat) => icmp_err::Translation {
@@ -112,7 +112,7 @@ impl<F: Frame> Processor<F> {
                 outer_dst: Some(*c.real.ip()),
                 quoted_src: Some(c.real),
                 quoted_dst: c.local.get(),
-                quoted_seq_shift: if c.proxy.is_open() { c.proxy.delta } else { 0 },
+                quoted_seq_shift: if c.proxy.is_open() { c.proxy.delta() } else { 0 },
             },
             (Direction::Inbound, ForwardMode::Dr) => {
                 self.counters.inc(Counter::IcmpErrorsForwarded);

@@ -416,7 +416,7 @@ impl<F: Frame> Processor<F> {
             real_index: real_idx as u16,
             service_index: svc_idx as u16,
             generation: self.generation(),
-            synced_ms: ms32(now_ms),
+            synced_tick: sync_tick(now_ms),
             forward: real.forward,
             state,
             expires_ms: 0,
@@ -511,7 +511,7 @@ impl<F: Frame> Processor<F> {
             real_index: u16::MAX,
             service_index: u16::MAX,
             generation: 0,
-            synced_ms: ms32(now_ms),
+            synced_tick: sync_tick(now_ms),
             forward: info.forward,
             state,
             expires_ms: 0,
@@ -727,8 +727,7 @@ impl<F: Frame> Processor<F> {
             Protocol::Tcp => conn.on_tcp_packet(l4.flags(), dir, &timeouts, now_ms),
             Protocol::Udp => conn.on_udp_packet(&timeouts, now_ms),
         }
-        let resync =
-            self.snapshot.sync_send && (before.state != conn.state || conn.since_synced_ms(now_ms) > conn.idle_timeout_ms(&timeouts) / 2);
+        let resync = self.snapshot.sync_send && (before.state != conn.state || conn.sync_refresh_due(&timeouts, now_ms));
         if resync {
             conn.mark_synced(now_ms);
             out.sync.push(self.conn_info(conn, now_ms));

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use super::*;
 use crate::stats::{ConnChunk, ConnEntry, ConnPager, ConnScan, CONN_SCAN_SLOTS};
 use crate::synproxy::seq::{Phase, Translation};
+use crate::synproxy::PackedTranslation;
 
 impl<F: Frame> Processor<F> {
     /// A connection as listings and connection sync show it.
@@ -26,7 +27,7 @@ impl<F: Frame> Processor<F> {
             expires_ms: c.expires_in_ms(now_ms),
             template: false,
             seq_delta: c.seq_delta,
-            syn_proxy: (c.proxy.phase != Phase::None).then_some(c.proxy),
+            syn_proxy: (c.proxy.phase() != Phase::None).then(|| c.proxy.get()),
         }
     }
 
@@ -62,9 +63,11 @@ impl<F: Frame> Processor<F> {
             return false;
         }
         let proxy = match info.syn_proxy {
-            None => Translation::default(),
-            Some(t) if Self::installable_translation(info, &t) => t,
-            Some(_) => return false,
+            None => PackedTranslation::default(),
+            Some(t) => match PackedTranslation::try_from(t) {
+                Ok(packed) if Self::installable_translation(info, &t) => packed,
+                _ => return false,
+            },
         };
         let timeouts = self.snapshot.timeouts;
         let mut conn = Conn {
@@ -79,7 +82,7 @@ impl<F: Frame> Processor<F> {
             state,
             expires_ms: 0,
             generation: 0,
-            synced_ms: ms32(now_ms),
+            synced_tick: sync_tick(now_ms),
             seq_delta: info.seq_delta,
             reply_hop: crate::neigh::hops::NONE,
             proxy,

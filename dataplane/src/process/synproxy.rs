@@ -27,7 +27,7 @@ use super::*;
 use crate::snapshot::{Service, SynProxy};
 use crate::synproxy::cookie::Jar;
 use crate::synproxy::seq::{Phase, Translation};
-use crate::synproxy::{cookie, seq, shape, CookieInfo, Secret};
+use crate::synproxy::{cookie, seq, shape, CookieInfo, PackedTranslation, Secret};
 
 /// Client packets held per proxied handshake in progress.
 pub const HELD_PER_CONN: usize = 16;
@@ -240,7 +240,7 @@ impl<F: Frame> Processor<F> {
             Ok(conn) => conn,
             Err(reason) => return Action::Drop(reason),
         };
-        conn.proxy = Translation { phase: Phase::Handshake, ..Translation::default() };
+        conn.proxy = PackedTranslation::HANDSHAKE;
         conn.restart_timer(HANDSHAKE_TIMEOUT_MS, now_ms);
         if let Err(reason) = self.add_new_conn(&conn, pkt.ip_len, now_ms, out) {
             return Action::Drop(reason);
@@ -305,6 +305,12 @@ impl<F: Frame> Processor<F> {
             client_view_wscale: if info.wscale.is_some() { announced } else { 0 },
             inbound_shift: if agreed { 0 } else { info.wscale.unwrap_or(0) },
         };
+        // Every scale above is at most MAX_WSCALE (the cookie carries no
+        // more, the others are capped), so this packs; a SYN-ACK that made
+        // it not pack would be dropped, never cut.
+        let Ok(packed) = PackedTranslation::try_from(translation) else {
+            return Action::Drop(Counter::DropMalformed);
+        };
         let window = seq::rescale_window(client_window, translation.inbound_shift, 0);
         let Ok(ip_len) = shape::ack_from_syn_ack(ip_bytes, window) else {
             return Action::Drop(Counter::DropMalformed);
@@ -314,7 +320,7 @@ impl<F: Frame> Processor<F> {
             return Action::Drop(Counter::DropNoConnection);
         };
         let before = *stored;
-        stored.proxy = translation;
+        stored.proxy = packed;
         stored.state = TcpState::Established;
         stored.restart_timer(state_timeout_ms(TcpState::Established, &timeouts), now_ms);
         if self.snapshot.sync_send {
@@ -426,7 +432,7 @@ impl<F: Frame> Processor<F> {
     /// A connection is gone: if its proxied handshake was still in
     /// progress, it failed; its held packets are dropped.
     pub(super) fn syn_proxy_forget(&mut self, c: &Conn, out: &mut Output<F>) {
-        if c.proxy.phase != Phase::Handshake {
+        if c.proxy.phase() != Phase::Handshake {
             return;
         }
         let Some(p) = self.proxy.pending.remove(&c.inbound_key()) else { return };

@@ -83,7 +83,7 @@ impl<F: Frame> Processor<F> {
             real_index: real_idx as u16,
             service_index: svc_idx as u16,
             generation: self.generation(),
-            synced_ms: ms32(now_ms),
+            synced_tick: sync_tick(now_ms),
             forward: ForwardMode::Tun,
             state,
             expires_ms: 0,

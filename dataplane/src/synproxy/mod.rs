@@ -44,8 +44,10 @@
 //! towards it too ([`seq::Translation`]).
 
 pub mod cookie;
+pub mod packed;
 pub mod seq;
 pub mod shape;
 
 pub use cookie::{CookieInfo, Secret};
+pub use packed::{PackedTranslation, ScaleOutOfRange};
 pub use seq::Translation;

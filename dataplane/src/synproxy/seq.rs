@@ -27,9 +27,11 @@ pub enum Phase {
     Open = 2,
 }
 
-/// What a proxied connection's packets need translated: 8 bytes in
-/// [`crate::conn::Conn`]. Listings show it and connection sync carries it
-/// (once [`Phase::Open`]), so a backup translates exactly as the master did.
+/// What a proxied connection's packets need translated. A
+/// [`crate::conn::Conn`] keeps it packed in 6 bytes
+/// ([`crate::synproxy::PackedTranslation`]); listings show it and connection
+/// sync carries it as this type (once [`Phase::Open`]), so a backup
+/// translates exactly as the master did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Translation {
