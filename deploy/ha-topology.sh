@@ -28,6 +28,22 @@
 # $STATE_DIR/misc-check.sh REAL PORT is the MISC_CHECK script (run by rvsd in
 # the director's namespace: an HTTP GET through the exception path).
 #
+# IPv6 (opt-in: `up6` on top of `up`, `down6` removes it; IPv4-only tests
+# never see ND/MLD on the segment). All addresses "nodad", no RA/RS:
+#   rvsha-client:eth0  2001:db8::2/64
+#   rvsha-rsN:eth0     2001:db8:1::1N/64, default via 2001:db8:1::254 (the
+#                      reals' IPv6 gateway, held by the VRRP master); the
+#                      IPv6 DR VIP 2001:db8::100 on lo, replies from it
+#                      straight to 2001:db8::/64 (table 100, as IPv4)
+#   directors          rvsd's port addresses (d1 2001:db8::1, 2001:db8:1::1;
+#                      d2 ::3) go on its TAP, which rvsd gives IPv6
+# and IPv6 twins of the reals' :80 (httpd --bind ::), :9000 (socat
+# TCP6-LISTEN echo, banner "rsN") and :9001/udp (UDP echo "rsN <payload>"),
+# pid files rvsha-rsN.6-http80 / .6-echo / .6-udp.
+# IPv6 addresses that move with the VRRP master (configured in rvsd):
+#   2001:db8::100 (DR), ::101 (NAT), ::102 (FULLNAT), 2001:db8:1::254
+#   (the reals' gateway), 2001:db8:1::200 (FULLNAT local address).
+#
 # The lab uses only its own namespaces (rvsha-*): no traffic reaches the host
 # network. `up` is idempotent (rebuilds when anything is missing); `down`
 # kills every process in the rvsha-* namespaces and deletes them.
@@ -50,6 +66,12 @@ readonly GATEWAY="10.1.0.254"
 readonly CLIENT_NET="10.0.0.0/24"
 readonly DR_TABLE=100
 readonly REALS=2
+
+readonly CLIENT_IP6="2001:db8::2"
+readonly CLIENT_NET6="2001:db8::/64"
+readonly DR_VIP6="2001:db8::100"
+readonly GATEWAY6="2001:db8:1::254"
+real_ip6() { echo "2001:db8:1::1$1"; }
 
 readonly MAC_CLIENT="02:00:00:aa:00:02"
 readonly MAC_KA="02:00:00:aa:00:04"
@@ -178,9 +200,12 @@ write_helpers() {
     cat >"$STATE_DIR/udpd.py" <<'EOF'
 import socket, struct, sys
 mode, arg, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+bind = sys.argv[4] if len(sys.argv) > 4 else "0.0.0.0"   # "::": IPv6 only
+s = socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", port))
+if ":" in bind:
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+s.bind((bind, port))
 answer_ip = socket.inet_aton(arg) if mode == "dns" else b""
 while True:
     data, peer = s.recvfrom(4096)
@@ -246,8 +271,67 @@ topology_up() {
         "rvsha-sorry 10.1.0.99, rvsha-ka 10.0.0.4"
 }
 
+# ---------------------------------------------------------------------------
+# up6 / down6: IPv6 on top of an "up" lab
+# ---------------------------------------------------------------------------
+
+topology_down6() {
+    local n ns name
+    for ((n = 1; n <= REALS; n++)); do
+        ns="rvsha-rs$n"
+        ns_exists "$ns" || continue
+        for name in 6-http80 6-echo 6-udp; do stop_service "$ns" "$name"; done
+        while nsx "$ns" ip -6 rule del table "$DR_TABLE" 2>/dev/null; do :; done
+        nsx "$ns" ip -6 route flush table "$DR_TABLE" 2>/dev/null || true
+        ipv6_off "$ns"
+    done
+    if ns_exists "$NS_CLIENT"; then ipv6_off "$NS_CLIENT"; fi
+    rm -f "$STATE_DIR/ipv6"
+    log "down6"
+}
+
+# Wait until real N listens on [::]:80, [::]:9000 and UDP [::]:9001.
+wait_listening6() {
+    local ns="rvsha-rs$1" i
+    for ((i = 0; i < 100; i++)); do
+        if nsx "$ns" ss -Htln6 "sport = :80" | grep -q LISTEN \
+            && nsx "$ns" ss -Htln6 "sport = :9000" | grep -q LISTEN \
+            && nsx "$ns" ss -Huln6 "sport = :9001" | grep -q .; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    tail -n 20 "$STATE_DIR/$ns".6-*.log >&2 || true
+    die "the IPv6 servers of $ns did not start"
+}
+
+topology_up6() {
+    local n ns
+    [[ -f "$STATE_DIR/up" ]] || die "the lab is not up (run: $0 up)"
+    topology_down6
+    ipv6_on "$NS_CLIENT" lo eth0
+    nsx "$NS_CLIENT" ip -6 addr add "$CLIENT_IP6/64" dev eth0 nodad
+    for ((n = 1; n <= REALS; n++)); do
+        ns="rvsha-rs$n"
+        ipv6_on "$ns" lo eth0
+        nsx "$ns" ip -6 addr add "$(real_ip6 "$n")/64" dev eth0 nodad
+        nsx "$ns" ip -6 route add default via "$GATEWAY6" dev eth0
+        # The DR VIP on lo (a Linux host answers NS only for addresses on the
+        # interface asked on); replies from it go straight to the client.
+        nsx "$ns" ip -6 addr add "$DR_VIP6/128" dev lo nodad
+        nsx "$ns" ip -6 rule add from "$DR_VIP6" table "$DR_TABLE"
+        nsx "$ns" ip -6 route add "$CLIENT_NET6" dev eth0 table "$DR_TABLE"
+        start_daemon "$ns" 6-http80 python3 "$HTTPD" --name "rs$n" --ports 80 --bind ::
+        start_daemon "$ns" 6-echo socat TCP6-LISTEN:9000,fork,reuseaddr,ipv6only=1 SYSTEM:"echo rs$n; exec cat"
+        start_daemon "$ns" 6-udp python3 "$STATE_DIR/udpd.py" udp "rs$n" 9001 ::
+    done
+    for ((n = 1; n <= REALS; n++)); do wait_listening6 "$n"; done
+    echo up >"$STATE_DIR/ipv6"
+    log "up6: rvsha-client $CLIENT_IP6, rvsha-rs1/rs2 $(real_ip6 1)/$(real_ip6 2) (gateway $GATEWAY6)"
+}
+
 usage() {
-    echo "usage: $0 up | down | status | stop-service NS NAME | start-service NS NAME" >&2
+    echo "usage: $0 up | down | status | up6 | down6 | stop-service NS NAME | start-service NS NAME" >&2
     exit 2
 }
 
@@ -259,6 +343,8 @@ main() {
     case "$cmd" in
         up) topology_up ;;
         down) topology_down ;;
+        up6) topology_up6 ;;
+        down6) topology_down6 ;;
         status) topology_status ;;
         stop-service) [[ $# -eq 2 ]] || usage; stop_service "$1" "$2" ;;
         start-service)

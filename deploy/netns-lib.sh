@@ -75,6 +75,30 @@ make_ns() {
     nsx "$ns" ip link set lo up
 }
 
+# ipv6_on NS IFNAME...: IPv6 on these interfaces (and on devices created
+# later: default) without DAD, router solicitations or RA.
+ipv6_on() {
+    local ns="$1" c
+    shift
+    for c in default "$@"; do
+        nsx "$ns" sysctl -qw "net.ipv6.conf.$c.accept_dad=0" "net.ipv6.conf.$c.dad_transmits=0" \
+            "net.ipv6.conf.$c.accept_ra=0" "net.ipv6.conf.$c.router_solicitations=0" \
+            "net.ipv6.conf.$c.forwarding=0" "net.ipv6.conf.$c.accept_redirects=0"
+    done
+    for c in default "$@"; do
+        nsx "$ns" sysctl -qw "net.ipv6.conf.$c.disable_ipv6=0"
+    done
+}
+
+# ipv6_off NS: IPv6 off again on every interface of NS (this removes its
+# IPv6 addresses and routes), as make_ns left it.
+ipv6_off() {
+    local ns="$1" dev
+    for dev in $(nsx "$ns" ls /proc/sys/net/ipv6/conf); do
+        nsx "$ns" sysctl -qw "net.ipv6.conf.$dev.disable_ipv6=1" 2>/dev/null || true
+    done
+}
+
 # Offloads off: af_packet (DPDK) would otherwise see CHECKSUM_PARTIAL frames
 # with bogus checksums and GSO super-frames; captures then show real bytes.
 no_offloads() {

@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import unittest
+
 import labutil
 import nsutil
 from labutil import Capture, tally  # noqa: F401  (re-exported)
@@ -183,9 +185,11 @@ def vrrp_config(priority: int, advert_int: float = 1, version: int = 2, nopreemp
 
 
 def director_config(n: int, services: list[dict] | None = None, vrrp: dict | None = None,
-                    sync: bool = True, workers: int = 1) -> dict:
+                    sync: bool = True, workers: int = 1, ipv6: bool = False) -> dict:
     """Director `n`'s rvsd config. With `workers=2` both workers share CPU 1
-    and the af_packet port has two queue pairs (as labutil.make_config)."""
+    and the af_packet port has two queue pairs (as labutil.make_config).
+    `ipv6` adds the director's IPv6 addresses (DIRECTORS6) to its port.
+    Connection sync follows the first VRRP instance."""
     d = DIRECTORS[n]
     other = DIRECTORS[3 - n]
     cfg = {
@@ -204,11 +208,115 @@ def director_config(n: int, services: list[dict] | None = None, vrrp: dict | Non
         cfg["ports"][0]["device"] += ",qpairs=2"
     elif workers != 1:
         raise ValueError("the HA lab runs 1 or 2 workers per director")
+    if ipv6:
+        cfg["ports"][0]["addresses"] += [f"{DIRECTORS6[n]['lan']}/64", f"{DIRECTORS6[n]['back']}/64"]
     if vrrp is not None:
         cfg["vrrp"] = copy.deepcopy(vrrp)
         if sync:
-            cfg["sync"] = {"instance": "VI_1", "port": 8848, "peers": [other["lan"]], "key": SYNC_KEY}
+            cfg["sync"] = {"instance": vrrp["instances"][0]["name"], "port": 8848, "peers": [other["lan"]],
+                           "key": SYNC_KEY}
     return cfg
+
+
+# ---------------------------------------------------------------------------
+# IPv6 (deploy/ha-topology.sh up6; test_44_ha_ipv6)
+# ---------------------------------------------------------------------------
+
+CLIENT_IP6 = "2001:db8::2"
+DR_VIP6 = "2001:db8::100"
+NAT_VIP6 = "2001:db8::101"
+FNAT_VIP6 = "2001:db8::102"
+GATEWAY6 = "2001:db8:1::254"      # the reals' IPv6 default gateway
+LIP6 = "2001:db8:1::200"          # the IPv6 FULLNAT local address
+# Director n's IPv6 port addresses (client side, reals' side).
+DIRECTORS6 = {
+    1: {"lan": "2001:db8::1", "back": "2001:db8:1::1"},
+    2: {"lan": "2001:db8::3", "back": "2001:db8:1::3"},
+}
+
+
+def real_ip6(n: int) -> str:
+    return f"2001:db8:1::1{n}"
+
+
+def require_lab() -> None:
+    """Raises unittest.SkipTest unless the HA lab can run here (root, and
+    tcpdump, socat and curl installed)."""
+    if os.geteuid() != 0:
+        raise unittest.SkipTest("the HA e2e tests need root (network namespaces, raw sockets)")
+    for tool in ("tcpdump", "socat", "curl"):
+        if not shutil.which(tool):
+            raise unittest.SkipTest(f"{tool} is missing (deploy/setup.sh)")
+
+
+def setup6() -> None:
+    """setup() plus IPv6 on the client and the reals (ha-topology.sh up6)."""
+    setup()
+    topology("up6")
+
+
+def real6(n: int, weight: int = 1, **extra) -> dict:
+    return {"address": real_ip6(n), "weight": weight, **extra}
+
+
+def lab_services6() -> list[dict]:
+    """The IPv6 failover services: DR, NAT and FULLNAT on :80 and :9000
+    (socat echo), and NAT UDP :9001 (UDP echo) for the 10 ms prober."""
+    two = [real6(1), real6(2)]
+    return [
+        service("tcp", DR_VIP6, 80, "dr", two),
+        service("tcp", DR_VIP6, 9000, "dr", two),
+        service("tcp", NAT_VIP6, 80, "nat", two),
+        service("tcp", NAT_VIP6, 9000, "nat", two),
+        service("udp", NAT_VIP6, 9001, "nat", two),
+        service("tcp", FNAT_VIP6, 80, "fullnat", two, local_addresses=[LIP6]),
+        service("tcp", FNAT_VIP6, 9000, "fullnat", two, local_addresses=[LIP6]),
+    ]
+
+
+def vrrp6_config(n: int, priority: int, advert_int: float = 0.1, unicast: bool = False,
+                 nopreempt: bool = False, garp_repeat: int = 3) -> dict:
+    """Director n's VRRPv3-over-IPv6 instance VI_6 (VRID 61) holding the IPv6
+    VIPs, the reals' IPv6 gateway and the FULLNAT local address; adverts to
+    ff02::12, or with `unicast` from the director's global address to the
+    other's."""
+    inst = {"name": "VI_6", "virtual_router_id": 61, "interface": "lan0", "priority": priority,
+            "advert_int": advert_int, "version": 3, "garp_master_repeat": garp_repeat,
+            "garp_master_delay": 1,
+            "virtual_ipaddress": [DR_VIP6, NAT_VIP6, FNAT_VIP6, GATEWAY6, LIP6]}
+    if nopreempt:
+        inst["nopreempt"] = True
+    if unicast:
+        inst["unicast_src_ip"] = DIRECTORS6[n]["lan"]
+        inst["unicast_peer"] = [DIRECTORS6[3 - n]["lan"]]
+    return {"instances": [inst]}
+
+
+class NaWatch(Capture):
+    """tcpdump of the ICMPv6 neighbour advertisements seen on NS:eth0."""
+
+    def __init__(self, ns: str = NS_CLIENT, directory: str | None = None):
+        super().__init__(ns, "eth0", bpf="icmp6 and ip6[40] == 136", directory=directory)
+
+    def unsolicited(self, target: str, mac: str) -> list[tuple[float, "labutil.Packet6"]]:
+        """(capture time, packet) of the unsolicited NAs for `target` from
+        `mac` (call after stop()): Ethernet from `mac` to 33:33:00:00:00:01,
+        IPv6 to ff02::1 with hop limit 255 and a valid checksum, ICMPv6 136
+        code 0, Override set, Solicited clear, target `target`, and a target
+        link-layer address option carrying `mac`."""
+        out = []
+        for pkt in self.packets:
+            p6 = labutil.ipv6_of(pkt)
+            if p6 is None or p6.icmp_type != 136 or p6.icmp_code != 0 or len(p6.l4) < 24:
+                continue
+            flags, tgt = p6.l4[4], labutil.ip6_str(p6.l4[8:24])
+            tll = [labutil.mac_str(p6.l4[i + 2:i + 8]) for i in range(24, len(p6.l4) - 7, 8)
+                   if p6.l4[i] == 2 and p6.l4[i + 1] == 1]
+            if (p6.eth_src == mac.lower() and p6.eth_dst == "33:33:00:00:00:01" and p6.ip_dst == "ff02::1"
+                    and p6.hlim == 255 and p6.l4_checksum_ok() and flags & 0x20 and not flags & 0x40
+                    and tgt == target and tll == [mac.lower()]):
+                out.append((pkt.extra["ts"], p6))
+        return out
 
 
 # ---------------------------------------------------------------------------
@@ -429,7 +537,7 @@ import json, socket, sys, time
 host, port, count, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 out = []
 for i in range(count):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)   # new source port: new connection
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)   # new source port
     s.settimeout(2.0)   # generous: a loaded 2-core CI machine answers late, not never
     if mode == "dns":
         q = bytes([i >> 8, i & 255, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]) + b"\x03www\x03lab\x00\x00\x01\x00\x01"
@@ -461,7 +569,7 @@ def udp_spread(vip: str, port: int, count: int, mode: str = "udp", ns: str = NS_
 _PROBER = r"""
 import json, select, signal, socket, sys, time
 host, port, duration, interval = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
 s.setblocking(False)
 stop = [False]
 signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__(0, True))
@@ -512,7 +620,8 @@ json.dump({"sent": sent, "answers": {str(k): v for k, v in answers.items()}}, sy
 
 
 class Prober:
-    """The 10 ms UDP request/response client in rvsha-client (NAT VIP :9001)."""
+    """The 10 ms UDP request/response client in rvsha-client (NAT VIP :9001;
+    an IPv6 `vip` probes over IPv6)."""
 
     def __init__(self, vip: str = NAT_VIP, port: int = 9001, duration: float = 30,
                  interval: float = 0.01):
@@ -563,6 +672,19 @@ class Prober:
         res["max_gap"] = max(gaps) if gaps else None
         return res
 
+    def outage_failure(self, t_event: float, bound: float) -> tuple[dict, str | None]:
+        """analyse(t_event), and what is wrong with it: no answers after the
+        event, an outage above `bound` seconds, or requests lost after the
+        service came back (None when nothing)."""
+        res = self.analyse(t_event)
+        if res["outage"] is None:
+            return res, f"no answers after the event: {res}"
+        if res["outage"] > bound:
+            return res, f"outage {res['outage'] * 1000:.0f} ms above the bound {bound * 1000:.0f} ms: {res}"
+        if res["lost_after_recovery"]:
+            return res, f"requests lost after the recovery: {res}"
+        return res, None
+
 
 # ---------------------------------------------------------------------------
 # A socat stream through a VIP (echo service :9000)
@@ -570,7 +692,7 @@ class Prober:
 
 class Stream:
     """printf lines every `interval` s | socat VIP:9000 (echo): what was sent
-    is recorded, what came back is in `out`."""
+    is recorded, what came back is in `out`. An IPv6 `vip` connects over IPv6."""
 
     def __init__(self, vip: str, port: int = 9000, lines: int = 80, interval: float = 0.05,
                  tmp: str | None = None):
@@ -578,8 +700,9 @@ class Stream:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.sent, self.out, self.err = self.dir / "sent", self.dir / "out", self.dir / "err"
         self.lines = lines
+        target = f"TCP6:[{vip}]:{port}" if ":" in vip else f"TCP:{vip}:{port}"
         script = (f"for i in $(seq 1 {lines}); do printf 'line %04d\\n' $i; sleep {interval}; done "
-                  f"| tee {self.sent} | socat -t5 -T20 - TCP:{vip}:{port},connect-timeout=3 "
+                  f"| tee {self.sent} | socat -t5 -T20 - {target},connect-timeout=3 "
                   f">{self.out} 2>{self.err}")
         self.proc = subprocess.Popen(["ip", "netns", "exec", NS_CLIENT, "sh", "-c", script],
                                      stdin=subprocess.DEVNULL, start_new_session=True)
@@ -602,9 +725,45 @@ class Stream:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
+    def failure(self, name: str, at_kill: int, timeout: float = 30) -> str | None:
+        """Waits for the stream to end. None when it came back byte for byte
+        (the banner line, then every line sent), went on past the `at_kill`
+        bytes it had when the master was killed, and socat exited 0; else
+        what went wrong."""
+        rc = self.wait(timeout)
+        sent, got = self.sent.read_bytes(), self.received()
+        expected = (self.banner() or "").encode() + b"\n" + sent
+        lines_sent = sent.count(b"\n")
+        if lines_sent != self.lines:
+            return f"{name}: the feeder sent {lines_sent} of {self.lines} lines"
+        if got != expected:
+            return (f"{name}: the stream broke after the failover: got {len(got)} bytes, expected "
+                    f"{len(expected)} ({at_kill} when the master was killed); socat rc={rc} "
+                    f"err={self.err.read_text()!r}\ngot tail: {got[-80:]!r}")
+        if at_kill >= len(got):
+            return f"{name}: the stream ended before the kill"
+        if rc != 0:
+            return f"{name}: socat exited {rc}: {self.err.read_text()!r}"
+        return None
+
     def cleanup(self) -> None:
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def open_streams(vips: dict[str, str], tmp: str, add_cleanup, lines: int = 100,
+                 interval: float = 0.04) -> dict[str, Stream]:
+    """A Stream to :9000 of each VIP of `vips` ({name: vip}) in `tmp`/name,
+    each registered with `add_cleanup` (a test case's addCleanup); returned
+    once every banner has arrived."""
+    streams = {}
+    for name, vip in vips.items():
+        s = Stream(vip, 9000, lines=lines, interval=interval, tmp=str(Path(tmp) / name))
+        add_cleanup(s.cleanup)
+        streams[name] = s
+    for name, s in streams.items():
+        wait_for(s.banner, 5, what=f"{name} banner")
+    return streams
 
 
 # ---------------------------------------------------------------------------

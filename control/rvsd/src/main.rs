@@ -297,7 +297,12 @@ fn configure_tap(tap: &str, mac: MacAddr, port: &rvs_control::PortConfig, routes
             Err(format!("`ip {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
         }
     };
-    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{tap}/disable_ipv6"), "1");
+    for (key, value) in tap_ipv6_sysctls(port) {
+        let path = format!("/proc/sys/net/ipv6/conf/{tap}/{key}");
+        if let Err(e) = std::fs::write(&path, value) {
+            tracing::warn!(%path, error = %e, "could not set the TAP's IPv6 setting");
+        }
+    }
     run(&["link", "set", "dev", tap, "address", &mac.to_string()])?;
     run(&["link", "set", "dev", tap, "mtu", &port.mtu.to_string()])?;
     for a in &port.addresses {
@@ -315,6 +320,19 @@ fn configure_tap(tap: &str, mac: MacAddr, port: &rvs_control::PortConfig, routes
         run(&args)?;
     }
     Ok(())
+}
+
+/// The IPv6 settings (`/proc/sys/net/ipv6/conf/TAP/KEY`, in order) of a port's
+/// TAP. A port with IPv6 addresses gets IPv6 on its TAP: the kernel holds them
+/// there and VRRPv3 over IPv6 sends from the TAP's link-local address. They are
+/// usable at once (no duplicate address detection: the dataplane answers for
+/// them on the wire) and the kernel takes no router advertisements and sends no
+/// solicitations. A port without any keeps IPv6 off its TAP (no ND/MLD noise).
+fn tap_ipv6_sysctls(port: &rvs_control::PortConfig) -> Vec<(&'static str, &'static str)> {
+    if !port.addresses.iter().any(|a| a.addr.is_ipv6()) {
+        return vec![("disable_ipv6", "1")];
+    }
+    vec![("accept_dad", "0"), ("dad_transmits", "0"), ("accept_ra", "0"), ("router_solicitations", "0"), ("disable_ipv6", "0")]
 }
 
 /// With `net_af_packet`, the kernel still receives the port's frames next to
@@ -1153,6 +1171,22 @@ mod tests {
         );
         assert_eq!(device_name("net_af_packet0,iface=dp0"), "net_af_packet0");
         assert_eq!(device_name("0000:01:00.0"), "0000:01:00.0");
+    }
+
+    #[test]
+    fn tap_gets_ipv6_only_when_its_port_has_ipv6_addresses() {
+        let config = Config::from_json(
+            r#"{ "eal": ["--no-huge"], "main_lcore": 0, "workers": [1],
+                 "ports": [ { "name": "a", "device": "net_af_packet0,iface=dp0", "addresses": ["10.0.0.1/24"], "tap": "rvs0" },
+                            { "name": "b", "device": "net_af_packet1,iface=dp1", "addresses": ["10.1.0.1/24", "2001:db8::1/64"], "tap": "rvs1" } ] }"#,
+        )
+        .expect("valid");
+        assert_eq!(tap_ipv6_sysctls(&config.ports[0]), [("disable_ipv6", "1")]);
+        let v6 = tap_ipv6_sysctls(&config.ports[1]);
+        assert_eq!(v6.last(), Some(&("disable_ipv6", "0")), "IPv6 enabled last, once DAD is off: {v6:?}");
+        for off in ["accept_dad", "dad_transmits", "accept_ra", "router_solicitations"] {
+            assert!(v6.contains(&(off, "0")), "{off} not turned off: {v6:?}");
+        }
     }
 
     #[test]
