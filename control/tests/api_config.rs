@@ -105,7 +105,7 @@ fn mutations() -> Vec<(&'static str, Value, Outcome)> {
             "syn_flood",
             json!({ "pressure_table_percent": 60, "pressure_syn_recv_percent": 20, "drop_entry": false,
                     "syn_recv_timeout_under_pressure": 5, "new_conns_per_prefix_per_sec": 100, "prefix_len": 16,
-                    "proxy_window_scale": 9 }),
+                    "prefix_len_ipv6": 56, "proxy_window_scale": 9 }),
             Applied("syn_flood"),
         ),
         (

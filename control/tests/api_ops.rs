@@ -338,7 +338,7 @@ async fn syn_flood_read_and_set() {
         v,
         json!({ "pressure_table_percent": 50, "pressure_syn_recv_percent": 25, "drop_entry": true,
                 "syn_recv_timeout_under_pressure": 3, "new_conns_per_prefix_per_sec": 1000, "prefix_len": 24,
-                "proxy_window_scale": 7 })
+                "prefix_len_ipv6": 64, "proxy_window_scale": 7 })
     );
     let (s, v) = h.send("PUT", "/api/v1/syn_flood", Some(r#"{"pressure_table_percent": 70, "drop_entry": false, "prefix_len": 20}"#)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -355,6 +355,7 @@ async fn syn_flood_read_and_set() {
         (r#"{"pressure_table_percent": 0}"#, "pressure_table_percent"),
         (r#"{"pressure_syn_recv_percent": 101}"#, "pressure_syn_recv_percent"),
         (r#"{"prefix_len": 33}"#, "prefix_len"),
+        (r#"{"prefix_len_ipv6": 129}"#, "prefix_len_ipv6"),
         (r#"{"proxy_window_scale": 15}"#, "proxy_window_scale"),
     ] {
         let v = h.refused("PUT", "/api/v1/syn_flood", Some(body), Some(TOKEN), StatusCode::BAD_REQUEST).await;

@@ -9,11 +9,15 @@
 //! carrying an IPv4-mapped address themselves are dropped, so nobody can aim
 //! at those keys from the IPv6 side.
 //!
+//! ICMP errors about a NAT64 connection cross between the families (RFC 7915,
+//! [`Processor::nat64_icmp4`], [`nat64::icmp6_to_4`]). The SYN-flood
+//! defences cover IPv6 clients: the IPv6 table's fill starts pressure, a full
+//! one makes room, SYN_RECV timers are cut under pressure and new connections
+//! are bounded per source prefix (`prefix_len_ipv6`).
+//!
 //! What IPv6 does not have yet here, each said where it is refused: the SYN
-//! proxy, persistence, `sloppy` adoption, the new-connection rate bound of
-//! the SYN-flood defences, ICMP errors
-//! about NAT64 connections (dropped and counted: not translated between the
-//! families), and fragments other than atomic ones.
+//! proxy, persistence, `sloppy` adoption, and fragments other than atomic
+//! ones.
 
 use std::net::{Ipv6Addr, SocketAddrV6};
 
@@ -325,6 +329,9 @@ impl<F: Frame> Processor<F> {
         if protocol == Protocol::Tcp && (!l4.syn || l4.ack) {
             return Action::Drop(Counter::DropNoConnection);
         }
+        if let Some(reason) = self.admit_new_conn(key.src.into(), now_ms) {
+            return Action::Drop(reason);
+        }
         let Some(real_idx) = self.pick_real(svc_idx, &key) else {
             let (from, msg_type, code) = (key.dst, icmpv6::msg_type::DEST_UNREACHABLE, icmpv6::unreachable_code::PORT_UNREACHABLE);
             return Action::Answer6 { reason: Counter::DropNoRealServer, l2_len, from, msg_type, code, rest: 0 };
@@ -338,6 +345,9 @@ impl<F: Frame> Processor<F> {
             Err(reason) => return Action::Drop(reason),
         };
         conn.restart_timer(state_timeout_ms(state, &timeouts), now_ms);
+        if self.syn_recv_cap_ms().is_some_and(|max| pressure::shorten_syn_recv(&mut conn, max, now_ms)) {
+            self.counters.inc(Counter::ConnSynRecvShortened);
+        }
         if !self.insert_new_conn6(conn, pkt.ip_len, now_ms, out) {
             return Action::Drop(Counter::DropConnTableFull);
         }
@@ -349,7 +359,7 @@ impl<F: Frame> Processor<F> {
     /// announcement to the other workers, sync. False when the table is
     /// full (its local port given back).
     pub(super) fn insert_new_conn6(&mut self, conn: Conn6, ip_len: u16, now_ms: u64, out: &mut Output<F>) -> bool {
-        if !self.insert_conn6(conn, out) {
+        if !self.insert_conn6(conn, now_ms, out) {
             self.release_local6(&conn);
             return false;
         }
@@ -449,10 +459,14 @@ impl<F: Frame> Processor<F> {
         }
     }
 
-    /// Adds an IPv6 connection to its table; one it replaces is forgotten.
-    fn insert_conn6(&mut self, conn: Conn6, out: &mut Output<F>) -> bool {
+    /// Adds an IPv6 connection to its table; one it replaces is forgotten. A
+    /// full table makes room as the IPv4 one does ([`Processor::make_room6`]).
+    fn insert_conn6(&mut self, conn: Conn6, now_ms: u64, out: &mut Output<F>) -> bool {
         let mut displaced = std::mem::take(&mut self.removed6);
-        let inserted = self.conns6.insert(conn, &mut displaced);
+        let mut inserted = self.conns6.insert(conn, &mut displaced);
+        if inserted.is_err() && self.make_room6(now_ms, out) {
+            inserted = self.conns6.insert(conn, &mut displaced);
+        }
         for old in displaced.drain(..) {
             self.forget6(&old, out);
         }
@@ -527,7 +541,7 @@ impl<F: Frame> Processor<F> {
                 None => self.pool6.reserve(l),
             }
         }
-        if !self.insert_conn6(conn, out) {
+        if !self.insert_conn6(conn, now_ms, out) {
             return false;
         }
         self.announce6(&conn, out);
@@ -539,12 +553,14 @@ impl<F: Frame> Processor<F> {
     /// Expires idle IPv6 connections and asks for IPv6 neighbours (from [`Processor::tick`]).
     pub(super) fn tick6(&mut self, now_ms: u64, out: &mut Output<F>) {
         let mut removed = std::mem::take(&mut self.removed6);
-        let expired = self.conns6.expire_into(now_ms, EXPIRE_BUDGET, &mut removed);
+        let syn_recv_cap = self.syn_recv_cap_ms();
+        let (expired, cut) = self.conns6.expire_capped(now_ms, EXPIRE_BUDGET, &mut removed, syn_recv_cap);
         for c in removed.drain(..) {
             self.forget6(&c, out);
         }
         self.removed6 = removed;
         self.counters.add(Counter::ConnExpired, expired as u64);
+        self.counters.add(Counter::ConnSynRecvShortened, cut as u64);
         self.counters.set(Counter::ConnActive6, self.conns6.len() as u64);
         let mut requests = std::mem::take(&mut self.requests6);
         self.neigh6.tick(now_ms, &mut self.expired, &mut requests);
@@ -726,6 +742,9 @@ impl<F: Frame> Processor<F> {
         match conn.protocol {
             Protocol::Tcp => conn.on_tcp_packet(l4.flags(), dir, &timeouts, now_ms),
             Protocol::Udp => conn.on_udp_packet(&timeouts, now_ms),
+        }
+        if self.syn_recv_cap_ms().is_some_and(|max| pressure::shorten_syn_recv(conn, max, now_ms)) {
+            self.counters.inc(Counter::ConnSynRecvShortened);
         }
         let resync = self.snapshot.sync_send && (before.state != conn.state || conn.sync_refresh_due(&timeouts, now_ms));
         if resync {

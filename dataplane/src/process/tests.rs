@@ -1014,6 +1014,7 @@ mod ipv6;
 mod ipvs_packet;
 mod nat64;
 mod pressure;
+mod pressure6;
 mod sloppy;
 mod synproxy;
 mod tun4in6;
