@@ -36,8 +36,10 @@ readonly PACKAGES=(
 # Test tools installed without their recommends (keeps the install small):
 # promtool (Debian's prometheus package; its service is not started) for the
 # metrics and alert-rule checks, Debian's headless browser and its driver for
-# the status-page test (tests/e2e/test_68_metrics.py, test_70_status_page.py).
-readonly LEAN_PACKAGES=(prometheus chromium chromium-driver fonts-dejavu-core)
+# the status-page test (tests/e2e/test_68_metrics.py, test_70_status_page.py),
+# Debian's nginx as an IPv4 real server behind NAT64 (test_76_ipv6; the tests
+# run their own nginx in the lab's namespaces).
+readonly LEAN_PACKAGES=(prometheus chromium chromium-driver fonts-dejavu-core nginx-light)
 
 log() { echo "setup: $*" >&2; }
 die() { echo "setup: error: $*" >&2; exit 1; }

@@ -19,9 +19,11 @@ FULLNAT: source = an IPv6 LIP, DPVS's IPv6 TOA option in the first ACK);
 NAT64 reaching the IPv4 reals; TUN path MTU (ICMPv6 Packet Too Big with port
 MTU - 40, never a fragment); rvsadm listings in ipvsadm's [v6]:port form.
 """
+import hashlib
 import ipaddress
 import os
 import re
+import shutil
 import socket
 import struct
 import tempfile
@@ -38,6 +40,8 @@ REALS4 = [lab.real(1), lab.real(2)]
 HTTP_REQUESTS = 20
 UDP_REQUESTS = 10
 STREAM_BYTES = 200 * 1024
+NGINX_PORT = 8088
+NGINX_BLOB_BYTES = 1024 * 1024
 PORT_MTU = 1500
 DIR_MAC = "02:00:00:00:00:01"
 ALL_VIPS6 = (lab.DR_VIP6, lab.NAT_VIP6, lab.TUN_VIP6, lab.FNAT_VIP6, lab.NAT64_VIP)
@@ -53,6 +57,8 @@ def ipv6_services() -> list[dict]:
         services.append(lab.mode_service6("tcp", mode, lab.ECHO_PORT, REALS6))
         services.append(lab.mode_service6("udp", mode, lab.UDP_PORT, REALS6))
     services.append(lab.nat64_service("tcp", 80, REALS4))
+    # NAT64 to Debian's nginx on the reals' IPv4 addresses.
+    services.append(lab.nat64_service("tcp", NGINX_PORT, REALS4))
     # IPv4 in IPv6: the IPv4 TUN VIP tunnelled to the reals' IPv6 addresses.
     services.append(lab.service("tcp", lab.TUN_VIP, 80, "rr", "tun", REALS6))
     return services
@@ -495,6 +501,66 @@ class Ipv6Tests(lab.RvsdTestCase):
         for p in replies:
             self.assertEqual((p.ip_src, p.eth_src), (lab.NAT64_VIP, self.dp0_mac), p)
             self.assertTrue(p.l4_checksum_ok(), f"bad checksum towards the client: {p}")
+
+    def start_nginx(self, n: int, root: str) -> None:
+        """Debian's nginx on rs`n`'s IPv4 address only, port NGINX_PORT,
+        serving `root`, its access log naming each client's address."""
+        conf = os.path.join(root, f"nginx-rs{n}.conf")
+        with open(conf, "w") as f:
+            f.write(f"""user root;
+worker_processes 1;
+pid {root}/nginx-rs{n}.pid;
+error_log {root}/nginx-rs{n}.error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log {root}/nginx-rs{n}.access.log;
+    client_body_temp_path {root}/body-rs{n};
+    proxy_temp_path {root}/proxy-rs{n};
+    fastcgi_temp_path {root}/fastcgi-rs{n};
+    uwsgi_temp_path {root}/uwsgi-rs{n};
+    scgi_temp_path {root}/scgi-rs{n};
+    server {{
+        listen {lab.real_ip(n)}:{NGINX_PORT};
+        root {root}/www;
+        location = /who {{ return 200 "rs{n}\\n"; }}
+    }}
+}}
+""")
+        lab.nsx(lab.real_ns(n), ["nginx", "-t", "-q", "-c", conf])
+        lab.nsx(lab.real_ns(n), ["nginx", "-c", conf])
+        self.addCleanup(lab.nsx, lab.real_ns(n), ["nginx", "-c", conf, "-s", "stop"], check=False)
+
+    def test_7_nat64_to_nginx(self):
+        """An IPv6 client fetches from Debian's nginx on the IPv4 reals through
+        the NAT64 VIP: both reals answer, a 1 MB file arrives byte for byte,
+        and nginx logs the IPv4 local address as its client."""
+        if not shutil.which("nginx"):
+            self.fail("nginx is missing (deploy/setup.sh installs nginx-light)")
+        tmp = tempfile.mkdtemp(prefix="rvs-nginx-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        os.makedirs(os.path.join(tmp, "www"))
+        blob = os.urandom(NGINX_BLOB_BYTES)
+        with open(os.path.join(tmp, "www", "blob"), "wb") as f:
+            f.write(blob)
+        for n in (1, 2):
+            self.start_nginx(n, tmp)
+        base = f"http://[{lab.NAT64_VIP}]:{NGINX_PORT}"
+        who = lab.http_requests(f"{base}/who", 6)
+        self.assert_split(f"NAT64 to nginx {base}/who x6", who, 6)
+        want = hashlib.sha256(blob).hexdigest()
+        for i in range(4):
+            cp = lab.nsx(NS_CLIENT, ["curl", "-sS", "-g", "--max-time", "30", "-o", "-", f"{base}/blob"],
+                         text=False, timeout=40)
+            got = hashlib.sha256(cp.stdout).hexdigest()
+            self.assertEqual((len(cp.stdout), got), (NGINX_BLOB_BYTES, want),
+                             f"fetch {i}: the file differs after NAT64 {self.moved()}")
+        clients = set()
+        for n in (1, 2):
+            with open(os.path.join(tmp, f"nginx-rs{n}.access.log")) as f:
+                clients |= {line.split()[0] for line in f if line.strip()}
+        log(f"nginx behind NAT64: /who {lab.tally(who)}, 4 x {NGINX_BLOB_BYTES} B byte for byte, "
+            f"nginx's clients {sorted(clients)}")
+        self.assertEqual(clients, set(lab.NAT64_LIPS), "nginx saw other clients than the NAT64 local address")
 
     # -- 8: rvsadm listings as ipvsadm prints IPv6 --------------------------------
 
