@@ -56,7 +56,7 @@ fn real6(forward: ForwardMode, port: u16) -> RealServer {
 
 /// A processor on [`snapshot6`] that knows the MACs of the client and the
 /// reals of both families (IPv6 ones from their neighbour advertisements).
-fn processor6(mtu: u16) -> Processor<VecFrame> {
+pub(super) fn processor6(mtu: u16) -> Processor<VecFrame> {
     let mut p = warmed_processor();
     p.adopt(snapshot6(mtu));
     let mut out = Output::with_capacity(8);
