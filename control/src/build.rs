@@ -96,7 +96,7 @@ pub fn build_snapshot(config: &Config, port_macs: &[MacAddr], generation: u64) -
             key: s.key(),
             scheduler: s.scheduler,
             sched_options: s.sched_options,
-            persistence: s.persistence.as_ref().map(|p| Persistence { timeout_s: p.timeout, netmask: p.netmask }),
+            persistence: s.persistence.as_ref().map(|p| Persistence { timeout_s: p.timeout, prefix_len: p.prefix_len(s.vip) }),
             local_addrs: s.local_addresses.iter().filter_map(|&a| snapshot::v4(a)).collect(),
             local_addrs6: s.local_addresses.iter().filter_map(|&a| snapshot::v6(a)).collect(),
             toa: s.toa,

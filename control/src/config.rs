@@ -347,7 +347,7 @@ pub struct ServiceConfig {
     /// Real servers.
     #[serde(default)]
     pub reals: Vec<RealConfig>,
-    /// Client persistence (ipvsadm `-p [timeout] -M netmask`); absent = none.
+    /// Client persistence (ipvsadm `-p [timeout] -M netmask`, `-M prefix-length` for IPv6); absent = none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistence: Option<PersistenceConfig>,
     /// FULLNAT local addresses (DPVS `laddr`). May be empty, as in DPVS: the
@@ -388,9 +388,82 @@ pub struct PersistenceConfig {
     /// Seconds a client's template outlives its last connection (ipvsadm default 300).
     #[serde(default = "default_persistence_timeout")]
     pub timeout: u32,
-    /// Clients are grouped by this netmask (ipvsadm `-M`, default 255.255.255.255).
-    #[serde(default = "default_persistence_netmask")]
-    pub netmask: Ipv4Addr,
+    /// How clients are grouped (ipvsadm `-M`): a dotted netmask for an IPv4
+    /// service (absent = 255.255.255.255), a prefix length 1..=128 for an
+    /// IPv6 one (absent = 128). Either way, absent = one client per template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netmask: Option<PersistenceNetmask>,
+}
+
+impl PersistenceConfig {
+    /// Persistence for `timeout` seconds, one client per template.
+    pub fn per_client(timeout: u32) -> Self {
+        PersistenceConfig { timeout, netmask: None }
+    }
+
+    /// The leading bits of a client's address that name its network, for a
+    /// service at `vip` (validated: the netmask's form fits the family).
+    pub fn prefix_len(&self, vip: IpAddr) -> u8 {
+        match self.netmask {
+            Some(PersistenceNetmask::Mask(m)) => u32::from(m).leading_ones() as u8,
+            Some(PersistenceNetmask::PrefixLen(n)) => n,
+            None => max_prefix_len(vip),
+        }
+    }
+}
+
+/// A persistent service's client grouping (`persistence.netmask`, ipvsadm
+/// `-M`): IPv4 services take a dotted netmask, IPv6 services a prefix length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum PersistenceNetmask {
+    /// An IPv4 service's netmask, written `"255.255.255.0"`.
+    Mask(Ipv4Addr),
+    /// An IPv6 service's prefix length, written `64`.
+    PrefixLen(u8),
+}
+
+impl fmt::Display for PersistenceNetmask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PersistenceNetmask::Mask(m) => write!(f, "{m}"),
+            PersistenceNetmask::PrefixLen(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PersistenceNetmask {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = PersistenceNetmask;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a dotted IPv4 netmask such as \"255.255.255.0\" (IPv4 services) or a prefix length such as 64 (IPv6 services)")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                s.parse().map(PersistenceNetmask::Mask).map_err(|_| {
+                    E::custom(format!(
+                        "`{s}` is not a dotted IPv4 netmask; use one such as \"255.255.255.0\" for an IPv4 service, a prefix length such as 64 for an IPv6 one"
+                    ))
+                })
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Self::Value, E> {
+                u8::try_from(n)
+                    .map(PersistenceNetmask::PrefixLen)
+                    .map_err(|_| E::custom(format!("prefix length {n} is out of range 1..=128")))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Self::Value, E> {
+                u64::try_from(n)
+                    .map_err(|_| E::custom(format!("prefix length {n} is out of range 1..=128")))
+                    .and_then(|n| self.visit_u64(n))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// True for an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`): rvs keeps those
@@ -442,10 +515,6 @@ fn default_mtu() -> u16 {
 
 fn default_persistence_timeout() -> u32 {
     300
-}
-
-fn default_persistence_netmask() -> Ipv4Addr {
-    Ipv4Addr::BROADCAST
 }
 
 fn default_local_port_range() -> [u16; 2] {
@@ -613,13 +682,7 @@ impl ServiceConfig {
                     format!("{} is out of range 1..={MAX_PERSISTENCE_TIMEOUT_S} seconds (31 days)", p.timeout),
                 ));
             }
-            let m = u32::from(p.netmask);
-            if m.leading_ones() + m.trailing_zeros() != 32 || m == 0 {
-                return Err(ConfigError::invalid(
-                    join(path, "persistence.netmask"),
-                    format!("{} is not a netmask; use contiguous ones such as 255.255.255.0", p.netmask),
-                ));
-            }
+            validate_persistence_netmask(p.netmask, vip, &join(path, "persistence.netmask"))?;
         }
         let mut lips = HashSet::new();
         for (j, lip) in self.local_addresses.iter().enumerate() {
@@ -730,6 +793,34 @@ impl ServiceConfig {
     }
 }
 
+/// A persistent service's `netmask` (at `field`) fits its virtual address
+/// `vip`'s family: a contiguous dotted netmask for IPv4, a prefix length
+/// 1..=128 for IPv6.
+fn validate_persistence_netmask(netmask: Option<PersistenceNetmask>, vip: IpAddr, field: &str) -> Result<(), ConfigError> {
+    match (netmask, vip) {
+        (None, _) => Ok(()),
+        (Some(PersistenceNetmask::Mask(m)), IpAddr::V4(_)) => {
+            let bits = u32::from(m);
+            if bits == 0 || bits.leading_ones() + bits.trailing_zeros() != 32 {
+                return Err(ConfigError::invalid(field, format!("{m} is not a netmask; use contiguous ones such as 255.255.255.0")));
+            }
+            Ok(())
+        }
+        (Some(PersistenceNetmask::PrefixLen(n)), IpAddr::V4(_)) => Err(ConfigError::invalid(
+            field,
+            format!("{n} is a prefix length, which IPv6 services take; an IPv4 service takes a dotted netmask such as \"255.255.255.0\""),
+        )),
+        (Some(PersistenceNetmask::Mask(m)), IpAddr::V6(_)) => Err(ConfigError::invalid(
+            field,
+            format!("\"{m}\" is an IPv4 netmask; an IPv6 service takes a prefix length 1..=128 such as 64 (ipvsadm -M 64)"),
+        )),
+        (Some(PersistenceNetmask::PrefixLen(n)), IpAddr::V6(_)) if n == 0 || n > 128 => {
+            Err(ConfigError::invalid(field, format!("prefix length {n} is out of range 1..=128")))
+        }
+        (Some(PersistenceNetmask::PrefixLen(_)), IpAddr::V6(_)) => Ok(()),
+    }
+}
+
 impl ServiceConfig {
     /// What IPv6 services do not have yet, each refused naming its field.
     fn validate_ipv6_limits(&self, path: &str) -> Result<(), ConfigError> {
@@ -739,12 +830,6 @@ impl ServiceConfig {
                 format!("{what} is not supported for IPv6 services yet; leave it out for {}", self.vip),
             ))
         };
-        if self.persistence.is_some() {
-            return not_yet("persistence", "persistence");
-        }
-        if self.sloppy {
-            return not_yet("sloppy", "`sloppy` adoption");
-        }
         if self.syn_proxy != SynProxy::Off {
             return not_yet("syn_proxy", "the SYN proxy");
         }
@@ -1635,14 +1720,6 @@ mod tests {
         let mut c = example();
         ipv6_service(&mut c);
         c.validate().expect("an IPv6 DR service");
-        let p = PersistenceConfig { timeout: 300, netmask: Ipv4Addr::BROADCAST };
-        assert_eq!(
-            invalid_field(|c| {
-                ipv6_service(c);
-                c.services[0].persistence = Some(p.clone())
-            }),
-            "services[0].persistence"
-        );
         assert_eq!(
             invalid_field(|c| {
                 ipv6_service(c);
@@ -1664,6 +1741,107 @@ mod tests {
         udp.protocol = Protocol::Udp;
         c.services.push(udp);
         assert!(c.validate().is_ok());
+    }
+
+    /// `persistence.netmask` by family: IPv4 services a dotted netmask, IPv6
+    /// services a prefix length 1..=128 (ipvsadm `-M 64`); absent = one client.
+    #[test]
+    fn persistence_netmask_fits_the_services_family() {
+        let v6: IpAddr = "2001:db8::100".parse().expect("v6");
+        let ipv6_service = |c: &mut Config, netmask: Option<PersistenceNetmask>| {
+            c.services[0].vip = v6;
+            for (i, r) in c.services[0].reals.iter_mut().enumerate() {
+                r.address = format!("2001:db8:1::{}", i + 11).parse().expect("v6");
+            }
+            c.services[0].persistence = Some(PersistenceConfig { timeout: 300, netmask });
+        };
+        for netmask in [
+            None,
+            Some(PersistenceNetmask::PrefixLen(64)),
+            Some(PersistenceNetmask::PrefixLen(1)),
+            Some(PersistenceNetmask::PrefixLen(128)),
+        ] {
+            let mut c = example();
+            ipv6_service(&mut c, netmask);
+            c.validate().unwrap_or_else(|e| panic!("{netmask:?}: {e}"));
+            let want = match netmask {
+                Some(PersistenceNetmask::PrefixLen(n)) => n,
+                _ => 128,
+            };
+            assert_eq!(c.services[0].persistence.as_ref().map(|p| p.prefix_len(v6)), Some(want));
+        }
+        for bad in [
+            PersistenceNetmask::PrefixLen(0),
+            PersistenceNetmask::PrefixLen(129),
+            PersistenceNetmask::Mask(Ipv4Addr::new(255, 255, 255, 0)),
+        ] {
+            assert_eq!(invalid_field(|c| ipv6_service(c, Some(bad))), "services[0].persistence.netmask", "{bad:?} on IPv6");
+        }
+        // IPv4: a contiguous dotted netmask, not a prefix length.
+        let ipv4 = |c: &mut Config, netmask| c.services[0].persistence = Some(PersistenceConfig { timeout: 300, netmask: Some(netmask) });
+        let mut c = example();
+        ipv4(&mut c, PersistenceNetmask::Mask(Ipv4Addr::new(255, 255, 255, 0)));
+        c.validate().expect("a /24 netmask");
+        assert_eq!(c.services[0].persistence.as_ref().map(|p| p.prefix_len(c.services[0].vip)), Some(24));
+        assert_eq!(PersistenceConfig::per_client(300).prefix_len(c.services[0].vip), 32);
+        for bad in [
+            PersistenceNetmask::PrefixLen(24),
+            PersistenceNetmask::Mask(Ipv4Addr::new(255, 0, 255, 0)),
+            PersistenceNetmask::Mask(Ipv4Addr::UNSPECIFIED),
+        ] {
+            assert_eq!(invalid_field(|c| ipv4(c, bad)), "services[0].persistence.netmask", "{bad:?} on IPv4");
+        }
+        // The JSON forms: a string or an integer; anything else names the field.
+        let json = |netmask: &str| {
+            EXAMPLE.replacen("\"scheduler\": \"rr\"", &format!("\"scheduler\": \"rr\", \"persistence\": {{\"netmask\": {netmask}}}"), 1)
+        };
+        assert_ne!(json("64"), EXAMPLE, "the example has an rr service");
+        let netmask_of = |text: &str| parse_json::<PersistenceConfig>(text.as_bytes()).expect("parses").netmask;
+        assert_eq!(netmask_of(r#"{"netmask": 64}"#), Some(PersistenceNetmask::PrefixLen(64)));
+        assert_eq!(netmask_of(r#"{"netmask": "255.255.0.0"}"#), Some(PersistenceNetmask::Mask(Ipv4Addr::new(255, 255, 0, 0))));
+        assert_eq!(netmask_of(r#"{"timeout": 5}"#), None);
+        // The family is judged by validation, naming the field.
+        match Config::from_json(&json("64")) {
+            Err(ConfigError::Invalid { field, .. }) => assert_eq!(field, "services[0].persistence.netmask"),
+            other => panic!("a prefix length on an IPv4 service: {other:?}"),
+        }
+        for bad in ["\"/64\"", "300", "-1", "true"] {
+            match Config::from_json(&json(bad)) {
+                Err(e @ ConfigError::Parse { .. }) => assert_eq!(e.field(), Some("services[0].persistence.netmask"), "{bad}: {e}"),
+                other => panic!("{bad}: expected a parse error, got {other:?}"),
+            }
+        }
+        // Serialised as written, absent when absent.
+        let text =
+            serde_json::to_string(&PersistenceConfig { timeout: 60, netmask: Some(PersistenceNetmask::PrefixLen(48)) }).expect("json");
+        assert_eq!(text, r#"{"timeout":60,"netmask":48}"#);
+        assert_eq!(serde_json::to_string(&PersistenceConfig::per_client(60)).expect("json"), r#"{"timeout":60}"#);
+    }
+
+    /// `sloppy` on an IPv6 service: the same rules as IPv4 (consistent hash, DR/TUN reals).
+    #[test]
+    fn sloppy_is_accepted_for_ipv6_services_with_the_ipv4_rules() {
+        let sloppy6 = |c: &mut Config, scheduler: SchedulerKind| {
+            c.services[0].vip = "2001:db8::100".parse().expect("v6");
+            for (i, r) in c.services[0].reals.iter_mut().enumerate() {
+                r.address = format!("2001:db8:1::{}", i + 11).parse().expect("v6");
+                r.forward = Some(ForwardMode::Dr);
+            }
+            c.services[0].scheduler = scheduler;
+            c.services[0].sloppy = true;
+        };
+        let mut c = example();
+        sloppy6(&mut c, SchedulerKind::Maglev);
+        c.validate().expect("a sloppy IPv6 maglev DR service");
+        assert_eq!(invalid_field(|c| sloppy6(c, SchedulerKind::Wlc)), "services[0].sloppy");
+        assert_eq!(
+            invalid_field(|c| {
+                sloppy6(c, SchedulerKind::Maglev);
+                c.services[0].syn_proxy = SynProxy::On;
+            }),
+            "services[0].syn_proxy",
+            "the SYN proxy stays refused for IPv6"
+        );
     }
 
     #[test]

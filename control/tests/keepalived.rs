@@ -2,10 +2,9 @@
 //! expected services, VRRP and checks; every kind of error is reported with its
 //! file, line and exit code. Expected values are written by hand from the fixtures.
 
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use rvs_control::config::{Config, PersistenceConfig};
+use rvs_control::config::{Config, PersistenceConfig, PersistenceNetmask};
 use rvs_control::ha::{
     CheckKind, HealthCheck, RealHealth, ServiceHealth, SorryServer, SyncConfig, TrackScript, UrlCheck, VrrpInitialState, VrrpInstance,
     VrrpSyncGroup,
@@ -68,7 +67,7 @@ fn dr_services() {
     let web = &c.services[0];
     assert_eq!(web.scheduler, SchedulerKind::Wrr);
     assert_eq!(web.forward, ForwardMode::Dr);
-    assert_eq!(web.persistence, Some(PersistenceConfig { timeout: 300, netmask: ip("255.255.255.0") }));
+    assert_eq!(web.persistence, Some(PersistenceConfig { timeout: 300, netmask: Some(PersistenceNetmask::Mask(ip("255.255.255.0"))) }));
     assert!(web.local_addresses.is_empty());
     assert_eq!(
         web.health,
@@ -91,7 +90,7 @@ fn dr_services() {
     assert_eq!(tls.scheduler, SchedulerKind::Lc);
     assert_eq!(tls.forward, ForwardMode::Dr);
     // `persistence_timeout` without a value: Keepalived's 6 minutes.
-    assert_eq!(tls.persistence, Some(PersistenceConfig { timeout: 360, netmask: Ipv4Addr::BROADCAST }));
+    assert_eq!(tls.persistence, Some(PersistenceConfig::per_client(360)));
     assert_eq!(tls.health, Some(ServiceHealth { delay_loop: 10.0, ..ServiceHealth::default() }));
     let reals: Vec<(std::net::IpAddr, Option<u16>, u32)> = tls.reals.iter().map(|r| (r.address, r.port, r.weight)).collect();
     assert_eq!(reals, vec![(ip("10.1.0.11"), Some(443), 1), (ip("10.1.0.12"), Some(443), 1)]);

@@ -11,7 +11,7 @@ use std::process::{Command as Process, Stdio};
 
 use common::{Server, EMPTY_CONFIG};
 use rvs_control::api::{ApiOptions, RealStatsView, ServiceStatsView};
-use rvs_control::config::Config;
+use rvs_control::config::{Config, PersistenceNetmask};
 use rvs_control::ipvsadm::format::{self, ListInput, ServiceNames};
 use rvs_control::ipvsadm::parse::{parse, Command, Format, Opt};
 use rvs_control::ipvsadm::run::parse_restore;
@@ -235,7 +235,7 @@ fn grammar_accepts_ipvsadm_forms() {
     assert_eq!(inv.scheduler.as_deref(), Some("rr"));
     let inv = parse(&args("-A -t10.0.0.1:80 -p 60 -M 255.255.255.0")).expect("attached value");
     assert_eq!(inv.persistent, Some(60));
-    assert_eq!(inv.netmask, Some(Ipv4Addr::new(255, 255, 255, 0)));
+    assert_eq!(inv.netmask, Some(PersistenceNetmask::Mask(Ipv4Addr::new(255, 255, 255, 0))));
     let inv = parse(&args("--add-service --tcp-service=10.0.0.1:80 --persistent=90")).expect("long forms");
     assert_eq!(inv.persistent, Some(90));
     // `-p` followed by an option takes no value.
@@ -567,6 +567,15 @@ const PARSE_ERRORS: &[(&str, &str, i32)] = &[
     ("-A -t [2001:db8::1]:80 -6", "-6 used before -f\n\n", 2),
     ("-a -t [2001:db8::1]:80 -r 10.1.0.1:80", "Different address family is allowed only for tunneling servers\n", 2),
     ("-a -t 10.0.0.1:80 -r [2001:db8::11]:80 -m", "Different address family is allowed only for tunneling servers\n", 2),
+    // After an IPv6 service, -M is a prefix length 1..=128 read with atoi.
+    ("-A -t [2001:db8::1]:80 -p 60 -M 0", "illegal ipv6 netmask specified\n", 2),
+    ("-A -t [2001:db8::1]:80 -p 60 -M 129", "illegal ipv6 netmask specified\n", 2),
+    ("-A -t [2001:db8::1]:80 -p 60 -M -5", "illegal ipv6 netmask specified\n", 2),
+    ("-A -t [2001:db8::1]:80 -p 60 -M abc", "illegal ipv6 netmask specified\n", 2),
+    ("-A -t [2001:db8::1]:80 -p 60 -M 255.255.255.0", "illegal ipv6 netmask specified\n", 2),
+    ("-A -t [2001:db8::1]:80 -p 60 -M 64 -M 48", "multiple 'netmask' options specified\n", 2),
+    ("-A -t 10.0.0.1:80 -p 60 -M 255.255.255.0.1", "illegal virtual server persistent mask specified\n", 2),
+    ("-A -t 10.0.0.1:80 -p 60 -M 255.255.256.0", "illegal virtual server persistent mask specified\n", 2),
 ];
 
 /// Lines ipvsadm parses (and then hands to the kernel).
@@ -587,6 +596,13 @@ const PARSE_OK6: &[&str] = &[
     "-A -u [2001:db8::1]:domain",
     "-a -t [2001:db8::1]:80 -r [2001:db8::11]:8080 -m -w 3",
     "-a -t [2001:db8::1]:80 -r 10.1.0.1 -i",
+    "-A -t [2001:db8::1]:80 -p 60 -M 64",
+    "-A -t [2001:db8::1]:80 -p -M 128",
+    "-E -u [2001:db8::1]:53 -s sh -p 300 -M 48",
+    // atoi stops at the first non-digit.
+    "-A -t [2001:db8::1]:80 -p 60 -M 64abc",
+    // Before the service, -M is read as an IPv4 mask, then an IPv6 -t resets it to 128.
+    "-A -M 255.255.255.0 -t [2001:db8::1]:80 -p 60",
 ];
 
 /// Builds the LD_PRELOAD shim that lets /usr/sbin/ipvsadm parse without IPVS;
@@ -1083,4 +1099,76 @@ fn ipv6_endpoints_parse_and_list_in_brackets_uncut() {
     assert!(text.ends_with(&want), "{text}");
     let rules = format::save(&input, &parse(&args("-Sn")).expect("-Sn").format);
     assert!(rules.contains(&format!("-A -t [{long}]:{port} -s rr")), "{rules}");
+}
+
+#[test]
+fn ipv6_persistence_parses_a_prefix_length_as_ipvsadm_does() {
+    let mask_of = |line: &str| parse(&args(line)).unwrap_or_else(|e| panic!("{line}: {e:?}")).netmask;
+    assert_eq!(mask_of("-A -t [2001:db8::1]:80 -p 60 -M 64"), Some(PersistenceNetmask::PrefixLen(64)));
+    assert_eq!(mask_of("-A -t [2001:db8::1]:80 -p 60 -M 64abc"), Some(PersistenceNetmask::PrefixLen(64)), "atoi");
+    assert_eq!(mask_of("-A -t [2001:db8::1]:80 -p 60 --netmask=1"), Some(PersistenceNetmask::PrefixLen(1)));
+    // ipvsadm's parse_service sets an IPv6 service's mask to 128: an earlier -M is dropped.
+    assert_eq!(mask_of("-A -M 255.255.255.0 -t [2001:db8::1]:80 -p 60"), None);
+    // IPv4 keeps its dotted netmask, before or after the service.
+    assert_eq!(mask_of("-A -t 10.0.0.1:80 -p 60 -M 255.255.255.0"), Some(PersistenceNetmask::Mask(Ipv4Addr::new(255, 255, 255, 0))));
+    assert_eq!(mask_of("-A -M 255.255.0.0 -t 10.0.0.1:80 -p 60"), Some(PersistenceNetmask::Mask(Ipv4Addr::new(255, 255, 0, 0))));
+    assert_eq!(parse_err("-A -t 10.0.0.1:80 -p 60 -M 24"), "illegal virtual server persistent mask specified", "no prefix length for IPv4");
+}
+
+/// ipvsadm's print_service_entry for an IPv6 persistent service: `persistent
+/// T mask N` / `-p T -M N` with the prefix length, nothing for /128.
+#[test]
+fn ipv6_persistence_lists_and_saves_as_ipvsadm_and_round_trips() {
+    let s = server();
+    let c = Client::new(&s.url(), None);
+    for line in [
+        "-A -t [2001:db8::1]:80 -s rr -p 300 -M 64",
+        "-a -t [2001:db8::1]:80 -r [2001:db8:1::11]:80 -g",
+        "-A -t [2001:db8::1]:443 -s wlc -p 60",
+        "-A -t 10.0.0.100:80 -s rr -p 120 -M 255.255.0.0",
+    ] {
+        ok(&c, line);
+    }
+    let listing = ok(&c, "-Ln");
+    let lines = service_lines(&listing);
+    assert_eq!(
+        lines,
+        vec![
+            "TCP  10.0.0.100:80 rr persistent 120 mask 255.255.0.0".to_string(),
+            "TCP  [2001:db8::1]:80 rr persistent 300 mask 64".to_string(),
+            "TCP  [2001:db8::1]:443 wlc persistent 60".to_string(),
+        ],
+        "{listing}"
+    );
+    let saved = ok(&c, "-S -n");
+    let rules: Vec<&str> = saved.lines().filter(|l| l.starts_with("-A")).collect();
+    assert_eq!(
+        rules,
+        vec![
+            "-A -t 10.0.0.100:80 -s rr -p 120 -M 255.255.0.0",
+            "-A -t [2001:db8::1]:80 -s rr -p 300 -M 64",
+            "-A -t [2001:db8::1]:443 -s wlc -p 60"
+        ]
+    );
+    let services = sorted(s.config().services);
+    ok(&c, "-C");
+    restore(&c, &saved).expect("restore");
+    assert_eq!(sorted(s.config().services), services);
+    assert_text(&ok(&c, "-Ln"), &listing);
+    // -E without -M goes back to one client per template, as ipvsadm's does.
+    ok(&c, "-E -t [2001:db8::1]:80 -s rr -p 300");
+    assert!(ok(&c, "-Ln").contains("TCP  [2001:db8::1]:80 rr persistent 300\n"));
+}
+
+/// `rvsadm -lnc` shows an IPv6 template as ipvsadm does: the client network with port 0, `[v6]:port` forms.
+#[test]
+fn ipv6_templates_list_in_brackets() {
+    let mut t = conn(Protocol::Tcp, 300, "NONE", "[2001:db8:0:7::]:0", "[2001:db8::1]:80", "[2001:db8:1::11]:80");
+    t.template = true;
+    let mut nat64 = conn(Protocol::Tcp, 60, "NONE", "[2001:db8::]:0", "[2001:db8::6]:80", "10.1.0.11:8080");
+    nat64.template = true;
+    let fmt = parse(&args("-Lnc")).expect("-Lnc").format;
+    let text = format::list_connections(&[t, nat64], &fmt, &ServiceNames::default());
+    assert!(text.contains("TCP 05:00  NONE        [2001:db8:0:7::]:0 [2001:db8::1]:80   [2001:db8:1::11]:80"), "{text}");
+    assert!(text.contains("TCP 01:00  NONE        [2001:db8::]:0     [2001:db8::6]:80   10.1.0.11:8080"), "{text}");
 }

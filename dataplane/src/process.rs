@@ -122,7 +122,7 @@ use accounting::{fresh_counts, ServiceCounts};
 use egress::{set_macs, set_vlan, HopCache};
 use flow::{FlowPacket, Ipv4Kind};
 pub use owners::install_worker;
-use persistence::{mask, template_owner, Template};
+use persistence::Template;
 pub use pressure::{PressureStatus, VICTIM_SCAN};
 pub use pressure_log::{PressureLine, PressureLog, PRESSURE_LOG_EVERY_MS};
 
@@ -480,7 +480,7 @@ pub struct Processor<F> {
     neigh: NeighTable<F>,
     pool: LocalPool,
     flow_owners: HashMap<FlowKey, u16>,
-    templates: HashMap<(ServiceKey, Ipv4Addr), Template>,
+    templates: HashMap<(ServiceKey, IpAddr), Template>,
     counters: Counters,
     expired: Vec<F>,
     requests: Vec<(Ipv4Addr, u16)>,

@@ -196,7 +196,7 @@ pub struct Service {
     /// Real servers in IPVS's list order (the most recently added first): the
     /// order the schedulers walk, hash into buckets and break ties in.
     pub reals: Vec<RealServer>,
-    /// Persistence (ipvsadm `-p timeout -M netmask`), if any.
+    /// Persistence (ipvsadm `-p timeout -M netmask`, `-M prefix-length` for IPv6), if any.
     pub persistence: Option<Persistence>,
     /// FULLNAT local addresses (DPVS `laddr`), the sources towards real
     /// servers, IPv4 ones (the sources towards IPv4 real servers).
@@ -256,8 +256,27 @@ impl PortInfo {
 pub struct Persistence {
     /// How long a template lives after its last connection ends, in seconds.
     pub timeout_s: u32,
-    /// Client addresses are masked with this before lookup (`-M`).
-    pub netmask: Ipv4Addr,
+    /// The leading bits of a client's address that name its network
+    /// (ipvsadm `-M`): the IPv4 netmask's length (32 = one client) for an
+    /// IPv4 service, the prefix length (128 = one client) for an IPv6 one.
+    pub prefix_len: u8,
+}
+
+impl Persistence {
+    /// The client network of `client`: its first `prefix_len` bits, the
+    /// rest zero (a length beyond the family's keeps the whole address).
+    pub fn client_net(&self, client: IpAddr) -> IpAddr {
+        match client {
+            IpAddr::V4(a) => {
+                let keep = u32::MAX.checked_shl(32u32.saturating_sub(u32::from(self.prefix_len))).unwrap_or(0);
+                IpAddr::V4(Ipv4Addr::from(u32::from(a) & keep))
+            }
+            IpAddr::V6(a) => {
+                let keep = u128::MAX.checked_shl(128u32.saturating_sub(u32::from(self.prefix_len))).unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(a) & keep))
+            }
+        }
+    }
 }
 
 /// An IPv4 address assigned to a dataplane port, with its connected prefix.

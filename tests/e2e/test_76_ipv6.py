@@ -606,5 +606,47 @@ http {{
                          if re.fullmatch(r"rs\d", banner) else "", f"-lnc destination: {row}")
 
 
+class Ipv6PersistenceTests(lab.RvsdTestCase):
+    """Persistence for IPv6 services (ipvsadm -p -M 64), its own rvsd with 2
+    workers: the NAT VIP ::101 and the NAT64 VIP ::104 on :80 made persistent
+    with /64 client networks. Without persistence rr would split the curls
+    50/50 (test_2_http_*); with it every curl of the client's /64 goes to the
+    one real server its template names, whichever worker the NIC hands the
+    SYN to (the template's owner creates the connection)."""
+
+    PERSISTENCE = {"timeout": 60, "netmask": 64}
+    CONFIG = lab.make_config6([
+        lab.mode_service6("tcp", "nat", 80, REALS6, persistence=PERSISTENCE),
+        lab.nat64_service("tcp", 80, REALS4, persistence=PERSISTENCE),
+    ], workers=2, prefix="rvs-e2e-ipv6-persist")
+
+    def one_real(self, vip: str):
+        answers = lab.http_requests(lab.url6(vip), 10)
+        counts = lab.tally(answers)
+        log(f"persistent {lab.url6(vip)} x10 from {CLIENT_IP6}: {counts}")
+        self.assertEqual(len(answers), 10, answers)
+        self.assertEqual(len(counts), 1, f"a persistent service split one client's curls: {counts}")
+        self.assertIn(next(iter(counts)), ("rs1", "rs2"), counts)
+
+    def test_1_one_client_one_real(self):
+        self.one_real(lab.NAT_VIP6)
+
+    def test_2_nat64_one_client_one_real(self):
+        self.one_real(lab.NAT64_VIP)
+
+    def test_3_rvsadm_shows_the_prefix_length_and_templates(self):
+        listing = lab.rvsadm("-Ln").stdout
+        self.assertRegex(listing, rf"(?m)^TCP  \[{re.escape(lab.NAT_VIP6)}\]:80 rr persistent 60 mask 64$", listing)
+        saved = lab.rvsadm("-Sn").stdout
+        self.assertIn(f"-A -t [{lab.NAT_VIP6}]:80 -s rr -p 60 -M 64", saved)
+        lab.http_requests(lab.url6(lab.NAT_VIP6), 1)
+        conns = lab.rvsadm("-lnc").stdout
+        net = str(ipaddress.ip_network(f"{CLIENT_IP6}/64", strict=False).network_address)
+        rows = [l.split() for l in conns.splitlines() if f"[{net}]:0" in l.split()]
+        log(f"rvsadm -lnc templates of [{net}]:0: {[' '.join(r) for r in rows]}")
+        vips = {r[4] for r in rows if r[2] == "NONE"}
+        self.assertIn(f"[{lab.NAT_VIP6}]:80", vips, f"no template row for the /64:\n{conns}")
+
+
 if __name__ == "__main__":
     unittest.main()

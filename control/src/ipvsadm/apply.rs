@@ -74,7 +74,7 @@ fn sched_options(flags: &[String], kind: SchedulerKind, keep_table_size: Option<
 }
 
 fn persistence(inv: &Invocation) -> Option<PersistenceConfig> {
-    inv.persistent.map(|timeout| PersistenceConfig { timeout, netmask: inv.netmask.unwrap_or(Ipv4Addr::BROADCAST) })
+    inv.persistent.map(|timeout| PersistenceConfig { timeout, netmask: inv.netmask })
 }
 
 fn find_service(config: &Config, key: &ServiceKey, missing: &str) -> Result<usize, OpError> {

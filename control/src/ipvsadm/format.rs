@@ -26,7 +26,7 @@ use rvs_dataplane::snapshot::{ForwardMode, Protocol, SchedulerKind, ServiceKey, 
 use rvs_dataplane::stats::ConnInfo;
 
 use crate::api::{RealStatsView, ServiceStatsView};
-use crate::config::{Config, ServiceConfig};
+use crate::config::{Config, PersistenceConfig, ServiceConfig};
 use crate::ipvsadm::order;
 use crate::ipvsadm::parse::Format;
 
@@ -223,6 +223,18 @@ pub fn title(fmt: &Format) -> String {
 /// until `-P ... -z` adds one, as in DPVS.
 pub const NO_LADDR_NOTE: &str = " [fullnat: no local address, -P -z to add one]";
 
+/// The `-M` ipvsadm prints for persistence `p` of a service at `vip`
+/// (print_service_entry): nothing for one client per template
+/// (255.255.255.255, /128), a dotted netmask for IPv4, the prefix length for IPv6.
+fn shown_netmask(p: &PersistenceConfig, vip: IpAddr) -> Option<String> {
+    let len = u32::from(p.prefix_len(vip));
+    match vip {
+        IpAddr::V4(_) if len < 32 => Some(Ipv4Addr::from(u32::MAX.checked_shl(32 - len).unwrap_or(0)).to_string()),
+        IpAddr::V6(_) if len < 128 => Some(len.to_string()),
+        _ => None,
+    }
+}
+
 /// True when a FULLNAT real server of `svc` cannot be used for want of a local address.
 fn waits_for_laddr(svc: &ServiceConfig) -> bool {
     svc.local_addresses.is_empty() && svc.reals.iter().any(|r| r.forward_for(svc) == ForwardMode::FullNat)
@@ -260,8 +272,8 @@ fn service_entry(out: &mut String, input: &ListInput<'_>, svc: &ServiceConfig, f
         let _ = write!(out, "-A {svc_name} -s {}", svc.scheduler);
         if let Some(p) = &svc.persistence {
             let _ = write!(out, " -p {}", p.timeout);
-            if p.netmask != Ipv4Addr::BROADCAST {
-                let _ = write!(out, " -M {}", p.netmask);
+            if let Some(m) = shown_netmask(p, svc.vip) {
+                let _ = write!(out, " -M {m}");
             }
         }
         if !flags.is_empty() {
@@ -291,8 +303,8 @@ fn service_entry(out: &mut String, input: &ListInput<'_>, svc: &ServiceConfig, f
         }
         if let Some(p) = &svc.persistence {
             let _ = write!(out, " persistent {}", p.timeout);
-            if p.netmask != Ipv4Addr::BROADCAST {
-                let _ = write!(out, " mask {}", p.netmask);
+            if let Some(m) = shown_netmask(p, svc.vip) {
+                let _ = write!(out, " mask {m}");
             }
         }
         // DPVS's print_service_entry: " synproxy" after persistence.

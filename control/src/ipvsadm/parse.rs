@@ -21,6 +21,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
 
 use rvs_dataplane::snapshot::{ForwardMode, Protocol, SynProxy};
 
+use crate::config::PersistenceNetmask;
+
 /// ipvsadm's largest persistence timeout (31 days).
 pub const MAX_TIMEOUT: u32 = 86400 * 31;
 /// ipvsadm's default persistence timeout (`IPVS_SVC_PERSISTENT_TIMEOUT`, 6 minutes).
@@ -283,8 +285,8 @@ pub struct Invocation {
     pub scheduler: Option<String>,
     /// `-p [timeout]`.
     pub persistent: Option<u32>,
-    /// `-M`.
-    pub netmask: Option<Ipv4Addr>,
+    /// `-M`: a netmask, or a prefix length after an IPv6 `-t`/`-u`.
+    pub netmask: Option<PersistenceNetmask>,
     /// `-r`.
     pub server: Option<Endpoint>,
     /// `-g`, `-m`, `-i`, `-b`.
@@ -490,8 +492,28 @@ pub fn parse_endpoint(buf: &str, protocol: Protocol) -> Result<Option<Endpoint>,
     Ok(Some(Endpoint { addr, port }))
 }
 
+/// An IPv4 `-M` netmask, dotted (ipvsadm's inet_aton short forms are
+/// refused on purpose: parity.md).
 fn parse_netmask(buf: &str) -> Option<Ipv4Addr> {
     buf.parse().ok()
+}
+
+/// An IPv6 service's `-M` prefix length as ipvsadm reads it: C's `atoi`
+/// (leading blanks, a sign, the digits up to the first other character),
+/// then 1..=128.
+fn parse_prefix_len6(buf: &str) -> Option<u8> {
+    let s = buf.trim_start();
+    let (negative, s) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let digits = &s[..s.bytes().take_while(u8::is_ascii_digit).count()];
+    let n: u64 = digits.parse().unwrap_or(0);
+    if negative {
+        return None;
+    }
+    u8::try_from(n).ok().filter(|n| (1..=128).contains(n))
 }
 
 fn parse_timeout(buf: &str, min: u32, max: u32) -> Result<u32, ParseError> {
@@ -736,6 +758,11 @@ impl Parser {
                 self.set_option(Opt::Service)?;
                 let proto = if name == "tcp-service" { Protocol::Tcp } else { Protocol::Udp };
                 let ep = parse_endpoint(&v, proto)?.ok_or_else(|| ParseError::new("illegal virtual server address[:port] specified"))?;
+                // ipvsadm's parse_service sets an IPv6 service's mask to 128:
+                // a `-M` given before an IPv6 `-t`/`-u` is dropped.
+                if ep.addr.is_ipv6() {
+                    self.inv.netmask = None;
+                }
                 self.inv.service = Some((proto, ep));
             }
             "scheduler" => {
@@ -748,8 +775,16 @@ impl Parser {
             }
             "netmask" => {
                 self.set_option(Opt::Netmask)?;
-                self.inv.netmask =
-                    Some(parse_netmask(&v).ok_or_else(|| ParseError::new("illegal virtual server persistent mask specified"))?);
+                // As ipvsadm: a prefix length once the service is known to be
+                // IPv6, else an IPv4 netmask.
+                let v6 = self.inv.service.is_some_and(|(_, ep)| ep.addr.is_ipv6());
+                self.inv.netmask = Some(if v6 {
+                    PersistenceNetmask::PrefixLen(parse_prefix_len6(&v).ok_or_else(|| ParseError::new("illegal ipv6 netmask specified"))?)
+                } else {
+                    PersistenceNetmask::Mask(
+                        parse_netmask(&v).ok_or_else(|| ParseError::new("illegal virtual server persistent mask specified"))?,
+                    )
+                });
             }
             "real-server" => {
                 self.set_option(Opt::Server)?;

@@ -11,7 +11,7 @@ use rvs_dataplane::snapshot::{ForwardMode, Protocol, SchedulerKind, SynProxy, Ti
 use super::scripts;
 use super::syntax::{Node, Pos};
 use super::{Imported, KeepalivedError};
-use crate::config::{Config, PersistenceConfig, RealConfig, ServiceConfig};
+use crate::config::{Config, PersistenceConfig, PersistenceNetmask, RealConfig, ServiceConfig};
 use crate::error::ConfigError;
 use crate::ha::{
     CheckKind, HealthCheck, RealHealth, ServiceHealth, SorryServer, SyncConfig, TrackScript, UrlCheck, VrrpConfig, VrrpInitialState,
@@ -1072,7 +1072,7 @@ fn parse_virtual_server(
     let mut scheduler_kind = SchedulerKind::Wlc;
     let mut fwd: Option<ForwardMode> = None;
     let mut persistence_timeout: Option<u32> = None;
-    let mut granularity: Option<(Ipv4Addr, &Node)> = None;
+    let mut granularity: Option<(PersistenceNetmask, &Node)> = None;
     let mut health = ServiceHealth::default();
     let mut sorry: Option<SorryServer> = None;
     let mut sorry_fwd: Option<ForwardMode> = None;
@@ -1099,7 +1099,7 @@ fn parse_virtual_server(
                     _ => return Err(err_syntax(c, "`persistence_timeout` takes one value")),
                 });
             }
-            "persistence_granularity" => granularity = Some((netmask(c, one(c)?)?, c)),
+            "persistence_granularity" => granularity = Some((granularity_of(c, one(c)?, vip)?, c)),
             "protocol" => {
                 protocol = match one(c)?.to_ascii_uppercase().as_str() {
                     "TCP" => Protocol::Tcp,
@@ -1165,7 +1165,7 @@ fn parse_virtual_server(
     service.sched_options.fallback = fallback;
     match (persistence_timeout, granularity) {
         (Some(timeout), g) => {
-            service.persistence = Some(PersistenceConfig { timeout, netmask: g.map_or(Ipv4Addr::BROADCAST, |(m, _)| m) });
+            service.persistence = Some(PersistenceConfig { timeout, netmask: g.map(|(m, _)| m) });
         }
         (None, Some((_, c))) => return Err(err_invalid(c, "persistence_granularity needs persistence_timeout")),
         (None, None) => {}
@@ -1191,6 +1191,19 @@ fn parse_virtual_server(
         healths.push(h);
     }
     Ok((service, healths))
+}
+
+/// `persistence_granularity` of a virtual server at `vip`: for IPv4 a
+/// netmask ([`netmask`]), for IPv6 a prefix length 1..=128 (Keepalived's
+/// IPv6 granularity).
+fn granularity_of(n: &Node, s: &str, vip: IpAddr) -> R<PersistenceNetmask> {
+    if vip.is_ipv4() {
+        return netmask(n, s).map(PersistenceNetmask::Mask);
+    }
+    match s.trim_start_matches('/').parse::<u8>() {
+        Ok(len @ 1..=128) => Ok(PersistenceNetmask::PrefixLen(len)),
+        _ => Err(err_invalid(n, format!("`{s}` is not an IPv6 prefix length 1..=128 (an IPv6 virtual server's granularity, such as 64)"))),
+    }
 }
 
 /// A netmask: `255.255.255.0` or a prefix length `24`.

@@ -89,13 +89,7 @@ impl<F: Frame> Processor<F> {
                 }
             }
         }
-        if let Some(p) = self.snapshot.service(&c.service_key()).and_then(|(_, s)| s.persistence) {
-            let net = mask(*c.client.ip(), p.netmask);
-            if let Some(t) = self.templates.get_mut(&(c.service_key(), net)) {
-                t.conns = t.conns.saturating_sub(1);
-                t.expires_ms = t.expires_ms.max(now_ms + u64::from(p.timeout_s) * 1000);
-            }
-        }
+        self.template_release(c, now_ms);
     }
 
     /// Adds a connection to the table; a connection it replaces (same inbound

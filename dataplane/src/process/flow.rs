@@ -242,11 +242,8 @@ impl<F: Frame> Processor<F> {
         if adopt && !sloppy::may_adopt(svc, &l4) {
             return Action::Drop(Counter::DropNoConnection);
         }
-        if let Some(p) = svc.persistence {
-            let owner = template_owner(mask(src, p.netmask), self.workers);
-            if !redirected && owner != self.worker {
-                return Action::Redirect(owner);
-            }
+        if let Some(owner) = self.template_redirect(svc_idx, src.into(), redirected) {
+            return Action::Redirect(owner);
         }
         if let Some(reason) = self.admit_new_conn(src.into(), now_ms) {
             return Action::Drop(reason);

@@ -13,11 +13,12 @@
 //! [`Processor::nat64_icmp4`], [`nat64::icmp6_to_4`]). The SYN-flood
 //! defences cover IPv6 clients: the IPv6 table's fill starts pressure, a full
 //! one makes room, SYN_RECV timers are cut under pressure and new connections
-//! are bounded per source prefix (`prefix_len_ipv6`).
+//! are bounded per source prefix (`prefix_len_ipv6`). New IPv6 connections
+//! honour persistence templates (a client network is its first `-M` bits;
+//! [`super::persistence`]) and `sloppy` adoption as IPv4 ones do.
 //!
 //! What IPv6 does not have yet here, each said where it is refused: the SYN
-//! proxy, persistence, `sloppy` adoption, and fragments other than atomic
-//! ones.
+//! proxy, and fragments other than atomic ones.
 
 use std::net::{Ipv6Addr, SocketAddrV6};
 
@@ -304,14 +305,14 @@ impl<F: Frame> Processor<F> {
                 let before = conn;
                 self.touch6(id, &mut conn, &l4, dir, now_ms, out);
                 if let Some(reason) = self.expired_by_config(&conn) {
-                    self.remove_conn6(id, out);
+                    self.remove_conn6(id, now_ms, out);
                     return Action::Drop(reason);
                 }
                 let first_ack = before.state == TcpState::SynRecv && conn.state == TcpState::Established;
                 self.count_traffic(&conn, dir, u64::from(pkt.ip_len));
                 return self.forward6(ip_bytes, l2_len, pkt, &conn, dir, first_ack);
             }
-            self.remove_conn6(id, out);
+            self.remove_conn6(id, now_ms, out);
         }
         if let Some(owner) = self.other_owner6(&key, redirected) {
             return Action::Redirect(owner);
@@ -319,24 +320,33 @@ impl<F: Frame> Processor<F> {
         let Some(protocol) = Protocol::from_ip_proto(key.proto) else {
             return Action::Drop(Counter::DropUnsupported);
         };
-        let Some((svc_idx, _)) = self.snapshot.service(&ServiceKey { protocol, vip: key.dst.into(), port: l4.dport }) else {
+        let Some((svc_idx, svc)) = self.snapshot.service(&ServiceKey { protocol, vip: key.dst.into(), port: l4.dport }) else {
             return self.not_balanced6(port, key.dst);
         };
         if self.snapshot.is_standby(key.dst) {
             return Action::Drop(Counter::DropStandby);
         }
-        // Mid-stream TCP without a connection (IPv6 services do not adopt).
-        if protocol == Protocol::Tcp && (!l4.syn || l4.ack) {
+        // Mid-stream TCP without a connection: dropped, unless the service
+        // adopts it (see `sloppy`).
+        let adopt = protocol == Protocol::Tcp && (!l4.syn || l4.ack);
+        if adopt && !sloppy::may_adopt(svc, &l4) {
             return Action::Drop(Counter::DropNoConnection);
+        }
+        if let Some(owner) = self.template_redirect(svc_idx, key.src.into(), redirected) {
+            return Action::Redirect(owner);
         }
         if let Some(reason) = self.admit_new_conn(key.src.into(), now_ms) {
             return Action::Drop(reason);
         }
-        let Some(real_idx) = self.pick_real(svc_idx, &key) else {
+        let Some(real_idx) = self.schedule(svc_idx, &key, now_ms) else {
             let (from, msg_type, code) = (key.dst, icmpv6::msg_type::DEST_UNREACHABLE, icmpv6::unreachable_code::PORT_UNREACHABLE);
             return Action::Answer6 { reason: Counter::DropNoRealServer, l2_len, from, msg_type, code, rest: 0 };
         };
+        if adopt && !sloppy::adoptable_mode(self.snapshot.services[svc_idx].reals[real_idx].forward) {
+            return Action::Drop(Counter::DropNoConnection);
+        }
         let state = match protocol {
+            Protocol::Tcp if adopt => sloppy::adopted_state(&l4),
             Protocol::Tcp => crate::conn::next_state(TcpState::None, l4.flags(), crate::conn::StateTable::Input),
             Protocol::Udp => TcpState::Udp,
         };
@@ -351,12 +361,15 @@ impl<F: Frame> Processor<F> {
         if !self.insert_new_conn6(conn, pkt.ip_len, now_ms, out) {
             return Action::Drop(Counter::DropConnTableFull);
         }
+        if adopt {
+            self.counters.inc(Counter::ConnAdopted);
+        }
         self.forward6(ip_bytes, l2_len, pkt, &conn, Direction::Inbound, false)
     }
 
     /// Inserts the new IPv6 (or IPv4-in-IPv6) connection `conn` (its first
     /// packet `ip_len` bytes) and does what follows a creation: counts,
-    /// announcement to the other workers, sync. False when the table is
+    /// persistence template, announcement to the other workers, sync. False when the table is
     /// full (its local port given back).
     pub(super) fn insert_new_conn6(&mut self, conn: Conn6, ip_len: u16, now_ms: u64, out: &mut Output<F>) -> bool {
         if !self.insert_conn6(conn, now_ms, out) {
@@ -369,21 +382,15 @@ impl<F: Frame> Processor<F> {
             t.conns += 1;
         }
         self.count_traffic(&conn, Direction::Inbound, u64::from(ip_len));
+        if let Some(p) = self.snapshot.services[svc_idx].persistence {
+            self.template_use(&conn, p, now_ms);
+        }
         self.announce6(&conn, out);
         self.counters.inc(Counter::ConnCreated);
         if self.snapshot.sync_send {
             out.sync.push(self.conn_info(&conn, now_ms));
         }
         true
-    }
-
-    /// The scheduler's pick for a new IPv6 connection of service `svc_idx`.
-    fn pick_real(&mut self, svc_idx: usize, key: &FlowKey6) -> Option<usize> {
-        let svc = self.snapshot.services.get(svc_idx)?;
-        let counts = self.counts.get(svc_idx)?;
-        let candidates =
-            Candidates { reals: &svc.reals, active: &counts.view_active, inactive: &counts.view_inactive, overloaded: &counts.overloaded };
-        self.schedulers.get_mut(svc_idx)?.pick(&candidates, key)
     }
 
     /// A new IPv6 connection of `key` to real server `real_idx` of service
@@ -468,25 +475,27 @@ impl<F: Frame> Processor<F> {
             inserted = self.conns6.insert(conn, &mut displaced);
         }
         for old in displaced.drain(..) {
-            self.forget6(&old, out);
+            self.forget6(&old, now_ms, out);
         }
         self.removed6 = displaced;
         inserted.is_ok()
     }
 
     /// Removes an IPv6 connection now.
-    pub(super) fn remove_conn6(&mut self, id: ConnId, out: &mut Output<F>) {
+    pub(super) fn remove_conn6(&mut self, id: ConnId, now_ms: u64, out: &mut Output<F>) {
         if let Some(c) = self.conns6.remove(id) {
-            self.forget6(&c, out);
+            self.forget6(&c, now_ms, out);
         }
     }
 
-    /// Undoes what an IPv6 connection held: counts, its local port, its keys' owner.
-    pub(super) fn forget6(&mut self, c: &Conn6, out: &mut Output<F>) {
+    /// Undoes what an IPv6 connection held: counts, its local port, its
+    /// template's use, its keys' owner.
+    pub(super) fn forget6(&mut self, c: &Conn6, now_ms: u64, out: &mut Output<F>) {
         let mut c = *c;
         self.relocate(&mut c);
         self.count_conn(&c, c.service_index, c.real_index, -1);
         self.release_local6(&c);
+        self.template_release(&c, now_ms);
         if self.workers > 1 {
             let owner = self.worker as u16;
             out.messages.push(WorkerMsg::FlowGone6 { key: c.inbound_key(), owner });
@@ -556,7 +565,7 @@ impl<F: Frame> Processor<F> {
         let syn_recv_cap = self.syn_recv_cap_ms();
         let (expired, cut) = self.conns6.expire_capped(now_ms, EXPIRE_BUDGET, &mut removed, syn_recv_cap);
         for c in removed.drain(..) {
-            self.forget6(&c, out);
+            self.forget6(&c, now_ms, out);
         }
         self.removed6 = removed;
         self.counters.add(Counter::ConnExpired, expired as u64);
@@ -606,7 +615,7 @@ impl<F: Frame> Processor<F> {
             WorkerMsg::FlowOwner6 { key, owner } => {
                 if let Some((id, _)) = self.conns6.lookup(&key, now_ms) {
                     self.counters.inc(Counter::ConnSuperseded);
-                    self.remove_conn6(id, out);
+                    self.remove_conn6(id, now_ms, out);
                 }
                 self.flow_owners6.insert(key, owner);
             }

@@ -1,11 +1,20 @@
-//! Scheduling with persistence templates (ipvsadm -p): a client network keeps its real server.
+//! Scheduling with persistence templates (ipvsadm `-p`): a client network
+//! keeps its real server. Both families: an IPv4 client network is its
+//! address under the service's netmask, an IPv6 one its first `-M` bits
+//! (ipvsadm `-M 64`); a NAT64 service's templates name its IPv4 real servers.
+
+use std::net::SocketAddr;
+
+use crate::conn::ConnAddr;
+use crate::sched::SchedFlow;
 
 use super::*;
 
 /// A persistence template: this client network goes to this real server.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Template {
-    pub(super) real: SocketAddrV4,
+    /// The real server, as the snapshot names it (IPv4 for a NAT64 service).
+    pub(super) real: SocketAddr,
     /// Connections currently using it.
     pub(super) conns: u32,
     /// When it may be forgotten (when `conns` is 0), in ms.
@@ -13,18 +22,18 @@ pub(super) struct Template {
 }
 
 impl<F: Frame> Processor<F> {
-    /// Picks a real server of service `svc_idx` for a new connection, honouring
-    /// a persistence template when the service has one.
-    pub(super) fn schedule(&mut self, svc_idx: usize, key: &FlowKey, now_ms: u64) -> Option<usize> {
+    /// Picks a real server of service `svc_idx` for a new connection of
+    /// `flow` (either family), honouring a persistence template when the
+    /// service has one.
+    pub(super) fn schedule(&mut self, svc_idx: usize, flow: &dyn SchedFlow, now_ms: u64) -> Option<usize> {
         let svc = self.snapshot.services.get(svc_idx)?;
         let counts = self.counts.get(svc_idx)?;
         let candidates =
             Candidates { reals: &svc.reals, active: &counts.view_active, inactive: &counts.view_inactive, overloaded: &counts.overloaded };
         if let Some(p) = svc.persistence {
-            let net = mask(key.src, p.netmask);
-            if let Some(t) = self.templates.get(&(svc.key, net)) {
+            if let Some(t) = self.templates.get(&(svc.key, p.client_net(flow.src()))) {
                 let live = t.conns > 0 || t.expires_ms > now_ms;
-                let idx = svc.reals.iter().position(|r| r.addr == IpAddr::V4(*t.real.ip()) && r.port == t.real.port());
+                let idx = svc.reals.iter().position(|r| r.addr == t.real.ip() && r.port == t.real.port());
                 // Like IPVS: a template keeps pointing at its real server while it
                 // exists, even when quiescent or overloaded, unless the server is
                 // gone — or quiescent with `expire_quiescent`
@@ -34,19 +43,42 @@ impl<F: Frame> Processor<F> {
                 }
             }
         }
-        self.schedulers.get_mut(svc_idx)?.pick(&candidates, key)
+        self.schedulers.get_mut(svc_idx)?.pick(&candidates, flow)
     }
 
-    /// Records that `conn` uses its client network's template (creating it).
-    pub(super) fn template_use(&mut self, conn: &Conn, p: Persistence, now_ms: u64) {
-        let net = mask(*conn.client.ip(), p.netmask);
+    /// Records that `conn` (either family) uses its client network's
+    /// template (creating it).
+    pub(super) fn template_use<S: ConnAddr>(&mut self, conn: &Conn<S>, p: Persistence, now_ms: u64) {
+        let net = p.client_net(conn.client.ip_any());
+        let real = conn.real.sock_any();
         let expires_ms = now_ms + u64::from(p.timeout_s) * 1000;
-        let t = self.templates.entry((conn.service_key(), net)).or_insert(Template { real: conn.real, conns: 0, expires_ms });
-        if t.real != conn.real {
-            *t = Template { real: conn.real, conns: 0, expires_ms };
+        let t = self.templates.entry((conn.service_key(), net)).or_insert(Template { real, conns: 0, expires_ms });
+        if t.real != real {
+            *t = Template { real, conns: 0, expires_ms };
         }
         t.conns += 1;
         t.expires_ms = t.expires_ms.max(expires_ms);
+    }
+
+    /// Records that `conn` (either family) no longer uses its template: the
+    /// template outlives it by the service's persistence timeout.
+    pub(super) fn template_release<S: ConnAddr>(&mut self, conn: &Conn<S>, now_ms: u64) {
+        let key = conn.service_key();
+        let Some(p) = self.snapshot.service(&key).and_then(|(_, s)| s.persistence) else { return };
+        if let Some(t) = self.templates.get_mut(&(key, p.client_net(conn.client.ip_any()))) {
+            t.conns = t.conns.saturating_sub(1);
+            t.expires_ms = t.expires_ms.max(now_ms + u64::from(p.timeout_s) * 1000);
+        }
+    }
+
+    /// The worker that must create a new connection from `client` to the
+    /// service `svc_idx` when it is persistent (its template's owner), if
+    /// that is another worker than this one and the packet was not already
+    /// redirected here.
+    pub(super) fn template_redirect(&self, svc_idx: usize, client: IpAddr, redirected: bool) -> Option<usize> {
+        let p = self.snapshot.services.get(svc_idx)?.persistence?;
+        let owner = template_owner(p.client_net(client), self.workers);
+        (!redirected && owner != self.worker).then_some(owner)
     }
 
     /// The number of persistence templates on this worker.
@@ -55,14 +87,16 @@ impl<F: Frame> Processor<F> {
     }
 }
 
-/// `addr` masked with `netmask` (persistence granularity, ipvsadm `-M`).
-pub(super) fn mask(addr: Ipv4Addr, netmask: Ipv4Addr) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(addr) & u32::from(netmask))
-}
-
 /// The worker that holds the persistence templates of client network `net`.
-pub(super) fn template_owner(net: Ipv4Addr, workers: usize) -> usize {
+pub(super) fn template_owner(net: IpAddr, workers: usize) -> usize {
+    let folded = match net {
+        IpAddr::V4(a) => u32::from(a),
+        IpAddr::V6(a) => {
+            let x = u128::from(a);
+            (x ^ (x >> 32) ^ (x >> 64) ^ (x >> 96)) as u32
+        }
+    };
     // Fibonacci hashing: spreads consecutive networks over workers.
-    let h = u32::from(net).wrapping_mul(0x9e37_79b9);
+    let h = folded.wrapping_mul(0x9e37_79b9);
     (h >> 16) as usize % workers.max(1)
 }

@@ -234,7 +234,7 @@ impl<F: Frame> Processor<F> {
     pub(super) fn make_room6(&mut self, now_ms: u64, out: &mut Output<F>) -> bool {
         let victim = self.conns6.find_victim(now_ms, VICTIM_SCAN, self.snapshot.syn_flood.drop_entry);
         let Some((id, counter)) = evicted(victim) else { return false };
-        self.remove_conn6(id, out);
+        self.remove_conn6(id, now_ms, out);
         self.counters.inc(counter);
         true
     }

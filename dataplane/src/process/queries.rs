@@ -6,6 +6,7 @@
 //! millions of connections goes back to its packets within a millisecond.
 
 use std::borrow::Cow;
+use std::net::SocketAddr;
 
 use super::*;
 use crate::stats::{ConnChunk, ConnEntry, ConnPager, ConnScan, CONN_SCAN_SLOTS};
@@ -134,19 +135,17 @@ impl<F: Frame> Processor<F> {
         }
         if chunk.next.is_none() && filter.templates {
             for ((key, net), t) in &self.templates {
-                // Templates are made by the IPv4 path, for IPv4 services.
-                let IpAddr::V4(vip) = key.vip else { continue };
                 let entry = ConnEntry {
                     protocol: key.protocol,
-                    client: IpAddr::V4(*net),
-                    vip: SocketAddrV4::new(vip, key.port).into(),
-                    real: IpAddr::V4(*t.real.ip()),
+                    client: *net,
+                    vip: SocketAddr::new(key.vip, key.port),
+                    real: t.real.ip(),
                     state: TcpState::None.name(),
                     template: true,
                 };
                 if filter.matches_entry(&entry) {
                     if window.contains(&chunk.matched) {
-                        chunk.conns.push(self.template_info(key, vip, *net, t, now_ms));
+                        chunk.conns.push(self.template_info(key, *net, t, now_ms));
                     }
                     chunk.matched += 1;
                 }
@@ -179,19 +178,20 @@ impl<F: Frame> Processor<F> {
         self.conns.slot_count() + self.conns6.slot_count()
     }
 
-    /// A persistence template as listings show it (client port 0).
-    fn template_info(&self, key: &ServiceKey, vip: Ipv4Addr, net: Ipv4Addr, t: &Template, now_ms: u64) -> ConnInfo {
+    /// A persistence template as listings show it (client port 0), for
+    /// either family: a NAT64 service's names its IPv4 real server.
+    fn template_info(&self, key: &ServiceKey, net: IpAddr, t: &Template, now_ms: u64) -> ConnInfo {
         ConnInfo {
             worker: self.worker as u16,
             protocol: key.protocol,
-            client: SocketAddrV4::new(net, 0).into(),
-            vip: SocketAddrV4::new(vip, key.port).into(),
-            real: t.real.into(),
+            client: SocketAddr::new(net, 0),
+            vip: SocketAddr::new(key.vip, key.port),
+            real: t.real,
             local: None,
             forward: self
                 .snapshot
                 .service(key)
-                .and_then(|(_, s)| s.reals.iter().find(|r| r.addr == IpAddr::V4(*t.real.ip())).map(|r| r.forward))
+                .and_then(|(_, s)| s.reals.iter().find(|r| r.addr == t.real.ip() && r.port == t.real.port()).map(|r| r.forward))
                 .unwrap_or(ForwardMode::Dr),
             state: Cow::Borrowed(TcpState::None.name()),
             expires_ms: t.expires_ms.saturating_sub(now_ms),

@@ -187,11 +187,8 @@ impl<F: Frame> Processor<F> {
         if !(l4.ack && !l4.syn && !l4.rst) {
             return None;
         }
-        if let Some(p) = svc.persistence {
-            let owner = template_owner(mask(pkt.key.src, p.netmask), self.workers);
-            if !redirected && owner != self.worker {
-                return Some(Action::Redirect(owner));
-            }
+        if let Some(owner) = self.template_redirect(svc_idx, pkt.key.src.into(), redirected) {
+            return Some(Action::Redirect(owner));
         }
         let client_isn = tcp.seq_number().wrapping_sub(1);
         let Some(info) = self.proxy.jar.verify(&pkt.key, client_isn, tcp.ack_number().wrapping_sub(1), now_ms) else {

@@ -636,7 +636,7 @@ mod semantics {
 
     #[test]
     fn persistence_sends_a_client_back_to_its_server_until_the_template_expires() {
-        let persistence = Persistence { timeout_s: 10, netmask: Ipv4Addr::new(255, 255, 255, 0) };
+        let persistence = Persistence { timeout_s: 10, prefix_len: 24 };
         let reals = vec![real(RS1, 80, ForwardMode::Nat), real(RS2, 80, ForwardMode::Nat)];
         let mut p = warmed(snap_with(2, reals, |s| s.persistence = Some(persistence), false));
         let first = syn(&mut p, 1, 0).expect("scheduled");
@@ -661,10 +661,10 @@ mod semantics {
 
     #[test]
     fn persistent_connections_are_created_on_the_template_owner() {
-        let persistence = Persistence { timeout_s: 300, netmask: Ipv4Addr::BROADCAST };
+        let persistence = Persistence { timeout_s: 300, prefix_len: 32 };
         let reals = vec![real(RS1, 80, ForwardMode::Nat), real(RS2, 80, ForwardMode::Nat)];
         let snap = snap_with(2, reals, |s| s.persistence = Some(persistence), false);
-        let owner = super::super::template_owner(CLIENT, 2);
+        let owner = super::super::persistence::template_owner(CLIENT.into(), 2);
         let other = 1 - owner;
         let mut p: Processor<VecFrame> = Processor::for_worker(snap, 64, other, 2);
         let mut out = Output::with_capacity(4);
@@ -1013,6 +1013,7 @@ mod burst;
 mod ipv6;
 mod ipvs_packet;
 mod nat64;
+mod persistence6;
 mod pressure;
 mod pressure6;
 mod sloppy;

@@ -39,12 +39,12 @@ impl<F: Frame> Processor<F> {
         self.relocate(&mut conn);
         let new_syn = l4.syn && !l4.ack;
         if new_syn && (conn.reusable_by_syn() || self.expired_by_config(&conn) == Some(Counter::DropNoDest)) {
-            self.remove_conn6(id, out);
+            self.remove_conn6(id, now_ms, out);
             return None;
         }
         self.touch6(id, &mut conn, l4, dir, now_ms, out);
         if let Some(reason) = self.expired_by_config(&conn) {
-            self.remove_conn6(id, out);
+            self.remove_conn6(id, now_ms, out);
             return Some(Action::Drop(reason));
         }
         self.count_traffic(&conn, dir, u64::from(ip_len));

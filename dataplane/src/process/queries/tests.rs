@@ -91,7 +91,7 @@ fn holed_processor() -> Processor<VecFrame> {
     }
     assert_eq!(p.conns().len(), 600 - syn_recv, "the SYN_RECV connections expired");
     assert!(p.conns().slot_count() >= 590, "holes all over the table, not only at its end");
-    let persistence = Persistence { timeout_s: 300, netmask: Ipv4Addr::new(255, 255, 255, 0) };
+    let persistence = Persistence { timeout_s: 300, prefix_len: 24 };
     let dr: Vec<Conn> = p.conns().iter().map(|(_, c)| *c).filter(|c| c.forward == ForwardMode::Dr).collect();
     for c in dr.iter().step_by(40) {
         p.template_use(c, persistence, 61_000);
@@ -104,8 +104,7 @@ fn holed_processor() -> Processor<VecFrame> {
 fn everything(p: &Processor<VecFrame>, filter: &ConnFilter, now: u64) -> Vec<ConnInfo> {
     let mut all: Vec<ConnInfo> = p.conns().iter().map(|(_, c)| p.conn_info(c, now)).filter(|c| filter.matches(c)).collect();
     if filter.templates {
-        let v4 = |k: &ServiceKey| crate::snapshot::v4(k.vip);
-        let templates = p.templates.iter().filter_map(|((k, net), t)| Some(p.template_info(k, v4(k)?, *net, t, now)));
+        let templates = p.templates.iter().map(|((k, net), t)| p.template_info(k, *net, t, now));
         all.extend(templates.filter(|c| filter.matches(c)));
     }
     all

@@ -586,7 +586,7 @@ fn icmp_errors_about_replies_reach_the_real_server_in_its_sequence_space() {
 fn a_persistent_services_cookie_ack_is_taken_by_the_template_owner() {
     let mut s = (*proxy_snapshot(7)).clone();
     for svc in &mut s.services {
-        svc.persistence = Some(crate::snapshot::Persistence { timeout_s: 300, netmask: Ipv4Addr::new(255, 255, 255, 255) });
+        svc.persistence = Some(crate::snapshot::Persistence { timeout_s: 300, prefix_len: 32 });
     }
     let snap = Arc::new(s.finish());
     let mut workers: Vec<Processor<VecFrame>> = (0..2)
@@ -609,7 +609,7 @@ fn a_persistent_services_cookie_ack_is_taken_by_the_template_owner() {
         (NAT_VIP, 80),
         &Tcp { seq: CLIENT_ISN.wrapping_add(1), ack: Some(cookie.wrapping_add(1)), ..Tcp::default() },
     );
-    let owner = crate::process::persistence::template_owner(CLIENT, 2);
+    let owner = crate::process::persistence::template_owner(CLIENT.into(), 2);
     let other = 1 - owner;
     let mut out = Output::with_capacity(8);
     workers[other].handle(0, VecFrame::new(&ack), NOW + 5, &mut out);

@@ -131,3 +131,27 @@ fn a_synced_ipv4_in_ipv6_connection_carries_on_on_the_backup() {
     assert_eq!((outer.1, inner.1), (RS6, VIP4));
     assert_eq!(backup.counters().get(Counter::ConnCreated), 0, "the synced connection, not a new one");
 }
+
+#[test]
+fn a_persistent_ipv4_service_keeps_a_client_network_on_one_ipv6_real_server() {
+    let mut p = processor6(1500);
+    let mut s = (*snapshot6(1500)).clone();
+    let key = ServiceKey { protocol: Protocol::Tcp, vip: VIP4.into(), port: 80 };
+    let rs6b = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x12);
+    let reals = vec![RealServer::new(RS6, 80, 1, ForwardMode::Tun), RealServer::new(rs6b, 80, 1, ForwardMode::Tun)];
+    let mut svc = Service::new(key, SchedulerKind::Rr, reals);
+    svc.persistence = Some(crate::snapshot::Persistence { timeout_s: 300, prefix_len: 24 });
+    s.services.push(svc);
+    s.generation = 2;
+    p.adopt(Arc::new(s.finish()));
+    for port in 40200..40204 {
+        run(&mut p, &to_vip(port, true, true, b""));
+    }
+    let conns = p.connections(&ConnFilter { templates: true, ..Default::default() }, 20);
+    let reals: std::collections::BTreeSet<_> = conns.iter().filter(|c| !c.template).map(|c| c.real).collect();
+    assert_eq!(conns.iter().filter(|c| !c.template).count(), 4);
+    assert_eq!(reals.len(), 1, "one client network, one real server: {conns:?}");
+    let template = conns.iter().find(|c| c.template).expect("the /24's template is listed");
+    assert_eq!(template.client.ip(), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 0)));
+    assert!(template.real.is_ipv6());
+}
