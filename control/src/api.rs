@@ -819,11 +819,14 @@ fn query_params(query: Option<&str>, known: &[&str]) -> Result<HashMap<String, S
     Ok(params)
 }
 
-/// A query parameter naming a service: `tcp/10.0.0.100/80`.
+/// A query parameter naming a service: `tcp/10.0.0.100/80`, `tcp/2001:db8::100/80`
+/// or `tcp/[2001:db8::100]/80`.
 fn parse_service_param(value: &str, field: &str) -> Result<ServiceKey, ApiError> {
     let bad = || {
-        ApiError::bad_request(format!("{field}: invalid service `{value}`; expected protocol/vip/port, e.g. tcp/10.0.0.100/80"))
-            .with_field(field)
+        ApiError::bad_request(format!(
+            "{field}: invalid service `{value}`; expected protocol/vip/port, e.g. tcp/10.0.0.100/80 or tcp/2001:db8::100/80"
+        ))
+        .with_field(field)
     };
     let mut it = value.split('/');
     let (Some(p), Some(v), Some(port), None) = (it.next(), it.next(), it.next(), it.next()) else {
@@ -1956,4 +1959,23 @@ pub fn documented_routes() -> BTreeSet<(String, String)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_parameter_takes_ipv4_and_ipv6_addresses_bracketed_or_not() {
+        let v6: IpAddr = "2001:db8::100".parse().expect("an IPv6 address");
+        for value in ["tcp/2001:db8::100/80", "tcp/[2001:db8::100]/80"] {
+            let key = parse_service_param(value, "service").expect(value);
+            assert_eq!((key.protocol, key.vip, key.port), (Protocol::Tcp, v6, 80), "{value}");
+        }
+        let key = parse_service_param("udp/10.0.0.100/53", "service").expect("IPv4");
+        assert_eq!((key.protocol, key.vip, key.port), (Protocol::Udp, IpAddr::from([10, 0, 0, 100]), 53));
+        for bad in ["tcp/2001:db8::100", "tcp/[2001:db8::100/80", "tcp/2001:db8::zz/80", "tcp/[10.0.0.100]/80", "tcp/2001:db8::100/80/1"] {
+            assert!(parse_service_param(bad, "service").is_err(), "{bad} accepted");
+        }
+    }
 }

@@ -9,21 +9,30 @@
 //! bounded ring) is `rvs_dpdk::capture`; rvsd joins the two
 //! ([`crate::Dataplane::capture`]).
 //!
-//! **Frames of a service** (`tcp/10.0.0.101/80`), IPv4, as received and as
-//! sent by the dataplane:
+//! **Frames of a service** (`tcp/10.0.0.101/80`, `tcp/2001:db8::100/80`),
+//! IPv4 and IPv6, as received and as sent by the dataplane:
 //! - every frame to or from the virtual address and port with the service's
 //!   protocol (client → VIP as received; DR's frame to the real, which keeps
 //!   the VIP; NAT/FULLNAT replies rewritten back to VIP → client), also
-//!   inside IPIP (TUN's encapsulated frames: the inner packet is matched);
+//!   inside a tunnel (TUN's encapsulated frames, IPv4 or IPv6 in IPv4 or
+//!   IPv6: the inner packet is matched);
 //! - NAT reals: frames to or from a real's address and port whose other end
 //!   is not a FULLNAT local address of any service (the rewritten
 //!   client → real frame and the real's reply as received);
 //! - FULLNAT reals: frames to or from a real's address and port whose other
-//!   end is one of this service's local addresses.
+//!   end is one of this service's local addresses. A NAT64 service (an IPv6
+//!   VIP, IPv4 FULLNAT reals and local addresses) thus matches IPv6 frames on
+//!   the client's side and IPv4 frames on the reals' side.
 //!
-//! Not matched: ICMP errors about the service's connections, fragments after
-//! the first, ARP. Two NAT services sending to the same real address and port
-//! cannot be told apart on the real's side (the headers are the same).
+//! IPv6 extension headers (hop-by-hop, routing, destination options,
+//! fragment) are walked by the dataplane's bounded walker
+//! ([`rvs_dataplane::wire::ipv6_ext`]) to the TCP/UDP header.
+//!
+//! Not matched: ICMP/ICMPv6 errors about the service's connections, fragments
+//! after the first (IPv4 or IPv6), packets behind an IPsec header (AH, ESP),
+//! ARP and neighbour discovery. Two NAT services sending to the same real
+//! address and port cannot be told apart on the real's side (the headers are
+//! the same).
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr};
@@ -34,6 +43,7 @@ use pcap_file::pcapng::blocks::interface_description::{InterfaceDescriptionBlock
 use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::DataLink;
 use rvs_dataplane::snapshot::{ForwardMode, ServiceKey};
+use rvs_dataplane::wire::{ipv6_ext, Ipv6Packet};
 
 use crate::config::{Config, ServiceConfig};
 
@@ -108,10 +118,16 @@ impl CaptureRequest {
     ) -> Result<Self, CaptureError> {
         let service = match get("service") {
             None => {
-                return Err(CaptureError::BadParameter("service", "missing; expected protocol/vip/port, e.g. tcp/10.0.0.100/80".into()))
+                return Err(CaptureError::BadParameter(
+                    "service",
+                    "missing; expected protocol/vip/port, e.g. tcp/10.0.0.100/80 or tcp/2001:db8::100/80".into(),
+                ))
             }
             Some(v) => parse_service(v).ok_or_else(|| {
-                CaptureError::BadParameter("service", format!("invalid service `{v}`; expected protocol/vip/port, e.g. tcp/10.0.0.100/80"))
+                CaptureError::BadParameter(
+                    "service",
+                    format!("invalid service `{v}`; expected protocol/vip/port, e.g. tcp/10.0.0.100/80 or tcp/2001:db8::100/80"),
+                )
             })?,
         };
         let number = |name: &'static str, default: usize, min: usize, max: usize| -> Result<usize, CaptureError> {
@@ -150,7 +166,7 @@ pub fn compile_bpf(expr: &str) -> Result<pcap::BpfProgram, CaptureError> {
     dead.compile(expr, true).map_err(|e| CaptureError::BadParameter("filter", format!("invalid BPF expression `{expr}`: {e}")))
 }
 
-/// An endpoint (the frames matched are IPv4 ones for now).
+/// An address and port, of either family.
 type Endpoint = (IpAddr, u16);
 
 /// Which frames belong to one service (see the module documentation).
@@ -194,19 +210,26 @@ impl ServiceMatch {
 
     /// Whether the Ethernet frame `frame` belongs to the service.
     pub fn matches(&self, frame: &[u8]) -> bool {
-        let Some(ip) = ipv4_payload(frame) else { return false };
-        self.matches_ipv4(ip, true)
+        let Some((version, ip)) = ip_payload(frame) else { return false };
+        self.matches_ip(version, ip, true)
     }
 
-    fn matches_ipv4(&self, ip: &[u8], outer: bool) -> bool {
-        let Some(p) = Ipv4Ports::parse(ip) else { return false };
-        if p.protocol == IPPROTO_IPIP && outer {
-            return ip.get(p.header_len..).is_some_and(|inner| self.matches_ipv4(inner, false));
+    /// Whether the IP packet `ip` of `version` (4 or 6) belongs to the
+    /// service; `outer` packets may tunnel one inner packet, which is matched instead.
+    fn matches_ip(&self, version: u8, ip: &[u8], outer: bool) -> bool {
+        let Some(p) = IpPorts::parse(version, ip) else { return false };
+        if outer {
+            match p.protocol {
+                IPPROTO_IPIP => return self.matches_ip(4, p.upper, false),
+                IPPROTO_IPV6 => return self.matches_ip(6, p.upper, false),
+                _ => {}
+            }
         }
         if p.protocol != self.protocol {
             return false;
         }
-        let (src, dst) = ((p.src, p.sport), (p.dst, p.dport));
+        let Some(&[s0, s1, d0, d1]) = p.upper.get(..4) else { return false };
+        let (src, dst) = ((p.src, u16::from_be_bytes([s0, s1])), (p.dst, u16::from_be_bytes([d0, d1])));
         if src == self.virtual_end || dst == self.virtual_end {
             return true;
         }
@@ -218,15 +241,20 @@ impl ServiceMatch {
     }
 }
 
+/// IP protocol / IPv6 next header: IPv4 encapsulated (IPIP, RFC 2003; IPv4 in IPv6, RFC 2473).
 const IPPROTO_IPIP: u8 = 4;
+/// IP protocol / IPv6 next header: IPv6 encapsulated (IPv6 in IPv4, RFC 4213; IPv6 in IPv6, RFC 2473).
+const IPPROTO_IPV6: u8 = 41;
 
-/// The IPv4 packet of an Ethernet frame (after up to two VLAN tags), if it is one.
-fn ipv4_payload(frame: &[u8]) -> Option<&[u8]> {
+/// The IP packet of an Ethernet frame (after up to two VLAN tags) and its
+/// version (4 or 6), if it is one.
+fn ip_payload(frame: &[u8]) -> Option<(u8, &[u8])> {
     let mut at = 12;
     for _ in 0..3 {
         let ethertype = u16::from_be_bytes([*frame.get(at)?, *frame.get(at + 1)?]);
         match ethertype {
-            0x0800 => return frame.get(at + 2..),
+            0x0800 => return Some((4, frame.get(at + 2..)?)),
+            0x86dd => return Some((6, frame.get(at + 2..)?)),
             0x8100 | 0x88a8 => at += 4,
             _ => return None,
         }
@@ -234,37 +262,58 @@ fn ipv4_payload(frame: &[u8]) -> Option<&[u8]> {
     None
 }
 
-/// The addresses and ports of an IPv4 packet (first fragments and whole packets only).
-struct Ipv4Ports {
+/// The addresses and upper-layer protocol of an IP packet, and the bytes
+/// after its headers (first fragments and whole packets only: a later
+/// fragment carries neither ports nor a tunnelled header).
+struct IpPorts<'a> {
+    /// IPv4 protocol, or the IPv6 next header after the extension headers.
     protocol: u8,
-    header_len: usize,
     src: IpAddr,
     dst: IpAddr,
-    sport: u16,
-    dport: u16,
+    /// The upper-layer header (TCP/UDP ports first) or the tunnelled packet.
+    upper: &'a [u8],
 }
 
-impl Ipv4Ports {
-    fn parse(ip: &[u8]) -> Option<Self> {
+impl<'a> IpPorts<'a> {
+    /// Parses `ip`, which must be of `version` (the ethertype's, or the tunnel's).
+    fn parse(version: u8, ip: &'a [u8]) -> Option<Self> {
+        match version {
+            4 => Self::parse_v4(ip),
+            6 => Self::parse_v6(ip),
+            _ => None,
+        }
+    }
+
+    fn parse_v4(ip: &'a [u8]) -> Option<Self> {
         let first = *ip.first()?;
         let header_len = usize::from(first & 0x0f) * 4;
         if first >> 4 != 4 || header_len < 20 || ip.len() < header_len {
             return None;
         }
         let fragment_offset = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
-        let protocol = ip[9];
-        let src = IpAddr::V4(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]));
-        let dst = IpAddr::V4(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]));
-        let (sport, dport) = if protocol == IPPROTO_IPIP {
-            (0, 0)
-        } else {
-            if fragment_offset != 0 {
-                return None;
-            }
-            let l4 = ip.get(header_len..header_len + 4)?;
-            (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]]))
-        };
-        Some(Ipv4Ports { protocol, header_len, src, dst, sport, dport })
+        if fragment_offset != 0 {
+            return None;
+        }
+        Some(IpPorts {
+            protocol: ip[9],
+            src: IpAddr::V4(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15])),
+            dst: IpAddr::V4(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19])),
+            upper: &ip[header_len..],
+        })
+    }
+
+    /// The extension headers (hop-by-hop, routing, destination options,
+    /// fragment) are walked by the dataplane's bounded walker, inside the
+    /// payload length; a malformed or overlong chain is no match.
+    fn parse_v6(ip: &'a [u8]) -> Option<Self> {
+        let packet = Ipv6Packet::new_checked(ip).ok()?;
+        let (first, src, dst) = (packet.next_header(), packet.src_addr(), packet.dst_addr());
+        let payload = packet.into_payload();
+        let chain = ipv6_ext::walk(first, payload).ok()?;
+        if chain.fragment.is_some_and(|f| !f.is_first()) {
+            return None;
+        }
+        Some(IpPorts { protocol: chain.protocol, src: IpAddr::V6(src), dst: IpAddr::V6(dst), upper: payload.get(chain.offset..)? })
     }
 }
 
@@ -455,7 +504,7 @@ mod tests {
     use rvs_dataplane::snapshot::Protocol;
 
     const CONFIG: &str = r#"{ "eal": ["--no-huge"], "main_lcore": 0, "workers": [1],
-        "ports": [ { "name": "lan0", "device": "net_af_packet0,iface=dp0", "addresses": ["10.0.0.1/24", "10.1.0.1/24"] } ],
+        "ports": [ { "name": "lan0", "device": "net_af_packet0,iface=dp0", "addresses": ["10.0.0.1/24", "10.1.0.1/24", "2001:db8::1/64", "2001:db8:1::1/64"] } ],
         "services": [
           { "protocol": "tcp", "vip": "10.0.0.101", "port": 80, "forward": "nat",
             "reals": [ { "address": "10.1.0.11" }, { "address": "10.1.0.12" } ] },
@@ -466,6 +515,16 @@ mod tests {
           { "protocol": "tcp", "vip": "10.0.0.102", "port": 80, "forward": "tun",
             "reals": [ { "address": "10.1.0.11" } ] },
           { "protocol": "tcp", "vip": "10.0.0.103", "port": 80, "forward": "fullnat", "local_addresses": ["10.1.0.200"],
+            "reals": [ { "address": "10.1.0.11" } ] },
+          { "protocol": "tcp", "vip": "2001:db8::101", "port": 80, "forward": "nat",
+            "reals": [ { "address": "2001:db8:1::11" }, { "address": "2001:db8:1::12", "port": 8080 } ] },
+          { "protocol": "tcp", "vip": "2001:db8::103", "port": 80, "forward": "fullnat", "local_addresses": ["2001:db8:1::200"],
+            "reals": [ { "address": "2001:db8:1::11" } ] },
+          { "protocol": "tcp", "vip": "2001:db8::102", "port": 80, "forward": "tun",
+            "reals": [ { "address": "2001:db8:1::11" }, { "address": "10.1.0.12" } ] },
+          { "protocol": "tcp", "vip": "10.0.0.104", "port": 80, "forward": "tun",
+            "reals": [ { "address": "2001:db8:1::12" } ] },
+          { "protocol": "tcp", "vip": "2001:db8::104", "port": 80, "forward": "fullnat", "local_addresses": ["10.1.0.204"],
             "reals": [ { "address": "10.1.0.11" } ] } ] }"#;
 
     fn config() -> Config {
@@ -570,6 +629,278 @@ mod tests {
         assert!(f.matches(&tcp("10.0.0.2", 40000, "10.0.0.101", 80)));
         assert!(!f.matches(&tcp("10.0.0.3", 40000, "10.0.0.101", 80)));
         assert!(!f.matches(&tcp("10.0.0.2", 40000, "10.0.0.100", 80)), "the service still decides");
+    }
+
+    // IPv6, tunnels and NAT64: frames built by etherparse, not by our own builders.
+
+    const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+    fn v6(s: &str) -> [u8; 16] {
+        s.parse::<std::net::Ipv6Addr>().expect("an IPv6 address").octets()
+    }
+
+    fn v4(s: &str) -> [u8; 4] {
+        s.parse::<Ipv4Addr>().expect("an IPv4 address").octets()
+    }
+
+    /// Ethernet + an IPv4 or IPv6 header (by the addresses), to be completed.
+    fn ep_ip(src: &str, dst: &str) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
+        let step = etherparse::PacketBuilder::ethernet2(MAC_A, MAC_B);
+        match (src.parse::<IpAddr>().expect("ip"), dst.parse::<IpAddr>().expect("ip")) {
+            (IpAddr::V6(s), IpAddr::V6(d)) => step.ipv6(s.octets(), d.octets(), 64),
+            (IpAddr::V4(s), IpAddr::V4(d)) => step.ipv4(s.octets(), d.octets(), 64),
+            _ => panic!("addresses of one family"),
+        }
+    }
+
+    /// Ethernet + IPv4 or IPv6 (by the addresses) + TCP (a few payload bytes).
+    fn ep_tcp(src: &str, sport: u16, dst: &str, dport: u16) -> Vec<u8> {
+        let mut f = Vec::new();
+        ep_ip(src, dst).tcp(sport, dport, 1, 1024).write(&mut f, b"GET /").expect("a TCP frame");
+        f
+    }
+
+    /// Asserts whether `m` matches (`want`) the TCP frame of each flow (source, source port, destination, destination port).
+    fn assert_flows(m: &ServiceMatch, want: bool, flows: &[(&str, u16, &str, u16)]) {
+        for &(src, sport, dst, dport) in flows {
+            assert_eq!(m.matches(&ep_tcp(src, sport, dst, dport)), want, "{src} port {sport} → {dst} port {dport}");
+        }
+    }
+
+    /// Ethernet + IPv6 with the extension headers `exts` + TCP.
+    fn ep_tcp6_ext(src: &str, sport: u16, dst: &str, dport: u16, exts: etherparse::Ipv6Extensions) -> Vec<u8> {
+        let header = etherparse::Ipv6Header { source: v6(src), destination: v6(dst), hop_limit: 64, ..Default::default() };
+        let mut f = Vec::new();
+        etherparse::PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ip(etherparse::IpHeaders::Ipv6(header, exts))
+            .tcp(sport, dport, 1, 1024)
+            .write(&mut f, b"GET /")
+            .expect("an IPv6 frame with extension headers");
+        f
+    }
+
+    /// An IPv4 (`inner_v4`) or IPv6 packet carrying TCP, without link layer.
+    fn ep_inner(inner_v4: bool, src: &str, sport: u16, dst: &str, dport: u16) -> Vec<u8> {
+        let builder = if inner_v4 {
+            etherparse::PacketBuilder::ipv4(v4(src), v4(dst), 64)
+        } else {
+            etherparse::PacketBuilder::ipv6(v6(src), v6(dst), 64)
+        };
+        let mut p = Vec::new();
+        builder.tcp(sport, dport, 1, 1024).write(&mut p, b"GET /").expect("an inner packet");
+        p
+    }
+
+    /// Ethernet + an outer IPv6 (or IPv4, by the addresses) header tunnelling `inner`.
+    fn ep_tunnel(src: &str, dst: &str, inner: &[u8]) -> Vec<u8> {
+        let proto = if inner[0] >> 4 == 4 { etherparse::IpNumber::IPV4 } else { etherparse::IpNumber::IPV6 };
+        let mut f = Vec::new();
+        ep_ip(src, dst).write(&mut f, proto, inner).expect("a tunnel frame");
+        f
+    }
+
+    fn raw_ext(payload: &[u8]) -> etherparse::Ipv6RawExtHeader {
+        etherparse::Ipv6RawExtHeader::new_raw(etherparse::IpNumber::TCP, payload).expect("an extension header")
+    }
+
+    fn fragment(offset_units: u16, more: bool) -> etherparse::Ipv6FragmentHeader {
+        let offset = etherparse::IpFragOffset::try_new(offset_units).expect("an offset");
+        etherparse::Ipv6FragmentHeader::new(etherparse::IpNumber::TCP, offset, more, 0x1234)
+    }
+
+    #[test]
+    fn ipv6_nat_service_matches_both_sides_and_nothing_else() {
+        let m = service_match("2001:db8::101", 80);
+        // client → VIP and VIP → client, the rewritten frame to each real (one with a port of its own) and each real's reply.
+        let (client, vip, rs1, rs2, lip) = ("2001:db8::2", "2001:db8::101", "2001:db8:1::11", "2001:db8:1::12", "2001:db8:1::200");
+        let both_sides = [(client, 40000, vip, 80), (vip, 80, client, 40000), (client, 40000, rs1, 80)];
+        assert_flows(&m, true, &both_sides);
+        assert_flows(&m, true, &[(rs1, 80, client, 40000), (client, 40000, rs2, 8080), (rs2, 8080, client, 40000)]);
+        // another port, the real's other port, FULLNAT's side of the same real, the IPv4 VIP.
+        assert_flows(&m, false, &[(client, 40000, vip, 81), (client, 40000, rs2, 80), (lip, 5000, rs1, 80), (rs1, 80, lip, 5000)]);
+        assert_flows(&m, false, &[("10.0.0.2", 40000, "10.0.0.101", 80)]);
+        // UDP to the VIP and port is another service.
+        let mut udp = Vec::new();
+        etherparse::PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv6(v6(client), v6(vip), 64)
+            .udp(40000, 80)
+            .write(&mut udp, b"x")
+            .expect("a UDP frame");
+        assert!(!m.matches(&udp));
+        // An IPv4 service does not see the IPv6 frames.
+        assert_flows(&service_match("10.0.0.101", 80), false, &both_sides);
+    }
+
+    #[test]
+    fn ipv6_fullnat_real_side_needs_the_local_address() {
+        let m = service_match("2001:db8::103", 80);
+        let (client, rs1, lip) = ("2001:db8::2", "2001:db8:1::11", "2001:db8:1::200");
+        assert_flows(&m, true, &[(client, 40000, "2001:db8::103", 80), (lip, 5000, rs1, 80), (rs1, 80, lip, 5000)]);
+        // A NAT frame to the same real; a local address that is not this service's.
+        assert_flows(&m, false, &[(client, 40000, rs1, 80), ("2001:db8:1::201", 5000, rs1, 80)]);
+    }
+
+    #[test]
+    fn nat64_matches_the_ipv6_client_side_and_the_ipv4_real_side() {
+        let m = service_match("2001:db8::104", 80);
+        let (client, vip, rs1, lip) = ("2001:db8::2", "2001:db8::104", "10.1.0.11", "10.1.0.204");
+        assert_flows(&m, true, &[(client, 40000, vip, 80), (vip, 80, client, 40000), (lip, 5000, rs1, 80), (rs1, 80, lip, 5000)]);
+        // Another service's local address; the IPv4 NAT service's frame to the same real.
+        assert_flows(&m, false, &[("10.1.0.200", 5000, rs1, 80), ("10.0.0.2", 40000, rs1, 80)]);
+        // The IPv4 NAT service of that real leaves NAT64's local address out.
+        assert_flows(&service_match("10.0.0.101", 80), false, &[(lip, 5000, rs1, 80)]);
+    }
+
+    #[test]
+    fn tunnels_match_the_inner_packet_in_every_family_pair() {
+        // 6in6: the IPv6 VIP to an IPv6 real.
+        let m = service_match("2001:db8::102", 80);
+        let inner6 = ep_inner(false, "2001:db8::2", 40000, "2001:db8::102", 80);
+        assert!(m.matches(&ep_tunnel("2001:db8:1::1", "2001:db8:1::11", &inner6)));
+        // 6in4: the same VIP to its IPv4 real.
+        assert!(m.matches(&ep_tunnel("10.1.0.1", "10.1.0.12", &inner6)));
+        // 4in6: an IPv4 VIP to an IPv6 real.
+        let inner4 = ep_inner(true, "10.0.0.2", 40000, "10.0.0.104", 80);
+        assert!(service_match("10.0.0.104", 80).matches(&ep_tunnel("2001:db8:1::1", "2001:db8:1::12", &inner4)));
+        // Another service's inner packet, and the outer addresses alone, do not match.
+        let other = ep_inner(false, "2001:db8::2", 40000, "2001:db8::101", 80);
+        assert!(!m.matches(&ep_tunnel("2001:db8:1::1", "2001:db8:1::11", &other)));
+        assert!(!m.matches(&ep_tunnel("2001:db8:1::1", "2001:db8:1::11", &inner4)));
+        // A tunnel inside a tunnel is not followed.
+        let nested = ep_tunnel("2001:db8:1::1", "2001:db8:1::11", &inner6);
+        assert!(!m.matches(&ep_tunnel("2001:db8:1::1", "2001:db8:1::11", &nested[14..])));
+        // The inner packet's version must be the one the outer header names.
+        let mut lying = ep_tunnel("2001:db8:1::1", "2001:db8:1::11", &inner6);
+        lying[14 + 6] = 4; // next header "IPv4", an IPv6 packet follows
+        assert!(!m.matches(&lying));
+    }
+
+    #[test]
+    fn ipv6_extension_headers_are_walked_to_the_ports() {
+        let m = service_match("2001:db8::101", 80);
+        let padn = [1, 4, 0, 0, 0, 0];
+        let exts = etherparse::Ipv6Extensions {
+            hop_by_hop_options: Some(raw_ext(&padn)),
+            destination_options: Some(raw_ext(&padn)),
+            routing: Some(etherparse::Ipv6RoutingExtensions { routing: raw_ext(&[4, 0, 0, 0, 0, 0]), final_destination_options: None }),
+            fragment: None,
+            auth: None,
+        };
+        let f = ep_tcp6_ext("2001:db8::2", 40000, "2001:db8::101", 80, exts.clone());
+        assert_eq!(f[14 + 6], 0, "hop-by-hop first");
+        assert!(m.matches(&f));
+        assert!(!m.matches(&ep_tcp6_ext("2001:db8::2", 40000, "2001:db8::101", 81, exts)));
+        // A first fragment and an atomic fragment carry the ports.
+        let first = etherparse::Ipv6Extensions { fragment: Some(fragment(0, true)), ..Default::default() };
+        assert!(m.matches(&ep_tcp6_ext("2001:db8::2", 40000, "2001:db8::101", 80, first)));
+        let atomic = etherparse::Ipv6Extensions { fragment: Some(fragment(0, false)), ..Default::default() };
+        assert!(m.matches(&ep_tcp6_ext("2001:db8:1::11", 80, "2001:db8::2", 40000, atomic)));
+    }
+
+    /// Ethernet + IPv6 + `n` destination options headers (etherparse writes one
+    /// at most, so the chain is laid out by hand) + TCP to 2001:db8::101 port 80.
+    fn dest_opts_chain(n: usize) -> Vec<u8> {
+        let mut exts = Vec::new();
+        for i in 0..n {
+            let next = if i + 1 == n { 6 } else { 60 };
+            exts.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
+        }
+        exts.extend_from_slice(&ep_inner(false, "2001:db8::2", 40000, "2001:db8::101", 80)[40..]);
+        let mut ip = etherparse::Ipv6Header {
+            source: v6("2001:db8::2"),
+            destination: v6("2001:db8::101"),
+            hop_limit: 64,
+            next_header: etherparse::IpNumber::IPV6_DESTINATION_OPTIONS,
+            ..Default::default()
+        };
+        ip.set_payload_length(exts.len()).expect("a payload length");
+        let mut f = Vec::new();
+        etherparse::Ethernet2Header { source: MAC_A, destination: MAC_B, ether_type: etherparse::EtherType::IPV6 }
+            .write(&mut f)
+            .expect("an Ethernet header");
+        ip.write(&mut f).expect("an IPv6 header");
+        f.extend_from_slice(&exts);
+        f
+    }
+
+    #[test]
+    fn ipv6_non_first_fragments_never_match() {
+        let m = service_match("2001:db8::101", 80);
+        // Bytes that look like the service's TCP header right after the fragment header.
+        for more in [true, false] {
+            let later = etherparse::Ipv6Extensions { fragment: Some(fragment(8, more)), ..Default::default() };
+            assert!(!m.matches(&ep_tcp6_ext("2001:db8::2", 40000, "2001:db8::101", 80, later)));
+        }
+        let inner6 = ep_inner(false, "2001:db8::2", 40000, "2001:db8::102", 80);
+        let later = etherparse::Ipv6Extensions { fragment: Some(fragment(8, true)), ..Default::default() };
+        let header =
+            etherparse::Ipv6Header { source: v6("2001:db8:1::1"), destination: v6("2001:db8:1::11"), hop_limit: 64, ..Default::default() };
+        let mut f = Vec::new();
+        etherparse::PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ip(etherparse::IpHeaders::Ipv6(header, later))
+            .write(&mut f, etherparse::IpNumber::IPV6, &inner6)
+            .expect("a later fragment of a tunnel");
+        assert!(!service_match("2001:db8::102", 80).matches(&f), "a later fragment of a tunnel frame");
+    }
+
+    #[test]
+    fn ipv6_behind_vlan_tags_matches() {
+        let m = service_match("2001:db8::101", 80);
+        let mut f = Vec::new();
+        etherparse::PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .double_vlan(etherparse::VlanId::try_new(100).expect("id"), etherparse::VlanId::try_new(5).expect("id"))
+            .ipv6(v6("2001:db8::2"), v6("2001:db8::101"), 64)
+            .tcp(40000, 80, 1, 1024)
+            .write(&mut f, b"GET /")
+            .expect("a double-tagged frame");
+        assert!(m.matches(&f));
+    }
+
+    #[test]
+    fn truncated_and_odd_ipv6_frames_never_match_nor_panic() {
+        let m = service_match("2001:db8::101", 80);
+        let full = ep_tcp("2001:db8::2", 40000, "2001:db8::101", 80);
+        assert!(m.matches(&full));
+        for len in 0..full.len() {
+            assert!(!m.matches(&full[..len]), "cut to {len} bytes (the payload length runs past it)");
+        }
+        let mut wrong_version = full.clone();
+        wrong_version[14] = 0x40;
+        assert!(!m.matches(&wrong_version));
+        let mut short_payload = full.clone();
+        short_payload[14 + 4..14 + 6].copy_from_slice(&3u16.to_be_bytes());
+        assert!(!m.matches(&short_payload), "a payload length shorter than the ports");
+        // Extension headers running past the payload, a hop-by-hop header not first, too many headers.
+        let mut running_past = ep_tcp6_ext(
+            "2001:db8::2",
+            40000,
+            "2001:db8::101",
+            80,
+            etherparse::Ipv6Extensions { destination_options: Some(raw_ext(&[1, 4, 0, 0, 0, 0])), ..Default::default() },
+        );
+        running_past[14 + 40 + 1] = 200;
+        assert!(!m.matches(&running_past));
+        assert!(m.matches(&dest_opts_chain(3)), "a chain of 3 destination options headers");
+        assert!(!m.matches(&dest_opts_chain(20)), "more extension headers than the walker's bound");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_bytes_after_an_ipv6_ethertype_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200), tunnel in 0u8..3) {
+            let m = service_match("2001:db8::102", 80);
+            let mut f = vec![0u8; 12];
+            f.extend_from_slice(&[0x86, 0xdd]);
+            f.extend_from_slice(&body);
+            let _ = m.matches(&f);
+            // The same bytes as the inner packet of a tunnel, and as a frame of their own.
+            if let Some(first) = f.get_mut(14) {
+                *first = (*first & 0x0f) | [0x40, 0x60, 0x00][usize::from(tunnel)];
+            }
+            let outer = ep_tunnel("2001:db8:1::1", "2001:db8:1::11", &f[14..].iter().copied().chain([0; 40]).collect::<Vec<u8>>());
+            let _ = m.matches(&outer);
+            let _ = m.matches(&body);
+        }
     }
 
     fn params<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<&'a str> {

@@ -605,6 +605,70 @@ http {{
         self.assertEqual(row[5], f"[{lab.real_ip6(int(banner[-1]))}]:{lab.ECHO_PORT}"
                          if re.fullmatch(r"rs\d", banner) else "", f"-lnc destination: {row}")
 
+    # -- 9: REST capture of an IPv6 service ---------------------------------------
+
+    def test_9_rest_capture_of_the_ipv6_nat_service(self):
+        """GET /api/v1/capture?service=tcp/2001:db8::101/80 while curl -6
+        runs: the pcapng holds the client's and the reals' frames, each as
+        received and as sent, and nothing but the service's."""
+        import threading
+        query = f"service=tcp/{lab.NAT_VIP6}/80&count=40&seconds=30"
+        cmd = ["curl", "-s", "-S", "--max-time", "60", "-o", "-", "-w", "\n%{http_code}"]
+        token = self.CONFIG.get("api", {}).get("token")
+        if token:
+            cmd += ["-H", f"Authorization: Bearer {token}"]
+        cmd.append(f"{lab.API}/api/v1/capture?{query}")
+        result = {}
+
+        def capture():
+            result["cp"] = lab.nsx(NS_DIR, cmd, check=False, timeout=70, text=False)
+
+        t = threading.Thread(target=capture)
+        t.start()
+        time.sleep(1.0)  # the workers are armed before the traffic starts
+        answers = lab.http_requests(lab.url6(lab.NAT_VIP6), 8)
+        t.join(timeout=90)
+        self.assertFalse(t.is_alive(), "the capture did not end")
+        self.assertEqual(set(answers) - {"rs1", "rs2"}, set(), f"{answers} {self.moved()}")
+        body, _, status = result["cp"].stdout.rpartition(b"\n")
+        self.assertEqual(status, b"200", body[:300])
+        # pcapng: blocks of (type, total length, body); enhanced packets (type 6)
+        # carry the frame and an epb_flags option (code 2: 1 inbound, 2 outbound).
+        self.assertEqual(body[:4], b"\x0a\x0d\x0d\x0a", "not a pcapng")
+        frames, off = [], 0
+        while off + 12 <= len(body):
+            btype, blen = struct.unpack_from("<II", body, off)
+            self.assertGreaterEqual(blen, 12, f"a bad pcapng block at {off}")
+            if btype == 6:
+                caplen = struct.unpack_from("<I", body, off + 20)[0]
+                data = body[off + 28:off + 28 + caplen]
+                opt, flags = off + 28 + (caplen + 3) // 4 * 4, 0
+                while opt + 4 <= off + blen - 4:
+                    code, olen = struct.unpack_from("<HH", body, opt)
+                    if code == 0:
+                        break
+                    if code == 2:
+                        flags = struct.unpack_from("<I", body, opt + 4)[0]
+                    opt += 4 + (olen + 3) // 4 * 4
+                frames.append((lab.ipv6_of(lab.parse_frame(data)), flags))
+            off += blen
+        self.assertEqual(len(frames), 40, f"{len(frames)} frames {self.moved()}")
+        reals = {lab.real_ip6(1), lab.real_ip6(2)}
+        kinds = {(CLIENT_IP6, lab.NAT_VIP6): "client → VIP", (lab.NAT_VIP6, CLIENT_IP6): "VIP → client"}
+        kinds.update({(CLIENT_IP6, r): "client → real" for r in reals})
+        kinds.update({(r, CLIENT_IP6): "real → client" for r in reals})
+        seen = set()
+        for p, flags in frames:
+            self.assertIsNotNone(p, "a frame that is not IPv6 in the IPv6 service's capture")
+            self.assertTrue(p.is_tcp and 80 in (p.sport, p.dport), p)
+            kind = kinds.get((p.ip_src, p.ip_dst))
+            self.assertIsNotNone(kind, f"a frame of another service: {p}")
+            seen.add((kind, {1: "received", 2: "sent"}.get(flags, f"flags {flags}")))
+        log(f"REST capture of tcp/[{lab.NAT_VIP6}]:80: {len(frames)} frames, {sorted(seen)}")
+        self.assertEqual(seen, {("client → VIP", "received"), ("client → real", "sent"),
+                                ("real → client", "received"), ("VIP → client", "sent")},
+                         f"{[(p, f) for p, f in frames]}")
+
 
 class Ipv6PersistenceTests(lab.RvsdTestCase):
     """Persistence for IPv6 services (ipvsadm -p -M 64), its own rvsd with 2
