@@ -45,7 +45,8 @@
 //!   kind 1 = connections (count entries follow), 2 = bulk resync request (no entries),
 //!   3 = connections with an IPv6 address (count IPv6 entries follow)
 //! entry   (44 bytes): protocol u8 (6 tcp, 17 udp) | forward u8 (0 dr, 1 nat, 2 tun, 3 fullnat)
-//!                     | state u8 (IPVS state number) | flags u8 (bit 0: local address present)
+//!                     | state u8 (IPVS state number) | flags u8 (bit 0: local address present,
+//!                       bit 1: a persistence template: client = the client network, port 0)
 //!                     | client ip4 port2 | vip ip4 port2 | real ip4 port2 | local ip4 port2
 //!                     | FULLNAT sequence delta u32 | seconds left u32
 //!                     | SYN proxy phase u8 (0 not proxied, 2 open) | server wscale u8
@@ -135,6 +136,8 @@ const KIND_BULK_REQUEST: u8 = 2;
 /// Connections with an IPv6 address (IPv6 and NAT64 ones), in entries of
 /// [`ENTRY6_LEN`] bytes: every address in 16 bytes, IPv4 ones IPv4-mapped.
 const KIND_CONNS6: u8 = 3;
+/// Entry flag: a persistence template (client = the client network, port 0).
+const FLAG_TEMPLATE: u8 = 2;
 /// Bytes of an IPv6 entry: flags (4), client, VIP, real, local (18 each),
 /// sequence shift (4), expiry (4), SYN proxy fields (8, always 0).
 pub const ENTRY6_LEN: usize = 4 + 4 * 18 + 4 + 4 + 8;
@@ -403,7 +406,8 @@ pub fn encode(auth: &Auth, sync_id: u8, msg: &Message, stamper: &Stamper, now_ms
         b.extend_from_slice(&stamp.timestamp.to_be_bytes());
         for c in entries {
             let state = TcpState::from_name(&c.state).unwrap_or(TcpState::None) as u8;
-            b.extend_from_slice(&[c.protocol.ip_proto(), forward_code(c.forward), state, u8::from(c.local.is_some())]);
+            let flags = u8::from(c.local.is_some()) | u8::from(c.template) << 1;
+            b.extend_from_slice(&[c.protocol.ip_proto(), forward_code(c.forward), state, flags]);
             let none = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
             let put = if kind == KIND_CONNS6 { put_sock6 } else { put_sock };
             put(&mut b, c.client);
@@ -538,7 +542,7 @@ pub fn decode(buf: &[u8], auth: &Auth, sync_id: u8) -> Result<Datagram, SyncErro
                     forward,
                     state: state.name().into(),
                     expires_ms: u64::from(u32::from_be_bytes([tail[4], tail[5], tail[6], tail[7]])) * 1000,
-                    template: false,
+                    template: e[3] & FLAG_TEMPLATE != 0,
                     seq_delta: u32::from_be_bytes([tail[0], tail[1], tail[2], tail[3]]),
                     syn_proxy: None,
                 });
@@ -569,7 +573,7 @@ pub fn decode(buf: &[u8], auth: &Auth, sync_id: u8) -> Result<Datagram, SyncErro
                     forward,
                     state: state.name().into(),
                     expires_ms: u64::from(u32::from_be_bytes([e[32], e[33], e[34], e[35]])) * 1000,
-                    template: false,
+                    template: e[3] & FLAG_TEMPLATE != 0,
                     seq_delta: u32::from_be_bytes([e[28], e[29], e[30], e[31]]),
                     syn_proxy,
                 });
@@ -1035,6 +1039,34 @@ mod tests {
 
     fn enc(stamper: &Stamper, msg: &Message) -> Vec<Vec<u8>> {
         encode(&key(), 7, msg, stamper, T0)
+    }
+
+    #[test]
+    fn persistence_templates_round_trip_in_both_entry_kinds() {
+        let template4 = ConnInfo {
+            client: SocketAddr::new(Ipv4Addr::new(10, 0, 0, 0).into(), 0),
+            state: "NONE".into(),
+            expires_ms: 300_000,
+            template: true,
+            ..conn(0, false)
+        };
+        let template6 = ConnInfo {
+            client: SocketAddr::new("2001:db8:0:1::".parse::<IpAddr>().expect("v6"), 0),
+            vip: SocketAddr::new("2001:db8::105".parse::<IpAddr>().expect("v6"), 80),
+            real: SocketAddr::new("2001:db8:1::12".parse::<IpAddr>().expect("v6"), 80),
+            ..template4.clone()
+        };
+        let sent = vec![conn(1, false), template4, template6];
+        let datagrams = enc(&Stamper::new(T0), &Message::Conns(sent.clone()));
+        assert_eq!(datagrams.len(), 2, "an IPv4 datagram and an IPv6 one");
+        let mut back = Vec::new();
+        for d in &datagrams {
+            match decode(d, &key(), 7).expect("authentic").message {
+                Message::Conns(c) => back.extend(c),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(back, sent, "the template flag survives, the connection stays a connection");
     }
 
     #[test]

@@ -930,7 +930,8 @@ impl rvs_control::sync::SyncDataplane for DpdkDataplane {
     }
 
     fn all_connections(&self) -> Vec<ConnInfo> {
-        Dataplane::connections(self, &ConnFilter::default(), 0, usize::MAX).0
+        // Persistence templates too: a late backup learns every client network's real server.
+        Dataplane::connections(self, &ConnFilter { templates: true, ..Default::default() }, 0, usize::MAX).0
     }
 
     fn install(&self, conns: Vec<ConnInfo>) {

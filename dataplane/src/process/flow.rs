@@ -181,7 +181,7 @@ impl<F: Frame> Processor<F> {
                 }
                 let conn = *conn;
                 if resync {
-                    out.sync.push(self.conn_info(&conn, now_ms));
+                    self.push_sync(&conn, now_ms, out);
                 }
                 self.recount_state(&before, &conn);
                 if let Some(reason) = self.expired_by_config(&conn) {
@@ -286,7 +286,7 @@ impl<F: Frame> Processor<F> {
             self.counters.inc(Counter::ConnAdopted);
         }
         if self.snapshot.sync_send {
-            out.sync.push(self.conn_info(&conn, now_ms));
+            self.push_sync(&conn, now_ms, out);
         }
         self.forward(port, ip_bytes, l2_len, pkt, &conn, None, Direction::Inbound, false)
     }

@@ -388,7 +388,7 @@ impl<F: Frame> Processor<F> {
         self.announce6(&conn, out);
         self.counters.inc(Counter::ConnCreated);
         if self.snapshot.sync_send {
-            out.sync.push(self.conn_info(&conn, now_ms));
+            self.push_sync(&conn, now_ms, out);
         }
         true
     }
@@ -758,7 +758,7 @@ impl<F: Frame> Processor<F> {
         let resync = self.snapshot.sync_send && (before.state != conn.state || conn.sync_refresh_due(&timeouts, now_ms));
         if resync {
             conn.mark_synced(now_ms);
-            out.sync.push(self.conn_info(conn, now_ms));
+            self.push_sync(conn, now_ms, out);
         }
         if let Some(stored) = self.conns6.get_mut(id) {
             *stored = *conn;

@@ -62,9 +62,13 @@ impl<F: Frame> Processor<F> {
 
 /// The worker of `workers` that installs a connection received from the sync
 /// master: for FULLNAT the owner of its local port (its replies are steered or
-/// redirected by port), else one picked by the client's address and port.
+/// redirected by port), else one picked by the client's address and port; a
+/// persistence template goes to its client network's template owner.
 pub fn install_worker(info: &ConnInfo, workers: usize) -> usize {
     let workers = workers.max(1);
+    if info.template {
+        return super::persistence::template_owner(info.client.ip(), workers);
+    }
     match info.local {
         Some(local) => owner_of_port(local.port(), workers),
         None => (crate::sched::addr_fold(info.client.ip()) ^ u32::from(info.client.port())) as usize % workers,

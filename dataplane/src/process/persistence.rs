@@ -85,6 +85,46 @@ impl<F: Frame> Processor<F> {
     pub fn templates(&self) -> usize {
         self.templates.len()
     }
+
+    /// Hands `conn` to the sync sender, with its persistence template when
+    /// its service is persistent: as IPVS syncs a connection's template with
+    /// it, a backup that takes over keeps every client network on its real
+    /// server. A template still in use is sent with the service's full
+    /// persistence timeout to live.
+    pub(super) fn push_sync<S: ConnAddr>(&self, conn: &Conn<S>, now_ms: u64, out: &mut Output<F>) {
+        out.sync.push(self.conn_info(conn, now_ms));
+        let key = conn.service_key();
+        let Some(p) = self.snapshot.service(&key).and_then(|(_, s)| s.persistence) else { return };
+        let net = p.client_net(conn.client.ip_any());
+        if let Some(t) = self.templates.get(&(key, net)) {
+            let mut info = self.template_info(&key, net, t, now_ms);
+            if t.conns > 0 {
+                info.expires_ms = info.expires_ms.max(u64::from(p.timeout_s) * 1000);
+            }
+            out.sync.push(info);
+        }
+    }
+
+    /// Installs a persistence template received from the sync master (see
+    /// [`Processor::push_sync`]): its client network keeps its real server
+    /// for the time the master gave it. False when this node has no such
+    /// persistent service or real server (the entry is ignored).
+    pub(super) fn install_template(&mut self, info: &ConnInfo, now_ms: u64) -> bool {
+        let key = ServiceKey { protocol: info.protocol, vip: info.vip.ip(), port: info.vip.port() };
+        let Some((_, svc)) = self.snapshot.service(&key) else { return false };
+        let Some(p) = svc.persistence else { return false };
+        if !svc.reals.iter().any(|r| r.addr == info.real.ip() && r.port == info.real.port()) {
+            return false;
+        }
+        let net = p.client_net(info.client.ip());
+        let expires_ms = now_ms.saturating_add(info.expires_ms);
+        let t = self.templates.entry((key, net)).or_insert(Template { real: info.real, conns: 0, expires_ms });
+        if t.real != info.real {
+            *t = Template { real: info.real, conns: 0, expires_ms };
+        }
+        t.expires_ms = t.expires_ms.max(expires_ms);
+        true
+    }
 }
 
 /// The worker that holds the persistence templates of client network `net`.

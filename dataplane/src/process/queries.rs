@@ -40,10 +40,11 @@ impl<F: Frame> Processor<F> {
     /// master. Returns false when the table is full or the entry is unusable
     /// (a proxied handshake still in progress among them: only the master
     /// holds its packets). An IPv6 or NAT64 connection goes to the IPv6
-    /// table ([`Processor::install6`]).
+    /// table ([`Processor::install6`]); a persistence template to the
+    /// worker's templates ([`Processor::install_template`]).
     pub fn install(&mut self, info: &ConnInfo, now_ms: u64, out: &mut Output<F>) -> bool {
         if info.template {
-            return false;
+            return self.install_template(info, now_ms);
         }
         let v4 = |a: std::net::SocketAddr| match a {
             std::net::SocketAddr::V4(a) => Some(a),
@@ -180,7 +181,7 @@ impl<F: Frame> Processor<F> {
 
     /// A persistence template as listings show it (client port 0), for
     /// either family: a NAT64 service's names its IPv4 real server.
-    fn template_info(&self, key: &ServiceKey, net: IpAddr, t: &Template, now_ms: u64) -> ConnInfo {
+    pub(super) fn template_info(&self, key: &ServiceKey, net: IpAddr, t: &Template, now_ms: u64) -> ConnInfo {
         ConnInfo {
             worker: self.worker as u16,
             protocol: key.protocol,

@@ -326,7 +326,7 @@ impl<F: Frame> Processor<F> {
         let after = *stored;
         self.recount_state(&before, &after);
         if self.snapshot.sync_send {
-            out.sync.push(self.conn_info(&after, now_ms));
+            self.push_sync(&after, now_ms, out);
         }
         let service_toa = self.snapshot.services.get(usize::from(after.service_index)).is_some_and(|s| s.toa);
         let toa = fnat::toa_due(&after, true, service_toa).then_some(after.client);

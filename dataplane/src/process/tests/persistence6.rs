@@ -208,3 +208,30 @@ fn a_sloppy_ipv6_service_adopts_a_mid_stream_ack() {
         assert_eq!(p.counters().get(Counter::ConnAdopted), 1, "a SYN opens a connection the usual way");
     }
 }
+
+#[test]
+fn templates_reach_the_backup_and_keep_client_networks_after_a_failover() {
+    let mut master = processor6(1500);
+    let mut s = (*snapshot_p6(64, 300, false)).clone();
+    s.sync_send = true;
+    s.generation += 1;
+    master.adopt(Arc::new(s));
+    let out = syn6(&mut master, client(1, 1), 1000, P6_VIP, 10);
+    let chosen = real_of(&master, client(1, 1), 1000, 10).expect("the master's connection");
+    assert_eq!(out.sync.len(), 2, "the connection and its template: {:?}", out.sync);
+    let template = out.sync.iter().find(|c| c.template).expect("the template is synced");
+    assert_eq!((template.client, template.real), (SocketAddr::new(client(1, 0).into(), 0), chosen));
+    assert_eq!(template.expires_ms, 300_000, "in use: the whole persistence timeout");
+    let mut backup = processor_p6(64, 300, false);
+    let mut installed = Output::with_capacity(8);
+    for info in &out.sync {
+        assert!(backup.install(info, 20, &mut installed), "{info:?}");
+    }
+    assert_eq!(backup.templates(), 1);
+    // The backup takes over: new connections of the /64 keep the master's
+    // choice, where rr alone would alternate between the two reals.
+    for port in [2000, 2001, 2002] {
+        syn6(&mut backup, client(1, 7), port, P6_VIP, 30);
+        assert_eq!(real_of(&backup, client(1, 7), port, 30), Some(chosen), "port {port}");
+    }
+}
