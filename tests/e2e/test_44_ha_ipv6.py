@@ -76,9 +76,11 @@ def neigh6(ns: str, addr: str) -> str | None:
 class Ipv6HaCase(test_40_ha.HaCase):
     """d1 (150) and d2 (100) with the IPv6 services and VI_6."""
 
-    def pair6(self, advert_int: float, unicast: bool = False, workers: int = 1):
+    def pair6(self, advert_int: float, unicast: bool = False, workers: int = 1, services: list[dict] | None = None):
+        services = lab.lab_services6() if services is None else services
+
         def config(n: int, priority: int) -> dict:
-            return lab.director_config(n, lab.lab_services6(), lab.vrrp6_config(n, priority, advert_int, unicast),
+            return lab.director_config(n, services, lab.vrrp6_config(n, priority, advert_int, unicast),
                                        workers=workers, ipv6=True)
         d1 = self.director(1, config(1, 150))
         d1.wait_vrrp("MASTER", 3 * advert_int + 5, instances=("VI_6",))
@@ -253,6 +255,40 @@ class Ipv6ConnectionSyncTests(Ipv6HaCase):
         local2 = {c.get("local") for c in conns2 if c["vip"].startswith(f"[{FNAT_VIP6}]")}
         self.assertTrue(local1 and local1 & local2, f"FULLNAT local address:port not synced: d1 {local1} d2 {local2}")
         self.assertTrue(all(str(l).startswith(f"[{LIP6}]:") for l in local1), local1)
+
+    def test_persistence_templates_survive_a_failover(self):
+        """A persistent IPv6 NAT service (-M 64): the master syncs the
+        client network's template with its connections, the backup lists it
+        before the failover and keeps the network on that real after it."""
+        services = lab.lab_services6()
+        nat80 = next(s for s in services if s["vip"] == NAT_VIP6 and s["port"] == 80 and s["protocol"] == "tcp")
+        nat80["persistence"] = {"timeout": 300, "netmask": 64}
+        d1, d2 = self.pair6(0.1, workers=2, services=services)
+        before = lab.http_spread(url6(NAT_VIP6), 4, max_time=3)
+        self.assertEqual(len(set(before)), 1, f"persistence through d1: {before}\n" + self.diag())
+        chosen = before[0]
+        self.assertIn(chosen, ("rs1", "rs2"), before)
+
+        def templates(d: lab.Director) -> list[dict]:
+            conns = d.get("/api/v1/connections?templates=true&limit=100")["connections"]
+            return [c for c in conns if c.get("template") and c["vip"].startswith(f"[{NAT_VIP6}]")]
+
+        try:
+            lab.wait_for(lambda: templates(d2), 3, what="the template synced to d2")
+        except TimeoutError:
+            self.fail(f"d2 has no template; d1 has {templates(d1)}\n" + self.diag())
+        synced = templates(d2)
+        real_ip = lab.real6(int(chosen[2:]))["address"]
+        self.assertEqual([c["real"] for c in synced], [f"[{real_ip}]:80"], f"d2's template: {synced}")
+        self.assertEqual(synced[0]["client"], "[2001:db8::]:0", synced)
+        d1.kill()
+        d2.wait_vrrp("MASTER", 5, instances=("VI_6",))
+        time.sleep(0.3)
+        after = lab.http_spread(url6(NAT_VIP6), 4, max_time=3)
+        figure(f"IPv6 persistence across a failover: d1 chose {chosen} for 2001:db8::/64 ({before}); "
+               f"d2 held the synced template {synced[0]['client']} -> {synced[0]['real']}; after the kill: {after}")
+        self.assertEqual(after, [chosen] * 4, "the client network moved to another real after the failover\n"
+                         + self.diag(d2))
 
 
 if __name__ == "__main__":
