@@ -15,9 +15,13 @@
 //! one makes room, SYN_RECV timers are cut under pressure and new connections
 //! are bounded per source prefix (`prefix_len_ipv6`).
 //!
+//! Fragments (other than atomic ones, which are whole packets) are held by
+//! the worker's reassembler ([`crate::frag`]) until their datagram is
+//! complete; its first fragment is then classified as a flow packet and the
+//! others follow its verdict. NAT64 does not translate fragments.
+//!
 //! What IPv6 does not have yet here, each said where it is refused: the SYN
-//! proxy, persistence, `sloppy` adoption, and fragments other than atomic
-//! ones.
+//! proxy, persistence and `sloppy` adoption.
 
 use std::net::{Ipv6Addr, SocketAddrV6};
 
@@ -873,15 +877,18 @@ fn classify6(ip: &[u8], whole_datagram: bool) -> Kind6 {
     if src.to_ipv4_mapped().is_some() || dst.to_ipv4_mapped().is_some() {
         return Kind6::Drop(Counter::DropIpv4Mapped);
     }
-    let fragment = crate::wire::ipv6_ext::walk(pkt.next_header(), pkt.payload()).ok().and_then(|c| c.fragment);
-    if fragment.is_some_and(|f| !f.is_atomic()) && !whole_datagram {
-        return Kind6::Fragment;
-    }
     let upper = match l4v6::locate(ip) {
         Ok(u) => u,
-        Err(FwdError::Untranslatable(_)) => return Kind6::Drop(Counter::DropFragment),
+        // A non-first fragment, or a routing header with segments left.
+        Err(FwdError::Untranslatable(_)) => {
+            let fragment = crate::wire::ipv6_ext::walk(pkt.next_header(), pkt.payload()).ok().and_then(|c| c.fragment);
+            return if fragment.is_some_and(|f| !f.is_first()) { Kind6::Fragment } else { Kind6::Drop(Counter::DropUnsupported) };
+        }
         Err(_) => return Kind6::Drop(Counter::DropMalformed),
     };
+    if upper.fragment.is_some_and(|f| !f.is_atomic()) && !whole_datagram {
+        return Kind6::Fragment;
+    }
     if upper.protocol == next_header::ICMPV6 {
         let is_error = ip.get(upper.offset).is_some_and(|&t| t < 128);
         return if is_error { Kind6::IcmpError } else { Kind6::Other };
