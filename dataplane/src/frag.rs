@@ -436,46 +436,49 @@ mod tests {
         frames.iter().map(|f| Ipv4Packet::new_checked(&f.data()[L2..]).expect("ip").frag_offset()).collect()
     }
 
+    fn completed(v: Verdict<VecFrame>) -> Vec<VecFrame> {
+        match v {
+            Verdict::Complete(frames) => frames,
+            other => panic!("not complete: {other:?}"),
+        }
+    }
+
     #[test]
     fn a_datagram_completes_in_any_order() {
         let mut r = Reassembler::new(FragLimits::default());
         assert!(matches!(r.add(piece(1, 16, 16, true, false), L2, 0), Verdict::Held));
         assert!(matches!(r.add(piece(1, 32, 5, false, false), L2, 0), Verdict::Held));
         assert_eq!(r.held(), 1);
-        match r.add(piece(1, 0, 16, true, false), L2, 0) {
-            Verdict::Complete(frames) => assert_eq!(offsets(&frames), vec![0, 16, 32]),
-            other => panic!("not complete: {other:?}"),
-        }
+        assert_eq!(offsets(&completed(r.add(piece(1, 0, 16, true, false), L2, 0))), vec![0, 16, 32]);
         assert_eq!(r.held(), 0);
     }
 
-    #[test]
-    fn bounds_and_bad_fragments_drop_the_datagram() {
-        let dropped = |v: Verdict<VecFrame>| match v {
+    fn dropped(v: Verdict<VecFrame>) -> (FragDrop, usize) {
+        match v {
             Verdict::Dropped(why, frames) => (why, frames.len()),
             other => panic!("not dropped: {other:?}"),
-        };
+        }
+    }
+
+    /// `max_datagrams`, `max_fragments` and `max_held` hold for the
+    /// fragments `piece(ident, offset, len, more)` makes.
+    fn bounds_hold(piece: impl Fn(u16, usize, usize, bool) -> VecFrame) {
         let mut r = Reassembler::new(limits(1, 2, 100));
-        assert!(matches!(r.add(piece(1, 0, 8, true, false), L2, 0), Verdict::Held));
-        assert_eq!(dropped(r.add(piece(2, 0, 8, true, false), L2, 0)), (FragDrop::TableFull, 1), "a second datagram");
-        assert!(matches!(r.add(piece(1, 8, 8, true, false), L2, 0), Verdict::Held));
-        assert_eq!(dropped(r.add(piece(1, 16, 8, false, false), L2, 0)), (FragDrop::TooManyFragments, 3));
+        assert!(matches!(r.add(piece(1, 0, 8, true), L2, 0), Verdict::Held));
+        assert_eq!(dropped(r.add(piece(2, 0, 8, true), L2, 0)), (FragDrop::TableFull, 1), "a second datagram");
+        assert!(matches!(r.add(piece(1, 8, 8, true), L2, 0), Verdict::Held));
+        assert_eq!(dropped(r.add(piece(1, 16, 8, false), L2, 0)), (FragDrop::TooManyFragments, 3));
         assert_eq!(r.held(), 0);
 
         let mut r = Reassembler::new(limits(8, 8, 2));
-        assert!(matches!(r.add(piece(1, 0, 8, true, false), L2, 0), Verdict::Held));
-        assert!(matches!(r.add(piece(2, 0, 8, true, false), L2, 0), Verdict::Held));
-        assert_eq!(dropped(r.add(piece(3, 0, 8, true, false), L2, 0)).0, FragDrop::TableFull, "max_held buffers");
+        assert!(matches!(r.add(piece(1, 8, 8, true), L2, 0), Verdict::Held));
+        assert!(matches!(r.add(piece(2, 8, 8, true), L2, 0), Verdict::Held));
+        assert_eq!(dropped(r.add(piece(3, 8, 8, true), L2, 0)).0, FragDrop::TableFull, "max_held buffers");
+    }
 
+    /// Each case's fragments, added in order, end with the whole datagram dropped as bad.
+    fn all_dropped_as_bad<const N: usize>(cases: [(&str, Vec<VecFrame>); N]) {
         let mut r = Reassembler::new(FragLimits::default());
-        let cases = [
-            ("overlap", vec![piece(1, 0, 16, true, false), piece(1, 8, 16, true, false)]),
-            ("two different ends", vec![piece(2, 16, 8, false, false), piece(2, 16, 16, false, false)]),
-            ("past the end", vec![piece(3, 8, 8, false, false), piece(3, 16, 8, true, false)]),
-            ("end before held data", vec![piece(4, 16, 8, true, false), piece(4, 0, 8, false, false)]),
-            ("not a multiple of 8", vec![piece(5, 0, 12, true, false)]),
-            ("beyond 64 KB", vec![piece(6, 65528, 16, false, false)]),
-        ];
         for (what, frames) in cases {
             let n = frames.len();
             let mut last = None;
@@ -488,16 +491,35 @@ mod tests {
     }
 
     #[test]
-    fn only_timed_out_datagrams_expire() {
+    fn bounds_and_bad_fragments_drop_the_datagram() {
+        bounds_hold(|ident, offset, len, more| piece(ident, offset, len, more, false));
+        all_dropped_as_bad([
+            ("overlap", vec![piece(1, 0, 16, true, false), piece(1, 8, 16, true, false)]),
+            ("two different ends", vec![piece(2, 16, 8, false, false), piece(2, 16, 16, false, false)]),
+            ("past the end", vec![piece(3, 8, 8, false, false), piece(3, 16, 8, true, false)]),
+            ("end before held data", vec![piece(4, 16, 8, true, false), piece(4, 0, 8, false, false)]),
+            ("not a multiple of 8", vec![piece(5, 0, 12, true, false)]),
+            ("beyond 64 KB", vec![piece(6, 65528, 16, false, false)]),
+        ]);
+    }
+
+    /// Only the datagrams held `timeout_ms` since their first fragment
+    /// expire, for the fragments `piece(ident, offset, len, more)` makes.
+    fn only_timed_out_datagrams_of_expire(piece: impl Fn(u16, usize, usize, bool) -> VecFrame) {
         let mut r = Reassembler::new(limits(8, 8, 100));
-        assert!(matches!(r.add(piece(1, 0, 8, true, false), L2, 0), Verdict::Held));
-        assert!(matches!(r.add(piece(1, 8, 8, true, false), L2, 500), Verdict::Held));
-        assert!(matches!(r.add(piece(2, 0, 8, true, false), L2, 600), Verdict::Held));
+        assert!(matches!(r.add(piece(1, 0, 8, true), L2, 0), Verdict::Held));
+        assert!(matches!(r.add(piece(1, 8, 8, true), L2, 500), Verdict::Held));
+        assert!(matches!(r.add(piece(2, 0, 8, true), L2, 600), Verdict::Held));
         let mut freed = Vec::new();
         assert_eq!(r.expire(999, &mut freed), 0);
         assert_eq!(r.expire(1000, &mut freed), 1, "held since its first fragment");
         assert_eq!(freed.len(), 2);
         assert_eq!(r.held(), 1);
+    }
+
+    #[test]
+    fn only_timed_out_datagrams_expire() {
+        only_timed_out_datagrams_of_expire(|ident, offset, len, more| piece(ident, offset, len, more, false));
     }
 
     /// An Ethernet + IPv6 fragment (header and fragment header written byte
@@ -537,70 +559,31 @@ mod tests {
         assert!(matches!(r.add(piece(7, 0, 16, true, false), L2, 0), Verdict::Held));
         assert!(matches!(r.add(piece6(8, 0, 16, true, UDP), L2, 0), Verdict::Held));
         assert_eq!(r.held(), 3);
-        match r.add(piece6(7, 0, 16, true, UDP), L2, 0) {
-            Verdict::Complete(frames) => assert_eq!(offsets6(&frames), vec![0, 16, 32]),
-            other => panic!("not complete: {other:?}"),
-        }
-        match r.add(piece6(8, 16, 8, false, UDP), L2, 0) {
-            Verdict::Complete(frames) => assert_eq!(offsets6(&frames), vec![0, 16]),
-            other => panic!("in order, not complete: {other:?}"),
-        }
+        assert_eq!(offsets6(&completed(r.add(piece6(7, 0, 16, true, UDP), L2, 0))), vec![0, 16, 32]);
+        assert_eq!(offsets6(&completed(r.add(piece6(8, 16, 8, false, UDP), L2, 0))), vec![0, 16], "in order");
         assert_eq!(r.held(), 1, "the IPv4 one stays");
     }
 
     #[test]
     fn ipv6_bounds_overlaps_and_a_short_header_chain_drop_the_datagram() {
-        let dropped = |v: Verdict<VecFrame>| match v {
-            Verdict::Dropped(why, frames) => (why, frames.len()),
-            other => panic!("not dropped: {other:?}"),
-        };
-        let mut r = Reassembler::new(limits(1, 2, 100));
-        assert!(matches!(r.add(piece6(1, 0, 8, true, UDP), L2, 0), Verdict::Held));
-        assert_eq!(dropped(r.add(piece6(2, 0, 8, true, UDP), L2, 0)), (FragDrop::TableFull, 1), "a second datagram");
-        assert!(matches!(r.add(piece6(1, 8, 8, true, UDP), L2, 0), Verdict::Held));
-        assert_eq!(dropped(r.add(piece6(1, 16, 8, false, UDP), L2, 0)), (FragDrop::TooManyFragments, 3));
-        assert_eq!(r.held(), 0);
-
-        let mut r = Reassembler::new(limits(8, 8, 2));
-        assert!(matches!(r.add(piece6(1, 8, 8, true, UDP), L2, 0), Verdict::Held));
-        assert!(matches!(r.add(piece6(2, 8, 8, true, UDP), L2, 0), Verdict::Held));
-        assert_eq!(dropped(r.add(piece6(3, 8, 8, true, UDP), L2, 0)).0, FragDrop::TableFull, "max_held buffers");
-
-        let mut r = Reassembler::new(FragLimits::default());
+        bounds_hold(|ident, offset, len, more| piece6(u32::from(ident), offset, len, more, UDP));
         const DEST_OPTS: u8 = 60;
         // A destination options header (8 bytes, next header UDP) alone in the first fragment.
         let mut opts_only = piece6(7, 0, 8, true, DEST_OPTS);
         opts_only.data_mut()[L2 + 48..L2 + 56].copy_from_slice(&[UDP, 0, 1, 4, 0, 0, 0, 0]);
-        let cases = [
+        all_dropped_as_bad([
             ("overlap (RFC 5722)", vec![piece6(1, 0, 16, true, UDP), piece6(1, 8, 16, true, UDP)]),
             ("overlap of a later fragment", vec![piece6(2, 16, 16, false, UDP), piece6(2, 8, 16, true, UDP)]),
             ("not a multiple of 8", vec![piece6(3, 0, 12, true, UDP)]),
             ("beyond 64 KB", vec![piece6(4, 65528, 16, false, UDP)]),
             ("first fragment without the whole TCP header (RFC 7112)", vec![piece6(5, 16, 8, false, 6), piece6(5, 0, 16, true, 6)]),
             ("first fragment ending in the header chain (RFC 7112)", vec![piece6(7, 8, 16, false, UDP), opts_only]),
-        ];
-        for (what, frames) in cases {
-            let n = frames.len();
-            let mut last = None;
-            for f in frames {
-                last = Some(r.add(f, L2, 0));
-            }
-            assert_eq!(dropped(last.expect("a verdict")), (FragDrop::Bad, n), "{what}");
-        }
-        assert_eq!(r.held(), 0, "nothing left behind");
+        ]);
     }
 
     #[test]
     fn ipv6_datagrams_time_out_from_their_first_fragment() {
-        let mut r = Reassembler::new(limits(8, 8, 100));
-        assert!(matches!(r.add(piece6(1, 8, 8, true, UDP), L2, 0), Verdict::Held));
-        assert!(matches!(r.add(piece6(1, 16, 8, true, UDP), L2, 500), Verdict::Held));
-        assert!(matches!(r.add(piece6(2, 8, 8, true, UDP), L2, 600), Verdict::Held));
-        let mut freed = Vec::new();
-        assert_eq!(r.expire(999, &mut freed), 0);
-        assert_eq!(r.expire(1000, &mut freed), 1);
-        assert_eq!(freed.len(), 2);
-        assert_eq!(r.held(), 1);
+        only_timed_out_datagrams_of_expire(|ident, offset, len, more| piece6(u32::from(ident), offset, len, more, UDP));
     }
 
     #[test]
