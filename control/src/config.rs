@@ -148,7 +148,7 @@ pub struct Config {
     /// FULLNAT local ports, `[first, last]`, split between the workers (default `[1024, 65535]`).
     #[serde(default = "default_local_port_range")]
     pub local_port_range: [u16; 2],
-    /// Bounds of each worker's IPv4 fragment reassembly.
+    /// Bounds of each worker's IPv4 and IPv6 fragment reassembly.
     #[serde(default, skip_serializing_if = "FragmentsConfig::is_default")]
     pub fragments: FragmentsConfig,
     /// Virtual services.
@@ -199,7 +199,7 @@ pub fn validate_syn_flood(s: &SynFlood, path: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Bounds of each worker's IPv4 fragment reassembly (incomplete datagrams
+/// Bounds of each worker's IPv4 and IPv6 fragment reassembly (incomplete datagrams
 /// hold their fragments' buffers until complete or timed out).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

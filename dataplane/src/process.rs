@@ -727,9 +727,10 @@ impl<F: Frame> Processor<F> {
         self.apply(port, frame, action, now_ms, out);
     }
 
-    /// A complete fragmented datagram: its first fragment takes the normal
-    /// path (without TOA, which would move the other fragments' offsets), the
-    /// others follow its verdict with its rewritten addresses.
+    /// A complete fragmented datagram (IPv4 or IPv6): its first fragment
+    /// takes the normal path (without TOA, which would move the other
+    /// fragments' offsets), the others follow its verdict with its rewritten
+    /// addresses. NAT64 does not translate fragments: they are dropped.
     fn forward_datagram(&mut self, port: u16, frames: Vec<F>, l2_len: usize, now_ms: u64, redirected: bool, out: &mut Output<F>) {
         self.counters.inc(Counter::FragReassembled);
         let mut frames = frames.into_iter();
@@ -740,11 +741,14 @@ impl<F: Frame> Processor<F> {
         self.whole_datagram = false;
         let action = match action {
             Action::Toa { hop, .. } => Action::Forward(hop),
+            Action::Toa6 { hop, .. } => Action::Forward6(hop),
             Action::Reply | Action::Fragment { .. } => Action::Drop(Counter::DropFragment),
+            Action::Nat64In { .. } | Action::Nat64Out { .. } | Action::Nat64Icmp4To6 { .. } | Action::Nat64Icmp6To4 { .. } => {
+                Action::Drop(Counter::DropFragment)
+            }
             other => other,
         };
-        let leader =
-            first.data().get(l2_len..).and_then(|ip| Ipv4Packet::new_checked(ip).ok()).map(|ip| (ip.src_addr(), ip.dst_addr(), ip.ttl()));
+        let leader = frag::leader_of(first.data(), l2_len);
         self.apply(port, first, action, now_ms, out);
         for mut f in frames {
             let followed = leader.is_some_and(|l| frag::follow_first(l, f.data_mut(), l2_len).is_ok());
@@ -756,7 +760,7 @@ impl<F: Frame> Processor<F> {
             // followers of an answered one are dropped under the same reason.
             let action = match action {
                 Action::TooBig { .. } => Action::Drop(Counter::DropTooBig),
-                Action::Answer { reason, .. } => Action::Drop(reason),
+                Action::Answer { reason, .. } | Action::Answer6 { reason, .. } => Action::Drop(reason),
                 Action::SynProxy(_) => Action::Drop(Counter::DropFragment),
                 other => other,
             };

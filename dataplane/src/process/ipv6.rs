@@ -17,8 +17,13 @@
 //! honour persistence templates (a client network is its first `-M` bits;
 //! [`super::persistence`]) and `sloppy` adoption as IPv4 ones do.
 //!
+//! Fragments (other than atomic ones, which are whole packets) are held by
+//! the worker's reassembler ([`crate::frag`]) until their datagram is
+//! complete; its first fragment is then classified as a flow packet and the
+//! others follow its verdict. NAT64 does not translate fragments.
+//!
 //! What IPv6 does not have yet here, each said where it is refused: the SYN
-//! proxy, and fragments other than atomic ones.
+//! proxy.
 
 use std::net::{Ipv6Addr, SocketAddrV6};
 
@@ -137,8 +142,9 @@ impl<F: Frame> Processor<F> {
         let Some(ip_bytes) = data.get_mut(l2_len..) else {
             return Action::Drop(Counter::DropMalformed);
         };
-        let pkt = match classify6(ip_bytes) {
+        let pkt = match classify6(ip_bytes, self.whole_datagram) {
             Kind6::Flow(pkt) => pkt,
+            Kind6::Fragment => return Action::Fragment { l2_len },
             Kind6::IcmpError => return self.icmp6_error(port, ip_bytes, l2_len, dst, now_ms, redirected),
             Kind6::Other => return self.not_balanced6(port, dst),
             Kind6::Drop(reason) => return Action::Drop(reason),
@@ -863,6 +869,8 @@ enum Kind6 {
     Flow(FlowPacket6),
     /// An ICMPv6 error (it quotes a packet).
     IcmpError,
+    /// A fragment (not an atomic one), to hold until its datagram is complete.
+    Fragment,
     /// Another protocol (ICMPv6 among them).
     Other,
     /// Dropped, for this reason.
@@ -870,9 +878,10 @@ enum Kind6 {
 }
 
 /// Parses an IPv6 packet (`ip` from its header on) once: header, extension
-/// headers (a non-first fragment carries no ports; an atomic fragment is a
-/// whole packet), the TCP/UDP header.
-fn classify6(ip: &[u8]) -> Kind6 {
+/// headers, the TCP/UDP header. A fragment (an atomic one is a whole packet)
+/// is held until its datagram is complete (`frag`), unless `whole_datagram`:
+/// then it is the first fragment of a complete datagram, a flow packet.
+fn classify6(ip: &[u8], whole_datagram: bool) -> Kind6 {
     let Ok(pkt) = Ipv6Packet::new_checked(ip) else { return Kind6::Drop(Counter::DropMalformed) };
     let (src, dst, ip_len) = (pkt.src_addr(), pkt.dst_addr(), 40 + usize::from(pkt.payload_len()));
     if src.to_ipv4_mapped().is_some() || dst.to_ipv4_mapped().is_some() {
@@ -880,11 +889,15 @@ fn classify6(ip: &[u8]) -> Kind6 {
     }
     let upper = match l4v6::locate(ip) {
         Ok(u) => u,
-        Err(FwdError::Untranslatable(_)) => return Kind6::Drop(Counter::DropFragment),
+        // A non-first fragment, or a routing header with segments left.
+        Err(FwdError::Untranslatable(_)) => {
+            let fragment = crate::wire::ipv6_ext::walk(pkt.next_header(), pkt.payload()).ok().and_then(|c| c.fragment);
+            return if fragment.is_some_and(|f| !f.is_first()) { Kind6::Fragment } else { Kind6::Drop(Counter::DropUnsupported) };
+        }
         Err(_) => return Kind6::Drop(Counter::DropMalformed),
     };
-    if upper.fragment.is_some_and(|f| !f.is_atomic()) {
-        return Kind6::Drop(Counter::DropFragment);
+    if upper.fragment.is_some_and(|f| !f.is_atomic()) && !whole_datagram {
+        return Kind6::Fragment;
     }
     if upper.protocol == next_header::ICMPV6 {
         let is_error = ip.get(upper.offset).is_some_and(|&t| t < 128);
@@ -893,7 +906,7 @@ fn classify6(ip: &[u8]) -> Kind6 {
     if !matches!(upper.protocol, next_header::TCP | next_header::UDP) {
         return Kind6::Other;
     }
-    let l4 = l4v6::transport(ip).ok().and_then(|_| ip.get(upper.offset..)).and_then(|l4| parse_l4(upper.protocol, l4));
+    let l4 = l4v6::transport(ip).ok().and_then(|_| ip.get(upper.offset..)).and_then(|l4| parse_l4(upper.protocol, l4, whole_datagram));
     let Some(l4) = l4 else { return Kind6::Drop(Counter::DropMalformed) };
     let key = FlowKey6 { proto: upper.protocol, src, dst, sport: l4.sport, dport: l4.dport };
     Kind6::Flow(FlowPacket6 { key, l4, ip_len: ip_len as u16 })
@@ -906,18 +919,23 @@ pub(super) fn parse_flow6(ip: &[u8]) -> Option<FlowPacket6> {
     if Ipv6Packet::new_checked(ip).ok()?.dst_addr().is_multicast() {
         return None;
     }
-    match classify6(ip) {
+    match classify6(ip, false) {
         Kind6::Flow(pkt) => Some(pkt),
         _ => None,
     }
 }
 
-/// The ports and TCP flags of a TCP or UDP header `l4`.
-fn parse_l4(protocol: u8, l4: &[u8]) -> Option<flow::L4> {
+/// The ports and TCP flags of a TCP or UDP header `l4` (of a first fragment
+/// when `first_fragment`: its UDP length is the datagram's, not this packet's).
+fn parse_l4(protocol: u8, l4: &[u8], first_fragment: bool) -> Option<flow::L4> {
     match protocol {
         next_header::TCP => {
             let t = TcpSegment::new_checked(l4).ok()?;
             Some(flow::L4 { sport: t.src_port(), dport: t.dst_port(), syn: t.syn(), ack: t.ack(), fin: t.fin(), rst: t.rst() })
+        }
+        next_header::UDP if first_fragment => {
+            let u = UdpDatagram::new_unchecked(l4.get(..crate::wire::udp::HEADER_LEN)?);
+            Some(flow::L4 { sport: u.src_port(), dport: u.dst_port(), syn: false, ack: false, fin: false, rst: false })
         }
         next_header::UDP => {
             let u = UdpDatagram::new_checked(l4).ok()?;

@@ -1010,6 +1010,7 @@ fn egress_fragments_above_the_mtu_and_answers_df_with_fragmentation_needed() {
 }
 
 mod burst;
+mod frag6;
 mod ipv6;
 mod ipvs_packet;
 mod nat64;
