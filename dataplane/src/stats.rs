@@ -43,7 +43,7 @@ counters! {
     DropBadChecksum => "drop_bad_checksum": "IPv4 packets dropped for a bad header checksum.",
     DropNotForUs => "drop_not_for_us": "Frames for another host or an address that is neither ours nor a VIP.",
     DropUnsupported => "drop_unsupported": "Frames of a protocol rvs does not handle (IPv6, other ethertypes, IP options we cannot forward).",
-    DropFragment => "drop_fragment": "Fragments of complete datagrams that are not balanced traffic rvs answers (e.g. a fragmented ping to the director).",
+    DropFragment => "drop_fragment": "Fragments of complete datagrams that are not balanced traffic rvs answers (e.g. a fragmented ping to the director), and fragments of NAT64 datagrams, which are not translated.",
     DropMultiSegment => "drop_multi_segment": "Multi-segment mbufs (jumbo chains are not handled yet).",
     DropNoService => "drop_no_service": "Packets to a VIP on a port without a virtual service.",
     DropNoConnection => "drop_no_connection": "TCP packets without a connection that are not a SYN.",
