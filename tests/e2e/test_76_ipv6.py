@@ -669,6 +669,45 @@ http {{
                                 ("real → client", "received"), ("VIP → client", "sent")},
                          f"{[(p, f) for p, f in frames]}")
 
+    # -- 9: fragmented UDP ---------------------------------------------------------
+
+    def test_9_fragmented_udp(self):
+        """UDP datagrams of 4,000 bytes, above every link's 1,500-byte MTU:
+        the client's kernel fragments them, and the real server's kernel its
+        echo. rvsd's af_packet port does not reassemble IPv6 (the kernel's
+        fanout defrag is IPv4-only), so the director itself holds each
+        datagram's fragments and forwards them after their first one, both
+        ways through NAT and FULLNAT, inbound through DR (the reply goes
+        straight to the client). Every echo must come back intact."""
+        exchanges, size = 6, 4000
+        before = lab.settled_counters("frag_reassembled")
+        for mode in ("nat", "dr", "fullnat"):
+            vip = lab.MODE_VIPS6[mode]
+            answers = []
+            for _ in range(exchanges):
+                payload = os.urandom(size)
+                s = lab.ns_socket(NS_CLIENT, socket.AF_INET6, socket.SOCK_DGRAM)
+                try:
+                    s.settimeout(3)
+                    s.connect((vip, lab.UDP_PORT))
+                    s.send(payload)
+                    banner, _, rest = s.recv(65535).partition(b"\n")
+                    answers.append(banner.decode() if rest == payload else "BAD")
+                except OSError:
+                    answers.append("ERR")
+                finally:
+                    s.close()
+            log(f"{mode} udp [{vip}]:{lab.UDP_PORT}, {exchanges} datagrams of {size} bytes: {lab.tally(answers)}")
+            self.assertEqual(len(answers), exchanges)
+            self.assertEqual(set(answers) - {"rs1", "rs2"}, set(), f"{mode}: {answers} {self.moved()}")
+        delta = lab.counters_delta(before, lab.settled_counters("frag_reassembled"))
+        reassembled = sum(c.get("frag_reassembled", 0) for c in delta)
+        log(f"frag_reassembled: {reassembled}")
+        # NAT and FULLNAT: request and echo; DR: the request. A datagram
+        # whose fragments reached a worker that does not own its connection
+        # is reassembled there, then again by the owner.
+        self.assertGreaterEqual(reassembled, exchanges * 5, f"{self.moved()}")
+
 
 class Ipv6PersistenceTests(lab.RvsdTestCase):
     """Persistence for IPv6 services (ipvsadm -p -M 64), its own rvsd with 2
@@ -710,45 +749,6 @@ class Ipv6PersistenceTests(lab.RvsdTestCase):
         log(f"rvsadm -lnc templates of [{net}]:0: {[' '.join(r) for r in rows]}")
         vips = {r[4] for r in rows if r[2] == "NONE"}
         self.assertIn(f"[{lab.NAT_VIP6}]:80", vips, f"no template row for the /64:\n{conns}")
-
-    # -- 9: fragmented UDP ---------------------------------------------------------
-
-    def test_9_fragmented_udp(self):
-        """UDP datagrams of 4,000 bytes, above every link's 1,500-byte MTU:
-        the client's kernel fragments them, and the real server's kernel its
-        echo. rvsd's af_packet port does not reassemble IPv6 (the kernel's
-        fanout defrag is IPv4-only), so the director itself holds each
-        datagram's fragments and forwards them after their first one, both
-        ways through NAT and FULLNAT, inbound through DR (the reply goes
-        straight to the client). Every echo must come back intact."""
-        exchanges, size = 6, 4000
-        before = lab.settled_counters("frag_reassembled")
-        for mode in ("nat", "dr", "fullnat"):
-            vip = lab.MODE_VIPS6[mode]
-            answers = []
-            for _ in range(exchanges):
-                payload = os.urandom(size)
-                s = lab.ns_socket(NS_CLIENT, socket.AF_INET6, socket.SOCK_DGRAM)
-                try:
-                    s.settimeout(3)
-                    s.connect((vip, lab.UDP_PORT))
-                    s.send(payload)
-                    banner, _, rest = s.recv(65535).partition(b"\n")
-                    answers.append(banner.decode() if rest == payload else "BAD")
-                except OSError:
-                    answers.append("ERR")
-                finally:
-                    s.close()
-            log(f"{mode} udp [{vip}]:{lab.UDP_PORT}, {exchanges} datagrams of {size} bytes: {lab.tally(answers)}")
-            self.assertEqual(len(answers), exchanges)
-            self.assertEqual(set(answers) - {"rs1", "rs2"}, set(), f"{mode}: {answers} {self.moved()}")
-        delta = lab.counters_delta(before, lab.settled_counters("frag_reassembled"))
-        reassembled = sum(c.get("frag_reassembled", 0) for c in delta)
-        log(f"frag_reassembled: {reassembled}")
-        # NAT and FULLNAT: request and echo; DR: the request. A datagram
-        # whose fragments reached a worker that does not own its connection
-        # is reassembled there, then again by the owner.
-        self.assertGreaterEqual(reassembled, exchanges * 5, f"{self.moved()}")
 
 
 if __name__ == "__main__":
