@@ -9,6 +9,13 @@
 //! real server may still hold the old connection in TIME_WAIT). A pool that runs
 //! dry refuses the new connection; the caller counts it.
 //!
+//! The FIFO is kept in two parts, so that a LIP's free ports cost memory only
+//! once they have been used: the ports never handed out yet are the rest of
+//! the (rotated) share, named by a cursor, and come first; released ports
+//! queue behind them. That is the order a queue holding the whole share would
+//! give, without its 2 bytes per port up front (about 3 bytes per connection
+//! of a worker's table at 4 million connections, more with many LIPs).
+//!
 //! Each pool starts at a random point of its share (a rotation, per process
 //! start): a restarted director, or the backup that takes over after a
 //! failover, does not hand out the very ports whose connections the real
@@ -36,10 +43,25 @@ pub struct LocalPool<S: ConnAddr = SocketAddrV4> {
     worker: usize,
     workers: usize,
     range: (u16, u16),
-    free: HashMap<S::Ip, VecDeque<u16>>,
+    free: HashMap<S::Ip, LipPorts>,
     next_lip: usize,
     /// Where in its share each LIP's FIFO starts.
     start: usize,
+}
+
+/// One LIP's free ports: the share from index `fresh` on (never handed out;
+/// less `reserved`), then `released` in order of release. A reserved port
+/// that was released again is in both (free, in the queue; skipped by the
+/// cursor).
+#[derive(Debug, Default)]
+struct LipPorts {
+    /// How many ports of the rotated share have been handed out (or skipped).
+    fresh: usize,
+    /// Ports not reached by `fresh` yet that are taken anyway (reserved for a
+    /// connection received from the sync master).
+    reserved: hashbrown::HashSet<u16>,
+    /// Released ports, first released first.
+    released: VecDeque<u16>,
 }
 
 impl LocalPool {
@@ -78,27 +100,35 @@ impl<S: ConnAddr> LocalPool<S> {
         self.range
     }
 
-    fn ports_of(&self) -> VecDeque<u16> {
-        let (lo, hi) = self.range;
-        // Port 0 is never a local port (a connection without one stores it: `OptAddrV4`).
-        let mut share: VecDeque<u16> = (lo.max(1)..=hi).filter(|&p| owner_of_port(p, self.workers) == self.worker).collect();
-        if !share.is_empty() {
-            share.rotate_left(self.start % share.len());
+    /// This worker's share of the range: its first port and how many
+    /// ports it has (every `workers`-th port from the first; port 0 is never
+    /// a local port: a connection without one stores it, `OptAddrV4`).
+    fn share(&self) -> (usize, usize) {
+        let (lo, hi) = (usize::from(self.range.0.max(1)), usize::from(self.range.1));
+        let first = lo + (self.worker + self.workers - lo % self.workers) % self.workers;
+        let len = if first > hi { 0 } else { (hi - first) / self.workers + 1 };
+        (first, len)
+    }
+
+    /// The index of `port` in the rotated share; None outside this worker's share.
+    fn index_of(&self, port: u16) -> Option<usize> {
+        let (first, len) = self.share();
+        let p = usize::from(port);
+        if len == 0 || p < first || p > usize::from(self.range.1) || owner_of_port(port, self.workers) != self.worker {
+            return None;
         }
-        share
+        let i = (p - first) / self.workers;
+        Some((i + len - self.start % len) % len)
     }
 
     /// Takes a free (LIP, port) from one of `lips`, trying them in turn starting
     /// after the one used last. `None` when every LIP's share is exhausted.
     pub fn allocate(&mut self, lips: &[S::Ip]) -> Option<S> {
         let n = lips.len();
+        let share = self.share();
         for i in 0..n {
             let lip = lips[(self.next_lip + i) % n];
-            if !self.free.contains_key(&lip) {
-                let ports = self.ports_of();
-                self.free.insert(lip, ports);
-            }
-            if let Some(port) = self.free.get_mut(&lip).and_then(VecDeque::pop_front) {
+            if let Some(port) = self.take(lip, share) {
                 self.next_lip = (self.next_lip + i + 1) % n;
                 return Some(S::from_parts(lip, port));
             }
@@ -106,34 +136,57 @@ impl<S: ConnAddr> LocalPool<S> {
         None
     }
 
+    /// The next free port of `lip`: a fresh one, else the first released.
+    fn take(&mut self, lip: S::Ip, share: (usize, usize)) -> Option<u16> {
+        let (start, workers) = (self.start, self.workers);
+        let ports = self.free.entry(lip).or_default();
+        while ports.fresh < share.1 {
+            let p = port_at(share, start, workers, ports.fresh);
+            ports.fresh += 1;
+            if !ports.reserved.remove(&p) {
+                return Some(p);
+            }
+        }
+        ports.released.pop_front()
+    }
+
     /// Returns a (LIP, port) to the pool. Ports outside this worker's share or
     /// range (e.g. after a range change) are ignored.
     pub fn release(&mut self, local: S) {
-        let port = local.port();
-        let (lo, hi) = self.range;
-        if port < lo || port > hi || owner_of_port(port, self.workers) != self.worker {
-            return;
-        }
-        if let Some(q) = self.free.get_mut(&local.ip_addr()) {
-            q.push_back(port);
+        let Some(i) = self.index_of(local.port()) else { return };
+        if let Some(ports) = self.free.get_mut(&local.ip_addr()) {
+            // A port the cursor has not reached is free unless reserved; a
+            // reserved one released goes to the back like any other (the
+            // cursor still skips it).
+            if i < ports.fresh || ports.reserved.contains(&local.port()) {
+                ports.released.push_back(local.port());
+            }
         }
     }
 
-    /// Marks a (LIP, port) as taken (used when rebuilding after a range change).
+    /// Marks a (LIP, port) as taken (a connection received from the sync
+    /// master, or kept across a range change).
     pub fn reserve(&mut self, local: S) {
-        if !self.free.contains_key(&local.ip_addr()) {
-            let ports = self.ports_of();
-            self.free.insert(local.ip_addr(), ports);
-        }
-        if let Some(q) = self.free.get_mut(&local.ip_addr()) {
-            q.retain(|&p| p != local.port());
+        let Some(i) = self.index_of(local.port()) else { return };
+        let ports = self.free.entry(local.ip_addr()).or_default();
+        ports.released.retain(|&p| p != local.port());
+        if i >= ports.fresh {
+            ports.reserved.insert(local.port());
         }
     }
 
     /// Free ports of `lip` in this worker's share (the full share if unused so far).
     pub fn available(&self, lip: S::Ip) -> usize {
-        self.free.get(&lip).map_or_else(|| self.ports_of().len(), VecDeque::len)
+        let len = self.share().1;
+        self.free.get(&lip).map_or(len, |p| len.saturating_sub(p.fresh).saturating_sub(p.reserved.len()) + p.released.len())
     }
+}
+
+/// The port at index `i` of a share of `len` ports from `first`, every
+/// `workers`-th, rotated by `start`.
+fn port_at((first, len): (usize, usize), start: usize, workers: usize, i: usize) -> u16 {
+    let rotated = (i + start % len) % len;
+    (first + rotated * workers) as u16
 }
 
 #[cfg(test)]
@@ -218,5 +271,64 @@ mod tests {
         assert_eq!(w1.allocate(&[lip]), None, "worker 1 owns 2 of the 4 ports");
         w1.release(a);
         assert_eq!(w1.allocate(&[lip]), Some(a));
+    }
+
+    /// The pool as a plain queue of the whole rotated share (the pool's
+    /// documented order), to check the two-part FIFO against.
+    struct Model {
+        queue: VecDeque<u16>,
+    }
+
+    impl Model {
+        fn new(worker: usize, workers: usize, range: (u16, u16), start: usize) -> Self {
+            let mut queue: VecDeque<u16> = (range.0.max(1)..=range.1).filter(|&p| owner_of_port(p, workers) == worker).collect();
+            if !queue.is_empty() {
+                queue.rotate_left(start % queue.len());
+            }
+            Model { queue }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_two_part_fifo_hands_out_ports_in_the_queues_order(
+            worker in 0usize..3,
+            lo in 0u16..40,
+            span in 0u16..40,
+            start in 0usize..100,
+            ops in proptest::collection::vec((0u8..3, 0u16..100), 0..200),
+        ) {
+            let workers = 3;
+            let range = (lo, lo + span);
+            let mut pool = LocalPool::starting_at(worker, workers, range, start);
+            let mut model = Model::new(worker, workers, range, start);
+            let mut taken: Vec<u16> = Vec::new();
+            for (op, n) in ops {
+                match op {
+                    0 => {
+                        let got = pool.allocate(&[LIP1]).map(|s| s.port());
+                        proptest::prop_assert_eq!(got, model.queue.pop_front());
+                        taken.extend(got);
+                    }
+                    1 => {
+                        if !taken.is_empty() {
+                            let port = taken.swap_remove(usize::from(n) % taken.len());
+                            pool.release(SocketAddrV4::new(LIP1, port));
+                            model.queue.push_back(port);
+                        }
+                    }
+                    _ => {
+                        // A synced connection's port, free or not.
+                        let port = range.0.saturating_add(n % (span + 1));
+                        pool.reserve(SocketAddrV4::new(LIP1, port));
+                        if let Some(at) = model.queue.iter().position(|&p| p == port) {
+                            model.queue.remove(at);
+                            taken.push(port);
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(pool.available(LIP1), model.queue.len());
+            }
+        }
     }
 }
