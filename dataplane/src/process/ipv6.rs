@@ -200,15 +200,20 @@ impl<F: Frame> Processor<F> {
                 quoted_dst: Some(vip),
                 quoted_seq_shift: c.seq_delta.wrapping_neg(),
             },
-            (Direction::Inbound, ForwardMode::Nat) => {
-                icmp6_err::Translation6 { outer_dst: Some(*real.ip()), quoted_src: Some(real), ..Default::default() }
-            }
+            // A SYN proxy's connection: the quoted reply's sequence number
+            // goes back to the real server's space (it checks it is in flight).
+            (Direction::Inbound, ForwardMode::Nat) => icmp6_err::Translation6 {
+                outer_dst: Some(*real.ip()),
+                quoted_src: Some(real),
+                quoted_seq_shift: if c.proxy.is_open() { c.proxy.delta() } else { 0 },
+                ..Default::default()
+            },
             (Direction::Inbound, ForwardMode::FullNat) => icmp6_err::Translation6 {
                 outer_src: local.map(|l| *l.ip()),
                 outer_dst: Some(*real.ip()),
                 quoted_src: Some(real),
                 quoted_dst: local,
-                quoted_seq_shift: 0,
+                quoted_seq_shift: if c.proxy.is_open() { c.proxy.delta() } else { 0 },
             },
             (Direction::Inbound, ForwardMode::Dr) => {
                 self.counters.inc(Counter::IcmpErrorsForwarded);

@@ -5,10 +5,10 @@
 
 use std::net::Ipv6Addr;
 
-use super::ipv6::{processor6, snapshot6, CLIENT6, FNAT6, LIP6, NAT6, NAT64, RS6};
+use super::ipv6::{processor6, snapshot6, CLIENT6, DR6, FNAT6, LIP6, NAT6, NAT64, RS6};
 use super::synproxy::{seg_of, step, tcp_frame, Tcp};
 use super::*;
-use crate::snapshot::SynProxy;
+use crate::snapshot::{SynFlood, SynProxy};
 use crate::synproxy::seq::Phase;
 use crate::synproxy::Secret;
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
@@ -25,6 +25,11 @@ const SYN_OPTIONS: [TcpOptionElement; 4] = [
 
 /// [`snapshot6`] with the SYN proxy set to `mode` on every IPv6 service.
 fn proxy6(mode: SynProxy) -> Processor<VecFrame> {
+    proxy6_flood(mode, SynFlood::default())
+}
+
+/// [`proxy6`] with the SYN-flood settings `flood`.
+fn proxy6_flood(mode: SynProxy, flood: SynFlood) -> Processor<VecFrame> {
     let mut p = processor6(1500);
     let mut s = (*snapshot6(1500)).clone();
     for svc in &mut s.services {
@@ -32,7 +37,7 @@ fn proxy6(mode: SynProxy) -> Processor<VecFrame> {
             svc.syn_proxy = mode;
         }
     }
-    s.syn_flood.proxy_window_scale = 7;
+    s.syn_flood = SynFlood { proxy_window_scale: 7, ..flood };
     p.adopt(Arc::new(s.finish()));
     p.set_syn_cookie_secret(SECRET);
     p
@@ -67,6 +72,7 @@ fn cookie_of(p: &mut Processor<VecFrame>, vip: Ipv6Addr, sport: u16) -> u32 {
         &Tcp { seq: CLIENT_ISN, syn: true, window: 64240, options: &SYN_OPTIONS, ..Tcp::default() },
     );
     let before = p.counters().get(Counter::SynCookieSent);
+    let conns = p.connections(&ConnFilter::default(), NOW).len();
     let sent = step(p, syn.clone(), NOW);
     assert_eq!(sent.len(), 1, "the SYN is answered");
     assert!(sent[0].len() <= syn.len(), "the answer is not longer than the SYN");
@@ -80,7 +86,7 @@ fn cookie_of(p: &mut Processor<VecFrame>, vip: Ipv6Addr, sport: u16) -> u32 {
         "the IPv6 MSS table's 1440, the director's window scale"
     );
     assert_eq!(p.counters().get(Counter::SynCookieSent), before + 1);
-    assert_eq!(p.connections(&ConnFilter::default(), NOW).len(), 0, "a SYN creates nothing");
+    assert_eq!(p.connections(&ConnFilter::default(), NOW).len(), conns, "a SYN creates nothing");
     synack.seq
 }
 
@@ -235,6 +241,54 @@ fn auto_proxies_syns_only_under_pressure_but_always_takes_cookie_acks() {
     let syn = parse(&sent[0], RS1_MAC);
     assert!(syn.syn && !syn.ack_flag, "the SYN to the real server");
     assert_eq!(p.counters().get(Counter::SynCookieAckValid), 1);
+}
+
+#[test]
+fn auto_answers_syns_with_cookies_once_the_ipv6_table_brings_pressure() {
+    // Pressure from 11 entries on (1 % of the 1024-entry IPv6 table),
+    // judged before each new connection: on from the twelfth.
+    let flood = SynFlood { pressure_table_percent: 1, new_conns_per_prefix_per_sec: 0, ..SynFlood::default() };
+    let mut p = proxy6_flood(SynProxy::Auto, flood);
+    for port in 0..12 {
+        let syn = frame(CLIENT_MAC, (CLIENT6, 20_000 + port), (DR6, 80), &Tcp { seq: 1, syn: true, ..Tcp::default() });
+        assert_eq!(step(&mut p, syn, NOW).len(), 1, "DR: forwarded");
+    }
+    assert!(p.under_pressure());
+    cookie_of(&mut p, NAT6, 41008);
+    assert_eq!(p.counters().get(Counter::SynCookieSent), 1);
+}
+
+#[test]
+fn icmpv6_errors_about_replies_reach_the_real_server_in_its_sequence_space() {
+    let mut p = proxy6(SynProxy::On);
+    let cookie = cookie_of(&mut p, NAT6, 41009);
+    let syn = cookie_ack(&mut p, NAT6, 41009, cookie, b"");
+    let server_isn = 0x2000_0000;
+    server_accepts(&mut p, &syn, server_isn);
+    // A router on the client's side cannot pass a reply the client sees as seq cookie + 1.
+    let mut quoted = Vec::new();
+    PacketBuilder::ipv6(NAT6.octets(), CLIENT6.octets(), 60)
+        .tcp(80, 41009, cookie.wrapping_add(1), 100)
+        .ack(CLIENT_ISN.wrapping_add(1))
+        .write(&mut quoted, &[0x55; 1400])
+        .expect("quoted");
+    let router = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x99);
+    let mut err = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC.0, DIR_MAC.0)
+        .ipv6(router.octets(), NAT6.octets(), 61)
+        .icmpv6(etherparse::Icmpv6Type::PacketTooBig { mtu: 1400 })
+        .write(&mut err, &quoted[..80])
+        .expect("error");
+    let sent = step(&mut p, err, NOW + 9);
+    assert_eq!(sent.len(), 1, "forwarded to the real server");
+    let got = SlicedPacket::from_ethernet(&sent[0]).expect("parse");
+    let Some(NetSlice::Ipv6(v6)) = &got.net else { panic!("ipv6") };
+    assert_eq!(v6.header().destination_addr(), RS6);
+    let Some(TransportSlice::Icmpv6(icmp)) = &got.transport else { panic!("icmpv6") };
+    let q = icmp.payload();
+    assert_eq!(Ipv6Addr::from(<[u8; 16]>::try_from(&q[8..24]).expect("src")), RS6, "quoted source: the real server");
+    let seq = u32::from_be_bytes([q[44], q[45], q[46], q[47]]);
+    assert_eq!(seq, server_isn.wrapping_add(1), "quoted sequence number in the real server's space");
 }
 
 #[test]
