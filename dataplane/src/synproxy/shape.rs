@@ -460,6 +460,65 @@ mod tests {
         assert_eq!(opts, vec![TcpOptionElement::MaximumSegmentSize(1440), TcpOptionElement::Noop, TcpOptionElement::WindowScale(7)]);
     }
 
+    /// The TCP header of an IPv6 frame as etherparse reads it, checksum
+    /// checked, with the addresses and the IPv6 header's next header.
+    fn tcp6_of(frame: &[u8]) -> (etherparse::TcpHeader, [u8; 16], [u8; 16], u8) {
+        let p = SlicedPacket::from_ethernet(frame).expect("parse");
+        let Some(NetSlice::Ipv6(v6)) = &p.net else { panic!("ipv6") };
+        let Some(TransportSlice::Tcp(t)) = &p.transport else { panic!("tcp") };
+        let (h, ip) = (t.to_header(), v6.header().to_header());
+        assert_eq!(h.calc_checksum_ipv6(&ip, t.payload()).expect("sum"), h.checksum, "tcp checksum");
+        (h, ip.source, ip.destination, ip.next_header.0)
+    }
+
+    #[test]
+    fn ipv6_packets_are_answered_in_ipv6_without_extension_headers() {
+        let (client, vip) =
+            ([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1]);
+        // A SYN behind a hop-by-hop options header (8 bytes of padding).
+        let mut syn = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC, DIR_MAC)
+            .ipv6(client, vip, 61)
+            .tcp(40000, 80, 0x1111_0000, 64240)
+            .syn()
+            .options(&[TcpOptionElement::MaximumSegmentSize(1440), TcpOptionElement::Noop, TcpOptionElement::WindowScale(7)])
+            .expect("options")
+            .write(&mut syn, &[])
+            .expect("build");
+        syn[20] = 0; // next header: hop-by-hop
+        syn.splice(54..54, [6, 0, 1, 4, 0, 0, 0, 0]);
+        let payload_len = u16::from_be_bytes([syn[18], syn[19]]) + 8;
+        syn[18..20].copy_from_slice(&payload_len.to_be_bytes());
+        assert!(answer_fits(syn.len(), 14, ipv6::HEADER_LEN));
+        let mut f = VecFrame::new(&syn);
+        assert_eq!(cookie_syn_ack(&mut f, 14, 0xabcd_ef01, 1420, Some(9)), Ok(IpAddr::from(client)));
+        assert_eq!(f.len(), 14 + 40 + 20 + 8);
+        let (h, src, dst, next) = tcp6_of(&f.to_vec());
+        assert_eq!((src, dst, next), (vip, client, 6), "a plain IPv6 header, VIP → client");
+        assert_eq!((h.sequence_number, h.acknowledgment_number, h.syn, h.ack), (0xabcd_ef01, 0x1111_0001, true, true));
+        let opts: Vec<_> = h.options_iterator().map(|o| o.expect("option")).collect();
+        assert_eq!(opts, vec![TcpOptionElement::MaximumSegmentSize(1420), TcpOptionElement::Noop, TcpOptionElement::WindowScale(9)]);
+        // The replayed SYN from the client's ACK, then the reset to the client.
+        let mut ack = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC, DIR_MAC)
+            .ipv6(client, vip, 61)
+            .tcp(40000, 80, 0x1111_0001, 502)
+            .ack(0xabcd_ef02)
+            .write(&mut ack, b"hi")
+            .expect("build");
+        let mut out = VecFrame::new(&[]);
+        client_syn(&ack, 14, &mut out, CookieInfo { mss: 1420, wscale: Some(7) }).expect("syn");
+        let (h, src, dst, _) = tcp6_of(&out.to_vec());
+        assert_eq!((src, dst, h.sequence_number, h.syn, h.ack, h.window_size), (client, vip, 0x1111_0000, true, false, 64256));
+        let ip = &mut ack[14..];
+        let v = SocketAddr::new(IpAddr::from(vip), 80);
+        let c = SocketAddr::new(IpAddr::from(client), 40000);
+        let len = reset_to_client(ip, v, c, 0xabcd_ef02).expect("rst");
+        let frame = [&ack[..14], &ack[14..14 + len]].concat();
+        let (h, src, dst, _) = tcp6_of(&frame);
+        assert_eq!((src, dst, h.sequence_number, h.rst, h.ack), (vip, client, 0xabcd_ef02, true, false));
+    }
+
     #[test]
     fn the_real_servers_syn_ack_becomes_the_ack_and_its_reset_the_clients() {
         let mut ip = Vec::new();
