@@ -720,9 +720,9 @@ http {{
         # is reassembled there, then again by the owner.
         self.assertGreaterEqual(reassembled, exchanges * 5, f"{self.moved()}")
 
-    # -- 10: the SYN proxy on IPv6 services --------------------------------------
+    # -- 9: the SYN proxy on IPv6 services ---------------------------------------
 
-    def test_10_syn_proxy(self):
+    def test_9_syn_proxy(self):
         """NAT (and FULLNAT for the stream) with syn_proxy on: curl -6 gets
         both reals' pages and a 200 KB socat stream comes back byte for byte,
         every connection through the proxy (syn_cookie_sent and
