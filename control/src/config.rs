@@ -822,18 +822,25 @@ fn validate_persistence_netmask(netmask: Option<PersistenceNetmask>, vip: IpAddr
 }
 
 impl ServiceConfig {
-    /// What IPv6 services do not have yet, each refused naming its field.
+    /// What IPv6 services do not have yet, each refused naming its field:
+    /// the SYN proxy of a NAT64 service (an IPv4 real or sorry server).
     fn validate_ipv6_limits(&self, path: &str) -> Result<(), ConfigError> {
-        let not_yet = |field: &str, what: &str| {
-            Err(ConfigError::invalid(
-                join(path, field),
-                format!("{what} is not supported for IPv6 services yet; leave it out for {}", self.vip),
-            ))
-        };
-        if self.syn_proxy != SynProxy::Off {
-            return not_yet("syn_proxy", "the SYN proxy");
+        if self.syn_proxy == SynProxy::Off {
+            return Ok(());
         }
-        Ok(())
+        let sorry = self.health.as_ref().and_then(|h| h.sorry_server.as_ref()).map(|s| ("health.sorry_server".to_string(), s.address));
+        let reals = self.reals.iter().enumerate().map(|(j, r)| (format!("reals[{j}]"), r.address));
+        match reals.chain(sorry).find(|(_, a)| a.is_ipv4()) {
+            Some((which, addr)) => Err(ConfigError::invalid(
+                join(path, "syn_proxy"),
+                format!(
+                    "the SYN proxy is not supported for NAT64: {which} ({addr}) is IPv4 behind the IPv6 VIP {}; \
+                     use IPv6 real servers, or syn_proxy \"off\"",
+                    self.vip
+                ),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// A SYN proxy answers the client itself and later translates sequence
@@ -1710,7 +1717,7 @@ mod tests {
         assert_eq!(invalid_field(|c| c.services[0].vip = Ipv4Addr::new(224, 0, 0, 1).into()), "services[0].vip");
         let v6: IpAddr = "2001:db8::100".parse().expect("v6");
         assert_eq!(invalid_field(|c| c.services[0].vip = v6), "services[0].reals[0].address", "IPv4 DR reals behind an IPv6 VIP");
-        // IPv6 reals: valid; what IPv6 services do not have yet is refused by field.
+        // IPv6 reals: valid; the SYN proxy still needs NAT or FULLNAT reals.
         let ipv6_service = |c: &mut Config| {
             c.services[0].vip = v6;
             for (i, r) in c.services[0].reals.iter_mut().enumerate() {
@@ -1734,6 +1741,25 @@ mod tests {
         c.services[0].local_addresses = vec![Ipv4Addr::new(10, 1, 0, 200).into()];
         c.services[0].reals.iter_mut().for_each(|r| r.forward = None);
         c.validate().expect("a NAT64 service");
+        c.services[0].syn_proxy = SynProxy::On;
+        match c.validate() {
+            Err(e @ ConfigError::Invalid { .. }) => {
+                assert!(e.to_string().contains("services[0].syn_proxy") && e.to_string().contains("NAT64"), "{e}")
+            }
+            other => panic!("the SYN proxy of a NAT64 service: {other:?}"),
+        }
+        // An IPv6 NAT or FULLNAT service takes the SYN proxy.
+        for forward in [ForwardMode::Nat, ForwardMode::FullNat] {
+            let mut c = example();
+            ipv6_service(&mut c);
+            c.services[0].forward = forward;
+            c.services[0].reals.iter_mut().for_each(|r| r.forward = None);
+            if forward == ForwardMode::FullNat {
+                c.services[0].local_addresses = vec!["2001:db8:1::200".parse().expect("v6")];
+            }
+            c.services[0].syn_proxy = SynProxy::On;
+            c.validate().unwrap_or_else(|e| panic!("an IPv6 {forward} service with the SYN proxy: {e}"));
+        }
         assert_eq!(invalid_field(|c| c.services[0].vip = "ff02::1".parse().expect("v6")), "services[0].vip");
         // Same VIP and port with another protocol is a different service.
         let mut c = example();
@@ -1840,7 +1866,7 @@ mod tests {
                 c.services[0].syn_proxy = SynProxy::On;
             }),
             "services[0].syn_proxy",
-            "the SYN proxy stays refused for IPv6"
+            "sloppy and the SYN proxy do not mix, for IPv6 too"
         );
     }
 

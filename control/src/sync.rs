@@ -53,7 +53,7 @@
 //!                     | client view wscale u8 | inbound shift u8 | SYN proxy delta u32
 //! entry6  (96 bytes): as an entry, with every address in 16 bytes (IPv4 ones,
 //!                     a NAT64 connection's real server and local address,
-//!                     IPv4-mapped) and the SYN proxy fields always zero
+//!                     IPv4-mapped); its SYN proxy fields as an entry's
 //! trailer (32 bytes): HMAC-SHA256(key, every byte before the trailer)
 //! ```
 //!
@@ -139,7 +139,7 @@ const KIND_CONNS6: u8 = 3;
 /// Entry flag: a persistence template (client = the client network, port 0).
 const FLAG_TEMPLATE: u8 = 2;
 /// Bytes of an IPv6 entry: flags (4), client, VIP, real, local (18 each),
-/// sequence shift (4), expiry (4), SYN proxy fields (8, always 0).
+/// sequence shift (4), expiry (4), SYN proxy fields (8, as an IPv4 entry's).
 pub const ENTRY6_LEN: usize = 4 + 4 * 18 + 4 + 4 + 8;
 /// IPv6 entries per datagram (it stays under 1400 bytes).
 pub const MAX_ENTRIES6: usize = 13;
@@ -468,7 +468,7 @@ fn get_sock6(b: &[u8]) -> SocketAddr {
     SocketAddr::new(ip, u16::from_be_bytes([b[16], b[17]]))
 }
 
-/// The SYN proxy fields of a version 4 entry (its last 8 bytes), checked
+/// The SYN proxy fields of a version 4 IPv4 or IPv6 entry (its last 8 bytes), checked
 /// against the entry's protocol and forwarding method.
 fn proxy_from(e: &[u8], protocol: Protocol, forward: ForwardMode) -> Result<Option<Translation>, SyncError> {
     let delta = u32::from_be_bytes([e[4], e[5], e[6], e[7]]);
@@ -529,9 +529,7 @@ pub fn decode(buf: &[u8], auth: &Auth, sync_id: u8) -> Result<Datagram, SyncErro
                 let at = |i: usize| 4 + 18 * i;
                 let local = (e[3] & 1 == 1).then(|| get_sock6(&e[at(3)..at(4)]));
                 let tail = &e[at(4)..];
-                if tail[8..16].iter().any(|b| *b != 0) {
-                    return Err(SyncError::Malformed("SYN proxy fields on an IPv6 connection"));
-                }
+                let syn_proxy = proxy_from(&tail[8..16], protocol, forward)?;
                 conns.push(ConnInfo {
                     worker: 0,
                     protocol,
@@ -544,7 +542,7 @@ pub fn decode(buf: &[u8], auth: &Auth, sync_id: u8) -> Result<Datagram, SyncErro
                     expires_ms: u64::from(u32::from_be_bytes([tail[4], tail[5], tail[6], tail[7]])) * 1000,
                     template: e[3] & FLAG_TEMPLATE != 0,
                     seq_delta: u32::from_be_bytes([tail[0], tail[1], tail[2], tail[3]]),
-                    syn_proxy: None,
+                    syn_proxy,
                 });
             }
             Message::Conns(conns)
@@ -1124,6 +1122,36 @@ mod tests {
             v
         };
         assert_eq!(sorted(back), sorted(conns), "NAT64 real servers and local addresses come back IPv4");
+    }
+
+    /// A SYN-proxied IPv6 connection's translation travels in its IPv6
+    /// entry and comes back whole; bad proxy fields there are malformed, as
+    /// in an IPv4 entry.
+    #[test]
+    fn proxied_ipv6_connections_carry_their_translation() {
+        let v6 = |s: &str| -> std::net::SocketAddr { s.parse().expect("socket address") };
+        let ipv6 = |i: u16, fnat: bool| ConnInfo {
+            client: v6(&format!("[2001:db8::2]:{}", 40000 + i)),
+            vip: v6("[2001:db8::101]:80"),
+            real: v6("[2001:db8:1::11]:8080"),
+            local: fnat.then(|| v6(&format!("[2001:db8:1::200]:{}", 5000 + i))),
+            ..proxied(i, fnat)
+        };
+        let conns: Vec<ConnInfo> = (0..6).map(|i| ipv6(i, i % 2 == 1)).collect();
+        let datagrams = enc(&Stamper::new(T0), &Message::Conns(conns.clone()));
+        assert_eq!(datagrams.len(), 1);
+        assert_eq!(decode(&datagrams[0], &key(), 7).map(|d| d.message), Ok(Message::Conns(conns)));
+        let proxy = HEADER_LEN + ENTRY6_LEN - 8;
+        let cases = [
+            ("handshake phase", proxy, 1, "a SYN proxy handshake in progress is never synced"),
+            ("server wscale 15", proxy + 1, 15, "SYN proxy window scale over 14"),
+            ("proxied DR", HEADER_LEN + 1, 0, "SYN proxy on a connection that is not TCP NAT or FULLNAT"),
+        ];
+        for (what, at, value, want) in cases {
+            let mut bad = datagrams[0].clone();
+            bad[at] = value;
+            assert_eq!(decode(&resign(bad), &key(), 7), Err(SyncError::Malformed(want)), "{what}");
+        }
     }
 
     #[test]

@@ -17,7 +17,9 @@ mode's rewrite as the real sees it (DR: only the MACs and the hop limit;
 NAT: destination = the real; TUN: an outer IPv6 header from the director;
 FULLNAT: source = an IPv6 LIP, DPVS's IPv6 TOA option in the first ACK);
 NAT64 reaching the IPv4 reals; TUN path MTU (ICMPv6 Packet Too Big with port
-MTU - 40, never a fragment); rvsadm listings in ipvsadm's [v6]:port form.
+MTU - 40, never a fragment); rvsadm listings in ipvsadm's [v6]:port form;
+the SYN proxy on IPv6 (syn_proxy on: HTTP on NAT :8443 to the reals' :80,
+200 KB echo streams on NAT and FULLNAT :9443 to their :9000).
 """
 import hashlib
 import ipaddress
@@ -45,6 +47,9 @@ NGINX_BLOB_BYTES = 1024 * 1024
 PORT_MTU = 1500
 DIR_MAC = "02:00:00:00:00:01"
 ALL_VIPS6 = (lab.DR_VIP6, lab.NAT_VIP6, lab.TUN_VIP6, lab.FNAT_VIP6, lab.NAT64_VIP)
+# The SYN proxy's IPv6 services (ports of their own on the NAT/FULLNAT VIPs).
+PROXY_HTTP_PORT = 8443
+PROXY_ECHO_PORT = 9443
 # ipvsadm's forwarding names in listings.
 FORWARD_NAMES = {"dr": "Route", "nat": "Masq", "tun": "Tunnel"}
 
@@ -61,6 +66,13 @@ def ipv6_services() -> list[dict]:
     services.append(lab.nat64_service("tcp", NGINX_PORT, REALS4))
     # IPv4 in IPv6: the IPv4 TUN VIP tunnelled to the reals' IPv6 addresses.
     services.append(lab.service("tcp", lab.TUN_VIP, 80, "rr", "tun", REALS6))
+    # The SYN proxy on IPv6: HTTP on NAT :8443 (the reals' :80), the echo on
+    # NAT and FULLNAT :9443 (the reals' :9000).
+    http_reals = [lab.real6(n, port=80) for n in (1, 2)]
+    echo_reals = [lab.real6(n, port=lab.ECHO_PORT) for n in (1, 2)]
+    services.append(lab.mode_service6("tcp", "nat", PROXY_HTTP_PORT, http_reals, syn_proxy="on"))
+    for mode in ("nat", "fullnat"):
+        services.append(lab.mode_service6("tcp", mode, PROXY_ECHO_PORT, echo_reals, syn_proxy="on"))
     return services
 
 
@@ -289,10 +301,10 @@ class Ipv6Tests(lab.RvsdTestCase):
 
     # -- 4: a 200 KB stream per mode -------------------------------------------
 
-    def stream(self, mode: str):
+    def stream(self, mode: str, port: int = lab.ECHO_PORT):
         vip = lab.MODE_VIPS6[mode]
         data = os.urandom(STREAM_BYTES)
-        s = lab.SocatStream(f"[{vip}]", lab.ECHO_PORT, data=data)
+        s = lab.SocatStream(f"[{vip}]", port, data=data)
         self.addCleanup(s.cleanup)
         t0 = time.monotonic()
         try:
@@ -301,7 +313,7 @@ class Ipv6Tests(lab.RvsdTestCase):
             self.fail(f"{mode}: the {STREAM_BYTES}-byte stream did not finish in 60 s "
                       f"({len(s.received())} bytes back) {self.moved()}")
         ok, what = s.check()
-        log(f"{mode} stream [{vip}]:{lab.ECHO_PORT}: {what} in {time.monotonic() - t0:.2f} s (socat rc {rc})")
+        log(f"{mode} stream [{vip}]:{port}: {what} in {time.monotonic() - t0:.2f} s (socat rc {rc})")
         self.assertTrue(ok, f"{what} {self.moved()}")
         self.assertEqual(rc, 0, f"socat failed: {s.err.read_text()}")
 
@@ -707,6 +719,26 @@ http {{
         # whose fragments reached a worker that does not own its connection
         # is reassembled there, then again by the owner.
         self.assertGreaterEqual(reassembled, exchanges * 5, f"{self.moved()}")
+
+    # -- 9: the SYN proxy on IPv6 services ---------------------------------------
+
+    def test_9_syn_proxy(self):
+        """NAT (and FULLNAT for the stream) with syn_proxy on: curl -6 gets
+        both reals' pages and a 200 KB socat stream comes back byte for byte,
+        every connection through the proxy (syn_cookie_sent and
+        syn_cookie_ack_valid move by at least one per connection)."""
+        before = lab.settled_counters()
+        answers = lab.http_requests(lab.url6(lab.NAT_VIP6, PROXY_HTTP_PORT), HTTP_REQUESTS)
+        self.assert_split(f"proxied nat http [{lab.NAT_VIP6}]:{PROXY_HTTP_PORT} x{HTTP_REQUESTS}", answers, HTTP_REQUESTS)
+        modes = ("nat", "fullnat")
+        for mode in modes:
+            self.stream(mode, PROXY_ECHO_PORT)
+        delta = lab.counters_delta(before, lab.settled_counters())
+        log("IPv6 SYN proxy: " + lab.pick(delta, "syn_cookie_sent", "syn_cookie_ack_valid", "syn_cookie_ack_invalid",
+                                          "syn_proxy_handshake_failed", "syn_proxy_data_dropped"))
+        connections = HTTP_REQUESTS + len(modes)
+        self.assertGreaterEqual(lab.total(delta, "syn_cookie_sent"), connections, f"{self.moved()}")
+        self.assertGreaterEqual(lab.total(delta, "syn_cookie_ack_valid"), connections, f"{self.moved()}")
 
 
 class Ipv6PersistenceTests(lab.RvsdTestCase):

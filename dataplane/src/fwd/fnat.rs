@@ -230,7 +230,7 @@ fn unshift_sack(options: &mut [u8], delta: u32) -> bool {
 /// connection of a service with `toa` set (`service_toa`), as DPVS does
 /// (the real server's TOA module records the address when the connection
 /// is accepted; later segments need no option).
-pub fn toa_due(conn: &Conn, completes_handshake: bool, service_toa: bool) -> bool {
+pub fn toa_due<S: crate::conn::ConnAddr>(conn: &crate::conn::Conn<S>, completes_handshake: bool, service_toa: bool) -> bool {
     completes_handshake && service_toa && conn.forward == crate::snapshot::ForwardMode::FullNat && conn.protocol == Protocol::Tcp
 }
 

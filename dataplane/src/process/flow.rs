@@ -155,7 +155,7 @@ impl<F: Frame> Processor<F> {
                 return Action::Drop(Counter::DropNoConnection);
             };
             if conn.proxy.phase() == crate::synproxy::seq::Phase::Handshake {
-                return self.syn_proxy_handshake_packet(ip_bytes, l2_len, pkt, id, &conn, dir, now_ms, out);
+                return self.syn_proxy_handshake_packet(ip_bytes, l2_len, pkt.l4, id, &conn, dir, now_ms, out);
             }
             // A new SYN on a closing connection starts a new one (IPVS
             // conn_reuse_mode), and so does one on a connection whose real
@@ -231,7 +231,9 @@ impl<F: Frame> Processor<F> {
             return Action::Drop(Counter::DropStandby);
         }
         if protocol == Protocol::Tcp && svc.syn_proxy != crate::snapshot::SynProxy::Off {
-            if let Some(action) = self.syn_proxy_new_flow(ip_bytes, l2_len, pkt, svc_idx, now_ms, redirected, out) {
+            if let Some(action) =
+                self.syn_proxy_new_flow::<SocketAddrV4>(ip_bytes, l2_len, &key, l4, pkt.ip_len, svc_idx, now_ms, redirected, out)
+            {
                 return action;
             }
         }

@@ -48,14 +48,8 @@ impl<F: Frame> Processor<F> {
             (Direction::Reply, ForwardMode::FullNat) => fnat::xmit_reply(ip_bytes, conn),
             (Direction::Reply, ForwardMode::Dr | ForwardMode::Tun) => return Action::Drop(Counter::DropNotForUs),
         };
-        if hop.is_ok() && conn.proxy.is_open() {
-            let translated = match dir {
-                Direction::Inbound => crate::synproxy::seq::translate_inbound(ip_bytes, &conn.proxy.get()),
-                Direction::Reply => crate::synproxy::seq::translate_reply(ip_bytes, &conn.proxy.get()),
-            };
-            if translated.is_err() {
-                return Action::Drop(Counter::DropMalformed);
-            }
+        if hop.is_ok() && synproxy::translate(ip_bytes, conn, dir).is_err() {
+            return Action::Drop(Counter::DropMalformed);
         }
         match hop {
             Ok(hop) => {

@@ -22,8 +22,8 @@
 //! complete; its first fragment is then classified as a flow packet and the
 //! others follow its verdict. NAT64 does not translate fragments.
 //!
-//! What IPv6 does not have yet here, each said where it is refused: the SYN
-//! proxy.
+//! IPv6 NAT and FULLNAT services have the SYN proxy as IPv4 ones do
+//! ([`super::synproxy`]); NAT64 services do not.
 
 use std::net::{Ipv6Addr, SocketAddrV6};
 
@@ -200,15 +200,20 @@ impl<F: Frame> Processor<F> {
                 quoted_dst: Some(vip),
                 quoted_seq_shift: c.seq_delta.wrapping_neg(),
             },
-            (Direction::Inbound, ForwardMode::Nat) => {
-                icmp6_err::Translation6 { outer_dst: Some(*real.ip()), quoted_src: Some(real), ..Default::default() }
-            }
+            // A SYN proxy's connection: the quoted reply's sequence number
+            // goes back to the real server's space (it checks it is in flight).
+            (Direction::Inbound, ForwardMode::Nat) => icmp6_err::Translation6 {
+                outer_dst: Some(*real.ip()),
+                quoted_src: Some(real),
+                quoted_seq_shift: if c.proxy.is_open() { c.proxy.delta() } else { 0 },
+                ..Default::default()
+            },
             (Direction::Inbound, ForwardMode::FullNat) => icmp6_err::Translation6 {
                 outer_src: local.map(|l| *l.ip()),
                 outer_dst: Some(*real.ip()),
                 quoted_src: Some(real),
                 quoted_dst: local,
-                quoted_seq_shift: 0,
+                quoted_seq_shift: if c.proxy.is_open() { c.proxy.delta() } else { 0 },
             },
             (Direction::Inbound, ForwardMode::Dr) => {
                 self.counters.inc(Counter::IcmpErrorsForwarded);
@@ -305,6 +310,9 @@ impl<F: Frame> Processor<F> {
                 return Action::Drop(Counter::DropNoConnection);
             };
             self.relocate(&mut conn);
+            if conn.proxy.phase() == crate::synproxy::seq::Phase::Handshake {
+                return self.syn_proxy_handshake_packet(ip_bytes, l2_len, l4, id, &conn, dir, now_ms, out);
+            }
             let new_syn = dir == Direction::Inbound && l4.syn && !l4.ack;
             let reschedule = new_syn && (conn.reusable_by_syn() || self.expired_by_config(&conn) == Some(Counter::DropNoDest));
             if !reschedule {
@@ -332,6 +340,14 @@ impl<F: Frame> Processor<F> {
         if self.snapshot.is_standby(key.dst) {
             return Action::Drop(Counter::DropStandby);
         }
+        if protocol == Protocol::Tcp && svc.syn_proxy != crate::snapshot::SynProxy::Off {
+            if let Some(action) =
+                self.syn_proxy_new_flow::<SockV6>(ip_bytes, l2_len, &key, l4, pkt.ip_len, svc_idx, now_ms, redirected, out)
+            {
+                return action;
+            }
+        }
+        let svc = &self.snapshot.services[svc_idx];
         // Mid-stream TCP without a connection: dropped, unless the service
         // adopts it (see `sloppy`).
         let adopt = protocol == Protocol::Tcp && (!l4.syn || l4.ack);
@@ -402,7 +418,7 @@ impl<F: Frame> Processor<F> {
     /// A new IPv6 connection of `key` to real server `real_idx` of service
     /// `svc_idx`: an IPv6 real server, or an IPv4 one through FULLNAT
     /// (NAT64, stored IPv4-mapped) with an IPv4 local address.
-    fn new_conn6(
+    pub(super) fn new_conn6(
         &mut self,
         ip_bytes: &[u8],
         key: &FlowKey6,
@@ -499,6 +515,7 @@ impl<F: Frame> Processor<F> {
     pub(super) fn forget6(&mut self, c: &Conn6, now_ms: u64, out: &mut Output<F>) {
         let mut c = *c;
         self.relocate(&mut c);
+        self.syn_proxy_forget(&c, out);
         self.count_conn(&c, c.service_index, c.real_index, -1);
         self.release_local6(&c);
         self.template_release(&c, now_ms);
@@ -514,9 +531,10 @@ impl<F: Frame> Processor<F> {
     }
 
     /// Installs an IPv6 (or NAT64) connection received from the sync master,
-    /// as [`Processor::install`] does an IPv4 one. False when it is unusable
-    /// (an IPv4 client, a SYN proxy translation: IPv6 services have none, a
-    /// local port 0) or the table is full.
+    /// as [`Processor::install`] does an IPv4 one, its SYN proxy translation
+    /// with it. False when it is unusable (an IPv4 client, a translation
+    /// not open or on no IPv6 NAT or FULLNAT connection, a local port 0) or
+    /// the table is full.
     pub(super) fn install6(&mut self, info: &ConnInfo, now_ms: u64, out: &mut Output<F>) -> bool {
         let sock6 = |a: std::net::SocketAddr| match a {
             std::net::SocketAddr::V6(a) => SockV6::new(*a.ip(), a.port()),
@@ -528,9 +546,16 @@ impl<F: Frame> Processor<F> {
             return false;
         }
         let Some(state) = TcpState::from_name(&info.state) else { return false };
-        if info.syn_proxy.is_some() || info.local.is_some_and(|l| l.port() == 0) {
+        if info.local.is_some_and(|l| l.port() == 0) {
             return false;
         }
+        let proxy = match info.syn_proxy {
+            None => crate::synproxy::PackedTranslation::default(),
+            Some(t) => match crate::synproxy::PackedTranslation::try_from(t) {
+                Ok(packed) if Self::installable_translation(info, &t) && info.real.is_ipv6() && !info.client.is_ipv4() => packed,
+                _ => return false,
+            },
+        };
         let mut conn = Conn6 {
             protocol: info.protocol,
             client: sock6(info.client),
@@ -546,7 +571,7 @@ impl<F: Frame> Processor<F> {
             expires_ms: 0,
             seq_delta: info.seq_delta,
             reply_hop: crate::neigh::hops::NONE,
-            proxy: Default::default(),
+            proxy,
         };
         conn.restart_timer(state_timeout_ms(state, &self.snapshot.timeouts), now_ms);
         self.relocate_now(&mut conn);
@@ -635,7 +660,15 @@ impl<F: Frame> Processor<F> {
     /// A packet of IPv6 connection `conn` going `dir`: hop limit, path MTU
     /// (the director never fragments IPv6: too big is answered with Packet
     /// Too Big), the mode's rewrite.
-    fn forward6(&mut self, ip_bytes: &mut [u8], l2_len: usize, pkt: &FlowPacket6, conn: &Conn6, dir: Direction, first_ack: bool) -> Action {
+    pub(super) fn forward6(
+        &mut self,
+        ip_bytes: &mut [u8],
+        l2_len: usize,
+        pkt: &FlowPacket6,
+        conn: &Conn6,
+        dir: Direction,
+        first_ack: bool,
+    ) -> Action {
         if dir == Direction::Reply && matches!(conn.forward, ForwardMode::Dr | ForwardMode::Tun) {
             return Action::Drop(Counter::DropNotForUs);
         }
@@ -657,6 +690,9 @@ impl<F: Frame> Processor<F> {
                     None => return Action::Drop(Counter::DropNotForUs),
                 },
             };
+            if hop.is_ok() && synproxy::translate(ip_bytes, conn, dir).is_err() {
+                return Action::Drop(Counter::DropMalformed);
+            }
             return match hop {
                 Ok(hop) => {
                     self.counters.inc(Counter::ReplyPackets);
@@ -704,6 +740,9 @@ impl<F: Frame> Processor<F> {
             },
             ForwardMode::Tun => return Action::Drop(Counter::DropUnsupported),
         };
+        if hop.is_ok() && synproxy::translate(ip_bytes, conn, dir).is_err() {
+            return Action::Drop(Counter::DropMalformed);
+        }
         match hop {
             Ok(hop) => {
                 self.counters.inc(Counter::InboundPackets);

@@ -105,7 +105,7 @@ impl<F: Frame> Processor<F> {
 
     /// Whether a synced connection's SYN proxy translation `t` can be used:
     /// open, with valid window scales, on a TCP NAT or FULLNAT connection.
-    fn installable_translation(info: &ConnInfo, t: &Translation) -> bool {
+    pub(super) fn installable_translation(info: &ConnInfo, t: &Translation) -> bool {
         t.is_open() && t.scales_valid() && info.protocol == Protocol::Tcp && matches!(info.forward, ForwardMode::Nat | ForwardMode::FullNat)
     }
 

@@ -1019,6 +1019,7 @@ mod pressure;
 mod pressure6;
 mod sloppy;
 mod synproxy;
+mod synproxy6;
 mod tun4in6;
 
 /// `mh`/`maglev` tables are built by `Snapshot::finish` on the control plane;

@@ -13,6 +13,10 @@
 //! of the client's and the VIP's address and port, the client's ISN and the
 //! info bits, so none of them can be changed without the hash failing.
 //!
+//! IPv6 cookies are made the same way over the IPv6 4-tuple ([`CookieAddr`]),
+//! with their own MSS table ([`MSS_TABLE6`]: each entry 20 bytes less, the
+//! IPv6 header's 40 against IPv4's 20 on the same link).
+//!
 //! The key changes every [`PERIOD_MS`] of the worker clock: period `p`'s key
 //! is SipHash-1-3-128 of `p` under the 128-bit master [`Secret`]. A cookie is
 //! valid in the period it was made and the next one (64 to 128 s), so a
@@ -28,12 +32,41 @@ use std::sync::OnceLock;
 use siphasher::sip::SipHasher24;
 use siphasher::sip128::{Hasher128, SipHasher13};
 
+use std::net::{Ipv4Addr, Ipv6Addr};
+
 use crate::conn::FlowKey;
 
 /// MSS values a cookie can carry (Linux's `msstab`): the client's MSS is
 /// rounded down to the largest entry not above it (the first one when it is
 /// below them all).
 pub const MSS_TABLE: [u16; 4] = [536, 1300, 1440, 1460];
+
+/// The IPv6 MSS table: [`MSS_TABLE`]'s entries 20 bytes less (the IPv6
+/// header is 20 bytes longer than IPv4's on the same link).
+pub const MSS_TABLE6: [u16; 4] = [516, 1280, 1420, 1440];
+
+/// The address family of a cookie's 4-tuple: what is hashed of an address,
+/// and which MSS table the cookie's MSS bits index.
+pub trait CookieAddr: Copy {
+    /// The family's MSS table.
+    const MSS_TABLE: [u16; 4];
+    /// Feeds the address's bytes to the cookie hash.
+    fn hash_into(&self, h: &mut SipHasher24);
+}
+
+impl CookieAddr for Ipv4Addr {
+    const MSS_TABLE: [u16; 4] = MSS_TABLE;
+    fn hash_into(&self, h: &mut SipHasher24) {
+        h.write(&self.octets());
+    }
+}
+
+impl CookieAddr for Ipv6Addr {
+    const MSS_TABLE: [u16; 4] = MSS_TABLE6;
+    fn hash_into(&self, h: &mut SipHasher24) {
+        h.write(&self.octets());
+    }
+}
 
 /// How long one key is used, in worker-clock milliseconds.
 pub const PERIOD_MS: u64 = 64_000;
@@ -115,20 +148,32 @@ pub fn period(now_ms: u64) -> u64 {
 /// The index in [`MSS_TABLE`] of the largest MSS not above `client_mss` (0
 /// when it is below them all).
 pub fn mss_index(client_mss: u16) -> u8 {
-    MSS_TABLE.iter().rposition(|&m| m <= client_mss).unwrap_or(0) as u8
+    mss_index_in(&MSS_TABLE, client_mss)
 }
 
-/// The info bits of a cookie.
-fn info_bits(mss_client: u16, wscale: Option<u8>) -> u32 {
+/// The index in `table` of the largest MSS not above `client_mss` (0 when
+/// it is below them all).
+pub fn mss_index_in(table: &[u16; 4], client_mss: u16) -> u8 {
+    table.iter().rposition(|&m| m <= client_mss).unwrap_or(0) as u8
+}
+
+/// The MSS a family's cookie carries for a client's `client_mss`: its
+/// table's entry at [`mss_index_in`].
+pub fn carried_mss<A: CookieAddr>(client_mss: u16) -> u16 {
+    A::MSS_TABLE[usize::from(mss_index_in(&A::MSS_TABLE, client_mss))]
+}
+
+/// The info bits of a cookie of family `A`.
+fn info_bits<A: CookieAddr>(mss_client: u16, wscale: Option<u8>) -> u32 {
     let ws = wscale.map_or(NO_WSCALE, |w| w.min(MAX_WSCALE));
-    u32::from(mss_index(mss_client)) << 4 | u32::from(ws)
+    u32::from(mss_index_in(&A::MSS_TABLE, mss_client)) << 4 | u32::from(ws)
 }
 
 /// The keyed hash of a cookie under period key `period_key`.
-fn hash(period_key: &[u8; 16], key: &FlowKey, client_isn: u32, info: u32) -> u32 {
+fn hash<A: CookieAddr>(period_key: &[u8; 16], key: &FlowKey<A>, client_isn: u32, info: u32) -> u32 {
     let mut h = SipHasher24::new_with_key(period_key);
-    h.write(&key.src.octets());
-    h.write(&key.dst.octets());
+    key.src.hash_into(&mut h);
+    key.dst.hash_into(&mut h);
     h.write_u16(key.sport);
     h.write_u16(key.dport);
     h.write_u32(client_isn);
@@ -139,7 +184,7 @@ fn hash(period_key: &[u8; 16], key: &FlowKey, client_isn: u32, info: u32) -> u32
 /// The cookie answering a SYN with key `key` (client → VIP), sequence number
 /// `client_isn`, MSS option `mss_client` (536 when it had none) and window
 /// scale `wscale`, at worker-clock time `now_ms`.
-pub fn encode(secret: &Secret, key: &FlowKey, client_isn: u32, mss_client: u16, wscale: Option<u8>, now_ms: u64) -> u32 {
+pub fn encode<A: CookieAddr>(secret: &Secret, key: &FlowKey<A>, client_isn: u32, mss_client: u16, wscale: Option<u8>, now_ms: u64) -> u32 {
     Jar::new(*secret).encode(key, client_isn, mss_client, wscale, now_ms)
 }
 
@@ -147,7 +192,7 @@ pub fn encode(secret: &Secret, key: &FlowKey, client_isn: u32, mss_client: u16, 
 /// ACK's key `key` and `client_isn` (its sequence number minus one) at
 /// `now_ms`: what it carries when it was made in this period or the
 /// previous one, None otherwise.
-pub fn verify(secret: &Secret, key: &FlowKey, client_isn: u32, cookie: u32, now_ms: u64) -> Option<CookieInfo> {
+pub fn verify<A: CookieAddr>(secret: &Secret, key: &FlowKey<A>, client_isn: u32, cookie: u32, now_ms: u64) -> Option<CookieInfo> {
     Jar::new(*secret).verify(key, client_isn, cookie, now_ms)
 }
 
@@ -183,14 +228,14 @@ impl Jar {
     }
 
     /// See [`encode`].
-    pub fn encode(&mut self, key: &FlowKey, client_isn: u32, mss_client: u16, wscale: Option<u8>, now_ms: u64) -> u32 {
-        let info = info_bits(mss_client, wscale);
+    pub fn encode<A: CookieAddr>(&mut self, key: &FlowKey<A>, client_isn: u32, mss_client: u16, wscale: Option<u8>, now_ms: u64) -> u32 {
+        let info = info_bits::<A>(mss_client, wscale);
         let k = self.key(period(now_ms));
         hash(&k, key, client_isn, info) & !INFO_MASK | info
     }
 
     /// See [`verify`].
-    pub fn verify(&mut self, key: &FlowKey, client_isn: u32, cookie: u32, now_ms: u64) -> Option<CookieInfo> {
+    pub fn verify<A: CookieAddr>(&mut self, key: &FlowKey<A>, client_isn: u32, cookie: u32, now_ms: u64) -> Option<CookieInfo> {
         let info = cookie & INFO_MASK;
         let now = period(now_ms);
         let valid = [Some(now), now.checked_sub(1)].into_iter().flatten().any(|p| {
@@ -201,7 +246,7 @@ impl Jar {
             return None;
         }
         let ws = (info & 0xf) as u8;
-        let mss = MSS_TABLE[((info >> 4) & 0x3) as usize];
+        let mss = A::MSS_TABLE[((info >> 4) & 0x3) as usize];
         Some(CookieInfo { mss, wscale: (ws <= MAX_WSCALE).then_some(ws) })
     }
 }
@@ -209,7 +254,6 @@ impl Jar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
 
     const SECRET: Secret = Secret::new(*b"0123456789abcdef");
 
@@ -301,6 +345,50 @@ mod tests {
         {
             let c = encode(&SECRET, &key(), 1, 1460, offered, 0);
             assert_eq!(verify(&SECRET, &key(), 1, c, 0).map(|i| i.wscale), Some(carried), "offered {offered:?}");
+        }
+    }
+
+    /// An IPv6 key whose addresses embed the IPv4 key's.
+    fn key6() -> crate::conn::FlowKey6 {
+        let k = key();
+        FlowKey { proto: 6, src: k.src.to_ipv6_mapped(), dst: k.dst.to_ipv6_mapped(), sport: k.sport, dport: k.dport }
+    }
+
+    #[test]
+    fn ipv4_cookies_keep_their_values() {
+        // The hash input of an IPv4 cookie, written out: the generic hash
+        // must feed SipHash-2-4 exactly these bytes, so cookies made before
+        // IPv6 support still verify.
+        let now = 7 * PERIOD_MS;
+        let info = u32::from(mss_index(1440)) << 4 | 7;
+        let mut h = SipHasher24::new_with_key(&SECRET.period_key(7));
+        h.write(&[198, 51, 100, 7]);
+        h.write(&[203, 0, 113, 10]);
+        h.write_u16(51000);
+        h.write_u16(443);
+        h.write_u32(1234);
+        h.write_u32(info);
+        let expected = h.finish() as u32 & !INFO_MASK | info;
+        assert_eq!(encode(&SECRET, &key(), 1234, 1440, Some(7), now), expected);
+    }
+
+    #[test]
+    fn ipv6_cookies_hash_the_ipv6_tuple_and_use_the_ipv6_mss_table() {
+        let now = 4 * PERIOD_MS;
+        let c = encode(&SECRET, &key6(), 99, 1440, Some(8), now);
+        assert_ne!(c & !INFO_MASK, encode(&SECRET, &key(), 99, 1440, Some(8), now) & !INFO_MASK, "another family's tuple");
+        assert_eq!(verify(&SECRET, &key6(), 99, c, now), Some(CookieInfo { mss: 1440, wscale: Some(8) }));
+        assert_eq!(verify(&SECRET, &FlowKey { sport: 1, ..key6() }, 99, c, now), None, "another port");
+        let mut other = key6();
+        other.src = "2001:db8::7".parse().expect("addr");
+        assert_eq!(verify(&SECRET, &other, 99, c, now), None, "another client");
+        for (client, carried) in [(0, 516), (1279, 516), (1280, 1280), (1419, 1280), (1420, 1420), (1460, 1440), (9000, 1440)] {
+            let c = encode(&SECRET, &key6(), 1, client, None, 0);
+            assert_eq!(verify(&SECRET, &key6(), 1, c, 0).map(|i| i.mss), Some(carried), "client MSS {client}");
+            assert_eq!(carried_mss::<Ipv6Addr>(client), carried);
+        }
+        for (a, b) in MSS_TABLE.iter().zip(MSS_TABLE6) {
+            assert_eq!(a - b, 20, "20 bytes less than IPv4's");
         }
     }
 

@@ -14,6 +14,10 @@
 //! connection's life translates sequence numbers between the cookie the
 //! client knows and the real server's ISN ([`seq`]).
 //!
+//! Every step works on IPv4 and IPv6 packets (NAT and FULLNAT services of
+//! either family; NAT64 ones are not proxied): the cookie hashes the
+//! family's 4-tuple and indexes its MSS table ([`cookie::CookieAddr`]).
+//!
 //! # Options: MSS and window scale, not SACK or timestamps
 //!
 //! The cookie SYN-ACK offers the MSS option (the client's own, rounded down

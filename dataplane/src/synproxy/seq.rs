@@ -7,10 +7,13 @@
 //! sequence numbers are the ones the real server saw in the replayed SYN,
 //! so they are not changed here (FULLNAT's own shift, `Conn::seq_delta`,
 //! applies on top, independently).
+//!
+//! Both work on IPv4 and IPv6 packets alike ([`tcp_range`]): the addresses do
+//! not change, so the pseudo-header's part of the checksum stays.
 
 use crate::fwd::FwdError;
 use crate::synproxy::cookie::MAX_WSCALE;
-use crate::wire::{checksum, Ipv4Packet, TcpSegment};
+use crate::wire::{checksum, Ipv4Packet, TcpSegment, WireError};
 
 /// Where a connection stands with the SYN proxy (in JSON: `none`,
 /// `handshake`, `open`).
@@ -71,11 +74,32 @@ pub fn rescale_window(window: u16, from: u8, to: u8) -> u16 {
     u16::try_from(bytes >> to.min(14)).unwrap_or(u16::MAX)
 }
 
-/// Client → real server, in the IPv4 packet `ip`: `ack += delta` (when the
-/// ACK flag is set) and the window shifted by `inbound_shift`.
+/// Where the transport segment of the IPv4 or IPv6 packet `ip` lies (by
+/// its version; IPv6 extension headers skipped).
+pub fn tcp_range(ip: &[u8]) -> Result<std::ops::Range<usize>, FwdError> {
+    match ip.first().map(|b| b >> 4) {
+        Some(4) => {
+            let pkt = Ipv4Packet::new_checked(ip)?;
+            Ok(pkt.header_len()..usize::from(pkt.total_len()))
+        }
+        Some(6) => {
+            let upper = crate::fwd::l4v6::transport(ip)?;
+            Ok(upper.offset..upper.offset + upper.len)
+        }
+        _ => Err(WireError::Malformed("ip: version neither 4 nor 6").into()),
+    }
+}
+
+/// The TCP segment of the IPv4 or IPv6 packet `ip` ([`tcp_range`]).
+fn tcp_of(ip: &mut [u8]) -> Result<TcpSegment<&mut [u8]>, FwdError> {
+    let range = tcp_range(ip)?;
+    Ok(TcpSegment::new_checked(ip.get_mut(range).ok_or(WireError::Truncated)?)?)
+}
+
+/// Client → real server, in the IPv4 or IPv6 packet `ip`: `ack += delta`
+/// (when the ACK flag is set) and the window shifted by `inbound_shift`.
 pub fn translate_inbound(ip: &mut [u8], t: &Translation) -> Result<(), FwdError> {
-    let mut pkt = Ipv4Packet::new_checked(ip)?;
-    let mut tcp = TcpSegment::new_checked(pkt.payload_mut())?;
+    let mut tcp = tcp_of(ip)?;
     let mut csum = tcp.checksum();
     if tcp.ack() {
         let (old, new) = (tcp.ack_number(), tcp.ack_number().wrapping_add(t.delta));
@@ -91,11 +115,10 @@ pub fn translate_inbound(ip: &mut [u8], t: &Translation) -> Result<(), FwdError>
     Ok(())
 }
 
-/// Real server → client, in the IPv4 packet `ip`: `seq −= delta` and the
-/// window rescaled from the real server's scale to the client's.
+/// Real server → client, in the IPv4 or IPv6 packet `ip`: `seq −= delta`
+/// and the window rescaled from the real server's scale to the client's.
 pub fn translate_reply(ip: &mut [u8], t: &Translation) -> Result<(), FwdError> {
-    let mut pkt = Ipv4Packet::new_checked(ip)?;
-    let mut tcp = TcpSegment::new_checked(pkt.payload_mut())?;
+    let mut tcp = tcp_of(ip)?;
     let (old_seq, new_seq) = (tcp.seq_number(), tcp.seq_number().wrapping_sub(t.delta));
     tcp.set_seq_number(new_seq);
     let mut csum = checksum::update_u32(tcp.checksum(), old_seq, new_seq);

@@ -38,18 +38,35 @@ fn proxy(window_scale: u8) -> Processor<VecFrame> {
 
 /// A TCP segment's fields as etherparse reads them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Seg {
-    src: (Ipv4Addr, u16),
-    dst: (Ipv4Addr, u16),
-    seq: u32,
-    ack: u32,
-    syn: bool,
-    ack_flag: bool,
-    rst: bool,
-    window: u16,
-    options: Vec<TcpOptionElement>,
-    options_raw: Vec<u8>,
-    payload: Vec<u8>,
+pub(super) struct Seg<A = Ipv4Addr> {
+    pub(super) src: (A, u16),
+    pub(super) dst: (A, u16),
+    pub(super) seq: u32,
+    pub(super) ack: u32,
+    pub(super) syn: bool,
+    pub(super) ack_flag: bool,
+    pub(super) rst: bool,
+    pub(super) window: u16,
+    pub(super) options: Vec<TcpOptionElement>,
+    pub(super) options_raw: Vec<u8>,
+    pub(super) payload: Vec<u8>,
+}
+
+/// The segment of TCP header `h` and `payload` from `src` to `dst`.
+pub(super) fn seg_of<A>(h: &etherparse::TcpHeader, payload: &[u8], src: A, dst: A) -> Seg<A> {
+    Seg {
+        src: (src, h.source_port),
+        dst: (dst, h.destination_port),
+        seq: h.sequence_number,
+        ack: h.acknowledgment_number,
+        syn: h.syn,
+        ack_flag: h.ack,
+        rst: h.rst,
+        window: h.window_size,
+        options: h.options_iterator().map_while(Result::ok).collect(),
+        options_raw: h.options.as_slice().to_vec(),
+        payload: payload.to_vec(),
+    }
 }
 
 /// Parses a frame sent by the director, checking both checksums and the MACs.
@@ -63,30 +80,18 @@ fn parse(frame: &[u8], dst_mac: MacAddr) -> Seg {
     assert_eq!(ip.header_checksum, ip.calc_header_checksum(), "ip checksum");
     let h = t.to_header();
     assert_eq!(h.calc_checksum_ipv4(&ip, t.payload()).expect("sum"), h.checksum, "tcp checksum");
-    Seg {
-        src: (Ipv4Addr::from(ip.source), h.source_port),
-        dst: (Ipv4Addr::from(ip.destination), h.destination_port),
-        seq: h.sequence_number,
-        ack: h.acknowledgment_number,
-        syn: h.syn,
-        ack_flag: h.ack,
-        rst: h.rst,
-        window: h.window_size,
-        options: h.options_iterator().map_while(Result::ok).collect(),
-        options_raw: h.options.as_slice().to_vec(),
-        payload: t.payload().to_vec(),
-    }
+    seg_of(&h, t.payload(), Ipv4Addr::from(ip.source), Ipv4Addr::from(ip.destination))
 }
 
 /// What a segment to build carries.
-struct Tcp<'a> {
-    seq: u32,
-    ack: Option<u32>,
-    syn: bool,
-    rst: bool,
-    window: u16,
-    options: &'a [TcpOptionElement],
-    payload: &'a [u8],
+pub(super) struct Tcp<'a> {
+    pub(super) seq: u32,
+    pub(super) ack: Option<u32>,
+    pub(super) syn: bool,
+    pub(super) rst: bool,
+    pub(super) window: u16,
+    pub(super) options: &'a [TcpOptionElement],
+    pub(super) payload: &'a [u8],
 }
 
 impl Default for Tcp<'_> {
@@ -97,7 +102,12 @@ impl Default for Tcp<'_> {
 
 /// A frame from `from` (MAC, address, port) to the director for `to`.
 fn frame(mac: MacAddr, from: (Ipv4Addr, u16), to: (Ipv4Addr, u16), t: &Tcp<'_>) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(mac.0, DIR_MAC.0).ipv4(from.0.octets(), to.0.octets(), 61).tcp(from.1, to.1, t.seq, t.window);
+    tcp_frame(PacketBuilder::ethernet2(mac.0, DIR_MAC.0).ipv4(from.0.octets(), to.0.octets(), 61), (from.1, to.1), t)
+}
+
+/// The segment `t` from port `ports.0` to `ports.1` behind the headers `ip` (either family).
+pub(super) fn tcp_frame(ip: etherparse::PacketBuilderStep<etherparse::IpHeaders>, ports: (u16, u16), t: &Tcp<'_>) -> Vec<u8> {
+    let b = ip.tcp(ports.0, ports.1, t.seq, t.window);
     let b = if t.syn { b.syn() } else { b };
     let b = if t.rst { b.rst() } else { b };
     let b = match t.ack {
@@ -111,7 +121,7 @@ fn frame(mac: MacAddr, from: (Ipv4Addr, u16), to: (Ipv4Addr, u16), t: &Tcp<'_>) 
 }
 
 /// Hands one frame to the processor at `now`; the frames it sent.
-fn step(p: &mut Processor<VecFrame>, input: Vec<u8>, now: u64) -> Vec<Vec<u8>> {
+pub(super) fn step(p: &mut Processor<VecFrame>, input: Vec<u8>, now: u64) -> Vec<Vec<u8>> {
     let mut out = Output::with_capacity(8);
     p.handle(0, VecFrame::new(&input), now, &mut out);
     out.tx.iter().map(|(_, f)| f.to_vec()).collect()
