@@ -416,7 +416,11 @@ class RolloverFullnatTests(lab.RvsdTestCase):
         before = lab.settled_counters("conn_created", "redirect_out", "redirect_in")
         os.kill(pid, signal.SIGSTOP)
         try:
-            r = lab.many_connections(lab.FNAT_VIP, lab.MANY_PORT, MANY, batch=MANY, deadline_s=20,
+            # 40 s: a client segment lost in the stall more than a few times
+            # waits out TCP's doubling retransmission timer (0.2 s .. 12.8 s,
+            # 25 s in all after 7 losses) on a loaded 2-core machine; a
+            # segment dropped by the wrong worker never completes at all.
+            r = lab.many_connections(lab.FNAT_VIP, lab.MANY_PORT, MANY, batch=MANY, deadline_s=40,
                                      inspect=many_inspector(lab.svc_id(self.SVC)),
                                      after_first_batch=lambda: os.kill(pid, signal.SIGCONT))
         finally:
