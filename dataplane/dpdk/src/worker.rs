@@ -213,8 +213,10 @@ pub fn run(ctx: WorkerContext) -> i32 {
     let mut now = clock;
     let mut now_ms = 0;
 
+    // One TSC read per iteration: the end of one is the start of the next
+    // (read again only after an idle sleep).
+    let mut tsc = crate::rdtsc();
     while !stop.load(Ordering::Relaxed) {
-        let tsc = crate::rdtsc();
         busy.start(tsc);
         // One relaxed load while no capture runs.
         let mut cap = capture.begin();
@@ -345,11 +347,13 @@ pub fn run(ctx: WorkerContext) -> i32 {
             log_pressure(&processor, id, now_ms, &mut pressure_log);
         }
 
-        busy.end(crate::rdtsc(), received, |c, n| processor.count(c, n));
+        tsc = crate::rdtsc();
+        busy.end(tsc, received, |c, n| processor.count(c, n));
         if received == 0 {
             idle_polls = idle_polls.saturating_add(1);
             if idle_sleep_us > 0 && idle_polls > IDLE_POLLS_BEFORE_SLEEP {
                 std::thread::sleep(Duration::from_micros(idle_sleep_us));
+                tsc = crate::rdtsc();
             }
         } else {
             idle_polls = 0;

@@ -37,10 +37,12 @@ impl<F: Frame> Processor<F> {
 
     /// Moves a connection between the active and inactive counts (a state change).
     pub(super) fn recount_state<S: ConnAddr>(&mut self, before: &Conn<S>, after: &Conn<S>) {
-        if before.state != after.state {
-            self.count_syn_recv(before, -1);
-            self.count_syn_recv(after, 1);
+        // Both counts follow the state alone (a connection keeps its protocol).
+        if before.state == after.state {
+            return;
         }
+        self.count_syn_recv(before, -1);
+        self.count_syn_recv(after, 1);
         if before.is_active() != after.is_active() {
             self.shift_count(before.is_active(), after.service_index, after.real_index, -1);
             self.shift_count(after.is_active(), after.service_index, after.real_index, 1);

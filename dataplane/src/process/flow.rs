@@ -141,64 +141,11 @@ impl<F: Frame> Processor<F> {
         let generation = self.generation();
 
         if let Some((id, dir)) = self.conns.lookup_hashed(&key, hash, now_ms) {
-            let Some(conn) = self.conns.get_mut(id) else {
-                return Action::Drop(Counter::DropNoConnection);
-            };
-            if conn.generation != generation {
-                let mut c = *conn;
-                self.relocate(&mut c);
-                if let Some(stored) = self.conns.get_mut(id) {
-                    *stored = c;
-                }
+            match self.connection_packet(port, ip_bytes, l2_len, pkt, id, dir, now_ms, out) {
+                Some(action) => return action,
+                // A new SYN replaces the connection: it is created again below.
+                None => self.remove_conn(id, now_ms, out),
             }
-            let Some(conn) = self.conns.get(id).copied() else {
-                return Action::Drop(Counter::DropNoConnection);
-            };
-            if conn.proxy.phase() == crate::synproxy::seq::Phase::Handshake {
-                return self.syn_proxy_handshake_packet(ip_bytes, l2_len, pkt.l4, id, &conn, dir, now_ms, out);
-            }
-            // A new SYN on a closing connection starts a new one (IPVS
-            // conn_reuse_mode), and so does one on a connection whose real
-            // server is gone (IPVS with expire_nodest_conn).
-            let new_syn = dir == Direction::Inbound && l4.syn && !l4.ack;
-            let reschedule = new_syn && (conn.reusable_by_syn() || self.expired_by_config(&conn) == Some(Counter::DropNoDest));
-            if !reschedule {
-                let syn_recv_cap = self.syn_recv_cap_ms();
-                let Some(conn) = self.conns.get_mut(id) else {
-                    return Action::Drop(Counter::DropNoConnection);
-                };
-                let before = *conn;
-                match conn.protocol {
-                    Protocol::Tcp => conn.on_tcp_packet(l4.flags(), dir, &timeouts, now_ms),
-                    Protocol::Udp => conn.on_udp_packet(&timeouts, now_ms),
-                }
-                if syn_recv_cap.is_some_and(|max| pressure::shorten_syn_recv(conn, max, now_ms)) {
-                    self.counters.inc(Counter::ConnSynRecvShortened);
-                }
-                let resync = self.snapshot.sync_send && (before.state != conn.state || conn.sync_refresh_due(&timeouts, now_ms));
-                if resync {
-                    conn.mark_synced(now_ms);
-                }
-                let conn = *conn;
-                if resync {
-                    self.push_sync(&conn, now_ms, out);
-                }
-                self.recount_state(&before, &conn);
-                if let Some(reason) = self.expired_by_config(&conn) {
-                    self.remove_conn(id, now_ms, out);
-                    // IPVS drops the packet and the client learns from the
-                    // director's own stack on its next one: answer at once.
-                    let tell_client = reason == Counter::DropNoDest && dir == Direction::Inbound && conn.protocol == Protocol::Tcp;
-                    if tell_client && !l4.rst {
-                        return Action::Answer { reason, l2_len, answer: Answer::Reset };
-                    }
-                    return Action::Drop(reason);
-                }
-                let first_ack = before.state == TcpState::SynRecv && conn.state == TcpState::Established;
-                self.count_traffic(&conn, dir, u64::from(ip_len));
-                return self.forward(port, ip_bytes, l2_len, pkt, &conn, Some(id), dir, first_ack);
-            }
-            self.remove_conn(id, now_ms, out);
         }
 
         // An IPv4 reply to an IPv4 local address may be a NAT64 connection's.
@@ -291,6 +238,79 @@ impl<F: Frame> Processor<F> {
             self.push_sync(&conn, now_ms, out);
         }
         self.forward(port, ip_bytes, l2_len, pkt, &conn, None, Direction::Inbound, false)
+    }
+
+    /// The packet `pkt` of live connection `id` going `dir`: its state,
+    /// timer, sync, accounting, then its mode's forwarding. None when a new
+    /// SYN replaces the connection (the caller removes it and creates a new
+    /// one). The connection is read once, updated in a copy and written back
+    /// once.
+    #[allow(clippy::too_many_arguments)]
+    fn connection_packet(
+        &mut self,
+        port: u16,
+        ip_bytes: &mut [u8],
+        l2_len: usize,
+        pkt: &FlowPacket,
+        id: ConnId,
+        dir: Direction,
+        now_ms: u64,
+        out: &mut Output<F>,
+    ) -> Option<Action> {
+        let Some(mut conn) = self.conns.get(id).copied() else {
+            return Some(Action::Drop(Counter::DropNoConnection));
+        };
+        if conn.generation != self.generation() {
+            self.relocate_now(&mut conn);
+            if let Some(stored) = self.conns.get_mut(id) {
+                *stored = conn;
+            }
+        }
+        let l4 = pkt.l4;
+        if conn.proxy.phase() == crate::synproxy::seq::Phase::Handshake {
+            return Some(self.syn_proxy_handshake_packet(ip_bytes, l2_len, l4, id, &conn, dir, now_ms, out));
+        }
+        // A new SYN on a closing connection starts a new one (IPVS
+        // conn_reuse_mode), and so does one on a connection whose real
+        // server is gone (IPVS with expire_nodest_conn).
+        let new_syn = dir == Direction::Inbound && l4.syn && !l4.ack;
+        if new_syn && (conn.reusable_by_syn() || self.expired_by_config(&conn) == Some(Counter::DropNoDest)) {
+            return None;
+        }
+        let before = conn;
+        let timeouts = &self.snapshot.timeouts;
+        match conn.protocol {
+            Protocol::Tcp => conn.on_tcp_packet(l4.flags(), dir, timeouts, now_ms),
+            Protocol::Udp => conn.on_udp_packet(timeouts, now_ms),
+        }
+        if self.syn_recv_cap_ms().is_some_and(|max| pressure::shorten_syn_recv(&mut conn, max, now_ms)) {
+            self.counters.inc(Counter::ConnSynRecvShortened);
+        }
+        let timeouts = &self.snapshot.timeouts;
+        let resync = self.snapshot.sync_send && (before.state != conn.state || conn.sync_refresh_due(timeouts, now_ms));
+        if resync {
+            conn.mark_synced(now_ms);
+        }
+        if let Some(stored) = self.conns.get_mut(id) {
+            *stored = conn;
+        }
+        if resync {
+            self.push_sync(&conn, now_ms, out);
+        }
+        self.recount_state(&before, &conn);
+        if let Some(reason) = self.expired_by_config(&conn) {
+            self.remove_conn(id, now_ms, out);
+            // IPVS drops the packet and the client learns from the
+            // director's own stack on its next one: answer at once.
+            let tell_client = reason == Counter::DropNoDest && dir == Direction::Inbound && conn.protocol == Protocol::Tcp;
+            if tell_client && !l4.rst {
+                return Some(Action::Answer { reason, l2_len, answer: Answer::Reset });
+            }
+            return Some(Action::Drop(reason));
+        }
+        let first_ack = before.state == TcpState::SynRecv && conn.state == TcpState::Established;
+        self.count_traffic(&conn, dir, u64::from(pkt.ip_len));
+        Some(self.forward(port, ip_bytes, l2_len, pkt, &conn, Some(id), dir, first_ack))
     }
 
     /// The FULLNAT local address and port of a new connection of service
