@@ -138,7 +138,6 @@ impl<F: Frame> Processor<F> {
         let (key, l4, ip_len) = (pkt.key, pkt.l4, pkt.ip_len);
         let (src, dst, proto) = (key.src, key.dst, key.proto);
         let timeouts = self.snapshot.timeouts;
-        let generation = self.generation();
 
         if let Some((id, dir)) = self.conns.lookup_hashed(&key, hash, now_ms) {
             match self.connection_packet(port, ip_bytes, l2_len, pkt, id, dir, now_ms, out) {
