@@ -54,9 +54,11 @@ impl<F: Frame> Processor<F> {
         // Nothing reads the counters before stage 3, so the burst's frames
         // and bytes are counted once, before it.
         let mut rx_bytes: u64 = 0;
+        // The port's MAC and VLAN, the same for the whole burst.
+        let port_l2 = self.snapshot.ports.get(usize::from(port)).map(|p| (p.mac, p.vlan));
         for frame in frames.iter_mut() {
             rx_bytes += frame.len() as u64;
-            let desc = self.parse_for_burst(port, frame);
+            let desc = port_l2.and_then(|(port_mac, port_vlan)| self.parse_for_burst(port, port_mac, port_vlan, frame));
             match desc.map(|d| (d.pkt, d.hash)) {
                 Some((DescPacket::V4(_), hash)) => self.conns.prefetch_index(hash),
                 Some((DescPacket::V6(_), hash)) => self.conns6.prefetch_index(hash),
@@ -82,10 +84,11 @@ impl<F: Frame> Processor<F> {
     }
 
     /// Stage 1: the descriptor of a flow's unfragmented TCP/UDP packet for
-    /// us, None for every other frame. Only a partial transport checksum
-    /// is completed here; nothing else is decided or counted.
-    fn parse_for_burst(&mut self, port: u16, frame: &mut F) -> Option<Desc> {
-        let (port_mac, port_vlan) = self.snapshot.ports.get(usize::from(port)).map(|p| (p.mac, p.vlan))?;
+    /// us (`port`, with MAC `port_mac` on VLAN `port_vlan`), None for every
+    /// other frame. Only a partial transport checksum is completed here;
+    /// nothing else is decided or counted.
+    #[inline]
+    fn parse_for_burst(&mut self, port: u16, port_mac: MacAddr, port_vlan: Option<u16>, frame: &mut F) -> Option<Desc> {
         let rx_csum = frame.rx_ipv4_checksum();
         let Some(fast) = fast_parse::ipv4_flow(frame.data(), port_mac, port_vlan, rx_csum) else {
             return self.parse_for_burst_general(port, port_mac, port_vlan, rx_csum, frame);
