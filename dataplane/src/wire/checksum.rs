@@ -71,7 +71,7 @@ pub fn ipv4_header_ok(h: &[u8; 20]) -> bool {
     let word = |at: usize| u64::from(u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]));
     let s = word(0) + word(4) + word(8) + word(12) + word(16);
     // Zero only for an all-zero header, whose sum folds to 0, not 0xffff.
-    s != 0 && s % 0xffff == 0
+    s != 0 && s.is_multiple_of(0xffff)
 }
 
 /// True when `value` equals `fold(partial)` for a non-zero partial sum
@@ -82,7 +82,7 @@ pub fn ipv4_header_ok(h: &[u8; 20]) -> bool {
 /// 0xffff - value` is a multiple of `0xffff`. A `value` of 0 never matches.
 #[inline]
 pub fn equals_folded(partial: u64, value: u16) -> bool {
-    value != 0 && (partial + 0xffff - u64::from(value)) % 0xffff == 0
+    value != 0 && (partial + 0xffff - u64::from(value)).is_multiple_of(0xffff)
 }
 
 /// Folds a 64-bit ones-complement sum to at most 0xffff (end-around carries,
