@@ -5,7 +5,7 @@
 use super::*;
 
 /// Transport fields of a TCP/UDP packet.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct L4 {
     pub(super) sport: u16,
     pub(super) dport: u16,
@@ -22,7 +22,7 @@ impl L4 {
 }
 
 /// A TCP or UDP packet that belongs to a flow, as parsed from its IPv4 header on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct FlowPacket {
     /// Its 5-tuple.
     pub(super) key: FlowKey,

@@ -20,6 +20,10 @@
 
 use super::*;
 
+mod fast_parse;
+
+use fast_parse::FastIpv4;
+
 /// What the parse stage learned of a frame of the burst.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Desc {
@@ -47,10 +51,14 @@ impl<F: Frame> Processor<F> {
     pub fn handle_burst(&mut self, port: u16, frames: &mut Vec<F>, now_ms: u64, out: &mut Output<F>) {
         let mut descs = std::mem::take(&mut self.descs);
         descs.clear();
+        // Nothing reads the counters before stage 3, so the burst's frames
+        // and bytes are counted once, before it.
+        let mut rx_bytes: u64 = 0;
+        // The port's MAC and VLAN, the same for the whole burst.
+        let port_l2 = self.snapshot.ports.get(usize::from(port)).map(|p| (p.mac, p.vlan));
         for frame in frames.iter_mut() {
-            self.counters.inc(Counter::RxPackets);
-            self.counters.add(Counter::RxBytes, frame.len() as u64);
-            let desc = self.parse_for_burst(port, frame);
+            rx_bytes += frame.len() as u64;
+            let desc = port_l2.and_then(|(port_mac, port_vlan)| self.parse_for_burst(port, port_mac, port_vlan, frame));
             match desc.map(|d| (d.pkt, d.hash)) {
                 Some((DescPacket::V4(_), hash)) => self.conns.prefetch_index(hash),
                 Some((DescPacket::V6(_), hash)) => self.conns6.prefetch_index(hash),
@@ -58,6 +66,8 @@ impl<F: Frame> Processor<F> {
             }
             descs.push(desc);
         }
+        self.counters.add(Counter::RxPackets, frames.len() as u64);
+        self.counters.add(Counter::RxBytes, rx_bytes);
         for d in descs.iter().flatten() {
             match d.pkt {
                 DescPacket::V4(_) => self.conns.prefetch_slot(d.hash),
@@ -74,23 +84,45 @@ impl<F: Frame> Processor<F> {
     }
 
     /// Stage 1: the descriptor of a flow's unfragmented TCP/UDP packet for
-    /// us, None for every other frame. Only a partial transport checksum
-    /// is completed here; nothing else is decided or counted.
-    fn parse_for_burst(&mut self, port: u16, frame: &mut F) -> Option<Desc> {
-        let (port_mac, port_vlan) = self.snapshot.ports.get(usize::from(port)).map(|p| (p.mac, p.vlan))?;
-        let eth = EthernetFrame::new_checked(frame.data()).ok()?;
-        if eth.vlan_id().filter(|&vid| vid != 0) != port_vlan || eth.dst_mac() != port_mac {
-            return None;
+    /// us (`port`, with MAC `port_mac` on VLAN `port_vlan`), None for every
+    /// other frame. Only a partial transport checksum is completed here;
+    /// nothing else is decided or counted.
+    #[inline]
+    fn parse_for_burst(&mut self, port: u16, port_mac: MacAddr, port_vlan: Option<u16>, frame: &mut F) -> Option<Desc> {
+        let rx_csum = frame.rx_ipv4_checksum();
+        let Some(fast) = fast_parse::ipv4_flow(frame.data(), port_mac, port_vlan, rx_csum) else {
+            return self.parse_for_burst_general(port, port_mac, port_vlan, rx_csum, frame);
+        };
+        let FastIpv4 { l2_len, pkt, nic_checked, maybe_partial } = fast;
+        if nic_checked {
+            self.counters.inc(Counter::RxIpv4CsumHw);
         }
-        let l2_len = eth.header_len();
-        if eth.ethertype() == ethertype::IPV6 {
+        if maybe_partial {
+            if let Some(ip) = frame.data_mut().get_mut(l2_len..) {
+                self.complete_partial_checksum(port, ip, &pkt);
+            }
+        }
+        Some(Desc { l2_len, pkt: DescPacket::V4(pkt), hash: self.conns.hash(&pkt.key) })
+    }
+
+    /// [`Processor::parse_for_burst`] of a frame the fast parse declined:
+    /// any shape (VLAN priority tags, IPv4 options, IPv6), fully checked.
+    fn parse_for_burst_general(
+        &mut self,
+        port: u16,
+        port_mac: MacAddr,
+        port_vlan: Option<u16>,
+        rx_csum: RxChecksum,
+        frame: &mut F,
+    ) -> Option<Desc> {
+        let (l2_len, ethertype) = general_l2(frame.data(), port_mac, port_vlan)?;
+        if ethertype == ethertype::IPV6 {
             let pkt = ipv6::parse_flow6(frame.data().get(l2_len..)?)?;
             return Some(Desc { l2_len, pkt: DescPacket::V6(pkt), hash: self.conns6.hash(&pkt.key) });
         }
-        if eth.ethertype() != ethertype::IPV4 {
+        if ethertype != ethertype::IPV4 {
             return None;
         }
-        let rx_csum = frame.rx_ipv4_checksum();
         let ip = frame.data_mut().get_mut(l2_len..)?;
         // Frames without a descriptor are parsed (and counted) again on the slow path.
         let (Ipv4Kind::Flow(pkt), nic_checked) = flow::parse_ipv4(ip, false, rx_csum) else { return None };
@@ -110,4 +142,16 @@ impl<F: Frame> Processor<F> {
         };
         self.apply(port, frame, action, now_ms, out);
     }
+}
+
+/// The general parse's Ethernet step: the header length and the (inner)
+/// ethertype of a frame on the port's VLAN (`port_vlan`; a tag of VID 0 is
+/// a priority tag, as good as none) to its MAC `port_mac`; None for any
+/// other frame.
+fn general_l2(frame: &[u8], port_mac: MacAddr, port_vlan: Option<u16>) -> Option<(usize, u16)> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.vlan_id().filter(|&vid| vid != 0) != port_vlan || eth.dst_mac() != port_mac {
+        return None;
+    }
+    Some((eth.header_len(), eth.ethertype()))
 }

@@ -55,6 +55,36 @@ pub fn sum(data: &[u8]) -> u32 {
     fold64(s + u64::from(carry))
 }
 
+/// True when the option-less IPv4 header `h` carries a correct checksum:
+/// the same as `fold(sum(h)) == 0xffff`, with less work.
+///
+/// A correct header's 16-bit words add up (ones-complement) to `0xffff`,
+/// i.e. their plain sum is a non-zero multiple of `0xffff` (2^16 ≡ 1
+/// modulo `0xffff`). Byte order does not matter for that test (RFC 1071
+/// §2(B)): a byte-swapped word is the word times 256 modulo `0xffff`, and
+/// 256 is prime to `0xffff`, so the sum of the swapped words is a multiple
+/// of `0xffff` exactly when the sum of the words is; nor does the word
+/// size, a little-endian 32-bit word being its two 16-bit words modulo
+/// `0xffff`. So five native loads, four adds and one remainder do.
+#[inline]
+pub fn ipv4_header_ok(h: &[u8; 20]) -> bool {
+    let word = |at: usize| u64::from(u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]));
+    let s = word(0) + word(4) + word(8) + word(12) + word(16);
+    // Zero only for an all-zero header, whose sum folds to 0, not 0xffff.
+    s != 0 && s.is_multiple_of(0xffff)
+}
+
+/// True when `value` equals `fold(partial)` for a non-zero partial sum
+/// `partial` (a sum of 16-bit or 32-bit big-endian words, as
+/// [`pseudo_header_v4`]'s), without folding it: the folded sum is the one
+/// value in `1..=0xffff` congruent to `partial` modulo `0xffff`, and
+/// `value` (at most `0xffff`) is congruent to it exactly when `partial +
+/// 0xffff - value` is a multiple of `0xffff`. A `value` of 0 never matches.
+#[inline]
+pub fn equals_folded(partial: u64, value: u16) -> bool {
+    value != 0 && (partial + 0xffff - u64::from(value)).is_multiple_of(0xffff)
+}
+
 /// Folds a 64-bit ones-complement sum to at most 0xffff (end-around carries,
 /// no branches): 2^32 ≡ 2^16 ≡ 1 (mod 2^16 - 1).
 fn fold64(acc: u64) -> u32 {
@@ -175,6 +205,8 @@ mod tests {
     #[test]
     fn known_ipv4_header() {
         assert_eq!(internet(&IPV4_HDR), 0);
+        assert!(ipv4_header_ok(&IPV4_HDR));
+        assert!(!ipv4_header_ok(&[0; 20]));
         let mut h = IPV4_HDR;
         h[10] = 0;
         h[11] = 0;
@@ -258,6 +290,28 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn ipv4_header_ok_is_the_folded_sum_test(mut h in any::<[u8; 20]>(), fix in any::<bool>(), zero in 0usize..30) {
+            if fix {
+                h[10] = 0;
+                h[11] = 0;
+                let c = internet(&h);
+                h[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            if zero == 0 {
+                h = [0; 20];
+            }
+            prop_assert_eq!(ipv4_header_ok(&h), fold(sum(&h)) == 0xffff);
+        }
+
+        #[test]
+        fn equals_folded_is_fold_then_compare(words in proptest::collection::vec(any::<u16>(), 1..12), value in any::<u16>(), hit in any::<bool>()) {
+            let partial: u32 = words.iter().map(|&w| u32::from(w)).sum();
+            prop_assume!(partial != 0);
+            let value = if hit { fold(partial) } else { value };
+            prop_assert_eq!(equals_folded(u64::from(partial), value), fold(partial) == value);
+        }
+
         #[test]
         fn sum_matches_naive(data in proptest::collection::vec(any::<u8>(), 0..300)) {
             let mut naive: u64 = 0;
