@@ -121,14 +121,10 @@ fn wrap<F: Frame>(frame: &mut F, l2_len: usize, inner: &InnerHeader, src: Ipv4Ad
         return Err(FwdError::NoRoom);
     }
     let total = u16::try_from(inner.len + OVERHEAD).map_err(|_| FwdError::NoRoom)?;
-    if !open_gap(frame, l2_len) {
+    let header = outer_header(inner, total, ident, src, dst);
+    if !open_gap(frame, l2_len, &header) {
         return Err(FwdError::NoRoom);
     }
-    // The whole gap is written (it holds whatever bytes were there: the
-    // Ethernet header moved out of it).
-    let header = outer_header(inner, total, ident, src, dst);
-    let gap = frame.data_mut().get_mut(l2_len..l2_len + ipv4::HEADER_LEN).ok_or(FwdError::NoRoom)?;
-    gap.copy_from_slice(&header);
     Ok(())
 }
 
@@ -136,51 +132,62 @@ fn wrap<F: Frame>(frame: &mut F, l2_len: usize, inner: &InnerHeader, src: Ipv4Ad
 /// inner TOS, TTL and DF, total length `total`, identification `ident`,
 /// protocol IPIP, `src → dst`. The checksum is summed over these known
 /// 16-bit words (the fragment offset and the checksum field are zero).
+#[inline]
 fn outer_header(inner: &InnerHeader, total: u16, ident: u16, src: Ipv4Addr, dst: Ipv4Addr) -> [u8; ipv4::HEADER_LEN] {
-    let flags: u16 = if inner.dont_frag { 0x4000 } else { 0 };
+    let flags: u8 = if inner.dont_frag { 0x40 } else { 0 };
     let (src, dst) = (u32::from(src), u32::from(dst));
-    let words = [
-        u16::from_be_bytes([0x45, inner.tos]),
-        total,
-        ident,
-        flags,
-        u16::from_be_bytes([inner.ttl, ip_proto::IPIP]),
-        (src >> 16) as u16,
-        src as u16,
-        (dst >> 16) as u16,
-        dst as u16,
-    ];
-    let csum = !checksum::fold(words.iter().map(|&w| u32::from(w)).sum());
-    let mut h = [0u8; ipv4::HEADER_LEN];
-    for (at, w) in [(0, words[0]), (2, total), (4, ident), (6, flags), (8, words[4]), (10, csum)] {
-        h[at..at + 2].copy_from_slice(&w.to_be_bytes());
-    }
-    h[12..16].copy_from_slice(&src.to_be_bytes());
-    h[16..20].copy_from_slice(&dst.to_be_bytes());
-    h
+    let sum = u32::from(u16::from_be_bytes([0x45, inner.tos]))
+        + u32::from(total)
+        + u32::from(ident)
+        + u32::from(u16::from_be_bytes([flags, 0]))
+        + u32::from(u16::from_be_bytes([inner.ttl, ip_proto::IPIP]))
+        + (src >> 16)
+        + (src & 0xffff)
+        + (dst >> 16)
+        + (dst & 0xffff);
+    let [c0, c1] = (!checksum::fold(sum)).to_be_bytes();
+    let [t0, t1] = total.to_be_bytes();
+    let [i0, i1] = ident.to_be_bytes();
+    let [s0, s1, s2, s3] = src.to_be_bytes();
+    let [d0, d1, d2, d3] = dst.to_be_bytes();
+    [0x45, inner.tos, t0, t1, i0, i1, flags, 0, inner.ttl, ip_proto::IPIP, c0, c1, s0, s1, s2, s3, d0, d1, d2, d3]
 }
 
 /// Opens the gap for the outer header after the Ethernet header of
 /// `l2_len` bytes, as [`Frame::insert_gap`] does (false, the frame
-/// unchanged, without headroom), moving an untagged or tagged Ethernet
-/// header as one fixed-size copy.
-fn open_gap<F: Frame>(frame: &mut F, l2_len: usize) -> bool {
+/// unchanged, without headroom), and writes `outer` into it. An untagged
+/// or tagged Ethernet header moves as one fixed-size copy.
+#[inline]
+fn open_gap<F: Frame>(frame: &mut F, l2_len: usize, outer: &[u8; OVERHEAD]) -> bool {
     match l2_len {
-        ethernet::HEADER_LEN => open_gap_behind::<F, { ethernet::HEADER_LEN }>(frame),
-        ethernet::VLAN_HEADER_LEN => open_gap_behind::<F, { ethernet::VLAN_HEADER_LEN }>(frame),
-        _ => frame.insert_gap(l2_len, OVERHEAD),
+        ethernet::HEADER_LEN => open_gap_behind::<F, { ethernet::HEADER_LEN }>(frame, outer),
+        ethernet::VLAN_HEADER_LEN => open_gap_behind::<F, { ethernet::VLAN_HEADER_LEN }>(frame, outer),
+        _ => {
+            if !frame.insert_gap(l2_len, OVERHEAD) {
+                return false;
+            }
+            match frame.data_mut().get_mut(l2_len..l2_len + OVERHEAD) {
+                Some(gap) => {
+                    gap.copy_from_slice(outer);
+                    true
+                }
+                None => false,
+            }
+        }
     }
 }
 
 /// [`open_gap`] behind an Ethernet header of `L2` bytes.
-fn open_gap_behind<F: Frame, const L2: usize>(frame: &mut F) -> bool {
-    let Some(&header) = frame.data().first_chunk::<L2>() else { return false };
+#[inline]
+fn open_gap_behind<F: Frame, const L2: usize>(frame: &mut F, outer: &[u8; OVERHEAD]) -> bool {
+    let Some(&l2_header) = frame.data().first_chunk::<L2>() else { return false };
     if !frame.prepend(OVERHEAD) {
         return false;
     }
-    match frame.data_mut().first_chunk_mut::<L2>() {
+    match frame.data_mut().get_mut(..L2 + OVERHEAD) {
         Some(front) => {
-            *front = header;
+            front[..L2].copy_from_slice(&l2_header);
+            front[L2..].copy_from_slice(outer);
             true
         }
         None => false,
