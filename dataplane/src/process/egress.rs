@@ -70,6 +70,7 @@ impl<F: Frame> Processor<F> {
     /// The tunnel path towards `real` (TUN): the one cached for `cache` when
     /// it was looked up for this address, else from the snapshot's routes
     /// (cached for `cache`). None: no route or no source address.
+    #[inline]
     pub(super) fn tunnel_path(&mut self, real: Ipv4Addr, cache: HopCache) -> Option<TunnelPath> {
         let slot = match cache {
             HopCache::Real { service, real: index } => Some((service, index)),

@@ -105,23 +105,28 @@ impl<F: Frame> Processor<F> {
         let Some(path) = self.tunnel_path(real, cache) else {
             return self.drop(frame, Counter::DropNoRoute, out);
         };
-        let mut more = std::mem::take(&mut self.fragments);
-        let verdict = tun::transmit(&mut frame, l2_len, path.src, real, path.mtu, &mut self.tunnel_ident, &mut more);
+        // The tunnel packet's fragments, if any, go to `self.fragments`
+        // (empty between packets).
+        let verdict = tun::transmit(&mut frame, l2_len, path.src, real, path.mtu, &mut self.tunnel_ident, &mut self.fragments);
         match verdict {
             Ok(tun::Transmit::Whole) => self.send_cached(frame, NextHop::Routed(real), cache, now_ms, out),
             Ok(tun::Transmit::Fragmented) => {
+                // `send` works with `self.fragments` itself: take them out first.
+                let mut more = std::mem::take(&mut self.fragments);
                 self.counters.add(Counter::TunFragments, more.len() as u64);
                 self.send(frame, NextHop::Routed(real), now_ms, out);
                 for f in more.drain(..) {
                     self.send(f, NextHop::Routed(real), now_ms, out);
                 }
+                self.fragments = more;
             }
             Ok(tun::Transmit::TooBig { mtu }) => self.frag_needed(frame, l2_len, vip, mtu, now_ms, out),
             Err(FwdError::Wire(_)) => self.drop(frame, Counter::DropMalformed, out),
             Err(_) => self.drop(frame, Counter::DropNoRoom, out),
         }
         // Fragments of a failed fragmentation are freed with the frame's buffer pool.
-        out.drop.append(&mut more);
-        self.fragments = more;
+        if !self.fragments.is_empty() {
+            out.drop.append(&mut self.fragments);
+        }
     }
 }
