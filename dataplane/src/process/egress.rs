@@ -47,7 +47,7 @@ pub(super) struct TunnelPath {
     /// Our address the outer header comes from.
     pub(super) src: Ipv4Addr,
     /// The egress port's MTU (1500 when the port is unknown).
-    pub(super) mtu: usize,
+    pub(super) mtu: u16,
 }
 
 impl<F: Frame> Processor<F> {
@@ -93,7 +93,7 @@ impl<F: Frame> Processor<F> {
     #[inline(never)]
     pub(super) fn lookup_tunnel_path(&self, real: Ipv4Addr) -> Option<TunnelPath> {
         let route = self.snapshot.route(real)?;
-        let mtu = self.snapshot.ports.get(usize::from(route.port)).map_or(1500, |p| usize::from(p.mtu));
+        let mtu = self.snapshot.ports.get(usize::from(route.port)).map_or(1500, |p| p.mtu);
         let src = self.snapshot.source_addr_for(route.port, real)?;
         Some(TunnelPath { real, src, mtu })
     }
@@ -264,7 +264,8 @@ enum OntoHop {
 /// hop's VLAN tag and MACs (the general case of [`Processor::send_cached`]).
 #[inline]
 fn onto_hop<F: Frame>(frame: &mut F, h: &Hop) -> OntoHop {
-    if !ipv4_len(frame.data()).is_some_and(|len| len <= usize::from(h.mtu)) {
+    let fits = ipv4_len(frame.data()).is_some_and(|len| len <= usize::from(h.mtu));
+    if !fits {
         return OntoHop::Unfit;
     }
     if !set_vlan(frame, h.vlan) {

@@ -107,7 +107,7 @@ impl<F: Frame> Processor<F> {
         };
         // The tunnel packet's fragments, if any, go to `self.fragments`
         // (empty between packets).
-        let verdict = tun::transmit(&mut frame, l2_len, path.src, real, path.mtu, &mut self.tunnel_ident, &mut self.fragments);
+        let verdict = tun::transmit(&mut frame, l2_len, path.src, real, usize::from(path.mtu), &mut self.tunnel_ident, &mut self.fragments);
         match verdict {
             Ok(tun::Transmit::Whole) => self.send_cached(frame, NextHop::Routed(real), cache, now_ms, out),
             Ok(tun::Transmit::Fragmented) => {
