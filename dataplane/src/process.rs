@@ -494,8 +494,9 @@ pub struct Processor<F> {
     partial_csum_port: Option<u16>,
     /// Next hops cached for connections ([`crate::neigh::hops`]).
     hops: NextHops,
-    /// The cached next hop towards each real server, per service (indices into `hops`).
-    real_hops: Vec<Vec<u8>>,
+    /// The cached next hop (index into `hops`) and tunnel path towards each
+    /// real server, per service.
+    real_hops: Vec<Vec<egress::RealHop>>,
     /// The parse stage's descriptors of the burst in hand ([`pipeline`]).
     descs: Vec<Option<pipeline::Desc>>,
     /// The NIC's IPv4 header checksum verdict on the frame being classified.
@@ -553,7 +554,7 @@ impl<F: Frame> Processor<F> {
     pub fn for_worker_sized(snapshot: Arc<Snapshot>, conn_capacity: usize, conn_capacity6: usize, worker: usize, workers: usize) -> Self {
         let schedulers = snapshot.services.iter().map(new_scheduler_for).collect();
         let counts = snapshot.services.iter().map(|s| fresh_counts(s.reals.len())).collect();
-        let real_hops = snapshot.services.iter().map(|s| vec![hops::NONE; s.reals.len()]).collect();
+        let real_hops = snapshot.services.iter().map(|s| vec![egress::RealHop::NONE; s.reals.len()]).collect();
         let mut counters = Counters::default();
         counters.set(Counter::Generation, snapshot.generation);
         let pool = LocalPool::new(worker, workers, snapshot.local_port_range);
@@ -667,7 +668,7 @@ impl<F: Frame> Processor<F> {
         self.counts = counts;
         // Routes, ports and MTUs may have changed: cached next hops start over.
         self.hops.clear();
-        self.real_hops = self.snapshot.services.iter().map(|s| vec![hops::NONE; s.reals.len()]).collect();
+        self.real_hops = self.snapshot.services.iter().map(|s| vec![egress::RealHop::NONE; s.reals.len()]).collect();
         self.counters.inc(Counter::SnapshotsAdopted);
         self.counters.set(Counter::Generation, self.snapshot.generation);
         old

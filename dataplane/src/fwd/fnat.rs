@@ -50,7 +50,7 @@ use crate::frame::Frame;
 use crate::snapshot::Protocol;
 use crate::wire::{checksum, ip_proto, Ipv4Packet, TcpSegment, WireError};
 
-use super::nat::rewrite_ends;
+use super::nat::rewrite_ends_l4;
 use super::{FwdError, NextHop};
 
 /// TCP option kind of TOA.
@@ -72,9 +72,9 @@ mod option {
 /// shifted by the connection's `seq_delta`, timestamps removed from a SYN).
 pub fn xmit_inbound(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
     let local = conn.local.get().ok_or(FwdError::Protocol(0))?;
-    rewrite_ends(ip, Some(local), Some(conn.real))?;
+    let l4 = rewrite_ends_l4(ip, Some(local), Some(conn.real))?;
     if conn.protocol == Protocol::Tcp {
-        shift_client_seq(ip, conn.seq_delta)?;
+        shift_segment_seq(ip.get_mut(l4).ok_or(WireError::Truncated)?, conn.seq_delta)?;
     }
     Ok(NextHop::Routed(*conn.real.ip()))
 }
@@ -82,9 +82,9 @@ pub fn xmit_inbound(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
 /// Rewrites a real server's reply to VIP:vport → client:cport (TCP:
 /// acknowledgement and SACK blocks shifted back by `seq_delta`).
 pub fn xmit_reply(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
-    rewrite_ends(ip, Some(conn.vip), Some(conn.client))?;
+    let l4 = rewrite_ends_l4(ip, Some(conn.vip), Some(conn.client))?;
     if conn.protocol == Protocol::Tcp {
-        unshift_real_ack(ip, conn.seq_delta)?;
+        unshift_segment_ack(ip.get_mut(l4).ok_or(WireError::Truncated)?, conn.seq_delta)?;
     }
     Ok(NextHop::Routed(*conn.client.ip()))
 }
@@ -122,15 +122,9 @@ pub(crate) fn mix(mut x: u64) -> u32 {
     (x ^ (x >> 32)) as u32
 }
 
-/// Client → real server: `seq += delta`; in a SYN, timestamps become NOPs.
-fn shift_client_seq(ip: &mut [u8], delta: u32) -> Result<(), FwdError> {
-    let mut pkt = Ipv4Packet::new_checked(ip)?;
-    shift_segment_seq(pkt.payload_mut(), delta)
-}
-
-/// [`shift_client_seq`] on the TCP segment itself (any IP version: only
-/// TCP words change, so the checksum update does not involve the
-/// pseudo-header).
+/// Client → real server, on the TCP segment (any IP version: only TCP
+/// words change, so the checksum update does not involve the
+/// pseudo-header): `seq += delta`; in a SYN, timestamps become NOPs.
 pub(crate) fn shift_segment_seq(segment: &mut [u8], delta: u32) -> Result<(), FwdError> {
     let mut tcp = TcpSegment::new_checked(&mut *segment)?;
     let (seq, syn_only, header_len) = (tcp.seq_number(), tcp.syn() && !tcp.ack(), tcp.header_len());
@@ -148,14 +142,8 @@ pub(crate) fn shift_segment_seq(segment: &mut [u8], delta: u32) -> Result<(), Fw
     Ok(())
 }
 
-/// Real server → client: `ack -= delta` (when the ACK flag is set) and every
-/// SACK block's edges `-= delta`.
-fn unshift_real_ack(ip: &mut [u8], delta: u32) -> Result<(), FwdError> {
-    let mut pkt = Ipv4Packet::new_checked(ip)?;
-    unshift_segment_ack(pkt.payload_mut(), delta)
-}
-
-/// [`unshift_real_ack`] on the TCP segment itself (any IP version).
+/// Real server → client, on the TCP segment (any IP version): `ack -=
+/// delta` (when the ACK flag is set) and every SACK block's edges `-= delta`.
 pub(crate) fn unshift_segment_ack(segment: &mut [u8], delta: u32) -> Result<(), FwdError> {
     let mut tcp = TcpSegment::new_checked(&mut *segment)?;
     let header_len = tcp.header_len();

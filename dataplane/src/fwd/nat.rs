@@ -7,6 +7,7 @@
 //! addresses) are updated incrementally.
 
 use std::net::SocketAddrV4;
+use std::ops::Range;
 
 use crate::conn::Conn;
 use crate::wire::{checksum, ip_proto, WireError};
@@ -50,7 +51,15 @@ pub fn rewrite(ip: &mut [u8], field: Field, to: SocketAddrV4) -> Result<(), FwdE
 /// transport header is touched, so a first fragment (which holds just the
 /// start of the datagram) is rewritten the same way.
 pub fn rewrite_ends(ip: &mut [u8], src: Option<SocketAddrV4>, dst: Option<SocketAddrV4>) -> Result<(), FwdError> {
-    let (header_len, proto) = transport_header(ip)?;
+    rewrite_ends_l4(ip, src, dst).map(|_| ())
+}
+
+/// [`rewrite_ends`], returning where the transport bytes are in `ip` (the
+/// IP payload, `header_len..total_len`, checked to be within `ip`), so a
+/// caller that rewrites more of the transport header need not parse the
+/// IP header again.
+pub(super) fn rewrite_ends_l4(ip: &mut [u8], src: Option<SocketAddrV4>, dst: Option<SocketAddrV4>) -> Result<Range<usize>, FwdError> {
+    let (header_len, total_len, proto) = transport_header(ip)?;
     let (head, l4) = ip.split_at_mut(header_len);
     // Σ(~old + new) over the changed 16-bit words: the addresses count in
     // both checksums (through the pseudo-header), the ports in the transport one.
@@ -81,7 +90,7 @@ pub fn rewrite_ends(ip: &mut [u8], src: Option<SocketAddrV4>, dst: Option<Socket
         _ => !checksum::fold(u32::from(!old) + l4_words),
     };
     l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
-    Ok(())
+    Ok(header_len..total_len)
 }
 
 /// Writes `new` at `at` and returns `~old + new` over its two 16-bit words
@@ -117,9 +126,10 @@ const TCP_CHECKSUM: usize = 16;
 /// Offset of the UDP checksum in its header.
 const UDP_CHECKSUM: usize = 6;
 
-/// The header length and protocol of the IPv4 packet `ip`, once it is known
-/// to be a TCP or UDP packet whose IP payload holds the transport header.
-fn transport_header(ip: &[u8]) -> Result<(usize, u8), FwdError> {
+/// The header length, total length and protocol of the IPv4 packet `ip`,
+/// once it is known to be a TCP or UDP packet whose IP payload holds the
+/// transport header (and `ip` holds its total length).
+fn transport_header(ip: &[u8]) -> Result<(usize, usize, u8), FwdError> {
     let Some(h) = ip.get(..crate::wire::ipv4::HEADER_LEN) else { return Err(WireError::Truncated.into()) };
     let (header_len, total_len, proto) = (usize::from(h[0] & 0x0f) * 4, usize::from(read_u16(h, 2)), h[9]);
     let l4_min = match proto {
@@ -133,7 +143,7 @@ fn transport_header(ip: &[u8]) -> Result<(usize, u8), FwdError> {
     if total_len < header_len + l4_min || total_len > ip.len() {
         return Err(WireError::Truncated.into());
     }
-    Ok((header_len, proto))
+    Ok((header_len, total_len, proto))
 }
 
 fn read_u16(b: &[u8], at: usize) -> u16 {

@@ -23,33 +23,104 @@ pub(super) enum HopCache {
     },
 }
 
+/// What is cached per service and real server: the index of the next hop
+/// towards it, and the route facts its TUN packets need.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RealHop {
+    /// Index into the worker's next hops ([`hops::NONE`] if none).
+    pub(super) hop: u8,
+    /// The tunnel path towards the real server, once looked up.
+    pub(super) tunnel: Option<TunnelPath>,
+}
+
+impl RealHop {
+    /// Nothing cached yet.
+    pub(super) const NONE: RealHop = RealHop { hop: hops::NONE, tunnel: None };
+}
+
+/// What TUN needs to encapsulate towards a real server, from the snapshot's
+/// routes, ports and addresses (so it holds for the whole snapshot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct TunnelPath {
+    /// The real server it was looked up for.
+    pub(super) real: Ipv4Addr,
+    /// Our address the outer header comes from.
+    pub(super) src: Ipv4Addr,
+    /// The egress port's MTU (1500 when the port is unknown).
+    pub(super) mtu: u16,
+}
+
 impl<F: Frame> Processor<F> {
     /// The index of the hop cached for `cache` ([`hops::NONE`] if none).
     #[inline]
     pub(super) fn cached_hop_index(&self, cache: HopCache) -> u8 {
         match cache {
             HopCache::None => hops::NONE,
-            HopCache::Real { service, real } => {
-                self.real_hops.get(usize::from(service)).and_then(|r| r.get(usize::from(real))).copied().unwrap_or(hops::NONE)
-            }
+            HopCache::Real { service, real } => self.real_hop(service, real).map_or(hops::NONE, |r| r.hop),
             HopCache::Reply { index, .. } => index,
         }
+    }
+
+    /// What is cached towards real server `real` of service `service`.
+    #[inline]
+    fn real_hop(&self, service: u16, real: u16) -> Option<&RealHop> {
+        self.real_hops.get(usize::from(service)).and_then(|r| r.get(usize::from(real)))
+    }
+
+    /// The tunnel path towards `real` (TUN): the one cached for `cache` when
+    /// it was looked up for this address, else from the snapshot's routes
+    /// (cached for `cache`). None: no route or no source address.
+    #[inline]
+    pub(super) fn tunnel_path(&mut self, real: Ipv4Addr, cache: HopCache) -> Option<TunnelPath> {
+        let slot = match cache {
+            HopCache::Real { service, real: index } => Some((service, index)),
+            HopCache::None | HopCache::Reply { .. } => None,
+        };
+        if let Some(path) = slot.and_then(|(s, r)| self.real_hop(s, r)).and_then(|r| r.tunnel).filter(|p| p.real == real) {
+            return Some(path);
+        }
+        let path = self.lookup_tunnel_path(real)?;
+        if let Some((s, r)) = slot {
+            if let Some(entry) = self.real_hops.get_mut(usize::from(s)).and_then(|v| v.get_mut(usize::from(r))) {
+                entry.tunnel = Some(path);
+            }
+        }
+        Some(path)
+    }
+
+    /// [`Processor::tunnel_path`] from the snapshot: the route towards
+    /// `real`, its port's MTU and our source address on that port.
+    #[inline(never)]
+    pub(super) fn lookup_tunnel_path(&self, real: Ipv4Addr) -> Option<TunnelPath> {
+        let route = self.snapshot.route(real)?;
+        let mtu = self.snapshot.ports.get(usize::from(route.port)).map_or(1500, |p| p.mtu);
+        let src = self.snapshot.source_addr_for(route.port, real)?;
+        Some(TunnelPath { real, src, mtu })
     }
 
     /// Sends a connection's rewritten frame towards `hop`: straight out
     /// through the next hop cached for it when that is fresh and the frame
     /// fits its MTU, else by [`Processor::send`], caching the hop it resolved.
     /// Both ways send the same bytes out of the same port.
+    #[inline]
     pub(super) fn send_cached(&mut self, mut frame: F, hop: NextHop, cache: HopCache, now_ms: u64, out: &mut Output<F>) {
         if let Some(h) = self.hops.get(self.cached_hop_index(cache), now_ms).copied() {
-            if ipv4_len(frame.data()).is_some_and(|len| len <= usize::from(h.mtu)) {
-                if !set_vlan(&mut frame, h.vlan) {
-                    return self.drop(frame, Counter::DropNoRoom, out);
-                }
-                set_macs(frame.data_mut(), h.src_mac, h.dst_mac);
+            if untagged_onto_hop(frame.data_mut(), &h) {
                 return self.push_tx(h.port, frame, out);
             }
+            match onto_hop(&mut frame, &h) {
+                OntoHop::Done => return self.push_tx(h.port, frame, out),
+                OntoHop::NoRoom => return self.drop(frame, Counter::DropNoRoom, out),
+                OntoHop::Unfit => {}
+            }
         }
+        self.send_and_remember(frame, hop, cache, now_ms, out);
+    }
+
+    /// [`Processor::send_cached`]'s full path: [`Processor::send`], then
+    /// cache the hop it resolved (kept out of line, so the fast path stays small).
+    #[inline(never)]
+    fn send_and_remember(&mut self, frame: F, hop: NextHop, cache: HopCache, now_ms: u64, out: &mut Output<F>) {
         self.send(frame, hop, now_ms, out);
         self.remember_hop(hop, cache, now_ms);
     }
@@ -68,7 +139,7 @@ impl<F: Frame> Processor<F> {
             HopCache::None => {}
             HopCache::Real { service, real } => {
                 if let Some(slot) = self.real_hops.get_mut(usize::from(service)).and_then(|r| r.get_mut(usize::from(real))) {
-                    *slot = index;
+                    slot.hop = index;
                 }
             }
             HopCache::Reply { id, .. } => {
@@ -165,6 +236,7 @@ impl<F: Frame> Processor<F> {
         self.counters.inc(Counter::ArpRequestsOut);
     }
 
+    #[inline]
     pub(super) fn push_tx(&mut self, port: u16, frame: F, out: &mut Output<F>) {
         self.counters.inc(Counter::TxPackets);
         self.counters.add(Counter::TxBytes, frame.len() as u64);
@@ -177,8 +249,55 @@ impl<F: Frame> Processor<F> {
     }
 }
 
+/// What [`onto_hop`] made of a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OntoHop {
+    /// Tagged and addressed for the hop: send it out of the hop's port.
+    Done,
+    /// The hop's tag did not fit in the headroom (drop it).
+    NoRoom,
+    /// Not an IPv4 frame that fits the hop's MTU: untouched, for the full path.
+    Unfit,
+}
+
+/// Gives an IPv4 frame whose packet fits the MTU of the cached hop `h` the
+/// hop's VLAN tag and MACs (the general case of [`Processor::send_cached`]).
+#[inline]
+fn onto_hop<F: Frame>(frame: &mut F, h: &Hop) -> OntoHop {
+    let fits = ipv4_len(frame.data()).is_some_and(|len| len <= usize::from(h.mtu));
+    if !fits {
+        return OntoHop::Unfit;
+    }
+    if !set_vlan(frame, h.vlan) {
+        return OntoHop::NoRoom;
+    }
+    set_macs(frame.data_mut(), h.src_mac, h.dst_mac);
+    OntoHop::Done
+}
+
+/// The common case of [`onto_hop`], on the frame's bytes alone: an untagged
+/// IPv4 frame whose packet fits the MTU of the untagged hop `h` gets the
+/// hop's MACs (12 bytes written) and true. False, the frame untouched, for
+/// every other frame (which [`onto_hop`] then handles).
+#[inline]
+fn untagged_onto_hop(frame: &mut [u8], h: &Hop) -> bool {
+    use crate::wire::ethernet::HEADER_LEN;
+    if h.vlan.is_some() {
+        return false;
+    }
+    // The Ethernet header and the IPv4 total length.
+    let Some(head) = frame.first_chunk_mut::<{ HEADER_LEN + 4 }>() else { return false };
+    if [head[12], head[13]] != ethertype::IPV4.to_be_bytes() || u16::from_be_bytes([head[16], head[17]]) > h.mtu {
+        return false;
+    }
+    head[..6].copy_from_slice(&h.dst_mac.0);
+    head[6..12].copy_from_slice(&h.src_mac.0);
+    true
+}
+
 /// Gives a frame the 802.1Q tag `vlan` (PCP 0), or removes its tag for
 /// `None`, moving only the MAC addresses. False when there is no headroom.
+#[inline]
 pub(super) fn set_vlan<F: Frame>(frame: &mut F, vlan: Option<u16>) -> bool {
     use crate::wire::ethernet::VLAN_HEADER_LEN;
     const TAG: usize = 4;
@@ -205,6 +324,7 @@ pub(super) fn set_vlan<F: Frame>(frame: &mut F, vlan: Option<u16>) -> bool {
 }
 
 /// Sets the Ethernet source and destination of a frame (VLAN tag untouched).
+#[inline]
 pub(super) fn set_macs(frame: &mut [u8], src: MacAddr, dst: MacAddr) {
     if frame.len() >= 12 {
         frame[0..6].copy_from_slice(&dst.0);
@@ -213,12 +333,96 @@ pub(super) fn set_macs(frame: &mut [u8], src: MacAddr, dst: MacAddr) {
 }
 
 /// The IPv4 total length of an Ethernet frame's packet (None when it is not
-/// an IPv4 packet with a readable header).
+/// an IPv4 packet with a readable header): the two bytes at offset 2 of the
+/// IP header, behind an untagged (14-byte) or 802.1Q-tagged (18-byte)
+/// Ethernet header, read in place (the same answer as parsing the frame with
+/// [`EthernetFrame::new_checked`], see the tests).
+#[inline]
 fn ipv4_len(frame: &[u8]) -> Option<usize> {
-    let eth = EthernetFrame::new_checked(frame).ok()?;
-    if eth.ethertype() != ethertype::IPV4 {
+    use crate::wire::ethernet::{HEADER_LEN, VLAN_HEADER_LEN};
+    let tagged = frame.get(12..14)? == ethertype::VLAN.to_be_bytes();
+    let l2_len = if tagged { VLAN_HEADER_LEN } else { HEADER_LEN };
+    if frame.get(l2_len - 2..l2_len)? != ethertype::IPV4.to_be_bytes() {
         return None;
     }
-    let ip = frame.get(eth.header_len()..)?;
-    Some(usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?])))
+    let len = frame.get(l2_len + 2..l2_len + 4)?;
+    Some(usize::from(u16::from_be_bytes([len[0], len[1]])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// [`ipv4_len`] as it was written first, by the Ethernet parser.
+    fn ipv4_len_parsed(frame: &[u8]) -> Option<usize> {
+        let eth = EthernetFrame::new_checked(frame).ok()?;
+        if eth.ethertype() != ethertype::IPV4 {
+            return None;
+        }
+        let ip = frame.get(eth.header_len()..)?;
+        Some(usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?])))
+    }
+
+    /// Frames around the interesting shapes: untagged or tagged, IPv4 or
+    /// not, cut anywhere.
+    fn frames() -> impl Strategy<Value = Vec<u8>> {
+        (prop::collection::vec(any::<u8>(), 0..40), 0u8..4, any::<bool>()).prop_map(|(mut f, shape, ipv4)| {
+            let mut put = |at: usize, v: u16| {
+                if f.len() >= at + 2 {
+                    f[at..at + 2].copy_from_slice(&v.to_be_bytes());
+                }
+            };
+            let inner = if ipv4 { ethertype::IPV4 } else { ethertype::IPV6 };
+            match shape {
+                0 => put(12, inner),
+                1 => {
+                    put(12, ethertype::VLAN);
+                    put(16, inner);
+                }
+                2 => put(12, ethertype::VLAN),
+                _ => {}
+            }
+            f
+        })
+    }
+
+    fn hop(vlan: Option<u16>, mtu: u16) -> Hop {
+        Hop {
+            target: Ipv4Addr::new(10, 1, 0, 11),
+            port: 1,
+            src_mac: MacAddr([2, 0xd0, 0, 0, 0, 1]),
+            dst_mac: MacAddr([2, 0xaa, 0, 0, 0, 0x11]),
+            vlan,
+            mtu,
+            fresh_until_ms: u64::MAX,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn ipv4_len_agrees_with_the_parser(frame in frames()) {
+            prop_assert_eq!(ipv4_len(&frame), ipv4_len_parsed(&frame));
+        }
+
+        /// Whenever the untagged fast case takes a frame, the general case
+        /// takes it too and gives the same bytes; when it does not, the frame
+        /// is untouched.
+        #[test]
+        fn the_untagged_case_agrees_with_the_general_one(
+            frame in frames(),
+            vlan in prop::option::of(0u16..5000),
+            mtu in prop::sample::select(vec![0u16, 20, 255, 256, 1500, 2000, 9000, u16::MAX]),
+        ) {
+            let h = hop(vlan, mtu);
+            let mut fast = frame.clone();
+            let mut general = crate::frame::VecFrame::new(&frame);
+            if untagged_onto_hop(&mut fast, &h) {
+                prop_assert_eq!(onto_hop(&mut general, &h), OntoHop::Done);
+                prop_assert_eq!(general.to_vec(), fast);
+            } else {
+                prop_assert_eq!(fast, frame);
+            }
+        }
+    }
 }

@@ -48,7 +48,8 @@ impl<F: Frame> Processor<F> {
             (Direction::Reply, ForwardMode::FullNat) => fnat::xmit_reply(ip_bytes, conn),
             (Direction::Reply, ForwardMode::Dr | ForwardMode::Tun) => return Action::Drop(Counter::DropNotForUs),
         };
-        if hop.is_ok() && synproxy::translate(ip_bytes, conn, dir).is_err() {
+        // Only an open proxied connection's sequence numbers are translated.
+        if hop.is_ok() && conn.proxy.is_open() && synproxy::translate(ip_bytes, conn, dir).is_err() {
             return Action::Drop(Counter::DropMalformed);
         }
         match hop {
@@ -57,8 +58,11 @@ impl<F: Frame> Processor<F> {
                     Direction::Inbound => Counter::InboundPackets,
                     Direction::Reply => Counter::ReplyPackets,
                 });
-                let service_toa = self.snapshot.services.get(usize::from(conn.service_index)).is_some_and(|s| s.toa);
-                if dir == Direction::Inbound && fnat::toa_due(conn, first_ack, service_toa) {
+                // The service's TOA flag matters only for the ACK completing the handshake.
+                let toa_due = dir == Direction::Inbound
+                    && first_ack
+                    && fnat::toa_due(conn, first_ack, self.snapshot.services.get(usize::from(conn.service_index)).is_some_and(|s| s.toa));
+                if toa_due {
                     return Action::Toa { l2_len, client: conn.client, hop };
                 }
                 Action::ForwardCached { hop, cache }
@@ -98,30 +102,31 @@ impl<F: Frame> Processor<F> {
         now_ms: u64,
         out: &mut Output<F>,
     ) {
-        let Some(route) = self.snapshot.route(real).copied() else {
+        let Some(path) = self.tunnel_path(real, cache) else {
             return self.drop(frame, Counter::DropNoRoute, out);
         };
-        let mtu = self.snapshot.ports.get(usize::from(route.port)).map_or(1500, |p| usize::from(p.mtu));
-        let Some(src) = self.snapshot.source_addr_for(route.port, real) else {
-            return self.drop(frame, Counter::DropNoRoute, out);
-        };
-        let mut more = std::mem::take(&mut self.fragments);
-        let verdict = tun::transmit(&mut frame, l2_len, src, real, mtu, &mut self.tunnel_ident, &mut more);
+        // The tunnel packet's fragments, if any, go to `self.fragments`
+        // (empty between packets).
+        let verdict = tun::transmit(&mut frame, l2_len, path.src, real, usize::from(path.mtu), &mut self.tunnel_ident, &mut self.fragments);
         match verdict {
             Ok(tun::Transmit::Whole) => self.send_cached(frame, NextHop::Routed(real), cache, now_ms, out),
             Ok(tun::Transmit::Fragmented) => {
+                // `send` works with `self.fragments` itself: take them out first.
+                let mut more = std::mem::take(&mut self.fragments);
                 self.counters.add(Counter::TunFragments, more.len() as u64);
                 self.send(frame, NextHop::Routed(real), now_ms, out);
                 for f in more.drain(..) {
                     self.send(f, NextHop::Routed(real), now_ms, out);
                 }
+                self.fragments = more;
             }
             Ok(tun::Transmit::TooBig { mtu }) => self.frag_needed(frame, l2_len, vip, mtu, now_ms, out),
             Err(FwdError::Wire(_)) => self.drop(frame, Counter::DropMalformed, out),
             Err(_) => self.drop(frame, Counter::DropNoRoom, out),
         }
         // Fragments of a failed fragmentation are freed with the frame's buffer pool.
-        out.drop.append(&mut more);
-        self.fragments = more;
+        if !self.fragments.is_empty() {
+            out.drop.append(&mut self.fragments);
+        }
     }
 }
