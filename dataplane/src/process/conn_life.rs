@@ -108,6 +108,35 @@ impl<F: Frame> Processor<F> {
         inserted.is_ok()
     }
 
+    /// Counts the connection `c` just created, whose first packet is
+    /// `ip_len` bytes: what `count_conn(c, .., 1)`, its real server's
+    /// `conns` traffic counter and `count_traffic` of that packet do, in
+    /// one pass over its real server's counts.
+    pub(super) fn count_new_conn(&mut self, c: &Conn, ip_len: u16) {
+        self.count_syn_recv(c, 1);
+        let (si, ri) = (usize::from(c.service_index), usize::from(c.real_index));
+        let upper = self.snapshot.services.get(si).and_then(|s| s.reals.get(ri)).map(|r| r.upper_threshold);
+        let Some(counts) = self.counts.get_mut(si) else { return };
+        let (local, view) =
+            if c.is_active() { (&mut counts.active, &mut counts.view_active) } else { (&mut counts.inactive, &mut counts.view_inactive) };
+        if let (Some(l), Some(v)) = (local.get_mut(ri), view.get_mut(ri)) {
+            *l = l.saturating_add(1);
+            *v = v.saturating_add(1);
+        }
+        // IPVS's threshold rule for a connection bound to its server
+        // (`accounting::overload_after` with `bound`): only the upper one.
+        if let (Some(upper), Some(&a), Some(&i), Some(o)) =
+            (upper, counts.view_active.get(ri), counts.view_inactive.get(ri), counts.overloaded.get_mut(ri))
+        {
+            *o = *o || (upper > 0 && a.saturating_add(i) >= upper);
+        }
+        if let Some(t) = counts.traffic.get_mut(ri) {
+            t.conns += 1;
+            t.in_pkts += 1;
+            t.in_bytes += u64::from(ip_len);
+        }
+    }
+
     /// Removes a connection now (e.g. replaced by a new SYN).
     pub(super) fn remove_conn(&mut self, id: ConnId, now_ms: u64, out: &mut Output<F>) {
         if let Some(c) = self.conns.remove(id) {

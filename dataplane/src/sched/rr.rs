@@ -22,11 +22,21 @@ impl Scheduler for RoundRobin {
         if n == 0 {
             return None;
         }
-        let start = self.last.map_or(0, |l| (l + 1) % n);
+        // The one after the last pick (the list may have shrunk since).
+        let mut i = match self.last {
+            Some(l) if l + 1 < n => l + 1,
+            Some(l) => (l + 1) % n,
+            None => 0,
+        };
         // Weight 0 (quiescent) and overloaded servers are skipped, as in IPVS.
-        let pick = (0..n).map(|i| (start + i) % n).find(|&i| c.available(i))?;
-        self.last = Some(pick);
-        Some(pick)
+        for _ in 0..n {
+            if c.available(i) {
+                self.last = Some(i);
+                return Some(i);
+            }
+            i = if i + 1 == n { 0 } else { i + 1 };
+        }
+        None
     }
 }
 
