@@ -317,6 +317,34 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Local addresses are tried in turn from the one after the last
+        /// used, `(next + i) % n` over each call's list (services with
+        /// lists of other lengths share the turn), each handing out its own
+        /// FIFO until it runs dry.
+        #[test]
+        fn local_addresses_are_tried_in_turn_over_lists_of_any_length(
+            span in 0u16..6,
+            calls in proptest::collection::vec(0usize..5, 0..60),
+        ) {
+            let lips: Vec<Ipv4Addr> = (0..4).map(|i| Ipv4Addr::new(10, 1, 0, 200 + i)).collect();
+            let range = (7000, 7000 + span);
+            let mut pool = LocalPool::starting_at(0, 1, range, 3);
+            let mut models: Vec<Model> = lips.iter().map(|_| Model::new(0, 1, range, 3)).collect();
+            let mut next = 0usize;
+            for n in calls {
+                let mut expected = None;
+                for i in 0..n {
+                    let at = (next + i) % n;
+                    if let Some(port) = models[at].queue.pop_front() {
+                        next = (next + i + 1) % n;
+                        expected = Some(SocketAddrV4::new(lips[at], port));
+                        break;
+                    }
+                }
+                proptest::prop_assert_eq!(pool.allocate(&lips[..n]), expected);
+            }
+        }
+
         #[test]
         fn the_two_part_fifo_hands_out_ports_in_the_queues_order(
             worker in 0usize..3,

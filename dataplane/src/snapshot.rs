@@ -882,6 +882,32 @@ mod tests {
         assert!(!prefix_contains(Ipv4Addr::new(10, 1, 0, 7), 32, Ipv4Addr::new(10, 1, 0, 8)));
     }
 
+    proptest::proptest! {
+        /// The packet path's lookup finds what the service map holds, for
+        /// keys of services (duplicates included: the last one wins) and
+        /// keys of none, of either family.
+        #[test]
+        fn the_ipv4_service_index_agrees_with_the_service_map(
+            services in proptest::collection::vec((proptest::bool::ANY, 0u32..6, 0u16..4, proptest::bool::ANY), 0..40),
+            queries in proptest::collection::vec((proptest::bool::ANY, 0u32..8, 0u16..6, proptest::bool::ANY), 0..40),
+        ) {
+            let key = |(udp, addr, port, v6): (bool, u32, u16, bool)| ServiceKey {
+                protocol: if udp { Protocol::Udp } else { Protocol::Tcp },
+                vip: if v6 { IpAddr::V6(Ipv6Addr::from(u128::from(addr))) } else { IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | addr)) },
+                port: 80 + port,
+            };
+            let services = services.into_iter().map(|s| Service::new(key(s), SchedulerKind::Rr, Vec::new())).collect();
+            let snap = Snapshot { services, ..Default::default() }.finish();
+            for q in queries.into_iter().map(key).chain(snap.services.iter().map(|s| s.key)) {
+                let expected = snap.service_index.get(&q).copied();
+                proptest::prop_assert_eq!(snap.service(&q).map(|(i, _)| i), expected, "{}", q);
+                if let IpAddr::V4(vip) = q.vip {
+                    proptest::prop_assert_eq!(snap.service_index4.get(q.protocol, vip, q.port), expected);
+                }
+            }
+        }
+    }
+
     #[test]
     fn longest_prefix_wins() {
         let snap = Snapshot {

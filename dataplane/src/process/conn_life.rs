@@ -156,3 +156,78 @@ impl<F: Frame> Processor<F> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::frame::VecFrame;
+    use crate::snapshot::{RealServer, SchedulerKind, Service};
+
+    /// Two services of three and one real servers, the first two with low
+    /// upper thresholds so that the overload rule is met.
+    fn processor() -> Processor<VecFrame> {
+        let key = |port| ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100).into(), port };
+        let real = |n, upper| RealServer { upper_threshold: upper, ..RealServer::new(Ipv4Addr::new(10, 1, 0, n), 80, 1, ForwardMode::Nat) };
+        let services = vec![
+            Service::new(key(80), SchedulerKind::Rr, vec![real(11, 2), real(12, 3), real(13, 0)]),
+            Service::new(key(81), SchedulerKind::Rr, vec![real(14, 0)]),
+        ];
+        Processor::new(Arc::new(Snapshot { services, ..Default::default() }.finish()), 64)
+    }
+
+    proptest::proptest! {
+        /// `count_new_conn` counts exactly as `count_conn` (+1), the `conns`
+        /// traffic counter and `count_traffic` of the first packet do, for
+        /// connections of every kind, indices in range or not.
+        #[test]
+        fn counting_a_new_connection_in_one_pass_counts_as_the_three_steps(
+            conns in proptest::collection::vec((0u16..3, 0u16..4, 0u8..4, 0u16..1500), 1..40),
+        ) {
+            let (mut one_pass, mut steps) = (processor(), processor());
+            for (si, ri, kind, ip_len) in conns {
+                let (protocol, state) = match kind {
+                    0 => (Protocol::Tcp, TcpState::SynRecv),
+                    1 => (Protocol::Tcp, TcpState::Established),
+                    2 => (Protocol::Tcp, TcpState::FinWait),
+                    _ => (Protocol::Udp, TcpState::Udp),
+                };
+                let sock = |n, port| std::net::SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, n), port);
+                let c = Conn {
+                    protocol,
+                    client: sock(2, 40000),
+                    vip: sock(100, 80),
+                    real: sock(11, 80),
+                    local: None.into(),
+                    real_index: ri,
+                    service_index: si,
+                    generation: 0,
+                    synced_tick: 0,
+                    forward: ForwardMode::Nat,
+                    state,
+                    expires_ms: 0,
+                    seq_delta: 0,
+                    reply_hop: hops::NONE,
+                    proxy: Default::default(),
+                };
+                one_pass.count_new_conn(&c, ip_len);
+                steps.count_conn(&c, si, ri, 1);
+                if let Some(t) = steps.counts.get_mut(usize::from(si)).and_then(|s| s.traffic.get_mut(usize::from(ri))) {
+                    t.conns += 1;
+                }
+                steps.count_traffic(&c, Direction::Inbound, u64::from(ip_len));
+                proptest::prop_assert_eq!(one_pass.pressure.syn_recv, steps.pressure.syn_recv);
+                for (a, b) in one_pass.counts.iter().zip(&steps.counts) {
+                    proptest::prop_assert_eq!(&a.active, &b.active);
+                    proptest::prop_assert_eq!(&a.inactive, &b.inactive);
+                    proptest::prop_assert_eq!(&a.view_active, &b.view_active);
+                    proptest::prop_assert_eq!(&a.view_inactive, &b.view_inactive);
+                    proptest::prop_assert_eq!(&a.overloaded, &b.overloaded);
+                    proptest::prop_assert_eq!(&a.traffic, &b.traffic);
+                }
+            }
+        }
+    }
+}

@@ -68,6 +68,35 @@ mod tests {
         assert_eq!(s.pick(&Candidates::idle(&reals(&[0, 0])), &flow(1)), None);
     }
 
+    proptest::proptest! {
+        /// The pick is the first available server after the last pick,
+        /// counting round (`(last + 1 + i) % n`), over lists that change
+        /// length and availability between picks.
+        #[test]
+        fn picks_the_next_available_server_round_the_list(
+            lists in proptest::collection::vec(proptest::collection::vec(0u32..3, 0..6), 1..30),
+        ) {
+            let mut s = RoundRobin::new();
+            let mut last: Option<usize> = None;
+            for weights in lists {
+                let rs = reals(&weights);
+                let c = Candidates::idle(&rs);
+                let n = rs.len();
+                let expected = if n == 0 {
+                    None
+                } else {
+                    let start = last.map_or(0, |l| (l + 1) % n);
+                    (0..n).map(|i| (start + i) % n).find(|&i| c.available(i))
+                };
+                let got = s.pick(&c, &flow(1));
+                proptest::prop_assert_eq!(got, expected);
+                if got.is_some() {
+                    last = got;
+                }
+            }
+        }
+    }
+
     #[test]
     fn survives_a_shrinking_server_list() {
         let mut s = RoundRobin::new();
