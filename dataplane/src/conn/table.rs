@@ -269,8 +269,17 @@ impl<S: ConnAddr> ConnTable<S> {
     /// FULLNAT). An existing entry under either key is replaced and pushed to
     /// `displaced`, so the caller can release what it held.
     pub fn insert(&mut self, conn: Conn<S>, displaced: &mut Vec<Conn<S>>) -> Result<ConnId, TableFull> {
+        let inbound_hash = self.hash(&conn.inbound_key());
+        self.insert_hashed(conn, inbound_hash, displaced)
+    }
+
+    /// [`ConnTable::insert`] with the hash of the connection's inbound key
+    /// ([`ConnTable::hash`]) in hand (the packet that creates it was hashed
+    /// for its lookup).
+    pub fn insert_hashed(&mut self, conn: Conn<S>, inbound_hash: u64, displaced: &mut Vec<Conn<S>>) -> Result<ConnId, TableFull> {
         let ik = conn.inbound_key();
-        let ih = self.hash(&ik);
+        debug_assert_eq!(inbound_hash, self.hash(&ik), "the inbound key's hash");
+        let ih = inbound_hash;
         let rk = conn.reply_key().map(|rk| (rk, self.hash(&rk)));
         if let Some(old) = self.find(&ik, ih) {
             displaced.extend(self.remove(old >> 1));

@@ -96,15 +96,26 @@ impl<F: Frame> Processor<F> {
     /// or reply key) is forgotten. A full table makes room if it can
     /// ([`Processor::make_room`]). False when the table is full.
     pub(super) fn insert_conn(&mut self, conn: Conn, now_ms: u64, out: &mut Output<F>) -> bool {
-        let mut displaced = std::mem::take(&mut self.removed);
-        let mut inserted = self.conns.insert(conn, &mut displaced);
+        let hash = self.conns.hash(&conn.inbound_key());
+        self.insert_conn_hashed(conn, hash, now_ms, out)
+    }
+
+    /// [`Processor::insert_conn`] with the hash of the connection's inbound
+    /// key in hand ([`ConnTable::hash`]).
+    pub(super) fn insert_conn_hashed(&mut self, conn: Conn, hash: u64, now_ms: u64, out: &mut Output<F>) -> bool {
+        // `removed` is empty here: the connections an insert displaces
+        // gather in it, and are forgotten (it is emptied) below.
+        let mut inserted = self.conns.insert_hashed(conn, hash, &mut self.removed);
         if inserted.is_err() && self.make_room(now_ms, out) {
-            inserted = self.conns.insert(conn, &mut displaced);
+            inserted = self.conns.insert_hashed(conn, hash, &mut self.removed);
         }
-        for old in displaced.drain(..) {
-            self.forget(&old, now_ms, out);
+        if !self.removed.is_empty() {
+            let mut displaced = std::mem::take(&mut self.removed);
+            for old in displaced.drain(..) {
+                self.forget(&old, now_ms, out);
+            }
+            self.removed = displaced;
         }
-        self.removed = displaced;
         inserted.is_ok()
     }
 

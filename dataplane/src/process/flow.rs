@@ -224,7 +224,7 @@ impl<F: Frame> Processor<F> {
         let Some(protocol) = Protocol::from_ip_proto(proto) else {
             return Action::Drop(Counter::DropUnsupported);
         };
-        let Some((svc_idx, svc)) = self.snapshot.service(&ServiceKey { protocol, vip: dst.into(), port: l4.dport }) else {
+        let Some((svc_idx, svc)) = self.snapshot.service4(protocol, dst, l4.dport) else {
             return self.not_balanced(port, dst);
         };
         if self.snapshot.is_standby(dst) {
@@ -281,7 +281,8 @@ impl<F: Frame> Processor<F> {
         if self.syn_recv_cap_ms().is_some_and(|max| pressure::shorten_syn_recv(&mut conn, max, now_ms)) {
             self.counters.inc(Counter::ConnSynRecvShortened);
         }
-        if let Err(reason) = self.add_new_conn(&conn, ip_len, now_ms, out) {
+        // The connection's inbound key is the packet's: `hash` is its hash.
+        if let Err(reason) = self.add_new_conn_hashed(&conn, hash, ip_len, now_ms, out) {
             return Action::Drop(reason);
         }
         if adopt {
@@ -362,7 +363,14 @@ impl<F: Frame> Processor<F> {
     /// announcement to the other workers. A full table gives its local port
     /// back and says why.
     pub(super) fn add_new_conn(&mut self, conn: &Conn, ip_len: u16, now_ms: u64, out: &mut Output<F>) -> Result<(), Counter> {
-        if !self.insert_conn(*conn, now_ms, out) {
+        let hash = self.conns.hash(&conn.inbound_key());
+        self.add_new_conn_hashed(conn, hash, ip_len, now_ms, out)
+    }
+
+    /// [`Processor::add_new_conn`] with the hash of the connection's inbound
+    /// key (its first packet's) in hand.
+    pub(super) fn add_new_conn_hashed(&mut self, conn: &Conn, hash: u64, ip_len: u16, now_ms: u64, out: &mut Output<F>) -> Result<(), Counter> {
+        if !self.insert_conn_hashed(*conn, hash, now_ms, out) {
             if let Some(l) = conn.local.get() {
                 self.pool.release(l);
             }
