@@ -203,7 +203,7 @@ impl<S: ConnAddr> ConnTable<S> {
     }
 
     /// The hash of a flow key, as this table files it (random per table).
-    #[inline]
+    #[inline(always)]
     pub fn hash(&self, key: &FlowKey<S::Ip>) -> u64 {
         hash_key(&self.seeds, key)
     }
@@ -332,7 +332,9 @@ impl<S: ConnAddr> ConnTable<S> {
     }
 
     /// [`ConnTable::lookup`] with the key's hash ([`ConnTable::hash`]) in hand.
-    #[inline]
+    /// Always inlined: it is every packet's lookup, and the compiler's own
+    /// choice flips with unrelated changes to the table.
+    #[inline(always)]
     pub fn lookup_hashed(&self, key: &FlowKey<S::Ip>, hash: u64, now_ms: u64) -> Option<(ConnId, Direction)> {
         let e = self.find(key, hash)?;
         let id = e >> 1;
