@@ -45,8 +45,18 @@ pub struct LocalPool<S: ConnAddr = SocketAddrV4> {
     range: (u16, u16),
     free: HashMap<S::Ip, LipPorts>,
     next_lip: usize,
-    /// Where in its share each LIP's FIFO starts.
-    start: usize,
+    /// This worker's share of the range and where its FIFOs start
+    /// ([`share_of`]), computed once.
+    share: Share,
+}
+
+/// A worker's share of the port range: every `workers`-th port from `first`,
+/// `len` of them, its FIFO starting `rotation` ports in (below `len`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Share {
+    first: usize,
+    len: usize,
+    rotation: usize,
 }
 
 /// One LIP's free ports: the share from index `fresh` on (never handed out;
@@ -92,7 +102,9 @@ impl<S: ConnAddr> LocalPool<S> {
     /// As [`LocalPool::of_family`], the FIFO starting `start` ports into the
     /// share (modulo its size).
     pub fn of_family_starting_at(worker: usize, workers: usize, range: (u16, u16), start: usize) -> Self {
-        LocalPool { worker, workers: workers.max(1), range, free: HashMap::new(), next_lip: 0, start }
+        let workers = workers.max(1);
+        let share = share_of(worker, workers, range, start);
+        LocalPool { worker, workers, range, free: HashMap::new(), next_lip: 0, share }
     }
 
     /// The port range this pool was built for.
@@ -101,13 +113,9 @@ impl<S: ConnAddr> LocalPool<S> {
     }
 
     /// This worker's share of the range: its first port and how many
-    /// ports it has (every `workers`-th port from the first; port 0 is never
-    /// a local port: a connection without one stores it, `OptAddrV4`).
+    /// ports it has (see [`share_of`]).
     fn share(&self) -> (usize, usize) {
-        let (lo, hi) = (usize::from(self.range.0.max(1)), usize::from(self.range.1));
-        let first = lo + (self.worker + self.workers - lo % self.workers) % self.workers;
-        let len = if first > hi { 0 } else { (hi - first) / self.workers + 1 };
-        (first, len)
+        (self.share.first, self.share.len)
     }
 
     /// The index of `port` in the rotated share; None outside this worker's share.
@@ -118,18 +126,23 @@ impl<S: ConnAddr> LocalPool<S> {
             return None;
         }
         let i = (p - first) / self.workers;
-        Some((i + len - self.start % len) % len)
+        Some((i + len - self.share.rotation) % len)
     }
 
     /// Takes a free (LIP, port) from one of `lips`, trying them in turn starting
     /// after the one used last. `None` when every LIP's share is exhausted.
     pub fn allocate(&mut self, lips: &[S::Ip]) -> Option<S> {
         let n = lips.len();
-        let share = self.share();
-        for i in 0..n {
-            let lip = lips[(self.next_lip + i) % n];
-            if let Some(port) = self.take(lip, share) {
-                self.next_lip = (self.next_lip + i + 1) % n;
+        if n == 0 {
+            return None;
+        }
+        // `next_lip` may come from a service with another number of LIPs.
+        let mut at = self.next_lip % n;
+        for _ in 0..n {
+            let lip = *lips.get(at)?;
+            at = if at + 1 == n { 0 } else { at + 1 };
+            if let Some(port) = self.take(lip) {
+                self.next_lip = at;
                 return Some(S::from_parts(lip, port));
             }
         }
@@ -137,13 +150,13 @@ impl<S: ConnAddr> LocalPool<S> {
     }
 
     /// The next free port of `lip`: a fresh one, else the first released.
-    fn take(&mut self, lip: S::Ip, share: (usize, usize)) -> Option<u16> {
-        let (start, workers) = (self.start, self.workers);
+    fn take(&mut self, lip: S::Ip) -> Option<u16> {
+        let (share, workers) = (self.share, self.workers);
         let ports = self.free.entry(lip).or_default();
-        while ports.fresh < share.1 {
-            let p = port_at(share, start, workers, ports.fresh);
+        while ports.fresh < share.len {
+            let p = port_at(share, workers, ports.fresh);
             ports.fresh += 1;
-            if !ports.reserved.remove(&p) {
+            if ports.reserved.is_empty() || !ports.reserved.remove(&p) {
                 return Some(p);
             }
         }
@@ -182,11 +195,25 @@ impl<S: ConnAddr> LocalPool<S> {
     }
 }
 
-/// The port at index `i` of a share of `len` ports from `first`, every
-/// `workers`-th, rotated by `start`.
-fn port_at((first, len): (usize, usize), start: usize, workers: usize, i: usize) -> u16 {
-    let rotated = (i + start % len) % len;
-    (first + rotated * workers) as u16
+/// Worker `worker`'s share of `range` among `workers` (at least 1): its
+/// first port and how many ports it has (every `workers`-th port from the
+/// first; port 0 is never a local port: a connection without one stores it,
+/// `OptAddrV4`), its FIFO starting `start` ports in (modulo its size).
+fn share_of(worker: usize, workers: usize, range: (u16, u16), start: usize) -> Share {
+    let (lo, hi) = (usize::from(range.0.max(1)), usize::from(range.1));
+    let first = lo + (worker + workers - lo % workers) % workers;
+    let len = if first > hi { 0 } else { (hi - first) / workers + 1 };
+    let rotation = if len == 0 { 0 } else { start % len };
+    Share { first, len, rotation }
+}
+
+/// The port at index `i` (below the share's length) of the rotated `share`,
+/// every `workers`-th.
+fn port_at(share: Share, workers: usize, i: usize) -> u16 {
+    // Both terms are below `len`: one subtraction wraps the sum.
+    let rotated = i + share.rotation;
+    let rotated = if rotated >= share.len { rotated - share.len } else { rotated };
+    (share.first + rotated * workers) as u16
 }
 
 #[cfg(test)]
@@ -290,6 +317,34 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Local addresses are tried in turn from the one after the last
+        /// used, `(next + i) % n` over each call's list (services with
+        /// lists of other lengths share the turn), each handing out its own
+        /// FIFO until it runs dry.
+        #[test]
+        fn local_addresses_are_tried_in_turn_over_lists_of_any_length(
+            span in 0u16..6,
+            calls in proptest::collection::vec(0usize..5, 0..60),
+        ) {
+            let lips: Vec<Ipv4Addr> = (0..4).map(|i| Ipv4Addr::new(10, 1, 0, 200 + i)).collect();
+            let range = (7000, 7000 + span);
+            let mut pool = LocalPool::starting_at(0, 1, range, 3);
+            let mut models: Vec<Model> = lips.iter().map(|_| Model::new(0, 1, range, 3)).collect();
+            let mut next = 0usize;
+            for n in calls {
+                let mut expected = None;
+                for i in 0..n {
+                    let at = (next + i) % n;
+                    if let Some(port) = models[at].queue.pop_front() {
+                        next = (next + i + 1) % n;
+                        expected = Some(SocketAddrV4::new(lips[at], port));
+                        break;
+                    }
+                }
+                proptest::prop_assert_eq!(pool.allocate(&lips[..n]), expected);
+            }
+        }
+
         #[test]
         fn the_two_part_fifo_hands_out_ports_in_the_queues_order(
             worker in 0usize..3,

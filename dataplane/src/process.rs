@@ -519,6 +519,8 @@ pub struct Processor<F> {
     removed6: Vec<Conn6>,
     /// The neighbour advertisement answering the solicitation in hand.
     nd_reply: [u8; ipv6::ND_REPLY_LEN],
+    /// The wall clock of FULLNAT initial sequence numbers ([`flow::IsnClock`]).
+    isn_clock: flow::IsnClock,
 }
 
 /// The IPv6 table's default size, as a fraction of the IPv4 table's: a
@@ -599,6 +601,7 @@ impl<F: Frame> Processor<F> {
             requests6: Vec::with_capacity(16),
             removed6: Vec::with_capacity(EXPIRE_BUDGET),
             nd_reply: [0; ipv6::ND_REPLY_LEN],
+            isn_clock: Default::default(),
         };
         processor.set_pressure_limits();
         processor

@@ -511,6 +511,90 @@ impl SharedConnCounts {
     }
 }
 
+/// The IPv4 services by key, for the lookup every new connection makes:
+/// open addressing with linear probing over packed keys (protocol, port,
+/// address in one word), at most half full, so a lookup is a multiply and
+/// one or two compares. It holds exactly the IPv4 entries of
+/// [`Snapshot::service_index`] (the last service of a key wins, as there).
+/// Keys come from the configuration only, so no seed is needed: a packet
+/// cannot add one.
+#[derive(Clone, Debug, Default)]
+pub struct ServiceIndex4 {
+    /// `(packed key, service index)`, [`ServiceIndex4::EMPTY`] as the index
+    /// of a free bucket; a power of two long (or empty).
+    buckets: Box<[(u64, u32)]>,
+    /// `64 - log2(buckets)`: a key's home bucket is the top bits of its
+    /// multiplied key.
+    shift: u32,
+}
+
+impl ServiceIndex4 {
+    /// The service index of a free bucket.
+    const EMPTY: u32 = u32::MAX;
+
+    /// The index of the IPv4 services among `keys` (in service order).
+    pub fn new(keys: impl Iterator<Item = ServiceKey>) -> Self {
+        let keys: Vec<(u64, u32)> = keys
+            .enumerate()
+            .filter_map(|(i, k)| Some((Self::pack(k.protocol, v4(k.vip)?, k.port), u32::try_from(i).ok()?)))
+            .collect();
+        if keys.is_empty() {
+            return ServiceIndex4::default();
+        }
+        let len = (keys.len() * 2).next_power_of_two();
+        let mut index = ServiceIndex4 { buckets: vec![(0, Self::EMPTY); len].into_boxed_slice(), shift: 64 - len.trailing_zeros() };
+        for (key, idx) in keys {
+            let mut i = index.home(key);
+            // At most half full: a free bucket or the key is always found.
+            while index.buckets[i].1 != Self::EMPTY && index.buckets[i].0 != key {
+                i = (i + 1) & (len - 1);
+            }
+            index.buckets[i] = (key, idx);
+        }
+        index
+    }
+
+    /// A service key's protocol, port and IPv4 address in one word.
+    #[inline]
+    fn pack(protocol: Protocol, vip: Ipv4Addr, port: u16) -> u64 {
+        let protocol = match protocol {
+            Protocol::Tcp => 0,
+            Protocol::Udp => 1,
+        };
+        protocol << 48 | u64::from(port) << 32 | u64::from(vip.to_bits())
+    }
+
+    /// The bucket where the probe for `key` starts (Fibonacci hashing).
+    #[inline]
+    fn home(&self, key: u64) -> usize {
+        (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
+    }
+
+    /// The index of the service listening on `protocol`, `vip`, `port`.
+    #[inline]
+    pub fn get(&self, protocol: Protocol, vip: Ipv4Addr, port: u16) -> Option<usize> {
+        if self.buckets.is_empty() {
+            return None;
+        }
+        let key = Self::pack(protocol, vip, port);
+        let mask = self.buckets.len() - 1;
+        let mut i = self.home(key);
+        // A free bucket ends every probe (at most half full); the bound only
+        // keeps a broken table from looping.
+        for _ in 0..self.buckets.len() {
+            let (k, idx) = *self.buckets.get(i)?;
+            if idx == Self::EMPTY {
+                return None;
+            }
+            if k == key {
+                return Some(idx as usize);
+            }
+            i = (i + 1) & mask;
+        }
+        None
+    }
+}
+
 /// Everything a worker forwards by, immutable once built.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
@@ -531,6 +615,9 @@ pub struct Snapshot {
     pub services: Vec<Service>,
     /// Service lookup by key; values index [`Snapshot::services`].
     pub service_index: HashMap<ServiceKey, usize>,
+    /// The IPv4 entries of [`Snapshot::service_index`] again, in a table
+    /// made for the packet path's lookup (built by [`Snapshot::finish`]).
+    pub service_index4: ServiceIndex4,
     /// Connection timeouts.
     pub timeouts: Timeouts,
     /// FULLNAT source ports handed out (split between workers), inclusive.
@@ -646,6 +733,7 @@ impl Default for Snapshot {
             routes6: Vec::new(),
             services: Vec::new(),
             service_index: HashMap::new(),
+            service_index4: ServiceIndex4::default(),
             timeouts: Timeouts::default(),
             local_port_range: DEFAULT_LOCAL_PORT_RANGE,
             frag_limits: crate::frag::FragLimits::default(),
@@ -674,6 +762,7 @@ impl Snapshot {
             s.lookup_table = crate::sched::lookup_table(s.scheduler, &s.reals, &s.sched_options);
         }
         self.service_index = self.services.iter().enumerate().map(|(i, s)| (s.key, i)).collect();
+        self.service_index4 = ServiceIndex4::new(self.services.iter().map(|s| s.key));
         self.routes.sort_by_key(|r| std::cmp::Reverse(r.prefix_len));
         self.routes6.sort_by_key(|r| std::cmp::Reverse(r.prefix_len));
         let served = |a: &IpAddr| !self.standby.contains(a);
@@ -711,8 +800,20 @@ impl Snapshot {
     }
 
     /// The service listening on `key`, if any.
+    #[inline]
     pub fn service(&self, key: &ServiceKey) -> Option<(usize, &Service)> {
-        let idx = *self.service_index.get(key)?;
+        let idx = match key.vip {
+            IpAddr::V4(vip) => self.service_index4.get(key.protocol, vip, key.port)?,
+            IpAddr::V6(_) => *self.service_index.get(key)?,
+        };
+        self.services.get(idx).map(|s| (idx, s))
+    }
+
+    /// [`Snapshot::service`] for an IPv4 virtual address (the packet path's
+    /// lookup for every new IPv4 connection).
+    #[inline]
+    pub fn service4(&self, protocol: Protocol, vip: Ipv4Addr, port: u16) -> Option<(usize, &Service)> {
+        let idx = self.service_index4.get(protocol, vip, port)?;
         self.services.get(idx).map(|s| (idx, s))
     }
 
@@ -791,6 +892,32 @@ mod tests {
         assert!(prefix_contains(net, 0, Ipv4Addr::new(192, 168, 0, 1)));
         assert!(prefix_contains(Ipv4Addr::new(10, 1, 0, 7), 32, Ipv4Addr::new(10, 1, 0, 7)));
         assert!(!prefix_contains(Ipv4Addr::new(10, 1, 0, 7), 32, Ipv4Addr::new(10, 1, 0, 8)));
+    }
+
+    proptest::proptest! {
+        /// The packet path's lookup finds what the service map holds, for
+        /// keys of services (duplicates included: the last one wins) and
+        /// keys of none, of either family.
+        #[test]
+        fn the_ipv4_service_index_agrees_with_the_service_map(
+            services in proptest::collection::vec((proptest::bool::ANY, 0u32..6, 0u16..4, proptest::bool::ANY), 0..40),
+            queries in proptest::collection::vec((proptest::bool::ANY, 0u32..8, 0u16..6, proptest::bool::ANY), 0..40),
+        ) {
+            let key = |(udp, addr, port, v6): (bool, u32, u16, bool)| ServiceKey {
+                protocol: if udp { Protocol::Udp } else { Protocol::Tcp },
+                vip: if v6 { IpAddr::V6(Ipv6Addr::from(u128::from(addr))) } else { IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | addr)) },
+                port: 80 + port,
+            };
+            let services = services.into_iter().map(|s| Service::new(key(s), SchedulerKind::Rr, Vec::new())).collect();
+            let snap = Snapshot { services, ..Default::default() }.finish();
+            for q in queries.into_iter().map(key).chain(snap.services.iter().map(|s| s.key)) {
+                let expected = snap.service_index.get(&q).copied();
+                proptest::prop_assert_eq!(snap.service(&q).map(|(i, _)| i), expected, "{}", q);
+                if let IpAddr::V4(vip) = q.vip {
+                    proptest::prop_assert_eq!(snap.service4(q.protocol, vip, q.port).map(|(i, _)| i), expected);
+                }
+            }
+        }
     }
 
     #[test]

@@ -150,6 +150,48 @@ impl Index {
         self.position(hash, is).and_then(|i| self.buckets.get(i)).map(|&e| e & VALUE_MASK)
     }
 
+    /// The first value filed under `hash` that `is` accepts, else the empty
+    /// bucket that ends `hash`'s probe path: where [`Index::insert`] would
+    /// file a value under `hash` now, for [`Index::insert_at`] (`None` only
+    /// when the index has no empty bucket, which its load limit prevents).
+    #[inline]
+    pub fn find_or_vacant(&self, hash: u64, mut is: impl FnMut(u32) -> bool) -> Result<u32, Option<usize>> {
+        let tag = tag(hash);
+        let mut i = self.home(hash);
+        for _ in 0..self.buckets.len() {
+            let Some(&e) = self.buckets.get(i) else { return Err(None) };
+            if e == EMPTY {
+                return Err(Some(i));
+            }
+            if e & !VALUE_MASK == tag && is(e & VALUE_MASK) {
+                return Ok(e & VALUE_MASK);
+            }
+            i = self.next(i);
+        }
+        Err(None)
+    }
+
+    /// Files `value` under `hash` in bucket `vacant`, which
+    /// [`Index::find_or_vacant`] gave for `hash` with no removal since (a
+    /// removal may empty a bucket before it on the probe path): the bucket
+    /// [`Index::insert`] would choose. When that bucket has been filled since
+    /// (by another key whose path ended there too), or is `None`, this is
+    /// [`Index::insert`]. Returns false when the index is full.
+    pub fn insert_at(&mut self, vacant: Option<usize>, hash: u64, value: u32) -> bool {
+        debug_assert!(value <= VALUE_MASK);
+        if (self.len + 1) * 4 > self.buckets.len() * 3 {
+            return false;
+        }
+        match vacant.and_then(|i| self.buckets.get_mut(i)) {
+            Some(b) if *b == EMPTY => {
+                *b = tag(hash) | (value & VALUE_MASK);
+                self.len += 1;
+                true
+            }
+            _ => self.insert(hash, value),
+        }
+    }
+
     /// Files `value` (below 2^25) under `hash`. Returns false when the index is
     /// full (the caller sized it so that it never is).
     pub fn insert(&mut self, hash: u64, value: u32) -> bool {

@@ -203,7 +203,7 @@ impl<S: ConnAddr> ConnTable<S> {
     }
 
     /// The hash of a flow key, as this table files it (random per table).
-    #[inline]
+    #[inline(always)]
     pub fn hash(&self, key: &FlowKey<S::Ip>) -> u64 {
         hash_key(&self.seeds, key)
     }
@@ -233,10 +233,20 @@ impl<S: ConnAddr> ConnTable<S> {
         self.index.find(hash, |e| entry_key(slots, e).as_ref() == Some(key))
     }
 
-    /// Adds entry `e` under a key hashing to `hash` (the key is not there). The
-    /// index has room for two keys per slot, so it never refuses.
-    fn index_insert(&mut self, hash: u64, e: u32) {
-        let inserted = self.index.insert(hash, e);
+    /// The index entry under `key` (whose hash is `hash`), else the empty
+    /// bucket where an entry for it would go now ([`Index::find_or_vacant`]).
+    #[inline]
+    fn find_or_vacant(&self, key: &FlowKey<S::Ip>, hash: u64) -> Result<u32, Option<usize>> {
+        let slots = &self.slots[..];
+        self.index.find_or_vacant(hash, |e| entry_key(slots, e).as_ref() == Some(key))
+    }
+
+    /// Adds entry `e` under a key hashing to `hash` (the key is not there),
+    /// into the bucket `vacant` that [`ConnTable::find_or_vacant`] gave for
+    /// the key with no removal since. The index has room for two keys per
+    /// slot, so it never refuses.
+    fn index_insert_at(&mut self, vacant: Option<usize>, hash: u64, e: u32) {
+        let inserted = self.index.insert_at(vacant, hash, e);
         debug_assert!(inserted, "the index has room for two keys per slot");
     }
 
@@ -269,25 +279,46 @@ impl<S: ConnAddr> ConnTable<S> {
     /// FULLNAT). An existing entry under either key is replaced and pushed to
     /// `displaced`, so the caller can release what it held.
     pub fn insert(&mut self, conn: Conn<S>, displaced: &mut Vec<Conn<S>>) -> Result<ConnId, TableFull> {
+        let inbound_hash = self.hash(&conn.inbound_key());
+        self.insert_hashed(conn, inbound_hash, displaced)
+    }
+
+    /// [`ConnTable::insert`] with the hash of the connection's inbound key
+    /// ([`ConnTable::hash`]) in hand (the packet that creates it was hashed
+    /// for its lookup).
+    pub fn insert_hashed(&mut self, conn: Conn<S>, inbound_hash: u64, displaced: &mut Vec<Conn<S>>) -> Result<ConnId, TableFull> {
         let ik = conn.inbound_key();
-        let ih = self.hash(&ik);
+        debug_assert_eq!(inbound_hash, self.hash(&ik), "the inbound key's hash");
+        let ih = inbound_hash;
         let rk = conn.reply_key().map(|rk| (rk, self.hash(&rk)));
-        if let Some(old) = self.find(&ik, ih) {
-            displaced.extend(self.remove(old >> 1));
-        }
-        if let Some((rk, rh)) = &rk {
-            if let Some(old) = self.find(rk, *rh) {
+        // A key's search ends at the empty bucket its entry will take, unless
+        // a removal (of a displaced entry) comes in between: the entries go
+        // exactly where a fresh probe would put them.
+        let mut inbound_vacant = match self.find_or_vacant(&ik, ih) {
+            Ok(old) => {
                 displaced.extend(self.remove(old >> 1));
+                None
+            }
+            Err(vacant) => vacant,
+        };
+        let mut reply_vacant = None;
+        if let Some((rk, rh)) = &rk {
+            match self.find_or_vacant(rk, *rh) {
+                Ok(old) => {
+                    displaced.extend(self.remove(old >> 1));
+                    inbound_vacant = None;
+                }
+                Err(vacant) => reply_vacant = vacant,
             }
         }
         let Some(id) = self.take_slot() else { return Err(TableFull(self.capacity())) };
         self.slots[id as usize] = Slot::Used(conn);
         // A reply key equal to the inbound key (a degenerate service) is found as the reply.
         if rk.map(|(rk, _)| rk) != Some(ik) {
-            self.index_insert(ih, entry(id, Direction::Inbound));
+            self.index_insert_at(inbound_vacant, ih, entry(id, Direction::Inbound));
         }
         if let Some((_, rh)) = rk {
-            self.index_insert(rh, entry(id, Direction::Reply));
+            self.index_insert_at(reply_vacant, rh, entry(id, Direction::Reply));
         }
         self.len += 1;
         Ok(id)
@@ -301,7 +332,9 @@ impl<S: ConnAddr> ConnTable<S> {
     }
 
     /// [`ConnTable::lookup`] with the key's hash ([`ConnTable::hash`]) in hand.
-    #[inline]
+    /// Always inlined: it is every packet's lookup, and the compiler's own
+    /// choice flips with unrelated changes to the table.
+    #[inline(always)]
     pub fn lookup_hashed(&self, key: &FlowKey<S::Ip>, hash: u64, now_ms: u64) -> Option<(ConnId, Direction)> {
         let e = self.find(key, hash)?;
         let id = e >> 1;
@@ -963,7 +996,75 @@ mod tests {
         Ok(())
     }
 
+    impl<S: ConnAddr> ConnTable<S> {
+        /// [`ConnTable::insert`] as it was before the search for a key
+        /// ended where its entry goes: a search, then a fresh probe.
+        fn insert_by_two_probes(&mut self, conn: Conn<S>, displaced: &mut Vec<Conn<S>>) -> Result<ConnId, TableFull> {
+            let ik = conn.inbound_key();
+            let ih = self.hash(&ik);
+            let rk = conn.reply_key().map(|rk| (rk, self.hash(&rk)));
+            if let Some(old) = self.find(&ik, ih) {
+                displaced.extend(self.remove(old >> 1));
+            }
+            if let Some((rk, rh)) = &rk {
+                if let Some(old) = self.find(rk, *rh) {
+                    displaced.extend(self.remove(old >> 1));
+                }
+            }
+            let Some(id) = self.take_slot() else { return Err(TableFull(self.capacity())) };
+            self.slots[id as usize] = Slot::Used(conn);
+            if rk.map(|(rk, _)| rk) != Some(ik) {
+                assert!(self.index.insert(ih, entry(id, Direction::Inbound)));
+            }
+            if let Some((_, rh)) = rk {
+                assert!(self.index.insert(rh, entry(id, Direction::Reply)));
+            }
+            self.len += 1;
+            Ok(id)
+        }
+    }
+
+    /// Inserts that end their key's search where its entry goes leave the
+    /// index bucket for bucket as a search and a fresh probe do, with
+    /// entries displaced under either key (a client's new connection, a
+    /// FULLNAT local port taken again by another client) and removals.
+    fn inserts_file_entries_where_a_fresh_probe_would<S: Family>(ops: Vec<(u8, u16, u8, bool)>) -> Result<(), proptest::test_runner::TestCaseError> {
+        const MODES: [ForwardMode; 3] = [ForwardMode::Nat, ForwardMode::Dr, ForwardMode::FullNat];
+        let mut fused = ConnTable::<S>::new(24);
+        let mut probed = ConnTable::<S>::new(24);
+        probed.seeds = fused.seeds;
+        for (op, port, mode, other_client) in ops {
+            let forward = MODES[usize::from(mode) % MODES.len()];
+            let mut c = conn::<S>(port, forward, 0);
+            if other_client {
+                // Another client: the inbound key differs, a FULLNAT reply key does not.
+                c.client = S::sock(Ipv4Addr::new(10, 0, 0, 3), port);
+            }
+            if op < 3 {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                let ha = fused.hash(&c.inbound_key());
+                proptest::prop_assert_eq!(fused.insert_hashed(c, ha, &mut a), probed.insert_by_two_probes(c, &mut b));
+                proptest::prop_assert_eq!(a.iter().map(|c| c.inbound_key()).collect::<Vec<_>>(), b.iter().map(|c| c.inbound_key()).collect::<Vec<_>>());
+            } else if let Some((id, _)) = fused.lookup(&c.inbound_key(), 0) {
+                proptest::prop_assert_eq!(fused.remove(id).map(|c| c.inbound_key()), probed.remove(id).map(|c| c.inbound_key()));
+            }
+            proptest::prop_assert_eq!(&fused.index.buckets()[..], &probed.index.buckets()[..]);
+            proptest::prop_assert_eq!(fused.len(), probed.len());
+        }
+        Ok(())
+    }
+
     proptest::proptest! {
+        #[test]
+        fn inserts_file_entries_where_a_fresh_probe_would_v4(ops in proptest::collection::vec((0u8..4, 1u16..40, 0u8..3, proptest::bool::ANY), 1..200)) {
+            inserts_file_entries_where_a_fresh_probe_would::<SocketAddrV4>(ops)?;
+        }
+
+        #[test]
+        fn inserts_file_entries_where_a_fresh_probe_would_v6(ops in proptest::collection::vec((0u8..4, 1u16..40, 0u8..3, proptest::bool::ANY), 1..200)) {
+            inserts_file_entries_where_a_fresh_probe_would::<SockV6>(ops)?;
+        }
+
         #[test]
         fn agrees_with_a_model_v4(ops in proptest::collection::vec((0u8..4, 1u16..48, 0u8..3), 1..300)) {
             agrees_with_a_model::<SocketAddrV4>(ops)?;

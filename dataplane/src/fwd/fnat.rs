@@ -93,11 +93,22 @@ pub fn xmit_reply(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
 /// IPv4 packet `ip`, leaving from `local` towards `real`, at the current wall
 /// clock.
 pub fn new_seq_delta(ip: &[u8], local: SocketAddrV4, real: SocketAddrV4) -> Result<u32, FwdError> {
+    new_seq_delta_at(ip, local, real, wall_clock_ns())
+}
+
+/// [`new_seq_delta`] at wall-clock time `wall_ns` (nanoseconds since 1970,
+/// [`wall_clock_ns`]).
+pub fn new_seq_delta_at(ip: &[u8], local: SocketAddrV4, real: SocketAddrV4, wall_ns: u64) -> Result<u32, FwdError> {
     let pkt = Ipv4Packet::new_checked(ip)?;
     let client_isn = TcpSegment::new_checked(pkt.payload())?.seq_number();
-    // A clock before 1970 only costs the ordering guarantee, never a packet.
-    let wall_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     Ok(initial_seq(local, real, wall_ns).wrapping_sub(client_isn))
+}
+
+/// The wall clock in nanoseconds since 1970, as the initial sequence
+/// numbers read it. A clock before 1970 reads 0: it only costs the ordering
+/// guarantee, never a packet.
+pub fn wall_clock_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// rvs's initial sequence number towards `real` from `local` at wall-clock

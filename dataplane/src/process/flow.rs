@@ -148,7 +148,7 @@ impl<F: Frame> Processor<F> {
         }
 
         // An IPv4 reply to an IPv4 local address may be a NAT64 connection's.
-        if self.snapshot.is_local_addr(dst) && !self.conns6.is_empty() {
+        if !self.conns6.is_empty() && self.snapshot.is_local_addr(dst) {
             if let Some(action) = self.nat64_reply(ip_bytes, l2_len, &key, &l4, ip_len, now_ms, out) {
                 return action;
             }
@@ -170,7 +170,7 @@ impl<F: Frame> Processor<F> {
         let Some(protocol) = Protocol::from_ip_proto(proto) else {
             return Action::Drop(Counter::DropUnsupported);
         };
-        let Some((svc_idx, svc)) = self.snapshot.service(&ServiceKey { protocol, vip: dst.into(), port: l4.dport }) else {
+        let Some((svc_idx, svc)) = self.snapshot.service4(protocol, dst, l4.dport) else {
             return self.not_balanced(port, dst);
         };
         if self.snapshot.is_standby(dst) {
@@ -227,7 +227,8 @@ impl<F: Frame> Processor<F> {
         if self.syn_recv_cap_ms().is_some_and(|max| pressure::shorten_syn_recv(&mut conn, max, now_ms)) {
             self.counters.inc(Counter::ConnSynRecvShortened);
         }
-        if let Err(reason) = self.add_new_conn(&conn, ip_len, now_ms, out) {
+        // The connection's inbound key is the packet's: `hash` is its hash.
+        if let Err(reason) = self.add_new_conn_hashed(&conn, hash, ip_len, now_ms, out) {
             return Action::Drop(reason);
         }
         if adopt {
@@ -364,7 +365,8 @@ impl<F: Frame> Processor<F> {
             proxy: Default::default(),
         };
         if let (Some(l), Protocol::Tcp) = (local, protocol) {
-            match fnat::new_seq_delta(ip_bytes, l, conn.real) {
+            let wall_ns = self.isn_clock.wall_ns(now_ms);
+            match fnat::new_seq_delta_at(ip_bytes, l, conn.real, wall_ns) {
                 Ok(delta) => conn.seq_delta = delta,
                 Err(_) => {
                     self.pool.release(l);
@@ -380,23 +382,75 @@ impl<F: Frame> Processor<F> {
     /// announcement to the other workers. A full table gives its local port
     /// back and says why.
     pub(super) fn add_new_conn(&mut self, conn: &Conn, ip_len: u16, now_ms: u64, out: &mut Output<F>) -> Result<(), Counter> {
-        if !self.insert_conn(*conn, now_ms, out) {
+        let hash = self.conns.hash(&conn.inbound_key());
+        self.add_new_conn_hashed(conn, hash, ip_len, now_ms, out)
+    }
+
+    /// [`Processor::add_new_conn`] with the hash of the connection's inbound
+    /// key (its first packet's) in hand.
+    pub(super) fn add_new_conn_hashed(&mut self, conn: &Conn, hash: u64, ip_len: u16, now_ms: u64, out: &mut Output<F>) -> Result<(), Counter> {
+        if !self.insert_conn_hashed(*conn, hash, now_ms, out) {
             if let Some(l) = conn.local.get() {
                 self.pool.release(l);
             }
             return Err(Counter::DropConnTableFull);
         }
-        let (svc_idx, real_idx) = (usize::from(conn.service_index), usize::from(conn.real_index));
-        self.count_conn(conn, conn.service_index, conn.real_index, 1);
-        if let Some(t) = self.counts.get_mut(svc_idx).and_then(|c| c.traffic.get_mut(real_idx)) {
-            t.conns += 1;
-        }
-        self.count_traffic(conn, Direction::Inbound, u64::from(ip_len));
+        let svc_idx = usize::from(conn.service_index);
+        self.count_new_conn(conn, ip_len);
         if let Some(p) = self.snapshot.services[svc_idx].persistence {
             self.template_use(conn, p, now_ms);
         }
         self.announce(conn, out);
         self.counters.inc(Counter::ConnCreated);
         Ok(())
+    }
+}
+
+/// The wall clock FULLNAT's initial sequence numbers are taken from
+/// ([`fnat::initial_seq`]): read once per value of the worker's `now_ms`
+/// (a poll of the NIC), not once per new connection; a later connection of
+/// the same `now_ms` gets one 64 ns tick more than the one before, so the
+/// numbers handed out still increase. The clock read lags the true wall
+/// clock by no more than the time since the worker took `now_ms`, a
+/// fraction of the 274 s the ISN clock takes to wrap.
+#[derive(Debug, Default)]
+pub(super) struct IsnClock {
+    /// The `now_ms` of the last clock read.
+    now_ms: u64,
+    /// The wall clock last handed out, in ns since 1970 (0: to be read).
+    wall_ns: u64,
+}
+
+impl IsnClock {
+    /// One tick of the ISN clock (`initial_seq` counts 64 ns ticks).
+    const TICK_NS: u64 = 64;
+
+    /// The wall clock, in ns since 1970, for a new connection at `now_ms`.
+    pub(super) fn wall_ns(&mut self, now_ms: u64) -> u64 {
+        if self.wall_ns == 0 || self.now_ms != now_ms {
+            self.now_ms = now_ms;
+            self.wall_ns = fnat::wall_clock_ns();
+        } else {
+            self.wall_ns = self.wall_ns.saturating_add(Self::TICK_NS);
+        }
+        self.wall_ns
+    }
+}
+
+#[cfg(test)]
+mod isn_clock_tests {
+    use super::*;
+
+    #[test]
+    fn the_isn_clock_is_read_once_per_now_ms_and_ticks_on_between() {
+        let mut c = IsnClock::default();
+        let before = fnat::wall_clock_ns();
+        let first = c.wall_ns(5);
+        assert!(first >= before && first <= fnat::wall_clock_ns());
+        assert_eq!(c.wall_ns(5), first + 64);
+        assert_eq!(c.wall_ns(5), first + 128);
+        // Another `now_ms`: the clock is read again.
+        let again = c.wall_ns(6);
+        assert!(again >= before && again <= fnat::wall_clock_ns());
     }
 }

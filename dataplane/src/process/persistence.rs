@@ -31,16 +31,8 @@ impl<F: Frame> Processor<F> {
         let candidates =
             Candidates { reals: &svc.reals, active: &counts.view_active, inactive: &counts.view_inactive, overloaded: &counts.overloaded };
         if let Some(p) = svc.persistence {
-            if let Some(t) = self.templates.get(&(svc.key, p.client_net(flow.src()))) {
-                let live = t.conns > 0 || t.expires_ms > now_ms;
-                let idx = svc.reals.iter().position(|r| r.addr == t.real.ip() && r.port == t.real.port());
-                // Like IPVS: a template keeps pointing at its real server while it
-                // exists, even when quiescent or overloaded, unless the server is
-                // gone — or quiescent with `expire_quiescent`
-                // (expire_quiescent_template).
-                if let Some(i) = idx.filter(|&i| live && (candidates.weight(i) > 0 || !svc.expire_quiescent)) {
-                    return Some(i);
-                }
+            if let Some(i) = template_real(&self.templates, svc, p, flow, &candidates, now_ms) {
+                return Some(i);
             }
         }
         self.schedulers.get_mut(svc_idx)?.pick(&candidates, flow)
@@ -125,6 +117,30 @@ impl<F: Frame> Processor<F> {
         t.expires_ms = t.expires_ms.max(expires_ms);
         true
     }
+}
+
+/// The real server (index in `svc`) that the persistence template of
+/// `flow`'s client network names, if it has a live one that may still take
+/// the connection. Apart from [`Processor::schedule`] (and never inlined
+/// there) so that scheduling for a service without persistence does not
+/// pay for the template lookup's registers.
+#[inline(never)]
+fn template_real(
+    templates: &HashMap<(ServiceKey, IpAddr), Template>,
+    svc: &crate::snapshot::Service,
+    p: Persistence,
+    flow: &dyn SchedFlow,
+    candidates: &Candidates<'_>,
+    now_ms: u64,
+) -> Option<usize> {
+    let t = templates.get(&(svc.key, p.client_net(flow.src())))?;
+    let live = t.conns > 0 || t.expires_ms > now_ms;
+    let idx = svc.reals.iter().position(|r| r.addr == t.real.ip() && r.port == t.real.port());
+    // Like IPVS: a template keeps pointing at its real server while it
+    // exists, even when quiescent or overloaded, unless the server is
+    // gone — or quiescent with `expire_quiescent`
+    // (expire_quiescent_template).
+    idx.filter(|&i| live && (candidates.weight(i) > 0 || !svc.expire_quiescent))
 }
 
 /// The worker that holds the persistence templates of client network `net`.

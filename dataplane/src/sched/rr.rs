@@ -22,11 +22,21 @@ impl Scheduler for RoundRobin {
         if n == 0 {
             return None;
         }
-        let start = self.last.map_or(0, |l| (l + 1) % n);
+        // The one after the last pick (the list may have shrunk since).
+        let mut i = match self.last {
+            Some(l) if l + 1 < n => l + 1,
+            Some(l) => (l + 1) % n,
+            None => 0,
+        };
         // Weight 0 (quiescent) and overloaded servers are skipped, as in IPVS.
-        let pick = (0..n).map(|i| (start + i) % n).find(|&i| c.available(i))?;
-        self.last = Some(pick);
-        Some(pick)
+        for _ in 0..n {
+            if c.available(i) {
+                self.last = Some(i);
+                return Some(i);
+            }
+            i = if i + 1 == n { 0 } else { i + 1 };
+        }
+        None
     }
 }
 
@@ -56,6 +66,35 @@ mod tests {
         let mut s = RoundRobin::new();
         assert_eq!(s.pick(&Candidates::idle(&[]), &flow(1)), None);
         assert_eq!(s.pick(&Candidates::idle(&reals(&[0, 0])), &flow(1)), None);
+    }
+
+    proptest::proptest! {
+        /// The pick is the first available server after the last pick,
+        /// counting round (`(last + 1 + i) % n`), over lists that change
+        /// length and availability between picks.
+        #[test]
+        fn picks_the_next_available_server_round_the_list(
+            lists in proptest::collection::vec(proptest::collection::vec(0u32..3, 0..6), 1..30),
+        ) {
+            let mut s = RoundRobin::new();
+            let mut last: Option<usize> = None;
+            for weights in lists {
+                let rs = reals(&weights);
+                let c = Candidates::idle(&rs);
+                let n = rs.len();
+                let expected = if n == 0 {
+                    None
+                } else {
+                    let start = last.map_or(0, |l| (l + 1) % n);
+                    (0..n).map(|i| (start + i) % n).find(|&i| c.available(i))
+                };
+                let got = s.pick(&c, &flow(1));
+                proptest::prop_assert_eq!(got, expected);
+                if got.is_some() {
+                    last = got;
+                }
+            }
+        }
     }
 
     #[test]
