@@ -111,12 +111,15 @@ impl VecFrame {
 }
 
 impl Frame for VecFrame {
+    #[inline]
     fn data(&self) -> &[u8] {
         &self.buf[self.start..self.end]
     }
+    #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
         &mut self.buf[self.start..self.end]
     }
+    #[inline]
     fn prepend(&mut self, len: usize) -> bool {
         if len > self.start {
             return false;
@@ -124,6 +127,7 @@ impl Frame for VecFrame {
         self.start -= len;
         true
     }
+    #[inline]
     fn adj(&mut self, len: usize) -> bool {
         if len > self.end - self.start {
             return false;
@@ -131,6 +135,7 @@ impl Frame for VecFrame {
         self.start += len;
         true
     }
+    #[inline]
     fn append(&mut self, len: usize) -> bool {
         if self.end + len > self.buf.len() {
             return false;
@@ -138,6 +143,7 @@ impl Frame for VecFrame {
         self.end += len;
         true
     }
+    #[inline]
     fn trim(&mut self, len: usize) -> bool {
         if len > self.end - self.start {
             return false;
@@ -145,6 +151,7 @@ impl Frame for VecFrame {
         self.end -= len;
         true
     }
+    #[inline]
     fn alloc_sibling(&self) -> Option<Self> {
         // An empty buffer with an mbuf's room (RTE_MBUF_DEFAULT_DATAROOM).
         let room = 2048;
