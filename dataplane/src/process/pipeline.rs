@@ -3,7 +3,9 @@
 //! 1. **Parse** every frame once into a descriptor: Ethernet (the port's
 //!    VLAN, our MAC, IPv4 or IPv6), the IPv4 header and its checksum or the
 //!    IPv6 header and its extension headers, the TCP/UDP header, the flow
-//!    key and its hash (in the connection table of its family). Frames that are not a flow's
+//!    key and its hash (in the connection table of its family). The common
+//!    IPv4 frame is read at fixed offsets ([`fast_parse`]), anything else by
+//!    the general parse. Frames that are not a flow's
 //!    unfragmented TCP/UDP packet for us (ARP, ICMP, fragments, multicast,
 //!    anything malformed or foreign) get no descriptor: they take the
 //!    frame-at-a-time path ([`Processor::handle`]), which parses them again
@@ -58,13 +60,10 @@ impl<F: Frame> Processor<F> {
         let port_l2 = self.snapshot.ports.get(usize::from(port)).map(|p| (p.mac, p.vlan));
         for frame in frames.iter_mut() {
             rx_bytes += frame.len() as u64;
-            let desc = port_l2.and_then(|(port_mac, port_vlan)| self.parse_for_burst(port, port_mac, port_vlan, frame));
-            match desc.map(|d| (d.pkt, d.hash)) {
-                Some((DescPacket::V4(_), hash)) => self.conns.prefetch_index(hash),
-                Some((DescPacket::V6(_), hash)) => self.conns6.prefetch_index(hash),
-                None => {}
+            match port_l2 {
+                Some((port_mac, port_vlan)) => self.parse_for_burst(port, port_mac, port_vlan, frame, &mut descs),
+                None => descs.push(None),
             }
-            descs.push(desc);
         }
         self.counters.add(Counter::RxPackets, frames.len() as u64);
         self.counters.add(Counter::RxBytes, rx_bytes);
@@ -83,17 +82,38 @@ impl<F: Frame> Processor<F> {
         self.descs = descs;
     }
 
-    /// Stage 1: the descriptor of a flow's unfragmented TCP/UDP packet for
-    /// us (`port`, with MAC `port_mac` on VLAN `port_vlan`), None for every
-    /// other frame. Only a partial transport checksum is completed here;
-    /// nothing else is decided or counted.
+    /// Stage 1 for one frame: pushes onto `descs` the descriptor of a flow's
+    /// unfragmented TCP/UDP packet for us (`port`, with MAC `port_mac` on
+    /// VLAN `port_vlan`), None for every other frame, and prefetches the
+    /// descriptor's connection index bucket. Only a partial transport
+    /// checksum is completed here; nothing else is decided or counted.
+    ///
+    /// The common IPv4 frame takes the fast parse ([`fast_parse`]); IPv6
+    /// and every frame the fast parse declines take the general one, whose
+    /// verdict the fast parse's equals where it gives one. Each path pushes
+    /// its own descriptor (so the common one is written straight into
+    /// `descs`, not through a temporary shared with the others).
     #[inline]
-    fn parse_for_burst(&mut self, port: u16, port_mac: MacAddr, port_vlan: Option<u16>, frame: &mut F) -> Option<Desc> {
-        let rx_csum = frame.rx_ipv4_checksum();
-        let Some(fast) = fast_parse::ipv4_flow(frame.data(), port_mac, port_vlan, rx_csum) else {
-            return self.parse_for_burst_general(port, port_mac, port_vlan, rx_csum, frame);
+    fn parse_for_burst(&mut self, port: u16, port_mac: MacAddr, port_vlan: Option<u16>, frame: &mut F, descs: &mut Vec<Option<Desc>>) {
+        let l2 = fast_parse::l2(frame.data(), port_mac, port_vlan);
+        let fast = match l2 {
+            Some((l2_len, ethertype::IPV4)) => {
+                let rx_csum = frame.rx_ipv4_checksum();
+                frame.data().get(l2_len..).and_then(|ip| fast_parse::ipv4_flow(ip, rx_csum)).map(|fast| (l2_len, fast))
+            }
+            _ => None,
         };
-        let FastIpv4 { l2_len, pkt, nic_checked, maybe_partial } = fast;
+        let Some((l2_len, FastIpv4 { pkt, nic_checked, maybe_partial })) = fast else {
+            let desc = match l2 {
+                Some((l2_len, ethertype::IPV6)) => self.parse_for_burst6(l2_len, frame),
+                // The general parse gives other ethertypes no descriptor either.
+                Some((_, ethertype)) if ethertype != ethertype::IPV4 => None,
+                _ => self.parse_for_burst_general(port, port_mac, port_vlan, frame),
+            };
+            self.prefetch_index(desc.as_ref());
+            descs.push(desc);
+            return;
+        };
         if nic_checked {
             self.counters.inc(Counter::RxIpv4CsumHw);
         }
@@ -102,27 +122,41 @@ impl<F: Frame> Processor<F> {
                 self.complete_partial_checksum(port, ip, &pkt);
             }
         }
-        Some(Desc { l2_len, pkt: DescPacket::V4(pkt), hash: self.conns.hash(&pkt.key) })
+        let hash = self.conns.hash(&pkt.key);
+        self.conns.prefetch_index(hash);
+        descs.push(Some(Desc { l2_len, pkt: DescPacket::V4(pkt), hash }));
+    }
+
+    /// Prefetches the connection index bucket of `desc`'s hash (stage 2's first half).
+    fn prefetch_index(&self, desc: Option<&Desc>) {
+        match desc.map(|d| (&d.pkt, d.hash)) {
+            Some((DescPacket::V4(_), hash)) => self.conns.prefetch_index(hash),
+            Some((DescPacket::V6(_), hash)) => self.conns6.prefetch_index(hash),
+            None => {}
+        }
+    }
+
+    /// The descriptor of an IPv6 frame whose Ethernet header is `l2_len`
+    /// long. Not inlined, as [`Processor::parse_for_burst_general`].
+    #[inline(never)]
+    fn parse_for_burst6(&self, l2_len: usize, frame: &F) -> Option<Desc> {
+        let pkt = ipv6::parse_flow6(frame.data().get(l2_len..)?)?;
+        Some(Desc { l2_len, pkt: DescPacket::V6(pkt), hash: self.conns6.hash(&pkt.key) })
     }
 
     /// [`Processor::parse_for_burst`] of a frame the fast parse declined:
-    /// any shape (VLAN priority tags, IPv4 options, IPv6), fully checked.
-    fn parse_for_burst_general(
-        &mut self,
-        port: u16,
-        port_mac: MacAddr,
-        port_vlan: Option<u16>,
-        rx_csum: RxChecksum,
-        frame: &mut F,
-    ) -> Option<Desc> {
+    /// any shape (VLAN priority tags, IPv4 options), fully checked. Not
+    /// inlined: the fast path's loop keeps its registers.
+    #[inline(never)]
+    fn parse_for_burst_general(&mut self, port: u16, port_mac: MacAddr, port_vlan: Option<u16>, frame: &mut F) -> Option<Desc> {
         let (l2_len, ethertype) = general_l2(frame.data(), port_mac, port_vlan)?;
         if ethertype == ethertype::IPV6 {
-            let pkt = ipv6::parse_flow6(frame.data().get(l2_len..)?)?;
-            return Some(Desc { l2_len, pkt: DescPacket::V6(pkt), hash: self.conns6.hash(&pkt.key) });
+            return self.parse_for_burst6(l2_len, frame);
         }
         if ethertype != ethertype::IPV4 {
             return None;
         }
+        let rx_csum = frame.rx_ipv4_checksum();
         let ip = frame.data_mut().get_mut(l2_len..)?;
         // Frames without a descriptor are parsed (and counted) again on the slow path.
         let (Ipv4Kind::Flow(pkt), nic_checked) = flow::parse_ipv4(ip, false, rx_csum) else { return None };

@@ -17,11 +17,9 @@ use crate::wire::checksum;
 use crate::wire::tcp::flags as tcp_flags;
 use flow::L4;
 
-/// What [`ipv4_flow`] read from a frame.
+/// What [`ipv4_flow`] read from an IPv4 packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct FastIpv4 {
-    /// Ethernet header length (14, or 18 behind the port's VLAN tag).
-    pub(super) l2_len: usize,
     /// The flow packet, as [`flow::parse_ipv4`] gives it.
     pub(super) pkt: FlowPacket,
     /// The NIC's verdict on the header checksum was used ([`Counter::RxIpv4CsumHw`]).
@@ -39,31 +37,37 @@ const TCP_HEADER: usize = 20;
 /// Bytes of a UDP header.
 const UDP_HEADER: usize = 8;
 
-/// The fast parse of `frame` received on a port with MAC `port_mac` on
-/// VLAN `port_vlan`, whose NIC gave the IPv4 header checksum verdict
-/// `rx_csum`: `Some` only for an unfragmented TCP/UDP packet for us with
-/// an option-less IPv4 header, and then exactly what the general parse
-/// finds; `None` for everything else (the general parse decides).
+/// The Ethernet header of `frame` received on a port with MAC `port_mac`
+/// on VLAN `port_vlan`: its length and the (inner) ethertype, as
+/// [`super::general_l2`] finds them, for a frame to `port_mac` untagged on
+/// an untagged port or tagged with the port's VLAN; `None` for every other
+/// frame (a priority tag, VID 0, on an untagged port among them: the
+/// general parse decides those).
 #[inline]
-pub(super) fn ipv4_flow(frame: &[u8], port_mac: MacAddr, port_vlan: Option<u16>, rx_csum: RxChecksum) -> Option<FastIpv4> {
+pub(super) fn l2(frame: &[u8], port_mac: MacAddr, port_vlan: Option<u16>) -> Option<(usize, u16)> {
     let eth: &[u8; 14] = frame.get(..14)?.try_into().ok()?;
     if eth[..6] != port_mac.0 {
         return None;
     }
-    let l2_len = match (u16::from_be_bytes([eth[12], eth[13]]), port_vlan) {
-        (ethertype::IPV4, None) => 14,
-        // A tag of VID 0 (priority only) counts as untagged: the general parse's.
-        (ethertype::VLAN, Some(vid)) if vid != 0 => {
+    let outer = u16::from_be_bytes([eth[12], eth[13]]);
+    match port_vlan {
+        None if outer != ethertype::VLAN => Some((14, outer)),
+        Some(vid) if vid != 0 && outer == ethertype::VLAN => {
             let tag: &[u8; 4] = frame.get(14..18)?.try_into().ok()?;
             let tag_vid = u16::from_be_bytes([tag[0], tag[1]]) & 0x0fff;
-            if tag_vid != vid || u16::from_be_bytes([tag[2], tag[3]]) != ethertype::IPV4 {
-                return None;
-            }
-            18
+            (tag_vid == vid).then(|| (18, u16::from_be_bytes([tag[2], tag[3]])))
         }
-        _ => return None,
-    };
-    let ip = frame.get(l2_len..)?;
+        _ => None,
+    }
+}
+
+/// The fast parse of the IPv4 packet `ip` (from its header on) whose NIC
+/// gave the header checksum verdict `rx_csum`: `Some` only for an
+/// unfragmented TCP/UDP packet with an option-less header, and then
+/// exactly what [`flow::parse_ipv4`] finds; `None` for everything else
+/// (the general parse decides).
+#[inline]
+pub(super) fn ipv4_flow(ip: &[u8], rx_csum: RxChecksum) -> Option<FastIpv4> {
     let h: &[u8; IP_HEADER] = ip.get(..IP_HEADER)?.try_into().ok()?;
     // Version 4, no options.
     if h[0] != 0x45 {
@@ -130,7 +134,7 @@ pub(super) fn ipv4_flow(frame: &[u8], port_mac: MacAddr, port_vlan: Option<u16>,
     let pseudo = u64::from(src.to_bits()) + u64::from(dst.to_bits()) + u64::from(proto) + u64::from(l4_len);
     let key = FlowKey { proto, src, dst, sport: l4.sport, dport: l4.dport };
     let pkt = FlowPacket { key, l4, header_len: IP_HEADER as u8, ip_len: total_len, dont_frag: flags_offset & 0x4000 != 0 };
-    Some(FastIpv4 { l2_len, pkt, nic_checked, maybe_partial: checksum::equals_folded(pseudo, csum_field) })
+    Some(FastIpv4 { pkt, nic_checked, maybe_partial: checksum::equals_folded(pseudo, csum_field) })
 }
 
 #[cfg(test)]
@@ -160,6 +164,8 @@ mod tests {
     #[derive(Clone, Debug)]
     struct Shape {
         to_us: bool,
+        /// The (inner) ethertype.
+        ethertype: u16,
         /// None: untagged; Some(vid): an 802.1Q tag with `vid` (and PCP bits).
         tag: Option<u16>,
         ver_ihl: u8,
@@ -181,7 +187,16 @@ mod tests {
     fn shape() -> impl Strategy<Value = Shape> {
         (
             (
-                prop::bool::weighted(0.9),
+                (
+                    prop::bool::weighted(0.9),
+                    prop_oneof![
+                        12 => Just(ethertype::IPV4),
+                        1 => Just(ethertype::IPV6),
+                        1 => Just(ethertype::ARP),
+                        1 => Just(ethertype::VLAN),
+                        1 => any::<u16>()
+                    ],
+                ),
                 prop_oneof![3 => Just(None), 1 => Just(Some(7u16)), 1 => Just(Some(0u16)), 1 => (0u16..0x1000).prop_map(Some)],
                 prop_oneof![6 => Just(0x45u8), 1 => Just(0x46u8), 1 => any::<u8>()],
                 prop_oneof![4 => Just(0u16), 4 => Just(0x4000u16), 1 => Just(0x2000u16), 1 => any::<u16>()],
@@ -201,10 +216,11 @@ mod tests {
         )
             .prop_map(
                 |(
-                    (to_us, tag, ver_ihl, flags_offset, proto, tcp_data_offset, tcp_flags),
+                    ((to_us, ethertype), tag, ver_ihl, flags_offset, proto, tcp_data_offset, tcp_flags),
                     (csum, random_csum, header_csum_ok, payload, padding, total_len_delta, udp_len_delta),
                 )| Shape {
                     to_us,
+                    ethertype,
                     tag,
                     ver_ihl,
                     flags_offset,
@@ -231,7 +247,7 @@ mod tests {
             f.extend_from_slice(&ethertype::VLAN.to_be_bytes());
             f.extend_from_slice(&(0x2000 | vid).to_be_bytes());
         }
-        f.extend_from_slice(&ethertype::IPV4.to_be_bytes());
+        f.extend_from_slice(&s.ethertype.to_be_bytes());
         let ip_at = f.len();
         let header_len = usize::from(s.ver_ihl & 0x0f) * 4;
         let mut ip = vec![0u8; header_len.max(IP_HEADER)];
@@ -281,16 +297,21 @@ mod tests {
         f
     }
 
-    /// The fast parse agrees with the general one on `frame`: it declines,
-    /// or finds what the general parse finds, and says "maybe partial"
-    /// whenever the general completion would complete something.
+    /// The fast parse agrees with the general one on `frame`: each step
+    /// declines, or finds what the general parse finds; and it says "maybe
+    /// partial" whenever the general completion would complete something.
     fn agree(frame: &[u8], port_vlan: Option<u16>, rx_csum: RxChecksum) -> Result<(), TestCaseError> {
         let port_mac = MacAddr(PORT_MAC);
-        let Some(fast) = ipv4_flow(frame, port_mac, port_vlan, rx_csum) else { return Ok(()) };
+        let Some((l2_len, ethertype)) = l2(frame, port_mac, port_vlan) else { return Ok(()) };
+        prop_assert_eq!(Some((l2_len, ethertype)), general_l2(frame, port_mac, port_vlan));
+        if ethertype != ethertype::IPV4 {
+            return Ok(());
+        }
+        let Some(fast) = ipv4_flow(&frame[l2_len..], rx_csum) else { return Ok(()) };
         let general = general(frame, port_mac, port_vlan, rx_csum);
-        prop_assert_eq!(Some((fast.l2_len, fast.pkt, fast.nic_checked)), general);
+        prop_assert_eq!(Some((l2_len, fast.pkt, fast.nic_checked)), general);
         let pkt = fast.pkt;
-        let mut l4 = frame[fast.l2_len..][usize::from(pkt.header_len)..usize::from(pkt.ip_len)].to_vec();
+        let mut l4 = frame[l2_len..][usize::from(pkt.header_len)..usize::from(pkt.ip_len)].to_vec();
         let completed = offload::complete_partial_transport_checksum(&mut l4, pkt.key.src, pkt.key.dst, pkt.key.proto);
         prop_assert!(fast.maybe_partial || !completed, "a partial checksum the fast parse would not complete");
         Ok(())
@@ -341,6 +362,7 @@ mod tests {
         let port_mac = MacAddr(PORT_MAC);
         let tcp = Shape {
             to_us: true,
+            ethertype: ethertype::IPV4,
             tag: None,
             ver_ihl: 0x45,
             flags_offset: 0x4000,
@@ -360,7 +382,9 @@ mod tests {
         let partial = Shape { csum: 1, ..udp.clone() };
         for (s, vlan, maybe_partial) in [(&tcp, None, false), (&udp, None, false), (&tagged, Some(7), false), (&partial, None, true)] {
             let frame = build(s);
-            let fast = ipv4_flow(&frame, port_mac, vlan, RxChecksum::Unknown);
+            let (l2_len, ethertype) = l2(&frame, port_mac, vlan).expect("the port's frame");
+            assert_eq!(ethertype, ethertype::IPV4);
+            let fast = ipv4_flow(&frame[l2_len..], RxChecksum::Unknown);
             assert_eq!(fast.map(|f| f.maybe_partial), Some(maybe_partial), "{s:?}");
             assert!(agree(&frame, vlan, RxChecksum::Unknown).is_ok(), "{s:?}");
         }
