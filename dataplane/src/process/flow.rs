@@ -297,6 +297,7 @@ impl<F: Frame> Processor<F> {
     /// The FULLNAT local address and port of a new connection of service
     /// `svc_idx` whose real server is reached by `forward` (None for other
     /// modes), or the drop reason when none is left.
+    #[inline]
     pub(super) fn local_for(&mut self, svc_idx: usize, forward: ForwardMode) -> Result<Option<SocketAddrV4>, Counter> {
         if forward != ForwardMode::FullNat {
             return Ok(None);
