@@ -370,7 +370,14 @@ impl<F: Frame> Processor<F> {
 
     /// [`Processor::add_new_conn`] with the hash of the connection's inbound
     /// key (its first packet's) in hand.
-    pub(super) fn add_new_conn_hashed(&mut self, conn: &Conn, hash: u64, ip_len: u16, now_ms: u64, out: &mut Output<F>) -> Result<(), Counter> {
+    pub(super) fn add_new_conn_hashed(
+        &mut self,
+        conn: &Conn,
+        hash: u64,
+        ip_len: u16,
+        now_ms: u64,
+        out: &mut Output<F>,
+    ) -> Result<(), Counter> {
         if !self.insert_conn_hashed(*conn, hash, now_ms, out) {
             if let Some(l) = conn.local.get() {
                 self.pool.release(l);
