@@ -534,10 +534,8 @@ impl ServiceIndex4 {
 
     /// The index of the IPv4 services among `keys` (in service order).
     pub fn new(keys: impl Iterator<Item = ServiceKey>) -> Self {
-        let keys: Vec<(u64, u32)> = keys
-            .enumerate()
-            .filter_map(|(i, k)| Some((Self::pack(k.protocol, v4(k.vip)?, k.port), u32::try_from(i).ok()?)))
-            .collect();
+        let keys: Vec<(u64, u32)> =
+            keys.enumerate().filter_map(|(i, k)| Some((Self::pack(k.protocol, v4(k.vip)?, k.port), u32::try_from(i).ok()?))).collect();
         if keys.is_empty() {
             return ServiceIndex4::default();
         }

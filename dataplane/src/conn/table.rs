@@ -1028,7 +1028,9 @@ mod tests {
     /// index bucket for bucket as a search and a fresh probe do, with
     /// entries displaced under either key (a client's new connection, a
     /// FULLNAT local port taken again by another client) and removals.
-    fn inserts_file_entries_where_a_fresh_probe_would<S: Family>(ops: Vec<(u8, u16, u8, bool)>) -> Result<(), proptest::test_runner::TestCaseError> {
+    fn inserts_file_entries_where_a_fresh_probe_would<S: Family>(
+        ops: Vec<(u8, u16, u8, bool)>,
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
         const MODES: [ForwardMode; 3] = [ForwardMode::Nat, ForwardMode::Dr, ForwardMode::FullNat];
         let mut fused = ConnTable::<S>::new(24);
         let mut probed = ConnTable::<S>::new(24);
@@ -1044,7 +1046,10 @@ mod tests {
                 let (mut a, mut b) = (Vec::new(), Vec::new());
                 let ha = fused.hash(&c.inbound_key());
                 proptest::prop_assert_eq!(fused.insert_hashed(c, ha, &mut a), probed.insert_by_two_probes(c, &mut b));
-                proptest::prop_assert_eq!(a.iter().map(|c| c.inbound_key()).collect::<Vec<_>>(), b.iter().map(|c| c.inbound_key()).collect::<Vec<_>>());
+                proptest::prop_assert_eq!(
+                    a.iter().map(|c| c.inbound_key()).collect::<Vec<_>>(),
+                    b.iter().map(|c| c.inbound_key()).collect::<Vec<_>>()
+                );
             } else if let Some((id, _)) = fused.lookup(&c.inbound_key(), 0) {
                 proptest::prop_assert_eq!(fused.remove(id).map(|c| c.inbound_key()), probed.remove(id).map(|c| c.inbound_key()));
             }

@@ -316,6 +316,7 @@ impl<F: Frame> Processor<F> {
     /// The FULLNAT local address and port of a new connection of service
     /// `svc_idx` whose real server is reached by `forward` (None for other
     /// modes), or the drop reason when none is left.
+    #[inline]
     pub(super) fn local_for(&mut self, svc_idx: usize, forward: ForwardMode) -> Result<Option<SocketAddrV4>, Counter> {
         if forward != ForwardMode::FullNat {
             return Ok(None);
@@ -388,7 +389,14 @@ impl<F: Frame> Processor<F> {
 
     /// [`Processor::add_new_conn`] with the hash of the connection's inbound
     /// key (its first packet's) in hand.
-    pub(super) fn add_new_conn_hashed(&mut self, conn: &Conn, hash: u64, ip_len: u16, now_ms: u64, out: &mut Output<F>) -> Result<(), Counter> {
+    pub(super) fn add_new_conn_hashed(
+        &mut self,
+        conn: &Conn,
+        hash: u64,
+        ip_len: u16,
+        now_ms: u64,
+        out: &mut Output<F>,
+    ) -> Result<(), Counter> {
         if !self.insert_conn_hashed(*conn, hash, now_ms, out) {
             if let Some(l) = conn.local.get() {
                 self.pool.release(l);

@@ -47,10 +47,16 @@ impl<F: Frame> Processor<F> {
     /// The other worker that owns the connection of a packet with `key`, if
     /// any: by local port for FULLNAT replies, else as announced by the owner.
     /// A packet another worker already redirected here is never sent on.
+    #[inline]
     pub(super) fn other_owner(&self, key: &FlowKey, redirected: bool) -> Option<usize> {
         if redirected || self.workers < 2 {
             return None;
         }
+        self.other_worker_owner(key)
+    }
+
+    /// [`Processor::other_owner`] with other workers, for a packet not redirected yet.
+    fn other_worker_owner(&self, key: &FlowKey) -> Option<usize> {
         let owner = if self.snapshot.is_local_addr(key.dst) {
             owner_of_port(key.dport, self.workers)
         } else {

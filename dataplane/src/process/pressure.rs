@@ -209,11 +209,17 @@ impl<F: Frame> Processor<F> {
     /// Whether a new connection from `src` may be created: always when not
     /// under pressure; under pressure, while its source prefix is within
     /// `new_conns_per_prefix_per_sec`. The drop reason otherwise.
+    #[inline]
     pub(super) fn admit_new_conn(&mut self, src: IpAddr, now_ms: u64) -> Option<Counter> {
         self.update_pressure();
         if !self.pressure.on {
             return None;
         }
+        self.admit_under_pressure(src, now_ms)
+    }
+
+    /// [`Processor::admit_new_conn`] under pressure: the source prefix's rate bound.
+    fn admit_under_pressure(&mut self, src: IpAddr, now_ms: u64) -> Option<Counter> {
         let f = self.snapshot.syn_flood;
         let lens = (f.prefix_len, f.prefix_len_ipv6);
         (!self.pressure.rate.admit(src, lens, f.new_conns_per_prefix_per_sec, now_ms)).then_some(Counter::DropNewConnRate)
