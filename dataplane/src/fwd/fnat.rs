@@ -50,7 +50,7 @@ use crate::frame::Frame;
 use crate::snapshot::Protocol;
 use crate::wire::{checksum, ip_proto, Ipv4Packet, TcpSegment, WireError};
 
-use super::nat::rewrite_ends_l4;
+use super::nat::{rewrite_ends_l4, SeqShift};
 use super::{FwdError, NextHop};
 
 /// TCP option kind of TOA.
@@ -70,23 +70,94 @@ mod option {
 
 /// Rewrites a client packet to LIP:lport → RIP:rport (TCP: sequence number
 /// shifted by the connection's `seq_delta`, timestamps removed from a SYN).
+///
+/// The addresses, ports and sequence number change in one checksum update
+/// ([`rewrite_ends_l4`] with [`SeqShift::Seq`]); only a SYN's options are
+/// then read again.
 pub fn xmit_inbound(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
     let local = conn.local.get().ok_or(FwdError::Protocol(0))?;
-    let l4 = rewrite_ends_l4(ip, Some(local), Some(conn.real))?;
+    let shift = if conn.protocol == Protocol::Tcp { SeqShift::Seq(conn.seq_delta) } else { SeqShift::None };
+    let l4 = rewrite_ends_l4(ip, Some(local), Some(conn.real), shift)?;
     if conn.protocol == Protocol::Tcp {
-        shift_segment_seq(ip.get_mut(l4).ok_or(WireError::Truncated)?, conn.seq_delta)?;
+        let segment = ip.get_mut(l4.range).ok_or(WireError::Truncated)?;
+        if l4.proto == ip_proto::TCP {
+            strip_syn_timestamps(segment)?;
+        } else {
+            // A TCP connection's packet that is not TCP: the general path, as before.
+            shift_segment_seq(segment, conn.seq_delta)?;
+        }
     }
     Ok(NextHop::Routed(*conn.real.ip()))
 }
 
 /// Rewrites a real server's reply to VIP:vport → client:cport (TCP:
 /// acknowledgement and SACK blocks shifted back by `seq_delta`).
+///
+/// The addresses, ports and acknowledgement number change in one checksum
+/// update ([`rewrite_ends_l4`] with [`SeqShift::Ack`]); only a header with
+/// options is then read again, for SACK blocks.
 pub fn xmit_reply(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
-    let l4 = rewrite_ends_l4(ip, Some(conn.vip), Some(conn.client))?;
+    let shift = if conn.protocol == Protocol::Tcp { SeqShift::Ack(conn.seq_delta) } else { SeqShift::None };
+    let l4 = rewrite_ends_l4(ip, Some(conn.vip), Some(conn.client), shift)?;
     if conn.protocol == Protocol::Tcp {
-        unshift_segment_ack(ip.get_mut(l4).ok_or(WireError::Truncated)?, conn.seq_delta)?;
+        let segment = ip.get_mut(l4.range).ok_or(WireError::Truncated)?;
+        if l4.proto == ip_proto::TCP {
+            unshift_sack_blocks(segment, conn.seq_delta)?;
+        } else {
+            unshift_segment_ack(segment, conn.seq_delta)?;
+        }
     }
     Ok(NextHop::Routed(*conn.client.ip()))
+}
+
+/// The TCP header length of `segment`, checked as [`TcpSegment::check`]
+/// does (same errors), for a segment already known to hold 20 bytes.
+fn tcp_header_len(segment: &[u8]) -> Result<usize, FwdError> {
+    let Some(base) = segment.first_chunk::<TCP_BASE_HEADER>() else { return Err(WireError::Truncated.into()) };
+    let header_len = usize::from(base[12] >> 4) * 4;
+    if header_len < TCP_BASE_HEADER {
+        return Err(WireError::Malformed("tcp: data offset below 5").into());
+    }
+    if header_len > segment.len() {
+        return Err(WireError::Truncated.into());
+    }
+    Ok(header_len)
+}
+
+/// The part of [`shift_segment_seq`] after the sequence number: in a SYN
+/// (without ACK), timestamps become NOPs, the checksum updated for them.
+fn strip_syn_timestamps(segment: &mut [u8]) -> Result<(), FwdError> {
+    let header_len = tcp_header_len(segment)?;
+    let flags = segment[13];
+    let syn_only = flags & crate::wire::tcp::flags::SYN != 0 && flags & crate::wire::tcp::flags::ACK == 0;
+    if !syn_only || header_len == TCP_BASE_HEADER {
+        return Ok(());
+    }
+    let csum = TcpSegment::new_unchecked(&*segment).checksum();
+    let options = &mut segment[TCP_BASE_HEADER..header_len];
+    let before = checksum::sum(options);
+    if strip_timestamps(options) {
+        let after = checksum::sum(options);
+        TcpSegment::new_unchecked(segment).set_checksum(checksum::update_region(csum, before, after));
+    }
+    Ok(())
+}
+
+/// The part of [`unshift_segment_ack`] after the acknowledgement number:
+/// every SACK block's edges `-= delta`, the checksum updated for them.
+fn unshift_sack_blocks(segment: &mut [u8], delta: u32) -> Result<(), FwdError> {
+    let header_len = tcp_header_len(segment)?;
+    if header_len == TCP_BASE_HEADER {
+        return Ok(());
+    }
+    let csum = TcpSegment::new_unchecked(&*segment).checksum();
+    let options = &mut segment[TCP_BASE_HEADER..header_len];
+    let before = checksum::sum(options);
+    if unshift_sack(options, delta) {
+        let after = checksum::sum(options);
+        TcpSegment::new_unchecked(segment).set_checksum(checksum::update_region(csum, before, after));
+    }
+    Ok(())
 }
 
 /// The `seq_delta` of a new FULLNAT TCP connection whose client SYN is the
@@ -304,6 +375,7 @@ pub(super) fn find_toa_option(options: &[u8], len: usize) -> Option<&[u8]> {
 mod tests {
     use std::net::Ipv4Addr;
 
+    use super::super::nat::tests::{random_packet, reference_rewrite_ends_l4};
     use super::*;
     use crate::conn::TcpState;
     use crate::frame::VecFrame;
@@ -311,6 +383,7 @@ mod tests {
     use crate::wire::builder::{tcp_frame, udp_frame, TcpParams, UdpParams};
     use crate::wire::ethernet::HEADER_LEN;
     use crate::wire::tcp::flags;
+    use proptest::prelude::*;
 
     fn sock(a: [u8; 4], p: u16) -> SocketAddrV4 {
         SocketAddrV4::new(Ipv4Addr::from(a), p)
@@ -506,5 +579,76 @@ mod tests {
         assert_eq!(find_toa(&[2, 4, 5, 180, 0, 0, 0, 0]), None);
         assert_eq!(find_toa(&[2, 0]), None);
         assert_eq!(find_toa(&[254, 8, 1]), None);
+    }
+
+    /// [`xmit_inbound`] as it was before the sequence shift joined the
+    /// address rewrite: the reference the current one must agree with.
+    fn reference_xmit_inbound(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
+        let local = conn.local.get().ok_or(FwdError::Protocol(0))?;
+        let l4 = reference_rewrite_ends_l4(ip, Some(local), Some(conn.real))?;
+        if conn.protocol == Protocol::Tcp {
+            shift_segment_seq(ip.get_mut(l4).ok_or(WireError::Truncated)?, conn.seq_delta)?;
+        }
+        Ok(NextHop::Routed(*conn.real.ip()))
+    }
+
+    /// [`xmit_reply`] as it was (see [`reference_xmit_inbound`]).
+    fn reference_xmit_reply(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
+        let l4 = reference_rewrite_ends_l4(ip, Some(conn.vip), Some(conn.client))?;
+        if conn.protocol == Protocol::Tcp {
+            unshift_segment_ack(ip.get_mut(l4).ok_or(WireError::Truncated)?, conn.seq_delta)?;
+        }
+        Ok(NextHop::Routed(*conn.client.ip()))
+    }
+
+    /// Random packets: the nat module's random TCP/UDP packets, and the
+    /// hand-made ones above with options (timestamps in a SYN, SACK
+    /// blocks), all with a few random bytes overwritten.
+    fn random_fnat_packet() -> impl Strategy<Value = Vec<u8>> {
+        let with_options = (
+            proptest::sample::select(vec![SYN_IN, DATA_IN, REPLY_SACK_IN, REPLY_ODD_SACK_IN]),
+            proptest::collection::vec((any::<usize>(), any::<u8>()), 0..=3),
+        )
+            .prop_map(|(hex, muts)| {
+                let mut ip = unhex(hex);
+                for (at, value) in muts {
+                    let at = at % ip.len();
+                    ip[at] = value;
+                }
+                ip
+            });
+        prop_oneof![random_packet(3), with_options]
+    }
+
+    fn random_conn() -> impl Strategy<Value = Conn> {
+        (any::<bool>(), any::<[u8; 4]>(), any::<u16>(), any::<[u8; 4]>(), any::<u16>(), any::<u32>()).prop_map(
+            |(is_tcp, local, lport, real, rport, seq_delta)| Conn {
+                protocol: if is_tcp { Protocol::Tcp } else { Protocol::Udp },
+                local: Some(sock(local, lport)).into(),
+                real: sock(real, rport),
+                seq_delta,
+                ..conn()
+            },
+        )
+    }
+
+    proptest! {
+        /// Both directions give exactly the reference's bytes and result,
+        /// for any packet (a TCP connection's packet that is UDP included).
+        #[test]
+        fn xmit_agrees_with_the_reference(ip in random_fnat_packet(), c in random_conn()) {
+            let (mut got, mut want) = (ip.clone(), ip.clone());
+            let result = xmit_inbound(&mut got, &c);
+            prop_assert_eq!(&result, &reference_xmit_inbound(&mut want, &c));
+            if result.is_ok() {
+                prop_assert_eq!(&got, &want);
+            }
+            let (mut got, mut want) = (ip.clone(), ip);
+            let result = xmit_reply(&mut got, &c);
+            prop_assert_eq!(&result, &reference_xmit_reply(&mut want, &c));
+            if result.is_ok() {
+                prop_assert_eq!(&got, &want);
+            }
+        }
     }
 }

@@ -51,46 +51,127 @@ pub fn rewrite(ip: &mut [u8], field: Field, to: SocketAddrV4) -> Result<(), FwdE
 /// transport header is touched, so a first fragment (which holds just the
 /// start of the datagram) is rewritten the same way.
 pub fn rewrite_ends(ip: &mut [u8], src: Option<SocketAddrV4>, dst: Option<SocketAddrV4>) -> Result<(), FwdError> {
-    rewrite_ends_l4(ip, src, dst).map(|_| ())
+    rewrite_ends_l4(ip, src, dst, SeqShift::None).map(|_| ())
 }
 
-/// [`rewrite_ends`], returning where the transport bytes are in `ip` (the
-/// IP payload, `header_len..total_len`, checked to be within `ip`), so a
-/// caller that rewrites more of the transport header need not parse the
-/// IP header again.
-pub(super) fn rewrite_ends_l4(ip: &mut [u8], src: Option<SocketAddrV4>, dst: Option<SocketAddrV4>) -> Result<Range<usize>, FwdError> {
+/// A change of a TCP header's sequence or acknowledgement number that
+/// [`rewrite_ends_l4`] makes together with the addresses and ports, in the
+/// same checksum update (FULLNAT's `seq_delta`). Ignored for UDP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SeqShift {
+    /// Sequence and acknowledgement numbers stay.
+    None,
+    /// `seq += delta` (a client's packet towards the real server).
+    Seq(u32),
+    /// `ack -= delta` when the ACK flag is set (a real server's reply).
+    Ack(u32),
+}
+
+/// What [`rewrite_ends_l4`] found: where the transport bytes are in `ip` (the
+/// IP payload, `header_len..total_len`, checked to be within `ip`) and the
+/// transport protocol, so a caller that rewrites more of the transport header
+/// need not parse the IP header again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Transport {
+    /// The IP payload's range in `ip`.
+    pub range: Range<usize>,
+    /// `ip_proto::TCP` or `ip_proto::UDP`.
+    pub proto: u8,
+}
+
+/// [`rewrite_ends`], also shifting a TCP header's sequence or acknowledgement
+/// number (`shift`), with one checksum update per header for everything that
+/// changed (RFC 1624 eqn. 3 over the sum of the changed words, which gives the
+/// same checksum as updating field by field). Returns where the transport
+/// bytes are.
+pub(super) fn rewrite_ends_l4(
+    ip: &mut [u8],
+    src: Option<SocketAddrV4>,
+    dst: Option<SocketAddrV4>,
+    shift: SeqShift,
+) -> Result<Transport, FwdError> {
     let (header_len, total_len, proto) = transport_header(ip)?;
     let (head, l4) = ip.split_at_mut(header_len);
+    // Fixed-size views: one length check each (transport_header checked
+    // them already), none per field.
+    let head: &mut [u8; IPV4_HEADER] = head.first_chunk_mut().ok_or(WireError::Truncated)?;
     // Σ(~old + new) over the changed 16-bit words: the addresses count in
     // both checksums (through the pseudo-header), the ports in the transport one.
     let (mut ip_words, mut l4_words) = (0u32, 0u32);
+    let (mut src_port, mut dst_port) = (None, None);
     if let Some(to) = src {
         let addr = set_u32(head, SRC_ADDR, u32::from(*to.ip()));
         ip_words += addr;
-        l4_words += addr + set_u16(l4, SRC_PORT, to.port());
+        l4_words += addr;
+        src_port = Some(to.port());
     }
     if let Some(to) = dst {
         let addr = set_u32(head, DST_ADDR, u32::from(*to.ip()));
         ip_words += addr;
-        l4_words += addr + set_u16(l4, DST_PORT, to.port());
+        l4_words += addr;
+        dst_port = Some(to.port());
     }
     if ip_words != 0 {
         let c = !checksum::fold(u32::from(!read_u16(head, IP_CHECKSUM)) + ip_words);
         head[IP_CHECKSUM..IP_CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
     }
-    let at = if proto == ip_proto::TCP { TCP_CHECKSUM } else { UDP_CHECKSUM };
-    let old = read_u16(l4, at);
-    // A zero UDP checksum means "none" and stays zero; a computed zero is sent as 0xffff.
-    let c = match (proto, old) {
-        (ip_proto::UDP, 0) => 0,
-        (ip_proto::UDP, _) => match !checksum::fold(u32::from(!old) + l4_words) {
-            0 => 0xffff,
-            c => c,
-        },
-        _ => !checksum::fold(u32::from(!old) + l4_words),
-    };
-    l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
-    Ok(header_len..total_len)
+    if proto == ip_proto::TCP {
+        let tcp: &mut [u8; TCP_HEADER] = l4.first_chunk_mut().ok_or(WireError::Truncated)?;
+        l4_words += set_ports(tcp, src_port, dst_port);
+        match shift {
+            SeqShift::None => {}
+            SeqShift::Seq(delta) => {
+                let seq = read_u32(tcp, TCP_SEQ);
+                l4_words += set_u32_always(tcp, TCP_SEQ, seq.wrapping_add(delta));
+            }
+            SeqShift::Ack(delta) => {
+                if tcp[TCP_FLAGS] & crate::wire::tcp::flags::ACK != 0 {
+                    let ack = read_u32(tcp, TCP_ACK);
+                    l4_words += set_u32_always(tcp, TCP_ACK, ack.wrapping_sub(delta));
+                }
+            }
+        }
+        let c = !checksum::fold(u32::from(!read_u16(tcp, TCP_CHECKSUM)) + l4_words);
+        tcp[TCP_CHECKSUM..TCP_CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+    } else {
+        let udp: &mut [u8; UDP_HEADER] = l4.first_chunk_mut().ok_or(WireError::Truncated)?;
+        l4_words += set_ports(udp, src_port, dst_port);
+        let old = read_u16(udp, UDP_CHECKSUM);
+        // A zero UDP checksum means "none" and stays zero; a computed zero is sent as 0xffff.
+        let c = match old {
+            0 => 0,
+            _ => match !checksum::fold(u32::from(!old) + l4_words) {
+                0 => 0xffff,
+                c => c,
+            },
+        };
+        udp[UDP_CHECKSUM..UDP_CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    Ok(Transport { range: header_len..total_len, proto })
+}
+
+/// Writes the ports that are given into the transport header `l4` (TCP or
+/// UDP: the ports are its first four bytes) and returns `~old + new` over
+/// them.
+#[inline]
+fn set_ports(l4: &mut [u8], src: Option<u16>, dst: Option<u16>) -> u32 {
+    let mut words = 0;
+    if let Some(port) = src {
+        words += set_u16(l4, SRC_PORT, port);
+    }
+    if let Some(port) = dst {
+        words += set_u16(l4, DST_PORT, port);
+    }
+    words
+}
+
+/// Writes `new` at `at` and returns `~old + new` over its two 16-bit words,
+/// even when nothing changed (as [`checksum::update_u32`] does).
+#[inline]
+fn set_u32_always(b: &mut [u8], at: usize, new: u32) -> u32 {
+    let old = read_u32(b, at);
+    b[at..at + 4].copy_from_slice(&new.to_be_bytes());
+    u32::from(!((old >> 16) as u16)) + u32::from(!(old as u16)) + (new >> 16) + (new & 0xffff)
 }
 
 /// Writes `new` at `at` and returns `~old + new` over its two 16-bit words
@@ -121,6 +202,15 @@ const SRC_PORT: usize = 0;
 const DST_PORT: usize = 2;
 /// Offset of the IPv4 header checksum.
 const IP_CHECKSUM: usize = 10;
+/// Length of an IPv4 header without options, of a TCP header without
+/// options, of a UDP header.
+const IPV4_HEADER: usize = crate::wire::ipv4::HEADER_LEN;
+const TCP_HEADER: usize = crate::wire::tcp::HEADER_LEN;
+const UDP_HEADER: usize = crate::wire::udp::HEADER_LEN;
+/// Offsets of the TCP sequence number, acknowledgement number and flags.
+const TCP_SEQ: usize = 4;
+const TCP_ACK: usize = 8;
+const TCP_FLAGS: usize = 13;
 /// Offset of the TCP checksum in its header.
 const TCP_CHECKSUM: usize = 16;
 /// Offset of the UDP checksum in its header.
@@ -146,19 +236,22 @@ fn transport_header(ip: &[u8]) -> Result<(usize, usize, u8), FwdError> {
     Ok((header_len, total_len, proto))
 }
 
+#[inline]
 fn read_u16(b: &[u8], at: usize) -> u16 {
-    crate::wire::be16(b, at..at + 2)
+    u16::from_be_bytes([b[at], b[at + 1]])
 }
 
+#[inline]
 fn read_u32(b: &[u8], at: usize) -> u32 {
-    crate::wire::be32(b, at..at + 4)
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::wire::builder::{tcp_frame, udp_frame, TcpParams, UdpParams};
     use crate::wire::ethernet::HEADER_LEN;
+    use proptest::prelude::*;
     use std::net::Ipv4Addr;
 
     fn sock(a: [u8; 4], p: u16) -> SocketAddrV4 {
@@ -254,5 +347,101 @@ mod tests {
         ip[2] = 0;
         ip[3] = 30;
         assert!(rewrite(ip, Field::Source, sock([1, 2, 3, 4], 1)).is_err());
+    }
+
+    /// The implementation before [`SeqShift`] and the fixed-size views,
+    /// kept as the reference the current one must agree with.
+    pub(in crate::fwd) fn reference_rewrite_ends_l4(
+        ip: &mut [u8],
+        src: Option<SocketAddrV4>,
+        dst: Option<SocketAddrV4>,
+    ) -> Result<Range<usize>, FwdError> {
+        let (header_len, total_len, proto) = transport_header(ip)?;
+        let (head, l4) = ip.split_at_mut(header_len);
+        let (mut ip_words, mut l4_words) = (0u32, 0u32);
+        if let Some(to) = src {
+            let addr = set_u32(head, SRC_ADDR, u32::from(*to.ip()));
+            ip_words += addr;
+            l4_words += addr + set_u16(l4, SRC_PORT, to.port());
+        }
+        if let Some(to) = dst {
+            let addr = set_u32(head, DST_ADDR, u32::from(*to.ip()));
+            ip_words += addr;
+            l4_words += addr + set_u16(l4, DST_PORT, to.port());
+        }
+        if ip_words != 0 {
+            let c = !checksum::fold(u32::from(!read_u16(head, IP_CHECKSUM)) + ip_words);
+            head[IP_CHECKSUM..IP_CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+        }
+        let at = if proto == ip_proto::TCP { TCP_CHECKSUM } else { UDP_CHECKSUM };
+        let old = read_u16(l4, at);
+        let c = match (proto, old) {
+            (ip_proto::UDP, 0) => 0,
+            (ip_proto::UDP, _) => match !checksum::fold(u32::from(!old) + l4_words) {
+                0 => 0xffff,
+                c => c,
+            },
+            _ => !checksum::fold(u32::from(!old) + l4_words),
+        };
+        l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+        Ok(header_len..total_len)
+    }
+
+    /// Random IPv4 packets to rewrite: TCP or UDP frames with random
+    /// fields, then up to `mutations` random bytes overwritten (versions,
+    /// header lengths, protocols, flags, data offsets, zero checksums...).
+    pub(in crate::fwd) fn random_packet(mutations: usize) -> impl Strategy<Value = Vec<u8>> {
+        let params = (any::<[u8; 4]>(), any::<[u8; 4]>(), any::<u16>(), any::<u16>(), any::<u32>(), any::<u32>(), any::<u8>());
+        (
+            any::<bool>(),
+            params,
+            proptest::collection::vec(any::<u8>(), 0..40),
+            proptest::collection::vec((any::<usize>(), any::<u8>()), 0..=mutations),
+        )
+            .prop_map(|(is_tcp, (s, d, sport, dport, seq, ack, flags), payload, muts)| {
+                let frame = if is_tcp {
+                    tcp_frame(&TcpParams { src: s.into(), dst: d.into(), sport, dport, seq, ack, flags, payload, ..TcpParams::default() })
+                } else {
+                    udp_frame(&UdpParams { src: s.into(), dst: d.into(), sport, dport, payload, ..UdpParams::default() })
+                };
+                let mut ip = frame[HEADER_LEN..].to_vec();
+                for (at, value) in muts {
+                    // Mostly the headers, where the changes matter.
+                    let at = at % ip.len().min(48);
+                    ip[at] = value;
+                }
+                ip
+            })
+    }
+
+    fn any_end() -> impl Strategy<Value = Option<SocketAddrV4>> {
+        proptest::option::of((any::<[u8; 4]>(), any::<u16>()).prop_map(|(a, p)| sock(a, p)))
+    }
+
+    proptest! {
+        /// The one-pass rewrite gives exactly the reference's bytes and result.
+        #[test]
+        fn rewrite_ends_agrees_with_the_reference(ip in random_packet(3), src in any_end(), dst in any_end()) {
+            let (mut got, mut want) = (ip.clone(), ip);
+            let result = rewrite_ends_l4(&mut got, src, dst, SeqShift::None).map(|t| t.range);
+            let expected = reference_rewrite_ends_l4(&mut want, src, dst);
+            prop_assert_eq!(&result, &expected);
+            if result.is_ok() {
+                prop_assert_eq!(got, want);
+            }
+        }
+
+        /// Unchanged addresses (only the ports change, or nothing) too.
+        #[test]
+        fn rewrite_ends_agrees_when_addresses_stay(ip in random_packet(2), sport in any::<u16>(), dport in any::<u16>()) {
+            let src = Some(sock([ip[12], ip[13], ip[14], ip[15]], sport));
+            let dst = Some(sock([ip[16], ip[17], ip[18], ip[19]], dport));
+            let (mut got, mut want) = (ip.clone(), ip);
+            let result = rewrite_ends_l4(&mut got, src, dst, SeqShift::None).map(|t| t.range);
+            prop_assert_eq!(&result, &reference_rewrite_ends_l4(&mut want, src, dst));
+            if result.is_ok() {
+                prop_assert_eq!(got, want);
+            }
+        }
     }
 }
