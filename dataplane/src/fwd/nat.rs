@@ -84,6 +84,7 @@ pub(super) struct Transport {
 /// changed (RFC 1624 eqn. 3 over the sum of the changed words, which gives the
 /// same checksum as updating field by field). Returns where the transport
 /// bytes are.
+#[inline]
 pub(super) fn rewrite_ends_l4(
     ip: &mut [u8],
     src: Option<SocketAddrV4>,
@@ -95,25 +96,26 @@ pub(super) fn rewrite_ends_l4(
     // Fixed-size views: one length check each (transport_header checked
     // them already), none per field.
     let head: &mut [u8; IPV4_HEADER] = head.first_chunk_mut().ok_or(WireError::Truncated)?;
-    // Σ(~old + new) over the changed 16-bit words: the addresses count in
-    // both checksums (through the pseudo-header), the ports in the transport one.
-    let (mut ip_words, mut l4_words) = (0u32, 0u32);
+    // Σ(!old + new) over the changed words, in native byte order (see
+    // checksum::update_sum): the addresses count in both checksums (through
+    // the pseudo-header), the ports and sequence numbers in the transport one.
+    let (mut ip_words, mut l4_words) = (0u64, 0u64);
     let (mut src_port, mut dst_port) = (None, None);
     if let Some(to) = src {
-        let addr = set_u32(head, SRC_ADDR, u32::from(*to.ip()));
+        let addr = set_addr(head, SRC_ADDR, to.ip().octets());
         ip_words += addr;
         l4_words += addr;
         src_port = Some(to.port());
     }
     if let Some(to) = dst {
-        let addr = set_u32(head, DST_ADDR, u32::from(*to.ip()));
+        let addr = set_addr(head, DST_ADDR, to.ip().octets());
         ip_words += addr;
         l4_words += addr;
         dst_port = Some(to.port());
     }
     if ip_words != 0 {
-        let c = !checksum::fold(u32::from(!read_u16(head, IP_CHECKSUM)) + ip_words);
-        head[IP_CHECKSUM..IP_CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+        let c = checksum::update_sum(read_ne16(head, IP_CHECKSUM), ip_words);
+        head[IP_CHECKSUM..IP_CHECKSUM + 2].copy_from_slice(&c.to_ne_bytes());
     }
     if proto == ip_proto::TCP {
         let tcp: &mut [u8; TCP_HEADER] = l4.first_chunk_mut().ok_or(WireError::Truncated)?;
@@ -131,67 +133,84 @@ pub(super) fn rewrite_ends_l4(
                 }
             }
         }
-        let c = !checksum::fold(u32::from(!read_u16(tcp, TCP_CHECKSUM)) + l4_words);
-        tcp[TCP_CHECKSUM..TCP_CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+        let c = checksum::update_sum(read_ne16(tcp, TCP_CHECKSUM), l4_words);
+        tcp[TCP_CHECKSUM..TCP_CHECKSUM + 2].copy_from_slice(&c.to_ne_bytes());
     } else {
         let udp: &mut [u8; UDP_HEADER] = l4.first_chunk_mut().ok_or(WireError::Truncated)?;
         l4_words += set_ports(udp, src_port, dst_port);
-        let old = read_u16(udp, UDP_CHECKSUM);
-        // A zero UDP checksum means "none" and stays zero; a computed zero is sent as 0xffff.
+        let old = read_ne16(udp, UDP_CHECKSUM);
+        // A zero UDP checksum means "none" and stays zero; a computed zero is
+        // sent as 0xffff (both the same in either byte order).
         let c = match old {
             0 => 0,
-            _ => match !checksum::fold(u32::from(!old) + l4_words) {
+            _ => match checksum::update_sum(old, l4_words) {
                 0 => 0xffff,
                 c => c,
             },
         };
-        udp[UDP_CHECKSUM..UDP_CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+        udp[UDP_CHECKSUM..UDP_CHECKSUM + 2].copy_from_slice(&c.to_ne_bytes());
     }
     Ok(Transport { range: header_len..total_len, proto })
 }
 
 /// Writes the ports that are given into the transport header `l4` (TCP or
-/// UDP: the ports are its first four bytes) and returns `~old + new` over
-/// them.
+/// UDP: the ports are its first four bytes) and returns `!old + new` over
+/// them, in native byte order.
 #[inline]
-fn set_ports(l4: &mut [u8], src: Option<u16>, dst: Option<u16>) -> u32 {
+fn set_ports(l4: &mut [u8], src: Option<u16>, dst: Option<u16>) -> u64 {
     let mut words = 0;
     if let Some(port) = src {
-        words += set_u16(l4, SRC_PORT, port);
+        words += set_ne16(l4, SRC_PORT, port.to_be_bytes());
     }
     if let Some(port) = dst {
-        words += set_u16(l4, DST_PORT, port);
+        words += set_ne16(l4, DST_PORT, port.to_be_bytes());
     }
     words
 }
 
-/// Writes `new` at `at` and returns `~old + new` over its two 16-bit words,
-/// even when nothing changed (as [`checksum::update_u32`] does).
+/// Writes the address `new` at `at` and returns `!old + new` over its
+/// 32 bits in native byte order (0 when nothing changed).
 #[inline]
-fn set_u32_always(b: &mut [u8], at: usize, new: u32) -> u32 {
-    let old = read_u32(b, at);
-    b[at..at + 4].copy_from_slice(&new.to_be_bytes());
-    u32::from(!((old >> 16) as u16)) + u32::from(!(old as u16)) + (new >> 16) + (new & 0xffff)
-}
-
-/// Writes `new` at `at` and returns `~old + new` over its two 16-bit words
-/// (0 when nothing changed).
-#[inline]
-fn set_u32(b: &mut [u8], at: usize, new: u32) -> u32 {
-    let old = read_u32(b, at);
-    if old == new {
+fn set_addr(b: &mut [u8; IPV4_HEADER], at: usize, new: [u8; 4]) -> u64 {
+    let old = read_ne32(b, at);
+    let new_word = u32::from_ne_bytes(new);
+    if old == new_word {
         return 0;
     }
-    b[at..at + 4].copy_from_slice(&new.to_be_bytes());
-    u32::from(!((old >> 16) as u16)) + u32::from(!(old as u16)) + (new >> 16) + (new & 0xffff)
+    b[at..at + 4].copy_from_slice(&new);
+    u64::from(!old) + u64::from(new_word)
 }
 
-/// Writes `new` at `at` and returns `~old + new`.
+/// Writes the big-endian `new` at `at` and returns `!old + new` over its
+/// 32 bits in native byte order, even when nothing changed (as
+/// [`checksum::update_u32`] does).
 #[inline]
-fn set_u16(b: &mut [u8], at: usize, new: u16) -> u32 {
-    let old = read_u16(b, at);
-    b[at..at + 2].copy_from_slice(&new.to_be_bytes());
-    u32::from(!old) + u32::from(new)
+fn set_u32_always(b: &mut [u8], at: usize, new: u32) -> u64 {
+    let old = read_ne32(b, at);
+    let new = new.to_be_bytes();
+    b[at..at + 4].copy_from_slice(&new);
+    u64::from(!old) + u64::from(u32::from_ne_bytes(new))
+}
+
+/// Writes the bytes `new` at `at` and returns `!old + new` over them in
+/// native byte order.
+#[inline]
+fn set_ne16(b: &mut [u8], at: usize, new: [u8; 2]) -> u64 {
+    let old = read_ne16(b, at);
+    b[at..at + 2].copy_from_slice(&new);
+    u64::from(!old) + u64::from(u16::from_ne_bytes(new))
+}
+
+/// The two bytes at `at` in native byte order (for checksum sums only).
+#[inline]
+fn read_ne16(b: &[u8], at: usize) -> u16 {
+    u16::from_ne_bytes([b[at], b[at + 1]])
+}
+
+/// The four bytes at `at` in native byte order (for checksum sums only).
+#[inline]
+fn read_ne32(b: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
 /// Offsets of the IPv4 source and destination addresses.
@@ -347,6 +366,24 @@ pub(super) mod tests {
         ip[2] = 0;
         ip[3] = 30;
         assert!(rewrite(ip, Field::Source, sock([1, 2, 3, 4], 1)).is_err());
+    }
+
+    /// Writes `new` at `at` and returns `~old + new` over its two 16-bit
+    /// words (0 when nothing changed). For the reference implementation.
+    fn set_u32(b: &mut [u8], at: usize, new: u32) -> u32 {
+        let old = read_u32(b, at);
+        if old == new {
+            return 0;
+        }
+        b[at..at + 4].copy_from_slice(&new.to_be_bytes());
+        u32::from(!((old >> 16) as u16)) + u32::from(!(old as u16)) + (new >> 16) + (new & 0xffff)
+    }
+
+    /// Writes `new` at `at` and returns `~old + new`. For the reference implementation.
+    fn set_u16(b: &mut [u8], at: usize, new: u16) -> u32 {
+        let old = read_u16(b, at);
+        b[at..at + 2].copy_from_slice(&new.to_be_bytes());
+        u32::from(!old) + u32::from(new)
     }
 
     /// The implementation before [`SeqShift`] and the fixed-size views,
