@@ -112,6 +112,7 @@ pub fn xmit_reply(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
 
 /// The TCP header length of `segment`, checked as [`TcpSegment::check`]
 /// does (same errors), for a segment already known to hold 20 bytes.
+#[inline]
 fn tcp_header_len(segment: &[u8]) -> Result<usize, FwdError> {
     let Some(base) = segment.first_chunk::<TCP_BASE_HEADER>() else { return Err(WireError::Truncated.into()) };
     let header_len = usize::from(base[12] >> 4) * 4;
@@ -126,6 +127,7 @@ fn tcp_header_len(segment: &[u8]) -> Result<usize, FwdError> {
 
 /// The part of [`shift_segment_seq`] after the sequence number: in a SYN
 /// (without ACK), timestamps become NOPs, the checksum updated for them.
+#[inline]
 fn strip_syn_timestamps(segment: &mut [u8]) -> Result<(), FwdError> {
     let header_len = tcp_header_len(segment)?;
     let flags = segment[13];
@@ -133,6 +135,13 @@ fn strip_syn_timestamps(segment: &mut [u8]) -> Result<(), FwdError> {
     if !syn_only || header_len == TCP_BASE_HEADER {
         return Ok(());
     }
+    strip_option_timestamps(segment, header_len);
+    Ok(())
+}
+
+/// Overwrites the timestamps options of the TCP header `segment` (of
+/// `header_len` bytes, checked) with NOPs, updating its checksum.
+fn strip_option_timestamps(segment: &mut [u8], header_len: usize) {
     let csum = TcpSegment::new_unchecked(&*segment).checksum();
     let options = &mut segment[TCP_BASE_HEADER..header_len];
     let before = checksum::sum(options);
@@ -140,16 +149,23 @@ fn strip_syn_timestamps(segment: &mut [u8]) -> Result<(), FwdError> {
         let after = checksum::sum(options);
         TcpSegment::new_unchecked(segment).set_checksum(checksum::update_region(csum, before, after));
     }
-    Ok(())
 }
 
 /// The part of [`unshift_segment_ack`] after the acknowledgement number:
 /// every SACK block's edges `-= delta`, the checksum updated for them.
+#[inline]
 fn unshift_sack_blocks(segment: &mut [u8], delta: u32) -> Result<(), FwdError> {
     let header_len = tcp_header_len(segment)?;
     if header_len == TCP_BASE_HEADER {
         return Ok(());
     }
+    unshift_option_sack(segment, header_len, delta);
+    Ok(())
+}
+
+/// Subtracts `delta` from the SACK blocks' edges in the options of the TCP
+/// header `segment` (of `header_len` bytes, checked), updating its checksum.
+fn unshift_option_sack(segment: &mut [u8], header_len: usize, delta: u32) {
     let csum = TcpSegment::new_unchecked(&*segment).checksum();
     let options = &mut segment[TCP_BASE_HEADER..header_len];
     let before = checksum::sum(options);
@@ -157,7 +173,6 @@ fn unshift_sack_blocks(segment: &mut [u8], delta: u32) -> Result<(), FwdError> {
         let after = checksum::sum(options);
         TcpSegment::new_unchecked(segment).set_checksum(checksum::update_region(csum, before, after));
     }
-    Ok(())
 }
 
 /// The `seq_delta` of a new FULLNAT TCP connection whose client SYN is the

@@ -84,7 +84,7 @@ pub(super) struct Transport {
 /// changed (RFC 1624 eqn. 3 over the sum of the changed words, which gives the
 /// same checksum as updating field by field). Returns where the transport
 /// bytes are.
-#[inline]
+#[inline(always)]
 pub(super) fn rewrite_ends_l4(
     ip: &mut [u8],
     src: Option<SocketAddrV4>,
