@@ -16,13 +16,15 @@ use super::{FwdError, NextHop};
 
 /// Rewrites a client packet for the real server (DNAT) and says where it goes.
 pub fn xmit_inbound(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
-    rewrite(ip, Field::Destination, conn.real)?;
+    // rewrite_ends_l4 directly: inlined here for a destination-only rewrite.
+    rewrite_ends_l4(ip, None, Some(conn.real), SeqShift::None)?;
     Ok(NextHop::Routed(*conn.real.ip()))
 }
 
 /// Rewrites a real server's reply to come from the VIP and says where it goes.
 pub fn xmit_reply(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
-    rewrite(ip, Field::Source, conn.vip)?;
+    // rewrite_ends_l4 directly: inlined here for a source-only rewrite.
+    rewrite_ends_l4(ip, Some(conn.vip), None, SeqShift::None)?;
     Ok(NextHop::Routed(*conn.client.ip()))
 }
 
