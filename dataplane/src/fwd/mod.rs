@@ -109,6 +109,18 @@ fn originate_ipv4(ip: &mut [u8], protocol: u8, total_len: u16, src: Ipv4Addr, ds
     pkt
 }
 
+/// The big-endian 16-bit word at offset `at` of `b` ([`crate::wire::be16`]).
+#[inline]
+fn read_u16(b: &[u8], at: usize) -> u16 {
+    crate::wire::be16(b, at..at + 2)
+}
+
+/// The big-endian 32-bit word at offset `at` of `b` ([`crate::wire::be32`]).
+#[inline]
+fn read_u32(b: &[u8], at: usize) -> u32 {
+    crate::wire::be32(b, at..at + 4)
+}
+
 /// Sets the ethertype field that ends the L2 header at `l2_len` (untagged or
 /// 802.1Q: the last two bytes), for the IPv4 ↔ IPv6 changes of NAT64 and the
 /// mixed-family tunnels. A frame shorter than that is left alone.

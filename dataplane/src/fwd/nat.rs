@@ -12,7 +12,7 @@ use std::ops::Range;
 use crate::conn::Conn;
 use crate::wire::{checksum, ip_proto, WireError};
 
-use super::{FwdError, NextHop};
+use super::{read_u16, read_u32, FwdError, NextHop};
 
 /// Rewrites a client packet for the real server (DNAT) and says where it goes.
 pub fn xmit_inbound(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
@@ -255,16 +255,6 @@ fn transport_header(ip: &[u8]) -> Result<(usize, usize, u8), FwdError> {
         return Err(WireError::Truncated.into());
     }
     Ok((header_len, total_len, proto))
-}
-
-#[inline]
-fn read_u16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-#[inline]
-fn read_u32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
 #[cfg(test)]

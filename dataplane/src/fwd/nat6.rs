@@ -19,7 +19,7 @@ use std::net::{Ipv6Addr, SocketAddrV6};
 use crate::wire::ipv6::next_header;
 use crate::wire::{checksum, WireError};
 
-use super::{l4v6, FwdError, NextHop6};
+use super::{l4v6, read_u16, FwdError, NextHop6};
 
 /// NAT inbound: rewrites a client packet `ip` (IPv6 header on) to the real
 /// server `real` and says where it goes (routed towards the real server).
@@ -127,10 +127,6 @@ pub(crate) fn checksum_offset(protocol: u8) -> usize {
     } else {
         6
     }
-}
-
-fn read_u16(b: &[u8], at: usize) -> u16 {
-    crate::wire::be16(b, at..at + 2)
 }
 
 /// Offsets of the IPv6 source and destination addresses.
