@@ -29,6 +29,10 @@
 //! ran through the processor to stderr (`frames timed:`), so an instruction
 //! count taken under callgrind (`--toggle-collect='*run_pool*'`) can be
 //! divided into instructions per packet.
+//!
+//! `RVS_BENCH_RX_BURST` sets the frames per `handle_burst` call (default 32,
+//! 1..=32): 1 is the regime of a worker at low load, where each poll finds one
+//! frame and every per-burst cost is paid per packet (`deploy/bench/cycles.sh`).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -43,8 +47,19 @@ use rvs_dataplane::stats::Counter;
 
 /// Frames processed between two clock reads.
 const BATCH: usize = 256;
-/// Frames per `handle_burst` call (rvsd's rx burst, `rvs_dpdk::MAX_BURST`).
+/// Frames per `handle_burst` call by default (rvsd's rx burst, `rvs_dpdk::MAX_BURST`).
 const RX_BURST: usize = 32;
+
+/// Frames per `handle_burst` call: `RVS_BENCH_RX_BURST`, else [`RX_BURST`].
+fn rx_burst() -> usize {
+    match std::env::var("RVS_BENCH_RX_BURST") {
+        Err(_) => RX_BURST,
+        Ok(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=RX_BURST).contains(&n) => n,
+            _ => panic!("RVS_BENCH_RX_BURST={v}: give a number of frames from 1 to {RX_BURST}"),
+        },
+    }
+}
 /// Wire size of the benchmark frames (64-byte frames: 60 bytes without FCS).
 const FRAME_SIZE: usize = 64;
 
@@ -141,6 +156,8 @@ struct Fixture<T: Family> {
     out: Output<VecFrame>,
     pool: Vec<VecFrame>,
     burst: Vec<VecFrame>,
+    /// Frames per `handle_burst` call ([`rx_burst`]).
+    rx_burst: usize,
     family: T,
     /// Frames that resolve every next hop (ARP replies, neighbour discovery).
     neighbours: Vec<Vec<u8>>,
@@ -199,6 +216,7 @@ impl<T: Family> Fixture<T> {
             out: Output::with_capacity(BATCH),
             pool: Vec::with_capacity(BATCH),
             burst: Vec::with_capacity(RX_BURST),
+            rx_burst: rx_burst(),
             family,
             neighbours,
             live,
@@ -256,7 +274,7 @@ impl<T: Family> Fixture<T> {
         let start = Instant::now();
         let mut frames = self.pool.drain(..n);
         loop {
-            self.burst.extend(frames.by_ref().take(RX_BURST));
+            self.burst.extend(frames.by_ref().take(self.rx_burst));
             if self.burst.is_empty() {
                 break;
             }
