@@ -5,6 +5,11 @@
 #
 #   deploy/bench/cycles.sh [--target DIR] [MODE [RATE_PPS [FLOWS]]]
 #       (defaults: target/ of this checkout, dr, 1000000, 1000)
+#   deploy/bench/cycles.sh testpmd [RATE_PPS]
+#       dpdk-testpmd io-fwd's own figure at the same rate (--record-core-cycles),
+#       the reference of the issue-13 ratio: on a shared virtual machine the
+#       host's placement of the two vCPUs moves both figures, so compare runs
+#       taken back to back.
 #
 # rvsd's worker runs on lcore 1, rvs-pktgen on lcore 0 offering RATE_PPS
 # 64-byte frames of FLOWS established flows for 3 s; the figure is the
@@ -16,6 +21,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 if [[ ${1:-} == --target ]]; then TARGET=$2; shift 2; fi
 MODE=${1:-dr}; RATE=${2:-1000000}; FLOWS=${3:-1000}
+DEVICE_OPTS="socket-abstract=no,rsize=12"
 for b in rvsd rvs-pktgen; do
     [[ -x $TARGET/release/$b ]] || { echo "cycles.sh: no $TARGET/release/$b (cargo build --release -p rvsd -p rvs-bench)" >&2; exit 1; }
 done
@@ -24,7 +30,48 @@ SOCK=$WORK/rvsd.sock
 RVSD_PID=
 cleanup() { [[ -n $RVSD_PID ]] && kill "$RVSD_PID" 2>/dev/null && wait "$RVSD_PID" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
-DEVICE="net_memif0,socket=$SOCK,socket-abstract=no,rsize=12"
+DEVICE="net_memif0,socket=$SOCK,$DEVICE_OPTS"
+
+if [[ $MODE == testpmd ]]; then
+    # As deploy/bench.sh measures it: io-fwd on the memif server, SYN frames (no
+    # flow setup), testpmd stopped while the generator lingers connected (its
+    # port counters, the denominator, read zero once the peer has gone).
+    command -v dpdk-testpmd >/dev/null || { echo "cycles.sh: no dpdk-testpmd (apt-get install dpdk)" >&2; exit 1; }
+    dpdk-testpmd -l 0,1 --main-lcore 0 --no-huge -m 512 --no-pci --file-prefix "rvs-cycles-testpmd-$$" \
+        --vdev "net_memif0,role=server,socket=$SOCK,$DEVICE_OPTS" -- \
+        --forward-mode=io --port-topology=loop --nb-cores=1 --total-num-mbufs=16384 \
+        --rxd=1024 --txd=1024 --burst=32 --auto-start --stats-period 60 --record-core-cycles --record-burst-stats \
+        > "$WORK/testpmd.log" 2>&1 < /dev/null &
+    RVSD_PID=$!
+    for _ in $(seq 300); do
+        grep -q "forwards packets on" "$WORK/testpmd.log" && [[ -S $SOCK ]] && break
+        kill -0 "$RVSD_PID" 2>/dev/null || { cat "$WORK/testpmd.log" >&2; exit 1; }
+        sleep 0.1
+    done
+    sleep 0.5
+    "$TARGET/release/rvs-pktgen" run --dut testpmd --mode dr --profile syn --flows 0 \
+        --device "${DEVICE/net_memif0,/net_memif0,role=client,}" --lcore 0 --file-prefix "rvs-cycles-gen-$$" \
+        --rate "$RATE" --duration 3 --linger 10 --out "$WORK/gen.json" > /dev/null 2> "$WORK/gen.log" < /dev/null &
+    GEN=$!
+    for _ in $(seq 600); do
+        [[ -f $WORK/gen.json ]] && break
+        kill -0 "$GEN" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -TERM "$RVSD_PID" 2>/dev/null && wait "$RVSD_PID" 2>/dev/null || true
+    RVSD_PID=
+    wait "$GEN" || { tail -20 "$WORK/gen.log" >&2; exit 1; }
+    python3 - "$WORK/testpmd.log" "$RATE" <<'PY'
+import json, re, sys
+text = open(sys.argv[1], errors="replace").read()
+m = re.findall(r"CPU cycles/packet=([0-9.]+) \((?:total|busy) cycles=(\d+) / total (\w+) packets=(\d+)\)", text)
+if not m:
+    sys.exit("cycles.sh: no 'CPU cycles/packet' in testpmd's output")
+print(json.dumps({"mode": "testpmd", "rate_pps": float(sys.argv[2]), "cycles_per_packet": float(m[-1][0]),
+                  "packets": int(m[-1][3])}))
+PY
+    exit 0
+fi
 "$TARGET/release/rvs-pktgen" rvsd-config --device "${DEVICE/net_memif0,/net_memif0,role=server,}" --file-prefix "rvs-cycles-rvsd-$$" \
     --api 127.0.0.1:19191 --modes "$MODE" --conn-table-size $((FLOWS * 2 + 100000)) > "$WORK/rvsd.json"
 RUST_LOG=warn "$TARGET/release/rvsd" --config "$WORK/rvsd.json" > "$WORK/rvsd.log" 2>&1 < /dev/null &

@@ -241,16 +241,21 @@ impl Queue {
     /// Receives up to `MAX_BURST` frames, appending them to `out`.
     /// Returns how many arrived.
     pub fn rx_burst(&self, out: &mut Vec<Mbuf>) -> usize {
-        let mut raw: [*mut ffi::rte_mbuf; MAX_BURST] = [std::ptr::null_mut(); MAX_BURST];
-        // SAFETY: raw has room for MAX_BURST pointers; the queue belongs to this worker.
-        let n = unsafe { ffi::rvs_eth_rx_burst(self.port, self.queue, raw.as_mut_ptr(), MAX_BURST as u16) };
-        let n = usize::from(n);
-        for &m in raw.iter().take(n) {
-            if let Some(m) = std::ptr::NonNull::new(m) {
-                // SAFETY: rx_burst hands us ownership of each returned mbuf.
-                out.push(unsafe { Mbuf::from_raw(m) });
-            }
-        }
+        // The PMD writes the mbuf pointers straight into the vector's spare room
+        // (no array to clear and copy per poll).
+        out.reserve(MAX_BURST);
+        let len = out.len();
+        // SAFETY: reserve left room for MAX_BURST elements after `len`; Mbuf is
+        // repr(transparent) over a non-null rte_mbuf pointer, so that room is an
+        // array of MAX_BURST pointer slots. The queue belongs to this worker.
+        let n = unsafe {
+            let free = out.as_mut_ptr().add(len).cast::<*mut ffi::rte_mbuf>();
+            usize::from(ffi::rvs_eth_rx_burst(self.port, self.queue, free, MAX_BURST as u16))
+        };
+        // SAFETY: rx_burst filled the first `n` (<= MAX_BURST) slots with mbufs it
+        // hands over to us, each a valid, non-null rte_mbuf (DPDK returns only
+        // those); the vector now owns them.
+        unsafe { out.set_len(len + n.min(MAX_BURST)) };
         n
     }
 
@@ -264,9 +269,16 @@ impl Queue {
             // SAFETY: Mbuf is repr(transparent) over a non-null rte_mbuf pointer, so the
             // first `chunk` elements form a valid array of mbuf pointers.
             let sent = usize::from(unsafe { ffi::rvs_eth_tx_burst(self.port, self.queue, ptr, chunk as u16) });
+            sent_total += sent;
+            if sent == pkts.len() {
+                // The common case: the driver took them all and owns them now.
+                // SAFETY: the `sent` elements are the driver's; shortening the
+                // vector forgets them without running Drop (no double free).
+                unsafe { pkts.set_len(0) };
+                break;
+            }
             // The driver now owns the first `sent` mbufs: forget them without freeing.
             pkts.drain(..sent).for_each(std::mem::forget);
-            sent_total += sent;
             if sent < chunk {
                 // Queue full: drop what is left of this chunk (freed by Drop).
                 pkts.drain(..chunk - sent);

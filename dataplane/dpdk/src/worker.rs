@@ -277,6 +277,9 @@ pub fn run(ctx: WorkerContext) -> i32 {
             }
         }
         for (port, rx) in rx_by_port.iter_mut().enumerate() {
+            if rx.is_empty() {
+                continue;
+            }
             if rx.iter().any(|m| m.segments() != 1) {
                 let before = rx.len();
                 out.drop.extend(rx.extract_if(.., |m| m.segments() != 1));
@@ -306,26 +309,34 @@ pub fn run(ctx: WorkerContext) -> i32 {
             processor.tick(now_ms, &mut out);
             last_tick = now;
         }
-        for info in out.sync.drain(..) {
-            let pushed = sync_tx.as_mut().is_some_and(|tx| tx.push(info).is_ok());
-            processor.count(if pushed { Counter::SyncOut } else { Counter::SyncDropped }, 1);
-        }
-        for (port, m) in out.kernel.drain(..) {
-            match to_kernel.get_mut(usize::from(port)) {
-                Some(list) => list.push(m),
-                None => processor.count(Counter::DropKernel, 1),
+        // Most polls leave these empty: the checks spare a Drain each (its drop is
+        // out of line).
+        if !out.sync.is_empty() {
+            for info in out.sync.drain(..) {
+                let pushed = sync_tx.as_mut().is_some_and(|tx| tx.push(info).is_ok());
+                processor.count(if pushed { Counter::SyncOut } else { Counter::SyncDropped }, 1);
             }
         }
-        for (port, content) in out.kernel_control.drain(..) {
-            let Some(list) = to_kernel.get_mut(usize::from(port)) else { continue };
-            let Some(mut m) = pool.alloc() else {
-                processor.count(Counter::MempoolAllocFailed, 1);
-                continue;
-            };
-            if m.fill(content.bytes()) {
-                list.push(m);
-            } else {
-                processor.count(Counter::DropKernel, 1);
+        if !out.kernel.is_empty() {
+            for (port, m) in out.kernel.drain(..) {
+                match to_kernel.get_mut(usize::from(port)) {
+                    Some(list) => list.push(m),
+                    None => processor.count(Counter::DropKernel, 1),
+                }
+            }
+        }
+        if !out.kernel_control.is_empty() {
+            for (port, content) in out.kernel_control.drain(..) {
+                let Some(list) = to_kernel.get_mut(usize::from(port)) else { continue };
+                let Some(mut m) = pool.alloc() else {
+                    processor.count(Counter::MempoolAllocFailed, 1);
+                    continue;
+                };
+                if m.fill(content.bytes()) {
+                    list.push(m);
+                } else {
+                    processor.count(Counter::DropKernel, 1);
+                }
             }
         }
         for (list, kq) in to_kernel.iter_mut().zip(&kernel_queues) {
@@ -446,34 +457,42 @@ fn flush(
     peers: &mut [Option<PeerTx>],
     cap: &mut capture::Active<'_>,
 ) {
-    for (worker, port, m) in out.redirect.drain(..) {
-        match peers.get_mut(worker).and_then(Option::as_mut) {
-            Some(peer) => {
-                if let Err(rtrb::PushError::Full((_, m))) = peer.frames.push((port, m)) {
-                    processor.count(Counter::RedirectDropped, 1);
-                    drop(m);
+    // Redirects, messages and control frames are rare: a check spares each
+    // empty vector its Drain.
+    if !out.redirect.is_empty() {
+        for (worker, port, m) in out.redirect.drain(..) {
+            match peers.get_mut(worker).and_then(Option::as_mut) {
+                Some(peer) => {
+                    if let Err(rtrb::PushError::Full((_, m))) = peer.frames.push((port, m)) {
+                        processor.count(Counter::RedirectDropped, 1);
+                        drop(m);
+                    }
+                }
+                None => processor.count(Counter::RedirectDropped, 1),
+            }
+        }
+    }
+    if !out.messages.is_empty() {
+        for msg in out.messages.drain(..) {
+            for peer in peers.iter_mut().flatten() {
+                if peer.messages.push(msg).is_err() {
+                    processor.count(Counter::MessagesDropped, 1);
+                } else {
+                    processor.count(Counter::MessagesOut, 1);
                 }
             }
-            None => processor.count(Counter::RedirectDropped, 1),
         }
     }
-    for msg in out.messages.drain(..) {
-        for peer in peers.iter_mut().flatten() {
-            if peer.messages.push(msg).is_err() {
-                processor.count(Counter::MessagesDropped, 1);
-            } else {
-                processor.count(Counter::MessagesOut, 1);
-            }
-        }
-    }
-    for (port, content) in out.control.drain(..) {
-        let Some(mut m) = pool.alloc() else {
-            processor.count(Counter::MempoolAllocFailed, 1);
-            continue;
-        };
-        if m.fill(content.bytes()) {
-            if let Some(list) = tx_by_port.get_mut(usize::from(port)) {
-                list.push(m);
+    if !out.control.is_empty() {
+        for (port, content) in out.control.drain(..) {
+            let Some(mut m) = pool.alloc() else {
+                processor.count(Counter::MempoolAllocFailed, 1);
+                continue;
+            };
+            if m.fill(content.bytes()) {
+                if let Some(list) = tx_by_port.get_mut(usize::from(port)) {
+                    list.push(m);
+                }
             }
         }
     }
