@@ -114,7 +114,7 @@ def run_results(work):
         if not d or "max" not in d:
             continue
         name = os.path.basename(path)[:-5]
-        if name == "testpmd-cycles":
+        if name.startswith("testpmd-cycles"):
             continue
         search = d.get("search") or {}
         at = search.get("at_zero_loss_rate") or {}
@@ -307,6 +307,7 @@ def main():
             "rvsd_loss_ratio": c["trial"]["loss_ratio"], "testpmd_cycles_per_packet": tp,
             "ratio": u["cycles_per_packet"] / tp if tp else None,
             "target": TARGETS["cycles_ratio"].get(r["mode"]),
+            "rvsd_trials": [t.get("cycles_per_packet") for t in c.get("trials") or []],
         })
     cycles_big_cost = {}
     for m in modes:
@@ -445,23 +446,29 @@ def main():
              "rx/tx of the burst; at a rate below the maximum bursts are small, so both figures are above their saturated cost. "
              "The TSC counts wall time: a busy iteration during which the kernel preempted the lcore (a loaded shared machine: "
              "see the load averages) counts the preemption too, for both DUTs alike; *busy* is rvsd's busy cycles ÷ "
-             "(TSC Hz × trial seconds). *actual* is the rate the generator managed to offer (it skips what it could not send in time).")
+             "(TSC Hz × trial seconds). *actual* is the rate the generator managed to offer (it skips what it could not send in time). "
+             "Each DUT is measured several times (`RVS_BENCH_CYCLES_TRIALS`: rvsd in back-to-back trials, testpmd in as many "
+             "fresh processes) and its lowest figure is the one compared: on a shared virtual machine the host's placement of "
+             "the two vCPUs moves the figures of both DUTs between runs, and the "
+             "lowest is the DUT's own cost; every trial's figure is listed.")
     L.append("")
     if tp_cycles:
         L.append(f"testpmd io-fwd at {tp_cycles['rate_pps'] / 1e6:.3f} Mpps offered: **{tp_cycles['cycles_per_packet']:.1f} cycles/packet** "
                  f"({tp_cycles['busy_cycles']} busy cycles / {tp_cycles['packets']} {tp_cycles['packets_counted']} packets, TSC {tp_cycles['tsc_mhz']} MHz, "
                  f"actually offered {fmt((tp_cycles.get('offered_actual_pps') or 0) / 1e6, 3)} Mpps, "
-                 f"loss {fmt(tp_cycles.get('loss_ratio'), 4)}; RX bursts: {tp_cycles.get('rx_burst_sizes') or 'n/a'}).")
+                 f"loss {fmt(tp_cycles.get('loss_ratio'), 4)}; RX bursts: {tp_cycles.get('rx_burst_sizes') or 'n/a'}; "
+                 f"all runs: {', '.join(fmt(v) for v in tp_cycles.get('runs') or [tp_cycles['cycles_per_packet']])}).")
     else:
         L.append("testpmd io-fwd: not measured (dpdk-testpmd missing or its cycles run failed).")
     L.append("")
-    L.append("| mode | flows | offered Mpps (set / actual) | rvsd cycles/packet | rvsd busy | rvsd loss at this rate | testpmd cycles/packet | ratio rvsd : testpmd | target |")
-    L.append("|---|---|---|---|---|---|---|---|---|")
+    L.append("| mode | flows | offered Mpps (set / actual) | rvsd cycles/packet | rvsd busy | rvsd loss at this rate | testpmd cycles/packet | ratio rvsd : testpmd | target | rvsd trials |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|")
     for c in cycles:
         L.append(f"| {c['mode']} | {c['flows']} | {fmt(c['rate_pps'] / 1e6 if c['rate_pps'] else None, 3)} / "
                  f"{fmt((c['offered_actual_pps'] or 0) / 1e6, 3)} | {fmt(c['rvsd_cycles_per_packet'])} | "
                  f"{fmt(c['rvsd_busy_fraction'] * 100 if c['rvsd_busy_fraction'] is not None else None, 0)} % | {fmt(c['rvsd_loss_ratio'], 4)} | "
-                 f"{fmt(c['testpmd_cycles_per_packet'])} | {fmt(c['ratio'], 2)} | ≤ {c['target']} |")
+                 f"{fmt(c['testpmd_cycles_per_packet'])} | {fmt(c['ratio'], 2)} | ≤ {c['target']} | "
+                 f"{', '.join(fmt(v) for v in c['rvsd_trials']) or 'n/a'} |")
     L.append("")
     L.append("## Packet path without I/O (criterion)")
     L.append("")
