@@ -74,6 +74,7 @@ mod option {
 /// The addresses, ports and sequence number change in one checksum update
 /// ([`rewrite_ends_l4`] with [`SeqShift::Seq`]); only a SYN's options are
 /// then read again.
+#[inline]
 pub fn xmit_inbound(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
     let local = conn.local.get().ok_or(FwdError::Protocol(0))?;
     let shift = if conn.protocol == Protocol::Tcp { SeqShift::Seq(conn.seq_delta) } else { SeqShift::None };
@@ -96,6 +97,7 @@ pub fn xmit_inbound(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
 /// The addresses, ports and acknowledgement number change in one checksum
 /// update ([`rewrite_ends_l4`] with [`SeqShift::Ack`]); only a header with
 /// options is then read again, for SACK blocks.
+#[inline]
 pub fn xmit_reply(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
     let shift = if conn.protocol == Protocol::Tcp { SeqShift::Ack(conn.seq_delta) } else { SeqShift::None };
     let l4 = rewrite_ends_l4(ip, Some(conn.vip), Some(conn.client), shift)?;

@@ -115,7 +115,9 @@ impl<F: Frame> Processor<F> {
 
     /// [`Processor::send_cached`] with the index of the hop cached for
     /// `cache` already read (`index`, [`Processor::cached_hop_index`]'s answer).
-    #[inline]
+    /// Inlined into its few callers: the call's register saves and argument
+    /// moves cost as much as the fast case's checks.
+    #[inline(always)]
     pub(super) fn send_through_hop(&mut self, mut frame: F, index: u8, hop: NextHop, cache: HopCache, now_ms: u64, out: &mut Output<F>) {
         if let Some(h) = self.hops.get(index, now_ms) {
             // The hop is read in place (not copied): only its port outlives the borrow.
