@@ -259,8 +259,9 @@ impl<F: Frame> Processor<F> {
         self.push_tx_len(port, frame, len, out);
     }
 
-    /// [`Processor::push_tx`] for a frame whose length `len` is already known.
-    #[inline]
+    /// [`Processor::push_tx`] for a frame whose length `len` is already known
+    /// (always inlined: two counter adds and a push, smaller than a call).
+    #[inline(always)]
     fn push_tx_len(&mut self, port: u16, frame: F, len: usize, out: &mut Output<F>) {
         self.counters.inc(Counter::TxPackets);
         self.counters.add(Counter::TxBytes, len as u64);
