@@ -74,6 +74,7 @@ mod option {
 /// The addresses, ports and sequence number change in one checksum update
 /// ([`rewrite_ends_l4`] with [`SeqShift::Seq`]); only a SYN's options are
 /// then read again.
+#[inline]
 pub fn xmit_inbound(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
     let local = conn.local.get().ok_or(FwdError::Protocol(0))?;
     let shift = if conn.protocol == Protocol::Tcp { SeqShift::Seq(conn.seq_delta) } else { SeqShift::None };
@@ -96,6 +97,7 @@ pub fn xmit_inbound(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
 /// The addresses, ports and acknowledgement number change in one checksum
 /// update ([`rewrite_ends_l4`] with [`SeqShift::Ack`]); only a header with
 /// options is then read again, for SACK blocks.
+#[inline]
 pub fn xmit_reply(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
     let shift = if conn.protocol == Protocol::Tcp { SeqShift::Ack(conn.seq_delta) } else { SeqShift::None };
     let l4 = rewrite_ends_l4(ip, Some(conn.vip), Some(conn.client), shift)?;
@@ -127,7 +129,9 @@ fn tcp_header_len(segment: &[u8]) -> Result<usize, FwdError> {
 
 /// The part of [`shift_segment_seq`] after the sequence number: in a SYN
 /// (without ACK), timestamps become NOPs, the checksum updated for them.
-#[inline]
+/// Always inlined: on every client packet, where a call costs more than
+/// its checks.
+#[inline(always)]
 fn strip_syn_timestamps(segment: &mut [u8]) -> Result<(), FwdError> {
     let header_len = tcp_header_len(segment)?;
     let flags = segment[13];
@@ -153,7 +157,8 @@ fn strip_option_timestamps(segment: &mut [u8], header_len: usize) {
 
 /// The part of [`unshift_segment_ack`] after the acknowledgement number:
 /// every SACK block's edges `-= delta`, the checksum updated for them.
-#[inline]
+/// Always inlined, as [`strip_syn_timestamps`].
+#[inline(always)]
 fn unshift_sack_blocks(segment: &mut [u8], delta: u32) -> Result<(), FwdError> {
     let header_len = tcp_header_len(segment)?;
     if header_len == TCP_BASE_HEADER {

@@ -15,6 +15,7 @@ use crate::wire::{checksum, ip_proto, WireError};
 use super::{read_u16, read_u32, FwdError, NextHop};
 
 /// Rewrites a client packet for the real server (DNAT) and says where it goes.
+#[inline]
 pub fn xmit_inbound(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
     // rewrite_ends_l4 directly: inlined here for a destination-only rewrite.
     rewrite_ends_l4(ip, None, Some(conn.real), SeqShift::None)?;
@@ -22,6 +23,7 @@ pub fn xmit_inbound(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
 }
 
 /// Rewrites a real server's reply to come from the VIP and says where it goes.
+#[inline]
 pub fn xmit_reply(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
     // rewrite_ends_l4 directly: inlined here for a source-only rewrite.
     rewrite_ends_l4(ip, Some(conn.vip), None, SeqShift::None)?;

@@ -18,21 +18,30 @@ use super::FwdError;
 /// Decrements the TTL of the IPv4 packet `ip` and updates its header checksum
 /// incrementally (RFC 1624). A TTL of 0 or 1 leaves the packet unchanged and
 /// fails with [`FwdError::TtlExceeded`].
+#[inline]
 pub fn decrement(ip: &mut [u8]) -> Result<(), FwdError> {
-    // Only the TTL, protocol and checksum words are read: the header was
-    // checked when the packet was classified.
-    let Some(header) = ip.get_mut(..HEADER_LEN) else { return Err(WireError::Truncated.into()) };
+    // Only the TTL and checksum are read: the header was checked when the
+    // packet was classified.
+    let Some(header) = ip.first_chunk_mut::<HEADER_LEN>() else { return Err(WireError::Truncated.into()) };
     let ttl = header[TTL];
     if ttl <= 1 {
         return Err(FwdError::TtlExceeded);
     }
-    let word = |t: u8, proto: u8| u16::from_be_bytes([t, proto]);
-    let proto = header[TTL + 1];
     let old = u16::from_be_bytes([header[CHECKSUM], header[CHECKSUM + 1]]);
-    let c = checksum::update_u16(old, word(ttl, proto), word(ttl - 1, proto));
     header[TTL] = ttl - 1;
-    header[CHECKSUM..CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+    header[CHECKSUM..CHECKSUM + 2].copy_from_slice(&decremented_checksum(old).to_be_bytes());
     Ok(())
+}
+
+/// The header checksum after the TTL (the high byte of the TTL/protocol
+/// word) lost one, from the checksum `old` before. RFC 1624 eqn. 3,
+/// `HC' = ~(~HC + ~m + m')`, with `m' = m - 0x0100`: `~m + m'` is
+/// `(0xffff - m) + (m - 0x0100) = 0xfeff` whatever the protocol, so the
+/// result is [`checksum::update_u16`]'s for the old and new words (see the
+/// tests) without reading them.
+#[inline]
+fn decremented_checksum(old: u16) -> u16 {
+    !checksum::fold(u32::from(!old) + 0xfeff)
 }
 
 /// Offsets in the IPv4 header.
@@ -48,6 +57,16 @@ mod tests {
     /// its checksum, computed outside rvs (a ones-complement sum in Python).
     fn header(ttl: u8, csum: [u8; 2]) -> Vec<u8> {
         vec![0x45, 0x00, 0x00, 0x14, 0x00, 0x4d, 0x40, 0x00, ttl, 0x06, csum[0], csum[1], 10, 0, 0, 2, 10, 0, 0, 101]
+    }
+
+    proptest::proptest! {
+        /// The checksum update by the constant word change is the general
+        /// RFC 1624 update over the old and new TTL/protocol words.
+        #[test]
+        fn the_constant_update_is_the_general_one(old: u16, ttl in 2u8..=255, proto: u8) {
+            let word = |t: u8| u16::from_be_bytes([t, proto]);
+            proptest::prop_assert_eq!(decremented_checksum(old), checksum::update_u16(old, word(ttl), word(ttl - 1)));
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@
 use std::net::Ipv4Addr;
 
 use crate::frame::Frame;
-use crate::wire::{checksum, ethernet, ip_proto, ipv4, Ipv4Packet, WireError};
+use crate::wire::{checksum, ethernet, ip_proto, ipv4, WireError};
 
 use super::FwdError;
 
@@ -56,6 +56,7 @@ pub enum Transmit {
 /// stored back) when the packet is encapsulated. Errors: the inner packet is
 /// unreadable ([`FwdError::Wire`]) or the buffer has no room ([`FwdError::NoRoom`]).
 #[allow(clippy::too_many_arguments)]
+#[inline]
 pub fn transmit<F: Frame>(
     frame: &mut F,
     l2_len: usize,
@@ -100,10 +101,27 @@ struct InnerHeader {
 
 impl InnerHeader {
     /// The header of the IPv4 packet at `l2_len`, checked as
-    /// [`Ipv4Packet::new_checked`] does.
+    /// [`crate::wire::Ipv4Packet::new_checked`] does (the same checks in the same order,
+    /// the same errors), read from one fixed-size view of its first 20 bytes.
+    #[inline]
     fn read(frame: &[u8], l2_len: usize) -> Result<Self, FwdError> {
-        let ip = Ipv4Packet::new_checked(frame.get(l2_len..).ok_or(WireError::Truncated)?)?;
-        Ok(InnerHeader { len: usize::from(ip.total_len()), dont_frag: ip.dont_frag(), tos: ip.dscp_ecn(), ttl: ip.ttl() })
+        let ip = frame.get(l2_len..).ok_or(WireError::Truncated)?;
+        let h: &[u8; ipv4::HEADER_LEN] = ip.first_chunk().ok_or(WireError::Truncated)?;
+        if h[0] >> 4 != 4 {
+            return Err(WireError::Malformed("ipv4: version is not 4").into());
+        }
+        let header_len = usize::from(h[0] & 0x0f) * 4;
+        if header_len < ipv4::HEADER_LEN {
+            return Err(WireError::Malformed("ipv4: header length below 20").into());
+        }
+        let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+        if len < header_len {
+            return Err(WireError::Malformed("ipv4: total length below header length").into());
+        }
+        if len > ip.len() {
+            return Err(WireError::Truncated.into());
+        }
+        Ok(InnerHeader { len, dont_frag: h[6] & 0x40 != 0, tos: h[1], ttl: h[8] })
     }
 }
 
@@ -115,6 +133,7 @@ pub fn encapsulate<F: Frame>(frame: &mut F, l2_len: usize, src: Ipv4Addr, dst: I
 }
 
 /// [`encapsulate`] with the inner header already read.
+#[inline]
 fn wrap<F: Frame>(frame: &mut F, l2_len: usize, inner: &InnerHeader, src: Ipv4Addr, dst: Ipv4Addr, ident: u16) -> Result<(), FwdError> {
     let padding = frame.len() - l2_len - inner.len;
     if padding > 0 && !frame.trim(padding) {
@@ -200,7 +219,7 @@ mod tests {
     use crate::frame::VecFrame;
     use crate::wire::builder::{tcp_frame, TcpParams};
     use crate::wire::ethernet::HEADER_LEN;
-    use crate::wire::MacAddr;
+    use crate::wire::{Ipv4Packet, MacAddr};
 
     const DIR: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
     const RS: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 11);
@@ -251,7 +270,32 @@ mod tests {
         Ok(())
     }
 
+    /// [`InnerHeader::read`] as it was written first, by the packet parser.
+    fn read_by_parser(frame: &[u8], l2_len: usize) -> Result<(usize, bool, u8, u8), FwdError> {
+        let ip = Ipv4Packet::new_checked(frame.get(l2_len..).ok_or(WireError::Truncated)?)?;
+        Ok((usize::from(ip.total_len()), ip.dont_frag(), ip.dscp_ecn(), ip.ttl()))
+    }
+
     proptest::proptest! {
+        /// The inner header read from a fixed-size view gives the parser's
+        /// answer (fields or error) for any bytes.
+        #[test]
+        fn inner_header_read_agrees_with_the_parser(
+            mut bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+            l2_len in 0usize..24,
+            version_ihl in proptest::sample::select(vec![0x45u8, 0x46, 0x44, 0x4f, 0x55, 0x65]),
+            total_len in proptest::prelude::any::<u16>(),
+            short_len in 0u16..80,
+        ) {
+            if let Some(h) = bytes.get_mut(l2_len..).filter(|h| h.len() >= 4) {
+                h[0] = version_ihl;
+                let len = if total_len % 2 == 0 { short_len } else { total_len };
+                h[2..4].copy_from_slice(&len.to_be_bytes());
+            }
+            let got = InnerHeader::read(&bytes, l2_len).map(|h| (h.len, h.dont_frag, h.tos, h.ttl));
+            proptest::prop_assert_eq!(got, read_by_parser(&bytes, l2_len));
+        }
+
         /// The outer header written at once, with its checksum summed over
         /// known words, is the one the setters and a full checksum write.
         #[test]

@@ -69,23 +69,28 @@ impl<F: Frame> Processor<F> {
 
     /// The tunnel path towards `real` (TUN): the one cached for `cache` when
     /// it was looked up for this address, else from the snapshot's routes
-    /// (cached for `cache`). None: no route or no source address.
+    /// (cached for `cache`). None: no route or no source address. With it,
+    /// the index of the hop cached for `cache` (as [`Processor::cached_hop_index`]
+    /// gives it), read from the same entry.
     #[inline]
-    pub(super) fn tunnel_path(&mut self, real: Ipv4Addr, cache: HopCache) -> Option<TunnelPath> {
-        let slot = match cache {
-            HopCache::Real { service, real: index } => Some((service, index)),
-            HopCache::None | HopCache::Reply { .. } => None,
+    pub(super) fn tunnel_path(&mut self, real: Ipv4Addr, cache: HopCache) -> Option<(TunnelPath, u8)> {
+        let (service, index) = match cache {
+            HopCache::Real { service, real: index } => (service, index),
+            HopCache::None | HopCache::Reply { .. } => {
+                let path = self.lookup_tunnel_path(real)?;
+                return Some((path, self.cached_hop_index(cache)));
+            }
         };
-        if let Some(path) = slot.and_then(|(s, r)| self.real_hop(s, r)).and_then(|r| r.tunnel).filter(|p| p.real == real) {
-            return Some(path);
+        let cached = self.real_hop(service, index).copied();
+        let hop = cached.map_or(hops::NONE, |r| r.hop);
+        if let Some(path) = cached.and_then(|r| r.tunnel).filter(|p| p.real == real) {
+            return Some((path, hop));
         }
         let path = self.lookup_tunnel_path(real)?;
-        if let Some((s, r)) = slot {
-            if let Some(entry) = self.real_hops.get_mut(usize::from(s)).and_then(|v| v.get_mut(usize::from(r))) {
-                entry.tunnel = Some(path);
-            }
+        if let Some(entry) = self.real_hops.get_mut(usize::from(service)).and_then(|v| v.get_mut(usize::from(index))) {
+            entry.tunnel = Some(path);
         }
-        Some(path)
+        Some((path, hop))
     }
 
     /// [`Processor::tunnel_path`] from the snapshot: the route towards
@@ -103,13 +108,25 @@ impl<F: Frame> Processor<F> {
     /// fits its MTU, else by [`Processor::send`], caching the hop it resolved.
     /// Both ways send the same bytes out of the same port.
     #[inline]
-    pub(super) fn send_cached(&mut self, mut frame: F, hop: NextHop, cache: HopCache, now_ms: u64, out: &mut Output<F>) {
-        if let Some(h) = self.hops.get(self.cached_hop_index(cache), now_ms).copied() {
-            if untagged_onto_hop(frame.data_mut(), &h) {
-                return self.push_tx(h.port, frame, out);
+    pub(super) fn send_cached(&mut self, frame: F, hop: NextHop, cache: HopCache, now_ms: u64, out: &mut Output<F>) {
+        let index = self.cached_hop_index(cache);
+        self.send_through_hop(frame, index, hop, cache, now_ms, out);
+    }
+
+    /// [`Processor::send_cached`] with the index of the hop cached for
+    /// `cache` already read (`index`, [`Processor::cached_hop_index`]'s answer).
+    /// Inlined into its few callers: the call's register saves and argument
+    /// moves cost as much as the fast case's checks.
+    #[inline(always)]
+    pub(super) fn send_through_hop(&mut self, mut frame: F, index: u8, hop: NextHop, cache: HopCache, now_ms: u64, out: &mut Output<F>) {
+        if let Some(h) = self.hops.get(index, now_ms) {
+            // The hop is read in place (not copied): only its port outlives the borrow.
+            let port = h.port;
+            if let Some(len) = untagged_onto_hop(frame.data_mut(), h) {
+                return self.push_tx_len(port, frame, len, out);
             }
-            match onto_hop(&mut frame, &h) {
-                OntoHop::Done => return self.push_tx(h.port, frame, out),
+            match onto_hop(&mut frame, h) {
+                OntoHop::Done => return self.push_tx(port, frame, out),
                 OntoHop::NoRoom => return self.drop(frame, Counter::DropNoRoom, out),
                 OntoHop::Unfit => {}
             }
@@ -238,8 +255,16 @@ impl<F: Frame> Processor<F> {
 
     #[inline]
     pub(super) fn push_tx(&mut self, port: u16, frame: F, out: &mut Output<F>) {
+        let len = frame.len();
+        self.push_tx_len(port, frame, len, out);
+    }
+
+    /// [`Processor::push_tx`] for a frame whose length `len` is already known
+    /// (always inlined: two counter adds and a push, smaller than a call).
+    #[inline(always)]
+    fn push_tx_len(&mut self, port: u16, frame: F, len: usize, out: &mut Output<F>) {
         self.counters.inc(Counter::TxPackets);
-        self.counters.add(Counter::TxBytes, frame.len() as u64);
+        self.counters.add(Counter::TxBytes, len as u64);
         out.tx.push((port, frame));
     }
 
@@ -277,22 +302,23 @@ fn onto_hop<F: Frame>(frame: &mut F, h: &Hop) -> OntoHop {
 
 /// The common case of [`onto_hop`], on the frame's bytes alone: an untagged
 /// IPv4 frame whose packet fits the MTU of the untagged hop `h` gets the
-/// hop's MACs (12 bytes written) and true. False, the frame untouched, for
-/// every other frame (which [`onto_hop`] then handles).
+/// hop's MACs (12 bytes written) and its length back. None, the frame
+/// untouched, for every other frame (which [`onto_hop`] then handles).
 #[inline]
-fn untagged_onto_hop(frame: &mut [u8], h: &Hop) -> bool {
+fn untagged_onto_hop(frame: &mut [u8], h: &Hop) -> Option<usize> {
     use crate::wire::ethernet::HEADER_LEN;
+    let len = frame.len();
     if h.vlan.is_some() {
-        return false;
+        return None;
     }
     // The Ethernet header and the IPv4 total length.
-    let Some(head) = frame.first_chunk_mut::<{ HEADER_LEN + 4 }>() else { return false };
+    let head = frame.first_chunk_mut::<{ HEADER_LEN + 4 }>()?;
     if [head[12], head[13]] != ethertype::IPV4.to_be_bytes() || u16::from_be_bytes([head[16], head[17]]) > h.mtu {
-        return false;
+        return None;
     }
     head[..6].copy_from_slice(&h.dst_mac.0);
     head[6..12].copy_from_slice(&h.src_mac.0);
-    true
+    Some(len)
 }
 
 /// Gives a frame the 802.1Q tag `vlan` (PCP 0), or removes its tag for
@@ -417,8 +443,9 @@ mod tests {
             let h = hop(vlan, mtu);
             let mut fast = frame.clone();
             let mut general = crate::frame::VecFrame::new(&frame);
-            if untagged_onto_hop(&mut fast, &h) {
+            if let Some(len) = untagged_onto_hop(&mut fast, &h) {
                 prop_assert_eq!(onto_hop(&mut general, &h), OntoHop::Done);
+                prop_assert_eq!(len, fast.len());
                 prop_assert_eq!(general.to_vec(), fast);
             } else {
                 prop_assert_eq!(fast, frame);

@@ -102,14 +102,15 @@ impl<F: Frame> Processor<F> {
         now_ms: u64,
         out: &mut Output<F>,
     ) {
-        let Some(path) = self.tunnel_path(real, cache) else {
+        let Some((path, hop_index)) = self.tunnel_path(real, cache) else {
             return self.drop(frame, Counter::DropNoRoute, out);
         };
         // The tunnel packet's fragments, if any, go to `self.fragments`
         // (empty between packets).
         let verdict = tun::transmit(&mut frame, l2_len, path.src, real, usize::from(path.mtu), &mut self.tunnel_ident, &mut self.fragments);
         match verdict {
-            Ok(tun::Transmit::Whole) => self.send_cached(frame, NextHop::Routed(real), cache, now_ms, out),
+            // The hop index read with the path: what send_cached would read again.
+            Ok(tun::Transmit::Whole) => self.send_through_hop(frame, hop_index, NextHop::Routed(real), cache, now_ms, out),
             Ok(tun::Transmit::Fragmented) => {
                 // `send` works with `self.fragments` itself: take them out first.
                 let mut more = std::mem::take(&mut self.fragments);
