@@ -135,17 +135,33 @@ impl<F: Frame> Processor<F> {
         redirected: bool,
         out: &mut Output<F>,
     ) -> Action {
+        if let Some((id, dir)) = self.conns.lookup_hashed(&pkt.key, hash, now_ms) {
+            if !self.replaced_by_new_syn(id, dir, &pkt.l4) {
+                return self.connection_packet(port, ip_bytes, l2_len, pkt, id, dir, now_ms, out);
+            }
+            // The connection is created again below.
+            self.remove_conn(id, now_ms, out);
+        }
+        self.new_flow_packet(port, ip_bytes, l2_len, pkt, hash, now_ms, redirected, out)
+    }
+
+    /// [`Processor::flow_packet`] of a packet without a live connection:
+    /// another table's or worker's, or a new connection's first.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn new_flow_packet(
+        &mut self,
+        port: u16,
+        ip_bytes: &mut [u8],
+        l2_len: usize,
+        pkt: &FlowPacket,
+        hash: u64,
+        now_ms: u64,
+        redirected: bool,
+        out: &mut Output<F>,
+    ) -> Action {
         let (key, l4, ip_len) = (pkt.key, pkt.l4, pkt.ip_len);
         let (src, dst, proto) = (key.src, key.dst, key.proto);
-        let timeouts = self.snapshot.timeouts;
-
-        if let Some((id, dir)) = self.conns.lookup_hashed(&key, hash, now_ms) {
-            match self.connection_packet(port, ip_bytes, l2_len, pkt, id, dir, now_ms, out) {
-                Some(action) => return action,
-                // A new SYN replaces the connection: it is created again below.
-                None => self.remove_conn(id, now_ms, out),
-            }
-        }
 
         // An IPv4 reply to an IPv4 local address may be a NAT64 connection's.
         if !self.conns6.is_empty() && self.snapshot.is_local_addr(dst) {
@@ -223,7 +239,7 @@ impl<F: Frame> Processor<F> {
             Ok(conn) => conn,
             Err(reason) => return Action::Drop(reason),
         };
-        conn.restart_timer(state_timeout_ms(state, &timeouts), now_ms);
+        conn.restart_timer(state_timeout_ms(state, &self.snapshot.timeouts), now_ms);
         if self.syn_recv_cap_ms().is_some_and(|max| pressure::shorten_syn_recv(&mut conn, max, now_ms)) {
             self.counters.inc(Counter::ConnSynRecvShortened);
         }
@@ -240,12 +256,29 @@ impl<F: Frame> Processor<F> {
         self.forward(port, ip_bytes, l2_len, pkt, &conn, None, Direction::Inbound, false)
     }
 
-    /// The packet `pkt` of live connection `id` going `dir`: its state,
-    /// timer, sync, accounting, then its mode's forwarding. None when a new
-    /// SYN replaces the connection (the caller removes it and creates a new
-    /// one). The connection is read once, updated in a copy and written back
-    /// once.
+    /// Whether the packet with `l4` going `dir` is a new SYN that replaces
+    /// the live connection `id`: one on a closing connection starts a new
+    /// one (IPVS conn_reuse_mode), and so does one on a connection whose
+    /// real server is gone (IPVS with expire_nodest_conn). Not while a SYN
+    /// proxy handshake is in progress (that stage has the packet).
+    #[inline]
+    fn replaced_by_new_syn(&self, id: ConnId, dir: Direction, l4: &L4) -> bool {
+        let new_syn = dir == Direction::Inbound && l4.syn && !l4.ack;
+        if !new_syn {
+            return false;
+        }
+        let Some(mut conn) = self.conns.get(id).copied() else { return false };
+        self.relocate(&mut conn);
+        conn.proxy.phase() != crate::synproxy::seq::Phase::Handshake
+            && (conn.reusable_by_syn() || self.expired_by_config(&conn) == Some(Counter::DropNoDest))
+    }
+
+    /// The packet `pkt` of live connection `id` going `dir`, which does not
+    /// replace it ([`Processor::replaced_by_new_syn`]): its state, timer,
+    /// sync, accounting, then its mode's forwarding. The connection is read
+    /// once, updated in a copy and written back once.
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn connection_packet(
         &mut self,
         port: u16,
@@ -256,9 +289,9 @@ impl<F: Frame> Processor<F> {
         dir: Direction,
         now_ms: u64,
         out: &mut Output<F>,
-    ) -> Option<Action> {
+    ) -> Action {
         let Some(mut conn) = self.conns.get(id).copied() else {
-            return Some(Action::Drop(Counter::DropNoConnection));
+            return Action::Drop(Counter::DropNoConnection);
         };
         if conn.generation != self.generation() {
             self.relocate_now(&mut conn);
@@ -268,14 +301,7 @@ impl<F: Frame> Processor<F> {
         }
         let l4 = pkt.l4;
         if conn.proxy.phase() == crate::synproxy::seq::Phase::Handshake {
-            return Some(self.syn_proxy_handshake_packet(ip_bytes, l2_len, l4, id, &conn, dir, now_ms, out));
-        }
-        // A new SYN on a closing connection starts a new one (IPVS
-        // conn_reuse_mode), and so does one on a connection whose real
-        // server is gone (IPVS with expire_nodest_conn).
-        let new_syn = dir == Direction::Inbound && l4.syn && !l4.ack;
-        if new_syn && (conn.reusable_by_syn() || self.expired_by_config(&conn) == Some(Counter::DropNoDest)) {
-            return None;
+            return self.syn_proxy_handshake_packet(ip_bytes, l2_len, l4, id, &conn, dir, now_ms, out);
         }
         let before = conn;
         let timeouts = &self.snapshot.timeouts;
@@ -304,13 +330,13 @@ impl<F: Frame> Processor<F> {
             // director's own stack on its next one: answer at once.
             let tell_client = reason == Counter::DropNoDest && dir == Direction::Inbound && conn.protocol == Protocol::Tcp;
             if tell_client && !l4.rst {
-                return Some(Action::Answer { reason, l2_len, answer: Answer::Reset });
+                return Action::Answer { reason, l2_len, answer: Answer::Reset };
             }
-            return Some(Action::Drop(reason));
+            return Action::Drop(reason);
         }
         let first_ack = before.state == TcpState::SynRecv && conn.state == TcpState::Established;
         self.count_traffic(&conn, dir, u64::from(pkt.ip_len));
-        Some(self.forward(port, ip_bytes, l2_len, pkt, &conn, Some(id), dir, first_ack))
+        self.forward(port, ip_bytes, l2_len, pkt, &conn, Some(id), dir, first_ack)
     }
 
     /// The FULLNAT local address and port of a new connection of service
