@@ -772,7 +772,21 @@ impl<F: Frame> Processor<F> {
         }
     }
 
-    fn apply(&mut self, port: u16, mut frame: F, action: Action, now_ms: u64, out: &mut Output<F>) {
+    /// Carries out `action` on `frame`, received on `port`. A connection's
+    /// rewritten packet (the common case) goes straight to its send, inlined
+    /// in the caller; every other action is [`Processor::apply_other`]'s.
+    #[inline(always)]
+    fn apply(&mut self, port: u16, frame: F, action: Action, now_ms: u64, out: &mut Output<F>) {
+        match action {
+            Action::ForwardCached { hop, cache } => self.send_cached(frame, hop, cache, now_ms, out),
+            Action::Tunnel { l2_len, real, vip, cache } => self.tunnel(frame, l2_len, real, vip, cache, now_ms, out),
+            other => self.apply_other(port, frame, other, now_ms, out),
+        }
+    }
+
+    /// [`Processor::apply`] for the actions it does not inline.
+    #[inline(never)]
+    fn apply_other(&mut self, port: u16, mut frame: F, action: Action, now_ms: u64, out: &mut Output<F>) {
         match action {
             Action::Drop(reason) => {
                 self.counters.inc(reason);

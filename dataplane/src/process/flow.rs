@@ -569,9 +569,9 @@ mod established_tests {
         fn the_established_step_agrees_with_the_general_one(
             state in 0usize..11,
             established in proptest::bool::ANY,
-            udp in proptest::bool::ANY,
+            udp in proptest::bool::weighted(0.2),
             mode in 0usize..4,
-            flags in (proptest::bool::ANY, proptest::bool::ANY, proptest::bool::ANY, proptest::bool::ANY),
+            flags in (proptest::bool::weighted(0.15), proptest::bool::ANY, proptest::bool::weighted(0.15), proptest::bool::weighted(0.15)),
             reply in proptest::bool::ANY,
             sync_send in proptest::bool::ANY,
             tcp_timeout_s in proptest::prop_oneof![1u32..3600, proptest::num::u32::ANY],
