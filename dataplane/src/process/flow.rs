@@ -290,9 +290,10 @@ impl<F: Frame> Processor<F> {
         now_ms: u64,
         out: &mut Output<F>,
     ) -> Action {
-        let Some(mut conn) = self.conns.get(id).copied() else {
+        let Some(stored) = self.conns.get(id) else {
             return Action::Drop(Counter::DropNoConnection);
         };
+        let mut conn = *stored;
         if conn.generation != self.generation() {
             self.relocate_now(&mut conn);
             if let Some(stored) = self.conns.get_mut(id) {
