@@ -453,6 +453,13 @@ enum Action {
     },
 }
 
+/// Whether `snapshot` can end a connection by configuration: with
+/// `expire_nodest_conn`, or a service with `expire_quiescent` (see
+/// [`Processor::expired_by_config`]).
+fn config_expires_conns(snapshot: &Snapshot) -> bool {
+    snapshot.expire_nodest_conn || snapshot.services.iter().any(|s| s.expire_quiescent)
+}
+
 /// An answer the dataplane originates in place of a packet it does not forward.
 #[derive(Clone, Copy, Debug)]
 enum Answer {
@@ -474,6 +481,11 @@ pub struct Processor<F> {
     worker: usize,
     workers: usize,
     snapshot: Arc<Snapshot>,
+    /// Whether the snapshot in use can end a connection by configuration
+    /// (`expire_nodest_conn`, or a service with `expire_quiescent`); when
+    /// not, [`Processor::expired_by_config`] needs no look at a
+    /// connection's service and real server.
+    config_expires_conns: bool,
     schedulers: Vec<Box<dyn Scheduler>>,
     counts: Vec<ServiceCounts>,
     conns: ConnTable,
@@ -570,6 +582,7 @@ impl<F: Frame> Processor<F> {
         let mut processor = Processor {
             worker,
             workers: workers.max(1),
+            config_expires_conns: config_expires_conns(&snapshot),
             snapshot,
             schedulers,
             counts,
@@ -650,6 +663,7 @@ impl<F: Frame> Processor<F> {
         self.reassembler.set_limits(snapshot.frag_limits);
         self.neigh.set_max_held(snapshot.neigh_max_held);
         self.neigh6.set_max_held(snapshot.neigh_max_held);
+        self.config_expires_conns = config_expires_conns(&snapshot);
         let old = std::mem::replace(&mut self.snapshot, snapshot);
         self.set_pressure_limits();
         // Counts follow real servers by address, not by position. Connections
@@ -772,7 +786,21 @@ impl<F: Frame> Processor<F> {
         }
     }
 
-    fn apply(&mut self, port: u16, mut frame: F, action: Action, now_ms: u64, out: &mut Output<F>) {
+    /// Carries out `action` on `frame`, received on `port`. A connection's
+    /// rewritten packet (the common case) goes straight to its send, inlined
+    /// in the caller; every other action is [`Processor::apply_other`]'s.
+    #[inline(always)]
+    fn apply(&mut self, port: u16, frame: F, action: Action, now_ms: u64, out: &mut Output<F>) {
+        match action {
+            Action::ForwardCached { hop, cache } => self.send_cached(frame, hop, cache, now_ms, out),
+            Action::Tunnel { l2_len, real, vip, cache } => self.tunnel(frame, l2_len, real, vip, cache, now_ms, out),
+            other => self.apply_other(port, frame, other, now_ms, out),
+        }
+    }
+
+    /// [`Processor::apply`] for the actions it does not inline.
+    #[inline(never)]
+    fn apply_other(&mut self, port: u16, mut frame: F, action: Action, now_ms: u64, out: &mut Output<F>) {
         match action {
             Action::Drop(reason) => {
                 self.counters.inc(reason);

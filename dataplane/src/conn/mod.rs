@@ -418,6 +418,16 @@ impl<S: ConnAddr> Conn<S> {
         self.restart_timer(u64::from(timeouts.udp) * 1000, now_ms);
     }
 
+    /// True when a packet with `flags` leaves this connection in ESTABLISHED
+    /// whatever its direction and table: a TCP connection in ESTABLISHED and
+    /// a packet without SYN, FIN or RST (an ACK, or no flag at all). Then
+    /// [`Conn::on_tcp_packet`] only restarts the timer with
+    /// [`Timeouts::tcp`].
+    #[inline]
+    pub fn keeps_established(&self, flags: &TcpFlags) -> bool {
+        self.protocol == Protocol::Tcp && self.state == TcpState::Established && !(flags.syn || flags.fin || flags.rst)
+    }
+
     /// True when a new SYN from the client may replace this connection (IPVS's
     /// `is_new_conn_expected` with `conn_reuse_mode` 1: TIME_WAIT or CLOSE, or
     /// FIN_WAIT of a connection whose replies bypass rvs).

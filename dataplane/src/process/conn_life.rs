@@ -158,7 +158,11 @@ impl<F: Frame> Processor<F> {
     /// Whether the configuration ends this connection now: its real server was
     /// removed (with `expire_nodest_conn`) or set to weight 0 (with the
     /// service's `expire_quiescent`).
+    #[inline]
     pub(super) fn expired_by_config<S: ConnAddr>(&self, c: &Conn<S>) -> Option<Counter> {
+        if !self.config_expires_conns {
+            return None;
+        }
         let svc = self.snapshot.services.get(usize::from(c.service_index));
         match svc.and_then(|s| s.reals.get(usize::from(c.real_index))) {
             None if self.snapshot.expire_nodest_conn => Some(Counter::DropNoDest),

@@ -135,17 +135,33 @@ impl<F: Frame> Processor<F> {
         redirected: bool,
         out: &mut Output<F>,
     ) -> Action {
+        if let Some((id, dir)) = self.conns.lookup_hashed(&pkt.key, hash, now_ms) {
+            if !self.replaced_by_new_syn(id, dir, &pkt.l4) {
+                return self.connection_packet(port, ip_bytes, l2_len, pkt, id, dir, now_ms, out);
+            }
+            // The connection is created again below.
+            self.remove_conn(id, now_ms, out);
+        }
+        self.new_flow_packet(port, ip_bytes, l2_len, pkt, hash, now_ms, redirected, out)
+    }
+
+    /// [`Processor::flow_packet`] of a packet without a live connection:
+    /// another table's or worker's, or a new connection's first.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn new_flow_packet(
+        &mut self,
+        port: u16,
+        ip_bytes: &mut [u8],
+        l2_len: usize,
+        pkt: &FlowPacket,
+        hash: u64,
+        now_ms: u64,
+        redirected: bool,
+        out: &mut Output<F>,
+    ) -> Action {
         let (key, l4, ip_len) = (pkt.key, pkt.l4, pkt.ip_len);
         let (src, dst, proto) = (key.src, key.dst, key.proto);
-        let timeouts = self.snapshot.timeouts;
-
-        if let Some((id, dir)) = self.conns.lookup_hashed(&key, hash, now_ms) {
-            match self.connection_packet(port, ip_bytes, l2_len, pkt, id, dir, now_ms, out) {
-                Some(action) => return action,
-                // A new SYN replaces the connection: it is created again below.
-                None => self.remove_conn(id, now_ms, out),
-            }
-        }
 
         // An IPv4 reply to an IPv4 local address may be a NAT64 connection's.
         if !self.conns6.is_empty() && self.snapshot.is_local_addr(dst) {
@@ -223,7 +239,7 @@ impl<F: Frame> Processor<F> {
             Ok(conn) => conn,
             Err(reason) => return Action::Drop(reason),
         };
-        conn.restart_timer(state_timeout_ms(state, &timeouts), now_ms);
+        conn.restart_timer(state_timeout_ms(state, &self.snapshot.timeouts), now_ms);
         if self.syn_recv_cap_ms().is_some_and(|max| pressure::shorten_syn_recv(&mut conn, max, now_ms)) {
             self.counters.inc(Counter::ConnSynRecvShortened);
         }
@@ -240,12 +256,29 @@ impl<F: Frame> Processor<F> {
         self.forward(port, ip_bytes, l2_len, pkt, &conn, None, Direction::Inbound, false)
     }
 
-    /// The packet `pkt` of live connection `id` going `dir`: its state,
-    /// timer, sync, accounting, then its mode's forwarding. None when a new
-    /// SYN replaces the connection (the caller removes it and creates a new
-    /// one). The connection is read once, updated in a copy and written back
-    /// once.
+    /// Whether the packet with `l4` going `dir` is a new SYN that replaces
+    /// the live connection `id`: one on a closing connection starts a new
+    /// one (IPVS conn_reuse_mode), and so does one on a connection whose
+    /// real server is gone (IPVS with expire_nodest_conn). Not while a SYN
+    /// proxy handshake is in progress (that stage has the packet).
+    #[inline]
+    fn replaced_by_new_syn(&self, id: ConnId, dir: Direction, l4: &L4) -> bool {
+        let new_syn = dir == Direction::Inbound && l4.syn && !l4.ack;
+        if !new_syn {
+            return false;
+        }
+        let Some(mut conn) = self.conns.get(id).copied() else { return false };
+        self.relocate(&mut conn);
+        conn.proxy.phase() != crate::synproxy::seq::Phase::Handshake
+            && (conn.reusable_by_syn() || self.expired_by_config(&conn) == Some(Counter::DropNoDest))
+    }
+
+    /// The packet `pkt` of live connection `id` going `dir`, which does not
+    /// replace it ([`Processor::replaced_by_new_syn`]): its state, timer,
+    /// sync, accounting, then its mode's forwarding. The connection is read
+    /// once, updated in a copy and written back once.
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn connection_packet(
         &mut self,
         port: u16,
@@ -256,10 +289,11 @@ impl<F: Frame> Processor<F> {
         dir: Direction,
         now_ms: u64,
         out: &mut Output<F>,
-    ) -> Option<Action> {
-        let Some(mut conn) = self.conns.get(id).copied() else {
-            return Some(Action::Drop(Counter::DropNoConnection));
+    ) -> Action {
+        let Some(stored) = self.conns.get(id) else {
+            return Action::Drop(Counter::DropNoConnection);
         };
+        let mut conn = *stored;
         if conn.generation != self.generation() {
             self.relocate_now(&mut conn);
             if let Some(stored) = self.conns.get_mut(id) {
@@ -268,22 +302,42 @@ impl<F: Frame> Processor<F> {
         }
         let l4 = pkt.l4;
         if conn.proxy.phase() == crate::synproxy::seq::Phase::Handshake {
-            return Some(self.syn_proxy_handshake_packet(ip_bytes, l2_len, l4, id, &conn, dir, now_ms, out));
+            return self.syn_proxy_handshake_packet(ip_bytes, l2_len, l4, id, &conn, dir, now_ms, out);
         }
-        // A new SYN on a closing connection starts a new one (IPVS
-        // conn_reuse_mode), and so does one on a connection whose real
-        // server is gone (IPVS with expire_nodest_conn).
-        let new_syn = dir == Direction::Inbound && l4.syn && !l4.ack;
-        if new_syn && (conn.reusable_by_syn() || self.expired_by_config(&conn) == Some(Counter::DropNoDest)) {
-            return None;
+        let first_ack = if conn.keeps_established(&l4.flags()) {
+            self.advance_established(id, &mut conn, now_ms, out);
+            false
+        } else {
+            self.advance(id, &mut conn, l4.flags(), dir, now_ms, out)
+        };
+        if let Some(reason) = self.expired_by_config(&conn) {
+            self.remove_conn(id, now_ms, out);
+            // IPVS drops the packet and the client learns from the
+            // director's own stack on its next one: answer at once.
+            let tell_client = reason == Counter::DropNoDest && dir == Direction::Inbound && conn.protocol == Protocol::Tcp;
+            if tell_client && !l4.rst {
+                return Action::Answer { reason, l2_len, answer: Answer::Reset };
+            }
+            return Action::Drop(reason);
         }
-        let before = conn;
+        self.count_traffic(&conn, dir, u64::from(pkt.ip_len));
+        self.forward(port, ip_bytes, l2_len, pkt, &conn, Some(id), dir, first_ack)
+    }
+
+    /// Moves the live connection `id`, read as `conn`, by a packet with
+    /// `flags` going `dir` at `now_ms`: its state and timer (and a SYN_RECV
+    /// timer cut under pressure), its backup directors' copy when due, its
+    /// real server's active/inactive counts; `conn` is written back. True
+    /// when the packet is the ACK completing the handshake.
+    #[inline]
+    fn advance(&mut self, id: ConnId, conn: &mut Conn, flags: TcpFlags, dir: Direction, now_ms: u64, out: &mut Output<F>) -> bool {
+        let before = *conn;
         let timeouts = &self.snapshot.timeouts;
         match conn.protocol {
-            Protocol::Tcp => conn.on_tcp_packet(l4.flags(), dir, timeouts, now_ms),
+            Protocol::Tcp => conn.on_tcp_packet(flags, dir, timeouts, now_ms),
             Protocol::Udp => conn.on_udp_packet(timeouts, now_ms),
         }
-        if self.syn_recv_cap_ms().is_some_and(|max| pressure::shorten_syn_recv(&mut conn, max, now_ms)) {
+        if self.syn_recv_cap_ms().is_some_and(|max| pressure::shorten_syn_recv(conn, max, now_ms)) {
             self.counters.inc(Counter::ConnSynRecvShortened);
         }
         let timeouts = &self.snapshot.timeouts;
@@ -292,25 +346,34 @@ impl<F: Frame> Processor<F> {
             conn.mark_synced(now_ms);
         }
         if let Some(stored) = self.conns.get_mut(id) {
-            *stored = conn;
+            *stored = *conn;
         }
         if resync {
-            self.push_sync(&conn, now_ms, out);
+            self.push_sync(conn, now_ms, out);
         }
-        self.recount_state(&before, &conn);
-        if let Some(reason) = self.expired_by_config(&conn) {
-            self.remove_conn(id, now_ms, out);
-            // IPVS drops the packet and the client learns from the
-            // director's own stack on its next one: answer at once.
-            let tell_client = reason == Counter::DropNoDest && dir == Direction::Inbound && conn.protocol == Protocol::Tcp;
-            if tell_client && !l4.rst {
-                return Some(Action::Answer { reason, l2_len, answer: Answer::Reset });
-            }
-            return Some(Action::Drop(reason));
+        self.recount_state(&before, conn);
+        before.state == TcpState::SynRecv && conn.state == TcpState::Established
+    }
+
+    /// [`Processor::advance`] for a packet that keeps the connection in
+    /// ESTABLISHED ([`Conn::keeps_established`]): no state change, so no
+    /// SYN_RECV cut, recount or handshake's end; only the timer and, when
+    /// due, the sync. Only those two fields are written back.
+    #[inline]
+    fn advance_established(&mut self, id: ConnId, conn: &mut Conn, now_ms: u64, out: &mut Output<F>) {
+        let timeouts = &self.snapshot.timeouts;
+        conn.restart_timer(u64::from(timeouts.tcp) * 1000, now_ms);
+        let resync = self.snapshot.sync_send && conn.sync_refresh_due(timeouts, now_ms);
+        if resync {
+            conn.mark_synced(now_ms);
         }
-        let first_ack = before.state == TcpState::SynRecv && conn.state == TcpState::Established;
-        self.count_traffic(&conn, dir, u64::from(pkt.ip_len));
-        Some(self.forward(port, ip_bytes, l2_len, pkt, &conn, Some(id), dir, first_ack))
+        if let Some(stored) = self.conns.get_mut(id) {
+            stored.expires_ms = conn.expires_ms;
+            stored.synced_tick = conn.synced_tick;
+        }
+        if resync {
+            self.push_sync(conn, now_ms, out);
+        }
     }
 
     /// The FULLNAT local address and port of a new connection of service
@@ -460,5 +523,126 @@ mod isn_clock_tests {
         // Another `now_ms`: the clock is read again.
         let again = c.wall_ns(6);
         assert!(again >= before && again <= fnat::wall_clock_ns());
+    }
+}
+
+#[cfg(test)]
+mod established_tests {
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::frame::VecFrame;
+    use crate::snapshot::{RealServer, SchedulerKind, Service, Timeouts};
+
+    const STATES: [TcpState; 11] = [
+        TcpState::None,
+        TcpState::Established,
+        TcpState::SynSent,
+        TcpState::SynRecv,
+        TcpState::FinWait,
+        TcpState::TimeWait,
+        TcpState::Close,
+        TcpState::CloseWait,
+        TcpState::LastAck,
+        TcpState::Listen,
+        TcpState::SynAck,
+    ];
+    const MODES: [ForwardMode; 4] = [ForwardMode::Dr, ForwardMode::Nat, ForwardMode::Tun, ForwardMode::FullNat];
+
+    /// A processor with one service of one real server in `forward`, and
+    /// connection sync on or off.
+    fn processor(forward: ForwardMode, sync_send: bool, tcp_timeout_s: u32) -> Processor<VecFrame> {
+        let key = ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100).into(), port: 80 };
+        let real = RealServer { upper_threshold: 2, ..RealServer::new(Ipv4Addr::new(10, 1, 0, 11), 80, 1, forward) };
+        let services = vec![Service::new(key, SchedulerKind::Rr, vec![real])];
+        let timeouts = Timeouts { tcp: tcp_timeout_s, ..Timeouts::default() };
+        Processor::new(Arc::new(Snapshot { services, sync_send, timeouts, ..Default::default() }.finish()), 64)
+    }
+
+    proptest::proptest! {
+        /// For every packet that keeps a connection in ESTABLISHED, the short
+        /// step gives what the general one gives: the connection (copy and
+        /// table entry), counters, SYN_RECV count, real server counts, sync
+        /// records and handshake's end; and the general step indeed keeps
+        /// it in ESTABLISHED.
+        #[test]
+        fn the_established_step_agrees_with_the_general_one(
+            state in 0usize..11,
+            established in proptest::bool::ANY,
+            udp in proptest::bool::weighted(0.2),
+            mode in 0usize..4,
+            flags in (proptest::bool::weighted(0.15), proptest::bool::ANY, proptest::bool::weighted(0.15), proptest::bool::weighted(0.15)),
+            reply in proptest::bool::ANY,
+            sync_send in proptest::bool::ANY,
+            tcp_timeout_s in proptest::prop_oneof![1u32..3600, proptest::num::u32::ANY],
+            created_ms in 0u64..u64::from(u32::MAX),
+            idle_ms in 0u64..4_000_000,
+        ) {
+            let forward = MODES[mode];
+            let (protocol, state) = match (udp, established) {
+                (true, _) => (Protocol::Udp, TcpState::Udp),
+                (false, true) => (Protocol::Tcp, TcpState::Established),
+                (false, false) => (Protocol::Tcp, STATES[state]),
+            };
+            let flags = TcpFlags { syn: flags.0, ack: flags.1, fin: flags.2, rst: flags.3 };
+            let dir = if reply && matches!(forward, ForwardMode::Nat | ForwardMode::FullNat) { Direction::Reply } else { Direction::Inbound };
+            let sock = |a, b, c, d, port| SocketAddrV4::new(Ipv4Addr::new(a, b, c, d), port);
+            let mut runs = Vec::new();
+            for general in [true, false] {
+                let mut p = processor(forward, sync_send, tcp_timeout_s);
+                let mut out = Output::with_capacity(4);
+                let mut conn = Conn {
+                    protocol,
+                    client: sock(10, 0, 0, 2, 40000),
+                    vip: sock(10, 0, 0, 100, 80),
+                    real: sock(10, 1, 0, 11, 80),
+                    local: if forward == ForwardMode::FullNat { Some(sock(10, 1, 0, 200, 5000)) } else { None }.into(),
+                    real_index: 0,
+                    service_index: 0,
+                    generation: p.generation(),
+                    synced_tick: sync_tick(created_ms),
+                    forward,
+                    state,
+                    expires_ms: 0,
+                    seq_delta: 0,
+                    reply_hop: hops::NONE,
+                    proxy: Default::default(),
+                };
+                conn.restart_timer(conn.idle_timeout_ms(&p.snapshot.timeouts), created_ms);
+                proptest::prop_assert!(p.add_new_conn(&conn, 60, created_ms, &mut out).is_ok());
+                let id = p.conns.lookup(&conn.inbound_key(), created_ms).map(|(id, _)| id).expect("inserted");
+                out.sync.clear();
+                let now_ms = created_ms + idle_ms;
+                if !conn.keeps_established(&flags) {
+                    return Ok(());
+                }
+                let first_ack = if general {
+                    p.advance(id, &mut conn, flags, dir, now_ms, &mut out)
+                } else {
+                    p.advance_established(id, &mut conn, now_ms, &mut out);
+                    false
+                };
+                proptest::prop_assert_eq!(conn.state, TcpState::Established);
+                let counts = p.counts.iter().map(|c| (c.active.clone(), c.inactive.clone(), c.view_active.clone(), c.overloaded.clone())).collect::<Vec<_>>();
+                runs.push((conn, p.conns.get(id).copied(), first_ack, p.counters.clone(), p.pressure.syn_recv, counts, out.sync.clone()));
+            }
+            proptest::prop_assert_eq!(&runs[0], &runs[1]);
+        }
+    }
+
+    /// No flag but ACK (or none at all) moves ESTABLISHED anywhere, in any
+    /// of IPVS's tables: what [`Conn::keeps_established`] relies on.
+    #[test]
+    fn an_ack_keeps_established_in_every_table() {
+        for bits in 0u8..16 {
+            let flags = TcpFlags { syn: bits & 1 != 0, ack: bits & 2 != 0, fin: bits & 4 != 0, rst: bits & 8 != 0 };
+            for table in [crate::conn::StateTable::Input, crate::conn::StateTable::Output, crate::conn::StateTable::InputOnly] {
+                let next = crate::conn::next_state(TcpState::Established, flags, table);
+                if !(flags.syn || flags.fin || flags.rst) {
+                    assert_eq!(next, TcpState::Established, "{flags:?} {table:?}");
+                }
+            }
+        }
     }
 }

@@ -5,8 +5,11 @@ use super::*;
 impl<F: Frame> Processor<F> {
     /// A packet `pkt` of connection `id` (None while it is being created) going
     /// in direction `dir`; `first_ack`: the client's ACK that completes the
-    /// handshake (FULLNAT's TOA goes there).
+    /// handshake (FULLNAT's TOA goes there). Always inlined into its two
+    /// callers (a connection's packet, a new connection's first): its nine
+    /// arguments and `Action` stay in registers and the caller's frame.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     pub(super) fn forward(
         &mut self,
         port: u16,
