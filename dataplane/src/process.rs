@@ -317,6 +317,9 @@ enum Action {
         hop: NextHop,
         /// Where its cached next hop is remembered.
         cache: HopCache,
+        /// The index of the hop cached for `cache` ([`Processor::cached_hop_index`]),
+        /// read once by `forward` for both the MTU check and the send.
+        index: u8,
     },
     /// Encapsulate towards the real server (TUN), then send.
     Tunnel {
@@ -792,7 +795,7 @@ impl<F: Frame> Processor<F> {
     #[inline(always)]
     fn apply(&mut self, port: u16, frame: F, action: Action, now_ms: u64, out: &mut Output<F>) {
         match action {
-            Action::ForwardCached { hop, cache } => self.send_cached(frame, hop, cache, now_ms, out),
+            Action::ForwardCached { hop, cache, index } => self.send_through_hop(frame, index, hop, cache, now_ms, out),
             Action::Tunnel { l2_len, real, vip, cache } => self.tunnel(frame, l2_len, real, vip, cache, now_ms, out),
             other => self.apply_other(port, frame, other, now_ms, out),
         }
@@ -813,7 +816,7 @@ impl<F: Frame> Processor<F> {
             Action::Answer { reason, l2_len, answer } => self.answer(frame, reason, l2_len, answer, now_ms, out),
             Action::Reply => self.push_tx(port, frame, out),
             Action::Forward(hop) => self.send(frame, hop, now_ms, out),
-            Action::ForwardCached { hop, cache } => self.send_cached(frame, hop, cache, now_ms, out),
+            Action::ForwardCached { hop, cache, index } => self.send_through_hop(frame, index, hop, cache, now_ms, out),
             Action::Tunnel { l2_len, real, vip, cache } => self.tunnel(frame, l2_len, real, vip, cache, now_ms, out),
             Action::Toa { l2_len, client, hop } => {
                 match fnat::insert_toa(&mut frame, l2_len, client) {

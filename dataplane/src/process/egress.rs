@@ -104,17 +104,10 @@ impl<F: Frame> Processor<F> {
     }
 
     /// Sends a connection's rewritten frame towards `hop`: straight out
-    /// through the next hop cached for it when that is fresh and the frame
-    /// fits its MTU, else by [`Processor::send`], caching the hop it resolved.
-    /// Both ways send the same bytes out of the same port.
-    #[inline]
-    pub(super) fn send_cached(&mut self, frame: F, hop: NextHop, cache: HopCache, now_ms: u64, out: &mut Output<F>) {
-        let index = self.cached_hop_index(cache);
-        self.send_through_hop(frame, index, hop, cache, now_ms, out);
-    }
-
-    /// [`Processor::send_cached`] with the index of the hop cached for
-    /// `cache` already read (`index`, [`Processor::cached_hop_index`]'s answer).
+    /// through the next hop cached for it (`index`, the answer of
+    /// [`Processor::cached_hop_index`] for `cache`) when that is fresh and the
+    /// frame fits its MTU, else by [`Processor::send`], caching the hop it
+    /// resolved. Both ways send the same bytes out of the same port.
     /// Inlined into its few callers: the call's register saves and argument
     /// moves cost as much as the fast case's checks.
     #[inline(always)]
@@ -134,7 +127,7 @@ impl<F: Frame> Processor<F> {
         self.send_and_remember(frame, hop, cache, now_ms, out);
     }
 
-    /// [`Processor::send_cached`]'s full path: [`Processor::send`], then
+    /// [`Processor::send_through_hop`]'s full path: [`Processor::send`], then
     /// cache the hop it resolved (kept out of line, so the fast path stays small).
     #[inline(never)]
     fn send_and_remember(&mut self, frame: F, hop: NextHop, cache: HopCache, now_ms: u64, out: &mut Output<F>) {
@@ -286,7 +279,7 @@ enum OntoHop {
 }
 
 /// Gives an IPv4 frame whose packet fits the MTU of the cached hop `h` the
-/// hop's VLAN tag and MACs (the general case of [`Processor::send_cached`]).
+/// hop's VLAN tag and MACs (the general case of [`Processor::send_through_hop`]).
 #[inline]
 fn onto_hop<F: Frame>(frame: &mut F, h: &Hop) -> OntoHop {
     let fits = ipv4_len(frame.data()).is_some_and(|len| len <= usize::from(h.mtu));

@@ -34,8 +34,14 @@ impl<F: Frame> Processor<F> {
             Err(FwdError::TtlExceeded) => return self.time_exceeded(port, l2_len, conn, dir),
             Err(_) => return Action::Drop(Counter::DropMalformed),
         }
+        // The cached hop's index, read once for the MTU check and the send
+        // (TUN reads its own with the tunnel path).
+        let index = match conn.forward {
+            ForwardMode::Tun => hops::NONE,
+            ForwardMode::Dr | ForwardMode::Nat | ForwardMode::FullNat => self.cached_hop_index(cache),
+        };
         if dir == Direction::Inbound && conn.forward != ForwardMode::Tun {
-            if let Some(mtu) = self.dont_frag_above_mtu(pkt, *conn.real.ip(), cache) {
+            if let Some(mtu) = self.dont_frag_above_mtu(pkt, *conn.real.ip(), index) {
                 return Action::TooBig { l2_len, vip: *conn.vip.ip(), mtu };
             }
         }
@@ -68,7 +74,7 @@ impl<F: Frame> Processor<F> {
                 if toa_due {
                     return Action::Toa { l2_len, client: conn.client, hop };
                 }
-                Action::ForwardCached { hop, cache }
+                Action::ForwardCached { hop, cache, index }
             }
             Err(_) => Action::Drop(Counter::DropMalformed),
         }
@@ -76,13 +82,13 @@ impl<F: Frame> Processor<F> {
 
     /// The egress MTU towards `to` when the packet `pkt` forbids
     /// fragmentation and is above it.
-    /// The MTU comes from the next hop cached towards `to` when there is one
-    /// (fresh or not: a hop's port and MTU hold for the whole snapshot).
-    pub(super) fn dont_frag_above_mtu(&self, pkt: &FlowPacket, to: Ipv4Addr, cache: HopCache) -> Option<u16> {
+    /// The MTU comes from the next hop cached towards `to` (hop `index`) when
+    /// there is one (fresh or not: a hop's port and MTU hold for the whole snapshot).
+    pub(super) fn dont_frag_above_mtu(&self, pkt: &FlowPacket, to: Ipv4Addr, index: u8) -> Option<u16> {
         if !pkt.dont_frag {
             return None;
         }
-        let mtu = match self.hops.mtu(self.cached_hop_index(cache)) {
+        let mtu = match self.hops.mtu(index) {
             Some(mtu) => mtu,
             None => {
                 let port = self.snapshot.route(to)?.port;
@@ -112,7 +118,7 @@ impl<F: Frame> Processor<F> {
         // (empty between packets).
         let verdict = tun::transmit(&mut frame, l2_len, path.src, real, usize::from(path.mtu), &mut self.tunnel_ident, &mut self.fragments);
         match verdict {
-            // The hop index read with the path: what send_cached would read again.
+            // The hop index read with the path (cached_hop_index's answer).
             Ok(tun::Transmit::Whole) => self.send_through_hop(frame, hop_index, NextHop::Routed(real), cache, now_ms, out),
             Ok(tun::Transmit::Fragmented) => {
                 // `send` works with `self.fragments` itself: take them out first.
