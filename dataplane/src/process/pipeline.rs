@@ -46,6 +46,32 @@ enum DescPacket {
     V6(ipv6::FlowPacket6),
 }
 
+/// Where the parse stage puts a frame's descriptor: the burst's vector, or
+/// the one slot of a burst of one frame.
+trait DescSlot {
+    /// Whether the descriptor's index bucket is worth prefetching: only when
+    /// other frames' parses follow before its lookup.
+    const PREFETCH: bool;
+    /// Stores the descriptor (None: the frame has none).
+    fn put(&mut self, desc: Option<Desc>);
+}
+
+impl DescSlot for Vec<Option<Desc>> {
+    const PREFETCH: bool = true;
+    #[inline(always)]
+    fn put(&mut self, desc: Option<Desc>) {
+        self.push(desc);
+    }
+}
+
+impl DescSlot for Option<Desc> {
+    const PREFETCH: bool = false;
+    #[inline(always)]
+    fn put(&mut self, desc: Option<Desc>) {
+        *self = desc;
+    }
+}
+
 impl<F: Frame> Processor<F> {
     /// Processes a burst of frames received on port index `port` at `now_ms`
     /// (it is drained). The same as [`Processor::handle`] on each in turn,
@@ -97,32 +123,28 @@ impl<F: Frame> Processor<F> {
     fn handle_single(&mut self, port: u16, port_mac: MacAddr, port_vlan: Option<u16>, mut frame: F, now_ms: u64, out: &mut Output<F>) {
         self.counters.inc(Counter::RxPackets);
         self.counters.add(Counter::RxBytes, frame.len() as u64);
-        match self.parse_frame(port, port_mac, port_vlan, &mut frame) {
-            Some(d) => self.forward_flow(port, frame, &d, now_ms, out),
+        let mut desc = None;
+        self.parse_for_burst(port, port_mac, port_vlan, &mut frame, &mut desc);
+        match &desc {
+            Some(d) => self.forward_flow(port, frame, d, now_ms, out),
             None => self.dispatch(port, frame, now_ms, false, out),
         }
     }
 
-    /// Stage 1 for one frame of a burst: pushes onto `descs` its descriptor
-    /// ([`Processor::parse_frame`]) and prefetches the descriptor's
-    /// connection index bucket.
-    #[inline]
-    fn parse_for_burst(&mut self, port: u16, port_mac: MacAddr, port_vlan: Option<u16>, frame: &mut F, descs: &mut Vec<Option<Desc>>) {
-        let desc = self.parse_frame(port, port_mac, port_vlan, frame);
-        self.prefetch_index(desc.as_ref());
-        descs.push(desc);
-    }
-
-    /// The descriptor of a flow's unfragmented TCP/UDP packet for us
-    /// (`port`, with MAC `port_mac` on VLAN `port_vlan`), None for every
-    /// other frame. Only a partial transport checksum is completed here;
+    /// Stage 1 for one frame: puts into `descs` the descriptor of a flow's
+    /// unfragmented TCP/UDP packet for us (`port`, with MAC `port_mac` on
+    /// VLAN `port_vlan`), None for every other frame, and, for a burst
+    /// ([`DescSlot::PREFETCH`]), prefetches the descriptor's connection
+    /// index bucket. Only a partial transport checksum is completed here;
     /// nothing else is decided or counted.
     ///
     /// The common IPv4 frame takes the fast parse ([`fast_parse`]); IPv6
     /// and every frame the fast parse declines take the general one, whose
-    /// verdict the fast parse's equals where it gives one.
+    /// verdict the fast parse's equals where it gives one. Each path puts
+    /// its own descriptor (so the common one is written straight into
+    /// `descs`, not through a temporary shared with the others).
     #[inline(always)]
-    fn parse_frame(&mut self, port: u16, port_mac: MacAddr, port_vlan: Option<u16>, frame: &mut F) -> Option<Desc> {
+    fn parse_for_burst<D: DescSlot>(&mut self, port: u16, port_mac: MacAddr, port_vlan: Option<u16>, frame: &mut F, descs: &mut D) {
         let l2 = fast_parse::l2(frame.data(), port_mac, port_vlan);
         let fast = match l2 {
             Some((l2_len, ethertype::IPV4)) => {
@@ -132,12 +154,17 @@ impl<F: Frame> Processor<F> {
             _ => None,
         };
         let Some((l2_len, FastIpv4 { pkt, nic_checked, maybe_partial })) = fast else {
-            return match l2 {
+            let desc = match l2 {
                 Some((l2_len, ethertype::IPV6)) => self.parse_for_burst6(l2_len, frame),
                 // The general parse gives other ethertypes no descriptor either.
                 Some((_, ethertype)) if ethertype != ethertype::IPV4 => None,
                 _ => self.parse_for_burst_general(port, port_mac, port_vlan, frame),
             };
+            if D::PREFETCH {
+                self.prefetch_index(desc.as_ref());
+            }
+            descs.put(desc);
+            return;
         };
         if nic_checked {
             self.counters.inc(Counter::RxIpv4CsumHw);
@@ -147,7 +174,11 @@ impl<F: Frame> Processor<F> {
                 self.complete_partial_checksum(port, ip, &pkt);
             }
         }
-        Some(Desc { l2_len, pkt: DescPacket::V4(pkt), hash: self.conns.hash(&pkt.key) })
+        let hash = self.conns.hash(&pkt.key);
+        if D::PREFETCH {
+            self.conns.prefetch_index(hash);
+        }
+        descs.put(Some(Desc { l2_len, pkt: DescPacket::V4(pkt), hash }));
     }
 
     /// Prefetches the connection index bucket of `desc`'s hash (stage 2's first half).
@@ -190,7 +221,9 @@ impl<F: Frame> Processor<F> {
         Some(Desc { l2_len, pkt: DescPacket::V4(pkt), hash: self.conns.hash(&pkt.key) })
     }
 
-    /// Stage 3 for a frame with a descriptor.
+    /// Stage 3 for a frame with a descriptor. Always inlined into its two
+    /// callers (a burst, a single frame), as it was into its one.
+    #[inline(always)]
     fn forward_flow(&mut self, port: u16, mut frame: F, d: &Desc, now_ms: u64, out: &mut Output<F>) {
         let action = match (frame.data_mut().get_mut(d.l2_len..), &d.pkt) {
             (Some(ip), DescPacket::V4(pkt)) => self.flow_packet(port, ip, d.l2_len, pkt, d.hash, now_ms, false, out),
