@@ -14,7 +14,9 @@
 //! 2. **Prefetch** the connection index bucket of every descriptor's hash,
 //!    then, once those are on their way, the connection slot each bucket
 //!    points to: the cache misses of the whole burst overlap instead of
-//!    each packet waiting for its own two.
+//!    each packet waiting for its own two. A burst of one frame (a lightly
+//!    loaded worker's usual poll) has nothing to overlap: it skips this
+//!    stage and the descriptor vector ([`Processor::handle_single`]).
 //! 3. **Classify and forward** each frame in arrival order: its connection
 //!    (or a new one), the mode's rewrite, egress. Processing stays in order,
 //!    so a SYN and the next packet of its flow in one burst behave exactly as
@@ -46,32 +48,6 @@ enum DescPacket {
     V6(ipv6::FlowPacket6),
 }
 
-/// Where the parse stage puts a frame's descriptor: the burst's vector, or
-/// the one slot of a burst of one frame.
-trait DescSlot {
-    /// Whether the descriptor's index bucket is worth prefetching: only when
-    /// other frames' parses follow before its lookup.
-    const PREFETCH: bool;
-    /// Stores the descriptor (None: the frame has none).
-    fn put(&mut self, desc: Option<Desc>);
-}
-
-impl DescSlot for Vec<Option<Desc>> {
-    const PREFETCH: bool = true;
-    #[inline(always)]
-    fn put(&mut self, desc: Option<Desc>) {
-        self.push(desc);
-    }
-}
-
-impl DescSlot for Option<Desc> {
-    const PREFETCH: bool = false;
-    #[inline(always)]
-    fn put(&mut self, desc: Option<Desc>) {
-        *self = desc;
-    }
-}
-
 impl<F: Frame> Processor<F> {
     /// Processes a burst of frames received on port index `port` at `now_ms`
     /// (it is drained). The same as [`Processor::handle`] on each in turn,
@@ -92,20 +68,23 @@ impl<F: Frame> Processor<F> {
             return;
         }
         let mut descs = std::mem::take(&mut self.descs);
+        // One slot per frame, each written by the parse (no push per frame).
         descs.clear();
+        descs.resize(frames.len(), None);
         // Nothing reads the counters before stage 3, so the burst's frames
         // and bytes are counted once, before it.
         let mut rx_bytes: u64 = 0;
-        for frame in frames.iter_mut() {
+        for (frame, desc) in frames.iter_mut().zip(descs.iter_mut()) {
             rx_bytes += frame.len() as u64;
-            self.parse_for_burst(port, port_mac, port_vlan, frame, &mut descs);
+            self.parse_for_burst::<true>(port, port_mac, port_vlan, frame, desc);
         }
         self.counters.add(Counter::RxPackets, frames.len() as u64);
         self.counters.add(Counter::RxBytes, rx_bytes);
-        for d in descs.iter().flatten() {
-            match d.pkt {
-                DescPacket::V4(_) => self.conns.prefetch_slot(d.hash),
-                DescPacket::V6(_) => self.conns6.prefetch_slot(d.hash),
+        for desc in &descs {
+            match desc {
+                Some(Desc { pkt: DescPacket::V4(_), hash, .. }) => self.conns.prefetch_slot(*hash),
+                Some(Desc { pkt: DescPacket::V6(_), hash, .. }) => self.conns6.prefetch_slot(*hash),
+                None => {}
             }
         }
         for (frame, desc) in frames.drain(..).zip(descs.iter()) {
@@ -124,27 +103,34 @@ impl<F: Frame> Processor<F> {
         self.counters.inc(Counter::RxPackets);
         self.counters.add(Counter::RxBytes, frame.len() as u64);
         let mut desc = None;
-        self.parse_for_burst(port, port_mac, port_vlan, &mut frame, &mut desc);
+        self.parse_for_burst::<false>(port, port_mac, port_vlan, &mut frame, &mut desc);
         match &desc {
             Some(d) => self.forward_flow(port, frame, d, now_ms, out),
             None => self.dispatch(port, frame, now_ms, false, out),
         }
     }
 
-    /// Stage 1 for one frame: puts into `descs` the descriptor of a flow's
+    /// Stage 1 for one frame: writes into `desc` the descriptor of a flow's
     /// unfragmented TCP/UDP packet for us (`port`, with MAC `port_mac` on
-    /// VLAN `port_vlan`), None for every other frame, and, for a burst
-    /// ([`DescSlot::PREFETCH`]), prefetches the descriptor's connection
-    /// index bucket. Only a partial transport checksum is completed here;
-    /// nothing else is decided or counted.
+    /// VLAN `port_vlan`), None for every other frame, and, when `PREFETCH`
+    /// (other frames' parses follow before its lookup), prefetches the
+    /// descriptor's connection index bucket. Only a partial transport
+    /// checksum is completed here; nothing else is decided or counted.
     ///
     /// The common IPv4 frame takes the fast parse ([`fast_parse`]); IPv6
     /// and every frame the fast parse declines take the general one, whose
-    /// verdict the fast parse's equals where it gives one. Each path puts
+    /// verdict the fast parse's equals where it gives one. Each path writes
     /// its own descriptor (so the common one is written straight into
-    /// `descs`, not through a temporary shared with the others).
+    /// `desc`, not through a temporary shared with the others).
     #[inline(always)]
-    fn parse_for_burst<D: DescSlot>(&mut self, port: u16, port_mac: MacAddr, port_vlan: Option<u16>, frame: &mut F, descs: &mut D) {
+    fn parse_for_burst<const PREFETCH: bool>(
+        &mut self,
+        port: u16,
+        port_mac: MacAddr,
+        port_vlan: Option<u16>,
+        frame: &mut F,
+        desc: &mut Option<Desc>,
+    ) {
         let l2 = fast_parse::l2(frame.data(), port_mac, port_vlan);
         let fast = match l2 {
             Some((l2_len, ethertype::IPV4)) => {
@@ -154,16 +140,15 @@ impl<F: Frame> Processor<F> {
             _ => None,
         };
         let Some((l2_len, FastIpv4 { pkt, nic_checked, maybe_partial })) = fast else {
-            let desc = match l2 {
+            *desc = match l2 {
                 Some((l2_len, ethertype::IPV6)) => self.parse_for_burst6(l2_len, frame),
                 // The general parse gives other ethertypes no descriptor either.
                 Some((_, ethertype)) if ethertype != ethertype::IPV4 => None,
                 _ => self.parse_for_burst_general(port, port_mac, port_vlan, frame),
             };
-            if D::PREFETCH {
+            if PREFETCH {
                 self.prefetch_index(desc.as_ref());
             }
-            descs.put(desc);
             return;
         };
         if nic_checked {
@@ -175,10 +160,10 @@ impl<F: Frame> Processor<F> {
             }
         }
         let hash = self.conns.hash(&pkt.key);
-        if D::PREFETCH {
+        if PREFETCH {
             self.conns.prefetch_index(hash);
         }
-        descs.put(Some(Desc { l2_len, pkt: DescPacket::V4(pkt), hash }));
+        *desc = Some(Desc { l2_len, pkt: DescPacket::V4(pkt), hash });
     }
 
     /// Prefetches the connection index bucket of `desc`'s hash (stage 2's first half).
