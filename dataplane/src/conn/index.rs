@@ -144,10 +144,25 @@ impl Index {
         None
     }
 
-    /// The first value filed under `hash` that `is` accepts.
-    #[inline]
-    pub fn find(&self, hash: u64, is: impl FnMut(u32) -> bool) -> Option<u32> {
-        self.position(hash, is).and_then(|i| self.buckets.get(i)).map(|&e| e & VALUE_MASK)
+    /// The first value filed under `hash` that `is` accepts. Always
+    /// inlined: it is every packet's lookup, and its closure compares keys.
+    #[inline(always)]
+    pub fn find(&self, hash: u64, mut is: impl FnMut(u32) -> bool) -> Option<u32> {
+        let tag = tag(hash);
+        let mut i = self.home(hash);
+        // As `position`, returning the value found rather than its bucket
+        // (no second read of the bucket).
+        for _ in 0..self.buckets.len() {
+            let e = *self.buckets.get(i)?;
+            if e == EMPTY {
+                return None;
+            }
+            if e & !VALUE_MASK == tag && is(e & VALUE_MASK) {
+                return Some(e & VALUE_MASK);
+            }
+            i = self.next(i);
+        }
+        None
     }
 
     /// The first value filed under `hash` that `is` accepts, else the empty

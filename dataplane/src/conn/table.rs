@@ -138,6 +138,18 @@ fn entry_key<S: ConnAddr>(slots: &[Slot<S>], e: u32) -> Option<FlowKey<S::Ip>> {
     }
 }
 
+/// The connection of index entry `e` when its key in the entry's direction
+/// is `key` ([`entry_key`] compared with `key`).
+#[inline(always)]
+fn entry_conn_with_key<'a, S: ConnAddr>(slots: &'a [Slot<S>], e: u32, key: &FlowKey<S::Ip>) -> Option<&'a Conn<S>> {
+    let c = slots.get((e >> 1) as usize)?.conn()?;
+    let matches = match entry_dir(e) {
+        Direction::Inbound => c.inbound_key() == *key,
+        Direction::Reply => c.reply_key().as_ref() == Some(key),
+    };
+    matches.then_some(c)
+}
+
 /// The hash of `key` under `seeds`, as its family hashes it.
 #[inline(always)]
 fn hash_key<A: FlowAddr>(seeds: &Seeds, key: &FlowKey<A>) -> u64 {
@@ -226,8 +238,8 @@ impl<S: ConnAddr> ConnTable<S> {
         }
     }
 
-    /// The index entry under `key`, whose hash is `hash`.
-    #[inline]
+    /// The index entry under `key`, whose hash is `hash` (for tests).
+    #[cfg(test)]
     fn find(&self, key: &FlowKey<S::Ip>, hash: u64) -> Option<u32> {
         let slots = &self.slots[..];
         self.index.find(hash, |e| entry_key(slots, e).as_ref() == Some(key))
@@ -336,10 +348,18 @@ impl<S: ConnAddr> ConnTable<S> {
     /// choice flips with unrelated changes to the table.
     #[inline(always)]
     pub fn lookup_hashed(&self, key: &FlowKey<S::Ip>, hash: u64, now_ms: u64) -> Option<(ConnId, Direction)> {
-        let e = self.find(key, hash)?;
-        let id = e >> 1;
-        let expired = self.slots.get(id as usize)?.conn()?.is_expired(now_ms);
-        (!expired).then_some((id, entry_dir(e)))
+        let slots = &self.slots[..];
+        // Whether the connection found has expired, read while its key is
+        // compared (one read of the slot).
+        let mut expired = true;
+        let e = self.index.find(hash, |e| match entry_conn_with_key(slots, e, key) {
+            Some(c) => {
+                expired = c.is_expired(now_ms);
+                true
+            }
+            None => false,
+        })?;
+        (!expired).then_some((e >> 1, entry_dir(e)))
     }
 
     /// The connection with this id.

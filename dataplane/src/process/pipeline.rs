@@ -14,7 +14,9 @@
 //! 2. **Prefetch** the connection index bucket of every descriptor's hash,
 //!    then, once those are on their way, the connection slot each bucket
 //!    points to: the cache misses of the whole burst overlap instead of
-//!    each packet waiting for its own two.
+//!    each packet waiting for its own two. A burst of one frame (a lightly
+//!    loaded worker's usual poll) has nothing to overlap: it skips this
+//!    stage and the descriptor vector ([`Processor::handle_single`]).
 //! 3. **Classify and forward** each frame in arrival order: its connection
 //!    (or a new one), the mode's rewrite, egress. Processing stays in order,
 //!    so a SYN and the next packet of its flow in one burst behave exactly as
@@ -51,26 +53,38 @@ impl<F: Frame> Processor<F> {
     /// (it is drained). The same as [`Processor::handle`] on each in turn,
     /// with the burst's connection lookups overlapped.
     pub fn handle_burst(&mut self, port: u16, frames: &mut Vec<F>, now_ms: u64, out: &mut Output<F>) {
+        // The port's MAC and VLAN, the same for the whole burst.
+        let Some((port_mac, port_vlan)) = self.snapshot.ports.get(usize::from(port)).map(|p| (p.mac, p.vlan)) else {
+            // An unknown port: no frame gets a descriptor.
+            for frame in frames.drain(..) {
+                self.handle(port, frame, now_ms, out);
+            }
+            return;
+        };
+        if frames.len() == 1 {
+            if let Some(frame) = frames.pop() {
+                self.handle_single(port, port_mac, port_vlan, frame, now_ms, out);
+            }
+            return;
+        }
         let mut descs = std::mem::take(&mut self.descs);
+        // One slot per frame, each written by the parse (no push per frame).
         descs.clear();
+        descs.resize(frames.len(), None);
         // Nothing reads the counters before stage 3, so the burst's frames
         // and bytes are counted once, before it.
         let mut rx_bytes: u64 = 0;
-        // The port's MAC and VLAN, the same for the whole burst.
-        let port_l2 = self.snapshot.ports.get(usize::from(port)).map(|p| (p.mac, p.vlan));
-        for frame in frames.iter_mut() {
+        for (frame, desc) in frames.iter_mut().zip(descs.iter_mut()) {
             rx_bytes += frame.len() as u64;
-            match port_l2 {
-                Some((port_mac, port_vlan)) => self.parse_for_burst(port, port_mac, port_vlan, frame, &mut descs),
-                None => descs.push(None),
-            }
+            self.parse_for_burst::<true>(port, port_mac, port_vlan, frame, desc);
         }
         self.counters.add(Counter::RxPackets, frames.len() as u64);
         self.counters.add(Counter::RxBytes, rx_bytes);
-        for d in descs.iter().flatten() {
-            match d.pkt {
-                DescPacket::V4(_) => self.conns.prefetch_slot(d.hash),
-                DescPacket::V6(_) => self.conns6.prefetch_slot(d.hash),
+        for desc in &descs {
+            match desc {
+                Some(Desc { pkt: DescPacket::V4(_), hash, .. }) => self.conns.prefetch_slot(*hash),
+                Some(Desc { pkt: DescPacket::V6(_), hash, .. }) => self.conns6.prefetch_slot(*hash),
+                None => {}
             }
         }
         for (frame, desc) in frames.drain(..).zip(descs.iter()) {
@@ -82,19 +96,41 @@ impl<F: Frame> Processor<F> {
         self.descs = descs;
     }
 
-    /// Stage 1 for one frame: pushes onto `descs` the descriptor of a flow's
+    /// A burst of one frame (a lightly loaded worker's usual poll): the
+    /// stages of [`Processor::handle_burst`] without the descriptor vector
+    /// and without the prefetches, which have nothing to overlap with.
+    fn handle_single(&mut self, port: u16, port_mac: MacAddr, port_vlan: Option<u16>, mut frame: F, now_ms: u64, out: &mut Output<F>) {
+        self.counters.inc(Counter::RxPackets);
+        self.counters.add(Counter::RxBytes, frame.len() as u64);
+        let mut desc = None;
+        self.parse_for_burst::<false>(port, port_mac, port_vlan, &mut frame, &mut desc);
+        match &desc {
+            Some(d) => self.forward_flow(port, frame, d, now_ms, out),
+            None => self.dispatch(port, frame, now_ms, false, out),
+        }
+    }
+
+    /// Stage 1 for one frame: writes into `desc` the descriptor of a flow's
     /// unfragmented TCP/UDP packet for us (`port`, with MAC `port_mac` on
-    /// VLAN `port_vlan`), None for every other frame, and prefetches the
+    /// VLAN `port_vlan`), None for every other frame, and, when `PREFETCH`
+    /// (other frames' parses follow before its lookup), prefetches the
     /// descriptor's connection index bucket. Only a partial transport
     /// checksum is completed here; nothing else is decided or counted.
     ///
     /// The common IPv4 frame takes the fast parse ([`fast_parse`]); IPv6
     /// and every frame the fast parse declines take the general one, whose
-    /// verdict the fast parse's equals where it gives one. Each path pushes
+    /// verdict the fast parse's equals where it gives one. Each path writes
     /// its own descriptor (so the common one is written straight into
-    /// `descs`, not through a temporary shared with the others).
-    #[inline]
-    fn parse_for_burst(&mut self, port: u16, port_mac: MacAddr, port_vlan: Option<u16>, frame: &mut F, descs: &mut Vec<Option<Desc>>) {
+    /// `desc`, not through a temporary shared with the others).
+    #[inline(always)]
+    fn parse_for_burst<const PREFETCH: bool>(
+        &mut self,
+        port: u16,
+        port_mac: MacAddr,
+        port_vlan: Option<u16>,
+        frame: &mut F,
+        desc: &mut Option<Desc>,
+    ) {
         let l2 = fast_parse::l2(frame.data(), port_mac, port_vlan);
         let fast = match l2 {
             Some((l2_len, ethertype::IPV4)) => {
@@ -104,14 +140,15 @@ impl<F: Frame> Processor<F> {
             _ => None,
         };
         let Some((l2_len, FastIpv4 { pkt, nic_checked, maybe_partial })) = fast else {
-            let desc = match l2 {
+            *desc = match l2 {
                 Some((l2_len, ethertype::IPV6)) => self.parse_for_burst6(l2_len, frame),
                 // The general parse gives other ethertypes no descriptor either.
                 Some((_, ethertype)) if ethertype != ethertype::IPV4 => None,
                 _ => self.parse_for_burst_general(port, port_mac, port_vlan, frame),
             };
-            self.prefetch_index(desc.as_ref());
-            descs.push(desc);
+            if PREFETCH {
+                self.prefetch_index(desc.as_ref());
+            }
             return;
         };
         if nic_checked {
@@ -123,8 +160,10 @@ impl<F: Frame> Processor<F> {
             }
         }
         let hash = self.conns.hash(&pkt.key);
-        self.conns.prefetch_index(hash);
-        descs.push(Some(Desc { l2_len, pkt: DescPacket::V4(pkt), hash }));
+        if PREFETCH {
+            self.conns.prefetch_index(hash);
+        }
+        *desc = Some(Desc { l2_len, pkt: DescPacket::V4(pkt), hash });
     }
 
     /// Prefetches the connection index bucket of `desc`'s hash (stage 2's first half).
@@ -167,11 +206,13 @@ impl<F: Frame> Processor<F> {
         Some(Desc { l2_len, pkt: DescPacket::V4(pkt), hash: self.conns.hash(&pkt.key) })
     }
 
-    /// Stage 3 for a frame with a descriptor.
+    /// Stage 3 for a frame with a descriptor. Always inlined into its two
+    /// callers (a burst, a single frame), as it was into its one.
+    #[inline(always)]
     fn forward_flow(&mut self, port: u16, mut frame: F, d: &Desc, now_ms: u64, out: &mut Output<F>) {
-        let action = match (frame.data_mut().get_mut(d.l2_len..), d.pkt) {
-            (Some(ip), DescPacket::V4(pkt)) => self.flow_packet(port, ip, d.l2_len, &pkt, d.hash, now_ms, false, out),
-            (Some(ip), DescPacket::V6(pkt)) => self.flow_packet6(port, ip, d.l2_len, &pkt, d.hash, now_ms, false, out),
+        let action = match (frame.data_mut().get_mut(d.l2_len..), &d.pkt) {
+            (Some(ip), DescPacket::V4(pkt)) => self.flow_packet(port, ip, d.l2_len, pkt, d.hash, now_ms, false, out),
+            (Some(ip), DescPacket::V6(pkt)) => self.flow_packet6(port, ip, d.l2_len, pkt, d.hash, now_ms, false, out),
             (None, _) => Action::Drop(Counter::DropMalformed),
         };
         self.apply(port, frame, action, now_ms, out);

@@ -43,7 +43,7 @@ const UDP_HEADER: usize = 8;
 /// an untagged port or tagged with the port's VLAN; `None` for every other
 /// frame (a priority tag, VID 0, on an untagged port among them: the
 /// general parse decides those).
-#[inline]
+#[inline(always)]
 pub(super) fn l2(frame: &[u8], port_mac: MacAddr, port_vlan: Option<u16>) -> Option<(usize, u16)> {
     let eth: &[u8; 14] = frame.get(..14)?.try_into().ok()?;
     if eth[..6] != port_mac.0 {
@@ -65,8 +65,10 @@ pub(super) fn l2(frame: &[u8], port_mac: MacAddr, port_vlan: Option<u16>) -> Opt
 /// gave the header checksum verdict `rx_csum`: `Some` only for an
 /// unfragmented TCP/UDP packet with an option-less header, and then
 /// exactly what [`flow::parse_ipv4`] finds; `None` for everything else
-/// (the general parse decides).
-#[inline]
+/// (the general parse decides). Always inlined: both of the pipeline's
+/// parse paths (a burst, a single frame) inline it, so the compiler's own
+/// choice would put it out of line.
+#[inline(always)]
 pub(super) fn ipv4_flow(ip: &[u8], rx_csum: RxChecksum) -> Option<FastIpv4> {
     let h: &[u8; IP_HEADER] = ip.get(..IP_HEADER)?.try_into().ok()?;
     // Version 4, no options.

@@ -177,3 +177,17 @@ fn every_pool_frame_in_one_burst() {
         }
     }
 }
+
+/// Bursts of one frame take their own path (no descriptor vector, no
+/// prefetches): every pool frame through it decides what `handle` decides.
+#[test]
+fn every_pool_frame_in_bursts_of_one() {
+    let n = pool().len();
+    let picks: Vec<usize> = (0..n).chain(0..n).collect();
+    let cuts = vec![1; picks.len()];
+    for workers in [1, 2] {
+        if let Err(e) = check_same(&picks, &cuts, workers) {
+            panic!("{workers} workers: {e}");
+        }
+    }
+}
