@@ -298,7 +298,7 @@ impl<T: Family> Fixture<T> {
     /// Puts back a frame's original length (a mode may grow or shrink frames).
     fn reset_frame(frame: &mut VecFrame, template: &[u8]) {
         if frame.len() != template.len() {
-            *frame = VecFrame::new(template);
+            frame.refill(template);
         }
     }
 
@@ -310,10 +310,9 @@ impl<T: Family> Fixture<T> {
             let n = left.min(BATCH);
             for i in 0..n {
                 let flow = self.next_rand() % self.live as u64;
-                let mut frame = std::mem::replace(&mut self.pool[i], VecFrame::new(&[]));
-                Self::reset_frame(&mut frame, self.family.bytes(Kind::Data));
+                let frame = &mut self.pool[i];
+                Self::reset_frame(frame, self.family.bytes(Kind::Data));
                 self.family.write(Kind::Data, frame.data_mut(), flow, false);
-                self.pool[i] = frame;
             }
             total += self.run_pool(n);
             left -= n;
@@ -331,10 +330,9 @@ impl<T: Family> Fixture<T> {
             }
             let n = left.min(BATCH).min(self.slack - self.fresh);
             for i in 0..n {
-                let mut frame = std::mem::replace(&mut self.pool[i], VecFrame::new(&[]));
-                Self::reset_frame(&mut frame, self.family.bytes(Kind::Syn));
+                let frame = &mut self.pool[i];
+                Self::reset_frame(frame, self.family.bytes(Kind::Syn));
                 self.family.write(Kind::Syn, frame.data_mut(), (self.fresh + i) as u64, true);
-                self.pool[i] = frame;
             }
             total += self.run_pool(n);
             self.fresh += n;

@@ -22,10 +22,12 @@ pub trait Frame {
     /// Removes `len` bytes from the end. Returns `false` when the frame is shorter.
     fn trim(&mut self, len: usize) -> bool;
     /// Frame length in bytes.
+    #[inline]
     fn len(&self) -> usize {
         self.data().len()
     }
     /// True for an empty frame.
+    #[inline]
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -102,6 +104,20 @@ impl VecFrame {
         let mut buf = vec![0u8; Self::HEADROOM + bytes.len() + Self::TAILROOM];
         buf[Self::HEADROOM..Self::HEADROOM + bytes.len()].copy_from_slice(bytes);
         VecFrame { buf, start: Self::HEADROOM, end: Self::HEADROOM + bytes.len() }
+    }
+
+    /// Makes the frame hold a copy of `bytes` again, behind the same headroom
+    /// as [`VecFrame::new`], reusing its buffer when it is big enough (as a
+    /// pool reuses an mbuf: what the headroom and tailroom held before stays).
+    pub fn refill(&mut self, bytes: &[u8]) {
+        let size = Self::HEADROOM + bytes.len() + Self::TAILROOM;
+        if self.buf.len() < size {
+            *self = VecFrame::new(bytes);
+            return;
+        }
+        self.buf[Self::HEADROOM..Self::HEADROOM + bytes.len()].copy_from_slice(bytes);
+        self.start = Self::HEADROOM;
+        self.end = Self::HEADROOM + bytes.len();
     }
 
     /// The frame's bytes as an owned vector.

@@ -159,6 +159,13 @@ impl Frame for Mbuf {
     }
 
     #[inline]
+    fn len(&self) -> usize {
+        // The first segment's data, as `data()` gives it (the packet path
+        // takes single-segment frames only).
+        usize::from(self.hdr().data_len)
+    }
+
+    #[inline]
     fn prepend(&mut self, len: usize) -> bool {
         // rte_pktmbuf_prepend: refused, unchanged, beyond the headroom.
         let Ok(len) = u16::try_from(len) else { return false };

@@ -99,7 +99,9 @@ impl<F: Frame> Processor<F> {
     }
 
     /// TUN: encapsulate and send, answering "fragmentation needed" or
-    /// fragmenting the tunnel packet when it exceeds the egress MTU.
+    /// fragmenting the tunnel packet when it exceeds the egress MTU. Always
+    /// inlined into `apply` (a connection's packet): the whole packet's send
+    /// stays in one frame; the rare outcomes are out of line.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn tunnel(
         &mut self,
@@ -120,6 +122,27 @@ impl<F: Frame> Processor<F> {
         match verdict {
             // The hop index read with the path (cached_hop_index's answer).
             Ok(tun::Transmit::Whole) => self.send_through_hop(frame, hop_index, NextHop::Routed(real), cache, now_ms, out),
+            other => self.tunnel_rare(frame, other, l2_len, real, vip, now_ms, out),
+        }
+    }
+
+    /// [`Processor::tunnel`]'s outcomes other than one whole packet to send:
+    /// fragments, "fragmentation needed", drops.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn tunnel_rare(
+        &mut self,
+        frame: F,
+        verdict: Result<tun::Transmit, FwdError>,
+        l2_len: usize,
+        real: Ipv4Addr,
+        vip: Ipv4Addr,
+        now_ms: u64,
+        out: &mut Output<F>,
+    ) {
+        match verdict {
+            // `tunnel` sends a whole packet itself; this arm only completes the match.
+            Ok(tun::Transmit::Whole) => self.send(frame, NextHop::Routed(real), now_ms, out),
             Ok(tun::Transmit::Fragmented) => {
                 // `send` works with `self.fragments` itself: take them out first.
                 let mut more = std::mem::take(&mut self.fragments);
