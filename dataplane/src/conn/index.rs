@@ -126,7 +126,21 @@ impl Index {
 
     /// The bucket of the first value filed under `hash` that `is` accepts.
     #[inline]
-    fn position(&self, hash: u64, mut is: impl FnMut(u32) -> bool) -> Option<usize> {
+    fn position(&self, hash: u64, is: impl FnMut(u32) -> bool) -> Option<usize> {
+        self.probe(hash, is).map(|(i, _)| i)
+    }
+
+    /// The first value filed under `hash` that `is` accepts. Always
+    /// inlined: it is every packet's lookup, and its closure compares keys.
+    #[inline(always)]
+    pub fn find(&self, hash: u64, is: impl FnMut(u32) -> bool) -> Option<u32> {
+        self.probe(hash, is).map(|(_, e)| e & VALUE_MASK)
+    }
+
+    /// The bucket and entry of the first value filed under `hash` that `is`
+    /// accepts (the entry as read, so [`Index::find`] need not read it again).
+    #[inline(always)]
+    fn probe(&self, hash: u64, mut is: impl FnMut(u32) -> bool) -> Option<(usize, u32)> {
         let tag = tag(hash);
         let mut i = self.home(hash);
         // An empty bucket always ends the probe (the load is at most 3/4);
@@ -137,28 +151,7 @@ impl Index {
                 return None;
             }
             if e & !VALUE_MASK == tag && is(e & VALUE_MASK) {
-                return Some(i);
-            }
-            i = self.next(i);
-        }
-        None
-    }
-
-    /// The first value filed under `hash` that `is` accepts. Always
-    /// inlined: it is every packet's lookup, and its closure compares keys.
-    #[inline(always)]
-    pub fn find(&self, hash: u64, mut is: impl FnMut(u32) -> bool) -> Option<u32> {
-        let tag = tag(hash);
-        let mut i = self.home(hash);
-        // As `position`, returning the value found rather than its bucket
-        // (no second read of the bucket).
-        for _ in 0..self.buckets.len() {
-            let e = *self.buckets.get(i)?;
-            if e == EMPTY {
-                return None;
-            }
-            if e & !VALUE_MASK == tag && is(e & VALUE_MASK) {
-                return Some(e & VALUE_MASK);
+                return Some((i, e));
             }
             i = self.next(i);
         }
