@@ -99,9 +99,9 @@ impl<F: Frame> Processor<F> {
     }
 
     /// TUN: encapsulate and send, answering "fragmentation needed" or
-    /// fragmenting the tunnel packet when it exceeds the egress MTU. Always
-    /// inlined into `apply` (a connection's packet): the whole packet's send
-    /// stays in one frame; the rare outcomes are out of line.
+    /// fragmenting the tunnel packet when it exceeds the egress MTU. The
+    /// rare outcomes are out of line ([`Processor::tunnel_rare`]), so the
+    /// common one, a whole packet sent through its cached hop, stays small.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn tunnel(
         &mut self,
