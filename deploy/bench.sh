@@ -349,28 +349,11 @@ if [[ -n "$TESTPMD" ]]; then
         BEFORE_GEN_EXIT=stop_testpmd run_gen "testpmd-cycles-$k" testpmd "$FIRST_MODE" syn 0 "$SOCK" \
             --rate "$CYCLES_PPS" --duration "$CYCLES_SECS" --linger 10
     done
-    python3 - "$WORK/runs" "$CYCLES_TRIALS" "$CYCLES_PPS" > "$WORK/testpmd_cycles.json" <<'EOF'
-import json, re, shutil, sys
-runs_dir, trials, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-found = []
-for k in range(1, trials + 1):
-    text = open(f"{runs_dir}/testpmd-cycles-{k}.log", errors="replace").read()
-    # DPDK 22.11 labels them "total cycles" (the busy ones: io-fwd stops its count on an empty rx burst); later DPDK "busy cycles".
-    m = re.findall(r"CPU cycles/packet=([0-9.]+) \((?:total|busy) cycles=(\d+) / total (\w+) packets=(\d+)\) at (\d+) MHz", text)
-    if not m:
-        sys.exit(f"bench.sh: no 'CPU cycles/packet' in testpmd's output (--record-core-cycles): see {runs_dir}/testpmd-cycles-{k}.log")
-    cpp, busy, kind, pkts, mhz = m[-1]
-    bursts = re.findall(r"RX-bursts : (\d+) \[([^\]]*)\]", text)
-    found.append((k, {"rate_pps": rate, "cycles_per_packet": float(cpp), "busy_cycles": int(busy),
-                      "packets": int(pkts), "packets_counted": kind, "tsc_mhz": int(mhz),
-                      "rx_bursts": bursts[-1][0] if bursts else None,
-                      "rx_burst_sizes": bursts[-1][1].strip() if bursts else None}))
-k, best = min(found, key=lambda f: f[1]["cycles_per_packet"])
-best["runs"] = [f[1]["cycles_per_packet"] for f in found]
-# The kept run's generator report is the one report.py reads (offered rate, loss).
-shutil.copy(f"{runs_dir}/testpmd-cycles-{k}.json", f"{runs_dir}/testpmd-cycles.json")
-print(json.dumps(best))
-EOF
+    python3 "$ROOT/deploy/bench/testpmd_cycles.py" "$CYCLES_PPS" \
+        $(seq -f "$WORK/runs/testpmd-cycles-%g.log" "$CYCLES_TRIALS") > "$WORK/testpmd_cycles.json"
+    # The kept run's generator report is the one report.py reads (offered rate, loss).
+    kept=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run"])' "$WORK/testpmd_cycles.json")
+    cp "$WORK/runs/testpmd-cycles-$kept.json" "$WORK/runs/testpmd-cycles.json"
     log "  testpmd: $(cat "$WORK/testpmd_cycles.json")"
 else
     log "dpdk-testpmd not found (apt-get install dpdk): no limit measured; cycles rate $CYCLES_PPS pps"

@@ -61,15 +61,8 @@ if [[ $MODE == testpmd ]]; then
     kill -TERM "$RVSD_PID" 2>/dev/null && wait "$RVSD_PID" 2>/dev/null || true
     RVSD_PID=
     wait "$GEN" || { tail -20 "$WORK/gen.log" >&2; exit 1; }
-    python3 - "$WORK/testpmd.log" "$RATE" <<'PY'
-import json, re, sys
-text = open(sys.argv[1], errors="replace").read()
-m = re.findall(r"CPU cycles/packet=([0-9.]+) \((?:total|busy) cycles=(\d+) / total (\w+) packets=(\d+)\)", text)
-if not m:
-    sys.exit("cycles.sh: no 'CPU cycles/packet' in testpmd's output")
-print(json.dumps({"mode": "testpmd", "rate_pps": float(sys.argv[2]), "cycles_per_packet": float(m[-1][0]),
-                  "packets": int(m[-1][3])}))
-PY
+    python3 "$ROOT/deploy/bench/testpmd_cycles.py" "$RATE" "$WORK/testpmd.log" \
+        | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps({"mode": "testpmd", "rate_pps": float(d["rate_pps"]), "cycles_per_packet": d["cycles_per_packet"], "packets": d["packets"]}))'
     exit 0
 fi
 "$TARGET/release/rvs-pktgen" rvsd-config --device "${DEVICE/net_memif0,/net_memif0,role=server,}" --file-prefix "rvs-cycles-rvsd-$$" \
