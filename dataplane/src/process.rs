@@ -89,7 +89,7 @@ use crate::conn::{
 };
 use crate::frag::{self, FitError, FragDrop, Reassembler, Verdict};
 use crate::frame::{Frame, RxChecksum};
-use crate::fwd::{dr, fnat, icmp_err, nat, reset, ttl, tun, FwdError, NextHop};
+use crate::fwd::{dr, fnat, icmp_err, nat, reset, ttl, tun, FwdError, NextHop, Parsed};
 use crate::laddr::{owner_of_port, LocalPool};
 use crate::neigh::hops::{self, Hop, NextHops};
 use crate::neigh::{NeighTable, Resolution};

@@ -50,8 +50,8 @@ use crate::frame::Frame;
 use crate::snapshot::Protocol;
 use crate::wire::{checksum, ip_proto, Ipv4Packet, TcpSegment, WireError};
 
-use super::nat::{rewrite_ends_l4, SeqShift};
-use super::{FwdError, NextHop};
+use super::nat::{rewrite_ends_l4, transport_header, SeqShift};
+use super::{FwdError, NextHop, Parsed};
 
 /// TCP option kind of TOA.
 pub const TOA_KIND: u8 = 254;
@@ -77,12 +77,28 @@ mod option {
 #[inline]
 pub fn xmit_inbound(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
     let local = conn.local.get().ok_or(FwdError::Protocol(0))?;
+    xmit_inbound_l4::<true>(ip, transport_header(ip)?, local, conn)
+}
+
+/// [`xmit_inbound`] of a packet whose headers its parse checked (`parsed`):
+/// only a SYN's TCP header length is read again.
+#[inline]
+pub fn xmit_inbound_parsed(ip: &mut [u8], parsed: Parsed, conn: &Conn) -> Result<NextHop, FwdError> {
+    let local = conn.local.get().ok_or(FwdError::Protocol(0))?;
+    xmit_inbound_l4::<false>(ip, parsed, local, conn)
+}
+
+/// [`xmit_inbound`] from the local address on: `CHECK_TCP`, the TCP
+/// header's data offset is checked on every packet, else only on a SYN's
+/// (the parse checked it).
+#[inline(always)]
+fn xmit_inbound_l4<const CHECK_TCP: bool>(ip: &mut [u8], parsed: Parsed, local: SocketAddrV4, conn: &Conn) -> Result<NextHop, FwdError> {
     let shift = if conn.protocol == Protocol::Tcp { SeqShift::Seq(conn.seq_delta) } else { SeqShift::None };
-    let l4 = rewrite_ends_l4(ip, Some(local), Some(conn.real), shift)?;
+    let l4 = rewrite_ends_l4(ip, parsed, Some(local), Some(conn.real), shift)?;
     if conn.protocol == Protocol::Tcp {
         let segment = ip.get_mut(l4.range).ok_or(WireError::Truncated)?;
         if l4.proto == ip_proto::TCP {
-            strip_syn_timestamps(segment)?;
+            strip_syn_timestamps::<CHECK_TCP>(segment)?;
         } else {
             // A TCP connection's packet that is not TCP: the general path, as before.
             shift_segment_seq(segment, conn.seq_delta)?;
@@ -99,8 +115,14 @@ pub fn xmit_inbound(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
 /// options is then read again, for SACK blocks.
 #[inline]
 pub fn xmit_reply(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
+    xmit_reply_parsed(ip, transport_header(ip)?, conn)
+}
+
+/// [`xmit_reply`] of a packet whose IPv4 header its parse checked (`parsed`).
+#[inline]
+pub fn xmit_reply_parsed(ip: &mut [u8], parsed: Parsed, conn: &Conn) -> Result<NextHop, FwdError> {
     let shift = if conn.protocol == Protocol::Tcp { SeqShift::Ack(conn.seq_delta) } else { SeqShift::None };
-    let l4 = rewrite_ends_l4(ip, Some(conn.vip), Some(conn.client), shift)?;
+    let l4 = rewrite_ends_l4(ip, parsed, Some(conn.vip), Some(conn.client), shift)?;
     if conn.protocol == Protocol::Tcp {
         let segment = ip.get_mut(l4.range).ok_or(WireError::Truncated)?;
         if l4.proto == ip_proto::TCP {
@@ -129,14 +151,21 @@ fn tcp_header_len(segment: &[u8]) -> Result<usize, FwdError> {
 
 /// The part of [`shift_segment_seq`] after the sequence number: in a SYN
 /// (without ACK), timestamps become NOPs, the checksum updated for them.
-/// Always inlined: on every client packet, where a call costs more than
-/// its checks.
+/// `CHECK_TCP`: the data offset is checked whatever the flags (as
+/// [`shift_segment_seq`] does), else only a SYN's is read. Always inlined:
+/// on every client packet, where a call costs more than its checks.
 #[inline(always)]
-fn strip_syn_timestamps(segment: &mut [u8]) -> Result<(), FwdError> {
-    let header_len = tcp_header_len(segment)?;
-    let flags = segment[13];
+fn strip_syn_timestamps<const CHECK_TCP: bool>(segment: &mut [u8]) -> Result<(), FwdError> {
+    if CHECK_TCP {
+        tcp_header_len(segment)?;
+    }
+    let Some(&flags) = segment.get(13) else { return Err(WireError::Truncated.into()) };
     let syn_only = flags & crate::wire::tcp::flags::SYN != 0 && flags & crate::wire::tcp::flags::ACK == 0;
-    if !syn_only || header_len == TCP_BASE_HEADER {
+    if !syn_only {
+        return Ok(());
+    }
+    let header_len = tcp_header_len(segment)?;
+    if header_len == TCP_BASE_HEADER {
         return Ok(());
     }
     strip_option_timestamps(segment, header_len);
@@ -694,6 +723,40 @@ mod tests {
             let result = xmit_reply(&mut got, &c);
             prop_assert_eq!(&result, &reference_xmit_reply(&mut want, &c));
             if result.is_ok() {
+                prop_assert_eq!(&got, &want);
+            }
+        }
+    }
+
+    /// The layout of `ip` when it is what the processor's parse hands the
+    /// `*_parsed` rewrites ([`Parsed`]'s contract): the IPv4 header as
+    /// [`transport_header`] checks it, a TCP header's data offset within the
+    /// packet.
+    fn parsed_layout(ip: &[u8]) -> Option<Parsed> {
+        let parsed = transport_header(ip).ok()?;
+        if parsed.proto == ip_proto::TCP {
+            tcp_header_len(ip.get(parsed.header_len..parsed.total_len)?).ok()?;
+        }
+        Some(parsed)
+    }
+
+    proptest! {
+        /// On a packet the parse checked, the `*_parsed` rewrites (NAT and
+        /// FULLNAT, both directions) give the same bytes and result as the
+        /// ones that check the headers themselves.
+        #[test]
+        fn parsed_rewrites_agree_with_the_checking_ones(ip in random_fnat_packet(), c in random_conn()) {
+            let Some(parsed) = parsed_layout(&ip) else { return Ok(()) };
+            type Pair = (fn(&mut [u8], &Conn) -> Result<NextHop, FwdError>, fn(&mut [u8], Parsed, &Conn) -> Result<NextHop, FwdError>);
+            let pairs: [Pair; 4] = [
+                (xmit_inbound, xmit_inbound_parsed),
+                (xmit_reply, xmit_reply_parsed),
+                (super::super::nat::xmit_inbound, super::super::nat::xmit_inbound_parsed),
+                (super::super::nat::xmit_reply, super::super::nat::xmit_reply_parsed),
+            ];
+            for (checking, parsed_fn) in pairs {
+                let (mut got, mut want) = (ip.clone(), ip.clone());
+                prop_assert_eq!(parsed_fn(&mut got, parsed, &c), checking(&mut want, &c));
                 prop_assert_eq!(&got, &want);
             }
         }

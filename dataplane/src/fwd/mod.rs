@@ -75,6 +75,22 @@ pub enum NextHop {
     OnLink(Ipv4Addr),
 }
 
+/// Where an IPv4 TCP or UDP packet's transport header is, as the packet's
+/// parse found and checked it (the processor's flow parse): the IP header
+/// length, the total length (within the packet's bytes), and the protocol,
+/// `ip_proto::TCP` (whose header, data offset included, lies within the total
+/// length) or `ip_proto::UDP` (whose 8-byte header does). The `*_parsed`
+/// rewrites take it instead of checking the headers again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parsed {
+    /// The IPv4 header length.
+    pub header_len: usize,
+    /// The IPv4 total length.
+    pub total_len: usize,
+    /// The transport protocol.
+    pub proto: u8,
+}
+
 /// Where a rewritten IPv6 packet goes (the IPv6 counterpart of [`NextHop`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NextHop6 {

@@ -12,21 +12,33 @@ use std::ops::Range;
 use crate::conn::Conn;
 use crate::wire::{checksum, ip_proto, WireError};
 
-use super::{read_u16, read_u32, FwdError, NextHop};
+use super::{read_u16, read_u32, FwdError, NextHop, Parsed};
 
 /// Rewrites a client packet for the real server (DNAT) and says where it goes.
 #[inline]
 pub fn xmit_inbound(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
+    xmit_inbound_parsed(ip, transport_header(ip)?, conn)
+}
+
+/// [`xmit_inbound`] of a packet whose headers its parse checked (`parsed`).
+#[inline]
+pub fn xmit_inbound_parsed(ip: &mut [u8], parsed: Parsed, conn: &Conn) -> Result<NextHop, FwdError> {
     // rewrite_ends_l4 directly: inlined here for a destination-only rewrite.
-    rewrite_ends_l4(ip, None, Some(conn.real), SeqShift::None)?;
+    rewrite_ends_l4(ip, parsed, None, Some(conn.real), SeqShift::None)?;
     Ok(NextHop::Routed(*conn.real.ip()))
 }
 
 /// Rewrites a real server's reply to come from the VIP and says where it goes.
 #[inline]
 pub fn xmit_reply(ip: &mut [u8], conn: &Conn) -> Result<NextHop, FwdError> {
+    xmit_reply_parsed(ip, transport_header(ip)?, conn)
+}
+
+/// [`xmit_reply`] of a packet whose headers its parse checked (`parsed`).
+#[inline]
+pub fn xmit_reply_parsed(ip: &mut [u8], parsed: Parsed, conn: &Conn) -> Result<NextHop, FwdError> {
     // rewrite_ends_l4 directly: inlined here for a source-only rewrite.
-    rewrite_ends_l4(ip, Some(conn.vip), None, SeqShift::None)?;
+    rewrite_ends_l4(ip, parsed, Some(conn.vip), None, SeqShift::None)?;
     Ok(NextHop::Routed(*conn.client.ip()))
 }
 
@@ -55,7 +67,7 @@ pub fn rewrite(ip: &mut [u8], field: Field, to: SocketAddrV4) -> Result<(), FwdE
 /// transport header is touched, so a first fragment (which holds just the
 /// start of the datagram) is rewritten the same way.
 pub fn rewrite_ends(ip: &mut [u8], src: Option<SocketAddrV4>, dst: Option<SocketAddrV4>) -> Result<(), FwdError> {
-    rewrite_ends_l4(ip, src, dst, SeqShift::None).map(|_| ())
+    rewrite_ends_l4(ip, transport_header(ip)?, src, dst, SeqShift::None).map(|_| ())
 }
 
 /// A change of a TCP header's sequence or acknowledgement number that
@@ -86,19 +98,21 @@ pub(super) struct Transport {
 /// [`rewrite_ends`], also shifting a TCP header's sequence or acknowledgement
 /// number (`shift`), with one checksum update per header for everything that
 /// changed (RFC 1624 eqn. 3 over the sum of the changed words, which gives the
-/// same checksum as updating field by field). Returns where the transport
-/// bytes are.
+/// same checksum as updating field by field), in the packet `ip` laid out
+/// as `parsed` says ([`transport_header`] or the processor's parse). Returns
+/// where the transport bytes are.
 #[inline(always)]
 pub(super) fn rewrite_ends_l4(
     ip: &mut [u8],
+    parsed: Parsed,
     src: Option<SocketAddrV4>,
     dst: Option<SocketAddrV4>,
     shift: SeqShift,
 ) -> Result<Transport, FwdError> {
-    let (header_len, total_len, proto) = transport_header(ip)?;
-    let (head, l4) = ip.split_at_mut(header_len);
-    // Fixed-size views: one length check each (transport_header checked
-    // them already), none per field.
+    let Parsed { header_len, total_len, proto } = parsed;
+    let (head, l4) = ip.split_at_mut_checked(header_len).ok_or(WireError::Truncated)?;
+    // Fixed-size views: one length check each (the parse checked them
+    // already), none per field.
     let head: &mut [u8; IPV4_HEADER] = head.first_chunk_mut().ok_or(WireError::Truncated)?;
     // Σ(!old + new) over the changed words, in native byte order (see
     // checksum::update_sum): the addresses count in both checksums (through
@@ -242,7 +256,7 @@ const UDP_CHECKSUM: usize = 6;
 /// The header length, total length and protocol of the IPv4 packet `ip`,
 /// once it is known to be a TCP or UDP packet whose IP payload holds the
 /// transport header (and `ip` holds its total length).
-fn transport_header(ip: &[u8]) -> Result<(usize, usize, u8), FwdError> {
+pub(super) fn transport_header(ip: &[u8]) -> Result<Parsed, FwdError> {
     let Some(h) = ip.get(..crate::wire::ipv4::HEADER_LEN) else { return Err(WireError::Truncated.into()) };
     let (header_len, total_len, proto) = (usize::from(h[0] & 0x0f) * 4, usize::from(read_u16(h, 2)), h[9]);
     let l4_min = match proto {
@@ -256,7 +270,7 @@ fn transport_header(ip: &[u8]) -> Result<(usize, usize, u8), FwdError> {
     if total_len < header_len + l4_min || total_len > ip.len() {
         return Err(WireError::Truncated.into());
     }
-    Ok((header_len, total_len, proto))
+    Ok(Parsed { header_len, total_len, proto })
 }
 
 #[cfg(test)]
@@ -387,7 +401,7 @@ pub(super) mod tests {
         src: Option<SocketAddrV4>,
         dst: Option<SocketAddrV4>,
     ) -> Result<Range<usize>, FwdError> {
-        let (header_len, total_len, proto) = transport_header(ip)?;
+        let Parsed { header_len, total_len, proto } = transport_header(ip)?;
         let (head, l4) = ip.split_at_mut(header_len);
         let (mut ip_words, mut l4_words) = (0u32, 0u32);
         if let Some(to) = src {
@@ -454,7 +468,7 @@ pub(super) mod tests {
         #[test]
         fn rewrite_ends_agrees_with_the_reference(ip in random_packet(3), src in any_end(), dst in any_end()) {
             let (mut got, mut want) = (ip.clone(), ip);
-            let result = rewrite_ends_l4(&mut got, src, dst, SeqShift::None).map(|t| t.range);
+            let result = transport_header(&got).and_then(|parsed| rewrite_ends_l4(&mut got, parsed, src, dst, SeqShift::None)).map(|t| t.range);
             let expected = reference_rewrite_ends_l4(&mut want, src, dst);
             prop_assert_eq!(&result, &expected);
             if result.is_ok() {
@@ -468,7 +482,7 @@ pub(super) mod tests {
             let src = Some(sock([ip[12], ip[13], ip[14], ip[15]], sport));
             let dst = Some(sock([ip[16], ip[17], ip[18], ip[19]], dport));
             let (mut got, mut want) = (ip.clone(), ip);
-            let result = rewrite_ends_l4(&mut got, src, dst, SeqShift::None).map(|t| t.range);
+            let result = transport_header(&got).and_then(|parsed| rewrite_ends_l4(&mut got, parsed, src, dst, SeqShift::None)).map(|t| t.range);
             prop_assert_eq!(&result, &reference_rewrite_ends_l4(&mut want, src, dst));
             if result.is_ok() {
                 prop_assert_eq!(got, want);

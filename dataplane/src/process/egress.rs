@@ -52,7 +52,8 @@ pub(super) struct TunnelPath {
 
 impl<F: Frame> Processor<F> {
     /// The index of the hop cached for `cache` ([`hops::NONE`] if none).
-    #[inline]
+    /// Always inlined: a few loads on every forwarded packet, less than a call.
+    #[inline(always)]
     pub(super) fn cached_hop_index(&self, cache: HopCache) -> u8 {
         match cache {
             HopCache::None => hops::NONE,
@@ -62,7 +63,7 @@ impl<F: Frame> Processor<F> {
     }
 
     /// What is cached towards real server `real` of service `service`.
-    #[inline]
+    #[inline(always)]
     fn real_hop(&self, service: u16, real: u16) -> Option<&RealHop> {
         self.real_hops.get(usize::from(service)).and_then(|r| r.get(usize::from(real)))
     }

@@ -45,16 +45,18 @@ impl<F: Frame> Processor<F> {
                 return Action::TooBig { l2_len, vip: *conn.vip.ip(), mtu };
             }
         }
+        // The rewrites take the layout `pkt`'s parse checked, without checking it again.
+        let parsed = Parsed { header_len: usize::from(pkt.header_len), total_len: usize::from(pkt.ip_len), proto: pkt.key.proto };
         let hop = match (dir, conn.forward) {
             (Direction::Inbound, ForwardMode::Dr) => Ok(dr::xmit_inbound(conn)),
-            (Direction::Inbound, ForwardMode::Nat) => nat::xmit_inbound(ip_bytes, conn),
-            (Direction::Inbound, ForwardMode::FullNat) => fnat::xmit_inbound(ip_bytes, conn),
+            (Direction::Inbound, ForwardMode::Nat) => nat::xmit_inbound_parsed(ip_bytes, parsed, conn),
+            (Direction::Inbound, ForwardMode::FullNat) => fnat::xmit_inbound_parsed(ip_bytes, parsed, conn),
             (Direction::Inbound, ForwardMode::Tun) => {
                 self.counters.inc(Counter::InboundPackets);
                 return Action::Tunnel { l2_len, real: *conn.real.ip(), vip: *conn.vip.ip(), cache };
             }
-            (Direction::Reply, ForwardMode::Nat) => nat::xmit_reply(ip_bytes, conn),
-            (Direction::Reply, ForwardMode::FullNat) => fnat::xmit_reply(ip_bytes, conn),
+            (Direction::Reply, ForwardMode::Nat) => nat::xmit_reply_parsed(ip_bytes, parsed, conn),
+            (Direction::Reply, ForwardMode::FullNat) => fnat::xmit_reply_parsed(ip_bytes, parsed, conn),
             (Direction::Reply, ForwardMode::Dr | ForwardMode::Tun) => return Action::Drop(Counter::DropNotForUs),
         };
         // Only an open proxied connection's sequence numbers are translated.
@@ -84,18 +86,25 @@ impl<F: Frame> Processor<F> {
     /// fragmentation and is above it.
     /// The MTU comes from the next hop cached towards `to` (hop `index`) when
     /// there is one (fresh or not: a hop's port and MTU hold for the whole snapshot).
+    /// Always inlined: on every inbound packet; the route lookup for a
+    /// packet without a cached hop is out of line ([`Processor::routed_port_mtu`]).
+    #[inline(always)]
     pub(super) fn dont_frag_above_mtu(&self, pkt: &FlowPacket, to: Ipv4Addr, index: u8) -> Option<u16> {
         if !pkt.dont_frag {
             return None;
         }
         let mtu = match self.hops.mtu(index) {
             Some(mtu) => mtu,
-            None => {
-                let port = self.snapshot.route(to)?.port;
-                self.snapshot.ports.get(usize::from(port))?.mtu
-            }
+            None => self.routed_port_mtu(to)?,
         };
         (pkt.ip_len > mtu).then_some(mtu)
+    }
+
+    /// The MTU of the port the routes send `to` out of.
+    #[inline(never)]
+    fn routed_port_mtu(&self, to: Ipv4Addr) -> Option<u16> {
+        let port = self.snapshot.route(to)?.port;
+        self.snapshot.ports.get(usize::from(port)).map(|p| p.mtu)
     }
 
     /// TUN: encapsulate and send, answering "fragmentation needed" or
