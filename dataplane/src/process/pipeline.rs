@@ -11,6 +11,18 @@
 //!    frame-at-a-time path ([`Processor::handle`]), which parses them again
 //!    and decides everything about them, so their fate and counters are the
 //!    same as when they arrive alone.
+//!
+//!    The hash is the table's own (seeded, in `conn/hash.rs`), not the
+//!    NIC's RSS hash, even where a port delivers one. Every key the table
+//!    holds must hash the same way whether a packet or a connection
+//!    brings it: a NAT/FULLNAT connection's reply key is inserted before
+//!    any reply arrives, and ports without RSS (memif, af_packet, tap)
+//!    share the table. Taking the NIC's Toeplitz hash would mean
+//!    computing Toeplitz in software for those keys and ports (a pass
+//!    over each of the key's 96 bits), many times the cost of the seeded
+//!    hash (some 17 instructions per packet, the most RSS could save), and
+//!    on the new-connection path, whose budget is the tightest. DPVS also
+//!    hashes its connection table itself (jhash with a random seed).
 //! 2. **Prefetch** the connection index bucket of every descriptor's hash,
 //!    then, once those are on their way, the connection slot each bucket
 //!    points to: the cache misses of the whole burst overlap instead of
