@@ -14,7 +14,9 @@
 //! * [`events`]: the ring of recent events (VRRP and health transitions, config changes).
 //! * [`ipvsadm`]: rvsadm, the ipvsadm-compatible command line over the REST API.
 //! * [`error`]: the [`ConfigError`] type.
+//! * [`affinity`]: keeping rvsd's control threads off the CPUs its workers poll on.
 
+pub mod affinity;
 pub mod api;
 pub mod appliance;
 pub mod build;

@@ -24,6 +24,25 @@ from labutil import setUpModule, tearDownModule  # noqa: F401 (unittest's module
 from labutil import DR_VIP, NAT_VIP, CLIENT_IP, NS_CLIENT, NS_DIR
 
 
+def thread_cpus(pid: int) -> list[tuple[str, set[int]]]:
+    """Each thread of process `pid`: its name and the CPUs it may run on
+    (`Cpus_allowed_list` in /proc)."""
+    threads = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            status = (task / "status").read_text()
+        except OSError:
+            continue  # the thread exited meanwhile
+        listed = re.search(r"^Cpus_allowed_list:\s*(\S+)", status, re.M).group(1)
+        cpus = set()
+        for part in listed.split(","):
+            lo, _, hi = part.partition("-")
+            cpus.update(range(int(lo), int(hi or lo) + 1))
+        threads.append((name, cpus))
+    return threads
+
+
 # ---------------------------------------------------------------------------
 # 1-3: scheduling
 # ---------------------------------------------------------------------------
@@ -62,6 +81,21 @@ class SchedulingTests(lab.RvsdTestCase):
     def test_3_nat_wrr(self):
         counts = self.spread(f"http://{NAT_VIP}:8080/")
         self.assert_split(counts, {"rs1": 75, "rs2": 25}, 2)
+
+    def test_control_threads_stay_off_the_worker_cpu(self):
+        """The lab's worker polls on CPU 1 (lcore 1). rvsd's control plane
+        starts its threads before EAL, with the whole machine's CPUs: once
+        the worker runs they are narrowed to the other CPUs, so nothing but
+        the worker is allowed on CPU 1."""
+        threads = thread_cpus(self.rvsd.proc.pid)
+        print(f"\n  rvsd threads: {sorted(threads)}", file=sys.stderr)
+        workers = [(n, c) for n, c in threads if n.startswith("rte-worker")]
+        others = [(n, c) for n, c in threads if not n.startswith("rte-worker")]
+        self.assertEqual([c for _, c in workers], [{1}], f"one worker, on CPU 1: {threads}")
+        self.assertTrue(any(n.startswith("tokio") for n, _ in others), f"the control plane's runtime: {threads}")
+        for name, cpus in others:
+            self.assertTrue(cpus, f"{name}: no CPU")
+            self.assertNotIn(1, cpus, f"{name} may run on the worker's CPU: {threads}")
 
     def test_api_read_endpoints(self):
         for path in ("/api/v1/status", "/api/v1/config", "/api/v1/services", "/api/v1/stats",

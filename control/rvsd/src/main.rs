@@ -448,6 +448,8 @@ fn run(config: Config, config_path: Option<PathBuf>, listener: std::net::TcpList
     let mut capture_taps = Vec::new();
     let mut redirect_queued = Vec::new();
     let mut rings = worker::mesh(config.workers.len()).into_iter();
+    // Each worker reports the CPUs its lcore runs on, for keep_control_threads_off.
+    let (cpus_tx, cpus_rx) = bounded::<Result<Vec<usize>, String>>(config.workers.len().max(1));
     for (id, &lcore) in config.workers.iter().enumerate() {
         let (peers_tx, peers_rx) = rings.next().ok_or_else(|| Failure::Other("worker ring mesh too small".into()))?;
         let (snap_tx, snap_rx) = bounded(16);
@@ -491,7 +493,11 @@ fn run(config: Config, config_path: Option<PathBuf>, listener: std::net::TcpList
         };
         redirect_queued.push(Arc::clone(&ctx.redirect_queued));
         capture_taps.push(Arc::clone(&ctx.capture));
-        dpdk::launch_on_lcore(lcore, move || worker::run(ctx))?;
+        let cpus_tx = cpus_tx.clone();
+        dpdk::launch_on_lcore(lcore, move || {
+            let _ = cpus_tx.send(rvs_control::affinity::current_thread_cpus());
+            worker::run(ctx)
+        })?;
         links.push(WorkerLink { requests: req_tx, snapshots: snap_tx, adopted, counters });
     }
     // Wait until every worker runs on the initial snapshot.
@@ -499,6 +505,7 @@ fn run(config: Config, config_path: Option<PathBuf>, listener: std::net::TcpList
     while links.iter().any(|l| l.adopted.load(Ordering::Acquire) < 1) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
     }
+    keep_control_threads_off(&cpus_rx, config.workers.len());
 
     let ports = Arc::new(ports);
     let devices: Vec<String> = config.ports.iter().map(|p| p.device.clone()).collect();
@@ -626,6 +633,36 @@ fn spawn_cluster(cluster: &Arc<Cluster>, state: &Arc<ApiState>, overlay: &Arc<Ha
 
 /// Pings the systemd watchdog every `period` while every worker's poll loop
 /// goes round; a stalled worker stops the pings (systemd then restarts rvsd).
+/// Narrows the control plane's threads (started before EAL, with the
+/// process's whole affinity) to the CPUs no worker polls on
+/// ([`rvs_control::affinity`]), from the CPUs the `workers` workers reported
+/// on `cpus`. A failure is logged, not fatal: the workers run either way.
+fn keep_control_threads_off(cpus: &Receiver<Result<Vec<usize>, String>>, workers: usize) {
+    let mut worker_cpus = Vec::new();
+    for _ in 0..workers {
+        match cpus.recv_timeout(Duration::from_secs(1)) {
+            Ok(Ok(list)) => worker_cpus.extend(list),
+            Ok(Err(e)) => return tracing::warn!("control threads may run on the workers' CPUs: a worker's CPUs are unknown ({e})"),
+            Err(_) => return tracing::warn!("control threads may run on the workers' CPUs: a worker did not report its CPUs"),
+        }
+    }
+    worker_cpus.sort_unstable();
+    worker_cpus.dedup();
+    match rvs_control::affinity::keep_off(&worker_cpus) {
+        Ok(kept) if kept.failed == 0 => {
+            tracing::info!(?worker_cpus, narrowed = kept.narrowed, unchanged = kept.unchanged, "control threads kept off the workers' CPUs")
+        }
+        Ok(kept) => tracing::warn!(
+            ?worker_cpus,
+            narrowed = kept.narrowed,
+            failed = kept.failed,
+            "some control threads may still run on the workers' CPUs: {}",
+            kept.last_error.unwrap_or_default()
+        ),
+        Err(e) => tracing::warn!(?worker_cpus, "control threads may run on the workers' CPUs: {e}"),
+    }
+}
+
 async fn feed_watchdog(dataplane: Arc<DpdkDataplane>, period: Duration) {
     // Workers publish every 50 ms: look less often than that, or an idle
     // look would see no progress.
