@@ -33,7 +33,7 @@ pub struct KeptOff {
     pub narrowed: usize,
     /// Threads already off them, or with no other CPU to run on.
     pub unchanged: usize,
-    /// Threads whose affinity could not be changed, with the last reason.
+    /// Threads whose affinity could not be changed.
     pub failed: usize,
     /// Why the last of them failed.
     pub last_error: Option<String>,

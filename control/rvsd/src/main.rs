@@ -631,8 +631,6 @@ fn spawn_cluster(cluster: &Arc<Cluster>, state: &Arc<ApiState>, overlay: &Arc<Ha
     });
 }
 
-/// Pings the systemd watchdog every `period` while every worker's poll loop
-/// goes round; a stalled worker stops the pings (systemd then restarts rvsd).
 /// Narrows the control plane's threads (started before EAL, with the
 /// process's whole affinity) to the CPUs no worker polls on
 /// ([`rvs_control::affinity`]), from the CPUs the `workers` workers reported
@@ -663,6 +661,8 @@ fn keep_control_threads_off(cpus: &Receiver<Result<Vec<usize>, String>>, workers
     }
 }
 
+/// Pings the systemd watchdog every `period` while every worker's poll loop
+/// goes round; a stalled worker stops the pings (systemd then restarts rvsd).
 async fn feed_watchdog(dataplane: Arc<DpdkDataplane>, period: Duration) {
     // Workers publish every 50 ms: look less often than that, or an idle
     // look would see no progress.
