@@ -33,16 +33,22 @@
 //! `RVS_BENCH_RX_BURST` sets the frames per `handle_burst` call (default 32,
 //! 1..=32): 1 is the regime of a worker at low load, where each poll finds one
 //! frame and every per-burst cost is paid per packet (`deploy/bench/cycles.sh`).
+//!
+//! `RVS_BENCH_PROTO=udp` makes the IPv4 services and flows UDP (default `tcp`),
+//! in groups `packet_path/udp-MODE/SIZE`: `established` is a datagram of a live
+//! flow; there is no `new_conn` (UDP flows have no short SYN_RECV timeout by
+//! which the bench could sweep the new ones away).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use rvs_bench::fixture::{neighbour_frames6, neighbour_replies, snapshot, snapshot6};
+use rvs_bench::fixture::{neighbour_frames6, neighbour_replies, snapshot6, snapshot_for};
 use rvs_bench::plan::{self, ModeSpec, ModeSpec6, MODES, MODES6};
 use rvs_bench::template::{Kind, Proto, Template, Template6};
 use rvs_dataplane::frame::{Frame, VecFrame};
 use rvs_dataplane::process::{Output, Processor, MIN_CONN_CAPACITY6};
+use rvs_dataplane::snapshot::Protocol;
 use rvs_dataplane::stats::Counter;
 
 /// Frames processed between two clock reads.
@@ -58,6 +64,16 @@ fn rx_burst() -> usize {
             Ok(n) if (1..=RX_BURST).contains(&n) => n,
             _ => panic!("RVS_BENCH_RX_BURST={v}: give a number of frames from 1 to {RX_BURST}"),
         },
+    }
+}
+/// The IPv4 flows' protocol: `RVS_BENCH_PROTO` (`tcp`, the default, or
+/// `udp`: the service, its connections and the frames are UDP; the flows are
+/// set up by two datagrams each, where TCP has a SYN and an ACK).
+fn ipv4_proto() -> (Proto, Protocol) {
+    match std::env::var("RVS_BENCH_PROTO").as_deref() {
+        Err(_) | Ok("tcp") => (Proto::Tcp, Protocol::Tcp),
+        Ok("udp") => (Proto::Udp, Protocol::Udp),
+        Ok(v) => panic!("RVS_BENCH_PROTO={v}: give tcp or udp"),
     }
 }
 /// Wire size of the benchmark frames (64-byte frames: 60 bytes without FCS).
@@ -184,9 +200,10 @@ impl Fixture<V4> {
     /// IPv4 scenario `mode` with `live` connections.
     fn new(mode: &ModeSpec, live: usize) -> Self {
         let (capacity, slack) = capacity(live);
-        let p = Processor::new(snapshot(mode), capacity);
+        let (proto, protocol) = ipv4_proto();
+        let p = Processor::new(snapshot_for(mode, protocol), capacity);
         let sweep_ticks = p.conns().capacity() / rvs_dataplane::process::EXPIRE_BUDGET + 2;
-        let mk = |kind| Template::new(Proto::Tcp, kind, FRAME_SIZE, plan::CLIENT_MAC, plan::DIRECTOR_MAC, mode.vip, mode.vport);
+        let mk = |kind| Template::new(proto, kind, FRAME_SIZE, plan::CLIENT_MAC, plan::DIRECTOR_MAC, mode.vip, mode.vport);
         let family = V4 { syn: mk(Kind::Syn), data: mk(Kind::Data) };
         Fixture::fill(p, family, neighbour_replies(plan::DIRECTOR_MAC), live, slack, sweep_ticks)
     }
@@ -360,10 +377,10 @@ impl<T: Family> Fixture<T> {
     }
 }
 
-/// Benchmarks `established` and `new_conn` in group `packet_path/NAME/TABLE`
-/// on the fixture `make` builds, once one of them is to run (not for
-/// `--list`, nor when a filter leaves both out).
-fn bench_group<T: Family>(c: &mut Criterion, name: &str, table: &str, live: usize, make: impl Fn() -> Fixture<T>) {
+/// Benchmarks `established` and (with `new_conn`) `new_conn` in group
+/// `packet_path/NAME/TABLE` on the fixture `make` builds, once one of them is
+/// to run (not for `--list`, nor when a filter leaves them out).
+fn bench_group<T: Family>(c: &mut Criterion, name: &str, table: &str, live: usize, new_conn: bool, make: impl Fn() -> Fixture<T>) {
     let mut fixture: Option<Fixture<T>> = None;
     let get = |slot: &mut Option<Fixture<T>>| {
         if slot.is_none() {
@@ -380,12 +397,14 @@ fn bench_group<T: Family>(c: &mut Criterion, name: &str, table: &str, live: usiz
             b.iter_custom(|iters| fx.established(iters));
         }
     });
-    group.bench_function("new_conn", |b| {
-        get(&mut fixture);
-        if let Some(fx) = fixture.as_mut() {
-            b.iter_custom(|iters| fx.new_connections(iters));
-        }
-    });
+    if new_conn {
+        group.bench_function("new_conn", |b| {
+            get(&mut fixture);
+            if let Some(fx) = fixture.as_mut() {
+                b.iter_custom(|iters| fx.new_connections(iters));
+            }
+        });
+    }
     group.finish();
     if let Some(fx) = fixture {
         if fx.timed_frames > 0 {
@@ -398,10 +417,14 @@ fn bench_group<T: Family>(c: &mut Criterion, name: &str, table: &str, live: usiz
 fn packet_path(c: &mut Criterion) {
     for (table, live) in table_sizes() {
         for mode in MODES {
-            bench_group(c, mode.name, &table, live, || Fixture::new(mode, live));
+            match ipv4_proto().1 {
+                Protocol::Tcp => bench_group(c, mode.name, &table, live, true, || Fixture::new(mode, live)),
+                // UDP flows have no SYN_RECV timeout to sweep new ones by.
+                Protocol::Udp => bench_group(c, &format!("udp-{}", mode.name), &table, live, false, || Fixture::new(mode, live)),
+            }
         }
         for mode in MODES6 {
-            bench_group(c, mode.name, &table, live, || Fixture::new6(mode, live));
+            bench_group(c, mode.name, &table, live, true, || Fixture::new6(mode, live));
         }
     }
 }

@@ -19,9 +19,14 @@ use crate::plan::{self, ModeSpec, ModeSpec6};
 /// expire after 1 s of the caller's clock, so a benchmark can sweep them. SYN-flood
 /// pressure never starts (the benchmarks measure the normal path).
 pub fn snapshot(mode: &ModeSpec) -> Arc<Snapshot> {
+    snapshot_for(mode, Protocol::Tcp)
+}
+
+/// [`snapshot`] with the service on `protocol` instead of TCP (UDP flows
+/// never expire either: `udp` is as long as `tcp`).
+pub fn snapshot_for(mode: &ModeSpec, protocol: Protocol) -> Arc<Snapshot> {
     let reals = plan::REALS.iter().map(|(addr, _)| RealServer::new(*addr, mode.real_port, 1, mode.forward)).collect();
-    let mut service =
-        Service::new(ServiceKey { protocol: Protocol::Tcp, vip: mode.vip.into(), port: mode.vport }, SchedulerKind::Rr, reals);
+    let mut service = Service::new(ServiceKey { protocol, vip: mode.vip.into(), port: mode.vport }, SchedulerKind::Rr, reals);
     if mode.forward == ForwardMode::FullNat {
         service.local_addrs = plan::local_addrs();
     }
@@ -39,7 +44,7 @@ pub fn snapshot(mode: &ModeSpec) -> Arc<Snapshot> {
                 Route { prefix: Ipv4Addr::UNSPECIFIED, prefix_len: 0, via: Some(plan::GATEWAY), port: 0 },
             ],
             services: vec![service],
-            timeouts: Timeouts { tcp: u32::MAX / 2, tcp_syn: 1, ..Timeouts::default() },
+            timeouts: Timeouts { tcp: u32::MAX / 2, udp: u32::MAX / 2, tcp_syn: 1, ..Timeouts::default() },
             // The table is kept over half full: with the default thresholds
             // the worker would be under SYN-flood pressure and the rate bound
             // would drop the new connections, which all come from one /24.

@@ -5,8 +5,9 @@
 #
 #   deploy/bench/instructions.sh [MODE ...]      (default: dr nat tun fullnat)
 #
-# MODE is a criterion group name: the IPv4 modes, or the IPv6 scenarios
-# ipv6-dr ipv6-nat ipv6-tun ipv6-fullnat ipv6-nat64.
+# MODE is a criterion group name: the IPv4 modes, the IPv6 scenarios
+# ipv6-dr ipv6-nat ipv6-tun ipv6-fullnat ipv6-nat64, or an IPv4 mode over UDP
+# (udp-dr udp-nat udp-tun udp-fullnat: RVS_BENCH_PROTO=udp, established only).
 #
 # For each mode and each of `established` / `new_conn`, it runs criterion's
 # packet_path bench (1k connections) under valgrind with collection toggled on
@@ -29,8 +30,10 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 printf '%-8s %-12s %12s %10s %14s\n' mode case instructions frames "instr/packet"
 for mode in $modes; do
-    for what in established new_conn; do
-        RVS_BENCH_BIG_CONNS=2000 valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" \
+    cases="established new_conn" proto=tcp
+    [[ $mode == udp-* ]] && cases=established proto=udp
+    for what in $cases; do
+        RVS_BENCH_PROTO=$proto RVS_BENCH_BIG_CONNS=2000 valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" \
             --toggle-collect='*run_pool*' "$bin" --bench "packet_path/$mode/1k/$what" --profile-time 2 \
             >/dev/null 2>"$tmp/err"
         total=$(callgrind_annotate "$tmp/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')

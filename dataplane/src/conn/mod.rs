@@ -428,6 +428,21 @@ impl<S: ConnAddr> Conn<S> {
         self.protocol == Protocol::Tcp && self.state == TcpState::Established && !(flags.syn || flags.fin || flags.rst)
     }
 
+    /// The idle timeout (ms) that a packet with `flags` restarts when that is
+    /// all it does to this connection: an ACK that keeps a TCP connection in
+    /// ESTABLISHED ([`Conn::keeps_established`]; [`Timeouts::tcp`]), or any
+    /// packet of a UDP flow, which has no state to move
+    /// ([`Conn::on_udp_packet`]; [`Timeouts::udp`]). None for every other
+    /// packet: it takes the state machine.
+    #[inline]
+    pub fn steady_timeout_ms(&self, flags: &TcpFlags, timeouts: &Timeouts) -> Option<u64> {
+        match self.protocol {
+            Protocol::Udp => Some(u64::from(timeouts.udp) * 1000),
+            Protocol::Tcp if self.keeps_established(flags) => Some(u64::from(timeouts.tcp) * 1000),
+            Protocol::Tcp => None,
+        }
+    }
+
     /// True when a new SYN from the client may replace this connection (IPVS's
     /// `is_new_conn_expected` with `conn_reuse_mode` 1: TIME_WAIT or CLOSE, or
     /// FIN_WAIT of a connection whose replies bypass rvs).

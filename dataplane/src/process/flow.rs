@@ -304,11 +304,12 @@ impl<F: Frame> Processor<F> {
         if conn.proxy.phase() == crate::synproxy::seq::Phase::Handshake {
             return self.syn_proxy_handshake_packet(ip_bytes, l2_len, l4, id, &conn, dir, now_ms, out);
         }
-        let first_ack = if conn.keeps_established(&l4.flags()) {
-            self.advance_established(id, &mut conn, now_ms, out);
-            false
-        } else {
-            self.advance(id, &mut conn, l4.flags(), dir, now_ms, out)
+        let first_ack = match conn.steady_timeout_ms(&l4.flags(), &self.snapshot.timeouts) {
+            Some(timeout_ms) => {
+                self.advance_steady(id, &mut conn, timeout_ms, now_ms, out);
+                false
+            }
+            None => self.advance(id, &mut conn, l4.flags(), dir, now_ms, out),
         };
         if let Some(reason) = self.expired_by_config(&conn) {
             self.remove_conn(id, now_ms, out);
@@ -355,14 +356,15 @@ impl<F: Frame> Processor<F> {
         before.state == TcpState::SynRecv && conn.state == TcpState::Established
     }
 
-    /// [`Processor::advance`] for a packet that keeps the connection in
-    /// ESTABLISHED ([`Conn::keeps_established`]): no state change, so no
-    /// SYN_RECV cut, recount or handshake's end; only the timer and, when
-    /// due, the sync. Only those two fields are written back.
+    /// [`Processor::advance`] for a packet that only restarts the
+    /// connection's timer, to `timeout_ms` ([`Conn::steady_timeout_ms`]: an
+    /// ACK in ESTABLISHED, a UDP packet): no state change, so no SYN_RECV
+    /// cut, recount or handshake's end; only the timer and, when due, the
+    /// sync. Only those two fields are written back.
     #[inline]
-    fn advance_established(&mut self, id: ConnId, conn: &mut Conn, now_ms: u64, out: &mut Output<F>) {
+    fn advance_steady(&mut self, id: ConnId, conn: &mut Conn, timeout_ms: u64, now_ms: u64, out: &mut Output<F>) {
         let timeouts = &self.snapshot.timeouts;
-        conn.restart_timer(u64::from(timeouts.tcp) * 1000, now_ms);
+        conn.restart_timer(timeout_ms, now_ms);
         let resync = self.snapshot.sync_send && conn.sync_refresh_due(timeouts, now_ms);
         if resync {
             conn.mark_synced(now_ms);
@@ -550,32 +552,34 @@ mod established_tests {
     ];
     const MODES: [ForwardMode; 4] = [ForwardMode::Dr, ForwardMode::Nat, ForwardMode::Tun, ForwardMode::FullNat];
 
-    /// A processor with one service of one real server in `forward`, and
-    /// connection sync on or off.
-    fn processor(forward: ForwardMode, sync_send: bool, tcp_timeout_s: u32) -> Processor<VecFrame> {
+    /// A processor with one service of one real server in `forward`,
+    /// connection sync on or off, and TCP ESTABLISHED and UDP timeouts of
+    /// `timeout_s`.
+    fn processor(forward: ForwardMode, sync_send: bool, timeout_s: u32) -> Processor<VecFrame> {
         let key = ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100).into(), port: 80 };
         let real = RealServer { upper_threshold: 2, ..RealServer::new(Ipv4Addr::new(10, 1, 0, 11), 80, 1, forward) };
         let services = vec![Service::new(key, SchedulerKind::Rr, vec![real])];
-        let timeouts = Timeouts { tcp: tcp_timeout_s, ..Timeouts::default() };
+        let timeouts = Timeouts { tcp: timeout_s, udp: timeout_s, ..Timeouts::default() };
         Processor::new(Arc::new(Snapshot { services, sync_send, timeouts, ..Default::default() }.finish()), 64)
     }
 
     proptest::proptest! {
-        /// For every packet that keeps a connection in ESTABLISHED, the short
-        /// step gives what the general one gives: the connection (copy and
-        /// table entry), counters, SYN_RECV count, real server counts, sync
-        /// records and handshake's end; and the general step indeed keeps
-        /// it in ESTABLISHED.
+        /// For every packet that only restarts a connection's timer (an ACK
+        /// that keeps TCP in ESTABLISHED, any UDP packet), the short step
+        /// gives what the general one gives: the connection (copy and table
+        /// entry), counters, SYN_RECV count, real server counts, sync records
+        /// and handshake's end; and the general step indeed leaves its state
+        /// as it was.
         #[test]
-        fn the_established_step_agrees_with_the_general_one(
+        fn the_steady_step_agrees_with_the_general_one(
             state in 0usize..11,
             established in proptest::bool::ANY,
-            udp in proptest::bool::weighted(0.2),
+            udp in proptest::bool::weighted(0.3),
             mode in 0usize..4,
             flags in (proptest::bool::weighted(0.15), proptest::bool::ANY, proptest::bool::weighted(0.15), proptest::bool::weighted(0.15)),
             reply in proptest::bool::ANY,
             sync_send in proptest::bool::ANY,
-            tcp_timeout_s in proptest::prop_oneof![1u32..3600, proptest::num::u32::ANY],
+            timeout_s in proptest::prop_oneof![1u32..3600, proptest::num::u32::ANY],
             created_ms in 0u64..u64::from(u32::MAX),
             idle_ms in 0u64..4_000_000,
         ) {
@@ -590,7 +594,7 @@ mod established_tests {
             let sock = |a, b, c, d, port| SocketAddrV4::new(Ipv4Addr::new(a, b, c, d), port);
             let mut runs = Vec::new();
             for general in [true, false] {
-                let mut p = processor(forward, sync_send, tcp_timeout_s);
+                let mut p = processor(forward, sync_send, timeout_s);
                 let mut out = Output::with_capacity(4);
                 let mut conn = Conn {
                     protocol,
@@ -614,16 +618,16 @@ mod established_tests {
                 let id = p.conns.lookup(&conn.inbound_key(), created_ms).map(|(id, _)| id).expect("inserted");
                 out.sync.clear();
                 let now_ms = created_ms + idle_ms;
-                if !conn.keeps_established(&flags) {
+                let Some(timeout_ms) = conn.steady_timeout_ms(&flags, &p.snapshot.timeouts) else {
                     return Ok(());
-                }
+                };
                 let first_ack = if general {
                     p.advance(id, &mut conn, flags, dir, now_ms, &mut out)
                 } else {
-                    p.advance_established(id, &mut conn, now_ms, &mut out);
+                    p.advance_steady(id, &mut conn, timeout_ms, now_ms, &mut out);
                     false
                 };
-                proptest::prop_assert_eq!(conn.state, TcpState::Established);
+                proptest::prop_assert_eq!(conn.state, if udp { TcpState::Udp } else { TcpState::Established });
                 let counts = p.counts.iter().map(|c| (c.active.clone(), c.inactive.clone(), c.view_active.clone(), c.overloaded.clone())).collect::<Vec<_>>();
                 runs.push((conn, p.conns.get(id).copied(), first_ack, p.counters.clone(), p.pressure.syn_recv, counts, out.sync.clone()));
             }
