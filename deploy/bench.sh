@@ -11,8 +11,8 @@
 #
 # What it runs (see bench/README in bench/src/lib.rs for the pieces):
 #   1. cargo build --release: rvsd, rvs-pktgen, rvs-conn-mem; criterion's packet_path bench.
-#   2. criterion: ns/packet of Processor::handle_burst (bursts of 32) per mode, established / new connection,
-#      1 thousand and 4 million live connections; IPv4 and IPv6 (groups packet_path/ipv6-MODE/SIZE: DR, NAT,
+#   2. criterion: ns/packet of Processor::handle_burst (bursts of 32) per mode, established (for NAT and
+#      FULLNAT also the real servers' replies) / new connection, 1 thousand and 4 million live connections; IPv4 and IPv6 (groups packet_path/ipv6-MODE/SIZE: DR, NAT,
 #      TUN, FULLNAT over IPv6 and NAT64; reported without targets). --smoke runs every scenario, IPv6 included.
 #   3. rvs-conn-mem: resident bytes per connection-table entry.
 #   4. memif runs on this 2-core machine: rvs-pktgen on lcore 0, the DUT's worker on lcore 1
@@ -152,6 +152,10 @@ cp -r "$TARGET/criterion/packet_path_"* "$WORK/criterion/" 2>/dev/null || true
 # The IPv6 scenarios must have run (CI exercises the IPv6 bench code through --smoke).
 for group in "packet_path_ipv6-dr_1k" "packet_path_ipv6-nat64_1k"; do
     [[ -f "$WORK/criterion/$group/new_conn/new/estimates.json" ]] || { echo "bench.sh: no criterion result for $group" >&2; exit 1; }
+done
+# So must the replies of NAT and FULLNAT.
+for group in "packet_path_nat_1k" "packet_path_fullnat_1k"; do
+    [[ -f "$WORK/criterion/$group/established_reply/new/estimates.json" ]] || { echo "bench.sh: no criterion result for $group/established_reply" >&2; exit 1; }
 done
 
 # ---------------------------------------------------------------- 3. memory per connection

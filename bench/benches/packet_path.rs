@@ -3,10 +3,14 @@
 //!
 //! For every mode of `rvs_bench::plan::MODES` and every table size of
 //! [`table_sizes`], a processor is filled with that many live (established)
-//! connections by sending each a SYN and an ACK, then two benchmarks run:
+//! connections by sending each a SYN and an ACK, then these benchmarks run:
 //!
 //! * `established`: ACK data segments of live flows picked at random, so with
 //!   4 M connections the lookups miss the CPU caches as real traffic would;
+//! * `established_reply` (NAT and FULLNAT, whose replies come back through the
+//!   director): ACK segments from the real servers of live flows picked at
+//!   random, each the mirror image of its flow's forwarded ACK (lookup by the
+//!   reply key, rewrite back to the client);
 //! * `new_conn`: SYNs from client tuples the table has never seen (lookup miss,
 //!   service lookup, scheduling, insert, rewrite). The new entries are expired
 //!   between measured batches (untimed) so the table stays at its size.
@@ -45,11 +49,13 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rvs_bench::fixture::{neighbour_frames6, neighbour_replies, snapshot6, snapshot_for};
 use rvs_bench::plan::{self, ModeSpec, ModeSpec6, MODES, MODES6};
-use rvs_bench::template::{Kind, Proto, Template, Template6};
+use rvs_bench::template::{be16, Kind, Proto, Template, Template6, IP_CSUM, IP_SRC, L4, TCP_CSUM};
 use rvs_dataplane::frame::{Frame, VecFrame};
 use rvs_dataplane::process::{Output, Processor, MIN_CONN_CAPACITY6};
+use rvs_dataplane::snapshot::ForwardMode;
 use rvs_dataplane::snapshot::Protocol;
 use rvs_dataplane::stats::Counter;
+use rvs_dataplane::wire::checksum;
 
 /// Frames processed between two clock reads.
 const BATCH: usize = 256;
@@ -166,6 +172,66 @@ impl Family for V6 {
     }
 }
 
+/// Whether the real servers' replies of `mode` come back through the director
+/// (NAT and FULLNAT), so that `established_reply` measures them.
+fn replies_pass(mode: &ModeSpec) -> bool {
+    matches!(mode.forward, ForwardMode::Nat | ForwardMode::FullNat)
+}
+
+/// What the real servers' replies look like, flow by flow: each flow's ACK as
+/// the director forwarded it, mirrored (Ethernet addresses, IPv4 addresses
+/// and ports swapped; the checksums stay right, as each sums both ends).
+/// `base` is flow 0's reply; `tuples` holds every flow's reply addresses and
+/// ports (source and destination address, source and destination port), which
+/// [`Replies::write`] patches into `base` with checksum updates.
+struct Replies {
+    base: Vec<u8>,
+    tuples: Vec<[u8; 12]>,
+}
+
+impl Replies {
+    /// Room for `flows` flows, `forwarded` (flow 0's forwarded ACK) mirrored as the base.
+    fn new(forwarded: &[u8], flows: usize) -> Self {
+        let mut base = forwarded.to_vec();
+        // (first field, second field, length): MACs, IPv4 addresses, ports.
+        for (a, b, len) in [(0, 6, 6), (IP_SRC, IP_SRC + 4, 4), (L4, L4 + 2, 2)] {
+            for k in 0..len {
+                base.swap(a + k, b + k);
+            }
+        }
+        Replies { base, tuples: Vec::with_capacity(flows) }
+    }
+
+    /// Keeps the reply tuple of the next flow, from its forwarded ACK.
+    fn record(&mut self, forwarded: &[u8]) {
+        assert_eq!(forwarded.len(), self.base.len(), "every forwarded ACK is as long as the first");
+        let mut t = [0u8; 12];
+        t[0..4].copy_from_slice(&forwarded[IP_SRC + 4..IP_SRC + 8]);
+        t[4..8].copy_from_slice(&forwarded[IP_SRC..IP_SRC + 4]);
+        t[8..10].copy_from_slice(&forwarded[L4 + 2..L4 + 4]);
+        t[10..12].copy_from_slice(&forwarded[L4..L4 + 2]);
+        self.tuples.push(t);
+    }
+
+    /// Writes the reply of `flow` into `buf` (as long as `base`).
+    fn write(&self, buf: &mut [u8], flow: usize) {
+        buf.copy_from_slice(&self.base);
+        let tuple = &self.tuples[flow];
+        let (mut ip_csum, mut l4_csum) = (be16(buf, IP_CSUM), be16(buf, TCP_CSUM));
+        for (at, from, in_ip_header) in [(IP_SRC, 0, true), (IP_SRC + 4, 4, true), (L4, 8, false)] {
+            let word = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+            let (old, new) = (word(&buf[at..]), word(&tuple[from..]));
+            if in_ip_header {
+                ip_csum = checksum::update_u32(ip_csum, old, new);
+            }
+            l4_csum = checksum::update_u32(l4_csum, old, new);
+            buf[at..at + 4].copy_from_slice(&tuple[from..from + 4]);
+        }
+        buf[IP_CSUM..IP_CSUM + 2].copy_from_slice(&ip_csum.to_be_bytes());
+        buf[TCP_CSUM..TCP_CSUM + 2].copy_from_slice(&l4_csum.to_be_bytes());
+    }
+}
+
 /// A processor with `live` established connections and every neighbour resolved.
 struct Fixture<T: Family> {
     p: Processor<VecFrame>,
@@ -177,6 +243,8 @@ struct Fixture<T: Family> {
     family: T,
     /// Frames that resolve every next hop (ARP replies, neighbour discovery).
     neighbours: Vec<Vec<u8>>,
+    /// The real servers' replies of every flow (NAT and FULLNAT over TCP), else None.
+    replies: Option<Replies>,
     live: usize,
     now_ms: u64,
     rng: u64,
@@ -205,7 +273,8 @@ impl Fixture<V4> {
         let sweep_ticks = p.conns().capacity() / rvs_dataplane::process::EXPIRE_BUDGET + 2;
         let mk = |kind| Template::new(proto, kind, FRAME_SIZE, plan::CLIENT_MAC, plan::DIRECTOR_MAC, mode.vip, mode.vport);
         let family = V4 { syn: mk(Kind::Syn), data: mk(Kind::Data) };
-        Fixture::fill(p, family, neighbour_replies(plan::DIRECTOR_MAC), live, slack, sweep_ticks)
+        let replies = replies_pass(mode) && proto == Proto::Tcp;
+        Fixture::fill(p, family, neighbour_replies(plan::DIRECTOR_MAC), replies, live, slack, sweep_ticks)
     }
 }
 
@@ -221,13 +290,23 @@ impl Fixture<V6> {
         // NAT64 reaches IPv4 real servers: ARP as well.
         let mut neighbours = neighbour_frames6(plan::DIRECTOR_MAC);
         neighbours.extend(neighbour_replies(plan::DIRECTOR_MAC));
-        Fixture::fill(p, family, neighbours, live, slack, sweep_ticks)
+        Fixture::fill(p, family, neighbours, false, live, slack, sweep_ticks)
     }
 }
 
 impl<T: Family> Fixture<T> {
-    /// Resolves the neighbours, then fills `p` with `live` established connections.
-    fn fill(p: Processor<VecFrame>, family: T, neighbours: Vec<Vec<u8>>, live: usize, slack: usize, sweep_ticks: usize) -> Self {
+    /// Resolves the neighbours, then fills `p` with `live` established
+    /// connections; with `replies`, keeps what the real servers' replies of
+    /// each flow look like (the flow's forwarded ACK, mirrored: [`Replies`]).
+    fn fill(
+        p: Processor<VecFrame>,
+        family: T,
+        neighbours: Vec<Vec<u8>>,
+        replies: bool,
+        live: usize,
+        slack: usize,
+        sweep_ticks: usize,
+    ) -> Self {
         let mut f = Fixture {
             p,
             out: Output::with_capacity(BATCH),
@@ -236,6 +315,7 @@ impl<T: Family> Fixture<T> {
             rx_burst: rx_burst(),
             family,
             neighbours,
+            replies: None,
             live,
             now_ms: 1,
             rng: 0x9e37_79b9_7f4a_7c15,
@@ -257,6 +337,9 @@ impl<T: Family> Fixture<T> {
                     None => panic!("populating flow {i}: frame not forwarded; counters: {:?}", f.p.counters()),
                 };
                 assert!(f.out.drop.is_empty() && f.out.tx.is_empty(), "populating flow {i}");
+                if replies && kind == Kind::Data {
+                    f.replies.get_or_insert_with(|| Replies::new(frame.data(), live)).record(frame.data());
+                }
             }
         }
         assert_eq!(T::live(&f.p), live, "live connections after populating");
@@ -337,6 +420,29 @@ impl<T: Family> Fixture<T> {
         total
     }
 
+    /// `iters` replies (ACK segments from the real server) of random live flows.
+    fn established_replies(&mut self, iters: u64) -> Duration {
+        let Some(replies) = self.replies.take() else { panic!("no replies recorded for this mode") };
+        let before = self.p.counters().get(Counter::ReplyPackets);
+        let mut total = Duration::ZERO;
+        let mut left = iters as usize;
+        while left > 0 {
+            let n = left.min(BATCH);
+            for i in 0..n {
+                let flow = (self.next_rand() % self.live as u64) as usize;
+                let frame = &mut self.pool[i];
+                Self::reset_frame(frame, &replies.base);
+                replies.write(frame.data_mut(), flow);
+            }
+            total += self.run_pool(n);
+            left -= n;
+        }
+        self.replies = Some(replies);
+        // run_pool checked that every frame was sent; they were sent as replies.
+        assert_eq!(self.p.counters().get(Counter::ReplyPackets) - before, iters, "every reply forwarded as a reply");
+        total
+    }
+
     /// `iters` SYNs of never-seen client tuples.
     fn new_connections(&mut self, iters: u64) -> Duration {
         let mut total = Duration::ZERO;
@@ -377,10 +483,19 @@ impl<T: Family> Fixture<T> {
     }
 }
 
-/// Benchmarks `established` and (with `new_conn`) `new_conn` in group
-/// `packet_path/NAME/TABLE` on the fixture `make` builds, once one of them is
-/// to run (not for `--list`, nor when a filter leaves them out).
-fn bench_group<T: Family>(c: &mut Criterion, name: &str, table: &str, live: usize, new_conn: bool, make: impl Fn() -> Fixture<T>) {
+/// The benchmarks of a group besides `established`.
+#[derive(Clone, Copy)]
+struct Cases {
+    /// `new_conn`.
+    new_conn: bool,
+    /// `established_reply` (the fixture records replies).
+    reply: bool,
+}
+
+/// Benchmarks `established` and the `cases` in group `packet_path/NAME/TABLE`
+/// on the fixture `make` builds, once one of them is to run (not for
+/// `--list`, nor when a filter leaves them out).
+fn bench_group<T: Family>(c: &mut Criterion, name: &str, table: &str, live: usize, cases: Cases, make: impl Fn() -> Fixture<T>) {
     let mut fixture: Option<Fixture<T>> = None;
     let get = |slot: &mut Option<Fixture<T>>| {
         if slot.is_none() {
@@ -397,7 +512,15 @@ fn bench_group<T: Family>(c: &mut Criterion, name: &str, table: &str, live: usiz
             b.iter_custom(|iters| fx.established(iters));
         }
     });
-    if new_conn {
+    if cases.reply {
+        group.bench_function("established_reply", |b| {
+            get(&mut fixture);
+            if let Some(fx) = fixture.as_mut() {
+                b.iter_custom(|iters| fx.established_replies(iters));
+            }
+        });
+    }
+    if cases.new_conn {
         group.bench_function("new_conn", |b| {
             get(&mut fixture);
             if let Some(fx) = fixture.as_mut() {
@@ -418,13 +541,20 @@ fn packet_path(c: &mut Criterion) {
     for (table, live) in table_sizes() {
         for mode in MODES {
             match ipv4_proto().1 {
-                Protocol::Tcp => bench_group(c, mode.name, &table, live, true, || Fixture::new(mode, live)),
+                Protocol::Tcp => {
+                    let cases = Cases { new_conn: true, reply: replies_pass(mode) };
+                    bench_group(c, mode.name, &table, live, cases, || Fixture::new(mode, live))
+                }
                 // UDP flows have no SYN_RECV timeout to sweep new ones by.
-                Protocol::Udp => bench_group(c, &format!("udp-{}", mode.name), &table, live, false, || Fixture::new(mode, live)),
+                Protocol::Udp => {
+                    let cases = Cases { new_conn: false, reply: false };
+                    bench_group(c, &format!("udp-{}", mode.name), &table, live, cases, || Fixture::new(mode, live))
+                }
             }
         }
         for mode in MODES6 {
-            bench_group(c, mode.name, &table, live, true, || Fixture::new6(mode, live));
+            let cases = Cases { new_conn: true, reply: false };
+            bench_group(c, mode.name, &table, live, cases, || Fixture::new6(mode, live));
         }
     }
 }
