@@ -529,7 +529,7 @@ mod isn_clock_tests {
 }
 
 #[cfg(test)]
-mod established_tests {
+pub(super) mod established_tests {
     use std::net::Ipv4Addr;
     use std::sync::Arc;
 
@@ -537,7 +537,7 @@ mod established_tests {
     use crate::frame::VecFrame;
     use crate::snapshot::{RealServer, SchedulerKind, Service, Timeouts};
 
-    const STATES: [TcpState; 11] = [
+    pub(in crate::process) const STATES: [TcpState; 11] = [
         TcpState::None,
         TcpState::Established,
         TcpState::SynSent,
@@ -550,12 +550,12 @@ mod established_tests {
         TcpState::Listen,
         TcpState::SynAck,
     ];
-    const MODES: [ForwardMode; 4] = [ForwardMode::Dr, ForwardMode::Nat, ForwardMode::Tun, ForwardMode::FullNat];
+    pub(in crate::process) const MODES: [ForwardMode; 4] = [ForwardMode::Dr, ForwardMode::Nat, ForwardMode::Tun, ForwardMode::FullNat];
 
     /// A processor with one service of one real server in `forward`,
     /// connection sync on or off, and TCP ESTABLISHED and UDP timeouts of
     /// `timeout_s`.
-    fn processor(forward: ForwardMode, sync_send: bool, timeout_s: u32) -> Processor<VecFrame> {
+    pub(in crate::process) fn processor(forward: ForwardMode, sync_send: bool, timeout_s: u32) -> Processor<VecFrame> {
         let key = ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100).into(), port: 80 };
         let real = RealServer { upper_threshold: 2, ..RealServer::new(Ipv4Addr::new(10, 1, 0, 11), 80, 1, forward) };
         let services = vec![Service::new(key, SchedulerKind::Rr, vec![real])];

@@ -789,8 +789,34 @@ impl<F: Frame> Processor<F> {
     /// A packet of the IPv6 connection `conn` (table entry `id`) in
     /// direction `dir`: its state and timer advance, the table and the state
     /// counts follow, and the backups hear of it on a state change and every
-    /// half timeout, as of IPv4 ones.
+    /// half timeout, as of IPv4 ones. A packet that only restarts the timer
+    /// (an ACK in ESTABLISHED, a UDP packet: [`Conn::steady_timeout_ms`])
+    /// takes the short step, as an IPv4 one does.
+    ///
+    /// [`Conn::steady_timeout_ms`]: crate::conn::Conn::steady_timeout_ms
     pub(super) fn touch6(&mut self, id: ConnId, conn: &mut Conn6, l4: &flow::L4, dir: Direction, now_ms: u64, out: &mut Output<F>) {
+        match conn.steady_timeout_ms(&l4.flags(), &self.snapshot.timeouts) {
+            Some(timeout_ms) => self.touch6_steady(id, conn, timeout_ms, now_ms, out),
+            None => self.touch6_general(id, conn, l4, dir, now_ms, out),
+        }
+    }
+
+    /// [`Processor::touch6`] for a packet that only restarts the timer, to
+    /// `timeout_ms`: no state change, so no SYN_RECV cut or recount; the
+    /// timer and, when due, the sync.
+    fn touch6_steady(&mut self, id: ConnId, conn: &mut Conn6, timeout_ms: u64, now_ms: u64, out: &mut Output<F>) {
+        conn.restart_timer(timeout_ms, now_ms);
+        if self.snapshot.sync_send && conn.sync_refresh_due(&self.snapshot.timeouts, now_ms) {
+            conn.mark_synced(now_ms);
+            self.push_sync(conn, now_ms, out);
+        }
+        if let Some(stored) = self.conns6.get_mut(id) {
+            *stored = *conn;
+        }
+    }
+
+    /// [`Processor::touch6`] through the state machine.
+    fn touch6_general(&mut self, id: ConnId, conn: &mut Conn6, l4: &flow::L4, dir: Direction, now_ms: u64, out: &mut Output<F>) {
         let timeouts = self.snapshot.timeouts;
         let before = *conn;
         match conn.protocol {
@@ -981,5 +1007,83 @@ fn parse_l4(protocol: u8, l4: &[u8], first_fragment: bool) -> Option<flow::L4> {
             Some(flow::L4 { sport: u.src_port(), dport: u.dst_port(), syn: false, ack: false, fin: false, rst: false })
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod steady_tests {
+    use super::*;
+    use crate::process::flow::established_tests::{processor, MODES, STATES};
+
+    proptest::proptest! {
+        /// The IPv6 short step ([`Processor::touch6_steady`]) gives what the
+        /// general one gives for every packet that only restarts a
+        /// connection's timer, as the IPv4 one does: the connection (copy
+        /// and table entry), counters, SYN_RECV count, real server counts and
+        /// sync records; and the general step leaves the state as it was.
+        #[test]
+        fn the_ipv6_steady_step_agrees_with_the_general_one(
+            state in 0usize..11,
+            established in proptest::bool::ANY,
+            udp in proptest::bool::weighted(0.3),
+            mode in 0usize..4,
+            flags in (proptest::bool::weighted(0.15), proptest::bool::ANY, proptest::bool::weighted(0.15), proptest::bool::weighted(0.15)),
+            reply in proptest::bool::ANY,
+            sync_send in proptest::bool::ANY,
+            timeout_s in proptest::prop_oneof![1u32..3600, proptest::num::u32::ANY],
+            created_ms in 0u64..u64::from(u32::MAX),
+            idle_ms in 0u64..4_000_000,
+        ) {
+            let forward = MODES[mode];
+            let (protocol, state) = match (udp, established) {
+                (true, _) => (Protocol::Udp, TcpState::Udp),
+                (false, true) => (Protocol::Tcp, TcpState::Established),
+                (false, false) => (Protocol::Tcp, STATES[state]),
+            };
+            let l4 = flow::L4 { sport: 40000, dport: 80, syn: flags.0, ack: flags.1, fin: flags.2, rst: flags.3 };
+            let dir = if reply && matches!(forward, ForwardMode::Nat | ForwardMode::FullNat) { Direction::Reply } else { Direction::Inbound };
+            let sock6 = |last: u16, port| SockV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last), port);
+            let mut runs = Vec::new();
+            for general in [true, false] {
+                let template = processor(forward, sync_send, timeout_s);
+                let mut p: Processor<crate::frame::VecFrame> = Processor::for_worker_sized(template.snapshot.clone(), 64, 64, 0, 1);
+                let mut out = Output::with_capacity(4);
+                let mut conn = Conn6 {
+                    protocol,
+                    client: sock6(2, 40000),
+                    vip: sock6(100, 80),
+                    real: sock6(0x11, 80),
+                    local: OptAddrV6::from(if forward == ForwardMode::FullNat { Some(sock6(0x200, 5000)) } else { None }),
+                    real_index: 0,
+                    service_index: 0,
+                    generation: p.generation(),
+                    synced_tick: sync_tick(created_ms),
+                    forward,
+                    state,
+                    expires_ms: 0,
+                    seq_delta: 0,
+                    reply_hop: crate::neigh::hops::NONE,
+                    proxy: Default::default(),
+                };
+                conn.restart_timer(conn.idle_timeout_ms(&p.snapshot.timeouts), created_ms);
+                let mut displaced = Vec::new();
+                let id = p.conns6.insert(conn, &mut displaced);
+                proptest::prop_assert!(id.is_ok());
+                let id = p.conns6.lookup(&conn.inbound_key(), created_ms).map(|(id, _)| id).expect("inserted");
+                let now_ms = created_ms + idle_ms;
+                let Some(timeout_ms) = conn.steady_timeout_ms(&l4.flags(), &p.snapshot.timeouts) else {
+                    return Ok(());
+                };
+                if general {
+                    p.touch6_general(id, &mut conn, &l4, dir, now_ms, &mut out);
+                } else {
+                    p.touch6_steady(id, &mut conn, timeout_ms, now_ms, &mut out);
+                }
+                proptest::prop_assert_eq!(conn.state, state);
+                let counts = p.counts.iter().map(|c| (c.active.clone(), c.inactive.clone(), c.view_active.clone(), c.overloaded.clone())).collect::<Vec<_>>();
+                runs.push((conn, p.conns6.get(id).copied(), p.counters.clone(), p.pressure.syn_recv, counts, out.sync.clone()));
+            }
+            proptest::prop_assert_eq!(&runs[0], &runs[1]);
+        }
     }
 }
