@@ -537,7 +537,7 @@ pub(super) mod established_tests {
     use crate::frame::VecFrame;
     use crate::snapshot::{RealServer, SchedulerKind, Service, Timeouts};
 
-    pub(in crate::process) const STATES: [TcpState; 11] = [
+    const STATES: [TcpState; 11] = [
         TcpState::None,
         TcpState::Established,
         TcpState::SynSent,
@@ -550,7 +550,7 @@ pub(super) mod established_tests {
         TcpState::Listen,
         TcpState::SynAck,
     ];
-    pub(in crate::process) const MODES: [ForwardMode; 4] = [ForwardMode::Dr, ForwardMode::Nat, ForwardMode::Tun, ForwardMode::FullNat];
+    const MODES: [ForwardMode; 4] = [ForwardMode::Dr, ForwardMode::Nat, ForwardMode::Tun, ForwardMode::FullNat];
 
     /// A processor with one service of one real server in `forward`,
     /// connection sync on or off, and TCP ESTABLISHED and UDP timeouts of
@@ -563,15 +563,26 @@ pub(super) mod established_tests {
         Processor::new(Arc::new(Snapshot { services, sync_send, timeouts, ..Default::default() }.finish()), 64)
     }
 
-    proptest::proptest! {
-        /// For every packet that only restarts a connection's timer (an ACK
-        /// that keeps TCP in ESTABLISHED, any UDP packet), the short step
-        /// gives what the general one gives: the connection (copy and table
-        /// entry), counters, SYN_RECV count, real server counts, sync records
-        /// and handshake's end; and the general step indeed leaves its state
-        /// as it was.
-        #[test]
-        fn the_steady_step_agrees_with_the_general_one(
+    /// One packet on one connection, for the steady-step proptests (IPv4
+    /// here, IPv6 in `ipv6.rs`): the connection's protocol, state and mode,
+    /// the packet's flags and direction, the configuration, and when.
+    #[derive(Clone, Copy, Debug)]
+    pub(in crate::process) struct SteadyCase {
+        pub protocol: Protocol,
+        pub state: TcpState,
+        pub forward: ForwardMode,
+        pub flags: TcpFlags,
+        pub dir: Direction,
+        pub sync_send: bool,
+        pub timeout_s: u32,
+        pub created_ms: u64,
+        pub idle_ms: u64,
+    }
+
+    proptest::prop_compose! {
+        /// Cases of every state and mode, ESTABLISHED and UDP ones often, any
+        /// flags, timeouts up to `u32::MAX` seconds.
+        pub(in crate::process) fn steady_cases()(
             state in 0usize..11,
             established in proptest::bool::ANY,
             udp in proptest::bool::weighted(0.3),
@@ -582,7 +593,7 @@ pub(super) mod established_tests {
             timeout_s in proptest::prop_oneof![1u32..3600, proptest::num::u32::ANY],
             created_ms in 0u64..u64::from(u32::MAX),
             idle_ms in 0u64..4_000_000,
-        ) {
+        ) -> SteadyCase {
             let forward = MODES[mode];
             let (protocol, state) = match (udp, established) {
                 (true, _) => (Protocol::Udp, TcpState::Udp),
@@ -591,29 +602,59 @@ pub(super) mod established_tests {
             };
             let flags = TcpFlags { syn: flags.0, ack: flags.1, fin: flags.2, rst: flags.3 };
             let dir = if reply && matches!(forward, ForwardMode::Nat | ForwardMode::FullNat) { Direction::Reply } else { Direction::Inbound };
+            SteadyCase { protocol, state, forward, flags, dir, sync_send, timeout_s, created_ms, idle_ms }
+        }
+    }
+
+    impl SteadyCase {
+        /// The case's connection between `client`, `vip` and `real` (FULLNAT
+        /// with `local`) of service 0's real server 0, in `generation`, its
+        /// timer started at `created_ms`.
+        pub(in crate::process) fn conn<S: ConnAddr>(
+            &self,
+            [client, vip, real, local]: [S; 4],
+            generation: u32,
+            timeouts: &Timeouts,
+        ) -> Conn<S> {
+            let mut conn = Conn {
+                protocol: self.protocol,
+                client,
+                vip,
+                real,
+                local: if self.forward == ForwardMode::FullNat { Some(local) } else { None }.into(),
+                real_index: 0,
+                service_index: 0,
+                generation,
+                synced_tick: sync_tick(self.created_ms),
+                forward: self.forward,
+                state: self.state,
+                expires_ms: 0,
+                seq_delta: 0,
+                reply_hop: hops::NONE,
+                proxy: Default::default(),
+            };
+            conn.restart_timer(conn.idle_timeout_ms(timeouts), self.created_ms);
+            conn
+        }
+    }
+
+    proptest::proptest! {
+        /// For every packet that only restarts a connection's timer (an ACK
+        /// that keeps TCP in ESTABLISHED, any UDP packet), the short step
+        /// gives what the general one gives: the connection (copy and table
+        /// entry), counters, SYN_RECV count, real server counts, sync records
+        /// and handshake's end; and the general step indeed leaves its state
+        /// as it was.
+        #[test]
+        fn the_steady_step_agrees_with_the_general_one(case in steady_cases()) {
+            let SteadyCase { state, forward, flags, dir, sync_send, timeout_s, created_ms, idle_ms, .. } = case;
             let sock = |a, b, c, d, port| SocketAddrV4::new(Ipv4Addr::new(a, b, c, d), port);
             let mut runs = Vec::new();
             for general in [true, false] {
                 let mut p = processor(forward, sync_send, timeout_s);
                 let mut out = Output::with_capacity(4);
-                let mut conn = Conn {
-                    protocol,
-                    client: sock(10, 0, 0, 2, 40000),
-                    vip: sock(10, 0, 0, 100, 80),
-                    real: sock(10, 1, 0, 11, 80),
-                    local: if forward == ForwardMode::FullNat { Some(sock(10, 1, 0, 200, 5000)) } else { None }.into(),
-                    real_index: 0,
-                    service_index: 0,
-                    generation: p.generation(),
-                    synced_tick: sync_tick(created_ms),
-                    forward,
-                    state,
-                    expires_ms: 0,
-                    seq_delta: 0,
-                    reply_hop: hops::NONE,
-                    proxy: Default::default(),
-                };
-                conn.restart_timer(conn.idle_timeout_ms(&p.snapshot.timeouts), created_ms);
+                let ends = [sock(10, 0, 0, 2, 40000), sock(10, 0, 0, 100, 80), sock(10, 1, 0, 11, 80), sock(10, 1, 0, 200, 5000)];
+                let mut conn = case.conn(ends, p.generation(), &p.snapshot.timeouts);
                 proptest::prop_assert!(p.add_new_conn(&conn, 60, created_ms, &mut out).is_ok());
                 let id = p.conns.lookup(&conn.inbound_key(), created_ms).map(|(id, _)| id).expect("inserted");
                 out.sync.clear();
@@ -627,7 +668,7 @@ pub(super) mod established_tests {
                     p.advance_steady(id, &mut conn, timeout_ms, now_ms, &mut out);
                     false
                 };
-                proptest::prop_assert_eq!(conn.state, if udp { TcpState::Udp } else { TcpState::Established });
+                proptest::prop_assert_eq!(conn.state, state);
                 let counts = p.counts.iter().map(|c| (c.active.clone(), c.inactive.clone(), c.view_active.clone(), c.overloaded.clone())).collect::<Vec<_>>();
                 runs.push((conn, p.conns.get(id).copied(), first_ack, p.counters.clone(), p.pressure.syn_recv, counts, out.sync.clone()));
             }

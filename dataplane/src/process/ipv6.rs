@@ -1013,7 +1013,7 @@ fn parse_l4(protocol: u8, l4: &[u8], first_fragment: bool) -> Option<flow::L4> {
 #[cfg(test)]
 mod steady_tests {
     use super::*;
-    use crate::process::flow::established_tests::{processor, MODES, STATES};
+    use crate::process::flow::established_tests::{processor, steady_cases, SteadyCase};
 
     proptest::proptest! {
         /// The IPv6 short step ([`Processor::touch6_steady`]) gives what the
@@ -1022,53 +1022,19 @@ mod steady_tests {
         /// and table entry), counters, SYN_RECV count, real server counts and
         /// sync records; and the general step leaves the state as it was.
         #[test]
-        fn the_ipv6_steady_step_agrees_with_the_general_one(
-            state in 0usize..11,
-            established in proptest::bool::ANY,
-            udp in proptest::bool::weighted(0.3),
-            mode in 0usize..4,
-            flags in (proptest::bool::weighted(0.15), proptest::bool::ANY, proptest::bool::weighted(0.15), proptest::bool::weighted(0.15)),
-            reply in proptest::bool::ANY,
-            sync_send in proptest::bool::ANY,
-            timeout_s in proptest::prop_oneof![1u32..3600, proptest::num::u32::ANY],
-            created_ms in 0u64..u64::from(u32::MAX),
-            idle_ms in 0u64..4_000_000,
-        ) {
-            let forward = MODES[mode];
-            let (protocol, state) = match (udp, established) {
-                (true, _) => (Protocol::Udp, TcpState::Udp),
-                (false, true) => (Protocol::Tcp, TcpState::Established),
-                (false, false) => (Protocol::Tcp, STATES[state]),
-            };
-            let l4 = flow::L4 { sport: 40000, dport: 80, syn: flags.0, ack: flags.1, fin: flags.2, rst: flags.3 };
-            let dir = if reply && matches!(forward, ForwardMode::Nat | ForwardMode::FullNat) { Direction::Reply } else { Direction::Inbound };
+        fn the_ipv6_steady_step_agrees_with_the_general_one(case in steady_cases()) {
+            let SteadyCase { state, forward, flags, dir, sync_send, timeout_s, created_ms, idle_ms, .. } = case;
+            let l4 = flow::L4 { sport: 40000, dport: 80, syn: flags.syn, ack: flags.ack, fin: flags.fin, rst: flags.rst };
             let sock6 = |last: u16, port| SockV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last), port);
             let mut runs = Vec::new();
             for general in [true, false] {
                 let template = processor(forward, sync_send, timeout_s);
                 let mut p: Processor<crate::frame::VecFrame> = Processor::for_worker_sized(template.snapshot.clone(), 64, 64, 0, 1);
                 let mut out = Output::with_capacity(4);
-                let mut conn = Conn6 {
-                    protocol,
-                    client: sock6(2, 40000),
-                    vip: sock6(100, 80),
-                    real: sock6(0x11, 80),
-                    local: OptAddrV6::from(if forward == ForwardMode::FullNat { Some(sock6(0x200, 5000)) } else { None }),
-                    real_index: 0,
-                    service_index: 0,
-                    generation: p.generation(),
-                    synced_tick: sync_tick(created_ms),
-                    forward,
-                    state,
-                    expires_ms: 0,
-                    seq_delta: 0,
-                    reply_hop: crate::neigh::hops::NONE,
-                    proxy: Default::default(),
-                };
-                conn.restart_timer(conn.idle_timeout_ms(&p.snapshot.timeouts), created_ms);
+                let ends = [sock6(2, 40000), sock6(100, 80), sock6(0x11, 80), sock6(0x200, 5000)];
+                let mut conn: Conn6 = case.conn(ends, p.generation(), &p.snapshot.timeouts);
                 let mut displaced = Vec::new();
-                let id = p.conns6.insert(conn, &mut displaced);
-                proptest::prop_assert!(id.is_ok());
+                proptest::prop_assert!(p.conns6.insert(conn, &mut displaced).is_ok());
                 let id = p.conns6.lookup(&conn.inbound_key(), created_ms).map(|(id, _)| id).expect("inserted");
                 let now_ms = created_ms + idle_ms;
                 let Some(timeout_ms) = conn.steady_timeout_ms(&l4.flags(), &p.snapshot.timeouts) else {
