@@ -122,7 +122,8 @@ EOF
 start_rvsd() {
     [[ -x "$RVSD" ]] || die "rvsd not found at $RVSD (run deploy/setup.sh)"
     write_lab_config
-    "$RVSD" --config "$WORKDIR/lab.json" --check || die "rvsd --check rejected $WORKDIR/lab.json"
+    # In the director's namespace, where its port (dp0) is: the check looks for it.
+    ip netns exec "$NS_DIR" "$RVSD" --config "$WORKDIR/lab.json" --check || die "rvsd --check rejected $WORKDIR/lab.json"
     log "starting rvsd in $NS_DIR (log: $WORKDIR/rvsd.log)"
     ip netns exec "$NS_DIR" "$RVSD" --config "$WORKDIR/lab.json" </dev/null >"$WORKDIR/rvsd.log" 2>&1 &
     RVSD_PID=$!
