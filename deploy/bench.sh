@@ -12,8 +12,9 @@
 # What it runs (see bench/README in bench/src/lib.rs for the pieces):
 #   1. cargo build --release: rvsd, rvs-pktgen, rvs-conn-mem; criterion's packet_path bench.
 #   2. criterion: ns/packet of Processor::handle_burst (bursts of 32) per mode, established (for NAT and
-#      FULLNAT also the real servers' replies) / new connection, 1 thousand and 4 million live connections; IPv4 and IPv6 (groups packet_path/ipv6-MODE/SIZE: DR, NAT,
-#      TUN, FULLNAT over IPv6 and NAT64; reported without targets). --smoke runs every scenario, IPv6 included.
+#      FULLNAT also the real servers' replies) / new connection, 1 thousand and 4 million live connections;
+#      IPv4 and IPv6 (groups packet_path/ipv6-MODE/SIZE: DR, NAT, TUN, FULLNAT over IPv6 and NAT64; reported
+#      without targets). --smoke runs every scenario, IPv6 included.
 #   3. rvs-conn-mem: resident bytes per connection-table entry.
 #   4. memif runs on this 2-core machine: rvs-pktgen on lcore 0, the DUT's worker on lcore 1
 #      (its main lcore shares core 0): dpdk-testpmd io-fwd (the limit), then rvsd per mode

@@ -265,15 +265,16 @@ fn capacity(live: usize) -> (usize, usize) {
 }
 
 impl Fixture<V4> {
-    /// IPv4 scenario `mode` with `live` connections.
-    fn new(mode: &ModeSpec, live: usize) -> Self {
+    /// IPv4 scenario `mode` with `live` connections of `ipv4` (see
+    /// [`ipv4_proto`]); with `replies`, the real servers' replies of every
+    /// flow are kept for `established_reply`.
+    fn new(mode: &ModeSpec, live: usize, ipv4: (Proto, Protocol), replies: bool) -> Self {
         let (capacity, slack) = capacity(live);
-        let (proto, protocol) = ipv4_proto();
+        let (proto, protocol) = ipv4;
         let p = Processor::new(snapshot_for(mode, protocol), capacity);
         let sweep_ticks = p.conns().capacity() / rvs_dataplane::process::EXPIRE_BUDGET + 2;
         let mk = |kind| Template::new(proto, kind, FRAME_SIZE, plan::CLIENT_MAC, plan::DIRECTOR_MAC, mode.vip, mode.vport);
         let family = V4 { syn: mk(Kind::Syn), data: mk(Kind::Data) };
-        let replies = replies_pass(mode) && proto == Proto::Tcp;
         Fixture::fill(p, family, neighbour_replies(plan::DIRECTOR_MAC), replies, live, slack, sweep_ticks)
     }
 }
@@ -538,19 +539,15 @@ fn bench_group<T: Family>(c: &mut Criterion, name: &str, table: &str, live: usiz
 }
 
 fn packet_path(c: &mut Criterion) {
+    let ipv4 = ipv4_proto();
     for (table, live) in table_sizes() {
         for mode in MODES {
-            match ipv4_proto().1 {
-                Protocol::Tcp => {
-                    let cases = Cases { new_conn: true, reply: replies_pass(mode) };
-                    bench_group(c, mode.name, &table, live, cases, || Fixture::new(mode, live))
-                }
+            let (name, cases) = match ipv4.1 {
+                Protocol::Tcp => (mode.name.to_owned(), Cases { new_conn: true, reply: replies_pass(mode) }),
                 // UDP flows have no SYN_RECV timeout to sweep new ones by.
-                Protocol::Udp => {
-                    let cases = Cases { new_conn: false, reply: false };
-                    bench_group(c, &format!("udp-{}", mode.name), &table, live, cases, || Fixture::new(mode, live))
-                }
-            }
+                Protocol::Udp => (format!("udp-{}", mode.name), Cases { new_conn: false, reply: false }),
+            };
+            bench_group(c, &name, &table, live, cases, || Fixture::new(mode, live, ipv4, cases.reply))
         }
         for mode in MODES6 {
             let cases = Cases { new_conn: true, reply: false };
