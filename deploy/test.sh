@@ -6,7 +6,9 @@
 #    cargo test --workspace --release (unit + integration), then
 #    deploy/bench.sh --smoke (a few seconds of every benchmark), then the
 #    Debian package built (deploy/package.sh) and installed with apt-get
-# 3. the end-to-end suite in network namespaces:
+# 3. the README's lab command (deploy/lab.sh --no-setup: traffic through every
+#    service of deploy/lab.json), then the end-to-end suite in network
+#    namespaces:
 #      python3 -m unittest discover -s tests/e2e -v
 # The topology is always taken down at the end. Exits non-zero if any step
 # failed (both test stages run even if the first one fails).
@@ -71,6 +73,11 @@ main() {
     if [[ "${RVS_SKIP_E2E:-0}" == 1 ]]; then
         log "RVS_SKIP_E2E=1: skipping the end-to-end suite"
     else
+        # The lab the README tells an operator to run first: CI catches it
+        # breaking (it sets up and takes down its own topology).
+        log "the lab (deploy/lab.sh --no-setup)"
+        bash "$SCRIPT_DIR/topology.sh" down
+        bash "$SCRIPT_DIR/lab.sh" --no-setup || failed+=("lab")
         log "end-to-end suite (tests/e2e)"
         # Leftovers from an interrupted earlier run would confuse the suite.
         bash "$SCRIPT_DIR/topology.sh" down
