@@ -24,7 +24,9 @@
 #      of testpmd's max, below the generator's ceiling) testpmd io-fwd runs once more with
 #      --record-core-cycles (its "CPU cycles/packet" at exit), and every established run of
 #      rvsd starts with a trial at R bracketed by reads of its busy_cycles / busy_frames
-#      (GET /api/v1/stats). Both count only loop iterations that handled packets.
+#      (GET /api/v1/stats). Both count only loop iterations that handled packets. The same
+#      again at a second, loaded rate L (RVS_BENCH_LOADED_PPS): at R a poll brings about
+#      one frame, at L rvsd's bursts fill and its pipeline overlaps the table's misses.
 #   4b. SYN proxy (issue 14; full and --synflood runs, not --smoke), per NAT/FULLNAT mode, each on
 #      a fresh rvsd whose VIP has a second TCP service on port 81 with syn_proxy "on":
 #      "plain": the syn profile at :80 (no proxy, every SYN a new connection) for comparison;
@@ -42,8 +44,10 @@
 # search trials; RVS_BENCH_SYN_MODES="nat fullnat" the modes of step 4b (RVS_BENCH_SYN_MODES= skips
 # it); RVS_BENCH_MIX_SYN_EVERY (default 10) one packet in this many is a SYN in its mix run; RVS_BENCH_CYCLES_PPS fixes the cycles rate R in packets/s (use the same R for a
 # before/after comparison), else R is RVS_BENCH_CYCLES_FRACTION (default 0.2) of testpmd's max
-# (500000 when testpmd is missing); RVS_BENCH_CYCLES_TRIALS (default 3, 1 with --smoke) cycles trials
-# per DUT and scenario, the lowest figure of each DUT reported (testpmd: as many fresh processes);
+# (500000 when testpmd is missing); RVS_BENCH_LOADED_PPS (default 5000000) the rate of the second,
+# loaded cycles measurement (near rvsd's capacity, where its bursts fill; same rate for testpmd);
+# RVS_BENCH_CYCLES_TRIALS (default 3, 1 with --smoke) cycles trials per DUT, scenario and rate, the
+# lowest figure of each DUT reported (testpmd: as many fresh processes);
 # CARGO_TARGET_DIR is honoured;
 # RVS_BENCH_OUT overrides the report directory.
 set -euo pipefail
@@ -181,6 +185,7 @@ else
 fi
 CYCLES_FRACTION=${RVS_BENCH_CYCLES_FRACTION:-0.2}
 CYCLES_PPS=${RVS_BENCH_CYCLES_PPS:-500000}
+LOADED_PPS=${RVS_BENCH_LOADED_PPS:-5000000}
 mkdir -p "$WORK/runs"
 # File-system sockets (so the script can wait for them) and 4096-slot rings: on a shared
 # 2-vCPU guest a worker can be descheduled for milliseconds, which a 1024-slot ring at
@@ -236,8 +241,9 @@ print(f"  {d['dut']:8} {d['mode']:8} {d['profile']:12} flows={d['flows']:<8} max
 if m["received_ok"] == 0 or m["received_bad_rewrite"] > 0:
     print(f"  BROKEN: nothing forwarded or wrong rewrites; first bad frame: {d.get('first_bad_frame')}")
     sys.exit(1)
-c = d.get("cycles") or {}
-if c.get("dut"):
+for c in (d.get("cycles") or {}, d.get("cycles_loaded") or {}):
+    if not c.get("dut"):
+        continue
     u, t = c["dut"], c["trial"]
     print(f"  cycles trial at {c['rate_pps'] / 1e6:.3f} Mpps: rvsd {u['cycles_per_packet'] or 0:.0f} cycles/packet "
           f"({u['busy_cycles']} busy cycles / {u['busy_frames']} frames, busy {100 * (u['busy_fraction'] or 0):.0f} %), loss {t['loss_ratio']:.4f}")
@@ -288,6 +294,34 @@ start_rvsd() {
     wait_socket "$SOCK" "$RVSD_PID" || { tail -20 "$dir/$name.rvsd.log" >&2; exit 1; }
 }
 
+# finish_rvsd NAME: rvsd's counters into NAME.stats.json, then rvsd stopped, while the
+# generator still lingers connected (run_gen's BEFORE_GEN_EXIT, with --linger). The DUT
+# goes first because DPDK 22.11's memif driver unmaps a connection's rings from its
+# interrupt thread when the peer disconnects, without waiting for the lcore that polls
+# them: a busy-polling worker can then fault (seen in rvsd's rx burst when the generator
+# exited first). Exits the bench when rvsd had died or does not stop cleanly, so that a
+# crash is never reported as missing counters.
+finish_rvsd() {
+    local name=$1 dir=${RUN_DIR:-$WORK/runs} rc=0 killer
+    if [[ -n ${PERF_PID:-} ]]; then
+        kill -INT "$PERF_PID" 2>/dev/null || true
+        wait "$PERF_PID" 2>/dev/null || true
+        PERF_PID=""
+    fi
+    curl -sf "127.0.0.1:$API_PORT/api/v1/stats" > "$dir/$name.stats.json" || echo '{}' > "$dir/$name.stats.json"
+    kill -TERM "$RVSD_PID" 2>/dev/null || true
+    (sleep 10; kill -KILL "$RVSD_PID" 2>/dev/null) &
+    killer=$!
+    wait "$RVSD_PID" || rc=$?
+    kill "$killer" 2>/dev/null || true
+    wait "$killer" 2>/dev/null || true
+    if ((rc != 0)); then
+        tail -20 "$dir/$name.rvsd.log" >&2
+        echo "bench.sh: rvsd ($name) exited with status $rc (above 128: killed by signal $((rc - 128)))" >&2
+        exit 1
+    fi
+}
+
 # synflood_runs: step 4b into $WORK/synflood, then its report into $OUT.
 synflood_runs() {
     local mode name every=${RVS_BENCH_MIX_SYN_EVERY:-10}
@@ -299,23 +333,19 @@ synflood_runs() {
         name="rvsd-$mode-synproxy-plain"
         log "rvsd $mode without SYN proxy: syn profile at :80, cycles at $CYCLES_PPS pps"
         start_rvsd "$name" --modes "$mode" --conn-table-size "$TABLE"
-        run_gen "$name" rvsd "$mode" syn 0 "$SOCK" --search "${GEN_TIMES[@]}" \
-            --cycles-rate "$CYCLES_PPS" --cycles-secs "$CYCLES_SECS" --dut-stats "127.0.0.1:$API_PORT"
-        stop_pid "$RVSD_PID"
+        BEFORE_GEN_EXIT="finish_rvsd $name" run_gen "$name" rvsd "$mode" syn 0 "$SOCK" --search "${GEN_TIMES[@]}" \
+            --cycles-rate "$CYCLES_PPS" --cycles-secs "$CYCLES_SECS" --dut-stats "127.0.0.1:$API_PORT" --linger 10
         name="rvsd-$mode-synproxy-cookie"
         log "rvsd $mode SYN proxy: syn profile at :81 (syn_proxy on), cycles at $CYCLES_PPS pps"
         start_rvsd "$name" --modes "$mode" --conn-table-size 1000000 --syn-proxy-port 81
-        run_gen "$name" rvsd "$mode" syn 0 "$SOCK" --search "${GEN_TIMES[@]}" --syn-port 81 --syn-proxy \
-            --cycles-rate "$CYCLES_PPS" --cycles-secs "$CYCLES_SECS" --dut-stats "127.0.0.1:$API_PORT"
-        curl -sf "127.0.0.1:$API_PORT/api/v1/stats" > "$RUN_DIR/$name.stats.json" || echo '{}' > "$RUN_DIR/$name.stats.json"
-        stop_pid "$RVSD_PID"
+        BEFORE_GEN_EXIT="finish_rvsd $name" run_gen "$name" rvsd "$mode" syn 0 "$SOCK" --search "${GEN_TIMES[@]}" \
+            --syn-port 81 --syn-proxy --cycles-rate "$CYCLES_PPS" --cycles-secs "$CYCLES_SECS" \
+            --dut-stats "127.0.0.1:$API_PORT" --linger 10
         name="rvsd-$mode-synproxy-mix-1000"
         log "rvsd $mode SYN proxy: 1000 established flows at :80, 1 packet in $every a SYN at :81"
         start_rvsd "$name" --modes "$mode" --conn-table-size 1000000 --syn-proxy-port 81
-        run_gen "$name" rvsd "$mode" mix 1000 "$SOCK" --search "${GEN_TIMES[@]}" --syn-port 81 --syn-proxy \
-            --mix-syn-every "$every"
-        curl -sf "127.0.0.1:$API_PORT/api/v1/stats" > "$RUN_DIR/$name.stats.json" || echo '{}' > "$RUN_DIR/$name.stats.json"
-        stop_pid "$RVSD_PID"
+        BEFORE_GEN_EXIT="finish_rvsd $name" run_gen "$name" rvsd "$mode" mix 1000 "$SOCK" --search "${GEN_TIMES[@]}" \
+            --syn-port 81 --syn-proxy --mix-syn-every "$every" --linger 10
     done
     cp "$WORK/machine.json" "$RUN_DIR/machine.json"
     mkdir -p "$OUT"
@@ -344,22 +374,29 @@ if [[ -n "$TESTPMD" ]]; then
     # testpmd's own busy cycles per packet at the cycles rate: a fresh process (its
     # counters are cumulative and printed at exit), SYN frames (no flow setup; io-fwd
     # does not look at them), stopped with SIGTERM, which prints the forwarding stats.
-    log "dpdk-testpmd io-fwd --record-core-cycles at $CYCLES_PPS pps"
     # testpmd's port counters (its cycles/packet denominator) read zero once memif's peer
     # has gone: the generator stays connected (--linger) until testpmd has stopped.
     # As many fresh processes as rvsd gets cycles trials; the lowest figure is kept.
     stop_testpmd() { stop_pid "$TP_PID"; }
-    for k in $(seq "$CYCLES_TRIALS"); do
-        start_testpmd "$WORK/runs/testpmd-cycles-$k.log" --record-core-cycles --record-burst-stats
-        BEFORE_GEN_EXIT=stop_testpmd run_gen "testpmd-cycles-$k" testpmd "$FIRST_MODE" syn 0 "$SOCK" \
-            --rate "$CYCLES_PPS" --duration "$CYCLES_SECS" --linger 10
-    done
-    python3 "$ROOT/deploy/bench/testpmd_cycles.py" "$CYCLES_PPS" \
-        $(seq -f "$WORK/runs/testpmd-cycles-%g.log" "$CYCLES_TRIALS") > "$WORK/testpmd_cycles.json"
-    # The kept run's generator report is the one report.py reads (offered rate, loss).
-    kept=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run"])' "$WORK/testpmd_cycles.json")
-    cp "$WORK/runs/testpmd-cycles-$kept.json" "$WORK/runs/testpmd-cycles.json"
-    log "  testpmd: $(cat "$WORK/testpmd_cycles.json")"
+    # testpmd_cycles RATE NAME: testpmd's figure at RATE into $WORK/NAME.json (report.py
+    # reads testpmd_cycles.json and testpmd_cycles_loaded.json), the kept run's generator
+    # report (offered rate, loss) into runs/NAME with '_' as '-'.
+    testpmd_cycles() {
+        local rate=$1 name=$2 run=${2//_/-} k kept
+        log "dpdk-testpmd io-fwd --record-core-cycles at $rate pps"
+        for k in $(seq "$CYCLES_TRIALS"); do
+            start_testpmd "$WORK/runs/$run-$k.log" --record-core-cycles --record-burst-stats
+            BEFORE_GEN_EXIT=stop_testpmd run_gen "$run-$k" testpmd "$FIRST_MODE" syn 0 "$SOCK" \
+                --rate "$rate" --duration "$CYCLES_SECS" --linger 10
+        done
+        python3 "$ROOT/deploy/bench/testpmd_cycles.py" "$rate" \
+            $(seq -f "$WORK/runs/$run-%g.log" "$CYCLES_TRIALS") > "$WORK/$name.json"
+        kept=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run"])' "$WORK/$name.json")
+        cp "$WORK/runs/$run-$kept.json" "$WORK/runs/$run.json"
+        log "  testpmd: $(cat "$WORK/$name.json")"
+    }
+    testpmd_cycles "$CYCLES_PPS" testpmd_cycles
+    testpmd_cycles "$LOADED_PPS" testpmd_cycles_loaded
 else
     log "dpdk-testpmd not found (apt-get install dpdk): no limit measured; cycles rate $CYCLES_PPS pps"
 fi
@@ -385,15 +422,13 @@ for mode in $MODES; do
             PIDS+=($PERF_PID)
         fi
         if [[ $profile == established ]]; then
-            run_gen "$name" rvsd "$mode" "$profile" "$flows" "$SOCK" --search "${GEN_TIMES[@]}" \
-                --cycles-rate "$CYCLES_PPS" --cycles-secs "$CYCLES_SECS" --cycles-trials "$CYCLES_TRIALS" \
-                --dut-stats "127.0.0.1:$API_PORT"
+            BEFORE_GEN_EXIT="finish_rvsd $name" run_gen "$name" rvsd "$mode" "$profile" "$flows" "$SOCK" \
+                --search "${GEN_TIMES[@]}" --cycles-rate "$CYCLES_PPS" --loaded-cycles-rate "$LOADED_PPS" \
+                --cycles-secs "$CYCLES_SECS" --cycles-trials "$CYCLES_TRIALS" --dut-stats "127.0.0.1:$API_PORT" --linger 10
         else
-            run_gen "$name" rvsd "$mode" "$profile" "$flows" "$SOCK"
+            BEFORE_GEN_EXIT="finish_rvsd $name" run_gen "$name" rvsd "$mode" "$profile" "$flows" "$SOCK" \
+                --search "${GEN_TIMES[@]}" --linger 10
         fi
-        [[ -n "$PERF_PID" ]] && { kill -INT "$PERF_PID" 2>/dev/null || true; wait "$PERF_PID" 2>/dev/null || true; }
-        curl -sf "127.0.0.1:$API_PORT/api/v1/stats" > "$WORK/runs/$name.stats.json" || echo '{}' > "$WORK/runs/$name.stats.json"
-        stop_pid "$RVSD_PID"
     done
 done
 [[ $SMOKE == 1 || -z ${RVS_BENCH_SYN_MODES-x} ]] || synflood_runs

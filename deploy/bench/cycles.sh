@@ -75,10 +75,25 @@ for _ in $(seq 300); do
     sleep 0.1
 done
 sleep 1
+# rvsd is stopped while the generator lingers connected: DPDK's memif driver unmaps
+# the rings of a connection its peer closed without waiting for the polling lcore
+# (see finish_rvsd in deploy/bench.sh).
 "$TARGET/release/rvs-pktgen" run --dut rvsd --mode "$MODE" --profile established --flows "$FLOWS" \
     --device "${DEVICE/net_memif0,/net_memif0,role=client,}" --lcore 0 --file-prefix "rvs-cycles-gen-$$" \
     --rate "$RATE" --duration 1 --cycles-rate "$RATE" --cycles-secs 3 --dut-stats 127.0.0.1:19191 \
-    --out "$WORK/gen.json" > /dev/null 2> "$WORK/gen.log" < /dev/null || { tail -20 "$WORK/gen.log" >&2; exit 1; }
+    --linger 10 --out "$WORK/gen.json" > /dev/null 2> "$WORK/gen.log" < /dev/null &
+GEN=$!
+for _ in $(seq 1200); do
+    [[ -f $WORK/gen.json ]] && break
+    kill -0 "$GEN" 2>/dev/null || break
+    sleep 0.1
+done
+kill -TERM "$RVSD_PID" 2>/dev/null
+rc=0
+wait "$RVSD_PID" || rc=$?
+RVSD_PID=
+((rc == 0)) || { tail -20 "$WORK/rvsd.log" >&2; echo "cycles.sh: rvsd exited with status $rc" >&2; exit 1; }
+wait "$GEN" || { tail -20 "$WORK/gen.log" >&2; exit 1; }
 python3 - "$WORK/gen.json" "$MODE" "$FLOWS" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))

@@ -35,7 +35,10 @@
 //! back and reports the one with the fewest DUT cycles per packet (every
 //! trial's figure is kept under `trials`): on a shared virtual machine the
 //! host's placement of the vCPUs moves the figure between runs, and the lowest
-//! is the DUT's own cost.
+//! is the DUT's own cost. `--loaded-cycles-rate R` then runs as many trials
+//! at a second rate (`cycles_loaded` in the report): a load near the DUT's
+//! capacity, where its rx bursts fill and the pipeline overlaps the lookups'
+//! cache misses, where at a light load a poll brings one frame.
 //!
 //! Throughput search (RFC 2544 §26.1 style): trials of `--trial-secs` at a fixed
 //! offered rate, binary search between 0 and the rate of the unthrottled trial
@@ -173,6 +176,12 @@ struct RunArgs {
     /// per packet over that trial are read from its REST API.
     #[arg(long, default_value_t = 0.0)]
     cycles_rate: f64,
+    /// Offered rate (packets/s) of a second set of cycles trials, run right
+    /// after the first (as many, as long), reported under `cycles_loaded`; 0 =
+    /// none. Meant as a load near the DUT's capacity, where its bursts fill
+    /// (the first rate is a light load, where a poll brings one frame).
+    #[arg(long, default_value_t = 0.0)]
+    loaded_cycles_rate: f64,
     /// Length of the cycles trial, seconds.
     #[arg(long, default_value_t = 2.0)]
     cycles_secs: f64,
@@ -1037,7 +1046,8 @@ fn run(a: &RunArgs) -> Result<(), String> {
     };
 
     // 3b. The cycles trial: a fixed offered rate, the DUT's own busy cycles read around it.
-    let cycles = if a.cycles_rate > 0.0 { Some(cycles_trials(&mut g, a)?) } else { None };
+    let cycles = if a.cycles_rate > 0.0 { Some(cycles_trials(&mut g, a, a.cycles_rate)?) } else { None };
+    let cycles_loaded = if a.loaded_cycles_rate > 0.0 { Some(cycles_trials(&mut g, a, a.loaded_cycles_rate)?) } else { None };
 
     // 4. The unthrottled (or fixed-rate) trial.
     let first_rate = (a.rate > 0.0).then_some(a.rate);
@@ -1092,6 +1102,7 @@ fn run(a: &RunArgs) -> Result<(), String> {
         "connect_seconds": connect_secs,
         "setup": setup,
         "cycles": cycles,
+        "cycles_loaded": cycles_loaded,
         "max": first,
         "search": search,
         "first_bad_frame": g.first_error,
@@ -1117,13 +1128,13 @@ fn run(a: &RunArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// `--cycles-trials` cycles trials; the one with the fewest DUT cycles per
-/// packet (the first when the DUT is not asked), with every trial's figures
-/// under `trials`.
-fn cycles_trials(g: &mut Gen, a: &RunArgs) -> Result<Value, String> {
+/// `--cycles-trials` cycles trials at `rate` packets/s; the one with the
+/// fewest DUT cycles per packet (the first when the DUT is not asked), with
+/// every trial's figures under `trials`.
+fn cycles_trials(g: &mut Gen, a: &RunArgs, rate: f64) -> Result<Value, String> {
     let mut all = Vec::new();
     for _ in 0..a.cycles_trials {
-        all.push(cycles_trial(g, a)?);
+        all.push(cycles_trial(g, a, rate)?);
     }
     let cost = |t: &Value| t["dut"]["cycles_per_packet"].as_f64().unwrap_or(f64::INFINITY);
     let summary: Vec<Value> = all
@@ -1141,10 +1152,10 @@ fn cycles_trials(g: &mut Gen, a: &RunArgs) -> Result<Value, String> {
     Ok(best)
 }
 
-/// A trial at `--cycles-rate` for `--cycles-secs`; with `--dut-stats`, the DUT's
+/// A trial at `rate` packets/s for `--cycles-secs`; with `--dut-stats`, the DUT's
 /// busy cycles and frames over the trial (counters are published every 50 ms:
 /// read after a quiet 150 ms on each side).
-fn cycles_trial(g: &mut Gen, a: &RunArgs) -> Result<Value, String> {
+fn cycles_trial(g: &mut Gen, a: &RunArgs, rate: f64) -> Result<Value, String> {
     let settle = Duration::from_millis(150);
     let before = match &a.dut_stats {
         Some(addr) => {
@@ -1154,7 +1165,7 @@ fn cycles_trial(g: &mut Gen, a: &RunArgs) -> Result<Value, String> {
         }
         None => None,
     };
-    let trial = g.trial(Some(a.cycles_rate), a.cycles_secs);
+    let trial = g.trial(Some(rate), a.cycles_secs);
     let dut = match (&a.dut_stats, before) {
         (Some(addr), Some(before)) => {
             std::thread::sleep(settle);
@@ -1174,7 +1185,7 @@ fn cycles_trial(g: &mut Gen, a: &RunArgs) -> Result<Value, String> {
         }
         _ => Value::Null,
     };
-    Ok(json!({ "rate_pps": a.cycles_rate, "trial": trial, "dut": dut }))
+    Ok(json!({ "rate_pps": rate, "trial": trial, "dut": dut }))
 }
 
 /// The DUT's busy-cycle counters, summed over its workers.
