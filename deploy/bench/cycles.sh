@@ -31,6 +31,15 @@ RVSD_PID=
 cleanup() { [[ -n $RVSD_PID ]] && kill "$RVSD_PID" 2>/dev/null && wait "$RVSD_PID" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 DEVICE="net_memif0,socket=$SOCK,$DEVICE_OPTS"
+# Until the generator ($GEN) has written its report (it then lingers connected) or
+# has exited; at most 2 minutes.
+wait_report() {
+    for _ in $(seq 1200); do
+        [[ -f $WORK/gen.json ]] && return 0
+        kill -0 "$GEN" 2>/dev/null || return 0
+        sleep 0.1
+    done
+}
 
 if [[ $MODE == testpmd ]]; then
     # As deploy/bench.sh measures it: io-fwd on the memif server, SYN frames (no
@@ -53,11 +62,7 @@ if [[ $MODE == testpmd ]]; then
         --device "${DEVICE/net_memif0,/net_memif0,role=client,}" --lcore 0 --file-prefix "rvs-cycles-gen-$$" \
         --rate "$RATE" --duration 3 --linger 10 --out "$WORK/gen.json" > /dev/null 2> "$WORK/gen.log" < /dev/null &
     GEN=$!
-    for _ in $(seq 600); do
-        [[ -f $WORK/gen.json ]] && break
-        kill -0 "$GEN" 2>/dev/null || break
-        sleep 0.1
-    done
+    wait_report
     kill -TERM "$RVSD_PID" 2>/dev/null && wait "$RVSD_PID" 2>/dev/null || true
     RVSD_PID=
     wait "$GEN" || { tail -20 "$WORK/gen.log" >&2; exit 1; }
@@ -83,11 +88,7 @@ sleep 1
     --rate "$RATE" --duration 1 --cycles-rate "$RATE" --cycles-secs 3 --dut-stats 127.0.0.1:19191 \
     --linger 10 --out "$WORK/gen.json" > /dev/null 2> "$WORK/gen.log" < /dev/null &
 GEN=$!
-for _ in $(seq 1200); do
-    [[ -f $WORK/gen.json ]] && break
-    kill -0 "$GEN" 2>/dev/null || break
-    sleep 0.1
-done
+wait_report
 kill -TERM "$RVSD_PID" 2>/dev/null
 rc=0
 wait "$RVSD_PID" || rc=$?
