@@ -514,8 +514,8 @@ def main():
     L.append("")
     L.append("## Cycles per packet over memif (the DUT's own count)")
     L.append("")
-    L.append("Independent of the generator: at one offered rate (a fixed fraction of testpmd's max, below the generator's "
-             "ceiling), each DUT counts the TSC cycles of its poll-loop iterations that handled packets. testpmd io-fwd: "
+    L.append("Independent of the generator: at one offered rate (`RVS_BENCH_CYCLES_PPS`, else a fraction of testpmd's max; "
+             "below the generator's ceiling), each DUT counts the TSC cycles of its poll-loop iterations that handled packets. testpmd io-fwd: "
              "`--record-core-cycles`, busy cycles ÷ packets it transmitted, printed at exit (a process of its own, SYN frames, "
              "no flow setup). rvsd: the worker's `busy_cycles` ÷ `busy_frames` over the trial, read from `GET /api/v1/stats` "
              "before and after it (a trial right after the flows were set up, before the max trial). Both include the memif "
