@@ -302,19 +302,16 @@ start_rvsd() {
 # exited first). Exits the bench when rvsd had died or does not stop cleanly, so that a
 # crash is never reported as missing counters.
 finish_rvsd() {
-    local name=$1 dir=${RUN_DIR:-$WORK/runs} rc=0 killer
+    local name=$1 dir=${RUN_DIR:-$WORK/runs} rc=0
     if [[ -n ${PERF_PID:-} ]]; then
         kill -INT "$PERF_PID" 2>/dev/null || true
         wait "$PERF_PID" 2>/dev/null || true
         PERF_PID=""
     fi
     curl -sf "127.0.0.1:$API_PORT/api/v1/stats" > "$dir/$name.stats.json" || echo '{}' > "$dir/$name.stats.json"
-    kill -TERM "$RVSD_PID" 2>/dev/null || true
-    (sleep 10; kill -KILL "$RVSD_PID" 2>/dev/null) &
-    killer=$!
+    # stop_pid leaves the exit status to `wait`: rvsd's own when it had died before.
+    stop_pid "$RVSD_PID"
     wait "$RVSD_PID" || rc=$?
-    kill "$killer" 2>/dev/null || true
-    wait "$killer" 2>/dev/null || true
     if ((rc != 0)); then
         tail -20 "$dir/$name.rvsd.log" >&2
         echo "bench.sh: rvsd ($name) exited with status $rc (above 128: killed by signal $((rc - 128)))" >&2

@@ -89,7 +89,7 @@ sleep 1
     --linger 10 --out "$WORK/gen.json" > /dev/null 2> "$WORK/gen.log" < /dev/null &
 GEN=$!
 wait_report
-kill -TERM "$RVSD_PID" 2>/dev/null
+kill -TERM "$RVSD_PID" 2>/dev/null || true
 rc=0
 wait "$RVSD_PID" || rc=$?
 RVSD_PID=
