@@ -15,6 +15,7 @@ NIC binding and a starting config for a machine's NIC.
   enough free pages are mounted.
 """
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,9 +35,29 @@ NOBODY = 65534
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
+def readable_copy() -> Path:
+    """deploy/rvs-nic copied where any user can read it: the clone may sit
+    below a directory only root may enter (`mktemp -d` makes them 0700)."""
+    home = Path(tempfile.mkdtemp(prefix="rvs-nic-"))
+    home.chmod(0o755)
+    copy = home / "rvs-nic"
+    shutil.copyfile(lab.NIC_HELPER, copy)
+    copy.chmod(0o755)
+    return copy
+
+
+# The copy an unprivileged caller runs (NicHelperTests.setUpClass makes it).
+UNPRIVILEGED_HELPER: Path | None = None
+
+
 def helper(*args: str, ns: str | None = None, user: int | None = None) -> subprocess.CompletedProcess:
-    # An unprivileged caller cannot run root's own Python: Debian's, then.
-    cmd = [*(HELPER if user is None else [SYSTEM_PYTHON, str(lab.NIC_HELPER)]), *args]
+    # An unprivileged caller cannot run root's own Python (Debian's, then),
+    # nor read the clone's copy of the helper (a readable copy, then).
+    if user is None:
+        cmd = [*HELPER, *args]
+    else:
+        assert UNPRIVILEGED_HELPER is not None, "NicHelperTests.setUpClass makes the readable copy"
+        cmd = [SYSTEM_PYTHON, str(UNPRIVILEGED_HELPER), *args]
     if ns is not None:
         cmd = ["ip", "netns", "exec", ns, *cmd]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60, user=user, group=user)
@@ -78,6 +99,9 @@ class NicHelperTests(unittest.TestCase):
         run(["ip", "netns", "del", NS], check=False)
         run(["ip", "netns", "add", NS])
         cls.addClassCleanup(run, ["ip", "netns", "del", NS], check=False)
+        global UNPRIVILEGED_HELPER
+        UNPRIVILEGED_HELPER = readable_copy()
+        cls.addClassCleanup(shutil.rmtree, UNPRIVILEGED_HELPER.parent, ignore_errors=True)
         nsx(NS, ["ip", "link", "add", IFACE, "type", "veth", "peer", "name", f"{IFACE}-peer"])
         for name in (IFACE, f"{IFACE}-peer"):
             nsx(NS, ["ip", "link", "set", name, "up"])
@@ -168,11 +192,13 @@ class NicHelperTests(unittest.TestCase):
         sizes = sorted({size_label(int(p.name[10:-2])) for p in Path("/sys/kernel/mm/hugepages").iterdir()})
         self.assert_refused(helper("hugepages", "1", "--size", "3M"),
                             f"this kernel has no 3 MB hugepages (it offers: {', '.join(sizes)})")
+        # The message repeats the command as it was run: the readable copy's path.
         self.assert_refused(helper("hugepages", "1", user=NOBODY),
-                            f"reserving hugepages needs root; try: sudo {lab.NIC_HELPER} hugepages 1")
+                            f"reserving hugepages needs root; try: sudo {UNPRIVILEGED_HELPER} hugepages 1")
         nic = machine_pci_nic()
         if nic is not None:
-            self.assert_refused(helper("bind", nic, user=NOBODY), f"binding a NIC needs root; try: sudo {lab.NIC_HELPER} bind {nic}")
+            self.assert_refused(helper("bind", nic, user=NOBODY),
+                                f"binding a NIC needs root; try: sudo {UNPRIVILEGED_HELPER} bind {nic}")
 
     def test_hugepages_reports_what_it_reserved(self):
         if not HUGEPAGES_2M_NODE0.exists():
