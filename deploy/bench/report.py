@@ -6,7 +6,8 @@ usage: report.py WORK_DIR OUT_DIR [--smoke]
 WORK_DIR holds machine.json, criterion/<group>/<bench>/new/estimates.json
 (IPv6 groups are packet_path_ipv6-MODE_SIZE: reported in their own section, without targets),
 conn_mem.json, runs/*.json (rvs-pktgen reports; *.stats.json rvsd counters;
-*.perf.txt perf stat), testpmd_cycles.json (testpmd's --record-core-cycles
+*.perf.txt perf stat; NAME-cyclesK.json the cycles trials of run NAME's extra
+rvsd processes), testpmd_cycles.json (testpmd's --record-core-cycles
 figure at the cycles rate; its generator report is runs/testpmd-cycles.json) and
 testpmd_cycles_loaded.json (the same at the loaded rate; runs/testpmd-cycles-loaded.json).
 Only the standard library is needed; the plot uses
@@ -17,6 +18,7 @@ hand when that fails.
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -117,7 +119,8 @@ def run_results(work):
         if not d or "max" not in d:
             continue
         name = os.path.basename(path)[:-5]
-        if name.startswith("testpmd-cycles"):
+        # testpmd's cycles runs, and rvsd's extra cycles processes (see process_cycles).
+        if name.startswith("testpmd-cycles") or re.search(r"-cycles\d+$", name):
             continue
         search = d.get("search") or {}
         at = search.get("at_zero_loss_rate") or {}
@@ -159,6 +162,23 @@ def run_results(work):
     return runs
 
 
+def process_cycles(work, r, key):
+    """The cycles blocks at KEY ("cycles" or "cycles_loaded") of rvsd run R
+    and of its extra fresh processes (runs/NAME-cyclesK.json, deploy/bench.sh's
+    RVS_BENCH_CYCLES_PROCESSES), one per process, each with its trials. A
+    process whose setup established fewer connections than R's flows is left
+    out (its packets would measure drops)."""
+    blocks = [r.get(key)]
+    for path in sorted(glob.glob(os.path.join(work, "runs", r["name"] + "-cycles*.json"))):
+        if path.endswith((".stats.json", ".rvsd.json")):
+            continue
+        stats = load(path[:-5] + ".stats.json", {}) or {}
+        created = sum(w.get("counters", {}).get("conn_created", 0) for w in stats.get("workers", []))
+        if created >= r["flows"]:
+            blocks.append((load(path) or {}).get(key))
+    return [b for b in blocks if b and (b.get("dut") or {}).get("cycles_per_packet")]
+
+
 def cycles_at(work, rvsd_runs, modes, key, testpmd_name):
     """The cycles figures of one offered rate: testpmd's (WORK/TESTPMD_NAME.json
     and its generator report runs/TESTPMD-NAME.json), rvsd's per run (the run's
@@ -171,10 +191,12 @@ def cycles_at(work, rvsd_runs, modes, key, testpmd_name):
         tp_cycles["offered_actual_pps"] = tp_cycles_run["max"].get("offered_rate_actual_pps")
     cycles = []
     for r in rvsd_runs:
-        c = r.get(key) or {}
-        u = c.get("dut") or {}
-        if not u.get("cycles_per_packet"):
+        blocks = process_cycles(work, r, key)
+        if not blocks:
             continue
+        # The process with the lowest figure (each block is its process's lowest trial).
+        c = min(blocks, key=lambda b: b["dut"]["cycles_per_packet"])
+        u = c["dut"]
         tp = tp_cycles["cycles_per_packet"] if tp_cycles else None
         cycles.append({
             "mode": r["mode"], "flows": r["flows"], "rate_pps": c.get("rate_pps"),
@@ -183,7 +205,8 @@ def cycles_at(work, rvsd_runs, modes, key, testpmd_name):
             "rvsd_loss_ratio": c["trial"]["loss_ratio"], "testpmd_cycles_per_packet": tp,
             "ratio": u["cycles_per_packet"] / tp if tp else None,
             "target": TARGETS["cycles_ratio"].get(r["mode"]),
-            "rvsd_trials": [t.get("cycles_per_packet") for t in c.get("trials") or []],
+            # Per process, its trials' figures.
+            "rvsd_trials": [[t.get("cycles_per_packet") for t in b.get("trials") or []] for b in blocks],
             "short_of_flows": short_of_flows(r),
         })
     big_cost = {}
@@ -226,7 +249,7 @@ def cycles_table(L, at):
                  f"{fmt((c['offered_actual_pps'] or 0) / 1e6, 3)} | {fmt(c['rvsd_cycles_per_packet'])} | "
                  f"{fmt(c['rvsd_busy_fraction'] * 100 if c['rvsd_busy_fraction'] is not None else None, 0)} % | {fmt(c['rvsd_loss_ratio'], 4)} | "
                  f"{fmt(c['testpmd_cycles_per_packet'])} | {fmt(c['ratio'], 2)} | ≤ {c['target']} | "
-                 f"{', '.join(fmt(v) for v in c['rvsd_trials']) or 'n/a'} |")
+                 f"{' / '.join(', '.join(fmt(v) for v in p) for p in c['rvsd_trials']) or 'n/a'} |")
     L.append("")
 
 
@@ -523,10 +546,12 @@ def main():
              "The TSC counts wall time: a busy iteration during which the kernel preempted the lcore (a loaded shared machine: "
              "see the load averages) counts the preemption too, for both DUTs alike; *busy* is rvsd's busy cycles ÷ "
              "(TSC Hz × trial seconds). *actual* is the rate the generator managed to offer (it skips what it could not send in time). "
-             "Each DUT is measured several times (`RVS_BENCH_CYCLES_TRIALS`: rvsd in back-to-back trials, testpmd in as many "
-             "fresh processes) and its lowest figure is the one compared: on a shared virtual machine the host's placement of "
-             "the two vCPUs moves the figures of both DUTs between runs, and the "
-             "lowest is the DUT's own cost; every trial's figure is listed.")
+             "Each DUT is measured several times, in several fresh processes (testpmd: one process per trial, "
+             "`RVS_BENCH_CYCLES_TRIALS`; rvsd: that many back-to-back trials in each of `RVS_BENCH_CYCLES_PROCESSES` "
+             "processes, the scenario's own run first), and its lowest figure is the one compared: on this shared virtual "
+             "machine some processes, of either DUT, run every trial two to four times slower than others (their rx, "
+             "processing and tx alike), and the lowest is the DUT's own cost. Every trial's figure is listed, rvsd's "
+             "processes separated by a slash.")
     L.append("")
     cycles_table(L, light)
     L.append("### Under load")
