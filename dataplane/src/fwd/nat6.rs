@@ -86,15 +86,7 @@ pub fn rewrite_fragment_addrs(ip: &mut [u8], src: Option<Ipv6Addr>, dst: Option<
 
 /// The checksum `old` after words whose Σ(~old + new) is `words` changed.
 pub(crate) fn adjust(old: u16, words: u64) -> u16 {
-    !checksum::fold(fold64(u64::from(!old) + words))
-}
-
-/// Folds a 64-bit ones-complement sum to 16 bits (returned in a u32, as [`checksum::fold`] takes).
-pub(crate) fn fold64(mut s: u64) -> u32 {
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u32
+    !(checksum::fold64(u64::from(!old) + words) as u16)
 }
 
 /// Σ(~old + new) over the eight words of an address change (0 when equal).

@@ -86,13 +86,16 @@ pub fn equals_folded(partial: u64, value: u16) -> bool {
 }
 
 /// Folds a 64-bit ones-complement sum to at most 0xffff (end-around carries,
-/// no branches): 2^32 ≡ 2^16 ≡ 1 (mod 2^16 - 1).
-fn fold64(acc: u64) -> u32 {
-    let a = (acc >> 32) + (acc & 0xffff_ffff); // < 2^33
-    let a = (a >> 16) + (a & 0xffff); // < 2^18
-    let a = (a >> 16) + (a & 0xffff); // <= 0x10002
-    let a = (a >> 16) + (a & 0xffff); // <= 0xffff
-    a as u32
+/// no branches): 2^32 ≡ 2^16 ≡ 1 (mod 2^16 - 1). Each halving is one add
+/// whose carry is added back (an add-with-carry): a carry out leaves the
+/// sum at most 2^n - 2, so adding it back cannot carry again. Zero only for
+/// a zero sum, as with shifts and masks.
+#[inline]
+pub(crate) fn fold64(acc: u64) -> u32 {
+    let (s, carry) = (acc as u32).overflowing_add((acc >> 32) as u32);
+    let s = s + u32::from(carry);
+    let (s, carry) = (s as u16).overflowing_add((s >> 16) as u16);
+    u32::from(s + u16::from(carry))
 }
 
 /// Folds the carries of a partial sum into 16 bits. The result is NOT inverted.
@@ -457,6 +460,19 @@ mod v6_tests {
         let c2 = update_addr_v6(c, dst, new);
         assert_eq!(c2, upper_layer_v6(src, new, 58, &m));
         assert_eq!(update_addr_v6(c2, new, dst), 0x0000);
+    }
+
+    proptest! {
+        /// The add-with-carry fold gives what folding by shifts and masks
+        /// gives, zero included (only for a zero sum).
+        #[test]
+        fn fold64_equals_folding_by_shifts(acc in prop_oneof![any::<u64>(), 0u64..0x3_0000, Just(0xffff_ffff_ffff_ffff), Just(0)]) {
+            let mut s = acc;
+            while s > 0xffff {
+                s = (s & 0xffff) + (s >> 16);
+            }
+            prop_assert_eq!(u64::from(fold64(acc)), s);
+        }
     }
 
     proptest! {
