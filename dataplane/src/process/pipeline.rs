@@ -66,7 +66,7 @@ impl<F: Frame> Processor<F> {
     /// with the burst's connection lookups overlapped.
     pub fn handle_burst(&mut self, port: u16, frames: &mut Vec<F>, now_ms: u64, out: &mut Output<F>) {
         // The port's MAC and VLAN, the same for the whole burst.
-        let Some((port_mac, port_vlan)) = self.snapshot.ports.get(usize::from(port)).map(|p| (p.mac, p.vlan)) else {
+        let Some((port_mac, port_vlan)) = self.port_l2(port) else {
             // An unknown port: no frame gets a descriptor.
             for frame in frames.drain(..) {
                 self.handle(port, frame, now_ms, out);
@@ -79,6 +79,23 @@ impl<F: Frame> Processor<F> {
             }
             return;
         }
+        let descs = self.parse_known_port(port, port_mac, port_vlan, frames);
+        self.forward_parsed(port, frames, descs, now_ms, out);
+    }
+
+    /// The MAC and VLAN of port index `port`, None for a port the snapshot does not know.
+    #[inline]
+    fn port_l2(&self, port: u16) -> Option<(MacAddr, Option<u16>)> {
+        self.snapshot.ports.get(usize::from(port)).map(|p| (p.mac, p.vlan))
+    }
+
+    /// Stage 1 of [`Processor::handle_burst`] for a burst of frames received
+    /// on port index `port`, whose MAC and VLAN are known: every frame
+    /// parsed, the burst counted, its connection index buckets prefetched.
+    /// Returns the descriptors, one per frame (the processor's vector,
+    /// which [`Processor::forward_parsed`] gives back).
+    #[inline(always)]
+    fn parse_known_port(&mut self, port: u16, port_mac: MacAddr, port_vlan: Option<u16>, frames: &mut [F]) -> Vec<Option<Desc>> {
         let mut descs = std::mem::take(&mut self.descs);
         // One slot per frame, each written by the parse (no push per frame).
         descs.clear();
@@ -92,6 +109,15 @@ impl<F: Frame> Processor<F> {
         }
         self.counters.add(Counter::RxPackets, frames.len() as u64);
         self.counters.add(Counter::RxBytes, rx_bytes);
+        descs
+    }
+
+    /// Stages 2 and 3 of [`Processor::handle_burst`] for the frames received
+    /// on `port` that stage 1 gave `descs` for (they are drained): the
+    /// connection slots prefetched, then each frame classified and
+    /// forwarded in arrival order.
+    #[inline(always)]
+    fn forward_parsed(&mut self, port: u16, frames: &mut Vec<F>, descs: Vec<Option<Desc>>, now_ms: u64, out: &mut Output<F>) {
         for desc in &descs {
             match desc {
                 Some(Desc { pkt: DescPacket::V4(_), hash, .. }) => self.conns.prefetch_slot(*hash),
@@ -99,10 +125,16 @@ impl<F: Frame> Processor<F> {
                 None => {}
             }
         }
-        for (frame, desc) in frames.drain(..).zip(descs.iter()) {
-            match desc {
-                Some(d) => self.forward_flow(port, frame, d, now_ms, out),
-                None => self.dispatch(port, frame, now_ms, false, out),
+        // Each frame with its descriptor (stage 1 wrote one per frame; a
+        // frame without would be handled whole). Walking the descriptors
+        // beside the drain, rather than zipping the two, makes the tighter
+        // loop (deploy/bench/instructions.sh: 10 to 15 instructions per packet less).
+        let mut descs_iter = descs.iter();
+        for frame in frames.drain(..) {
+            match descs_iter.next() {
+                Some(Some(d)) => self.forward_flow(port, frame, d, now_ms, out),
+                Some(None) => self.dispatch(port, frame, now_ms, false, out),
+                None => self.handle(port, frame, now_ms, out),
             }
         }
         self.descs = descs;
