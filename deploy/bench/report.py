@@ -110,6 +110,16 @@ def table_rank(label):
         return 0.0
 
 
+def rvsd_counters(path):
+    """rvsd's counters in the stats file PATH (GET /api/v1/stats, saved by
+    deploy/bench.sh's finish_rvsd), summed over its workers; empty when missing."""
+    counters = {}
+    for w in (load(path, {}) or {}).get("workers", []):
+        for k, v in w.get("counters", {}).items():
+            counters[k] = counters.get(k, 0) + v
+    return counters
+
+
 def run_results(work):
     runs = []
     for path in sorted(glob.glob(os.path.join(work, "runs", "*.json"))):
@@ -124,11 +134,7 @@ def run_results(work):
             continue
         search = d.get("search") or {}
         at = search.get("at_zero_loss_rate") or {}
-        stats = load(os.path.join(work, "runs", name + ".stats.json"), {}) or {}
-        counters = {}
-        for w in stats.get("workers", []):
-            for k, v in w.get("counters", {}).items():
-                counters[k] = counters.get(k, 0) + v
+        counters = rvsd_counters(os.path.join(work, "runs", name + ".stats.json"))
         perf = None
         pp = os.path.join(work, "runs", name + ".perf.txt")
         if os.path.exists(pp):
@@ -172,9 +178,7 @@ def process_cycles(work, r, key):
     for path in sorted(glob.glob(os.path.join(work, "runs", r["name"] + "-cycles*.json"))):
         if path.endswith((".stats.json", ".rvsd.json")):
             continue
-        stats = load(path[:-5] + ".stats.json", {}) or {}
-        created = sum(w.get("counters", {}).get("conn_created", 0) for w in stats.get("workers", []))
-        if created >= r["flows"]:
+        if rvsd_counters(path[:-5] + ".stats.json").get("conn_created", 0) >= r["flows"]:
             blocks.append((load(path) or {}).get(key))
     return [b for b in blocks if b and (b.get("dut") or {}).get("cycles_per_packet")]
 
